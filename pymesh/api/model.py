@@ -1,0 +1,283 @@
+"""The mesh's configuration resources as frozen dataclasses.
+
+Field names follow Istio's (in snake_case); the loader in `pymesh.api.load` turns YAML into these
+and validation reports problems with file:line and the Istio field path. Everything downstream
+(routing, policy, proxy, control server) reads only these types, never raw YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+Labels = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a resource came from, so errors and dumps can point at it."""
+
+    file: str = "<memory>"
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Metadata:
+    name: str
+    namespace: str = "default"
+    labels: Labels = field(default_factory=dict)
+    source: Source = field(default_factory=Source, compare=False)
+
+
+@dataclass(frozen=True)
+class StringMatch:
+    """Istio's StringMatch: exactly one of exact, prefix or regex."""
+
+    kind: str  # "exact" | "prefix" | "regex"
+    value: str
+
+
+# --- ServiceEntry / WorkloadEntry -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    number: int
+    protocol: str = "TCP"  # HTTP | HTTP2 | GRPC | TCP (upper-case)
+    name: str = ""
+    target_port: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkloadEntrySpec:
+    """A workload's address; also the type of ServiceEntry.spec.endpoints[]."""
+
+    address: str
+    ports: Mapping[str, int] = field(default_factory=dict)  # port name -> number
+    labels: Labels = field(default_factory=dict)
+    weight: int = 1
+    service_account: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    metadata: Metadata
+    hosts: tuple[str, ...]
+    addresses: tuple[str, ...] = ()
+    ports: tuple[ServicePort, ...] = ()
+    location: str = "MESH_EXTERNAL"  # MESH_EXTERNAL | MESH_INTERNAL
+    resolution: str = "STATIC"  # STATIC | DNS
+    endpoints: tuple[WorkloadEntrySpec, ...] = ()
+    workload_selector: Labels | None = None  # selects WorkloadEntries (and registered proxies)
+    export_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkloadEntry:
+    metadata: Metadata
+    spec: WorkloadEntrySpec
+
+
+# --- VirtualService --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HTTPMatchRequest:
+    name: str = ""
+    uri: StringMatch | None = None
+    method: StringMatch | None = None
+    authority: StringMatch | None = None
+    scheme: StringMatch | None = None
+    headers: Mapping[str, StringMatch] = field(default_factory=dict)  # lower-case names
+    without_headers: Mapping[str, StringMatch] = field(default_factory=dict)
+    query_params: Mapping[str, StringMatch] = field(default_factory=dict)
+    port: int | None = None
+    source_labels: Labels = field(default_factory=dict)
+    ignore_uri_case: bool = False
+
+
+@dataclass(frozen=True)
+class Destination:
+    host: str
+    subset: str = ""
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class HeaderOperations:
+    set: Mapping[str, str] = field(default_factory=dict)
+    add: Mapping[str, str] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Headers:
+    request: HeaderOperations = field(default_factory=HeaderOperations)
+    response: HeaderOperations = field(default_factory=HeaderOperations)
+
+
+@dataclass(frozen=True)
+class HTTPRouteDestination:
+    destination: Destination
+    weight: int = 0  # 0 with a single destination means "all of it"
+    headers: Headers = field(default_factory=Headers)
+
+
+@dataclass(frozen=True)
+class HTTPRedirect:
+    uri: str = ""
+    authority: str = ""
+    port: int | None = None
+    scheme: str = ""
+    redirect_code: int = 301
+
+
+@dataclass(frozen=True)
+class HTTPRewrite:
+    uri: str = ""
+    authority: str = ""
+
+
+@dataclass(frozen=True)
+class HTTPDirectResponse:
+    status: int
+    body: str = ""
+
+
+@dataclass(frozen=True)
+class HTTPRetry:
+    attempts: int
+    per_try_timeout: float | None = None  # seconds
+    retry_on: tuple[str, ...] = ()  # e.g. ("5xx", "connect-failure", "503")
+
+
+@dataclass(frozen=True)
+class HTTPRoute:
+    name: str = ""
+    match: tuple[HTTPMatchRequest, ...] = ()  # empty: matches everything
+    route: tuple[HTTPRouteDestination, ...] = ()
+    redirect: HTTPRedirect | None = None
+    rewrite: HTTPRewrite | None = None
+    direct_response: HTTPDirectResponse | None = None
+    headers: Headers = field(default_factory=Headers)
+    timeout: float | None = None  # seconds; None = no route timeout
+    retries: HTTPRetry | None = None  # None = Istio's default policy
+
+
+@dataclass(frozen=True)
+class L4MatchAttributes:
+    port: int | None = None
+    destination_subnets: tuple[str, ...] = ()
+    source_labels: Labels = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RouteDestination:
+    destination: Destination
+    weight: int = 0
+
+
+@dataclass(frozen=True)
+class TCPRoute:
+    match: tuple[L4MatchAttributes, ...] = ()
+    route: tuple[RouteDestination, ...] = ()
+
+
+@dataclass(frozen=True)
+class VirtualService:
+    metadata: Metadata
+    hosts: tuple[str, ...]
+    http: tuple[HTTPRoute, ...] = ()
+    tcp: tuple[TCPRoute, ...] = ()
+    export_to: tuple[str, ...] = ()
+
+
+# --- DestinationRule -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsistentHash:
+    """Exactly one key source is set."""
+
+    http_header_name: str = ""
+    http_cookie: str = ""  # cookie name
+    use_source_ip: bool = False
+    http_query_parameter_name: str = ""
+
+
+@dataclass(frozen=True)
+class LoadBalancerSettings:
+    simple: str = "ROUND_ROBIN"  # ROUND_ROBIN | LEAST_REQUEST | RANDOM
+    consistent_hash: ConsistentHash | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionPoolSettings:
+    connect_timeout: float | None = None  # tcp.connectTimeout, seconds
+    tcp_idle_timeout: float | None = None  # tcp.idleTimeout, seconds (TCP proxying)
+    idle_timeout: float | None = None  # http.idleTimeout, seconds (upstream pool)
+    max_requests_per_connection: int = 0  # 0 = unlimited
+
+
+@dataclass(frozen=True)
+class TrafficPolicy:
+    load_balancer: LoadBalancerSettings | None = None
+    connection_pool: ConnectionPoolSettings | None = None
+
+
+@dataclass(frozen=True)
+class Subset:
+    name: str
+    labels: Labels = field(default_factory=dict)
+    traffic_policy: TrafficPolicy | None = None
+
+
+@dataclass(frozen=True)
+class DestinationRule:
+    metadata: Metadata
+    host: str
+    traffic_policy: TrafficPolicy | None = None
+    subsets: tuple[Subset, ...] = ()
+    export_to: tuple[str, ...] = ()
+
+
+# --- Sidecar ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngressListener:
+    port: ServicePort
+    bind: str = ""
+    capture_mode: str = "DEFAULT"  # DEFAULT | IPTABLES | NONE
+    default_endpoint: str = ""  # "127.0.0.1:8080" or "unix:///path"
+
+
+@dataclass(frozen=True)
+class EgressListener:
+    hosts: tuple[str, ...]  # "namespace/dnsName", e.g. "*/*", "./reviews.default.svc.cluster.local"
+    port: ServicePort | None = None
+    bind: str = ""
+    capture_mode: str = "DEFAULT"
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    metadata: Metadata
+    workload_selector: Labels | None = None
+    ingress: tuple[IngressListener, ...] = ()
+    egress: tuple[EgressListener, ...] = ()
+    outbound_traffic_policy: str = "ALLOW_ANY"  # ALLOW_ANY | REGISTRY_ONLY
+
+
+# --- The whole configuration -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Every resource pymesh understands, as loaded and validated from one or more sources."""
+
+    service_entries: tuple[ServiceEntry, ...] = ()
+    workload_entries: tuple[WorkloadEntry, ...] = ()
+    virtual_services: tuple[VirtualService, ...] = ()
+    destination_rules: tuple[DestinationRule, ...] = ()
+    sidecars: tuple[Sidecar, ...] = ()

@@ -1,0 +1,152 @@
+"""The compiled form of a proxy's configuration: what the data plane consults per request.
+
+`pymesh.routing.compile.compile_snapshot` builds a `Snapshot` once per configuration; the proxy only
+calls `RouteTable.match` and reads the frozen objects here on the request path. Nothing in this
+module does I/O, so the same snapshot can be built by a static-config proxy or pushed from the
+control server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+from pymesh.api import model
+
+
+class RequestView(Protocol):
+    """What route matching may look at; the HTTP/1.1 and HTTP/2 handlers both provide it."""
+
+    method: str
+    path: str  # request target as sent: path plus optional "?query"
+    authority: str  # Host header or :authority, possibly with ":port"
+    scheme: str  # "http" | "https"
+    port: int  # the listener's (or original destination's) port
+    headers: Mapping[str, str]  # lower-case names; repeated headers joined with ","
+    source_labels: Mapping[str, str]
+    source_ip: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str  # IP or DNS name
+    port: int
+    labels: Mapping[str, str] = field(default_factory=dict)
+    weight: int = 1
+    workload: str = ""  # workload name for metrics (destination_workload), if known
+    namespace: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One upstream: a service host and port, optionally narrowed to a subset (Envoy's cluster)."""
+
+    name: str  # Envoy style: "outbound|9080|v1|reviews.default.svc.cluster.local"
+    service_host: str  # FQDN of the service ("" for passthrough/inbound)
+    port: int
+    subset: str
+    protocol: str  # HTTP | HTTP2 | GRPC | TCP
+    endpoints: tuple[Endpoint, ...]
+    load_balancer: model.LoadBalancerSettings
+    connection_pool: model.ConnectionPoolSettings
+    namespace: str = ""  # service's namespace, for metrics (destination_service_namespace)
+
+
+@dataclass(frozen=True)
+class HeaderOps:
+    """Header mutations compiled to lower-case names, applied in order: remove, set, add."""
+
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.set or self.add or self.remove)
+
+
+@dataclass(frozen=True)
+class WeightedCluster:
+    cluster: str  # key into Snapshot.clusters
+    weight: int
+    request_headers: HeaderOps = field(default_factory=HeaderOps)
+    response_headers: HeaderOps = field(default_factory=HeaderOps)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A matched HTTP route: exactly one of forward (clusters), redirect or direct_response."""
+
+    name: str
+    virtual_service: str  # "namespace/name" of the source VirtualService, "" if implicit
+    clusters: tuple[WeightedCluster, ...] = ()
+    total_weight: int = 0
+    redirect: model.HTTPRedirect | None = None
+    direct_response: model.HTTPDirectResponse | None = None
+    rewrite: model.HTTPRewrite | None = None
+    uri_prefix_matched: str | None = None  # for prefix rewrite: the prefix that matched
+    timeout: float | None = None  # seconds; None = none
+    retries: model.HTTPRetry | None = None  # None = Istio default policy
+    request_headers: HeaderOps = field(default_factory=HeaderOps)
+    response_headers: HeaderOps = field(default_factory=HeaderOps)
+    hash_policy: model.ConsistentHash | None = None  # filled from the chosen cluster's DR by the proxy
+
+
+class RouteTable(Protocol):
+    def match(self, request: RequestView) -> tuple[Route, str | None] | None:
+        """First matching route for the request, with the uri prefix that matched (for
+        rewrites), or None (the proxy answers 404 NR)."""
+
+
+@dataclass(frozen=True)
+class TcpRoute:
+    clusters: tuple[WeightedCluster, ...]
+    total_weight: int
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A socket the proxy opens, from a Sidecar ingress/egress entry."""
+
+    name: str  # e.g. "egress|127.0.0.1|9080", "ingress|0.0.0.0|8000"
+    direction: str  # "outbound" | "inbound"
+    bind: str
+    port: int
+    protocol: str  # HTTP | HTTP2 | GRPC | TCP ("HTTP" also sniffs nothing: it is HTTP/1.1)
+    route_table: Any = None  # RouteTable for HTTP listeners
+    tcp_route: TcpRoute | None = None  # TCP listeners
+    default_cluster: str = ""  # inbound: the cluster pointing at defaultEndpoint
+
+
+@dataclass(frozen=True)
+class ProxyIdentity:
+    workload: str = "unknown"
+    namespace: str = "default"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    service_account: str = "default"
+    ip: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: str
+    identity: ProxyIdentity
+    listeners: tuple[Listener, ...]
+    clusters: Mapping[str, Cluster]
+    config: model.MeshConfig
+    outbound_traffic_policy: str = "ALLOW_ANY"
+
+    def dump(self) -> dict:
+        """JSON-able view for /config_dump."""
+        from pymesh.routing.dump import dump_snapshot
+
+        return dump_snapshot(self)
+
+
+class SnapshotCompiler(Protocol):
+    def __call__(self, config: model.MeshConfig, identity: ProxyIdentity, version: str) -> Snapshot: ...
+
