@@ -1,0 +1,27 @@
+"""Envoy's response flags, defined once: access logs, metrics and local replies all use these.
+
+Keeping Envoy's short codes means dashboards and runbooks written for Istio read pymesh's access
+log unchanged. Several flags on one request are joined with "," in the order of `ORDER` (Envoy's).
+"""
+
+from __future__ import annotations
+
+NONE = "-"  # no flag
+UH = "UH"  # no healthy upstream endpoint
+UT = "UT"  # upstream request (per-try or route) timeout
+UR = "UR"  # upstream reset the stream (HTTP/2 RST_STREAM, e.g. REFUSED_STREAM)
+UF = "UF"  # upstream connection failure: the request never left the proxy
+UC = "UC"  # upstream connection terminated after the request was sent
+NR = "NR"  # no route configured
+URX = "URX"  # retry limit reached while the last attempt was still retryable
+DC = "DC"  # downstream connection terminated
+DPE = "DPE"  # downstream protocol error: malformed or oversized request
+UPE = "UPE"  # upstream protocol error: the upstream's response was not valid HTTP
+
+ORDER = (UH, UT, UR, UF, UC, NR, URX, DC, DPE, UPE)
+
+
+def join(*flags: str) -> str:
+    """Combine flags in Envoy's order ("-" when none), e.g. join(URX, UF) == "UF,URX"."""
+    present = {f for f in flags if f and f != NONE}
+    return ",".join(f for f in ORDER if f in present) or NONE
