@@ -1,0 +1,5 @@
+import sys
+
+from pymesh.cli import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""The `pymesh` command: one entry point, one module per subcommand.
+
+Each subcommand module exposes `register(subparsers)`, which adds its parser and sets `func`
+(called with the parsed arguments, returning the exit status). Modules are imported only when
+listed here, so `pymesh --help` stays fast and a subcommand's heavy imports load only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMAND_MODULES = (
+    "pymesh.proxy.command",  # pymesh proxy
+    "pymesh.api.analyze",  # pymesh analyze
+    "pymesh.capture.command",  # pymesh iptables
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pymesh",
+        description="A service mesh in Python: sidecar proxy, control server and capture init step, "
+        "configured with Istio-shaped YAML resources.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # subcommand not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

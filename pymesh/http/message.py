@@ -1,0 +1,134 @@
+"""The protocol-neutral HTTP message model shared by the HTTP/1.1 and HTTP/2 codecs.
+
+Headers are lists of (name, value) byte pairs with lower-case names, the form h2 already uses and
+the cheapest to build from httptools callbacks. A `RequestHead` also serves as the `RequestView`
+that route matching reads (see pymesh.routing.snapshot), with the header dict built lazily because
+most routes never look at headers.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+Header = tuple[bytes, bytes]
+
+# RFC 9110 7.6.1 hop-by-hop fields, plus the legacy ones proxies are expected to drop.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+    }
+)
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+class RequestHead:
+    """A request's head, as received downstream: also the RequestView route matching reads."""
+
+    __slots__ = (
+        "method",
+        "path",
+        "authority",
+        "scheme",
+        "port",
+        "raw_headers",
+        "source_ip",
+        "source_labels",
+        "http_version",
+        "content_length",
+        "chunked",
+        "keep_alive",
+        "upgrade",
+        "expect_continue",
+        "_headers",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        raw_headers: list[Header],
+        *,
+        scheme: str = "http",
+        port: int = 0,
+        source_ip: str = "",
+        source_labels: dict | None = None,
+        http_version: str = "1.1",
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.raw_headers = raw_headers
+        self.scheme = scheme
+        self.port = port
+        self.source_ip = source_ip
+        self.source_labels = source_labels or {}
+        self.http_version = http_version
+        self.authority = ""
+        self.content_length: int | None = None
+        self.chunked = False
+        self.keep_alive = True
+        self.upgrade = False
+        self.expect_continue = False
+        self._headers: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Lower-case name -> value, repeated fields joined with ','. Built on first use."""
+        if self._headers is None:
+            self._headers = headers_dict(self.raw_headers)
+        return self._headers
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.raw_headers:
+            if key == name:
+                return value
+        return None
+
+    def replace_headers(self, raw_headers: list[Header]) -> None:
+        self.raw_headers = raw_headers
+        self._headers = None
+
+
+class ResponseHead:
+    __slots__ = ("status", "reason", "raw_headers", "http_version", "content_length", "chunked", "keep_alive")
+
+    def __init__(self, status: int, raw_headers: list[Header], reason: bytes = b"", http_version: str = "1.1") -> None:
+        self.status = status
+        self.reason = reason
+        self.raw_headers = raw_headers
+        self.http_version = http_version
+        self.content_length: int | None = None
+        self.chunked = False
+        self.keep_alive = True
+
+
+def headers_dict(raw_headers: Iterable[Header]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, value in raw_headers:
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        result[key] = f"{result[key]},{text}" if key in result else text
+    return result
+
+
+def connection_tokens(raw_headers: Iterable[Header]) -> frozenset[bytes]:
+    """Field names listed in Connection headers: hop-by-hop for this message only."""
+    tokens: set[bytes] = set()
+    for name, value in raw_headers:
+        if name == b"connection":
+            tokens.update(token.strip().lower() for token in value.split(b","))
+    return frozenset(tokens)
+
+
+def end_to_end(raw_headers: list[Header]) -> list[Header]:
+    """The headers a proxy forwards: hop-by-hop ones, and those the Connection header names, dropped."""
+    extra = connection_tokens(raw_headers)
+    if extra:
+        return [(n, v) for n, v in raw_headers if n not in HOP_BY_HOP and n not in extra]
+    return [(n, v) for n, v in raw_headers if n not in HOP_BY_HOP]

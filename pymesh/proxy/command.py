@@ -1,0 +1,101 @@
+"""`pymesh proxy`: run the sidecar from static configuration files."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from pymesh.http import h1
+from pymesh.proxy.server import ProxyOptions
+from pymesh.routing.snapshot import ProxyIdentity
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "proxy",
+        help="run the sidecar proxy",
+        description="Run the pymesh sidecar proxy from Istio-shaped YAML resources (static mode: "
+        "no control server). Listeners come from the Sidecar resource that selects this proxy "
+        "(--namespace, --labels). The files are watched: a change, or SIGHUP, reloads them "
+        "atomically; a configuration with errors is rejected and the old one stays in force. "
+        "SIGTERM drains and exits 0.",
+    )
+    parser.add_argument("--config", "-c", action="append", required=True, metavar="PATH",
+                        help="YAML file or directory of resources (repeatable)")
+    parser.add_argument("--workload", default=os.environ.get("PYMESH_WORKLOAD", "unknown"),
+                        help="this workload's name, for metrics and Sidecar selection [$PYMESH_WORKLOAD]")
+    parser.add_argument("--namespace", default=os.environ.get("PYMESH_NAMESPACE", "default"),
+                        help="this workload's namespace [$PYMESH_NAMESPACE]")
+    parser.add_argument("--labels", default=os.environ.get("PYMESH_LABELS", ""),
+                        help="this workload's labels, k=v,k=v (selects the Sidecar, sourceLabels) [$PYMESH_LABELS]")
+    parser.add_argument("--service-account", default=os.environ.get("PYMESH_SERVICE_ACCOUNT", "default"),
+                        help="this workload's service account [$PYMESH_SERVICE_ACCOUNT]")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="worker processes sharing the listeners with SO_REUSEPORT (default 1)")
+    parser.add_argument("--admin-address", default="127.0.0.1",
+                        help="address of the admin, stats and health endpoints (default 127.0.0.1)")
+    parser.add_argument("--admin-port", type=int, default=15000, help="admin port, 0 disables (default 15000)")
+    parser.add_argument("--stats-port", type=int, default=15090,
+                        help="Prometheus /stats/prometheus port, 0 disables (default 15090)")
+    parser.add_argument("--health-port", type=int, default=15021,
+                        help="/healthz/ready port, 0 disables (default 15021)")
+    parser.add_argument("--access-log", default="/dev/stdout", metavar="PATH|off",
+                        help="where JSON access-log lines go (default stdout), or 'off'")
+    parser.add_argument("--drain-timeout", type=float, default=5.0,
+                        help="seconds in-flight requests get to finish on SIGTERM (default 5)")
+    parser.add_argument("--max-request-headers-kb", type=int, default=60,
+                        help="request header size limit; larger requests get 431 (default 60, Envoy's)")
+    parser.add_argument("--max-request-line-kb", type=int, default=16,
+                        help="request line (method and URL) limit; longer get 431 (default 16)")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.set_defaults(func=run)
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    labels = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"--labels: expected k=v, got {item!r}")
+        labels[key] = value
+    return labels
+
+
+def options_from_args(args) -> ProxyOptions:
+    return ProxyOptions(
+        config_paths=args.config,
+        identity=ProxyIdentity(
+            workload=args.workload,
+            namespace=args.namespace,
+            labels=parse_labels(args.labels),
+            service_account=args.service_account,
+        ),
+        admin_address=args.admin_address,
+        admin_port=args.admin_port,
+        stats_port=args.stats_port,
+        health_port=args.health_port,
+        access_log=args.access_log,
+        drain_timeout=args.drain_timeout,
+        concurrency=max(1, args.concurrency),
+        limits=h1.Limits(
+            max_request_line=args.max_request_line_kb * 1024,
+            max_header_bytes=args.max_request_headers_kb * 1024,
+        ),
+    )
+
+
+def run(args) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+    )
+    try:
+        options = options_from_args(args)
+    except argparse.ArgumentTypeError as error:
+        print(f"pymesh proxy: {error}", file=sys.stderr)
+        return 2
+    from pymesh.proxy.main import main
+
+    return main(options)

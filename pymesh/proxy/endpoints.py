@@ -1,0 +1,89 @@
+"""What the admin (15000), Prometheus (15090) and health (15021) ports answer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from pymesh.proxy import admin
+
+
+class AdminEndpoints:
+    def __init__(self, options, telemetry, snapshot: Callable, ready: Callable[[], bool], quit: Callable,
+                 cluster_states: Callable[[], dict] | None = None) -> None:
+        self.options = options
+        self.telemetry = telemetry
+        self.snapshot = snapshot
+        self.ready = ready
+        self.quit = quit
+        self.cluster_states = cluster_states
+        self.servers: list[asyncio.AbstractServer] = []
+
+    async def start(self) -> None:
+        address = self.options.admin_address
+        for port, handler in (
+            (self.options.admin_port, self.admin),
+            (self.options.stats_port, self.prometheus),
+            (self.options.health_port, self.health),
+        ):
+            if port:
+                self.servers.append(await admin.serve(address, port, handler))
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    def _is_ready(self) -> tuple[int, bytes, bytes]:
+        return admin.text(200, "LIVE\n") if self.ready() else admin.text(503, "NOT READY\n")
+
+    def health(self, method: str, path: str):
+        if path.split("?")[0] == "/healthz/ready":
+            return self._is_ready()
+        return admin.text(404, "not found\n")
+
+    def prometheus(self, method: str, path: str):
+        if path.split("?")[0] in ("/stats/prometheus", "/metrics"):
+            return 200, b"text/plain; version=0.0.4; charset=utf-8", self.telemetry.render_prometheus()
+        return admin.text(404, "not found\n")
+
+    def admin(self, method: str, path: str):
+        route = path.split("?")[0]
+        if route == "/ready":
+            return self._is_ready()
+        if route == "/config_dump":
+            snapshot = self.snapshot()
+            return admin.as_json(snapshot.dump() if snapshot is not None else {})
+        if route == "/clusters":
+            return admin.text(200, self._clusters())
+        if route == "/stats":
+            return 200, b"text/plain; charset=utf-8", self.telemetry.render_stats()
+        if route == "/stats/prometheus":
+            return self.prometheus(method, path)
+        if route == "/quitquitquit":
+            if method != "POST":
+                return admin.text(405, "use POST\n")
+            self.quit()
+            return admin.text(200, "OK\n")
+        return admin.text(404, "paths: /ready /config_dump /clusters /stats /stats/prometheus /quitquitquit\n")
+
+    def _clusters(self) -> str:
+        """Envoy's /clusters text: one line per endpoint and figure, `cluster::address:port::stat::value`."""
+        snapshot = self.snapshot()
+        if snapshot is None:
+            return ""
+        states = self.cluster_states() if self.cluster_states else {}
+        lines = []
+        for name, cluster in sorted(snapshot.clusters.items()):
+            state = states.get(name)
+            for endpoint in cluster.endpoints:
+                prefix = f"{name}::{endpoint.key}"
+                lines.append(f"{prefix}::weight::{endpoint.weight}")
+                for key, value in sorted(endpoint.labels.items()):
+                    lines.append(f"{prefix}::label::{key}={value}")
+                stats = state.endpoint_stats.get(endpoint.key) if state is not None else None
+                if stats is not None:
+                    lines.append(f"{prefix}::rq_total::{stats.rq_total}")
+                    lines.append(f"{prefix}::rq_error::{stats.rq_error}")
+                    lines.append(f"{prefix}::rq_timeout::{stats.rq_timeout}")
+                    lines.append(f"{prefix}::cx_connect_fail::{stats.cx_connect_fail}")
+        return "\n".join(lines) + "\n"

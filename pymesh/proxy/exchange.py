@@ -1,0 +1,466 @@
+"""One request's trip through the proxy: route, pick an endpoint, call it with retries and
+timeouts, and relay the response. Protocol-neutral: the downstream side is any `Downstream`
+(HTTP/1.1 now, HTTP/2 later); the upstream side is a pooled `UpstreamConnection`.
+
+Callbacks, not coroutines: a request costs no task and no future on the common path. The order of
+upstream policy follows Envoy's router: route timeout -> retry -> per-try timeout -> load balancer
+-> pool. Each attempt's end is classified once (`pymesh.policy.outcome`) and that one result
+decides the retry and feeds metrics and the access log.
+
+The request body streams to the upstream as it arrives. Up to `REPLAY_LIMIT` bytes of it are kept
+so that a retry can resend it (linkerd2-proxy's replay body); past that, a request that has
+already sent bytes upstream is no longer retried.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+
+from pymesh.http import h1
+from pymesh.http.message import IDEMPOTENT_METHODS, Header, RequestHead, ResponseHead, end_to_end
+from pymesh.policy import flags
+from pymesh.policy.outcome import Outcome, classify
+from pymesh.proxy.headers import apply_header_ops, rewrite_target
+from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply
+from pymesh.routing.pick import pick_weighted
+
+REPLAY_LIMIT = 64 * 1024
+BODY_HIGH_WATER = 256 * 1024  # pause the downstream while this much body waits for a connection
+
+_rng = random.Random()
+
+
+class Exchange:
+    __slots__ = (
+        "runtime", "listener", "downstream", "head", "start", "route", "cluster_state", "policy",
+        "retries", "flags", "status", "upstream_head_bytes", "chunks", "chunks_bytes", "sent",
+        "request_done", "request_bytes", "response_bytes", "conn", "conn_reused", "endpoint",
+        "cancel_connect", "try_timer", "route_timer", "committed", "done", "expect_body",
+        "upstream_reusable", "close_delimited", "request_id", "hash_key", "response_header_ops",
+        "upgrade_tail", "idempotent", "stale_retry_used", "attempt_id", "paused_downstream", "last_endpoint",
+    )
+
+    def __init__(self, runtime, listener, downstream, head: RequestHead) -> None:
+        self.runtime = runtime
+        self.listener = listener
+        self.downstream = downstream
+        self.head = head
+        self.start = runtime.loop.time()
+        self.route = None
+        self.cluster_state = None
+        self.policy = None
+        self.retries = 0
+        self.flags = flags.NONE
+        self.status = 0
+        self.upstream_head_bytes = b""
+        self.chunks: list | None = []  # request body kept for (re)sending; None once too big
+        self.chunks_bytes = 0
+        self.sent = 0  # how many of `chunks` the current connection has been sent
+        self.request_done = False
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.conn = None
+        self.conn_reused = False
+        self.endpoint = None
+        self.cancel_connect = None
+        self.try_timer = None
+        self.route_timer = None
+        self.committed = False  # a response head went downstream: no more retries
+        self.done = False
+        self.expect_body = head.method != "HEAD"
+        self.upstream_reusable = False
+        self.close_delimited = False
+        self.request_id = ""
+        self.hash_key = None
+        self.response_header_ops = ()
+        self.upgrade_tail = b""
+        self.idempotent = head.method in IDEMPOTENT_METHODS or head.header(b"idempotency-key") is not None
+        self.stale_retry_used = False
+        self.attempt_id = 0
+        self.paused_downstream = False
+        self.last_endpoint = None  # the endpoint of the latest attempt, for telemetry
+
+    # --- request side (called by the downstream protocol) -------------------------------------
+
+    def begin(self) -> None:
+        """Route the request and start the first attempt, or answer locally."""
+        runtime = self.runtime
+        head = self.head
+        table = self.listener.route_table
+        matched = table.match(head) if table is not None else None
+        if matched is None:
+            return self.reply(local_reply_for(flags.NR))
+        route, prefix = matched
+        self.route = route
+        if route.direct_response is not None:
+            response = route.direct_response
+            return self.reply(LocalReply(response.status, flags.NONE, response.body.encode()))
+        if route.redirect is not None:
+            return self.reply(redirect_reply(route.redirect, head))
+        clusters = route.clusters
+        weighted = clusters[0] if len(clusters) == 1 else pick_weighted(clusters, route.total_weight, _rng.random())
+        state = runtime.cluster_states.get(weighted.cluster)
+        if state is None:
+            return self.reply(local_reply_for(flags.UH, detail=b"cluster not found"))
+        self.cluster_state = state
+        self.policy = runtime.retry_policy(route)
+        self.response_header_ops = (weighted.response_headers, route.response_headers)
+        self.hash_key = state.hash_key(head)
+        self.upstream_head_bytes = self._upstream_head(route, prefix, weighted)
+        if head.expect_continue and not self.request_done:
+            self.downstream.send_continue()
+        if route.timeout:
+            self.route_timer = runtime.loop.call_later(route.timeout, self._on_route_timeout)
+        self._attempt()
+
+    def on_request_data(self, data: bytes) -> None:
+        self.request_bytes += len(data)
+        chunks = self.chunks
+        conn = self.conn
+        if conn is not None:
+            conn.transport.write(h1.encode_chunk(data) if self.head.chunked else data)
+            if chunks is not None:
+                if self.chunks_bytes + len(data) > REPLAY_LIMIT:
+                    self.chunks = None  # too big to replay: no retry once bytes went out
+                else:
+                    chunks.append(data)
+                    self.chunks_bytes += len(data)
+                    self.sent += 1
+            return
+        if chunks is None:
+            return  # no connection and no replay buffer: the exchange is failing anyway
+        chunks.append(data)
+        self.chunks_bytes += len(data)
+        if self.chunks_bytes > BODY_HIGH_WATER:
+            self.pause_request_body()
+
+    def on_request_end(self, trailers: list[Header]) -> None:
+        self.request_done = True
+        if not self.head.chunked:
+            return
+        conn = self.conn
+        if conn is not None:
+            conn.transport.write(h1.encode_last_chunk(trailers))
+            if self.chunks is not None:
+                self.chunks.append(_Trailers(trailers))
+                self.sent += 1
+        elif self.chunks is not None:
+            self.chunks.append(_Trailers(trailers))
+
+    def on_upgrade_data(self, tail: bytes) -> None:
+        """Bytes the client sent after an Upgrade request's head, before the 101 arrived."""
+        if self.conn is not None:
+            self.conn.transport.write(tail)
+        else:
+            self.upgrade_tail += tail
+
+    def on_downstream_lost(self) -> None:
+        if self.done:
+            return
+        self.flags = flags.join(self.flags, flags.DC)
+        self._end_attempt()
+        self._drop_upstream()
+        self._finish()
+
+    def pause_request_body(self) -> None:
+        if not self.paused_downstream:
+            self.paused_downstream = True
+            self.downstream.pause_reading()
+
+    def resume_request_body(self) -> None:
+        if self.paused_downstream:
+            self.paused_downstream = False
+            self.downstream.resume_reading()
+
+    # --- attempts --------------------------------------------------------------------------------
+
+    def _attempt(self) -> None:
+        if self.done:
+            return
+        state = self.cluster_state
+        endpoint = state.balancer.pick(self.hash_key)
+        if endpoint is None:
+            return self.reply(local_reply_for(flags.UH))
+        self.endpoint = self.last_endpoint = endpoint
+        self.attempt_id += 1
+        state.balancer.on_request_start(endpoint)
+        pool = self.runtime.pools.get(state.cluster, endpoint)
+        conn = pool.take_idle()
+        if conn is not None:
+            self._bind(conn)
+        else:
+            attempt_id = self.attempt_id
+            self.cancel_connect = pool.connect(lambda conn, error: self._on_connected(attempt_id, conn, error))
+        self._start_try_timer()
+
+    def _on_connected(self, attempt_id: int, conn, error) -> None:
+        if attempt_id != self.attempt_id or self.done:
+            if conn is not None:
+                conn.release(reusable=True)
+            return
+        self.cancel_connect = None
+        if conn is None:
+            return self._attempt_failed(Outcome.CONNECT_FAILURE)
+        self._bind(conn)
+
+    def _bind(self, conn) -> None:
+        self.conn = conn
+        conn.bind(self, self.expect_body)
+        self.conn_reused = conn.reused
+        out = [self.upstream_head_bytes]
+        chunked = self.head.chunked
+        for chunk in self.chunks or ():
+            if chunk.__class__ is _Trailers:
+                out.append(h1.encode_last_chunk(chunk.trailers))
+            else:
+                out.append(h1.encode_chunk(chunk) if chunked else chunk)
+        if self.upgrade_tail:
+            out.append(self.upgrade_tail)
+        conn.transport.write(b"".join(out) if len(out) > 1 else out[0])
+        if self.chunks is not None:
+            self.sent = len(self.chunks)
+            if self.chunks_bytes > REPLAY_LIMIT:
+                self.chunks = None
+        self.resume_request_body()
+
+    def _start_try_timer(self) -> None:
+        per_try = self.policy.per_try_timeout
+        if per_try:
+            attempt_id = self.attempt_id
+            self.try_timer = self.runtime.loop.call_later(per_try, lambda: self._on_try_timeout(attempt_id))
+
+    def _on_try_timeout(self, attempt_id: int) -> None:
+        if attempt_id == self.attempt_id and not self.committed and not self.done:
+            self.try_timer = None
+            self._attempt_failed(Outcome.TIMEOUT)
+
+    def _end_attempt(self) -> None:
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
+        if self.endpoint is not None:
+            self.cluster_state.balancer.on_request_end(self.endpoint)
+            self.endpoint = None
+
+    def _drop_upstream(self) -> None:
+        if self.cancel_connect is not None:
+            self.cancel_connect()
+            self.cancel_connect = None
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.abort()
+
+    def _attempt_failed(self, outcome: Outcome, status: int | None = None) -> None:
+        """An attempt ended without a usable response: retry, or answer with a local reply."""
+        endpoint = self.endpoint
+        self._end_attempt()
+        self._drop_upstream()
+        self.cluster_state.record_attempt(endpoint, outcome, status)
+        if outcome is Outcome.RESET and self._stale_connection_retry():
+            return
+        if self._may_retry(outcome, status):
+            return self._schedule_retry()
+        exhausted = self.retries > 0 and self._retryable(outcome, status)
+        result = classify(outcome, status, retries_exhausted=exhausted)
+        self.reply(local_reply_for(result.flags, status=result.status))
+
+    def _stale_connection_retry(self) -> bool:
+        """A pooled connection the upstream had already closed: the request never reached it.
+
+        Try once more on a fresh connection, outside the retry budget, as most HTTP clients
+        do; only for requests that are safe to resend.
+        """
+        if self.conn_reused and self.idempotent and not self.stale_retry_used and self._replayable():
+            self.stale_retry_used = True
+            self._attempt()
+            return True
+        return False
+
+    def _replayable(self) -> bool:
+        return self.chunks is not None and not self.head.upgrade
+
+    def _may_retry(self, outcome: Outcome, status: int | None) -> bool:
+        return self._replayable() and self.policy.should_retry(
+            outcome, status, self.retries, self.head.method, self._has_idempotency_key()
+        )
+
+    def _retryable(self, outcome: Outcome, status: int | None) -> bool:
+        return self.policy.retryable(outcome, status, self.head.method, self._has_idempotency_key())
+
+    def _schedule_retry(self) -> None:
+        self.retries += 1
+        self.cluster_state.stats["upstream_rq_retry"] += 1
+        self.runtime.loop.call_later(self.policy.backoff(self.retries, _rng), self._attempt)
+
+    def _has_idempotency_key(self) -> bool:
+        return self.head.header(b"idempotency-key") is not None
+
+    # --- response side (called by the upstream connection) -------------------------------------
+
+    def on_response_head(self, conn, head: ResponseHead) -> None:
+        status = head.status
+        if status >= 400 and not self.committed:
+            if self._may_retry(Outcome.RESPONSE, status):
+                endpoint = self.endpoint
+                self._end_attempt()
+                self._drop_upstream()
+                self.cluster_state.record_attempt(endpoint, Outcome.RESPONSE, status)
+                return self._schedule_retry()
+            if self.retries and self._retryable(Outcome.RESPONSE, status):
+                self.flags = flags.join(self.flags, flags.URX)
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
+        self.cluster_state.record_attempt(self.endpoint, Outcome.RESPONSE, status)
+        self.committed = True
+        self.status = status
+        has_body = self.expect_body and status >= 200 and status not in (204, 304)
+        self.close_delimited = has_body and head.content_length is None and not head.chunked
+        self.upstream_reusable = head.keep_alive and not self.close_delimited
+        headers = end_to_end(head.raw_headers)
+        for ops in self.response_header_ops:
+            if not ops.empty:
+                headers = apply_header_ops(headers, ops)
+        if status == 101:
+            headers.append((b"connection", b"upgrade"))
+            for name, value in head.raw_headers:
+                if name == b"upgrade":
+                    headers.append((name, value))
+        self.downstream.send_response_head(status, headers, head.content_length, has_body)
+
+    def on_response_data(self, data: bytes) -> None:
+        self.response_bytes += len(data)
+        self.downstream.send_data(data)
+
+    def on_response_end(self, conn, trailers: list[Header]) -> None:
+        self._end_attempt()
+        self.conn = None
+        conn.release(reusable=self.upstream_reusable and self.request_done)
+        self.downstream.send_end(trailers)
+        self._finish()
+
+    def on_response_upgrade(self, conn, tail: bytes) -> None:
+        """101 Switching Protocols: both connections become one byte tunnel."""
+        self._end_attempt()
+        self.conn = None
+        self.downstream.start_tunnel(conn, tail)
+        self._finish()
+
+    def on_upstream_lost(self, conn) -> None:
+        """The upstream closed or reset the connection while this exchange used it."""
+        self.conn = None
+        if not self.committed:
+            if conn.received:
+                self.conn_reused = False  # it answered something: not a stale pooled connection
+            return self._attempt_failed(Outcome.RESET)
+        self._end_attempt()
+        if self.close_delimited:
+            self.downstream.send_end([])
+        else:
+            self.flags = flags.join(self.flags, flags.UC)
+            self.downstream.abort()
+        self._finish()
+
+    def on_upstream_error(self, conn, error: h1.ProtocolError) -> None:
+        """The upstream sent something that is not HTTP/1.1: Envoy's 502 before a response
+        started, a reset after."""
+        self._end_attempt()
+        self._drop_upstream()
+        if self.committed:
+            self.flags = flags.join(self.flags, flags.UPE)
+            self.downstream.abort()
+            self._finish()
+        else:
+            self.reply(LocalReply(502, flags.UPE, b"upstream sent an invalid HTTP response"))
+
+    # --- timeouts and local replies --------------------------------------------------------------
+
+    def _on_route_timeout(self) -> None:
+        self.route_timer = None
+        if self.done:
+            return
+        self._end_attempt()
+        self._drop_upstream()
+        if self.committed:
+            self.flags = flags.join(self.flags, flags.UT)
+            self.downstream.abort()
+            self._finish()
+        else:
+            self.reply(local_reply_for(flags.UT))
+
+    def reply(self, reply: LocalReply) -> None:
+        """Answer from the proxy itself (no route, no upstream, timeout, ...)."""
+        if self.done:
+            return
+        self._end_attempt()
+        self._drop_upstream()
+        self.flags = flags.join(self.flags, reply.flags)
+        self.status = reply.status
+        self.committed = True
+        self.response_bytes += len(reply.body)
+        self.downstream.send_local_reply(reply, self.expect_body)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.route_timer is not None:
+            self.route_timer.cancel()
+        self.runtime.observe(self)
+        self.downstream.exchange_done(self)
+
+    # --- the upstream request's head ----------------------------------------------------------
+
+    def _upstream_head(self, route, prefix, weighted) -> bytes:
+        head = self.head
+        headers = end_to_end(head.raw_headers)
+        if head.upgrade:
+            upgrade = head.header(b"upgrade")
+            headers.append((b"connection", b"upgrade"))
+            if upgrade is not None:
+                headers.append((b"upgrade", upgrade))
+        if head.expect_continue:
+            headers = [(n, v) for n, v in headers if n != b"expect"]
+        if head.chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        request_id = head.header(b"x-request-id")
+        if request_id is None:
+            request_id = str(uuid.UUID(bytes=os.urandom(16), version=4)).encode()
+            headers.append((b"x-request-id", request_id))
+        self.request_id = request_id.decode("latin-1")
+        self._forwarded(headers)
+        for ops in (route.request_headers, weighted.request_headers):
+            if not ops.empty:
+                headers = apply_header_ops(headers, ops)
+        target = head.path
+        if route.rewrite is not None:
+            target, authority = rewrite_target(route.rewrite, prefix, head.path)
+            if authority:
+                headers = [(n, v) for n, v in headers if n != b"host"]
+                headers.insert(0, (b"host", authority.encode("latin-1")))
+        return h1.serialize_request_head(head.method, target, headers)
+
+    def _forwarded(self, headers: list[Header]) -> None:
+        """x-forwarded-for gets the client's address appended; x-forwarded-proto is set if absent."""
+        client = self.head.source_ip.encode()
+        for index, (name, value) in enumerate(headers):
+            if name == b"x-forwarded-for":
+                headers[index] = (name, value + b", " + client)
+                break
+        else:
+            headers.append((b"x-forwarded-for", client))
+        if self.head.header(b"x-forwarded-proto") is None:
+            headers.append((b"x-forwarded-proto", self.head.scheme.encode()))
+
+
+class _Trailers:
+    """Marks the end of a chunked body (with its trailers) in the replay buffer."""
+
+    __slots__ = ("trailers",)
+
+    def __init__(self, trailers: list[Header]) -> None:
+        self.trailers = trailers

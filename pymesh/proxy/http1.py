@@ -1,0 +1,253 @@
+"""The downstream side of an HTTP/1.1 connection: parse requests, hand each to an `Exchange`,
+write the responses back in order.
+
+Pipelined requests queue behind the one being answered (reading pauses while they wait, so the
+queue stays short). Responses are framed for this connection: Content-Length passes through,
+otherwise chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0 ones. After
+`101 Switching Protocols` the connection becomes a byte tunnel to the upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from pymesh.http import h1
+from pymesh.http.message import Header
+from pymesh.policy import flags
+from pymesh.proxy.exchange import Exchange
+from pymesh.proxy.local_reply import LocalReply
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE = (b"connection", b"close")
+_KEEP_ALIVE = (b"connection", b"keep-alive")
+_CHUNKED = (b"transfer-encoding", b"chunked")
+_TEXT_PLAIN = (b"content-type", b"text/plain")
+
+
+class DownstreamH1(asyncio.Protocol):
+    def __init__(self, runtime, listener) -> None:
+        self.runtime = runtime
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.reader = h1.RequestReader(runtime.limits)
+        self.queue: deque[Exchange] = deque()  # [0] is being answered; the rest wait (pipelining)
+        self.reading: Exchange | None = None  # the request whose body is being read
+        self.upgrading: Exchange | None = None  # an Upgrade request waiting for the upstream's 101
+        self.tunnel: asyncio.Transport | None = None
+        self.source_ip = ""
+        self.read_pauses = 0
+        self.pipeline_paused = False
+        self.write_paused = False
+        self.chunked_out = False
+        self.keep_alive = True
+        self.closing = False
+
+    # asyncio callbacks ---------------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.source_ip = peer[0] if peer else ""
+        self.runtime.connection_opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        if self.upgrading is not None:
+            self.upgrading.on_upgrade_data(data)
+            return
+        if self.closing:
+            return
+        try:
+            events = self.reader.feed(data)
+        except h1.ProtocolError as error:
+            self._bad_request(error)
+            return
+        queue = self.queue
+        for kind, value in events:
+            if kind == h1.DATA:
+                self.reading.on_request_data(value)
+            elif kind == h1.HEAD:
+                value.scheme = "http"
+                value.port = self.listener.port
+                value.source_ip = self.source_ip
+                value.source_labels = self.runtime.source_labels
+                exchange = Exchange(self.runtime, self.runtime.current(self.listener), self, value)
+                self.reading = exchange
+                queue.append(exchange)
+            elif kind == h1.END:
+                reading = self.reading
+                self.reading = None
+                reading.on_request_end(value)
+            else:  # UPGRADE: the rest of the bytes belong to the protocol being switched to
+                self.upgrading = queue[-1]
+                if value:
+                    self.upgrading.on_upgrade_data(value)
+        if queue:
+            head = queue[0]
+            if head.route is None and not head.done:
+                head.begin()
+            if len(queue) > 1 and not self.pipeline_paused and not self.closing:
+                self.pipeline_paused = True
+                self.pause_reading()
+
+    def eof_received(self):
+        if self.tunnel is not None:
+            self.tunnel.write_eof()
+            return True
+        if not self.queue:
+            return False  # idle keep-alive connection closed by the client
+        self.keep_alive = False  # answer what was asked, then close
+        return True
+
+    def connection_lost(self, exc) -> None:
+        if self.tunnel is not None:
+            self.tunnel.close()
+        for exchange in list(self.queue):
+            exchange.on_downstream_lost()
+        self.queue.clear()
+        self.runtime.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.queue and self.queue[0].conn is not None:
+            self.queue[0].conn.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.queue and self.queue[0].conn is not None:
+            self.queue[0].conn.transport.resume_reading()
+
+    # flow control, used by the exchange ------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        self.read_pauses += 1
+        if self.read_pauses == 1:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_pauses:
+            self.read_pauses -= 1
+            if not self.read_pauses and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    # responses, written by the exchange at the head of the queue -----------------------------
+
+    def _keep(self, exchange: Exchange) -> bool:
+        return (
+            self.keep_alive
+            and exchange.head.keep_alive
+            and exchange.request_done
+            and not self.runtime.draining
+            and not self.closing
+        )
+
+    def send_continue(self) -> None:
+        self.transport.write(_CONTINUE)
+
+    def send_response_head(self, status: int, headers: list[Header], content_length, has_body: bool) -> None:
+        exchange = self.queue[0]
+        keep = self._keep(exchange) or status == 101
+        self.chunked_out = False
+        if has_body and content_length is None:
+            if exchange.head.http_version == "1.1":
+                self.chunked_out = True
+                headers.append(_CHUNKED)
+            else:
+                keep = False  # HTTP/1.0 client: the body ends when the connection does
+        if not keep:
+            headers.append(_CLOSE)
+        elif exchange.head.http_version == "1.0":
+            headers.append(_KEEP_ALIVE)
+        self.keep_alive = keep
+        if self.write_paused and exchange.conn is not None:
+            exchange.conn.transport.pause_reading()
+        self.transport.write(h1.serialize_response_head(status, headers))
+
+    def send_data(self, data: bytes) -> None:
+        self.transport.write(h1.encode_chunk(data) if self.chunked_out else data)
+
+    def send_end(self, trailers: list[Header]) -> None:
+        if self.chunked_out:
+            self.transport.write(h1.encode_last_chunk(trailers))
+
+    def send_local_reply(self, reply: LocalReply, expect_body: bool) -> None:
+        headers = list(reply.headers)
+        if reply.body:
+            headers.append(_TEXT_PLAIN)
+        headers.append((b"content-length", b"%d" % len(reply.body)))
+        if reply.close:
+            self.keep_alive = False
+        self.send_response_head(reply.status, headers, len(reply.body), False)
+        if expect_body and reply.body:
+            self.transport.write(reply.body)
+
+    def abort(self) -> None:
+        """The response cannot be completed (upstream reset mid-body): the client must see it."""
+        self.closing = True
+        self.transport.abort()
+
+    def start_tunnel(self, upstream_conn, tail: bytes) -> None:
+        upstream_conn.detach_as_tunnel(self.transport)
+        self.tunnel = upstream_conn.transport
+        self.upgrading = None
+        if tail:
+            self.transport.write(tail)
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        queue = self.queue
+        if not queue or queue[0] is not exchange:
+            return  # the connection is going away; connection_lost cleared the queue
+        queue.popleft()
+        if self.tunnel is not None:
+            return
+        if exchange is self.upgrading:
+            self.upgrading = None
+            self.keep_alive = False  # the upstream refused the upgrade; the parser cannot go on
+        if exchange is self.reading:
+            self.reading = None
+            self.keep_alive = False  # answered before the body was read: cannot find the next request
+        if not self.keep_alive or self.closing:
+            self.closing = True
+            self.transport.close()
+            return
+        if self.pipeline_paused and len(queue) <= 1:
+            self.pipeline_paused = False
+            self.resume_reading()
+        if queue:
+            queue[0].begin()
+        if self.runtime.draining and not queue:
+            self.close_if_idle()
+
+    # connection-level -----------------------------------------------------------------------
+
+    def close_if_idle(self) -> None:
+        """Draining: idle keep-alive connections close now, busy ones after their response."""
+        if not self.queue and self.reading is None:
+            self.closing = True
+            self.transport.close()
+
+    def _bad_request(self, error: h1.ProtocolError) -> None:
+        """Malformed or oversized input: answer once with the error and close the connection.
+
+        A request whose head was already forwarded loses its upstream attempt, so the upstream
+        never sees a complete request built from bad bytes.
+        """
+        self.closing = True
+        self.keep_alive = False
+        reading = self.reading
+        self.reading = None
+        if reading is not None and reading is not self.queue[0]:
+            self.queue.remove(reading)
+            reading = None
+        if reading is not None and not reading.committed:
+            reading.reply(LocalReply(error.status, flags.DPE, error.reason.encode(), close=True))
+            return
+        if not self.queue:
+            self.runtime.observe_protocol_error(self, error.status)
+            body = error.reason.encode()
+            headers = [_TEXT_PLAIN, (b"content-length", b"%d" % len(body)), _CLOSE]
+            self.transport.write(h1.serialize_response_head(error.status, headers) + body)
+            self.transport.close()

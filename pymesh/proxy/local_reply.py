@@ -1,0 +1,62 @@
+"""Responses the proxy writes itself, with Envoy's status codes, bodies and response flags.
+
+Keeping Envoy's texts means clients and runbooks that look for "no healthy upstream" or
+"upstream request timeout" keep working when pymesh replaces Envoy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pymesh.api import model
+from pymesh.http.message import RequestHead
+from pymesh.policy import flags
+
+_RESET_BEFORE_HEADERS = b"upstream connect error or disconnect/reset before headers. reset reason: "
+
+# primary flag -> (status, body)
+_REPLIES = {
+    flags.NR: (404, b""),
+    flags.UH: (503, b"no healthy upstream"),
+    flags.UF: (503, _RESET_BEFORE_HEADERS + b"connection failure"),
+    flags.UC: (503, _RESET_BEFORE_HEADERS + b"connection termination"),
+    flags.UR: (503, _RESET_BEFORE_HEADERS + b"remote reset"),
+    flags.UT: (504, b"upstream request timeout"),
+}
+
+
+@dataclass(frozen=True)
+class LocalReply:
+    status: int
+    flags: str
+    body: bytes = b""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    close: bool = False  # close the downstream connection after it (malformed input)
+
+
+def local_reply_for(flag_text: str, status: int | None = None, detail: bytes = b"") -> LocalReply:
+    """The reply for a set of flags ("UF,URX"): the first flag with a reply decides the text."""
+    for flag in flag_text.split(","):
+        if flag in _REPLIES:
+            default_status, body = _REPLIES[flag]
+            if detail:
+                body = f"{body.decode()}: {detail.decode()}".encode() if body else detail
+            return LocalReply(status or default_status, flag_text, body)
+    raise ValueError(f"no local reply for flags {flag_text!r}")
+
+
+def redirect_reply(redirect: model.HTTPRedirect, head: RequestHead) -> LocalReply:
+    """Istio's HTTPRedirect: each part given replaces that part of the request's URL."""
+    path, _, query = head.path.partition("?")
+    if redirect.uri:
+        path = redirect.uri
+        if query and "?" not in path:
+            path = f"{path}?{query}"
+    elif query:
+        path = f"{path}?{query}"
+    authority = redirect.authority or head.authority
+    if redirect.port:
+        authority = f"{authority.rsplit(':', 1)[0] if ':' in authority else authority}:{redirect.port}"
+    scheme = redirect.scheme or head.scheme
+    location = f"{scheme}://{authority}{path}".encode("latin-1")
+    return LocalReply(redirect.redirect_code, flags.NONE, b"", ((b"location", location),))

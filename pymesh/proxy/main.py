@@ -1,0 +1,179 @@
+"""Process model of the proxy: one process, or a supervisor with N workers (`--concurrency`).
+
+With one worker everything runs in one uvloop process. With N, the supervisor forks the workers
+before it creates any event loop; each worker opens the same listeners with SO_REUSEPORT (as
+Envoy's workers share a port) and the kernel spreads connections over them. The supervisor serves
+the admin, metrics and health endpoints from the workers' shared telemetry, watches the files,
+validates a changed configuration once and then tells the workers to reload (SIGHUP), and on
+SIGTERM drains them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+import uvloop
+
+from pymesh.proxy.endpoints import AdminEndpoints
+from pymesh.proxy.server import ConfigError, ProxyOptions, ProxyWorker, config_fingerprint, load_snapshot
+from pymesh.proxy.telemetry import Telemetry
+
+log = logging.getLogger("pymesh.proxy")
+
+
+def main(options: ProxyOptions) -> int:
+    try:
+        snapshot = load_snapshot(options, "1")
+    except ConfigError as errors:
+        print(f"pymesh proxy: configuration has errors:\n{errors}", file=sys.stderr)
+        return 1
+    if options.concurrency == 1:
+        return uvloop.run(_single(options, snapshot))
+    return _supervise(options)
+
+
+async def _single(options: ProxyOptions, snapshot) -> int:
+    telemetry = Telemetry.create(options, workers=1)
+    worker = ProxyWorker(options, telemetry)
+    try:
+        await worker.start(snapshot)
+    except OSError as error:
+        print(f"pymesh proxy: cannot open listener: {error}", file=sys.stderr)
+        return 1
+    endpoints = AdminEndpoints(options, telemetry, lambda: worker.runtime.snapshot, lambda: worker.ready,
+                               quit=lambda: asyncio.get_running_loop().create_task(worker.drain()),
+                               cluster_states=lambda: worker.runtime.cluster_states)
+    await endpoints.start()
+    worker.install_signal_handlers()
+    flusher = asyncio.get_running_loop().create_task(telemetry.flush_periodically())
+    watcher = asyncio.get_running_loop().create_task(worker.watch()) if options.watch else None
+    log.info("ready: %s", ", ".join(sorted(worker.servers)) or "no listeners")
+    await worker.stopped.wait()
+    for task in (flusher, watcher):
+        if task is not None:
+            task.cancel()
+    endpoints.close()
+    telemetry.close()
+    return 0
+
+
+# --- N workers ----------------------------------------------------------------------------------
+
+
+def _supervise(options: ProxyOptions) -> int:
+    telemetry = Telemetry.create(options, workers=options.concurrency)
+    workers: dict[int, int] = {}  # pid -> read end of its readiness pipe
+    for _ in range(options.concurrency):
+        pid, ready_fd = _fork_worker(options, telemetry)
+        workers[pid] = ready_fd
+    return uvloop.run(_supervisor_loop(options, telemetry, workers))
+
+
+def _fork_worker(options: ProxyOptions, telemetry: Telemetry) -> tuple[int, int]:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_fd)
+        return pid, read_fd
+    os.close(read_fd)
+    code = 1
+    try:
+        code = uvloop.run(_worker(options, telemetry, write_fd))
+    except BaseException:
+        logging.getLogger("pymesh.proxy").exception("worker failed")
+    finally:
+        os._exit(code)
+
+
+async def _worker(options: ProxyOptions, telemetry: Telemetry, ready_fd: int) -> int:
+    worker = ProxyWorker(options, telemetry, reuse_port=True)
+    await worker.start(load_snapshot(options, "1"))
+    worker.install_signal_handlers()
+    flusher = asyncio.get_running_loop().create_task(telemetry.flush_periodically())
+    os.write(ready_fd, b"1")
+    os.close(ready_fd)
+    await worker.stopped.wait()
+    flusher.cancel()
+    telemetry.close()
+    return 0
+
+
+async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers: dict[int, int]) -> int:
+    loop = asyncio.get_running_loop()
+    ready: set[int] = set()
+    stopping = asyncio.Event()
+    all_exited = asyncio.Event()
+    state = {"snapshot": load_snapshot(options, "1"), "fingerprint": config_fingerprint(options.config_paths)}
+
+    def on_ready(pid: int, fd: int) -> None:
+        loop.remove_reader(fd)
+        if os.read(fd, 1):
+            ready.add(pid)
+        os.close(fd)
+
+    for pid, fd in workers.items():
+        loop.add_reader(fd, on_ready, pid, fd)
+
+    def signal_workers(signum: int) -> None:
+        for pid in workers:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def stop() -> None:
+        stopping.set()
+        ready.clear()
+        signal_workers(signal.SIGTERM)
+
+    def reap() -> None:
+        while workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            workers.pop(pid, None)
+            ready.discard(pid)
+            telemetry.worker_exit(pid)
+            if not stopping.is_set():
+                log.error("worker %d exited (status %d); starting a new one", pid, status)
+                new_pid, fd = _fork_worker(options, telemetry)
+                workers[new_pid] = fd
+                loop.add_reader(fd, on_ready, new_pid, fd)
+        if not workers:
+            all_exited.set()
+
+    def reload() -> None:
+        state["fingerprint"] = config_fingerprint(options.config_paths)
+        try:
+            snapshot = load_snapshot(options, str(int(state["snapshot"].version) + 1))
+        except ConfigError as errors:
+            log.error("configuration rejected, keeping the previous one:\n%s", errors)
+            return
+        state["snapshot"] = snapshot
+        signal_workers(signal.SIGHUP)
+
+    loop.add_signal_handler(signal.SIGCHLD, reap)
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    loop.add_signal_handler(signal.SIGINT, stop)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    endpoints = AdminEndpoints(options, telemetry, lambda: state["snapshot"],
+                               lambda: len(ready) == options.concurrency and not stopping.is_set(), quit=stop)
+    await endpoints.start()
+    reap()  # a worker may have exited before the handler was installed
+    while not stopping.is_set() and options.watch:
+        try:
+            await asyncio.wait_for(stopping.wait(), timeout=1.0)
+        except asyncio.TimeoutError:
+            if config_fingerprint(options.config_paths) != state["fingerprint"]:
+                reload()
+    await all_exited.wait()
+    endpoints.close()
+    telemetry.close()
+    return 0

@@ -1,0 +1,170 @@
+"""The state one proxy worker shares across its connections: the current snapshot, per-cluster
+balancers, upstream pools, telemetry, and the draining flag.
+
+`install()` swaps in a new snapshot in one assignment. Requests in flight keep the route and
+cluster objects they already hold, so they finish on the old configuration; the next request
+reads the new one. Cluster state (balancer, active-request counts) survives a push when the
+cluster did not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from pymesh.http.message import RequestHead
+from pymesh.http import h1
+from pymesh.policy.balancer import make_balancer
+from pymesh.policy.hashkey import hash_key
+from pymesh.policy.outcome import Outcome
+from pymesh.policy.retry import RetryPolicy
+from pymesh.proxy.upstream import Pools
+from pymesh.routing.snapshot import Cluster, Endpoint, Route, Snapshot
+from pymesh.proxy.telemetry import Telemetry
+
+log = logging.getLogger("pymesh.proxy")
+_rng = random.Random()
+
+
+class EndpointStats:
+    __slots__ = ("rq_total", "rq_error", "cx_connect_fail", "rq_timeout")
+
+    def __init__(self) -> None:
+        self.rq_total = 0
+        self.rq_error = 0
+        self.cx_connect_fail = 0
+        self.rq_timeout = 0
+
+
+class ClusterState:
+    """A cluster with its balancer and per-endpoint outcome counters (for /clusters)."""
+
+    def __init__(self, cluster: Cluster, stats: dict[str, int]) -> None:
+        self.cluster = cluster
+        self.stats = stats  # Envoy's cluster.<name>.* counters, shared with /stats
+        self.balancer = make_balancer(cluster.load_balancer, cluster.endpoints)
+        self.consistent_hash = cluster.load_balancer.consistent_hash
+        self.endpoint_stats: dict[str, EndpointStats] = {e.key: EndpointStats() for e in cluster.endpoints}
+
+    def hash_key(self, head: RequestHead) -> bytes | None:
+        if self.consistent_hash is None:
+            return None
+        query = head.path.partition("?")[2]
+        return hash_key(self.consistent_hash, head.headers, head.source_ip, query)
+
+    def record_attempt(self, endpoint: Endpoint | None, outcome: Outcome, status: int | None) -> None:
+        if endpoint is None:
+            return
+        cluster_stats = self.stats
+        if outcome is Outcome.RESPONSE:
+            cluster_stats["upstream_rq_total"] += 1
+            cluster_stats[_STATUS_CLASS[status // 100]] += 1
+        elif outcome is Outcome.CONNECT_FAILURE:
+            cluster_stats["upstream_cx_connect_fail"] += 1
+        elif outcome is Outcome.TIMEOUT:
+            cluster_stats["upstream_rq_per_try_timeout"] += 1
+        stats = self.endpoint_stats.get(endpoint.key)
+        if stats is None:
+            return
+        stats.rq_total += 1
+        if outcome is Outcome.CONNECT_FAILURE:
+            stats.cx_connect_fail += 1
+        elif outcome is Outcome.TIMEOUT:
+            stats.rq_timeout += 1
+        if outcome is not Outcome.RESPONSE or (status or 0) >= 500:
+            stats.rq_error += 1
+
+
+_STATUS_CLASS = {n: f"upstream_rq_{n}xx" for n in (2, 3, 4, 5)}
+_STATUS_CLASS.update({0: "upstream_rq_5xx", 1: "upstream_rq_2xx"})
+
+
+class Runtime:
+    def __init__(self, loop: asyncio.AbstractEventLoop, telemetry: Telemetry, limits: h1.Limits) -> None:
+        self.loop = loop
+        self.telemetry = telemetry
+        self.limits = limits
+        self.snapshot: Snapshot | None = None
+        self.cluster_states: dict[str, ClusterState] = {}
+        self.source_labels: dict[str, str] = {}
+        self.pools = Pools(loop)
+        self.connections: set = set()
+        self.draining = False
+        self.all_closed = asyncio.Event()  # set once draining and no connection is left
+        self._retry_policies: dict[int, tuple[Route, RetryPolicy]] = {}
+        self.listeners: dict = {}
+
+    # configuration ------------------------------------------------------------------------------
+
+    def install(self, snapshot: Snapshot) -> None:
+        old = self.cluster_states
+        states = {}
+        for name, cluster in snapshot.clusters.items():
+            previous = old.get(name)
+            if previous is not None and previous.cluster == cluster:
+                states[name] = previous
+            else:
+                states[name] = ClusterState(cluster, self.telemetry.metrics.cluster_stats(name))
+        self.cluster_states = states
+        self._retry_policies = {}
+        self.source_labels = dict(snapshot.identity.labels)
+        self.listeners = {listener.name: listener for listener in snapshot.listeners}
+        self.snapshot = snapshot
+        self.telemetry.configure(snapshot)
+        self.pools.retain(snapshot.clusters)
+
+    def current(self, listener):
+        """The newest configuration of a listener a connection was accepted on."""
+        return self.listeners.get(listener.name, listener)
+
+    def retry_policy(self, route: Route) -> RetryPolicy:
+        """Compiled once per route per snapshot; keyed by identity, checked against reuse of ids."""
+        cached = self._retry_policies.get(id(route))
+        if cached is None or cached[0] is not route:
+            cached = self._retry_policies[id(route)] = (route, RetryPolicy.from_model(route.retries))
+        return cached[1]
+
+    # observation --------------------------------------------------------------------------------
+
+    def observe(self, exchange) -> None:
+        self.telemetry.request_done(exchange)
+
+    def observe_protocol_error(self, connection, status: int) -> None:
+        self.telemetry.protocol_error(connection, status)
+
+    # connections --------------------------------------------------------------------------------
+
+    def connection_opened(self, connection) -> None:
+        self.connections.add(connection)
+        stats = self.listener_stats(connection.listener)
+        stats["downstream_cx_total"] += 1
+        stats["downstream_cx_active"] += 1
+
+    def connection_closed(self, connection) -> None:
+        self.connections.discard(connection)
+        self.listener_stats(connection.listener)["downstream_cx_active"] -= 1
+        if self.draining and not self.connections:
+            self.all_closed.set()
+
+    def listener_stats(self, listener) -> dict[str, int]:
+        return self.telemetry.metrics.listener_stats(listener.name)
+
+    def tcp_opened(self, proxy) -> None:
+        self.connection_opened(proxy)
+        self.telemetry.tcp_opened(proxy)
+
+    def tcp_closed(self, proxy) -> None:
+        self.connection_closed(proxy)
+        self.telemetry.tcp_closed(proxy)
+
+    def random(self) -> float:
+        return _rng.random()
+
+    def start_draining(self) -> None:
+        """Stop keep-alive: idle connections close now, busy ones after their current response."""
+        self.draining = True
+        for connection in list(self.connections):
+            connection.close_if_idle()
+        if not self.connections:
+            self.all_closed.set()

@@ -1,0 +1,222 @@
+"""One proxy worker's lifecycle: load and compile the configuration, open listeners, reload on
+SIGHUP or a changed file, drain on SIGTERM.
+
+A reload compiles the whole new configuration before anything changes; a configuration with
+errors is logged with every error and the old one stays in force. Listeners are opened and closed
+to match the new snapshot; connections already accepted carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+
+from pymesh.api.load import load_paths
+from pymesh.http import h1
+from pymesh.proxy.http1 import DownstreamH1
+from pymesh.proxy.runtime import Runtime
+from pymesh.proxy.tcp import TcpProxy
+from pymesh.proxy.telemetry import Telemetry
+from pymesh.routing.compile import compile_snapshot
+from pymesh.routing.snapshot import Listener, ProxyIdentity, Snapshot
+
+log = logging.getLogger("pymesh.proxy")
+
+WATCH_INTERVAL = 1.0
+
+
+@dataclass
+class ProxyOptions:
+    config_paths: list[str]
+    identity: ProxyIdentity = field(default_factory=ProxyIdentity)
+    admin_address: str = "127.0.0.1"
+    admin_port: int = 15000
+    stats_port: int = 15090
+    health_port: int = 15021
+    access_log: str = "/dev/stdout"  # a path, or "off"
+    drain_timeout: float = 5.0
+    concurrency: int = 1
+    limits: h1.Limits = field(default_factory=h1.Limits)
+    watch: bool = True
+
+
+class ConfigError(Exception):
+    """The configuration cannot be loaded; carries every error, one per line."""
+
+
+def load_snapshot(options: ProxyOptions, version: str) -> Snapshot:
+    result = load_paths(options.config_paths)
+    if result.errors:
+        raise ConfigError("\n".join(str(error) for error in result.errors))
+    return compile_snapshot(result.config, options.identity, version)
+
+
+def config_fingerprint(paths: list[str]) -> tuple:
+    """Modification times and sizes of every YAML file under the paths: cheap change detection."""
+    entries = []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, _, files in os.walk(path):
+                entries.extend(os.path.join(root, name) for name in files if name.endswith((".yaml", ".yml")))
+        else:
+            entries.append(path)
+    fingerprint = []
+    for entry in sorted(entries):
+        try:
+            stat = os.stat(entry)
+        except FileNotFoundError:
+            continue
+        fingerprint.append((entry, stat.st_mtime_ns, stat.st_size))
+    return tuple(fingerprint)
+
+
+class ProxyWorker:
+    """Listeners and runtime of one worker process."""
+
+    def __init__(self, options: ProxyOptions, telemetry: Telemetry, reuse_port: bool = False) -> None:
+        self.options = options
+        self.telemetry = telemetry
+        self.reuse_port = reuse_port
+        self.loop = asyncio.get_running_loop()
+        self.runtime = Runtime(self.loop, telemetry, options.limits)
+        self.servers: dict[str, asyncio.AbstractServer] = {}
+        self.version = 0
+        self.fingerprint = config_fingerprint(options.config_paths)
+        self.stopped = asyncio.Event()
+        self.ready = False
+
+    async def start(self, snapshot: Snapshot) -> None:
+        self.runtime.install(snapshot)
+        await self._sync_listeners(snapshot)
+        self.ready = True
+
+    # configuration ------------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Apply the configuration on disk; keep the current one if it has errors."""
+        self.fingerprint = config_fingerprint(self.options.config_paths)
+        self.version += 1
+        try:
+            snapshot = load_snapshot(self.options, str(self.version))
+        except ConfigError as errors:
+            log.error("configuration rejected, keeping the previous one:\n%s", errors)
+            return False
+        try:
+            await self._sync_listeners(snapshot, dry_run=True)
+        except OSError as error:
+            log.error("configuration rejected, cannot open its listeners: %s", error)
+            return False
+        self.runtime.install(snapshot)
+        await self._sync_listeners(snapshot)
+        log.info("configuration version %s applied", snapshot.version)
+        return True
+
+    async def watch(self) -> None:
+        """Reload when a file under the config paths changes (polling: no extra dependency)."""
+        while not self.stopped.is_set():
+            await asyncio.sleep(WATCH_INTERVAL)
+            if self.runtime.draining:
+                return
+            if config_fingerprint(self.options.config_paths) != self.fingerprint:
+                await self.reload()
+
+    # listeners ------------------------------------------------------------------------------------
+
+    async def _sync_listeners(self, snapshot: Snapshot, dry_run: bool = False) -> None:
+        """Open the snapshot's new listeners and close the ones it no longer has.
+
+        With `dry_run`, only check that every new listener's address can be bound.
+        """
+        wanted = {listener.name: listener for listener in snapshot.listeners}
+        if dry_run:
+            for name, listener in wanted.items():
+                if name not in self.servers:
+                    self._bind(listener).close()
+            return
+        for name in list(self.servers):
+            if name not in wanted:
+                self.servers.pop(name).close()
+        for name, listener in wanted.items():
+            if name not in self.servers:
+                sock = self._bind(listener)
+                self.servers[name] = await self.loop.create_server(
+                    lambda listener=listener: self._protocol_for(listener), sock=sock, backlog=1024
+                )
+
+    def _bind(self, listener: Listener) -> socket.socket:
+        family = socket.AF_INET6 if ":" in listener.bind else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((listener.bind, listener.port))
+            sock.listen(1024)
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
+
+    def _protocol_for(self, listener: Listener):
+        current = self.runtime.current(listener)
+        if current.protocol == "TCP":
+            return TcpProxy(self.runtime, current)
+        return DownstreamH1(self.runtime, current)
+
+    # shutdown -------------------------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Stop accepting, finish what was accepted, close idle connections, then stop.
+
+        Connections still waiting in a listener's accept queue were accepted by the kernel on
+        our behalf: they are accepted and served rather than reset.
+        """
+        if self.runtime.draining:
+            return
+        self.ready = False
+        backlogs = []
+        for server in self.servers.values():
+            for sock in server.sockets:
+                backlogs.append(socket.socket(fileno=os.dup(sock.fileno())))
+            server.close()
+        self.servers.clear()
+        for sock in backlogs:
+            await self._accept_backlog(sock)
+        self.runtime.start_draining()
+        try:
+            await asyncio.wait_for(self.runtime.all_closed.wait(), self.options.drain_timeout)
+        except asyncio.TimeoutError:
+            log.warning("drain timeout: closing %d connections", len(self.runtime.connections))
+        for connection in list(self.runtime.connections):
+            transport = getattr(connection, "transport", None) or getattr(connection, "downstream", None)
+            if transport is not None:
+                transport.close()
+        self.runtime.pools.close()
+        self.telemetry.flush()
+        self.stopped.set()
+
+    async def _accept_backlog(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        local = sock.getsockname()
+        listener = next(
+            (l for l in self.runtime.listeners.values() if l.port == local[1]), None
+        )
+        try:
+            while listener is not None:
+                try:
+                    conn, _ = sock.accept()
+                except BlockingIOError:
+                    break
+                await self.loop.connect_accepted_socket(lambda: self._protocol_for(listener), conn)
+        finally:
+            sock.close()
+
+    def install_signal_handlers(self) -> None:
+        self.loop.add_signal_handler(signal.SIGTERM, lambda: self.loop.create_task(self.drain()))
+        self.loop.add_signal_handler(signal.SIGINT, lambda: self.loop.create_task(self.drain()))
+        self.loop.add_signal_handler(signal.SIGHUP, lambda: self.loop.create_task(self.reload()))

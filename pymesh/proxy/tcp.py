@@ -1,0 +1,178 @@
+"""L4 proxying: bytes both ways between a downstream connection and one upstream endpoint.
+
+Half-close is passed through (a client's FIN becomes our FIN to the upstream, and the other way
+round), each side's write buffer pauses the other side's reading, and a connection idle for the
+cluster's `tcp.idleTimeout` (Istio's default: 1 hour) is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pymesh.policy import flags
+from pymesh.routing.pick import pick_weighted
+
+DEFAULT_TCP_IDLE_TIMEOUT = 3600.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+class _Upstream(asyncio.Protocol):
+    def __init__(self, proxy: TcpProxy) -> None:
+        self.proxy = proxy
+
+    def data_received(self, data: bytes) -> None:
+        self.proxy.from_upstream(data)
+
+    def eof_received(self):
+        self.proxy.downstream.write_eof()
+        self.proxy.half_closed()
+        return True
+
+    def connection_lost(self, exc) -> None:
+        self.proxy.upstream_lost()
+
+    def pause_writing(self) -> None:
+        self.proxy.downstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.proxy.downstream.resume_reading()
+
+
+class TcpProxy(asyncio.Protocol):
+    """Downstream side. Reading waits until the upstream connection is up."""
+
+    def __init__(self, runtime, listener, target: tuple[str, int] | None = None) -> None:
+        self.runtime = runtime
+        self.listener = listener
+        self.target = target  # a fixed address (passthrough); else the listener's tcp route
+        self.downstream: asyncio.Transport | None = None
+        self.upstream: asyncio.Transport | None = None
+        self.cluster_state = None
+        self.endpoint = None
+        self.pending: list[bytes] = []
+        self.sent = 0  # bytes to the upstream
+        self.received = 0  # bytes from the upstream
+        self.flags = flags.NONE
+        self.start = runtime.loop.time()
+        self.last_activity = self.start
+        self.idle_timeout = DEFAULT_TCP_IDLE_TIMEOUT
+        self.idle_timer = None
+        self.half_closes = 0
+        self.closed = False
+        self.source_ip = ""
+        self.recorder = None
+
+    def connection_made(self, transport) -> None:
+        self.downstream = transport
+        peer = transport.get_extra_info("peername")
+        self.source_ip = peer[0] if peer else ""
+        address = self._choose_upstream()
+        self.runtime.tcp_opened(self)
+        if address is None:
+            self.flags = flags.UH
+            transport.close()
+            return
+        transport.pause_reading()
+        connect_timeout = DEFAULT_CONNECT_TIMEOUT
+        if self.cluster_state is not None:
+            pool = self.cluster_state.cluster.connection_pool
+            connect_timeout = pool.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+            self.idle_timeout = pool.tcp_idle_timeout or DEFAULT_TCP_IDLE_TIMEOUT
+        loop = self.runtime.loop
+        task = loop.create_task(loop.create_connection(lambda: _Upstream(self), address[0], address[1]))
+        timer = loop.call_later(connect_timeout, task.cancel)
+        task.add_done_callback(lambda task: self._connected(task, timer))
+
+    def _choose_upstream(self) -> tuple[str, int] | None:
+        if self.target is not None:
+            return self.target
+        route = self.listener.tcp_route
+        if route is None or not route.clusters:
+            return None
+        weighted = route.clusters[0] if len(route.clusters) == 1 else pick_weighted(route.clusters, route.total_weight, self.runtime.random())
+        state = self.runtime.cluster_states.get(weighted.cluster)
+        if state is None:
+            return None
+        endpoint = state.balancer.pick(self.source_ip.encode() if state.consistent_hash else None)
+        if endpoint is None:
+            return None
+        self.cluster_state, self.endpoint = state, endpoint
+        return endpoint.address, endpoint.port
+
+    def _connected(self, task: asyncio.Task, timer) -> None:
+        timer.cancel()
+        if self.closed:
+            if not task.cancelled() and task.exception() is None:
+                task.result()[0].close()
+            return
+        if task.cancelled() or task.exception() is not None:
+            self.flags = flags.UF
+            self.downstream.close()
+            return
+        self.upstream = task.result()[0]
+        if self.pending:
+            self.upstream.write(b"".join(self.pending))
+            self.pending = []
+        self.downstream.resume_reading()
+        self.idle_timer = self.runtime.loop.call_later(self.idle_timeout, self._check_idle)
+
+    # downstream callbacks -----------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.sent += len(data)
+        self.last_activity = self.runtime.loop.time()
+        if self.upstream is None:
+            self.pending.append(data)
+        else:
+            self.upstream.write(data)
+
+    def eof_received(self):
+        if self.upstream is not None:
+            self.upstream.write_eof()
+            self.half_closed()
+        return True
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        if self.upstream is not None:
+            self.upstream.close()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        self.runtime.tcp_closed(self)
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    # upstream events ----------------------------------------------------------------------------
+
+    def from_upstream(self, data: bytes) -> None:
+        self.received += len(data)
+        self.last_activity = self.runtime.loop.time()
+        self.downstream.write(data)
+
+    def half_closed(self) -> None:
+        """After both directions saw FIN the connection is done."""
+        self.half_closes += 1
+        if self.half_closes >= 2:
+            self.downstream.close()
+
+    def upstream_lost(self) -> None:
+        if not self.closed:
+            self.downstream.close()
+
+    def close_if_idle(self) -> None:
+        """Draining: TCP connections are not interrupted; they end on their own or at the deadline."""
+
+    def _check_idle(self) -> None:
+        if self.closed:
+            return
+        idle_for = self.runtime.loop.time() - self.last_activity
+        if idle_for >= self.idle_timeout:
+            self.downstream.close()
+        else:
+            self.idle_timer = self.runtime.loop.call_later(self.idle_timeout - idle_for, self._check_idle)

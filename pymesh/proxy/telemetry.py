@@ -1,0 +1,133 @@
+"""The proxy's side of telemetry: turns a finished exchange or TCP connection into Istio metrics
+and an access-log line. Recorders are looked up once per (direction, cluster, endpoint) and
+cached, so a request costs one dict lookup plus the recorder's increments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from pymesh.policy import flags
+from pymesh.routing.snapshot import Snapshot
+from pymesh.telemetry.accesslog import AccessLog
+from pymesh.telemetry.metrics import MetricsContext, inbound_labels, outbound_labels, setup_metrics
+
+FLUSH_INTERVAL = 1.0
+
+
+class Telemetry:
+    def __init__(self, metrics: MetricsContext, access_log: AccessLog | None) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+        self.identity = None
+        self._http: dict[tuple, object] = {}
+        self._tcp: dict[tuple, object] = {}
+
+    @classmethod
+    def create(cls, options, workers: int) -> Telemetry:
+        access_log = None if options.access_log == "off" else AccessLog("json", options.access_log)
+        return cls(setup_metrics(workers), access_log)
+
+    def configure(self, snapshot: Snapshot) -> None:
+        self.identity = snapshot.identity
+        self._http = {}
+        self._tcp = {}
+
+    # per request / connection ------------------------------------------------------------------
+
+    def _labels(self, direction: str, cluster, endpoint, protocol: str) -> tuple[str, ...]:
+        if direction == "inbound":
+            return inbound_labels(self.identity, cluster, protocol)
+        return outbound_labels(self.identity, cluster, endpoint, protocol)
+
+    def request_done(self, exchange) -> None:
+        state = exchange.cluster_state
+        cluster = state.cluster if state is not None else None
+        endpoint = exchange.last_endpoint
+        key = (exchange.listener.direction, cluster.name if cluster else "", endpoint.key if endpoint else "")
+        recorder = self._http.get(key)
+        if recorder is None:
+            labels = self._labels(exchange.listener.direction, cluster, endpoint, "http")
+            recorder = self._http[key] = self.metrics.http(labels)
+        duration_ms = (exchange.runtime.loop.time() - exchange.start) * 1000.0
+        recorder.record(exchange.status, exchange.flags, duration_ms, exchange.request_bytes, exchange.response_bytes)
+        if self.access_log is not None:
+            head = exchange.head
+            route = exchange.route
+            self.access_log.log(
+                time.time() - duration_ms / 1000.0, head.method, head.authority, head.path,
+                "HTTP/" + head.http_version, exchange.status, exchange.flags, exchange.request_bytes,
+                exchange.response_bytes, duration_ms, endpoint.key if endpoint else None,
+                cluster.name if cluster else None, _header(head, b"x-forwarded-for"),
+                _header(head, b"user-agent"), exchange.request_id, route.name if route else None,
+                head.source_ip,
+            )
+
+    def protocol_error(self, connection, status: int) -> None:
+        """A request so malformed it never became an exchange: still counted and logged."""
+        listener = connection.listener
+        key = (listener.direction, "", "")
+        recorder = self._http.get(key)
+        if recorder is None:
+            recorder = self._http[key] = self.metrics.http(self._labels(listener.direction, None, None, "http"))
+        recorder.record(status, flags.DPE, 0.0, 0, 0)
+        if self.access_log is not None:
+            self.access_log.log(time.time(), None, None, None, None, status, flags.DPE, 0, 0, 0.0,
+                                None, None, None, None, None, None, connection.source_ip)
+
+    def _tcp_recorder(self, proxy):
+        state = proxy.cluster_state
+        cluster = state.cluster if state is not None else None
+        key = (proxy.listener.direction, cluster.name if cluster else "", proxy.endpoint.key if proxy.endpoint else "")
+        recorder = self._tcp.get(key)
+        if recorder is None:
+            labels = self._labels(proxy.listener.direction, cluster, proxy.endpoint, "tcp")
+            recorder = self._tcp[key] = self.metrics.tcp(labels)
+        return recorder
+
+    def tcp_opened(self, proxy) -> None:
+        proxy.recorder = self._tcp_recorder(proxy)
+        proxy.recorder.opened()
+
+    def tcp_closed(self, proxy) -> None:
+        proxy.recorder.closed(proxy.received, proxy.sent, proxy.flags)
+        if self.access_log is not None:
+            duration_ms = (proxy.runtime.loop.time() - proxy.start) * 1000.0
+            cluster = proxy.cluster_state.cluster.name if proxy.cluster_state else None
+            upstream = proxy.endpoint.key if proxy.endpoint else (f"{proxy.target[0]}:{proxy.target[1]}" if proxy.target else None)
+            self.access_log.log_tcp(time.time() - duration_ms / 1000.0, upstream, cluster, proxy.source_ip,
+                                    proxy.sent, proxy.received, duration_ms, proxy.flags)
+
+    # process-level ------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        if self.access_log is not None:
+            self.access_log.flush()
+        self.metrics.flush()
+
+    async def flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            self.flush()
+
+    def worker_exit(self, pid: int) -> None:
+        self.metrics.worker_exit(pid)
+
+    def render_prometheus(self) -> bytes:
+        self.metrics.flush()
+        return self.metrics.render_prometheus()
+
+    def render_stats(self) -> bytes:
+        return self.metrics.render_stats()
+
+    def close(self) -> None:
+        self.flush()
+        if self.access_log is not None:
+            self.access_log.close()
+        self.metrics.close()
+
+
+def _header(head, name: bytes) -> str | None:
+    value = head.header(name)
+    return value.decode("latin-1") if value is not None else None

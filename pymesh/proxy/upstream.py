@@ -1,0 +1,237 @@
+"""Upstream HTTP/1.1 connections and their per-endpoint pools.
+
+A pool keeps idle keep-alive connections to one endpoint (LIFO, so the warmest is reused), closes
+them after the cluster's idle timeout (swept once a second, not a timer per connection) and after
+`maxRequestsPerConnection`. A connection serves one request at a time: it forwards the response
+events to the exchange bound to it, and tells it when the upstream goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from pymesh.http import h1
+from pymesh.routing.snapshot import Cluster, Endpoint
+
+DEFAULT_CONNECT_TIMEOUT = 10.0  # Istio's default tcp.connectTimeout
+DEFAULT_IDLE_TIMEOUT = 3600.0  # Envoy's default upstream idle timeout
+SWEEP_INTERVAL = 1.0
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to an endpoint, bound to at most one exchange at a time."""
+
+    __slots__ = ("pool", "transport", "reader", "exchange", "requests", "idle_since", "received", "tunnel", "reused")
+
+    def __init__(self, pool: EndpointPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.reader = h1.ResponseReader()
+        self.exchange = None
+        self.requests = 0
+        self.idle_since = 0.0
+        self.received = False  # any response byte for the current request
+        self.tunnel = None  # the downstream transport once upgraded (WebSocket)
+        self.reused = False  # served a request before the current one
+
+    # asyncio callbacks ---------------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        exchange = self.exchange
+        if exchange is None:
+            self.transport.close()  # unsolicited bytes on an idle connection: not trustworthy
+            return
+        self.received = True
+        try:
+            events = self.reader.feed(data)
+        except h1.ProtocolError as exc:
+            exchange.on_upstream_error(self, exc)
+            return
+        for kind, value in events:
+            if kind == h1.DATA:
+                exchange.on_response_data(value)
+            elif kind == h1.HEAD:
+                exchange.on_response_head(self, value)
+            elif kind == h1.END:
+                exchange.on_response_end(self, value)
+            else:
+                exchange.on_response_upgrade(self, value)
+            if self.exchange is not exchange:
+                return  # the exchange let go of this connection (retry, reset)
+
+    def eof_received(self):
+        if self.tunnel is not None:
+            self.tunnel.write_eof()
+            return True
+        return False
+
+    def connection_lost(self, exc) -> None:
+        self.pool.forget(self)
+        if self.tunnel is not None:
+            self.tunnel.close()
+        elif self.exchange is not None:
+            exchange = self.exchange
+            self.exchange = None
+            self.pool.active -= 1
+            exchange.on_upstream_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.pause_request_body()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.resume_request_body()
+
+    # used by the exchange -----------------------------------------------------------------
+
+    def bind(self, exchange, expect_body: bool) -> None:
+        self.exchange = exchange
+        self.received = False
+        self.reused = self.requests > 0
+        self.reader.expect_body = expect_body
+        self.requests += 1
+
+    def release(self, reusable: bool) -> None:
+        """The exchange is done with this connection: back to the pool, or closed."""
+        self.exchange = None
+        self.pool.release(self, reusable)
+
+    def abort(self) -> None:
+        """Drop the connection mid-request (retry, timeout, downstream gone)."""
+        self.exchange = None
+        self.pool.active -= 1
+        self.transport.abort()
+
+    def detach_as_tunnel(self, downstream_transport) -> None:
+        """After 101 Switching Protocols: no longer HTTP, no longer pooled."""
+        self.exchange = None
+        self.pool.active -= 1
+        self.tunnel = downstream_transport
+
+
+class EndpointPool:
+    """Idle connections to one endpoint of one cluster, and how to make new ones."""
+
+    def __init__(self, cluster: Cluster, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
+        self.endpoint = endpoint
+        self.loop = loop
+        self.idle: list[UpstreamConnection] = []
+        self.active = 0
+        self.connects = 0
+        self.connect_failures = 0
+        self.configure(cluster)
+
+    def configure(self, cluster: Cluster) -> None:
+        settings = cluster.connection_pool
+        self.connect_timeout = settings.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+        self.idle_timeout = settings.idle_timeout or DEFAULT_IDLE_TIMEOUT
+        self.max_requests = settings.max_requests_per_connection
+
+    def take_idle(self) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.transport.is_closing():
+                self.active += 1
+                return conn
+        return None
+
+    def connect(self, on_done: Callable[[UpstreamConnection | None, BaseException | None], None]) -> Callable[[], None]:
+        """Open a connection; `on_done(conn, None)` or `on_done(None, error)`. Returns a canceller."""
+        self.connects += 1
+        task = self.loop.create_task(
+            self.loop.create_connection(lambda: UpstreamConnection(self), self.endpoint.address, self.endpoint.port)
+        )
+        timer = self.loop.call_later(self.connect_timeout, task.cancel)
+
+        def finished(task: asyncio.Task) -> None:
+            timer.cancel()
+            if task.cancelled():
+                self.connect_failures += 1
+                on_done(None, TimeoutError("connect timeout"))
+                return
+            error = task.exception()
+            if error is not None:
+                self.connect_failures += 1
+                on_done(None, error)
+                return
+            self.active += 1
+            on_done(task.result()[1], None)
+
+        task.add_done_callback(finished)
+        return task.cancel
+
+    def release(self, conn: UpstreamConnection, reusable: bool) -> None:
+        self.active -= 1
+        if reusable and (not self.max_requests or conn.requests < self.max_requests) and not conn.transport.is_closing():
+            conn.idle_since = time.monotonic()
+            self.idle.append(conn)
+        else:
+            conn.transport.close()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        if conn in self.idle:
+            self.idle.remove(conn)
+
+    def sweep(self, now: float) -> None:
+        deadline = now - self.idle_timeout
+        keep = []
+        for conn in self.idle:
+            if conn.idle_since < deadline:
+                conn.transport.close()
+            else:
+                keep.append(conn)
+        self.idle = keep
+
+    def close_idle(self) -> None:
+        for conn in self.idle:
+            conn.transport.close()
+        self.idle = []
+
+
+class Pools:
+    """Every endpoint pool of this proxy, keyed by (cluster name, endpoint address:port)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pools: dict[tuple[str, str], EndpointPool] = {}
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    def get(self, cluster: Cluster, endpoint: Endpoint) -> EndpointPool:
+        key = (cluster.name, endpoint.key)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = EndpointPool(cluster, endpoint, self.loop)
+        return pool
+
+    def retain(self, clusters) -> None:
+        """After a config change: reconfigure surviving pools, close idle ones that are gone."""
+        live = {(c.name, e.key): c for c in clusters.values() for e in c.endpoints}
+        for key, pool in list(self.pools.items()):
+            cluster = live.get(key)
+            if cluster is None:
+                pool.close_idle()
+                if not pool.active:
+                    del self.pools[key]
+            else:
+                pool.configure(cluster)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for pool in self.pools.values():
+            pool.sweep(now)
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    def close(self) -> None:
+        self._sweeper.cancel()
+        for pool in self.pools.values():
+            pool.close_idle()
