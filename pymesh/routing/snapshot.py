@@ -139,6 +139,10 @@ class Snapshot:
     clusters: Mapping[str, Cluster]
     config: model.MeshConfig
     outbound_traffic_policy: str = "ALLOW_ANY"
+    warnings: tuple[str, ...] = ()  # compile problems (unknown destinations, ...) for analyze/config_dump
+    # outbound traffic captured by iptables, by original destination port (Istio's per-port
+    # outbound listeners); may share Listener objects with `listeners`
+    captured_outbound: Mapping[int, Listener] = field(default_factory=dict)
 
     def dump(self) -> dict:
         """JSON-able view for /config_dump."""

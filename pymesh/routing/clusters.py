@@ -1,0 +1,112 @@
+"""Clusters (Envoy's word for "an upstream"): one per service port, one per DestinationRule subset
+of it, and one per Sidecar ingress entry; each with its endpoints and traffic policy resolved.
+"""
+
+from __future__ import annotations
+
+from pymesh.api import model
+from pymesh.routing.hosts import host_matches, is_wildcard, parse_host_port
+from pymesh.routing.registry import Service, ServiceIndex
+from pymesh.routing.scope import exported_to, selects
+from pymesh.routing.snapshot import Cluster, Endpoint
+
+
+def outbound_name(port: int, subset: str, host: str) -> str:
+    return f"outbound|{port}|{subset}|{host}"
+
+
+def inbound_name(port: int) -> str:
+    return f"inbound|{port}||"
+
+
+def effective_policy(
+    rule: model.DestinationRule | None, subset: model.Subset | None
+) -> tuple[model.LoadBalancerSettings, model.ConnectionPoolSettings]:
+    """Istio's merge: each field the subset's trafficPolicy sets replaces the rule's whole field."""
+    layers = [p for p in (subset and subset.traffic_policy, rule and rule.traffic_policy) if p]
+    lb = next((p.load_balancer for p in layers if p.load_balancer), None)
+    pool = next((p.connection_pool for p in layers if p.connection_pool), None)
+    return lb or model.LoadBalancerSettings(), pool or model.ConnectionPoolSettings()
+
+
+class RuleIndex:
+    """DestinationRules by the service host they apply to: an exact host beats a wildcard, a
+    narrower wildcard beats a broader one, and among equals the proxy's own namespace wins."""
+
+    def __init__(self, config: model.MeshConfig, services: ServiceIndex, proxy_namespace: str, warnings: list[str]):
+        self._exact: dict[str, model.DestinationRule] = {}
+        self._wild: list[tuple[str, model.DestinationRule]] = []
+        rules = [r for r in config.destination_rules if exported_to(r.export_to, r.metadata.namespace, proxy_namespace)]
+        rules.sort(key=lambda r: r.metadata.namespace != proxy_namespace)  # stable: file order otherwise
+        for rule in rules:
+            host = services.canonical(rule.host, rule.metadata.namespace)
+            if is_wildcard(host):
+                self._wild.append((host, rule))
+            elif host in self._exact:
+                continue
+            else:
+                self._exact[host] = rule
+                if services.find(host, rule.metadata.namespace) is None:
+                    warnings.append(f"DestinationRule {rule.metadata.namespace}/{rule.metadata.name}: host {host} matches no service")
+        self._wild.sort(key=lambda hr: -len(hr[0]))
+
+    def for_host(self, host: str) -> model.DestinationRule | None:
+        rule = self._exact.get(host)
+        if rule is None:
+            rule = next((r for pattern, r in self._wild if host_matches(pattern, host)), None)
+        return rule
+
+
+def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Subset | None,
+             rule: model.DestinationRule | None, endpoints: tuple[Endpoint, ...]) -> Cluster:
+    lb, pool = effective_policy(rule, subset)
+    return Cluster(
+        name=name,
+        service_host=svc.host,
+        port=port.number,
+        subset=subset.name if subset else "",
+        protocol=port.protocol.upper(),
+        endpoints=endpoints,
+        load_balancer=lb,
+        connection_pool=pool,
+        namespace=svc.namespace,
+    )
+
+
+def outbound_clusters(services: ServiceIndex, rules: RuleIndex) -> dict[str, Cluster]:
+    out: dict[str, Cluster] = {}
+    for svc in services.services:
+        rule = rules.for_host(svc.host)
+        for port in svc.ports:
+            endpoints = svc.endpoints(port)
+            name = outbound_name(port.number, "", svc.host)
+            out[name] = _cluster(name, svc, port, None, rule, endpoints)
+            for subset in rule.subsets if rule else ():
+                name = outbound_name(port.number, subset.name, svc.host)
+                chosen = tuple(ep for ep in endpoints if selects(subset.labels, ep.labels))
+                out[name] = _cluster(name, svc, port, subset, rule, chosen)
+    return out
+
+
+def inbound_cluster(ingress: model.IngressListener, namespace: str, warnings: list[str]) -> Cluster:
+    """The local application behind a Sidecar ingress entry; without a usable defaultEndpoint the
+    app is assumed on 127.0.0.1 at the port's targetPort (or number)."""
+    port = ingress.port
+    target = port.target_port if port.target_port is not None else port.number
+    address, app_port = "127.0.0.1", target
+    if ingress.default_endpoint:
+        try:
+            address, app_port = parse_host_port(ingress.default_endpoint)
+        except ValueError as e:
+            warnings.append(f"Sidecar ingress port {port.number}: defaultEndpoint: {e}; using 127.0.0.1:{target}")
+    return Cluster(
+        name=inbound_name(port.number),
+        service_host="",
+        port=port.number,
+        subset="",
+        protocol=port.protocol.upper(),
+        endpoints=(Endpoint(address=address, port=app_port, namespace=namespace),),
+        load_balancer=model.LoadBalancerSettings(),
+        connection_pool=model.ConnectionPoolSettings(),
+        namespace=namespace,
+    )

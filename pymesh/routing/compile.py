@@ -1,0 +1,107 @@
+"""MeshConfig + the proxy's identity -> Snapshot: the one place that decides what a proxy sees.
+
+All the work happens here, once per configuration; the proxy only matches against the result.
+"""
+
+from __future__ import annotations
+
+from pymesh.api import model
+from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
+from pymesh.routing.registry import ServiceIndex
+from pymesh.routing.routes import RouteContext, inbound_route_table
+from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar
+from pymesh.routing.snapshot import Listener, ProxyIdentity, Snapshot, TcpRoute, WeightedCluster
+
+HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
+
+
+def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version: str) -> Snapshot:
+    """Implements pymesh.routing.snapshot.SnapshotCompiler."""
+    ns = identity.namespace
+    warnings: list[str] = []
+    services = ServiceIndex.from_config(config, ns, warnings)
+    clusters = outbound_clusters(services, RuleIndex(config, services, ns, warnings))
+    sidecar = select_sidecar(config.sidecars, ns, identity.labels)
+    ingress = sidecar.ingress if sidecar else ()
+    for entry in ingress:
+        cluster = inbound_cluster(entry, ns, warnings)
+        clusters[cluster.name] = cluster
+    ctx = RouteContext(
+        namespace=ns,
+        labels=identity.labels,
+        services=services,
+        clusters=clusters,
+        virtual_services=tuple(vs for vs in config.virtual_services if exported_to(vs.export_to, vs.metadata.namespace, ns)),
+        warnings=warnings,
+    )
+    egress = []
+    if sidecar is not None:
+        egress = [(e, _egress_listener(ctx, e, sidecar.metadata.namespace)) for e in sidecar.egress if e.port]
+    listeners = tuple(l for _, l in egress) + tuple(_ingress_listener(e) for e in ingress)
+    captured = _captured_outbound(ctx, sidecar, egress)
+    return Snapshot(
+        version=version,
+        identity=identity,
+        listeners=listeners,
+        clusters=clusters,
+        config=config,
+        outbound_traffic_policy=sidecar.outbound_traffic_policy if sidecar else "ALLOW_ANY",
+        warnings=tuple(dict.fromkeys(warnings)),  # one per problem, though each port meets it again
+        captured_outbound=captured,
+    )
+
+
+def _outbound_listener(ctx: RouteContext, name: str, bind: str, port: int, protocol: str, scope: EgressScope) -> Listener:
+    if protocol in HTTP_PROTOCOLS:
+        return Listener(name, "outbound", bind, port, protocol, route_table=ctx.route_table(port, scope))
+    return Listener(name, "outbound", bind, port, protocol, tcp_route=ctx.tcp_route(port, scope))
+
+
+def _egress_listener(ctx: RouteContext, entry: model.EgressListener, sidecar_namespace: str) -> Listener:
+    """An egress entry with a port: a socket the app connects to (127.0.0.1 unless bound)."""
+    port = entry.port.number  # type: ignore[union-attr]  # callers pass entries with a port
+    bind = entry.bind or "127.0.0.1"
+    scope = EgressScope.parse(entry.hosts, sidecar_namespace)
+    return _outbound_listener(ctx, f"egress|{bind}|{port}", bind, port, entry.port.protocol.upper(), scope)  # type: ignore[union-attr]
+
+
+def _ingress_listener(entry: model.IngressListener) -> Listener:
+    port = entry.port.number
+    bind = entry.bind or "0.0.0.0"
+    protocol = entry.port.protocol.upper()
+    cluster = inbound_name(port)
+    if protocol in HTTP_PROTOCOLS:
+        routing = {"route_table": inbound_route_table(port, cluster)}
+    else:
+        routing = {"tcp_route": TcpRoute(clusters=(WeightedCluster(cluster=cluster, weight=100),), total_weight=100)}
+    return Listener(f"ingress|{bind}|{port}", "inbound", bind, port, protocol, default_cluster=cluster, **routing)
+
+
+def _captured_outbound(
+    ctx: RouteContext, sidecar: model.Sidecar | None, egress: list[tuple[model.EgressListener, Listener]]
+) -> dict[int, Listener]:
+    """Listeners for outbound traffic captured by iptables, by original destination port: an
+    egress entry with that port (unless captureMode NONE), else the port-less egress entries'
+    hosts (all of them when there is no Sidecar or it lists no egress), over every visible
+    service port. A port that HTTP and TCP services share goes to whichever comes first."""
+    out = {l.port: l for e, l in egress if e.capture_mode != "NONE"}
+    if sidecar is None or not sidecar.egress:
+        scope = ALL
+    else:
+        hosts = [h for e in sidecar.egress if e.port is None for h in e.hosts]
+        if not hosts:
+            return out
+        scope = EgressScope.parse(hosts, sidecar.metadata.namespace)
+    protocols: dict[int, str] = {}
+    for svc in ctx.services.services:
+        if not scope.allows(svc.namespace, svc.host):
+            continue
+        for p in svc.ports:
+            protocol = p.protocol.upper()
+            first = protocols.setdefault(p.number, protocol)
+            if (first in HTTP_PROTOCOLS) != (protocol in HTTP_PROTOCOLS):
+                ctx.warnings.append(f"outbound port {p.number}: {svc.host} is {protocol} but an earlier service is {first}; using {first}")
+    for port, protocol in protocols.items():
+        if port not in out:
+            out[port] = _outbound_listener(ctx, f"outbound|0.0.0.0|{port}", "0.0.0.0", port, protocol, scope)
+    return out

@@ -1,0 +1,192 @@
+"""VirtualServices -> per-port route tables and TCP routes.
+
+A route table is built per listener port: a port is fixed for a listener, so `match.port`, the
+default destination port and which hosts are bound there are settled here, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from pymesh.api import model
+from pymesh.routing.clusters import outbound_name
+from pymesh.routing.hosts import domains_for, host_matches
+from pymesh.routing.match import CompiledRoute, CompiledRouteTable, VirtualHost
+from pymesh.routing.registry import Service, ServiceIndex
+from pymesh.routing.scope import EgressScope, selects
+from pymesh.routing.snapshot import Cluster, HeaderOps, Route, TcpRoute, WeightedCluster
+
+_NO_HEADERS = HeaderOps()
+
+
+def header_ops(ops: model.HeaderOperations) -> HeaderOps:
+    if not (ops.set or ops.add or ops.remove):
+        return _NO_HEADERS
+    return HeaderOps(
+        set=tuple((k.lower(), v) for k, v in ops.set.items()),
+        add=tuple((k.lower(), v) for k, v in ops.add.items()),
+        remove=tuple(k.lower() for k in ops.remove),
+    )
+
+
+@dataclass
+class RouteContext:
+    """What route compilation reads, and the warnings it leaves for analyze and /config_dump."""
+
+    namespace: str  # the proxy's
+    labels: Mapping[str, str]  # the proxy's (TCP sourceLabels are decided at compile time)
+    services: ServiceIndex
+    clusters: Mapping[str, Cluster]
+    virtual_services: tuple[model.VirtualService, ...]  # those exported to the proxy
+    warnings: list[str] = field(default_factory=list)
+
+    def bound_hosts(self, vs: model.VirtualService, port: int, scope: EgressScope) -> list[str]:
+        """The VS's hosts visible through `scope` that can be reached on `port`: a registered
+        service must have that port; wildcards and unregistered names are bound everywhere."""
+        ns = vs.metadata.namespace
+        out = []
+        for written in vs.hosts:
+            host = self.services.canonical(written, ns)
+            svc = self.services.find(host, ns)
+            if scope.allows(ns, host) and (svc is None or svc.port(port) is not None):
+                out.append(host)
+        return out
+
+    def visible_services(self, port: int, scope: EgressScope) -> list[Service]:
+        return [s for s in self.services.services if s.port(port) is not None and scope.allows(s.namespace, s.host)]
+
+    # --- destinations ---------------------------------------------------------------------
+
+    def cluster_for(self, vs: model.VirtualService, dest: model.Destination, port: int) -> str:
+        """The cluster a destination names; a missing one still gets its name (the proxy answers
+        503 for it, like Envoy's "cluster not found") and a warning."""
+        ns = vs.metadata.namespace
+        svc = self.services.find(dest.host, ns)
+        host = svc.host if svc else self.services.canonical(dest.host, ns)
+        if dest.port is not None:
+            dest_port = dest.port
+        elif svc is not None and len(svc.ports) == 1:
+            dest_port = svc.ports[0].number
+        else:
+            dest_port = port
+        name = outbound_name(dest_port, dest.subset, host)
+        if name not in self.clusters:
+            if svc is None:
+                why = f"host {host} is not a known service"
+            elif svc.port(dest_port) is None:
+                why = f"service {host} has no port {dest_port}"
+            else:
+                why = f"no DestinationRule subset {dest.subset!r} for {host}"
+            self.warnings.append(f"VirtualService {ns}/{vs.metadata.name}: destination {name}: {why}")
+        return name
+
+    def weighted(self, vs: model.VirtualService, dests: Iterable, port: int) -> tuple[tuple[WeightedCluster, ...], int]:
+        """HTTPRouteDestination or RouteDestination list -> clusters and their total weight; a lone
+        destination without a weight takes all traffic (weight 100), as in Istio."""
+        dests = tuple(dests)
+        out = []
+        for d in dests:
+            headers = getattr(d, "headers", None)
+            weight = d.weight or (100 if len(dests) == 1 else 0)
+            out.append(
+                WeightedCluster(
+                    cluster=self.cluster_for(vs, d.destination, port),
+                    weight=weight,
+                    request_headers=header_ops(headers.request) if headers else _NO_HEADERS,
+                    response_headers=header_ops(headers.response) if headers else _NO_HEADERS,
+                )
+            )
+        return tuple(out), sum(wc.weight for wc in out)
+
+    def hash_policy(self, clusters: tuple[WeightedCluster, ...]) -> model.ConsistentHash | None:
+        """The DestinationRule's consistentHash when every destination cluster agrees on one."""
+        policies = {c.load_balancer.consistent_hash if (c := self.clusters.get(wc.cluster)) else None for wc in clusters}
+        return policies.pop() if len(policies) == 1 else None
+
+    # --- HTTP -----------------------------------------------------------------------------
+
+    def http_routes(self, vs: model.VirtualService, port: int) -> list[CompiledRoute]:
+        vs_name = f"{vs.metadata.namespace}/{vs.metadata.name}"
+        out = []
+        for r in vs.http:
+            clusters, total = self.weighted(vs, r.route, port) if r.route else ((), 0)
+            route = Route(
+                name=r.name,
+                virtual_service=vs_name,
+                clusters=clusters,
+                total_weight=total,
+                redirect=r.redirect,
+                direct_response=r.direct_response,
+                rewrite=r.rewrite,
+                timeout=r.timeout,
+                retries=r.retries,
+                request_headers=header_ops(r.headers.request),
+                response_headers=header_ops(r.headers.response),
+                hash_policy=self.hash_policy(clusters),
+            )
+            compiled = CompiledRoute.build(route, r.match, port)
+            if compiled is not None:
+                out.append(compiled)
+        return out
+
+    def default_route(self, host: str, port: int) -> CompiledRoute:
+        clusters = (WeightedCluster(cluster=outbound_name(port, "", host), weight=100),)
+        route = Route(name="default", virtual_service="", clusters=clusters, total_weight=100, hash_policy=self.hash_policy(clusters))
+        return CompiledRoute(route=route, matches=(), matchers=())
+
+    def route_table(self, port: int, scope: EgressScope) -> CompiledRouteTable:
+        """Virtual hosts for the VirtualServices bound to `port` (several for one host merge in
+        file order), then one default virtual host per service on `port` that no VS host covers."""
+        routes_by_host: dict[str, list[CompiledRoute]] = {}
+        for vs in self.virtual_services:
+            hosts = self.bound_hosts(vs, port, scope) if vs.http else []
+            routes = self.http_routes(vs, port) if hosts else []
+            if routes:  # a VS whose routes all name other ports leaves the default route in place
+                for host in hosts:
+                    routes_by_host.setdefault(host, []).extend(routes)
+        vs_hosts = list(routes_by_host)
+        for svc in self.visible_services(port, scope):
+            if not any(host_matches(h, svc.host) for h in vs_hosts):
+                routes_by_host[svc.host] = [self.default_route(svc.host, port)]
+        return CompiledRouteTable(
+            port,
+            (
+                VirtualHost(name=f"{host}:{port}", domains=domains_for(host, port, self.namespace), routes=tuple(routes))
+                for host, routes in routes_by_host.items()
+            ),
+        )
+
+    # --- TCP ------------------------------------------------------------------------------
+
+    def _l4_matches(self, vs: model.VirtualService, m: model.L4MatchAttributes, port: int) -> bool:
+        if m.destination_subnets:  # a dedicated listener has no destination address to test
+            self.warnings.append(f"VirtualService {vs.metadata.namespace}/{vs.metadata.name}: tcp match destinationSubnets is not supported; match skipped")
+            return False
+        return (m.port is None or m.port == port) and selects(m.source_labels, self.labels)
+
+    def tcp_route(self, port: int, scope: EgressScope) -> TcpRoute | None:
+        """The first VS tcp route that applies on `port` (no match list: always); else the one
+        service on that port. With several services and no VS the listener cannot tell them apart
+        (no destination address here), so it gets no route and a warning."""
+        for vs in self.virtual_services:
+            if not vs.tcp or not self.bound_hosts(vs, port, scope):
+                continue
+            for tr in vs.tcp:
+                if not tr.match or any(self._l4_matches(vs, m, port) for m in tr.match):
+                    clusters, total = self.weighted(vs, tr.route, port)
+                    return TcpRoute(clusters=clusters, total_weight=total)
+        services = self.visible_services(port, scope)
+        if len(services) == 1:
+            return TcpRoute(clusters=(WeightedCluster(cluster=outbound_name(port, "", services[0].host), weight=100),), total_weight=100)
+        if services:
+            hosts = ", ".join(s.host for s in services)
+            self.warnings.append(f"TCP port {port}: several services ({hosts}) and no VirtualService tcp route; no route")
+        return None
+
+
+def inbound_route_table(port: int, cluster: str) -> CompiledRouteTable:
+    """Inbound traffic goes to the local app whatever its authority; no VirtualService applies."""
+    route = Route(name=cluster, virtual_service="", clusters=(WeightedCluster(cluster=cluster, weight=100),), total_weight=100)
+    vh = VirtualHost(name=f"inbound|{port}", domains=("*",), routes=(CompiledRoute(route=route, matches=(), matchers=()),))
+    return CompiledRouteTable(port, (vh,))
