@@ -13,6 +13,7 @@ import sys
 
 SUBCOMMAND_MODULES = (
     "pymesh.proxy.command",  # pymesh proxy
+    "pymesh.proxy.lifecycle",  # pymesh run
     "pymesh.api.analyze",  # pymesh analyze
     "pymesh.capture.command",  # pymesh iptables
 )
@@ -38,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw_argv)
+    args.raw_argv = raw_argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

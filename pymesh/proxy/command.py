@@ -8,20 +8,28 @@ import os
 import sys
 
 from pymesh.http import h1
+from pymesh.proxy.capture import CaptureSettings
 from pymesh.proxy.server import ProxyOptions
 from pymesh.routing.snapshot import ProxyIdentity
 
 
+PROXY_DESCRIPTION = (
+    "Run the pymesh sidecar proxy from Istio-shaped YAML resources (static mode: no control "
+    "server). Listeners come from the Sidecar resource that selects this proxy (--namespace, "
+    "--labels), plus the capture listeners with --capture. The files are watched: a change, or "
+    "SIGHUP, reloads them atomically; a configuration with errors is rejected and the old one "
+    "stays in force. SIGTERM drains and exits 0."
+)
+
+
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "proxy",
-        help="run the sidecar proxy",
-        description="Run the pymesh sidecar proxy from Istio-shaped YAML resources (static mode: "
-        "no control server). Listeners come from the Sidecar resource that selects this proxy "
-        "(--namespace, --labels). The files are watched: a change, or SIGHUP, reloads them "
-        "atomically; a configuration with errors is rejected and the old one stays in force. "
-        "SIGTERM drains and exits 0.",
-    )
+    parser = subparsers.add_parser("proxy", help="run the sidecar proxy", description=PROXY_DESCRIPTION)
+    add_proxy_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
+    """The proxy's options; `pymesh run` accepts the same ones."""
     parser.add_argument("--config", "-c", action="append", required=True, metavar="PATH",
                         help="YAML file or directory of resources (repeatable)")
     parser.add_argument("--workload", default=os.environ.get("PYMESH_WORKLOAD", "unknown"),
@@ -49,8 +57,16 @@ def register(subparsers) -> None:
                         help="request header size limit; larger requests get 431 (default 60, Envoy's)")
     parser.add_argument("--max-request-line-kb", type=int, default=16,
                         help="request line (method and URL) limit; longer get 431 (default 16)")
+    capture = parser.add_argument_group("traffic capture (with `pymesh iptables`)")
+    capture.add_argument("--capture", action="store_true", default=os.environ.get("PYMESH_CAPTURE") == "1",
+                         help="open the capture listeners that iptables redirects to [$PYMESH_CAPTURE=1]")
+    capture.add_argument("--outbound-capture-port", type=int, default=15001, help="outbound capture port (default 15001)")
+    capture.add_argument("--inbound-capture-port", type=int, default=15006, help="inbound capture port (default 15006)")
+    capture.add_argument("--capture-mode", choices=("REDIRECT", "TPROXY"), default="REDIRECT",
+                         help="how iptables captured the traffic (default REDIRECT)")
+    capture.add_argument("--inbound-address", default="127.0.0.1",
+                         help="address the app is reached at for captured inbound traffic (default 127.0.0.1)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    parser.set_defaults(func=run)
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -79,6 +95,12 @@ def options_from_args(args) -> ProxyOptions:
         access_log=args.access_log,
         drain_timeout=args.drain_timeout,
         concurrency=max(1, args.concurrency),
+        capture=CaptureSettings(
+            outbound_port=args.outbound_capture_port,
+            inbound_port=args.inbound_capture_port,
+            tproxy=args.capture_mode == "TPROXY",
+            inbound_address=args.inbound_address,
+        ) if args.capture else None,
         limits=h1.Limits(
             max_request_line=args.max_request_line_kb * 1024,
             max_header_bytes=args.max_request_headers_kb * 1024,

@@ -25,11 +25,16 @@ from pymesh.policy.outcome import Outcome, classify
 from pymesh.proxy.headers import apply_header_ops, rewrite_target
 from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply
 from pymesh.routing.pick import pick_weighted
+from pymesh.routing.snapshot import Route, WeightedCluster
 
 REPLAY_LIMIT = 64 * 1024
 BODY_HIGH_WATER = 256 * 1024  # pause the downstream while this much body waits for a connection
 
 _rng = random.Random()
+PASSTHROUGH_ROUTE = Route(
+    name="allow_any", virtual_service="",
+    clusters=(WeightedCluster(cluster="PassthroughCluster", weight=100),), total_weight=100,
+)
 
 
 class Exchange:
@@ -91,7 +96,7 @@ class Exchange:
         table = self.listener.route_table
         matched = table.match(head) if table is not None else None
         if matched is None:
-            return self.reply(local_reply_for(flags.NR))
+            return self._no_route()
         route, prefix = matched
         self.route = route
         if route.direct_response is not None:
@@ -113,6 +118,17 @@ class Exchange:
             self.downstream.send_continue()
         if route.timeout:
             self.route_timer = runtime.loop.call_later(route.timeout, self._on_route_timeout)
+        self._attempt()
+
+    def _no_route(self) -> None:
+        """404 NR; but captured traffic for an unknown host goes where it was going (ALLOW_ANY)."""
+        destination = self.downstream.original_destination
+        if destination is None or self.runtime.snapshot.outbound_traffic_policy != "ALLOW_ANY":
+            return self.reply(local_reply_for(flags.NR))
+        self.cluster_state = self.runtime.passthrough(destination)
+        self.route = PASSTHROUGH_ROUTE
+        self.policy = self.runtime.retry_policy(PASSTHROUGH_ROUTE)
+        self.upstream_head_bytes = self._upstream_head(PASSTHROUGH_ROUTE, None, PASSTHROUGH_ROUTE.clusters[0])
         self._attempt()
 
     def on_request_data(self, data: bytes) -> None:

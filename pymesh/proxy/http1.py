@@ -26,9 +26,10 @@ _TEXT_PLAIN = (b"content-type", b"text/plain")
 
 
 class DownstreamH1(asyncio.Protocol):
-    def __init__(self, runtime, listener) -> None:
+    def __init__(self, runtime, listener, original_destination: tuple[str, int] | None = None) -> None:
         self.runtime = runtime
         self.listener = listener
+        self.original_destination = original_destination  # captured connections only
         self.transport: asyncio.Transport | None = None
         self.reader = h1.RequestReader(runtime.limits)
         self.queue: deque[Exchange] = deque()  # [0] is being answered; the rest wait (pipelining)

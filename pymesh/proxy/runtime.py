@@ -20,11 +20,22 @@ from pymesh.policy.hashkey import hash_key
 from pymesh.policy.outcome import Outcome
 from pymesh.policy.retry import RetryPolicy
 from pymesh.proxy.upstream import Pools
-from pymesh.routing.snapshot import Cluster, Endpoint, Route, Snapshot
+from pymesh.api.model import ConnectionPoolSettings, LoadBalancerSettings
+from pymesh.routing.compile import implicit_inbound
+from pymesh.routing.snapshot import Cluster, Endpoint, Listener, Route, Snapshot
 from pymesh.proxy.telemetry import Telemetry
 
 log = logging.getLogger("pymesh.proxy")
 _rng = random.Random()
+PASSTHROUGH_CACHE = 1024
+
+
+def passthrough_cluster(address: str, port: int) -> Cluster:
+    return Cluster(
+        name="PassthroughCluster", service_host="", port=port, subset="", protocol="HTTP",
+        endpoints=(Endpoint(address=address, port=port),), load_balancer=LoadBalancerSettings(),
+        connection_pool=ConnectionPoolSettings(),
+    )
 
 
 class EndpointStats:
@@ -94,6 +105,8 @@ class Runtime:
         self.all_closed = asyncio.Event()  # set once draining and no connection is left
         self._retry_policies: dict[int, tuple[Route, RetryPolicy]] = {}
         self.listeners: dict = {}
+        self._inbound: dict[int, Listener] = {}
+        self._passthrough: dict[tuple[str, int], ClusterState] = {}
 
     # configuration ------------------------------------------------------------------------------
 
@@ -108,11 +121,37 @@ class Runtime:
                 states[name] = ClusterState(cluster, self.telemetry.metrics.cluster_stats(name))
         self.cluster_states = states
         self._retry_policies = {}
+        self._inbound = {}
+        self._passthrough = {}
         self.source_labels = dict(snapshot.identity.labels)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         self.snapshot = snapshot
         self.telemetry.configure(snapshot)
         self.pools.retain(snapshot.clusters)
+
+    # captured traffic (see pymesh.proxy.capture) ---------------------------------------------
+
+    passthrough_listener = Listener("PassthroughCluster", "outbound", "", 0, "TCP")
+
+    def inbound_listener(self, port: int, address: str) -> Listener:
+        """The inbound listener for a captured port, with its app cluster made ready."""
+        listener = self._inbound.get(port)
+        if listener is None:
+            listener, cluster = implicit_inbound(self.snapshot, port, address)
+            if cluster.name not in self.cluster_states:
+                self.cluster_states[cluster.name] = ClusterState(cluster, self.telemetry.metrics.cluster_stats(cluster.name))
+            self._inbound[port] = listener
+        return listener
+
+    def passthrough(self, destination: tuple[str, int]) -> ClusterState:
+        """Captured HTTP for a host no route knows, under ALLOW_ANY: to where it was going."""
+        state = self._passthrough.get(destination)
+        if state is None:
+            if len(self._passthrough) >= PASSTHROUGH_CACHE:
+                self._passthrough.clear()
+            cluster = passthrough_cluster(*destination)
+            state = self._passthrough[destination] = ClusterState(cluster, self.telemetry.metrics.cluster_stats(cluster.name))
+        return state
 
     def current(self, listener):
         """The newest configuration of a listener a connection was accepted on."""

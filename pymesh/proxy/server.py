@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from pymesh.api.load import load_paths
 from pymesh.http import h1
+from pymesh.proxy.capture import CaptureSettings, Sniffer
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.runtime import Runtime
 from pymesh.proxy.tcp import TcpProxy
@@ -27,6 +28,7 @@ from pymesh.routing.snapshot import Listener, ProxyIdentity, Snapshot
 log = logging.getLogger("pymesh.proxy")
 
 WATCH_INTERVAL = 1.0
+IP_TRANSPARENT = 19  # linux/in.h
 
 
 @dataclass
@@ -42,6 +44,7 @@ class ProxyOptions:
     concurrency: int = 1
     limits: h1.Limits = field(default_factory=h1.Limits)
     watch: bool = True
+    capture: CaptureSettings | None = None  # iptables capture listeners (15001/15006), if on
 
 
 class ConfigError(Exception):
@@ -132,6 +135,8 @@ class ProxyWorker:
         With `dry_run`, only check that every new listener's address can be bound.
         """
         wanted = {listener.name: listener for listener in snapshot.listeners}
+        if self.options.capture is not None:
+            wanted.update((listener.name, listener) for listener in self.options.capture.listeners())
         if dry_run:
             for name, listener in wanted.items():
                 if name not in self.servers:
@@ -153,6 +158,8 @@ class ProxyWorker:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if self.reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if listener.protocol == "CAPTURE" and self.options.capture.tproxy:
+            sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)  # accept for addresses not ours
         try:
             sock.bind((listener.bind, listener.port))
             sock.listen(1024)
@@ -163,6 +170,8 @@ class ProxyWorker:
         return sock
 
     def _protocol_for(self, listener: Listener):
+        if listener.protocol == "CAPTURE":
+            return Sniffer(self.runtime, self.options.capture, listener.direction)
         current = self.runtime.current(listener)
         if current.protocol == "TCP":
             return TcpProxy(self.runtime, current)
@@ -180,13 +189,13 @@ class ProxyWorker:
             return
         self.ready = False
         backlogs = []
-        for server in self.servers.values():
+        for name, server in self.servers.items():
             for sock in server.sockets:
-                backlogs.append(socket.socket(fileno=os.dup(sock.fileno())))
+                backlogs.append((self._listener_named(name), socket.socket(fileno=os.dup(sock.fileno()))))
             server.close()
         self.servers.clear()
-        for sock in backlogs:
-            await self._accept_backlog(sock)
+        for listener, sock in backlogs:
+            await self._accept_backlog(listener, sock)
         self.runtime.start_draining()
         try:
             await asyncio.wait_for(self.runtime.all_closed.wait(), self.options.drain_timeout)
@@ -200,14 +209,17 @@ class ProxyWorker:
         self.telemetry.flush()
         self.stopped.set()
 
-    async def _accept_backlog(self, sock: socket.socket) -> None:
+    def _listener_named(self, name: str) -> Listener:
+        if self.options.capture is not None:
+            for listener in self.options.capture.listeners():
+                if listener.name == name:
+                    return listener
+        return self.runtime.listeners[name]
+
+    async def _accept_backlog(self, listener: Listener, sock: socket.socket) -> None:
         sock.setblocking(False)
-        local = sock.getsockname()
-        listener = next(
-            (l for l in self.runtime.listeners.values() if l.port == local[1]), None
-        )
         try:
-            while listener is not None:
+            while True:
                 try:
                     conn, _ = sock.accept()
                 except BlockingIOError:

@@ -6,6 +6,7 @@ cached, so a request costs one dict lookup plus the recorder's increments.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from pymesh.policy import flags
@@ -14,6 +15,7 @@ from pymesh.telemetry.accesslog import AccessLog
 from pymesh.telemetry.metrics import MetricsContext, inbound_labels, outbound_labels, setup_metrics
 
 FLUSH_INTERVAL = 1.0
+log = logging.getLogger("pymesh.telemetry")
 
 
 class Telemetry:
@@ -109,7 +111,10 @@ class Telemetry:
     async def flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
-            self.flush()
+            try:
+                self.flush()
+            except OSError as error:  # e.g. the metrics directory vanished: keep serving
+                log.warning("telemetry flush failed: %s", error)
 
     def worker_exit(self, pid: int) -> None:
         self.metrics.worker_exit(pid)

@@ -5,12 +5,14 @@ All the work happens here, once per configuration; the proxy only matches agains
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pymesh.api import model
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext, inbound_route_table
 from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar
-from pymesh.routing.snapshot import Listener, ProxyIdentity, Snapshot, TcpRoute, WeightedCluster
+from pymesh.routing.snapshot import Cluster, Listener, ProxyIdentity, Snapshot, TcpRoute, WeightedCluster
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 
@@ -105,3 +107,17 @@ def _captured_outbound(
         if port not in out:
             out[port] = _outbound_listener(ctx, f"outbound|0.0.0.0|{port}", "0.0.0.0", port, protocol, scope)
     return out
+
+
+def implicit_inbound(snapshot: Snapshot, port: int, address: str) -> tuple[Listener, Cluster]:
+    """Inbound traffic captured for `port`: the Sidecar ingress entry for that port if there is
+    one, else the app on `address`:`port` with the protocol sniffed (Istio's virtualInbound)."""
+    for listener in snapshot.listeners:
+        if listener.direction == "inbound" and listener.port == port:
+            return listener, snapshot.clusters[listener.default_cluster]
+    entry = model.IngressListener(
+        port=model.ServicePort(number=port, protocol="HTTP", name=f"inbound-{port}"),
+        default_endpoint=f"{address}:{port}",
+    )
+    listener = _ingress_listener(entry)
+    return replace(listener, name=f"inbound|{port}", protocol="SNIFF"), inbound_cluster(entry, snapshot.identity.namespace, [])

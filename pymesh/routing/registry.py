@@ -22,6 +22,7 @@ class Service:
     ports: tuple[model.ServicePort, ...]
     members: tuple[tuple[str, model.WorkloadEntrySpec], ...]  # (WorkloadEntry name or "", spec)
     resolution: str = "STATIC"
+    addresses: tuple[str, ...] = ()  # virtual IPs: captured traffic to them reaches this service
 
     def port(self, number: int) -> model.ServicePort | None:
         for p in self.ports:
@@ -85,5 +86,5 @@ class ServiceIndex:
                 if host in services:
                     warnings.append(f"ServiceEntry {meta.namespace}/{meta.name}: host {host} is already defined by another ServiceEntry; ignored")
                     continue
-                services[host] = Service(host, meta.namespace, se.ports, tuple(members), se.resolution)
+                services[host] = Service(host, meta.namespace, se.ports, tuple(members), se.resolution, se.addresses)
         return cls(tuple(services.values()))

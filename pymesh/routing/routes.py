@@ -135,6 +135,15 @@ class RouteContext:
         route = Route(name="default", virtual_service="", clusters=clusters, total_weight=100, hash_policy=self.hash_policy(clusters))
         return CompiledRoute(route=route, matches=(), matchers=())
 
+    def domains(self, host: str, port: int) -> tuple[str, ...]:
+        """The host's names, plus its service's virtual IPs: a client that calls the address
+        (Host: 198.18.0.5:8080), captured by iptables, reaches the service's routes, as in Istio."""
+        svc = self.services.find(host, self.namespace)
+        addresses = svc.addresses if svc is not None else ()
+        return domains_for(host, port, self.namespace) + tuple(
+            domain for address in addresses for domain in (address, f"{address}:{port}")
+        )
+
     def route_table(self, port: int, scope: EgressScope) -> CompiledRouteTable:
         """Virtual hosts for the VirtualServices bound to `port` (several for one host merge in
         file order), then one default virtual host per service on `port` that no VS host covers."""
@@ -152,7 +161,7 @@ class RouteContext:
         return CompiledRouteTable(
             port,
             (
-                VirtualHost(name=f"{host}:{port}", domains=domains_for(host, port, self.namespace), routes=tuple(routes))
+                VirtualHost(name=f"{host}:{port}", domains=self.domains(host, port), routes=tuple(routes))
                 for host, routes in routes_by_host.items()
             ),
         )

@@ -1,0 +1,182 @@
+"""Connections captured by iptables: recover where they were going, sniff what they speak, and
+hand them to the HTTP or TCP handler for that destination.
+
+Outbound (15001, Istio's virtualOutbound): the original destination's port selects the compiled
+outbound listener for that port; a port with no service goes straight through to where it was
+going (Istio's ALLOW_ANY PassthroughCluster) or is refused under REGISTRY_ONLY (BlackHoleCluster).
+Inbound (15006, virtualInbound): the app on the original port, over 127.0.0.1 unless an inbound
+address is configured; a Sidecar ingress entry for that port decides protocol and endpoint.
+
+A connection's first bytes choose HTTP/1.x or plain TCP (TLS is passed through as TCP). A client
+that sends nothing within `SNIFF_TIMEOUT` is treated as TCP, so server-first protocols work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import struct
+
+from pymesh.proxy.http1 import DownstreamH1
+from pymesh.proxy.tcp import TcpProxy
+from pymesh.routing.snapshot import Listener
+
+SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h; IP6T_SO_ORIGINAL_DST has the same value
+SNIFF_TIMEOUT = 0.1  # Istio's historical protocolDetectionTimeout
+SNIFF_BYTES = 16
+HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"TRACE ", b"CONNECT ")
+OUTBOUND, INBOUND = "virtualOutbound", "virtualInbound"
+
+
+def original_destination(sock: socket.socket, tproxy: bool = False) -> tuple[str, int]:
+    """Where a captured connection was going: SO_ORIGINAL_DST after REDIRECT, the socket's own
+    address under TPROXY. An IPv4 connection on a dual-stack socket (an IPv4-mapped address) is
+    asked with the IPv4 option, and answered as plain IPv4."""
+    local = sock.getsockname()
+    if tproxy:
+        return _unmap(local[0]), local[1]
+    ipv6 = sock.family == socket.AF_INET6 and not ipaddress.IPv6Address(local[0].split("%")[0]).ipv4_mapped
+    if ipv6:
+        raw = sock.getsockopt(socket.SOL_IPV6, SO_ORIGINAL_DST, 28)
+        port = struct.unpack_from("!H", raw, 2)[0]
+        return str(ipaddress.IPv6Address(raw[8:24])), port
+    raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    port = struct.unpack_from("!H", raw, 2)[0]
+    return socket.inet_ntoa(raw[4:8]), port
+
+
+def _unmap(address: str) -> str:
+    if ":" in address:
+        mapped = ipaddress.IPv6Address(address.split("%")[0]).ipv4_mapped
+        if mapped is not None:
+            return str(mapped)
+    return address
+
+
+def looks_like_http1(data: bytes) -> bool | None:
+    """True/False once the first bytes decide; None while they could still be a method."""
+    for method in HTTP_METHODS:
+        if data.startswith(method):
+            return True
+        if method.startswith(data):
+            return None
+    return False
+
+
+class CaptureSettings:
+    """How this proxy's capture listeners behave (from the command line)."""
+
+    def __init__(self, outbound_port: int = 15001, inbound_port: int = 15006, tproxy: bool = False,
+                 inbound_address: str = "127.0.0.1") -> None:
+        self.outbound_port = outbound_port
+        self.inbound_port = inbound_port
+        self.tproxy = tproxy
+        self.inbound_address = inbound_address
+
+    def listeners(self) -> tuple[Listener, ...]:
+        return (
+            Listener(OUTBOUND, "outbound", "0.0.0.0", self.outbound_port, "CAPTURE"),
+            Listener(INBOUND, "inbound", "0.0.0.0", self.inbound_port, "CAPTURE"),
+        )
+
+
+class Sniffer(asyncio.Protocol):
+    """The first protocol of a captured connection; replaces itself once it knows what follows."""
+
+    def __init__(self, runtime, capture: CaptureSettings, direction: str) -> None:
+        self.runtime = runtime
+        self.capture = capture
+        self.direction = direction
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.destination: tuple[str, int] | None = None
+        self.timer = None
+        self.listener: Listener | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        try:
+            self.destination = original_destination(transport.get_extra_info("socket"), self.capture.tproxy)
+        except OSError:
+            transport.close()  # not a redirected connection (someone dialled 15001 directly)
+            return
+        if self._is_loop():
+            transport.close()
+            return
+        if self.direction == "outbound":
+            self._route_outbound()
+        else:
+            self._route_inbound()
+
+    def _is_loop(self) -> bool:
+        """A connection whose original destination is a capture port would loop forever."""
+        return self.destination[1] in (self.capture.outbound_port, self.capture.inbound_port) and (
+            self.destination[0] in ("127.0.0.1", "::1", "0.0.0.0")
+        )
+
+    # deciding ---------------------------------------------------------------------------------
+
+    def _route_outbound(self) -> None:
+        snapshot = self.runtime.snapshot
+        listener = snapshot.captured_outbound.get(self.destination[1])
+        if listener is None:
+            if snapshot.outbound_traffic_policy == "REGISTRY_ONLY":
+                self.transport.close()  # Istio's BlackHoleCluster
+                return
+            return self._become(TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination))
+        self.listener = listener
+        if listener.protocol == "TCP":
+            if listener.tcp_route is None:
+                return self._become(TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination))
+            return self._become(TcpProxy(self.runtime, listener))
+        self._sniff()
+
+    def _route_inbound(self) -> None:
+        self.listener = self.runtime.inbound_listener(self.destination[1], self.capture.inbound_address)
+        if self.listener.protocol == "TCP":
+            return self._become(TcpProxy(self.runtime, self.listener, target=self._inbound_target()))
+        self._sniff()
+
+    def _inbound_target(self) -> tuple[str, int]:
+        cluster = self.runtime.cluster_states[self.listener.default_cluster].cluster
+        endpoint = cluster.endpoints[0]
+        return endpoint.address, endpoint.port
+
+    def _sniff(self) -> None:
+        self.timer = self.runtime.loop.call_later(SNIFF_TIMEOUT, self._decide, False)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        verdict = looks_like_http1(self.buffer[:SNIFF_BYTES])
+        if verdict is not None or len(self.buffer) >= SNIFF_BYTES:
+            self._decide(bool(verdict))
+
+    def _decide(self, http: bool) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if http:
+            protocol = DownstreamH1(self.runtime, self.listener, original_destination=self.destination)
+        elif self.direction == "inbound":
+            protocol = TcpProxy(self.runtime, self.listener, target=self._inbound_target())
+        else:
+            protocol = TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination)
+        self._become(protocol)
+
+    def _become(self, protocol: asyncio.Protocol) -> None:
+        transport = self.transport
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self.buffer:
+            protocol.data_received(self.buffer)
+            self.buffer = b""
+
+    def eof_received(self):
+        if self.timer is not None:  # the client said nothing and closed: nothing to proxy
+            self.timer.cancel()
+        return False
+
+    def connection_lost(self, exc) -> None:
+        if self.timer is not None:
+            self.timer.cancel()

@@ -1,0 +1,174 @@
+"""Access log: one JSON object per request or TCP connection, in Istio's JSON field names.
+
+`log()` and `log_tcp()` only append a tuple (~0.3 µs). Formatting (~3 µs a line: a %-template
+plus the C JSON string escaper, faster than json.dumps) and writing happen in `flush()`, which
+the proxy calls from a periodic loop callback and `log` calls once `max_lines` are pending.
+
+Several workers share one stdout (or one file). Lines stay whole because every `os.write`
+carries complete lines only: on a pipe each write is at most PIPE_BUF (4096) bytes, which POSIX
+makes atomic, so other workers' writes interleave only between lines; a regular file is opened
+O_APPEND, where Linux appends each write whole, so chunks there may be larger (64 KiB). A single
+line longer than PIPE_BUF (a huge path or user agent) is written alone and may interleave on a
+pipe; Envoy does not truncate log fields, and neither do we.
+
+TCP connections use the same fields, with the HTTP ones null (as Istio's shared format does).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import stat
+import time
+import weakref
+from json.encoder import c_encode_basestring_ascii  # type: ignore[attr-defined]
+
+FIELDS = (
+    "start_time",
+    "method",
+    "authority",
+    "path",
+    "protocol",
+    "response_code",
+    "response_flags",
+    "bytes_received",
+    "bytes_sent",
+    "duration",
+    "upstream_host",
+    "upstream_cluster",
+    "x_forwarded_for",
+    "user_agent",
+    "request_id",
+    "route_name",
+    "downstream_remote_address",
+)
+_NUMBERS = {"response_code", "bytes_received", "bytes_sent", "duration"}  # integers, ms
+_TEMPLATE = "{" + ",".join(f'"{name}":%d' if name in _NUMBERS else f'"{name}":%s'
+                           for name in FIELDS) + "}\n"
+_STRINGS = tuple(i for i, name in enumerate(FIELDS) if name not in _NUMBERS and i)
+_MAX_BACKLOG = 4 << 20  # bytes kept when a non-blocking fd is full; beyond, lines are dropped
+_STD_FDS = {"/dev/stdout": 1, "/dev/stderr": 2}
+
+
+class _Clock:
+    """RFC 3339 UTC with milliseconds; strftime once per second, not once per line."""
+
+    def __init__(self):
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, t: float) -> str:
+        second = int(t)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f'"{self._prefix}.{int((t - second) * 1000):03d}Z"'
+
+
+class AccessLog:
+    def __init__(self, format: str = "json", path: str = "/dev/stdout", max_lines: int = 256):
+        if format not in ("json", "off"):
+            raise ValueError(f"access log format must be 'json' or 'off', not {format!r}")
+        self.max_lines = max_lines
+        self.dropped = 0  # lines lost because a non-blocking output stayed full
+        self._pending: list[tuple] = []
+        self._backlog: list[bytes] = []
+        self._clock = _Clock()
+        self._fd = -1
+        self._own_fd = False
+        if format == "off":
+            self.log = self.log_tcp = _discard  # type: ignore[method-assign]
+            return
+        self._fd = _STD_FDS.get(path, -1)
+        if self._fd < 0:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._own_fd = True
+        regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        self._chunk = 65536 if regular else select.PIPE_BUF
+        # Lines pending at fork would be written by the parent and by every child.
+        ref = weakref.ref(self)
+        os.register_at_fork(before=lambda: (s := ref()) is not None and s.flush(),
+                            after_in_child=lambda: (s := ref()) is not None and s._pending.clear())
+
+    def log(self, start_time: float, method: str, authority: str, path: str, protocol: str,
+            response_code: int, response_flags: str, bytes_received: int, bytes_sent: int,
+            duration_ms: float, upstream_host: str | None, upstream_cluster: str | None,
+            x_forwarded_for: str | None, user_agent: str | None, request_id: str | None,
+            route_name: str | None, downstream_remote_address: str) -> None:
+        """One HTTP request. start_time is epoch seconds (time.time()); empty/None -> null."""
+        pending = self._pending
+        pending.append((start_time, method, authority, path, protocol, response_code,
+                        response_flags, bytes_received, bytes_sent, duration_ms, upstream_host,
+                        upstream_cluster, x_forwarded_for, user_agent, request_id, route_name,
+                        downstream_remote_address))
+        if len(pending) >= self.max_lines:
+            self.flush()
+
+    def log_tcp(self, start_time: float, upstream_host: str | None, upstream_cluster: str | None,
+                downstream_remote_address: str, bytes_received: int, bytes_sent: int,
+                duration_ms: float, response_flags: str) -> None:
+        """One TCP connection, at close; bytes as seen from downstream."""
+        self.log(start_time, None, None, None, None, 0, response_flags, bytes_received,
+                 bytes_sent, duration_ms, upstream_host, upstream_cluster, None, None, None,
+                 None, downstream_remote_address)
+
+    def format(self, record: tuple) -> str:
+        """One line, pure ASCII (the JSON escaper writes \\uXXXX), so len() counts bytes."""
+        values = list(record)
+        values[0] = self._clock(values[0])
+        for i in _STRINGS:
+            v = values[i]
+            values[i] = c_encode_basestring_ascii(v) if v else "null"  # Envoy: unset -> null
+        return _TEMPLATE % tuple(values)
+
+    def flush(self) -> None:
+        """Write all pending lines, whole, in writes of complete lines up to the chunk size."""
+        records, self._pending = self._pending, []
+        if self._fd < 0:
+            return
+        chunks, size, parts = self._backlog, 0, []
+        self._backlog = []
+        for record in records:
+            line = self.format(record)
+            if parts and size + len(line) > self._chunk:
+                chunks.append("".join(parts).encode("ascii"))
+                size, parts = 0, []
+            parts.append(line)
+            size += len(line)
+        if parts:
+            chunks.append("".join(parts).encode("ascii"))
+        for i, chunk in enumerate(chunks):
+            written = self._write(chunk)
+            if written < len(chunk):
+                self._keep([chunk[written:]] + chunks[i + 1:])
+                return
+
+    def _write(self, data: bytes) -> int:
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except BlockingIOError:  # only with a non-blocking fd (someone else's pipe)
+            pass
+        return done
+
+    def _keep(self, chunks: list[bytes]) -> None:
+        """Keep what a full output did not take for the next flush: the partial line always
+        (so lines stay whole), further chunks up to a bound; count the lines dropped."""
+        size = 0
+        for i, chunk in enumerate(chunks):
+            if i and size + len(chunk) > _MAX_BACKLOG:
+                self.dropped += chunk.count(b"\n")
+                continue
+            self._backlog.append(chunk)
+            size += len(chunk)
+
+    def close(self) -> None:
+        self.flush()
+        if self._own_fd:
+            os.close(self._fd)
+        self._fd = -1
+
+
+def _discard(*args, **kwargs) -> None:
+    pass

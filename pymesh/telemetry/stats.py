@@ -1,0 +1,61 @@
+"""Proxy-internal counters for the admin `/stats` page, in Envoy's names and "name: value" lines.
+
+Stats are declared in one list per scope (as Envoy's stats macros do): a scope is a plain dict
+pre-filled with its names, so the request path does `stats["upstream_rq_retry"] += 1` (a dict
+store, ~40 ns) and a misspelt name raises KeyError instead of inventing a stat. The dicts live in
+the metrics `Store`, so `/stats` is one view across workers like `/metrics`. Names ending in
+`_active` are gauges: incremented and decremented, dropped when their worker exits.
+"""
+
+from __future__ import annotations
+
+CLUSTER_STATS = (
+    "upstream_cx_total",
+    "upstream_cx_active",
+    "upstream_cx_connect_fail",
+    "upstream_cx_connect_timeout",
+    "upstream_cx_destroy",
+    "upstream_rq_total",
+    "upstream_rq_active",
+    "upstream_rq_2xx",
+    "upstream_rq_3xx",
+    "upstream_rq_4xx",
+    "upstream_rq_5xx",
+    "upstream_rq_retry",
+    "upstream_rq_retry_success",
+    "upstream_rq_retry_overflow",
+    "upstream_rq_timeout",
+    "upstream_rq_per_try_timeout",
+    "upstream_rq_pending_overflow",
+    "outlier_detection.ejections_enforced_total",
+)
+
+LISTENER_STATS = (
+    "downstream_cx_total",
+    "downstream_cx_active",
+    "downstream_cx_destroy",
+    "downstream_rq_total",
+    "downstream_rq_active",
+    "downstream_rq_2xx",
+    "downstream_rq_3xx",
+    "downstream_rq_4xx",
+    "downstream_rq_5xx",
+)
+
+
+def cluster_scope(cluster_name: str) -> str:
+    return f"cluster.{cluster_name}"
+
+
+def listener_scope(listener_name: str) -> str:
+    return f"listener.{listener_name}"
+
+
+def render_stats(scopes: dict[str, dict[str, int]]) -> bytes:
+    """Envoy's plain-text admin format: one "scope.name: value" line per stat, sorted."""
+    lines = [
+        f"{scope}.{name}: {value}\n"
+        for scope, counters in sorted(scopes.items())
+        for name, value in sorted(counters.items())
+    ]
+    return "".join(lines).encode()

@@ -1,0 +1,192 @@
+import fcntl
+import json
+import multiprocessing
+import os
+import re
+import select
+
+import pytest
+
+from pymesh.telemetry import accesslog
+from pymesh.telemetry.accesslog import FIELDS, AccessLog
+
+START = 1700000000.1234  # 2023-11-14T22:13:20.123Z
+
+
+def request(log: AccessLog, path="/reviews/1", **overrides):
+    fields = dict(start_time=START, method="GET", authority="reviews:9080", path=path,
+                  protocol="HTTP/1.1", response_code=200, response_flags="-",
+                  bytes_received=0, bytes_sent=295, duration_ms=3.7,
+                  upstream_host="10.0.0.5:9080",
+                  upstream_cluster="outbound|9080||reviews.default.svc.cluster.local",
+                  x_forwarded_for=None, user_agent='curl/8.0 "quoted"',
+                  request_id="2f1c5a3e-0d5b-4a3e-9f61-0a7d2c1b9e11", route_name="default",
+                  downstream_remote_address="10.0.0.9:51234")
+    fields.update(overrides)
+    log.log(**fields)
+
+
+def lines(path) -> list[str]:
+    with open(path) as f:
+        return f.read().splitlines()
+
+
+def test_json_line_has_istio_fields(tmp_path):
+    out = tmp_path / "access.log"
+    log = AccessLog("json", str(out))
+    request(log)
+    log.close()
+    [line] = lines(out)
+    entry = json.loads(line)
+    assert tuple(entry) == FIELDS
+    assert entry == {
+        "start_time": "2023-11-14T22:13:20.123Z",
+        "method": "GET",
+        "authority": "reviews:9080",
+        "path": "/reviews/1",
+        "protocol": "HTTP/1.1",
+        "response_code": 200,
+        "response_flags": "-",
+        "bytes_received": 0,
+        "bytes_sent": 295,
+        "duration": 3,
+        "upstream_host": "10.0.0.5:9080",
+        "upstream_cluster": "outbound|9080||reviews.default.svc.cluster.local",
+        "x_forwarded_for": None,
+        "user_agent": 'curl/8.0 "quoted"',
+        "request_id": "2f1c5a3e-0d5b-4a3e-9f61-0a7d2c1b9e11",
+        "route_name": "default",
+        "downstream_remote_address": "10.0.0.9:51234",
+    }
+
+
+def test_start_time_is_rfc3339_with_ms_across_seconds(tmp_path):
+    out = tmp_path / "access.log"
+    log = AccessLog("json", str(out))
+    for t in (START, START + 0.5, START + 1.0, 0.0):
+        request(log, start_time=t)
+    log.close()
+    times = [json.loads(l)["start_time"] for l in lines(out)]
+    assert times == ["2023-11-14T22:13:20.123Z", "2023-11-14T22:13:20.623Z",
+                     "2023-11-14T22:13:21.123Z", "1970-01-01T00:00:00.000Z"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t) for t in times)
+
+
+def test_non_ascii_and_control_characters_stay_valid_json(tmp_path):
+    out = tmp_path / "access.log"
+    log = AccessLog("json", str(out))
+    request(log, path="/caf\u00e9/\n\x00", user_agent="\u65e5\u672c")
+    log.close()
+    [line] = lines(out)
+    assert line.isascii()
+    entry = json.loads(line)
+    assert entry["path"] == "/caf\u00e9/\n\x00" and entry["user_agent"] == "\u65e5\u672c"
+
+
+def test_tcp_line_uses_the_same_fields(tmp_path):
+    out = tmp_path / "access.log"
+    log = AccessLog("json", str(out))
+    log.log_tcp(START, "10.0.0.5:3306", "outbound|3306||db.default.svc.cluster.local",
+                "10.0.0.9:40000", bytes_received=100, bytes_sent=2000, duration_ms=1500.9,
+                response_flags="-")
+    log.close()
+    [entry] = [json.loads(l) for l in lines(out)]
+    assert tuple(entry) == FIELDS
+    assert entry["method"] is None and entry["path"] is None and entry["protocol"] is None
+    assert (entry["bytes_received"], entry["bytes_sent"], entry["duration"]) == (100, 2000, 1500)
+    assert entry["upstream_host"] == "10.0.0.5:3306"
+
+
+def test_log_only_appends_until_flush_or_max_lines(tmp_path):
+    out = tmp_path / "access.log"
+    log = AccessLog("json", str(out), max_lines=3)
+    request(log)
+    request(log)
+    assert lines(out) == []
+    log.flush()
+    assert len(lines(out)) == 2
+    for _ in range(3):
+        request(log)
+    assert len(lines(out)) == 5  # the third append reached max_lines
+    log.close()
+
+
+def test_off_writes_nothing(tmp_path):
+    out = tmp_path / "access.log"
+    log = AccessLog("off", str(out))
+    request(log)
+    log.log_tcp(START, None, None, "10.0.0.9:1", 0, 0, 0, "-")
+    log.flush()
+    log.close()
+    assert not out.exists()
+
+
+def test_bad_format_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="format"):
+        AccessLog("text", str(tmp_path / "x"))
+
+
+def test_pipe_writes_are_whole_lines_within_pipe_buf(monkeypatch):
+    r, w = os.pipe()
+    log = AccessLog("json", f"/proc/self/fd/{w}")
+    writes = []
+    real_write = os.write
+    monkeypatch.setattr(accesslog.os, "write", lambda fd, data: writes.append(bytes(data)) or
+                        real_write(fd, data))
+    for i in range(100):
+        request(log, path=f"/item/{i}")
+    request(log, path="/" + "x" * 5000)  # longer than PIPE_BUF: written alone
+    log.flush()
+    monkeypatch.undo()
+    log.close()
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    assert len(writes) > 1
+    assert all(w.endswith(b"\n") for w in writes)
+    assert all(len(w) <= select.PIPE_BUF for w in writes[:-1])
+    assert writes[-1].count(b"\n") == 1 and len(writes[-1]) > select.PIPE_BUF
+    paths = [json.loads(l)["path"] for l in data.splitlines()]
+    assert paths == [f"/item/{i}" for i in range(100)] + ["/" + "x" * 5000]
+
+
+def test_full_nonblocking_pipe_keeps_lines_whole():
+    r, w = os.pipe()
+    capacity = fcntl.fcntl(w, 1032)  # F_GETPIPE_SZ
+    log = AccessLog("json", f"/proc/self/fd/{w}", max_lines=1 << 20)
+    os.set_blocking(log._fd, False)  # as if stdout were someone's non-blocking pipe
+    count = capacity // 200 * 2  # about twice what the pipe holds
+    for i in range(count):
+        request(log, path=f"/item/{i}")
+    log.flush()  # fills the pipe; the rest waits for the next flush
+    data = b""
+    while True:
+        data += os.read(r, 1 << 20)
+        if not log._backlog:
+            break
+        log.flush()
+    log.close()
+    os.close(w)
+    os.close(r)
+    assert log.dropped == 0
+    assert [json.loads(l)["path"] for l in data.splitlines()] == [f"/item/{i}"
+                                                                   for i in range(count)]
+
+
+def _child_logs(log):
+    request(log, path="/child")
+    log.close()
+
+
+def test_lines_pending_at_fork_are_written_once(tmp_path):
+    out = tmp_path / "access.log"
+    log = AccessLog("json", str(out))
+    request(log, path="/parent")
+    p = multiprocessing.get_context("fork").Process(target=_child_logs, args=(log,))
+    p.start()
+    p.join()
+    assert p.exitcode == 0
+    log.close()
+    assert sorted(json.loads(l)["path"] for l in lines(out)) == ["/child", "/parent"]
