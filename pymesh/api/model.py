@@ -203,6 +203,8 @@ class ConsistentHash:
     http_cookie: str = ""  # cookie name
     use_source_ip: bool = False
     http_query_parameter_name: str = ""
+    http_cookie_ttl: float | None = None  # httpCookie.ttl, seconds: set = generate the cookie if absent
+    http_cookie_path: str = ""  # httpCookie.path, for a generated cookie
 
 
 @dataclass(frozen=True)

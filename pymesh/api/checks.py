@@ -1,0 +1,190 @@
+"""Value checks shared by the per-kind parsers: each takes a value and returns a message when it
+is wrong, None when it is fine. They follow Istio's own validation (pkg/config/validation) so
+YAML that Istio rejects is rejected here with a similar explanation.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_WILDCARD_LABEL = re.compile(r"\*(-?[a-z0-9]([-a-z0-9]*[a-z0-9])?)?\Z")  # "*", "*foo", "*-foo"
+_LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
+_HEADER_NAME = re.compile(r"[-_A-Za-z0-9]+\Z")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 field name
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+UNIX_PREFIX = "unix://"
+
+
+def dns_label(value: str) -> str | None:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        return f"{value!r} is not a valid name (lower-case letters, digits and '-', at most 63)"
+    return None
+
+
+def dns_subdomain(value: str) -> str | None:
+    if len(value) > 253 or not all(_DNS_LABEL.match(part) for part in value.split(".")):
+        return f"{value!r} is not a valid name (lower-case DNS name: letters, digits, '-' and '.')"
+    return None
+
+
+def _domain_labels(domain: str, labels: list[str]) -> str | None:
+    for label in labels:
+        if len(label) > 63 or not _DNS_LABEL.match(label):
+            return f"domain name {domain!r} is invalid (label {label!r} is invalid)"
+    if labels and labels[-1].isdigit():
+        return f"domain name {domain!r} is invalid (top-level domain {labels[-1]!r} is all digits)"
+    return None
+
+
+def wildcard_domain(value: str) -> str | None:
+    """A DNS name whose first label may be a wildcard ("*", "*.example.com"), as Istio hosts."""
+    if not value:
+        return "empty domain name is not allowed"
+    if len(value) > 255:
+        return f"domain name {value!r} is too long (max 255)"
+    first, _, rest = value.partition(".")
+    if first.startswith("*"):
+        if not _WILDCARD_LABEL.match(first):
+            return f"domain name {value!r} is invalid (label {first!r} is invalid)"
+        return _domain_labels(value, rest.split(".")) if rest else None
+    return _domain_labels(value, value.split("."))
+
+
+def fqdn(value: str) -> str | None:
+    if not value:
+        return "empty domain name is not allowed"
+    if len(value) > 255:
+        return f"domain name {value!r} is too long (max 255)"
+    return _domain_labels(value, value.split("."))
+
+
+def ip_address(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not a valid IP address"
+    return None
+
+
+def ip_or_cidr(value: str) -> str | None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return f"{value!r} is not a valid IP address or CIDR block"
+    return None
+
+
+def host_or_ip(value: str) -> str | None:
+    """A wildcard domain or an IP address (VirtualService hosts)."""
+    if ip_address(value) is None:
+        return None
+    return wildcard_domain(value)
+
+
+def unix_path(value: str) -> str | None:
+    """The path part of "unix:///path" (absolute, not a directory) or an abstract "@name"."""
+    if not value:
+        return "unix address must not be empty"
+    if value.startswith("@"):
+        return None
+    if not value.startswith("/") or value.endswith("/"):
+        return f"{value!r} is not an absolute path to a file"
+    return None
+
+
+def regex(value: str) -> str | None:
+    """Compiles with Python's `re` (Istio/Envoy use RE2: keep to the syntax both accept)."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"invalid regex {value!r}: {exc}"
+    return None
+
+
+def match_header_name(value: str) -> str | None:
+    if not _HEADER_NAME.match(value):
+        return f"{value!r} is not a valid header name (letters, digits, '-' and '_')"
+    return None
+
+
+def _operation_name(value: str) -> str | None:
+    if not value:
+        return "header name must not be empty"
+    if not _TOKEN.match(value):
+        return f"{value!r} is not a valid header name"
+    return None
+
+
+def request_header_to_write(value: str) -> str | None:
+    """A header a route may set or add on the request (Host is allowed: it rewrites authority)."""
+    return _operation_name(value)
+
+
+def header_to_modify(value: str) -> str | None:
+    """A header a route may remove from the request or change on the response (not Host)."""
+    return _operation_name(value) or (
+        f"{value!r} cannot be modified here" if value.lower() == "host" else None
+    )
+
+
+def header_value(value: str) -> str | None:
+    if _CONTROL.search(value):
+        return f"header value {value!r} contains control characters"
+    return None
+
+
+def label_key(value: str) -> str | None:
+    """A Kubernetes label key: optional DNS-subdomain prefix and '/', then a name of <= 63."""
+    prefix, slash, name = value.rpartition("/")
+    if slash and (not prefix or dns_subdomain(prefix)):
+        return f"label key {value!r} has an invalid prefix {prefix!r}"
+    if len(name) > 63 or not _LABEL_NAME.match(name):
+        return f"label key {value!r} is invalid (letters, digits, '-', '_' and '.', at most 63)"
+    return None
+
+
+def label_value(value: str) -> str | None:
+    if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+        return f"label value {value!r} is invalid (letters, digits, '-', '_' and '.', at most 63)"
+    return None
+
+
+def not_empty(value: str) -> str | None:
+    return "must not be empty" if not value else None
+
+
+def default_endpoint(value: str) -> str | None:
+    """A Sidecar ingress defaultEndpoint: "127.0.0.1:PORT", "0.0.0.0:PORT", "[::1]:PORT",
+    "[::]:PORT" or "unix:///path", as Istio allows."""
+    if value.startswith(UNIX_PREFIX):
+        return unix_path(value[len(UNIX_PREFIX):])
+    host, colon, port = value.rpartition(":")
+    if not colon or host not in ("127.0.0.1", "0.0.0.0", "[::1]", "[::]", ""):
+        return (
+            f"defaultEndpoint {value!r} must be 127.0.0.1:PORT, 0.0.0.0:PORT, [::1]:PORT, [::]:PORT "
+            "or unix:///path"
+        )
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"defaultEndpoint {value!r} has an invalid port (must be between 1 and 65535)"
+    return None
+
+
+def sidecar_egress_host(value: str) -> str | None:
+    """A Sidecar egress host "namespace/dnsName": the namespace is "*", ".", "~" or a name;
+    the name is "*" or a fully qualified (possibly "*."-wildcarded) DNS name."""
+    namespace, slash, name = value.partition("/")
+    if not slash:
+        return f"host {value!r} must be of the form namespace/dnsName (e.g. \"./*\" or \"*/foo.example.com\")"
+    if not namespace or not name:
+        return f"host {value!r}: namespace and dnsName must not be empty"
+    if namespace not in ("*", ".", "~") and dns_label(namespace):
+        return f"host {value!r}: invalid namespace {namespace!r}"
+    if name == "*":
+        return None
+    if name.startswith("*") and not name.startswith("*."):
+        return f"host {value!r}: partial wildcard {name!r} is not allowed"
+    if "." not in name:
+        return f"host {value!r}: short names are not allowed, use a fully qualified name"
+    return wildcard_domain(name)

@@ -1,0 +1,151 @@
+"""Readers for the pieces several kinds share: metadata, labels and selectors, exportTo, ports,
+string matches, destinations, header operations and route weights."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from pymesh.api import checks, model, shapes
+from pymesh.api.reader import PORT, Convert, Reader, Sink, Slot, choice, distinct, integer, message, text
+
+PROTOCOL = choice(
+    "protocol",
+    ("HTTP", "HTTP2", "GRPC", "TCP"),
+    not_yet=("HTTPS", "TLS", "GRPC-WEB", "HTTP_PROXY", "MONGO", "MYSQL", "REDIS", "THRIFT", "UDP"),
+    fold_case=True,
+)
+CAPTURE_MODE = choice("captureMode", ("DEFAULT", "IPTABLES", "NONE"))
+WEIGHT = integer(0, 100)
+
+
+def metadata(r: Reader, source: model.Source) -> model.Metadata:
+    r.get_map("annotations", text())  # type-checked, otherwise ignored
+    return model.Metadata(
+        name=r.get("name", text(checks.dns_subdomain), "", required=True),
+        namespace=r.get("namespace", text(checks.dns_label), "default"),
+        labels=labels(r, "labels"),
+        source=source,
+    )
+
+
+def labels(r: Reader, key: str) -> dict[str, str]:
+    return r.get_map(key, text(checks.label_value), check_key=checks.label_key)
+
+
+def workload_selector(r: Reader, key: str = "workloadSelector") -> dict[str, str] | None:
+    """`workloadSelector: {labels: {...}}` as its labels; None when absent (selects nothing
+    in particular: the whole namespace for a Sidecar)."""
+    return r.get(key, message(shapes.WORKLOAD_SELECTOR, lambda s: labels(s, "labels")))
+
+
+def export_to(r: Reader, *, allow_none: bool = False) -> tuple[str, ...]:
+    """`exportTo`: "." (own namespace), "*" (all), namespace names, and "~" (nobody) where
+    `allow_none` (ServiceEntry only). "*" and "~" exclude other entries, as in Istio."""
+    specials = (".", "*", "~") if allow_none else (".", "*")
+
+    def check(value: str) -> str | None:
+        return None if value in specials else checks.dns_label(value)
+
+    values = r.get_list("exportTo", distinct(text(check)))
+    for exclusive in ("*", "~"):
+        if exclusive in values and len(values) > 1:
+            r.error("exportTo", f'"{exclusive}" cannot be combined with other entries')
+    return values
+
+
+def service_port(r: Reader, *, target_port: bool = True) -> model.ServicePort:
+    """A ServiceEntry port or a Sidecar port (where targetPort has no effect, as Istio says)."""
+    if not target_port and r.has("targetPort"):
+        r.error("targetPort", "targetPort has no effect on a Sidecar port")
+    return model.ServicePort(
+        number=r.get("number", PORT, required=True),
+        protocol=r.get("protocol", PROTOCOL, "TCP"),
+        name=r.get("name", text(checks.dns_label), ""),
+        target_port=r.get("targetPort", PORT) if target_port else None,
+    )
+
+
+def mesh_gateway(sink: Sink, slot: Slot) -> str | None:
+    """A `gateways` entry: only the implicit "mesh" gateway exists in pymesh."""
+    value = text()(sink, slot)
+    if value is not None and value != "mesh":
+        sink.at(slot, f'gateway "{value}" not supported by pymesh yet (only "mesh")')
+        return None
+    return value
+
+
+# --- string matches -----------------------------------------------------------------------
+
+_MATCH_KINDS = ("exact", "prefix", "regex")
+
+
+def string_match(r: Reader, *, empty_means_present: bool = False) -> model.StringMatch | None:
+    """Istio's StringMatch: exactly one of exact, prefix, regex. For header matches Istio reads
+    `{}` as "header present", which is `prefix: ""` (every present value has that prefix)."""
+    if empty_means_present and not r.data:
+        return model.StringMatch("prefix", "")
+    kind = r.one_of(_MATCH_KINDS, required=True)
+    if kind is None:
+        return None
+    value = r.get(kind, text(checks.regex if kind == "regex" else None))
+    return None if value is None else model.StringMatch(kind, value)
+
+
+STRING_MATCH: Convert = message(shapes.STRING_MATCH, string_match)
+HEADER_MATCH: Convert = message(shapes.STRING_MATCH, lambda r: string_match(r, empty_means_present=True))
+
+
+# --- destinations and weights ---------------------------------------------------------------
+
+
+def _destination_host(value: str) -> str | None:
+    return 'destination host "*" is not valid' if value == "*" else checks.wildcard_domain(value)
+
+
+def destination(r: Reader) -> model.Destination:
+    return model.Destination(
+        host=r.get("host", text(_destination_host), "", required=True),
+        subset=r.get("subset", text(checks.dns_label), ""),
+        port=r.get("port", message(shapes.PORT_SELECTOR, lambda p: p.get("number", PORT, required=True))),
+    )
+
+
+DESTINATION: Convert = message(shapes.DESTINATION, destination)
+
+
+def check_weights(r: Reader, key: str, routes: tuple) -> None:
+    """Istio's rule: with more than one destination the weights must add up to 100."""
+    if len(routes) > 1:
+        total = sum(route.weight for route in routes)
+        if total != 100:
+            r.error(key, f"with several destinations the weights must add up to 100 (they add up to {total})")
+
+
+# --- header operations --------------------------------------------------------------------
+
+
+def _header_operations(write_check: Callable[[str], str | None]) -> Convert:
+    def build(r: Reader) -> model.HeaderOperations:
+        value = text(checks.header_value)
+        return model.HeaderOperations(
+            set=r.get_map("set", value, check_key=write_check),
+            add=r.get_map("add", value, check_key=write_check),
+            remove=r.get_list("remove", text(checks.header_to_modify)),
+        )
+
+    return message(shapes.HEADER_OPERATIONS, build)
+
+
+_REQUEST_OPERATIONS = _header_operations(checks.request_header_to_write)
+_RESPONSE_OPERATIONS = _header_operations(checks.header_to_modify)
+
+
+def headers(r: Reader, key: str = "headers") -> model.Headers:
+    def build(h: Reader) -> model.Headers:
+        return model.Headers(
+            request=h.get("request", _REQUEST_OPERATIONS, model.HeaderOperations()),
+            response=h.get("response", _RESPONSE_OPERATIONS, model.HeaderOperations()),
+        )
+
+    return r.get(key, message(shapes.HEADERS, build), model.Headers())
+

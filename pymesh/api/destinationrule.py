@@ -1,0 +1,99 @@
+"""DestinationRule: what happens to traffic once routed to a host (load balancing, connection
+pools) and the named subsets routes can pick."""
+
+from __future__ import annotations
+
+from pymesh.api import checks, common, model, shapes
+from pymesh.api.reader import Reader, boolean, choice, distinct, duration, integer, message, text
+
+SIMPLE = choice(
+    "load balancer",
+    ("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"),
+    # LEAST_CONN is Istio's deprecated name for LEAST_REQUEST; UNSPECIFIED means "the default".
+    aliases={"LEAST_CONN": "LEAST_REQUEST", "UNSPECIFIED": model.LoadBalancerSettings.simple},
+    not_yet=("PASSTHROUGH",),
+)
+_HASH_KEYS = ("httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameterName")
+
+
+def destination_rule(metadata: model.Metadata, r: Reader) -> model.DestinationRule:
+    subset = distinct(message(shapes.SUBSET, _subset), lambda s: s.name or None, "subset name")
+    return model.DestinationRule(
+        metadata=metadata,
+        host=r.get("host", text(checks.wildcard_domain), "", required=True),
+        traffic_policy=r.get("trafficPolicy", TRAFFIC_POLICY),
+        subsets=r.get_list("subsets", subset),
+        export_to=common.export_to(r),
+    )
+
+
+def _subset(r: Reader) -> model.Subset:
+    return model.Subset(
+        name=r.get("name", text(checks.dns_label), "", required=True),
+        labels=common.labels(r, "labels"),
+        traffic_policy=r.get("trafficPolicy", TRAFFIC_POLICY),
+    )
+
+
+def _traffic_policy(r: Reader) -> model.TrafficPolicy:
+    if not r.data:
+        r.error_here("traffic policy must set at least one field")
+    return model.TrafficPolicy(
+        load_balancer=r.get("loadBalancer", message(shapes.LOAD_BALANCER, _load_balancer)),
+        connection_pool=r.get("connectionPool", message(shapes.CONNECTION_POOL, _connection_pool)),
+    )
+
+
+TRAFFIC_POLICY = message(shapes.TRAFFIC_POLICY, _traffic_policy)
+
+
+def _load_balancer(r: Reader) -> model.LoadBalancerSettings:
+    r.one_of(("simple", "consistentHash"), required=False)
+    return model.LoadBalancerSettings(
+        simple=r.get("simple", SIMPLE, model.LoadBalancerSettings.simple),
+        consistent_hash=r.get("consistentHash", message(shapes.CONSISTENT_HASH, _consistent_hash)),
+    )
+
+
+def _consistent_hash(r: Reader) -> model.ConsistentHash:
+    r.one_of(_HASH_KEYS, required=True)
+    use_source_ip = r.get("useSourceIp", boolean, False)
+    if r.has("useSourceIp") and not use_source_ip:
+        r.error("useSourceIp", "must be true when set (leave it out to hash on something else)")
+    cookie = r.get("httpCookie", message(shapes.HTTP_COOKIE, _http_cookie), {})
+    return model.ConsistentHash(
+        http_header_name=r.get("httpHeaderName", text(checks.match_header_name), ""),
+        use_source_ip=use_source_ip,
+        http_query_parameter_name=r.get("httpQueryParameterName", text(checks.not_empty), ""),
+        **cookie,
+    )
+
+
+def _http_cookie(r: Reader) -> dict:
+    return {
+        "http_cookie": r.get("name", text(checks.not_empty), "", required=True),
+        "http_cookie_ttl": r.get("ttl", duration()),
+        "http_cookie_path": r.get("path", text(), ""),
+    }
+
+
+def _connection_pool(r: Reader) -> model.ConnectionPoolSettings:
+    if not r.data:
+        r.error_here("connection pool must set tcp or http")
+    tcp = r.get("tcp", message(shapes.TCP_SETTINGS, _tcp_settings), {})
+    http = r.get("http", message(shapes.HTTP_SETTINGS, _http_settings), {})
+    return model.ConnectionPoolSettings(**tcp, **http)
+
+
+def _tcp_settings(r: Reader) -> dict:
+    return {
+        "connect_timeout": r.get("connectTimeout", duration(positive=True)),
+        "tcp_idle_timeout": r.get("idleTimeout", duration(positive=True)),
+    }
+
+
+def _http_settings(r: Reader) -> dict:
+    return {
+        "idle_timeout": r.get("idleTimeout", duration(positive=True)),
+        "max_requests_per_connection": r.get("maxRequestsPerConnection", integer(0), 0),
+    }

@@ -1,0 +1,140 @@
+"""Load mesh configuration from YAML files, directories or text.
+
+Every problem in every file is collected in one pass (so `pymesh analyze` and the control server
+can show them all); a resource with any problem is left out of the config instead of being half
+applied. `load_paths_strict` is the all-or-nothing form.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from pymesh.api import model
+from pymesh.api.errors import ConfigError, ConfigInvalid
+from pymesh.api.reader import Sink
+from pymesh.api.resources import KINDS, ResourceKey, parse_document
+from pymesh.api.yamltree import YAMLSyntaxError, read_documents
+
+__all__ = ["ConfigError", "ConfigInvalid", "LoadResult", "load_paths", "load_paths_strict", "load_text"]
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    config: model.MeshConfig  # only the resources without errors
+    errors: list[ConfigError]  # every error, in file order, then line order
+    files: tuple[str, ...] = ()  # the files read, in the order read
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def resource_count(self) -> int:
+        return sum(len(getattr(self.config, kind.collection)) for kind in KINDS.values() if kind.collection)
+
+    def strict(self) -> model.MeshConfig:
+        """The config, or ConfigInvalid carrying every error."""
+        if self.errors:
+            raise ConfigInvalid(self.errors)
+        return self.config
+
+
+def load_text(text: str, filename: str = "<memory>") -> LoadResult:
+    """Resources from one (multi-document) YAML text; `filename` is what errors name."""
+    loader = _Loader()
+    loader.add_text(text, filename)
+    return loader.result()
+
+
+def load_paths(paths: Sequence[str]) -> LoadResult:
+    """Resources from files and directories (searched recursively for *.yaml and *.yml, in
+    sorted order). A path that does not exist or cannot be read is an error, not an exception."""
+    loader = _Loader()
+    for path in _expand(paths, loader.errors):
+        loader.add_file(path)
+    return loader.result()
+
+
+def load_paths_strict(paths: Sequence[str]) -> model.MeshConfig:
+    """Like load_paths, but all or nothing: raises ConfigInvalid listing every error."""
+    return load_paths(paths).strict()
+
+
+class _Loader:
+    """Accumulates resources and errors across files (resource names are unique across all)."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+        self.files: list[str] = []
+        self._resources: dict[str, list[Any]] = {k.collection: [] for k in KINDS.values() if k.collection}
+        self._seen: dict[ResourceKey, model.Source] = {}
+
+    def add_file(self, path: str) -> None:
+        try:
+            with open(path, "rb") as stream:
+                data = stream.read()
+        except OSError as exc:
+            self.errors.append(ConfigError(path, 0, "", f"cannot read: {exc.strerror or exc}"))
+            return
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            self.errors.append(ConfigError(path, 0, "", f"not UTF-8 text: {exc.reason} at byte {exc.start}"))
+            return
+        self.add_text(text, path)
+
+    def add_text(self, text: str, file: str) -> None:
+        self.files.append(file)
+        try:
+            documents = read_documents(text)
+        except YAMLSyntaxError as exc:
+            self.errors.append(ConfigError(file, exc.line, "", exc.message))
+            return
+        for document in documents:
+            sink = Sink(file)
+            parsed = parse_document(document, sink, self._seen)
+            self.errors.extend(sorted(sink.errors, key=lambda error: error.line))
+            if parsed is not None and not sink.errors:
+                kind, resource = parsed
+                self._resources[kind.collection].append(resource)
+
+    def result(self) -> LoadResult:
+        config = model.MeshConfig(**{name: tuple(items) for name, items in self._resources.items()})
+        return LoadResult(config=config, errors=list(self.errors), files=tuple(self.files))
+
+
+def _expand(paths: Sequence[str], errors: list[ConfigError]) -> Iterator[str]:
+    """Files to read: files as given, directories walked; each file once."""
+    seen: set[str] = set()
+    for path in paths:
+        if os.path.isdir(path):
+            files = _yaml_files(path)
+        elif os.path.exists(path):
+            files = [path]
+        else:
+            errors.append(ConfigError(path, 0, "", "no such file or directory"))
+            continue
+        for file in files:
+            real = os.path.realpath(file)
+            if real not in seen:
+                seen.add(real)
+                yield file
+
+
+def _yaml_files(directory: str) -> list[str]:
+    """*.yaml/*.yml under `directory`, sorted. Hidden entries are skipped: they are editor
+    and VCS files, and Kubernetes ConfigMap volumes keep a second copy of every file in
+    hidden "..data" directories."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        found.extend(
+            os.path.join(root, name)
+            for name in files
+            if name.endswith(YAML_SUFFIXES) and not name.startswith(".")
+        )
+    return sorted(found)

@@ -1,0 +1,134 @@
+"""Every Istio message pymesh reads: the fields it supports and the Istio fields it knows but does
+not implement yet.
+
+This table is the one place that says what pymesh accepts. A field in `unsupported` is reported
+as "field not supported by pymesh yet" (so Istio YAML that relies on it fails loudly instead of
+being half-applied); any other field not in `fields` is an "unknown field". Names are Istio's
+camelCase YAML names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str  # Istio's message name, for programming errors only
+    fields: frozenset[str]
+    unsupported: frozenset[str] = frozenset()
+
+
+def shape(name: str, fields: str, unsupported: str = "") -> Shape:
+    return Shape(name, frozenset(fields.split()), frozenset(unsupported.split()))
+
+
+# --- the resource envelope -------------------------------------------------------------------
+
+# `status` is written by Kubernetes (kubectl get -o yaml); it is accepted and ignored.
+RESOURCE = shape("Resource", "apiVersion kind metadata spec status")
+# Bookkeeping fields Kubernetes adds are accepted and ignored so that `kubectl get -o yaml`
+# output loads; only name, namespace and labels mean anything to pymesh.
+METADATA = shape(
+    "ObjectMeta",
+    "name namespace labels annotations uid resourceVersion generation creationTimestamp "
+    "deletionTimestamp deletionGracePeriodSeconds managedFields ownerReferences finalizers "
+    "generateName selfLink",
+)
+
+# --- shared ----------------------------------------------------------------------------------
+
+WORKLOAD_SELECTOR = shape("WorkloadSelector", "labels")
+STRING_MATCH = shape("StringMatch", "exact prefix regex")
+PORT_SELECTOR = shape("PortSelector", "number")
+DESTINATION = shape("Destination", "host subset port")
+HEADERS = shape("Headers", "request response")
+HEADER_OPERATIONS = shape("HeaderOperations", "set add remove")
+
+# --- ServiceEntry / WorkloadEntry ------------------------------------------------------------
+
+SERVICE_ENTRY = shape(
+    "ServiceEntry",
+    "hosts addresses ports location resolution endpoints workloadSelector exportTo",
+    unsupported="subjectAltNames",
+)
+SERVICE_PORT = shape("ServicePort", "number protocol name targetPort")
+WORKLOAD_ENTRY = shape(
+    "WorkloadEntry", "address ports labels weight serviceAccount", unsupported="network locality"
+)
+
+# --- VirtualService --------------------------------------------------------------------------
+
+VIRTUAL_SERVICE = shape("VirtualService", "hosts gateways http tcp exportTo", unsupported="tls")
+HTTP_ROUTE = shape(
+    "HTTPRoute",
+    "name match route redirect rewrite directResponse headers timeout retries",
+    unsupported="delegate fault mirror mirrors mirrorPercentage mirrorPercent corsPolicy",
+)
+HTTP_MATCH_REQUEST = shape(
+    "HTTPMatchRequest",
+    "name uri scheme method authority headers withoutHeaders queryParams port sourceLabels "
+    "ignoreUriCase gateways",
+    unsupported="sourceNamespace statPrefix",
+)
+HTTP_ROUTE_DESTINATION = shape("HTTPRouteDestination", "destination weight headers")
+HTTP_REDIRECT = shape("HTTPRedirect", "uri authority port scheme redirectCode", unsupported="derivePort")
+HTTP_REWRITE = shape("HTTPRewrite", "uri authority", unsupported="uriRegexRewrite")
+HTTP_DIRECT_RESPONSE = shape("HTTPDirectResponse", "status body")
+HTTP_BODY = shape("HTTPBody", "string", unsupported="bytes")
+HTTP_RETRY = shape(
+    "HTTPRetry",
+    "attempts perTryTimeout retryOn",
+    unsupported="retryRemoteLocalities retryIgnorePreviousHosts backoff",
+)
+TCP_ROUTE = shape("TCPRoute", "match route")
+L4_MATCH_ATTRIBUTES = shape(
+    "L4MatchAttributes", "port destinationSubnets sourceLabels gateways", unsupported="sourceNamespace"
+)
+ROUTE_DESTINATION = shape("RouteDestination", "destination weight")
+
+# --- DestinationRule -------------------------------------------------------------------------
+
+DESTINATION_RULE = shape(
+    "DestinationRule", "host trafficPolicy subsets exportTo", unsupported="workloadSelector"
+)
+TRAFFIC_POLICY = shape(
+    "TrafficPolicy",
+    "loadBalancer connectionPool",
+    unsupported="outlierDetection tls portLevelSettings tunnel proxyProtocol retryBudget",
+)
+LOAD_BALANCER = shape(
+    "LoadBalancerSettings",
+    "simple consistentHash",
+    unsupported="localityLbSetting warmupDurationSecs warmup",
+)
+CONSISTENT_HASH = shape(
+    "ConsistentHashLB",
+    "httpHeaderName httpCookie useSourceIp httpQueryParameterName",
+    unsupported="ringHash maglev minimumRingSize",
+)
+HTTP_COOKIE = shape("HTTPCookie", "name ttl path", unsupported="attributes")
+CONNECTION_POOL = shape("ConnectionPoolSettings", "tcp http")
+TCP_SETTINGS = shape(
+    "TCPSettings",
+    "connectTimeout idleTimeout",
+    unsupported="maxConnections tcpKeepalive maxConnectionDuration",
+)
+HTTP_SETTINGS = shape(
+    "HTTPSettings",
+    "idleTimeout maxRequestsPerConnection",
+    unsupported="http1MaxPendingRequests http2MaxRequests maxRetries h2UpgradePolicy "
+    "useClientProtocol maxConcurrentStreams",
+)
+SUBSET = shape("Subset", "name labels trafficPolicy")
+
+# --- Sidecar ---------------------------------------------------------------------------------
+
+SIDECAR = shape(
+    "Sidecar", "workloadSelector ingress egress outboundTrafficPolicy", unsupported="inboundConnectionPool"
+)
+INGRESS_LISTENER = shape(
+    "IstioIngressListener", "port bind captureMode defaultEndpoint", unsupported="tls connectionPool"
+)
+EGRESS_LISTENER = shape("IstioEgressListener", "port bind captureMode hosts")
+OUTBOUND_TRAFFIC_POLICY = shape("OutboundTrafficPolicy", "mode", unsupported="egressProxy")

@@ -1,0 +1,209 @@
+"""VirtualService: how requests to a host are matched and routed."""
+
+from __future__ import annotations
+
+from pymesh.api import checks, common, model, shapes
+from pymesh.api.reader import (
+    PORT,
+    Reader,
+    Sink,
+    Slot,
+    boolean,
+    choice,
+    distinct,
+    duration,
+    integer,
+    message,
+    text,
+)
+
+_ROUTE_ACTIONS = ("route", "redirect", "directResponse")
+REDIRECT_CODES = (301, 302, 303, 307, 308)  # the ones Envoy can send
+RETRY_ON = frozenset(
+    {
+        "5xx",
+        "gateway-error",
+        "connect-failure",
+        "refused-stream",
+        "reset",
+        "retriable-4xx",
+        "retriable-status-codes",
+    }
+)
+# Valid in Istio (Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on) but not implemented by pymesh.
+RETRY_ON_NOT_YET = frozenset(
+    {
+        "reset-before-request",
+        "retriable-headers",
+        "envoy-ratelimited",
+        "http3-post-connect-failure",
+        "cancelled",
+        "deadline-exceeded",
+        "internal",
+        "resource-exhausted",
+        "unavailable",
+    }
+)
+
+
+def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService:
+    r.get_list("gateways", common.mesh_gateway)
+    if not (r.has("http") or r.has("tcp") or r.has("tls")):
+        r.error_here("one of http or tcp is required")
+    return model.VirtualService(
+        metadata=metadata,
+        hosts=r.get_list("hosts", distinct(text(_host)), required=True),
+        http=r.get_list("http", message(shapes.HTTP_ROUTE, http_route)),
+        tcp=r.get_list("tcp", message(shapes.TCP_ROUTE, tcp_route)),
+        export_to=common.export_to(r),
+    )
+
+
+def _host(value: str) -> str | None:
+    if value == "*":
+        return 'host "*" is not allowed for a VirtualService bound to the mesh'
+    return checks.host_or_ip(value)
+
+
+# --- http ----------------------------------------------------------------------------------
+
+
+def http_route(r: Reader) -> model.HTTPRoute:
+    action = r.one_of(_ROUTE_ACTIONS, required=True)
+    if action in ("redirect", "directResponse") and r.has("rewrite"):
+        r.error("rewrite", f"rewrite cannot be combined with {action}")
+    routes = r.get_list(
+        "route", message(shapes.HTTP_ROUTE_DESTINATION, http_route_destination), required=action == "route"
+    )
+    common.check_weights(r, "route", routes)
+    timeout = r.get("timeout", duration())
+    return model.HTTPRoute(
+        name=r.get("name", text(), ""),
+        match=r.get_list("match", message(shapes.HTTP_MATCH_REQUEST, http_match)),
+        route=routes,
+        redirect=r.get("redirect", message(shapes.HTTP_REDIRECT, redirect)),
+        rewrite=r.get("rewrite", message(shapes.HTTP_REWRITE, rewrite)),
+        direct_response=r.get("directResponse", message(shapes.HTTP_DIRECT_RESPONSE, direct_response)),
+        headers=common.headers(r),
+        timeout=timeout or None,  # "0s" disables the route timeout, as in Istio/Envoy
+        retries=r.get("retries", message(shapes.HTTP_RETRY, retries)),
+    )
+
+
+def http_match(r: Reader) -> model.HTTPMatchRequest:
+    r.get_list("gateways", common.mesh_gateway)
+    def header_matches(key: str) -> dict[str, model.StringMatch]:
+        return r.get_map(key, common.HEADER_MATCH, check_key=checks.match_header_name, lower_keys=True)
+
+    return model.HTTPMatchRequest(
+        name=r.get("name", text(), ""),
+        uri=r.get("uri", common.STRING_MATCH),
+        method=r.get("method", common.STRING_MATCH),
+        authority=r.get("authority", common.STRING_MATCH),
+        scheme=r.get("scheme", common.STRING_MATCH),
+        headers=header_matches("headers"),
+        without_headers=header_matches("withoutHeaders"),
+        query_params=r.get_map("queryParams", common.STRING_MATCH, check_key=checks.not_empty),
+        port=r.get("port", PORT),
+        source_labels=common.labels(r, "sourceLabels"),
+        ignore_uri_case=r.get("ignoreUriCase", boolean, False),
+    )
+
+
+def http_route_destination(r: Reader) -> model.HTTPRouteDestination:
+    return model.HTTPRouteDestination(
+        destination=r.get("destination", common.DESTINATION, required=True),
+        weight=r.get("weight", common.WEIGHT, 0),
+        headers=common.headers(r),
+    )
+
+
+def redirect(r: Reader) -> model.HTTPRedirect:
+    if not any(r.has(key) for key in ("uri", "authority", "port", "scheme")):
+        r.error_here("redirect must set at least one of uri, authority, port or scheme")
+    return model.HTTPRedirect(
+        uri=r.get("uri", text(), ""),
+        authority=r.get("authority", text(), ""),
+        port=r.get("port", PORT),
+        scheme=r.get("scheme", choice("scheme", ("http", "https")), ""),
+        redirect_code=r.get("redirectCode", _redirect_code, model.HTTPRedirect.redirect_code),
+    )
+
+
+def _redirect_code(sink: Sink, slot: Slot) -> int | None:
+    code = integer()(sink, slot)
+    if code is not None and code not in REDIRECT_CODES:
+        sink.at(slot, f"redirect code {code} is not valid (expected {', '.join(map(str, REDIRECT_CODES))})")
+        return None
+    return code
+
+
+def rewrite(r: Reader) -> model.HTTPRewrite:
+    if not (r.has("uri") or r.has("authority")):
+        r.error_here("rewrite must set uri or authority")
+    return model.HTTPRewrite(uri=r.get("uri", text(), ""), authority=r.get("authority", text(), ""))
+
+
+def direct_response(r: Reader) -> model.HTTPDirectResponse:
+    return model.HTTPDirectResponse(
+        status=r.get("status", integer(100, 599), 0, required=True),
+        body=r.get("body", message(shapes.HTTP_BODY, lambda body: body.get("string", text(), "")), ""),
+    )
+
+
+def retries(r: Reader) -> model.HTTPRetry:
+    attempts = r.get("attempts", integer(0))  # unset means 0, as in Istio: no retries
+    if (attempts == 0 or not r.has("attempts")) and (r.has("perTryTimeout") or r.has("retryOn")):
+        r.error("attempts", "retries are configured but attempts is 0 (which disables them)")
+    return model.HTTPRetry(
+        attempts=attempts or 0,
+        per_try_timeout=r.get("perTryTimeout", duration(positive=True)),
+        retry_on=r.get("retryOn", _retry_on, ()),
+    )
+
+
+def _retry_on(sink: Sink, slot: Slot) -> tuple[str, ...] | None:
+    """"5xx,connect-failure,503" -> ("5xx", "connect-failure", "503"); reports every bad token."""
+    value = text()(sink, slot)
+    if value is None:
+        return None
+    tokens = tuple(token.strip() for token in value.split(","))
+    problems = [_retry_on_problem(token) for token in tokens]
+    for problem in filter(None, problems):
+        sink.at(slot, problem)
+    return None if any(problems) else tokens
+
+
+def _retry_on_problem(token: str) -> str | None:
+    if token in RETRY_ON or (len(token) == 3 and token.isdigit() and 100 <= int(token) <= 599):
+        return None
+    if token in RETRY_ON_NOT_YET:
+        return f"retryOn policy {token!r} is not supported yet"
+    expected = ", ".join(sorted(RETRY_ON))
+    return f"{token!r} is not a valid retryOn policy (expected {expected} or a status code)"
+
+
+# --- tcp -----------------------------------------------------------------------------------
+
+
+def tcp_route(r: Reader) -> model.TCPRoute:
+    routes = r.get_list("route", message(shapes.ROUTE_DESTINATION, route_destination), required=True)
+    common.check_weights(r, "route", routes)
+    matches = r.get_list("match", message(shapes.L4_MATCH_ATTRIBUTES, l4_match))
+    return model.TCPRoute(match=matches, route=routes)
+
+
+def l4_match(r: Reader) -> model.L4MatchAttributes:
+    r.get_list("gateways", common.mesh_gateway)
+    return model.L4MatchAttributes(
+        port=r.get("port", PORT),
+        destination_subnets=r.get_list("destinationSubnets", text(checks.ip_or_cidr)),
+        source_labels=common.labels(r, "sourceLabels"),
+    )
+
+
+def route_destination(r: Reader) -> model.RouteDestination:
+    return model.RouteDestination(
+        destination=r.get("destination", common.DESTINATION, required=True),
+        weight=r.get("weight", common.WEIGHT, 0),
+    )

@@ -1,0 +1,204 @@
+"""Each kind parses into exactly the model objects downstream code will read."""
+
+from __future__ import annotations
+
+from pymesh.api import model as m
+from pymesh.api.load import load_paths
+
+
+def only(data, name: str):
+    result = load_paths([str(data / name)])
+    assert result.errors == []
+    config = result.config
+    resources = [r for group in (config.service_entries, config.workload_entries, config.virtual_services,
+                                 config.destination_rules, config.sidecars) for r in group]
+    assert len(resources) == 1
+    return resources[0]
+
+
+def test_service_entry(data):
+    se = only(data, "serviceentry.yaml")
+    assert se == m.ServiceEntry(
+        metadata=m.Metadata(name="payments", namespace="shop", labels={"team": "billing"}),
+        hosts=("payments.example.com",),
+        addresses=("240.0.0.10",),
+        ports=(
+            m.ServicePort(number=443, protocol="HTTP2", name="http", target_port=8443),
+            m.ServicePort(number=9000, protocol="TCP", name="tcp-db"),
+        ),
+        location="MESH_INTERNAL",
+        resolution="STATIC",
+        endpoints=(
+            m.WorkloadEntrySpec(
+                address="10.0.0.1",
+                ports={"http": 8443},
+                labels={"version": "v1"},
+                weight=3,
+                service_account="payments",
+            ),
+            m.WorkloadEntrySpec(address="10.0.0.2"),
+        ),
+        export_to=(".",),
+    )
+    assert se.metadata.source == m.Source(str(data / "serviceentry.yaml"), 1)
+
+
+def test_workload_entry(data):
+    we = only(data, "workloadentry.yaml")
+    assert we == m.WorkloadEntry(
+        metadata=m.Metadata(name="details-vm"),
+        spec=m.WorkloadEntrySpec(
+            address="vm1.internal.example.com",
+            ports={"http": 9080},
+            labels={"app": "details"},
+            service_account="details",
+        ),
+    )
+    assert we.metadata.source.line == 2  # the document starts after the comment
+
+
+def test_virtual_service(data):
+    vs = only(data, "virtualservice.yaml")
+    jason = m.HTTPRoute(
+        name="jason",
+        match=(
+            m.HTTPMatchRequest(
+                name="by-user",
+                uri=m.StringMatch("prefix", "/reviews"),
+                method=m.StringMatch("exact", "GET"),
+                authority=m.StringMatch("regex", "reviews(:[0-9]+)?"),
+                scheme=m.StringMatch("exact", "http"),
+                headers={"end-user": m.StringMatch("exact", "jason"), "x-canary": m.StringMatch("prefix", "")},
+                without_headers={"x-debug": m.StringMatch("prefix", "1")},
+                query_params={"version": m.StringMatch("exact", "v2")},
+                port=9080,
+                source_labels={"app": "productpage"},
+                ignore_uri_case=True,
+            ),
+        ),
+        route=(
+            m.HTTPRouteDestination(
+                destination=m.Destination(host="reviews", subset="v2", port=9080),
+                weight=80,
+                headers=m.Headers(request=m.HeaderOperations(set={"x-route": "v2"})),
+            ),
+            m.HTTPRouteDestination(destination=m.Destination(host="reviews", subset="v3"), weight=20),
+        ),
+        headers=m.Headers(
+            request=m.HeaderOperations(add={"x-from": "mesh"}, remove=("x-internal",)),
+            response=m.HeaderOperations(set={"cache-control": "no-store"}),
+        ),
+        rewrite=m.HTTPRewrite(uri="/", authority="reviews.internal"),
+        timeout=1.5,
+        retries=m.HTTPRetry(attempts=3, per_try_timeout=0.25, retry_on=("5xx", "connect-failure", "503")),
+    )
+    old = m.HTTPRoute(
+        name="old",
+        match=(m.HTTPMatchRequest(uri=m.StringMatch("exact", "/old")),),
+        redirect=m.HTTPRedirect(
+            uri="/new", authority="reviews.example.com", port=8080, scheme="https", redirect_code=308
+        ),
+    )
+    teapot = m.HTTPRoute(
+        name="teapot",
+        match=(m.HTTPMatchRequest(uri=m.StringMatch("prefix", "/tea")),),
+        direct_response=m.HTTPDirectResponse(status=418, body="I'm a teapot"),
+    )
+    default = m.HTTPRoute(
+        route=(m.HTTPRouteDestination(destination=m.Destination(host="reviews")),),
+        timeout=None,  # "0s" disables the timeout
+        retries=m.HTTPRetry(attempts=0),
+    )
+    tcp = m.TCPRoute(
+        match=(
+            m.L4MatchAttributes(
+                port=9090, destination_subnets=("10.0.0.0/8",), source_labels={"app": "db-client"}
+            ),
+        ),
+        route=(m.RouteDestination(destination=m.Destination(host="db.bookinfo.svc.cluster.local", port=5432)),),
+    )
+    assert vs == m.VirtualService(
+        metadata=m.Metadata(name="reviews", namespace="bookinfo"),
+        hosts=("reviews", "reviews.bookinfo.svc.cluster.local"),
+        http=(jason, old, teapot, default),
+        tcp=(tcp,),
+    )
+
+
+def test_destination_rule(data):
+    dr = only(data, "destinationrule.yaml")
+    assert dr == m.DestinationRule(
+        metadata=m.Metadata(name="reviews"),
+        host="reviews.default.svc.cluster.local",
+        traffic_policy=m.TrafficPolicy(
+            load_balancer=m.LoadBalancerSettings(simple="LEAST_REQUEST"),  # LEAST_CONN is an alias
+            connection_pool=m.ConnectionPoolSettings(
+                connect_timeout=0.25, tcp_idle_timeout=3600.0, idle_timeout=30.0, max_requests_per_connection=100
+            ),
+        ),
+        subsets=(
+            m.Subset(name="v1", labels={"version": "v1"}),
+            m.Subset(
+                name="v2",
+                labels={"version": "v2"},
+                traffic_policy=m.TrafficPolicy(
+                    load_balancer=m.LoadBalancerSettings(
+                        consistent_hash=m.ConsistentHash(
+                            http_cookie="session", http_cookie_ttl=90.0, http_cookie_path="/"
+                        )
+                    )
+                ),
+            ),
+            m.Subset(
+                name="v3",
+                labels={"version": "v3"},
+                traffic_policy=m.TrafficPolicy(
+                    load_balancer=m.LoadBalancerSettings(consistent_hash=m.ConsistentHash(http_header_name="x-user"))
+                ),
+            ),
+        ),
+        export_to=("*",),
+    )
+
+
+def test_sidecar(data):
+    sc = only(data, "sidecar.yaml")
+    assert sc == m.Sidecar(
+        metadata=m.Metadata(name="ratings", namespace="prod"),
+        workload_selector={"app": "ratings"},
+        ingress=(
+            m.IngressListener(
+                port=m.ServicePort(number=9080, protocol="HTTP", name="http"), default_endpoint="127.0.0.1:8080"
+            ),
+            m.IngressListener(
+                port=m.ServicePort(number=9443, protocol="GRPC", name="grpc"),
+                bind="0.0.0.0",
+                capture_mode="NONE",
+                default_endpoint="unix:///var/run/ratings.sock",
+            ),
+        ),
+        egress=(
+            m.EgressListener(
+                hosts=("*/mysql.db.svc.cluster.local",),
+                port=m.ServicePort(number=3306, protocol="TCP", name="mysql"),
+                bind="127.0.0.1",
+            ),
+            m.EgressListener(hosts=("./*", "istio-system/*"), capture_mode="IPTABLES"),
+        ),
+        outbound_traffic_policy="REGISTRY_ONLY",
+    )
+
+
+def test_minimal_resources_take_model_defaults():
+    from pymesh.api.load import load_text
+
+    result = load_text(
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec:\n"
+        "  outboundTrafficPolicy: {}\n"
+        "---\n"
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: e}\nspec:\n"
+        "  hosts: [e.example.com]\n"
+    )
+    assert result.errors == []
+    assert result.config.sidecars == (m.Sidecar(metadata=m.Metadata(name="s")),)
+    assert result.config.service_entries == (m.ServiceEntry(metadata=m.Metadata(name="e"), hosts=("e.example.com",)),)

@@ -1,0 +1,618 @@
+"""Every validation rule, one failing input each, asserting the exact line, path and message.
+
+Each case is a resource whose spec body starts on line 6 of the document (after apiVersion,
+kind, metadata, name and spec), so a body line N is reported as line N + 5.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from pymesh.api.load import load_text
+
+HEAD = "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: x\nspec:\n"
+
+
+def doc(kind: str, body: str, api: str = "networking.istio.io/v1") -> str:
+    return HEAD.format(api=api, kind=kind) + textwrap.indent(textwrap.dedent(body), "  ")
+
+
+def problems(text: str) -> list[str]:
+    result = load_text(text, "t.yaml")
+    assert all(error.file == "t.yaml" for error in result.errors)
+    return [f"{error.line} {error.path}: {error.message}" if error.path else f"{error.line}: {error.message}"
+            for error in result.errors]
+
+
+def case(id_: str, kind: str, body: str, *expected: str):
+    return pytest.param(doc(kind, body), list(expected), id=id_)
+
+
+VS, DR, SE, WE, SC = "VirtualService", "DestinationRule", "ServiceEntry", "WorkloadEntry", "Sidecar"
+
+# A valid http list for VirtualService cases that only exercise other fields.
+ROUTE = "http:\n- route:\n  - destination: {host: r}\n"
+
+CASES = [
+    # --- VirtualService --------------------------------------------------------------------
+    case("vs-hosts-missing", VS, ROUTE, "5 spec.hosts: required field is missing"),
+    case("vs-hosts-empty", VS, "hosts: []\n" + ROUTE, "6 spec.hosts: must not be empty"),
+    case("vs-hosts-not-a-list", VS, "hosts: r\n" + ROUTE, '6 spec.hosts: expected a list, got "r"'),
+    case("vs-host-star", VS, "hosts: ['*']\n" + ROUTE,
+         '6 spec.hosts[0]: host "*" is not allowed for a VirtualService bound to the mesh'),
+    case("vs-host-invalid", VS, "hosts:\n- ok\n- Bad\n" + ROUTE,
+         "8 spec.hosts[1]: domain name 'Bad' is invalid (label 'Bad' is invalid)"),
+    case("vs-host-duplicate", VS, "hosts: [r, r]\n" + ROUTE, '6 spec.hosts[1]: duplicate entry "r"'),
+    case("vs-gateway", VS, "hosts: [r]\ngateways: [mesh, istio-system/gw]\n" + ROUTE,
+         '7 spec.gateways[1]: gateway "istio-system/gw" not supported by pymesh yet (only "mesh")'),
+    case("vs-no-routes", VS, "hosts: [r]\n", "5 spec: one of http or tcp is required"),
+    case("vs-tls", VS, "hosts: [r]\ntls: []\n", "7 spec.tls: field not supported by pymesh yet"),
+    case("vs-unknown-field", VS, "hosts: [r]\ncolour: red\n" + ROUTE, "7 spec.colour: unknown field"),
+    case("http-no-action", VS, "hosts: [r]\nhttp:\n- name: nothing\n",
+         "8 spec.http[0]: one of route, redirect or directResponse is required"),
+    case("http-two-actions", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          redirect: {uri: /x}
+        """,
+         "10 spec.http[0].redirect: only one of route, redirect or directResponse may be set (also found route)"),
+    case("http-route-empty", VS, "hosts: [r]\nhttp:\n- route: []\n", "8 spec.http[0].route: must not be empty"),
+    case("http-fault", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          fault:
+            abort: {httpStatus: 500}
+        """, "10 spec.http[0].fault: field not supported by pymesh yet"),
+    case("http-mirror", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          mirror: {host: m}
+          mirrorPercentage: {value: 5}
+        """,
+         "10 spec.http[0].mirror: field not supported by pymesh yet",
+         "11 spec.http[0].mirrorPercentage: field not supported by pymesh yet"),
+    case("http-name-type", VS, """\
+        hosts: [r]
+        http:
+        - name: 5
+          route:
+          - destination: {host: r}
+        """, "8 spec.http[0].name: expected a string, got 5"),
+    case("weights-sum", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: a}
+            weight: 60
+          - destination: {host: b}
+            weight: 30
+        """,
+         "8 spec.http[0].route: with several destinations the weights must add up to 100 (they add up to 90)"),
+    case("weight-range", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: a}
+            weight: 101
+        """, "10 spec.http[0].route[0].weight: must be between 0 and 100, got 101"),
+    case("destination-host-missing", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination:
+              subset: v1
+        """, "9 spec.http[0].route[0].destination.host: required field is missing"),
+    case("destination-port", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination:
+              host: r
+              port: {number: 0}
+        """, "11 spec.http[0].route[0].destination.port.number: must be between 1 and 65535, got 0"),
+    case("destination-subset", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r, subset: V_1}
+        """,
+         "9 spec.http[0].route[0].destination.subset: 'V_1' is not a valid name "
+         "(lower-case letters, digits and '-', at most 63)"),
+    case("match-not-a-list", VS, """\
+        hosts: [r]
+        http:
+        - match:
+            uri: {prefix: /}
+          route:
+          - destination: {host: r}
+        """, "8 spec.http[0].match: expected a list, got a mapping"),
+    case("match-regex", VS, """\
+        hosts: [r]
+        http:
+        - match:
+          - uri:
+              regex: "a(b"
+          route:
+          - destination: {host: r}
+        """,
+         "10 spec.http[0].match[0].uri.regex: invalid regex 'a(b': missing ), unterminated subpattern at position 1"),
+    case("match-two-kinds", VS, """\
+        hosts: [r]
+        http:
+        - match:
+          - uri: {exact: /a, prefix: /b}
+          route:
+          - destination: {host: r}
+        """,
+         "9 spec.http[0].match[0].uri.prefix: only one of exact, prefix or regex may be set (also found exact)"),
+    case("match-no-kind", VS, """\
+        hosts: [r]
+        http:
+        - match:
+          - method: {}
+          route:
+          - destination: {host: r}
+        """, "9 spec.http[0].match[0].method: one of exact, prefix or regex is required"),
+    case("match-header-name", VS, """\
+        hosts: [r]
+        http:
+        - match:
+          - headers:
+              x user: {exact: a}
+          route:
+          - destination: {host: r}
+        """,
+         "10 spec.http[0].match[0].headers[x user]: 'x user' is not a valid header name "
+         "(letters, digits, '-' and '_')"),
+    case("match-header-case-duplicate", VS, """\
+        hosts: [r]
+        http:
+        - match:
+          - headers:
+              X-User: {exact: a}
+              x-user: {exact: b}
+          route:
+          - destination: {host: r}
+        """, "11 spec.http[0].match[0].headers[x-user]: duplicate key 'x-user' (names are case-insensitive)"),
+    case("match-header-null", VS, """\
+        hosts: [r]
+        http:
+        - match:
+          - headers:
+              x-user:
+          route:
+          - destination: {host: r}
+        """, "10 spec.http[0].match[0].headers[x-user]: expected a mapping, got null"),
+    case("match-query-regex", VS, """\
+        hosts: [r]
+        http:
+        - match:
+          - queryParams:
+              v: {regex: "*"}
+          route:
+          - destination: {host: r}
+        """,
+         "10 spec.http[0].match[0].queryParams[v].regex: invalid regex '*': nothing to repeat at position 0"),
+    case("match-port-and-bool", VS, """\
+        hosts: [r]
+        http:
+        - match:
+          - port: 70000
+            ignoreUriCase: "yes"
+          route:
+          - destination: {host: r}
+        """,
+         "9 spec.http[0].match[0].port: must be between 1 and 65535, got 70000",
+         '10 spec.http[0].match[0].ignoreUriCase: expected a boolean, got "yes"'),
+    case("match-unsupported", VS, """\
+        hosts: [r]
+        http:
+        - match:
+          - sourceNamespace: prod
+          route:
+          - destination: {host: r}
+        """, "9 spec.http[0].match[0].sourceNamespace: field not supported by pymesh yet"),
+    case("match-source-labels", VS, """\
+        hosts: [r]
+        http:
+        - match:
+          - sourceLabels: {app: "a b"}
+          route:
+          - destination: {host: r}
+        """,
+         "9 spec.http[0].match[0].sourceLabels[app]: label value 'a b' is invalid "
+         "(letters, digits, '-', '_' and '.', at most 63)"),
+    case("redirect-empty", VS, "hosts: [r]\nhttp:\n- redirect: {redirectCode: 301}\n",
+         "8 spec.http[0].redirect: redirect must set at least one of uri, authority, port or scheme"),
+    case("redirect-code", VS, "hosts: [r]\nhttp:\n- redirect: {uri: /a, redirectCode: 305}\n",
+         "8 spec.http[0].redirect.redirectCode: redirect code 305 is not valid (expected 301, 302, 303, 307, 308)"),
+    case("redirect-scheme", VS, "hosts: [r]\nhttp:\n- redirect: {uri: /a, scheme: ftp}\n",
+         "8 spec.http[0].redirect.scheme: scheme 'ftp' is not valid (expected http or https)"),
+    case("redirect-derive-port", VS, "hosts: [r]\nhttp:\n- redirect: {uri: /a, derivePort: FROM_REQUEST_PORT}\n",
+         "8 spec.http[0].redirect.derivePort: field not supported by pymesh yet"),
+    case("rewrite-with-redirect", VS, """\
+        hosts: [r]
+        http:
+        - redirect: {uri: /a}
+          rewrite: {uri: /b}
+        """, "9 spec.http[0].rewrite: rewrite cannot be combined with redirect"),
+    case("rewrite-empty", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          rewrite: {}
+        """, "10 spec.http[0].rewrite: rewrite must set uri or authority"),
+    case("direct-response-status", VS, "hosts: [r]\nhttp:\n- directResponse: {status: 700}\n",
+         "8 spec.http[0].directResponse.status: must be between 100 and 599, got 700"),
+    case("direct-response-no-status", VS, "hosts: [r]\nhttp:\n- directResponse: {body: {string: hi}}\n",
+         "8 spec.http[0].directResponse.status: required field is missing"),
+    case("direct-response-bytes", VS, """\
+        hosts: [r]
+        http:
+        - directResponse:
+            status: 200
+            body:
+              bytes: aGk=
+        """, "11 spec.http[0].directResponse.body.bytes: field not supported by pymesh yet"),
+    case("timeout-number", VS, "hosts: [r]\n" + ROUTE + "  timeout: 10\n",
+         '10 spec.http[0].timeout: expected a duration string such as "1.5s" or "250ms", got 10'),
+    case("timeout-unit", VS, "hosts: [r]\n" + ROUTE + "  timeout: 10x\n",
+         "10 spec.http[0].timeout: invalid duration '10x': expected numbers with units (h, m, s, ms, us or ns), "
+         'e.g. "250ms", "1.5s" or "1m30s"'),
+    case("retries-not-a-mapping", VS, "hosts: [r]\n" + ROUTE + "  retries: 3\n",
+         "10 spec.http[0].retries: expected a mapping, got 3"),
+    case("retries-attempts-negative", VS, "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: -1\n",
+         "11 spec.http[0].retries.attempts: must be >= 0, got -1"),
+    case("retries-attempts-string", VS, "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: '3'\n",
+         '11 spec.http[0].retries.attempts: expected an integer, got "3"'),
+    case("retries-zero-attempts", VS, "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 0\n    retryOn: 5xx\n",
+         "11 spec.http[0].retries.attempts: retries are configured but attempts is 0 (which disables them)"),
+    case("retries-per-try-zero", VS, "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    perTryTimeout: 0s\n",
+         "12 spec.http[0].retries.perTryTimeout: must be greater than 0"),
+    case("retries-retry-on", VS,
+         "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    retryOn: 5xx,bogus,cancelled,99\n",
+         "12 spec.http[0].retries.retryOn: 'bogus' is not a valid retryOn policy (expected 5xx, connect-failure, "
+         "gateway-error, refused-stream, reset, retriable-4xx, retriable-status-codes or a status code)",
+         "12 spec.http[0].retries.retryOn: retryOn policy 'cancelled' is not supported yet",
+         "12 spec.http[0].retries.retryOn: '99' is not a valid retryOn policy (expected 5xx, connect-failure, "
+         "gateway-error, refused-stream, reset, retriable-4xx, retriable-status-codes or a status code)"),
+    case("retries-snake-case", VS, "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    per_try_timeout: 1s\n",
+         '12 spec.http[0].retries.per_try_timeout: unknown field (did you mean "perTryTimeout"?)'),
+    case("retries-remote-localities", VS,
+         "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    retryRemoteLocalities: true\n",
+         "12 spec.http[0].retries.retryRemoteLocalities: field not supported by pymesh yet"),
+    case("headers-operations", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          headers:
+            request:
+              set: {"bad header": x}
+              remove: [host]
+            response:
+              add: {x-a: 1}
+        """,
+         "12 spec.http[0].headers.request.set[bad header]: 'bad header' is not a valid header name",
+         "13 spec.http[0].headers.request.remove[0]: 'host' cannot be modified here",
+         "15 spec.http[0].headers.response.add[x-a]: expected a string, got 1"),
+    case("tcp-route-missing", VS, "hosts: [r]\ntcp:\n- match:\n  - port: 99999\n",
+         "8 spec.tcp[0].route: required field is missing",
+         "9 spec.tcp[0].match[0].port: must be between 1 and 65535, got 99999"),
+    case("tcp-subnet", VS, """\
+        hosts: [r]
+        tcp:
+        - match:
+          - destinationSubnets: [10.0.0.0/33]
+          route:
+          - destination: {host: r}
+        """, "9 spec.tcp[0].match[0].destinationSubnets[0]: '10.0.0.0/33' is not a valid IP address or CIDR block"),
+    case("tcp-weights", VS, """\
+        hosts: [r]
+        tcp:
+        - route:
+          - destination: {host: a}
+            weight: 50
+          - destination: {host: b}
+        """,
+         "8 spec.tcp[0].route: with several destinations the weights must add up to 100 (they add up to 50)"),
+    case("vs-export-to", VS, "hosts: [r]\nexportTo: ['*', '.']\n" + ROUTE,
+         '7 spec.exportTo: "*" cannot be combined with other entries'),
+    # --- DestinationRule ----------------------------------------------------------------------
+    case("dr-host-missing", DR, "subsets: []\n", "5 spec.host: required field is missing"),
+    case("dr-simple-passthrough", DR, "host: r\ntrafficPolicy:\n  loadBalancer: {simple: PASSTHROUGH}\n",
+         "8 spec.trafficPolicy.loadBalancer.simple: load balancer PASSTHROUGH is not supported yet"),
+    case("dr-simple-invalid", DR, "host: r\ntrafficPolicy:\n  loadBalancer: {simple: FASTEST}\n",
+         "8 spec.trafficPolicy.loadBalancer.simple: load balancer 'FASTEST' is not valid "
+         "(expected ROUND_ROBIN, LEAST_REQUEST or RANDOM)"),
+    case("dr-simple-and-hash", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            simple: RANDOM
+            consistentHash: {useSourceIp: true}
+        """,
+         "10 spec.trafficPolicy.loadBalancer.consistentHash: only one of simple or consistentHash may be set "
+         "(also found simple)"),
+    case("dr-hash-none", DR, "host: r\ntrafficPolicy:\n  loadBalancer:\n    consistentHash: {}\n",
+         "9 spec.trafficPolicy.loadBalancer.consistentHash: "
+         "one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName is required"),
+    case("dr-hash-two", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            consistentHash:
+              httpHeaderName: x-user
+              httpQueryParameterName: user
+        """,
+         "11 spec.trafficPolicy.loadBalancer.consistentHash.httpQueryParameterName: only one of httpHeaderName, "
+         "httpCookie, useSourceIp or httpQueryParameterName may be set (also found httpHeaderName)"),
+    case("dr-hash-ring", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            consistentHash:
+              useSourceIp: true
+              ringHash: {minimumRingSize: 1024}
+        """, "11 spec.trafficPolicy.loadBalancer.consistentHash.ringHash: field not supported by pymesh yet"),
+    case("dr-hash-source-ip-false", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            consistentHash: {useSourceIp: false}
+        """,
+         "9 spec.trafficPolicy.loadBalancer.consistentHash.useSourceIp: "
+         "must be true when set (leave it out to hash on something else)"),
+    case("dr-cookie-name", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            consistentHash:
+              httpCookie: {ttl: 0s}
+        """, "10 spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name: required field is missing"),
+    case("dr-outlier-and-tls", DR, """\
+        host: r
+        trafficPolicy:
+          outlierDetection: {consecutive5xxErrors: 5}
+          tls: {mode: ISTIO_MUTUAL}
+        """,
+         "8 spec.trafficPolicy.outlierDetection: field not supported by pymesh yet",
+         "9 spec.trafficPolicy.tls: field not supported by pymesh yet"),
+    case("dr-traffic-policy-empty", DR, "host: r\ntrafficPolicy: {}\n",
+         "7 spec.trafficPolicy: traffic policy must set at least one field"),
+    case("dr-pool", DR, """\
+        host: r
+        trafficPolicy:
+          connectionPool:
+            tcp:
+              maxConnections: 100
+              connectTimeout: 0s
+            http:
+              http1MaxPendingRequests: 10
+              maxRequestsPerConnection: -1
+        """,
+         "10 spec.trafficPolicy.connectionPool.tcp.maxConnections: field not supported by pymesh yet",
+         "11 spec.trafficPolicy.connectionPool.tcp.connectTimeout: must be greater than 0",
+         "13 spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests: field not supported by pymesh yet",
+         "14 spec.trafficPolicy.connectionPool.http.maxRequestsPerConnection: must be >= 0, got -1"),
+    case("dr-pool-empty", DR, "host: r\ntrafficPolicy:\n  connectionPool: {}\n",
+         "8 spec.trafficPolicy.connectionPool: connection pool must set tcp or http"),
+    case("dr-subsets", DR, """\
+        host: r
+        subsets:
+        - name: v1
+        - name: v1
+        - labels: {version: v3}
+        """,
+         '9 spec.subsets[1]: duplicate subset name "v1"',
+         "10 spec.subsets[2].name: required field is missing"),
+    case("dr-subset-policy", DR, """\
+        host: r
+        subsets:
+        - name: v1
+          trafficPolicy:
+            loadBalancer: {simple: LEAST}
+        """,
+         "10 spec.subsets[0].trafficPolicy.loadBalancer.simple: load balancer 'LEAST' is not valid "
+         "(expected ROUND_ROBIN, LEAST_REQUEST or RANDOM)"),
+    case("dr-workload-selector", DR, "host: r\nworkloadSelector:\n  matchLabels: {app: a}\n",
+         "7 spec.workloadSelector: field not supported by pymesh yet"),
+    # --- ServiceEntry ---------------------------------------------------------------------------
+    case("se-hosts-empty", SE, "hosts: []\n", "6 spec.hosts: must not be empty"),
+    case("se-host-star", SE, "hosts: ['*']\n", '6 spec.hosts[0]: host "*" is not allowed in a ServiceEntry'),
+    case("se-ports", SE, """\
+        hosts: [a.example.com]
+        ports:
+        - number: 0
+          name: http
+        - name: web
+          protocol: HTTPS
+        - number: 81
+          name: x
+          protocol: FOO
+        - number: 82
+          name: web
+        """,
+         "8 spec.ports[0].number: must be between 1 and 65535, got 0",
+         "10 spec.ports[1].number: required field is missing",
+         "11 spec.ports[1].protocol: protocol HTTPS is not supported yet",
+         "14 spec.ports[2].protocol: protocol 'FOO' is not valid (expected HTTP, HTTP2, GRPC or TCP)",
+         '15 spec.ports[3]: duplicate port name "web"'),
+    case("se-port-number-duplicate", SE, "hosts: [a.example.com]\nports:\n- {number: 80}\n- {number: 80}\n",
+         "9 spec.ports[1]: duplicate port number 80"),
+    case("se-resolution", SE, "hosts: [a.example.com]\nresolution: NONE\nlocation: OUTSIDE\n",
+         "7 spec.resolution: resolution NONE is not supported yet",
+         "8 spec.location: location 'OUTSIDE' is not valid (expected MESH_EXTERNAL or MESH_INTERNAL)"),
+    case("se-endpoints", SE, """\
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http}
+        endpoints:
+        - address: db.example.com
+          ports: {grpc: 8080}
+          weight: -1
+        - address: unix:///tmp/sock
+          ports: {http: 80}
+        - network: n1
+        """,
+         "10 spec.endpoints[0].address: address 'db.example.com' is not an IP address (resolution is STATIC)",
+         "11 spec.endpoints[0].ports[grpc]: port name 'grpc' is not one of the ServiceEntry's ports",
+         "12 spec.endpoints[0].weight: must be >= 0, got -1",
+         "14 spec.endpoints[1].ports: an endpoint with a unix:// address takes no ports",
+         "15 spec.endpoints[2].network: field not supported by pymesh yet",
+         "15 spec.endpoints[2].address: required field is missing"),
+    case("se-endpoints-and-selector", SE, """\
+        hosts: [a.example.com]
+        endpoints:
+        - address: 10.0.0.1
+        workloadSelector:
+          labels: {app: a}
+        """, "9 spec.workloadSelector: only one of workloadSelector or endpoints may be set"),
+    case("se-dns-wildcard", SE, "hosts: ['*.example.com']\nresolution: DNS\naddresses: [10.0.0.0/24]\n",
+         "6 spec.hosts[0]: host '*.example.com' must be a DNS name (no wildcard) when resolution is DNS "
+         "without endpoints",
+         "8 spec.addresses: CIDR addresses are only allowed with STATIC resolution"),
+    case("se-hosts-with-tcp", SE, "hosts: [a.example.com, b.example.com]\nports:\n- {number: 5432, protocol: TCP}\n",
+         "6 spec.hosts: several hosts need HTTP, HTTP2 or GRPC ports (a TCP port cannot tell them apart)"),
+    case("se-address", SE, "hosts: [a.example.com]\naddresses: [not-an-ip]\n",
+         "7 spec.addresses[0]: 'not-an-ip' is not a valid IP address or CIDR block"),
+    case("se-subject-alt-names", SE, "hosts: [a.example.com]\nsubjectAltNames: [spiffe://x]\n",
+         "7 spec.subjectAltNames: field not supported by pymesh yet"),
+    case("se-export-to", SE, "hosts: [a.example.com]\nexportTo: ['~', 'ns1', 'Bad']\n",
+         "7 spec.exportTo[2]: 'Bad' is not a valid name (lower-case letters, digits and '-', at most 63)",
+         '7 spec.exportTo: "~" cannot be combined with other entries'),
+    # --- WorkloadEntry --------------------------------------------------------------------------
+    case("we-address-missing", WE, "labels: {app: a}\n", "5 spec.address: required field is missing"),
+    case("we-fields", WE, """\
+        address: 10.0.0.1
+        ports:
+          HTTP: 80
+          grpc: 0
+        locality: us-east
+        serviceAccount: Bad_SA
+        """,
+         "8 spec.ports[HTTP]: 'HTTP' is not a valid name (lower-case letters, digits and '-', at most 63)",
+         "9 spec.ports[grpc]: must be between 1 and 65535, got 0",
+         "10 spec.locality: field not supported by pymesh yet",
+         "11 spec.serviceAccount: 'Bad_SA' is not a valid name (lower-case DNS name: letters, digits, '-' and '.')"),
+    case("we-address-invalid", WE, "address: 'not valid!'\n",
+         "6 spec.address: address 'not valid!' is not an IP address or a DNS name"),
+    # --- Sidecar --------------------------------------------------------------------------------
+    case("sidecar-empty", SC, "workloadSelector:\n  labels: {app: a}\n",
+         "5 spec: sidecar must set at least one of ingress, egress or outboundTrafficPolicy"),
+    case("sidecar-ingress", SC, """\
+        ingress:
+        - defaultEndpoint: 10.0.0.1:80
+          captureMode: SOMETIMES
+        - port: {number: 80, targetPort: 8080}
+          bind: localhost
+          defaultEndpoint: "127.0.0.1:http"
+        - port: {number: 80}
+          tls: {mode: SIMPLE}
+        """,
+         "7 spec.ingress[0].port: required field is missing",
+         "7 spec.ingress[0].defaultEndpoint: defaultEndpoint '10.0.0.1:80' must be 127.0.0.1:PORT, 0.0.0.0:PORT, "
+         "[::1]:PORT, [::]:PORT or unix:///path",
+         "8 spec.ingress[0].captureMode: captureMode 'SOMETIMES' is not valid (expected DEFAULT, IPTABLES or NONE)",
+         "9 spec.ingress[1].port.targetPort: targetPort has no effect on a Sidecar port",
+         "10 spec.ingress[1].bind: 'localhost' is not a valid IP address",
+         "11 spec.ingress[1].defaultEndpoint: defaultEndpoint '127.0.0.1:http' has an invalid port "
+         "(must be between 1 and 65535)",
+         "12 spec.ingress[2]: duplicate port 80",
+         "13 spec.ingress[2].tls: field not supported by pymesh yet"),
+    case("sidecar-egress-hosts", SC, """\
+        egress:
+        - hosts:
+          - reviews.default.svc.cluster.local
+          - "Bad/*"
+          - "./reviews"
+          - "*/*foo.example.com"
+        """,
+         "8 spec.egress[0].hosts[0]: host 'reviews.default.svc.cluster.local' must be of the form namespace/dnsName "
+         '(e.g. "./*" or "*/foo.example.com")',
+         "9 spec.egress[0].hosts[1]: host 'Bad/*': invalid namespace 'Bad'",
+         "10 spec.egress[0].hosts[2]: host './reviews': short names are not allowed, use a fully qualified name",
+         "11 spec.egress[0].hosts[3]: host '*/*foo.example.com': partial wildcard '*foo.example.com' is not allowed"),
+    case("sidecar-egress-order", SC, """\
+        egress:
+        - hosts: ["*/*"]
+        - port: {number: 80}
+          hosts: ["*/*"]
+        """, "6 spec.egress: only the last egress listener may leave out port (it catches all other ports)"),
+    case("sidecar-egress-no-hosts", SC, "egress:\n- port: {number: 80}\n",
+         "7 spec.egress[0].hosts: required field is missing"),
+    case("sidecar-outbound", SC, "outboundTrafficPolicy:\n  mode: DENY\n  egressProxy: {host: p}\n",
+         "7 spec.outboundTrafficPolicy.mode: mode 'DENY' is not valid (expected ALLOW_ANY or REGISTRY_ONLY)",
+         "8 spec.outboundTrafficPolicy.egressProxy: field not supported by pymesh yet"),
+    case("sidecar-selector", SC,
+         "workloadSelector:\n  matchLabels: {app: a}\noutboundTrafficPolicy: {mode: ALLOW_ANY}\n",
+         '7 spec.workloadSelector.matchLabels: unknown field (did you mean "labels"?)'),
+]
+
+
+@pytest.mark.parametrize("text, expected", CASES)
+def test_rule(text: str, expected: list[str]) -> None:
+    assert problems(text) == expected
+
+
+ENVELOPE_CASES = [
+    pytest.param("kind: Gateway\napiVersion: networking.istio.io/v1\nmetadata: {name: g}\nspec: {}\n",
+                 ["1 kind: kind Gateway is not supported"], id="unknown-kind"),
+    pytest.param("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec: {}\n",
+                 ["2 kind: kind PeerAuthentication is not supported yet"], id="known-kind-not-yet"),
+    pytest.param("apiVersion: networking.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n",
+                 ["1 apiVersion: apiVersion networking.istio.io/v1 is not valid for AuthorizationPolicy "
+                  "(expected security.istio.io/v1 or security.istio.io/v1beta1)",
+                  "2 kind: kind AuthorizationPolicy is not supported yet"], id="security-kind-wrong-group"),
+    pytest.param(doc(WE, "address: 10.0.0.1\n", api="networking.istio.io/v2"),
+                 ["1 apiVersion: apiVersion networking.istio.io/v2 is not valid for WorkloadEntry (expected "
+                  "networking.istio.io/v1, networking.istio.io/v1beta1 or networking.istio.io/v1alpha3)"],
+                 id="wrong-version"),
+    pytest.param(doc(WE, "address: 10.0.0.1\n", api="security.istio.io/v1"),
+                 ["1 apiVersion: apiVersion security.istio.io/v1 is not valid for WorkloadEntry (expected "
+                  "networking.istio.io/v1, networking.istio.io/v1beta1 or networking.istio.io/v1alpha3)"],
+                 id="wrong-group"),
+    pytest.param("metadata: {name: x}\n",
+                 ["1 kind: required field is missing", "1 apiVersion: required field is missing"], id="no-kind"),
+    pytest.param("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nspec: {address: 10.0.0.1}\n",
+                 ["1 metadata: required field is missing"], id="no-metadata"),
+    pytest.param("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  namespace: Prod\n"
+                 "  labels: {app: [a]}\nspec: {address: 10.0.0.1}\n",
+                 ["3 metadata.name: required field is missing",
+                  "4 metadata.namespace: 'Prod' is not a valid name (lower-case letters, digits and '-', at most 63)",
+                  "5 metadata.labels[app]: expected a string, got a list"], id="metadata-fields"),
+    pytest.param("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: My_Entry}\n"
+                 "spec: {address: 10.0.0.1}\n",
+                 ["3 metadata.name: 'My_Entry' is not a valid name "
+                  "(lower-case DNS name: letters, digits, '-' and '.')"],
+                 id="metadata-name"),
+    pytest.param("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: w}\n"
+                 "specs: {address: 10.0.0.1}\n",
+                 ["1 spec.address: required field is missing", '4 specs: unknown field (did you mean "spec"?)'],
+                 id="misspelled-spec"),
+    pytest.param("- a\n- b\n", ["1: expected a mapping (a resource with apiVersion, kind, metadata and spec)"],
+                 id="not-a-mapping"),
+    pytest.param("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: w}\n"
+                 "spec:\n  address: 10.0.0.1\n  address: 10.0.0.2\n",
+                 ["6 spec: duplicate key 'address' (first at line 5)"], id="duplicate-yaml-key"),
+    pytest.param("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: w}\n"
+                 "spec:\n  address: !!python/object:os.system 10.0.0.1\n",
+                 ["5 spec.address: unsupported YAML tag 'tag:yaml.org,2002:python/object:os.system'",
+                  "5 spec.address: required field is missing"], id="unsafe-tag"),
+    pytest.param("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: w}\nstatus: {}\n"
+                 "spec: {address: 10.0.0.1}\n", [], id="status-ignored"),
+]
+
+
+@pytest.mark.parametrize("text, expected", ENVELOPE_CASES)
+def test_envelope(text: str, expected: list[str]) -> None:
+    assert problems(text) == expected  # in line order within a document
