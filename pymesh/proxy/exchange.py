@@ -426,6 +426,7 @@ class Exchange:
         self.done = True
         if self.route_timer is not None:
             self.route_timer.cancel()
+        self.resume_request_body()  # never leave the connection paused for the next request
         self.runtime.observe(self)
         self.downstream.exchange_done(self)
 

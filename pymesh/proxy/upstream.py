@@ -174,6 +174,7 @@ class EndpointPool:
         self.active -= 1
         if reusable and (not self.max_requests or conn.requests < self.max_requests) and not conn.transport.is_closing():
             conn.idle_since = time.monotonic()
+            conn.transport.resume_reading()  # a slow client may have paused it mid-response
             self.idle.append(conn)
         else:
             conn.transport.close()
