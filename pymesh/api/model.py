@@ -209,7 +209,7 @@ class ConsistentHash:
 
 @dataclass(frozen=True)
 class LoadBalancerSettings:
-    simple: str = "ROUND_ROBIN"  # ROUND_ROBIN | LEAST_REQUEST | RANDOM
+    simple: str = "LEAST_REQUEST"  # ROUND_ROBIN | LEAST_REQUEST | RANDOM; Istio's default since 1.14
     consistent_hash: ConsistentHash | None = None
 
 

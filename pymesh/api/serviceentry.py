@@ -15,14 +15,10 @@ HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC"})
 def service_entry(metadata: model.Metadata, r: Reader) -> model.ServiceEntry:
     resolution = r.get("resolution", RESOLUTION, "STATIC")
     has_endpoints = r.has("endpoints")
-    ports = r.get_list(
-        "ports",
-        distinct(
-            distinct(message(shapes.SERVICE_PORT, common.service_port), lambda p: p.number, "port number"),
-            lambda p: p.name or None,
-            "port name",
-        ),
-    )
+    port = message(shapes.SERVICE_PORT, common.service_port)
+    port = distinct(port, lambda p: p.number, "port number")
+    port = distinct(port, lambda p: p.name or None, "port name")  # unnamed ports are not compared
+    ports = r.get_list("ports", port)
     host = partial(_host, dns_names_only=resolution == "DNS" and not has_endpoints)
     hosts = r.get_list("hosts", distinct(text(host)), required=True)
     addresses = r.get_list("addresses", distinct(text(checks.ip_or_cidr)))
