@@ -26,6 +26,7 @@ from pymesh.proxy.headers import apply_header_ops, rewrite_target
 from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply
 from pymesh.routing.pick import pick_weighted
 from pymesh.routing.snapshot import Route, WeightedCluster
+from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER
 
 REPLAY_LIMIT = 64 * 1024
 BODY_HIGH_WATER = 256 * 1024  # pause the downstream while this much body waits for a connection
@@ -434,7 +435,9 @@ class Exchange:
 
     def _upstream_head(self, route, prefix, weighted) -> bytes:
         head = self.head
-        headers = end_to_end(head.raw_headers)
+        headers = [(n, v) for n, v in end_to_end(head.raw_headers) if n != PEER_HEADER]
+        if self.listener.direction == "outbound":
+            headers.append((PEER_HEADER, self.runtime.peer_header))
         if head.upgrade:
             upgrade = head.header(b"upgrade")
             headers.append((b"connection", b"upgrade"))

@@ -20,6 +20,7 @@ from pymesh.policy.hashkey import hash_key
 from pymesh.policy.outcome import Outcome
 from pymesh.policy.retry import RetryPolicy
 from pymesh.proxy.upstream import Pools
+from pymesh.telemetry.peer_metadata import encode_peer
 from pymesh.api.model import ConnectionPoolSettings, LoadBalancerSettings
 from pymesh.routing.compile import implicit_inbound
 from pymesh.routing.snapshot import Cluster, Endpoint, Listener, Route, Snapshot
@@ -105,6 +106,7 @@ class Runtime:
         self.all_closed = asyncio.Event()  # set once draining and no connection is left
         self._retry_policies: dict[int, tuple[Route, RetryPolicy]] = {}
         self.listeners: dict = {}
+        self.peer_header = b""
         self._inbound: dict[int, Listener] = {}
         self._passthrough: dict[tuple[str, int], ClusterState] = {}
 
@@ -124,6 +126,7 @@ class Runtime:
         self._inbound = {}
         self._passthrough = {}
         self.source_labels = dict(snapshot.identity.labels)
+        self.peer_header = encode_peer(snapshot.identity)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         self.snapshot = snapshot
         self.telemetry.configure(snapshot)

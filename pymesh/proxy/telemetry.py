@@ -12,9 +12,11 @@ import time
 from pymesh.policy import flags
 from pymesh.routing.snapshot import Snapshot
 from pymesh.telemetry.accesslog import AccessLog
+from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER, decode_peer
 from pymesh.telemetry.metrics import MetricsContext, inbound_labels, outbound_labels, setup_metrics
 
 FLUSH_INTERVAL = 1.0
+MAX_RECORDERS = 4096
 log = logging.getLogger("pymesh.telemetry")
 
 
@@ -38,19 +40,23 @@ class Telemetry:
 
     # per request / connection ------------------------------------------------------------------
 
-    def _labels(self, direction: str, cluster, endpoint, protocol: str) -> tuple[str, ...]:
+    def _labels(self, direction: str, cluster, endpoint, protocol: str, peer: bytes | None = None) -> tuple[str, ...]:
         if direction == "inbound":
-            return inbound_labels(self.identity, cluster, protocol)
+            return inbound_labels(self.identity, cluster, protocol, source=decode_peer(peer))
         return outbound_labels(self.identity, cluster, endpoint, protocol)
 
     def request_done(self, exchange) -> None:
         state = exchange.cluster_state
         cluster = state.cluster if state is not None else None
         endpoint = exchange.last_endpoint
-        key = (exchange.listener.direction, cluster.name if cluster else "", endpoint.key if endpoint else "")
+        direction = exchange.listener.direction
+        peer = exchange.head.header(PEER_HEADER) if direction == "inbound" else None
+        key = (direction, cluster.name if cluster else "", endpoint.key if endpoint else "", peer)
         recorder = self._http.get(key)
         if recorder is None:
-            labels = self._labels(exchange.listener.direction, cluster, endpoint, "http")
+            if len(self._http) >= MAX_RECORDERS:
+                self._http.clear()  # peers come and go: keep the cache bounded
+            labels = self._labels(direction, cluster, endpoint, "http", peer)
             recorder = self._http[key] = self.metrics.http(labels)
         duration_ms = (exchange.runtime.loop.time() - exchange.start) * 1000.0
         recorder.record(exchange.status, exchange.flags, duration_ms, exchange.request_bytes, exchange.response_bytes)
@@ -69,7 +75,7 @@ class Telemetry:
     def protocol_error(self, connection, status: int) -> None:
         """A request so malformed it never became an exchange: still counted and logged."""
         listener = connection.listener
-        key = (listener.direction, "", "")
+        key = (listener.direction, "", "", None)
         recorder = self._http.get(key)
         if recorder is None:
             recorder = self._http[key] = self.metrics.http(self._labels(listener.direction, None, None, "http"))
