@@ -452,7 +452,8 @@ class Exchange:
             request_id = str(uuid.UUID(bytes=os.urandom(16), version=4)).encode()
             headers.append((b"x-request-id", request_id))
         self.request_id = request_id.decode("latin-1")
-        self._forwarded(headers)
+        if self.listener.direction == "inbound":
+            self._forwarded(headers)
         for ops in (route.request_headers, weighted.request_headers):
             if not ops.empty:
                 headers = apply_header_ops(headers, ops)
@@ -465,7 +466,9 @@ class Exchange:
         return h1.serialize_request_head(head.method, target, headers)
 
     def _forwarded(self, headers: list[Header]) -> None:
-        """x-forwarded-for gets the client's address appended; x-forwarded-proto is set if absent."""
+        """On the server's side: x-forwarded-for gets the caller's address appended and
+        x-forwarded-proto is set if absent. The client's sidecar leaves them alone (its caller
+        is the local app), so a hop through two sidecars adds the caller's address once."""
         client = self.head.source_ip.encode()
         for index, (name, value) in enumerate(headers):
             if name == b"x-forwarded-for":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from pymesh.policy import flags
+from pymesh.proxy.upstream import inbound_source
 from pymesh.routing.pick import pick_weighted
 
 DEFAULT_TCP_IDLE_TIMEOUT = 3600.0
@@ -79,7 +80,10 @@ class TcpProxy(asyncio.Protocol):
             connect_timeout = pool.connect_timeout or DEFAULT_CONNECT_TIMEOUT
             self.idle_timeout = pool.tcp_idle_timeout or DEFAULT_TCP_IDLE_TIMEOUT
         loop = self.runtime.loop
-        task = loop.create_task(loop.create_connection(lambda: _Upstream(self), address[0], address[1]))
+        local_addr = inbound_source(address[0]) if self.listener.direction == "inbound" else None
+        task = loop.create_task(
+            loop.create_connection(lambda: _Upstream(self), address[0], address[1], local_addr=local_addr)
+        )
         timer = loop.call_later(connect_timeout, task.cancel)
         task.add_done_callback(lambda task: self._connected(task, timer))
 

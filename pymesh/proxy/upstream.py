@@ -9,6 +9,7 @@ events to the exchange bound to it, and tells it when the upstream goes away.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from typing import Callable
 
@@ -18,6 +19,24 @@ from pymesh.routing.snapshot import Cluster, Endpoint
 DEFAULT_CONNECT_TIMEOUT = 10.0  # Istio's default tcp.connectTimeout
 DEFAULT_IDLE_TIMEOUT = 3600.0  # Envoy's default upstream idle timeout
 SWEEP_INTERVAL = 1.0
+INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6"  # the capture rules let lo traffic from it through
+
+
+def inbound_source(address: str) -> tuple[str, int] | None:
+    """Local address for the proxy's connection to its own app at `address`.
+
+    An app on the pod's (non-loopback) address is reached from 127.0.0.6, as Istio's
+    InboundPassthroughBindIpv4, which the capture rules let through (`-s 127.0.0.6/32 -o lo -j
+    RETURN`); from any other source the connection would be captured inbound again, forever.
+    None (the kernel's choice) for loopback apps, names and IPv6.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if ip.version != 4 or ip.is_loopback:
+        return None
+    return INBOUND_PASSTHROUGH_SOURCE, 0
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -128,6 +147,7 @@ class EndpointPool:
         self.active = 0
         self.connects = 0
         self.connect_failures = 0
+        self.local_addr = inbound_source(endpoint.address) if cluster.name.startswith("inbound|") else None
         self.configure(cluster)
 
     def configure(self, cluster: Cluster) -> None:
@@ -149,7 +169,9 @@ class EndpointPool:
         """Open a connection; `on_done(conn, None)` or `on_done(None, error)`. Returns a canceller."""
         self.connects += 1
         task = self.loop.create_task(
-            self.loop.create_connection(lambda: UpstreamConnection(self), self.endpoint.address, self.endpoint.port)
+            self.loop.create_connection(
+                lambda: UpstreamConnection(self), self.endpoint.address, self.endpoint.port, local_addr=self.local_addr
+            )
         )
         timer = self.loop.call_later(self.connect_timeout, task.cancel)
 
@@ -164,8 +186,13 @@ class EndpointPool:
                 self.connect_failures += 1
                 on_done(None, error)
                 return
+            transport, conn = task.result()
+            if transport.is_closing():  # reset as it opened, before this callback ran
+                self.connect_failures += 1
+                on_done(None, ConnectionResetError("upstream closed the connection as it opened"))
+                return
             self.active += 1
-            on_done(task.result()[1], None)
+            on_done(conn, None)
 
         task.add_done_callback(finished)
         return task.cancel

@@ -1,0 +1,92 @@
+"""The "apps" of the sidecar tests: plain programs that know nothing of the mesh.
+
+Run inside a pod as an ordinary uid (not the proxy's), standard library only:
+
+    sidecar_apps.py http NAME PORT [BIND]       HTTP server: GET answers JSON {"server": NAME,
+                                                "headers": {...request headers, lower-case}}
+    sidecar_apps.py banner NAME BIND PORT...    server-first TCP: on connect sends
+                                                "HELLO from NAME\\n", then echoes one line
+    sidecar_apps.py call-banner HOST PORT LINE [TIMEOUT]
+                                                client for `banner`: prints the banner and the echo
+
+Servers print "ready" once every socket listens, so tests wait on that line, not on time.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import socketserver
+import sys
+import threading
+
+IO_TIMEOUT = 10.0  # every blocking read in here ends; the tests' own deadlines are shorter
+
+
+def serve_http(name: str, port: int, bind: str = "0.0.0.0") -> None:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = json.dumps({"server": name, "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args) -> None:
+            print(f"{name}: {self.command} {self.path} {self.headers.get('host')}", flush=True)
+
+    server = http.server.ThreadingHTTPServer((bind, port), Handler)
+    server.daemon_threads = True
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+def serve_banner(name: str, bind: str, ports: list[int]) -> None:
+    class Handler(socketserver.StreamRequestHandler):
+        timeout = IO_TIMEOUT
+
+        def handle(self) -> None:
+            self.wfile.write(f"HELLO from {name}\n".encode())  # the server speaks first
+            self.wfile.flush()
+            line = self.rfile.readline()
+            self.wfile.write(b"ECHO " + line)
+            print(f"{name}: port {self.server.server_address[1]} echoed {line!r}", flush=True)
+
+    servers = []
+    for port in ports:
+        server = socketserver.ThreadingTCPServer((bind, port), Handler)
+        server.daemon_threads = True
+        servers.append(server)
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    print("ready", flush=True)
+    threading.Event().wait()
+
+
+def call_banner(host: str, port: int, line: str, timeout: float = IO_TIMEOUT) -> None:
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        reader = sock.makefile("rb")
+        banner = reader.readline()  # sent by the server before the client says anything
+        sock.sendall(line.encode() + b"\n")
+        echo = reader.readline()
+    print(json.dumps({"banner": banner.decode(), "echo": echo.decode()}))
+
+
+def main(argv: list[str]) -> None:
+    command, args = argv[0], argv[1:]
+    if command == "http":
+        serve_http(args[0], int(args[1]), *args[2:3])
+    elif command == "banner":
+        serve_banner(args[0], args[1], [int(port) for port in args[2:]])
+    elif command == "call-banner":
+        call_banner(args[0], int(args[1]), args[2], *map(float, args[3:4]))
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
