@@ -203,7 +203,7 @@ class Exchange:
         self.endpoint = self.last_endpoint = endpoint
         self.attempt_id += 1
         state.balancer.on_request_start(endpoint)
-        pool = self.runtime.pools.get(state.cluster, endpoint)
+        pool = self.runtime.pools.get(state.cluster, endpoint, state.stats)
         conn = pool.take_idle()
         if conn is not None:
             self._bind(conn)
@@ -332,6 +332,8 @@ class Exchange:
             self.try_timer.cancel()
             self.try_timer = None
         self.cluster_state.record_attempt(self.endpoint, Outcome.RESPONSE, status)
+        if self.retries and status < 500:
+            self.cluster_state.stats["upstream_rq_retry_success"] += 1
         self.committed = True
         self.status = status
         has_body = self.expect_body and status >= 200 and status not in (204, 304)
@@ -399,6 +401,7 @@ class Exchange:
         self.route_timer = None
         if self.done:
             return
+        self.cluster_state.stats["upstream_rq_timeout"] += 1
         self._end_attempt()
         self._drop_upstream()
         if self.committed:

@@ -17,6 +17,7 @@ from pymesh.telemetry.metrics import MetricsContext, inbound_labels, outbound_la
 
 FLUSH_INTERVAL = 1.0
 MAX_RECORDERS = 4096
+_STATUS_CLASS = {n: f"downstream_rq_{n}xx" for n in (2, 3, 4, 5)}
 log = logging.getLogger("pymesh.telemetry")
 
 
@@ -27,6 +28,7 @@ class Telemetry:
         self.identity = None
         self._http: dict[tuple, object] = {}
         self._tcp: dict[tuple, object] = {}
+        self._listener_stats: dict[str, dict[str, int]] = {}
 
     @classmethod
     def create(cls, options, workers: int) -> Telemetry:
@@ -58,6 +60,11 @@ class Telemetry:
                 self._http.clear()  # peers come and go: keep the cache bounded
             labels = self._labels(direction, cluster, endpoint, "http", peer)
             recorder = self._http[key] = self.metrics.http(labels)
+        listener_stats = self._listener_stats.get(exchange.listener.name)
+        if listener_stats is None:
+            listener_stats = self._listener_stats[exchange.listener.name] = self.metrics.listener_stats(exchange.listener.name)
+        listener_stats["downstream_rq_total"] += 1
+        listener_stats[_STATUS_CLASS.get(exchange.status // 100, "downstream_rq_5xx")] += 1
         duration_ms = (exchange.runtime.loop.time() - exchange.start) * 1000.0
         recorder.record(exchange.status, exchange.flags, duration_ms, exchange.request_bytes, exchange.response_bytes)
         if self.access_log is not None:

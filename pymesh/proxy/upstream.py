@@ -140,8 +140,9 @@ class UpstreamConnection(asyncio.Protocol):
 class EndpointPool:
     """Idle connections to one endpoint of one cluster, and how to make new ones."""
 
-    def __init__(self, cluster: Cluster, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, cluster: Cluster, endpoint: Endpoint, loop: asyncio.AbstractEventLoop, stats: dict[str, int]) -> None:
         self.endpoint = endpoint
+        self.stats = stats  # the cluster's /stats counters
         self.loop = loop
         self.idle: list[UpstreamConnection] = []
         self.active = 0
@@ -168,6 +169,7 @@ class EndpointPool:
     def connect(self, on_done: Callable[[UpstreamConnection | None, BaseException | None], None]) -> Callable[[], None]:
         """Open a connection; `on_done(conn, None)` or `on_done(None, error)`. Returns a canceller."""
         self.connects += 1
+        self.stats["upstream_cx_total"] += 1
         task = self.loop.create_task(
             self.loop.create_connection(
                 lambda: UpstreamConnection(self), self.endpoint.address, self.endpoint.port, local_addr=self.local_addr
@@ -179,6 +181,7 @@ class EndpointPool:
             timer.cancel()
             if task.cancelled():
                 self.connect_failures += 1
+                self.stats["upstream_cx_connect_timeout"] += 1
                 on_done(None, TimeoutError("connect timeout"))
                 return
             error = task.exception()
@@ -234,11 +237,11 @@ class Pools:
         self.pools: dict[tuple[str, str], EndpointPool] = {}
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
 
-    def get(self, cluster: Cluster, endpoint: Endpoint) -> EndpointPool:
+    def get(self, cluster: Cluster, endpoint: Endpoint, stats: dict[str, int]) -> EndpointPool:
         key = (cluster.name, endpoint.key)
         pool = self.pools.get(key)
         if pool is None:
-            pool = self.pools[key] = EndpointPool(cluster, endpoint, self.loop)
+            pool = self.pools[key] = EndpointPool(cluster, endpoint, self.loop, stats)
         return pool
 
     def retain(self, clusters) -> None:

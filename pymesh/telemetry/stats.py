@@ -11,31 +11,23 @@ from __future__ import annotations
 
 CLUSTER_STATS = (
     "upstream_cx_total",
-    "upstream_cx_active",
     "upstream_cx_connect_fail",
     "upstream_cx_connect_timeout",
-    "upstream_cx_destroy",
     "upstream_rq_total",
-    "upstream_rq_active",
     "upstream_rq_2xx",
     "upstream_rq_3xx",
     "upstream_rq_4xx",
     "upstream_rq_5xx",
     "upstream_rq_retry",
     "upstream_rq_retry_success",
-    "upstream_rq_retry_overflow",
     "upstream_rq_timeout",
     "upstream_rq_per_try_timeout",
-    "upstream_rq_pending_overflow",
-    "outlier_detection.ejections_enforced_total",
 )
 
 LISTENER_STATS = (
     "downstream_cx_total",
     "downstream_cx_active",
-    "downstream_cx_destroy",
     "downstream_rq_total",
-    "downstream_rq_active",
     "downstream_rq_2xx",
     "downstream_rq_3xx",
     "downstream_rq_4xx",

@@ -31,7 +31,7 @@ def worker(ctx, labels, cluster_name, n):
         rec.record(200, "-", 1.0, 10, 10)
     stats = ctx.cluster_stats(cluster_name)
     stats["upstream_rq_total"] += n
-    stats["upstream_cx_active"] += 1
+    ctx.listener_stats("ingress")["downstream_cx_active"] += 1
     ctx.close()  # in a worker: publish the last values
 
 
@@ -61,13 +61,13 @@ def test_forked_workers_sum_into_one_view(ctx, identity, cluster, endpoint):
     # Children zeroed what they inherited: 1 (parent, live) + 10 + 20, not 1 + 11 + 21.
     assert requests_total(ctx) == 31
     assert stat(ctx, "upstream_rq_total") == 30
-    assert stat(ctx, "upstream_cx_active") == 2
+    assert stat(ctx, "downstream_cx_active") == 2
 
     for p in procs:
         ctx.worker_exit(p.pid)
     assert requests_total(ctx) == 31  # counters of exited workers stay in the totals
     assert stat(ctx, "upstream_rq_total") == 30
-    assert stat(ctx, "upstream_cx_active") == 0  # their gauges went with them
+    assert stat(ctx, "downstream_cx_active") == 0  # their gauges went with them
     assert sorted(os.listdir(ctx.directory)) == ["dead.bin"]
 
 
