@@ -38,8 +38,8 @@ class ProtocolError(Exception):
         self.reason = reason
 
 
-class _LimitExceeded(Exception):
-    pass
+class _StopParsing(Exception):
+    """Raised from a parser callback to stop llhttp (limits, head-only responses)."""
 
 
 class _Reader:
@@ -51,7 +51,12 @@ class _Reader:
         self._headers: list[Header] = []
         self._header_bytes = 0
         self._in_trailers = False
-        self._limit_error: ProtocolError | None = None
+        self._stop_reason: ProtocolError | None = None
+
+    def _reject(self, status: int, reason: str) -> _StopParsing:
+        """Stop llhttp from a callback; `feed` turns this into ProtocolError(status, reason)."""
+        self._stop_reason = ProtocolError(status, reason)
+        return _StopParsing()
 
     def on_message_begin(self) -> None:
         self._headers = []
@@ -61,8 +66,7 @@ class _Reader:
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.limits.max_header_bytes or len(self._headers) >= self.limits.max_headers:
-            self._limit_error = ProtocolError(431, "request header fields too large")
-            raise _LimitExceeded
+            raise self._reject(431, "request header fields too large")
         self._headers.append((name.lower(), value))
 
     def on_body(self, body: bytes) -> None:
@@ -93,8 +97,8 @@ class _Reader:
         except httptools.HttpParserUpgrade as upgrade:
             events.append((UPGRADE, data[upgrade.args[0] :]))
         except httptools.HttpParserCallbackError as exc:
-            if self._limit_error is not None:
-                raise self._limit_error from None
+            if self._stop_reason is not None:
+                raise self._stop_reason from None
             raise ProtocolError(400, f"bad request: {exc}") from exc
         except httptools.HttpParserError as exc:
             raise ProtocolError(400, f"bad request: {exc}") from None
@@ -116,17 +120,24 @@ class RequestReader(_Reader):
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self.limits.max_request_line:
-            self._limit_error = ProtocolError(431, "request line too long")
-            raise _LimitExceeded
+            raise self._reject(431, "request line too long")
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         headers = self._headers
+        version = parser.get_http_version()
+        if version == "0.9":
+            raise self._reject(400, "bad request: HTTP/0.9 is not supported")
+        hosts = [value for name, value in headers if name == b"host"]
+        if len(hosts) > 1 or (not hosts and version == "1.1"):
+            # RFC 9112 3.2: exactly one Host in HTTP/1.1, else 400; two could let the proxy
+            # and the upstream disagree about the target.
+            raise self._reject(400, "bad request: an HTTP/1.1 request needs exactly one Host header")
         head = RequestHead(
             parser.get_method().decode("ascii"),
             self._url.decode("latin-1"),
             headers,
-            http_version=parser.get_http_version(),
+            http_version=version,
         )
         for name, value in headers:
             if name == b"host":
@@ -168,10 +179,12 @@ class ResponseReader(_Reader):
         if not self.expect_body:
             self._events.append((END, []))
             self._head_only_done = True
-            raise _LimitExceeded  # stop llhttp here; it would wait for a body
+            raise _StopParsing  # stop llhttp here; it would wait for a body
 
     def on_message_complete(self) -> None:
-        if not self._interim:
+        # An interim 1xx is dropped; a 101 ends in UPGRADE (the bytes after it are the new
+        # protocol's), not in END.
+        if not self._interim and self._parser.get_status_code() != 101:
             super().on_message_complete()
 
     def feed(self, data: bytes) -> list:
@@ -187,7 +200,7 @@ class ResponseReader(_Reader):
     def reset(self) -> None:
         """A fresh parser for the next response (after a HEAD response)."""
         self._parser = httptools.HttpResponseParser(self)
-        self._limit_error = None
+        self._stop_reason = None
 
 
 # --- serialisation ---------------------------------------------------------------------------

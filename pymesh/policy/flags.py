@@ -22,6 +22,7 @@ ORDER = (UH, UT, UR, UF, UC, NR, URX, DC, DPE, UPE)
 
 
 def join(*flags: str) -> str:
-    """Combine flags in Envoy's order ("-" when none), e.g. join(URX, UF) == "UF,URX"."""
-    present = {f for f in flags if f and f != NONE}
+    """Combine flags in Envoy's order ("-" when none), e.g. join(URX, UF) == "UF,URX"; an
+    argument may itself be a joined list, so flags accumulate: join("UF,URX", DC)."""
+    present = {f for text in flags if text for f in text.split(",") if f != NONE}
     return ",".join(f for f in ORDER if f in present) or NONE

@@ -100,6 +100,8 @@ class DownstreamH1(asyncio.Protocol):
             return True
         if not self.queue:
             return False  # idle keep-alive connection closed by the client
+        if self.reading is not None:
+            return False  # the client gave up in the middle of a request: nothing to answer
         self.keep_alive = False  # answer what was asked, then close
         return True
 

@@ -115,8 +115,12 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
             ready.add(pid)
         os.close(fd)
 
-    for pid, fd in workers.items():
-        loop.add_reader(fd, on_ready, pid, fd)
+    def watch(pid: int, ready_fd: int) -> None:
+        """Readiness from the worker's pipe; its exit from a pidfd (uvloop has no SIGCHLD handler)."""
+        loop.add_reader(ready_fd, on_ready, pid, ready_fd)
+        exit_fd = os.pidfd_open(pid)
+        loop.add_reader(exit_fd, exited, pid, exit_fd)
+
 
     def signal_workers(signum: int) -> None:
         for pid in workers:
@@ -130,22 +134,18 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
         ready.clear()
         signal_workers(signal.SIGTERM)
 
-    def reap() -> None:
-        while workers:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            workers.pop(pid, None)
-            ready.discard(pid)
-            telemetry.worker_exit(pid)
-            if not stopping.is_set():
-                log.error("worker %d exited (status %d); starting a new one", pid, status)
-                new_pid, fd = _fork_worker(options, telemetry)
-                workers[new_pid] = fd
-                loop.add_reader(fd, on_ready, new_pid, fd)
+    def exited(pid: int, exit_fd: int) -> None:
+        loop.remove_reader(exit_fd)
+        os.close(exit_fd)
+        _, status = os.waitpid(pid, 0)
+        workers.pop(pid, None)
+        ready.discard(pid)
+        telemetry.worker_exit(pid)
+        if not stopping.is_set():
+            log.error("worker %d exited (status %d); starting a new one", pid, status)
+            new_pid, fd = _fork_worker(options, telemetry)
+            workers[new_pid] = fd
+            watch(new_pid, fd)
         if not workers:
             all_exited.set()
 
@@ -159,14 +159,14 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
         state["snapshot"] = snapshot
         signal_workers(signal.SIGHUP)
 
-    loop.add_signal_handler(signal.SIGCHLD, reap)
+    for pid, fd in list(workers.items()):
+        watch(pid, fd)
     loop.add_signal_handler(signal.SIGTERM, stop)
     loop.add_signal_handler(signal.SIGINT, stop)
     loop.add_signal_handler(signal.SIGHUP, reload)
     endpoints = AdminEndpoints(options, telemetry, lambda: state["snapshot"],
                                lambda: len(ready) == options.concurrency and not stopping.is_set(), quit=stop)
     await endpoints.start()
-    reap()  # a worker may have exited before the handler was installed
     while not stopping.is_set() and options.watch:
         try:
             await asyncio.wait_for(stopping.wait(), timeout=1.0)

@@ -1,0 +1,79 @@
+"""The rows of the benchmark table. Adding one is a few lines: a name, its hops, the port the load
+goes to. A hop is a peer (see peers.py) and its config parameters; every process a row's hops
+start (and their children) counts as "proxy" for CPU and memory. Hops start last-first so each
+one's upstream is up before it.
+
+Ports are the defaults Istio uses where there is one; --port-offset shifts every *_port value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from benchmarks import peers
+from benchmarks.peers import Peer
+
+UPSTREAM_PORT = 18080  # nginx, the app behind every row
+HOST = "upstream.bench"  # the Host header every request carries (pymesh routes on it)
+
+
+@dataclass(frozen=True)
+class Hop:
+    name: str
+    peer: Peer
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    description: str
+    load_port: int
+    hops: tuple[Hop, ...] = ()
+
+
+def _pymesh(name: str, peer: Peer, listen: int, upstream: int, n: int) -> Hop:
+    return Hop(name, peer, {"listen_port": listen, "upstream_port": upstream, "admin_port": 15000 + n,
+                            "stats_port": 15090 + n, "health_port": 15021 + n * 10})
+
+
+def _envoy(name: str, listen: int, upstream: int, n: int) -> Hop:
+    return Hop(name, peers.ENVOY, {"listen_port": listen, "upstream_port": upstream, "admin_port": 19000 + n})
+
+
+ROWS: tuple[Row, ...] = (
+    Row("direct", "no proxy: the load goes straight to nginx", UPSTREAM_PORT),
+    Row("pymesh-1hop", "pymesh sidecar, explicit egress listener -> nginx", 15080,
+        (_pymesh("pymesh", peers.PYMESH_EGRESS, 15080, UPSTREAM_PORT, 0),)),
+    Row("pymesh-2hop", "pymesh egress -> pymesh ingress -> nginx (sidecar to sidecar)", 15080,
+        (_pymesh("pymesh-a", peers.PYMESH_EGRESS, 15080, 15081, 0),
+         _pymesh("pymesh-b", peers.PYMESH_INGRESS, 15081, UPSTREAM_PORT, 1))),
+    Row("envoy-1hop", "Envoy, one listener and a static cluster -> nginx", 15080,
+        (_envoy("envoy", 15080, UPSTREAM_PORT, 0),)),
+    Row("envoy-2hop", "Envoy -> Envoy -> nginx", 15080,
+        (_envoy("envoy-a", 15080, 15081, 0), _envoy("envoy-b", 15081, UPSTREAM_PORT, 1))),
+    Row("haproxy-1hop", "HAProxy, one thread, keep-alive -> nginx", 15080,
+        (Hop("haproxy", peers.HAPROXY, {"listen_port": 15080, "upstream_port": UPSTREAM_PORT}),)),
+    Row("nginx-1hop", "nginx reverse proxy, upstream keepalive pool -> nginx", 15080,
+        (Hop("nginx-proxy", peers.NGINX_PROXY, {"listen_port": 15080, "upstream_port": UPSTREAM_PORT}),)),
+)
+
+BY_NAME = {row.name: row for row in ROWS}
+
+
+def select(names: str | None) -> list[Row]:
+    """Rows named in a comma-separated list (all when None); "direct" is always included first,
+    since every added-latency figure is measured against it."""
+    if not names:
+        return list(ROWS)
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown rows {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
+    if "direct" not in wanted:
+        wanted.insert(0, "direct")
+    return [BY_NAME[n] for n in dict.fromkeys(wanted)]
+
+
+def shifted(params: dict, offset: int) -> dict:
+    return {k: v + offset if k.endswith("_port") else v for k, v in params.items()}
