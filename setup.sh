@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a development machine for pymesh: the system tools the tests and benchmarks use as real
 # peers (curl, nghttp2, wrk, nginx, haproxy, iptables, iproute2, a C compiler), then a virtual
-# environment in .venv with pymesh and its test extra. Safe to run again.
+# environment in .venv with pymesh and its test and bench extras. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -20,5 +20,5 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup.sh: pymesh needs Python 3.11+" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,bench]'
 echo "pymesh is installed in .venv; activate it with: . .venv/bin/activate"
