@@ -1,0 +1,120 @@
+"""The admin (/ready, /config_dump, /clusters, /stats, /stats/prometheus, /quitquitquit), stats
+and health ports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from proxy_harness import Client, free_port, http_get, http_mesh, samples, total, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def served(upstreams, proxies):
+    """A proxy in front of two endpoints (v1, v2) that has answered 5 requests."""
+    v1, v2 = upstreams("v1"), upstreams("v2")
+    port = free_port()
+    proxy = proxies(http_mesh(port, {"v1": v1, "v2": v2}))
+    with Client(port) as client:
+        for _ in range(5):
+            assert client.request("GET", "/").status == 200
+    proxy.port, proxy.v1, proxy.v2 = port, v1, v2
+    return proxy
+
+
+def test_ready(served):
+    status, _, body = served.admin("/ready")
+    assert (status, body) == (200, b"LIVE\n")
+
+
+def test_config_dump_is_json_with_listeners_and_clusters(served):
+    status, headers, body = served.admin("/config_dump")
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    dump = json.loads(body)
+    listener_ports = [listener["port"] for listener in dump["listeners"]]
+    assert served.port in listener_ports
+    names = {cluster["name"] for cluster in dump["clusters"]}
+    assert {f"outbound|{served.port}||svc.local", f"outbound|{served.port}|v1|svc.local",
+            f"outbound|{served.port}|v2|svc.local"} <= names
+    cluster = next(c for c in dump["clusters"] if c["name"] == f"outbound|{served.port}|v1|svc.local")
+    assert [(e["address"], e["port"]) for e in cluster["endpoints"]] == [("127.0.0.1", served.v1.port)]
+
+
+def test_clusters_lists_endpoints_with_counts(served):
+    status, _, body = served.admin("/clusters")
+    assert status == 200
+    lines = set(body.decode().splitlines())
+    default = f"outbound|{served.port}||svc.local"
+    for server in (served.v1, served.v2):
+        assert f"{default}::127.0.0.1:{server.port}::weight::1" in lines
+    assert f"outbound|{served.port}|v1|svc.local::127.0.0.1:{served.v1.port}::label::version=v1" in lines
+    counts = [int(line.rsplit("::", 1)[1]) for line in lines if line.startswith(default) and "::rq_total::" in line]
+    assert sum(counts) == 5
+
+
+def test_stats(served):
+    def rq_total():
+        _, _, body = served.admin("/stats")
+        for line in body.decode().splitlines():
+            if line.startswith(f"cluster.outbound|{served.port}||svc.local.upstream_rq_total:"):
+                return int(line.rsplit(":", 1)[1]) == 5
+        return False
+    wait_until(rq_total, what="/stats to count 5 upstream requests")
+
+
+def test_prometheus_on_admin_and_stats_ports(served):
+    for port in (served.admin_port, served.stats_port):
+        found = served.wait_metric(lambda s: total(s) == 5, port=port, what=f"5 requests on port {port}")
+        assert found
+    text = served.prometheus()
+    assert "# TYPE istio_requests_total counter" in text
+    assert total(samples(text, "istio_requests_total"), response_code="200", destination_service="svc.local") == 5
+    status, _, _ = http_get(served.stats_port, "/nothing-here")
+    assert status == 404
+
+
+def test_health_port(served):
+    status, _, body = http_get(served.health_port, "/healthz/ready")
+    assert (status, body) == (200, b"LIVE\n")
+
+
+def test_quitquitquit_needs_post_and_exits_zero(served):
+    status, _, _ = served.admin("/quitquitquit")
+    assert status == 405
+    assert served.running()
+    status, _, _ = served.admin("/quitquitquit", method="POST")
+    assert status == 200
+    assert served.wait_exit(10) == 0
+
+
+def test_unknown_admin_path_is_404(served):
+    status, _, body = served.admin("/nope")
+    assert status == 404
+    assert b"/config_dump" in body
+
+
+def _listening_addresses(port: int) -> list[str]:
+    out = []
+    for table, family in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 6)):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:  # LISTEN
+                if family == 4:
+                    out.append(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+                else:
+                    out.append(address)
+    return out
+
+
+def test_admin_ports_bind_loopback_by_default(served):
+    for port in (served.admin_port, served.stats_port, served.health_port):
+        assert _listening_addresses(port) == ["127.0.0.1"], port
