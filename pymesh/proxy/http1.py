@@ -152,7 +152,12 @@ class DownstreamH1(asyncio.Protocol):
 
     def send_response_head(self, status: int, headers: list[Header], content_length, has_body: bool) -> None:
         exchange = self.queue[0]
-        keep = self._keep(exchange) or status == 101
+        if status == 101:
+            keep = True
+        elif exchange is self.upgrading:
+            keep = False  # the upstream refused the upgrade: the request parser cannot go on
+        else:
+            keep = self._keep(exchange)
         self.chunked_out = False
         if has_body and content_length is None:
             if exchange.head.http_version == "1.1":
