@@ -1,0 +1,222 @@
+"""The control protocol's messages and framing (v1), shared by the proxy and the control server.
+
+One HTTP/2 stream (`POST /pymesh.control.v1/Stream`) carries, each way, a sequence of frames: a
+4-byte big-endian length, then that many bytes of UTF-8 JSON holding one message object with
+"v" (the protocol's major version) and "type". Defined once here, with no I/O, so the two sides
+cannot drift apart: each side feeds received bytes to a `FrameDecoder` and sends
+`encode_message(...)`.
+
+A frame that cannot be read at all (oversize, bad JSON, unknown version or type) is a `WireError`:
+the stream is unusable. A readable envelope whose content is wrong (a config field with the wrong
+type, say) is returned as an `InvalidMessage` carrying the version and nonce, so a proxy can NACK
+it and keep its stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Union
+
+from pymesh.api import codec, model
+
+__all__ = [
+    "CONTENT_TYPE",
+    "MAX_FRAME",
+    "PATH",
+    "STALE_BASE",
+    "VERSION",
+    "Ack",
+    "EndpointsMessage",
+    "FrameDecoder",
+    "Hello",
+    "InvalidMessage",
+    "Message",
+    "Nack",
+    "Node",
+    "SnapshotMessage",
+    "WireError",
+    "encode_json",
+    "encode_message",
+]
+
+VERSION = 1
+PATH = "/pymesh.control.v1/Stream"
+CONTENT_TYPE = "application/x-pymesh-stream"
+MAX_FRAME = 16 * 1024 * 1024  # bytes of JSON in one frame
+STALE_BASE = "stale base"  # how a NACK of an endpoints message with the wrong base_version starts
+_LENGTH = struct.Struct(">I")
+
+
+class WireError(Exception):
+    """The peer's bytes cannot be read as protocol v1 messages; the stream must be closed."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """Who a proxy is: what the server registers and scopes the proxy's view by."""
+
+    id: str  # unique per proxy, e.g. "reviews-v2-7f3a.demo"
+    workload: str = ""
+    namespace: str = "default"
+    service_account: str = "default"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    addresses: tuple[str, ...] = ()
+    ports: Mapping[str, int] = field(default_factory=dict)  # the ports its app serves, by name
+
+
+@dataclass(frozen=True)
+class Hello:
+    """Proxy -> server, first on the stream."""
+
+    TYPE: ClassVar[str] = "hello"
+    node: Node
+    last_version: str | None = None  # the version the proxy serves now (e.g. a persisted one)
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Proxy -> server: the snapshot or endpoints message with this nonce is applied."""
+
+    TYPE: ClassVar[str] = "ack"
+    version: str
+    nonce: str
+
+
+@dataclass(frozen=True)
+class Nack:
+    """Proxy -> server: the message with this nonce was rejected; the proxy keeps its config."""
+
+    TYPE: ClassVar[str] = "nack"
+    version: str
+    nonce: str
+    error: str
+
+
+@dataclass(frozen=True)
+class SnapshotMessage:
+    """Server -> proxy: the proxy's full view of the mesh."""
+
+    TYPE: ClassVar[str] = "snapshot"
+    version: str
+    nonce: str
+    config: model.MeshConfig
+
+
+@dataclass(frozen=True)
+class EndpointsMessage:
+    """Server -> proxy: only the workload entries changed; they replace
+    config.workload_entries of the snapshot whose version is `base_version`."""
+
+    TYPE: ClassVar[str] = "endpoints"
+    version: str
+    nonce: str
+    base_version: str
+    workload_entries: tuple[model.WorkloadEntry, ...]
+
+
+@dataclass(frozen=True)
+class InvalidMessage:
+    """A message whose envelope was readable but whose content was not (never sent, only
+    returned by FrameDecoder): `error` names the field path, ready to go into a NACK."""
+
+    type: str
+    version: str
+    nonce: str
+    error: str
+
+
+Message = Union[Hello, Ack, Nack, SnapshotMessage, EndpointsMessage]
+MESSAGE_TYPES: dict[str, type] = {cls.TYPE: cls for cls in (Hello, Ack, Nack, SnapshotMessage, EndpointsMessage)}
+
+
+def encode_message(msg: Message, encoded: Mapping[str, bytes] | None = None) -> bytes:
+    """The framed bytes of one message; WireError if it would exceed MAX_FRAME.
+
+    `encoded` holds fields already turned into JSON by `encode_json` (a server pushing one view
+    to many proxies encodes it once, not once per proxy)."""
+    encoded = encoded or {}
+    body = {"v": VERSION, "type": msg.TYPE}
+    body.update((name, codec.encode(getattr(msg, name))) for name in _fields(type(msg)) if name not in encoded)
+    data = _json(body)
+    if encoded:
+        data = data[:-1] + b"".join(b',"%s":%s' % (name.encode(), value) for name, value in encoded.items()) + b"}"
+    if len(data) > MAX_FRAME:
+        raise WireError(f"{msg.TYPE} message is {len(data)} bytes, over the {MAX_FRAME}-byte frame limit")
+    return _LENGTH.pack(len(data)) + data
+
+
+def encode_json(value: Any) -> bytes:
+    """A model value as JSON, for `encode_message(..., encoded=...)`."""
+    return _json(codec.encode(value))
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+class FrameDecoder:
+    """Bytes in, messages out; keeps a partial frame until the rest arrives."""
+
+    def __init__(self, max_frame: int = MAX_FRAME):
+        self._buffer = bytearray()
+        self._max = max_frame
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet part of a whole frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Message | InvalidMessage]:
+        """Every message completed by `data`, in order; WireError when a frame is unreadable
+        (the messages before it in the same call are lost with the stream)."""
+        self._buffer += data
+        out: list[Message | InvalidMessage] = []
+        while len(self._buffer) >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(self._buffer)
+            if length > self._max:
+                raise WireError(f"frame of {length} bytes is over the {self._max}-byte limit")
+            end = _LENGTH.size + length
+            if len(self._buffer) < end:
+                break
+            payload = bytes(self._buffer[_LENGTH.size : end])
+            del self._buffer[:end]
+            out.append(decode_payload(payload))
+        return out
+
+
+def decode_payload(payload: bytes) -> Message | InvalidMessage:
+    """One frame's JSON -> a message (see FrameDecoder for what is an error)."""
+    try:
+        body = json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise WireError(f"frame is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    except ValueError as exc:
+        raise WireError(f"frame is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise WireError("frame is not a JSON object")
+    version = body.pop("v", None)
+    if version != VERSION:
+        if version is None:
+            raise WireError('message has no protocol version ("v")')
+        raise WireError(f"unsupported protocol version {version!r} (this side speaks {VERSION})")
+    kind = body.pop("type", None)
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise WireError(f"unknown message type {kind!r}")
+    try:
+        return codec.decode(cls, body)
+    except ValueError as exc:
+        return InvalidMessage(kind, _text(body.get("version")), _text(body.get("nonce")), f"{kind}: {exc}")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,61 @@
+"""The control server's admin port (HTTP/1.1, 127.0.0.1 by default): GET /status (JSON, what
+`pymesh control status` prints), /metrics (Prometheus) and /ready. Off the push path, so a
+minimal one-request-per-connection server is enough."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Callable
+
+log = logging.getLogger("pymesh.control.admin")
+MAX_HEADER_LINES = 100
+READ_TIMEOUT = 10.0
+
+
+class AdminServer:
+    def __init__(self, status: Callable[[], dict], metrics: Callable[[], bytes], metrics_type: str,
+                 ready: Callable[[], bool]):
+        self._routes = {
+            "/status": lambda: (200, "application/json", json.dumps(status(), indent=2).encode() + b"\n"),
+            "/metrics": lambda: (200, metrics_type, metrics()),
+            "/ready": lambda: (200, "text/plain", b"ready\n") if ready() else (503, "text/plain", b"not ready\n"),
+        }
+
+    async def start(self, host: str, port: int) -> asyncio.base_events.Server:
+        return await asyncio.start_server(self._handle, host, port)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            status, content_type, body = await asyncio.wait_for(self._respond(reader), READ_TIMEOUT)
+            head = (
+                f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        except Exception:
+            log.exception("admin request failed")
+        finally:
+            writer.close()
+
+    async def _respond(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes]:
+        request_line = (await reader.readline()).decode("latin-1").split()
+        for _ in range(MAX_HEADER_LINES):
+            if (await reader.readline()) in (b"\r\n", b"\n", b""):
+                break
+        if len(request_line) != 3:
+            return 400, "text/plain", b"bad request\n"
+        method, target, _ = request_line
+        route = self._routes.get(target.split("?", 1)[0])
+        if route is None:
+            return 404, "text/plain", b"not found: try /status, /metrics or /ready\n"
+        if method != "GET":
+            return 405, "text/plain", b"method not allowed\n"
+        return route()
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}

@@ -1,0 +1,232 @@
+"""The push side of the control server: every proxy stream, what each was sent, and the status.
+
+Transport-neutral: the HTTP/2 layer hands each stream's decoded messages to a `ProxyStream` and
+gives it a `Peer` to send through. Sending never waits (a peer queues, and drops a queued message
+that a newer snapshot supersedes), so a slow or dead proxy cannot hold up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable, Protocol
+
+from pymesh.api import model
+from pymesh.api.wire import (
+    Ack, EndpointsMessage, Hello, InvalidMessage, Nack, SnapshotMessage, WireError, encode_json,
+    encode_message,
+)
+from pymesh.control.convergence import Convergence
+from pymesh.control.mesh import Generation
+from pymesh.control.metrics import ControlMetrics
+from pymesh.control.registry import Registry
+from pymesh.control.session import ProxySession
+from pymesh.routing.view import Views, view_key
+
+log = logging.getLogger("pymesh.control.push")
+
+
+class Peer(Protocol):
+    def send(self, data: bytes, supersedes: bool) -> bool:
+        """Queue framed bytes; `supersedes`: queued messages not yet started are dropped first.
+        False when the stream is gone."""
+
+    def close(self, error: str | None = None) -> None:
+        """End the stream (with the error, for a protocol violation by the proxy)."""
+
+
+class Hub:
+    def __init__(self, registry: Registry, metrics: ControlMetrics, clock: Callable[[], float] = time.monotonic,
+                 warmup_until: float = 0.0):
+        self.registry = registry
+        self.metrics = metrics
+        self.generation: Generation | None = None
+        self.records: dict[str, ProxySession] = {}  # node id -> its latest session, for status
+        self.convergence = Convergence(metrics.convergence.observe, clock)
+        self._clock = clock
+        self.warmup_until = warmup_until  # until then, reconnecting proxies wait for the registry to refill
+        self._streams: set[ProxyStream] = set()
+        self._builder: Views | None = None  # of this generation
+        self._views: dict[tuple, model.MeshConfig] = {}  # this generation's, by view_key
+        self._encoded: dict[tuple, bytes] = {}  # config JSON of this generation's views
+
+    def open(self, peer: Peer) -> ProxyStream:
+        stream = ProxyStream(self, peer)
+        self._streams.add(stream)
+        return stream
+
+    def publish(self, generation: Generation) -> None:
+        """Push the new generation to every proxy whose view it changed."""
+        started = self._clock()
+        self.generation = generation
+        self._builder, self._views, self._encoded = Views(generation.config), {}, {}
+        version = str(generation.version)
+        affected = []
+        for stream in list(self._streams):
+            session = stream.session
+            if session is None or stream.held:
+                continue
+            msg = session.push(version, self._view(session))
+            if msg is not None and stream.send(msg):
+                affected.append(stream)
+        if affected:
+            self.convergence.started(generation.version, generation.detected_at, affected)
+        log.info("version %d: pushed to %d of %d proxies (%d distinct views) in %.0f ms", generation.version,
+                 len(affected), len(self._streams), len(self._views), 1000 * (self._clock() - started))
+
+    def encode(self, msg: SnapshotMessage | EndpointsMessage) -> bytes:
+        """Framed bytes; the config (or workload entries) is encoded once per distinct view of a
+        generation: one generation's views share their resource objects, so identity tells
+        equal ones apart cheaply."""
+        name = "config" if isinstance(msg, SnapshotMessage) else "workload_entries"
+        value = getattr(msg, name)
+        resources = vars(value).values() if isinstance(msg, SnapshotMessage) else (value,)
+        key = (name, tuple(tuple(map(id, items)) for items in resources))
+        data = self._encoded.get(key)
+        if data is None:
+            data = self._encoded[key] = encode_json(value)
+        return encode_message(msg, {name: data})
+
+    def forget(self, node_id: str) -> None:
+        """The registry dropped the node: drop its status record unless it is back."""
+        session = self.records.get(node_id)
+        if session is not None and not session.connected:
+            del self.records[node_id]
+
+    def status(self) -> list[dict]:
+        """Every proxy with a stream or in the registry (one restored from saved state that has
+        not reconnected yet has no session: it shows as disconnected, never pushed)."""
+        records = dict(self.records)
+        for node in self.registry.nodes():
+            if node.id not in records:
+                session = records[node.id] = ProxySession(node)
+                session.connected = False
+        return [_record(session) for _, session in sorted(records.items())]
+
+    # --- per stream -----------------------------------------------------------------------
+
+    def _hello(self, stream: ProxyStream, hello: Hello) -> None:
+        node = hello.node
+        session = stream.session = ProxySession(node, hello.last_version)
+        self.records[node.id] = session
+        self.registry.connect(node)
+        self.metrics.connected.inc()
+        log.info("proxy %s (%s/%s) connected, serving version %s", node.id, node.namespace, node.workload,
+                 hello.last_version or "none")
+        wait = self.warmup_until - self._clock()
+        if hello.last_version is not None and wait > 0:
+            # it serves its last good config meanwhile; an early snapshot could lack endpoints
+            # of proxies that have not reconnected yet
+            stream.held = True
+            asyncio.get_running_loop().call_later(wait, self._release, stream)
+        else:
+            self._send_snapshot(stream)
+
+    def _release(self, stream: ProxyStream) -> None:
+        stream.held = False
+        if stream in self._streams:
+            self._send_snapshot(stream)
+
+    def _send_snapshot(self, stream: ProxyStream) -> None:
+        generation = self.generation
+        if generation is None or stream.session is None:
+            return
+        stream.send(stream.session.snapshot(str(generation.version), self._view(stream.session)))
+
+    def _view(self, session: ProxySession) -> model.MeshConfig:
+        key = view_key(session.node)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = self._builder.view(session.node)
+        return view
+
+    def _ack(self, stream: ProxyStream, msg: Ack) -> None:
+        if stream.session.ack(msg):
+            self.convergence.answered(stream, int(msg.version))
+
+    def _nack(self, stream: ProxyStream, msg: Nack) -> None:
+        session = stream.session
+        self.metrics.nacks.inc()
+        log.warning("proxy %s NACKed version %s: %s", session.node.id, msg.version, msg.error)
+        pushed = session.pushed_version
+        if not session.nack(msg):
+            return
+        self.convergence.answered(stream, int(pushed))
+        if session.stale_base(msg):
+            self._send_snapshot(stream)
+
+    def _closed(self, stream: ProxyStream) -> None:
+        if stream not in self._streams:
+            return
+        self._streams.discard(stream)
+        self.convergence.gone(stream)
+        session = stream.session
+        if session is not None:
+            session.connected = False
+            self.metrics.connected.dec()
+            self.registry.disconnect(session.node.id)
+            log.info("proxy %s disconnected", session.node.id)
+
+
+class ProxyStream:
+    """One proxy's stream: routes its messages and sends through its peer."""
+
+    def __init__(self, hub: Hub, peer: Peer):
+        self.hub = hub
+        self.peer = peer
+        self.session: ProxySession | None = None
+        self.held = False
+
+    def received(self, msg: object) -> None:
+        if isinstance(msg, InvalidMessage):
+            return self.fail(f"invalid {msg.type} message: {msg.error}")
+        if isinstance(msg, Hello):
+            if self.session is not None:
+                return self.fail("hello sent twice on one stream")
+            if not msg.node.id:
+                return self.fail("hello: node.id must not be empty")
+            return self.hub._hello(self, msg)
+        if self.session is None:
+            return self.fail(f"{getattr(msg, 'TYPE', type(msg).__name__)} before hello")
+        if isinstance(msg, Ack):
+            return self.hub._ack(self, msg)
+        if isinstance(msg, Nack):
+            return self.hub._nack(self, msg)
+        self.fail(f"a proxy may not send {msg.TYPE} messages")
+
+    def closed(self) -> None:
+        self.hub._closed(self)
+
+    def send(self, msg: SnapshotMessage | EndpointsMessage) -> bool:
+        try:
+            data = self.hub.encode(msg)
+        except (WireError, TypeError, ValueError) as exc:
+            self.hub.metrics.push_errors.inc()
+            log.error("cannot encode %s %s for %s: %s", msg.TYPE, msg.version, self.session.node.id, exc)
+            return False
+        if not self.peer.send(data, supersedes=isinstance(msg, SnapshotMessage)):
+            self.hub.metrics.push_errors.inc()
+            return False
+        self.hub.metrics.pushes.labels(type=msg.TYPE).inc()
+        return True
+
+    def fail(self, error: str) -> None:
+        name = self.session.node.id if self.session else "a proxy"
+        log.warning("closing the stream of %s: %s", name, error)
+        self.peer.close(error)
+
+
+def _record(session: ProxySession) -> dict:
+    node = session.node
+    return {
+        "id": node.id,
+        "workload": node.workload,
+        "namespace": node.namespace,
+        "addresses": list(node.addresses),
+        "connected": session.connected,
+        "pushed_version": session.pushed_version,
+        "acked_version": session.acked_version,
+        "state": session.state,
+        "error": session.error,
+    }

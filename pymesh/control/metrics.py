@@ -1,0 +1,35 @@
+"""The control server's Prometheus metrics, in a registry of its own (not the process default, so
+tests and embedders can run several servers)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONVERGENCE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class ControlMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connected = Gauge("pymesh_control_connected_proxies", "Proxies with an open stream that said hello.", registry=r)
+        self.pushes = Counter("pymesh_control_pushes", "Messages pushed to proxies, by type.", ["type"], registry=r)
+        self.push_errors = Counter("pymesh_control_push_errors", "Pushes that could not be built or sent.", registry=r)
+        self.nacks = Counter("pymesh_control_nacks", "NACKs received from proxies.", registry=r)
+        self.rejections = Counter(
+            "pymesh_control_config_rejections", "Configuration file versions rejected by validation.", registry=r
+        )
+        self.convergence = Histogram(
+            "pymesh_control_convergence_seconds",
+            "From the first change of a burst to the ACK of the last proxy it affected.",
+            buckets=CONVERGENCE_BUCKETS,
+            registry=r,
+        )
+        for kind in ("snapshot", "endpoints"):
+            self.pushes.labels(type=kind)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,91 @@
+"""Proxies that registered (said hello), as the WorkloadEntries the mesh sees.
+
+A connected proxy is an endpoint of every ServiceEntry in its namespace whose workloadSelector
+matches its labels, exactly as a WorkloadEntry written in YAML would be; the routing compiler
+needs nothing new. When a proxy's last stream closes it stays for `grace` seconds, so a
+reconnect (a control server restart, a network blip) does not flap endpoints everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable, Iterable
+
+from pymesh.api import model
+from pymesh.api.wire import Node
+
+log = logging.getLogger("pymesh.control.registry")
+
+REGISTRY_SOURCE = model.Source(file="<registry>")
+
+
+def workload_entry(node: Node) -> model.WorkloadEntry | None:
+    """The WorkloadEntry a registered proxy stands for; None without an address to reach it."""
+    if not node.addresses:
+        return None
+    return model.WorkloadEntry(
+        metadata=model.Metadata(name=node.id, namespace=node.namespace, labels=node.labels, source=REGISTRY_SOURCE),
+        spec=model.WorkloadEntrySpec(
+            address=node.addresses[0], ports=node.ports, labels=node.labels, service_account=node.service_account
+        ),
+    )
+
+
+class Registry:
+    """Node id -> Node, with a count of open streams per id and a removal timer for the idle."""
+
+    def __init__(self, grace: float, on_change: Callable[[], None], on_expire: Callable[[str], None] = lambda _: None):
+        self.grace = grace
+        self._on_change = on_change
+        self._on_expire = on_expire
+        self._nodes: dict[str, Node] = {}
+        self._streams: dict[str, int] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def connect(self, node: Node) -> None:
+        timer = self._timers.pop(node.id, None)
+        if timer is not None:
+            timer.cancel()
+            log.info("proxy %s reconnected within the grace period", node.id)
+        self._streams[node.id] = self._streams.get(node.id, 0) + 1
+        if self._nodes.get(node.id) != node:
+            self._nodes[node.id] = node
+            self._on_change()
+
+    def disconnect(self, node_id: str) -> None:
+        left = self._streams.get(node_id, 0) - 1
+        if left > 0:
+            self._streams[node_id] = left
+            return
+        self._streams.pop(node_id, None)
+        if node_id in self._nodes and node_id not in self._timers:
+            self._timers[node_id] = asyncio.get_running_loop().call_later(self.grace, self._expire, node_id)
+
+    def restore(self, nodes: Iterable[Node]) -> None:
+        """Nodes known before a restart: present, but leaving after the grace unless they reconnect."""
+        for node in nodes:
+            self._nodes[node.id] = node
+            self.disconnect(node.id)
+        self._on_change()
+
+    def connected(self, node_id: str) -> bool:
+        return node_id in self._streams
+
+    def nodes(self) -> list[Node]:
+        return [self._nodes[k] for k in sorted(self._nodes)]
+
+    def entries(self) -> tuple[model.WorkloadEntry, ...]:
+        return tuple(entry for node in self.nodes() if (entry := workload_entry(node)) is not None)
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+    def _expire(self, node_id: str) -> None:
+        self._timers.pop(node_id, None)
+        self._nodes.pop(node_id, None)
+        log.info("proxy %s left (not reconnected within %.1fs)", node_id, self.grace)
+        self._on_change()
+        self._on_expire(node_id)

@@ -1,0 +1,113 @@
+"""`pymesh control serve`, assembled: config store and watcher, registry, mesh generations, push
+hub, the HTTP/2 listener for proxies and the admin listener. Each piece has its own module; this
+one only wires them and owns start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from pymesh.control import persist
+from pymesh.control.admin import AdminServer
+from pymesh.control.h2server import serve
+from pymesh.control.hub import Hub
+from pymesh.control.mesh import Mesh
+from pymesh.control.metrics import ControlMetrics
+from pymesh.control.registry import Registry
+from pymesh.control.store import ConfigStore
+from pymesh.control.watch import Watcher
+
+log = logging.getLogger("pymesh.control")
+
+
+@dataclass(frozen=True)
+class ControlOptions:
+    config_dir: str
+    listen: tuple[str, int] = ("127.0.0.1", 15010)
+    admin: tuple[str, int] = ("127.0.0.1", 15014)
+    data_dir: str | None = None
+    debounce: float = 0.1
+    max_debounce: float = 1.0
+    grace: float = 5.0
+    poll_interval: float = 0.1
+
+
+class ControlServer:
+    def __init__(self, options: ControlOptions):
+        self.options = options
+        self.metrics = ControlMetrics()
+        self.store = ConfigStore(options.config_dir)
+        self.watcher = Watcher(self.store.poll, self._apply, options.debounce, options.max_debounce, options.poll_interval)
+        self.registry = Registry(options.grace, on_change=self.watcher.notify, on_expire=lambda i: self.hub.forget(i))
+        last_version, nodes = persist.load(options.data_dir) if options.data_dir else (0, [])
+        self.mesh = Mesh(last_version)
+        self.hub = Hub(self.registry, self.metrics)
+        self._nodes = nodes
+        self._servers: list[asyncio.base_events.Server] = []
+        self._connections: set = set()
+        self._watch_task: asyncio.Task | None = None
+        self.ready = False
+        self.listen_address: tuple[str, int] = options.listen
+        self.admin_address: tuple[str, int] = options.admin
+
+    async def start(self) -> None:
+        if self._nodes:
+            self.registry.restore(self._nodes)
+        else:
+            # a restarted server without saved state knows no registered proxies until they
+            # reconnect: one that reconnects waits a grace period for the others instead of
+            # receiving a view with their endpoints missing (it serves its last config meanwhile)
+            self.hub.warmup_until = time.monotonic() + self.options.grace
+        self._apply(time.monotonic())
+        server, self._connections = await serve(self.hub.open, *self.options.listen)
+        admin = await AdminServer(self.status, self.metrics.render, self.metrics.content_type,
+                                  lambda: self.ready).start(*self.options.admin)
+        self._servers = [server, admin]
+        self.listen_address = server.sockets[0].getsockname()[:2]
+        self.admin_address = admin.sockets[0].getsockname()[:2]
+        self._watch_task = asyncio.create_task(self.watcher.run())
+        self.ready = True
+        log.info("serving proxies on %s:%d, admin on %s:%d, config version %d",
+                 *self.listen_address, *self.admin_address, self.mesh.current.version)
+
+    async def stop(self) -> None:
+        """Close the listeners, end every stream with a GOAWAY, save the state."""
+        self.ready = False
+        for server in self._servers:
+            server.close()
+        for connection in list(self._connections):
+            connection.close()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            await asyncio.gather(self._watch_task, return_exceptions=True)
+        self._save()
+        self.registry.close()
+        for server in self._servers:
+            await server.wait_closed()
+
+    def status(self) -> dict:
+        return {
+            "version": str(self.mesh.current.version),
+            "proxies": self.hub.status(),
+            "rejected": [{"file": f, "errors": [str(e) for e in errors]} for f, errors in self.store.rejected],
+        }
+
+    def _apply(self, detected_at: float) -> None:
+        """One burst of changes (files, proxies) -> a new generation, pushed where it matters."""
+        rejected = self.store.reload()
+        if rejected:
+            self.metrics.rejections.inc(len(rejected))
+        generation = self.mesh.update(self.store.config, self.registry.entries(), detected_at)
+        if generation is not None:
+            log.info("config version %d", generation.version)
+            self.hub.publish(generation)
+        self._save()
+
+    def _save(self) -> None:
+        if self.options.data_dir:
+            try:
+                persist.save(self.options.data_dir, self.mesh.current.version, self.registry.nodes())
+            except OSError as exc:
+                log.error("cannot save state in %s: %s", self.options.data_dir, exc)

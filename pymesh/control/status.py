@@ -1,0 +1,59 @@
+"""`pymesh control status`: the server's /status as a table, like `istioctl proxy-status`."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+COLUMNS = ("NAME", "NAMESPACE", "ADDRESS", "PUSHED", "ACKED", "STATE")
+
+
+class Unreachable(Exception):
+    pass
+
+
+def fetch(host: str, port: int, timeout: float = 5.0) -> dict:
+    url = f"http://{_join(host, port)}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise Unreachable(f"cannot reach the control server at {url}: {reason}") from None
+
+
+def format_status(status: dict) -> str:
+    rows = [COLUMNS] + [_row(p) for p in status.get("proxies", [])]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
+    lines = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "   " + row[-1] for row in rows]
+    lines = [line.rstrip() for line in lines]
+    lines.insert(0, f"config version {status.get('version', '?')}, {len(rows) - 1} proxies")
+    rejected = status.get("rejected", [])
+    if rejected:
+        lines += ["", "REJECTED FILES (their last good version stays in force):"]
+        for entry in rejected:
+            lines.append(f"  {entry['file']}")
+            lines += [f"    {error}" for error in entry["errors"]]
+    return "\n".join(lines)
+
+
+def _row(proxy: dict) -> tuple[str, ...]:
+    state = proxy.get("state", "?")
+    if state == "NACKED" and proxy.get("error"):
+        state = f"NACKED: {proxy['error']}"
+    if not proxy.get("connected", True):
+        state += " (disconnected)"
+    addresses = proxy.get("addresses") or ["-"]
+    return (
+        proxy.get("id", "?"),
+        proxy.get("namespace", "?"),
+        addresses[0],
+        proxy.get("pushed_version") or "-",
+        proxy.get("acked_version") or "-",
+        state,
+    )
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
