@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = (
     "pymesh.proxy.lifecycle",  # pymesh run
     "pymesh.api.analyze",  # pymesh analyze
     "pymesh.capture.command",  # pymesh iptables
+    "pymesh.control.command",  # pymesh control serve|status
 )
 
 

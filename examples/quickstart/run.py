@@ -72,7 +72,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="keep the mesh running after the demo")
     args = parser.parse_args()
-    processes = [start([sys.executable, os.path.join(HERE, "app.py"), name, str(port)]) for name, port in APPS.items()]
+    processes = [start([sys.executable, os.path.join(HERE, "..", "app.py"), name, str(port)]) for name, port in APPS.items()]
     access_log = os.path.join(os.environ.get("TMPDIR", "/tmp"), "pymesh-quickstart-access.log")
     proxy = start(
         [sys.executable, "-m", "pymesh", "proxy", "--config", os.path.join(HERE, "mesh.yaml"),

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 
 from pymesh.http import h1
 from pymesh.proxy.capture import CaptureSettings
-from pymesh.proxy.server import ProxyOptions
+from pymesh.api import wire
+from pymesh.proxy.server import ControlOptions, ProxyOptions
 from pymesh.routing.snapshot import ProxyIdentity
 
 
@@ -30,8 +32,11 @@ def register(subparsers) -> None:
 
 def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     """The proxy's options; `pymesh run` accepts the same ones."""
-    parser.add_argument("--config", "-c", action="append", required=True, metavar="PATH",
-                        help="YAML file or directory of resources (repeatable)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", "-c", action="append", metavar="PATH",
+                        help="YAML file or directory of resources (repeatable): static mode")
+    source.add_argument("--control", metavar="HOST:PORT", default=os.environ.get("PYMESH_CONTROL") or None,
+                        help="get configuration from this control server instead [$PYMESH_CONTROL]")
     parser.add_argument("--workload", default=os.environ.get("PYMESH_WORKLOAD", "unknown"),
                         help="this workload's name, for metrics and Sidecar selection [$PYMESH_WORKLOAD]")
     parser.add_argument("--namespace", default=os.environ.get("PYMESH_NAMESPACE", "default"),
@@ -57,6 +62,16 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="request header size limit; larger requests get 431 (default 60, Envoy's)")
     parser.add_argument("--max-request-line-kb", type=int, default=16,
                         help="request line (method and URL) limit; longer get 431 (default 16)")
+    control = parser.add_argument_group("with a control server (--control)")
+    control.add_argument("--data-dir", default=os.environ.get("PYMESH_DATA_DIR"),
+                         help="keep the last good snapshot here, to serve it after a restart while the "
+                         "control server is away [$PYMESH_DATA_DIR]")
+    control.add_argument("--address", action="append", default=_env_list("PYMESH_ADDRESSES"),
+                         help="an address other proxies reach this workload at (repeatable) [$PYMESH_ADDRESSES]")
+    control.add_argument("--port", action="append", default=_env_list("PYMESH_PORTS"), metavar="NAME=NUMBER",
+                         help="a port this workload serves, by ServiceEntry port name (repeatable) [$PYMESH_PORTS]")
+    control.add_argument("--node-id", default=os.environ.get("PYMESH_NODE_ID"),
+                         help="this proxy's unique name at the control server (default workload-host-pid.namespace)")
     capture = parser.add_argument_group("traffic capture (with `pymesh iptables`)")
     capture.add_argument("--capture", action="store_true", default=os.environ.get("PYMESH_CAPTURE") == "1",
                          help="open the capture listeners that iptables redirects to [$PYMESH_CAPTURE=1]")
@@ -67,6 +82,40 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     capture.add_argument("--inbound-address", default="127.0.0.1",
                          help="address the app is reached at for captured inbound traffic (default 127.0.0.1)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+def _env_list(name: str) -> list[str]:
+    return [item for item in os.environ.get(name, "").split(",") if item]
+
+
+def parse_ports(items: list[str]) -> dict[str, int]:
+    ports = {}
+    for item in items:
+        name, sep, number = item.partition("=")
+        if not sep or not name or not number.isdigit() or not 0 < int(number) < 65536:
+            raise argparse.ArgumentTypeError(f"--port: expected NAME=NUMBER, got {item!r}")
+        ports[name] = int(number)
+    return ports
+
+
+def parse_host_port(text: str, flag: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{flag}: expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def control_options(args, identity: ProxyIdentity) -> ControlOptions | None:
+    if not args.control:
+        return None
+    host, port = parse_host_port(args.control, "--control")
+    node_id = args.node_id or f"{identity.workload}-{socket.gethostname()}-{os.getpid()}.{identity.namespace}"
+    node = wire.Node(
+        id=node_id, workload=identity.workload, namespace=identity.namespace,
+        service_account=identity.service_account, labels=dict(identity.labels),
+        addresses=tuple(args.address), ports=parse_ports(args.port),
+    )
+    return ControlOptions(host=host, port=port, node=node, data_dir=args.data_dir)
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -80,14 +129,16 @@ def parse_labels(text: str) -> dict[str, str]:
 
 
 def options_from_args(args) -> ProxyOptions:
+    identity = ProxyIdentity(
+        workload=args.workload,
+        namespace=args.namespace,
+        labels=parse_labels(args.labels),
+        service_account=args.service_account,
+    )
     return ProxyOptions(
-        config_paths=args.config,
-        identity=ProxyIdentity(
-            workload=args.workload,
-            namespace=args.namespace,
-            labels=parse_labels(args.labels),
-            service_account=args.service_account,
-        ),
+        config_paths=args.config or [],
+        identity=identity,
+        control=control_options(args, identity),
         admin_address=args.admin_address,
         admin_port=args.admin_port,
         stats_port=args.stats_port,

@@ -18,9 +18,11 @@ import sys
 
 import uvloop
 
+from pymesh.proxy.control_client import ConfigRejected, ControlClient, SnapshotStore
 from pymesh.proxy.endpoints import AdminEndpoints
 from pymesh.proxy.server import ConfigError, ProxyOptions, ProxyWorker, config_fingerprint, load_snapshot
 from pymesh.proxy.telemetry import Telemetry
+from pymesh.routing.compile import compile_snapshot
 
 log = logging.getLogger("pymesh.proxy")
 
@@ -40,7 +42,7 @@ async def _single(options: ProxyOptions, snapshot) -> int:
     telemetry = Telemetry.create(options, workers=1)
     worker = ProxyWorker(options, telemetry)
     try:
-        await worker.start(snapshot)
+        await worker.start(snapshot, ready=has_config(options))
     except OSError as error:
         print(f"pymesh proxy: cannot open listener: {error}", file=sys.stderr)
         return 1
@@ -49,16 +51,32 @@ async def _single(options: ProxyOptions, snapshot) -> int:
                                cluster_states=lambda: worker.runtime.cluster_states)
     await endpoints.start()
     worker.install_signal_handlers()
-    flusher = asyncio.get_running_loop().create_task(telemetry.flush_periodically())
-    watcher = asyncio.get_running_loop().create_task(worker.watch()) if options.watch else None
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(telemetry.flush_periodically())]
+    if options.control is not None:
+        tasks.append(loop.create_task(control_client(options, worker.apply_config).run()))
+    elif options.watch:
+        tasks.append(loop.create_task(worker.watch()))
     log.info("ready: %s", ", ".join(sorted(worker.servers)) or "no listeners")
     await worker.stopped.wait()
-    for task in (flusher, watcher):
-        if task is not None:
-            task.cancel()
+    for task in tasks:
+        task.cancel()
     endpoints.close()
     telemetry.close()
     return 0
+
+
+def has_config(options: ProxyOptions) -> bool:
+    """Static files always are a configuration; a control-server proxy has one once a snapshot
+    arrived, now or before a restart (persisted)."""
+    return options.control is None or SnapshotStore(options.control.data_dir).load() is not None
+
+
+def control_client(options: ProxyOptions, apply) -> ControlClient:
+    control = options.control
+    client = ControlClient(control.host, control.port, control.node, apply, SnapshotStore(control.data_dir))
+    client.restore()
+    return client
 
 
 # --- N workers ----------------------------------------------------------------------------------
@@ -91,9 +109,10 @@ def _fork_worker(options: ProxyOptions, telemetry: Telemetry) -> tuple[int, int]
 
 async def _worker(options: ProxyOptions, telemetry: Telemetry, ready_fd: int) -> int:
     worker = ProxyWorker(options, telemetry, reuse_port=True)
-    await worker.start(load_snapshot(options, "1"))
+    await worker.start(load_snapshot(options, "1"), ready=has_config(options))
     worker.install_signal_handlers()
     flusher = asyncio.get_running_loop().create_task(telemetry.flush_periodically())
+    await worker.became_ready.wait()  # with a control server: once the first snapshot is applied
     os.write(ready_fd, b"1")
     os.close(ready_fd)
     await worker.stopped.wait()
@@ -163,17 +182,33 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
         watch(pid, fd)
     loop.add_signal_handler(signal.SIGTERM, stop)
     loop.add_signal_handler(signal.SIGINT, stop)
+    async def apply_pushed(config, version: str) -> None:
+        """A snapshot from the control server: validated here, persisted, then each worker
+        reloads it from the data directory (as after SIGHUP)."""
+        try:
+            snapshot = compile_snapshot(config, options.identity, version)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigRejected(f"cannot compile configuration: {error}") from error
+        SnapshotStore(options.control.data_dir).save(config, version)
+        state["snapshot"] = snapshot
+        signal_workers(signal.SIGHUP)
+
     loop.add_signal_handler(signal.SIGHUP, reload)
+    client_task = None
+    if options.control is not None:
+        client_task = loop.create_task(control_client(options, apply_pushed).run())
     endpoints = AdminEndpoints(options, telemetry, lambda: state["snapshot"],
                                lambda: len(ready) == options.concurrency and not stopping.is_set(), quit=stop)
     await endpoints.start()
-    while not stopping.is_set() and options.watch:
+    while not stopping.is_set() and options.watch and options.control is None:
         try:
             await asyncio.wait_for(stopping.wait(), timeout=1.0)
         except asyncio.TimeoutError:
             if config_fingerprint(options.config_paths) != state["fingerprint"]:
                 reload()
     await all_exited.wait()
+    if client_task is not None:
+        client_task.cancel()
     endpoints.close()
     telemetry.close()
     return 0

@@ -15,9 +15,11 @@ import signal
 import socket
 from dataclasses import dataclass, field
 
+from pymesh.api import model, wire
 from pymesh.api.load import load_paths
 from pymesh.http import h1
 from pymesh.proxy.capture import CaptureSettings, Sniffer
+from pymesh.proxy.control_client import ConfigRejected, SnapshotStore
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.runtime import Runtime
 from pymesh.proxy.tcp import TcpProxy
@@ -45,17 +47,39 @@ class ProxyOptions:
     limits: h1.Limits = field(default_factory=h1.Limits)
     watch: bool = True
     capture: CaptureSettings | None = None  # iptables capture listeners (15001/15006), if on
+    control: ControlOptions | None = None  # configuration from a control server, not files
+
+
+@dataclass
+class ControlOptions:
+    host: str
+    port: int
+    node: wire.Node
+    data_dir: str | None = None  # where the last good snapshot is kept
 
 
 class ConfigError(Exception):
     """The configuration cannot be loaded; carries every error, one per line."""
 
 
-def load_snapshot(options: ProxyOptions, version: str) -> Snapshot:
+def load_config(options: ProxyOptions) -> tuple[model.MeshConfig, str | None]:
+    """The configuration to serve now, and its version if it came from the control server.
+
+    Files in static mode. With a control server: the last snapshot it sent (persisted), or an
+    empty configuration until one arrives.
+    """
+    if options.control is not None:
+        saved = SnapshotStore(options.control.data_dir).load()
+        return saved if saved is not None else (model.MeshConfig(), None)
     result = load_paths(options.config_paths)
     if result.errors:
         raise ConfigError("\n".join(str(error) for error in result.errors))
-    return compile_snapshot(result.config, options.identity, version)
+    return result.config, None
+
+
+def load_snapshot(options: ProxyOptions, version: str) -> Snapshot:
+    config, saved_version = load_config(options)
+    return compile_snapshot(config, options.identity, saved_version or version)
 
 
 def config_fingerprint(paths: list[str]) -> tuple:
@@ -90,12 +114,40 @@ class ProxyWorker:
         self.version = 0
         self.fingerprint = config_fingerprint(options.config_paths)
         self.stopped = asyncio.Event()
-        self.ready = False
+        self.became_ready = asyncio.Event()
+        self._ready = False
 
-    async def start(self, snapshot: Snapshot) -> None:
+    @property
+    def ready(self) -> bool:
+        """Serving a real configuration and not draining (what /ready reports)."""
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._ready = value
+        if value:
+            self.became_ready.set()
+
+    async def start(self, snapshot: Snapshot, ready: bool = True) -> None:
+        self.runtime.install(snapshot)
+        await self._sync_listeners(snapshot)
+        self.ready = ready
+
+    async def apply_config(self, config: model.MeshConfig, version: str) -> None:
+        """Compile and install a configuration as one step, or raise ConfigRejected and change
+        nothing (a listener that cannot be bound rejects the whole configuration)."""
+        try:
+            snapshot = compile_snapshot(config, self.options.identity, version)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigRejected(f"cannot compile configuration: {error}") from error
+        try:
+            await self._sync_listeners(snapshot, dry_run=True)
+        except OSError as error:
+            raise ConfigRejected(f"cannot open a listener: {error}") from error
         self.runtime.install(snapshot)
         await self._sync_listeners(snapshot)
         self.ready = True
+        log.info("configuration version %s applied", version)
 
     # configuration ------------------------------------------------------------------------------
 
@@ -104,22 +156,17 @@ class ProxyWorker:
         self.fingerprint = config_fingerprint(self.options.config_paths)
         self.version += 1
         try:
-            snapshot = load_snapshot(self.options, str(self.version))
-        except ConfigError as errors:
+            config, saved_version = load_config(self.options)
+            await self.apply_config(config, saved_version or str(self.version))
+        except (ConfigError, ConfigRejected) as errors:
             log.error("configuration rejected, keeping the previous one:\n%s", errors)
             return False
-        try:
-            await self._sync_listeners(snapshot, dry_run=True)
-        except OSError as error:
-            log.error("configuration rejected, cannot open its listeners: %s", error)
-            return False
-        self.runtime.install(snapshot)
-        await self._sync_listeners(snapshot)
-        log.info("configuration version %s applied", snapshot.version)
         return True
 
     async def watch(self) -> None:
         """Reload when a file under the config paths changes (polling: no extra dependency)."""
+        if self.options.control is not None:
+            return  # the control server pushes changes
         while not self.stopped.is_set():
             await asyncio.sleep(WATCH_INTERVAL)
             if self.runtime.draining:

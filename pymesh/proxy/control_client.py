@@ -1,0 +1,195 @@
+"""The proxy's side of the control protocol (pymesh.api.wire): one long-lived HTTP/2 stream to
+the control server, snapshots in, ACKs and NACKs out.
+
+The proxy names itself once per connection (hello), applies each snapshot atomically through
+`apply`, and ACKs it, or NACKs with the error and keeps serving what it had. It reconnects with
+jittered exponential backoff and, while the server is away, simply keeps its last good
+configuration, which `SnapshotStore` also keeps on disk so a proxy restarted during an outage
+still serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import ssl
+from dataclasses import replace
+from typing import Awaitable, Callable
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+from pymesh.api import codec, model, wire
+
+log = logging.getLogger("pymesh.control_client")
+
+BACKOFF_BASE = 0.1
+BACKOFF_MAX = 15.0
+READ_SIZE = 65536
+
+
+class ConfigRejected(Exception):
+    """`apply` could not use a configuration; the message goes back in the NACK."""
+
+
+Apply = Callable[[model.MeshConfig, str], Awaitable[None]]
+
+
+class SnapshotStore:
+    """The last good configuration on disk (0600, written atomically), for restarts in an outage."""
+
+    def __init__(self, data_dir: str | None) -> None:
+        self.path = os.path.join(data_dir, "snapshot.json") if data_dir else None
+
+    def load(self) -> tuple[model.MeshConfig, str] | None:
+        if self.path is None or not os.path.exists(self.path):
+            return None
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                saved = json.load(handle)
+            return codec.decode(model.MeshConfig, saved["config"]), str(saved["version"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.error("ignoring unreadable persisted snapshot %s: %s", self.path, error)
+            return None
+
+    def save(self, config: model.MeshConfig, version: str) -> None:
+        if self.path is None:
+            return
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        temporary = f"{self.path}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"version": version, "config": codec.encode(config)}, handle)
+        os.replace(temporary, self.path)
+
+
+class ControlClient:
+    def __init__(self, host: str, port: int, node: wire.Node, apply: Apply, store: SnapshotStore,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.node = node
+        self.apply = apply
+        self.store = store
+        self.tls = tls
+        self.config: model.MeshConfig | None = None
+        self.version: str | None = None
+        self.connected = asyncio.Event()
+        self._rng = random.Random()
+
+    def restore(self) -> tuple[model.MeshConfig, str] | None:
+        """The persisted snapshot, remembered as current so the server knows what we serve."""
+        saved = self.store.load()
+        if saved is not None:
+            self.config, self.version = saved
+        return saved
+
+    async def run(self) -> None:
+        """Stay connected until cancelled; never raises for network trouble."""
+        failures = 0
+        while True:
+            try:
+                await self._session()
+                failures = 0  # the server closed a working session: reconnect promptly
+            except (OSError, asyncio.IncompleteReadError, wire.WireError, h2.exceptions.ProtocolError) as error:
+                log.warning("control server %s:%d: %s", self.host, self.port, error)
+                failures += 1
+            self.connected.clear()
+            ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(failures, 10))
+            await asyncio.sleep(self._rng.uniform(ceiling / 2, ceiling))
+
+    # one connection ------------------------------------------------------------------------------
+
+    async def _session(self) -> None:
+        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls)
+        try:
+            connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            connection.initiate_connection()
+            stream_id = connection.get_next_available_stream_id()
+            connection.send_headers(stream_id, [
+                (":method", "POST"), (":path", wire.PATH), (":scheme", "https" if self.tls else "http"),
+                (":authority", f"{self.host}:{self.port}"), ("content-type", wire.CONTENT_TYPE),
+            ])
+            session = _Session(connection, stream_id, writer)
+            session.queue(wire.Hello(node=self.node, last_version=self.version))
+            await session.flush()
+            decoder = wire.FrameDecoder()
+            while True:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    raise ConnectionError("control server closed the connection")
+                for event in connection.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        self.connected.set()
+                        log.info("connected to control server %s:%d", self.host, self.port)
+                    elif isinstance(event, h2.events.DataReceived):
+                        connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                        for message in decoder.feed(event.data):
+                            await self._handle(session, message)
+                    elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                        raise ConnectionError(f"control stream ended ({type(event).__name__})")
+                session.pump()
+                await session.flush()
+        finally:
+            writer.close()
+
+    async def _handle(self, session: _Session, message) -> None:
+        if isinstance(message, wire.InvalidMessage):
+            log.error("configuration version %s unreadable: %s", message.version, message.error)
+            session.queue(wire.Nack(version=message.version, nonce=message.nonce, error=message.error))
+            return
+        if isinstance(message, wire.SnapshotMessage):
+            config = message.config
+        elif isinstance(message, wire.EndpointsMessage):
+            if self.config is None or message.base_version != self.version:
+                session.queue(wire.Nack(version=message.version, nonce=message.nonce,
+                                        error=f"{wire.STALE_BASE}: serving {self.version}, not {message.base_version}"))
+                return
+            config = replace(self.config, workload_entries=tuple(message.workload_entries))
+        else:
+            log.warning("ignoring unexpected control message %s", type(message).__name__)
+            return
+        try:
+            await self.apply(config, message.version)
+        except ConfigRejected as error:
+            log.error("configuration version %s rejected: %s", message.version, error)
+            session.queue(wire.Nack(version=message.version, nonce=message.nonce, error=str(error)))
+            return
+        self.config, self.version = config, message.version
+        self.store.save(config, message.version)
+        session.queue(wire.Ack(version=message.version, nonce=message.nonce))
+
+
+class _Session:
+    """Sending on the one stream within HTTP/2 flow control: messages queue, and the read loop
+    pumps them out as the peer's window allows (it is the loop that sees WINDOW_UPDATE)."""
+
+    def __init__(self, connection: h2.connection.H2Connection, stream_id: int, writer: asyncio.StreamWriter) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        self.writer = writer
+        self.pending = b""
+
+    def queue(self, message) -> None:
+        self.pending += wire.encode_message(message)
+        self.pump()
+
+    def pump(self) -> None:
+        while self.pending:
+            window = min(self.connection.local_flow_control_window(self.stream_id),
+                         self.connection.max_outbound_frame_size)
+            if window <= 0:
+                return
+            self.connection.send_data(self.stream_id, self.pending[:window])
+            self.pending = self.pending[window:]
+
+    async def flush(self) -> None:
+        data = self.connection.data_to_send()
+        if data:
+            self.writer.write(data)
+            await self.writer.drain()
