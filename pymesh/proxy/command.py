@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     """The proxy's options; `pymesh run` accepts the same ones."""
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()  # one is needed; --control may come from the environment
     source.add_argument("--config", "-c", action="append", metavar="PATH",
                         help="YAML file or directory of resources (repeatable): static mode")
     source.add_argument("--control", metavar="HOST:PORT", default=os.environ.get("PYMESH_CONTROL") or None,
@@ -129,6 +129,8 @@ def parse_labels(text: str) -> dict[str, str]:
 
 
 def options_from_args(args) -> ProxyOptions:
+    if bool(args.config) == bool(args.control):
+        raise argparse.ArgumentTypeError("give one of --config PATH or --control HOST:PORT (or $PYMESH_CONTROL)")
     identity = ProxyIdentity(
         workload=args.workload,
         namespace=args.namespace,
