@@ -19,9 +19,10 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from common import wait_ready  # noqa: E402  (examples/common.py)
 APP = os.path.join(HERE, "..", "app.py")
 CONTROL, CONTROL_ADMIN = "127.0.0.1:15010", "127.0.0.1:15014"
 EGRESS = ("127.0.0.1", 9080)
@@ -68,19 +69,6 @@ class Mesh:
             except subprocess.TimeoutExpired:
                 process.kill()
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def wait_ready(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"not ready in time: {url}")
 
 
 class Traffic(threading.Thread):

@@ -15,10 +15,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from common import wait_ready  # noqa: E402  (examples/common.py)
 SIDECAR = ("127.0.0.1", 9080)
 APPS = {"reviews-v1": 9081, "reviews-v2": 9082}
 ADMIN, STATS = 15000, 15090
@@ -27,20 +28,6 @@ REQUESTS = 1000
 
 def start(argv: list[str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen(argv, start_new_session=True, **kwargs)
-
-
-def wait_ready(url: str, deadline: float) -> None:
-    """Poll a readiness URL until it answers 200 (bounded by `deadline`)."""
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"not ready in time: {url}")
-        time.sleep(0.05)
 
 
 def send(count: int, headers: dict[str, str]) -> tuple[collections.Counter, collections.Counter]:
@@ -81,8 +68,7 @@ def main() -> int:
     )
     processes.append(proxy)
     try:
-        deadline = time.monotonic() + 15
-        wait_ready(f"http://127.0.0.1:{ADMIN}/ready", deadline)
+        wait_ready(f"http://127.0.0.1:{ADMIN}/ready")
         print("pymesh quickstart")
         print(f"  apps:    reviews v1 on 127.0.0.1:{APPS['reviews-v1']}, v2 on 127.0.0.1:{APPS['reviews-v2']}")
         print(f"  sidecar: egress listener http://{SIDECAR[0]}:{SIDECAR[1]} (config: examples/quickstart/mesh.yaml)")

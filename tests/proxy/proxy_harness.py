@@ -28,6 +28,8 @@ from typing import Callable, Iterable
 
 import yaml
 
+import waiting  # tests/waiting.py
+
 HOST = "svc.local"  # the service name most tests route to
 LOCALHOST = "127.0.0.1"
 READY_TIMEOUT = 20.0
@@ -60,14 +62,7 @@ def free_ports(n: int) -> list[int]:
 def wait_until(predicate: Callable[[], object], timeout: float = DEFAULT_WAIT, interval: float = 0.02,
                what: str = "condition"):
     """Poll `predicate` until it returns something truthy (returned) or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    return waiting.wait_until(predicate, timeout, interval, what)
 
 
 PATTERN = bytes(range(256)) * 256  # 64 KiB of known bytes for generated bodies

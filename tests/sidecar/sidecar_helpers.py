@@ -13,7 +13,6 @@ import json
 import re
 import shutil
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ import pytest
 from netns import Pod, Process
 from pymesh.capture.apply import apply
 from pymesh.capture.settings import CaptureSettings
+
+import waiting  # tests/waiting.py
 
 PROXY_UID = 1337  # the sidecar's uid: the init step exempts its traffic from capture
 APP_UID = 1000  # the apps' uid: an ordinary process whose traffic is captured
@@ -239,12 +240,5 @@ def nat_connections(pod: Pod) -> dict[str, int]:
 
 def wait_until(predicate: Callable[[], object], timeout: float = WAIT, interval: float = 0.1,
                what: str = "condition"):
-    """Poll until `predicate` returns something truthy (returned) or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """Poll `predicate` until it returns something truthy (returned) or the deadline passes."""
+    return waiting.wait_until(predicate, timeout, interval, what)
