@@ -63,6 +63,7 @@ class SnapshotStore:
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         temporary = f"{self.path}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # even if a stale temporary file had a wider mode
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump({"version": version, "config": codec.encode(config)}, handle)
         os.replace(temporary, self.path)
@@ -95,13 +96,15 @@ class ControlClient:
         while True:
             try:
                 await self._session()
-                failures = 0  # the server closed a working session: reconnect promptly
             except (OSError, asyncio.IncompleteReadError, wire.WireError, h2.exceptions.ProtocolError) as error:
-                log.warning("control server %s:%d: %s", self.host, self.port, error)
-                failures += 1
+                problem = error
+            # A session that had connected resets the backoff: reconnect promptly after it.
+            failures = 1 if self.connected.is_set() else failures + 1
             self.connected.clear()
             ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(failures, 10))
-            await asyncio.sleep(self._rng.uniform(ceiling / 2, ceiling))
+            delay = self._rng.uniform(ceiling / 2, ceiling)
+            log.warning("control server %s:%d: %s; retrying in %.1f s", self.host, self.port, problem, delay)
+            await asyncio.sleep(delay)
 
     # one connection ------------------------------------------------------------------------------
 

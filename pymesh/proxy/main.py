@@ -11,10 +11,14 @@ SIGTERM drains them all.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 
 import uvloop
 
@@ -83,12 +87,36 @@ def control_client(options: ProxyOptions, apply) -> ControlClient:
 
 
 def _supervise(options: ProxyOptions) -> int:
-    telemetry = Telemetry.create(options, workers=options.concurrency)
-    workers: dict[int, int] = {}  # pid -> read end of its readiness pipe
-    for _ in range(options.concurrency):
-        pid, ready_fd = _fork_worker(options, telemetry)
-        workers[pid] = ready_fd
-    return uvloop.run(_supervisor_loop(options, telemetry, workers))
+    private_dir = None
+    if options.control is not None and options.control.data_dir is None:
+        # Workers load each pushed snapshot from the data directory (on SIGHUP): without one
+        # given, a private one that lives as long as this proxy.
+        private_dir = tempfile.mkdtemp(prefix="pymesh-proxy-")
+        options.control = dataclasses.replace(options.control, data_dir=private_dir)
+    try:
+        telemetry = Telemetry.create(options, workers=options.concurrency)
+        workers: dict[int, int] = {}  # pid -> read end of its readiness pipe
+        for _ in range(options.concurrency):
+            pid, ready_fd = _fork_worker(options, telemetry)
+            workers[pid] = ready_fd
+        return uvloop.run(_supervisor_loop(options, telemetry, workers))
+    finally:  # the supervisor only: workers leave through os._exit
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
+
+
+def _check_new_listeners(current, new) -> None:
+    """Bind, as the workers will (SO_REUSEPORT), every listener `new` adds to `current`, so a
+    port another process holds rejects the snapshot before it is ACKed or persisted."""
+    have = {listener.name for listener in current.listeners}
+    for listener in new.listeners:
+        if listener.name in have:
+            continue
+        family = socket.AF_INET6 if ":" in listener.bind else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((listener.bind, listener.port))
 
 
 def _fork_worker(options: ProxyOptions, telemetry: Telemetry) -> tuple[int, int]:
@@ -189,6 +217,10 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
             snapshot = compile_snapshot(config, options.identity, version)
         except (ValueError, KeyError, TypeError) as error:
             raise ConfigRejected(f"cannot compile configuration: {error}") from error
+        try:
+            _check_new_listeners(state["snapshot"], snapshot)
+        except OSError as error:
+            raise ConfigRejected(f"cannot open a listener: {error}") from error
         SnapshotStore(options.control.data_dir).save(config, version)
         state["snapshot"] = snapshot
         signal_workers(signal.SIGHUP)
