@@ -1,9 +1,10 @@
-"""Command line: `python -m benchmarks {run,check,scale,report}` (see README.md)."""
+"""Command line: `python -m benchmarks {run,check,scale,control,report}` (see README.md)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pymesh.api import wire
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--port-offset", type=int, default=0)
     scale.add_argument("--out", help="results directory (default benchmarks/results)")
 
-    show = sub.add_parser("report", help="print the tables (and redraw the plots) of a result JSON")
+    control = sub.add_parser("control", help="control server: convergence, CPU and memory with many proxies")
+    control.add_argument("--smoke", action="store_true", help="100 proxies, one change, briefly")
+    control.add_argument("--proxies", help="comma-separated proxy counts (default 100,1000,2000)")
+    control.add_argument("--changes", type=int, help="changes measured per count (default 5; 1 with --smoke)")
+    control.add_argument("--scoped-proxies", type=int,
+                         help="proxies in the Sidecar-scoped case (default 1000, 100 with --smoke; 0: skip it)")
+    control.add_argument("--processes", type=int, default=4, help="worker processes for the simulated proxies")
+    control.add_argument("--client-window", type=int, metavar="BYTES", default=wire.MAX_FRAME,
+                         help="HTTP/2 receive window the simulated proxies advertise (default: 16 MiB, as "
+                              "pymesh's proxy does; 65535 is h2's default)")
+    control.add_argument("--profile", metavar="DIR", help="run each server under cProfile, writing DIR/<case>.prof")
+    control.add_argument("--out", help="results directory (default benchmarks/results)")
+
+    show = sub.add_parser("report", help="print the tables (and redraw the plots) of a result JSON (run or control)")
     show.add_argument("result")
     show.add_argument("--markdown", action="store_true")
     return parser
@@ -49,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "scale":
         from benchmarks.scale import run as scale
         return scale(args)
+    if args.command == "control":
+        from benchmarks.control_scale import run as control
+        return control(args)
     from benchmarks.runner import show
     return show(args)
 

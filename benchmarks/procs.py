@@ -58,6 +58,13 @@ def start(name: str, command: list[str], logdir: Path, cpus: str | None = None, 
     return proc
 
 
+def adopt(name: str, popen: subprocess.Popen, log: Path) -> Proc:
+    """Stop a process started elsewhere (in its own session) with the others: in stop_all()."""
+    proc = Proc(name, popen, log)
+    _RUNNING.append(proc)
+    return proc
+
+
 def stop(proc: Proc, grace: float = 5.0) -> None:
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:

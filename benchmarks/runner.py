@@ -188,6 +188,10 @@ def show(args) -> int:
     """`report RESULT.json`: the tables again, and the plots redrawn beside it."""
     path = Path(args.result)
     result = json.loads(path.read_text())
+    if result.get("kind") == "control":
+        from benchmarks import controlreport
+        print(controlreport.render(result, markdown=args.markdown))
+        return 0
     print(report.full_report(result, markdown=args.markdown))
     _plot(result, path)
     return 0

@@ -27,7 +27,13 @@ def encode(obj: Any) -> Any:
     if obj is None or isinstance(obj, (str, bool, int, float)):
         return obj
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {name: encode(getattr(obj, name)) for name in _field_names(type(obj))}
+        defaults = _defaults(type(obj))
+        out = {}
+        for name in _field_names(type(obj)):
+            value = getattr(obj, name)
+            if name not in defaults or value != defaults[name]:
+                out[name] = encode(value)
+        return out
     if isinstance(obj, Mapping):
         return {_key(k): encode(v) for k, v in obj.items()}
     if isinstance(obj, (tuple, list)):
@@ -42,6 +48,20 @@ def decode(cls: type[T], data: Any, path: str = "") -> T:
 
 
 # --- encoding helpers ------------------------------------------------------------------------
+
+
+@functools.cache
+def _defaults(cls: type) -> dict:
+    """Field name -> default value. Fields equal to their default are left out of the encoding
+    (decode fills them in): snapshots are half the size, and a large push is what limits how
+    fast the control server converges."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 @functools.cache

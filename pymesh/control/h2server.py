@@ -120,7 +120,6 @@ class ControlConnection(asyncio.Protocol):
                 if stream.offset == len(head):
                     stream.queue.popleft()
                     stream.offset = 0
-                self._write()
         self._write()
 
     def end_stream(self, stream: Stream, error: str | None = None) -> None:

@@ -23,6 +23,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 
 from pymesh.api import codec, model, wire
 
@@ -31,6 +32,7 @@ log = logging.getLogger("pymesh.control_client")
 BACKOFF_BASE = 0.1
 BACKOFF_MAX = 15.0
 READ_SIZE = 65536
+MAX_FRAME_SIZE = 2**24 - 1  # HTTP/2's largest frame
 
 
 class ConfigRejected(Exception):
@@ -113,6 +115,7 @@ class ControlClient:
         try:
             connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
             connection.initiate_connection()
+            self._open_windows(connection)
             stream_id = connection.get_next_available_stream_id()
             connection.send_headers(stream_id, [
                 (":method", "POST"), (":path", wire.PATH), (":scheme", "https" if self.tls else "http"),
@@ -140,6 +143,22 @@ class ControlClient:
                 await session.flush()
         finally:
             writer.close()
+
+    @staticmethod
+    def _open_windows(connection: h2.connection.H2Connection) -> None:
+        """Let a whole snapshot arrive without waiting for window updates.
+
+        With HTTP/2's default 64 KiB window a 170 kB snapshot takes about ten round trips per
+        proxy, which was most of the control server's time when pushing to 1000 proxies.
+        """
+        connection.update_settings({
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: wire.MAX_FRAME,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
+        })
+        connection.increment_flow_control_window(wire.MAX_FRAME - connection.inbound_flow_control_window)
+        # h2 applies a new frame-size limit only once per receive_data call: a large frame read
+        # together with the SETTINGS ACK would be refused as overlong unless it is set now.
+        connection.max_inbound_frame_size = MAX_FRAME_SIZE
 
     async def _handle(self, session: _Session, message) -> None:
         if isinstance(message, wire.InvalidMessage):
