@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pymesh.cli
 
+from ports import free_port  # noqa: F401  (tests/ports.py; the tests import it from here)
+
 READY_TIMEOUT = 20.0
 WAIT = 5.0
 
@@ -168,10 +170,3 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

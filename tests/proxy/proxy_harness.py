@@ -29,6 +29,7 @@ from typing import Callable, Iterable
 import yaml
 
 import waiting  # tests/waiting.py
+from ports import free_port, free_ports  # tests/ports.py
 
 HOST = "svc.local"  # the service name most tests route to
 LOCALHOST = "127.0.0.1"
@@ -37,26 +38,6 @@ DEFAULT_WAIT = 10.0
 
 
 # --- small utilities -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (bind to 0, read it back, close)."""
-    with socket.socket() as sock:
-        sock.bind((LOCALHOST, 0))
-        return sock.getsockname()[1]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            sock = socket.socket()
-            sock.bind((LOCALHOST, 0))
-            socks.append(sock)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = DEFAULT_WAIT, interval: float = 0.02,
