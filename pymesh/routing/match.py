@@ -1,7 +1,8 @@
 """The compiled HTTP route table: everything decided at compile time, per request only matching.
 
 A request costs one dict lookup for its authority (wildcards: one lookup per dot), then a walk over
-that virtual host's routes calling small precompiled predicates. Regexes are compiled once; the
+that virtual host's routes calling small precompiled predicates (with many routes, only those
+that can match the path's first segment: see segment_index). Regexes are compiled once; the
 query string is parsed only if some route of the virtual host needs it, and then once per request.
 """
 
@@ -14,6 +15,7 @@ from urllib.parse import parse_qsl
 
 from pymesh.api import model
 from pymesh.routing.hosts import split_authority
+from pymesh.routing.segment_index import build_index, path_segment, route_segments
 from pymesh.routing.snapshot import RequestView, Route
 
 # predicate(request, path_without_query, lazy_query_or_None) -> truthy when it matches
@@ -141,8 +143,15 @@ class VirtualHost:
     routes: tuple[CompiledRoute, ...]
 
 
-# what a domain leads to: (virtual host, needs the query string, ((route, matchers), ...))
-_Slot = tuple[VirtualHost, bool, tuple[tuple[Route, tuple[Matcher, ...]], ...]]
+# what a domain leads to: (virtual host, needs the query string, ((route, matchers), ...),
+# the first-segment index of those entries or None (see segment_index))
+_Slot = tuple[VirtualHost, bool, tuple[tuple[Route, tuple[Matcher, ...]], ...], "tuple[dict, tuple] | None"]
+
+
+def _slot(vh: VirtualHost) -> _Slot:
+    entries = tuple((r.route, r.matchers) for r in vh.routes)
+    index = build_index(entries, [route_segments(r.matches) for r in vh.routes])
+    return vh, any(r.needs_query for r in vh.routes), entries, index
 
 
 class CompiledRouteTable:
@@ -157,7 +166,7 @@ class CompiledRouteTable:
         self._wild: dict[str, _Slot] = {}  # ".example.com" for "*.example.com"
         self._any: _Slot | None = None
         for vh in self.virtual_hosts:  # the first virtual host to claim a domain keeps it
-            slot = (vh, any(r.needs_query for r in vh.routes), tuple((r.route, r.matchers) for r in vh.routes))
+            slot = _slot(vh)
             for domain in vh.domains:
                 domain = domain.lower()
                 if domain == "*":
@@ -198,7 +207,7 @@ class CompiledRouteTable:
         slot = self._lookup(request.authority)
         if slot is None:
             return None
-        _, needs_query, entries = slot
+        _, needs_query, entries, index = slot
         path = request.path
         cut = path.find("?")
         query = None
@@ -206,6 +215,8 @@ class CompiledRouteTable:
             query = LazyQuery(path[cut + 1 :] if cut != -1 else "")
         if cut != -1:
             path = path[:cut]
+        if index is not None:
+            entries = index[0].get(path_segment(path), index[1])
         for route, matchers in entries:
             if not matchers:
                 return route, None
