@@ -90,10 +90,6 @@ class RequestHead:
                 return value
         return None
 
-    def replace_headers(self, raw_headers: list[Header]) -> None:
-        self.raw_headers = raw_headers
-        self._headers = None
-
 
 class ResponseHead:
     __slots__ = ("status", "reason", "raw_headers", "http_version", "content_length", "chunked", "keep_alive")

@@ -45,7 +45,7 @@ class Exchange:
         "request_done", "request_bytes", "response_bytes", "conn", "conn_reused", "endpoint",
         "cancel_connect", "try_timer", "route_timer", "committed", "done", "expect_body",
         "upstream_reusable", "close_delimited", "request_id", "hash_key", "response_header_ops",
-        "upgrade_tail", "idempotent", "stale_retry_used", "attempt_id", "paused_downstream", "last_endpoint",
+        "upgrade_tail", "stale_retry_used", "attempt_id", "paused_downstream", "last_endpoint",
     )
 
     def __init__(self, runtime, listener, downstream, head: RequestHead) -> None:
@@ -82,7 +82,6 @@ class Exchange:
         self.hash_key = None
         self.response_header_ops = ()
         self.upgrade_tail = b""
-        self.idempotent = head.method in IDEMPOTENT_METHODS or head.header(b"idempotency-key") is not None
         self.stale_retry_used = False
         self.attempt_id = 0
         self.paused_downstream = False
@@ -290,7 +289,8 @@ class Exchange:
         Try once more on a fresh connection, outside the retry budget, as most HTTP clients
         do; only for requests that are safe to resend.
         """
-        if self.conn_reused and self.idempotent and not self.stale_retry_used and self._replayable():
+        safe = self.head.method in IDEMPOTENT_METHODS or self._has_idempotency_key()
+        if self.conn_reused and safe and not self.stale_retry_used and self._replayable():
             self.stale_retry_used = True
             self._attempt()
             return True
@@ -313,6 +313,7 @@ class Exchange:
         self.runtime.loop.call_later(self.policy.backoff(self.retries, _rng), self._attempt)
 
     def _has_idempotency_key(self) -> bool:
+        """Looked up only when a failure makes it matter, never on the common path."""
         return self.head.header(b"idempotency-key") is not None
 
     # --- response side (called by the upstream connection) -------------------------------------
@@ -378,10 +379,9 @@ class Exchange:
         self._end_attempt()
         if self.close_delimited:
             self.downstream.send_end([])
+            self._finish()
         else:
-            self.flags = flags.join(self.flags, flags.UC)
-            self.downstream.abort()
-        self._finish()
+            self._abort_response(flags.UC)
 
     def on_upstream_error(self, conn, error: h1.ProtocolError) -> None:
         """The upstream sent something that is not HTTP/1.1: Envoy's 502 before a response
@@ -389,9 +389,7 @@ class Exchange:
         self._end_attempt()
         self._drop_upstream()
         if self.committed:
-            self.flags = flags.join(self.flags, flags.UPE)
-            self.downstream.abort()
-            self._finish()
+            self._abort_response(flags.UPE)
         else:
             self.reply(LocalReply(502, flags.UPE, b"upstream sent an invalid HTTP response"))
 
@@ -405,11 +403,16 @@ class Exchange:
         self._end_attempt()
         self._drop_upstream()
         if self.committed:
-            self.flags = flags.join(self.flags, flags.UT)
-            self.downstream.abort()
-            self._finish()
+            self._abort_response(flags.UT)
         else:
             self.reply(local_reply_for(flags.UT))
+
+    def _abort_response(self, flag: str) -> None:
+        """The response already started and cannot be completed: the client must see a reset,
+        not a response that merely looks short."""
+        self.flags = flags.join(self.flags, flag)
+        self.downstream.abort()
+        self._finish()
 
     def reply(self, reply: LocalReply) -> None:
         """Answer from the proxy itself (no route, no upstream, timeout, ...)."""

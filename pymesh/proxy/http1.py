@@ -231,6 +231,11 @@ class DownstreamH1(asyncio.Protocol):
 
     # connection-level -----------------------------------------------------------------------
 
+    def close(self) -> None:
+        """The drain deadline passed: close whatever is still open."""
+        self.closing = True
+        self.transport.close()
+
     def close_if_idle(self) -> None:
         """Draining: idle keep-alive connections close now, busy ones after their response."""
         if not self.queue and self.reading is None:

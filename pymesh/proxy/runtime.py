@@ -71,7 +71,7 @@ class ClusterState:
         cluster_stats = self.stats
         if outcome is Outcome.RESPONSE:
             cluster_stats["upstream_rq_total"] += 1
-            cluster_stats[_STATUS_CLASS[status // 100]] += 1
+            cluster_stats[_STATUS_CLASS.get(status // 100, "upstream_rq_5xx")] += 1  # 6xx-9xx: not valid HTTP
         elif outcome is Outcome.CONNECT_FAILURE:
             cluster_stats["upstream_cx_connect_fail"] += 1
         elif outcome is Outcome.TIMEOUT:
@@ -88,8 +88,7 @@ class ClusterState:
             stats.rq_error += 1
 
 
-_STATUS_CLASS = {n: f"upstream_rq_{n}xx" for n in (2, 3, 4, 5)}
-_STATUS_CLASS.update({0: "upstream_rq_5xx", 1: "upstream_rq_2xx"})
+_STATUS_CLASS = {n: f"upstream_rq_{n}xx" for n in (1, 2, 3, 4, 5)}
 
 
 class Runtime:

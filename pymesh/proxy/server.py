@@ -249,9 +249,7 @@ class ProxyWorker:
         except asyncio.TimeoutError:
             log.warning("drain timeout: closing %d connections", len(self.runtime.connections))
         for connection in list(self.runtime.connections):
-            transport = getattr(connection, "transport", None) or getattr(connection, "downstream", None)
-            if transport is not None:
-                transport.close()
+            connection.close()
         self.runtime.pools.close()
         self.telemetry.flush()
         self.stopped.set()

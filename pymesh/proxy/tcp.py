@@ -169,6 +169,10 @@ class TcpProxy(asyncio.Protocol):
         if not self.closed:
             self.downstream.close()
 
+    def close(self) -> None:
+        """The drain deadline passed: close whatever is still open."""
+        self.downstream.close()
+
     def close_if_idle(self) -> None:
         """Draining: TCP connections are not interrupted; they end on their own or at the deadline."""
 

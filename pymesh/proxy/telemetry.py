@@ -17,7 +17,7 @@ from pymesh.telemetry.metrics import MetricsContext, inbound_labels, outbound_la
 
 FLUSH_INTERVAL = 1.0
 MAX_RECORDERS = 4096
-_STATUS_CLASS = {n: f"downstream_rq_{n}xx" for n in (2, 3, 4, 5)}
+_STATUS_CLASS = {n: f"downstream_rq_{n}xx" for n in (1, 2, 3, 4, 5)}
 log = logging.getLogger("pymesh.telemetry")
 
 

@@ -146,8 +146,6 @@ class EndpointPool:
         self.loop = loop
         self.idle: list[UpstreamConnection] = []
         self.active = 0
-        self.connects = 0
-        self.connect_failures = 0
         self.local_addr = inbound_source(endpoint.address) if cluster.name.startswith("inbound|") else None
         self.configure(cluster)
 
@@ -168,30 +166,33 @@ class EndpointPool:
 
     def connect(self, on_done: Callable[[UpstreamConnection | None, BaseException | None], None]) -> Callable[[], None]:
         """Open a connection; `on_done(conn, None)` or `on_done(None, error)`. Returns a canceller."""
-        self.connects += 1
         self.stats["upstream_cx_total"] += 1
         task = self.loop.create_task(
             self.loop.create_connection(
                 lambda: UpstreamConnection(self), self.endpoint.address, self.endpoint.port, local_addr=self.local_addr
             )
         )
-        timer = self.loop.call_later(self.connect_timeout, task.cancel)
+        timed_out = []
+
+        def time_out() -> None:
+            timed_out.append(True)
+            task.cancel()
+
+        timer = self.loop.call_later(self.connect_timeout, time_out)
 
         def finished(task: asyncio.Task) -> None:
             timer.cancel()
-            if task.cancelled():
-                self.connect_failures += 1
-                self.stats["upstream_cx_connect_timeout"] += 1
+            if task.cancelled():  # the timeout, or the exchange no longer wanting it
+                if timed_out:
+                    self.stats["upstream_cx_connect_timeout"] += 1
                 on_done(None, TimeoutError("connect timeout"))
                 return
             error = task.exception()
             if error is not None:
-                self.connect_failures += 1
                 on_done(None, error)
                 return
             transport, conn = task.result()
             if transport.is_closing():  # reset as it opened, before this callback ran
-                self.connect_failures += 1
                 on_done(None, ConnectionResetError("upstream closed the connection as it opened"))
                 return
             self.active += 1

@@ -303,3 +303,24 @@ def test_body_beyond_the_replay_buffer_is_not_retried(upstreams, proxies):
         response = client.request("PUT", "/big", body=b"b" * (256 * 1024))
     assert response.status == 503
     assert up.count() == 1
+
+
+def test_unusual_upstream_status_is_relayed_and_counted(upstreams, proxies):
+    """llhttp accepts any three-digit status: the proxy relays a 999 and keeps counting, rather
+    than failing while filing it under a status class."""
+    up = upstreams("up", lambda req: Reply(999, [], b"odd", close=True))
+    port = free_port()
+    proxy = proxies(http_mesh(port, {"v1": up}))
+    assert curl(port, "/odd").status == 999
+    assert curl(port, "/after").status == 999  # the proxy is still serving
+    assert_reported(proxy, 999, "-", "/odd")
+
+
+def test_switching_protocols_without_an_upgrade_request_is_502_upe(upstreams, proxies):
+    """101 answers only a request that asked to upgrade; otherwise it is an upstream protocol
+    error (Envoy's 502 too), and the client gets a clean answer."""
+    up = upstreams("up", lambda req: Reply(101, [], b"", close=True))
+    port = free_port()
+    proxy = proxies(http_mesh(port, {"v1": up}))
+    assert curl(port, "/odd").status == 502
+    assert_reported(proxy, 502, "UPE", "/odd")
