@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 import pytest
@@ -38,13 +39,21 @@ def test_half_close_still_receives_the_reply(upstreams, proxies):
         assert SockReader(sock).read_to_eof() == b"got 1000 bytes"
 
 
-def test_server_speaks_first(upstreams, proxies):
+@contextlib.contextmanager
+def banner_connection(upstreams, proxies):
+    """A client connection through the proxy to a server-first server, its banner already read:
+    (server, socket, reader)."""
     server = upstreams.tcp("server-first")
     port = free_port()
     proxies(tcp_mesh(port, server))
     with connect(port) as sock:
         reader = SockReader(sock)
         assert reader.read_exact(len(TcpServer.BANNER)) == TcpServer.BANNER
+        yield server, sock, reader
+
+
+def test_server_speaks_first(upstreams, proxies):
+    with banner_connection(upstreams, proxies) as (_, sock, reader):
         sock.sendall(b"HELO me\r\n")
         assert reader.read_exact(9) == b"HELO me\r\n"
 
@@ -88,12 +97,7 @@ def test_connect_failure_closes_the_client_connection_uf(proxies):
 
 
 def test_upstream_close_closes_the_client_connection(upstreams, proxies):
-    server = upstreams.tcp("server-first")
-    port = free_port()
-    proxies(tcp_mesh(port, server))
-    with connect(port) as sock:
-        reader = SockReader(sock)
-        assert reader.read_exact(len(TcpServer.BANNER)) == TcpServer.BANNER
+    with banner_connection(upstreams, proxies) as (server, sock, reader):
         server.stop()  # shuts the accepted connection down
         sock.settimeout(10)
         try:
