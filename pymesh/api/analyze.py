@@ -4,8 +4,11 @@ and field path, before they reach a control server or proxy."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 
+from pymesh.api import limits as input_limits
 from pymesh.api.load import load_paths
+from pymesh.api.offload import OffloadFailed, run_in_child
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,11 +20,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "errors, 0 when the configuration is valid.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="YAML file or directory")
+    input_limits.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = load_paths(args.paths)
+    """Loads in a child process, as the proxy and control server reload, so the time limit
+    applies here too."""
+    limits = input_limits.from_args(args)
+    try:
+        result = asyncio.run(run_in_child(load_paths, args.paths, limits, timeout=limits.load_timeout))
+    except OffloadFailed as error:
+        print(f"{', '.join(args.paths)}: {error}")
+        return 1
     for error in result.errors:
         print(error)
     if result.errors:

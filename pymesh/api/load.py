@@ -2,7 +2,9 @@
 
 Every problem in every file is collected in one pass (so `pymesh analyze` and the control server
 can show them all); a resource with any problem is left out of the config instead of being half
-applied. `load_paths_strict` is the all-or-nothing form.
+applied. `load_paths_strict` is the all-or-nothing form. Every load is bounded (`limits`): a
+file over a size limit is refused by stat before it is read, and YAML over the document, nesting
+or alias limits before it is composed; each is an error naming the file, the line and the limit.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from pymesh.api import model
+from pymesh.api import limits as input_limits
 from pymesh.api.errors import ConfigError, ConfigInvalid
+from pymesh.api.limits import LimitExceeded, Limits
 from pymesh.api.reader import Sink
 from pymesh.api.resources import KINDS, ResourceKey, parse_document
 from pymesh.api.yamltree import YAMLSyntaxError, read_documents
@@ -43,31 +47,34 @@ class LoadResult:
         return self.config
 
 
-def load_text(text: str, filename: str = "<memory>") -> LoadResult:
+def load_text(text: str, filename: str = "<memory>", limits: Limits = input_limits.DEFAULT) -> LoadResult:
     """Resources from one (multi-document) YAML text; `filename` is what errors name."""
-    loader = _Loader()
-    loader.add_text(text, filename)
+    loader = _Loader(limits)
+    if loader.admit(filename, len(text)):
+        loader.add_text(text, filename)
     return loader.result()
 
 
-def load_paths(paths: Sequence[str]) -> LoadResult:
+def load_paths(paths: Sequence[str], limits: Limits = input_limits.DEFAULT) -> LoadResult:
     """Resources from files and directories (searched recursively for *.yaml and *.yml, in
     sorted order). A path that does not exist or cannot be read is an error, not an exception."""
-    loader = _Loader()
+    loader = _Loader(limits)
     for path in _expand(paths, loader.errors):
         loader.add_file(path)
     return loader.result()
 
 
-def load_paths_strict(paths: Sequence[str]) -> model.MeshConfig:
+def load_paths_strict(paths: Sequence[str], limits: Limits = input_limits.DEFAULT) -> model.MeshConfig:
     """Like load_paths, but all or nothing: raises ConfigInvalid listing every error."""
-    return load_paths(paths).strict()
+    return load_paths(paths, limits).strict()
 
 
 class _Loader:
     """Accumulates resources and errors across files (resource names are unique across all)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.total_bytes = 0
         self.errors: list[ConfigError] = []
         self.files: list[str] = []
         self._resources: dict[str, list[Any]] = {k.collection: [] for k in KINDS.values() if k.collection}
@@ -76,9 +83,15 @@ class _Loader:
     def add_file(self, path: str) -> None:
         try:
             with open(path, "rb") as stream:
-                data = stream.read()
+                if not self.admit(path, os.fstat(stream.fileno()).st_size):
+                    return
+                data = stream.read(self.limits.max_file_bytes + 1)  # it may have grown since
         except OSError as exc:
             self.errors.append(ConfigError(path, 0, "", f"cannot read: {exc.strerror or exc}"))
+            return
+        if len(data) > self.limits.max_file_bytes:  # it grew after the stat
+            limit = input_limits.size_text(self.limits.max_file_bytes)
+            self.errors.append(ConfigError(path, 0, "", f"file grew past the {limit} limit while being read"))
             return
         try:
             text = data.decode("utf-8-sig")
@@ -87,11 +100,23 @@ class _Loader:
             return
         self.add_text(text, path)
 
+    def admit(self, file: str, size: int) -> bool:
+        """Whether a file of `size` bytes is within the per-file and total limits (else an error)."""
+        try:
+            input_limits.check_size(size, self.limits.max_file_bytes)
+            total = self.total_bytes + size
+            input_limits.check_size(total, self.limits.max_total_bytes, "the configuration with this file")
+            self.total_bytes = total
+        except LimitExceeded as exc:
+            self.errors.append(ConfigError(file, 0, "", exc.message))
+            return False
+        return True
+
     def add_text(self, text: str, file: str) -> None:
         self.files.append(file)
         try:
-            documents = read_documents(text)
-        except YAMLSyntaxError as exc:
+            documents = read_documents(text, self.limits)
+        except (YAMLSyntaxError, LimitExceeded) as exc:
             self.errors.append(ConfigError(file, exc.line, "", exc.message))
             return
         for document in documents:

@@ -4,7 +4,9 @@ Validation must point at file:line for every field, which `yaml.safe_load` forge
 the node graph (safe: no tags are ever turned into arbitrary objects) and build `LineMap` /
 `LineSeq` containers that carry the line of the container, of each key and of each item.
 Scalars are built by PyYAML's SafeConstructor, so "8080" is an int and "yes" a bool, as in
-Kubernetes. Unknown tags and duplicate keys are reported as problems, not raised.
+Kubernetes. Unknown tags and duplicate keys are reported as problems, not raised. Input over a
+limit (size, documents, nesting, aliases: `limits.py`) is refused before composing, so the
+recursive builder below only ever sees shallow, bounded trees.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import yaml
 
 from pymesh.api.errors import field_path, index_path
+from pymesh.api.limits import DEFAULT, Limits, scan
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # same nodes, libyaml is just faster
 _NULL_TAG = "tag:yaml.org,2002:null"
@@ -69,10 +72,13 @@ class YAMLSyntaxError(Exception):
         self.message = message
 
 
-def read_documents(text: str) -> list[Document]:
+def read_documents(text: str, limits: Limits = DEFAULT) -> list[Document]:
     """Every non-empty document in `text`, in order. Raises YAMLSyntaxError for bad syntax:
-    after a syntax error the rest of the stream cannot be trusted, so no document is returned."""
+    after a syntax error the rest of the stream cannot be trusted, so no document is returned.
+    Raises LimitExceeded when the text is over a limit, found by a linear scan of the parse
+    events before any node is composed (see `limits`)."""
     try:
+        scan(yaml.parse(text, Loader=_Loader), limits)
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
