@@ -10,7 +10,7 @@ import sys
 
 from pymesh.http import h1
 from pymesh.proxy.capture import CaptureSettings
-from pymesh.api import wire
+from pymesh.api import limits as input_limits, wire
 from pymesh.proxy.server import ControlOptions, ProxyOptions
 from pymesh.routing.snapshot import ProxyIdentity
 
@@ -81,6 +81,7 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                          help="how iptables captured the traffic (default REDIRECT)")
     capture.add_argument("--inbound-address", default="127.0.0.1",
                          help="address the app is reached at for captured inbound traffic (default 127.0.0.1)")
+    input_limits.add_arguments(parser)
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -154,6 +155,7 @@ def options_from_args(args) -> ProxyOptions:
             tproxy=args.capture_mode == "TPROXY",
             inbound_address=args.inbound_address,
         ) if args.capture else None,
+        config_limits=input_limits.from_args(args),
         limits=h1.Limits(
             max_request_line=args.max_request_line_kb * 1024,
             max_header_bytes=args.max_request_headers_kb * 1024,

@@ -10,13 +10,15 @@ from pymesh.proxy import admin
 
 class AdminEndpoints:
     def __init__(self, options, telemetry, snapshot: Callable, ready: Callable[[], bool], quit: Callable,
-                 cluster_states: Callable[[], dict] | None = None) -> None:
+                 cluster_states: Callable[[], dict] | None = None,
+                 config_status: Callable[[], dict] | None = None) -> None:
         self.options = options
         self.telemetry = telemetry
         self.snapshot = snapshot
         self.ready = ready
         self.quit = quit
         self.cluster_states = cluster_states
+        self.config_status = config_status
         self.servers: list[asyncio.AbstractServer] = []
 
     async def start(self) -> None:
@@ -52,7 +54,10 @@ class AdminEndpoints:
             return self._is_ready()
         if route == "/config_dump":
             snapshot = self.snapshot()
-            return admin.as_json(snapshot.dump() if snapshot is not None else {})
+            dump = snapshot.dump() if snapshot is not None else {}
+            if self.config_status is not None:  # the last reload: an edit that did not apply, and why
+                dump["config_status"] = self.config_status()
+            return admin.as_json(dump)
         if route == "/clusters":
             return admin.text(200, self._clusters())
         if route == "/stats":

@@ -24,7 +24,9 @@ import uvloop
 
 from pymesh.proxy.control_client import ConfigRejected, ControlClient, SnapshotStore
 from pymesh.proxy.endpoints import AdminEndpoints
-from pymesh.proxy.server import ConfigError, ProxyOptions, ProxyWorker, config_fingerprint, load_snapshot
+from pymesh.proxy.reloads import ReloadRecord
+from pymesh.proxy.server import (ConfigError, ProxyOptions, ProxyWorker, config_fingerprint, load_snapshot,
+                                 reload_from_disk)
 from pymesh.proxy.telemetry import Telemetry
 from pymesh.routing.compile import compile_snapshot
 
@@ -44,7 +46,8 @@ def main(options: ProxyOptions) -> int:
 
 async def _single(options: ProxyOptions, snapshot) -> int:
     telemetry = Telemetry.create(options, workers=1)
-    worker = ProxyWorker(options, telemetry)
+    reloads = ReloadRecord(telemetry.metrics, snapshot.version)
+    worker = ProxyWorker(options, telemetry, reloads=reloads)
     try:
         await worker.start(snapshot, ready=has_config(options))
     except OSError as error:
@@ -52,7 +55,7 @@ async def _single(options: ProxyOptions, snapshot) -> int:
         return 1
     endpoints = AdminEndpoints(options, telemetry, lambda: worker.runtime.snapshot, lambda: worker.ready,
                                quit=lambda: asyncio.get_running_loop().create_task(worker.drain()),
-                               cluster_states=lambda: worker.runtime.cluster_states)
+                               cluster_states=lambda: worker.runtime.cluster_states, config_status=reloads.dump)
     await endpoints.start()
     worker.install_signal_handlers()
     loop = asyncio.get_running_loop()
@@ -196,15 +199,18 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
         if not workers:
             all_exited.set()
 
-    def reload() -> None:
-        state["fingerprint"] = config_fingerprint(options.config_paths)
-        try:
-            snapshot = load_snapshot(options, str(int(state["snapshot"].version) + 1))
-        except ConfigError as errors:
-            log.error("configuration rejected, keeping the previous one:\n%s", errors)
-            return
-        state["snapshot"] = snapshot
+    reloads = ReloadRecord(telemetry.metrics, state["snapshot"].version)
+    reloading = asyncio.Lock()
+
+    async def install(config, version: str) -> None:
+        state["snapshot"] = compile_snapshot(config, options.identity, version)
         signal_workers(signal.SIGHUP)
+
+    async def reload() -> None:
+        """Checked here, off the loop, before the workers reload (each off its own loop)."""
+        async with reloading:
+            state["fingerprint"] = config_fingerprint(options.config_paths)
+            await reload_from_disk(options, str(int(state["snapshot"].version) + 1), install, reloads)
 
     for pid, fd in list(workers.items()):
         watch(pid, fd)
@@ -225,19 +231,20 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
         state["snapshot"] = snapshot
         signal_workers(signal.SIGHUP)
 
-    loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
     client_task = None
     if options.control is not None:
         client_task = loop.create_task(control_client(options, apply_pushed).run())
     endpoints = AdminEndpoints(options, telemetry, lambda: state["snapshot"],
-                               lambda: len(ready) == options.concurrency and not stopping.is_set(), quit=stop)
+                               lambda: len(ready) == options.concurrency and not stopping.is_set(), quit=stop,
+                               config_status=reloads.dump)
     await endpoints.start()
     while not stopping.is_set() and options.watch and options.control is None:
         try:
             await asyncio.wait_for(stopping.wait(), timeout=1.0)
         except asyncio.TimeoutError:
             if config_fingerprint(options.config_paths) != state["fingerprint"]:
-                reload()
+                await reload()
     await all_exited.wait()
     if client_task is not None:
         client_task.cancel()

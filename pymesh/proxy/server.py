@@ -1,9 +1,13 @@
 """One proxy worker's lifecycle: load and compile the configuration, open listeners, reload on
 SIGHUP or a changed file, drain on SIGTERM.
 
-A reload compiles the whole new configuration before anything changes; a configuration with
-errors is logged with every error and the old one stays in force. Listeners are opened and closed
-to match the new snapshot; connections already accepted carry on.
+A reload reads, checks and compiles the whole new configuration in a child process, within the
+input limits and a time limit (`pymesh.api.limits`), so a large or hostile file never stalls the
+event loop that serves traffic; only the validated configuration comes back, and it is compiled
+again here to be installed. A configuration with errors, over a limit, too slow or crashing the
+child is logged with every error, counted and shown in /config_dump, and the old one stays in
+force; the file watcher carries on. Listeners are opened and closed to match the new snapshot;
+connections already accepted carry on.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import socket
 from dataclasses import dataclass, field
 
 from pymesh.api import model, wire
+from pymesh.api.limits import DEFAULT as DEFAULT_LIMITS, Limits
 from pymesh.api.load import load_paths
+from pymesh.api.offload import OffloadFailed, run_in_child
 from pymesh.http import h1
 from pymesh.proxy.capture import CaptureSettings, Sniffer
 from pymesh.proxy.control_client import ConfigRejected, SnapshotStore
 from pymesh.proxy.http1 import DownstreamH1
+from pymesh.proxy.reloads import FAILURE, REJECTED, SUCCESS, ReloadRecord
 from pymesh.proxy.runtime import Runtime
 from pymesh.proxy.tcp import TcpProxy
 from pymesh.proxy.telemetry import Telemetry
@@ -48,6 +55,7 @@ class ProxyOptions:
     watch: bool = True
     capture: CaptureSettings | None = None  # iptables capture listeners (15001/15006), if on
     control: ControlOptions | None = None  # configuration from a control server, not files
+    config_limits: Limits = DEFAULT_LIMITS  # input limits and the reload time limit
 
 
 @dataclass
@@ -71,10 +79,32 @@ def load_config(options: ProxyOptions) -> tuple[model.MeshConfig, str | None]:
     if options.control is not None:
         saved = SnapshotStore(options.control.data_dir).load()
         return saved if saved is not None else (model.MeshConfig(), None)
-    result = load_paths(options.config_paths)
+    result = load_paths(options.config_paths, options.config_limits)
     if result.errors:
         raise ConfigError("\n".join(str(error) for error in result.errors))
     return result.config, None
+
+
+def checked_config(options: ProxyOptions) -> tuple[model.MeshConfig, str | None] | ConfigError:
+    """In the reload's child process: the configuration, loaded and compiled once to check it,
+    or the ConfigError that rejects it (returned, not raised: a rejection is an answer)."""
+    try:
+        config, saved_version = load_config(options)
+        compile_snapshot(config, options.identity, saved_version or "check")
+    except ConfigError as errors:
+        return errors
+    except (ValueError, KeyError, TypeError) as error:
+        return ConfigError(f"cannot compile configuration: {error}")
+    return config, saved_version
+
+
+async def load_config_off_loop(options: ProxyOptions) -> tuple[model.MeshConfig, str | None]:
+    """`load_config` in a child process under the time limit: raises ConfigError (rejected) or
+    OffloadFailed (timed out, crashed)."""
+    checked = await run_in_child(checked_config, options, timeout=options.config_limits.load_timeout)
+    if isinstance(checked, ConfigError):
+        raise checked
+    return checked
 
 
 def load_snapshot(options: ProxyOptions, version: str) -> Snapshot:
@@ -101,11 +131,37 @@ def config_fingerprint(paths: list[str]) -> tuple:
     return tuple(fingerprint)
 
 
+async def reload_from_disk(options: ProxyOptions, version: str, apply, reloads: ReloadRecord | None) -> bool:
+    """Load the configuration off the loop and `await apply(config, version)` it. Never raises:
+    the watcher and the SIGHUP handler call it and must carry on; every outcome is logged and,
+    with `reloads`, recorded."""
+    try:
+        config, saved_version = await load_config_off_loop(options)
+        version = saved_version or version
+        await apply(config, version)
+    except (ConfigError, ConfigRejected) as errors:
+        log.error("configuration rejected, keeping the previous one:\n%s", errors)
+        outcome = (REJECTED, str(errors).splitlines())
+    except OffloadFailed as error:
+        log.error("configuration rejected, keeping the previous one: %s", error)
+        outcome = (FAILURE, [str(error)])
+    except Exception as error:  # a bug must not stop reloads, nor traffic
+        log.exception("configuration reload failed, keeping the previous one")
+        outcome = (FAILURE, [f"{type(error).__name__}: {error}"])
+    else:
+        outcome = (SUCCESS, [])
+    if reloads is not None:
+        reloads.record(outcome[0], version, outcome[1])
+    return outcome[0] == SUCCESS
+
+
 class ProxyWorker:
     """Listeners and runtime of one worker process."""
 
-    def __init__(self, options: ProxyOptions, telemetry: Telemetry, reuse_port: bool = False) -> None:
+    def __init__(self, options: ProxyOptions, telemetry: Telemetry, reuse_port: bool = False,
+                 reloads: ReloadRecord | None = None) -> None:
         self.options = options
+        self.reloads = reloads  # None: another process (the supervisor) reports reloads
         self.telemetry = telemetry
         self.reuse_port = reuse_port
         self.loop = asyncio.get_running_loop()
@@ -113,6 +169,7 @@ class ProxyWorker:
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.version = 0
         self.fingerprint = config_fingerprint(options.config_paths)
+        self._reloading = asyncio.Lock()  # one reload at a time, applied in the order started
         self.stopped = asyncio.Event()
         self.became_ready = asyncio.Event()
         self._ready = False
@@ -152,27 +209,26 @@ class ProxyWorker:
     # configuration ------------------------------------------------------------------------------
 
     async def reload(self) -> bool:
-        """Apply the configuration on disk; keep the current one if it has errors."""
-        self.fingerprint = config_fingerprint(self.options.config_paths)
-        self.version += 1
-        try:
-            config, saved_version = load_config(self.options)
-            await self.apply_config(config, saved_version or str(self.version))
-        except (ConfigError, ConfigRejected) as errors:
-            log.error("configuration rejected, keeping the previous one:\n%s", errors)
-            return False
-        return True
+        """Apply the configuration on disk; keep the current one if anything goes wrong."""
+        async with self._reloading:
+            self.fingerprint = config_fingerprint(self.options.config_paths)
+            self.version += 1
+            return await reload_from_disk(self.options, str(self.version), self.apply_config, self.reloads)
 
     async def watch(self) -> None:
-        """Reload when a file under the config paths changes (polling: no extra dependency)."""
+        """Reload when a file under the config paths changes (polling: no extra dependency).
+        Whatever one round does, the next one runs."""
         if self.options.control is not None:
             return  # the control server pushes changes
         while not self.stopped.is_set():
             await asyncio.sleep(WATCH_INTERVAL)
             if self.runtime.draining:
                 return
-            if config_fingerprint(self.options.config_paths) != self.fingerprint:
-                await self.reload()
+            try:
+                if config_fingerprint(self.options.config_paths) != self.fingerprint:
+                    await self.reload()
+            except Exception:
+                log.exception("watching the configuration files failed; still watching")
 
     # listeners ------------------------------------------------------------------------------------
 

@@ -88,8 +88,12 @@ TCP_RECEIVED = Family("istio_tcp_received_bytes_total",
                       "Bytes received from downstream (request direction).", TCP_LABELS)
 TCP_OPENED = Family("istio_tcp_connections_opened_total", "TCP connections opened.", TCP_LABELS)
 TCP_CLOSED = Family("istio_tcp_connections_closed_total", "TCP connections closed.", TCP_LABELS)
+CONFIG_RELOADS = Family("pymesh_config_reloads_total",
+                        "Configuration reloads by result: success, rejected (invalid or over a limit), "
+                        "failure (timed out or crashed).", ("result",))
+RELOAD_RESULTS = ("success", "rejected", "failure")
 FAMILIES = (REQUESTS, DURATION, REQUEST_BYTES, RESPONSE_BYTES,
-            TCP_SENT, TCP_RECEIVED, TCP_OPENED, TCP_CLOSED)
+            TCP_SENT, TCP_RECEIVED, TCP_OPENED, TCP_CLOSED, CONFIG_RELOADS)
 
 
 # --- labels: built once per recorder, from what the proxy knows -------------------------------
@@ -270,6 +274,13 @@ class MetricsContext:
 
     def listener_stats(self, listener_name: str) -> dict[str, int]:
         return self.store.scope(stats.listener_scope(listener_name), stats.LISTENER_STATS)
+
+    def config_reload_stats(self) -> dict[str, int]:
+        return self.store.scope(stats.CONFIG_RELOAD_SCOPE, stats.CONFIG_RELOAD_STATS)
+
+    def config_reloads(self) -> dict[str, list]:
+        """pymesh_config_reloads_total's cell for each result, all present from the start."""
+        return {result: self.store.cell(CONFIG_RELOADS.name, (result,), 1) for result in RELOAD_RESULTS}
 
     def flush(self) -> None:
         """Publish this worker's values to the others (about once a second, and at exit)."""

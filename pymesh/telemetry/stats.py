@@ -36,6 +36,11 @@ LISTENER_STATS = (
     "downstream_rq_5xx",
 )
 
+# Configuration reloads (file watch, SIGHUP), Envoy's xDS subscription names: rejected = the
+# configuration is invalid or over a limit; failure = the load timed out or crashed.
+CONFIG_RELOAD_SCOPE = "config_reload"
+CONFIG_RELOAD_STATS = ("update_attempt", "update_success", "update_rejected", "update_failure")
+
 
 def cluster_scope(cluster_name: str) -> str:
     return f"cluster.{cluster_name}"
