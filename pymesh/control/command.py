@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 
+from pymesh.api import limits as input_limits
 from pymesh.routing.hosts import parse_host_port
 
 
@@ -38,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="but no later than this after the first (default 1.0)")
     serve.add_argument("--grace", type=_seconds, default=5.0, metavar="SECONDS",
                        help="a disconnected proxy stays an endpoint this long (default 5.0)")
+    input_limits.add_arguments(serve)
     serve.set_defaults(func=run_serve)
 
     status = commands.add_parser("status", help="show each proxy's pushed and ACKed version, and rejected files")
@@ -56,6 +58,7 @@ def run_serve(args: argparse.Namespace) -> int:
     options = ControlOptions(
         config_dir=args.config_dir, listen=args.listen, admin=args.admin, data_dir=args.data_dir,
         debounce=args.debounce, max_debounce=args.max_debounce, grace=args.grace,
+        limits=input_limits.from_args(args),
     )
     return asyncio.run(_serve(ControlServer(options)))
 

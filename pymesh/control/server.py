@@ -9,6 +9,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from pymesh.api import limits as input_limits
+from pymesh.api.limits import Limits
 from pymesh.control import persist
 from pymesh.control.admin import AdminServer
 from pymesh.control.h2server import serve
@@ -32,14 +34,15 @@ class ControlOptions:
     max_debounce: float = 1.0
     grace: float = 5.0
     poll_interval: float = 0.1
+    limits: Limits = input_limits.DEFAULT
 
 
 class ControlServer:
     def __init__(self, options: ControlOptions):
         self.options = options
         self.metrics = ControlMetrics()
-        self.store = ConfigStore(options.config_dir)
-        self.watcher = Watcher(self.store.poll, self._apply, options.debounce, options.max_debounce, options.poll_interval)
+        self.store = ConfigStore(options.config_dir, options.limits)
+        self.watcher = Watcher(self.store.poll, self._reload, options.debounce, options.max_debounce, options.poll_interval)
         self.registry = Registry(options.grace, on_change=self.watcher.notify, on_expire=lambda i: self.hub.forget(i))
         last_version, nodes = persist.load(options.data_dir) if options.data_dir else (0, [])
         self.mesh = Mesh(last_version)
@@ -60,7 +63,7 @@ class ControlServer:
             # reconnect: one that reconnects waits a grace period for the others instead of
             # receiving a view with their endpoints missing (it serves its last config meanwhile)
             self.hub.warmup_until = time.monotonic() + self.options.grace
-        self._apply(time.monotonic())
+        self._apply(self.store.reload(), time.monotonic())  # nothing is served yet: in-process
         server, self._connections = await serve(self.hub.open, *self.options.listen)
         admin = await AdminServer(self.status, self.metrics.render, self.metrics.content_type,
                                   lambda: self.ready).start(*self.options.admin)
@@ -94,9 +97,12 @@ class ControlServer:
             "rejected": [{"file": f, "errors": [str(e) for e in errors]} for f, errors in self.store.rejected],
         }
 
-    def _apply(self, detected_at: float) -> None:
-        """One burst of changes (files, proxies) -> a new generation, pushed where it matters."""
-        rejected = self.store.reload()
+    async def _reload(self, detected_at: float) -> None:
+        """One burst of changes (files, proxies): changed files are loaded off the event loop."""
+        self._apply(await self.store.reload_isolated(), detected_at)
+
+    def _apply(self, rejected: list, detected_at: float) -> None:
+        """The store's new state -> a new generation, pushed where it matters."""
         if rejected:
             self.metrics.rejections.inc(len(rejected))
         generation = self.mesh.update(self.store.config, self.registry.entries(), detected_at)

@@ -4,6 +4,11 @@ A file is loaded and validated on its own (`pymesh analyze`'s loader), so one ba
 file only: its previous good resources stay in force and every other file still applies. The mesh
 configuration is the union of every file's last good resources, in sorted file order (the order
 `pymesh analyze DIR` reads them). A deleted file takes its resources with it.
+
+Files are loaded within the input limits (`pymesh.api.limits`); a file over one, or one whose
+load runs out of time in its child process (`reload_isolated`, what the running server uses so
+that a hostile file never stalls the event loop), is rejected like an invalid one, with the
+error naming the file, the line and the limit.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from pymesh.api import model
+from pymesh.api import limits as input_limits, model
 from pymesh.api.errors import ConfigError
-from pymesh.api.load import _yaml_files, load_paths
+from pymesh.api.limits import LimitExceeded, Limits
+from pymesh.api.load import LoadResult, _yaml_files, load_paths
+from pymesh.api.offload import OffloadFailed, run_in_child
 from pymesh.api.resources import KINDS
 
 log = logging.getLogger("pymesh.control.store")
@@ -34,12 +41,15 @@ class ConfigStore:
     """`poll()` is cheap (stat calls) and says whether anything changed on disk; `reload()`
     reads the changed files and rebuilds `config`."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, limits: Limits = input_limits.DEFAULT):
         self.directory = directory
+        self.limits = limits
         self.config = model.MeshConfig()
         self.conflicts: list[ConfigError] = []  # resources defined in two files: the later is ignored
         self._files: dict[str, FileState] = {}
         self._seen: dict[str, Stamp] = {}
+        self._stamps: dict[str, Stamp] = {}  # of the files being loaded
+        self._total = 0  # their size in bytes
         self._missing = False
 
     def poll(self) -> bool:
@@ -52,21 +62,42 @@ class ConfigStore:
         return changed
 
     def reload(self) -> list[tuple[str, list[ConfigError]]]:
-        """Load changed, new and deleted files; returns the files newly rejected, with their errors."""
+        """Load changed, new and deleted files in this process (at startup, before anything is
+        served); returns the files newly rejected, with their errors."""
+        changed = self._changed()
+        return self._apply({path: self._over_total(path) or load_paths([path], self.limits) for path in changed})
+
+    async def reload_isolated(self) -> list[tuple[str, list[ConfigError]]]:
+        """`reload`, each changed file loaded in a child process under the time limit."""
+        changed = self._changed()
+        return self._apply({path: self._over_total(path) or await self._load_isolated(path) for path in changed})
+
+    async def _load_isolated(self, path: str) -> LoadResult:
+        try:
+            return await run_in_child(load_paths, [path], self.limits, timeout=self.limits.load_timeout)
+        except OffloadFailed as error:
+            return LoadResult(model.MeshConfig(), [ConfigError(path, 0, "", str(error))])
+
+    def _changed(self) -> list[str]:
+        """Forget deleted files; the files that are new or changed since they were loaded."""
         stamps = self._scan()
         if stamps is None:
             return []
         self._seen = stamps
-        rejected = []
         for path in list(self._files):
             if path not in stamps:
                 log.info("%s: removed", path)
                 del self._files[path]
-        for path, stamp in stamps.items():
-            state = self._files.get(path)
-            if state is not None and state.stamp == stamp:
-                continue
-            state = self._files[path] = _load(path, stamp, state.good if state else None)
+        self._stamps = stamps
+        self._total = sum(stamp[1] for stamp in stamps.values())
+        return [path for path, stamp in stamps.items() if path not in self._files or self._files[path].stamp != stamp]
+
+    def _apply(self, loaded: dict[str, LoadResult]) -> list[tuple[str, list[ConfigError]]]:
+        """Each loaded file's new state, then the union."""
+        rejected = []
+        for path, result in loaded.items():
+            previous = self._files.get(path)
+            state = self._files[path] = _state(path, self._stamps[path], previous.good if previous else None, result)
             if state.errors:
                 rejected.append((path, state.errors))
         old = set(self.conflicts)
@@ -84,6 +115,14 @@ class ConfigStore:
         for error in self.conflicts:
             by_file.setdefault(error.file, []).append(error)
         return out + sorted(by_file.items())
+
+    def _over_total(self, path: str) -> LoadResult | None:
+        """A changed file is not even read while the directory is over the total size limit."""
+        try:
+            input_limits.check_size(self._total, self.limits.max_total_bytes, "the configuration directory")
+        except LimitExceeded as exc:
+            return LoadResult(model.MeshConfig(), [ConfigError(path, 0, "", exc.message)])
+        return None
 
     def _scan(self) -> dict[str, Stamp] | None:
         """None when the directory itself is gone: an unmounted volume or a directory being
@@ -108,8 +147,7 @@ def _scan(directory: str) -> dict[str, Stamp]:
     return stamps
 
 
-def _load(path: str, stamp: Stamp, previous: model.MeshConfig | None) -> FileState:
-    result = load_paths([path])
+def _state(path: str, stamp: Stamp, previous: model.MeshConfig | None, result: LoadResult) -> FileState:
     if not result.errors:
         log.info("%s: loaded %d resources", path, result.resource_count)
         return FileState(stamp, result.config)

@@ -9,9 +9,10 @@ and works on every filesystem, bind mounts and ConfigMap volumes included.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 log = logging.getLogger("pymesh.control.watch")
 
@@ -47,9 +48,12 @@ class Burst:
 
 class Watcher:
     """Runs `poll` every `interval` seconds (True = something changed) and calls `apply(first)`
-    once per burst; `notify()` adds an event from elsewhere (a proxy connecting, leaving)."""
+    once per burst, awaiting it if it is a coroutine function (one that loads off the loop);
+    `notify()` adds an event from elsewhere (a proxy connecting, leaving). Nothing `poll` or
+    `apply` raises stops the watching."""
 
-    def __init__(self, poll: Callable[[], bool], apply: Callable[[float], None], quiet: float, max_delay: float,
+    def __init__(self, poll: Callable[[], bool], apply: Callable[[float], Awaitable[None] | None],
+                 quiet: float, max_delay: float,
                  interval: float = 0.1, clock: Callable[[], float] = time.monotonic):
         self._poll = poll
         self._apply = apply
@@ -65,12 +69,17 @@ class Watcher:
     async def run(self) -> None:
         while True:
             now = self._clock()
-            if self._poll():
-                self._burst.event(now)
+            try:
+                if self._poll():
+                    self._burst.event(now)
+            except Exception:
+                log.exception("polling the configuration directory failed")
             first = self._burst.take(now)
             if first is not None:
                 try:
-                    self._apply(first)
+                    done = self._apply(first)
+                    if inspect.isawaitable(done):
+                        await done
                 except Exception:  # a bug in one apply must not stop watching
                     log.exception("applying a configuration change failed")
             timeout = self._interval
