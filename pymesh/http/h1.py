@@ -1,12 +1,22 @@
 """Sans-IO HTTP/1.1 codec: httptools (llhttp) parsers that turn bytes into message events.
 
-`feed()` returns the events parsed from one chunk of bytes; the caller acts on them only after the
-whole chunk parsed, so a head followed by a malformed body in the same packet is never forwarded.
-llhttp already rejects the classic smuggling vectors (Content-Length with Transfer-Encoding,
-duplicate Content-Length, bad chunk sizes, obsolete line folding); the reader adds size limits.
+llhttp (strict mode, as httptools builds it) rejects the classic smuggling vectors: Content-Length
+with Transfer-Encoding, duplicate or signed Content-Length, bad chunk sizes, bare CR, obsolete line
+folding, control bytes. On top of it the readers decide every message's framing themselves, once,
+from the parsed header values (`framing`), and refuse anything two parsers could read differently:
+a Transfer-Encoding other than exactly `chunked`, Transfer-Encoding in HTTP/1.0, a Content-Length
+that is not plain digits. Every input is bounded before it is buffered: the request line, each
+header line and the header block, the header count, chunk-size lines and trailers.
+
+`feed()` returns the events parsed from one chunk of bytes. When the chunk turns out to be
+malformed, the events of the messages that ended before the error are kept and an ERROR event
+closes the list; a message cut by the error is dropped, so its head is never acted on. After a
+request with `Connection: close` (or an HTTP/1.0 request without keep-alive) the reader stops:
+what the client sends after it is ignored, never parsed as another request.
 
 Events are small tuples, cheap to build on the hot path:
     (HEAD, RequestHead | ResponseHead)   (DATA, bytes)   (END, trailers)   (UPGRADE, tail bytes)
+    (ERROR, ProtocolError)
 """
 
 from __future__ import annotations
@@ -15,31 +25,30 @@ from dataclasses import dataclass
 
 import httptools
 
+from pymesh.http.errors import ProtocolError
+from pymesh.http.framing import connection_tokens, content_length, is_chunked
 from pymesh.http.message import Header, RequestHead, ResponseHead
+from pymesh.http.target import parse_target
 
-HEAD, DATA, END, UPGRADE = 0, 1, 2, 3
+HEAD, DATA, END, UPGRADE, ERROR = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Envoy's defaults: 60 KiB of headers, at most 100 of them."""
+    """Envoy's defaults: 60 KiB of headers, at most 100 of them.
+
+    `max_header_bytes` also bounds any line still being received (a header line that never ends,
+    a chunk-size line with endless extensions, a trailer): the bytes that arrive without
+    completing anything are counted, and past the limit the message is refused.
+    """
 
     max_request_line: int = 16 * 1024
     max_header_bytes: int = 60 * 1024
     max_headers: int = 100
 
 
-class ProtocolError(Exception):
-    """Malformed or oversized input: the status to answer with, and why."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 class _StopParsing(Exception):
-    """Raised from a parser callback to stop llhttp (limits, head-only responses)."""
+    """Raised from a parser callback to stop llhttp (limits, head-only responses, close)."""
 
 
 class _Reader:
@@ -47,14 +56,18 @@ class _Reader:
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
+        self.in_head = False  # a message began and its head is not complete yet
         self._events: list = []
         self._headers: list[Header] = []
         self._header_bytes = 0
         self._in_trailers = False
         self._stop_reason: ProtocolError | None = None
+        self._progress = False  # did the last chunk complete anything (a line, body bytes)?
+        self._stalled = 0  # bytes received since anything last completed
+        self._finished = False  # Connection: close seen: nothing more is parsed
 
     def _reject(self, status: int, reason: str) -> _StopParsing:
-        """Stop llhttp from a callback; `feed` turns this into ProtocolError(status, reason)."""
+        """Stop llhttp from a callback; `feed` turns this into an ERROR event."""
         self._stop_reason = ProtocolError(status, reason)
         return _StopParsing()
 
@@ -62,46 +75,91 @@ class _Reader:
         self._headers = []
         self._header_bytes = 0
         self._in_trailers = False
+        self.in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress = True
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.limits.max_header_bytes or len(self._headers) >= self.limits.max_headers:
             raise self._reject(431, "request header fields too large")
         self._headers.append((name.lower(), value))
 
     def on_body(self, body: bytes) -> None:
+        self._progress = True
         self._events.append((DATA, body))
 
+    def on_chunk_header(self) -> None:
+        self._progress = True
+
     def on_message_complete(self) -> None:
+        self._progress = True
         trailers = self._headers if self._in_trailers else []
         self._events.append((END, trailers))
 
-    def _finish_head(self, head) -> None:
-        chunked = False
-        length = None
+    def _finish_head(self, head, reject_status: int) -> None:
+        """Framing from the parsed values, decided here once (see pymesh.http.framing)."""
+        self._progress = True
+        self.in_head = False
+        lengths = []
+        codings = []
+        tokens = []
         for name, value in self._headers:
             if name == b"content-length":
-                length = int(value)
+                lengths.append(value)
             elif name == b"transfer-encoding":
-                chunked = value.lower().endswith(b"chunked")
-        head.content_length = length
-        head.chunked = chunked
+                codings.append(value)
+            elif name == b"connection":
+                tokens.append(value)
+        try:
+            if codings:
+                if head.http_version == "1.0":
+                    raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 message")
+                head.chunked = is_chunked(codings, reject_status)
+            if lengths:
+                head.content_length = content_length(lengths)
+            if tokens:
+                head.nominated = connection_tokens(tokens)
+        except ProtocolError as error:
+            self._stop_reason = error
+            raise _StopParsing from None
         self._events.append((HEAD, head))
         self._headers = []
         self._in_trailers = True
 
     def _feed(self, parser, data: bytes) -> list:
         events = self._events = []
+        if self._finished:
+            return events
+        self._progress = False
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             events.append((UPGRADE, data[upgrade.args[0] :]))
         except httptools.HttpParserCallbackError as exc:
-            if self._stop_reason is not None:
-                raise self._stop_reason from None
-            raise ProtocolError(400, f"bad request: {exc}") from exc
+            if self._finished:
+                return events
+            error = self._stop_reason or ProtocolError(400, f"bad request: {exc}")
+            return self._fail(events, error)
         except httptools.HttpParserError as exc:
-            raise ProtocolError(400, f"bad request: {exc}") from None
+            return self._fail(events, ProtocolError(400, f"bad request: {exc}"))
+        if self._progress:
+            self._stalled = len(data)  # at most this much can belong to an unfinished line
+        else:
+            self._stalled += len(data)
+            if self._stalled > self.limits.max_header_bytes:
+                if self.in_head:
+                    return self._fail(events, ProtocolError(431, "request header fields too large"))
+                return self._fail(events, ProtocolError(400, "bad request: line too long"))
+        return events
+
+    def _fail(self, events: list, error: ProtocolError) -> list:
+        """Keep the messages that ended before the error; drop the one it cut."""
+        self._finished = True
+        last_end = len(events) - 1
+        while last_end >= 0 and events[last_end][0] != END:
+            last_end -= 1
+        del events[last_end + 1 :]
+        events.append((ERROR, error))
         return events
 
 
@@ -118,6 +176,7 @@ class RequestReader(_Reader):
         self._url = b""
 
     def on_url(self, url: bytes) -> None:
+        self._progress = True
         self._url += url
         if len(self._url) > self.limits.max_request_line:
             raise self._reject(431, "request line too long")
@@ -128,25 +187,35 @@ class RequestReader(_Reader):
         version = parser.get_http_version()
         if version == "0.9":
             raise self._reject(400, "bad request: HTTP/0.9 is not supported")
+        if version not in ("1.0", "1.1"):
+            raise self._reject(505, f"HTTP/{version} is not supported on an HTTP/1 connection")
+        method = parser.get_method().decode("ascii")
+        if method == "CONNECT":
+            raise self._reject(405, "CONNECT is not supported")
         hosts = [value for name, value in headers if name == b"host"]
         if len(hosts) > 1 or (not hosts and version == "1.1"):
             # RFC 9112 3.2: exactly one Host in HTTP/1.1, else 400; two could let the proxy
             # and the upstream disagree about the target.
             raise self._reject(400, "bad request: an HTTP/1.1 request needs exactly one Host header")
-        head = RequestHead(
-            parser.get_method().decode("ascii"),
-            self._url.decode("latin-1"),
-            headers,
-            http_version=version,
-        )
+        try:
+            path, authority = parse_target(method, self._url)
+        except ValueError as error:
+            raise self._reject(400, f"bad request: {error}") from None
+        head = RequestHead(method, path, headers, http_version=version)
+        # RFC 9112 3.2.2: an absolute-form target's authority replaces Host.
+        head.authority = authority if authority is not None else (hosts[0].decode("latin-1") if hosts else "")
         for name, value in headers:
-            if name == b"host":
-                head.authority = value.decode("latin-1")
-            elif name == b"expect" and value.lower() == b"100-continue":
+            if name == b"expect" and value.lower() == b"100-continue":
                 head.expect_continue = True
         head.keep_alive = parser.should_keep_alive()
         head.upgrade = parser.should_upgrade()
-        self._finish_head(head)
+        self._finish_head(head, 501)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if not self._parser.should_keep_alive() and not self._parser.should_upgrade():
+            self._finished = True  # nothing after a closing request is a request
+            raise _StopParsing
 
     def feed(self, data: bytes) -> list:
         return self._feed(self._parser, data)
@@ -172,10 +241,11 @@ class ResponseReader(_Reader):
         status = parser.get_status_code()
         self._interim = 100 <= status < 200 and status != 101
         if self._interim:
+            self.in_head = False
             return
         head = ResponseHead(status, self._headers, http_version=parser.get_http_version())
         head.keep_alive = parser.should_keep_alive()
-        self._finish_head(head)
+        self._finish_head(head, 502)
         if not self.expect_body:
             self._events.append((END, []))
             self._head_only_done = True
@@ -188,19 +258,21 @@ class ResponseReader(_Reader):
             super().on_message_complete()
 
     def feed(self, data: bytes) -> list:
-        try:
-            return self._feed(self._parser, data)
-        except ProtocolError:
-            if not self._head_only_done:
-                raise
+        events = self._feed(self._parser, data)
+        if self._head_only_done:
+            # The head-only stop is not an error: the next response gets a fresh parser.
             self._head_only_done = False
             self.reset()
-            return self._events
+            if events and events[-1][0] == ERROR:
+                events.pop()
+        return events
 
     def reset(self) -> None:
         """A fresh parser for the next response (after a HEAD response)."""
         self._parser = httptools.HttpResponseParser(self)
         self._stop_reason = None
+        self._finished = False
+        self.in_head = False
 
 
 # --- serialisation ---------------------------------------------------------------------------

@@ -12,13 +12,15 @@ from typing import Iterable
 
 Header = tuple[bytes, bytes]
 
-# RFC 9110 7.6.1 hop-by-hop fields, plus the legacy ones proxies are expected to drop.
+# RFC 9110 7.6.1 hop-by-hop fields, the legacy ones proxies are expected to drop, and the
+# framing fields: each side's codec writes its own framing, never a copy of the peer's.
 HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
         b"proxy-connection",
         b"transfer-encoding",
+        b"content-length",
         b"te",
         b"trailer",
         b"upgrade",
@@ -46,6 +48,7 @@ class RequestHead:
         "keep_alive",
         "upgrade",
         "expect_continue",
+        "nominated",
         "_headers",
     )
 
@@ -75,6 +78,7 @@ class RequestHead:
         self.keep_alive = True
         self.upgrade = False
         self.expect_continue = False
+        self.nominated: frozenset[bytes] = frozenset()  # hop-by-hop names from Connection
         self._headers: dict[str, str] | None = None
 
     @property
@@ -92,7 +96,7 @@ class RequestHead:
 
 
 class ResponseHead:
-    __slots__ = ("status", "reason", "raw_headers", "http_version", "content_length", "chunked", "keep_alive")
+    __slots__ = ("status", "reason", "raw_headers", "http_version", "content_length", "chunked", "keep_alive", "nominated")
 
     def __init__(self, status: int, raw_headers: list[Header], reason: bytes = b"", http_version: str = "1.1") -> None:
         self.status = status
@@ -102,6 +106,7 @@ class ResponseHead:
         self.content_length: int | None = None
         self.chunked = False
         self.keep_alive = True
+        self.nominated: frozenset[bytes] = frozenset()
 
 
 def headers_dict(raw_headers: Iterable[Header]) -> dict[str, str]:
@@ -113,18 +118,9 @@ def headers_dict(raw_headers: Iterable[Header]) -> dict[str, str]:
     return result
 
 
-def connection_tokens(raw_headers: Iterable[Header]) -> frozenset[bytes]:
-    """Field names listed in Connection headers: hop-by-hop for this message only."""
-    tokens: set[bytes] = set()
-    for name, value in raw_headers:
-        if name == b"connection":
-            tokens.update(token.strip().lower() for token in value.split(b","))
-    return frozenset(tokens)
-
-
-def end_to_end(raw_headers: list[Header]) -> list[Header]:
-    """The headers a proxy forwards: hop-by-hop ones, and those the Connection header names, dropped."""
-    extra = connection_tokens(raw_headers)
-    if extra:
-        return [(n, v) for n, v in raw_headers if n not in HOP_BY_HOP and n not in extra]
+def end_to_end(raw_headers: list[Header], nominated: frozenset[bytes]) -> list[Header]:
+    """The headers a proxy forwards: hop-by-hop and framing ones, and those the Connection
+    header nominated (see pymesh.http.framing.connection_tokens), dropped."""
+    if nominated:
+        return [(n, v) for n, v in raw_headers if n not in HOP_BY_HOP and n not in nominated]
     return [(n, v) for n, v in raw_headers if n not in HOP_BY_HOP]

@@ -19,6 +19,7 @@ import random
 import uuid
 
 from pymesh.http import h1
+from pymesh.http.errors import ProtocolError
 from pymesh.http.message import IDEMPOTENT_METHODS, Header, RequestHead, ResponseHead, end_to_end
 from pymesh.policy import flags
 from pymesh.policy.outcome import Outcome, classify
@@ -30,6 +31,7 @@ from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER
 
 REPLAY_LIMIT = 64 * 1024
 BODY_HIGH_WATER = 256 * 1024  # pause the downstream while this much body waits for a connection
+UPGRADE_TAIL_LIMIT = 64 * 1024  # bytes after an Upgrade request held until the 101
 
 _rng = random.Random()
 PASSTHROUGH_ROUTE = Route(
@@ -166,11 +168,15 @@ class Exchange:
             self.chunks.append(_Trailers(trailers))
 
     def on_upgrade_data(self, tail: bytes) -> None:
-        """Bytes the client sent after an Upgrade request's head, before the 101 arrived."""
-        if self.conn is not None:
-            self.conn.transport.write(tail)
-        else:
-            self.upgrade_tail += tail
+        """Bytes the client sent after an Upgrade request's head, before the 101 arrived.
+
+        They are the new protocol's, so they go upstream only once the upstream switched; if it
+        refuses, they are dropped with the connection (sent as HTTP they could be parsed as a
+        request nobody routed). Past `UPGRADE_TAIL_LIMIT` the client is paused until then.
+        """
+        self.upgrade_tail += tail
+        if len(self.upgrade_tail) > UPGRADE_TAIL_LIMIT:
+            self.pause_request_body()
 
     def on_downstream_lost(self) -> None:
         if self.done:
@@ -232,8 +238,6 @@ class Exchange:
                 out.append(h1.encode_last_chunk(chunk.trailers))
             else:
                 out.append(h1.encode_chunk(chunk) if chunked else chunk)
-        if self.upgrade_tail:
-            out.append(self.upgrade_tail)
         conn.transport.write(b"".join(out) if len(out) > 1 else out[0])
         if self.chunks is not None:
             self.sent = len(self.chunks)
@@ -320,6 +324,8 @@ class Exchange:
 
     def on_response_head(self, conn, head: ResponseHead) -> None:
         status = head.status
+        if status == 101 and not self.head.upgrade:
+            return self.on_upstream_error(conn, ProtocolError(502, "101 answers no upgrade request"))
         if status >= 400 and not self.committed:
             if self._may_retry(Outcome.RESPONSE, status):
                 endpoint = self.endpoint
@@ -339,8 +345,10 @@ class Exchange:
         self.status = status
         has_body = self.expect_body and status >= 200 and status not in (204, 304)
         self.close_delimited = has_body and head.content_length is None and not head.chunked
-        self.upstream_reusable = head.keep_alive and not self.close_delimited
-        headers = end_to_end(head.raw_headers)
+        # A head-only response (HEAD) ends where llhttp was stopped, which cannot tell whether
+        # more bytes followed it: that connection is not trusted again.
+        self.upstream_reusable = head.keep_alive and not self.close_delimited and self.expect_body
+        headers = end_to_end(head.raw_headers, head.nominated)
         for ops in self.response_header_ops:
             if not ops.empty:
                 headers = apply_header_ops(headers, ops)
@@ -366,6 +374,9 @@ class Exchange:
         """101 Switching Protocols: both connections become one byte tunnel."""
         self._end_attempt()
         self.conn = None
+        if self.upgrade_tail:
+            conn.transport.write(self.upgrade_tail)
+            self.upgrade_tail = b""
         self.downstream.start_tunnel(conn, tail)
         self._finish()
 
@@ -383,7 +394,7 @@ class Exchange:
         else:
             self._abort_response(flags.UC)
 
-    def on_upstream_error(self, conn, error: h1.ProtocolError) -> None:
+    def on_upstream_error(self, conn, error: ProtocolError) -> None:
         """The upstream sent something that is not HTTP/1.1: Envoy's 502 before a response
         started, a reset after."""
         self._end_attempt()
@@ -440,8 +451,14 @@ class Exchange:
     # --- the upstream request's head ----------------------------------------------------------
 
     def _upstream_head(self, route, prefix, weighted) -> bytes:
+        """The request head for the upstream. Its framing (Content-Length or chunked), Host and
+        Upgrade come from the proxy's own parse, never copied from the client's headers."""
         head = self.head
-        headers = [(n, v) for n, v in end_to_end(head.raw_headers) if n != PEER_HEADER]
+        authority = head.authority or self.cluster_state.cluster.service_host
+        headers = [(b"host", authority.encode("latin-1"))]
+        headers += [
+            (n, v) for n, v in end_to_end(head.raw_headers, head.nominated) if n != PEER_HEADER and n != b"host"
+        ]
         if self.listener.direction == "outbound":
             headers.append((PEER_HEADER, self.runtime.peer_header))
         if head.upgrade:
@@ -453,6 +470,8 @@ class Exchange:
             headers = [(n, v) for n, v in headers if n != b"expect"]
         if head.chunked:
             headers.append((b"transfer-encoding", b"chunked"))
+        elif head.content_length is not None:
+            headers.append((b"content-length", b"%d" % head.content_length))
         request_id = head.header(b"x-request-id")
         if request_id is None:
             request_id = str(uuid.UUID(bytes=os.urandom(16), version=4)).encode()
@@ -467,8 +486,7 @@ class Exchange:
         if route.rewrite is not None:
             target, authority = rewrite_target(route.rewrite, prefix, head.path)
             if authority:
-                headers = [(n, v) for n, v in headers if n != b"host"]
-                headers.insert(0, (b"host", authority.encode("latin-1")))
+                headers = [(b"host", authority.encode("latin-1"))] + [(n, v) for n, v in headers if n != b"host"]
         return h1.serialize_request_head(head.method, target, headers)
 
     def _forwarded(self, headers: list[Header]) -> None:

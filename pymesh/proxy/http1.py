@@ -13,6 +13,7 @@ import asyncio
 from collections import deque
 
 from pymesh.http import h1
+from pymesh.http.errors import ProtocolError
 from pymesh.http.message import Header
 from pymesh.policy import flags
 from pymesh.proxy.exchange import Exchange
@@ -43,6 +44,7 @@ class DownstreamH1(asyncio.Protocol):
         self.chunked_out = False
         self.keep_alive = True
         self.closing = False
+        self.read_closed = False  # a protocol error: answer what was read, then close
 
     # asyncio callbacks ---------------------------------------------------------------------
 
@@ -59,13 +61,9 @@ class DownstreamH1(asyncio.Protocol):
         if self.upgrading is not None:
             self.upgrading.on_upgrade_data(data)
             return
-        if self.closing:
+        if self.closing or self.read_closed:
             return
-        try:
-            events = self.reader.feed(data)
-        except h1.ProtocolError as error:
-            self._bad_request(error)
-            return
+        events = self.reader.feed(data)
         queue = self.queue
         for kind, value in events:
             if kind == h1.DATA:
@@ -82,10 +80,13 @@ class DownstreamH1(asyncio.Protocol):
                 reading = self.reading
                 self.reading = None
                 reading.on_request_end(value)
-            else:  # UPGRADE: the rest of the bytes belong to the protocol being switched to
+            elif kind == h1.UPGRADE:  # the rest of the bytes belong to the protocol being switched to
                 self.upgrading = queue[-1]
                 if value:
                     self.upgrading.on_upgrade_data(value)
+            else:  # ERROR: the requests that ended before it are still answered
+                self._bad_request(value)
+                break
         if queue:
             head = queue[0]
             if head.route is None and not head.done:
@@ -145,12 +146,15 @@ class DownstreamH1(asyncio.Protocol):
             and exchange.request_done
             and not self.runtime.draining
             and not self.closing
+            and not (self.read_closed and len(self.queue) == 1)
         )
 
     def send_continue(self) -> None:
         self.transport.write(_CONTINUE)
 
     def send_response_head(self, status: int, headers: list[Header], content_length, has_body: bool) -> None:
+        """Write a response head with this connection's own framing: Content-Length when the
+        length is known, else chunked (HTTP/1.1 clients) or close-delimited (HTTP/1.0)."""
         exchange = self.queue[0]
         if status == 101:
             keep = True
@@ -159,7 +163,10 @@ class DownstreamH1(asyncio.Protocol):
         else:
             keep = self._keep(exchange)
         self.chunked_out = False
-        if has_body and content_length is None:
+        if content_length is not None:
+            if has_body or status >= 200 and status != 204:  # HEAD and 304 announce a length
+                headers.append((b"content-length", b"%d" % content_length))
+        elif has_body:
             if exchange.head.http_version == "1.1":
                 self.chunked_out = True
                 headers.append(_CHUNKED)
@@ -185,7 +192,6 @@ class DownstreamH1(asyncio.Protocol):
         headers = list(reply.headers)
         if reply.body:
             headers.append(_TEXT_PLAIN)
-        headers.append((b"content-length", b"%d" % len(reply.body)))
         if reply.close:
             self.keep_alive = False
         self.send_response_head(reply.status, headers, len(reply.body), False)
@@ -217,7 +223,7 @@ class DownstreamH1(asyncio.Protocol):
         if exchange is self.reading:
             self.reading = None
             self.keep_alive = False  # answered before the body was read: cannot find the next request
-        if not self.keep_alive or self.closing:
+        if not self.keep_alive or self.closing or (self.read_closed and not queue):
             self.closing = True
             self.transport.close()
             return
@@ -242,23 +248,28 @@ class DownstreamH1(asyncio.Protocol):
             self.closing = True
             self.transport.close()
 
-    def _bad_request(self, error: h1.ProtocolError) -> None:
-        """Malformed or oversized input: answer once with the error and close the connection.
+    def _bad_request(self, error: ProtocolError) -> None:
+        """Malformed or oversized input: nothing more is read from this connection.
 
-        A request whose head was already forwarded loses its upstream attempt, so the upstream
-        never sees a complete request built from bad bytes.
+        The request the error cut is answered with the error (or, if its response already
+        started, the connection is reset) and loses its upstream attempt, so the upstream never
+        sees a complete request built from bad bytes. Requests that ended before the error are
+        still answered, the last of them with `Connection: close`.
         """
-        self.closing = True
-        self.keep_alive = False
+        self.read_closed = True
         reading = self.reading
         self.reading = None
-        if reading is not None and reading is not self.queue[0]:
-            self.queue.remove(reading)
-            reading = None
-        if reading is not None and not reading.committed:
-            reading.reply(LocalReply(error.status, flags.DPE, error.reason.encode(), close=True))
-            return
+        if reading is not None:
+            if reading is not self.queue[0]:
+                self.queue.remove(reading)  # pipelined behind others: never started
+            elif reading.committed:
+                self.abort()
+                return
+            else:
+                reading.reply(LocalReply(error.status, flags.DPE, error.reason.encode(), close=True))
+                return
         if not self.queue:
+            self.closing = True
             self.runtime.observe_protocol_error(self, error.status)
             body = error.reason.encode()
             headers = [_TEXT_PLAIN, (b"content-length", b"%d" % len(body)), _CLOSE]

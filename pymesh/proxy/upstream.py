@@ -42,7 +42,9 @@ def inbound_source(address: str) -> tuple[str, int] | None:
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an endpoint, bound to at most one exchange at a time."""
 
-    __slots__ = ("pool", "transport", "reader", "exchange", "requests", "idle_since", "received", "tunnel", "reused")
+    __slots__ = (
+        "pool", "transport", "reader", "exchange", "requests", "idle_since", "received", "tunnel", "reused", "clean",
+    )
 
     def __init__(self, pool: EndpointPool) -> None:
         self.pool = pool
@@ -54,6 +56,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.received = False  # any response byte for the current request
         self.tunnel = None  # the downstream transport once upgraded (WebSocket)
         self.reused = False  # served a request before the current one
+        self.clean = False  # the last response ended exactly where its framing said
 
     # asyncio callbacks ---------------------------------------------------------------------
 
@@ -69,22 +72,24 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()  # unsolicited bytes on an idle connection: not trustworthy
             return
         self.received = True
-        try:
-            events = self.reader.feed(data)
-        except h1.ProtocolError as exc:
-            exchange.on_upstream_error(self, exc)
-            return
-        for kind, value in events:
+        events = self.reader.feed(data)
+        last = len(events) - 1
+        for index, (kind, value) in enumerate(events):
             if kind == h1.DATA:
                 exchange.on_response_data(value)
             elif kind == h1.HEAD:
                 exchange.on_response_head(self, value)
             elif kind == h1.END:
+                # Anything after the response's end (bytes, another response beginning) means
+                # the upstream and the proxy disagree about framing: never reuse it.
+                self.clean = index == last and not self.reader.in_head
                 exchange.on_response_end(self, value)
-            else:
+            elif kind == h1.UPGRADE:
                 exchange.on_response_upgrade(self, value)
+            else:  # ERROR
+                exchange.on_upstream_error(self, value)
             if self.exchange is not exchange:
-                return  # the exchange let go of this connection (retry, reset)
+                return  # the exchange let go of this connection (retry, reset, done)
 
     def eof_received(self):
         if self.tunnel is not None:
@@ -116,6 +121,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = exchange
         self.received = False
         self.reused = self.requests > 0
+        self.clean = False
         self.reader.expect_body = expect_body
         self.requests += 1
 
@@ -202,8 +208,10 @@ class EndpointPool:
         return task.cancel
 
     def release(self, conn: UpstreamConnection, reusable: bool) -> None:
+        """Back to the idle list only when the request and the response both ended cleanly by
+        their framing and the upstream keeps the connection; any doubt closes it."""
         self.active -= 1
-        if reusable and (not self.max_requests or conn.requests < self.max_requests) and not conn.transport.is_closing():
+        if reusable and conn.clean and (not self.max_requests or conn.requests < self.max_requests) and not conn.transport.is_closing():
             conn.idle_since = time.monotonic()
             conn.transport.resume_reading()  # a slow client may have paused it mid-response
             self.idle.append(conn)
