@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import yaml
 
 MIB = 1 << 20
+DEPTH_CEILING = 300  # the tree builder recurses; Python's default recursion limit fails near 500
 
 
 @dataclass(frozen=True)
@@ -129,14 +130,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"largest configuration file read (default {DEFAULT.max_file_bytes // MIB} MiB)")
     group.add_argument("--config-max-total-mb", type=float, default=DEFAULT.max_total_bytes / MIB, metavar="MB",
                        help=f"largest configuration read in total (default {DEFAULT.max_total_bytes // MIB} MiB)")
-    group.add_argument("--config-max-depth", type=int, default=DEFAULT.max_depth, metavar="N",
-                       help=f"deepest YAML nesting accepted (default {DEFAULT.max_depth})")
+    group.add_argument("--config-max-depth", type=_depth, default=DEFAULT.max_depth, metavar="N",
+                       help=f"deepest YAML nesting accepted (default {DEFAULT.max_depth}, at most {DEPTH_CEILING})")
     group.add_argument("--config-max-aliases", type=int, default=DEFAULT.max_aliases, metavar="N",
                        help=f"YAML alias uses per file (default {DEFAULT.max_aliases}; expanding them may add at "
                        f"most {DEFAULT.max_alias_nodes} nodes)")
     group.add_argument("--config-load-timeout", type=float, default=DEFAULT.load_timeout, metavar="SECONDS",
                        help=f"time a reload may take to read and check the configuration before it is "
                        f"stopped and rejected (default {DEFAULT.load_timeout:g})")
+
+
+def _depth(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= DEPTH_CEILING:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to {DEPTH_CEILING}, got {text!r}")
+    return int(text)
 
 
 def from_args(args: argparse.Namespace) -> Limits:
