@@ -89,7 +89,8 @@ class ConfigStore:
                 log.info("%s: removed", path)
                 del self._files[path]
         self._stamps = stamps
-        self._total = sum(stamp[1] for stamp in stamps.values())
+        # what would be read: a file over the per-file limit is refused on its own, unread
+        self._total = sum(size for _, size, _ in stamps.values() if size <= self.limits.max_file_bytes)
         return [path for path, stamp in stamps.items() if path not in self._files or self._files[path].stamp != stamp]
 
     def _apply(self, loaded: dict[str, LoadResult]) -> list[tuple[str, list[ConfigError]]]:
