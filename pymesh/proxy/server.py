@@ -100,7 +100,11 @@ def checked_config(options: ProxyOptions) -> tuple[model.MeshConfig, str | None]
 
 async def load_config_off_loop(options: ProxyOptions) -> tuple[model.MeshConfig, str | None]:
     """`load_config` in a child process under the time limit: raises ConfigError (rejected) or
-    OffloadFailed (timed out, crashed)."""
+    OffloadFailed (timed out, crashed). With a control server the snapshot on disk is one this
+    proxy validated before saving it, so workers load it in-process: sooner, as the supervisor
+    ACKs a push once it has signalled them."""
+    if options.control is not None:
+        return load_config(options)
     checked = await run_in_child(checked_config, options, timeout=options.config_limits.load_timeout)
     if isinstance(checked, ConfigError):
         raise checked
