@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from pymesh.api.regex import RegexError, compile_regex
+
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _WILDCARD_LABEL = re.compile(r"\*(-?[a-z0-9]([-a-z0-9]*[a-z0-9])?)?\Z")  # "*", "*foo", "*-foo"
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
@@ -95,11 +97,11 @@ def unix_path(value: str) -> str | None:
 
 
 def regex(value: str) -> str | None:
-    """Compiles with Python's `re` (Istio/Envoy use RE2: keep to the syntax both accept)."""
+    """Compiles with RE2, as Envoy does and in Istio's limits (see pymesh.api.regex)."""
     try:
-        re.compile(value)
-    except re.error as exc:
-        return f"invalid regex {value!r}: {exc}"
+        compile_regex(value)
+    except RegexError as exc:
+        return f"invalid regex {value!r}: {exc}; Istio uses RE2 syntax (https://github.com/google/re2/wiki/Syntax)"
     return None
 
 

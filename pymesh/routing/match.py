@@ -2,19 +2,20 @@
 
 A request costs one dict lookup for its authority (wildcards: one lookup per dot), then a walk over
 that virtual host's routes calling small precompiled predicates (with many routes, only those
-that can match the path's first segment: see segment_index). Regexes are compiled once; the
-query string is parsed only if some route of the virtual host needs it, and then once per request.
+that can match the path's first segment: see segment_index). Regexes are compiled once, by RE2
+(see regex); the query string is parsed only if some route of the virtual host needs it, and then
+once per request.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
 from urllib.parse import parse_qsl
 
 from pymesh.api import model
 from pymesh.routing.hosts import split_authority
+from pymesh.routing.regex import full_matcher
 from pymesh.routing.segment_index import build_index, path_segment, route_segments
 from pymesh.routing.snapshot import RequestView, Route
 
@@ -43,11 +44,14 @@ class LazyQuery:
         return params.get(name)
 
 
-def string_matcher(sm: model.StringMatch, ignore_case: bool = False) -> Callable[[str], object]:
-    """exact/prefix compare; regex must match the whole value (re.fullmatch), as Envoy's RE2."""
+def string_matcher(
+    sm: model.StringMatch, ignore_case: bool = False, encoding: str = "latin-1"
+) -> Callable[[str], object]:
+    """exact/prefix compare; regex: an RE2 full match of the value turned back into bytes with
+    `encoding` (see routing.regex)."""
     value = sm.value
     if sm.kind == "regex":
-        return re.compile(value, re.IGNORECASE if ignore_case else 0).fullmatch
+        return full_matcher(value, ignore_case, encoding)
     if ignore_case:
         value = value.lower()
         if sm.kind == "exact":
@@ -109,7 +113,7 @@ def compile_match(m: model.HTTPMatchRequest, port: int) -> Matcher | None:
         preds.append(_attr("scheme", string_matcher(m.scheme, ignore_case=True)))
     preds += [_header(n.lower(), string_matcher(sm), True) for n, sm in m.headers.items()]
     preds += [_header(n.lower(), string_matcher(sm), False) for n, sm in m.without_headers.items()]
-    preds += [_query(n, string_matcher(sm)) for n, sm in m.query_params.items()]
+    preds += [_query(n, string_matcher(sm, encoding="utf-8")) for n, sm in m.query_params.items()]
     if m.source_labels:
         preds.append(_source_labels(dict(m.source_labels)))
     return tuple(preds), prefix

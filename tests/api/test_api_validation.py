@@ -32,6 +32,8 @@ def case(id_: str, kind: str, body: str, *expected: str):
 
 VS, DR, SE, WE, SC = "VirtualService", "DestinationRule", "ServiceEntry", "WorkloadEntry", "Sidecar"
 
+RE2_HINT = "; Istio uses RE2 syntax (https://github.com/google/re2/wiki/Syntax)"
+
 # A valid http list for VirtualService cases that only exercise other fields.
 ROUTE = "http:\n- route:\n  - destination: {host: r}\n"
 
@@ -143,7 +145,7 @@ CASES = [
           route:
           - destination: {host: r}
         """,
-         "10 spec.http[0].match[0].uri.regex: invalid regex 'a(b': missing ), unterminated subpattern at position 1"),
+         "10 spec.http[0].match[0].uri.regex: invalid regex 'a(b': missing ): a(b" + RE2_HINT),
     case("match-two-kinds", VS, """\
         hosts: [r]
         http:
@@ -200,7 +202,8 @@ CASES = [
           route:
           - destination: {host: r}
         """,
-         "10 spec.http[0].match[0].queryParams[v].regex: invalid regex '*': nothing to repeat at position 0"),
+         "10 spec.http[0].match[0].queryParams[v].regex: invalid regex '*': no argument for repetition operator: *"
+         + RE2_HINT),
     case("match-port-and-bool", VS, """\
         hosts: [r]
         http:
