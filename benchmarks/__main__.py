@@ -1,4 +1,4 @@
-"""Command line: `python -m benchmarks {run,check,scale,control,report}` (see README.md)."""
+"""Command line: `python -m benchmarks {run,check,scale,control,regex,report}` (see README.md)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument("--profile", metavar="DIR", help="run each server under cProfile, writing DIR/<case>.prof")
     control.add_argument("--out", help="results directory (default benchmarks/results)")
 
+    regex = sub.add_parser("regex", help="route regex match time: RE2 against Python's re, hostile and ordinary values")
+    regex.add_argument("--smoke", action="store_true", help="short inputs and budgets, briefly")
+    regex.add_argument("--markdown", action="store_true", help="print the tables as markdown")
+    regex.add_argument("--out", help="results directory (default benchmarks/results)")
+
     show = sub.add_parser("report", help="print the tables (and redraw the plots) of a result JSON (run or control)")
     show.add_argument("result")
     show.add_argument("--markdown", action="store_true")
@@ -66,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "control":
         from benchmarks.control_scale import run as control
         return control(args)
+    if args.command == "regex":
+        from benchmarks.regex import run as regex
+        return regex(args)
     from benchmarks.runner import show
     return show(args)
 
