@@ -15,31 +15,24 @@ from __future__ import annotations
 
 from typing import Callable
 
-import re2
-
 from pymesh.api.regex import compile_regex
 
-_BOTH = re2._re2.RE2.Anchor.ANCHOR_BOTH  # Envoy's RE2::FullMatch
 _NO_MATCH = -1
 _RANGE_LENGTH = 64  # how long a prefix of the bounds RE2 computes
 
 
 def full_matcher(pattern: str, ignore_case: bool = False, encoding: str = "latin-1") -> Callable[[str], bool]:
     """value -> does the whole of it match `pattern` (compiled here, once)."""
-    program = compile_regex(pattern, ignore_case)
-    match = program._regexp.Match  # the public API's per-call wrapping doubles the cost
-
-    try:
-        low, high = program.possiblematchrange(_RANGE_LENGTH)
-    except re2.error:  # no bound can be told (a leading \C*): RE2 alone decides
+    program = compile_regex(pattern, ignore_case)._regexp  # the binding's RE2 object, unwrapped
+    match, both = program.Match, type(program).Anchor.ANCHOR_BOTH  # Envoy's RE2::FullMatch
+    bounded, low, high = program.PossibleMatchRange(_RANGE_LENGTH)
+    if not bounded or high < low:  # none can be told (a leading \C*, or no upper bound): RE2 decides
         low, high = b"", None
-    if high is not None and high < low:  # an empty `high` after a maximal prefix means "none"
-        high = None
 
     def test(value: str) -> bool:
         data = value.encode(encoding)
         if data < low or (high is not None and data > high):
             return False
-        return match(_BOTH, data, 0, len(data))[0][0] != _NO_MATCH
+        return match(both, data, 0, len(data))[0][0] != _NO_MATCH
 
     return test
