@@ -81,3 +81,13 @@ def test_the_byte_range_check_never_changes_re2s_answer(pattern):
     for _ in range(3000):
         value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
         assert test(value) is (reference.fullmatch(value.encode("latin-1")) is not None), value
+
+
+def test_matching_never_logs(capfd):
+    """RE2 logs to stderr when a value exhausts a regex's DFA cache, unless told not to: a client
+    could otherwise write a log line per request."""
+    rng = random.Random(1)
+    value = "".join(rng.choice("ab") for _ in range(200_000))
+    test = full_matcher("[ab]*a[ab]{20}")
+    assert test(value[:-21] + "a" + value[-20:]) and not test(value[:-21] + "b" + value[-20:])
+    assert capfd.readouterr().err == ""
