@@ -17,8 +17,9 @@ URX = "URX"  # retry limit reached while the last attempt was still retryable
 DC = "DC"  # downstream connection terminated
 DPE = "DPE"  # downstream protocol error: malformed or oversized request
 UPE = "UPE"  # upstream protocol error: the upstream's response was not valid HTTP
+SI = "SI"  # stream idle timeout: nothing moved on the request for too long
 
-ORDER = (UH, UT, UR, UF, UC, NR, URX, DC, DPE, UPE)
+ORDER = (UH, UT, UR, UF, UC, NR, URX, DC, SI, DPE, UPE)
 
 
 def join(*flags: str) -> str:

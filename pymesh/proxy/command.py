@@ -10,6 +10,7 @@ import sys
 
 from pymesh.http import h1
 from pymesh.proxy.capture import CaptureSettings
+from pymesh.proxy.downstream_limits import DownstreamLimits
 from pymesh.api import limits as input_limits, wire
 from pymesh.proxy.server import ControlOptions, ProxyOptions
 from pymesh.routing.snapshot import ProxyIdentity
@@ -62,6 +63,16 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="request header size limit; larger requests get 431 (default 60, Envoy's)")
     parser.add_argument("--max-request-line-kb", type=int, default=16,
                         help="request line (method and URL) limit; longer get 431 (default 16)")
+    parser.add_argument("--request-headers-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="a client must send a request head within this (408 otherwise; 0 off; default 10)")
+    parser.add_argument("--idle-timeout", type=float, default=3600.0, metavar="SECONDS",
+                        help="close a keep-alive connection idle this long (0 off; default 3600, Istio's)")
+    parser.add_argument("--stream-idle-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="end a request on which nothing moved this long (408/504, flag SI; 0 off; "
+                        "default 300, Envoy's)")
+    parser.add_argument("--max-connections", type=int, default=0,
+                        help="client connections per listener and worker; more are refused and counted "
+                        "(default: half the file-descriptor limit, which is raised to its maximum)")
     control = parser.add_argument_group("with a control server (--control)")
     control.add_argument("--data-dir", default=os.environ.get("PYMESH_DATA_DIR"),
                          help="keep the last good snapshot here, to serve it after a restart while the "
@@ -159,6 +170,12 @@ def options_from_args(args) -> ProxyOptions:
         limits=h1.Limits(
             max_request_line=args.max_request_line_kb * 1024,
             max_header_bytes=args.max_request_headers_kb * 1024,
+        ),
+        downstream=DownstreamLimits(
+            request_headers_timeout=args.request_headers_timeout,
+            idle_timeout=args.idle_timeout,
+            stream_idle_timeout=args.stream_idle_timeout,
+            max_connections=max(0, args.max_connections),
         ),
     )
 

@@ -23,13 +23,13 @@ class AdminEndpoints:
 
     async def start(self) -> None:
         address = self.options.admin_address
-        for port, handler in (
-            (self.options.admin_port, self.admin),
-            (self.options.stats_port, self.prometheus),
-            (self.options.health_port, self.health),
+        for port, handler, guard in (
+            (self.options.admin_port, self.admin, True),  # it can stop the proxy and dump config
+            (self.options.stats_port, self.prometheus, False),  # scraped by name in some setups
+            (self.options.health_port, self.health, False),
         ):
             if port:
-                self.servers.append(await admin.serve(address, port, handler))
+                self.servers.append(await admin.serve(address, port, handler, browser_guard=guard))
 
     def close(self) -> None:
         for server in self.servers:

@@ -47,7 +47,7 @@ class Exchange:
         "request_done", "request_bytes", "response_bytes", "conn", "conn_reused", "endpoint",
         "cancel_connect", "try_timer", "route_timer", "committed", "done", "expect_body",
         "upstream_reusable", "close_delimited", "request_id", "hash_key", "response_header_ops",
-        "upgrade_tail", "stale_retry_used", "attempt_id", "paused_downstream", "last_endpoint",
+        "upgrade_tail", "stale_retry_used", "attempt_id", "paused_downstream", "last_endpoint", "active_at",
     )
 
     def __init__(self, runtime, listener, downstream, head: RequestHead) -> None:
@@ -88,6 +88,7 @@ class Exchange:
         self.attempt_id = 0
         self.paused_downstream = False
         self.last_endpoint = None  # the endpoint of the latest attempt, for telemetry
+        self.active_at = runtime.now  # when bytes last moved either way (stream idle timeout)
 
     # --- request side (called by the downstream protocol) -------------------------------------
 
@@ -135,6 +136,7 @@ class Exchange:
 
     def on_request_data(self, data: bytes) -> None:
         self.request_bytes += len(data)
+        self.active_at = self.runtime.now
         chunks = self.chunks
         conn = self.conn
         if conn is not None:
@@ -324,6 +326,7 @@ class Exchange:
 
     def on_response_head(self, conn, head: ResponseHead) -> None:
         status = head.status
+        self.active_at = self.runtime.now
         if status == 101 and not self.head.upgrade:
             return self.on_upstream_error(conn, ProtocolError(502, "101 answers no upgrade request"))
         if status >= 400 and not self.committed:
@@ -361,6 +364,7 @@ class Exchange:
 
     def on_response_data(self, data: bytes) -> None:
         self.response_bytes += len(data)
+        self.active_at = self.runtime.now
         self.downstream.send_data(data)
 
     def on_response_end(self, conn, trailers: list[Header]) -> None:
@@ -417,6 +421,17 @@ class Exchange:
             self._abort_response(flags.UT)
         else:
             self.reply(local_reply_for(flags.UT))
+
+    def on_stream_idle(self) -> None:
+        """Nothing moved for the stream idle timeout: Envoy's 408 while the client was still
+        sending, 504 when the upstream never answered, a reset once the response started."""
+        self.runtime.listener_stats(self.listener)["downstream_rq_idle_timeout"] += 1
+        self._end_attempt()
+        self._drop_upstream()
+        if self.committed:
+            self._abort_response(flags.SI)
+        else:
+            self.reply(LocalReply(504 if self.request_done else 408, flags.SI, b"stream timeout", close=not self.request_done))
 
     def _abort_response(self, flag: str) -> None:
         """The response already started and cannot be completed: the client must see a reset,

@@ -45,6 +45,8 @@ class DownstreamH1(asyncio.Protocol):
         self.keep_alive = True
         self.closing = False
         self.read_closed = False  # a protocol error: answer what was read, then close
+        self.head_since: float | None = None  # when the request head being received began
+        self.idle_since = 0.0  # when the connection last had nothing in flight (coarse clock)
 
     # asyncio callbacks ---------------------------------------------------------------------
 
@@ -52,7 +54,11 @@ class DownstreamH1(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.source_ip = peer[0] if peer else ""
-        self.runtime.connection_opened(self)
+        if not self.runtime.connection_opened(self):
+            self.closing = True
+            transport.abort()  # over the listener's connection limit
+            return
+        self.idle_since = self.runtime.now
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -63,7 +69,13 @@ class DownstreamH1(asyncio.Protocol):
             return
         if self.closing or self.read_closed:
             return
-        events = self.reader.feed(data)
+        reader = self.reader
+        events = reader.feed(data)
+        if reader.in_head:
+            if self.head_since is None:
+                self.head_since = self.runtime.loop.time()  # a head split over reads: rare
+        elif self.head_since is not None:
+            self.head_since = None
         queue = self.queue
         for kind, value in events:
             if kind == h1.DATA:
@@ -232,8 +244,10 @@ class DownstreamH1(asyncio.Protocol):
             self.resume_reading()
         if queue:
             queue[0].begin()
-        if self.runtime.draining and not queue:
-            self.close_if_idle()
+        if not queue:
+            self.idle_since = self.runtime.now
+            if self.runtime.draining:
+                self.close_if_idle()
 
     # connection-level -----------------------------------------------------------------------
 
@@ -248,7 +262,25 @@ class DownstreamH1(asyncio.Protocol):
             self.closing = True
             self.transport.close()
 
-    def _bad_request(self, error: ProtocolError) -> None:
+    def check_deadlines(self, now: float) -> None:
+        """Called once a tick (see pymesh.proxy.downstream_limits)."""
+        if self.closing or self.tunnel is not None:
+            return
+        limits = self.runtime.downstream
+        if self.head_since is not None:
+            if 0 < limits.request_headers_timeout <= now - self.head_since:
+                self.runtime.listener_stats(self.listener)["downstream_rq_header_timeout"] += 1
+                self._bad_request(ProtocolError(408, "request header timeout"), flags.NONE)
+        elif self.queue:
+            exchange = self.queue[0]
+            if 0 < limits.stream_idle_timeout <= now - exchange.active_at:
+                exchange.on_stream_idle()
+        elif self.reading is None and 0 < limits.idle_timeout <= now - self.idle_since:
+            self.runtime.listener_stats(self.listener)["downstream_cx_idle_timeout"] += 1
+            self.closing = True
+            self.transport.close()
+
+    def _bad_request(self, error: ProtocolError, flag: str = flags.DPE) -> None:
         """Malformed or oversized input: nothing more is read from this connection.
 
         The request the error cut is answered with the error (or, if its response already
@@ -266,11 +298,11 @@ class DownstreamH1(asyncio.Protocol):
                 self.abort()
                 return
             else:
-                reading.reply(LocalReply(error.status, flags.DPE, error.reason.encode(), close=True))
+                reading.reply(LocalReply(error.status, flag, error.reason.encode(), close=True))
                 return
         if not self.queue:
             self.closing = True
-            self.runtime.observe_protocol_error(self, error.status)
+            self.runtime.observe_protocol_error(self, error.status, flag)
             body = error.reason.encode()
             headers = [_TEXT_PLAIN, (b"content-length", b"%d" % len(body)), _CLOSE]
             self.transport.write(h1.serialize_response_head(error.status, headers) + body)

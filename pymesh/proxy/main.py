@@ -22,6 +22,7 @@ import tempfile
 
 import uvloop
 
+from pymesh.proxy import downstream_limits
 from pymesh.proxy.control_client import ConfigRejected, ControlClient, SnapshotStore
 from pymesh.proxy.endpoints import AdminEndpoints
 from pymesh.proxy.reloads import ReloadRecord
@@ -34,6 +35,7 @@ log = logging.getLogger("pymesh.proxy")
 
 
 def main(options: ProxyOptions) -> int:
+    options = dataclasses.replace(options, downstream=downstream_limits.resolve(options.downstream))
     try:
         snapshot = load_snapshot(options, "1")
     except ConfigError as errors:

@@ -19,6 +19,7 @@ from pymesh.policy.balancer import make_balancer
 from pymesh.policy.hashkey import hash_key
 from pymesh.policy.outcome import Outcome
 from pymesh.policy.retry import RetryPolicy
+from pymesh.proxy.downstream_limits import DeadlineSweeper, DownstreamLimits
 from pymesh.proxy.upstream import Pools
 from pymesh.telemetry.peer_metadata import encode_peer
 from pymesh.api.model import ConnectionPoolSettings, LoadBalancerSettings
@@ -29,6 +30,7 @@ from pymesh.proxy.telemetry import Telemetry
 log = logging.getLogger("pymesh.proxy")
 _rng = random.Random()
 PASSTHROUGH_CACHE = 1024
+OVERFLOW_LOG_INTERVAL = 10.0  # seconds between 'listener at its connection limit' warnings
 
 
 def passthrough_cluster(address: str, port: int) -> Cluster:
@@ -92,10 +94,12 @@ _STATUS_CLASS = {n: f"upstream_rq_{n}xx" for n in (1, 2, 3, 4, 5)}
 
 
 class Runtime:
-    def __init__(self, loop: asyncio.AbstractEventLoop, telemetry: Telemetry, limits: h1.Limits) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, telemetry: Telemetry, limits: h1.Limits,
+                 downstream: DownstreamLimits = DownstreamLimits()) -> None:
         self.loop = loop
         self.telemetry = telemetry
         self.limits = limits
+        self.downstream = downstream
         self.snapshot: Snapshot | None = None
         self.cluster_states: dict[str, ClusterState] = {}
         self.source_labels: dict[str, str] = {}
@@ -108,6 +112,13 @@ class Runtime:
         self.peer_header = b""
         self._inbound: dict[int, Listener] = {}
         self._passthrough: dict[tuple[str, int], ClusterState] = {}
+        self.deadlines = DeadlineSweeper(loop, self.connections, downstream)
+        self._overflow_logged = -OVERFLOW_LOG_INTERVAL
+
+    @property
+    def now(self) -> float:
+        """A clock good to a deadline tick: what the request path stamps activity with."""
+        return self.deadlines.now
 
     # configuration ------------------------------------------------------------------------------
 
@@ -171,18 +182,31 @@ class Runtime:
     def observe(self, exchange) -> None:
         self.telemetry.request_done(exchange)
 
-    def observe_protocol_error(self, connection, status: int) -> None:
-        self.telemetry.protocol_error(connection, status)
+    def observe_protocol_error(self, connection, status: int, flag: str) -> None:
+        self.telemetry.protocol_error(connection, status, flag)
 
     # connections --------------------------------------------------------------------------------
 
-    def connection_opened(self, connection) -> None:
-        self.connections.add(connection)
+    def connection_opened(self, connection) -> bool:
+        """Admit a new connection, or refuse it (False: the caller aborts it) when its listener
+        is at its connection limit; refusals are counted and logged, at most every few seconds."""
         stats = self.listener_stats(connection.listener)
+        if stats["downstream_cx_active"] >= self.downstream.max_connections > 0:
+            stats["downstream_cx_overflow"] += 1
+            if self.loop.time() - self._overflow_logged >= OVERFLOW_LOG_INTERVAL:
+                self._overflow_logged = self.loop.time()
+                log.warning("listener %s is at its limit of %d connections: refusing new ones "
+                            "(downstream_cx_overflow %d)", connection.listener.name,
+                            self.downstream.max_connections, stats["downstream_cx_overflow"])
+            return False
+        self.connections.add(connection)
         stats["downstream_cx_total"] += 1
         stats["downstream_cx_active"] += 1
+        return True
 
     def connection_closed(self, connection) -> None:
+        if connection not in self.connections:
+            return  # refused at accept: never counted
         self.connections.discard(connection)
         self.listener_stats(connection.listener)["downstream_cx_active"] -= 1
         if self.draining and not self.connections:
@@ -191,13 +215,16 @@ class Runtime:
     def listener_stats(self, listener) -> dict[str, int]:
         return self.telemetry.metrics.listener_stats(listener.name)
 
-    def tcp_opened(self, proxy) -> None:
-        self.connection_opened(proxy)
+    def tcp_opened(self, proxy) -> bool:
+        if not self.connection_opened(proxy):
+            return False
         self.telemetry.tcp_opened(proxy)
+        return True
 
     def tcp_closed(self, proxy) -> None:
+        if proxy in self.connections:
+            self.telemetry.tcp_closed(proxy)
         self.connection_closed(proxy)
-        self.telemetry.tcp_closed(proxy)
 
     def random(self) -> float:
         return _rng.random()

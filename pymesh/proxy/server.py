@@ -28,6 +28,7 @@ from pymesh.proxy.capture import CaptureSettings, Sniffer
 from pymesh.proxy.control_client import ConfigRejected, SnapshotStore
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.reloads import FAILURE, REJECTED, SUCCESS, ReloadRecord
+from pymesh.proxy.downstream_limits import DownstreamLimits
 from pymesh.proxy.runtime import Runtime
 from pymesh.proxy.tcp import TcpProxy
 from pymesh.proxy.telemetry import Telemetry
@@ -52,6 +53,7 @@ class ProxyOptions:
     drain_timeout: float = 5.0
     concurrency: int = 1
     limits: h1.Limits = field(default_factory=h1.Limits)
+    downstream: DownstreamLimits = field(default_factory=DownstreamLimits)  # timeouts, connections
     watch: bool = True
     capture: CaptureSettings | None = None  # iptables capture listeners (15001/15006), if on
     control: ControlOptions | None = None  # configuration from a control server, not files
@@ -169,7 +171,7 @@ class ProxyWorker:
         self.telemetry = telemetry
         self.reuse_port = reuse_port
         self.loop = asyncio.get_running_loop()
-        self.runtime = Runtime(self.loop, telemetry, options.limits)
+        self.runtime = Runtime(self.loop, telemetry, options.limits, options.downstream)
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.version = 0
         self.fingerprint = config_fingerprint(options.config_paths)

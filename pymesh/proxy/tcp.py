@@ -68,7 +68,10 @@ class TcpProxy(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.source_ip = peer[0] if peer else ""
         address = self._choose_upstream()
-        self.runtime.tcp_opened(self)
+        if not self.runtime.tcp_opened(self):
+            self.closed = True
+            transport.abort()  # over the listener's connection limit
+            return
         if address is None:
             self.flags = flags.UH
             transport.close()
@@ -175,6 +178,9 @@ class TcpProxy(asyncio.Protocol):
 
     def close_if_idle(self) -> None:
         """Draining: TCP connections are not interrupted; they end on their own or at the deadline."""
+
+    def check_deadlines(self, now: float) -> None:
+        """TCP keeps its own idle timer (the cluster's tcp.idleTimeout)."""
 
     def _check_idle(self) -> None:
         if self.closed:

@@ -9,7 +9,6 @@ import asyncio
 import logging
 import time
 
-from pymesh.policy import flags
 from pymesh.routing.snapshot import Snapshot
 from pymesh.telemetry.accesslog import AccessLog
 from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER, decode_peer
@@ -79,16 +78,17 @@ class Telemetry:
                 head.source_ip,
             )
 
-    def protocol_error(self, connection, status: int) -> None:
-        """A request so malformed it never became an exchange: still counted and logged."""
+    def protocol_error(self, connection, status: int, flag: str) -> None:
+        """A request so malformed (or slow: 408) it never became an exchange: still counted
+        and logged."""
         listener = connection.listener
         key = (listener.direction, "", "", None)
         recorder = self._http.get(key)
         if recorder is None:
             recorder = self._http[key] = self.metrics.http(self._labels(listener.direction, None, None, "http"))
-        recorder.record(status, flags.DPE, 0.0, 0, 0)
+        recorder.record(status, flag, 0.0, 0, 0)
         if self.access_log is not None:
-            self.access_log.log(time.time(), None, None, None, None, status, flags.DPE, 0, 0, 0.0,
+            self.access_log.log(time.time(), None, None, None, None, status, flag, 0, 0, 0.0,
                                 None, None, None, None, None, None, connection.source_ip)
 
     def _tcp_recorder(self, proxy):

@@ -34,6 +34,10 @@ LISTENER_STATS = (
     "downstream_rq_3xx",
     "downstream_rq_4xx",
     "downstream_rq_5xx",
+    "downstream_cx_overflow",
+    "downstream_cx_idle_timeout",
+    "downstream_rq_header_timeout",
+    "downstream_rq_idle_timeout",
 )
 
 # Configuration reloads (file watch, SIGHUP), Envoy's xDS subscription names: rejected = the
