@@ -26,7 +26,7 @@ class ClientView:
     timed_out: bool = False  # the proxy stayed silent for QUIET seconds
     error: str = ""  # what stopped the reading otherwise (unparsable response, send failure)
     echoed: bytes = b""  # tunnel bytes that came back after a 101
-    local_port: int = 0  # the client's port, which Envoy's access log shows
+    ports: tuple[int, int] = (0, 0)  # (client's, proxy listener's): Envoy's access log shows both
     seconds: float = 0.0
 
     def describe(self) -> str:
@@ -45,7 +45,7 @@ def run(port: int, mutation: Mutation) -> ClientView:
         return view
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        view.local_port = sock.getsockname()[1]
+        view.ports = (sock.getsockname()[1], port)
         _exchange(sock, mutation, view)
     finally:
         sock.close()

@@ -92,12 +92,14 @@ ACCESS_LOG_FIELDS = {
     "protocol": "%PROTOCOL%", "response_code": "%RESPONSE_CODE%", "response_flags": "%RESPONSE_FLAGS%",
     "bytes_received": "%BYTES_RECEIVED%", "bytes_sent": "%BYTES_SENT%", "upstream_host": "%UPSTREAM_HOST%",
     "details": "%RESPONSE_CODE_DETAILS%", "client_port": "%DOWNSTREAM_REMOTE_PORT%",
+    "listener_port": "%DOWNSTREAM_LOCAL_PORT%",
 }
 
 
 def envoy_config(admin_port: int, lanes: list[Lane], access_log: Path) -> dict:
-    """Listeners and clusters as pymesh_resources makes them; websocket upgrades allowed (pymesh
-    relays any upgrade); otherwise Envoy's defaults, which are the reference."""
+    """Listeners and clusters as pymesh_resources makes them (and Istio would: the virtual host's
+    domains are the host, bare and with the service port); websocket upgrades allowed (pymesh
+    relays upgrades); otherwise Envoy's defaults, which are the reference."""
     log = [{"name": "envoy.access_loggers.file", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
         "path": str(access_log), "log_format": {"json_format": ACCESS_LOG_FIELDS}}}]
@@ -113,7 +115,7 @@ def envoy_config(admin_port: int, lanes: list[Lane], access_log: Path) -> dict:
                     "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                     "stat_prefix": cluster, "codec_type": "HTTP1", "access_log": log,
                     "upgrade_configs": [{"upgrade_type": "websocket"}],
-                    "route_config": {"virtual_hosts": [{"name": "svc", "domains": [HOST, f"{HOST}:*"],
+                    "route_config": {"virtual_hosts": [{"name": "svc", "domains": [HOST, f"{HOST}:{lane.port}"],
                                                         "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]},
                     "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],

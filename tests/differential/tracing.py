@@ -110,13 +110,17 @@ def attribute_upstream(run: ProxyRun, by_token: dict[str, Mutation], by_name: di
 
 def attribute_log(run: ProxyRun, by_token: dict[str, Mutation], outcomes: dict[str, Outcome]) -> None:
     """Give each access-log line to its mutation: by the token in its path, else by the client's
-    port (Envoy logs it, so its codec errors are traced too), else (a forwarded `OPTIONS *`) to
+    and listener's ports (Envoy logs them, so its codec errors are traced too), else (a forwarded `OPTIONS *`) to
     the mutation whose upstream parsed that method and target on that upstream."""
-    by_port = {view.local_port: name for name, view in run.views.items() if view.local_port}
+    by_ports: dict[tuple[int, int], list[str]] = {}
+    for name, view in run.views.items():
+        by_ports.setdefault(view.ports, []).append(name)
     pool = []
     for entry in run.log:
         token = _token_of_bytes(logged_path(entry))
-        name = by_token[token].name if token in by_token else by_port.get(int(entry.get("client_port") or 0))
+        ports = (int(entry.get("client_port") or 0), int(entry.get("listener_port") or 0))
+        alike = by_ports.get(ports, [])  # a client port can come round again: then it names no one
+        name = by_token[token].name if token in by_token else alike[0] if len(alike) == 1 else None
         if name is not None:
             outcomes[name].routed.append(entry)
         elif forwarded_entry(entry):

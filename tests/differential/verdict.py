@@ -141,6 +141,8 @@ def summary(judgements: dict[str, Judgement], allowed: list[dict]) -> list[str]:
              "category".ljust(width) + " | ".join(columns)]
     for name, row in sorted(rows.items()) + [("TOTAL", total)]:
         lines.append(name.ljust(width) + " | ".join(str(row[c]).rjust(len(c)) for c in columns))
+    lines += [f"both forward, differently: {j.mutation.name}" for j in judgements.values()
+              if j.category == "both forward differently"]
     used = {e["mutation"] for e in allowed for j in judgements.values()
             if j.allowed and fnmatch.fnmatchcase(j.mutation.name, e["mutation"])}
     lines += [f"allow-list entry matches nothing Envoy refuses any more: {e['mutation']}"
