@@ -139,6 +139,8 @@ class Runtime:
         self.peer_header = encode_peer(snapshot.identity)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         self.snapshot = snapshot
+        for warning in snapshot.warnings:
+            log.warning("configuration version %s: %s", snapshot.version, warning)
         self.telemetry.configure(snapshot)
         self.pools.retain(snapshot.clusters)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from pymesh.api import model
+from pymesh.http.message import HOP_BY_HOP
 from pymesh.routing.clusters import outbound_name
 from pymesh.routing.hosts import domains_for, host_matches
 from pymesh.routing.match import CompiledRoute, CompiledRouteTable, VirtualHost
@@ -20,14 +21,25 @@ from pymesh.routing.snapshot import Cluster, HeaderOps, Route, TcpRoute, Weighte
 _NO_HEADERS = HeaderOps()
 
 
-def header_ops(ops: model.HeaderOperations) -> HeaderOps:
+def header_ops(ops: model.HeaderOperations, where: str, warnings: list[str]) -> HeaderOps:
+    """Compiled header operations. Hop-by-hop and framing headers (Connection, Content-Length,
+    Transfer-Encoding, Upgrade, ...) belong to each side's codec, which writes its own: an
+    operation on one is dropped, with a warning (`pymesh analyze` prints it), since honouring it
+    could make the proxy and its peer disagree about where a message ends."""
     if not (ops.set or ops.add or ops.remove):
         return _NO_HEADERS
+    names = [k.lower() for k in (*ops.set, *ops.add, *ops.remove)]
+    for name in sorted({n for n in names if n.encode("latin-1") in HOP_BY_HOP}):
+        warnings.append(f"{where}: header operation on {name!r} ignored: the proxy writes that header itself")
     return HeaderOps(
-        set=tuple((k.lower(), v) for k, v in ops.set.items()),
-        add=tuple((k.lower(), v) for k, v in ops.add.items()),
-        remove=tuple(k.lower() for k in ops.remove),
+        set=tuple((k.lower(), v) for k, v in ops.set.items() if not _codec_owned(k)),
+        add=tuple((k.lower(), v) for k, v in ops.add.items() if not _codec_owned(k)),
+        remove=tuple(k.lower() for k in ops.remove if not _codec_owned(k)),
     )
+
+
+def _codec_owned(name: str) -> bool:
+    return name.lower().encode("latin-1") in HOP_BY_HOP
 
 
 @dataclass
@@ -93,11 +105,14 @@ class RouteContext:
                 WeightedCluster(
                     cluster=self.cluster_for(vs, d.destination, port),
                     weight=weight,
-                    request_headers=header_ops(headers.request) if headers else _NO_HEADERS,
-                    response_headers=header_ops(headers.response) if headers else _NO_HEADERS,
+                    request_headers=self.header_ops(headers.request, vs) if headers else _NO_HEADERS,
+                    response_headers=self.header_ops(headers.response, vs) if headers else _NO_HEADERS,
                 )
             )
         return tuple(out), sum(wc.weight for wc in out)
+
+    def header_ops(self, ops: model.HeaderOperations, vs: model.VirtualService) -> HeaderOps:
+        return header_ops(ops, f"VirtualService {vs.metadata.namespace}/{vs.metadata.name}", self.warnings)
 
     def hash_policy(self, clusters: tuple[WeightedCluster, ...]) -> model.ConsistentHash | None:
         """The DestinationRule's consistentHash when every destination cluster agrees on one."""
@@ -121,8 +136,8 @@ class RouteContext:
                 rewrite=r.rewrite,
                 timeout=r.timeout,
                 retries=r.retries,
-                request_headers=header_ops(r.headers.request),
-                response_headers=header_ops(r.headers.response),
+                request_headers=self.header_ops(r.headers.request, vs),
+                response_headers=self.header_ops(r.headers.response, vs),
                 hash_policy=self.hash_policy(clusters),
             )
             compiled = CompiledRoute.build(route, r.match, port)

@@ -323,3 +323,23 @@ def test_truncated_upstream_body_is_a_reset_not_a_clean_end(upstreams, proxies):
         with pytest.raises((ConnectionResetError, Exception)) as caught:
             client.reader.read_exact(1000)
         assert caught.type.__name__ in ("ConnectionResetError", "Eof")
+
+
+def test_route_header_operations_cannot_touch_framing(upstreams, proxies):
+    """A VirtualService that sets Content-Length or Transfer-Encoding (or removes them) could make
+    the proxy and its peer disagree about where a message ends: those operations are dropped,
+    with a warning, and both directions stay framed by the codecs."""
+    up = upstreams("up")
+    port = free_port()
+    framing_ops = {"set": {"Content-Length": "0", "Transfer-Encoding": "chunked"}, "remove": ["connection"]}
+    proxy = proxies(http_mesh(port, {"v1": up}, http=[{
+        "route": [to_subset("v1")], "headers": {"request": framing_ops, "response": framing_ops}}]))
+    with Client(port) as client:
+        response = client.request("POST", "/public/body", body=b"hello")
+        assert response.status == 200
+        assert response.body.startswith(b"up POST /public/body")
+        assert client.request("GET", "/public/again").status == 200
+    assert up.wait_requests(1)[0].body == b"hello"
+    _, _, dump = proxy.admin("/config_dump")
+    assert b"header operation on 'content-length' ignored" in dump
+    assert "header operation on 'transfer-encoding' ignored" in proxy.stderr()
