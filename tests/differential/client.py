@@ -32,7 +32,8 @@ class ClientView:
     def describe(self) -> str:
         answers = ", ".join(f"{s}{' ' + p if p else ' (local)'}" for s, p in zip(self.statuses, self.parsed))
         ends = "closed" if self.closed else "silent" if self.timed_out else self.error or "client stopped"
-        return f"[{answers or 'no response'}] then {ends}"
+        echo = f", {len(self.echoed)} tunnel bytes echoed" if self.echoed else ""
+        return f"[{answers or 'no response'}{echo}] then {ends}"
 
 
 def run(port: int, mutation: Mutation) -> ClientView:

@@ -47,6 +47,8 @@ def judgements(tmp_path_factory, summary_lines):
     summary_lines += [f"untraceable upstream traffic: {o}" for o in orphans]
     envoy_bad = [j.mutation.name for j in judged.values() if j.outcomes["envoy"].problems]
     summary_lines += [f"envoy violates the invariant on: {name}" for name in envoy_bad]
+    summary_lines += [f"{name} wrote a traceback to its stderr (under {workdir / name})"
+                      for name, run in runs.items() if "Traceback" in run.stderr]
     report = workdir / "report.txt"
     report.write_text("\n\n".join(j.report() for j in judged.values()))
     summary_lines.append(f"full report: {report}")
