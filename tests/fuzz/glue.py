@@ -88,13 +88,11 @@ class Transport(asyncio.Transport):
         self.closing = False
         self.aborted = False
         self.lost = False
-        self.late_writes = 0  # writes after close(): a real transport would drop or refuse them
+        self.eof_written = False
 
     def write(self, data) -> None:
-        if self.closing:
-            self.late_writes += 1
-            return
-        self.out += data
+        if not self.closing and not self.eof_written:  # as asyncio's: dropped after close()
+            self.out += data
 
     def writelines(self, chunks) -> None:
         for chunk in chunks:
@@ -130,7 +128,7 @@ class Transport(asyncio.Transport):
         return not self.paused and not self.closing
 
     def write_eof(self) -> None:
-        self.closing = True
+        self.eof_written = True
 
     def can_write_eof(self) -> bool:
         return True

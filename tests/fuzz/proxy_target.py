@@ -157,7 +157,7 @@ def client_view(client: glue.Client, who: str) -> list[Answer]:
     conn = h11.Connection(h11.CLIENT)
     if client.transport.out:
         conn.receive_data(bytes(client.transport.out))
-    if client.transport.closing:
+    if client.transport.closing or client.transport.eof_written:
         conn.receive_data(b"")  # h11's EOF
     answers: list[Answer] = []
     for request in client.parsed:
