@@ -17,6 +17,7 @@ OPEN_CODEC_BREAKS = {
     "proxy/unterminated-header-line": "line limit checked only on a chunk that completes nothing",
     "proxy/chunk-extension-long": "line limit checked only on a chunk that completes nothing",
     "codec/response-interim-with-body": "a 1xx response's body is delivered as DATA before the final head",
+    "proxy/upgrade-with-length-body": "an Upgrade request's Content-Length body ends at 0 bytes, the rest is the tail",
 }
 
 
