@@ -10,7 +10,9 @@ other one is refused rather than guessed at (RFC 9112 6.1-6.3; the choices match
 - Content-Length: ASCII digits only (no sign, no whitespace inside, no `_`), at most 18 of them;
   repeated or listed values must all be equal.
 - Connection may not remove the headers that frame or route the message, or the ones the proxy
-  itself writes: those tokens are ignored (`PROTECTED`), the rest name hop-by-hop headers.
+  itself writes. As Envoy: naming Host, X-Forwarded-For or X-Forwarded-Proto refuses the
+  request (400); naming a framing or proxy-written header is ignored (`PROTECTED`); the other
+  tokens name hop-by-hop headers, removed before forwarding.
 
 Python's `int()` is never given raw bytes: it accepts `+5`, ` 5`, `5_0` and non-ASCII digits.
 """
@@ -21,16 +23,14 @@ from pymesh.http.errors import ProtocolError
 
 _OWS = b" \t"
 MAX_LENGTH_DIGITS = 18  # below 2**63: no overflow anywhere downstream
+REFUSED = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto"})
 PROTECTED = frozenset(
     {
-        b"host",
         b"content-length",
         b"transfer-encoding",
         b"upgrade",
         b"te",
         b"trailer",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
         b"x-request-id",
         b"x-pymesh-peer",
     }
@@ -66,11 +66,14 @@ def is_chunked(values: list[bytes], unsupported_status: int) -> bool:
 
 
 def connection_tokens(values: list[bytes]) -> frozenset[bytes]:
-    """Header names the Connection values nominate as hop-by-hop, less the protected ones."""
+    """Header names the Connection values nominate as hop-by-hop, less the protected ones;
+    ProtocolError(400) when one names a header that decides where the request goes."""
     tokens = set()
     for value in values:
         for token in value.split(b","):
             name = token.strip(_OWS).lower()
+            if name in REFUSED:
+                raise ProtocolError(400, f"bad request: Connection may not name {name.decode('latin-1')}")
             if name and name not in PROTECTED:
                 tokens.add(name)
     return frozenset(tokens)

@@ -28,9 +28,10 @@ import httptools
 from pymesh.http.errors import ProtocolError
 from pymesh.http.framing import connection_tokens, content_length, is_chunked
 from pymesh.http.message import Header, RequestHead, ResponseHead
-from pymesh.http.target import parse_target
+from pymesh.http.target import parse_target, valid_authority
 
 HEAD, DATA, END, UPGRADE, ERROR = 0, 1, 2, 3, 4
+_OWS = (0x20, 0x09)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class _Reader:
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.limits.max_header_bytes or len(self._headers) >= self.limits.max_headers:
             raise self._reject(431, "request header fields too large")
+        if value and value[-1] in _OWS:  # llhttp leaves trailing whitespace in; RFC 9110 5.5 drops it
+            value = value.rstrip(b" \t")
         self._headers.append((name.lower(), value))
 
     def on_body(self, body: bytes) -> None:
@@ -201,6 +204,8 @@ class RequestReader(_Reader):
             path, authority = parse_target(method, self._url)
         except ValueError as error:
             raise self._reject(400, f"bad request: {error}") from None
+        if authority is None and hosts and not valid_authority(hosts[0]):
+            raise self._reject(400, "bad request: invalid characters in Host")
         head = RequestHead(method, path, headers, http_version=version)
         # RFC 9112 3.2.2: an absolute-form target's authority replaces Host.
         head.authority = authority if authority is not None else (hosts[0].decode("latin-1") if hosts else "")

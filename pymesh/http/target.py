@@ -5,10 +5,21 @@ A proxy forwards the origin form (`/path?query`) only. An absolute-form target
 (RFC 9112 3.2.2: a server must ignore Host then), as Envoy does; forwarding it verbatim would let
 the proxy route by one host while the upstream serves another. `*` is only for OPTIONS.
 Anything else (authority form outside CONNECT, other schemes, `https` over plaintext, user
-information in the authority) is refused.
+information in the authority, an authority with characters RFC 3986 does not allow) is
+refused. `*` (OPTIONS) is refused too, as Envoy does: no route can match it.
 """
 
 from __future__ import annotations
+
+# RFC 3986 3.2: unreserved, sub-delims, ':' for the port, '[]' for IPv6 literals, '%' encodings.
+_AUTHORITY_CHARS = bytes(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%"
+)
+
+
+def valid_authority(authority: bytes) -> bool:
+    """Only the characters an authority may hold (Envoy answers others 400 invalid_authority)."""
+    return bool(authority) and not authority.translate(None, _AUTHORITY_CHARS)
 
 
 def parse_target(method: str, target: bytes) -> tuple[str, str | None]:
@@ -16,9 +27,7 @@ def parse_target(method: str, target: bytes) -> tuple[str, str | None]:
     if target[:1] == b"/":
         return target.decode("latin-1"), None
     if target == b"*":
-        if method != "OPTIONS":
-            raise ValueError("'*' is only a target for OPTIONS")
-        return "*", None
+        raise ValueError("the asterisk-form target '*' is not served")
     scheme, sep, rest = target.partition(b"://")
     if not sep:
         raise ValueError("request target is neither a path nor an absolute URL")
@@ -34,6 +43,8 @@ def parse_target(method: str, target: bytes) -> tuple[str, str | None]:
         raise ValueError("absolute URL without a host")
     if b"@" in authority:
         raise ValueError("user information in the request target")
+    if not valid_authority(authority):
+        raise ValueError("invalid characters in the request target's authority")
     if not path.startswith(b"/"):
         path = b"/" + path
     return path.decode("latin-1"), authority.decode("latin-1")

@@ -85,7 +85,7 @@ def test_connection_naming_content_length_cannot_unframe_the_body(mesh):
     assert received[0].body == body
 
 
-@pytest.mark.parametrize("framing", [b"transfer-encoding", b"host", b"upgrade", b"x-forwarded-for, x-request-id"])
+@pytest.mark.parametrize("framing", [b"transfer-encoding", b"upgrade", b"te, x-request-id", b"x-pymesh-peer"])
 def test_connection_cannot_remove_what_the_proxy_frames_or_adds(mesh, framing):
     with mesh.up.cond:
         before = len(mesh.up.requests)
@@ -100,6 +100,16 @@ def test_connection_cannot_remove_what_the_proxy_frames_or_adds(mesh, framing):
     assert received[0].body == b"hello"
     assert received[0].header("host") == HOST
     assert received[0].header("x-request-id")
+
+
+@pytest.mark.parametrize("routing", [b"host", b"x-forwarded-for", b"keep-alive, X-Forwarded-Proto"])
+def test_connection_naming_what_routes_the_request_is_refused(mesh, routing):
+    """As Envoy: a request that asks for Host or X-Forwarded-* to be dropped is 400 (the old code
+    sent it upstream without Host)."""
+    answer, targets = send_then_control(
+        mesh, b"GET /public/c HTTP/1.1\r\nHost: svc.local\r\nConnection: %s\r\n\r\n" % routing)
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert targets == ["/public/control"]
 
 
 def test_connection_still_removes_other_nominated_headers(mesh):
@@ -195,9 +205,11 @@ def test_transfer_codings_other_than_chunked_are_refused(mesh, coding):
     b"GET https://svc.local/public/x HTTP/1.1\r\nHost: svc.local\r\n\r\n",
     b"GET http://user@svc.local/public/x HTTP/1.1\r\nHost: svc.local\r\n\r\n",
     b"CONNECT svc.local:80 HTTP/1.1\r\nHost: svc.local\r\n\r\n" + SMUGGLED,
+    b"OPTIONS * HTTP/1.1\r\nHost: svc.local\r\n\r\n",
+    b"GET /public/x HTTP/1.1\r\nHost: svc.local\x80\r\n\r\n",
 ], ids=["te-http10", "te-twice", "cl-list-unequal", "cl-plus", "cl-underscore", "cl-overflow", "chunk-0x",
         "chunk-bare-lf", "bare-cr", "nul", "vertical-tab", "del", "http2-version", "https-over-plaintext",
-        "userinfo", "connect"])
+        "userinfo", "connect", "asterisk", "obs-text-in-host"])
 def test_ambiguous_framing_is_refused_and_nothing_reaches_the_upstream(mesh, payload):
     answer, targets = send_then_control(mesh, payload)
     assert answer[:12] in (b"HTTP/1.1 400", b"HTTP/1.1 405", b"HTTP/1.1 501", b"HTTP/1.1 505"), answer
@@ -218,6 +230,13 @@ def test_absolute_form_is_forwarded_in_origin_form_with_its_authority_as_host(up
     assert received[0].target == "/public/abs?q=1"
     assert received[0].header("host") == HOST
     assert up.count() == 1
+
+
+def test_whitespace_around_header_values_is_not_part_of_them(mesh):
+    """RFC 9110 5.5: `Host: svc.local ` is svc.local (llhttp keeps trailing whitespace)."""
+    with Client(mesh.port) as client:
+        client.send(b"GET /public/ws-trim HTTP/1.1\r\nHost: svc.local \t\r\n\r\n")
+        assert client.read().status == 200
 
 
 def test_request_after_connection_close_in_the_same_packet_is_answered(mesh):
