@@ -186,7 +186,9 @@ class Proxy:
         return Client(self)
 
     def close(self) -> None:
+        """Stop the runtime's timers (a Runtime has no close of its own yet)."""
         self.runtime.pools.close()
+        self.runtime.deadlines.close()
 
 
 def telemetry() -> Telemetry:
