@@ -64,7 +64,8 @@ class _Reader:
         self._in_trailers = False
         self._stop_reason: ProtocolError | None = None
         self._progress = False  # did the last chunk complete anything (a line, body bytes)?
-        self._stalled = 0  # bytes received since anything last completed
+        self._in_line = False  # a head line or a chunk-size line is being received
+        self._stalled = 0  # bytes of the line being received (or since anything completed)
         self._finished = False  # Connection: close seen: nothing more is parsed
 
     def _reject(self, status: int, reason: str) -> _StopParsing:
@@ -77,6 +78,7 @@ class _Reader:
         self._header_bytes = 0
         self._in_trailers = False
         self.in_head = True
+        self._in_line = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._progress = True
@@ -93,9 +95,15 @@ class _Reader:
 
     def on_chunk_header(self) -> None:
         self._progress = True
+        self._in_line = False
+
+    def on_chunk_complete(self) -> None:
+        self._progress = True
+        self._in_line = True  # the next chunk-size line
 
     def on_message_complete(self) -> None:
         self._progress = True
+        self._in_line = False
         trailers = self._headers if self._in_trailers else []
         self._events.append((END, trailers))
 
@@ -103,6 +111,7 @@ class _Reader:
         """Framing from the parsed values, decided here once (see pymesh.http.framing)."""
         self._progress = True
         self.in_head = False
+        self._in_line = head.chunked
         lengths = []
         codings = []
         tokens = []
@@ -145,14 +154,17 @@ class _Reader:
             return self._fail(events, error)
         except httptools.HttpParserError as exc:
             return self._fail(events, ProtocolError(400, f"bad request: {exc}"))
-        if self._progress:
-            self._stalled = len(data)  # at most this much can belong to an unfinished line
+        if self._in_line:  # a head or chunk-size line: exactly what follows the last line end
+            newline = data.rfind(b"\n")
+            self._stalled = len(data) - newline - 1 if newline >= 0 else self._stalled + len(data)
+        elif self._progress:
+            self._stalled = 0  # the body moved; a trailer line is bounded from the next read on
         else:
             self._stalled += len(data)
-            if self._stalled > self.limits.max_header_bytes:
-                if self.in_head:
-                    return self._fail(events, ProtocolError(431, "request header fields too large"))
-                return self._fail(events, ProtocolError(400, "bad request: line too long"))
+        if self._stalled > self.limits.max_header_bytes:
+            if self.in_head:
+                return self._fail(events, ProtocolError(431, "request header fields too large"))
+            return self._fail(events, ProtocolError(400, "bad request: line too long"))
         return events
 
     def _fail(self, events: list, error: ProtocolError) -> list:
@@ -215,6 +227,10 @@ class RequestReader(_Reader):
         head.keep_alive = parser.should_keep_alive()
         head.upgrade = parser.should_upgrade()
         self._finish_head(head, 501)
+        if head.upgrade and (head.chunked or head.content_length):
+            # llhttp hands an Upgrade request's body over as the new protocol's bytes: the body
+            # and the tunnel could not be told apart. Refused (Envoy stalls on it).
+            raise self._reject(400, "bad request: an Upgrade request with a body is not supported")
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -247,6 +263,7 @@ class ResponseReader(_Reader):
         self._interim = 100 <= status < 200 and status != 101
         if self._interim:
             self.in_head = False
+            self._in_line = False
             return
         head = ResponseHead(status, self._headers, http_version=parser.get_http_version())
         head.keep_alive = parser.should_keep_alive()
@@ -255,6 +272,11 @@ class ResponseReader(_Reader):
             self._events.append((END, []))
             self._head_only_done = True
             raise _StopParsing  # stop llhttp here; it would wait for a body
+
+    def on_body(self, body: bytes) -> None:
+        if self._interim:
+            raise self._reject(502, "an interim 1xx response with a body")
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         # An interim 1xx is dropped; a 101 ends in UPGRADE (the bytes after it are the new

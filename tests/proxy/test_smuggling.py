@@ -207,9 +207,11 @@ def test_transfer_codings_other_than_chunked_are_refused(mesh, coding):
     b"CONNECT svc.local:80 HTTP/1.1\r\nHost: svc.local\r\n\r\n" + SMUGGLED,
     b"OPTIONS * HTTP/1.1\r\nHost: svc.local\r\n\r\n",
     b"GET /public/x HTTP/1.1\r\nHost: svc.local\x80\r\n\r\n",
+    b"POST /public/x HTTP/1.1\r\nHost: svc.local\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
+    b"Content-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED,
 ], ids=["te-http10", "te-twice", "cl-list-unequal", "cl-plus", "cl-underscore", "cl-overflow", "chunk-0x",
         "chunk-bare-lf", "bare-cr", "nul", "vertical-tab", "del", "http2-version", "https-over-plaintext",
-        "userinfo", "connect", "asterisk", "obs-text-in-host"])
+        "userinfo", "connect", "asterisk", "obs-text-in-host", "upgrade-with-body"])
 def test_ambiguous_framing_is_refused_and_nothing_reaches_the_upstream(mesh, payload):
     answer, targets = send_then_control(mesh, payload)
     assert answer[:12] in (b"HTTP/1.1 400", b"HTTP/1.1 405", b"HTTP/1.1 501", b"HTTP/1.1 505"), answer
