@@ -18,6 +18,7 @@ from pymesh.http.message import Header
 from pymesh.policy import flags
 from pymesh.proxy.exchange import Exchange
 from pymesh.proxy.local_reply import LocalReply
+from pymesh.proxy.sockets import reset
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = (b"connection", b"close")
@@ -211,9 +212,10 @@ class DownstreamH1(asyncio.Protocol):
             self.transport.write(reply.body)
 
     def abort(self) -> None:
-        """The response cannot be completed (upstream reset mid-body): the client must see it."""
+        """The response cannot be completed (upstream reset mid-body): the client must see it,
+        as a TCP reset (a plain close would send FIN, which reads as a clean end)."""
         self.closing = True
-        self.transport.abort()
+        reset(self.transport)
 
     def start_tunnel(self, upstream_conn, tail: bytes) -> None:
         upstream_conn.detach_as_tunnel(self.transport)

@@ -22,8 +22,10 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Iterable
 
 import yaml
@@ -824,6 +826,20 @@ class Proxy:
     def wait_metric(self, predicate: Callable[[list["Sample"]], object], name: str = "istio_requests_total",
                     timeout: float = DEFAULT_WAIT, port: int | None = None, what: str = "metric"):
         return wait_until(lambda: predicate(samples(self.prometheus(port), name)), timeout, 0.1, what)
+
+
+@contextmanager
+def serving(workdir: Path, up: Upstream, resources_for: Callable[[int], list[dict]]):
+    """A started proxy on a fresh port in front of `up`, for module-scoped fixtures: yields
+    (proxy, port, up) as attributes; the proxy and `up` are stopped on exit, even on failure."""
+    port = free_port()
+    proxy = Proxy(workdir, resources_for(port))
+    try:
+        proxy.start()
+        yield SimpleNamespace(proxy=proxy, port=port, up=up)
+    finally:
+        proxy.kill()
+        up.stop()
 
 
 # --- clients ------------------------------------------------------------------------------------------------

@@ -4,11 +4,9 @@ be the only thing the upstream sees)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
-from proxy_harness import Client, Proxy, Upstream, free_port, http_mesh
+from proxy_harness import Client, Upstream, free_port, http_mesh, serving
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -18,14 +16,8 @@ HEAD = b"GET / HTTP/1.1\r\nHost: svc.local\r\n"
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory):
     up = Upstream("up")
-    port = free_port()
-    proxy = Proxy(tmp_path_factory.mktemp("bad-input"), http_mesh(port, {"v1": up}))
-    try:
-        proxy.start()
-        yield SimpleNamespace(proxy=proxy, port=port, up=up)
-    finally:
-        proxy.kill()
-        up.stop()
+    with serving(tmp_path_factory.mktemp("bad-input"), up, lambda port: http_mesh(port, {"v1": up})) as mesh:
+        yield mesh
 
 
 def assert_rejected(port: int, up, payloads: list[bytes], status: int) -> None:

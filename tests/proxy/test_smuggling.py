@@ -11,11 +11,11 @@ reaching the upstream is the proof of a bypass.
 from __future__ import annotations
 
 import socket
-from types import SimpleNamespace
 
 import pytest
 
-from proxy_harness import HOST, Client, Eof, Proxy, Reply, Server, SockReader, Upstream, free_port, http_mesh, to_subset
+from proxy_harness import (HOST, Client, Eof, Reply, Server, SockReader, Upstream, free_port, http_mesh, serving,
+                           to_subset)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,14 +35,8 @@ def upgrade_reply(req) -> Reply:
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
     up = Upstream("up", upgrade_reply)
-    port = free_port()
-    proxy = Proxy(tmp_path_factory.mktemp("smuggling"), public_only_mesh(port, up))
-    try:
-        proxy.start()
-        yield SimpleNamespace(proxy=proxy, port=port, up=up)
-    finally:
-        proxy.kill()
-        up.stop()
+    with serving(tmp_path_factory.mktemp("smuggling"), up, lambda port: public_only_mesh(port, up)) as mesh:
+        yield mesh
 
 
 def upstream_targets_after(up: Upstream, before: int) -> list[str]:
@@ -341,9 +335,8 @@ def test_truncated_upstream_body_is_a_reset_not_a_clean_end(upstreams, proxies):
         client.send(b"GET /public/t HTTP/1.1\r\nHost: svc.local\r\n\r\n")
         head = client.reader.read_until(b"\r\n\r\n")
         assert b"content-length: 1000" in head.lower()
-        with pytest.raises((ConnectionResetError, Exception)) as caught:
+        with pytest.raises(ConnectionResetError):  # a reset, not an orderly FIN that reads as "done"
             client.reader.read_exact(1000)
-        assert caught.type.__name__ in ("ConnectionResetError", "Eof")
 
 
 def test_route_header_operations_cannot_touch_framing(upstreams, proxies):

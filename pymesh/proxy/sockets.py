@@ -1,0 +1,20 @@
+"""Socket-level acts the asyncio transport API does not offer."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+def reset(transport) -> None:
+    """Close with a TCP RST: SO_LINGER 0 makes the kernel discard unsent data and reset, so the
+    peer sees an error instead of an orderly end (a response cut short must not look complete)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+        except OSError:
+            pass  # already gone: abort() below is all that is left to do
+    transport.abort()
