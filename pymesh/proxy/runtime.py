@@ -231,6 +231,11 @@ class Runtime:
     def random(self) -> float:
         return _rng.random()
 
+    def close(self) -> None:
+        """Stop the runtime's timers and close idle upstream connections (end of drain)."""
+        self.deadlines.close()
+        self.pools.close()
+
     def start_draining(self) -> None:
         """Stop keep-alive: idle connections close now, busy ones after their current response."""
         self.draining = True

@@ -312,7 +312,7 @@ class ProxyWorker:
             log.warning("drain timeout: closing %d connections", len(self.runtime.connections))
         for connection in list(self.runtime.connections):
             connection.close()
-        self.runtime.pools.close()
+        self.runtime.close()
         self.telemetry.flush()
         self.stopped.set()
 

@@ -186,9 +186,8 @@ class Proxy:
         return Client(self)
 
     def close(self) -> None:
-        """Stop the runtime's timers (a Runtime has no close of its own yet)."""
-        self.runtime.pools.close()
-        self.runtime.deadlines.close()
+        """Stop the runtime's timers."""
+        self.runtime.close()
 
 
 def telemetry() -> Telemetry:
