@@ -95,6 +95,33 @@ class RequestHead:
         return None
 
 
+class UpstreamRequest:
+    """The request a stream sends upstream, without framing: each upstream codec frames it its
+    own way (HTTP/1.1: Host, then Content-Length when `length` is known, else chunked when the
+    request has a body; HTTP/2: pseudo-headers and DATA frames)."""
+
+    __slots__ = ("method", "target", "authority", "headers", "length", "has_body", "upgrade")
+
+    def __init__(self, method: str, target: str, authority: str, headers: list[Header], length: int | None,
+                 has_body: bool, upgrade: bytes | None = None) -> None:
+        self.method = method
+        self.target = target
+        self.authority = authority
+        self.headers = headers  # end-to-end headers, no Host and no framing
+        self.length = length  # the body's length when known (Content-Length), else None
+        self.has_body = has_body  # a body follows (of `length` bytes, or streamed when None)
+        self.upgrade = upgrade  # the Upgrade token asked for (WebSocket), or None
+
+
+class Trailers:
+    """The end of a body and its trailers, as kept in a replay buffer between data pieces."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: list[Header]) -> None:
+        self.headers = headers
+
+
 class ResponseHead:
     __slots__ = ("status", "reason", "raw_headers", "http_version", "content_length", "chunked", "keep_alive", "nominated")
 

@@ -18,9 +18,9 @@ import os
 import random
 import uuid
 
-from pymesh.http import h1
 from pymesh.http.errors import ProtocolError
-from pymesh.http.message import IDEMPOTENT_METHODS, Header, RequestHead, ResponseHead, end_to_end
+from pymesh.http.message import (IDEMPOTENT_METHODS, Header, RequestHead, ResponseHead, Trailers, UpstreamRequest,
+                                 end_to_end)
 from pymesh.policy import flags
 from pymesh.policy.outcome import Outcome, classify
 from pymesh.proxy.headers import apply_header_ops, rewrite_target
@@ -32,6 +32,9 @@ from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER
 REPLAY_LIMIT = 64 * 1024
 BODY_HIGH_WATER = 256 * 1024  # pause the downstream while this much body waits for a connection
 UPGRADE_TAIL_LIMIT = 64 * 1024  # bytes after an Upgrade request held until the 101
+# Request headers the proxy writes itself upstream: Host (the authority), the peer metadata
+# header (never trusted from a client), and Expect (pymesh answers 100-continue itself).
+_REPLACED = frozenset({b"host", PEER_HEADER, b"expect"})
 
 _rng = random.Random()
 PASSTHROUGH_ROUTE = Route(
@@ -43,7 +46,7 @@ PASSTHROUGH_ROUTE = Route(
 class Exchange:
     __slots__ = (
         "runtime", "listener", "downstream", "head", "start", "route", "cluster_state", "policy",
-        "retries", "flags", "status", "upstream_head_bytes", "chunks", "chunks_bytes", "sent",
+        "retries", "flags", "status", "upstream_request", "chunks", "chunks_bytes",
         "request_done", "request_bytes", "response_bytes", "conn", "conn_reused", "endpoint",
         "cancel_connect", "try_timer", "route_timer", "committed", "done", "expect_body",
         "upstream_reusable", "close_delimited", "request_id", "hash_key", "response_header_ops",
@@ -62,10 +65,9 @@ class Exchange:
         self.retries = 0
         self.flags = flags.NONE
         self.status = 0
-        self.upstream_head_bytes = b""
+        self.upstream_request: UpstreamRequest | None = None
         self.chunks: list | None = []  # request body kept for (re)sending; None once too big
         self.chunks_bytes = 0
-        self.sent = 0  # how many of `chunks` the current connection has been sent
         self.request_done = False
         self.request_bytes = 0
         self.response_bytes = 0
@@ -116,7 +118,7 @@ class Exchange:
         self.policy = runtime.retry_policy(route)
         self.response_header_ops = (weighted.response_headers, route.response_headers)
         self.hash_key = state.hash_key(head)
-        self.upstream_head_bytes = self._upstream_head(route, prefix, weighted)
+        self.upstream_request = self._upstream_request(route, prefix, weighted)
         if head.expect_continue and not self.request_done:
             self.downstream.send_continue()
         if route.timeout:
@@ -131,7 +133,7 @@ class Exchange:
         self.cluster_state = self.runtime.passthrough(destination)
         self.route = PASSTHROUGH_ROUTE
         self.policy = self.runtime.retry_policy(PASSTHROUGH_ROUTE)
-        self.upstream_head_bytes = self._upstream_head(PASSTHROUGH_ROUTE, None, PASSTHROUGH_ROUTE.clusters[0])
+        self.upstream_request = self._upstream_request(PASSTHROUGH_ROUTE, None, PASSTHROUGH_ROUTE.clusters[0])
         self._attempt()
 
     def on_request_data(self, data: bytes) -> None:
@@ -140,14 +142,13 @@ class Exchange:
         chunks = self.chunks
         conn = self.conn
         if conn is not None:
-            conn.transport.write(h1.encode_chunk(data) if self.head.chunked else data)
+            conn.send_data(data)
             if chunks is not None:
                 if self.chunks_bytes + len(data) > REPLAY_LIMIT:
                     self.chunks = None  # too big to replay: no retry once bytes went out
                 else:
                     chunks.append(data)
                     self.chunks_bytes += len(data)
-                    self.sent += 1
             return
         if chunks is None:
             return  # no connection and no replay buffer: the exchange is failing anyway
@@ -158,16 +159,10 @@ class Exchange:
 
     def on_request_end(self, trailers: list[Header]) -> None:
         self.request_done = True
-        if not self.head.chunked:
-            return
-        conn = self.conn
-        if conn is not None:
-            conn.transport.write(h1.encode_last_chunk(trailers))
-            if self.chunks is not None:
-                self.chunks.append(_Trailers(trailers))
-                self.sent += 1
-        elif self.chunks is not None:
-            self.chunks.append(_Trailers(trailers))
+        if self.conn is not None:
+            self.conn.send_end(trailers)
+        if self.chunks is not None:
+            self.chunks.append(Trailers(trailers))
 
     def on_upgrade_data(self, tail: bytes) -> None:
         """Bytes the client sent after an Upgrade request's head, before the 101 arrived.
@@ -197,6 +192,15 @@ class Exchange:
         if self.paused_downstream:
             self.paused_downstream = False
             self.downstream.resume_reading()
+
+    def pause_response(self) -> None:
+        """The downstream's write buffer is full: stop reading the response for now."""
+        if self.conn is not None:
+            self.conn.pause_reading()
+
+    def resume_response(self) -> None:
+        if self.conn is not None:
+            self.conn.resume_reading()
 
     # --- attempts --------------------------------------------------------------------------------
 
@@ -233,18 +237,9 @@ class Exchange:
         self.conn = conn
         conn.bind(self, self.expect_body)
         self.conn_reused = conn.reused
-        out = [self.upstream_head_bytes]
-        chunked = self.head.chunked
-        for chunk in self.chunks or ():
-            if chunk.__class__ is _Trailers:
-                out.append(h1.encode_last_chunk(chunk.trailers))
-            else:
-                out.append(h1.encode_chunk(chunk) if chunked else chunk)
-        conn.transport.write(b"".join(out) if len(out) > 1 else out[0])
-        if self.chunks is not None:
-            self.sent = len(self.chunks)
-            if self.chunks_bytes > REPLAY_LIMIT:
-                self.chunks = None
+        conn.send_request(self.upstream_request, self.chunks or ())
+        if self.chunks is not None and self.chunks_bytes > REPLAY_LIMIT:
+            self.chunks = None
         self.resume_request_body()
 
     def _start_try_timer(self) -> None:
@@ -379,7 +374,7 @@ class Exchange:
         self._end_attempt()
         self.conn = None
         if self.upgrade_tail:
-            conn.transport.write(self.upgrade_tail)
+            conn.send_raw(self.upgrade_tail)
             self.upgrade_tail = b""
         self.downstream.start_tunnel(conn, tail)
         self._finish()
@@ -465,28 +460,13 @@ class Exchange:
 
     # --- the upstream request's head ----------------------------------------------------------
 
-    def _upstream_head(self, route, prefix, weighted) -> bytes:
-        """The request head for the upstream. Its framing (Content-Length or chunked), Host and
-        Upgrade come from the proxy's own parse, never copied from the client's headers."""
+    def _upstream_request(self, route, prefix, weighted) -> UpstreamRequest:
+        """What goes upstream: the client's end-to-end headers with the proxy's own added, the
+        route's header operations and rewrite applied. No framing: the upstream codec writes it."""
         head = self.head
-        authority = head.authority or self.cluster_state.cluster.service_host
-        headers = [(b"host", authority.encode("latin-1"))]
-        headers += [
-            (n, v) for n, v in end_to_end(head.raw_headers, head.nominated) if n != PEER_HEADER and n != b"host"
-        ]
+        headers = [(n, v) for n, v in end_to_end(head.raw_headers, head.nominated) if n not in _REPLACED]
         if self.listener.direction == "outbound":
             headers.append((PEER_HEADER, self.runtime.peer_header))
-        if head.upgrade:
-            upgrade = head.header(b"upgrade")
-            headers.append((b"connection", b"upgrade"))
-            if upgrade is not None:
-                headers.append((b"upgrade", upgrade))
-        if head.expect_continue:
-            headers = [(n, v) for n, v in headers if n != b"expect"]
-        if head.chunked:
-            headers.append((b"transfer-encoding", b"chunked"))
-        elif head.content_length is not None:
-            headers.append((b"content-length", b"%d" % head.content_length))
         request_id = head.header(b"x-request-id")
         if request_id is None:
             request_id = str(uuid.UUID(bytes=os.urandom(16), version=4)).encode()
@@ -494,15 +474,21 @@ class Exchange:
         self.request_id = request_id.decode("latin-1")
         if self.listener.direction == "inbound":
             self._forwarded(headers)
+        authority = head.authority or self.cluster_state.cluster.service_host
         for ops in (route.request_headers, weighted.request_headers):
             if not ops.empty:
                 headers = apply_header_ops(headers, ops)
+                authority, headers = _authority_from(headers, authority)
         target = head.path
         if route.rewrite is not None:
-            target, authority = rewrite_target(route.rewrite, prefix, head.path)
-            if authority:
-                headers = [(b"host", authority.encode("latin-1"))] + [(n, v) for n, v in headers if n != b"host"]
-        return h1.serialize_request_head(head.method, target, headers)
+            target, rewritten = rewrite_target(route.rewrite, prefix, head.path)
+            authority = rewritten or authority
+        if head.chunked:
+            length, has_body = None, True
+        else:
+            length, has_body = head.content_length, head.content_length is not None
+        upgrade = head.header(b"upgrade") if head.upgrade else None
+        return UpstreamRequest(head.method, target, authority, headers, length, has_body, upgrade)
 
     def _forwarded(self, headers: list[Header]) -> None:
         """On the server's side: x-forwarded-for gets the caller's address appended and
@@ -519,10 +505,12 @@ class Exchange:
             headers.append((b"x-forwarded-proto", self.head.scheme.encode()))
 
 
-class _Trailers:
-    """Marks the end of a chunked body (with its trailers) in the replay buffer."""
-
-    __slots__ = ("trailers",)
-
-    def __init__(self, trailers: list[Header]) -> None:
-        self.trailers = trailers
+def _authority_from(headers: list[Header], authority: str) -> tuple[str, list[Header]]:
+    """A header operation that set `host` rewrites the authority (Istio allows that)."""
+    host = None
+    for name, value in headers:
+        if name == b"host":
+            host = value
+    if host is None:
+        return authority, headers
+    return host.decode("latin-1"), [(n, v) for n, v in headers if n != b"host"]

@@ -129,13 +129,13 @@ class DownstreamH1(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        if self.queue and self.queue[0].conn is not None:
-            self.queue[0].conn.transport.pause_reading()
+        if self.queue:
+            self.queue[0].pause_response()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.queue and self.queue[0].conn is not None:
-            self.queue[0].conn.transport.resume_reading()
+        if self.queue:
+            self.queue[0].resume_response()
 
     # flow control, used by the exchange ------------------------------------------------------
 
@@ -190,8 +190,8 @@ class DownstreamH1(asyncio.Protocol):
         elif exchange.head.http_version == "1.0":
             headers.append(_KEEP_ALIVE)
         self.keep_alive = keep
-        if self.write_paused and exchange.conn is not None:
-            exchange.conn.transport.pause_reading()
+        if self.write_paused:
+            exchange.pause_response()
         self.transport.write(h1.serialize_response_head(status, headers))
 
     def send_data(self, data: bytes) -> None:
@@ -218,8 +218,7 @@ class DownstreamH1(asyncio.Protocol):
         reset(self.transport)
 
     def start_tunnel(self, upstream_conn, tail: bytes) -> None:
-        upstream_conn.detach_as_tunnel(self.transport)
-        self.tunnel = upstream_conn.transport
+        self.tunnel = upstream_conn.detach_as_tunnel(self.transport)
         self.upgrading = None
         if tail:
             self.transport.write(tail)

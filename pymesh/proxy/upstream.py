@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from pymesh.http import h1
+from pymesh.http.message import Header, Trailers, UpstreamRequest
 from pymesh.routing.snapshot import Cluster, Endpoint
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  # Istio's default tcp.connectTimeout
 DEFAULT_IDLE_TIMEOUT = 3600.0  # Envoy's default upstream idle timeout
 SWEEP_INTERVAL = 1.0
 INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6"  # the capture rules let lo traffic from it through
+_CHUNKED = (b"transfer-encoding", b"chunked")
 
 
 def inbound_source(address: str) -> tuple[str, int] | None:
@@ -44,6 +46,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "pool", "transport", "reader", "exchange", "requests", "idle_since", "received", "tunnel", "reused", "clean",
+        "chunked",
     )
 
     def __init__(self, pool: EndpointPool) -> None:
@@ -57,6 +60,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.tunnel = None  # the downstream transport once upgraded (WebSocket)
         self.reused = False  # served a request before the current one
         self.clean = False  # the last response ended exactly where its framing said
+        self.chunked = False  # the current request's body goes out chunked
 
     # asyncio callbacks ---------------------------------------------------------------------
 
@@ -125,6 +129,44 @@ class UpstreamConnection(asyncio.Protocol):
         self.reader.expect_body = expect_body
         self.requests += 1
 
+    def send_request(self, request: UpstreamRequest, body: Iterable[bytes | Trailers] = ()) -> None:
+        """The request head, framed by this connection (never from the client's headers), and
+        whatever of the body is already buffered, in one write."""
+        headers = [(b"host", request.authority.encode("latin-1"))] + request.headers
+        if request.upgrade is not None:
+            headers += [(b"connection", b"upgrade"), (b"upgrade", request.upgrade)]
+        self.chunked = request.has_body and request.length is None
+        if self.chunked:
+            headers.append(_CHUNKED)
+        elif request.length is not None:
+            headers.append((b"content-length", b"%d" % request.length))
+        out = [h1.serialize_request_head(request.method, request.target, headers)]
+        for piece in body:
+            if piece.__class__ is Trailers:
+                if self.chunked:
+                    out.append(h1.encode_last_chunk(piece.headers))
+            else:
+                out.append(h1.encode_chunk(piece) if self.chunked else piece)
+        self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def send_data(self, data: bytes) -> None:
+        self.transport.write(h1.encode_chunk(data) if self.chunked else data)
+
+    def send_end(self, trailers: list[Header]) -> None:
+        if self.chunked:
+            self.transport.write(h1.encode_last_chunk(trailers))
+
+    def send_raw(self, data: bytes) -> None:
+        """Bytes of the protocol an upgrade switched to (after the 101)."""
+        self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        """The downstream cannot take more of the response now (its buffer is full)."""
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
     def release(self, reusable: bool) -> None:
         """The exchange is done with this connection: back to the pool, or closed."""
         self.exchange = None
@@ -136,11 +178,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.active -= 1
         self.transport.abort()
 
-    def detach_as_tunnel(self, downstream_transport) -> None:
-        """After 101 Switching Protocols: no longer HTTP, no longer pooled."""
+    def detach_as_tunnel(self, downstream_transport) -> asyncio.Transport:
+        """After 101 Switching Protocols: no longer HTTP, no longer pooled. Returns the transport
+        the downstream now writes the tunnel's bytes to."""
         self.exchange = None
         self.pool.active -= 1
         self.tunnel = downstream_transport
+        return self.transport
 
 
 class EndpointPool:
