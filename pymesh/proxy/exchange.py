@@ -24,6 +24,7 @@ from pymesh.http.message import (IDEMPOTENT_METHODS, Header, RequestHead, Respon
 from pymesh.policy import flags
 from pymesh.policy.outcome import Outcome, classify
 from pymesh.proxy.headers import apply_header_ops, rewrite_target
+from pymesh.proxy.interfaces import Downstream, UpstreamConnection
 from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply
 from pymesh.routing.pick import pick_weighted
 from pymesh.routing.snapshot import Route, WeightedCluster
@@ -53,7 +54,7 @@ class Exchange:
         "upgrade_tail", "stale_retry_used", "attempt_id", "paused_downstream", "last_endpoint", "active_at",
     )
 
-    def __init__(self, runtime, listener, downstream, head: RequestHead) -> None:
+    def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:
         self.runtime = runtime
         self.listener = listener
         self.downstream = downstream
@@ -71,7 +72,7 @@ class Exchange:
         self.request_done = False
         self.request_bytes = 0
         self.response_bytes = 0
-        self.conn = None
+        self.conn: UpstreamConnection | None = None
         self.conn_reused = False
         self.endpoint = None
         self.cancel_connect = None
