@@ -1,4 +1,4 @@
-"""Command line: `python -m benchmarks {run,check,scale,control,regex,report}` (see README.md)."""
+"""Command line: `python -m benchmarks {run,check,scale,control,regex,h2codec,report}` (see README.md)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     regex.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     regex.add_argument("--out", help="results directory (default benchmarks/results)")
 
+    h2codec = sub.add_parser("h2codec", help="CPU per request of one HTTP/2 side: pymesh's codec against h2")
+    h2codec.add_argument("--smoke", action="store_true", help="one short round")
+    h2codec.add_argument("--requests", type=int, default=20_000, help="requests per round (default 20000)")
+    h2codec.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+
     show = sub.add_parser("report", help="print the tables (and redraw the plots) of a result JSON (run or control)")
     show.add_argument("result")
     show.add_argument("--markdown", action="store_true")
@@ -74,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "regex":
         from benchmarks.regex import run as regex
         return regex(args)
+    if args.command == "h2codec":
+        from benchmarks.h2codec import run as h2codec
+        return h2codec(args)
     from benchmarks.runner import show
     return show(args)
 

@@ -382,7 +382,8 @@ class Connection:
         if stream_id <= self._highest_peer:
             if stream_id in self._reset_ids:
                 return  # in flight when we reset it: ignored (RFC 9113 5.4.2)
-            raise _ConnectionError(f.STREAM_CLOSED, "HEADERS on a closed stream")
+            # RFC 9113 5.1.1: a new stream's id must grow; reusing one is the same error
+            raise _ConnectionError(f.PROTOCOL_ERROR, "stream id not above every earlier one")
         self._highest_peer = stream_id
         if self._goaway_sent is not None and stream_id > self._goaway_sent:
             return  # decoded for the HPACK context only (RFC 9113 6.8)
