@@ -45,13 +45,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import hpack
 from hpack.exceptions import OversizedHeaderListError
 
 from pymesh.http import h2_frames as f
 from pymesh.http.errors import ProtocolError
 from pymesh.http.h2_headers import (
     Malformed,
+    clone_request,
+    clone_response,
     read_request,
     read_response,
     read_trailers,
@@ -59,6 +60,7 @@ from pymesh.http.h2_headers import (
     response_fields,
     trailer_fields,
 )
+from pymesh.http.h2_hpack import Decoder, Encoder
 
 HEAD, DATA, END, RESET, GOAWAY, WINDOW, ERROR = range(7)
 _NO_BODY_STATUS = frozenset({204, 304})
@@ -144,9 +146,8 @@ class Connection:
         self._events: list = []
         self._expect_preface = not client
         self._expect_settings = True
-        self._decoder = hpack.Decoder(max_header_list_size=limits.max_header_list_size)
-        self._decoder.max_allowed_table_size = limits.header_table_size
-        self._encoder = hpack.Encoder()
+        self._decoder = Decoder(limits.max_header_list_size, limits.header_table_size)
+        self._encoder = Encoder()
         self._streams: dict[int, _Stream] = {}
         self._blocked: dict[int, _Stream] = {}
         self._peer_parity = 0 if client else 1
@@ -328,28 +329,36 @@ class Connection:
         if size > self.limits.max_header_list_size + self.limits.max_frame_size:
             raise _ConnectionError(f.ENHANCE_YOUR_CALM, "header block too large")
 
-    def _header_block(self, stream_id: int, flags: int, block: bytes) -> None:
+    def _decode(self, block: bytes, read, clone):
+        """read(the decoded header list); Malformed propagates, a decoding failure is a
+        connection error: the HPACK context is lost with it."""
         try:
-            header_list = self._decoder.decode(block, raw=True)
+            return self._decoder.decode(block, read, clone)
+        except Malformed:
+            raise
         except OversizedHeaderListError:
             raise _ConnectionError(f.ENHANCE_YOUR_CALM, "header list larger than SETTINGS_MAX_HEADER_LIST_SIZE") from None
-        except Exception:  # any failure inside the decoder leaves the HPACK context unusable
+        except Exception:  # whatever hpack raises on hostile input
             raise _ConnectionError(f.COMPRESSION_ERROR, "invalid HPACK header block") from None
+
+    def _header_block(self, stream_id: int, flags: int, block: bytes) -> None:
         end_stream = flags & f.END_STREAM
         stream = self._streams.get(stream_id)
         if stream is None:
             if self.client or (stream_id & 1) != self._peer_parity:
                 if self._idle(stream_id):
                     raise _ConnectionError(f.PROTOCOL_ERROR, "HEADERS on a stream this side never opened")
-                return  # a stream we already reset: ignored (RFC 9113 5.4.2)
-            self._open_peer_stream(stream_id, header_list, end_stream)
+                self._decode(block, _ignore, _ignore)  # a stream we reset: ignored (RFC 9113 5.4.2)
+                return
+            self._open_peer_stream(stream_id, block, end_stream)
             return
         if not stream.remote_open:
+            self._decode(block, _ignore, _ignore)
             self._reset(stream, f.STREAM_CLOSED, "HEADERS after the end of the stream")
             return
         try:
             if not stream.head_seen:  # a client's response
-                head = read_response(header_list)
+                head = self._decode(block, read_response, clone_response)
                 if head.status < 200:
                     if end_stream or head.status == 101:
                         raise Malformed("an interim response ending the stream, or 101")
@@ -366,9 +375,9 @@ class Connection:
                     self._events.append((END, stream_id, []))
                     self._remote_closed(stream)
                 return
+            trailers = self._decode(block, read_trailers, list)
             if not end_stream:
                 raise Malformed("trailers without END_STREAM")
-            trailers = read_trailers(header_list)
             expected = stream.expected
             if expected is not None and stream.received != expected:
                 raise Malformed("body length differs from content-length")
@@ -378,7 +387,7 @@ class Connection:
         self._events.append((END, stream_id, trailers))
         self._remote_closed(stream)
 
-    def _open_peer_stream(self, stream_id: int, header_list, end_stream: int) -> None:
+    def _open_peer_stream(self, stream_id: int, block: bytes, end_stream: int) -> None:
         if stream_id <= self._highest_peer:
             if stream_id in self._reset_ids:
                 return  # in flight when we reset it: ignored (RFC 9113 5.4.2)
@@ -386,14 +395,16 @@ class Connection:
             raise _ConnectionError(f.PROTOCOL_ERROR, "stream id not above every earlier one")
         self._highest_peer = stream_id
         if self._goaway_sent is not None and stream_id > self._goaway_sent:
-            return  # decoded for the HPACK context only (RFC 9113 6.8)
+            self._decode(block, _ignore, _ignore)  # for the HPACK context only (RFC 9113 6.8)
+            return
         now = self._clock()
         self._opened += 1
         if self._peer_streams >= self.limits.max_concurrent_streams:
+            self._decode(block, _ignore, _ignore)
             self._refuse(stream_id, f.REFUSED_STREAM, now)
             return
         try:
-            head = read_request(header_list)
+            head = self._decode(block, read_request, clone_request)
             if end_stream and head.content_length:
                 raise Malformed("content-length without a body")
         except Malformed:
@@ -463,7 +474,7 @@ class Connection:
             elif ident == f.MAX_CONCURRENT_STREAMS:
                 self.peer_max_concurrent_streams = value
             elif ident == f.HEADER_TABLE_SIZE:
-                self._encoder.header_table_size = min(value, self.limits.max_encoder_table_size)
+                self._encoder.set_table_size(min(value, self.limits.max_encoder_table_size))
             elif ident == f.ENABLE_PUSH:
                 if value > 1 or (self.client and value == 1):
                     raise _ConnectionError(f.PROTOCOL_ERROR, "invalid SETTINGS_ENABLE_PUSH")
@@ -796,6 +807,10 @@ class Connection:
                 stream.pending_trailers = None
                 self._local_closed(stream)
             self._events.append((WINDOW, stream.id))
+
+
+def _ignore(value) -> None:
+    """The reading of a block decoded only to keep the HPACK context in step."""
 
 
 def _unpad(payload: bytes) -> bytes:

@@ -160,6 +160,20 @@ def read_trailers(header_list) -> list[Header]:
     return fields
 
 
+def clone_request(head: RequestHead) -> RequestHead:
+    """A copy a caller may change (pymesh.http.h2_hpack caches what was read)."""
+    copy = RequestHead(head.method, head.path, list(head.raw_headers), scheme=head.scheme, http_version="2")
+    copy.authority = head.authority
+    copy.content_length = head.content_length
+    return copy
+
+
+def clone_response(head: ResponseHead) -> ResponseHead:
+    copy = ResponseHead(head.status, list(head.raw_headers), http_version="2")
+    copy.content_length = head.content_length
+    return copy
+
+
 def _append_end_to_end(out: list[Header], raw_headers: list[Header]) -> None:
     for pair in raw_headers:
         name = pair[0]

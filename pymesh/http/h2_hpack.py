@@ -1,0 +1,140 @@
+"""HPACK for the data plane: `hpack`'s Encoder and Decoder, with what repeats request after request
+done once.
+
+- Header blocks are cached while the dynamic table they were coded against is unchanged. A
+  counter on the table moves with every insertion and resize; a block that moved it is never
+  cached, and the whole cache is dropped when it moves. So a cached answer is always the one
+  `hpack` would give: an identical block decodes, and an identical header list encodes, to the
+  same thing under the same table. The caches are small and hold small blocks only.
+- Values unique to one request (request and trace ids, dates, lengths, timeouts) are written as
+  literals that never enter the table (RFC 7541 6.2.2), without Huffman coding: indexing them
+  would only evict the entries that do repeat, and the peer decodes them without Huffman work.
+  They go after the other fields; HTTP gives no meaning to the order of differently named fields.
+"""
+
+from __future__ import annotations
+
+import hpack
+from hpack.table import HeaderTable
+
+VOLATILE = frozenset(
+    {
+        b"x-request-id", b"traceparent", b"tracestate", b"x-b3-traceid", b"x-b3-spanid",
+        b"x-b3-parentspanid", b"x-cloud-trace-context", b"x-amzn-trace-id", b"date",
+        b"content-length", b"grpc-timeout", b"x-envoy-expected-rq-timeout-ms",
+    }
+)
+_CACHE_ENTRIES = 32
+_CACHE_BLOCK_BYTES = 512
+
+
+class _Table(HeaderTable):
+    """hpack's table, counting its changes."""
+
+    generation = 0
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.generation += 1
+        super().add(name, value)
+
+    @property
+    def maxsize(self) -> int:
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, value: int) -> None:
+        self.generation += 1
+        HeaderTable.maxsize.fset(self, value)
+
+
+def _integer(value: int, prefix_bits: int, first: int) -> bytes:
+    """RFC 7541 5.1."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes((first | value,))
+    out = bytearray((first | limit,))
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _unindexed_name(name: bytes) -> bytes:
+    """The start of a "literal without indexing" field (RFC 7541 6.2.2) for `name`."""
+    static = HeaderTable.STATIC_TABLE_MAPPING.get(name)
+    if static is not None:
+        return _integer(static[0], 4, 0x00)
+    return b"\x00" + _integer(len(name), 7, 0) + name
+
+
+_NAME_PREFIX = {name: _unindexed_name(name) for name in VOLATILE}
+
+
+class Encoder:
+    def __init__(self) -> None:
+        self._hpack = hpack.Encoder()
+        self._table = self._hpack.header_table = _Table()
+        self._cache: dict[tuple, bytes] = {}
+        self._generation = 0
+
+    def set_table_size(self, size: int) -> None:
+        """The peer's SETTINGS_HEADER_TABLE_SIZE (already capped by the caller)."""
+        self._hpack.header_table_size = size
+
+    def encode(self, fields: list) -> bytes:
+        stable = []
+        tail = b""
+        for pair in fields:
+            if pair[0] in VOLATILE:
+                value = pair[1]
+                tail += _NAME_PREFIX[pair[0]] + _integer(len(value), 7, 0) + value
+            else:
+                stable.append(pair)
+        table = self._table
+        cache = self._cache
+        if table.generation != self._generation:
+            cache.clear()
+            self._generation = table.generation
+        key = tuple(stable)
+        block = cache.get(key)
+        if block is None:
+            resized = table.resized  # the block will start with a size update: not reusable
+            block = self._hpack.encode(stable)
+            if table.generation != self._generation:
+                cache.clear()
+                self._generation = table.generation
+            elif not resized and len(cache) < _CACHE_ENTRIES and len(block) <= _CACHE_BLOCK_BYTES:
+                cache[key] = block
+        return block + tail if tail else block
+
+
+class Decoder:
+    """Decodes a block and reads it with `read` (see pymesh.http.h2_headers), caching the result
+    of `read` for blocks that leave the table unchanged; `clone` gives each caller its own copy.
+    The table only changes inside `decode`, which drops the cache when it does."""
+
+    def __init__(self, max_header_list_size: int, max_table_size: int) -> None:
+        self._hpack = hpack.Decoder(max_header_list_size=max_header_list_size)
+        self._table = self._hpack.header_table = _Table()
+        self._table.maxsize = max_table_size
+        self._hpack.max_allowed_table_size = max_table_size
+        self._cache: dict[tuple, object] = {}
+        self._generation = self._table.generation
+
+    def decode(self, block: bytes, read, clone):
+        """read(decoded header list); hpack's exceptions and read's propagate."""
+        table = self._table
+        cache = self._cache
+        key = (read, block)
+        cached = cache.get(key)
+        if cached is not None:
+            return clone(cached)
+        result = read(self._hpack.decode(block, raw=True))
+        if table.generation != self._generation:
+            cache.clear()
+            self._generation = table.generation
+        elif len(cache) < _CACHE_ENTRIES and len(block) <= _CACHE_BLOCK_BYTES:
+            cache[key] = clone(result)  # the caller may change its copy
+        return result
