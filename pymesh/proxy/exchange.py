@@ -14,16 +14,15 @@ already sent bytes upstream is no longer retried.
 
 from __future__ import annotations
 
-import os
 import random
-import uuid
 
 from pymesh.http.errors import ProtocolError
 from pymesh.http.message import (IDEMPOTENT_METHODS, Header, RequestHead, ResponseHead, Trailers, UpstreamRequest,
                                  end_to_end)
 from pymesh.policy import flags
 from pymesh.policy.outcome import Outcome, classify
-from pymesh.proxy.headers import apply_header_ops, rewrite_target
+from pymesh.proxy.filters import PAUSE
+from pymesh.proxy.headers import apply_header_ops
 from pymesh.proxy.interfaces import Downstream, UpstreamConnection
 from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply
 from pymesh.routing.pick import pick_weighted
@@ -52,6 +51,7 @@ class Exchange:
         "cancel_connect", "try_timer", "route_timer", "committed", "done", "expect_body",
         "upstream_reusable", "close_delimited", "request_id", "hash_key", "response_header_ops",
         "upgrade_tail", "stale_retry_used", "attempt_id", "paused_downstream", "last_endpoint", "active_at",
+        "weighted", "matched_prefix", "filters", "filter_index",
     )
 
     def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:
@@ -92,6 +92,10 @@ class Exchange:
         self.paused_downstream = False
         self.last_endpoint = None  # the endpoint of the latest attempt, for telemetry
         self.active_at = runtime.now  # when bytes last moved either way (stream idle timeout)
+        self.weighted = None  # the destination chosen among the route's
+        self.matched_prefix = None  # what a prefix match matched (the rewrite replaces it)
+        self.filters = ()
+        self.filter_index = 0  # the filter that paused the chain
 
     # --- request side (called by the downstream protocol) -------------------------------------
 
@@ -116,14 +120,37 @@ class Exchange:
         if state is None:
             return self.reply(local_reply_for(flags.UH, detail=b"cluster not found"))
         self.cluster_state = state
+        self.weighted = weighted
+        self.matched_prefix = prefix
         self.policy = runtime.retry_policy(route)
         self.response_header_ops = (weighted.response_headers, route.response_headers)
         self.hash_key = state.hash_key(head)
-        self.upstream_request = self._upstream_request(route, prefix, weighted)
-        if head.expect_continue and not self.request_done:
+        self._filter_then_send()
+
+    def _filter_then_send(self) -> None:
+        """Build the upstream request, run the listener's filter chain over it, and send it."""
+        self.upstream_request = self._upstream_request()
+        self.filters = self.runtime.filter_chains[self.listener.direction]
+        self.resume_filters(0)
+
+    def resume_filters(self, start: int | None = None) -> None:
+        """Run the filters from `start` (a paused filter resumes with None: the one after it)."""
+        filters = self.filters
+        index = self.filter_index + 1 if start is None else start
+        while index < len(filters):
+            result = filters[index].on_request(self, self.upstream_request)
+            if result is not None:
+                if result is PAUSE:
+                    self.filter_index = index
+                    return
+                return self.reply(result)
+            index += 1
+        if self.done:
+            return
+        if self.head.expect_continue and not self.request_done:
             self.downstream.send_continue()
-        if route.timeout:
-            self.route_timer = runtime.loop.call_later(route.timeout, self._on_route_timeout)
+        if self.route.timeout:
+            self.route_timer = self.runtime.loop.call_later(self.route.timeout, self._on_route_timeout)
         self._attempt()
 
     def _no_route(self) -> None:
@@ -133,9 +160,9 @@ class Exchange:
             return self.reply(local_reply_for(flags.NR))
         self.cluster_state = self.runtime.passthrough(destination)
         self.route = PASSTHROUGH_ROUTE
+        self.weighted = PASSTHROUGH_ROUTE.clusters[0]
         self.policy = self.runtime.retry_policy(PASSTHROUGH_ROUTE)
-        self.upstream_request = self._upstream_request(PASSTHROUGH_ROUTE, None, PASSTHROUGH_ROUTE.clusters[0])
-        self._attempt()
+        self._filter_then_send()
 
     def on_request_data(self, data: bytes) -> None:
         self.request_bytes += len(data)
@@ -461,57 +488,15 @@ class Exchange:
 
     # --- the upstream request's head ----------------------------------------------------------
 
-    def _upstream_request(self, route, prefix, weighted) -> UpstreamRequest:
-        """What goes upstream: the client's end-to-end headers with the proxy's own added, the
-        route's header operations and rewrite applied. No framing: the upstream codec writes it."""
+    def _upstream_request(self) -> UpstreamRequest:
+        """The client's end-to-end headers, without framing (the upstream codec writes its own)
+        and without what the proxy writes itself (`_REPLACED`): the filters add the rest."""
         head = self.head
         headers = [(n, v) for n, v in end_to_end(head.raw_headers, head.nominated) if n not in _REPLACED]
-        if self.listener.direction == "outbound":
-            headers.append((PEER_HEADER, self.runtime.peer_header))
-        request_id = head.header(b"x-request-id")
-        if request_id is None:
-            request_id = str(uuid.UUID(bytes=os.urandom(16), version=4)).encode()
-            headers.append((b"x-request-id", request_id))
-        self.request_id = request_id.decode("latin-1")
-        if self.listener.direction == "inbound":
-            self._forwarded(headers)
         authority = head.authority or self.cluster_state.cluster.service_host
-        for ops in (route.request_headers, weighted.request_headers):
-            if not ops.empty:
-                headers = apply_header_ops(headers, ops)
-                authority, headers = _authority_from(headers, authority)
-        target = head.path
-        if route.rewrite is not None:
-            target, rewritten = rewrite_target(route.rewrite, prefix, head.path)
-            authority = rewritten or authority
         if head.chunked:
             length, has_body = None, True
         else:
             length, has_body = head.content_length, head.content_length is not None
         upgrade = head.header(b"upgrade") if head.upgrade else None
-        return UpstreamRequest(head.method, target, authority, headers, length, has_body, upgrade)
-
-    def _forwarded(self, headers: list[Header]) -> None:
-        """On the server's side: x-forwarded-for gets the caller's address appended and
-        x-forwarded-proto is set if absent. The client's sidecar leaves them alone (its caller
-        is the local app), so a hop through two sidecars adds the caller's address once."""
-        client = self.head.source_ip.encode()
-        for index, (name, value) in enumerate(headers):
-            if name == b"x-forwarded-for":
-                headers[index] = (name, value + b", " + client)
-                break
-        else:
-            headers.append((b"x-forwarded-for", client))
-        if self.head.header(b"x-forwarded-proto") is None:
-            headers.append((b"x-forwarded-proto", self.head.scheme.encode()))
-
-
-def _authority_from(headers: list[Header], authority: str) -> tuple[str, list[Header]]:
-    """A header operation that set `host` rewrites the authority (Istio allows that)."""
-    host = None
-    for name, value in headers:
-        if name == b"host":
-            host = value
-    if host is None:
-        return authority, headers
-    return host.decode("latin-1"), [(n, v) for n, v in headers if n != b"host"]
+        return UpstreamRequest(head.method, head.path, authority, headers, length, has_body, upgrade)

@@ -19,6 +19,7 @@ from pymesh.policy.balancer import make_balancer
 from pymesh.policy.hashkey import hash_key
 from pymesh.policy.outcome import Outcome
 from pymesh.policy.retry import RetryPolicy
+from pymesh.proxy.filters import chains_for
 from pymesh.proxy.downstream_limits import DeadlineSweeper, DownstreamLimits
 from pymesh.proxy.upstream import Pools
 from pymesh.telemetry.peer_metadata import encode_peer
@@ -110,6 +111,7 @@ class Runtime:
         self._retry_policies: dict[int, tuple[Route, RetryPolicy]] = {}
         self.listeners: dict = {}
         self.peer_header = b""
+        self.filter_chains: dict = {}
         self._inbound: dict[int, Listener] = {}
         self._passthrough: dict[tuple[str, int], ClusterState] = {}
         self.deadlines = DeadlineSweeper(loop, self.connections, downstream)
@@ -137,6 +139,7 @@ class Runtime:
         self._passthrough = {}
         self.source_labels = dict(snapshot.identity.labels)
         self.peer_header = encode_peer(snapshot.identity)
+        self.filter_chains = chains_for(self.peer_header)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         self.snapshot = snapshot
         for warning in snapshot.warnings:
