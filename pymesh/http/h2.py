@@ -756,6 +756,8 @@ class Connection:
     def _write_data(self, stream: _Stream, data: bytes, end_stream: bool) -> int:
         """Frame as much of `data` as the windows allow; END_STREAM with the last of it."""
         size = len(data)
+        if size == 0 and not end_stream:
+            return 0
         allowed = min(size, self._send_window, stream.send_window)
         if allowed < 0:
             allowed = 0

@@ -6,10 +6,12 @@ done once.
   cached, and the whole cache is dropped when it moves. So a cached answer is always the one
   `hpack` would give: an identical block decodes, and an identical header list encodes, to the
   same thing under the same table. The caches are small and hold small blocks only.
-- Values unique to one request (request and trace ids, dates, lengths, timeouts) are written as
+- Values that change from request to request (what nghttp2 never indexes: :path, lengths,
+  validators, locations, cookies set; and request and trace ids, dates, timeouts) are written as
   literals that never enter the table (RFC 7541 6.2.2), without Huffman coding: indexing them
   would only evict the entries that do repeat, and the peer decodes them without Huffman work.
-  They go after the other fields; HTTP gives no meaning to the order of differently named fields.
+  :path goes first, the others after the other fields; HTTP gives no meaning to the order of
+  differently named fields, and pseudo-headers stay ahead of the regular ones.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from hpack.table import HeaderTable
 
 VOLATILE = frozenset(
     {
-        b"x-request-id", b"traceparent", b"tracestate", b"x-b3-traceid", b"x-b3-spanid",
-        b"x-b3-parentspanid", b"x-cloud-trace-context", b"x-amzn-trace-id", b"date",
-        b"content-length", b"grpc-timeout", b"x-envoy-expected-rq-timeout-ms",
+        b":path", b"age", b"content-length", b"etag", b"if-modified-since", b"if-none-match",
+        b"last-modified", b"location", b"set-cookie", b"date", b"x-request-id", b"traceparent",
+        b"tracestate", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid",
+        b"x-cloud-trace-context", b"x-amzn-trace-id", b"grpc-timeout", b"x-envoy-expected-rq-timeout-ms",
     }
 )
 _CACHE_ENTRIES = 32
@@ -85,11 +88,15 @@ class Encoder:
 
     def encode(self, fields: list) -> bytes:
         stable = []
-        tail = b""
+        head = tail = b""
         for pair in fields:
-            if pair[0] in VOLATILE:
-                value = pair[1]
-                tail += _NAME_PREFIX[pair[0]] + _integer(len(value), 7, 0) + value
+            name = pair[0]
+            if name in VOLATILE:
+                literal = _NAME_PREFIX[name] + _integer(len(pair[1]), 7, 0) + pair[1]
+                if name == b":path":
+                    head += literal
+                else:
+                    tail += literal
             else:
                 stable.append(pair)
         table = self._table
@@ -107,7 +114,21 @@ class Encoder:
                 self._generation = table.generation
             elif not resized and len(cache) < _CACHE_ENTRIES and len(block) <= _CACHE_BLOCK_BYTES:
                 cache[key] = block
-        return block + tail if tail else block
+        if head and block[:1] and block[0] & 0xE0 == 0x20:  # a size update must stay first
+            return _after_size_updates(block, head) + tail
+        return head + block + tail if head or tail else block
+
+
+def _after_size_updates(block: bytes, literal: bytes) -> bytes:
+    """`literal` inserted after the dynamic table size updates that open `block` (RFC 7541 4.2)."""
+    pos = 0
+    while pos < len(block) and block[pos] & 0xE0 == 0x20:
+        pos += 1
+        if block[pos - 1] & 0x1F == 0x1F:  # a multi-byte integer: continuation bytes have the top bit
+            while block[pos] & 0x80:
+                pos += 1
+            pos += 1
+    return block[:pos] + literal + block[pos:]
 
 
 class Decoder:

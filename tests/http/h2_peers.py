@@ -46,7 +46,8 @@ def _fields_of(head) -> list:
 
 
 def normal_fields(fields) -> list:
-    """What both sides agree a header list means: host as :authority, cookies joined."""
+    """What a header list means in HTTP: host as :authority, cookies joined, and order kept only
+    among fields of one name (RFC 9110 5.3), pseudo-headers first."""
     out = [(bytes(n), bytes(v)) for n, v in fields]
     host = [v for n, v in out if n == b"host"]
     out = [(n, v) for n, v in out if n != b"host"]
@@ -55,7 +56,7 @@ def normal_fields(fields) -> list:
     cookies = [v for n, v in out if n == b"cookie"]
     if len(cookies) > 1:
         out = [(n, v) for n, v in out if n != b"cookie"] + [(b"cookie", b"; ".join(cookies))]
-    return out
+    return sorted(out, key=lambda field: (not field[0].startswith(b":"), field[0]))
 
 
 class RefPeer:

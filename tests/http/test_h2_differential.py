@@ -75,11 +75,7 @@ def client_resets(c, s):
     pump(c, s)
     c.reset(sid, CANCEL)
     pump(c, s)
-    other = c.new_stream()
-    c.send_head(other, request(), end_stream=True)
-    pump(c, s)
-    s.send_head(other, response(), end_stream=True)
-    pump(c, s)
+    exchange(c, s)
 
 
 def server_resets(c, s):
@@ -93,22 +89,23 @@ def server_resets(c, s):
     pump(c, s)
 
 
-def server_goaway(c, s):
-    first = c.new_stream()
-    c.send_head(first, request(), end_stream=True)
-    pump(c, s)
-    s.send_head(first, response(), end_stream=True)
-    pump(c, s)
-    s.goaway(NO_ERROR)
-    pump(c, s)
-
-
-def client_goaway(c, s):
+def exchange(c, s):
+    """One GET and its empty 200."""
     sid = c.new_stream()
     c.send_head(sid, request(), end_stream=True)
     pump(c, s)
     s.send_head(sid, response(), end_stream=True)
     pump(c, s)
+
+
+def server_goaway(c, s):
+    exchange(c, s)
+    s.goaway(NO_ERROR)
+    pump(c, s)
+
+
+def client_goaway(c, s):
+    exchange(c, s)
     c.goaway(NO_ERROR)
     pump(c, s)
 

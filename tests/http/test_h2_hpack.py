@@ -67,3 +67,15 @@ def test_decoder_reads_what_plain_hpack_reads():
             first.append((b"changed", b"by the caller"))  # the cache hands out copies
             hits += ours._cache.get((plain, block)) is not None
         assert hits > 100  # the cache was exercised
+
+
+def test_path_goes_first_but_after_a_table_size_update():
+    ours, reference = Encoder(), hpack.Decoder()
+    fields = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/x"), (b"x-a", b"1")]
+    for size in (100, 2000, 300, 4096):  # all but 100 need a multi-byte integer
+        ours.set_table_size(size)
+        block = ours.encode(fields)
+        assert block[0] & 0xE0 == 0x20
+        decoded = plain(reference.decode(block, raw=True))
+        assert reference.header_table.maxsize == size
+        assert decoded == [fields[3], *fields[:3], fields[4]]
