@@ -68,21 +68,23 @@ def many_streams(c, s):
     pump(c, s)
 
 
-def client_resets(c, s):
+def upload_started(c, s) -> int:
+    """A POST whose body has begun: the stream both sides will reset."""
     sid = c.new_stream()
     c.send_head(sid, request(b"POST", b"/upload"))
     c.send_data(sid, b"a" * 1000)
     pump(c, s)
-    c.reset(sid, CANCEL)
+    return sid
+
+
+def client_resets(c, s):
+    c.reset(upload_started(c, s), CANCEL)
     pump(c, s)
     exchange(c, s)
 
 
 def server_resets(c, s):
-    sid = c.new_stream()
-    c.send_head(sid, request(b"POST", b"/upload"))
-    c.send_data(sid, b"a" * 1000)
-    pump(c, s)
+    sid = upload_started(c, s)
     s.send_head(sid, response())
     s.send_data(sid, b"partial")
     s.reset(sid, INTERNAL_ERROR)
