@@ -1,7 +1,7 @@
 """Sans-IO HTTP/2 connection codec for the data plane (RFC 9113), on top of `hpack`.
 
-Why not `h2`: it costs about twice pymesh's whole HTTP/1.1 hop in CPU per request on one side
-(see benchmarks/README.md, "HTTP/2 codec"), and a proxy pays it on both sides. This codec does
+Why not `h2`: one side of it costs more CPU per request than pymesh's whole HTTP/1.1 hop, and a
+proxy pays it on both sides (figures: benchmarks/README.md, "HTTP/2 codec"). This codec does
 the minimum per request: frame headers parsed in place with `struct`, HPACK through `hpack`,
 flow control as window arithmetic, small tuples as events, one object per stream. `h2` stays
 the reference peer of the tests (tests/http/).
@@ -26,6 +26,11 @@ Events, `(kind, stream_id, value)`:
                             and the connection is finished (close it after writing)
 
 A stream the caller never saw (refused, malformed request headers) is reset without an event.
+
+Sending: `new_stream_id()` (client; `can_open_stream` says whether the peer's limits and GOAWAY
+allow one), `send_headers`, `send_data`, `send_trailers`, `end_stream`, `reset_stream`,
+`goaway`. SETTINGS and PINGs are acknowledged by the codec. After `goaway(NO_ERROR)` the open
+streams finish and new ones are ignored: close once `open_streams` is 0.
 
 Backpressure is end to end: the receive windows are only reopened by `acknowledge_received`
 (every DATA byte once, even after the stream ended), so a proxy acknowledges what it has
@@ -71,13 +76,13 @@ _RESET_MEMORY = 128
 class Limits:
     """Bounded defaults for a sidecar.
 
-    Envoy's own defaults are unbounded for a proxy facing its own pod (2^31-1 concurrent
-    streams, 256 MiB windows); its edge guidance (and nghttp2, Go) use 100 streams, 64 KiB
-    stream and 1 MiB connection windows. pymesh takes 100 streams and a 1 MiB connection
-    window, with 256 KiB per stream so that one stream still fills a fast local link: memory
-    per connection stays near 1 MiB of received data however many streams are open. 60 KiB of
-    headers and 8 CONTINUATION frames per block are Envoy's and nghttp2's; the premature-reset
-    rule (500 streams, 50 %, within 1 s) and the flood limits are Envoy's defaults.
+    Envoy's own defaults (which Istio keeps) are all but unbounded: 2^31-1 concurrent streams,
+    256 MiB windows. Its edge guidance is 100 streams, 64 KiB per stream, 1 MiB per connection.
+    pymesh takes 100 streams and a 1 MiB connection window, with 256 KiB per stream so that one
+    stream still fills a fast local link: what a peer may send unacknowledged stays at 1 MiB per
+    connection however many streams are open. 60 KiB of headers is Envoy's default, 8
+    CONTINUATION frames per block nghttp2's (which Envoy embeds); the premature-reset rule (500
+    streams, 50 %, within 1 s) and the flood limits are Envoy's defaults.
     """
 
     max_concurrent_streams: int = 100
