@@ -25,7 +25,10 @@ from pymesh.routing.snapshot import Listener
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h; IP6T_SO_ORIGINAL_DST has the same value
 SNIFF_TIMEOUT = 0.1  # Istio's historical protocolDetectionTimeout
 SNIFF_BYTES = 16
-HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"TRACE ", b"CONNECT ")
+# Request-line starts that mean HTTP; "PRI " is HTTP/2's connection preface (h2c with prior
+# knowledge), which the HTTP/1.1 handler hands over to the HTTP/2 one.
+HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"TRACE ", b"CONNECT ",
+                b"PRI ")
 OUTBOUND, INBOUND = "virtualOutbound", "virtualInbound"
 
 

@@ -17,10 +17,12 @@ from pymesh.http.errors import ProtocolError
 from pymesh.http.message import Header
 from pymesh.policy import flags
 from pymesh.proxy.exchange import Exchange
+from pymesh.proxy.http2 import DownstreamH2
 from pymesh.proxy.local_reply import LocalReply
 from pymesh.proxy.sockets import reset
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+H2_PREFACE_START = b"PRI * HTTP/2.0"  # enough of RFC 9113's preface to tell (the rest is checked there)
 _CLOSE = (b"connection", b"close")
 _KEEP_ALIVE = (b"connection", b"keep-alive")
 _CHUNKED = (b"transfer-encoding", b"chunked")
@@ -47,6 +49,7 @@ class DownstreamH1(asyncio.Protocol):
         self.closing = False
         self.read_closed = False  # a protocol error: answer what was read, then close
         self.head_since: float | None = None  # when the request head being received began
+        self.sniff: bytes | None = b""  # first bytes, until they rule out the HTTP/2 preface
         self.idle_since = 0.0  # when the connection last had nothing in flight (coarse clock)
 
     # asyncio callbacks ---------------------------------------------------------------------
@@ -70,6 +73,14 @@ class DownstreamH1(asyncio.Protocol):
             return
         if self.closing or self.read_closed:
             return
+        if self.sniff is not None:
+            data = self.sniff + data
+            if len(data) < len(H2_PREFACE_START) and H2_PREFACE_START.startswith(data):
+                self.sniff = data
+                return
+            self.sniff = None
+            if data.startswith(H2_PREFACE_START):
+                return self._switch_to_h2(data)
         reader = self.reader
         events = reader.feed(data)
         if reader.in_head:
@@ -262,6 +273,12 @@ class DownstreamH1(asyncio.Protocol):
         if not self.queue and self.reading is None:
             self.closing = True
             self.transport.close()
+
+    def _switch_to_h2(self, data: bytes) -> None:
+        """h2c with prior knowledge: the connection is HTTP/2 from its first byte."""
+        downstream = DownstreamH2(self.runtime, self.listener, self.original_destination)
+        self.runtime.replace_connection(self, downstream)
+        downstream.adopt(self.transport, self.source_ip, data)
 
     def check_deadlines(self, now: float) -> None:
         """Called once a tick (see pymesh.proxy.downstream_limits)."""

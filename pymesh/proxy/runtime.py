@@ -209,6 +209,11 @@ class Runtime:
         stats["downstream_cx_active"] += 1
         return True
 
+    def replace_connection(self, old, new) -> None:
+        """One connection changed protocol (h2c detected): same slot, same counts."""
+        self.connections.discard(old)
+        self.connections.add(new)
+
     def connection_closed(self, connection) -> None:
         if connection not in self.connections:
             return  # refused at accept: never counted
