@@ -11,7 +11,7 @@ Use, as pymesh.http.h1: `feed(bytes)` returns a list of events; the caller write
 downstream side: it expects the client preface); `Connection(client=True)` a client (the
 upstream side: it sends the preface, and disables server push).
 
-Events, `(kind, stream_id, value)`:
+Events, always `(kind, stream_id, value)`:
     (HEAD, id, RequestHead | ResponseHead)  a request (server) or a final response (client);
                                             pseudo-headers mapped, see pymesh.http.h2_headers.
                                             Interim 1xx responses are dropped.
@@ -20,7 +20,7 @@ Events, `(kind, stream_id, value)`:
     (RESET, id, code)       the peer reset the stream (RST_STREAM), or its GOAWAY left our
                             stream unprocessed (REFUSED_STREAM: safe to retry)
     (GOAWAY, last_id, code) the peer is going away; streams up to last_id may still complete
-    (WINDOW, id)            a stream whose sending was blocked has sent all it buffered
+    (WINDOW, id, None)      a stream whose sending was blocked has sent all it buffered
     (ERROR, id, H2Error)    id != 0: this codec reset a stream the caller knows (the peer broke
                             the protocol on it); id == 0: a connection error: GOAWAY is queued
                             and the connection is finished (close it after writing)
@@ -36,7 +36,7 @@ Backpressure is end to end: the receive windows are only reopened by `acknowledg
 (every DATA byte once, even after the stream ended), so a proxy acknowledges what it has
 passed on. `send_data` sends what the peer's windows allow and buffers the rest in the stream;
 it returns the bytes sent, and while a stream has buffered bytes the caller stops feeding it
-until (WINDOW, id).
+until (WINDOW, id, None).
 
 Abuse is bounded as Envoy bounds it: header list size (SETTINGS_MAX_HEADER_LIST_SIZE), header
 block bytes and CONTINUATION frames per block, concurrent streams (REFUSED_STREAM past the
@@ -813,7 +813,7 @@ class Connection:
                 self._write_block(stream.id, trailer_fields(stream.pending_trailers), True)
                 stream.pending_trailers = None
                 self._local_closed(stream)
-            self._events.append((WINDOW, stream.id))
+            self._events.append((WINDOW, stream.id, None))
 
 
 def _ignore(value) -> None:

@@ -167,7 +167,7 @@ class CodecPeer:
         events = self.conn.feed(data)
         self.events += events
         for event in events:
-            kind, stream_id, value = event if len(event) == 3 else (*event, None)
+            kind, stream_id, value = event
             if kind == codec.HEAD:
                 self.log.add(stream_id, "head", normal_fields(_fields_of(value)))
             elif kind == codec.DATA:

@@ -1,5 +1,5 @@
 """End-to-end backpressure through pymesh's HTTP/2 codec, with `h2` as the peer: the receive windows
-reopen only as the application acknowledges, and a blocked sender buffers and hears (WINDOW, id)."""
+reopen only as the application acknowledges, and a blocked sender buffers and hears (WINDOW, id, None)."""
 
 from __future__ import annotations
 
@@ -45,11 +45,11 @@ def test_sender_blocked_by_the_peer_buffers_and_hears_window():
     assert not [e for e in server.events if e[0] == codec.WINDOW]
     client.ack(sid, 65535)
     pump(client, server)
-    assert (codec.WINDOW, sid) not in server.events  # 65535 more sent, still 69k buffered
+    assert (codec.WINDOW, sid, None) not in server.events  # 65535 more sent, still 69k buffered
     for _ in range(5):
         client.ack(sid, 65535)
         pump(client, server)
-    assert (codec.WINDOW, sid) in server.events
+    assert (codec.WINDOW, sid, None) in server.events
     assert client.log.body(sid) == b"d" * 200_000
     assert client.log.streams[sid][-1] == ("end", [])
 
