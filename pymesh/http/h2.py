@@ -99,6 +99,10 @@ class Limits:
     max_consecutive_empty_frames: int = 1
     max_priority_frames_per_stream: int = 100
     max_window_updates_per_data_frame: int = 10
+    # What one stream may hold beyond the peer's windows: the caller stops at the first partial
+    # send_data; this bounds a caller that does not (one proxy read, and the stream window of an
+    # HTTP/2 upstream, fit several times).
+    max_send_buffer: int = 2 * 1024 * 1024
 
 
 class H2Error(ProtocolError):
@@ -685,6 +689,8 @@ class Connection:
         if stream is None or not stream.local_open or stream.pending_end:
             return len(data)
         if stream.pending:
+            if self.buffered(stream_id) + len(data) > self.limits.max_send_buffer:
+                raise BufferError(f"stream {stream_id} holds too much unsent data: wait for (WINDOW, id, None)")
             stream.pending.append(data)
             stream.pending_end = end_stream
             return 0
@@ -694,6 +700,11 @@ class Connection:
             stream.pending_end = end_stream
             self._blocked[stream_id] = stream
         return sent
+
+    def buffered(self, stream_id: int) -> int:
+        """Bytes of the stream that wait for the peer's windows."""
+        stream = self._streams.get(stream_id)
+        return sum(map(len, stream.pending)) if stream is not None else 0
 
     def send_trailers(self, stream_id: int, trailers: list) -> None:
         """End the stream with trailers (after any data still buffered)."""

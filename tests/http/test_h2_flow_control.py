@@ -3,6 +3,8 @@ reopen only as the application acknowledges, and a blocked sender buffers and he
 
 from __future__ import annotations
 
+import pytest
+
 from h2_peers import CodecPeer, RefPeer, pump
 from pymesh.http import h2 as codec
 from pymesh.http.message import ResponseHead
@@ -41,6 +43,7 @@ def test_sender_blocked_by_the_peer_buffers_and_hears_window():
     server.conn.send_headers(sid, ResponseHead(200, response()[1:]))
     sent = server.conn.send_data(sid, b"d" * 200_000, end_stream=True)
     assert sent == 65535  # h2's default windows
+    assert server.conn.buffered(sid) == 200_000 - 65535
     pump(client, server)
     assert not [e for e in server.events if e[0] == codec.WINDOW]
     client.ack(sid, 65535)
@@ -68,3 +71,17 @@ def test_acknowledging_after_the_stream_ended_still_reopens_the_connection():
         pump(client, server)
         server.ack(sid, 60_000)  # the application dropped what it held
         pump(client, server)
+
+
+def test_a_caller_that_ignores_blocking_is_stopped():
+    client, server = RefPeer(client=True, auto_ack=False), CodecPeer(client=False)
+    pump(client, server)
+    sid = client.new_stream()
+    client.send_head(sid, request(), end_stream=True)
+    pump(client, server)
+    server.conn.send_headers(sid, ResponseHead(200, []))
+    assert server.conn.send_data(sid, b"x" * 100_000) == 65535
+    with pytest.raises(BufferError):
+        for _ in range(100):  # bounded: the limit is 2 MiB
+            server.conn.send_data(sid, b"y" * 65536)
+    assert server.conn.buffered(sid) <= codec.Limits().max_send_buffer
