@@ -342,3 +342,49 @@ def test_client_side_refuses_what_a_server_may_not_send():
         conn.send_headers(sid, head, True)
         conn.data_to_send()
         assert outcome(conn, wire) == expected, wire
+
+
+def test_frames_on_closed_streams_are_ignored_and_their_data_credited():
+    """After a stream ends (or we reset it) the peer's late frames change nothing, and the
+    connection window they used is given back: no leak, however many arrive."""
+    conn = server(codec.Limits(initial_connection_window=100_000))
+    encoder = hpack.Encoder()
+    conn.feed(START + headers(1, GOOD, encoder=encoder))
+    conn.send_headers(1, ResponseHead(200, []), True)  # stream 1 is closed both ways
+    conn.feed(headers(3, POST, fr.END_HEADERS, encoder))
+    conn.reset_stream(3)  # and stream 3 reset by us
+    conn.data_to_send()
+    late = (rst(1) + fr.frame(fr.PRIORITY, 0, 1, b"\0\0\0\0\x10") + data(3, b"x" * 16000)
+            + headers(3, [(b"x-t", b"1")], encoder=encoder))
+    for index in range(20):  # 320 KB of late DATA through a 100 KB window
+        assert conn.feed((window(1, 100) if index == 0 else b"") + late) == []
+        frames = parse(conn.data_to_send())
+        assert not [f for f in frames if isinstance(f, (hf.GoAwayFrame, hf.RstStreamFrame))]
+    assert not conn.closed
+
+
+def test_client_side_response_framing_errors():
+    def client_with_request(method="GET"):
+        conn = codec.Connection(client=True)
+        sid = conn.new_stream_id()
+        head = RequestHead(method, "/", [])
+        head.authority = "a.example"
+        conn.send_headers(sid, head, True)
+        conn.data_to_send()
+        return conn
+
+    encoder = hpack.Encoder
+    conn = client_with_request()
+    events = conn.feed(settings() + headers(1, [(b":status", b"200"), (b"content-length", b"5")], fr.END_HEADERS)
+                       + data(1, b"abc", fr.END_STREAM))
+    assert [(e[0], e[1]) for e in events][-1] == (codec.ERROR, 1) and events[-1][2].status == 502
+    conn = client_with_request("HEAD")  # a HEAD response: Content-Length describes no body
+    events = conn.feed(settings() + headers(1, [(b":status", b"200"), (b"content-length", b"5")], encoder=encoder()))
+    assert [e[0] for e in events] == [codec.HEAD, codec.END] and events[0][2].content_length == 5
+    conn = client_with_request()  # 100 Continue, then the response, then trailers
+    enc = encoder()
+    events = conn.feed(settings() + headers(1, [(b":status", b"100")], fr.END_HEADERS, enc)
+                       + headers(1, [(b":status", b"200")], fr.END_HEADERS, enc) + data(1, b"ok")
+                       + headers(1, [(b"grpc-status", b"0")], encoder=enc))
+    assert [(e[0], e[2] if e[0] != codec.HEAD else e[2].status) for e in events] == [
+        (codec.HEAD, 200), (codec.DATA, b"ok"), (codec.END, [(b"grpc-status", b"0")])]
