@@ -28,16 +28,24 @@ from pymesh.http.target import valid_authority
 CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
 _DROPPED_ON_WRITE = CONNECTION_SPECIFIC | {b"host", b"content-length"}
 _BAD_NAME = re.compile(rb"[\x00-\x20A-Z\x7f-\xff]").search
-_BAD_VALUE = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$").search
+_CONTROL = re.compile(rb"[\x00\r\n]").search
+_WHITESPACE = (0x20, 0x09)
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 _SCHEMES = {b"http": "http", b"https": "https"}
 # Names already checked once: most headers repeat on every request, a set lookup beats a regex.
+# Never those whose values are checked each time, nor those a request reads apart.
 _GOOD_NAMES: set[bytes] = set()
+_CHECKED_EACH_TIME = frozenset({b"te", b"content-length", b"host", b"cookie"})
 _GOOD_NAMES_MAX = 4096
 
 
 class Malformed(Exception):
     """A header list RFC 9113 8.1.1 calls malformed: the stream is reset with PROTOCOL_ERROR."""
+
+
+def _bad_value(value: bytes) -> bool:
+    """NUL, CR, LF, or whitespace around it (RFC 9113 8.2.1); inlined in read_request's loop."""
+    return bool(value) and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE or _CONTROL(value) is not None)
 
 
 def _regular(name: bytes, value: bytes, fields: list[Header], lengths: list[bytes]) -> None:
@@ -47,11 +55,11 @@ def _regular(name: bytes, value: bytes, fields: list[Header], lengths: list[byte
             raise Malformed(f"invalid header name {name[:64]!r}")
         if name in CONNECTION_SPECIFIC:
             raise Malformed(f"connection-specific header {name.decode('latin-1')}")
-        if name == b"te" or name == b"content-length":
-            pass  # their values are checked on every message below
+        if name in _CHECKED_EACH_TIME:
+            pass
         elif len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
             _GOOD_NAMES.add(name)
-    if value and _BAD_VALUE(value):
+    if _bad_value(value):
         raise Malformed(f"invalid value of {name.decode('latin-1')}")
     if name == b"te":
         if value.lower() != b"trailers":
@@ -78,7 +86,11 @@ def read_request(header_list) -> RequestHead:
     host = None
     cookies = None
     for name, value in header_list:
-        if name[:1] == b":":
+        if name in _GOOD_NAMES:  # the usual case, inline
+            if value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE or _CONTROL(value)):
+                raise Malformed(f"invalid value of {name.decode('latin-1')}")
+            fields.append((name, value))
+        elif name[:1] == b":":
             if fields or host is not None or cookies is not None:
                 raise Malformed("pseudo-header after a regular header")
             if name == b":method" and method is None:
@@ -113,7 +125,7 @@ def read_request(header_list) -> RequestHead:
     else:
         if path is None or path[:1] != b"/":
             raise Malformed("missing :path or not an origin-form path")
-        if _BAD_VALUE(path) or b" " in path:
+        if _bad_value(path) or b" " in path:
             raise Malformed("invalid :path")
         scheme_text = _SCHEMES.get(scheme)
         if scheme_text is None:
@@ -121,7 +133,7 @@ def read_request(header_list) -> RequestHead:
         path_text = path.decode("latin-1")
     if cookies is not None:
         for value in cookies:
-            if _BAD_VALUE(value):
+            if _bad_value(value):
                 raise Malformed("invalid value of cookie")
         fields.append((b"cookie", b"; ".join(cookies)))
     head = RequestHead(method.decode("latin-1"), path_text, fields, scheme=scheme_text, http_version="2")
