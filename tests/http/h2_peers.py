@@ -18,6 +18,19 @@ from pymesh.http import h2 as codec
 from pymesh.http.message import RequestHead, ResponseHead
 
 
+AUTHORITY = b"svc.default.svc.cluster.local:8080"
+
+
+def request(method: bytes = b"GET", path: bytes = b"/", extra=()) -> list:
+    """A request header list, as a client application would give it."""
+    return [(b":method", method), (b":scheme", b"http"), (b":authority", AUTHORITY), (b":path", path),
+            (b"user-agent", b"test/1"), *extra]
+
+
+def response(status: int = 200, extra=()) -> list:
+    return [(b":status", b"%d" % status), (b"content-type", b"application/grpc"), *extra]
+
+
 class Log:
     def __init__(self) -> None:
         self.streams: dict[int, list] = {}

@@ -6,21 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from h2_peers import CodecPeer, RefPeer, pump
-from pymesh.http import h2 as codec
+from h2_peers import CodecPeer, RefPeer, pump, request, response
 from pymesh.http.h2_frames import CANCEL, INTERNAL_ERROR, NO_ERROR
-
-AUTHORITY = b"svc.default.svc.cluster.local:8080"
-
-
-def request(method: bytes = b"GET", path: bytes = b"/", extra=()) -> list:
-    return [(b":method", method), (b":scheme", b"http"), (b":authority", AUTHORITY), (b":path", path),
-            (b"user-agent", b"test/1"), *extra]
-
-
-def response(status: int = 200, extra=()) -> list:
-    return [(b":status", b"%d" % status), (b"content-type", b"application/grpc"), *extra]
-
 
 def get_no_body(c, s):
     sid = c.new_stream()

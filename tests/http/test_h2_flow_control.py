@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from h2_peers import CodecPeer, RefPeer, pump
+from h2_peers import CodecPeer, RefPeer, pump, request, response
 from pymesh.http import h2 as codec
 from pymesh.http.message import ResponseHead
-from test_h2_differential import request, response
 
 LIMITS = codec.Limits(initial_stream_window=65535, initial_connection_window=100_000)
 

@@ -4,10 +4,9 @@ streams were never processed (REFUSED_STREAM: safe to retry elsewhere)."""
 
 from __future__ import annotations
 
-from h2_peers import CodecPeer, pump
+from h2_peers import CodecPeer, pump, request, response
 from pymesh.http import h2 as codec
 from pymesh.http.h2_frames import NO_ERROR, REFUSED_STREAM, goaway
-from test_h2_differential import request, response
 
 
 def test_draining_server_finishes_in_flight_streams():
