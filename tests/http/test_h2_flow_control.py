@@ -33,13 +33,19 @@ def test_receiver_that_does_not_acknowledge_stops_the_sender():
     assert server.log.streams[sid][-1] == ("end", [])
 
 
-def test_sender_blocked_by_the_peer_buffers_and_hears_window():
+def answering_a_slow_reader():
+    """A GET the codec answers to an h2 client that acknowledges nothing by itself."""
     client, server = RefPeer(client=True, auto_ack=False), CodecPeer(client=False)
     pump(client, server)
     sid = client.new_stream()
     client.send_head(sid, request(), end_stream=True)
     pump(client, server)
     server.conn.send_headers(sid, ResponseHead(200, response()[1:]))
+    return client, server, sid
+
+
+def test_sender_blocked_by_the_peer_buffers_and_hears_window():
+    client, server, sid = answering_a_slow_reader()
     sent = server.conn.send_data(sid, b"d" * 200_000, end_stream=True)
     assert sent == 65535  # h2's default windows
     assert server.conn.buffered(sid) == 200_000 - 65535
@@ -73,12 +79,7 @@ def test_acknowledging_after_the_stream_ended_still_reopens_the_connection():
 
 
 def test_a_caller_that_ignores_blocking_is_stopped():
-    client, server = RefPeer(client=True, auto_ack=False), CodecPeer(client=False)
-    pump(client, server)
-    sid = client.new_stream()
-    client.send_head(sid, request(), end_stream=True)
-    pump(client, server)
-    server.conn.send_headers(sid, ResponseHead(200, []))
+    client, server, sid = answering_a_slow_reader()
     assert server.conn.send_data(sid, b"x" * 100_000) == 65535
     with pytest.raises(BufferError):
         for _ in range(100):  # bounded: the limit is 2 MiB
