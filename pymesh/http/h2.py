@@ -47,6 +47,7 @@ PRIORITY and WINDOW_UPDATE floods. `frames_received` counts frames processed, fo
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass
 
@@ -639,6 +640,26 @@ class Connection:
         self._buf = b""
 
     # --- sending ------------------------------------------------------------------------------
+
+    def accept_upgrade(self, http2_settings: bytes) -> None:
+        """Server side of `Upgrade: h2c` (RFC 7540 3.2), after answering 101: the HTTP/1.1
+        request, read whole, becomes stream 1 (half-closed: answer it with send_headers), and
+        the client's HTTP2-Settings apply as its first SETTINGS, acknowledged by the 101 itself.
+        The client's preface still follows. H2Error if the settings are malformed."""
+        try:
+            payload = base64.urlsafe_b64decode(http2_settings + b"=" * (-len(http2_settings) % 4))
+            self._on_settings(0, 0, payload)
+        except (ValueError, _ConnectionError) as error:
+            raise H2Error(getattr(error, "code", f.PROTOCOL_ERROR), f"bad HTTP2-Settings: {error}") from None
+        self._out.pop()  # no SETTINGS ACK: the 101 was one
+        self._queued_control -= 1
+        stream = _Stream(1, self._peer_initial_window, self.limits.initial_stream_window, self._clock())
+        stream.head_seen = True
+        stream.remote_open = False
+        self._streams[1] = stream
+        self._highest_peer = 1
+        self._peer_streams = 1
+        self._opened += 1
 
     def new_stream_id(self) -> int:
         """Open a stream of this client (send its head next); ValueError when none may open."""

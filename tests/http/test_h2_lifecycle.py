@@ -1,10 +1,15 @@
-"""GOAWAY as a proxy needs it, which `h2` does not model (its connection is over at the first
-GOAWAY): a draining server lets in-flight streams finish, and a client learns which of its
-streams were never processed (REFUSED_STREAM: safe to retry elsewhere)."""
+"""Connection lifecycle beyond one exchange: GOAWAY as a proxy needs it, which `h2` does not model
+(its connection is over at the first GOAWAY): a draining server lets in-flight streams finish,
+and a client learns which of its streams were never processed (REFUSED_STREAM: safe to retry
+elsewhere); and the start of a connection by `Upgrade: h2c`."""
 
 from __future__ import annotations
 
-from h2_peers import CodecPeer, pump, request, response
+import h2.config
+import h2.connection
+import pytest
+
+from h2_peers import CodecPeer, RefPeer, pump, request, response
 from pymesh.http import h2 as codec
 from pymesh.http.h2_frames import NO_ERROR, REFUSED_STREAM, goaway
 
@@ -40,3 +45,31 @@ def test_client_hears_which_streams_the_server_never_processed():
     assert (codec.RESET, second, REFUSED_STREAM) in client.events
     assert (codec.GOAWAY, first, NO_ERROR) in client.events
     assert client.conn.open_streams == 1
+
+
+def test_upgrade_from_http1_with_h2_as_the_client():
+    """`Upgrade: h2c`: h2's client sends HTTP2-Settings with its HTTP/1.1 request; after the 101
+    the request is stream 1 and the answer goes out over HTTP/2."""
+    client = RefPeer(client=True)
+    client.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    settings_header = client.conn.initiate_upgrade_connection()
+    server = CodecPeer(client=False)
+    server.conn.accept_upgrade(settings_header)  # the HTTP/1.1 request was read by pymesh.http.h1
+    pump(client, server)
+    server.send_head(1, response())
+    server.send_data(1, b"over h2", end_stream=True)
+    pump(client, server)
+    assert client.log.streams[1] == [("head", response()), ("data", b"over h2"), ("end", [])]
+    assert client.terminated is None and not server.conn.closed
+    follow_up = client.new_stream()
+    client.send_head(follow_up, request(), end_stream=True)
+    pump(client, server)
+    assert follow_up == 3 and server.log.streams[3][-1] == ("end", [])
+
+
+def test_upgrade_with_malformed_settings_is_refused():
+    conn = codec.Connection(client=False)
+    with pytest.raises(codec.H2Error):
+        conn.accept_upgrade(b"AAT_____")  # INITIAL_WINDOW_SIZE 2^32-1
+    with pytest.raises(codec.H2Error):
+        conn.accept_upgrade(b"AAT__")  # not whole settings
