@@ -155,3 +155,51 @@ def server_changes_settings(c, s):
 @pytest.mark.parametrize("scenario, side", [(client_changes_settings, "server"), (server_changes_settings, "client")])
 def test_settings_changed_mid_connection(scenario, side):
     test_codec_matches_h2(scenario, side)
+
+
+def random_scenario(seed: int):
+    """A seeded mix of everything above on up to 12 streams at once: requests and answers with
+    and without bodies and trailers, bodies in random slices, resets from either side."""
+    import random
+
+    def scenario(c, s):
+        rng = random.Random(seed)
+        phase: dict[int, str] = {}  # stream -> "sending" (client body), "sent", "answering"
+        for step in range(80):
+            live = [sid for sid, p in phase.items() if p != "done"]
+            choice = rng.random()
+            if choice < 0.2 and len(live) < 12:
+                sid = c.new_stream()
+                body = rng.random() < 0.5
+                extra = [(b"x-seq", b"%d" % step)] + ([(b"te", b"trailers")] if rng.random() < 0.3 else [])
+                c.send_head(sid, request(b"POST" if body else b"GET", b"/r/%d" % step, extra), end_stream=not body)
+                phase[sid] = "sending" if body else "sent"
+            elif live:
+                sid = rng.choice(live)
+                size = rng.choice([0, 1, 1000, 20_000, 70_000])
+                if rng.random() < 0.05:
+                    (c if rng.random() < 0.5 else s).reset(sid, rng.choice([CANCEL, INTERNAL_ERROR]))
+                    phase[sid] = "done"
+                elif phase[sid] == "sending":
+                    last = rng.random() < 0.4
+                    trailers = [(b"x-client-trailer", b"%d" % step)] if last and rng.random() < 0.5 else None
+                    c.send_data(sid, bytes([step % 256]) * size, end_stream=last, trailers=trailers)
+                    phase[sid] = "sent" if last else "sending"
+                elif phase[sid] == "sent":
+                    s.send_head(sid, response(rng.choice([200, 404, 503]), [(b"x-step", b"%d" % step)]))
+                    phase[sid] = "answering"
+                else:
+                    last = rng.random() < 0.4
+                    trailers = [(b"grpc-status", b"%d" % (step % 17))] if last and rng.random() < 0.5 else None
+                    s.send_data(sid, bytes([255 - step % 256]) * size, end_stream=last, trailers=trailers)
+                    phase[sid] = "done" if last else "answering"
+            pump(c, s)
+
+    scenario.__name__ = f"random_{seed}"
+    return scenario
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_random_scenarios_match_h2(seed, side):
+    test_codec_matches_h2(random_scenario(seed), side)
