@@ -399,8 +399,9 @@ class Connection:
 
     def _open_peer_stream(self, stream_id: int, block: bytes, end_stream: int) -> None:
         if stream_id <= self._highest_peer:
-            if stream_id in self._reset_ids:
-                return  # in flight when we reset it: ignored (RFC 9113 5.4.2)
+            if stream_id in self._reset_ids:  # in flight when we reset it: ignored (RFC 9113 5.4.2)
+                self._decode(block, _ignore, _ignore)
+                return
             # RFC 9113 5.1.1: a new stream's id must grow; reusing one is the same error
             raise _ConnectionError(f.PROTOCOL_ERROR, "stream id not above every earlier one")
         self._highest_peer = stream_id

@@ -388,3 +388,22 @@ def test_client_side_response_framing_errors():
                        + headers(1, [(b"grpc-status", b"0")], encoder=enc))
     assert [(e[0], e[2] if e[0] != codec.HEAD else e[2].status) for e in events] == [
         (codec.HEAD, 200), (codec.DATA, b"ok"), (codec.END, [(b"grpc-status", b"0")])]
+
+
+def test_header_blocks_on_ignored_streams_still_feed_the_hpack_context():
+    """A block the codec ignores (a stream it reset, one it refused, one past its GOAWAY) is
+    still decoded: a later block may index what it inserted."""
+    encoder = hpack.Encoder()
+    conn = server(codec.Limits(max_concurrent_streams=1))
+    conn.feed(START + headers(1, POST, fr.END_HEADERS, encoder))
+    conn.reset_stream(1)
+    conn.feed(headers(1, [(b"x-late", b"1")], encoder=encoder))  # trailers already on their way
+    conn.feed(headers(3, POST + [(b"x-open", b"1")], fr.END_HEADERS, encoder))
+    conn.feed(headers(5, POST + [(b"x-refused", b"1")], encoder=encoder))  # beyond the limit of 1
+    conn.goaway()
+    conn.feed(headers(7, POST + [(b"x-after-goaway", b"1")], encoder=encoder))
+    every = [(b"x-late", b"1"), (b"x-open", b"1"), (b"x-refused", b"1"), (b"x-after-goaway", b"1")]
+    block = encoder.encode(every)
+    assert len(block) == 4  # four one-byte references into the dynamic table
+    events = conn.feed(fr.frame(fr.HEADERS, fr.END_HEADERS | fr.END_STREAM, 3, block))
+    assert events == [(codec.END, 3, every)]
