@@ -688,7 +688,8 @@ class Connection:
         return len(self._streams)
 
     def send_headers(self, stream_id: int, head, end_stream: bool = False) -> None:
-        """A request head (client) or response head (server) on an open stream."""
+        """A request (client: RequestHead or UpstreamRequest) or a response head (server:
+        ResponseHead) on an open stream."""
         stream = self._streams.get(stream_id)
         if stream is None or not stream.local_open:
             return

@@ -22,7 +22,7 @@ import re
 
 from pymesh.http.errors import ProtocolError
 from pymesh.http.framing import content_length
-from pymesh.http.message import Header, RequestHead, ResponseHead
+from pymesh.http.message import Header, RequestHead, ResponseHead, UpstreamRequest
 from pymesh.http.target import valid_authority
 
 CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
@@ -194,20 +194,25 @@ def _append_end_to_end(out: list[Header], raw_headers: list[Header]) -> None:
         out.append(pair)
 
 
-def request_fields(head: RequestHead) -> list[Header]:
-    """The header list that sends `head` as an HTTP/2 request."""
-    if head.method == "CONNECT":
+def request_fields(head: RequestHead | UpstreamRequest) -> list[Header]:
+    """The header list that sends `head` as an HTTP/2 request: a RequestHead, or the
+    UpstreamRequest the proxy's stream hands an upstream codec (no scheme there: http)."""
+    if isinstance(head, UpstreamRequest):
+        method, path, scheme, headers, length = head.method, head.target, "http", head.headers, head.length
+    else:
+        method, path, scheme, headers, length = head.method, head.path, head.scheme, head.raw_headers, head.content_length
+    if method == "CONNECT":
         out = [(b":method", b"CONNECT"), (b":authority", head.authority.encode("latin-1"))]
     else:
         out = [
-            (b":method", head.method.encode("latin-1")),
-            (b":scheme", head.scheme.encode("latin-1")),
+            (b":method", method.encode("latin-1")),
+            (b":scheme", scheme.encode("latin-1")),
             (b":authority", head.authority.encode("latin-1")),
-            (b":path", head.path.encode("latin-1")),
+            (b":path", path.encode("latin-1")),
         ]
-    _append_end_to_end(out, head.raw_headers)
-    if head.content_length is not None:
-        out.append((b"content-length", b"%d" % head.content_length))
+    _append_end_to_end(out, headers)
+    if length is not None:
+        out.append((b"content-length", b"%d" % length))
     return out
 
 

@@ -12,6 +12,7 @@ import pytest
 from h2_peers import CodecPeer, RefPeer, pump, request, response
 from pymesh.http import h2 as codec
 from pymesh.http.h2_frames import NO_ERROR, REFUSED_STREAM, goaway
+from pymesh.http.message import UpstreamRequest
 
 
 def test_draining_server_finishes_in_flight_streams():
@@ -73,3 +74,19 @@ def test_upgrade_with_malformed_settings_is_refused():
         conn.accept_upgrade(b"AAT_____")  # INITIAL_WINDOW_SIZE 2^32-1
     with pytest.raises(codec.H2Error):
         conn.accept_upgrade(b"AAT__")  # not whole settings
+
+
+def test_client_sends_the_upstream_request_of_the_proxy_stream():
+    """pymesh.http.message.UpstreamRequest, framing-free, goes out as pseudo-headers and fields."""
+    client, server = CodecPeer(client=True), RefPeer(client=False)
+    pump(client, server)
+    sid = client.new_stream()
+    upstream = UpstreamRequest("POST", "/p?q=1", "up.example:8080", [(b"accept", b"*/*"), (b"te", b"trailers")],
+                               length=3, has_body=True)
+    client.conn.send_headers(sid, upstream)
+    client.conn.send_data(sid, b"abc", end_stream=True)
+    pump(client, server)
+    assert server.log.streams[sid] == [
+        ("head", [(b":authority", b"up.example:8080"), (b":method", b"POST"), (b":path", b"/p?q=1"),
+                  (b":scheme", b"http"), (b"accept", b"*/*"), (b"content-length", b"3"), (b"te", b"trailers")]),
+        ("data", b"abc"), ("end", [])]
