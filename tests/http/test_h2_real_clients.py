@@ -1,19 +1,14 @@
 """pymesh's HTTP/2 codec on a real socket against nghttp2's clients (curl, nghttp, h2load), the
 library Envoy is built on: uploads and echoes larger than every window, many streams on one
-connection, a client with tiny windows."""
+connection, a client with tiny windows. setup.sh installs them (curl, nghttp2-client)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 
 from h2_echo_server import EchoServer
-
-pytestmark = pytest.mark.skipif(not (shutil.which("curl") and shutil.which("nghttp") and shutil.which("h2load")),
-                                reason="curl, nghttp and h2load (nghttp2-client) are needed")
-
 
 @pytest.fixture
 def echo():
