@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import httptools
 
 from pymesh.http.errors import ProtocolError
-from pymesh.http.framing import connection_tokens, content_length, is_chunked
+from pymesh.http.framing import MAX_LENGTH_DIGITS, connection_tokens, content_length, is_chunked
 from pymesh.http.message import Header, RequestHead, ResponseHead
-from pymesh.http.target import parse_target, valid_authority
+from pymesh.http.target import AUTHORITY_CHARS, parse_target
 
 HEAD, DATA, END, UPGRADE, ERROR = 0, 1, 2, 3, 4
 _OWS = (0x20, 0x09)
@@ -128,7 +128,11 @@ class _Reader:
                     raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 message")
                 head.chunked = is_chunked(codings, reject_status)
             if lengths:
-                head.content_length = content_length(lengths)
+                single = lengths[0]
+                if len(lengths) == 1 and single.isdigit() and len(single) <= MAX_LENGTH_DIGITS:
+                    head.content_length = int(single)  # plain ASCII digits (bytes.isdigit): safe
+                else:
+                    head.content_length = content_length(lengths)
             if tokens:
                 head.nominated = connection_tokens(tokens)
         except ProtocolError as error:
@@ -185,6 +189,7 @@ class RequestReader(_Reader):
         super().__init__(limits)
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
+        self._closes = False  # the request being read ends the connection (Connection: close)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -212,20 +217,27 @@ class RequestReader(_Reader):
             # RFC 9112 3.2: exactly one Host in HTTP/1.1, else 400; two could let the proxy
             # and the upstream disagree about the target.
             raise self._reject(400, "bad request: an HTTP/1.1 request needs exactly one Host header")
-        try:
-            path, authority = parse_target(method, self._url)
-        except ValueError as error:
-            raise self._reject(400, f"bad request: {error}") from None
-        if authority is None and hosts and not valid_authority(hosts[0]):
-            raise self._reject(400, "bad request: invalid characters in Host")
+        url = self._url
+        if url[:1] == b"/":  # origin form, nearly every request
+            path, authority = url.decode("latin-1"), None
+        else:
+            try:
+                path, authority = parse_target(method, url)
+            except ValueError as error:
+                raise self._reject(400, f"bad request: {error}") from None
+        if authority is None and hosts:
+            if hosts[0].translate(None, AUTHORITY_CHARS) or not hosts[0]:
+                raise self._reject(400, "bad request: invalid characters in Host")
+            authority = hosts[0].decode("latin-1")
         head = RequestHead(method, path, headers, http_version=version)
         # RFC 9112 3.2.2: an absolute-form target's authority replaces Host.
-        head.authority = authority if authority is not None else (hosts[0].decode("latin-1") if hosts else "")
+        head.authority = authority or ""
         for name, value in headers:
             if name == b"expect" and value.lower() == b"100-continue":
                 head.expect_continue = True
         head.keep_alive = parser.should_keep_alive()
         head.upgrade = parser.should_upgrade()
+        self._closes = not head.keep_alive and not head.upgrade
         self._finish_head(head, 501)
         if head.upgrade and (head.chunked or head.content_length):
             # llhttp hands an Upgrade request's body over as the new protocol's bytes: the body
@@ -233,8 +245,10 @@ class RequestReader(_Reader):
             raise self._reject(400, "bad request: an Upgrade request with a body is not supported")
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
-        if not self._parser.should_keep_alive() and not self._parser.should_upgrade():
+        self._progress = True
+        self._in_line = False
+        self._events.append((END, self._headers if self._in_trailers else []))
+        if self._closes:
             self._finished = True  # nothing after a closing request is a request
             raise _StopParsing
 
@@ -276,7 +290,8 @@ class ResponseReader(_Reader):
     def on_body(self, body: bytes) -> None:
         if self._interim:
             raise self._reject(502, "an interim 1xx response with a body")
-        super().on_body(body)
+        self._progress = True
+        self._events.append((DATA, body))
 
     def on_message_complete(self) -> None:
         # An interim 1xx is dropped; a 101 ends in UPGRADE (the bytes after it are the new

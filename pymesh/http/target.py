@@ -12,14 +12,14 @@ refused. `*` (OPTIONS) is refused too, as Envoy does: no route can match it.
 from __future__ import annotations
 
 # RFC 3986 3.2: unreserved, sub-delims, ':' for the port, '[]' for IPv6 literals, '%' encodings.
-_AUTHORITY_CHARS = bytes(
+AUTHORITY_CHARS = bytes(
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%"
 )
 
 
 def valid_authority(authority: bytes) -> bool:
     """Only the characters an authority may hold (Envoy answers others 400 invalid_authority)."""
-    return bool(authority) and not authority.translate(None, _AUTHORITY_CHARS)
+    return bool(authority) and not authority.translate(None, AUTHORITY_CHARS)
 
 
 def parse_target(method: str, target: bytes) -> tuple[str, str | None]:

@@ -14,7 +14,7 @@ stretch for ever. The meanings and defaults are Envoy's (Istio's where Istio set
   raises to its hard limit at start, since each client connection may need an upstream one.
 
 Deadlines are checked by one sweep a tick over the open connections, not a timer per request:
-the request path only copies a coarse clock (`DeadlineSweeper.now`) into an attribute.
+the request path only copies a coarse clock (`Runtime.now`) into an attribute.
 """
 
 from __future__ import annotations
@@ -61,17 +61,19 @@ def resolve(limits: DownstreamLimits) -> DownstreamLimits:
 
 
 class DeadlineSweeper:
-    """Every tick: refresh the coarse clock and let each connection check its deadlines."""
+    """Every tick: refresh the coarse clock (`clock.now`, a plain attribute the request path
+    reads) and let each connection check its deadlines."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, connections: set, limits: DownstreamLimits) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock, connections: set, limits: DownstreamLimits) -> None:
         self.loop = loop
+        self.clock = clock
         self.connections = connections
         self.interval = limits.tick()
-        self.now = loop.time()
+        clock.now = loop.time()
         self._timer = loop.call_later(self.interval, self._sweep)
 
     def _sweep(self) -> None:
-        now = self.now = self.loop.time()
+        now = self.clock.now = self.loop.time()
         for connection in list(self.connections):
             connection.check_deadlines(now)
         self._timer = self.loop.call_later(self.interval, self._sweep)

@@ -125,12 +125,9 @@ class Exchange:
         self.policy = runtime.retry_policy(route)
         self.response_header_ops = (weighted.response_headers, route.response_headers)
         self.hash_key = state.hash_key(head)
-        self._filter_then_send()
-
-    def _filter_then_send(self) -> None:
-        """Build the upstream request, run the listener's filter chain over it, and send it."""
         self.upstream_request = self._upstream_request()
-        self.filters = self.runtime.filter_chains[self.listener.direction]
+        plain = route.request_headers.empty and weighted.request_headers.empty and route.rewrite is None
+        self.filters = runtime.filter_chains[self.listener.direction][not plain]
         self.resume_filters(0)
 
     def resume_filters(self, start: int | None = None) -> None:
@@ -162,7 +159,9 @@ class Exchange:
         self.route = PASSTHROUGH_ROUTE
         self.weighted = PASSTHROUGH_ROUTE.clusters[0]
         self.policy = self.runtime.retry_policy(PASSTHROUGH_ROUTE)
-        self._filter_then_send()
+        self.upstream_request = self._upstream_request()
+        self.filters = self.runtime.filter_chains[self.listener.direction][0]
+        self.resume_filters(0)
 
     def on_request_data(self, data: bytes) -> None:
         self.request_bytes += len(data)
@@ -189,8 +188,8 @@ class Exchange:
         self.request_done = True
         if self.conn is not None:
             self.conn.send_end(trailers)
-        if self.chunks is not None:
-            self.chunks.append(Trailers(trailers))
+        if self.chunks is not None and self.head.chunked:
+            self.chunks.append(Trailers(trailers))  # a streamed body's end is framed on replay too
 
     def on_upgrade_data(self, tail: bytes) -> None:
         """Bytes the client sent after an Upgrade request's head, before the 101 arrived.

@@ -17,7 +17,6 @@ listener direction, and an exchange only iterates a tuple.
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Protocol
 
 from pymesh.http.message import UpstreamRequest
@@ -32,46 +31,57 @@ class RequestFilter(Protocol):
     def on_request(self, exchange, request: UpstreamRequest) -> LocalReply | object | None: ...
 
 
-class RequestId:
-    """x-request-id: kept when the client sent one, generated (UUID4) when not, as Envoy does;
-    the access log and traces read it from the exchange."""
+class ProxyHeaders:
+    """The headers the proxy itself writes on every request:
 
-    def on_request(self, exchange, request: UpstreamRequest) -> None:
-        request_id = exchange.head.header(b"x-request-id")
-        if request_id is None:
-            request_id = str(uuid.UUID(bytes=os.urandom(16), version=4)).encode()
-            request.headers.append((b"x-request-id", request_id))
-        exchange.request_id = request_id.decode("latin-1")
+    - x-request-id: kept when the client sent one, generated (UUID4) when not, as Envoy does;
+      the access log and traces read it from the exchange;
+    - outbound, the caller's peer metadata (pymesh.telemetry.peer_metadata): the app's own copy
+      of that header was already dropped, it is never trusted from an app;
+    - inbound, x-forwarded-for gets the caller's address appended and x-forwarded-proto is set
+      if absent. The client's sidecar leaves them alone (its caller is the local app), so a hop
+      through two sidecars adds the caller's address once.
+    """
 
-
-class PeerMetadata:
-    """The client-side sidecar stamps who is calling (pymesh.telemetry.peer_metadata); the
-    client's own copy of the header was already dropped, it is never trusted from an app."""
-
-    def __init__(self, value: bytes) -> None:
-        self.header = (PEER_HEADER, value)
-
-    def on_request(self, exchange, request: UpstreamRequest) -> None:
-        request.headers.append(self.header)
-
-
-class Forwarded:
-    """On the server's side: x-forwarded-for gets the caller's address appended and
-    x-forwarded-proto is set if absent. The client's sidecar leaves them alone (its caller is
-    the local app), so a hop through two sidecars adds the caller's address once."""
+    def __init__(self, peer_header: tuple[bytes, bytes] | None) -> None:
+        self.peer_header = peer_header  # outbound listeners only
+        self.forwarded = peer_header is None
 
     def on_request(self, exchange, request: UpstreamRequest) -> None:
         head = exchange.head
-        client = head.source_ip.encode()
         headers = request.headers
-        for index, (name, value) in enumerate(headers):
-            if name == b"x-forwarded-for":
-                headers[index] = (name, value + b", " + client)
-                break
+        request_id = head.header(b"x-request-id")
+        if request_id is None:
+            request_id = new_request_id()
+            headers.append((b"x-request-id", request_id))
+        exchange.request_id = request_id.decode("latin-1")
+        if self.forwarded:
+            _forwarded(head, headers)
         else:
-            headers.append((b"x-forwarded-for", client))
-        if head.header(b"x-forwarded-proto") is None:
-            headers.append((b"x-forwarded-proto", head.scheme.encode()))
+            headers.append(self.peer_header)
+
+
+def new_request_id() -> bytes:
+    """A random (version 4) UUID in its text form, without building a uuid.UUID: this runs for
+    every request that arrives without an id, and the object costs more than the request's
+    routing (RFC 9562 5.4: version nibble 4, variant bits 10)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    text = raw.hex().encode()
+    return b"%s-%s-%s-%s-%s" % (text[:8], text[8:12], text[12:16], text[16:20], text[20:])
+
+
+def _forwarded(head, headers) -> None:
+    client = head.source_ip.encode()
+    for index, (name, value) in enumerate(headers):
+        if name == b"x-forwarded-for":
+            headers[index] = (name, value + b", " + client)
+            break
+    else:
+        headers.append((b"x-forwarded-for", client))
+    if head.header(b"x-forwarded-proto") is None:
+        headers.append((b"x-forwarded-proto", head.scheme.encode()))
 
 
 class RouteHeaders:
@@ -91,14 +101,14 @@ class RouteHeaders:
             request.authority = authority or request.authority
 
 
-_REQUEST_ID = RequestId()
-_FORWARDED = Forwarded()
 _ROUTE_HEADERS = RouteHeaders()
 
 
-def chains_for(peer_header: bytes) -> dict[str, tuple[RequestFilter, ...]]:
-    """The chain of each listener direction for one snapshot (the peer header is this proxy's)."""
-    return {
-        "outbound": (_REQUEST_ID, PeerMetadata(peer_header), _ROUTE_HEADERS),
-        "inbound": (_REQUEST_ID, _FORWARDED, _ROUTE_HEADERS),
-    }
+def chains_for(peer_header: bytes) -> dict[str, tuple[tuple[RequestFilter, ...], tuple[RequestFilter, ...]]]:
+    """Each listener direction's chain for one snapshot, twice: without and with RouteHeaders,
+    which only routes with header operations or a rewrite need (`Exchange.begin` picks)."""
+    chains = {}
+    for direction, proxy_headers in (("outbound", ProxyHeaders((PEER_HEADER, peer_header))),
+                                     ("inbound", ProxyHeaders(None))):
+        chains[direction] = ((proxy_headers,), (proxy_headers, _ROUTE_HEADERS))
+    return chains

@@ -114,13 +114,9 @@ class Runtime:
         self.filter_chains: dict = {}
         self._inbound: dict[int, Listener] = {}
         self._passthrough: dict[tuple[str, int], ClusterState] = {}
-        self.deadlines = DeadlineSweeper(loop, self.connections, downstream)
+        self.now = 0.0  # a clock good to a deadline tick: what the request path stamps activity with
+        self.deadlines = DeadlineSweeper(loop, self, self.connections, downstream)
         self._overflow_logged = -OVERFLOW_LOG_INTERVAL
-
-    @property
-    def now(self) -> float:
-        """A clock good to a deadline tick: what the request path stamps activity with."""
-        return self.deadlines.now
 
     # configuration ------------------------------------------------------------------------------
 

@@ -63,10 +63,10 @@ class HeaderOps:
     set: tuple[tuple[str, str], ...] = ()
     add: tuple[tuple[str, str], ...] = ()
     remove: tuple[str, ...] = ()
+    empty: bool = field(init=False, repr=False, compare=False)  # read per request: a field, not a property
 
-    @property
-    def empty(self) -> bool:
-        return not (self.set or self.add or self.remove)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "empty", not (self.set or self.add or self.remove))
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,12 @@ def run(scenario) -> None:
     asyncio.run(main())
 
 
-def with_chain(proxy, *extra) -> None:
-    builtin = proxy.runtime.filter_chains["outbound"]
-    proxy.runtime.filter_chains = {"outbound": tuple(extra) + builtin, "inbound": ()}
+def with_chain(proxy, *extra, after=()) -> None:
+    """Install `extra` before the built-in outbound filters (and `after` behind them), for
+    routes with and without header operations alike."""
+    builtin = proxy.runtime.filter_chains["outbound"][0]
+    chain = tuple(extra) + builtin + tuple(after)
+    proxy.runtime.filter_chains = {"outbound": (chain, chain), "inbound": ((), ())}
 
 
 def test_filters_run_in_order_before_the_request_goes_upstream():
@@ -123,7 +126,7 @@ def test_request_id_filter_keeps_or_generates(sent, kept):
             def on_request(self, exchange, request):
                 seen.append(dict(request.headers).get(b"x-request-id"))
 
-        proxy.runtime.filter_chains = {"outbound": proxy.runtime.filter_chains["outbound"] + (Spy(),)}
+        with_chain(proxy, after=(Spy(),))
         client = proxy.client()
         client.send(REQUEST.replace(b"\r\n\r\n", b"\r\n" + sent + b"\r\n"))
         await until(lambda: b"\r\n\r\n" in client.transport.out)
