@@ -77,6 +77,9 @@ def _http_cookie(r: Reader) -> dict:
     }
 
 
+H2_UPGRADE_POLICY = choice("h2UpgradePolicy", ("DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"))
+
+
 def _connection_pool(r: Reader) -> model.ConnectionPoolSettings:
     if not r.data:
         r.error_here("connection pool must set tcp or http")
@@ -96,4 +99,7 @@ def _http_settings(r: Reader) -> dict:
     return {
         "idle_timeout": r.get("idleTimeout", duration(positive=True)),
         "max_requests_per_connection": r.get("maxRequestsPerConnection", integer(0), 0),
+        "h2_upgrade_policy": r.get("h2UpgradePolicy", H2_UPGRADE_POLICY, "DEFAULT"),
+        "use_client_protocol": r.get("useClientProtocol", boolean, False),
+        "max_concurrent_streams": r.get("maxConcurrentStreams", integer(0), 0),
     }

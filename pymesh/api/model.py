@@ -219,6 +219,9 @@ class ConnectionPoolSettings:
     tcp_idle_timeout: float | None = None  # tcp.idleTimeout, seconds (TCP proxying)
     idle_timeout: float | None = None  # http.idleTimeout, seconds (upstream pool)
     max_requests_per_connection: int = 0  # 0 = unlimited
+    h2_upgrade_policy: str = "DEFAULT"  # http.h2UpgradePolicy: DEFAULT | DO_NOT_UPGRADE | UPGRADE
+    use_client_protocol: bool = False  # http.useClientProtocol: HTTP/2 upstream for HTTP/2 clients
+    max_concurrent_streams: int = 0  # http.maxConcurrentStreams per upstream HTTP/2 connection; 0 = peer's
 
 
 @dataclass(frozen=True)

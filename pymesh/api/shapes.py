@@ -116,9 +116,8 @@ TCP_SETTINGS = shape(
 )
 HTTP_SETTINGS = shape(
     "HTTPSettings",
-    "idleTimeout maxRequestsPerConnection",
-    unsupported="http1MaxPendingRequests http2MaxRequests maxRetries h2UpgradePolicy "
-    "useClientProtocol maxConcurrentStreams",
+    "idleTimeout maxRequestsPerConnection h2UpgradePolicy useClientProtocol maxConcurrentStreams",
+    unsupported="http1MaxPendingRequests http2MaxRequests maxRetries",
 )
 SUBSET = shape("Subset", "name labels trafficPolicy")
 

@@ -241,7 +241,8 @@ class Exchange:
         self.endpoint = self.last_endpoint = endpoint
         self.attempt_id += 1
         state.balancer.on_request_start(endpoint)
-        pool = self.runtime.pools.get(state.cluster, endpoint, state.stats)
+        http2 = (state.http2 or (state.http2_for_http2 and self.head.http_version == "2")) and not self.head.upgrade
+        pool = self.runtime.pools.get(state.cluster, endpoint, state.stats, http2)
         conn = pool.take_idle()
         if conn is not None:
             self._bind(conn)
@@ -264,7 +265,7 @@ class Exchange:
         self.conn = conn
         conn.bind(self, self.expect_body)
         self.conn_reused = conn.reused
-        conn.send_request(self.upstream_request, self.chunks or ())
+        conn.send_request(self.upstream_request, self.chunks or (), self.request_done)
         if self.chunks is not None and self.chunks_bytes > REPLAY_LIMIT:
             self.chunks = None
         self.resume_request_body()
@@ -419,6 +420,15 @@ class Exchange:
             self._finish()
         else:
             self._abort_response(flags.UC)
+
+    def on_upstream_refused(self, conn) -> None:
+        """HTTP/2 REFUSED_STREAM (or a GOAWAY left the stream unprocessed): the upstream
+        provably did not act on it, so even a POST may be retried (Envoy's refused-stream)."""
+        self.conn = None
+        if not self.committed:
+            return self._attempt_failed(Outcome.REFUSED_STREAM)
+        self._end_attempt()
+        self._abort_response(flags.UR)
 
     def on_upstream_error(self, conn, error: ProtocolError) -> None:
         """The upstream sent something that is not HTTP/1.1: Envoy's 502 before a response

@@ -21,7 +21,7 @@ from pymesh.policy.outcome import Outcome
 from pymesh.policy.retry import RetryPolicy
 from pymesh.proxy.filters import chains_for
 from pymesh.proxy.downstream_limits import DeadlineSweeper, DownstreamLimits
-from pymesh.proxy.upstream import Pools
+from pymesh.proxy.pools import Pools
 from pymesh.telemetry.peer_metadata import encode_peer
 from pymesh.api.model import ConnectionPoolSettings, LoadBalancerSettings
 from pymesh.routing.compile import implicit_inbound
@@ -60,6 +60,12 @@ class ClusterState:
         self.stats = stats  # Envoy's cluster.<name>.* counters, shared with /stats
         self.balancer = make_balancer(cluster.load_balancer, cluster.endpoints)
         self.consistent_hash = cluster.load_balancer.consistent_hash
+        pool = cluster.connection_pool
+        # HTTP/2 upstream: always for HTTP2/GRPC ports or with h2UpgradePolicy UPGRADE (Istio);
+        # with useClientProtocol, for exactly the requests that came in over HTTP/2.
+        self.http2_for_http2 = pool.use_client_protocol
+        self.http2 = not pool.use_client_protocol and (
+            cluster.protocol in ("HTTP2", "GRPC") or pool.h2_upgrade_policy == "UPGRADE")
         self.endpoint_stats: dict[str, EndpointStats] = {e.key: EndpointStats() for e in cluster.endpoints}
 
     def hash_key(self, head: RequestHead) -> bytes | None:

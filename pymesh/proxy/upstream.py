@@ -19,7 +19,6 @@ from pymesh.routing.snapshot import Cluster, Endpoint
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  # Istio's default tcp.connectTimeout
 DEFAULT_IDLE_TIMEOUT = 3600.0  # Envoy's default upstream idle timeout
-SWEEP_INTERVAL = 1.0
 INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6"  # the capture rules let lo traffic from it through
 _CHUNKED = (b"transfer-encoding", b"chunked")
 
@@ -129,9 +128,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.reader.expect_body = expect_body
         self.requests += 1
 
-    def send_request(self, request: UpstreamRequest, body: Iterable[bytes | Trailers] = ()) -> None:
+    def send_request(self, request: UpstreamRequest, body: Iterable[bytes | Trailers] = (), complete: bool = False) -> None:
         """The request head, framed by this connection (never from the client's headers), and
-        whatever of the body is already buffered, in one write."""
+        whatever of the body is already buffered, in one write. (`complete`: the body given is
+        all of it; HTTP/1.1 needs no word of that, its framing already says where it ends.)"""
         headers = [(b"host", request.authority.encode("latin-1"))] + request.headers
         if request.upgrade is not None:
             headers += [(b"connection", b"upgrade"), (b"upgrade", request.upgrade)]
@@ -190,12 +190,13 @@ class UpstreamConnection(asyncio.Protocol):
 class EndpointPool:
     """Idle connections to one endpoint of one cluster, and how to make new ones."""
 
+    active = 0  # connections lent to exchanges (an instance attribute once counted)
+
     def __init__(self, cluster: Cluster, endpoint: Endpoint, loop: asyncio.AbstractEventLoop, stats: dict[str, int]) -> None:
         self.endpoint = endpoint
         self.stats = stats  # the cluster's /stats counters
         self.loop = loop
         self.idle: list[UpstreamConnection] = []
-        self.active = 0
         self.local_addr = inbound_source(endpoint.address) if cluster.name.startswith("inbound|") else None
         self.configure(cluster)
 
@@ -216,11 +217,18 @@ class EndpointPool:
 
     def connect(self, on_done: Callable[[UpstreamConnection | None, BaseException | None], None]) -> Callable[[], None]:
         """Open a connection; `on_done(conn, None)` or `on_done(None, error)`. Returns a canceller."""
+        def opened(conn, error) -> None:
+            if conn is not None:
+                self.active += 1
+            on_done(conn, error)
+        return self.dial(lambda: UpstreamConnection(self), opened)
+
+    def dial(self, factory: Callable[[], asyncio.Protocol], on_done: Callable) -> Callable[[], None]:
+        """A TCP connection to the endpoint with the cluster's connect timeout, counted in the
+        cluster's stats; `on_done(protocol, None)` or `on_done(None, error)`. Returns a canceller."""
         self.stats["upstream_cx_total"] += 1
         task = self.loop.create_task(
-            self.loop.create_connection(
-                lambda: UpstreamConnection(self), self.endpoint.address, self.endpoint.port, local_addr=self.local_addr
-            )
+            self.loop.create_connection(factory, self.endpoint.address, self.endpoint.port, local_addr=self.local_addr)
         )
         timed_out = []
 
@@ -245,7 +253,6 @@ class EndpointPool:
             if transport.is_closing():  # reset as it opened, before this callback ran
                 on_done(None, ConnectionResetError("upstream closed the connection as it opened"))
                 return
-            self.active += 1
             on_done(conn, None)
 
         task.add_done_callback(finished)
@@ -280,42 +287,3 @@ class EndpointPool:
         for conn in self.idle:
             conn.transport.close()
         self.idle = []
-
-
-class Pools:
-    """Every endpoint pool of this proxy, keyed by (cluster name, endpoint address:port)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.pools: dict[tuple[str, str], EndpointPool] = {}
-        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
-
-    def get(self, cluster: Cluster, endpoint: Endpoint, stats: dict[str, int]) -> EndpointPool:
-        key = (cluster.name, endpoint.key)
-        pool = self.pools.get(key)
-        if pool is None:
-            pool = self.pools[key] = EndpointPool(cluster, endpoint, self.loop, stats)
-        return pool
-
-    def retain(self, clusters) -> None:
-        """After a config change: reconfigure surviving pools, close idle ones that are gone."""
-        live = {(c.name, e.key): c for c in clusters.values() for e in c.endpoints}
-        for key, pool in list(self.pools.items()):
-            cluster = live.get(key)
-            if cluster is None:
-                pool.close_idle()
-                if not pool.active:
-                    del self.pools[key]
-            else:
-                pool.configure(cluster)
-
-    def _sweep(self) -> None:
-        now = time.monotonic()
-        for pool in self.pools.values():
-            pool.sweep(now)
-        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
-
-    def close(self) -> None:
-        self._sweeper.cancel()
-        for pool in self.pools.values():
-            pool.close_idle()

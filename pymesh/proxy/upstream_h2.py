@@ -1,0 +1,291 @@
+"""Upstream HTTP/2: few connections to an endpoint, many streams on each (the pool contract of
+pymesh.proxy.upstream, multiplexed).
+
+An exchange binds to an `H2UpstreamStream`, which implements `UpstreamConnection` for one
+stream; `H2Upstream` is the TCP connection and its codec (pymesh.http.h2, client side). The
+pool hands out a stream on a connection with room (the peer's SETTINGS_MAX_CONCURRENT_STREAMS,
+or the DestinationRule's maxConcurrentStreams if lower) and dials another connection when none
+has; exchanges that ask while a connection is being dialled wait for that one.
+
+Flow control is end to end: response DATA is acknowledged only once the exchange passed it on and
+is not paused; a request stream the peer's windows block pauses the client until the codec says
+the stream may send again. A stream the upstream refused (REFUSED_STREAM, or above a GOAWAY's
+last stream) is reported as refused, which the retry policy treats as never processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable, Iterable
+
+from pymesh.http import h2
+from pymesh.http.h2_frames import CANCEL, NO_ERROR, REFUSED_STREAM
+from pymesh.http.message import Header, Trailers, UpstreamRequest
+from pymesh.proxy.upstream import EndpointPool
+
+
+class H2UpstreamStream:
+    """One request's stream: what an exchange binds to (pymesh.proxy.interfaces)."""
+
+    __slots__ = ("connection", "id", "exchange", "reused", "received", "paused", "unacked", "done")
+
+    def __init__(self, connection: H2Upstream, stream_id: int, reused: bool) -> None:
+        self.connection = connection
+        self.id = stream_id
+        self.exchange = None
+        self.reused = reused  # its connection carried streams before this one
+        self.received = False  # any response frame arrived on it
+        self.paused = False  # the client cannot take more of the response now
+        self.unacked = 0
+        self.done = False
+
+    def bind(self, exchange, expect_body: bool) -> None:
+        self.exchange = exchange
+
+    def send_request(self, request: UpstreamRequest, body: Iterable[bytes | Trailers] = (), complete: bool = False) -> None:
+        codec = self.connection.codec
+        pieces = list(body)
+        ends_now = not request.has_body or (complete and not pieces)
+        te = self.exchange.head.header(b"te")
+        if te is not None and b"trailers" in te.lower():  # gRPC needs it to reach the server
+            request.headers.append((b"te", b"trailers"))
+        codec.send_headers(self.id, request, end_stream=ends_now)
+        for index, piece in enumerate(pieces):
+            if piece.__class__ is Trailers:
+                self.send_end(piece.headers)
+            else:
+                last = complete and index == len(pieces) - 1
+                if codec.send_data(self.id, piece, last) < len(piece):
+                    self.exchange.pause_request_body()
+        self.connection.flush_soon()
+
+    def send_data(self, data: bytes) -> None:
+        if self.connection.codec.send_data(self.id, data) < len(data):
+            self.exchange.pause_request_body()  # until the codec's WINDOW event for this stream
+        self.connection.flush_soon()
+
+    def send_end(self, trailers: list[Header]) -> None:
+        codec = self.connection.codec
+        if trailers:
+            codec.send_trailers(self.id, trailers)
+        else:
+            codec.end_stream(self.id)
+        self.connection.flush_soon()
+
+    def send_raw(self, data: bytes) -> None:
+        raise AssertionError("HTTP/2 streams are never upgraded")  # upgrades go over HTTP/1.1
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        if self.unacked:
+            self.connection.codec.acknowledge_received(self.id, self.unacked)
+            self.unacked = 0
+            self.connection.flush_soon()
+
+    def release(self, reusable: bool) -> None:
+        """The exchange is done with the stream; one not ended both ways is reset (the request
+        body still streaming, say), so the upstream stops."""
+        if not self.done:
+            self.connection.codec.reset_stream(self.id, NO_ERROR if reusable else CANCEL)
+        self.connection.stream_finished(self)
+
+    def abort(self) -> None:
+        self.connection.codec.reset_stream(self.id, CANCEL)
+        self.connection.stream_finished(self)
+
+    def detach_as_tunnel(self, downstream_transport):
+        raise AssertionError("HTTP/2 streams are never upgraded")
+
+
+class H2Upstream(asyncio.Protocol):
+    """One HTTP/2 connection to an endpoint."""
+
+    def __init__(self, pool: H2Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.codec = h2.Connection(client=True)
+        self.streams: dict[int, H2UpstreamStream] = {}
+        self.opened = 0  # streams ever opened (a stream after the first is "reused")
+        self.idle_since = time.monotonic()
+        self.write_paused = False
+        self._flush_pending = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.flush()  # the preface and our SETTINGS
+
+    # streams ----------------------------------------------------------------------------------
+
+    def has_room(self) -> bool:
+        limit = self.pool.max_concurrent_streams
+        return (not self.transport.is_closing() and self.codec.can_open_stream
+                and (not limit or len(self.streams) < limit))
+
+    def open_stream(self) -> H2UpstreamStream:
+        stream = H2UpstreamStream(self, self.codec.new_stream_id(), self.opened > 0)
+        self.opened += 1
+        self.streams[stream.id] = stream
+        return stream
+
+    def stream_finished(self, stream: H2UpstreamStream) -> None:
+        if self.streams.pop(stream.id, None) is not None:
+            stream.exchange = None
+            if not self.streams:
+                self.idle_since = time.monotonic()
+        self.flush_soon()
+
+    # asyncio callbacks ---------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        for kind, stream_id, value in self.codec.feed(data):
+            stream = self.streams.get(stream_id)
+            if stream is None or stream.exchange is None:
+                if kind == h2.DATA:
+                    self.codec.acknowledge_received(stream_id, len(value))
+                elif kind == h2.ERROR and not stream_id:
+                    self.transport.close()  # a connection error: GOAWAY queued, flushed below
+                continue
+            stream.received = True
+            exchange = stream.exchange
+            if kind == h2.DATA:
+                exchange.on_response_data(value)
+                if stream.paused:
+                    stream.unacked += len(value)
+                else:
+                    self.codec.acknowledge_received(stream_id, len(value))
+            elif kind == h2.HEAD:
+                if value.content_length is None:
+                    value.chunked = True  # its body ends with the stream, not the connection
+                exchange.on_response_head(stream, value)
+            elif kind == h2.END:
+                stream.done = True
+                exchange.on_response_end(stream, value)
+            elif kind == h2.WINDOW:
+                exchange.resume_request_body()
+            elif kind == h2.RESET:
+                stream.done = True
+                self.streams.pop(stream_id, None)
+                if value == REFUSED_STREAM:
+                    exchange.on_upstream_refused(stream)
+                else:
+                    exchange.on_upstream_lost(stream)
+            elif kind == h2.ERROR:  # the upstream broke the protocol on this stream
+                stream.done = True
+                self.streams.pop(stream_id, None)
+                exchange.on_upstream_error(stream, value)
+        self.flush()
+
+    def connection_lost(self, exc) -> None:
+        self.pool.forget(self)
+        streams, self.streams = self.streams, {}
+        for stream in streams.values():
+            if stream.exchange is not None:
+                stream.done = True
+                stream.exchange.on_upstream_lost(stream)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        for stream in self.streams.values():
+            if stream.exchange is not None:
+                stream.exchange.pause_request_body()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for stream in list(self.streams.values()):
+            if stream.exchange is not None:
+                stream.exchange.resume_request_body()
+
+    # writing --------------------------------------------------------------------------------
+
+    def flush_soon(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.pool.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_pending = False
+        out = self.codec.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+    def close(self) -> None:
+        self.codec.goaway(NO_ERROR)
+        self.flush()
+        self.transport.close()
+
+
+class H2Pool(EndpointPool):
+    """HTTP/2 connections to one endpoint of one cluster (see the module docstring)."""
+
+    def __init__(self, cluster, endpoint, loop, stats) -> None:
+        self.connections: list[H2Upstream] = []
+        self.waiting: list[Callable] = []  # exchanges waiting for the connection being dialled
+        self.dialing = False
+        super().__init__(cluster, endpoint, loop, stats)
+
+    def configure(self, cluster) -> None:
+        super().configure(cluster)
+        self.max_concurrent_streams = cluster.connection_pool.max_concurrent_streams
+
+    def take_idle(self) -> H2UpstreamStream | None:
+        for connection in self.connections:
+            if connection.has_room():
+                return connection.open_stream()
+        return None
+
+    def connect(self, on_done: Callable) -> Callable[[], None]:
+        """A stream on a new connection (or on the one being dialled); returns a canceller."""
+        self.waiting.append(on_done)
+        if not self.dialing:
+            self.dialing = True
+            self.dial(lambda: H2Upstream(self), self._dialled)
+
+        def cancel() -> None:
+            if on_done in self.waiting:
+                self.waiting.remove(on_done)
+        return cancel
+
+    def _dialled(self, connection: H2Upstream | None, error: BaseException | None) -> None:
+        self.dialing = False
+        waiting, self.waiting = self.waiting, []
+        if connection is None:
+            for on_done in waiting:
+                on_done(None, error)
+            return
+        self.connections.append(connection)
+        for index, on_done in enumerate(waiting):
+            if not connection.has_room():  # more waiters than the peer takes streams: dial again
+                self.waiting += waiting[index:]
+                self.dialing = True
+                self.dial(lambda: H2Upstream(self), self._dialled)
+                return
+            on_done(connection.open_stream(), None)
+
+    @property
+    def active(self) -> int:
+        """Streams in flight (HTTP/1.1 pools count connections lent out)."""
+        return sum(len(c.streams) for c in self.connections)
+
+    def release(self, conn, reusable: bool) -> None:
+        conn.release(reusable)
+
+    def forget(self, connection: H2Upstream) -> None:
+        if connection in self.connections:
+            self.connections.remove(connection)
+
+    def sweep(self, now: float) -> None:
+        deadline = now - self.idle_timeout
+        for connection in list(self.connections):
+            if not connection.streams and connection.idle_since < deadline:
+                self.connections.remove(connection)
+                connection.close()
+
+    def close_idle(self) -> None:
+        for connection in list(self.connections):
+            if not connection.streams:
+                self.connections.remove(connection)
+                connection.close()

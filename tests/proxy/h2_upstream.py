@@ -1,0 +1,129 @@
+"""An HTTP/2 (h2c, prior knowledge) upstream server for tests, on the `h2` library: independent
+of pymesh's own codec, so the proxy's HTTP/2 client is checked against another implementation.
+
+One thread per connection, blocking sockets. Each complete request is recorded (connection,
+stream, method, path, authority, headers, body, trailers) and answered with 200, the body
+"<method> <path>" (or the request body echoed, for POST), and a trailer `x-trailer: done`
+when the client sent `te: trailers`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.events
+
+import waiting
+
+
+@dataclass
+class H2Request:
+    conn: int
+    stream: int
+    headers: dict[str, str]
+    body: bytearray = field(default_factory=bytearray)
+    trailers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return self.headers[":path"]
+
+
+class H2Upstream:
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[H2Request] = []
+        self.connections = 0
+        self.cond = threading.Condition()
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.cond:
+                self.connections += 1
+                index = self.connections
+            threading.Thread(target=self._serve, args=(conn, index), daemon=True).start()
+
+    def _serve(self, sock: socket.socket, index: int) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, validate_inbound_headers=True))
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        open_streams: dict[int, H2Request] = {}
+        self._pending: dict[int, list] = {}  # stream -> [body left, trailers?] held by flow control
+        with sock:
+            while not self.stopped:
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        headers = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+                                   for k, v in event.headers}
+                        open_streams[event.stream_id] = H2Request(index, event.stream_id, headers)
+                    elif isinstance(event, h2.events.DataReceived):
+                        open_streams[event.stream_id].body += event.data
+                        conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    elif isinstance(event, h2.events.TrailersReceived):
+                        open_streams[event.stream_id].trailers = {k.decode(): v.decode() for k, v in event.headers}
+                    elif isinstance(event, h2.events.StreamEnded):
+                        self._answer(conn, open_streams.pop(event.stream_id))
+                    elif isinstance(event, h2.events.StreamReset):
+                        open_streams.pop(event.stream_id, None)
+                        self._pending.pop(event.stream_id, None)
+                    elif isinstance(event, h2.events.WindowUpdated):
+                        for stream_id in list(self._pending):
+                            self._send_some(conn, stream_id)
+                sock.sendall(conn.data_to_send())
+
+    def _answer(self, conn, request: H2Request) -> None:
+        with self.cond:
+            self.requests.append(request)
+            self.cond.notify_all()
+        body = bytes(request.body) if request.headers[":method"] == "POST" else (
+            f"{request.headers[':method']} {request.path}".encode())
+        trailers = request.headers.get("te") == "trailers"
+        conn.send_headers(request.stream, [(":status", "200"), ("content-type", "text/plain")])
+        self._pending[request.stream] = [body, trailers]
+        self._send_some(conn, request.stream)
+
+    def _send_some(self, conn, stream_id: int) -> None:
+        """As much of a response body as the proxy's windows allow; the end once all is out."""
+        body, trailers = self._pending[stream_id]
+        while body:
+            size = min(len(body), conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+            if size <= 0:
+                self._pending[stream_id][0] = body
+                return
+            conn.send_data(stream_id, body[:size])
+            body = body[size:]
+        del self._pending[stream_id]
+        if trailers:
+            conn.send_headers(stream_id, [("x-trailer", "done")], end_stream=True)
+        else:
+            conn.end_stream(stream_id)
+
+    def wait_requests(self, n: int, timeout: float = 10.0) -> list[H2Request]:
+        def enough():
+            with self.cond:
+                return list(self.requests) if len(self.requests) >= n else None
+        return waiting.wait_until(enough, timeout, 0.02, f"{n} requests at the HTTP/2 upstream")
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.sock.close()
