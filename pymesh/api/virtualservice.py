@@ -26,17 +26,10 @@ RETRY_ON = frozenset(
         "connect-failure",
         "refused-stream",
         "reset",
+        "reset-before-request",
         "retriable-4xx",
         "retriable-status-codes",
-    }
-)
-# Valid in Istio (Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on) but not implemented by pymesh.
-RETRY_ON_NOT_YET = frozenset(
-    {
-        "reset-before-request",
-        "retriable-headers",
-        "envoy-ratelimited",
-        "http3-post-connect-failure",
+        # gRPC statuses (Envoy's x-envoy-retry-grpc-on): trailers-only answers, pymesh.policy.retry
         "cancelled",
         "deadline-exceeded",
         "internal",
@@ -44,6 +37,8 @@ RETRY_ON_NOT_YET = frozenset(
         "unavailable",
     }
 )
+# Valid in Istio (Envoy's x-envoy-retry-on) but not implemented by pymesh.
+RETRY_ON_NOT_YET = frozenset({"retriable-headers", "envoy-ratelimited", "http3-post-connect-failure"})
 
 
 def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService:

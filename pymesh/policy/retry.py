@@ -31,6 +31,13 @@ HEAD, OPTIONS, TRACE, PUT, DELETE, so POST, PATCH, CONNECT and unknown methods) 
 when the upstream provably never processed it (CONNECT_FAILURE, REFUSED_STREAM), unless it carries
 an Idempotency-Key header. Why: duplicated payments and orders are the most common complaint about
 mesh retries: a POST that timed out or got a 503 may well have been executed.
+
+gRPC calls are POSTs, so the same rule holds for their failures without a response (a reset, a
+timeout). But a gRPC status condition (unavailable, cancelled, ...) matches only a trailers-only
+response: the server answered the call as a whole with that status and sent no response message,
+which is gRPC's own statement of the outcome (UNAVAILABLE: "a transient condition ... corrected by
+retrying"). Those are retried as Istio and Envoy do, whatever the method; a call that already
+streamed a response message is committed and never retried.
 """
 
 from __future__ import annotations
@@ -160,7 +167,9 @@ class RetryPolicy:
     ) -> bool:
         """Would this attempt be retried if retries were left? (Also decides Envoy's URX flag.)"""
         if outcome is Outcome.RESPONSE:
-            if status not in self._statuses and (grpc_status is None or grpc_status not in self._grpc):
+            if grpc_status is not None and grpc_status in self._grpc:
+                return True  # a gRPC server's own status for the whole call: see the module docstring
+            if status not in self._statuses:
                 return False
         elif outcome not in self._outcomes:
             return False

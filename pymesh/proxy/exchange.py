@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 
+from pymesh.http import grpc
 from pymesh.http.errors import ProtocolError
 from pymesh.http.message import (IDEMPOTENT_METHODS, Header, RequestHead, ResponseHead, Trailers, UpstreamRequest,
                                  end_to_end)
@@ -51,7 +52,7 @@ class Exchange:
         "cancel_connect", "try_timer", "route_timer", "committed", "done", "expect_body",
         "upstream_reusable", "close_delimited", "request_id", "hash_key", "response_header_ops",
         "upgrade_tail", "stale_retry_used", "attempt_id", "paused_downstream", "last_endpoint", "active_at",
-        "weighted", "matched_prefix", "filters", "filter_index",
+        "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status",
     )
 
     def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:
@@ -96,6 +97,8 @@ class Exchange:
         self.matched_prefix = None  # what a prefix match matched (the rewrite replaces it)
         self.filters = ()
         self.filter_index = 0  # the filter that paused the chain
+        self.grpc = grpc.is_grpc(head)
+        self.grpc_status: int | None = None  # from the response's trailers (or trailers-only head)
 
     # --- request side (called by the downstream protocol) -------------------------------------
 
@@ -146,8 +149,13 @@ class Exchange:
             return
         if self.head.expect_continue and not self.request_done:
             self.downstream.send_continue()
-        if self.route.timeout:
-            self.route_timer = self.runtime.loop.call_later(self.route.timeout, self._on_route_timeout)
+        timeout = self.route.timeout
+        if self.grpc:  # grpc-timeout shortens the route's timeout, never lengthens it (Envoy)
+            deadline = grpc.timeout(self.head)
+            if deadline is not None and (not timeout or deadline < timeout):
+                timeout = deadline
+        if timeout:
+            self.route_timer = self.runtime.loop.call_later(timeout, self._on_route_timeout)
         self._attempt()
 
     def _no_route(self) -> None:
@@ -328,13 +336,13 @@ class Exchange:
     def _replayable(self) -> bool:
         return self.chunks is not None and not self.head.upgrade
 
-    def _may_retry(self, outcome: Outcome, status: int | None) -> bool:
+    def _may_retry(self, outcome: Outcome, status: int | None, grpc_status: int | None = None) -> bool:
         return self._replayable() and self.policy.should_retry(
-            outcome, status, self.retries, self.head.method, self._has_idempotency_key()
+            outcome, status, self.retries, self.head.method, self._has_idempotency_key(), grpc_status
         )
 
-    def _retryable(self, outcome: Outcome, status: int | None) -> bool:
-        return self.policy.retryable(outcome, status, self.head.method, self._has_idempotency_key())
+    def _retryable(self, outcome: Outcome, status: int | None, grpc_status: int | None = None) -> bool:
+        return self.policy.retryable(outcome, status, self.head.method, self._has_idempotency_key(), grpc_status)
 
     def _schedule_retry(self) -> None:
         self.retries += 1
@@ -352,15 +360,17 @@ class Exchange:
         self.active_at = self.runtime.now
         if status == 101 and not self.head.upgrade:
             return self.on_upstream_error(conn, ProtocolError(502, "101 answers no upgrade request"))
-        if status >= 400 and not self.committed:
-            if self._may_retry(Outcome.RESPONSE, status):
+        grpc_status = grpc.status(head.raw_headers) if self.grpc else None  # a trailers-only answer
+        if (status >= 400 or grpc_status) and not self.committed:
+            if self._may_retry(Outcome.RESPONSE, status, grpc_status):
                 endpoint = self.endpoint
                 self._end_attempt()
                 self._drop_upstream()
                 self.cluster_state.record_attempt(endpoint, Outcome.RESPONSE, status)
                 return self._schedule_retry()
-            if self.retries and self._retryable(Outcome.RESPONSE, status):
+            if self.retries and self._retryable(Outcome.RESPONSE, status, grpc_status):
                 self.flags = flags.join(self.flags, flags.URX)
+        self.grpc_status = grpc_status
         if self.try_timer is not None:
             self.try_timer.cancel()
             self.try_timer = None
@@ -391,6 +401,8 @@ class Exchange:
         self.downstream.send_data(data)
 
     def on_response_end(self, conn, trailers: list[Header]) -> None:
+        if self.grpc and trailers:
+            self.grpc_status = grpc.status(trailers)
         self._end_attempt()
         self.conn = None
         conn.release(reusable=self.upstream_reusable and self.request_done)
@@ -473,9 +485,12 @@ class Exchange:
         self._finish()
 
     def reply(self, reply: LocalReply) -> None:
-        """Answer from the proxy itself (no route, no upstream, timeout, ...)."""
+        """Answer from the proxy itself (no route, no upstream, timeout, ...); to a gRPC client
+        as a trailers-only gRPC error, which is what it can read (Envoy does the same)."""
         if self.done:
             return
+        if self.grpc:
+            reply = self._grpc_reply(reply)
         self._end_attempt()
         self._drop_upstream()
         self.flags = flags.join(self.flags, reply.flags)
@@ -484,6 +499,13 @@ class Exchange:
         self.response_bytes += len(reply.body)
         self.downstream.send_local_reply(reply, self.expect_body)
         self._finish()
+
+    def _grpc_reply(self, reply: LocalReply) -> LocalReply:
+        self.grpc_status = grpc.local_reply_status(reply.status, flags.UT in reply.flags)
+        headers = reply.headers + ((b"content-type", b"application/grpc"),
+                                   (b"grpc-status", b"%d" % self.grpc_status),
+                                   (b"grpc-message", reply.body or b"%d" % reply.status))
+        return LocalReply(200, reply.flags, b"", headers, reply.close)
 
     def _finish(self) -> None:
         if self.done:

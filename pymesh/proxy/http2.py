@@ -31,7 +31,7 @@ _TEXT_PLAIN = (b"content-type", b"text/plain")
 class H2Stream:
     """One stream's side of an exchange: the `Downstream` its exchange writes the response to."""
 
-    __slots__ = ("connection", "id", "exchange", "paused", "unacked", "blocked")
+    __slots__ = ("connection", "id", "exchange", "paused", "unacked", "blocked", "ended")
 
     def __init__(self, connection: DownstreamH2, stream_id: int) -> None:
         self.connection = connection
@@ -40,6 +40,7 @@ class H2Stream:
         self.paused = False  # the exchange cannot take more request body now
         self.unacked = 0  # request body bytes taken while paused: acknowledged on resume
         self.blocked = False  # the client's windows hold our response back
+        self.ended = False  # the response head ended the stream (no body: trailers-only)
 
     @property
     def original_destination(self) -> tuple[str, int] | None:
@@ -51,8 +52,10 @@ class H2Stream:
     def send_response_head(self, status: int, headers: list[Header], content_length: int | None,
                            has_body: bool) -> None:
         head = ResponseHead(status, headers, http_version="2")
-        head.content_length = content_length
-        self.connection.codec.send_headers(self.id, head, end_stream=not has_body)
+        self.ended = not has_body or content_length == 0
+        if not self.ended or not has_body:  # an empty body is END_STREAM on the head (trailers-only)
+            head.content_length = content_length
+        self.connection.codec.send_headers(self.id, head, end_stream=self.ended)
         self.connection.flush_soon()
 
     def send_data(self, data: bytes) -> None:
@@ -63,6 +66,8 @@ class H2Stream:
         connection.flush_soon()
 
     def send_end(self, trailers: list[Header]) -> None:
+        if self.ended:
+            return
         codec = self.connection.codec
         if trailers:
             codec.send_trailers(self.id, trailers)

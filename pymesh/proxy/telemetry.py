@@ -52,12 +52,13 @@ class Telemetry:
         endpoint = exchange.last_endpoint
         direction = exchange.listener.direction
         peer = exchange.head.header(PEER_HEADER) if direction == "inbound" else None
-        key = (direction, cluster.name if cluster else "", endpoint.key if endpoint else "", peer)
+        protocol = "grpc" if exchange.grpc else "http"
+        key = (direction, cluster.name if cluster else "", endpoint.key if endpoint else "", peer, protocol)
         recorder = self._http.get(key)
         if recorder is None:
             if len(self._http) >= MAX_RECORDERS:
                 self._http.clear()  # peers come and go: keep the cache bounded
-            labels = self._labels(direction, cluster, endpoint, "http", peer)
+            labels = self._labels(direction, cluster, endpoint, protocol, peer)
             recorder = self._http[key] = self.metrics.http(labels)
         listener_stats = self._listener_stats.get(exchange.listener.name)
         if listener_stats is None:
@@ -65,7 +66,9 @@ class Telemetry:
         listener_stats["downstream_rq_total"] += 1
         listener_stats[_STATUS_CLASS.get(exchange.status // 100, "downstream_rq_5xx")] += 1
         duration_ms = (exchange.runtime.loop.time() - exchange.start) * 1000.0
-        recorder.record(exchange.status, exchange.flags, duration_ms, exchange.request_bytes, exchange.response_bytes)
+        grpc_status = "" if exchange.grpc_status is None else str(exchange.grpc_status)
+        recorder.record(exchange.status, exchange.flags, duration_ms, exchange.request_bytes, exchange.response_bytes,
+                        grpc_status)
         if self.access_log is not None:
             head = exchange.head
             route = exchange.route

@@ -141,7 +141,9 @@ class H2Upstream(asyncio.Protocol):
     # asyncio callbacks ---------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        for kind, stream_id, value in self.codec.feed(data):
+        events = self.codec.feed(data)
+        last = len(events) - 1
+        for index, (kind, stream_id, value) in enumerate(events):
             stream = self.streams.get(stream_id)
             if stream is None or stream.exchange is None:
                 if kind == h2.DATA:
@@ -159,7 +161,11 @@ class H2Upstream(asyncio.Protocol):
                     self.codec.acknowledge_received(stream_id, len(value))
             elif kind == h2.HEAD:
                 if value.content_length is None:
-                    value.chunked = True  # its body ends with the stream, not the connection
+                    ended = index < last and events[index + 1][0] == h2.END and events[index + 1][1] == stream_id
+                    if ended:
+                        value.content_length = 0  # HEADERS ended the stream: gRPC's trailers-only form
+                    else:
+                        value.chunked = True  # its body ends with the stream, not the connection
                 exchange.on_response_head(stream, value)
             elif kind == h2.END:
                 stream.done = True

@@ -282,12 +282,14 @@ CASES = [
     case("retries-per-try-zero", VS, "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    perTryTimeout: 0s\n",
          "12 spec.http[0].retries.perTryTimeout: must be greater than 0"),
     case("retries-retry-on", VS,
-         "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    retryOn: 5xx,bogus,cancelled,99\n",
-         "12 spec.http[0].retries.retryOn: 'bogus' is not a valid retryOn policy (expected 5xx, connect-failure, "
-         "gateway-error, refused-stream, reset, retriable-4xx, retriable-status-codes or a status code)",
-         "12 spec.http[0].retries.retryOn: retryOn policy 'cancelled' is not supported yet",
-         "12 spec.http[0].retries.retryOn: '99' is not a valid retryOn policy (expected 5xx, connect-failure, "
-         "gateway-error, refused-stream, reset, retriable-4xx, retriable-status-codes or a status code)"),
+         "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    retryOn: 5xx,bogus,retriable-headers,99\n",
+         "12 spec.http[0].retries.retryOn: 'bogus' is not a valid retryOn policy (expected 5xx, cancelled, "
+         "connect-failure, deadline-exceeded, gateway-error, internal, refused-stream, reset, reset-before-request, "
+         "resource-exhausted, retriable-4xx, retriable-status-codes, unavailable or a status code)",
+         "12 spec.http[0].retries.retryOn: retryOn policy 'retriable-headers' is not supported yet",
+         "12 spec.http[0].retries.retryOn: '99' is not a valid retryOn policy (expected 5xx, cancelled, "
+         "connect-failure, deadline-exceeded, gateway-error, internal, refused-stream, reset, reset-before-request, "
+         "resource-exhausted, retriable-4xx, retriable-status-codes, unavailable or a status code)"),
     case("retries-snake-case", VS, "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    per_try_timeout: 1s\n",
          '12 spec.http[0].retries.per_try_timeout: unknown field (did you mean "perTryTimeout"?)'),
     case("retries-remote-localities", VS,

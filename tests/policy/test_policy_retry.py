@@ -142,10 +142,13 @@ def test_user_retry_on_replaces_default_codes():
     [("cancelled", 1), ("deadline-exceeded", 4), ("resource-exhausted", 8), ("internal", 13), ("unavailable", 14)],
 )
 def test_grpc_conditions(token, grpc_status):
+    """A gRPC status answer (trailers-only) is the server's word on the whole call: retried
+    whatever the method; the POST rule still holds for failures without an answer."""
     p = policy(token)
     assert p.should_retry(RESP, 200, 0, "POST", True, grpc_status)
     assert not p.should_retry(RESP, 200, 0, "POST", True, 2)
-    assert not p.should_retry(RESP, 200, 0, "POST", False, grpc_status)  # gRPC calls are POSTs
+    assert p.should_retry(RESP, 200, 0, "POST", False, grpc_status)
+    assert not policy(f"{token},reset").should_retry(Outcome.RESET, None, 0, "POST", False)
 
 
 @pytest.mark.parametrize("attempt, expected", [(0, True), (1, True), (2, True), (3, False), (10, False)])
