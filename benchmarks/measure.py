@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import configs, loadgen, noise, procs, procstat, realtime, wrk
+from benchmarks import configs, h2load, loadgen, noise, procs, procstat, realtime, wrk
 from benchmarks.rows import HOST, UPSTREAM_PORT, Row, shifted
 from benchmarks.peers import NGINX_UPSTREAM
 
@@ -121,14 +121,11 @@ def measure(bench: Bench, row: Row) -> dict:
         record: dict = {"proxy_pids": pids, "fixed": {}}
         for rate in s.rates:
             with realtime.fifo(pids + bench.upstream_pids, bench.realtime):
-                result = phase(bench, pids, lambda: loadgen.run(
-                    bench.loadgen, port, rate, s.fixed_duration, s.warmup, HOST, bench.load_cpus,
-                    s.loadgen_connections, fifo=realtime.LOADGEN if bench.realtime else 0), lambda r: r["completed"])
+                result = phase(bench, pids, lambda: _fixed_rate(bench, row, port, rate), lambda r: r["completed"])
             if result["completed"] - result["errors"] <= 0 or not result["latency_us"]:
                 raise NoData(f"{row.name}: no successful request at {rate} req/s ({result})")
             record["fixed"][str(rate)] = result
-        result = phase(bench, pids, lambda: wrk.run(port, s.wrk_duration, HOST, s.wrk_connections, bench.load_cpus),
-                        lambda r: r["requests"])
+        result = phase(bench, pids, lambda: _maximum(bench, row, port), lambda r: r["requests"])
         if result["requests"] - result["non_2xx"] <= 0:
             raise NoData(f"{row.name}: wrk completed no successful request ({result})")
         record["wrk"] = result
@@ -137,3 +134,18 @@ def measure(bench: Bench, row: Row) -> dict:
     finally:
         for proc in started:
             procs.stop(proc)
+
+
+def _fixed_rate(bench: Bench, row: Row, port: int, rate: int) -> dict:
+    s = bench.settings
+    if row.load == "h2c":
+        return h2load.run(port, s.fixed_duration, HOST, bench.load_cpus, rate, s.warmup)
+    return loadgen.run(bench.loadgen, port, rate, s.fixed_duration, s.warmup, HOST, bench.load_cpus,
+                       s.loadgen_connections, fifo=realtime.LOADGEN if bench.realtime else 0)
+
+
+def _maximum(bench: Bench, row: Row, port: int) -> dict:
+    s = bench.settings
+    if row.load == "h2c":
+        return h2load.run(port, s.wrk_duration, HOST, bench.load_cpus)
+    return wrk.run(port, s.wrk_duration, HOST, s.wrk_connections, bench.load_cpus)

@@ -105,6 +105,9 @@ def full_report(result: dict, markdown: bool = False) -> str:
     for rate in result["settings"]["rates"]:
         parts += ["", f"{h}Latency at {rate} req/s, open loop (us, from each request's intended send time; "
                   "added = row minus direct in the same round)", latency_table(result, rate, markdown)]
+    if any(row.get("load") == "h2c" for row in result["rows"].values()):
+        parts += ["", f"h2c rows: {result['settings'].get('h2load', 'h2load')} for both phases instead of wrk and the "
+                  "open-loop generator; their latency counts from each request's send, not its intended time"]
     missing = status_lines(result, markdown)
     if missing:
         parts += ["", f"{h}Rows without figures", missing]

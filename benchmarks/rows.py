@@ -30,6 +30,7 @@ class Row:
     description: str
     load_port: int
     hops: tuple[Hop, ...] = ()
+    load: str = "http1"  # "http1": loadgen.c and wrk; "h2c": h2load (see h2load.py)
 
 
 def _pymesh(name: str, peer: Peer, listen: int, upstream: int, n: int) -> Hop:
@@ -52,6 +53,10 @@ ROWS: tuple[Row, ...] = (
         (_envoy("envoy", 15080, UPSTREAM_PORT, 0),)),
     Row("envoy-2hop", "Envoy -> Envoy -> nginx", 15080,
         (_envoy("envoy-a", 15080, 15081, 0), _envoy("envoy-b", 15081, UPSTREAM_PORT, 1))),
+    Row("pymesh-h2c-1hop", "h2c client (h2load) -> pymesh egress listener -> HTTP/1.1 to nginx", 15080,
+        (_pymesh("pymesh", peers.PYMESH_EGRESS, 15080, UPSTREAM_PORT, 0),), load="h2c"),
+    Row("envoy-h2c-1hop", "h2c client (h2load) -> Envoy (codec AUTO) -> HTTP/1.1 to nginx", 15080,
+        (_envoy("envoy", 15080, UPSTREAM_PORT, 0),), load="h2c"),
     Row("haproxy-1hop", "HAProxy, one thread, keep-alive -> nginx", 15080,
         (Hop("haproxy", peers.HAPROXY, {"listen_port": 15080, "upstream_port": UPSTREAM_PORT}),)),
     Row("nginx-1hop", "nginx reverse proxy, upstream keepalive pool -> nginx", 15080,

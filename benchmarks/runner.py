@@ -18,9 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import PACKAGE_DIR, RESULTS_DIR, aggregate, configs, dmalatency, loadgen, machine, procs, realtime, report, results, wrk
+from benchmarks import PACKAGE_DIR, RESULTS_DIR, aggregate, configs, dmalatency, h2load, loadgen, machine, procs, realtime, report, results, wrk
 from benchmarks.measure import Bench, NoData, Settings, hop_params, measure, start_upstream
-from benchmarks.peers import NGINX_UPSTREAM, Unavailable, version
+from benchmarks.peers import NGINX_UPSTREAM, Peer, Unavailable, version
 from benchmarks.rows import UPSTREAM_PORT, Row, select
 
 FULL = Settings(rounds=3, fixed_duration=6.0, warmup=1.0, wrk_duration=5)
@@ -52,6 +52,8 @@ def resolve(rows: list[Row]) -> dict[str, str]:
     status = {}
     for row in rows:
         try:
+            if row.load == "h2c" and not h2load.available():
+                raise Unavailable("h2load not found on PATH (Debian: nghttp2-client)")
             for hop in row.hops:
                 hop.peer.find()
             status[row.name] = "ok"
@@ -149,10 +151,11 @@ def _run_rounds(bench: Bench, rows: list[Row], status: dict[str, str], args) -> 
         "settings": {**s.__dict__, "rates": list(s.rates), "smoke": bool(args.smoke), "load_cpus": bench.load_cpus,
                      "proxy_cpus": bench.proxy_cpus, "port_offset": bench.port_offset, "cpu_dma_latency": dma_state,
                      "realtime": bench.realtime_state,
-                     "wrk": "wrk -t1 -c%d -d%ds" % (s.wrk_connections, s.wrk_duration)},
+                     "wrk": "wrk -t1 -c%d -d%ds" % (s.wrk_connections, s.wrk_duration),
+                     "h2load": "h2load -c%d -m%d" % (h2load.CLIENTS, h2load.STREAMS)},
         "peers": _versions(rows, status),
         "trust": report.TRUST,
-        "rows": {row.name: {"description": row.description, "status": status[row.name],
+        "rows": {row.name: {"description": row.description, "load": row.load, "status": status[row.name],
                             "hops": [h.name for h in row.hops], "rounds": records[row.name],
                             "summary": summaries.get(row.name, {})} for row in rows},
     }
@@ -171,6 +174,8 @@ def _versions(rows: list[Row], status: dict[str, str]) -> dict[str, str]:
     found = {name: version(peer) for name, peer in peers.items() if name != "pymesh"}
     found["upstream nginx"] = version(NGINX_UPSTREAM)
     found["wrk"] = "wrk" if wrk.available() else "missing"
+    if any(row.load == "h2c" for row in rows):
+        found["h2load"] = version(Peer("h2load", "", lambda: shutil.which("h2load") or "h2load", None)) if h2load.available() else "missing"
     return found
 
 

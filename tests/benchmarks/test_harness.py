@@ -1,6 +1,6 @@
 """`python -m benchmarks run --smoke` end to end, every row.
 
-Skipped where wrk, nginx, taskset or a C compiler are missing. The pymesh row may be
+Skipped where wrk, nginx, taskset, a C compiler or h2load (the h2c rows) are missing. The pymesh row may be
 "unavailable" while the proxy cannot run yet; once it can, it must produce figures. Only the
 harness is judged here, never a figure.
 """
@@ -15,10 +15,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-MISSING = [tool for tool in ("wrk", "nginx", "taskset", "cc") if not shutil.which(tool)]
+MISSING = [tool for tool in ("wrk", "nginx", "taskset", "cc", "h2load") if not shutil.which(tool)]
 
 
-ROWS = ("direct", "pymesh-1hop", "pymesh-2hop", "envoy-1hop", "envoy-2hop", "haproxy-1hop", "nginx-1hop")
+ROWS = ("direct", "pymesh-1hop", "pymesh-2hop", "envoy-1hop", "envoy-2hop", "pymesh-h2c-1hop", "envoy-h2c-1hop",
+        "haproxy-1hop", "nginx-1hop")
 
 
 @pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)}")
