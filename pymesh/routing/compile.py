@@ -111,7 +111,8 @@ def _captured_outbound(
 
 def implicit_inbound(snapshot: Snapshot, port: int, address: str) -> tuple[Listener, Cluster]:
     """Inbound traffic captured for `port`: the Sidecar ingress entry for that port if there is
-    one, else the app on `address`:`port` with the protocol sniffed (Istio's virtualInbound)."""
+    one, else the app on `address`:`port` with the protocol sniffed (Istio's virtualInbound),
+    spoken to the app as the caller spoke it (HTTP/2 for gRPC: useClientProtocol)."""
     for listener in snapshot.listeners:
         if listener.direction == "inbound" and listener.port == port:
             return listener, snapshot.clusters[listener.default_cluster]
@@ -120,4 +121,6 @@ def implicit_inbound(snapshot: Snapshot, port: int, address: str) -> tuple[Liste
         default_endpoint=f"{address}:{port}",
     )
     listener = _ingress_listener(entry)
-    return replace(listener, name=f"inbound|{port}", protocol="SNIFF"), inbound_cluster(entry, snapshot.identity.namespace, [])
+    cluster = replace(inbound_cluster(entry, snapshot.identity.namespace, []),
+                      connection_pool=model.ConnectionPoolSettings(use_client_protocol=True))
+    return replace(listener, name=f"inbound|{port}", protocol="SNIFF"), cluster

@@ -4,90 +4,24 @@ metric labels. Messages are raw bytes (generic handlers, no generated stubs)."""
 
 from __future__ import annotations
 
-import threading
-from concurrent import futures
-
 import grpc
 import h2.events
 import pytest
 
-from proxy_harness import HOST, endpoint, free_port, samples, service_entry, sidecar, virtual_service
+from grpc_echo import SERVICE, start_server
+from proxy_harness import HOST, endpoint, free_port, service_entry, sidecar, virtual_service
 from test_http2_downstream import H2Client
 
 pytestmark = pytest.mark.timeout(60)
-SERVICE = "pymesh.test.Echo"
-
-
-class EchoService:
-    """Unary echo, server streaming (n copies), client streaming (join), bidi (echo each);
-    /Flaky fails with UNAVAILABLE `flaky` times first; /Missing is NOT_FOUND; /Hang waits."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, int] = {}
-        self.flaky = 0
-        self.released = threading.Event()
-        self.lock = threading.Lock()
-
-    def _count(self, name: str) -> None:
-        with self.lock:
-            self.calls[name] = self.calls.get(name, 0) + 1
-
-    def unary(self, request: bytes, context) -> bytes:
-        self._count("Unary")
-        return b"echo:" + request
-
-    def flaky_call(self, request: bytes, context) -> bytes:
-        self._count("Flaky")
-        with self.lock:
-            failing = self.flaky > 0
-            self.flaky -= failing
-        if failing:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
-        return b"ok"
-
-    def missing(self, request: bytes, context) -> bytes:
-        context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
-
-    def hang(self, request: bytes, context) -> bytes:
-        self.released.wait(20)
-        return b"late"
-
-    def server_stream(self, request: bytes, context):
-        for i in range(int(request)):
-            yield b"part-%d" % i
-
-    def client_stream(self, requests, context) -> bytes:
-        return b"+".join(requests)
-
-    def bidi(self, requests, context):
-        for message in requests:
-            yield message.upper()
-
-    def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "Unary": grpc.unary_unary_rpc_method_handler(self.unary),
-            "Flaky": grpc.unary_unary_rpc_method_handler(self.flaky_call),
-            "Missing": grpc.unary_unary_rpc_method_handler(self.missing),
-            "Hang": grpc.unary_unary_rpc_method_handler(self.hang),
-            "ServerStream": grpc.unary_stream_rpc_method_handler(self.server_stream),
-            "ClientStream": grpc.stream_unary_rpc_method_handler(self.client_stream),
-            "Bidi": grpc.stream_stream_rpc_method_handler(self.bidi),
-        })
-
-
 @pytest.fixture
 def echo():
-    service = EchoService()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers((service.handler(),))
-    service.port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server, service, service.port = start_server("127.0.0.1:0")
     yield service
     service.released.set()
     server.stop(grace=None)
 
 
-def grpc_mesh(port: int, echo: EchoService, http: list[dict] | None = None) -> list[dict]:
+def grpc_mesh(port: int, echo, http: list[dict] | None = None) -> list[dict]:
     resources = [service_entry(port, [endpoint(echo.port, port_name="grpc")], protocol="GRPC"), sidecar((port, "GRPC"))]
     if http:
         resources.append(virtual_service(http))
