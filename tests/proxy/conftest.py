@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy_harness import Proxy, TcpServer, Upstream
+from proxy_harness import CURL_PROTOCOLS, Proxy, TcpServer, Upstream
 
 
 @pytest.fixture
@@ -45,3 +45,9 @@ def proxies(tmp_path, request):
         stderr = proxy.stderr()
         if stderr:
             print(f"--- proxy stderr ({proxy.config_path.parent.name}) ---\n{stderr[-6000:]}")
+
+
+@pytest.fixture(params=sorted(CURL_PROTOCOLS))
+def via(request) -> tuple[str, ...]:
+    """curl's options for the client protocol: a test taking `via` runs over HTTP/1.1 and h2c."""
+    return CURL_PROTOCOLS[request.param]

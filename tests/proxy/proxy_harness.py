@@ -973,6 +973,10 @@ class CurlResult(Headers):
     stderr: str
 
 
+# curl's options for each client protocol tests run their cases over (h2c: HTTP/2 without TLS).
+CURL_PROTOCOLS = {"http1.1": ("--http1.1",), "h2c": ("--http2-prior-knowledge",)}
+
+
 def curl(port: int, path: str = "/", *args: str, host: str | None = HOST, timeout: float = 20.0,
          workdir: Path | None = None) -> CurlResult:
     """curl http://127.0.0.1:port/path with Host: `host`; extra curl arguments in `args`."""

@@ -36,30 +36,30 @@ def mesh_with_route(port: int, server, route: dict) -> list[dict]:
 # --- local replies ------------------------------------------------------------------------------------
 
 
-def test_no_route_is_404_nr(upstreams, proxies):
+def test_no_route_is_404_nr(upstreams, proxies, via):
     up = upstreams("up")
     port = free_port()
     proxy = proxies(http_mesh(port, {"v1": up}))
-    result = curl(port, "/nowhere", host="unknown.example")
+    result = curl(port, "/nowhere", *via, host="unknown.example")
     assert result.status == 404
     assert result.body == b""
     assert_reported(proxy, 404, "NR", "/nowhere")
     assert up.count() == 0
 
 
-def test_no_healthy_endpoint_is_503_uh(proxies):
+def test_no_healthy_endpoint_is_503_uh(proxies, via):
     port = free_port()
     proxy = proxies([service_entry(port, []), sidecar((port, "HTTP"))])
-    result = curl(port, "/")
+    result = curl(port, "/", *via)
     assert result.status == 503
     assert result.body == b"no healthy upstream"
     assert_reported(proxy, 503, "UH")
 
 
-def test_connect_failure_is_503(proxies):
+def test_connect_failure_is_503(proxies, via):
     port, dead = free_port(), free_port()
     proxy = proxies([service_entry(port, [endpoint(dead)]), sidecar((port, "HTTP"))])
-    result = curl(port, "/")
+    result = curl(port, "/", *via)
     assert result.status == 503
     assert result.body.decode() == RESET_BEFORE_HEADERS + "connection failure"
     entry = proxy.wait_log(lambda e: e["path"] == "/")
@@ -67,29 +67,29 @@ def test_connect_failure_is_503(proxies):
     assert entry["upstream_host"] == f"127.0.0.1:{dead}"
 
 
-def test_connect_failure_flags_are_uf_urx(proxies):
+def test_connect_failure_flags_are_uf_urx(proxies, via):
     port, dead = free_port(), free_port()
     proxy = proxies([service_entry(port, [endpoint(dead)]), sidecar((port, "HTTP"))])
-    assert curl(port, "/").status == 503
+    assert curl(port, "/", *via).status == 503
     assert_reported(proxy, 503, "UF,URX")
 
 
-def test_reset_retried_until_exhausted_is_uc_urx(upstreams, proxies):
+def test_reset_retried_until_exhausted_is_uc_urx(upstreams, proxies, via):
     up = upstreams("up", lambda req: Reply(action="close"))
     port = free_port()
     proxy = proxies(mesh_with_route(port, up, {"retries": {"attempts": 2, "retryOn": "reset"}}))
-    result = curl(port, "/")
+    result = curl(port, "/", *via)
     assert result.status == 503
     assert up.count() == 3
     assert_reported(proxy, 503, "UC,URX")
 
 
 @pytest.mark.parametrize("action", ["close", "reset", "partial"])
-def test_upstream_gone_before_response_is_503_uc(upstreams, proxies, action):
+def test_upstream_gone_before_response_is_503_uc(upstreams, proxies, action, via):
     up = upstreams("up", lambda req: Reply(action=action))
     port = free_port()
     proxy = proxies(http_mesh(port, {"v1": up}))
-    result = curl(port, "/")
+    result = curl(port, "/", *via)
     assert result.status == 503
     assert result.body.decode() == RESET_BEFORE_HEADERS + "connection termination"
     assert_reported(proxy, 503, "UC")
@@ -107,13 +107,13 @@ def test_upstream_gone_mid_body_aborts_the_client_connection(upstreams, proxies)
     assert_reported(proxy, 200, "UC")
 
 
-def test_route_timeout_is_504_ut(upstreams, proxies):
+def test_route_timeout_is_504_ut(upstreams, proxies, via):
     release = threading.Event()
     up = upstreams("up", lambda req: (release.wait(10), Reply(200, [], b"late"))[1])
     port = free_port()
     proxy = proxies(mesh_with_route(port, up, {"timeout": "0.3s"}))
     try:
-        result = curl(port, "/slow")
+        result = curl(port, "/slow", *via)
     finally:
         release.set()
     assert result.status == 504
@@ -121,12 +121,12 @@ def test_route_timeout_is_504_ut(upstreams, proxies):
     assert_reported(proxy, 504, "UT", "/slow")
 
 
-def test_per_try_timeout_then_a_fast_second_attempt_succeeds(upstreams, proxies):
+def test_per_try_timeout_then_a_fast_second_attempt_succeeds(upstreams, proxies, via):
     up = upstreams("up", sequence(Reply(200, [], b"slow", delay=3.0), then=Reply(200, [], b"fast")))
     port = free_port()
     route = {"retries": {"attempts": 2, "perTryTimeout": "0.3s", "retryOn": "5xx"}}
     proxy = proxies(mesh_with_route(port, up, route))
-    result = curl(port, "/")
+    result = curl(port, "/", *via)
     assert result.status == 200
     assert result.body == b"fast"
     assert up.count() == 2
@@ -136,7 +136,7 @@ def test_per_try_timeout_then_a_fast_second_attempt_succeeds(upstreams, proxies)
 # --- retries --------------------------------------------------------------------------------------------
 
 
-def test_per_try_timeout_is_not_retried_by_the_default_conditions(upstreams, proxies):
+def test_per_try_timeout_is_not_retried_by_the_default_conditions(upstreams, proxies, via):
     """Envoy retries a per-try timeout only for 5xx, gateway-error or reset; Istio's default
     retryOn has none of them."""
     release = threading.Event()
@@ -144,7 +144,7 @@ def test_per_try_timeout_is_not_retried_by_the_default_conditions(upstreams, pro
     port = free_port()
     proxy = proxies(mesh_with_route(port, up, {"retries": {"attempts": 2, "perTryTimeout": "0.3s"}}))
     try:
-        result = curl(port, "/")
+        result = curl(port, "/", *via)
     finally:
         release.set()
     assert result.status == 504
@@ -152,53 +152,53 @@ def test_per_try_timeout_is_not_retried_by_the_default_conditions(upstreams, pro
     assert_reported(proxy, 504, "UT")
 
 
-def test_default_policy_retries_503_twice(upstreams, proxies):
+def test_default_policy_retries_503_twice(upstreams, proxies, via):
     up = upstreams("up", lambda req: Reply(503, [], b"busy"))
     port = free_port()
     proxy = proxies(http_mesh(port, {"v1": up}))
-    result = curl(port, "/")
+    result = curl(port, "/", *via)
     assert result.status == 503
     assert result.body == b"busy"  # the upstream's own answer, not a local reply
     assert up.count() == 3
     assert_reported(proxy, 503, "URX")
 
 
-def test_retry_on_5xx_with_attempts(upstreams, proxies):
+def test_retry_on_5xx_with_attempts(upstreams, proxies, via):
     up = upstreams("up", sequence(Reply(500, [], b"e1"), Reply(502, [], b"e2"), then=Reply(200, [], b"ok")))
     port = free_port()
     proxies(mesh_with_route(port, up, {"retries": {"attempts": 3, "retryOn": "5xx"}}))
-    result = curl(port, "/")
+    result = curl(port, "/", *via)
     assert result.status == 200
     assert result.body == b"ok"
     assert up.count() == 3
 
 
-def test_retry_on_5xx_exhausted(upstreams, proxies):
+def test_retry_on_5xx_exhausted(upstreams, proxies, via):
     up = upstreams("up", lambda req: Reply(500, [], b"broken"))
     port = free_port()
     proxy = proxies(mesh_with_route(port, up, {"retries": {"attempts": 3, "retryOn": "5xx"}}))
-    result = curl(port, "/")
+    result = curl(port, "/", *via)
     assert result.status == 500
     assert up.count() == 4
     assert_reported(proxy, 500, "URX")
 
 
-def test_post_is_not_retried_on_503(upstreams, proxies):
+def test_post_is_not_retried_on_503(upstreams, proxies, via):
     up = upstreams("up", lambda req: Reply(503, [], b"busy"))
     port = free_port()
     proxy = proxies(http_mesh(port, {"v1": up}))
-    result = curl(port, "/order", "--data-binary", "item=1")
+    result = curl(port, "/order", *via, "--data-binary", "item=1")
     assert result.status == 503
     assert up.count() == 1
     entry = assert_reported(proxy, 503, "-", "/order")
     assert entry["method"] == "POST"
 
 
-def test_post_with_idempotency_key_is_retried_on_503(upstreams, proxies):
+def test_post_with_idempotency_key_is_retried_on_503(upstreams, proxies, via):
     up = upstreams("up", lambda req: Reply(503, [], b"busy"))
     port = free_port()
     proxies(http_mesh(port, {"v1": up}))
-    result = curl(port, "/order", "--data-binary", "item=1", "-H", "Idempotency-Key: k-1")
+    result = curl(port, "/order", *via, "--data-binary", "item=1", "-H", "Idempotency-Key: k-1")
     assert result.status == 503
     requests = up.wait_requests(3)
     assert len(requests) == 3
@@ -271,11 +271,11 @@ def test_downstream_close_mid_request_body_is_dc(upstreams, proxies):
     _disconnect_mid_body(upstreams, proxies, "close")
 
 
-def test_invalid_upstream_response_is_502_upe(upstreams, proxies):
+def test_invalid_upstream_response_is_502_upe(upstreams, proxies, via):
     up = upstreams("up", lambda req: Reply(raw=b"this is not HTTP\r\n\r\n"))
     port = free_port()
     proxy = proxies(http_mesh(port, {"v1": up}))
-    result = curl(port, "/")
+    result = curl(port, "/", *via)
     assert result.status == 502
     assert_reported(proxy, 502, "UPE")
 
@@ -305,22 +305,22 @@ def test_body_beyond_the_replay_buffer_is_not_retried(upstreams, proxies):
     assert up.count() == 1
 
 
-def test_unusual_upstream_status_is_relayed_and_counted(upstreams, proxies):
+def test_unusual_upstream_status_is_relayed_and_counted(upstreams, proxies, via):
     """llhttp accepts any three-digit status: the proxy relays a 999 and keeps counting, rather
     than failing while filing it under a status class."""
     up = upstreams("up", lambda req: Reply(999, [], b"odd", close=True))
     port = free_port()
     proxy = proxies(http_mesh(port, {"v1": up}))
-    assert curl(port, "/odd").status == 999
-    assert curl(port, "/after").status == 999  # the proxy is still serving
+    assert curl(port, "/odd", *via).status == 999
+    assert curl(port, "/after", *via).status == 999  # the proxy is still serving
     assert_reported(proxy, 999, "-", "/odd")
 
 
-def test_switching_protocols_without_an_upgrade_request_is_502_upe(upstreams, proxies):
+def test_switching_protocols_without_an_upgrade_request_is_502_upe(upstreams, proxies, via):
     """101 answers only a request that asked to upgrade; otherwise it is an upstream protocol
     error (Envoy's 502 too), and the client gets a clean answer."""
     up = upstreams("up", lambda req: Reply(101, [], b"", close=True))
     port = free_port()
     proxy = proxies(http_mesh(port, {"v1": up}))
-    assert curl(port, "/odd").status == 502
+    assert curl(port, "/odd", *via).status == 502
     assert_reported(proxy, 502, "UPE", "/odd")

@@ -80,10 +80,10 @@ def routed(tmp_path_factory):
         b.stop()
 
 
-def _send(routed, path: str, *args: str, host: str = HOST):
+def _send(routed, via: tuple[str, ...], path: str, *args: str, host: str = HOST):
     """curl through the proxy with a unique x-test-id; returns (curl result, the upstream's record)."""
     test_id = uuid.uuid4().hex
-    result = curl(routed.port, path, "-H", f"x-test-id: {test_id}", *args, host=host)
+    result = curl(routed.port, path, *via, "-H", f"x-test-id: {test_id}", *args, host=host)
     assert result.returncode == 0, result.stderr
     seen = None
     for server in routed.servers.values():
@@ -126,9 +126,9 @@ MATCH_CASES = [
 
 
 @pytest.mark.parametrize("path,args,host,expected", [c[1:] for c in MATCH_CASES], ids=[c[0] for c in MATCH_CASES])
-def test_match_kinds_reach_the_right_upstream(routed, path, args, host, expected):
+def test_match_kinds_reach_the_right_upstream(routed, via, path, args, host, expected):
     host = host.format(HOST=HOST, port=routed.port)
-    result, seen = _send(routed, path, *args, host=host)
+    result, seen = _send(routed, via, path, *args, host=host)
     assert result.status == 200, result
     assert seen is not None, "the upstream never received the request"
     server, request = seen
@@ -137,35 +137,35 @@ def test_match_kinds_reach_the_right_upstream(routed, path, args, host, expected
     assert result.body.startswith(f"{server} ".encode())
 
 
-def test_redirect_answers_with_location_and_code(routed):
-    result, seen = _send(routed, "/old?keep=1")
+def test_redirect_answers_with_location_and_code(routed, via):
+    result, seen = _send(routed, via, "/old?keep=1")
     assert result.status == 302
     assert result.header("location") == "http://elsewhere.example/new?keep=1"
     assert seen is None
 
 
-def test_direct_response(routed):
-    result, seen = _send(routed, "/direct")
+def test_direct_response(routed, via):
+    result, seen = _send(routed, via, "/direct")
     assert result.status == 418
     assert result.body == b"short and stout"
     assert seen is None
 
 
-def test_prefix_rewrite_keeps_the_rest_and_the_query(routed):
-    result, seen = _send(routed, "/api/v1/items/7?x=1&y=2")
+def test_prefix_rewrite_keeps_the_rest_and_the_query(routed, via):
+    result, seen = _send(routed, via, "/api/v1/items/7?x=1&y=2")
     assert result.status == 200
     assert seen[1].target == "/v2/items/7?x=1&y=2"
 
 
-def test_authority_rewrite(routed):
-    result, seen = _send(routed, "/rauth/p")
+def test_authority_rewrite(routed, via):
+    result, seen = _send(routed, via, "/rauth/p")
     assert result.status == 200
     assert seen[1].header("host") == "rewritten.example"
     assert seen[1].target == "/rauth/p"
 
 
-def test_route_header_operations(routed):
-    result, seen = _send(routed, "/hdr", "-H", "x-set: client-value", "-H", "x-add: client", "-H", "x-remove: gone")
+def test_route_header_operations(routed, via):
+    result, seen = _send(routed, via, "/hdr", "-H", "x-set: client-value", "-H", "x-add: client", "-H", "x-remove: gone")
     assert result.status == 200
     request = seen[1]
     assert request.header_all("x-set") == ["route-value"]
