@@ -35,20 +35,25 @@ class H2Client:
     def flush(self) -> None:
         self.sock.sendall(self.conn.data_to_send())
 
-    def events_until(self, done) -> list:
+    def events_until(self, done, on_data=None) -> list:
+        """Events until `done(events so far)`; DATA is acknowledged as read (after `on_data`
+        took it, when given: then its bytes are not kept in the events)."""
         seen = []
         while not done(seen):
             data = self.sock.recv(65536)
             if not data:
                 break
             for event in self.conn.receive_data(data):
-                seen.append(event)
                 if isinstance(event, h2.events.DataReceived):
+                    if on_data is not None:
+                        on_data(event.data)
+                        event.data = b""
                     self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                seen.append(event)
             self.flush()
         return seen
 
-    def send_body(self, stream_id: int, body: bytes) -> None:
+    def send_body(self, stream_id: int, body: bytes, end: bool = True) -> None:
         """Send within the proxy's flow-control windows, waiting for its WINDOW_UPDATEs."""
         sent = 0
         while sent < len(body):
@@ -60,8 +65,9 @@ class H2Client:
             self.conn.send_data(stream_id, piece)
             sent += len(piece)
             self.flush()
-        self.conn.end_stream(stream_id)
-        self.flush()
+        if end:
+            self.conn.end_stream(stream_id)
+            self.flush()
 
     def close(self) -> None:
         self.sock.close()
