@@ -52,7 +52,7 @@ class Exchange:
         "cancel_connect", "try_timer", "route_timer", "committed", "done", "expect_body",
         "upstream_reusable", "close_delimited", "request_id", "hash_key", "response_header_ops",
         "upgrade_tail", "stale_retry_used", "attempt_id", "paused_downstream", "last_endpoint", "active_at",
-        "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status",
+        "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status", "grpc_messages",
     )
 
     def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:
@@ -99,6 +99,8 @@ class Exchange:
         self.filter_index = 0  # the filter that paused the chain
         self.grpc = grpc.is_grpc(head)
         self.grpc_status: int | None = None  # from the response's trailers (or trailers-only head)
+        # (request, response) message counters of a gRPC call, for Istio's message metrics
+        self.grpc_messages = (grpc.MessageCounter(), grpc.MessageCounter()) if self.grpc else None
 
     # --- request side (called by the downstream protocol) -------------------------------------
 
@@ -174,6 +176,8 @@ class Exchange:
     def on_request_data(self, data: bytes) -> None:
         self.request_bytes += len(data)
         self.active_at = self.runtime.now
+        if self.grpc_messages is not None:
+            self.grpc_messages[0].feed(data)
         chunks = self.chunks
         conn = self.conn
         if conn is not None:
@@ -398,6 +402,8 @@ class Exchange:
     def on_response_data(self, data: bytes) -> None:
         self.response_bytes += len(data)
         self.active_at = self.runtime.now
+        if self.grpc_messages is not None:
+            self.grpc_messages[1].feed(data)
         self.downstream.send_data(data)
 
     def on_response_end(self, conn, trailers: list[Header]) -> None:

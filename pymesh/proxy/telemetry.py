@@ -69,6 +69,9 @@ class Telemetry:
         grpc_status = "" if exchange.grpc_status is None else str(exchange.grpc_status)
         recorder.record(exchange.status, exchange.flags, duration_ms, exchange.request_bytes, exchange.response_bytes,
                         grpc_status)
+        if exchange.grpc_messages is not None:
+            sent, received = exchange.grpc_messages
+            recorder.record_messages(exchange.status, exchange.flags, grpc_status, sent.count, received.count)
         if self.access_log is not None:
             head = exchange.head
             route = exchange.route

@@ -92,8 +92,11 @@ CONFIG_RELOADS = Family("pymesh_config_reloads_total",
                         "Configuration reloads by result: success, rejected (invalid or over a limit), "
                         "failure (timed out or crashed).", ("result",))
 RELOAD_RESULTS = ("success", "rejected", "failure")
-FAMILIES = (REQUESTS, DURATION, REQUEST_BYTES, RESPONSE_BYTES,
+REQUEST_MESSAGES = Family("istio_request_messages_total", "gRPC messages the client sent.", HTTP_LABELS)
+RESPONSE_MESSAGES = Family("istio_response_messages_total", "gRPC messages the server sent.", HTTP_LABELS)
+FAMILIES = (REQUESTS, DURATION, REQUEST_BYTES, RESPONSE_BYTES, REQUEST_MESSAGES, RESPONSE_MESSAGES,
             TCP_SENT, TCP_RECEIVED, TCP_OPENED, TCP_CLOSED, CONFIG_RELOADS)
+_PROTOCOL = COMMON_LABELS.index("request_protocol")
 
 
 # --- labels: built once per recorder, from what the proxy knows -------------------------------
@@ -204,7 +207,7 @@ class RequestMetrics(_Recorder):
         if cells is None:
             cells = self._cells((response_code, response_flags, grpc_status),
                                 (str(response_code), grpc_status, response_flags or NO_FLAGS))
-        count, duration, req, resp = cells
+        count, duration, req, resp = cells[0], cells[1], cells[2], cells[3]
         count[0] += 1
         duration[bisect_left(DURATION_BUCKETS, duration_ms)] += 1
         duration[-1] += duration_ms
@@ -212,6 +215,20 @@ class RequestMetrics(_Recorder):
         req[-1] += request_bytes
         resp[bisect_left(BYTE_BUCKETS, response_bytes)] += 1
         resp[-1] += response_bytes
+
+
+class GrpcRequestMetrics(RequestMetrics):
+    """For request_protocol "grpc": the same, plus Istio's gRPC message counters."""
+
+    __slots__ = ()
+    _families = RequestMetrics._families + (REQUEST_MESSAGES, RESPONSE_MESSAGES)
+
+    def record_messages(self, response_code: int, response_flags: str, grpc_status: str,
+                        request_messages: int, response_messages: int) -> None:
+        """After `record` of the same request (which made the child)."""
+        cells = self._children[(response_code, response_flags, grpc_status)]
+        cells[4][0] += request_messages
+        cells[5][0] += response_messages
 
 
 class TcpMetrics(_Recorder):
@@ -260,7 +277,8 @@ class MetricsContext:
         object for equal labels. Keep it with the cluster/endpoint: do not call per request."""
         rec = self._http.get(labels)
         if rec is None:
-            rec = self._http[labels] = RequestMetrics(self.store, labels)
+            kind = GrpcRequestMetrics if labels[_PROTOCOL:_PROTOCOL + 1] == ("grpc",) else RequestMetrics
+            rec = self._http[labels] = kind(self.store, labels)
         return rec
 
     def tcp(self, labels: tuple[str, ...]) -> TcpMetrics:

@@ -54,6 +54,9 @@ def test_unary_and_the_three_streaming_kinds(echo, proxies, channel_to):
     assert entry["protocol"] == "HTTP/2"
     metric = proxy.wait_metric(lambda s: [x for x in s if x.labels.get("request_protocol") == "grpc"])
     assert {x.labels["grpc_response_status"] for x in metric} == {"0"}
+    # Istio's message counters: 1+1+3+2 messages sent by the client, 1+5+1+2 by the server
+    assert proxy.wait_metric(lambda s: sum(x.value for x in s) == 7 or None, name="istio_request_messages_total")
+    assert proxy.wait_metric(lambda s: sum(x.value for x in s) == 9 or None, name="istio_response_messages_total")
 
 
 def test_a_grpc_error_status_reaches_the_client_and_the_metrics(echo, proxies, channel_to):
