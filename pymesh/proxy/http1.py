@@ -55,14 +55,8 @@ class DownstreamH1(asyncio.Protocol):
     # asyncio callbacks ---------------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.source_ip = peer[0] if peer else ""
-        if not self.runtime.connection_opened(self):
-            self.closing = True
-            transport.abort()  # over the listener's connection limit
-            return
-        self.idle_since = self.runtime.now
+        if self.runtime.admit(self, transport):
+            self.idle_since = self.runtime.now
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:

@@ -22,23 +22,21 @@ from pymesh.http import h2
 from pymesh.http.h2_frames import INTERNAL_ERROR, NO_ERROR
 from pymesh.http.message import Header, ResponseHead
 from pymesh.proxy.exchange import Exchange
+from pymesh.proxy.h2_common import CodecWriter, ReceivingStream
 from pymesh.proxy.local_reply import LocalReply
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _TEXT_PLAIN = (b"content-type", b"text/plain")
 
 
-class H2Stream:
-    """One stream's side of an exchange: the `Downstream` its exchange writes the response to."""
+class H2Stream(ReceivingStream):
+    """One stream's side of an exchange: the `Downstream` its exchange writes the response to
+    (and whose request body it reads: `ReceivingStream`)."""
 
-    __slots__ = ("connection", "id", "exchange", "paused", "unacked", "blocked", "ended")
+    __slots__ = ("blocked", "ended")
 
     def __init__(self, connection: DownstreamH2, stream_id: int) -> None:
-        self.connection = connection
-        self.id = stream_id
-        self.exchange: Exchange | None = None
-        self.paused = False  # the exchange cannot take more request body now
-        self.unacked = 0  # request body bytes taken while paused: acknowledged on resume
+        super().__init__(connection, stream_id)
         self.blocked = False  # the client's windows hold our response back
         self.ended = False  # the response head ended the stream (no body: trailers-only)
 
@@ -66,14 +64,8 @@ class H2Stream:
         connection.flush_soon()
 
     def send_end(self, trailers: list[Header]) -> None:
-        if self.ended:
-            return
-        codec = self.connection.codec
-        if trailers:
-            codec.send_trailers(self.id, trailers)
-        else:
-            codec.end_stream(self.id)
-        self.connection.flush_soon()
+        if not self.ended:  # a trailers-only response already ended the stream with its head
+            super().send_end(trailers)
 
     def send_local_reply(self, reply: LocalReply, expect_body: bool) -> None:
         headers = list(reply.headers)
@@ -90,16 +82,6 @@ class H2Stream:
         self.connection.codec.reset_stream(self.id, INTERNAL_ERROR)
         self.connection.flush_soon()
 
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
-        if self.unacked:
-            self.connection.codec.acknowledge_received(self.id, self.unacked)
-            self.unacked = 0
-            self.connection.flush_soon()
-
     def start_tunnel(self, upstream, tail: bytes) -> None:
         raise AssertionError("HTTP/2 requests never upgrade")  # read_request sets no upgrade
 
@@ -107,9 +89,10 @@ class H2Stream:
         self.connection.stream_done(self)
 
 
-class DownstreamH2(asyncio.Protocol):
+class DownstreamH2(CodecWriter, asyncio.Protocol):
     def __init__(self, runtime, listener, original_destination: tuple[str, int] | None = None) -> None:
         self.runtime = runtime
+        self.loop = runtime.loop
         self.listener = listener
         self.original_destination = original_destination
         self.transport: asyncio.Transport | None = None
@@ -119,19 +102,12 @@ class DownstreamH2(asyncio.Protocol):
         self.write_paused = False
         self.closing = False
         self.idle_since = runtime.now
-        self._flush_pending = False
 
     # asyncio callbacks ---------------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.source_ip = peer[0] if peer else ""
-        if not self.runtime.connection_opened(self):
-            self.closing = True
-            transport.abort()
-            return
-        self.flush()  # our SETTINGS
+        if self.runtime.admit(self, transport):
+            self.flush()  # our SETTINGS
 
     def adopt(self, transport, source_ip: str, data: bytes) -> None:
         """Take over a connection an HTTP/1.1 protocol accepted and found to start with the
@@ -216,10 +192,7 @@ class DownstreamH2(asyncio.Protocol):
             self.codec.acknowledge_received(0, len(data))  # the stream is gone: free the connection window
             return
         stream.exchange.on_request_data(data)
-        if stream.paused:
-            stream.unacked += len(data)
-        else:
-            self.codec.acknowledge_received(stream_id, len(data))
+        stream.passed_on(len(data))
 
     def stream_done(self, stream: H2Stream) -> None:
         if self.streams.get(stream.id) is stream:
@@ -231,19 +204,6 @@ class DownstreamH2(asyncio.Protocol):
             if self.runtime.draining:
                 self.close_if_idle()
         self.flush_soon()
-
-    # writing --------------------------------------------------------------------------------
-
-    def flush_soon(self) -> None:
-        if not self._flush_pending:
-            self._flush_pending = True
-            self.runtime.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._flush_pending = False
-        out = self.codec.data_to_send()
-        if out and not self.transport.is_closing():
-            self.transport.write(out)
 
     def _close_after_flush(self) -> None:
         self.closing = True

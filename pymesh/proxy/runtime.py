@@ -211,6 +211,18 @@ class Runtime:
         stats["downstream_cx_active"] += 1
         return True
 
+    def admit(self, connection, transport) -> bool:
+        """An HTTP connection's start: its transport and peer address, then the listener's
+        connection limit; one refused is aborted (and False returned)."""
+        connection.transport = transport
+        peer = transport.get_extra_info("peername")
+        connection.source_ip = peer[0] if peer else ""
+        if self.connection_opened(connection):
+            return True
+        connection.closing = True
+        transport.abort()  # over the listener's connection limit
+        return False
+
     def replace_connection(self, old, new) -> None:
         """One connection changed protocol (h2c detected): same slot, same counts."""
         self.connections.discard(old)

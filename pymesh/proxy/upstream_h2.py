@@ -21,23 +21,21 @@ from typing import Callable, Iterable
 
 from pymesh.http import h2
 from pymesh.http.h2_frames import CANCEL, NO_ERROR, REFUSED_STREAM
-from pymesh.http.message import Header, Trailers, UpstreamRequest
+from pymesh.http.message import Trailers, UpstreamRequest
+from pymesh.proxy.h2_common import CodecWriter, ReceivingStream
 from pymesh.proxy.upstream import EndpointPool
 
 
-class H2UpstreamStream:
-    """One request's stream: what an exchange binds to (pymesh.proxy.interfaces)."""
+class H2UpstreamStream(ReceivingStream):
+    """One request's stream: what an exchange binds to (pymesh.proxy.interfaces), and whose
+    response it reads (`ReceivingStream`)."""
 
-    __slots__ = ("connection", "id", "exchange", "reused", "received", "paused", "unacked", "done")
+    __slots__ = ("reused", "received", "done")
 
     def __init__(self, connection: H2Upstream, stream_id: int, reused: bool) -> None:
-        self.connection = connection
-        self.id = stream_id
-        self.exchange = None
+        super().__init__(connection, stream_id)
         self.reused = reused  # its connection carried streams before this one
         self.received = False  # any response frame arrived on it
-        self.paused = False  # the client cannot take more of the response now
-        self.unacked = 0
         self.done = False
 
     def bind(self, exchange, expect_body: bool) -> None:
@@ -65,26 +63,8 @@ class H2UpstreamStream:
             self.exchange.pause_request_body()  # until the codec's WINDOW event for this stream
         self.connection.flush_soon()
 
-    def send_end(self, trailers: list[Header]) -> None:
-        codec = self.connection.codec
-        if trailers:
-            codec.send_trailers(self.id, trailers)
-        else:
-            codec.end_stream(self.id)
-        self.connection.flush_soon()
-
     def send_raw(self, data: bytes) -> None:
         raise AssertionError("HTTP/2 streams are never upgraded")  # upgrades go over HTTP/1.1
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
-        if self.unacked:
-            self.connection.codec.acknowledge_received(self.id, self.unacked)
-            self.unacked = 0
-            self.connection.flush_soon()
 
     def release(self, reusable: bool) -> None:
         """The exchange is done with the stream; one not ended both ways is reset (the request
@@ -101,18 +81,18 @@ class H2UpstreamStream:
         raise AssertionError("HTTP/2 streams are never upgraded")
 
 
-class H2Upstream(asyncio.Protocol):
+class H2Upstream(CodecWriter, asyncio.Protocol):
     """One HTTP/2 connection to an endpoint."""
 
     def __init__(self, pool: H2Pool) -> None:
         self.pool = pool
+        self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
         self.codec = h2.Connection(client=True)
         self.streams: dict[int, H2UpstreamStream] = {}
         self.opened = 0  # streams ever opened (a stream after the first is "reused")
         self.idle_since = time.monotonic()
         self.write_paused = False
-        self._flush_pending = False
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -155,10 +135,7 @@ class H2Upstream(asyncio.Protocol):
             exchange = stream.exchange
             if kind == h2.DATA:
                 exchange.on_response_data(value)
-                if stream.paused:
-                    stream.unacked += len(value)
-                else:
-                    self.codec.acknowledge_received(stream_id, len(value))
+                stream.passed_on(len(value))
             elif kind == h2.HEAD:
                 if value.content_length is None:
                     ended = index < last and events[index + 1][0] == h2.END and events[index + 1][1] == stream_id
@@ -204,19 +181,6 @@ class H2Upstream(asyncio.Protocol):
         for stream in list(self.streams.values()):
             if stream.exchange is not None:
                 stream.exchange.resume_request_body()
-
-    # writing --------------------------------------------------------------------------------
-
-    def flush_soon(self) -> None:
-        if not self._flush_pending:
-            self._flush_pending = True
-            self.pool.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._flush_pending = False
-        out = self.codec.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out)
 
     def close(self) -> None:
         self.codec.goaway(NO_ERROR)

@@ -10,7 +10,6 @@ test_http2_downstream (the `h2` library) and curl."""
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 import time
 
