@@ -97,7 +97,7 @@ class Exchange:
         self.matched_prefix = None  # what a prefix match matched (the rewrite replaces it)
         self.filters = ()
         self.filter_index = 0  # the filter that paused the chain
-        self.grpc = grpc.is_grpc(head)
+        self.grpc = head.http_version == "2" and grpc.is_grpc(head)  # gRPC needs HTTP/2: no call for HTTP/1.1
         self.grpc_status: int | None = None  # from the response's trailers (or trailers-only head)
         # (request, response) message counters of a gRPC call, for Istio's message metrics
         self.grpc_messages = (grpc.MessageCounter(), grpc.MessageCounter()) if self.grpc else None
