@@ -19,6 +19,7 @@ class Outcome(enum.Enum):
     CONNECT_FAILURE = "connect-failure"  # no connection: the upstream never received the request
     REFUSED_STREAM = "refused-stream"  # HTTP/2 REFUSED_STREAM: received but provably not processed
     RESET = "reset"  # connection reset/closed after sending, before a full response head
+    STREAM_RESET = "stream-reset"  # HTTP/2: the upstream reset the stream (RST_STREAM), not the connection
     TIMEOUT = "timeout"  # the per-try timeout fired before a response head
 
 
@@ -44,6 +45,7 @@ _LOCAL = {
     Outcome.CONNECT_FAILURE: (flags.UF, 503),
     Outcome.REFUSED_STREAM: (flags.UR, 503),
     Outcome.RESET: (flags.UC, 503),
+    Outcome.STREAM_RESET: (flags.UR, 503),
     Outcome.TIMEOUT: (flags.UT, 504),
 }
 _LOCAL_CLASSIFIED = {

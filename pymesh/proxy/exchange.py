@@ -425,19 +425,20 @@ class Exchange:
         self.downstream.start_tunnel(conn, tail)
         self._finish()
 
-    def on_upstream_lost(self, conn) -> None:
-        """The upstream closed or reset the connection while this exchange used it."""
+    def on_upstream_lost(self, conn, outcome: Outcome = Outcome.RESET) -> None:
+        """The upstream closed or reset the connection (or, HTTP/2, reset the stream:
+        STREAM_RESET, Envoy's UR) while this exchange used it."""
         self.conn = None
         if not self.committed:
             if conn.received:
                 self.conn_reused = False  # it answered something: not a stale pooled connection
-            return self._attempt_failed(Outcome.RESET)
+            return self._attempt_failed(outcome)
         self._end_attempt()
         if self.close_delimited:
             self.downstream.send_end([])
             self._finish()
         else:
-            self._abort_response(flags.UC)
+            self._abort_response(flags.UR if outcome is Outcome.STREAM_RESET else flags.UC)
 
     def on_upstream_refused(self, conn) -> None:
         """HTTP/2 REFUSED_STREAM (or a GOAWAY left the stream unprocessed): the upstream

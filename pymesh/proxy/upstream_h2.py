@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 from pymesh.http import h2
 from pymesh.http.h2_frames import CANCEL, NO_ERROR, REFUSED_STREAM
 from pymesh.http.message import Trailers, UpstreamRequest
+from pymesh.policy.outcome import Outcome
 from pymesh.proxy.h2_common import CodecWriter, ReceivingStream
 from pymesh.proxy.upstream import EndpointPool
 
@@ -155,7 +156,7 @@ class H2Upstream(CodecWriter, asyncio.Protocol):
                 if value == REFUSED_STREAM:
                     exchange.on_upstream_refused(stream)
                 else:
-                    exchange.on_upstream_lost(stream)
+                    exchange.on_upstream_lost(stream, Outcome.STREAM_RESET)
             elif kind == h2.ERROR:  # the upstream broke the protocol on this stream
                 stream.done = True
                 self.streams.pop(stream_id, None)

@@ -4,7 +4,7 @@ of pymesh's own codec, so the proxy's HTTP/2 client is checked against another i
 One thread per connection, blocking sockets. Each complete request is recorded (connection,
 stream, method, path, authority, headers, body, trailers) and answered with 200, the body
 "<method> <path>" (or the request body echoed, for POST), and a trailer `x-trailer: done`
-when the client sent `te: trailers`.
+when the client sent `te: trailers`; a path under /reset gets RST_STREAM INTERNAL_ERROR instead.
 """
 
 from __future__ import annotations
@@ -95,6 +95,9 @@ class H2Upstream:
         with self.cond:
             self.requests.append(request)
             self.cond.notify_all()
+        if request.path.startswith("/reset"):
+            conn.reset_stream(request.stream, error_code=2)  # INTERNAL_ERROR, before any response
+            return
         body = bytes(request.body) if request.headers[":method"] == "POST" else (
             f"{request.headers[':method']} {request.path}".encode())
         trailers = request.headers.get("te") == "trailers"

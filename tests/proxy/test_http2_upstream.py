@@ -109,3 +109,16 @@ def test_use_client_protocol_follows_each_request(upstreams, proxies, h2_upstrea
     assert h2_upstream.wait_requests(1)[0].path == "/h2/over-h2"
     assert curl(port, "/h1/over-h1").status == 200
     assert h1_upstream.wait_requests(1)[0].version == "HTTP/1.1"
+
+
+def test_an_upstream_stream_reset_is_503_ur_and_the_connection_serves_on(h2_upstream, proxies):
+    """RST_STREAM is the stream's end, not the connection's: Envoy's UR (remote reset), and the
+    next request goes over the same HTTP/2 connection."""
+    port = free_port()
+    proxy = proxies(mesh(port, h2_upstream.port, "HTTP2"))
+    result = curl(port, "/reset/me")
+    assert result.status == 503
+    assert b"remote reset" in result.body
+    assert proxy.wait_log(lambda e: e["path"] == "/reset/me")["response_flags"] == "UR"
+    assert curl(port, "/after").status == 200
+    assert h2_upstream.connections == 1
