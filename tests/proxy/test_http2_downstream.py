@@ -167,3 +167,37 @@ def test_a_client_reset_stream_drops_the_upstream_request(upstreams, proxies):
     finally:
         released.set()
         client.close()
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_drain_lets_the_open_http2_stream_finish(upstreams, proxies):
+    """SIGTERM while an HTTP/2 stream is in flight: the proxy sends GOAWAY (NO_ERROR) and stops
+    listening, but the stream still gets its whole response, and the proxy then exits 0. (curl is
+    the client: the h2 library closes its side on any GOAWAY.)"""
+    import signal
+    import threading
+    released = threading.Event()
+    up = upstreams("up", lambda req: (released.wait(20), Reply(200, body=b"finished"))[1])
+    port = free_port()
+    proxy = proxies(mesh(port, up), drain_timeout=15)
+    result = {}
+    caller = threading.Thread(target=lambda: result.update(r=curl(port, "/public/in-flight", "--http2-prior-knowledge")))
+    caller.start()
+    try:
+        wait_until(lambda: up.count() == 1, what="the request upstream")
+        proxy.signal(signal.SIGTERM)
+        wait_until(lambda: not accepts(port), what="the proxy to stop listening (draining)")
+        released.set()
+        caller.join(30)
+    finally:
+        released.set()
+    assert result["r"].status == 200, result["r"].stderr
+    assert result["r"].body == b"finished"
+    assert proxy.wait_exit() == 0
