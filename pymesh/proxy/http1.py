@@ -22,6 +22,7 @@ from pymesh.proxy.local_reply import LocalReply
 from pymesh.proxy.sockets import reset
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 H2_PREFACE_START = b"PRI * HTTP/2.0"  # enough of RFC 9113's preface to tell (the rest is checked there)
 _CLOSE = (b"connection", b"close")
 _KEEP_ALIVE = (b"connection", b"keep-alive")
@@ -99,6 +100,8 @@ class DownstreamH1(asyncio.Protocol):
                 self.reading = None
                 reading.on_request_end(value)
             elif kind == h1.UPGRADE:  # the rest of the bytes belong to the protocol being switched to
+                if len(queue) == 1 and _asks_for_h2c(queue[0].head):
+                    return self._upgrade_to_h2(queue.pop(), value)
                 self.upgrading = queue[-1]
                 if value:
                     self.upgrading.on_upgrade_data(value)
@@ -274,6 +277,21 @@ class DownstreamH1(asyncio.Protocol):
         self.runtime.replace_connection(self, downstream)
         downstream.adopt(self.transport, self.source_ip, data)
 
+    def _upgrade_to_h2(self, exchange: Exchange, tail: bytes) -> None:
+        """`Upgrade: h2c` (RFC 7540 3.2) on a request read whole: the proxy itself answers 101,
+        the request becomes the HTTP/2 connection's stream 1, and the client's preface follows
+        in `tail` and after. A malformed HTTP2-Settings is answered 400 over HTTP/1.1."""
+        downstream = DownstreamH2(self.runtime, self.listener, self.original_destination)
+        try:
+            downstream.codec.accept_upgrade(exchange.head.header(b"http2-settings"))
+        except ProtocolError as error:
+            self.queue.append(exchange)
+            exchange.reply(LocalReply(400, flags.DPE, error.reason.encode(), close=True))
+            return
+        self.transport.write(_SWITCHING_TO_H2C)
+        self.runtime.replace_connection(self, downstream)
+        downstream.adopt_upgrade(self.transport, self.source_ip, exchange.head, tail)
+
     def check_deadlines(self, now: float) -> None:
         """Called once a tick (see pymesh.proxy.downstream_limits)."""
         if self.closing or self.tunnel is not None:
@@ -319,3 +337,10 @@ class DownstreamH1(asyncio.Protocol):
             headers = [_TEXT_PLAIN, (b"content-length", b"%d" % len(body)), _CLOSE]
             self.transport.write(h1.serialize_response_head(error.status, headers) + body)
             self.transport.close()
+
+
+def _asks_for_h2c(head) -> bool:
+    """An `Upgrade: h2c` request the proxy takes itself (RFC 7540 3.2: with HTTP2-Settings)."""
+    upgrade = head.header(b"upgrade")
+    return (upgrade is not None and upgrade.strip().lower() == b"h2c"
+            and head.header(b"http2-settings") is not None)

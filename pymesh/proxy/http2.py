@@ -118,6 +118,21 @@ class DownstreamH2(CodecWriter, asyncio.Protocol):
         self.flush()
         self.data_received(data)
 
+    def adopt_upgrade(self, transport, source_ip: str, head, tail: bytes) -> None:
+        """Take over after `Upgrade: h2c` (the codec already accepted it): the HTTP/1.1 request
+        is stream 1, complete; `tail` is what the client sent after it (its preface)."""
+        self.transport = transport
+        self.source_ip = source_ip
+        transport.set_protocol(self)
+        head.upgrade = False
+        head.http_version = "2"  # answered over HTTP/2, and spoken so upstream where that follows the client
+        exchange = self._open(1, head, ends_with_headers=True)
+        exchange.on_request_end([])
+        exchange.begin()
+        self.flush()
+        if tail:
+            self.data_received(tail)
+
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return

@@ -201,3 +201,29 @@ def test_drain_lets_the_open_http2_stream_finish(upstreams, proxies):
     assert result["r"].status == 200, result["r"].stderr
     assert result["r"].body == b"finished"
     assert proxy.wait_exit() == 0
+
+
+def test_upgrade_h2c_is_taken_by_the_proxy(upstreams, proxies):
+    """curl --http2 on http:// asks `Upgrade: h2c`: the proxy answers 101 itself, the request
+    becomes stream 1, and more requests follow on the same HTTP/2 connection."""
+    up = upstreams("up")
+    port = free_port()
+    proxy = proxies(mesh(port, up))
+    result = curl(port, "/public/one", "--http2", "-v")
+    assert result.status == 200, result.stderr
+    assert result.statuses[:1] == [101]
+    assert result.body == b"up GET /public/one\n"
+    received = up.wait_requests(1)[0]
+    assert received.header("upgrade") is None and received.header("http2-settings") is None
+    assert proxy.wait_log(lambda e: e["path"] == "/public/one")["protocol"] == "HTTP/2"
+
+
+def test_upgrade_h2c_with_malformed_settings_is_400(upstreams, proxies):
+    up = upstreams("up")
+    port = free_port()
+    proxies(mesh(port, up))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /public/x HTTP/1.1\r\nHost: svc.local\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                     b"Upgrade: h2c\r\nHTTP2-Settings: AAMA\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400")
+    assert up.count() == 0
