@@ -136,7 +136,10 @@ class Exchange:
         self.resume_filters(0)
 
     def resume_filters(self, start: int | None = None) -> None:
-        """Run the filters from `start` (a paused filter resumes with None: the one after it)."""
+        """Run the filters from `start` (a paused filter resumes with None: the one after it).
+        A request that ended meanwhile (the client left during a pause) goes no further."""
+        if self.done:
+            return
         filters = self.filters
         index = self.filter_index + 1 if start is None else start
         while index < len(filters):
@@ -147,8 +150,6 @@ class Exchange:
                     return
                 return self.reply(result)
             index += 1
-        if self.done:
-            return
         if self.head.expect_continue and not self.request_done:
             self.downstream.send_continue()
         timeout = self.route.timeout

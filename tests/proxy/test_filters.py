@@ -135,3 +135,19 @@ def test_request_id_filter_keeps_or_generates(sent, kept):
         else:
             assert len(seen[0]) == 36  # a generated UUID4
     run(scenario)
+
+
+def test_a_paused_request_whose_client_left_is_not_resumed():
+    async def scenario(proxy, upstream):
+        log = []
+        pauser = Pauser()
+        with_chain(proxy, pauser, Recorder(log, "after"))
+        client = proxy.client()
+        client.send(REQUEST)
+        await until(lambda: pauser.paused)
+        client.protocol.connection_lost(None)  # the client went away during the pause
+        pauser.paused[0].resume_filters()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert log == [] and upstream.requests == []
+    run(scenario)
