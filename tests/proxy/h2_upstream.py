@@ -4,7 +4,8 @@ of pymesh's own codec, so the proxy's HTTP/2 client is checked against another i
 One thread per connection, blocking sockets. Each complete request is recorded (connection,
 stream, method, path, authority, headers, body, trailers) and answered with 200, the body
 "<method> <path>" (or the request body echoed, for POST), and a trailer `x-trailer: done`
-when the client sent `te: trailers`; a path under /reset gets RST_STREAM INTERNAL_ERROR instead.
+when the client sent `te: trailers`; a path under /reset gets RST_STREAM INTERNAL_ERROR instead,
+and the first request under /goaway a GOAWAY that leaves it unprocessed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class H2Upstream:
         self.port = self.sock.getsockname()[1]
         self.requests: list[H2Request] = []
         self.connections = 0
+        self.went_away = False
         self.cond = threading.Condition()
         self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -97,6 +99,10 @@ class H2Upstream:
             self.cond.notify_all()
         if request.path.startswith("/reset"):
             conn.reset_stream(request.stream, error_code=2)  # INTERNAL_ERROR, before any response
+            return
+        if request.path.startswith("/goaway") and not self.went_away:
+            self.went_away = True  # once: GOAWAY leaving this stream unprocessed (last id below it)
+            conn.close_connection(error_code=0, last_stream_id=request.stream - 2)
             return
         body = bytes(request.body) if request.headers[":method"] == "POST" else (
             f"{request.headers[':method']} {request.path}".encode())

@@ -122,3 +122,16 @@ def test_an_upstream_stream_reset_is_503_ur_and_the_connection_serves_on(h2_upst
     assert proxy.wait_log(lambda e: e["path"] == "/reset/me")["response_flags"] == "UR"
     assert curl(port, "/after").status == 200
     assert h2_upstream.connections == 1
+
+
+def test_a_goaway_that_leaves_the_stream_unprocessed_is_retried_on_a_new_connection(h2_upstream, proxies):
+    """Streams past a GOAWAY's last stream id were never processed (RFC 9113 6.8): refused, so
+    retried (the default refused-stream condition), here even for a POST, on a fresh connection."""
+    port = free_port()
+    proxies(mesh(port, h2_upstream.port, "HTTP2"))
+    assert curl(port, "/warm").status == 200  # stream 1: the GOAWAY below names it as the last
+    result = curl(port, "/goaway/order", "--data-binary", "item=1")
+    assert result.status == 200, result
+    assert result.body == b"item=1"  # the body was replayed on the new connection
+    assert h2_upstream.connections == 2
+    assert [r.path for r in h2_upstream.requests].count("/goaway/order") == 2
