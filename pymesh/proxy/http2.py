@@ -163,6 +163,8 @@ class DownstreamH2(CodecWriter, asyncio.Protocol):
                 self.runtime.observe_protocol_error(self, value.status, "DPE")
                 self._close_after_flush()
             # GOAWAY from a client: its open streams still finish; nothing new will come
+        if self.closing:
+            return  # a connection error: connection_lost ends the streams it opened (DC)
         for exchange in started:
             if not exchange.done:
                 exchange.begin()

@@ -130,7 +130,7 @@ class H2Upstream(CodecWriter, asyncio.Protocol):
                 if kind == h2.DATA:
                     self.codec.acknowledge_received(stream_id, len(value))
                 elif kind == h2.ERROR and not stream_id:
-                    self.transport.close()  # a connection error: GOAWAY queued, flushed below
+                    return self._protocol_error(value)
                 continue
             stream.received = True
             exchange = stream.exchange
@@ -162,6 +162,17 @@ class H2Upstream(CodecWriter, asyncio.Protocol):
                 self.streams.pop(stream_id, None)
                 exchange.on_upstream_error(stream, value)
         self.flush()
+
+    def _protocol_error(self, error) -> None:
+        """The upstream broke HTTP/2 on the connection: every stream in flight ends as an
+        upstream protocol error (502 UPE), the codec's GOAWAY goes out, the connection closes."""
+        streams, self.streams = self.streams, {}
+        for stream in streams.values():
+            if stream.exchange is not None:
+                stream.done = True
+                stream.exchange.on_upstream_error(stream, error)
+        self.flush()
+        self.transport.close()
 
     def connection_lost(self, exc) -> None:
         self.pool.forget(self)

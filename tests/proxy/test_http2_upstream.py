@@ -135,3 +135,34 @@ def test_a_goaway_that_leaves_the_stream_unprocessed_is_retried_on_a_new_connect
     assert result.body == b"item=1"  # the body was replayed on the new connection
     assert h2_upstream.connections == 2
     assert [r.path for r in h2_upstream.requests].count("/goaway/order") == 2
+
+
+def test_an_upstream_that_does_not_speak_http2_is_502_upe(raw_upstream_h2_garbage, proxies):
+    port = free_port()
+    proxy = proxies(mesh(port, raw_upstream_h2_garbage, "HTTP2"))
+    result = curl(port, "/garbled")
+    assert result.status == 502
+    assert proxy.wait_log(lambda e: e["path"] == "/garbled")["response_flags"] == "UPE"
+
+
+@pytest.fixture
+def raw_upstream_h2_garbage():
+    """A server that answers an HTTP/2 connection with HTTP/1.1 bytes (a misconfigured port)."""
+    import socket
+    import threading
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def serve() -> None:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            conn.recv(65536)  # until the proxy closes
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
