@@ -98,16 +98,22 @@ def test_a_local_reply_from_a_filter_answers_and_nothing_goes_upstream():
     run(scenario)
 
 
+async def paused_request(proxy, log: list) -> tuple:
+    """A request paused by a Pauser ahead of a Recorder, with the loop run a while: (pauser, client)."""
+    pauser = Pauser()
+    with_chain(proxy, pauser, Recorder(log, "after"))
+    client = proxy.client()
+    client.send(REQUEST)
+    await until(lambda: pauser.paused)
+    for _ in range(20):  # nothing moves while paused
+        await asyncio.sleep(0)
+    return pauser, client
+
+
 def test_a_paused_request_waits_and_resumes_after_the_filter_that_paused():
     async def scenario(proxy, upstream):
         log = []
-        pauser = Pauser()
-        with_chain(proxy, pauser, Recorder(log, "after"))
-        client = proxy.client()
-        client.send(REQUEST)
-        await until(lambda: pauser.paused)
-        for _ in range(20):  # nothing moves while paused
-            await asyncio.sleep(0)
+        pauser, client = await paused_request(proxy, log)
         assert upstream.requests == [] and client.transport.out == b"" and log == []
         pauser.paused[0].resume_filters()
         await until(lambda: b"\r\n\r\n" in client.transport.out)
@@ -140,11 +146,7 @@ def test_request_id_filter_keeps_or_generates(sent, kept):
 def test_a_paused_request_whose_client_left_is_not_resumed():
     async def scenario(proxy, upstream):
         log = []
-        pauser = Pauser()
-        with_chain(proxy, pauser, Recorder(log, "after"))
-        client = proxy.client()
-        client.send(REQUEST)
-        await until(lambda: pauser.paused)
+        pauser, client = await paused_request(proxy, log)
         client.protocol.connection_lost(None)  # the client went away during the pause
         pauser.paused[0].resume_filters()
         for _ in range(20):
