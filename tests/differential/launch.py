@@ -96,10 +96,11 @@ ACCESS_LOG_FIELDS = {
 }
 
 
-def envoy_config(admin_port: int, lanes: list[Lane], access_log: Path) -> dict:
+def envoy_config(admin_port: int, lanes: list[Lane], access_log: Path, codec: str = "HTTP1") -> dict:
     """Listeners and clusters as pymesh_resources makes them (and Istio would: the virtual host's
     domains are the host, bare and with the service port); websocket upgrades allowed (pymesh
-    relays upgrades); otherwise Envoy's defaults, which are the reference."""
+    relays upgrades); `codec` AUTO also serves prior-knowledge h2c, as pymesh does on every HTTP
+    listener; otherwise Envoy's defaults, which are the reference."""
     log = [{"name": "envoy.access_loggers.file", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
         "path": str(access_log), "log_format": {"json_format": ACCESS_LOG_FIELDS}}}]
@@ -113,7 +114,7 @@ def envoy_config(admin_port: int, lanes: list[Lane], access_log: Path) -> dict:
                 "name": "envoy.filters.network.http_connection_manager",
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": cluster, "codec_type": "HTTP1", "access_log": log,
+                    "stat_prefix": cluster, "codec_type": codec, "access_log": log,
                     "upgrade_configs": [{"upgrade_type": "websocket"}],
                     "route_config": {"virtual_hosts": [{"name": "svc", "domains": [HOST, f"{HOST}:{lane.port}"],
                                                         "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]},
@@ -130,6 +131,7 @@ def envoy_config(admin_port: int, lanes: list[Lane], access_log: Path) -> dict:
 
 class Envoy:
     name = "envoy"
+    codec = "HTTP1"
 
     def __init__(self, workdir: Path, lanes: list[Lane]) -> None:
         from benchmarks.peers import find_envoy
@@ -139,7 +141,7 @@ class Envoy:
         self.access_log = workdir / "envoy-access.log"
         self.stderr_path = workdir / "envoy.stderr"
         self.config_path = workdir / "envoy.yaml"
-        self.config_path.write_text(yaml.safe_dump(envoy_config(self.admin_port, lanes, self.access_log)))
+        self.config_path.write_text(yaml.safe_dump(envoy_config(self.admin_port, lanes, self.access_log, self.codec)))
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -177,3 +179,9 @@ class Envoy:
             return self.stderr_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+class EnvoyH2(Envoy):
+    """Envoy whose listeners also take prior-knowledge h2c (codec AUTO), for the HTTP/2 corpus."""
+
+    codec = "AUTO"

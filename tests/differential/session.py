@@ -10,6 +10,7 @@ import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import client
 from corpus import Mutation
@@ -37,17 +38,20 @@ def _lanes(proxy: str) -> list[Lane]:
     return [Lane(port, RecordingUpstream(f"{proxy}-lane{i}")) for i, port in enumerate(free_ports(LANES))]
 
 
-def _drive(lane: Lane, mutations: list[Mutation], views: dict[str, client.ClientView]) -> None:
+def _drive(lane: Lane, mutations: list[Mutation], views: dict[str, Any], send: Callable) -> None:
     for mutation in mutations:
         lane.upstream.current = mutation.name
-        views[mutation.name] = client.run(lane.port, mutation)
+        views[mutation.name] = send(lane.port, mutation)
 
 
-def run(workdir: Path, mutations: list[Mutation]) -> dict[str, ProxyRun]:
+def run(workdir: Path, mutations: list[Mutation], kinds: tuple = (Pymesh, Envoy),
+        send: Callable = client.run) -> dict[str, ProxyRun]:
+    """`kinds` and `send` let another corpus (HTTP/2 frame sequences) reuse the same run: any case
+    with a `name`, and a client function giving its view."""
     with contextlib.ExitStack() as stack:
         proxies = {}
         lanes = {}
-        for kind in (Pymesh, Envoy):
+        for kind in kinds:
             lanes[kind.name] = _lanes(kind.name)
             for lane in lanes[kind.name]:
                 stack.callback(lane.upstream.stop)
@@ -57,7 +61,7 @@ def run(workdir: Path, mutations: list[Mutation]) -> dict[str, ProxyRun]:
             proxies[kind.name] = proxy
         views: dict[str, dict[str, client.ClientView]] = {name: {} for name in proxies}
         with ThreadPoolExecutor(max_workers=LANES * len(proxies)) as pool:
-            jobs = [pool.submit(_drive, lane, mutations[i::LANES], views[name])
+            jobs = [pool.submit(_drive, lane, mutations[i::LANES], views[name], send)
                     for name in proxies for i, lane in enumerate(lanes[name])]
             for job in jobs:
                 job.result()
