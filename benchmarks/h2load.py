@@ -1,5 +1,7 @@
-"""The load of the h2c rows: nghttp2's h2load, several streams on each of a few connections (h2c
-with prior knowledge), in place of loadgen.c and wrk, which speak only HTTP/1.1.
+"""The load of the h2c and gRPC rows: nghttp2's h2load, several streams on each of a few connections
+(h2c with prior knowledge), in place of loadgen.c and wrk, which speak only HTTP/1.1. A gRPC row's
+request is a unary call: POST, application/grpc, `te: trailers`, one length-prefixed message.
+h2load counts a 200 as success whatever the grpc-status trailer says.
 
 Both phases give the figures the HTTP/1.1 tools give, under the same names: a fixed rate
 (`--rps` per client; every request counted for CPU per request, latency percentiles from
@@ -20,6 +22,15 @@ from benchmarks.stats import percentiles
 
 CLIENTS = 4
 STREAMS = 10  # concurrent streams per connection
+LOADS = ("h2c", "grpc")
+GRPC_PATH = "/bench.Echo/Unary"
+GRPC_MESSAGE = b"\x0a\x03abc"  # a protobuf with one 3-byte string field
+GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """gRPC's length-prefixed message: not compressed, 4-byte big-endian length."""
+    return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
 def available() -> bool:
@@ -42,12 +53,17 @@ def parse(output: str) -> dict:
 
 
 def run(port: int, duration: float, host: str, cpus: str | None = None, rate: float | None = None,
-        warmup: float = 0.0, path: str = "/") -> dict:
+        warmup: float = 0.0, path: str = "/", grpc: bool = False) -> dict:
     """One h2load run against 127.0.0.1:port for `duration` seconds: at `rate` req/s in all (with
-    latency percentiles past `warmup`), or as fast as it goes."""
-    with tempfile.NamedTemporaryFile("r", suffix=".h2log") as log:
+    latency percentiles past `warmup`), or as fast as it goes; gRPC unary calls when `grpc`."""
+    with tempfile.NamedTemporaryFile("r", suffix=".h2log") as log, tempfile.NamedTemporaryFile("wb") as body:
         command = ["h2load", "-c", str(CLIENTS), "-m", str(STREAMS), "-D", f"{round(duration * 1000)}ms",
-                   "-H", f":authority: {host}", "--log-file", log.name, f"http://127.0.0.1:{port}{path}"]
+                   "-H", f":authority: {host}", "--log-file", log.name,
+                   f"http://127.0.0.1:{port}{GRPC_PATH if grpc else path}"]
+        if grpc:
+            body.write(grpc_frame(GRPC_MESSAGE))
+            body.flush()
+            command[-1:-1] = ["-d", body.name, *(arg for h in GRPC_HEADERS for arg in ("-H", h))]
         if rate:
             command[1:1] = ["--rps", f"{max(1, round(rate / CLIENTS))}"]
         done = subprocess.run(pinned(command, cpus), capture_output=True, text=True, timeout=duration + 30,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import configs, h2load, loadgen, noise, procs, procstat, realtime, wrk
-from benchmarks.rows import HOST, UPSTREAM_PORT, Row, shifted
+from benchmarks.rows import GRPC_APP_PORT, HOST, UPSTREAM_PORT, Row, shifted
 from benchmarks.peers import NGINX_UPSTREAM
 
 
@@ -50,8 +50,17 @@ class Bench:
         return base + self.port_offset
 
 
+def upstream_params(bench: Bench) -> dict:
+    return {"workdir": bench.workdir, "upstream_port": bench.port(UPSTREAM_PORT),
+            "grpc_app_port": bench.port(GRPC_APP_PORT)}
+
+
 def start_upstream(bench: Bench) -> procs.Proc:
-    params = {"workdir": bench.workdir, "upstream_port": bench.port(UPSTREAM_PORT)}
+    params = upstream_params(bench)
+    response = bench.workdir / "grpc-response"  # the gRPC rows' answer, read by nginx's worker (nobody)
+    response.write_bytes(h2load.grpc_frame(h2load.GRPC_MESSAGE))
+    response.chmod(0o644)
+    bench.workdir.chmod(0o711)
     config = configs.write(NGINX_UPSTREAM.template, params, bench.workdir)
     proc = procs.start("upstream", NGINX_UPSTREAM.argv(NGINX_UPSTREAM.find(), config, params), bench.workdir,
                        bench.load_cpus)
@@ -138,14 +147,14 @@ def measure(bench: Bench, row: Row) -> dict:
 
 def _fixed_rate(bench: Bench, row: Row, port: int, rate: int) -> dict:
     s = bench.settings
-    if row.load == "h2c":
-        return h2load.run(port, s.fixed_duration, HOST, bench.load_cpus, rate, s.warmup)
+    if row.load in h2load.LOADS:
+        return h2load.run(port, s.fixed_duration, HOST, bench.load_cpus, rate, s.warmup, grpc=row.load == "grpc")
     return loadgen.run(bench.loadgen, port, rate, s.fixed_duration, s.warmup, HOST, bench.load_cpus,
                        s.loadgen_connections, fifo=realtime.LOADGEN if bench.realtime else 0)
 
 
 def _maximum(bench: Bench, row: Row, port: int) -> dict:
     s = bench.settings
-    if row.load == "h2c":
-        return h2load.run(port, s.wrk_duration, HOST, bench.load_cpus)
+    if row.load in h2load.LOADS:
+        return h2load.run(port, s.wrk_duration, HOST, bench.load_cpus, grpc=row.load == "grpc")
     return wrk.run(port, s.wrk_duration, HOST, s.wrk_connections, bench.load_cpus)

@@ -14,6 +14,7 @@ from benchmarks import peers
 from benchmarks.peers import Peer
 
 UPSTREAM_PORT = 18080  # nginx, the app behind every row
+GRPC_APP_PORT = 18081  # the same nginx as the gRPC rows' app (h2c, see configs/nginx-upstream.conf)
 HOST = "upstream.bench"  # the Host header every request carries (pymesh routes on it)
 
 
@@ -30,16 +31,20 @@ class Row:
     description: str
     load_port: int
     hops: tuple[Hop, ...] = ()
-    load: str = "http1"  # "http1": loadgen.c and wrk; "h2c": h2load (see h2load.py)
+    load: str = "http1"  # "http1": loadgen.c and wrk; "h2c", "grpc": h2load (see h2load.py)
 
 
-def _pymesh(name: str, peer: Peer, listen: int, upstream: int, n: int) -> Hop:
+def _pymesh(name: str, peer: Peer, listen: int, upstream: int, n: int, protocol: str = "HTTP") -> Hop:
     return Hop(name, peer, {"listen_port": listen, "upstream_port": upstream, "admin_port": 15000 + n,
-                            "stats_port": 15090 + n, "health_port": 15021 + n * 10})
+                            "stats_port": 15090 + n, "health_port": 15021 + n * 10, "protocol": protocol})
 
 
-def _envoy(name: str, listen: int, upstream: int, n: int) -> Hop:
-    return Hop(name, peers.ENVOY, {"listen_port": listen, "upstream_port": upstream, "admin_port": 19000 + n})
+def _envoy(name: str, listen: int, upstream: int, n: int, protocol: str = "http_protocol_options") -> Hop:
+    return Hop(name, peers.ENVOY, {"listen_port": listen, "upstream_port": upstream, "admin_port": 19000 + n,
+                                   "upstream_protocol": protocol})
+
+
+H2 = "http2_protocol_options"
 
 
 ROWS: tuple[Row, ...] = (
@@ -57,6 +62,16 @@ ROWS: tuple[Row, ...] = (
         (_pymesh("pymesh", peers.PYMESH_EGRESS, 15080, UPSTREAM_PORT, 0),), load="h2c"),
     Row("envoy-h2c-1hop", "h2c client (h2load) -> Envoy (codec AUTO) -> HTTP/1.1 to nginx", 15080,
         (_envoy("envoy", 15080, UPSTREAM_PORT, 0),), load="h2c"),
+    Row("pymesh-grpc-1hop", "gRPC unary (h2load) -> pymesh egress, port protocol GRPC -> HTTP/2 to nginx (gRPC)",
+        15080, (_pymesh("pymesh", peers.PYMESH_EGRESS, 15080, GRPC_APP_PORT, 0, "GRPC"),), load="grpc"),
+    Row("envoy-grpc-1hop", "gRPC unary (h2load) -> Envoy, HTTP/2 cluster -> nginx (gRPC)", 15080,
+        (_envoy("envoy", 15080, GRPC_APP_PORT, 0, H2),), load="grpc"),
+    Row("pymesh-grpc-2hop", "gRPC unary -> pymesh egress -> HTTP/2 -> pymesh ingress -> HTTP/2 to nginx (gRPC)", 15080,
+        (_pymesh("pymesh-a", peers.PYMESH_EGRESS, 15080, 15081, 0, "GRPC"),
+         _pymesh("pymesh-b", peers.PYMESH_INGRESS, 15081, GRPC_APP_PORT, 1, "GRPC")), load="grpc"),
+    Row("envoy-grpc-2hop", "gRPC unary -> Envoy -> HTTP/2 -> Envoy -> HTTP/2 to nginx (gRPC)", 15080,
+        (_envoy("envoy-a", 15080, 15081, 0, H2), _envoy("envoy-b", 15081, GRPC_APP_PORT, 1, H2)),
+        load="grpc"),
     Row("haproxy-1hop", "HAProxy, one thread, keep-alive -> nginx", 15080,
         (Hop("haproxy", peers.HAPROXY, {"listen_port": 15080, "upstream_port": UPSTREAM_PORT}),)),
     Row("nginx-1hop", "nginx reverse proxy, upstream keepalive pool -> nginx", 15080,

@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import PACKAGE_DIR, RESULTS_DIR, aggregate, configs, dmalatency, h2load, loadgen, machine, procs, realtime, report, results, wrk
-from benchmarks.measure import Bench, NoData, Settings, hop_params, measure, start_upstream
+from benchmarks.measure import Bench, NoData, Settings, hop_params, measure, start_upstream, upstream_params
 from benchmarks.peers import NGINX_UPSTREAM, Peer, Unavailable, version
-from benchmarks.rows import UPSTREAM_PORT, Row, select
+from benchmarks.rows import GRPC_APP_PORT, UPSTREAM_PORT, Row, select
 
 FULL = Settings(rounds=3, fixed_duration=6.0, warmup=1.0, wrk_duration=5)
 SMOKE = Settings(rounds=1, fixed_duration=1.5, warmup=0.5, wrk_duration=1, ready_timeout=20.0)
@@ -39,7 +39,7 @@ def rotated(rows: list, round_index: int) -> list:
 
 
 def show_config(rows: list[Row], bench: Bench) -> None:
-    params = {"workdir": bench.workdir, "upstream_port": bench.port(UPSTREAM_PORT)}
+    params = upstream_params(bench)
     print(f"##### upstream ({NGINX_UPSTREAM.template})\n{configs.render(NGINX_UPSTREAM.template, params)}")
     for row in rows:
         for hop in row.hops:
@@ -52,7 +52,7 @@ def resolve(rows: list[Row]) -> dict[str, str]:
     status = {}
     for row in rows:
         try:
-            if row.load == "h2c" and not h2load.available():
+            if row.load in h2load.LOADS and not h2load.available():
                 raise Unavailable("h2load not found on PATH (Debian: nghttp2-client)")
             for hop in row.hops:
                 hop.peer.find()
@@ -162,7 +162,7 @@ def _run_rounds(bench: Bench, rows: list[Row], status: dict[str, str], args) -> 
 
 
 def _ports(bench: Bench, rows: list[Row]) -> list[int]:
-    ports = {bench.port(UPSTREAM_PORT)}
+    ports = {bench.port(UPSTREAM_PORT), bench.port(GRPC_APP_PORT)}
     for row in rows:
         for hop in row.hops:
             ports |= {v for k, v in hop_params(bench, hop).items() if k.endswith("_port")}
@@ -174,7 +174,7 @@ def _versions(rows: list[Row], status: dict[str, str]) -> dict[str, str]:
     found = {name: version(peer) for name, peer in peers.items() if name != "pymesh"}
     found["upstream nginx"] = version(NGINX_UPSTREAM)
     found["wrk"] = "wrk" if wrk.available() else "missing"
-    if any(row.load == "h2c" for row in rows):
+    if any(row.load in h2load.LOADS for row in rows):
         found["h2load"] = version(Peer("h2load", "", lambda: shutil.which("h2load") or "h2load", None)) if h2load.available() else "missing"
     return found
 

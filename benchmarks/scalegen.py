@@ -32,7 +32,7 @@ def _route(name: str, uri: dict, host: str) -> dict:
 
 
 def _with_base(params: dict, documents: list[dict]) -> str:
-    base = configs.render("pymesh-egress.yaml", params)
+    base = configs.render("pymesh-egress.yaml", {"protocol": "HTTP", **params})
     return base + "".join("---\n" + yaml.safe_dump(doc, sort_keys=False) for doc in documents)
 
 
