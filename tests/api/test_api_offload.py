@@ -17,6 +17,19 @@ from pymesh.api.offload import OffloadFailed, run_in_child
 pytestmark = pytest.mark.timeout(30)
 
 
+def has_child() -> bool:
+    """This process has a child (running or a zombie not yet reaped), from /proc."""
+    me = str(os.getpid())
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if stat.rsplit(") ", 1)[1].split()[1] == me:  # field 4, ppid, after "pid (comm) state"
+            return True
+    return False
+
+
 def no_children() -> bool:
     """This process has no child left (running or zombie)."""
     try:
@@ -76,7 +89,11 @@ def test_failures_are_reported_and_the_child_is_gone(fn, message: str) -> None:
 def test_cancelling_the_wait_kills_the_child() -> None:
     async def main():
         task = asyncio.ensure_future(run_in_child(forever, timeout=60))
-        await asyncio.sleep(0.1)
+        for _ in range(2000):  # until the child exists (bounded), so the cancel has one to kill
+            await asyncio.sleep(0.005)
+            if has_child():
+                break
+        assert has_child()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
