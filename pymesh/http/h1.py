@@ -111,7 +111,7 @@ class _Reader:
         """Framing from the parsed values, decided here once (see pymesh.http.framing)."""
         self._progress = True
         self.in_head = False
-        self._in_line = head.chunked
+        self._in_line = head.streamed
         lengths = []
         codings = []
         tokens = []
@@ -126,7 +126,7 @@ class _Reader:
             if codings:
                 if head.http_version == "1.0":
                     raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 message")
-                head.chunked = is_chunked(codings, reject_status)
+                head.streamed = is_chunked(codings, reject_status)
             if lengths:
                 single = lengths[0]
                 if len(lengths) == 1 and single.isdigit() and len(single) <= MAX_LENGTH_DIGITS:
@@ -239,7 +239,7 @@ class RequestReader(_Reader):
         head.upgrade = parser.should_upgrade()
         self._closes = not head.keep_alive and not head.upgrade
         self._finish_head(head, 501)
-        if head.upgrade and (head.chunked or head.content_length):
+        if head.upgrade and (head.streamed or head.content_length):
             # llhttp hands an Upgrade request's body over as the new protocol's bytes: the body
             # and the tunnel could not be told apart. Refused (Envoy stalls on it).
             raise self._reject(400, "bad request: an Upgrade request with a body is not supported")

@@ -44,7 +44,7 @@ class RequestHead:
         "source_labels",
         "http_version",
         "content_length",
-        "chunked",
+        "streamed",
         "keep_alive",
         "upgrade",
         "expect_continue",
@@ -74,7 +74,7 @@ class RequestHead:
         self.http_version = http_version
         self.authority = ""
         self.content_length: int | None = None
-        self.chunked = False
+        self.streamed = False  # a body of unknown length follows: chunked (HTTP/1.1), DATA to END_STREAM (HTTP/2)
         self.keep_alive = True
         self.upgrade = False
         self.expect_continue = False
@@ -123,7 +123,7 @@ class Trailers:
 
 
 class ResponseHead:
-    __slots__ = ("status", "reason", "raw_headers", "http_version", "content_length", "chunked", "keep_alive", "nominated")
+    __slots__ = ("status", "reason", "raw_headers", "http_version", "content_length", "streamed", "keep_alive", "nominated")
 
     def __init__(self, status: int, raw_headers: list[Header], reason: bytes = b"", http_version: str = "1.1") -> None:
         self.status = status
@@ -131,7 +131,7 @@ class ResponseHead:
         self.raw_headers = raw_headers
         self.http_version = http_version
         self.content_length: int | None = None
-        self.chunked = False
+        self.streamed = False  # as RequestHead.streamed
         self.keep_alive = True
         self.nominated: frozenset[bytes] = frozenset()
 

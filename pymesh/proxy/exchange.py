@@ -201,7 +201,7 @@ class Exchange:
         self.request_done = True
         if self.conn is not None:
             self.conn.send_end(trailers)
-        if self.chunks is not None and self.head.chunked:
+        if self.chunks is not None and self.head.streamed:
             self.chunks.append(Trailers(trailers))  # a streamed body's end is framed on replay too
 
     def on_upgrade_data(self, tail: bytes) -> None:
@@ -385,7 +385,7 @@ class Exchange:
         self.committed = True
         self.status = status
         has_body = self.expect_body and status >= 200 and status not in (204, 304)
-        self.close_delimited = has_body and head.content_length is None and not head.chunked
+        self.close_delimited = has_body and head.content_length is None and not head.streamed
         # A head-only response (HEAD) ends where llhttp was stopped, which cannot tell whether
         # more bytes followed it: that connection is not trusted again.
         self.upstream_reusable = head.keep_alive and not self.close_delimited and self.expect_body
@@ -533,7 +533,7 @@ class Exchange:
         head = self.head
         headers = [(n, v) for n, v in end_to_end(head.raw_headers, head.nominated) if n not in _REPLACED]
         authority = head.authority or self.cluster_state.cluster.service_host
-        if head.chunked:
+        if head.streamed:
             length, has_body = None, True
         else:
             length, has_body = head.content_length, head.content_length is not None

@@ -197,7 +197,7 @@ class DownstreamH2(CodecWriter, asyncio.Protocol):
         head.source_ip = self.source_ip
         head.source_labels = self.runtime.source_labels
         if head.content_length is None and not ends_with_headers:
-            head.chunked = True  # a body of unknown length follows (HTTP/1.1 upstreams chunk it)
+            head.streamed = True  # a body of unknown length follows (HTTP/1.1 upstreams get it chunked)
         stream = H2Stream(self, stream_id)
         stream.exchange = Exchange(self.runtime, self.runtime.current(self.listener), stream, head)
         self.streams[stream_id] = stream

@@ -143,7 +143,7 @@ class H2Upstream(CodecWriter, asyncio.Protocol):
                     if ended:
                         value.content_length = 0  # HEADERS ended the stream: gRPC's trailers-only form
                     else:
-                        value.chunked = True  # its body ends with the stream, not the connection
+                        value.streamed = True  # its body ends with the stream, not with the connection
                 exchange.on_response_head(stream, value)
             elif kind == h2.END:
                 stream.done = True

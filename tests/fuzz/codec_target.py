@@ -120,7 +120,7 @@ def check_messages(name: str, events: list, input_length: int) -> None:
     for kind, value in events:
         if kind == "head":
             head, body = value, 0
-            length, chunked = head.content_length, head.chunked
+            length, chunked = head.content_length, head.streamed
             if length is not None and (type(length) is not int or length < 0):
                 raise InvariantBroken(f"{name}: content_length {length!r}")
             if length is not None and chunked:
@@ -139,7 +139,7 @@ def check_messages(name: str, events: list, input_length: int) -> None:
             limit = _body_limit(name, head)
             if head.content_length is not None and limit == head.content_length and body != limit:
                 raise InvariantBroken(f"{name}: END after {body} body bytes, content_length {limit}")
-            if value and not head.chunked:
+            if value and not head.streamed:
                 raise InvariantBroken(f"{name}: trailers {value!r} after a body that was not chunked")
             head = None
     if total > input_length:
@@ -149,13 +149,13 @@ def check_messages(name: str, events: list, input_length: int) -> None:
 def _body_limit(name: str, head) -> int | None:
     """The most body this message may have (None: no limit from its head)."""
     if name == "request":
-        if head.chunked:
+        if head.streamed:
             return None
         return head.content_length or 0
     status = head.status
     if name == "response-to-HEAD" or 100 <= status < 200 or status in _NO_BODY_STATUSES:
         return 0
-    return None if head.chunked else head.content_length
+    return None if head.streamed else head.content_length
 
 
 def _comparable(events: list) -> list:
