@@ -30,6 +30,30 @@ HOP_BY_HOP = frozenset(
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
+class ConnectionInfo:
+    """What is known of the downstream connection a request arrived on, fixed when it is
+    accepted and shared by all its requests (HTTP/1.1 keep-alive, HTTP/2 streams): who sent it,
+    where it was going, and what its TLS handshake established. Kept off the request head so a
+    codec never writes connection facts into every message it parses."""
+
+    __slots__ = ("source_ip", "source_port", "local_port", "original_destination", "tls", "sni", "alpn",
+                 "peer_identity")
+
+    def __init__(self, source_ip: str = "", source_port: int = 0, local_port: int = 0,
+                 original_destination: tuple[str, int] | None = None) -> None:
+        self.source_ip = source_ip
+        self.source_port = source_port
+        self.local_port = local_port  # the listener's port
+        self.original_destination = original_destination  # captured connections: where it was going
+        self.tls = False  # the connection is TLS-terminated here
+        self.sni: str | None = None  # the server name the client asked for in its ClientHello
+        self.alpn: str | None = None  # the protocol ALPN settled on ("h2", "http/1.1")
+        self.peer_identity: str | None = None  # the verified client certificate's SPIFFE ID (mTLS)
+
+
+NO_CONNECTION = ConnectionInfo()  # for heads built outside a connection (tests, tools)
+
+
 class RequestHead:
     """A request's head, as received downstream: also the RequestView route matching reads."""
 
@@ -38,9 +62,8 @@ class RequestHead:
         "path",
         "authority",
         "scheme",
-        "port",
         "raw_headers",
-        "source_ip",
+        "connection",
         "source_labels",
         "http_version",
         "content_length",
@@ -59,8 +82,6 @@ class RequestHead:
         raw_headers: list[Header],
         *,
         scheme: str = "http",
-        port: int = 0,
-        source_ip: str = "",
         source_labels: dict | None = None,
         http_version: str = "1.1",
     ) -> None:
@@ -68,8 +89,7 @@ class RequestHead:
         self.path = path
         self.raw_headers = raw_headers
         self.scheme = scheme
-        self.port = port
-        self.source_ip = source_ip
+        self.connection = NO_CONNECTION  # set by the downstream that received it
         self.source_labels = source_labels or {}
         self.http_version = http_version
         self.authority = ""

@@ -163,7 +163,7 @@ class Exchange:
 
     def _no_route(self) -> None:
         """404 NR; but captured traffic for an unknown host goes where it was going (ALLOW_ANY)."""
-        destination = self.downstream.original_destination
+        destination = self.downstream.info.original_destination
         if destination is None or self.runtime.snapshot.outbound_traffic_policy != "ALLOW_ANY":
             return self.reply(local_reply_for(flags.NR))
         self.cluster_state = self.runtime.passthrough(destination)

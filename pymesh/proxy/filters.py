@@ -73,7 +73,7 @@ def new_request_id() -> bytes:
 
 
 def _forwarded(head, headers) -> None:
-    client = head.source_ip.encode()
+    client = head.connection.source_ip.encode()
     for index, (name, value) in enumerate(headers):
         if name == b"x-forwarded-for":
             headers[index] = (name, value + b", " + client)

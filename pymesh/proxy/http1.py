@@ -14,7 +14,7 @@ from collections import deque
 
 from pymesh.http import h1
 from pymesh.http.errors import ProtocolError
-from pymesh.http.message import Header
+from pymesh.http.message import ConnectionInfo, Header
 from pymesh.policy import flags
 from pymesh.proxy.exchange import Exchange
 from pymesh.proxy.http2 import DownstreamH2
@@ -34,14 +34,13 @@ class DownstreamH1(asyncio.Protocol):
     def __init__(self, runtime, listener, original_destination: tuple[str, int] | None = None) -> None:
         self.runtime = runtime
         self.listener = listener
-        self.original_destination = original_destination  # captured connections only
+        self.info = ConnectionInfo(local_port=listener.port, original_destination=original_destination)
         self.transport: asyncio.Transport | None = None
         self.reader = h1.RequestReader(runtime.limits)
         self.queue: deque[Exchange] = deque()  # [0] is being answered; the rest wait (pipelining)
         self.reading: Exchange | None = None  # the request whose body is being read
         self.upgrading: Exchange | None = None  # an Upgrade request waiting for the upstream's 101
         self.tunnel: asyncio.Transport | None = None
-        self.source_ip = ""
         self.read_pauses = 0
         self.pipeline_paused = False
         self.write_paused = False
@@ -89,8 +88,7 @@ class DownstreamH1(asyncio.Protocol):
                 self.reading.on_request_data(value)
             elif kind == h1.HEAD:
                 value.scheme = "http"
-                value.port = self.listener.port
-                value.source_ip = self.source_ip
+                value.connection = self.info
                 value.source_labels = self.runtime.source_labels
                 exchange = Exchange(self.runtime, self.runtime.current(self.listener), self, value)
                 self.reading = exchange
@@ -273,15 +271,15 @@ class DownstreamH1(asyncio.Protocol):
 
     def _switch_to_h2(self, data: bytes) -> None:
         """h2c with prior knowledge: the connection is HTTP/2 from its first byte."""
-        downstream = DownstreamH2(self.runtime, self.listener, self.original_destination)
+        downstream = DownstreamH2(self.runtime, self.listener, self.info)
         self.runtime.replace_connection(self, downstream)
-        downstream.adopt(self.transport, self.source_ip, data)
+        downstream.adopt(self.transport, data)
 
     def _upgrade_to_h2(self, exchange: Exchange, tail: bytes) -> None:
         """`Upgrade: h2c` (RFC 7540 3.2) on a request read whole: the proxy itself answers 101,
         the request becomes the HTTP/2 connection's stream 1, and the client's preface follows
         in `tail` and after. A malformed HTTP2-Settings is answered 400 over HTTP/1.1."""
-        downstream = DownstreamH2(self.runtime, self.listener, self.original_destination)
+        downstream = DownstreamH2(self.runtime, self.listener, self.info)
         try:
             downstream.codec.accept_upgrade(exchange.head.header(b"http2-settings"))
         except ProtocolError as error:
@@ -290,7 +288,7 @@ class DownstreamH1(asyncio.Protocol):
             return
         self.transport.write(_SWITCHING_TO_H2C)
         self.runtime.replace_connection(self, downstream)
-        downstream.adopt_upgrade(self.transport, self.source_ip, exchange.head, tail)
+        downstream.adopt_upgrade(self.transport, exchange.head, tail)
 
     def check_deadlines(self, now: float) -> None:
         """Called once a tick (see pymesh.proxy.downstream_limits)."""

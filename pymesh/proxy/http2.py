@@ -20,7 +20,7 @@ import asyncio
 
 from pymesh.http import h2
 from pymesh.http.h2_frames import INTERNAL_ERROR, NO_ERROR
-from pymesh.http.message import Header, ResponseHead
+from pymesh.http.message import ConnectionInfo, Header, ResponseHead
 from pymesh.proxy.exchange import Exchange
 from pymesh.proxy.h2_common import CodecWriter, ReceivingStream
 from pymesh.proxy.local_reply import LocalReply
@@ -41,8 +41,8 @@ class H2Stream(ReceivingStream):
         self.ended = False  # the response head ended the stream (no body: trailers-only)
 
     @property
-    def original_destination(self) -> tuple[str, int] | None:
-        return self.connection.original_destination
+    def info(self) -> ConnectionInfo:
+        return self.connection.info
 
     def send_continue(self) -> None:
         """HTTP/2 clients do not wait for 100-continue from a proxy: nothing to send."""
@@ -90,15 +90,14 @@ class H2Stream(ReceivingStream):
 
 
 class DownstreamH2(CodecWriter, asyncio.Protocol):
-    def __init__(self, runtime, listener, original_destination: tuple[str, int] | None = None) -> None:
+    def __init__(self, runtime, listener, info: ConnectionInfo | None = None) -> None:
         self.runtime = runtime
         self.loop = runtime.loop
         self.listener = listener
-        self.original_destination = original_destination
+        self.info = info or ConnectionInfo(local_port=listener.port)
         self.transport: asyncio.Transport | None = None
         self.codec = h2.Connection(client=False)
         self.streams: dict[int, H2Stream] = {}
-        self.source_ip = ""
         self.write_paused = False
         self.closing = False
         self.idle_since = runtime.now
@@ -109,20 +108,18 @@ class DownstreamH2(CodecWriter, asyncio.Protocol):
         if self.runtime.admit(self, transport):
             self.flush()  # our SETTINGS
 
-    def adopt(self, transport, source_ip: str, data: bytes) -> None:
+    def adopt(self, transport, data: bytes) -> None:
         """Take over a connection an HTTP/1.1 protocol accepted and found to start with the
         HTTP/2 preface (h2c with prior knowledge); `data` is what it had read."""
         self.transport = transport
-        self.source_ip = source_ip
         transport.set_protocol(self)
         self.flush()
         self.data_received(data)
 
-    def adopt_upgrade(self, transport, source_ip: str, head, tail: bytes) -> None:
+    def adopt_upgrade(self, transport, head, tail: bytes) -> None:
         """Take over after `Upgrade: h2c` (the codec already accepted it): the HTTP/1.1 request
         is stream 1, complete; `tail` is what the client sent after it (its preface)."""
         self.transport = transport
-        self.source_ip = source_ip
         transport.set_protocol(self)
         head.upgrade = False
         head.http_version = "2"  # answered over HTTP/2, and spoken so upstream where that follows the client
@@ -193,8 +190,7 @@ class DownstreamH2(CodecWriter, asyncio.Protocol):
     # streams --------------------------------------------------------------------------------
 
     def _open(self, stream_id: int, head, ends_with_headers: bool) -> Exchange:
-        head.port = self.listener.port
-        head.source_ip = self.source_ip
+        head.connection = self.info
         head.source_labels = self.runtime.source_labels
         if head.content_length is None and not ends_with_headers:
             head.streamed = True  # a body of unknown length follows (HTTP/1.1 upstreams get it chunked)

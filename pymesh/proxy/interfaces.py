@@ -15,14 +15,14 @@ from __future__ import annotations
 from typing import Iterable, Protocol
 
 from pymesh.http.errors import ProtocolError
-from pymesh.http.message import Header, RequestHead, ResponseHead, Trailers, UpstreamRequest
+from pymesh.http.message import ConnectionInfo, Header, RequestHead, ResponseHead, Trailers, UpstreamRequest
 from pymesh.proxy.local_reply import LocalReply
 
 
 class Downstream(Protocol):
     """The client's side of an exchange: writes the response in this connection's framing."""
 
-    original_destination: tuple[str, int] | None  # captured connections: where it was going
+    info: ConnectionInfo  # the connection's facts: peer, listener port, where it was going, TLS
 
     def send_continue(self) -> None: ...
     def send_response_head(self, status: int, headers: list[Header], content_length: int | None,

@@ -22,6 +22,7 @@ from pymesh.policy.retry import RetryPolicy
 from pymesh.proxy.filters import chains_for
 from pymesh.proxy.downstream_limits import DeadlineSweeper, DownstreamLimits
 from pymesh.proxy.pools import Pools
+from pymesh.proxy.sockets import learn_from_transport
 from pymesh.telemetry.peer_metadata import encode_peer
 from pymesh.api.model import ConnectionPoolSettings, LoadBalancerSettings
 from pymesh.routing.compile import implicit_inbound
@@ -72,7 +73,7 @@ class ClusterState:
         if self.consistent_hash is None:
             return None
         query = head.path.partition("?")[2]
-        return hash_key(self.consistent_hash, head.headers, head.source_ip, query)
+        return hash_key(self.consistent_hash, head.headers, head.connection.source_ip, query)
 
     def record_attempt(self, endpoint: Endpoint | None, outcome: Outcome, status: int | None) -> None:
         if endpoint is None:
@@ -215,8 +216,7 @@ class Runtime:
         """An HTTP connection's start: its transport and peer address, then the listener's
         connection limit; one refused is aborted (and False returned)."""
         connection.transport = transport
-        peer = transport.get_extra_info("peername")
-        connection.source_ip = peer[0] if peer else ""
+        learn_from_transport(connection.info, transport)
         if self.connection_opened(connection):
             return True
         connection.closing = True

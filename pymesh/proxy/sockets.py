@@ -18,3 +18,11 @@ def reset(transport) -> None:
         except OSError:
             pass  # already gone: abort() below is all that is left to do
     transport.abort()
+
+
+def learn_from_transport(info, transport) -> None:
+    """Fill a `ConnectionInfo` with the peer's address from an accepted transport. (The TLS
+    facts come from the handshake of the TLS listener that accepted it.)"""
+    peer = transport.get_extra_info("peername")
+    if peer:
+        info.source_ip, info.source_port = peer[0], peer[1]

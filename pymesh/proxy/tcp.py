@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
+from pymesh.http.message import ConnectionInfo
 from pymesh.policy import flags
+from pymesh.proxy.sockets import learn_from_transport
 from pymesh.proxy.upstream import inbound_source
 from pymesh.routing.pick import pick_weighted
 
@@ -60,13 +62,12 @@ class TcpProxy(asyncio.Protocol):
         self.idle_timer = None
         self.half_closes = 0
         self.closed = False
-        self.source_ip = ""
+        self.info = ConnectionInfo(local_port=listener.port)
         self.recorder = None
 
     def connection_made(self, transport) -> None:
         self.downstream = transport
-        peer = transport.get_extra_info("peername")
-        self.source_ip = peer[0] if peer else ""
+        learn_from_transport(self.info, transport)
         address = self._choose_upstream()
         if not self.runtime.tcp_opened(self):
             self.closed = True
@@ -100,7 +101,7 @@ class TcpProxy(asyncio.Protocol):
         state = self.runtime.cluster_states.get(weighted.cluster)
         if state is None:
             return None
-        endpoint = state.balancer.pick(self.source_ip.encode() if state.consistent_hash else None)
+        endpoint = state.balancer.pick(self.info.source_ip.encode() if state.consistent_hash else None)
         if endpoint is None:
             return None
         self.cluster_state, self.endpoint = state, endpoint

@@ -81,7 +81,7 @@ class Telemetry:
                 exchange.response_bytes, duration_ms, endpoint.key if endpoint else None,
                 cluster.name if cluster else None, _header(head, b"x-forwarded-for"),
                 _header(head, b"user-agent"), exchange.request_id, route.name if route else None,
-                head.source_ip,
+                head.connection.source_ip,
             )
 
     def protocol_error(self, connection, status: int, flag: str) -> None:
@@ -95,7 +95,7 @@ class Telemetry:
         recorder.record(status, flag, 0.0, 0, 0)
         if self.access_log is not None:
             self.access_log.log(time.time(), None, None, None, None, status, flag, 0, 0, 0.0,
-                                None, None, None, None, None, None, connection.source_ip)
+                                None, None, None, None, None, None, connection.info.source_ip)
 
     def _tcp_recorder(self, proxy):
         state = proxy.cluster_state
@@ -117,7 +117,7 @@ class Telemetry:
             duration_ms = (proxy.runtime.loop.time() - proxy.start) * 1000.0
             cluster = proxy.cluster_state.cluster.name if proxy.cluster_state else None
             upstream = proxy.endpoint.key if proxy.endpoint else (f"{proxy.target[0]}:{proxy.target[1]}" if proxy.target else None)
-            self.access_log.log_tcp(time.time() - duration_ms / 1000.0, upstream, cluster, proxy.source_ip,
+            self.access_log.log_tcp(time.time() - duration_ms / 1000.0, upstream, cluster, proxy.info.source_ip,
                                     proxy.sent, proxy.received, duration_ms, proxy.flags)
 
     # process-level ------------------------------------------------------------------------------

@@ -21,10 +21,8 @@ class RequestView(Protocol):
     path: str  # request target as sent: path plus optional "?query"
     authority: str  # Host header or :authority, possibly with ":port"
     scheme: str  # "http" | "https"
-    port: int  # the listener's (or original destination's) port
     headers: Mapping[str, str]  # lower-case names; repeated headers joined with ","
-    source_labels: Mapping[str, str]
-    source_ip: str
+    source_labels: Mapping[str, str]  # the labels of the workload this proxy serves (sourceLabels)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,9 @@ class Req:
     authority: str = "reviews"
     method: str = "GET"
     scheme: str = "http"
-    port: int = 9080
+    port: int = 9080  # the listener it arrives on: which route table route_of asks
     headers: Mapping[str, str] = field(default_factory=dict)
     source_labels: Mapping[str, str] = field(default_factory=dict)
-    source_ip: str = "10.0.0.9"
 
 
 def meta(name: str, ns: str = "default") -> m.Metadata:
