@@ -51,7 +51,8 @@ class Exchange:
         "request_done", "request_bytes", "response_bytes", "conn", "conn_reused", "endpoint",
         "cancel_connect", "try_timer", "route_timer", "committed", "done", "expect_body",
         "upstream_reusable", "close_delimited", "request_id", "hash_key", "response_header_ops",
-        "upgrade_tail", "stale_retry_used", "attempt_id", "paused_downstream", "last_endpoint", "active_at",
+        "upgrade_tail", "stale_retry_used", "attempt_id", "paused_downstream", "paused_upstream", "last_endpoint",
+        "active_at",
         "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status", "grpc_messages",
     )
 
@@ -91,6 +92,7 @@ class Exchange:
         self.stale_retry_used = False
         self.attempt_id = 0
         self.paused_downstream = False
+        self.paused_upstream = False  # the response is not being read: the client is slow
         self.last_endpoint = None  # the endpoint of the latest attempt, for telemetry
         self.active_at = runtime.now  # when bytes last moved either way (stream idle timeout)
         self.weighted = None  # the destination chosen among the route's
@@ -226,20 +228,26 @@ class Exchange:
     def pause_request_body(self) -> None:
         if not self.paused_downstream:
             self.paused_downstream = True
+            self.runtime.listener_stats(self.listener)["downstream_flow_control_paused_reading_total"] += 1
             self.downstream.pause_reading()
 
     def resume_request_body(self) -> None:
         if self.paused_downstream:
             self.paused_downstream = False
+            self.runtime.listener_stats(self.listener)["downstream_flow_control_resumed_reading_total"] += 1
             self.downstream.resume_reading()
 
     def pause_response(self) -> None:
-        """The downstream's write buffer is full: stop reading the response for now."""
-        if self.conn is not None:
+        """The downstream cannot take more of the response now: stop reading it upstream."""
+        if self.conn is not None and not self.paused_upstream:
+            self.paused_upstream = True
+            self.cluster_state.stats["upstream_flow_control_paused_reading_total"] += 1
             self.conn.pause_reading()
 
     def resume_response(self) -> None:
-        if self.conn is not None:
+        if self.conn is not None and self.paused_upstream:
+            self.paused_upstream = False
+            self.cluster_state.stats["upstream_flow_control_resumed_reading_total"] += 1
             self.conn.resume_reading()
 
     # --- attempts --------------------------------------------------------------------------------

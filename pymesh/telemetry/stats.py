@@ -23,6 +23,10 @@ CLUSTER_STATS = (
     "upstream_rq_retry_success",
     "upstream_rq_timeout",
     "upstream_rq_per_try_timeout",
+    # backpressure: the proxy stopped (and restarted) reading a response because the client's
+    # side could take no more
+    "upstream_flow_control_paused_reading_total",
+    "upstream_flow_control_resumed_reading_total",
 )
 
 LISTENER_STATS = (
@@ -38,6 +42,10 @@ LISTENER_STATS = (
     "downstream_cx_idle_timeout",
     "downstream_rq_header_timeout",
     "downstream_rq_idle_timeout",
+    # backpressure: the proxy stopped (and restarted) reading a request body because the
+    # upstream's side could take no more
+    "downstream_flow_control_paused_reading_total",
+    "downstream_flow_control_resumed_reading_total",
 )
 
 # Configuration reloads (file watch, SIGHUP), Envoy's xDS subscription names: rejected = the

@@ -2,10 +2,13 @@
 of pymesh's own codec, so the proxy's HTTP/2 client is checked against another implementation.
 
 One thread per connection, blocking sockets. Each complete request is recorded (connection,
-stream, method, path, authority, headers, body, trailers) and answered with 200, the body
-"<method> <path>" (or the request body echoed, for POST), and a trailer `x-trailer: done`
-when the client sent `te: trailers`; a path under /reset gets RST_STREAM INTERNAL_ERROR instead,
-and the first request under /goaway a GOAWAY that leaves it unprocessed.
+stream, method, path, authority, headers, body (its first MiB, with its length and sha256),
+trailers) and answered with 200, the body "<method> <path>" (or the request body echoed, for
+POST), and a trailer `x-trailer: done` when the client sent `te: trailers`; a path under /reset
+gets RST_STREAM INTERNAL_ERROR instead, the first request under /goaway a GOAWAY that leaves it
+unprocessed, and /pattern/N a generated body of N pattern bytes (proxy_harness.PATTERN).
+`body_progress`, when set, is called with each request body's length so far before the data is
+acknowledged: a test blocks there to be a slow reader.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import h2.connection
 import h2.events
 
 import waiting
+from proxy_harness import PATTERN, BodyRecorder
 
 
 @dataclass
@@ -26,12 +30,33 @@ class H2Request:
     conn: int
     stream: int
     headers: dict[str, str]
-    body: bytearray = field(default_factory=bytearray)
+    recorder: BodyRecorder = field(default_factory=BodyRecorder)
     trailers: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> str:
         return self.headers[":path"]
+
+    @property
+    def body(self) -> bytes:
+        return self.recorder.body
+
+
+class _Outgoing:
+    """A response body being sent as the windows allow: a buffer, or generated pattern bytes."""
+
+    def __init__(self, data: bytes, size: int, trailers: bool) -> None:
+        self.data, self.left, self.offset, self.trailers = data, size, 0, trailers
+
+    def take(self, n: int) -> bytes:
+        if self.data:
+            piece = self.data[self.offset:self.offset + n]
+        else:
+            start = self.offset % len(PATTERN)
+            piece = PATTERN[start:start + n]
+        self.offset += len(piece)
+        self.left -= len(piece)
+        return piece
 
 
 class H2Upstream:
@@ -46,6 +71,7 @@ class H2Upstream:
         self.went_away = False
         self.cond = threading.Condition()
         self.stopped = False
+        self.body_progress = None  # Callable[[int], None]: see the module docstring
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -64,7 +90,7 @@ class H2Upstream:
         conn.initiate_connection()
         sock.sendall(conn.data_to_send())
         open_streams: dict[int, H2Request] = {}
-        self._pending: dict[int, list] = {}  # stream -> [body left, trailers?] held by flow control
+        self._pending: dict[int, _Outgoing] = {}  # response bodies held by flow control
         with sock:
             while not self.stopped:
                 try:
@@ -79,7 +105,10 @@ class H2Upstream:
                                    for k, v in event.headers}
                         open_streams[event.stream_id] = H2Request(index, event.stream_id, headers)
                     elif isinstance(event, h2.events.DataReceived):
-                        open_streams[event.stream_id].body += event.data
+                        recorder = open_streams[event.stream_id].recorder
+                        recorder(event.data)
+                        if self.body_progress is not None:
+                            self.body_progress(recorder.length)
                         conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                     elif isinstance(event, h2.events.TrailersReceived):
                         open_streams[event.stream_id].trailers = {k.decode(): v.decode() for k, v in event.headers}
@@ -104,25 +133,27 @@ class H2Upstream:
             self.went_away = True  # once: GOAWAY leaving this stream unprocessed (last id below it)
             conn.close_connection(error_code=0, last_stream_id=request.stream - 2)
             return
-        body = bytes(request.body) if request.headers[":method"] == "POST" else (
-            f"{request.headers[':method']} {request.path}".encode())
         trailers = request.headers.get("te") == "trailers"
+        if request.path.startswith("/pattern/"):
+            outgoing = _Outgoing(b"", int(request.path.rpartition("/")[2]), trailers)
+        else:
+            body = request.body if request.headers[":method"] == "POST" else (
+                f"{request.headers[':method']} {request.path}".encode())
+            outgoing = _Outgoing(body, len(body), trailers)
         conn.send_headers(request.stream, [(":status", "200"), ("content-type", "text/plain")])
-        self._pending[request.stream] = [body, trailers]
+        self._pending[request.stream] = outgoing
         self._send_some(conn, request.stream)
 
     def _send_some(self, conn, stream_id: int) -> None:
         """As much of a response body as the proxy's windows allow; the end once all is out."""
-        body, trailers = self._pending[stream_id]
-        while body:
-            size = min(len(body), conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+        outgoing = self._pending[stream_id]
+        while outgoing.left:
+            size = min(outgoing.left, conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
             if size <= 0:
-                self._pending[stream_id][0] = body
                 return
-            conn.send_data(stream_id, body[:size])
-            body = body[size:]
+            conn.send_data(stream_id, outgoing.take(size))
         del self._pending[stream_id]
-        if trailers:
+        if outgoing.trailers:
             conn.send_headers(stream_id, [("x-trailer", "done")], end_stream=True)
         else:
             conn.end_stream(stream_id)

@@ -191,8 +191,9 @@ class Headers:
 class BodyRecorder:
     """Keeps up to `keep` bytes of a body, and its length and sha256 whatever the size."""
 
-    def __init__(self, keep: int = 1 << 20) -> None:
+    def __init__(self, keep: int = 1 << 20, progress: Callable[[int], None] | None = None) -> None:
         self.keep = keep
+        self.progress = progress  # called with the length so far after each piece (a slow reader)
         self.parts: list[bytes] = []
         self.kept = 0
         self.length = 0
@@ -204,6 +205,8 @@ class BodyRecorder:
         if self.kept < self.keep:
             self.parts.append(data)
             self.kept += len(data)
+        if self.progress is not None:
+            self.progress(self.length)
 
     @property
     def body(self) -> bytes:
@@ -372,6 +375,7 @@ class Upstream(Server):
         self.handler = handler or default_reply(name)
         self.requests: list[Received] = []
         self.heads: list[bytes] = []  # every request head received, complete request or not
+        self.body_progress: Callable[[int], None] | None = None  # see BodyRecorder.progress
         super().__init__(name, port)
 
     def serve(self, sock: socket.socket, conn_id: int) -> None:
@@ -391,7 +395,7 @@ class Upstream(Server):
             lines = raw_head[:-4].split(b"\r\n")
             method, target, version = lines[0].decode("latin-1").split(" ", 2)
             headers = parse_header_lines(lines[1:])
-            body = BodyRecorder()
+            body = BodyRecorder(progress=self.body_progress)
             trailers: list[tuple[str, str]] = []
             te = ",".join(v for k, v in headers if k == "transfer-encoding").lower()
             length = next((v for k, v in headers if k == "content-length"), None)
@@ -803,6 +807,11 @@ class Proxy:
     # admin
     def admin(self, path: str, method: str = "GET", port: int | None = None) -> tuple[int, dict, bytes]:
         return http_get(port or self.admin_port, path, method=method)
+
+    def stat(self, name: str) -> int:
+        """Sum of one admin /stats counter over every scope that has it."""
+        _, _, body = self.admin("/stats")
+        return sum(int(v) for v in re.findall(rb"\.%s: (\d+)" % name.encode(), body))
 
     def prometheus(self, port: int | None = None) -> str:
         status, _, body = http_get(port or self.stats_port, "/stats/prometheus")

@@ -6,7 +6,6 @@ response, a close) instead of timing it."""
 
 from __future__ import annotations
 
-import re
 import socket
 import threading
 
@@ -17,12 +16,6 @@ from proxy_harness import Client, Reply, free_port, http_mesh, wait_until
 pytestmark = pytest.mark.timeout(90)
 
 HEAD = b"GET /x HTTP/1.1\r\nHost: svc.local\r\n"
-
-
-def stat(proxy, name: str) -> int:
-    """Sum of one /stats counter over every scope that has it."""
-    _, _, body = proxy.admin("/stats")
-    return sum(int(v) for v in re.findall(rb"\.%s: (\d+)" % name.encode(), body))
 
 
 class Bystander:
@@ -113,7 +106,7 @@ def test_head_dripped_one_byte_at_a_time_is_cut_off_at_the_request_headers_timeo
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b"request header timeout" in answer
     assert up.count() == 0
-    assert stat(proxy, "downstream_rq_header_timeout") == 1
+    assert proxy.stat("downstream_rq_header_timeout") == 1
 
 
 def test_a_whole_head_in_one_read_is_not_subject_to_the_drip_deadline(upstreams, proxies):
@@ -133,7 +126,7 @@ def test_idle_keep_alive_connection_is_closed_at_the_idle_timeout(upstreams, pro
     with Client(port) as client:
         assert client.request("GET", "/once").status == 200
         assert client.closed_by_peer(timeout=15)
-    assert stat(proxy, "downstream_cx_idle_timeout") == 1
+    assert proxy.stat("downstream_cx_idle_timeout") == 1
 
 
 @pytest.fixture
@@ -154,7 +147,7 @@ def test_upstream_that_never_answers_ends_with_504_at_the_stream_idle_timeout(si
         assert response.body == b"stream timeout"
     entry = proxy.wait_log(lambda e: e["path"] == "/hang")
     assert entry["response_flags"] == "SI"
-    assert stat(proxy, "downstream_rq_idle_timeout") == 1
+    assert proxy.stat("downstream_rq_idle_timeout") == 1
 
 
 def test_client_that_stops_sending_its_body_gets_408_at_the_stream_idle_timeout(silent_upstream, proxies):
@@ -177,10 +170,10 @@ def test_connections_over_the_listener_limit_are_refused_counted_and_logged(upst
             assert client.request("GET", "/held").status == 200
         with Client(port) as extra:
             assert extra.closed_by_peer()
-        assert stat(proxy, "downstream_cx_overflow") >= 1
+        assert proxy.stat("downstream_cx_overflow") >= 1
         wait_until(lambda: "at its limit of 3 connections" in proxy.stderr(), what="the overflow warning")
         held.pop().close()
-        wait_until(lambda: stat(proxy, "downstream_cx_active") <= 2, what="the closed connection to be counted")
+        wait_until(lambda: proxy.stat("downstream_cx_active") <= 2, what="the closed connection to be counted")
         with Client(port) as again:
             assert again.request("GET", "/after").status == 200
     finally:

@@ -1,5 +1,7 @@
-"""100 MiB through the proxy in each direction, streamed, from HTTP/1.1 and HTTP/2 clients: the
-bytes arrive intact and the proxy's resident memory stays far below the body size."""
+"""100 MiB through the proxy in each direction, over HTTP/1.1 and HTTP/2 on either side, to a
+deliberately slow reader: the bytes arrive intact, the slow side's backpressure reaches the fast
+side (the proxy says it stopped reading, Envoy's flow-control counters), and the proxy's resident
+memory stays far below the body size all along."""
 
 from __future__ import annotations
 
@@ -9,13 +11,17 @@ import threading
 import h2.events
 import pytest
 
-from proxy_harness import Client, Reply, free_port, http_mesh, pattern_chunks, pattern_sha256
+from h2_upstream import H2Upstream
+from proxy_harness import (Client, Reply, free_port, http_mesh, pattern_chunks, pattern_sha256,
+                           wait_until)
 from test_http2_downstream import H2Client, request_headers
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(240)
 
 SIZE = 100 << 20
 RSS_LIMIT_KIB = 64 << 10
+STALL_EVERY = 16 << 20  # the slow reader stops this often, but not in the last stretch, which
+STALLS = SIZE // STALL_EVERY - 1  # the sockets' buffers may hold whole (nothing left to pause)
 
 
 class RssWatch:
@@ -43,98 +49,147 @@ class RssWatch:
         self.peak = max(self.peak, self.proxy.rss_kib())
 
 
-def test_100_mib_upload(upstreams, proxies):
-    up = upstreams("up")
-    port = free_port()
-    proxy = proxies(http_mesh(port, {"v1": up}))
-    with RssWatch(proxy) as rss, Client(port, timeout=60) as client:
-        client.send(b"POST /upload HTTP/1.1\r\nHost: svc.local\r\nContent-Length: %d\r\n\r\n" % SIZE)
-        for chunk in pattern_chunks(SIZE):
-            client.send(chunk)
-        response = client.read()
-    assert response.status == 200
-    received = up.wait_requests(1)[0]
-    assert received.body_len == SIZE
-    assert received.body_sha256 == pattern_sha256(SIZE)
+class SlowReader:
+    """Every STALL_EVERY bytes (STALLS times) it stops reading until the proxy reports that it, in turn, stopped
+    reading the writer (`side`: "upstream" for a response, "downstream" for a request body; its
+    paused counter ahead of its resumed one), then reads on. Called with the length read so far;
+    as a sink (`take`) it also hashes what it reads."""
+
+    def __init__(self, proxy, side: str) -> None:
+        self.proxy = proxy
+        self.paused, self.resumed = (f"{side}_flow_control_{what}_reading_total" for what in ("paused", "resumed"))
+        self.next_stall = STALL_EVERY
+        self.stalls = 0
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def __call__(self, length: int) -> None:
+        if length >= self.next_stall and self.stalls < STALLS:
+            self.next_stall += STALL_EVERY
+            wait_until(lambda: self.proxy.stat(self.paused) > self.proxy.stat(self.resumed), timeout=30,
+                       what=f"the proxy to stop reading ({self.paused})")
+            self.stalls += 1
+
+    def take(self, data: bytes) -> None:
+        self.digest.update(data)
+        self.size += len(data)
+        self(self.size)
+
+
+def assert_streamed(rss: RssWatch, reader: SlowReader) -> None:
+    assert reader.stalls == STALLS
     assert rss.peak < RSS_LIMIT_KIB, f"proxy RSS peaked at {rss.peak} KiB"
 
 
-def test_100_mib_chunked_upload(upstreams, proxies):
+@pytest.fixture
+def h2_upstream():
+    server = H2Upstream()
+    yield server
+    server.stop()
+
+
+def to_http2(port: int, upstream) -> list[dict]:
+    """svc.local on `port`, its one endpoint spoken to in HTTP/2 (h2UpgradePolicy UPGRADE)."""
+    return http_mesh(port, {"v1": upstream}, traffic_policy={"connectionPool": {"http": {"h2UpgradePolicy": "UPGRADE"}}})
+
+
+# --- uploads: the upstream reads slowly -----------------------------------------------------------
+
+
+def upload_http1(port: int, framing: str) -> int:
+    with Client(port, timeout=60) as client:
+        if framing == "length":
+            client.send(b"POST /upload HTTP/1.1\r\nHost: svc.local\r\nContent-Length: %d\r\n\r\n" % SIZE)
+            for chunk in pattern_chunks(SIZE):
+                client.send(chunk)
+        else:
+            client.send(b"POST /upload HTTP/1.1\r\nHost: svc.local\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for chunk in pattern_chunks(SIZE):
+                client.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            client.send(b"0\r\n\r\n")
+        return client.read().status
+
+
+def upload_http2(port: int) -> int:
+    client = H2Client(port)
+    try:
+        client.conn.send_headers(1, request_headers("/upload", "POST") + [("content-length", str(SIZE))])
+        for chunk in pattern_chunks(SIZE):
+            client.send_body(1, chunk, end=False)
+        client.conn.end_stream(1)
+        client.flush()
+        events = client.events_until(lambda seen: any(isinstance(e, h2.events.StreamEnded) for e in seen))
+    finally:
+        client.close()
+    return int(next(dict(e.headers)[b":status"] for e in events if isinstance(e, h2.events.ResponseReceived)))
+
+
+@pytest.mark.parametrize("client", ["http1-length", "http1-chunked", "h2c"])
+def test_100_mib_upload_to_a_slow_http1_upstream(upstreams, proxies, client):
     up = upstreams("up")
     port = free_port()
     proxy = proxies(http_mesh(port, {"v1": up}))
-    with RssWatch(proxy) as rss, Client(port, timeout=60) as client:
-        client.send(b"POST /upload HTTP/1.1\r\nHost: svc.local\r\nTransfer-Encoding: chunked\r\n\r\n")
-        for chunk in pattern_chunks(SIZE):
-            client.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-        client.send(b"0\r\n\r\n")
-        response = client.read()
-    assert response.status == 200
+    reader = up.body_progress = SlowReader(proxy, "downstream")
+    with RssWatch(proxy) as rss:
+        status = upload_http2(port) if client == "h2c" else upload_http1(port, client.partition("-")[2])
+    assert status == 200
     received = up.wait_requests(1)[0]
-    assert received.body_len == SIZE
-    assert received.body_sha256 == pattern_sha256(SIZE)
-    assert rss.peak < RSS_LIMIT_KIB, f"proxy RSS peaked at {rss.peak} KiB"
+    assert (received.body_len, received.body_sha256) == (SIZE, pattern_sha256(SIZE))
+    assert_streamed(rss, reader)
+
+
+def test_100_mib_upload_to_a_slow_http2_upstream(h2_upstream, proxies):
+    port = free_port()
+    proxy = proxies(to_http2(port, h2_upstream.port))
+    reader = h2_upstream.body_progress = SlowReader(proxy, "downstream")
+    with RssWatch(proxy) as rss:
+        assert upload_http1(port, "length") == 200
+    received = h2_upstream.wait_requests(1)[0]
+    assert (received.recorder.length, received.recorder.hash.hexdigest()) == (SIZE, pattern_sha256(SIZE))
+    assert_streamed(rss, reader)
+
+
+# --- downloads: the client reads slowly -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
-def test_100_mib_download(upstreams, proxies, framing):
+def test_100_mib_download_to_a_slow_http1_client(upstreams, proxies, framing):
     up = upstreams("up", lambda req: Reply(200, [], stream=SIZE, framing=framing))
     port = free_port()
     proxy = proxies(http_mesh(port, {"v1": up}))
-    digest = hashlib.sha256()
-    size = [0]
-
-    def sink(data: bytes) -> None:
-        size[0] += len(data)
-        digest.update(data)
-
+    reader = SlowReader(proxy, "upstream")
     with RssWatch(proxy) as rss, Client(port, timeout=60) as client:
-        response = client.request("GET", "/download", sink=sink)
+        response = client.request("GET", "/download", sink=reader.take)
     assert response.status == 200
-    assert size[0] == SIZE
-    assert digest.hexdigest() == pattern_sha256(SIZE)
-    assert rss.peak < RSS_LIMIT_KIB, f"proxy RSS peaked at {rss.peak} KiB"
+    assert (reader.size, reader.digest.hexdigest()) == (SIZE, pattern_sha256(SIZE))
+    assert_streamed(rss, reader)
 
 
-# --- HTTP/2 clients (h2c): the same bounds through the HTTP/2 windows ---------------------------
-
-
-def test_100_mib_download_to_an_http2_client(upstreams, proxies):
+def test_100_mib_download_to_a_slow_http2_client(upstreams, proxies):
     """The client's HTTP/2 windows are the only brake: the proxy keeps no more than they allow."""
     up = upstreams("up", lambda req: Reply(200, [], stream=SIZE, framing="length"))
     port = free_port()
     proxy = proxies(http_mesh(port, {"v1": up}))
-    digest = hashlib.sha256()
+    reader = SlowReader(proxy, "upstream")
     with RssWatch(proxy) as rss:
         client = H2Client(port)
         try:
             client.conn.send_headers(1, request_headers("/download"), end_stream=True)
             client.flush()
-            received = client.events_until(lambda seen: any(isinstance(e, h2.events.StreamEnded) for e in seen),
-                                           on_data=digest.update)
+            client.events_until(lambda seen: any(isinstance(e, h2.events.StreamEnded) for e in seen),
+                                on_data=reader.take)
         finally:
             client.close()
-    assert sum(e.flow_controlled_length for e in received if isinstance(e, h2.events.DataReceived)) >= SIZE
-    assert digest.hexdigest() == pattern_sha256(SIZE)
-    assert rss.peak < RSS_LIMIT_KIB, f"proxy RSS peaked at {rss.peak} KiB"
+    assert (reader.size, reader.digest.hexdigest()) == (SIZE, pattern_sha256(SIZE))
+    assert_streamed(rss, reader)
 
 
-def test_100_mib_upload_from_an_http2_client(upstreams, proxies):
-    up = upstreams("up")
+def test_100_mib_download_from_an_http2_upstream_to_a_slow_http1_client(h2_upstream, proxies):
     port = free_port()
-    proxy = proxies(http_mesh(port, {"v1": up}))
-    with RssWatch(proxy) as rss:
-        client = H2Client(port)
-        try:
-            client.conn.send_headers(1, request_headers("/upload", "POST") + [("content-length", str(SIZE))])
-            for chunk in pattern_chunks(SIZE):
-                client.send_body(1, chunk, end=False)
-            client.conn.end_stream(1)
-            client.flush()
-            client.events_until(lambda seen: any(isinstance(e, h2.events.StreamEnded) for e in seen))
-        finally:
-            client.close()
-    received = up.wait_requests(1)[0]
-    assert received.body_len == SIZE
-    assert received.body_sha256 == pattern_sha256(SIZE)
-    assert rss.peak < RSS_LIMIT_KIB, f"proxy RSS peaked at {rss.peak} KiB"
+    proxy = proxies(to_http2(port, h2_upstream.port))
+    reader = SlowReader(proxy, "upstream")
+    with RssWatch(proxy) as rss, Client(port, timeout=60) as client:
+        response = client.request("GET", f"/pattern/{SIZE}", sink=reader.take)
+    assert response.status == 200
+    assert (reader.size, reader.digest.hexdigest()) == (SIZE, pattern_sha256(SIZE))
+    assert_streamed(rss, reader)
