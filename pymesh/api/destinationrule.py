@@ -92,7 +92,18 @@ def _tcp_settings(r: Reader) -> dict:
     return {
         "connect_timeout": r.get("connectTimeout", duration(positive=True)),
         "tcp_idle_timeout": r.get("idleTimeout", duration(positive=True)),
+        "max_connections": r.get("maxConnections", integer(0), 0),
+        "max_connection_duration": r.get("maxConnectionDuration", duration(positive=True)),
+        "tcp_keepalive": r.get("tcpKeepalive", message(shapes.TCP_KEEPALIVE, _tcp_keepalive)),
     }
+
+
+def _tcp_keepalive(r: Reader) -> model.TcpKeepalive:
+    return model.TcpKeepalive(
+        probes=r.get("probes", integer(0), 0),
+        time=r.get("time", duration(positive=True)),
+        interval=r.get("interval", duration(positive=True)),
+    )
 
 
 def _http_settings(r: Reader) -> dict:
@@ -102,4 +113,7 @@ def _http_settings(r: Reader) -> dict:
         "h2_upgrade_policy": r.get("h2UpgradePolicy", H2_UPGRADE_POLICY, "DEFAULT"),
         "use_client_protocol": r.get("useClientProtocol", boolean, False),
         "max_concurrent_streams": r.get("maxConcurrentStreams", integer(0), 0),
+        "max_pending_requests": r.get("http1MaxPendingRequests", integer(0), 0),
+        "max_requests": r.get("http2MaxRequests", integer(0), 0),
+        "max_retries": r.get("maxRetries", integer(0), 0),
     }

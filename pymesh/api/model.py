@@ -214,8 +214,24 @@ class LoadBalancerSettings:
 
 
 @dataclass(frozen=True)
+class TcpKeepalive:
+    probes: int = 0  # 0: the kernel's default (net.ipv4.tcp_keepalive_probes)
+    time: float | None = None  # idle seconds before the first probe; None: the kernel's
+    interval: float | None = None  # seconds between probes; None: the kernel's
+
+
+@dataclass(frozen=True)
 class ConnectionPoolSettings:
+    """Istio's connectionPool. The circuit-breaker limits are 0 when unset: Istio's default,
+    2^32-1, i.e. no limit."""
+
     connect_timeout: float | None = None  # tcp.connectTimeout, seconds
+    max_connections: int = 0  # tcp.maxConnections, over the cluster
+    max_connection_duration: float | None = None  # tcp.maxConnectionDuration, seconds
+    tcp_keepalive: TcpKeepalive | None = None  # tcp.tcpKeepalive
+    max_pending_requests: int = 0  # http.http1MaxPendingRequests: waiting for a connection
+    max_requests: int = 0  # http.http2MaxRequests: in flight, over the cluster, any protocol
+    max_retries: int = 0  # http.maxRetries: retries in flight, over the cluster
     tcp_idle_timeout: float | None = None  # tcp.idleTimeout, seconds (TCP proxying)
     idle_timeout: float | None = None  # http.idleTimeout, seconds (upstream pool)
     max_requests_per_connection: int = 0  # 0 = unlimited

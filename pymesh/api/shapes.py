@@ -109,15 +109,12 @@ CONSISTENT_HASH = shape(
 )
 HTTP_COOKIE = shape("HTTPCookie", "name ttl path", unsupported="attributes")
 CONNECTION_POOL = shape("ConnectionPoolSettings", "tcp http")
-TCP_SETTINGS = shape(
-    "TCPSettings",
-    "connectTimeout idleTimeout",
-    unsupported="maxConnections tcpKeepalive maxConnectionDuration",
-)
+TCP_SETTINGS = shape("TCPSettings", "connectTimeout idleTimeout maxConnections tcpKeepalive maxConnectionDuration")
+TCP_KEEPALIVE = shape("TcpKeepalive", "probes time interval")
 HTTP_SETTINGS = shape(
     "HTTPSettings",
-    "idleTimeout maxRequestsPerConnection h2UpgradePolicy useClientProtocol maxConcurrentStreams",
-    unsupported="http1MaxPendingRequests http2MaxRequests maxRetries",
+    "idleTimeout maxRequestsPerConnection h2UpgradePolicy useClientProtocol maxConcurrentStreams "
+    "http1MaxPendingRequests http2MaxRequests maxRetries",
 )
 SUBSET = shape("Subset", "name labels trafficPolicy")
 

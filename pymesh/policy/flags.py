@@ -12,6 +12,7 @@ UT = "UT"  # upstream request (per-try or route) timeout
 UR = "UR"  # upstream reset the stream (HTTP/2 RST_STREAM, e.g. REFUSED_STREAM)
 UF = "UF"  # upstream connection failure: the request never left the proxy
 UC = "UC"  # upstream connection terminated after the request was sent
+UO = "UO"  # upstream overflow: the cluster's circuit breaker is full
 NR = "NR"  # no route configured
 URX = "URX"  # retry limit reached while the last attempt was still retryable
 DC = "DC"  # downstream connection terminated
@@ -19,7 +20,7 @@ DPE = "DPE"  # downstream protocol error: malformed or oversized request
 UPE = "UPE"  # upstream protocol error: the upstream's response was not valid HTTP
 SI = "SI"  # stream idle timeout: nothing moved on the request for too long
 
-ORDER = (UH, UT, UR, UF, UC, NR, URX, DC, SI, DPE, UPE)
+ORDER = (UH, UT, UR, UF, UC, UO, NR, DC, URX, SI, DPE, UPE)  # Envoy's ResponseFlag bit order
 
 
 def join(*flags: str) -> str:

@@ -53,7 +53,7 @@ class Exchange:
         "upstream_reusable", "close_delimited", "request_id", "hash_key", "response_header_ops",
         "upgrade_tail", "stale_retry_used", "attempt_id", "paused_downstream", "paused_upstream", "last_endpoint",
         "active_at",
-        "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status", "grpc_messages",
+        "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status", "grpc_messages", "retry_held",
     )
 
     def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:
@@ -103,6 +103,7 @@ class Exchange:
         self.grpc_status: int | None = None  # from the response's trailers (or trailers-only head)
         # (request, response) message counters of a gRPC call, for Istio's message metrics
         self.grpc_messages = (grpc.MessageCounter(), grpc.MessageCounter()) if self.grpc else None
+        self.retry_held = None  # the ClusterState whose retry limit this request's retry counts in
 
     # --- request side (called by the downstream protocol) -------------------------------------
 
@@ -256,12 +257,15 @@ class Exchange:
         if self.done:
             return
         state = self.cluster_state
+        if not state.breaker.request_allowed():
+            return self._overflow()
         endpoint = state.balancer.pick(self.hash_key)
         if endpoint is None:
             return self.reply(local_reply_for(flags.UH))
         self.endpoint = self.last_endpoint = endpoint
         self.attempt_id += 1
         state.balancer.on_request_start(endpoint)
+        state.stats["upstream_rq_active"] += 1
         http2 = (state.http2 or (state.http2_for_http2 and self.head.http_version == "2")) and not self.head.upgrade
         pool = self.runtime.pools.get(state.cluster, endpoint, state.stats, http2)
         conn = pool.take_idle()
@@ -270,7 +274,14 @@ class Exchange:
         else:
             attempt_id = self.attempt_id
             self.cancel_connect = pool.connect(lambda conn, error: self._on_connected(attempt_id, conn, error))
+            if self.cancel_connect is None:
+                return self._overflow()
         self._start_try_timer()
+
+    def _overflow(self) -> None:
+        """The cluster's circuit breaker is full (requests in flight or waiting for a
+        connection): 503 UO at once, never retried (Envoy's router does not retry an overflow)."""
+        self.reply(local_reply_for(flags.UO))
 
     def _on_connected(self, attempt_id: int, conn, error) -> None:
         if attempt_id != self.attempt_id or self.done:
@@ -279,6 +290,8 @@ class Exchange:
             return
         self.cancel_connect = None
         if conn is None:
+            if isinstance(error, ProtocolError):  # it connected, then spoke no HTTP/2
+                return self.on_upstream_error(None, error)
             return self._attempt_failed(Outcome.CONNECT_FAILURE)
         self._bind(conn)
 
@@ -307,7 +320,9 @@ class Exchange:
             self.try_timer.cancel()
             self.try_timer = None
         if self.endpoint is not None:
-            self.cluster_state.balancer.on_request_end(self.endpoint)
+            state = self.cluster_state
+            state.balancer.on_request_end(self.endpoint)
+            state.stats["upstream_rq_active"] -= 1
             self.endpoint = None
 
     def _drop_upstream(self) -> None:
@@ -327,7 +342,7 @@ class Exchange:
         self.cluster_state.record_attempt(endpoint, outcome, status)
         if outcome is Outcome.RESET and self._stale_connection_retry():
             return
-        if self._may_retry(outcome, status):
+        if self._may_retry(outcome, status) and self._retry_admitted():
             return self._schedule_retry()
         exhausted = self.retries > 0 and self._retryable(outcome, status)
         result = classify(outcome, status, retries_exhausted=exhausted)
@@ -357,10 +372,26 @@ class Exchange:
     def _retryable(self, outcome: Outcome, status: int | None, grpc_status: int | None = None) -> bool:
         return self.policy.retryable(outcome, status, self.head.method, self._has_idempotency_key(), grpc_status)
 
+    def _retry_admitted(self) -> bool:
+        """The cluster's retry limit (maxRetries: retries in flight) has room for one more;
+        when not, counted as upstream_rq_retry_overflow and the outcome stands. A retry is in
+        flight from its scheduling until its own outcome is known or the request ends (as Envoy
+        counts it)."""
+        self._release_retry()
+        return self.cluster_state.breaker.retry_allowed()
+
     def _schedule_retry(self) -> None:
+        state = self.cluster_state
+        self.retry_held = state
+        state.stats["upstream_rq_retry_active"] += 1
         self.retries += 1
-        self.cluster_state.stats["upstream_rq_retry"] += 1
+        state.stats["upstream_rq_retry"] += 1
         self.runtime.loop.call_later(self.policy.backoff(self.retries, _rng), self._attempt)
+
+    def _release_retry(self) -> None:
+        if self.retry_held is not None:
+            self.retry_held.stats["upstream_rq_retry_active"] -= 1
+            self.retry_held = None
 
     def _has_idempotency_key(self) -> bool:
         """Looked up only when a failure makes it matter, never on the common path."""
@@ -375,7 +406,7 @@ class Exchange:
             return self.on_upstream_error(conn, ProtocolError(502, "101 answers no upgrade request"))
         grpc_status = grpc.status(head.raw_headers) if self.grpc else None  # a trailers-only answer
         if (status >= 400 or grpc_status) and not self.committed:
-            if self._may_retry(Outcome.RESPONSE, status, grpc_status):
+            if self._may_retry(Outcome.RESPONSE, status, grpc_status) and self._retry_admitted():
                 endpoint = self.endpoint
                 self._end_attempt()
                 self._drop_upstream()
@@ -527,6 +558,7 @@ class Exchange:
         if self.done:
             return
         self.done = True
+        self._release_retry()
         if self.route_timer is not None:
             self.route_timer.cancel()
         self.resume_request_body()  # never leave the connection paused for the next request

@@ -21,6 +21,7 @@ _REPLIES = {
     flags.UF: (503, _RESET_BEFORE_HEADERS + b"connection failure"),
     flags.UC: (503, _RESET_BEFORE_HEADERS + b"connection termination"),
     flags.UR: (503, _RESET_BEFORE_HEADERS + b"remote reset"),
+    flags.UO: (503, _RESET_BEFORE_HEADERS + b"overflow"),
     flags.UT: (504, b"upstream request timeout"),
 }
 

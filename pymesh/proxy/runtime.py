@@ -16,6 +16,7 @@ import random
 from pymesh.http.message import RequestHead
 from pymesh.http import h1
 from pymesh.policy.balancer import make_balancer
+from pymesh.policy.circuit_breaker import CircuitBreaker
 from pymesh.policy.hashkey import hash_key
 from pymesh.policy.outcome import Outcome
 from pymesh.policy.retry import RetryPolicy
@@ -60,6 +61,7 @@ class ClusterState:
         self.cluster = cluster
         self.stats = stats  # Envoy's cluster.<name>.* counters, shared with /stats
         self.balancer = make_balancer(cluster.load_balancer, cluster.endpoints)
+        self.breaker = CircuitBreaker(stats, cluster.connection_pool)
         self.consistent_hash = cluster.load_balancer.consistent_hash
         pool = cluster.connection_pool
         # HTTP/2 upstream: always for HTTP2/GRPC ports or with h2UpgradePolicy UPGRADE (Istio);

@@ -26,3 +26,16 @@ def learn_from_transport(info, transport) -> None:
     peer = transport.get_extra_info("peername")
     if peer:
         info.source_ip, info.source_port = peer[0], peer[1]
+
+
+def set_keepalive(transport, keepalive) -> None:
+    """Istio's tcpKeepalive on a connection's socket: SO_KEEPALIVE, and the probe count, idle
+    time and interval it sets (the kernel's defaults for the ones it leaves unset)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in ((socket.TCP_KEEPCNT, keepalive.probes), (socket.TCP_KEEPIDLE, keepalive.time),
+                          (socket.TCP_KEEPINTVL, keepalive.interval)):
+        if value:
+            sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(value)))

@@ -2,7 +2,8 @@
 
 Half-close is passed through (a client's FIN becomes our FIN to the upstream, and the other way
 round), each side's write buffer pauses the other side's reading, and a connection idle for the
-cluster's `tcp.idleTimeout` (Istio's default: 1 hour) is closed.
+cluster's `tcp.idleTimeout` (Istio's default: 1 hour) is closed. The cluster's connection limit
+(tcp.maxConnections) holds here too: over it, the downstream connection is closed (flag UO).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 
 from pymesh.http.message import ConnectionInfo
 from pymesh.policy import flags
-from pymesh.proxy.sockets import learn_from_transport
+from pymesh.proxy.sockets import learn_from_transport, set_keepalive
 from pymesh.proxy.upstream import inbound_source
 from pymesh.routing.pick import pick_weighted
 
@@ -64,6 +65,7 @@ class TcpProxy(asyncio.Protocol):
         self.closed = False
         self.info = ConnectionInfo(local_port=listener.port)
         self.recorder = None
+        self.counted = None  # the ClusterState whose open connections count this one
 
     def connection_made(self, transport) -> None:
         self.downstream = transport
@@ -77,10 +79,18 @@ class TcpProxy(asyncio.Protocol):
             self.flags = flags.UH
             transport.close()
             return
+        state = self.cluster_state
+        if state is not None:
+            if not state.breaker.connection_allowed():
+                self.flags = flags.UO
+                transport.close()
+                return
+            self.counted = state
+            state.stats["upstream_cx_active"] += 1
         transport.pause_reading()
         connect_timeout = DEFAULT_CONNECT_TIMEOUT
-        if self.cluster_state is not None:
-            pool = self.cluster_state.cluster.connection_pool
+        if state is not None:
+            pool = state.cluster.connection_pool
             connect_timeout = pool.connect_timeout or DEFAULT_CONNECT_TIMEOUT
             self.idle_timeout = pool.tcp_idle_timeout or DEFAULT_TCP_IDLE_TIMEOUT
         loop = self.runtime.loop
@@ -115,9 +125,12 @@ class TcpProxy(asyncio.Protocol):
             return
         if task.cancelled() or task.exception() is not None:
             self.flags = flags.UF
+            self._uncount()
             self.downstream.close()
             return
         self.upstream = task.result()[0]
+        if self.counted is not None and self.counted.cluster.connection_pool.tcp_keepalive is not None:
+            set_keepalive(self.upstream, self.counted.cluster.connection_pool.tcp_keepalive)
         if self.pending:
             self.upstream.write(b"".join(self.pending))
             self.pending = []
@@ -170,8 +183,14 @@ class TcpProxy(asyncio.Protocol):
             self.downstream.close()
 
     def upstream_lost(self) -> None:
+        self._uncount()
         if not self.closed:
             self.downstream.close()
+
+    def _uncount(self) -> None:
+        if self.counted is not None:
+            self.counted.stats["upstream_cx_active"] -= 1
+            self.counted = None
 
     def close(self) -> None:
         """The drain deadline passed: close whatever is still open."""

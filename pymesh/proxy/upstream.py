@@ -1,9 +1,12 @@
 """Upstream HTTP/1.1 connections and their per-endpoint pools.
 
 A pool keeps idle keep-alive connections to one endpoint (LIFO, so the warmest is reused), closes
-them after the cluster's idle timeout (swept once a second, not a timer per connection) and after
-`maxRequestsPerConnection`. A connection serves one request at a time: it forwards the response
-events to the exchange bound to it, and tells it when the upstream goes away.
+them after the cluster's idle timeout (swept once a second, not a timer per connection), after
+`maxRequestsPerConnection` and after `maxConnectionDuration`. An exchange that finds none idle
+waits in the pool's pending queue for the next connection that opens or is released; the
+cluster's circuit breaker (pymesh.policy.circuit_breaker) bounds the connections and the queue.
+A connection serves one request at a time: it forwards the response events to the exchange bound
+to it, and tells it when the upstream goes away.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
+from collections import deque
 from typing import Callable, Iterable
 
 from pymesh.http import h1
 from pymesh.http.message import Header, Trailers, UpstreamRequest
+from pymesh.policy.circuit_breaker import CircuitBreaker
+from pymesh.proxy.sockets import set_keepalive
 from pymesh.routing.snapshot import Cluster, Endpoint
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  # Istio's default tcp.connectTimeout
@@ -45,7 +51,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "pool", "transport", "reader", "exchange", "requests", "idle_since", "received", "tunnel", "reused", "clean",
-        "chunked",
+        "chunked", "opened_at",
     )
 
     def __init__(self, pool: EndpointPool) -> None:
@@ -60,11 +66,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.reused = False  # served a request before the current one
         self.clean = False  # the last response ended exactly where its framing said
         self.chunked = False  # the current request's body goes out chunked
+        self.opened_at = 0.0  # for maxConnectionDuration
 
     # asyncio callbacks ---------------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.opened_at = time.monotonic()
+        self.pool.tune(transport)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -101,7 +110,7 @@ class UpstreamConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc) -> None:
-        self.pool.forget(self)
+        self.pool.connection_lost(self)
         if self.tunnel is not None:
             self.tunnel.close()
         elif self.exchange is not None:
@@ -188,15 +197,19 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class EndpointPool:
-    """Idle connections to one endpoint of one cluster, and how to make new ones."""
+    """Idle connections to one endpoint of one cluster, how to make new ones, and the exchanges
+    waiting for one (Envoy's pending requests)."""
 
     active = 0  # connections lent to exchanges (an instance attribute once counted)
 
     def __init__(self, cluster: Cluster, endpoint: Endpoint, loop: asyncio.AbstractEventLoop, stats: dict[str, int]) -> None:
         self.endpoint = endpoint
-        self.stats = stats  # the cluster's /stats counters
+        self.stats = stats  # the cluster's /stats counters and gauges, shared by its pools
         self.loop = loop
         self.idle: list[UpstreamConnection] = []
+        self.waiters: deque[Callable] = deque()  # on_done of the exchanges waiting for a connection
+        self.dialing = 0  # connections being opened
+        self.open = 0  # connections of this pool, open or opening
         self.local_addr = inbound_source(endpoint.address) if cluster.name.startswith("inbound|") else None
         self.configure(cluster)
 
@@ -205,23 +218,113 @@ class EndpointPool:
         self.connect_timeout = settings.connect_timeout or DEFAULT_CONNECT_TIMEOUT
         self.idle_timeout = settings.idle_timeout or DEFAULT_IDLE_TIMEOUT
         self.max_requests = settings.max_requests_per_connection
+        self.max_duration = settings.max_connection_duration
+        self.keepalive = settings.tcp_keepalive
+        self.breaker = CircuitBreaker(self.stats, settings)
+
+    def tune(self, transport) -> None:
+        """A new connection's socket options: TCP keepalive, when the cluster asks for it."""
+        if self.keepalive is not None:
+            set_keepalive(transport, self.keepalive)
+
+    def expired(self, conn, now: float) -> bool:
+        """Past maxConnectionDuration: it serves no new request (Envoy drains it)."""
+        if self.max_duration is not None and now - conn.opened_at >= self.max_duration:
+            self.stats["upstream_cx_max_duration_reached"] += 1
+            return True
+        return False
 
     def take_idle(self) -> UpstreamConnection | None:
         idle = self.idle
         while idle:
             conn = idle.pop()
-            if not conn.transport.is_closing():
-                self.active += 1
-                return conn
+            if conn.transport.is_closing():
+                continue
+            if self.max_duration is not None and self.expired(conn, time.monotonic()):
+                conn.transport.close()
+                continue
+            self.active += 1
+            return conn
         return None
 
-    def connect(self, on_done: Callable[[UpstreamConnection | None, BaseException | None], None]) -> Callable[[], None]:
-        """Open a connection; `on_done(conn, None)` or `on_done(None, error)`. Returns a canceller."""
-        def opened(conn, error) -> None:
-            if conn is not None:
-                self.active += 1
-            on_done(conn, error)
-        return self.dial(lambda: UpstreamConnection(self), opened)
+    # --- pending requests -------------------------------------------------------------------
+
+    def connect(self, on_done: Callable[[UpstreamConnection | None, BaseException | None], None]) -> Callable[[], None] | None:
+        """For an exchange that found no idle connection: wait for the next one that opens or
+        is released, `on_done(conn, None)`, or `on_done(None, error)` if a connection it needed
+        failed to open. Returns a canceller, or None when the cluster's pending limit is full
+        (the exchange answers 503 UO)."""
+        if not self.breaker.pending_allowed():
+            return None
+        stats = self.stats
+        stats["upstream_rq_pending_active"] += 1
+        stats["upstream_rq_pending_total"] += 1
+        self.waiters.append(on_done)
+        self.open_for_waiters()
+
+        def cancel() -> None:
+            try:
+                self.waiters.remove(on_done)
+            except ValueError:
+                return  # already served
+            stats["upstream_rq_pending_active"] -= 1
+        return cancel
+
+    def next_waiter(self) -> Callable:
+        self.stats["upstream_rq_pending_active"] -= 1
+        return self.waiters.popleft()
+
+    def needs_connection(self) -> bool:
+        """More waiters than the connections being opened will serve (one each, HTTP/1.1)."""
+        return len(self.waiters) > self.dialing
+
+    def open_for_waiters(self) -> None:
+        """Open connections for the waiters as far as the cluster's connection limit allows;
+        a pool with none always gets one (as Envoy: else its waiters could never be served)."""
+        while self.needs_connection() and (self.breaker.connection_allowed() or not self.open):
+            self.open += 1
+            self.dialing += 1
+            self.stats["upstream_cx_active"] += 1
+            made: list = []
+
+            def factory(made=made):
+                made.append(self.new_connection())
+                return made[0]
+            self.dial(factory, lambda conn, error, made=made: self._dialled(conn, error, bool(made)))
+
+    def new_connection(self) -> asyncio.Protocol:
+        return UpstreamConnection(self)
+
+    def _dialled(self, conn, error, had_socket: bool) -> None:
+        self.dialing -= 1
+        if conn is None:
+            if not had_socket:  # else its connection_lost counts it closed
+                self._closed()
+            if self.waiters:
+                self.next_waiter()(None, error)
+            return
+        self.ready(conn)
+
+    def ready(self, conn: UpstreamConnection) -> None:
+        """A connection free for a request: the longest waiter's, else idle."""
+        if self.waiters:
+            self.active += 1
+            self.next_waiter()(conn, None)
+            return
+        conn.idle_since = time.monotonic()
+        conn.transport.resume_reading()  # a slow client may have paused it mid-response
+        self.idle.append(conn)
+
+    def connection_lost(self, conn) -> None:
+        if conn in self.idle:
+            self.idle.remove(conn)
+        self._closed()
+
+    def _closed(self) -> None:
+        self.open -= 1
+        self.stats["upstream_cx_active"] -= 1
+        if self.waiters:
+            self.open_for_waiters()
 
     def dial(self, factory: Callable[[], asyncio.Protocol], on_done: Callable) -> Callable[[], None]:
         """A TCP connection to the endpoint with the cluster's connect timeout, counted in the
@@ -250,8 +353,9 @@ class EndpointPool:
                 on_done(None, error)
                 return
             transport, conn = task.result()
-            if transport.is_closing():  # reset as it opened, before this callback ran
-                on_done(None, ConnectionResetError("upstream closed the connection as it opened"))
+            if transport.is_closing():  # reset, or broke the protocol, before this callback ran
+                on_done(None, getattr(conn, "failure", None)
+                        or ConnectionResetError("upstream closed the connection as it opened"))
                 return
             on_done(conn, None)
 
@@ -259,25 +363,21 @@ class EndpointPool:
         return task.cancel
 
     def release(self, conn: UpstreamConnection, reusable: bool) -> None:
-        """Back to the idle list only when the request and the response both ended cleanly by
+        """Back to the pool only when the request and the response both ended cleanly by
         their framing and the upstream keeps the connection; any doubt closes it."""
         self.active -= 1
-        if reusable and conn.clean and (not self.max_requests or conn.requests < self.max_requests) and not conn.transport.is_closing():
-            conn.idle_since = time.monotonic()
-            conn.transport.resume_reading()  # a slow client may have paused it mid-response
-            self.idle.append(conn)
+        if (reusable and conn.clean and (not self.max_requests or conn.requests < self.max_requests)
+                and not conn.transport.is_closing()
+                and (self.max_duration is None or not self.expired(conn, time.monotonic()))):
+            self.ready(conn)
         else:
             conn.transport.close()
-
-    def forget(self, conn: UpstreamConnection) -> None:
-        if conn in self.idle:
-            self.idle.remove(conn)
 
     def sweep(self, now: float) -> None:
         deadline = now - self.idle_timeout
         keep = []
         for conn in self.idle:
-            if conn.idle_since < deadline:
+            if conn.idle_since < deadline or (self.max_duration is not None and self.expired(conn, now)):
                 conn.transport.close()
             else:
                 keep.append(conn)

@@ -93,10 +93,15 @@ class H2Upstream(CodecWriter, asyncio.Protocol):
         self.streams: dict[int, H2UpstreamStream] = {}
         self.opened = 0  # streams ever opened (a stream after the first is "reused")
         self.idle_since = time.monotonic()
+        self.opened_at = self.idle_since  # for maxConnectionDuration
         self.write_paused = False
+        self.draining = False  # GOAWAY sent: closes when its last stream ends
+        self.failure = None  # the protocol error that closed it (one before any stream: the pool's)
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.opened_at = time.monotonic()
+        self.pool.tune(transport)
         self.flush()  # the preface and our SETTINGS
 
     # streams ----------------------------------------------------------------------------------
@@ -117,7 +122,13 @@ class H2Upstream(CodecWriter, asyncio.Protocol):
             stream.exchange = None
             if not self.streams:
                 self.idle_since = time.monotonic()
+                if self.draining:
+                    self.flush()
+                    self.transport.close()
+                    return
         self.flush_soon()
+        if self.pool.waiters and not self.draining:
+            self.pool.ready(self)
 
     # asyncio callbacks ---------------------------------------------------------------------
 
@@ -166,6 +177,7 @@ class H2Upstream(CodecWriter, asyncio.Protocol):
     def _protocol_error(self, error) -> None:
         """The upstream broke HTTP/2 on the connection: every stream in flight ends as an
         upstream protocol error (502 UPE), the codec's GOAWAY goes out, the connection closes."""
+        self.failure = error
         streams, self.streams = self.streams, {}
         for stream in streams.values():
             if stream.exchange is not None:
@@ -175,7 +187,7 @@ class H2Upstream(CodecWriter, asyncio.Protocol):
         self.transport.close()
 
     def connection_lost(self, exc) -> None:
-        self.pool.forget(self)
+        self.pool.connection_lost(self)
         streams, self.streams = self.streams, {}
         for stream in streams.values():
             if stream.exchange is not None:
@@ -199,14 +211,19 @@ class H2Upstream(CodecWriter, asyncio.Protocol):
         self.flush()
         self.transport.close()
 
+    def drain(self) -> None:
+        self.draining = True
+        self.codec.goaway(NO_ERROR)
+        self.flush()
+
 
 class H2Pool(EndpointPool):
-    """HTTP/2 connections to one endpoint of one cluster (see the module docstring)."""
+    """HTTP/2 connections to one endpoint of one cluster (see the module docstring). Waiters are
+    served streams on the first connection with room; a new connection opens only when none
+    has room and none is opening."""
 
     def __init__(self, cluster, endpoint, loop, stats) -> None:
         self.connections: list[H2Upstream] = []
-        self.waiting: list[Callable] = []  # exchanges waiting for the connection being dialled
-        self.dialing = False
         super().__init__(cluster, endpoint, loop, stats)
 
     def configure(self, cluster) -> None:
@@ -214,38 +231,47 @@ class H2Pool(EndpointPool):
         self.max_concurrent_streams = cluster.connection_pool.max_concurrent_streams
 
     def take_idle(self) -> H2UpstreamStream | None:
+        now = time.monotonic()
         for connection in self.connections:
-            if connection.has_room():
+            if connection.has_room() and not self._draining(connection, now):
                 return connection.open_stream()
         return None
 
-    def connect(self, on_done: Callable) -> Callable[[], None]:
-        """A stream on a new connection (or on the one being dialled); returns a canceller."""
-        self.waiting.append(on_done)
-        if not self.dialing:
-            self.dialing = True
-            self.dial(lambda: H2Upstream(self), self._dialled)
+    def _draining(self, connection: H2Upstream, now: float) -> bool:
+        """Past maxConnectionDuration: GOAWAY, its streams finish, new ones go elsewhere."""
+        if self.max_duration is None or not self.expired(connection, now):
+            return False
+        self.connections.remove(connection)
+        if connection.streams:
+            connection.drain()
+        else:
+            connection.close()
+        return True
 
-        def cancel() -> None:
-            if on_done in self.waiting:
-                self.waiting.remove(on_done)
-        return cancel
+    def needs_connection(self) -> bool:
+        return bool(self.waiters) and not self.dialing
 
-    def _dialled(self, connection: H2Upstream | None, error: BaseException | None) -> None:
-        self.dialing = False
-        waiting, self.waiting = self.waiting, []
+    def new_connection(self) -> H2Upstream:
+        return H2Upstream(self)
+
+    def _dialled(self, connection, error, had_socket: bool) -> None:
+        self.dialing -= 1
         if connection is None:
-            for on_done in waiting:
-                on_done(None, error)
+            if not had_socket:
+                self._closed()
+            while self.waiters:  # they all waited on this one connection
+                self.next_waiter()(None, error)
             return
         self.connections.append(connection)
-        for index, on_done in enumerate(waiting):
-            if not connection.has_room():  # more waiters than the peer takes streams: dial again
-                self.waiting += waiting[index:]
-                self.dialing = True
-                self.dial(lambda: H2Upstream(self), self._dialled)
-                return
-            on_done(connection.open_stream(), None)
+        self.ready(connection)
+
+    def ready(self, connection: H2Upstream) -> None:
+        """Room on `connection`: streams for the waiters while it lasts, then another
+        connection for the rest (the peer's SETTINGS cap the streams per connection)."""
+        while self.waiters and connection.has_room():
+            self.next_waiter()(connection.open_stream(), None)
+        if self.waiters:
+            self.open_for_waiters()
 
     @property
     def active(self) -> int:
@@ -255,16 +281,18 @@ class H2Pool(EndpointPool):
     def release(self, conn, reusable: bool) -> None:
         conn.release(reusable)
 
-    def forget(self, connection: H2Upstream) -> None:
+    def connection_lost(self, connection: H2Upstream) -> None:
         if connection in self.connections:
             self.connections.remove(connection)
+        self._closed()
 
     def sweep(self, now: float) -> None:
         deadline = now - self.idle_timeout
         for connection in list(self.connections):
-            if not connection.streams and connection.idle_since < deadline:
-                self.connections.remove(connection)
-                connection.close()
+            if not connection.streams and (connection.idle_since < deadline or self._draining(connection, now)):
+                if connection in self.connections:
+                    self.connections.remove(connection)
+                    connection.close()
 
     def close_idle(self) -> None:
         for connection in list(self.connections):

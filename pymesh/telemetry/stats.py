@@ -23,6 +23,16 @@ CLUSTER_STATS = (
     "upstream_rq_retry_success",
     "upstream_rq_timeout",
     "upstream_rq_per_try_timeout",
+    # circuit breaking (Istio's connectionPool): the gauges the limits apply to, and overflows
+    "upstream_cx_active",
+    "upstream_cx_overflow",
+    "upstream_cx_max_duration_reached",
+    "upstream_rq_active",
+    "upstream_rq_pending_active",
+    "upstream_rq_pending_total",
+    "upstream_rq_pending_overflow",
+    "upstream_rq_retry_active",
+    "upstream_rq_retry_overflow",
     # backpressure: the proxy stopped (and restarted) reading a response because the client's
     # side could take no more
     "upstream_flow_control_paused_reading_total",

@@ -133,7 +133,10 @@ def test_destination_rule(data):
         traffic_policy=m.TrafficPolicy(
             load_balancer=m.LoadBalancerSettings(simple="LEAST_REQUEST"),  # LEAST_CONN is an alias
             connection_pool=m.ConnectionPoolSettings(
-                connect_timeout=0.25, tcp_idle_timeout=3600.0, idle_timeout=30.0, max_requests_per_connection=100
+                connect_timeout=0.25, tcp_idle_timeout=3600.0, idle_timeout=30.0, max_requests_per_connection=100,
+                max_connections=100, max_connection_duration=3600.0,
+                tcp_keepalive=m.TcpKeepalive(probes=3, time=600.0, interval=60.0),
+                max_pending_requests=50, max_requests=500, max_retries=3,
             ),
         ),
         subsets=(

@@ -399,15 +399,15 @@ CASES = [
         trafficPolicy:
           connectionPool:
             tcp:
-              maxConnections: 100
+              maxConnections: -100
               connectTimeout: 0s
             http:
-              http1MaxPendingRequests: 10
+              http1MaxPendingRequests: -10
               maxRequestsPerConnection: -1
         """,
-         "10 spec.trafficPolicy.connectionPool.tcp.maxConnections: field not supported by pymesh yet",
+         "10 spec.trafficPolicy.connectionPool.tcp.maxConnections: must be >= 0, got -100",
          "11 spec.trafficPolicy.connectionPool.tcp.connectTimeout: must be greater than 0",
-         "13 spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests: field not supported by pymesh yet",
+         "13 spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests: must be >= 0, got -10",
          "14 spec.trafficPolicy.connectionPool.http.maxRequestsPerConnection: must be >= 0, got -1"),
     case("dr-pool-empty", DR, "host: r\ntrafficPolicy:\n  connectionPool: {}\n",
          "8 spec.trafficPolicy.connectionPool: connection pool must set tcp or http"),

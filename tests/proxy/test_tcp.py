@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from proxy_harness import LOCALHOST, SockReader, TcpServer, endpoint, free_port, service_entry, sidecar, tcp_mesh
+from proxy_harness import (LOCALHOST, SockReader, TcpServer, endpoint, free_port, service_entry, sidecar, tcp_mesh,
+                           wait_until)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -104,3 +105,22 @@ def test_upstream_close_closes_the_client_connection(upstreams, proxies):
             assert reader.read_to_eof() == b""
         except ConnectionResetError:
             pass
+
+
+def test_max_connections_closes_the_connection_over_the_limit_uo(upstreams, proxies):
+    """tcp.maxConnections 1: while one connection is proxied, a second is closed at once (UO);
+    once the first ends, a new one is proxied again."""
+    server = upstreams.tcp("echo")
+    port = free_port()
+    proxy = proxies(tcp_mesh(port, server, traffic_policy={"connectionPool": {"tcp": {"maxConnections": 1}}}))
+    with connect(port) as first:
+        first.sendall(b"one")
+        assert SockReader(first).read_exact(3) == b"one"  # proxied: the slot is taken
+        with connect(port) as second, contextlib.suppress(ConnectionResetError):  # closed or reset: refused
+            assert SockReader(second).read_to_eof() == b""
+        assert proxy.wait_log(lambda e: e.get("response_flags") == "UO")["bytes_received"] == 0
+        assert proxy.stat("upstream_cx_overflow") == 1
+    wait_until(lambda: proxy.stat("upstream_cx_active") == 0, what="the first connection to be closed at the proxy")
+    with connect(port) as third:
+        third.sendall(b"three")
+        assert SockReader(third).read_exact(5) == b"three"
