@@ -152,6 +152,38 @@ class HTTPRetry:
 
 
 @dataclass(frozen=True)
+class FaultDelay:
+    fixed_delay: float  # seconds
+    percentage: float = 100.0  # of requests; unset means all of them (Istio)
+
+
+@dataclass(frozen=True)
+class FaultAbort:
+    """Exactly one of http_status and grpc_status (a gRPC code, read from its name)."""
+
+    http_status: int | None = None
+    grpc_status: int | None = None
+    percentage: float = 100.0
+
+
+@dataclass(frozen=True)
+class HTTPFaultInjection:
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+
+
+@dataclass(frozen=True)
+class CorsPolicy:
+    allow_origins: tuple[StringMatch, ...] = ()  # allowOrigins, or the deprecated allowOrigin as exact
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None  # seconds
+    allow_credentials: bool | None = None
+    unmatched_preflights: str = "FORWARD"  # FORWARD | IGNORE
+
+
+@dataclass(frozen=True)
 class HTTPRoute:
     name: str = ""
     match: tuple[HTTPMatchRequest, ...] = ()  # empty: matches everything
@@ -162,6 +194,8 @@ class HTTPRoute:
     headers: Headers = field(default_factory=Headers)
     timeout: float | None = None  # seconds; None = no route timeout
     retries: HTTPRetry | None = None  # None = Istio's default policy
+    fault: HTTPFaultInjection | None = None
+    cors_policy: CorsPolicy | None = None
 
 
 @dataclass(frozen=True)

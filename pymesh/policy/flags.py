@@ -13,13 +13,16 @@ UR = "UR"  # upstream reset the stream (HTTP/2 RST_STREAM, e.g. REFUSED_STREAM)
 UF = "UF"  # upstream connection failure: the request never left the proxy
 UC = "UC"  # upstream connection terminated after the request was sent
 NR = "NR"  # no route configured
+DI = "DI"  # the request was delayed by fault injection
+FI = "FI"  # the request was aborted by fault injection
+RL = "RL"  # the request was refused by the local rate limit (429)
 URX = "URX"  # retry limit reached while the last attempt was still retryable
 DC = "DC"  # downstream connection terminated
 DPE = "DPE"  # downstream protocol error: malformed or oversized request
 UPE = "UPE"  # upstream protocol error: the upstream's response was not valid HTTP
 SI = "SI"  # stream idle timeout: nothing moved on the request for too long
 
-ORDER = (UH, UT, UR, UF, UC, NR, URX, DC, SI, DPE, UPE)
+ORDER = (UH, UT, UR, UF, UC, NR, DI, FI, RL, URX, DC, SI, DPE, UPE)
 
 
 def join(*flags: str) -> str:

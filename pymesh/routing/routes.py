@@ -11,6 +11,7 @@ from typing import Iterable, Mapping
 
 from pymesh.api import model
 from pymesh.http.message import HOP_BY_HOP
+from pymesh.policy.fault import FaultPolicy
 from pymesh.routing.clusters import outbound_name
 from pymesh.routing.hosts import domains_for, host_matches
 from pymesh.routing.match import CompiledRoute, CompiledRouteTable, VirtualHost
@@ -139,6 +140,8 @@ class RouteContext:
                 request_headers=self.header_ops(r.headers.request, vs),
                 response_headers=self.header_ops(r.headers.response, vs),
                 hash_policy=self.hash_policy(clusters),
+                fault=FaultPolicy.from_model(r.fault) if r.fault else None,
+                cors=r.cors_policy,
             )
             compiled = CompiledRoute.build(route, r.match, port)
             if compiled is not None:
