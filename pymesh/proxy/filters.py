@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from pymesh.http.message import UpstreamRequest
+from pymesh.proxy.cors import Cors
 from pymesh.proxy.fault import FaultInjection
 from pymesh.proxy.headers import apply_header_ops, rewrite_target
 from pymesh.proxy.interfaces import PAUSE, RequestFilter  # noqa: F401  (PAUSE: the exchange's import)
@@ -104,7 +105,7 @@ def chains_for(peer_header: bytes, rng) -> dict[str, tuple[tuple[RequestFilter, 
     The order is Envoy's as Istio builds it: CORS (a preflight is answered even when a fault
     would fire), fault, local rate limit (inserted before the router), and the route's header
     operations last, where Envoy's router applies them."""
-    optional = ((snapshot.CORS, None), (snapshot.FAULT, FaultInjection(rng)),
+    optional = ((snapshot.CORS, Cors()), (snapshot.FAULT, FaultInjection(rng)),
                 (snapshot.RATE_LIMIT, None), (snapshot.ROUTE_HEADERS, RouteHeaders()))
     chains = {}
     for direction, proxy_headers in (("outbound", ProxyHeaders((PEER_HEADER, peer_header))),

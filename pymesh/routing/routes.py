@@ -12,6 +12,7 @@ from typing import Iterable, Mapping
 from pymesh.api import model
 from pymesh.http.message import HOP_BY_HOP
 from pymesh.policy.fault import FaultPolicy
+from pymesh.routing.cors import CompiledCors
 from pymesh.routing.clusters import outbound_name
 from pymesh.routing.hosts import domains_for, host_matches
 from pymesh.routing.match import CompiledRoute, CompiledRouteTable, VirtualHost
@@ -141,7 +142,7 @@ class RouteContext:
                 response_headers=self.header_ops(r.headers.response, vs),
                 hash_policy=self.hash_policy(clusters),
                 fault=FaultPolicy.from_model(r.fault) if r.fault else None,
-                cors=r.cors_policy,
+                cors=CompiledCors.from_model(r.cors_policy) if r.cors_policy else None,
             )
             compiled = CompiledRoute.build(route, r.match, port)
             if compiled is not None:

@@ -99,7 +99,7 @@ class Route:
     response_headers: HeaderOps = field(default_factory=HeaderOps)
     hash_policy: model.ConsistentHash | None = None  # filled from the chosen cluster's DR by the proxy
     fault: FaultPolicy | None = None
-    cors: model.CorsPolicy | None = None
+    cors: Any = None  # a pymesh.routing.cors.CompiledCors
     rate_limit: Any = None  # a pymesh.policy.ratelimit.RateLimitRule
     filter_set: int = field(init=False, repr=False, compare=False)  # read per request: a field
 
