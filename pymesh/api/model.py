@@ -308,6 +308,27 @@ class Sidecar:
     outbound_traffic_policy: str = "ALLOW_ANY"  # ALLOW_ANY | REGISTRY_ONLY
 
 
+# --- LocalRateLimit (pymesh's own kind) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateLimitRule:
+    max_tokens: int
+    tokens_per_fill: int = 1
+    fill_interval: float = 1.0  # seconds
+    route: str = ""  # an HTTPRoute name; "" = every route
+    direction: str = ""  # INBOUND | OUTBOUND; "" = both
+    key_header: str = ""  # a bucket per value of this header
+    key_source_ip: bool = False  # a bucket per client address
+
+
+@dataclass(frozen=True)
+class LocalRateLimit:
+    metadata: Metadata
+    workload_selector: Labels | None = None  # None: every workload in the namespace
+    rules: tuple[RateLimitRule, ...] = ()
+
+
 # --- The whole configuration -----------------------------------------------------------------
 
 
@@ -320,3 +341,4 @@ class MeshConfig:
     virtual_services: tuple[VirtualService, ...] = ()
     destination_rules: tuple[DestinationRule, ...] = ()
     sidecars: tuple[Sidecar, ...] = ()
+    local_rate_limits: tuple[LocalRateLimit, ...] = ()

@@ -142,3 +142,10 @@ INGRESS_LISTENER = shape(
 )
 EGRESS_LISTENER = shape("IstioEgressListener", "port bind captureMode hosts")
 OUTBOUND_TRAFFIC_POLICY = shape("OutboundTrafficPolicy", "mode", unsupported="egressProxy")
+
+# --- LocalRateLimit (pymesh.dev/v1alpha1: Istio has none; see pymesh.api.ratelimit) ------------
+
+LOCAL_RATE_LIMIT = shape("LocalRateLimit", "workloadSelector rules")
+RATE_LIMIT_RULE = shape("LocalRateLimit.Rule", "route direction tokenBucket key")
+TOKEN_BUCKET = shape("TokenBucket", "maxTokens tokensPerFill fillInterval")
+RATE_LIMIT_KEY = shape("LocalRateLimit.Key", "header sourceIp")

@@ -21,6 +21,7 @@ import os
 from pymesh.http.message import UpstreamRequest
 from pymesh.proxy.cors import Cors
 from pymesh.proxy.fault import FaultInjection
+from pymesh.proxy.ratelimit import LocalRateLimit
 from pymesh.proxy.headers import apply_header_ops, rewrite_target
 from pymesh.proxy.interfaces import PAUSE, RequestFilter  # noqa: F401  (PAUSE: the exchange's import)
 from pymesh.proxy.local_reply import LocalReply
@@ -97,7 +98,7 @@ class RouteHeaders:
             request.authority = authority or request.authority
 
 
-def chains_for(peer_header: bytes, rng) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
+def chains_for(peer_header: bytes, rng, clock) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
     """Each listener direction's chains for one snapshot, one per `Route.filter_set` (a bit per
     optional filter): `Exchange.begin` indexes them with the route's precomputed set, so a route
     without CORS, faults, rate limits or header operations runs ProxyHeaders alone.
@@ -106,12 +107,12 @@ def chains_for(peer_header: bytes, rng) -> dict[str, tuple[tuple[RequestFilter, 
     would fire), fault, local rate limit (inserted before the router), and the route's header
     operations last, where Envoy's router applies them."""
     optional = ((snapshot.CORS, Cors()), (snapshot.FAULT, FaultInjection(rng)),
-                (snapshot.RATE_LIMIT, None), (snapshot.ROUTE_HEADERS, RouteHeaders()))
+                (snapshot.RATE_LIMIT, LocalRateLimit(clock)), (snapshot.ROUTE_HEADERS, RouteHeaders()))
     chains = {}
     for direction, proxy_headers in (("outbound", ProxyHeaders((PEER_HEADER, peer_header))),
                                      ("inbound", ProxyHeaders(None))):
         chains[direction] = tuple(
-            (proxy_headers, *(f for bit, f in optional if f is not None and filter_set & bit))
+            (proxy_headers, *(f for bit, f in optional if filter_set & bit))
             for filter_set in range(snapshot.FILTER_SETS)
         )
     return chains
