@@ -13,7 +13,7 @@ pymesh.proxy.cors):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from pymesh.api import model
@@ -25,9 +25,10 @@ Header = tuple[bytes, bytes]
 
 @dataclass(frozen=True)
 class CompiledCors:
-    matchers: tuple[Callable[[str], object], ...]
-    preflight: tuple[Header, ...]  # the preflight answer's headers besides the origin
-    response: tuple[tuple[str, str], ...]  # added to an allowed origin's response besides the origin
+    origins: tuple[model.StringMatch, ...]  # as configured: what /config_dump shows
+    matchers: tuple[Callable[[str], object], ...] = field(compare=False, repr=False)
+    preflight: tuple[Header, ...] = ()  # the preflight answer's headers besides the origin
+    response: tuple[tuple[str, str], ...] = ()  # added to an allowed origin's response besides the origin
     forward_unmatched_preflights: bool = True
 
     @classmethod
@@ -42,6 +43,7 @@ class CompiledCors:
             preflight.append(("access-control-max-age", str(policy.max_age)))
         expose = (("access-control-expose-headers", ",".join(policy.expose_headers)),) if policy.expose_headers else ()
         return cls(
+            origins=policy.allow_origins,
             matchers=tuple(_origin_matcher(m) for m in policy.allow_origins),
             preflight=tuple((n.encode(), v.encode("latin-1")) for n, v in preflight),
             response=credentials + expose,
