@@ -152,6 +152,38 @@ class HTTPRetry:
 
 
 @dataclass(frozen=True)
+class FaultDelay:
+    fixed_delay: float  # seconds
+    percentage: float = 100.0  # of requests; unset means all of them (Istio)
+
+
+@dataclass(frozen=True)
+class FaultAbort:
+    """Exactly one of http_status and grpc_status (a gRPC code, read from its name)."""
+
+    http_status: int | None = None
+    grpc_status: int | None = None
+    percentage: float = 100.0
+
+
+@dataclass(frozen=True)
+class HTTPFaultInjection:
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+
+
+@dataclass(frozen=True)
+class CorsPolicy:
+    allow_origins: tuple[StringMatch, ...] = ()  # allowOrigins, or the deprecated allowOrigin as exact
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None  # seconds
+    allow_credentials: bool | None = None
+    unmatched_preflights: str = "FORWARD"  # FORWARD | IGNORE
+
+
+@dataclass(frozen=True)
 class HTTPRoute:
     name: str = ""
     match: tuple[HTTPMatchRequest, ...] = ()  # empty: matches everything
@@ -162,6 +194,8 @@ class HTTPRoute:
     headers: Headers = field(default_factory=Headers)
     timeout: float | None = None  # seconds; None = no route timeout
     retries: HTTPRetry | None = None  # None = Istio's default policy
+    fault: HTTPFaultInjection | None = None
+    cors_policy: CorsPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +324,27 @@ class Sidecar:
     outbound_traffic_policy: str = "ALLOW_ANY"  # ALLOW_ANY | REGISTRY_ONLY
 
 
+# --- LocalRateLimit (pymesh's own kind) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateLimitRule:
+    max_tokens: int
+    tokens_per_fill: int = 1
+    fill_interval: float = 1.0  # seconds
+    route: str = ""  # an HTTPRoute name; "" = every route
+    direction: str = ""  # INBOUND | OUTBOUND; "" = both
+    key_header: str = ""  # a bucket per value of this header
+    key_source_ip: bool = False  # a bucket per client address
+
+
+@dataclass(frozen=True)
+class LocalRateLimit:
+    metadata: Metadata
+    workload_selector: Labels | None = None  # None: every workload in the namespace
+    rules: tuple[RateLimitRule, ...] = ()
+
+
 # --- The whole configuration -----------------------------------------------------------------
 
 
@@ -302,3 +357,4 @@ class MeshConfig:
     virtual_services: tuple[VirtualService, ...] = ()
     destination_rules: tuple[DestinationRule, ...] = ()
     sidecars: tuple[Sidecar, ...] = ()
+    local_rate_limits: tuple[LocalRateLimit, ...] = ()

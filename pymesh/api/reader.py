@@ -114,6 +114,22 @@ def integer(low: int | None = None, high: int | None = None) -> Convert:
 PORT = integer(1, 65535)
 
 
+def number(low: float, high: float) -> Convert:
+    """A number (integer or float: YAML's 100 and 100.0 are both a double here) within [low, high]."""
+
+    def convert(sink: Sink, slot: Slot) -> float | None:
+        value = slot.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            sink.at(slot, f"expected a number, got {describe(value)}")
+            return None
+        if not low <= value <= high:
+            sink.at(slot, f"must be between {low:g} and {high:g}, got {value:g}")
+            return None
+        return float(value)
+
+    return convert
+
+
 def boolean(sink: Sink, slot: Slot) -> bool | None:
     return slot.value if expect(sink, slot, bool) else None
 

@@ -10,6 +10,7 @@ from typing import Any, Callable
 from pymesh.api import common, model, shapes
 from pymesh.api.destinationrule import destination_rule
 from pymesh.api.reader import Reader, Sink, Slot, message, or_list, text
+from pymesh.api.ratelimit import local_rate_limit
 from pymesh.api.serviceentry import service_entry, workload_entry
 from pymesh.api.shapes import Shape
 from pymesh.api.sidecar import sidecar
@@ -18,6 +19,7 @@ from pymesh.api.yamltree import Document, LineMap
 
 NETWORKING = ("networking.istio.io", ("v1", "v1beta1", "v1alpha3"))
 SECURITY = ("security.istio.io", ("v1", "v1beta1"))
+PYMESH = ("pymesh.dev", ("v1alpha1",))
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ KINDS = {
         Kind("VirtualService", NETWORKING, shapes.VIRTUAL_SERVICE, virtual_service, "virtual_services"),
         Kind("DestinationRule", NETWORKING, shapes.DESTINATION_RULE, destination_rule, "destination_rules"),
         Kind("Sidecar", NETWORKING, shapes.SIDECAR, sidecar, "sidecars"),
+        Kind("LocalRateLimit", PYMESH, shapes.LOCAL_RATE_LIMIT, local_rate_limit, "local_rate_limits"),
         Kind("PeerAuthentication", SECURITY),
         Kind("AuthorizationPolicy", SECURITY),
         Kind("RequestAuthentication", SECURITY),

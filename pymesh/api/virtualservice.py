@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pymesh.api import checks, common, model, shapes
+from pymesh.api.cors import cors_policy
+from pymesh.api.fault import fault
 from pymesh.api.reader import (
     PORT,
     Reader,
@@ -82,6 +84,8 @@ def http_route(r: Reader) -> model.HTTPRoute:
         headers=common.headers(r),
         timeout=timeout or None,  # "0s" disables the route timeout, as in Istio/Envoy
         retries=r.get("retries", message(shapes.HTTP_RETRY, retries)),
+        fault=r.get("fault", message(shapes.HTTP_FAULT_INJECTION, fault)),
+        cors_policy=r.get("corsPolicy", message(shapes.CORS_POLICY, cors_policy)),
     )
 
 

@@ -14,13 +14,16 @@ UF = "UF"  # upstream connection failure: the request never left the proxy
 UC = "UC"  # upstream connection terminated after the request was sent
 UO = "UO"  # upstream overflow: the cluster's circuit breaker is full
 NR = "NR"  # no route configured
+DI = "DI"  # the request was delayed by fault injection
+FI = "FI"  # the request was aborted by fault injection
+RL = "RL"  # the request was refused by the local rate limit (429)
 URX = "URX"  # retry limit reached while the last attempt was still retryable
 DC = "DC"  # downstream connection terminated
 DPE = "DPE"  # downstream protocol error: malformed or oversized request
 UPE = "UPE"  # upstream protocol error: the upstream's response was not valid HTTP
 SI = "SI"  # stream idle timeout: nothing moved on the request for too long
 
-ORDER = (UH, UT, UR, UF, UC, UO, NR, DC, URX, SI, DPE, UPE)  # Envoy's ResponseFlag bit order
+ORDER = (UH, UT, UR, UF, UC, UO, NR, DI, FI, RL, DC, URX, SI, DPE, UPE)  # Envoy's ResponseFlag bit order
 
 
 def join(*flags: str) -> str:

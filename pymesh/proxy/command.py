@@ -73,6 +73,10 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-connections", type=int, default=0,
                         help="client connections per listener and worker; more are refused and counted "
                         "(default: half the file-descriptor limit, which is raised to its maximum)")
+    seed = os.environ.get("PYMESH_RANDOM_SEED")
+    parser.add_argument("--random-seed", type=int, default=int(seed) if seed else None, metavar="N",
+                        help="seed the proxy's random choices (weights, jitter, fault percentages) for a "
+                        "reproducible run; $PYMESH_RANDOM_SEED (default: random)")
     control = parser.add_argument_group("with a control server (--control)")
     control.add_argument("--data-dir", default=os.environ.get("PYMESH_DATA_DIR"),
                          help="keep the last good snapshot here, to serve it after a restart while the "
@@ -167,6 +171,7 @@ def options_from_args(args) -> ProxyOptions:
             inbound_address=args.inbound_address,
         ) if args.capture else None,
         config_limits=input_limits.from_args(args),
+        random_seed=args.random_seed,
         limits=h1.Limits(
             max_request_line=args.max_request_line_kb * 1024,
             max_header_bytes=args.max_request_headers_kb * 1024,

@@ -14,8 +14,6 @@ already sent bytes upstream is no longer retried.
 
 from __future__ import annotations
 
-import random
-
 from pymesh.http import grpc
 from pymesh.http.errors import ProtocolError
 from pymesh.http.message import (IDEMPOTENT_METHODS, Header, RequestHead, ResponseHead, Trailers, UpstreamRequest,
@@ -26,6 +24,7 @@ from pymesh.proxy.filters import PAUSE
 from pymesh.proxy.headers import apply_header_ops
 from pymesh.proxy.interfaces import Downstream, UpstreamConnection
 from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply
+from pymesh.proxy.random_source import RNG as _rng
 from pymesh.routing.pick import pick_weighted
 from pymesh.routing.snapshot import Route, WeightedCluster
 from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER
@@ -37,7 +36,6 @@ UPGRADE_TAIL_LIMIT = 64 * 1024  # bytes after an Upgrade request held until the 
 # header (never trusted from a client), and Expect (pymesh answers 100-continue itself).
 _REPLACED = frozenset({b"host", PEER_HEADER, b"expect"})
 
-_rng = random.Random()
 PASSTHROUGH_ROUTE = Route(
     name="allow_any", virtual_service="",
     clusters=(WeightedCluster(cluster="PassthroughCluster", weight=100),), total_weight=100,
@@ -134,8 +132,7 @@ class Exchange:
         self.response_header_ops = (weighted.response_headers, route.response_headers)
         self.hash_key = state.hash_key(head)
         self.upstream_request = self._upstream_request()
-        plain = route.request_headers.empty and weighted.request_headers.empty and route.rewrite is None
-        self.filters = runtime.filter_chains[self.listener.direction][not plain]
+        self.filters = runtime.filter_chains[self.listener.direction][route.filter_set]
         self.resume_filters(0)
 
     def resume_filters(self, start: int | None = None) -> None:
@@ -548,7 +545,7 @@ class Exchange:
         self._finish()
 
     def _grpc_reply(self, reply: LocalReply) -> LocalReply:
-        self.grpc_status = grpc.local_reply_status(reply.status, flags.UT in reply.flags)
+        self.grpc_status = reply.grpc_status if reply.grpc_status is not None else grpc.local_reply_status(reply.status, flags.UT in reply.flags)
         headers = reply.headers + ((b"content-type", b"application/grpc"),
                                    (b"grpc-status", b"%d" % self.grpc_status),
                                    (b"grpc-message", reply.body or b"%d" % reply.status))

@@ -17,19 +17,16 @@ listener direction, and an exchange only iterates a tuple.
 from __future__ import annotations
 
 import os
-from typing import Protocol
 
 from pymesh.http.message import UpstreamRequest
+from pymesh.proxy.cors import Cors
+from pymesh.proxy.fault import FaultInjection
+from pymesh.proxy.ratelimit import LocalRateLimit
 from pymesh.proxy.headers import apply_header_ops, rewrite_target
+from pymesh.proxy.interfaces import PAUSE, RequestFilter  # noqa: F401  (PAUSE: the exchange's import)
 from pymesh.proxy.local_reply import LocalReply
+from pymesh.routing import snapshot
 from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER
-
-PAUSE = object()
-
-
-class RequestFilter(Protocol):
-    def on_request(self, exchange, request: UpstreamRequest) -> LocalReply | object | None: ...
-
 
 class ProxyHeaders:
     """The headers the proxy itself writes on every request:
@@ -101,14 +98,21 @@ class RouteHeaders:
             request.authority = authority or request.authority
 
 
-_ROUTE_HEADERS = RouteHeaders()
+def chains_for(peer_header: bytes, rng, clock) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
+    """Each listener direction's chains for one snapshot, one per `Route.filter_set` (a bit per
+    optional filter): `Exchange.begin` indexes them with the route's precomputed set, so a route
+    without CORS, faults, rate limits or header operations runs ProxyHeaders alone.
 
-
-def chains_for(peer_header: bytes) -> dict[str, tuple[tuple[RequestFilter, ...], tuple[RequestFilter, ...]]]:
-    """Each listener direction's chain for one snapshot, twice: without and with RouteHeaders,
-    which only routes with header operations or a rewrite need (`Exchange.begin` picks)."""
+    The order is Envoy's as Istio builds it: CORS (a preflight is answered even when a fault
+    would fire), fault, local rate limit (inserted before the router), and the route's header
+    operations last, where Envoy's router applies them."""
+    optional = ((snapshot.CORS, Cors()), (snapshot.FAULT, FaultInjection(rng)),
+                (snapshot.RATE_LIMIT, LocalRateLimit(clock)), (snapshot.ROUTE_HEADERS, RouteHeaders()))
     chains = {}
     for direction, proxy_headers in (("outbound", ProxyHeaders((PEER_HEADER, peer_header))),
                                      ("inbound", ProxyHeaders(None))):
-        chains[direction] = ((proxy_headers,), (proxy_headers, _ROUTE_HEADERS))
+        chains[direction] = tuple(
+            (proxy_headers, *(f for bit, f in optional if filter_set & bit))
+            for filter_set in range(snapshot.FILTER_SETS)
+        )
     return chains

@@ -85,3 +85,14 @@ class ExchangeSide(Protocol):
     def on_upstream_error(self, conn: UpstreamConnection, error: ProtocolError) -> None: ...
     def pause_request_body(self) -> None: ...
     def resume_request_body(self) -> None: ...
+
+
+# --- request filters (pymesh.proxy.filters builds the chains) ---------------------------------
+
+PAUSE = object()  # a filter's "stop here; I call exchange.resume_filters() later"
+
+
+class RequestFilter(Protocol):
+    """Returns None (continue), a LocalReply (answer now) or PAUSE."""
+
+    def on_request(self, exchange, request: UpstreamRequest) -> LocalReply | object | None: ...

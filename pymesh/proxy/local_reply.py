@@ -33,6 +33,7 @@ class LocalReply:
     body: bytes = b""
     headers: tuple[tuple[bytes, bytes], ...] = ()
     close: bool = False  # close the downstream connection after it (malformed input)
+    grpc_status: int | None = None  # to a gRPC call: this status, not the one mapped from `status`
 
 
 def local_reply_for(flag_text: str, status: int | None = None, detail: bytes = b"") -> LocalReply:

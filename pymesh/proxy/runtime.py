@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 from pymesh.http.message import RequestHead
 from pymesh.http import h1
@@ -23,6 +22,7 @@ from pymesh.policy.retry import RetryPolicy
 from pymesh.proxy.filters import chains_for
 from pymesh.proxy.downstream_limits import DeadlineSweeper, DownstreamLimits
 from pymesh.proxy.pools import Pools
+from pymesh.proxy.random_source import RNG
 from pymesh.proxy.sockets import learn_from_transport
 from pymesh.telemetry.peer_metadata import encode_peer
 from pymesh.api.model import ConnectionPoolSettings, LoadBalancerSettings
@@ -31,7 +31,6 @@ from pymesh.routing.snapshot import Cluster, Endpoint, Listener, Route, Snapshot
 from pymesh.proxy.telemetry import Telemetry
 
 log = logging.getLogger("pymesh.proxy")
-_rng = random.Random()
 PASSTHROUGH_CACHE = 1024
 OVERFLOW_LOG_INTERVAL = 10.0  # seconds between 'listener at its connection limit' warnings
 
@@ -60,7 +59,7 @@ class ClusterState:
     def __init__(self, cluster: Cluster, stats: dict[str, int]) -> None:
         self.cluster = cluster
         self.stats = stats  # Envoy's cluster.<name>.* counters, shared with /stats
-        self.balancer = make_balancer(cluster.load_balancer, cluster.endpoints)
+        self.balancer = make_balancer(cluster.load_balancer, cluster.endpoints, RNG)
         self.breaker = CircuitBreaker(stats, cluster.connection_pool)
         self.consistent_hash = cluster.load_balancer.consistent_hash
         pool = cluster.connection_pool
@@ -144,7 +143,7 @@ class Runtime:
         self._passthrough = {}
         self.source_labels = dict(snapshot.identity.labels)
         self.peer_header = encode_peer(snapshot.identity)
-        self.filter_chains = chains_for(self.peer_header)
+        self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         self.snapshot = snapshot
         for warning in snapshot.warnings:
@@ -253,7 +252,7 @@ class Runtime:
         self.connection_closed(proxy)
 
     def random(self) -> float:
-        return _rng.random()
+        return RNG.random()
 
     def close(self) -> None:
         """Stop the runtime's timers and close idle upstream connections (end of drain)."""

@@ -26,6 +26,7 @@ from pymesh.api.offload import OffloadFailed, run_in_child
 from pymesh.http import h1
 from pymesh.proxy.capture import CaptureSettings, Sniffer
 from pymesh.proxy.control_client import ConfigRejected, SnapshotStore
+from pymesh.proxy import random_source
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.reloads import FAILURE, REJECTED, SUCCESS, ReloadRecord
 from pymesh.proxy.downstream_limits import DownstreamLimits
@@ -58,6 +59,7 @@ class ProxyOptions:
     capture: CaptureSettings | None = None  # iptables capture listeners (15001/15006), if on
     control: ControlOptions | None = None  # configuration from a control server, not files
     config_limits: Limits = DEFAULT_LIMITS  # input limits and the reload time limit
+    random_seed: int | None = None  # a fixed random sequence (tests); None: a fresh one per worker
 
 
 @dataclass
@@ -171,6 +173,7 @@ class ProxyWorker:
         self.telemetry = telemetry
         self.reuse_port = reuse_port
         self.loop = asyncio.get_running_loop()
+        random_source.seed(options.random_seed)  # per worker: forked workers must not share one
         self.runtime = Runtime(self.loop, telemetry, options.limits, options.downstream)
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.version = 0

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from pymesh.api import model
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
+from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext, inbound_route_table
 from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar
@@ -35,11 +36,12 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         clusters=clusters,
         virtual_services=tuple(vs for vs in config.virtual_services if exported_to(vs.export_to, vs.metadata.namespace, ns)),
         warnings=warnings,
+        rate_limits=RateLimits.select(config, identity),
     )
     egress = []
     if sidecar is not None:
         egress = [(e, _egress_listener(ctx, e, sidecar.metadata.namespace)) for e in sidecar.egress if e.port]
-    listeners = tuple(l for _, l in egress) + tuple(_ingress_listener(e) for e in ingress)
+    listeners = tuple(l for _, l in egress) + tuple(_ingress_listener(e, ctx.rate_limits) for e in ingress)
     captured = _captured_outbound(ctx, sidecar, egress)
     return Snapshot(
         version=version,
@@ -67,13 +69,13 @@ def _egress_listener(ctx: RouteContext, entry: model.EgressListener, sidecar_nam
     return _outbound_listener(ctx, f"egress|{bind}|{port}", bind, port, entry.port.protocol.upper(), scope)  # type: ignore[union-attr]
 
 
-def _ingress_listener(entry: model.IngressListener) -> Listener:
+def _ingress_listener(entry: model.IngressListener, rate_limits: RateLimits) -> Listener:
     port = entry.port.number
     bind = entry.bind or "0.0.0.0"
     protocol = entry.port.protocol.upper()
     cluster = inbound_name(port)
     if protocol in HTTP_PROTOCOLS:
-        routing = {"route_table": inbound_route_table(port, cluster)}
+        routing = {"route_table": inbound_route_table(port, cluster, rate_limits)}
     else:
         routing = {"tcp_route": TcpRoute(clusters=(WeightedCluster(cluster=cluster, weight=100),), total_weight=100)}
     return Listener(f"ingress|{bind}|{port}", "inbound", bind, port, protocol, default_cluster=cluster, **routing)
@@ -120,7 +122,7 @@ def implicit_inbound(snapshot: Snapshot, port: int, address: str) -> tuple[Liste
         port=model.ServicePort(number=port, protocol="HTTP", name=f"inbound-{port}"),
         default_endpoint=f"{address}:{port}",
     )
-    listener = _ingress_listener(entry)
+    listener = _ingress_listener(entry, RateLimits.select(snapshot.config, snapshot.identity))
     cluster = replace(inbound_cluster(entry, snapshot.identity.namespace, []),
                       connection_pool=model.ConnectionPoolSettings(use_client_protocol=True))
     return replace(listener, name=f"inbound|{port}", protocol="SNIFF"), cluster

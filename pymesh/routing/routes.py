@@ -11,9 +11,12 @@ from typing import Iterable, Mapping
 
 from pymesh.api import model
 from pymesh.http.message import HOP_BY_HOP
+from pymesh.policy.fault import FaultPolicy
+from pymesh.routing.cors import CompiledCors
 from pymesh.routing.clusters import outbound_name
 from pymesh.routing.hosts import domains_for, host_matches
 from pymesh.routing.match import CompiledRoute, CompiledRouteTable, VirtualHost
+from pymesh.routing.ratelimits import NONE as NO_RATE_LIMITS, RateLimits
 from pymesh.routing.registry import Service, ServiceIndex
 from pymesh.routing.scope import EgressScope, selects
 from pymesh.routing.snapshot import Cluster, HeaderOps, Route, TcpRoute, WeightedCluster
@@ -52,6 +55,7 @@ class RouteContext:
     clusters: Mapping[str, Cluster]
     virtual_services: tuple[model.VirtualService, ...]  # those exported to the proxy
     warnings: list[str] = field(default_factory=list)
+    rate_limits: RateLimits = NO_RATE_LIMITS
 
     def bound_hosts(self, vs: model.VirtualService, port: int, scope: EgressScope) -> list[str]:
         """The VS's hosts visible through `scope` that can be reached on `port`: a registered
@@ -139,6 +143,9 @@ class RouteContext:
                 request_headers=self.header_ops(r.headers.request, vs),
                 response_headers=self.header_ops(r.headers.response, vs),
                 hash_policy=self.hash_policy(clusters),
+                fault=FaultPolicy.from_model(r.fault) if r.fault else None,
+                cors=CompiledCors.from_model(r.cors_policy) if r.cors_policy else None,
+                rate_limit=self.rate_limits.for_route(r.name, "OUTBOUND"),
             )
             compiled = CompiledRoute.build(route, r.match, port)
             if compiled is not None:
@@ -147,7 +154,8 @@ class RouteContext:
 
     def default_route(self, host: str, port: int) -> CompiledRoute:
         clusters = (WeightedCluster(cluster=outbound_name(port, "", host), weight=100),)
-        route = Route(name="default", virtual_service="", clusters=clusters, total_weight=100, hash_policy=self.hash_policy(clusters))
+        route = Route(name="default", virtual_service="", clusters=clusters, total_weight=100, hash_policy=self.hash_policy(clusters),
+                      rate_limit=self.rate_limits.for_route("default", "OUTBOUND"))
         return CompiledRoute(route=route, matches=(), matchers=())
 
     def domains(self, host: str, port: int) -> tuple[str, ...]:
@@ -209,8 +217,10 @@ class RouteContext:
         return None
 
 
-def inbound_route_table(port: int, cluster: str) -> CompiledRouteTable:
-    """Inbound traffic goes to the local app whatever its authority; no VirtualService applies."""
-    route = Route(name=cluster, virtual_service="", clusters=(WeightedCluster(cluster=cluster, weight=100),), total_weight=100)
+def inbound_route_table(port: int, cluster: str, rate_limits: RateLimits = NO_RATE_LIMITS) -> CompiledRouteTable:
+    """Inbound traffic goes to the local app whatever its authority; no VirtualService applies
+    (a LocalRateLimit may: its rules name the route by its cluster, or name none)."""
+    route = Route(name=cluster, virtual_service="", clusters=(WeightedCluster(cluster=cluster, weight=100),), total_weight=100,
+                  rate_limit=rate_limits.for_route(cluster, "INBOUND"))
     vh = VirtualHost(name=f"inbound|{port}", domains=("*",), routes=(CompiledRoute(route=route, matches=(), matchers=()),))
     return CompiledRouteTable(port, (vh,))

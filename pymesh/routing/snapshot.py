@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
 from pymesh.api import model
+from pymesh.policy.fault import FaultPolicy
+
+# Which optional request filters a route needs, one bit each: `Route.filter_set` indexes the
+# listener's prebuilt chains (pymesh.proxy.filters.chains_for), so a route without them pays nothing.
+ROUTE_HEADERS, CORS, FAULT, RATE_LIMIT = 1, 2, 4, 8
+FILTER_SETS = 16
 
 
 class RequestView(Protocol):
@@ -92,6 +98,17 @@ class Route:
     request_headers: HeaderOps = field(default_factory=HeaderOps)
     response_headers: HeaderOps = field(default_factory=HeaderOps)
     hash_policy: model.ConsistentHash | None = None  # filled from the chosen cluster's DR by the proxy
+    fault: FaultPolicy | None = None
+    cors: Any = None  # a pymesh.routing.cors.CompiledCors
+    rate_limit: Any = None  # a pymesh.policy.ratelimit.RateLimitRule
+    filter_set: int = field(init=False, repr=False, compare=False)  # read per request: a field
+
+    def __post_init__(self) -> None:
+        headers = (self.rewrite is not None or not self.request_headers.empty
+                   or any(not c.request_headers.empty for c in self.clusters))
+        filter_set = ((ROUTE_HEADERS if headers else 0) | (CORS if self.cors else 0)
+                      | (FAULT if self.fault else 0) | (RATE_LIMIT if self.rate_limit else 0))
+        object.__setattr__(self, "filter_set", filter_set)
 
 
 class RouteTable(Protocol):

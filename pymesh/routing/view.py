@@ -87,6 +87,7 @@ class Views:
                 dr for dr in ns.destination_rules if _covers(ns.index.canonical(dr.host, dr.metadata.namespace), kept_hosts)
             ),
             sidecars=tuple(sc for sc in config.sidecars if sc.metadata.namespace == proxy.namespace),
+            local_rate_limits=tuple(rl for rl in config.local_rate_limits if rl.metadata.namespace == proxy.namespace),
         )
 
     def _namespace(self, namespace: str) -> _Namespace:

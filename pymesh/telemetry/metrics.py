@@ -293,6 +293,9 @@ class MetricsContext:
     def listener_stats(self, listener_name: str) -> dict[str, int]:
         return self.store.scope(stats.listener_scope(listener_name), stats.LISTENER_STATS)
 
+    def filter_stats(self, listener_name: str, filter_name: str) -> dict[str, int]:
+        return self.store.scope(stats.filter_scope(listener_name, filter_name), stats.FILTER_STATS[filter_name])
+
     def config_reload_stats(self) -> dict[str, int]:
         return self.store.scope(stats.CONFIG_RELOAD_SCOPE, stats.CONFIG_RELOAD_STATS)
 

@@ -58,6 +58,13 @@ LISTENER_STATS = (
     "downstream_flow_control_resumed_reading_total",
 )
 
+# Request filters, per listener (Envoy's http.<stat_prefix>.<filter>. scopes).
+FILTER_STATS = {
+    "fault": ("delays_injected", "aborts_injected"),
+    "cors": ("origin_valid", "origin_invalid"),
+    "local_rate_limit": ("enabled", "enforced", "rate_limited", "ok"),
+}
+
 # Configuration reloads (file watch, SIGHUP), Envoy's xDS subscription names: rejected = the
 # configuration is invalid or over a limit; failure = the load timed out or crashed.
 CONFIG_RELOAD_SCOPE = "config_reload"
@@ -70,6 +77,10 @@ def cluster_scope(cluster_name: str) -> str:
 
 def listener_scope(listener_name: str) -> str:
     return f"listener.{listener_name}"
+
+
+def filter_scope(listener_name: str, filter_name: str) -> str:
+    return f"http.{listener_name}.{filter_name}"
 
 
 def render_stats(scopes: dict[str, dict[str, int]]) -> bytes:

@@ -109,6 +109,32 @@ def test_virtual_service(data):
         timeout=None,  # "0s" disables the timeout
         retries=m.HTTPRetry(attempts=0),
     )
+    reviews = (m.HTTPRouteDestination(destination=m.Destination(host="reviews")),)
+    faults = m.HTTPRoute(
+        name="faults",
+        match=(m.HTTPMatchRequest(uri=m.StringMatch("prefix", "/faulty")),),
+        route=reviews,
+        fault=m.HTTPFaultInjection(
+            delay=m.FaultDelay(fixed_delay=0.25, percentage=0.0001),
+            abort=m.FaultAbort(http_status=503, percentage=12.5),
+        ),
+        cors_policy=m.CorsPolicy(
+            allow_origins=(m.StringMatch("exact", "https://example.com"),
+                           m.StringMatch("regex", "https://.*[.]example[.]org")),
+            allow_methods=("GET", "POST"), allow_headers=("X-Foo-Bar",), expose_headers=("*",),
+            max_age=86400, allow_credentials=True, unmatched_preflights="IGNORE",
+        ),
+    )
+    legacy = m.HTTPRoute(  # the deprecated integer percents and allowOrigin
+        name="legacy-faults",
+        match=(m.HTTPMatchRequest(uri=m.StringMatch("prefix", "/legacy")),),
+        route=reviews,
+        fault=m.HTTPFaultInjection(
+            delay=m.FaultDelay(fixed_delay=1.0, percentage=10.0),
+            abort=m.FaultAbort(grpc_status=14, percentage=20.0),
+        ),
+        cors_policy=m.CorsPolicy(allow_origins=(m.StringMatch("exact", "https://old.example.com"),)),
+    )
     tcp = m.TCPRoute(
         match=(
             m.L4MatchAttributes(
@@ -120,7 +146,7 @@ def test_virtual_service(data):
     assert vs == m.VirtualService(
         metadata=m.Metadata(name="reviews", namespace="bookinfo"),
         hosts=("reviews", "reviews.bookinfo.svc.cluster.local"),
-        http=(jason, old, teapot, default),
+        http=(jason, old, teapot, default, faults, legacy),
         tcp=(tcp,),
     )
 

@@ -121,7 +121,7 @@ def test_three_mistakes_all_reported(data: Path) -> None:
     result = load_paths([str(path)])
     assert [str(e) for e in result.errors] == [
         f"{path}:13 spec.http[0].retries.attempts: must be >= 0, got -2",
-        f"{path}:14 spec.http[0].fault: field not supported by pymesh yet",
+        f"{path}:16 spec.http[0].fault.abort.httpStatus: must be between 200 and 599, got 700",
         f"{path}:26 spec.trafficPolicy.loadBalancer.simple: load balancer 'FASTEST' is not valid "
         "(expected ROUND_ROBIN, LEAST_REQUEST or RANDOM)",
     ]

@@ -69,8 +69,8 @@ CASES = [
         - route:
           - destination: {host: r}
           fault:
-            abort: {httpStatus: 500}
-        """, "10 spec.http[0].fault: field not supported by pymesh yet"),
+            abort: {http2Error: CANCEL}
+        """, "11 spec.http[0].fault.abort.http2Error: field not supported by pymesh yet"),
     case("http-mirror", VS, """\
         hosts: [r]
         http:
