@@ -59,14 +59,19 @@ class OutlierDetector:
     def __init__(self, settings: OutlierDetection, keys: Iterable[str], clock: Callable[[], float],
                  stats: dict[str, int], previous: OutlierDetector | None = None) -> None:
         """`previous`: the detector this one replaces (a config change); hosts in both keep
-        their state."""
+        their state, and `previous` is left with none (results that still reach it are dropped)."""
         self.settings = settings
         self._clock = clock
         self._stats = stats
-        kept = previous.hosts if previous is not None else {}
+        kept = previous._hand_over() if previous is not None else {}
         self.hosts: dict[str, Host] = {key: kept.get(key) or Host() for key in keys}
         self.ejected: set[str] = {key for key, host in self.hosts.items() if host.ejected_at is not None}
         stats[ACTIVE] = len(self.ejected)
+
+    def _hand_over(self) -> dict[str, Host]:
+        hosts, self.hosts, self.ejected = self.hosts, {}, set()
+        self._stats = dict(self._stats)  # the live gauge is the successor's now
+        return hosts
 
     def close(self) -> None:
         """This detector is gone (cluster removed or detection turned off): no host is ejected."""
