@@ -278,6 +278,9 @@ def test_state_survives_a_replacement_for_hosts_that_persist():
     assert e.ejected == {"b:1"}
     assert stat(e, "ejections_active") == 1
     assert e.record("a:1", R, 500) == "consecutive_5xx"  # its first error was kept
+    assert d.record("b:1", R, 500) is None and d.ejected == set()  # the old one handed its hosts over
+    d.close()
+    assert stat(e, "ejections_active") == 2  # and no longer owns the gauge
     f = detector(hosts=("a:1", "d:1"), previous=e, consecutive_5xx=2)
     assert f.ejected == {"a:1"}
     assert stat(f, "ejections_active") == 1
