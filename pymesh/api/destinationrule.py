@@ -4,7 +4,7 @@ pools) and the named subsets routes can pick."""
 from __future__ import annotations
 
 from pymesh.api import checks, common, model, shapes
-from pymesh.api.reader import Reader, boolean, choice, distinct, duration, integer, message, text
+from pymesh.api.reader import Convert, Reader, Sink, Slot, boolean, choice, distinct, duration, integer, message, text
 
 SIMPLE = choice(
     "load balancer",
@@ -41,6 +41,7 @@ def _traffic_policy(r: Reader) -> model.TrafficPolicy:
     return model.TrafficPolicy(
         load_balancer=r.get("loadBalancer", message(shapes.LOAD_BALANCER, _load_balancer)),
         connection_pool=r.get("connectionPool", message(shapes.CONNECTION_POOL, _connection_pool)),
+        outlier_detection=r.get("outlierDetection", message(shapes.OUTLIER_DETECTION, _outlier_detection)),
     )
 
 
@@ -117,3 +118,56 @@ def _http_settings(r: Reader) -> dict:
         "max_requests": r.get("http2MaxRequests", integer(0), 0),
         "max_retries": r.get("maxRetries", integer(0), 0),
     }
+
+
+# --- outlierDetection ---------------------------------------------------------------------------
+
+UINT32 = integer(0, 2**32 - 1)  # Istio's UInt32Value counts
+PERCENT = integer(0, 100)  # Istio's ValidatePercent
+
+
+def _istio_duration() -> Convert:
+    """Istio's ValidateDuration: at least 1ms, in whole milliseconds."""
+    seconds = duration()
+
+    def convert(sink: Sink, slot: Slot) -> float | None:
+        value = seconds(sink, slot)
+        if value is None:
+            return None
+        millis = round(value * 1e9) / 1e6
+        if millis < 1:
+            sink.at(slot, "duration must be at least 1ms")
+        elif millis != int(millis):
+            sink.at(slot, "only durations to ms precision are supported")
+        else:
+            return value
+        return None
+
+    return convert
+
+
+ISTIO_DURATION = _istio_duration()
+
+
+def _outlier_detection(r: Reader) -> model.OutlierDetection:
+    """Istio's fields as Istio hands them to Envoy: a count left out keeps Envoy's default
+    (5 for 5xx and local-origin, gateway errors off); the deprecated consecutiveErrors counts
+    gateway errors instead of 5xx, as Istio translated it, unless the newer fields say otherwise."""
+    defaults = model.OutlierDetection()
+    split = r.get("splitExternalLocalOriginErrors", boolean, False)
+    local = r.get("consecutiveLocalOriginFailures", UINT32)
+    if local and not split:
+        r.error("consecutiveLocalOriginFailures",
+                "only counted with splitExternalLocalOriginErrors: true (set it, or leave this out)")
+    legacy = r.get("consecutiveErrors", integer(0, 2**31 - 1))
+    return model.OutlierDetection(
+        consecutive_5xx=r.get("consecutive5xxErrors", UINT32, 0 if legacy else defaults.consecutive_5xx),
+        consecutive_gateway=r.get("consecutiveGatewayErrors", UINT32, legacy or defaults.consecutive_gateway),
+        consecutive_local_origin=local or defaults.consecutive_local_origin,
+        split_external_local_origin_errors=split,
+        interval=r.get("interval", ISTIO_DURATION, defaults.interval),
+        base_ejection_time=r.get("baseEjectionTime", ISTIO_DURATION, defaults.base_ejection_time),
+        # Istio passes 0 on as "unset", which is Envoy's default of 10%.
+        max_ejection_percent=r.get("maxEjectionPercent", PERCENT) or defaults.max_ejection_percent,
+        min_health_percent=r.get("minHealthPercent", PERCENT, defaults.min_health_percent),
+    )

@@ -275,9 +275,34 @@ class ConnectionPoolSettings:
 
 
 @dataclass(frozen=True)
+class OutlierDetection:
+    """Istio's OutlierDetection with the values Istio gives Envoy when a field is left out.
+
+    A count of 0 disables that detector. Gateway errors are off unless set (Envoy's enforcing
+    default is 0 and Istio only raises it for a set value); local-origin failures count apart
+    only with `split_external_local_origin_errors`.
+    """
+
+    consecutive_5xx: int = 5  # consecutive5xxErrors
+    consecutive_gateway: int = 0  # consecutiveGatewayErrors (502, 503, 504)
+    consecutive_local_origin: int = 5  # consecutiveLocalOriginFailures (with the split only)
+    split_external_local_origin_errors: bool = False
+    interval: float = 10.0  # seconds between sweeps that return hosts
+    base_ejection_time: float = 30.0  # seconds, times the host's ejection count
+    max_ejection_percent: int = 10
+    min_health_percent: int = 0  # below this share of healthy hosts, use all hosts (0: never)
+
+    @property
+    def max_ejection_time(self) -> float:
+        """Envoy's max_ejection_time (Istio cannot set it): 300 s, or the base time if longer."""
+        return max(300.0, self.base_ejection_time)
+
+
+@dataclass(frozen=True)
 class TrafficPolicy:
     load_balancer: LoadBalancerSettings | None = None
     connection_pool: ConnectionPoolSettings | None = None
+    outlier_detection: OutlierDetection | None = None
 
 
 @dataclass(frozen=True)

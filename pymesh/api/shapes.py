@@ -105,8 +105,8 @@ DESTINATION_RULE = shape(
 )
 TRAFFIC_POLICY = shape(
     "TrafficPolicy",
-    "loadBalancer connectionPool",
-    unsupported="outlierDetection tls portLevelSettings tunnel proxyProtocol retryBudget",
+    "loadBalancer connectionPool outlierDetection",
+    unsupported="tls portLevelSettings tunnel proxyProtocol retryBudget",
 )
 LOAD_BALANCER = shape(
     "LoadBalancerSettings",
@@ -126,6 +126,11 @@ HTTP_SETTINGS = shape(
     "HTTPSettings",
     "idleTimeout maxRequestsPerConnection h2UpgradePolicy useClientProtocol maxConcurrentStreams "
     "http1MaxPendingRequests http2MaxRequests maxRetries",
+)
+OUTLIER_DETECTION = shape(
+    "OutlierDetection",
+    "consecutiveErrors consecutive5xxErrors consecutiveGatewayErrors consecutiveLocalOriginFailures "
+    "splitExternalLocalOriginErrors interval baseEjectionTime maxEjectionPercent minHealthPercent",
 )
 SUBSET = shape("Subset", "name labels trafficPolicy")
 

@@ -85,6 +85,8 @@ class AdminEndpoints:
                 lines.append(f"{prefix}::weight::{endpoint.weight}")
                 for key, value in sorted(endpoint.labels.items()):
                     lines.append(f"{prefix}::label::{key}={value}")
+                if state is not None:
+                    lines.append(f"{prefix}::health_flags::{state.health_flags(endpoint)}")
                 stats = state.endpoint_stats.get(endpoint.key) if state is not None else None
                 if stats is not None:
                     lines.append(f"{prefix}::rq_total::{stats.rq_total}")

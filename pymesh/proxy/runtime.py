@@ -18,6 +18,7 @@ from pymesh.policy.balancer import make_balancer
 from pymesh.policy.circuit_breaker import CircuitBreaker
 from pymesh.policy.hashkey import hash_key
 from pymesh.policy.outcome import Outcome
+from pymesh.policy.outlier import OutlierDetector
 from pymesh.policy.retry import RetryPolicy
 from pymesh.proxy.filters import chains_for
 from pymesh.proxy.downstream_limits import DeadlineSweeper, DownstreamLimits
@@ -54,13 +55,25 @@ class EndpointStats:
 
 
 class ClusterState:
-    """A cluster with its balancer and per-endpoint outcome counters (for /clusters)."""
+    """A cluster with its balancer, per-endpoint outcome counters (for /clusters) and, when its
+    traffic policy asks for it, an outlier detector whose ejected hosts the balancer skips."""
 
-    def __init__(self, cluster: Cluster, stats: dict[str, int]) -> None:
+    def __init__(self, cluster: Cluster, stats: dict[str, int], loop: asyncio.AbstractEventLoop | None = None,
+                 previous: ClusterState | None = None) -> None:
+        """`loop` runs the outlier sweep (without it, no detection); `previous` is the state this
+        one replaces on a config change: its hosts that persist keep their outlier state."""
         self.cluster = cluster
         self.stats = stats  # Envoy's cluster.<name>.* counters, shared with /stats
-        self.balancer = make_balancer(cluster.load_balancer, cluster.endpoints, RNG)
         self.breaker = CircuitBreaker(stats, cluster.connection_pool)
+        self.outlier: OutlierDetector | None = None
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        settings = cluster.outlier_detection
+        if settings is not None and loop is not None:
+            self._loop = loop
+            self.outlier = OutlierDetector(settings, (e.key for e in cluster.endpoints), loop.time, stats,
+                                           previous.outlier if previous is not None else None)
+            self._sweep_timer = loop.call_later(settings.interval, self._sweep)
+        self._rebalance()
         self.consistent_hash = cluster.load_balancer.consistent_hash
         pool = cluster.connection_pool
         # HTTP/2 upstream: always for HTTP2/GRPC ports or with h2UpgradePolicy UPGRADE (Istio);
@@ -97,6 +110,46 @@ class ClusterState:
             stats.rq_timeout += 1
         if outcome is not Outcome.RESPONSE or (status or 0) >= 500:
             stats.rq_error += 1
+        if self.outlier is not None:
+            kind = self.outlier.record(endpoint.key, outcome, status)
+            if kind is not None:
+                host = self.outlier.hosts[endpoint.key]
+                log.info("outlier detection: ejected %s from %s (%s; ejection %d, for %gs)", endpoint.key,
+                         self.cluster.name, kind, host.ejections, self.outlier.ejection_time(host))
+                self._rebalance()
+
+    # outlier detection ----------------------------------------------------------------------------
+
+    def _rebalance(self) -> None:
+        """A balancer over the hosts not ejected, or over all of them in panic (minHealthPercent)."""
+        endpoints = self.cluster.endpoints
+        detector = self.outlier
+        if detector is not None and detector.ejected and not detector.in_panic():
+            endpoints = tuple(e for e in endpoints if e.key not in detector.ejected)
+        self.balancer = make_balancer(self.cluster.load_balancer, endpoints, RNG)
+
+    def _sweep(self) -> None:
+        detector = self.outlier
+        returned = detector.sweep()
+        for key in returned:
+            log.info("outlier detection: %s returns to %s", key, self.cluster.name)
+        if returned:
+            self._rebalance()
+        self._sweep_timer = self._loop.call_later(detector.settings.interval, self._sweep)
+
+    def health_flags(self, endpoint: Endpoint) -> str:
+        """Envoy's /clusters health_flags: "healthy", or "/failed_outlier_check" when ejected."""
+        detector = self.outlier
+        return "/failed_outlier_check" if detector is not None and endpoint.key in detector.ejected else "healthy"
+
+    def close(self) -> None:
+        """The state is replaced or gone: stop its sweep and drop its ejections from the gauge
+        (unless a replacing state took its hosts over)."""
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        if self.outlier is not None:
+            self.outlier.close()
 
 
 _STATUS_CLASS = {n: f"upstream_rq_{n}xx" for n in (1, 2, 3, 4, 5)}
@@ -136,7 +189,12 @@ class Runtime:
             if previous is not None and previous.cluster == cluster:
                 states[name] = previous
             else:
-                states[name] = ClusterState(cluster, self.telemetry.metrics.cluster_stats(name))
+                states[name] = self.cluster_state(cluster, previous)
+                if previous is not None:
+                    previous.close()
+        for name, state in old.items():
+            if name not in states:
+                state.close()
         self.cluster_states = states
         self._retry_policies = {}
         self._inbound = {}
@@ -151,6 +209,11 @@ class Runtime:
         self.telemetry.configure(snapshot)
         self.pools.retain(snapshot.clusters)
 
+    def cluster_state(self, cluster: Cluster, previous: ClusterState | None = None) -> ClusterState:
+        metrics = self.telemetry.metrics
+        stats = (metrics.cluster_stats if cluster.outlier_detection is None else metrics.outlier_stats)(cluster.name)
+        return ClusterState(cluster, stats, self.loop, previous)
+
     # captured traffic (see pymesh.proxy.capture) ---------------------------------------------
 
     passthrough_listener = Listener("PassthroughCluster", "outbound", "", 0, "TCP")
@@ -161,7 +224,7 @@ class Runtime:
         if listener is None:
             listener, cluster = implicit_inbound(self.snapshot, port, address)
             if cluster.name not in self.cluster_states:
-                self.cluster_states[cluster.name] = ClusterState(cluster, self.telemetry.metrics.cluster_stats(cluster.name))
+                self.cluster_states[cluster.name] = self.cluster_state(cluster)
             self._inbound[port] = listener
         return listener
 
@@ -172,7 +235,7 @@ class Runtime:
             if len(self._passthrough) >= PASSTHROUGH_CACHE:
                 self._passthrough.clear()
             cluster = passthrough_cluster(*destination)
-            state = self._passthrough[destination] = ClusterState(cluster, self.telemetry.metrics.cluster_stats(cluster.name))
+            state = self._passthrough[destination] = self.cluster_state(cluster)
         return state
 
     def current(self, listener):
@@ -258,6 +321,8 @@ class Runtime:
         """Stop the runtime's timers and close idle upstream connections (end of drain)."""
         self.deadlines.close()
         self.pools.close()
+        for state in self.cluster_states.values():
+            state.close()
 
     def start_draining(self) -> None:
         """Stop keep-alive: idle connections close now, busy ones after their current response."""

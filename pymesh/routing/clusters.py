@@ -19,14 +19,24 @@ def inbound_name(port: int) -> str:
     return f"inbound|{port}||"
 
 
+def policy_layers(rule: model.DestinationRule | None, subset: model.Subset | None) -> list[model.TrafficPolicy]:
+    """The traffic policies that apply to a cluster, the most specific first."""
+    return [p for p in (subset and subset.traffic_policy, rule and rule.traffic_policy) if p]
+
+
 def effective_policy(
     rule: model.DestinationRule | None, subset: model.Subset | None
 ) -> tuple[model.LoadBalancerSettings, model.ConnectionPoolSettings]:
     """Istio's merge: each field the subset's trafficPolicy sets replaces the rule's whole field."""
-    layers = [p for p in (subset and subset.traffic_policy, rule and rule.traffic_policy) if p]
+    layers = policy_layers(rule, subset)
     lb = next((p.load_balancer for p in layers if p.load_balancer), None)
     pool = next((p.connection_pool for p in layers if p.connection_pool), None)
     return lb or model.LoadBalancerSettings(), pool or model.ConnectionPoolSettings()
+
+
+def effective_outlier(rule: model.DestinationRule | None, subset: model.Subset | None) -> model.OutlierDetection | None:
+    """The most specific outlierDetection, whole (Istio does not merge its fields); None: off."""
+    return next((p.outlier_detection for p in policy_layers(rule, subset) if p.outlier_detection), None)
 
 
 class RuleIndex:
@@ -70,6 +80,7 @@ def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Sub
         load_balancer=lb,
         connection_pool=pool,
         namespace=svc.namespace,
+        outlier_detection=effective_outlier(rule, subset),
     )
 
 

@@ -58,6 +58,7 @@ class Cluster:
     load_balancer: model.LoadBalancerSettings
     connection_pool: model.ConnectionPoolSettings
     namespace: str = ""  # service's namespace, for metrics (destination_service_namespace)
+    outlier_detection: model.OutlierDetection | None = None  # None: no host is ever ejected
 
 
 @dataclass(frozen=True)

@@ -290,6 +290,10 @@ class MetricsContext:
     def cluster_stats(self, cluster_name: str) -> dict[str, int]:
         return self.store.scope(stats.cluster_scope(cluster_name), stats.CLUSTER_STATS)
 
+    def outlier_stats(self, cluster_name: str) -> dict[str, int]:
+        """The cluster's scope with the outlier detection stats added (the same dict)."""
+        return self.store.scope(stats.cluster_scope(cluster_name), stats.CLUSTER_STATS + stats.OUTLIER_DETECTION_STATS)
+
     def listener_stats(self, listener_name: str) -> dict[str, int]:
         return self.store.scope(stats.listener_scope(listener_name), stats.LISTENER_STATS)
 

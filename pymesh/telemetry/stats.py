@@ -39,6 +39,20 @@ CLUSTER_STATS = (
     "upstream_flow_control_resumed_reading_total",
 )
 
+# Added to a cluster's scope when it has outlier detection (pymesh.policy.outlier), as Envoy
+# creates them with the detector; ejections_active is a gauge.
+OUTLIER_DETECTION_STATS = (
+    "outlier_detection.ejections_enforced_total",
+    "outlier_detection.ejections_active",
+    "outlier_detection.ejections_overflow",
+    "outlier_detection.ejections_enforced_consecutive_5xx",
+    "outlier_detection.ejections_detected_consecutive_5xx",
+    "outlier_detection.ejections_enforced_consecutive_gateway_failure",
+    "outlier_detection.ejections_detected_consecutive_gateway_failure",
+    "outlier_detection.ejections_enforced_consecutive_local_origin_failure",
+    "outlier_detection.ejections_detected_consecutive_local_origin_failure",
+)
+
 LISTENER_STATS = (
     "downstream_cx_total",
     "downstream_cx_active",

@@ -182,7 +182,12 @@ def test_destination_rule(data):
                 name="v3",
                 labels={"version": "v3"},
                 traffic_policy=m.TrafficPolicy(
-                    load_balancer=m.LoadBalancerSettings(consistent_hash=m.ConsistentHash(http_header_name="x-user"))
+                    load_balancer=m.LoadBalancerSettings(consistent_hash=m.ConsistentHash(http_header_name="x-user")),
+                    outlier_detection=m.OutlierDetection(  # the newer fields win over consecutiveErrors
+                        consecutive_5xx=5, consecutive_gateway=3, consecutive_local_origin=4,
+                        split_external_local_origin_errors=True, interval=5.0, base_ejection_time=60.0,
+                        max_ejection_percent=50, min_health_percent=20,
+                    ),
                 ),
             ),
         ),

@@ -384,14 +384,47 @@ CASES = [
             consistentHash:
               httpCookie: {ttl: 0s}
         """, "10 spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name: required field is missing"),
-    case("dr-outlier-and-tls", DR, """\
+    case("dr-tls", DR, """\
         host: r
         trafficPolicy:
           outlierDetection: {consecutive5xxErrors: 5}
           tls: {mode: ISTIO_MUTUAL}
         """,
-         "8 spec.trafficPolicy.outlierDetection: field not supported by pymesh yet",
          "9 spec.trafficPolicy.tls: field not supported by pymesh yet"),
+    case("dr-outlier-values", DR, """\
+        host: r
+        trafficPolicy:
+          outlierDetection:
+            consecutive5xxErrors: -1
+            consecutiveGatewayErrors: 4294967296
+            consecutiveErrors: -3
+            interval: 0s
+            baseEjectionTime: 1500us
+            maxEjectionPercent: 101
+            minHealthPercent: -5
+            splitExternalLocalOriginErrors: "yes"
+        """,
+         "9 spec.trafficPolicy.outlierDetection.consecutive5xxErrors: must be between 0 and 4294967295, got -1",
+         "10 spec.trafficPolicy.outlierDetection.consecutiveGatewayErrors: must be between 0 and 4294967295, "
+         "got 4294967296",
+         "11 spec.trafficPolicy.outlierDetection.consecutiveErrors: must be between 0 and 2147483647, got -3",
+         "12 spec.trafficPolicy.outlierDetection.interval: duration must be at least 1ms",
+         "13 spec.trafficPolicy.outlierDetection.baseEjectionTime: only durations to ms precision are supported",
+         "14 spec.trafficPolicy.outlierDetection.maxEjectionPercent: must be between 0 and 100, got 101",
+         "15 spec.trafficPolicy.outlierDetection.minHealthPercent: must be between 0 and 100, got -5",
+         '16 spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors: expected a boolean, got "yes"'),
+    case("dr-outlier-local-origin-without-split", DR, """\
+        host: r
+        subsets:
+        - name: v1
+          trafficPolicy:
+            outlierDetection: {consecutiveLocalOriginFailures: 3, interval: soon, bogus: 1}
+        """,
+         "10 spec.subsets[0].trafficPolicy.outlierDetection.bogus: unknown field",
+         "10 spec.subsets[0].trafficPolicy.outlierDetection.consecutiveLocalOriginFailures: "
+         "only counted with splitExternalLocalOriginErrors: true (set it, or leave this out)",
+         "10 spec.subsets[0].trafficPolicy.outlierDetection.interval: invalid duration 'soon': "
+         'expected numbers with units (h, m, s, ms, us or ns), e.g. "250ms", "1.5s" or "1m30s"'),
     case("dr-traffic-policy-empty", DR, "host: r\ntrafficPolicy: {}\n",
          "7 spec.trafficPolicy: traffic policy must set at least one field"),
     case("dr-pool", DR, """\

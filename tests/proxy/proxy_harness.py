@@ -808,10 +808,22 @@ class Proxy:
     def admin(self, path: str, method: str = "GET", port: int | None = None) -> tuple[int, dict, bytes]:
         return http_get(port or self.admin_port, path, method=method)
 
+    def stats(self) -> dict[str, int]:
+        """The admin /stats page as {"scope.name": value}."""
+        status, _, body = self.admin("/stats")
+        assert status == 200, body
+        pairs = (line.rpartition(": ") for line in body.decode().splitlines() if line)
+        return {name: int(value) for name, _, value in pairs}
+
+    def clusters(self) -> dict[str, str]:
+        """The admin /clusters page as {"cluster::address:port::stat": value}."""
+        status, _, body = self.admin("/clusters")
+        assert status == 200, body
+        return dict(line.rpartition("::")[::2] for line in body.decode().splitlines() if line)
+
     def stat(self, name: str) -> int:
-        """Sum of one admin /stats counter over every scope that has it."""
-        _, _, body = self.admin("/stats")
-        return sum(int(v) for v in re.findall(rb"\.%s: (\d+)" % name.encode(), body))
+        """Sum of one /stats counter over every scope that has it."""
+        return sum(value for key, value in self.stats().items() if key.endswith("." + name))
 
     def prometheus(self, port: int | None = None) -> str:
         status, _, body = http_get(port or self.stats_port, "/stats/prometheus")
