@@ -114,6 +114,24 @@ def integer(low: int | None = None, high: int | None = None) -> Convert:
 PORT = integer(1, 65535)
 
 
+def number(low: float | None = None, high: float | None = None) -> Convert:
+    """A number (an Istio DoubleValue: integers count too) within [low, high], as a float."""
+
+    def convert(sink: Sink, slot: Slot) -> float | None:
+        value = slot.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            sink.at(slot, f"expected a number, got {describe(value)}")
+            return None
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if low is not None and high is not None else (
+                f">= {low}" if low is not None else f"<= {high}")
+            sink.at(slot, f"must be {bounds}, got {value}")
+            return None
+        return float(value)
+
+    return convert
+
+
 def boolean(sink: Sink, slot: Slot) -> bool | None:
     return slot.value if expect(sink, slot, bool) else None
 
