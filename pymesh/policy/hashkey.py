@@ -12,9 +12,10 @@ from typing import Mapping
 from pymesh.api import model
 
 
-def stable_hash64(data: bytes) -> int:
-    """A 64-bit hash that every process and machine agrees on."""
-    return int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
+def stable_hash64(data: bytes, seed: int = 0) -> int:
+    """A 64-bit hash that every process and machine agrees on; `seed` picks an independent one."""
+    digest = blake2b(data, digest_size=8, salt=seed.to_bytes(16, "big")) if seed else blake2b(data, digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
 
 
 def _encode(value: str) -> bytes:
