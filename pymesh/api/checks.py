@@ -15,6 +15,7 @@ _WILDCARD_LABEL = re.compile(r"\*(-?[a-z0-9]([-a-z0-9]*[a-z0-9])?)?\Z")  # "*", 
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
 _HEADER_NAME = re.compile(r"[-_A-Za-z0-9]+\Z")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 field name
+_COOKIE_OCTETS = re.compile(r"[\x21-\x3a\x3c-\x7e]*\Z")  # RFC 6265: no CTL, space or ";"
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 UNIX_PREFIX = "unix://"
 
@@ -190,3 +191,22 @@ def sidecar_egress_host(value: str) -> str | None:
     if "." not in name:
         return f"host {value!r}: short names are not allowed, use a fully qualified name"
     return wildcard_domain(name)
+
+
+def cookie_token(value: str) -> str | None:
+    """A Set-Cookie name or attribute name: an RFC 9110 token (it is written into a header)."""
+    return None if _TOKEN.match(value) else f"{value!r} is not a valid cookie token"
+
+
+def cookie_octets(value: str) -> str | None:
+    """A Set-Cookie attribute value or path: printable, without spaces or ";" (RFC 6265)."""
+    return None if _COOKIE_OCTETS.match(value) else f"{value!r} may not contain spaces, \";\" or control characters"
+
+
+def is_prime(n: int) -> bool:
+    """Envoy's (and Istio's) primality test for Maglev table sizes."""
+    if 0 < n < 4:
+        return True
+    if n % 2 == 0:
+        return False
+    return all(n % f for f in range(3, int(n ** 0.5) + 1, 2))

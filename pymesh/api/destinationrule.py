@@ -3,15 +3,14 @@ pools) and the named subsets routes can pick."""
 
 from __future__ import annotations
 
-from pymesh.api import checks, common, model, shapes
-from pymesh.api.reader import Convert, Reader, Sink, Slot, boolean, choice, distinct, duration, integer, message, text
+from pymesh.api import checks, common, locality, model, shapes
+from pymesh.api.reader import Convert, Reader, Sink, Slot, boolean, choice, distinct, duration, integer, message, number, text
 
 SIMPLE = choice(
     "load balancer",
-    ("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"),
+    ("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "PASSTHROUGH"),
     # LEAST_CONN is Istio's deprecated name for LEAST_REQUEST; UNSPECIFIED means "the default".
     aliases={"LEAST_CONN": "LEAST_REQUEST", "UNSPECIFIED": model.LoadBalancerSettings.simple},
-    not_yet=("PASSTHROUGH",),
 )
 _HASH_KEYS = ("httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameterName")
 
@@ -50,32 +49,77 @@ TRAFFIC_POLICY = message(shapes.TRAFFIC_POLICY, _traffic_policy)
 
 def _load_balancer(r: Reader) -> model.LoadBalancerSettings:
     r.one_of(("simple", "consistentHash"), required=False)
+    warmup = r.get("warmup", message(shapes.WARMUP, _warmup))
+    if warmup is None:  # the older field; `warmup` wins when both are set, as in Istio
+        seconds = r.get("warmupDurationSecs", duration())
+        warmup = model.Warmup(seconds) if seconds else None
     return model.LoadBalancerSettings(
         simple=r.get("simple", SIMPLE, model.LoadBalancerSettings.simple),
         consistent_hash=r.get("consistentHash", message(shapes.CONSISTENT_HASH, _consistent_hash)),
+        locality_lb=r.get("localityLbSetting", message(shapes.LOCALITY_LB_SETTING, locality.lb_setting)),
+        warmup=warmup,
+    )
+
+
+def _warmup(r: Reader) -> model.Warmup:
+    return model.Warmup(
+        duration=r.get("duration", duration(positive=True), 0.0, required=True),
+        minimum_percent=r.get("minimumPercent", number(0, 100), model.Warmup.minimum_percent),
+        aggression=r.get("aggression", number(1), model.Warmup.aggression),
     )
 
 
 def _consistent_hash(r: Reader) -> model.ConsistentHash:
     r.one_of(_HASH_KEYS, required=True)
+    algorithm = r.one_of(("ringHash", "maglev"), required=False)
+    if algorithm and r.has("minimumRingSize"):
+        r.error("minimumRingSize", f"only one of minimumRingSize or {algorithm} may be set (minimumRingSize is deprecated)")
     use_source_ip = r.get("useSourceIp", boolean, False)
     if r.has("useSourceIp") and not use_source_ip:
         r.error("useSourceIp", "must be true when set (leave it out to hash on something else)")
     cookie = r.get("httpCookie", message(shapes.HTTP_COOKIE, _http_cookie), {})
+    ring_size = r.get("minimumRingSize", RING_SIZE, 0) or r.get("ringHash", message(shapes.RING_HASH, _ring_hash), 0)
     return model.ConsistentHash(
         http_header_name=r.get("httpHeaderName", text(checks.match_header_name), ""),
         use_source_ip=use_source_ip,
         http_query_parameter_name=r.get("httpQueryParameterName", text(checks.not_empty), ""),
+        maglev=algorithm == "maglev",
+        minimum_ring_size=ring_size or model.ConsistentHash.minimum_ring_size,
+        maglev_table_size=r.get("maglev", message(shapes.MAGLEV, _maglev), model.ConsistentHash.maglev_table_size),
         **cookie,
     )
+
+
+# Envoy's RingHashLbConfig.minimum_ring_size limit; 0 means Envoy's default of 1024.
+RING_SIZE = integer(0, 8_388_608)
+
+
+def _ring_hash(r: Reader) -> int:
+    return r.get("minimumRingSize", RING_SIZE, 0)
+
+
+def _maglev(r: Reader) -> int:
+    size = r.get("tableSize", integer(0), 0)
+    if not size:
+        r.error_here("tableSize must be set for maglev")
+    elif size >= 5_000_011:
+        r.error("tableSize", f"must be less than 5000011 for maglev, got {size}")
+    elif not checks.is_prime(size):
+        r.error("tableSize", f"must be a prime number for maglev, got {size}")
+    return size
 
 
 def _http_cookie(r: Reader) -> dict:
     return {
         "http_cookie": r.get("name", text(checks.not_empty), "", required=True),
         "http_cookie_ttl": r.get("ttl", duration()),
-        "http_cookie_path": r.get("path", text(), ""),
+        "http_cookie_path": r.get("path", text(checks.cookie_octets), ""),
+        "http_cookie_attributes": r.get_list("attributes", message(shapes.COOKIE_ATTRIBUTE, _cookie_attribute)),
     }
+
+
+def _cookie_attribute(r: Reader) -> tuple[str, str]:
+    return (r.get("name", text(checks.cookie_token), "", required=True), r.get("value", text(checks.cookie_octets), ""))
 
 
 H2_UPGRADE_POLICY = choice("h2UpgradePolicy", ("DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"))

@@ -57,6 +57,7 @@ class WorkloadEntrySpec:
     labels: Labels = field(default_factory=dict)
     weight: int = 1
     service_account: str = ""
+    locality: str = ""  # "region/zone/subzone" (any prefix of it), for locality load balancing
 
 
 @dataclass(frozen=True)
@@ -239,12 +240,47 @@ class ConsistentHash:
     http_query_parameter_name: str = ""
     http_cookie_ttl: float | None = None  # httpCookie.ttl, seconds: set = generate the cookie if absent
     http_cookie_path: str = ""  # httpCookie.path, for a generated cookie
+    http_cookie_attributes: tuple[tuple[str, str], ...] = ()  # httpCookie.attributes: (name, value)
+    maglev: bool = False  # the hash algorithm: Maglev, else ring hash (Istio's default)
+    minimum_ring_size: int = 1024  # ringHash.minimumRingSize (or the deprecated top-level one)
+    maglev_table_size: int = 65537  # maglev.tableSize: a prime
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """Envoy's slow start: a new endpoint's weight ramps from minimum_percent to full."""
+
+    duration: float  # seconds
+    minimum_percent: float = 10.0
+    aggression: float = 1.0
+
+
+@dataclass(frozen=True)
+class LocalityDistribute:
+    source: str  # `from`: the proxy's locality pattern ("region/zone/*")
+    to: tuple[tuple[str, int], ...]  # (endpoint locality pattern, percent); percents sum to 100
+
+
+@dataclass(frozen=True)
+class LocalityFailover:
+    source: str  # `from` region
+    to: str  # region
+
+
+@dataclass(frozen=True)
+class LocalityLbSetting:
+    enabled: bool = True
+    distribute: tuple[LocalityDistribute, ...] = ()
+    failover: tuple[LocalityFailover, ...] = ()
+    failover_priority: tuple[str, ...] = ()  # label names, optionally "name=value"
 
 
 @dataclass(frozen=True)
 class LoadBalancerSettings:
-    simple: str = "LEAST_REQUEST"  # ROUND_ROBIN | LEAST_REQUEST | RANDOM; Istio's default since 1.14
+    simple: str = "LEAST_REQUEST"  # ROUND_ROBIN | LEAST_REQUEST | RANDOM | PASSTHROUGH; Istio's default since 1.14
     consistent_hash: ConsistentHash | None = None
+    locality_lb: LocalityLbSetting | None = None  # None: Istio's mesh default (enabled, no rules)
+    warmup: Warmup | None = None  # `warmup`, or the older `warmupDurationSecs`
 
 
 @dataclass(frozen=True)

@@ -114,16 +114,20 @@ def integer(low: int | None = None, high: int | None = None) -> Convert:
 PORT = integer(1, 65535)
 
 
-def number(low: float, high: float) -> Convert:
-    """A number (integer or float: YAML's 100 and 100.0 are both a double here) within [low, high]."""
+def number(low: float | None = None, high: float | None = None) -> Convert:
+    """A number (an Istio DoubleValue: integers count too) within [low, high], as a float."""
 
     def convert(sink: Sink, slot: Slot) -> float | None:
         value = slot.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             sink.at(slot, f"expected a number, got {describe(value)}")
             return None
-        if not low <= value <= high:
-            sink.at(slot, f"must be between {low:g} and {high:g}, got {value:g}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            if low is not None and high is not None:
+                bounds = f"between {low:g} and {high:g}"
+            else:
+                bounds = f">= {low:g}" if low is not None else f"<= {high:g}"
+            sink.at(slot, f"must be {bounds}, got {value:g}")
             return None
         return float(value)
 

@@ -62,6 +62,7 @@ def workload_entry_spec(
         # Istio's weight is a proto3 uint32, so 0 cannot be told from unset: both mean the default.
         weight=r.get("weight", integer(0), 0) or model.WorkloadEntrySpec.weight,
         service_account=r.get("serviceAccount", text(checks.dns_subdomain), ""),
+        locality=r.get("locality", text(), ""),
     )
 
 

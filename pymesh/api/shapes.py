@@ -54,7 +54,7 @@ SERVICE_ENTRY = shape(
 )
 SERVICE_PORT = shape("ServicePort", "number protocol name targetPort")
 WORKLOAD_ENTRY = shape(
-    "WorkloadEntry", "address ports labels weight serviceAccount", unsupported="network locality"
+    "WorkloadEntry", "address ports labels weight serviceAccount locality", unsupported="network"
 )
 
 # --- VirtualService --------------------------------------------------------------------------
@@ -109,16 +109,20 @@ TRAFFIC_POLICY = shape(
     unsupported="tls portLevelSettings tunnel proxyProtocol retryBudget",
 )
 LOAD_BALANCER = shape(
-    "LoadBalancerSettings",
-    "simple consistentHash",
-    unsupported="localityLbSetting warmupDurationSecs warmup",
+    "LoadBalancerSettings", "simple consistentHash localityLbSetting warmupDurationSecs warmup"
 )
 CONSISTENT_HASH = shape(
     "ConsistentHashLB",
-    "httpHeaderName httpCookie useSourceIp httpQueryParameterName",
-    unsupported="ringHash maglev minimumRingSize",
+    "httpHeaderName httpCookie useSourceIp httpQueryParameterName ringHash maglev minimumRingSize",
 )
-HTTP_COOKIE = shape("HTTPCookie", "name ttl path", unsupported="attributes")
+RING_HASH = shape("RingHash", "minimumRingSize")
+MAGLEV = shape("MagLev", "tableSize")
+HTTP_COOKIE = shape("HTTPCookie", "name ttl path attributes")
+COOKIE_ATTRIBUTE = shape("HTTPCookie.Attribute", "name value")
+WARMUP = shape("WarmupConfiguration", "duration minimumPercent aggression")
+LOCALITY_LB_SETTING = shape("LocalityLoadBalancerSetting", "enabled distribute failover failoverPriority")
+LOCALITY_DISTRIBUTE = shape("LocalityLoadBalancerSetting.Distribute", "from to")
+LOCALITY_FAILOVER = shape("LocalityLoadBalancerSetting.Failover", "from to")
 CONNECTION_POOL = shape("ConnectionPoolSettings", "tcp http")
 TCP_SETTINGS = shape("TCPSettings", "connectTimeout idleTimeout maxConnections tcpKeepalive maxConnectionDuration")
 TCP_KEEPALIVE = shape("TcpKeepalive", "probes time interval")

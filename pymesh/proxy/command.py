@@ -46,6 +46,10 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="this workload's labels, k=v,k=v (selects the Sidecar, sourceLabels) [$PYMESH_LABELS]")
     parser.add_argument("--service-account", default=os.environ.get("PYMESH_SERVICE_ACCOUNT", "default"),
                         help="this workload's service account [$PYMESH_SERVICE_ACCOUNT]")
+    parser.add_argument("--locality", default=os.environ.get("PYMESH_LOCALITY", ""), metavar="REGION/ZONE/SUBZONE",
+                        help="where this proxy runs, for locality load balancing (default: from the labels "
+                        "topology.kubernetes.io/region, topology.kubernetes.io/zone, topology.istio.io/subzone) "
+                        "[$PYMESH_LOCALITY]")
     parser.add_argument("--concurrency", type=int, default=1,
                         help="worker processes sharing the listeners with SO_REUSEPORT (default 1)")
     parser.add_argument("--admin-address", default="127.0.0.1",
@@ -152,6 +156,7 @@ def options_from_args(args) -> ProxyOptions:
         namespace=args.namespace,
         labels=parse_labels(args.labels),
         service_account=args.service_account,
+        locality=args.locality,
     )
     return ProxyOptions(
         config_paths=args.config or [],

@@ -131,6 +131,10 @@ class Exchange:
         self.policy = runtime.retry_policy(route)
         self.response_header_ops = (weighted.response_headers, route.response_headers)
         self.hash_key = state.hash_key(head)
+        if self.hash_key is None and state.cookie is not None:  # Envoy generates the missing cookie
+            info = head.connection
+            self.hash_key, set_cookie = state.cookie.make(info.source_ip, info.source_port, info.local_port)
+            self.response_header_ops += (set_cookie,)
         self.upstream_request = self._upstream_request()
         self.filters = runtime.filter_chains[self.listener.direction][route.filter_set]
         self.resume_filters(0)

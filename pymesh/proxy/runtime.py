@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
-from pymesh.http.message import RequestHead
+from pymesh.http.message import ConnectionInfo, RequestHead
 from pymesh.http import h1
 from pymesh.policy.balancer import make_balancer
 from pymesh.policy.circuit_breaker import CircuitBreaker
-from pymesh.policy.hashkey import hash_key
+from pymesh.policy.hashkey import cookie_maker, hash_key
 from pymesh.policy.outcome import Outcome
 from pymesh.policy.outlier import OutlierDetector
 from pymesh.policy.retry import RetryPolicy
@@ -55,8 +56,13 @@ class EndpointStats:
 
 
 class ClusterState:
-    """A cluster with its balancer, per-endpoint outcome counters (for /clusters) and, when its
-    traffic policy asks for it, an outlier detector whose ejected hosts the balancer skips."""
+    """A cluster with its balancer, per-endpoint outcome counters (for /clusters), its circuit
+    breaker and, when its traffic policy asks for it, an outlier detector whose ejected hosts the
+    balancer skips.
+
+    `born`: when endpoints added after the cluster's first version appeared (slow start);
+    carried over from the `previous` state of the same cluster on a configuration change.
+    """
 
     def __init__(self, cluster: Cluster, stats: dict[str, int], loop: asyncio.AbstractEventLoop | None = None,
                  previous: ClusterState | None = None) -> None:
@@ -64,6 +70,7 @@ class ClusterState:
         one replaces on a config change: its hosts that persist keep their outlier state."""
         self.cluster = cluster
         self.stats = stats  # Envoy's cluster.<name>.* counters, shared with /stats
+        self.born = _born(cluster, previous)
         self.breaker = CircuitBreaker(stats, cluster.connection_pool)
         self.outlier: OutlierDetector | None = None
         self._sweep_timer: asyncio.TimerHandle | None = None
@@ -75,6 +82,8 @@ class ClusterState:
             self._sweep_timer = loop.call_later(settings.interval, self._sweep)
         self._rebalance()
         self.consistent_hash = cluster.load_balancer.consistent_hash
+        self.passthrough = self.consistent_hash is None and cluster.load_balancer.simple == "PASSTHROUGH"
+        self.cookie = cookie_maker(self.consistent_hash)  # generates a missing hash cookie
         pool = cluster.connection_pool
         # HTTP/2 upstream: always for HTTP2/GRPC ports or with h2UpgradePolicy UPGRADE (Istio);
         # with useClientProtocol, for exactly the requests that came in over HTTP/2.
@@ -85,9 +94,17 @@ class ClusterState:
 
     def hash_key(self, head: RequestHead) -> bytes | None:
         if self.consistent_hash is None:
-            return None
+            return self.connection_key(head.connection) if self.passthrough else None
         query = head.path.partition("?")[2]
         return hash_key(self.consistent_hash, head.headers, head.connection.source_ip, query)
+
+    def connection_key(self, info: ConnectionInfo) -> bytes | None:
+        """What a connection's endpoint is picked by: the source IP for a consistent hash, the
+        original destination for PASSTHROUGH (Envoy's ORIGINAL_DST)."""
+        if self.passthrough:
+            destination = info.original_destination
+            return f"{destination[0]}:{destination[1]}".encode() if destination else None
+        return info.source_ip.encode() if self.consistent_hash else None
 
     def record_attempt(self, endpoint: Endpoint | None, outcome: Outcome, status: int | None) -> None:
         if endpoint is None:
@@ -126,7 +143,8 @@ class ClusterState:
         detector = self.outlier
         if detector is not None and detector.ejected and not detector.in_panic():
             endpoints = tuple(e for e in endpoints if e.key not in detector.ejected)
-        self.balancer = make_balancer(self.cluster.load_balancer, endpoints, RNG)
+        self.balancer = make_balancer(self.cluster.load_balancer, endpoints, RNG, all_endpoints=self.cluster.endpoints,
+                                      born=self.born)
 
     def _sweep(self) -> None:
         detector = self.outlier
@@ -153,6 +171,16 @@ class ClusterState:
 
 
 _STATUS_CLASS = {n: f"upstream_rq_{n}xx" for n in (1, 2, 3, 4, 5)}
+
+
+def _born(cluster: Cluster, previous: ClusterState | None) -> dict[str, float]:
+    """Creation times of endpoints new since the cluster's first version (none at first)."""
+    if previous is None:
+        return {}
+    known = {e.key for e in previous.cluster.endpoints}
+    now = time.monotonic()
+    return {e.key: previous.born.get(e.key, now) if e.key in known else now
+            for e in cluster.endpoints if e.key in previous.born or e.key not in known}
 
 
 class Runtime:

@@ -111,7 +111,7 @@ class TcpProxy(asyncio.Protocol):
         state = self.runtime.cluster_states.get(weighted.cluster)
         if state is None:
             return None
-        endpoint = state.balancer.pick(self.info.source_ip.encode() if state.consistent_hash else None)
+        endpoint = state.balancer.pick(state.connection_key(self.info))
         if endpoint is None:
             return None
         self.cluster_state, self.endpoint = state, endpoint

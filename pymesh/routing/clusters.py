@@ -5,10 +5,11 @@ of it, and one per Sidecar ingress entry; each with its endpoints and traffic po
 from __future__ import annotations
 
 from pymesh.api import model
+from pymesh.routing import locality
 from pymesh.routing.hosts import host_matches, is_wildcard, parse_host_port
 from pymesh.routing.registry import Service, ServiceIndex
 from pymesh.routing.scope import exported_to, selects
-from pymesh.routing.snapshot import Cluster, Endpoint
+from pymesh.routing.snapshot import Cluster, Endpoint, ProxyIdentity
 
 
 def outbound_name(port: int, subset: str, host: str) -> str:
@@ -67,9 +68,16 @@ class RuleIndex:
         return rule
 
 
+def failover_enabled(rule: model.DestinationRule | None, subset: model.Subset | None) -> bool:
+    """Istio applies locality failover only to clusters with outlier detection."""
+    return effective_outlier(rule, subset) is not None
+
+
 def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Subset | None,
-             rule: model.DestinationRule | None, endpoints: tuple[Endpoint, ...]) -> Cluster:
+             rule: model.DestinationRule | None, endpoints: tuple[Endpoint, ...], proxy: ProxyIdentity) -> Cluster:
     lb, pool = effective_policy(rule, subset)
+    where = locality.proxy_locality(proxy.locality, proxy.labels)
+    endpoints = locality.apply(endpoints, lb.locality_lb, where, proxy.labels, failover_enabled(rule, subset))
     return Cluster(
         name=name,
         service_host=svc.host,
@@ -84,18 +92,18 @@ def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Sub
     )
 
 
-def outbound_clusters(services: ServiceIndex, rules: RuleIndex) -> dict[str, Cluster]:
+def outbound_clusters(services: ServiceIndex, rules: RuleIndex, proxy: ProxyIdentity = ProxyIdentity()) -> dict[str, Cluster]:
     out: dict[str, Cluster] = {}
     for svc in services.services:
         rule = rules.for_host(svc.host)
         for port in svc.ports:
             endpoints = svc.endpoints(port)
             name = outbound_name(port.number, "", svc.host)
-            out[name] = _cluster(name, svc, port, None, rule, endpoints)
+            out[name] = _cluster(name, svc, port, None, rule, endpoints, proxy)
             for subset in rule.subsets if rule else ():
                 name = outbound_name(port.number, subset.name, svc.host)
                 chosen = tuple(ep for ep in endpoints if selects(subset.labels, ep.labels))
-                out[name] = _cluster(name, svc, port, subset, rule, chosen)
+                out[name] = _cluster(name, svc, port, subset, rule, chosen, proxy)
     return out
 
 

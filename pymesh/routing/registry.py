@@ -42,6 +42,7 @@ class Service:
                 weight=spec.weight,
                 workload=workload,
                 namespace=self.namespace,
+                locality=spec.locality,
             )
             for workload, spec in self.members
         )

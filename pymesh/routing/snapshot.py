@@ -39,6 +39,9 @@ class Endpoint:
     weight: int = 1
     workload: str = ""  # workload name for metrics (destination_workload), if known
     namespace: str = ""
+    locality: str = ""  # "region/zone/subzone", as the WorkloadEntry or endpoint gave it
+    priority: int = 0  # Envoy's priority level: 0 is tried first (locality failover)
+    locality_weight: int = 0  # locality weighted load balancing (distribute); 0 = not weighted
 
     @property
     def key(self) -> str:
@@ -145,6 +148,7 @@ class ProxyIdentity:
     labels: Mapping[str, str] = field(default_factory=dict)
     service_account: str = "default"
     ip: str = ""
+    locality: str = ""  # "region/zone/subzone": where this proxy runs, for locality load balancing
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ def test_workload_entry(data):
             ports={"http": 9080},
             labels={"app": "details"},
             service_account="details",
+            locality="us-west/zone1/rack2",
         ),
     )
     assert we.metadata.source.line == 2  # the document starts after the comment
@@ -157,7 +158,13 @@ def test_destination_rule(data):
         metadata=m.Metadata(name="reviews"),
         host="reviews.default.svc.cluster.local",
         traffic_policy=m.TrafficPolicy(
-            load_balancer=m.LoadBalancerSettings(simple="LEAST_REQUEST"),  # LEAST_CONN is an alias
+            load_balancer=m.LoadBalancerSettings(
+                simple="LEAST_REQUEST",  # LEAST_CONN is an alias
+                warmup=m.Warmup(30.0),  # warmupDurationSecs: Envoy's defaults for the rest
+                locality_lb=m.LocalityLbSetting(distribute=(
+                    m.LocalityDistribute("us-west/zone1/*", (("us-west/zone1/*", 80), ("us-west/zone2/*", 20))),
+                )),
+            ),
             connection_pool=m.ConnectionPoolSettings(
                 connect_timeout=0.25, tcp_idle_timeout=3600.0, idle_timeout=30.0, max_requests_per_connection=100,
                 max_connections=100, max_connection_duration=3600.0,
@@ -173,7 +180,9 @@ def test_destination_rule(data):
                 traffic_policy=m.TrafficPolicy(
                     load_balancer=m.LoadBalancerSettings(
                         consistent_hash=m.ConsistentHash(
-                            http_cookie="session", http_cookie_ttl=90.0, http_cookie_path="/"
+                            http_cookie="session", http_cookie_ttl=90.0, http_cookie_path="/",
+                            http_cookie_attributes=(("SameSite", "Strict"), ("Secure", "")),
+                            minimum_ring_size=2048,
                         )
                     )
                 ),
@@ -182,12 +191,28 @@ def test_destination_rule(data):
                 name="v3",
                 labels={"version": "v3"},
                 traffic_policy=m.TrafficPolicy(
-                    load_balancer=m.LoadBalancerSettings(consistent_hash=m.ConsistentHash(http_header_name="x-user")),
+                    load_balancer=m.LoadBalancerSettings(
+                        consistent_hash=m.ConsistentHash(http_header_name="x-user", maglev=True),
+                        warmup=m.Warmup(60.0, minimum_percent=5.0, aggression=2.0),
+                        locality_lb=m.LocalityLbSetting(
+                            failover=(m.LocalityFailover("us-east", "us-west"),),
+                            failover_priority=("topology.istio.io/network",),
+                        ),
+                    ),
                     outlier_detection=m.OutlierDetection(  # the newer fields win over consecutiveErrors
                         consecutive_5xx=5, consecutive_gateway=3, consecutive_local_origin=4,
                         split_external_local_origin_errors=True, interval=5.0, base_ejection_time=60.0,
                         max_ejection_percent=50, min_health_percent=20,
                     ),
+                ),
+            ),
+            m.Subset(
+                name="v4",
+                labels={"version": "v4"},
+                traffic_policy=m.TrafficPolicy(
+                    load_balancer=m.LoadBalancerSettings(
+                        consistent_hash=m.ConsistentHash(use_source_ip=True, minimum_ring_size=4096)
+                    )
                 ),
             ),
         ),

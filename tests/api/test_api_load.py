@@ -123,7 +123,7 @@ def test_three_mistakes_all_reported(data: Path) -> None:
         f"{path}:13 spec.http[0].retries.attempts: must be >= 0, got -2",
         f"{path}:16 spec.http[0].fault.abort.httpStatus: must be between 200 and 599, got 700",
         f"{path}:26 spec.trafficPolicy.loadBalancer.simple: load balancer 'FASTEST' is not valid "
-        "(expected ROUND_ROBIN, LEAST_REQUEST or RANDOM)",
+        "(expected ROUND_ROBIN, LEAST_REQUEST, RANDOM or PASSTHROUGH)",
     ]
     assert result.config == model.MeshConfig()
 

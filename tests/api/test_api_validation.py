@@ -334,11 +334,9 @@ CASES = [
          '7 spec.exportTo: "*" cannot be combined with other entries'),
     # --- DestinationRule ----------------------------------------------------------------------
     case("dr-host-missing", DR, "subsets: []\n", "5 spec.host: required field is missing"),
-    case("dr-simple-passthrough", DR, "host: r\ntrafficPolicy:\n  loadBalancer: {simple: PASSTHROUGH}\n",
-         "8 spec.trafficPolicy.loadBalancer.simple: load balancer PASSTHROUGH is not supported yet"),
     case("dr-simple-invalid", DR, "host: r\ntrafficPolicy:\n  loadBalancer: {simple: FASTEST}\n",
          "8 spec.trafficPolicy.loadBalancer.simple: load balancer 'FASTEST' is not valid "
-         "(expected ROUND_ROBIN, LEAST_REQUEST or RANDOM)"),
+         "(expected ROUND_ROBIN, LEAST_REQUEST, RANDOM or PASSTHROUGH)"),
     case("dr-simple-and-hash", DR, """\
         host: r
         trafficPolicy:
@@ -361,14 +359,143 @@ CASES = [
         """,
          "11 spec.trafficPolicy.loadBalancer.consistentHash.httpQueryParameterName: only one of httpHeaderName, "
          "httpCookie, useSourceIp or httpQueryParameterName may be set (also found httpHeaderName)"),
-    case("dr-hash-ring", DR, """\
+    case("dr-hash-ring-and-maglev", DR, """\
         host: r
         trafficPolicy:
           loadBalancer:
             consistentHash:
               useSourceIp: true
               ringHash: {minimumRingSize: 1024}
-        """, "11 spec.trafficPolicy.loadBalancer.consistentHash.ringHash: field not supported by pymesh yet"),
+              maglev: {tableSize: 65537}
+        """,
+         "12 spec.trafficPolicy.loadBalancer.consistentHash.maglev: only one of ringHash or maglev may be set (also found ringHash)"),
+    case("dr-hash-deprecated-ring-size-and-ring", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            consistentHash:
+              useSourceIp: true
+              minimumRingSize: 10
+              ringHash: {minimumRingSize: 1024}
+        """,
+         "11 spec.trafficPolicy.loadBalancer.consistentHash.minimumRingSize: only one of minimumRingSize or ringHash may be set (minimumRingSize is deprecated)"),
+    case("dr-hash-ring-too-big", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            consistentHash:
+              useSourceIp: true
+              ringHash: {minimumRingSize: 8388609}
+        """,
+         "11 spec.trafficPolicy.loadBalancer.consistentHash.ringHash.minimumRingSize: must be between 0 and 8388608, got 8388609"),
+    case("dr-maglev-unset", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            consistentHash:
+              useSourceIp: true
+              maglev: {}
+        """,
+         "11 spec.trafficPolicy.loadBalancer.consistentHash.maglev: tableSize must be set for maglev"),
+    case("dr-maglev-not-prime", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            consistentHash:
+              useSourceIp: true
+              maglev: {tableSize: 65536}
+        """,
+         "11 spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize: must be a prime number for maglev, got 65536"),
+    case("dr-maglev-too-big", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            consistentHash:
+              useSourceIp: true
+              maglev: {tableSize: 5000011}
+        """,
+         "11 spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize: must be less than 5000011 for maglev, got 5000011"),
+    case("dr-cookie-attributes", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            consistentHash:
+              httpCookie:
+                name: s
+                path: '/a b'
+                attributes:
+                - {name: 'Same Site', value: x}
+                - {value: 'a;b'}
+        """,
+         "12 spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.path: '/a b' may not contain spaces, \";\" or control characters",
+         "14 spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes[0].name: 'Same Site' is not a valid cookie token",
+         "15 spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes[1].name: required field is missing",
+         "15 spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes[1].value: 'a;b' may not contain spaces, \";\" or control characters"),
+    case("dr-warmup", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            warmup: {minimumPercent: 101, aggression: 0.5}
+        """,
+         "9 spec.trafficPolicy.loadBalancer.warmup.duration: required field is missing",
+         "9 spec.trafficPolicy.loadBalancer.warmup.minimumPercent: must be between 0 and 100, got 101",
+         "9 spec.trafficPolicy.loadBalancer.warmup.aggression: must be >= 1, got 0.5"),
+    case("dr-warmup-duration", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            warmupDurationSecs: 10
+        """,
+         "9 spec.trafficPolicy.loadBalancer.warmupDurationSecs: expected a duration string such as \"1.5s\" or \"250ms\", got 10"),
+    case("dr-locality-distribute-and-failover", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            localityLbSetting:
+              distribute:
+              - {from: a/b/*, to: {'a/b/*': 100}}
+              failover:
+              - {from: a, to: a}
+        """,
+         "12 spec.trafficPolicy.loadBalancer.localityLbSetting.failover: can not simultaneously specify 'distribute' and 'failover'",
+         "13 spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0].to: locality lb failover settings must specify different regions"),
+    case("dr-locality-distribute-weights", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            localityLbSetting:
+              distribute:
+              - from: '*/b'
+                to: {'a/*': 60, 'a/b': 30, 'c': 0}
+        """,
+         "11 spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].from: locality */b wildcard '*' number can not exceed 1 and must be in the end",
+         "12 spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to[c]: must be between 1 and 100, got 0",
+         "12 spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to: total locality weight 90 != 100",
+         "12 spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to: locality a/b overlap with previous specified ones"),
+    case("dr-locality-distribute-overlap", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            localityLbSetting:
+              distribute:
+              - {from: a/b, to: {'a//c': 100}}
+              - {from: 'a/*', to: {x: 100}}
+        """,
+         "10 spec.trafficPolicy.loadBalancer.localityLbSetting.distribute: locality a/* overlap with previous specified ones",
+         "11 spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to[a//c]: locality a//c must not contain empty region/zone/subzone info",
+         "11 spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to: total locality weight 0 != 100"),
+    case("dr-locality-failover", DR, """\
+        host: r
+        trafficPolicy:
+          loadBalancer:
+            localityLbSetting:
+              failover:
+              - {from: a/b, to: 'c*'}
+              failoverPriority: [topology.kubernetes.io/zone]
+        """,
+         "11 spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0].from: locality lb failover only specify region",
+         "11 spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0].to: locality lb failover region should not contain '*' wildcard",
+         "12 spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority: can not simultaneously set 'failover' and topology label 'topology.kubernetes.io/zone' in 'failoverPriority'"),
     case("dr-hash-source-ip-false", DR, """\
         host: r
         trafficPolicy:
@@ -461,7 +588,7 @@ CASES = [
             loadBalancer: {simple: LEAST}
         """,
          "10 spec.subsets[0].trafficPolicy.loadBalancer.simple: load balancer 'LEAST' is not valid "
-         "(expected ROUND_ROBIN, LEAST_REQUEST or RANDOM)"),
+         "(expected ROUND_ROBIN, LEAST_REQUEST, RANDOM or PASSTHROUGH)"),
     case("dr-workload-selector", DR, "host: r\nworkloadSelector:\n  matchLabels: {app: a}\n",
          "7 spec.workloadSelector: field not supported by pymesh yet"),
     # --- ServiceEntry ---------------------------------------------------------------------------
@@ -535,12 +662,12 @@ CASES = [
         ports:
           HTTP: 80
           grpc: 0
-        locality: us-east
+        network: n1
         serviceAccount: Bad_SA
         """,
          "8 spec.ports[HTTP]: 'HTTP' is not a valid name (lower-case letters, digits and '-', at most 63)",
          "9 spec.ports[grpc]: must be between 1 and 65535, got 0",
-         "10 spec.locality: field not supported by pymesh yet",
+         "10 spec.network: field not supported by pymesh yet",
          "11 spec.serviceAccount: 'Bad_SA' is not a valid name (lower-case DNS name: letters, digits, '-' and '.')"),
     case("we-address-invalid", WE, "address: 'not valid!'\n",
          "6 spec.address: address 'not valid!' is not an IP address or a DNS name"),

@@ -6,6 +6,8 @@ import pytest
 from pymesh.api import model
 from pymesh.policy.balancer import (
     LeastRequestBalancer,
+    MaglevBalancer,
+    PassthroughBalancer,
     RandomBalancer,
     RingHashBalancer,
     RoundRobinBalancer,
@@ -17,6 +19,8 @@ RR = model.LoadBalancerSettings(simple="ROUND_ROBIN")
 RANDOM = model.LoadBalancerSettings(simple="RANDOM")
 LEAST = model.LoadBalancerSettings(simple="LEAST_REQUEST")
 RING = model.LoadBalancerSettings(consistent_hash=model.ConsistentHash(http_header_name="x-user"))
+MAGLEV = model.LoadBalancerSettings(consistent_hash=model.ConsistentHash(http_header_name="x-user", maglev=True))
+PASSTHROUGH = model.LoadBalancerSettings(simple="PASSTHROUGH")
 
 
 def eps(*weights: int) -> tuple[Endpoint, ...]:
@@ -37,6 +41,8 @@ def names(balancer, n: int) -> str:
         (model.LoadBalancerSettings(simple="LEAST_CONN"), LeastRequestBalancer),
         (model.LoadBalancerSettings(simple="UNSPECIFIED"), LeastRequestBalancer),
         (RING, RingHashBalancer),
+        (MAGLEV, MaglevBalancer),
+        (PASSTHROUGH, PassthroughBalancer),
         (model.LoadBalancerSettings(simple="RANDOM", consistent_hash=model.ConsistentHash(use_source_ip=True)), RingHashBalancer),
     ],
 )
@@ -45,22 +51,22 @@ def test_make_balancer_picks_algorithm(settings, cls):
 
 
 def test_make_balancer_rejects_unknown_algorithm():
-    with pytest.raises(ValueError, match="PASSTHROUGH"):
-        make_balancer(model.LoadBalancerSettings(simple="PASSTHROUGH"), eps(1))
+    with pytest.raises(ValueError, match="FASTEST"):
+        make_balancer(model.LoadBalancerSettings(simple="FASTEST"), eps(1))
 
 
 def test_make_balancer_default_rng():
     assert make_balancer(RANDOM, eps(1, 1)).pick() is not None
 
 
-@pytest.mark.parametrize("settings", [RR, RANDOM, LEAST, RING])
+@pytest.mark.parametrize("settings", [RR, RANDOM, LEAST, RING, MAGLEV])
 def test_no_endpoints_gives_none(settings):
     b = make_balancer(settings, (), random.Random(0))
     assert b.pick() is None
     assert b.pick(b"key") is None
 
 
-@pytest.mark.parametrize("settings", [RR, RANDOM, LEAST, RING])
+@pytest.mark.parametrize("settings", [RR, RANDOM, LEAST, RING, MAGLEV])
 def test_excluding_everything_gives_none_and_restoring_works(settings):
     endpoints = eps(1, 1, 1)
     b = make_balancer(settings, endpoints, random.Random(0))
@@ -70,7 +76,7 @@ def test_excluding_everything_gives_none_and_restoring_works(settings):
     assert b.pick(b"k") in endpoints and b.available == endpoints
 
 
-@pytest.mark.parametrize("settings", [RR, RANDOM, LEAST, RING])
+@pytest.mark.parametrize("settings", [RR, RANDOM, LEAST, RING, MAGLEV])
 def test_excluded_endpoint_is_never_picked(settings):
     endpoints = eps(1, 1, 1)
     b = make_balancer(settings, endpoints, random.Random(0))
@@ -201,8 +207,8 @@ def test_least_request_weighted_follows_weights_when_idle():
     endpoints = eps(1, 3)
     b = make_balancer(LEAST, endpoints, random.Random(2))
     counts = Counter(b.pick().key for _ in range(20_000))
-    # P(heavy) = 1 - P(both candidates light) = 1 - 1/16; ties keep the first candidate.
-    assert counts[endpoints[1].key] / 20_000 > 0.8
+    # Idle: ties keep the first (weighted) candidate, so shares follow the weights.
+    assert counts[endpoints[1].key] / 20_000 == pytest.approx(0.75, abs=0.01)
 
 
 def test_least_request_weighted_prefers_less_loaded_per_weight(fixed_random):
@@ -210,9 +216,11 @@ def test_least_request_weighted_prefers_less_loaded_per_weight(fixed_random):
     # candidate a = light (0.1 < 1/4), candidate b = heavy
     b = make_balancer(LEAST, endpoints, fixed_random(0.1, 0.9))
     for _ in range(3):
-        b.on_request_start(endpoints[1])  # heavy: (3+1)/3 > light: (0+1)/1
+        b.on_request_start(endpoints[1])  # heavy: 3/3 > light: 0/1
     assert b.pick() is endpoints[0]
-    b.on_request_start(endpoints[0])  # light: (1+1)/1 = 2 > heavy: 4/3
+    b.on_request_start(endpoints[0])  # light: 1/1 = heavy: 3/3, a tie keeps the first
+    assert b.pick() is endpoints[0]
+    b.on_request_start(endpoints[0])  # light: 2/1 > heavy: 3/3
     assert b.pick() is endpoints[1]
 
 
@@ -243,7 +251,7 @@ def test_ring_hash_same_key_same_endpoint_across_instances():
 def test_ring_hash_is_stable_across_processes():
     # blake2b, not hash(): a fixed key must land on the same endpoint in every process forever.
     b = make_balancer(RING, eps(*[1] * 5), random.Random(0))
-    assert [b.pick(k).address for k in (b"alice", b"bob", b"carol")] == ["10.0.0.4", "10.0.0.3", "10.0.0.2"]
+    assert [b.pick(k).address for k in (b"alice", b"bob", b"carol")] == ["10.0.0.2", "10.0.0.0", "10.0.0.0"]
 
 
 def test_ring_hash_spreads_keys_evenly():
@@ -272,6 +280,49 @@ def test_ring_hash_removal_moves_only_the_removed_endpoints_keys(n, removed):
     assert len(moved) / len(KEYS) == pytest.approx(1 / n, rel=0.3)
 
 
+@pytest.mark.parametrize("settings", [RING, MAGLEV], ids=["ring", "maglev"])
+@pytest.mark.parametrize("n", [3, 7, 16])
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_one_endpoint_more_or_less_remaps_about_one_nth_of_the_keys(settings, n, change):
+    endpoints = eps(*[1] * (n + 1))
+    small = mapping(make_balancer(settings, endpoints[:n], random.Random(0)))
+    large = mapping(make_balancer(settings, endpoints, random.Random(0)))
+    before, after, size = (small, large, n + 1) if change == "add" else (large, small, n + 1)
+    moved = sum(x != y for x, y in zip(before, after)) / len(KEYS)
+    assert 0.7 / size < moved < 1.3 / size  # the added or removed endpoint's share, and little more
+
+
+@pytest.mark.parametrize("settings", [RING, MAGLEV], ids=["ring", "maglev"])
+def test_consistent_hash_shares_are_even(settings):
+    n = 8
+    counts = Counter(mapping(make_balancer(settings, eps(*[1] * n), random.Random(0))))
+    assert all(0.8 < c * n / len(KEYS) < 1.2 for c in counts.values()) and len(counts) == n
+
+
+def test_ring_hash_minimum_ring_size_sets_the_points():
+    small = make_balancer(RING, eps(1, 1), random.Random(0))
+    assert len(small._points) == 2 * 1024  # Envoy's default minimum, per lightest endpoint
+    custom = model.ConsistentHash(http_header_name="x", minimum_ring_size=64)
+    b = make_balancer(model.LoadBalancerSettings(consistent_hash=custom), eps(1, 3), random.Random(0))
+    assert Counter(o.key for o in b._owners) == {"10.0.0.0:8080": 64, "10.0.0.1:8080": 192}
+
+
+def test_maglev_table_has_the_configured_prime_size_and_follows_weights():
+    ch = model.ConsistentHash(http_header_name="x", maglev=True, maglev_table_size=251)
+    b = make_balancer(model.LoadBalancerSettings(consistent_hash=ch), eps(1, 3), random.Random(0))
+    counts = Counter(e.key for e in b._table)
+    assert sum(counts.values()) == 251
+    assert counts["10.0.0.1:8080"] / 251 == pytest.approx(0.75, abs=0.02)
+
+
+def test_maglev_same_key_same_endpoint_in_any_order_and_exclusion_equals_removal():
+    endpoints = eps(*[1] * 6)
+    a = make_balancer(MAGLEV, endpoints, random.Random(1))
+    assert mapping(a) == mapping(make_balancer(MAGLEV, tuple(reversed(endpoints)), random.Random(2)))
+    a.set_excluded([endpoints[2]])
+    assert mapping(a) == mapping(make_balancer(MAGLEV, endpoints[:2] + endpoints[3:], random.Random(0)))
+
+
 def test_ring_hash_exclusion_equals_removal():
     endpoints = eps(*[1] * 6)
     b = make_balancer(RING, endpoints, random.Random(0))
@@ -284,3 +335,16 @@ def test_ring_hash_without_key_picks_at_random(fixed_random):
     b = make_balancer(RING, endpoints, random.Random(9))
     assert len({b.pick(None).key for _ in range(200)}) == 4
     assert make_balancer(RING, endpoints, fixed_random(0.999999)).pick() in endpoints  # wraps
+
+
+# --- PASSTHROUGH -------------------------------------------------------------------------------
+
+
+def test_passthrough_goes_to_the_original_destination_given_as_key():
+    b = make_balancer(PASSTHROUGH, (), random.Random(0))
+    first = b.pick(b"10.1.2.3:8080")
+    assert (first.address, first.port) == ("10.1.2.3", 8080)
+    assert b.pick(b"10.1.2.3:8080") is first  # one Endpoint per destination: one pool
+    v6 = b.pick(b"[::1]:9")
+    assert (v6.address, v6.port) == ("::1", 9)
+    assert b.pick(None) is None  # not captured: nowhere to go (503 UH)
