@@ -148,14 +148,20 @@ def _optional_decoder(tp: Any, args: tuple) -> Decoder:
 
 
 def _tuple_decoder(tp: Any, args: tuple) -> Decoder:
-    if len(args) != 2 or args[1] is not Ellipsis:
-        raise TypeError(f"the codec supports only tuple[X, ...], not {tp!r}")
-    item = _decoder(args[0])
+    """tuple[X, ...] (any length) or a fixed tuple[A, B, ...] (exactly that many items)."""
+    if not args or Ellipsis in args[:-1] or (args[-1] is Ellipsis and len(args) != 2):
+        raise TypeError(f"the codec supports tuple[X, ...] and fixed tuples, not {tp!r}")
+    variable = args[-1] is Ellipsis
+    items = [_decoder(a) for a in (args[:1] if variable else args)]
 
     def decode_tuple(value: Any, path: str) -> tuple:
         if not isinstance(value, (list, tuple)):
             _fail(path, "array", value)
-        return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
+        if variable:
+            return tuple(items[0](v, f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(items):
+            _fail(path, f"array of {len(items)}", value)
+        return tuple(decode(v, f"{path}[{i}]") for i, (decode, v) in enumerate(zip(items, value)))
 
     return decode_tuple
 

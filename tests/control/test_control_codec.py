@@ -35,8 +35,10 @@ def arbitrary(tp, rng: random.Random, depth: int = 0):
         inner = next(a for a in args if a is not type(None))
         return None if rng.random() < 0.3 else arbitrary(inner, rng, depth)
     size = rng.randint(0, 3 if depth < 4 else 0)
-    if origin is tuple:
+    if origin is tuple and args[-1] is Ellipsis:
         return tuple(arbitrary(args[0], rng, depth + 1) for _ in range(size))
+    if origin is tuple:  # fixed: one of each
+        return tuple(arbitrary(arg, rng, depth + 1) for arg in args)
     if origin is Mapping:
         return {arbitrary(str, rng): arbitrary(args[1], rng, depth + 1) for _ in range(size)}
     if tp is str:
@@ -89,6 +91,9 @@ def test_mappings_decode_to_dicts_and_tuples_from_lists() -> None:
     spec = decode(model.WorkloadEntrySpec, {"address": "10.0.0.1", "ports": {"http": 80}})
     assert spec.ports == {"http": 80} and isinstance(spec.ports, dict)
     assert decode(tuple[int, ...], [1, 2]) == (1, 2)
+    assert decode(tuple[str, int], ["a", 1]) == ("a", 1)
+    with pytest.raises(ValueError, match="expected array of 2"):
+        decode(tuple[str, int], ["a"])
 
 
 def test_an_int_is_a_valid_float() -> None:
