@@ -299,6 +299,11 @@ class Connection:
             self._events.append((END, stream_id, []))
             self._remote_closed(stream)
 
+    @property
+    def header_block_open(self) -> bool:
+        """A HEADERS frame arrived and its block still awaits CONTINUATION frames."""
+        return self._partial is not None
+
     def _on_headers(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id == 0:
             raise _ConnectionError(f.PROTOCOL_ERROR, "HEADERS on stream 0")

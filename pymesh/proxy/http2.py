@@ -101,6 +101,7 @@ class DownstreamH2(CodecWriter, asyncio.Protocol):
         self.write_paused = False
         self.closing = False
         self.idle_since = runtime.now
+        self.head_since: float | None = None  # when the header block being received began
 
     # asyncio callbacks ---------------------------------------------------------------------
 
@@ -134,6 +135,11 @@ class DownstreamH2(CodecWriter, asyncio.Protocol):
         if self.closing:
             return
         events = self.codec.feed(data)
+        if self.codec.header_block_open:
+            if self.head_since is None:
+                self.head_since = self.runtime.loop.time()  # a header block split over reads
+        elif self.head_since is not None:
+            self.head_since = None
         started = []
         last = len(events) - 1
         for index, (kind, stream_id, value) in enumerate(events):
@@ -242,6 +248,13 @@ class DownstreamH2(CodecWriter, asyncio.Protocol):
         if self.closing:
             return
         limits = self.runtime.downstream
+        if self.head_since is not None and 0 < limits.request_headers_timeout <= now - self.head_since:
+            # Envoy's request_headers_timeout. The block is half-decoded: HPACK's state is that of
+            # a block in the middle, so the connection cannot go on; GOAWAY and close.
+            self.runtime.listener_stats(self.listener)["downstream_rq_header_timeout"] += 1
+            self.codec.goaway(NO_ERROR)
+            self._close_after_flush()
+            return
         if self.streams:
             for stream in list(self.streams.values()):
                 if 0 < limits.stream_idle_timeout <= now - stream.exchange.active_at:

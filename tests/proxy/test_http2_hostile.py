@@ -280,3 +280,18 @@ def test_streams_beyond_max_concurrent_are_refused_while_the_proxy_serves(target
     finally:
         client.close()
     assert not any(head.startswith(b"GET /public/attack ") for head in up.heads)  # the refused one
+
+
+def test_a_header_block_never_finished_is_cut_off_at_the_request_headers_timeout(upstreams, proxies):
+    """Slowloris over HTTP/2: HEADERS without END_HEADERS and no CONTINUATION. The connection is
+    closed (GOAWAY) once --request-headers-timeout passes, counted as Envoy counts it."""
+    up = upstreams("up")
+    port = free_port()
+    proxy = proxies(mesh(port, up), extra_args=["--request-headers-timeout", "1"])
+    client = RawClient(port)
+    assert client.send(fr.frame(fr.HEADERS, 0, 1, client.encoder.encode(GET)))  # no END_HEADERS
+    assert client.goaway_code() == fr.NO_ERROR
+    client.read_until(lambda frames: False)  # then the connection ends
+    assert client.closed
+    assert proxy.stat("downstream_rq_header_timeout") == 1
+    assert attack_requests(up) == 0
