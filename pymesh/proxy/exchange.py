@@ -440,6 +440,11 @@ class Exchange:
                     headers.append((name, value))
         self.downstream.send_response_head(status, headers, head.content_length, has_body)
 
+    def flush_response(self) -> None:
+        """The upstream's read ended after the response head: let the downstream send it."""
+        if not self.done:
+            self.downstream.flush_response()
+
     def on_response_data(self, data: bytes) -> None:
         self.response_bytes += len(data)
         self.active_at = self.runtime.now

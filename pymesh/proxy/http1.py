@@ -45,6 +45,7 @@ class DownstreamH1(asyncio.Protocol):
         self.pipeline_paused = False
         self.write_paused = False
         self.chunked_out = False
+        self.held_head: bytes | None = None  # a response head waiting to go out with its first body bytes
         self.keep_alive = True
         self.closing = False
         self.read_closed = False  # a protocol error: answer what was read, then close
@@ -198,14 +199,34 @@ class DownstreamH1(asyncio.Protocol):
         self.keep_alive = keep
         if self.write_paused:
             exchange.pause_response()
-        self.transport.write(h1.serialize_response_head(status, headers))
+        head = h1.serialize_response_head(status, headers)
+        if has_body:
+            self.held_head = head  # one write with the body that follows (see flush_response)
+        else:
+            self.transport.write(head)
+
+    def flush_response(self) -> None:
+        """The upstream's read ended after a response head and before any of its body: the
+        head goes out now, as Envoy writes what a read produced at the end of that read."""
+        if self.held_head is not None:
+            self.transport.write(self.held_head)
+            self.held_head = None
 
     def send_data(self, data: bytes) -> None:
-        self.transport.write(h1.encode_chunk(data) if self.chunked_out else data)
+        self.send_data_raw(h1.encode_chunk(data) if self.chunked_out else data)
 
     def send_end(self, trailers: list[Header]) -> None:
         if self.chunked_out:
-            self.transport.write(h1.encode_last_chunk(trailers))
+            self.send_data_raw(h1.encode_last_chunk(trailers))
+        else:
+            self.flush_response()
+
+    def send_data_raw(self, data: bytes) -> None:
+        """Bytes already in this connection's framing (the last chunk), after a held head."""
+        if self.held_head is not None:
+            data = self.held_head + data
+            self.held_head = None
+        self.transport.write(data)
 
     def send_local_reply(self, reply: LocalReply, expect_body: bool) -> None:
         headers = list(reply.headers)
@@ -213,14 +234,16 @@ class DownstreamH1(asyncio.Protocol):
             headers.append(_TEXT_PLAIN)
         if reply.close:
             self.keep_alive = False
-        self.send_response_head(reply.status, headers, len(reply.body), False)
-        if expect_body and reply.body:
-            self.transport.write(reply.body)
+        body = reply.body if expect_body else b""
+        self.send_response_head(reply.status, headers, len(reply.body), bool(body))
+        if body:
+            self.send_data_raw(body)
 
     def abort(self) -> None:
         """The response cannot be completed (upstream reset mid-body): the client must see it,
         as a TCP reset (a plain close would send FIN, which reads as a clean end)."""
         self.closing = True
+        self.held_head = None
         reset(self.transport)
 
     def start_tunnel(self, upstream_conn, tail: bytes) -> None:

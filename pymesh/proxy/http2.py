@@ -47,6 +47,9 @@ class H2Stream(ReceivingStream):
     def send_continue(self) -> None:
         """HTTP/2 clients do not wait for 100-continue from a proxy: nothing to send."""
 
+    def flush_response(self) -> None:
+        """Frames already go out once per loop turn (flush_soon): nothing held here."""
+
     def send_response_head(self, status: int, headers: list[Header], content_length: int | None,
                            has_body: bool) -> None:
         head = ResponseHead(status, headers, http_version="2")

@@ -91,6 +91,8 @@ class UpstreamConnection(asyncio.Protocol):
                 exchange.on_response_data(value)
             elif kind == h1.HEAD:
                 exchange.on_response_head(self, value)
+                if index == last:
+                    exchange.flush_response()  # no body bytes in this read: the head goes alone
             elif kind == h1.END:
                 # Anything after the response's end (bytes, another response beginning) means
                 # the upstream and the proxy disagree about framing: never reuse it.

@@ -156,6 +156,8 @@ class H2Upstream(CodecWriter, asyncio.Protocol):
                     else:
                         value.streamed = True  # its body ends with the stream, not with the connection
                 exchange.on_response_head(stream, value)
+                if index == last or events[index + 1][1] != stream_id:
+                    exchange.flush_response()
             elif kind == h2.END:
                 stream.done = True
                 exchange.on_response_end(stream, value)

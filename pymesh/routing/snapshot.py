@@ -9,6 +9,7 @@ control server.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping, Protocol
 
 from pymesh.api import model
@@ -43,8 +44,9 @@ class Endpoint:
     priority: int = 0  # Envoy's priority level: 0 is tried first (locality failover)
     locality_weight: int = 0  # locality weighted load balancing (distribute); 0 = not weighted
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """"address:port", made once: pools, balancers and telemetry look it up per request."""
         return f"{self.address}:{self.port}"
 
 
