@@ -292,7 +292,10 @@ class EndpointPool:
             def factory(made=made):
                 made.append(self.new_connection())
                 return made[0]
-            self.dial(factory, lambda conn, error, made=made: self._dialled(conn, error, bool(made)))
+            # A protocol made is not a connection made: asyncio builds it before the connect
+            # completes, so only one whose connection_made ran will see connection_lost.
+            self.dial(factory, lambda conn, error, made=made: self._dialled(
+                conn, error, bool(made) and made[0].transport is not None))
 
     def new_connection(self) -> asyncio.Protocol:
         return UpstreamConnection(self)

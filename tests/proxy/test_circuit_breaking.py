@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from proxy_harness import Reply, curl, free_port, http_mesh, total, wait_until
+from proxy_harness import (Reply, curl, destination_rule, endpoint, free_port, http_mesh, service_entry, sidecar, total,
+                           wait_until)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -164,3 +165,17 @@ def test_no_limits_by_default(upstreams, proxies):
     gate.open()
     assert [f.result().status for f in futures] == [200] * 8
     assert proxy.stat("upstream_rq_pending_overflow") == 0
+
+
+def test_refused_connections_give_their_slot_back(proxies):
+    """A refused connect counts as a connection while it is tried, and not after: with
+    maxConnections 1 the next request is tried again (503 UF, not UO)."""
+    port, dead = free_port(), free_port()
+    proxy = proxies([service_entry(port, [endpoint(dead)]), sidecar((port, "HTTP")),
+                     destination_rule(traffic_policy=pool({"maxConnections": 1}))])
+    for _ in range(3):
+        assert curl(port, "/").status == 503
+    assert proxy.stat("upstream_cx_active") == 0
+    assert proxy.stat("upstream_rq_pending_overflow") == 0
+    entries = wait_until(lambda: len(proxy.log_entries()) >= 3 and proxy.log_entries(), what="3 access log lines")
+    assert {e["response_flags"] for e in entries} == {"UF,URX"}
