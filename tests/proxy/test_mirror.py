@@ -6,12 +6,14 @@ shadows show in the mirror cluster's stats and the mirror.* stats, never in the 
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
-from proxy_harness import (HOST, Client, Reply, curl, free_port, http_mesh, pattern_sha256, to_subset, wait_until)
+from proxy_harness import (HOST, Client, Reply, curl, dump_yaml, endpoint, free_port, http_mesh, pattern_sha256,
+                           pymesh_command, service_entry, sidecar, to_subset, wait_until)
 from test_large_bodies import RssWatch, upload_http1, upload_http2
 
 pytestmark = pytest.mark.timeout(120)
@@ -182,3 +184,27 @@ def test_a_large_upload_completes_while_the_mirror_never_reads(upstreams, proxie
     assert rss.peak - before < RSS_GROWTH_LIMIT_KIB, f"proxy RSS grew by {rss.peak - before} KiB"
     stats = settled(proxy)
     assert (stats["shadows_started"], stats["shadows_dropped_slow"]) == (1, 1)
+
+
+# --- Istio's mirroring task --------------------------------------------------------------------------
+
+
+def test_istios_mirroring_task_behaves_as_istio_documents(upstreams, proxies, via, tmp_path):
+    """examples/mirroring: Istio's DestinationRule and mirror VirtualService, unchanged. Every
+    request is answered by v1; v2 gets a copy with Host httpbin-shadow; `pymesh analyze` accepts
+    the files as they are."""
+    assert subprocess.run([*pymesh_command(), "analyze", str(EXAMPLES)], capture_output=True).returncode == 0
+    v1, v2 = upstreams("v1"), upstreams("v2")
+    port = free_port()
+    host = "httpbin.default.svc.cluster.local"
+    mesh = [service_entry(port, [endpoint(v1, {"version": "v1"}), endpoint(v2, {"version": "v2"})], host),
+            sidecar((port, "HTTP"))]
+    samples = [path.read_text() for path in sorted(EXAMPLES.glob("*.yaml"))]
+    proxy = proxies("\n---\n".join([*samples, dump_yaml(mesh)]))
+    for n in range(3):
+        result = curl(port, f"/headers?n={n}", *via, host=f"httpbin:{port}")
+        assert (result.status, result.header("x-upstream")) == (200, "v1")
+    copies = v2.wait_requests(3)
+    assert sorted(c.target for c in copies) == ["/headers?n=0", "/headers?n=1", "/headers?n=2"]
+    assert {c.header("host") for c in copies} == {f"httpbin-shadow:{port}"}
+    assert v1.count() == 3 and settled(proxy)["shadows_started"] == 3
