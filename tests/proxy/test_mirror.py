@@ -14,6 +14,7 @@ import pytest
 
 from proxy_harness import (HOST, Client, Reply, curl, dump_yaml, endpoint, free_port, http_mesh, pattern_sha256,
                            pymesh_command, service_entry, sidecar, to_subset, wait_until)
+from h2_upstream import H2Upstream
 from test_large_bodies import RssWatch, upload_http1, upload_http2
 
 pytestmark = pytest.mark.timeout(120)
@@ -61,6 +62,23 @@ def test_the_mirror_receives_an_exact_copy_with_a_shadow_authority(upstreams, pr
     assert cluster_stat(proxy, port, "v2", "upstream_rq_2xx") == 1  # the mirror's own cluster stats
     entries = proxy.wait_log(lambda e: e["path"] == "/copy?q=1") and proxy.log_entries()
     assert [e["upstream_cluster"] for e in entries] == [f"outbound|{port}|v1|{HOST}"]  # the primary only
+
+
+def test_an_http2_mirror_cluster_gets_the_copy_on_its_own_stream(upstreams, proxies, via):
+    primary, mirror = upstreams("v1"), H2Upstream()
+    try:
+        port = free_port()
+        resources = mirrored(port, primary, mirror.port)
+        resources[1]["spec"]["subsets"][1]["trafficPolicy"] = {"connectionPool": {"http": {"h2UpgradePolicy": "UPGRADE"}}}
+        proxy = proxies(resources)
+        result = curl(port, "/h2", *via, "--data-binary", "to both")
+        assert (result.status, result.body) == (200, b"v1 POST /h2\n")
+        copy = mirror.wait_requests(1)[0]
+        assert (copy.headers[":method"], copy.path, copy.headers[":authority"]) == ("POST", "/h2", f"{HOST}-shadow")
+        assert copy.recorder.body == b"to both"
+        assert settled(proxy)["shadows_started"] == 1 and cluster_stat(proxy, port, "v2", "upstream_rq_2xx") == 1
+    finally:
+        mirror.stop()
 
 
 def test_a_streamed_body_and_its_trailers_are_copied(upstreams, proxies):
