@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Callable
 
 from pymesh.api import checks, model, shapes
-from pymesh.api.reader import PORT, Convert, Reader, Sink, Slot, choice, distinct, integer, message, text
+from pymesh.api.reader import PORT, Convert, Reader, Sink, Slot, choice, distinct, integer, message, number, text
 
 PROTOCOL = choice(
     "protocol",
@@ -111,6 +111,8 @@ def destination(r: Reader) -> model.Destination:
 
 
 DESTINATION: Convert = message(shapes.DESTINATION, destination)
+# Istio's Percent message: {value: 0..100}, a double
+PERCENT: Convert = message(shapes.PERCENT, lambda p: p.get("value", number(0, 100), 0.0))
 
 
 def check_weights(r: Reader, key: str, routes: tuple) -> None:

@@ -6,8 +6,8 @@ httpStatus (200-599, what Envoy accepts) or grpcStatus (a status name), and perc
 
 from __future__ import annotations
 
-from pymesh.api import model, shapes
-from pymesh.api.reader import Reader, Sink, Slot, choice, duration, integer, message, number
+from pymesh.api import common, model, shapes
+from pymesh.api.reader import Reader, Sink, Slot, choice, duration, integer, message
 
 # gRPC's status names (Istio's grpc.SupportedGRPCStatus) -> codes.
 GRPC_STATUS = {
@@ -20,7 +20,6 @@ GRPC_STATUS = {
 }
 _GRPC_STATUS_NAME = choice("grpcStatus", tuple(GRPC_STATUS))
 _ABORT_KINDS = ("httpStatus", "grpcStatus", "http2Error")
-_PERCENT_VALUE = message(shapes.PERCENT, lambda p: p.get("value", number(0, 100), 0.0))
 
 
 def fault(r: Reader) -> model.HTTPFaultInjection:
@@ -34,7 +33,7 @@ def fault(r: Reader) -> model.HTTPFaultInjection:
 
 def _percentage(r: Reader) -> float:
     if r.has("percentage"):
-        return r.get("percentage", _PERCENT_VALUE, 0.0)
+        return r.get("percentage", common.PERCENT, 0.0)
     if r.has("percent"):
         return float(r.get("percent", integer(0, 100), 0))
     return 100.0

@@ -197,6 +197,16 @@ class HTTPRoute:
     retries: HTTPRetry | None = None  # None = Istio's default policy
     fault: HTTPFaultInjection | None = None
     cors_policy: CorsPolicy | None = None
+    # `mirror` (with mirrorPercentage, or the deprecated mirrorPercent) first, then `mirrors[]`
+    mirrors: tuple[HTTPMirrorPolicy, ...] = ()
+
+
+@dataclass(frozen=True)
+class HTTPMirrorPolicy:
+    """Where a copy of each selected request goes (Istio's HTTPMirrorPolicy)."""
+
+    destination: Destination
+    percentage: float = 100.0  # of requests; unset means all of them, 0 none (Istio)
 
 
 @dataclass(frozen=True)

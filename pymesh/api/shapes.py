@@ -62,9 +62,11 @@ WORKLOAD_ENTRY = shape(
 VIRTUAL_SERVICE = shape("VirtualService", "hosts gateways http tcp exportTo", unsupported="tls")
 HTTP_ROUTE = shape(
     "HTTPRoute",
-    "name match route redirect rewrite directResponse headers timeout retries fault corsPolicy",
-    unsupported="delegate mirror mirrors mirrorPercentage mirrorPercent",
+    "name match route redirect rewrite directResponse headers timeout retries fault corsPolicy "
+    "mirror mirrors mirrorPercentage mirrorPercent",
+    unsupported="delegate",
 )
+HTTP_MIRROR_POLICY = shape("HTTPMirrorPolicy", "destination percentage")
 HTTP_FAULT_INJECTION = shape("HTTPFaultInjection", "delay abort")
 # exponentialDelay is hidden in Istio's API and Istio's translation drops it.
 FAULT_DELAY = shape("HTTPFaultInjection.Delay", "fixedDelay percentage percent", unsupported="exponentialDelay")

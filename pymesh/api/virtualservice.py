@@ -5,6 +5,7 @@ from __future__ import annotations
 from pymesh.api import checks, common, model, shapes
 from pymesh.api.cors import cors_policy
 from pymesh.api.fault import fault
+from pymesh.api.mirror import mirrors
 from pymesh.api.reader import (
     PORT,
     Reader,
@@ -86,6 +87,7 @@ def http_route(r: Reader) -> model.HTTPRoute:
         retries=r.get("retries", message(shapes.HTTP_RETRY, retries)),
         fault=r.get("fault", message(shapes.HTTP_FAULT_INJECTION, fault)),
         cors_policy=r.get("corsPolicy", message(shapes.CORS_POLICY, cors_policy)),
+        mirrors=mirrors(r),
     )
 
 

@@ -24,6 +24,7 @@ from pymesh.proxy.filters import PAUSE
 from pymesh.proxy.headers import apply_header_ops
 from pymesh.proxy.interfaces import Downstream, UpstreamConnection
 from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply
+from pymesh.proxy.mirror import start_shadows
 from pymesh.proxy.random_source import RNG as _rng
 from pymesh.routing.pick import pick_weighted
 from pymesh.routing.snapshot import Route, WeightedCluster
@@ -52,6 +53,7 @@ class Exchange:
         "upgrade_tail", "stale_retry_used", "attempt_id", "paused_downstream", "paused_upstream", "last_endpoint",
         "active_at",
         "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status", "grpc_messages", "retry_held",
+        "shadows",
     )
 
     def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:
@@ -102,6 +104,7 @@ class Exchange:
         # (request, response) message counters of a gRPC call, for Istio's message metrics
         self.grpc_messages = (grpc.MessageCounter(), grpc.MessageCounter()) if self.grpc else None
         self.retry_held = None  # the ClusterState whose retry limit this request's retry counts in
+        self.shadows = None  # the mirrored copies of this request (pymesh.proxy.mirror), if any
 
     # --- request side (called by the downstream protocol) -------------------------------------
 
@@ -163,6 +166,8 @@ class Exchange:
                 timeout = deadline
         if timeout:
             self.route_timer = self.runtime.loop.call_later(timeout, self._on_route_timeout)
+        if self.route.mirrors:
+            self.shadows = start_shadows(self)
         self._attempt()
 
     def _no_route(self) -> None:
@@ -180,6 +185,8 @@ class Exchange:
 
     def on_request_data(self, data: bytes) -> None:
         self.request_bytes += len(data)
+        if self.shadows is not None:
+            self._mirror_data(data)
         self.active_at = self.runtime.now
         if self.grpc_messages is not None:
             self.grpc_messages[0].feed(data)
@@ -203,10 +210,26 @@ class Exchange:
 
     def on_request_end(self, trailers: list[Header]) -> None:
         self.request_done = True
+        if self.shadows is not None:
+            self._mirror_end(trailers)
         if self.conn is not None:
             self.conn.send_end(trailers)
         if self.chunks is not None and self.head.streamed:
             self.chunks.append(Trailers(trailers))  # a streamed body's end is framed on replay too
+
+    def _mirror_data(self, data: bytes) -> None:
+        for shadow in self.shadows:
+            shadow.send_data(data)
+
+    def _mirror_end(self, trailers: list[Header]) -> None:
+        for shadow in self.shadows:
+            shadow.send_end(trailers)
+
+    def _mirror_cancel(self) -> None:
+        """The exchange ended before the client's request did: its copies stay incomplete."""
+        shadows, self.shadows = self.shadows, None
+        for shadow in shadows:
+            shadow.cancel()
 
     def on_upgrade_data(self, tail: bytes) -> None:
         """Bytes the client sent after an Upgrade request's head, before the 101 arrived.
@@ -565,6 +588,8 @@ class Exchange:
             return
         self.done = True
         self._release_retry()
+        if self.shadows is not None and not self.request_done:
+            self._mirror_cancel()
         if self.route_timer is not None:
             self.route_timer.cancel()
         self.resume_request_body()  # never leave the connection paused for the next request

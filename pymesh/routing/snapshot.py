@@ -88,6 +88,15 @@ class WeightedCluster:
 
 
 @dataclass(frozen=True)
+class MirrorPolicy:
+    """Envoy's request mirror policy as Istio writes it: a copy of the request to `cluster` for
+    `per_million` of a million requests (pymesh.proxy.mirror sends it)."""
+
+    cluster: str  # key into Snapshot.clusters
+    per_million: int  # > 0: Istio writes no policy for a 0% mirror
+
+
+@dataclass(frozen=True)
 class Route:
     """A matched HTTP route: exactly one of forward (clusters), redirect or direct_response."""
 
@@ -107,6 +116,7 @@ class Route:
     fault: FaultPolicy | None = None
     cors: Any = None  # a pymesh.routing.cors.CompiledCors
     rate_limit: Any = None  # a pymesh.policy.ratelimit.RateLimitRule
+    mirrors: tuple[MirrorPolicy, ...] = ()
     filter_set: int = field(init=False, repr=False, compare=False)  # read per request: a field
 
     def __post_init__(self) -> None:

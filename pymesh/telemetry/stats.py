@@ -77,6 +77,11 @@ FILTER_STATS = {
     "fault": ("delays_injected", "aborts_injected"),
     "cors": ("origin_valid", "origin_invalid"),
     "local_rate_limit": ("enabled", "enforced", "rate_limited", "ok"),
+    # pymesh's own (Envoy has no stat for its shadows beyond the mirror cluster's upstream_rq_*):
+    # copies started, in flight (a gauge), and dropped because the mirror had no host, no room
+    # (its in-flight cap or circuit breaker) or could not keep up with the client's body
+    "mirror": ("shadows_started", "shadows_active", "shadows_dropped_no_upstream", "shadows_dropped_overflow",
+               "shadows_dropped_slow"),
 }
 
 # Configuration reloads (file watch, SIGHUP), Envoy's xDS subscription names: rejected = the

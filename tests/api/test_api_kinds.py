@@ -135,6 +135,14 @@ def test_virtual_service(data):
             abort=m.FaultAbort(grpc_status=14, percentage=20.0),
         ),
         cors_policy=m.CorsPolicy(allow_origins=(m.StringMatch("exact", "https://old.example.com"),)),
+        mirrors=(m.HTTPMirrorPolicy(m.Destination(host="reviews", subset="v2"), percentage=10.0),),  # mirrorPercent
+    )
+    mirrored = m.HTTPRoute(  # mirror with mirrorPercentage, then mirrors[]
+        name="mirrored",
+        match=(m.HTTPMatchRequest(uri=m.StringMatch("prefix", "/mirrored")),),
+        route=reviews,
+        mirrors=(m.HTTPMirrorPolicy(m.Destination(host="reviews", subset="v2"), percentage=50.5),
+                 m.HTTPMirrorPolicy(m.Destination(host="ratings", port=9080), percentage=0.0001)),
     )
     tcp = m.TCPRoute(
         match=(
@@ -147,7 +155,7 @@ def test_virtual_service(data):
     assert vs == m.VirtualService(
         metadata=m.Metadata(name="reviews", namespace="bookinfo"),
         hosts=("reviews", "reviews.bookinfo.svc.cluster.local"),
-        http=(jason, old, teapot, default, faults, legacy),
+        http=(jason, old, teapot, default, faults, legacy, mirrored),
         tcp=(tcp,),
     )
 

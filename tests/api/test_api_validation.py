@@ -71,16 +71,33 @@ CASES = [
           fault:
             abort: {http2Error: CANCEL}
         """, "11 spec.http[0].fault.abort.http2Error: field not supported by pymesh yet"),
-    case("http-mirror", VS, """\
+    case("http-mirror-percentages", VS, """\
         hosts: [r]
         http:
         - route:
           - destination: {host: r}
-          mirror: {host: m}
-          mirrorPercentage: {value: 5}
+          mirror: {host: "*"}
+          mirrorPercentage: {value: 100.5}
+          mirrorPercent: 101
         """,
-         "10 spec.http[0].mirror: field not supported by pymesh yet",
-         "11 spec.http[0].mirrorPercentage: field not supported by pymesh yet"),
+         '10 spec.http[0].mirror.host: destination host "*" is not valid',
+         "11 spec.http[0].mirrorPercentage.value: must be between 0 and 100, got 100.5",
+         "12 spec.http[0].mirrorPercent: must be between 0 and 100, got 101"),
+    case("http-mirrors", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          mirrors:
+          - percentage: {value: 5}
+          - destination: {host: m, subset: v2}
+            percentage: {value: -1}
+          - destination: {host: m}
+            percent: 5
+        """,
+         "11 spec.http[0].mirrors[0].destination: required field is missing",
+         "13 spec.http[0].mirrors[1].percentage.value: must be between 0 and 100, got -1",
+         '15 spec.http[0].mirrors[2].percent: unknown field (did you mean "percentage"?)'),
     case("http-name-type", VS, """\
         hosts: [r]
         http:

@@ -523,16 +523,25 @@ def sequence(*replies: Reply, then: Reply | None = None) -> Handler:
 class TcpServer(Server):
     """A raw TCP server: `mode` "echo" (echo until EOF, then close), "reply-on-eof" (read until
     the client's FIN, then send b"got <n> bytes" and close), "server-first" (send a banner at
-    once, then echo), "hold" (read and discard until EOF)."""
+    once, then echo), "hold" (read and discard until EOF), "stall" (accept, then never read a
+    byte until stopped: the peer's writes back up)."""
 
     BANNER = b"220 hello from the server\r\n"
 
     def __init__(self, mode: str = "echo", name: str = "tcp") -> None:
         self.mode = mode
         self.received = bytearray()
+        self.unstall = threading.Event()
         super().__init__(name)
 
+    def stop(self) -> None:
+        self.unstall.set()
+        super().stop()
+
     def serve(self, sock: socket.socket, conn_id: int) -> None:
+        if self.mode == "stall":
+            self.unstall.wait(60)
+            return
         if self.mode == "server-first":
             sock.sendall(self.BANNER)
         total = 0

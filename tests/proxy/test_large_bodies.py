@@ -96,25 +96,25 @@ def to_http2(port: int, upstream) -> list[dict]:
 # --- uploads: the upstream reads slowly -----------------------------------------------------------
 
 
-def upload_http1(port: int, framing: str) -> int:
+def upload_http1(port: int, framing: str, size: int = SIZE) -> int:
     with Client(port, timeout=60) as client:
         if framing == "length":
-            client.send(b"POST /upload HTTP/1.1\r\nHost: svc.local\r\nContent-Length: %d\r\n\r\n" % SIZE)
-            for chunk in pattern_chunks(SIZE):
+            client.send(b"POST /upload HTTP/1.1\r\nHost: svc.local\r\nContent-Length: %d\r\n\r\n" % size)
+            for chunk in pattern_chunks(size):
                 client.send(chunk)
         else:
             client.send(b"POST /upload HTTP/1.1\r\nHost: svc.local\r\nTransfer-Encoding: chunked\r\n\r\n")
-            for chunk in pattern_chunks(SIZE):
+            for chunk in pattern_chunks(size):
                 client.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             client.send(b"0\r\n\r\n")
         return client.read().status
 
 
-def upload_http2(port: int) -> int:
+def upload_http2(port: int, size: int = SIZE) -> int:
     client = H2Client(port)
     try:
-        client.conn.send_headers(1, request_headers("/upload", "POST") + [("content-length", str(SIZE))])
-        for chunk in pattern_chunks(SIZE):
+        client.conn.send_headers(1, request_headers("/upload", "POST") + [("content-length", str(size))])
+        for chunk in pattern_chunks(size):
             client.send_body(1, chunk, end=False)
         client.conn.end_stream(1)
         client.flush()

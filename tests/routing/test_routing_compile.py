@@ -394,3 +394,26 @@ def test_inbound_tcp_listener_and_endpoint_defaults():
 def test_compile_snapshot_signature():
     snap = compile_snapshot(m.MeshConfig(), ProxyIdentity(), "42")
     assert (snap.version, snap.listeners, dict(snap.clusters), snap.warnings) == ("42", (), {}, ())
+
+
+def test_mirror_policies_compile_to_clusters_per_million_and_drop_zero_percent():
+    """Istio's translation: mirror (mirrorPercentage) first, then mirrors[]; percentages as
+    parts of a MILLION (value * 10000); a 0% mirror gets no policy; the cluster is named as a
+    route destination's would be."""
+    mirrors = (
+        m.HTTPMirrorPolicy(m.Destination(host="reviews", subset="v2"), percentage=50.0),
+        m.HTTPMirrorPolicy(m.Destination(host="reviews", port=9080), percentage=0.0001),
+        m.HTTPMirrorPolicy(m.Destination(host="reviews", subset="v1"), percentage=0.0),
+    )
+    rules = [rule("reviews", subset("v1", version="v1"), subset("v2", version="v2"))]
+    snap = compile_([reviews()], [vs("r", "reviews", http(dest("reviews", "v1"), mirrors=mirrors))], rules)
+    route = route_of(snap, Req())
+    assert [(p.cluster, p.per_million) for p in route.mirrors] == [
+        (f"outbound|9080|v2|{REVIEWS}", 500_000), (f"outbound|9080||{REVIEWS}", 1)]
+
+
+def test_mirror_on_a_redirect_route_is_ignored_as_in_envoy():
+    mirrors = (m.HTTPMirrorPolicy(m.Destination(host="reviews")),)
+    route_model = m.HTTPRoute(redirect=m.HTTPRedirect(uri="/elsewhere"), mirrors=mirrors)
+    snap = compile_([reviews()], [vs("r", "reviews", route_model)])
+    assert route_of(snap, Req()).mirrors == ()

@@ -1,0 +1,167 @@
+"""`python -m benchmarks mirror`: the primary's latency when its route mirrors every request to a
+mirror that never answers, against the same route without a mirror (issue 10 asks for this
+figure here, not in a test).
+
+One pymesh proxy (the one-hop row's ports) in front of the benchmark's nginx, with a
+VirtualService routing upstream.bench to it; in the mirrored case the route also mirrors 100% of
+requests to mirror.bench, whose one endpoint accepts connections, reads them and never answers.
+Its shadows pile up to the proxy's in-flight cap and later copies are dropped (counted in
+`mirror.shadows_dropped_overflow`): the steady state a hanging mirror produces. Each case is one
+open-loop run at a fixed rate (loadgen) and one saturating run (wrk) for CPU per request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from benchmarks import RESULTS_DIR, configs, dmalatency, loadgen, machine, procs, procstat, report, results, wrk
+from benchmarks.measure import Bench, Settings, phase, start_upstream
+from benchmarks.peers import PYMESH_EGRESS, Unavailable, find_pymesh
+from benchmarks.rows import BY_NAME, HOST, shifted
+from benchmarks.runner import cpu_sets
+
+FULL = {"rate": 1000, "fixed_duration": 12.0, "warmup": 2.0, "wrk_duration": 4}
+SMOKE = {"rate": 200, "fixed_duration": 3.0, "warmup": 1.0, "wrk_duration": 1}
+ROUTE = """
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: mirror, namespace: bench}}
+spec:
+  hosts: [mirror.bench]
+  ports: [{{number: {listen_port}, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {mirror_port}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: upstream, namespace: bench}}
+spec:
+  hosts: [upstream.bench]
+  http:
+  - route: [{{destination: {{host: upstream.bench}}}}]
+{mirror}"""
+MIRROR = "    mirror: {host: mirror.bench}\n    mirrorPercentage: {value: 100}\n"
+
+
+class HangingMirror:
+    """A TCP server that reads whatever it is sent and never answers (one thread per connection)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _drain(conn: socket.socket) -> None:
+        with conn:
+            while conn.recv(65536):
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _case(bench: Bench, sizes: dict, mirror_port: int, mirrored: bool) -> dict:
+    params = {"workdir": bench.workdir, **shifted(BY_NAME["pymesh-1hop"].hops[0].params, bench.port_offset)}
+    config = bench.workdir / f"mirror-{mirrored}.yaml"
+    config.write_text(configs.render(PYMESH_EGRESS.template, params)
+                      + ROUTE.format(listen_port=params["listen_port"], mirror_port=mirror_port,
+                                     mirror=MIRROR if mirrored else ""))
+    proc = procs.start("pymesh", PYMESH_EGRESS.argv(find_pymesh(), config, params), bench.workdir, bench.proxy_cpus)
+    try:
+        procs.wait_ready([proc], params["admin_port"], PYMESH_EGRESS.ready_path, timeout=60)
+        procs.wait_ready([proc], params["listen_port"], "/", HOST, timeout=10)
+        pids = procstat.process_tree([proc.pid])
+        fixed = loadgen.run(bench.loadgen, params["listen_port"], sizes["rate"], sizes["fixed_duration"], sizes["warmup"],
+                            HOST, bench.load_cpus, bench.settings.loadgen_connections)
+        saturated = phase(bench, pids, lambda: wrk.run(params["listen_port"], sizes["wrk_duration"], HOST,
+                                                        cpus=bench.load_cpus), lambda r: r["requests"])
+        return {"mirrored": mirrored, "latency_us": fixed["latency_us"], "rate": sizes["rate"],
+                "cpu_us_per_req": saturated["cpu_us_per_req"], "max_rps": saturated["rps"],
+                "errors": saturated["non_2xx"] + saturated["socket_errors"],
+                "mirror_stats": _mirror_stats(params["admin_port"]) if mirrored else {}}
+    finally:
+        procs.stop(proc)
+
+
+def _mirror_stats(admin_port: int) -> dict[str, int]:
+    with socket.create_connection(("127.0.0.1", admin_port), timeout=5) as sock:
+        sock.sendall(b"GET /stats HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = b"".join(iter(lambda: sock.recv(65536), b""))
+    found: dict[str, int] = {}
+    for line in data.decode("latin-1").splitlines():
+        if ".mirror." in line and ": " in line:
+            name, value = line.rsplit(": ", 1)
+            found[name.rsplit(".", 1)[1]] = found.get(name.rsplit(".", 1)[1], 0) + int(value)
+    return found
+
+
+def print_table(result: dict) -> None:
+    rows = []
+    for case in result["cases"]:
+        lat = case["latency_us"] or {}
+        rows.append(["hanging mirror, 100%" if case["mirrored"] else "no mirror",
+                     *(f"{lat.get(p, 0) / 1000:.2f}" for p in ("p50", "p90", "p99")),
+                     f"{case['cpu_us_per_req']:.1f}", f"{case['max_rps']:,.0f}", str(case["errors"]),
+                     str(case["mirror_stats"].get("shadows_dropped_overflow", "-"))])
+    print(f"== Primary latency at {result['settings']['rate']} req/s (ms), and CPU per request at saturation")
+    print(report.render_table(["route", "p50", "p90", "p99", "CPU us/req", "max req/s", "errors", "copies dropped"],
+                              rows, markdown=False))
+
+
+def run(args) -> int:
+    sizes = SMOKE if args.smoke else FULL
+    try:
+        find_pymesh()
+    except Unavailable as exc:
+        print(f"mirror: unavailable: {exc}", file=sys.stderr)
+        return 0 if args.smoke else 2
+    procs.install_cleanup()
+    load_cpus, proxy_cpus = cpu_sets()
+    workdir = Path(tempfile.mkdtemp(prefix="pymesh-mirror-"))
+    settings = Settings(rounds=1, fixed_duration=sizes["fixed_duration"], warmup=sizes["warmup"],
+                        wrk_duration=sizes["wrk_duration"])
+    bench = Bench(settings, workdir, loadgen.build(workdir / "build"), load_cpus, proxy_cpus, args.port_offset)
+    started = dt.datetime.now(dt.timezone.utc)
+    hanging = HangingMirror()
+    try:
+        if load_cpus:
+            os.sched_setaffinity(0, {int(load_cpus)})
+        with dmalatency.hold_zero(not args.no_cpu_dma_latency) as dma_state:
+            upstream = start_upstream(bench)
+            try:
+                cases = [_case(bench, sizes, hanging.port, mirrored) for mirrored in (False, True)]
+            finally:
+                procs.stop(upstream)
+    except (procs.StartError, RuntimeError) as exc:
+        print(f"mirror: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        hanging.close()
+        procs.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+    result = {"schema": 1, "kind": "mirror", "date": started.isoformat(timespec="seconds"),
+              "command": shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]]), "machine": machine.describe(),
+              "settings": {**sizes, "cpu_dma_latency": dma_state, "load_cpus": load_cpus, "proxy_cpus": proxy_cpus},
+              "cases": cases}
+    path = results.write(result, Path(args.out) if args.out else RESULTS_DIR, prefix="mirror-")
+    print_table(result)
+    print(f"result: {path}")
+    return 0
