@@ -77,6 +77,17 @@ def test_prometheus_on_admin_and_stats_ports(served):
     assert status == 404
 
 
+def test_prometheus_has_envoys_cluster_and_listener_stats(served):
+    cluster = f"outbound|{served.port}||svc.local"
+    text = served.prometheus()
+    assert "# TYPE envoy_cluster_upstream_rq_total counter" in text
+    assert total(samples(text, "envoy_cluster_upstream_rq_total"), cluster_name=cluster) == 5
+    assert total(samples(text, "envoy_cluster_upstream_rq"), cluster_name=cluster, response_code_class="2xx") == 5
+    assert "# TYPE envoy_cluster_upstream_cx_active gauge" in text
+    assert total(samples(text, "envoy_cluster_upstream_rq_pending_overflow"), cluster_name=cluster) == 0
+    assert total(samples(text, "envoy_listener_downstream_rq_total"), listener_address=f"127.0.0.1_{served.port}") == 5
+
+
 def test_health_port(served):
     status, _, body = http_get(served.health_port, "/healthz/ready")
     assert (status, body) == (200, b"LIVE\n")
