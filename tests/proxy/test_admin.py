@@ -4,6 +4,8 @@ and health ports."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import pytest
 
@@ -86,6 +88,19 @@ def test_prometheus_has_envoys_cluster_and_listener_stats(served):
     assert "# TYPE envoy_cluster_upstream_cx_active gauge" in text
     assert total(samples(text, "envoy_cluster_upstream_rq_pending_overflow"), cluster_name=cluster) == 0
     assert total(samples(text, "envoy_listener_downstream_rq_total"), listener_address=f"127.0.0.1_{served.port}") == 5
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian's prometheus package) not installed")
+def test_promtool_parses_the_whole_exposition(served):
+    """Prometheus's own parser reads every line; what it lints is only what Envoy's and Istio's
+    output has too (no HELP on envoy_ families, Envoy's counter names without _total, Istio's
+    milliseconds)."""
+    check = subprocess.run(["promtool", "check", "metrics"], input=served.prometheus(), capture_output=True,
+                           text=True, timeout=30)
+    problems = [line for line in (check.stdout + check.stderr).splitlines()
+                if line.strip() and not (line.startswith("envoy_") and line.endswith(('no help text', 'should have "_total" suffix')))
+                and not line.startswith("istio_request_duration_milliseconds use base unit")]
+    assert problems == [], check.stdout + check.stderr
 
 
 def test_health_port(served):
