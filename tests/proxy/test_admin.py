@@ -58,6 +58,38 @@ def test_clusters_lists_endpoints_with_counts(served):
     assert sum(counts) == 5
 
 
+def test_clusters_in_envoys_format_with_thresholds_and_locality(upstreams, proxies):
+    up = upstreams("up")
+    port = free_port()
+    resources = http_mesh(port, {"v1": up}, traffic_policy={
+        "connectionPool": {"tcp": {"maxConnections": 7}, "http": {"http1MaxPendingRequests": 3}}})
+    resources[0]["spec"]["endpoints"][0]["locality"] = "us-west/zone1/rack2"
+    proxy = proxies(resources)
+    with Client(port) as client:  # keep-alive: its upstream connection stays open, idle
+        for _ in range(3):
+            assert client.request("GET", "/").status == 200
+        lines = proxy.admin("/clusters")[2].decode().splitlines()
+    name = f"outbound|{port}||svc.local"
+    host = f"{name}::127.0.0.1:{up.port}"
+    assert lines[lines.index(f"{name}::observability_name::{name}"):][:10] == [
+        f"{name}::observability_name::{name}",
+        f"{name}::default_priority::max_connections::7",
+        f"{name}::default_priority::max_pending_requests::3",
+        f"{name}::default_priority::max_requests::4294967295",
+        f"{name}::default_priority::max_retries::4294967295",
+        f"{name}::high_priority::max_connections::1024",
+        f"{name}::high_priority::max_pending_requests::1024",
+        f"{name}::high_priority::max_requests::1024",
+        f"{name}::high_priority::max_retries::3",
+        f"{name}::added_via_api::true",
+    ]
+    assert [line for line in lines if line.startswith(host + "::")] == [f"{host}::{field}" for field in (
+        "cx_active::1", "cx_connect_fail::0", "rq_active::0", "rq_error::0", "rq_success::3", "rq_timeout::0",
+        "rq_total::3", "hostname::", "health_flags::healthy", "weight::1", "region::us-west", "zone::zone1",
+        "sub_zone::rack2", "canary::false", "priority::0", "success_rate::-1", "local_origin_success_rate::-1",
+        "label::version=v1")]
+
+
 def test_stats(served):
     def rq_total():
         _, _, body = served.admin("/stats")
