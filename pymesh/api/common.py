@@ -102,11 +102,14 @@ def _destination_host(value: str) -> str | None:
     return 'destination host "*" is not valid' if value == "*" else checks.wildcard_domain(value)
 
 
+PORT_SELECTOR: Convert = message(shapes.PORT_SELECTOR, lambda p: p.get("number", PORT, required=True))
+
+
 def destination(r: Reader) -> model.Destination:
     return model.Destination(
         host=r.get("host", text(_destination_host), "", required=True),
         subset=r.get("subset", text(checks.dns_label), ""),
-        port=r.get("port", message(shapes.PORT_SELECTOR, lambda p: p.get("number", PORT, required=True))),
+        port=r.get("port", PORT_SELECTOR),
     )
 
 

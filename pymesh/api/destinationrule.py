@@ -34,14 +34,34 @@ def _subset(r: Reader) -> model.Subset:
     )
 
 
+# The CRD's maxItems for portLevelSettings (Kubernetes rejects a longer list).
+MAX_PORT_LEVEL_SETTINGS = 4096
+
+
 def _traffic_policy(r: Reader) -> model.TrafficPolicy:
     if not r.data:
         r.error_here("traffic policy must set at least one field")
-    return model.TrafficPolicy(
-        load_balancer=r.get("loadBalancer", message(shapes.LOAD_BALANCER, _load_balancer)),
-        connection_pool=r.get("connectionPool", message(shapes.CONNECTION_POOL, _connection_pool)),
-        outlier_detection=r.get("outlierDetection", message(shapes.OUTLIER_DETECTION, _outlier_detection)),
-    )
+    port_level = r.get_list("portLevelSettings", message(shapes.PORT_TRAFFIC_POLICY, _port_traffic_policy))
+    if len(port_level) > MAX_PORT_LEVEL_SETTINGS:
+        r.error("portLevelSettings", f"at most {MAX_PORT_LEVEL_SETTINGS} entries, got {len(port_level)}")
+    return model.TrafficPolicy(**_policy_fields(r), port_level_settings=port_level)
+
+
+def _port_traffic_policy(r: Reader) -> model.PortTrafficPolicy:
+    """Istio's validatePortTrafficPolicies: a port, and at least one policy for it. A port named
+    twice is accepted, as Istio does; the first entry wins (the compiler warns)."""
+    if not any(r.has(key) for key in ("loadBalancer", "connectionPool", "outlierDetection", "tls")):
+        r.error_here("port traffic policy must have at least one field")
+    return model.PortTrafficPolicy(port=r.get("port", common.PORT_SELECTOR, 0, required=True), **_policy_fields(r))
+
+
+def _policy_fields(r: Reader) -> dict:
+    """The fields a TrafficPolicy and a PortTrafficPolicy share."""
+    return {
+        "load_balancer": r.get("loadBalancer", message(shapes.LOAD_BALANCER, _load_balancer)),
+        "connection_pool": r.get("connectionPool", message(shapes.CONNECTION_POOL, _connection_pool)),
+        "outlier_detection": r.get("outlierDetection", message(shapes.OUTLIER_DETECTION, _outlier_detection)),
+    }
 
 
 TRAFFIC_POLICY = message(shapes.TRAFFIC_POLICY, _traffic_policy)

@@ -345,10 +345,22 @@ class OutlierDetection:
 
 
 @dataclass(frozen=True)
+class PortTrafficPolicy:
+    """Istio's TrafficPolicy.PortTrafficPolicy: the policy of one service port. Every field but
+    `port` is also a TrafficPolicy field, which it replaces whole for that port (None: default)."""
+
+    port: int
+    load_balancer: LoadBalancerSettings | None = None
+    connection_pool: ConnectionPoolSettings | None = None
+    outlier_detection: OutlierDetection | None = None
+
+
+@dataclass(frozen=True)
 class TrafficPolicy:
     load_balancer: LoadBalancerSettings | None = None
     connection_pool: ConnectionPoolSettings | None = None
     outlier_detection: OutlierDetection | None = None
+    port_level_settings: tuple[PortTrafficPolicy, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -107,8 +107,11 @@ DESTINATION_RULE = shape(
 )
 TRAFFIC_POLICY = shape(
     "TrafficPolicy",
-    "loadBalancer connectionPool outlierDetection",
-    unsupported="tls portLevelSettings tunnel proxyProtocol retryBudget",
+    "loadBalancer connectionPool outlierDetection portLevelSettings",
+    unsupported="tls tunnel proxyProtocol retryBudget",
+)
+PORT_TRAFFIC_POLICY = shape(
+    "TrafficPolicy.PortTrafficPolicy", "port loadBalancer connectionPool outlierDetection", unsupported="tls"
 )
 LOAD_BALANCER = shape(
     "LoadBalancerSettings", "simple consistentHash localityLbSetting warmupDurationSecs warmup"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from pymesh.proxy import admin
+from pymesh.proxy import admin, clusters_page
 
 
 class AdminEndpoints:
     def __init__(self, options, telemetry, snapshot: Callable, ready: Callable[[], bool], quit: Callable,
                  cluster_states: Callable[[], dict] | None = None,
-                 config_status: Callable[[], dict] | None = None) -> None:
+                 config_status: Callable[[], dict] | None = None,
+                 connections: Callable[[], dict] | None = None) -> None:
         self.options = options
         self.telemetry = telemetry
         self.snapshot = snapshot
@@ -19,6 +20,7 @@ class AdminEndpoints:
         self.quit = quit
         self.cluster_states = cluster_states
         self.config_status = config_status
+        self.connections = connections  # open upstream connections by (cluster, host), for /clusters
         self.servers: list[asyncio.AbstractServer] = []
 
     async def start(self) -> None:
@@ -72,25 +74,8 @@ class AdminEndpoints:
         return admin.text(404, "paths: /ready /config_dump /clusters /stats /stats/prometheus /quitquitquit\n")
 
     def _clusters(self) -> str:
-        """Envoy's /clusters text: one line per endpoint and figure, `cluster::address:port::stat::value`."""
         snapshot = self.snapshot()
         if snapshot is None:
             return ""
         states = self.cluster_states() if self.cluster_states else {}
-        lines = []
-        for name, cluster in sorted(snapshot.clusters.items()):
-            state = states.get(name)
-            for endpoint in cluster.endpoints:
-                prefix = f"{name}::{endpoint.key}"
-                lines.append(f"{prefix}::weight::{endpoint.weight}")
-                for key, value in sorted(endpoint.labels.items()):
-                    lines.append(f"{prefix}::label::{key}={value}")
-                if state is not None:
-                    lines.append(f"{prefix}::health_flags::{state.health_flags(endpoint)}")
-                stats = state.endpoint_stats.get(endpoint.key) if state is not None else None
-                if stats is not None:
-                    lines.append(f"{prefix}::rq_total::{stats.rq_total}")
-                    lines.append(f"{prefix}::rq_error::{stats.rq_error}")
-                    lines.append(f"{prefix}::rq_timeout::{stats.rq_timeout}")
-                    lines.append(f"{prefix}::cx_connect_fail::{stats.cx_connect_fail}")
-        return "\n".join(lines) + "\n"
+        return clusters_page.render(snapshot.clusters, states, self.connections() if self.connections else {})

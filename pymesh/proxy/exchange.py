@@ -290,6 +290,8 @@ class Exchange:
         self.attempt_id += 1
         state.balancer.on_request_start(endpoint)
         state.stats["upstream_rq_active"] += 1
+        if (host := state.endpoint_stats.get(endpoint.key)) is not None:
+            host.rq_active += 1
         http2 = (state.http2 or (state.http2_for_http2 and self.head.http_version == "2")) and not self.head.upgrade
         pool = self.runtime.pools.get(state.cluster, endpoint, state.stats, http2)
         conn = pool.take_idle()
@@ -347,6 +349,8 @@ class Exchange:
             state = self.cluster_state
             state.balancer.on_request_end(self.endpoint)
             state.stats["upstream_rq_active"] -= 1
+            if (host := state.endpoint_stats.get(self.endpoint.key)) is not None:
+                host.rq_active -= 1
             self.endpoint = None
 
     def _drop_upstream(self) -> None:

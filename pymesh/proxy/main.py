@@ -57,7 +57,8 @@ async def _single(options: ProxyOptions, snapshot) -> int:
         return 1
     endpoints = AdminEndpoints(options, telemetry, lambda: worker.runtime.snapshot, lambda: worker.ready,
                                quit=lambda: asyncio.get_running_loop().create_task(worker.drain()),
-                               cluster_states=lambda: worker.runtime.cluster_states, config_status=reloads.dump)
+                               cluster_states=lambda: worker.runtime.cluster_states, config_status=reloads.dump,
+                               connections=lambda: worker.runtime.pools.open_by_host())
     await endpoints.start()
     worker.install_signal_handlers()
     loop = asyncio.get_running_loop()

@@ -30,6 +30,13 @@ class Pools:
             pool = self.pools[key] = kind(cluster, endpoint, self.loop, stats)
         return pool
 
+    def open_by_host(self) -> dict[tuple[str, str], int]:
+        """Open (or opening) connections by (cluster name, endpoint address:port)."""
+        out: dict[tuple[str, str], int] = {}
+        for (cluster, host, _), pool in self.pools.items():
+            out[cluster, host] = out.get((cluster, host), 0) + pool.open
+        return out
+
     def retain(self, clusters) -> None:
         """After a config change: reconfigure surviving pools, close idle ones that are gone."""
         live = {(c.name, e.key): c for c in clusters.values() for e in c.endpoints}

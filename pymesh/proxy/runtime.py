@@ -46,9 +46,10 @@ def passthrough_cluster(address: str, port: int) -> Cluster:
 
 
 class EndpointStats:
-    __slots__ = ("rq_total", "rq_error", "cx_connect_fail", "rq_timeout")
+    __slots__ = ("rq_total", "rq_error", "cx_connect_fail", "rq_timeout", "rq_active")
 
     def __init__(self) -> None:
+        self.rq_active = 0
         self.rq_total = 0
         self.rq_error = 0
         self.cx_connect_fail = 0

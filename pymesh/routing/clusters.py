@@ -7,6 +7,7 @@ from __future__ import annotations
 from pymesh.api import model
 from pymesh.routing import locality
 from pymesh.routing.hosts import host_matches, is_wildcard, parse_host_port
+from pymesh.routing.policy import duplicate_ports, merged
 from pymesh.routing.registry import Service, ServiceIndex
 from pymesh.routing.scope import exported_to, selects
 from pymesh.routing.snapshot import Cluster, Endpoint, ProxyIdentity
@@ -20,26 +21,6 @@ def inbound_name(port: int) -> str:
     return f"inbound|{port}||"
 
 
-def policy_layers(rule: model.DestinationRule | None, subset: model.Subset | None) -> list[model.TrafficPolicy]:
-    """The traffic policies that apply to a cluster, the most specific first."""
-    return [p for p in (subset and subset.traffic_policy, rule and rule.traffic_policy) if p]
-
-
-def effective_policy(
-    rule: model.DestinationRule | None, subset: model.Subset | None
-) -> tuple[model.LoadBalancerSettings, model.ConnectionPoolSettings]:
-    """Istio's merge: each field the subset's trafficPolicy sets replaces the rule's whole field."""
-    layers = policy_layers(rule, subset)
-    lb = next((p.load_balancer for p in layers if p.load_balancer), None)
-    pool = next((p.connection_pool for p in layers if p.connection_pool), None)
-    return lb or model.LoadBalancerSettings(), pool or model.ConnectionPoolSettings()
-
-
-def effective_outlier(rule: model.DestinationRule | None, subset: model.Subset | None) -> model.OutlierDetection | None:
-    """The most specific outlierDetection, whole (Istio does not merge its fields); None: off."""
-    return next((p.outlier_detection for p in policy_layers(rule, subset) if p.outlier_detection), None)
-
-
 class RuleIndex:
     """DestinationRules by the service host they apply to: an exact host beats a wildcard, a
     narrower wildcard beats a broader one, and among equals the proxy's own namespace wins."""
@@ -51,6 +32,7 @@ class RuleIndex:
         rules.sort(key=lambda r: r.metadata.namespace != proxy_namespace)  # stable: file order otherwise
         for rule in rules:
             host = services.canonical(rule.host, rule.metadata.namespace)
+            _warn_duplicate_ports(rule, warnings)
             if is_wildcard(host):
                 self._wild.append((host, rule))
             elif host in self._exact:
@@ -68,16 +50,24 @@ class RuleIndex:
         return rule
 
 
-def failover_enabled(rule: model.DestinationRule | None, subset: model.Subset | None) -> bool:
-    """Istio applies locality failover only to clusters with outlier detection."""
-    return effective_outlier(rule, subset) is not None
+def _warn_duplicate_ports(rule: model.DestinationRule, warnings: list[str]) -> None:
+    """Istio accepts a port named twice in portLevelSettings and silently uses the first."""
+    policies = [("trafficPolicy", rule.traffic_policy)]
+    policies += [(f"subsets[{s.name}].trafficPolicy", s.traffic_policy) for s in rule.subsets]
+    for where, policy in policies:
+        for port in duplicate_ports(policy):
+            warnings.append(f"DestinationRule {rule.metadata.namespace}/{rule.metadata.name}: {where}.portLevelSettings "
+                            f"names port {port} more than once; the first entry applies")
 
 
 def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Subset | None,
              rule: model.DestinationRule | None, endpoints: tuple[Endpoint, ...], proxy: ProxyIdentity) -> Cluster:
-    lb, pool = effective_policy(rule, subset)
+    policy = merged(rule, subset, port.number)
+    lb = policy.load_balancer or model.LoadBalancerSettings()
     where = locality.proxy_locality(proxy.locality, proxy.labels)
-    endpoints = locality.apply(endpoints, lb.locality_lb, where, proxy.labels, failover_enabled(rule, subset))
+    # Istio applies locality failover only to clusters with outlier detection.
+    failover = policy.outlier_detection is not None
+    endpoints = locality.apply(endpoints, lb.locality_lb, where, proxy.labels, failover)
     return Cluster(
         name=name,
         service_host=svc.host,
@@ -86,9 +76,9 @@ def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Sub
         protocol=port.protocol.upper(),
         endpoints=endpoints,
         load_balancer=lb,
-        connection_pool=pool,
+        connection_pool=policy.connection_pool or model.ConnectionPoolSettings(),
         namespace=svc.namespace,
-        outlier_detection=effective_outlier(rule, subset),
+        outlier_detection=policy.outlier_detection,
     )
 
 

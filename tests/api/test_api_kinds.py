@@ -179,6 +179,12 @@ def test_destination_rule(data):
                 tcp_keepalive=m.TcpKeepalive(probes=3, time=600.0, interval=60.0),
                 max_pending_requests=50, max_requests=500, max_retries=3,
             ),
+            port_level_settings=(m.PortTrafficPolicy(
+                port=9080,
+                load_balancer=m.LoadBalancerSettings(simple="RANDOM"),
+                connection_pool=m.ConnectionPoolSettings(max_connections=10),
+                outlier_detection=m.OutlierDetection(consecutive_5xx=2),
+            ),),
         ),
         subsets=(
             m.Subset(name="v1", labels={"version": "v1"}),

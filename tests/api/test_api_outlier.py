@@ -12,7 +12,7 @@ import pytest
 from pymesh.api import model, shapes
 from pymesh.api.load import load_text
 from pymesh.cli import main
-from pymesh.routing.clusters import effective_outlier
+from pymesh.routing.policy import merged
 
 DR = """\
 apiVersion: networking.istio.io/v1
@@ -141,7 +141,10 @@ def test_the_most_specific_outlier_detection_applies_whole():
     assert result.ok, result.errors
     rule = result.config.destination_rules[0]
     v1, v2 = rule.subsets
-    assert effective_outlier(rule, None) == model.OutlierDetection(consecutive_5xx=2, interval=1.0)
-    assert effective_outlier(rule, v1) == model.OutlierDetection(consecutive_gateway=3)  # not merged
-    assert effective_outlier(rule, v2) == effective_outlier(rule, None)
-    assert effective_outlier(None, None) is None
+    def outlier(rule, subset):
+        return merged(rule, subset, 9080).outlier_detection
+
+    assert outlier(rule, None) == model.OutlierDetection(consecutive_5xx=2, interval=1.0)
+    assert outlier(rule, v1) == model.OutlierDetection(consecutive_gateway=3)  # not merged
+    assert outlier(rule, v2) == outlier(rule, None)
+    assert outlier(None, None) is None

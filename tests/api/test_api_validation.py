@@ -535,6 +535,39 @@ CASES = [
           tls: {mode: ISTIO_MUTUAL}
         """,
          "9 spec.trafficPolicy.tls: field not supported by pymesh yet"),
+    case("dr-port-level", DR, """\
+        host: r
+        trafficPolicy:
+          portLevelSettings:
+          - loadBalancer: {simple: RANDOM}
+          - port: {number: 0}
+            connectionPool: {tcp: {maxConnections: -1}}
+          - port: {number: 80}
+          - port: {number: 81}
+            tls: {mode: ISTIO_MUTUAL}
+          - port: {name: http}
+            outlierDetection: {interval: 0s}
+        subsets:
+        - name: v1
+          trafficPolicy:
+            portLevelSettings:
+            - port: {number: 65536}
+              loadBalancer: {simple: FASTEST}
+        """,
+         "9 spec.trafficPolicy.portLevelSettings[0].port: required field is missing",
+         "10 spec.trafficPolicy.portLevelSettings[1].port.number: must be between 1 and 65535, got 0",
+         "11 spec.trafficPolicy.portLevelSettings[1].connectionPool.tcp.maxConnections: must be >= 0, got -1",
+         "12 spec.trafficPolicy.portLevelSettings[2]: port traffic policy must have at least one field",
+         "14 spec.trafficPolicy.portLevelSettings[3].tls: field not supported by pymesh yet",
+         "15 spec.trafficPolicy.portLevelSettings[4].port.name: unknown field",
+         "15 spec.trafficPolicy.portLevelSettings[4].port.number: required field is missing",
+         "16 spec.trafficPolicy.portLevelSettings[4].outlierDetection.interval: duration must be at least 1ms",
+         "21 spec.subsets[0].trafficPolicy.portLevelSettings[0].port.number: must be between 1 and 65535, got 65536",
+         "22 spec.subsets[0].trafficPolicy.portLevelSettings[0].loadBalancer.simple: load balancer 'FASTEST' is not "
+         "valid (expected ROUND_ROBIN, LEAST_REQUEST, RANDOM or PASSTHROUGH)"),
+    case("dr-port-level-too-many", DR, "host: r\ntrafficPolicy:\n  portLevelSettings:\n"
+         + "".join(f"  - {{port: {{number: {n}}}, loadBalancer: {{simple: RANDOM}}}}\n" for n in range(1, 4098)),
+         "8 spec.trafficPolicy.portLevelSettings: at most 4096 entries, got 4097"),
     case("dr-outlier-values", DR, """\
         host: r
         trafficPolicy:

@@ -4,6 +4,8 @@ and health ports."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import pytest
 
@@ -56,6 +58,38 @@ def test_clusters_lists_endpoints_with_counts(served):
     assert sum(counts) == 5
 
 
+def test_clusters_in_envoys_format_with_thresholds_and_locality(upstreams, proxies):
+    up = upstreams("up")
+    port = free_port()
+    resources = http_mesh(port, {"v1": up}, traffic_policy={
+        "connectionPool": {"tcp": {"maxConnections": 7}, "http": {"http1MaxPendingRequests": 3}}})
+    resources[0]["spec"]["endpoints"][0]["locality"] = "us-west/zone1/rack2"
+    proxy = proxies(resources)
+    with Client(port) as client:  # keep-alive: its upstream connection stays open, idle
+        for _ in range(3):
+            assert client.request("GET", "/").status == 200
+        lines = proxy.admin("/clusters")[2].decode().splitlines()
+    name = f"outbound|{port}||svc.local"
+    host = f"{name}::127.0.0.1:{up.port}"
+    assert lines[lines.index(f"{name}::observability_name::{name}"):][:10] == [
+        f"{name}::observability_name::{name}",
+        f"{name}::default_priority::max_connections::7",
+        f"{name}::default_priority::max_pending_requests::3",
+        f"{name}::default_priority::max_requests::4294967295",
+        f"{name}::default_priority::max_retries::4294967295",
+        f"{name}::high_priority::max_connections::1024",
+        f"{name}::high_priority::max_pending_requests::1024",
+        f"{name}::high_priority::max_requests::1024",
+        f"{name}::high_priority::max_retries::3",
+        f"{name}::added_via_api::true",
+    ]
+    assert [line for line in lines if line.startswith(host + "::")] == [f"{host}::{field}" for field in (
+        "cx_active::1", "cx_connect_fail::0", "rq_active::0", "rq_error::0", "rq_success::3", "rq_timeout::0",
+        "rq_total::3", "hostname::", "health_flags::healthy", "weight::1", "region::us-west", "zone::zone1",
+        "sub_zone::rack2", "canary::false", "priority::0", "success_rate::-1", "local_origin_success_rate::-1",
+        "label::version=v1")]
+
+
 def test_stats(served):
     def rq_total():
         _, _, body = served.admin("/stats")
@@ -75,6 +109,30 @@ def test_prometheus_on_admin_and_stats_ports(served):
     assert total(samples(text, "istio_requests_total"), response_code="200", destination_service="svc.local") == 5
     status, _, _ = http_get(served.stats_port, "/nothing-here")
     assert status == 404
+
+
+def test_prometheus_has_envoys_cluster_and_listener_stats(served):
+    cluster = f"outbound|{served.port}||svc.local"
+    text = served.prometheus()
+    assert "# TYPE envoy_cluster_upstream_rq_total counter" in text
+    assert total(samples(text, "envoy_cluster_upstream_rq_total"), cluster_name=cluster) == 5
+    assert total(samples(text, "envoy_cluster_upstream_rq"), cluster_name=cluster, response_code_class="2xx") == 5
+    assert "# TYPE envoy_cluster_upstream_cx_active gauge" in text
+    assert total(samples(text, "envoy_cluster_upstream_rq_pending_overflow"), cluster_name=cluster) == 0
+    assert total(samples(text, "envoy_listener_downstream_rq_total"), listener_address=f"127.0.0.1_{served.port}") == 5
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian's prometheus package) not installed")
+def test_promtool_parses_the_whole_exposition(served):
+    """Prometheus's own parser reads every line; what it lints is only what Envoy's and Istio's
+    output has too (no HELP on envoy_ families, Envoy's counter names without _total, Istio's
+    milliseconds)."""
+    check = subprocess.run(["promtool", "check", "metrics"], input=served.prometheus(), capture_output=True,
+                           text=True, timeout=30)
+    problems = [line for line in (check.stdout + check.stderr).splitlines()
+                if line.strip() and not (line.startswith("envoy_") and line.endswith(('no help text', 'should have "_total" suffix')))
+                and not line.startswith("istio_request_duration_milliseconds use base unit")]
+    assert problems == [], check.stdout + check.stderr
 
 
 def test_health_port(served):

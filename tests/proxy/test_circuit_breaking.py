@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from proxy_harness import (Reply, curl, destination_rule, endpoint, free_port, http_mesh, service_entry, sidecar, total,
-                           wait_until)
+from proxy_harness import (HOST, LOCALHOST, Reply, curl, destination_rule, endpoint, free_port, free_ports, http_mesh,
+                           service_entry, sidecar, total, wait_until)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -179,3 +179,29 @@ def test_refused_connections_give_their_slot_back(proxies):
     assert proxy.stat("upstream_rq_pending_overflow") == 0
     entries = wait_until(lambda: len(proxy.log_entries()) >= 3 and proxy.log_entries(), what="3 access log lines")
     assert {e["response_flags"] for e in entries} == {"UF,URX"}
+
+
+def test_port_level_settings_give_each_port_its_own_pool(upstreams, proxies, via):
+    """One service, two ports on one upstream: portLevelSettings limits the first port to one
+    connection and one pending request; the second port keeps the rule's (no limits)."""
+    gate = Gate()
+    up = upstreams("up", gate)
+    limited, free = free_ports(2)
+    dr = destination_rule(traffic_policy={
+        "loadBalancer": {"simple": "RANDOM"},
+        "portLevelSettings": [{"port": {"number": limited}, **pool({"maxConnections": 1}, {"http1MaxPendingRequests": 1})}],
+    })
+    service = service_entry([(limited, "http-limited"), (free, "http-free")],
+                            [{"address": LOCALHOST, "ports": {"http-limited": up.port, "http-free": up.port}}])
+    proxy = proxies([service, dr, sidecar((limited, "HTTP"), (free, "HTTP"))])
+    futures = in_parallel(5, lambda i: curl(limited, f"/l{i}", *via))
+    gate.wait_held(1)
+    wait_until(lambda: sum(f.done() for f in futures) >= 3, timeout=30, what="3 overflowed requests answered")
+    on_free = in_parallel(5, lambda i: curl(free, f"/f{i}", *via))
+    gate.wait_held(6)  # all five of the other port at the upstream at once
+    gate.open()
+    assert sorted(f.result().status for f in futures) == [200] * 2 + [503] * 3
+    assert [f.result().status for f in on_free] == [200] * 5
+    stats = proxy.stats()
+    assert stats[f"cluster.outbound|{limited}||{HOST}.upstream_rq_pending_overflow"] == 3
+    assert stats[f"cluster.outbound|{free}||{HOST}.upstream_rq_pending_overflow"] == 0
