@@ -105,3 +105,4 @@ ENVOY = Peer("envoy", "envoy.yaml", find_envoy,
              ready_path="/ready")
 PYMESH_EGRESS = Peer("pymesh", "pymesh-egress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
 PYMESH_INGRESS = Peer("pymesh", "pymesh-ingress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
+PYMESH_RESILIENT = Peer("pymesh", "pymesh-resilient.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
