@@ -89,8 +89,7 @@ HTTP_DIRECT_RESPONSE = shape("HTTPDirectResponse", "status body")
 HTTP_BODY = shape("HTTPBody", "string", unsupported="bytes")
 HTTP_RETRY = shape(
     "HTTPRetry",
-    "attempts perTryTimeout retryOn",
-    unsupported="retryRemoteLocalities retryIgnorePreviousHosts backoff",
+    "attempts perTryTimeout retryOn retryRemoteLocalities retryIgnorePreviousHosts backoff",
 )
 TCP_ROUTE = shape("TCPRoute", "match route")
 L4_MATCH_ATTRIBUTES = shape(
@@ -105,8 +104,8 @@ DESTINATION_RULE = shape(
 )
 TRAFFIC_POLICY = shape(
     "TrafficPolicy",
-    "loadBalancer connectionPool outlierDetection",
-    unsupported="tls portLevelSettings tunnel proxyProtocol retryBudget",
+    "loadBalancer connectionPool outlierDetection retryBudget",
+    unsupported="tls portLevelSettings tunnel proxyProtocol",
 )
 LOAD_BALANCER = shape(
     "LoadBalancerSettings", "simple consistentHash localityLbSetting warmupDurationSecs warmup"
@@ -136,6 +135,7 @@ OUTLIER_DETECTION = shape(
     "consecutiveErrors consecutive5xxErrors consecutiveGatewayErrors consecutiveLocalOriginFailures "
     "splitExternalLocalOriginErrors interval baseEjectionTime maxEjectionPercent minHealthPercent",
 )
+RETRY_BUDGET = shape("RetryBudget", "percent minRetryConcurrency", unsupported="budgetInterval")
 SUBSET = shape("Subset", "name labels trafficPolicy")
 
 # --- Sidecar ---------------------------------------------------------------------------------

@@ -40,6 +40,11 @@ def effective_outlier(rule: model.DestinationRule | None, subset: model.Subset |
     return next((p.outlier_detection for p in policy_layers(rule, subset) if p.outlier_detection), None)
 
 
+def effective_retry_budget(rule: model.DestinationRule | None, subset: model.Subset | None) -> model.RetryBudget | None:
+    """The most specific retryBudget, whole; a subset without one keeps the rule's (Istio 1.30)."""
+    return next((p.retry_budget for p in policy_layers(rule, subset) if p.retry_budget), None)
+
+
 class RuleIndex:
     """DestinationRules by the service host they apply to: an exact host beats a wildcard, a
     narrower wildcard beats a broader one, and among equals the proxy's own namespace wins."""
@@ -89,6 +94,7 @@ def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Sub
         connection_pool=pool,
         namespace=svc.namespace,
         outlier_detection=effective_outlier(rule, subset),
+        retry_budget=effective_retry_budget(rule, subset),
     )
 
 
