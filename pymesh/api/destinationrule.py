@@ -4,7 +4,8 @@ pools) and the named subsets routes can pick."""
 from __future__ import annotations
 
 from pymesh.api import checks, common, locality, model, shapes
-from pymesh.api.reader import Convert, Reader, Sink, Slot, boolean, choice, distinct, duration, integer, message, number, text
+from pymesh.api.reader import (ISTIO_DURATION, Reader, boolean, choice, distinct, duration, integer, message, number,
+                               text)
 
 SIMPLE = choice(
     "load balancer",
@@ -44,7 +45,8 @@ def _traffic_policy(r: Reader) -> model.TrafficPolicy:
     port_level = r.get_list("portLevelSettings", message(shapes.PORT_TRAFFIC_POLICY, _port_traffic_policy))
     if len(port_level) > MAX_PORT_LEVEL_SETTINGS:
         r.error("portLevelSettings", f"at most {MAX_PORT_LEVEL_SETTINGS} entries, got {len(port_level)}")
-    return model.TrafficPolicy(**_policy_fields(r), port_level_settings=port_level)
+    return model.TrafficPolicy(**_policy_fields(r), port_level_settings=port_level,
+                               retry_budget=r.get("retryBudget", message(shapes.RETRY_BUDGET, _retry_budget)))
 
 
 def _port_traffic_policy(r: Reader) -> model.PortTrafficPolicy:
@@ -62,6 +64,16 @@ def _policy_fields(r: Reader) -> dict:
         "connection_pool": r.get("connectionPool", message(shapes.CONNECTION_POOL, _connection_pool)),
         "outlier_detection": r.get("outlierDetection", message(shapes.OUTLIER_DETECTION, _outlier_detection)),
     }
+
+
+def _retry_budget(r: Reader) -> model.RetryBudget:
+    """Istio's percent (a DoubleValue in [0, 100]; unset is Envoy's 20) and minRetryConcurrency
+    (a uint32; 0, like unset, is Envoy's 3: Istio cannot tell them apart)."""
+    defaults = model.RetryBudget()
+    return model.RetryBudget(
+        percent=r.get("percent", number(0, 100), defaults.percent),
+        min_retry_concurrency=r.get("minRetryConcurrency", UINT32) or defaults.min_retry_concurrency,
+    )
 
 
 TRAFFIC_POLICY = message(shapes.TRAFFIC_POLICY, _traffic_policy)
@@ -190,27 +202,6 @@ UINT32 = integer(0, 2**32 - 1)  # Istio's UInt32Value counts
 PERCENT = integer(0, 100)  # Istio's ValidatePercent
 
 
-def _istio_duration() -> Convert:
-    """Istio's ValidateDuration: at least 1ms, in whole milliseconds."""
-    seconds = duration()
-
-    def convert(sink: Sink, slot: Slot) -> float | None:
-        value = seconds(sink, slot)
-        if value is None:
-            return None
-        millis = round(value * 1e9) / 1e6
-        if millis < 1:
-            sink.at(slot, "duration must be at least 1ms")
-        elif millis != int(millis):
-            sink.at(slot, "only durations to ms precision are supported")
-        else:
-            return value
-        return None
-
-    return convert
-
-
-ISTIO_DURATION = _istio_duration()
 
 
 def _outlier_detection(r: Reader) -> model.OutlierDetection:

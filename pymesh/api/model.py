@@ -150,6 +150,9 @@ class HTTPRetry:
     attempts: int
     per_try_timeout: float | None = None  # seconds
     retry_on: tuple[str, ...] = ()  # e.g. ("5xx", "connect-failure", "503")
+    backoff: float | None = None  # seconds: Envoy's base interval (None: its 25 ms)
+    retry_ignore_previous_hosts: bool | None = None  # None: Istio's default (avoid them, unless hashing)
+    retry_remote_localities: bool = False
 
 
 @dataclass(frozen=True)
@@ -356,11 +359,22 @@ class PortTrafficPolicy:
 
 
 @dataclass(frozen=True)
+class RetryBudget:
+    """Istio's trafficPolicy.retryBudget, Envoy's circuit-breaker retry_budget: retries in flight
+    may be at most `percent`% of the requests in flight, and never fewer than
+    `min_retry_concurrency`. It replaces maxRetries."""
+
+    percent: float = 20.0  # Envoy's default
+    min_retry_concurrency: int = 3  # Envoy's default
+
+
+@dataclass(frozen=True)
 class TrafficPolicy:
     load_balancer: LoadBalancerSettings | None = None
     connection_pool: ConnectionPoolSettings | None = None
     outlier_detection: OutlierDetection | None = None
     port_level_settings: tuple[PortTrafficPolicy, ...] = ()
+    retry_budget: RetryBudget | None = None
 
 
 @dataclass(frozen=True)

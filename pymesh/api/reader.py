@@ -158,6 +158,29 @@ def duration(*, positive: bool = False) -> Convert:
     return convert
 
 
+def _istio_duration() -> Convert:
+    """Istio's ValidateDuration: at least 1ms, in whole milliseconds."""
+    seconds = duration()
+
+    def convert(sink: Sink, slot: Slot) -> float | None:
+        value = seconds(sink, slot)
+        if value is None:
+            return None
+        millis = round(value * 1e9) / 1e6
+        if millis < 1:
+            sink.at(slot, "duration must be at least 1ms")
+        elif millis != int(millis):
+            sink.at(slot, "only durations to ms precision are supported")
+        else:
+            return value
+        return None
+
+    return convert
+
+
+ISTIO_DURATION = _istio_duration()  # Istio's durations in outlierDetection, retries.backoff
+
+
 def choice(
     what: str,
     allowed: Iterable[str],

@@ -91,8 +91,7 @@ HTTP_DIRECT_RESPONSE = shape("HTTPDirectResponse", "status body")
 HTTP_BODY = shape("HTTPBody", "string", unsupported="bytes")
 HTTP_RETRY = shape(
     "HTTPRetry",
-    "attempts perTryTimeout retryOn",
-    unsupported="retryRemoteLocalities retryIgnorePreviousHosts backoff",
+    "attempts perTryTimeout retryOn retryRemoteLocalities retryIgnorePreviousHosts backoff",
 )
 TCP_ROUTE = shape("TCPRoute", "match route")
 L4_MATCH_ATTRIBUTES = shape(
@@ -107,8 +106,8 @@ DESTINATION_RULE = shape(
 )
 TRAFFIC_POLICY = shape(
     "TrafficPolicy",
-    "loadBalancer connectionPool outlierDetection portLevelSettings",
-    unsupported="tls tunnel proxyProtocol retryBudget",
+    "loadBalancer connectionPool outlierDetection portLevelSettings retryBudget",
+    unsupported="tls tunnel proxyProtocol",
 )
 PORT_TRAFFIC_POLICY = shape(
     "TrafficPolicy.PortTrafficPolicy", "port loadBalancer connectionPool outlierDetection", unsupported="tls"
@@ -141,6 +140,7 @@ OUTLIER_DETECTION = shape(
     "consecutiveErrors consecutive5xxErrors consecutiveGatewayErrors consecutiveLocalOriginFailures "
     "splitExternalLocalOriginErrors interval baseEjectionTime maxEjectionPercent minHealthPercent",
 )
+RETRY_BUDGET = shape("RetryBudget", "percent minRetryConcurrency", unsupported="budgetInterval")
 SUBSET = shape("Subset", "name labels trafficPolicy")
 
 # --- Sidecar ---------------------------------------------------------------------------------

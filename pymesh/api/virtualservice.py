@@ -7,6 +7,7 @@ from pymesh.api.cors import cors_policy
 from pymesh.api.fault import fault
 from pymesh.api.mirror import mirrors
 from pymesh.api.reader import (
+    ISTIO_DURATION,
     PORT,
     Reader,
     Sink,
@@ -32,6 +33,9 @@ RETRY_ON = frozenset(
         "reset-before-request",
         "retriable-4xx",
         "retriable-status-codes",
+        "retriable-headers",
+        "envoy-ratelimited",
+        "http3-post-connect-failure",
         # gRPC statuses (Envoy's x-envoy-retry-grpc-on): trailers-only answers, pymesh.policy.retry
         "cancelled",
         "deadline-exceeded",
@@ -40,8 +44,6 @@ RETRY_ON = frozenset(
         "unavailable",
     }
 )
-# Valid in Istio (Envoy's x-envoy-retry-on) but not implemented by pymesh.
-RETRY_ON_NOT_YET = frozenset({"retriable-headers", "envoy-ratelimited", "http3-post-connect-failure"})
 
 
 def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService:
@@ -154,12 +156,16 @@ def direct_response(r: Reader) -> model.HTTPDirectResponse:
 
 def retries(r: Reader) -> model.HTTPRetry:
     attempts = r.get("attempts", integer(0))  # unset means 0, as in Istio: no retries
-    if (attempts == 0 or not r.has("attempts")) and (r.has("perTryTimeout") or r.has("retryOn")):
+    if (attempts == 0 or not r.has("attempts")) and any(
+            r.has(key) for key in ("perTryTimeout", "retryOn", "retryRemoteLocalities")):
         r.error("attempts", "retries are configured but attempts is 0 (which disables them)")
     return model.HTTPRetry(
         attempts=attempts or 0,
         per_try_timeout=r.get("perTryTimeout", duration(positive=True)),
         retry_on=r.get("retryOn", _retry_on, ()),
+        backoff=r.get("backoff", ISTIO_DURATION),
+        retry_ignore_previous_hosts=r.get("retryIgnorePreviousHosts", boolean),
+        retry_remote_localities=r.get("retryRemoteLocalities", boolean, False),
     )
 
 
@@ -178,8 +184,6 @@ def _retry_on(sink: Sink, slot: Slot) -> tuple[str, ...] | None:
 def _retry_on_problem(token: str) -> str | None:
     if token in RETRY_ON or (len(token) == 3 and token.isdigit() and 100 <= int(token) <= 599):
         return None
-    if token in RETRY_ON_NOT_YET:
-        return f"retryOn policy {token!r} is not supported yet"
     expected = ", ".join(sorted(RETRY_ON))
     return f"{token!r} is not a valid retryOn policy (expected {expected} or a status code)"
 

@@ -45,9 +45,15 @@ class PriorityBalancer:
 
     def _plan(self) -> None:
         """Once per change of health: the load per level and the weight per group."""
+        self._levels, self._cum_loads = self._compute(frozenset())
+        self._excluded_plan: tuple[frozenset[int], tuple] = (frozenset(), (self._levels, self._cum_loads))
+
+    def _compute(self, excluded: frozenset[int]) -> tuple[list, list[float]]:
+        """The levels (priorities not in `excluded`) that have hosts and their cumulative loads."""
         levels: dict[int, list] = {}
         for priority, weight, inner in self._groups:
-            levels.setdefault(priority, []).append((weight, inner))
+            if priority not in excluded:
+                levels.setdefault(priority, []).append((weight, inner))
         plan = []
         for priority in sorted(levels):
             members = levels[priority]
@@ -64,23 +70,39 @@ class PriorityBalancer:
             share = health / total_health if total_health < 1.0 else min(left, health)
             loads.append(share)
             left -= share
-        self._levels = [(choices[0][1],) if len(choices) == 1 else
-                        (None, list(accumulate(w for w, _ in choices)), [inner for _, inner in choices])
-                        for _, choices in plan]
-        self._cum_loads = list(accumulate(loads))
+        levels_out = [(choices[0][1],) if len(choices) == 1 else
+                      (None, list(accumulate(w for w, _ in choices)), [inner for _, inner in choices])
+                      for _, choices in plan]
+        return levels_out, list(accumulate(loads))
+
+    def has_levels_besides(self, excluded: frozenset[int]) -> bool:
+        """Some priority outside `excluded` has a healthy host (a retry can go there)."""
+        return bool(self._plan_without(excluded)[0])
+
+    def _plan_without(self, excluded: frozenset[int]) -> tuple:
+        """The plan over the other levels, remembered for the last excluded set (retries ask
+        for the same one a few times in a row)."""
+        if self._excluded_plan[0] != excluded:
+            self._excluded_plan = (excluded, self._compute(excluded))
+        return self._excluded_plan[1]
 
     def loads(self) -> list[float]:
         """Each planned level's share of the traffic (for tests and the admin page)."""
         return [b - a for a, b in zip([0.0] + self._cum_loads, self._cum_loads)]
 
-    def pick(self, hash_key: bytes | None = None) -> Endpoint | None:
-        levels = self._levels
+    def pick(self, hash_key: bytes | None = None, excluded: frozenset[int] | None = None) -> Endpoint | None:
+        """An endpoint by the levels' loads; with `excluded` (a retry's previous priorities),
+        by the loads over the other levels only."""
+        if excluded:
+            levels, cum_loads = self._plan_without(excluded)
+        else:
+            levels, cum_loads = self._levels, self._cum_loads
         if not levels:
             return None
         if len(levels) == 1:
             level = levels[0]
         else:
-            i = bisect_right(self._cum_loads, self._rng.random() * self._cum_loads[-1])
+            i = bisect_right(cum_loads, self._rng.random() * cum_loads[-1])
             level = levels[min(i, len(levels) - 1)]
         if level[0] is not None:
             return level[0].pick(hash_key)

@@ -20,6 +20,8 @@ from pymesh.http.message import (IDEMPOTENT_METHODS, Header, RequestHead, Respon
                                  end_to_end)
 from pymesh.policy import flags
 from pymesh.policy.outcome import Outcome, classify
+from pymesh.policy.retry import RETRIABLE_HEADER_NAMES, header_names
+from pymesh.policy.retry_hosts import retry_host
 from pymesh.proxy.filters import PAUSE
 from pymesh.proxy.headers import apply_header_ops
 from pymesh.proxy.interfaces import Downstream, UpstreamConnection
@@ -34,8 +36,13 @@ REPLAY_LIMIT = 64 * 1024
 BODY_HIGH_WATER = 256 * 1024  # pause the downstream while this much body waits for a connection
 UPGRADE_TAIL_LIMIT = 64 * 1024  # bytes after an Upgrade request held until the 101
 # Request headers the proxy writes itself upstream: Host (the authority), the peer metadata
-# header (never trusted from a client), and Expect (pymesh answers 100-continue itself).
-_REPLACED = frozenset({b"host", PEER_HEADER, b"expect"})
+# header (never trusted from a client), and Expect (pymesh answers 100-continue itself); and
+# x-envoy-retriable-header-names, which Envoy's router consumes (retriable-headers reads it).
+_REPLACED = frozenset({b"host", PEER_HEADER, b"expect", RETRIABLE_HEADER_NAMES})
+# Outbound, each attempt carries its number, as Istio's include_request_attempt_count asks
+# (Envoy replaces the client's); inbound the caller's sidecar's value passes through.
+ATTEMPT_COUNT = b"x-envoy-attempt-count"
+_REPLACED_OUTBOUND = _REPLACED | {ATTEMPT_COUNT}
 
 PASSTHROUGH_ROUTE = Route(
     name="allow_any", virtual_service="",
@@ -54,6 +61,7 @@ class Exchange:
         "active_at",
         "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status", "grpc_messages", "retry_held",
         "shadows",
+        "tried",
     )
 
     def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:
@@ -105,6 +113,7 @@ class Exchange:
         self.grpc_messages = (grpc.MessageCounter(), grpc.MessageCounter()) if self.grpc else None
         self.retry_held = None  # the ClusterState whose retry limit this request's retry counts in
         self.shadows = None  # the mirrored copies of this request (pymesh.proxy.mirror), if any
+        self.tried: list | None = None  # endpoints of the failed attempts, once there is a retry
 
     # --- request side (called by the downstream protocol) -------------------------------------
 
@@ -283,11 +292,18 @@ class Exchange:
         state = self.cluster_state
         if not state.breaker.request_allowed():
             return self._overflow()
-        endpoint = state.balancer.pick(self.hash_key)
+        if self.tried is None:
+            endpoint = state.balancer.pick(self.hash_key)
+        else:
+            policy = self.policy
+            endpoint = retry_host(state.balancer, self.hash_key, self.tried,
+                                  policy.avoids_previous_hosts(state.consistent_hash is not None), policy.remote_localities)
         if endpoint is None:
             return self.reply(local_reply_for(flags.UH))
         self.endpoint = self.last_endpoint = endpoint
         self.attempt_id += 1
+        if self.attempt_id > 1 and self.listener.direction == "outbound":
+            self._count_attempt()
         state.balancer.on_request_start(endpoint)
         state.stats["upstream_rq_active"] += 1
         if (host := state.endpoint_stats.get(endpoint.key)) is not None:
@@ -365,15 +381,16 @@ class Exchange:
     def _attempt_failed(self, outcome: Outcome, status: int | None = None) -> None:
         """An attempt ended without a usable response: retry, or answer with a local reply."""
         endpoint = self.endpoint
+        # bytes went upstream unless it never connected (reset-before-request needs to know)
+        sent = outcome is not Outcome.CONNECT_FAILURE and (outcome is not Outcome.TIMEOUT or self.conn is not None)
         self._end_attempt()
         self._drop_upstream()
         self.cluster_state.record_attempt(endpoint, outcome, status)
         if outcome is Outcome.RESET and self._stale_connection_retry():
             return
-        if self._may_retry(outcome, status) and self._retry_admitted():
-            return self._schedule_retry()
-        exhausted = self.retries > 0 and self._retryable(outcome, status)
-        result = classify(outcome, status, retries_exhausted=exhausted)
+        if self._retried(outcome, status, sent=sent):
+            return
+        result = classify(outcome, status)
         self.reply(local_reply_for(result.flags, status=result.status))
 
     def _stale_connection_retry(self) -> bool:
@@ -392,21 +409,37 @@ class Exchange:
     def _replayable(self) -> bool:
         return self.chunks is not None and not self.head.upgrade
 
-    def _may_retry(self, outcome: Outcome, status: int | None, grpc_status: int | None = None) -> bool:
-        return self._replayable() and self.policy.should_retry(
-            outcome, status, self.retries, self.head.method, self._has_idempotency_key(), grpc_status
-        )
+    def _retried(self, outcome: Outcome, status: int | None, grpc_status: int | None = None, *,
+                 sent: bool = True, headers=()) -> bool:
+        """Envoy's RetryStateImpl::shouldRetry for the attempt that just ended: True when a retry
+        is scheduled. Otherwise the outcome stands, flagged URX when the retry limit was reached
+        and UO when the cluster's retry limit (maxRetries or the retry budget) had no room; a
+        retried request whose latest outcome is not retryable counts as a retry success.
 
-    def _retryable(self, outcome: Outcome, status: int | None, grpc_status: int | None = None) -> bool:
-        return self.policy.retryable(outcome, status, self.head.method, self._has_idempotency_key(), grpc_status)
-
-    def _retry_admitted(self) -> bool:
-        """The cluster's retry limit (maxRetries: retries in flight) has room for one more;
-        when not, counted as upstream_rq_retry_overflow and the outcome stands. A retry is in
-        flight from its scheduling until its own outcome is known or the request ends (as Envoy
-        counts it)."""
+        A retry is in flight, for the cluster's limit, from its scheduling until its own
+        outcome is known or the request ends (as Envoy counts it).
+        """
         self._release_retry()
-        return self.cluster_state.breaker.retry_allowed()
+        policy = self.policy
+        if not policy.attempts or not self._replayable():
+            return False
+        stats = self.cluster_state.stats
+        head = self.head
+        names = header_names(head.header(RETRIABLE_HEADER_NAMES)) if policy.wants_header_names else frozenset()
+        if not policy.retryable(outcome, status, head.method, self._has_idempotency_key(), grpc_status,
+                                sent=sent, headers=headers, header_names=names):
+            if self.retries:
+                stats["upstream_rq_retry_success"] += 1
+            return False
+        if self.retries >= policy.attempts:
+            stats["upstream_rq_retry_limit_exceeded"] += 1
+            self.flags = flags.join(self.flags, flags.URX)
+            return False
+        if not self.cluster_state.breaker.retry_allowed():
+            self.flags = flags.join(self.flags, flags.UO)
+            return False
+        self._schedule_retry()
+        return True
 
     def _schedule_retry(self) -> None:
         state = self.cluster_state
@@ -414,7 +447,22 @@ class Exchange:
         state.stats["upstream_rq_retry_active"] += 1
         self.retries += 1
         state.stats["upstream_rq_retry"] += 1
+        state.stats["upstream_rq_retry_backoff_exponential"] += 1
+        if self.tried is None:
+            self.tried = []
+        self.tried.append(self.last_endpoint)
         self.runtime.loop.call_later(self.policy.backoff(self.retries, _rng), self._attempt)
+
+    def _count_attempt(self) -> None:
+        """Replace the x-envoy-attempt-count this request's upstream head carries (a retry:
+        rare, so a scan of the headers is fine)."""
+        headers = self.upstream_request.headers
+        value = b"%d" % self.attempt_id
+        for i in range(len(headers) - 1, -1, -1):
+            if headers[i][0] == ATTEMPT_COUNT:
+                headers[i] = (ATTEMPT_COUNT, value)
+                return
+        headers.append((ATTEMPT_COUNT, value))
 
     def _release_retry(self) -> None:
         if self.retry_held is not None:
@@ -433,22 +481,19 @@ class Exchange:
         if status == 101 and not self.head.upgrade:
             return self.on_upstream_error(conn, ProtocolError(502, "101 answers no upgrade request"))
         grpc_status = grpc.status(head.raw_headers) if self.grpc else None  # a trailers-only answer
-        if (status >= 400 or grpc_status) and not self.committed:
-            if self._may_retry(Outcome.RESPONSE, status, grpc_status) and self._retry_admitted():
+        if not self.committed and (status >= 400 or grpc_status or self.retries or self.policy.any_status):
+            # the common 2xx/3xx answer to a first attempt skips the retry decision
+            if self._retried(Outcome.RESPONSE, status, grpc_status, headers=head.raw_headers):
                 endpoint = self.endpoint
                 self._end_attempt()
                 self._drop_upstream()
                 self.cluster_state.record_attempt(endpoint, Outcome.RESPONSE, status)
-                return self._schedule_retry()
-            if self.retries and self._retryable(Outcome.RESPONSE, status, grpc_status):
-                self.flags = flags.join(self.flags, flags.URX)
+                return
         self.grpc_status = grpc_status
         if self.try_timer is not None:
             self.try_timer.cancel()
             self.try_timer = None
         self.cluster_state.record_attempt(self.endpoint, Outcome.RESPONSE, status)
-        if self.retries and status < 500:
-            self.cluster_state.stats["upstream_rq_retry_success"] += 1
         self.committed = True
         self.status = status
         has_body = self.expect_body and status >= 200 and status not in (204, 304)
@@ -606,7 +651,11 @@ class Exchange:
         """The client's end-to-end headers, without framing (the upstream codec writes its own)
         and without what the proxy writes itself (`_REPLACED`): the filters add the rest."""
         head = self.head
-        headers = [(n, v) for n, v in end_to_end(head.raw_headers, head.nominated) if n not in _REPLACED]
+        outbound = self.listener.direction == "outbound"
+        replaced = _REPLACED_OUTBOUND if outbound else _REPLACED
+        headers = [(n, v) for n, v in end_to_end(head.raw_headers, head.nominated) if n not in replaced]
+        if outbound:
+            headers.append((ATTEMPT_COUNT, b"1"))
         authority = head.authority or self.cluster_state.cluster.service_host
         if head.streamed:
             length, has_body = None, True

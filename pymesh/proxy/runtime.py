@@ -72,7 +72,7 @@ class ClusterState:
         self.cluster = cluster
         self.stats = stats  # Envoy's cluster.<name>.* counters, shared with /stats
         self.born = _born(cluster, previous)
-        self.breaker = CircuitBreaker(stats, cluster.connection_pool)
+        self.breaker = CircuitBreaker(stats, cluster.connection_pool, cluster.retry_budget)
         self.outlier: OutlierDetector | None = None
         self._sweep_timer: asyncio.TimerHandle | None = None
         settings = cluster.outlier_detection

@@ -81,7 +81,7 @@ class Telemetry:
                 exchange.response_bytes, duration_ms, endpoint.key if endpoint else None,
                 cluster.name if cluster else None, _header(head, b"x-forwarded-for"),
                 _header(head, b"user-agent"), exchange.request_id, route.name if route else None,
-                head.connection.source_ip,
+                head.connection.source_ip, exchange.attempt_id,
             )
 
     def protocol_error(self, connection, status: int, flag: str) -> None:

@@ -79,6 +79,7 @@ def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Sub
         connection_pool=policy.connection_pool or model.ConnectionPoolSettings(),
         namespace=svc.namespace,
         outlier_detection=policy.outlier_detection,
+        retry_budget=policy.retry_budget,
     )
 
 

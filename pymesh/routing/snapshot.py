@@ -64,6 +64,7 @@ class Cluster:
     connection_pool: model.ConnectionPoolSettings
     namespace: str = ""  # service's namespace, for metrics (destination_service_namespace)
     outlier_detection: model.OutlierDetection | None = None  # None: no host is ever ejected
+    retry_budget: model.RetryBudget | None = None  # None: maxRetries limits retries in flight
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,9 @@ FIELDS = (
     "request_id",
     "route_name",
     "downstream_remote_address",
+    "upstream_request_attempt_count",  # Envoy's %UPSTREAM_REQUEST_ATTEMPT_COUNT%: 0 = never sent
 )
-_NUMBERS = {"response_code", "bytes_received", "bytes_sent", "duration"}  # integers, ms
+_NUMBERS = {"response_code", "bytes_received", "bytes_sent", "duration", "upstream_request_attempt_count"}  # integers (ms)
 _TEMPLATE = "{" + ",".join(f'"{name}":%d' if name in _NUMBERS else f'"{name}":%s'
                            for name in FIELDS) + "}\n"
 _STRINGS = tuple(i for i, name in enumerate(FIELDS) if name not in _NUMBERS and i)
@@ -94,13 +95,13 @@ class AccessLog:
             response_code: int, response_flags: str, bytes_received: int, bytes_sent: int,
             duration_ms: float, upstream_host: str | None, upstream_cluster: str | None,
             x_forwarded_for: str | None, user_agent: str | None, request_id: str | None,
-            route_name: str | None, downstream_remote_address: str) -> None:
+            route_name: str | None, downstream_remote_address: str, attempt_count: int = 0) -> None:
         """One HTTP request. start_time is epoch seconds (time.time()); empty/None -> null."""
         pending = self._pending
         pending.append((start_time, method, authority, path, protocol, response_code,
                         response_flags, bytes_received, bytes_sent, duration_ms, upstream_host,
                         upstream_cluster, x_forwarded_for, user_agent, request_id, route_name,
-                        downstream_remote_address))
+                        downstream_remote_address, attempt_count))
         if len(pending) >= self.max_lines:
             self.flush()
 

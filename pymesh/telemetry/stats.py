@@ -21,6 +21,8 @@ CLUSTER_STATS = (
     "upstream_rq_5xx",
     "upstream_rq_retry",
     "upstream_rq_retry_success",
+    "upstream_rq_retry_limit_exceeded",
+    "upstream_rq_retry_backoff_exponential",
     "upstream_rq_timeout",
     "upstream_rq_per_try_timeout",
     # circuit breaking (Istio's connectionPool): the gauges the limits apply to, and overflows

@@ -91,7 +91,8 @@ def test_virtual_service(data):
         ),
         rewrite=m.HTTPRewrite(uri="/", authority="reviews.internal"),
         timeout=1.5,
-        retries=m.HTTPRetry(attempts=3, per_try_timeout=0.25, retry_on=("5xx", "connect-failure", "503")),
+        retries=m.HTTPRetry(attempts=3, per_try_timeout=0.25, retry_on=("5xx", "connect-failure", "503"), backoff=0.1,
+                            retry_ignore_previous_hosts=False, retry_remote_localities=True),
     )
     old = m.HTTPRoute(
         name="old",
@@ -218,6 +219,7 @@ def test_destination_rule(data):
                         split_external_local_origin_errors=True, interval=5.0, base_ejection_time=60.0,
                         max_ejection_percent=50, min_health_percent=20,
                     ),
+                    retry_budget=m.RetryBudget(percent=25.5, min_retry_concurrency=5),
                 ),
             ),
             m.Subset(

@@ -301,17 +301,36 @@ CASES = [
     case("retries-retry-on", VS,
          "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    retryOn: 5xx,bogus,retriable-headers,99\n",
          "12 spec.http[0].retries.retryOn: 'bogus' is not a valid retryOn policy (expected 5xx, cancelled, "
-         "connect-failure, deadline-exceeded, gateway-error, internal, refused-stream, reset, reset-before-request, "
-         "resource-exhausted, retriable-4xx, retriable-status-codes, unavailable or a status code)",
-         "12 spec.http[0].retries.retryOn: retryOn policy 'retriable-headers' is not supported yet",
+         "connect-failure, deadline-exceeded, envoy-ratelimited, gateway-error, http3-post-connect-failure, "
+         "internal, refused-stream, reset, reset-before-request, resource-exhausted, retriable-4xx, "
+         "retriable-headers, retriable-status-codes, unavailable or a status code)",
          "12 spec.http[0].retries.retryOn: '99' is not a valid retryOn policy (expected 5xx, cancelled, "
-         "connect-failure, deadline-exceeded, gateway-error, internal, refused-stream, reset, reset-before-request, "
-         "resource-exhausted, retriable-4xx, retriable-status-codes, unavailable or a status code)"),
+         "connect-failure, deadline-exceeded, envoy-ratelimited, gateway-error, http3-post-connect-failure, "
+         "internal, refused-stream, reset, reset-before-request, resource-exhausted, retriable-4xx, "
+         "retriable-headers, retriable-status-codes, unavailable or a status code)"),
+    case("retries-every-envoy-condition", VS,
+         "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    retryOn: retriable-headers,envoy-ratelimited,"
+         "http3-post-connect-failure,reset-before-request,retriable-status-codes,409\n"),
     case("retries-snake-case", VS, "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    per_try_timeout: 1s\n",
          '12 spec.http[0].retries.per_try_timeout: unknown field (did you mean "perTryTimeout"?)'),
-    case("retries-remote-localities", VS,
-         "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    retryRemoteLocalities: true\n",
-         "12 spec.http[0].retries.retryRemoteLocalities: field not supported by pymesh yet"),
+    case("retries-remote-localities-without-attempts", VS,
+         "hosts: [r]\n" + ROUTE + "  retries:\n    retryRemoteLocalities: true\n",
+         "10 spec.http[0].retries.attempts: retries are configured but attempts is 0 (which disables them)"),
+    case("retries-new-fields", VS,
+         "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    backoff: 10ms\n    retryRemoteLocalities: true\n"
+         "    retryIgnorePreviousHosts: false\n"),
+    case("retries-new-field-values", VS,
+         "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    backoff: 500us\n    retryRemoteLocalities: 1\n"
+         "    retryIgnorePreviousHosts: 'no'\n",
+         "12 spec.http[0].retries.backoff: duration must be at least 1ms",
+         "13 spec.http[0].retries.retryRemoteLocalities: expected a boolean, got 1",
+         '14 spec.http[0].retries.retryIgnorePreviousHosts: expected a boolean, got "no"'),
+    case("retries-backoff-precision", VS,
+         "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    backoff: 1500us\n",
+         "12 spec.http[0].retries.backoff: only durations to ms precision are supported"),
+    case("retries-backoff-not-a-duration", VS,
+         "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    backoff: 25\n",
+         '12 spec.http[0].retries.backoff: expected a duration string such as "1.5s" or "250ms", got 25'),
     case("headers-operations", VS, """\
         hosts: [r]
         http:
@@ -602,6 +621,32 @@ CASES = [
          "only counted with splitExternalLocalOriginErrors: true (set it, or leave this out)",
          "10 spec.subsets[0].trafficPolicy.outlierDetection.interval: invalid duration 'soon': "
          'expected numbers with units (h, m, s, ms, us or ns), e.g. "250ms", "1.5s" or "1m30s"'),
+    case("dr-retry-budget", DR, """\
+        host: r
+        trafficPolicy:
+          retryBudget: {percent: 50, minRetryConcurrency: 1}
+        subsets:
+        - name: v1
+          trafficPolicy:
+            retryBudget: {}
+        """),
+    case("dr-retry-budget-values", DR, """\
+        host: r
+        trafficPolicy:
+          retryBudget:
+            percent: 100.5
+            minRetryConcurrency: -1
+        subsets:
+        - name: v1
+          trafficPolicy:
+            retryBudget: {percent: "20%", budgetInterval: 10s, minRetryConcurrency: 4294967296}
+        """,
+         "9 spec.trafficPolicy.retryBudget.percent: must be between 0 and 100, got 100.5",
+         "10 spec.trafficPolicy.retryBudget.minRetryConcurrency: must be between 0 and 4294967295, got -1",
+         "14 spec.subsets[0].trafficPolicy.retryBudget.budgetInterval: field not supported by pymesh yet",
+         '14 spec.subsets[0].trafficPolicy.retryBudget.percent: expected a number, got "20%"',
+         "14 spec.subsets[0].trafficPolicy.retryBudget.minRetryConcurrency: must be between 0 and 4294967295, "
+         "got 4294967296"),
     case("dr-traffic-policy-empty", DR, "host: r\ntrafficPolicy: {}\n",
          "7 spec.trafficPolicy: traffic policy must set at least one field"),
     case("dr-pool", DR, """\

@@ -3,7 +3,7 @@ import random
 import pytest
 
 from pymesh.api import model
-from pymesh.policy.retry import BACKOFF_BASE, BACKOFF_MAX, Outcome, RetryPolicy, backoff
+from pymesh.policy.retry import BACKOFF_BASE, BACKOFF_MAX, Outcome, RetryPolicy, backoff, backoff_interval_ms, header_names
 
 CF, RS, RST, TO, RESP = (
     Outcome.CONNECT_FAILURE,
@@ -52,7 +52,16 @@ CONDITIONS = [
     ("refused-stream", CF, None, False),
     ("refused-stream", RST, None, False),
     ("reset-before-request", CF, None, True),
-    ("reset-before-request", RST, None, False),
+    ("reset-before-request", RST, None, False),  # bytes went upstream (sent defaults to True)
+    ("reset-before-request", RS, None, False),
+    ("reset-before-request", TO, None, False),
+    ("reset-before-request", RESP, 503, False),
+    ("http3-post-connect-failure", CF, None, False),  # no HTTP/3: never fires
+    ("http3-post-connect-failure", RST, None, False),
+    ("retriable-headers", RESP, 503, False),  # no header names: nothing matches
+    ("retriable-headers", CF, None, False),
+    ("envoy-ratelimited", RESP, 429, False),  # without the header
+    ("envoy-ratelimited", CF, None, False),
     ("retriable-4xx", RESP, 409, True),
     ("retriable-4xx", RESP, 429, False),
     ("retriable-4xx", CF, None, False),
@@ -177,8 +186,6 @@ def test_retry_on_tokens_are_kept_flattened():
     "retry_on, message",
     [
         ("5xx,bogus", "unknown retry condition 'bogus'"),
-        ("retriable-headers", "'retriable-headers' is not supported"),
-        ("envoy-ratelimited", "not supported"),
         ("99", "not an HTTP status code"),
         ("600", "not an HTTP status code"),
         ("5XX", "unknown retry condition"),  # Envoy's tokens are case-sensitive
@@ -187,6 +194,82 @@ def test_retry_on_tokens_are_kept_flattened():
 def test_bad_retry_on_is_rejected_by_name(retry_on, message):
     with pytest.raises(ValueError, match=message):
         policy(retry_on)
+
+
+@pytest.mark.parametrize(
+    "outcome, sent, expected",
+    [(CF, False, True), (RST, False, True), (TO, False, True), (RS, False, True),
+     (RST, True, False), (TO, True, False), (RS, True, False), (CF, True, True)],
+)
+def test_reset_before_request_needs_nothing_sent(outcome, sent, expected):
+    """Envoy retries a reset under reset-before-request only when no request byte went out
+    (a per-try timeout while still connecting, say); a connect failure never sent any."""
+    assert policy("reset-before-request").should_retry(outcome, None, 0, "GET", sent=sent) is expected
+
+
+RETRY_HEADER = [(b"x-upstream-retry", b"1")]
+
+
+@pytest.mark.parametrize(
+    "status, headers, names, expected",
+    [
+        (503, RETRY_HEADER, frozenset({b"x-upstream-retry"}), True),
+        (200, RETRY_HEADER, frozenset({b"x-upstream-retry"}), True),  # any status
+        (503, RETRY_HEADER, frozenset({b"x-other"}), False),
+        (503, [], frozenset({b"x-upstream-retry"}), False),
+        (503, RETRY_HEADER, frozenset(), False),
+    ],
+)
+def test_retriable_headers_match_the_names_the_request_gave(status, headers, names, expected):
+    assert policy("retriable-headers").should_retry(RESP, status, 0, "GET", headers=headers,
+                                                    header_names=names) is expected
+
+
+def test_header_names_are_read_like_envoy():
+    assert header_names(b"X-Upstream-Retry, x-other ,,") == frozenset({b"x-upstream-retry", b"x-other"})
+    assert header_names(None) == frozenset() == header_names(b"")
+
+
+LIMITED = [(b"x-envoy-ratelimited", b"true")]
+
+
+@pytest.mark.parametrize(
+    "retry_on, status, headers, expected",
+    [
+        ("envoy-ratelimited", 429, LIMITED, True),
+        ("envoy-ratelimited", 503, LIMITED, True),
+        ("envoy-ratelimited", 429, [(b"x-envoy-ratelimited", b"yes")], False),  # Envoy wants "true"
+        ("envoy-ratelimited", 429, [], False),
+        # As Envoy's wouldRetryFromHeaders: with envoy-ratelimited, no other response is retried.
+        ("envoy-ratelimited,5xx", 503, [], False),
+        ("envoy-ratelimited,5xx", 503, LIMITED, True),
+    ],
+)
+def test_envoy_ratelimited(retry_on, status, headers, expected):
+    assert policy(retry_on).should_retry(RESP, status, 0, "GET", headers=headers) is expected
+
+
+def test_envoy_ratelimited_keeps_the_failure_conditions():
+    assert policy("envoy-ratelimited,5xx").should_retry(RST, None, 0, "GET")
+    assert policy("envoy-ratelimited,connect-failure").should_retry(CF, None, 0, "GET")
+
+
+def test_any_status_only_for_header_conditions():
+    assert policy("retriable-headers").any_status and policy("envoy-ratelimited").any_status
+    assert not policy("5xx,503").any_status and not RetryPolicy.from_model(None).any_status
+    assert not policy("retriable-headers", attempts=0).any_status
+
+
+@pytest.mark.parametrize(
+    "ignore, consistent_hash, expected",
+    [(None, False, True), (None, True, False), (True, True, True), (False, False, False)],
+)
+def test_previous_hosts_as_istio_sets_them(ignore, consistent_hash, expected):
+    """Istio adds Envoy's previous_hosts predicate by default, but not for consistent-hash
+    destinations (DefaultConsistentHashPolicy); retryIgnorePreviousHosts overrides both."""
+    p = RetryPolicy.from_model(model.HTTPRetry(attempts=2, retry_ignore_previous_hosts=ignore))
+    assert p.avoids_previous_hosts(consistent_hash) is expected
+    assert RetryPolicy.from_model(None).avoids_previous_hosts(False)
 
 
 @pytest.mark.parametrize(
@@ -202,24 +285,50 @@ def test_bad_numbers_are_rejected(kwargs, message):
 
 
 @pytest.mark.parametrize(
-    "attempt, upper",
-    [(0, 0.025), (1, 0.075), (2, 0.175), (3, 0.25), (4, 0.25), (100, 0.25)],
+    "retry, base, cap, interval",
+    [
+        # Envoy's defaults: 25, 50, 100, 200 (doubled while under half the max), then the max
+        (1, 25, 250, 25), (2, 25, 250, 50), (3, 25, 250, 100), (4, 25, 250, 200), (5, 25, 250, 250),
+        (6, 25, 250, 250), (1000, 25, 250, 250),
+        (1, 100, 1000, 100), (4, 100, 1000, 800), (5, 100, 1000, 1000),
+        (1, 7, 7, 7), (3, 7, 7, 7),  # base == max
+    ],
 )
-def test_backoff_upper_bounds(fixed_random, attempt, upper):
-    assert backoff(attempt, fixed_random(0.0)) == 0.0
-    assert backoff(attempt, fixed_random(0.5)) == pytest.approx(upper / 2)
-    assert backoff(attempt, fixed_random(0.999999)) == pytest.approx(upper, rel=1e-5)
+def test_backoff_interval_is_envoys_jittered_exponential(retry, base, cap, interval):
+    assert backoff_interval_ms(retry, base, cap) == interval
 
 
-def test_backoff_is_jittered_within_bounds():
-    rng = random.Random(11)
-    samples = [backoff(2, rng) for _ in range(2000)]
-    assert 0 <= min(samples) < 0.01 and 0.165 < max(samples) < 0.175
+@pytest.mark.parametrize("retry, upper", [(1, 0.025), (2, 0.050), (3, 0.100), (4, 0.200), (5, 0.25), (100, 0.25)])
+def test_backoff_bounds(fixed_random, retry, upper):
+    """Whole milliseconds in [0, interval): Envoy's random() % interval."""
+    assert backoff(retry, fixed_random(0.0)) == 0.0
+    assert backoff(retry, fixed_random(0.5)) == int(upper * 500) / 1000  # whole ms, rounded down
+    assert backoff(retry, fixed_random(0.999999)) == pytest.approx(upper - 0.001)
 
 
-def test_policy_backoff_uses_its_intervals(fixed_random):
-    p = RetryPolicy(backoff_base=0.1, backoff_max=1.0)
-    assert p.backoff(0, fixed_random(0.5)) == pytest.approx(0.05)
+def test_backoff_is_jittered_within_bounds_with_a_seeded_source():
+    """The proxy's seedable source (--random-seed) gives the same waits for the same seed."""
+    from pymesh.proxy import random_source
+
+    random_source.seed(11)
+    samples = [backoff(3, random_source.RNG) for _ in range(2000)]
+    random_source.seed(11)
+    assert samples == [backoff(3, random_source.RNG) for _ in range(2000)]
+    assert min(samples) == 0.0 and max(samples) == 0.099
+    assert len(set(samples)) == 100  # every millisecond of [0, 100) drawn
+    assert all(s * 1000 == int(round(s * 1000)) for s in samples)
+
+
+def test_policy_backoff_uses_istios_base(fixed_random):
+    """Istio's `backoff` is Envoy's base interval; the max stays 10 times it."""
+    p = RetryPolicy.from_model(model.HTTPRetry(attempts=3, backoff=0.1))
+    assert p.backoff(1, fixed_random(0.5)) == pytest.approx(0.05)
     assert p.backoff(5, fixed_random(0.5)) == pytest.approx(0.5)
+    assert p.backoff(50, fixed_random(0.999999)) == pytest.approx(0.999)
     assert RetryPolicy().backoff(9, fixed_random(0.5)) == pytest.approx(BACKOFF_MAX / 2)
-    assert BACKOFF_BASE == 0.025
+    assert BACKOFF_BASE == 0.025 and BACKOFF_MAX == 0.25
+
+
+def test_bad_backoff_is_rejected():
+    with pytest.raises(ValueError, match="backoff must be > 0"):
+        RetryPolicy(backoff_base=0)

@@ -21,7 +21,7 @@ def request(log: AccessLog, path="/reviews/1", **overrides):
                   upstream_cluster="outbound|9080||reviews.default.svc.cluster.local",
                   x_forwarded_for=None, user_agent='curl/8.0 "quoted"',
                   request_id="2f1c5a3e-0d5b-4a3e-9f61-0a7d2c1b9e11", route_name="default",
-                  downstream_remote_address="10.0.0.9:51234")
+                  downstream_remote_address="10.0.0.9:51234", attempt_count=2)
     fields.update(overrides)
     log.log(**fields)
 
@@ -57,6 +57,7 @@ def test_json_line_has_istio_fields(tmp_path):
         "request_id": "2f1c5a3e-0d5b-4a3e-9f61-0a7d2c1b9e11",
         "route_name": "default",
         "downstream_remote_address": "10.0.0.9:51234",
+        "upstream_request_attempt_count": 2,
     }
 
 
