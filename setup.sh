@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a development machine for pymesh: the system tools the tests and benchmarks use as real
-# peers (curl, nghttp2, wrk, nginx, haproxy, iptables, iproute2, a C compiler), then a virtual
-# environment in .venv with pymesh and its test and bench extras. Safe to run again.
+# peers (curl, nghttp2, wrk, nginx, haproxy, iptables, iproute2, a C compiler, Prometheus for its
+# promtool), then a virtual environment in .venv with pymesh and its test and bench extras. Safe to
+# run again.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -11,9 +12,10 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 if command -v apt-get >/dev/null; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-        python3-venv curl nghttp2-client wrk nginx-light haproxy iptables iproute2 gcc libc6-dev procps >/dev/null
+        python3-venv curl nghttp2-client wrk nginx-light haproxy iptables iproute2 gcc libc6-dev procps \
+        prometheus >/dev/null
 else
-    echo "setup.sh: no apt-get here; install curl, nghttp2-client, wrk, nginx, haproxy, iptables, iproute2 and gcc yourself" >&2
+    echo "setup.sh: no apt-get here; install curl, nghttp2-client, wrk, nginx, haproxy, iptables, iproute2, gcc and prometheus yourself" >&2
 fi
 
 PYTHON=${PYTHON:-python3}

@@ -272,6 +272,7 @@ class MetricsContext:
         self._owner_pid = os.getpid()
         self._http: dict[tuple, RequestMetrics] = {}
         self._tcp: dict[tuple, TcpMetrics] = {}
+        self._filter_scopes: dict[tuple[str, str], dict[str, int]] = {}
 
     def http(self, labels: tuple[str, ...]) -> RequestMetrics:
         """Recorder for these static labels (from outbound_labels/inbound_labels); the same
@@ -299,7 +300,13 @@ class MetricsContext:
         return self.store.scope(stats.listener_scope(listener_name), stats.LISTENER_STATS)
 
     def filter_stats(self, listener_name: str, filter_name: str) -> dict[str, int]:
-        return self.store.scope(stats.filter_scope(listener_name, filter_name), stats.FILTER_STATS[filter_name])
+        """A filter's scope on a listener; filters ask per request, so the dict is kept."""
+        key = (listener_name, filter_name)
+        scope = self._filter_scopes.get(key)
+        if scope is None:
+            scope = self._filter_scopes[key] = self.store.scope(stats.filter_scope(listener_name, filter_name),
+                                                                stats.FILTER_STATS[filter_name])
+        return scope
 
     def config_reload_stats(self) -> dict[str, int]:
         return self.store.scope(stats.CONFIG_RELOAD_SCOPE, stats.CONFIG_RELOAD_STATS)
