@@ -1,4 +1,4 @@
-"""Command line: `python -m benchmarks {run,check,scale,control,regex,h2codec,mirror,report}` (see README.md)."""
+"""Command line: `python -m benchmarks {run,check,scale,control,regex,h2codec,route-costs,report}` (see README.md)."""
 
 from __future__ import annotations
 
@@ -56,11 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     h2codec.add_argument("--requests", type=int, default=20_000, help="requests per round (default 20000)")
     h2codec.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
 
-    mirror = sub.add_parser("mirror", help="primary latency with a hanging 100% mirror against none")
-    mirror.add_argument("--smoke", action="store_true", help="a low rate, briefly")
-    mirror.add_argument("--no-cpu-dma-latency", action="store_true")
-    mirror.add_argument("--port-offset", type=int, default=0)
-    mirror.add_argument("--out", help="results directory (default benchmarks/results)")
+    route_costs = sub.add_parser("route-costs", help="latency with a hanging 100% mirror and with a 200 ms fault delay")
+    route_costs.add_argument("--smoke", action="store_true", help="a low rate, briefly")
+    route_costs.add_argument("--no-cpu-dma-latency", action="store_true")
+    route_costs.add_argument("--port-offset", type=int, default=0)
+    route_costs.add_argument("--out", help="results directory (default benchmarks/results)")
 
     show = sub.add_parser("report", help="print the tables (and redraw the plots) of a result JSON (run or control)")
     show.add_argument("result")
@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "h2codec":
         from benchmarks.h2codec import run as h2codec
         return h2codec(args)
-    if args.command == "mirror":
-        from benchmarks.mirror import run as mirror
-        return mirror(args)
+    if args.command == "route-costs":
+        from benchmarks.route_costs import run as route_costs
+        return route_costs(args)
     from benchmarks.runner import show
     return show(args)
 

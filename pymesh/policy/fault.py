@@ -1,5 +1,5 @@
 """Fault injection decided per request (Envoy's fault filter): a delay first, then an abort,
-each fired with its own draw of the random source.
+each fired with its own draw of the random source (none for a part at 0%, which cannot fire).
 
 Percentages become parts per million, as Istio hands them to Envoy (value * 10000 of a MILLION
 denominator), so 0.0001% is the finest step; a draw fires when `int(r * MILLION) < numerator`,
@@ -43,11 +43,11 @@ class FaultPolicy:
             abort_per_million=per_million(abort.percentage) if abort else 0,
         )
 
-    def delay_for(self, random: float) -> float | None:
-        """The delay to inject for this draw, or None."""
-        if self.delay is not None and fires(self.delay_per_million, random):
+    def delay_for(self, rng) -> float | None:
+        """The delay to inject for a draw of `rng`, or None; a 0% delay draws nothing."""
+        if self.delay_per_million and self.delay is not None and fires(self.delay_per_million, rng.random()):
             return self.delay
         return None
 
-    def aborts(self, random: float) -> bool:
-        return self.abort_status is not None and fires(self.abort_per_million, random)
+    def aborts(self, rng) -> bool:
+        return self.abort_per_million > 0 and self.abort_status is not None and fires(self.abort_per_million, rng.random())

@@ -22,7 +22,7 @@ class FaultInjection:
         self.rng = rng  # pymesh.proxy.random_source.RNG, or a test's
 
     def on_request(self, exchange, request) -> LocalReply | object | None:
-        delay = exchange.route.fault.delay_for(self.rng.random())
+        delay = exchange.route.fault.delay_for(self.rng)
         if delay is None:
             return self._abort(exchange)
         _stats(exchange)["delays_injected"] += 1
@@ -40,7 +40,7 @@ class FaultInjection:
 
     def _abort(self, exchange) -> LocalReply | None:
         fault = exchange.route.fault
-        if not fault.aborts(self.rng.random()):
+        if not fault.aborts(self.rng):
             return None
         _stats(exchange)["aborts_injected"] += 1
         return LocalReply(fault.abort_status, flags.FI, ABORT_BODY, grpc_status=fault.abort_grpc_status)

@@ -45,10 +45,16 @@ def start_shadows(exchange) -> list[Shadow] | None:
     head = exchange.head
     if head.upgrade:
         return None  # a tunnel cannot be copied
-    draw = RNG.random()
-    policies = [p for p in exchange.route.mirrors if fires(p.per_million, draw)]
-    if not policies:
-        return None
+    mirrors = exchange.route.mirrors
+    draw = RNG.random()  # one draw for all of a route's mirrors, as Envoy
+    if len(mirrors) == 1:  # the common case, without building a list
+        if not fires(mirrors[0].per_million, draw):
+            return None
+        policies = mirrors
+    else:
+        policies = [p for p in mirrors if fires(p.per_million, draw)]
+        if not policies:
+            return None
     runtime = exchange.runtime
     stats = runtime.telemetry.metrics.filter_stats(exchange.listener.name, "mirror")
     shadows = []

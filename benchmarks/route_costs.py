@@ -1,13 +1,16 @@
-"""`python -m benchmarks mirror`: the primary's latency when its route mirrors every request to a
-mirror that never answers, against the same route without a mirror (issue 10 asks for this
-figure here, not in a test).
+"""`python -m benchmarks route-costs`: what a route feature does to the requests it applies to,
+measured (issue 10 asks for these figures here, not in tests):
+
+- a mirror that never answers: the primary's latency must not change;
+- a 100% fault delay of 200 ms: the delay must add 200 ms (within 20 ms) at p50.
 
 One pymesh proxy (the one-hop row's ports) in front of the benchmark's nginx, with a
-VirtualService routing upstream.bench to it; in the mirrored case the route also mirrors 100% of
-requests to mirror.bench, whose one endpoint accepts connections, reads them and never answers.
-Its shadows pile up to the proxy's in-flight cap and later copies are dropped (counted in
-`mirror.shadows_dropped_overflow`): the steady state a hanging mirror produces. Each case is one
-open-loop run at a fixed rate (loadgen) and one saturating run (wrk) for CPU per request.
+VirtualService routing upstream.bench to it; each case adds one feature to that route. The mirror
+case mirrors 100% of requests to mirror.bench, whose one endpoint accepts connections, reads them
+and never answers: its shadows pile up to the proxy's in-flight cap and later copies are dropped
+(counted in `mirror.shadows_dropped_overflow`), the steady state a hanging mirror produces. Each
+case is one open-loop run at a fixed rate (loadgen; the delay case at a rate its connections can
+carry with 200 ms each) and one saturating run (wrk) for CPU per request.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from benchmarks.runner import cpu_sets
 
 FULL = {"rate": 1000, "fixed_duration": 12.0, "warmup": 2.0, "wrk_duration": 4}
 SMOKE = {"rate": 200, "fixed_duration": 3.0, "warmup": 1.0, "wrk_duration": 1}
+DELAY_RATE = 40  # loadgen's 16 connections carry 80 req/s at 200 ms each: half that, open loop
 ROUTE = """
 ---
 apiVersion: networking.istio.io/v1
@@ -48,8 +52,13 @@ spec:
   hosts: [upstream.bench]
   http:
   - route: [{{destination: {{host: upstream.bench}}}}]
-{mirror}"""
-MIRROR = "    mirror: {host: mirror.bench}\n    mirrorPercentage: {value: 100}\n"
+{feature}"""
+# (name, what the route adds, the open-loop rate: None for the size's)
+CASES = (
+    ("plain route", "", None),
+    ("hanging mirror, 100%", "    mirror: {host: mirror.bench}\n    mirrorPercentage: {value: 100}\n", None),
+    ("fault delay 200 ms, 100%", "    fault: {delay: {fixedDelay: 200ms, percentage: {value: 100}}}\n", DELAY_RATE),
+)
 
 
 class HangingMirror:
@@ -78,25 +87,26 @@ class HangingMirror:
         self.sock.close()
 
 
-def _case(bench: Bench, sizes: dict, mirror_port: int, mirrored: bool) -> dict:
+def _case(bench: Bench, sizes: dict, mirror_port: int, index: int) -> dict:
+    name, feature, rate = CASES[index]
+    rate = rate or sizes["rate"]
     params = {"workdir": bench.workdir, **shifted(BY_NAME["pymesh-1hop"].hops[0].params, bench.port_offset)}
-    config = bench.workdir / f"mirror-{mirrored}.yaml"
+    config = bench.workdir / f"case-{index}.yaml"
     config.write_text(configs.render(PYMESH_EGRESS.template, params)
-                      + ROUTE.format(listen_port=params["listen_port"], mirror_port=mirror_port,
-                                     mirror=MIRROR if mirrored else ""))
+                      + ROUTE.format(listen_port=params["listen_port"], mirror_port=mirror_port, feature=feature))
     proc = procs.start("pymesh", PYMESH_EGRESS.argv(find_pymesh(), config, params), bench.workdir, bench.proxy_cpus)
     try:
         procs.wait_ready([proc], params["admin_port"], PYMESH_EGRESS.ready_path, timeout=60)
         procs.wait_ready([proc], params["listen_port"], "/", HOST, timeout=10)
         pids = procstat.process_tree([proc.pid])
-        fixed = loadgen.run(bench.loadgen, params["listen_port"], sizes["rate"], sizes["fixed_duration"], sizes["warmup"],
+        fixed = loadgen.run(bench.loadgen, params["listen_port"], rate, sizes["fixed_duration"], sizes["warmup"],
                             HOST, bench.load_cpus, bench.settings.loadgen_connections)
         saturated = phase(bench, pids, lambda: wrk.run(params["listen_port"], sizes["wrk_duration"], HOST,
                                                         cpus=bench.load_cpus), lambda r: r["requests"])
-        return {"mirrored": mirrored, "latency_us": fixed["latency_us"], "rate": sizes["rate"],
+        return {"case": name, "latency_us": fixed["latency_us"], "rate": rate,
                 "cpu_us_per_req": saturated["cpu_us_per_req"], "max_rps": saturated["rps"],
                 "errors": saturated["non_2xx"] + saturated["socket_errors"],
-                "mirror_stats": _mirror_stats(params["admin_port"]) if mirrored else {}}
+                "mirror_stats": _mirror_stats(params["admin_port"]) if "mirror" in feature else {}}
     finally:
         procs.stop(proc)
 
@@ -117,12 +127,11 @@ def print_table(result: dict) -> None:
     rows = []
     for case in result["cases"]:
         lat = case["latency_us"] or {}
-        rows.append(["hanging mirror, 100%" if case["mirrored"] else "no mirror",
-                     *(f"{lat.get(p, 0) / 1000:.2f}" for p in ("p50", "p90", "p99")),
+        rows.append([case["case"], f"{case['rate']:,}", *(f"{lat.get(p, 0) / 1000:.2f}" for p in ("p50", "p90", "p99")),
                      f"{case['cpu_us_per_req']:.1f}", f"{case['max_rps']:,.0f}", str(case["errors"]),
                      str(case["mirror_stats"].get("shadows_dropped_overflow", "-"))])
-    print(f"== Primary latency at {result['settings']['rate']} req/s (ms), and CPU per request at saturation")
-    print(report.render_table(["route", "p50", "p90", "p99", "CPU us/req", "max req/s", "errors", "copies dropped"],
+    print("== Latency at a fixed rate (ms), and CPU per request at saturation")
+    print(report.render_table(["route", "req/s", "p50", "p90", "p99", "CPU us/req", "max req/s", "errors", "copies dropped"],
                               rows, markdown=False))
 
 
@@ -131,11 +140,11 @@ def run(args) -> int:
     try:
         find_pymesh()
     except Unavailable as exc:
-        print(f"mirror: unavailable: {exc}", file=sys.stderr)
+        print(f"route-costs: unavailable: {exc}", file=sys.stderr)
         return 0 if args.smoke else 2
     procs.install_cleanup()
     load_cpus, proxy_cpus = cpu_sets()
-    workdir = Path(tempfile.mkdtemp(prefix="pymesh-mirror-"))
+    workdir = Path(tempfile.mkdtemp(prefix="pymesh-route-costs-"))
     settings = Settings(rounds=1, fixed_duration=sizes["fixed_duration"], warmup=sizes["warmup"],
                         wrk_duration=sizes["wrk_duration"])
     bench = Bench(settings, workdir, loadgen.build(workdir / "build"), load_cpus, proxy_cpus, args.port_offset)
@@ -147,21 +156,21 @@ def run(args) -> int:
         with dmalatency.hold_zero(not args.no_cpu_dma_latency) as dma_state:
             upstream = start_upstream(bench)
             try:
-                cases = [_case(bench, sizes, hanging.port, mirrored) for mirrored in (False, True)]
+                cases = [_case(bench, sizes, hanging.port, index) for index in range(len(CASES))]
             finally:
                 procs.stop(upstream)
     except (procs.StartError, RuntimeError) as exc:
-        print(f"mirror: {exc}", file=sys.stderr)
+        print(f"route-costs: {exc}", file=sys.stderr)
         return 1
     finally:
         hanging.close()
         procs.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
-    result = {"schema": 1, "kind": "mirror", "date": started.isoformat(timespec="seconds"),
+    result = {"schema": 1, "kind": "route-costs", "date": started.isoformat(timespec="seconds"),
               "command": shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]]), "machine": machine.describe(),
               "settings": {**sizes, "cpu_dma_latency": dma_state, "load_cpus": load_cpus, "proxy_cpus": proxy_cpus},
               "cases": cases}
-    path = results.write(result, Path(args.out) if args.out else RESULTS_DIR, prefix="mirror-")
+    path = results.write(result, Path(args.out) if args.out else RESULTS_DIR, prefix="route-costs-")
     print_table(result)
     print(f"result: {path}")
     return 0
