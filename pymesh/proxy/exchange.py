@@ -55,7 +55,7 @@ class Exchange:
         "runtime", "listener", "downstream", "head", "start", "route", "cluster_state", "policy",
         "retries", "flags", "status", "upstream_request", "chunks", "chunks_bytes",
         "request_done", "request_bytes", "response_bytes", "conn", "conn_reused", "endpoint",
-        "cancel_connect", "try_timer", "route_timer", "committed", "done", "expect_body",
+        "cancel_connect", "try_timer", "route_timer", "try_deadline", "route_deadline", "committed", "done", "expect_body",
         "upstream_reusable", "close_delimited", "request_id", "hash_key", "response_header_ops",
         "upgrade_tail", "stale_retry_used", "attempt_id", "paused_downstream", "paused_upstream", "last_endpoint",
         "active_at",
@@ -88,6 +88,11 @@ class Exchange:
         self.cancel_connect = None
         self.try_timer = None
         self.route_timer = None
+        # Deadlines (loop time; 0: none). Their loop timers are armed at once only when near;
+        # a far one is armed by the connection's sweep once it comes within reach
+        # (arm_due_timers), so the many requests that end long before never pay for a timer.
+        self.try_deadline = 0.0
+        self.route_deadline = 0.0
         self.committed = False  # a response head went downstream: no more retries
         self.done = False
         self.expect_body = head.method != "HEAD"
@@ -174,7 +179,9 @@ class Exchange:
             if deadline is not None and (not timeout or deadline < timeout):
                 timeout = deadline
         if timeout:
-            self.route_timer = self.runtime.loop.call_later(timeout, self._on_route_timeout)
+            self.route_deadline = self.runtime.loop.time() + timeout
+            if timeout <= self.runtime.timer_reach:
+                self.route_timer = self.runtime.loop.call_at(self.route_deadline, self._on_route_timeout)
         if self.route.mirrors:
             self.shadows = start_shadows(self)
         self._attempt()
@@ -349,18 +356,35 @@ class Exchange:
     def _start_try_timer(self) -> None:
         per_try = self.policy.per_try_timeout
         if per_try:
-            attempt_id = self.attempt_id
-            self.try_timer = self.runtime.loop.call_later(per_try, lambda: self._on_try_timeout(attempt_id))
+            self.try_deadline = self.runtime.loop.time() + per_try
+            if per_try <= self.runtime.timer_reach:
+                self.try_timer = self.runtime.loop.call_at(self.try_deadline, self._on_try_timeout, self.attempt_id)
+
+    def arm_due_timers(self, now: float) -> None:
+        """The connection's periodic sweep: arm the loop timer of a deadline now within reach."""
+        if self.done:
+            return
+        reach = now + self.runtime.timer_reach
+        loop = self.runtime.loop
+        if self.route_deadline and self.route_timer is None and self.route_deadline <= reach:
+            self.route_timer = loop.call_at(self.route_deadline, self._on_route_timeout)
+        if self.try_deadline and self.try_timer is None and self.try_deadline <= reach:
+            self.try_timer = loop.call_at(self.try_deadline, self._on_try_timeout, self.attempt_id)
 
     def _on_try_timeout(self, attempt_id: int) -> None:
         if attempt_id == self.attempt_id and not self.committed and not self.done:
             self.try_timer = None
+            self.try_deadline = 0.0
             self._attempt_failed(Outcome.TIMEOUT)
 
-    def _end_attempt(self) -> None:
+    def _cancel_try_timer(self) -> None:
+        self.try_deadline = 0.0
         if self.try_timer is not None:
             self.try_timer.cancel()
             self.try_timer = None
+
+    def _end_attempt(self) -> None:
+        self._cancel_try_timer()
         if self.endpoint is not None:
             state = self.cluster_state
             state.balancer.on_request_end(self.endpoint)
@@ -490,9 +514,7 @@ class Exchange:
                 self.cluster_state.record_attempt(endpoint, Outcome.RESPONSE, status)
                 return
         self.grpc_status = grpc_status
-        if self.try_timer is not None:
-            self.try_timer.cancel()
-            self.try_timer = None
+        self._cancel_try_timer()
         self.cluster_state.record_attempt(self.endpoint, Outcome.RESPONSE, status)
         self.committed = True
         self.status = status
@@ -581,6 +603,7 @@ class Exchange:
 
     def _on_route_timeout(self) -> None:
         self.route_timer = None
+        self.route_deadline = 0.0
         if self.done:
             return
         self.cluster_state.stats["upstream_rq_timeout"] += 1

@@ -315,6 +315,8 @@ class DownstreamH1(asyncio.Protocol):
 
     def check_deadlines(self, now: float) -> None:
         """Called once a tick (see pymesh.proxy.downstream_limits)."""
+        for exchange in self.queue:
+            exchange.arm_due_timers(now)
         if self.closing or self.tunnel is not None:
             return
         limits = self.runtime.downstream

@@ -248,6 +248,8 @@ class DownstreamH2(CodecWriter, asyncio.Protocol):
             self.flush()
 
     def check_deadlines(self, now: float) -> None:
+        for stream in list(self.streams.values()):
+            stream.exchange.arm_due_timers(now)
         if self.closing:
             return
         limits = self.runtime.downstream

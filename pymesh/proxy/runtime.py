@@ -206,6 +206,9 @@ class Runtime:
         self._passthrough: dict[tuple[str, int], ClusterState] = {}
         self.now = 0.0  # a clock good to a deadline tick: what the request path stamps activity with
         self.deadlines = DeadlineSweeper(loop, self, self.connections, downstream)
+        # Route and per-try timeouts further away than two sweeps are armed by a sweep
+        # (Exchange.arm_due_timers), not at once: see Exchange.route_deadline.
+        self.timer_reach = 2 * self.deadlines.interval
         self._overflow_logged = -OVERFLOW_LOG_INTERVAL
 
     # configuration ------------------------------------------------------------------------------

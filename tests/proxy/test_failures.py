@@ -133,6 +133,36 @@ def test_per_try_timeout_then_a_fast_second_attempt_succeeds(upstreams, proxies,
     assert_reported(proxy, 200, "-")
 
 
+# Timeouts further away than two deadline sweeps get their loop timer from a sweep, not at once
+# (Exchange.arm_due_timers). A request-headers timeout of 0.4 s makes the sweep 0.1 s, so these
+# 0.5 s and 0.6 s timeouts take that path.
+SWEEP_EVERY_100_MS = ["--request-headers-timeout", "0.4"]
+
+
+def test_a_far_route_timeout_armed_by_the_sweep_is_504_ut(upstreams, proxies, via):
+    release = threading.Event()
+    up = upstreams("up", lambda req: (release.wait(10), Reply(200, [], b"late"))[1])
+    port = free_port()
+    proxy = proxies(mesh_with_route(port, up, {"timeout": "0.6s"}), extra_args=SWEEP_EVERY_100_MS)
+    try:
+        result = curl(port, "/slow", *via)
+    finally:
+        release.set()
+    assert result.status == 504
+    entry = proxy.wait_log(lambda e: e["path"] == "/slow")
+    assert entry["response_flags"] == "UT" and entry["duration"] >= 599  # never early (whole ms clock)
+
+
+def test_a_far_per_try_timeout_armed_by_the_sweep_retries(upstreams, proxies, via):
+    up = upstreams("up", sequence(Reply(200, [], b"slow", delay=3.0), then=Reply(200, [], b"fast")))
+    port = free_port()
+    route = {"retries": {"attempts": 2, "perTryTimeout": "0.5s", "retryOn": "5xx"}}
+    proxies(mesh_with_route(port, up, route), extra_args=SWEEP_EVERY_100_MS)
+    result = curl(port, "/", *via)
+    assert (result.status, result.body) == (200, b"fast")
+    assert up.count() == 2
+
+
 # --- retries --------------------------------------------------------------------------------------------
 
 
