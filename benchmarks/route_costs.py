@@ -15,21 +15,14 @@ carry with 200 ms each) and one saturating run (wrk) for CPU per request.
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import shlex
-import shutil
 import socket
-import sys
-import tempfile
 import threading
-from pathlib import Path
 
-from benchmarks import RESULTS_DIR, configs, dmalatency, loadgen, machine, procs, procstat, report, results, wrk
-from benchmarks.measure import Bench, Settings, phase, start_upstream
-from benchmarks.peers import PYMESH_EGRESS, Unavailable, find_pymesh
+from benchmarks import configs, loadgen, procs, procstat, report, wrk
+from benchmarks.measure import Bench, Settings, phase
+from benchmarks.peers import PYMESH_EGRESS, find_pymesh
 from benchmarks.rows import BY_NAME, HOST, shifted
-from benchmarks.runner import cpu_sets
+from benchmarks.standalone import run_standalone
 
 FULL = {"rate": 1000, "fixed_duration": 12.0, "warmup": 2.0, "wrk_duration": 4}
 SMOKE = {"rate": 200, "fixed_duration": 3.0, "warmup": 1.0, "wrk_duration": 1}
@@ -137,40 +130,13 @@ def print_table(result: dict) -> None:
 
 def run(args) -> int:
     sizes = SMOKE if args.smoke else FULL
-    try:
-        find_pymesh()
-    except Unavailable as exc:
-        print(f"route-costs: unavailable: {exc}", file=sys.stderr)
-        return 0 if args.smoke else 2
-    procs.install_cleanup()
-    load_cpus, proxy_cpus = cpu_sets()
-    workdir = Path(tempfile.mkdtemp(prefix="pymesh-route-costs-"))
     settings = Settings(rounds=1, fixed_duration=sizes["fixed_duration"], warmup=sizes["warmup"],
                         wrk_duration=sizes["wrk_duration"])
-    bench = Bench(settings, workdir, loadgen.build(workdir / "build"), load_cpus, proxy_cpus, args.port_offset)
-    started = dt.datetime.now(dt.timezone.utc)
-    hanging = HangingMirror()
-    try:
-        if load_cpus:
-            os.sched_setaffinity(0, {int(load_cpus)})
-        with dmalatency.hold_zero(not args.no_cpu_dma_latency) as dma_state:
-            upstream = start_upstream(bench)
-            try:
-                cases = [_case(bench, sizes, hanging.port, index) for index in range(len(CASES))]
-            finally:
-                procs.stop(upstream)
-    except (procs.StartError, RuntimeError) as exc:
-        print(f"route-costs: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        hanging.close()
-        procs.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
-    result = {"schema": 1, "kind": "route-costs", "date": started.isoformat(timespec="seconds"),
-              "command": shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]]), "machine": machine.describe(),
-              "settings": {**sizes, "cpu_dma_latency": dma_state, "load_cpus": load_cpus, "proxy_cpus": proxy_cpus},
-              "cases": cases}
-    path = results.write(result, Path(args.out) if args.out else RESULTS_DIR, prefix="route-costs-")
-    print_table(result)
-    print(f"result: {path}")
-    return 0
+
+    def measure(bench: Bench) -> dict:
+        hanging = HangingMirror()
+        try:
+            return {"cases": [_case(bench, sizes, hanging.port, index) for index in range(len(CASES))]}
+        finally:
+            hanging.close()
+    return run_standalone("route-costs", args, sizes, settings, measure, print_table, with_loadgen=True)

@@ -9,20 +9,13 @@ the route count for the last-route case while the first-route case stays flat.
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import shlex
-import shutil
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-from benchmarks import RESULTS_DIR, dmalatency, machine, procs, procstat, report, results, scalegen, wrk
-from benchmarks.measure import Bench, Settings, phase, start_upstream
-from benchmarks.peers import PYMESH_EGRESS, Unavailable, find_pymesh
+from benchmarks import procs, procstat, report, scalegen, wrk
+from benchmarks.measure import Bench, Settings, phase
+from benchmarks.peers import PYMESH_EGRESS, find_pymesh
 from benchmarks.rows import BY_NAME, HOST, shifted
-from benchmarks.runner import cpu_sets
+from benchmarks.standalone import run_standalone
 
 FULL = {"services": (0, 100, 1000), "routes": (10, 100, 1000), "wrk_duration": 4}
 SMOKE = {"services": (0, 100), "routes": (10, 100), "wrk_duration": 1}
@@ -102,38 +95,9 @@ def print_tables(result: dict) -> None:
 
 def run(args) -> int:
     sizes = SMOKE if args.smoke else FULL
-    try:
-        find_pymesh()
-    except Unavailable as exc:
-        print(f"scale: unavailable: {exc}", file=sys.stderr)
-        return 0 if args.smoke else 2
-    procs.install_cleanup()
-    load_cpus, proxy_cpus = cpu_sets()
-    workdir = Path(tempfile.mkdtemp(prefix="pymesh-scale-"))
     settings = Settings(rounds=1, fixed_duration=0, warmup=0, wrk_duration=sizes["wrk_duration"])
-    bench = Bench(settings, workdir, Path(), load_cpus, proxy_cpus, args.port_offset)
-    started = dt.datetime.now(dt.timezone.utc)
-    try:
-        if load_cpus:
-            os.sched_setaffinity(0, {int(load_cpus)})
-        with dmalatency.hold_zero(not args.no_cpu_dma_latency) as dma_state:
-            upstream = start_upstream(bench)
-            try:
-                services = [idle_memory(bench, n) for n in sizes["services"]]
-                routes = [r for n in sizes["routes"] for r in route_cost(bench, n, sizes["wrk_duration"])]
-            finally:
-                procs.stop(upstream)
-    except (procs.StartError, RuntimeError) as exc:
-        print(f"scale: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        procs.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
-    result = {"schema": 1, "kind": "scale", "date": started.isoformat(timespec="seconds"),
-              "command": shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]]), "machine": machine.describe(),
-              "settings": {**sizes, "cpu_dma_latency": dma_state, "load_cpus": load_cpus, "proxy_cpus": proxy_cpus},
-              "services": services, "routes": routes}
-    path = results.write(result, Path(args.out) if args.out else RESULTS_DIR, prefix="scale-")
-    print_tables(result)
-    print(f"result: {path}")
-    return 0
+
+    def measure(bench: Bench) -> dict:
+        return {"services": [idle_memory(bench, n) for n in sizes["services"]],
+                "routes": [r for n in sizes["routes"] for r in route_cost(bench, n, sizes["wrk_duration"])]}
+    return run_standalone("scale", args, sizes, settings, measure, print_tables)
