@@ -7,7 +7,7 @@ httpStatus (200-599, what Envoy accepts) or grpcStatus (a status name), and perc
 from __future__ import annotations
 
 from pymesh.api import common, model, shapes
-from pymesh.api.reader import Reader, Sink, Slot, choice, duration, integer, message
+from pymesh.api.reader import Reader, choice, duration, integer, message
 
 # gRPC's status names (Istio's grpc.SupportedGRPCStatus) -> codes.
 GRPC_STATUS = {
@@ -39,17 +39,12 @@ def _percentage(r: Reader) -> float:
     return 100.0
 
 
-def _at_least_1ms(sink: Sink, slot: Slot) -> float | None:
-    seconds = duration(positive=True)(sink, slot)
-    if seconds is not None and seconds < 0.001:
-        sink.at(slot, "must be at least 1ms")
-        return None
-    return seconds
+FIXED_DELAY = duration(positive=True, at_least=(0.001, "must be at least 1ms"))
 
 
 def _delay(r: Reader) -> model.FaultDelay:
     return model.FaultDelay(
-        fixed_delay=r.get("fixedDelay", _at_least_1ms, 0.0, required=True),
+        fixed_delay=r.get("fixedDelay", FIXED_DELAY, 0.0, required=True),
         percentage=_percentage(r),
     )
 

@@ -15,7 +15,7 @@ Envoy validates its token_bucket: maxTokens >= 1, tokensPerFill >= 1 (default 1)
 from __future__ import annotations
 
 from pymesh.api import checks, common, model, shapes
-from pymesh.api.reader import Reader, Sink, Slot, boolean, choice, duration, integer, message, text
+from pymesh.api.reader import Reader, boolean, choice, duration, integer, message, text
 
 _DIRECTION = choice("direction", ("INBOUND", "OUTBOUND"))
 
@@ -28,17 +28,12 @@ def local_rate_limit(metadata: model.Metadata, r: Reader) -> model.LocalRateLimi
     )
 
 
-def _fill_interval(sink: Sink, slot: Slot) -> float | None:
-    seconds = duration(positive=True)(sink, slot)
-    if seconds is not None and seconds < 0.05:
-        sink.at(slot, "must be at least 50ms (Envoy's minimum fill interval)")
-        return None
-    return seconds
+FILL_INTERVAL = duration(positive=True, at_least=(0.05, "must be at least 50ms (Envoy's minimum fill interval)"))
 
 
 def _bucket(r: Reader) -> tuple[int, int, float]:
     return (r.get("maxTokens", integer(1), 1, required=True), r.get("tokensPerFill", integer(1), 1),
-            r.get("fillInterval", _fill_interval, 1.0, required=True))
+            r.get("fillInterval", FILL_INTERVAL, 1.0, required=True))
 
 
 def _key(r: Reader) -> tuple[str, bool]:

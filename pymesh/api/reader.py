@@ -138,8 +138,9 @@ def boolean(sink: Sink, slot: Slot) -> bool | None:
     return slot.value if expect(sink, slot, bool) else None
 
 
-def duration(*, positive: bool = False) -> Convert:
-    """A duration string ("1.5s", "250ms") as float seconds."""
+def duration(*, positive: bool = False, at_least: tuple[float, str] | None = None) -> Convert:
+    """A duration string ("1.5s", "250ms") as float seconds; `at_least`: (a floor in seconds,
+    the error for a value below it)."""
 
     def convert(sink: Sink, slot: Slot) -> float | None:
         if not isinstance(slot.value, str):
@@ -152,6 +153,9 @@ def duration(*, positive: bool = False) -> Convert:
             return None
         if positive and seconds <= 0:
             sink.at(slot, "must be greater than 0")
+            return None
+        if at_least is not None and seconds < at_least[0]:
+            sink.at(slot, at_least[1])
             return None
         return seconds
 
