@@ -71,6 +71,14 @@ CASES = [
           fault:
             abort: {http2Error: CANCEL}
         """, "11 spec.http[0].fault.abort.http2Error: field not supported by pymesh yet"),
+    case("http-fault-delay-floor", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          fault:
+            delay: {fixedDelay: 0.5ms}
+        """, "11 spec.http[0].fault.delay.fixedDelay: must be at least 1ms"),
     case("http-mirror-percentages", VS, """\
         hosts: [r]
         http:
