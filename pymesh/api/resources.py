@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any, Callable
 
 from pymesh.api import common, model, shapes
+from pymesh.api.authorization import authorization_policy
 from pymesh.api.destinationrule import destination_rule
 from pymesh.api.reader import Reader, Sink, Slot, message, or_list, text
 from pymesh.api.ratelimit import local_rate_limit
@@ -45,7 +46,8 @@ KINDS = {
         Kind("Sidecar", NETWORKING, shapes.SIDECAR, sidecar, "sidecars"),
         Kind("LocalRateLimit", PYMESH, shapes.LOCAL_RATE_LIMIT, local_rate_limit, "local_rate_limits"),
         Kind("PeerAuthentication", SECURITY),
-        Kind("AuthorizationPolicy", SECURITY),
+        Kind("AuthorizationPolicy", SECURITY, shapes.AUTHORIZATION_POLICY, authorization_policy,
+             "authorization_policies"),
         Kind("RequestAuthentication", SECURITY),
     )
 }

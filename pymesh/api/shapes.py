@@ -160,3 +160,20 @@ LOCAL_RATE_LIMIT = shape("LocalRateLimit", "workloadSelector rules")
 RATE_LIMIT_RULE = shape("LocalRateLimit.Rule", "route direction tokenBucket key")
 TOKEN_BUCKET = shape("TokenBucket", "maxTokens tokensPerFill fillInterval")
 RATE_LIMIT_KEY = shape("LocalRateLimit.Key", "header sourceIp")
+
+# --- AuthorizationPolicy (security.istio.io) -------------------------------------------------
+
+AUTHORIZATION_POLICY = shape("AuthorizationPolicy", "selector targetRef targetRefs action provider rules")
+SECURITY_WORKLOAD_SELECTOR = shape("istio.type.v1beta1.WorkloadSelector", "matchLabels")
+POLICY_TARGET_REFERENCE = shape("PolicyTargetReference", "group kind name namespace")
+EXTENSION_PROVIDER = shape("AuthorizationPolicy.ExtensionProvider", "name")
+AUTHZ_RULE = shape("Rule", "from to when")
+AUTHZ_RULE_FROM = shape("Rule.From", "source")
+AUTHZ_RULE_TO = shape("Rule.To", "operation")
+AUTHZ_SOURCE = shape(
+    "Source",
+    "principals notPrincipals requestPrincipals notRequestPrincipals namespaces notNamespaces "
+    "serviceAccounts notServiceAccounts ipBlocks notIpBlocks remoteIpBlocks notRemoteIpBlocks",
+)
+AUTHZ_OPERATION = shape("Operation", "hosts notHosts ports notPorts methods notMethods paths notPaths")
+AUTHZ_CONDITION = shape("Condition", "key values notValues")
