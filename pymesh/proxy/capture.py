@@ -138,7 +138,8 @@ class Sniffer(asyncio.Protocol):
     def _route_inbound(self) -> None:
         self.listener = self.runtime.inbound_listener(self.destination[1], self.capture.inbound_address)
         if self.listener.protocol == "TCP":
-            return self._become(TcpProxy(self.runtime, self.listener, target=self._inbound_target()))
+            return self._become(TcpProxy(self.runtime, self.listener, target=self._inbound_target(),
+                                         original_destination=self.destination))
         self._sniff()
 
     def _inbound_target(self) -> tuple[str, int]:
@@ -162,7 +163,8 @@ class Sniffer(asyncio.Protocol):
         if http:
             protocol = DownstreamH1(self.runtime, self.listener, original_destination=self.destination)
         elif self.direction == "inbound":
-            protocol = TcpProxy(self.runtime, self.listener, target=self._inbound_target())
+            protocol = TcpProxy(self.runtime, self.listener, target=self._inbound_target(),
+                                original_destination=self.destination)
         else:
             protocol = TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination)
         self._become(protocol)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from pymesh.http.message import UpstreamRequest
+from pymesh.proxy.authz import Authorization
 from pymesh.proxy.cors import Cors
 from pymesh.proxy.fault import FaultInjection
 from pymesh.proxy.ratelimit import LocalRateLimit
@@ -98,21 +99,23 @@ class RouteHeaders:
             request.authority = authority or request.authority
 
 
-def chains_for(peer_header: bytes, rng, clock) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
+def chains_for(peer_header: bytes, rng, clock, authorizer=None) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
     """Each listener direction's chains for one snapshot, one per `Route.filter_set` (a bit per
     optional filter): `Exchange.begin` indexes them with the route's precomputed set, so a route
     without CORS, faults, rate limits or header operations runs ProxyHeaders alone.
 
-    The order is Envoy's as Istio builds it: CORS (a preflight is answered even when a fault
-    would fire), fault, local rate limit (inserted before the router), and the route's header
-    operations last, where Envoy's router applies them."""
+    The order is Envoy's as Istio builds it: inbound, authorization first (the snapshot's
+    `authz`, when any AuthorizationPolicy applies; after ProxyHeaders, which does what Envoy's
+    connection manager does before any filter: the request id), then CORS (a preflight is
+    answered even when a fault would fire), fault, local rate limit (inserted before the
+    router), and the route's header operations last, where Envoy's router applies them."""
     optional = ((snapshot.CORS, Cors()), (snapshot.FAULT, FaultInjection(rng)),
                 (snapshot.RATE_LIMIT, LocalRateLimit(clock)), (snapshot.ROUTE_HEADERS, RouteHeaders()))
     chains = {}
-    for direction, proxy_headers in (("outbound", ProxyHeaders((PEER_HEADER, peer_header))),
-                                     ("inbound", ProxyHeaders(None))):
+    inbound = (ProxyHeaders(None),) + ((Authorization(authorizer),) if authorizer is not None else ())
+    for direction, first in (("outbound", (ProxyHeaders((PEER_HEADER, peer_header)),)), ("inbound", inbound)):
         chains[direction] = tuple(
-            (proxy_headers, *(f for bit, f in optional if filter_set & bit))
+            (*first, *(f for bit, f in optional if filter_set & bit))
             for filter_set in range(snapshot.FILTER_SETS)
         )
     return chains

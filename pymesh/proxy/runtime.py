@@ -233,7 +233,7 @@ class Runtime:
         self._passthrough = {}
         self.source_labels = dict(snapshot.identity.labels)
         self.peer_header = encode_peer(snapshot.identity)
-        self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time)
+        self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, snapshot.authz)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         self.snapshot = snapshot
         for warning in snapshot.warnings:

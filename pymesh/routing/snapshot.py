@@ -176,6 +176,9 @@ class Snapshot:
     # outbound traffic captured by iptables, by original destination port (Istio's per-port
     # outbound listeners); may share Listener objects with `listeners`
     captured_outbound: Mapping[int, Listener] = field(default_factory=dict)
+    # the AuthorizationPolicies that apply to this workload's inbound traffic
+    # (a pymesh.security.authz.Authorizer); None: no policy applies, nothing is checked
+    authz: Any = None
 
     def dump(self) -> dict:
         """JSON-able view for /config_dump."""
