@@ -56,4 +56,6 @@ def dump_snapshot(snapshot: Snapshot) -> dict:
         "captured_outbound": {str(port): l.name for port, l in sorted(snapshot.captured_outbound.items())},
         "clusters": [plain(snapshot.clusters[name]) for name in sorted(snapshot.clusters)],
         "warnings": list(snapshot.warnings),
+        # the AuthorizationPolicies that apply to this workload, "namespace/name"
+        "authorization_policies": list(snapshot.authz.names) if snapshot.authz is not None else [],
     }

@@ -14,7 +14,9 @@ What is kept, in file order:
 - DestinationRules exported to the namespace whose host is a kept service's (or a wildcard
   covering one);
 - the WorkloadEntries that the kept ServiceEntries select;
-- the Sidecars of the proxy's namespace (the proxy selects its own from them).
+- the Sidecars of the proxy's namespace (the proxy selects its own from them);
+- the AuthorizationPolicies of its namespace and of the root namespace (the proxy compiles the
+  ones whose selector or targetRefs pick it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pymesh.api import model
 from pymesh.routing.hosts import host_matches, is_wildcard
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar, selects
+from pymesh.security.authz import ROOT_NAMESPACE
 
 __all__ = ["ProxyLike", "Views", "egress_scope", "proxy_view", "view_key"]
 
@@ -88,6 +91,8 @@ class Views:
             ),
             sidecars=tuple(sc for sc in config.sidecars if sc.metadata.namespace == proxy.namespace),
             local_rate_limits=tuple(rl for rl in config.local_rate_limits if rl.metadata.namespace == proxy.namespace),
+            authorization_policies=tuple(p for p in config.authorization_policies
+                                         if p.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
         )
 
     def _namespace(self, namespace: str) -> _Namespace:

@@ -170,3 +170,19 @@ def test_dry_run_must_be_a_boolean():
 def test_allow_and_audit_may_have_no_rules():
     assert errors("  action: AUDIT\n") == []
     assert errors("  action: ALLOW\n  rules: []\n") == []
+
+
+def test_the_control_protocol_carries_it_unchanged():
+    """The control server pushes MeshConfig through the codec: a policy comes back equal."""
+    from pymesh.api.codec import decode, encode
+
+    config = load_text(HEAD.replace("namespace: foo}", "namespace: foo, annotations: {istio.io/dry-run: 'true'}}") + """\
+  targetRefs: [{kind: Service, group: "", name: httpbin}]
+  action: AUDIT
+  rules:
+  - from: [{source: {principals: [a], notIpBlocks: [10.0.0.0/8]}}]
+    to: [{operation: {ports: ["80"], paths: ["/x"]}}]
+    when: [{key: "request.auth.claims[a][b]", values: [c]}]
+""").config
+    assert config.authorization_policies
+    assert decode(m.MeshConfig, encode(config)) == config
