@@ -44,6 +44,9 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         egress = [(e, _egress_listener(ctx, e, sidecar.metadata.namespace)) for e in sidecar.egress if e.port]
     listeners = tuple(l for _, l in egress) + tuple(_ingress_listener(e, ctx.rate_limits) for e in ingress)
     captured = _captured_outbound(ctx, sidecar, egress)
+    authz = compile_authorizer(config, ns, identity.labels, _served_by(config, identity))
+    if authz is not None:
+        warnings += authz.warnings
     return Snapshot(
         version=version,
         identity=identity,
@@ -53,7 +56,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         outbound_traffic_policy=sidecar.outbound_traffic_policy if sidecar else "ALLOW_ANY",
         warnings=tuple(dict.fromkeys(warnings)),  # one per problem, though each port meets it again
         captured_outbound=captured,
-        authz=compile_authorizer(config, ns, identity.labels, _served_by(config, identity)),
+        authz=authz,
     )
 
 

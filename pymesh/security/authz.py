@@ -432,6 +432,11 @@ class Rule:
         return Rule(tuple(strip(s) for s in self.sources), tuple(strip(o) for o in self.operations),
                     strip(self.when), self.verdict_id)
 
+    def matches_everything(self) -> bool:
+        """No condition is left that could fail (a DENY rule of HTTP-only fields, seen by TCP)."""
+        return ((not self.sources or () in self.sources) and (not self.operations or () in self.operations)
+                and not self.when)
+
     def _every(self):
         for branch in self.sources + self.operations:
             yield from branch
@@ -445,7 +450,7 @@ class Rule:
 class Policy:
     """One AuthorizationPolicy compiled twice: its rules for HTTP requests and for TCP."""
 
-    __slots__ = ("name", "action", "http", "tcp", "verdicts")
+    __slots__ = ("name", "action", "http", "tcp", "verdicts", "warnings")
 
     def __init__(self, policy: model.AuthorizationPolicy) -> None:
         meta = policy.metadata
@@ -460,6 +465,11 @@ class Policy:
             self.tcp = tuple(rule.without_http() for rule in rules)
         allowed = policy.action in ("ALLOW", "AUDIT")
         self.verdicts = {rule_id: Verdict(allowed, rule_id) for rule_id in ids}
+        self.warnings = tuple(
+            f"AuthorizationPolicy {self.name} will deny all traffic to TCP ports under its scope due to the use "
+            f"of only HTTP attributes in a DENY rule (rule {i}); it is recommended to explicitly specify the port"
+            for i, (http, tcp) in enumerate(zip(rules, self.tcp))
+            if policy.action in ("DENY", "CUSTOM") and http.uses_http() and tcp.matches_everything())
 
     def first_match(self, head, info, jwt) -> Verdict | None:
         for rule in self.http if head is not None else self.tcp:
@@ -484,9 +494,12 @@ class Authorizer:
         enforced: dict[str, list[Policy]] = {"CUSTOM": [], "DENY": [], "ALLOW": [], "AUDIT": []}
         shadow: dict[str, list[Policy]] = {"CUSTOM": [], "DENY": [], "ALLOW": [], "AUDIT": []}
         self.names: list[str] = []
+        self.warnings: list[str] = []  # Istio's validation warnings, for the snapshot's
         for policy in policies:
-            (shadow if policy.dry_run else enforced)[policy.action].append(Policy(policy))
-            self.names.append(f"{policy.metadata.namespace}/{policy.metadata.name}")
+            compiled = Policy(policy)
+            (shadow if policy.dry_run else enforced)[policy.action].append(compiled)
+            self.names.append(compiled.name)
+            self.warnings += compiled.warnings
         # CUSTOM without a provider pymesh can call is a DENY of what it matches (Istio, fail closed)
         self.deny = tuple(enforced["CUSTOM"] + enforced["DENY"])
         self.allow = tuple(enforced["ALLOW"])

@@ -387,3 +387,12 @@ def test_paths_are_normalized_as_envoy_does():
         "/a/b", "/b", "/a/", "/~user", "/%2F", "/a", "/a"]
     path = "/plain/path"
     assert normalize_path(path) is path  # the common case builds nothing
+
+
+def test_a_deny_rule_of_http_fields_warns_it_denies_tcp():
+    authorizer = Authorizer(policies({"action": "DENY", "rules": [operation(methods=["GET"]),
+                                                                  operation(methods=["GET"], ports=["80"])]},
+                                     {"rules": [operation(methods=["GET"])]}))
+    assert authorizer.warnings == [
+        "AuthorizationPolicy default/p0 will deny all traffic to TCP ports under its scope due to the use of only "
+        "HTTP attributes in a DENY rule (rule 0); it is recommended to explicitly specify the port"]
