@@ -21,7 +21,24 @@ log = logging.getLogger(__name__)
 DENIED = LocalReply(403, flags.NONE, b"RBAC: access denied")
 
 
-def count_shadow(authorizer, stats: dict, head, info, jwt) -> None:
+def decide(authorizer, stats: dict, head, info, jwt, what: str) -> bool:
+    """One request (head) or connection (head None): dry-run and AUDIT policies reported, then
+    the decision, counted."""
+    if authorizer.has_shadow:
+        _count_shadow(authorizer, stats, head, info, jwt)
+    if authorizer.audit:
+        audited = authorizer.audited(head, info, jwt)
+        if audited is not None:  # logged without the query string, which may carry credentials
+            stats["logged"] += 1
+            log.info("authorization audit: %s matched %s from %s", what, audited.policy, info.source_ip)
+    verdict = authorizer.check(head, info, jwt)
+    stats["allowed" if verdict.allowed else "denied"] += 1
+    if not verdict.allowed:
+        log.debug("%s denied: rbac_access_denied_matched_policy[%s]", what, verdict.policy)
+    return verdict.allowed
+
+
+def _count_shadow(authorizer, stats: dict, head, info, jwt) -> None:
     """The dry-run policies' verdicts, counted as Envoy's shadow engines count theirs."""
     deny_allows, allow_allows = authorizer.shadow(head, info, jwt)
     if deny_allows is not None:
@@ -30,49 +47,20 @@ def count_shadow(authorizer, stats: dict, head, info, jwt) -> None:
         stats["istio_dry_run_allow_shadow_allowed" if allow_allows else "istio_dry_run_allow_shadow_denied"] += 1
 
 
-def note_audit(authorizer, stats: dict, head, info, jwt, what: str) -> None:
-    """An AUDIT policy matched: counted and logged (never the query string, which may carry
-    credentials)."""
-    verdict = authorizer.audited(head, info, jwt)
-    if verdict is not None:
-        stats["logged"] += 1
-        log.info("authorization audit: %s matched %s from %s", what, verdict.policy, info.source_ip)
-
-
 class Authorization:
     def __init__(self, authorizer) -> None:
         self.authorizer = authorizer  # shared by every request of the snapshot
 
     def on_request(self, exchange, request) -> LocalReply | None:
-        authorizer = self.authorizer
         head = exchange.head
-        info = head.connection
-        jwt = exchange.request_principal
         stats = exchange.runtime.telemetry.metrics.filter_stats(exchange.listener.name, "rbac")
-        if authorizer.has_shadow:
-            count_shadow(authorizer, stats, head, info, jwt)
-        if authorizer.audit:
-            note_audit(authorizer, stats, head, info, jwt, f"{head.method} {head.path.partition('?')[0]}")
-        verdict = authorizer.check(head, info, jwt)
-        if verdict.allowed:
-            stats["allowed"] += 1
+        what = f"{head.method} {head.path.partition('?')[0]}" if self.authorizer.audit else "request"
+        if decide(self.authorizer, stats, head, head.connection, exchange.request_principal, what):
             return None
-        stats["denied"] += 1
-        log.debug("rbac_access_denied_matched_policy[%s]", verdict.policy)
         return DENIED
 
 
 def authorize_connection(authorizer, runtime, info) -> bool:
     """A TCP connection at its start (Envoy's network RBAC filter, stats under tcp.rbac.)."""
-    stats = runtime.telemetry.metrics.tcp_rbac_stats()
-    if authorizer.has_shadow:
-        count_shadow(authorizer, stats, None, info, None)
-    if authorizer.audit:
-        note_audit(authorizer, stats, None, info, None, f"connection to port {info.local_port}")
-    verdict = authorizer.check(None, info)
-    if verdict.allowed:
-        stats["allowed"] += 1
-        return True
-    stats["denied"] += 1
-    log.debug("connection closed: rbac_access_denied_matched_policy[%s]", verdict.policy)
-    return False
+    return decide(authorizer, runtime.telemetry.metrics.tcp_rbac_stats(), None, info, None,
+                  f"connection to port {info.local_port}")
