@@ -171,10 +171,14 @@ def _never(value: Any) -> bool:
 
 
 def _peer_uri(info) -> str | None:
+    """The verified peer's SPIFFE URI: ConnectionInfo.peer_identity holds the URI (or a
+    pymesh.security.identity.SpiffeId); a bare principal ("td/ns/N/sa/S") is read as one too."""
     identity = info.peer_identity
-    if identity is None or type(identity) is str:
-        return identity
-    return identity.uri  # a pymesh.security.identity.SpiffeId
+    if identity is None:
+        return None
+    if type(identity) is not str:
+        return identity.uri
+    return identity if identity.startswith(SPIFFE) else SPIFFE + identity
 
 
 def _identity_part(uri: str | None, key: str) -> str | None:

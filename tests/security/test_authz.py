@@ -100,6 +100,8 @@ FIELD_CASES = [
     ("principal plaintext", source(principals=["cluster.local/ns/default/sa/sleep"]), request(info=PLAIN), None, False),
     ("principal as SpiffeId", source(principals=["cluster.local/ns/default/sa/sleep"]),
      request(info=connection(peer=SpiffeId("cluster.local", "default", "sleep"))), None, True),
+    ("principal as a bare principal", source(principals=["cluster.local/ns/default/sa/sleep"]),
+     request(info=connection(peer="cluster.local/ns/default/sa/sleep")), None, True),
     ("notPrincipals excludes", source(notPrincipals=["cluster.local/ns/default/sa/sleep"]), request(info=MTLS_SLEEP), None, False),
     ("notPrincipals others", source(notPrincipals=["cluster.local/ns/default/sa/sleep"]), request(info=MTLS_ADMIN), None, True),
     ("notPrincipals star plaintext", source(notPrincipals=["*"]), request(info=PLAIN), None, True),
