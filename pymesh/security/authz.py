@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from pymesh.api import model
+from pymesh.routing.regex import full_matcher
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +101,12 @@ class Globs:
         values = tuple(values)
         self.exact = frozenset(v for v in values if "*" not in v)
         wild = [".*".join(re.escape(part) for part in v.split("*")) for v in values if "*" in v]
-        self.pattern = re.compile("|".join(wild)) if wild else None
+        self.pattern = full_matcher("|".join(wild)) if wild else None  # RE2: linear, as Istio's
 
     def __call__(self, value: str | None) -> bool:
         if value is None:
             return False
-        return value in self.exact or (self.pattern is not None and self.pattern.fullmatch(value) is not None)
+        return value in self.exact or (self.pattern is not None and self.pattern(value))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -344,8 +345,8 @@ def _paths(values: tuple[str, ...]) -> Callable[[Any], bool]:
     plain = Strings([v for v in values if v not in templates])
     if not templates:
         return plain
-    patterns = re.compile("|".join(_template(t) for t in templates))
-    return lambda value: plain(value) or (value is not None and patterns.fullmatch(value) is not None)
+    patterns = full_matcher("|".join(_template(t) for t in templates))
+    return lambda value: plain(value) or (value is not None and patterns(value))
 
 
 def _template(template: str) -> str:
