@@ -8,6 +8,7 @@ RequestAuthentication: they are covered through ConnectionInfo in tests/security
 from __future__ import annotations
 
 import socket
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,34 @@ def test_tcp_deny_rule_with_http_fields_denies_wider(proxies, upstreams):
     # methods dropped, port 9000 kept: the test's port is not 9000, so it passes
     _, port = tcp_serve(proxies, upstreams, sample("authz-tcp-deny-methods-port.yaml", "default"))
     assert echoes(port)
+
+
+# --- gRPC -----------------------------------------------------------------------------------------
+
+
+def test_a_denied_grpc_call_is_permission_denied(proxies, tmp_path):
+    """grpcio as the client and the app: a denial reaches it as Envoy sends it, PERMISSION_DENIED
+    with the reply's text as the message; an allowed method passes."""
+    import grpc
+
+    from grpc_echo import SERVICE, start_server
+
+    server, service, app_port = start_server("127.0.0.1:0")
+    port = free_port()
+    try:
+        mesh = inbound_mesh(port, SimpleNamespace(port=app_port), protocol="GRPC")
+        deny = policy("deny-bidi", {"action": "DENY", "rules": [operation_paths(f"/{SERVICE}/Bidi")]})
+        proxies(mesh + [deny], labels="app=echo")
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            assert channel.unary_unary(f"/{SERVICE}/Unary")(b"hi", timeout=10) == b"echo:hi"
+            with pytest.raises(grpc.RpcError) as refused:
+                list(channel.stream_stream(f"/{SERVICE}/Bidi")(iter([b"x"]), timeout=10))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert refused.value.details() == "RBAC: access denied"
+    finally:
+        service.released.set()
+        server.stop(grace=None)
+
+
+def operation_paths(*paths: str) -> dict:
+    return {"to": [{"operation": {"paths": list(paths)}}]}
