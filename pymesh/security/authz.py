@@ -20,25 +20,19 @@ HTTP-only field (hosts, methods, paths, request principals, request.* keys) neve
 a DENY, AUDIT or CUSTOM rule drops those fields, matching wider.
 
 Everything is compiled here once per snapshot; a check reads the request without building
-anything in the common case (frozensets and prefix tuples; IP parsing is cached).
+anything in the common case (frozensets and prefix tuples; IP parsing is cached). The value
+tests are in authz_values, the request attributes they read in authz_attributes.
 """
 
 from __future__ import annotations
 
-import functools
-import ipaddress
-import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from pymesh.api import model
-from pymesh.routing.regex import full_matcher
-
-log = logging.getLogger(__name__)
+from pymesh.security.authz_attributes import DESTINATION_PORT, HOST, METHOD, PATH, Attribute, attribute
 
 ROOT_NAMESPACE = "istio-system"  # Istio's default meshConfig.rootNamespace: its policies apply mesh-wide
-SPIFFE = "spiffe://"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,308 +46,6 @@ class Verdict:
 
 ALLOW_ALL = Verdict(True)
 DENY_UNMATCHED = Verdict(False)
-
-
-# --- values ----------------------------------------------------------------------------------
-
-
-class Strings:
-    """Istio's StringMatcher over a list of values: exact set, prefix and suffix tuples, and
-    "*" (any non-empty string; with `present_star`, any present value, even empty)."""
-
-    __slots__ = ("exact", "prefixes", "suffixes", "star", "lower", "present_star")
-
-    def __init__(self, values: Iterable[str], *, ignore_case: bool = False, present_star: bool = False,
-                 prefix: str = "") -> None:
-        exact, prefixes, suffixes, star = set(), [], [], False
-        for value in values:
-            if ignore_case:
-                value = value.lower()
-            if value == "*":
-                star = True
-            elif value.startswith("*"):
-                suffixes.append(value[1:])
-            elif value.endswith("*"):
-                prefixes.append(prefix + value[:-1])
-            else:
-                exact.add(prefix + value)
-        self.exact, self.prefixes, self.suffixes = frozenset(exact), tuple(prefixes), tuple(suffixes)
-        self.star, self.lower, self.present_star = star, ignore_case, present_star
-
-    def __call__(self, value: str | None) -> bool:
-        if value is None:
-            return False
-        if self.star and (value or self.present_star):
-            return True
-        if self.lower:
-            value = value.lower()
-        return value in self.exact or (bool(self.prefixes) and value.startswith(self.prefixes)) or (
-            bool(self.suffixes) and value.endswith(self.suffixes))
-
-
-class Globs:
-    """Namespaces: Istio turns "*" anywhere into ".*" of a regex (so "*" here also matches an
-    empty namespace of a present identity); plain names are a set."""
-
-    __slots__ = ("exact", "pattern")
-
-    def __init__(self, values: Iterable[str]) -> None:
-        values = tuple(values)
-        self.exact = frozenset(v for v in values if "*" not in v)
-        wild = [".*".join(re.escape(part) for part in v.split("*")) for v in values if "*" in v]
-        self.pattern = full_matcher("|".join(wild)) if wild else None  # RE2: linear, as Istio's
-
-    def __call__(self, value: str | None) -> bool:
-        if value is None:
-            return False
-        return value in self.exact or (self.pattern is not None and self.pattern(value))
-
-
-@functools.lru_cache(maxsize=4096)
-def _address(text: str) -> Any:
-    try:
-        return ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-class Networks:
-    """ipBlocks and the IP keys: single addresses and CIDR ranges, v4 and v6."""
-
-    __slots__ = ("networks",)
-
-    def __init__(self, values: Iterable[str]) -> None:
-        self.networks = tuple(ipaddress.ip_network(v, strict=False) for v in values)
-
-    def __call__(self, value: str | None) -> bool:
-        address = _address(value) if value else None
-        if address is None:
-            return False
-        for network in self.networks:
-            if address.version == network.version and address in network:
-                return True
-        return False
-
-
-class Ports:
-    __slots__ = ("ports",)
-
-    def __init__(self, values: Iterable[str]) -> None:
-        self.ports = frozenset(int(v) for v in values)
-
-    def __call__(self, value: int | None) -> bool:
-        return value in self.ports
-
-
-class AnyItem:
-    """A list-valued attribute (JWT audiences, a list claim): any item matching is a match."""
-
-    __slots__ = ("test",)
-
-    def __init__(self, test: Strings) -> None:
-        self.test = test
-
-    def __call__(self, value: Any) -> bool:
-        if isinstance(value, str):
-            return self.test(value)
-        if isinstance(value, (list, tuple)):
-            for item in value:
-                if isinstance(item, str) and self.test(item):
-                    return True
-        return False
-
-
-def _never(value: Any) -> bool:
-    return False
-
-
-# --- what a request or connection offers -------------------------------------------------------
-# Readers take (head, info, jwt): head is None for a TCP connection, jwt None without a token.
-
-
-def _peer_uri(info) -> str | None:
-    """The verified peer's SPIFFE URI: ConnectionInfo.peer_identity holds the URI (or a
-    pymesh.security.identity.SpiffeId); a bare principal ("td/ns/N/sa/S") is read as one too."""
-    identity = info.peer_identity
-    if identity is None:
-        return None
-    if type(identity) is not str:
-        return identity.uri
-    return identity if identity.startswith(SPIFFE) else SPIFFE + identity
-
-
-def _identity_part(uri: str | None, key: str) -> str | None:
-    """The `ns` or `sa` segment of spiffe://td/ns/N/sa/S."""
-    if uri is None or not uri.startswith(SPIFFE):
-        return None
-    parts = uri[len(SPIFFE):].split("/")
-    for index in range(1, len(parts) - 1, 2):
-        if parts[index] == key:
-            return parts[index + 1]
-    return None
-
-
-def _service_account(uri: str | None) -> str | None:
-    namespace, account = _identity_part(uri, "ns"), _identity_part(uri, "sa")
-    return None if namespace is None or account is None else f"{namespace}/{account}"
-
-
-def _remote_ip(head, info) -> str:
-    """Envoy's downstream remote address on an inbound sidecar (use_remote_address false, no
-    trusted hops): the last x-forwarded-for entry when there is one, else the peer."""
-    if head is not None:
-        forwarded = head.header(b"x-forwarded-for")
-        if forwarded:
-            return forwarded.rsplit(b",", 1)[-1].strip().decode("latin-1")
-    return info.source_ip
-
-
-def _destination(info) -> tuple[str, int]:
-    original = info.original_destination
-    if original is not None:
-        return original
-    return info.local_ip, info.local_port
-
-
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-
-
-def normalize_path(target: str) -> str:
-    """The path part of a request target as Envoy's normalize_path (Istio's default BASE)
-    sees it: no query or fragment, %-encoded unreserved characters decoded, dot segments
-    removed (RFC 3986 5.2.4). Policies match this, so "/./admin" and "/%61dmin" are "/admin"."""
-    end = len(target)
-    for mark in ("?", "#"):
-        index = target.find(mark)
-        if 0 <= index < end:
-            end = index
-    path = target[:end] if end < len(target) else target
-    if "%" not in path and "/." not in path:
-        return path
-    if "%" in path:
-        path = re.sub(r"%([0-9A-Fa-f]{2})", _decode_unreserved, path)
-    output: list[str] = []
-    segments = path.split("/")
-    for index, segment in enumerate(segments[1:], 1):
-        last = index == len(segments) - 1
-        if segment == ".":
-            if last:
-                output.append("")
-        elif segment == "..":
-            if output:
-                output.pop()
-            if last:
-                output.append("")
-        else:
-            output.append(segment)
-    return "/" + "/".join(output)
-
-
-def _decode_unreserved(match: re.Match) -> str:
-    code = int(match.group(1), 16)
-    return chr(code) if code in _UNRESERVED else "%" + match.group(1).upper()
-
-
-def _claim(claims: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = claims
-    for name in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(name)
-    return value
-
-
-_BRACKETS = re.compile(r"\[([^\[\]]+)\]")
-
-
-@dataclass(frozen=True)
-class Attribute:
-    """One thing a policy can look at: how to read it and how to match its values."""
-
-    read: Callable[[Any, Any, Any], Any]
-    values: Callable[[tuple[str, ...]], Callable[[Any], bool]]
-    http_only: bool = False
-
-
-def _strings(**options) -> Callable[[tuple[str, ...]], Strings]:
-    return lambda values: Strings(values, **options)
-
-
-_PRINCIPAL = Attribute(lambda head, info, jwt: _peer_uri(info), _strings(prefix=SPIFFE))
-_NAMESPACE = Attribute(lambda head, info, jwt: _identity_part(_peer_uri(info), "ns"), Globs)
-_REQUEST_PRINCIPAL = Attribute(lambda head, info, jwt: jwt.principal if jwt is not None else None,
-                               _strings(), http_only=True)
-_SOURCE_IP = Attribute(lambda head, info, jwt: info.source_ip, Networks)
-_REMOTE_IP = Attribute(lambda head, info, jwt: _remote_ip(head, info), Networks)
-_HOST = Attribute(lambda head, info, jwt: head.authority if head is not None else None,
-                  _strings(ignore_case=True, present_star=True), http_only=True)
-_METHOD = Attribute(lambda head, info, jwt: head.method if head is not None else None,
-                    _strings(present_star=True), http_only=True)
-_PATH = Attribute(lambda head, info, jwt: normalize_path(head.path) if head is not None else None,
-                  lambda values: _paths(values), http_only=True)
-_DESTINATION_PORT = Attribute(lambda head, info, jwt: _destination(info)[1], Ports)
-_ATTRIBUTES = {
-    "source.principal": _PRINCIPAL,
-    "source.namespace": _NAMESPACE,
-    "source.ip": _SOURCE_IP,
-    "remote.ip": _REMOTE_IP,
-    "request.auth.principal": _REQUEST_PRINCIPAL,
-    "request.auth.audiences": Attribute(lambda head, info, jwt: jwt.audiences if jwt is not None else None,
-                                        lambda values: AnyItem(Strings(values)), http_only=True),
-    "request.auth.presenter": Attribute(lambda head, info, jwt: (jwt.presenter or None) if jwt is not None else None,
-                                        _strings(), http_only=True),
-    "destination.ip": Attribute(lambda head, info, jwt: _destination(info)[0], Networks),
-    "destination.port": _DESTINATION_PORT,
-    "connection.sni": Attribute(lambda head, info, jwt: info.sni, _strings()),
-}
-
-
-def _service_accounts(namespace: str) -> Attribute:
-    """source.serviceAccount / serviceAccounts: "sa" is in the policy's namespace."""
-
-    def values(entries: tuple[str, ...]) -> Callable[[Any], bool]:
-        accounts = frozenset(e if "/" in e else f"{namespace}/{e}" for e in entries)
-        return lambda value: value in accounts
-
-    return Attribute(lambda head, info, jwt: _service_account(_peer_uri(info)), values)
-
-
-def _keyed(key: str) -> Attribute:
-    """request.headers[name], request.auth.claims[a][b], experimental.envoy.filters.*[...]"""
-    names = tuple(_BRACKETS.findall(key))
-    if key.startswith("request.headers"):
-        header = names[0].lower()
-        return Attribute(lambda head, info, jwt: head.headers.get(header) if head is not None else None,
-                         _strings(present_star=True), http_only=True)
-    if key.startswith("request.auth.claims"):
-        return Attribute(lambda head, info, jwt: _claim(jwt.claims, names) if jwt is not None else None,
-                         lambda values: AnyItem(Strings(values)), http_only=True)
-    # Envoy filter metadata: pymesh's filters write none, so its values never match
-    return Attribute(lambda head, info, jwt: None, lambda values: _never)
-
-
-def attribute(key: str, namespace: str) -> Attribute:
-    if key == "source.serviceAccount":
-        return _service_accounts(namespace)
-    found = _ATTRIBUTES.get(key)
-    return found if found is not None else _keyed(key)
-
-
-def _paths(values: tuple[str, ...]) -> Callable[[Any], bool]:
-    """Istio's path rules, and Envoy's URI templates ({*} one segment, {**} the rest)."""
-    templates = [v for v in values if "{*}" in v or "{**}" in v]
-    plain = Strings([v for v in values if v not in templates])
-    if not templates:
-        return plain
-    patterns = full_matcher("|".join(_template(t) for t in templates))
-    return lambda value: plain(value) or (value is not None and patterns(value))
-
-
-def _template(template: str) -> str:
-    parts = []
-    for segment in template.split("/"):
-        parts.append({"{*}": "[^/]+", "{**}": ".*"}.get(segment, re.escape(segment)))
-    return "/".join(parts)
 
 
 # --- conditions, rules, policies ---------------------------------------------------------------
@@ -383,8 +75,8 @@ _SOURCE_KEYS = (("principals", "not_principals", "source.principal"),
                 ("service_accounts", "not_service_accounts", "source.serviceAccount"),
                 ("ip_blocks", "not_ip_blocks", "source.ip"),
                 ("remote_ip_blocks", "not_remote_ip_blocks", "remote.ip"))
-_OPERATION_KEYS = (("hosts", "not_hosts", _HOST), ("ports", "not_ports", _DESTINATION_PORT),
-                   ("methods", "not_methods", _METHOD), ("paths", "not_paths", _PATH))
+_OPERATION_KEYS = (("hosts", "not_hosts", HOST), ("ports", "not_ports", DESTINATION_PORT),
+                   ("methods", "not_methods", METHOD), ("paths", "not_paths", PATH))
 
 
 def _conditions(item: Any, keys: tuple, namespace: str) -> tuple[Condition, ...]:

@@ -12,7 +12,8 @@ import yaml
 
 from pymesh.api.load import load_text
 from pymesh.http.message import ConnectionInfo, RequestHead
-from pymesh.security.authz import Authorizer, compile_authorizer, normalize_path
+from pymesh.security.authz import Authorizer, compile_authorizer
+from pymesh.security.authz_attributes import normalize_path
 from pymesh.security.identity import SpiffeId
 from pymesh.security.principal import RequestPrincipal
 

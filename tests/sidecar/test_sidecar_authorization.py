@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import pytest
-
 from sidecar_helpers import (APP_UID, APPS, HTTP_PORT, NAMESPACE, UNDECLARED_PORT, app_curl, mesh_yaml,
                              requires_tools, sidecar_pod, start_app, write_config)
 
