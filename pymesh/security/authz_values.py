@@ -66,10 +66,13 @@ class Globs:
 
 @functools.lru_cache(maxsize=4096)
 def _address(text: str) -> Any:
+    """A peer's address, parsed once; an IPv4-mapped IPv6 address (a dual-stack socket) as the
+    IPv4 address it is, so IPv4 blocks match it."""
     try:
-        return ipaddress.ip_address(text.split("%", 1)[0])
+        address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return None
+    return address.ipv4_mapped or address if address.version == 6 else address
 
 
 class Networks:

@@ -125,6 +125,7 @@ FIELD_CASES = [
     ("ipBlocks miss", source(ipBlocks=["10.2.0.0/16"]), request(), None, False),
     ("ipBlocks v6", source(ipBlocks=["fd00::/8"]), request(info=connection(source="fd00::5")), None, True),
     ("ipBlocks v4 rule, v6 peer", source(ipBlocks=["0.0.0.0/0"]), request(info=connection(source="fd00::5")), None, False),
+    ("ipBlocks v4-mapped peer", source(ipBlocks=["10.1.0.0/16"]), request(info=connection(source="::ffff:10.1.2.3")), None, True),
     ("notIpBlocks", source(notIpBlocks=["10.1.2.3"]), request(), None, False),
     ("ipBlocks and notIpBlocks", source(ipBlocks=["10.0.0.0/8"], notIpBlocks=["10.1.2.0/24"]), request(), None, False),
     # remoteIpBlocks: the last x-forwarded-for address, else the peer
