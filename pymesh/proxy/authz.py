@@ -50,10 +50,14 @@ def _count_shadow(authorizer, stats: dict, head, info, jwt) -> None:
 class Authorization:
     def __init__(self, authorizer) -> None:
         self.authorizer = authorizer  # shared by every request of the snapshot
+        self.stats: dict[str, dict[str, int]] = {}  # listener name -> its rbac scope
 
     def on_request(self, exchange, request) -> LocalReply | None:
         head = exchange.head
-        stats = exchange.runtime.telemetry.metrics.filter_stats(exchange.listener.name, "rbac")
+        stats = self.stats.get(exchange.listener.name)
+        if stats is None:
+            name = exchange.listener.name
+            stats = self.stats[name] = exchange.runtime.telemetry.metrics.filter_stats(name, "rbac")
         what = f"{head.method} {head.path.partition('?')[0]}" if self.authorizer.audit else "request"
         if decide(self.authorizer, stats, head, head.connection, exchange.request_principal, what):
             return None

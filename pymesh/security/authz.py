@@ -167,6 +167,10 @@ class Policy:
             f"of only HTTP attributes in a DENY rule (rule {i}); it is recommended to explicitly specify the port"
             for i, (http, tcp) in enumerate(zip(rules, self.tcp))
             if policy.action in ("DENY", "CUSTOM") and http.uses_http() and tcp.matches_everything())
+        if policy.action == "CUSTOM":  # as istiod reports a provider it cannot find
+            self.warnings += (f"AuthorizationPolicy {self.name}: CUSTOM provider {policy.provider!r} is not an "
+                              "extension provider pymesh knows (it has no ext_authz): the requests its rules match "
+                              "are denied",)
 
     def first_match(self, head, info, jwt) -> Verdict | None:
         for rule in self.http if head is not None else self.tcp:

@@ -287,6 +287,13 @@ def test_custom_without_a_provider_denies_what_it_matches():
     assert allowed(specs, request(path="/ip"))
 
 
+def test_custom_is_reported_as_failing_closed():
+    authorizer = Authorizer(policies({"action": "CUSTOM", "provider": {"name": "opa"}, "rules": [{}]}))
+    assert authorizer.warnings == [
+        "AuthorizationPolicy default/p0: CUSTOM provider 'opa' is not an extension provider pymesh knows (it has no "
+        "ext_authz): the requests its rules match are denied"]
+
+
 def test_audit_never_decides_and_reports_its_match():
     authorizer = Authorizer(policies({"action": "AUDIT", "rules": [operation(methods=["GET"])]}))
     head = request()
