@@ -138,9 +138,10 @@ def test_audit_marks_and_lets_through(proxies, upstreams):
 def test_custom_without_a_provider_fails_closed(proxies, upstreams):
     custom = policy("ext-authz", {"action": "CUSTOM", "provider": {"name": "sample-ext-authz-grpc"},
                                   "rules": [{"to": [{"operation": {"paths": ["/headers"]}}]}]})
-    _, port, _ = serve(proxies, upstreams, custom)
+    proxy, port, _ = serve(proxies, upstreams, custom)
     assert curl(port, "/headers").status == 403
     assert curl(port, "/ip").status == 200
+    assert "CUSTOM provider 'sample-ext-authz-grpc' is not an extension provider pymesh knows" in proxy.stderr()
 
 
 def test_source_ip_blocks(proxies, upstreams, via):
