@@ -124,6 +124,8 @@ def test_dry_run_counts_and_never_enforces(proxies, upstreams):
     assert rbac(proxy, port, "istio_dry_run_deny_shadow_denied") == 3
     assert rbac(proxy, port, "istio_dry_run_deny_shadow_allowed") == 1
     assert rbac(proxy, port, "denied") == 0
+    series = f'envoy_http_inbound_127_0_0_1_{port}_rbac{{authz_dry_run_action="deny",authz_dry_run_result="denied"}} 3'
+    wait_until(lambda: series in proxy.prometheus(), what="the task's dry-run metric")
 
 
 def test_audit_marks_and_lets_through(proxies, upstreams):
