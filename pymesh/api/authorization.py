@@ -50,12 +50,17 @@ def authorization_policy(metadata: model.Metadata, r: Reader) -> model.Authoriza
                          "add an empty rule `{}` if you want it be triggered for every request")
     elif action == "CUSTOM" and not provider:
         r.error("provider", "`provider.name` must not be empty")
-    dry_run = metadata.annotations.get(DRY_RUN, "false").lower()
-    if dry_run not in ("true", "false"):
+    dry_run = metadata.annotations.get(DRY_RUN, "false")
+    if dry_run not in _BOOLEANS:
         r.sink.add(metadata.source.line, f"metadata.annotations[{DRY_RUN}]",
                    f'must be "true" or "false", got "{dry_run}"')
     return model.AuthorizationPolicy(metadata=metadata, selector=selector, target_refs=refs, action=action,
-                                     provider=provider, rules=rules, dry_run=dry_run == "true")
+                                     provider=provider, rules=rules, dry_run=_BOOLEANS.get(dry_run, False))
+
+
+# what Istio reads the annotation with (Go's strconv.ParseBool)
+_BOOLEANS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+             **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False)}
 
 
 def _present_list(r: Reader, key: str) -> bool:

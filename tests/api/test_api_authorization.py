@@ -162,6 +162,13 @@ def test_istios_validation(spec: str, expected: str | None):
         assert expected in found, found
 
 
+@pytest.mark.parametrize("value, dry_run", [("true", True), ("True", True), ("1", True), ("false", False), ("F", False)])
+def test_dry_run_reads_as_go_parses_a_bool(value: str, dry_run: bool):
+    head = HEAD.replace("namespace: foo}", f"namespace: foo, annotations: {{istio.io/dry-run: '{value}'}}}}")
+    (policy,) = load_text(head + "  {}\n").config.authorization_policies
+    assert policy.dry_run is dry_run
+
+
 def test_dry_run_must_be_a_boolean():
     head = HEAD.replace("namespace: foo}", "namespace: foo, annotations: {istio.io/dry-run: maybe}}")
     assert errors("  {}\n", head) == ['metadata.annotations[istio.io/dry-run]: must be "true" or "false", got "maybe"']
