@@ -165,7 +165,7 @@ RATE_LIMIT_KEY = shape("LocalRateLimit.Key", "header sourceIp")
 
 # The security kinds' selector is istio.type.v1beta1.WorkloadSelector (matchLabels), not the
 # networking one (labels).
-MATCH_LABELS_SELECTOR = shape("WorkloadSelector", "matchLabels")
+MATCH_LABELS_SELECTOR = shape("type.WorkloadSelector", "matchLabels")
 POLICY_TARGET_REFERENCE = shape("PolicyTargetReference", "group kind name namespace")
 REQUEST_AUTHENTICATION = shape("RequestAuthentication", "selector targetRef targetRefs jwtRules")
 JWT_RULE = shape(
