@@ -1,0 +1,192 @@
+"""RequestAuthentication through a real proxy, with curl over HTTP/1.1 and h2c: the JWT matrix
+(valid RS256 and ES256, expired, not yet valid, wrong issuer, wrong audience, bad signature,
+unknown kid, no token), token locations, forwarding and output headers, and keys served by a real
+local JWKS server that the tests change (rotation, an issuer that is down)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+
+import jwt_tokens
+from jwt_tokens import Issuer
+from proxy_harness import Reply, curl, free_port, inbound_mesh, request_authentication, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+RSA = Issuer("https://rsa.example", "RS256")
+EC = Issuer("https://ec.example", "ES256")
+CUSTOM = Issuer("custom@example", "RS256", kid="c1")
+STRANGER = Issuer("https://rsa.example", "RS256")  # RSA's name and kid, another key
+
+
+class JwksServer:
+    """A real HTTP server publishing key sets by path; tests change them while it runs."""
+
+    def __init__(self, upstreams) -> None:
+        self.sets: dict[str, str] = {}
+        self.server = upstreams("jwks", self._answer)
+
+    def _answer(self, request) -> Reply:
+        body = self.sets.get(request.path)
+        if body is None:
+            return Reply(503, body=b"down")
+        return Reply(200, [("content-type", "application/json")], body.encode())
+
+    def uri(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.port}{path}"
+
+    def fetches(self, path: str) -> int:
+        return sum(1 for r in self.server.requests if r.path == path)
+
+
+@pytest.fixture
+def mesh(upstreams, proxies):
+    """start(*rules) -> (port, app, jwks): a proxy whose inbound listener has these jwtRules; the
+    JWKS server publishes RSA's set at /rsa, EC's at /ec and CUSTOM's at /custom first."""
+    def start(*rules, publish=True):
+        jwks = JwksServer(upstreams)
+        if publish:
+            jwks.sets.update({"/rsa": RSA.jwks_json(), "/ec": EC.jwks_json(), "/custom": CUSTOM.jwks_json()})
+        app = upstreams("app")
+        port = free_port()
+        rules = [{**r, "jwksUri": jwks.uri(r["jwksUri"])} if r.get("jwksUri", "").startswith("/") else r for r in rules]
+        proxies(inbound_mesh(port, app) + [request_authentication(*rules)])
+        return port, app, jwks
+    return start
+
+
+MATRIX_RULES = (
+    {"issuer": RSA.iss, "jwksUri": "/rsa", "audiences": ["svc.example"]},
+    {"issuer": EC.iss, "jwksUri": "/ec"},
+)
+
+
+def bearer(token: str) -> tuple[str, str]:
+    return ("-H", f"Authorization: Bearer {token}")
+
+
+@pytest.mark.parametrize("case, token, status, body", [
+    ("valid RS256", RSA.token(aud="svc.example"), 200, b"app GET /path?q=1\n"),
+    ("valid ES256", EC.token(), 200, b"app GET /path?q=1\n"),
+    ("expired", EC.token(now=time.time() - 7200, lifetime=3600), 401, b"Jwt is expired"),
+    ("not yet valid", EC.token(nbf=int(time.time() + 3600)), 401, b"Jwt not yet valid"),
+    ("wrong issuer", EC.token(iss="https://evil.example"), 401, b"Jwt issuer is not configured"),
+    ("wrong audience", RSA.token(aud="other.example"), 403, b"Audiences in Jwt are not allowed"),
+    ("bad signature", RSA.token(aud="svc.example", key=STRANGER.keys["key-1"]), 401, b"Jwt verification fails"),
+    ("unknown kid", RSA.token(aud="svc.example", kid="nope", key=RSA.keys["key-1"]), 401,
+     b"Jwks doesn't have key to match kid or alg from Jwt"),
+    ("malformed", "deadbeef", 401,
+     b"Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"),
+])
+def test_jwt_matrix(mesh, via, case, token, status, body):
+    port, app, jwks = mesh(*MATRIX_RULES)
+    result = curl(port, "/path?q=1", *via, *bearer(token))
+    assert (result.status, result.body) == (status, body), case
+    if status == 200:
+        (seen,) = app.wait_requests(1)
+        assert seen.header("authorization") is None  # removed: forwardOriginalToken is false
+    else:
+        assert result.header("www-authenticate") == 'Bearer realm="http://svc.local/path", error="invalid_token"'
+        assert app.count() == 0
+
+
+def test_no_token_passes_and_another_scheme_is_no_token(mesh, via):
+    port, app, _ = mesh(*MATRIX_RULES)
+    assert curl(port, "/", *via).status == 200
+    assert curl(port, "/", *via, "-H", "Authorization: Basic dXNlcjpwYXNz").status == 200
+    plain, basic = app.wait_requests(2)
+    assert basic.header("authorization") == "Basic dXNlcjpwYXNz"
+
+
+def test_default_query_parameter_access_token(mesh, via):
+    port, app, _ = mesh(*MATRIX_RULES)
+    assert curl(port, f"/q?access_token={EC.token()}", *via).status == 200
+    assert curl(port, f"/q?access_token={EC.token(now=1)}", *via).body == b"Jwt is expired"
+
+
+CUSTOM_RULE = {
+    "issuer": CUSTOM.iss, "jwksUri": "/custom",
+    "fromHeaders": [{"name": "x-jwt-assertion", "prefix": "Token "}], "fromParams": ["my_token"],
+    "forwardOriginalToken": True, "outputPayloadToHeader": "x-jwt-payload",
+    "outputClaimToHeaders": [{"header": "x-jwt-sub", "claim": "sub"}, {"header": "x-jwt-group", "claim": "org.group"},
+                             {"header": "x-jwt-admin", "claim": "admin"}],
+}
+
+
+def test_custom_header_with_prefix_forwarded_with_output_headers(mesh, via):
+    port, app, _ = mesh(CUSTOM_RULE)
+    token = CUSTOM.token("bob", org={"group": "eng"}, admin=False)
+    assert curl(port, "/", *via, "-H", f"x-jwt-assertion: Token {token}").status == 200
+    (seen,) = app.wait_requests(1)
+    assert seen.header("x-jwt-assertion") == f"Token {token}"  # forwardOriginalToken
+    payload = json.loads(base64.urlsafe_b64decode(seen.header("x-jwt-payload") + "=="))
+    assert (payload["iss"], payload["sub"]) == (CUSTOM.iss, "bob")
+    assert (seen.header("x-jwt-sub"), seen.header("x-jwt-group"), seen.header("x-jwt-admin")) == ("bob", "eng", "false")
+
+
+def test_custom_locations_replace_the_defaults(mesh, via):
+    port, app, _ = mesh(CUSTOM_RULE)
+    assert curl(port, f"/?my_token={CUSTOM.token()}", *via).status == 200
+    assert curl(port, "/?my_token=bad.token.here", *via).status == 401
+    # The default locations are not read for this rule: a bad token there is no token.
+    assert curl(port, "/", *via, *bearer("not-a-jwt")).status == 200
+    assert curl(port, "/", *via, "-H", f"x-jwt-assertion: Bearer {CUSTOM.token()}").status == 200  # no prefix: none
+
+
+def test_output_headers_cannot_be_spoofed_without_a_token(mesh, via):
+    port, app, _ = mesh(CUSTOM_RULE)
+    assert curl(port, "/", *via, "-H", "x-jwt-sub: admin", "-H", "x-jwt-payload: e30").status == 200
+    (seen,) = app.wait_requests(1)
+    assert (seen.header("x-jwt-sub"), seen.header("x-jwt-payload")) == (None, None)
+
+
+def test_istio_demo_token_from_its_demo_jwks(upstreams, mesh, via):
+    """Istio's security/tools/jwt/samples demo.jwt against its jwks.json, served locally."""
+    port, app, jwks = mesh({"issuer": jwt_tokens.ISTIO_DEMO_ISSUER, "jwksUri": "/istio",
+                            "outputClaimToHeaders": [{"header": "x-foo", "claim": "foo"}]}, publish=False)
+    jwks.sets["/istio"] = jwt_tokens.ISTIO_JWKS
+    wait_until(lambda: curl(port, "/", *via, *bearer(jwt_tokens.ISTIO_DEMO_TOKEN)).status == 200,
+               what="the demo token accepted (the first fetch may have found the JWKS server empty)")
+    assert app.requests[-1].header("x-foo") == "bar"
+
+
+def test_a_jwks_rotated_at_the_issuer_is_picked_up(mesh):
+    rotating = Issuer("https://rotating.example", "ES256", kid="old")
+    port, app, jwks = mesh({"issuer": rotating.iss, "jwksUri": "/rot"}, publish=False)
+    jwks.sets["/rot"] = rotating.jwks_json("old")
+    wait_until(lambda: curl(port, "/", *bearer(rotating.token(kid="old"))).status == 200, what="the first keys")
+    rotating.add_key("new")
+    jwks.sets["/rot"] = rotating.jwks_json("new")  # the old key is retired at the issuer
+    before = jwks.fetches("/rot")
+    # A token with the new kid asks for an early refetch (rate-limited: a few seconds apart).
+    wait_until(lambda: curl(port, "/", *bearer(rotating.token(kid="new"))).status == 200, timeout=30,
+               interval=0.5, what="the new key picked up")
+    assert jwks.fetches("/rot") > before
+    assert curl(port, "/", *bearer(rotating.token(kid="old"))).body == b"Jwks doesn't have key to match kid or alg from Jwt"
+
+
+def test_an_issuer_that_is_down_fails_closed_and_its_first_good_answer_opens(mesh):
+    port, app, jwks = mesh({"issuer": EC.iss, "jwksUri": "/late"}, publish=False)  # /late answers 503
+    wait_until(lambda: jwks.fetches("/late") >= 1, what="the first fetch")
+    result = curl(port, "/", *bearer(EC.token()))
+    assert (result.status, result.body) == (401, b"Jwks remote fetch is failed")
+    assert curl(port, "/").status == 200  # no token: not this issuer's business
+    jwks.sets["/late"] = EC.jwks_json()
+    wait_until(lambda: curl(port, "/", *bearer(EC.token())).status == 200, timeout=30, interval=0.5,
+               what="the retried fetch")
+
+
+def test_a_failed_refresh_keeps_the_last_good_keys(mesh):
+    port, app, jwks = mesh({"issuer": EC.iss, "jwksUri": "/ec"})
+    token = EC.token()
+    wait_until(lambda: curl(port, "/", *bearer(token)).status == 200, what="the first keys")
+    del jwks.sets["/ec"]  # the issuer goes down
+    before = jwks.fetches("/ec")
+    unknown = EC.token(kid="rotated", key=EC.keys["key-1"])  # asks for a refetch, which fails
+    wait_until(lambda: curl(port, "/", *bearer(unknown)).status == 401 and jwks.fetches("/ec") > before,
+               timeout=30, interval=0.5, what="a refetch that failed")
+    assert curl(port, "/", *bearer(token)).status == 200
