@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 import jwt_tokens
 from jwt_tokens import Issuer
@@ -144,16 +146,6 @@ def test_output_headers_cannot_be_spoofed_without_a_token(mesh, via):
     assert (seen.header("x-jwt-sub"), seen.header("x-jwt-payload")) == (None, None)
 
 
-def test_istio_demo_token_from_its_demo_jwks(upstreams, mesh, via):
-    """Istio's security/tools/jwt/samples demo.jwt against its jwks.json, served locally."""
-    port, app, jwks = mesh({"issuer": jwt_tokens.ISTIO_DEMO_ISSUER, "jwksUri": "/istio",
-                            "outputClaimToHeaders": [{"header": "x-foo", "claim": "foo"}]}, publish=False)
-    jwks.sets["/istio"] = jwt_tokens.ISTIO_JWKS
-    wait_until(lambda: curl(port, "/", *via, *bearer(jwt_tokens.ISTIO_DEMO_TOKEN)).status == 200,
-               what="the demo token accepted (the first fetch may have found the JWKS server empty)")
-    assert app.requests[-1].header("x-foo") == "bar"
-
-
 def test_a_jwks_rotated_at_the_issuer_is_picked_up(mesh):
     rotating = Issuer("https://rotating.example", "ES256", kid="old")
     port, app, jwks = mesh({"issuer": rotating.iss, "jwksUri": "/rot"}, publish=False)
@@ -190,3 +182,33 @@ def test_a_failed_refresh_keeps_the_last_good_keys(mesh):
     wait_until(lambda: curl(port, "/", *bearer(unknown)).status == 401 and jwks.fetches("/ec") > before,
                timeout=30, interval=0.5, what="a refetch that failed")
     assert curl(port, "/", *bearer(token)).status == 200
+
+
+SAMPLES = Path(__file__).parents[1] / "api" / "data" / "istio_samples" / "istio.io-jwt"
+
+
+def sample_with_local_jwks(name: str, jwks: JwksServer) -> dict:
+    """An istio.io sample as loaded, its jwksUri pointed at the local server (the file is unchanged)."""
+    (resource,) = yaml.safe_load_all((SAMPLES / name).read_text())
+    for rule in resource["spec"]["jwtRules"]:
+        rule["jwksUri"] = jwks.uri("/istio")
+    return resource
+
+
+def in_namespace(resources: list[dict], namespace: str) -> list[dict]:
+    return [{**r, "metadata": {**r["metadata"], "namespace": namespace}} for r in resources]
+
+
+@pytest.mark.parametrize("labels, enforced", [("app=httpbin", True), ("app=sleep", False)])
+def test_istio_claim_to_header_task(upstreams, proxies, via, labels, enforced):
+    """istio.io's "Copy JWT Claims to HTTP Headers" task: a bad token is 401 and Istio's demo
+    token puts its foo claim in x-jwt-claim-foo, on the workload the selector picks only."""
+    jwks = JwksServer(upstreams)
+    jwks.sets["/istio"] = jwt_tokens.ISTIO_JWKS
+    app = upstreams("httpbin")
+    port = free_port()
+    proxies(in_namespace(inbound_mesh(port, app), "foo") + [sample_with_local_jwks("claim-to-header.yaml", jwks)],
+            labels=labels, extra_args=["--namespace", "foo"])
+    assert curl(port, "/headers", *via, *bearer("invalidToken")).status == (401 if enforced else 200)
+    assert curl(port, "/headers", *via, *bearer(jwt_tokens.ISTIO_DEMO_TOKEN)).status == 200
+    assert app.requests[-1].header("x-jwt-claim-foo") == ("bar" if enforced else None)
