@@ -22,6 +22,7 @@ import asyncio
 import logging
 import ssl
 import time
+import urllib.error
 import urllib.request
 from typing import Callable, Iterable
 
@@ -67,6 +68,8 @@ def fetch(uri: str, timeout: float, limit: int = MAX_BYTES) -> bytes:
             raise FetchError(f"larger than {limit} bytes")
     except FetchError:
         raise
+    except urllib.error.HTTPError as exc:  # a 3xx (not followed) or an error status
+        raise FetchError(f"status {exc.code}") from None
     except (OSError, ValueError) as exc:  # URLError, HTTPError, ssl errors, timeouts are OSErrors
         raise FetchError(str(getattr(exc, "reason", None) or exc)) from None
 
