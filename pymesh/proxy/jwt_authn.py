@@ -53,6 +53,7 @@ class JwtAuthn:
             if token is not None and all(token != t for _, t in found):
                 found.append((location, token))
         if not found:
+            _stats(exchange)["allowed"] += 1
             return None
         return self._verify(exchange, request, found, 0, ())
 
@@ -87,6 +88,7 @@ class JwtAuthn:
                 exchange.request_principal = jwt.principal_of(parsed)
             self._forward(request, location, provider, parsed)
             index += 1
+        _stats(exchange)["allowed"] += 1
         return None
 
     def _resume(self, exchange, request: UpstreamRequest, found: list, index: int, refetched: tuple) -> None:
@@ -114,7 +116,12 @@ class JwtAuthn:
 
     @staticmethod
     def _refuse(exchange, failure: JwtFailure) -> LocalReply:
+        _stats(exchange)["denied"] += 1
         head = exchange.head
         realm = f"{head.scheme}://{head.authority}{head.path.partition('?')[0]}"
         challenge = f'Bearer realm="{realm}", error="invalid_token"'.encode("latin-1", "replace")
         return LocalReply(failure.status, flags.NONE, failure.message.encode(), ((b"www-authenticate", challenge),))
+
+
+def _stats(exchange) -> dict[str, int]:
+    return exchange.runtime.telemetry.metrics.filter_stats(exchange.listener.name, "jwt_authn")

@@ -47,7 +47,7 @@ class JwksServer:
 
 @pytest.fixture
 def mesh(upstreams, proxies):
-    """start(*rules) -> (port, app, jwks): a proxy whose inbound listener has these jwtRules; the
+    """start(*rules) -> (port, app, jwks, proxy): a proxy whose inbound listener has these jwtRules; the
     JWKS server publishes RSA's set at /rsa, EC's at /ec and CUSTOM's at /custom first."""
     def start(*rules, publish=True):
         jwks = JwksServer(upstreams)
@@ -56,8 +56,8 @@ def mesh(upstreams, proxies):
         app = upstreams("app")
         port = free_port()
         rules = [{**r, "jwksUri": jwks.uri(r["jwksUri"])} if r.get("jwksUri", "").startswith("/") else r for r in rules]
-        proxies(inbound_mesh(port, app) + [request_authentication(*rules)])
-        return port, app, jwks
+        proxy = proxies(inbound_mesh(port, app) + [request_authentication(*rules)])
+        return port, app, jwks, proxy
     return start
 
 
@@ -85,7 +85,7 @@ def bearer(token: str) -> tuple[str, str]:
      b"Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"),
 ])
 def test_jwt_matrix(mesh, via, case, token, status, body):
-    port, app, jwks = mesh(*MATRIX_RULES)
+    port, app, jwks, proxy = mesh(*MATRIX_RULES)
     result = curl(port, "/path?q=1", *via, *bearer(token))
     assert (result.status, result.body) == (status, body), case
     if status == 200:
@@ -97,15 +97,17 @@ def test_jwt_matrix(mesh, via, case, token, status, body):
 
 
 def test_no_token_passes_and_another_scheme_is_no_token(mesh, via):
-    port, app, _ = mesh(*MATRIX_RULES)
+    port, app, _, proxy = mesh(*MATRIX_RULES)
     assert curl(port, "/", *via).status == 200
     assert curl(port, "/", *via, "-H", "Authorization: Basic dXNlcjpwYXNz").status == 200
     plain, basic = app.wait_requests(2)
     assert basic.header("authorization") == "Basic dXNlcjpwYXNz"
+    assert curl(port, "/", *via, *bearer("deadbeef")).status == 401
+    assert (proxy.stat("jwt_authn.allowed"), proxy.stat("jwt_authn.denied")) == (2, 1)  # Envoy's names
 
 
 def test_default_query_parameter_access_token(mesh, via):
-    port, app, _ = mesh(*MATRIX_RULES)
+    port, app, _, proxy = mesh(*MATRIX_RULES)
     assert curl(port, f"/q?access_token={EC.token()}", *via).status == 200
     assert curl(port, f"/q?access_token={EC.token(now=1)}", *via).body == b"Jwt is expired"
 
@@ -120,7 +122,7 @@ CUSTOM_RULE = {
 
 
 def test_custom_header_with_prefix_forwarded_with_output_headers(mesh, via):
-    port, app, _ = mesh(CUSTOM_RULE)
+    port, app, _, proxy = mesh(CUSTOM_RULE)
     token = CUSTOM.token("bob", org={"group": "eng"}, admin=False)
     assert curl(port, "/", *via, "-H", f"x-jwt-assertion: Token {token}").status == 200
     (seen,) = app.wait_requests(1)
@@ -131,7 +133,7 @@ def test_custom_header_with_prefix_forwarded_with_output_headers(mesh, via):
 
 
 def test_custom_locations_replace_the_defaults(mesh, via):
-    port, app, _ = mesh(CUSTOM_RULE)
+    port, app, _, proxy = mesh(CUSTOM_RULE)
     assert curl(port, f"/?my_token={CUSTOM.token()}", *via).status == 200
     assert curl(port, "/?my_token=bad.token.here", *via).status == 401
     # The default locations are not read for this rule: a bad token there is no token.
@@ -140,7 +142,7 @@ def test_custom_locations_replace_the_defaults(mesh, via):
 
 
 def test_output_headers_cannot_be_spoofed_without_a_token(mesh, via):
-    port, app, _ = mesh(CUSTOM_RULE)
+    port, app, _, proxy = mesh(CUSTOM_RULE)
     assert curl(port, "/", *via, "-H", "x-jwt-sub: admin", "-H", "x-jwt-payload: e30").status == 200
     (seen,) = app.wait_requests(1)
     assert (seen.header("x-jwt-sub"), seen.header("x-jwt-payload")) == (None, None)
@@ -148,7 +150,7 @@ def test_output_headers_cannot_be_spoofed_without_a_token(mesh, via):
 
 def test_a_jwks_rotated_at_the_issuer_is_picked_up(mesh):
     rotating = Issuer("https://rotating.example", "ES256", kid="old")
-    port, app, jwks = mesh({"issuer": rotating.iss, "jwksUri": "/rot"}, publish=False)
+    port, app, jwks, proxy = mesh({"issuer": rotating.iss, "jwksUri": "/rot"}, publish=False)
     jwks.sets["/rot"] = rotating.jwks_json("old")
     wait_until(lambda: curl(port, "/", *bearer(rotating.token(kid="old"))).status == 200, what="the first keys")
     rotating.add_key("new")
@@ -162,7 +164,7 @@ def test_a_jwks_rotated_at_the_issuer_is_picked_up(mesh):
 
 
 def test_an_issuer_that_is_down_fails_closed_and_its_first_good_answer_opens(mesh):
-    port, app, jwks = mesh({"issuer": EC.iss, "jwksUri": "/late"}, publish=False)  # /late answers 503
+    port, app, jwks, proxy = mesh({"issuer": EC.iss, "jwksUri": "/late"}, publish=False)  # /late answers 503
     wait_until(lambda: jwks.fetches("/late") >= 1, what="the first fetch")
     result = curl(port, "/", *bearer(EC.token()))
     assert (result.status, result.body) == (401, b"Jwks remote fetch is failed")
@@ -173,7 +175,7 @@ def test_an_issuer_that_is_down_fails_closed_and_its_first_good_answer_opens(mes
 
 
 def test_a_failed_refresh_keeps_the_last_good_keys(mesh):
-    port, app, jwks = mesh({"issuer": EC.iss, "jwksUri": "/ec"})
+    port, app, jwks, proxy = mesh({"issuer": EC.iss, "jwksUri": "/ec"})
     token = EC.token()
     wait_until(lambda: curl(port, "/", *bearer(token)).status == 200, what="the first keys")
     del jwks.sets["/ec"]  # the issuer goes down
