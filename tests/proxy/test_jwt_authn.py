@@ -214,3 +214,31 @@ def test_istio_claim_to_header_task(upstreams, proxies, via, labels, enforced):
     assert curl(port, "/headers", *via, *bearer("invalidToken")).status == (401 if enforced else 200)
     assert curl(port, "/headers", *via, *bearer(jwt_tokens.ISTIO_DEMO_TOKEN)).status == 200
     assert app.requests[-1].header("x-jwt-claim-foo") == ("bar" if enforced else None)
+
+
+def test_a_reload_adds_and_removes_the_check(upstreams, proxies):
+    jwks = JwksServer(upstreams)
+    jwks.sets["/ec"] = EC.jwks_json()
+    app = upstreams("app")
+    port = free_port()
+    proxy = proxies(inbound_mesh(port, app))
+    assert curl(port, "/", *bearer("deadbeef")).status == 200  # no policy: no check at all
+    proxy.write_config(inbound_mesh(port, app) + [request_authentication({"issuer": EC.iss, "jwksUri": jwks.uri("/ec")})])
+    wait_until(lambda: curl(port, "/", *bearer("deadbeef")).status == 401, what="the policy applied")
+    assert curl(port, "/", *bearer(EC.token())).status == 200
+    proxy.write_config(inbound_mesh(port, app))
+    wait_until(lambda: curl(port, "/", *bearer("deadbeef")).status == 200, what="the policy removed")
+
+
+def test_every_worker_fetches_its_keys(upstreams, proxies):
+    """With --concurrency 2 each worker holds its own cache: every connection gets verified."""
+    jwks = JwksServer(upstreams)
+    jwks.sets["/ec"] = EC.jwks_json()
+    app = upstreams("app")
+    port = free_port()
+    proxies(inbound_mesh(port, app) + [request_authentication({"issuer": EC.iss, "jwksUri": jwks.uri("/ec")})],
+            concurrency=2)
+    wait_until(lambda: jwks.fetches("/ec") >= 2, what="both workers' first fetches")
+    token = EC.token()
+    assert {curl(port, "/", *bearer(token)).status for _ in range(12)} == {200}
+    assert {curl(port, "/", *bearer("deadbeef")).status for _ in range(4)} == {401}
