@@ -47,6 +47,8 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def fetch(uri: str, timeout: float, limit: int = MAX_BYTES) -> bytes:
     """The body of GET `uri` (blocking; run it in an executor). FetchError on any failure."""
+    if not uri.startswith(("http://", "https://")):  # urllib would also open file:, ftp:, data:
+        raise FetchError("only http and https URIs are fetched")
     deadline = time.monotonic() + timeout
     opener = urllib.request.build_opener(
         _NoRedirect(), urllib.request.ProxyHandler({}),
@@ -124,10 +126,13 @@ class _Entry:
             waiter()
 
     def close(self) -> None:
+        """No more fetches; requests waiting for one decide now (without keys: refused)."""
         self.closed = True
         if self.timer is not None:
             self.timer.cancel()
-        self.waiters = []
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            waiter()
 
 
 class JwksCache:
@@ -149,7 +154,7 @@ class JwksCache:
         wanted = dict(uris)
         for uri in list(self.entries):
             if uri not in wanted:
-                self.entries.pop(uri).close()
+                self.entries.pop(uri).close()  # popped first: its waiters find no entry
         for uri, timeout in wanted.items():
             if uri not in self.entries:
                 entry = self.entries[uri] = _Entry(self, uri, timeout)
@@ -174,6 +179,6 @@ class JwksCache:
         return True
 
     def close(self) -> None:
-        for entry in self.entries.values():
+        entries, self.entries = self.entries, {}
+        for entry in entries.values():
             entry.close()
-        self.entries = {}

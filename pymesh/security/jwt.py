@@ -313,8 +313,8 @@ def principal_of(jwt: Jwt) -> RequestPrincipal:
 
 def output_headers(jwt: Jwt, provider: Provider) -> list[tuple[bytes, bytes]]:
     """outputPayloadToHeader (the payload, base64url) and outputClaimToHeaders: string, number
-    and boolean claims (nested ones by a dotted path); other types, and values a header cannot
-    carry, are left out."""
+    and boolean claims (nested ones by a dotted path), UTF-8; other types, and values with
+    control characters (a header cannot carry them), are left out."""
     out = []
     if provider.payload_header:
         out.append((provider.payload_header, jwt.payload_segment.rstrip("=").encode()))
@@ -341,7 +341,7 @@ def _claim(payload: Mapping[str, Any], path: tuple[str, ...]) -> bytes | None:
         text = value
     else:
         return None
-    return text.encode() if _HEADER_SAFE.match(text) and text.isascii() else None
+    return text.encode() if _HEADER_SAFE.match(text) else None
 
 
 # --- extraction -----------------------------------------------------------------------------

@@ -163,3 +163,24 @@ def test_a_uri_whose_first_fetch_failed_has_no_keys():
         cache.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("uri", ["file:///etc/passwd", "ftp://127.0.0.1/x", "data:,{}"])
+def test_fetch_only_speaks_http(uri):
+    with pytest.raises(FetchError, match="only http and https"):
+        fetch(uri, 1.0)
+
+
+def test_dropping_a_uri_wakes_its_waiters():
+    async def scenario():
+        def slow(uri: str, timeout: float) -> bytes:
+            raise FetchError("unreachable")
+
+        cache = JwksCache(asyncio.get_running_loop(), fetch=slow, clock=Clock())
+        cache.retain([("https://k/j", 5.0)])
+        woken = []
+        assert cache.wait("https://k/j", lambda: woken.append(cache.keys("https://k/j")), early=False)
+        cache.retain([])  # a reload no longer names it: the waiter decides now, without keys
+        assert woken == [None]
+
+    run(scenario())

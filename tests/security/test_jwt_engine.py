@@ -164,14 +164,15 @@ def test_extraction(location, query, expected):
 
 def test_output_headers_carry_the_payload_and_scalar_claims_only():
     token = RSA.token(now=NOW, group="eng", admin=True, level=3, nested={"a": {"b": "deep"}}, roles=["x"],
-                      evil="line\r\nx-injected: 1")
+                      evil="line\r\nx-injected: 1", name="José")
     provider = Provider(RSA.iss, payload_header=b"x-payload", claim_headers=(
         (b"x-sub", ("sub",)), (b"x-admin", ("admin",)), (b"x-level", ("level",)), (b"x-deep", ("nested", "a", "b")),
-        (b"x-roles", ("roles",)), (b"x-evil", ("evil",)), (b"x-absent", ("absent",))))
+        (b"x-roles", ("roles",)), (b"x-evil", ("evil",)), (b"x-absent", ("absent",)), (b"x-name", ("name",))))
     parsed = jwt.parse_jwt(token)
     out = dict(jwt.output_headers(parsed, provider))
     assert json.loads(base64.urlsafe_b64decode(out.pop(b"x-payload") + b"==")) == dict(parsed.payload)
-    assert out == {b"x-sub": b"alice", b"x-admin": b"true", b"x-level": b"3", b"x-deep": b"deep"}
+    assert out == {b"x-sub": b"alice", b"x-admin": b"true", b"x-level": b"3", b"x-deep": b"deep",
+                   b"x-name": "José".encode()}
 
 
 def test_a_token_goes_to_the_rule_of_its_issuer_reading_that_location():
