@@ -10,6 +10,9 @@ issuer is picked up without waiting for the refresh; random kids cannot make the
 the issuer). Until a first fetch succeeds the URI has no keys and its tokens are refused (Istio
 fails closed the same way).
 
+A rule with an issuer and no keys gets them as istiod does, by OpenID discovery: the issuer's
+`/.well-known/openid-configuration` names the `jwks_uri`.
+
 The fetch is a plain GET (urllib in the default executor, so no event-loop code blocks): HTTPS
 verifies the server against the system's roots and its hostname, always; redirects are not
 followed and proxies from the environment are not used; the body is bounded (MAX_BYTES) and the
@@ -19,6 +22,7 @@ whole fetch by the rule's timeout.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 import time
@@ -26,7 +30,7 @@ import urllib.error
 import urllib.request
 from typing import Callable, Iterable
 
-from pymesh.security.jwt import Jwks, JwksError, parse_jwks
+from pymesh.security.jwt import DISCOVERY, Jwks, JwksError, parse_jwks
 
 log = logging.getLogger("pymesh.proxy.jwks")
 
@@ -74,6 +78,21 @@ def fetch(uri: str, timeout: float, limit: int = MAX_BYTES) -> bytes:
         raise FetchError(f"status {exc.code}") from None
     except (OSError, ValueError) as exc:  # URLError, HTTPError, ssl errors, timeouts are OSErrors
         raise FetchError(str(getattr(exc, "reason", None) or exc)) from None
+
+
+def fetch_keys(uri: str, timeout: float, fetch=fetch) -> bytes:
+    """The JWK Set at `uri`; for an OpenID discovery document (a rule with an issuer but no keys:
+    istiod's discovery), the set its `jwks_uri` names, within the same timeout."""
+    if not uri.endswith(DISCOVERY):
+        return fetch(uri, timeout)
+    started = time.monotonic()
+    try:
+        jwks_uri = json.loads(fetch(uri, timeout)).get("jwks_uri")
+    except (ValueError, AttributeError):
+        raise FetchError("the discovery document is not a JSON object") from None
+    if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("http://", "https://")):
+        raise FetchError("the discovery document has no http(s) jwks_uri")
+    return fetch(jwks_uri, max(0.001, timeout - (time.monotonic() - started)))
 
 
 Fetch = Callable[[str, float], bytes]
@@ -138,7 +157,7 @@ class _Entry:
 class JwksCache:
     """The keys of every jwksUri the current snapshot names (see the module docstring)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fetch: Fetch = fetch, clock=time.monotonic,
+    def __init__(self, loop: asyncio.AbstractEventLoop, fetch: Fetch = fetch_keys, clock=time.monotonic,
                  refresh: float = REFRESH, early_refetch: float = EARLY_REFETCH) -> None:
         self.loop = loop
         self.fetch = fetch

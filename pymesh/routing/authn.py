@@ -12,7 +12,7 @@ from __future__ import annotations
 from pymesh.api import model
 from pymesh.routing.scope import ROOT_NAMESPACE, selects
 from pymesh.routing.snapshot import ProxyIdentity
-from pymesh.security.jwt import DEFAULT_LOCATIONS, Jwks, JwksError, Location, Provider, parse_jwks
+from pymesh.security.jwt import DEFAULT_LOCATIONS, DISCOVERY, Jwks, JwksError, Location, Provider, parse_jwks
 
 DEFAULT_TIMEOUT = 5.0  # seconds: Istio's JWTRule.timeout default
 
@@ -43,10 +43,18 @@ def provider(rule: model.JWTRule) -> Provider:
         forward=rule.forward_original_token,
         payload_header=rule.output_payload_to_header.encode(),
         claim_headers=tuple((c.header.encode(), tuple(c.claim.split("."))) for c in rule.output_claim_to_headers),
-        jwks_uri="" if rule.jwks else rule.jwks_uri,
+        jwks_uri="" if rule.jwks else rule.jwks_uri or _discovery(rule.issuer),
         jwks=_inline(rule.jwks) if rule.jwks else None,
         timeout=rule.timeout or DEFAULT_TIMEOUT,
     )
+
+
+def _discovery(issuer: str) -> str:
+    """Neither jwks nor jwksUri: istiod's OpenID discovery at the issuer, when it is a URL (else
+    nothing to fetch, and the rule's tokens are refused)."""
+    if issuer.startswith(("https://", "http://")):
+        return issuer.rstrip("/") + DISCOVERY
+    return ""
 
 
 def _inline(text: str) -> Jwks:

@@ -29,6 +29,7 @@ from pymesh.security.principal import RequestPrincipal
 warnings.filterwarnings("ignore", message="EdDSA is deprecated", module="joserfc")
 
 CLOCK_SKEW = 60  # seconds: Envoy's default clock_skew_seconds
+DISCOVERY = "/.well-known/openid-configuration"  # OpenID discovery, under the issuer's URL
 # What Envoy's jwt_authn verifies (its docs' list): HS* only with oct keys, EdDSA with Ed25519.
 ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
                         "HS256", "HS384", "HS512", "EdDSA"})

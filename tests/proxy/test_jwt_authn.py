@@ -242,3 +242,18 @@ def test_every_worker_fetches_its_keys(upstreams, proxies):
     token = EC.token()
     assert {curl(port, "/", *bearer(token)).status for _ in range(12)} == {200}
     assert {curl(port, "/", *bearer("deadbeef")).status for _ in range(4)} == {401}
+
+
+def test_a_rule_without_keys_finds_them_by_openid_discovery(upstreams, proxies):
+    """issuer only (no jwks, no jwksUri): the keys named by <issuer>/.well-known/openid-configuration,
+    as istiod finds them."""
+    jwks = JwksServer(upstreams)
+    issuer = Issuer(f"http://127.0.0.1:{jwks.server.port}/realm", "ES256")
+    jwks.sets["/realm/.well-known/openid-configuration"] = json.dumps({"issuer": issuer.iss, "jwks_uri": jwks.uri("/keys")})
+    jwks.sets["/keys"] = issuer.jwks_json()
+    app = upstreams("app")
+    port = free_port()
+    proxies(inbound_mesh(port, app) + [request_authentication({"issuer": issuer.iss})])
+    assert curl(port, "/", *bearer(issuer.token())).status == 200
+    assert curl(port, "/", *bearer(issuer.token(kid="x", key=issuer.keys["key-1"]))).status == 401
+    assert jwks.fetches("/keys") >= 1

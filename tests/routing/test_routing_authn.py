@@ -73,3 +73,13 @@ def test_inline_jwks_wins_over_the_uri_and_the_dump_shows_no_key_material():
     assert provider.jwks_uri == "" and provider.jwks.kids() == {"hmac"}
     dumped = repr(snapshot.dump())
     assert "inline_jwks_kids" in dumped and "c2VjcmV0" not in dumped
+
+
+@pytest.mark.parametrize("issuer, uri", [
+    ("https://accounts.example/realm/", "https://accounts.example/realm/.well-known/openid-configuration"),
+    ("testing@secure.istio.io", ""),  # not a URL: nothing to discover, its tokens are refused
+])
+def test_a_rule_without_keys_uses_openid_discovery(issuer, uri):
+    config = m.MeshConfig(request_authentications=(
+        m.RequestAuthentication(m.Metadata("p", "default"), jwt_rules=(m.JWTRule(issuer=issuer),)),))
+    assert providers_for(config, ProxyIdentity())[0].jwks_uri == uri
