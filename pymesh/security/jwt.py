@@ -36,7 +36,6 @@ ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "E
 _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 
 # jwt_verify_lib's status strings (the 401/403 body)
-MISSING = "Jwt is missing"
 NOT_YET_VALID = "Jwt not yet valid"
 EXPIRED = "Jwt is expired"
 BAD_FORMAT = "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
