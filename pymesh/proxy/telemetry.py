@@ -81,7 +81,7 @@ class Telemetry:
                 exchange.response_bytes, duration_ms, endpoint.key if endpoint else None,
                 cluster.name if cluster else None, _header(head, b"x-forwarded-for"),
                 _header(head, b"user-agent"), exchange.request_id, route.name if route else None,
-                head.connection.source_ip, exchange.attempt_id,
+                head.connection.source_ip, exchange.attempt_id, head.connection.sni,
             )
 
     def protocol_error(self, connection, status: int, flag: str) -> None:
@@ -118,7 +118,7 @@ class Telemetry:
             cluster = proxy.cluster_state.cluster.name if proxy.cluster_state else None
             upstream = proxy.endpoint.key if proxy.endpoint else (f"{proxy.target[0]}:{proxy.target[1]}" if proxy.target else None)
             self.access_log.log_tcp(time.time() - duration_ms / 1000.0, upstream, cluster, proxy.info.source_ip,
-                                    proxy.sent, proxy.received, duration_ms, proxy.flags)
+                                    proxy.sent, proxy.received, duration_ms, proxy.flags, proxy.info.sni)
 
     # process-level ------------------------------------------------------------------------------
 

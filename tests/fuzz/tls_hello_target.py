@@ -6,14 +6,14 @@ and from MAX_INPUT bytes on it is always decided (the caller's buffer is bounded
 
 from __future__ import annotations
 
+from pymesh.http.tls_hello import MAX_INPUT, NEED_MORE, NOT_TLS, ClientHello, Malformed, inspect
+
 from .inputs import InvariantBroken
 
 CUTS = 16  # prefixes checked per input, spread evenly
 
 
 def check(data: bytes) -> None:
-    from pymesh.http.tls_hello import MAX_INPUT, NEED_MORE, NOT_TLS, ClientHello, Malformed, inspect
-
     final = inspect(data)
     if not (final is NEED_MORE or final is NOT_TLS or isinstance(final, (ClientHello, Malformed))):
         raise InvariantBroken(f"unexpected verdict {final!r}")
