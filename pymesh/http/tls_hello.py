@@ -110,19 +110,31 @@ def _handshake_message(data: memoryview) -> tuple[memoryview | Malformed | _Mark
         if len(body) + length > MAX_HELLO:
             return Malformed(f"ClientHello over {MAX_HELLO} bytes", oversize=True), 0
         if len(data) - offset - 5 < length:
-            return NEED_MORE, 0
+            # the message's own header may already say it is no ClientHello, or too large
+            head = bytes(body[:4]) if len(body) >= 4 else bytes(body) + bytes(data[offset + 5:offset + 9 - len(body)])
+            problem = _header_problem(head) if needed is None and len(head) == 4 else None
+            return problem or NEED_MORE, 0
         body += data[offset + 5:offset + 5 + length]
         offset += 5 + length
         records += 1
         if needed is None and len(body) >= 4:
-            if body[0] != _CLIENT_HELLO:
-                return Malformed(f"handshake message type {body[0]} (expected ClientHello)"), 0
+            problem = _header_problem(bytes(body[:4]))
+            if problem is not None:
+                return problem, 0
             needed = 4 + int.from_bytes(body[1:4], "big")
-            if needed > MAX_HELLO:
-                return Malformed(f"ClientHello of {needed} bytes (at most {MAX_HELLO})", oversize=True), 0
     if len(body) > needed:
         return Malformed("bytes after the ClientHello in its last record"), 0
     return memoryview(bytes(body))[4:], offset
+
+
+def _header_problem(head: bytes) -> Malformed | None:
+    """What the handshake message's 4-byte header alone rules out."""
+    if head[0] != _CLIENT_HELLO:
+        return Malformed(f"handshake message type {head[0]} (expected ClientHello)")
+    size = 4 + int.from_bytes(head[1:4], "big")
+    if size > MAX_HELLO:
+        return Malformed(f"ClientHello of {size} bytes (at most {MAX_HELLO})", oversize=True)
+    return None
 
 
 class _Reader:

@@ -118,6 +118,13 @@ def test_oversize_hello_is_refused_before_it_is_read(hellos):
     big = with_extension(handshake_message(hellos["openssl"]), 21, b"\x00" * MAX_HELLO)  # padding
     verdict = inspect(as_records(big, 16384)[:5 + 16384])  # the first record is enough to tell
     assert isinstance(verdict, Malformed) and verdict.oversize
+    early = inspect(as_records(big, 16384)[:9])  # the message header alone says it is too large
+    assert isinstance(early, Malformed) and early.oversize
+
+
+def test_not_a_client_hello_is_told_from_its_header():
+    verdict = inspect(b"\x16\x03\x03\x40\x00\x02\x00\x00\x46")
+    assert isinstance(verdict, Malformed) and not verdict.oversize
 
 
 def test_too_many_records(hellos):
