@@ -13,7 +13,8 @@ import pytest
 
 from proxy_harness import (LOCALHOST, SockReader, TcpServer, endpoint, free_port, samples, service_entry, sidecar, total,
                            virtual_service, wait_until)
-from tls_peers import ThrowawayCA, https_get
+from throwaway_ca import ThrowawayCA
+from tls_peers import https_get
 
 pytestmark = pytest.mark.timeout(90)
 

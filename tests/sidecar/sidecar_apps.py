@@ -6,6 +6,10 @@ Run inside a pod as an ordinary uid (not the proxy's), standard library only:
                                                 "headers": {...request headers, lower-case}}
     sidecar_apps.py banner NAME BIND PORT...    server-first TCP: on connect sends
                                                 "HELLO from NAME\\n", then echoes one line
+    sidecar_apps.py https NAME BIND PORT CERT KEY
+                                                TLS server (it terminates TLS itself): GET
+                                                answers JSON {"server": NAME, "sni": the name
+                                                the client asked for}
     sidecar_apps.py call-banner HOST PORT LINE [TIMEOUT]
                                                 client for `banner`: prints the banner and the echo
 
@@ -18,6 +22,7 @@ import http.server
 import json
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 
@@ -41,6 +46,35 @@ def serve_http(name: str, port: int, bind: str = "0.0.0.0") -> None:
 
     server = http.server.ThreadingHTTPServer((bind, port), Handler)
     server.daemon_threads = True
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+def serve_https(name: str, bind: str, port: int, cert: str, key: str) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    asked: dict[int, str | None] = {}  # id(SSLSocket) -> SNI, from the handshake callback
+    context.sni_callback = lambda sock, server_name, ctx: asked.__setitem__(id(sock), server_name)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            sni = asked.pop(id(self.connection), None)
+            body = json.dumps({"server": name, "sni": sni}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.send_header("connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args) -> None:
+            print(f"{name}: {self.command} {self.path}", flush=True)
+
+    server = http.server.ThreadingHTTPServer((bind, port), Handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
     print("ready", flush=True)
     server.serve_forever()
 
@@ -82,6 +116,8 @@ def main(argv: list[str]) -> None:
         serve_http(args[0], int(args[1]), *args[2:3])
     elif command == "banner":
         serve_banner(args[0], args[1], [int(port) for port in args[2:]])
+    elif command == "https":
+        serve_https(args[0], args[1], int(args[2]), args[3], args[4])
     elif command == "call-banner":
         call_banner(args[0], int(args[1]), args[2], *map(float, args[3:4]))
     else:
