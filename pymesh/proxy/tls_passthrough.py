@@ -57,17 +57,21 @@ class SniRouter(asyncio.Protocol):
             return
         if isinstance(verdict, tls_hello.Malformed) and verdict.oversize:
             self._stop_timer()
+            self.runtime.telemetry.tls_inspected(None, too_large=True)
             self.transport.abort()  # Envoy: client_hello_too_large closes the connection
             return
         self._route(verdict if isinstance(verdict, tls_hello.ClientHello) else None)
 
     def _route(self, hello: tls_hello.ClientHello | None) -> None:
         self._stop_timer()
+        telemetry = self.runtime.telemetry
+        telemetry.tls_inspected(hello, too_large=False)
         server_name = hello.server_name.lower() if hello is not None and hello.server_name else None
         route = self.listener.sni_routes.match(server_name, self.destination)
         protocol = self._proxy(route) if route is not None else self.fallback()
         if protocol is None:
-            self.transport.close()  # no filter chain matches (Envoy's NR)
+            telemetry.no_filter_chain_match(self.listener)
+            self.transport.close()
             return
         info = getattr(protocol, "info", None)
         if info is not None and hello is not None:

@@ -88,6 +88,10 @@ def test_unknown_name_no_name_and_plaintext_are_closed_on_a_dedicated_https_list
         sock.sendall(b"GET / HTTP/1.1\r\nhost: a.example.com\r\n\r\n")
         assert SockReader(sock).read_to_eof() == b""
     assert sum(s.accepted for s in servers.values()) == 0  # closed by the proxy: no filter chain matches
+    wait_until(lambda: proxy.stat("no_filter_chain_match") == 3, what="3 connections without a filter chain")
+    stats = proxy.stats()
+    assert (stats["tls_inspector.tls_found"], stats["tls_inspector.tls_not_found"]) == (2, 1)
+    assert (stats["tls_inspector.sni_found"], stats["tls_inspector.sni_not_found"]) == (1, 1)
     assert proxy.running()
 
 
@@ -156,6 +160,7 @@ def test_oversize_client_hello_is_closed_and_the_proxy_stays_up(tls_pair, proxie
         sock.sendall(hello_header + b"\x00" * 100)
         assert SockReader(sock).read_to_eof() == b""
     assert sum(s.accepted for s in servers.values()) == 0
+    wait_until(lambda: proxy.stat("client_hello_too_large") == 1, what="tls_inspector.client_hello_too_large")
     assert https_get(port, A, ca.ca_path).startswith("a ")
     assert proxy.running()
 
