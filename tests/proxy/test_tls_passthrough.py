@@ -179,3 +179,20 @@ def test_metrics_and_access_log_for_passed_through_tls(tls_pair, proxies):
         return total(samples(proxy.prometheus(), "istio_tcp_connections_opened_total"), destination_service=B)
 
     wait_until(lambda: opened() >= 1, what="istio_tcp_connections_opened_total for b")
+
+
+def test_dns_service_entry_as_in_istios_egress_task(tmp_path, upstreams, proxies):
+    """Istio's "Accessing External Services" ServiceEntry (protocol HTTPS, resolution DNS, no
+    endpoints): the proxy resolves the host itself and passes the TLS through; curl verifies
+    the server. "localhost" stands for the external name (no resolver change needed)."""
+    ca = ThrowawayCA(tmp_path / "pki")
+    server = upstreams.tls("external", ca.issue("external", "localhost"))
+    port = free_port()
+    entry = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+             "metadata": {"name": "external", "namespace": "default"},
+             "spec": {"hosts": ["localhost"], "location": "MESH_EXTERNAL", "resolution": "DNS",
+                      "ports": [{"number": port, "name": "https", "protocol": "HTTPS", "targetPort": server.port}]}}
+    proxies([entry, sidecar((port, "HTTPS"))])
+    done = curl_https(port, "localhost", ca)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "external sni=localhost\n"
