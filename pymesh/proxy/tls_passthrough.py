@@ -47,6 +47,9 @@ class SniRouter(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if not self.runtime.connection_opened(self):
+            transport.abort()  # over the listener's connection limit, counted while inspecting too
+            return
         timeout = HELLO_TIMEOUT if self.listener.protocol in TLS_PORT_PROTOCOLS else OPAQUE_PORT_TIMEOUT
         self.timer = self.runtime.loop.call_later(timeout, self._route, None)
 
@@ -77,6 +80,10 @@ class SniRouter(asyncio.Protocol):
         if info is not None and hello is not None:
             info.sni = hello.server_name
         buffer, self.buffer = self.buffer, b""
+        if getattr(protocol, "listener", None) is self.listener:
+            self.runtime.replace_connection(self, protocol)  # same slot, same counts
+        else:
+            self.runtime.connection_closed(self)  # e.g. the passthrough: counted on its own listener
         hand_over(self.transport, protocol, buffer)
 
     def _proxy(self, route: TcpRoute) -> asyncio.Protocol:
@@ -93,3 +100,17 @@ class SniRouter(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self._stop_timer()
+        self.runtime.connection_closed(self)
+
+    # what the runtime asks of every connection it counts (draining, the deadline sweep)
+
+    def close(self) -> None:
+        self._stop_timer()
+        self.transport.close()
+
+    def close_if_idle(self) -> None:
+        """Draining: a connection still saying hello has nothing in flight."""
+        self.close()
+
+    def check_deadlines(self, now: float) -> None:
+        """The hello has its own timer."""

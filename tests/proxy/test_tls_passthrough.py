@@ -179,6 +179,8 @@ def test_metrics_and_access_log_for_passed_through_tls(tls_pair, proxies):
         return total(samples(proxy.prometheus(), "istio_tcp_connections_opened_total"), destination_service=B)
 
     wait_until(lambda: opened() >= 1, what="istio_tcp_connections_opened_total for b")
+    wait_until(lambda: proxy.stat("downstream_cx_active") == 0, what="the connection closed")
+    assert proxy.stat("downstream_cx_total") == 1  # counted once, though inspected first
 
 
 def test_dns_service_entry_as_in_istios_egress_task(tmp_path, upstreams, proxies):
@@ -196,3 +198,24 @@ def test_dns_service_entry_as_in_istios_egress_task(tmp_path, upstreams, proxies
     done = curl_https(port, "localhost", ca)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "external sni=localhost\n"
+
+
+def test_connections_saying_hello_count_against_the_listener_limit(tls_pair, proxies):
+    """A client that opens connections and never finishes its hello holds a counted slot each,
+    so --max-connections bounds them; a slot is given back when the connection goes."""
+    ca, servers = tls_pair
+    port = free_port()
+    proxy = proxies(https_services(port, servers) + [sidecar((port, "HTTPS"))], extra_args=["--max-connections", "2"])
+    held = [socket.create_connection((LOCALHOST, port), timeout=10) for _ in range(2)]
+    try:
+        for sock in held:
+            sock.sendall(b"\x16\x03\x01")  # the start of a record, then silence
+        wait_until(lambda: proxy.stat("downstream_cx_active") == 2, what="two connections held")
+        with socket.create_connection((LOCALHOST, port), timeout=10) as third:
+            assert SockReader(third).read_to_eof() == b""  # refused: over the limit
+        wait_until(lambda: proxy.stat("downstream_cx_overflow") == 1, what="the overflow counted")
+    finally:
+        for sock in held:
+            sock.close()
+    wait_until(lambda: proxy.stat("downstream_cx_active") == 0, what="slots given back")
+    assert https_get(port, A, ca.ca_path).startswith("a ")
