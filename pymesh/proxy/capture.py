@@ -22,11 +22,11 @@ import struct
 
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.tcp import TcpProxy
-from pymesh.proxy.tls_passthrough import SniRouter, hand_over
+from pymesh.proxy.tls_passthrough import OPAQUE_PORT_TIMEOUT, SniRouter, hand_over
 from pymesh.routing.snapshot import Listener
 
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h; IP6T_SO_ORIGINAL_DST has the same value
-SNIFF_TIMEOUT = 0.1  # Istio's historical protocolDetectionTimeout
+SNIFF_TIMEOUT = OPAQUE_PORT_TIMEOUT  # Istio's historical protocolDetectionTimeout, as for TLS on TCP ports
 SNIFF_BYTES = 16
 # Request-line starts that mean HTTP; "PRI " is HTTP/2's connection preface (h2c with prior
 # knowledge), which the HTTP/1.1 handler hands over to the HTTP/2 one.

@@ -6,7 +6,8 @@ the server's: the proxy never needs the server's certificate.
 As Envoy's tls_inspector: a hello over the size bound closes the connection; bytes that are not
 TLS, or a hello that does not parse, go on without an SNI (to the listener's fallback). A client
 that says nothing is waited for `HELLO_TIMEOUT` on a TLS/HTTPS port (Envoy's listener filter
-timeout) but only `capture.SNIFF_TIMEOUT` on a TCP port, so server-first protocols still work.
+timeout) but only `OPAQUE_PORT_TIMEOUT` on a TCP port (the capture sniffer's timeout too), so
+server-first protocols still work.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pymesh.proxy.tcp import TcpProxy
 from pymesh.routing.snapshot import Listener, TcpRoute
 
 HELLO_TIMEOUT = 15.0  # seconds: Envoy's default listener_filters_timeout
-OPAQUE_PORT_TIMEOUT = 0.1  # seconds: Istio's historical protocolDetectionTimeout (capture.SNIFF_TIMEOUT)
+OPAQUE_PORT_TIMEOUT = 0.1  # seconds: Istio's historical protocolDetectionTimeout
 TLS_PORT_PROTOCOLS = frozenset({"TLS", "HTTPS"})
 
 Fallback = Callable[[], "asyncio.Protocol | None"]  # what takes an unmatched connection (None: close it)

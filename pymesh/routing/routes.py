@@ -242,9 +242,13 @@ class RouteContext:
             hosts = self.bound_hosts(vs, port, scope) if vs.tls else []
             if not hosts:
                 continue
+            # On a TCP port (pymesh's extension: Istio reads the hello on TLS ports only) a match
+            # must name the port or the VS a service on it, so a wildcard VS does not make every
+            # TCP port wait for a ClientHello.
+            on_port = tls_port or any(self.services.find(h, vs.metadata.namespace) is not None for h in hosts)
             for tr in vs.tls:
                 for m in tr.match:
-                    if m.port not in (None, port) or not selects(m.source_labels, self.labels):
+                    if m.port not in (None, port) or (m.port is None and not on_port) or not selects(m.source_labels, self.labels):
                         continue
                     routed.extend(hosts)
                     key = (m.sni_hosts, m.destination_subnets)

@@ -137,7 +137,7 @@ def test_tcp_port_with_tls_routes_falls_back_to_its_tcp_route(tls_pair, proxies,
         service_entry(port, [endpoint(servers[A], port_name="tcp")], host=A, protocol="TCP", name="a"),
         service_entry(port, [endpoint(servers[B], port_name="tcp")], host=B, protocol="TCP", name="b"),
         service_entry(port, [endpoint(echo, port_name="tcp")], host="echo.example.com", protocol="TCP", name="echo"),
-        tls_vs("*.example.com", [{"match": [{"sniHosts": [A]}], "route": [{"destination": {"host": A}}]}],
+        tls_vs("*.example.com", [{"match": [{"port": port, "sniHosts": [A]}], "route": [{"destination": {"host": A}}]}],
                tcp=[{"route": [{"destination": {"host": "echo.example.com"}}]}]),
         sidecar((port, "TCP")),
     ]

@@ -152,6 +152,16 @@ def test_opaque_port_with_tls_routes_inspects_and_falls_back_to_its_tcp_route():
     assert listener.tcp_route == to("outbound|5432||db.example.com")
 
 
+def test_a_wildcard_tls_virtual_service_leaves_tcp_ports_alone_unless_a_match_names_the_port():
+    wild = tls_vs("v", ["*.example.com"], tls_route(["*.example.com"], ("a.example.com", None, 0)),
+                  tls_route(["db.example.com"], ("db.example.com", None, 0), port=5432))
+    snap = compile_([se("a.example.com", HTTPS), se("db.example.com", PG), se("mq.example.org", m.ServicePort(5672, "TCP", "amqp"))],
+                    [wild])
+    assert snap.captured_outbound[5672].sni_routes is None
+    assert [c.server_names for c in snap.captured_outbound[5432].sni_routes.chains] == [("db.example.com",)]
+    assert names(snap.captured_outbound[443], "x.example.com") == [("outbound|443||a.example.com", 100)]
+
+
 def test_opaque_port_without_tls_routes_does_not_inspect():
     snap = compile_([se("db.example.com", PG)])
     assert snap.captured_outbound[5432].sni_routes is None
