@@ -8,9 +8,12 @@ import socket
 import ssl
 import subprocess
 from collections import Counter
+from concurrent import futures
 
+import grpc
 import pytest
 
+from grpc_echo import SERVICE, EchoService
 from proxy_harness import (LOCALHOST, SockReader, TcpServer, endpoint, free_port, samples, service_entry, sidecar, total,
                            virtual_service, wait_until)
 from throwaway_ca import ThrowawayCA
@@ -219,3 +222,30 @@ def test_connections_saying_hello_count_against_the_listener_limit(tls_pair, pro
             sock.close()
     wait_until(lambda: proxy.stat("downstream_cx_active") == 0, what="slots given back")
     assert https_get(port, A, ca.ca_path).startswith("a ")
+
+
+def test_grpc_over_tls_passes_through_with_its_alpn(tmp_path, proxies):
+    """A real gRPC client and server (grpcio, HTTP/2 negotiated by ALPN inside the TLS the proxy
+    does not open), the client verifying the server for the name it sent as SNI."""
+    ca = ThrowawayCA(tmp_path / "pki")
+    cert = ca.issue("grpc", "grpc.example.com")
+    service = EchoService()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((service.handler(),))
+    credentials = grpc.ssl_server_credentials([(cert.key.read_bytes(), cert.cert.read_bytes())])
+    upstream_port = server.add_secure_port(f"{LOCALHOST}:0", credentials)
+    server.start()
+    try:
+        port = free_port()
+        entry = service_entry(port, [{"address": LOCALHOST, "ports": {"tls": upstream_port}}], host="grpc.example.com",
+                              protocol="TLS", name="grpc")
+        proxies([entry, sidecar((port, "TLS"))])
+        channel_credentials = grpc.ssl_channel_credentials(root_certificates=ca.ca_path.read_bytes())
+        options = [("grpc.ssl_target_name_override", "grpc.example.com")]
+        with grpc.secure_channel(f"{LOCALHOST}:{port}", channel_credentials, options=options) as channel:
+            assert channel.unary_unary(f"/{SERVICE}/Unary")(b"hi", timeout=10) == b"echo:hi"
+            bidi = channel.stream_stream(f"/{SERVICE}/Bidi")(iter([b"x", b"y"]), timeout=10)
+            assert list(bidi) == [b"X", b"Y"]
+    finally:
+        server.stop(grace=None)
+        service.released.set()
