@@ -240,6 +240,7 @@ class TLSMatchAttributes:
     destination_subnets: tuple[str, ...] = ()
     port: int | None = None
     source_labels: Labels = field(default_factory=dict)
+    source_namespace: str = ""  # "" = any: the proxy's namespace must be this one
 
 
 @dataclass(frozen=True)

@@ -99,9 +99,7 @@ L4_MATCH_ATTRIBUTES = shape(
 )
 ROUTE_DESTINATION = shape("RouteDestination", "destination weight")
 TLS_ROUTE = shape("TLSRoute", "match route")
-TLS_MATCH_ATTRIBUTES = shape(
-    "TLSMatchAttributes", "sniHosts destinationSubnets port sourceLabels gateways", unsupported="sourceNamespace"
-)
+TLS_MATCH_ATTRIBUTES = shape("TLSMatchAttributes", "sniHosts destinationSubnets port sourceLabels sourceNamespace gateways")
 
 # --- DestinationRule -------------------------------------------------------------------------
 

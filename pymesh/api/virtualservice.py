@@ -238,6 +238,7 @@ def tls_match(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSMatchAttribut
         destination_subnets=r.get_list("destinationSubnets", text(checks.ip_or_cidr)),
         port=r.get("port", PORT),
         source_labels=common.labels(r, "sourceLabels"),
+        source_namespace=r.get("sourceNamespace", text(checks.dns_label), ""),
     )
 
 

@@ -248,7 +248,8 @@ class RouteContext:
             on_port = tls_port or any(self.services.find(h, vs.metadata.namespace) is not None for h in hosts)
             for tr in vs.tls:
                 for m in tr.match:
-                    if m.port not in (None, port) or (m.port is None and not on_port) or not selects(m.source_labels, self.labels):
+                    if (m.port not in (None, port) or (m.port is None and not on_port)
+                            or not selects(m.source_labels, self.labels) or m.source_namespace not in ("", self.namespace)):
                         continue
                     routed.extend(hosts)
                     key = (m.sni_hosts, m.destination_subnets)

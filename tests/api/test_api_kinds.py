@@ -156,7 +156,7 @@ def test_virtual_service(data):
     reviews = "reviews.bookinfo.svc.cluster.local"
     tls = m.TLSRoute(
         match=(m.TLSMatchAttributes(sni_hosts=(reviews,), destination_subnets=("198.18.0.0/15",), port=9443,
-                                    source_labels={"app": "productpage"}),),
+                                    source_labels={"app": "productpage"}, source_namespace="bookinfo"),),
         route=(m.RouteDestination(destination=m.Destination(host=reviews, subset="v1"), weight=80),
                m.RouteDestination(destination=m.Destination(host=reviews, subset="v2"), weight=20)),
     )

@@ -424,7 +424,7 @@ CASES = [
             destinationSubnets: [300.0.0.0/8]
             sourceLabels: {"bad key!": x}
             gateways: [istio-system/egress]
-            sourceNamespace: other
+            sourceNamespace: Other
           route:
           - destination: {host: a}
         """,
@@ -432,7 +432,7 @@ CASES = [
          "11 spec.tls[0].match[0].destinationSubnets[0]: '300.0.0.0/8' is not a valid IP address or CIDR block",
          "12 spec.tls[0].match[0].sourceLabels[bad key!]: label key 'bad key!' is invalid (letters, digits, '-', '_' and '.', at most 63)",
          '13 spec.tls[0].match[0].gateways[0]: gateway "istio-system/egress" not supported by pymesh yet (only "mesh")',
-         "14 spec.tls[0].match[0].sourceNamespace: field not supported by pymesh yet"),
+         "14 spec.tls[0].match[0].sourceNamespace: 'Other' is not a valid name (lower-case letters, digits and '-', at most 63)"),
     case("tls-route-missing", VS, """\
         hosts: [a.example.com]
         tls:

@@ -67,10 +67,10 @@ def tls_vs(name, hosts, *routes, ns="default", tcp=()):
     return m.VirtualService(meta(name, ns), hosts=tuple(hosts), tls=tuple(routes), tcp=tuple(tcp))
 
 
-def tls_route(sni, *dests, port=None, subnets=(), labels=None):
+def tls_route(sni, *dests, port=None, subnets=(), labels=None, namespace=""):
     return m.TLSRoute(
         match=(m.TLSMatchAttributes(sni_hosts=tuple(sni), destination_subnets=tuple(subnets), port=port,
-                                    source_labels=labels or {}),),
+                                    source_labels=labels or {}, source_namespace=namespace),),
         route=tuple(m.RouteDestination(m.Destination(host=h, port=p), weight=w) for h, p, w in dests),
     )
 
@@ -109,6 +109,8 @@ def test_virtual_service_tls_routes_replace_the_default_chain_of_the_services_th
         tls_route(["*.sub.example.com"], ("c.example.com", None, 0), port=443),
         tls_route(["x.example.com"], ("c.example.com", None, 0), port=8443),  # another port
         tls_route(["y.example.com"], ("c.example.com", None, 0), labels={"app": "other"}),  # not this proxy
+        tls_route(["z.example.com"], ("c.example.com", None, 0), namespace="elsewhere"),  # not its namespace
+        tls_route(["n.example.com"], ("c.example.com", None, 0), namespace="default"),
     )
     services = [se(h, HTTPS) for h in ("a.example.com", "b.example.com", "c.example.com")]
     snap = compile_(services, [tls_vs("v", ["*.example.com"], *routes)], labels={"app": "me"})
@@ -118,6 +120,8 @@ def test_virtual_service_tls_routes_replace_the_default_chain_of_the_services_th
     # every service is covered by the VS host *.example.com: no default chains, unknown names unmatched
     assert names(listener, "b.example.com") is None
     assert names(listener, "x.example.com") is None and names(listener, "y.example.com") is None
+    assert names(listener, "z.example.com") is None
+    assert names(listener, "n.example.com") == [("outbound|443||c.example.com", 100)]
     assert listener.sni_routes.chains[0].source == "default/v"
 
 
