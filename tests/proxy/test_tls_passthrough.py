@@ -249,3 +249,25 @@ def test_grpc_over_tls_passes_through_with_its_alpn(tmp_path, proxies):
     finally:
         server.stop(grace=None)
         service.released.set()
+
+
+def test_a_reload_moves_new_connections_and_keeps_open_ones(tls_pair, proxies):
+    """SNI routes are part of the snapshot: after a reload new connections take the new route,
+    while a TLS session opened before it carries on to its server."""
+    ca, servers = tls_pair
+    port = free_port()
+
+    def config(target: str) -> list[dict]:
+        route = {"match": [{"sniHosts": [W]}], "route": [{"destination": {"host": target}}]}
+        return https_services(port, servers) + [tls_vs("*.example.com", [route]), sidecar((port, "HTTPS"))]
+
+    proxy = proxies(config(A))
+    context = ssl.create_default_context(cafile=str(ca.ca_path))
+    with socket.create_connection((LOCALHOST, port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=W) as held:  # open, its request not sent yet
+        proxy.write_config(config(B))
+        wait_until(lambda: https_get(port, W, ca.ca_path).startswith("b "), what="the new route for new connections")
+        held.sendall(f"GET / HTTP/1.1\r\nhost: {W}\r\n\r\n".encode())
+        reader = SockReader(held)
+        assert reader.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 200")
+        assert reader.read_exact(len(f"a sni={W}\n")) == f"a sni={W}\n".encode()  # still server a
