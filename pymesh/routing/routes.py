@@ -231,33 +231,11 @@ class RouteContext:
 
     def sni_table(self, port: int, scope: EgressScope, tls_port: bool) -> SniTable | None:
         """The SNI chains on `port`, as Istio builds a sidecar's outbound TLS filter chains: each
-        VirtualService tls match that applies here (port, sourceLabels), the first of identical
-        (sniHosts, destinationSubnets) pairs winning; on a TLS/HTTPS port also, for each service
-        no such VirtualService covers, a chain by its host name (and one by its addresses, which
-        a captured connection's destination can match). None when nothing routes by SNI."""
-        chains: list[SniChain] = []
-        seen: set[tuple] = set()
-        routed: list[str] = []  # VS hosts with a tls match here: their services get no default chain
-        for vs in self.virtual_services:
-            hosts = self.bound_hosts(vs, port, scope) if vs.tls else []
-            if not hosts:
-                continue
-            # On a TCP port (pymesh's extension: Istio reads the hello on TLS ports only) a match
-            # must name the port or the VS a service on it, so a wildcard VS does not make every
-            # TCP port wait for a ClientHello.
-            on_port = tls_port or any(self.services.find(h, vs.metadata.namespace) is not None for h in hosts)
-            for tr in vs.tls:
-                for m in tr.match:
-                    if (m.port not in (None, port) or (m.port is None and not on_port)
-                            or not selects(m.source_labels, self.labels) or m.source_namespace not in ("", self.namespace)):
-                        continue
-                    routed.extend(hosts)
-                    key = (m.sni_hosts, m.destination_subnets)
-                    if key not in seen:
-                        seen.add(key)
-                        clusters, total = self.weighted(vs, tr.route, port)
-                        chains.append(SniChain(m.sni_hosts, m.destination_subnets, TcpRoute(clusters, total),
-                                               f"{vs.metadata.namespace}/{vs.metadata.name}"))
+        VirtualService tls match that applies here, the first of identical (sniHosts,
+        destinationSubnets) pairs winning; on a TLS/HTTPS port also, for each service no such
+        VirtualService covers, a chain by its host name (and one by its addresses, which a
+        captured connection's destination can match). None when nothing routes by SNI."""
+        chains, routed = self._virtual_service_tls_chains(port, scope, tls_port)
         if tls_port:
             for vs in self.virtual_services:
                 if vs.tcp and self.bound_hosts(vs, port, scope):
@@ -271,6 +249,37 @@ class RouteContext:
                     chains.append(SniChain((), svc.addresses, route))
                 chains.append(SniChain((svc.host,), (), route))
         return SniTable(tuple(chains)) if chains else None
+
+    def _virtual_service_tls_chains(self, port: int, scope: EgressScope, tls_port: bool) -> tuple[list[SniChain], list[str]]:
+        """The chains of the tls matches that apply on `port`, and the VS hosts they cover."""
+        chains: list[SniChain] = []
+        seen: set[tuple] = set()
+        routed: list[str] = []
+        for vs in self.virtual_services:
+            hosts = self.bound_hosts(vs, port, scope) if vs.tls else []
+            if not hosts:
+                continue
+            # On a TCP port (pymesh's extension: Istio reads the hello on TLS ports only) a match
+            # must name the port or the VS a service on it, so a wildcard VS does not make every
+            # TCP port wait for a ClientHello.
+            on_port = tls_port or any(self.services.find(h, vs.metadata.namespace) is not None for h in hosts)
+            for tr in vs.tls:
+                for m in tr.match:
+                    if not self._tls_match_applies(m, port, on_port):
+                        continue
+                    routed.extend(hosts)
+                    key = (m.sni_hosts, m.destination_subnets)
+                    if key not in seen:
+                        seen.add(key)
+                        clusters, total = self.weighted(vs, tr.route, port)
+                        chains.append(SniChain(m.sni_hosts, m.destination_subnets, TcpRoute(clusters, total),
+                                               f"{vs.metadata.namespace}/{vs.metadata.name}"))
+        return chains, routed
+
+    def _tls_match_applies(self, m: model.TLSMatchAttributes, port: int, on_port: bool) -> bool:
+        """Istio's matchTLS (port, sourceLabels, sourceNamespace), decided for this proxy."""
+        port_ok = m.port == port if m.port is not None else on_port
+        return port_ok and selects(m.source_labels, self.labels) and m.source_namespace in ("", self.namespace)
 
     def service_tcp_route(self, svc: Service, port: int) -> TcpRoute:
         return TcpRoute(clusters=(WeightedCluster(cluster=outbound_name(port, "", svc.host), weight=100),), total_weight=100)
