@@ -43,7 +43,7 @@ class StringMatch:
 @dataclass(frozen=True)
 class ServicePort:
     number: int
-    protocol: str = "TCP"  # HTTP | HTTP2 | GRPC | TCP (upper-case)
+    protocol: str = "TCP"  # HTTP | HTTP2 | GRPC | TCP | HTTPS | TLS (upper-case)
     name: str = ""
     target_port: int | None = None
 
@@ -232,12 +232,33 @@ class TCPRoute:
 
 
 @dataclass(frozen=True)
+class TLSMatchAttributes:
+    """A TLS route's match: the ClientHello's SNI (exact or "*.example.com"), optionally
+    narrowed by destination address, listener port and the proxy's labels."""
+
+    sni_hosts: tuple[str, ...]  # lower-cased
+    destination_subnets: tuple[str, ...] = ()
+    port: int | None = None
+    source_labels: Labels = field(default_factory=dict)
+    source_namespace: str = ""  # "" = any: the proxy's namespace must be this one
+
+
+@dataclass(frozen=True)
+class TLSRoute:
+    """TLS passed through untouched, routed by SNI (the proxy does not terminate it)."""
+
+    match: tuple[TLSMatchAttributes, ...] = ()
+    route: tuple[RouteDestination, ...] = ()
+
+
+@dataclass(frozen=True)
 class VirtualService:
     metadata: Metadata
     hosts: tuple[str, ...]
     http: tuple[HTTPRoute, ...] = ()
     tcp: tuple[TCPRoute, ...] = ()
     export_to: tuple[str, ...] = ()
+    tls: tuple[TLSRoute, ...] = ()
 
 
 # --- DestinationRule -------------------------------------------------------------------------

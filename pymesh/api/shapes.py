@@ -59,7 +59,7 @@ WORKLOAD_ENTRY = shape(
 
 # --- VirtualService --------------------------------------------------------------------------
 
-VIRTUAL_SERVICE = shape("VirtualService", "hosts gateways http tcp exportTo", unsupported="tls")
+VIRTUAL_SERVICE = shape("VirtualService", "hosts gateways http tcp tls exportTo")
 HTTP_ROUTE = shape(
     "HTTPRoute",
     "name match route redirect rewrite directResponse headers timeout retries fault corsPolicy "
@@ -98,6 +98,8 @@ L4_MATCH_ATTRIBUTES = shape(
     "L4MatchAttributes", "port destinationSubnets sourceLabels gateways", unsupported="sourceNamespace"
 )
 ROUTE_DESTINATION = shape("RouteDestination", "destination weight")
+TLS_ROUTE = shape("TLSRoute", "match route")
+TLS_MATCH_ATTRIBUTES = shape("TLSMatchAttributes", "sniHosts destinationSubnets port sourceLabels sourceNamespace gateways")
 
 # --- DestinationRule -------------------------------------------------------------------------
 

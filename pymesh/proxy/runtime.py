@@ -340,7 +340,9 @@ class Runtime:
         return self.telemetry.metrics.listener_stats(listener.name)
 
     def tcp_opened(self, proxy) -> bool:
-        if not self.connection_opened(proxy):
+        """A TcpProxy's start; one handed a connection that is already counted (a TLS connection
+        after its ClientHello) keeps that slot."""
+        if proxy not in self.connections and not self.connection_opened(proxy):
             return False
         self.telemetry.tcp_opened(proxy)
         return True

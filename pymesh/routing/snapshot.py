@@ -148,10 +148,13 @@ class Listener:
     direction: str  # "outbound" | "inbound"
     bind: str
     port: int
-    protocol: str  # HTTP | HTTP2 | GRPC | TCP ("HTTP" also sniffs nothing: it is HTTP/1.1)
+    protocol: str  # HTTP | HTTP2 | GRPC | TCP | TLS | HTTPS ("HTTP" also sniffs nothing: it is HTTP/1.1)
     route_table: Any = None  # RouteTable for HTTP listeners
     tcp_route: TcpRoute | None = None  # TCP listeners
     default_cluster: str = ""  # inbound: the cluster pointing at defaultEndpoint
+    # A pymesh.routing.sni.SniTable when TLS passing through is routed by its ClientHello (TLS and
+    # HTTPS ports, TCP ports with VirtualService tls routes); tcp_route is then the fallback.
+    sni_routes: Any = None
 
 
 @dataclass(frozen=True)

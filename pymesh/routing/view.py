@@ -156,7 +156,7 @@ def _with_shadowing(entries: list[model.ServiceEntry], owners: dict, kept: set[i
 def _named_hosts(index: ServiceIndex, vs: model.VirtualService) -> Iterable[str]:
     """The registered hosts a VirtualService routes for or to."""
     ns = vs.metadata.namespace
-    destinations = [d.destination for r in vs.http for d in r.route] + [d.destination for r in vs.tcp for d in r.route]
+    destinations = [d.destination for routes in (vs.http, vs.tcp, vs.tls) for r in routes for d in r.route]
     for host in list(vs.hosts) + [d.host for d in destinations]:
         svc = index.find(host, ns)
         if svc is not None:
