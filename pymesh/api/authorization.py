@@ -8,8 +8,9 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from pymesh.api import common, model, shapes
+from pymesh.api import model, shapes
 from pymesh.api.reader import Convert, Reader, Sink, Slot, choice, message, text
+from pymesh.api.request_authentication import match_labels_selector, target_refs
 from pymesh.api.yamltree import LineSeq
 
 ACTION = choice("action", ("ALLOW", "DENY", "AUDIT", "CUSTOM"))
@@ -37,10 +38,13 @@ MAX_SERVICE_ACCOUNTS = 16  # Istio's limit per list
 
 def authorization_policy(metadata: model.Metadata, r: Reader) -> model.AuthorizationPolicy:
     action = r.get("action", ACTION, "ALLOW")
-    selector = r.get("selector", message(shapes.SECURITY_WORKLOAD_SELECTOR, _match_labels))
-    refs = _target_refs(r, metadata.namespace)
-    if sum((r.has("selector"), r.has("targetRef"), r.has("targetRefs"))) > 1:
-        r.error_here("only one of targetRefs or workloadSelector can be set")
+    selector = match_labels_selector(r)
+    for key, value in (selector or {}).items():
+        if "*" in key or "*" in value:
+            r.error("selector", f'wildcard is not supported in selector: "{key}={value}"')
+    refs = target_refs(r)
+    for index, ref in enumerate(refs):
+        _check_target(r, index if r.has("targetRefs") else None, ref, metadata.namespace)
     provider = r.get("provider", message(shapes.EXTENSION_PROVIDER, lambda p: p.get("name", text(), "")), "")
     if r.has("provider") and action != "CUSTOM":
         r.error("provider", f"`provider` must not be with non CUSTOM action, found {action}")
@@ -70,32 +74,17 @@ def _present_list(r: Reader, key: str) -> bool:
     return slot is not None and isinstance(slot.value, LineSeq) and len(slot.value) > 0
 
 
-def _match_labels(r: Reader) -> dict[str, str]:
-    found = common.labels(r, "matchLabels")
-    for key, value in found.items():
-        if "*" in key or "*" in value:
-            r.error("matchLabels", f'wildcard is not supported in selector: "{key}={value}"')
-    return found
-
-
-def _target_refs(r: Reader, namespace: str) -> tuple[model.PolicyTargetRef, ...]:
-    read = message(shapes.POLICY_TARGET_REFERENCE, lambda t: _target_ref(t, namespace))
-    single = r.get("targetRef", read)
-    return ((single,) if single else ()) + r.get_list("targetRefs", read)
-
-
-def _target_ref(r: Reader, namespace: str) -> model.PolicyTargetRef:
-    ref = model.PolicyTargetRef(
-        kind=r.get("kind", text(), "", required=True), name=r.get("name", text(), "", required=True),
-        group=r.get("group", text(), ""), namespace=r.get("namespace", text(), ""),
-    )
+def _check_target(r: Reader, index: int | None, ref: model.PolicyTargetReference, namespace: str) -> None:
+    """Istio's validatePolicyTargetReference: a kind it can bind, in the policy's namespace."""
+    path = "targetRef" if index is None else f"targetRefs[{index}]"
     group = "" if ref.group == "core" else ref.group
     if ref.kind and (group, ref.kind) not in TARGET_KINDS:
         kinds = ", ".join(f"{g or 'core'}/{k}" for g, k in sorted(TARGET_KINDS))
-        r.error("kind", f"targetRef {ref.group or 'core'}/{ref.kind} is not supported (expected one of {kinds})")
+        r.sink.add(r.line_of(path.split("[")[0]), r.path_of(path) + ".kind",
+                   f"targetRef {ref.group or 'core'}/{ref.kind} is not supported (expected one of {kinds})")
     if ref.namespace and ref.namespace != namespace:
-        r.error("namespace", f"targetRef namespace {ref.namespace} must be empty or the policy's namespace ({namespace})")
-    return model.PolicyTargetRef(kind=ref.kind, name=ref.name, group=group, namespace=ref.namespace)
+        r.sink.add(r.line_of(path.split("[")[0]), r.path_of(path) + ".namespace",
+                   f"targetRef namespace {ref.namespace} must be empty or the policy's namespace ({namespace})")
 
 
 # --- rules ------------------------------------------------------------------------------------

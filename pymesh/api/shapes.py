@@ -59,7 +59,7 @@ WORKLOAD_ENTRY = shape(
 
 # --- VirtualService --------------------------------------------------------------------------
 
-VIRTUAL_SERVICE = shape("VirtualService", "hosts gateways http tcp exportTo", unsupported="tls")
+VIRTUAL_SERVICE = shape("VirtualService", "hosts gateways http tcp tls exportTo")
 HTTP_ROUTE = shape(
     "HTTPRoute",
     "name match route redirect rewrite directResponse headers timeout retries fault corsPolicy "
@@ -98,6 +98,8 @@ L4_MATCH_ATTRIBUTES = shape(
     "L4MatchAttributes", "port destinationSubnets sourceLabels gateways", unsupported="sourceNamespace"
 )
 ROUTE_DESTINATION = shape("RouteDestination", "destination weight")
+TLS_ROUTE = shape("TLSRoute", "match route")
+TLS_MATCH_ATTRIBUTES = shape("TLSMatchAttributes", "sniHosts destinationSubnets port sourceLabels sourceNamespace gateways")
 
 # --- DestinationRule -------------------------------------------------------------------------
 
@@ -161,11 +163,25 @@ RATE_LIMIT_RULE = shape("LocalRateLimit.Rule", "route direction tokenBucket key"
 TOKEN_BUCKET = shape("TokenBucket", "maxTokens tokensPerFill fillInterval")
 RATE_LIMIT_KEY = shape("LocalRateLimit.Key", "header sourceIp")
 
+# --- security.istio.io: shared, and RequestAuthentication ------------------------------------
+
+# The security kinds' selector is istio.type.v1beta1.WorkloadSelector (matchLabels), not the
+# networking one (labels).
+MATCH_LABELS_SELECTOR = shape("type.WorkloadSelector", "matchLabels")
+POLICY_TARGET_REFERENCE = shape("PolicyTargetReference", "group kind name namespace")
+REQUEST_AUTHENTICATION = shape("RequestAuthentication", "selector targetRef targetRefs jwtRules")
+JWT_RULE = shape(
+    "JWTRule",
+    "issuer audiences jwksUri jwks fromHeaders fromParams fromCookies outputPayloadToHeader "
+    "forwardOriginalToken outputClaimToHeaders timeout",
+    unsupported="spaceDelimitedClaims",
+)
+JWT_HEADER = shape("JWTHeader", "name prefix")
+CLAIM_TO_HEADER = shape("ClaimToHeader", "header claim")
+
 # --- AuthorizationPolicy (security.istio.io) -------------------------------------------------
 
 AUTHORIZATION_POLICY = shape("AuthorizationPolicy", "selector targetRef targetRefs action provider rules")
-SECURITY_WORKLOAD_SELECTOR = shape("istio.type.v1beta1.WorkloadSelector", "matchLabels")
-POLICY_TARGET_REFERENCE = shape("PolicyTargetReference", "group kind name namespace")
 EXTENSION_PROVIDER = shape("AuthorizationPolicy.ExtensionProvider", "name")
 AUTHZ_RULE = shape("Rule", "from to when")
 AUTHZ_RULE_FROM = shape("Rule.From", "source")

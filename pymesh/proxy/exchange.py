@@ -119,7 +119,7 @@ class Exchange:
         self.retry_held = None  # the ClusterState whose retry limit this request's retry counts in
         self.shadows = None  # the mirrored copies of this request (pymesh.proxy.mirror), if any
         self.tried: list | None = None  # endpoints of the failed attempts, once there is a retry
-        self.request_principal = None  # the verified JWT (pymesh.security.principal), set by the JWT filter
+        self.request_principal = None  # a verified JWT (pymesh.security.principal), set by JwtAuthn
 
     # --- request side (called by the downstream protocol) -------------------------------------
 

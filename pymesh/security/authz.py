@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from pymesh.api import model
+from pymesh.routing.scope import ROOT_NAMESPACE
 from pymesh.security.authz_attributes import DESTINATION_PORT, HOST, METHOD, PATH, Attribute, attribute
 
-ROOT_NAMESPACE = "istio-system"  # Istio's default meshConfig.rootNamespace: its policies apply mesh-wide
 
 
 @dataclass(frozen=True, slots=True)

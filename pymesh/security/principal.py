@@ -1,4 +1,5 @@
-"""The verified JWT of a request, as RequestAuthentication hands it to AuthorizationPolicy."""
+"""The verified end-user identity a request carries: what RequestAuthentication produces and
+AuthorizationPolicy reads (`requestPrincipals`, `request.auth.*`)."""
 
 from __future__ import annotations
 
