@@ -2,19 +2,23 @@
 with curl over HTTP/1.1 and h2c: Envoy's 403 "RBAC: access denied", the rbac stats and the
 access log, and TCP connections closed at their start. The flows are Istio's own tasks
 (security/authorization: http, deny, dry-run, tcp) with their YAML from
-tests/api/data/istio_samples/authz, unchanged. Principal and JWT fields need mTLS and
-RequestAuthentication: they are covered through ConnectionInfo in tests/security."""
+tests/api/data/istio_samples/authz, unchanged; the JWT task with Istio's demo tokens through the
+JWT filter. Principal fields need mTLS: they are covered through ConnectionInfo in
+tests/security."""
 
 from __future__ import annotations
 
 import socket
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
+import grpc
 import pytest
 import yaml
 
-from proxy_harness import LOCALHOST, curl, free_port, inbound_mesh, wait_until
+from grpc_echo import SERVICE, start_server
+from jwt_tokens import DATA, ISTIO_DEMO_ISSUER, ISTIO_DEMO_TOKEN, ISTIO_JWKS
+from proxy_harness import LOCALHOST, Reply, curl, free_port, inbound_mesh, request_authentication, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -223,9 +227,6 @@ def test_tcp_deny_rule_with_http_fields_denies_wider(proxies, upstreams):
 def test_a_denied_grpc_call_is_permission_denied(proxies, tmp_path):
     """grpcio as the client and the app: a denial reaches it as Envoy sends it, PERMISSION_DENIED
     with the reply's text as the message; an allowed method passes."""
-    import grpc
-
-    from grpc_echo import SERVICE, start_server
 
     server, service, app_port = start_server("127.0.0.1:0")
     port = free_port()
@@ -246,3 +247,29 @@ def test_a_denied_grpc_call_is_permission_denied(proxies, tmp_path):
 
 def operation_paths(*paths: str) -> dict:
     return {"to": [{"operation": {"paths": list(paths)}}]}
+
+
+# --- the JWT task (security/authorization/authz-jwt) --------------------------------------------------
+
+
+def test_the_jwt_task_requires_a_token_and_a_group(proxies, upstreams, via):
+    """Istio's authz-jwt task with its own demo tokens, the JWKS served locally: require-jwt lets
+    only requests with a valid token from testing@secure.istio.io in; with the groups condition
+    only the token whose `groups` claim lists group1."""
+    jwks = upstreams("jwks", lambda request: Reply(200, [("content-type", "application/json")], ISTIO_JWKS.encode()))
+    groups_token = (DATA / "groups-scope.jwt").read_text().strip()
+    authn = request_authentication({"issuer": ISTIO_DEMO_ISSUER, "jwksUri": f"http://127.0.0.1:{jwks.port}/jwks.json"},
+                                   selector={"app": "httpbin"})
+    proxy, port, _ = serve(proxies, upstreams, authn, sample("authz-jwt-require-jwt.yaml", "default"))
+
+    def status(*headers: str) -> int:
+        return curl(port, "/headers", *headers, *via).status
+
+    assert status("-H", "Authorization: Bearer invalidToken") == 401
+    assert status() == 403  # no token: no request principal
+    wait_until(lambda: status("-H", f"Authorization: Bearer {ISTIO_DEMO_TOKEN}") == 200, what="the keys fetched")
+    assert status("-H", f"Authorization: Bearer {groups_token}") == 200
+
+    proxy.write_config(inbound_mesh_for(proxy) + [sample("authz-jwt-require-jwt-groups.yaml", "default")])
+    wait_until(lambda: status("-H", f"Authorization: Bearer {ISTIO_DEMO_TOKEN}") == 403, what="the groups policy")
+    assert status("-H", f"Authorization: Bearer {groups_token}") == 200
