@@ -6,6 +6,13 @@ fed to a FrameDecoder. Sent messages go out within the HTTP/2 flow-control windo
 continue on WINDOW_UPDATE, and nothing is written while the socket's buffer is over its
 high-water mark, so a large snapshot to a slow proxy never stalls the event loop or other proxies.
 
+What a client can make the server hold is bounded (`bounds.ConnectionLimits`): connections in
+total and per source address; streams, header list and the first (hello) and later message sizes
+per connection; partial messages per connection; the bytes a connection sends before its first
+message; the time until that first message and for any started one. A connection over a limit
+gets a GOAWAY with the reason as its debug data. While a peer does not read what we send, we do
+not read what it sends either (PINGs and SETTINGS would otherwise queue their answers without end).
+
 Plain TCP today; a TLS context given to `create_server` wraps the same protocol (mTLS later).
 """
 
@@ -21,8 +28,12 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
 
 from pymesh.api.wire import CONTENT_TYPE, PATH, FrameDecoder, WireError
+from pymesh.control import bounds
+from pymesh.control.bounds import ConnectionLimits, Gate
 
 log = logging.getLogger("pymesh.control.h2")
 ERROR_HEADER = "pymesh-error"  # trailer naming why the server ended a stream
@@ -33,10 +44,11 @@ Opener = Callable[["Stream"], object]  # returns the stream's handler (received(
 class Stream:
     """One control stream: its decoder, its send queue, and the handler above it (a Peer)."""
 
-    def __init__(self, connection: ControlConnection, stream_id: int):
+    def __init__(self, connection: ControlConnection, stream_id: int, limits: ConnectionLimits):
         self.connection = connection
         self.id = stream_id
-        self.decoder = FrameDecoder()
+        self.decoder = FrameDecoder(limits.max_message_bytes, max_first=limits.max_hello_bytes)
+        self.partial_since: float | None = None  # when the message now arriving started
         self.queue: deque[bytes] = deque()
         self.offset = 0  # bytes of queue[0] already sent
         self.open = True
@@ -61,13 +73,21 @@ class Stream:
 class ControlConnection(asyncio.Protocol):
     """One proxy connection (usually one stream)."""
 
-    def __init__(self, opener: Opener, connections: set[ControlConnection]):
+    def __init__(self, opener: Opener, connections: set[ControlConnection], gate: Gate):
         self._opener = opener
         self._connections = connections
+        self._gate = gate
+        self._limits = gate.limits
         self._streams: dict[int, Stream] = {}
         self._paused = False
         self.transport: asyncio.Transport | None = None
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        _bound_h2(self.h2, self._limits)
+        self.source: str | None = None  # the client's address, once admitted by the gate
+        self.greeted = False  # a first message arrived on some stream
+        self._received = 0  # bytes, counted until greeted
+        self._opened_at = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol -----------------------------------------------------------------
 
@@ -76,9 +96,21 @@ class ControlConnection(asyncio.Protocol):
         self._connections.add(self)
         _keepalive(transport.get_extra_info("socket"))
         self.h2.initiate_connection()
+        source = self._peername().rpartition(":")[0]
+        refused = self._gate.admit(source)
+        if refused is not None:
+            return self.abort(refused, "")
+        self.source = source
+        self._opened_at = asyncio.get_running_loop().time()
         self._write()
+        self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if not self.greeted:
+            self._received += len(data)
+            if self._received > self._limits.max_bytes_before_hello:
+                return self.abort(f"sent more than {self._limits.max_bytes_before_hello} bytes before a first "
+                                  "complete message", "over_bytes_before_hello")
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -94,14 +126,22 @@ class ControlConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
+        if self.source is not None:
+            self._gate.release(self.source)
+            self.source = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for stream in list(self._streams.values()):
             self._forget(stream)
 
     def pause_writing(self) -> None:
         self._paused = True
+        self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused = False
+        self.transport.resume_reading()
         self.pump()
 
     # --- sending --------------------------------------------------------------------------
@@ -148,6 +188,26 @@ class ControlConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def abort(self, reason: str, kind: str) -> None:
+        """Close the connection for a limit: GOAWAY (ENHANCE_YOUR_CALM) with `reason` as its debug
+        data, logged; `kind` labels the count (the gate counts its own refusals)."""
+        log.warning("closing the connection from %s: %s", self._peername(), reason)
+        if kind:
+            self._gate.count(kind)
+        for stream in list(self._streams.values()):
+            self._forget(stream)
+        try:
+            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, reason.encode()[:1000])
+        except h2.exceptions.H2Error:
+            pass
+        self._write()
+        self.transport.close()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of partial messages held for this connection's streams."""
+        return sum(stream.decoder.pending for stream in self._streams.values())
+
     def _write(self) -> None:
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
@@ -174,7 +234,7 @@ class ControlConnection(asyncio.Protocol):
         if status is not None:
             self.h2.send_headers(sid, [(":status", status)], end_stream=True)
             return
-        stream = self._streams[sid] = Stream(self, sid)
+        stream = self._streams[sid] = Stream(self, sid, self._limits)
         self.h2.send_headers(sid, [(":status", "200"), ("content-type", CONTENT_TYPE)])
         stream.handler = self._opener(stream)
 
@@ -188,6 +248,8 @@ class ControlConnection(asyncio.Protocol):
         except WireError as exc:
             log.warning("protocol error on a stream from %s: %s", self._peername(), exc)
             self.end_stream(stream, str(exc))
+            return
+        if not self._bounded(stream, bool(messages)):
             return
         for msg in messages:
             if not stream.open:
@@ -210,6 +272,51 @@ class ControlConnection(asyncio.Protocol):
         self._write()
         self.transport.close()
 
+    # --- limits -------------------------------------------------------------------------
+
+    def _bounded(self, stream: Stream, completed: bool) -> bool:
+        """After DATA: note a first message and when a partial one started; False (and the
+        connection closed) when the partial messages are over the connection's cap."""
+        if completed:
+            self.greeted = True
+        if not stream.decoder.pending:
+            stream.partial_since = None
+        elif completed or stream.partial_since is None:
+            stream.partial_since = asyncio.get_running_loop().time()
+            self._arm()
+        if self.buffered > self._limits.max_buffered_bytes:
+            self.abort(f"more than {self._limits.max_buffered_bytes} bytes of partial messages", "over_buffer")
+            return False
+        return True
+
+    def _deadline(self) -> tuple[float, str, str] | None:
+        """The earliest of: the first message is due; a started message is due."""
+        due = []
+        if not self.greeted:
+            due.append((self._opened_at + self._limits.hello_timeout,
+                        f"no complete first message within {self._limits.hello_timeout:g} s", "hello_timeout"))
+        for stream in self._streams.values():
+            if stream.partial_since is not None:
+                due.append((stream.partial_since + self._limits.message_timeout,
+                            f"a message did not arrive whole within {self._limits.message_timeout:g} s",
+                            "message_timeout"))
+        return min(due, default=None)
+
+    def _arm(self) -> None:
+        if self._timer is None and self.source is not None:
+            self._check_deadline()
+
+    def _check_deadline(self) -> None:
+        """Close the connection if a deadline passed, else wake up at the next one (if any)."""
+        self._timer = None
+        due = self._deadline()
+        if due is None or self.transport.is_closing():
+            return
+        loop = asyncio.get_running_loop()
+        if due[0] <= loop.time():
+            return self.abort(due[1], due[2])
+        self._timer = loop.call_at(due[0], self._check_deadline)
+
     def _peername(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport else None
         return f"{peer[0]}:{peer[1]}" if peer else "?"
@@ -221,6 +328,17 @@ class ControlConnection(asyncio.Protocol):
         h2.events.StreamReset: _stream_reset,
         h2.events.ConnectionTerminated: _terminated,
     }
+
+
+def _bound_h2(connection: h2.connection.H2Connection, limits: ConnectionLimits) -> None:
+    """Our SETTINGS, in force from the start (not only once the client ACKs them): few streams,
+    a small header list, a modest window."""
+    connection.local_settings = h2.settings.Settings(client=False, initial_values={
+        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_streams,
+        h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_bytes,
+        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window,
+    })
+    connection.decoder.max_header_list_size = limits.max_header_list_bytes
 
 
 def _keepalive(sock: socket.socket | None) -> None:
@@ -237,9 +355,12 @@ def _keepalive(sock: socket.socket | None) -> None:
         pass
 
 
-async def serve(opener: Opener, host: str, port: int, ssl=None) -> tuple[asyncio.base_events.Server, set[ControlConnection]]:
-    """Listen for proxies; returns the server and the live connections (to close them)."""
+async def serve(opener: Opener, host: str, port: int, ssl=None, gate: Gate | None = None,
+                ) -> tuple[asyncio.base_events.Server, set[ControlConnection]]:
+    """Listen for proxies; returns the server and the live connections (to close them). The
+    gate holds the limits and counts connections (a default one if not given)."""
     connections: set[ControlConnection] = set()
+    gate = gate or Gate(bounds.DEFAULT)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: ControlConnection(opener, connections), host, port, ssl=ssl)
+    server = await loop.create_server(lambda: ControlConnection(opener, connections, gate), host, port, ssl=ssl)
     return server, connections

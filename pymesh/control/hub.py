@@ -17,7 +17,9 @@ from pymesh.api.wire import (
     Ack, EndpointsMessage, Hello, InvalidMessage, Nack, SnapshotMessage, WireError, encode_json,
     encode_message,
 )
+from pymesh.control.admission import check_node
 from pymesh.control.convergence import Convergence
+from pymesh.control.escape import visible
 from pymesh.control.mesh import Generation
 from pymesh.control.metrics import ControlMetrics
 from pymesh.control.registry import Registry
@@ -108,12 +110,14 @@ class Hub:
 
     def _hello(self, stream: ProxyStream, hello: Hello) -> None:
         node = hello.node
+        if not self.registry.has_room(node.id):
+            return stream.fail(f"the registry is full ({self.registry.max_nodes} proxies)")
         session = stream.session = ProxySession(node, hello.last_version)
         self.records[node.id] = session
         self.registry.connect(node)
         self.metrics.connected.inc()
         log.info("proxy %s (%s/%s) connected, serving version %s", node.id, node.namespace, node.workload,
-                 hello.last_version or "none")
+                 visible(hello.last_version or "none", 100))
         wait = self.warmup_until - self._clock()
         if hello.last_version is not None and wait > 0:
             # it serves its last good config meanwhile; an early snapshot could lack endpoints
@@ -148,7 +152,7 @@ class Hub:
     def _nack(self, stream: ProxyStream, msg: Nack) -> None:
         session = stream.session
         self.metrics.nacks.inc()
-        log.warning("proxy %s NACKed version %s: %s", session.node.id, msg.version, msg.error)
+        log.warning("proxy %s NACKed version %s: %s", session.node.id, visible(msg.version, 100), visible(msg.error))
         pushed = session.pushed_version
         if not session.nack(msg):
             return
@@ -184,8 +188,9 @@ class ProxyStream:
         if isinstance(msg, Hello):
             if self.session is not None:
                 return self.fail("hello sent twice on one stream")
-            if not msg.node.id:
-                return self.fail("hello: node.id must not be empty")
+            problem = check_node(msg.node)
+            if problem is not None:
+                return self.fail(f"hello: {problem}")
             return self.hub._hello(self, msg)
         if self.session is None:
             return self.fail(f"{getattr(msg, 'TYPE', type(msg).__name__)} before hello")
@@ -212,7 +217,9 @@ class ProxyStream:
         return True
 
     def fail(self, error: str) -> None:
+        """End the stream with `error` (it may quote the client's text: shown escaped)."""
         name = self.session.node.id if self.session else "a proxy"
+        error = visible(error)
         log.warning("closing the stream of %s: %s", name, error)
         self.peer.close(error)
 
