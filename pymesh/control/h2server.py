@@ -34,6 +34,7 @@ from h2.errors import ErrorCodes
 from pymesh.api.wire import CONTENT_TYPE, PATH, FrameDecoder, WireError
 from pymesh.control import bounds
 from pymesh.control.bounds import ConnectionLimits, Gate
+from pymesh.control.escape import visible
 
 log = logging.getLogger("pymesh.control.h2")
 ERROR_HEADER = "pymesh-error"  # trailer naming why the server ended a stream
@@ -114,7 +115,8 @@ class ControlConnection(asyncio.Protocol):
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            log.warning("HTTP/2 protocol error from %s: %s", self._peername(), exc)
+            # the text, not the exception: a kept log record would keep its frames (and data) alive
+            log.warning("HTTP/2 protocol error from %s: %s", self._peername(), visible(str(exc)))
             self._write()
             self.transport.close()
             return
@@ -246,8 +248,9 @@ class ControlConnection(asyncio.Protocol):
         try:
             messages = stream.decoder.feed(event.data)
         except WireError as exc:
-            log.warning("protocol error on a stream from %s: %s", self._peername(), exc)
-            self.end_stream(stream, str(exc))
+            error = visible(str(exc))
+            log.warning("protocol error on a stream from %s: %s", self._peername(), error)
+            self.end_stream(stream, error)
             return
         if not self._bounded(stream, bool(messages)):
             return
