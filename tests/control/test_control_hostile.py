@@ -249,3 +249,46 @@ async def read_events(reader, conn, predicate, timeout: float = 5.0):
         for event in conn.receive_data(data):
             if predicate(event):
                 return event
+
+
+def test_a_hostile_node_is_refused_and_hostile_text_is_escaped_in_status(control, config_dir) -> None:
+    """Escape codes and fake rows: in a node id they are refused at hello; in a NACK error (free
+    text) they show as visible escapes in `pymesh control status` and cannot break /status."""
+    import json
+    import subprocess
+
+    from control_harness import cli
+
+    write(config_dir / "reviews.yaml", service_entry("reviews", REVIEWS, endpoints=["10.0.0.1"]))
+    server = control()
+
+    async def body():
+        evil = await ControlClient.connect(server.port)
+        evil.send(Hello(node("x\x1b[2J\nratings-v1.default")))
+        reason = await ended(evil)
+        assert reason.trailers["pymesh-error"] == (
+            "hello: node.id: 'x\\\\x1b[2J\\\\nratings-v1.default' is not a valid name (letters, digits, '.', '_', "
+            "':' and '-', at most 253)")
+        liar = await ControlClient.connect(server.port)
+        liar.send(Hello(replace(node("ratings-v1.default"), labels={"app": "reviews\x1b[8m"})))
+        assert (await ended(liar)).trailers["pymesh-error"].startswith("hello: node.labels['app']: label value")
+        assert server.status()["proxies"] == []
+
+        proxy = await ControlClient.connect(server.port)
+        snapshot = await proxy.hello(node("reviews-v1.default"))
+        proxy.nack(snapshot, "bad\x1b[2J\x1b[H\nratings-v1.default   default   10.0.0.9   1   1   SYNCED <script>")
+        await asyncio.to_thread(server.wait_proxy, "reviews-v1.default", "NACKED", lambda p: p["state"] == "NACKED")
+        raw = server.get("/status")
+        assert b"<script>" not in raw and b"\x1b" not in raw
+        assert json.loads(raw)["proxies"][0]["error"].endswith("SYNCED <script>")
+        done = await asyncio.to_thread(subprocess.run, [*cli(), "status", "--server", f"127.0.0.1:{server.admin_port}"],
+                                       capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert "\x1b" not in done.stdout
+        lines = done.stdout.splitlines()
+        assert len(lines) == 3 and lines[2].startswith("reviews-v1.default"), lines
+        assert lines[2].endswith("NACKED: bad\\x1b[2J\\x1b[H\\nratings-v1.default   default   10.0.0.9   1   1   "
+                                 "SYNCED <script>")
+        await proxy.close()
+
+    run(body())
