@@ -177,11 +177,11 @@ class Snapshot:
     # outbound listeners); may share Listener objects with `listeners`
     captured_outbound: Mapping[int, Listener] = field(default_factory=dict)
 
-    def dump(self) -> dict:
-        """JSON-able view for /config_dump."""
+    def dump(self, include_secrets: bool = False) -> dict:
+        """JSON-able view for /config_dump (secrets redacted unless asked for)."""
         from pymesh.routing.dump import dump_snapshot
 
-        return dump_snapshot(self)
+        return dump_snapshot(self, include_secrets)
 
 
 class SnapshotCompiler(Protocol):
