@@ -35,3 +35,12 @@ def test_hostile_files_are_rejected_and_the_server_carries_on(control, config_di
     write(good, service_entry("a", "a2.default.svc.cluster.local"))
     server.wait_status(lambda s: s["version"] != first, "the next good edit to become a version", timeout=15)
     assert server.proc.poll() is None
+
+
+def test_a_server_started_with_an_alias_bomb_in_its_directory_serves_the_rest(control, config_dir) -> None:
+    write(config_dir / "good.yaml", service_entry("a", "a.default.svc.cluster.local"))
+    bomb = write(config_dir / "bomb.yaml", alias_bomb())
+    server = control()
+    status = server.wait_status(lambda s: s["version"] != "0", "the first version")
+    assert rejected_errors(status) == {str(bomb): [f"{bomb}:6: YAML aliases expand to more than 400000 nodes (the limit)"]}
+    assert server.proc.poll() is None
