@@ -22,6 +22,7 @@ class ConnectionLimits:
     max_connections: int = 1024  # in total
     max_connections_per_source: int = 64  # per client IP address (NAT puts many proxies behind one)
     max_streams: int = 2  # concurrent HTTP/2 streams per connection: a proxy uses one
+    max_stream_opens: int = 100  # streams opened over a connection's life (rapid reset, CVE-2023-44487)
     max_hello_bytes: int = 64 * KIB  # the first message on a stream
     max_message_bytes: int = 256 * KIB  # every later one (ACK, NACK: the proxy truncates its errors)
     max_buffered_bytes: int = 256 * KIB  # partial messages of all a connection's streams together
@@ -35,6 +36,24 @@ class ConnectionLimits:
 DEFAULT = ConnectionLimits()
 
 
+class LogThrottle:
+    """At most one log line per kind of event per `interval` seconds, saying how many were left
+    out: a flood of refused connections must not become a flood of log lines."""
+
+    def __init__(self, interval: float = 1.0):
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._skipped: Counter[str] = Counter()
+
+    def allow(self, kind: str, now: float) -> int | None:
+        """None: skip this line; else log it, adding that this many like it were skipped."""
+        if now - self._last.get(kind, float("-inf")) < self.interval:
+            self._skipped[kind] += 1
+            return None
+        self._last[kind] = now
+        return self._skipped.pop(kind, 0)
+
+
 class Gate:
     """Admits connections under the total and per-source caps, and counts why any was closed
     (`count(reason)`, a short fixed label such as "hello_timeout", for a metric)."""
@@ -42,6 +61,7 @@ class Gate:
     def __init__(self, limits: ConnectionLimits, count: Callable[[str], None] = lambda reason: None):
         self.limits = limits
         self.count = count
+        self.throttle = LogThrottle()  # for the connections' limit warnings
         self.total = 0
         self._per_source: Counter[str] = Counter()
 

@@ -87,6 +87,7 @@ class ControlConnection(asyncio.Protocol):
         self.source: str | None = None  # the client's address, once admitted by the gate
         self.greeted = False  # a first message arrived on some stream
         self._received = 0  # bytes, counted until greeted
+        self._opened = 0  # streams accepted so far
         self._opened_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -116,11 +117,13 @@ class ControlConnection(asyncio.Protocol):
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             # the text, not the exception: a kept log record would keep its frames (and data) alive
-            log.warning("HTTP/2 protocol error from %s: %s", self._peername(), visible(str(exc)))
+            self._warn("protocol_error", f"HTTP/2 protocol error from {self._peername()}: {visible(str(exc))}")
             self._write()
             self.transport.close()
             return
         for event in events:
+            if self.transport.is_closing():
+                return  # closed for a limit by an earlier event
             handle = self._HANDLERS.get(type(event))
             if handle is not None:
                 handle(self, event)
@@ -193,7 +196,7 @@ class ControlConnection(asyncio.Protocol):
     def abort(self, reason: str, kind: str) -> None:
         """Close the connection for a limit: GOAWAY (ENHANCE_YOUR_CALM) with `reason` as its debug
         data, logged; `kind` labels the count (the gate counts its own refusals)."""
-        log.warning("closing the connection from %s: %s", self._peername(), reason)
+        self._warn(kind or reason.partition(" (")[0], f"closing the connection from {self._peername()}: {reason}")
         if kind:
             self._gate.count(kind)
         for stream in list(self._streams.values()):
@@ -204,6 +207,12 @@ class ControlConnection(asyncio.Protocol):
             pass
         self._write()
         self.transport.close()
+
+    def _warn(self, kind: str, message: str) -> None:
+        """Log a warning, at most one per kind a second (a flood must not flood the log)."""
+        skipped = self._gate.throttle.allow(kind, asyncio.get_running_loop().time())
+        if skipped is not None:
+            log.warning("%s%s", message, f" ({skipped} more like it not logged)" if skipped else "")
 
     @property
     def buffered(self) -> int:
@@ -224,6 +233,9 @@ class ControlConnection(asyncio.Protocol):
     # --- events ---------------------------------------------------------------------------
 
     def _request(self, event: h2.events.RequestReceived) -> None:
+        self._opened += 1
+        if self._opened > self._limits.max_stream_opens:
+            return self.abort(f"opened more than {self._limits.max_stream_opens} streams", "too_many_streams")
         headers = dict(event.headers)
         sid = event.stream_id
         status = None
@@ -233,11 +245,13 @@ class ControlConnection(asyncio.Protocol):
             status = "405"
         elif headers.get("content-type", "").split(";")[0].strip() != CONTENT_TYPE:
             status = "415"
-        if status is not None:
-            self.h2.send_headers(sid, [(":status", status)], end_stream=True)
-            return
+        try:
+            if status is not None:
+                return self.h2.send_headers(sid, [(":status", status)], end_stream=True)
+            self.h2.send_headers(sid, [(":status", "200"), ("content-type", CONTENT_TYPE)])
+        except h2.exceptions.ProtocolError:
+            return  # the client reset it in the same read (h2 has forgotten it already)
         stream = self._streams[sid] = Stream(self, sid, self._limits)
-        self.h2.send_headers(sid, [(":status", "200"), ("content-type", CONTENT_TYPE)])
         stream.handler = self._opener(stream)
 
     def _data(self, event: h2.events.DataReceived) -> None:
@@ -249,7 +263,7 @@ class ControlConnection(asyncio.Protocol):
             messages = stream.decoder.feed(event.data)
         except WireError as exc:
             error = visible(str(exc))
-            log.warning("protocol error on a stream from %s: %s", self._peername(), error)
+            self._warn("stream_error", f"protocol error on a stream from {self._peername()}: {error}")
             self.end_stream(stream, error)
             return
         if not self._bounded(stream, bool(messages)):

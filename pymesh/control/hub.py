@@ -152,10 +152,10 @@ class Hub:
     def _nack(self, stream: ProxyStream, msg: Nack) -> None:
         session = stream.session
         self.metrics.nacks.inc()
-        log.warning("proxy %s NACKed version %s: %s", session.node.id, visible(msg.version, 100), visible(msg.error))
         pushed = session.pushed_version
         if not session.nack(msg):
-            return
+            return  # not for the last push: not logged either, so repeating one cannot flood the log
+        log.warning("proxy %s NACKed version %s: %s", session.node.id, pushed, visible(msg.error))
         self.convergence.answered(stream, int(pushed))
         if session.stale_base(msg):
             self._send_snapshot(stream)

@@ -148,3 +148,13 @@ def test_the_first_frame_may_have_its_own_smaller_limit() -> None:
         FrameDecoder(1000).feed(b"\x00\x00\x0b\xb8")
     with pytest.raises(WireError, match=f"frame of {len(hello) - 4} bytes is over the 10-byte limit"):
         FrameDecoder(1000, max_first=10).feed(hello)
+
+
+def test_log_throttle_allows_one_line_per_kind_a_second_and_counts_the_rest() -> None:
+    from pymesh.control.bounds import LogThrottle
+
+    throttle = LogThrottle(1.0)
+    assert [throttle.allow("a", t) for t in (0.0, 0.1, 0.5)] == [0, None, None]
+    assert throttle.allow("b", 0.5) == 0  # kinds are apart
+    assert throttle.allow("a", 1.0) == 2  # two were left out
+    assert throttle.allow("a", 2.5) == 0

@@ -292,3 +292,93 @@ def test_a_hostile_node_is_refused_and_hostile_text_is_escaped_in_status(control
         await proxy.close()
 
     run(body())
+
+
+def test_streams_opened_over_a_connections_life_are_capped(control, config_dir) -> None:
+    """Rapid reset: opening and resetting streams costs the server work, so a connection may open
+    only so many (a proxy opens one)."""
+    import h2.connection
+    import h2.errors
+
+    server = control()
+
+    async def body():
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        conn = h2.connection.H2Connection()
+        conn.initiate_connection()
+        for sid in range(1, 2 * 101, 2):
+            conn.send_headers(sid, [(":method", "POST"), (":path", "/pymesh.control.v1/Stream"), (":scheme", "http"),
+                                    (":authority", "x"), ("content-type", "application/x-pymesh-stream")])
+            conn.reset_stream(sid)
+        writer.write(conn.data_to_send())
+        event = await read_events(reader, conn, lambda e: type(e).__name__ == "ConnectionTerminated")
+        assert (event.error_code, event.additional_data) == (h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                                                             b"opened more than 100 streams")
+        writer.close()
+        assert server.metric('pymesh_control_connections_closed_total{reason="too_many_streams"}') == 1.0
+
+    run(body())
+
+
+def test_a_client_that_does_not_read_cannot_make_the_server_queue_answers(config_dir) -> None:
+    """PING makes the server answer; a client that sends PINGs and never reads would have the
+    answers pile up in the server without end. While its socket does not drain, the server does
+    not read from it either, so what it queues stays near the transport's high-water mark."""
+    import socket
+
+    ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678"  # a PING frame, 17 bytes
+    chunk = ping * (64 * KIB // len(ping))
+
+    async def body():
+        server = await in_process(config_dir)
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it never reads
+        sock.setblocking(False)
+        await loop.sock_connect(sock, server.listen_address)
+        await settle(server, lambda: server._connections, "the server to accept")
+        (connection,) = server._connections
+        # the kernel would absorb megabytes of answers in autotuned buffers: keep its share small
+        connection.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        await loop.sock_sendall(sock, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+                                + encode_hello_stream())
+        sent, blocked_since = 0, None
+        deadline = time.monotonic() + 30
+        while sent < 16 * MIB and time.monotonic() < deadline:
+            try:
+                sent += sock.send(chunk)
+                blocked_since = None
+            except BlockingIOError:
+                blocked_since = blocked_since or time.monotonic()
+                if time.monotonic() - blocked_since > 1.0:
+                    break  # the server stopped reading
+            await asyncio.sleep(0)
+        queued = connection.transport.get_write_buffer_size()
+        assert sent < 16 * MIB, "the server read every PING although its answers could not go out"
+        assert queued < 256 * KIB, f"{queued} bytes of answers queued"
+        assert not connection.transport.is_reading()
+        sock.close()
+        await settle(server, lambda: not server._connections, "the connection to close")
+        await server.stop()
+        print(f"sent {sent} bytes of PINGs before the server stopped reading; {queued} bytes queued")
+
+    run(body())
+
+
+def encode_hello_stream() -> bytes:
+    """HEADERS opening the control stream and DATA with a hello, as raw frames."""
+    import h2.connection
+
+    conn = h2.connection.H2Connection()
+    conn.initiate_connection()
+    conn.data_to_send()  # the preface and SETTINGS are sent by hand
+    conn.send_headers(1, [(":method", "POST"), (":path", "/pymesh.control.v1/Stream"), (":scheme", "http"),
+                          (":authority", "x"), ("content-type", "application/x-pymesh-stream")])
+    conn.send_data(1, encode_hello())
+    return conn.data_to_send()
+
+
+def encode_hello() -> bytes:
+    from pymesh.api.wire import encode_message
+
+    return encode_message(Hello(node("reviews-v1.default")))
