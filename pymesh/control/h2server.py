@@ -375,9 +375,12 @@ def _keepalive(sock: socket.socket | None) -> None:
 async def serve(opener: Opener, host: str, port: int, ssl=None, gate: Gate | None = None,
                 ) -> tuple[asyncio.base_events.Server, set[ControlConnection]]:
     """Listen for proxies; returns the server and the live connections (to close them). The
-    gate holds the limits and counts connections (a default one if not given)."""
+    gate holds the limits and counts connections (a default one if not given). With TLS, the
+    handshake must also end within the hello timeout (the hello's clock starts after it)."""
     connections: set[ControlConnection] = set()
     gate = gate or Gate(bounds.DEFAULT)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: ControlConnection(opener, connections, gate), host, port, ssl=ssl)
+    handshake = gate.limits.hello_timeout if ssl is not None else None
+    server = await loop.create_server(lambda: ControlConnection(opener, connections, gate), host, port, ssl=ssl,
+                                      ssl_handshake_timeout=handshake)
     return server, connections

@@ -382,3 +382,29 @@ def encode_hello() -> bytes:
     from pymesh.api.wire import encode_message
 
     return encode_message(Hello(node("reviews-v1.default")))
+
+
+def test_a_tls_handshake_that_never_ends_is_cut_at_the_hello_timeout() -> None:
+    """With TLS the hello's clock starts after the handshake, so the handshake has the same
+    deadline (asyncio's own default is 60 s)."""
+    from datetime import timedelta
+
+    from pymesh.control.bounds import Gate
+    from pymesh.control.h2server import serve
+    from pymesh.proxy.certs import CertificateStore
+    from pymesh.security.ca import CertificateAuthority, utc_now
+    from pymesh.security.identity import SpiffeId
+
+    async def body():
+        now = utc_now()
+        ca = CertificateAuthority.create_root("cluster.local", now)
+        store = CertificateStore()
+        store.update(ca.issue(SpiffeId("cluster.local", "pymesh-system", "control"), timedelta(hours=1), now))
+        server, _ = await serve(lambda stream: None, "127.0.0.1", 0, ssl=store.server_context(),
+                                gate=Gate(replace(bounds.DEFAULT, hello_timeout=0.5)))
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # no ClientHello: closed
+        writer.close()
+        server.close()
+
+    run(body())
