@@ -85,8 +85,7 @@ class ControlConnection(asyncio.Protocol):
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         _bound_h2(self.h2, self._limits)
         self.source: str | None = None  # the client's address, once admitted by the gate
-        self.greeted = False  # a first message arrived on some stream
-        self._received = 0  # bytes, counted until greeted
+        self._received = 0  # bytes, counted while not greeted
         self._opened = 0  # streams accepted so far
         self._opened_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -111,8 +110,8 @@ class ControlConnection(asyncio.Protocol):
         if not self.greeted:
             self._received += len(data)
             if self._received > self._limits.max_bytes_before_hello:
-                return self.abort(f"sent more than {self._limits.max_bytes_before_hello} bytes before a first "
-                                  "complete message", "over_bytes_before_hello")
+                return self.abort(f"sent more than {self._limits.max_bytes_before_hello} bytes without a hello",
+                                  "over_bytes_before_hello")
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -179,6 +178,7 @@ class ControlConnection(asyncio.Protocol):
         except h2.exceptions.H2Error:
             pass  # already reset or closed by the peer
         self._forget(stream)
+        self._arm()  # with no greeted stream left, the hello deadline applies again
         self._write()
 
     def close(self) -> None:
@@ -213,6 +213,12 @@ class ControlConnection(asyncio.Protocol):
         skipped = self._gate.throttle.allow(kind, asyncio.get_running_loop().time())
         if skipped is not None:
             log.warning("%s%s", message, f" ({skipped} more like it not logged)" if skipped else "")
+
+    @property
+    def greeted(self) -> bool:
+        """Whether a stream that is still open has had its first message (a hello: the handler
+        ends a stream whose first message is anything else, or a refused hello)."""
+        return any(stream.decoder.decoded for stream in self._streams.values())
 
     @property
     def buffered(self) -> int:
@@ -282,6 +288,7 @@ class ControlConnection(asyncio.Protocol):
         stream = self._streams.get(event.stream_id)
         if stream is not None:
             self._forget(stream)
+            self._arm()
 
     def _terminated(self, event: h2.events.ConnectionTerminated) -> None:
         for stream in list(self._streams.values()):
@@ -294,8 +301,6 @@ class ControlConnection(asyncio.Protocol):
     def _bounded(self, stream: Stream, completed: bool) -> bool:
         """After DATA: note a first message and when a partial one started; False (and the
         connection closed) when the partial messages are over the connection's cap."""
-        if completed:
-            self.greeted = True
         if not stream.decoder.pending:
             stream.partial_since = None
         elif completed or stream.partial_since is None:
@@ -311,7 +316,7 @@ class ControlConnection(asyncio.Protocol):
         due = []
         if not self.greeted:
             due.append((self._opened_at + self._limits.hello_timeout,
-                        f"no complete first message within {self._limits.hello_timeout:g} s", "hello_timeout"))
+                        f"no hello within {self._limits.hello_timeout:g} s", "hello_timeout"))
         for stream in self._streams.values():
             if stream.partial_since is not None:
                 due.append((stream.partial_since + self._limits.message_timeout,
@@ -320,7 +325,7 @@ class ControlConnection(asyncio.Protocol):
         return min(due, default=None)
 
     def _arm(self) -> None:
-        if self._timer is None and self.source is not None:
+        if self._timer is None and self.source is not None and not self.transport.is_closing():
             self._check_deadline()
 
     def _check_deadline(self) -> None:

@@ -92,6 +92,8 @@ def test_partial_huge_frames_from_unknown_clients_are_bounded_and_released(confi
             assert all(r.trailers.get("pymesh-error") == "frame of 16777216 bytes is over the 65536-byte limit"
                        for r in reasons), reasons
             assert max(sent) < MIB, sent  # the server stopped taking bytes long before 1 MiB
+            for c in hostile:  # they kept sending on the ended stream: the connection goes too
+                assert goaway(await ended(c)) == "sent more than 131072 bytes without a hello"
 
             # the same clients again, each holding a partial first message just under the limit
             for c in hostile:
@@ -147,10 +149,10 @@ def test_a_client_that_never_says_hello_is_closed_with_the_reason(control, confi
 
     async def body():
         silent = await ControlClient.connect(server.port)  # preface and headers, then nothing
-        assert goaway(await ended(silent)) == "no complete first message within 0.5 s"
+        assert goaway(await ended(silent)) == "no hello within 0.5 s"
         slow = await ControlClient.connect(server.port)
         slow.send_bytes(length_prefix(100) + b'{"v":1')  # a hello that never completes
-        assert goaway(await ended(slow)) == "no complete first message within 0.5 s"
+        assert goaway(await ended(slow)) == "no hello within 0.5 s"
         assert server.metric('pymesh_control_connections_closed_total{reason="hello_timeout"}') == 2.0
 
         proxy = await ControlClient.connect(server.port)
@@ -406,5 +408,20 @@ def test_a_tls_handshake_that_never_ends_is_cut_at_the_hello_timeout() -> None:
         assert await asyncio.wait_for(reader.read(), 10) == b""  # no ClientHello: closed
         writer.close()
         server.close()
+
+    run(body())
+
+
+def test_a_connection_whose_stream_was_refused_must_still_say_hello_in_time(control, config_dir) -> None:
+    """A first message that is not an accepted hello does not count: the connection stays under
+    the hello deadline (it could otherwise hold its place for ever)."""
+    server = control(5.0, None, "--hello-timeout", "0.5")
+
+    async def body():
+        client = await ControlClient.connect(server.port)
+        client.send(Ack("1", "n"))
+        first = await client.recv()
+        assert isinstance(first, Ended) and first.trailers["pymesh-error"] == "ack before hello"
+        assert goaway(await ended(client)) == "no hello within 0.5 s"
 
     run(body())
