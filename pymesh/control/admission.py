@@ -13,7 +13,8 @@ import re
 from pymesh.api import checks
 from pymesh.api.wire import Node
 
-NAME = re.compile(r"[A-Za-z0-9._:-]{1,253}\Z")  # node ids, workloads, port names
+# node ids, workloads, port names: DNS-like, and "~" for Istio's node ids (sidecar~IP~pod.ns~domain)
+NAME = re.compile(r"[A-Za-z0-9._:~-]{1,253}\Z")
 MAX_LABELS = 64
 MAX_ADDRESSES = 16
 MAX_PORTS = 64
@@ -26,7 +27,7 @@ def check_node(node: Node) -> str | None:
         return "node.id must not be empty"
     for path, value in (("node.id", node.id), ("node.workload", node.workload)):
         if value and not NAME.match(value):
-            return f"{path}: {_shown(value)} is not a valid name (letters, digits, '.', '_', ':' and '-', at most 253)"
+            return f"{path}: {_shown(value)} is not a valid name (letters, digits, '.', '_', ':', '~' and '-', at most 253)"
     problem = (
         _prefixed("node.namespace", checks.dns_label(node.namespace), node.namespace)
         or _prefixed("node.service_account", checks.dns_subdomain(node.service_account), node.service_account)

@@ -21,17 +21,20 @@ GOOD = Node(id="reviews-v1-7f3a.default", workload="reviews-v1", namespace="defa
             addresses=("10.1.0.1", "fd00::1"), ports={"http": 9080, "grpc-admin": 15000})
 
 
+NAME_RULE = "(letters, digits, '.', '_', ':', '~' and '-', at most 253)"
+
+
 @pytest.mark.parametrize("change, problem", [
     ({}, None),
     ({"id": "sidecar:10.1.0.1:reviews_v1.default"}, None),
     ({"labels": {"app": ""}}, None),
     ({"id": ""}, "node.id must not be empty"),
-    ({"id": "evil\x1b[31m"}, "node.id: 'evil\\x1b[31m' is not a valid name (letters, digits, '.', '_', ':' and '-', at most 253)"),
-    ({"id": "a\nb"}, "node.id: 'a\\nb' is not a valid name (letters, digits, '.', '_', ':' and '-', at most 253)"),
-    ({"id": "x" * 254}, f"node.id: {'x' * 64!r}... (190 more characters) is not a valid name (letters, digits, '.', "
-                        "'_', ':' and '-', at most 253)"),
-    ({"workload": "rev iews"}, "node.workload: 'rev iews' is not a valid name (letters, digits, '.', '_', ':' and '-', "
-                               "at most 253)"),
+    ({"id": "sidecar~10.1.0.1~reviews-v1-7f3a.default~default.svc.cluster.local"}, None),  # Istio's form
+    ({"id": "evil\x1b[31m"}, f"node.id: 'evil\\x1b[31m' is not a valid name {NAME_RULE}"),
+    ({"id": "a\nb"}, f"node.id: 'a\\nb' is not a valid name {NAME_RULE}"),
+    ({"id": "a/b"}, f"node.id: 'a/b' is not a valid name {NAME_RULE}"),
+    ({"id": "x" * 254}, f"node.id: {'x' * 64!r}... (190 more characters) is not a valid name {NAME_RULE}"),
+    ({"workload": "rev iews"}, f"node.workload: 'rev iews' is not a valid name {NAME_RULE}"),
     ({"namespace": "Payments"}, "node.namespace: 'Payments' is not a valid name (lower-case letters, digits and '-', "
                                 "at most 63)"),
     ({"namespace": "n" * 1000}, f"node.namespace: {'n' * 64!r}... (936 more characters) is not a valid name"),

@@ -270,7 +270,7 @@ def test_a_hostile_node_is_refused_and_hostile_text_is_escaped_in_status(control
         reason = await ended(evil)
         assert reason.trailers["pymesh-error"] == (
             "hello: node.id: 'x\\\\x1b[2J\\\\nratings-v1.default' is not a valid name (letters, digits, '.', '_', "
-            "':' and '-', at most 253)")
+            "':', '~' and '-', at most 253)")
         liar = await ControlClient.connect(server.port)
         liar.send(Hello(replace(node("ratings-v1.default"), labels={"app": "reviews\x1b[8m"})))
         assert (await ended(liar)).trailers["pymesh-error"].startswith("hello: node.labels['app']: label value")
