@@ -94,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits on what proxies (and anyone who connects) can make the server hold")
     d = DEFAULT
     group.add_argument("--max-connections", type=_positive, default=d.max_connections, metavar="N",
-                       help=f"connections from proxies in total (default {d.max_connections})")
+                       help=f"open connections in total, said hello or not (default {d.max_connections})")
     group.add_argument("--max-connections-per-source", type=_positive, default=d.max_connections_per_source,
                        metavar="N", help=f"connections from one IP address (default {d.max_connections_per_source})")
     group.add_argument("--max-message-kb", type=_positive, default=d.max_message_bytes // KIB, metavar="KB",

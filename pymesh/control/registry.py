@@ -57,7 +57,9 @@ class Registry:
             return True
         if not self._timers:
             return False
-        self._expire(min(self._timers, key=lambda i: self._timers[i].when()))
+        due = min(self._timers, key=lambda i: self._timers[i].when())
+        log.warning("registry full (%d proxies): disconnected proxy %s leaves early", self.max_nodes, due)
+        self._expire(due)
         return True
 
     def connect(self, node: Node) -> None:
