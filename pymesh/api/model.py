@@ -442,6 +442,54 @@ class LocalRateLimit:
     rules: tuple[RateLimitRule, ...] = ()
 
 
+# --- RequestAuthentication (security.istio.io) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyTargetReference:
+    """Istio's PolicyTargetReference (targetRef/targetRefs of the security kinds)."""
+
+    kind: str
+    name: str
+    group: str = ""
+    namespace: str = ""
+
+
+@dataclass(frozen=True)
+class JwtHeader:
+    name: str  # lower-case
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class ClaimToHeader:
+    header: str  # lower-case
+    claim: str  # a claim name, or a dotted path to a nested one
+
+
+@dataclass(frozen=True)
+class JWTRule:
+    issuer: str = ""  # "" only with jwks_uri (Istio allows it): any issuer
+    audiences: tuple[str, ...] = ()  # empty: any audience
+    jwks_uri: str = ""
+    jwks: str = ""  # an inline JWK Set (JSON text)
+    from_headers: tuple[JwtHeader, ...] = ()  # none of the three: Authorization Bearer and ?access_token
+    from_params: tuple[str, ...] = ()
+    from_cookies: tuple[str, ...] = ()
+    output_payload_to_header: str = ""
+    forward_original_token: bool = False
+    output_claim_to_headers: tuple[ClaimToHeader, ...] = ()
+    timeout: float | None = None  # seconds, for fetching jwks_uri (None: 5 s)
+
+
+@dataclass(frozen=True)
+class RequestAuthentication:
+    metadata: Metadata
+    selector: Labels | None = None  # None: the namespace (the whole mesh in the root namespace)
+    target_refs: tuple[PolicyTargetReference, ...] = ()  # targetRef and targetRefs
+    jwt_rules: tuple[JWTRule, ...] = ()
+
+
 # --- The whole configuration -----------------------------------------------------------------
 
 
@@ -455,3 +503,4 @@ class MeshConfig:
     destination_rules: tuple[DestinationRule, ...] = ()
     sidecars: tuple[Sidecar, ...] = ()
     local_rate_limits: tuple[LocalRateLimit, ...] = ()
+    request_authentications: tuple[RequestAuthentication, ...] = ()

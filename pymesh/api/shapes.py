@@ -160,3 +160,19 @@ LOCAL_RATE_LIMIT = shape("LocalRateLimit", "workloadSelector rules")
 RATE_LIMIT_RULE = shape("LocalRateLimit.Rule", "route direction tokenBucket key")
 TOKEN_BUCKET = shape("TokenBucket", "maxTokens tokensPerFill fillInterval")
 RATE_LIMIT_KEY = shape("LocalRateLimit.Key", "header sourceIp")
+
+# --- security.istio.io: shared, and RequestAuthentication ------------------------------------
+
+# The security kinds' selector is istio.type.v1beta1.WorkloadSelector (matchLabels), not the
+# networking one (labels).
+MATCH_LABELS_SELECTOR = shape("type.WorkloadSelector", "matchLabels")
+POLICY_TARGET_REFERENCE = shape("PolicyTargetReference", "group kind name namespace")
+REQUEST_AUTHENTICATION = shape("RequestAuthentication", "selector targetRef targetRefs jwtRules")
+JWT_RULE = shape(
+    "JWTRule",
+    "issuer audiences jwksUri jwks fromHeaders fromParams fromCookies outputPayloadToHeader "
+    "forwardOriginalToken outputClaimToHeaders timeout",
+    unsupported="spaceDelimitedClaims",
+)
+JWT_HEADER = shape("JWTHeader", "name prefix")
+CLAIM_TO_HEADER = shape("ClaimToHeader", "header claim")

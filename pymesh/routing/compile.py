@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pymesh.api import model
+from pymesh.routing.authn import providers_for
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
@@ -52,6 +53,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         outbound_traffic_policy=sidecar.outbound_traffic_policy if sidecar else "ALLOW_ANY",
         warnings=tuple(dict.fromkeys(warnings)),  # one per problem, though each port meets it again
         captured_outbound=captured,
+        request_authn=providers_for(config, identity),
     )
 
 

@@ -93,6 +93,17 @@ def _listener(listener: Listener, redact: bool) -> dict:
     return out
 
 
+def _provider(provider: Any) -> dict:
+    """A JWT rule without its key material (an inline set may hold HMAC secrets): the kids only."""
+    out = {"issuer": provider.issuer, "audiences": list(provider.audiences), "jwks_uri": provider.jwks_uri,
+           "locations": plain(provider.locations), "forward_original_token": provider.forward,
+           "output_payload_to_header": provider.payload_header.decode(),
+           "output_claim_to_headers": {h.decode(): ".".join(path) for h, path in provider.claim_headers}}
+    if provider.jwks is not None:
+        out["inline_jwks_kids"] = sorted(provider.jwks.kids())
+    return out
+
+
 def dump_snapshot(snapshot: Snapshot, include_secrets: bool = False) -> dict:
     """The snapshot as JSON-able data; secrets redacted unless `include_secrets`."""
     redact = not include_secrets
@@ -106,5 +117,6 @@ def dump_snapshot(snapshot: Snapshot, include_secrets: bool = False) -> dict:
         "listeners": [_listener(l, redact) for l in named.values()],
         "captured_outbound": {str(port): l.name for port, l in sorted(snapshot.captured_outbound.items())},
         "clusters": [plain(snapshot.clusters[name], redact) for name in sorted(snapshot.clusters)],
+        "request_authn": [_provider(p) for p in snapshot.request_authn],
         "warnings": list(snapshot.warnings),
     }

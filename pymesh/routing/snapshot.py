@@ -176,6 +176,9 @@ class Snapshot:
     # outbound traffic captured by iptables, by original destination port (Istio's per-port
     # outbound listeners); may share Listener objects with `listeners`
     captured_outbound: Mapping[int, Listener] = field(default_factory=dict)
+    # the JWT rules of the RequestAuthentications that apply to this proxy (routing/authn.py):
+    # pymesh.security.jwt.Provider; empty, no JWT filter runs
+    request_authn: tuple[Any, ...] = ()
 
     def dump(self, include_secrets: bool = False) -> dict:
         """JSON-able view for /config_dump (secrets redacted unless asked for)."""

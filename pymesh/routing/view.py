@@ -14,7 +14,8 @@ What is kept, in file order:
 - DestinationRules exported to the namespace whose host is a kept service's (or a wildcard
   covering one);
 - the WorkloadEntries that the kept ServiceEntries select;
-- the Sidecars of the proxy's namespace (the proxy selects its own from them).
+- the Sidecars of the proxy's namespace (the proxy selects its own from them);
+- the RequestAuthentications of the proxy's namespace and the root namespace (likewise).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Iterable, Mapping, Protocol
 from pymesh.api import model
 from pymesh.routing.hosts import host_matches, is_wildcard
 from pymesh.routing.registry import ServiceIndex
-from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar, selects
+from pymesh.routing.scope import ALL, ROOT_NAMESPACE, EgressScope, exported_to, select_sidecar, selects
 
 __all__ = ["ProxyLike", "Views", "egress_scope", "proxy_view", "view_key"]
 
@@ -88,6 +89,8 @@ class Views:
             ),
             sidecars=tuple(sc for sc in config.sidecars if sc.metadata.namespace == proxy.namespace),
             local_rate_limits=tuple(rl for rl in config.local_rate_limits if rl.metadata.namespace == proxy.namespace),
+            request_authentications=tuple(ra for ra in config.request_authentications
+                                          if ra.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
         )
 
     def _namespace(self, namespace: str) -> _Namespace:

@@ -79,6 +79,7 @@ FILTER_STATS = {
     "fault": ("delays_injected", "aborts_injected"),
     "cors": ("origin_valid", "origin_invalid"),
     "local_rate_limit": ("enabled", "enforced", "rate_limited", "ok"),
+    "jwt_authn": ("allowed", "denied"),  # requests passed on (no token, or valid ones) and refused
     # pymesh's own (Envoy has no stat for its shadows beyond the mirror cluster's upstream_rq_*):
     # copies started, in flight (a gauge), and dropped because the mirror had no host, no room
     # (its in-flight cap or circuit breaker) or could not keep up with the client's body
