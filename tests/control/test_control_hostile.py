@@ -172,7 +172,8 @@ async def server_wait_disconnected(server, node_id: str) -> None:
 def test_caps_on_connections_per_source_and_in_total_spare_good_proxies(control, config_dir) -> None:
     """A flood from one address fills its share only: a proxy elsewhere connects and is served."""
     write(config_dir / "reviews.yaml", service_entry("reviews", REVIEWS, endpoints=["10.0.0.1"]))
-    server = control(5.0, None, "--max-connections-per-source", "3", "--max-connections", "6")
+    server = control(5.0, None, "--max-connections-per-source", "3", "--max-connections", "6",
+                     "--hello-timeout", "120")  # the flood must not time out during the test
 
     async def body():
         flood = [await ControlClient.connect(server.port, source="127.0.0.2") for _ in range(4)]
