@@ -18,6 +18,7 @@ from pymesh.api.wire import (
     encode_message,
 )
 from pymesh.control.admission import check_node
+from pymesh.control.bounds import LogThrottle
 from pymesh.control.convergence import Convergence
 from pymesh.control.escape import visible
 from pymesh.control.mesh import Generation
@@ -52,6 +53,7 @@ class Hub:
         self._builder: Views | None = None  # of this generation
         self._views: dict[tuple, model.MeshConfig] = {}  # this generation's, by view_key
         self._encoded: dict[tuple, bytes] = {}  # config JSON of this generation's views
+        self.throttle = LogThrottle()  # for streams refused before a hello: anyone can make those
 
     def open(self, peer: Peer) -> ProxyStream:
         stream = ProxyStream(self, peer)
@@ -218,9 +220,12 @@ class ProxyStream:
 
     def fail(self, error: str) -> None:
         """End the stream with `error` (it may quote the client's text: shown escaped)."""
-        name = self.session.node.id if self.session else "a proxy"
         error = visible(error)
-        log.warning("closing the stream of %s: %s", name, error)
+        if self.session is not None:
+            log.warning("closing the stream of %s: %s", self.session.node.id, error)
+        elif (skipped := self.hub.throttle.allow("refused", self.hub._clock())) is not None:
+            more = f" ({skipped} more refused streams not logged)" if skipped else ""
+            log.warning("closing the stream of a proxy: %s%s", error, more)
         self.peer.close(error)
 
 
