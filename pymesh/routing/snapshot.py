@@ -183,11 +183,11 @@ class Snapshot:
     # pymesh.security.jwt.Provider; empty, no JWT filter runs
     request_authn: tuple[Any, ...] = ()
 
-    def dump(self) -> dict:
-        """JSON-able view for /config_dump."""
+    def dump(self, include_secrets: bool = False) -> dict:
+        """JSON-able view for /config_dump (secrets redacted unless asked for)."""
         from pymesh.routing.dump import dump_snapshot
 
-        return dump_snapshot(self)
+        return dump_snapshot(self, include_secrets)
 
 
 class SnapshotCompiler(Protocol):
