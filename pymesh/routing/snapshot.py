@@ -186,11 +186,11 @@ class Snapshot:
     # (a pymesh.security.authz.Authorizer); None: no policy applies, nothing is checked
     authz: Any = None
 
-    def dump(self) -> dict:
-        """JSON-able view for /config_dump."""
+    def dump(self, include_secrets: bool = False) -> dict:
+        """JSON-able view for /config_dump (secrets redacted unless asked for)."""
         from pymesh.routing.dump import dump_snapshot
 
-        return dump_snapshot(self)
+        return dump_snapshot(self, include_secrets)
 
 
 class SnapshotCompiler(Protocol):
