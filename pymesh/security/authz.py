@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from pymesh.api import model
-from pymesh.routing.scope import ROOT_NAMESPACE
+from pymesh.routing.scope import ROOT_NAMESPACE, selects
 from pymesh.security.authz_attributes import DESTINATION_PORT, HOST, METHOD, PATH, Attribute, attribute
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +104,8 @@ def _any(branches: tuple[tuple[Condition, ...], ...], head, info, jwt) -> bool:
 
 
 class Rule:
+    """One policy rule: one of its sources, one of its operations and all its conditions."""
+
     __slots__ = ("sources", "operations", "when", "verdict_id")
 
     def __init__(self, sources, operations, when, verdict_id: str) -> None:
@@ -247,8 +248,7 @@ def applies(policy: model.AuthorizationPolicy, namespace: str, labels: Mapping[s
     if policy.target_refs:
         return any(ref.kind in ("Service", "ServiceEntry") and served(meta.namespace, ref.name)
                    for ref in policy.target_refs)
-    selector = policy.selector or {}
-    return all(labels.get(k) == v for k, v in selector.items())
+    return selects(policy.selector or {}, labels)
 
 
 def compile_authorizer(config: model.MeshConfig, namespace: str, labels: Mapping[str, str],
