@@ -81,6 +81,7 @@ class TcpProxy(asyncio.Protocol):
             return
         authorizer = self.runtime.snapshot.authz if self.listener.direction == "inbound" else None
         if authorizer is not None and not authorize_connection(authorizer, self.runtime, self.info):
+            self.endpoint = self.target = None  # never connected: the access log names no upstream
             transport.close()  # Envoy's network RBAC filter: the connection is closed, nothing sent
             return
         if address is None:

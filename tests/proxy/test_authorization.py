@@ -177,7 +177,7 @@ def echoes(port: int) -> bool:
             got = b""
             while chunk := sock.recv(4096):
                 got += chunk
-        except (ConnectionResetError, BrokenPipeError):
+        except OSError:  # reset, broken pipe, or already shut by the proxy (ENOTCONN)
             return False
     return got == b"hello\n"
 
@@ -192,6 +192,8 @@ def test_tcp_allow_by_port(proxies, upstreams):
     proxy, port = tcp_serve(proxies, upstreams, with_port(sample("authz-tcp-ports.yaml", "default"), free_port()))
     assert not echoes(port)
     assert proxy.stats().get("tcp.rbac.denied") == 1
+    entry = proxy.wait_log(lambda e: e["method"] is None)  # the connection's line, at its close
+    assert (entry["upstream_host"], entry["bytes_sent"]) == (None, 0)
     proxy, port = tcp_serve(proxies, upstreams, sample("authz-tcp-ports.yaml", "default"))
     assert not echoes(port)
 
