@@ -106,11 +106,13 @@ DESTINATION_RULE = shape(
 )
 TRAFFIC_POLICY = shape(
     "TrafficPolicy",
-    "loadBalancer connectionPool outlierDetection portLevelSettings retryBudget",
-    unsupported="tls tunnel proxyProtocol",
+    "loadBalancer connectionPool outlierDetection portLevelSettings retryBudget tls",
+    unsupported="tunnel proxyProtocol",
 )
-PORT_TRAFFIC_POLICY = shape(
-    "TrafficPolicy.PortTrafficPolicy", "port loadBalancer connectionPool outlierDetection", unsupported="tls"
+PORT_TRAFFIC_POLICY = shape("TrafficPolicy.PortTrafficPolicy", "port loadBalancer connectionPool outlierDetection tls")
+CLIENT_TLS_SETTINGS = shape(
+    "ClientTLSSettings",
+    "mode clientCertificate privateKey caCertificates caCrl credentialName subjectAltNames sni insecureSkipVerify",
 )
 LOAD_BALANCER = shape(
     "LoadBalancerSettings", "simple consistentHash localityLbSetting warmupDurationSecs warmup"

@@ -185,7 +185,13 @@ def test_destination_rule(data):
                 load_balancer=m.LoadBalancerSettings(simple="RANDOM"),
                 connection_pool=m.ConnectionPoolSettings(max_connections=10),
                 outlier_detection=m.OutlierDetection(consecutive_5xx=2),
-            ),),
+                tls=m.ClientTLSSettings(
+                    mode="MUTUAL", client_certificate="/etc/certs/client.pem", private_key="/etc/certs/client-key.pem",
+                    ca_certificates="/etc/certs/ca.pem", ca_crl="/etc/certs/ca.crl",
+                    subject_alt_names=("reviews.example.com",), sni="reviews.example.com",
+                ),
+            ), m.PortTrafficPolicy(port=9443, tls=m.ClientTLSSettings(mode="SIMPLE", credential_name="reviews-client"))),
+            tls=m.ClientTLSSettings(mode="ISTIO_MUTUAL"),
         ),
         subsets=(
             m.Subset(name="v1", labels={"version": "v1"}),

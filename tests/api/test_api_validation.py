@@ -555,13 +555,6 @@ CASES = [
             consistentHash:
               httpCookie: {ttl: 0s}
         """, "10 spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name: required field is missing"),
-    case("dr-tls", DR, """\
-        host: r
-        trafficPolicy:
-          outlierDetection: {consecutive5xxErrors: 5}
-          tls: {mode: ISTIO_MUTUAL}
-        """,
-         "9 spec.trafficPolicy.tls: field not supported by pymesh yet"),
     case("dr-port-level", DR, """\
         host: r
         trafficPolicy:
@@ -571,7 +564,7 @@ CASES = [
             connectionPool: {tcp: {maxConnections: -1}}
           - port: {number: 80}
           - port: {number: 81}
-            tls: {mode: ISTIO_MUTUAL}
+            tls: {mode: MUTUAL}
           - port: {name: http}
             outlierDetection: {interval: 0s}
         subsets:
@@ -585,7 +578,8 @@ CASES = [
          "10 spec.trafficPolicy.portLevelSettings[1].port.number: must be between 1 and 65535, got 0",
          "11 spec.trafficPolicy.portLevelSettings[1].connectionPool.tcp.maxConnections: must be >= 0, got -1",
          "12 spec.trafficPolicy.portLevelSettings[2]: port traffic policy must have at least one field",
-         "14 spec.trafficPolicy.portLevelSettings[3].tls: field not supported by pymesh yet",
+         "14 spec.trafficPolicy.portLevelSettings[3].tls: client certificate required for mutual tls",
+         "14 spec.trafficPolicy.portLevelSettings[3].tls: private key required for mutual tls",
          "15 spec.trafficPolicy.portLevelSettings[4].port.name: unknown field",
          "15 spec.trafficPolicy.portLevelSettings[4].port.number: required field is missing",
          "16 spec.trafficPolicy.portLevelSettings[4].outlierDetection.interval: duration must be at least 1ms",

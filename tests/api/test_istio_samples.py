@@ -31,15 +31,12 @@ NOT_YET_KINDS = {
 
 # Fields Istio accepts that pymesh does not implement yet: (line, field path, message) per file.
 _MESH_ONLY = 'gateway "bookinfo-gateway" not supported by pymesh yet (only "mesh")'
-_TLS = [(line, "spec.trafficPolicy.tls", "field not supported by pymesh yet") for line in (8, 22, 42, 65)]
 PENDING = {
     # A VirtualService bound to an ingress gateway: issue 12.
     "bookinfo/bookinfo-gateway.yaml": [
         (24, "spec.hosts[0]", 'host "*" is not allowed for a VirtualService bound to the mesh'),
         (26, "spec.gateways[0]", _MESH_ONLY),
     ],
-    # DestinationRule trafficPolicy.tls (ISTIO_MUTUAL): issue 11.
-    "bookinfo/destination-rule-all-mtls.yaml": _TLS,
 }
 
 
