@@ -11,6 +11,7 @@ from pymesh.routing.policy import duplicate_ports, merged
 from pymesh.routing.registry import Service, ServiceIndex
 from pymesh.routing.scope import exported_to, selects
 from pymesh.routing.snapshot import Cluster, Endpoint, ProxyIdentity
+from pymesh.routing.tls import compile_tls
 
 
 def outbound_name(port: int, subset: str, host: str) -> str:
@@ -61,8 +62,11 @@ def _warn_duplicate_ports(rule: model.DestinationRule, warnings: list[str]) -> N
 
 
 def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Subset | None,
-             rule: model.DestinationRule | None, endpoints: tuple[Endpoint, ...], proxy: ProxyIdentity) -> Cluster:
+             rule: model.DestinationRule | None, endpoints: tuple[Endpoint, ...], proxy: ProxyIdentity,
+             service_endpoints: tuple[Endpoint, ...]) -> Cluster:
     policy = merged(rule, subset, port.number)
+    tls, auto_mtls = compile_tls(policy.tls, port.number, subset.name if subset else "", svc.host, endpoints,
+                                 service_endpoints)
     lb = policy.load_balancer or model.LoadBalancerSettings()
     where = locality.proxy_locality(proxy.locality, proxy.labels)
     # Istio applies locality failover only to clusters with outlier detection.
@@ -80,6 +84,8 @@ def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Sub
         namespace=svc.namespace,
         outlier_detection=policy.outlier_detection,
         retry_budget=policy.retry_budget,
+        tls=tls,
+        auto_mtls=auto_mtls,
     )
 
 
@@ -90,11 +96,11 @@ def outbound_clusters(services: ServiceIndex, rules: RuleIndex, proxy: ProxyIden
         for port in svc.ports:
             endpoints = svc.endpoints(port)
             name = outbound_name(port.number, "", svc.host)
-            out[name] = _cluster(name, svc, port, None, rule, endpoints, proxy)
+            out[name] = _cluster(name, svc, port, None, rule, endpoints, proxy, endpoints)
             for subset in rule.subsets if rule else ():
                 name = outbound_name(port.number, subset.name, svc.host)
                 chosen = tuple(ep for ep in endpoints if selects(subset.labels, ep.labels))
-                out[name] = _cluster(name, svc, port, subset, rule, chosen, proxy)
+                out[name] = _cluster(name, svc, port, subset, rule, chosen, proxy, endpoints)
     return out
 
 

@@ -43,6 +43,7 @@ class Service:
                 workload=workload,
                 namespace=self.namespace,
                 locality=spec.locality,
+                service_account=spec.service_account,
             )
             for workload, spec in self.members
         )
