@@ -697,7 +697,7 @@ CASES = [
         - number: 0
           name: http
         - name: web
-          protocol: HTTPS
+          protocol: MONGO
         - number: 81
           name: x
           protocol: FOO
@@ -706,8 +706,8 @@ CASES = [
         """,
          "8 spec.ports[0].number: must be between 1 and 65535, got 0",
          "10 spec.ports[1].number: required field is missing",
-         "11 spec.ports[1].protocol: protocol HTTPS is not supported yet",
-         "14 spec.ports[2].protocol: protocol 'FOO' is not valid (expected HTTP, HTTP2, GRPC or TCP)",
+         "11 spec.ports[1].protocol: protocol MONGO is not supported yet",
+         "14 spec.ports[2].protocol: protocol 'FOO' is not valid (expected HTTP, HTTP2, GRPC, TCP, HTTPS or TLS)",
          '15 spec.ports[3]: duplicate port name "web"'),
     case("se-port-number-duplicate", SE, "hosts: [a.example.com]\nports:\n- {number: 80}\n- {number: 80}\n",
          "9 spec.ports[1]: duplicate port number 80"),
