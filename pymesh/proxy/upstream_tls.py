@@ -164,7 +164,7 @@ class TlsOrigin:
             return TlsFailure(f"TLS_error: CERTIFICATE_VERIFY_FAILED: {error.verify_message}")
         if isinstance(error, ssl.SSLError):
             stats["ssl.connection_error"] += 1
-            return TlsFailure(f"TLS_error: {error.reason or error}")
+            return TlsFailure(f"TLS_error: {getattr(error, 'reason', None) or error}")
         return error
 
     # building --------------------------------------------------------------------------------
