@@ -8,15 +8,14 @@ import pytest
 from pymesh.api import model as m
 from pymesh.api.load import load_text
 
-DR = """\
+HEAD = """\
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: r, namespace: default}
 spec:
   host: r
-  trafficPolicy:
-    tls: %s
 """
+DR = HEAD + "  trafficPolicy:\n    tls: %s\n"
 
 
 def tls_of(text: str):
@@ -38,12 +37,7 @@ def test_mode_defaults_to_disable_as_istios_enum():
 
 
 def test_levels():
-    text = """\
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: r, namespace: default}
-spec:
-  host: r
+    text = HEAD + """\
   trafficPolicy:
     tls: {mode: SIMPLE}
     portLevelSettings:
