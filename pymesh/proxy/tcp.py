@@ -101,10 +101,7 @@ class TcpProxy(asyncio.Protocol):
         try:
             wrap = self._tls_wrap(state)
         except TlsFailure:
-            self.flags = flags.UF
-            self._uncount()
-            transport.close()
-            return
+            return self._connect_failed()
         loop = self.runtime.loop
         local_addr = inbound_source(address[0]) if self.listener.direction == "inbound" else None
         task = loop.create_task(
