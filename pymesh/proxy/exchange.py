@@ -316,7 +316,7 @@ class Exchange:
         state.stats["upstream_rq_active"] += 1
         if (host := state.endpoint_stats.get(endpoint.key)) is not None:
             host.rq_active += 1
-        pool = state.pool_for(self.runtime.pools, endpoint, self.head)
+        pool = state.pool_for(self.runtime.pools, endpoint, self.head, self.head.http_version == "2")
         conn = pool.take_idle()
         if conn is not None:
             self._bind(conn)

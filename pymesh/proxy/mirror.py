@@ -117,7 +117,7 @@ class Shadow:
             self.send_end(body[-1].headers if body and body[-1].__class__ is Trailers else [])
         if self.done:  # more body than a shadow holds arrived before it started (a fault delay)
             return False
-        pool = state.pool_for(self.runtime.pools, endpoint, self.head)
+        pool = state.pool_for(self.runtime.pools, endpoint, self.head, self.head.http_version == "2")
         conn = pool.take_idle()
         if conn is not None:
             self._bind(conn)

@@ -97,11 +97,12 @@ class ClusterState:
         self.tls, self.auto_tls = origins(cluster, tls_env, stats)
         self.originates_tls = self.tls is not None or self.auto_tls is not None  # read per request
 
-    def pool_for(self, pools: Pools, endpoint: Endpoint, head: RequestHead):
-        """The pool a request to `endpoint` goes through: by protocol upstream and, when the
-        cluster originates TLS to that endpoint, by its TLS target. Mesh mTLS always speaks
-        HTTP/2 inside (the server sidecar speaks its app's protocol), except for an upgrade."""
-        http2 = (self.http2 or (self.http2_for_http2 and head.http_version == "2")) and not head.upgrade
+    def pool_for(self, pools: Pools, endpoint: Endpoint, head: RequestHead, client_h2: bool):
+        """The pool a request to `endpoint` goes through: by protocol upstream (`client_h2`: the
+        client spoke HTTP/2, for useClientProtocol) and, when the cluster originates TLS to that
+        endpoint, by its TLS target. Mesh mTLS always speaks HTTP/2 inside (the server sidecar
+        speaks its app's protocol), except for an upgrade."""
+        http2 = (self.http2 or (self.http2_for_http2 and client_h2)) and not head.upgrade
         target = None
         if self.originates_tls:
             origin = origin_for(self.tls, self.auto_tls, endpoint)

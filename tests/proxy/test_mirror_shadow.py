@@ -102,7 +102,7 @@ def cluster_state(**kw):
                             balancer=Balancer(kw.get("endpoint", "10.0.0.9:80")), http2=False, http2_for_http2=False,
                             cluster=None, attempts=[])
     state.hash_key = lambda head: None
-    state.pool_for = lambda pools, endpoint, head: pools.get(None, endpoint, state.stats)
+    state.pool_for = lambda pools, endpoint, head, client_h2: pools.get(None, endpoint, state.stats)
     state.record_attempt = lambda endpoint, outcome, status: state.attempts.append((outcome, status))
     return state
 
