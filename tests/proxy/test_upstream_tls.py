@@ -139,6 +139,21 @@ def test_subject_alt_names_and_explicit_sni(ca, servers, proxies):
     assert cluster_stat(proxy, port, "ssl.fail_verify_san") >= 1
 
 
+@pytest.mark.parametrize("revoked", [False, True])
+def test_ca_crl(revoked, ca, servers, proxies):
+    cert = ca.issue("svc", dns=(HOST,))
+    crl = ca.crl("ca", revoked=(cert[0],) if revoked else ())
+    up = servers(Upstream, "tls", tls=server_context(*cert))
+    port = free_port()
+    proxy = proxies(mesh(port, up, {"mode": "SIMPLE", "caCertificates": str(ca.ca_path), "caCrl": str(crl)}))
+    result = curl(port, "/")
+    if revoked:
+        assert result.status == 503 and b"certificate revoked" in result.body, result.body
+        assert cluster_stat(proxy, port, "ssl.fail_verify_error") >= 1
+    else:
+        assert result.status == 200
+
+
 # --- MUTUAL ----------------------------------------------------------------------------------------------
 
 

@@ -69,6 +69,20 @@ class TestCA:
         return cert_path, key_path
 
 
+    def crl(self, stem: str, revoked: tuple[Path, ...] = ()) -> Path:
+        """A CRL of this CA revoking the given certificates."""
+        now = datetime.now(timezone.utc)
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
+                   .last_update(now - timedelta(minutes=1)).next_update(now + timedelta(days=1)))
+        for path in revoked:
+            serial = x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now - timedelta(minutes=1)).build())
+        path = self.directory / f"{stem}.crl"
+        path.write_bytes(builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+        return path
+
+
 def server_context(cert: Path, key: Path, alpn: tuple[str, ...] = (), client_ca: Path | None = None) -> ssl.SSLContext:
     """A TLS server's context; with `client_ca` it requires a client certificate from it."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
