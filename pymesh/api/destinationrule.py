@@ -25,6 +25,8 @@ def destination_rule(metadata: model.Metadata, r: Reader) -> model.DestinationRu
         traffic_policy=r.get("trafficPolicy", TRAFFIC_POLICY),
         subsets=r.get_list("subsets", subset),
         export_to=common.export_to(r),
+        workload_selector=r.get("workloadSelector", message(shapes.MATCH_LABELS_SELECTOR,
+                                                            lambda s: common.labels(s, "matchLabels"))),
     )
 
 

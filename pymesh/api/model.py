@@ -410,6 +410,9 @@ class DestinationRule:
     traffic_policy: TrafficPolicy | None = None
     subsets: tuple[Subset, ...] = ()
     export_to: tuple[str, ...] = ()
+    # workloadSelector.matchLabels: only for the proxies it selects in its own namespace, where it
+    # beats a rule without one (None: every proxy the rule is exported to)
+    workload_selector: Labels | None = None
 
 
 # --- Sidecar ---------------------------------------------------------------------------------

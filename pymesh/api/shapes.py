@@ -101,9 +101,9 @@ ROUTE_DESTINATION = shape("RouteDestination", "destination weight")
 
 # --- DestinationRule -------------------------------------------------------------------------
 
-DESTINATION_RULE = shape(
-    "DestinationRule", "host trafficPolicy subsets exportTo", unsupported="workloadSelector"
-)
+DESTINATION_RULE = shape("DestinationRule", "host trafficPolicy subsets exportTo workloadSelector")
+# istio.type.v1beta1.WorkloadSelector (DestinationRule's; Sidecar's and ServiceEntry's say `labels`)
+MATCH_LABELS_SELECTOR = shape("type.v1beta1.WorkloadSelector", "matchLabels")
 TRAFFIC_POLICY = shape(
     "TrafficPolicy",
     "loadBalancer connectionPool outlierDetection portLevelSettings retryBudget tls",

@@ -4,6 +4,8 @@ of it, and one per Sidecar ingress entry; each with its endpoints and traffic po
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from pymesh.api import model
 from pymesh.routing import locality
 from pymesh.routing.hosts import host_matches, is_wildcard, parse_host_port
@@ -26,11 +28,14 @@ class RuleIndex:
     """DestinationRules by the service host they apply to: an exact host beats a wildcard, a
     narrower wildcard beats a broader one, and among equals the proxy's own namespace wins."""
 
-    def __init__(self, config: model.MeshConfig, services: ServiceIndex, proxy_namespace: str, warnings: list[str]):
+    def __init__(self, config: model.MeshConfig, services: ServiceIndex, proxy_namespace: str, warnings: list[str],
+                 proxy_labels: Mapping[str, str] = {}):
         self._exact: dict[str, model.DestinationRule] = {}
         self._wild: list[tuple[str, model.DestinationRule]] = []
-        rules = [r for r in config.destination_rules if exported_to(r.export_to, r.metadata.namespace, proxy_namespace)]
-        rules.sort(key=lambda r: r.metadata.namespace != proxy_namespace)  # stable: file order otherwise
+        rules = [r for r in config.destination_rules if exported_to(r.export_to, r.metadata.namespace, proxy_namespace)
+                 and _selects_proxy(r, proxy_namespace, proxy_labels)]
+        # a rule selecting this proxy first, then the proxy's namespace; stable: file order otherwise
+        rules.sort(key=lambda r: (r.workload_selector is None, r.metadata.namespace != proxy_namespace))
         for rule in rules:
             host = services.canonical(rule.host, rule.metadata.namespace)
             _warn_duplicate_ports(rule, warnings)
@@ -49,6 +54,12 @@ class RuleIndex:
         if rule is None:
             rule = next((r for pattern, r in self._wild if host_matches(pattern, host)), None)
         return rule
+
+
+def _selects_proxy(rule: model.DestinationRule, namespace: str, labels: Mapping[str, str]) -> bool:
+    """Istio: a rule's workloadSelector applies in its own namespace only."""
+    selector = rule.workload_selector
+    return selector is None or (rule.metadata.namespace == namespace and selects(selector, labels))
 
 
 def _warn_duplicate_ports(rule: model.DestinationRule, warnings: list[str]) -> None:

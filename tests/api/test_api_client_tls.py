@@ -121,3 +121,43 @@ def test_invalid(text, errors):
         assert len(messages) == 1 and "caCertficates: unknown field" in messages[0], messages
     else:
         assert messages == errors
+
+
+def test_istios_mutual_tls_origination_with_a_workload_selector():
+    """The DestinationRule of Istio's egress task "mutual TLS origination" (credentialName works
+    at sidecars with a workloadSelector), as published."""
+    text = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: originate-mtls-for-nginx
+spec:
+  workloadSelector:
+    matchLabels:
+      app: curl
+  host: my-nginx.mesh-external.svc.cluster.local
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+    portLevelSettings:
+    - port:
+        number: 80
+      tls:
+        mode: MUTUAL
+        credentialName: client-credential # this must match the secret created earlier to hold client certs, and works only when DR has a workloadSelector
+        sni: my-nginx.mesh-external.svc.cluster.local
+        # subjectAltNames: # can be enabled if the certificate was generated with SAN as specified in previous section
+        # - my-nginx.mesh-external.svc.cluster.local
+"""
+    result = load_text(text, "dr.yaml")
+    assert result.ok, result.errors
+    rule = result.config.destination_rules[0]
+    assert rule.workload_selector == {"app": "curl"}
+    assert rule.traffic_policy.port_level_settings[0].tls == m.ClientTLSSettings(
+        "MUTUAL", credential_name="client-credential", sni="my-nginx.mesh-external.svc.cluster.local")
+
+
+def test_workload_selector_is_match_labels():
+    result = load_text(HEAD + "  workloadSelector: {labels: {app: curl}}\n", "dr.yaml")
+    assert [str(e) for e in result.errors] == [
+        'dr.yaml:6 spec.workloadSelector.labels: unknown field (did you mean "matchLabels"?)']

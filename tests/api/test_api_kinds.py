@@ -239,6 +239,7 @@ def test_destination_rule(data):
             ),
         ),
         export_to=("*",),
+        workload_selector={"app": "productpage"},
     )
 
 

@@ -686,8 +686,9 @@ CASES = [
         """,
          "10 spec.subsets[0].trafficPolicy.loadBalancer.simple: load balancer 'LEAST' is not valid "
          "(expected ROUND_ROBIN, LEAST_REQUEST, RANDOM or PASSTHROUGH)"),
-    case("dr-workload-selector", DR, "host: r\nworkloadSelector:\n  matchLabels: {app: a}\n",
-         "7 spec.workloadSelector: field not supported by pymesh yet"),
+    case("dr-workload-selector", DR, "host: r\nworkloadSelector:\n  matchLabels: {app: a, 'bad key!': b}\n",
+         "8 spec.workloadSelector.matchLabels[bad key!]: label key 'bad key!' is invalid (letters, digits, '-', '_' "
+         "and '.', at most 63)"),
     # --- ServiceEntry ---------------------------------------------------------------------------
     case("se-hosts-empty", SE, "hosts: []\n", "6 spec.hosts: must not be empty"),
     case("se-host-star", SE, "hosts: ['*']\n", '6 spec.hosts[0]: host "*" is not allowed in a ServiceEntry'),

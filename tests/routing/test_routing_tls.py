@@ -119,3 +119,26 @@ def test_the_config_dump_shows_insecure_skip_verify():
     snap = compile_([service], rules=[m.DestinationRule(meta("dr"), host="reviews", traffic_policy=m.TrafficPolicy(tls=tls))])
     cluster = next(c for c in snap.dump()["clusters"] if c["name"] == f"outbound|9080||{HOST}")
     assert cluster["tls"]["settings"]["insecure_skip_verify"] is True
+
+
+# --- DestinationRule workloadSelector (which rule a proxy gets) ------------------------------------
+
+
+def rule(name: str, tls, selector=None, ns: str = "default") -> m.DestinationRule:
+    return m.DestinationRule(meta(name, ns), host=HOST, traffic_policy=m.TrafficPolicy(tls=tls), workload_selector=selector,
+                             export_to=("*",))
+
+
+@pytest.mark.parametrize("labels,ns,rules,expected", [
+    ({"app": "curl"}, "default", [rule("all", SIMPLE), rule("curl", MUTUAL, {"app": "curl"})], "MUTUAL"),
+    ({"app": "other"}, "default", [rule("all", SIMPLE), rule("curl", MUTUAL, {"app": "curl"})], "SIMPLE"),
+    ({"app": "other"}, "default", [rule("curl", MUTUAL, {"app": "curl"})], "-"),
+    # a selector works in its own namespace only
+    ({"app": "curl"}, "other", [rule("curl", MUTUAL, {"app": "curl"})], "-"),
+    ({"app": "curl", "version": "v1"}, "default", [rule("curl", MUTUAL, {"app": "curl"})], "MUTUAL"),
+])
+def test_workload_selector(labels, ns, rules, expected):
+    service = se(HOST, *PORTS, endpoints=[endpoint("10.0.0.1")], export_to=("*",))
+    snap = compile_([service], rules=rules, ns=ns, labels=labels)
+    cluster = snap.clusters[f"outbound|9080||{HOST}"]
+    assert (cluster.tls.mode if cluster.tls else "-") == expected
