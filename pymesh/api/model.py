@@ -71,6 +71,9 @@ class ServiceEntry:
     endpoints: tuple[WorkloadEntrySpec, ...] = ()
     workload_selector: Labels | None = None  # selects WorkloadEntries (and registered proxies)
     export_to: tuple[str, ...] = ()
+    # the names the service's certificates may carry: upstream TLS verifies them when the
+    # DestinationRule names none (ISTIO_MUTUAL; SIMPLE/MUTUAL with an explicit sni), as Istio
+    subject_alt_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

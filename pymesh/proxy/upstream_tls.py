@@ -198,20 +198,22 @@ class TlsOrigin:
         return context
 
     def _mesh_problem(self, der: bytes | None) -> str | None:
+        """Why the mesh server is not the one wanted (pymesh.routing.tls has the rules), or None."""
         if not der:
             return "the server presented no certificate"
-        sans = self.tls.subject_alt_names
-        if sans:
-            return None if matches_any(certificate_sans(der), sans) else "the server's identity is not in subjectAltNames"
+        sans, accounts = self.tls.subject_alt_names, self.tls.service_accounts
+        if sans and matches_any(certificate_sans(der), sans):
+            return None
         identity = peer_spiffe_id(der)
         if identity is None:
             return "the server's certificate has no SPIFFE identity"
         ours = self.env.certs.current.identity.trust_domain
+        if identity.trust_domain == ours and (identity.namespace, identity.service_account) in accounts:
+            return None
+        if sans or accounts:
+            return f"the server {identity.uri} runs none of the destination's service accounts or subjectAltNames"
         if identity.trust_domain != ours:
             return f"the server {identity.uri} is not in trust domain {ours}"
-        accounts = self.tls.service_accounts
-        if accounts and (identity.namespace, identity.service_account) not in accounts:
-            return f"the server {identity.uri} runs none of the destination's service accounts"
         return None
 
 

@@ -64,9 +64,10 @@ class UpstreamTls:
     mode: str  # SIMPLE | MUTUAL | ISTIO_MUTUAL
     settings: model.ClientTLSSettings  # the files, credentialName, insecureSkipVerify as configured
     sni: str = ""  # "": the request's host (Istio's auto SNI, SIMPLE and MUTUAL only)
-    subject_alt_names: tuple[str, ...] = ()  # the server must present one of these (exact)
-    # ISTIO_MUTUAL without subjectAltNames: the destination's service accounts as (namespace,
-    # name); the server's SPIFFE ID must be one of them. Empty: any identity of our trust domain.
+    subject_alt_names: tuple[str, ...] = ()  # the server may present one of these (exact)
+    # ISTIO_MUTUAL without the DestinationRule's subjectAltNames: the destination's service
+    # accounts as (namespace, name), whose SPIFFE IDs are accepted too. With neither these nor
+    # subject_alt_names: any identity of our trust domain.
     service_accounts: tuple[tuple[str, str], ...] = ()
     auto: bool = False  # auto mTLS: only for endpoints labelled security.istio.io/tlsMode=istio
 

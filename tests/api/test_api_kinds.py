@@ -39,6 +39,7 @@ def test_service_entry(data):
             m.WorkloadEntrySpec(address="10.0.0.2"),
         ),
         export_to=(".",),
+        subject_alt_names=("spiffe://cluster.local/ns/shop/sa/payments",),
     )
     assert se.metadata.source == m.Source(str(data / "serviceentry.yaml"), 1)
 

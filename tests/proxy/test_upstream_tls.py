@@ -270,6 +270,16 @@ def test_istio_mutual_refuses_a_server_with_another_identity(mesh_ca, servers, p
     assert cluster_stat(proxy, port, "ssl.fail_verify_san") >= 1
 
 
+@pytest.mark.parametrize("server_sa,ok", [("vm-backend", True), ("intruder", False)])
+def test_istio_mutual_accepts_the_service_entrys_subject_alt_names(server_sa, ok, mesh_ca, servers, proxies):
+    up = servers(H2Upstream, tls=mesh_server_context(mesh_ca.issue("default", server_sa)))
+    port = free_port()
+    resources = mesh(port, up, {"mode": "ISTIO_MUTUAL"}, service_account="backend")
+    resources[0]["spec"]["subjectAltNames"] = ["spiffe://cluster.local/ns/default/sa/vm-backend"]
+    proxies(resources, extra_args=["--cert-dir", str(mesh_ca.issue("default", "sleep"))])
+    assert curl(port, "/").status == (200 if ok else 503)
+
+
 def test_istio_mutual_refuses_a_server_of_another_mesh(mesh_ca, tmp_path, servers, proxies):
     other = MeshCA(tmp_path / "other-mesh")
     up = servers(H2Upstream, tls=mesh_server_context(other.issue("default", "backend")))

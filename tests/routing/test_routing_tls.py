@@ -142,3 +142,31 @@ def test_workload_selector(labels, ns, rules, expected):
     snap = compile_([service], rules=rules, ns=ns, labels=labels)
     cluster = snap.clusters[f"outbound|9080||{HOST}"]
     assert (cluster.tls.mode if cluster.tls else "-") == expected
+
+
+# --- ServiceEntry subjectAltNames ------------------------------------------------------------------
+
+SE_SANS = ("spiffe://cluster.local/ns/default/sa/vm", "reviews.example")
+
+
+def with_service_sans(tls, sidecar: bool = False):
+    labels = SIDECAR if sidecar else {}
+    service = se(HOST, *PORTS, endpoints=[endpoint("10.0.0.1", "reviews", **labels)], subject_alt_names=SE_SANS)
+    rules = [m.DestinationRule(meta("dr"), host="reviews", traffic_policy=m.TrafficPolicy(tls=tls))] if tls else []
+    cluster = compile_([service], rules=rules).clusters[f"outbound|9080||{HOST}"]
+    return cluster.tls or cluster.auto_mtls
+
+
+def test_service_entry_sans_join_the_service_accounts_for_istio_mutual():
+    for got in (with_service_sans(MESH), with_service_sans(None, sidecar=True)):
+        assert (got.subject_alt_names, got.service_accounts) == (SE_SANS, (("default", "reviews"),))
+    # the DestinationRule's own names replace both
+    own = with_service_sans(m.ClientTLSSettings("ISTIO_MUTUAL", subject_alt_names=("spiffe://x/ns/a/sa/b",)))
+    assert (own.subject_alt_names, own.service_accounts) == (("spiffe://x/ns/a/sa/b",), ())
+
+
+def test_service_entry_sans_for_simple_only_without_auto_sni():
+    # auto SNI: Envoy's auto SAN validation (the request's host) overrides the names
+    assert with_service_sans(SIMPLE).subject_alt_names == ()
+    assert with_service_sans(m.ClientTLSSettings("SIMPLE", sni="reviews.example")).subject_alt_names == SE_SANS
+    assert with_service_sans(m.ClientTLSSettings("SIMPLE", sni="x", subject_alt_names=("y",))).subject_alt_names == ("y",)
