@@ -258,6 +258,32 @@ def test_istio_mutual_h2_inside_with_the_spiffe_identity_checked(mesh_ca, server
     assert cluster_stat(proxy, port, "ssl.handshake") >= 1
 
 
+def test_istio_mutual_new_connections_present_the_rotated_certificate(mesh_ca, servers, proxies):
+    """TCP: each client connection is a new upstream connection, which shows what it presents."""
+    from proxy_harness import TcpServer
+    up = servers(TcpServer, "echo", tls=mesh_server_context(mesh_ca.issue("default", "db")))
+    port = free_port()
+    cert_dir = mesh_ca.issue("default", "sleep")
+    proxy = proxies(mesh(port, up, {"mode": "ISTIO_MUTUAL"}, protocol="TCP"), extra_args=["--cert-dir", str(cert_dir)])
+    held = socket.create_connection((LOCALHOST, port), timeout=5)  # opened before the rotation
+    held.sendall(b"before")
+    assert held.recv(100) == b"before"
+    first = x509.load_der_x509_certificate(up.sessions[1].peer_der).serial_number
+    mesh_ca.issue("default", "sleep")  # the same --cert-dir, a new certificate
+    rotated = x509.load_pem_x509_certificate((cert_dir / "cert-chain.pem").read_bytes()).serial_number
+
+    def presented() -> bool:
+        with socket.create_connection((LOCALHOST, port), timeout=5) as sock:
+            sock.sendall(b"ping")
+            assert sock.recv(100) == b"ping", proxy.stderr()
+        return x509.load_der_x509_certificate(up.sessions[max(up.sessions)].peer_der).serial_number == rotated
+    wait_until(presented, what="a new connection with the rotated certificate")
+    assert rotated != first
+    held.sendall(b"after")  # the connection made with the old certificate carries on
+    assert held.recv(100) == b"after"
+    held.close()
+
+
 def test_istio_mutual_refuses_a_server_with_another_identity(mesh_ca, servers, proxies):
     up = servers(H2Upstream, tls=mesh_server_context(mesh_ca.issue("default", "intruder")))
     port = free_port()
