@@ -10,7 +10,7 @@ from pymesh.api.reader import PORT, Convert, Reader, Sink, Slot, choice, distinc
 
 PROTOCOL = choice(
     "protocol",
-    ("HTTP", "HTTP2", "GRPC", "TCP", "HTTPS", "TLS"),  # HTTPS and TLS pass through as TCP
+    ("HTTP", "HTTP2", "GRPC", "TCP", "HTTPS", "TLS"),
     not_yet=("GRPC-WEB", "HTTP_PROXY", "MONGO", "MYSQL", "REDIS", "THRIFT", "UDP"),
     fold_case=True,
 )
