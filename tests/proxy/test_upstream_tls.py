@@ -18,7 +18,8 @@ from h2_upstream import H2Upstream
 from ports import free_port
 from proxy_harness import (HOST, LOCALHOST, Upstream, curl, destination_rule, endpoint, service_entry, sidecar,
                            wait_until)
-from tls_material import MeshCA, TestCA, mesh_server_context, server_context
+from throwaway_ca import ThrowawayCA
+from tls_material import MeshCA, mesh_server_context, server_context
 
 from pymesh.security.identity import peer_spiffe_id
 
@@ -27,7 +28,7 @@ SIDECAR_LABEL = {"security.istio.io/tlsMode": "istio"}
 
 @pytest.fixture
 def ca(tmp_path):
-    return TestCA(tmp_path / "pki")
+    return ThrowawayCA(tmp_path / "pki")
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def cluster_stat(proxy, port: int, name: str) -> int:
 
 def test_simple_verified_with_auto_sni(ca, servers, proxies):
     # the server could speak h2 too: the proxy offers only what it speaks upstream (HTTP/1.1 here)
-    up = servers(Upstream, "tls", tls=server_context(*ca.issue("svc", dns=(HOST,)), alpn=("h2", "http/1.1")))
+    up = servers(Upstream, "tls", tls=server_context(ca.issue("svc", HOST), alpn=("h2", "http/1.1")))
     port = free_port()
     proxy = proxies(mesh(port, up, {"mode": "SIMPLE", "caCertificates": str(ca.ca_path)}))
     result = curl(port, "/hello")
@@ -92,14 +93,14 @@ def test_simple_verified_with_auto_sni(ca, servers, proxies):
 def test_simple_refuses_a_server_it_cannot_verify(case, ca, tmp_path, servers, proxies):
     tls = {"mode": "SIMPLE", "caCertificates": str(ca.ca_path)}
     if case == "wrong name":
-        cert = ca.issue("other", dns=("other.example",))
+        cert = ca.issue("other", "other.example")
         stat = "ssl.fail_verify_san"
     else:
-        cert = TestCA(tmp_path / "rogue", "rogue-ca").issue("svc", dns=(HOST,))
+        cert = ThrowawayCA(tmp_path / "rogue").issue("svc", HOST)
         stat = "ssl.fail_verify_error"
         if case == "system roots":  # no caCertificates: the OS roots, which do not know the test CA
             tls = {"mode": "SIMPLE"}
-    up = servers(Upstream, "tls", tls=server_context(*cert))
+    up = servers(Upstream, "tls", tls=server_context(cert))
     port = free_port()
     proxy = proxies(mesh(port, up, tls))
     result = curl(port, "/")
@@ -114,8 +115,8 @@ def test_simple_refuses_a_server_it_cannot_verify(case, ca, tmp_path, servers, p
 
 
 def test_insecure_skip_verify_only_when_set_and_loudly(tmp_path, servers, proxies):
-    rogue = TestCA(tmp_path / "rogue", "rogue-ca")
-    up = servers(Upstream, "tls", tls=server_context(*rogue.issue("x", dns=("nobody.example",))))
+    rogue = ThrowawayCA(tmp_path / "rogue")
+    up = servers(Upstream, "tls", tls=server_context(rogue.issue("x", "nobody.example")))
     port = free_port()
     proxy = proxies(mesh(port, up, {"mode": "SIMPLE", "insecureSkipVerify": True}))
     assert curl(port, "/").status == 200
@@ -125,7 +126,7 @@ def test_insecure_skip_verify_only_when_set_and_loudly(tmp_path, servers, proxie
 
 
 def test_subject_alt_names_and_explicit_sni(ca, servers, proxies):
-    up = servers(Upstream, "tls", tls=server_context(*ca.issue("api", dns=("*.api.example",))))
+    up = servers(Upstream, "tls", tls=server_context(ca.issue("api", "*.api.example")))
     port = free_port()
     tls = {"mode": "SIMPLE", "caCertificates": str(ca.ca_path), "sni": "eu.api.example",
            "subjectAltNames": ["eu.api.example"]}
@@ -142,9 +143,9 @@ def test_subject_alt_names_and_explicit_sni(ca, servers, proxies):
 
 @pytest.mark.parametrize("revoked", [False, True])
 def test_ca_crl(revoked, ca, servers, proxies):
-    cert = ca.issue("svc", dns=(HOST,))
-    crl = ca.crl("ca", revoked=(cert[0],) if revoked else ())
-    up = servers(Upstream, "tls", tls=server_context(*cert))
+    cert = ca.issue("svc", HOST)
+    crl = ca.crl("ca", revoked=(cert.cert,) if revoked else ())
+    up = servers(Upstream, "tls", tls=server_context(cert))
     port = free_port()
     proxy = proxies(mesh(port, up, {"mode": "SIMPLE", "caCertificates": str(ca.ca_path), "caCrl": str(crl)}))
     result = curl(port, "/")
@@ -159,10 +160,10 @@ def test_ca_crl(revoked, ca, servers, proxies):
 
 
 def test_mutual_presents_the_client_certificate(ca, tmp_path, servers, proxies):
-    up = servers(Upstream, "mtls", tls=server_context(*ca.issue("svc", dns=(HOST,)), client_ca=ca.ca_path))
-    client_cert, client_key = ca.issue("client", common_name="sleep-client", client=True)
+    up = servers(Upstream, "mtls", tls=server_context(ca.issue("svc", HOST), client_ca=ca.ca_path))
+    client = ca.issue("client", common_name="sleep-client")
     port = free_port()
-    tls = {"mode": "MUTUAL", "clientCertificate": str(client_cert), "privateKey": str(client_key),
+    tls = {"mode": "MUTUAL", "clientCertificate": str(client.cert), "privateKey": str(client.key),
            "caCertificates": str(ca.ca_path)}
     proxy = proxies(mesh(port, up, tls))
     result = curl(port, "/")
@@ -172,13 +173,13 @@ def test_mutual_presents_the_client_certificate(ca, tmp_path, servers, proxies):
 
 
 def test_mutual_from_credential_name(ca, tmp_path, servers, proxies):
-    up = servers(Upstream, "mtls", tls=server_context(*ca.issue("svc", dns=(HOST,)), client_ca=ca.ca_path))
+    up = servers(Upstream, "mtls", tls=server_context(ca.issue("svc", HOST), client_ca=ca.ca_path))
     credentials = tmp_path / "credentials"
     secret = credentials / "client-credential"
     secret.mkdir(parents=True)
-    cert, key = ca.issue("client", common_name="from-secret", client=True)
-    (secret / "tls.crt").write_bytes(cert.read_bytes())
-    (secret / "tls.key").write_bytes(key.read_bytes())
+    client = ca.issue("client", common_name="from-secret")
+    (secret / "tls.crt").write_bytes(client.cert.read_bytes())
+    (secret / "tls.key").write_bytes(client.key.read_bytes())
     (secret / "ca.crt").write_bytes(ca.ca_path.read_bytes())
     port = free_port()
     resources = mesh(port, up, {"mode": "MUTUAL", "credentialName": "client-credential"})
@@ -197,7 +198,7 @@ def test_mutual_from_credential_name(ca, tmp_path, servers, proxies):
 
 
 def test_h2_over_tls_with_alpn(ca, servers, proxies):
-    up = servers(H2Upstream, tls=server_context(*ca.issue("svc", dns=(HOST,)), alpn=("h2",)))
+    up = servers(H2Upstream, tls=server_context(ca.issue("svc", HOST), alpn=("h2",)))
     port = free_port()
     resources = mesh(port, up, {"mode": "SIMPLE", "caCertificates": str(ca.ca_path)},
                      pool={"http": {"h2UpgradePolicy": "UPGRADE"}})
@@ -209,9 +210,9 @@ def test_h2_over_tls_with_alpn(ca, servers, proxies):
 
 
 def test_openssl_s_server_as_the_upstream(ca, servers, proxies, tmp_path):
-    cert, key = ca.issue("svc", dns=(HOST,))
+    cert = ca.issue("svc", HOST)
     server_port = free_port()
-    server = subprocess.Popen(["openssl", "s_server", "-accept", str(server_port), "-cert", str(cert), "-key", str(key),
+    server = subprocess.Popen(["openssl", "s_server", "-accept", str(server_port), "-cert", str(cert.cert), "-key", str(cert.key),
                                "-www", "-quiet"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -418,11 +419,11 @@ def test_istios_mutual_tls_origination_task(labels, expected, ca, tmp_path, serv
     """The task's DestinationRule as published; the secret `client-credential` is a folder of
     --credentials-dir. A proxy the workloadSelector does not select gets no TLS at all, and the
     server (which wants TLS) drops the plaintext request: 503."""
-    up = servers(Upstream, "nginx", tls=server_context(*ca.issue("nginx", dns=(NGINX,)), client_ca=ca.ca_path))
+    up = servers(Upstream, "nginx", tls=server_context(ca.issue("nginx", NGINX), client_ca=ca.ca_path))
     secret = tmp_path / "credentials" / "client-credential"
     secret.mkdir(parents=True)
-    cert, key = ca.issue("client", common_name="my-nginx-client", client=True)
-    for name, source in (("tls.crt", cert), ("tls.key", key), ("ca.crt", ca.ca_path)):
+    client = ca.issue("client", common_name="my-nginx-client")
+    for name, source in (("tls.crt", client.cert), ("tls.key", client.key), ("ca.crt", ca.ca_path)):
         (secret / name).write_bytes(source.read_bytes())
     bind = f"127.{random.randrange(1, 255)}.{random.randrange(1, 255)}.{random.randrange(2, 255)}"  # port 80 is shared
     entry = service_entry(80, [{"address": LOCALHOST, "ports": {"http": up.port}}], host=NGINX)

@@ -21,8 +21,7 @@ import pytest
 from netns import TestBed, unavailable_reason
 from sidecar_helpers import app_curl, requires_tools, sidecar_pod, wait_until, write_config
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "proxy"))
-from tls_material import TestCA  # noqa: E402  (tests/proxy)
+from throwaway_ca import ThrowawayCA
 
 pytestmark = [requires_tools, pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")]
 
@@ -64,13 +63,13 @@ def test_egress_tls_origination(tmp_path, trusted):
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-    ca = TestCA(tmp_path / "pki")
-    cert, key = ca.issue("cnn", dns=("edition.cnn.com",))
-    roots = ca.ca_path if trusted else TestCA(tmp_path / "other", "other-ca").ca_path
+    ca = ThrowawayCA(tmp_path / "pki")
+    cert = ca.issue("cnn", "edition.cnn.com")
+    roots = ca.ca_path if trusted else ThrowawayCA(tmp_path / "other").ca_path
     with TestBed() as bed:
         sleep, external = bed.add_pod("sleep"), bed.add_pod("external")
         sleep.set_hosts({"edition.cnn.com": external.ip})
-        external.spawn("openssl", "s_server", "-accept", "443", "-cert", cert, "-key", key, "-www")
+        external.spawn("openssl", "s_server", "-accept", "443", "-cert", cert.cert, "-key", cert.key, "-www")
         wait_until(lambda: external.run(sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 443), 1)",
                                         check=False).returncode == 0, what="openssl s_server listening")
         config = write_config(tmp_path, TASK_YAML)
