@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pymesh.api import model as m
-from pymesh.api.load import load_text
+from pymesh.api.load import load_paths, load_text
 
 HEAD = """\
 apiVersion: networking.istio.io/v1
@@ -123,36 +123,12 @@ def test_invalid(text, errors):
         assert messages == errors
 
 
-def test_istios_mutual_tls_origination_with_a_workload_selector():
-    """The DestinationRule of Istio's egress task "mutual TLS origination" (credentialName works
-    at sidecars with a workloadSelector), as published."""
-    text = """\
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: originate-mtls-for-nginx
-spec:
-  workloadSelector:
-    matchLabels:
-      app: curl
-  host: my-nginx.mesh-external.svc.cluster.local
-  trafficPolicy:
-    loadBalancer:
-      simple: ROUND_ROBIN
-    portLevelSettings:
-    - port:
-        number: 80
-      tls:
-        mode: MUTUAL
-        credentialName: client-credential # this must match the secret created earlier to hold client certs, and works only when DR has a workloadSelector
-        sni: my-nginx.mesh-external.svc.cluster.local
-        # subjectAltNames: # can be enabled if the certificate was generated with SAN as specified in previous section
-        # - my-nginx.mesh-external.svc.cluster.local
-"""
-    result = load_text(text, "dr.yaml")
+def test_istios_mutual_tls_origination_with_a_workload_selector(data):
+    """Istio's egress task: credentialName at a sidecar, with a workloadSelector (as published)."""
+    result = load_paths([str(data / "istio_samples" / "istio.io" / "egress-mtls-origination-sidecar.yaml")])
     assert result.ok, result.errors
     rule = result.config.destination_rules[0]
-    assert rule.workload_selector == {"app": "curl"}
+    assert rule.workload_selector == {"app": "sleep"}
     assert rule.traffic_policy.port_level_settings[0].tls == m.ClientTLSSettings(
         "MUTUAL", credential_name="client-credential", sni="my-nginx.mesh-external.svc.cluster.local")
 

@@ -61,7 +61,7 @@ def load(name: str) -> m.MeshConfig:
 
 
 def test_the_samples_are_there():
-    assert len(FILES) == 35
+    assert len(FILES) == 37
     assert set(PENDING) <= {_name(path) for path in FILES}
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import random
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
-import yaml
 from cryptography import x509
 
 from h2_upstream import H2Upstream
 from ports import free_port
-from proxy_harness import (HOST, LOCALHOST, Upstream, curl, destination_rule, endpoint, service_entry, sidecar,
-                           wait_until)
+from proxy_harness import (HOST, LOCALHOST, Upstream, curl, destination_rule, dump_yaml, endpoint, service_entry,
+                           sidecar, wait_until)
 from throwaway_ca import ThrowawayCA
 from tls_material import MeshCA, mesh_server_context, server_context
 
@@ -386,55 +386,35 @@ def test_tls_disable_turns_auto_mtls_off(servers, proxies, mesh_ca):
     assert up.sessions == {}
 
 
-# --- Istio's "mutual TLS origination for egress traffic" -------------------------------------------
+# --- Istio's "mutual TLS origination for egress traffic" (at the sidecar) -----------------------------
 
 NGINX = "my-nginx.mesh-external.svc.cluster.local"
-ORIGINATE_MTLS = f"""\
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: originate-mtls-for-nginx
-spec:
-  workloadSelector:
-    matchLabels:
-      app: curl
-  host: {NGINX}
-  trafficPolicy:
-    loadBalancer:
-      simple: ROUND_ROBIN
-    portLevelSettings:
-    - port:
-        number: 80
-      tls:
-        mode: MUTUAL
-        credentialName: client-credential # this must match the secret created earlier to hold client certs, and works only when DR has a workloadSelector
-        sni: {NGINX}
-        # subjectAltNames: # can be enabled if the certificate was generated with SAN as specified in previous section
-        # - {NGINX}
-"""
+SAMPLES = Path(__file__).parents[1] / "api" / "data" / "istio_samples" / "istio.io"
 
 
-@pytest.mark.parametrize("labels,expected", [("app=curl", 200), ("app=other", 503)])
+@pytest.mark.parametrize("labels,expected", [("app=sleep", 200), ("app=other", 503)])
 def test_istios_mutual_tls_origination_task(labels, expected, ca, tmp_path, servers, proxies):
-    """The task's DestinationRule as published; the secret `client-credential` is a folder of
-    --credentials-dir. A proxy the workloadSelector does not select gets no TLS at all, and the
-    server (which wants TLS) drops the plaintext request: 503."""
+    """The task's DestinationRule as published (tests/api/data/istio_samples); the secret
+    `client-credential` is a folder of --credentials-dir; the app calls
+    http://my-nginx.mesh-external.svc.cluster.local:443. A proxy the workloadSelector does not
+    select gets no TLS, and the server (which wants TLS) drops the plaintext request: 503."""
     up = servers(Upstream, "nginx", tls=server_context(ca.issue("nginx", NGINX), client_ca=ca.ca_path))
     secret = tmp_path / "credentials" / "client-credential"
     secret.mkdir(parents=True)
-    client = ca.issue("client", common_name="my-nginx-client")
+    client = ca.issue("client", common_name="client.example.com")
     for name, source in (("tls.crt", client.cert), ("tls.key", client.key), ("ca.crt", ca.ca_path)):
         (secret / name).write_bytes(source.read_bytes())
-    bind = f"127.{random.randrange(1, 255)}.{random.randrange(1, 255)}.{random.randrange(2, 255)}"  # port 80 is shared
-    entry = service_entry(80, [{"address": LOCALHOST, "ports": {"http": up.port}}], host=NGINX)
-    egress = sidecar((80, "HTTP"))
+    bind = f"127.{random.randrange(1, 255)}.{random.randrange(1, 255)}.{random.randrange(2, 255)}"  # port 443 is shared
+    entry = service_entry(443, [{"address": LOCALHOST, "ports": {"http": up.port}}], host=NGINX)
+    egress = sidecar((443, "HTTP"))
     egress["spec"]["egress"][0]["bind"] = bind
-    proxy = proxies([entry, egress, *yaml.safe_load_all(ORIGINATE_MTLS)], labels=labels,
+    rule = (SAMPLES / "egress-mtls-origination-sidecar.yaml").read_text()
+    proxy = proxies(dump_yaml([entry, egress]) + "---\n" + rule, labels=labels,
                     extra_args=["--credentials-dir", str(secret.parent)])
     done = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
-                           "-H", f"Host: {NGINX}", f"http://{bind}/"], capture_output=True, text=True, timeout=20)
+                           "-H", f"Host: {NGINX}:443", f"http://{bind}:443/"], capture_output=True, text=True, timeout=20)
     assert done.stdout == str(expected), (done, proxy.stderr())
     if expected == 200:
         session = up.sessions[1]
         assert session.sni == NGINX
-        assert x509.load_der_x509_certificate(session.peer_der).subject.rfc4514_string() == "CN=my-nginx-client"
+        assert x509.load_der_x509_certificate(session.peer_der).subject.rfc4514_string() == "CN=client.example.com"

@@ -15,47 +15,18 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
 from netns import TestBed, unavailable_reason
 from sidecar_helpers import app_curl, requires_tools, sidecar_pod, wait_until, write_config
-
 from throwaway_ca import ThrowawayCA
 
 pytestmark = [requires_tools, pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")]
 
-TASK_YAML = """\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: edition-cnn-com
-spec:
-  hosts:
-  - edition.cnn.com
-  ports:
-  - number: 80
-    name: http-port
-    protocol: HTTP
-    targetPort: 443
-  - number: 443
-    name: https-port
-    protocol: HTTPS
-  resolution: DNS
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: edition-cnn-com
-spec:
-  host: edition.cnn.com
-  trafficPolicy:
-    portLevelSettings:
-    - port:
-        number: 80
-      tls:
-        mode: SIMPLE # initiates HTTPS when accessing edition.cnn.com
-"""
+TASK_YAML = (Path(__file__).parents[1] / "api" / "data" / "istio_samples" / "istio.io"
+             / "egress-tls-origination.yaml").read_text()  # as tests/api/data/istio_samples/README.md says
 
 
 @pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "untrusted"])
