@@ -321,7 +321,7 @@ def test_istio_mutual_refuses_a_server_of_another_mesh(mesh_ca, tmp_path, server
 def test_istio_mutual_without_a_certificate_fails_closed(servers, proxies, mesh_ca):
     up = servers(H2Upstream, tls=mesh_server_context(mesh_ca.issue("default", "backend")))
     port = free_port()
-    proxy = proxies(mesh(port, up, {"mode": "ISTIO_MUTUAL"}))  # no --cert-dir
+    proxies(mesh(port, up, {"mode": "ISTIO_MUTUAL"}))  # no --cert-dir
     result = curl(port, "/")
     assert result.status == 503 and b"no valid mesh certificate" in result.body
     assert up.connections == 0
@@ -380,8 +380,8 @@ def test_auto_mtls_without_a_certificate_is_plaintext_and_says_so(servers, proxi
 def test_tls_disable_turns_auto_mtls_off(servers, proxies, mesh_ca):
     up = servers(Upstream, "plain")
     port = free_port()
-    proxy = proxies(mesh(port, up, {"mode": "DISABLE"}, labels=SIDECAR_LABEL),
-                    extra_args=["--cert-dir", str(mesh_ca.issue("default", "sleep"))])
+    proxies(mesh(port, up, {"mode": "DISABLE"}, labels=SIDECAR_LABEL),
+            extra_args=["--cert-dir", str(mesh_ca.issue("default", "sleep"))])
     assert curl(port, "/").status == 200
     assert up.sessions == {}
 
