@@ -42,12 +42,7 @@ def servers():
 
     yield start
     for server in started:
-        server.stop() if hasattr(server, "stop") and not isinstance(server, H2Upstream) else _stop_h2(server)
-
-
-def _stop_h2(server: H2Upstream) -> None:
-    server.stopped = True
-    server.sock.close()
+        server.stop()
 
 
 def mesh(port: int, up, tls: dict | None, *, protocol: str = "HTTP", labels: dict | None = None,
