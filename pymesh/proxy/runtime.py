@@ -99,10 +99,11 @@ class ClusterState:
         self.tls, self.auto_tls = origins(cluster, tls_env, stats)
         self.originates_tls = self.tls is not None or self.auto_tls is not None  # read per request
 
-    def pool_for(self, pools: Pools, endpoint: Endpoint, head: RequestHead, client_h2: bool):
+    def pool_for(self, pools: Pools, endpoint: Endpoint, head: RequestHead, client_h2: bool, authority: str):
         """The pool a request to `endpoint` goes through: by protocol upstream (`client_h2`: the
         client spoke HTTP/2, for useClientProtocol) and, when the cluster originates TLS to that
-        endpoint, by its TLS target. Mesh mTLS always speaks HTTP/2 inside (the server sidecar
+        endpoint, by its TLS target (`authority`: the host the request goes upstream with, after
+        any rewrite: Envoy's auto SNI). Mesh mTLS always speaks HTTP/2 inside (the server sidecar
         speaks its app's protocol), except for an upgrade."""
         http2 = (self.http2 or (self.http2_for_http2 and client_h2)) and not head.upgrade
         target = None
@@ -110,7 +111,7 @@ class ClusterState:
             origin = origin_for(self.tls, self.auto_tls, endpoint)
             if origin is not None:
                 http2 = http2 or (origin.mesh and not head.upgrade)
-                target = origin.target(head.authority, True, http2)
+                target = origin.target(authority, True, http2)
         return pools.get(self.cluster, endpoint, self.stats, http2, target)
 
     def hash_key(self, head: RequestHead) -> bytes | None:

@@ -413,3 +413,33 @@ def test_istios_mutual_tls_origination_task(labels, expected, ca, tmp_path, serv
         session = up.sessions[1]
         assert session.sni == NGINX
         assert x509.load_der_x509_certificate(session.peer_der).subject.rfc4514_string() == "CN=client.example.com"
+
+
+def rewritten(port: int, up, tls: dict, authority: str) -> list[dict]:
+    resources = mesh(port, up, tls)
+    route = {"rewrite": {"authority": authority}, "route": [{"destination": {"host": HOST}}]}
+    return resources[:-1] + [{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                              "metadata": {"name": "svc", "namespace": "default"},
+                              "spec": {"hosts": [HOST], "http": [route]}}, resources[-1]]
+
+
+def test_auto_sni_is_the_rewritten_host(ca, servers, proxies):
+    """As Envoy's auto SNI: the host the request goes upstream with, after the route's rewrite."""
+    up = servers(Upstream, "tls", tls=server_context(ca.issue("api", "api.example")))
+    port = free_port()
+    proxy = proxies(rewritten(port, up, {"mode": "SIMPLE", "caCertificates": str(ca.ca_path)}, "api.example"))
+    assert curl(port, "/").status == 200, proxy.stderr()
+    assert up.sessions[1].sni == "api.example"
+    assert up.requests[0].header("host") == "api.example"
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 300])
+def test_a_host_that_cannot_be_an_sni_is_a_connect_failure(host, ca, servers, proxies):
+    """Auto SNI takes the request's host: one that is no valid server name fails that request
+    (503 UF) and nothing else."""
+    up = servers(Upstream, "tls", tls=server_context(ca.issue("svc", HOST)))
+    port = free_port()
+    proxy = proxies(rewritten(port, up, {"mode": "SIMPLE", "caCertificates": str(ca.ca_path)}, host))
+    result = curl(port, "/")
+    assert result.status == 503, (result, proxy.stderr())
+    assert up.requests == [] and proxy.running()
