@@ -160,3 +160,10 @@ LOCAL_RATE_LIMIT = shape("LocalRateLimit", "workloadSelector rules")
 RATE_LIMIT_RULE = shape("LocalRateLimit.Rule", "route direction tokenBucket key")
 TOKEN_BUCKET = shape("TokenBucket", "maxTokens tokensPerFill fillInterval")
 RATE_LIMIT_KEY = shape("LocalRateLimit.Key", "header sourceIp")
+
+# --- PeerAuthentication (security.istio.io v1/v1beta1; it has no targetRef(s), unlike
+# AuthorizationPolicy; portLevelTls is Istio-internal and not in the CRD) ----------------------
+
+PEER_AUTHENTICATION = shape("PeerAuthentication", "selector mtls portLevelMtls")
+MATCH_SELECTOR = shape("type.v1beta1.WorkloadSelector", "matchLabels")  # security.istio.io selector
+MUTUAL_TLS = shape("PeerAuthentication.MutualTLS", "mode")

@@ -54,6 +54,11 @@ def dump_snapshot(snapshot: Snapshot) -> dict:
         "outbound_traffic_policy": snapshot.outbound_traffic_policy,
         "listeners": [_listener(l) for l in named.values()],
         "captured_outbound": {str(port): l.name for port, l in sorted(snapshot.captured_outbound.items())},
+        "peer_authentication": {
+            "mode": snapshot.peer_authn.mode,
+            "port_level": {str(port): mode for port, mode in sorted(snapshot.peer_authn.per_port.items())},
+            "policies": list(snapshot.peer_authn.sources),
+        },
         "clusters": [plain(snapshot.clusters[name]) for name in sorted(snapshot.clusters)],
         "warnings": list(snapshot.warnings),
     }

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Protocol
 
 from pymesh.api import model
 from pymesh.policy.fault import FaultPolicy
+from pymesh.routing.peer_authn import PeerAuthnPolicy
 
 # Which optional request filters a route needs, one bit each: `Route.filter_set` indexes the
 # listener's prebuilt chains (pymesh.proxy.filters.chains_for), so a route without them pays nothing.
@@ -176,6 +177,8 @@ class Snapshot:
     # outbound traffic captured by iptables, by original destination port (Istio's per-port
     # outbound listeners); may share Listener objects with `listeners`
     captured_outbound: Mapping[int, Listener] = field(default_factory=dict)
+    # the PeerAuthentication mode of each inbound port (the workload's port number)
+    peer_authn: PeerAuthnPolicy = field(default_factory=PeerAuthnPolicy)
 
     def dump(self) -> dict:
         """JSON-able view for /config_dump."""

@@ -14,7 +14,9 @@ What is kept, in file order:
 - DestinationRules exported to the namespace whose host is a kept service's (or a wildcard
   covering one);
 - the WorkloadEntries that the kept ServiceEntries select;
-- the Sidecars of the proxy's namespace (the proxy selects its own from them).
+- the Sidecars of the proxy's namespace (the proxy selects its own from them);
+- every PeerAuthentication (small, no secrets): its own decide what it accepts, the other
+  workloads' whether a client may speak mTLS to them.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class Views:
             ),
             sidecars=tuple(sc for sc in config.sidecars if sc.metadata.namespace == proxy.namespace),
             local_rate_limits=tuple(rl for rl in config.local_rate_limits if rl.metadata.namespace == proxy.namespace),
+            peer_authentications=config.peer_authentications,  # all: a client decides auto mTLS by the server's
         )
 
     def _namespace(self, namespace: str) -> _Namespace:
