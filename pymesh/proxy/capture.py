@@ -7,8 +7,11 @@ going (Istio's ALLOW_ANY PassthroughCluster) or is refused under REGISTRY_ONLY (
 Inbound (15006, virtualInbound): the app on the original port, over 127.0.0.1 unless an inbound
 address is configured; a Sidecar ingress entry for that port decides protocol and endpoint.
 
-A connection's first bytes choose HTTP/1.x or plain TCP (TLS is passed through as TCP). A client
-that sends nothing within `SNIFF_TIMEOUT` is treated as TCP, so server-first protocols work.
+A connection's first bytes choose HTTP/1.x or plain TCP (outbound, TLS is passed through as TCP).
+A client that sends nothing within `SNIFF_TIMEOUT` is treated as TCP, so server-first protocols
+work. Inbound, the port's PeerAuthentication mode comes first (pymesh.proxy.inbound_tls): under
+STRICT or PERMISSIVE an mTLS gate terminates TLS, and the decrypted stream is sniffed the same
+way unless ALPN already said HTTP/2 or HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import socket
 import struct
 
 from pymesh.proxy.http1 import DownstreamH1
+from pymesh.proxy.inbound_tls import DISABLE, MtlsGate, TlsFacts, codec_for, secured_handler
 from pymesh.proxy.tcp import TcpProxy
 from pymesh.routing.snapshot import Listener
 
@@ -87,10 +91,13 @@ class CaptureSettings:
 class Sniffer(asyncio.Protocol):
     """The first protocol of a captured connection; replaces itself once it knows what follows."""
 
-    def __init__(self, runtime, capture: CaptureSettings, direction: str) -> None:
+    def __init__(self, runtime, capture: CaptureSettings, direction: str, gated: bool = False,
+                 tls: TlsFacts | None = None) -> None:
         self.runtime = runtime
         self.capture = capture
         self.direction = direction
+        self.gated = gated  # inbound: the port's mTLS gate already let this connection through
+        self.tls = tls  # inbound over mTLS: what the handshake established (the handler gets it)
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.destination: tuple[str, int] | None = None
@@ -136,10 +143,22 @@ class Sniffer(asyncio.Protocol):
         self._sniff()
 
     def _route_inbound(self) -> None:
-        self.listener = self.runtime.inbound_listener(self.destination[1], self.capture.inbound_address)
+        port = self.destination[1]
+        self.listener = self.runtime.inbound_listener(port, self.capture.inbound_address)
+        if not self.gated:
+            mode = self.runtime.snapshot.peer_authn.mode_for(port)  # the app's (target) port
+            if mode != DISABLE:
+                return self._become(MtlsGate(self.runtime, self.listener, mode, self._next(gated=True),
+                                             lambda facts: self._next(gated=True, tls=facts)()))
         if self.listener.protocol == "TCP":
             return self._become(TcpProxy(self.runtime, self.listener, target=self._inbound_target()))
+        if self.tls is not None and codec_for(self.tls.alpn) is not None:  # ALPN said which HTTP
+            return self._become(secured_handler(self.runtime, self.listener, self.tls, self.destination))
         self._sniff()
+
+    def _next(self, **state):
+        """A factory of this connection's next sniffer, past the mTLS gate."""
+        return lambda: Sniffer(self.runtime, self.capture, self.direction, **state)
 
     def _inbound_target(self) -> tuple[str, int]:
         cluster = self.runtime.cluster_states[self.listener.default_cluster].cluster
@@ -168,6 +187,8 @@ class Sniffer(asyncio.Protocol):
         self._become(protocol)
 
     def _become(self, protocol: asyncio.Protocol) -> None:
+        if self.tls is not None and hasattr(protocol, "info") and not protocol.info.tls:
+            self.tls.fill(protocol.info)
         transport = self.transport
         transport.set_protocol(protocol)
         protocol.connection_made(transport)

@@ -210,6 +210,7 @@ class Runtime:
         # (Exchange.arm_due_timers), not at once: see Exchange.route_deadline.
         self.timer_reach = 2 * self.deadlines.interval
         self._overflow_logged = -OVERFLOW_LOG_INTERVAL
+        self.inbound_tls = None  # pymesh.proxy.inbound_tls.InboundTls, set by the worker
 
     # configuration ------------------------------------------------------------------------------
 

@@ -72,6 +72,15 @@ LISTENER_STATS = (
     # upstream's side could take no more
     "downstream_flow_control_paused_reading_total",
     "downstream_flow_control_resumed_reading_total",
+    # inbound mutual TLS (PeerAuthentication): a STRICT port refusing plaintext finds no filter
+    # chain, as in Envoy; handshakes done, and failed: no client certificate, a certificate that
+    # does not verify (another CA, expired), any other TLS error; and no certificate of our own
+    "no_filter_chain_match",
+    "ssl.handshake",
+    "ssl.fail_verify_no_cert",
+    "ssl.fail_verify_error",
+    "ssl.connection_error",
+    "ssl.no_workload_certificate",  # pymesh's own: Envoy would have no listener then
 )
 
 # Request filters, per listener (Envoy's http.<stat_prefix>.<filter>. scopes).
