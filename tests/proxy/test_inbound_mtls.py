@@ -281,3 +281,69 @@ def _ready(proxy):
         return proxy.admin("/ready")
     except OSError:
         return None
+
+
+def test_rotation_under_continuous_traffic_fails_nothing_and_never_presents_an_expired_certificate(
+        proxies, upstreams, pki, tmp_path):
+    """`pymesh ca issue --ttl 10s` rewrites the proxy's --cert-dir again and again while a client
+    makes a new mTLS connection per request and another keeps one connection open throughout.
+    Every request succeeds; each new connection is served the newest certificate, never an
+    expired one; the long-lived connection is not cut by the rotations."""
+    import http.client
+    import threading
+    import time
+    from datetime import datetime, timezone
+
+    from cryptography import x509 as x509_
+
+    app = upstreams("app")
+    port = free_ports(1)[0]
+    cert_dir = pki.issue(NAMESPACE, "reviews", ttl="10s", out=tmp_path / "rotating")
+    start(proxies, pki, [ingress(app, (port, "HTTP")), peer_authentication("default", "STRICT")], cert_dir=cert_dir)
+    context = client_context(pki.client, pki.root, ("http/1.1",))
+    served: list[int] = []  # serials the new connections were shown
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def get(connection) -> None:
+        connection.request("GET", "/", headers={"Host": "reviews"})
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            failures.append(f"status {response.status}")
+
+    def new_connections() -> None:
+        while not stop.is_set() and len(served) < 10_000:
+            connection = http.client.HTTPSConnection(LOCALHOST, port, context=context, timeout=5)
+            try:
+                connection.connect()
+                cert = x509_.load_der_x509_certificate(connection.sock.getpeercert(True))
+                if cert.not_valid_after_utc <= datetime.now(timezone.utc):
+                    failures.append(f"expired certificate {cert.serial_number:x} presented")
+                served.append(cert.serial_number)
+                get(connection)
+            except (OSError, http.client.HTTPException) as error:
+                failures.append(repr(error))
+            finally:
+                connection.close()
+
+    long_lived = http.client.HTTPSConnection(LOCALHOST, port, context=context, timeout=5)
+    get(long_lived)
+    first_socket = long_lived.sock
+    worker = threading.Thread(target=new_connections, daemon=True)
+    worker.start()
+    try:
+        rotations = []
+        for _ in range(5):
+            serial = leaf(pki.issue(NAMESPACE, "reviews", ttl="10s", out=cert_dir)).serial_number
+            rotations.append(serial)
+            wait_until(lambda: serial in served[-3:], timeout=8, what=f"new connections served {serial:x}")
+            get(long_lived)  # the same connection, across every rotation
+    finally:
+        stop.set()
+        worker.join(10)
+    get(long_lived)
+    assert long_lived.sock is first_socket  # never reconnected: not cut
+    long_lived.close()
+    assert failures == []
+    assert set(rotations) <= set(served) and len(served) > len(rotations)
