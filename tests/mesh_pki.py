@@ -83,3 +83,39 @@ def leaf_sha256(cert_dir: Path) -> str:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return hashlib.sha256(leaf(cert_dir).public_bytes(Encoding.DER)).hexdigest()
+
+
+def sidecar_h2_get(host: str, port: int, context: ssl.SSLContext, authority: str, path: str = "/",
+                   sni: str | None = None, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes, str | None]:
+    """One GET as a client sidecar sends it (contract with pymesh's client side): mTLS with ALPN
+    istio-h2 and HTTP/2 inside, whatever the app spoke. (status, headers, body, ALPN chosen)."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    context.set_alpn_protocols(["istio-h2", "istio-peer-exchange", "istio"])
+    with socket.create_connection((host, port), timeout=timeout) as raw, \
+            context.wrap_socket(raw, server_hostname=sni) as tls:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", authority), (":path", path)],
+                          end_stream=True)
+        tls.sendall(conn.data_to_send())
+        status, headers, body = 0, {}, b""
+        for _ in range(1000):  # bounded: a reply is a few frames
+            data = tls.recv(65536)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    headers = dict(event.headers)
+                    status = int(headers.pop(":status"))
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                elif isinstance(event, h2.events.StreamEnded):
+                    return status, headers, body, tls.selected_alpn_protocol()
+            tls.sendall(conn.data_to_send())
+    raise AssertionError(f"no complete HTTP/2 response from {host}:{port}")

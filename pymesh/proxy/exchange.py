@@ -315,7 +315,8 @@ class Exchange:
         state.stats["upstream_rq_active"] += 1
         if (host := state.endpoint_stats.get(endpoint.key)) is not None:
             host.rq_active += 1
-        http2 = (state.http2 or (state.http2_for_http2 and self.head.http_version == "2")) and not self.head.upgrade
+        client_h2 = self.head.http_version == "2" and (self.grpc or not self.head.connection.mesh_h2)
+        http2 = (state.http2 or (state.http2_for_http2 and client_h2)) and not self.head.upgrade
         pool = self.runtime.pools.get(state.cluster, endpoint, state.stats, http2)
         conn = pool.take_idle()
         if conn is not None:

@@ -94,6 +94,7 @@ class TlsFacts:
         info.peer_identity = self.peer_identity
         info.local_identity = self.local_identity
         info.forwarded_client_cert = self.forwarded_client_cert
+        info.mesh_h2 = self.alpn == "istio-h2"
 
 
 def forwarded_client_cert(der: bytes | None, peer_uri: str | None, local_uri: str | None) -> bytes | None:
