@@ -92,12 +92,13 @@ class Sniffer(asyncio.Protocol):
     """The first protocol of a captured connection; replaces itself once it knows what follows."""
 
     def __init__(self, runtime, capture: CaptureSettings, direction: str, gated: bool = False,
-                 tls: TlsFacts | None = None) -> None:
+                 tls: TlsFacts | None = None, silent: bool = False) -> None:
         self.runtime = runtime
         self.capture = capture
         self.direction = direction
         self.gated = gated  # inbound: the port's mTLS gate already let this connection through
         self.tls = tls  # inbound over mTLS: what the handshake established (the handler gets it)
+        self.silent = silent  # the gate's sniff window passed without a byte: no second wait
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.destination: tuple[str, int] | None = None
@@ -148,17 +149,20 @@ class Sniffer(asyncio.Protocol):
         if not self.gated:
             mode = self.runtime.snapshot.peer_authn.mode_for(port)  # the app's (target) port
             if mode != DISABLE:
-                return self._become(MtlsGate(self.runtime, self.listener, mode, self._next(gated=True),
-                                             lambda facts: self._next(gated=True, tls=facts)()))
+                return self._become(MtlsGate(self.runtime, self.listener, mode,
+                                             lambda silent: self._next(gated=True, silent=silent),
+                                             lambda facts: self._next(gated=True, tls=facts)))
         if self.listener.protocol == "TCP":
             return self._become(TcpProxy(self.runtime, self.listener, target=self._inbound_target()))
         if self.tls is not None and codec_for(self.tls.alpn) is not None:  # ALPN said which HTTP
             return self._become(secured_handler(self.runtime, self.listener, self.tls, self.destination))
+        if self.silent:
+            return self._decide(False)  # server-first: the client already had its sniff window
         self._sniff()
 
-    def _next(self, **state):
-        """A factory of this connection's next sniffer, past the mTLS gate."""
-        return lambda: Sniffer(self.runtime, self.capture, self.direction, **state)
+    def _next(self, **state) -> Sniffer:
+        """This connection's next sniffer, past the mTLS gate."""
+        return Sniffer(self.runtime, self.capture, self.direction, **state)
 
     def _inbound_target(self) -> tuple[str, int]:
         cluster = self.runtime.cluster_states[self.listener.default_cluster].cluster

@@ -144,11 +144,12 @@ class InboundTls:
 
 class MtlsGate(asyncio.Protocol):
     """A STRICT or PERMISSIVE port's first protocol: reads just enough to tell TLS from
-    plaintext, then hands the connection over: to `plain()` (PERMISSIVE plaintext), or through a
-    TLS handshake to `secure(facts)`. Each returns the protocol that serves the rest, not yet
+    plaintext, then hands the connection over: to `plain(silent)` (PERMISSIVE plaintext; `silent`:
+    the client said nothing within the sniff window), or through a TLS handshake to
+    `secure(facts)`. Each returns the protocol that serves the rest, not yet
     connected; the gate connects it and replays what it read."""
 
-    def __init__(self, runtime, listener, mode: str, plain: Callable[[], asyncio.Protocol],
+    def __init__(self, runtime, listener, mode: str, plain: Callable[[bool], asyncio.Protocol],
                  secure: Callable[[TlsFacts], asyncio.Protocol | None]) -> None:
         self.runtime = runtime
         self.tls: InboundTls = runtime.inbound_tls
@@ -175,7 +176,7 @@ class MtlsGate(asyncio.Protocol):
         if verdict:
             self._terminate()
         elif self.mode == PERMISSIVE:
-            self._become(self.plain(), self.transport, self.buffer)
+            self._become(self.plain(False), self.transport, self.buffer)
         else:
             self._refuse("no_filter_chain_match")
 
@@ -190,7 +191,7 @@ class MtlsGate(asyncio.Protocol):
         """Nothing arrived in time: plaintext under PERMISSIVE (a server-first protocol)."""
         self.timer = None
         if self.mode == PERMISSIVE:
-            self._become(self.plain(), self.transport, b"")
+            self._become(self.plain(True), self.transport, b"")
         else:
             self._refuse("no_filter_chain_match")
 

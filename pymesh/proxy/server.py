@@ -298,7 +298,7 @@ class ProxyWorker:
         if current.direction == "inbound":
             mode = self.runtime.snapshot.peer_authn.mode_for(current.port)
             if mode != DISABLE:
-                return MtlsGate(self.runtime, current, mode, lambda: self._plaintext(current),
+                return MtlsGate(self.runtime, current, mode, lambda silent: self._plaintext(current),
                                 lambda facts: secured_handler(self.runtime, current, facts))
         return self._plaintext(current)
 
