@@ -347,3 +347,31 @@ def test_rotation_under_continuous_traffic_fails_nothing_and_never_presents_an_e
     long_lived.close()
     assert failures == []
     assert set(rotations) <= set(served) and len(served) > len(rotations)
+
+
+def _get_over(tls_socket) -> bytes:
+    tls_socket.sendall(b"GET / HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n")
+    data = b""
+    for _ in range(100):
+        chunk = tls_socket.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_sni_and_tls_version_reach_the_access_log_and_tls_1_2_is_accepted(proxies, upstreams, pki):
+    app = upstreams("app")
+    port = free_ports(1)[0]
+    proxy = start(proxies, pki, [ingress(app, (port, "HTTP")), peer_authentication("default", "STRICT")])
+    sni = f"outbound_.{port}_._.reviews.default.svc.cluster.local"
+
+    context = client_context(pki.client, pki.root, ("istio-http/1.1",))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # Istio's minimum is still accepted
+    with socket.create_connection((LOCALHOST, port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=sni) as tls:
+        assert tls.version() == "TLSv1.2"
+        assert _get_over(tls).startswith(b"HTTP/1.1 200")
+    entry = proxy.wait_log(lambda e: e["requested_server_name"] is not None)
+    assert (entry["requested_server_name"], entry["downstream_tls_version"]) == (sni, "TLSv1.2")
+
