@@ -30,7 +30,7 @@ from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.http2 import DownstreamH2
 from pymesh.proxy.sockets import reset
 from pymesh.proxy.tcp import TcpProxy
-from pymesh.security.identity import peer_spiffe_id
+from pymesh.security.identity import spiffe_id_of
 
 try:  # uvloop's TLS protocol is Cython, several times cheaper per record than asyncio's
     import uvloop
@@ -77,14 +77,15 @@ class TlsFacts:
     __slots__ = ("sni", "alpn", "version", "peer_identity", "local_identity", "forwarded_client_cert")
 
     def __init__(self, ssl_object, local_identity: str | None) -> None:
-        der = ssl_object.getpeercert(True)
-        peer = peer_spiffe_id(der)
+        der = ssl_object.getpeercert(True)  # verified by the handshake (CERT_REQUIRED)
+        cert = x509.load_der_x509_certificate(der) if der else None
+        peer = spiffe_id_of(cert) if cert is not None else None
         self.sni = getattr(ssl_object, "_pymesh_sni", None)
         self.alpn = ssl_object.selected_alpn_protocol()
         self.version = ssl_object.version()
         self.peer_identity = peer.uri if peer is not None else None
         self.local_identity = local_identity
-        self.forwarded_client_cert = forwarded_client_cert(der, self.peer_identity, local_identity)
+        self.forwarded_client_cert = forwarded_client_cert(der, cert, self.peer_identity, local_identity)
 
     def fill(self, info) -> None:
         info.tls = True
@@ -97,13 +98,15 @@ class TlsFacts:
         info.mesh_h2 = self.alpn == "istio-h2"
 
 
-def forwarded_client_cert(der: bytes | None, peer_uri: str | None, local_uri: str | None) -> bytes | None:
+def forwarded_client_cert(der: bytes | None, cert: x509.Certificate | None, peer_uri: str | None,
+                          local_uri: str | None) -> bytes | None:
     """Istio's x-forwarded-client-cert towards the app (Envoy's SANITIZE_SET with subject and URI
     details): `By=<our URI>;Hash=<SHA-256 of the client certificate>;Subject="<its subject>";
-    URI=<its SPIFFE URI>`. Made once per connection."""
-    if not der:
+    URI=<its SPIFFE URI>`, for the client certificate `cert` (`der` encoded). Made once per
+    connection."""
+    if not der or cert is None:
         return None
-    subject = x509.load_der_x509_certificate(der).subject.rfc4514_string().replace('"', '\\"')
+    subject = cert.subject.rfc4514_string().replace('"', '\\"')
     parts = []
     if local_uri:
         parts.append(f"By={local_uri}")

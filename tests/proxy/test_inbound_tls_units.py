@@ -56,11 +56,12 @@ def test_forwarded_client_cert_is_istios(certs):
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    der = x509.load_pem_x509_certificates((directory / "cert-chain.pem").read_bytes())[0].public_bytes(Encoding.DER)
-    value = forwarded_client_cert(der, uri("foo", "server"), uri("bar", "me"))
+    cert = x509.load_pem_x509_certificates((directory / "cert-chain.pem").read_bytes())[0]
+    der = cert.public_bytes(Encoding.DER)
+    value = forwarded_client_cert(der, cert, uri("foo", "server"), uri("bar", "me"))
     assert value == (f'By={uri("bar", "me")};Hash={leaf_sha256(directory)};Subject="";'
                      f'URI={uri("foo", "server")}').encode()
-    assert forwarded_client_cert(None, None, uri("bar", "me")) is None
+    assert forwarded_client_cert(None, None, None, uri("bar", "me")) is None
 
 
 def test_certs_dump_has_envoys_shape_and_no_key(certs):
