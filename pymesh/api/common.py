@@ -11,8 +11,8 @@ from pymesh.api.reader import PORT, Convert, describe, Reader, Sink, Slot, choic
 
 PROTOCOL = choice(
     "protocol",
-    ("HTTP", "HTTP2", "GRPC", "TCP"),
-    not_yet=("HTTPS", "TLS", "GRPC-WEB", "HTTP_PROXY", "MONGO", "MYSQL", "REDIS", "THRIFT", "UDP"),
+    ("HTTP", "HTTP2", "GRPC", "TCP", "HTTPS", "TLS"),
+    not_yet=("GRPC-WEB", "HTTP_PROXY", "MONGO", "MYSQL", "REDIS", "THRIFT", "UDP"),
     fold_case=True,
 )
 CAPTURE_MODE = choice("captureMode", ("DEFAULT", "IPTABLES", "NONE"))
@@ -54,12 +54,6 @@ def workload_selector(r: Reader, key: str = "workloadSelector") -> dict[str, str
     """`workloadSelector: {labels: {...}}` as its labels; None when absent (selects nothing
     in particular: the whole namespace for a Sidecar)."""
     return r.get(key, message(shapes.WORKLOAD_SELECTOR, lambda s: labels(s, "labels")))
-
-
-def match_selector(r: Reader, key: str = "selector") -> dict[str, str] | None:
-    """security.istio.io's `selector: {matchLabels: {...}}` as its labels; None when absent. An
-    empty matchLabels selects as no selector does (Istio treats both as namespace-wide)."""
-    return r.get(key, message(shapes.MATCH_SELECTOR, lambda s: labels(s, "matchLabels")))
 
 
 def export_to(r: Reader, *, allow_none: bool = False) -> tuple[str, ...]:

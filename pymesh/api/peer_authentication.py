@@ -16,8 +16,9 @@ Which policy applies to a workload, and the mode of each port, is decided in
 
 from __future__ import annotations
 
-from pymesh.api import common, model, shapes
+from pymesh.api import model, shapes
 from pymesh.api.reader import PORT, Reader, Slot, choice, describe, message
+from pymesh.api.request_authentication import match_labels_selector  # the security kinds' selector
 from pymesh.api.yamltree import LineMap
 
 MODE = choice("mode", model.MTLS_MODES)
@@ -25,7 +26,7 @@ MUTUAL_TLS = message(shapes.MUTUAL_TLS, lambda r: r.get("mode", MODE, "UNSET"))
 
 
 def peer_authentication(metadata: model.Metadata, r: Reader) -> model.PeerAuthentication:
-    selector = common.match_selector(r)
+    selector = match_labels_selector(r)
     ports = _port_level_mtls(r)
     if ports is not None and not selector:
         r.error("portLevelMtls", "mesh/namespace peer authentication cannot have port level mTLS")

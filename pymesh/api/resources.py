@@ -12,6 +12,7 @@ from pymesh.api.destinationrule import destination_rule
 from pymesh.api.peer_authentication import peer_authentication
 from pymesh.api.reader import Reader, Sink, Slot, message, or_list, text
 from pymesh.api.ratelimit import local_rate_limit
+from pymesh.api.request_authentication import request_authentication
 from pymesh.api.serviceentry import service_entry, workload_entry
 from pymesh.api.shapes import Shape
 from pymesh.api.sidecar import sidecar
@@ -48,7 +49,8 @@ KINDS = {
         Kind("PeerAuthentication", SECURITY, shapes.PEER_AUTHENTICATION, peer_authentication,
              "peer_authentications"),
         Kind("AuthorizationPolicy", SECURITY),
-        Kind("RequestAuthentication", SECURITY),
+        Kind("RequestAuthentication", SECURITY, shapes.REQUEST_AUTHENTICATION, request_authentication,
+             "request_authentications"),
     )
 }
 

@@ -7,11 +7,13 @@ going (Istio's ALLOW_ANY PassthroughCluster) or is refused under REGISTRY_ONLY (
 Inbound (15006, virtualInbound): the app on the original port, over 127.0.0.1 unless an inbound
 address is configured; a Sidecar ingress entry for that port decides protocol and endpoint.
 
-A connection's first bytes choose HTTP/1.x or plain TCP (outbound, TLS is passed through as TCP).
-A client that sends nothing within `SNIFF_TIMEOUT` is treated as TCP, so server-first protocols
-work. Inbound, the port's PeerAuthentication mode comes first (pymesh.proxy.inbound_tls): under
-STRICT or PERMISSIVE an mTLS gate terminates TLS, and the decrypted stream is sniffed the same
-way unless ALPN already said HTTP/2 or HTTP/1.1.
+A connection's first bytes choose HTTP/1.x or plain TCP. On a port with SNI routes (TLS and HTTPS
+ports, TCP ports with VirtualService tls routes) the ClientHello picks the route
+(pymesh.proxy.tls_passthrough); elsewhere outbound TLS is passed through as TCP. A client that
+sends nothing within `SNIFF_TIMEOUT` is treated as TCP, so server-first protocols work. Inbound,
+the port's PeerAuthentication mode comes first (pymesh.proxy.inbound_tls): under STRICT or
+PERMISSIVE an mTLS gate terminates TLS, and the decrypted stream is sniffed the same way unless
+ALPN already said HTTP/2 or HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import struct
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.inbound_tls import DISABLE, MtlsGate, TlsFacts, codec_for, secured_handler
 from pymesh.proxy.tcp import TcpProxy
+from pymesh.proxy.tls_passthrough import OPAQUE_PORT_TIMEOUT, SniRouter, hand_over
 from pymesh.routing.snapshot import Listener
 
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h; IP6T_SO_ORIGINAL_DST has the same value
-SNIFF_TIMEOUT = 0.1  # Istio's historical protocolDetectionTimeout
+SNIFF_TIMEOUT = OPAQUE_PORT_TIMEOUT  # Istio's historical protocolDetectionTimeout, as for TLS on TCP ports
 SNIFF_BYTES = 16
 # Request-line starts that mean HTTP; "PRI " is HTTP/2's connection preface (h2c with prior
 # knowledge), which the HTTP/1.1 handler hands over to the HTTP/2 one.
@@ -135,13 +138,28 @@ class Sniffer(asyncio.Protocol):
             if snapshot.outbound_traffic_policy == "REGISTRY_ONLY":
                 self.transport.close()  # Istio's BlackHoleCluster
                 return
-            return self._become(TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination))
+            return self._become(self._passthrough())
         self.listener = listener
-        if listener.protocol == "TCP":
+        if listener.sni_routes is not None:
+            return self._become(SniRouter(self.runtime, listener, self._unmatched_tls, destination=self.destination[0]))
+        if listener.route_table is None:
             if listener.tcp_route is None:
-                return self._become(TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination))
+                return self._become(self._passthrough())
             return self._become(TcpProxy(self.runtime, listener))
         self._sniff()
+
+    def _passthrough(self) -> TcpProxy:
+        """Istio's PassthroughCluster: on to where the connection was going."""
+        return TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination)
+
+    def _unmatched_tls(self) -> TcpProxy | None:
+        """A connection no SNI route takes: the port's tcp route, else Istio's fallthrough chain
+        (PassthroughCluster, or BlackHoleCluster under REGISTRY_ONLY)."""
+        if self.listener.tcp_route is not None:
+            return TcpProxy(self.runtime, self.listener)
+        if self.runtime.snapshot.outbound_traffic_policy == "REGISTRY_ONLY":
+            return None
+        return self._passthrough()
 
     def _route_inbound(self) -> None:
         port = self.destination[1]
@@ -152,7 +170,7 @@ class Sniffer(asyncio.Protocol):
                 return self._become(MtlsGate(self.runtime, self.listener, mode,
                                              lambda silent: self._next(gated=True, silent=silent),
                                              lambda facts: self._next(gated=True, tls=facts)))
-        if self.listener.protocol == "TCP":
+        if self.listener.route_table is None:
             return self._become(TcpProxy(self.runtime, self.listener, target=self._inbound_target()))
         if self.tls is not None and codec_for(self.tls.alpn) is not None:  # ALPN said which HTTP
             return self._become(secured_handler(self.runtime, self.listener, self.tls, self.destination))
@@ -187,18 +205,14 @@ class Sniffer(asyncio.Protocol):
         elif self.direction == "inbound":
             protocol = TcpProxy(self.runtime, self.listener, target=self._inbound_target())
         else:
-            protocol = TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination)
+            protocol = self._passthrough()
         self._become(protocol)
 
     def _become(self, protocol: asyncio.Protocol) -> None:
         if self.tls is not None and hasattr(protocol, "info") and not protocol.info.tls:
             self.tls.fill(protocol.info)
-        transport = self.transport
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
-        if self.buffer:
-            protocol.data_received(self.buffer)
-            self.buffer = b""
+        buffer, self.buffer = self.buffer, b""
+        hand_over(self.transport, protocol, buffer)
 
     def eof_received(self):
         if self.timer is not None:  # the client said nothing and closed: nothing to proxy

@@ -3,8 +3,9 @@ PeerAuthentication mode decides what a connection may be (pymesh.routing.peer_au
 
 - STRICT: only TLS with a client certificate that chains to the mesh roots (TLS 1.2 at least,
   1.3 preferred). Anything else is reset, as Envoy does when no filter chain matches.
-- PERMISSIVE: the first bytes decide: a TLS ClientHello is terminated as under STRICT, anything
-  else (or nothing within the sniff window: server-first protocols) is served as plaintext.
+- PERMISSIVE: the first bytes decide (pymesh.http.tls_hello, as Envoy's tls_inspector): a TLS
+  ClientHello is terminated as under STRICT, anything else (or nothing within the sniff window:
+  server-first protocols) is served as plaintext.
 - DISABLE: plaintext only; the gate is not even installed (TLS bytes pass to the app as TCP).
 
 `MtlsGate` is a connection's first protocol on such a port. Termination uses the event loop's
@@ -26,6 +27,7 @@ from typing import Callable
 
 from cryptography import x509
 
+from pymesh.http import tls_hello
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.http2 import DownstreamH2
 from pymesh.proxy.sockets import reset
@@ -50,25 +52,12 @@ _CODECS = {"istio-h2": H2, "h2": H2, "istio-http/1.1": HTTP1, "istio-http/1.0": 
 PERMISSIVE_SNIFF_TIMEOUT = 0.1  # as the capture sniffer: a silent client is plaintext (server-first)
 STRICT_HELLO_TIMEOUT = 10.0  # a client that sends no ClientHello on a STRICT port
 HANDSHAKE_TIMEOUT = 10.0
-_TLS_RECORD_HANDSHAKE = 0x16
 
 
 def codec_for(alpn: str | None) -> str | None:
     """The handler the negotiated ALPN asks for: H2, HTTP1, or None (istio, istio-peer-exchange,
     nothing: sniff the decrypted stream as a plaintext one would be)."""
     return _CODECS.get(alpn or "")
-
-
-def looks_like_tls(data: bytes) -> bool | None:
-    """Whether a connection's first bytes are a TLS handshake record (content type 22, record
-    version 3.x with x <= 4, as a ClientHello's record is); None while fewer than 3 bytes."""
-    if not data:
-        return None
-    if data[0] != _TLS_RECORD_HANDSHAKE:
-        return False
-    if len(data) < 3:
-        return None if data[1:2] in (b"", b"\x03") else False
-    return data[1] == 3 and data[2] <= 4
 
 
 class TlsFacts:
@@ -172,13 +161,15 @@ class MtlsGate(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        verdict = looks_like_tls(self.buffer)
-        if verdict is None:
+        verdict = tls_hello.inspect(self.buffer)
+        if verdict is tls_hello.NEED_MORE:
             return
         self._stop_timer()
-        if verdict:
+        if isinstance(verdict, tls_hello.ClientHello):
             self._terminate()
-        elif self.mode == PERMISSIVE:
+        elif isinstance(verdict, tls_hello.Malformed) and verdict.oversize:
+            self._refuse("no_filter_chain_match")  # Envoy's tls_inspector closes these
+        elif self.mode == PERMISSIVE:  # not TLS, or a hello that does not parse: plaintext
             self._become(self.plain(False), self.transport, self.buffer)
         else:
             self._refuse("no_filter_chain_match")
@@ -296,7 +287,7 @@ def secured_handler(runtime, listener, facts: TlsFacts, original_destination=Non
     whatever ALPN said (as Istio's inbound TCP filter chains); HTTP ones speak HTTP/2 when ALPN
     chose it, else HTTP/1.1 (which still takes the HTTP/2 preface). Its ConnectionInfo carries
     the TLS facts."""
-    if listener.protocol == "TCP":
+    if listener.route_table is None:
         handler = TcpProxy(runtime, listener, target=tcp_target)
     elif codec_for(facts.alpn) == H2:
         handler = DownstreamH2(runtime, listener)

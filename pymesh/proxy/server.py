@@ -34,6 +34,7 @@ from pymesh.proxy.reloads import FAILURE, REJECTED, SUCCESS, ReloadRecord
 from pymesh.proxy.downstream_limits import DownstreamLimits
 from pymesh.proxy.runtime import Runtime
 from pymesh.proxy.tcp import TcpProxy
+from pymesh.proxy.tls_passthrough import SniRouter
 from pymesh.proxy.telemetry import Telemetry
 from pymesh.routing.compile import compile_snapshot
 from pymesh.routing.snapshot import Listener, ProxyIdentity, Snapshot
@@ -303,7 +304,10 @@ class ProxyWorker:
         return self._plaintext(current)
 
     def _plaintext(self, listener: Listener):
-        if listener.protocol == "TCP":
+        if listener.sni_routes is not None:
+            return SniRouter(self.runtime, listener,
+                             fallback=lambda: TcpProxy(self.runtime, listener) if listener.tcp_route else None)
+        if listener.route_table is None:
             return TcpProxy(self.runtime, listener)
         return DownstreamH1(self.runtime, listener)
 

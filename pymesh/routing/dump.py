@@ -44,6 +44,17 @@ def _listener(listener: Listener) -> dict:
     return out
 
 
+def _provider(provider: Any) -> dict:
+    """A JWT rule without its key material (an inline set may hold HMAC secrets): the kids only."""
+    out = {"issuer": provider.issuer, "audiences": list(provider.audiences), "jwks_uri": provider.jwks_uri,
+           "locations": plain(provider.locations), "forward_original_token": provider.forward,
+           "output_payload_to_header": provider.payload_header.decode(),
+           "output_claim_to_headers": {h.decode(): ".".join(path) for h, path in provider.claim_headers}}
+    if provider.jwks is not None:
+        out["inline_jwks_kids"] = sorted(provider.jwks.kids())
+    return out
+
+
 def dump_snapshot(snapshot: Snapshot) -> dict:
     named = {l.name: l for l in snapshot.listeners}
     for l in snapshot.captured_outbound.values():
@@ -60,5 +71,6 @@ def dump_snapshot(snapshot: Snapshot) -> dict:
             "policies": list(snapshot.peer_authn.sources),
         },
         "clusters": [plain(snapshot.clusters[name]) for name in sorted(snapshot.clusters)],
+        "request_authn": [_provider(p) for p in snapshot.request_authn],
         "warnings": list(snapshot.warnings),
     }

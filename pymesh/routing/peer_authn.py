@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from pymesh.api import model
+from pymesh.routing.scope import ROOT_NAMESPACE, selects
 
 DISABLE, PERMISSIVE, STRICT = "DISABLE", "PERMISSIVE", "STRICT"
 
@@ -50,12 +51,8 @@ def _oldest(policies: list[model.PeerAuthentication]) -> model.PeerAuthenticatio
     return min(policies, key=_age) if policies else None
 
 
-def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
-
-
 def compose(policies: Iterable[model.PeerAuthentication], namespace: str, labels: Mapping[str, str],
-            root_namespace: str = model.ROOT_NAMESPACE) -> PeerAuthnPolicy:
+            root_namespace: str = ROOT_NAMESPACE) -> PeerAuthnPolicy:
     """The effective policy for the workload in `namespace` with `labels`."""
     mesh, spaces, workloads = [], [], []
     for policy in policies:
@@ -65,7 +62,7 @@ def compose(policies: Iterable[model.PeerAuthentication], namespace: str, labels
                 mesh.append(policy)
             elif where == namespace:
                 spaces.append(policy)
-        elif where == namespace and where != root_namespace and _selects(policy.selector, labels):
+        elif where == namespace and where != root_namespace and selects(policy.selector, labels):
             workloads.append(policy)
     chosen = [p for p in (_oldest(mesh), _oldest(spaces), _oldest(workloads)) if p is not None]
     mode = PERMISSIVE

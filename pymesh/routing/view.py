@@ -15,6 +15,7 @@ What is kept, in file order:
   covering one);
 - the WorkloadEntries that the kept ServiceEntries select;
 - the Sidecars of the proxy's namespace (the proxy selects its own from them);
+- the RequestAuthentications of the proxy's namespace and the root namespace (likewise);
 - every PeerAuthentication (small, no secrets): its own decide what it accepts, the other
   workloads' whether a client may speak mTLS to them.
 """
@@ -26,7 +27,7 @@ from typing import Iterable, Mapping, Protocol
 from pymesh.api import model
 from pymesh.routing.hosts import host_matches, is_wildcard
 from pymesh.routing.registry import ServiceIndex
-from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar, selects
+from pymesh.routing.scope import ALL, ROOT_NAMESPACE, EgressScope, exported_to, select_sidecar, selects
 
 __all__ = ["ProxyLike", "Views", "egress_scope", "proxy_view", "view_key"]
 
@@ -90,6 +91,8 @@ class Views:
             ),
             sidecars=tuple(sc for sc in config.sidecars if sc.metadata.namespace == proxy.namespace),
             local_rate_limits=tuple(rl for rl in config.local_rate_limits if rl.metadata.namespace == proxy.namespace),
+            request_authentications=tuple(ra for ra in config.request_authentications
+                                          if ra.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
             peer_authentications=config.peer_authentications,  # all: a client decides auto mTLS by the server's
         )
 
@@ -156,7 +159,7 @@ def _with_shadowing(entries: list[model.ServiceEntry], owners: dict, kept: set[i
 def _named_hosts(index: ServiceIndex, vs: model.VirtualService) -> Iterable[str]:
     """The registered hosts a VirtualService routes for or to."""
     ns = vs.metadata.namespace
-    destinations = [d.destination for r in vs.http for d in r.route] + [d.destination for r in vs.tcp for d in r.route]
+    destinations = [d.destination for routes in (vs.http, vs.tcp, vs.tls) for r in routes for d in r.route]
     for host in list(vs.hosts) + [d.host for d in destinations]:
         svc = index.find(host, ns)
         if svc is not None:

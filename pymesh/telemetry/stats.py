@@ -72,10 +72,11 @@ LISTENER_STATS = (
     # upstream's side could take no more
     "downstream_flow_control_paused_reading_total",
     "downstream_flow_control_resumed_reading_total",
-    # inbound mutual TLS (PeerAuthentication): a STRICT port refusing plaintext finds no filter
-    # chain, as in Envoy; handshakes done, and failed: no client certificate, a certificate that
-    # does not verify (another CA, expired), any other TLS error; and no certificate of our own
+    # a connection no filter chain takes, closed: TLS that no SNI route (nor fallback) takes;
+    # plaintext on a STRICT mTLS port (PeerAuthentication)
     "no_filter_chain_match",
+    # inbound mutual TLS: handshakes done, and failed: no client certificate, a certificate that
+    # does not verify (another CA, expired), any other TLS error; and no certificate of our own
     "ssl.handshake",
     "ssl.fail_verify_no_cert",
     "ssl.fail_verify_error",
@@ -83,11 +84,18 @@ LISTENER_STATS = (
     "ssl.no_workload_certificate",  # pymesh's own: Envoy would have no listener then
 )
 
+# Envoy's tls_inspector listener filter (pymesh.proxy.tls_passthrough): what the ClientHellos
+# of connections on SNI-routed listeners said. A hello that does not parse counts as not found.
+TLS_INSPECTOR_SCOPE = "tls_inspector"
+TLS_INSPECTOR_STATS = ("client_hello_too_large", "tls_found", "tls_not_found", "sni_found", "sni_not_found",
+                       "alpn_found", "alpn_not_found")
+
 # Request filters, per listener (Envoy's http.<stat_prefix>.<filter>. scopes).
 FILTER_STATS = {
     "fault": ("delays_injected", "aborts_injected"),
     "cors": ("origin_valid", "origin_invalid"),
     "local_rate_limit": ("enabled", "enforced", "rate_limited", "ok"),
+    "jwt_authn": ("allowed", "denied"),  # requests passed on (no token, or valid ones) and refused
     # pymesh's own (Envoy has no stat for its shadows beyond the mirror cluster's upstream_rq_*):
     # copies started, in flight (a gauge), and dropped because the mirror had no host, no room
     # (its in-flight cap or circuit breaker) or could not keep up with the client's body

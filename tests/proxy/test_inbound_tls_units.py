@@ -1,5 +1,6 @@
-"""The pure parts of inbound mTLS, table-driven: telling a ClientHello from plaintext, which codec
-an ALPN protocol asks for, the XFCC value, /certs' shape and the readiness rule."""
+"""The pure parts of inbound mTLS, table-driven: which codec an ALPN protocol asks for, the XFCC
+value, /certs' shape and the readiness rule. (Telling a ClientHello from plaintext is
+pymesh.http.tls_hello's, tested with it.)"""
 
 from __future__ import annotations
 
@@ -9,27 +10,10 @@ import pytest
 
 from mesh_pki import MeshPki, leaf_sha256, uri
 from pymesh.proxy.certs_page import certs_dump, mtls_readiness
-from pymesh.proxy.inbound_tls import H2, HTTP1, codec_for, forwarded_client_cert, looks_like_tls
+from pymesh.proxy.inbound_tls import H2, HTTP1, codec_for, forwarded_client_cert
 from pymesh.routing.peer_authn import PeerAuthnPolicy
 from pymesh.security.ca import utc_now, workload_certificate
 from pymesh.telemetry.peer_metadata import decode_peer
-
-
-@pytest.mark.parametrize("data, verdict", [
-    (b"", None),
-    (b"\x16", None),
-    (b"\x16\x03", None),
-    (b"\x16\x03\x01", True),  # TLS 1.0 record version: what ClientHellos carry
-    (b"\x16\x03\x03\x00\x50", True),
-    (b"\x16\x03\x05", False),
-    (b"\x16\x02", False),
-    (b"\x15\x03\x03", False),  # an alert is not a hello
-    (b"GET / HTTP/1.1\r\n", False),
-    (b"PRI * HTTP/2.0", False),
-    (b"\x00", False),
-])
-def test_looks_like_tls(data, verdict):
-    assert looks_like_tls(data) is verdict
 
 
 @pytest.mark.parametrize("alpn, codec", [

@@ -76,8 +76,8 @@ class _Tls:  # a ConnectionInfo's TLS facts, as an mTLS handshake fills them
 def test_tls_fields_come_from_the_connection(tmp_path):
     out = tmp_path / "access.log"
     log = AccessLog("json", str(out))
-    request(log, connection=_Tls())
-    log.log_tcp(START, "10.0.0.5:9080", "inbound|9080||", "10.0.0.9:51234", 1, 2, 3.0, "-", connection=_Tls())
+    request(log, requested_server_name=_Tls.sni, connection=_Tls())
+    log.log_tcp(START, "10.0.0.5:9080", "inbound|9080||", "10.0.0.9:51234", 1, 2, 3.0, "-", _Tls.sni, _Tls())
     log.close()
     for line in lines(out):
         entry = json.loads(line)
@@ -113,10 +113,11 @@ def test_tcp_line_uses_the_same_fields(tmp_path):
     log = AccessLog("json", str(out))
     log.log_tcp(START, "10.0.0.5:3306", "outbound|3306||db.default.svc.cluster.local",
                 "10.0.0.9:40000", bytes_received=100, bytes_sent=2000, duration_ms=1500.9,
-                response_flags="-")
+                response_flags="-", requested_server_name="db.example.com")
     log.close()
     [entry] = [json.loads(l) for l in lines(out)]
     assert tuple(entry) == FIELDS
+    assert entry["requested_server_name"] == "db.example.com"
     assert entry["method"] is None and entry["path"] is None and entry["protocol"] is None
     assert (entry["bytes_received"], entry["bytes_sent"], entry["duration"]) == (100, 2000, 1500)
     assert entry["upstream_host"] == "10.0.0.5:3306"
