@@ -5,11 +5,16 @@ ALPN selects, and what metrics, the access log, /certs and readiness say."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import ssl
 import subprocess
+import threading
+from datetime import datetime, timezone
 
 import pytest
+from cryptography import x509
 
 from mesh_pki import MeshPki, client_context, curl_cert, leaf, leaf_sha256, uri
 from proxy_harness import LOCALHOST, curl, free_ports, samples, wait_until
@@ -255,8 +260,6 @@ def test_certs_shows_the_chain_and_never_the_key(proxies, upstreams, pki):
     proxy = start(proxies, pki, [ingress(app, (port, "HTTP"))])
     status, _, body = proxy.admin("/certs")
     assert status == 200 and b"PRIVATE KEY" not in body and (pki.server / "key.pem").read_bytes() not in body
-    import json
-
     (entry,) = json.loads(body)["certificates"]
     (chain,) = entry["cert_chain"]
     assert chain["subject_alt_names"] == [{"uri": uri(NAMESPACE, "reviews")}]
@@ -289,13 +292,6 @@ def test_rotation_under_continuous_traffic_fails_nothing_and_never_presents_an_e
     makes a new mTLS connection per request and another keeps one connection open throughout.
     Every request succeeds; each new connection is served the newest certificate, never an
     expired one; the long-lived connection is not cut by the rotations."""
-    import http.client
-    import threading
-    import time
-    from datetime import datetime, timezone
-
-    from cryptography import x509 as x509_
-
     app = upstreams("app")
     port = free_ports(1)[0]
     cert_dir = pki.issue(NAMESPACE, "reviews", ttl="10s", out=tmp_path / "rotating")
@@ -317,7 +313,7 @@ def test_rotation_under_continuous_traffic_fails_nothing_and_never_presents_an_e
             connection = http.client.HTTPSConnection(LOCALHOST, port, context=context, timeout=5)
             try:
                 connection.connect()
-                cert = x509_.load_der_x509_certificate(connection.sock.getpeercert(True))
+                cert = x509.load_der_x509_certificate(connection.sock.getpeercert(True))
                 if cert.not_valid_after_utc <= datetime.now(timezone.utc):
                     failures.append(f"expired certificate {cert.serial_number:x} presented")
                 served.append(cert.serial_number)

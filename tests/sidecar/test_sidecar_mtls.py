@@ -54,7 +54,8 @@ def bed(tmp_path_factory):
     pki = MeshPki(workdir / "pki")
     server_certs = pki.issue(NAMESPACE, "reviews")
     with TestBed() as bed:
-        client, server = bed.add_pod("client"), bed.add_pod("server")
+        bed.add_pod("client")
+        server = bed.add_pod("server")
         config = write_config(workdir, POLICIES)
         sidecar = sidecar_pod(server, config, "reviews-v1", {"app": "reviews", "version": "v1"},
                               extra=("--cert-dir", str(server_certs), "--service-account", "reviews"))
