@@ -1,6 +1,11 @@
 """The control server's admin port (HTTP/1.1, 127.0.0.1 by default): GET /status (JSON, what
 `pymesh control status` prints), /metrics (Prometheus) and /ready. Off the push path, so a
-minimal one-request-per-connection server is enough."""
+minimal one-request-per-connection server is enough.
+
+/status holds client-supplied strings (node ids, labels, NACK errors). JSON escapes control
+characters and, with ensure_ascii, everything non-ASCII; "<", ">" and "&" are escaped too (as Go's
+encoding/json does) and every answer says nosniff, so no browser can be made to run it as HTML.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ class AdminServer:
     def __init__(self, status: Callable[[], dict], metrics: Callable[[], bytes], metrics_type: str,
                  ready: Callable[[], bool]):
         self._routes = {
-            "/status": lambda: (200, "application/json", json.dumps(status(), indent=2).encode() + b"\n"),
+            "/status": lambda: (200, "application/json", json_body(status())),
             "/metrics": lambda: (200, metrics_type, metrics()),
             "/ready": lambda: (200, "text/plain", b"ready\n") if ready() else (503, "text/plain", b"not ready\n"),
         }
@@ -31,7 +36,8 @@ class AdminServer:
             status, content_type, body = await asyncio.wait_for(self._respond(reader), READ_TIMEOUT)
             head = (
                 f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n"
             )
             writer.write(head.encode() + body)
             await writer.drain()
@@ -58,4 +64,12 @@ class AdminServer:
         return route()
 
 
+def json_body(value: object) -> bytes:
+    """Indented JSON, ASCII only, with the HTML-significant characters escaped (they can only
+    occur inside strings, where the escapes mean the same)."""
+    text = json.dumps(value, indent=2)
+    return text.translate(_HTML_ESCAPES).encode() + b"\n"
+
+
+_HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}

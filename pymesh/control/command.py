@@ -10,6 +10,7 @@ import signal
 import sys
 
 from pymesh.api import limits as input_limits
+from pymesh.control import bounds
 from pymesh.routing.hosts import parse_host_port
 
 
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--grace", type=_seconds, default=5.0, metavar="SECONDS",
                        help="a disconnected proxy stays an endpoint this long (default 5.0)")
     input_limits.add_arguments(serve)
+    bounds.add_arguments(serve)
     serve.set_defaults(func=run_serve)
 
     status = commands.add_parser("status", help="show each proxy's pushed and ACKed version, and rejected files")
@@ -58,7 +60,7 @@ def run_serve(args: argparse.Namespace) -> int:
     options = ControlOptions(
         config_dir=args.config_dir, listen=args.listen, admin=args.admin, data_dir=args.data_dir,
         debounce=args.debounce, max_debounce=args.max_debounce, grace=args.grace,
-        limits=input_limits.from_args(args),
+        limits=input_limits.from_args(args), connection_limits=bounds.from_args(args),
     )
     return asyncio.run(_serve(ControlServer(options)))
 

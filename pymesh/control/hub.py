@@ -17,7 +17,10 @@ from pymesh.api.wire import (
     Ack, EndpointsMessage, Hello, InvalidMessage, Nack, SnapshotMessage, WireError, encode_json,
     encode_message,
 )
+from pymesh.control.admission import check_node
+from pymesh.control.bounds import LogThrottle
 from pymesh.control.convergence import Convergence
+from pymesh.control.escape import visible
 from pymesh.control.mesh import Generation
 from pymesh.control.metrics import ControlMetrics
 from pymesh.control.registry import Registry
@@ -50,6 +53,7 @@ class Hub:
         self._builder: Views | None = None  # of this generation
         self._views: dict[tuple, model.MeshConfig] = {}  # this generation's, by view_key
         self._encoded: dict[tuple, bytes] = {}  # config JSON of this generation's views
+        self.throttle = LogThrottle()  # for streams refused before a hello: anyone can make those
 
     def open(self, peer: Peer) -> ProxyStream:
         stream = ProxyStream(self, peer)
@@ -108,12 +112,14 @@ class Hub:
 
     def _hello(self, stream: ProxyStream, hello: Hello) -> None:
         node = hello.node
+        if not self.registry.has_room(node.id):
+            return stream.fail(f"the registry is full ({self.registry.max_nodes} proxies)")
         session = stream.session = ProxySession(node, hello.last_version)
         self.records[node.id] = session
         self.registry.connect(node)
         self.metrics.connected.inc()
         log.info("proxy %s (%s/%s) connected, serving version %s", node.id, node.namespace, node.workload,
-                 hello.last_version or "none")
+                 visible(hello.last_version or "none", 100))
         wait = self.warmup_until - self._clock()
         if hello.last_version is not None and wait > 0:
             # it serves its last good config meanwhile; an early snapshot could lack endpoints
@@ -148,10 +154,10 @@ class Hub:
     def _nack(self, stream: ProxyStream, msg: Nack) -> None:
         session = stream.session
         self.metrics.nacks.inc()
-        log.warning("proxy %s NACKed version %s: %s", session.node.id, msg.version, msg.error)
         pushed = session.pushed_version
         if not session.nack(msg):
-            return
+            return  # not for the last push: not logged either, so repeating one cannot flood the log
+        log.warning("proxy %s NACKed version %s: %s", session.node.id, pushed, visible(msg.error))
         self.convergence.answered(stream, int(pushed))
         if session.stale_base(msg):
             self._send_snapshot(stream)
@@ -184,8 +190,9 @@ class ProxyStream:
         if isinstance(msg, Hello):
             if self.session is not None:
                 return self.fail("hello sent twice on one stream")
-            if not msg.node.id:
-                return self.fail("hello: node.id must not be empty")
+            problem = check_node(msg.node)
+            if problem is not None:
+                return self.fail(f"hello: {problem}")
             return self.hub._hello(self, msg)
         if self.session is None:
             return self.fail(f"{getattr(msg, 'TYPE', type(msg).__name__)} before hello")
@@ -212,8 +219,13 @@ class ProxyStream:
         return True
 
     def fail(self, error: str) -> None:
-        name = self.session.node.id if self.session else "a proxy"
-        log.warning("closing the stream of %s: %s", name, error)
+        """End the stream with `error` (it may quote the client's text: shown escaped)."""
+        error = visible(error)
+        if self.session is not None:
+            log.warning("closing the stream of %s: %s", self.session.node.id, error)
+        elif (skipped := self.hub.throttle.allow("refused", self.hub._clock())) is not None:
+            more = f" ({skipped} more refused streams not logged)" if skipped else ""
+            log.warning("closing the stream of a proxy: %s%s", error, more)
         self.peer.close(error)
 
 

@@ -186,11 +186,11 @@ class Snapshot:
     # the PeerAuthentication mode of each inbound port (the workload's port number)
     peer_authn: PeerAuthnPolicy = field(default_factory=PeerAuthnPolicy)
 
-    def dump(self) -> dict:
-        """JSON-able view for /config_dump."""
+    def dump(self, include_secrets: bool = False) -> dict:
+        """JSON-able view for /config_dump (secrets redacted unless asked for)."""
         from pymesh.routing.dump import dump_snapshot
 
-        return dump_snapshot(self)
+        return dump_snapshot(self, include_secrets)
 
 
 class SnapshotCompiler(Protocol):
