@@ -244,12 +244,7 @@ def test_tcp_over_mtls_server_closing_first_ends_the_tls_connection_cleanly(prox
     context = client_context(pki.client, pki.root, ("istio-peer-exchange", "istio"))
     with socket.create_connection((LOCALHOST, port), timeout=5) as raw:
         with context.wrap_socket(raw) as tls:
-            got = b""
-            for _ in range(100):
-                chunk = tls.recv(100)
-                if not chunk:
-                    break
-                got += chunk
+            got = _read_to_eof(tls)
     assert got == server.BANNER
     assert "Traceback" not in proxy.stderr() and "NotImplementedError" not in proxy.stderr()
 
@@ -345,15 +340,19 @@ def test_rotation_under_continuous_traffic_fails_nothing_and_never_presents_an_e
     assert set(rotations) <= set(served) and len(served) > len(rotations)
 
 
-def _get_over(tls_socket) -> bytes:
-    tls_socket.sendall(b"GET / HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n")
+def _read_to_eof(tls_socket, reads: int = 100) -> bytes:
     data = b""
-    for _ in range(100):
+    for _ in range(reads):  # bounded: the answers here are a few records
         chunk = tls_socket.recv(65536)
         if not chunk:
             break
         data += chunk
     return data
+
+
+def _get_over(tls_socket) -> bytes:
+    tls_socket.sendall(b"GET / HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n")
+    return _read_to_eof(tls_socket)
 
 
 def test_sni_and_tls_version_reach_the_access_log_and_tls_1_2_is_accepted(proxies, upstreams, pki):
