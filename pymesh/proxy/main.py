@@ -24,6 +24,7 @@ import uvloop
 
 from pymesh.proxy import downstream_limits
 from pymesh.proxy.control_client import ConfigRejected, ControlClient, SnapshotStore
+from pymesh.proxy.certs import CertDirSource, CertificateStore
 from pymesh.proxy.endpoints import AdminEndpoints
 from pymesh.proxy.reloads import ReloadRecord
 from pymesh.proxy.server import (ConfigError, ProxyOptions, ProxyWorker, config_fingerprint, load_snapshot,
@@ -58,7 +59,8 @@ async def _single(options: ProxyOptions, snapshot) -> int:
     endpoints = AdminEndpoints(options, telemetry, lambda: worker.runtime.snapshot, lambda: worker.ready,
                                quit=lambda: asyncio.get_running_loop().create_task(worker.drain()),
                                cluster_states=lambda: worker.runtime.cluster_states, config_status=reloads.dump,
-                               connections=lambda: worker.runtime.pools.open_by_host())
+                               connections=lambda: worker.runtime.pools.open_by_host(),
+                               certs=worker.certs, cert_source=worker.cert_source)
     await endpoints.start()
     worker.install_signal_handlers()
     loop = asyncio.get_running_loop()
@@ -238,9 +240,14 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
     client_task = None
     if options.control is not None:
         client_task = loop.create_task(control_client(options, apply_pushed).run())
+    certs = CertificateStore()  # the workers load their own; this one answers /certs and /ready
+    cert_source = CertDirSource(options.cert_dir, certs) if options.cert_dir else None
+    if cert_source is not None:
+        cert_source.load()
+        cert_source.start()
     endpoints = AdminEndpoints(options, telemetry, lambda: state["snapshot"],
                                lambda: len(ready) == options.concurrency and not stopping.is_set(), quit=stop,
-                               config_status=reloads.dump)
+                               config_status=reloads.dump, certs=certs, cert_source=cert_source)
     await endpoints.start()
     while not stopping.is_set() and options.watch and options.control is None:
         try:
@@ -251,6 +258,8 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
     await all_exited.wait()
     if client_task is not None:
         client_task.cancel()
+    if cert_source is not None:
+        cert_source.close()
     endpoints.close()
     telemetry.close()
     return 0

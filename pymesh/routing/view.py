@@ -16,7 +16,9 @@ What is kept, in file order:
 - the WorkloadEntries that the kept ServiceEntries select;
 - the Sidecars of the proxy's namespace (the proxy selects its own from them);
 - the RequestAuthentications and AuthorizationPolicies of the proxy's namespace and the root
-  namespace (the proxy compiles the ones whose selector or targetRefs pick it).
+  namespace (the proxy compiles the ones whose selector or targetRefs pick it);
+- every PeerAuthentication (small, no secrets): its own decide what it accepts, the other
+  workloads' whether a client may speak mTLS to them.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class Views:
                                          if p.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
             request_authentications=tuple(ra for ra in config.request_authentications
                                           if ra.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
+            peer_authentications=config.peer_authentications,  # all: a client decides auto mTLS by the server's
         )
 
     def _namespace(self, namespace: str) -> _Namespace:

@@ -144,7 +144,7 @@ def test_v1_and_dry_run():
     ("  selector: {matchLabels: {app: '*'}}\n", None),  # the label value check or the wildcard rule
     ("  selector: {labels: {app: a}}\n", 'spec.selector.labels: unknown field (did you mean "matchLabels"?)'),
     ("  selector: {matchLabels: {app: a}}\n  targetRefs: [{kind: Service, name: a}]\n",
-     "spec: only one of targetRefs or workloadSelector can be set"),
+     "spec.selector: only one of targetRefs or workloadSelector can be set"),
     ("  targetRefs: [{kind: Deployment, name: a}]\n",
      "spec.targetRefs[0].kind: targetRef core/Deployment is not supported (expected one of core/Service, "
      "gateway.networking.k8s.io/Gateway, gateway.networking.k8s.io/GatewayClass, networking.istio.io/ServiceEntry)"),
