@@ -3,8 +3,7 @@ with curl over HTTP/1.1 and h2c: Envoy's 403 "RBAC: access denied", the rbac sta
 access log, and TCP connections closed at their start. The flows are Istio's own tasks
 (security/authorization: http, deny, dry-run, tcp) with their YAML from
 tests/api/data/istio_samples/authz, unchanged; the JWT task with Istio's demo tokens through the
-JWT filter. Principal fields need mTLS: they are covered through ConnectionInfo in
-tests/security."""
+JWT filter. Identities over mTLS: test_authorization_mtls.py."""
 
 from __future__ import annotations
 
