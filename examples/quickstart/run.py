@@ -18,24 +18,33 @@ import json
 import os
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
 import tempfile
+import typing
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from common import wait_ready  # noqa: E402  (examples/common.py)
+from common import wait_for_stop, wait_ready  # noqa: E402  (examples/common.py)
 SIDECAR = ("127.0.0.1", 9080)
-# workload: (labels, service account, STRICT inbound port, app port, admin port base)
-WORKLOADS = {
-    "productpage": ("app=productpage,version=v1", "productpage", None, None, 15000),
-    "reviews-v1": ("app=reviews,version=v1", "reviews", 9081, 9181, 15210),
-    "reviews-v2": ("app=reviews,version=v2", "reviews", 9082, 9182, 15220),
+
+
+class Workload(typing.NamedTuple):
+    labels: str
+    service_account: str
+    app_port: int | None  # behind the sidecar's ingress listener (mesh.yaml), if it serves
+    admin: int  # the sidecar's admin, stats and health ports
+    stats: int
+    health: int
+
+
+WORKLOADS = {  # the client sidecar keeps Istio's ports
+    "productpage": Workload("app=productpage,version=v1", "productpage", None, 15000, 15090, 15021),
+    "reviews-v1": Workload("app=reviews,version=v1", "reviews", 9181, 15210, 15211, 15212),
+    "reviews-v2": Workload("app=reviews,version=v2", "reviews", 9182, 15220, 15221, 15222),
 }
-STATS = {"productpage": 15090}  # the client sidecar keeps Istio's ports; the others admin+1
 REQUESTS = 1000
 
 
@@ -52,27 +61,21 @@ def make_certificates(workdir: str) -> dict[str, str]:
     that reviews does not let in), with the real commands; {name: --cert-dir}."""
     root = os.path.join(workdir, "root")
     pymesh("ca", "init", root)
-    accounts = {name: spec[1] for name, spec in WORKLOADS.items()} | {"ratings": "ratings"}
+    accounts = {name: workload.service_account for name, workload in WORKLOADS.items()} | {"ratings": "ratings"}
     for name, account in accounts.items():
         pymesh("ca", "issue", "--ca-dir", root, "--namespace", "demo", "--service-account", account,
                "--out", os.path.join(workdir, name))
     return {name: os.path.join(workdir, name) for name in accounts}
 
 
-def ports(name: str) -> tuple[int, int, int]:
-    """(admin, stats, health) of a workload's sidecar."""
-    base = WORKLOADS[name][4]
-    return (base, 15090, 15021) if name == "productpage" else (base, base + 1, base + 2)
-
-
 def start_sidecar(name: str, cert_dir: str, access_log: str) -> subprocess.Popen:
-    labels, account = WORKLOADS[name][:2]
-    admin, stats, health = ports(name)
+    workload = WORKLOADS[name]
     return start(
         [sys.executable, "-m", "pymesh", "proxy", "--config", os.path.join(HERE, "mesh.yaml"),
-         "--workload", name, "--namespace", "demo", "--labels", labels, "--service-account", account,
-         "--cert-dir", cert_dir, "--admin-port", str(admin), "--stats-port", str(stats),
-         "--health-port", str(health), "--access-log", access_log, "--log-level", "warning"],
+         "--workload", name, "--namespace", "demo", "--labels", workload.labels,
+         "--service-account", workload.service_account, "--cert-dir", cert_dir,
+         "--admin-port", str(workload.admin), "--stats-port", str(workload.stats),
+         "--health-port", str(workload.health), "--access-log", access_log, "--log-level", "warning"],
     )
 
 
@@ -146,13 +149,13 @@ def main() -> int:
     access_log = os.path.join(os.environ.get("TMPDIR", "/tmp"), "pymesh-quickstart-access.log")
     try:
         cert_dirs = make_certificates(workdir)
-        for name, (_, _, _, app_port, _) in WORKLOADS.items():
-            if app_port:
-                processes.append(start([sys.executable, os.path.join(HERE, "..", "app.py"), name, str(app_port)]))
+        for name, workload in WORKLOADS.items():
+            if workload.app_port:
+                processes.append(start([sys.executable, os.path.join(HERE, "..", "app.py"), name, str(workload.app_port)]))
         for name in WORKLOADS:
             processes.append(start_sidecar(name, cert_dirs[name], access_log if name == "productpage" else "off"))
         for name in WORKLOADS:
-            wait_ready(f"http://127.0.0.1:{ports(name)[0]}/ready")
+            wait_ready(f"http://127.0.0.1:{WORKLOADS[name].admin}/ready")
         print("pymesh quickstart")
         print(f"  certificates: pymesh ca init + pymesh ca issue, in {workdir} (removed at the end)")
         print("  reviews v1 on 127.0.0.1:9181 and v2 on :9182, each behind its sidecar's STRICT mTLS port 9081 / 9082")
@@ -173,14 +176,13 @@ def main() -> int:
         print(f"  plaintext:                                         {call_directly(9081, None):24} (PeerAuthentication STRICT)")
         print("\nWhat the reviews sidecars report (/stats/prometheus on :15211 and :15221, labels shortened):")
         for name in ("reviews-v1", "reviews-v2"):
-            for line in metric_lines(get(ports(name)[1], "/stats/prometheus")):
+            for line in metric_lines(get(WORKLOADS[name].stats, "/stats/prometheus")):
                 print(f"  {line}")
-        print(f"\nreviews-v1's identity (http://127.0.0.1:15210/certs): {identity(get(15210, '/certs'))}")
+        print(f"\nreviews-v1's identity (http://127.0.0.1:15210/certs): {identity(get(WORKLOADS['reviews-v1'].admin, '/certs'))}")
         print(f"\nAccess log of productpage's sidecar (JSON, one line per request): {access_log}")
         print("Admin: http://127.0.0.1:15000/config_dump  /clusters  /certs  /stats")
         if args.keep:
-            print("\nThe mesh keeps running; try: curl -H 'Host: reviews.demo' http://127.0.0.1:9080/  (Ctrl-C stops)")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            wait_for_stop("\nThe mesh keeps running; try: curl -H 'Host: reviews.demo' http://127.0.0.1:9080/  (Ctrl-C stops)")
         return 0
     finally:
         for process in processes:
