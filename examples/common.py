@@ -1,5 +1,6 @@
-"""What the example scripts share: waiting for a process to report ready."""
+"""What the example scripts share: waiting for a process to report ready, and for a stop signal."""
 
+import signal
 import time
 import urllib.request
 
@@ -17,3 +18,13 @@ def wait_ready(url: str, timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"not ready in time: {url}")
         time.sleep(0.05)
+
+
+def wait_for_stop(message: str) -> None:
+    """Print `message`, then wait for Ctrl-C or SIGTERM. Both are blocked first, so neither kills
+    the script before its cleanup runs (SIGTERM's default action would leave its processes and
+    files behind)."""
+    stop = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    print(message, flush=True)
+    signal.sigwait(stop)

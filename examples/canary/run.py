@@ -13,7 +13,6 @@ import collections
 import http.client
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from common import wait_ready  # noqa: E402  (examples/common.py)
+from common import wait_for_stop, wait_ready  # noqa: E402  (examples/common.py)
 APP = os.path.join(HERE, "..", "app.py")
 CONTROL, CONTROL_ADMIN = "127.0.0.1:15010", "127.0.0.1:15014"
 EGRESS = ("127.0.0.1", 9080)
@@ -172,8 +171,7 @@ def main() -> int:
         failures = [result for _, result in traffic.log if result.startswith("error")]
         print(f"\n{len(traffic.log)} requests in all during the shifts, {len(failures)} failed")
         if args.keep:
-            print(f"\nThe mesh keeps running (config in {config_dir}); try `pymesh control status --server {CONTROL_ADMIN}`. Ctrl-C stops.")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            wait_for_stop(f"\nThe mesh keeps running (config in {config_dir}); try `pymesh control status --server {CONTROL_ADMIN}`. Ctrl-C stops.")
         return 1 if failures else 0
     finally:
         mesh.stop()
