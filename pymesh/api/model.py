@@ -71,6 +71,8 @@ class ServiceEntry:
     endpoints: tuple[WorkloadEntrySpec, ...] = ()
     workload_selector: Labels | None = None  # selects WorkloadEntries (and registered proxies)
     export_to: tuple[str, ...] = ()
+    # the identities its endpoints may have: a registered proxy of another identity is not one
+    subject_alt_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,7 @@ HEADER_OPERATIONS = shape("HeaderOperations", "set add remove")
 
 SERVICE_ENTRY = shape(
     "ServiceEntry",
-    "hosts addresses ports location resolution endpoints workloadSelector exportTo",
-    unsupported="subjectAltNames",
+    "hosts addresses ports location resolution endpoints workloadSelector exportTo subjectAltNames",
 )
 SERVICE_PORT = shape("ServicePort", "number protocol name targetPort")
 WORKLOAD_ENTRY = shape(

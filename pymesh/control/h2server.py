@@ -6,7 +6,9 @@ fed to a FrameDecoder. Sent messages go out within the HTTP/2 flow-control windo
 continue on WINDOW_UPDATE, and nothing is written while the socket's buffer is over its
 high-water mark, so a large snapshot to a slow proxy never stalls the event loop or other proxies.
 
-Plain TCP today; a TLS context given to `create_server` wraps the same protocol (mTLS later).
+With TLS (the default; `--insecure` keeps plain TCP), the connection's verified client
+certificate, if any, is read once after the handshake: the push stream is refused (401) without
+one, and the unary paths (`requests`: signing, the trust bundle) get it to decide themselves.
 """
 
 from __future__ import annotations
@@ -15,19 +17,36 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
 
-from pymesh.api.wire import CONTENT_TYPE, PATH, FrameDecoder, WireError
+from pymesh.api.wire import CONTENT_TYPE, MAX_SIGN_BODY, PATH, FrameDecoder, WireError
+from pymesh.security.identity import SpiffeId, peer_spiffe_id
 
 log = logging.getLogger("pymesh.control.h2")
 ERROR_HEADER = "pymesh-error"  # trailer naming why the server ended a stream
 
 Opener = Callable[["Stream"], object]  # returns the stream's handler (received(msg), closed())
+
+
+@dataclass(frozen=True)
+class Request:
+    """A unary request (one body in, one answer out) on a path other than the push stream."""
+
+    method: str
+    headers: Mapping[str, str]
+    body: bytes
+    peer_der: bytes | None  # the client certificate the handshake verified (DER), if any
+    peer: str  # address, for logs
+
+
+# path -> (method, handler returning (status, content type, body))
+Requests = Mapping[str, tuple[str, Callable[[Request], tuple[int, str, bytes]]]]
 
 
 class Stream:
@@ -41,6 +60,11 @@ class Stream:
         self.offset = 0  # bytes of queue[0] already sent
         self.open = True
         self.handler = None
+
+    @property
+    def identity(self) -> SpiffeId | None:
+        """The proxy's identity from its verified client certificate (None on --insecure)."""
+        return self.connection.identity
 
     def send(self, data: bytes, supersedes: bool) -> bool:
         if not self.open:
@@ -61,10 +85,16 @@ class Stream:
 class ControlConnection(asyncio.Protocol):
     """One proxy connection (usually one stream)."""
 
-    def __init__(self, opener: Opener, connections: set[ControlConnection]):
+    def __init__(self, opener: Opener, connections: set[ControlConnection], requests: Requests | None = None,
+                 require_identity: bool = False):
         self._opener = opener
         self._connections = connections
+        self._requests = requests or {}
+        self._require_identity = require_identity
         self._streams: dict[int, Stream] = {}
+        self._unary: dict[int, tuple[str, dict, bytearray]] = {}  # stream id -> (path, headers, body so far)
+        self.peer_der: bytes | None = None
+        self.identity: SpiffeId | None = None
         self._paused = False
         self.transport: asyncio.Transport | None = None
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
@@ -74,6 +104,10 @@ class ControlConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
         self._connections.add(self)
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            self.peer_der = tls.getpeercert(binary_form=True)
+            self.identity = peer_spiffe_id(self.peer_der)
         _keepalive(transport.get_extra_info("socket"))
         self.h2.initiate_connection()
         self._write()
@@ -165,12 +199,22 @@ class ControlConnection(asyncio.Protocol):
         headers = dict(event.headers)
         sid = event.stream_id
         status = None
+        unary = self._requests.get(headers.get(":path"))
+        if unary is not None:
+            if headers.get(":method") != unary[0]:
+                self.h2.send_headers(sid, [(":status", "405")], end_stream=True)
+            else:  # answered when the request ends
+                self._unary[sid] = (headers[":path"], headers, bytearray())
+            return
         if headers.get(":path") != PATH:
             status = "404"
         elif headers.get(":method") != "POST":
             status = "405"
         elif headers.get("content-type", "").split(";")[0].strip() != CONTENT_TYPE:
             status = "415"
+        elif self._require_identity and self.identity is None:
+            status = "401"
+            log.warning("refused a push stream from %s: no mesh client certificate", self._peername())
         if status is not None:
             self.h2.send_headers(sid, [(":status", status)], end_stream=True)
             return
@@ -180,6 +224,13 @@ class ControlConnection(asyncio.Protocol):
 
     def _data(self, event: h2.events.DataReceived) -> None:
         self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        unary = self._unary.get(event.stream_id)
+        if unary is not None:
+            unary[2].extend(event.data)
+            if len(unary[2]) > MAX_SIGN_BODY:
+                del self._unary[event.stream_id]
+                self._send_answer(event.stream_id, (413, "text/plain", b"request body too large\n"))
+            return
         stream = self._streams.get(event.stream_id)
         if stream is None:
             return
@@ -194,12 +245,37 @@ class ControlConnection(asyncio.Protocol):
                 break
             stream.handler.received(msg)
 
+    def _answer(self, sid: int, headers: dict, body: bytes) -> None:
+        method, handler = self._requests[headers[":path"]]
+        request = Request(headers[":method"], headers, body, self.peer_der, self._peername())
+        try:
+            answer = handler(request)
+        except Exception:
+            log.exception("%s %s failed", method, headers[":path"])
+            answer = (500, "text/plain", b"internal error\n")
+        self._send_answer(sid, answer)
+
+    def _send_answer(self, sid: int, answer: tuple[int, str, bytes]) -> None:
+        status, content_type, body = answer
+        try:
+            self.h2.send_headers(sid, [(":status", str(status)), ("content-type", content_type),
+                                       ("content-length", str(len(body)))], end_stream=not body)
+            if body:  # small (a chain, a bundle): within the initial window
+                self.h2.send_data(sid, body, end_stream=True)
+        except h2.exceptions.H2Error as exc:
+            log.warning("cannot answer stream %d of %s: %s", sid, self._peername(), exc)
+
     def _stream_ended(self, event: h2.events.StreamEnded) -> None:
+        unary = self._unary.pop(event.stream_id, None)
+        if unary is not None:
+            self._answer(event.stream_id, unary[1], bytes(unary[2]))
+            return
         stream = self._streams.get(event.stream_id)
         if stream is not None:
             self.end_stream(stream)
 
     def _stream_reset(self, event: h2.events.StreamReset) -> None:
+        self._unary.pop(event.stream_id, None)
         stream = self._streams.get(event.stream_id)
         if stream is not None:
             self._forget(stream)
@@ -237,9 +313,13 @@ def _keepalive(sock: socket.socket | None) -> None:
         pass
 
 
-async def serve(opener: Opener, host: str, port: int, ssl=None) -> tuple[asyncio.base_events.Server, set[ControlConnection]]:
-    """Listen for proxies; returns the server and the live connections (to close them)."""
+async def serve(opener: Opener, host: str, port: int, ssl=None, requests: Requests | None = None,
+                ) -> tuple[asyncio.base_events.Server, set[ControlConnection]]:
+    """Listen for proxies; returns the server and the live connections (to close them). With
+    `ssl`, push streams need a verified client certificate."""
     connections: set[ControlConnection] = set()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: ControlConnection(opener, connections), host, port, ssl=ssl)
+    server = await loop.create_server(
+        lambda: ControlConnection(opener, connections, requests, require_identity=ssl is not None),
+        host, port, ssl=ssl)
     return server, connections

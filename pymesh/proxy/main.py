@@ -23,12 +23,14 @@ import tempfile
 import uvloop
 
 from pymesh.proxy import downstream_limits
+from pymesh.proxy.certs import CertificateStore
 from pymesh.proxy.control_client import ConfigRejected, ControlClient, SnapshotStore
 from pymesh.proxy.endpoints import AdminEndpoints
 from pymesh.proxy.reloads import ReloadRecord
 from pymesh.proxy.server import (ConfigError, ProxyOptions, ProxyWorker, config_fingerprint, load_snapshot,
                                  reload_from_disk)
 from pymesh.proxy.telemetry import Telemetry
+from pymesh.proxy.workload_identity import WorkloadIdentity
 from pymesh.routing.compile import compile_snapshot
 
 log = logging.getLogger("pymesh.proxy")
@@ -55,7 +57,9 @@ async def _single(options: ProxyOptions, snapshot) -> int:
     except OSError as error:
         print(f"pymesh proxy: cannot open listener: {error}", file=sys.stderr)
         return 1
-    endpoints = AdminEndpoints(options, telemetry, lambda: worker.runtime.snapshot, lambda: worker.ready,
+    identity = workload_identity(options, CertificateStore())
+    endpoints = AdminEndpoints(options, telemetry, lambda: worker.runtime.snapshot,
+                               ready_with(identity, lambda: worker.ready),
                                quit=lambda: asyncio.get_running_loop().create_task(worker.drain()),
                                cluster_states=lambda: worker.runtime.cluster_states, config_status=reloads.dump,
                                connections=lambda: worker.runtime.pools.open_by_host())
@@ -63,8 +67,10 @@ async def _single(options: ProxyOptions, snapshot) -> int:
     worker.install_signal_handlers()
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(telemetry.flush_periodically())]
+    if identity is not None:
+        tasks.append(loop.create_task(identity.run()))
     if options.control is not None:
-        tasks.append(loop.create_task(control_client(options, worker.apply_config).run()))
+        tasks.append(loop.create_task(control_client(options, worker.apply_config, identity).run()))
     elif options.watch:
         tasks.append(loop.create_task(worker.watch()))
     log.info("ready: %s", ", ".join(sorted(worker.servers)) or "no listeners")
@@ -82,11 +88,28 @@ def has_config(options: ProxyOptions) -> bool:
     return options.control is None or SnapshotStore(options.control.data_dir).load() is not None
 
 
-def control_client(options: ProxyOptions, apply) -> ControlClient:
+def control_client(options: ProxyOptions, apply, identity: WorkloadIdentity | None = None) -> ControlClient:
     control = options.control
-    client = ControlClient(control.host, control.port, control.node, apply, SnapshotStore(control.data_dir))
+    client = ControlClient(control.host, control.port, control.node, apply, SnapshotStore(control.data_dir),
+                           identity)
     client.restore()
     return client
+
+
+def workload_identity(options: ProxyOptions, store: CertificateStore) -> WorkloadIdentity | None:
+    """With a join token: the certificate from the control server, kept renewed in `store`."""
+    control = options.control
+    if control is None or control.token is None:
+        return None
+    return WorkloadIdentity(control.host, control.port, control.token, store, control.ca_root,
+                            control.renew_fraction, control.cert_ttl)
+
+
+def ready_with(identity: WorkloadIdentity | None, ready):
+    """Readiness that also needs a certificate that is valid and not about to run out."""
+    if identity is None:
+        return ready
+    return lambda: ready() and identity.problem() is None
 
 
 # --- N workers ----------------------------------------------------------------------------------
@@ -235,12 +258,15 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
         signal_workers(signal.SIGHUP)
 
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
-    client_task = None
+    client_tasks = []
+    identity = workload_identity(options, CertificateStore())
+    if identity is not None:
+        client_tasks.append(loop.create_task(identity.run()))
     if options.control is not None:
-        client_task = loop.create_task(control_client(options, apply_pushed).run())
+        client_tasks.append(loop.create_task(control_client(options, apply_pushed, identity).run()))
     endpoints = AdminEndpoints(options, telemetry, lambda: state["snapshot"],
-                               lambda: len(ready) == options.concurrency and not stopping.is_set(), quit=stop,
-                               config_status=reloads.dump)
+                               ready_with(identity, lambda: len(ready) == options.concurrency and not stopping.is_set()),
+                               quit=stop, config_status=reloads.dump)
     await endpoints.start()
     while not stopping.is_set() and options.watch and options.control is None:
         try:
@@ -249,8 +275,8 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
             if config_fingerprint(options.config_paths) != state["fingerprint"]:
                 await reload()
     await all_exited.wait()
-    if client_task is not None:
-        client_task.cancel()
+    for task in client_tasks:
+        task.cancel()
     endpoints.close()
     telemetry.close()
     return 0
