@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 
-from pymesh.api import wire
+from pymesh.api import checks, wire
 from pymesh.control.admin import Answer
 from pymesh.api.wire import CONTROL_NAMESPACE
 from pymesh.control.authority import MeshCA
 from pymesh.control.tokens import TokenStore
-from pymesh.security.identity import SpiffeId
 
 DEFAULT_TTL = 3600.0
 
@@ -45,14 +44,20 @@ class TokenApi:
     def _create(self, body: bytes) -> Answer:
         try:
             request = json.loads(body or b"{}")
+            missing = [name for name in ("namespace", "service_account") if not isinstance(request.get(name), str)]
+            if missing:
+                raise ValueError(f"{' and '.join(missing)} required (strings)")
             namespace, account = request["namespace"], request["service_account"]
             ttl = float(request.get("ttl", DEFAULT_TTL))
-            SpiffeId(self.ca.trust_domain, namespace, account)  # validates both names
+            for what, problem in (("namespace", checks.dns_label(namespace)),
+                                  ("service_account", checks.dns_subdomain(account))):
+                if problem:
+                    raise ValueError(f"{what}: {problem}")
             if namespace == CONTROL_NAMESPACE:
                 raise ValueError(f"namespace {CONTROL_NAMESPACE} is the control server's own")
             if not 0 < ttl < float("inf"):
                 raise ValueError("ttl must be a positive number of seconds")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, TypeError, AttributeError) as exc:
             return _json(400, {"error": f"token request: {exc}"})
         token = self.store.create(namespace, account, ttl, self.ca.trust_domain, self.ca.pin)
         record = next(r for r in self.store.records() if r.id == token.id)

@@ -63,8 +63,9 @@ class ControlClient:
 
     @classmethod
     async def connect(cls, port: int, host: str = "127.0.0.1", window: int | None = None,
-                      acknowledge: bool = True) -> ControlClient:
-        reader, writer = await asyncio.open_connection(host, port)
+                      acknowledge: bool = True, ssl=None) -> ControlClient:
+        """`ssl`: a client context (tests/control/identity_kit.py makes them) for a secure server."""
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
         return cls(reader, writer, window, acknowledge)
 
     async def hello(self, node: Node, last_version: str | None = None):

@@ -112,8 +112,10 @@ class Control:
     once, so that a restart comes back where the proxies expect it."""
 
     def __init__(self, workdir: Path, config_dir: Path, grace: float = 1.0, port: int | None = None,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, secure: bool = False, extra: tuple[str, ...] = ()) -> None:
         self.config_dir = config_dir
+        self.secure = secure  # False: --insecure (plaintext, no identities)
+        self.extra = extra
         self.grace = grace
         self.data_dir = data_dir
         ports = free_ports(2)
@@ -133,7 +135,7 @@ class Control:
         ]
         if self.data_dir is not None:
             cmd += ["--data-dir", str(self.data_dir)]
-        return cmd
+        return cmd + list(self.extra) + ([] if self.secure else ["--insecure"])
 
     def start(self, wait: bool = True) -> Control:
         with open(self.log_path, "ab") as log:
