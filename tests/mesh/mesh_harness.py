@@ -214,6 +214,18 @@ class Control:
         return self.node(node_id, self.wait_status(synced, f"{node_id}: connected and SYNCED at the current version",
                                                    timeout))
 
+    def join_token(self, path: Path, namespace: str = NAMESPACE, service_account: str = "default",
+                   ttl: str = "1h") -> Path:
+        """`pymesh control token create` into `path` (0600), for a proxy's --token-file."""
+        done = subprocess.run(pymesh_command() + [
+            "control", "token", "create", "--server", f"{LOCALHOST}:{self.admin_port}", "--namespace", namespace,
+            "--service-account", service_account, "--ttl", ttl], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, f"pymesh control token create failed:\n{done.stderr}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as stream:
+            stream.write(done.stdout)
+        return path
+
     def status_text(self) -> str:
         """What `pymesh control status --server ADMIN` prints (it must succeed)."""
         done = subprocess.run(pymesh_command() + ["control", "status", "--server", f"{LOCALHOST}:{self.admin_port}"],
@@ -231,13 +243,16 @@ class MeshProxy(Proxy):
 
     def __init__(self, workdir: Path, control_port: int, workload: str, labels: dict, *, node_id: str | None = None,
                  address: str | None = None, ports: dict[str, int] | None = None, data_dir: Path | None = None,
-                 log_level: str = "info", concurrency: int = 1) -> None:
+                 log_level: str = "info", concurrency: int = 1, token_file: Path | None = None,
+                 namespace: str = NAMESPACE) -> None:
         super().__init__(workdir, "", labels=",".join(f"{k}={v}" for k, v in labels.items()), name=workload,
                          concurrency=concurrency)
         self.config_path.unlink()  # the base class writes a config file: this proxy has none
         self.control_port = control_port
         self.workload = workload
-        self.node_id = node_id or f"{workload}.{NAMESPACE}"
+        self.namespace = namespace
+        self.token_file = token_file  # a join token: mTLS to a secure control server
+        self.node_id = node_id or f"{workload}.{namespace}"
         self.address = address
         self.ports = dict(ports or {})
         self.data_dir = data_dir
@@ -246,7 +261,7 @@ class MeshProxy(Proxy):
     def command(self) -> list[str]:
         cmd = pymesh_command() + [
             "proxy", "--control", f"{LOCALHOST}:{self.control_port}", "--workload", self.workload,
-            "--namespace", NAMESPACE, "--node-id", self.node_id,
+            "--namespace", self.namespace, "--node-id", self.node_id,
             "--admin-port", str(self.admin_port), "--stats-port", str(self.stats_port),
             "--health-port", str(self.health_port), "--access-log", "off", "--log-level", self.log_level,
         ]
@@ -259,6 +274,8 @@ class MeshProxy(Proxy):
         cmd += [f"--port={name}={number}" for name, number in self.ports.items()]
         if self.data_dir is not None:
             cmd += ["--data-dir", str(self.data_dir)]
+        if self.token_file is not None:
+            cmd += ["--token-file", str(self.token_file)]
         return cmd
 
     def ready_status(self) -> int:
@@ -439,8 +456,9 @@ class Mesh:
         """(Re)write `name` in the config directory; the monotonic time it landed."""
         return write_file(self.config_dir / name, dump_yaml(resources))
 
-    def control(self, grace: float = 1.0, port: int | None = None, start: bool = True) -> Control:
-        server = Control(self.root, self.config_dir, grace, port)
+    def control(self, grace: float = 1.0, port: int | None = None, start: bool = True, **options) -> Control:
+        """options: data_dir, secure (mTLS; default --insecure), extra (more arguments)."""
+        server = Control(self.root, self.config_dir, grace, port, **options)
         self.controls.append(server)
         return server.start() if start else server
 
