@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -45,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     security = serve.add_argument_group("identity and mTLS (docs/control-security.md)")
     security.add_argument("--insecure", action="store_true",
                           help="plaintext, no certificates, no authentication: any client can register as any "
-                          "workload and read any namespace's configuration. Local demos only")
+                          "workload and read any namespace's configuration. Local demos only: refused unless "
+                          "--listen is a loopback address")
     security.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain (default cluster.local)")
     security.add_argument("--cert-ttl", type=_duration, default=timedelta(hours=24), metavar="DURATION",
                           help="lifetime of the workload certificates it signs (default 24h)")
@@ -98,6 +100,10 @@ def run_serve(args: argparse.Namespace) -> int:
     if bool(args.ca_cert) != bool(args.ca_key) or (args.ca_chain or args.ca_root) and not args.ca_cert:
         print("pymesh control serve: a plug-in CA needs --ca-cert and --ca-key (--ca-chain, --ca-root with them)",
               file=sys.stderr)
+        return 2
+    if args.insecure and not _loopback(args.listen[0]):
+        print(f"pymesh control serve: --insecure listens only on a loopback address, not {args.listen[0]} "
+              "(an unauthenticated channel must not be reachable from the network)", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     plugin = PluginFiles(args.ca_cert, args.ca_key, args.ca_chain, args.ca_root) if args.ca_cert else None
@@ -175,6 +181,13 @@ def run_token_revoke(args: argparse.Namespace) -> int:
         return 1
     print(f"token {answer['id']} ({answer['namespace']}/{answer['service_account']}) revoked")
     return 0
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _duration(value: str) -> timedelta:
