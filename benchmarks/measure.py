@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import configs, h2load, loadgen, noise, procs, procstat, realtime, wrk
+from benchmarks import configs, h2load, loadgen, mesh_certs, noise, procs, procstat, realtime, wrk
 from benchmarks.rows import GRPC_APP_PORT, HOST, UPSTREAM_PORT, Row, shifted
 from benchmarks.peers import NGINX_UPSTREAM
 
@@ -70,7 +70,11 @@ def start_upstream(bench: Bench) -> procs.Proc:
 
 
 def hop_params(bench: Bench, hop) -> dict:
-    return {"workdir": bench.workdir, **shifted(hop.params, bench.port_offset)}
+    params = {"workdir": bench.workdir, **shifted(hop.params, bench.port_offset)}
+    if "identity" in params:  # an mTLS row's hop: its certificates, and the peer it must see
+        params["cert_dir"] = mesh_certs.cert_dir(bench.workdir, params["identity"])
+        params["peer_uri"] = mesh_certs.spiffe_uri(params["peer_identity"])
+    return params
 
 
 def start_row(bench: Bench, row: Row) -> list[procs.Proc]:

@@ -90,7 +90,12 @@ def _nginx_argv(binary: str, config: Path, params: dict) -> list[str]:
 def _pymesh_argv(binary: str, config: Path, params: dict) -> list[str]:
     return [binary, "proxy", "--config", str(config), "--namespace", "bench", "--concurrency", "1",
             "--admin-port", str(params["admin_port"]), "--stats-port", str(params["stats_port"]),
-            "--health-port", str(params["health_port"]), "--access-log", "off"]
+            "--health-port", str(params["health_port"]), "--access-log", "off",
+            *(("--cert-dir", str(params["cert_dir"])) if "cert_dir" in params else ())]
+
+
+def _envoy_argv(binary: str, config: Path, params: dict) -> list[str]:
+    return [binary, "-c", str(config), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"]
 
 
 NGINX_UPSTREAM = Peer("nginx", "nginx-upstream.conf", functools.partial(_which, "nginx"), _nginx_argv,
@@ -99,10 +104,11 @@ NGINX_PROXY = Peer("nginx", "nginx-proxy.conf", functools.partial(_which, "nginx
                    version_args=("-v",))
 HAPROXY = Peer("haproxy", "haproxy.cfg", functools.partial(_which, "haproxy"),
                lambda binary, config, params: [binary, "-db", "-f", str(config)], version_args=("-v",))
-ENVOY = Peer("envoy", "envoy.yaml", find_envoy,
-             lambda binary, config, params: [binary, "-c", str(config), "--concurrency", "1",
-                                             "--disable-hot-restart", "-l", "warning"],
-             ready_path="/ready")
+ENVOY = Peer("envoy", "envoy.yaml", find_envoy, _envoy_argv, ready_path="/ready")
+ENVOY_MTLS_CLIENT = Peer("envoy", "envoy-mtls-client.yaml", find_envoy, _envoy_argv, ready_path="/ready")
+ENVOY_MTLS_SERVER = Peer("envoy", "envoy-mtls-server.yaml", find_envoy, _envoy_argv, ready_path="/ready")
 PYMESH_EGRESS = Peer("pymesh", "pymesh-egress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
 PYMESH_INGRESS = Peer("pymesh", "pymesh-ingress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
+PYMESH_MTLS_EGRESS = Peer("pymesh", "pymesh-mtls-egress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
+PYMESH_MTLS_INGRESS = Peer("pymesh", "pymesh-mtls-ingress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
 PYMESH_RESILIENT = Peer("pymesh", "pymesh-resilient.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")

@@ -39,9 +39,16 @@ def _pymesh(name: str, peer: Peer, listen: int, upstream: int, n: int, protocol:
                             "stats_port": 15090 + n, "health_port": 15021 + n * 10, "protocol": protocol})
 
 
-def _envoy(name: str, listen: int, upstream: int, n: int, protocol: str = "http_protocol_options") -> Hop:
-    return Hop(name, peers.ENVOY, {"listen_port": listen, "upstream_port": upstream, "admin_port": 19000 + n,
-                                   "upstream_protocol": protocol})
+def _envoy(name: str, listen: int, upstream: int, n: int, protocol: str = "http_protocol_options",
+           peer: Peer = peers.ENVOY) -> Hop:
+    return Hop(name, peer, {"listen_port": listen, "upstream_port": upstream, "admin_port": 19000 + n,
+                            "upstream_protocol": protocol})
+
+
+def _mtls(hop: Hop, identity: str, peer_identity: str) -> Hop:
+    """The hop with its own mesh identity (certificates made for the run, benchmarks/mesh_certs.py)
+    and the identity it requires of the other sidecar."""
+    return Hop(hop.name, hop.peer, {**hop.params, "identity": identity, "peer_identity": peer_identity})
 
 
 H2 = "http2_protocol_options"
@@ -60,6 +67,12 @@ ROWS: tuple[Row, ...] = (
         (_envoy("envoy", 15080, UPSTREAM_PORT, 0),)),
     Row("envoy-2hop", "Envoy -> Envoy -> nginx", 15080,
         (_envoy("envoy-a", 15080, 15081, 0), _envoy("envoy-b", 15081, UPSTREAM_PORT, 1))),
+    Row("pymesh-mtls-2hop", "pymesh-2hop with Istio mTLS between the sidecars (ISTIO_MUTUAL, STRICT), HTTP/2 inside",
+        15080, (_mtls(_pymesh("pymesh-a", peers.PYMESH_MTLS_EGRESS, 15080, 15081, 0), "client", "server"),
+                _mtls(_pymesh("pymesh-b", peers.PYMESH_MTLS_INGRESS, 15081, UPSTREAM_PORT, 1), "server", "client"))),
+    Row("envoy-mtls-2hop", "envoy-2hop with mTLS between the hops (same certificates, ALPN istio-h2, HTTP/2 inside)",
+        15080, (_mtls(_envoy("envoy-a", 15080, 15081, 0, peer=peers.ENVOY_MTLS_CLIENT), "client", "server"),
+                _mtls(_envoy("envoy-b", 15081, UPSTREAM_PORT, 1, peer=peers.ENVOY_MTLS_SERVER), "server", "client"))),
     Row("pymesh-h2c-1hop", "h2c client (h2load) -> pymesh egress listener -> HTTP/1.1 to nginx", 15080,
         (_pymesh("pymesh", peers.PYMESH_EGRESS, 15080, UPSTREAM_PORT, 0),), load="h2c"),
     Row("envoy-h2c-1hop", "h2c client (h2load) -> Envoy (codec AUTO) -> HTTP/1.1 to nginx", 15080,

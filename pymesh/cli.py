@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = (
     "pymesh.api.analyze",  # pymesh analyze
     "pymesh.capture.command",  # pymesh iptables
     "pymesh.control.command",  # pymesh control serve|status
+    "pymesh.control.ca_command",  # pymesh ca init|issue
 )
 
 
