@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
@@ -25,6 +24,7 @@ from pymesh.control import ca_store
 from pymesh.security.ca import CertificateAuthority, WorkloadCertificate, utc_now
 from pymesh.security.identity import SpiffeId
 from pymesh.security.jointoken import spki_pin
+from pymesh.security.tls import load_key_pair
 
 log = logging.getLogger("pymesh.control.ca")
 
@@ -108,17 +108,7 @@ class MeshCA:
     def renew_serving(self) -> float:
         """A new serving certificate into the listener's context; seconds until the next renewal."""
         cert = self.authority.issue(self.control_identity, self.options.cert_ttl, self._clock())
-        _load_key_pair(self._context, cert.chain_pem, cert.key_pem)
+        load_key_pair(self._context, cert.chain_pem, cert.key_pem)
         self.serving = cert
         return max(1.0, (cert.renew_at(0.5) - self._clock()).total_seconds())
 
-
-def _load_key_pair(context: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> None:
-    """`load_cert_chain` from memory through a private temporary file (0600 in a 0700
-    directory), removed at once: `ssl` reads keys only from files."""
-    with tempfile.TemporaryDirectory(prefix="pymesh-control-tls-") as directory:
-        path = os.path.join(directory, "pair.pem")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(chain_pem + b"\n" + key_pem)
-        context.load_cert_chain(path)
