@@ -13,7 +13,7 @@ import sys
 from datetime import timedelta
 
 from pymesh.api import limits as input_limits
-from pymesh.api.duration import parse_duration
+from pymesh.control.ca_command import duration_arg
 from pymesh.routing.hosts import parse_host_port
 
 
@@ -49,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "workload and read any namespace's configuration. Local demos only: refused unless "
                           "--listen is a loopback address")
     security.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain (default cluster.local)")
-    security.add_argument("--cert-ttl", type=_duration, default=timedelta(hours=24), metavar="DURATION",
+    security.add_argument("--cert-ttl", type=duration_arg, default=timedelta(hours=24), metavar="DURATION",
                           help="lifetime of the workload certificates it signs (default 24h)")
-    security.add_argument("--max-cert-ttl", type=_duration, default=timedelta(days=90), metavar="DURATION",
+    security.add_argument("--max-cert-ttl", type=duration_arg, default=timedelta(days=90), metavar="DURATION",
                           help="the most a proxy may ask for (default 2160h = 90 days, Istio's)")
     security.add_argument("--ca-cert", metavar="FILE", help="plug-in CA: signing certificate (Istio's ca-cert.pem); "
                           "default: a root made in --data-dir/ca")
@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create = tokens.add_parser("create", help="print a new token on stdout")
     create.add_argument("--namespace", required=True, metavar="NS")
     create.add_argument("--service-account", required=True, metavar="SA")
-    create.add_argument("--ttl", type=_duration, default=timedelta(hours=1), metavar="DURATION",
+    create.add_argument("--ttl", type=duration_arg, default=timedelta(hours=1), metavar="DURATION",
                         help="how long it can bootstrap proxies (default 1h)")
     create.set_defaults(func=run_token_create)
     listing = tokens.add_parser("list", help="every token: id, identity, expiry, revoked")
@@ -188,16 +188,6 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
-
-
-def _duration(value: str) -> timedelta:
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return timedelta(seconds=seconds)
 
 
 def _address(value: str) -> tuple[str, int]:
