@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from pymesh.api.wire import CONTROL_NAMESPACE, CONTROL_SERVICE_ACCOUNT
 from pymesh.control import ca_store
@@ -79,8 +80,11 @@ class MeshCA:
 
     @property
     def pin(self) -> str:
-        """The pin join tokens carry: the root the server's own certificate chains to."""
-        return spki_pin(self.authority.roots[0])
+        """The pin join tokens carry: the root the server's own certificate chains to (during a
+        root rotation the bundle holds others too)."""
+        authority = self.authority
+        top = authority.chain[-1] if authority.chain else authority.cert
+        return spki_pin(next((r for r in authority.roots if _issued(top, r)), authority.roots[0]))
 
     def sign(self, csr_pem: bytes, identity: SpiffeId, ttl: float | None) -> bytes:
         """The chain for a CSR asking for exactly `identity` (CsrRejected otherwise), valid for
@@ -112,3 +116,12 @@ class MeshCA:
         self.serving = cert
         return max(1.0, (cert.renew_at(0.5) - self._clock()).total_seconds())
 
+
+
+def _issued(cert: x509.Certificate, by: x509.Certificate) -> bool:
+    """Whether `by` signed `cert` (subjects alone do not tell: every mesh root is O=<td>)."""
+    try:
+        cert.verify_directly_issued_by(by)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

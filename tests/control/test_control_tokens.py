@@ -214,3 +214,12 @@ def test_pinned_root_takes_only_the_pinned_certificate(ca) -> None:
 def test_the_token_api_answers_only_loopback_peers(peer, allowed) -> None:
     from pymesh.control.admin import _loopback
     assert _loopback(peer) is allowed
+
+
+def test_the_pin_is_the_signing_root_even_when_the_bundle_holds_others(ca) -> None:
+    old = CertificateAuthority.create_root("cluster.local", utc_now())
+    rotating = MeshCA(ca.authority.with_roots(old.roots), ca.options)
+    assert rotating.pin == ca.pin
+    flipped = MeshCA(CertificateAuthority(ca.authority.cert, ca.authority.key, [], old.roots + ca.authority.roots),
+                     ca.options)
+    assert flipped.pin == ca.pin != spki_pin(old.roots[0])
