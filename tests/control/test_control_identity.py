@@ -274,3 +274,34 @@ def test_the_server_presents_its_own_identity(secure) -> None:
         assert answer.status == 200 and answer.body == ca.trust_bundle_pem
 
     run(body())
+
+
+def test_a_plugin_ca_with_two_roots_bootstraps_a_proxy_by_the_tokens_pin(control, tmp_path) -> None:
+    """Istio's cacerts layout, mid-rotation: root-cert.pem holds another root before the signing
+    one. The proxy's own bootstrap code, given only the token, must pick the pinned root."""
+    from pymesh.proxy.certs import CertificateStore
+    from pymesh.proxy.workload_identity import WorkloadIdentity
+
+    signing, other = (CertificateAuthority.create_root("cluster.local", utc_now()) for _ in range(2))
+    cacerts = tmp_path / "cacerts"
+    cacerts.mkdir()
+    cert_pem, key_pem = signing.to_pem()
+    for name, data in (("ca-cert.pem", cert_pem), ("ca-key.pem", key_pem), ("cert-chain.pem", cert_pem),
+                       ("root-cert.pem", other.trust_bundle_pem + signing.trust_bundle_pem)):
+        (cacerts / name).write_bytes(data)
+    server = control(2.0, None, *(f"--ca-{kind}={cacerts / name}" for kind, name in (
+        ("cert", "ca-cert.pem"), ("key", "ca-key.pem"), ("chain", "cert-chain.pem"), ("root", "root-cert.pem"))),
+        secure=True)
+    token = JoinToken.parse(create_token(server, "demo", "reviews"))
+
+    async def body():
+        store = CertificateStore()
+        identity = WorkloadIdentity("127.0.0.1", server.port, token, store)
+        await identity.obtain()
+        assert store.current.identity == spiffe("demo", "reviews")
+        assert store.current.roots_pem == other.trust_bundle_pem + signing.trust_bundle_pem  # both, for the overlap
+        await identity.obtain()  # a renewal, over mTLS with the first certificate
+        assert identity.problem() is None
+
+    run(body())
+    assert "(its client certificate" in server.log()
