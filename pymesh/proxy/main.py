@@ -51,13 +51,14 @@ def main(options: ProxyOptions) -> int:
 async def _single(options: ProxyOptions, snapshot) -> int:
     telemetry = Telemetry.create(options, workers=1)
     reloads = ReloadRecord(telemetry.metrics, snapshot.version)
+    certs = CertificateStore()  # the workload certificate: the data plane's, filled by the control server's CA
+    identity = workload_identity(options, certs)
     worker = ProxyWorker(options, telemetry, reloads=reloads)
     try:
         await worker.start(snapshot, ready=has_config(options))
     except OSError as error:
         print(f"pymesh proxy: cannot open listener: {error}", file=sys.stderr)
         return 1
-    identity = workload_identity(options, CertificateStore())
     endpoints = AdminEndpoints(options, telemetry, lambda: worker.runtime.snapshot,
                                ready_with(identity, lambda: worker.ready),
                                quit=lambda: asyncio.get_running_loop().create_task(worker.drain()),

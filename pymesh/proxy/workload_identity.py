@@ -141,9 +141,13 @@ class WorkloadIdentity:
             cert = workload_certificate(chain, key_pem, roots)
             if cert.identity != self.identity:
                 raise ValueError(f"signed for {cert.identity.uri}, not {self.identity.uri}")
-            self.store.update(cert)
+            self.install(cert)
         except (ValueError, ssl.SSLError) as exc:
             raise SigningFailed(f"unusable answer: {exc}") from None
+
+    def install(self, cert) -> None:
+        """A new certificate into the store; its renewal is timed from now."""
+        self.store.update(cert)
         self._obtained, self.error = self._clock(), None
 
     async def _bootstrap_context(self) -> ssl.SSLContext:
