@@ -142,6 +142,7 @@ class Hub:
         if self.bundle is not None:
             stream.send_bundle(self.bundle())
         session = stream.session = ProxySession(node, hello.last_version)
+        session.identity = identity
         self.records[node.id] = session
         self.registry.connect(node)
         self.metrics.connected.inc()
@@ -267,6 +268,7 @@ def _record(session: ProxySession) -> dict:
         "workload": node.workload,
         "namespace": node.namespace,
         "service_account": node.service_account,
+        "identity": session.identity.uri if session.identity else None,  # from its certificate
         "addresses": list(node.addresses),
         "connected": session.connected,
         "pushed_version": session.pushed_version,

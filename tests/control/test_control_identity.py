@@ -183,7 +183,8 @@ def test_a_node_id_cannot_be_taken_over(secure) -> None:
             ended = await refused_stream(second)
             assert why in ended.trailers.get("pymesh-error", ""), ended
             await second.close()
-        assert server.proxy("reviews-v1.demo")["addresses"] == ["10.1.0.7"]
+        record = server.proxy("reviews-v1.demo")
+        assert record["addresses"] == ["10.1.0.7"] and record["identity"] == spiffe("demo", "reviews").uri
         await first.close()
         server.wait_proxy("reviews-v1.demo", "disconnected", lambda p: not p["connected"])
         # gone but in its grace: still the owner's, and the owner may come back
