@@ -117,7 +117,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         server = ControlServer(options)
     except (OSError, ValueError) as exc:
-        print(f"pymesh control serve: cannot load the mesh CA: {exc}", file=sys.stderr)
+        print(f"pymesh control serve: cannot start: {exc}", file=sys.stderr)
         return 1
     return asyncio.run(_serve(server))
 

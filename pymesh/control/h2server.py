@@ -260,8 +260,9 @@ class ControlConnection(asyncio.Protocol):
         try:
             self.h2.send_headers(sid, [(":status", str(status)), ("content-type", content_type),
                                        ("content-length", str(len(body)))], end_stream=not body)
-            if body:  # small (a chain, a bundle): within the initial window
-                self.h2.send_data(sid, body, end_stream=True)
+            size = self.h2.max_outbound_frame_size
+            for start in range(0, len(body), size):  # small (a chain, a bundle): within the initial window
+                self.h2.send_data(sid, body[start:start + size], end_stream=start + size >= len(body))
         except h2.exceptions.H2Error as exc:
             log.warning("cannot answer stream %d of %s: %s", sid, self._peername(), exc)
 

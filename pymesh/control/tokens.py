@@ -93,9 +93,12 @@ class TokenStore:
     def _load(self) -> dict[str, TokenRecord]:
         if self.path is None or not os.path.exists(self.path):
             return {}
-        with open(self.path, encoding="utf-8") as stream:  # unreadable tokens: fail loudly at start
-            data = json.load(stream)
-        return {item["id"]: TokenRecord(**item) for item in data["tokens"]}
+        try:  # unreadable tokens: fail loudly at start rather than forget revocations
+            with open(self.path, encoding="utf-8") as stream:
+                data = json.load(stream)
+            return {item["id"]: TokenRecord(**item) for item in data["tokens"]}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{self.path}: unreadable join tokens: {exc!r}") from None
 
     def _save(self) -> None:
         if self.path is None:

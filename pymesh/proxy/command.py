@@ -188,6 +188,9 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> C
         addresses=tuple(args.address), ports=parse_ports(args.port),
     )
     ca_root = None
+    if args.ca_root and token is None:
+        raise argparse.ArgumentTypeError("--ca-root verifies the control server for a proxy with a join token "
+                                         "(--token-file or $PYMESH_TOKEN)")
     if args.ca_root:
         try:
             with open(args.ca_root, "rb") as stream:

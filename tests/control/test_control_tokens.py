@@ -223,3 +223,9 @@ def test_the_pin_is_the_signing_root_even_when_the_bundle_holds_others(ca) -> No
     flipped = MeshCA(CertificateAuthority(ca.authority.cert, ca.authority.key, [], old.roots + ca.authority.roots),
                      ca.options)
     assert flipped.pin == ca.pin != spki_pin(old.roots[0])
+
+
+def test_an_unreadable_token_file_stops_the_start_with_its_path(tmp_path) -> None:
+    (tmp_path / "join-tokens.json").write_text('{"tokens": [{"id": "x"}]}')
+    with pytest.raises(ValueError, match="join-tokens.json: unreadable join tokens"):
+        TokenStore(str(tmp_path), Clock())
