@@ -5,6 +5,8 @@ restarts, and says it is not ready (and why, in its log) when it cannot renew in
 
 from __future__ import annotations
 
+from pymesh.security.jointoken import JoinToken
+
 from mesh_harness import (  # noqa: F401
     CLIENT, HOST, canary_route, egress_sidecar, failures, free_ports, mesh, summary, versioned_service, wait_until,
 )
@@ -48,6 +50,10 @@ def test_a_token_bootstraps_mtls_and_certificates_rotate_during_traffic_without_
     assert control.log().count(f"proxy {client.node_id} (") == 1, "the proxy reconnected during rotation"
     assert control.node(client.node_id)["connected"]
     assert client.ready_status() == 200
+    secret = JoinToken.parse(client.token_file.read_text()).secret
+    for where, text in (("proxy log", client.stderr()), ("control log", control.log()),
+                        ("config_dump", client.admin("/config_dump")[2].decode())):
+        assert secret not in text and "PRIVATE KEY" not in text, where
 
 
 def test_after_a_server_restart_proxies_reconnect_with_their_certificates(mesh):
