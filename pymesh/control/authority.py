@@ -114,7 +114,8 @@ class MeshCA:
         cert = self.authority.issue(self.control_identity, self.options.cert_ttl, self._clock())
         load_key_pair(self._context, cert.chain_pem, cert.key_pem)
         self.serving = cert
-        return max(1.0, (cert.renew_at(0.5) - self._clock()).total_seconds())
+        # half of the life it has from now (notBefore is backdated for clock skew)
+        return max(1.0, (cert.not_after - self._clock()).total_seconds() / 2)
 
 
 

@@ -306,3 +306,18 @@ def test_a_plugin_ca_with_two_roots_bootstraps_a_proxy_by_the_tokens_pin(control
 
     run(body())
     assert "(its client certificate" in server.log()
+
+
+def test_insecure_mode_is_loud_and_counted(control) -> None:
+    server = control()  # the harness's default: --insecure on 127.0.0.1
+
+    async def body():
+        client = await ControlClient.connect(server.port)
+        assert isinstance(await client.hello(node("p.demo", "demo", "p")), SnapshotMessage)
+        server.wait_proxy("p.demo", "connected", lambda p: p["connected"])
+        await client.close()
+
+    run(body())
+    assert "WARNING pymesh.control: INSECURE: --insecure serves every client" in server.log()
+    assert server.metric("pymesh_control_insecure_connections_total") == 1
+    assert server.status()["mtls"] is False and server.status()["proxies"][0]["identity"] is None
