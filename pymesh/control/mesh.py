@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from pymesh.api import model
-from pymesh.control import admission
+from pymesh.control import membership
 
 
 log = logging.getLogger("pymesh.control")
@@ -31,7 +31,7 @@ class Mesh:
                detected_at: float) -> Generation | None:
         """A new generation when the combined configuration differs from the current one."""
         if self.trust_domain is not None:
-            registered, refused = admission.admitted(registered, config.service_entries, self.trust_domain)
+            registered, refused = membership.admitted(registered, config.service_entries, self.trust_domain)
             for name in refused.keys() - self.refused.keys():
                 log.warning("registered proxy %s is not an endpoint: %s", name, refused[name])
             self.refused = refused

@@ -1,4 +1,4 @@
-"""Which registered proxies are endpoints (with mTLS), table-driven: the namespace is the
+"""Which registered proxies are endpoints (with mTLS; pymesh/control/membership.py), table-driven: the namespace is the
 boundary, and a ServiceEntry with subjectAltNames admits only the identities it names."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pymesh.api import model
-from pymesh.control.admission import admitted, refusal
+from pymesh.control.membership import admitted, refusal
 from pymesh.control.registry import TLS_MODE_LABEL, workload_entry
 from pymesh.api.wire import Node
 
@@ -41,7 +41,7 @@ def entry(account: str, ns: str = "demo", **labels: str) -> model.WorkloadEntry:
     ("one refusing ServiceEntry is enough", (se("a", selector={"app": "r"}), se("b", selector={"app": "r"}, sans=(REVIEWS_SA,))),
      entry("attacker", app="r"), "ServiceEntry demo/b"),
 ])
-def test_admission(what, services, registered, refused) -> None:
+def test_membership(what, services, registered, refused) -> None:
     why = refusal(registered, services, "cluster.local")
     assert (why is None) == (refused is None) and (refused is None or refused in why), (what, why)
     kept, reasons = admitted((registered,), services, "cluster.local")
