@@ -10,6 +10,10 @@ A frame that cannot be read at all (oversize, bad JSON, unknown version or type)
 the stream is unusable. A readable envelope whose content is wrong (a config field with the wrong
 type, say) is returned as an `InvalidMessage` carrying the version and nonce, so a proxy can NACK
 it and keep its stream.
+
+Beside the stream, on the same listener: `GET TrustBundle` (the roots, PEM) and `POST Sign` (a
+`SignRequest` JSON body, a `SignResponse` answer) by which a proxy gets and renews its
+certificate (docs/control-security.md).
 """
 
 from __future__ import annotations
