@@ -93,10 +93,10 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                          help="a port this workload serves, by ServiceEntry port name (repeatable) [$PYMESH_PORTS]")
     control.add_argument("--node-id", default=os.environ.get("PYMESH_NODE_ID"),
                          help="this proxy's unique name at the control server (default workload-host-pid.namespace)")
-    control.add_argument("--token-file", metavar="PATH",
+    control.add_argument("--token-file", metavar="PATH", default=os.environ.get("PYMESH_TOKEN_FILE") or None,
                          help="join token (from `pymesh control token create`): get a certificate for its identity "
-                         "and talk to the control server over mTLS; default $PYMESH_TOKEN. Without one the channel "
-                         "is plaintext, for a server run with --insecure")
+                         "and talk to the control server over mTLS [$PYMESH_TOKEN_FILE; or the token itself in "
+                         "$PYMESH_TOKEN]. Without one the channel is plaintext, for a server run with --insecure")
     control.add_argument("--ca-root", metavar="FILE",
                          help="the mesh root(s) to verify the control server by (default: the token's pinned root)")
     control.add_argument("--renew-fraction", type=_fraction, default=0.5, metavar="F",
