@@ -229,3 +229,12 @@ def test_an_unreadable_token_file_stops_the_start_with_its_path(tmp_path) -> Non
     (tmp_path / "join-tokens.json").write_text('{"tokens": [{"id": "x"}]}')
     with pytest.raises(ValueError, match="join-tokens.json: unreadable join tokens"):
         TokenStore(str(tmp_path), Clock())
+
+
+def test_token_cli_without_a_server_says_so_and_exits_1() -> None:
+    import subprocess
+    import sys
+    from ports import free_port
+    done = subprocess.run([sys.executable, "-m", "pymesh", "control", "token", "list", "--server",
+                           f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "cannot reach the control server" in done.stderr, done.stderr
