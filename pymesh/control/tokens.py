@@ -14,10 +14,10 @@ import json
 import logging
 import os
 import secrets
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
+from pymesh.security.files import write_private
 from pymesh.security.jointoken import JoinToken, TokenRefused
 
 log = logging.getLogger("pymesh.control.tokens")
@@ -101,18 +101,9 @@ class TokenStore:
             raise ValueError(f"{self.path}: unreadable join tokens: {exc!r}") from None
 
     def _save(self) -> None:
-        if self.path is None:
-            return
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".join-tokens.")  # mkstemp: mode 0600
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as stream:
-                json.dump({"tokens": [asdict(r) for r in self.records()]}, stream)
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        if self.path is not None:
+            body = json.dumps({"tokens": [asdict(r) for r in self.records()]})
+            write_private(self.path, body.encode())
 
 
 def _sha256(secret: str) -> str:
