@@ -102,8 +102,9 @@ def workload_identity(options: ProxyOptions, store: CertificateStore) -> Workloa
     control = options.control
     if control is None or control.token is None:
         return None
+    directory = os.path.join(control.data_dir, "identity") if control.data_dir else None
     return WorkloadIdentity(control.host, control.port, control.token, store, control.ca_root,
-                            control.renew_fraction, control.cert_ttl)
+                            control.renew_fraction, control.cert_ttl, directory=directory)
 
 
 def ready_with(identity: WorkloadIdentity | None, ready):

@@ -20,15 +20,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import ssl
 from datetime import datetime
 from typing import Callable
 
 from pymesh.api import wire
-from pymesh.proxy.certs import CertificateStore
+from pymesh.proxy.certs import CERT_CHAIN, KEY, ROOT_CERT, CertificateStore
 from pymesh.proxy.unary_h2 import UnaryError, request
 from pymesh.security.ca import new_key_and_csr, utc_now, verify_issued_by, workload_certificate
+from pymesh.security.files import write_private, write_public
 from pymesh.security.identity import SpiffeId
 from pymesh.security.jointoken import JoinToken, pinned_root
 
@@ -51,7 +53,7 @@ def control_identity(trust_domain: str) -> SpiffeId:
 class WorkloadIdentity:
     def __init__(self, host: str, port: int, token: JoinToken, store: CertificateStore, ca_root: bytes | None = None,
                  renew_fraction: float = 0.5, ttl: float | None = None, rng: random.Random | None = None,
-                 clock: Callable[[], datetime] = utc_now):
+                 clock: Callable[[], datetime] = utc_now, directory: str | None = None):
         self.host, self.port = host, port
         self.token = token
         self.store = store
@@ -65,6 +67,7 @@ class WorkloadIdentity:
         self._clock = clock
         self._obtained: datetime | None = None  # when the current certificate arrived
         self.first = asyncio.Event()  # set once the first certificate is in the store
+        self.directory = directory  # where the certificate is kept across restarts, if anywhere
 
     # --- for the control channel and readiness ------------------------------------------------
 
@@ -99,6 +102,8 @@ class WorkloadIdentity:
 
     async def run(self) -> None:
         """Get a certificate, then keep it renewed; never returns, never raises for failures."""
+        if self.restore():
+            self.first.set()
         failures = 0
         while True:
             cert = self.store.valid()
@@ -146,9 +151,38 @@ class WorkloadIdentity:
             raise SigningFailed(f"unusable answer: {exc}") from None
 
     def install(self, cert) -> None:
-        """A new certificate into the store; its renewal is timed from now."""
+        """A new certificate into the store (and the data directory); its renewal is timed from now."""
         self.store.update(cert)
         self._obtained, self.error = self._clock(), None
+        if self.directory is not None:
+            try:
+                write_public(os.path.join(self.directory, CERT_CHAIN), cert.chain_pem)
+                write_public(os.path.join(self.directory, ROOT_CERT), cert.roots_pem)
+                write_private(os.path.join(self.directory, KEY), cert.key_pem)  # last: the set is whole
+            except OSError as exc:
+                log.error("cannot keep the workload certificate in %s: %s", self.directory, exc)
+
+    def restore(self) -> bool:
+        """The certificate kept in the data directory, if it is still valid and this token's."""
+        if self.directory is None or not os.path.exists(os.path.join(self.directory, KEY)):
+            return False
+        try:
+            files = []
+            for name in (CERT_CHAIN, KEY, ROOT_CERT):
+                with open(os.path.join(self.directory, name), "rb") as stream:
+                    files.append(stream.read())
+            cert = workload_certificate(*files)
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring the kept workload certificate in %s: %s", self.directory, exc)
+            return False
+        if cert.identity != self.identity or cert.expired(self._clock()):
+            log.info("the kept workload certificate in %s is %s; getting a new one", self.directory,
+                     "expired" if cert.identity == self.identity else f"for {cert.identity.uri}")
+            return False
+        self.store.update(cert)
+        self._obtained = self._clock()
+        log.info("workload certificate restored from %s", self.directory)
+        return True
 
     async def _bootstrap_context(self) -> ssl.SSLContext:
         """TLS trusting only the root the proxy was given or the token pins."""

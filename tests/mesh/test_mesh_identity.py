@@ -5,6 +5,9 @@ restarts, and says it is not ready (and why, in its log) when it cannot renew in
 
 from __future__ import annotations
 
+import os
+import stat
+
 from pymesh.security.jointoken import JoinToken
 
 from mesh_harness import (  # noqa: F401
@@ -14,7 +17,7 @@ from mesh_harness import (  # noqa: F401
 TTL = "4s"
 
 
-def secure_canary(mesh, *extra: str):
+def secure_canary(mesh, *extra: str, data_dir: bool = False):
     """start_canary's mesh with a secure control server (--data-dir: its CA survives restarts)
     and a client proxy that has only a join token."""
     port = free_ports(1)[0]
@@ -24,7 +27,8 @@ def secure_canary(mesh, *extra: str):
     mesh.write("sidecar.yaml", [egress_sidecar("productpage", CLIENT, port)])
     control = mesh.control(1.0, data_dir=mesh.root / "control-data", secure=True, extra=("--cert-ttl", TTL, *extra))
     token = control.join_token(mesh.root / "productpage.token", service_account="productpage")
-    client = mesh.proxy(control.port, "productpage", CLIENT, token_file=token)
+    client = mesh.proxy(control.port, "productpage", CLIENT, token_file=token,
+                        data_dir=mesh.root / "productpage-data" if data_dir else None)
     control.wait_synced(client.node_id)
     return control, client, port
 
@@ -74,3 +78,18 @@ def test_a_proxy_that_cannot_renew_is_not_ready_before_expiry_and_recovers(mesh)
     control.start()  # the certificate has expired by now: the token (still valid) bootstraps again
     wait_until(lambda: client.ready_status() == 200, timeout=30, what="ready again once the server is back")
     control.wait_synced(client.node_id, timeout=20)
+
+
+def test_a_proxy_restarted_while_the_server_is_away_keeps_its_identity(mesh):
+    control, client, port = secure_canary(mesh, "--cert-ttl", "1h", data_dir=True)
+    kept = client.data_dir / "identity"
+    assert stat.S_IMODE(os.stat(kept / "key.pem").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(kept).st_mode) == 0o700
+    bootstraps = control.log().count("(token ")
+    control.kill()
+    assert client.stop() == 0
+    client.start()  # waits for /ready: its snapshot and its certificate from the data directory
+    assert "workload certificate restored from" in client.stderr()
+    control.start()
+    control.wait_synced(client.node_id, timeout=20)
+    assert control.log().count("(token ") == bootstraps, "the restarted proxy bootstrapped again"

@@ -78,3 +78,20 @@ def test_a_pushed_bundle_is_installed_only_if_the_certificate_verifies_by_it(wor
     both = ca.trust_bundle_pem + other.trust_bundle_pem
     identity.trust_bundle(both.decode())
     assert store.current.roots_pem == both and store.current.serial == before.serial
+
+
+def test_the_kept_certificate_is_used_again_only_if_valid_and_this_tokens(world, tmp_path) -> None:
+    clock, ca, store, identity = world
+    directory = str(tmp_path / "identity")
+    identity.directory = directory
+    identity.install(store.current)  # written there
+    again = WorkloadIdentity("127.0.0.1", 1, TOKEN, CertificateStore(clock=clock), clock=clock, directory=directory)
+    assert again.restore() and again.store.current.serial == store.current.serial
+    other = JoinToken("id", "demo", "ratings", "cluster.local", TOKEN.ca_pin, "s")
+    assert not WorkloadIdentity("127.0.0.1", 1, other, CertificateStore(clock=clock), clock=clock,
+                                directory=directory).restore()
+    clock.now = NOW + timedelta(seconds=5)
+    assert not WorkloadIdentity("127.0.0.1", 1, TOKEN, CertificateStore(clock=clock), clock=clock,
+                                directory=directory).restore()
+    assert not WorkloadIdentity("127.0.0.1", 1, TOKEN, CertificateStore(clock=clock), clock=clock,
+                                directory=str(tmp_path / "none")).restore()
