@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FULL = {"proxies": (100, 1000, 2000), "changes": 5, "scoped_proxies": 1000}
 SMOKE = {"proxies": (100,), "changes": 1, "scoped_proxies": 100}
 READY_TIMEOUT = 30.0
+MAX_PROXIES = 100_000  # the --max-connections the server under test gets (the counts are --proxies)
 WAIT_TIMEOUT = 30.0  # for one change to reach every affected proxy
 SETTLE = 0.3  # seconds between reading the state and making a change
 
@@ -51,7 +52,9 @@ class HarnessError(RuntimeError):
 class Server:
     def __init__(self, config_dir: Path, workdir: Path, name: str, cpus: str | None, profile: Path | None):
         command = ["-m", "pymesh", "control", "serve", "--config-dir", str(config_dir),
-                   "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]
+                   "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                   # every simulated proxy connects from 127.0.0.1: lift the per-source and total caps
+                   "--max-connections", str(MAX_PROXIES), "--max-connections-per-source", str(MAX_PROXIES)]
         if profile is not None:
             command = ["-m", "cProfile", "-o", str(profile), *command]
         self.profile = profile

@@ -18,6 +18,17 @@ def alias_bomb(levels: int = 9) -> str:
     return "\n".join(lines) + "\n"
 
 
+def string_bomb(aliases: int = 2000, size: int = 1 << 20) -> str:
+    """A VirtualService whose header values are one `size`-character annotation aliased `aliases`
+    times: few nodes (the node limit lets it through) but 2 GB of header values once expanded."""
+    keys = "".join(f"          x-h{i}: *s\n" for i in range(aliases))
+    return (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: r\n  namespace: default\n"
+        f"  annotations:\n    pad: &s \"{'x' * size}\"\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n"
+        "    - destination:\n        host: reviews\n    headers:\n      request:\n        set:\n" + keys
+    )
+
+
 def deep_nesting(depth: int = 1000) -> str:
     """A mapping nested `depth` levels deep, in block style (one key per line)."""
     return "".join("  " * i + "k:\n" for i in range(depth))

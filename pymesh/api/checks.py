@@ -132,6 +132,14 @@ def header_to_modify(value: str) -> str | None:
     )
 
 
+def output_header(value: str) -> str | None:
+    """A header the proxy writes from a verified token (Istio's ValidateStrictHTTPHeaderName;
+    pseudo-headers and Host are never written this way)."""
+    return _operation_name(value) or (
+        f"{value!r} cannot be written from a token" if value.lower() == "host" else None
+    )
+
+
 def header_value(value: str) -> str | None:
     if _CONTROL.search(value):
         return f"header value {value!r} contains control characters"

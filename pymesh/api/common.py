@@ -10,8 +10,8 @@ from pymesh.api.reader import PORT, Convert, Reader, Sink, Slot, choice, distinc
 
 PROTOCOL = choice(
     "protocol",
-    ("HTTP", "HTTP2", "GRPC", "TCP"),
-    not_yet=("HTTPS", "TLS", "GRPC-WEB", "HTTP_PROXY", "MONGO", "MYSQL", "REDIS", "THRIFT", "UDP"),
+    ("HTTP", "HTTP2", "GRPC", "TCP", "HTTPS", "TLS"),
+    not_yet=("GRPC-WEB", "HTTP_PROXY", "MONGO", "MYSQL", "REDIS", "THRIFT", "UDP"),
     fold_case=True,
 )
 CAPTURE_MODE = choice("captureMode", ("DEFAULT", "IPTABLES", "NONE"))

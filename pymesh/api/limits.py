@@ -12,8 +12,10 @@ takes a minute and gigabytes. So every load is bounded, in this order:
   stops at the first event over a limit: 10,000 documents per file; nesting 100 deep (Istio
   resources nest about 10 deep; go-yaml, Kubernetes' parser, stops at 10,000, which Python's
   recursion could not survive); 10,000 alias uses, and 400,000 nodes added by expanding them
-  (go-yaml's budget for alias-driven decoding is about 400,000 operations). The expansion is
-  counted from each anchor's size, so a billion-laughs file is refused before it expands;
+  (go-yaml's budget for alias-driven decoding is about 400,000 operations), and 8 Mi characters
+  of scalar text added by them (a 1 MB string aliased 2,000 times is a handful of nodes but 2 GB
+  of header values once pushed or applied). The expansion is counted from each anchor's size, so
+  a billion-laughs file is refused before it expands;
 - time, where the load runs in a child process (`pymesh.api.offload`): 60 s.
 
 Every limit can be changed with the `--config-*` flags `add_arguments` declares.
@@ -38,6 +40,7 @@ class Limits:
     max_depth: int = 100
     max_aliases: int = 10_000
     max_alias_nodes: int = 400_000
+    max_alias_text: int = 8 * MIB  # characters of scalars added by aliases
     load_timeout: float = 60.0  # seconds, for loads in a child process
 
 
@@ -71,35 +74,44 @@ def scan(events, limits: Limits) -> None:
     Each anchor's expanded size (nodes) and height (nesting levels) are recorded when it ends, so
     an alias adds both without its subtree being built: an alias bomb is refused, and so is
     nesting made deep by aliases of aliases."""
-    documents = aliases = expanded = nodes = 0
-    anchors: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, height) once expanded
-    open_nodes: list[list] = []  # per open collection: [anchor, node count at its start, tallest child]
+    documents = aliases = expanded = nodes = text = expanded_text = 0
+    anchors: dict[str, tuple[int, int, int]] = {}  # anchor -> (nodes, height, text) once expanded
+    # per open collection: [anchor, node count at its start, tallest child, text at its start]
+    open_nodes: list[list] = []
     for event in events:
         kind = type(event)
         if kind is yaml.ScalarEvent:
             nodes += 1
+            text += len(event.value)
             if event.anchor is not None:
-                anchors[event.anchor] = (1, 0)
+                anchors[event.anchor] = (1, 0, len(event.value))
         elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             nodes += 1
             if len(open_nodes) >= limits.max_depth:
                 raise LimitExceeded(_line(event), f"YAML nesting deeper than {limits.max_depth}")
-            open_nodes.append([event.anchor, nodes, 0])
+            open_nodes.append([event.anchor, nodes, 0, text])
         elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-            anchor, start, tallest = open_nodes.pop()
+            anchor, start, tallest, text_start = open_nodes.pop()
             _child(open_nodes, tallest + 1)
             if anchor is not None:
-                anchors[anchor] = (nodes - start + 1, tallest + 1)
+                anchors[anchor] = (nodes - start + 1, tallest + 1, text - text_start)
         elif kind is yaml.AliasEvent:
             aliases += 1
             if aliases > limits.max_aliases:
                 raise LimitExceeded(_line(event), f"YAML aliases exceed the limit of {limits.max_aliases}")
-            size, height = anchors.get(event.anchor, (1, 0))  # an unknown anchor: a syntax error later
+            size, height, chars = anchors.get(event.anchor, (1, 0, 0))  # an unknown anchor: a syntax error later
             nodes += size
             expanded += size
+            text += chars
+            expanded_text += chars
             if expanded > limits.max_alias_nodes:
                 raise LimitExceeded(
                     _line(event), f"YAML aliases expand to more than {limits.max_alias_nodes} nodes (the limit)"
+                )
+            if expanded_text > limits.max_alias_text:
+                raise LimitExceeded(
+                    _line(event), f"YAML aliases expand to more than {size_text(limits.max_alias_text)} of text "
+                    "(the limit)"
                 )
             if len(open_nodes) + height > limits.max_depth:
                 raise LimitExceeded(_line(event), f"YAML nesting deeper than {limits.max_depth} (through aliases)")

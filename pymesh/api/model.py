@@ -43,7 +43,7 @@ class StringMatch:
 @dataclass(frozen=True)
 class ServicePort:
     number: int
-    protocol: str = "TCP"  # HTTP | HTTP2 | GRPC | TCP (upper-case)
+    protocol: str = "TCP"  # HTTP | HTTP2 | GRPC | TCP | HTTPS | TLS (upper-case)
     name: str = ""
     target_port: int | None = None
 
@@ -234,12 +234,33 @@ class TCPRoute:
 
 
 @dataclass(frozen=True)
+class TLSMatchAttributes:
+    """A TLS route's match: the ClientHello's SNI (exact or "*.example.com"), optionally
+    narrowed by destination address, listener port and the proxy's labels."""
+
+    sni_hosts: tuple[str, ...]  # lower-cased
+    destination_subnets: tuple[str, ...] = ()
+    port: int | None = None
+    source_labels: Labels = field(default_factory=dict)
+    source_namespace: str = ""  # "" = any: the proxy's namespace must be this one
+
+
+@dataclass(frozen=True)
+class TLSRoute:
+    """TLS passed through untouched, routed by SNI (the proxy does not terminate it)."""
+
+    match: tuple[TLSMatchAttributes, ...] = ()
+    route: tuple[RouteDestination, ...] = ()
+
+
+@dataclass(frozen=True)
 class VirtualService:
     metadata: Metadata
     hosts: tuple[str, ...]
     http: tuple[HTTPRoute, ...] = ()
     tcp: tuple[TCPRoute, ...] = ()
     export_to: tuple[str, ...] = ()
+    tls: tuple[TLSRoute, ...] = ()
 
 
 # --- DestinationRule -------------------------------------------------------------------------
@@ -444,6 +465,54 @@ class LocalRateLimit:
     rules: tuple[RateLimitRule, ...] = ()
 
 
+# --- RequestAuthentication (security.istio.io) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyTargetReference:
+    """Istio's PolicyTargetReference (targetRef/targetRefs of the security kinds)."""
+
+    kind: str
+    name: str
+    group: str = ""
+    namespace: str = ""
+
+
+@dataclass(frozen=True)
+class JwtHeader:
+    name: str  # lower-case
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class ClaimToHeader:
+    header: str  # lower-case
+    claim: str  # a claim name, or a dotted path to a nested one
+
+
+@dataclass(frozen=True)
+class JWTRule:
+    issuer: str = ""  # "" only with jwks_uri (Istio allows it): any issuer
+    audiences: tuple[str, ...] = ()  # empty: any audience
+    jwks_uri: str = ""
+    jwks: str = ""  # an inline JWK Set (JSON text)
+    from_headers: tuple[JwtHeader, ...] = ()  # none of the three: Authorization Bearer and ?access_token
+    from_params: tuple[str, ...] = ()
+    from_cookies: tuple[str, ...] = ()
+    output_payload_to_header: str = ""
+    forward_original_token: bool = False
+    output_claim_to_headers: tuple[ClaimToHeader, ...] = ()
+    timeout: float | None = None  # seconds, for fetching jwks_uri (None: 5 s)
+
+
+@dataclass(frozen=True)
+class RequestAuthentication:
+    metadata: Metadata
+    selector: Labels | None = None  # None: the namespace (the whole mesh in the root namespace)
+    target_refs: tuple[PolicyTargetReference, ...] = ()  # targetRef and targetRefs
+    jwt_rules: tuple[JWTRule, ...] = ()
+
+
 # --- The whole configuration -----------------------------------------------------------------
 
 
@@ -457,3 +526,4 @@ class MeshConfig:
     destination_rules: tuple[DestinationRule, ...] = ()
     sidecars: tuple[Sidecar, ...] = ()
     local_rate_limits: tuple[LocalRateLimit, ...] = ()
+    request_authentications: tuple[RequestAuthentication, ...] = ()

@@ -11,6 +11,7 @@ from pymesh.api import common, model, shapes
 from pymesh.api.destinationrule import destination_rule
 from pymesh.api.reader import Reader, Sink, Slot, message, or_list, text
 from pymesh.api.ratelimit import local_rate_limit
+from pymesh.api.request_authentication import request_authentication
 from pymesh.api.serviceentry import service_entry, workload_entry
 from pymesh.api.shapes import Shape
 from pymesh.api.sidecar import sidecar
@@ -46,7 +47,8 @@ KINDS = {
         Kind("LocalRateLimit", PYMESH, shapes.LOCAL_RATE_LIMIT, local_rate_limit, "local_rate_limits"),
         Kind("PeerAuthentication", SECURITY),
         Kind("AuthorizationPolicy", SECURITY),
-        Kind("RequestAuthentication", SECURITY),
+        Kind("RequestAuthentication", SECURITY, shapes.REQUEST_AUTHENTICATION, request_authentication,
+             "request_authentications"),
     )
 }
 

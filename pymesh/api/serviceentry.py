@@ -9,7 +9,8 @@ from pymesh.api.reader import PORT, Reader, choice, distinct, integer, message, 
 
 LOCATION = choice("location", ("MESH_EXTERNAL", "MESH_INTERNAL"))
 RESOLUTION = choice("resolution", ("STATIC", "DNS"), not_yet=("NONE", "DNS_ROUND_ROBIN"))
-HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC"})
+# Ports on which several hosts can be told apart: by Host/:authority, or by SNI for TLS.
+DISTINGUISHING_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "HTTPS", "TLS"})
 
 
 def service_entry(metadata: model.Metadata, r: Reader) -> model.ServiceEntry:
@@ -24,8 +25,8 @@ def service_entry(metadata: model.Metadata, r: Reader) -> model.ServiceEntry:
     addresses = r.get_list("addresses", distinct(text(checks.ip_or_cidr)))
     if resolution == "DNS" and any("/" in address for address in addresses):
         r.error("addresses", "CIDR addresses are only allowed with STATIC resolution")
-    if len(hosts) > 1 and any(port.protocol not in HTTP_PROTOCOLS for port in ports):
-        r.error("hosts", "several hosts need HTTP, HTTP2 or GRPC ports (a TCP port cannot tell them apart)")
+    if len(hosts) > 1 and any(port.protocol not in DISTINGUISHING_PROTOCOLS for port in ports):
+        r.error("hosts", "several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart)")
     if has_endpoints and r.has("workloadSelector"):
         r.error("workloadSelector", "only one of workloadSelector or endpoints may be set")
     port_names = {port.name for port in ports if port.name}

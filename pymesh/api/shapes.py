@@ -58,7 +58,7 @@ WORKLOAD_ENTRY = shape(
 
 # --- VirtualService --------------------------------------------------------------------------
 
-VIRTUAL_SERVICE = shape("VirtualService", "hosts gateways http tcp exportTo", unsupported="tls")
+VIRTUAL_SERVICE = shape("VirtualService", "hosts gateways http tcp tls exportTo")
 HTTP_ROUTE = shape(
     "HTTPRoute",
     "name match route redirect rewrite directResponse headers timeout retries fault corsPolicy "
@@ -97,6 +97,8 @@ L4_MATCH_ATTRIBUTES = shape(
     "L4MatchAttributes", "port destinationSubnets sourceLabels gateways", unsupported="sourceNamespace"
 )
 ROUTE_DESTINATION = shape("RouteDestination", "destination weight")
+TLS_ROUTE = shape("TLSRoute", "match route")
+TLS_MATCH_ATTRIBUTES = shape("TLSMatchAttributes", "sniHosts destinationSubnets port sourceLabels sourceNamespace gateways")
 
 # --- DestinationRule -------------------------------------------------------------------------
 
@@ -159,3 +161,19 @@ LOCAL_RATE_LIMIT = shape("LocalRateLimit", "workloadSelector rules")
 RATE_LIMIT_RULE = shape("LocalRateLimit.Rule", "route direction tokenBucket key")
 TOKEN_BUCKET = shape("TokenBucket", "maxTokens tokensPerFill fillInterval")
 RATE_LIMIT_KEY = shape("LocalRateLimit.Key", "header sourceIp")
+
+# --- security.istio.io: shared, and RequestAuthentication ------------------------------------
+
+# The security kinds' selector is istio.type.v1beta1.WorkloadSelector (matchLabels), not the
+# networking one (labels).
+MATCH_LABELS_SELECTOR = shape("type.WorkloadSelector", "matchLabels")
+POLICY_TARGET_REFERENCE = shape("PolicyTargetReference", "group kind name namespace")
+REQUEST_AUTHENTICATION = shape("RequestAuthentication", "selector targetRef targetRefs jwtRules")
+JWT_RULE = shape(
+    "JWTRule",
+    "issuer audiences jwksUri jwks fromHeaders fromParams fromCookies outputPayloadToHeader "
+    "forwardOriginalToken outputClaimToHeaders timeout",
+    unsupported="spaceDelimitedClaims",
+)
+JWT_HEADER = shape("JWTHeader", "name prefix")
+CLAIM_TO_HEADER = shape("ClaimToHeader", "header claim")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from pymesh.api import checks, common, model, shapes
 from pymesh.api.cors import cors_policy
 from pymesh.api.fault import fault
@@ -49,12 +51,14 @@ RETRY_ON = frozenset(
 def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService:
     r.get_list("gateways", common.mesh_gateway)
     if not (r.has("http") or r.has("tcp") or r.has("tls")):
-        r.error_here("one of http or tcp is required")
+        r.error_here("one of http, tcp or tls is required")
+    hosts = r.get_list("hosts", distinct(text(_host)), required=True)
     return model.VirtualService(
         metadata=metadata,
-        hosts=r.get_list("hosts", distinct(text(_host)), required=True),
+        hosts=hosts,
         http=r.get_list("http", message(shapes.HTTP_ROUTE, http_route)),
         tcp=r.get_list("tcp", message(shapes.TCP_ROUTE, tcp_route)),
+        tls=r.get_list("tls", message(shapes.TLS_ROUTE, partial(tls_route, vs_hosts=hosts))),
         export_to=common.export_to(r),
     )
 
@@ -212,3 +216,48 @@ def route_destination(r: Reader) -> model.RouteDestination:
         destination=r.get("destination", common.DESTINATION, required=True),
         weight=r.get("weight", common.WEIGHT, 0),
     )
+
+
+# --- tls -----------------------------------------------------------------------------------
+
+
+def tls_route(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSRoute:
+    """Istio's validateTLSRoute: at least one match (`match` is required, unlike a TCP route's),
+    each naming SNI hosts within the VS hosts, and at least one destination."""
+    matches = r.get_list("match", message(shapes.TLS_MATCH_ATTRIBUTES, partial(tls_match, vs_hosts=vs_hosts)), required=True)
+    routes = r.get_list("route", message(shapes.ROUTE_DESTINATION, route_destination), required=True)
+    common.check_weights(r, "route", routes)
+    return model.TLSRoute(match=matches, route=routes)
+
+
+def tls_match(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSMatchAttributes:
+    r.get_list("gateways", common.mesh_gateway)
+    sni_hosts = r.get_list("sniHosts", distinct(text(partial(_sni_host, vs_hosts=vs_hosts))), required=True)
+    return model.TLSMatchAttributes(
+        sni_hosts=tuple(h.lower() for h in sni_hosts),
+        destination_subnets=r.get_list("destinationSubnets", text(checks.ip_or_cidr)),
+        port=r.get("port", PORT),
+        source_labels=common.labels(r, "sourceLabels"),
+        source_namespace=r.get("sourceNamespace", text(checks.dns_label), ""),
+    )
+
+
+def _sni_host(value: str, *, vs_hosts: tuple[str, ...]) -> str | None:
+    """A wildcard domain (an IP is accepted: Istio only warns that it goes against the SNI spec)
+    that is a subset of one of the VirtualService's hosts."""
+    if checks.ip_address(value) is None:
+        return None
+    if problem := checks.wildcard_domain(value.lower()):
+        return problem
+    if not any(_subset_of(value.lower(), host.lower()) for host in vs_hosts):
+        return f"SNI host {value!r} is not a compatible subset of any of the virtual service hosts: [{', '.join(vs_hosts)}]"
+    return None
+
+
+def _subset_of(name: str, other: str) -> bool:
+    """Istio's host.Name.SubsetOf: every name `name` covers, `other` covers too."""
+    if name.startswith("*"):
+        return other.startswith("*") and name[1:].endswith(other[1:])
+    if other.startswith("*"):
+        return name.endswith(other[1:])
+    return name == other

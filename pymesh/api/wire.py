@@ -29,6 +29,7 @@ from pymesh.api import codec, model
 
 __all__ = [
     "CONTENT_TYPE",
+    "MAX_ERROR",
     "MAX_FRAME",
     "PATH",
     "STALE_BASE",
@@ -52,6 +53,7 @@ VERSION = 1
 PATH = "/pymesh.control.v1/Stream"
 CONTENT_TYPE = "application/x-pymesh-stream"
 MAX_FRAME = 16 * 1024 * 1024  # bytes of JSON in one frame
+MAX_ERROR = 8 * 1024  # characters of a NACK's error (a whole config's errors can be long)
 SIGN_PATH = "/pymesh.control.v1/Sign"  # POST, JSON: a CSR signed for the credential's identity
 BUNDLE_PATH = "/pymesh.control.v1/TrustBundle"  # GET: the roots (PEM), checked by the token's pin
 # the control server's SPIFFE identity (in the mesh's trust domain), which proxies check after
@@ -106,7 +108,12 @@ class Nack:
     TYPE: ClassVar[str] = "nack"
     version: str
     nonce: str
-    error: str
+    error: str  # cut to MAX_ERROR characters: the server keeps it for its status
+
+    def __post_init__(self) -> None:
+        if isinstance(self.error, str) and len(self.error) > MAX_ERROR:
+            cut = len(self.error) - MAX_ERROR
+            object.__setattr__(self, "error", f"{self.error[:MAX_ERROR]}... ({cut} more characters)")
 
 
 @dataclass(frozen=True)
@@ -205,11 +212,16 @@ def _fields(cls: type) -> tuple[str, ...]:
 
 
 class FrameDecoder:
-    """Bytes in, messages out; keeps a partial frame until the rest arrives."""
+    """Bytes in, messages out; keeps a partial frame until the rest arrives.
 
-    def __init__(self, max_frame: int = MAX_FRAME):
+    `max_frame` bounds every frame; `max_first`, if given, the first one (a server lets a client
+    it does not know yet send only a small hello before anything larger)."""
+
+    def __init__(self, max_frame: int = MAX_FRAME, max_first: int | None = None):
         self._buffer = bytearray()
-        self._max = max_frame
+        self._later = max_frame
+        self._max = max_frame if max_first is None else max_first
+        self.decoded = 0  # frames decoded so far
 
     @property
     def pending(self) -> int:
@@ -230,6 +242,8 @@ class FrameDecoder:
                 break
             payload = bytes(self._buffer[_LENGTH.size : end])
             del self._buffer[:end]
+            self.decoded += 1
+            self._max = self._later
             out.append(decode_payload(payload))
         return out
 

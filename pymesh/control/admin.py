@@ -2,7 +2,12 @@
 `pymesh control status` prints), /metrics (Prometheus) and /ready; and the join-token API under
 /tokens (what `pymesh control token` calls), answered only to loopback clients, since whoever can
 make a token can join the mesh as any service account. Off the push path, so a minimal
-one-request-per-connection server is enough."""
+one-request-per-connection server is enough.
+
+/status holds client-supplied strings (node ids, labels, NACK errors). JSON escapes control
+characters and, with ensure_ascii, everything non-ASCII; "<", ">" and "&" are escaped too (as Go's
+encoding/json does) and every answer says nosniff, so no browser can be made to run it as HTML.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ class AdminServer:
                  ready: Callable[[], bool], tokens: TokenApi | None = None):
         self._tokens = tokens
         self._routes = {
-            "/status": lambda: (200, "application/json", json.dumps(status(), indent=2).encode() + b"\n"),
+            "/status": lambda: (200, "application/json", json_body(status())),
             "/metrics": lambda: (200, metrics_type, metrics()),
             "/ready": lambda: (200, "text/plain", b"ready\n") if ready() else (503, "text/plain", b"not ready\n"),
         }
@@ -42,7 +47,8 @@ class AdminServer:
                 self._respond(reader, writer.get_extra_info("peername")), READ_TIMEOUT)
             head = (
                 f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n"
             )
             writer.write(head.encode() + body)
             await writer.drain()
@@ -86,5 +92,13 @@ def _loopback(peer) -> bool:
         return False
 
 
+def json_body(value: object) -> bytes:
+    """Indented JSON, ASCII only, with the HTML-significant characters escaped (they can only
+    occur inside strings, where the escapes mean the same)."""
+    text = json.dumps(value, indent=2)
+    return text.translate(_HTML_ESCAPES).encode() + b"\n"
+
+
+_HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 _REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 409: "Conflict", 503: "Service Unavailable"}

@@ -13,6 +13,7 @@ import sys
 from datetime import timedelta
 
 from pymesh.api import limits as input_limits
+from pymesh.control import bounds
 from pymesh.control.ca_command import duration_arg
 from pymesh.routing.hosts import parse_host_port
 
@@ -61,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     security.add_argument("--max-connections-per-identity", type=int, default=256, metavar="N",
                           help="push streams one identity may hold (its replicas; default 256)")
     input_limits.add_arguments(serve)
+    bounds.add_arguments(serve)
     serve.set_defaults(func=run_serve)
 
     token = commands.add_parser("token", help="create, list and revoke join tokens (bootstrap credentials)",
@@ -110,7 +112,7 @@ def run_serve(args: argparse.Namespace) -> int:
     options = ControlOptions(
         config_dir=args.config_dir, listen=args.listen, admin=args.admin, data_dir=args.data_dir,
         debounce=args.debounce, max_debounce=args.max_debounce, grace=args.grace,
-        limits=input_limits.from_args(args), insecure=args.insecure,
+        limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
         ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),
         max_per_identity=max(0, args.max_connections_per_identity),
     )

@@ -22,7 +22,10 @@ from pymesh.api.wire import (
     Ack, EndpointsMessage, Hello, InvalidMessage, Nack, SnapshotMessage, TrustBundleMessage, WireError,
     encode_json, encode_message,
 )
+from pymesh.control.admission import check_node
+from pymesh.control.bounds import LogThrottle
 from pymesh.control.convergence import Convergence
+from pymesh.control.escape import visible
 from pymesh.control.mesh import Generation
 from pymesh.control.metrics import ControlMetrics
 from pymesh.control.registry import Registry
@@ -61,6 +64,7 @@ class Hub:
         self._builder: Views | None = None  # of this generation
         self._views: dict[tuple, model.MeshConfig] = {}  # this generation's, by view_key
         self._encoded: dict[tuple, bytes] = {}  # config JSON of this generation's views
+        self.throttle = LogThrottle()  # for streams refused before a hello: anyone can make those
 
     def open(self, peer: Peer) -> ProxyStream:
         stream = ProxyStream(self, peer)
@@ -136,6 +140,8 @@ class Hub:
         if refusal is not None:
             self.metrics.refused.inc()
             return stream.fail(refusal)
+        if not self.registry.has_room(node.id):
+            return stream.fail(f"the registry is full ({self.registry.max_nodes} proxies)")
         identity = stream.peer.identity
         if identity is not None:
             self._per_identity[identity] = self._per_identity.get(identity, 0) + 1
@@ -149,7 +155,7 @@ class Hub:
         if identity is None:
             self.metrics.insecure.inc()
         log.info("proxy %s (%s/%s, %s) connected, serving version %s", node.id, node.namespace, node.workload,
-                 identity.uri if identity else "no identity: --insecure", hello.last_version or "none")
+                 identity.uri if identity else "no identity: --insecure", visible(hello.last_version or "none", 100))
         wait = self.warmup_until - self._clock()
         if hello.last_version is not None and wait > 0:
             # it serves its last good config meanwhile; an early snapshot could lack endpoints
@@ -184,10 +190,10 @@ class Hub:
     def _nack(self, stream: ProxyStream, msg: Nack) -> None:
         session = stream.session
         self.metrics.nacks.inc()
-        log.warning("proxy %s NACKed version %s: %s", session.node.id, msg.version, msg.error)
         pushed = session.pushed_version
         if not session.nack(msg):
-            return
+            return  # not for the last push: not logged either, so repeating one cannot flood the log
+        log.warning("proxy %s NACKed version %s: %s", session.node.id, pushed, visible(msg.error))
         self.convergence.answered(stream, int(pushed))
         if session.stale_base(msg):
             self._send_snapshot(stream)
@@ -225,8 +231,9 @@ class ProxyStream:
         if isinstance(msg, Hello):
             if self.session is not None:
                 return self.fail("hello sent twice on one stream")
-            if not msg.node.id:
-                return self.fail("hello: node.id must not be empty")
+            problem = check_node(msg.node)
+            if problem is not None:
+                return self.fail(f"hello: {problem}")
             return self.hub._hello(self, msg)
         if self.session is None:
             return self.fail(f"{getattr(msg, 'TYPE', type(msg).__name__)} before hello")
@@ -256,8 +263,13 @@ class ProxyStream:
         self.peer.send(encode_message(TrustBundleMessage(roots_pem.decode("ascii"))), supersedes=False)
 
     def fail(self, error: str) -> None:
-        name = self.session.node.id if self.session else "a proxy"
-        log.warning("closing the stream of %s: %s", name, error)
+        """End the stream with `error` (it may quote the client's text: shown escaped)."""
+        error = visible(error)
+        if self.session is not None:
+            log.warning("closing the stream of %s: %s", self.session.node.id, error)
+        elif (skipped := self.hub.throttle.allow("refused", self.hub._clock())) is not None:
+            more = f" ({skipped} more refused streams not logged)" if skipped else ""
+            log.warning("closing the stream of a proxy: %s%s", error, more)
         self.peer.close(error)
 
 

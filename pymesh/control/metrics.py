@@ -38,6 +38,20 @@ class ControlMetrics:
             self.pushes.labels(type=kind)
         for outcome in ("signed", "unauthenticated", "denied", "invalid"):
             self.csr.labels(outcome=outcome)
+        self.closed = Counter(
+            "pymesh_control_connections_closed",
+            "Connections refused or closed for a limit, by reason (too_many_connections, too_many_from_source, "
+            "hello_timeout, message_timeout, over_buffer, over_bytes_before_hello).", ["reason"], registry=r,
+        )
+        self.connections = Gauge("pymesh_control_connections", "Open connections, said hello or not.", registry=r)
+        self.buffered = Gauge(
+            "pymesh_control_buffered_bytes", "Bytes of partial messages held for all connections.", registry=r
+        )
+
+    def watch_connections(self, connections) -> None:
+        """The connection gauges read the live set at scrape time."""
+        self.connections.set_function(lambda: len(connections))
+        self.buffered.set_function(lambda: sum(c.buffered for c in list(connections)))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

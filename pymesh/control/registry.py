@@ -10,6 +10,10 @@ leaves: another identity cannot take it, and the same identity cannot open a sec
 it while the first is connected (a reconnect after the first is gone resumes it). With mTLS the
 registered entries carry Istio's `security.istio.io/tlsMode: istio` label, so that client
 sidecars pick mTLS for them.
+
+It holds at most `max_nodes` proxies: when a new one arrives with the registry full, the
+disconnected proxy nearest the end of its grace period leaves early to make room, so proxies that
+come and go under ever new ids cannot grow it (nor the saved state) without bound.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ log = logging.getLogger("pymesh.control.registry")
 
 REGISTRY_SOURCE = model.Source(file="<registry>")
 TLS_MODE_LABEL = "security.istio.io/tlsMode"
+MAX_NODES = 10_000
 
 
 def workload_entry(node: Node, mtls: bool = False) -> model.WorkloadEntry | None:
@@ -44,9 +49,10 @@ class Registry:
     """Node id -> Node, with a count of open streams per id and a removal timer for the idle."""
 
     def __init__(self, grace: float, on_change: Callable[[], None], on_expire: Callable[[str], None] = lambda _: None,
-                 mtls: bool = False):
+                 mtls: bool = False, max_nodes: int = MAX_NODES):
         self.grace = grace
         self.mtls = mtls
+        self.max_nodes = max_nodes
         self._on_change = on_change
         self._on_expire = on_expire
         self._nodes: dict[str, Node] = {}
@@ -63,6 +69,18 @@ class Registry:
         if node.id in self._streams:
             return f"node id {node.id!r} is already connected (one stream per node id)"
         return None
+
+    def has_room(self, node_id: str) -> bool:
+        """Whether `node_id` can connect: it is known, there is room, or room can be made by
+        letting the disconnected proxy due to leave first leave now."""
+        if node_id in self._nodes or len(self._nodes) < self.max_nodes:
+            return True
+        if not self._timers:
+            return False
+        due = min(self._timers, key=lambda i: self._timers[i].when())
+        log.warning("registry full (%d proxies): disconnected proxy %s leaves early", self.max_nodes, due)
+        self._expire(due)
+        return True
 
     def connect(self, node: Node) -> None:
         timer = self._timers.pop(node.id, None)
@@ -84,8 +102,12 @@ class Registry:
             self._timers[node_id] = asyncio.get_running_loop().call_later(self.grace, self._expire, node_id)
 
     def restore(self, nodes: Iterable[Node]) -> None:
-        """Nodes known before a restart: present, but leaving after the grace unless they reconnect."""
+        """Nodes known before a restart: present, but leaving after the grace unless they
+        reconnect (at most max_nodes of them)."""
         for node in nodes:
+            if len(self._nodes) >= self.max_nodes:
+                log.warning("saved state has more than %d proxies; the rest are not restored", self.max_nodes)
+                break
             self._nodes[node.id] = node
             self.disconnect(node.id)
         self._on_change()
@@ -105,7 +127,9 @@ class Registry:
         self._timers.clear()
 
     def _expire(self, node_id: str) -> None:
-        self._timers.pop(node_id, None)
+        timer = self._timers.pop(node_id, None)
+        if timer is not None:
+            timer.cancel()
         self._nodes.pop(node_id, None)
         log.info("proxy %s left (not reconnected within %.1fs)", node_id, self.grace)
         self._on_change()

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pymesh.api import limits as input_limits
 from pymesh.api import wire
 from pymesh.api.limits import Limits
-from pymesh.control import persist
+from pymesh.control import bounds, persist
 from pymesh.control.admin import AdminServer
 from pymesh.control.authority import CaOptions, MeshCA, load_authority
+from pymesh.control.bounds import ConnectionLimits, Gate
 from pymesh.control.h2server import Request, serve
 from pymesh.control.hub import Hub
 from pymesh.control.mesh import Mesh
@@ -40,6 +41,7 @@ class ControlOptions:
     grace: float = 5.0
     poll_interval: float = 0.1
     limits: Limits = input_limits.DEFAULT
+    connection_limits: ConnectionLimits = bounds.DEFAULT
     insecure: bool = False  # plaintext, no identities: local demos only
     ca: CaOptions = CaOptions()
     max_per_identity: int = 256  # push streams of one identity (the replicas of a workload)
@@ -77,7 +79,9 @@ class ControlServer:
             # receiving a view with their endpoints missing (it serves its last config meanwhile)
             self.hub.warmup_until = time.monotonic() + self.options.grace
         self._apply(self.store.reload(), time.monotonic())  # nothing is served yet: in-process
-        server, self._connections = await serve(self.hub.open, *self.options.listen, **self._security())
+        gate = Gate(self.options.connection_limits, lambda reason: self.metrics.closed.labels(reason=reason).inc())
+        server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate, **self._security())
+        self.metrics.watch_connections(self._connections)
         admin = await AdminServer(self.status, self.metrics.render, self.metrics.content_type, lambda: self.ready,
                                   None if self.ca is None else TokenApi(self.tokens, self.ca)).start(*self.options.admin)
         self._servers = [server, admin]

@@ -1,10 +1,17 @@
-"""`pymesh control status`: the server's /status as a table, like `istioctl proxy-status`."""
+"""`pymesh control status`: the server's /status as a table, like `istioctl proxy-status`.
+
+Every value in it came from a proxy or a file name and is shown through `visible`: escape codes,
+newlines and other invisible characters appear as escapes, so they cannot forge rows or rewrite
+the terminal.
+"""
 
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
+
+from pymesh.control.escape import visible
 
 COLUMNS = ("NAME", "NAMESPACE", "ADDRESS", "PUSHED", "ACKED", "STATE")
 
@@ -33,13 +40,13 @@ def format_status(status: dict) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
     lines = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "   " + row[-1] for row in rows]
     lines = [line.rstrip() for line in lines]
-    lines.insert(0, f"config version {status.get('version', '?')}, {len(rows) - 1} proxies")
+    lines.insert(0, f"config version {_text(status.get('version', '?'))}, {len(rows) - 1} proxies")
     rejected = status.get("rejected", [])
     if rejected:
         lines += ["", "REJECTED FILES (their last good version stays in force):"]
         for entry in rejected:
-            lines.append(f"  {entry['file']}")
-            lines += [f"    {error}" for error in entry["errors"]]
+            lines.append(f"  {_text(entry['file'])}")
+            lines += [f"    {_text(error)}" for error in entry["errors"]]
     return "\n".join(lines)
 
 
@@ -50,7 +57,7 @@ def _row(proxy: dict) -> tuple[str, ...]:
     if not proxy.get("connected", True):
         state += " (disconnected)"
     addresses = proxy.get("addresses") or ["-"]
-    return (
+    cells = (
         proxy.get("id", "?"),
         proxy.get("namespace", "?"),
         addresses[0],
@@ -58,6 +65,12 @@ def _row(proxy: dict) -> tuple[str, ...]:
         proxy.get("acked_version") or "-",
         state,
     )
+    return tuple(_text(cell) for cell in cells)
+
+
+def _text(value: object) -> str:
+    """One value as printable text: escaped, at most 200 characters (the rest is in /status)."""
+    return visible(value if isinstance(value, str) else json.dumps(value), 200)
 
 
 def _join(host: str, port: int) -> str:

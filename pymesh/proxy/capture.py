@@ -7,8 +7,10 @@ going (Istio's ALLOW_ANY PassthroughCluster) or is refused under REGISTRY_ONLY (
 Inbound (15006, virtualInbound): the app on the original port, over 127.0.0.1 unless an inbound
 address is configured; a Sidecar ingress entry for that port decides protocol and endpoint.
 
-A connection's first bytes choose HTTP/1.x or plain TCP (TLS is passed through as TCP). A client
-that sends nothing within `SNIFF_TIMEOUT` is treated as TCP, so server-first protocols work.
+A connection's first bytes choose HTTP/1.x or plain TCP. On a port with SNI routes (TLS and HTTPS
+ports, TCP ports with VirtualService tls routes) the ClientHello picks the route
+(pymesh.proxy.tls_passthrough); elsewhere TLS is passed through as TCP. A client that sends
+nothing within `SNIFF_TIMEOUT` is treated as TCP, so server-first protocols work.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import struct
 
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.tcp import TcpProxy
+from pymesh.proxy.tls_passthrough import OPAQUE_PORT_TIMEOUT, SniRouter, hand_over
 from pymesh.routing.snapshot import Listener
 
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h; IP6T_SO_ORIGINAL_DST has the same value
-SNIFF_TIMEOUT = 0.1  # Istio's historical protocolDetectionTimeout
+SNIFF_TIMEOUT = OPAQUE_PORT_TIMEOUT  # Istio's historical protocolDetectionTimeout, as for TLS on TCP ports
 SNIFF_BYTES = 16
 # Request-line starts that mean HTTP; "PRI " is HTTP/2's connection preface (h2c with prior
 # knowledge), which the HTTP/1.1 handler hands over to the HTTP/2 one.
@@ -127,17 +130,32 @@ class Sniffer(asyncio.Protocol):
             if snapshot.outbound_traffic_policy == "REGISTRY_ONLY":
                 self.transport.close()  # Istio's BlackHoleCluster
                 return
-            return self._become(TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination))
+            return self._become(self._passthrough())
         self.listener = listener
-        if listener.protocol == "TCP":
+        if listener.sni_routes is not None:
+            return self._become(SniRouter(self.runtime, listener, self._unmatched_tls, destination=self.destination[0]))
+        if listener.route_table is None:
             if listener.tcp_route is None:
-                return self._become(TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination))
+                return self._become(self._passthrough())
             return self._become(TcpProxy(self.runtime, listener))
         self._sniff()
 
+    def _passthrough(self) -> TcpProxy:
+        """Istio's PassthroughCluster: on to where the connection was going."""
+        return TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination)
+
+    def _unmatched_tls(self) -> TcpProxy | None:
+        """A connection no SNI route takes: the port's tcp route, else Istio's fallthrough chain
+        (PassthroughCluster, or BlackHoleCluster under REGISTRY_ONLY)."""
+        if self.listener.tcp_route is not None:
+            return TcpProxy(self.runtime, self.listener)
+        if self.runtime.snapshot.outbound_traffic_policy == "REGISTRY_ONLY":
+            return None
+        return self._passthrough()
+
     def _route_inbound(self) -> None:
         self.listener = self.runtime.inbound_listener(self.destination[1], self.capture.inbound_address)
-        if self.listener.protocol == "TCP":
+        if self.listener.route_table is None:
             return self._become(TcpProxy(self.runtime, self.listener, target=self._inbound_target()))
         self._sniff()
 
@@ -164,16 +182,12 @@ class Sniffer(asyncio.Protocol):
         elif self.direction == "inbound":
             protocol = TcpProxy(self.runtime, self.listener, target=self._inbound_target())
         else:
-            protocol = TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination)
+            protocol = self._passthrough()
         self._become(protocol)
 
     def _become(self, protocol: asyncio.Protocol) -> None:
-        transport = self.transport
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
-        if self.buffer:
-            protocol.data_received(self.buffer)
-            self.buffer = b""
+        buffer, self.buffer = self.buffer, b""
+        hand_over(self.transport, protocol, buffer)
 
     def eof_received(self):
         if self.timer is not None:  # the client said nothing and closed: nothing to proxy

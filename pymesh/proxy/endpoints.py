@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import urllib.parse
 from typing import Callable
 
 from pymesh.proxy import admin, clusters_page
@@ -55,8 +57,12 @@ class AdminEndpoints:
         if route == "/ready":
             return self._is_ready()
         if route == "/config_dump":
+            include_secrets = _flag(path, "include_secrets")
+            if include_secrets and not _loopback(self.options.admin_address):
+                return admin.text(403, "include_secrets is answered only when the admin port listens on a "
+                                       "loopback address\n")
             snapshot = self.snapshot()
-            dump = snapshot.dump() if snapshot is not None else {}
+            dump = snapshot.dump(include_secrets) if snapshot is not None else {}
             if self.config_status is not None:  # the last reload: an edit that did not apply, and why
                 dump["config_status"] = self.config_status()
             return admin.as_json(dump)
@@ -79,3 +85,19 @@ class AdminEndpoints:
             return ""
         states = self.cluster_states() if self.cluster_states else {}
         return clusters_page.render(snapshot.clusters, states, self.connections() if self.connections else {})
+
+
+def _flag(path: str, name: str) -> bool:
+    """Whether the query has `name=true` (or `name=1`, or a bare `name`)."""
+    values = urllib.parse.parse_qs(path.partition("?")[2], keep_blank_values=True).get(name, [])
+    return any(value in ("", "true", "1") for value in values)
+
+
+def _loopback(address: str) -> bool:
+    """Whether the admin port listens only where this host's own processes reach it."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

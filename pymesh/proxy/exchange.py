@@ -61,7 +61,7 @@ class Exchange:
         "active_at",
         "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status", "grpc_messages", "retry_held",
         "shadows",
-        "tried",
+        "tried", "request_principal",
     )
 
     def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:
@@ -119,6 +119,7 @@ class Exchange:
         self.retry_held = None  # the ClusterState whose retry limit this request's retry counts in
         self.shadows = None  # the mirrored copies of this request (pymesh.proxy.mirror), if any
         self.tried: list | None = None  # endpoints of the failed attempts, once there is a retry
+        self.request_principal = None  # a verified JWT (pymesh.security.principal), set by JwtAuthn
 
     # --- request side (called by the downstream protocol) -------------------------------------
 

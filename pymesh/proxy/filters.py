@@ -98,21 +98,25 @@ class RouteHeaders:
             request.authority = authority or request.authority
 
 
-def chains_for(peer_header: bytes, rng, clock) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
+def chains_for(peer_header: bytes, rng, clock, jwt_authn: RequestFilter | None = None,
+               ) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
     """Each listener direction's chains for one snapshot, one per `Route.filter_set` (a bit per
     optional filter): `Exchange.begin` indexes them with the route's precomputed set, so a route
     without CORS, faults, rate limits or header operations runs ProxyHeaders alone.
 
     The order is Envoy's as Istio builds it: CORS (a preflight is answered even when a fault
     would fire), fault, local rate limit (inserted before the router), and the route's header
-    operations last, where Envoy's router applies them."""
+    operations last, where Envoy's router applies them. Inbound, `jwt_authn` (the workload's
+    RequestAuthentication, pymesh.proxy.jwt_authn) comes first after ProxyHeaders, as Istio puts
+    jwt_authn before the filters that act on a request; None (no policy) adds nothing."""
     optional = ((snapshot.CORS, Cors()), (snapshot.FAULT, FaultInjection(rng)),
                 (snapshot.RATE_LIMIT, LocalRateLimit(clock)), (snapshot.ROUTE_HEADERS, RouteHeaders()))
     chains = {}
-    for direction, proxy_headers in (("outbound", ProxyHeaders((PEER_HEADER, peer_header))),
-                                     ("inbound", ProxyHeaders(None))):
+    inbound_auth = (jwt_authn,) if jwt_authn is not None else ()
+    for direction, first in (("outbound", (ProxyHeaders((PEER_HEADER, peer_header)),)),
+                             ("inbound", (ProxyHeaders(None), *inbound_auth))):
         chains[direction] = tuple(
-            (proxy_headers, *(f for bit, f in optional if filter_set & bit))
+            (*first, *(f for bit, f in optional if filter_set & bit))
             for filter_set in range(snapshot.FILTER_SETS)
         )
     return chains

@@ -22,6 +22,8 @@ from pymesh.policy.outcome import Outcome
 from pymesh.policy.outlier import OutlierDetector
 from pymesh.policy.retry import RetryPolicy
 from pymesh.proxy.filters import chains_for
+from pymesh.proxy.jwks import JwksCache
+from pymesh.proxy.jwt_authn import JwtAuthn
 from pymesh.proxy.downstream_limits import DeadlineSweeper, DownstreamLimits
 from pymesh.proxy.pools import Pools
 from pymesh.proxy.random_source import RNG
@@ -202,6 +204,7 @@ class Runtime:
         self.listeners: dict = {}
         self.peer_header = b""
         self.filter_chains: dict = {}
+        self.jwks = JwksCache(loop)  # the keys of the snapshot's RequestAuthentication jwksUris
         self._inbound: dict[int, Listener] = {}
         self._passthrough: dict[tuple[str, int], ClusterState] = {}
         self.now = 0.0  # a clock good to a deadline tick: what the request path stamps activity with
@@ -233,7 +236,8 @@ class Runtime:
         self._passthrough = {}
         self.source_labels = dict(snapshot.identity.labels)
         self.peer_header = encode_peer(snapshot.identity)
-        self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time)
+        jwt_authn = JwtAuthn.for_providers(snapshot.request_authn, self.jwks)
+        self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         self.snapshot = snapshot
         for warning in snapshot.warnings:
@@ -336,7 +340,9 @@ class Runtime:
         return self.telemetry.metrics.listener_stats(listener.name)
 
     def tcp_opened(self, proxy) -> bool:
-        if not self.connection_opened(proxy):
+        """A TcpProxy's start; one handed a connection that is already counted (a TLS connection
+        after its ClientHello) keeps that slot."""
+        if proxy not in self.connections and not self.connection_opened(proxy):
             return False
         self.telemetry.tcp_opened(proxy)
         return True
@@ -352,6 +358,7 @@ class Runtime:
     def close(self) -> None:
         """Stop the runtime's timers and close idle upstream connections (end of drain)."""
         self.deadlines.close()
+        self.jwks.close()
         self.pools.close()
         for state in self.cluster_states.values():
             state.close()

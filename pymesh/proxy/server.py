@@ -32,6 +32,7 @@ from pymesh.proxy.reloads import FAILURE, REJECTED, SUCCESS, ReloadRecord
 from pymesh.proxy.downstream_limits import DownstreamLimits
 from pymesh.proxy.runtime import Runtime
 from pymesh.proxy.tcp import TcpProxy
+from pymesh.proxy.tls_passthrough import SniRouter
 from pymesh.proxy.telemetry import Telemetry
 from pymesh.routing.compile import compile_snapshot
 from pymesh.routing.snapshot import Listener, ProxyIdentity, Snapshot
@@ -290,7 +291,9 @@ class ProxyWorker:
         if listener.protocol == "CAPTURE":
             return Sniffer(self.runtime, self.options.capture, listener.direction)
         current = self.runtime.current(listener)
-        if current.protocol == "TCP":
+        if current.sni_routes is not None:
+            return SniRouter(self.runtime, current, fallback=lambda: TcpProxy(self.runtime, current) if current.tcp_route else None)
+        if current.route_table is None:
             return TcpProxy(self.runtime, current)
         return DownstreamH1(self.runtime, current)
 

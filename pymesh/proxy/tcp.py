@@ -15,6 +15,7 @@ from pymesh.policy import flags
 from pymesh.proxy.sockets import learn_from_transport, set_keepalive
 from pymesh.proxy.upstream import inbound_source
 from pymesh.routing.pick import pick_weighted
+from pymesh.routing.snapshot import TcpRoute
 
 DEFAULT_TCP_IDLE_TIMEOUT = 3600.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -45,10 +46,11 @@ class _Upstream(asyncio.Protocol):
 class TcpProxy(asyncio.Protocol):
     """Downstream side. Reading waits until the upstream connection is up."""
 
-    def __init__(self, runtime, listener, target: tuple[str, int] | None = None) -> None:
+    def __init__(self, runtime, listener, target: tuple[str, int] | None = None, route: TcpRoute | None = None) -> None:
         self.runtime = runtime
         self.listener = listener
-        self.target = target  # a fixed address (passthrough); else the listener's tcp route
+        self.target = target  # a fixed address (passthrough); else `route` or the listener's tcp route
+        self.route = route if route is not None else listener.tcp_route  # a TLS connection's: chosen by SNI
         self.downstream: asyncio.Transport | None = None
         self.upstream: asyncio.Transport | None = None
         self.cluster_state = None
@@ -104,7 +106,7 @@ class TcpProxy(asyncio.Protocol):
     def _choose_upstream(self) -> tuple[str, int] | None:
         if self.target is not None:
             return self.target
-        route = self.listener.tcp_route
+        route = self.route
         if route is None or not route.clusters:
             return None
         weighted = route.clusters[0] if len(route.clusters) == 1 else pick_weighted(route.clusters, route.total_weight, self.runtime.random())

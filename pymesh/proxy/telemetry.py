@@ -28,6 +28,7 @@ class Telemetry:
         self._http: dict[tuple, object] = {}
         self._tcp: dict[tuple, object] = {}
         self._listener_stats: dict[str, dict[str, int]] = {}
+        self._tls_inspector: dict[str, int] | None = None
 
     @classmethod
     def create(cls, options, workers: int) -> Telemetry:
@@ -60,9 +61,7 @@ class Telemetry:
                 self._http.clear()  # peers come and go: keep the cache bounded
             labels = self._labels(direction, cluster, endpoint, protocol, peer)
             recorder = self._http[key] = self.metrics.http(labels)
-        listener_stats = self._listener_stats.get(exchange.listener.name)
-        if listener_stats is None:
-            listener_stats = self._listener_stats[exchange.listener.name] = self.metrics.listener_stats(exchange.listener.name)
+        listener_stats = self._listener(exchange.listener.name)
         listener_stats["downstream_rq_total"] += 1
         listener_stats[_STATUS_CLASS.get(exchange.status // 100, "downstream_rq_5xx")] += 1
         duration_ms = (exchange.runtime.loop.time() - exchange.start) * 1000.0
@@ -81,7 +80,7 @@ class Telemetry:
                 exchange.response_bytes, duration_ms, endpoint.key if endpoint else None,
                 cluster.name if cluster else None, _header(head, b"x-forwarded-for"),
                 _header(head, b"user-agent"), exchange.request_id, route.name if route else None,
-                head.connection.source_ip, exchange.attempt_id,
+                head.connection.source_ip, exchange.attempt_id, head.connection.sni,
             )
 
     def protocol_error(self, connection, status: int, flag: str) -> None:
@@ -96,6 +95,29 @@ class Telemetry:
         if self.access_log is not None:
             self.access_log.log(time.time(), None, None, None, None, status, flag, 0, 0, 0.0,
                                 None, None, None, None, None, None, connection.info.source_ip)
+
+    def _listener(self, listener_name: str) -> dict[str, int]:
+        stats = self._listener_stats.get(listener_name)
+        if stats is None:
+            stats = self._listener_stats[listener_name] = self.metrics.listener_stats(listener_name)
+        return stats
+
+    def tls_inspected(self, hello, too_large: bool) -> None:
+        """Envoy's tls_inspector counters for one connection's first bytes (`hello` None: not TLS)."""
+        if self._tls_inspector is None:
+            self._tls_inspector = self.metrics.tls_inspector_stats()
+        stats = self._tls_inspector
+        if too_large:
+            stats["client_hello_too_large"] += 1
+        elif hello is None:
+            stats["tls_not_found"] += 1
+        else:
+            stats["tls_found"] += 1
+            stats["sni_found" if hello.server_name else "sni_not_found"] += 1
+            stats["alpn_found" if hello.alpn else "alpn_not_found"] += 1
+
+    def no_filter_chain_match(self, listener) -> None:
+        self._listener(listener.name)["no_filter_chain_match"] += 1
 
     def _tcp_recorder(self, proxy):
         state = proxy.cluster_state
@@ -118,7 +140,7 @@ class Telemetry:
             cluster = proxy.cluster_state.cluster.name if proxy.cluster_state else None
             upstream = proxy.endpoint.key if proxy.endpoint else (f"{proxy.target[0]}:{proxy.target[1]}" if proxy.target else None)
             self.access_log.log_tcp(time.time() - duration_ms / 1000.0, upstream, cluster, proxy.info.source_ip,
-                                    proxy.sent, proxy.received, duration_ms, proxy.flags)
+                                    proxy.sent, proxy.received, duration_ms, proxy.flags, proxy.info.sni)
 
     # process-level ------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pymesh.api import model
+from pymesh.routing.authn import providers_for
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
@@ -16,6 +17,7 @@ from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar
 from pymesh.routing.snapshot import Cluster, Listener, ProxyIdentity, Snapshot, TcpRoute, WeightedCluster
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
+TLS_PROTOCOLS = frozenset({"TLS", "HTTPS"})
 
 
 def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version: str) -> Snapshot:
@@ -52,13 +54,17 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         outbound_traffic_policy=sidecar.outbound_traffic_policy if sidecar else "ALLOW_ANY",
         warnings=tuple(dict.fromkeys(warnings)),  # one per problem, though each port meets it again
         captured_outbound=captured,
+        request_authn=providers_for(config, identity),
     )
 
 
 def _outbound_listener(ctx: RouteContext, name: str, bind: str, port: int, protocol: str, scope: EgressScope) -> Listener:
     if protocol in HTTP_PROTOCOLS:
         return Listener(name, "outbound", bind, port, protocol, route_table=ctx.route_table(port, scope))
-    return Listener(name, "outbound", bind, port, protocol, tcp_route=ctx.tcp_route(port, scope))
+    if protocol in TLS_PROTOCOLS:  # TLS passed through: SNI routing only, as Istio (tcp routes do not apply)
+        return Listener(name, "outbound", bind, port, protocol, sni_routes=ctx.sni_table(port, scope, tls_port=True))
+    return Listener(name, "outbound", bind, port, protocol, tcp_route=ctx.tcp_route(port, scope),
+                    sni_routes=ctx.sni_table(port, scope, tls_port=False))
 
 
 def _egress_listener(ctx: RouteContext, entry: model.EgressListener, sidecar_namespace: str) -> Listener:
@@ -103,12 +109,17 @@ def _captured_outbound(
         for p in svc.ports:
             protocol = p.protocol.upper()
             first = protocols.setdefault(p.number, protocol)
-            if (first in HTTP_PROTOCOLS) != (protocol in HTTP_PROTOCOLS):
+            if _kind(first) != _kind(protocol):
                 ctx.warnings.append(f"outbound port {p.number}: {svc.host} is {protocol} but an earlier service is {first}; using {first}")
     for port, protocol in protocols.items():
         if port not in out:
             out[port] = _outbound_listener(ctx, f"outbound|0.0.0.0|{port}", "0.0.0.0", port, protocol, scope)
     return out
+
+
+def _kind(protocol: str) -> str:
+    """How a listener handles a protocol: parses HTTP, routes TLS by SNI, or proxies bytes."""
+    return "HTTP" if protocol in HTTP_PROTOCOLS else "TLS" if protocol in TLS_PROTOCOLS else "TCP"
 
 
 def implicit_inbound(snapshot: Snapshot, port: int, address: str) -> tuple[Listener, Cluster]:

@@ -19,6 +19,7 @@ from pymesh.routing.match import CompiledRoute, CompiledRouteTable, VirtualHost
 from pymesh.routing.ratelimits import NONE as NO_RATE_LIMITS, RateLimits
 from pymesh.routing.registry import Service, ServiceIndex
 from pymesh.routing.scope import EgressScope, selects
+from pymesh.routing.sni import SniChain, SniTable
 from pymesh.routing.snapshot import Cluster, HeaderOps, MirrorPolicy, Route, TcpRoute, WeightedCluster
 
 _NO_HEADERS = HeaderOps()
@@ -219,11 +220,69 @@ class RouteContext:
                     return TcpRoute(clusters=clusters, total_weight=total)
         services = self.visible_services(port, scope)
         if len(services) == 1:
-            return TcpRoute(clusters=(WeightedCluster(cluster=outbound_name(port, "", services[0].host), weight=100),), total_weight=100)
+            return self.service_tcp_route(services[0], port)
         if services:
             hosts = ", ".join(s.host for s in services)
             self.warnings.append(f"TCP port {port}: several services ({hosts}) and no VirtualService tcp route; no route")
         return None
+
+
+    # --- TLS passthrough -------------------------------------------------------------------
+
+    def sni_table(self, port: int, scope: EgressScope, tls_port: bool) -> SniTable | None:
+        """The SNI chains on `port`, as Istio builds a sidecar's outbound TLS filter chains: each
+        VirtualService tls match that applies here, the first of identical (sniHosts,
+        destinationSubnets) pairs winning; on a TLS/HTTPS port also, for each service no such
+        VirtualService covers, a chain by its host name (and one by its addresses, which a
+        captured connection's destination can match). None when nothing routes by SNI."""
+        chains, routed = self._virtual_service_tls_chains(port, scope, tls_port)
+        if tls_port:
+            for vs in self.virtual_services:
+                if vs.tcp and self.bound_hosts(vs, port, scope):
+                    self.warnings.append(f"VirtualService {vs.metadata.namespace}/{vs.metadata.name}: tcp routes do not "
+                                         f"apply on TLS port {port} (TLS is routed by tls routes, as in Istio)")
+            for svc in self.visible_services(port, scope):
+                if any(host_matches(h, svc.host) for h in routed):
+                    continue
+                route = self.service_tcp_route(svc, port)
+                if svc.addresses:
+                    chains.append(SniChain((), svc.addresses, route))
+                chains.append(SniChain((svc.host,), (), route))
+        return SniTable(tuple(chains)) if chains else None
+
+    def _virtual_service_tls_chains(self, port: int, scope: EgressScope, tls_port: bool) -> tuple[list[SniChain], list[str]]:
+        """The chains of the tls matches that apply on `port`, and the VS hosts they cover."""
+        chains: list[SniChain] = []
+        seen: set[tuple] = set()
+        routed: list[str] = []
+        for vs in self.virtual_services:
+            hosts = self.bound_hosts(vs, port, scope) if vs.tls else []
+            if not hosts:
+                continue
+            # On a TCP port (pymesh's extension: Istio reads the hello on TLS ports only) a match
+            # must name the port or the VS a service on it, so a wildcard VS does not make every
+            # TCP port wait for a ClientHello.
+            on_port = tls_port or any(self.services.find(h, vs.metadata.namespace) is not None for h in hosts)
+            for tr in vs.tls:
+                for m in tr.match:
+                    if not self._tls_match_applies(m, port, on_port):
+                        continue
+                    routed.extend(hosts)
+                    key = (m.sni_hosts, m.destination_subnets)
+                    if key not in seen:
+                        seen.add(key)
+                        clusters, total = self.weighted(vs, tr.route, port)
+                        chains.append(SniChain(m.sni_hosts, m.destination_subnets, TcpRoute(clusters, total),
+                                               f"{vs.metadata.namespace}/{vs.metadata.name}"))
+        return chains, routed
+
+    def _tls_match_applies(self, m: model.TLSMatchAttributes, port: int, on_port: bool) -> bool:
+        """Istio's matchTLS (port, sourceLabels, sourceNamespace), decided for this proxy."""
+        port_ok = m.port == port if m.port is not None else on_port
+        return port_ok and selects(m.source_labels, self.labels) and m.source_namespace in ("", self.namespace)
+
+    def service_tcp_route(self, svc: Service, port: int) -> TcpRoute:
+        return TcpRoute(clusters=(WeightedCluster(cluster=outbound_name(port, "", svc.host), weight=100),), total_weight=100)
 
 
 def inbound_route_table(port: int, cluster: str, rate_limits: RateLimits = NO_RATE_LIMITS) -> CompiledRouteTable:

@@ -13,6 +13,9 @@ from typing import Iterable, Mapping
 from pymesh.api import model
 from pymesh.routing.hosts import fqdn, hosts_intersect, is_wildcard
 
+# Istio's meshConfig.rootNamespace: its security policies without a selector apply mesh-wide.
+ROOT_NAMESPACE = "istio-system"
+
 
 def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     """A label selector matches when every selector label is present with the same value."""

@@ -148,10 +148,13 @@ class Listener:
     direction: str  # "outbound" | "inbound"
     bind: str
     port: int
-    protocol: str  # HTTP | HTTP2 | GRPC | TCP ("HTTP" also sniffs nothing: it is HTTP/1.1)
+    protocol: str  # HTTP | HTTP2 | GRPC | TCP | TLS | HTTPS ("HTTP" also sniffs nothing: it is HTTP/1.1)
     route_table: Any = None  # RouteTable for HTTP listeners
     tcp_route: TcpRoute | None = None  # TCP listeners
     default_cluster: str = ""  # inbound: the cluster pointing at defaultEndpoint
+    # A pymesh.routing.sni.SniTable when TLS passing through is routed by its ClientHello (TLS and
+    # HTTPS ports, TCP ports with VirtualService tls routes); tcp_route is then the fallback.
+    sni_routes: Any = None
 
 
 @dataclass(frozen=True)
@@ -176,12 +179,15 @@ class Snapshot:
     # outbound traffic captured by iptables, by original destination port (Istio's per-port
     # outbound listeners); may share Listener objects with `listeners`
     captured_outbound: Mapping[int, Listener] = field(default_factory=dict)
+    # the JWT rules of the RequestAuthentications that apply to this proxy (routing/authn.py):
+    # pymesh.security.jwt.Provider; empty, no JWT filter runs
+    request_authn: tuple[Any, ...] = ()
 
-    def dump(self) -> dict:
-        """JSON-able view for /config_dump."""
+    def dump(self, include_secrets: bool = False) -> dict:
+        """JSON-able view for /config_dump (secrets redacted unless asked for)."""
         from pymesh.routing.dump import dump_snapshot
 
-        return dump_snapshot(self)
+        return dump_snapshot(self, include_secrets)
 
 
 class SnapshotCompiler(Protocol):

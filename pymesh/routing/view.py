@@ -14,7 +14,8 @@ What is kept, in file order:
 - DestinationRules exported to the namespace whose host is a kept service's (or a wildcard
   covering one);
 - the WorkloadEntries that the kept ServiceEntries select;
-- the Sidecars of the proxy's namespace (the proxy selects its own from them).
+- the Sidecars of the proxy's namespace (the proxy selects its own from them);
+- the RequestAuthentications of the proxy's namespace and the root namespace (likewise).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Iterable, Mapping, Protocol
 from pymesh.api import model
 from pymesh.routing.hosts import host_matches, is_wildcard
 from pymesh.routing.registry import ServiceIndex
-from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar, selects
+from pymesh.routing.scope import ALL, ROOT_NAMESPACE, EgressScope, exported_to, select_sidecar, selects
 
 __all__ = ["ProxyLike", "Views", "egress_scope", "proxy_view", "view_key"]
 
@@ -88,6 +89,8 @@ class Views:
             ),
             sidecars=tuple(sc for sc in config.sidecars if sc.metadata.namespace == proxy.namespace),
             local_rate_limits=tuple(rl for rl in config.local_rate_limits if rl.metadata.namespace == proxy.namespace),
+            request_authentications=tuple(ra for ra in config.request_authentications
+                                          if ra.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
         )
 
     def _namespace(self, namespace: str) -> _Namespace:
@@ -153,7 +156,7 @@ def _with_shadowing(entries: list[model.ServiceEntry], owners: dict, kept: set[i
 def _named_hosts(index: ServiceIndex, vs: model.VirtualService) -> Iterable[str]:
     """The registered hosts a VirtualService routes for or to."""
     ns = vs.metadata.namespace
-    destinations = [d.destination for r in vs.http for d in r.route] + [d.destination for r in vs.tcp for d in r.route]
+    destinations = [d.destination for routes in (vs.http, vs.tcp, vs.tls) for r in routes for d in r.route]
     for host in list(vs.hosts) + [d.host for d in destinations]:
         svc = index.find(host, ns)
         if svc is not None:

@@ -42,6 +42,7 @@ FIELDS = (
     "route_name",
     "downstream_remote_address",
     "upstream_request_attempt_count",  # Envoy's %UPSTREAM_REQUEST_ATTEMPT_COUNT%: 0 = never sent
+    "requested_server_name",  # Envoy's %REQUESTED_SERVER_NAME%: the SNI of a TLS connection
 )
 _NUMBERS = {"response_code", "bytes_received", "bytes_sent", "duration", "upstream_request_attempt_count"}  # integers (ms)
 _TEMPLATE = "{" + ",".join(f'"{name}":%d' if name in _NUMBERS else f'"{name}":%s'
@@ -95,23 +96,24 @@ class AccessLog:
             response_code: int, response_flags: str, bytes_received: int, bytes_sent: int,
             duration_ms: float, upstream_host: str | None, upstream_cluster: str | None,
             x_forwarded_for: str | None, user_agent: str | None, request_id: str | None,
-            route_name: str | None, downstream_remote_address: str, attempt_count: int = 0) -> None:
+            route_name: str | None, downstream_remote_address: str, attempt_count: int = 0,
+            requested_server_name: str | None = None) -> None:
         """One HTTP request. start_time is epoch seconds (time.time()); empty/None -> null."""
         pending = self._pending
         pending.append((start_time, method, authority, path, protocol, response_code,
                         response_flags, bytes_received, bytes_sent, duration_ms, upstream_host,
                         upstream_cluster, x_forwarded_for, user_agent, request_id, route_name,
-                        downstream_remote_address, attempt_count))
+                        downstream_remote_address, attempt_count, requested_server_name))
         if len(pending) >= self.max_lines:
             self.flush()
 
     def log_tcp(self, start_time: float, upstream_host: str | None, upstream_cluster: str | None,
                 downstream_remote_address: str, bytes_received: int, bytes_sent: int,
-                duration_ms: float, response_flags: str) -> None:
+                duration_ms: float, response_flags: str, requested_server_name: str | None = None) -> None:
         """One TCP connection, at close; bytes as seen from downstream."""
         self.log(start_time, None, None, None, None, 0, response_flags, bytes_received,
                  bytes_sent, duration_ms, upstream_host, upstream_cluster, None, None, None,
-                 None, downstream_remote_address)
+                 None, downstream_remote_address, 0, requested_server_name)
 
     def format(self, record: tuple) -> str:
         """One line, pure ASCII (the JSON escaper writes \\uXXXX), so len() counts bytes."""

@@ -308,6 +308,9 @@ class MetricsContext:
                                                                 stats.FILTER_STATS[filter_name])
         return scope
 
+    def tls_inspector_stats(self) -> dict[str, int]:
+        return self.store.scope(stats.TLS_INSPECTOR_SCOPE, stats.TLS_INSPECTOR_STATS)
+
     def config_reload_stats(self) -> dict[str, int]:
         return self.store.scope(stats.CONFIG_RELOAD_SCOPE, stats.CONFIG_RELOAD_STATS)
 

@@ -72,13 +72,21 @@ LISTENER_STATS = (
     # upstream's side could take no more
     "downstream_flow_control_paused_reading_total",
     "downstream_flow_control_resumed_reading_total",
+    "no_filter_chain_match",  # a TLS connection no SNI route (nor fallback) takes: closed
 )
+
+# Envoy's tls_inspector listener filter (pymesh.proxy.tls_passthrough): what the ClientHellos
+# of connections on SNI-routed listeners said. A hello that does not parse counts as not found.
+TLS_INSPECTOR_SCOPE = "tls_inspector"
+TLS_INSPECTOR_STATS = ("client_hello_too_large", "tls_found", "tls_not_found", "sni_found", "sni_not_found",
+                       "alpn_found", "alpn_not_found")
 
 # Request filters, per listener (Envoy's http.<stat_prefix>.<filter>. scopes).
 FILTER_STATS = {
     "fault": ("delays_injected", "aborts_injected"),
     "cors": ("origin_valid", "origin_invalid"),
     "local_rate_limit": ("enabled", "enforced", "rate_limited", "ok"),
+    "jwt_authn": ("allowed", "denied"),  # requests passed on (no token, or valid ones) and refused
     # pymesh's own (Envoy has no stat for its shadows beyond the mirror cluster's upstream_rq_*):
     # copies started, in flight (a gauge), and dropped because the mirror had no host, no room
     # (its in-flight cap or circuit breaker) or could not keep up with the client's body

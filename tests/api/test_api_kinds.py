@@ -153,11 +153,19 @@ def test_virtual_service(data):
         ),
         route=(m.RouteDestination(destination=m.Destination(host="db.bookinfo.svc.cluster.local", port=5432)),),
     )
+    reviews = "reviews.bookinfo.svc.cluster.local"
+    tls = m.TLSRoute(
+        match=(m.TLSMatchAttributes(sni_hosts=(reviews,), destination_subnets=("198.18.0.0/15",), port=9443,
+                                    source_labels={"app": "productpage"}, source_namespace="bookinfo"),),
+        route=(m.RouteDestination(destination=m.Destination(host=reviews, subset="v1"), weight=80),
+               m.RouteDestination(destination=m.Destination(host=reviews, subset="v2"), weight=20)),
+    )
     assert vs == m.VirtualService(
         metadata=m.Metadata(name="reviews", namespace="bookinfo"),
-        hosts=("reviews", "reviews.bookinfo.svc.cluster.local"),
+        hosts=("reviews", reviews),
         http=(jason, old, teapot, default, faults, legacy, mirrored),
         tcp=(tcp,),
+        tls=(tls,),
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hostile_config import MIB, alias_bomb, deep_nesting, many_services, padded, write_sparse
+from hostile_config import MIB, alias_bomb, deep_nesting, many_services, padded, string_bomb, write_sparse
 from pymesh.api.limits import Limits
 from pymesh.api.load import load_paths, load_text
 
@@ -28,6 +28,13 @@ def only_error(result) -> str:
 def test_an_alias_bomb_is_refused_before_it_expands() -> None:
     message = only_error(load_text(alias_bomb(), "bomb.yaml"))
     assert message == "bomb.yaml:6: YAML aliases expand to more than 400000 nodes (the limit)"
+
+
+def test_a_string_alias_bomb_is_refused_by_the_text_it_adds() -> None:
+    """A few nodes, but 2 GB of header values: counted in characters, not only in nodes."""
+    assert only_error(load_text(string_bomb(), "s.yaml")) == "s.yaml:25: YAML aliases expand to more than 8 MiB of text (the limit)"
+    small = string_bomb(aliases=3, size=100)  # the same shape, harmless: accepted
+    assert load_text(small, "s.yaml").ok
 
 
 def test_alias_uses_are_counted() -> None:

@@ -30,7 +30,8 @@ def test_every_supported_field_is_read(data: Path, monkeypatch: pytest.MonkeyPat
         return original(self, key, **kwargs)
 
     monkeypatch.setattr(Reader, "slot", recording_slot)
-    kinds = ["serviceentry", "workloadentry", "virtualservice", "destinationrule", "sidecar", "localratelimit"]
+    kinds = ["serviceentry", "workloadentry", "virtualservice", "destinationrule", "sidecar", "localratelimit",
+             "requestauthentication"]
     result = load_paths([str(data / f"{kind}.yaml") for kind in kinds])
     assert result.errors == []
 

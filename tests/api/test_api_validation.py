@@ -49,8 +49,7 @@ CASES = [
     case("vs-host-duplicate", VS, "hosts: [r, r]\n" + ROUTE, '6 spec.hosts[1]: duplicate entry "r"'),
     case("vs-gateway", VS, "hosts: [r]\ngateways: [mesh, istio-system/gw]\n" + ROUTE,
          '7 spec.gateways[1]: gateway "istio-system/gw" not supported by pymesh yet (only "mesh")'),
-    case("vs-no-routes", VS, "hosts: [r]\n", "5 spec: one of http or tcp is required"),
-    case("vs-tls", VS, "hosts: [r]\ntls: []\n", "7 spec.tls: field not supported by pymesh yet"),
+    case("vs-no-routes", VS, "hosts: [r]\n", "5 spec: one of http, tcp or tls is required"),
     case("vs-unknown-field", VS, "hosts: [r]\ncolour: red\n" + ROUTE, "7 spec.colour: unknown field"),
     case("http-no-action", VS, "hosts: [r]\nhttp:\n- name: nothing\n",
          "8 spec.http[0]: one of route, redirect or directResponse is required"),
@@ -374,6 +373,92 @@ CASES = [
           - destination: {host: b}
         """,
          "8 spec.tcp[0].route: with several destinations the weights must add up to 100 (they add up to 50)"),
+    case("tls-match-missing", VS, "hosts: [a.example.com]\ntls:\n- route:\n  - destination: {host: a.example.com}\n",
+         "8 spec.tls[0].match: required field is missing"),
+    case("tls-match-empty", VS, "hosts: [a.example.com]\ntls:\n- match: []\n  route:\n  - destination: {host: a}\n",
+         "8 spec.tls[0].match: must not be empty"),
+    case("tls-sni-missing", VS, """\
+        hosts: [a.example.com]
+        tls:
+        - match:
+          - port: 443
+          route:
+          - destination: {host: a}
+        """, "9 spec.tls[0].match[0].sniHosts: required field is missing"),
+    case("tls-sni-empty", VS, """\
+        hosts: [a.example.com]
+        tls:
+        - match:
+          - sniHosts: []
+          route:
+          - destination: {host: a}
+        """, "9 spec.tls[0].match[0].sniHosts: must not be empty"),
+    case("tls-sni-not-in-hosts", VS, """\
+        hosts: [a.example.com, '*.wild.example.com']
+        tls:
+        - match:
+          - sniHosts: [b.example.com, x.wild.example.com, '*.deep.wild.example.com', '*.example.com', wild.example.com]
+          route:
+          - destination: {host: a}
+        """,
+         "9 spec.tls[0].match[0].sniHosts[0]: SNI host 'b.example.com' is not a compatible subset of any of the virtual service hosts: [a.example.com, *.wild.example.com]",
+         "9 spec.tls[0].match[0].sniHosts[3]: SNI host '*.example.com' is not a compatible subset of any of the virtual service hosts: [a.example.com, *.wild.example.com]",
+         "9 spec.tls[0].match[0].sniHosts[4]: SNI host 'wild.example.com' is not a compatible subset of any of the virtual service hosts: [a.example.com, *.wild.example.com]"),
+    case("tls-sni-invalid", VS, """\
+        hosts: [a.example.com]
+        tls:
+        - match:
+          - sniHosts: ['a..example.com', 'x.*.com', a.example.com, a.example.com]
+          route:
+          - destination: {host: a}
+        """,
+         "9 spec.tls[0].match[0].sniHosts[0]: domain name 'a..example.com' is invalid (label '' is invalid)",
+         "9 spec.tls[0].match[0].sniHosts[1]: domain name 'x.*.com' is invalid (label '*' is invalid)",
+         '9 spec.tls[0].match[0].sniHosts[3]: duplicate entry "a.example.com"'),
+    case("tls-match-fields", VS, """\
+        hosts: [a.example.com]
+        tls:
+        - match:
+          - sniHosts: [a.example.com]
+            port: 0
+            destinationSubnets: [300.0.0.0/8]
+            sourceLabels: {"bad key!": x}
+            gateways: [istio-system/egress]
+            sourceNamespace: Other
+          route:
+          - destination: {host: a}
+        """,
+         "10 spec.tls[0].match[0].port: must be between 1 and 65535, got 0",
+         "11 spec.tls[0].match[0].destinationSubnets[0]: '300.0.0.0/8' is not a valid IP address or CIDR block",
+         "12 spec.tls[0].match[0].sourceLabels[bad key!]: label key 'bad key!' is invalid (letters, digits, '-', '_' and '.', at most 63)",
+         '13 spec.tls[0].match[0].gateways[0]: gateway "istio-system/egress" not supported by pymesh yet (only "mesh")',
+         "14 spec.tls[0].match[0].sourceNamespace: 'Other' is not a valid name (lower-case letters, digits and '-', at most 63)"),
+    case("tls-route-missing", VS, """\
+        hosts: [a.example.com]
+        tls:
+        - match:
+          - sniHosts: [a.example.com]
+        """, "8 spec.tls[0].route: required field is missing"),
+    case("tls-weights", VS, """\
+        hosts: [a.example.com]
+        tls:
+        - match:
+          - sniHosts: [a.example.com]
+          route:
+          - destination: {host: a}
+            weight: 70
+          - destination: {host: b}
+            weight: 20
+        """, "10 spec.tls[0].route: with several destinations the weights must add up to 100 (they add up to 90)"),
+    case("tls-route-fields", VS, """\
+        hosts: [a.example.com]
+        tls:
+        - match:
+          - sniHosts: [a.example.com]
+          route:
+          - destination: {host: a, port: {number: 443}}
+            headers: {}
+        """, "12 spec.tls[0].route[0].headers: unknown field"),
     case("vs-export-to", VS, "hosts: [r]\nexportTo: ['*', '.']\n" + ROUTE,
          '7 spec.exportTo: "*" cannot be combined with other entries'),
     # --- DestinationRule ----------------------------------------------------------------------
@@ -703,7 +788,7 @@ CASES = [
         - number: 0
           name: http
         - name: web
-          protocol: HTTPS
+          protocol: GRPC-WEB
         - number: 81
           name: x
           protocol: FOO
@@ -712,8 +797,8 @@ CASES = [
         """,
          "8 spec.ports[0].number: must be between 1 and 65535, got 0",
          "10 spec.ports[1].number: required field is missing",
-         "11 spec.ports[1].protocol: protocol HTTPS is not supported yet",
-         "14 spec.ports[2].protocol: protocol 'FOO' is not valid (expected HTTP, HTTP2, GRPC or TCP)",
+         "11 spec.ports[1].protocol: protocol GRPC-WEB is not supported yet",
+         "14 spec.ports[2].protocol: protocol 'FOO' is not valid (expected HTTP, HTTP2, GRPC, TCP, HTTPS or TLS)",
          '15 spec.ports[3]: duplicate port name "web"'),
     case("se-port-number-duplicate", SE, "hosts: [a.example.com]\nports:\n- {number: 80}\n- {number: 80}\n",
          "9 spec.ports[1]: duplicate port number 80"),
@@ -750,7 +835,14 @@ CASES = [
          "without endpoints",
          "8 spec.addresses: CIDR addresses are only allowed with STATIC resolution"),
     case("se-hosts-with-tcp", SE, "hosts: [a.example.com, b.example.com]\nports:\n- {number: 5432, protocol: TCP}\n",
-         "6 spec.hosts: several hosts need HTTP, HTTP2 or GRPC ports (a TCP port cannot tell them apart)"),
+         "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart)"),
+    case("se-hosts-with-tls-and-tcp", SE, """\
+        hosts: [a.example.com, b.example.com]
+        ports:
+        - {number: 443, name: https, protocol: HTTPS}
+        - {number: 8443, name: tls, protocol: tls}
+        - {number: 5432, name: tcp, protocol: TCP}
+        """, "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart)"),
     case("se-address", SE, "hosts: [a.example.com]\naddresses: [not-an-ip]\n",
          "7 spec.addresses[0]: 'not-an-ip' is not a valid IP address or CIDR block"),
     case("se-subject-alt-names", SE, "hosts: [a.example.com]\nsubjectAltNames: [spiffe://x, spiffe://x]\n",

@@ -26,7 +26,6 @@ NOT_YET_KINDS = {
     "Gateway": "issue 12",
     "PeerAuthentication": "issue 11",
     "AuthorizationPolicy": "issue 11",
-    "RequestAuthentication": "issue 11",
 }
 
 # Fields Istio accepts that pymesh does not implement yet: (line, field path, message) per file.
@@ -65,7 +64,7 @@ def load(name: str) -> m.MeshConfig:
 
 
 def test_the_samples_are_there():
-    assert len(FILES) == 32
+    assert len(FILES) == 35
     assert set(PENDING) <= {_name(path) for path in FILES}
 
 
@@ -253,3 +252,15 @@ def test_locality_distribute_task():
     assert policy.load_balancer.locality_lb.failover == ()
     assert policy.load_balancer.simple == "LEAST_REQUEST"  # Istio's default when `simple` is unset
     assert policy.outlier_detection.consecutive_5xx == 100
+
+
+def test_request_authentication_samples_read_as_istio_documents():
+    (gateway,) = load("istio.io-jwt/authn-policy-jwt-example.yaml").request_authentications
+    assert (gateway.metadata.namespace, gateway.selector) == ("istio-system", {"istio": "ingressgateway"})
+    (rule,) = gateway.jwt_rules
+    assert rule.issuer == "testing@secure.istio.io"
+    assert rule.jwks_uri.endswith("/security/tools/jwt/samples/jwks.json")
+    assert (rule.from_headers, rule.from_params, rule.forward_original_token) == ((), (), False)  # Istio's defaults
+    (claims,) = load("istio.io-jwt/claim-to-header.yaml").request_authentications
+    assert claims.selector == {"app": "httpbin"}
+    assert [(c.header, c.claim) for c in claims.jwt_rules[0].output_claim_to_headers] == [("x-jwt-claim-foo", "foo")]

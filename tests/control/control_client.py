@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import h2.settings
 
 from pymesh.api.wire import (
@@ -27,6 +28,7 @@ class Ended:
 
     why: str
     trailers: dict = field(default_factory=dict)
+    debug: bytes = b""  # a GOAWAY's additional data: the server's reason
 
 
 def node(id: str, namespace: str = "default", address: str | None = "10.1.0.1", ports=None, **labels: str) -> Node:
@@ -57,15 +59,19 @@ class ControlClient:
         self.status: str | None = None
         self.messages: asyncio.Queue = asyncio.Queue()
         self.received_bytes = 0
+        self.window_opened = asyncio.Event()  # also set when the connection ends
+        self.closed = asyncio.Event()  # the server closed the connection
         self._decoder = FrameDecoder()
         self._flush()
         self._task = asyncio.create_task(self._read())
 
     @classmethod
     async def connect(cls, port: int, host: str = "127.0.0.1", window: int | None = None,
-                      acknowledge: bool = True, ssl=None) -> ControlClient:
-        """`ssl`: a client context (tests/control/identity_kit.py makes them) for a secure server."""
-        reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
+                      acknowledge: bool = True, source: str | None = None, ssl=None) -> ControlClient:
+        """`source`: the local address to connect from (127.0.0.2, ... for another client host);
+        `ssl`: a client context (tests/control/identity_kit.py makes them) for a secure server."""
+        local = (source, 0) if source else None
+        reader, writer = await asyncio.open_connection(host, port, local_addr=local, ssl=ssl)
         return cls(reader, writer, window, acknowledge)
 
     async def hello(self, node: Node, last_version: str | None = None):
@@ -78,6 +84,35 @@ class ControlClient:
     def send_bytes(self, data: bytes) -> None:
         self.h2.send_data(self.stream_id, data)
         self._flush()
+
+    async def push(self, data: bytes, timeout: float = WAIT) -> int:
+        """Send `data` as fast as the server's flow-control window allows; the bytes sent
+        before the stream or connection ended or `timeout` passed."""
+        sent = 0
+        deadline = asyncio.get_running_loop().time() + timeout
+        while sent < len(data) and not self.writer.is_closing() and not self.closed.is_set():
+            try:
+                window = min(self.h2.local_flow_control_window(self.stream_id), self.h2.max_outbound_frame_size)
+            except h2.exceptions.H2Error:
+                break  # the stream or the connection is gone
+            if window <= 0:
+                self.window_opened.clear()
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self.window_opened.wait(), left)
+                except asyncio.TimeoutError:
+                    break
+                continue
+            chunk = data[sent : sent + window]
+            try:
+                self.send_bytes(chunk)
+            except h2.exceptions.H2Error:
+                break
+            sent += len(chunk)
+            await self.writer.drain()
+        return sent
 
     def ack(self, msg) -> None:
         self.send(Ack(msg.version, msg.nonce))
@@ -139,7 +174,12 @@ class ControlClient:
                     elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
                         self.messages.put_nowait(Ended(type(event).__name__, trailers))
                     elif isinstance(event, h2.events.ConnectionTerminated):
-                        self.messages.put_nowait(Ended("GOAWAY", trailers))
+                        self.messages.put_nowait(Ended("GOAWAY", trailers, event.additional_data or b""))
+                    elif isinstance(event, h2.events.WindowUpdated):
+                        self.window_opened.set()
                 self._flush()
         except (ConnectionError, OSError) as exc:
             self.messages.put_nowait(Ended(f"connection error: {exc}", trailers))
+        finally:
+            self.closed.set()
+            self.window_opened.set()

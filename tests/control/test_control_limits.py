@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from control_harness import service_entry, write
-from hostile_config import MIB, alias_bomb, deep_nesting, many_services, write_sparse
+from hostile_config import MIB, alias_bomb, deep_nesting, many_services, string_bomb, write_sparse
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,4 +34,17 @@ def test_hostile_files_are_rejected_and_the_server_carries_on(control, config_di
     assert status["version"] == first
     write(good, service_entry("a", "a2.default.svc.cluster.local"))
     server.wait_status(lambda s: s["version"] != first, "the next good edit to become a version", timeout=15)
+    assert server.proc.poll() is None
+
+
+def test_a_server_started_with_an_alias_bomb_in_its_directory_serves_the_rest(control, config_dir) -> None:
+    write(config_dir / "good.yaml", service_entry("a", "a.default.svc.cluster.local"))
+    bomb = write(config_dir / "bomb.yaml", alias_bomb())
+    strings = write(config_dir / "strings.yaml", string_bomb())
+    server = control()
+    status = server.wait_status(lambda s: s["version"] != "0", "the first version")
+    assert rejected_errors(status) == {
+        str(bomb): [f"{bomb}:6: YAML aliases expand to more than 400000 nodes (the limit)"],
+        str(strings): [f"{strings}:25: YAML aliases expand to more than 8 MiB of text (the limit)"],
+    }
     assert server.proc.poll() is None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
-MAX_LEN = {"codec": 4096, "proxy": 2048}  # bytes; bytewise delivery makes long inputs slow
+MAX_LEN = {"codec": 4096, "proxy": 2048, "tls_hello": 17000}  # bytes; bytewise delivery makes long inputs slow
 
 
 def codec() -> Callable[[bytes], None]:
@@ -23,7 +23,13 @@ def proxy() -> Callable[[bytes], None]:
     return Harness().check
 
 
-TARGETS: dict[str, Callable[[], Callable[[bytes], None]]] = {"codec": codec, "proxy": proxy}
+def tls_hello() -> Callable[[bytes], None]:
+    from .tls_hello_target import check
+
+    return check
+
+
+TARGETS: dict[str, Callable[[], Callable[[bytes], None]]] = {"codec": codec, "proxy": proxy, "tls_hello": tls_hello}
 
 
 def seeds() -> list[Path]:

@@ -22,7 +22,15 @@ def upstreams():
         started.append(server)
         return server
 
+    def start_tls(name: str, cert) -> "TlsServer":
+        from tls_peers import TlsServer
+
+        server = TlsServer(name, cert)
+        started.append(server)
+        return server
+
     start.tcp = start_tcp
+    start.tls = start_tls
     yield start
     for server in started:
         server.stop()

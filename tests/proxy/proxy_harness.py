@@ -668,6 +668,16 @@ def inbound_mesh(port: int, app: Server, protocol: str = "HTTP") -> list[dict]:
     }]
 
 
+def request_authentication(*rules: dict, name: str = "jwt", namespace: str = "default",
+                           selector: dict | None = None) -> dict:
+    """A RequestAuthentication with these jwtRules (selector: matchLabels)."""
+    spec: dict = {"jwtRules": list(rules)}
+    if selector is not None:
+        spec["selector"] = {"matchLabels": selector}
+    return {"apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
 def tcp_mesh(port: int, server: Server, traffic_policy: dict | None = None) -> list[dict]:
     """One TCP service on `port` served by `server`, behind a TCP egress listener on `port`."""
     resources = [service_entry(port, [endpoint(server, port_name="tcp")], protocol="TCP")]

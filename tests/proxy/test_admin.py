@@ -176,3 +176,36 @@ def _listening_addresses(port: int) -> list[str]:
 def test_admin_ports_bind_loopback_by_default(served):
     for port in (served.admin_port, served.stats_port, served.health_port):
         assert _listening_addresses(port) == ["127.0.0.1"], port
+
+
+def test_config_dump_redacts_header_values_a_virtual_service_sets(upstreams, proxies):
+    """A bearer token attached by a VirtualService is not in /config_dump, only the header's name;
+    ?include_secrets=true shows it (the admin port is on localhost)."""
+    v1 = upstreams("v1")
+    port = free_port()
+    route = [{"route": [{"destination": {"host": "svc.local", "subset": "v1"},
+                         "headers": {"request": {"set": {"authorization": "Bearer s3cr3t-t0ken"}}}}],
+              "headers": {"request": {"add": {"x-api-key": "k3y-value"}}}}]
+    proxy = proxies(http_mesh(port, {"v1": v1}, http=route))
+    with Client(port) as client:
+        assert client.request("GET", "/").status == 200
+    assert v1.requests[-1].header("authorization") == "Bearer s3cr3t-t0ken"  # it is applied
+    status, _, body = proxy.admin("/config_dump")
+    assert status == 200
+    assert b"s3cr3t" not in body and b"k3y-value" not in body
+    assert b'"authorization"' in body and b"[redacted]" in body
+    status, _, body = proxy.admin("/config_dump?include_secrets=true")
+    assert status == 200 and b"Bearer s3cr3t-t0ken" in body and b"k3y-value" in body
+
+
+def test_include_secrets_is_refused_when_the_admin_port_is_not_on_localhost():
+    from types import SimpleNamespace
+
+    from pymesh.proxy.endpoints import AdminEndpoints
+
+    for address, allowed in (("0.0.0.0", False), ("10.1.0.1", False), ("::", False), ("127.0.0.1", True),
+                             ("::1", True), ("localhost", True)):
+        endpoints = AdminEndpoints(SimpleNamespace(admin_address=address), None, lambda: None, lambda: True, lambda: None)
+        status, _, body = endpoints.admin("GET", "/config_dump?include_secrets=true")
+        assert (status == 200) is allowed, (address, body)
+        assert endpoints.admin("GET", "/config_dump")[0] == 200

@@ -114,3 +114,22 @@ def test_with_workers_the_supervisor_rejects_an_alias_bomb(proxies, v1_v2):
     proxy = proxies(mesh_to(port, v1_v2, "v1"), concurrency=2)
     expected = f"{proxy.config_path}:6: YAML aliases expand to more than 400000 nodes (the limit)"
     reject_under_traffic(proxy, port, v1_v2, alias_bomb(), expected, "rejected")
+
+
+@pytest.mark.parametrize("kind", ["nodes", "text"])
+def test_a_proxy_started_on_an_alias_bomb_exits_1_at_once_with_the_file_and_line(tmp_path, kind):
+    """Not only reloads: the first load fails cleanly too (no expansion, no hang, no traceback)."""
+    import subprocess
+    import sys
+
+    from hostile_config import string_bomb
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(alias_bomb() if kind == "nodes" else string_bomb())
+    done = subprocess.run([sys.executable, "-m", "pymesh", "proxy", "--config", str(bomb), "--admin-port", "0"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1, done.stderr
+    expected = ("6: YAML aliases expand to more than 400000 nodes (the limit)" if kind == "nodes"
+                else "25: YAML aliases expand to more than 8 MiB of text (the limit)")
+    assert f"{bomb}:{expected}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -6,6 +6,9 @@ Run inside a pod as an ordinary uid (not the proxy's), standard library only:
                                                 "headers": {...request headers, lower-case}}
     sidecar_apps.py banner NAME BIND PORT...    server-first TCP: on connect sends
                                                 "HELLO from NAME\\n", then echoes one line
+    sidecar_apps.py https NAME BIND PORT CERT KEY
+                                                the same over TLS it terminates itself, with
+                                                "sni": the name the client asked for
     sidecar_apps.py call-banner HOST PORT LINE [TIMEOUT]
                                                 client for `banner`: prints the banner and the echo
 
@@ -18,18 +21,27 @@ import http.server
 import json
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 
 IO_TIMEOUT = 10.0  # every blocking read in here ends; the tests' own deadlines are shorter
 
 
-def serve_http(name: str, port: int, bind: str = "0.0.0.0") -> None:
+def serve_http(name: str, port: int, bind: str = "0.0.0.0", tls: ssl.SSLContext | None = None) -> None:
+    """With `tls` the server terminates TLS itself, and the body also says which SNI it was asked for."""
+    asked: dict[int, str | None] = {}  # id(SSLSocket) -> SNI, from the handshake callback
+    if tls is not None:
+        tls.sni_callback = lambda sock, server_name, context: asked.__setitem__(id(sock), server_name)
+
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
-            body = json.dumps({"server": name, "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+            answer = {"server": name, "headers": {k.lower(): v for k, v in self.headers.items()}}
+            if tls is not None:
+                answer["sni"] = asked.pop(id(self.connection), None)
+            body = json.dumps(answer).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
@@ -41,8 +53,16 @@ def serve_http(name: str, port: int, bind: str = "0.0.0.0") -> None:
 
     server = http.server.ThreadingHTTPServer((bind, port), Handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     print("ready", flush=True)
     server.serve_forever()
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def serve_banner(name: str, bind: str, ports: list[int]) -> None:
@@ -82,6 +102,8 @@ def main(argv: list[str]) -> None:
         serve_http(args[0], int(args[1]), *args[2:3])
     elif command == "banner":
         serve_banner(args[0], args[1], [int(port) for port in args[2:]])
+    elif command == "https":
+        serve_http(args[0], int(args[2]), args[1], tls_context(args[3], args[4]))
     elif command == "call-banner":
         call_banner(args[0], int(args[1]), args[2], *map(float, args[3:4]))
     else:

@@ -106,6 +106,18 @@ spec:
 """
 
 
+# Appended to mesh_yaml: the client pod's proxy refuses what the mesh does not declare.
+REGISTRY_ONLY = f"""
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: client, namespace: {NAMESPACE}}}
+spec:
+  workloadSelector: {{labels: {{app: client}}}}
+  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}
+"""
+
+
 def write_config(directory: Path, text: str) -> str:
     path = directory / "mesh.yaml"
     path.write_text(text)

@@ -7,20 +7,10 @@ from __future__ import annotations
 
 import sys
 
-from sidecar_helpers import (APP_UID, HTTP_PORT, NAMESPACE, TCP_PORT, UNDECLARED_PORT, call_banner, get_json,
+from sidecar_helpers import (APP_UID, HTTP_PORT, REGISTRY_ONLY, TCP_PORT, UNDECLARED_PORT, call_banner, get_json,
                              mesh_yaml, requires_tools, sidecar_pod, start_app, write_config)
 
 pytestmark = requires_tools
-
-REGISTRY_ONLY = f"""
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: client, namespace: {NAMESPACE}}}
-spec:
-  workloadSelector: {{labels: {{app: client}}}}
-  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}
-"""
 
 # What the app sees of a TCP connection: the first bytes the other end sends, "" when it is
 # closed without a word (the proxy refusing it), within a bounded wait.

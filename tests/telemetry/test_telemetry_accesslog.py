@@ -58,6 +58,7 @@ def test_json_line_has_istio_fields(tmp_path):
         "route_name": "default",
         "downstream_remote_address": "10.0.0.9:51234",
         "upstream_request_attempt_count": 2,
+        "requested_server_name": None,
     }
 
 
@@ -89,10 +90,11 @@ def test_tcp_line_uses_the_same_fields(tmp_path):
     log = AccessLog("json", str(out))
     log.log_tcp(START, "10.0.0.5:3306", "outbound|3306||db.default.svc.cluster.local",
                 "10.0.0.9:40000", bytes_received=100, bytes_sent=2000, duration_ms=1500.9,
-                response_flags="-")
+                response_flags="-", requested_server_name="db.example.com")
     log.close()
     [entry] = [json.loads(l) for l in lines(out)]
     assert tuple(entry) == FIELDS
+    assert entry["requested_server_name"] == "db.example.com"
     assert entry["method"] is None and entry["path"] is None and entry["protocol"] is None
     assert (entry["bytes_received"], entry["bytes_sent"], entry["duration"]) == (100, 2000, 1500)
     assert entry["upstream_host"] == "10.0.0.5:3306"
