@@ -61,7 +61,7 @@ BUNDLE_PATH = "/pymesh.control.v1/TrustBundle"  # GET: the roots (PEM), checked 
 CONTROL_NAMESPACE, CONTROL_SERVICE_ACCOUNT = "pymesh-system", "pymesh-control"
 JSON_TYPE = "application/json"
 PEM_TYPE = "application/x-pem-file"
-MAX_SIGN_BODY = 64 * 1024  # bytes of a signing request or answer
+MAX_SIGN_BODY = 32 * 1024  # bytes of a signing request or answer (a CSR is < 1 KiB; within one window)
 STALE_BASE = "stale base"  # how a NACK of an endpoints message with the wrong base_version starts
 _LENGTH = struct.Struct(">I")
 

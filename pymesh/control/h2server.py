@@ -313,6 +313,8 @@ class ControlConnection(asyncio.Protocol):
             if len(unary[2]) > MAX_SIGN_BODY:
                 del self._unary[event.stream_id]
                 self._send_answer(event.stream_id, (413, "text/plain", b"request body too large\n"))
+            elif self.buffered > self._limits.max_buffered_bytes:
+                self.abort(f"more than {self._limits.max_buffered_bytes} bytes of partial messages", "over_buffer")
             return
         stream = self._streams.get(event.stream_id)
         if stream is None:

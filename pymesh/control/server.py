@@ -96,7 +96,7 @@ class ControlServer:
                         "any process that reaches %s:%d can register as any workload and read any namespace's "
                         "configuration; for local demos only", *self.listen_address)
         else:
-            log.info("mTLS: trust domain %s, certificates for %gs (at most %gs)", self.ca.trust_domain,
+            log.info("mTLS: trust domain %s, certificates for %.0fs (at most %.0fs)", self.ca.trust_domain,
                      self.options.ca.cert_ttl.total_seconds(), self.options.ca.max_cert_ttl.total_seconds())
 
     def _security(self) -> dict:

@@ -59,8 +59,9 @@ async def _request(host, port, context, server, method, path, headers, body) -> 
         stream = connection.get_next_available_stream_id()
         connection.send_headers(stream, [(":method", method), (":path", path), (":scheme", "https"),
                                          (":authority", f"{host}:{port}"), *headers], end_stream=not body)
-        if body:
-            connection.send_data(stream, body, end_stream=True)
+        size = connection.max_outbound_frame_size
+        for start in range(0, len(body), size):  # bounded by wire.MAX_SIGN_BODY: within the first window
+            connection.send_data(stream, body[start:start + size], end_stream=start + size >= len(body))
         writer.write(connection.data_to_send())
         status, answer = 0, bytearray()
         while True:

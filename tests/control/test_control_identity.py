@@ -321,3 +321,19 @@ def test_insecure_mode_is_loud_and_counted(control) -> None:
     assert "WARNING pymesh.control: INSECURE: --insecure serves every client" in server.log()
     assert server.metric("pymesh_control_insecure_connections_total") == 1
     assert server.status()["mtls"] is False and server.status()["proxies"][0]["identity"] is None
+
+
+def test_signing_requests_are_bounded_before_authentication(secure) -> None:
+    """A body over the signing limit is answered 413 and not kept; the connection's caps still hold."""
+    server, ca = secure()
+
+    async def body():
+        answer = await request("127.0.0.1", server.port, context(None, ca.trust_bundle_pem), CONTROL, "POST",
+                               wire.SIGN_PATH, [("content-type", wire.JSON_TYPE)], b"x" * (wire.MAX_SIGN_BODY + 1))
+        assert answer.status == 413
+        wrong = await request("127.0.0.1", server.port, context(None, ca.trust_bundle_pem), CONTROL, "GET",
+                              wire.SIGN_PATH)
+        assert wrong.status == 405
+
+    run(body())
+    assert server.metric('pymesh_control_certificate_requests_total{outcome="signed"}') == 0
