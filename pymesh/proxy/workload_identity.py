@@ -92,10 +92,12 @@ class WorkloadIdentity:
             return
         try:
             verify_issued_by(cert.chain_pem, roots, self._clock())
-            self.store.update(workload_certificate(cert.chain_pem, cert.key_pem, roots))
+            updated = workload_certificate(cert.chain_pem, cert.key_pem, roots)
+            self.store.update(updated)
         except (ValueError, ssl.SSLError) as exc:
             log.error("pushed trust bundle not installed: %s", exc)
             return
+        self._keep(updated)
         log.info("trust bundle updated (%d bytes)", len(roots))
 
     # --- getting certificates -----------------------------------------------------------------
@@ -154,6 +156,9 @@ class WorkloadIdentity:
         """A new certificate into the store (and the data directory); its renewal is timed from now."""
         self.store.update(cert)
         self._obtained, self.error = self._clock(), None
+        self._keep(cert)
+
+    def _keep(self, cert) -> None:
         if self.directory is not None:
             try:
                 write_public(os.path.join(self.directory, CERT_CHAIN), cert.chain_pem)

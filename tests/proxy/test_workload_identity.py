@@ -95,3 +95,12 @@ def test_the_kept_certificate_is_used_again_only_if_valid_and_this_tokens(world,
                                 directory=directory).restore()
     assert not WorkloadIdentity("127.0.0.1", 1, TOKEN, CertificateStore(clock=clock), clock=clock,
                                 directory=str(tmp_path / "none")).restore()
+
+
+def test_a_pushed_bundle_is_kept_with_the_certificate(world, tmp_path) -> None:
+    clock, ca, store, identity = world
+    identity.directory = str(tmp_path / "identity")
+    identity.install(store.current)
+    both = ca.trust_bundle_pem + CertificateAuthority.create_root("cluster.local", NOW).trust_bundle_pem
+    identity.trust_bundle(both.decode())
+    assert (tmp_path / "identity" / "root-cert.pem").read_bytes() == both
