@@ -87,9 +87,11 @@ class AdminServer:
 
 def _loopback(peer) -> bool:
     try:
-        return ipaddress.ip_address(peer[0]).is_loopback
+        address = ipaddress.ip_address(peer[0])
     except (TypeError, ValueError, IndexError):
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack socket
+    return (mapped or address).is_loopback
 
 
 def json_body(value: object) -> bytes:

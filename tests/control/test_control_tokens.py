@@ -208,7 +208,8 @@ def test_pinned_root_takes_only_the_pinned_certificate(ca) -> None:
 
 
 @pytest.mark.parametrize("peer, allowed", [
-    (("127.0.0.1", 5), True), (("127.8.9.1", 5), True), (("::1", 5, 0, 0), True),
+    (("127.0.0.1", 5), True), (("127.8.9.1", 5), True), (("::1", 5, 0, 0), True), (("::ffff:127.0.0.1", 5), True),
+    (("::ffff:10.0.0.1", 5), False),
     (("10.0.0.1", 5), False), (("198.18.0.1", 5), False), (None, False), (("not-an-ip", 1), False),
 ])
 def test_the_token_api_answers_only_loopback_peers(peer, allowed) -> None:
