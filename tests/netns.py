@@ -37,6 +37,7 @@ SUBNET = ipaddress.ip_network("198.18.0.0/24")
 _STALE = re.compile(rf"^{re.escape(PREFIX)}(\d+)-")
 _POD_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _counter = itertools.count(1)
+NETNS_ETC = "/etc/netns"  # per-namespace /etc files, as `ip netns exec` reads them
 
 
 def _ip(*argv: str) -> str:
@@ -166,6 +167,17 @@ class Pod:
                                  f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}")
         return done
 
+    def set_hosts(self, names: dict[str, str]) -> None:
+        """Name -> address entries of this pod's /etc/hosts (with localhost): `ip netns exec`
+        mounts /etc/netns/<netns>/hosts over /etc/hosts for what runs in the pod, so DNS names
+        in configuration (ServiceEntry resolution: DNS) resolve to pods. The bed removes it."""
+        directory = os.path.join(NETNS_ETC, self.netns)
+        os.makedirs(directory, exist_ok=True)
+        self.bed.etc_dirs.append(directory)
+        lines = ["127.0.0.1 localhost", "::1 localhost"] + [f"{ip} {name}" for name, ip in names.items()]
+        with open(os.path.join(directory, "hosts"), "w") as hosts:
+            hosts.write("\n".join(lines) + "\n")
+
     def spawn(self, *argv: object, uid: int | None = None, gid: int | None = None,
               env: dict[str, str] | None = None) -> Process:
         """Start a process in the pod; the bed stops it at close()."""
@@ -188,6 +200,7 @@ class TestBed:
         self.pods: dict[str, Pod] = {}
         self.processes: list[Process] = []
         self.namespaces: list[str] = []
+        self.etc_dirs: list[str] = []  # /etc/netns/<netns> folders made by Pod.set_hosts
         try:
             self.bridge = self._add_namespace("br")
             _ip("ip", "-n", self.bridge, "link", "add", "br0", "type", "bridge")
@@ -241,6 +254,9 @@ class TestBed:
             except (RuntimeError, OSError) as error:
                 errors.append(str(error))
         self.namespaces.clear()
+        for directory in self.etc_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+        self.etc_dirs.clear()
         if errors:
             raise RuntimeError("test bed teardown: " + "; ".join(errors))
 
@@ -261,6 +277,7 @@ def _remove_stale_namespaces() -> None:
         match = _STALE.match(netns)
         if match and not _alive(int(match.group(1))):
             _delete_namespace(netns)
+            shutil.rmtree(os.path.join(NETNS_ETC, netns), ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

@@ -44,12 +44,16 @@ class ThrowawayCA:
                 .not_valid_before(now - datetime.timedelta(minutes=5))
                 .not_valid_after(now + datetime.timedelta(hours=1)))
 
-    def issue(self, label: str, *dns_names: str) -> ServerCert:
+    def issue(self, label: str, *dns_names: str, common_name: str | None = None) -> ServerCert:
+        """A certificate for `dns_names` (its subject CN the first, or `common_name`: a client
+        certificate may have no DNS name at all)."""
         key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])])
-        cert = (self._builder(subject, key.public_key())
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
-                .sign(self.key, hashes.SHA256()))
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name or dns_names[0])])
+        builder = self._builder(subject, key.public_key())
+        if dns_names:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]),
+                                            critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
         cert_path, key_path = self.directory / f"{label}.pem", self.directory / f"{label}-key.pem"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -57,3 +61,16 @@ class ThrowawayCA:
             handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
         return ServerCert(cert_path, key_path)
+
+    def crl(self, label: str, revoked: tuple[Path, ...] = ()) -> Path:
+        """A certificate revocation list of this root revoking the certificates at `revoked`."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
+                   .last_update(now - datetime.timedelta(minutes=5)).next_update(now + datetime.timedelta(hours=1)))
+        for path in revoked:
+            serial = x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+            builder = builder.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
+                                                      .revocation_date(now - datetime.timedelta(minutes=5)).build())
+        path = self.directory / f"{label}.crl"
+        path.write_bytes(builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+        return path

@@ -4,6 +4,7 @@ pools) and the named subsets routes can pick."""
 from __future__ import annotations
 
 from pymesh.api import checks, common, locality, model, shapes
+from pymesh.api.client_tls import CLIENT_TLS
 from pymesh.api.reader import (ISTIO_DURATION, Reader, boolean, choice, distinct, duration, integer, message, number,
                                text)
 
@@ -24,6 +25,8 @@ def destination_rule(metadata: model.Metadata, r: Reader) -> model.DestinationRu
         traffic_policy=r.get("trafficPolicy", TRAFFIC_POLICY),
         subsets=r.get_list("subsets", subset),
         export_to=common.export_to(r),
+        workload_selector=r.get("workloadSelector", message(shapes.MATCH_LABELS_SELECTOR,
+                                                            lambda s: common.labels(s, "matchLabels"))),
     )
 
 
@@ -63,6 +66,7 @@ def _policy_fields(r: Reader) -> dict:
         "load_balancer": r.get("loadBalancer", message(shapes.LOAD_BALANCER, _load_balancer)),
         "connection_pool": r.get("connectionPool", message(shapes.CONNECTION_POOL, _connection_pool)),
         "outlier_detection": r.get("outlierDetection", message(shapes.OUTLIER_DETECTION, _outlier_detection)),
+        "tls": r.get("tls", CLIENT_TLS),
     }
 
 

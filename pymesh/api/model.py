@@ -71,7 +71,9 @@ class ServiceEntry:
     endpoints: tuple[WorkloadEntrySpec, ...] = ()
     workload_selector: Labels | None = None  # selects WorkloadEntries (and registered proxies)
     export_to: tuple[str, ...] = ()
-    # the identities its endpoints may have: a registered proxy of another identity is not one
+    # the names the service's certificates may carry: upstream TLS verifies them when the
+    # DestinationRule names none (ISTIO_MUTUAL; SIMPLE/MUTUAL with an explicit sni), as Istio;
+    # and a registered proxy with another identity is not one of its endpoints (control/membership.py)
     subject_alt_names: tuple[str, ...] = ()
 
 
@@ -371,6 +373,23 @@ class OutlierDetection:
 
 
 @dataclass(frozen=True)
+class ClientTLSSettings:
+    """Istio's ClientTLSSettings: how the sidecar originates TLS to the upstream. The file paths
+    are read by the proxy; `credential_name` names a folder of --credentials-dir (tls.crt,
+    tls.key, ca.crt, as a Kubernetes TLS secret mounts)."""
+
+    mode: str = "DISABLE"  # DISABLE | SIMPLE | MUTUAL | ISTIO_MUTUAL
+    client_certificate: str = ""
+    private_key: str = ""
+    ca_certificates: str = ""  # "": the system's roots (SIMPLE, MUTUAL), as Istio
+    ca_crl: str = ""
+    credential_name: str = ""
+    subject_alt_names: tuple[str, ...] = ()
+    sni: str = ""
+    insecure_skip_verify: bool = False
+
+
+@dataclass(frozen=True)
 class PortTrafficPolicy:
     """Istio's TrafficPolicy.PortTrafficPolicy: the policy of one service port. Every field but
     `port` is also a TrafficPolicy field, which it replaces whole for that port (None: default)."""
@@ -379,6 +398,7 @@ class PortTrafficPolicy:
     load_balancer: LoadBalancerSettings | None = None
     connection_pool: ConnectionPoolSettings | None = None
     outlier_detection: OutlierDetection | None = None
+    tls: ClientTLSSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -398,6 +418,7 @@ class TrafficPolicy:
     outlier_detection: OutlierDetection | None = None
     port_level_settings: tuple[PortTrafficPolicy, ...] = ()
     retry_budget: RetryBudget | None = None
+    tls: ClientTLSSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -414,6 +435,9 @@ class DestinationRule:
     traffic_policy: TrafficPolicy | None = None
     subsets: tuple[Subset, ...] = ()
     export_to: tuple[str, ...] = ()
+    # workloadSelector.matchLabels: only for the proxies it selects in its own namespace, where it
+    # beats a rule without one (None: every proxy the rule is exported to)
+    workload_selector: Labels | None = None
 
 
 # --- Sidecar ---------------------------------------------------------------------------------

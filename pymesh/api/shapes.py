@@ -102,16 +102,18 @@ TLS_MATCH_ATTRIBUTES = shape("TLSMatchAttributes", "sniHosts destinationSubnets 
 
 # --- DestinationRule -------------------------------------------------------------------------
 
-DESTINATION_RULE = shape(
-    "DestinationRule", "host trafficPolicy subsets exportTo", unsupported="workloadSelector"
-)
+DESTINATION_RULE = shape("DestinationRule", "host trafficPolicy subsets exportTo workloadSelector")
+# istio.type.v1beta1.WorkloadSelector (DestinationRule's; Sidecar's and ServiceEntry's say `labels`)
+MATCH_LABELS_SELECTOR = shape("type.v1beta1.WorkloadSelector", "matchLabels")
 TRAFFIC_POLICY = shape(
     "TrafficPolicy",
-    "loadBalancer connectionPool outlierDetection portLevelSettings retryBudget",
-    unsupported="tls tunnel proxyProtocol",
+    "loadBalancer connectionPool outlierDetection portLevelSettings retryBudget tls",
+    unsupported="tunnel proxyProtocol",
 )
-PORT_TRAFFIC_POLICY = shape(
-    "TrafficPolicy.PortTrafficPolicy", "port loadBalancer connectionPool outlierDetection", unsupported="tls"
+PORT_TRAFFIC_POLICY = shape("TrafficPolicy.PortTrafficPolicy", "port loadBalancer connectionPool outlierDetection tls")
+CLIENT_TLS_SETTINGS = shape(
+    "ClientTLSSettings",
+    "mode clientCertificate privateKey caCertificates caCrl credentialName subjectAltNames sni insecureSkipVerify",
 )
 LOAD_BALANCER = shape(
     "LoadBalancerSettings", "simple consistentHash localityLbSetting warmupDurationSecs warmup"

@@ -83,6 +83,13 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random-seed", type=int, default=int(seed) if seed else None, metavar="N",
                         help="seed the proxy's random choices (weights, jitter, fault percentages) for a "
                         "reproducible run; $PYMESH_RANDOM_SEED (default: random)")
+    parser.add_argument("--cert-dir", default=os.environ.get("PYMESH_CERT_DIR") or None, metavar="DIR",
+                        help="this workload's certificate in Istio's file-mounted layout (cert-chain.pem, key.pem, "
+                        "root-cert.pem; `pymesh ca issue` writes them), reloaded when the files change: new "
+                        "connections get the new certificate [$PYMESH_CERT_DIR]")
+    parser.add_argument("--credentials-dir", default=os.environ.get("PYMESH_CREDENTIALS_DIR") or None, metavar="DIR",
+                        help="where DestinationRule tls.credentialName is found: one folder per name holding "
+                        "tls.crt, tls.key, ca.crt, as a Kubernetes TLS secret mounts [$PYMESH_CREDENTIALS_DIR]")
     control = parser.add_argument_group("with a control server (--control)")
     control.add_argument("--data-dir", default=os.environ.get("PYMESH_DATA_DIR"),
                          help="keep the last good snapshot here, to serve it after a restart while the "
@@ -242,6 +249,8 @@ def options_from_args(args) -> ProxyOptions:
         ) if args.capture else None,
         config_limits=input_limits.from_args(args),
         random_seed=args.random_seed,
+        cert_dir=args.cert_dir,
+        credentials_dir=args.credentials_dir,
         limits=h1.Limits(
             max_request_line=args.max_request_line_kb * 1024,
             max_header_bytes=args.max_request_headers_kb * 1024,

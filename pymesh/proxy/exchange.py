@@ -28,6 +28,7 @@ from pymesh.proxy.interfaces import Downstream, UpstreamConnection
 from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply
 from pymesh.proxy.mirror import start_shadows
 from pymesh.proxy.random_source import RNG as _rng
+from pymesh.proxy.upstream_tls import TlsFailure
 from pymesh.routing.pick import pick_weighted
 from pymesh.routing.snapshot import Route, WeightedCluster
 from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER
@@ -316,8 +317,8 @@ class Exchange:
         state.stats["upstream_rq_active"] += 1
         if (host := state.endpoint_stats.get(endpoint.key)) is not None:
             host.rq_active += 1
-        http2 = (state.http2 or (state.http2_for_http2 and self.head.http_version == "2")) and not self.head.upgrade
-        pool = self.runtime.pools.get(state.cluster, endpoint, state.stats, http2)
+        pool = state.pool_for(self.runtime.pools, endpoint, self.head, self.head.http_version == "2",
+                              self.upstream_request.authority)
         conn = pool.take_idle()
         if conn is not None:
             self._bind(conn)
@@ -342,7 +343,7 @@ class Exchange:
         if conn is None:
             if isinstance(error, ProtocolError):  # it connected, then spoke no HTTP/2
                 return self.on_upstream_error(None, error)
-            return self._attempt_failed(Outcome.CONNECT_FAILURE)
+            return self._attempt_failed(Outcome.CONNECT_FAILURE, why=error.reason if isinstance(error, TlsFailure) else "")
         self._bind(conn)
 
     def _bind(self, conn) -> None:
@@ -403,8 +404,9 @@ class Exchange:
             self.conn = None
             conn.abort()
 
-    def _attempt_failed(self, outcome: Outcome, status: int | None = None) -> None:
-        """An attempt ended without a usable response: retry, or answer with a local reply."""
+    def _attempt_failed(self, outcome: Outcome, status: int | None = None, why: str = "") -> None:
+        """An attempt ended without a usable response: retry, or answer with a local reply
+        (`why`: Envoy's transport failure reason, for a TLS failure)."""
         endpoint = self.endpoint
         # bytes went upstream unless it never connected (reset-before-request needs to know)
         sent = outcome is not Outcome.CONNECT_FAILURE and (outcome is not Outcome.TIMEOUT or self.conn is not None)
@@ -416,7 +418,8 @@ class Exchange:
         if self._retried(outcome, status, sent=sent):
             return
         result = classify(outcome, status)
-        self.reply(local_reply_for(result.flags, status=result.status))
+        self.reply(local_reply_for(result.flags, status=result.status,
+                                   detail=f"transport failure reason: {why}".encode() if why else b""))
 
     def _stale_connection_retry(self) -> bool:
         """A pooled connection the upstream had already closed: the request never reached it.

@@ -42,7 +42,8 @@ def local_reply_for(flag_text: str, status: int | None = None, detail: bytes = b
         if flag in _REPLIES:
             default_status, body = _REPLIES[flag]
             if detail:
-                body = f"{body.decode()}: {detail.decode()}".encode() if body else detail
+                separator = ", " if detail.startswith(b"transport failure") else ": "  # Envoy's texts
+                body = f"{body.decode()}{separator}{detail.decode()}".encode() if body else detail
             return LocalReply(status or default_status, flag_text, body)
     raise ValueError(f"no local reply for flags {flag_text!r}")
 

@@ -117,8 +117,9 @@ class Shadow:
             self.send_end(body[-1].headers if body and body[-1].__class__ is Trailers else [])
         if self.done:  # more body than a shadow holds arrived before it started (a fault delay)
             return False
-        http2 = state.http2 or (state.http2_for_http2 and self.head.http_version == "2")  # as Exchange._attempt
-        pool = self.runtime.pools.get(state.cluster, endpoint, state.stats, http2)
+        # TLS to the mirror is named after the client's host, not the "-shadow" one
+        pool = state.pool_for(self.runtime.pools, endpoint, self.head, self.head.http_version == "2",
+                              self.head.authority)
         conn = pool.take_idle()
         if conn is not None:
             self._bind(conn)

@@ -33,6 +33,7 @@ from pymesh.api.model import ConnectionPoolSettings, LoadBalancerSettings
 from pymesh.routing.compile import implicit_inbound
 from pymesh.routing.snapshot import Cluster, Endpoint, Listener, Route, Snapshot
 from pymesh.proxy.telemetry import Telemetry
+from pymesh.proxy.upstream_tls import TlsEnvironment, origin_for, origins
 
 log = logging.getLogger("pymesh.proxy")
 PASSTHROUGH_CACHE = 1024
@@ -68,9 +69,10 @@ class ClusterState:
     """
 
     def __init__(self, cluster: Cluster, stats: dict[str, int], loop: asyncio.AbstractEventLoop | None = None,
-                 previous: ClusterState | None = None) -> None:
+                 previous: ClusterState | None = None, tls_env: TlsEnvironment = TlsEnvironment()) -> None:
         """`loop` runs the outlier sweep (without it, no detection); `previous` is the state this
-        one replaces on a config change: its hosts that persist keep their outlier state."""
+        one replaces on a config change: its hosts that persist keep their outlier state;
+        `tls_env` the certificates upstream TLS uses."""
         self.cluster = cluster
         self.stats = stats  # Envoy's cluster.<name>.* counters, shared with /stats
         self.born = _born(cluster, previous)
@@ -94,6 +96,23 @@ class ClusterState:
         self.http2 = not pool.use_client_protocol and (
             cluster.protocol in ("HTTP2", "GRPC") or pool.h2_upgrade_policy == "UPGRADE")
         self.endpoint_stats: dict[str, EndpointStats] = {e.key: EndpointStats() for e in cluster.endpoints}
+        self.tls, self.auto_tls = origins(cluster, tls_env, stats)
+        self.originates_tls = self.tls is not None or self.auto_tls is not None  # read per request
+
+    def pool_for(self, pools: Pools, endpoint: Endpoint, head: RequestHead, client_h2: bool, authority: str):
+        """The pool a request to `endpoint` goes through: by protocol upstream (`client_h2`: the
+        client spoke HTTP/2, for useClientProtocol) and, when the cluster originates TLS to that
+        endpoint, by its TLS target (`authority`: the host the request goes upstream with, after
+        any rewrite: Envoy's auto SNI). Mesh mTLS always speaks HTTP/2 inside (the server sidecar
+        speaks its app's protocol), except for an upgrade."""
+        http2 = (self.http2 or (self.http2_for_http2 and client_h2)) and not head.upgrade
+        target = None
+        if self.originates_tls:
+            origin = origin_for(self.tls, self.auto_tls, endpoint)
+            if origin is not None:
+                http2 = http2 or (origin.mesh and not head.upgrade)
+                target = origin.target(authority, True, http2)
+        return pools.get(self.cluster, endpoint, self.stats, http2, target)
 
     def hash_key(self, head: RequestHead) -> bytes | None:
         if self.consistent_hash is None:
@@ -164,8 +183,11 @@ class ClusterState:
         return "/failed_outlier_check" if detector is not None and endpoint.key in detector.ejected else "healthy"
 
     def close(self) -> None:
-        """The state is replaced or gone: stop its sweep and drop its ejections from the gauge
-        (unless a replacing state took its hosts over)."""
+        """The state is replaced or gone: stop its sweep, drop its ejections from the gauge
+        (unless a replacing state took its hosts over), retire its TLS pools."""
+        for origin in (self.tls, self.auto_tls):
+            if origin is not None:
+                origin.closed = True
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
             self._sweep_timer = None
@@ -213,6 +235,7 @@ class Runtime:
         # (Exchange.arm_due_timers), not at once: see Exchange.route_deadline.
         self.timer_reach = 2 * self.deadlines.interval
         self._overflow_logged = -OVERFLOW_LOG_INTERVAL
+        self.tls_env = TlsEnvironment()  # the proxy sets its certificates and credentials here
 
     # configuration ------------------------------------------------------------------------------
 
@@ -247,8 +270,9 @@ class Runtime:
 
     def cluster_state(self, cluster: Cluster, previous: ClusterState | None = None) -> ClusterState:
         metrics = self.telemetry.metrics
-        stats = (metrics.cluster_stats if cluster.outlier_detection is None else metrics.outlier_stats)(cluster.name)
-        return ClusterState(cluster, stats, self.loop, previous)
+        tls = cluster.tls is not None or cluster.auto_mtls is not None
+        stats = (metrics.cluster_stats if cluster.outlier_detection is None else metrics.outlier_stats)(cluster.name, tls)
+        return ClusterState(cluster, stats, self.loop, previous, self.tls_env)
 
     # captured traffic (see pymesh.proxy.capture) ---------------------------------------------
 

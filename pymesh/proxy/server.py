@@ -28,6 +28,9 @@ from pymesh.proxy.capture import CaptureSettings, Sniffer
 from pymesh.proxy.control_client import ConfigRejected, SnapshotStore
 from pymesh.proxy import random_source
 from pymesh.proxy.http1 import DownstreamH1
+from pymesh.proxy.certs import CertDirSource, CertificateStore
+from pymesh.proxy.credentials import CredentialResolver
+from pymesh.proxy.upstream_tls import TlsEnvironment
 from pymesh.proxy.reloads import FAILURE, REJECTED, SUCCESS, ReloadRecord
 from pymesh.proxy.downstream_limits import DownstreamLimits
 from pymesh.proxy.runtime import Runtime
@@ -62,6 +65,8 @@ class ProxyOptions:
     control: ControlOptions | None = None  # configuration from a control server, not files
     config_limits: Limits = DEFAULT_LIMITS  # input limits and the reload time limit
     random_seed: int | None = None  # a fixed random sequence (tests); None: a fresh one per worker
+    cert_dir: str | None = None  # Istio's file-mounted certificates (cert-chain.pem, key.pem, root-cert.pem)
+    credentials_dir: str | None = None  # DestinationRule tls.credentialName folders (pymesh.proxy.credentials)
 
 
 @dataclass
@@ -173,7 +178,7 @@ class ProxyWorker:
     """Listeners and runtime of one worker process."""
 
     def __init__(self, options: ProxyOptions, telemetry: Telemetry, reuse_port: bool = False,
-                 reloads: ReloadRecord | None = None) -> None:
+                 reloads: ReloadRecord | None = None, certs: CertificateStore | None = None) -> None:
         self.options = options
         self.reloads = reloads  # None: another process (the supervisor) reports reloads
         self.telemetry = telemetry
@@ -181,6 +186,11 @@ class ProxyWorker:
         self.loop = asyncio.get_running_loop()
         random_source.seed(options.random_seed)  # per worker: forked workers must not share one
         self.runtime = Runtime(self.loop, telemetry, options.limits, options.downstream)
+        self.certs = certs if certs is not None else CertificateStore()
+        self.cert_source = CertDirSource(options.cert_dir, self.certs) if options.cert_dir else None
+        if self.cert_source is not None:
+            self.cert_source.load()  # before the first connection: STRICT ports need it at once
+        self.runtime.tls_env = TlsEnvironment(self.certs, CredentialResolver(options.credentials_dir))
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.version = 0
         self.fingerprint = config_fingerprint(options.config_paths)
@@ -201,6 +211,8 @@ class ProxyWorker:
             self.became_ready.set()
 
     async def start(self, snapshot: Snapshot, ready: bool = True) -> None:
+        if self.cert_source is not None:
+            self.cert_source.start()  # new files -> new certificate for new connections
         self.runtime.install(snapshot)
         await self._sync_listeners(snapshot)
         self.ready = ready
@@ -324,6 +336,8 @@ class ProxyWorker:
         for connection in list(self.runtime.connections):
             connection.close()
         self.runtime.close()
+        if self.cert_source is not None:
+            self.cert_source.close()
         self.telemetry.flush()
         self.stopped.set()
 

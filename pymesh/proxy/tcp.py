@@ -4,6 +4,9 @@ Half-close is passed through (a client's FIN becomes our FIN to the upstream, an
 round), each side's write buffer pauses the other side's reading, and a connection idle for the
 cluster's `tcp.idleTimeout` (Istio's default: 1 hour) is closed. The cluster's connection limit
 (tcp.maxConnections) holds here too: over it, the downstream connection is closed (flag UO).
+When the cluster originates TLS to the endpoint (DestinationRule tls, auto mTLS), the upstream
+connection is TLS with no HTTP ALPN and the bytes go inside it; a failed handshake or server
+identity check closes the downstream connection (flag UF).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pymesh.http.message import ConnectionInfo
 from pymesh.policy import flags
 from pymesh.proxy.sockets import learn_from_transport, set_keepalive
 from pymesh.proxy.upstream import inbound_source
+from pymesh.proxy.upstream_tls import TlsFailure, origin_for
 from pymesh.routing.pick import pick_weighted
 from pymesh.routing.snapshot import TcpRoute
 
@@ -68,6 +72,7 @@ class TcpProxy(asyncio.Protocol):
         self.info = ConnectionInfo(local_port=listener.port)
         self.recorder = None
         self.counted = None  # the ClusterState whose open connections count this one
+        self.tls = None  # the TlsTarget the upstream connection is made with, if any
 
     def connection_made(self, transport) -> None:
         self.downstream = transport
@@ -95,10 +100,14 @@ class TcpProxy(asyncio.Protocol):
             pool = state.cluster.connection_pool
             connect_timeout = pool.connect_timeout or DEFAULT_CONNECT_TIMEOUT
             self.idle_timeout = pool.tcp_idle_timeout or DEFAULT_TCP_IDLE_TIMEOUT
+        try:
+            wrap = self._tls_wrap(state)
+        except TlsFailure:
+            return self._connect_failed()
         loop = self.runtime.loop
         local_addr = inbound_source(address[0]) if self.listener.direction == "inbound" else None
         task = loop.create_task(
-            loop.create_connection(lambda: _Upstream(self), address[0], address[1], local_addr=local_addr)
+            loop.create_connection(lambda: _Upstream(self), address[0], address[1], local_addr=local_addr, **wrap)
         )
         timer = loop.call_later(connect_timeout, task.cancel)
         task.add_done_callback(lambda task: self._connected(task, timer))
@@ -119,6 +128,16 @@ class TcpProxy(asyncio.Protocol):
         self.cluster_state, self.endpoint = state, endpoint
         return endpoint.address, endpoint.port
 
+    def _tls_wrap(self, state) -> dict:
+        """create_connection's TLS arguments for the chosen endpoint ({} for plaintext)."""
+        if state is None or not state.originates_tls:
+            return {}
+        origin = origin_for(state.tls, state.auto_tls, self.endpoint)
+        if origin is None:
+            return {}
+        self.tls = origin.target("", False, False)
+        return {"ssl": self.tls.context(), "server_hostname": self.tls.server_hostname}
+
     def _connected(self, task: asyncio.Task, timer) -> None:
         timer.cancel()
         if self.closed:
@@ -126,10 +145,15 @@ class TcpProxy(asyncio.Protocol):
                 task.result()[0].close()
             return
         if task.cancelled() or task.exception() is not None:
-            self.flags = flags.UF
-            self._uncount()
-            self.downstream.close()
-            return
+            if self.tls is not None and not task.cancelled():
+                self.tls.failure(task.exception())  # counted in the cluster's ssl.* stats
+            return self._connect_failed()
+        if self.tls is not None:
+            try:
+                self.tls.check(task.result()[0])
+            except TlsFailure:
+                task.result()[0].abort()
+                return self._connect_failed()
         self.upstream = task.result()[0]
         if self.counted is not None and self.counted.cluster.connection_pool.tcp_keepalive is not None:
             set_keepalive(self.upstream, self.counted.cluster.connection_pool.tcp_keepalive)
@@ -138,6 +162,11 @@ class TcpProxy(asyncio.Protocol):
             self.pending = []
         self.downstream.resume_reading()
         self.idle_timer = self.runtime.loop.call_later(self.idle_timeout, self._check_idle)
+
+    def _connect_failed(self) -> None:
+        self.flags = flags.UF
+        self._uncount()
+        self.downstream.close()
 
     # downstream callbacks -----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from pymesh.http import h1
 from pymesh.http.message import Header, Trailers, UpstreamRequest
 from pymesh.policy.circuit_breaker import CircuitBreaker
 from pymesh.proxy.sockets import set_keepalive
+from pymesh.proxy.upstream_tls import TlsFailure, TlsTarget
 from pymesh.routing.snapshot import Cluster, Endpoint
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  # Istio's default tcp.connectTimeout
@@ -204,8 +205,10 @@ class EndpointPool:
 
     active = 0  # connections lent to exchanges (an instance attribute once counted)
 
-    def __init__(self, cluster: Cluster, endpoint: Endpoint, loop: asyncio.AbstractEventLoop, stats: dict[str, int]) -> None:
+    def __init__(self, cluster: Cluster, endpoint: Endpoint, loop: asyncio.AbstractEventLoop, stats: dict[str, int],
+                 tls: TlsTarget | None = None) -> None:
         self.endpoint = endpoint
+        self.tls = tls  # dial with TLS (pymesh.proxy.upstream_tls), or plaintext
         self.stats = stats  # the cluster's /stats counters and gauges, shared by its pools
         self.loop = loop
         self.idle: list[UpstreamConnection] = []
@@ -332,11 +335,19 @@ class EndpointPool:
             self.open_for_waiters()
 
     def dial(self, factory: Callable[[], asyncio.Protocol], on_done: Callable) -> Callable[[], None]:
-        """A TCP connection to the endpoint with the cluster's connect timeout, counted in the
-        cluster's stats; `on_done(protocol, None)` or `on_done(None, error)`. Returns a canceller."""
+        """A TCP connection to the endpoint, with TLS when the pool's target says so (the server
+        checked before `on_done`), within the cluster's connect timeout, counted in the cluster's
+        stats; `on_done(protocol, None)` or `on_done(None, error)`. Returns a canceller."""
         self.stats["upstream_cx_total"] += 1
+        tls = self.tls
+        try:
+            wrap = {} if tls is None else {"ssl": tls.context(), "server_hostname": tls.server_hostname}
+        except TlsFailure as failure:  # nothing to dial with: fails like a connection that failed
+            handle = self.loop.call_soon(on_done, None, failure)
+            return handle.cancel
         task = self.loop.create_task(
-            self.loop.create_connection(factory, self.endpoint.address, self.endpoint.port, local_addr=self.local_addr)
+            self.loop.create_connection(factory, self.endpoint.address, self.endpoint.port, local_addr=self.local_addr,
+                                        **wrap)
         )
         timed_out = []
 
@@ -355,13 +366,20 @@ class EndpointPool:
                 return
             error = task.exception()
             if error is not None:
-                on_done(None, error)
+                on_done(None, error if tls is None else tls.failure(error))
                 return
             transport, conn = task.result()
             if transport.is_closing():  # reset, or broke the protocol, before this callback ran
                 on_done(None, getattr(conn, "failure", None)
                         or ConnectionResetError("upstream closed the connection as it opened"))
                 return
+            if tls is not None:
+                try:
+                    tls.check(transport)
+                except TlsFailure as failure:
+                    transport.abort()
+                    on_done(None, failure)
+                    return
             on_done(conn, None)
 
         task.add_done_callback(finished)

@@ -224,9 +224,9 @@ class H2Pool(EndpointPool):
     served streams on the first connection with room; a new connection opens only when none
     has room and none is opening."""
 
-    def __init__(self, cluster, endpoint, loop, stats) -> None:
+    def __init__(self, cluster, endpoint, loop, stats, tls=None) -> None:
         self.connections: list[H2Upstream] = []
-        super().__init__(cluster, endpoint, loop, stats)
+        super().__init__(cluster, endpoint, loop, stats, tls)
 
     def configure(self, cluster) -> None:
         super().configure(cluster)

@@ -4,6 +4,8 @@ of it, and one per Sidecar ingress entry; each with its endpoints and traffic po
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from pymesh.api import model
 from pymesh.routing import locality
 from pymesh.routing.hosts import host_matches, is_wildcard, parse_host_port
@@ -11,6 +13,7 @@ from pymesh.routing.policy import duplicate_ports, merged
 from pymesh.routing.registry import Service, ServiceIndex
 from pymesh.routing.scope import exported_to, selects
 from pymesh.routing.snapshot import Cluster, Endpoint, ProxyIdentity
+from pymesh.routing.tls import compile_tls
 
 
 def outbound_name(port: int, subset: str, host: str) -> str:
@@ -25,11 +28,14 @@ class RuleIndex:
     """DestinationRules by the service host they apply to: an exact host beats a wildcard, a
     narrower wildcard beats a broader one, and among equals the proxy's own namespace wins."""
 
-    def __init__(self, config: model.MeshConfig, services: ServiceIndex, proxy_namespace: str, warnings: list[str]):
+    def __init__(self, config: model.MeshConfig, services: ServiceIndex, proxy_namespace: str, warnings: list[str],
+                 proxy_labels: Mapping[str, str] = {}):
         self._exact: dict[str, model.DestinationRule] = {}
         self._wild: list[tuple[str, model.DestinationRule]] = []
-        rules = [r for r in config.destination_rules if exported_to(r.export_to, r.metadata.namespace, proxy_namespace)]
-        rules.sort(key=lambda r: r.metadata.namespace != proxy_namespace)  # stable: file order otherwise
+        rules = [r for r in config.destination_rules if exported_to(r.export_to, r.metadata.namespace, proxy_namespace)
+                 and _selects_proxy(r, proxy_namespace, proxy_labels)]
+        # a rule selecting this proxy first, then the proxy's namespace; stable: file order otherwise
+        rules.sort(key=lambda r: (r.workload_selector is None, r.metadata.namespace != proxy_namespace))
         for rule in rules:
             host = services.canonical(rule.host, rule.metadata.namespace)
             _warn_duplicate_ports(rule, warnings)
@@ -50,6 +56,12 @@ class RuleIndex:
         return rule
 
 
+def _selects_proxy(rule: model.DestinationRule, namespace: str, labels: Mapping[str, str]) -> bool:
+    """Istio: a rule's workloadSelector applies in its own namespace only."""
+    selector = rule.workload_selector
+    return selector is None or (rule.metadata.namespace == namespace and selects(selector, labels))
+
+
 def _warn_duplicate_ports(rule: model.DestinationRule, warnings: list[str]) -> None:
     """Istio accepts a port named twice in portLevelSettings and silently uses the first."""
     policies = [("trafficPolicy", rule.traffic_policy)]
@@ -61,8 +73,11 @@ def _warn_duplicate_ports(rule: model.DestinationRule, warnings: list[str]) -> N
 
 
 def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Subset | None,
-             rule: model.DestinationRule | None, endpoints: tuple[Endpoint, ...], proxy: ProxyIdentity) -> Cluster:
+             rule: model.DestinationRule | None, endpoints: tuple[Endpoint, ...], proxy: ProxyIdentity,
+             service_endpoints: tuple[Endpoint, ...]) -> Cluster:
     policy = merged(rule, subset, port.number)
+    tls, auto_mtls = compile_tls(policy.tls, port.number, subset.name if subset else "", svc.host, endpoints,
+                                 service_endpoints, svc.subject_alt_names)
     lb = policy.load_balancer or model.LoadBalancerSettings()
     where = locality.proxy_locality(proxy.locality, proxy.labels)
     # Istio applies locality failover only to clusters with outlier detection.
@@ -80,6 +95,8 @@ def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Sub
         namespace=svc.namespace,
         outlier_detection=policy.outlier_detection,
         retry_budget=policy.retry_budget,
+        tls=tls,
+        auto_mtls=auto_mtls,
     )
 
 
@@ -90,11 +107,11 @@ def outbound_clusters(services: ServiceIndex, rules: RuleIndex, proxy: ProxyIden
         for port in svc.ports:
             endpoints = svc.endpoints(port)
             name = outbound_name(port.number, "", svc.host)
-            out[name] = _cluster(name, svc, port, None, rule, endpoints, proxy)
+            out[name] = _cluster(name, svc, port, None, rule, endpoints, proxy, endpoints)
             for subset in rule.subsets if rule else ():
                 name = outbound_name(port.number, subset.name, svc.host)
                 chosen = tuple(ep for ep in endpoints if selects(subset.labels, ep.labels))
-                out[name] = _cluster(name, svc, port, subset, rule, chosen, proxy)
+                out[name] = _cluster(name, svc, port, subset, rule, chosen, proxy, endpoints)
     return out
 
 

@@ -25,7 +25,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
     ns = identity.namespace
     warnings: list[str] = []
     services = ServiceIndex.from_config(config, ns, warnings)
-    clusters = outbound_clusters(services, RuleIndex(config, services, ns, warnings), identity)
+    clusters = outbound_clusters(services, RuleIndex(config, services, ns, warnings, identity.labels), identity)
     sidecar = select_sidecar(config.sidecars, ns, identity.labels)
     ingress = sidecar.ingress if sidecar else ()
     for entry in ingress:

@@ -23,6 +23,7 @@ class Service:
     members: tuple[tuple[str, model.WorkloadEntrySpec], ...]  # (WorkloadEntry name or "", spec)
     resolution: str = "STATIC"
     addresses: tuple[str, ...] = ()  # virtual IPs: captured traffic to them reaches this service
+    subject_alt_names: tuple[str, ...] = ()  # ServiceEntry.subjectAltNames
 
     def port(self, number: int) -> model.ServicePort | None:
         for p in self.ports:
@@ -43,6 +44,7 @@ class Service:
                 workload=workload,
                 namespace=self.namespace,
                 locality=spec.locality,
+                service_account=spec.service_account,
             )
             for workload, spec in self.members
         )
@@ -87,5 +89,6 @@ class ServiceIndex:
                 if host in services:
                     warnings.append(f"ServiceEntry {meta.namespace}/{meta.name}: host {host} is already defined by another ServiceEntry; ignored")
                     continue
-                services[host] = Service(host, meta.namespace, se.ports, tuple(members), se.resolution, se.addresses)
+                services[host] = Service(host, meta.namespace, se.ports, tuple(members), se.resolution, se.addresses,
+                                         se.subject_alt_names)
         return cls(tuple(services.values()))

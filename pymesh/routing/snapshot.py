@@ -43,11 +43,33 @@ class Endpoint:
     locality: str = ""  # "region/zone/subzone", as the WorkloadEntry or endpoint gave it
     priority: int = 0  # Envoy's priority level: 0 is tried first (locality failover)
     locality_weight: int = 0  # locality weighted load balancing (distribute); 0 = not weighted
+    service_account: str = ""  # the workload's service account (WorkloadEntry.serviceAccount), if known
 
     @cached_property
     def key(self) -> str:
         """"address:port", made once: pools, balancers and telemetry look it up per request."""
         return f"{self.address}:{self.port}"
+
+
+# Istio's injector labels sidecar pods so; auto mTLS uses ISTIO_MUTUAL to endpoints carrying it.
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
+TLS_MODE_ISTIO = "istio"
+
+
+@dataclass(frozen=True)
+class UpstreamTls:
+    """How a cluster originates TLS (pymesh.routing.tls compiles it; pymesh.proxy.upstream_tls
+    builds the contexts once per cluster). Shown whole in /config_dump, insecureSkipVerify too."""
+
+    mode: str  # SIMPLE | MUTUAL | ISTIO_MUTUAL
+    settings: model.ClientTLSSettings  # the files, credentialName, insecureSkipVerify as configured
+    sni: str = ""  # "": the request's host (Istio's auto SNI, SIMPLE and MUTUAL only)
+    subject_alt_names: tuple[str, ...] = ()  # the server may present one of these (exact)
+    # ISTIO_MUTUAL without the DestinationRule's subjectAltNames: the destination's service
+    # accounts as (namespace, name), whose SPIFFE IDs are accepted too. With neither these nor
+    # subject_alt_names: any identity of our trust domain.
+    service_accounts: tuple[tuple[str, str], ...] = ()
+    auto: bool = False  # auto mTLS: only for endpoints labelled security.istio.io/tlsMode=istio
 
 
 @dataclass(frozen=True)
@@ -65,6 +87,8 @@ class Cluster:
     namespace: str = ""  # service's namespace, for metrics (destination_service_namespace)
     outlier_detection: model.OutlierDetection | None = None  # None: no host is ever ejected
     retry_budget: model.RetryBudget | None = None  # None: maxRetries limits retries in flight
+    tls: UpstreamTls | None = None  # the DestinationRule's tls (None: DISABLE, or none set)
+    auto_mtls: UpstreamTls | None = None  # no tls set and some endpoint is a sidecar: ISTIO_MUTUAL to those
 
 
 @dataclass(frozen=True)

@@ -289,12 +289,15 @@ class MetricsContext:
             rec = self._tcp[labels] = TcpMetrics(self.store, labels)
         return rec
 
-    def cluster_stats(self, cluster_name: str) -> dict[str, int]:
-        return self.store.scope(stats.cluster_scope(cluster_name), stats.CLUSTER_STATS)
+    def cluster_stats(self, cluster_name: str, tls: bool = False) -> dict[str, int]:
+        """The cluster's scope; with `tls`, the upstream TLS stats too (as Envoy adds them with a
+        TLS transport socket)."""
+        return self.store.scope(stats.cluster_scope(cluster_name), stats.CLUSTER_STATS + (stats.TLS_STATS if tls else ()))
 
-    def outlier_stats(self, cluster_name: str) -> dict[str, int]:
+    def outlier_stats(self, cluster_name: str, tls: bool = False) -> dict[str, int]:
         """The cluster's scope with the outlier detection stats added (the same dict)."""
-        return self.store.scope(stats.cluster_scope(cluster_name), stats.CLUSTER_STATS + stats.OUTLIER_DETECTION_STATS)
+        return self.store.scope(stats.cluster_scope(cluster_name), stats.CLUSTER_STATS + stats.OUTLIER_DETECTION_STATS
+                                + (stats.TLS_STATS if tls else ()))
 
     def listener_stats(self, listener_name: str) -> dict[str, int]:
         return self.store.scope(stats.listener_scope(listener_name), stats.LISTENER_STATS)

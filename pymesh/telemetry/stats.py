@@ -55,6 +55,16 @@ OUTLIER_DETECTION_STATS = (
     "outlier_detection.ejections_detected_consecutive_local_origin_failure",
 )
 
+# Added to a cluster's scope when it originates TLS (Envoy's cluster.<name>.ssl.* of the TLS
+# transport socket): handshakes done, handshakes failed, and why verification failed.
+TLS_STATS = (
+    "ssl.handshake",
+    "ssl.connection_error",
+    "ssl.fail_verify_error",  # the chain did not verify (untrusted CA, expired, revoked)
+    "ssl.fail_verify_san",  # the chain verified, the name or SPIFFE identity did not match
+    "ssl.fail_verify_no_cert",  # the server presented no certificate
+)
+
 LISTENER_STATS = (
     "downstream_cx_total",
     "downstream_cx_active",

@@ -39,6 +39,7 @@ def test_service_entry(data):
             m.WorkloadEntrySpec(address="10.0.0.2"),
         ),
         export_to=(".",),
+        subject_alt_names=("spiffe://cluster.local/ns/shop/sa/payments",),
     )
     assert se.metadata.source == m.Source(str(data / "serviceentry.yaml"), 1)
 
@@ -193,7 +194,13 @@ def test_destination_rule(data):
                 load_balancer=m.LoadBalancerSettings(simple="RANDOM"),
                 connection_pool=m.ConnectionPoolSettings(max_connections=10),
                 outlier_detection=m.OutlierDetection(consecutive_5xx=2),
-            ),),
+                tls=m.ClientTLSSettings(
+                    mode="MUTUAL", client_certificate="/etc/certs/client.pem", private_key="/etc/certs/client-key.pem",
+                    ca_certificates="/etc/certs/ca.pem", ca_crl="/etc/certs/ca.crl",
+                    subject_alt_names=("reviews.example.com",), sni="reviews.example.com",
+                ),
+            ), m.PortTrafficPolicy(port=9443, tls=m.ClientTLSSettings(mode="SIMPLE", credential_name="reviews-client"))),
+            tls=m.ClientTLSSettings(mode="ISTIO_MUTUAL"),
         ),
         subsets=(
             m.Subset(name="v1", labels={"version": "v1"}),
@@ -241,6 +248,7 @@ def test_destination_rule(data):
             ),
         ),
         export_to=("*",),
+        workload_selector={"app": "productpage"},
     )
 
 

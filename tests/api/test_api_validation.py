@@ -640,13 +640,6 @@ CASES = [
             consistentHash:
               httpCookie: {ttl: 0s}
         """, "10 spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name: required field is missing"),
-    case("dr-tls", DR, """\
-        host: r
-        trafficPolicy:
-          outlierDetection: {consecutive5xxErrors: 5}
-          tls: {mode: ISTIO_MUTUAL}
-        """,
-         "9 spec.trafficPolicy.tls: field not supported by pymesh yet"),
     case("dr-port-level", DR, """\
         host: r
         trafficPolicy:
@@ -656,7 +649,7 @@ CASES = [
             connectionPool: {tcp: {maxConnections: -1}}
           - port: {number: 80}
           - port: {number: 81}
-            tls: {mode: ISTIO_MUTUAL}
+            tls: {mode: MUTUAL}
           - port: {name: http}
             outlierDetection: {interval: 0s}
         subsets:
@@ -670,7 +663,8 @@ CASES = [
          "10 spec.trafficPolicy.portLevelSettings[1].port.number: must be between 1 and 65535, got 0",
          "11 spec.trafficPolicy.portLevelSettings[1].connectionPool.tcp.maxConnections: must be >= 0, got -1",
          "12 spec.trafficPolicy.portLevelSettings[2]: port traffic policy must have at least one field",
-         "14 spec.trafficPolicy.portLevelSettings[3].tls: field not supported by pymesh yet",
+         "14 spec.trafficPolicy.portLevelSettings[3].tls: client certificate required for mutual tls",
+         "14 spec.trafficPolicy.portLevelSettings[3].tls: private key required for mutual tls",
          "15 spec.trafficPolicy.portLevelSettings[4].port.name: unknown field",
          "15 spec.trafficPolicy.portLevelSettings[4].port.number: required field is missing",
          "16 spec.trafficPolicy.portLevelSettings[4].outlierDetection.interval: duration must be at least 1ms",
@@ -777,8 +771,9 @@ CASES = [
         """,
          "10 spec.subsets[0].trafficPolicy.loadBalancer.simple: load balancer 'LEAST' is not valid "
          "(expected ROUND_ROBIN, LEAST_REQUEST, RANDOM or PASSTHROUGH)"),
-    case("dr-workload-selector", DR, "host: r\nworkloadSelector:\n  matchLabels: {app: a}\n",
-         "7 spec.workloadSelector: field not supported by pymesh yet"),
+    case("dr-workload-selector", DR, "host: r\nworkloadSelector:\n  matchLabels: {app: a, 'bad key!': b}\n",
+         "8 spec.workloadSelector.matchLabels[bad key!]: label key 'bad key!' is invalid (letters, digits, '-', '_' "
+         "and '.', at most 63)"),
     # --- ServiceEntry ---------------------------------------------------------------------------
     case("se-hosts-empty", SE, "hosts: []\n", "6 spec.hosts: must not be empty"),
     case("se-host-star", SE, "hosts: ['*']\n", '6 spec.hosts[0]: host "*" is not allowed in a ServiceEntry'),
@@ -845,8 +840,8 @@ CASES = [
         """, "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart)"),
     case("se-address", SE, "hosts: [a.example.com]\naddresses: [not-an-ip]\n",
          "7 spec.addresses[0]: 'not-an-ip' is not a valid IP address or CIDR block"),
-    case("se-subject-alt-names", SE, "hosts: [a.example.com]\nsubjectAltNames: [spiffe://x, spiffe://x]\n",
-         "7 spec.subjectAltNames[1]: duplicate entry \"spiffe://x\""),
+    case("se-subject-alt-names", SE, "hosts: [a.example.com]\nsubjectAltNames: [spiffe://x, '']\n",
+         "7 spec.subjectAltNames[1]: must not be empty"),
     case("se-export-to", SE, "hosts: [a.example.com]\nexportTo: ['~', 'ns1', 'Bad']\n",
          "7 spec.exportTo[2]: 'Bad' is not a valid name (lower-case letters, digits and '-', at most 63)",
          '7 spec.exportTo: "~" cannot be combined with other entries'),

@@ -30,15 +30,12 @@ NOT_YET_KINDS = {
 
 # Fields Istio accepts that pymesh does not implement yet: (line, field path, message) per file.
 _MESH_ONLY = 'gateway "bookinfo-gateway" not supported by pymesh yet (only "mesh")'
-_TLS = [(line, "spec.trafficPolicy.tls", "field not supported by pymesh yet") for line in (8, 22, 42, 65)]
 PENDING = {
     # A VirtualService bound to an ingress gateway: issue 12.
     "bookinfo/bookinfo-gateway.yaml": [
         (24, "spec.hosts[0]", 'host "*" is not allowed for a VirtualService bound to the mesh'),
         (26, "spec.gateways[0]", _MESH_ONLY),
     ],
-    # DestinationRule trafficPolicy.tls (ISTIO_MUTUAL): issue 11.
-    "bookinfo/destination-rule-all-mtls.yaml": _TLS,
 }
 
 
@@ -64,7 +61,7 @@ def load(name: str) -> m.MeshConfig:
 
 
 def test_the_samples_are_there():
-    assert len(FILES) == 35
+    assert len(FILES) == 37
     assert set(PENDING) <= {_name(path) for path in FILES}
 
 

@@ -22,7 +22,7 @@ import h2.connection
 import h2.events
 
 import waiting
-from proxy_harness import PATTERN, BodyRecorder
+from proxy_harness import PATTERN, BodyRecorder, TlsSession, tls_accept
 
 
 @dataclass
@@ -60,7 +60,12 @@ class _Outgoing:
 
 
 class H2Upstream:
-    def __init__(self) -> None:
+    """With `tls` (a server SSLContext offering h2 by ALPN), HTTP/2 over TLS; `sessions` records
+    each connection's handshake."""
+
+    def __init__(self, tls=None) -> None:
+        self.tls = tls
+        self.sessions: dict[int, TlsSession] = {}
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -86,9 +91,20 @@ class H2Upstream:
             threading.Thread(target=self._serve, args=(conn, index), daemon=True).start()
 
     def _serve(self, sock: socket.socket, index: int) -> None:
+        if self.tls is not None:
+            try:
+                sock, session = tls_accept(self.tls, sock)
+            except OSError:
+                return
+            with self.cond:
+                self.sessions[index] = session
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, validate_inbound_headers=True))
         conn.initiate_connection()
-        sock.sendall(conn.data_to_send())
+        try:
+            sock.sendall(conn.data_to_send())
+        except OSError:  # the client went away at once (it refused our TLS identity, say)
+            sock.close()
+            return
         open_streams: dict[int, H2Request] = {}
         self._pending: dict[int, _Outgoing] = {}  # response bodies held by flow control
         with sock:

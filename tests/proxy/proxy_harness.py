@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -263,12 +264,42 @@ class Reply:
 Handler = Callable[["Received"], Reply]
 
 
+@dataclass
+class TlsSession:
+    """What a TLS server saw of one connection's handshake."""
+
+    sni: str | None
+    alpn: str | None
+    peer_der: bytes | None  # the client's certificate (DER), when it sent one
+    version: str | None
+
+
+def record_sni(context: ssl.SSLContext) -> ssl.SSLContext:
+    """Make `context` remember each connection's SNI (read back by `tls_accept`)."""
+    def callback(ssl_socket, server_name, _context):
+        ssl_socket.requested_sni = server_name
+    context.sni_callback = callback
+    return context
+
+
+def tls_accept(context: ssl.SSLContext, sock: socket.socket) -> tuple[ssl.SSLSocket, TlsSession]:
+    """The server side of a TLS handshake on an accepted socket (ssl.SSLError when it fails)."""
+    tls_sock = context.wrap_socket(sock, server_side=True)
+    return tls_sock, TlsSession(getattr(tls_sock, "requested_sni", None), tls_sock.selected_alpn_protocol(),
+                                tls_sock.getpeercert(True), tls_sock.version())
+
+
 class Server:
     """A threaded TCP server on 127.0.0.1: one thread accepts, one thread per connection runs
-    `serve(sock, conn_id)`. Records accepted and peer-closed connections."""
+    `serve(sock, conn_id)`. Records accepted and peer-closed connections. With `tls` (a server
+    SSLContext, see record_sni) each connection is a TLS server first: `sessions` records each
+    handshake by connection id, `tls_failures` the handshakes that failed."""
 
-    def __init__(self, name: str = "server", port: int = 0) -> None:
+    def __init__(self, name: str = "server", port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.name = name
+        self.tls = tls
+        self.sessions: dict[int, TlsSession] = {}
+        self.tls_failures: list[str] = []
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind((LOCALHOST, port))
@@ -307,6 +338,17 @@ class Server:
 
     def _run(self, sock: socket.socket, conn_id: int) -> None:
         try:
+            if self.tls is not None:
+                try:
+                    sock, session = tls_accept(self.tls, sock)
+                except (ssl.SSLError, OSError) as error:
+                    with self.cond:
+                        self.tls_failures.append(str(error))
+                        self.cond.notify_all()
+                    return
+                with self.cond:
+                    self.sessions[conn_id] = session
+                    self._socks[conn_id] = sock
             self.serve(sock, conn_id)
         except (Eof, ConnectionError):
             self._note_peer_closed(conn_id)
@@ -371,12 +413,13 @@ class Upstream(Server):
     """An HTTP/1.1 server answering each request with `handler(request)` (by default 200 and
     "<name> <method> <target>\\n", header x-upstream: <name>), recording every request."""
 
-    def __init__(self, name: str = "upstream", handler: Handler | None = None, port: int = 0) -> None:
+    def __init__(self, name: str = "upstream", handler: Handler | None = None, port: int = 0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler or default_reply(name)
         self.requests: list[Received] = []
         self.heads: list[bytes] = []  # every request head received, complete request or not
         self.body_progress: Callable[[int], None] | None = None  # see BodyRecorder.progress
-        super().__init__(name, port)
+        super().__init__(name, port, tls)
 
     def serve(self, sock: socket.socket, conn_id: int) -> None:
         reader = SockReader(sock)
@@ -528,11 +571,11 @@ class TcpServer(Server):
 
     BANNER = b"220 hello from the server\r\n"
 
-    def __init__(self, mode: str = "echo", name: str = "tcp") -> None:
+    def __init__(self, mode: str = "echo", name: str = "tcp", tls: ssl.SSLContext | None = None) -> None:
         self.mode = mode
         self.received = bytearray()
         self.unstall = threading.Event()
-        super().__init__(name)
+        super().__init__(name, tls=tls)
 
     def stop(self) -> None:
         self.unstall.set()

@@ -102,13 +102,14 @@ def cluster_state(**kw):
                             balancer=Balancer(kw.get("endpoint", "10.0.0.9:80")), http2=False, http2_for_http2=False,
                             cluster=None, attempts=[])
     state.hash_key = lambda head: None
+    state.pool_for = lambda pools, endpoint, head, client_h2, authority: pools.get(None, endpoint, state.stats)
     state.record_attempt = lambda endpoint, outcome, status: state.attempts.append((outcome, status))
     return state
 
 
 def head(method="POST"):
     """What a shadow reads of the client's request head."""
-    return SimpleNamespace(method=method, http_version="1.1", upgrade=False)
+    return SimpleNamespace(method=method, http_version="1.1", upgrade=False, authority="svc:80")
 
 
 def shadow_for(pool: Pool, method="POST", timeout=None) -> tuple[Shadow, dict]:

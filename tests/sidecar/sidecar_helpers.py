@@ -174,7 +174,8 @@ class Sidecar:
 
 
 def start_sidecar(pod: Pod, config: str, workload: str, labels: Mapping[str, str] = {},
-                  extra: tuple[str, ...] = (), limit_files: int = PROXY_FILE_LIMIT) -> Sidecar:
+                  extra: tuple[str, ...] = (), limit_files: int = PROXY_FILE_LIMIT,
+                  env: Mapping[str, str] | None = None) -> Sidecar:
     """`pymesh proxy --capture` in `pod` as PROXY_UID, waited on until it logs "ready".
 
     Its open files are capped (prlimit), so a capture loop, where the proxy's own connections
@@ -183,16 +184,18 @@ def start_sidecar(pod: Pod, config: str, workload: str, labels: Mapping[str, str
     argv = [sys.executable, "-m", "pymesh", "proxy", "--config", config, "--capture",
             "--workload", workload, "--namespace", NAMESPACE,
             "--labels", ",".join(f"{k}={v}" for k, v in labels.items()), "--drain-timeout", "1", *extra]
-    process = pod.spawn("prlimit", f"--nofile={limit_files}", "--", *argv, uid=PROXY_UID)
+    process = pod.spawn("prlimit", f"--nofile={limit_files}", "--", *argv, uid=PROXY_UID,
+                        env=None if env is None else dict(env))
     process.wait_for_line("ready:", timeout=WAIT)
     return Sidecar(pod, process)
 
 
 def sidecar_pod(pod: Pod, config: str, workload: str, labels: Mapping[str, str] = {},
-                extra: tuple[str, ...] = (), **capture) -> Sidecar:
-    """A meshed pod: the init step (with `capture` settings over the defaults), then its proxy."""
+                extra: tuple[str, ...] = (), env: Mapping[str, str] | None = None, **capture) -> Sidecar:
+    """A meshed pod: the init step (with `capture` settings over the defaults), then its proxy
+    (with `env` as its whole environment, when given)."""
     init_capture(pod, **capture)
-    return start_sidecar(pod, config, workload, labels, extra)
+    return start_sidecar(pod, config, workload, labels, extra, env=env)
 
 
 def start_app(pod: Pod, *args: object, uid: int = APP_UID) -> Process:
