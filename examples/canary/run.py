@@ -194,6 +194,7 @@ def main() -> int:
         print(f"\n{len(traffic.log)} requests in all during the shifts, {len(failures)} failed")
         if args.keep:
             print(f"\nThe mesh keeps running (config in {config_dir}); try `pymesh control status --server {CONTROL_ADMIN}`. Ctrl-C stops.")
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # else SIGTERM kills at once
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return 1 if failures else 0
     finally:

@@ -3,10 +3,11 @@ string matches, destinations, header operations and route weights."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Callable
 
 from pymesh.api import checks, model, shapes
-from pymesh.api.reader import PORT, Convert, Reader, Sink, Slot, choice, distinct, integer, message, number, text
+from pymesh.api.reader import PORT, Convert, describe, Reader, Sink, Slot, choice, distinct, integer, message, number, text
 
 PROTOCOL = choice(
     "protocol",
@@ -25,7 +26,24 @@ def metadata(r: Reader, source: model.Source) -> model.Metadata:
         namespace=r.get("namespace", text(checks.dns_label), "default"),
         labels=labels(r, "labels"),
         source=source,
+        creation_timestamp=r.get("creationTimestamp", timestamp),
     )
+
+
+def timestamp(sink: Sink, slot: Slot) -> float | None:
+    """An RFC 3339 time (Kubernetes' creationTimestamp) as POSIX seconds. YAML reads an unquoted
+    one as a datetime already; a quoted one (JSON, kubectl -o json) is parsed here. A time without
+    a zone is taken as UTC, as Kubernetes writes them."""
+    value = slot.value
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            value = None
+    if not isinstance(value, datetime):
+        sink.at(slot, f"expected an RFC 3339 time such as 2024-05-01T12:00:00Z, got {describe(slot.value)}")
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def labels(r: Reader, key: str) -> dict[str, str]:

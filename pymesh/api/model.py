@@ -27,6 +27,9 @@ class Metadata:
     namespace: str = "default"
     labels: Labels = field(default_factory=dict)
     source: Source = field(default_factory=Source, compare=False)
+    # Kubernetes' creationTimestamp as POSIX seconds; None when the file has none. Read only
+    # where Istio orders resources by age (PeerAuthentication: the oldest wins).
+    creation_timestamp: float | None = None
 
 
 @dataclass(frozen=True)
@@ -537,6 +540,25 @@ class RequestAuthentication:
     jwt_rules: tuple[JWTRule, ...] = ()
 
 
+# --- PeerAuthentication (security.istio.io) ---------------------------------------------------
+
+MTLS_MODES = ("UNSET", "DISABLE", "PERMISSIVE", "STRICT")
+
+
+@dataclass(frozen=True)
+class PortMtls:
+    port: int  # the workload's (target) port
+    mode: str  # one of MTLS_MODES
+
+
+@dataclass(frozen=True)
+class PeerAuthentication:
+    metadata: Metadata
+    selector: Labels | None = None  # selector.matchLabels; None or empty: namespace (or mesh) wide
+    mode: str = "UNSET"  # mtls.mode; UNSET (or no mtls) inherits from the wider scope
+    port_level_mtls: tuple[PortMtls, ...] = ()  # only with a selector (validated)
+
+
 # --- The whole configuration -----------------------------------------------------------------
 
 
@@ -551,3 +573,4 @@ class MeshConfig:
     sidecars: tuple[Sidecar, ...] = ()
     local_rate_limits: tuple[LocalRateLimit, ...] = ()
     request_authentications: tuple[RequestAuthentication, ...] = ()
+    peer_authentications: tuple[PeerAuthentication, ...] = ()

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from pymesh.api import common, model, shapes
 from pymesh.api.destinationrule import destination_rule
+from pymesh.api.peer_authentication import peer_authentication
 from pymesh.api.reader import Reader, Sink, Slot, message, or_list, text
 from pymesh.api.ratelimit import local_rate_limit
 from pymesh.api.request_authentication import request_authentication
@@ -45,7 +46,8 @@ KINDS = {
         Kind("DestinationRule", NETWORKING, shapes.DESTINATION_RULE, destination_rule, "destination_rules"),
         Kind("Sidecar", NETWORKING, shapes.SIDECAR, sidecar, "sidecars"),
         Kind("LocalRateLimit", PYMESH, shapes.LOCAL_RATE_LIMIT, local_rate_limit, "local_rate_limits"),
-        Kind("PeerAuthentication", SECURITY),
+        Kind("PeerAuthentication", SECURITY, shapes.PEER_AUTHENTICATION, peer_authentication,
+             "peer_authentications"),
         Kind("AuthorizationPolicy", SECURITY),
         Kind("RequestAuthentication", SECURITY, shapes.REQUEST_AUTHENTICATION, request_authentication,
              "request_authentications"),

@@ -179,3 +179,9 @@ JWT_RULE = shape(
 )
 JWT_HEADER = shape("JWTHeader", "name prefix")
 CLAIM_TO_HEADER = shape("ClaimToHeader", "header claim")
+
+# --- PeerAuthentication (security.istio.io v1/v1beta1; it has no targetRef(s), unlike
+# AuthorizationPolicy; portLevelTls is Istio-internal and not in the CRD) ----------------------
+
+PEER_AUTHENTICATION = shape("PeerAuthentication", "selector mtls portLevelMtls")
+MUTUAL_TLS = shape("PeerAuthentication.MutualTLS", "mode")

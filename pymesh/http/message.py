@@ -37,7 +37,7 @@ class ConnectionInfo:
     codec never writes connection facts into every message it parses."""
 
     __slots__ = ("source_ip", "source_port", "local_port", "original_destination", "tls", "sni", "alpn",
-                 "peer_identity")
+                 "peer_identity", "tls_version", "local_identity", "forwarded_client_cert", "mesh_h2")
 
     def __init__(self, source_ip: str = "", source_port: int = 0, local_port: int = 0,
                  original_destination: tuple[str, int] | None = None) -> None:
@@ -47,8 +47,16 @@ class ConnectionInfo:
         self.original_destination = original_destination  # captured connections: where it was going
         self.tls = False  # the connection is TLS-terminated here
         self.sni: str | None = None  # the server name the client asked for in its ClientHello
-        self.alpn: str | None = None  # the protocol ALPN settled on ("h2", "http/1.1")
-        self.peer_identity: str | None = None  # the verified client certificate's SPIFFE ID (mTLS)
+        self.alpn: str | None = None  # the protocol ALPN settled on ("istio-h2", "h2", "http/1.1")
+        # The verified client certificate's SPIFFE ID as its URI ("spiffe://td/ns/N/sa/S"); None
+        # without mTLS or when a verified certificate has no SPIFFE URI SAN.
+        self.peer_identity: str | None = None
+        self.tls_version: str | None = None  # "TLSv1.3", "TLSv1.2"
+        self.local_identity: str | None = None  # the SPIFFE URI of the certificate we presented
+        self.forwarded_client_cert: bytes | None = None  # x-forwarded-client-cert for the app (mTLS)
+        # HTTP/2 only because a client sidecar carries every HTTP request in its mesh HTTP/2 (ALPN
+        # istio-h2), whatever its app spoke: useClientProtocol then takes HTTP/1.1 unless gRPC
+        self.mesh_h2 = False
 
 
 NO_CONNECTION = ConnectionInfo()  # for heads built outside a connection (tests, tools)

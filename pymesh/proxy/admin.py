@@ -1,7 +1,7 @@
 """Admin, metrics and health endpoints: small HTTP/1.1 servers off the request path.
 
 Envoy's admin paths on the admin port (127.0.0.1:15000 by default, never exposed beyond the host
-unless asked): /ready, /config_dump, /clusters, /stats, /stats/prometheus, POST /quitquitquit.
+unless asked): /ready, /config_dump, /clusters, /certs, /stats, /stats/prometheus, POST /quitquitquit.
 Prometheus scrapes /stats/prometheus on 15090; kubelet probes /healthz/ready on 15021.
 """
 

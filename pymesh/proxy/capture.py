@@ -9,8 +9,11 @@ address is configured; a Sidecar ingress entry for that port decides protocol an
 
 A connection's first bytes choose HTTP/1.x or plain TCP. On a port with SNI routes (TLS and HTTPS
 ports, TCP ports with VirtualService tls routes) the ClientHello picks the route
-(pymesh.proxy.tls_passthrough); elsewhere TLS is passed through as TCP. A client that sends
-nothing within `SNIFF_TIMEOUT` is treated as TCP, so server-first protocols work.
+(pymesh.proxy.tls_passthrough); elsewhere outbound TLS is passed through as TCP. A client that
+sends nothing within `SNIFF_TIMEOUT` is treated as TCP, so server-first protocols work. Inbound,
+the port's PeerAuthentication mode comes first (pymesh.proxy.inbound_tls): under STRICT or
+PERMISSIVE an mTLS gate terminates TLS, and the decrypted stream is sniffed the same way unless
+ALPN already said HTTP/2 or HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import socket
 import struct
 
 from pymesh.proxy.http1 import DownstreamH1
+from pymesh.proxy.inbound_tls import DISABLE, MtlsGate, TlsFacts, codec_for, secured_handler
 from pymesh.proxy.tcp import TcpProxy
 from pymesh.proxy.tls_passthrough import OPAQUE_PORT_TIMEOUT, SniRouter, hand_over
 from pymesh.routing.snapshot import Listener
@@ -90,10 +94,14 @@ class CaptureSettings:
 class Sniffer(asyncio.Protocol):
     """The first protocol of a captured connection; replaces itself once it knows what follows."""
 
-    def __init__(self, runtime, capture: CaptureSettings, direction: str) -> None:
+    def __init__(self, runtime, capture: CaptureSettings, direction: str, gated: bool = False,
+                 tls: TlsFacts | None = None, silent: bool = False) -> None:
         self.runtime = runtime
         self.capture = capture
         self.direction = direction
+        self.gated = gated  # inbound: the port's mTLS gate already let this connection through
+        self.tls = tls  # inbound over mTLS: what the handshake established (the handler gets it)
+        self.silent = silent  # the gate's sniff window passed without a byte: no second wait
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.destination: tuple[str, int] | None = None
@@ -154,10 +162,25 @@ class Sniffer(asyncio.Protocol):
         return self._passthrough()
 
     def _route_inbound(self) -> None:
-        self.listener = self.runtime.inbound_listener(self.destination[1], self.capture.inbound_address)
+        port = self.destination[1]
+        self.listener = self.runtime.inbound_listener(port, self.capture.inbound_address)
+        if not self.gated:
+            mode = self.runtime.snapshot.peer_authn.mode_for(port)  # the app's (target) port
+            if mode != DISABLE:
+                return self._become(MtlsGate(self.runtime, self.listener, mode,
+                                             lambda silent: self._next(gated=True, silent=silent),
+                                             lambda facts: self._next(gated=True, tls=facts)))
         if self.listener.route_table is None:
             return self._become(TcpProxy(self.runtime, self.listener, target=self._inbound_target()))
+        if self.tls is not None and codec_for(self.tls.alpn) is not None:  # ALPN said which HTTP
+            return self._become(secured_handler(self.runtime, self.listener, self.tls, self.destination))
+        if self.silent:
+            return self._decide(False)  # server-first: the client already had its sniff window
         self._sniff()
+
+    def _next(self, **state) -> Sniffer:
+        """This connection's next sniffer, past the mTLS gate."""
+        return Sniffer(self.runtime, self.capture, self.direction, **state)
 
     def _inbound_target(self) -> tuple[str, int]:
         cluster = self.runtime.cluster_states[self.listener.default_cluster].cluster
@@ -186,6 +209,8 @@ class Sniffer(asyncio.Protocol):
         self._become(protocol)
 
     def _become(self, protocol: asyncio.Protocol) -> None:
+        if self.tls is not None and hasattr(protocol, "info") and not protocol.info.tls:
+            self.tls.fill(protocol.info)
         buffer, self.buffer = self.buffer, b""
         hand_over(self.transport, protocol, buffer)
 

@@ -222,6 +222,9 @@ def options_from_args(args) -> ProxyOptions:
     if bool(args.config) == bool(args.control):
         raise argparse.ArgumentTypeError("give one of --config PATH or --control HOST:PORT (or $PYMESH_CONTROL)")
     token = join_token(args)
+    if token is not None and args.cert_dir:
+        raise argparse.ArgumentTypeError("--cert-dir and a join token would both give the workload certificate: "
+                                         "give one")
     namespace, service_account = resolve_identity(args, token)
     identity = ProxyIdentity(
         workload=args.workload,

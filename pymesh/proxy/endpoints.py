@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import urllib.parse
 from typing import Callable
 
 from pymesh.proxy import admin, clusters_page
+from pymesh.proxy.certs import CERT_CHAIN, ROOT_CERT
+from pymesh.proxy.certs_page import certs_dump, mtls_readiness
+from pymesh.security.ca import utc_now
 
 
 class AdminEndpoints:
     def __init__(self, options, telemetry, snapshot: Callable, ready: Callable[[], bool], quit: Callable,
                  cluster_states: Callable[[], dict] | None = None,
                  config_status: Callable[[], dict] | None = None,
-                 connections: Callable[[], dict] | None = None) -> None:
+                 connections: Callable[[], dict] | None = None, certs=None, cert_source=None) -> None:
         self.options = options
         self.telemetry = telemetry
         self.snapshot = snapshot
@@ -23,6 +27,8 @@ class AdminEndpoints:
         self.cluster_states = cluster_states
         self.config_status = config_status
         self.connections = connections  # open upstream connections by (cluster, host), for /clusters
+        self.certs = certs  # the workload's CertificateStore, for /certs and readiness
+        self.cert_source = cert_source  # its CertDirSource (--cert-dir), if the files feed it
         self.servers: list[asyncio.AbstractServer] = []
 
     async def start(self) -> None:
@@ -40,7 +46,26 @@ class AdminEndpoints:
             server.close()
 
     def _is_ready(self) -> tuple[int, bytes, bytes]:
-        return admin.text(200, "LIVE\n") if self.ready() else admin.text(503, "NOT READY\n")
+        if not self.ready():
+            return admin.text(503, "NOT READY\n")
+        problem = self._mtls_problem()
+        return admin.text(503, f"NOT READY: {problem}\n") if problem else admin.text(200, "LIVE\n")
+
+    def _mtls_problem(self) -> str | None:
+        snapshot = self.snapshot()
+        if snapshot is None:
+            return None
+        cert = self.certs.current if self.certs is not None else None
+        why = self.cert_source.error if self.cert_source is not None else None
+        return mtls_readiness(snapshot.peer_authn, cert, utc_now(), why)
+
+    def _certs(self) -> tuple[int, bytes, bytes]:
+        cert = self.certs.current if self.certs is not None else None
+        paths = {}
+        if self.cert_source is not None:
+            directory = self.cert_source.directory
+            paths = {"chain_path": os.path.join(directory, CERT_CHAIN), "roots_path": os.path.join(directory, ROOT_CERT)}
+        return admin.as_json(certs_dump(cert, utc_now(), **paths))
 
     def health(self, method: str, path: str):
         if path.split("?")[0] == "/healthz/ready":
@@ -68,6 +93,8 @@ class AdminEndpoints:
             return admin.as_json(dump)
         if route == "/clusters":
             return admin.text(200, self._clusters())
+        if route == "/certs":
+            return self._certs()
         if route == "/stats":
             return 200, b"text/plain; charset=utf-8", self.telemetry.render_stats()
         if route == "/stats/prometheus":
@@ -77,7 +104,7 @@ class AdminEndpoints:
                 return admin.text(405, "use POST\n")
             self.quit()
             return admin.text(200, "OK\n")
-        return admin.text(404, "paths: /ready /config_dump /clusters /stats /stats/prometheus /quitquitquit\n")
+        return admin.text(404, "paths: /ready /config_dump /clusters /certs /stats /stats/prometheus /quitquitquit\n")
 
     def _clusters(self) -> str:
         snapshot = self.snapshot()

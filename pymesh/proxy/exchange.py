@@ -317,8 +317,8 @@ class Exchange:
         state.stats["upstream_rq_active"] += 1
         if (host := state.endpoint_stats.get(endpoint.key)) is not None:
             host.rq_active += 1
-        pool = state.pool_for(self.runtime.pools, endpoint, self.head, self.head.http_version == "2",
-                              self.upstream_request.authority)
+        client_h2 = self.head.http_version == "2" and (self.grpc or not self.head.connection.mesh_h2)
+        pool = state.pool_for(self.runtime.pools, endpoint, self.head, client_h2, self.upstream_request.authority)
         conn = pool.take_idle()
         if conn is not None:
             self._bind(conn)

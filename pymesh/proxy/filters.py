@@ -37,7 +37,8 @@ class ProxyHeaders:
       of that header was already dropped, it is never trusted from an app;
     - inbound, x-forwarded-for gets the caller's address appended and x-forwarded-proto is set
       if absent. The client's sidecar leaves them alone (its caller is the local app), so a hop
-      through two sidecars adds the caller's address once.
+      through two sidecars adds the caller's address once. x-forwarded-client-cert is removed
+      and, over mTLS, set to the verified client certificate (By, Hash, Subject, URI).
     """
 
     def __init__(self, peer_header: tuple[bytes, bytes] | None) -> None:
@@ -79,6 +80,16 @@ def _forwarded(head, headers) -> None:
         headers.append((b"x-forwarded-for", client))
     if head.header(b"x-forwarded-proto") is None:
         headers.append((b"x-forwarded-proto", head.scheme.encode()))
+    # x-forwarded-client-cert as Istio's sidecars (Envoy's SANITIZE_SET): a client's own is never
+    # passed on; over mTLS the proxy writes what the handshake verified
+    if head.header(_XFCC) is not None:
+        headers[:] = [(n, v) for n, v in headers if n != _XFCC]
+    client_cert = head.connection.forwarded_client_cert
+    if client_cert is not None:
+        headers.append((_XFCC, client_cert))
+
+
+_XFCC = b"x-forwarded-client-cert"
 
 
 class RouteHeaders:

@@ -124,7 +124,7 @@ class DownstreamH1(asyncio.Protocol):
         if self.reading is not None:
             return False  # the client gave up in the middle of a request: nothing to answer
         self.keep_alive = False  # answer what was asked, then close
-        return True
+        return not self.info.tls  # TLS (asyncio's, uvloop's) closes on close_notify whatever we say
 
     def connection_lost(self, exc) -> None:
         if self.tunnel is not None:

@@ -23,7 +23,7 @@ import tempfile
 import uvloop
 
 from pymesh.proxy import downstream_limits
-from pymesh.proxy.certs import CertificateStore
+from pymesh.proxy.certs import CertDirSource, CertificateStore
 from pymesh.proxy.control_client import ConfigRejected, ControlClient, SnapshotStore
 from pymesh.proxy.endpoints import AdminEndpoints
 from pymesh.proxy.reloads import ReloadRecord
@@ -53,7 +53,7 @@ async def _single(options: ProxyOptions, snapshot) -> int:
     reloads = ReloadRecord(telemetry.metrics, snapshot.version)
     certs = CertificateStore()  # the workload certificate: the data plane's, filled by the control server's CA
     identity = workload_identity(options, certs)
-    worker = ProxyWorker(options, telemetry, reloads=reloads)
+    worker = ProxyWorker(options, telemetry, reloads=reloads, certs=certs)
     try:
         await worker.start(snapshot, ready=has_config(options))
     except OSError as error:
@@ -63,7 +63,8 @@ async def _single(options: ProxyOptions, snapshot) -> int:
                                ready_with(identity, lambda: worker.ready),
                                quit=lambda: asyncio.get_running_loop().create_task(worker.drain()),
                                cluster_states=lambda: worker.runtime.cluster_states, config_status=reloads.dump,
-                               connections=lambda: worker.runtime.pools.open_by_host())
+                               connections=lambda: worker.runtime.pools.open_by_host(),
+                               certs=worker.certs, cert_source=worker.cert_source)
     await endpoints.start()
     worker.install_signal_handlers()
     loop = asyncio.get_running_loop()
@@ -102,9 +103,14 @@ def workload_identity(options: ProxyOptions, store: CertificateStore) -> Workloa
     control = options.control
     if control is None or control.token is None:
         return None
-    directory = os.path.join(control.data_dir, "identity") if control.data_dir else None
+    directory = identity_dir(control.data_dir) if control.data_dir else None
     return WorkloadIdentity(control.host, control.port, control.token, store, control.ca_root,
                             control.renew_fraction, control.cert_ttl, directory=directory)
+
+
+def identity_dir(data_dir: str) -> str:
+    """Where a proxy keeps its control-server certificate (Istio's file layout, as --cert-dir)."""
+    return os.path.join(data_dir, "identity")
 
 
 def ready_with(identity: WorkloadIdentity | None, ready):
@@ -124,6 +130,9 @@ def _supervise(options: ProxyOptions) -> int:
         # given, a private one that lives as long as this proxy.
         private_dir = tempfile.mkdtemp(prefix="pymesh-proxy-")
         options.control = dataclasses.replace(options.control, data_dir=private_dir)
+    if options.control is not None and options.control.token is not None:
+        # the supervisor gets the certificate and keeps it there; the workers read it as --cert-dir
+        options.cert_dir = identity_dir(options.control.data_dir)
     try:
         telemetry = Telemetry.create(options, workers=options.concurrency)
         workers: dict[int, int] = {}  # pid -> read end of its readiness pipe
@@ -261,14 +270,19 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
 
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
     client_tasks = []
-    identity = workload_identity(options, CertificateStore())
+    certs = CertificateStore()  # the workers load their own; this one answers /certs and /ready
+    identity = workload_identity(options, certs)  # with a token: filled by the CA, kept in the cert dir
+    cert_source = CertDirSource(options.cert_dir, certs) if options.cert_dir and identity is None else None
+    if cert_source is not None:
+        cert_source.load()
+        cert_source.start()
     if identity is not None:
         client_tasks.append(loop.create_task(identity.run()))
     if options.control is not None:
         client_tasks.append(loop.create_task(control_client(options, apply_pushed, identity).run()))
     endpoints = AdminEndpoints(options, telemetry, lambda: state["snapshot"],
                                ready_with(identity, lambda: len(ready) == options.concurrency and not stopping.is_set()),
-                               quit=stop, config_status=reloads.dump)
+                               quit=stop, config_status=reloads.dump, certs=certs, cert_source=cert_source)
     await endpoints.start()
     while not stopping.is_set() and options.watch and options.control is None:
         try:
@@ -279,6 +293,8 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
     await all_exited.wait()
     for task in client_tasks:
         task.cancel()
+    if cert_source is not None:
+        cert_source.close()
     endpoints.close()
     telemetry.close()
     return 0

@@ -236,6 +236,7 @@ class Runtime:
         self.timer_reach = 2 * self.deadlines.interval
         self._overflow_logged = -OVERFLOW_LOG_INTERVAL
         self.tls_env = TlsEnvironment()  # the proxy sets its certificates and credentials here
+        self.inbound_tls = None  # pymesh.proxy.inbound_tls.InboundTls, set by the worker
 
     # configuration ------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.certs import CertDirSource, CertificateStore
 from pymesh.proxy.credentials import CredentialResolver
 from pymesh.proxy.upstream_tls import TlsEnvironment
+from pymesh.proxy.inbound_tls import DISABLE, InboundTls, MtlsGate, secured_handler
 from pymesh.proxy.reloads import FAILURE, REJECTED, SUCCESS, ReloadRecord
 from pymesh.proxy.downstream_limits import DownstreamLimits
 from pymesh.proxy.runtime import Runtime
@@ -191,6 +192,7 @@ class ProxyWorker:
         if self.cert_source is not None:
             self.cert_source.load()  # before the first connection: STRICT ports need it at once
         self.runtime.tls_env = TlsEnvironment(self.certs, CredentialResolver(options.credentials_dir))
+        self.runtime.inbound_tls = InboundTls(self.certs, self.runtime.listener_stats)
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.version = 0
         self.fingerprint = config_fingerprint(options.config_paths)
@@ -303,11 +305,20 @@ class ProxyWorker:
         if listener.protocol == "CAPTURE":
             return Sniffer(self.runtime, self.options.capture, listener.direction)
         current = self.runtime.current(listener)
-        if current.sni_routes is not None:
-            return SniRouter(self.runtime, current, fallback=lambda: TcpProxy(self.runtime, current) if current.tcp_route else None)
-        if current.route_table is None:
-            return TcpProxy(self.runtime, current)
-        return DownstreamH1(self.runtime, current)
+        if current.direction == "inbound":
+            mode = self.runtime.snapshot.peer_authn.mode_for(current.port)
+            if mode != DISABLE:
+                return MtlsGate(self.runtime, current, mode, lambda silent: self._plaintext(current),
+                                lambda facts: secured_handler(self.runtime, current, facts))
+        return self._plaintext(current)
+
+    def _plaintext(self, listener: Listener):
+        if listener.sni_routes is not None:
+            return SniRouter(self.runtime, listener,
+                             fallback=lambda: TcpProxy(self.runtime, listener) if listener.tcp_route else None)
+        if listener.route_table is None:
+            return TcpProxy(self.runtime, listener)
+        return DownstreamH1(self.runtime, listener)
 
     # shutdown -------------------------------------------------------------------------------------
 

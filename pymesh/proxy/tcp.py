@@ -33,7 +33,11 @@ class _Upstream(asyncio.Protocol):
         self.proxy.from_upstream(data)
 
     def eof_received(self):
-        self.proxy.downstream.write_eof()
+        downstream = self.proxy.downstream
+        if not downstream.can_write_eof():  # TLS downstream (mTLS): no half-close, end it whole
+            downstream.close()  # after what was already written
+            return False
+        downstream.write_eof()
         self.proxy.half_closed()
         return True
 
@@ -182,7 +186,7 @@ class TcpProxy(asyncio.Protocol):
         if self.upstream is not None:
             self.upstream.write_eof()
             self.half_closed()
-        return True
+        return not self.info.tls  # TLS (asyncio's, uvloop's) closes on close_notify: no half-close
 
     def connection_lost(self, exc) -> None:
         self.closed = True

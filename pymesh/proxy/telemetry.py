@@ -42,8 +42,14 @@ class Telemetry:
 
     # per request / connection ------------------------------------------------------------------
 
-    def _labels(self, direction: str, cluster, endpoint, protocol: str, peer: bytes | None = None) -> tuple[str, ...]:
+    def _labels(self, direction: str, cluster, endpoint, protocol: str, peer: bytes | None = None,
+                connection=None) -> tuple[str, ...]:
         if direction == "inbound":
+            if connection is not None and connection.tls:  # identities from the certificates
+                return inbound_labels(self.identity, cluster, protocol,
+                                      source=decode_peer(peer, connection.peer_identity),
+                                      connection_security_policy="mutual_tls",
+                                      destination_principal=connection.local_identity)
             return inbound_labels(self.identity, cluster, protocol, source=decode_peer(peer))
         return outbound_labels(self.identity, cluster, endpoint, protocol)
 
@@ -54,12 +60,14 @@ class Telemetry:
         direction = exchange.listener.direction
         peer = exchange.head.header(PEER_HEADER) if direction == "inbound" else None
         protocol = "grpc" if exchange.grpc else "http"
-        key = (direction, cluster.name if cluster else "", endpoint.key if endpoint else "", peer, protocol)
+        connection = exchange.head.connection
+        key = (direction, cluster.name if cluster else "", endpoint.key if endpoint else "", peer, protocol,
+               _security(connection))
         recorder = self._http.get(key)
         if recorder is None:
             if len(self._http) >= MAX_RECORDERS:
                 self._http.clear()  # peers come and go: keep the cache bounded
-            labels = self._labels(direction, cluster, endpoint, protocol, peer)
+            labels = self._labels(direction, cluster, endpoint, protocol, peer, connection)
             recorder = self._http[key] = self.metrics.http(labels)
         listener_stats = self._listener(exchange.listener.name)
         listener_stats["downstream_rq_total"] += 1
@@ -80,7 +88,7 @@ class Telemetry:
                 exchange.response_bytes, duration_ms, endpoint.key if endpoint else None,
                 cluster.name if cluster else None, _header(head, b"x-forwarded-for"),
                 _header(head, b"user-agent"), exchange.request_id, route.name if route else None,
-                head.connection.source_ip, exchange.attempt_id, head.connection.sni,
+                head.connection.source_ip, exchange.attempt_id, head.connection.sni, head.connection,
             )
 
     def protocol_error(self, connection, status: int, flag: str) -> None:
@@ -122,10 +130,11 @@ class Telemetry:
     def _tcp_recorder(self, proxy):
         state = proxy.cluster_state
         cluster = state.cluster if state is not None else None
-        key = (proxy.listener.direction, cluster.name if cluster else "", proxy.endpoint.key if proxy.endpoint else "")
+        key = (proxy.listener.direction, cluster.name if cluster else "", proxy.endpoint.key if proxy.endpoint else "",
+               _security(proxy.info))
         recorder = self._tcp.get(key)
         if recorder is None:
-            labels = self._labels(proxy.listener.direction, cluster, proxy.endpoint, "tcp")
+            labels = self._labels(proxy.listener.direction, cluster, proxy.endpoint, "tcp", connection=proxy.info)
             recorder = self._tcp[key] = self.metrics.tcp(labels)
         return recorder
 
@@ -140,7 +149,8 @@ class Telemetry:
             cluster = proxy.cluster_state.cluster.name if proxy.cluster_state else None
             upstream = proxy.endpoint.key if proxy.endpoint else (f"{proxy.target[0]}:{proxy.target[1]}" if proxy.target else None)
             self.access_log.log_tcp(time.time() - duration_ms / 1000.0, upstream, cluster, proxy.info.source_ip,
-                                    proxy.sent, proxy.received, duration_ms, proxy.flags, proxy.info.sni)
+                                    proxy.sent, proxy.received, duration_ms, proxy.flags, proxy.info.sni,
+                                    proxy.info)
 
     # process-level ------------------------------------------------------------------------------
 
@@ -172,6 +182,11 @@ class Telemetry:
         if self.access_log is not None:
             self.access_log.close()
         self.metrics.close()
+
+
+def _security(connection) -> tuple | None:
+    """The part of a recorder's key that mTLS decides: who the certificates said."""
+    return (connection.peer_identity, connection.local_identity) if connection.tls else None
 
 
 def _header(head, name: bytes) -> str | None:

@@ -108,6 +108,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def eof_received(self):
         if self.tunnel is not None:
+            if not self.tunnel.can_write_eof():  # a TLS client (mTLS): no half-close, end it whole
+                self.tunnel.close()
+                return False
             self.tunnel.write_eof()
             return True
         return False

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pymesh.api import model
 from pymesh.routing.authn import providers_for
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
+from pymesh.routing.peer_authn import compose as compose_peer_authn
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext, inbound_route_table
@@ -55,6 +56,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         warnings=tuple(dict.fromkeys(warnings)),  # one per problem, though each port meets it again
         captured_outbound=captured,
         request_authn=providers_for(config, identity),
+        peer_authn=compose_peer_authn(config.peer_authentications, ns, identity.labels),
     )
 
 

@@ -116,6 +116,11 @@ def dump_snapshot(snapshot: Snapshot, include_secrets: bool = False) -> dict:
         "outbound_traffic_policy": snapshot.outbound_traffic_policy,
         "listeners": [_listener(l, redact) for l in named.values()],
         "captured_outbound": {str(port): l.name for port, l in sorted(snapshot.captured_outbound.items())},
+        "peer_authentication": {
+            "mode": snapshot.peer_authn.mode,
+            "port_level": {str(port): mode for port, mode in sorted(snapshot.peer_authn.per_port.items())},
+            "policies": list(snapshot.peer_authn.sources),
+        },
         "clusters": [plain(snapshot.clusters[name], redact) for name in sorted(snapshot.clusters)],
         "request_authn": [_provider(p) for p in snapshot.request_authn],
         "warnings": list(snapshot.warnings),

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Protocol
 
 from pymesh.api import model
 from pymesh.policy.fault import FaultPolicy
+from pymesh.routing.peer_authn import PeerAuthnPolicy
 
 # Which optional request filters a route needs, one bit each: `Route.filter_set` indexes the
 # listener's prebuilt chains (pymesh.proxy.filters.chains_for), so a route without them pays nothing.
@@ -206,6 +207,8 @@ class Snapshot:
     # the JWT rules of the RequestAuthentications that apply to this proxy (routing/authn.py):
     # pymesh.security.jwt.Provider; empty, no JWT filter runs
     request_authn: tuple[Any, ...] = ()
+    # the PeerAuthentication mode of each inbound port (the workload's port number)
+    peer_authn: PeerAuthnPolicy = field(default_factory=PeerAuthnPolicy)
 
     def dump(self, include_secrets: bool = False) -> dict:
         """JSON-able view for /config_dump (secrets redacted unless asked for)."""

@@ -15,7 +15,9 @@ What is kept, in file order:
   covering one);
 - the WorkloadEntries that the kept ServiceEntries select;
 - the Sidecars of the proxy's namespace (the proxy selects its own from them);
-- the RequestAuthentications of the proxy's namespace and the root namespace (likewise).
+- the RequestAuthentications of the proxy's namespace and the root namespace (likewise);
+- every PeerAuthentication (small, no secrets): its own decide what it accepts, the other
+  workloads' whether a client may speak mTLS to them.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class Views:
             local_rate_limits=tuple(rl for rl in config.local_rate_limits if rl.metadata.namespace == proxy.namespace),
             request_authentications=tuple(ra for ra in config.request_authentications
                                           if ra.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
+            peer_authentications=config.peer_authentications,  # all: a client decides auto mTLS by the server's
         )
 
     def _namespace(self, namespace: str) -> _Namespace:

@@ -43,6 +43,11 @@ FIELDS = (
     "downstream_remote_address",
     "upstream_request_attempt_count",  # Envoy's %UPSTREAM_REQUEST_ATTEMPT_COUNT%: 0 = never sent
     "requested_server_name",  # Envoy's %REQUESTED_SERVER_NAME%: the SNI of a TLS connection
+    # a terminated (mTLS) connection's identities and version, null for plaintext: Envoy's
+    # %DOWNSTREAM_PEER_URI_SAN%, %DOWNSTREAM_LOCAL_URI_SAN%, %DOWNSTREAM_TLS_VERSION%
+    "downstream_peer_uri_san",
+    "downstream_local_uri_san",
+    "downstream_tls_version",
 )
 _NUMBERS = {"response_code", "bytes_received", "bytes_sent", "duration", "upstream_request_attempt_count"}  # integers (ms)
 _TEMPLATE = "{" + ",".join(f'"{name}":%d' if name in _NUMBERS else f'"{name}":%s'
@@ -50,6 +55,7 @@ _TEMPLATE = "{" + ",".join(f'"{name}":%d' if name in _NUMBERS else f'"{name}":%s
 _STRINGS = tuple(i for i, name in enumerate(FIELDS) if name not in _NUMBERS and i)
 _MAX_BACKLOG = 4 << 20  # bytes kept when a non-blocking fd is full; beyond, lines are dropped
 _STD_FDS = {"/dev/stdout": 1, "/dev/stderr": 2}
+_NO_TLS = (None, None, None)
 
 
 class _Clock:
@@ -97,23 +103,27 @@ class AccessLog:
             duration_ms: float, upstream_host: str | None, upstream_cluster: str | None,
             x_forwarded_for: str | None, user_agent: str | None, request_id: str | None,
             route_name: str | None, downstream_remote_address: str, attempt_count: int = 0,
-            requested_server_name: str | None = None) -> None:
-        """One HTTP request. start_time is epoch seconds (time.time()); empty/None -> null."""
+            requested_server_name: str | None = None, connection=None) -> None:
+        """One HTTP request. start_time is epoch seconds (time.time()); empty/None -> null.
+        `connection` (a ConnectionInfo) gives the mTLS fields when it was terminated here."""
         pending = self._pending
+        tls = (connection.peer_identity, connection.local_identity, connection.tls_version) \
+            if connection is not None and connection.tls else _NO_TLS
         pending.append((start_time, method, authority, path, protocol, response_code,
                         response_flags, bytes_received, bytes_sent, duration_ms, upstream_host,
                         upstream_cluster, x_forwarded_for, user_agent, request_id, route_name,
-                        downstream_remote_address, attempt_count, requested_server_name))
+                        downstream_remote_address, attempt_count, requested_server_name) + tls)
         if len(pending) >= self.max_lines:
             self.flush()
 
     def log_tcp(self, start_time: float, upstream_host: str | None, upstream_cluster: str | None,
                 downstream_remote_address: str, bytes_received: int, bytes_sent: int,
-                duration_ms: float, response_flags: str, requested_server_name: str | None = None) -> None:
+                duration_ms: float, response_flags: str, requested_server_name: str | None = None,
+                connection=None) -> None:
         """One TCP connection, at close; bytes as seen from downstream."""
         self.log(start_time, None, None, None, None, 0, response_flags, bytes_received,
                  bytes_sent, duration_ms, upstream_host, upstream_cluster, None, None, None,
-                 None, downstream_remote_address, 0, requested_server_name)
+                 None, downstream_remote_address, 0, requested_server_name, connection)
 
     def format(self, record: tuple) -> str:
         """One line, pure ASCII (the JSON escaper writes \\uXXXX), so len() counts bytes."""

@@ -168,11 +168,12 @@ def outbound_labels(identity: ProxyIdentity, cluster: Cluster, endpoint: Endpoin
 
 def inbound_labels(identity: ProxyIdentity, cluster: Cluster | None, request_protocol: str,
                    source: Peer = Peer(), connection_security_policy: str = "none",
-                   ) -> tuple[str, ...]:
+                   destination_principal: str | None = None) -> tuple[str, ...]:
     """Reporter "destination": this proxy fronts the server; the source is known only from
-    mTLS/peer metadata, else unknown. Policy "none" for plain text, "mutual_tls" with mTLS."""
-    return metric_labels("destination", source, Peer.from_identity(identity), cluster,
-                         request_protocol, connection_security_policy)
+    mTLS/peer metadata, else unknown. Policy "none" for plain text, "mutual_tls" with mTLS,
+    when the destination principal is the SPIFFE URI of the certificate this proxy presented."""
+    return metric_labels("destination", source, Peer.from_identity(identity, destination_principal or UNKNOWN),
+                         cluster, request_protocol, connection_security_policy)
 
 
 # --- recorders: the request path -------------------------------------------------------------

@@ -82,7 +82,16 @@ LISTENER_STATS = (
     # upstream's side could take no more
     "downstream_flow_control_paused_reading_total",
     "downstream_flow_control_resumed_reading_total",
-    "no_filter_chain_match",  # a TLS connection no SNI route (nor fallback) takes: closed
+    # a connection no filter chain takes, closed: TLS that no SNI route (nor fallback) takes;
+    # plaintext on a STRICT mTLS port (PeerAuthentication)
+    "no_filter_chain_match",
+    # inbound mutual TLS: handshakes done, and failed: no client certificate, a certificate that
+    # does not verify (another CA, expired), any other TLS error; and no certificate of our own
+    "ssl.handshake",
+    "ssl.fail_verify_no_cert",
+    "ssl.fail_verify_error",
+    "ssl.connection_error",
+    "ssl.no_workload_certificate",  # pymesh's own: Envoy would have no listener then
 )
 
 # Envoy's tls_inspector listener filter (pymesh.proxy.tls_passthrough): what the ClientHellos

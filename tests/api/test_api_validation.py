@@ -922,8 +922,8 @@ def test_rule(text: str, expected: list[str]) -> None:
 ENVELOPE_CASES = [
     pytest.param("kind: Gateway\napiVersion: networking.istio.io/v1\nmetadata: {name: g}\nspec: {}\n",
                  ["1 kind: kind Gateway is not supported"], id="unknown-kind"),
-    pytest.param("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec: {}\n",
-                 ["2 kind: kind PeerAuthentication is not supported yet"], id="known-kind-not-yet"),
+    pytest.param("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {}\n",
+                 ["2 kind: kind AuthorizationPolicy is not supported yet"], id="known-kind-not-yet"),
     pytest.param("apiVersion: networking.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n",
                  ["1 apiVersion: apiVersion networking.istio.io/v1 is not valid for AuthorizationPolicy "
                   "(expected security.istio.io/v1 or security.istio.io/v1beta1)",

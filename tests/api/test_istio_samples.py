@@ -24,7 +24,6 @@ PYMESH = Path(sys.executable).with_name("pymesh")  # the console script of this 
 # Kinds pymesh does not read yet: their documents are skipped, and only they.
 NOT_YET_KINDS = {
     "Gateway": "issue 12",
-    "PeerAuthentication": "issue 11",
     "AuthorizationPolicy": "issue 11",
 }
 

@@ -566,8 +566,8 @@ def sequence(*replies: Reply, then: Reply | None = None) -> Handler:
 class TcpServer(Server):
     """A raw TCP server: `mode` "echo" (echo until EOF, then close), "reply-on-eof" (read until
     the client's FIN, then send b"got <n> bytes" and close), "server-first" (send a banner at
-    once, then echo), "hold" (read and discard until EOF), "stall" (accept, then never read a
-    byte until stopped: the peer's writes back up)."""
+    once, then echo), "banner-close" (send the banner and close first), "hold" (read and discard
+    until EOF), "stall" (accept, then never read a byte until stopped: the peer's writes back up)."""
 
     BANNER = b"220 hello from the server\r\n"
 
@@ -585,8 +585,11 @@ class TcpServer(Server):
         if self.mode == "stall":
             self.unstall.wait(60)
             return
-        if self.mode == "server-first":
+        if self.mode in ("server-first", "banner-close"):
             sock.sendall(self.BANNER)
+        if self.mode == "banner-close":
+            sock.shutdown(socket.SHUT_WR)
+            return
         total = 0
         while True:
             data = sock.recv(65536)
@@ -1061,8 +1064,9 @@ CURL_PROTOCOLS = {"http1.1": ("--http1.1",), "h2c": ("--http2-prior-knowledge",)
 
 
 def curl(port: int, path: str = "/", *args: str, host: str | None = HOST, timeout: float = 20.0,
-         workdir: Path | None = None) -> CurlResult:
-    """curl http://127.0.0.1:port/path with Host: `host`; extra curl arguments in `args`."""
+         workdir: Path | None = None, scheme: str = "http") -> CurlResult:
+    """curl http://127.0.0.1:port/path (or `scheme`://) with Host: `host`; extra curl arguments
+    in `args`."""
     import tempfile
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -1070,7 +1074,7 @@ def curl(port: int, path: str = "/", *args: str, host: str | None = HOST, timeou
         cmd = ["curl", "-sS", "--max-time", str(timeout), "-D", str(head_file), "-o", str(body_file)]
         if host is not None:
             cmd += ["-H", f"Host: {host}"]
-        cmd += list(args) + [f"http://{LOCALHOST}:{port}{path}"]
+        cmd += list(args) + [f"{scheme}://{LOCALHOST}:{port}{path}"]
         done = subprocess.run(cmd, capture_output=True, timeout=timeout + 5)
         heads = head_file.read_bytes().decode("latin-1") if head_file.exists() else ""
         body = body_file.read_bytes() if body_file.exists() else b""
