@@ -92,6 +92,26 @@ def selected_service(host: str, port: int, selector: dict, name: str) -> dict:
     return resource
 
 
+@dataclass
+class RegisteredService:
+    port: int  # the client sidecar's egress listener for HOST
+    ingress: int  # the workload's sidecar ingress listener (what it registers)
+    app: Upstream
+    labels: dict
+
+
+def registered_service(mesh: "Mesh", name: str = "reviews") -> RegisteredService:
+    """The configuration of a client sidecar (CLIENT labels) calling HOST, whose endpoints are the
+    workloads labelled app=<name> that register themselves, each behind its sidecar's ingress."""
+    port, ingress = free_ports(2)
+    app = mesh.app(name)
+    labels = {"app": name}
+    mesh.write("service.yaml", [selected_service(HOST, port, labels, name)])
+    mesh.write("sidecars.yaml", [egress_sidecar("productpage", CLIENT, port),
+                                 ingress_sidecar(name, labels, ingress, app.port)])
+    return RegisteredService(port, ingress, app, labels)
+
+
 def canary_route(v1: int, v2: int, host: str) -> dict:
     return virtual_service([{"name": "canary", "route": [to_subset("v1", host, v1), to_subset("v2", host, v2)]}],
                            host=host)

@@ -11,8 +11,8 @@ import stat
 from pymesh.security.jointoken import JoinToken
 
 from mesh_harness import (  # noqa: F401
-    CLIENT, HOST, LOCALHOST, canary_route, egress_sidecar, failures, free_ports, ingress_sidecar, mesh,
-    selected_service, summary, versioned_service, wait_until,
+    CLIENT, HOST, LOCALHOST, canary_route, egress_sidecar, failures, free_ports, mesh, registered_service, summary,
+    versioned_service, wait_until,
 )
 
 TTL = "4s"
@@ -100,12 +100,8 @@ def test_sidecars_talk_mtls_with_the_control_servers_certificates_while_they_rot
     """Two sidecars that have only join tokens: the client's auto mTLS reaches the registered
     reviews sidecar (labelled security.istio.io/tlsMode=istio by the server) with certificates
     from the control server's CA, rotated every ~2 s under continuous traffic: no failure."""
-    port, ingress = free_ports(2)
-    app = mesh.app("reviews")
-    labels = {"app": "reviews"}
-    mesh.write("service.yaml", [selected_service(HOST, port, labels, "reviews")])
-    mesh.write("sidecars.yaml", [egress_sidecar("productpage", CLIENT, port),
-                                 ingress_sidecar("reviews", labels, ingress, app.port)])
+    service = registered_service(mesh)
+    port, ingress, labels = service.port, service.ingress, service.labels
     control = mesh.control(1.0, data_dir=mesh.root / "control-data", secure=True, extra=("--cert-ttl", TTL))
     client = mesh.proxy(control.port, "productpage", CLIENT,
                         token_file=control.join_token(mesh.root / "pp.token", service_account="productpage"))
