@@ -17,11 +17,14 @@ PROTOCOL = choice(
 )
 CAPTURE_MODE = choice("captureMode", ("DEFAULT", "IPTABLES", "NONE"))
 WEIGHT = integer(0, 100)
+# Annotations that change what a resource does; the others are type-checked and dropped.
+KNOWN_ANNOTATIONS = frozenset({"istio.io/dry-run"})
 
 
 def metadata(r: Reader, source: model.Source) -> model.Metadata:
-    r.get_map("annotations", text())  # type-checked, otherwise ignored
+    annotations = r.get_map("annotations", text())
     return model.Metadata(
+        annotations={k: v for k, v in annotations.items() if k in KNOWN_ANNOTATIONS},
         name=r.get("name", text(checks.dns_subdomain), "", required=True),
         namespace=r.get("namespace", text(checks.dns_label), "default"),
         labels=labels(r, "labels"),

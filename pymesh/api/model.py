@@ -27,6 +27,8 @@ class Metadata:
     namespace: str = "default"
     labels: Labels = field(default_factory=dict)
     source: Source = field(default_factory=Source, compare=False)
+    # only the annotations pymesh acts on (pymesh.api.common.KNOWN_ANNOTATIONS), e.g. istio.io/dry-run
+    annotations: Labels = field(default_factory=dict)
     # Kubernetes' creationTimestamp as POSIX seconds; None when the file has none. Read only
     # where Istio orders resources by age (PeerAuthentication: the oldest wins).
     creation_timestamp: float | None = None
@@ -75,7 +77,8 @@ class ServiceEntry:
     workload_selector: Labels | None = None  # selects WorkloadEntries (and registered proxies)
     export_to: tuple[str, ...] = ()
     # the names the service's certificates may carry: upstream TLS verifies them when the
-    # DestinationRule names none (ISTIO_MUTUAL; SIMPLE/MUTUAL with an explicit sni), as Istio
+    # DestinationRule names none (ISTIO_MUTUAL; SIMPLE/MUTUAL with an explicit sni), as Istio;
+    # and a registered proxy with another identity is not one of its endpoints (control/membership.py)
     subject_alt_names: tuple[str, ...] = ()
 
 
@@ -556,6 +559,65 @@ class PeerAuthentication:
     selector: Labels | None = None  # selector.matchLabels; None or empty: namespace (or mesh) wide
     mode: str = "UNSET"  # mtls.mode; UNSET (or no mtls) inherits from the wider scope
     port_level_mtls: tuple[PortMtls, ...] = ()  # only with a selector (validated)
+# --- AuthorizationPolicy (security.istio.io) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthzSource:
+    """Istio's Source: each list is one condition (any value matches); all set ones must hold."""
+
+    principals: tuple[str, ...] = ()
+    not_principals: tuple[str, ...] = ()
+    request_principals: tuple[str, ...] = ()
+    not_request_principals: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    not_namespaces: tuple[str, ...] = ()
+    service_accounts: tuple[str, ...] = ()  # "sa" (the policy's namespace) or "ns/sa"
+    not_service_accounts: tuple[str, ...] = ()
+    ip_blocks: tuple[str, ...] = ()
+    not_ip_blocks: tuple[str, ...] = ()
+    remote_ip_blocks: tuple[str, ...] = ()
+    not_remote_ip_blocks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthzOperation:
+    hosts: tuple[str, ...] = ()
+    not_hosts: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()  # strings, as Istio's API has them
+    not_ports: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    not_methods: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    not_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthzCondition:
+    key: str  # "request.headers[x-token]", "source.ip", ...
+    values: tuple[str, ...] = ()
+    not_values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthzRule:
+    """Matches when one of `sources` (none: any), one of `operations` (none: any) and every
+    condition match."""
+
+    sources: tuple[AuthzSource, ...] = ()
+    operations: tuple[AuthzOperation, ...] = ()
+    when: tuple[AuthzCondition, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthorizationPolicy:
+    metadata: Metadata
+    selector: Labels | None = None  # None: every workload in the namespace (the mesh, in the root namespace)
+    target_refs: tuple[PolicyTargetReference, ...] = ()  # targetRef and targetRefs
+    action: str = "ALLOW"  # ALLOW | DENY | AUDIT | CUSTOM
+    provider: str = ""  # CUSTOM only
+    rules: tuple[AuthzRule, ...] = ()  # none: matches nothing (an ALLOW policy then denies all)
+    dry_run: bool = False  # the istio.io/dry-run annotation: evaluated and counted, never enforced
 
 
 # --- The whole configuration -----------------------------------------------------------------
@@ -573,3 +635,4 @@ class MeshConfig:
     local_rate_limits: tuple[LocalRateLimit, ...] = ()
     request_authentications: tuple[RequestAuthentication, ...] = ()
     peer_authentications: tuple[PeerAuthentication, ...] = ()
+    authorization_policies: tuple[AuthorizationPolicy, ...] = ()

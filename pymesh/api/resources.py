@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any, Callable
 
 from pymesh.api import common, model, shapes
+from pymesh.api.authorization import authorization_policy
 from pymesh.api.destinationrule import destination_rule
 from pymesh.api.peer_authentication import peer_authentication
 from pymesh.api.reader import Reader, Sink, Slot, message, or_list, text
@@ -48,7 +49,8 @@ KINDS = {
         Kind("LocalRateLimit", PYMESH, shapes.LOCAL_RATE_LIMIT, local_rate_limit, "local_rate_limits"),
         Kind("PeerAuthentication", SECURITY, shapes.PEER_AUTHENTICATION, peer_authentication,
              "peer_authentications"),
-        Kind("AuthorizationPolicy", SECURITY),
+        Kind("AuthorizationPolicy", SECURITY, shapes.AUTHORIZATION_POLICY, authorization_policy,
+             "authorization_policies"),
         Kind("RequestAuthentication", SECURITY, shapes.REQUEST_AUTHENTICATION, request_authentication,
              "request_authentications"),
     )

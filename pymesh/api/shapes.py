@@ -185,3 +185,17 @@ CLAIM_TO_HEADER = shape("ClaimToHeader", "header claim")
 
 PEER_AUTHENTICATION = shape("PeerAuthentication", "selector mtls portLevelMtls")
 MUTUAL_TLS = shape("PeerAuthentication.MutualTLS", "mode")
+# --- AuthorizationPolicy (security.istio.io) -------------------------------------------------
+
+AUTHORIZATION_POLICY = shape("AuthorizationPolicy", "selector targetRef targetRefs action provider rules")
+EXTENSION_PROVIDER = shape("AuthorizationPolicy.ExtensionProvider", "name")
+AUTHZ_RULE = shape("Rule", "from to when")
+AUTHZ_RULE_FROM = shape("Rule.From", "source")
+AUTHZ_RULE_TO = shape("Rule.To", "operation")
+AUTHZ_SOURCE = shape(
+    "Source",
+    "principals notPrincipals requestPrincipals notRequestPrincipals namespaces notNamespaces "
+    "serviceAccounts notServiceAccounts ipBlocks notIpBlocks remoteIpBlocks notRemoteIpBlocks",
+)
+AUTHZ_OPERATION = shape("Operation", "hosts notHosts ports notPorts methods notMethods paths notPaths")
+AUTHZ_CONDITION = shape("Condition", "key values notValues")

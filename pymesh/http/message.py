@@ -36,13 +36,14 @@ class ConnectionInfo:
     where it was going, and what its TLS handshake established. Kept off the request head so a
     codec never writes connection facts into every message it parses."""
 
-    __slots__ = ("source_ip", "source_port", "local_port", "original_destination", "tls", "sni", "alpn",
+    __slots__ = ("source_ip", "source_port", "local_ip", "local_port", "original_destination", "tls", "sni", "alpn",
                  "peer_identity", "tls_version", "local_identity", "forwarded_client_cert", "mesh_h2")
 
     def __init__(self, source_ip: str = "", source_port: int = 0, local_port: int = 0,
                  original_destination: tuple[str, int] | None = None) -> None:
         self.source_ip = source_ip
         self.source_port = source_port
+        self.local_ip = ""  # the address the connection was accepted on
         self.local_port = local_port  # the listener's port
         self.original_destination = original_destination  # captured connections: where it was going
         self.tls = False  # the connection is TLS-terminated here

@@ -171,7 +171,8 @@ class Sniffer(asyncio.Protocol):
                                              lambda silent: self._next(gated=True, silent=silent),
                                              lambda facts: self._next(gated=True, tls=facts)))
         if self.listener.route_table is None:
-            return self._become(TcpProxy(self.runtime, self.listener, target=self._inbound_target()))
+            return self._become(TcpProxy(self.runtime, self.listener, target=self._inbound_target(),
+                                         original_destination=self.destination))
         if self.tls is not None and codec_for(self.tls.alpn) is not None:  # ALPN said which HTTP
             return self._become(secured_handler(self.runtime, self.listener, self.tls, self.destination))
         if self.silent:
@@ -203,7 +204,8 @@ class Sniffer(asyncio.Protocol):
         if http:
             protocol = DownstreamH1(self.runtime, self.listener, original_destination=self.destination)
         elif self.direction == "inbound":
-            protocol = TcpProxy(self.runtime, self.listener, target=self._inbound_target())
+            protocol = TcpProxy(self.runtime, self.listener, target=self._inbound_target(),
+                                original_destination=self.destination)
         else:
             protocol = self._passthrough()
         self._become(protocol)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from pymesh.http.message import UpstreamRequest
+from pymesh.proxy.authz import Authorization
 from pymesh.proxy.cors import Cors
 from pymesh.proxy.fault import FaultInjection
 from pymesh.proxy.ratelimit import LocalRateLimit
@@ -134,7 +135,7 @@ class RouteHeaders:
             request.authority = authority or request.authority
 
 
-def chains_for(peer_header: bytes, rng, clock, jwt_authn: RequestFilter | None = None,
+def chains_for(peer_header: bytes, rng, clock, jwt_authn: RequestFilter | None = None, authorizer=None,
                ) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
     """Each listener direction's chains for one snapshot, one per `Route.filter_set` (a bit per
     optional filter): `Exchange.begin` indexes them with the route's precomputed set, so a route
@@ -144,11 +145,14 @@ def chains_for(peer_header: bytes, rng, clock, jwt_authn: RequestFilter | None =
     would fire), fault, local rate limit (inserted before the router), and the route's header
     operations last, where Envoy's router applies them. Inbound, `jwt_authn` (the workload's
     RequestAuthentication, pymesh.proxy.jwt_authn) comes first after ProxyHeaders, as Istio puts
-    jwt_authn before the filters that act on a request; None (no policy) adds nothing."""
+    jwt_authn before the filters that act on a request, then authorization (the snapshot's
+    `authz`, when any AuthorizationPolicy applies: Istio's RBAC filters, which read the verified
+    JWT); None adds nothing."""
     optional = ((snapshot.CORS, Cors()), (snapshot.FAULT, FaultInjection(rng)),
                 (snapshot.RATE_LIMIT, LocalRateLimit(clock)), (snapshot.ROUTE_HEADERS, RouteHeaders()))
     chains = {}
-    inbound_auth = (jwt_authn,) if jwt_authn is not None else ()
+    inbound_auth = tuple(f for f in (jwt_authn, Authorization(authorizer) if authorizer is not None else None)
+                         if f is not None)
     for direction, first in (("outbound", (ProxyHeaders((PEER_HEADER, peer_header)),)),
                              ("inbound", (ProxyHeaders(None), *inbound_auth))):
         chains[direction] = tuple(

@@ -288,7 +288,7 @@ def secured_handler(runtime, listener, facts: TlsFacts, original_destination=Non
     chose it, else HTTP/1.1 (which still takes the HTTP/2 preface). Its ConnectionInfo carries
     the TLS facts."""
     if listener.route_table is None:
-        handler = TcpProxy(runtime, listener, target=tcp_target)
+        handler = TcpProxy(runtime, listener, target=tcp_target, original_destination=original_destination)
     elif codec_for(facts.alpn) == H2:
         handler = DownstreamH2(runtime, listener)
         handler.info.original_destination = original_destination

@@ -41,6 +41,7 @@ from pymesh.proxy.tls_passthrough import SniRouter
 from pymesh.proxy.telemetry import Telemetry
 from pymesh.routing.compile import compile_snapshot
 from pymesh.routing.snapshot import Listener, ProxyIdentity, Snapshot
+from pymesh.security.jointoken import JoinToken
 
 log = logging.getLogger("pymesh.proxy")
 
@@ -76,6 +77,10 @@ class ControlOptions:
     port: int
     node: wire.Node
     data_dir: str | None = None  # where the last good snapshot is kept
+    token: JoinToken | None = None  # with one: mTLS to the server, a certificate signed by it
+    ca_root: bytes | None = None  # PEM root to verify the server by (else the token's pin)
+    renew_fraction: float = 0.5
+    cert_ttl: float | None = None  # seconds to ask for (the server's --cert-ttl when None)
 
 
 class ConfigError(Exception):

@@ -21,11 +21,14 @@ def reset(transport) -> None:
 
 
 def learn_from_transport(info, transport) -> None:
-    """Fill a `ConnectionInfo` with the peer's address from an accepted transport. (The TLS
+    """Fill a `ConnectionInfo` with the peer's and the local address from an accepted transport. (The TLS
     facts come from the handshake of the TLS listener that accepted it.)"""
     peer = transport.get_extra_info("peername")
     if peer:
         info.source_ip, info.source_port = peer[0], peer[1]
+    local = transport.get_extra_info("sockname")
+    if local:
+        info.local_ip = local[0]
 
 
 def set_keepalive(transport, keepalive) -> None:

@@ -15,6 +15,7 @@ import asyncio
 
 from pymesh.http.message import ConnectionInfo
 from pymesh.policy import flags
+from pymesh.proxy.authz import authorize_connection
 from pymesh.proxy.sockets import learn_from_transport, set_keepalive
 from pymesh.proxy.upstream import inbound_source
 from pymesh.proxy.upstream_tls import TlsFailure, origin_for
@@ -54,7 +55,8 @@ class _Upstream(asyncio.Protocol):
 class TcpProxy(asyncio.Protocol):
     """Downstream side. Reading waits until the upstream connection is up."""
 
-    def __init__(self, runtime, listener, target: tuple[str, int] | None = None, route: TcpRoute | None = None) -> None:
+    def __init__(self, runtime, listener, target: tuple[str, int] | None = None, route: TcpRoute | None = None,
+                 original_destination: tuple[str, int] | None = None) -> None:
         self.runtime = runtime
         self.listener = listener
         self.target = target  # a fixed address (passthrough); else `route` or the listener's tcp route
@@ -73,7 +75,7 @@ class TcpProxy(asyncio.Protocol):
         self.idle_timer = None
         self.half_closes = 0
         self.closed = False
-        self.info = ConnectionInfo(local_port=listener.port)
+        self.info = ConnectionInfo(local_port=listener.port, original_destination=original_destination)
         self.recorder = None
         self.counted = None  # the ClusterState whose open connections count this one
         self.tls = None  # the TlsTarget the upstream connection is made with, if any
@@ -85,6 +87,11 @@ class TcpProxy(asyncio.Protocol):
         if not self.runtime.tcp_opened(self):
             self.closed = True
             transport.abort()  # over the listener's connection limit
+            return
+        authorizer = self.runtime.snapshot.authz if self.listener.direction == "inbound" else None
+        if authorizer is not None and not authorize_connection(authorizer, self.runtime, self.info):
+            self.endpoint = self.target = None  # never connected: the access log names no upstream
+            transport.close()  # Envoy's network RBAC filter: the connection is closed, nothing sent
             return
         if address is None:
             self.flags = flags.UH

@@ -14,8 +14,9 @@ from pymesh.routing.peer_authn import compose as compose_peer_authn
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext, inbound_route_table
-from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar
+from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar, selects
 from pymesh.routing.snapshot import Cluster, Listener, ProxyIdentity, Snapshot, TcpRoute, WeightedCluster
+from pymesh.security.authz import compile_authorizer
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 TLS_PROTOCOLS = frozenset({"TLS", "HTTPS"})
@@ -46,6 +47,9 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         egress = [(e, _egress_listener(ctx, e, sidecar.metadata.namespace)) for e in sidecar.egress if e.port]
     listeners = tuple(l for _, l in egress) + tuple(_ingress_listener(e, ctx.rate_limits) for e in ingress)
     captured = _captured_outbound(ctx, sidecar, egress)
+    authz = compile_authorizer(config, ns, identity.labels, _served_by(config, identity))
+    if authz is not None:
+        warnings += authz.warnings
     return Snapshot(
         version=version,
         identity=identity,
@@ -57,7 +61,28 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         captured_outbound=captured,
         request_authn=providers_for(config, identity),
         peer_authn=compose_peer_authn(config.peer_authentications, ns, identity.labels),
+        authz=authz,
     )
+
+
+def _served_by(config: model.MeshConfig, identity: ProxyIdentity):
+    """Whether this workload serves the service `name` of `namespace` (an AuthorizationPolicy
+    targetRef): a ServiceEntry there with that host (or short name) whose workloadSelector
+    matches the proxy's labels, or that lists the proxy's address as an endpoint."""
+
+    def served(namespace: str, name: str) -> bool:
+        for entry in config.service_entries:
+            if entry.metadata.namespace != namespace:
+                continue
+            if name not in entry.hosts and not any(host.split(".", 1)[0] == name for host in entry.hosts):
+                continue
+            if entry.workload_selector and selects(entry.workload_selector, identity.labels):
+                return True
+            if identity.ip and any(e.address == identity.ip for e in entry.endpoints):
+                return True
+        return False
+
+    return served
 
 
 def _outbound_listener(ctx: RouteContext, name: str, bind: str, port: int, protocol: str, scope: EgressScope) -> Listener:

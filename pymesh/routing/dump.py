@@ -124,4 +124,6 @@ def dump_snapshot(snapshot: Snapshot, include_secrets: bool = False) -> dict:
         "clusters": [plain(snapshot.clusters[name], redact) for name in sorted(snapshot.clusters)],
         "request_authn": [_provider(p) for p in snapshot.request_authn],
         "warnings": list(snapshot.warnings),
+        # the AuthorizationPolicies that apply to this workload, "namespace/name"
+        "authorization_policies": list(snapshot.authz.names) if snapshot.authz is not None else [],
     }

@@ -209,6 +209,9 @@ class Snapshot:
     request_authn: tuple[Any, ...] = ()
     # the PeerAuthentication mode of each inbound port (the workload's port number)
     peer_authn: PeerAuthnPolicy = field(default_factory=PeerAuthnPolicy)
+    # the AuthorizationPolicies that apply to this workload's inbound traffic
+    # (a pymesh.security.authz.Authorizer); None: no policy applies, nothing is checked
+    authz: Any = None
 
     def dump(self, include_secrets: bool = False) -> dict:
         """JSON-able view for /config_dump (secrets redacted unless asked for)."""

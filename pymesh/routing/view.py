@@ -15,7 +15,8 @@ What is kept, in file order:
   covering one);
 - the WorkloadEntries that the kept ServiceEntries select;
 - the Sidecars of the proxy's namespace (the proxy selects its own from them);
-- the RequestAuthentications of the proxy's namespace and the root namespace (likewise);
+- the RequestAuthentications and AuthorizationPolicies of the proxy's namespace and the root
+  namespace (the proxy compiles the ones whose selector or targetRefs pick it);
 - every PeerAuthentication (small, no secrets): its own decide what it accepts, the other
   workloads' whether a client may speak mTLS to them.
 """
@@ -91,6 +92,8 @@ class Views:
             ),
             sidecars=tuple(sc for sc in config.sidecars if sc.metadata.namespace == proxy.namespace),
             local_rate_limits=tuple(rl for rl in config.local_rate_limits if rl.metadata.namespace == proxy.namespace),
+            authorization_policies=tuple(p for p in config.authorization_policies
+                                         if p.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
             request_authentications=tuple(ra for ra in config.request_authentications
                                           if ra.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
             peer_authentications=config.peer_authentications,  # all: a client decides auto mTLS by the server's

@@ -1,4 +1,4 @@
-"""The cluster and listener stats of `/stats` as Envoy's `/stats/prometheus` shows them under
+"""The cluster, listener and RBAC stats of `/stats` as Envoy's `/stats/prometheus` shows them under
 Istio's bootstrap tags: the scope's name becomes a label (`cluster_name`, `listener_address`),
 a `_2xx`-style suffix becomes `response_code_class`, dots become underscores, `envoy_` goes in
 front. So `cluster.outbound|80||svc.upstream_rq_pending_overflow` is
@@ -25,8 +25,28 @@ def listener_address(listener_name: str) -> str:
     return f"{parts[1]}_{parts[2]}" if len(parts) == 3 else listener_name
 
 
+# Istio's bootstrap tags for the dry-run (shadow) RBAC stats, as its authz-dry-run task reads them
+_DRY_RUN = re.compile(r"istio_dry_run_(allow|deny)_shadow_(allowed|denied)$")
+
+
+def _rbac(scope: str, stat: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """http.<listener>.rbac.* as Envoy shows it under Istio: the connection manager's stat prefix
+    (Istio's inbound one, "inbound_0.0.0.0_80") stays in the family name, and the dry-run
+    results become the authz_dry_run_action and authz_dry_run_result labels:
+    envoy_http_inbound_0_0_0_0_80_rbac{authz_dry_run_action="deny",authz_dry_run_result="denied"}."""
+    parts = scope[len("http."):-len(".rbac")].split("|")
+    address = f"{parts[1]}_{parts[2]}" if len(parts) == 3 else f"0.0.0.0_{parts[-1]}"
+    family = f"envoy_http_inbound_{address}_rbac".replace(".", "_")
+    dry_run = _DRY_RUN.match(stat)
+    if dry_run:
+        return family, (("authz_dry_run_action", dry_run.group(1)), ("authz_dry_run_result", dry_run.group(2)))
+    return f"{family}_{stat}", ()
+
+
 def _series(scope: str, stat: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
     """(family, labels) of one stat, or None for a scope Envoy does not tag this way."""
+    if scope.startswith("http.") and scope.endswith(".rbac"):
+        return _rbac(scope, stat)
     for prefix, kind, tag in _KINDS:
         if scope.startswith(prefix):
             name = scope[len(prefix):]

@@ -315,6 +315,10 @@ class MetricsContext:
     def tls_inspector_stats(self) -> dict[str, int]:
         return self.store.scope(stats.TLS_INSPECTOR_SCOPE, stats.TLS_INSPECTOR_STATS)
 
+    def tcp_rbac_stats(self) -> dict[str, int]:
+        """The TCP authorization counters: Envoy's network RBAC filter as Istio names it, tcp.rbac."""
+        return self.store.scope(stats.TCP_RBAC_SCOPE, stats.FILTER_STATS["rbac"])
+
     def config_reload_stats(self) -> dict[str, int]:
         return self.store.scope(stats.CONFIG_RELOAD_SCOPE, stats.CONFIG_RELOAD_STATS)
 

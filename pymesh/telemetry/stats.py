@@ -106,12 +106,18 @@ FILTER_STATS = {
     "cors": ("origin_valid", "origin_invalid"),
     "local_rate_limit": ("enabled", "enforced", "rate_limited", "ok"),
     "jwt_authn": ("allowed", "denied"),  # requests passed on (no token, or valid ones) and refused
+    # AuthorizationPolicy (Envoy's RBAC filter; shadow_* per Istio's dry-run prefixes); `logged`
+    # is pymesh's: requests an AUDIT policy matched
+    "rbac": ("allowed", "denied", "logged", "istio_dry_run_allow_shadow_allowed", "istio_dry_run_allow_shadow_denied",
+             "istio_dry_run_deny_shadow_allowed", "istio_dry_run_deny_shadow_denied"),
     # pymesh's own (Envoy has no stat for its shadows beyond the mirror cluster's upstream_rq_*):
     # copies started, in flight (a gauge), and dropped because the mirror had no host, no room
     # (its in-flight cap or circuit breaker) or could not keep up with the client's body
     "mirror": ("shadows_started", "shadows_active", "shadows_dropped_no_upstream", "shadows_dropped_overflow",
                "shadows_dropped_slow"),
 }
+
+TCP_RBAC_SCOPE = "tcp.rbac"  # Istio's stat prefix "tcp." for the network RBAC filter
 
 # Configuration reloads (file watch, SIGHUP), Envoy's xDS subscription names: rejected = the
 # configuration is invalid or over a limit; failure = the load timed out or crashed.

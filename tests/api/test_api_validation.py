@@ -923,11 +923,10 @@ ENVELOPE_CASES = [
     pytest.param("kind: Gateway\napiVersion: networking.istio.io/v1\nmetadata: {name: g}\nspec: {}\n",
                  ["1 kind: kind Gateway is not supported"], id="unknown-kind"),
     pytest.param("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {}\n",
-                 ["2 kind: kind AuthorizationPolicy is not supported yet"], id="known-kind-not-yet"),
+                 [], id="security-kind-loads"),  # every known kind is supported now
     pytest.param("apiVersion: networking.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n",
                  ["1 apiVersion: apiVersion networking.istio.io/v1 is not valid for AuthorizationPolicy "
-                  "(expected security.istio.io/v1 or security.istio.io/v1beta1)",
-                  "2 kind: kind AuthorizationPolicy is not supported yet"], id="security-kind-wrong-group"),
+                  "(expected security.istio.io/v1 or security.istio.io/v1beta1)"], id="security-kind-wrong-group"),
     pytest.param(doc(WE, "address: 10.0.0.1\n", api="networking.istio.io/v2"),
                  ["1 apiVersion: apiVersion networking.istio.io/v2 is not valid for WorkloadEntry (expected "
                   "networking.istio.io/v1, networking.istio.io/v1beta1 or networking.istio.io/v1alpha3)"],

@@ -181,3 +181,14 @@ def test_the_api_sample_configuration(ns) -> None:
     config = load_paths([str(Path(__file__).parent.parent / "api" / "data")]).config
     for labels in ({}, {"app": "ratings"}):
         check(config, me(ns, **labels))
+
+
+def test_authorization_policies_of_the_namespace_and_the_root_are_sent() -> None:
+    def policy(name: str, ns: str) -> m.AuthorizationPolicy:
+        return m.AuthorizationPolicy(meta(name, ns), selector={"app": "a"}, rules=(m.AuthzRule(),))
+
+    config = m.MeshConfig(authorization_policies=(policy("mine", "default"), policy("mesh", "istio-system"),
+                                                  policy("theirs", "shop")))
+    view = proxy_view(config, me(app="a"))
+    assert names(view.authorization_policies) == ["default/mine", "istio-system/mesh"]
+    assert compile_snapshot(view, me(app="a"), "1").authz.names == ["default/mine", "istio-system/mesh"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ports import free_port
-from proxy_harness import HOST, Upstream, curl, destination_rule, endpoint, inbound_mesh, service_entry, sidecar
-from tls_material import MeshCA
+from proxy_harness import curl, destination_rule, endpoint, inbound_mesh, service_entry, sidecar
+from mesh_pki import MeshPki
 
 STRICT = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
           "metadata": {"name": "default", "namespace": "default"}, "spec": {"mtls": {"mode": "STRICT"}}}
@@ -15,7 +15,7 @@ STRICT = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
 @pytest.mark.parametrize("tls", [None, {"mode": "ISTIO_MUTUAL"}], ids=["auto", "istio-mutual"])
 @pytest.mark.parametrize("client_proto", ["--http1.1", "--http2-prior-knowledge"])
 def test_two_hops(tmp_path, upstreams, proxies, tls, client_proto):
-    ca = MeshCA(tmp_path / "mesh")
+    ca = MeshPki(tmp_path / "mesh")
     app = upstreams("app")
     inbound_port = free_port()
     server = proxies(inbound_mesh(inbound_port, app) + [STRICT],
@@ -38,7 +38,7 @@ def test_two_hops(tmp_path, upstreams, proxies, tls, client_proto):
 
 def test_two_hops_tcp(tmp_path, upstreams, proxies):
     import socket
-    ca = MeshCA(tmp_path / "mesh")
+    ca = MeshPki(tmp_path / "mesh")
     app = upstreams.tcp("echo")
     inbound_port = free_port()
     proxies(inbound_mesh(inbound_port, app, protocol="TCP") + [STRICT],

@@ -19,7 +19,8 @@ from ports import free_port
 from proxy_harness import (HOST, LOCALHOST, Upstream, curl, destination_rule, dump_yaml, endpoint, service_entry,
                            sidecar, wait_until)
 from throwaway_ca import ThrowawayCA
-from tls_material import MeshCA, mesh_server_context, server_context
+from mesh_pki import MeshPki
+from tls_material import mesh_server_context, server_context
 
 from pymesh.security.identity import peer_spiffe_id
 
@@ -235,7 +236,7 @@ def _listening(port: int) -> bool:
 
 @pytest.fixture
 def mesh_ca(tmp_path):
-    return MeshCA(tmp_path / "mesh")
+    return MeshPki(tmp_path / "mesh")
 
 
 def test_istio_mutual_h2_inside_with_the_spiffe_identity_checked(mesh_ca, servers, proxies):
@@ -303,7 +304,7 @@ def test_istio_mutual_accepts_the_service_entrys_subject_alt_names(server_sa, ok
 
 
 def test_istio_mutual_refuses_a_server_of_another_mesh(mesh_ca, tmp_path, servers, proxies):
-    other = MeshCA(tmp_path / "other-mesh")
+    other = MeshPki(tmp_path / "other-mesh")
     up = servers(H2Upstream, tls=mesh_server_context(other.issue("default", "backend")))
     port = free_port()
     proxy = proxies(mesh(port, up, {"mode": "ISTIO_MUTUAL"}),

@@ -70,3 +70,21 @@ def test_only_cluster_and_listener_scopes_are_exported():
 def test_listener_address():
     assert listener_address("outbound|0.0.0.0|9080") == "0.0.0.0_9080"
     assert listener_address("inbound|8000") == "inbound|8000"
+
+
+def test_rbac_stats_carry_istios_dry_run_tags():
+    """As Istio's authz-dry-run task reads them: the inbound stat prefix in the family name, the
+    dry-run action and result as labels."""
+    ctx = MetricsContext()
+    rbac = ctx.filter_stats("ingress|0.0.0.0|80", "rbac")
+    rbac["istio_dry_run_deny_shadow_denied"] += 20
+    rbac["denied"] += 2
+    ctx.filter_stats("inbound|9080", "rbac")["allowed"] += 1
+    got = parsed(ctx)
+    family = "envoy_http_inbound_0_0_0_0_80_rbac"
+    assert got[family + "_total", (("authz_dry_run_action", "deny"), ("authz_dry_run_result", "denied"))] == (
+        "counter", 20)
+    assert got[family + "_total", (("authz_dry_run_action", "allow"), ("authz_dry_run_result", "allowed"))] == (
+        "counter", 0)
+    assert got[family + "_denied_total", ()] == ("counter", 2)
+    assert got["envoy_http_inbound_0_0_0_0_9080_rbac_allowed_total", ()] == ("counter", 1)
