@@ -27,6 +27,7 @@ from pymesh.http import h1
 from pymesh.proxy.capture import CaptureSettings, Sniffer
 from pymesh.proxy.control_client import ConfigRejected, SnapshotStore
 from pymesh.proxy import random_source
+from pymesh.proxy.allocator import raise_mmap_threshold
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.certs import CertDirSource, CertificateStore
 from pymesh.proxy.credentials import CredentialResolver
@@ -186,6 +187,7 @@ class ProxyWorker:
         self.reuse_port = reuse_port
         self.loop = asyncio.get_running_loop()
         random_source.seed(options.random_seed)  # per worker: forked workers must not share one
+        raise_mmap_threshold()  # TLS reads from the heap, not mmap (pymesh.proxy.allocator)
         self.runtime = Runtime(self.loop, telemetry, options.limits, options.downstream)
         self.certs = certs if certs is not None else CertificateStore()
         self.cert_source = CertDirSource(options.cert_dir, self.certs) if options.cert_dir else None
