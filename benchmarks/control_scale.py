@@ -54,7 +54,9 @@ class Server:
         command = ["-m", "pymesh", "control", "serve", "--config-dir", str(config_dir),
                    "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
                    # every simulated proxy connects from 127.0.0.1: lift the per-source and total caps
-                   "--max-connections", str(MAX_PROXIES), "--max-connections-per-source", str(MAX_PROXIES)]
+                   "--max-connections", str(MAX_PROXIES), "--max-connections-per-source", str(MAX_PROXIES),
+                   # the simulated proxies speak plaintext h2: this measures pushing, not handshakes
+                   "--insecure"]
         if profile is not None:
             command = ["-m", "cProfile", "-o", str(profile), *command]
         self.profile = profile

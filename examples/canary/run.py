@@ -2,6 +2,10 @@
 workloads register themselves as endpoints, and a canary is shifted live by editing a file while
 traffic flows, with no restart and no failed request.
 
+The control channel is the secure one: the demo makes a join token per service account
+(`pymesh control token create`), each sidecar gets its certificate with it and talks mTLS to
+the control server; the two reviews replicas share one token, as a workload's replicas do.
+
     python examples/canary/run.py          # run, print what happened, stop everything
     python examples/canary/run.py --keep   # leave the mesh running to explore (Ctrl-C)
 """
@@ -30,6 +34,10 @@ WORKLOADS = {  # name: (labels, ingress port the sidecar registers, app port, ad
     "reviews-v1": ("app=reviews,version=v1", 15101, 9101, 15210),
     "reviews-v2": ("app=reviews,version=v2", 15102, 9102, 15220),
 }
+
+
+def service_account(workload: str) -> str:
+    return workload.split("-")[0]  # reviews-v1 and reviews-v2 run as "reviews"
 ROUTE = """apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -119,6 +127,16 @@ def switch_time(results: list[tuple[float, str]], start: float, v1: int, v2: int
     return None if first is None else first - start
 
 
+def join_token(pymesh: tuple[str, ...], workdir: str, account: str) -> str:
+    """A token for demo/<account> in a 0600 file (the sidecar reads it with --token-file)."""
+    done = subprocess.run([*pymesh, "control", "token", "create", "--server", CONTROL_ADMIN, "--namespace", "demo",
+                           "--service-account", account, "--ttl", "1h"], capture_output=True, text=True, check=True)
+    path = os.path.join(workdir, f"{account}.token")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as stream:
+        stream.write(done.stdout)
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="keep the mesh running after the demo")
@@ -131,20 +149,23 @@ def main() -> int:
         control_log = os.path.join(mesh.workdir, "control.log")
         with open(control_log, "w") as log_file:
             mesh.start(*pymesh, "control", "serve", "--config-dir", config_dir, "--listen", CONTROL,
-                       "--admin", CONTROL_ADMIN, stderr=log_file)
+                       "--admin", CONTROL_ADMIN, "--data-dir", os.path.join(mesh.workdir, "control"), stderr=log_file)
         wait_ready(f"http://{CONTROL_ADMIN}/ready")
+        tokens = {account: join_token(pymesh, mesh.workdir, account)
+                  for account in sorted({service_account(name) for name in WORKLOADS})}
         for name, (labels, ingress, app_port, admin) in WORKLOADS.items():
             if app_port:
                 mesh.start(sys.executable, APP, name, str(app_port))
             registration = ("--address", "127.0.0.1", "--port", f"http={ingress}") if ingress else ()
             mesh.start(*pymesh, "proxy", "--control", CONTROL, "--workload", name, "--namespace", "demo",
                        "--labels", labels, "--node-id", f"{name}.demo", *registration,
+                       "--token-file", tokens[service_account(name)],
                        "--data-dir", os.path.join(mesh.workdir, name),
                        "--admin-port", str(admin), "--stats-port", str(admin + 1), "--health-port", str(admin + 2),
                        "--access-log", "off", "--log-level", "warning")
         for name, (_, _, _, admin) in WORKLOADS.items():
             wait_ready(f"http://127.0.0.1:{admin}/ready")
-        print("pymesh canary demo: a control server and three sidecars on 127.0.0.1")
+        print("pymesh canary demo: a control server and three sidecars on 127.0.0.1, control channel over mTLS")
         print(f"  control server {CONTROL} watching {config_dir}")
         print(f"  productpage -> sidecar egress http://{EGRESS[0]}:{EGRESS[1]} -> reviews v1 / v2 (registered by their sidecars)\n")
         status = subprocess.run([*pymesh, "control", "status", "--server", CONTROL_ADMIN], capture_output=True, text=True)

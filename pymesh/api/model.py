@@ -77,7 +77,8 @@ class ServiceEntry:
     workload_selector: Labels | None = None  # selects WorkloadEntries (and registered proxies)
     export_to: tuple[str, ...] = ()
     # the names the service's certificates may carry: upstream TLS verifies them when the
-    # DestinationRule names none (ISTIO_MUTUAL; SIMPLE/MUTUAL with an explicit sni), as Istio
+    # DestinationRule names none (ISTIO_MUTUAL; SIMPLE/MUTUAL with an explicit sni), as Istio;
+    # and a registered proxy with another identity is not one of its endpoints (control/membership.py)
     subject_alt_names: tuple[str, ...] = ()
 
 

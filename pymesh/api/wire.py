@@ -10,6 +10,10 @@ A frame that cannot be read at all (oversize, bad JSON, unknown version or type)
 the stream is unusable. A readable envelope whose content is wrong (a config field with the wrong
 type, say) is returned as an `InvalidMessage` carrying the version and nonce, so a proxy can NACK
 it and keep its stream.
+
+Beside the stream, on the same listener: `GET TrustBundle` (the roots, PEM) and `POST Sign` (a
+`SignRequest` JSON body, a `SignResponse` answer) by which a proxy gets and renews its
+certificate (docs/control-security.md).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ __all__ = [
     "Nack",
     "Node",
     "SnapshotMessage",
+    "TrustBundleMessage",
     "WireError",
     "encode_json",
     "encode_message",
@@ -49,6 +54,14 @@ PATH = "/pymesh.control.v1/Stream"
 CONTENT_TYPE = "application/x-pymesh-stream"
 MAX_FRAME = 16 * 1024 * 1024  # bytes of JSON in one frame
 MAX_ERROR = 8 * 1024  # characters of a NACK's error (a whole config's errors can be long)
+SIGN_PATH = "/pymesh.control.v1/Sign"  # POST, JSON: a CSR signed for the credential's identity
+BUNDLE_PATH = "/pymesh.control.v1/TrustBundle"  # GET: the roots (PEM), checked by the token's pin
+# the control server's SPIFFE identity (in the mesh's trust domain), which proxies check after
+# every handshake with it; no join token can be made for its namespace
+CONTROL_NAMESPACE, CONTROL_SERVICE_ACCOUNT = "pymesh-system", "pymesh-control"
+JSON_TYPE = "application/json"
+PEM_TYPE = "application/x-pem-file"
+MAX_SIGN_BODY = 32 * 1024  # bytes of a signing request or answer (a CSR is < 1 KiB; within one window)
 STALE_BASE = "stale base"  # how a NACK of an endpoints message with the wrong base_version starts
 _LENGTH = struct.Struct(">I")
 
@@ -126,6 +139,32 @@ class EndpointsMessage:
 
 
 @dataclass(frozen=True)
+class TrustBundleMessage:
+    """Server -> proxy, on an mTLS stream only (a proxy without a certificate has no use for it,
+    and v1 proxies on an --insecure server never see the type): the roots (PEM, one or more) that
+    workload certificates are verified against now. Sent after hello and when the bundle changes."""
+
+    TYPE: ClassVar[str] = "trust_bundle"
+    roots_pem: str
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    """Body of POST SIGN_PATH: a CSR (PEM) whose one SPIFFE URI SAN must be the identity of the
+    request's credential (the `authorization: Bearer <join token>` header, or the client
+    certificate of the connection when renewing); `ttl` (seconds) is capped by the server."""
+
+    csr: str
+    ttl: float | None = None
+
+
+@dataclass(frozen=True)
+class SignResponse:
+    certificate_chain: str  # PEM, leaf first
+    trust_bundle: str  # PEM roots
+
+
+@dataclass(frozen=True)
 class InvalidMessage:
     """A message whose envelope was readable but whose content was not (never sent, only
     returned by FrameDecoder): `error` names the field path, ready to go into a NACK."""
@@ -136,8 +175,10 @@ class InvalidMessage:
     error: str
 
 
-Message = Union[Hello, Ack, Nack, SnapshotMessage, EndpointsMessage]
-MESSAGE_TYPES: dict[str, type] = {cls.TYPE: cls for cls in (Hello, Ack, Nack, SnapshotMessage, EndpointsMessage)}
+Message = Union[Hello, Ack, Nack, SnapshotMessage, EndpointsMessage, TrustBundleMessage]
+MESSAGE_TYPES: dict[str, type] = {
+    cls.TYPE: cls for cls in (Hello, Ack, Nack, SnapshotMessage, EndpointsMessage, TrustBundleMessage)
+}
 
 
 def encode_message(msg: Message, encoded: Mapping[str, bytes] | None = None) -> bytes:
@@ -230,6 +271,22 @@ def decode_payload(payload: bytes) -> Message | InvalidMessage:
         return codec.decode(cls, body)
     except ValueError as exc:
         return InvalidMessage(kind, _text(body.get("version")), _text(body.get("nonce")), f"{kind}: {exc}")
+
+
+def encode_body(value: SignRequest | SignResponse) -> bytes:
+    """A signing request or answer as its HTTP body (JSON)."""
+    return _json(codec.encode(value))
+
+
+def decode_body(cls: type, body: bytes) -> Any:
+    """A signing request or answer from its HTTP body; ValueError naming what is wrong."""
+    if len(body) > MAX_SIGN_BODY:
+        raise ValueError(f"body of {len(body)} bytes is over the {MAX_SIGN_BODY}-byte limit")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"body is not JSON: {exc}") from None
+    return codec.decode(cls, data)
 
 
 def _text(value: Any) -> str:

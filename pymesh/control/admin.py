@@ -1,6 +1,8 @@
 """The control server's admin port (HTTP/1.1, 127.0.0.1 by default): GET /status (JSON, what
-`pymesh control status` prints), /metrics (Prometheus) and /ready. Off the push path, so a
-minimal one-request-per-connection server is enough.
+`pymesh control status` prints), /metrics (Prometheus) and /ready; and the join-token API under
+/tokens (what `pymesh control token` calls), answered only to loopback clients, since whoever can
+make a token can join the mesh as any service account. Off the push path, so a minimal
+one-request-per-connection server is enough.
 
 /status holds client-supplied strings (node ids, labels, NACK errors). JSON escapes control
 characters and, with ensure_ascii, everything non-ASCII; "<", ">" and "&" are escaped too (as Go's
@@ -10,18 +12,26 @@ encoding/json does) and every answer says nosniff, so no browser can be made to 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from typing import Callable
 
 log = logging.getLogger("pymesh.control.admin")
 MAX_HEADER_LINES = 100
+MAX_BODY = 16 * 1024
 READ_TIMEOUT = 10.0
+TOKENS = "/tokens"
+
+Answer = tuple[int, str, bytes]
+# (method, path under /tokens, body) -> answer
+TokenApi = Callable[[str, str, bytes], Answer]
 
 
 class AdminServer:
     def __init__(self, status: Callable[[], dict], metrics: Callable[[], bytes], metrics_type: str,
-                 ready: Callable[[], bool]):
+                 ready: Callable[[], bool], tokens: TokenApi | None = None):
+        self._tokens = tokens
         self._routes = {
             "/status": lambda: (200, "application/json", json_body(status())),
             "/metrics": lambda: (200, metrics_type, metrics()),
@@ -33,7 +43,8 @@ class AdminServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            status, content_type, body = await asyncio.wait_for(self._respond(reader), READ_TIMEOUT)
+            status, content_type, body = await asyncio.wait_for(
+                self._respond(reader, writer.get_extra_info("peername")), READ_TIMEOUT)
             head = (
                 f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
                 f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
@@ -48,20 +59,39 @@ class AdminServer:
         finally:
             writer.close()
 
-    async def _respond(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes]:
+    async def _respond(self, reader: asyncio.StreamReader, peer) -> Answer:
         request_line = (await reader.readline()).decode("latin-1").split()
+        length = 0
         for _ in range(MAX_HEADER_LINES):
-            if (await reader.readline()) in (b"\r\n", b"\n", b""):
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
                 break
-        if len(request_line) != 3:
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())  # ValueError: dropped
+        if len(request_line) != 3 or not 0 <= length <= MAX_BODY:
             return 400, "text/plain", b"bad request\n"
         method, target, _ = request_line
-        route = self._routes.get(target.split("?", 1)[0])
+        path = target.split("?", 1)[0]
+        if self._tokens is not None and (path == TOKENS or path.startswith(TOKENS + "/")):
+            if not _loopback(peer):
+                return 403, "text/plain", b"the token API answers only loopback clients\n"
+            return self._tokens(method, path[len(TOKENS):], await reader.readexactly(length))
+        route = self._routes.get(path)
         if route is None:
             return 404, "text/plain", b"not found: try /status, /metrics or /ready\n"
         if method != "GET":
             return 405, "text/plain", b"method not allowed\n"
         return route()
+
+
+def _loopback(peer) -> bool:
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except (TypeError, ValueError, IndexError):
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack socket
+    return (mapped or address).is_loopback
 
 
 def json_body(value: object) -> bytes:
@@ -72,4 +102,5 @@ def json_body(value: object) -> bytes:
 
 
 _HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 409: "Conflict", 503: "Service Unavailable"}

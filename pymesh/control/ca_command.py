@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     issue.add_argument("--namespace", required=True, metavar="NS")
     issue.add_argument("--service-account", required=True, metavar="SA")
     issue.add_argument("--out", required=True, metavar="DIR", help="the proxy's --cert-dir")
-    issue.add_argument("--ttl", type=_ttl, default=timedelta(hours=24), metavar="DURATION",
+    issue.add_argument("--ttl", type=duration_arg, default=timedelta(hours=24), metavar="DURATION",
                        help='certificate lifetime, e.g. "24h" or "90s" (default 24h)')
     issue.set_defaults(func=run_issue)
 
@@ -64,7 +64,8 @@ def run_issue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ttl(value: str) -> timedelta:
+def duration_arg(value: str) -> timedelta:
+    """An argparse type: a positive Istio-style duration ("24h", "90s") as a timedelta."""
     try:
         seconds = parse_duration(value)
     except ValueError as error:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 
 from pymesh.security.ca import CertificateAuthority, WorkloadCertificate, load_certs, utc_now
+from pymesh.security.files import write_private, write_public
 
 log = logging.getLogger("pymesh.ca")
 
@@ -30,25 +30,6 @@ class PluginFiles:
     key: str
     chain: str | None = None
     root: str | None = None
-
-
-def write_private(path: str, data: bytes) -> None:
-    """Write a secret: 0600, in a directory made 0700 if new, replaced atomically."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # mkstemp: 0600
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def write_public(path: str, data: bytes) -> None:
-    write_private(path, data)
-    os.chmod(path, 0o644)
 
 
 def _read(path: str) -> bytes:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
 import sys
 
+from datetime import timedelta
+
 from pymesh.api import limits as input_limits
 from pymesh.control import bounds
+from pymesh.control.ca_command import duration_arg
 from pymesh.routing.hosts import parse_host_port
 
 
@@ -40,9 +44,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="but no later than this after the first (default 1.0)")
     serve.add_argument("--grace", type=_seconds, default=5.0, metavar="SECONDS",
                        help="a disconnected proxy stays an endpoint this long (default 5.0)")
+    security = serve.add_argument_group("identity and mTLS (docs/control-security.md)")
+    security.add_argument("--insecure", action="store_true",
+                          help="plaintext, no certificates, no authentication: any client can register as any "
+                          "workload and read any namespace's configuration. Local demos only: refused unless "
+                          "--listen is a loopback address")
+    security.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain (default cluster.local)")
+    security.add_argument("--cert-ttl", type=duration_arg, default=timedelta(hours=24), metavar="DURATION",
+                          help="lifetime of the workload certificates it signs (default 24h)")
+    security.add_argument("--max-cert-ttl", type=duration_arg, default=timedelta(days=90), metavar="DURATION",
+                          help="the most a proxy may ask for (default 2160h = 90 days, Istio's)")
+    security.add_argument("--ca-cert", metavar="FILE", help="plug-in CA: signing certificate (Istio's ca-cert.pem); "
+                          "default: a root made in --data-dir/ca")
+    security.add_argument("--ca-key", metavar="FILE", help="plug-in CA: its key (ca-key.pem)")
+    security.add_argument("--ca-chain", metavar="FILE", help="plug-in CA: its chain (cert-chain.pem)")
+    security.add_argument("--ca-root", metavar="FILE", help="plug-in CA: the trust bundle, one or more roots (root-cert.pem)")
+    security.add_argument("--max-connections-per-identity", type=int, default=256, metavar="N",
+                          help="push streams one identity may hold (its replicas; default 256)")
     input_limits.add_arguments(serve)
     bounds.add_arguments(serve)
     serve.set_defaults(func=run_serve)
+
+    token = commands.add_parser("token", help="create, list and revoke join tokens (bootstrap credentials)",
+                                description="Join tokens let a proxy get its first certificate for one namespace "
+                                "and service account (pymesh proxy --token-file). The server keeps only a hash.")
+    tokens = token.add_subparsers(dest="token_command", metavar="COMMAND")
+    token.set_defaults(func=lambda args: token.print_help() or 2)
+    create = tokens.add_parser("create", help="print a new token on stdout")
+    create.add_argument("--namespace", required=True, metavar="NS")
+    create.add_argument("--service-account", required=True, metavar="SA")
+    create.add_argument("--ttl", type=duration_arg, default=timedelta(hours=1), metavar="DURATION",
+                        help="how long it can bootstrap proxies (default 1h)")
+    create.set_defaults(func=run_token_create)
+    listing = tokens.add_parser("list", help="every token: id, identity, expiry, revoked")
+    listing.set_defaults(func=run_token_list)
+    revoke = tokens.add_parser("revoke", help="stop a token from bootstrapping any more proxies")
+    revoke.add_argument("id", metavar="ID")
+    revoke.set_defaults(func=run_token_revoke)
+    for sub in (create, listing, revoke):
+        sub.add_argument("--server", type=_address, default=("127.0.0.1", 15014), metavar="ADDR:PORT",
+                         help="the control server's admin address (default 127.0.0.1:15014)")
 
     status = commands.add_parser("status", help="show each proxy's pushed and ACKed version, and rejected files")
     status.add_argument("--server", type=_address, default=("127.0.0.1", 15014), metavar="ADDR:PORT",
@@ -51,18 +92,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from pymesh.control.authority import CaOptions
+    from pymesh.control.ca_store import PluginFiles
     from pymesh.control.server import ControlOptions, ControlServer
 
     if not os.path.isdir(args.config_dir):
         print(f"pymesh control serve: --config-dir {args.config_dir}: not a directory", file=sys.stderr)
         return 1
+    if bool(args.ca_cert) != bool(args.ca_key) or (args.ca_chain or args.ca_root) and not args.ca_cert:
+        print("pymesh control serve: a plug-in CA needs --ca-cert and --ca-key (--ca-chain, --ca-root with them)",
+              file=sys.stderr)
+        return 2
+    if args.insecure and not _loopback(args.listen[0]):
+        print(f"pymesh control serve: --insecure listens only on a loopback address, not {args.listen[0]} "
+              "(an unauthenticated channel must not be reachable from the network)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    plugin = PluginFiles(args.ca_cert, args.ca_key, args.ca_chain, args.ca_root) if args.ca_cert else None
     options = ControlOptions(
         config_dir=args.config_dir, listen=args.listen, admin=args.admin, data_dir=args.data_dir,
         debounce=args.debounce, max_debounce=args.max_debounce, grace=args.grace,
-        limits=input_limits.from_args(args), connection_limits=bounds.from_args(args),
+        limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
+        ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),
+        max_per_identity=max(0, args.max_connections_per_identity),
     )
-    return asyncio.run(_serve(ControlServer(options)))
+    try:
+        server = ControlServer(options)
+    except (OSError, ValueError) as exc:
+        print(f"pymesh control serve: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return asyncio.run(_serve(server))
 
 
 async def _serve(server) -> int:
@@ -92,6 +151,45 @@ def run_status(args: argparse.Namespace) -> int:
         return 1
     print(format_status(data))
     return 0
+
+
+def run_token_create(args: argparse.Namespace) -> int:
+    from pymesh.control.token_client import call
+
+    answer = call(args.server, "POST", "/tokens", {
+        "namespace": args.namespace, "service_account": args.service_account, "ttl": args.ttl.total_seconds()})
+    if answer is None:
+        return 1
+    print(answer["token"])
+    print(f"token {answer['id']} for {args.namespace}/{args.service_account}, expires in {args.ttl}", file=sys.stderr)
+    return 0
+
+
+def run_token_list(args: argparse.Namespace) -> int:
+    from pymesh.control.token_client import call, format_tokens
+
+    answer = call(args.server, "GET", "/tokens")
+    if answer is None:
+        return 1
+    print(format_tokens(answer["tokens"]))
+    return 0
+
+
+def run_token_revoke(args: argparse.Namespace) -> int:
+    from pymesh.control.token_client import call
+
+    answer = call(args.server, "POST", f"/tokens/{args.id}/revoke")
+    if answer is None:
+        return 1
+    print(f"token {answer['id']} ({answer['namespace']}/{answer['service_account']}) revoked")
+    return 0
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _address(value: str) -> tuple[str, int]:

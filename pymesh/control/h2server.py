@@ -13,7 +13,9 @@ message; the time until that first message and for any started one. A connection
 gets a GOAWAY with the reason as its debug data. While a peer does not read what we send, we do
 not read what it sends either (PINGs and SETTINGS would otherwise queue their answers without end).
 
-Plain TCP today; a TLS context given to `create_server` wraps the same protocol (mTLS later).
+With TLS (the default; `--insecure` keeps plain TCP), the connection's verified client
+certificate, if any, is read once after the handshake: the push stream is refused (401) without
+one, and the unary paths (`requests`: signing, the trust bundle) get it to decide themselves.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import h2.config
 import h2.connection
@@ -31,15 +34,31 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
-from pymesh.api.wire import CONTENT_TYPE, PATH, FrameDecoder, WireError
+from pymesh.api.wire import CONTENT_TYPE, MAX_SIGN_BODY, PATH, FrameDecoder, WireError
 from pymesh.control import bounds
 from pymesh.control.bounds import ConnectionLimits, Gate
 from pymesh.control.escape import visible
+from pymesh.security.identity import SpiffeId, peer_spiffe_id
 
 log = logging.getLogger("pymesh.control.h2")
 ERROR_HEADER = "pymesh-error"  # trailer naming why the server ended a stream
 
 Opener = Callable[["Stream"], object]  # returns the stream's handler (received(msg), closed())
+
+
+@dataclass(frozen=True)
+class Request:
+    """A unary request (one body in, one answer out) on a path other than the push stream."""
+
+    method: str
+    headers: Mapping[str, str]
+    body: bytes
+    peer_der: bytes | None  # the client certificate the handshake verified (DER), if any
+    peer: str  # address, for logs
+
+
+# path -> (method, handler returning (status, content type, body))
+Requests = Mapping[str, tuple[str, Callable[[Request], tuple[int, str, bytes]]]]
 
 
 class Stream:
@@ -54,6 +73,11 @@ class Stream:
         self.offset = 0  # bytes of queue[0] already sent
         self.open = True
         self.handler = None
+
+    @property
+    def identity(self) -> SpiffeId | None:
+        """The proxy's identity from its verified client certificate (None on --insecure)."""
+        return self.connection.identity
 
     def send(self, data: bytes, supersedes: bool) -> bool:
         if not self.open:
@@ -74,12 +98,18 @@ class Stream:
 class ControlConnection(asyncio.Protocol):
     """One proxy connection (usually one stream)."""
 
-    def __init__(self, opener: Opener, connections: set[ControlConnection], gate: Gate):
+    def __init__(self, opener: Opener, connections: set[ControlConnection], gate: Gate,
+                 requests: Requests | None = None, require_identity: bool = False):
         self._opener = opener
         self._connections = connections
         self._gate = gate
         self._limits = gate.limits
+        self._requests = requests or {}
+        self._require_identity = require_identity
         self._streams: dict[int, Stream] = {}
+        self._unary: dict[int, tuple[str, dict, bytearray]] = {}  # stream id -> (path, headers, body so far)
+        self.peer_der: bytes | None = None
+        self.identity: SpiffeId | None = None
         self._paused = False
         self.transport: asyncio.Transport | None = None
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
@@ -95,6 +125,10 @@ class ControlConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
         self._connections.add(self)
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            self.peer_der = tls.getpeercert(binary_form=True)
+            self.identity = peer_spiffe_id(self.peer_der)
         _keepalive(transport.get_extra_info("socket"))
         self.h2.initiate_connection()
         source = self._peername().rpartition(":")[0]
@@ -222,8 +256,9 @@ class ControlConnection(asyncio.Protocol):
 
     @property
     def buffered(self) -> int:
-        """Bytes of partial messages held for this connection's streams."""
-        return sum(stream.decoder.pending for stream in self._streams.values())
+        """Bytes of partial messages held for this connection's streams (and request bodies)."""
+        return (sum(stream.decoder.pending for stream in self._streams.values())
+                + sum(len(body) for _, _, body in self._unary.values()))
 
     def _write(self) -> None:
         data = self.h2.data_to_send()
@@ -245,12 +280,22 @@ class ControlConnection(asyncio.Protocol):
         headers = dict(event.headers)
         sid = event.stream_id
         status = None
+        unary = self._requests.get(headers.get(":path"))
+        if unary is not None:
+            if headers.get(":method") == unary[0]:
+                self._unary[sid] = (headers[":path"], headers, bytearray())  # answered when the request ends
+            else:
+                self._send_answer(sid, (405, "text/plain", f"{unary[0]} only\n".encode()))
+            return
         if headers.get(":path") != PATH:
             status = "404"
         elif headers.get(":method") != "POST":
             status = "405"
         elif headers.get("content-type", "").split(";")[0].strip() != CONTENT_TYPE:
             status = "415"
+        elif self._require_identity and self.identity is None:
+            status = "401"
+            self._warn("unauthenticated", f"refused a push stream from {self._peername()}: no mesh client certificate")
         try:
             if status is not None:
                 return self.h2.send_headers(sid, [(":status", status)], end_stream=True)
@@ -262,6 +307,15 @@ class ControlConnection(asyncio.Protocol):
 
     def _data(self, event: h2.events.DataReceived) -> None:
         self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        unary = self._unary.get(event.stream_id)
+        if unary is not None:
+            unary[2].extend(event.data)
+            if len(unary[2]) > MAX_SIGN_BODY:
+                del self._unary[event.stream_id]
+                self._send_answer(event.stream_id, (413, "text/plain", b"request body too large\n"))
+            elif self.buffered > self._limits.max_buffered_bytes:
+                self.abort(f"more than {self._limits.max_buffered_bytes} bytes of partial messages", "over_buffer")
+            return
         stream = self._streams.get(event.stream_id)
         if stream is None:
             return
@@ -279,12 +333,38 @@ class ControlConnection(asyncio.Protocol):
                 break
             stream.handler.received(msg)
 
+    def _answer(self, sid: int, headers: dict, body: bytes) -> None:
+        method, handler = self._requests[headers[":path"]]
+        request = Request(headers[":method"], headers, body, self.peer_der, self._peername())
+        try:
+            answer = handler(request)
+        except Exception:
+            log.exception("%s %s failed", method, headers[":path"])
+            answer = (500, "text/plain", b"internal error\n")
+        self._send_answer(sid, answer)
+
+    def _send_answer(self, sid: int, answer: tuple[int, str, bytes]) -> None:
+        status, content_type, body = answer
+        try:
+            self.h2.send_headers(sid, [(":status", str(status)), ("content-type", content_type),
+                                       ("content-length", str(len(body)))], end_stream=not body)
+            size = self.h2.max_outbound_frame_size
+            for start in range(0, len(body), size):  # small (a chain, a bundle): within the initial window
+                self.h2.send_data(sid, body[start:start + size], end_stream=start + size >= len(body))
+        except h2.exceptions.H2Error as exc:  # reset by the client meanwhile, say
+            self._warn("answer_error", f"cannot answer stream {sid} of {self._peername()}: {visible(str(exc))}")
+
     def _stream_ended(self, event: h2.events.StreamEnded) -> None:
+        unary = self._unary.pop(event.stream_id, None)
+        if unary is not None:
+            self._answer(event.stream_id, unary[1], bytes(unary[2]))
+            return
         stream = self._streams.get(event.stream_id)
         if stream is not None:
             self.end_stream(stream)
 
     def _stream_reset(self, event: h2.events.StreamReset) -> None:
+        self._unary.pop(event.stream_id, None)
         stream = self._streams.get(event.stream_id)
         if stream is not None:
             self._forget(stream)
@@ -378,14 +458,16 @@ def _keepalive(sock: socket.socket | None) -> None:
 
 
 async def serve(opener: Opener, host: str, port: int, ssl=None, gate: Gate | None = None,
-                ) -> tuple[asyncio.base_events.Server, set[ControlConnection]]:
+                requests: Requests | None = None) -> tuple[asyncio.base_events.Server, set[ControlConnection]]:
     """Listen for proxies; returns the server and the live connections (to close them). The
     gate holds the limits and counts connections (a default one if not given). With TLS, the
-    handshake must also end within the hello timeout (the hello's clock starts after it)."""
+    handshake must also end within the hello timeout (the hello's clock starts after it), and
+    push streams need a verified client certificate."""
     connections: set[ControlConnection] = set()
     gate = gate or Gate(bounds.DEFAULT)
     loop = asyncio.get_running_loop()
     handshake = gate.limits.hello_timeout if ssl is not None else None
-    server = await loop.create_server(lambda: ControlConnection(opener, connections, gate), host, port, ssl=ssl,
-                                      ssl_handshake_timeout=handshake)
+    server = await loop.create_server(
+        lambda: ControlConnection(opener, connections, gate, requests, require_identity=ssl is not None),
+        host, port, ssl=ssl, ssl_handshake_timeout=handshake)
     return server, connections

@@ -3,6 +3,11 @@
 Transport-neutral: the HTTP/2 layer hands each stream's decoded messages to a `ProxyStream` and
 gives it a `Peer` to send through. Sending never waits (a peer queues, and drops a queued message
 that a newer snapshot supersedes), so a slow or dead proxy cannot hold up the others.
+
+With mTLS every stream has the identity of its verified client certificate: the hello's
+namespace and service account must be that identity's (else the stream is refused), so the
+registration and the view (computed from the hello's namespace) are the certificate's, never a
+claim; at most `max_per_identity` streams per identity; the trust bundle goes first.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ from typing import Callable, Protocol
 
 from pymesh.api import model
 from pymesh.api.wire import (
-    Ack, EndpointsMessage, Hello, InvalidMessage, Nack, SnapshotMessage, WireError, encode_json,
-    encode_message,
+    Ack, EndpointsMessage, Hello, InvalidMessage, Nack, SnapshotMessage, TrustBundleMessage, WireError,
+    encode_json, encode_message,
 )
 from pymesh.control.admission import check_node
 from pymesh.control.bounds import LogThrottle
@@ -26,11 +31,14 @@ from pymesh.control.metrics import ControlMetrics
 from pymesh.control.registry import Registry
 from pymesh.control.session import ProxySession
 from pymesh.routing.view import Views, view_key
+from pymesh.security.identity import SpiffeId
 
 log = logging.getLogger("pymesh.control.push")
 
 
 class Peer(Protocol):
+    identity: SpiffeId | None  # from the verified client certificate; None on --insecure
+
     def send(self, data: bytes, supersedes: bool) -> bool:
         """Queue framed bytes; `supersedes`: queued messages not yet started are dropped first.
         False when the stream is gone."""
@@ -41,8 +49,11 @@ class Peer(Protocol):
 
 class Hub:
     def __init__(self, registry: Registry, metrics: ControlMetrics, clock: Callable[[], float] = time.monotonic,
-                 warmup_until: float = 0.0):
+                 warmup_until: float = 0.0, bundle: Callable[[], bytes] | None = None, max_per_identity: int = 0):
         self.registry = registry
+        self.bundle = bundle  # the trust bundle's PEM, with mTLS
+        self.max_per_identity = max_per_identity  # 0: no limit
+        self._per_identity: dict[SpiffeId, int] = {}
         self.metrics = metrics
         self.generation: Generation | None = None
         self.records: dict[str, ProxySession] = {}  # node id -> its latest session, for status
@@ -110,16 +121,41 @@ class Hub:
 
     # --- per stream -----------------------------------------------------------------------
 
+    def _refusal(self, stream: ProxyStream, node) -> str | None:
+        """Why this hello may not register (None: it may)."""
+        identity = stream.peer.identity
+        if self.bundle is not None:
+            if identity is None:
+                return "hello: no mesh client certificate"
+            if (node.namespace, node.service_account) != (identity.namespace, identity.service_account):
+                return (f"hello: namespace {node.namespace!r} and service account {node.service_account!r} "
+                        f"are not those of the client certificate ({identity.uri})")
+            if self.max_per_identity and self._per_identity.get(identity, 0) >= self.max_per_identity:
+                return f"{identity.uri} already has {self.max_per_identity} streams open"
+        return self.registry.refusal(node)
+
     def _hello(self, stream: ProxyStream, hello: Hello) -> None:
         node = hello.node
+        refusal = self._refusal(stream, node)
+        if refusal is not None:
+            self.metrics.refused.inc()
+            return stream.fail(refusal)
         if not self.registry.has_room(node.id):
             return stream.fail(f"the registry is full ({self.registry.max_nodes} proxies)")
+        identity = stream.peer.identity
+        if identity is not None:
+            self._per_identity[identity] = self._per_identity.get(identity, 0) + 1
+        if self.bundle is not None:
+            stream.send_bundle(self.bundle())
         session = stream.session = ProxySession(node, hello.last_version)
+        session.identity = identity
         self.records[node.id] = session
         self.registry.connect(node)
         self.metrics.connected.inc()
-        log.info("proxy %s (%s/%s) connected, serving version %s", node.id, node.namespace, node.workload,
-                 visible(hello.last_version or "none", 100))
+        if identity is None:
+            self.metrics.insecure.inc()
+        log.info("proxy %s (%s/%s, %s) connected, serving version %s", node.id, node.namespace, node.workload,
+                 identity.uri if identity else "no identity: --insecure", visible(hello.last_version or "none", 100))
         wait = self.warmup_until - self._clock()
         if hello.last_version is not None and wait > 0:
             # it serves its last good config meanwhile; an early snapshot could lack endpoints
@@ -168,6 +204,11 @@ class Hub:
         self._streams.discard(stream)
         self.convergence.gone(stream)
         session = stream.session
+        identity = stream.peer.identity
+        if session is not None and identity is not None:
+            left = self._per_identity.pop(identity) - 1
+            if left:
+                self._per_identity[identity] = left
         if session is not None:
             session.connected = False
             self.metrics.connected.dec()
@@ -218,6 +259,9 @@ class ProxyStream:
         self.hub.metrics.pushes.labels(type=msg.TYPE).inc()
         return True
 
+    def send_bundle(self, roots_pem: bytes) -> None:
+        self.peer.send(encode_message(TrustBundleMessage(roots_pem.decode("ascii"))), supersedes=False)
+
     def fail(self, error: str) -> None:
         """End the stream with `error` (it may quote the client's text: shown escaped)."""
         error = visible(error)
@@ -235,6 +279,8 @@ def _record(session: ProxySession) -> dict:
         "id": node.id,
         "workload": node.workload,
         "namespace": node.namespace,
+        "service_account": node.service_account,
+        "identity": session.identity.uri if session.identity else None,  # from its certificate
         "addresses": list(node.addresses),
         "connected": session.connected,
         "pushed_version": session.pushed_version,

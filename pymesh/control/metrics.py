@@ -18,6 +18,12 @@ class ControlMetrics:
         self.connected = Gauge("pymesh_control_connected_proxies", "Proxies with an open stream that said hello.", registry=r)
         self.pushes = Counter("pymesh_control_pushes", "Messages pushed to proxies, by type.", ["type"], registry=r)
         self.push_errors = Counter("pymesh_control_push_errors", "Pushes that could not be built or sent.", registry=r)
+        self.refused = Counter("pymesh_control_refused_streams",
+                               "Push streams refused at hello (identity mismatch, node id taken, limits).", registry=r)
+        self.insecure = Counter("pymesh_control_insecure_connections",
+                                "Proxies that registered without an identity (--insecure).", registry=r)
+        self.csr = Counter("pymesh_control_certificate_requests",
+                           "Certificate signing requests, by outcome.", ["outcome"], registry=r)
         self.nacks = Counter("pymesh_control_nacks", "NACKs received from proxies.", registry=r)
         self.rejections = Counter(
             "pymesh_control_config_rejections", "Configuration file versions rejected by validation.", registry=r
@@ -30,6 +36,8 @@ class ControlMetrics:
         )
         for kind in ("snapshot", "endpoints"):
             self.pushes.labels(type=kind)
+        for outcome in ("signed", "unauthenticated", "denied", "invalid"):
+            self.csr.labels(outcome=outcome)
         self.closed = Counter(
             "pymesh_control_connections_closed",
             "Connections refused or closed for a limit, by reason (too_many_connections, too_many_from_source, "

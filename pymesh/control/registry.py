@@ -5,6 +5,12 @@ matches its labels, exactly as a WorkloadEntry written in YAML would be; the rou
 needs nothing new. When a proxy's last stream closes it stays for `grace` seconds, so a
 reconnect (a control server restart, a network blip) does not flap endpoints everywhere.
 
+A node id belongs to the identity (namespace, service account) that registered it, until it
+leaves: another identity cannot take it, and the same identity cannot open a second stream for
+it while the first is connected (a reconnect after the first is gone resumes it). With mTLS the
+registered entries carry Istio's `security.istio.io/tlsMode: istio` label, so that client
+sidecars pick mTLS for them.
+
 It holds at most `max_nodes` proxies: when a new one arrives with the registry full, the
 disconnected proxy nearest the end of its grace period leaves early to make room, so proxies that
 come and go under ever new ids cannot grow it (nor the saved state) without bound.
@@ -22,17 +28,19 @@ from pymesh.api.wire import Node
 log = logging.getLogger("pymesh.control.registry")
 
 REGISTRY_SOURCE = model.Source(file="<registry>")
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
 MAX_NODES = 10_000
 
 
-def workload_entry(node: Node) -> model.WorkloadEntry | None:
+def workload_entry(node: Node, mtls: bool = False) -> model.WorkloadEntry | None:
     """The WorkloadEntry a registered proxy stands for; None without an address to reach it."""
     if not node.addresses:
         return None
+    labels = {**node.labels, TLS_MODE_LABEL: "istio"} if mtls else node.labels
     return model.WorkloadEntry(
-        metadata=model.Metadata(name=node.id, namespace=node.namespace, labels=node.labels, source=REGISTRY_SOURCE),
+        metadata=model.Metadata(name=node.id, namespace=node.namespace, labels=labels, source=REGISTRY_SOURCE),
         spec=model.WorkloadEntrySpec(
-            address=node.addresses[0], ports=node.ports, labels=node.labels, service_account=node.service_account
+            address=node.addresses[0], ports=node.ports, labels=labels, service_account=node.service_account
         ),
     )
 
@@ -41,14 +49,26 @@ class Registry:
     """Node id -> Node, with a count of open streams per id and a removal timer for the idle."""
 
     def __init__(self, grace: float, on_change: Callable[[], None], on_expire: Callable[[str], None] = lambda _: None,
-                 max_nodes: int = MAX_NODES):
+                 mtls: bool = False, max_nodes: int = MAX_NODES):
         self.grace = grace
+        self.mtls = mtls
         self.max_nodes = max_nodes
         self._on_change = on_change
         self._on_expire = on_expire
         self._nodes: dict[str, Node] = {}
         self._streams: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def refusal(self, node: Node) -> str | None:
+        """Why `node` may not connect now (None: it may): its id is another identity's, or
+        connected already."""
+        known = self._nodes.get(node.id)
+        if known is not None and (known.namespace, known.service_account) != (node.namespace, node.service_account):
+            return (f"node id {node.id!r} is registered by another identity "
+                    f"({known.namespace}/{known.service_account})")
+        if node.id in self._streams:
+            return f"node id {node.id!r} is already connected (one stream per node id)"
+        return None
 
     def has_room(self, node_id: str) -> bool:
         """Whether `node_id` can connect: it is known, there is room, or room can be made by
@@ -99,7 +119,7 @@ class Registry:
         return [self._nodes[k] for k in sorted(self._nodes)]
 
     def entries(self) -> tuple[model.WorkloadEntry, ...]:
-        return tuple(entry for node in self.nodes() if (entry := workload_entry(node)) is not None)
+        return tuple(entry for node in self.nodes() if (entry := workload_entry(node, self.mtls)) is not None)
 
     def close(self) -> None:
         for timer in self._timers.values():

@@ -10,16 +10,21 @@ import time
 from dataclasses import dataclass
 
 from pymesh.api import limits as input_limits
+from pymesh.api import wire
 from pymesh.api.limits import Limits
 from pymesh.control import bounds, persist
 from pymesh.control.admin import AdminServer
+from pymesh.control.authority import CaOptions, MeshCA, load_authority
 from pymesh.control.bounds import ConnectionLimits, Gate
-from pymesh.control.h2server import serve
+from pymesh.control.h2server import Request, serve
 from pymesh.control.hub import Hub
 from pymesh.control.mesh import Mesh
 from pymesh.control.metrics import ControlMetrics
 from pymesh.control.registry import Registry
+from pymesh.control.signing import Signer
 from pymesh.control.store import ConfigStore
+from pymesh.control.token_api import TokenApi
+from pymesh.control.tokens import TokenStore
 from pymesh.control.watch import Watcher
 
 log = logging.getLogger("pymesh.control")
@@ -37,6 +42,9 @@ class ControlOptions:
     poll_interval: float = 0.1
     limits: Limits = input_limits.DEFAULT
     connection_limits: ConnectionLimits = bounds.DEFAULT
+    insecure: bool = False  # plaintext, no identities: local demos only
+    ca: CaOptions = CaOptions()
+    max_per_identity: int = 256  # push streams of one identity (the replicas of a workload)
 
 
 class ControlServer:
@@ -45,14 +53,19 @@ class ControlServer:
         self.metrics = ControlMetrics()
         self.store = ConfigStore(options.config_dir, options.limits)
         self.watcher = Watcher(self.store.poll, self._reload, options.debounce, options.max_debounce, options.poll_interval)
-        self.registry = Registry(options.grace, on_change=self.watcher.notify, on_expire=lambda i: self.hub.forget(i))
+        self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)
+        self.tokens = TokenStore(options.data_dir, time.time)
+        self.registry = Registry(options.grace, on_change=self.watcher.notify, on_expire=lambda i: self.hub.forget(i),
+                                 mtls=self.ca is not None)
         last_version, nodes = persist.load(options.data_dir) if options.data_dir else (0, [])
-        self.mesh = Mesh(last_version)
-        self.hub = Hub(self.registry, self.metrics)
+        self.mesh = Mesh(last_version, None if self.ca is None else self.ca.trust_domain)
+        self.hub = Hub(self.registry, self.metrics, bundle=None if self.ca is None else lambda: self.ca.bundle_pem,
+                       max_per_identity=options.max_per_identity)
         self._nodes = nodes
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: set = set()
         self._watch_task: asyncio.Task | None = None
+        self._renewal: asyncio.TimerHandle | None = None
         self.ready = False
         self.listen_address: tuple[str, int] = options.listen
         self.admin_address: tuple[str, int] = options.admin
@@ -67,10 +80,10 @@ class ControlServer:
             self.hub.warmup_until = time.monotonic() + self.options.grace
         self._apply(self.store.reload(), time.monotonic())  # nothing is served yet: in-process
         gate = Gate(self.options.connection_limits, lambda reason: self.metrics.closed.labels(reason=reason).inc())
-        server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate)
+        server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate, **self._security())
         self.metrics.watch_connections(self._connections)
-        admin = await AdminServer(self.status, self.metrics.render, self.metrics.content_type,
-                                  lambda: self.ready).start(*self.options.admin)
+        admin = await AdminServer(self.status, self.metrics.render, self.metrics.content_type, lambda: self.ready,
+                                  None if self.ca is None else TokenApi(self.tokens, self.ca)).start(*self.options.admin)
         self._servers = [server, admin]
         self.listen_address = server.sockets[0].getsockname()[:2]
         self.admin_address = admin.sockets[0].getsockname()[:2]
@@ -78,10 +91,38 @@ class ControlServer:
         self.ready = True
         log.info("serving proxies on %s:%d, admin on %s:%d, config version %d",
                  *self.listen_address, *self.admin_address, self.mesh.current.version)
+        if self.ca is None:
+            log.warning("INSECURE: --insecure serves every client that connects, in plaintext, with no identity: "
+                        "any process that reaches %s:%d can register as any workload and read any namespace's "
+                        "configuration; for local demos only", *self.listen_address)
+        else:
+            log.info("mTLS: trust domain %s, certificates for %.0fs (at most %.0fs)", self.ca.trust_domain,
+                     self.options.ca.cert_ttl.total_seconds(), self.options.ca.max_cert_ttl.total_seconds())
+
+    def _security(self) -> dict:
+        """The listener's TLS context and signing paths (none with --insecure)."""
+        if self.ca is None:
+            return {}
+        signer = Signer(self.ca, self.tokens, lambda outcome: self.metrics.csr.labels(outcome=outcome).inc())
+
+        def sign(request: Request):
+            return signer.sign(request.headers.get("authorization"), request.body, request.peer_der, request.peer)
+
+        context = self.ca.server_context()
+        self._renew_serving()
+        return {"ssl": context, "requests": {wire.SIGN_PATH: ("POST", sign),
+                                             wire.BUNDLE_PATH: ("GET", lambda _: signer.bundle())}}
+
+    def _renew_serving(self) -> None:
+        """The listener's own certificate, renewed at half its lifetime."""
+        delay = self.ca.renew_serving()
+        self._renewal = asyncio.get_running_loop().call_later(delay, self._renew_serving)
 
     async def stop(self) -> None:
         """Close the listeners, end every stream with a GOAWAY, save the state."""
         self.ready = False
+        if self._renewal is not None:
+            self._renewal.cancel()
         for server in self._servers:
             server.close()
         for connection in list(self._connections):
@@ -97,7 +138,9 @@ class ControlServer:
     def status(self) -> dict:
         return {
             "version": str(self.mesh.current.version),
-            "proxies": self.hub.status(),
+            "proxies": [{**p, "refused": self.mesh.refused[p["id"]]} if p["id"] in self.mesh.refused else p
+                        for p in self.hub.status()],
+            "mtls": self.ca is not None,
             "rejected": [{"file": f, "errors": [str(e) for e in errors]} for f, errors in self.store.rejected],
         }
 

@@ -37,6 +37,7 @@ class ProxySession:
         self.view: model.MeshConfig | None = None  # of the last push
         self.acked_version: str | None = None
         self.error: str | None = None  # the NACK of the last push, if it was NACKed
+        self.identity = None  # the SpiffeId of its client certificate (None: --insecure)
 
     @property
     def state(self) -> str:

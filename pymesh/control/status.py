@@ -17,17 +17,22 @@ COLUMNS = ("NAME", "NAMESPACE", "ADDRESS", "PUSHED", "ACKED", "STATE")
 
 
 class Unreachable(Exception):
-    pass
+    @classmethod
+    def of(cls, url: str, exc: Exception) -> Unreachable:
+        return cls(f"cannot reach the control server at {url}: {getattr(exc, 'reason', exc)}")
+
+
+def admin_url(host: str, port: int, path: str) -> str:
+    return f"http://{_join(host, port)}{path}"
 
 
 def fetch(host: str, port: int, timeout: float = 5.0) -> dict:
-    url = f"http://{_join(host, port)}/status"
+    url = admin_url(host, port, "/status")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return json.load(response)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise Unreachable(f"cannot reach the control server at {url}: {reason}") from None
+        raise Unreachable.of(url, exc) from None
 
 
 def format_status(status: dict) -> str:

@@ -186,6 +186,7 @@ class Connection:
         self._priority_frames = 0
         self._window_updates = 0
         self._data_frames_sent = 0
+        self._last_data: tuple | None = None  # (stream, index in _out, size) of the last DATA frame queued
         self._handlers = (
             self._on_data, self._on_headers, self._on_priority, self._on_rst_stream, self._on_settings,
             self._on_push_promise, self._on_ping, self._on_goaway, self._on_window_update, self._on_continuation,
@@ -747,7 +748,17 @@ class Connection:
         self._local_closed(stream)
 
     def end_stream(self, stream_id: int) -> None:
-        """End the stream with an empty DATA frame (after any data still buffered)."""
+        """End the stream with an empty DATA frame (after any data still buffered), or, when
+        the stream's last DATA frame is still the last thing queued, by setting END_STREAM on
+        it: one frame per response body instead of two."""
+        last = self._last_data
+        if last is not None and last[0].id == stream_id and last[1] == len(self._out) - 2:
+            stream = last[0]
+            self._last_data = None
+            if stream.local_open and not stream.pending and self._streams.get(stream_id) is stream:
+                self._out[last[1]] = f.frame_header(last[2], f.DATA, f.END_STREAM, stream_id)
+                self._local_closed(stream)
+                return
         self.send_data(stream_id, b"", True)
 
     def reset_stream(self, stream_id: int, code: int = f.CANCEL) -> None:
@@ -785,11 +796,17 @@ class Connection:
         if code != f.NO_ERROR:
             self._finish()
 
+    @property
+    def has_output(self) -> bool:
+        """Frames are queued for `data_to_send`."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         out = self._out
         if not out:
             return b""
         self._out = []
+        self._last_data = None
         self._queued_control = 0
         return b"".join(out)
 
@@ -812,6 +829,8 @@ class Connection:
             out.append(f.frame_header(size, f.DATA, f.END_STREAM if end_stream else 0, stream_id))
             if size:
                 out.append(data)
+                if not end_stream:
+                    self._last_data = (stream, len(out) - 2, size)
             self._data_frames_sent += 1
         else:
             view = memoryview(data)

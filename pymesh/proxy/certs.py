@@ -18,11 +18,11 @@ import asyncio
 import logging
 import os
 import ssl
-import tempfile
 from datetime import datetime
 from typing import Callable
 
 from pymesh.security.ca import WorkloadCertificate, utc_now, workload_certificate
+from pymesh.security.tls import load_key_pair
 
 log = logging.getLogger("pymesh.certs")
 
@@ -90,17 +90,6 @@ class CertificateStore:
         if alpn:
             context.set_alpn_protocols(list(alpn))
         return context
-
-
-def load_key_pair(context: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> None:
-    """`load_cert_chain` from memory: `ssl` reads only files, so the pair goes through a
-    private temporary directory (0700, file 0600) that is removed at once."""
-    with tempfile.TemporaryDirectory(prefix="pymesh-tls-") as directory:
-        path = os.path.join(directory, "pair.pem")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(chain_pem + b"\n" + key_pem)
-        context.load_cert_chain(path)
 
 
 class CertDirSource:

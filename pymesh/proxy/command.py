@@ -14,6 +14,7 @@ from pymesh.proxy.downstream_limits import DownstreamLimits
 from pymesh.api import limits as input_limits, wire
 from pymesh.proxy.server import ControlOptions, ProxyOptions
 from pymesh.routing.snapshot import ProxyIdentity
+from pymesh.security.jointoken import JoinToken, TokenRefused
 
 
 PROXY_DESCRIPTION = (
@@ -40,12 +41,13 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="get configuration from this control server instead [$PYMESH_CONTROL]")
     parser.add_argument("--workload", default=os.environ.get("PYMESH_WORKLOAD", "unknown"),
                         help="this workload's name, for metrics and Sidecar selection [$PYMESH_WORKLOAD]")
-    parser.add_argument("--namespace", default=os.environ.get("PYMESH_NAMESPACE", "default"),
-                        help="this workload's namespace [$PYMESH_NAMESPACE]")
+    parser.add_argument("--namespace", default=os.environ.get("PYMESH_NAMESPACE"),
+                        help="this workload's namespace (default: the join token's, else default) [$PYMESH_NAMESPACE]")
     parser.add_argument("--labels", default=os.environ.get("PYMESH_LABELS", ""),
                         help="this workload's labels, k=v,k=v (selects the Sidecar, sourceLabels) [$PYMESH_LABELS]")
-    parser.add_argument("--service-account", default=os.environ.get("PYMESH_SERVICE_ACCOUNT", "default"),
-                        help="this workload's service account [$PYMESH_SERVICE_ACCOUNT]")
+    parser.add_argument("--service-account", default=os.environ.get("PYMESH_SERVICE_ACCOUNT"),
+                        help="this workload's service account (default: the join token's, else default) "
+                        "[$PYMESH_SERVICE_ACCOUNT]")
     parser.add_argument("--locality", default=os.environ.get("PYMESH_LOCALITY", ""), metavar="REGION/ZONE/SUBZONE",
                         help="where this proxy runs, for locality load balancing (default: from the labels "
                         "topology.kubernetes.io/region, topology.kubernetes.io/zone, topology.istio.io/subzone) "
@@ -98,6 +100,14 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                          help="a port this workload serves, by ServiceEntry port name (repeatable) [$PYMESH_PORTS]")
     control.add_argument("--node-id", default=os.environ.get("PYMESH_NODE_ID"),
                          help="this proxy's unique name at the control server (default workload-host-pid.namespace)")
+    control.add_argument("--token-file", metavar="PATH", default=os.environ.get("PYMESH_TOKEN_FILE") or None,
+                         help="join token (from `pymesh control token create`): get a certificate for its identity "
+                         "and talk to the control server over mTLS [$PYMESH_TOKEN_FILE; or the token itself in "
+                         "$PYMESH_TOKEN]. Without one the channel is plaintext, for a server run with --insecure")
+    control.add_argument("--ca-root", metavar="FILE",
+                         help="the mesh root(s) to verify the control server by (default: the token's pinned root)")
+    control.add_argument("--renew-fraction", type=_fraction, default=0.5, metavar="F",
+                         help="renew the certificate this far through its lifetime, with jitter (default 0.5)")
     capture = parser.add_argument_group("traffic capture (with `pymesh iptables`)")
     capture.add_argument("--capture", action="store_true", default=os.environ.get("PYMESH_CAPTURE") == "1",
                          help="open the capture listeners that iptables redirects to [$PYMESH_CAPTURE=1]")
@@ -132,7 +142,49 @@ def parse_host_port(text: str, flag: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def control_options(args, identity: ProxyIdentity) -> ControlOptions | None:
+def _fraction(value: str) -> float:
+    try:
+        fraction = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not 0.05 <= fraction <= 0.95:
+        raise argparse.ArgumentTypeError("must be between 0.05 and 0.95")
+    return fraction
+
+
+def join_token(args) -> JoinToken | None:
+    """The token from --token-file or $PYMESH_TOKEN (never from the command line: it would show
+    in `ps`)."""
+    if not args.control:
+        return None
+    text = os.environ.get("PYMESH_TOKEN", "")
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as stream:
+                text = stream.read()
+        except OSError as error:
+            raise argparse.ArgumentTypeError(f"--token-file: {error}") from None
+    if not text.strip():
+        return None
+    try:
+        return JoinToken.parse(text)
+    except TokenRefused as error:
+        raise argparse.ArgumentTypeError(f"join token: {error}") from None
+
+
+def resolve_identity(args, token: JoinToken | None) -> tuple[str, str]:
+    """(namespace, service account): the token's, which the certificate will carry; a
+    different one given explicitly is an error, not a silent override."""
+    if token is None:
+        return args.namespace or "default", args.service_account or "default"
+    for flag, given, own in (("--namespace", args.namespace, token.namespace),
+                             ("--service-account", args.service_account, token.service_account)):
+        if given and given != own:
+            raise argparse.ArgumentTypeError(f"{flag} {given} differs from the join token's {own}")
+    return token.namespace, token.service_account
+
+
+def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> ControlOptions | None:
     if not args.control:
         return None
     host, port = parse_host_port(args.control, "--control")
@@ -142,7 +194,18 @@ def control_options(args, identity: ProxyIdentity) -> ControlOptions | None:
         service_account=identity.service_account, labels=dict(identity.labels),
         addresses=tuple(args.address), ports=parse_ports(args.port),
     )
-    return ControlOptions(host=host, port=port, node=node, data_dir=args.data_dir)
+    ca_root = None
+    if args.ca_root and token is None:
+        raise argparse.ArgumentTypeError("--ca-root verifies the control server for a proxy with a join token "
+                                         "(--token-file or $PYMESH_TOKEN)")
+    if args.ca_root:
+        try:
+            with open(args.ca_root, "rb") as stream:
+                ca_root = stream.read()
+        except OSError as error:
+            raise argparse.ArgumentTypeError(f"--ca-root: {error}") from None
+    return ControlOptions(host=host, port=port, node=node, data_dir=args.data_dir, token=token, ca_root=ca_root,
+                          renew_fraction=args.renew_fraction)
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -158,17 +221,22 @@ def parse_labels(text: str) -> dict[str, str]:
 def options_from_args(args) -> ProxyOptions:
     if bool(args.config) == bool(args.control):
         raise argparse.ArgumentTypeError("give one of --config PATH or --control HOST:PORT (or $PYMESH_CONTROL)")
+    token = join_token(args)
+    if token is not None and args.cert_dir:
+        raise argparse.ArgumentTypeError("--cert-dir and a join token would both give the workload certificate: "
+                                         "give one")
+    namespace, service_account = resolve_identity(args, token)
     identity = ProxyIdentity(
         workload=args.workload,
-        namespace=args.namespace,
+        namespace=namespace,
         labels=parse_labels(args.labels),
-        service_account=args.service_account,
+        service_account=service_account,
         locality=args.locality,
     )
     return ProxyOptions(
         config_paths=args.config or [],
         identity=identity,
-        control=control_options(args, identity),
+        control=control_options(args, identity, token),
         admin_address=args.admin_address,
         admin_port=args.admin_port,
         stats_port=args.stats_port,

@@ -6,6 +6,10 @@ The proxy names itself once per connection (hello), applies each snapshot atomic
 jittered exponential backoff and, while the server is away, simply keeps its last good
 configuration, which `SnapshotStore` also keeps on disk so a proxy restarted during an outage
 still serves.
+
+With a `WorkloadIdentity` (a join token) each connection is mTLS with the proxy's current
+certificate, the server must have the control server's SPIFFE identity, and pushed trust
+bundles go to the identity; without one it is plaintext (a server run with --insecure).
 """
 
 from __future__ import annotations
@@ -15,9 +19,8 @@ import json
 import logging
 import os
 import random
-import ssl
 from dataclasses import replace
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import h2.config
 import h2.connection
@@ -26,6 +29,10 @@ import h2.exceptions
 import h2.settings
 
 from pymesh.api import codec, model, wire
+from pymesh.security.identity import peer_spiffe_id
+
+if TYPE_CHECKING:
+    from pymesh.proxy.workload_identity import WorkloadIdentity
 
 log = logging.getLogger("pymesh.control_client")
 
@@ -73,13 +80,13 @@ class SnapshotStore:
 
 class ControlClient:
     def __init__(self, host: str, port: int, node: wire.Node, apply: Apply, store: SnapshotStore,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 identity: WorkloadIdentity | None = None) -> None:
         self.host = host
         self.port = port
         self.node = node
         self.apply = apply
         self.store = store
-        self.tls = tls
+        self.identity = identity
         self.config: model.MeshConfig | None = None
         self.version: str | None = None
         self.connected = asyncio.Event()
@@ -94,6 +101,8 @@ class ControlClient:
 
     async def run(self) -> None:
         """Stay connected until cancelled; never raises for network trouble."""
+        if self.identity is not None:
+            await self.identity.first.wait()  # its certificate: the identity logs why it is late
         failures = 0
         while True:
             try:
@@ -111,14 +120,24 @@ class ControlClient:
     # one connection ------------------------------------------------------------------------------
 
     async def _session(self) -> None:
-        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls)
+        tls = None
+        if self.identity is not None:
+            tls = self.identity.channel_context()
+            if tls is None:
+                raise ConnectionError(f"no valid workload certificate yet ({self.identity.error or 'being signed'})")
+        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=tls)
         try:
+            if tls is not None:
+                peer = peer_spiffe_id(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
+                if peer != self.identity.server:
+                    raise ConnectionError(f"the server is {peer.uri if peer else 'no SPIFFE identity'}, "
+                                          f"not {self.identity.server.uri}")
             connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
             connection.initiate_connection()
             self._open_windows(connection)
             stream_id = connection.get_next_available_stream_id()
             connection.send_headers(stream_id, [
-                (":method", "POST"), (":path", wire.PATH), (":scheme", "https" if self.tls else "http"),
+                (":method", "POST"), (":path", wire.PATH), (":scheme", "https" if tls else "http"),
                 (":authority", f"{self.host}:{self.port}"), ("content-type", wire.CONTENT_TYPE),
             ])
             session = _Session(connection, stream_id, writer)
@@ -131,12 +150,18 @@ class ControlClient:
                     raise ConnectionError("control server closed the connection")
                 for event in connection.receive_data(data):
                     if isinstance(event, h2.events.ResponseReceived):
+                        status = dict(event.headers).get(b":status", b"").decode()
+                        if status != "200":
+                            raise ConnectionError(f"control server refused the stream: {status}")
                         self.connected.set()
                         log.info("connected to control server %s:%d", self.host, self.port)
                     elif isinstance(event, h2.events.DataReceived):
                         connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                         for message in decoder.feed(event.data):
                             await self._handle(session, message)
+                    elif isinstance(event, h2.events.TrailersReceived):
+                        why = dict(event.headers).get(b"pymesh-error", b"").decode("utf-8", "replace")
+                        raise ConnectionError(f"control server ended the stream: {why or 'no reason given'}")
                     elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset, h2.events.ConnectionTerminated)):
                         raise ConnectionError(f"control stream ended ({type(event).__name__})")
                 session.pump()
@@ -164,6 +189,10 @@ class ControlClient:
         if isinstance(message, wire.InvalidMessage):
             log.error("configuration version %s unreadable: %s", message.version, message.error)
             session.queue(wire.Nack(version=message.version, nonce=message.nonce, error=message.error))
+            return
+        if isinstance(message, wire.TrustBundleMessage):
+            if self.identity is not None:
+                self.identity.trust_bundle(message.roots_pem)
             return
         if isinstance(message, wire.SnapshotMessage):
             config = message.config

@@ -52,7 +52,8 @@ class CodecWriter:
     _flush_pending = False
 
     def flush_soon(self) -> None:
-        if not self._flush_pending:
+        """Write what the codec queued, at the end of this loop turn (nothing queued: no turn)."""
+        if not self._flush_pending and self.codec.has_output:
             self._flush_pending = True
             self.loop.call_soon(self.flush)
 

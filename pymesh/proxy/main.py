@@ -23,13 +23,14 @@ import tempfile
 import uvloop
 
 from pymesh.proxy import downstream_limits
-from pymesh.proxy.control_client import ConfigRejected, ControlClient, SnapshotStore
 from pymesh.proxy.certs import CertDirSource, CertificateStore
+from pymesh.proxy.control_client import ConfigRejected, ControlClient, SnapshotStore
 from pymesh.proxy.endpoints import AdminEndpoints
 from pymesh.proxy.reloads import ReloadRecord
 from pymesh.proxy.server import (ConfigError, ProxyOptions, ProxyWorker, config_fingerprint, load_snapshot,
                                  reload_from_disk)
 from pymesh.proxy.telemetry import Telemetry
+from pymesh.proxy.workload_identity import WorkloadIdentity
 from pymesh.routing.compile import compile_snapshot
 
 log = logging.getLogger("pymesh.proxy")
@@ -50,13 +51,16 @@ def main(options: ProxyOptions) -> int:
 async def _single(options: ProxyOptions, snapshot) -> int:
     telemetry = Telemetry.create(options, workers=1)
     reloads = ReloadRecord(telemetry.metrics, snapshot.version)
-    worker = ProxyWorker(options, telemetry, reloads=reloads)
+    certs = CertificateStore()  # the workload certificate: the data plane's, filled by the control server's CA
+    identity = workload_identity(options, certs)
+    worker = ProxyWorker(options, telemetry, reloads=reloads, certs=certs)
     try:
         await worker.start(snapshot, ready=has_config(options))
     except OSError as error:
         print(f"pymesh proxy: cannot open listener: {error}", file=sys.stderr)
         return 1
-    endpoints = AdminEndpoints(options, telemetry, lambda: worker.runtime.snapshot, lambda: worker.ready,
+    endpoints = AdminEndpoints(options, telemetry, lambda: worker.runtime.snapshot,
+                               ready_with(identity, lambda: worker.ready),
                                quit=lambda: asyncio.get_running_loop().create_task(worker.drain()),
                                cluster_states=lambda: worker.runtime.cluster_states, config_status=reloads.dump,
                                connections=lambda: worker.runtime.pools.open_by_host(),
@@ -65,8 +69,10 @@ async def _single(options: ProxyOptions, snapshot) -> int:
     worker.install_signal_handlers()
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(telemetry.flush_periodically())]
+    if identity is not None:
+        tasks.append(loop.create_task(identity.run()))
     if options.control is not None:
-        tasks.append(loop.create_task(control_client(options, worker.apply_config).run()))
+        tasks.append(loop.create_task(control_client(options, worker.apply_config, identity).run()))
     elif options.watch:
         tasks.append(loop.create_task(worker.watch()))
     log.info("ready: %s", ", ".join(sorted(worker.servers)) or "no listeners")
@@ -84,11 +90,34 @@ def has_config(options: ProxyOptions) -> bool:
     return options.control is None or SnapshotStore(options.control.data_dir).load() is not None
 
 
-def control_client(options: ProxyOptions, apply) -> ControlClient:
+def control_client(options: ProxyOptions, apply, identity: WorkloadIdentity | None = None) -> ControlClient:
     control = options.control
-    client = ControlClient(control.host, control.port, control.node, apply, SnapshotStore(control.data_dir))
+    client = ControlClient(control.host, control.port, control.node, apply, SnapshotStore(control.data_dir),
+                           identity)
     client.restore()
     return client
+
+
+def workload_identity(options: ProxyOptions, store: CertificateStore) -> WorkloadIdentity | None:
+    """With a join token: the certificate from the control server, kept renewed in `store`."""
+    control = options.control
+    if control is None or control.token is None:
+        return None
+    directory = identity_dir(control.data_dir) if control.data_dir else None
+    return WorkloadIdentity(control.host, control.port, control.token, store, control.ca_root,
+                            control.renew_fraction, control.cert_ttl, directory=directory)
+
+
+def identity_dir(data_dir: str) -> str:
+    """Where a proxy keeps its control-server certificate (Istio's file layout, as --cert-dir)."""
+    return os.path.join(data_dir, "identity")
+
+
+def ready_with(identity: WorkloadIdentity | None, ready):
+    """Readiness that also needs a certificate that is valid and not about to run out."""
+    if identity is None:
+        return ready
+    return lambda: ready() and identity.problem() is None
 
 
 # --- N workers ----------------------------------------------------------------------------------
@@ -101,6 +130,9 @@ def _supervise(options: ProxyOptions) -> int:
         # given, a private one that lives as long as this proxy.
         private_dir = tempfile.mkdtemp(prefix="pymesh-proxy-")
         options.control = dataclasses.replace(options.control, data_dir=private_dir)
+    if options.control is not None and options.control.token is not None:
+        # the supervisor gets the certificate and keeps it there; the workers read it as --cert-dir
+        options.cert_dir = identity_dir(options.control.data_dir)
     try:
         telemetry = Telemetry.create(options, workers=options.concurrency)
         workers: dict[int, int] = {}  # pid -> read end of its readiness pipe
@@ -237,17 +269,20 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
         signal_workers(signal.SIGHUP)
 
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
-    client_task = None
-    if options.control is not None:
-        client_task = loop.create_task(control_client(options, apply_pushed).run())
+    client_tasks = []
     certs = CertificateStore()  # the workers load their own; this one answers /certs and /ready
-    cert_source = CertDirSource(options.cert_dir, certs) if options.cert_dir else None
+    identity = workload_identity(options, certs)  # with a token: filled by the CA, kept in the cert dir
+    cert_source = CertDirSource(options.cert_dir, certs) if options.cert_dir and identity is None else None
     if cert_source is not None:
         cert_source.load()
         cert_source.start()
+    if identity is not None:
+        client_tasks.append(loop.create_task(identity.run()))
+    if options.control is not None:
+        client_tasks.append(loop.create_task(control_client(options, apply_pushed, identity).run()))
     endpoints = AdminEndpoints(options, telemetry, lambda: state["snapshot"],
-                               lambda: len(ready) == options.concurrency and not stopping.is_set(), quit=stop,
-                               config_status=reloads.dump, certs=certs, cert_source=cert_source)
+                               ready_with(identity, lambda: len(ready) == options.concurrency and not stopping.is_set()),
+                               quit=stop, config_status=reloads.dump, certs=certs, cert_source=cert_source)
     await endpoints.start()
     while not stopping.is_set() and options.watch and options.control is None:
         try:
@@ -256,8 +291,8 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
             if config_fingerprint(options.config_paths) != state["fingerprint"]:
                 await reload()
     await all_exited.wait()
-    if client_task is not None:
-        client_task.cancel()
+    for task in client_tasks:
+        task.cancel()
     if cert_source is not None:
         cert_source.close()
     endpoints.close()

@@ -27,6 +27,7 @@ from pymesh.http import h1
 from pymesh.proxy.capture import CaptureSettings, Sniffer
 from pymesh.proxy.control_client import ConfigRejected, SnapshotStore
 from pymesh.proxy import random_source
+from pymesh.proxy.allocator import raise_mmap_threshold
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.certs import CertDirSource, CertificateStore
 from pymesh.proxy.credentials import CredentialResolver
@@ -40,6 +41,7 @@ from pymesh.proxy.tls_passthrough import SniRouter
 from pymesh.proxy.telemetry import Telemetry
 from pymesh.routing.compile import compile_snapshot
 from pymesh.routing.snapshot import Listener, ProxyIdentity, Snapshot
+from pymesh.security.jointoken import JoinToken
 
 log = logging.getLogger("pymesh.proxy")
 
@@ -75,6 +77,10 @@ class ControlOptions:
     port: int
     node: wire.Node
     data_dir: str | None = None  # where the last good snapshot is kept
+    token: JoinToken | None = None  # with one: mTLS to the server, a certificate signed by it
+    ca_root: bytes | None = None  # PEM root to verify the server by (else the token's pin)
+    renew_fraction: float = 0.5
+    cert_ttl: float | None = None  # seconds to ask for (the server's --cert-ttl when None)
 
 
 class ConfigError(Exception):
@@ -181,6 +187,7 @@ class ProxyWorker:
         self.reuse_port = reuse_port
         self.loop = asyncio.get_running_loop()
         random_source.seed(options.random_seed)  # per worker: forked workers must not share one
+        raise_mmap_threshold()  # TLS reads from the heap, not mmap (pymesh.proxy.allocator)
         self.runtime = Runtime(self.loop, telemetry, options.limits, options.downstream)
         self.certs = certs if certs is not None else CertificateStore()
         self.cert_source = CertDirSource(options.cert_dir, self.certs) if options.cert_dir else None

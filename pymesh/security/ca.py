@@ -40,10 +40,6 @@ class WorkloadCertificate:
     not_before: datetime
     not_after: datetime
 
-    def renew_at(self, fraction: float = 0.5) -> datetime:
-        """When to renew: `fraction` of the way through the lifetime (Istio renews at 50%)."""
-        return self.not_before + (self.not_after - self.not_before) * fraction
-
     def expired(self, now: datetime) -> bool:
         return now >= self.not_after
 

@@ -1,9 +1,12 @@
 """The benchmark harness's pure parts: percentiles, per-round aggregation, configs, wrk parsing."""
 
+from types import SimpleNamespace
+
 import pytest
 import yaml
 
 from benchmarks import aggregate, configs, scalegen
+from benchmarks.measure import hop_params
 from benchmarks.rows import ROWS, UPSTREAM_PORT, select, shifted
 from benchmarks.stats import percentile, percentiles, summarize
 from benchmarks.wrk import parse as parse_wrk
@@ -72,10 +75,11 @@ def test_added_latency_is_against_direct_of_the_same_round():
     assert "max_rps" not in summary["direct"]
 
 
-def test_every_row_config_renders_without_missing_placeholders():
+def test_every_row_config_renders_without_missing_placeholders(tmp_path):
+    bench = SimpleNamespace(workdir=tmp_path, port_offset=7)  # what hop_params reads of a run
     for row in ROWS:
         for hop in row.hops:
-            text = configs.render(hop.peer.template, {"workdir": "/tmp/x", **shifted(hop.params, 7)})
+            text = configs.render(hop.peer.template, hop_params(bench, hop))
             assert "{{" not in text
             if hop.peer.template.endswith(".yaml"):
                 assert list(yaml.safe_load_all(text))

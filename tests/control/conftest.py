@@ -20,8 +20,9 @@ def control(tmp_path, config_dir):
     teardown, its log printed there (so a failing test shows it)."""
     started: list[ControlServer] = []
 
-    def start(grace: float = 5.0, data_dir=None, *extra: str) -> ControlServer:
-        server = ControlServer(config_dir, tmp_path / f"control{len(started)}.log", grace, data_dir, *extra)
+    def start(grace: float = 5.0, data_dir=None, *extra: str, secure: bool = False) -> ControlServer:
+        server = ControlServer(config_dir, tmp_path / f"control{len(started)}.log", grace, data_dir, *extra,
+                               secure=secure)
         started.append(server)
         return server.start()
 

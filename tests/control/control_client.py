@@ -67,10 +67,11 @@ class ControlClient:
 
     @classmethod
     async def connect(cls, port: int, host: str = "127.0.0.1", window: int | None = None,
-                      acknowledge: bool = True, source: str | None = None) -> ControlClient:
-        """`source`: the local address to connect from (127.0.0.2, ... for another client host)."""
+                      acknowledge: bool = True, source: str | None = None, ssl=None) -> ControlClient:
+        """`source`: the local address to connect from (127.0.0.2, ... for another client host);
+        `ssl`: a client context (tests/control/identity_kit.py makes them) for a secure server."""
         local = (source, 0) if source else None
-        reader, writer = await asyncio.open_connection(host, port, local_addr=local)
+        reader, writer = await asyncio.open_connection(host, port, local_addr=local, ssl=ssl)
         return cls(reader, writer, window, acknowledge)
 
     async def hello(self, node: Node, last_version: str | None = None):

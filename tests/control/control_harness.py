@@ -30,11 +30,16 @@ def cli() -> list[str]:
 
 
 class ControlServer:
-    def __init__(self, config_dir: Path, log: Path, grace: float = 5.0, data_dir: Path | None = None, *extra: str):
+    """`secure=False` (the default for the protocol tests, whose client speaks plaintext h2):
+    `--insecure`; the identity tests pass secure=True."""
+
+    def __init__(self, config_dir: Path, log: Path, grace: float = 5.0, data_dir: Path | None = None, *extra: str,
+                 secure: bool = False):
         self.config_dir = config_dir
         self.log_path = log
+        self.secure = secure
         self.args = ["--config-dir", str(config_dir), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-                     "--grace", str(grace), *extra]
+                     "--grace", str(grace), *extra, *(() if secure else ("--insecure",))]
         if data_dir is not None:
             self.args += ["--data-dir", str(data_dir)]
         self.proc: subprocess.Popen | None = None

@@ -51,6 +51,7 @@ async def in_process(config_dir, **limits) -> ControlServer:
     server = ControlServer(ControlOptions(
         config_dir=str(config_dir), listen=("127.0.0.1", 0), admin=("127.0.0.1", 0), grace=1.0,
         connection_limits=replace(bounds.DEFAULT, **limits),
+        insecure=True,  # plaintext clients: these bounds hold before any authentication
     ))
     await server.start()
     return server

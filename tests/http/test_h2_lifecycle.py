@@ -90,3 +90,39 @@ def test_client_sends_the_upstream_request_of_the_proxy_stream():
         ("head", [(b":authority", b"up.example:8080"), (b":method", b"POST"), (b":path", b"/p?q=1"),
                   (b":scheme", b"http"), (b"accept", b"*/*"), (b"content-length", b"3"), (b"te", b"trailers")]),
         ("data", b"abc"), ("end", [])]
+
+
+def _frames(data: bytes) -> list[tuple[int, int, int]]:
+    """(type, flags, length) of each frame in `data`."""
+    frames, at = [], 0
+    while at < len(data):
+        length = int.from_bytes(data[at:at + 3], "big")
+        frames.append((data[at + 3], data[at + 4], length))
+        at += 9 + length
+    return frames
+
+
+@pytest.mark.parametrize("taken_between, other_stream_between, merged", [
+    (False, False, True),   # the body's DATA frame is still the last queued: END_STREAM goes on it
+    (True, False, False),   # already taken for the wire: an empty DATA frame ends the stream
+    (False, True, False),   # another stream's frame came after it: an empty DATA frame ends it
+])
+def test_end_of_a_body_rides_on_its_last_data_frame_when_it_can(taken_between, other_stream_between, merged):
+    client, server = CodecPeer(client=True), CodecPeer(client=False)
+    pump(client, server)
+    first, second = client.new_stream(), client.new_stream()
+    for sid in (first, second):
+        client.send_head(sid, request(), end_stream=True)
+    pump(client, server)
+    server.send_head(first, response())
+    server.conn.send_data(first, b"answer")
+    wire = server.out() if taken_between else b""
+    if other_stream_between:
+        server.send_head(second, response(), end_stream=True)
+    server.conn.end_stream(first)
+    wire += server.out()
+    data_frames = [frame for frame in _frames(wire) if frame[0] == 0]
+    assert data_frames == ([(0, 1, 6)] if merged else [(0, 0, 6), (0, 1, 0)])
+    client.feed(wire)
+    assert client.log.streams[first] == [("head", response()), ("data", b"answer"), ("end", [])]
+    assert server.conn.open_streams == (1 if not other_stream_between else 0)

@@ -92,6 +92,26 @@ def selected_service(host: str, port: int, selector: dict, name: str) -> dict:
     return resource
 
 
+@dataclass
+class RegisteredService:
+    port: int  # the client sidecar's egress listener for HOST
+    ingress: int  # the workload's sidecar ingress listener (what it registers)
+    app: Upstream
+    labels: dict
+
+
+def registered_service(mesh: "Mesh", name: str = "reviews") -> RegisteredService:
+    """The configuration of a client sidecar (CLIENT labels) calling HOST, whose endpoints are the
+    workloads labelled app=<name> that register themselves, each behind its sidecar's ingress."""
+    port, ingress = free_ports(2)
+    app = mesh.app(name)
+    labels = {"app": name}
+    mesh.write("service.yaml", [selected_service(HOST, port, labels, name)])
+    mesh.write("sidecars.yaml", [egress_sidecar("productpage", CLIENT, port),
+                                 ingress_sidecar(name, labels, ingress, app.port)])
+    return RegisteredService(port, ingress, app, labels)
+
+
 def canary_route(v1: int, v2: int, host: str) -> dict:
     return virtual_service([{"name": "canary", "route": [to_subset("v1", host, v1), to_subset("v2", host, v2)]}],
                            host=host)
@@ -112,8 +132,10 @@ class Control:
     once, so that a restart comes back where the proxies expect it."""
 
     def __init__(self, workdir: Path, config_dir: Path, grace: float = 1.0, port: int | None = None,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, secure: bool = False, extra: tuple[str, ...] = ()) -> None:
         self.config_dir = config_dir
+        self.secure = secure  # False: --insecure (plaintext, no identities)
+        self.extra = extra
         self.grace = grace
         self.data_dir = data_dir
         ports = free_ports(2)
@@ -133,7 +155,7 @@ class Control:
         ]
         if self.data_dir is not None:
             cmd += ["--data-dir", str(self.data_dir)]
-        return cmd
+        return cmd + list(self.extra) + ([] if self.secure else ["--insecure"])
 
     def start(self, wait: bool = True) -> Control:
         with open(self.log_path, "ab") as log:
@@ -212,6 +234,18 @@ class Control:
         return self.node(node_id, self.wait_status(synced, f"{node_id}: connected and SYNCED at the current version",
                                                    timeout))
 
+    def join_token(self, path: Path, namespace: str = NAMESPACE, service_account: str = "default",
+                   ttl: str = "1h") -> Path:
+        """`pymesh control token create` into `path` (0600), for a proxy's --token-file."""
+        done = subprocess.run(pymesh_command() + [
+            "control", "token", "create", "--server", f"{LOCALHOST}:{self.admin_port}", "--namespace", namespace,
+            "--service-account", service_account, "--ttl", ttl], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, f"pymesh control token create failed:\n{done.stderr}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as stream:
+            stream.write(done.stdout)
+        return path
+
     def status_text(self) -> str:
         """What `pymesh control status --server ADMIN` prints (it must succeed)."""
         done = subprocess.run(pymesh_command() + ["control", "status", "--server", f"{LOCALHOST}:{self.admin_port}"],
@@ -229,13 +263,16 @@ class MeshProxy(Proxy):
 
     def __init__(self, workdir: Path, control_port: int, workload: str, labels: dict, *, node_id: str | None = None,
                  address: str | None = None, ports: dict[str, int] | None = None, data_dir: Path | None = None,
-                 log_level: str = "info", concurrency: int = 1) -> None:
+                 log_level: str = "info", concurrency: int = 1, token_file: Path | None = None,
+                 namespace: str = NAMESPACE) -> None:
         super().__init__(workdir, "", labels=",".join(f"{k}={v}" for k, v in labels.items()), name=workload,
                          concurrency=concurrency)
         self.config_path.unlink()  # the base class writes a config file: this proxy has none
         self.control_port = control_port
         self.workload = workload
-        self.node_id = node_id or f"{workload}.{NAMESPACE}"
+        self.namespace = namespace
+        self.token_file = token_file  # a join token: mTLS to a secure control server
+        self.node_id = node_id or f"{workload}.{namespace}"
         self.address = address
         self.ports = dict(ports or {})
         self.data_dir = data_dir
@@ -244,7 +281,7 @@ class MeshProxy(Proxy):
     def command(self) -> list[str]:
         cmd = pymesh_command() + [
             "proxy", "--control", f"{LOCALHOST}:{self.control_port}", "--workload", self.workload,
-            "--namespace", NAMESPACE, "--node-id", self.node_id,
+            "--namespace", self.namespace, "--node-id", self.node_id,
             "--admin-port", str(self.admin_port), "--stats-port", str(self.stats_port),
             "--health-port", str(self.health_port), "--access-log", "off", "--log-level", self.log_level,
         ]
@@ -257,6 +294,8 @@ class MeshProxy(Proxy):
         cmd += [f"--port={name}={number}" for name, number in self.ports.items()]
         if self.data_dir is not None:
             cmd += ["--data-dir", str(self.data_dir)]
+        if self.token_file is not None:
+            cmd += ["--token-file", str(self.token_file)]
         return cmd
 
     def ready_status(self) -> int:
@@ -437,8 +476,9 @@ class Mesh:
         """(Re)write `name` in the config directory; the monotonic time it landed."""
         return write_file(self.config_dir / name, dump_yaml(resources))
 
-    def control(self, grace: float = 1.0, port: int | None = None, start: bool = True) -> Control:
-        server = Control(self.root, self.config_dir, grace, port)
+    def control(self, grace: float = 1.0, port: int | None = None, start: bool = True, **options) -> Control:
+        """options: data_dir, secure (mTLS; default --insecure), extra (more arguments)."""
+        server = Control(self.root, self.config_dir, grace, port, **options)
         self.controls.append(server)
         return server.start() if start else server
 

@@ -6,7 +6,7 @@ and a changed policy takes over without a restart."""
 from __future__ import annotations
 
 from mesh_harness import (  # noqa: F401  (mesh: the fixture)
-    CLIENT, HOST, LOCALHOST, egress_sidecar, free_ports, get, ingress_sidecar, mesh, selected_service, wait_until,
+    CLIENT, HOST, LOCALHOST, get, mesh, registered_service, wait_until,
 )
 
 
@@ -18,12 +18,8 @@ def deny_path(path: str, namespace: str = "default") -> dict:
 
 
 def test_a_pushed_policy_decides_at_the_workloads_sidecar(mesh):
-    port, ingress = free_ports(2)
-    app = mesh.app("reviews")
-    labels = {"app": "reviews"}
-    mesh.write("service.yaml", [selected_service(HOST, port, labels, "reviews")])
-    mesh.write("sidecars.yaml", [egress_sidecar("productpage", CLIENT, port),
-                                 ingress_sidecar("reviews", labels, ingress, app.port)])
+    service = registered_service(mesh)
+    port, ingress, labels = service.port, service.ingress, service.labels
     mesh.write("policy.yaml", [deny_path("/secret")])
     control = mesh.control()
     client = mesh.proxy(control.port, "productpage", CLIENT)
