@@ -1,10 +1,11 @@
 """Which RequestAuthentication rules apply to a proxy, compiled into the JWT engine's providers
 (pymesh.security.jwt.Provider) once per snapshot.
 
-Istio's scoping: a policy in the root namespace without a selector applies to the whole mesh,
-one in the proxy's namespace without a selector to the namespace, and one with a selector to the
-workloads of its namespace whose labels it matches; every applicable policy's rules are used
-together. Policies with targetRef(s) select gateways and waypoints, which pymesh's sidecar is not.
+Istio's scoping (pilot/pkg/model/authentication.go, getConfigsForWorkload): the policies of the
+proxy's namespace and of the root namespace apply when their selector, if any, matches the
+proxy's labels; so a root-namespace policy without a selector applies to the whole mesh, and one
+with a selector to the matching workloads of every namespace. Every applicable policy's rules are
+used together. Policies with targetRef(s) select gateways and waypoints, which pymesh's sidecar is not.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def applies(policy: model.RequestAuthentication, identity: ProxyIdentity) -> boo
     namespace = policy.metadata.namespace
     if policy.target_refs:
         return False
-    if namespace != identity.namespace and not (namespace == ROOT_NAMESPACE and policy.selector is None):
+    if namespace != identity.namespace and namespace != ROOT_NAMESPACE:
         return False
     return policy.selector is None or selects(policy.selector, identity.labels)
 

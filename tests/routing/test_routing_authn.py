@@ -23,7 +23,7 @@ def policy(name: str, ns: str, selector=None, targets=(), issuer: str | None = N
 
 CONFIG = m.MeshConfig(request_authentications=(
     policy("mesh", "istio-system"),
-    policy("root-selected", "istio-system", selector={"app": "httpbin"}),  # root-namespace workloads only
+    policy("root-selected", "istio-system", selector={"app": "httpbin"}),  # matching workloads, mesh-wide
     policy("ns-foo", "foo"),
     policy("foo-httpbin", "foo", selector={"app": "httpbin"}),
     policy("foo-gateway", "foo", targets=("gw",)),  # targetRef: gateways and waypoints, not sidecars
@@ -32,9 +32,9 @@ CONFIG = m.MeshConfig(request_authentications=(
 
 
 @pytest.mark.parametrize("ns, labels, expected", [
-    ("foo", {"app": "httpbin", "version": "v1"}, ["mesh", "ns-foo", "foo-httpbin"]),
+    ("foo", {"app": "httpbin", "version": "v1"}, ["mesh", "root-selected", "ns-foo", "foo-httpbin"]),
     ("foo", {"app": "sleep"}, ["mesh", "ns-foo"]),
-    ("bar", {"app": "httpbin"}, ["mesh", "ns-bar"]),
+    ("bar", {"app": "httpbin"}, ["mesh", "root-selected", "ns-bar"]),
     ("baz", {}, ["mesh"]),
     ("istio-system", {"app": "httpbin"}, ["mesh", "root-selected"]),
 ])
