@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable, Iterable
+from typing import Iterable
 
 from pymesh.http import h2
 from pymesh.http.h2_frames import CANCEL, NO_ERROR, REFUSED_STREAM
