@@ -62,7 +62,7 @@ class Exchange:
         "active_at",
         "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status", "grpc_messages", "retry_held",
         "shadows",
-        "tried", "request_principal",
+        "tried", "request_principal", "logged_path",
     )
 
     def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:
@@ -121,6 +121,7 @@ class Exchange:
         self.shadows = None  # the mirrored copies of this request (pymesh.proxy.mirror), if any
         self.tried: list | None = None  # endpoints of the failed attempts, once there is a retry
         self.request_principal = None  # a verified JWT (pymesh.security.principal), set by JwtAuthn
+        self.logged_path: str | None = None  # the path for the access log when it differs (a token redacted)
 
     # --- request side (called by the downstream protocol) -------------------------------------
 

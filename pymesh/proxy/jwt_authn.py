@@ -24,6 +24,7 @@ from pymesh.proxy.jwks import JwksCache
 from pymesh.proxy.local_reply import LocalReply
 from pymesh.security import jwt
 from pymesh.security.jwt import JwtFailure, Location, Provider
+from pymesh.telemetry.accesslog import redact_query
 
 
 class JwtAuthn:
@@ -55,6 +56,9 @@ class JwtAuthn:
         if not found:
             _stats(exchange)["allowed"] += 1
             return None
+        params = frozenset(location.name for location, _ in found if location.kind == "param")
+        if params:  # valid or not, a token is a credential: the access log keeps the path without it
+            exchange.logged_path = redact_query(exchange.head.path, params)
         return self._verify(exchange, request, found, 0, ())
 
     def _verify(self, exchange, request: UpstreamRequest, found: list, index: int, refetched: tuple):

@@ -83,7 +83,7 @@ class Telemetry:
             head = exchange.head
             route = exchange.route
             self.access_log.log(
-                time.time() - duration_ms / 1000.0, head.method, head.authority, head.path,
+                time.time() - duration_ms / 1000.0, head.method, head.authority, exchange.logged_path or head.path,
                 "HTTP/" + head.http_version, exchange.status, exchange.flags, exchange.request_bytes,
                 exchange.response_bytes, duration_ms, endpoint.key if endpoint else None,
                 cluster.name if cluster else None, _header(head, b"x-forwarded-for"),

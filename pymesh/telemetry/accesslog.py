@@ -22,6 +22,7 @@ import stat
 import time
 import weakref
 from json.encoder import c_encode_basestring_ascii  # type: ignore[attr-defined]
+from urllib.parse import unquote
 
 FIELDS = (
     "start_time",
@@ -181,6 +182,18 @@ class AccessLog:
         if self._own_fd:
             os.close(self._fd)
         self._fd = -1
+
+
+def redact_query(path: str, names: frozenset[str]) -> str:
+    """`path` with the values of the query parameters in `names` replaced by REDACTED: a JWT sent
+    as `?access_token=...` is a credential, and the access log must not keep one."""
+    target, mark, query = path.partition("?")
+    if not mark:
+        return path
+    query, hash_mark, fragment = query.partition("#")
+    pairs = [(name, eq, "REDACTED" if eq and unquote(name) in names else value)
+             for name, eq, value in (pair.partition("=") for pair in query.split("&"))]
+    return target + "?" + "&".join(n + e + v for n, e, v in pairs) + hash_mark + fragment
 
 
 def _discard(*args, **kwargs) -> None:

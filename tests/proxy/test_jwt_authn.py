@@ -108,8 +108,14 @@ def test_no_token_passes_and_another_scheme_is_no_token(mesh, via):
 
 def test_default_query_parameter_access_token(mesh, via):
     port, app, _, proxy = mesh(*MATRIX_RULES)
-    assert curl(port, f"/q?access_token={EC.token()}", *via).status == 200
-    assert curl(port, f"/q?access_token={EC.token(now=1)}", *via).body == b"Jwt is expired"
+    valid, expired = EC.token(), EC.token(now=1)
+    assert curl(port, f"/q?a=1&access_token={valid}", *via).status == 200
+    assert curl(port, f"/q?access_token={expired}", *via).body == b"Jwt is expired"
+    # the tokens are credentials: the access log keeps the paths without them, valid or not
+    assert proxy.wait_log(lambda e: e["path"] == "/q?a=1&access_token=REDACTED")
+    assert proxy.wait_log(lambda e: e["path"] == "/q?access_token=REDACTED" and e["response_code"] == 401)
+    log = proxy.access_log.read_text()
+    assert valid not in log and expired not in log
 
 
 CUSTOM_RULE = {

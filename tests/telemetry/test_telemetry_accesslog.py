@@ -8,7 +8,7 @@ import select
 import pytest
 
 from pymesh.telemetry import accesslog
-from pymesh.telemetry.accesslog import FIELDS, AccessLog
+from pymesh.telemetry.accesslog import FIELDS, AccessLog, redact_query
 
 START = 1700000000.1234  # 2023-11-14T22:13:20.123Z
 
@@ -216,3 +216,14 @@ def test_lines_pending_at_fork_are_written_once(tmp_path):
     assert p.exitcode == 0
     log.close()
     assert sorted(json.loads(l)["path"] for l in lines(out)) == ["/child", "/parent"]
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/q?access_token=abc.def.ghi", "/q?access_token=REDACTED"),
+    ("/q?a=1&access_token=x&b=2#frag", "/q?a=1&access_token=REDACTED&b=2#frag"),
+    ("/q?access%5Ftoken=x&access_token", "/q?access%5Ftoken=REDACTED&access_token"),  # encoded name; no value
+    ("/q?other=x", "/q?other=x"),
+    ("/plain", "/plain"),
+])
+def test_redact_query_hides_token_parameters(path, expected):
+    assert redact_query(path, frozenset({"access_token"})) == expected
