@@ -46,11 +46,14 @@ log = logging.getLogger("pymesh.proxy.tls")
 STRICT, PERMISSIVE, DISABLE = "STRICT", "PERMISSIVE", "DISABLE"
 # What the server offers, in preference order: Istio's mesh protocols first, then the plain ones
 # so a non-mesh client with a mesh certificate (curl --cert, openssl s_client) works too.
-SERVER_ALPN = ("istio-h2", "istio-http/1.1", "istio-http/1.0", "istio-peer-exchange", "istio", "h2", "http/1.1")
+# The server picks the first of these the client offers: an Istio sidecar offers
+# [istio-peer-exchange, istio, h2] for HTTP/2 (Istio's ALPNInMeshH2WithMxc), so h2 and http/1.1
+# come before the names that only ask for sniffing, or it would get istio-peer-exchange.
+SERVER_ALPN = ("istio-h2", "istio-http/1.1", "istio-http/1.0", "h2", "http/1.1", "istio-peer-exchange", "istio")
 H2, HTTP1 = "h2", "http1"
 _CODECS = {"istio-h2": H2, "h2": H2, "istio-http/1.1": HTTP1, "istio-http/1.0": HTTP1, "http/1.1": HTTP1}
 PERMISSIVE_SNIFF_TIMEOUT = 0.1  # as the capture sniffer: a silent client is plaintext (server-first)
-STRICT_HELLO_TIMEOUT = 10.0  # a client that sends no ClientHello on a STRICT port
+STRICT_HELLO_TIMEOUT = 10.0  # a ClientHello not whole by then: refused (STRICT), plaintext (PERMISSIVE)
 HANDSHAKE_TIMEOUT = 10.0
 
 
@@ -163,6 +166,11 @@ class MtlsGate(asyncio.Protocol):
         self.buffer += data
         verdict = tls_hello.inspect(self.buffer)
         if verdict is tls_hello.NEED_MORE:
+            if self.mode == PERMISSIVE and len(self.buffer) == len(data):
+                # the client spoke first, so it is not server-first: the rest of a hello split
+                # over packets gets the hello's time, not the sniff window's
+                self._stop_timer()
+                self.timer = self.runtime.loop.call_later(STRICT_HELLO_TIMEOUT, self._silent)
             return
         self._stop_timer()
         if isinstance(verdict, tls_hello.ClientHello):
@@ -182,10 +190,11 @@ class MtlsGate(asyncio.Protocol):
         self._stop_timer()
 
     def _silent(self) -> None:
-        """Nothing arrived in time: plaintext under PERMISSIVE (a server-first protocol)."""
+        """No whole hello in time: plaintext under PERMISSIVE, a server-first protocol when the
+        client said nothing, else what it did send, replayed."""
         self.timer = None
         if self.mode == PERMISSIVE:
-            self._become(self.plain(True), self.transport, b"")
+            self._become(self.plain(not self.buffer), self.transport, self.buffer)
         else:
             self._refuse("no_filter_chain_match")
 

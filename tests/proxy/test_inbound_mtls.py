@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -162,6 +163,54 @@ def test_port_level_mtls_and_scopes_choose_each_ports_mode(proxies, upstreams, p
     assert mtls_curl(disabled, pki.client).returncode != 0
 
 
+def test_permissive_waits_for_a_client_hello_sent_slowly(proxies, upstreams, pki):
+    """A hello whose packets come 300 ms apart (past the 100 ms window in which a silent client is
+    taken for a server-first protocol) is still TLS: the client spoke first."""
+    app = upstreams("app")
+    port = free_ports(1)[0]
+    start(proxies, pki, [ingress(app, (port, "HTTP")), peer_authentication("default", "PERMISSIVE")])
+
+    reply = _request_with_a_slow_hello(port, client_context(pki.client, pki.root, ("http/1.1",)))
+    assert reply.startswith(b"HTTP/1.1 200"), reply
+    assert app.wait_requests(1)[0].target == "/slow"
+
+
+def _request_with_a_slow_hello(port: int, context: ssl.SSLContext) -> bytes:
+    """GET /slow over TLS driven through memory BIOs, the ClientHello split in two packets with a
+    pause between them (the slow client is the input here, not a wait for an event)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing)
+    with socket.create_connection((LOCALHOST, port), timeout=10) as raw:
+        def pump() -> None:
+            raw.sendall(outgoing.read())
+            data = raw.recv(65536)
+            assert data, "the proxy closed the connection"
+            incoming.write(data)
+
+        with pytest.raises(ssl.SSLWantReadError):
+            tls.do_handshake()
+        hello = outgoing.read()
+        raw.sendall(hello[:3])
+        time.sleep(0.3)
+        raw.sendall(hello[3:])
+        for _ in range(20):
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pump()
+        tls.write(b"GET /slow HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n")
+        reply = b""
+        for _ in range(50):
+            if b"\r\n\r\n" in reply:
+                break
+            try:
+                reply += tls.read(65536)
+            except ssl.SSLWantReadError:
+                pump()
+        return reply
+
+
 def _handshake(port: int, context: ssl.SSLContext, sni: str | None = None):
     with socket.create_connection((LOCALHOST, port), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname=sni) as tls:
@@ -174,6 +223,7 @@ def _handshake(port: int, context: ssl.SSLContext, sni: str | None = None):
     (("istio-http/1.1", "istio"), "istio-http/1.1", "1.1"),
     (("http/1.1",), "http/1.1", "1.1"),
     (("istio-peer-exchange", "istio"), "istio-peer-exchange", "1.1"),  # sniffed inside: HTTP/1.1
+    (("istio-peer-exchange", "istio", "h2"), "h2", "2"),  # an Istio sidecar's HTTP/2 cluster
 ])
 def test_alpn_chooses_the_codec(proxies, upstreams, pki, offered, chosen, http_version):
     app = upstreams("app")
