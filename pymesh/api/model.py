@@ -104,6 +104,7 @@ class HTTPMatchRequest:
     port: int | None = None
     source_labels: Labels = field(default_factory=dict)
     ignore_uri_case: bool = False
+    gateways: tuple[str, ...] = ()  # as written; empty: the VirtualService's own `gateways`
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,7 @@ class L4MatchAttributes:
     port: int | None = None
     destination_subnets: tuple[str, ...] = ()
     source_labels: Labels = field(default_factory=dict)
+    gateways: tuple[str, ...] = ()  # as written; empty: the VirtualService's own `gateways`
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,7 @@ class TLSMatchAttributes:
     port: int | None = None
     source_labels: Labels = field(default_factory=dict)
     source_namespace: str = ""  # "" = any: the proxy's namespace must be this one
+    gateways: tuple[str, ...] = ()  # as written; empty: the VirtualService's own `gateways`
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,9 @@ class VirtualService:
     tcp: tuple[TCPRoute, ...] = ()
     export_to: tuple[str, ...] = ()
     tls: tuple[TLSRoute, ...] = ()
+    # As written: "mesh", "<gateway>" (the VirtualService's namespace) or "<namespace>/<gateway>".
+    # Empty means "mesh" only, as Istio. pymesh.routing.binding resolves them.
+    gateways: tuple[str, ...] = ()
 
 
 # --- DestinationRule -------------------------------------------------------------------------
@@ -620,6 +626,49 @@ class AuthorizationPolicy:
     dry_run: bool = False  # the istio.io/dry-run annotation: evaluated and counted, never enforced
 
 
+# --- Gateway (networking.istio.io) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerTLSSettings:
+    """Istio's ServerTLSSettings. File paths and credentialName as written; the gateway proxy
+    resolves them (pymesh.proxy.credentials) when it builds its contexts."""
+
+    https_redirect: bool = False
+    mode: str = "PASSTHROUGH"  # Istio's enum default; SIMPLE | MUTUAL | ISTIO_MUTUAL | AUTO_PASSTHROUGH | OPTIONAL_MUTUAL
+    server_certificate: str = ""
+    private_key: str = ""
+    ca_certificates: str = ""
+    ca_crl: str = ""
+    credential_name: str = ""
+    credential_names: tuple[str, ...] = ()  # credentialNames: up to two (an RSA and an ECDSA one)
+    subject_alt_names: tuple[str, ...] = ()  # a client certificate must carry one (MUTUAL)
+    verify_certificate_spki: tuple[str, ...] = ()
+    verify_certificate_hash: tuple[str, ...] = ()
+    min_protocol_version: str = "TLS_AUTO"  # TLS_AUTO | TLSV1_0 | TLSV1_1 | TLSV1_2 | TLSV1_3
+    max_protocol_version: str = "TLS_AUTO"
+    cipher_suites: tuple[str, ...] = ()  # Envoy (OpenSSL) names, e.g. ECDHE-RSA-AES256-GCM-SHA384
+
+
+@dataclass(frozen=True)
+class GatewayServer:
+    port: ServicePort  # number, protocol (upper-case: HTTP HTTPS HTTP2 GRPC TLS TCP MONGO ...), name
+    hosts: tuple[str, ...]  # as written: "host", "*.example.com", "ns/host", "./host", "*/host"
+    bind: str = ""
+    name: str = ""
+    default_endpoint: str = ""
+    tls: ServerTLSSettings | None = None
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """An Istio Gateway: the servers a gateway proxy whose labels match `selector` opens."""
+
+    metadata: Metadata
+    servers: tuple[GatewayServer, ...] = ()
+    selector: Labels = field(default_factory=dict)  # empty: every gateway proxy (Istio: all workloads)
+
+
 # --- The whole configuration -----------------------------------------------------------------
 
 
@@ -636,3 +685,4 @@ class MeshConfig:
     request_authentications: tuple[RequestAuthentication, ...] = ()
     peer_authentications: tuple[PeerAuthentication, ...] = ()
     authorization_policies: tuple[AuthorizationPolicy, ...] = ()
+    gateways: tuple[Gateway, ...] = ()

@@ -180,6 +180,33 @@ class Listener:
     # A pymesh.routing.sni.SniTable when TLS passing through is routed by its ClientHello (TLS and
     # HTTPS ports, TCP ports with VirtualService tls routes); tcp_route is then the fallback.
     sni_routes: Any = None
+    # A gateway port whose servers terminate TLS: the ClientHello's SNI picks one of these (see
+    # TlsServerChain); a name none of them serves falls to sni_routes (PASSTHROUGH servers of the
+    # same port), else the handshake is refused.
+    tls_servers: tuple["TlsServerChain", ...] = ()
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """How one Gateway server terminates TLS (pymesh.proxy.gateway_tls builds its contexts and
+    reloads them when the files change)."""
+
+    mode: str  # SIMPLE | MUTUAL | ISTIO_MUTUAL | OPTIONAL_MUTUAL
+    settings: model.ServerTLSSettings  # files and credentialName as written, versions, ciphers, SANs
+    namespace: str  # the Gateway's: where credentialName is looked up
+
+
+@dataclass(frozen=True)
+class TlsServerChain:
+    """One terminating Gateway server on a port (Envoy's filter chain matched by server name):
+    SNI `server_names` (exact, "*.suffix" wildcards, "*" any), its TLS, and what runs on the
+    decrypted stream: HTTP routes (HTTPS/HTTP2/GRPC servers) or a TCP route (TLS servers)."""
+
+    server_names: tuple[str, ...]
+    tls: ServerTls
+    protocol: str  # HTTPS | TLS | ...: the server's port protocol
+    route_table: Any = None  # RouteTable after termination (HTTP-speaking servers)
+    tcp_route: TcpRoute | None = None  # TLS servers terminated then proxied as TCP
 
 
 @dataclass(frozen=True)
@@ -190,6 +217,9 @@ class ProxyIdentity:
     service_account: str = "default"
     ip: str = ""
     locality: str = ""  # "region/zone/subzone": where this proxy runs, for locality load balancing
+    # Istio's node type: "sidecar" (a workload's proxy) or "router" (a gateway, `pymesh gateway`:
+    # it serves Gateway resources whose selector matches its labels and has no Sidecar scoping)
+    kind: str = "sidecar"
 
 
 @dataclass(frozen=True)
