@@ -141,6 +141,9 @@ class HTTPRedirect:
     port: int | None = None
     scheme: str = ""
     redirect_code: int = 301
+    # derivePort: "" keeps the request's authority as it is (or `authority` without a port);
+    # FROM_PROTOCOL_DEFAULT drops the port, FROM_REQUEST_PORT keeps the request's port
+    derive_port: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,171 @@
+"""The Gateway API translated into Istio's model, as Istio does it (pure: config in, config out).
+
+`translate(config)` turns Gateway API Gateways into Istio Gateways (one per listener, selecting
+the gateway proxies labelled gateway.networking.k8s.io/gateway-name=<name>) and HTTPRoutes and
+GRPCRoutes into VirtualServices: bound to those Gateways for a Gateway parent, to `mesh` for a
+Service parent (GAMMA), one per parent and host, holding the matches of every route attached
+there in the Gateway API's precedence order. It also computes each object's status conditions.
+`apply(config)` is the configuration with the translation merged in and the Gateway API
+resources removed: what the routing compiles, the same route tables as Istio's own resources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+from pymesh.api import model
+from pymesh.routing.gateway_api import conditions as c
+from pymesh.routing.gateway_api.grants import Grants
+from pymesh.routing.gateway_api.parents import GATEWAY_GROUP, GATEWAY_NAME_LABEL, Gateways, Listener
+from pymesh.routing.gateway_api.rules import RuleContext, Translated, service_host, translate_rule
+
+__all__ = ["GATEWAY_NAME_LABEL", "ROUTE_SEMANTICS", "Translation", "apply", "translate"]
+
+# Istio's marker on the VirtualServices it writes for Gateway API routes: the routing gives
+# them the Gateway API's semantics where Istio's differ (a missing backend is a 500, not a 503).
+ROUTE_SEMANTICS = ("internal.istio.io/route-semantics", "gateway")
+
+
+@dataclass(frozen=True)
+class Translation:
+    gateways: tuple[model.Gateway, ...]
+    virtual_services: tuple[model.VirtualService, ...]
+    statuses: tuple[c.ObjectStatus, ...]
+
+    def problems(self) -> list[str]:
+        return [line for status in self.statuses for line in status.problems()]
+
+
+def has_gateway_api(config: model.MeshConfig) -> bool:
+    return bool(config.kubernetes_gateways or config.http_routes or config.grpc_routes or config.gateway_classes
+                or config.reference_grants)
+
+
+def apply(config: model.MeshConfig) -> model.MeshConfig:
+    """`config` with its Gateway API resources replaced by their translation (the same object
+    when it has none, so a mesh without them pays nothing)."""
+    if not has_gateway_api(config):
+        return config
+    t = translate(config)
+    return replace(config, gateways=config.gateways + t.gateways,
+                   virtual_services=config.virtual_services + t.virtual_services,
+                   gateway_classes=(), kubernetes_gateways=(), http_routes=(), grpc_routes=(), reference_grants=())
+
+
+def translate(config: model.MeshConfig) -> Translation:
+    grants = Grants(config.reference_grants)
+    gateways = Gateways(config, grants)
+    services = frozenset(h.lower() for se in config.service_entries for h in se.hosts)
+    merged = _Merged()
+    attached: dict[tuple[str, str, str], int] = {}
+    statuses = []
+    for route in config.http_routes + config.grpc_routes:
+        problems = c.Problems()
+        ctx = RuleContext(route, grants, services, problems)
+        translated = [t for i, rule in enumerate(route.rules) for t in translate_rule(ctx, rule, i)]
+        parents = []
+        for ref in route.parent_refs:
+            status = _attach(route, ref, gateways, services, translated, merged, attached)
+            if status is not None:
+                parents.append(c.ParentStatus(status[0], (status[1], problems.condition())))
+        if parents:
+            statuses.append(c.ObjectStatus(route.kind, route.metadata.namespace, route.metadata.name, parents=tuple(parents)))
+    return Translation(tuple(gateways.istio), merged.virtual_services(), tuple(gateways.status(attached) + statuses))
+
+
+def _attach(route: model.KubernetesRoute, ref: model.ObjectReference, gateways: Gateways, services: frozenset[str],
+            translated: list[Translated], merged: _Merged,
+            attached: dict) -> tuple[str, c.Condition] | None:
+    """Bind the route's translated rules to one parent; its Accepted condition (None: a parent
+    that is not pymesh's, which it leaves alone, as Istio does)."""
+    namespace = ref.namespace or route.metadata.namespace
+    label = _parent_label(ref, namespace)
+    if (ref.group, ref.kind) == ("", "Service"):
+        host = service_host(ref.name, namespace)
+        if host not in services:
+            return label, c.Condition(c.ACCEPTED, False, c.NO_MATCHING_PARENT, f"parent service {host} not found")
+        routes = [t if ref.port is None else _with_port(t, ref.port) for t in translated]
+        merged.add(("mesh", route.metadata.namespace, host), host, routes, route, mesh_service_namespace=namespace)
+        return label, c.ok(c.ACCEPTED, "Route was valid")
+    if (ref.group, ref.kind) != (GATEWAY_GROUP, "Gateway"):
+        return None
+    if (namespace, ref.name) not in gateways.gateways:
+        return None  # not one of ours (another class), or no such Gateway
+    listeners = gateways.listeners[(namespace, ref.name)]
+    candidates = [l for l in listeners if (not ref.section_name or l.spec.name == ref.section_name)
+                  and (ref.port is None or l.spec.port == ref.port)]
+    if not candidates:
+        what = f"sectionName {ref.section_name!r}" if ref.section_name else f"port {ref.port}"
+        return label, c.Condition(c.ACCEPTED, False, c.NO_MATCHING_PARENT, f"{what} not found")
+    allowed = [l for l in candidates if l.admits_namespace(route.metadata.namespace) and route.kind in l.kinds]
+    if not allowed:
+        return label, c.Condition(c.ACCEPTED, False, c.NOT_ALLOWED_BY_LISTENERS,
+                                  f"no listener allows a {route.kind} from namespace {route.metadata.namespace}")
+    bound = 0
+    for listener in allowed:
+        hosts = listener.hostnames(route.hostnames)
+        if hosts:
+            bound += 1
+            key = (namespace, ref.name, listener.spec.name)
+            attached[key] = attached.get(key, 0) + 1
+            for host in hosts:
+                merged.add(("gateway", listener.istio_name, host), host, translated, route, listener=listener)
+    if not bound:
+        return label, c.Condition(c.ACCEPTED, False, c.NO_MATCHING_LISTENER_HOSTNAME,
+                                  "no hostnames matched the parent's listeners")
+    return label, c.ok(c.ACCEPTED, "Route was valid")
+
+
+def _parent_label(ref: model.ObjectReference, namespace: str) -> str:
+    label = f"{ref.kind} {namespace}/{ref.name}"
+    if ref.section_name:
+        label += f"/{ref.section_name}"
+    return label + (f":{ref.port}" if ref.port else "")
+
+
+def _with_port(t: Translated, port: int) -> Translated:
+    matches = tuple(replace(m, port=port) for m in t.route.match) or (model.HTTPMatchRequest(port=port),)
+    return replace(t, route=replace(t.route, match=matches))
+
+
+class _Merged:
+    """Routes gathered per (parent, host): one VirtualService each, in precedence order."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple, dict] = {}
+
+    def add(self, key: tuple, host: str, routes: Iterable[Translated], route: model.KubernetesRoute, *,
+            listener: Listener | None = None, mesh_service_namespace: str = "") -> None:
+        group = self._groups.setdefault(key, {"host": host, "routes": [], "source": route.metadata.source,
+                                              "listener": listener, "service_ns": mesh_service_namespace,
+                                              "route_ns": route.metadata.namespace})
+        group["routes"].extend(routes)
+
+    def virtual_services(self) -> tuple[model.VirtualService, ...]:
+        out = []
+        # a consumer namespace's mesh routes come before the producer's for the same host
+        for key, g in sorted(self._groups.items(), key=lambda item: item[0][0] == "mesh" and item[1]["route_ns"] == item[1]["service_ns"]):
+            routes = tuple(t.route for t in sorted(g["routes"], key=lambda t: t.key))
+            host = g["host"]
+            if key[0] == "gateway":
+                listener: Listener = g["listener"]
+                namespace, name = listener.namespace, f"{listener.istio_name.split('/', 1)[1]}-{_slug(host)}"
+                gateways, export_to = (listener.istio_name,), ("*",)
+            else:
+                namespace = g["route_ns"]
+                name = f"{_slug(host)}-mesh-{SUFFIX_MESH}"
+                gateways = ("mesh",)
+                export_to = ("*",) if namespace == g["service_ns"] else (".",)
+            metadata = model.Metadata(name=name, namespace=namespace, source=g["source"],
+                                      annotations=dict((ROUTE_SEMANTICS,)))
+            out.append(model.VirtualService(metadata=metadata, hosts=(host,), http=routes, gateways=gateways,
+                                            export_to=export_to))
+        return tuple(out)
+
+
+SUFFIX_MESH = "istio-autogenerated-k8s-mesh"
+
+
+def _slug(host: str) -> str:
+    return host.replace("*", "wildcard")
