@@ -382,7 +382,9 @@ def _filter(r: Reader, allowed: tuple[str, ...]) -> model.RouteFilter:
     if key is not None and not r.has(key):
         r.error_here(f"{key} must be specified for filter type {kind}")
     if kind == "ExtensionRef":
-        r.get("extensionRef", message(shapes.LOCAL_OBJECT_REFERENCE, lambda e: e.get("name", OBJECT_NAME)))
+        r.get("extensionRef", message(shapes.LOCAL_OBJECT_REFERENCE, lambda e: (
+            e.get("group", GROUP, "", required=True), e.get("kind", KIND, "", required=True),
+            e.get("name", OBJECT_NAME, "", required=True))))
     return model.RouteFilter(
         type=kind,
         request_header_modifier=r.get("requestHeaderModifier", message(shapes.HTTP_HEADER_FILTER, _header_filter)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pymesh.api import model
+from pymesh.routing import gateway_api
 from pymesh.routing.authn import providers_for
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
 from pymesh.routing.peer_authn import compose as compose_peer_authn
@@ -24,6 +25,7 @@ TLS_PROTOCOLS = frozenset({"TLS", "HTTPS"})
 
 def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version: str) -> Snapshot:
     """Implements pymesh.routing.snapshot.SnapshotCompiler."""
+    config = gateway_api.apply(config)  # Gateway API resources, as the Istio ones they translate to
     ns = identity.namespace
     warnings: list[str] = []
     services = ServiceIndex.from_config(config, ns, warnings)
