@@ -42,12 +42,13 @@ def has_gateway_api(config: model.MeshConfig) -> bool:
                 or config.reference_grants)
 
 
-def apply(config: model.MeshConfig) -> model.MeshConfig:
-    """`config` with its Gateway API resources replaced by their translation (the same object
-    when it has none, so a mesh without them pays nothing)."""
+def apply(config: model.MeshConfig, translation: Translation | None = None) -> model.MeshConfig:
+    """`config` with its Gateway API resources replaced by their translation (`translation`,
+    when the caller has it already). The same object when it has none, so a mesh without them
+    pays nothing."""
     if not has_gateway_api(config):
         return config
-    t = translate(config)
+    t = translation or translate(config)
     return replace(config, gateways=config.gateways + t.gateways,
                    virtual_services=config.virtual_services + t.virtual_services,
                    gateway_classes=(), kubernetes_gateways=(), http_routes=(), grpc_routes=(), reference_grants=())
@@ -100,8 +101,10 @@ def _attach(route: model.KubernetesRoute, ref: model.ObjectReference, gateways: 
         return label, c.Condition(c.ACCEPTED, False, c.NO_MATCHING_PARENT, f"{what} not found")
     allowed = [l for l in candidates if l.admits_namespace(route.metadata.namespace) and route.kind in l.kinds]
     if not allowed:
+        selector = any(l.spec.allowed_namespaces.source == "Selector" for l in candidates)
+        why = " (allowedRoutes from Selector: pymesh has no Namespace labels to select on)" if selector else ""
         return label, c.Condition(c.ACCEPTED, False, c.NOT_ALLOWED_BY_LISTENERS,
-                                  f"no listener allows a {route.kind} from namespace {route.metadata.namespace}")
+                                  f"no listener allows a {route.kind} from namespace {route.metadata.namespace}{why}")
     bound = 0
     for listener in allowed:
         hosts = listener.hostnames(route.hostnames)
