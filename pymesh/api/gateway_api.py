@@ -30,6 +30,7 @@ _DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
 _GRPC_SERVICE = re.compile(r"(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*\Z")
 _GRPC_METHOD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+REDIRECT_CODES = (301, 302, 303, 307, 308)  # v1.4's enum; v1.0-1.3 had 301 and 302 only
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 HTTP_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
                 "RequestMirror", "ExtensionRef")
@@ -441,8 +442,8 @@ def _redirect(r: Reader) -> model.RequestRedirectFilter:
 
 
 def _status_code(sink: Sink, slot: Slot) -> int | None:
-    if isinstance(slot.value, bool) or slot.value not in (301, 302):
-        sink.at(slot, f"statusCode {describe(slot.value)} is not valid (expected {or_list(['301', '302'])})")
+    if isinstance(slot.value, bool) or slot.value not in REDIRECT_CODES:
+        sink.at(slot, f"statusCode {describe(slot.value)} is not valid (expected {or_list(map(str, REDIRECT_CODES))})")
         return None
     return slot.value
 

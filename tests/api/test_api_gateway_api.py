@@ -77,8 +77,9 @@ CASES = [
     case("hr-prefix-rewrite-needs-prefix-match", HR, RULE + "- matches: [{path: {type: Exact, value: /a}}]\n"
          "  filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /b}}}]\n",
          "9 spec.rules[0].filters: with URLRewrite path.replacePrefixMatch, exactly one PathPrefix match must be specified"),
-    case("hr-redirect-status", HR, RULE + "- filters: [{type: RequestRedirect, requestRedirect: {statusCode: 307}}]\n",
-         "8 spec.rules[0].filters[0].requestRedirect.statusCode: statusCode 307 is not valid (expected 301 or 302)"),
+    case("hr-redirect-status", HR, RULE + "- filters: [{type: RequestRedirect, requestRedirect: {statusCode: 304}}]\n",
+         "8 spec.rules[0].filters[0].requestRedirect.statusCode: statusCode 304 is not valid (expected 301, 302, 303, "
+         "307 or 308)"),
     case("hr-backend-port-required", HR, RULE + "- backendRefs: [{name: svc}]\n",
          "8 spec.rules[0].backendRefs[0]: port is required for a Service reference"),
     case("hr-weight-range", HR, RULE + "- backendRefs: [{name: svc, port: 80, weight: 1000001}]\n",
