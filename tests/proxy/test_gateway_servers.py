@@ -160,3 +160,31 @@ def test_telemetry_reports_as_the_source(gateway, upstreams):
     assert sample.labels["destination_service"] == "productpage.default.svc.cluster.local"
     entry = proxy.wait_log(lambda e: e.get("path") == "/productpage")
     assert entry["upstream_cluster"] == "outbound|9080||productpage.default.svc.cluster.local"
+
+
+def test_grpc_server(gateway):
+    """A GRPC server port: grpcio's h2c calls of every kind through the gateway."""
+    import grpc
+
+    from grpc_echo import SERVICE, start_server
+
+    server, echo, echo_port = start_server("127.0.0.1:0")
+    (listen,) = free_ports(1)
+    try:
+        resources = [
+            service_entry(7070, [endpoint(echo_port, port_name="grpc")], host="echo.default.svc.cluster.local",
+                          protocol="GRPC", name="echo"),
+            gateway_resource({"port": {"number": 7070, "name": "grpc", "protocol": "GRPC"}, "hosts": ["grpc.example.com"]}),
+            bound_vs("echo", ["grpc.example.com"], http=[{"match": [{"uri": {"prefix": f"/{SERVICE}/"}}],
+                                                          "route": [{"destination": {"host": "echo"}}]}]),
+        ]
+        gateway(resources, {7070: listen})
+        with grpc.insecure_channel(f"{LOCALHOST}:{listen}", options=[("grpc.default_authority", "grpc.example.com")]) as channel:
+            assert channel.unary_unary(f"/{SERVICE}/Unary")(b"hi", timeout=10) == b"echo:hi"
+            assert list(channel.stream_stream(f"/{SERVICE}/Bidi")(iter([b"x", b"y"]), timeout=10)) == [b"X", b"Y"]
+            with pytest.raises(grpc.RpcError) as caught:
+                channel.unary_unary("/other.Service/Call")(b"", timeout=10)
+            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED  # no route: Envoy's 404 as gRPC
+    finally:
+        echo.released.set()
+        server.stop(grace=None)
