@@ -188,3 +188,23 @@ def test_grpc_server(gateway):
     finally:
         echo.released.set()
         server.stop(grace=None)
+
+
+def test_the_gateway_enforces_its_own_authorization_policy(gateway, upstreams):
+    """Istio's ingress authorization: a policy in the gateway's namespace selecting its labels."""
+    app = upstreams("productpage")
+    (listen,) = free_ports(1)
+    policy = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+              "metadata": {"name": "deny-admin", "namespace": "istio-system"},
+              "spec": {"selector": {"matchLabels": {"istio": "ingressgateway"}}, "action": "DENY",
+                       "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}}
+    resources = [
+        service_entry(9080, [endpoint(app)], host="productpage.default.svc.cluster.local", name="productpage"),
+        gateway_resource({"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}),
+        bound_vs("bookinfo", ["*"], http=[{"route": [{"destination": {"host": "productpage"}}]}]),
+        policy,
+    ]
+    gateway(resources, {80: listen})
+    assert curl(listen, "/admin/x").status == 403
+    assert curl(listen, "/productpage").status == 200
+    assert [r.path for r in app.wait_requests(1)] == ["/productpage"]
