@@ -247,3 +247,15 @@ HTTP_ROUTE_RETRY = shape("HTTPRouteRetry", "codes attempts backoff")
 REFERENCE_GRANT = shape("ReferenceGrantSpec", "from to")
 REFERENCE_GRANT_FROM = shape("ReferenceGrantFrom", "group kind namespace")
 REFERENCE_GRANT_TO = shape("ReferenceGrantTo", "group kind name")
+
+# --- Gateway (networking.istio.io; tlsCertificates is in Istio's newest API only) --------------
+
+GATEWAY = shape("Gateway", "servers selector")
+GATEWAY_SERVER = shape("Server", "port bind hosts tls defaultEndpoint name")
+GATEWAY_PORT = shape("Port", "number protocol name targetPort")
+SERVER_TLS_SETTINGS = shape(
+    "ServerTLSSettings",
+    "httpsRedirect mode serverCertificate privateKey caCertificates caCrl credentialName credentialNames "
+    "subjectAltNames verifyCertificateSpki verifyCertificateHash minProtocolVersion maxProtocolVersion cipherSuites",
+    unsupported="tlsCertificates",
+)
