@@ -60,15 +60,17 @@ KINDS = {
     )
 }
 
-# The Gateway API's kinds, looked up by apiVersion group first: its Gateway is not Istio's.
+# The Gateway API's kinds, looked up by apiVersion group first: its Gateway is not Istio's. The
+# older versions are the same schema for what pymesh reads, and real manifests still carry them.
+GATEWAY_API_VERSIONS = (GATEWAY_API_GROUP, ("v1", "v1beta1", "v1alpha2"))
 GATEWAY_API_KINDS = {
     kind.name: kind
     for kind in (
-        Kind("GatewayClass", (GATEWAY_API_GROUP, ("v1", "v1beta1")), shapes.GATEWAY_CLASS, gateway_api.gateway_class,
+        Kind("GatewayClass", GATEWAY_API_VERSIONS, shapes.GATEWAY_CLASS, gateway_api.gateway_class,
              "gateway_classes"),
-        Kind("Gateway", (GATEWAY_API_GROUP, ("v1", "v1beta1")), shapes.K8S_GATEWAY, gateway_api.kubernetes_gateway,
+        Kind("Gateway", GATEWAY_API_VERSIONS, shapes.K8S_GATEWAY, gateway_api.kubernetes_gateway,
              "kubernetes_gateways"),
-        Kind("HTTPRoute", (GATEWAY_API_GROUP, ("v1", "v1beta1")), shapes.K8S_HTTP_ROUTE, gateway_api.http_route,
+        Kind("HTTPRoute", GATEWAY_API_VERSIONS, shapes.K8S_HTTP_ROUTE, gateway_api.http_route,
              "http_routes"),
         Kind("GRPCRoute", (GATEWAY_API_GROUP, ("v1", "v1alpha2")), shapes.K8S_GRPC_ROUTE, gateway_api.grpc_route,
              "grpc_routes"),

@@ -122,7 +122,7 @@ def test_the_gateway_api_gateway_is_not_istios() -> None:
     wrong_version = load_text(doc("HTTPRoute", RULE + "- {}\n", version="v9"))
     assert [e.message for e in wrong_version.errors] == [
         "apiVersion gateway.networking.k8s.io/v9 is not valid for HTTPRoute (expected "
-        "gateway.networking.k8s.io/v1 or gateway.networking.k8s.io/v1beta1)"]
+        "gateway.networking.k8s.io/v1, gateway.networking.k8s.io/v1beta1 or gateway.networking.k8s.io/v1alpha2)"]
 
 
 def test_defaults_are_the_apis() -> None:

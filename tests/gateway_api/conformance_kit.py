@@ -14,15 +14,33 @@ import yaml
 
 CONFORMANCE = Path(__file__).parent / "conformance"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
-# Istio's protocol from a Service port: appProtocol, else the name's prefix
-_PROTOCOLS = {"http": "HTTP", "http2": "HTTP2", "grpc": "GRPC", "https": "HTTPS", "tls": "TLS", "tcp": "TCP"}
+# Istio's protocol from a Service port: appProtocol, else the name's prefix; a port with
+# neither is sniffed by Istio, which finds HTTP for these echo servers
+_PROTOCOLS = {"http": "HTTP", "http2": "HTTP2", "grpc": "GRPC", "https": "HTTPS", "tls": "TLS", "tcp": "TCP",
+              "kubernetes.io/h2c": "HTTP2", "kubernetes.io/ws": "HTTP", "udp": "UDP"}
 
 
-def documents(*names: str) -> list[dict]:
+def documents(*names: str, gateway_class: str = "pymesh") -> list[dict]:
+    """The documents of the files, with the suite's {GATEWAY_CLASS_NAME} placeholder filled
+    in (as the conformance suite does before applying them)."""
     out = []
     for name in names:
-        out += [d for d in yaml.safe_load_all((CONFORMANCE / name).read_text()) if d]
+        text = (CONFORMANCE / name).read_text().replace("{GATEWAY_CLASS_NAME}", gateway_class)
+        out += [d for d in yaml.safe_load_all(text) if d]
     return out
+
+
+def gateway_service(gateway: str, namespace: str, listen: dict[int, int]) -> dict:
+    """The Service Istio deploys for a Gateway API Gateway (`<name>-<class>`, selecting the pod
+    labelled gateway.networking.k8s.io/gateway-name): each listener port -> the local port the
+    `pymesh gateway` listens on (targetPort)."""
+    return {
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": f"{gateway}-pymesh", "namespace": namespace},
+        "spec": {"hosts": [f"{gateway}-pymesh.{namespace}.svc.cluster.local"], "location": "MESH_INTERNAL",
+                 "resolution": "STATIC", "workloadSelector": {"labels": {"gateway.networking.k8s.io/gateway-name": gateway}},
+                 "ports": [{"number": n, "targetPort": t, "name": f"port-{n}", "protocol": "TCP"} for n, t in listen.items()]},
+    }
 
 
 def gateway_api(docs: list[dict]) -> list[dict]:
@@ -35,7 +53,11 @@ def services(docs: list[dict]) -> list[dict]:
 
 def protocol(port: dict) -> str:
     name = port.get("appProtocol") or port.get("name", "").split("-")[0]
-    return _PROTOCOLS.get(str(name).lower(), "TCP")
+    return _PROTOCOLS.get(str(name).lower(), "TCP" if port.get("protocol") == "UDP" else "HTTP")
+
+
+def port_name(port: dict) -> str:
+    return port.get("name") or f"port-{port['port']}"
 
 
 def service_entry(service: dict, pods: list[tuple[dict, dict[str, int]]], only: tuple[str, ...] = ("HTTP",)) -> dict:
@@ -48,13 +70,13 @@ def service_entry(service: dict, pods: list[tuple[dict, dict[str, int]]], only: 
     for labels, local_ports in pods:
         if all(labels.get(k) == v for k, v in selector.items()):
             endpoints.append({"address": "127.0.0.1", "labels": dict(labels),
-                              "ports": {p["name"]: local_ports[p["name"]] for p in ports if p["name"] in local_ports}})
+                              "ports": {port_name(p): local_ports[port_name(p)] for p in ports if port_name(p) in local_ports}})
     return {
         "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
         "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
         "spec": {"hosts": [f"{meta['name']}.{meta['namespace']}.svc.cluster.local"], "location": "MESH_INTERNAL",
                  "resolution": "STATIC", "endpoints": endpoints,
-                 "ports": [{"number": p["port"], "name": p["name"], "protocol": protocol(p)} for p in ports]},
+                 "ports": [{"number": p["port"], "name": port_name(p), "protocol": protocol(p)} for p in ports]},
     }
 
 
