@@ -375,7 +375,7 @@ def _filters(r: Reader, allowed: tuple[str, ...]) -> tuple[model.RouteFilter, ..
 
 
 def _filter(r: Reader, allowed: tuple[str, ...]) -> model.RouteFilter:
-    kind = r.get("type", choice("type", allowed), "", required=True)
+    kind = r.get("type", choice("type", allowed, not_yet=("CORS", "ExternalAuth")), "", required=True)
     for other, key in _FILTER_FIELDS.items():
         if other != kind and r.has(key):
             r.error(key, f"{key} must be nil if the filter type is not {other}")

@@ -101,6 +101,9 @@ CASES = [
          "8 spec.rules[0].filters[0].type: type 'RequestRedirect' is not valid (expected RequestHeaderModifier, "
          "ResponseHeaderModifier, RequestMirror or ExtensionRef)",
          "8 spec.rules[0].filters[0].requestRedirect: requestRedirect must be nil if the filter type is not RequestRedirect"),
+    case("hr-cors-not-yet", HR, RULE + "- filters: [{type: CORS, cors: {allowOrigins: ['https://a.example']}}]\n",
+         "8 spec.rules[0].filters[0].cors: field not supported by pymesh yet",
+         "8 spec.rules[0].filters[0].type: type CORS is not supported yet"),
     case("rg-from-required", RG, "to: [{group: '', kind: Service}]\n", "5 spec.from: required field is missing"),
 ]
 

@@ -50,8 +50,15 @@ def apply(config: model.MeshConfig, translation: Translation | None = None) -> m
         return config
     t = translation or translate(config)
     return replace(config, gateways=config.gateways + t.gateways,
-                   virtual_services=config.virtual_services + t.virtual_services,
+                   virtual_services=by_age(config.virtual_services + t.virtual_services),
                    gateway_classes=(), kubernetes_gateways=(), http_routes=(), grpc_routes=(), reference_grants=())
+
+
+def by_age(resources: tuple) -> tuple:
+    """Oldest first by creationTimestamp, as Istio merges the VirtualServices of one host (its
+    translations carry their routes' age); those without one keep their order, after."""
+    return tuple(sorted(resources, key=lambda r: (r.metadata.creation_timestamp is None,
+                                                   r.metadata.creation_timestamp or 0.0)))
 
 
 def translate(config: model.MeshConfig) -> Translation:
@@ -142,8 +149,11 @@ class _Merged:
             listener: Listener | None = None, mesh_service_namespace: str = "") -> None:
         group = self._groups.setdefault(key, {"host": host, "routes": [], "source": route.metadata.source,
                                               "listener": listener, "service_ns": mesh_service_namespace,
-                                              "route_ns": route.metadata.namespace})
+                                              "route_ns": route.metadata.namespace, "created": None})
         group["routes"].extend(routes)
+        created = route.metadata.creation_timestamp
+        if created is not None and (group["created"] is None or created < group["created"]):
+            group["created"] = created  # the oldest route's age: where Istio orders the merged routes
 
     def virtual_services(self) -> tuple[model.VirtualService, ...]:
         out = []
@@ -161,7 +171,7 @@ class _Merged:
                 gateways = ("mesh",)
                 export_to = ("*",) if namespace == g["service_ns"] else (".",)
             metadata = model.Metadata(name=name, namespace=namespace, source=g["source"],
-                                      annotations=dict((ROUTE_SEMANTICS,)))
+                                      annotations=dict((ROUTE_SEMANTICS,)), creation_timestamp=g["created"])
             out.append(model.VirtualService(metadata=metadata, hosts=(host,), http=routes, gateways=gateways,
                                             export_to=export_to))
         return tuple(out)
