@@ -151,12 +151,7 @@ def _gateway_tls(r: Reader) -> model.GatewayTLSConfig:
 
 
 def _secret_ref(r: Reader) -> model.ObjectReference:
-    return model.ObjectReference(
-        name=r.get("name", OBJECT_NAME, "", required=True),
-        group=r.get("group", GROUP, CORE_GROUP),
-        kind=r.get("kind", KIND, "Secret"),
-        namespace=r.get("namespace", NAMESPACE, ""),
-    )
+    return object_ref(r, CORE_GROUP, "Secret")
 
 
 def _allowed_routes(r: Reader) -> tuple[model.RouteNamespaces, tuple[model.RouteGroupKind, ...]]:
@@ -180,25 +175,19 @@ def _route_namespaces(r: Reader) -> model.RouteNamespaces:
 # --- references --------------------------------------------------------------------------------
 
 
+def object_ref(r: Reader, group: str, kind: str, **extra) -> model.ObjectReference:
+    """name, group, kind and namespace with the API's defaults for this reference type."""
+    return model.ObjectReference(name=r.get("name", OBJECT_NAME, "", required=True), group=r.get("group", GROUP, group),
+                                 kind=r.get("kind", KIND, kind), namespace=r.get("namespace", NAMESPACE, ""), **extra)
+
+
 def parent_ref(r: Reader) -> model.ObjectReference:
-    return model.ObjectReference(
-        name=r.get("name", OBJECT_NAME, "", required=True),
-        group=r.get("group", GROUP, GATEWAY_GROUP),
-        kind=r.get("kind", KIND, "Gateway"),
-        namespace=r.get("namespace", NAMESPACE, ""),
-        section_name=r.get("sectionName", SECTION_NAME, ""),
-        port=r.get("port", PORT),
-    )
+    return object_ref(r, GATEWAY_GROUP, "Gateway", section_name=r.get("sectionName", SECTION_NAME, ""),
+                      port=r.get("port", PORT))
 
 
 def backend_object_ref(r: Reader) -> model.ObjectReference:
-    ref = model.ObjectReference(
-        name=r.get("name", OBJECT_NAME, "", required=True),
-        group=r.get("group", GROUP, CORE_GROUP),
-        kind=r.get("kind", KIND, "Service"),
-        namespace=r.get("namespace", NAMESPACE, ""),
-        port=r.get("port", PORT),
-    )
+    ref = object_ref(r, CORE_GROUP, "Service", port=r.get("port", PORT))
     if ref.group == CORE_GROUP and ref.kind == "Service" and ref.port is None:
         r.error_here("port is required for a Service reference")
     return ref

@@ -8,6 +8,7 @@ the loader itself does with such kinds)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -103,3 +104,15 @@ def loopback_with_port(port: int, tries: int = 50) -> str:
                 continue
         return address
     raise RuntimeError(f"no loopback address with port {port} free after {tries} tries")
+
+
+@contextmanager
+def running(proxy, servers):
+    """The proxy started; it and the backend servers stopped at the end, whatever happens."""
+    try:
+        proxy.start()
+        yield
+    finally:
+        proxy.stop()
+        for server in servers:
+            server.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance_kit import documents, gateway_api, gateway_service, service_entry, services
+from conformance_kit import documents, gateway_api, gateway_service, running, service_entry, services
 from ports import free_port
 from proxy_harness import Proxy, Upstream, curl, dump_yaml
 
@@ -31,13 +31,8 @@ def edge(tmp_path_factory):
     gateway = Proxy(tmp_path_factory.mktemp("edge"), dump_yaml(config), subcommand="gateway", name="gateway",
                     labels="gateway.networking.k8s.io/gateway-name=same-namespace",
                     extra_args=["--namespace", NS, "--workload", "same-namespace-pymesh"])
-    try:
-        gateway.start()
+    with running(gateway, pods.values()):
         yield listen, pods
-    finally:
-        gateway.stop()
-        for server in pods.values():
-            server.stop()
 
 
 def request(edge, path: str, headers: dict[str, str] | None = None):

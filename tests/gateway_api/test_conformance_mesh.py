@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conformance_kit import client_sidecar, documents, gateway_api, loopback_with_port, service_entry, services
+from conformance_kit import client_sidecar, documents, gateway_api, loopback_with_port, running, service_entry, services
 from proxy_harness import Proxy, Upstream, curl, dump_yaml
 
 pytestmark = pytest.mark.timeout(120)
@@ -31,13 +31,8 @@ def mesh(tmp_path_factory):
     config.append(client_sidecar(NS, address, 80))
     proxy = Proxy(tmp_path_factory.mktemp("gamma"), dump_yaml(config), labels="app=echo,version=v1",
                   extra_args=["--namespace", NS])
-    try:
-        proxy.start()
+    with running(proxy, pods.values()):
         yield address, pods
-    finally:
-        proxy.stop()
-        for server in pods.values():
-            server.stop()
 
 
 def get(address: str, path: str, host: str = "echo"):
