@@ -182,8 +182,10 @@ def object_ref(r: Reader, group: str, kind: str, **extra) -> model.ObjectReferen
 
 
 def parent_ref(r: Reader) -> model.ObjectReference:
-    return object_ref(r, GATEWAY_GROUP, "Gateway", section_name=r.get("sectionName", SECTION_NAME, ""),
-                      port=r.get("port", PORT))
+    """A parentRef. `kind: Service` without a group is the core Service (Istio's own GAMMA
+    samples write it so; the API's default group has no Service kind)."""
+    group = CORE_GROUP if r.get("kind", KIND) == "Service" else GATEWAY_GROUP
+    return object_ref(r, group, "Gateway", section_name=r.get("sectionName", SECTION_NAME, ""), port=r.get("port", PORT))
 
 
 def backend_object_ref(r: Reader) -> model.ObjectReference:

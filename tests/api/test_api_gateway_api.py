@@ -143,3 +143,11 @@ def test_repeated_header_match_keeps_the_first() -> None:
     body = RULE + "- matches: [{headers: [{name: X-A, value: one}, {name: x-a, value: two}]}]\n"
     (match,) = load_text(doc("HTTPRoute", body)).config.http_routes[0].rules[0].matches
     assert [(h.name, h.value) for h in match.headers] == [("X-A", "one")]
+
+
+def test_a_service_parent_without_a_group_is_the_core_service() -> None:
+    """Istio's samples/bookinfo/gateway-api/route-reviews-90-10.yaml writes `kind: Service`
+    with no group; there is no other Service kind, so it is the core one (GAMMA)."""
+    body = "parentRefs: [{kind: Service, name: reviews, port: 9080}]\nrules: [{backendRefs: [{name: reviews-v1, port: 9080}]}]\n"
+    (ref,) = load_text(doc("HTTPRoute", body, "v1beta1")).config.http_routes[0].parent_refs
+    assert (ref.group, ref.kind, ref.port) == ("", "Service", 9080)
