@@ -7,6 +7,8 @@ answered and the path and headers it got."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 
 from conformance_kit import documents, gateway_api, gateway_service, running, service_entry, services
@@ -20,27 +22,42 @@ ROUTES = ("edge/httproute-rewrite-path.yaml", "edge/httproute-header-matching.ya
 BACKENDS = ("infra-backend-v1", "infra-backend-v2", "infra-backend-v3")
 
 
-@pytest.fixture(scope="module")
-def edge(tmp_path_factory):
+@contextmanager
+def edge_gateway(workdir, gateway: str, *routes: str):
+    """`pymesh gateway` for the Gateway `gateway` of the manifests and `routes`, the
+    infra-backend pods as local servers; (listen port, pods)."""
     pods = {name: Upstream(name) for name in BACKENDS}
     listen = free_port()
-    docs = documents("edge/manifests.yaml", *ROUTES)
+    docs = documents("edge/manifests.yaml", *routes)
     pod_ports = [({"app": name}, {"first-port": s.port, "port-8080": s.port}) for name, s in pods.items()]
     config = [service_entry(svc, pod_ports) for svc in services(docs) if svc["metadata"]["name"] in BACKENDS]
-    config += gateway_api(docs) + [gateway_service("same-namespace", NS, {80: listen})]
-    gateway = Proxy(tmp_path_factory.mktemp("edge"), dump_yaml(config), subcommand="gateway", name="gateway",
-                    labels="gateway.networking.k8s.io/gateway-name=same-namespace",
-                    extra_args=["--namespace", NS, "--workload", "same-namespace-pymesh"])
-    with running(gateway, pods.values()):
+    config += gateway_api(docs) + [gateway_service(gateway, NS, {80: listen})]
+    proxy = Proxy(workdir, dump_yaml(config), subcommand="gateway", name="gateway",
+                  labels=f"gateway.networking.k8s.io/gateway-name={gateway}",
+                  extra_args=["--namespace", NS, "--workload", f"{gateway}-pymesh"])
+    with running(proxy, pods.values()):
         yield listen, pods
 
 
-def request(edge, path: str, headers: dict[str, str] | None = None):
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory):
+    with edge_gateway(tmp_path_factory.mktemp("edge"), "same-namespace", *ROUTES) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def intersection(tmp_path_factory):
+    with edge_gateway(tmp_path_factory.mktemp("intersection"), "httproute-hostname-intersection",
+                      "edge/httproute-hostname-intersection.yaml") as started:
+        yield started
+
+
+def request(edge, path: str, headers: dict[str, str] | None = None, host: str = "example.com"):
     """curl through the gateway; (status, the backend that got it or None, what it received)."""
     listen, pods = edge
     before = {name: len(s.requests) for name, s in pods.items()}
     args = [a for name, value in (headers or {}).items() for a in ("-H", f"{name}: {value}")]
-    result = curl(listen, path, *args, host="example.com")
+    result = curl(listen, path, *args, host=host)
     got = [(name, s.requests[-1]) for name, s in pods.items() if len(s.requests) > before[name]]
     assert len(got) <= 1
     return result.status, (got[0][0] if got else None), (got[0][1] if got else None)
@@ -127,3 +144,43 @@ def test_request_header_modifier(edge, path: str, sent: dict, expected: dict, ab
         assert ",".join(received.header_all(name)) == value, name
     for name in absent:
         assert received.header(name) is None
+
+
+# From conformance/tests/httproute-hostname-intersection.go: (Host, path, backend or 404)
+INTERSECTION = [
+    ("very.specific.com", "/s1", "infra-backend-v1"),
+    ("very.specific.com:1234", "/s1", "infra-backend-v1"),  # the Host's port is not considered
+    ("non.matching.com", "/s1", 404), ("foo.nonmatchingwildcard.io", "/s1", 404), ("foo.wildcard.io", "/s1", 404),
+    ("very.specific.com", "/non-matching-prefix", 404),
+    ("foo.wildcard.io", "/s2", "infra-backend-v2"), ("bar.wildcard.io", "/s2", "infra-backend-v2"),
+    ("foo.bar.wildcard.io", "/s2", "infra-backend-v2"),
+    ("non.matching.com", "/s2", 404), ("wildcard.io", "/s2", 404), ("very.specific.com", "/s2", 404),
+    ("foo.wildcard.io", "/non-matching-prefix", 404),
+    ("very.specific.com", "/s3", "infra-backend-v3"),
+    ("non.matching.com", "/s3", 404), ("foo.specific.com", "/s3", 404), ("foo.wildcard.io", "/s3", 404),
+    ("foo.anotherwildcard.io", "/s4", "infra-backend-v1"), ("bar.anotherwildcard.io", "/s4", "infra-backend-v1"),
+    ("foo.bar.anotherwildcard.io", "/s4", "infra-backend-v1"),
+    ("anotherwildcard.io", "/s4", 404), ("foo.wildcard.io", "/s4", 404), ("very.specific.com", "/s4", 404),
+    ("specific.but.wrong.com", "/s5", 404), ("wildcard.io", "/s5", 404),
+]
+
+
+@pytest.mark.parametrize("host, path, want", INTERSECTION, ids=[f"{h}{p}" for h, p, _ in INTERSECTION])
+def test_hostname_intersection(intersection, host: str, path: str, want) -> None:
+    status, backend, _ = request(intersection, path, host=host)
+    assert (status, backend) == ((404, None) if want == 404 else (200, want))
+
+
+def test_hostname_intersection_status() -> None:
+    """The same Go test's status checks: no-intersecting-hosts is Accepted False
+    NoMatchingListenerHostname, and each listener counts only the routes attached to it."""
+    from pymesh.api.load import load_text
+    from pymesh.routing.gateway_api import translate
+
+    docs = documents("edge/httproute-hostname-intersection.yaml")
+    t = translate(load_text(dump_yaml(docs)).config)
+    (gateway,) = [s for s in t.statuses if s.kind == "Gateway"]
+    assert {l.name: l.attached_routes for l in gateway.listeners} == {"listener-1": 2, "listener-2": 1, "listener-3": 1}
+    (refused,) = [s for s in t.statuses if s.name == "no-intersecting-hosts"]
+    assert [(c.type, c.status, c.reason) for c in refused.parents[0].conditions][0] == (
+        "Accepted", False, "NoMatchingListenerHostname")
