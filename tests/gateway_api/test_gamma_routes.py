@@ -25,6 +25,8 @@ def producer_route() -> dict:
             {"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
              "backendRefs": [backend("echo-v2"), {**backend("echo-v1"), "weight": 0}]},
             {"matches": [{"path": {"type": "Exact", "value": "/missing"}}], "backendRefs": [backend("nowhere")]},
+            {"matches": [{"path": {"type": "Exact", "value": "/mirrored"}}], "backendRefs": [backend("echo-v1")],
+             "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": backend("echo-v2")}}]},
         ]},
     }
 
@@ -64,3 +66,14 @@ def test_a_path_no_rule_matches_is_a_404(gamma) -> None:
     """A path no rule matches: Istio's VirtualService for the host has no catch-all, so 404."""
     address, _ = gamma
     assert get(address, "/elsewhere").status == 404
+
+
+def test_request_mirror(gamma) -> None:
+    """The mirror gets a copy (Host with -shadow, as Envoy's), the answer is the backend's."""
+    address, pods = gamma
+    result = get(address, "/mirrored")
+    assert (result.status, result.header("x-upstream")) == (200, "echo-v1")
+    shadow = pods["echo-v2"]
+    shadow.wait(lambda: any(r.path == "/mirrored" for r in shadow.requests), what="the mirrored copy")
+    (copy,) = [r for r in shadow.requests if r.path == "/mirrored"]
+    assert copy.header("host").endswith("-shadow")
