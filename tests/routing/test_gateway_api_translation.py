@@ -81,6 +81,7 @@ ATTACH = [
      {"any": ["*"]}, "Accepted"),
     ("from-same-refuses-other-namespaces", "parentRefs: [{name: gw, namespace: infra, sectionName: same}]\n" + BACKEND,
      {}, "NotAllowedByListeners"),
+
 ]
 
 
@@ -320,3 +321,26 @@ spec:
 """
     granted = translate(load_text(TLS_GATEWAY + "---\n" + grant).config)
     assert [g.servers[0].tls.credential_name for g in granted.gateways if g.servers[0].port.name == "other-ns"] == ["shared"]
+
+
+
+def test_a_namespace_selector_on_the_namespace_name_label() -> None:
+    """Istio's docs select routes' namespaces by kubernetes.io/metadata.name, the label every
+    namespace has; other labels pymesh cannot know (no Namespace objects), so they select nothing."""
+    gateway = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: sel, namespace: infra}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: byname, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {kubernetes.io/metadata.name: apps}}}}}
+  - {name: bylabel, port: 81, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: web}}}}}
+"""
+    for section, hosts, reason in (("byname", {"byname": ["*"]}, "Accepted"), ("bylabel", {}, "NotAllowedByListeners")):
+        t = translated(gateway, route(f"parentRefs: [{{name: sel, namespace: infra, sectionName: {section}}}]\n" + BACKEND))
+        assert bound(t) == hosts
+        assert parent_conditions(t)[0][2] == reason
+    other = translated(gateway, route("parentRefs: [{name: sel, namespace: infra, sectionName: byname}]\n" + BACKEND,
+                                      namespace="elsewhere"))
+    assert parent_conditions(other)[0][2] == "NotAllowedByListeners"

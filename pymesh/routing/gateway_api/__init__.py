@@ -109,7 +109,8 @@ def _attach(route: model.KubernetesRoute, ref: model.ObjectReference, gateways: 
     allowed = [l for l in candidates if l.admits_namespace(route.metadata.namespace) and route.kind in l.kinds]
     if not allowed:
         selector = any(l.spec.allowed_namespaces.source == "Selector" for l in candidates)
-        why = " (allowedRoutes from Selector: pymesh has no Namespace labels to select on)" if selector else ""
+        why = (" (allowedRoutes from Selector: pymesh knows a namespace's kubernetes.io/metadata.name label only)"
+               if selector else "")
         return label, c.Condition(c.ACCEPTED, False, c.NOT_ALLOWED_BY_LISTENERS,
                                   f"no listener allows a {route.kind} from namespace {route.metadata.namespace}{why}")
     bound = 0

@@ -15,6 +15,7 @@ from pymesh.routing.gateway_api.grants import Grants
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 # GatewayClasses pymesh implements without a GatewayClass resource (Istio's built-in one, and ours)
 BUILTIN_CLASSES = {"istio": "istio.io/gateway-controller", "pymesh": "pymesh.dev/gateway-controller"}
 CONTROLLERS = frozenset(BUILTIN_CLASSES.values())
@@ -48,7 +49,10 @@ class Listener:
             return True
         if allowed.source == "Same":
             return namespace == self.namespace
-        return False  # Selector: pymesh has no Namespace objects, so no labels to select on
+        # Selector: pymesh reads no Namespace objects; the one label it knows is the one Kubernetes
+        # gives every namespace, its name (what Istio's docs select on)
+        labels = {NAMESPACE_NAME_LABEL: namespace}
+        return all(labels.get(k) == v for k, v in (allowed.selector or {}).items())
 
     def hostnames(self, route_hostnames: tuple[str, ...]) -> list[str]:
         """The route's hostnames intersected with the listener's (Gateway API rules), less those
