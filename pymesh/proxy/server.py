@@ -310,7 +310,7 @@ class ProxyWorker:
         if listener.protocol == "CAPTURE":
             return Sniffer(self.runtime, self.options.capture, listener.direction)
         current = self.runtime.current(listener)
-        if current.direction == "inbound":
+        if current.direction == "inbound" and not current.tls_servers:  # a gateway's TLS port terminates itself
             mode = self.runtime.snapshot.peer_authn.mode_for(current.port)
             if mode != DISABLE:
                 return MtlsGate(self.runtime, current, mode, lambda silent: self._plaintext(current),
