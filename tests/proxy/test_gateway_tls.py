@@ -10,12 +10,14 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from dataclasses import replace
 
 import pytest
 
 from gateway_tls_bed import (InProcessGateway, chain, compiled, curl_https, istio_example_certs, remove_credential,
                              s_client, tls_settings, with_tls_servers, write_credential)
-from proxy_harness import LOCALHOST, TcpServer, free_port, http_mesh, service_entry, endpoint, sidecar, wait_until
+from mesh_pki import MeshPki, curl_cert, uri as mesh_uri
+from proxy_harness import LOCALHOST, TcpServer, endpoint, free_port, http_mesh, service_entry, tcp_mesh, wait_until
 from pymesh.routing.sni import SniChain, SniTable
 from tls_material import server_context
 from throwaway_ca import ThrowawayCA
@@ -358,3 +360,70 @@ def test_garbage_and_a_slow_hello_are_handled(mesh, creds, certs1):
                 time.sleep(0.01)  # separate segments: the router waits for the whole hello
             reply = sock.recv(5)
             assert reply[:1] == b"\x16", reply  # a ServerHello record
+
+
+# --- ISTIO_MUTUAL, two certificates, TLS servers -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return MeshPki(tmp_path_factory.mktemp("mesh-pki"))
+
+
+def test_istio_mutual_takes_mesh_workloads_only(mesh, creds, pki, tmp_path):
+    """The gateway's own mesh certificate (--cert-dir) and the mesh roots: a sidecar's
+    certificate gets in, with its SPIFFE identity in x-forwarded-client-cert; none, or one of
+    another mesh, does not."""
+    gateway_dir = pki.issue("istio-system", "istio-ingressgateway-service-account")
+    client_dir = pki.issue("default", "sleep")
+    stranger_dir = MeshPki(tmp_path / "other-mesh").issue("default", "sleep")
+    port, snapshot, up = mesh
+    table = next(l for l in snapshot.listeners if l.port == port).route_table
+    mtls = chain((HTTPBIN,), tls_settings("ISTIO_MUTUAL"), route_table=table)
+    with InProcessGateway(with_tls_servers(snapshot, port, (mtls,)), creds, cert_dir=gateway_dir) as gw:
+        ok = get(port, HTTPBIN, *curl_cert(client_dir))
+        assert ok.stdout.endswith("200 2"), ok.stderr
+        xfcc = up.wait_requests(1)[0].header("x-forwarded-client-cert")
+        assert f"URI={mesh_uri('default', 'sleep')}" in xfcc
+        assert f"By={mesh_uri('istio-system', 'istio-ingressgateway-service-account')}" in xfcc
+        assert get(port, HTTPBIN, "-k").returncode != 0
+        assert get(port, HTTPBIN, *curl_cert(stranger_dir)).returncode != 0
+        listener = next(l for l in gw.snapshot.listeners if l.port == port).name
+        assert gw.stats(listener)["ssl.handshake"] == 1
+
+
+def test_credential_names_serve_an_rsa_and_an_ecdsa_certificate(mesh, creds, certs1, tmp_path):
+    ca = ThrowawayCA(tmp_path / "ca")  # EC P-256
+    ec = ca.issue("ec", HTTPBIN)
+    write_credential(creds, "rsa", certs1 / f"{HTTPBIN}.crt", certs1 / f"{HTTPBIN}.key")
+    write_credential(creds, "ecdsa", ec.cert, ec.key)
+    port, _, _ = mesh
+    both = lambda table: chain((HTTPBIN,), tls_settings("SIMPLE", credential_names=("rsa", "ecdsa")),
+                               route_table=table)
+    with gateway(mesh, creds, both):
+        rsa = s_client(port, "-sigalgs", "RSA-PSS+SHA256:RSA+SHA256", servername=HTTPBIN).stdout.decode()
+        ecdsa = s_client(port, "-sigalgs", "ECDSA+SHA256", servername=HTTPBIN).stdout.decode()
+        assert "O = httpbin organization" in rsa and "O = httpbin organization" not in ecdsa, (rsa, ecdsa)
+        assert f"CN = {HTTPBIN}" in ecdsa
+
+
+def test_a_tls_server_terminates_then_proxies_tcp(upstreams, creds, certs1):
+    """protocol TLS, mode SIMPLE: the gateway terminates and the plaintext goes to a TCP backend."""
+    backend = TcpServer("echo")
+    try:
+        port, tcp_port = free_port(), free_port()
+        snapshot = compiled(tcp_mesh(tcp_port, backend))
+        route = next(l for l in snapshot.listeners if l.port == tcp_port).tcp_route
+        snapshot = replace(snapshot, listeners=snapshot.listeners + (replace(snapshot.listeners[0], name="gw", port=port),))
+        write_credential(creds, "httpbin-credential", certs1 / f"{HTTPBIN}.crt", certs1 / f"{HTTPBIN}.key")
+        tls_server = chain((HTTPBIN,), tls_settings("SIMPLE", credential_name="httpbin-credential"), tcp_route=route,
+                           protocol="TLS")
+        with InProcessGateway(with_tls_servers(snapshot, port, (tls_server,), direction="outbound"), creds):
+            context = ssl.create_default_context(cafile=str(certs1 / "example.com.crt"))
+            with socket.create_connection((LOCALHOST, port), timeout=5) as raw:
+                with context.wrap_socket(raw, server_hostname=HTTPBIN) as tls:
+                    tls.sendall(b"hello over tls")
+                    assert tls.recv(100) == b"hello over tls"
+            wait_until(lambda: backend.received == b"hello over tls", timeout=5)
+    finally:
+        backend.stop()
