@@ -34,6 +34,7 @@ from pymesh.http import tls_hello
 from pymesh.proxy.credentials import CredentialNotFound, CredentialResolver
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.inbound_tls import TlsFacts, failure_stat, secured_handler, terminate
+from pymesh.proxy.polling import Poller
 from pymesh.proxy.tls_passthrough import SniRouter, hand_over, server_name_of
 from pymesh.routing.sni import ServerNames
 from pymesh.routing.snapshot import Listener, ServerTls, Snapshot, TlsServerChain
@@ -214,11 +215,10 @@ class GatewayTls:
         self.runtime = runtime
         self.credentials = credentials
         self.certs = certs
-        self.interval = interval
+        self._poller = Poller(self.refresh, interval, "the gateway's TLS files")
         self.ports: dict[str, ServerNames] = {}  # port listener name -> server name -> TlsServer
         self.contexts: dict[tuple, ServerContext] = {}
         self._users: dict[tuple, list[Listener]] = {}  # context key -> the port listeners it serves
-        self._task: asyncio.Task | None = None
 
     def install(self, snapshot: Snapshot) -> dict[str, Listener]:
         """Build (or keep) the contexts of the snapshot's terminating servers; returns the
@@ -262,19 +262,10 @@ class GatewayTls:
                 self.runtime.listener_stats(port)[outcome] += 1
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._watch())
+        self._poller.start()
 
     def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                self.refresh()
-            except Exception:  # a bug must not stop the watch: the next look may succeed
-                log.exception("looking at the gateway's TLS files failed; still watching")
+        self._poller.close()
 
 
 class GatewayTlsRouter(SniRouter):
