@@ -234,6 +234,17 @@ def test_tls_auto_refuses_tls11_and_a_minimum_of_13_refuses_12(mesh, creds, cert
         assert b"TLSv1.3" in s_client(port, servername=HELLO).stdout
 
 
+def test_an_old_minimum_asked_for_is_served(mesh, creds, certs1):
+    """minProtocolVersion TLSV1_1 with TLS 1.1 ciphers (Istio warns they must be set): a TLS 1.1
+    client gets in, although OpenSSL 3 refuses TLS 1.1 by default."""
+    write_credential(creds, "httpbin-credential", certs1 / f"{HTTPBIN}.crt", certs1 / f"{HTTPBIN}.key")
+    port, _, _ = mesh
+    with gateway(mesh, creds, simple((HTTPBIN,), "httpbin-credential", min_protocol_version="TLSV1_1",
+                                     cipher_suites=("ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES128-GCM-SHA256"))):
+        old = s_client(port, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", servername=HTTPBIN)
+        assert b"Protocol version: TLSv1.1" in old.stdout, old.stdout
+
+
 def test_cipher_suites_limit_tls12(mesh, creds, certs1):
     write_credential(creds, "httpbin-credential", certs1 / f"{HTTPBIN}.crt", certs1 / f"{HTTPBIN}.key")
     port, _, _ = mesh
