@@ -35,7 +35,7 @@ from pymesh.proxy.credentials import CredentialNotFound, CredentialResolver
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.inbound_tls import TlsFacts, failure_stat, secured_handler, terminate
 from pymesh.proxy.polling import Poller
-from pymesh.proxy.tls_passthrough import SniRouter, hand_over, server_name_of
+from pymesh.proxy.tls_passthrough import HELLO_TIMEOUT, SniRouter, hand_over, server_name_of
 from pymesh.routing.sni import ServerNames
 from pymesh.routing.snapshot import Listener, ServerTls, Snapshot, TlsServerChain
 from pymesh.security.identity import peer_spiffe_id
@@ -274,6 +274,11 @@ class GatewayTlsRouter(SniRouter):
     def __init__(self, runtime, listener: Listener, fallback, gateway: GatewayTls) -> None:
         super().__init__(runtime, listener, fallback)
         self.gateway = gateway
+
+    hello_timeout = HELLO_TIMEOUT  # every client of a terminating port speaks first
+
+    def _hello_timeout(self) -> float:
+        return self.hello_timeout
 
     def _timed_out(self) -> None:
         self.timer = None

@@ -56,8 +56,10 @@ class SniRouter(asyncio.Protocol):
         if not self.runtime.connection_opened(self):
             transport.abort()  # over the listener's connection limit, counted while inspecting too
             return
-        timeout = HELLO_TIMEOUT if self.listener.protocol in TLS_PORT_PROTOCOLS else OPAQUE_PORT_TIMEOUT
-        self.timer = self.runtime.loop.call_later(timeout, self._timed_out)
+        self.timer = self.runtime.loop.call_later(self._hello_timeout(), self._timed_out)
+
+    def _hello_timeout(self) -> float:
+        return HELLO_TIMEOUT if self.listener.protocol in TLS_PORT_PROTOCOLS else OPAQUE_PORT_TIMEOUT
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data

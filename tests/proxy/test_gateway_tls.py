@@ -18,6 +18,7 @@ from gateway_tls_bed import (InProcessGateway, chain, compiled, curl_https, isti
                              s_client, tls_settings, with_tls_servers, write_credential)
 from mesh_pki import MeshPki, curl_cert, uri as mesh_uri
 from proxy_harness import LOCALHOST, TcpServer, endpoint, free_port, http_mesh, service_entry, tcp_mesh, wait_until
+from pymesh.proxy.gateway_tls import GatewayTlsRouter
 from pymesh.routing.sni import SniChain, SniTable
 from tls_material import server_context
 from throwaway_ca import ThrowawayCA
@@ -438,3 +439,15 @@ def test_a_tls_server_terminates_then_proxies_tcp(upstreams, creds, certs1):
             wait_until(lambda: backend.received == b"hello over tls", timeout=5)
     finally:
         backend.stop()
+
+
+def test_a_hello_that_never_completes_is_closed_not_hung(mesh, creds, certs1, monkeypatch):
+    monkeypatch.setattr(GatewayTlsRouter, "hello_timeout", 0.3)  # Envoy's 15 s, shortened for the test
+    write_credential(creds, "httpbin-credential", certs1 / f"{HTTPBIN}.crt", certs1 / f"{HTTPBIN}.key")
+    port, _, _ = mesh
+    with gateway(mesh, creds, simple((HTTPBIN,), "httpbin-credential")) as gw:
+        with socket.create_connection((LOCALHOST, port), timeout=5) as sock:
+            sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a hello's first bytes, then silence
+            assert sock.recv(100) == b""  # closed by the gateway before the 5 s client timeout
+        listener = next(l for l in gw.snapshot.listeners if l.port == port).name
+        assert gw.stats(listener)["no_filter_chain_match"] == 1
