@@ -27,19 +27,13 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from pymesh.api.gateway import CIPHER_SUITES as ISTIO_CIPHER_SUITES  # Istio's ValidCipherSuites
 from pymesh.security.san import certificate_sans, matches_any
 
 VERSIONS = {"TLSV1_0": ssl.TLSVersion.TLSv1, "TLSV1_1": ssl.TLSVersion.TLSv1_1,
             "TLSV1_2": ssl.TLSVersion.TLSv1_2, "TLSV1_3": ssl.TLSVersion.TLSv1_3}
 AUTO_MIN, AUTO_MAX = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
 
-# Istio's pkg/config/security ValidCipherSuites (BoringSSL's names, which OpenSSL shares)
-ISTIO_CIPHER_SUITES = frozenset((
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-    "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA", "ECDHE-RSA-AES256-SHA",
-    "AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-SHA", "AES256-SHA", "DES-CBC3-SHA",
-))
 # Envoy's default server cipher list (non-FIPS), its [a|b] groups flattened in order
 ENVOY_SERVER_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-AES128-GCM-SHA256",
