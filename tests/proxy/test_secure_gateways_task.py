@@ -170,6 +170,9 @@ def test_the_secure_gateways_task(tmp_path, upstreams):
         proxy.start()
         teapot = curl(HTTPBIN, "/status/418", "--cacert", str(certs1 / "example.com.crt"))
         assert teapot.stdout.endswith("418 2") and "teapot" in teapot.stdout, (teapot.stdout, teapot.stderr)
+        http11 = curl(HTTPBIN, "/status/418", "--http1.1", "--cacert", str(certs1 / "example.com.crt"))
+        assert http11.stdout.endswith("418 1.1"), http11.stderr
+        assert [r.header("x-forwarded-proto") for r in httpbin_app.wait_requests(2)] == ["https", "https"]
 
         # the secret replaced by example_certs2's: served without a restart
         remove_credential(creds, "httpbin-credential")
