@@ -92,10 +92,10 @@ class TlsFacts:
 
 def forwarded_client_cert(der: bytes | None, cert: x509.Certificate | None, peer_uri: str | None,
                           local_uri: str | None) -> bytes | None:
-    """Istio's x-forwarded-client-cert towards the app (Envoy's SANITIZE_SET with subject and URI
-    details): `By=<our URI>;Hash=<SHA-256 of the client certificate>;Subject="<its subject>";
-    URI=<its SPIFFE URI>`, for the client certificate `cert` (`der` encoded). Made once per
-    connection."""
+    """Istio's x-forwarded-client-cert towards the app (Envoy's SANITIZE_SET with subject, URI and
+    DNS details): `By=<our URI>;Hash=<SHA-256 of the client certificate>;Subject="<its subject>";
+    URI=<its SPIFFE URI>;DNS=<each DNS SAN>`, for the client certificate `cert` (`der` encoded;
+    a gateway's MUTUAL clients have DNS names, mesh workloads none). Made once per connection."""
     if not der or cert is None:
         return None
     subject = cert.subject.rfc4514_string().replace('"', '\\"')
@@ -106,6 +106,11 @@ def forwarded_client_cert(der: bytes | None, cert: x509.Certificate | None, peer
     parts.append(f'Subject="{subject}"')
     if peer_uri:
         parts.append(f"URI={peer_uri}")
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        parts.extend(f"DNS={name}" for name in sans.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        pass
     return ";".join(parts).encode("latin-1", "replace")
 
 

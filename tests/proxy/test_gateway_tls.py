@@ -196,10 +196,12 @@ def test_subject_alt_names_and_pins_refuse_other_clients(mesh, creds, tmp_path):
     server = ca.issue("server", HTTPBIN)
     alice, bob = ca.issue("alice", "alice.clients"), ca.issue("bob", "bob.clients")
     write_credential(creds, "cred", server.cert, server.key, ca.ca_path)
-    port, _, _ = mesh
+    port, _, up = mesh
     with gateway(mesh, creds, mutual((HTTPBIN,), "cred", subject_alt_names=("alice.clients",))) as gw:
         ok = get(port, HTTPBIN, "--cacert", str(ca.ca_path), "--cert", str(alice.cert), "--key", str(alice.key))
         assert ok.stdout.endswith("200 2"), ok.stderr
+        xfcc = up.wait_requests(1)[0].header("x-forwarded-client-cert")
+        assert xfcc.endswith(';Subject="CN=alice.clients";DNS=alice.clients'), xfcc  # Envoy's order
         refused = get(port, HTTPBIN, "--cacert", str(ca.ca_path), "--cert", str(bob.cert), "--key", str(bob.key))
         assert refused.returncode != 0
         listener = next(l for l in gw.snapshot.listeners if l.port == port).name
