@@ -2,17 +2,21 @@
 step by step through a real `pymesh gateway`: the task's certificates (its openssl commands), its
 Gateway and VirtualService YAML unchanged, the credentials directory standing for its
 `kubectl create secret` steps, and its curl commands (`-HHost:... --resolve ... --cacert`). Each
-`kubectl apply` is a rewrite of the watched config file; each secret change a change on disk."""
+`kubectl apply` is a rewrite of the watched config file; each secret change a change on disk.
+Then terminated, passthrough and TLS-then-TCP servers together, as gwcore compiles them."""
 
 from __future__ import annotations
 
 import re
+import socket
+import ssl
 
 import pytest
 
-from gateway_tls_bed import curl_https, istio_example_certs, remove_credential, write_credential
+from gateway_tls_bed import curl_https, istio_example_certs, remove_credential, s_client, write_credential
 from ports import free_ports
-from proxy_harness import Proxy, Reply, dump_yaml, endpoint, gateway_service, service_entry, wait_until
+from proxy_harness import LOCALHOST, Proxy, Reply, dump_yaml, endpoint, gateway_service, service_entry, wait_until
+from throwaway_ca import ThrowawayCA
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -207,3 +211,81 @@ def test_the_secure_gateways_task(tmp_path, upstreams):
         proxy.kill()
         print(proxy.stderr()[-4000:])
 
+
+
+def test_terminated_and_passthrough_servers_share_port_443(tmp_path, upstreams):
+    """Beyond the task, through `pymesh gateway` too: a SIMPLE server and a PASSTHROUGH one on
+    443 (the backend's own certificate reaches the client through the gateway, which holds no
+    key for it), a TLS server terminated then proxied as TCP, and names no server serves."""
+    certs1 = istio_example_certs(tmp_path / "example_certs1", hosts=(HTTPBIN, "tcp.example.com"), clients=())
+    ca = ThrowawayCA(tmp_path / "backend-ca")
+    nginx = upstreams.tls("nginx", ca.issue("nginx", "nginx.example.com"))
+    echo = upstreams.tcp("echo")
+    creds = tmp_path / "credentials"
+    write_credential(creds, "httpbin-credential", certs1 / f"{HTTPBIN}.crt", certs1 / f"{HTTPBIN}.key")
+    write_credential(creds, "tcp-credential", certs1 / "tcp.example.com.crt", certs1 / "tcp.example.com.key")
+    port, tcp_port = free_ports(2)
+    gateway_yaml = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: mygateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    tls: {mode: SIMPLE, credentialName: httpbin-credential}
+    hosts: [httpbin.example.com]
+  - port: {number: 443, name: tls-passthrough, protocol: TLS}
+    tls: {mode: PASSTHROUGH}
+    hosts: [nginx.example.com]
+  - port: {number: 31443, name: tls-terminated, protocol: TLS}
+    tls: {mode: SIMPLE, credentialName: tcp-credential}
+    hosts: [tcp.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: nginx}
+spec:
+  hosts: [nginx.example.com]
+  gateways: [mygateway]
+  tls:
+  - match: [{port: 443, sniHosts: [nginx.example.com]}]
+    route: [{destination: {host: nginx.default.svc.cluster.local, port: {number: 443}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: [tcp.example.com]
+  gateways: [mygateway]
+  tcp:
+  - match: [{port: 31443}]
+    route: [{destination: {host: echo.default.svc.cluster.local, port: {number: 5555}}}]
+"""
+    resources = dump_yaml([
+        service_entry(8000, [endpoint(upstreams("httpbin", httpbin))], host="httpbin.default.svc.cluster.local",
+                      name="httpbin"),
+        service_entry(443, [endpoint(nginx, port_name="tls")], host="nginx.default.svc.cluster.local", protocol="TLS",
+                      name="nginx"),
+        service_entry(5555, [endpoint(echo, port_name="tcp")], host="echo.default.svc.cluster.local", protocol="TCP",
+                      name="echo"),
+        gateway_service({443: port, 31443: tcp_port}),
+    ]) + "---\n" + gateway_yaml + "---\n" + HTTPBIN_VS
+    proxy = Proxy(tmp_path / "gw", resources, name="gateway", subcommand="gateway",
+                  extra_args=["--credentials-dir", str(creds)])
+    try:
+        proxy.start()
+        teapot = curl_https(port, HTTPBIN, "/status/418", "--cacert", str(certs1 / "example.com.crt"))
+        assert teapot.stdout.endswith("418 2"), teapot.stderr
+        passed = curl_https(port, "nginx.example.com", "/", "--cacert", str(ca.ca_path))
+        assert passed.stdout.startswith("nginx sni=nginx.example.com"), passed.stderr
+        unknown = s_client(port, servername="other.example.com")
+        assert unknown.returncode != 0 and b"unrecognized name" in unknown.stdout, unknown.stdout
+        context = ssl.create_default_context(cafile=str(certs1 / "example.com.crt"))
+        with socket.create_connection((LOCALHOST, tcp_port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="tcp.example.com") as tls:
+                tls.sendall(b"ping")
+                assert tls.recv(4) == b"ping"
+    finally:
+        proxy.kill()
+        print(proxy.stderr()[-4000:])
