@@ -242,10 +242,10 @@ class GatewayTls:
                 listeners[server.listener.name] = server.listener
             ports[port.name] = names
         self.contexts, self._users, self.ports = contexts, users, ports
-        for context in contexts.values():
-            if context.current() is None and not context.mesh:
-                log.warning("gateway TLS server %s on %s: no certificate (%s): its handshakes fail", context.name,
-                            ", ".join(p.name for p in users[(context.tls, context.alpn)]), context.error)
+        for key, context in contexts.items():
+            if context.mesh and context.current() is None:  # files that did not load were logged already
+                log.warning("gateway ISTIO_MUTUAL server on %s: no mesh certificate (--cert-dir or the control "
+                            "server) yet: its handshakes fail until one arrives", ", ".join(p.name for p in users[key]))
         return listeners
 
     def router(self, port: Listener, fallback) -> "GatewayTlsRouter":
