@@ -15,7 +15,7 @@ from dataclasses import replace
 import pytest
 
 from gateway_tls_bed import (InProcessGateway, chain, compiled, curl_https, istio_example_certs, remove_credential,
-                             s_client, tls_settings, with_tls_servers, write_credential)
+                             s_client, tls_echo, tls_settings, with_tls_servers, write_credential)
 from mesh_pki import MeshPki, curl_cert, uri as mesh_uri
 from proxy_harness import LOCALHOST, TcpServer, endpoint, free_port, http_mesh, service_entry, tcp_mesh, wait_until
 from pymesh.proxy.gateway_tls import GatewayTlsRouter
@@ -339,11 +339,7 @@ def test_a_passthrough_server_on_the_same_port(upstreams, creds, certs1, tmp_pat
         with InProcessGateway(with_tls_servers(snapshot, port, (terminated,), sni), creds):
             assert get(port, HTTPBIN, "--cacert", str(certs1 / "example.com.crt")).stdout.endswith("200 2")
             # the backend's own certificate, through the gateway that holds no key for it
-            context = ssl.create_default_context(cafile=str(ca.ca_path))
-            with socket.create_connection((LOCALHOST, port), timeout=5) as raw:
-                with context.wrap_socket(raw, server_hostname="nginx.example.com") as tls:
-                    tls.sendall(b"ping")
-                    assert tls.recv(4) == b"ping"
+            assert tls_echo(port, "nginx.example.com", ca.ca_path) == b"ping"
     finally:
         backend.stop()
 
@@ -433,11 +429,7 @@ def test_a_tls_server_terminates_then_proxies_tcp(upstreams, creds, certs1):
         tls_server = chain((HTTPBIN,), tls_settings("SIMPLE", credential_name="httpbin-credential"), tcp_route=route,
                            protocol="TLS")
         with InProcessGateway(with_tls_servers(snapshot, port, (tls_server,), direction="outbound"), creds):
-            context = ssl.create_default_context(cafile=str(certs1 / "example.com.crt"))
-            with socket.create_connection((LOCALHOST, port), timeout=5) as raw:
-                with context.wrap_socket(raw, server_hostname=HTTPBIN) as tls:
-                    tls.sendall(b"hello over tls")
-                    assert tls.recv(100) == b"hello over tls"
+            assert tls_echo(port, HTTPBIN, certs1 / "example.com.crt", b"hello over tls") == b"hello over tls"
             wait_until(lambda: backend.received == b"hello over tls", timeout=5)
     finally:
         backend.stop()

@@ -8,14 +8,12 @@ Then terminated, passthrough and TLS-then-TCP servers together, as gwcore compil
 from __future__ import annotations
 
 import re
-import socket
-import ssl
 
 import pytest
 
-from gateway_tls_bed import curl_https, istio_example_certs, remove_credential, s_client, write_credential
+from gateway_tls_bed import curl_https, istio_example_certs, remove_credential, s_client, tls_echo, write_credential
 from ports import free_ports
-from proxy_harness import LOCALHOST, Proxy, Reply, dump_yaml, endpoint, gateway_service, service_entry, wait_until
+from proxy_harness import Proxy, Reply, dump_yaml, endpoint, gateway_service, service_entry, wait_until
 from throwaway_ca import ThrowawayCA
 
 pytestmark = pytest.mark.timeout(180)
@@ -115,25 +113,8 @@ spec:
           number: 5000
 """
 
-MUTUAL_GATEWAY = """
-apiVersion: networking.istio.io/v1alpha3
-kind: Gateway
-metadata:
-  name: mygateway
-spec:
-  selector:
-    istio: ingressgateway # use istio default ingress gateway
-  servers:
-  - port:
-      number: 443
-      name: https
-      protocol: HTTPS
-    tls:
-      mode: MUTUAL
-      credentialName: httpbin-credential # must be the same as secret
-    hosts:
-    - httpbin.example.com
-"""
+# the task's MUTUAL Gateway: its single-host one with the mode changed, nothing else
+MUTUAL_GATEWAY = SINGLE_HOST_GATEWAY.replace("mode: SIMPLE", "mode: MUTUAL")
 
 
 def httpbin(request) -> Reply:
@@ -281,11 +262,7 @@ spec:
         assert passed.stdout.startswith("nginx sni=nginx.example.com"), passed.stderr
         unknown = s_client(port, servername="other.example.com")
         assert unknown.returncode != 0 and b"unrecognized name" in unknown.stdout, unknown.stdout
-        context = ssl.create_default_context(cafile=str(certs1 / "example.com.crt"))
-        with socket.create_connection((LOCALHOST, tcp_port), timeout=5) as raw:
-            with context.wrap_socket(raw, server_hostname="tcp.example.com") as tls:
-                tls.sendall(b"ping")
-                assert tls.recv(4) == b"ping"
+        assert tls_echo(tcp_port, "tcp.example.com", certs1 / "example.com.crt") == b"ping"
     finally:
         proxy.kill()
         print(proxy.stderr()[-4000:])
