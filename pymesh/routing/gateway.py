@@ -150,6 +150,10 @@ class GatewayCompiler:
         ports: dict[tuple[str, int], _Port] = {}
         for gateway in self.gateways:
             for server in gateway.servers:
+                if server.bind.startswith("unix://"):
+                    self.warnings.append(f"Gateway {gateway_key(gateway)}: server {server.port.name}: bind "
+                                         f"{server.bind} (a unix socket) is not supported yet; server ignored")
+                    continue
                 bind_address = server.bind or "0.0.0.0"
                 port = ports.setdefault((bind_address, server.port.number), _Port(bind_address, server.port.number))
                 port.servers.append(BoundServer(gateway, server))

@@ -100,6 +100,17 @@ def curl_https(port: int, name: str, ca) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=20)
 
 
+def s_client(port: int, server_name: str, ca, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", "s_client", "-connect", f"{LOCALHOST}:{port}", "-servername", server_name,
+                           "-CAfile", str(ca.ca_path), "-brief", *args], input=b"", capture_output=True, timeout=20)
+
+
+def tls_gateway(servers: dict, number: int, hosts: list[str], mode: str) -> list[dict]:
+    """The backends' ServiceEntries and a Gateway with one TLS server in `mode`."""
+    server = {"port": {"number": number, "name": "tls", "protocol": "TLS"}, "hosts": hosts, "tls": {"mode": mode}}
+    return _backends(servers) + [gateway_resource(server)]
+
+
 def _backends(servers: dict) -> list[dict]:
     return [service_entry(443, [endpoint(server, port_name="tls")], host=f"{name.split('.')[0]}.default.svc.cluster.local",
                           protocol="TLS", name=name.split(".")[0]) for name, server in servers.items()]
@@ -108,10 +119,7 @@ def _backends(servers: dict) -> list[dict]:
 def test_tls_passthrough_by_sni_to_two_backends(gateway, tls_backends):
     ca, servers = tls_backends
     (listen,) = free_ports(1)
-    resources = _backends(servers) + [
-        gateway_resource({"port": {"number": 443, "name": "tls", "protocol": "TLS"}, "hosts": ["*.example.com"],
-                          "tls": {"mode": "PASSTHROUGH"}}),
-    ] + [bound_vs(name.split(".")[0], [name], tls=[{"match": [{"port": 443, "sniHosts": [name]}], "route": [
+    resources = tls_gateway(servers, 443, ["*.example.com"], "PASSTHROUGH") + [bound_vs(name.split(".")[0], [name], tls=[{"match": [{"port": 443, "sniHosts": [name]}], "route": [
         {"destination": {"host": f"{name.split('.')[0]}.default.svc.cluster.local", "port": {"number": 443}}}]}])
          for name in servers]
     gateway(resources, {443: listen})
@@ -119,11 +127,9 @@ def test_tls_passthrough_by_sni_to_two_backends(gateway, tls_backends):
         done = curl_https(listen, name, ca)
         assert done.returncode == 0, done.stderr
         assert done.stdout == f"{server.name} sni={name}\n"
-    s_client = subprocess.run(["openssl", "s_client", "-connect", f"{LOCALHOST}:{listen}", "-servername", B,
-                               "-CAfile", str(ca.ca_path), "-verify_return_error", "-brief"],
-                              input=b"", capture_output=True, timeout=20)
-    assert s_client.returncode == 0, s_client.stderr
-    assert b"Verification: OK" in s_client.stderr
+    done = s_client(listen, B, ca, "-verify_return_error")
+    assert done.returncode == 0, done.stderr
+    assert b"Verification: OK" in done.stderr
     unknown = curl_https(listen, "c.example.com", ca)
     assert unknown.returncode != 0  # no route for that name: the connection is closed
 
@@ -131,16 +137,10 @@ def test_tls_passthrough_by_sni_to_two_backends(gateway, tls_backends):
 def test_auto_passthrough_reaches_the_cluster_the_sni_names(gateway, tls_backends):
     ca, servers = tls_backends
     (listen,) = free_ports(1)
-    resources = _backends(servers) + [
-        gateway_resource({"port": {"number": 15443, "name": "tls", "protocol": "TLS"}, "hosts": ["*.local"],
-                          "tls": {"mode": "AUTO_PASSTHROUGH"}}),
-    ]
-    gateway(resources, {15443: listen})
-    sni = "outbound_.443_._.b.default.svc.cluster.local"
-    s_client = subprocess.run(["openssl", "s_client", "-connect", f"{LOCALHOST}:{listen}", "-servername", sni,
-                               "-CAfile", str(ca.ca_path), "-brief"], input=b"", capture_output=True, timeout=20)
-    assert s_client.returncode == 0, s_client.stderr
-    assert b"CN=b" in s_client.stderr or b"CN = b" in s_client.stderr, s_client.stderr
+    gateway(tls_gateway(servers, 15443, ["*.local"], "AUTO_PASSTHROUGH"), {15443: listen})
+    done = s_client(listen, "outbound_.443_._.b.default.svc.cluster.local", ca)
+    assert done.returncode == 0, done.stderr
+    assert b"CN=b" in done.stderr or b"CN = b" in done.stderr, done.stderr
 
 
 def test_telemetry_reports_as_the_source(gateway, upstreams):
@@ -188,3 +188,23 @@ def test_grpc_server(gateway):
     finally:
         echo.released.set()
         server.stop(grace=None)
+
+
+def test_the_gateway_enforces_its_own_authorization_policy(gateway, upstreams):
+    """Istio's ingress authorization: a policy in the gateway's namespace selecting its labels."""
+    app = upstreams("productpage")
+    (listen,) = free_ports(1)
+    policy = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+              "metadata": {"name": "deny-admin", "namespace": "istio-system"},
+              "spec": {"selector": {"matchLabels": {"istio": "ingressgateway"}}, "action": "DENY",
+                       "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}}
+    resources = [
+        service_entry(9080, [endpoint(app)], host="productpage.default.svc.cluster.local", name="productpage"),
+        gateway_resource({"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}),
+        bound_vs("bookinfo", ["*"], http=[{"route": [{"destination": {"host": "productpage"}}]}]),
+        policy,
+    ]
+    gateway(resources, {80: listen})
+    assert curl(listen, "/admin/x").status == 403
+    assert curl(listen, "/productpage").status == 200
+    assert [r.path for r in app.wait_requests(1)] == ["/productpage"]
