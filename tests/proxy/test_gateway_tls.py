@@ -445,3 +445,19 @@ def test_a_hello_that_never_completes_is_closed_not_hung(mesh, creds, certs1, mo
             assert sock.recv(100) == b""  # closed by the gateway before the 5 s client timeout
         listener = next(l for l in gw.snapshot.listeners if l.port == port).name
         assert gw.stats(listener)["no_filter_chain_match"] == 1
+
+
+def test_ca_crl_refuses_a_revoked_client(mesh, creds, tmp_path):
+    ca = ThrowawayCA(tmp_path / "ca")
+    server = ca.issue("server", HTTPBIN)
+    alice, bob = ca.issue("alice", "alice.clients"), ca.issue("bob", "bob.clients")
+    crl = ca.crl("revoked", (bob.cert,))
+    write_credential(creds, "cred", server.cert, server.key, ca.ca_path)
+    port, _, _ = mesh
+    with gateway(mesh, creds, mutual((HTTPBIN,), "cred", ca_crl=str(crl))) as gw:
+        ok = get(port, HTTPBIN, "--cacert", str(ca.ca_path), "--cert", str(alice.cert), "--key", str(alice.key))
+        assert ok.stdout.endswith("200 2"), ok.stderr
+        revoked = get(port, HTTPBIN, "--cacert", str(ca.ca_path), "--cert", str(bob.cert), "--key", str(bob.key))
+        assert revoked.returncode != 0
+        listener = next(l for l in gw.snapshot.listeners if l.port == port).name
+        assert gw.stats(listener)["ssl.fail_verify_error"] == 1
