@@ -266,3 +266,58 @@ spec:
     finally:
         proxy.kill()
         print(proxy.stderr()[-4000:])
+
+
+def test_grpc_over_an_https_server(tmp_path):
+    """grpcio over TLS (ALPN h2) to a SIMPLE HTTPS server, every call kind, routed to a gRPC backend."""
+    import grpc
+
+    from grpc_echo import SERVICE, start_server
+
+    ca = ThrowawayCA(tmp_path / "ca")
+    cert = ca.issue("grpc", "grpc.example.com")
+    creds = tmp_path / "credentials"
+    write_credential(creds, "grpc-credential", cert.cert, cert.key)
+    server, echo, echo_port = start_server("127.0.0.1:0")
+    (listen,) = free_ports(1)
+    gateway_yaml = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: grpc-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    tls: {mode: SIMPLE, credentialName: grpc-credential}
+    hosts: [grpc.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: [grpc.example.com]
+  gateways: [grpc-gateway]
+  http:
+  - route: [{destination: {host: echo.default.svc.cluster.local}}]
+"""
+    resources = dump_yaml([
+        service_entry(7070, [endpoint(echo_port, port_name="grpc")], host="echo.default.svc.cluster.local",
+                      protocol="GRPC", name="echo"),
+        gateway_service({443: listen}),
+    ]) + "---\n" + gateway_yaml
+    proxy = Proxy(tmp_path / "gw", resources, name="gateway", subcommand="gateway",
+                  extra_args=["--credentials-dir", str(creds)])
+    try:
+        proxy.start()
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca.ca_path.read_bytes())
+        options = [("grpc.ssl_target_name_override", "grpc.example.com")]
+        with grpc.secure_channel(f"127.0.0.1:{listen}", credentials, options=options) as channel:
+            assert channel.unary_unary(f"/{SERVICE}/Unary")(b"hi", timeout=10) == b"echo:hi"
+            assert list(channel.unary_stream(f"/{SERVICE}/ServerStream")(b"3", timeout=10))
+            assert channel.stream_unary(f"/{SERVICE}/ClientStream")(iter([b"a", b"b"]), timeout=10) == b"a+b"
+            assert list(channel.stream_stream(f"/{SERVICE}/Bidi")(iter([b"x", b"y"]), timeout=10)) == [b"X", b"Y"]
+    finally:
+        proxy.kill()
+        echo.released.set()
+        server.stop(grace=None)
+        print(proxy.stderr()[-4000:])
