@@ -16,7 +16,7 @@ import pytest
 
 from gateway_tls_bed import (InProcessGateway, chain, compiled, curl_https, istio_example_certs, remove_credential,
                              s_client, tls_echo, tls_settings, with_tls_servers, write_credential)
-from mesh_pki import MeshPki, curl_cert, uri as mesh_uri
+from mesh_pki import MeshPki, client_context as mesh_client_context, curl_cert, uri as mesh_uri
 from proxy_harness import LOCALHOST, TcpServer, endpoint, free_port, http_mesh, service_entry, tcp_mesh, wait_until
 from pymesh.proxy.gateway_tls import GatewayTlsRouter
 from pymesh.routing.sni import SniChain, SniTable
@@ -461,3 +461,26 @@ def test_ca_crl_refuses_a_revoked_client(mesh, creds, tmp_path):
         assert revoked.returncode != 0
         listener = next(l for l in gw.snapshot.listeners if l.port == port).name
         assert gw.stats(listener)["ssl.fail_verify_error"] == 1
+
+
+def test_istio_mutual_tls_server_takes_a_sidecars_tcp(creds, pki):
+    """ISTIO_MUTUAL on a TLS server (the egress gateway's leg from a sidecar): ALPN
+    istio-peer-exchange as Istio's gateway offers it for TCP, then the TCP route."""
+    gateway_dir, client_dir = pki.issue("istio-system", "egress"), pki.issue("default", "sleep")
+    backend = TcpServer("echo")
+    try:
+        port, tcp_port = free_port(), free_port()
+        snapshot = compiled(tcp_mesh(tcp_port, backend))
+        route = next(l for l in snapshot.listeners if l.port == tcp_port).tcp_route
+        snapshot = replace(snapshot, listeners=snapshot.listeners + (replace(snapshot.listeners[0], name="gw", port=port),))
+        server = chain(("edition.cnn.com",), tls_settings("ISTIO_MUTUAL"), tcp_route=route, protocol="TLS")
+        with InProcessGateway(with_tls_servers(snapshot, port, (server,), direction="outbound"), creds,
+                              cert_dir=gateway_dir):
+            context = mesh_client_context(client_dir, pki.root, alpn=("istio-peer-exchange", "istio"))
+            with socket.create_connection((LOCALHOST, port), timeout=5) as raw:
+                with context.wrap_socket(raw, server_hostname="edition.cnn.com") as tls:
+                    assert tls.selected_alpn_protocol() == "istio-peer-exchange"
+                    tls.sendall(b"ping")
+                    assert tls.recv(4) == b"ping"
+    finally:
+        backend.stop()
