@@ -417,14 +417,20 @@ def test_credential_names_serve_an_rsa_and_an_ecdsa_certificate(mesh, creds, cer
         assert f"CN = {HTTPBIN}" in ecdsa
 
 
+def tcp_gateway(backend):
+    """(a free gateway port, a snapshot with a listener on it to become the TLS port, the TCP
+    route to `backend` a TLS server's VirtualService would compile to)."""
+    port, tcp_port = free_port(), free_port()
+    snapshot = compiled(tcp_mesh(tcp_port, backend))
+    route = next(l for l in snapshot.listeners if l.port == tcp_port).tcp_route
+    return port, replace(snapshot, listeners=snapshot.listeners + (replace(snapshot.listeners[0], name="gw", port=port),)), route
+
+
 def test_a_tls_server_terminates_then_proxies_tcp(upstreams, creds, certs1):
     """protocol TLS, mode SIMPLE: the gateway terminates and the plaintext goes to a TCP backend."""
     backend = TcpServer("echo")
     try:
-        port, tcp_port = free_port(), free_port()
-        snapshot = compiled(tcp_mesh(tcp_port, backend))
-        route = next(l for l in snapshot.listeners if l.port == tcp_port).tcp_route
-        snapshot = replace(snapshot, listeners=snapshot.listeners + (replace(snapshot.listeners[0], name="gw", port=port),))
+        port, snapshot, route = tcp_gateway(backend)
         write_credential(creds, "httpbin-credential", certs1 / f"{HTTPBIN}.crt", certs1 / f"{HTTPBIN}.key")
         tls_server = chain((HTTPBIN,), tls_settings("SIMPLE", credential_name="httpbin-credential"), tcp_route=route,
                            protocol="TLS")
@@ -469,10 +475,7 @@ def test_istio_mutual_tls_server_takes_a_sidecars_tcp(creds, pki):
     gateway_dir, client_dir = pki.issue("istio-system", "egress"), pki.issue("default", "sleep")
     backend = TcpServer("echo")
     try:
-        port, tcp_port = free_port(), free_port()
-        snapshot = compiled(tcp_mesh(tcp_port, backend))
-        route = next(l for l in snapshot.listeners if l.port == tcp_port).tcp_route
-        snapshot = replace(snapshot, listeners=snapshot.listeners + (replace(snapshot.listeners[0], name="gw", port=port),))
+        port, snapshot, route = tcp_gateway(backend)
         server = chain(("edition.cnn.com",), tls_settings("ISTIO_MUTUAL"), tcp_route=route, protocol="TLS")
         with InProcessGateway(with_tls_servers(snapshot, port, (server,), direction="outbound"), creds,
                               cert_dir=gateway_dir):
