@@ -208,3 +208,30 @@ def test_the_gateway_enforces_its_own_authorization_policy(gateway, upstreams):
     assert curl(listen, "/admin/x").status == 403
     assert curl(listen, "/productpage").status == 200
     assert [r.path for r in app.wait_requests(1)] == ["/productpage"]
+
+
+def test_a_tcp_server_is_guarded_by_the_gateways_policy(gateway, upstreams):
+    """The policy's port is the one the gateway listens on (the targetPort, as on Istio's pods)."""
+    echo = upstreams.tcp("echo")
+    (listen,) = free_ports(1)
+    policy = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+              "metadata": {"name": "deny-tcp", "namespace": "istio-system"},
+              "spec": {"selector": {"matchLabels": {"istio": "ingressgateway"}}, "action": "DENY",
+                       "rules": [{"to": [{"operation": {"ports": [str(listen)]}}]}]}}
+    resources = [
+        service_entry(5555, [endpoint(echo, port_name="tcp")], host="echo.default.svc.cluster.local", protocol="TCP",
+                      name="echo"),
+        gateway_resource({"port": {"number": 31400, "name": "tcp", "protocol": "TCP"}, "hosts": ["*"]}),
+        bound_vs("echo", ["*"], tcp=[{"route": [{"destination": {"host": "echo.default.svc.cluster.local",
+                                                                 "port": {"number": 5555}}}]}]),
+        policy,
+    ]
+    gateway(resources, {31400: listen})
+    with socket.create_connection((LOCALHOST, listen), timeout=10) as sock:
+        try:
+            sock.sendall(b"let me in")
+            answer = sock.recv(100)
+        except ConnectionResetError:  # closed with our bytes unread
+            answer = b""
+    assert answer == b""  # closed by the policy, nothing relayed
+    assert echo.received == b""
