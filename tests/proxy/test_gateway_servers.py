@@ -64,6 +64,9 @@ def test_https_redirect_and_plain_http_on_another_port(gateway, upstreams):
     moved = curl(redirect_port, "/status/200?x=1", host="httpbin.example.com")
     assert moved.status == 301
     assert moved.header("location") == "https://httpbin.example.com/status/200?x=1"
+    for host, location in (("httpbin.example.com:80", "https://httpbin.example.com/"),  # http's port: dropped
+                           ("httpbin.example.com:8080", "https://httpbin.example.com:8080/")):  # as Envoy
+        assert curl(redirect_port, "/", host=host).header("location") == location
     assert app.count() == 0
     assert curl(redirect_port, "/", host="other.example.com").status == 404
     served = curl(plain_port, "/headers", host="httpbin.example.com")
