@@ -49,6 +49,16 @@ def local_reply_for(flag_text: str, status: int | None = None, detail: bytes = b
     raise ValueError(f"no local reply for flags {flag_text!r}")
 
 
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _without_default_port(authority: str, scheme: str) -> str:
+    """Envoy's redirect to another scheme drops the old scheme's default port ("a:80" for http:
+    https://a/), and keeps any other."""
+    default = _DEFAULT_PORTS.get(scheme)
+    return authority[:-len(default)] if default and authority.endswith(default) else authority
+
+
 def redirect_reply(redirect: model.HTTPRedirect, head: RequestHead, matched_prefix: str | None = None) -> LocalReply:
     """Istio's HTTPRedirect: each part given replaces that part of the request's URL. A uri
     starting with Istio's %PREFIX()% replaces only the prefix the route matched (Envoy's
@@ -74,6 +84,8 @@ def redirect_reply(redirect: model.HTTPRedirect, head: RequestHead, matched_pref
         _, port = split_authority(head.authority)
         authority = f"{_host_of(authority)}:{port}" if port is not None else _host_of(authority)
     scheme = redirect.scheme or head.scheme
+    if scheme != head.scheme and not (redirect.authority or redirect.port):
+        authority = _without_default_port(authority, head.scheme)
     location = f"{scheme}://{authority}{path}".encode("latin-1")
     return LocalReply(redirect.redirect_code, flags.NONE, b"", ((b"location", location),))
 

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from ports import free_ports
-from proxy_harness import LOCALHOST, Proxy, curl, endpoint, gateway_service, samples, service_entry
+from proxy_harness import LOCALHOST, Proxy, curl, dump_yaml, endpoint, gateway_service, samples, service_entry
 from throwaway_ca import ThrowawayCA
 
 pytestmark = pytest.mark.timeout(90)
 
 A, B = "a.example.com", "b.example.com"
+SAMPLES = Path(__file__).parents[1] / "api" / "data" / "istio_samples"
 
 
 def gateway_resource(*servers: dict, name: str = "edge", namespace: str = "istio-system") -> dict:
@@ -35,9 +37,10 @@ def gateway(tmp_path):
     """gateway(resources, listen={server port: listen port}) -> a started `pymesh gateway`."""
     started = []
 
-    def start(resources: list[dict], listen: dict[int, int]) -> Proxy:
-        proxy = Proxy(tmp_path / f"gw{len(started)}", resources + [gateway_service(listen)], name="gateway",
-                      subcommand="gateway")
+    def start(resources: list, listen: dict[int, int]) -> Proxy:
+        """resources: dicts, or YAML text (Istio's samples as they are)."""
+        texts = [r if isinstance(r, str) else dump_yaml([r]) for r in resources + [gateway_service(listen)]]
+        proxy = Proxy(tmp_path / f"gw{len(started)}", "---\n".join(texts), name="gateway", subcommand="gateway")
         started.append(proxy)
         return proxy.start()
 
@@ -61,10 +64,39 @@ def test_https_redirect_and_plain_http_on_another_port(gateway, upstreams):
     moved = curl(redirect_port, "/status/200?x=1", host="httpbin.example.com")
     assert moved.status == 301
     assert moved.header("location") == "https://httpbin.example.com/status/200?x=1"
+    for host, location in (("httpbin.example.com:80", "https://httpbin.example.com/"),  # http's port: dropped
+                           ("httpbin.example.com:8080", "https://httpbin.example.com:8080/")):  # as Envoy
+        assert curl(redirect_port, "/", host=host).header("location") == location
     assert app.count() == 0
     assert curl(redirect_port, "/", host="other.example.com").status == 404
     served = curl(plain_port, "/headers", host="httpbin.example.com")
     assert served.status == 200 and served.body == b"httpbin GET /headers\n"
+
+
+def tcp_exchange(port: int, data: bytes) -> bytes:
+    """Send `data`, half-close, read everything until the gateway closes."""
+    with socket.create_connection((LOCALHOST, port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_istios_tcp_echo_sample_through_the_ingress_gateway(gateway, upstreams):
+    """samples/tcp-echo/tcp-echo-all-v1.yaml unchanged (the TCP traffic shifting task): port
+    31400 of the gateway to subset v1 of tcp-echo:9000, v2 untouched."""
+    v1, v2 = upstreams.tcp("echo", name="v1"), upstreams.tcp("echo", name="v2")
+    (listen,) = free_ports(1)
+    sample = (SAMPLES / "tcp-echo" / "tcp-echo-all-v1.yaml").read_text()
+    entry = service_entry(9000, [endpoint(v1, {"version": "v1"}, port_name="tcp"),
+                                 endpoint(v2, {"version": "v2"}, port_name="tcp")],
+                          host="tcp-echo.default.svc.cluster.local", protocol="TCP", name="tcp-echo")
+    gateway([sample, entry], {31400: listen})
+    for i in range(4):
+        assert tcp_exchange(listen, b"hello %d" % i) == b"hello %d" % i
+    assert v1.received == b"hello 0hello 1hello 2hello 3" and v2.received == b""
 
 
 def test_tcp_server(gateway, upstreams):
@@ -79,13 +111,7 @@ def test_tcp_server(gateway, upstreams):
                                                                  "port": {"number": 5555}}}]}]),
     ]
     gateway(resources, {31400: listen})
-    with socket.create_connection((LOCALHOST, listen), timeout=10) as sock:
-        sock.sendall(b"hello through the gateway")
-        sock.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    assert received == b"hello through the gateway"
+    assert tcp_exchange(listen, b"hello through the gateway") == b"hello through the gateway"
 
 
 @pytest.fixture
@@ -208,3 +234,30 @@ def test_the_gateway_enforces_its_own_authorization_policy(gateway, upstreams):
     assert curl(listen, "/admin/x").status == 403
     assert curl(listen, "/productpage").status == 200
     assert [r.path for r in app.wait_requests(1)] == ["/productpage"]
+
+
+def test_a_tcp_server_is_guarded_by_the_gateways_policy(gateway, upstreams):
+    """The policy's port is the one the gateway listens on (the targetPort, as on Istio's pods)."""
+    echo = upstreams.tcp("echo")
+    (listen,) = free_ports(1)
+    policy = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+              "metadata": {"name": "deny-tcp", "namespace": "istio-system"},
+              "spec": {"selector": {"matchLabels": {"istio": "ingressgateway"}}, "action": "DENY",
+                       "rules": [{"to": [{"operation": {"ports": [str(listen)]}}]}]}}
+    resources = [
+        service_entry(5555, [endpoint(echo, port_name="tcp")], host="echo.default.svc.cluster.local", protocol="TCP",
+                      name="echo"),
+        gateway_resource({"port": {"number": 31400, "name": "tcp", "protocol": "TCP"}, "hosts": ["*"]}),
+        bound_vs("echo", ["*"], tcp=[{"route": [{"destination": {"host": "echo.default.svc.cluster.local",
+                                                                 "port": {"number": 5555}}}]}]),
+        policy,
+    ]
+    gateway(resources, {31400: listen})
+    with socket.create_connection((LOCALHOST, listen), timeout=10) as sock:
+        try:
+            sock.sendall(b"let me in")
+            answer = sock.recv(100)
+        except ConnectionResetError:  # closed with our bytes unread
+            answer = b""
+    assert answer == b""  # closed by the policy, nothing relayed
+    assert echo.received == b""
