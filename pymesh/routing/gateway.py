@@ -106,6 +106,9 @@ class _Port:
 
 
 class GatewayCompiler:
+    """One router snapshot's compilation: the services, clusters and bound VirtualServices are
+    worked out once and shared by every port."""
+
     def __init__(self, config: model.MeshConfig, identity: ProxyIdentity):
         self.config = config
         self.identity = identity
@@ -201,12 +204,14 @@ class GatewayCompiler:
         VirtualServices for one host merge in order, as Istio's gateway does."""
         routes: dict[str, list[CompiledRoute]] = {}
         redirect: set[str] = set()
+        placed: set[tuple[str, int]] = set()  # (host, VirtualService): once, though two servers expose it
         for bs in servers:
             https_redirect = bs.server.tls is not None and bs.server.tls.https_redirect
             for vs in self.bound(bs.key):
-                hosts = self.hosts_for(bs, vs) if vs.http else []
+                hosts = [h for h in self.hosts_for(bs, vs) if (h, id(vs)) not in placed] if vs.http else []
                 compiled = self.ctx.http_routes(vs, port) if hosts else []
                 for host in hosts:
+                    placed.add((host, id(vs)))
                     routes.setdefault(host, []).extend(compiled)
                     if https_redirect:
                         redirect.add(host)

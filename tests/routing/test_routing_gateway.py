@@ -295,3 +295,12 @@ def test_a_unix_socket_bind_is_left_out_with_a_warning():
     snapshot, _ = compile_router(gateway)
     assert [(l.bind, l.port) for l in snapshot.listeners] == [("127.0.0.2", 80)]
     assert any("unix socket" in w for w in snapshot.warnings)
+
+
+def test_a_host_two_servers_expose_gets_the_routes_once():
+    gateway = gw("gw", server(80, "*", name="a"), server(80, "*.example.com", name="b"))
+    service = vs("v", "a.example.com", http(dest("productpage.default.svc.cluster.local")), gateways=("istio-system/gw",))
+    snapshot, _ = compile_router(gateway, service, PRODUCTPAGE)
+    (listener,) = snapshot.listeners
+    (vhost,) = listener.route_table.virtual_hosts
+    assert (vhost.domains, len(vhost.routes)) == (("a.example.com",), 1)
