@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from pymesh.api import model
-from pymesh.api.gateway import CIPHER_SUITES, HTTP_PROTOCOLS, TLS_PORT_PROTOCOLS
+from pymesh.api.gateway import CIPHER_SUITES, HTTP_PROTOCOLS, MESH, TLS_PORT_PROTOCOLS
 from pymesh.routing.authn import providers_for
-from pymesh.routing.binding import bind, gateway_key
+from pymesh.routing.binding import bind, bound_gateways, gateway_key
 from pymesh.routing.clusters import RuleIndex, outbound_clusters
 from pymesh.routing.hosts import host_matches
 from pymesh.routing.match import CompiledRoute, CompiledRouteTable, VirtualHost
@@ -323,3 +323,23 @@ def compile_gateway(config: model.MeshConfig, identity: ProxyIdentity, version: 
     """Implements pymesh.routing.snapshot.SnapshotCompiler for identity.kind == "router"."""
     return GatewayCompiler(config, identity).snapshot(version)
 
+
+
+def gateway_warnings(config: model.MeshConfig) -> list[str]:
+    """What `pymesh analyze` can say about Gateways before any gateway runs: each Gateway
+    compiled as a gateway proxy in its namespace with its selector's labels would compile it,
+    and VirtualServices naming a Gateway that does not exist (Istio's IST0101)."""
+    known = {gateway_key(g) for g in config.gateways}
+    warnings = []
+    for vs in config.virtual_services:
+        for name in sorted(bound_gateways(vs) - known - {MESH}):
+            warnings.append(f"VirtualService {vs.metadata.namespace}/{vs.metadata.name}: gateway {name} not found")
+    seen = set()
+    for gateway in config.gateways:
+        identity = ProxyIdentity(workload="gateway", namespace=gateway.metadata.namespace, labels=gateway.selector,
+                                 kind="router")
+        key = (identity.namespace, frozenset(identity.labels.items()))
+        if key not in seen:
+            seen.add(key)
+            warnings += GatewayCompiler(config, identity).snapshot("analyze").warnings
+    return list(dict.fromkeys(warnings))
