@@ -206,9 +206,27 @@ def grpc_route(metadata: model.Metadata, r: Reader) -> model.KubernetesRoute:
     return _route(metadata, r, "GRPCRoute", shapes.GRPC_ROUTE_RULE, _grpc_rule)
 
 
+def tcp_route(metadata: model.Metadata, r: Reader) -> model.KubernetesRoute:
+    return _route(metadata, r, "TCPRoute", shapes.L4_ROUTE_RULE, _l4_rule)
+
+
+def tls_route(metadata: model.Metadata, r: Reader) -> model.KubernetesRoute:
+    return _route(metadata, r, "TLSRoute", shapes.L4_ROUTE_RULE, _l4_rule)
+
+
+def _l4_rule(r: Reader) -> model.RouteRule:
+    def read(b: Reader) -> model.RouteBackendRef:
+        return model.RouteBackendRef(ref=backend_object_ref(b), weight=b.get("weight", integer(0, 1000000), 1))
+
+    refs = r.get_list("backendRefs", message(shapes.L4_BACKEND_REF, read), required=True)
+    if len(refs) > 16:
+        r.error("backendRefs", "at most 16 backendRefs")
+    return model.RouteRule(name=r.get("name", SECTION_NAME, ""), backend_refs=refs)
+
+
 def _route(metadata, r: Reader, kind: str, rule_shape, rule) -> model.KubernetesRoute:
     parents = r.get_list("parentRefs", message(shapes.PARENT_REFERENCE, parent_ref))
-    hostnames = r.get_list("hostnames", distinct(HOSTNAME, what="hostname"))
+    hostnames = r.get_list("hostnames", distinct(HOSTNAME, what="hostname")) if "hostnames" in r.shape.fields else ()
     rules = r.get_list("rules", message(rule_shape, rule))
     for key, items, most in (("parentRefs", parents, 32), ("hostnames", hostnames, 16), ("rules", rules, 16)):
         if len(items) > most:
@@ -218,6 +236,8 @@ def _route(metadata, r: Reader, kind: str, rule_shape, rule) -> model.Kubernetes
         r.error("rules", "rule names must be unique within the route")
     _unique(r, "parentRefs", parents, lambda p: (p.group, p.kind, p.namespace, p.name, p.section_name, p.port),
             "parentRef")
+    if kind in ("TCPRoute", "TLSRoute") and not rules:
+        r.error("rules", "required field is missing")
     return model.KubernetesRoute(metadata=metadata, kind=kind, parent_refs=parents, hostnames=hostnames,
                                  rules=rules or (model.RouteRule(),))
 

@@ -839,10 +839,10 @@ class RouteRule:
 
 @dataclass(frozen=True)
 class KubernetesRoute:
-    """An HTTPRoute or a GRPCRoute (`kind`)."""
+    """An HTTPRoute, GRPCRoute, TCPRoute or TLSRoute (`kind`)."""
 
     metadata: Metadata
-    kind: str  # HTTPRoute | GRPCRoute
+    kind: str  # HTTPRoute | GRPCRoute | TCPRoute | TLSRoute
     parent_refs: tuple[ObjectReference, ...] = ()
     hostnames: tuple[str, ...] = ()
     rules: tuple[RouteRule, ...] = ()
@@ -876,4 +876,6 @@ class MeshConfig:
     kubernetes_gateways: tuple[KubernetesGateway, ...] = ()
     http_routes: tuple[KubernetesRoute, ...] = ()
     grpc_routes: tuple[KubernetesRoute, ...] = ()
+    tcp_routes: tuple[KubernetesRoute, ...] = ()  # v1alpha2
+    tls_routes: tuple[KubernetesRoute, ...] = ()  # v1alpha2
     reference_grants: tuple[ReferenceGrant, ...] = ()

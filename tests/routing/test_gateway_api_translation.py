@@ -344,3 +344,50 @@ spec:
     other = translated(gateway, route("parentRefs: [{name: sel, namespace: infra, sectionName: byname}]\n" + BACKEND,
                                       namespace="elsewhere"))
     assert parent_conditions(other)[0][2] == "NotAllowedByListeners"
+
+
+L4_GATEWAY = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: l4, namespace: infra}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: tcp, port: 31400, protocol: TCP, allowedRoutes: {namespaces: {from: All}}}
+  - {name: tls, port: 443, protocol: TLS, hostname: "*.example.com", tls: {mode: Passthrough}, allowedRoutes: {namespaces: {from: All}}}
+"""
+
+
+def test_tcp_and_tls_routes() -> None:
+    """TCPRoute -> the listener's VirtualService tcp route on its port; TLSRoute -> tls routes
+    whose SNI is each intersected hostname; weights as HTTP's; an HTTPRoute cannot attach to either."""
+    tcp = """
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: echo, namespace: apps}
+spec:
+  parentRefs: [{name: l4, namespace: infra, sectionName: tcp}]
+  rules: [{backendRefs: [{name: web, port: 8080, weight: 80}, {name: web2, port: 8080, weight: 20}]}]
+"""
+    tls = """
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: sni, namespace: apps}
+spec:
+  parentRefs: [{name: l4, namespace: infra}]
+  hostnames: [a.example.com, b.other.org]
+  rules: [{backendRefs: [{name: web, port: 8443}]}]
+"""
+    http = route("parentRefs: [{name: l4, namespace: infra}]\n" + BACKEND, name="h")
+    result = load_text("---\n".join((GATEWAY, L4_GATEWAY, tcp, tls, http)))
+    assert result.errors == []
+    t = translate(result.config)
+    by_kind = {("tcp" if vs.tcp else "tls" if vs.tls else "http"): vs for vs in t.virtual_services}
+    assert set(by_kind) == {"tcp", "tls"}
+    (tcp_route,) = by_kind["tcp"].tcp
+    assert [m.port for m in tcp_route.match] == [31400]
+    assert [(d.destination.host, d.weight) for d in tcp_route.route] == [
+        ("web.apps.svc.cluster.local", 80), ("web2.apps.svc.cluster.local", 20)]
+    (tls_route,) = by_kind["tls"].tls
+    assert (tls_route.match[0].sni_hosts, by_kind["tls"].hosts) == (("a.example.com",), ("a.example.com",))
+    assert parent_conditions(t, "h")[0][2] == "NotAllowedByListeners"

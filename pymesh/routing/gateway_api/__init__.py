@@ -1,8 +1,8 @@
 """The Gateway API translated into Istio's model, as Istio does it (pure: config in, config out).
 
 `translate(config)` turns Gateway API Gateways into Istio Gateways (one per listener, selecting
-the gateway proxies labelled gateway.networking.k8s.io/gateway-name=<name>) and HTTPRoutes and
-GRPCRoutes into VirtualServices: bound to those Gateways for a Gateway parent, to `mesh` for a
+the gateway proxies labelled gateway.networking.k8s.io/gateway-name=<name>) and HTTPRoutes,
+GRPCRoutes, TCPRoutes and TLSRoutes into VirtualServices (http, tcp and tls routes): bound to those Gateways for a Gateway parent, to `mesh` for a
 Service parent (GAMMA), one per parent and host, holding the matches of every route attached
 there in the Gateway API's precedence order. It also computes each object's status conditions.
 `apply(config)` is the configuration with the translation merged in and the Gateway API
@@ -18,7 +18,9 @@ from pymesh.api import model
 from pymesh.routing.gateway_api import conditions as c
 from pymesh.routing.gateway_api.grants import Grants
 from pymesh.routing.gateway_api.parents import GATEWAY_GROUP, GATEWAY_NAME_LABEL, Gateways, Listener
-from pymesh.routing.gateway_api.rules import RuleContext, Translated, service_host, translate_rule
+from pymesh.routing.gateway_api.rules import (
+    L4_KINDS, RuleContext, Translated, service_host, translate_l4_rule, translate_rule,
+)
 
 __all__ = ["GATEWAY_NAME_LABEL", "ROUTE_SEMANTICS", "Translation", "apply", "translate"]
 
@@ -38,8 +40,8 @@ class Translation:
 
 
 def has_gateway_api(config: model.MeshConfig) -> bool:
-    return bool(config.kubernetes_gateways or config.http_routes or config.grpc_routes or config.gateway_classes
-                or config.reference_grants)
+    return bool(config.kubernetes_gateways or config.http_routes or config.grpc_routes or config.tcp_routes
+                or config.tls_routes or config.gateway_classes or config.reference_grants)
 
 
 def apply(config: model.MeshConfig, translation: Translation | None = None) -> model.MeshConfig:
@@ -51,7 +53,8 @@ def apply(config: model.MeshConfig, translation: Translation | None = None) -> m
     t = translation or translate(config)
     return replace(config, gateways=config.gateways + t.gateways,
                    virtual_services=by_age(config.virtual_services + t.virtual_services),
-                   gateway_classes=(), kubernetes_gateways=(), http_routes=(), grpc_routes=(), reference_grants=())
+                   gateway_classes=(), kubernetes_gateways=(), http_routes=(), grpc_routes=(), tcp_routes=(),
+                   tls_routes=(), reference_grants=())
 
 
 def by_age(resources: tuple) -> tuple:
@@ -68,10 +71,13 @@ def translate(config: model.MeshConfig) -> Translation:
     merged = _Merged()
     attached: dict[tuple[str, str, str], int] = {}
     statuses = []
-    for route in config.http_routes + config.grpc_routes:
+    for route in config.http_routes + config.grpc_routes + config.tcp_routes + config.tls_routes:
         problems = c.Problems()
         ctx = RuleContext(route, grants, services, problems)
-        translated = [t for i, rule in enumerate(route.rules) for t in translate_rule(ctx, rule, i)]
+        if route.kind in L4_KINDS:
+            translated: list = [translate_l4_rule(ctx, rule) for rule in route.rules]
+        else:
+            translated = [t for i, rule in enumerate(route.rules) for t in translate_rule(ctx, rule, i)]
         parents = []
         for ref in route.parent_refs:
             status = _attach(route, ref, gateways, services, translated, merged, attached)
@@ -83,8 +89,7 @@ def translate(config: model.MeshConfig) -> Translation:
 
 
 def _attach(route: model.KubernetesRoute, ref: model.ObjectReference, gateways: Gateways, services: frozenset[str],
-            translated: list[Translated], merged: _Merged,
-            attached: dict) -> tuple[str, c.Condition] | None:
+            translated: list, merged: _Merged, attached: dict) -> tuple[str, c.Condition] | None:
     """Bind the route's translated rules to one parent; its Accepted condition (None: a parent
     that is not pymesh's, which it leaves alone, as Istio does)."""
     namespace = ref.namespace or route.metadata.namespace
@@ -93,8 +98,11 @@ def _attach(route: model.KubernetesRoute, ref: model.ObjectReference, gateways: 
         host = service_host(ref.name, namespace)
         if host not in services:
             return label, c.Condition(c.ACCEPTED, False, c.NO_MATCHING_PARENT, f"parent service {host} not found")
-        routes = [t if ref.port is None else _with_port(t, ref.port) for t in translated]
-        merged.add(("mesh", route.metadata.namespace, host), host, routes, route, mesh_service_namespace=namespace)
+        if route.kind == "TLSRoute":
+            return label, c.Condition(c.ACCEPTED, False, c.UNSUPPORTED_VALUE, "a TLSRoute on a Service is not supported yet")
+        routes = translated if ref.port is None or route.kind in L4_KINDS else [_with_port(t, ref.port) for t in translated]
+        merged.add(("mesh", route.metadata.namespace, host, _family(route)), host, routes, route,
+                   mesh_service_namespace=namespace, port=ref.port)
         return label, c.ok(c.ACCEPTED, "Route was valid")
     if (ref.group, ref.kind) != (GATEWAY_GROUP, "Gateway"):
         return None
@@ -121,7 +129,8 @@ def _attach(route: model.KubernetesRoute, ref: model.ObjectReference, gateways: 
             key = (namespace, ref.name, listener.spec.name)
             attached[key] = attached.get(key, 0) + 1
             for host in hosts:
-                merged.add(("gateway", listener.istio_name, host), host, translated, route, listener=listener)
+                merged.add(("gateway", listener.istio_name, host, _family(route)), host, translated, route,
+                           listener=listener, port=listener.spec.port)
     if not bound:
         return label, c.Condition(c.ACCEPTED, False, c.NO_MATCHING_LISTENER_HOSTNAME,
                                   "no hostnames matched the parent's listeners")
@@ -135,6 +144,11 @@ def _parent_label(ref: model.ObjectReference, namespace: str) -> str:
     return label + (f":{ref.port}" if ref.port else "")
 
 
+def _family(route: model.KubernetesRoute) -> str:
+    """Which VirtualService routes a route kind becomes: http (HTTPRoute, GRPCRoute), tcp or tls."""
+    return {"TCPRoute": "tcp", "TLSRoute": "tls"}.get(route.kind, "http")
+
+
 def _with_port(t: Translated, port: int) -> Translated:
     matches = tuple(replace(m, port=port) for m in t.route.match) or (model.HTTPMatchRequest(port=port),)
     return replace(t, route=replace(t.route, match=matches))
@@ -146,11 +160,11 @@ class _Merged:
     def __init__(self) -> None:
         self._groups: dict[tuple, dict] = {}
 
-    def add(self, key: tuple, host: str, routes: Iterable[Translated], route: model.KubernetesRoute, *,
-            listener: Listener | None = None, mesh_service_namespace: str = "") -> None:
+    def add(self, key: tuple, host: str, routes: Iterable, route: model.KubernetesRoute, *,
+            listener: Listener | None = None, mesh_service_namespace: str = "", port: int | None = None) -> None:
         group = self._groups.setdefault(key, {"host": host, "routes": [], "source": route.metadata.source,
                                               "listener": listener, "service_ns": mesh_service_namespace,
-                                              "route_ns": route.metadata.namespace, "created": None})
+                                              "route_ns": route.metadata.namespace, "created": None, "port": port})
         group["routes"].extend(routes)
         created = route.metadata.creation_timestamp
         if created is not None and (group["created"] is None or created < group["created"]):
@@ -160,8 +174,8 @@ class _Merged:
         out = []
         # a consumer namespace's mesh routes come before the producer's for the same host
         for key, g in sorted(self._groups.items(), key=lambda item: item[0][0] == "mesh" and item[1]["route_ns"] == item[1]["service_ns"]):
-            routes = tuple(t.route for t in sorted(g["routes"], key=lambda t: t.key))
             host = g["host"]
+            routes = _routes(key[-1], g["routes"], host, g["port"])
             if key[0] == "gateway":
                 listener: Listener = g["listener"]
                 namespace, name = listener.namespace, f"{listener.istio_name.split('/', 1)[1]}-{_slug(host)}"
@@ -173,9 +187,21 @@ class _Merged:
                 export_to = ("*",) if namespace == g["service_ns"] else (".",)
             metadata = model.Metadata(name=name, namespace=namespace, source=g["source"],
                                       annotations=dict((ROUTE_SEMANTICS,)), creation_timestamp=g["created"])
-            out.append(model.VirtualService(metadata=metadata, hosts=(host,), http=routes, gateways=gateways,
-                                            export_to=export_to))
+            out.append(model.VirtualService(metadata=metadata, hosts=(host,), gateways=gateways, export_to=export_to,
+                                            **routes))
         return tuple(out)
+
+
+def _routes(family: str, gathered: list, host: str, port: int | None) -> dict:
+    """The VirtualService's http routes in precedence order, or its tcp or tls routes (each
+    rule's, in order; the listener's or parentRef's port, and for TLS the host as the SNI)."""
+    if family == "http":
+        return {"http": tuple(t.route for t in sorted(gathered, key=lambda t: t.key))}
+    if family == "tcp":
+        return {"tcp": tuple(model.TCPRoute(match=(model.L4MatchAttributes(port=port),) if port else (),
+                                            route=r.destinations) for r in gathered)}
+    return {"tls": tuple(model.TLSRoute(match=(model.TLSMatchAttributes(sni_hosts=(host,), port=port),),
+                                        route=r.destinations) for r in gathered)}
 
 
 SUFFIX_MESH = "istio-autogenerated-k8s-mesh"

@@ -111,6 +111,8 @@ class Gateways:
         for spec in gw.listeners:
             problems = self._listener_problems.setdefault((gw.metadata.namespace, gw.metadata.name, spec.name), [])
             kinds = _KINDS_BY_PROTOCOL.get(spec.protocol)
+            if spec.protocol == "TLS" and spec.tls is not None and spec.tls.mode == "Terminate":
+                kinds = ("TCPRoute",)  # TLS terminated here, the bytes inside proxied as TCP
             if kinds is None:
                 problems.append(c.Condition(c.ACCEPTED, False, c.UNSUPPORTED_PROTOCOL,
                                             f"protocol {spec.protocol} is not supported"))

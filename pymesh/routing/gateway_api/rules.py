@@ -231,6 +231,26 @@ def _destinations(ctx: RuleContext, refs: tuple[model.RouteBackendRef, ...]) -> 
     return tuple(out)
 
 
+L4_KINDS = frozenset({"TCPRoute", "TLSRoute"})
+
+
+@dataclass(frozen=True)
+class L4Rule:
+    """A TCPRoute or TLSRoute rule: its weighted destinations."""
+
+    destinations: tuple[model.RouteDestination, ...]
+
+
+def translate_l4_rule(ctx: RuleContext, rule: model.RouteRule) -> L4Rule:
+    """Weighted destinations, weight-0 ones left out; with none left, Istio's unroutable
+    destination, so the connections are refused (the spec: "rejected")."""
+    kept = [b for b in rule.backend_refs if b.weight > 0]
+    if not kept:
+        return L4Rule((model.RouteDestination(model.Destination(INVALID_HOST, port=65535)),))
+    return L4Rule(tuple(model.RouteDestination(_destination(ctx, b.ref), 0 if len(kept) == 1 else b.weight)
+                        for b in kept))
+
+
 def service_host(name: str, namespace: str) -> str:
     return f"{name}.{namespace}.{DOMAIN_SUFFIX}"
 
