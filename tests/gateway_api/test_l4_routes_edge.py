@@ -5,13 +5,12 @@ listener routing by SNI to two TLS backends whose own certificates reach the cli
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from conformance_kit import gateway_service, running
 from ports import free_ports
-from proxy_harness import LOCALHOST, Proxy, TcpServer, dump_yaml, endpoint, service_entry
+from proxy_harness import Proxy, TcpServer, dump_yaml, endpoint, service_entry
+from test_gateway_servers import tcp_exchange  # gwcore's TCP client: send, half-close, read to EOF
 from throwaway_ca import ThrowawayCA
 from tls_peers import TlsServer, https_get
 
@@ -78,16 +77,6 @@ spec:
     - name: b
       port: 8443
 """
-
-
-def tcp_exchange(port: int, payload: bytes) -> bytes:
-    with socket.create_connection((LOCALHOST, port), timeout=10) as sock:
-        sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    return received
 
 
 def test_tcp_and_tls_passthrough_routes(tmp_path) -> None:

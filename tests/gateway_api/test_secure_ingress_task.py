@@ -125,32 +125,10 @@ spec:
       port: 5000
 """
 
-MUTUAL_GATEWAY = """
-apiVersion: gateway.networking.k8s.io/v1beta1
-kind: Gateway
-metadata:
-  name: mygateway
-  namespace: istio-system
-spec:
-  gatewayClassName: istio
-  listeners:
-  - name: https
-    hostname: "httpbin.example.com"
-    port: 443
-    protocol: HTTPS
-    tls:
-      mode: Terminate
-      certificateRefs:
-      - name: httpbin-credential
-      options:
-        gateway.istio.io/tls-terminate-mode: MUTUAL
-    allowedRoutes:
-      namespaces:
-        from: Selector
-        selector:
-          matchLabels:
-            kubernetes.io/metadata.name: default
-"""
+# the task's mutual Gateway: its single-host one with Istio's tls-terminate-mode option added, nothing else
+MUTUAL_GATEWAY = SINGLE_HOST_GATEWAY.replace(
+    "      - name: httpbin-credential\n",
+    "      - name: httpbin-credential\n      options:\n        gateway.istio.io/tls-terminate-mode: MUTUAL\n")
 
 
 def httpbin(request) -> Reply:
