@@ -2,9 +2,9 @@
 
 `translate(config)` turns Gateway API Gateways into Istio Gateways (one per listener, selecting
 the gateway proxies labelled gateway.networking.k8s.io/gateway-name=<name>) and HTTPRoutes,
-GRPCRoutes, TCPRoutes and TLSRoutes into VirtualServices (http, tcp and tls routes): bound to those Gateways for a Gateway parent, to `mesh` for a
-Service parent (GAMMA), one per parent and host, holding the matches of every route attached
-there in the Gateway API's precedence order. It also computes each object's status conditions.
+GRPCRoutes, TCPRoutes and TLSRoutes into VirtualServices (http, tcp and tls routes): bound to
+those Gateways for a Gateway parent, to `mesh` for a Service parent (GAMMA), one per parent and
+host, holding the matches of every route attached there in the Gateway API's precedence order. It also computes each object's status conditions.
 `apply(config)` is the configuration with the translation merged in and the Gateway API
 resources removed: what the routing compiles, the same route tables as Istio's own resources.
 """
@@ -22,7 +22,7 @@ from pymesh.routing.gateway_api.rules import (
     L4_KINDS, RuleContext, Translated, service_host, translate_l4_rule, translate_rule,
 )
 
-__all__ = ["GATEWAY_NAME_LABEL", "ROUTE_SEMANTICS", "Translation", "apply", "translate"]
+__all__ = ["GATEWAY_NAME_LABEL", "ROUTE_SEMANTICS", "Translation", "apply", "by_age", "has_gateway_api", "translate"]
 
 # Istio's marker on the VirtualServices it writes for Gateway API routes: the routing gives
 # them the Gateway API's semantics where Istio's differ (a missing backend is a 500, not a 503).
@@ -34,9 +34,6 @@ class Translation:
     gateways: tuple[model.Gateway, ...]
     virtual_services: tuple[model.VirtualService, ...]
     statuses: tuple[c.ObjectStatus, ...]
-
-    def problems(self) -> list[str]:
-        return [line for status in self.statuses for line in status.problems()]
 
 
 def has_gateway_api(config: model.MeshConfig) -> bool:
