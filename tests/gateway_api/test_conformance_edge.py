@@ -13,7 +13,7 @@ import pytest
 
 from conformance_kit import documents, gateway_api, gateway_service, running, service_entry, services
 from ports import free_port
-from proxy_harness import Proxy, Upstream, curl, dump_yaml
+from proxy_harness import Client, Proxy, Upstream, curl, dump_yaml
 
 pytestmark = pytest.mark.timeout(120)
 NS = "gateway-conformance-infra"
@@ -184,3 +184,20 @@ def test_hostname_intersection_status() -> None:
     (refused,) = [s for s in t.statuses if s.name == "no-intersecting-hosts"]
     assert [(c.type, c.status, c.reason) for c in refused.parents[0].conditions][0] == (
         "Accepted", False, "NoMatchingListenerHostname")
+
+
+def test_weighted_backends(tmp_path) -> None:
+    """conformance/tests/httproute-weight.yaml on its own gateway: 70/30/0. The Go test checks
+    the split within a tolerance; here 200 requests, each picked on its own (one connection):
+    none reaches the weight-0 backend and the shares are within 4 standard deviations."""
+    with edge_gateway(tmp_path, "same-namespace", "edge/httproute-weight.yaml") as (listen, pods):
+        client = Client(listen)
+        try:
+            statuses = [client.request(path="/", host="example.com").status for _ in range(200)]
+        finally:
+            client.sock.close()
+        counts = {name: len(server.requests) for name, server in pods.items()}
+    assert statuses == [200] * 200
+    assert counts["infra-backend-v3"] == 0
+    assert counts["infra-backend-v1"] + counts["infra-backend-v2"] == 200
+    assert 113 <= counts["infra-backend-v1"] <= 167, counts  # 140 +- 4 sd (6.5)
