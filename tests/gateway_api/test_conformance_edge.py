@@ -13,7 +13,7 @@ import pytest
 
 from conformance_kit import documents, gateway_api, gateway_service, running, service_entry, services
 from ports import free_port
-from proxy_harness import Client, Proxy, Upstream, curl, dump_yaml
+from proxy_harness import Client, Proxy, Reply, Upstream, curl, dump_yaml
 
 pytestmark = pytest.mark.timeout(120)
 NS = "gateway-conformance-infra"
@@ -23,10 +23,10 @@ BACKENDS = ("infra-backend-v1", "infra-backend-v2", "infra-backend-v3")
 
 
 @contextmanager
-def edge_gateway(workdir, gateway: str, *routes: str):
+def edge_gateway(workdir, gateway: str, *routes: str, handler=None):
     """`pymesh gateway` for the Gateway `gateway` of the manifests and `routes`, the
-    infra-backend pods as local servers; (listen port, pods)."""
-    pods = {name: Upstream(name) for name in BACKENDS}
+    infra-backend pods as local servers (answering with `handler`); (listen port, pods)."""
+    pods = {name: Upstream(name, handler(name) if handler else None) for name in BACKENDS}
     listen = free_port()
     docs = documents("edge/manifests.yaml", *routes)
     pod_ports = [({"app": name}, {"first-port": s.port, "port-8080": s.port}) for name, s in pods.items()]
@@ -201,3 +201,56 @@ def test_weighted_backends(tmp_path) -> None:
     assert counts["infra-backend-v3"] == 0
     assert counts["infra-backend-v1"] + counts["infra-backend-v2"] == 200
     assert 113 <= counts["infra-backend-v1"] <= 167, counts  # 140 +- 4 sd (6.5)
+
+
+def echo_headers(name: str):
+    """The conformance echo server's behaviour these tests read: the request's headers come
+    back as response headers (each value once per line), marked with the backend's name."""
+    skip = {"host", "content-length", "connection", "transfer-encoding", "keep-alive", "te", "upgrade"}
+
+    def handler(request) -> Reply:
+        headers = [(n, v) for n, v in request.headers if n.lower() not in skip and not n.lower().startswith("x-envoy")]
+        return Reply(200, headers + [("x-upstream", name)], b"ok\n")
+
+    return handler
+
+
+# From conformance/tests/httproute-response-header-modifier.go: (path, sent, response headers, absent)
+RESPONSE_MODIFIER = [
+    ("/set", {"Some-Other-Header": "val"}, {"some-other-header": "val", "x-header-set": "set-overwrites-values"}, ()),
+    ("/set", {"Some-Other-Header": "val", "X-Header-Set": "some-other-value"},
+     {"some-other-header": "val", "x-header-set": "set-overwrites-values"}, ()),
+    ("/add", {"Some-Other-Header": "val"}, {"some-other-header": "val", "x-header-add": "add-appends-values"}, ()),
+    ("/add", {"Some-Other-Header": "val", "X-Header-Add": "some-other-value"},
+     {"some-other-header": "val", "x-header-add": "some-other-value,add-appends-values"}, ()),
+    ("/remove", {"X-Header-Remove": "val"}, {}, ("x-header-remove",)),
+    ("/multiple", {"X-Header-Set-2": "set-val-2", "X-Header-Add-2": "add-val-2", "X-Header-Remove-2": "remove-val-2",
+                   "Another-Header": "another-header-val"},
+     {"x-header-set-1": "header-set-1", "x-header-set-2": "header-set-2", "x-header-add-1": "header-add-1",
+      "x-header-add-2": "add-val-2,header-add-2", "x-header-add-3": "header-add-3",
+      "another-header": "another-header-val"}, ("x-header-remove-1", "x-header-remove-2")),
+    ("/case-insensitivity", {"x-header-set": "original-val-set", "x-header-add": "original-val-add",
+                             "x-header-remove": "original-val-remove", "Another-Header": "another-header-val"},
+     {"x-header-set": "header-set", "x-header-add": "original-val-add,header-add",
+      "another-header": "another-header-val"}, ("x-header-remove",)),
+]
+
+
+@pytest.fixture(scope="module")
+def response_modifier(tmp_path_factory):
+    with edge_gateway(tmp_path_factory.mktemp("response"), "same-namespace", "edge/httproute-response-header-modifier.yaml",
+                      handler=echo_headers) as started:
+        yield started
+
+
+@pytest.mark.parametrize("path, sent, expected, absent", RESPONSE_MODIFIER,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(RESPONSE_MODIFIER)])
+def test_response_header_modifier(response_modifier, path: str, sent: dict, expected: dict, absent: tuple) -> None:
+    listen, _ = response_modifier
+    args = [a for name, value in sent.items() for a in ("-H", f"{name}: {value}")]
+    result = curl(listen, path, *args, host="example.com")
+    assert (result.status, result.header("x-upstream")) == (200, "infra-backend-v1")
+    for name, value in expected.items():
+        assert ",".join(result.header_all(name)) == value, (name, result.headers)
+    for name in absent:
+        assert result.header(name) is None
