@@ -199,3 +199,21 @@ AUTHZ_SOURCE = shape(
 )
 AUTHZ_OPERATION = shape("Operation", "hosts notHosts ports notPorts methods notMethods paths notPaths")
 AUTHZ_CONDITION = shape("Condition", "key values notValues")
+
+# --- WorkloadGroup and ProxyConfig (networking.istio.io) --------------------------------------
+
+WORKLOAD_GROUP = shape("WorkloadGroup", "metadata template probe")
+WORKLOAD_GROUP_METADATA = shape("WorkloadGroup.ObjectMeta", "labels annotations")
+# The template is a WorkloadEntry whose address the registering proxy fills in. `network` is
+# accepted there (Istio's own samples set it) and has no effect: pymesh is one network.
+WORKLOAD_GROUP_TEMPLATE = shape("WorkloadGroup.template", "address ports labels weight serviceAccount locality network")
+READINESS_PROBE = shape(
+    "ReadinessProbe",
+    "initialDelaySeconds timeoutSeconds periodSeconds successThreshold failureThreshold httpGet tcpSocket exec",
+)
+HTTP_HEALTH_CHECK = shape("HTTPHealthCheckConfig", "path port host scheme httpHeaders")
+HTTP_HEADER = shape("HTTPHeader", "name value")
+TCP_HEALTH_CHECK = shape("TCPHealthCheckConfig", "host port")
+EXEC_HEALTH_CHECK = shape("ExecHealthCheckConfig", "command")
+PROXY_CONFIG = shape("ProxyConfig", "selector concurrency environmentVariables image")
+PROXY_IMAGE = shape("ProxyImage", "imageType")

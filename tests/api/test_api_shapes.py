@@ -18,6 +18,8 @@ from pymesh.api.reader import Reader
 IGNORED = {
     "Resource": {"status"},
     "ObjectMeta": set(shapes.METADATA.fields) - {"name", "namespace", "labels", "annotations"},
+    # one network: a WorkloadGroup template's network has nothing to select (see shapes.py)
+    "WorkloadGroup.template": {"network"},
 }
 
 
@@ -31,7 +33,7 @@ def test_every_supported_field_is_read(data: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(Reader, "slot", recording_slot)
     kinds = ["serviceentry", "workloadentry", "virtualservice", "destinationrule", "sidecar", "localratelimit",
-             "requestauthentication", "peerauthentication", "authorizationpolicy"]
+             "requestauthentication", "peerauthentication", "authorizationpolicy", "workloadgroup", "proxyconfig"]
     result = load_paths([str(data / f"{kind}.yaml") for kind in kinds])
     assert result.errors == []
 
