@@ -19,9 +19,10 @@ from typing import Callable, Protocol
 
 from pymesh.api import model
 from pymesh.api.wire import (
-    Ack, EndpointsMessage, Hello, InvalidMessage, Nack, SnapshotMessage, TrustBundleMessage, WireError,
+    Ack, EndpointsMessage, HealthMessage, Hello, InvalidMessage, Nack, SnapshotMessage, TrustBundleMessage, WireError,
     encode_json, encode_message,
 )
+from pymesh.control import autoregistration
 from pymesh.control.admission import check_node
 from pymesh.control.bounds import LogThrottle
 from pymesh.control.convergence import Convergence
@@ -117,7 +118,7 @@ class Hub:
             if node.id not in records:
                 session = records[node.id] = ProxySession(node)
                 session.connected = False
-        return [_record(session) for _, session in sorted(records.items())]
+        return [_record(session, self.registry.health(node_id)) for node_id, session in sorted(records.items())]
 
     # --- per stream -----------------------------------------------------------------------
 
@@ -132,6 +133,11 @@ class Hub:
                         f"are not those of the client certificate ({identity.uri})")
             if self.max_per_identity and self._per_identity.get(identity, 0) >= self.max_per_identity:
                 return f"{identity.uri} already has {self.max_per_identity} streams open"
+        if node.workload_group:
+            groups = self.generation.config.workload_groups if self.generation is not None else ()
+            refused = autoregistration.refusal(node, groups)
+            if refused is not None:
+                return refused
         return self.registry.refusal(node)
 
     def _hello(self, stream: ProxyStream, hello: Hello) -> None:
@@ -241,6 +247,8 @@ class ProxyStream:
             return self.hub._ack(self, msg)
         if isinstance(msg, Nack):
             return self.hub._nack(self, msg)
+        if isinstance(msg, HealthMessage):
+            return self.hub.registry.set_health(self.session.node.id, msg.healthy, msg.message)
         self.fail(f"a proxy may not send {msg.TYPE} messages")
 
     def closed(self) -> None:
@@ -273,8 +281,13 @@ class ProxyStream:
         self.peer.close(error)
 
 
-def _record(session: ProxySession) -> dict:
+def _record(session: ProxySession, health: tuple[bool, str] | None) -> dict:
     node = session.node
+    registration = {}
+    if node.workload_group:
+        entry = autoregistration.entry_name(node.workload_group, node.addresses[0]) if node.addresses else None
+        registration = {"workload_group": node.workload_group, "workload_entry": entry,
+                        "health": None if health is None else {"healthy": health[0], "message": health[1]}}
     return {
         "id": node.id,
         "workload": node.workload,
@@ -287,4 +300,5 @@ def _record(session: ProxySession) -> dict:
         "acked_version": session.acked_version,
         "state": session.state,
         "error": session.error,
+        **registration,
     }

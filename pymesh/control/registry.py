@@ -11,6 +11,11 @@ it while the first is connected (a reconnect after the first is gone resumes it)
 registered entries carry Istio's `security.istio.io/tlsMode: istio` label, so that client
 sidecars pick mTLS for them.
 
+A proxy that names a WorkloadGroup (Istio's VM auto-registration) stands for the entry its group's
+template makes (pymesh.control.autoregistration), stays `entry_grace` seconds after it leaves
+(Istio's PILOT_WORKLOAD_ENTRY_GRACE_PERIOD), and, when the group has a probe, is an endpoint only
+while its last health report says healthy.
+
 It holds at most `max_nodes` proxies: when a new one arrives with the registry full, the
 disconnected proxy nearest the end of its grace period leaves early to make room, so proxies that
 come and go under ever new ids cannot grow it (nor the saved state) without bound.
@@ -24,6 +29,7 @@ from typing import Callable, Iterable
 
 from pymesh.api import model
 from pymesh.api.wire import Node
+from pymesh.control import autoregistration
 
 log = logging.getLogger("pymesh.control.registry")
 
@@ -32,10 +38,19 @@ TLS_MODE_LABEL = "security.istio.io/tlsMode"
 MAX_NODES = 10_000
 
 
-def workload_entry(node: Node, mtls: bool = False) -> model.WorkloadEntry | None:
-    """The WorkloadEntry a registered proxy stands for; None without an address to reach it."""
+def workload_entry(node: Node, mtls: bool = False, groups: tuple[model.WorkloadGroup, ...] = (),
+                   health: tuple[bool, str] | None = None) -> model.WorkloadEntry | None:
+    """The WorkloadEntry a registered proxy stands for; None without an address to reach it,
+    or while its WorkloadGroup is gone, refuses it, or probes it unhealthy."""
     if not node.addresses:
         return None
+    if node.workload_group:
+        group = autoregistration.find_group(groups, node)
+        if group is None or autoregistration.refusal(node, groups) is not None:
+            return None
+        if autoregistration.health_checked(group) and not (health and health[0]):
+            return None
+        return autoregistration.workload_entry(node, group, {TLS_MODE_LABEL: "istio"} if mtls else {})
     labels = {**node.labels, TLS_MODE_LABEL: "istio"} if mtls else node.labels
     return model.WorkloadEntry(
         metadata=model.Metadata(name=node.id, namespace=node.namespace, labels=labels, source=REGISTRY_SOURCE),
@@ -49,8 +64,9 @@ class Registry:
     """Node id -> Node, with a count of open streams per id and a removal timer for the idle."""
 
     def __init__(self, grace: float, on_change: Callable[[], None], on_expire: Callable[[str], None] = lambda _: None,
-                 mtls: bool = False, max_nodes: int = MAX_NODES):
+                 mtls: bool = False, max_nodes: int = MAX_NODES, entry_grace: float | None = None):
         self.grace = grace
+        self.entry_grace = grace if entry_grace is None else entry_grace  # of auto-registered proxies
         self.mtls = mtls
         self.max_nodes = max_nodes
         self._on_change = on_change
@@ -58,6 +74,7 @@ class Registry:
         self._nodes: dict[str, Node] = {}
         self._streams: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._health: dict[str, tuple[bool, str]] = {}  # node id -> its last report (healthy, why not)
 
     def refusal(self, node: Node) -> str | None:
         """Why `node` may not connect now (None: it may): its id is another identity's, or
@@ -98,8 +115,23 @@ class Registry:
             self._streams[node_id] = left
             return
         self._streams.pop(node_id, None)
-        if node_id in self._nodes and node_id not in self._timers:
-            self._timers[node_id] = asyncio.get_running_loop().call_later(self.grace, self._expire, node_id)
+        node = self._nodes.get(node_id)
+        if node is not None and node_id not in self._timers:
+            grace = self.entry_grace if node.workload_group else self.grace
+            self._timers[node_id] = asyncio.get_running_loop().call_later(grace, self._expire, node_id)
+
+    def set_health(self, node_id: str, healthy: bool, message: str) -> None:
+        """A connected proxy's health report (kept through a reconnect in the grace period)."""
+        if node_id in self._nodes and self._health.get(node_id) != (healthy, message):
+            was = self._health.get(node_id)
+            self._health[node_id] = (healthy, message)
+            if was is None or was[0] != healthy:
+                log.info("proxy %s reports its application %s%s", node_id, "healthy" if healthy else "unhealthy",
+                         "" if healthy else f": {message}")
+                self._on_change()
+
+    def health(self, node_id: str) -> tuple[bool, str] | None:
+        return self._health.get(node_id)
 
     def restore(self, nodes: Iterable[Node]) -> None:
         """Nodes known before a restart: present, but leaving after the grace unless they
@@ -118,8 +150,16 @@ class Registry:
     def nodes(self) -> list[Node]:
         return [self._nodes[k] for k in sorted(self._nodes)]
 
-    def entries(self) -> tuple[model.WorkloadEntry, ...]:
-        return tuple(entry for node in self.nodes() if (entry := workload_entry(node, self.mtls)) is not None)
+    def entries(self, groups: tuple[model.WorkloadGroup, ...] = ()) -> tuple[model.WorkloadEntry, ...]:
+        """The registered proxies' entries; of two auto-registered ones with the same name (a
+        VM's proxy restarted under a new node id while its old one is in its grace period) the
+        connected one, as Istio keys an auto-registered entry by group and address."""
+        chosen: dict[tuple[str, str], tuple[str, model.WorkloadEntry]] = {}
+        for node in sorted(self.nodes(), key=lambda n: not self.connected(n.id)):  # stable: by id within
+            entry = workload_entry(node, self.mtls, groups, self._health.get(node.id))
+            if entry is not None:
+                chosen.setdefault((entry.metadata.namespace, entry.metadata.name), (node.id, entry))
+        return tuple(entry for _, entry in sorted(chosen.values(), key=lambda item: item[0]))
 
     def close(self) -> None:
         for timer in self._timers.values():
@@ -131,6 +171,7 @@ class Registry:
         if timer is not None:
             timer.cancel()
         self._nodes.pop(node_id, None)
-        log.info("proxy %s left (not reconnected within %.1fs)", node_id, self.grace)
+        self._health.pop(node_id, None)
+        log.info("proxy %s left (not reconnected within its grace period)", node_id)
         self._on_change()
         self._on_expire(node_id)

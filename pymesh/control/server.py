@@ -39,6 +39,7 @@ class ControlOptions:
     debounce: float = 0.1
     max_debounce: float = 1.0
     grace: float = 5.0
+    workload_entry_grace: float = 10.0  # of auto-registered proxies (Istio's PILOT_WORKLOAD_ENTRY_GRACE_PERIOD)
     poll_interval: float = 0.1
     limits: Limits = input_limits.DEFAULT
     connection_limits: ConnectionLimits = bounds.DEFAULT
@@ -56,7 +57,7 @@ class ControlServer:
         self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)
         self.tokens = TokenStore(options.data_dir, time.time)
         self.registry = Registry(options.grace, on_change=self.watcher.notify, on_expire=lambda i: self.hub.forget(i),
-                                 mtls=self.ca is not None)
+                                 mtls=self.ca is not None, entry_grace=options.workload_entry_grace)
         last_version, nodes = persist.load(options.data_dir) if options.data_dir else (0, [])
         self.mesh = Mesh(last_version, None if self.ca is None else self.ca.trust_domain)
         self.hub = Hub(self.registry, self.metrics, bundle=None if self.ca is None else lambda: self.ca.bundle_pem,
@@ -152,7 +153,8 @@ class ControlServer:
         """The store's new state -> a new generation, pushed where it matters."""
         if rejected:
             self.metrics.rejections.inc(len(rejected))
-        generation = self.mesh.update(self.store.config, self.registry.entries(), detected_at)
+        generation = self.mesh.update(self.store.config, self.registry.entries(self.store.config.workload_groups),
+                                      detected_at)
         if generation is not None:
             log.info("config version %d", generation.version)
             self.hub.publish(generation)

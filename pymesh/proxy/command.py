@@ -98,6 +98,11 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                          help="an address other proxies reach this workload at (repeatable) [$PYMESH_ADDRESSES]")
     control.add_argument("--port", action="append", default=_env_list("PYMESH_PORTS"), metavar="NAME=NUMBER",
                          help="a port this workload serves, by ServiceEntry port name (repeatable) [$PYMESH_PORTS]")
+    control.add_argument("--workload-group", metavar="NAME",
+                         default=os.environ.get("ISTIO_META_AUTO_REGISTER_GROUP") or os.environ.get("PYMESH_WORKLOAD_GROUP"),
+                         help="auto-register as this WorkloadGroup of the namespace (a VM): the control server makes the "
+                         "WorkloadEntry <group>-<first --address> from its template, and this proxy runs the group's "
+                         "probe [$ISTIO_META_AUTO_REGISTER_GROUP, $PYMESH_WORKLOAD_GROUP]")
     control.add_argument("--node-id", default=os.environ.get("PYMESH_NODE_ID"),
                          help="this proxy's unique name at the control server (default workload-host-pid.namespace)")
     control.add_argument("--token-file", metavar="PATH", default=os.environ.get("PYMESH_TOKEN_FILE") or None,
@@ -192,8 +197,10 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> C
     node = wire.Node(
         id=node_id, workload=identity.workload, namespace=identity.namespace,
         service_account=identity.service_account, labels=dict(identity.labels),
-        addresses=tuple(args.address), ports=parse_ports(args.port),
+        addresses=tuple(args.address), ports=parse_ports(args.port), workload_group=args.workload_group or "",
     )
+    if args.workload_group and not args.address:
+        raise argparse.ArgumentTypeError("--workload-group needs --address: the WorkloadEntry's address and name")
     ca_root = None
     if args.ca_root and token is None:
         raise argparse.ArgumentTypeError("--ca-root verifies the control server for a proxy with a join token "
@@ -221,6 +228,8 @@ def parse_labels(text: str) -> dict[str, str]:
 def options_from_args(args) -> ProxyOptions:
     if bool(args.config) == bool(args.control):
         raise argparse.ArgumentTypeError("give one of --config PATH or --control HOST:PORT (or $PYMESH_CONTROL)")
+    if args.workload_group and not args.control:
+        raise argparse.ArgumentTypeError("--workload-group registers with a control server: it needs --control")
     token = join_token(args)
     if token is not None and args.cert_dir:
         raise argparse.ArgumentTypeError("--cert-dir and a join token would both give the workload certificate: "

@@ -26,6 +26,7 @@ from pymesh.proxy import downstream_limits
 from pymesh.proxy.certs import CertDirSource, CertificateStore
 from pymesh.proxy.control_client import ConfigRejected, ControlClient, SnapshotStore
 from pymesh.proxy.endpoints import AdminEndpoints
+from pymesh.proxy.health_probe import HealthProbe, group_probe
 from pymesh.proxy.reloads import ReloadRecord
 from pymesh.proxy.server import (ConfigError, ProxyOptions, ProxyWorker, config_fingerprint, load_snapshot,
                                  reload_from_disk)
@@ -91,10 +92,26 @@ def has_config(options: ProxyOptions) -> bool:
 
 
 def control_client(options: ProxyOptions, apply, identity: WorkloadIdentity | None = None) -> ControlClient:
+    """The control server's client; with --workload-group, it also runs the group's probe from
+    each applied (or restored) configuration and reports the application's health."""
     control = options.control
-    client = ControlClient(control.host, control.port, control.node, apply, SnapshotStore(control.data_dir),
+    node = control.node
+    if not node.workload_group:
+        client = ControlClient(control.host, control.port, node, apply, SnapshotStore(control.data_dir), identity)
+        client.restore()
+        return client
+    probe = HealthProbe(lambda healthy, message: client.report_health(healthy, message),
+                        node.addresses[0] if node.addresses else "127.0.0.1")
+
+    async def apply_and_probe(config, version: str) -> None:
+        await apply(config, version)
+        probe.update(group_probe(config))
+
+    client = ControlClient(control.host, control.port, node, apply_and_probe, SnapshotStore(control.data_dir),
                            identity)
-    client.restore()
+    restored = client.restore()
+    if restored is not None:
+        probe.update(group_probe(restored[0]))
     return client
 
 

@@ -18,7 +18,9 @@ What is kept, in file order:
 - the RequestAuthentications and AuthorizationPolicies of the proxy's namespace and the root
   namespace (the proxy compiles the ones whose selector or targetRefs pick it);
 - every PeerAuthentication (small, no secrets): its own decide what it accepts, the other
-  workloads' whether a client may speak mTLS to them.
+  workloads' whether a client may speak mTLS to them;
+- the WorkloadGroup the proxy auto-registers with (its probe is the proxy's to run), and the
+  ProxyConfigs of its namespace and the root namespace (it picks the one that applies).
 """
 
 from __future__ import annotations
@@ -40,9 +42,14 @@ class ProxyLike(Protocol):
     labels: Mapping[str, str]
 
 
-def view_key(proxy: ProxyLike) -> tuple[str, frozenset]:
+def view_key(proxy: ProxyLike) -> tuple[str, frozenset, str]:
     """Proxies with equal keys have equal views of the same config (to compute it once)."""
-    return proxy.namespace, frozenset(proxy.labels.items())
+    return proxy.namespace, frozenset(proxy.labels.items()), _group(proxy)
+
+
+def _group(proxy: ProxyLike) -> str:
+    """The WorkloadGroup a control-server proxy (wire.Node) names; a compiled identity has none."""
+    return getattr(proxy, "workload_group", "")
 
 
 def egress_scope(config: model.MeshConfig, proxy: ProxyLike) -> EgressScope:
@@ -97,6 +104,10 @@ class Views:
             request_authentications=tuple(ra for ra in config.request_authentications
                                           if ra.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
             peer_authentications=config.peer_authentications,  # all: a client decides auto mTLS by the server's
+            workload_groups=tuple(g for g in config.workload_groups if (g.metadata.namespace, g.metadata.name)
+                                  == (proxy.namespace, _group(proxy))),
+            proxy_configs=tuple(pc for pc in config.proxy_configs
+                                if pc.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
         )
 
     def _namespace(self, namespace: str) -> _Namespace:
