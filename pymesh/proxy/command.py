@@ -52,8 +52,9 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where this proxy runs, for locality load balancing (default: from the labels "
                         "topology.kubernetes.io/region, topology.kubernetes.io/zone, topology.istio.io/subzone) "
                         "[$PYMESH_LOCALITY]")
-    parser.add_argument("--concurrency", type=int, default=1,
-                        help="worker processes sharing the listeners with SO_REUSEPORT (default 1)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="worker processes sharing the listeners with SO_REUSEPORT; 0: one per CPU (default: "
+                        "the ProxyConfig that selects this proxy, else 1)")
     parser.add_argument("--admin-address", default="127.0.0.1",
                         help="address of the admin, stats and health endpoints (default 127.0.0.1)")
     parser.add_argument("--admin-port", type=int, default=15000, help="admin port, 0 disables (default 15000)")
@@ -252,7 +253,7 @@ def options_from_args(args) -> ProxyOptions:
         health_port=args.health_port,
         access_log=args.access_log,
         drain_timeout=args.drain_timeout,
-        concurrency=max(1, args.concurrency),
+        concurrency=None if args.concurrency is None else max(0, args.concurrency),
         capture=CaptureSettings(
             outbound_port=args.outbound_capture_port,
             inbound_port=args.inbound_capture_port,

@@ -1,4 +1,5 @@
-"""Process model of the proxy: one process, or a supervisor with N workers (`--concurrency`).
+"""Process model of the proxy: one process, or a supervisor with N workers (`--concurrency`, or
+a ProxyConfig's: pymesh.proxy.concurrency).
 
 With one worker everything runs in one uvloop process. With N, the supervisor forks the workers
 before it creates any event loop; each worker opens the same listeners with SO_REUSEPORT (as
@@ -24,6 +25,7 @@ import uvloop
 
 from pymesh.proxy import downstream_limits
 from pymesh.proxy.certs import CertDirSource, CertificateStore
+from pymesh.proxy.concurrency import PRIVATE_DATA_DIR, resolve_concurrency, watch_concurrency
 from pymesh.proxy.control_client import ConfigRejected, ControlClient, SnapshotStore
 from pymesh.proxy.endpoints import AdminEndpoints
 from pymesh.proxy.health_probe import HealthProbe, group_probe
@@ -39,17 +41,28 @@ log = logging.getLogger("pymesh.proxy")
 
 def main(options: ProxyOptions) -> int:
     options = dataclasses.replace(options, downstream=downstream_limits.resolve(options.downstream))
+    private_dir = os.environ.pop(PRIVATE_DATA_DIR, None)  # made for this proxy when it re-executed itself
     try:
-        snapshot = load_snapshot(options, "1")
-    except ConfigError as errors:
-        print(f"pymesh proxy: configuration has errors:\n{errors}", file=sys.stderr)
-        return 1
-    if options.concurrency == 1:
-        return uvloop.run(_single(options, snapshot))
-    return _supervise(options)
+        try:
+            snapshot = load_snapshot(options, "1")
+        except ConfigError as errors:
+            print(f"pymesh proxy: configuration has errors:\n{errors}", file=sys.stderr)
+            return 1
+        # without --concurrency, a control-server proxy that has no snapshot yet learns it from the first
+        restart_on_first = options.concurrency is None and not has_config(options)
+        workers, source = resolve_concurrency(options.concurrency, snapshot.config, options.identity)
+        if source:
+            log.info("%d worker(s), from ProxyConfig %s", workers, source)
+        options = dataclasses.replace(options, concurrency=workers)
+        if options.concurrency == 1:
+            return uvloop.run(_single(options, snapshot, restart_on_first))
+        return _supervise(options)
+    finally:
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
 
 
-async def _single(options: ProxyOptions, snapshot) -> int:
+async def _single(options: ProxyOptions, snapshot, restart_on_first: bool = False) -> int:
     telemetry = Telemetry.create(options, workers=1)
     reloads = ReloadRecord(telemetry.metrics, snapshot.version)
     certs = CertificateStore()  # the workload certificate: the data plane's, filled by the control server's CA
@@ -73,7 +86,8 @@ async def _single(options: ProxyOptions, snapshot) -> int:
     if identity is not None:
         tasks.append(loop.create_task(identity.run()))
     if options.control is not None:
-        tasks.append(loop.create_task(control_client(options, worker.apply_config, identity).run()))
+        apply = watch_concurrency(worker.apply_config, options.identity, 1, options.control.data_dir, restart_on_first)
+        tasks.append(loop.create_task(control_client(options, apply, identity).run()))
     elif options.watch:
         tasks.append(loop.create_task(worker.watch()))
     log.info("ready: %s", ", ".join(sorted(worker.servers)) or "no listeners")
@@ -296,7 +310,8 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
     if identity is not None:
         client_tasks.append(loop.create_task(identity.run()))
     if options.control is not None:
-        client_tasks.append(loop.create_task(control_client(options, apply_pushed, identity).run()))
+        apply = watch_concurrency(apply_pushed, options.identity, options.concurrency, options.control.data_dir, False)
+        client_tasks.append(loop.create_task(control_client(options, apply, identity).run()))
     endpoints = AdminEndpoints(options, telemetry, lambda: state["snapshot"],
                                ready_with(identity, lambda: len(ready) == options.concurrency and not stopping.is_set()),
                                quit=stop, config_status=reloads.dump, certs=certs, cert_source=cert_source)
