@@ -215,5 +215,6 @@ HTTP_HEALTH_CHECK = shape("HTTPHealthCheckConfig", "path port host scheme httpHe
 HTTP_HEADER = shape("HTTPHeader", "name value")
 TCP_HEALTH_CHECK = shape("TCPHealthCheckConfig", "host port")
 EXEC_HEALTH_CHECK = shape("ExecHealthCheckConfig", "command")
-PROXY_CONFIG = shape("ProxyConfig", "selector concurrency environmentVariables image")
+# targetRef picks a waypoint (ambient mode), which pymesh does not have
+PROXY_CONFIG = shape("ProxyConfig", "selector concurrency environmentVariables image", unsupported="targetRef")
 PROXY_IMAGE = shape("ProxyImage", "imageType")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import socket
@@ -44,7 +45,8 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default=os.environ.get("PYMESH_NAMESPACE"),
                         help="this workload's namespace (default: the join token's, else default) [$PYMESH_NAMESPACE]")
     parser.add_argument("--labels", default=os.environ.get("PYMESH_LABELS", ""),
-                        help="this workload's labels, k=v,k=v (selects the Sidecar, sourceLabels) [$PYMESH_LABELS]")
+                        help="this workload's labels, k=v,k=v (selects the Sidecar, sourceLabels) [$PYMESH_LABELS; "
+                        "else $ISTIO_METAJSON_LABELS, the JSON object Istio's VM cluster.env gives]")
     parser.add_argument("--service-account", default=os.environ.get("PYMESH_SERVICE_ACCOUNT"),
                         help="this workload's service account (default: the join token's, else default) "
                         "[$PYMESH_SERVICE_ACCOUNT]")
@@ -226,6 +228,21 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
+def istio_json_labels() -> dict[str, str]:
+    """$ISTIO_METAJSON_LABELS (`istioctl x workload entry configure` writes the WorkloadGroup's
+    labels there in a VM's cluster.env), or none."""
+    text = os.environ.get("ISTIO_METAJSON_LABELS", "")
+    if not text.strip():
+        return {}
+    try:
+        labels = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"$ISTIO_METAJSON_LABELS is not JSON: {error}") from None
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise argparse.ArgumentTypeError('$ISTIO_METAJSON_LABELS: expected an object of strings, {"app": "x"}')
+    return labels
+
+
 def options_from_args(args) -> ProxyOptions:
     if bool(args.config) == bool(args.control):
         raise argparse.ArgumentTypeError("give one of --config PATH or --control HOST:PORT (or $PYMESH_CONTROL)")
@@ -239,7 +256,7 @@ def options_from_args(args) -> ProxyOptions:
     identity = ProxyIdentity(
         workload=args.workload,
         namespace=namespace,
-        labels=parse_labels(args.labels),
+        labels=parse_labels(args.labels) if args.labels else istio_json_labels(),
         service_account=service_account,
         locality=args.locality,
     )

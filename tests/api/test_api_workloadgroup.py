@@ -158,6 +158,9 @@ def test_valid_proxy_configs(spec, concurrency, selector):
      ["7 spec.selector.matchLabels[]: label key '' is invalid (letters, digits, '-', '_' and '.', at most 63)"]),
     ("  concurrency: two\n", ['5 spec.concurrency: expected an integer, got "two"']),
     ("  image: {imageType: distroless, tag: x}\n", ["5 spec.image.tag: unknown field"]),
+    # an Istio field (a waypoint's), known but not implemented
+    ("  targetRef: {kind: Gateway, name: waypoint, group: gateway.networking.k8s.io}\n",
+     ["5 spec.targetRef: field not supported by pymesh yet"]),
 ])
 def test_invalid_proxy_configs(spec, expected):
     assert errors("ProxyConfig", spec) == expected
