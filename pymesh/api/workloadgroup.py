@@ -18,6 +18,7 @@ from pymesh.api.serviceentry import workload_entry_spec
 PROBE_METHODS = ("httpGet", "tcpSocket", "exec")
 SCHEME = choice("scheme", ("HTTP", "HTTPS"))
 PROBE_HEADER_NAME = re.compile(r"[-_A-Za-z0-9]+\Z")
+UNSAFE_IN_PATH = re.compile(r"[\x00-\x20\x7f]")  # the probe writes the path into its request line
 NON_NEGATIVE = integer(0, 2**31 - 1)  # an int32 that Istio requires to be >= 0
 
 
@@ -74,8 +75,8 @@ def _probe(r: Reader) -> model.ReadinessProbe:
 def _http_get(r: Reader) -> model.HTTPHealthCheck:
     return model.HTTPHealthCheck(
         port=r.get("port", PORT, 0, required=True),
-        path=r.get("path", text(), ""),
-        host=r.get("host", text(), ""),
+        path=r.get("path", text(_probe_path), ""),
+        host=r.get("host", text(_probe_host), ""),
         scheme=r.get("scheme", SCHEME, "HTTP"),
         headers=r.get_list("httpHeaders", message(shapes.HTTP_HEADER, _header)),
     )
@@ -92,8 +93,20 @@ def _probe_header_name(value: str) -> str | None:
     return f"header name {value!r} is invalid (letters, digits, '-' and '_')"
 
 
+def _probe_path(value: str) -> str | None:
+    if UNSAFE_IN_PATH.search(value):
+        return f"path {value!r} contains spaces or control characters"
+    return None
+
+
+def _probe_host(value: str) -> str | None:
+    if checks.ip_address(value) is None or checks.fqdn(value) is None:
+        return None
+    return f"host {value!r} is not an IP address or a DNS name"
+
+
 def _tcp_socket(r: Reader) -> model.TCPHealthCheck:
-    return model.TCPHealthCheck(port=r.get("port", PORT, 0, required=True), host=r.get("host", text(), ""))
+    return model.TCPHealthCheck(port=r.get("port", PORT, 0, required=True), host=r.get("host", text(_probe_host), ""))
 
 
 def _exec(r: Reader) -> model.ExecHealthCheck:
