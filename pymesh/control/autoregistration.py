@@ -69,5 +69,16 @@ def workload_entry(node: Node, group: model.WorkloadGroup, extra_labels: model.L
     )
 
 
-def health_checked(group: model.WorkloadGroup) -> bool:
-    return group.probe is not None
+def registered(node: Node, groups: tuple[model.WorkloadGroup, ...], health: tuple[bool, str] | None,
+               extra_labels: model.Labels) -> tuple[model.WorkloadEntry | None, str]:
+    """(the node's entry, "") while it is an endpoint, else (None, why not now)."""
+    problem = refusal(node, groups)
+    if problem is not None:
+        return None, problem
+    group = find_group(groups, node)
+    if group.probe is not None:  # health-checked
+        if health is None:
+            return None, "waiting for the first health report"
+        if not health[0]:
+            return None, f"unhealthy: {health[1]}"
+    return workload_entry(node, group, extra_labels), ""

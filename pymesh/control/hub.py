@@ -118,7 +118,8 @@ class Hub:
             if node.id not in records:
                 session = records[node.id] = ProxySession(node)
                 session.connected = False
-        return [_record(session, self.registry.health(node_id)) for node_id, session in sorted(records.items())]
+        groups = self.generation.config.workload_groups if self.generation is not None else ()
+        return [_record(session, self.registry.health(node_id), groups) for node_id, session in sorted(records.items())]
 
     # --- per stream -----------------------------------------------------------------------
 
@@ -281,12 +282,13 @@ class ProxyStream:
         self.peer.close(error)
 
 
-def _record(session: ProxySession, health: tuple[bool, str] | None) -> dict:
+def _record(session: ProxySession, health: tuple[bool, str] | None, groups: tuple) -> dict:
     node = session.node
     registration = {}
     if node.workload_group:
-        entry = autoregistration.entry_name(node.workload_group, node.addresses[0]) if node.addresses else None
-        registration = {"workload_group": node.workload_group, "workload_entry": entry,
+        entry, why = autoregistration.registered(node, groups, health, {})
+        registration = {"workload_group": node.workload_group,
+                        "workload_entry": entry.metadata.name if entry else None, "not_registered": why or None,
                         "health": None if health is None else {"healthy": health[0], "message": health[1]}}
     return {
         "id": node.id,

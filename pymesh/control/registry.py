@@ -45,12 +45,7 @@ def workload_entry(node: Node, mtls: bool = False, groups: tuple[model.WorkloadG
     if not node.addresses:
         return None
     if node.workload_group:
-        group = autoregistration.find_group(groups, node)
-        if group is None or autoregistration.refusal(node, groups) is not None:
-            return None
-        if autoregistration.health_checked(group) and not (health and health[0]):
-            return None
-        return autoregistration.workload_entry(node, group, {TLS_MODE_LABEL: "istio"} if mtls else {})
+        return autoregistration.registered(node, groups, health, {TLS_MODE_LABEL: "istio"} if mtls else {})[0]
     labels = {**node.labels, TLS_MODE_LABEL: "istio"} if mtls else node.labels
     return model.WorkloadEntry(
         metadata=model.Metadata(name=node.id, namespace=node.namespace, labels=labels, source=REGISTRY_SOURCE),

@@ -56,11 +56,9 @@ def _row(proxy: dict) -> tuple[str, ...]:
         state = f"NACKED: {proxy['error']}"
     if not proxy.get("connected", True):
         state += " (disconnected)"
-    if proxy.get("workload_entry"):
-        health = proxy.get("health")
-        state += f"; WorkloadEntry {proxy['workload_entry']}"
-        if health is not None:
-            state += " healthy" if health.get("healthy") else f" unhealthy: {health.get('message', '')}"
+    if proxy.get("workload_group"):
+        entry = proxy.get("workload_entry")
+        state += f"; WorkloadEntry {entry}" if entry else f"; not registered: {proxy.get('not_registered')}"
     addresses = proxy.get("addresses") or ["-"]
     cells = (
         proxy.get("id", "?"),

@@ -113,3 +113,16 @@ def test_auto_registered_proxies_have_their_own_grace():
         assert timers["vm-1.demo"].when() - timers["plain.demo"].when() == pytest.approx(29.0, abs=0.5)
         reg.close()
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("groups, health, why", [
+    ((group(),), None, ""),  # no probe: registered, health or not
+    ((group(),), (False, "down"), ""),
+    ((group(probe=PROBE),), None, "waiting for the first health report"),
+    ((group(probe=PROBE),), (False, "tcp: refused"), "unhealthy: tcp: refused"),
+    ((group(probe=PROBE),), (True, ""), ""),
+    ((), (True, ""), "cannot find WorkloadGroup demo/reviews"),
+])
+def test_why_an_entry_is_not_registered_now(groups, health, why):
+    entry, reason = autoregistration.registered(vm(), groups, health, {})
+    assert (entry is None) == bool(why) and why in reason and (reason == "") == (why == "")

@@ -277,7 +277,8 @@ def test_status_table() -> None:
              "pushed_version": "7", "acked_version": "6", "state": "NACKED", "error": "boom"},
             {"id": "vm", "namespace": "shop", "addresses": ["10.0.0.9"], "connected": True, "pushed_version": "7",
              "acked_version": "7", "state": "SYNCED", "error": None, "workload_group": "db",
-             "workload_entry": "db-10.0.0.9", "health": {"healthy": False, "message": "HTTP 503"}},
+             "workload_entry": None, "not_registered": "unhealthy: HTTP 503",
+             "health": {"healthy": False, "message": "HTTP 503"}},
         ],
         "rejected": [{"file": "x.yaml", "errors": ["x.yaml:3 spec.hosts: required"]}],
     }
@@ -286,7 +287,7 @@ def test_status_table() -> None:
         "NAME                 NAMESPACE   ADDRESS    PUSHED   ACKED   STATE",
         "reviews-v1.default   default     10.0.0.1   7        7       SYNCED",
         "db                   shop        -          7        6       NACKED: boom (disconnected)",
-        "vm                   shop        10.0.0.9   7        7       SYNCED; WorkloadEntry db-10.0.0.9 unhealthy: HTTP 503",
+        "vm                   shop        10.0.0.9   7        7       SYNCED; not registered: unhealthy: HTTP 503",
         "",
         "REJECTED FILES (their last good version stays in force):",
         "  x.yaml",

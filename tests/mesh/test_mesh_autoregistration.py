@@ -133,7 +133,9 @@ def test_a_failing_probe_makes_the_vm_entry_unready_and_a_passing_one_ready_agai
     wait_until(lambda: endpoint not in client.endpoints(), what="the unhealthy VM's entry gone from /clusters")
     node = control.wait_node(vm.node_id, lambda n: n["health"] and not n["health"]["healthy"], "unhealthy")
     assert "HTTP 503" in node["health"]["message"], node
-    assert node["connected"]
+    assert node["connected"] and node["workload_entry"] is None
+    assert node["not_registered"].startswith("unhealthy: GET http://127.0.0.1:"), node
+    assert "; not registered: unhealthy: GET http" in control.status_text()
     assert get(port, HOST).status == 503  # no healthy endpoint left, as Envoy answers
 
     healthy.set()
