@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import sys
 
 import pytest
+
+from throwaway_ca import ThrowawayCA
 
 from pymesh.api import model
 from pymesh.proxy.health_probe import HealthProbe, Thresholds, check
@@ -64,6 +67,28 @@ def test_http_probe(status, healthy):
         assert heads[0].startswith(b"GET /ready HTTP/1.1\r\n") and b"host: app.local\r\n" in heads[0]
         if not healthy:
             assert problem == f"GET http://127.0.0.1:{port}/ready: HTTP {status}"
+    asyncio.run(run())
+
+
+def test_https_probe_checks_the_answer_not_the_certificate(tmp_path):
+    """As the kubelet's: an app with a certificate the proxy cannot verify is still probed."""
+    cert = ThrowawayCA(tmp_path).issue("app", "app.local")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert.cert, cert.key)
+
+    async def run():
+        async def answer(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+            writer.close()
+        server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        https = model.HTTPHealthCheck(port=port, path="/", scheme="HTTPS")
+        assert await check(probe(http_get=https), "127.0.0.1") is None
+        plain = model.HTTPHealthCheck(port=port, path="/")  # HTTP to a TLS port: no HTTP answer
+        assert await asyncio.wait_for(check(probe(http_get=plain), "127.0.0.1"), 5) is not None
+        server.close()
     asyncio.run(run())
 
 
