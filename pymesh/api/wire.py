@@ -82,6 +82,7 @@ class Node:
     labels: Mapping[str, str] = field(default_factory=dict)
     addresses: tuple[str, ...] = ()
     ports: Mapping[str, int] = field(default_factory=dict)  # the ports its app serves, by name
+    kind: str = "sidecar"  # Istio's node type: "sidecar", or "router" for `pymesh gateway`
     # a WorkloadGroup of its namespace to auto-register with (Istio's ISTIO_META_AUTO_REGISTER_GROUP)
     workload_group: str = ""
 
