@@ -126,3 +126,18 @@ def test_auto_registered_proxies_have_their_own_grace():
 def test_why_an_entry_is_not_registered_now(groups, health, why):
     entry, reason = autoregistration.registered(vm(), groups, health, {})
     assert (entry is None) == bool(why) and why in reason and (reason == "") == (why == "")
+
+
+def test_a_vm_s_view_carries_its_own_group_and_the_proxy_configs_that_may_apply():
+    from pymesh.routing.view import proxy_view, view_key
+
+    def proxy_config(name: str, ns: str) -> model.ProxyConfig:
+        return model.ProxyConfig(metadata=model.Metadata(name=name, namespace=ns), concurrency=2)
+    config = model.MeshConfig(
+        workload_groups=(group(), group(name="ratings"), group(ns="prod")),
+        proxy_configs=(proxy_config("mesh", "istio-system"), proxy_config("own", "demo"), proxy_config("x", "prod")))
+    view = proxy_view(config, vm())
+    assert [(g.metadata.namespace, g.metadata.name) for g in view.workload_groups] == [("demo", "reviews")]
+    assert [pc.metadata.name for pc in view.proxy_configs] == ["mesh", "own"]
+    assert proxy_view(config, Node("plain.demo", namespace="demo")).workload_groups == ()
+    assert view_key(vm()) != view_key(vm(group_name="ratings"))  # views are shared only within a group
