@@ -128,16 +128,21 @@ class Registry:
     def health(self, node_id: str) -> tuple[bool, str] | None:
         return self._health.get(node_id)
 
-    def restore(self, nodes: Iterable[Node]) -> None:
-        """Nodes known before a restart: present, but leaving after the grace unless they
-        reconnect (at most max_nodes of them)."""
+    def restore(self, nodes: Iterable[Node], health: dict[str, tuple[bool, str]] | None = None) -> None:
+        """Nodes known before a restart (with their last health reports): present, but leaving
+        after the grace unless they reconnect (at most max_nodes of them)."""
         for node in nodes:
             if len(self._nodes) >= self.max_nodes:
                 log.warning("saved state has more than %d proxies; the rest are not restored", self.max_nodes)
                 break
             self._nodes[node.id] = node
+            if health and node.id in health:
+                self._health[node.id] = health[node.id]
             self.disconnect(node.id)
         self._on_change()
+
+    def healths(self) -> dict[str, tuple[bool, str]]:
+        return dict(self._health)
 
     def connected(self, node_id: str) -> bool:
         return node_id in self._streams

@@ -59,6 +59,7 @@ class ControlServer:
         self.registry = Registry(options.grace, on_change=self.watcher.notify, on_expire=lambda i: self.hub.forget(i),
                                  mtls=self.ca is not None, entry_grace=options.workload_entry_grace)
         last_version, nodes = persist.load(options.data_dir) if options.data_dir else (0, [])
+        self._health = persist.load_health(options.data_dir) if nodes else {}
         self.mesh = Mesh(last_version, None if self.ca is None else self.ca.trust_domain)
         self.hub = Hub(self.registry, self.metrics, bundle=None if self.ca is None else lambda: self.ca.bundle_pem,
                        max_per_identity=options.max_per_identity)
@@ -73,7 +74,7 @@ class ControlServer:
 
     async def start(self) -> None:
         if self._nodes:
-            self.registry.restore(self._nodes)
+            self.registry.restore(self._nodes, self._health)
         else:
             # a restarted server without saved state knows no registered proxies until they
             # reconnect: one that reconnects waits a grace period for the others instead of
@@ -163,6 +164,7 @@ class ControlServer:
     def _save(self) -> None:
         if self.options.data_dir:
             try:
-                persist.save(self.options.data_dir, self.mesh.current.version, self.registry.nodes())
+                persist.save(self.options.data_dir, self.mesh.current.version, self.registry.nodes(),
+                             self.registry.healths())
             except OSError as exc:
                 log.error("cannot save state in %s: %s", self.options.data_dir, exc)

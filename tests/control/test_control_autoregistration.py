@@ -141,3 +141,22 @@ def test_a_vm_s_view_carries_its_own_group_and_the_proxy_configs_that_may_apply(
     assert [pc.metadata.name for pc in view.proxy_configs] == ["mesh", "own"]
     assert proxy_view(config, Node("plain.demo", namespace="demo")).workload_groups == ()
     assert view_key(vm()) != view_key(vm(group_name="ratings"))  # views are shared only within a group
+
+
+def test_health_reports_survive_a_control_server_restart(tmp_path):
+    """Saved with the registered proxies, so a health-checked VM stays an endpoint while it reconnects."""
+    from pymesh.control import persist
+
+    data = str(tmp_path)
+    persist.save(data, 3, [vm()], {"vm-1.demo": (True, "")})
+    assert persist.load_health(data) == {"vm-1.demo": (True, "")}
+    assert persist.load_health(str(tmp_path / "none")) == {}
+
+    async def run():
+        reg, _ = registry()
+        reg.restore(persist.load(data)[1], persist.load_health(data))
+        assert [e.metadata.name for e in reg.entries((group(probe=PROBE),))] == ["reviews-10.0.0.7"]
+        reg.close()
+    asyncio.run(run())
+    (tmp_path / persist.FILE).write_text('{"version": 1, "nodes": [], "health": {"x": "not a pair"}}')
+    assert persist.load_health(data) == {}
