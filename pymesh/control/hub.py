@@ -138,6 +138,7 @@ class Hub:
             groups = self.generation.config.workload_groups if self.generation is not None else ()
             refused = autoregistration.refusal(node, groups)
             if refused is not None:
+                self.metrics.autoreg_errors.inc()
                 return refused
         return self.registry.refusal(node)
 
@@ -159,6 +160,10 @@ class Hub:
         self.records[node.id] = session
         self.registry.connect(node)
         self.metrics.connected.inc()
+        if node.workload_group:
+            self.metrics.autoreg_success.inc()
+            log.info("auto-registered WorkloadEntry %s/%s", node.namespace,
+                     autoregistration.entry_name(node.workload_group, node.addresses[0]))
         if identity is None:
             self.metrics.insecure.inc()
         log.info("proxy %s (%s/%s, %s) connected, serving version %s", node.id, node.namespace, node.workload,
@@ -220,6 +225,8 @@ class Hub:
             session.connected = False
             self.metrics.connected.dec()
             self.registry.disconnect(session.node.id)
+            if session.node.workload_group:
+                self.metrics.autoreg_unregister.inc()
             log.info("proxy %s disconnected", session.node.id)
 
 

@@ -59,13 +59,15 @@ class Registry:
     """Node id -> Node, with a count of open streams per id and a removal timer for the idle."""
 
     def __init__(self, grace: float, on_change: Callable[[], None], on_expire: Callable[[str], None] = lambda _: None,
-                 mtls: bool = False, max_nodes: int = MAX_NODES, entry_grace: float | None = None):
+                 mtls: bool = False, max_nodes: int = MAX_NODES, entry_grace: float | None = None,
+                 on_entry_deleted: Callable[[], None] = lambda: None):
         self.grace = grace
         self.entry_grace = grace if entry_grace is None else entry_grace  # of auto-registered proxies
         self.mtls = mtls
         self.max_nodes = max_nodes
         self._on_change = on_change
         self._on_expire = on_expire
+        self._on_entry_deleted = on_entry_deleted  # an auto-registered proxy's entry went after its grace
         self._nodes: dict[str, Node] = {}
         self._streams: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -170,8 +172,10 @@ class Registry:
         timer = self._timers.pop(node_id, None)
         if timer is not None:
             timer.cancel()
-        self._nodes.pop(node_id, None)
+        node = self._nodes.pop(node_id, None)
         self._health.pop(node_id, None)
         log.info("proxy %s left (not reconnected within its grace period)", node_id)
         self._on_change()
         self._on_expire(node_id)
+        if node is not None and node.workload_group:
+            self._on_entry_deleted()

@@ -57,7 +57,8 @@ class ControlServer:
         self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)
         self.tokens = TokenStore(options.data_dir, time.time)
         self.registry = Registry(options.grace, on_change=self.watcher.notify, on_expire=lambda i: self.hub.forget(i),
-                                 mtls=self.ca is not None, entry_grace=options.workload_entry_grace)
+                                 mtls=self.ca is not None, entry_grace=options.workload_entry_grace,
+                                 on_entry_deleted=lambda: self.metrics.autoreg_deletes.inc())
         last_version, nodes = persist.load(options.data_dir) if options.data_dir else (0, [])
         self._health = persist.load_health(options.data_dir) if nodes else {}
         self.mesh = Mesh(last_version, None if self.ca is None else self.ca.trust_domain)

@@ -13,11 +13,18 @@ from mesh_harness import (  # noqa: F401
     CLIENT, HOST, LOCALHOST, answers_from, egress_sidecar, free_ports, get, ingress_sidecar, mesh, selected_service,
     wait_until,
 )
-from proxy_harness import Reply
+from proxy_harness import Reply, http_get
 
 ENTRY_GRACE = 6.0  # seconds; the server's --workload-entry-grace (Istio's default is 10 s)
 VM_LABELS = {"app": "reviews"}  # what the VM's proxy says it is (cluster.env's labels in Istio)
 SELECTOR = {"app": "reviews", "class": "vm"}  # "class" only the group's metadata gives
+
+
+def autoregistration_metrics(control) -> dict[str, float]:
+    """istiod's auto_registration_* counters from the control server's /metrics."""
+    _, _, body = http_get(control.admin_port, "/metrics")
+    return {line.split()[0]: float(line.split()[1]) for line in body.decode().splitlines()
+            if line.startswith("auto_registration_") and line.split()[0].endswith("_total")}
 
 
 def workload_group(name: str, ports: dict, service_account: str = "", probe: dict | None = None) -> dict:
@@ -86,6 +93,9 @@ def test_a_vm_registers_from_its_group_and_its_entry_outlives_a_reconnect_within
                what=f"{endpoint} gone from the client's /clusters")
     assert time.monotonic() - stopped >= ENTRY_GRACE, "the entry went before its grace period"
     control.wait_status(lambda s: control.node(again.node_id, s) is None, "the VM gone from /status")
+    assert autoregistration_metrics(control) == {
+        "auto_registration_success_total": 2.0, "auto_registration_errors_total": 0.0,
+        "auto_registration_unregister_total": 2.0, "auto_registration_deletes_total": 1.0}
 
 
 def test_a_vm_whose_certificate_is_not_the_templates_service_account_is_refused(mesh):
@@ -107,6 +117,8 @@ def test_a_vm_whose_certificate_is_not_the_templates_service_account_is_refused(
     wait_until(lambda: "cannot find WorkloadGroup default/nosuchgroup" in lost.stderr(),
                what="the proxy of an unknown group refused")
     assert control.node(lost.node_id) is None
+    counts = autoregistration_metrics(control)
+    assert counts["auto_registration_errors_total"] >= 2 and counts["auto_registration_success_total"] == 0
 
 
 def test_a_failing_probe_makes_the_vm_entry_unready_and_a_passing_one_ready_again(mesh):
