@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Callable, Iterable
 
 from pymesh.api import model
 from pymesh.api.wire import Node
 from pymesh.control import autoregistration
+from pymesh.control.bounds import LogThrottle
+from pymesh.control.escape import visible
 
 log = logging.getLogger("pymesh.control.registry")
 
@@ -72,6 +75,7 @@ class Registry:
         self._streams: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._health: dict[str, tuple[bool, str]] = {}  # node id -> its last report (healthy, why not)
+        self._health_log = LogThrottle()
 
     def refusal(self, node: Node) -> str | None:
         """Why `node` may not connect now (None: it may): its id is another identity's, or
@@ -123,8 +127,11 @@ class Registry:
             was = self._health.get(node_id)
             self._health[node_id] = (healthy, message)
             if was is None or was[0] != healthy:
-                log.info("proxy %s reports its application %s%s", node_id, "healthy" if healthy else "unhealthy",
-                         "" if healthy else f": {message}")
+                skipped = self._health_log.allow("health", time.monotonic())  # a flapping proxy floods nothing
+                if skipped is not None:
+                    log.info("proxy %s reports its application %s%s%s", node_id, "healthy" if healthy else "unhealthy",
+                             "" if healthy else f": {visible(message, 200)}",
+                             f" ({skipped} more health changes not logged)" if skipped else "")
                 self._on_change()
 
     def health(self, node_id: str) -> tuple[bool, str] | None:

@@ -160,3 +160,17 @@ def test_health_reports_survive_a_control_server_restart(tmp_path):
     asyncio.run(run())
     (tmp_path / persist.FILE).write_text('{"version": 1, "nodes": [], "health": {"x": "not a pair"}}')
     assert persist.load_health(data) == {}
+
+
+def test_a_health_message_is_logged_escaped_and_a_flapping_proxy_is_throttled(caplog):
+    async def run():
+        reg, changes = registry()
+        reg.connect(vm())
+        with caplog.at_level("INFO", logger="pymesh.control.registry"):
+            for i in range(20):
+                reg.set_health("vm-1.demo", i % 2 == 1, "\x1b[2J\nFAKE LOG LINE")
+        assert len(changes) == 1 + 20  # every transition still makes a generation (debounced by the watcher)
+        lines = [r.getMessage() for r in caplog.records if "reports its application" in r.getMessage()]
+        assert len(lines) == 1 and "\x1b" not in lines[0] and "\n" not in lines[0], lines
+        reg.close()
+    asyncio.run(run())
