@@ -174,3 +174,13 @@ def test_a_health_message_is_logged_escaped_and_a_flapping_proxy_is_throttled(ca
         assert len(lines) == 1 and "\x1b" not in lines[0] and "\n" not in lines[0], lines
         reg.close()
     asyncio.run(run())
+
+
+def test_the_health_message_on_the_wire():
+    from pymesh.api import wire
+
+    (decoded,) = wire.FrameDecoder().feed(wire.encode_message(wire.HealthMessage(False, "x" * (wire.MAX_ERROR + 5))))
+    assert decoded == wire.HealthMessage(False, "x" * wire.MAX_ERROR + "...")
+    body = b'{"v":1,"type":"health","healthy":"yes"}'
+    (invalid,) = wire.FrameDecoder().feed(len(body).to_bytes(4, "big") + body)
+    assert isinstance(invalid, wire.InvalidMessage) and "healthy" in invalid.error
