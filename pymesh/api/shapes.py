@@ -211,3 +211,22 @@ SERVER_TLS_SETTINGS = shape(
     "subjectAltNames verifyCertificateSpki verifyCertificateHash minProtocolVersion maxProtocolVersion cipherSuites",
     unsupported="tlsCertificates",
 )
+
+# --- WorkloadGroup and ProxyConfig (networking.istio.io) --------------------------------------
+
+WORKLOAD_GROUP = shape("WorkloadGroup", "metadata template probe")
+WORKLOAD_GROUP_METADATA = shape("WorkloadGroup.ObjectMeta", "labels annotations")
+# The template is a WorkloadEntry whose address the registering proxy fills in. `network` is
+# accepted there (Istio's own samples set it) and has no effect: pymesh is one network.
+WORKLOAD_GROUP_TEMPLATE = shape("WorkloadGroup.template", "address ports labels weight serviceAccount locality network")
+READINESS_PROBE = shape(
+    "ReadinessProbe",
+    "initialDelaySeconds timeoutSeconds periodSeconds successThreshold failureThreshold httpGet tcpSocket exec",
+)
+HTTP_HEALTH_CHECK = shape("HTTPHealthCheckConfig", "path port host scheme httpHeaders")
+HTTP_HEADER = shape("HTTPHeader", "name value")
+TCP_HEALTH_CHECK = shape("TCPHealthCheckConfig", "host port")
+EXEC_HEALTH_CHECK = shape("ExecHealthCheckConfig", "command")
+# targetRef picks a waypoint (ambient mode), which pymesh does not have
+PROXY_CONFIG = shape("ProxyConfig", "selector concurrency environmentVariables image", unsupported="targetRef")
+PROXY_IMAGE = shape("ProxyImage", "imageType")
