@@ -1,0 +1,210 @@
+"""The corpus of real Istio and Gateway API YAML (data/, listed with its provenance in
+MANIFEST.yaml), judged one document at a time as Istio judges one resource at a time.
+
+Each in-scope document (an Istio or Gateway API group; Kubernetes' own kinds in the same files
+are left out) is loaded on its own, with the other documents' lines blanked so that errors keep
+the file's line numbers, through `pymesh.api.load.load_text`, the loader `pymesh analyze` uses.
+It is *accepted* when that load reports no error. The manifest says which documents Istio
+rejects; every other document is one Istio accepts.
+
+Run as a script to print the acceptance rate per kind (`--markdown` for the README's table,
+`--errors` for every disagreement with pymesh's errors):
+
+    python tests/corpus/acceptance.py [--markdown] [--errors]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+MANIFEST = HERE / "MANIFEST.yaml"
+REPOSITORY = HERE.parent.parent
+if str(REPOSITORY) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPOSITORY))
+
+from pymesh.api.load import load_text  # noqa: E402
+
+# API groups whose resources the corpus judges (Istio's and the Gateway API's).
+GROUPS = frozenset({
+    "networking.istio.io", "security.istio.io", "telemetry.istio.io", "extensions.istio.io",
+    "gateway.networking.k8s.io", "gateway.networking.x-k8s.io",
+})
+
+
+@dataclass(frozen=True)
+class Document:
+    """One resource of the corpus and what Istio and pymesh say of it."""
+
+    file: str  # relative to data/ (the manifest's `file`)
+    index: int  # 0-based among the file's non-empty documents
+    line: int  # where the document starts
+    group: str
+    kind: str
+    name: str
+    expected_valid: bool
+    why: str  # why Istio rejects it (invalid documents)
+    errors: tuple[str, ...] = field(default=())  # pymesh's, as `pymesh analyze` prints them
+
+    @property
+    def key(self) -> str:
+        return f"{self.file}#{self.index}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} (Gateway API)" if self.group.startswith("gateway.") else self.kind
+
+    @property
+    def accepted(self) -> bool:
+        return not self.errors
+
+    @property
+    def agrees(self) -> bool:
+        return self.accepted == self.expected_valid
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One MANIFEST.yaml entry: a file and where it came from."""
+
+    file: str
+    repo: str
+    path: str
+    commit: str
+    invalid: dict[int, str]  # document index -> why Istio rejects it
+    note: str = ""
+
+
+def manifest() -> list[Entry]:
+    entries = yaml.safe_load(MANIFEST.read_text())["files"]
+    return [
+        Entry(e["file"], e["repo"], e["path"], e.get("commit", ""),
+              {int(k): v for k, v in (e.get("invalid") or {}).items()}, e.get("note", ""))
+        for e in entries
+    ]
+
+
+def _spans(text: str) -> list[tuple[int, int, object]]:
+    """(first line, last line, composed node) of each non-empty document, 1-based, inclusive."""
+    spans = []
+    for node in yaml.compose_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.value == ""):
+            continue
+        end = node.end_mark.line if node.end_mark.column else node.end_mark.line - 1
+        spans.append((node.start_mark.line, end, node))
+    return spans
+
+
+def _isolated(lines: list[str], first: int, last: int) -> str:
+    """The text with every line outside [first, last] (0-based) blanked: one document, same
+    line numbers."""
+    return "".join(line if first <= n <= last else "\n" for n, line in enumerate(lines))
+
+
+def _field(node: object, key: str) -> object:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                return v
+    return None
+
+
+def _scalar(node: object) -> str:
+    return node.value if isinstance(node, yaml.ScalarNode) else ""
+
+
+def judge(entry: Entry) -> list[Document]:
+    """Every in-scope document of one file, each loaded on its own."""
+    text = (DATA / entry.file).read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    documents = []
+    for index, (first, last, node) in enumerate(_spans(text)):
+        api_version = _scalar(_field(node, "apiVersion"))
+        group = api_version.partition("/")[0]
+        if group not in GROUPS:
+            continue
+        result = load_text(_isolated(lines, first, last), entry.file)
+        documents.append(Document(
+            file=entry.file, index=index, line=first + 1, group=group,
+            kind=_scalar(_field(node, "kind")), name=_scalar(_field(_field(node, "metadata"), "name")),
+            expected_valid=index not in entry.invalid, why=entry.invalid.get(index, ""),
+            errors=tuple(str(error) for error in result.errors),
+        ))
+    return documents
+
+
+def corpus() -> list[Document]:
+    return [document for entry in manifest() for document in judge(entry)]
+
+
+@dataclass
+class Rate:
+    valid: int = 0
+    accepted: int = 0  # of the valid
+    invalid: int = 0
+    rejected: int = 0  # of the invalid
+
+
+def rates(documents: list[Document]) -> dict[str, Rate]:
+    """Per kind; the Gateway API's kinds are marked, as `Gateway` is also Istio's."""
+    table: dict[str, Rate] = {}
+    for d in documents:
+        rate = table.setdefault(d.label, Rate())
+        if d.expected_valid:
+            rate.valid += 1
+            rate.accepted += d.accepted
+        else:
+            rate.invalid += 1
+            rate.rejected += not d.accepted
+    return dict(sorted(table.items()))
+
+
+def _fraction(part: int, whole: int) -> str:
+    return f"{part}/{whole} ({100 * part / whole:.0f}%)" if whole else "-"
+
+
+def table(documents: list[Document], markdown: bool) -> str:
+    rows = [(kind, _fraction(r.accepted, r.valid), _fraction(r.rejected, r.invalid))
+            for kind, r in rates(documents).items()]
+    total = Rate()
+    for r in rates(documents).values():
+        total.valid += r.valid
+        total.accepted += r.accepted
+        total.invalid += r.invalid
+        total.rejected += r.rejected
+    rows.append(("all", _fraction(total.accepted, total.valid), _fraction(total.rejected, total.invalid)))
+    header = ("kind", "valid accepted", "invalid rejected")
+    if markdown:
+        lines = [f"| {' | '.join(header)} |", "| --- | --- | --- |"]
+        lines += [f"| {' | '.join(row)} |" for row in rows]
+        return "\n".join(lines)
+    width = max(len(row[0]) for row in rows + [header])
+    return "\n".join(f"{a:<{width}}  {b:<20}  {c}" for a, b, c in [header, *rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--markdown", action="store_true", help="print the README's table")
+    parser.add_argument("--errors", action="store_true", help="list every disagreement")
+    args = parser.parse_args(argv)
+    documents = corpus()
+    print(table(documents, args.markdown))
+    if args.errors:
+        for d in documents:
+            if not d.agrees:
+                verdict = "valid, rejected" if d.expected_valid else f"invalid ({d.why}), accepted"
+                print(f"\n{d.key} {d.label}/{d.name}: {verdict}")
+                for error in d.errors:
+                    print(f"    {error}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
