@@ -864,6 +864,10 @@ CASES = [
     # --- Sidecar --------------------------------------------------------------------------------
     case("sidecar-empty", SC, "workloadSelector:\n  labels: {app: a}\n",
          "5 spec: sidecar must set at least one of ingress, egress or outboundTrafficPolicy"),
+    # Istio's galley dataset networking-v1alpha3-Sidecar-invalid.yaml: an empty list is no egress.
+    case("sidecar-empty-lists", SC, "egress: []\ningress: []\n",
+         "5 spec: sidecar must set at least one of ingress, egress or outboundTrafficPolicy"),
+    case("sidecar-empty-policy", SC, "outboundTrafficPolicy: {}\n"),
     case("sidecar-ingress", SC, """\
         ingress:
         - defaultEndpoint: 10.0.0.1:80
