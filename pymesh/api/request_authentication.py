@@ -93,8 +93,9 @@ def _location_name(what: str):
 
 def _rule(r: Reader) -> model.JWTRule:
     issuer = r.get("issuer", text(), "")
-    uri = r.get("jwksUri", text(jwks_uri), "")
-    if not issuer and not r.has("jwksUri"):
+    uri_key = r.spelling("jwksUri", "jwks_uri")
+    uri = r.get(uri_key, text(jwks_uri), "")
+    if not issuer and not r.has(uri_key):
         r.error("issuer", "issuer or jwksUri must be non-empty string")
     return model.JWTRule(
         issuer=issuer,

@@ -44,6 +44,11 @@ def test_both_api_versions_and_a_full_rule_read():
         assert (rule.audiences, rule.timeout, rule.forward_original_token) == (("a", "b"), 1.5, True)
 
 
+def test_jwks_uri_under_its_proto_name_reads_as_jwksUri():
+    (ra,) = load_text(HEAD + "  jwtRules: [{issuer: i, jwks_uri: 'https://k/keys'}]\n", "ra.yaml").config.request_authentications
+    assert ra.jwt_rules[0].jwks_uri == "https://k/keys"
+
+
 def test_an_empty_spec_is_valid_and_applies_no_rule():
     (ra,) = load_text(HEAD + "  {}\n", "ra.yaml").config.request_authentications
     assert ra.jwt_rules == () and ra.selector is None
@@ -76,6 +81,11 @@ def test_an_empty_spec_is_valid_and_applies_no_rule():
     ("  jwtRules: [{issuer: i, spaceDelimitedClaims: [scope]}]\n",
      ["5 spec.jwtRules[0].spaceDelimitedClaims: field not supported by pymesh yet"]),
     ("  jwtRules: [{issuer: i, jwksUrl: x}]\n", ['5 spec.jwtRules[0].jwksUrl: unknown field (did you mean "jwksUri"?)']),
+    # Istio's CRD lists jwksUri under its proto name too: jwks_uri is the same field.
+    ("  jwtRules: [{jwks_uri: 'ftp://k/j'}]\n",
+     ["5 spec.jwtRules[0].jwks_uri: jwksUri 'ftp://k/j': URI scheme 'ftp' is not supported (http or https)"]),
+    ("  jwtRules: [{issuer: i, jwksUri: 'https://k/j', jwks_uri: 'https://k/j'}]\n",
+     ["5 spec.jwtRules[0].jwks_uri: jwks_uri is jwksUri under its proto name: set only one"]),
     ("  selector: {labels: {app: a}}\n", ['5 spec.selector.labels: unknown field (did you mean "matchLabels"?)']),
     ("  selector: {matchLabels: {app: a}}\n  targetRef: {kind: Gateway, name: gw}\n",
      ["5 spec.selector: only one of targetRefs or workloadSelector can be set"]),
