@@ -4,13 +4,13 @@ MANIFEST.yaml), judged one document at a time as Istio judges one resource at a 
 Each in-scope document (an Istio or Gateway API group; Kubernetes' own kinds in the same files
 are left out) is loaded on its own, with the other documents' lines blanked so that errors keep
 the file's line numbers, through `pymesh.api.load.load_text`, the loader `pymesh analyze` uses.
-It is *accepted* when that load reports no error. The manifest says which documents Istio
-rejects; every other document is one Istio accepts.
+It is *accepted* when that load reports no error (warnings allowed). The manifest says which
+documents Istio rejects; every other document is one Istio accepts. A document pymesh does not
+read as its kind (unknown, another API group's, or named and not applied) is *unread*: neither
+accepted nor rejected.
 
-A document refused because pymesh does not know its kind (or not in its API group) is *unread*:
-it counts as neither accepted nor rejected. Run as a script to print the acceptance rate per kind (`--markdown` for
-the README's table, `--write FILE` to replace it in FILE, `--errors` for every disagreement
-with pymesh's errors):
+Run as a script to print the acceptance rate per kind (`--markdown` for the README's table,
+`--write FILE` to replace it in FILE, `--errors` for every disagreement with pymesh's errors):
 
     python tests/corpus/acceptance.py [--markdown] [--errors] [--write README.md]
 """
@@ -41,8 +41,10 @@ GROUPS = frozenset({
 })
 
 
-# pymesh does not read the kind, or not in this API group (a Gateway API Gateway is not Istio's).
-_KIND_UNKNOWN = re.compile(r" kind: kind \S+ is not supported( yet)?$| apiVersion: apiVersion \S+ is not valid for ")
+# pymesh does not read the kind, or not in this API group (a Gateway API Gateway is not Istio's),
+# or loads it as a kind it does not implement (named, not applied).
+_KIND_UNKNOWN = re.compile(r" kind: kind \S+ is not supported( yet)?$| apiVersion: apiVersion \S+ is not valid for "
+                           r"| kind: (warning: )?.* not applied: pymesh does not implement ")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Document:
     expected_valid: bool
     why: str  # why Istio rejects it (invalid documents)
     errors: tuple[str, ...] = field(default=())  # pymesh's, as `pymesh analyze` prints them
+    warnings: tuple[str, ...] = field(default=())
 
     @property
     def key(self) -> str:
@@ -68,14 +71,14 @@ class Document:
         return f"{self.kind} (Gateway API)" if self.group.startswith("gateway.") else self.kind
 
     @property
-    def accepted(self) -> bool:
-        return not self.errors
-
-    @property
     def unread(self) -> bool:
         """Refused because pymesh does not know the kind (in this group): neither accepted nor
         judged, whatever it then says of a spec it read as another kind."""
-        return any(_KIND_UNKNOWN.search(error) for error in self.errors)
+        return any(_KIND_UNKNOWN.search(problem) for problem in self.errors + self.warnings)
+
+    @property
+    def accepted(self) -> bool:
+        return not self.errors and not self.unread
 
     @property
     def rejected(self) -> bool:
@@ -152,6 +155,7 @@ def judge(entry: Entry) -> list[Document]:
             kind=_scalar(_field(node, "kind")), name=_scalar(_field(_field(node, "metadata"), "name")),
             expected_valid=index not in entry.invalid, why=entry.invalid.get(index, ""),
             errors=tuple(str(error) for error in result.errors),
+            warnings=tuple(str(warning) for warning in getattr(result, "warnings", ())),
         ))
     return documents
 
