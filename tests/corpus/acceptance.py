@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.errors:
         for d in documents:
             if not d.agrees:
-                verdict = "valid, rejected" if d.expected_valid else f"invalid ({d.why}), accepted"
+                said = "not read" if d.unread else ("rejected" if d.expected_valid else "accepted")
+                verdict = f"valid, {said}" if d.expected_valid else f"invalid ({d.why}), {said}"
                 print(f"\n{d.key} {d.label}/{d.name}: {verdict}")
                 for error in d.errors:
                     print(f"    {error}")
