@@ -135,10 +135,12 @@ LOCALITY_FAILOVER = shape("LocalityLoadBalancerSetting.Failover", "from to")
 CONNECTION_POOL = shape("ConnectionPoolSettings", "tcp http")
 TCP_SETTINGS = shape("TCPSettings", "connectTimeout idleTimeout maxConnections tcpKeepalive maxConnectionDuration")
 TCP_KEEPALIVE = shape("TcpKeepalive", "probes time interval")
+# http2KeepAlive (HTTP/2 PINGs to upstream connections) is in Istio's newest API only.
 HTTP_SETTINGS = shape(
     "HTTPSettings",
     "idleTimeout maxRequestsPerConnection h2UpgradePolicy useClientProtocol maxConcurrentStreams "
     "http1MaxPendingRequests http2MaxRequests maxRetries",
+    unsupported="http2KeepAlive",
 )
 OUTLIER_DETECTION = shape(
     "OutlierDetection",
@@ -177,7 +179,7 @@ JWT_RULE = shape(
     "JWTRule",
     "issuer audiences jwksUri jwks_uri jwks fromHeaders fromParams fromCookies outputPayloadToHeader "
     "forwardOriginalToken outputClaimToHeaders timeout",
-    unsupported="spaceDelimitedClaims",
+    unsupported="spaceDelimitedClaims presence",  # presence: Istio's newest API only
 )
 JWT_HEADER = shape("JWTHeader", "name prefix")
 CLAIM_TO_HEADER = shape("ClaimToHeader", "header claim")

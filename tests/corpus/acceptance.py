@@ -99,32 +99,79 @@ class Entry:
     commit: str
     invalid: dict[int, str]  # document index -> why Istio rejects it
     note: str = ""
+    strip: tuple[str, ...] = ()  # top-level keys the source's own test removes before validating
 
 
 def manifest() -> list[Entry]:
     entries = yaml.safe_load(MANIFEST.read_text())["files"]
     return [
         Entry(e["file"], e["repo"], e["path"], e.get("commit", ""),
-              {int(k): v for k, v in (e.get("invalid") or {}).items()}, e.get("note", ""))
+              {int(k): v for k, v in (e.get("invalid") or {}).items()}, e.get("note", ""),
+              tuple(e.get("strip", ())))
         for e in entries
     ]
 
 
-def _spans(text: str) -> list[tuple[int, int, object]]:
-    """(first line, last line, composed node) of each non-empty document, 1-based, inclusive."""
-    spans = []
-    for node in yaml.compose_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-        if node is None or (isinstance(node, yaml.ScalarNode) and node.value == ""):
-            continue
-        end = node.end_mark.line if node.end_mark.column else node.end_mark.line - 1
-        spans.append((node.start_mark.line, end, node))
-    return spans
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SEPARATOR = re.compile(r"^---[ \t]*(#.*)?$")
+_TOP = re.compile(r"^(apiVersion|kind):[ \t]*['\"]?([^'\"#\s]+)")
 
 
-def _isolated(lines: list[str], first: int, last: int) -> str:
-    """The text with every line outside [first, last] (0-based) blanked: one document, same
-    line numbers."""
-    return "".join(line if first <= n <= last else "\n" for n, line in enumerate(lines))
+@dataclass(frozen=True)
+class Span:
+    """One non-empty document of a file: its lines (0-based, inclusive) and what it says it is."""
+
+    first: int
+    last: int
+    api_version: str
+    kind: str
+    name: str
+
+
+def spans(text: str) -> list[Span]:
+    """Every non-empty document. A file PyYAML cannot read as a whole (Go's YAML reader is more
+    lenient: `[001:db8::]`) is split at its `---` lines, and a document that still does not
+    compose is named by its top-level apiVersion and kind lines."""
+    try:
+        return [_span(node) for node in yaml.compose_all(text, Loader=_LOADER) if not _empty(node)]
+    except yaml.YAMLError:
+        pass
+    lines, found, start = text.splitlines(keepends=True), [], 0
+    for n, line in enumerate(lines + ["---\n"]):
+        if _SEPARATOR.match(line):
+            found.extend(_chunk(lines, start, n - 1))
+            start = n + 1
+    return found
+
+
+def _empty(node: object) -> bool:
+    return node is None or (isinstance(node, yaml.ScalarNode) and node.value == "")
+
+
+def _span(node: yaml.Node, offset: int = 0) -> Span:
+    end = node.end_mark.line if node.end_mark.column else node.end_mark.line - 1
+    name = _scalar(_field(_field(node, "metadata"), "name"))
+    return Span(offset + node.start_mark.line, offset + end, _scalar(_field(node, "apiVersion")),
+                _scalar(_field(node, "kind")), name)
+
+
+def _chunk(lines: list[str], first: int, last: int) -> list[Span]:
+    text = "".join(lines[first:last + 1])
+    try:
+        nodes = [node for node in yaml.compose_all(text, Loader=_LOADER) if not _empty(node)]
+        return [_span(node, first) for node in nodes]
+    except yaml.YAMLError:
+        top = dict(m.groups() for m in map(_TOP.match, lines[first:last + 1]) if m)
+        return [Span(first, last, top.get("apiVersion", ""), top.get("kind", ""), "")] if top else []
+
+
+def _isolated(lines: list[str], first: int, last: int, strip: tuple[str, ...]) -> str:
+    """The text with every line outside [first, last] (0-based) blanked, and the one-line
+    top-level `strip` keys: one document, same line numbers."""
+    def kept(n: int, line: str) -> bool:
+        return first <= n <= last and not any(line.startswith(f"{key}:") for key in strip)
+
+    return "".join(line if kept(n, line) else "\n" for n, line in enumerate(lines))
 
 
 def _field(node: object, key: str) -> object:
@@ -144,15 +191,13 @@ def judge(entry: Entry) -> list[Document]:
     text = (DATA / entry.file).read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)
     documents = []
-    for index, (first, last, node) in enumerate(_spans(text)):
-        api_version = _scalar(_field(node, "apiVersion"))
-        group = api_version.partition("/")[0]
+    for index, span in enumerate(spans(text)):
+        group = span.api_version.partition("/")[0]
         if group not in GROUPS:
             continue
-        result = load_text(_isolated(lines, first, last), entry.file)
+        result = load_text(_isolated(lines, span.first, span.last, entry.strip), entry.file)
         documents.append(Document(
-            file=entry.file, index=index, line=first + 1, group=group,
-            kind=_scalar(_field(node, "kind")), name=_scalar(_field(_field(node, "metadata"), "name")),
+            file=entry.file, index=index, line=span.first + 1, group=group, kind=span.kind, name=span.name,
             expected_valid=index not in entry.invalid, why=entry.invalid.get(index, ""),
             errors=tuple(str(error) for error in result.errors),
             warnings=tuple(str(warning) for warning in getattr(result, "warnings", ())),

@@ -14,9 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-import yaml
 
-from acceptance import DATA, GROUPS, Document, corpus, manifest
+from acceptance import DATA, GROUPS, Document, corpus, manifest, spans
 
 DOCUMENTS = corpus()
 BY_KEY = {d.key: d for d in DOCUMENTS}
@@ -48,6 +47,15 @@ MESSAGE_GAPS = {
         "a match on a JWT claim (header `x-jwt-claim.NAME`, which Istio reads from the validated "
         "token on gateways): not implemented; main calls the header name invalid, validate's branch "
         "refuses claim matches as not supported",
+    r"\.http2KeepAlive: field not supported by pymesh yet":
+        "DestinationRule HTTP/2 keepalive pings (Istio's newest API): not implemented; validate's rule "
+        "decides between not supported and ignored",
+    r"\.spaceDelimitedClaims: field not supported by pymesh yet":
+        "RequestAuthentication spaceDelimitedClaims (claims split on spaces for authorization): not "
+        "implemented in the JWT engine",
+    r"spec\.network: field not supported by pymesh yet":
+        "WorkloadEntry network (multi-network meshes, endpoints reached through a network's gateway): "
+        "not implemented",
     r"spec\.ingress\[\d+\]\.tls: field not supported by pymesh yet":
         "Sidecar ingress TLS termination (istio.io's ingress-sidecar-tls-termination task): not "
         "implemented; a known field, reported as unsupported until validate's rule for known, "
@@ -64,6 +72,13 @@ DOCUMENT_GAPS = {
         "`websocketUpgrade` was removed from Istio's API (it is in no CRD schema of Istio 1.x, and "
         "WebSocket upgrades need no flag): the API server prunes it, Istio accepts the rest; "
         "pymesh reports an unknown field. As above, validate's call.",
+    "istio/istio/pkg/config/validation/testdata/crds/serviceentry-valid.yaml#0":
+        "`addresses: [1.2.3.4, 001:db8::]`: Go's YAML reader takes `001:db8::` in a flow sequence as a "
+        "string, PyYAML (YAML 1.1, which pymesh's loader is built on) stops at the `:` before `]`; "
+        "the file's other documents load. A YAML-dialect difference, not a validation one.",
+    "istio/istio/pkg/config/validation/testdata/crds/workloadentry-valid.yaml#1":
+        "no address but a network (Istio takes it: the endpoint is reached through that network's "
+        "gateway): pymesh implements no networks, so it wants the address",
     "istio/api/networking/v1alpha3/virtual_service.proto.yaml#10":
         "HTTPRoute `delegate` (Istio's VirtualService delegation) is not implemented: pymesh refuses "
         "it as not supported yet, and then misses a route action, since delegate is one",
@@ -142,11 +157,8 @@ def test_every_invalid_verdict_names_a_judged_document():
 def test_only_istio_and_gateway_api_documents_are_judged():
     for d in DOCUMENTS:
         assert d.group in GROUPS
-    kinds = set()
-    for e in manifest():
-        for node in yaml.safe_load_all((DATA / e.file).read_text()):
-            if isinstance(node, dict) and str(node.get("apiVersion", "")).partition("/")[0] in GROUPS:
-                kinds.add(node["kind"])
+    kinds = {span.kind for e in manifest() for span in spans((DATA / e.file).read_text())
+             if span.api_version.partition("/")[0] in GROUPS}
     assert kinds == {d.kind for d in DOCUMENTS}
 
 
