@@ -129,7 +129,7 @@ def test_every_gap_still_covers_a_disagreement():
 def test_the_corpus_is_large_and_has_both_sides():
     valid = [d for d in DOCUMENTS if d.expected_valid]
     invalid = [d for d in DOCUMENTS if not d.expected_valid]
-    assert len(valid) >= 250 and len(invalid) >= 15
+    assert len(valid) >= 450 and len(invalid) >= 110
     assert len({d.label for d in DOCUMENTS}) >= 15
 
 
