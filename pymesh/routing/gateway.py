@@ -150,12 +150,16 @@ class GatewayCompiler:
         ports: dict[tuple[str, int], _Port] = {}
         for gateway in self.gateways:
             for server in gateway.servers:
+                if server.bind.startswith("unix://"):
+                    self.warnings.append(f"Gateway {gateway_key(gateway)}: server {server.port.name}: bind "
+                                         f"{server.bind} (a unix socket) is not supported yet; server ignored")
+                    continue
                 bind_address = server.bind or "0.0.0.0"
                 port = ports.setdefault((bind_address, server.port.number), _Port(bind_address, server.port.number))
                 port.servers.append(BoundServer(gateway, server))
         return list(ports.values())
 
-    def listener(self, port: _Port) -> Listener | None:
+    def listener(self, port: _Port) -> Listener:
         """Istio's rule for a port shared by servers of different kinds: the first server's
         kind decides (HTTP and TLS cannot share a port); the others are dropped, with a warning."""
         servers = port.servers
@@ -287,7 +291,7 @@ class GatewayCompiler:
     # --- the snapshot -----------------------------------------------------------------------
 
     def snapshot(self, version: str) -> Snapshot:
-        listeners = tuple(l for port in self.ports() if (l := self.listener(port)) is not None)
+        listeners = tuple(self.listener(port) for port in self.ports())
         config, identity = self.config, self.identity
         authz = compile_authorizer(config, identity.namespace, identity.labels, lambda namespace, name: False)
         if authz is not None:
