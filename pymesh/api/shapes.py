@@ -59,10 +59,12 @@ WORKLOAD_ENTRY = shape(
 # --- VirtualService --------------------------------------------------------------------------
 
 VIRTUAL_SERVICE = shape("VirtualService", "hosts gateways http tcp tls exportTo")
+# A few fields are in Istio's CRDs under their proto name too (mirror_percent, jwks_uri): both
+# spellings are accepted, as the API server does (Reader.spelling).
 HTTP_ROUTE = shape(
     "HTTPRoute",
     "name match route redirect rewrite directResponse headers timeout retries fault corsPolicy "
-    "mirror mirrors mirrorPercentage mirrorPercent",
+    "mirror mirrors mirrorPercentage mirrorPercent mirror_percent",
     unsupported="delegate",
 )
 HTTP_MIRROR_POLICY = shape("HTTPMirrorPolicy", "destination percentage")
@@ -94,7 +96,7 @@ HTTP_RETRY = shape(
 )
 TCP_ROUTE = shape("TCPRoute", "match route")
 L4_MATCH_ATTRIBUTES = shape(
-    "L4MatchAttributes", "port destinationSubnets sourceLabels gateways", unsupported="sourceNamespace"
+    "L4MatchAttributes", "port destinationSubnets sourceLabels gateways", unsupported="sourceNamespace sourceSubnet"
 )
 ROUTE_DESTINATION = shape("RouteDestination", "destination weight")
 TLS_ROUTE = shape("TLSRoute", "match route")
@@ -133,10 +135,12 @@ LOCALITY_FAILOVER = shape("LocalityLoadBalancerSetting.Failover", "from to")
 CONNECTION_POOL = shape("ConnectionPoolSettings", "tcp http")
 TCP_SETTINGS = shape("TCPSettings", "connectTimeout idleTimeout maxConnections tcpKeepalive maxConnectionDuration")
 TCP_KEEPALIVE = shape("TcpKeepalive", "probes time interval")
+# http2KeepAlive (HTTP/2 PINGs to upstream connections) is in Istio's newest API only.
 HTTP_SETTINGS = shape(
     "HTTPSettings",
     "idleTimeout maxRequestsPerConnection h2UpgradePolicy useClientProtocol maxConcurrentStreams "
     "http1MaxPendingRequests http2MaxRequests maxRetries",
+    unsupported="http2KeepAlive",
 )
 OUTLIER_DETECTION = shape(
     "OutlierDetection",
@@ -173,9 +177,9 @@ POLICY_TARGET_REFERENCE = shape("PolicyTargetReference", "group kind name namesp
 REQUEST_AUTHENTICATION = shape("RequestAuthentication", "selector targetRef targetRefs jwtRules")
 JWT_RULE = shape(
     "JWTRule",
-    "issuer audiences jwksUri jwks fromHeaders fromParams fromCookies outputPayloadToHeader "
+    "issuer audiences jwksUri jwks_uri jwks fromHeaders fromParams fromCookies outputPayloadToHeader "
     "forwardOriginalToken outputClaimToHeaders timeout",
-    unsupported="spaceDelimitedClaims",
+    unsupported="spaceDelimitedClaims presence",  # presence: Istio's newest API only
 )
 JWT_HEADER = shape("JWTHeader", "name prefix")
 CLAIM_TO_HEADER = shape("ClaimToHeader", "header claim")
