@@ -29,8 +29,6 @@ KIND_GAPS = {
     "ReferenceGrant (Gateway API)": "gwapi",
     "TCPRoute (Gateway API)": "gwapi, or validate's rule for kinds pymesh does not implement (experimental channel)",
     "TLSRoute (Gateway API)": "gwapi, or validate's rule for kinds pymesh does not implement (experimental channel)",
-    "WorkloadGroup": "vmgroup",
-    "ProxyConfig": "vmgroup",
     "EnvoyFilter": "validate: the rule for kinds pymesh does not implement (a valid one must load, "
                    "reported as not applied; an invalid one is still Istio's to reject)",
     "WasmPlugin": "validate: the rule for kinds pymesh does not implement",
