@@ -238,6 +238,7 @@ class Runtime:
         self._overflow_logged = -OVERFLOW_LOG_INTERVAL
         self.tls_env = TlsEnvironment()  # the proxy sets its certificates and credentials here
         self.inbound_tls = None  # pymesh.proxy.inbound_tls.InboundTls, set by the worker
+        self.gateway_tls = None  # pymesh.proxy.gateway_tls.GatewayTls, set by the worker
 
     # configuration ------------------------------------------------------------------------------
 
@@ -266,6 +267,8 @@ class Runtime:
         self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz,
                                         gateway=self.gateway)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
+        if self.gateway_tls is not None:  # a gateway's TLS servers: their contexts and listeners
+            self.listeners.update(self.gateway_tls.install(snapshot))
         self.snapshot = snapshot
         for warning in snapshot.warnings:
             log.warning("configuration version %s: %s", snapshot.version, warning)
