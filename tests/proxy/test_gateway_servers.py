@@ -40,7 +40,7 @@ def gateway(tmp_path):
     def start(resources: list, listen: dict[int, int]) -> Proxy:
         """resources: dicts, or YAML text (Istio's samples as they are)."""
         texts = [r if isinstance(r, str) else dump_yaml([r]) for r in resources + [gateway_service(listen)]]
-        proxy = Proxy(tmp_path / f"gw{len(started)}", "---\n".join(texts), name="gateway", subcommand="gateway")
+        proxy = Proxy(tmp_path / f"gw{len(started)}", "\n---\n".join(texts), name="gateway", subcommand="gateway")
         started.append(proxy)
         return proxy.start()
 
@@ -263,82 +263,16 @@ def test_a_tcp_server_is_guarded_by_the_gateways_policy(gateway, upstreams):
     assert echo.received == b""
 
 
-# istio.io's "Ingress Gateways" task (tasks/traffic-management/ingress/ingress-control/snips.sh at
-# istio/istio.io 021a4682bd37d71e85ea9a46adf1245575bcc36c): snip_configuring_ingress_using_a_gateway_1
-# and _2, then snip_accessing_ingress_services_using_a_browser_1, byte for byte.
-INGRESS_TASK_GATEWAY = """\
-apiVersion: networking.istio.io/v1alpha3
-kind: Gateway
-metadata:
-  name: httpbin-gateway
-spec:
-  selector:
-    istio: ingressgateway # use Istio default gateway implementation
-  servers:
-  - port:
-      number: 80
-      name: http
-      protocol: HTTP
-    hosts:
-    - "httpbin.example.com"
-"""
-INGRESS_TASK_VS = """\
-apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata:
-  name: httpbin
-spec:
-  hosts:
-  - "httpbin.example.com"
-  gateways:
-  - httpbin-gateway
-  http:
-  - match:
-    - uri:
-        prefix: /status
-    - uri:
-        prefix: /delay
-    route:
-    - destination:
-        port:
-          number: 8000
-        host: httpbin
-"""
-INGRESS_TASK_BROWSER = """\
-apiVersion: networking.istio.io/v1alpha3
-kind: Gateway
-metadata:
-  name: httpbin-gateway
-spec:
-  selector:
-    istio: ingressgateway # use Istio default gateway implementation
-  servers:
-  - port:
-      number: 80
-      name: http
-      protocol: HTTP
-    hosts:
-    - "*"
----
-apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata:
-  name: httpbin
-spec:
-  hosts:
-  - "*"
-  gateways:
-  - httpbin-gateway
-  http:
-  - match:
-    - uri:
-        prefix: /headers
-    route:
-    - destination:
-        port:
-          number: 8000
-        host: httpbin
-"""
+# istio.io's "Ingress Gateways" task, its `kubectl apply` bodies in order, as the corpus keeps them
+INGRESS_TASK = (Path(__file__).parents[1] / "corpus" / "data" / "istio" / "istio.io" / "content" / "en" / "docs" /
+                "tasks" / "traffic-management" / "ingress" / "ingress-control" / "index.md.yaml")
+
+
+def ingress_task(*indexes: int) -> list[str]:
+    """Those documents of the task's (0, 1: the Gateway and VirtualService for
+    httpbin.example.com; 4, 5: the browser variant's, hosts "*")."""
+    documents = INGRESS_TASK.read_text().split("\n---\n")
+    return [documents[i] for i in indexes]
 
 
 def test_istios_ingress_gateways_task(gateway, upstreams):
@@ -347,7 +281,7 @@ def test_istios_ingress_gateways_task(gateway, upstreams):
     app = upstreams("httpbin")
     (listen,) = free_ports(1)
     httpbin = service_entry(8000, [endpoint(app)], host="httpbin.default.svc.cluster.local", name="httpbin")
-    gateway([INGRESS_TASK_GATEWAY, INGRESS_TASK_VS, httpbin], {80: listen})
+    gateway(ingress_task(0, 1) + [httpbin], {80: listen})
     ok = curl(listen, "/status/200", "-I", host="httpbin.example.com")
     assert (ok.status, ok.header("server")) == (200, "istio-envoy")
     assert curl(listen, "/headers", "-I", host="httpbin.example.com").status == 404
@@ -358,6 +292,6 @@ def test_istios_ingress_gateways_task_in_a_browser(gateway, upstreams):
     app = upstreams("httpbin")
     (listen,) = free_ports(1)
     httpbin = service_entry(8000, [endpoint(app)], host="httpbin.default.svc.cluster.local", name="httpbin")
-    gateway([INGRESS_TASK_BROWSER, httpbin], {80: listen})
+    gateway(ingress_task(4, 5) + [httpbin], {80: listen})
     assert curl(listen, "/headers", host=None).status == 200  # curl's own Host: 127.0.0.1:<port>
     assert curl(listen, "/status/200", host=None).status == 404
