@@ -295,3 +295,24 @@ def test_istios_ingress_gateways_task_in_a_browser(gateway, upstreams):
     gateway(ingress_task(4, 5) + [httpbin], {80: listen})
     assert curl(listen, "/headers", host=None).status == 200  # curl's own Host: 127.0.0.1:<port>
     assert curl(listen, "/status/200", host=None).status == 404
+
+
+def test_editing_the_gateway_opens_its_new_port_and_binds_a_new_virtual_service(gateway, upstreams):
+    """Static mode reloads: a server added to the Gateway opens its port, a VirtualService bound
+    to it starts answering; the first port keeps serving throughout."""
+    from proxy_harness import wait_until
+
+    app = upstreams("httpbin")
+    first, second = free_ports(2)
+    httpbin = service_entry(8000, [endpoint(app)], host="httpbin.default.svc.cluster.local", name="httpbin")
+    plain = {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+    route = [{"route": [{"destination": {"host": "httpbin"}}]}]
+    proxy = gateway([httpbin, gateway_resource(plain), bound_vs("a", ["a.example.com"], http=route)], {80: first})
+    assert curl(first, "/", host="a.example.com").status == 200
+    added = {"port": {"number": 8080, "name": "http-alt", "protocol": "HTTP"}, "hosts": ["b.example.com"]}
+    proxy.write_config(dump_yaml([httpbin, gateway_resource(plain, added), bound_vs("a", ["a.example.com"], http=route),
+                                  bound_vs("b", ["b.example.com"], http=route), gateway_service({80: first, 8080: second})]))
+    wait_until(lambda: curl(second, "/", host="b.example.com", timeout=2).status == 200, 10, 0.1,
+               "the new server's port to answer for b.example.com")
+    assert curl(first, "/", host="a.example.com").status == 200
+    assert curl(second, "/", host="a.example.com").status == 404  # that server exposes b.example.com only
