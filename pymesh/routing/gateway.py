@@ -158,7 +158,7 @@ class GatewayCompiler:
                     self.warnings.append(f"Gateway {gateway_key(gateway)}: server {server.port.name}: bind "
                                          f"{server.bind} (a unix socket) is not supported yet; server ignored")
                     continue
-                bind_address = server.bind or "0.0.0.0"
+                bind_address = server.bind or self.identity.listen_address or "0.0.0.0"
                 port = ports.setdefault((bind_address, server.port.number), _Port(bind_address, server.port.number))
                 port.servers.append(BoundServer(gateway, server))
         return list(ports.values())

@@ -345,3 +345,10 @@ def test_istios_egress_gateway_task_routes_the_sidecar_to_the_gateway_and_the_ga
     sidecar = compile_snapshot(config, ProxyIdentity(namespace="default"), "v1")
     found = sidecar.captured_outbound[80].route_table.match(Req(authority="edition.cnn.com", port=80))
     assert found[0].clusters[0].cluster == "outbound|80||istio-egressgateway.istio-system.svc.cluster.local"
+
+
+def test_the_listen_address_for_servers_without_bind():
+    local = ProxyIdentity(namespace="istio-system", labels={"istio": "ingressgateway"}, kind="router",
+                          listen_address="127.0.0.1")
+    snapshot, _ = compile_router(gw("gw", server(80, "*"), server(81, "*", bind_to="127.0.0.2")), identity=local)
+    assert [(l.bind, l.port) for l in snapshot.listeners] == [("127.0.0.1", 80), ("127.0.0.2", 81)]
