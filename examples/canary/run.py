@@ -7,7 +7,8 @@ The control channel is the secure one: the demo makes a join token per service a
 the control server; the two reviews replicas share one token, as a workload's replicas do.
 
     python examples/canary/run.py          # run, print what happened, stop everything
-    python examples/canary/run.py --keep   # leave the mesh running to explore (Ctrl-C)
+    python examples/canary/run.py --keep   # leave the mesh running to explore (Ctrl-C): it
+                                           # prints where to look (the mesh page, its traces)
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ class Mesh:
 class Traffic(threading.Thread):
     """Keep-alive requests through productpage's sidecar, recording which version answered."""
 
-    def __init__(self) -> None:
+    def __init__(self, pause: float = 0.002) -> None:
         super().__init__(daemon=True)
+        self.pause = pause  # 0.002: ~400 req/s, plenty to see a switch, gentle on a laptop
         self.lock = threading.Lock()
         self.log: list[tuple[float, str]] = []  # (time, version or "error: ...")
         self.stopping = threading.Event()
@@ -103,7 +105,7 @@ class Traffic(threading.Thread):
                 connection = http.client.HTTPConnection(*EGRESS, timeout=5)
             with self.lock:
                 self.log.append((time.monotonic(), result))
-            time.sleep(0.002)  # ~400 req/s: plenty to see a switch, gentle on a laptop
+            time.sleep(self.pause)
 
     def since(self, start: float) -> list[tuple[float, str]]:
         with self.lock:
@@ -135,6 +137,22 @@ def join_token(pymesh: tuple[str, ...], workdir: str, account: str) -> str:
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as stream:
         stream.write(done.stdout)
     return path
+
+
+def tour(config_dir: str) -> str:
+    """Where to look while the mesh keeps running."""
+    admin = f"http://{CONTROL_ADMIN}"
+    return "\n".join([
+        f"\nThe mesh keeps running, with ~20 requests/s through productpage's sidecar (config in {config_dir}):",
+        f"  mesh page       {admin}/mesh   (service graph with rates and mTLS, proxies, rejected files;",
+        "                  click a service for its routes as compiled)",
+        f"  graph as JSON   {admin}/mesh/graph.json",
+        f"  traces          {admin}/mesh (Recent traces): Zipkin v2 spans POSTed to {admin}/api/v2/spans",
+        f"  proxy status    pymesh control status --server {CONTROL_ADMIN}",
+        f"  metrics         http://127.0.0.1:{WORKLOADS['productpage'][3] + 1}/stats/prometheus (productpage's sidecar)",
+        f"  edit a route    {os.path.join(config_dir, 'reviews-route.yaml')} (the page shows a bad edit as rejected)",
+        "Ctrl-C stops everything.",
+    ])
 
 
 def main() -> int:
@@ -192,7 +210,8 @@ def main() -> int:
         failures = [result for _, result in traffic.log if result.startswith("error")]
         print(f"\n{len(traffic.log)} requests in all during the shifts, {len(failures)} failed")
         if args.keep:
-            wait_for_stop(f"\nThe mesh keeps running (config in {config_dir}); try `pymesh control status --server {CONTROL_ADMIN}`. Ctrl-C stops.")
+            Traffic(pause=0.05).start()  # ~20 req/s, so the graph's rates stay live
+            wait_for_stop(tour(config_dir))
         return 1 if failures else 0
     finally:
         mesh.stop()

@@ -59,8 +59,10 @@
                            "data-mtls": edge.mtls });
       g.appendChild(svg("path", { class: "edge " + kind, d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}` }));
       const [first, second] = label(edge);
-      g.appendChild(svg("text", { class: "label", x: x1 + 8, y: y1 - 20 }, first));
-      g.appendChild(svg("text", { class: "label", x: x1 + 8, y: y1 - 6 }, second));
+      // fan-out (service -> its workloads): label by the end that is not shared
+      const [lx, ly] = column[edge.target] === 2 ? [x2 - 172, y2] : [x1 + 8, y1];
+      g.appendChild(svg("text", { class: "label", x: lx, y: ly - 20 }, first));
+      g.appendChild(svg("text", { class: "label", x: lx, y: ly - 6 }, second));
       g.appendChild(svg("title", {}, edge.source + " → " + edge.target + " (" + edge.mtls + ")"));
       root.appendChild(g);
     }
@@ -153,6 +155,10 @@
   }
   for (const button of document.querySelectorAll("button.service"))
     button.addEventListener("click", () => routes(button.dataset.host));
+  // a link can open a service's routes or a trace: /mesh#service=HOST, /mesh#trace=ID
+  const [key, value] = location.hash.slice(1).split("=", 2).map(decodeURIComponent);
+  if (key === "service" && value) routes(value);
+  if (key === "trace" && value) trace(value).catch(error => { document.getElementById("trace").textContent = String(error); });
   refresh();
   setInterval(refresh, 3000);
 })();
