@@ -108,6 +108,9 @@ def test_the_mesh_page_shows_the_graph_proxies_rejected_files_and_a_trace_in_chr
     assert client.node_id in text and server.node_id in text and "SYNCED" in text
     assert [a["data-trace"] for a in page.having("data-trace")] == [TRACE]
 
+    tree = Elements(chromium.dom(f"{url}#trace={TRACE}")).having("data-span")
+    assert [(s["data-span"], s["data-parent"]) for s in tree] == [(SPANS[0]["id"], ""), (SPANS[1]["id"], SPANS[0]["id"])]
+
     shot = chromium.screenshot(url, chromium.artifact_dir(tmp_path) / "mesh-page.png")
     print(f"mesh page screenshot: {shot}")
     traffic.stop()
