@@ -85,9 +85,6 @@ class Node:
     kind: str = "sidecar"  # Istio's node type: "sidecar", or "router" for `pymesh gateway`
     # a WorkloadGroup of its namespace to auto-register with (Istio's ISTIO_META_AUTO_REGISTER_GROUP)
     workload_group: str = ""
-    # where its Prometheus endpoint listens (--stats-port; 0: none), on its first address or
-    # loopback: the control server's mesh page scrapes it for the service graph
-    stats_port: int = 15090
 
 
 @dataclass(frozen=True)
