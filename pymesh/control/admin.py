@@ -1,5 +1,6 @@
 """The control server's admin port (HTTP/1.1, 127.0.0.1 by default): GET /status (JSON, what
-`pymesh control status` prints), /metrics (Prometheus) and /ready; and the join-token API under
+`pymesh control status` prints), /metrics (Prometheus), /ready and /prometheus/targets (Prometheus
+HTTP service discovery of the proxies' stats ports, scrape_targets.py); and the join-token API under
 /tokens (what `pymesh control token` calls), answered only to loopback clients, since whoever can
 make a token can join the mesh as any service account. Off the push path, so a minimal
 one-request-per-connection server is enough.
@@ -17,6 +18,8 @@ import json
 import logging
 from typing import Callable
 
+from pymesh.control.scrape_targets import PATH as SD_PATH
+
 log = logging.getLogger("pymesh.control.admin")
 MAX_HEADER_LINES = 100
 MAX_BODY = 16 * 1024
@@ -30,10 +33,12 @@ TokenApi = Callable[[str, str, bytes], Answer]
 
 class AdminServer:
     def __init__(self, status: Callable[[], dict], metrics: Callable[[], bytes], metrics_type: str,
-                 ready: Callable[[], bool], tokens: TokenApi | None = None):
+                 ready: Callable[[], bool], tokens: TokenApi | None = None,
+                 scrape_targets: Callable[[], list] = list):
         self._tokens = tokens
         self._routes = {
             "/status": lambda: (200, "application/json", json_body(status())),
+            SD_PATH: lambda: (200, "application/json", json_body(scrape_targets())),
             "/metrics": lambda: (200, metrics_type, metrics()),
             "/ready": lambda: (200, "text/plain", b"ready\n") if ready() else (503, "text/plain", b"not ready\n"),
         }
@@ -79,7 +84,7 @@ class AdminServer:
             return self._tokens(method, path[len(TOKENS):], await reader.readexactly(length))
         route = self._routes.get(path)
         if route is None:
-            return 404, "text/plain", b"not found: try /status, /metrics or /ready\n"
+            return 404, "text/plain", f"not found: try /status, /metrics, /ready or {SD_PATH}\n".encode()
         if method != "GET":
             return 405, "text/plain", b"method not allowed\n"
         return route()

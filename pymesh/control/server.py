@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pymesh.api import limits as input_limits
 from pymesh.api import wire
 from pymesh.api.limits import Limits
-from pymesh.control import bounds, persist
+from pymesh.control import bounds, persist, scrape_targets
 from pymesh.control.admin import AdminServer
 from pymesh.control.authority import CaOptions, MeshCA, load_authority
 from pymesh.control.bounds import ConnectionLimits, Gate
@@ -85,8 +85,10 @@ class ControlServer:
         gate = Gate(self.options.connection_limits, lambda reason: self.metrics.closed.labels(reason=reason).inc())
         server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate, **self._security())
         self.metrics.watch_connections(self._connections)
+        self.metrics.watch_proxies(lambda: len(self.hub.connected_nodes()))
         admin = await AdminServer(self.status, self.metrics.render, self.metrics.content_type, lambda: self.ready,
-                                  None if self.ca is None else TokenApi(self.tokens, self.ca)).start(*self.options.admin)
+                                  None if self.ca is None else TokenApi(self.tokens, self.ca),
+                                  lambda: scrape_targets.http_sd(self.hub.connected_nodes())).start(*self.options.admin)
         self._servers = [server, admin]
         self.listen_address = server.sockets[0].getsockname()[:2]
         self.admin_address = admin.sockets[0].getsockname()[:2]
