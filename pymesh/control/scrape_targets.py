@@ -14,8 +14,7 @@ import re
 from typing import Iterable
 
 from pymesh.api.wire import Node
-
-PATH = "/prometheus/targets"  # on the control server's admin port
+from pymesh.telemetry.prometheus_config import SD_PATH as PATH  # on the control server's admin port
 META = "__meta_pymesh_"
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
