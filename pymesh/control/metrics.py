@@ -16,8 +16,10 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
 
 import pymesh
+from pymesh.telemetry.envoy_prometheus import escape
 
 CONVERGENCE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # istiod's buckets (pilot/pkg/xds/monitoring.go)
@@ -25,6 +27,27 @@ PILOT_CONVERGENCE_BUCKETS = (0.1, 0.5, 1, 3, 5, 10, 20, 30)
 PUSH_TIME_BUCKETS = (0.01, 0.1, 0.5, 1, 3, 5, 10, 20, 30)
 CONFIG_SIZE_BUCKETS = (1, 10000, 1000000, 4000000, 10000000, 40000000)
 XDS_TYPES = {"snapshot": ("cds", "eds", "lds", "rds"), "endpoints": ("eds",)}  # message type -> xDS types
+
+
+class Sum:
+    """A counter exposed under its exact name: istiod's exporter adds no "_total"
+    (WithoutCounterSuffixes, for OpenCensus compatibility), prometheus_client always would."""
+
+    def __init__(self, name: str, help: str, labelnames: tuple[str, ...] = ()) -> None:
+        self.name, self.help, self.labelnames = name, help, labelnames
+        self.values: dict[tuple[str, ...], float] = {} if labelnames else {(): 0.0}
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        key = tuple(labels[name] for name in self.labelnames)
+        self.values[key] = self.values.get(key, 0.0) + amount
+
+    def render(self) -> str:
+        lines = [f"# HELP {self.name} {self.help}\n# TYPE {self.name} counter\n"]
+        for key, value in sorted(self.values.items()):
+            labels = ",".join(f'{name}="{escape(v)}"' for name, v in zip(self.labelnames, key))
+            lines.append(f"{self.name}{{{labels}}} {floatToGoString(value)}\n" if labels
+                         else f"{self.name} {floatToGoString(value)}\n")
+        return "".join(lines)
 
 
 class ControlMetrics:
@@ -76,15 +99,14 @@ class ControlMetrics:
         )
         # istiod's names (pilot/pkg/xds/monitoring.go, pkg/version)
         self.xds = Gauge("pilot_xds", "Number of endpoints connected to this pilot using XDS.", registry=r)
-        self.xds_pushes = Counter("pilot_xds_pushes", "Pushes to proxies, by xDS type (lds, rds, cds, eds).",
-                                  ["type"], registry=r)
-        self.xds_rejects = Counter("pilot_total_xds_rejects", "Total number of XDS responses from pilot rejected by proxy.",
-                                   ["type"], registry=r)
+        self.xds_pushes = Sum("pilot_xds_pushes", "Pushes to proxies, by xDS type (lds, rds, cds, eds).", ("type",))
+        self.xds_rejects = Sum("pilot_total_xds_rejects", "Total number of XDS responses from pilot rejected by proxy.",
+                               ("type",))
         for kind in XDS_TYPES["snapshot"]:
-            self.xds_pushes.labels(type=kind)
-            self.xds_rejects.labels(type=kind)
-        self.internal_errors = Counter("pilot_total_xds_internal_errors",
-                                       "Total number of internal XDS errors in pilot.", registry=r)
+            self.xds_pushes.inc(0, type=kind)
+            self.xds_rejects.inc(0, type=kind)
+        self.internal_errors = Sum("pilot_total_xds_internal_errors", "Total number of internal XDS errors in pilot.")
+        self._sums = (self.xds_pushes, self.xds_rejects, self.internal_errors)
         self.push_time = Histogram("pilot_xds_push_time", "Total time in seconds Pilot takes to push lds, rds, cds and eds.",
                                    buckets=PUSH_TIME_BUCKETS, registry=r)
         self.config_size = Histogram("pilot_xds_config_size_bytes", "Distribution of configuration sizes pushed to clients",
@@ -101,7 +123,7 @@ class ControlMetrics:
         """A snapshot or endpoints message of `size` bytes went out, built and queued in `seconds`."""
         self.pushes.labels(type=message_type).inc()
         for kind in XDS_TYPES[message_type]:
-            self.xds_pushes.labels(type=kind).inc()
+            self.xds_pushes.inc(type=kind)
         self.push_time.observe(seconds)
         self.config_size.observe(size)
 
@@ -113,7 +135,7 @@ class ControlMetrics:
         """A proxy NACKed its last push, a message of that type."""
         self.nacks.inc()
         for kind in XDS_TYPES.get(message_type, ()):
-            self.xds_rejects.labels(type=kind).inc()
+            self.xds_rejects.inc(type=kind)
 
     def converged(self, seconds: float) -> None:
         self.convergence.observe(seconds)
@@ -129,4 +151,4 @@ class ControlMetrics:
         self.buffered.set_function(lambda: sum(c.buffered for c in list(connections)))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + "".join(s.render() for s in self._sums).encode()
