@@ -1,13 +1,15 @@
 """`pymesh dashboard prometheus-config`: write the prometheus.yml that scrapes a local mesh
 (pymesh/telemetry/prometheus_config.py says what it holds), and where the Grafana dashboards are.
 
-The demo and tests call `write_prometheus_config` directly.
+The demo calls `prometheus_argv` (config written, command returned), tests
+`write_prometheus_config`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -47,6 +49,18 @@ def write_prometheus_config(path: str | os.PathLike, control: str | None = "127.
     path = Path(path)
     path.write_text(prometheus_yml(control, targets, scrape_interval), encoding="utf-8")
     return path
+
+
+def prometheus_argv(workdir: str | os.PathLike, control: str = "127.0.0.1:15014", listen: str = "127.0.0.1:9090",
+                    scrape_interval: str = "5s") -> list[str] | None:
+    """The command of a Prometheus scraping the mesh of this control server, its prometheus.yml
+    and storage written under `workdir`; None when no `prometheus` binary is installed. Its UI
+    is then at http://<listen>/ (Graph, Status > Targets)."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        return None
+    config = write_prometheus_config(Path(workdir) / "prometheus.yml", control, (), scrape_interval)
+    return prometheus_config.prometheus_command(str(config), str(Path(workdir) / "prometheus-data"), listen, binary)
 
 
 def prometheus_yml(control: str | None, targets: Sequence[str], scrape_interval: str) -> str:

@@ -86,3 +86,14 @@ def test_http_sd_labels() -> None:
         "__meta_pymesh_kind": "sidecar", "__meta_pymesh_label_app": "reviews",
         "__meta_pymesh_label_service_istio_io_canonical_name": "reviews", "__meta_pymesh_label_version": "v1",
     }
+
+
+def test_the_demo_gets_a_prometheus_command(tmp_path, monkeypatch) -> None:
+    from pymesh.control import dashboard
+    monkeypatch.setattr(dashboard.shutil, "which", lambda name: None)
+    assert dashboard.prometheus_argv(tmp_path) is None  # not installed: the demo says so and goes on
+    monkeypatch.setattr(dashboard.shutil, "which", lambda name: f"/usr/bin/{name}")
+    argv = dashboard.prometheus_argv(tmp_path, "127.0.0.1:15014", "127.0.0.1:9091")
+    assert argv == ["/usr/bin/prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'prometheus-data'}", "--web.listen-address=127.0.0.1:9091"]
+    assert "http://127.0.0.1:15014/prometheus/targets" in (tmp_path / "prometheus.yml").read_text()
