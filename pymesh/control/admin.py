@@ -1,6 +1,7 @@
 """The control server's admin port (HTTP/1.1, 127.0.0.1 by default): GET /status (JSON, what
-`pymesh control status` prints), /metrics (Prometheus) and /ready; the mesh page and its JSON and
-the Zipkin span collector (`extra` routes, pymesh.control.mesh_api); and the join-token API under
+`pymesh control status` prints), /metrics (Prometheus), /ready and /prometheus/targets (Prometheus
+HTTP service discovery of the proxies' stats ports, scrape_targets.py); the mesh page and its JSON
+and the Zipkin span collector (`extra` routes, pymesh.control.mesh_api); and the join-token API under
 /tokens (what `pymesh control token` calls), answered only to loopback clients, since whoever can
 make a token can join the mesh as any service account. Off the push path, so a minimal
 one-request-per-connection server is enough.
@@ -15,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import logging
 import inspect
+import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping
 
 from pymesh.control.meshpage import CSP
+from pymesh.control.scrape_targets import PATH as SD_PATH
 
 log = logging.getLogger("pymesh.control.admin")
 MAX_HEADER_LINES = 100
@@ -44,10 +46,12 @@ class Route:
 
 class AdminServer:
     def __init__(self, status: Callable[[], dict], metrics: Callable[[], bytes], metrics_type: str,
-                 ready: Callable[[], bool], tokens: TokenApi | None = None, extra: Mapping[str, Route] = {}):
+                 ready: Callable[[], bool], tokens: TokenApi | None = None,
+                 scrape_targets: Callable[[], list] = list, extra: Mapping[str, Route] = {}):
         self._tokens = tokens
         self._routes = {
             "/status": Route(lambda query, body: (200, "application/json", json_body(status()))),
+            SD_PATH: Route(lambda query, body: (200, "application/json", json_body(scrape_targets()))),
             "/metrics": Route(lambda query, body: (200, metrics_type, metrics())),
             "/ready": Route(lambda query, body: (200, "text/plain", b"ready\n") if ready()
                             else (503, "text/plain", b"not ready\n")),
@@ -98,7 +102,7 @@ class AdminServer:
             return self._tokens(method, path[len(TOKENS):], await reader.readexactly(length))
         route = self._routes.get(path)
         if route is None:
-            return 404, "text/plain", b"not found: try /mesh, /status, /metrics or /ready\n"
+            return 404, "text/plain", f"not found: try /mesh, /status, /metrics, /ready or {SD_PATH}\n".encode()
         if method != route.method:
             return 405, "text/plain", b"method not allowed\n"
         if length > route.max_body:

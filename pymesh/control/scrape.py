@@ -1,10 +1,11 @@
 """The proxies' Prometheus endpoints, read by the control server for its mesh page.
 
-Each registered proxy says in its hello which port serves /stats/prometheus; the server reads it
-on the proxy's first address (else loopback, where a proxy's admin ports listen by default) with
-a short timeout and a size cap, and only Istio's request families are kept. Scrapes happen on
-demand (a page or /mesh/graph.json asking) and at most once per `interval`; the previous round is
-kept so the graph can show rates over the time between two rounds.
+Each connected proxy says in its hello where its /stats/prometheus listens (Node.stats_address,
+checked at admission to be its own host: loopback, a wildcard or one of its addresses), and the
+server reads it there, as Prometheus's service discovery (scrape_targets.py) points Prometheus at
+it, with a short timeout and a size cap; only Istio's request families are kept. Scrapes happen
+on demand (a page or /mesh/graph.json asking) and at most once per `interval`; the previous round
+is kept so the graph can show rates over the time between two rounds.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Callable, Iterable
 from prometheus_client.parser import text_string_to_metric_families
 
 from pymesh.api.wire import Node
+from pymesh.control.scrape_targets import scrape_address
 
 log = logging.getLogger("pymesh.control.scrape")
 
@@ -38,9 +40,11 @@ class Round:
 
 
 def target(node: Node) -> tuple[str, int] | None:
-    if not node.stats_port:
+    address = scrape_address(node)
+    if address is None:
         return None
-    return (node.addresses[0] if node.addresses else "127.0.0.1"), node.stats_port
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def parse(text: str) -> list[Sample]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pymesh.api import limits as input_limits
 from pymesh.api import wire
 from pymesh.api.limits import Limits
-from pymesh.control import bounds, persist
+from pymesh.control import bounds, persist, scrape_targets
 from pymesh.control.admin import AdminServer
 from pymesh.control.authority import CaOptions, MeshCA, load_authority
 from pymesh.control.bounds import ConnectionLimits, Gate
@@ -69,7 +69,7 @@ class ControlServer:
                        max_per_identity=options.max_per_identity)
         self._nodes = nodes
         self.mesh_api = MeshApi(self.status, lambda: (str(self.mesh.current.version), self.mesh.current.config),
-                                self.registry.nodes, Scraper(self.registry.nodes), TraceStore())
+                                self.registry.nodes, Scraper(self.hub.connected_nodes), TraceStore())
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: set = set()
         self._watch_task: asyncio.Task | None = None
@@ -90,8 +90,10 @@ class ControlServer:
         gate = Gate(self.options.connection_limits, lambda reason: self.metrics.closed.labels(reason=reason).inc())
         server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate, **self._security())
         self.metrics.watch_connections(self._connections)
+        self.metrics.watch_proxies(lambda: len(self.hub.connected_nodes()))
         admin = await AdminServer(self.status, self.metrics.render, self.metrics.content_type, lambda: self.ready,
                                   None if self.ca is None else TokenApi(self.tokens, self.ca),
+                                  lambda: scrape_targets.http_sd(self.hub.connected_nodes()),
                                   self.mesh_api.routes()).start(*self.options.admin)
         self._servers = [server, admin]
         self.listen_address = server.sockets[0].getsockname()[:2]
