@@ -23,12 +23,16 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from common import wait_for_stop, wait_ready  # noqa: E402  (examples/common.py)
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the checkout's pymesh, installed or not
+from pymesh.control.dashboard import DASHBOARDS, prometheus_argv  # noqa: E402
 APP = os.path.join(HERE, "..", "app.py")
 CONTROL, CONTROL_ADMIN = "127.0.0.1:15010", "127.0.0.1:15014"
+PROMETHEUS = "127.0.0.1:9090"  # --keep starts one when the prometheus binary is installed
 EGRESS = ("127.0.0.1", 9080)
 WORKLOADS = {  # name: (labels, ingress port the sidecar registers, app port, admin port base)
     "productpage": ("app=productpage,version=v1", None, None, 15200),
@@ -139,7 +143,20 @@ def join_token(pymesh: tuple[str, ...], workdir: str, account: str) -> str:
     return path
 
 
-def tour(config_dir: str) -> str:
+def start_prometheus(mesh: Mesh) -> str:
+    """Prometheus scraping the control server and every sidecar (the prometheus.yml of `pymesh
+    dashboard prometheus-config`), if installed: where to look, or why it is not there."""
+    argv = prometheus_argv(mesh.workdir, CONTROL_ADMIN, PROMETHEUS)
+    if argv is None:
+        return "not installed (apt-get install prometheus), or run it with `pymesh dashboard prometheus-config`"
+    with open(os.path.join(mesh.workdir, "prometheus.log"), "w") as log_file:
+        mesh.start(*argv, stderr=log_file)
+    wait_ready(f"http://{PROMETHEUS}/-/ready", timeout=30)
+    query = urllib.parse.quote('sum(rate(istio_requests_total{reporter="source"}[1m])) by (destination_workload)')
+    return f"http://{PROMETHEUS}/graph?g0.expr={query}\n                  (Grafana dashboards to import: {DASHBOARDS})"
+
+
+def tour(config_dir: str, prometheus: str) -> str:
     """Where to look while the mesh keeps running."""
     admin = f"http://{CONTROL_ADMIN}"
     return "\n".join([
@@ -150,6 +167,7 @@ def tour(config_dir: str) -> str:
         f"  traces          {admin}/mesh (Recent traces): Zipkin v2 spans POSTed to {admin}/api/v2/spans",
         f"  proxy status    pymesh control status --server {CONTROL_ADMIN}",
         f"  metrics         http://127.0.0.1:{WORKLOADS['productpage'][3] + 1}/stats/prometheus (productpage's sidecar)",
+        f"  Prometheus      {prometheus}",
         f"  edit a route    {os.path.join(config_dir, 'reviews-route.yaml')} (the page shows a bad edit as rejected)",
         "Ctrl-C stops everything.",
     ])
@@ -211,7 +229,7 @@ def main() -> int:
         print(f"\n{len(traffic.log)} requests in all during the shifts, {len(failures)} failed")
         if args.keep:
             Traffic(pause=0.05).start()  # ~20 req/s, so the graph's rates stay live
-            wait_for_stop(tour(config_dir))
+            wait_for_stop(tour(config_dir, start_prometheus(mesh)))
         return 1 if failures else 0
     finally:
         mesh.stop()
