@@ -2,7 +2,7 @@
 // The mesh page's script: everything fetched is shown as text nodes, never parsed as markup.
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
-  const W = 220, H = 40, COLUMN = 400, ROW = 70, TOP = 40;
+  const W = 220, H = 40, COLUMN = 400, ROW = 70, TOP = 40, TRACK = 400;
 
   function el(name, attrs, text) {
     const node = document.createElement(name);
@@ -135,10 +135,13 @@
         if (depth > 64) return;
         const row = el("div", { class: "span", "data-span": s.id, "data-parent": s.parentId || "" });
         const service = (s.localEndpoint || {}).serviceName || "?";
-        row.appendChild(document.createTextNode("  ".repeat(depth) + service + " " + (s.kind || "") + " " +
-          (s.name || "") + " " + number((s.duration || 0) / 1000, 2) + " ms "));
-        const bar = row.appendChild(el("span", { class: "bar" }));
-        bar.style.width = Math.max(2, 300 * (s.duration || 0) / total) + "px";  // CSSOM: allowed by the CSP
+        row.appendChild(el("span", { class: "span-name" }, "  ".repeat(depth) + service + " " + (s.kind || "") + " " +
+          (s.name || "") + " " + number((s.duration || 0) / 1000, 2) + " ms"));
+        const track = row.appendChild(el("span", { class: "track" }));
+        const bar = track.appendChild(el("span", { class: "bar" }));
+        // a waterfall: offset by the span's start, as long as its duration (CSSOM: allowed by the CSP)
+        bar.style.marginLeft = Math.floor(TRACK * ((s.timestamp || start) - start) / total) + "px";
+        bar.style.width = Math.max(2, Math.floor(TRACK * (s.duration || 0) / total)) + "px";
         box.appendChild(row);
         walk(s.id, depth + 1);
       }
