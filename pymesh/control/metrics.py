@@ -113,7 +113,8 @@ class ControlMetrics:
                                      buckets=CONFIG_SIZE_BUCKETS, registry=r)
         self.pilot_convergence = Histogram(
             "pilot_proxy_convergence_time",
-            "Delay in seconds between config change and a proxy receiving all required configuration.",
+            "Delay in seconds between config change and a proxy receiving all required configuration "
+            "(observed per proxy, at its answer).",
             buckets=PILOT_CONVERGENCE_BUCKETS, registry=r)
         self.services = Gauge("pilot_services", "Total services known to pilot.", registry=r)
         self.virtual_services = Gauge("pilot_virt_services", "Total virtual services known to pilot.", registry=r)
@@ -138,10 +139,6 @@ class ControlMetrics:
         self.nacks.inc()
         for kind in XDS_TYPES.get(message_type, ()):
             self.xds_rejects.inc(type=kind)
-
-    def converged(self, seconds: float) -> None:
-        self.convergence.observe(seconds)
-        self.pilot_convergence.observe(seconds)
 
     def watch_config(self, config: Callable[[], object]) -> None:
         """pilot_services (hosts of the ServiceEntries) and pilot_virt_services read the config
