@@ -93,6 +93,7 @@ class ControlServer:
         server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate, **self._security())
         self.metrics.watch_connections(self._connections)
         self.metrics.watch_proxies(lambda: len(self.hub.connected_nodes()))
+        self.metrics.watch_config(lambda: self.store.config)
         admin = await AdminServer(self.status, self.metrics.render, self.metrics.content_type, lambda: self.ready,
                                   None if self.ca is None else TokenApi(self.tokens, self.ca),
                                   lambda: scrape_targets.http_sd(self.hub.connected_nodes()),
