@@ -11,6 +11,7 @@ from typing import Callable
 from pymesh.proxy import admin, clusters_page
 from pymesh.proxy.certs import CERT_CHAIN, ROOT_CERT
 from pymesh.proxy.certs_page import certs_dump, mtls_readiness
+from pymesh.routing.mesh_view import encode_view
 from pymesh.security.ca import utc_now
 
 
@@ -93,6 +94,9 @@ class AdminEndpoints:
             return admin.as_json(dump)
         if route == "/clusters":
             return admin.text(200, self._clusters())
+        if route == "/mesh_config":  # what `pymesh explain --admin` compiles (secrets redacted)
+            snapshot = self.snapshot()
+            return admin.as_json(encode_view(snapshot)) if snapshot is not None else admin.text(503, "no configuration yet\n")
         if route == "/certs":
             return self._certs()
         if route == "/stats":
@@ -104,7 +108,7 @@ class AdminEndpoints:
                 return admin.text(405, "use POST\n")
             self.quit()
             return admin.text(200, "OK\n")
-        return admin.text(404, "paths: /ready /config_dump /clusters /certs /stats /stats/prometheus /quitquitquit\n")
+        return admin.text(404, "paths: /ready /config_dump /clusters /mesh_config /certs /stats /stats/prometheus /quitquitquit\n")
 
     def _clusters(self) -> str:
         snapshot = self.snapshot()

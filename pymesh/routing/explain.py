@@ -1,0 +1,379 @@
+"""What the mesh does with one request, and why: `pymesh explain`'s logic, pure.
+
+Given a compiled `Snapshot` (the very object a proxy would run) and a request, walk the request
+path as the proxy does: the listener for the port, the virtual host for the authority, the first
+route that matches (and why the ones before it did not), its destinations and their endpoints'
+health, the policies the route carries, and the outcome with Envoy's response flag. When nothing
+matches, say why in the terms users ask about: no virtual host of that name (the closest ones),
+a VirtualService bound to a gateway only or not exported here, a subset whose labels select no
+endpoint. The CLI (pymesh/explain_command.py) only gathers inputs and formats the result.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from pymesh.api import model
+from pymesh.policy import flags
+from pymesh.policy.fault import MILLION
+from pymesh.routing.binding import MESH_ONLY, bound_gateways
+from pymesh.routing.hosts import fqdn, host_matches, split_authority
+from pymesh.routing.match_reasons import failures
+from pymesh.routing.scope import exported_to, selects
+from pymesh.routing.snapshot import Cluster, Listener, Route, Snapshot
+
+SHOWN_MISSES = 5  # routes that did not match, listed before the one that did
+HEALTHY = "healthy"
+# Envoy's /clusters health_flags, as explain words them
+HEALTH_WORDS = {"/failed_outlier_check": "outlier-ejected", "/failed_active_hc": "unhealthy (active health check)",
+                "/failed_eds_health": "unhealthy (EDS)"}
+# Istio's default retry policy (a route without `retries`)
+ISTIO_DEFAULT_RETRIES = "2 attempts on connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes (Istio's default)"
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    scheme: str
+    authority: str
+    path: str  # with the query
+    port: int
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+
+    @classmethod
+    def from_url(cls, url: str, method: str = "GET", headers: Mapping[str, str] | None = None) -> Request:
+        """A curl-like URL; a `Host` header overrides the authority, as curl sends it."""
+        if "://" not in url:
+            url = "http://" + url
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+        heads = {k.lower(): v for k, v in (headers or {}).items()}
+        authority = heads.pop("host", parts.netloc)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return cls(method.upper(), parts.scheme, authority, path, port, heads)
+
+
+@dataclass
+class Explanation:
+    request: dict
+    proxy: dict
+    listener: dict | None = None
+    virtual_host: str | None = None
+    route: dict | None = None
+    misses: list[dict] = field(default_factory=list)  # routes before the match that did not match
+    destinations: list[dict] = field(default_factory=list)
+    policies: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    closest_hosts: list[str] = field(default_factory=list)
+    outcome: dict = field(default_factory=dict)  # status, flag, reason
+    alternatives: list[dict] = field(default_factory=list)  # other outcomes and their chance (percent)
+
+    def result(self, status: int | None, flag: str, reason: str) -> Explanation:
+        self.outcome = {"status": status, "flag": flag, "reason": reason}
+        return self
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def explain(snapshot: Snapshot, request: Request, health: Mapping[str, Mapping[str, str]] | None = None,
+            inbound: bool = False) -> Explanation:
+    """`health`: cluster name -> endpoint "address:port" -> Envoy health_flags (a live proxy's
+    /clusters); without it every endpoint counts as healthy, as a fresh proxy sees them."""
+    ident = snapshot.identity
+    out = Explanation(
+        request={"method": request.method, "scheme": request.scheme, "authority": request.authority,
+                 "path": request.path, "port": request.port, "headers": dict(request.headers)},
+        proxy={"kind": ident.kind, "workload": ident.workload, "namespace": ident.namespace,
+               "labels": dict(ident.labels)},
+    )
+    listener = find_listener(snapshot, request.port, inbound)
+    if listener is None:
+        return _no_listener(snapshot, request, out, inbound)
+    out.listener = {"name": listener.name, "direction": "gateway" if ident.kind == "router" else listener.direction,
+                    "port": listener.port, "protocol": listener.protocol}
+    table = listener.route_table
+    if table is None:
+        return out.result(None, flags.NONE, f"{listener.protocol} listener: the request is proxied as bytes "
+                                              "(no HTTP routing)")
+    vh = table.virtual_host(request.authority)
+    if vh is None:
+        return _no_virtual_host(snapshot, listener, request, out)
+    out.virtual_host = vh.name
+    route = _walk_routes(vh, request, snapshot, out)
+    _not_applied_here(snapshot, request, out, vh_routes={r.route.virtual_service for r in vh.routes})
+    if route is None:
+        return out.result(404, flags.NR, f"virtual host {vh.name} has no route matching the request")
+    return _route_outcome(snapshot, route, request, health or {}, out, inbound or listener.direction == "inbound")
+
+
+def find_listener(snapshot: Snapshot, port: int, inbound: bool = False) -> Listener | None:
+    """The listener a request to `port` meets: an inbound one (`inbound`), else an egress or
+    gateway listener on that port (a gateway's route table is keyed by the server's port, its
+    socket may listen on the target port), else the one for traffic captured to that port."""
+    for listener in snapshot.listeners:
+        if (listener.direction == "inbound") != inbound:
+            continue
+        table_port = getattr(listener.route_table, "port", None)
+        if port in (listener.port, table_port):
+            return listener
+    return None if inbound else snapshot.captured_outbound.get(port)
+
+
+def _no_listener(snapshot: Snapshot, request: Request, out: Explanation, inbound: bool) -> Explanation:
+    ports = sorted({l.port for l in snapshot.listeners} | set(snapshot.captured_outbound))
+    where = "inbound" if inbound else "outbound"
+    if not inbound and snapshot.identity.kind != "router":
+        policy = snapshot.outbound_traffic_policy
+        fate = ("passes through to its original destination (PassthroughCluster)" if policy == "ALLOW_ANY"
+                else "is refused (BlackHoleCluster)")
+        out.notes.append(f"captured traffic to a port no service uses {fate}: outboundTrafficPolicy {policy}")
+    return out.result(None, flags.NONE, f"no {where} listener on port {request.port} (listeners: {ports})")
+
+
+def _all_domains(table) -> list[str]:
+    return [d for vh in table.virtual_hosts for d in vh.domains]
+
+
+def _no_virtual_host(snapshot: Snapshot, listener: Listener, request: Request, out: Explanation) -> Explanation:
+    table = listener.route_table
+    host, _ = split_authority(request.authority.lower())
+    domains = _all_domains(table)
+    out.closest_hosts = difflib.get_close_matches(request.authority.lower(), domains, n=3, cutoff=0.5) or \
+        difflib.get_close_matches(host, domains, n=3, cutoff=0.5)
+    _not_applied_here(snapshot, request, out, vh_routes=set())
+    for listener in (*snapshot.listeners, *snapshot.captured_outbound.values()):
+        other = listener.route_table
+        if other is not None and other is not table and other.virtual_host(host) is not None:
+            out.notes.append(f"{host} is routed on port {getattr(other, 'port', listener.port)}, not {request.port}")
+            break
+    captured = listener not in snapshot.listeners
+    if captured and snapshot.identity.kind != "router" and snapshot.outbound_traffic_policy == "ALLOW_ANY":
+        out.notes.append("traffic captured by iptables to an unknown host passes through to its original "
+                         "destination (outboundTrafficPolicy ALLOW_ANY); a request sent to the proxy itself is 404 NR")
+    return out.result(404, flags.NR, f"no virtual host for authority {request.authority!r} on port {request.port}")
+
+
+def _not_applied_here(snapshot: Snapshot, request: Request, out: Explanation, vh_routes: set[str]) -> None:
+    """Notes on VirtualServices for this host that the proxy does not use, and why: bound to
+    gateways only (or, on a gateway, not to its gateways), or not exported to its namespace."""
+    ident = snapshot.identity
+    host, _ = split_authority(request.authority.lower())
+    names = MESH_ONLY if ident.kind != "router" else _served_gateways(snapshot)
+    for vs in snapshot.config.virtual_services:
+        key = f"{vs.metadata.namespace}/{vs.metadata.name}"
+        if key in vh_routes or not _names_host(vs, host, ident.namespace):
+            continue
+        bound = bound_gateways(vs)
+        if not bound & names:
+            only = ", ".join(sorted(bound))
+            out.notes.append(f"VirtualService {key} names this host but is bound to {only}, not "
+                             + ("mesh (sidecars)" if ident.kind != "router" else f"this gateway ({', '.join(sorted(names)) or 'none'})"))
+        elif not exported_to(vs.export_to, vs.metadata.namespace, ident.namespace):
+            out.notes.append(f"VirtualService {key} names this host but is not exported to namespace "
+                             f"{ident.namespace} (exportTo {list(vs.export_to)})")
+        elif not vh_routes:
+            out.notes.append(f"VirtualService {key} names this host but has no route on port {request.port}")
+
+
+def _served_gateways(snapshot: Snapshot) -> frozenset[str]:
+    """The Gateways (namespace/name) whose selector picks this router."""
+    return frozenset(f"{g.metadata.namespace}/{g.metadata.name}" for g in snapshot.config.gateways
+                     if selects(g.selector, snapshot.identity.labels))
+
+
+def _names_host(vs: model.VirtualService, host: str, namespace: str) -> bool:
+    ns = vs.metadata.namespace
+    candidates = {host, fqdn(host, namespace)}
+    return any(host_matches(fqdn(h, ns), c) for h in vs.hosts for c in candidates)
+
+
+def _walk_routes(vh, request: Request, snapshot: Snapshot, out: Explanation) -> Route | None:
+    labels = snapshot.identity.labels
+    for index, compiled in enumerate(vh.routes):
+        route = compiled.route
+        if not compiled.matches:
+            out.route = {"name": route.name, "virtual_service": route.virtual_service, "index": index, "match": None}
+            return route
+        reasons = []
+        for m_index, m in enumerate(compiled.matches):
+            failed = failures(m, request.method, request.path, request.authority, request.scheme,
+                              request.headers, labels)
+            if not failed:
+                out.route = {"name": route.name, "virtual_service": route.virtual_service, "index": index,
+                             "match": m_index}
+                return route
+            reasons.append(f"match[{m_index}]" + (f" {m.name!r}" if m.name else "") + ": " + "; ".join(failed))
+        if len(out.misses) < SHOWN_MISSES:
+            out.misses.append({"name": route.name, "virtual_service": route.virtual_service, "index": index,
+                               "reasons": reasons})
+    return None
+
+
+def _route_outcome(snapshot: Snapshot, route: Route, request: Request, health: Mapping[str, Mapping[str, str]],
+                   out: Explanation, inbound: bool) -> Explanation:
+    _policies(snapshot, route, out, inbound)
+    if route.direct_response is not None:
+        return out.result(route.direct_response.status, flags.NONE, "the route answers directly (directResponse)")
+    if route.redirect is not None:
+        r = route.redirect
+        to = f"{r.scheme + '://' if r.scheme else ''}{r.authority or request.authority}{r.uri or request.path}"
+        return out.result(r.redirect_code, flags.NONE, f"the route redirects to {to}")
+    fault = route.fault
+    if fault is not None and fault.abort_per_million:
+        percent = 100 * fault.abort_per_million / MILLION
+        what = f"fault injection aborts with HTTP {fault.abort_status}" + \
+            (f" (grpc-status {fault.abort_grpc_status})" if fault.abort_grpc_status is not None else "")
+        if fault.abort_per_million >= MILLION:
+            return out.result(fault.abort_status, flags.FI, f"{what} for every request")
+        out.alternatives.append({"status": fault.abort_status, "flag": flags.FI, "percent": percent,
+                                 "reason": f"{what} for {percent:g}% of requests"})
+    forwarded = _destinations(snapshot, route, health, out)
+    total = sum(d["percent"] for d in out.destinations) or 100.0
+    dead = [d for d in out.destinations if d["problem"]]
+    live = [d for d in out.destinations if not d["problem"]]
+    if not live:
+        flag_reason = dead[0]["problem"] if dead else "the route has no destination"
+        return out.result(503, flags.UH, flag_reason)
+    for d in dead:
+        out.alternatives.append({"status": 503, "flag": flags.UH, "percent": round(100 * d["percent"] / total, 4),
+                                 "reason": f"{d['cluster']}: {d['problem']}"})
+    return out.result(None, flags.NONE, f"forwarded to {forwarded}")
+
+
+def _destinations(snapshot: Snapshot, route: Route, health: Mapping[str, Mapping[str, str]], out: Explanation) -> str:
+    n = len(route.clusters)
+    for wc in route.clusters:
+        percent = (100.0 * wc.weight / route.total_weight) if route.total_weight > 0 else 100.0 / n
+        cluster = snapshot.clusters.get(wc.cluster)
+        entry: dict = {"cluster": wc.cluster, "percent": round(percent, 4), "subset": "", "endpoints": [], "problem": ""}
+        out.destinations.append(entry)
+        if percent == 0:
+            entry["problem"] = ""  # a 0-weight destination gets no traffic: nothing to fail
+            continue
+        if cluster is None:
+            entry["problem"] = "cluster not found: the destination names no known service, port or subset"
+            continue
+        entry["subset"] = cluster.subset
+        states = health.get(cluster.name, {})
+        for e in cluster.endpoints:
+            flag = states.get(e.key, HEALTHY)
+            state = HEALTHY if flag == HEALTHY else HEALTH_WORDS.get(flag, f"unhealthy ({flag})")
+            if state == HEALTHY and e.weight == 0:
+                state = "zero weight"
+            entry["endpoints"].append({"address": e.key, "health": state, "labels": dict(e.labels),
+                                       "locality": e.locality, "weight": e.weight})
+        if not cluster.endpoints:
+            entry["problem"] = _why_empty(snapshot, cluster)
+        elif not any(ep["health"] == HEALTHY for ep in entry["endpoints"]):
+            states = sorted({ep["health"] for ep in entry["endpoints"]})
+            entry["problem"] = f"no healthy endpoint: all {len(cluster.endpoints)} are {', '.join(states)}"
+    live = [d["cluster"] for d in out.destinations if not d["problem"] and d["percent"] > 0]
+    return ", ".join(live)
+
+
+def _why_empty(snapshot: Snapshot, cluster: Cluster) -> str:
+    """A cluster without endpoints: the service has none, or the subset's labels select none."""
+    if not cluster.subset:
+        return f"no endpoint: service {cluster.service_host} port {cluster.port} has no endpoints"
+    base = snapshot.clusters.get(f"outbound|{cluster.port}||{cluster.service_host}")
+    labels = _subset_labels(snapshot.config, cluster)
+    seen = sorted({", ".join(f"{k}={v}" for k, v in sorted(e.labels.items())) for e in (base.endpoints if base else ())})
+    return (f"no endpoint: DestinationRule subset {cluster.subset!r} (labels {labels}) selects none of "
+            f"{cluster.service_host}'s endpoints (their labels: {'; '.join(seen) or 'none'})")
+
+
+def _subset_labels(config: model.MeshConfig, cluster: Cluster) -> dict:
+    for dr in config.destination_rules:
+        if fqdn(dr.host, dr.metadata.namespace) == cluster.service_host or dr.host == cluster.service_host:
+            for s in dr.subsets:
+                if s.name == cluster.subset:
+                    return dict(s.labels)
+    return {}
+
+
+def _policies(snapshot: Snapshot, route: Route, out: Explanation, inbound: bool) -> None:
+    add = out.policies.append
+    if route.timeout is not None:
+        add(f"timeout {route.timeout:g}s" if route.timeout else "timeout disabled (0s)")
+    elif not inbound:
+        add("timeout none (Istio's default: disabled)")
+    if route.retries is not None:
+        r = route.retries
+        if r.attempts == 0:
+            add("retries disabled")
+        else:
+            per_try = f", perTryTimeout {r.per_try_timeout:g}s" if r.per_try_timeout else ""
+            add(f"retries {r.attempts} attempts on {','.join(r.retry_on) or 'Istio default conditions'}{per_try}")
+    elif not inbound and route.clusters:
+        add(f"retries {ISTIO_DEFAULT_RETRIES}")
+    fault = route.fault
+    if fault is not None:
+        if fault.delay is not None and fault.delay_per_million:
+            add(f"fault delay {fault.delay:g}s for {100 * fault.delay_per_million / MILLION:g}% of requests (DI)")
+        if fault.abort_status is not None and fault.abort_per_million:
+            add(f"fault abort HTTP {fault.abort_status} for {100 * fault.abort_per_million / MILLION:g}% of requests (FI)")
+    for m in route.mirrors:
+        add(f"mirror to {m.cluster} for {100 * m.per_million / MILLION:g}% of requests")
+    if route.rate_limit is not None:
+        rl = route.rate_limit
+        add(f"local rate limit {rl.name}: {rl.max_tokens} tokens, {rl.tokens_per_fill} per {rl.fill_interval:g}s (RL, 429)")
+    if route.cors is not None:
+        add("CORS allowed origins: " + ", ".join(f"{o.kind} {o.value!r}" for o in route.cors.origins))
+    if route.rewrite is not None:
+        rw = route.rewrite
+        add("rewrite " + ", ".join(f"{k} {v!r}" for k, v in (("uri", rw.uri), ("authority", rw.authority)) if v))
+    if inbound:
+        _inbound_policies(snapshot, out)
+
+
+def _inbound_policies(snapshot: Snapshot, out: Explanation) -> None:
+    if snapshot.authz is not None:
+        out.policies.append("authorization policies: " + ", ".join(snapshot.authz.names))
+    for provider in snapshot.request_authn:
+        out.policies.append(f"JWT from issuer {provider.issuer} validated if present (RequestAuthentication)")
+
+
+# Envoy's response flags (envoyproxy.io docs: access log format, %RESPONSE_FLAGS%), as users ask them
+FLAG_MEANINGS = {
+    flags.UH: "no healthy upstream host in the cluster: none known, or all ejected or unhealthy",
+    flags.UF: "upstream connection failure: the proxy could not connect to the endpoint",
+    flags.UO: "upstream overflow: the circuit breaker (connectionPool limits) was full",
+    flags.NR: "no route configured for the request: no virtual host for its authority, or no route matched",
+    flags.URX: "the request was rejected because the retry limit (attempts) was reached",
+    flags.UT: "upstream request timeout (the route's timeout or the per-try timeout)",
+    flags.UR: "the upstream reset the stream",
+    flags.UC: "the upstream connection was terminated after the request was sent",
+    flags.DI: "the request was delayed by fault injection",
+    flags.FI: "the request was aborted by fault injection",
+    flags.RL: "the request was rate limited locally (429)",
+    flags.DC: "the downstream (client) connection was terminated",
+    flags.DPE: "downstream protocol error: the request was malformed or too large",
+    flags.UPE: "upstream protocol error: the upstream's response was not valid HTTP",
+    flags.SI: "stream idle timeout: nothing moved on the request for too long",
+}
+
+
+def explain_log_record(record: Mapping) -> dict:
+    """Why an access-log record (pymesh's JSON access log, Istio's field names) got its status."""
+    code = record.get("response_code")
+    raw = record.get("response_flags") or flags.NONE
+    codes = [f for f in str(raw).split(",") if f and f != flags.NONE]
+    reasons = [f"{f}: {FLAG_MEANINGS.get(f, 'unknown response flag')}" for f in codes]
+    attempts = record.get("upstream_request_attempt_count")
+    if code == 403 and not codes:
+        reasons.append("403 without a flag at an inbound proxy: RBAC: access denied by an AuthorizationPolicy "
+                       "(or 401/403 by a RequestAuthentication's JWT check)")
+    if flags.URX in codes and attempts:
+        reasons.append(f"{attempts} attempts were made")
+    if not reasons:
+        reasons.append(f"answered {code} by the upstream {record.get('upstream_host') or ''}".rstrip()
+                       if record.get("upstream_host") else f"status {code}, no response flag")
+    return {"status": code, "flags": codes, "reasons": reasons, "route_name": record.get("route_name"),
+            "upstream_cluster": record.get("upstream_cluster"), "upstream_host": record.get("upstream_host"),
+            "request_id": record.get("request_id")}
