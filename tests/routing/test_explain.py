@@ -1,0 +1,214 @@
+"""`pymesh explain`'s reasons, from files: a matched route (and why earlier routes missed), no
+route (unknown host, host known but no route matches, a VirtualService bound to a gateway only or
+not exported here), no healthy endpoint, a subset with no endpoints, a fault that fires; and the
+flags of an access-log line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pymesh.api.load import load_text
+from pymesh.cli import main as main_for_test
+from pymesh.explain_command import format_text, parse_clusters
+from pymesh.routing.compile import compile_snapshot
+from pymesh.routing.explain import Request, explain, explain_log_record
+from pymesh.routing.match_reasons import failures
+from pymesh.routing.snapshot import ProxyIdentity
+from pymesh.api import model as m
+
+from explain_mesh import mesh_yaml, sidecar_yaml
+
+PORT = 9080
+V1, V2, RATINGS = 18001, 18002, 18003
+REVIEWS_V1 = "outbound|9080|v1|reviews.default.svc.cluster.local"
+REVIEWS_V2 = "outbound|9080|v2|reviews.default.svc.cluster.local"
+SIDECAR = ProxyIdentity(workload="productpage", namespace="default", labels={"app": "productpage"})
+ROUTER = ProxyIdentity(workload="istio-ingressgateway", namespace="istio-system",
+                       labels={"istio": "ingressgateway"}, kind="router")
+
+
+def snapshot(identity=SIDECAR, extra: str = ""):
+    result = load_text(mesh_yaml({"v1": V1, "v2": V2}, RATINGS) + "---" + sidecar_yaml(PORT) + extra)
+    assert result.ok, result.errors
+    return compile_snapshot(result.config, identity, "test")
+
+
+def ask(url: str, headers=None, identity=SIDECAR, health=None, extra: str = "", method: str = "GET"):
+    return explain(snapshot(identity, extra), Request.from_url(url, method, headers), health)
+
+
+def test_matched_route_names_the_virtual_service_route_match_and_earlier_misses():
+    e = ask("http://reviews:9080/x", {"end-user": "jason"})
+    assert e.outcome == {"status": None, "flag": "-", "reason": f"forwarded to {REVIEWS_V2}"}
+    assert e.listener == {"name": "egress|127.0.0.1|9080", "direction": "outbound", "port": 9080, "protocol": "HTTP"}
+    assert e.virtual_host == "reviews.default.svc.cluster.local:9080"
+    assert e.route == {"name": "jason", "virtual_service": "default/reviews", "index": 0, "match": 0}
+    assert e.misses == []
+    assert [(d["cluster"], d["percent"]) for d in e.destinations] == [(REVIEWS_V2, 100.0)]
+    assert e.destinations[0]["endpoints"][0]["address"] == f"127.0.0.1:{V2}"
+    assert "timeout 3s" in e.policies
+
+
+def test_fall_through_lists_each_earlier_route_with_its_reason_and_the_weights():
+    e = ask("http://reviews:9080/")
+    assert e.route["name"] == "default" and e.route["match"] is None
+    assert [(miss["name"], miss["reasons"]) for miss in e.misses] == [
+        ("jason", ["match[0]: header end-user missing (wanted exact 'jason')"]),
+        ("canary", ["match[0]: path '/' does not match uri prefix '/canary'"]),
+    ]
+    assert [(d["cluster"], d["percent"]) for d in e.destinations] == [(REVIEWS_V1, 90.0), (REVIEWS_V2, 10.0)]
+
+
+def test_unknown_host_is_nr_with_the_closest_hosts():
+    e = ask("http://reviwes:9080/")
+    assert (e.outcome["status"], e.outcome["flag"]) == (404, "NR")
+    assert "no virtual host for authority 'reviwes:9080'" in e.outcome["reason"]
+    assert e.closest_hosts[0] == "reviews:9080"
+
+
+def test_known_host_without_a_matching_route_says_which_matches_failed():
+    extra = """---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: only-post, namespace: default}
+spec:
+  hosts: [ratings.example.com]
+  http:
+  - match: [{method: {exact: POST}, uri: {prefix: /ratings}}]
+    route: [{destination: {host: ratings}}]
+"""
+    e = ask("http://ratings.example.com:9080/reviews", extra=extra)
+    assert (e.outcome["status"], e.outcome["flag"]) == (404, "NR")
+    assert e.virtual_host == "ratings.example.com:9080"
+    assert e.misses[0]["reasons"] == ["match[0]: path '/reviews' does not match uri prefix '/ratings'; "
+                                      "method 'GET' does not match exact 'POST'"]
+
+
+def test_virtual_service_bound_to_a_gateway_only_is_explained_to_a_sidecar():
+    e = ask("http://bookinfo.example.com:9080/productpage")
+    assert (e.outcome["status"], e.outcome["flag"]) == (404, "NR")
+    assert any("VirtualService default/bookinfo names this host but is bound to default/bookinfo-gateway, not mesh"
+               in note for note in e.notes), e.notes
+
+
+def test_the_gateway_itself_matches_that_virtual_service():
+    e = ask("http://bookinfo.example.com:8080/productpage", identity=ROUTER)
+    assert e.listener["direction"] == "gateway"
+    assert e.route["virtual_service"] == "default/bookinfo"
+    assert e.outcome["reason"] == "forwarded to outbound|9080||reviews.default.svc.cluster.local"
+
+
+def test_virtual_service_not_exported_here_is_explained():
+    extra = """---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: private, namespace: other}
+spec:
+  hosts: [private.example.com]
+  exportTo: ["."]
+  http:
+  - route: [{destination: {host: reviews.default.svc.cluster.local}}]
+"""
+    e = ask("http://private.example.com:9080/", extra=extra)
+    assert e.outcome["flag"] == "NR"
+    assert any("other/private names this host but is not exported to namespace default" in n for n in e.notes), e.notes
+
+
+def test_no_healthy_endpoint_is_uh_naming_their_health():
+    health = {REVIEWS_V2: {f"127.0.0.1:{V2}": "/failed_outlier_check"}}
+    e = ask("http://reviews:9080/", {"end-user": "jason"}, health=health)
+    assert (e.outcome["status"], e.outcome["flag"]) == (503, "UH")
+    assert e.outcome["reason"] == "no healthy endpoint: all 1 are outlier-ejected"
+    assert e.destinations[0]["endpoints"][0]["health"] == "outlier-ejected"
+
+
+def test_one_dead_destination_of_two_is_an_alternative_with_its_share():
+    health = {REVIEWS_V2: {f"127.0.0.1:{V2}": "/failed_outlier_check"}}
+    e = ask("http://reviews:9080/", health=health)
+    assert e.outcome["reason"] == f"forwarded to {REVIEWS_V1}"
+    assert [(a["status"], a["flag"], a["percent"]) for a in e.alternatives] == [(503, "UH", 10.0)]
+
+
+def test_subset_whose_labels_select_no_endpoint():
+    e = ask("http://reviews:9080/canary")
+    assert (e.outcome["status"], e.outcome["flag"]) == (503, "UH")
+    assert e.outcome["reason"] == ("no endpoint: DestinationRule subset 'v9' (labels {'version': 'v9'}) selects none of "
+                                   "reviews.default.svc.cluster.local's endpoints (their labels: version=v1; version=v2)")
+
+
+@pytest.mark.parametrize(("headers", "status", "flag"), [({"end-user": "jason"}, 500, "FI"), ({}, None, "-")])
+def test_fault_that_fires(headers, status, flag):
+    e = ask("http://ratings:9080/ratings/0", headers)
+    assert (e.outcome["status"], e.outcome["flag"]) == (status, flag)
+    if status:
+        assert e.outcome["reason"] == "fault injection aborts with HTTP 500 for every request"
+        assert "fault abort HTTP 500 for 100% of requests (FI)" in e.policies
+
+
+def test_partial_fault_is_an_alternative_with_its_percentage():
+    extra_vs = mesh_yaml({"v1": V1}, RATINGS).replace("value: 100}, httpStatus: 500", "value: 12.5}, httpStatus: 503")
+    result = load_text(extra_vs + "---" + sidecar_yaml(PORT))
+    e = explain(compile_snapshot(result.config, SIDECAR, "t"), Request.from_url("http://ratings:9080/", "GET", {"end-user": "jason"}))
+    assert e.outcome["flag"] == "-"
+    assert [(a["status"], a["flag"], a["percent"]) for a in e.alternatives] == [(503, "FI", 12.5)]
+
+
+def test_no_listener_on_the_port():
+    e = ask("http://reviews:7070/")
+    assert e.listener is None and e.outcome["flag"] == "-"
+    assert "no outbound listener on port 7070" in e.outcome["reason"]
+
+
+FAIL_CASES = [
+    (m.HTTPMatchRequest(uri=m.StringMatch("exact", "/a")), "GET", "/a?x=1", {}, []),
+    (m.HTTPMatchRequest(uri=m.StringMatch("regex", "/a+")), "GET", "/b", {}, ["path '/b' does not match uri regex '/a+'"]),
+    (m.HTTPMatchRequest(uri=m.StringMatch("prefix", "/A"), ignore_uri_case=True), "GET", "/a", {}, []),
+    (m.HTTPMatchRequest(headers={"x-v": m.StringMatch("prefix", "1")}), "GET", "/", {"x-v": "2"},
+     ["header x-v: '2' does not match prefix '1'"]),
+    (m.HTTPMatchRequest(without_headers={"x-v": m.StringMatch("exact", "2")}), "GET", "/", {"x-v": "2"},
+     ["header x-v: '2' matches withoutHeaders exact '2'"]),
+    (m.HTTPMatchRequest(query_params={"q": m.StringMatch("exact", "1")}), "GET", "/?q=2&q=1", {},
+     ["query parameter q: '2' does not match exact '1'"]),
+    (m.HTTPMatchRequest(query_params={"q": m.StringMatch("exact", "1")}), "GET", "/", {},
+     ["query parameter q missing (wanted exact '1')"]),
+    (m.HTTPMatchRequest(method=m.StringMatch("exact", "POST")), "get", "/", {}, ["method 'get' does not match exact 'POST'"]),
+    (m.HTTPMatchRequest(source_labels={"app": "x"}), "GET", "/", {}, ["sourceLabels {'app': 'x'} do not select this workload"]),
+]
+
+
+@pytest.mark.parametrize(("match", "method", "path", "headers", "expected"), FAIL_CASES)
+def test_match_failures(match, method, path, headers, expected):
+    assert failures(match, method, path, "h", "http", headers, {"app": "productpage"}) == expected
+
+
+@pytest.mark.parametrize(("record", "flags", "phrase"), [
+    ({"response_code": 503, "response_flags": "UF,URX", "upstream_request_attempt_count": 3},
+     ["UF", "URX"], "retry limit"),
+    ({"response_code": 404, "response_flags": "NR"}, ["NR"], "no route configured"),
+    ({"response_code": 403, "response_flags": "-"}, [], "RBAC: access denied"),
+    ({"response_code": 200, "response_flags": "-", "upstream_host": "127.0.0.1:1"}, [], "answered 200 by the upstream"),
+])
+def test_log_record_flags(record, flags, phrase):
+    out = explain_log_record(record)
+    assert out["flags"] == flags
+    assert any(phrase in r for r in out["reasons"]), out["reasons"]
+
+
+def test_parse_clusters_reads_health_flags():
+    text = "c|1||h::observability_name::c|1||h\nc|1||h::127.0.0.1:80::health_flags::/failed_outlier_check\n" \
+           "c|1||h::127.0.0.1:80::weight::1\n"
+    assert parse_clusters(text) == {"c|1||h": {"127.0.0.1:80": "/failed_outlier_check"}}
+
+
+def test_cli_text_and_json(tmp_path, capsys):
+    path = tmp_path / "mesh.yaml"
+    path.write_text(mesh_yaml({"v1": V1, "v2": V2}, RATINGS) + "---" + sidecar_yaml(PORT))
+    assert main_for_test(["explain", "--config", str(path), "-H", "end-user: jason", "http://ratings:9080/"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].split(None, 1) == ["outcome", "500 FI: fault injection aborts with HTTP 500 for every request"]
+    assert main_for_test(["explain", "--config", str(path), "--json", "http://nowhere:9080/"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["explanation"]["outcome"]["flag"] == "NR"
+    assert format_text(answer).startswith("outcome")
