@@ -5,8 +5,11 @@ VirtualService, and a DestinationRule per service. Used from files and behind a 
 from __future__ import annotations
 
 
-def mesh_yaml(reviews_ports: dict[str, int], ratings_port: int, service_port: int = 9080) -> str:
-    """reviews_ports: version -> the port its endpoint listens on (127.0.0.1)."""
+def mesh_yaml(reviews_ports: dict[str, int], ratings_port: int, service_port: int = 9080, eject_on_5xx: bool = False) -> str:
+    """reviews_ports: version -> the port its endpoint listens on (127.0.0.1); `eject_on_5xx`:
+    reviews' outlier detection ejects an endpoint after one 5xx, for 30s."""
+    policy = ("\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, "
+              "maxEjectionPercent: 100}") if eject_on_5xx else ""
     endpoints = "\n".join(f"""  - address: 127.0.0.1
     ports: {{http: {port}}}
     labels: {{version: {version}}}""" for version, port in reviews_ports.items())
@@ -39,7 +42,7 @@ apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: reviews, namespace: default}}
 spec:
-  host: reviews
+  host: reviews{policy}
   subsets:
   - {{name: v1, labels: {{version: v1}}}}
   - {{name: v2, labels: {{version: v2}}}}
