@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "labels istio=ingressgateway unless given")
     parser.add_argument("--inbound", action="store_true", help="the request arrives at this workload "
                         "(its inbound listener, authorization policies, JWT rules)")
+    parser.add_argument("--source-principal", default="", metavar="SPIFFE_URI", help="with --inbound: the "
+                        "caller's verified mTLS identity (spiffe://cluster.local/ns/N/sa/S); none: plaintext")
+    parser.add_argument("--source-ip", default="127.0.0.1", help="with --inbound: the caller's address")
     parser.add_argument("-X", "--request", dest="method", default="GET", help="the method (default GET)")
     parser.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'", help="a request header (repeatable)")
     parser.add_argument("--log-line", metavar="JSON", help="an access-log line (the proxy's JSON) to explain")
@@ -97,10 +100,11 @@ def _request(args: argparse.Namespace, log: Mapping | None) -> Request:
             raise ValueError(f"-H: expected 'name: value', got {item!r}")
         headers[name.strip().lower()] = value.strip()
     if args.url is not None:
-        return Request.from_url(args.url, args.method, headers)
+        return Request.from_url(args.url, args.method, headers, args.source_principal, args.source_ip)
     scheme = "https" if log.get("requested_server_name") else "http"  # type: ignore[union-attr]
     url = f"{scheme}://{log['authority']}{log.get('path') or '/'}"  # type: ignore[index]
-    return Request.from_url(url, log.get("method") or "GET", headers)  # type: ignore[union-attr]
+    return Request.from_url(url, log.get("method") or "GET", headers,  # type: ignore[union-attr]
+                            args.source_principal, args.source_ip)
 
 
 def _identity(args: argparse.Namespace) -> ProxyIdentity:

@@ -12,14 +12,16 @@ endpoint. The CLI (pymesh/explain_command.py) only gathers inputs and formats th
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 from urllib.parse import urlsplit
 
 from pymesh.api import model
+from pymesh.http.message import ConnectionInfo, RequestHead
 from pymesh.policy import flags
 from pymesh.policy.fault import MILLION
 from pymesh.routing.binding import MESH_ONLY, bound_gateways
+from pymesh.routing.compile import implicit_inbound
 from pymesh.routing.hosts import fqdn, host_matches, split_authority
 from pymesh.routing.match_reasons import failures
 from pymesh.routing.scope import exported_to, selects
@@ -42,9 +44,13 @@ class Request:
     path: str  # with the query
     port: int
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    # inbound: who sends it (authorization): the verified peer's SPIFFE URI ("" plaintext), its address
+    source_principal: str = ""
+    source_ip: str = "127.0.0.1"
 
     @classmethod
-    def from_url(cls, url: str, method: str = "GET", headers: Mapping[str, str] | None = None) -> Request:
+    def from_url(cls, url: str, method: str = "GET", headers: Mapping[str, str] | None = None,
+                 source_principal: str = "", source_ip: str = "127.0.0.1") -> Request:
         """A curl-like URL; a `Host` header overrides the authority, as curl sends it."""
         if "://" not in url:
             url = "http://" + url
@@ -55,7 +61,7 @@ class Request:
         authority = heads.pop("host", parts.netloc)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return cls(method.upper(), parts.scheme, authority, path, port, heads)
+        return cls(method.upper(), parts.scheme, authority, path, port, heads, source_principal, source_ip)
 
 
 @dataclass
@@ -93,6 +99,9 @@ def explain(snapshot: Snapshot, request: Request, health: Mapping[str, Mapping[s
                "labels": dict(ident.labels)},
     )
     listener = find_listener(snapshot, request.port, inbound)
+    if listener is None and inbound:  # captured inbound traffic to a port no Sidecar ingress names
+        listener, cluster = implicit_inbound(snapshot, request.port, "127.0.0.1")
+        snapshot = replace(snapshot, clusters={**snapshot.clusters, cluster.name: cluster})
     if listener is None:
         return _no_listener(snapshot, request, out, inbound)
     out.listener = {"name": listener.name, "direction": "gateway" if ident.kind == "router" else listener.direction,
@@ -218,6 +227,10 @@ def _walk_routes(vh, request: Request, snapshot: Snapshot, out: Explanation) -> 
 def _route_outcome(snapshot: Snapshot, route: Route, request: Request, health: Mapping[str, Mapping[str, str]],
                    out: Explanation, inbound: bool) -> Explanation:
     _policies(snapshot, route, out, inbound)
+    if inbound and snapshot.authz is not None:
+        denied = _authorization(snapshot.authz, request, bool(snapshot.request_authn))
+        if denied:
+            return out.result(403, flags.NONE, denied)
     if route.direct_response is not None:
         return out.result(route.direct_response.status, flags.NONE, "the route answers directly (directResponse)")
     if route.redirect is not None:
@@ -330,6 +343,27 @@ def _policies(snapshot: Snapshot, route: Route, out: Explanation, inbound: bool)
         add("rewrite " + ", ".join(f"{k} {v!r}" for k, v in (("uri", rw.uri), ("authority", rw.authority)) if v))
     if inbound:
         _inbound_policies(snapshot, out)
+
+
+def _authorization(authz, request: Request, jwt_rules: bool) -> str:
+    """Why the workload's AuthorizationPolicies deny the request ("" when they allow it)."""
+    head = RequestHead(request.method, request.path,
+                       [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()],
+                       scheme=request.scheme)
+    head.authority = request.authority
+    info = ConnectionInfo(request.source_ip, 0, local_port=request.port)
+    if request.source_principal:
+        info.tls, info.peer_identity = True, request.source_principal
+    head.connection = info
+    verdict = authz.check(head, info, None)
+    if verdict.allowed:
+        return ""
+    unverified = " (JWT claims are not verified by explain: requestPrincipals never match)" if jwt_rules else ""
+    if verdict.policy != "none":
+        return f"RBAC: access denied: matched {verdict.policy}{unverified}"
+    return (f"RBAC: access denied: no rule of the ALLOW policies ({', '.join(authz.names)}) matches"
+            + (" (no peer identity: give --source-principal for an mTLS caller)" if not request.source_principal else "")
+            + unverified)
 
 
 def _inbound_policies(snapshot: Snapshot, out: Explanation) -> None:

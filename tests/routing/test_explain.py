@@ -212,3 +212,35 @@ def test_cli_text_and_json(tmp_path, capsys):
     answer = json.loads(capsys.readouterr().out)
     assert answer["explanation"]["outcome"]["flag"] == "NR"
     assert format_text(answer).startswith("outcome")
+
+
+AUTHZ = """---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: from-productpage, namespace: default}
+spec:
+  action: ALLOW
+  rules: [{from: [{source: {principals: ["cluster.local/ns/default/sa/bookinfo-productpage"]}}]}]
+"""
+PRODUCTPAGE = "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"
+
+
+@pytest.mark.parametrize(("path", "principal", "status", "reason"), [
+    ("/admin/x", PRODUCTPAGE, 403, "RBAC: access denied: matched ns[default]-policy[deny-admin]-rule[0]"),
+    ("/reviews/1", "", 403, "RBAC: access denied: no rule of the ALLOW policies (default/deny-admin, "
+                            "default/from-productpage) matches (no peer identity: give --source-principal for an mTLS caller)"),
+    ("/reviews/1", PRODUCTPAGE, None, "forwarded to inbound|9080||"),
+])
+def test_inbound_authorization_names_the_policy_that_denies(path, principal, status, reason):
+    snap = snapshot(ProxyIdentity(workload="reviews-v1", namespace="default", labels={"app": "reviews"}), AUTHZ)
+    e = explain(snap, Request.from_url(f"http://reviews:9080{path}", source_principal=principal), inbound=True)
+    assert e.listener["direction"] == "inbound"
+    assert (e.outcome["status"], e.outcome["reason"]) == (status, reason)
+    assert "authorization policies: default/deny-admin, default/from-productpage" in e.policies
