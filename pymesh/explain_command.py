@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.parse
 import urllib.request
 from typing import Mapping
 
@@ -20,6 +21,7 @@ from pymesh.routing.compile import compile_snapshot
 from pymesh.routing.explain import Request, explain, explain_log_record
 from pymesh.routing.mesh_view import decode_view
 from pymesh.routing.snapshot import ProxyIdentity, Snapshot
+from pymesh.telemetry.accesslog import RECENT
 
 GATEWAY_DEFAULTS = {"labels": "istio=ingressgateway", "workload": "istio-ingressgateway", "namespace": "istio-system"}
 ADMIN_TIMEOUT = 5.0  # seconds per admin request
@@ -51,7 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--source-ip", default="127.0.0.1", help="with --inbound: the caller's address")
     parser.add_argument("-X", "--request", dest="method", default="GET", help="the method (default GET)")
     parser.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'", help="a request header (repeatable)")
-    parser.add_argument("--log-line", metavar="JSON", help="an access-log line (the proxy's JSON) to explain")
+    logged = parser.add_mutually_exclusive_group()
+    logged.add_argument("--log-line", metavar="JSON", help="an access-log line (the proxy's JSON) to explain")
+    logged.add_argument("--request-id", metavar="ID", help="with --admin: explain the request of this x-request-id "
+                        "from the proxy's recent access log")
     parser.add_argument("--json", action="store_true", help="structured output")
     parser.set_defaults(func=run)
 
@@ -65,16 +70,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    log = _log_record(args.log_line) if args.log_line else None
+    log = _log_record(args.log_line) if args.log_line else _logged(args) if args.request_id else None
     if args.url is None and log is None:
-        raise ValueError("give a URL or --log-line")
+        raise ValueError("give a URL, --log-line or --request-id")
     answer: dict = {}
     if log is not None:
         answer["log"] = explain_log_record(log)
     if args.url is not None or (log and log.get("authority") and (args.config or args.admin)):
         request = _request(args, log)
         snapshot, health = _snapshot(args)
-        answer["explanation"] = explain(snapshot, request, health, inbound=args.inbound).to_json()
+        explanation = explain(snapshot, request, health, inbound=args.inbound)
+        logged_route = (log or {}).get("route_name")
+        if logged_route and explanation.route and explanation.route["name"] != logged_route:
+            explanation.notes.append(f"the log records route {logged_route!r}, explain matched "
+                                     f"{explanation.route['name']!r}: the access log has no request headers, give them with -H")
+        answer["explanation"] = explanation.to_json()
     if args.json:
         print(json.dumps(answer, indent=2, sort_keys=False, default=str))
     else:
@@ -90,6 +100,20 @@ def _log_record(text: str) -> dict:
     if not isinstance(record, dict):
         raise ValueError("--log-line: expected a JSON object (one access-log line)")
     return record
+
+
+def _logged(args: argparse.Namespace) -> dict:
+    """The last record of --request-id in the live proxy's recent access log."""
+    if not args.admin:
+        raise ValueError("--request-id needs --admin HOST:PORT (the proxy keeps its recent records)")
+    query = urllib.parse.urlencode({"request_id": args.request_id})
+    answer = json.loads(_admin_get(args.admin, f"/access_log?{query}"))
+    if not answer.get("kept"):
+        raise ValueError("the proxy keeps no access log (--access-log off): nothing to look the request id up in")
+    if not answer.get("records"):
+        raise ValueError(f"request id {args.request_id!r} is not among the proxy's {RECENT} most recent records "
+                         "(with --concurrency > 1 each worker keeps its own)")
+    return answer["records"][-1]
 
 
 def _request(args: argparse.Namespace, log: Mapping | None) -> Request:

@@ -97,6 +97,8 @@ class AdminEndpoints:
         if route == "/mesh_config":  # what `pymesh explain --admin` compiles (secrets redacted)
             snapshot = self.snapshot()
             return admin.as_json(encode_view(snapshot)) if snapshot is not None else admin.text(503, "no configuration yet\n")
+        if route == "/access_log":  # the recent records of one request id (`pymesh explain --request-id`)
+            return self._access_log(path)
         if route == "/certs":
             return self._certs()
         if route == "/stats":
@@ -108,7 +110,16 @@ class AdminEndpoints:
                 return admin.text(405, "use POST\n")
             self.quit()
             return admin.text(200, "OK\n")
-        return admin.text(404, "paths: /ready /config_dump /clusters /mesh_config /certs /stats /stats/prometheus /quitquitquit\n")
+        return admin.text(404, "paths: /ready /config_dump /clusters /mesh_config /access_log /certs /stats /stats/prometheus /quitquitquit\n")
+
+    def _access_log(self, path: str):
+        log = getattr(self.telemetry, "access_log", None)
+        request_id = urllib.parse.parse_qs(path.partition("?")[2]).get("request_id", [""])[0]
+        if not request_id:
+            return admin.text(400, "give ?request_id=ID\n")
+        if log is None:
+            return admin.as_json({"kept": False, "records": []})
+        return admin.as_json({"kept": True, "records": log.find(request_id)})
 
     def _clusters(self) -> str:
         snapshot = self.snapshot()

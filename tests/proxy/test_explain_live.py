@@ -26,11 +26,15 @@ def live(upstreams, proxies):
     return proxy
 
 
-def explain(proxy, *args: str) -> dict:
+def explain_answer(proxy, *args: str) -> dict:
     done = subprocess.run(pymesh_command() + ["explain", "--admin", f"127.0.0.1:{proxy.admin_port}", "--json", *args],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)["explanation"]
+    return json.loads(done.stdout)
+
+
+def explain(proxy, *args: str) -> dict:
+    return explain_answer(proxy, *args)["explanation"]
 
 
 def test_matched_route_then_the_proxy_does_it(live):
@@ -78,3 +82,19 @@ spec:
     assert status == 200 and b"very-secret" not in body and b"[redacted]" in body
     e = explain(proxy, f"http://secretive.example.com:{port}/")
     assert e["route"]["virtual_service"] == "default/secretive"
+
+
+def test_request_id_is_looked_up_in_the_proxys_recent_access_log(live):
+    assert curl(live.port, "/x", "-H", "x-request-id: explain-me-1", "-H", "end-user: jason",
+                host=f"reviews:{live.port}").status == 503
+    answer = explain_answer(live, "--request-id", "explain-me-1")
+    assert answer["log"]["status"] == 503 and answer["log"]["request_id"] == "explain-me-1"
+    assert answer["log"]["upstream_cluster"] == f"outbound|{live.port}|v2|reviews.default.svc.cluster.local"
+    # the log has no headers: without them the request falls to the default route, and explain says so
+    assert any("the log records route 'jason', explain matched 'default'" in n for n in answer["explanation"]["notes"])
+    # with them, the request it records, explained against the proxy's configuration now: v2 is ejected
+    with_headers = explain_answer(live, "--request-id", "explain-me-1", "-H", "end-user: jason")
+    assert with_headers["explanation"]["outcome"]["flag"] == "UH"
+    missing = subprocess.run(pymesh_command() + ["explain", "--admin", f"127.0.0.1:{live.admin_port}",
+                                                 "--request-id", "never-sent"], capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 2 and "'never-sent' is not among the proxy's 512 most recent records" in missing.stderr
