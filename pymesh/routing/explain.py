@@ -25,7 +25,8 @@ from pymesh.routing.compile import implicit_inbound
 from pymesh.routing.hosts import fqdn, host_matches, split_authority
 from pymesh.routing.match_reasons import failures
 from pymesh.routing.scope import exported_to, selects
-from pymesh.routing.snapshot import Cluster, Listener, Route, Snapshot
+from pymesh.routing.sni import ServerNames
+from pymesh.routing.snapshot import Cluster, Listener, Route, Snapshot, TcpRoute, WeightedCluster
 
 SHOWN_MISSES = 5  # routes that did not match, listed before the one that did
 HEALTHY = "healthy"
@@ -106,10 +107,19 @@ def explain(snapshot: Snapshot, request: Request, health: Mapping[str, Mapping[s
         return _no_listener(snapshot, request, out, inbound)
     out.listener = {"name": listener.name, "direction": "gateway" if ident.kind == "router" else listener.direction,
                     "port": listener.port, "protocol": listener.protocol}
-    table = listener.route_table
+    table, tcp = listener.route_table, None
+    sni = split_authority(request.authority.lower())[0] if request.scheme == "https" else None
+    if listener.tls_servers:
+        chain = tls_server(listener, sni)
+        if chain is None and listener.sni_routes is None:
+            names = sorted({n for c in listener.tls_servers for n in c.server_names})
+            return out.result(None, flags.NONE, f"TLS handshake refused: no server on port {request.port} for SNI "
+                                                f"{sni!r} (server names: {', '.join(names)})")
+        if chain is not None:
+            out.listener["tls"] = {"mode": chain.tls.mode, "server_names": list(chain.server_names)}
+            table, tcp = chain.route_table, chain.tcp_route
     if table is None:
-        return out.result(None, flags.NONE, f"{listener.protocol} listener: the request is proxied as bytes "
-                                              "(no HTTP routing)")
+        return _tcp_outcome(snapshot, listener, tcp, sni, health or {}, out)
     vh = table.virtual_host(request.authority)
     if vh is None:
         return _no_virtual_host(snapshot, listener, request, out)
@@ -128,8 +138,8 @@ def find_listener(snapshot: Snapshot, port: int, inbound: bool = False) -> Liste
     for listener in snapshot.listeners:
         if (listener.direction == "inbound") != inbound:
             continue
-        table_port = getattr(listener.route_table, "port", None)
-        if port in (listener.port, table_port):
+        tables = (listener.route_table, *(chain.route_table for chain in listener.tls_servers))
+        if port == listener.port or any(getattr(table, "port", None) == port for table in tables):
             return listener
     return None if inbound else snapshot.captured_outbound.get(port)
 
@@ -246,28 +256,59 @@ def _route_outcome(snapshot: Snapshot, route: Route, request: Request, health: M
             return out.result(fault.abort_status, flags.FI, f"{what} for every request")
         out.alternatives.append({"status": fault.abort_status, "flag": flags.FI, "percent": percent,
                                  "reason": f"{what} for {percent:g}% of requests"})
-    forwarded = _destinations(snapshot, route, health, out)
-    total = sum(d["percent"] for d in out.destinations) or 100.0
-    dead = [d for d in out.destinations if d["problem"]]
-    live = [d for d in out.destinations if not d["problem"]]
+    return _forward(snapshot, route.clusters, route.total_weight, health, out)
+
+
+def tls_server(listener: Listener, sni: str | None):
+    """The terminating Gateway server a ClientHello with `sni` reaches (Envoy's filter chain
+    match by server name, as the gateway picks it), or None."""
+    names = ServerNames()
+    for chain in listener.tls_servers:
+        names.add(chain.server_names, chain)
+    return names.match(sni)
+
+
+def _tcp_outcome(snapshot: Snapshot, listener: Listener, tcp: TcpRoute | None, sni: str | None,
+                 health: Mapping[str, Mapping[str, str]], out: Explanation) -> Explanation:
+    """A listener that proxies bytes: the terminated server's TCP route, else the SNI chain of a
+    TLS passthrough (an https:// URL sends its host as SNI), else the port's TCP route."""
+    if tcp is None and listener.sni_routes is not None:
+        tcp = listener.sni_routes.match(sni)
+        if tcp is not None:
+            out.notes.append(f"TLS passed through by SNI {sni!r}" if sni else "routed by the chain for any server name")
+    tcp = tcp or listener.tcp_route
+    if tcp is None:
+        why = f"no TLS route for SNI {sni!r}" if listener.sni_routes is not None else "no TCP route on this port"
+        return out.result(None, flags.NONE, f"{listener.protocol} listener: {why}: the connection is closed")
+    out.notes.append(f"{listener.protocol} listener: the connection is proxied as bytes (no HTTP routing)")
+    return _forward(snapshot, tcp.clusters, tcp.total_weight, health, out)
+
+
+def _forward(snapshot: Snapshot, clusters: tuple[WeightedCluster, ...], total_weight: int,
+             health: Mapping[str, Mapping[str, str]], out: Explanation) -> Explanation:
+    """The destinations and the outcome: 503 UH when no destination with traffic has a
+    healthy endpoint; those without one among several are alternatives with their share."""
+    _destinations(snapshot, clusters, total_weight, health, out)
+    carrying = [d for d in out.destinations if d["percent"] > 0]
+    live = [d["cluster"] for d in carrying if not d["problem"]]
     if not live:
-        flag_reason = dead[0]["problem"] if dead else "the route has no destination"
-        return out.result(503, flags.UH, flag_reason)
-    for d in dead:
-        out.alternatives.append({"status": 503, "flag": flags.UH, "percent": round(100 * d["percent"] / total, 4),
-                                 "reason": f"{d['cluster']}: {d['problem']}"})
-    return out.result(None, flags.NONE, f"forwarded to {forwarded}")
+        return out.result(503, flags.UH, carrying[0]["problem"] if carrying else "the route has no destination")
+    for d in carrying:
+        if d["problem"]:
+            out.alternatives.append({"status": 503, "flag": flags.UH, "percent": d["percent"],
+                                     "reason": f"{d['cluster']}: {d['problem']}"})
+    return out.result(None, flags.NONE, f"forwarded to {', '.join(live)}")
 
 
-def _destinations(snapshot: Snapshot, route: Route, health: Mapping[str, Mapping[str, str]], out: Explanation) -> str:
-    n = len(route.clusters)
-    for wc in route.clusters:
-        percent = (100.0 * wc.weight / route.total_weight) if route.total_weight > 0 else 100.0 / n
+def _destinations(snapshot: Snapshot, clusters: tuple[WeightedCluster, ...], total_weight: int,
+                  health: Mapping[str, Mapping[str, str]], out: Explanation) -> None:
+    n = len(clusters)
+    for wc in clusters:
+        percent = (100.0 * wc.weight / total_weight) if total_weight > 0 else 100.0 / n
         cluster = snapshot.clusters.get(wc.cluster)
         entry: dict = {"cluster": wc.cluster, "percent": round(percent, 4), "subset": "", "endpoints": [], "problem": ""}
         out.destinations.append(entry)
-        if percent == 0:
-            entry["problem"] = ""  # a 0-weight destination gets no traffic: nothing to fail
+        if percent == 0:  # a 0-weight destination gets no traffic: nothing to fail
             continue
         if cluster is None:
             entry["problem"] = "cluster not found: the destination names no known service, port or subset"
@@ -286,8 +327,6 @@ def _destinations(snapshot: Snapshot, route: Route, health: Mapping[str, Mapping
         elif not any(ep["health"] == HEALTHY for ep in entry["endpoints"]):
             states = sorted({ep["health"] for ep in entry["endpoints"]})
             entry["problem"] = f"no healthy endpoint: all {len(cluster.endpoints)} are {', '.join(states)}"
-    live = [d["cluster"] for d in out.destinations if not d["problem"] and d["percent"] > 0]
-    return ", ".join(live)
 
 
 def _why_empty(snapshot: Snapshot, cluster: Cluster) -> str:

@@ -244,3 +244,64 @@ def test_inbound_authorization_names_the_policy_that_denies(path, principal, sta
     assert e.listener["direction"] == "inbound"
     assert (e.outcome["status"], e.outcome["reason"]) == (status, reason)
     assert "authorization policies: default/deny-admin, default/from-productpage" in e.policies
+
+
+SECURE_GATEWAY = """---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: httpbin, namespace: default}
+spec:
+  hosts: [httpbin.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{number: 8000, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: 18004}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: mygateway, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    tls: {mode: SIMPLE, credentialName: httpbin-credential}
+    hosts: [httpbin.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin, namespace: default}
+spec:
+  hosts: [httpbin.example.com]
+  gateways: [mygateway]
+  http:
+  - match: [{uri: {prefix: /status}}, {uri: {prefix: /delay}}]
+    route: [{destination: {port: {number: 8000}, host: httpbin}}]
+"""
+
+
+def test_secure_gateway_terminates_tls_for_the_sni_and_routes():
+    e = ask("https://httpbin.example.com:443/status/418", identity=ROUTER, extra=SECURE_GATEWAY)
+    assert e.listener["tls"] == {"mode": "SIMPLE", "server_names": ["httpbin.example.com"]}
+    assert e.route == {"name": "", "virtual_service": "default/httpbin", "index": 0, "match": 0}
+    assert e.outcome["reason"] == "forwarded to outbound|8000||httpbin.default.svc.cluster.local"
+    other = ask("https://other.example.com:443/status/418", identity=ROUTER, extra=SECURE_GATEWAY)
+    assert other.outcome["reason"] == ("TLS handshake refused: no server on port 443 for SNI 'other.example.com' "
+                                       "(server names: httpbin.example.com)")
+
+
+def test_tcp_listener_forwards_bytes_to_its_service():
+    extra = """---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db.example.com]
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tcp: 18005}}]
+"""
+    # namespace "other" has no Sidecar: every service port is captured (default's Sidecar captures only 9080)
+    e = ask("http://db.example.com:5432/", identity=ProxyIdentity(namespace="other"), extra=extra)
+    assert e.listener == {"name": "outbound|0.0.0.0|5432", "direction": "outbound", "port": 5432, "protocol": "TCP"}
+    assert e.outcome["reason"] == "forwarded to outbound|5432||db.example.com"
+    assert "no outbound listener on port 5432" in ask("http://db.example.com:5432/", extra=extra).outcome["reason"]
