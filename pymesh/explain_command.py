@@ -16,6 +16,7 @@ import urllib.request
 from typing import Mapping
 
 from pymesh.api.load import load_paths
+from pymesh.proxy import gateway_command
 from pymesh.proxy.command import parse_labels
 from pymesh.routing.compile import compile_snapshot
 from pymesh.routing.explain import Request, explain, explain_log_record
@@ -23,7 +24,7 @@ from pymesh.routing.mesh_view import decode_view
 from pymesh.routing.snapshot import ProxyIdentity, Snapshot
 from pymesh.telemetry.accesslog import RECENT
 
-GATEWAY_DEFAULTS = {"labels": "istio=ingressgateway", "workload": "istio-ingressgateway", "namespace": "istio-system"}
+GATEWAY_DEFAULTS = {**gateway_command.DEFAULTS, "namespace": gateway_command.NAMESPACE}  # `pymesh gateway`'s
 ADMIN_TIMEOUT = 5.0  # seconds per admin request
 MAX_ADMIN_BODY = 64 << 20  # a mesh config view larger than this is refused
 

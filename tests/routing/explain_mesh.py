@@ -5,39 +5,31 @@ VirtualService, and a DestinationRule per service. Used from files and behind a 
 from __future__ import annotations
 
 
+def _service_entry(name: str, port: int, endpoints: dict[str, int]) -> str:
+    """A STATIC HTTP ServiceEntry `name`.default.svc.cluster.local: version label -> endpoint port."""
+    listed = "\n".join(f"  - {{address: 127.0.0.1, ports: {{http: {p}}}, labels: {{version: {v}}}}}"
+                       for v, p in endpoints.items())
+    return f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: default}}
+spec:
+  hosts: [{name}.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{{number: {port}, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints:
+{listed}
+"""
+
+
 def mesh_yaml(reviews_ports: dict[str, int], ratings_port: int, service_port: int = 9080, eject_on_5xx: bool = False) -> str:
     """reviews_ports: version -> the port its endpoint listens on (127.0.0.1); `eject_on_5xx`:
     reviews' outlier detection ejects an endpoint after one 5xx, for 30s."""
     policy = ("\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, "
               "maxEjectionPercent: 100}") if eject_on_5xx else ""
-    endpoints = "\n".join(f"""  - address: 127.0.0.1
-    ports: {{http: {port}}}
-    labels: {{version: {version}}}""" for version, port in reviews_ports.items())
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: reviews, namespace: default}}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{{number: {service_port}, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints:
-{endpoints}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: ratings, namespace: default}}
-spec:
-  hosts: [ratings.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{{number: {service_port}, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints:
-  - address: 127.0.0.1
-    ports: {{http: {ratings_port}}}
-    labels: {{version: v1}}
----
+    services = _service_entry("reviews", service_port, reviews_ports) + "---\n" + \
+        _service_entry("ratings", service_port, {"v1": ratings_port})
+    return services + f"""---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: reviews, namespace: default}}
