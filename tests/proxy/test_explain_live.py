@@ -65,17 +65,17 @@ def test_ejected_endpoint_is_uh_after_the_proxy_ejects_it(live):
 def test_mesh_config_view_redacts_header_values(upstreams, proxies):
     port = free_port()
     app = upstreams("app")
-    vs = f"""---
+    vs = """---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {{name: secretive, namespace: default}}
+metadata: {name: secretive, namespace: default}
 spec:
   hosts: [secretive.example.com]
   http:
   - headers:
       request:
-        set: {{authorization: "Bearer very-secret"}}
-    route: [{{destination: {{host: ratings}}}}]
+        set: {authorization: "Bearer very-secret"}
+    route: [{destination: {host: ratings}}]
 """
     proxy = proxies(mesh_yaml({"v1": app.port}, app.port, port) + vs + "---" + sidecar_yaml(port))
     status, _, body = proxy.admin("/mesh_config")

@@ -305,3 +305,39 @@ spec:
     assert e.listener == {"name": "outbound|0.0.0.0|5432", "direction": "outbound", "port": 5432, "protocol": "TCP"}
     assert e.outcome["reason"] == "forwarded to outbound|5432||db.example.com"
     assert "no outbound listener on port 5432" in ask("http://db.example.com:5432/", extra=extra).outcome["reason"]
+
+
+def test_mesh_config_view_round_trips_and_redacts_secrets():
+    from pymesh.routing.mesh_view import decode_view, encode_view
+
+    jwt = """---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: default}
+spec:
+  jwtRules:
+  - issuer: testing@secure.istio.io
+    jwks: '{"keys":[{"kty":"oct","kid":"k","k":"c2VjcmV0LWhtYWMta2V5"}]}'
+    forwardOriginalToken: true
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: creds, namespace: default}
+spec:
+  hosts: [creds.example.com]
+  http:
+  - headers: {request: {set: {authorization: Bearer s3cret}}}
+    route: [{destination: {host: ratings}}]
+"""
+    snap = snapshot(extra=jwt)
+    view = encode_view(snap)
+    text = json.dumps(view)
+    assert "s3cret" not in text and "c2VjcmV0LWhtYWMta2V5" not in text and "[redacted]" in text
+    version, identity, config = decode_view(json.loads(text))
+    assert (version, identity) == ("test", SIDECAR)
+    assert config.request_authentications[0].jwt_rules[0].forward_original_token is True  # a bool stays a bool
+    again = compile_snapshot(config, identity, version)
+    assert [l.name for l in again.listeners] == [l.name for l in snap.listeners]
+    assert explain(again, Request.from_url("http://creds.example.com:9080/")).route["virtual_service"] == "default/creds"
+    with pytest.raises(ValueError):
+        decode_view({"identity": {"labels": "not a mapping"}})
