@@ -20,11 +20,12 @@ from pymesh.api import model
 from pymesh.http.message import ConnectionInfo, RequestHead
 from pymesh.policy import flags
 from pymesh.policy.fault import MILLION
-from pymesh.routing.binding import MESH_ONLY, bound_gateways
+from pymesh.routing.binding import MESH_ONLY, bound_gateways, gateway_key
 from pymesh.routing.compile import implicit_inbound
+from pymesh.routing.gateway import intersect, selected_gateways
 from pymesh.routing.hosts import fqdn, host_matches, split_authority
 from pymesh.routing.match_reasons import failures
-from pymesh.routing.scope import exported_to, selects
+from pymesh.routing.scope import EgressScope, exported_to, select_sidecar
 from pymesh.routing.sni import ServerNames
 from pymesh.routing.snapshot import Cluster, Listener, Route, Snapshot, TcpRoute, WeightedCluster
 
@@ -166,6 +167,7 @@ def _no_virtual_host(snapshot: Snapshot, listener: Listener, request: Request, o
     out.closest_hosts = difflib.get_close_matches(request.authority.lower(), domains, n=3, cutoff=0.5) or \
         difflib.get_close_matches(host, domains, n=3, cutoff=0.5)
     _not_applied_here(snapshot, request, out, vh_routes=set())
+    _host_not_visible(snapshot, host, request.port, out)
     for listener in (*snapshot.listeners, *snapshot.captured_outbound.values()):
         other = listener.route_table
         if other is not None and other is not table and other.virtual_host(host) is not None:
@@ -202,8 +204,35 @@ def _not_applied_here(snapshot: Snapshot, request: Request, out: Explanation, vh
 
 def _served_gateways(snapshot: Snapshot) -> frozenset[str]:
     """The Gateways (namespace/name) whose selector picks this router."""
-    return frozenset(f"{g.metadata.namespace}/{g.metadata.name}" for g in snapshot.config.gateways
-                     if selects(g.selector, snapshot.identity.labels))
+    return frozenset(gateway_key(g) for g in selected_gateways(snapshot.config, snapshot.identity))
+
+
+def _host_not_visible(snapshot: Snapshot, host: str, port: int, out: Explanation) -> None:
+    """Notes for a host the proxy has no virtual host for although the config names it: a
+    gateway's servers on the port do not accept it; a ServiceEntry not exported to the proxy's
+    namespace; a Sidecar whose egress hosts leave it out."""
+    ident = snapshot.identity
+    if ident.kind == "router":
+        servers = [(gateway_key(g), h.rpartition("/")[2]) for g in selected_gateways(snapshot.config, ident)
+                   for srv in g.servers if srv.port.number == port for h in srv.hosts]
+        if servers and not any(intersect(h, host) for _, h in servers):
+            accepted = ", ".join(sorted({f"{g}: {h}" for g, h in servers}))
+            out.notes.append(f"no Gateway server on port {port} accepts host {host} (servers' hosts: {accepted})")
+        return
+    sidecar = select_sidecar(snapshot.config.sidecars, ident.namespace, ident.labels)
+    for entry in snapshot.config.service_entries:
+        ns = entry.metadata.namespace
+        if not any(host_matches(fqdn(h, ns), fqdn(host, ident.namespace)) for h in entry.hosts):
+            continue
+        key = f"ServiceEntry {ns}/{entry.metadata.name}"
+        if not exported_to(entry.export_to, ns, ident.namespace):
+            out.notes.append(f"{key} names this host but is not exported to namespace {ident.namespace} "
+                             f"(exportTo {list(entry.export_to)})")
+        elif sidecar is not None and sidecar.egress:
+            hosts = [h for e in sidecar.egress if e.port is None or e.port.number == port for h in e.hosts]
+            if not EgressScope.parse(hosts, sidecar.metadata.namespace).allows(ns, fqdn(host, ident.namespace)):
+                out.notes.append(f"{key} names this host but Sidecar {sidecar.metadata.namespace}/"
+                                 f"{sidecar.metadata.name}'s egress hosts for port {port} ({', '.join(hosts)}) leave it out")
 
 
 def _names_host(vs: model.VirtualService, host: str, namespace: str) -> bool:

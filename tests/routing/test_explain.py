@@ -341,3 +341,51 @@ spec:
     assert explain(again, Request.from_url("http://creds.example.com:9080/")).route["virtual_service"] == "default/creds"
     with pytest.raises(ValueError):
         decode_view({"identity": {"labels": "not a mapping"}})
+
+
+def test_gateway_server_hosts_that_leave_the_host_out():
+    narrow = load_text(mesh_yaml({"v1": V1}, RATINGS).replace('hosts: ["*"]', "hosts: [shop.example.com]"))
+    e = explain(compile_snapshot(narrow.config, ROUTER, "t"), Request.from_url("http://bookinfo.example.com:8080/productpage"))
+    assert e.outcome["flag"] == "NR"
+    assert "no Gateway server on port 8080 accepts host bookinfo.example.com (servers' hosts: default/bookinfo-gateway: " \
+           "shop.example.com)" in e.notes
+
+
+@pytest.mark.parametrize(("extra", "note"), [
+    ("""---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: hidden, namespace: other}
+spec:
+  hosts: [hidden.example.com]
+  exportTo: ["."]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: DNS
+""", "ServiceEntry other/hidden names this host but is not exported to namespace default (exportTo ['.'])"),
+    ("""---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: elsewhere, namespace: other}
+spec:
+  hosts: [hidden.example.com]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: DNS
+""", "ServiceEntry other/elsewhere names this host but Sidecar default/narrow's egress hosts for port 9080 "
+     "(./*) leave it out"),
+])
+def test_service_entry_the_proxy_cannot_see(extra, note):
+    result = load_text(mesh_yaml({"v1": V1}, RATINGS) + extra + """---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: narrow, namespace: default}
+spec:
+  egress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    bind: 127.0.0.1
+    captureMode: NONE
+    hosts: ["./*"]
+""")
+    assert result.ok, result.errors
+    e = explain(compile_snapshot(result.config, SIDECAR, "t"), Request.from_url("http://hidden.example.com:9080/"))
+    assert e.outcome["flag"] == "NR"
+    assert note in e.notes, e.notes
