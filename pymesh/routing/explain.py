@@ -86,7 +86,18 @@ class Explanation:
         return self
 
     def to_json(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class _View:
+    """A Request as route matching reads it (pymesh.routing.snapshot.RequestView)."""
+
+    request: Request
+    source_labels: Mapping[str, str]
+
+    def __getattr__(self, name: str):
+        return getattr(self.request, name)
 
 
 def explain(snapshot: Snapshot, request: Request, health: Mapping[str, Mapping[str, str]] | None = None,
@@ -123,9 +134,14 @@ def explain(snapshot: Snapshot, request: Request, health: Mapping[str, Mapping[s
         return _tcp_outcome(snapshot, listener, tcp, sni, health or {}, out)
     vh = table.virtual_host(request.authority)
     if vh is None:
-        return _no_virtual_host(snapshot, listener, request, out)
+        return _no_virtual_host(snapshot, listener, table, request, out)
     out.virtual_host = vh.name
     route = _walk_routes(vh, request, snapshot, out)
+    matched = table.match(_View(request, snapshot.identity.labels))  # the proxy's own answer decides
+    if (matched[0] if matched else None) is not route:
+        out.notes.append("explain's reading of the matches differs from the route table's (a pymesh bug): "
+                         f"the proxy takes {matched[0].name if matched else 'no route'!r}")
+        route = matched[0] if matched else None
     _not_applied_here(snapshot, request, out, vh_routes={r.route.virtual_service for r in vh.routes})
     if route is None:
         return out.result(404, flags.NR, f"virtual host {vh.name} has no route matching the request")
@@ -160,8 +176,7 @@ def _all_domains(table) -> list[str]:
     return [d for vh in table.virtual_hosts for d in vh.domains]
 
 
-def _no_virtual_host(snapshot: Snapshot, listener: Listener, request: Request, out: Explanation) -> Explanation:
-    table = listener.route_table
+def _no_virtual_host(snapshot: Snapshot, listener: Listener, table, request: Request, out: Explanation) -> Explanation:
     host, _ = split_authority(request.authority.lower())
     domains = _all_domains(table)
     out.closest_hosts = difflib.get_close_matches(request.authority.lower(), domains, n=3, cutoff=0.5) or \

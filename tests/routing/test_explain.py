@@ -36,7 +36,9 @@ def snapshot(identity=SIDECAR, extra: str = ""):
 
 
 def ask(url: str, headers=None, identity=SIDECAR, health=None, extra: str = "", method: str = "GET"):
-    return explain(snapshot(identity, extra), Request.from_url(url, method, headers), health)
+    e = explain(snapshot(identity, extra), Request.from_url(url, method, headers), health)
+    assert not [n for n in e.notes if "differs from the route table" in n]  # its reasons agree with the proxy's match
+    return e
 
 
 def test_matched_route_names_the_virtual_service_route_match_and_earlier_misses():
