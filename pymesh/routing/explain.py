@@ -289,7 +289,10 @@ def _route_outcome(snapshot: Snapshot, route: Route, request: Request, health: M
         return out.result(route.direct_response.status, flags.NONE, "the route answers directly (directResponse)")
     if route.redirect is not None:
         r = route.redirect
-        to = f"{r.scheme + '://' if r.scheme else ''}{r.authority or request.authority}{r.uri or request.path}"
+        authority = r.authority or request.authority
+        if r.port is not None:
+            authority = f"{split_authority(authority)[0]}:{r.port}"
+        to = f"{r.scheme or request.scheme}://{authority}{r.uri or request.path}"
         return out.result(r.redirect_code, flags.NONE, f"the route redirects to {to}")
     fault = route.fault
     if fault is not None and fault.abort_per_million:

@@ -391,3 +391,55 @@ spec:
     e = explain(compile_snapshot(result.config, SIDECAR, "t"), Request.from_url("http://hidden.example.com:9080/"))
     assert e.outcome["flag"] == "NR"
     assert note in e.notes, e.notes
+
+
+POLICIES = """---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: default}
+spec:
+  hosts: [shop.example.com]
+  http:
+  - name: moved
+    match: [{uri: {exact: /old}}]
+    redirect: {uri: /new, authority: shop.example.com}
+  - name: teapot
+    match: [{uri: {exact: /tea}}]
+    directResponse: {status: 418, body: {string: short and stout}}
+  - name: api
+    match: [{uri: {prefix: /api}}]
+    rewrite: {uri: /v2}
+    timeout: 2.5s
+    retries: {attempts: 4, perTryTimeout: 500ms, retryOn: "5xx,reset"}
+    fault: {delay: {percentage: {value: 10}, fixedDelay: 1s}}
+    mirror: {host: ratings}
+    mirrorPercentage: {value: 25}
+    corsPolicy: {allowOrigins: [{exact: "https://shop.example.com"}], allowMethods: [GET]}
+    route: [{destination: {host: reviews}}]
+---
+apiVersion: pymesh.dev/v1alpha1
+kind: LocalRateLimit
+metadata: {name: limit, namespace: default}
+spec:
+  rules: [{tokenBucket: {maxTokens: 3, tokensPerFill: 3, fillInterval: 60s}}]
+"""
+
+
+@pytest.mark.parametrize(("path", "status", "reason"), [
+    ("/old", 301, "the route redirects to http://shop.example.com/new"),
+    ("/tea", 418, "the route answers directly (directResponse)"),
+    ("/api/items", None, "forwarded to outbound|9080||reviews.default.svc.cluster.local"),
+])
+def test_route_actions_and_the_policies_in_force(path, status, reason):
+    e = ask(f"http://shop.example.com:9080{path}", extra=POLICIES)
+    assert (e.outcome["status"], e.outcome["reason"]) == (status, reason)
+    if path == "/api/items":
+        assert e.policies == [
+            "timeout 2.5s",
+            "retries 4 attempts on 5xx,reset, perTryTimeout 0.5s",
+            "fault delay 1s for 10% of requests (DI)",
+            "mirror to outbound|9080||ratings.default.svc.cluster.local for 25% of requests",
+            "local rate limit default/limit#0: 3 tokens, 3 per 60s (RL, 429)",
+            "CORS allowed origins: exact 'https://shop.example.com'",
+            "rewrite uri '/v2'",
+        ]
