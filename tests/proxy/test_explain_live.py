@@ -98,3 +98,18 @@ def test_request_id_is_looked_up_in_the_proxys_recent_access_log(live):
     missing = subprocess.run(pymesh_command() + ["explain", "--admin", f"127.0.0.1:{live.admin_port}",
                                                  "--request-id", "never-sent"], capture_output=True, text=True, timeout=30)
     assert missing.returncode == 2 and "'never-sent' is not among the proxy's 512 most recent records" in missing.stderr
+
+
+def test_a_running_gateway_explains_its_gateway_bound_route(upstreams, proxies):
+    v1, v2 = upstreams("v1"), upstreams("v2")
+    service_port, gateway_port = free_port(), free_port()
+    gateway = proxies(mesh_yaml({"v1": v1.port, "v2": v2.port}, v1.port, service_port, gateway_port=gateway_port),
+                      subcommand="gateway")
+    e = explain(gateway, f"http://bookinfo.example.com:{gateway_port}/productpage")
+    assert e["proxy"]["kind"] == "router" and e["listener"]["direction"] == "gateway"
+    assert e["route"]["virtual_service"] == "default/bookinfo"
+    assert curl(gateway_port, "/productpage", host="bookinfo.example.com").status == 200
+    miss = explain(gateway, f"http://bookinfo.example.com:{gateway_port}/login")
+    assert (miss["outcome"]["status"], miss["outcome"]["flag"]) == (404, "NR")
+    assert miss["misses"][0]["reasons"] == ["match[0]: path '/login' does not match uri exact '/productpage'"]
+    assert curl(gateway_port, "/login", host="bookinfo.example.com").status == 404

@@ -22,7 +22,8 @@ spec:
 """
 
 
-def mesh_yaml(reviews_ports: dict[str, int], ratings_port: int, service_port: int = 9080, eject_on_5xx: bool = False) -> str:
+def mesh_yaml(reviews_ports: dict[str, int], ratings_port: int, service_port: int = 9080, eject_on_5xx: bool = False,
+              gateway_port: int = 8080) -> str:
     """reviews_ports: version -> the port its endpoint listens on (127.0.0.1); `eject_on_5xx`:
     reviews' outlier detection ejects an endpoint after one 5xx, for 30s."""
     policy = ("\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, "
@@ -95,7 +96,7 @@ metadata: {{name: bookinfo-gateway, namespace: default}}
 spec:
   selector: {{istio: ingressgateway}}
   servers:
-  - port: {{number: 8080, name: http, protocol: HTTP}}
+  - port: {{number: {gateway_port}, name: http, protocol: HTTP}}
     hosts: ["*"]
 ---
 apiVersion: networking.istio.io/v1
