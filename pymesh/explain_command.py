@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--admin", metavar="HOST:PORT", help="a running proxy's admin address (e.g. 127.0.0.1:15000)")
     parser.add_argument("--namespace", help="the proxy's namespace (default: default; istio-system with --gateway)")
     parser.add_argument("--workload", help="the proxy's workload name")
-    parser.add_argument("--labels", default=None, help="the proxy's labels, k=v[,k=v...]")
+    parser.add_argument("--labels", action="append", default=None, help="the proxy's labels, k=v[,k=v...] (repeatable)")
     parser.add_argument("--gateway", action="store_true", help="explain for a gateway (router) proxy, "
                         "labels istio=ingressgateway unless given")
     parser.add_argument("--inbound", action="store_true", help="the request arrives at this workload "
@@ -134,7 +134,7 @@ def _request(args: argparse.Namespace, log: Mapping | None) -> Request:
 
 def _identity(args: argparse.Namespace) -> ProxyIdentity:
     defaults = GATEWAY_DEFAULTS if args.gateway else {"labels": "", "workload": "unknown", "namespace": "default"}
-    labels = args.labels if args.labels is not None else defaults["labels"]
+    labels = ",".join(args.labels) if args.labels is not None else defaults["labels"]
     return ProxyIdentity(workload=args.workload or defaults["workload"], namespace=args.namespace or defaults["namespace"],
                          labels=parse_labels(labels), kind="router" if args.gateway else "sidecar")
 

@@ -210,9 +210,11 @@ def test_cli_text_and_json(tmp_path, capsys):
     assert main_for_test(["explain", "--config", str(path), "-H", "end-user: jason", "http://ratings:9080/"]) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[0].split(None, 1) == ["outcome", "500 FI: fault injection aborts with HTTP 500 for every request"]
-    assert main_for_test(["explain", "--config", str(path), "--json", "http://nowhere:9080/"]) == 0
+    assert main_for_test(["explain", "--config", str(path), "--json", "--labels", "app=reviews", "--labels", "version=v1",
+                          "http://nowhere:9080/"]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["explanation"]["outcome"]["flag"] == "NR"
+    assert answer["explanation"]["proxy"]["labels"] == {"app": "reviews", "version": "v1"}
     assert format_text(answer).startswith("outcome")
 
 
@@ -443,3 +445,17 @@ def test_route_actions_and_the_policies_in_force(path, status, reason):
             "CORS allowed origins: exact 'https://shop.example.com'",
             "rewrite uri '/v2'",
         ]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["ftp://reviews/"], "expected an http:// or https:// URL"),
+    (["-H", "no-colon", "http://reviews:9080/"], "-H: expected 'name: value'"),
+    (["http://reviews:9080/"], "give --config PATH or --admin HOST:PORT"),
+    (["--request-id", "abc"], "--request-id needs --admin"),
+    (["--log-line", "{not json"], "--log-line is not JSON"),
+    (["--admin", "127.0.0.1", "http://reviews:9080/"], "--admin: expected HOST:PORT"),
+    ([], "give a URL, --log-line or --request-id"),
+])
+def test_cli_refuses_bad_input_clearly(args, message, capsys):
+    assert main_for_test(["explain", *args]) == 2
+    assert message in capsys.readouterr().err
