@@ -142,6 +142,9 @@ def explain(snapshot: Snapshot, request: Request, health: Mapping[str, Mapping[s
         out.notes.append("explain's reading of the matches differs from the route table's (a pymesh bug): "
                          f"the proxy takes {matched[0].name if matched else 'no route'!r}")
         route = matched[0] if matched else None
+        index = next((i for i, r in enumerate(vh.routes) if r.route is route), None)
+        out.route = None if route is None else {"name": route.name, "virtual_service": route.virtual_service,
+                                                "index": index, "match": None}
     _not_applied_here(snapshot, request, out, vh_routes={r.route.virtual_service for r in vh.routes})
     if route is None:
         return out.result(404, flags.NR, f"virtual host {vh.name} has no route matching the request")
@@ -257,25 +260,34 @@ def _names_host(vs: model.VirtualService, host: str, namespace: str) -> bool:
 
 
 def _walk_routes(vh, request: Request, snapshot: Snapshot, out: Explanation) -> Route | None:
+    """The first route whose matches the request passes, recording the first SHOWN_MISSES
+    routes before it with every condition they failed (and how many more there were)."""
     labels = snapshot.identity.labels
+    hidden = 0
+    found = None
     for index, compiled in enumerate(vh.routes):
-        route = compiled.route
-        if not compiled.matches:
-            out.route = {"name": route.name, "virtual_service": route.virtual_service, "index": index, "match": None}
-            return route
         reasons = []
-        for m_index, m in enumerate(compiled.matches):
-            failed = failures(m, request.method, request.path, request.authority, request.scheme,
-                              request.headers, labels)
+        for m_index, m in enumerate(compiled.matches or (None,)):
+            failed = [] if m is None else failures(m, request.method, request.path, request.authority,
+                                                   request.scheme, request.headers, labels)
             if not failed:
-                out.route = {"name": route.name, "virtual_service": route.virtual_service, "index": index,
-                             "match": m_index}
-                return route
+                found = (index, m_index if m is not None else None)
+                break
             reasons.append(f"match[{m_index}]" + (f" {m.name!r}" if m.name else "") + ": " + "; ".join(failed))
+        if found:
+            break
         if len(out.misses) < SHOWN_MISSES:
-            out.misses.append({"name": route.name, "virtual_service": route.virtual_service, "index": index,
-                               "reasons": reasons})
-    return None
+            out.misses.append({"name": compiled.route.name, "virtual_service": compiled.route.virtual_service,
+                               "index": index, "reasons": reasons})
+        else:
+            hidden += 1
+    if hidden:
+        out.notes.append(f"{hidden} more routes before it did not match either")
+    if found is None:
+        return None
+    route = vh.routes[found[0]].route
+    out.route = {"name": route.name, "virtual_service": route.virtual_service, "index": found[0], "match": found[1]}
+    return route
 
 
 def _route_outcome(snapshot: Snapshot, route: Route, request: Request, health: Mapping[str, Mapping[str, str]],

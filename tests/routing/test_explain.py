@@ -459,3 +459,21 @@ def test_route_actions_and_the_policies_in_force(path, status, reason):
 def test_cli_refuses_bad_input_clearly(args, message, capsys):
     assert main_for_test(["explain", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_only_the_first_misses_are_listed_and_the_rest_counted():
+    routes = "\n".join(f"  - name: r{i}\n    match: [{{uri: {{exact: /r{i}}}}}]\n    route: [{{destination: {{host: reviews}}}}]"
+                       for i in range(8))
+    extra = f"""---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: many, namespace: default}}
+spec:
+  hosts: [many.example.com]
+  http:
+{routes}
+"""
+    e = ask("http://many.example.com:9080/r7", extra=extra)
+    assert [m["name"] for m in e.misses] == ["r0", "r1", "r2", "r3", "r4"]
+    assert "2 more routes before it did not match either" in e.notes
+    assert e.route == {"name": "r7", "virtual_service": "default/many", "index": 7, "match": 0}
