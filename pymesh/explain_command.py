@@ -19,7 +19,8 @@ from pymesh.api.load import load_paths
 from pymesh.proxy import gateway_command
 from pymesh.proxy.command import parse_labels
 from pymesh.routing.compile import compile_snapshot
-from pymesh.routing.explain import Request, explain, explain_log_record
+from pymesh.routing.explain import Request, explain
+from pymesh.routing.explain_log import explain_log_record
 from pymesh.routing.mesh_view import decode_view
 from pymesh.routing.snapshot import ProxyIdentity, Snapshot
 from pymesh.telemetry.accesslog import RECENT

@@ -13,7 +13,8 @@ from pymesh.api.load import load_text
 from pymesh.cli import main as main_for_test
 from pymesh.explain_command import format_text, parse_clusters
 from pymesh.routing.compile import compile_snapshot
-from pymesh.routing.explain import Request, explain, explain_log_record
+from pymesh.routing.explain import Request, explain
+from pymesh.routing.explain_log import explain_log_record
 from pymesh.routing.match_reasons import failures
 from pymesh.routing.snapshot import ProxyIdentity
 from pymesh.api import model as m
