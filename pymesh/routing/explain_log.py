@@ -35,7 +35,7 @@ FLAG_MEANINGS = {
     "UMSDR": "the upstream request reached its max stream duration",
     "DF": "the request was terminated because of a DNS resolution failure",
     "OM": "the request was terminated by the overload manager",
-    "DO": "the request was terminated by the proxy, e.g. no upstream to send it to (drop overload)",
+    "DO": "the request was dropped by the cluster's drop_overloads (503)",
 }
 
 
