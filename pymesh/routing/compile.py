@@ -10,6 +10,7 @@ from dataclasses import replace
 from pymesh.api import model
 from pymesh.routing.authn import providers_for
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
+from pymesh.routing.egress_proxy import compile_egress_proxy
 from pymesh.routing.peer_authn import compose as compose_peer_authn
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
@@ -47,6 +48,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         egress = [(e, _egress_listener(ctx, e, sidecar.metadata.namespace)) for e in sidecar.egress if e.port]
     listeners = tuple(l for _, l in egress) + tuple(_ingress_listener(e, ctx.rate_limits) for e in ingress)
     captured = _captured_outbound(ctx, sidecar, egress)
+    egress_proxy = compile_egress_proxy(sidecar, services, clusters, warnings)
     authz = compile_authorizer(config, ns, identity.labels, _served_by(config, identity))
     if authz is not None:
         warnings += authz.warnings
@@ -62,6 +64,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         request_authn=providers_for(config, identity),
         peer_authn=compose_peer_authn(config.peer_authentications, ns, identity.labels),
         authz=authz,
+        egress_proxy=egress_proxy,
     )
 
 
