@@ -83,4 +83,6 @@ def test_unknown_destinations_go_to_the_egress_proxy(testbed, tmp_path):
     # Past the proxy the undeclared server is there: it was the policy that sent the bytes elsewhere.
     direct = b.run(sys.executable, "-c", RAW_GET, "127.0.0.1", UNDECLARED_PORT, uid=APP_UID)
     assert json.loads(direct.stdout)["server"] == "undeclared"
-    assert sidecar.stats()[f"cluster.outbound|{EGRESS_PORT}||{EGRESS_HOST}.upstream_rq_2xx"] == 1  # the HTTP one
+    stats = sidecar.stats()
+    assert stats[f"cluster.outbound|{EGRESS_PORT}||{EGRESS_HOST}.upstream_rq_2xx"] == 1  # the HTTP request
+    assert stats[f"cluster.outbound|{EGRESS_PORT}||{EGRESS_HOST}.upstream_cx_total"] == 2  # its connection, the TCP one
