@@ -9,6 +9,8 @@ Run inside a pod as an ordinary uid (not the proxy's), standard library only:
     sidecar_apps.py https NAME BIND PORT CERT KEY
                                                 the same over TLS it terminates itself, with
                                                 "sni": the name the client asked for
+    sidecar_apps.py redirect NAME PORT LOCATION HTTP server answering every GET 301 to
+                                                LOCATION + path (as edition.cnn.com does over http)
     sidecar_apps.py call-banner HOST PORT LINE [TIMEOUT]
                                                 client for `banner`: prints the banner and the echo
 
@@ -28,8 +30,10 @@ import threading
 IO_TIMEOUT = 10.0  # every blocking read in here ends; the tests' own deadlines are shorter
 
 
-def serve_http(name: str, port: int, bind: str = "0.0.0.0", tls: ssl.SSLContext | None = None) -> None:
-    """With `tls` the server terminates TLS itself, and the body also says which SNI it was asked for."""
+def serve_http(name: str, port: int, bind: str = "0.0.0.0", tls: ssl.SSLContext | None = None,
+               redirect: str = "") -> None:
+    """With `tls` the server terminates TLS itself, and the body also says which SNI it was asked
+    for; with `redirect` every answer is a 301 to that URL prefix plus the request's path."""
     asked: dict[int, str | None] = {}  # id(SSLSocket) -> SNI, from the handshake callback
     if tls is not None:
         tls.sni_callback = lambda sock, server_name, context: asked.__setitem__(id(sock), server_name)
@@ -42,7 +46,9 @@ def serve_http(name: str, port: int, bind: str = "0.0.0.0", tls: ssl.SSLContext 
             if tls is not None:
                 answer["sni"] = asked.pop(id(self.connection), None)
             body = json.dumps(answer).encode()
-            self.send_response(200)
+            self.send_response(301 if redirect else 200)
+            if redirect:
+                self.send_header("location", redirect + self.path)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
             self.end_headers()
@@ -104,6 +110,8 @@ def main(argv: list[str]) -> None:
         serve_banner(args[0], args[1], [int(port) for port in args[2:]])
     elif command == "https":
         serve_http(args[0], int(args[2]), args[1], tls_context(args[3], args[4]))
+    elif command == "redirect":
+        serve_http(args[0], int(args[1]), redirect=args[2])
     elif command == "call-banner":
         call_banner(args[0], int(args[1]), args[2], *map(float, args[3:4]))
     else:

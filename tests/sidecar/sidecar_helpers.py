@@ -190,6 +190,18 @@ def start_sidecar(pod: Pod, config: str, workload: str, labels: Mapping[str, str
     return Sidecar(pod, process)
 
 
+def start_gateway(pod: Pod, config: str, labels: str, workload: str = "istio-egressgateway",
+                  namespace: str = "istio-system", extra: tuple[str, ...] = (),
+                  env: Mapping[str, str] | None = None) -> Sidecar:
+    """`pymesh gateway` in `pod` (as root: it listens on its servers' ports, 80 and 443; no
+    capture), waited on until it logs "ready"; read through the same admin endpoints."""
+    argv = [sys.executable, "-m", "pymesh", "gateway", "--config", config, "--labels", labels,
+            "--workload", workload, "--namespace", namespace, "--drain-timeout", "1", *extra]
+    process = pod.spawn("prlimit", f"--nofile={PROXY_FILE_LIMIT}", "--", *argv, env=None if env is None else dict(env))
+    process.wait_for_line("ready:", timeout=WAIT)
+    return Sidecar(pod, process)
+
+
 def sidecar_pod(pod: Pod, config: str, workload: str, labels: Mapping[str, str] = {},
                 extra: tuple[str, ...] = (), env: Mapping[str, str] | None = None, **capture) -> Sidecar:
     """A meshed pod: the init step (with `capture` settings over the defaults), then its proxy

@@ -1,0 +1,183 @@
+"""Istio's egress gateway tasks (istio.io docs/tasks/traffic-management/egress/egress-gateway and
+egress-gateway-tls-origination), their YAML unchanged (tests/api/data/istio_samples/istio.io,
+egress-gateway-*.yaml; provenance in that folder's README), through real processes:
+
+    sleep          198.18.0.1  curl as the app, its sidecar (`pymesh proxy --capture`)
+    egressgateway  198.18.0.2  `pymesh gateway --labels istio=egressgateway` on ports 80 and 443
+    external       198.18.0.3  edition.cnn.com: http on 80 answers 301 to https (as cnn does),
+                               https on 443 with a certificate for edition.cnn.com from a test CA
+
+What the tests add to the task's YAML, because there is no Kubernetes here: a ServiceEntry for
+istio-egressgateway.istio-system.svc.cluster.local (Kubernetes' Service of the egress gateway,
+with Istio's port names: http2 80, https 443) whose endpoint is the gateway pod; and the pods'
+/etc/hosts, where edition.cnn.com is the external pod (the task's `resolution: DNS`, resolved
+inside the test bed: nothing leaves 198.18.0.0/24). The gateway's system roots are the test CA
+(SSL_CERT_FILE), as the DestinationRule of the task has no caCertificates: verification stays on
+and an untrusted CA fails (the `untrusted` case).
+
+Each test checks where the request really went: the gateway's own stats for the cluster it
+sends to edition.cnn.com, and what the external server saw (SNI, Host, path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pymesh.routing.gateway", reason="`pymesh gateway` is not in this tree yet")
+
+from mesh_pki import MeshPki  # noqa: E402
+from sidecar_helpers import app_curl, requires_tools, sidecar_pod, start_app, start_gateway, write_config  # noqa: E402
+from throwaway_ca import ThrowawayCA  # noqa: E402
+
+pytestmark = [requires_tools, pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")]
+
+SAMPLES = Path(__file__).parents[1] / "api" / "data" / "istio_samples" / "istio.io"
+GATEWAY_HOST = "istio-egressgateway.istio-system.svc.cluster.local"
+GATEWAY_SA = "istio-egressgateway-service-account"  # Istio's egress gateway's service account
+CNN = "edition.cnn.com"
+SLEEP_NS = "default"  # the tasks run sleep in the default namespace
+
+
+def task_yaml(*names: str) -> str:
+    return "\n---\n".join((SAMPLES / f"egress-gateway-{name}.yaml").read_text() for name in names)
+
+
+def gateway_service(gateway_ip: str) -> str:
+    """Kubernetes' istio-egressgateway Service, as a ServiceEntry (what the test adds)."""
+    return f"""
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: istio-egressgateway, namespace: istio-system}}
+spec:
+  hosts: [{GATEWAY_HOST}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {{number: 80, name: http2, protocol: HTTP2}}
+  - {{number: 443, name: https, protocol: HTTPS}}
+  endpoints:
+  - address: {gateway_ip}
+    labels: {{istio: egressgateway, app: istio-egressgateway}}
+    serviceAccount: {GATEWAY_SA}
+"""
+
+
+@pytest.fixture
+def pods(testbed, tmp_path):
+    """The three pods, with edition.cnn.com served by the external one."""
+    bed = testbed("sleep", "egressgateway", "external")
+    ca = ThrowawayCA(tmp_path / "pki")
+    cert = ca.issue("cnn", CNN)
+    for pod in ("sleep", "egressgateway"):
+        bed[pod].set_hosts({CNN: bed["external"].ip})
+    external = bed["external"]
+    bed.cnn_http = start_app(external, "redirect", "cnn-http", 80, f"https://{CNN}", uid=0)
+    bed.cnn_https = start_app(external, "https", "cnn", "0.0.0.0", 443, cert.cert, cert.key, uid=0)
+    bed.ca = ca
+    return bed
+
+
+def start(bed, tmp_path, yaml: str, roots: Path, mesh: MeshPki | None = None):
+    """The sleep pod's sidecar and the egress gateway, both reading `yaml`."""
+    config = write_config(tmp_path, yaml + gateway_service(bed["egressgateway"].ip))
+    sleep_extra = gateway_extra = ()
+    if mesh is not None:
+        sleep_extra = ("--cert-dir", str(mesh.issue(SLEEP_NS, "sleep")), "--service-account", "sleep")
+        gateway_extra = ("--cert-dir", str(mesh.issue("istio-system", GATEWAY_SA)), "--service-account", GATEWAY_SA)
+    gateway = start_gateway(bed["egressgateway"], config, "istio=egressgateway", extra=gateway_extra,
+                            env=dict(os.environ, SSL_CERT_FILE=str(roots)))
+    sidecar = sidecar_pod(bed["sleep"], config, "sleep", {"app": "sleep"}, extra=sleep_extra)
+    return sidecar, gateway
+
+
+def heads(curl_stdout: str) -> list[list[str]]:
+    """`curl -D - -o /dev/null` output (text mode: "\\n" line ends): the response heads in
+    order, each as its lines."""
+    return [block.split("\n") for block in curl_stdout.split("\n\n") if block.strip()]
+
+
+def body(curl_stdout: str) -> dict:
+    """The JSON body after the one head of `curl -D -` output."""
+    return json.loads(curl_stdout.split("\n\n", 1)[1])
+
+
+def test_http_through_the_egress_gateway(pods, tmp_path):
+    """egress-gateway, "Egress gateway for HTTP traffic": the sidecar sends http://edition.cnn.com
+    to the gateway (subset cnn, port 80), the gateway to edition.cnn.com:80, whose 301 curl
+    follows to https, which goes straight out (the task routes only port 80 through the gateway)."""
+    yaml = task_yaml("http-serviceentry", "http-gateway", "http-virtualservice")
+    sidecar, gateway = start(pods, tmp_path, yaml, pods.ca.ca_path)
+    done = app_curl(pods["sleep"], f"http://{CNN}/politics", "-sSL", "-o", "/dev/null", "-D", "-",
+                    "--cacert", str(pods.ca.ca_path), check=False)
+    got = heads(done.stdout)
+    assert [h[0] for h in got] == ["HTTP/1.1 301 Moved Permanently", "HTTP/1.1 200 OK"], (
+        done.stdout, done.stderr, gateway.process.output()[-3000:])
+    assert f"location: https://{CNN}/politics" in [line.lower() for line in got[0]]
+    assert gateway.stats()[f"cluster.outbound|80||{CNN}.upstream_rq_3xx"] == 1
+    assert sidecar.stats()[f"cluster.outbound|80|cnn|{GATEWAY_HOST}.upstream_rq_3xx"] == 1
+    assert "cnn-http: GET /politics edition.cnn.com" in pods.cnn_http.output()
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "untrusted"])
+def test_tls_origination_at_the_egress_gateway(pods, tmp_path, trusted):
+    """egress-gateway-tls-origination: the app asks http://edition.cnn.com, the gateway sends it
+    over HTTPS to edition.cnn.com:443 (DestinationRule tls SIMPLE), SNI and certificate
+    verification for edition.cnn.com."""
+    yaml = task_yaml("tls-origination-serviceentry", "tls-origination-gateway", "tls-origination-virtualservice")
+    roots = pods.ca.ca_path if trusted else ThrowawayCA(tmp_path / "other").ca_path
+    sidecar, gateway = start(pods, tmp_path, yaml, roots)
+    done = app_curl(pods["sleep"], f"http://{CNN}/politics", "-sS", "-D", "-", check=False)
+    status = heads(done.stdout)[0][0] if done.stdout else ""
+    stats = gateway.stats()
+    if not trusted:
+        assert status.startswith("HTTP/1.1 503"), done.stdout
+        assert stats[f"cluster.outbound|443||{CNN}.ssl.fail_verify_error"] >= 1
+        return
+    assert status == "HTTP/1.1 200 OK", (done.stdout, done.stderr, gateway.process.output()[-3000:])
+    answer = body(done.stdout)
+    assert answer["server"] == "cnn" and answer["sni"] == CNN and answer["headers"]["host"] == CNN
+    assert stats[f"cluster.outbound|443||{CNN}.ssl.handshake"] >= 1
+    assert sidecar.stats()[f"cluster.outbound|80|cnn|{GATEWAY_HOST}.upstream_rq_2xx"] == 1
+
+
+def test_tls_origination_with_istio_mutual_to_the_gateway(pods, tmp_path):
+    """The task's other version: the sidecar talks ISTIO_MUTUAL to the gateway's port 80 (an
+    HTTPS server, tls ISTIO_MUTUAL; DestinationRule subset cnn with sni edition.cnn.com), with
+    mesh certificates for sleep and the gateway from one mesh CA; the gateway originates TLS."""
+    yaml = task_yaml("tls-origination-serviceentry", "tls-origination-istio-mutual-gateway",
+                     "tls-origination-virtualservice")
+    mesh = MeshPki(tmp_path / "mesh")
+    sidecar, gateway = start(pods, tmp_path, yaml, pods.ca.ca_path, mesh)
+    done = app_curl(pods["sleep"], f"http://{CNN}/politics", "-sS", "-D", "-", check=False)
+    assert done.stdout.startswith("HTTP/1.1 200 OK"), (done.stdout, done.stderr, gateway.process.output()[-3000:])
+    answer = body(done.stdout)
+    assert answer["sni"] == CNN and answer["headers"]["host"] == CNN
+    sidecar_stats = sidecar.stats()
+    assert sidecar_stats[f"cluster.outbound|80|cnn|{GATEWAY_HOST}.ssl.handshake"] >= 1
+    assert gateway.stats()[f"cluster.outbound|443||{CNN}.ssl.handshake"] >= 1
+    # The gateway's port 80 takes mesh mTLS only: plaintext from the sleep pod (uid 1337 is not
+    # captured, so it leaves without its sidecar) gets no answer.
+    plain = pods["sleep"].run("curl", "-sS", "--max-time", "5", "-H", f"Host: {CNN}",
+                              f"http://{pods['egressgateway'].ip}/politics", uid=1337, check=False)
+    assert plain.returncode != 0, plain.stdout
+
+
+def test_tls_passthrough_through_the_egress_gateway(pods, tmp_path):
+    """egress-gateway, "Egress gateway for HTTPS traffic": the app's own TLS to edition.cnn.com
+    goes through the gateway untouched (Gateway PASSTHROUGH on 443, VirtualService tls routes by
+    SNI on both sides); the app verifies the external server's certificate itself."""
+    yaml = task_yaml("https-serviceentry", "https-passthrough")
+    sidecar, gateway = start(pods, tmp_path, yaml, pods.ca.ca_path)
+    done = app_curl(pods["sleep"], f"https://{CNN}/politics", "-sSL", "-D", "-", "--cacert", str(pods.ca.ca_path),
+                    check=False)
+    assert done.stdout.startswith("HTTP/1.1 200 OK"), (done.stdout, done.stderr, gateway.process.output()[-3000:])
+    answer = body(done.stdout)
+    assert answer["server"] == "cnn" and answer["sni"] == CNN
+    assert gateway.stats()[f"cluster.outbound|443||{CNN}.upstream_cx_total"] == 1
+    assert sidecar.stats()[f"cluster.outbound|443|cnn|{GATEWAY_HOST}.upstream_cx_total"] == 1
