@@ -181,3 +181,59 @@ def test_tls_passthrough_through_the_egress_gateway(pods, tmp_path):
     assert answer["server"] == "cnn" and answer["sni"] == CNN
     assert gateway.stats()[f"cluster.outbound|443||{CNN}.upstream_cx_total"] == 1
     assert sidecar.stats()[f"cluster.outbound|443|cnn|{GATEWAY_HOST}.upstream_cx_total"] == 1
+
+
+def egress_proxy_yaml() -> str:
+    """Not a task: the gateway alone knows edition.cnn.com (its ServiceEntry, Gateway and
+    VirtualService live in istio-system, exported there only), and sleep's Sidecar sends what it
+    does not know to the gateway (outboundTrafficPolicy.egressProxy), which routes it by Host."""
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: cnn, namespace: istio-system}}
+spec:
+  hosts: [{CNN}]
+  exportTo: ["."]
+  ports:
+  - {{number: 80, name: http-port, protocol: HTTP}}
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: istio-egressgateway, namespace: istio-system}}
+spec:
+  selector: {{istio: egressgateway}}
+  servers:
+  - port: {{number: 80, name: http, protocol: HTTP}}
+    hosts: ["./{CNN}"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: cnn, namespace: istio-system}}
+spec:
+  hosts: [{CNN}]
+  exportTo: ["."]
+  gateways: [istio-egressgateway]
+  http:
+  - route:
+    - destination: {{host: {CNN}, port: {{number: 80}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: default, namespace: {SLEEP_NS}}}
+spec:
+  outboundTrafficPolicy:
+    mode: ALLOW_ANY
+    egressProxy:
+      host: {GATEWAY_HOST}
+      port: {{number: 80}}
+"""
+
+
+def test_sidecar_egress_proxy_to_the_egress_gateway(pods, tmp_path):
+    sidecar, gateway = start(pods, tmp_path, egress_proxy_yaml(), pods.ca.ca_path)
+    done = app_curl(pods["sleep"], f"http://{CNN}/politics", "-sS", "-o", "/dev/null", "-D", "-", check=False)
+    assert done.stdout.startswith("HTTP/1.1 301"), (done.stdout, done.stderr, sidecar.process.output()[-3000:])
+    assert sidecar.stats()[f"cluster.outbound|80||{GATEWAY_HOST}.upstream_rq_3xx"] == 1
+    assert gateway.stats()[f"cluster.outbound|80||{CNN}.upstream_rq_3xx"] == 1
+    assert "cnn-http: GET /politics edition.cnn.com" in pods.cnn_http.output()
