@@ -10,6 +10,7 @@ from typing import Any, Callable
 from pymesh.api import common, model, shapes
 from pymesh.api.authorization import authorization_policy
 from pymesh.api.destinationrule import destination_rule
+from pymesh.api.gateway import gateway
 from pymesh.api.peer_authentication import peer_authentication
 from pymesh.api.reader import Reader, Sink, Slot, message, or_list, text
 from pymesh.api.ratelimit import local_rate_limit
@@ -46,6 +47,7 @@ KINDS = {
         Kind("VirtualService", NETWORKING, shapes.VIRTUAL_SERVICE, virtual_service, "virtual_services"),
         Kind("DestinationRule", NETWORKING, shapes.DESTINATION_RULE, destination_rule, "destination_rules"),
         Kind("Sidecar", NETWORKING, shapes.SIDECAR, sidecar, "sidecars"),
+        Kind("Gateway", NETWORKING, shapes.GATEWAY, gateway, "gateways"),
         Kind("LocalRateLimit", PYMESH, shapes.LOCAL_RATE_LIMIT, local_rate_limit, "local_rate_limits"),
         Kind("PeerAuthentication", SECURITY, shapes.PEER_AUTHENTICATION, peer_authentication,
              "peer_authentications"),

@@ -199,3 +199,15 @@ AUTHZ_SOURCE = shape(
 )
 AUTHZ_OPERATION = shape("Operation", "hosts notHosts ports notPorts methods notMethods paths notPaths")
 AUTHZ_CONDITION = shape("Condition", "key values notValues")
+
+# --- Gateway (networking.istio.io; tlsCertificates is in Istio's newest API only) --------------
+
+GATEWAY = shape("Gateway", "servers selector")
+GATEWAY_SERVER = shape("Server", "port bind hosts tls defaultEndpoint name")
+GATEWAY_PORT = shape("Port", "number protocol name targetPort")
+SERVER_TLS_SETTINGS = shape(
+    "ServerTLSSettings",
+    "httpsRedirect mode serverCertificate privateKey caCertificates caCrl credentialName credentialNames "
+    "subjectAltNames verifyCertificateSpki verifyCertificateHash minProtocolVersion maxProtocolVersion cipherSuites",
+    unsupported="tlsCertificates",
+)

@@ -7,6 +7,7 @@ from functools import partial
 from pymesh.api import checks, common, model, shapes
 from pymesh.api.cors import cors_policy
 from pymesh.api.fault import fault
+from pymesh.api.gateway import MESH, gateway_name
 from pymesh.api.mirror import mirrors
 from pymesh.api.reader import (
     ISTIO_DURATION,
@@ -49,10 +50,12 @@ RETRY_ON = frozenset(
 
 
 def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService:
-    r.get_list("gateways", common.mesh_gateway)
+    gateways = r.get_list("gateways", distinct(gateway_name))
     if not (r.has("http") or r.has("tcp") or r.has("tls")):
         r.error_here("one of http, tcp or tls is required")
-    hosts = r.get_list("hosts", distinct(text(_host)), required=True)
+    # Istio rejects "*" only for a VirtualService bound to the mesh (no gateways, or "mesh" listed)
+    to_mesh = not gateways or MESH in gateways
+    hosts = r.get_list("hosts", distinct(text(partial(_host, to_mesh=to_mesh))), required=True)
     return model.VirtualService(
         metadata=metadata,
         hosts=hosts,
@@ -60,11 +63,12 @@ def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService
         tcp=r.get_list("tcp", message(shapes.TCP_ROUTE, tcp_route)),
         tls=r.get_list("tls", message(shapes.TLS_ROUTE, partial(tls_route, vs_hosts=hosts))),
         export_to=common.export_to(r),
+        gateways=gateways,
     )
 
 
-def _host(value: str) -> str | None:
-    if value == "*":
+def _host(value: str, *, to_mesh: bool) -> str | None:
+    if value == "*" and to_mesh:
         return 'host "*" is not allowed for a VirtualService bound to the mesh'
     return checks.host_or_ip(value)
 
@@ -98,7 +102,6 @@ def http_route(r: Reader) -> model.HTTPRoute:
 
 
 def http_match(r: Reader) -> model.HTTPMatchRequest:
-    r.get_list("gateways", common.mesh_gateway)
     def header_matches(key: str) -> dict[str, model.StringMatch]:
         return r.get_map(key, common.HEADER_MATCH, check_key=checks.match_header_name, lower_keys=True)
 
@@ -114,6 +117,7 @@ def http_match(r: Reader) -> model.HTTPMatchRequest:
         port=r.get("port", PORT),
         source_labels=common.labels(r, "sourceLabels"),
         ignore_uri_case=r.get("ignoreUriCase", boolean, False),
+        gateways=r.get_list("gateways", distinct(gateway_name)),
     )
 
 
@@ -203,11 +207,11 @@ def tcp_route(r: Reader) -> model.TCPRoute:
 
 
 def l4_match(r: Reader) -> model.L4MatchAttributes:
-    r.get_list("gateways", common.mesh_gateway)
     return model.L4MatchAttributes(
         port=r.get("port", PORT),
         destination_subnets=r.get_list("destinationSubnets", text(checks.ip_or_cidr)),
         source_labels=common.labels(r, "sourceLabels"),
+        gateways=r.get_list("gateways", distinct(gateway_name)),
     )
 
 
@@ -231,7 +235,6 @@ def tls_route(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSRoute:
 
 
 def tls_match(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSMatchAttributes:
-    r.get_list("gateways", common.mesh_gateway)
     sni_hosts = r.get_list("sniHosts", distinct(text(partial(_sni_host, vs_hosts=vs_hosts))), required=True)
     return model.TLSMatchAttributes(
         sni_hosts=tuple(h.lower() for h in sni_hosts),
@@ -239,6 +242,7 @@ def tls_match(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSMatchAttribut
         port=r.get("port", PORT),
         source_labels=common.labels(r, "sourceLabels"),
         source_namespace=r.get("sourceNamespace", text(checks.dns_label), ""),
+        gateways=r.get_list("gateways", distinct(gateway_name)),
     )
 
 

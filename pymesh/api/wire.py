@@ -81,6 +81,7 @@ class Node:
     labels: Mapping[str, str] = field(default_factory=dict)
     addresses: tuple[str, ...] = ()
     ports: Mapping[str, int] = field(default_factory=dict)  # the ports its app serves, by name
+    kind: str = "sidecar"  # Istio's node type: "sidecar", or "router" for `pymesh gateway`
 
 
 @dataclass(frozen=True)

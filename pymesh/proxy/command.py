@@ -267,11 +267,15 @@ def options_from_args(args) -> ProxyOptions:
     )
 
 
-def run(args) -> int:
+def configure_logging(args) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
     )
+
+
+def run(args) -> int:
+    configure_logging(args)
     try:
         options = options_from_args(args)
     except argparse.ArgumentTypeError as error:

@@ -261,7 +261,8 @@ class Runtime:
         self.source_labels = dict(snapshot.identity.labels)
         self.peer_header = encode_peer(snapshot.identity)
         jwt_authn = JwtAuthn.for_providers(snapshot.request_authn, self.jwks)
-        self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz)
+        self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz,
+                                        gateway=snapshot.identity.kind == "router")
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         self.snapshot = snapshot
         for warning in snapshot.warnings:

@@ -9,6 +9,8 @@ from dataclasses import replace
 
 from pymesh.api import model
 from pymesh.routing.authn import providers_for
+from pymesh.routing.binding import MESH_ONLY, bind_all
+from pymesh.routing.gateway import compile_gateway
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
 from pymesh.routing.egress_proxy import compile_egress_proxy
 from pymesh.routing.peer_authn import compose as compose_peer_authn
@@ -24,7 +26,10 @@ TLS_PROTOCOLS = frozenset({"TLS", "HTTPS"})
 
 
 def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version: str) -> Snapshot:
-    """Implements pymesh.routing.snapshot.SnapshotCompiler."""
+    """Implements pymesh.routing.snapshot.SnapshotCompiler: a sidecar's here, a gateway's
+    (identity.kind "router") in pymesh.routing.gateway."""
+    if identity.kind == "router":
+        return compile_gateway(config, identity, version)
     ns = identity.namespace
     warnings: list[str] = []
     services = ServiceIndex.from_config(config, ns, warnings)
@@ -39,7 +44,8 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         labels=identity.labels,
         services=services,
         clusters=clusters,
-        virtual_services=tuple(vs for vs in config.virtual_services if exported_to(vs.export_to, vs.metadata.namespace, ns)),
+        virtual_services=bind_all((vs for vs in config.virtual_services
+                                   if exported_to(vs.export_to, vs.metadata.namespace, ns)), MESH_ONLY),
         warnings=warnings,
         rate_limits=RateLimits.select(config, identity),
     )

@@ -22,27 +22,10 @@ FILES = sorted(SAMPLES.glob("*/*.yaml"))
 PYMESH = Path(sys.executable).with_name("pymesh")  # the console script of this environment
 
 # Kinds pymesh does not read yet: their documents are skipped, and only they.
-NOT_YET_KINDS = {
-    "Gateway": "issue 12",
-}
+NOT_YET_KINDS: dict[str, str] = {}
 
 # Fields Istio accepts that pymesh does not implement yet: (line, field path, message) per file.
-_MESH_ONLY = 'gateway "bookinfo-gateway" not supported by pymesh yet (only "mesh")'
-_EGRESS_ONLY = 'gateway "istio-egressgateway" not supported by pymesh yet (only "mesh")'
-PENDING = {
-    # A VirtualService bound to an ingress gateway: issue 12.
-    "bookinfo/bookinfo-gateway.yaml": [
-        (24, "spec.hosts[0]", 'host "*" is not allowed for a VirtualService bound to the mesh'),
-        (26, "spec.gateways[0]", _MESH_ONLY),
-    ],
-    # The egress gateway tasks' VirtualServices (issue 12): bound to the gateway and the mesh.
-    "istio.io/egress-gateway-http-virtualservice.yaml": [
-        (23, "spec.gateways[0]", _EGRESS_ONLY), (39, "spec.http[1].match[0].gateways[0]", _EGRESS_ONLY)],
-    "istio.io/egress-gateway-https-passthrough.yaml": [
-        (50, "spec.gateways[1]", _EGRESS_ONLY), (66, "spec.tls[1].match[0].gateways[0]", _EGRESS_ONLY)],
-    "istio.io/egress-gateway-tls-origination-virtualservice.yaml": [
-        (23, "spec.gateways[0]", _EGRESS_ONLY), (39, "spec.http[1].match[0].gateways[0]", _EGRESS_ONLY)],
-}
+PENDING: dict[str, list[tuple[int, str, str]]] = {}
 
 
 def _name(path: Path) -> str:
@@ -93,9 +76,16 @@ def test_pymesh_analyze_accepts_it(path: Path):
     assert lines[-1] == (f"{count} errors in 1 file" if count > 1 else "1 error in 1 file")
 
 
-def test_the_gateway_document_is_the_only_one_skipped():
-    result = load_paths([str(SAMPLES / "bookinfo/bookinfo-gateway.yaml")])
-    assert [(e.line, e.message) for e in result.errors if _skipped_kind(e)] == [(2, "kind Gateway is not supported")]
+def test_the_bookinfo_gateway_reads_as_istio_documents():
+    config = load("bookinfo/bookinfo-gateway.yaml")
+    (gateway,) = config.gateways
+    assert (gateway.metadata.namespace, gateway.selector) == ("default", {"istio": "ingressgateway"})
+    assert gateway.servers == (m.GatewayServer(port=m.ServicePort(80, "HTTP", "http"), hosts=("*",)),)
+    vs = _only_vs(config)
+    assert (vs.hosts, vs.gateways) == (("*",), ("bookinfo-gateway",))  # the VirtualService's namespace's Gateway
+    assert [match.uri for match in vs.http[0].match] == [
+        m.StringMatch("exact", "/productpage"), m.StringMatch("prefix", "/static"), m.StringMatch("exact", "/login"),
+        m.StringMatch("exact", "/logout"), m.StringMatch("prefix", "/api/v1/products")]
 
 
 # --- authorization (istio.io's security/authorization tasks) ---------------------------------
