@@ -175,14 +175,14 @@ class Sidecar:
 
 def start_sidecar(pod: Pod, config: str, workload: str, labels: Mapping[str, str] = {},
                   extra: tuple[str, ...] = (), limit_files: int = PROXY_FILE_LIMIT,
-                  env: Mapping[str, str] | None = None) -> Sidecar:
+                  env: Mapping[str, str] | None = None, namespace: str = NAMESPACE) -> Sidecar:
     """`pymesh proxy --capture` in `pod` as PROXY_UID, waited on until it logs "ready".
 
     Its open files are capped (prlimit), so a capture loop, where the proxy's own connections
     come back to it, ends at that many sockets instead of exhausting the machine.
     """
     argv = [sys.executable, "-m", "pymesh", "proxy", "--config", config, "--capture",
-            "--workload", workload, "--namespace", NAMESPACE,
+            "--workload", workload, "--namespace", namespace,
             "--labels", ",".join(f"{k}={v}" for k, v in labels.items()), "--drain-timeout", "1", *extra]
     process = pod.spawn("prlimit", f"--nofile={limit_files}", "--", *argv, uid=PROXY_UID,
                         env=None if env is None else dict(env))
@@ -203,11 +203,12 @@ def start_gateway(pod: Pod, config: str, labels: str, workload: str = "istio-egr
 
 
 def sidecar_pod(pod: Pod, config: str, workload: str, labels: Mapping[str, str] = {},
-                extra: tuple[str, ...] = (), env: Mapping[str, str] | None = None, **capture) -> Sidecar:
+                extra: tuple[str, ...] = (), env: Mapping[str, str] | None = None, namespace: str = NAMESPACE,
+                **capture) -> Sidecar:
     """A meshed pod: the init step (with `capture` settings over the defaults), then its proxy
-    (with `env` as its whole environment, when given)."""
+    (with `env` as its whole environment, when given) in `namespace`."""
     init_capture(pod, **capture)
-    return start_sidecar(pod, config, workload, labels, extra, env=env)
+    return start_sidecar(pod, config, workload, labels, extra, env=env, namespace=namespace)
 
 
 def start_app(pod: Pod, *args: object, uid: int = APP_UID) -> Process:

@@ -92,7 +92,7 @@ def start(bed, tmp_path, yaml: str, roots: Path, mesh: MeshPki | None = None):
         gateway_extra = ("--cert-dir", str(mesh.issue("istio-system", GATEWAY_SA)), "--service-account", GATEWAY_SA)
     gateway = start_gateway(bed["egressgateway"], config, "istio=egressgateway", extra=gateway_extra,
                             env=dict(os.environ, SSL_CERT_FILE=str(roots)))
-    sidecar = sidecar_pod(bed["sleep"], config, "sleep", {"app": "sleep"}, extra=sleep_extra)
+    sidecar = sidecar_pod(bed["sleep"], config, "sleep", {"app": "sleep"}, extra=sleep_extra, namespace=SLEEP_NS)
     return sidecar, gateway
 
 
