@@ -237,6 +237,7 @@ class Runtime:
         self._overflow_logged = -OVERFLOW_LOG_INTERVAL
         self.tls_env = TlsEnvironment()  # the proxy sets its certificates and credentials here
         self.inbound_tls = None  # pymesh.proxy.inbound_tls.InboundTls, set by the worker
+        self.gateway_tls = None  # pymesh.proxy.gateway_tls.GatewayTls, set by the worker
 
     # configuration ------------------------------------------------------------------------------
 
@@ -264,6 +265,8 @@ class Runtime:
         self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz,
                                         gateway=snapshot.identity.kind == "router")
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
+        if self.gateway_tls is not None:  # a gateway's TLS servers: their contexts and listeners
+            self.listeners.update(self.gateway_tls.install(snapshot))
         self.snapshot = snapshot
         for warning in snapshot.warnings:
             log.warning("configuration version %s: %s", snapshot.version, warning)
