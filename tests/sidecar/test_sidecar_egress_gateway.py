@@ -30,7 +30,7 @@ import pytest
 
 pytest.importorskip("pymesh.routing.gateway", reason="`pymesh gateway` is not in this tree yet")
 
-from mesh_pki import MeshPki  # noqa: E402
+from mesh_pki import MeshPki, uri  # noqa: E402
 from sidecar_helpers import app_curl, requires_tools, sidecar_pod, start_app, start_gateway, write_config  # noqa: E402
 from throwaway_ca import ThrowawayCA  # noqa: E402
 
@@ -158,6 +158,9 @@ def test_tls_origination_with_istio_mutual_to_the_gateway(pods, tmp_path):
     assert done.stdout.startswith("HTTP/1.1 200 OK"), (done.stdout, done.stderr, gateway.process.output()[-3000:])
     answer = body(done.stdout)
     assert answer["sni"] == CNN and answer["headers"]["host"] == CNN
+    # The gateway verified sleep's mesh certificate (Istio's gateways SANITIZE_SET the XFCC header)
+    xfcc = answer["headers"]["x-forwarded-client-cert"]
+    assert xfcc.startswith(f"By={uri('istio-system', GATEWAY_SA)};") and xfcc.endswith(f"URI={uri(SLEEP_NS, 'sleep')}")
     sidecar_stats = sidecar.stats()
     assert sidecar_stats[f"cluster.outbound|80|cnn|{GATEWAY_HOST}.ssl.handshake"] >= 1
     assert gateway.stats()[f"cluster.outbound|443||{CNN}.ssl.handshake"] >= 1
