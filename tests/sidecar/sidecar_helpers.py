@@ -173,15 +173,20 @@ class Sidecar:
             raise AssertionError(f"{error}; samples:\n{shown}\nproxy output:\n{self.process.output()[-4000:]}") from None
 
 
-def start_sidecar(pod: Pod, config: str, workload: str, labels: Mapping[str, str] = {},
+def config_source(config: str | None) -> tuple[str, ...]:
+    return ("--config", config) if config is not None else ()
+
+
+def start_sidecar(pod: Pod, config: str | None, workload: str, labels: Mapping[str, str] = {},
                   extra: tuple[str, ...] = (), limit_files: int = PROXY_FILE_LIMIT,
                   env: Mapping[str, str] | None = None, namespace: str = NAMESPACE) -> Sidecar:
-    """`pymesh proxy --capture` in `pod` as PROXY_UID, waited on until it logs "ready".
+    """`pymesh proxy --capture` in `pod` as PROXY_UID, waited on until it logs "ready"; `config`
+    is a --config file, or None when `extra` says where the configuration comes from (--control).
 
     Its open files are capped (prlimit), so a capture loop, where the proxy's own connections
     come back to it, ends at that many sockets instead of exhausting the machine.
     """
-    argv = [sys.executable, "-m", "pymesh", "proxy", "--config", config, "--capture",
+    argv = [sys.executable, "-m", "pymesh", "proxy", *config_source(config), "--capture",
             "--workload", workload, "--namespace", namespace,
             "--labels", ",".join(f"{k}={v}" for k, v in labels.items()), "--drain-timeout", "1", *extra]
     process = pod.spawn("prlimit", f"--nofile={limit_files}", "--", *argv, uid=PROXY_UID,
@@ -190,19 +195,20 @@ def start_sidecar(pod: Pod, config: str, workload: str, labels: Mapping[str, str
     return Sidecar(pod, process)
 
 
-def start_gateway(pod: Pod, config: str, labels: str, workload: str = "istio-egressgateway",
+def start_gateway(pod: Pod, config: str | None, labels: str, workload: str = "istio-egressgateway",
                   namespace: str = "istio-system", extra: tuple[str, ...] = (),
                   env: Mapping[str, str] | None = None) -> Sidecar:
     """`pymesh gateway` in `pod` (as root: it listens on its servers' ports, 80 and 443; no
-    capture), waited on until it logs "ready"; read through the same admin endpoints."""
-    argv = [sys.executable, "-m", "pymesh", "gateway", "--config", config, "--labels", labels,
+    capture), waited on until it logs "ready"; read through the same admin endpoints. `config`
+    as for start_sidecar."""
+    argv = [sys.executable, "-m", "pymesh", "gateway", *config_source(config), "--labels", labels,
             "--workload", workload, "--namespace", namespace, "--drain-timeout", "1", *extra]
     process = pod.spawn("prlimit", f"--nofile={PROXY_FILE_LIMIT}", "--", *argv, env=None if env is None else dict(env))
     process.wait_for_line("ready:", timeout=WAIT)
     return Sidecar(pod, process)
 
 
-def sidecar_pod(pod: Pod, config: str, workload: str, labels: Mapping[str, str] = {},
+def sidecar_pod(pod: Pod, config: str | None, workload: str, labels: Mapping[str, str] = {},
                 extra: tuple[str, ...] = (), env: Mapping[str, str] | None = None, namespace: str = NAMESPACE,
                 **capture) -> Sidecar:
     """A meshed pod: the init step (with `capture` settings over the defaults), then its proxy

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,8 @@ import pytest
 pytest.importorskip("pymesh.routing.gateway", reason="`pymesh gateway` is not in this tree yet")
 
 from mesh_pki import MeshPki, uri  # noqa: E402
-from sidecar_helpers import app_curl, requires_tools, sidecar_pod, start_app, start_gateway, write_config  # noqa: E402
+from sidecar_helpers import (WAIT, app_curl, requires_tools, sidecar_pod, start_app, start_gateway,  # noqa: E402
+                             wait_until, write_config)
 from throwaway_ca import ThrowawayCA  # noqa: E402
 
 pytestmark = [requires_tools, pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")]
@@ -41,6 +43,7 @@ GATEWAY_HOST = "istio-egressgateway.istio-system.svc.cluster.local"
 GATEWAY_SA = "istio-egressgateway-service-account"  # Istio's egress gateway's service account
 CNN = "edition.cnn.com"
 SLEEP_NS = "default"  # the tasks run sleep in the default namespace
+CONTROL_PORT, CONTROL_ADMIN = 15012, 15014  # istiod's xDS port; the admin API stays on the pod's loopback
 
 
 def task_yaml(*names: str) -> str:
@@ -96,6 +99,37 @@ def start(bed, tmp_path, yaml: str, roots: Path, mesh: MeshPki | None = None):
     return sidecar, gateway
 
 
+def start_under_control(bed, tmp_path, yaml: str, roots: Path):
+    """The same two proxies with their configuration and mesh certificates from a secure control
+    server (`pymesh control serve`) in a pod of its own, each bootstrapped by a join token."""
+    istiod = bed.add_pod("istiod")
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    write_config(config_dir, yaml + gateway_service(bed["egressgateway"].ip))
+    control = istiod.spawn(sys.executable, "-m", "pymesh", "control", "serve", "--config-dir", config_dir,
+                           "--listen", f"{istiod.ip}:{CONTROL_PORT}", "--admin", f"127.0.0.1:{CONTROL_ADMIN}",
+                           "--grace", "0.2", "--data-dir", tmp_path / "control-data")
+    control.wait_for_line("pymesh control: serving on", timeout=WAIT)
+
+    def joining(namespace: str, account: str) -> tuple[str, ...]:
+        token = istiod.run(sys.executable, "-m", "pymesh", "control", "token", "create", "--server",
+                           f"127.0.0.1:{CONTROL_ADMIN}", "--namespace", namespace, "--service-account", account,
+                           "--ttl", "1h").stdout.strip()
+        path = tmp_path / f"{account}.token"
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as stream:
+            stream.write(token + "\n")
+        return ("--control", f"{istiod.ip}:{CONTROL_PORT}", "--token-file", str(path))
+
+    gateway = start_gateway(bed["egressgateway"], None, "istio=egressgateway",
+                            extra=joining("istio-system", GATEWAY_SA), env=dict(os.environ, SSL_CERT_FILE=str(roots)))
+    sidecar = sidecar_pod(bed["sleep"], None, "sleep", {"app": "sleep"}, extra=joining(SLEEP_NS, "sleep"),
+                          namespace=SLEEP_NS)
+    # "ready" comes with the listeners; the configuration follows from the server: wait for it
+    for proxy, cluster in ((gateway, f"outbound|443||{CNN}"), (sidecar, f"outbound|80|cnn|{GATEWAY_HOST}")):
+        wait_until(lambda: cluster in proxy.get(15000, "/config_dump"), what=f"{cluster} in {proxy.pod.name}'s config")
+    return sidecar, gateway
+
+
 def heads(curl_stdout: str) -> list[list[str]]:
     """`curl -D - -o /dev/null` output (text mode: "\\n" line ends): the response heads in
     order, each as its lines."""
@@ -146,14 +180,19 @@ def test_tls_origination_at_the_egress_gateway(pods, tmp_path, trusted):
     assert sidecar.stats()[f"cluster.outbound|80|cnn|{GATEWAY_HOST}.upstream_rq_2xx"] == 1
 
 
-def test_tls_origination_with_istio_mutual_to_the_gateway(pods, tmp_path):
+@pytest.mark.parametrize("mode", ["static", "control"])
+def test_tls_origination_with_istio_mutual_to_the_gateway(pods, tmp_path, mode):
     """The task's other version: the sidecar talks ISTIO_MUTUAL to the gateway's port 80 (an
     HTTPS server, tls ISTIO_MUTUAL; DestinationRule subset cnn with sni edition.cnn.com), with
-    mesh certificates for sleep and the gateway from one mesh CA; the gateway originates TLS."""
+    mesh certificates for sleep and the gateway from one mesh CA (static: files from a test CA;
+    control: issued by the control server, which also serves the configuration); the gateway
+    originates TLS."""
     yaml = task_yaml("tls-origination-serviceentry", "tls-origination-istio-mutual-gateway",
                      "tls-origination-virtualservice")
-    mesh = MeshPki(tmp_path / "mesh")
-    sidecar, gateway = start(pods, tmp_path, yaml, pods.ca.ca_path, mesh)
+    if mode == "static":
+        sidecar, gateway = start(pods, tmp_path, yaml, pods.ca.ca_path, MeshPki(tmp_path / "mesh"))
+    else:
+        sidecar, gateway = start_under_control(pods, tmp_path, yaml, pods.ca.ca_path)
     done = app_curl(pods["sleep"], f"http://{CNN}/politics", "-sS", "-D", "-", check=False)
     assert done.stdout.startswith("HTTP/1.1 200 OK"), (done.stdout, done.stderr, gateway.process.output()[-3000:])
     answer = body(done.stdout)
