@@ -127,16 +127,13 @@ class Exchange:
 
     def begin(self) -> None:
         """Route the request and start the first attempt, or answer locally."""
-        table = self.listener.route_table
-        matched = table.match(self.head) if table is not None else None
-        if matched is None:
-            return self._no_route()
-        self._forward(*matched)
-
-    def _forward(self, route: Route, prefix: str | None) -> None:
-        """The matched route's answer, or its cluster picked and the request sent there."""
         runtime = self.runtime
         head = self.head
+        table = self.listener.route_table
+        matched = table.match(head) if table is not None else None
+        if matched is None:
+            return self._no_route()
+        route, prefix = matched
         self.route = route
         if route.direct_response is not None:
             response = route.direct_response
@@ -193,13 +190,11 @@ class Exchange:
         self._attempt()
 
     def _no_route(self) -> None:
-        """404 NR; but under ALLOW_ANY outbound traffic for an unknown host goes to the Sidecar's
-        egressProxy, or (captured) where it was going."""
-        egress_proxy = self.runtime.snapshot.egress_proxy
-        if egress_proxy is not None and self.listener.direction == "outbound":
-            return self._forward(egress_proxy.route, None)
+        """404 NR; but captured traffic for an unknown host goes where it was going (ALLOW_ANY),
+        unless the Sidecar has an egressProxy: its catch-all virtual host took every unknown host."""
         destination = self.downstream.info.original_destination
-        if destination is None or self.runtime.snapshot.outbound_traffic_policy != "ALLOW_ANY":
+        snapshot = self.runtime.snapshot
+        if destination is None or snapshot.outbound_traffic_policy != "ALLOW_ANY" or snapshot.egress_proxy is not None:
             return self.reply(local_reply_for(flags.NR))
         self.cluster_state = self.runtime.passthrough(destination)
         self.route = PASSTHROUGH_ROUTE

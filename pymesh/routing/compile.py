@@ -39,6 +39,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
     for entry in ingress:
         cluster = inbound_cluster(entry, ns, warnings)
         clusters[cluster.name] = cluster
+    egress_proxy = compile_egress_proxy(sidecar, services, clusters, warnings)
     ctx = RouteContext(
         namespace=ns,
         labels=identity.labels,
@@ -48,13 +49,13 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
                                    if exported_to(vs.export_to, vs.metadata.namespace, ns)), MESH_ONLY),
         warnings=warnings,
         rate_limits=RateLimits.select(config, identity),
+        catch_all=egress_proxy.route if egress_proxy else None,
     )
     egress = []
     if sidecar is not None:
         egress = [(e, _egress_listener(ctx, e, sidecar.metadata.namespace)) for e in sidecar.egress if e.port]
     listeners = tuple(l for _, l in egress) + tuple(_ingress_listener(e, ctx.rate_limits) for e in ingress)
     captured = _captured_outbound(ctx, sidecar, egress)
-    egress_proxy = compile_egress_proxy(sidecar, services, clusters, warnings)
     authz = compile_authorizer(config, ns, identity.labels, _served_by(config, identity))
     if authz is not None:
         warnings += authz.warnings

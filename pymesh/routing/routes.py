@@ -57,6 +57,10 @@ class RouteContext:
     virtual_services: tuple[model.VirtualService, ...]  # those exported to the proxy
     warnings: list[str] = field(default_factory=list)
     rate_limits: RateLimits = NO_RATE_LIMITS
+    # the Sidecar's egressProxy route: every outbound route table ends with a "*" virtual host to
+    # it, as Istio's catch-all (allow_any) virtual host; None: no such host (passthrough is the
+    # proxy's, for captured traffic)
+    catch_all: Route | None = None
 
     def bound_hosts(self, vs: model.VirtualService, port: int, scope: EgressScope) -> list[str]:
         """The VS's hosts visible through `scope` that can be reached on `port`: a registered
@@ -191,13 +195,12 @@ class RouteContext:
         for svc in self.visible_services(port, scope):
             if not any(host_matches(h, svc.host) for h in vs_hosts):
                 routes_by_host[svc.host] = [self.default_route(svc.host, port)]
-        return CompiledRouteTable(
-            port,
-            (
-                VirtualHost(name=f"{host}:{port}", domains=self.domains(host, port), routes=tuple(routes))
-                for host, routes in routes_by_host.items()
-            ),
-        )
+        hosts = [VirtualHost(name=f"{host}:{port}", domains=self.domains(host, port), routes=tuple(routes))
+                 for host, routes in routes_by_host.items()]
+        if self.catch_all is not None:
+            hosts.append(VirtualHost(name=self.catch_all.name, domains=("*",),
+                                     routes=(CompiledRoute(route=self.catch_all, matches=(), matchers=()),)))
+        return CompiledRouteTable(port, hosts)
 
     # --- TCP ------------------------------------------------------------------------------
 

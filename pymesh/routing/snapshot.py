@@ -192,7 +192,7 @@ class EgressProxy:
     route knows goes under ALLOW_ANY instead of where it was going (Istio's catch-all virtual
     host and virtualOutbound filter chain point at this cluster instead of PassthroughCluster)."""
 
-    route: Route  # HTTP whose host no route serves (also on egress listeners: no original destination needed)
+    route: Route  # every outbound route table's last virtual host, "*": HTTP for a host no other serves
     listener: Listener  # TCP: a port no service has, bytes no SNI route takes, non-HTTP on an HTTP port
 
 

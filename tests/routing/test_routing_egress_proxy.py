@@ -7,7 +7,7 @@ import pytest
 
 from pymesh.api import model as m
 from pymesh.routing.snapshot import TcpRoute, WeightedCluster
-from routing_helpers import compile_, meta, se
+from routing_helpers import Req, compile_, meta, se
 
 GATEWAY = "istio-egressgateway.istio-system.svc.cluster.local"
 HTTP80 = m.ServicePort(80, "HTTP", "http")
@@ -57,3 +57,30 @@ def test_missing_cluster_is_a_warning(proxy, why):
     snap = compile_([gateway_service()], rules=[GW_SUBSET], sidecars=[sidecar(proxy)])
     assert snap.egress_proxy.route.clusters[0].cluster == why and why not in snap.clusters
     assert len(snap.warnings) == 1 and "Sidecar default/default: outboundTrafficPolicy.egressProxy" in snap.warnings[0]
+
+
+CNN = m.ServiceEntry(meta("cnn"), hosts=("edition.cnn.com",), ports=(HTTP80,))
+ONLY_POLITICS = m.VirtualService(meta("cnn"), hosts=("edition.cnn.com",), http=(m.HTTPRoute(
+    match=(m.HTTPMatchRequest(uri=m.StringMatch("prefix", "/politics")),),
+    route=(m.HTTPRouteDestination(destination=m.Destination(host="edition.cnn.com")),)),))
+
+
+@pytest.mark.parametrize("authority, path, want", [
+    ("unknown.example.com", "/", f"outbound|80||{GATEWAY}"),  # Istio's catch-all virtual host
+    ("edition.cnn.com", "/politics", "outbound|80||edition.cnn.com"),  # a known host: its own routes
+    ("edition.cnn.com", "/sport", None),  # ... and a path none of them matches is 404 NR, as in Envoy
+    (f"{GATEWAY}:80", "/", f"outbound|80||{GATEWAY}"),  # the gateway's own default route
+])
+def test_every_outbound_route_table_ends_with_the_catch_all(authority, path, want):
+    proxy = m.Destination(host=GATEWAY, port=80)
+    snap = compile_([gateway_service(), CNN], virtual_services=[ONLY_POLITICS], sidecars=[sidecar(proxy)])
+    table = snap.captured_outbound[80].route_table
+    assert table.virtual_hosts[-1].domains == ("*",) and table.virtual_hosts[-1].name == "allow_any"
+    found = table.match(Req(authority=authority, path=path, port=80))
+    assert (found[0].clusters[0].cluster if found else None) == want
+
+
+def test_without_egress_proxy_no_catch_all():
+    snap = compile_([gateway_service(), CNN], virtual_services=[ONLY_POLITICS], sidecars=[sidecar(None)])
+    assert all("*" not in vh.domains for vh in snap.captured_outbound[80].route_table.virtual_hosts)
+    assert snap.captured_outbound[80].route_table.match(Req(authority="unknown.example.com", port=80)) is None
