@@ -156,6 +156,11 @@ def test_http_through_the_egress_gateway(pods, tmp_path):
     assert gateway.stats()[f"cluster.outbound|80||{CNN}.upstream_rq_3xx"] == 1
     assert sidecar.stats()[f"cluster.outbound|80|cnn|{GATEWAY_HOST}.upstream_rq_3xx"] == 1
     assert "cnn-http: GET /politics edition.cnn.com" in pods.cnn_http.output()
+    # The gateway's access log, as the task reads it: "GET /politics HTTP/2" 301 ... outbound|80||edition.cnn.com
+    # (the sidecar speaks HTTP/2 to it: the gateway Service's port is named http2)
+    line = json.loads(gateway.process.wait_for_line('"/politics"'))
+    assert (line["method"], line["protocol"], line["response_code"], line["upstream_cluster"]) == (
+        "GET", "HTTP/2", 301, f"outbound|80||{CNN}"), line
 
 
 @pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "untrusted"])
