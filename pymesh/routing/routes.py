@@ -64,13 +64,17 @@ class RouteContext:
 
     def bound_hosts(self, vs: model.VirtualService, port: int, scope: EgressScope) -> list[str]:
         """The VS's hosts visible through `scope` that can be reached on `port`: a registered
-        service must have that port; wildcards and unregistered names are bound everywhere."""
+        service must have that port, except on port 80, where Istio binds a VS host whatever
+        its service's ports (route.buildSidecarVirtualHostsForVirtualService: a host with no
+        service on the listener's port gets port 80, so `curl http://<a 443-only service>`
+        reaches a VS route `match: port: 80`, as the egress gateway mTLS task does); wildcards
+        and unregistered names are bound everywhere."""
         ns = vs.metadata.namespace
         out = []
         for written in vs.hosts:
             host = self.services.canonical(written, ns)
             svc = self.services.find(host, ns)
-            if scope.allows(ns, host) and (svc is None or svc.port(port) is not None):
+            if scope.allows(ns, host) and (svc is None or port == 80 or svc.port(port) is not None):
                 out.append(host)
         return out
 
