@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from yaml import safe_dump_all, safe_load_all
 
 pytest.importorskip("pymesh.routing.gateway", reason="`pymesh gateway` is not in this tree yet")
 
@@ -86,13 +87,13 @@ def pods(testbed, tmp_path):
     return bed
 
 
-def start(bed, tmp_path, yaml: str, roots: Path, mesh: MeshPki | None = None):
+def start(bed, tmp_path, yaml: str, roots: Path, mesh: MeshPki | None = None, gateway_args: tuple[str, ...] = ()):
     """The sleep pod's sidecar and the egress gateway, both reading `yaml`."""
     config = write_config(tmp_path, yaml + gateway_service(bed["egressgateway"].ip))
-    sleep_extra = gateway_extra = ()
+    sleep_extra, gateway_extra = (), gateway_args
     if mesh is not None:
         sleep_extra = ("--cert-dir", str(mesh.issue(SLEEP_NS, "sleep")), "--service-account", "sleep")
-        gateway_extra = ("--cert-dir", str(mesh.issue("istio-system", GATEWAY_SA)), "--service-account", GATEWAY_SA)
+        gateway_extra += ("--cert-dir", str(mesh.issue("istio-system", GATEWAY_SA)), "--service-account", GATEWAY_SA)
     gateway = start_gateway(bed["egressgateway"], config, "istio=egressgateway", extra=gateway_extra,
                             env=dict(os.environ, SSL_CERT_FILE=str(roots)))
     sidecar = sidecar_pod(bed["sleep"], config, "sleep", {"app": "sleep"}, extra=sleep_extra, namespace=SLEEP_NS)
@@ -213,6 +214,73 @@ def test_tls_origination_with_istio_mutual_to_the_gateway(pods, tmp_path, mode):
     plain = pods["sleep"].run("curl", "-sS", "--max-time", "5", "-H", f"Host: {CNN}",
                               f"http://{pods['egressgateway'].ip}/politics", uid=1337, check=False)
     assert plain.returncode != 0, plain.stdout
+
+
+NGINX = "my-nginx.mesh-external.svc.cluster.local"
+
+
+def nginx_service(nginx_ip: str) -> str:
+    """The task's Kubernetes Service my-nginx (port 443) and its pod, as a ServiceEntry (what
+    the test adds)."""
+    return f"""
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: my-nginx, namespace: mesh-external}}
+spec:
+  hosts: [{NGINX}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {{number: 443, name: https, protocol: HTTPS}}
+  endpoints:
+  - {{address: {nginx_ip}, labels: {{run: my-nginx}}}}
+"""
+
+
+def in_namespace(text: str, namespace: str) -> str:
+    """What `kubectl apply -n NAMESPACE` does to documents that name no namespace."""
+    docs = [doc for doc in safe_load_all(text) if doc]
+    for doc in docs:
+        doc["metadata"].setdefault("namespace", namespace)
+    return safe_dump_all(docs, sort_keys=False)
+
+
+def credential(directory: Path, name: str, cert, ca: Path) -> Path:
+    """A Kubernetes generic Secret with tls.crt, tls.key and ca.crt, as the task creates
+    client-credential, in the --credentials-dir layout (a folder per Secret)."""
+    folder = directory / name
+    folder.mkdir(parents=True)
+    shutil.copy(cert.cert, folder / "tls.crt")
+    shutil.copy(ca, folder / "ca.crt")
+    with open(os.open(folder / "tls.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as key:
+        key.write(Path(cert.key).read_bytes())
+    return directory
+
+
+def test_mutual_tls_origination_at_the_egress_gateway(pods, tmp_path):
+    """egress-gateway-tls-origination, "Perform mutual TLS origination with an egress gateway":
+    sleep's http://my-nginx... goes ISTIO_MUTUAL to the gateway's 443 (subset nginx, sni
+    my-nginx...), and the gateway originates mutual TLS to nginx with the client-credential
+    Secret (DestinationRule tls MUTUAL, credentialName); nginx requires a client certificate
+    from the task's example.com CA, as its ssl_verify_client does."""
+    example = ThrowawayCA(tmp_path / "example.com")
+    server = example.issue("my-nginx", NGINX)
+    client = example.issue("client", common_name="client.example.com")
+    nginx = pods.add_pod("nginx")
+    pods["sleep"].set_hosts({CNN: pods["external"].ip, NGINX: nginx.ip})
+    start_app(nginx, "https", "nginx", "0.0.0.0", 443, server.cert, server.key, example.ca_path, uid=0)
+    yaml = (task_yaml("mtls-origination-gateway", "mtls-origination-virtualservice") + "\n---\n"
+            + in_namespace(task_yaml("mtls-origination-destinationrule"), "istio-system") + nginx_service(nginx.ip))
+    credentials = credential(tmp_path / "credentials", "client-credential", client, example.ca_path)
+    sidecar, gateway = start(pods, tmp_path, yaml, example.ca_path, MeshPki(tmp_path / "mesh"),
+                             gateway_args=("--credentials-dir", str(credentials)))
+    done = app_curl(pods["sleep"], f"http://{NGINX}", "-sS", "-D", "-", check=False)
+    assert done.stdout.startswith("HTTP/1.1 200 OK"), (done.stdout, done.stderr, gateway.process.output()[-3000:])
+    answer = body(done.stdout)
+    assert (answer["server"], answer["sni"], answer["client"]) == ("nginx", NGINX, "client.example.com")
+    assert sidecar.stats()[f"cluster.outbound|443|nginx|{GATEWAY_HOST}.ssl.handshake"] >= 1
+    assert gateway.stats()[f"cluster.outbound|443||{NGINX}.ssl.handshake"] >= 1
 
 
 def test_tls_passthrough_through_the_egress_gateway(pods, tmp_path):
