@@ -246,39 +246,49 @@ def in_namespace(text: str, namespace: str) -> str:
     return safe_dump_all(docs, sort_keys=False)
 
 
-def credential(directory: Path, name: str, cert, ca: Path) -> Path:
-    """A Kubernetes generic Secret with tls.crt, tls.key and ca.crt, as the task creates
-    client-credential, in the --credentials-dir layout (a folder per Secret)."""
+def credential(directory: Path, name: str, ca: Path, cert=None) -> Path:
+    """A Kubernetes generic Secret (ca.crt, and tls.crt and tls.key when `cert` is given), as the
+    tasks create them, in the --credentials-dir layout (a folder per Secret)."""
     folder = directory / name
     folder.mkdir(parents=True)
-    shutil.copy(cert.cert, folder / "tls.crt")
     shutil.copy(ca, folder / "ca.crt")
-    with open(os.open(folder / "tls.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as key:
-        key.write(Path(cert.key).read_bytes())
+    if cert is not None:
+        shutil.copy(cert.cert, folder / "tls.crt")
+        with open(os.open(folder / "tls.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as key:
+            key.write(Path(cert.key).read_bytes())
     return directory
 
 
-def test_mutual_tls_origination_at_the_egress_gateway(pods, tmp_path):
-    """egress-gateway-tls-origination, "Perform mutual TLS origination with an egress gateway":
-    sleep's http://my-nginx... goes ISTIO_MUTUAL to the gateway's 443 (subset nginx, sni
-    my-nginx...), and the gateway originates mutual TLS to nginx with the client-credential
-    Secret (DestinationRule tls MUTUAL, credentialName); nginx requires a client certificate
-    from the task's example.com CA, as its ssl_verify_client does."""
+@pytest.mark.parametrize("origination", ["mutual", "simple"])
+def test_tls_origination_to_my_nginx_with_a_credential(pods, tmp_path, origination):
+    """egress-gateway-tls-origination, "Perform mutual TLS origination with an egress gateway"
+    (mutual), and egress-gateway-tls-origination-sds's SIMPLE part (simple): sleep's
+    http://my-nginx... goes ISTIO_MUTUAL to the gateway's 443 (subset nginx, sni my-nginx...), and
+    the gateway originates TLS to nginx with the task's Secret (DestinationRule credentialName
+    client-credential): MUTUAL with client-credential's certificate, which nginx requires from
+    the task's example.com CA (ssl_verify_client on); SIMPLE verifying nginx against the CA of
+    client-credential-cacert alone, nginx asking no certificate."""
     example = ThrowawayCA(tmp_path / "example.com")
     server = example.issue("my-nginx", NGINX)
-    client = example.issue("client", common_name="client.example.com")
     nginx = pods.add_pod("nginx")
     pods["sleep"].set_hosts({CNN: pods["external"].ip, NGINX: nginx.ip})
-    start_app(nginx, "https", "nginx", "0.0.0.0", 443, server.cert, server.key, example.ca_path, uid=0)
-    yaml = (task_yaml("mtls-origination-gateway", "mtls-origination-virtualservice") + "\n---\n"
-            + in_namespace(task_yaml("mtls-origination-destinationrule"), "istio-system") + nginx_service(nginx.ip))
-    credentials = credential(tmp_path / "credentials", "client-credential", client, example.ca_path)
-    sidecar, gateway = start(pods, tmp_path, yaml, example.ca_path, MeshPki(tmp_path / "mesh"),
+    client_ca = (example.ca_path,) if origination == "mutual" else ()
+    start_app(nginx, "https", "nginx", "0.0.0.0", 443, server.cert, server.key, *client_ca, uid=0)
+    rule = "mtls-origination-destinationrule" if origination == "mutual" else "sds-simple-destinationrule"
+    config = (task_yaml("mtls-origination-gateway", "mtls-origination-virtualservice") + "\n---\n"
+              + in_namespace(task_yaml(rule), "istio-system") + nginx_service(nginx.ip))
+    if origination == "mutual":
+        client = example.issue("client", common_name="client.example.com")
+        credentials = credential(tmp_path / "credentials", "client-credential", example.ca_path, client)
+    else:
+        credentials = credential(tmp_path / "credentials", "client-credential-cacert", example.ca_path)
+    sidecar, gateway = start(pods, tmp_path, config, example.ca_path, MeshPki(tmp_path / "mesh"),
                              gateway_args=("--credentials-dir", str(credentials)))
     done = app_curl(pods["sleep"], f"http://{NGINX}", "-sS", "-D", "-", check=False)
     assert done.stdout.startswith("HTTP/1.1 200 OK"), (done.stdout, done.stderr, gateway.process.output()[-3000:])
     answer = body(done.stdout)
-    assert (answer["server"], answer["sni"], answer["client"]) == ("nginx", NGINX, "client.example.com")
+    assert (answer["server"], answer["sni"]) == ("nginx", NGINX)
+    assert answer["client"] == ("client.example.com" if origination == "mutual" else None)
     assert sidecar.stats()[f"cluster.outbound|443|nginx|{GATEWAY_HOST}.ssl.handshake"] >= 1
     assert gateway.stats()[f"cluster.outbound|443||{NGINX}.ssl.handshake"] >= 1
 
