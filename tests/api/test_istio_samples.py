@@ -50,7 +50,7 @@ def load(name: str) -> m.MeshConfig:
 
 
 def test_the_samples_are_there():
-    assert len(FILES) == 65
+    assert len(FILES) == 67
     assert set(PENDING) <= {_name(path) for path in FILES}
 
 
