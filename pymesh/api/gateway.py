@@ -62,10 +62,10 @@ def server(r: Reader) -> model.GatewayServer:
                 r.error("tls", "server cannot have TLS settings for plain text HTTP ports")
     return model.GatewayServer(
         port=port or model.ServicePort(0, "HTTP"),
-        hosts=r.get_list("hosts", distinct(text(server_host)), required=True),
+        hosts=r.get_list("hosts", text(server_host), required=True),
         bind=bind,
         name=r.get("name", text(), ""),
-        default_endpoint=r.get("defaultEndpoint", text(checks.default_endpoint), ""),
+        default_endpoint=r.get("defaultEndpoint", text(), ""),  # Istio: not implemented, not validated
         tls=tls,
     )
 
@@ -122,7 +122,7 @@ def server_tls(r: Reader) -> model.ServerTLSSettings:
         ca_certificates=r.get("caCertificates", text(), ""),
         ca_crl=r.get("caCrl", text(), ""),
         credential_name=r.get("credentialName", text(checks.not_empty), ""),
-        credential_names=r.get_list("credentialNames", distinct(text(checks.not_empty))),
+        credential_names=r.get_list("credentialNames", text(checks.not_empty)),
         subject_alt_names=r.get_list("subjectAltNames", text(checks.not_empty)),
         verify_certificate_spki=r.get_list("verifyCertificateSpki", text(checks.not_empty)),
         verify_certificate_hash=r.get_list("verifyCertificateHash", text(checks.not_empty)),

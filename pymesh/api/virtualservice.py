@@ -50,7 +50,7 @@ RETRY_ON = frozenset(
 
 
 def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService:
-    gateways = r.get_list("gateways", distinct(gateway_name))
+    gateways = r.get_list("gateways", gateway_name)
     if not (r.has("http") or r.has("tcp") or r.has("tls")):
         r.error_here("one of http, tcp or tls is required")
     # Istio rejects "*" only for a VirtualService bound to the mesh (no gateways, or "mesh" listed)
@@ -117,7 +117,7 @@ def http_match(r: Reader) -> model.HTTPMatchRequest:
         port=r.get("port", PORT),
         source_labels=common.labels(r, "sourceLabels"),
         ignore_uri_case=r.get("ignoreUriCase", boolean, False),
-        gateways=r.get_list("gateways", distinct(gateway_name)),
+        gateways=r.get_list("gateways", gateway_name),
     )
 
 
@@ -211,7 +211,7 @@ def l4_match(r: Reader) -> model.L4MatchAttributes:
         port=r.get("port", PORT),
         destination_subnets=r.get_list("destinationSubnets", text(checks.ip_or_cidr)),
         source_labels=common.labels(r, "sourceLabels"),
-        gateways=r.get_list("gateways", distinct(gateway_name)),
+        gateways=r.get_list("gateways", gateway_name),
     )
 
 
@@ -242,7 +242,7 @@ def tls_match(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSMatchAttribut
         port=r.get("port", PORT),
         source_labels=common.labels(r, "sourceLabels"),
         source_namespace=r.get("sourceNamespace", text(checks.dns_label), ""),
-        gateways=r.get_list("gateways", distinct(gateway_name)),
+        gateways=r.get_list("gateways", gateway_name),
     )
 
 

@@ -17,7 +17,8 @@ GATEWAY_DESCRIPTION = (
     "namespace whose workloadSelector matches it), else on the port number. TLS credentialName "
     "is read from --credentials-dir. The options are `pymesh proxy`'s."
 )
-DEFAULTS = {"labels": "istio=ingressgateway", "namespace": "istio-system", "workload": "istio-ingressgateway"}
+DEFAULTS = {"labels": "istio=ingressgateway", "workload": "istio-ingressgateway"}
+NAMESPACE = "istio-system"  # unless a join token names another: the certificate will carry the token's
 
 
 def register(subparsers) -> None:
@@ -29,10 +30,14 @@ def register(subparsers) -> None:
         if action.dest in DEFAULTS and action.default in (None, "", "unknown"):
             action.default = DEFAULTS[action.dest]
             action.help = f"{action.help} (gateway default: {DEFAULTS[action.dest]})"
+        if action.dest == "namespace":
+            action.help = f"{action.help} (gateway default: the join token's, else {NAMESPACE})"
 
 
 def options_from_args(args):
     """`pymesh proxy`'s options, with the identity (and the control server hello) a router's."""
+    if args.namespace is None and command.join_token(args) is None:
+        args.namespace = NAMESPACE
     options = command.options_from_args(args)
     identity = dataclasses.replace(options.identity, kind="router")
     control = options.control

@@ -226,6 +226,7 @@ class Runtime:
         self.listeners: dict = {}
         self.peer_header = b""
         self.filter_chains: dict = {}
+        self.gateway = False  # serving a router snapshot (see install)
         self.jwks = JwksCache(loop)  # the keys of the snapshot's RequestAuthentication jwksUris
         self._inbound: dict[int, Listener] = {}
         self._passthrough: dict[tuple[str, int], ClusterState] = {}
@@ -262,8 +263,9 @@ class Runtime:
         self.source_labels = dict(snapshot.identity.labels)
         self.peer_header = encode_peer(snapshot.identity)
         jwt_authn = JwtAuthn.for_providers(snapshot.request_authn, self.jwks)
+        self.gateway = snapshot.identity.kind == "router"  # `pymesh gateway`: its own policies guard every listener
         self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz,
-                                        gateway=snapshot.identity.kind == "router")
+                                        gateway=self.gateway)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         if self.gateway_tls is not None:  # a gateway's TLS servers: their contexts and listeners
             self.listeners.update(self.gateway_tls.install(snapshot))

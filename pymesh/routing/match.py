@@ -165,8 +165,8 @@ class CompiledRouteTable:
 
     def __init__(self, port: int, virtual_hosts: Iterable[VirtualHost], *, strip_any_port: bool = False):
         self.port = port
-        # a gateway's: the authority's port, whatever it is, is ignored (Istio's gateways run
-        # Envoy with strip_any_host_port, since clients reach them through ports they remap)
+        # a gateway's: the authority's port, whatever it is, does not take part in the match
+        # (Istio gives a gateway's virtual hosts the domains "host" and "host:*")
         self.strip_any_port = strip_any_port
         self.virtual_hosts = tuple(virtual_hosts)
         self._exact: dict[str, _Slot] = {}

@@ -50,7 +50,7 @@ def load(name: str) -> m.MeshConfig:
 
 
 def test_the_samples_are_there():
-    assert len(FILES) == 67
+    assert len(FILES) == 71  # 52 on main, 4 with the ingress Gateways, 15 of the egress tasks
     assert set(PENDING) <= {_name(path) for path in FILES}
 
 
@@ -74,6 +74,16 @@ def test_pymesh_analyze_accepts_it(path: Path):
     assert [line for line in lines[:-1] if line not in skipped] == expected
     count = len(expected) + len(skipped)
     assert lines[-1] == (f"{count} errors in 1 file" if count > 1 else "1 error in 1 file")
+
+
+def test_the_tcp_echo_and_helloworld_gateways_read_as_istio_documents():
+    tcp = load("tcp-echo/tcp-echo-all-v1.yaml")
+    (gateway,) = tcp.gateways
+    assert gateway.servers[0].port == m.ServicePort(31400, "TCP", "tcp")
+    vs = _only_vs(tcp)
+    assert vs.tcp[0].match[0].port == 31400 and vs.tcp[0].route[0].destination == m.Destination("tcp-echo", "v1", 9000)
+    (east_west,) = load("helloworld/helloworld-gateway.yaml").gateways
+    assert east_west.servers[0].tls == m.ServerTLSSettings(mode="AUTO_PASSTHROUGH")
 
 
 def test_the_bookinfo_gateway_reads_as_istio_documents():

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from ports import free_ports
-from proxy_harness import LOCALHOST, Proxy, curl, endpoint, gateway_service, samples, service_entry
+from proxy_harness import LOCALHOST, Proxy, curl, dump_yaml, endpoint, gateway_service, samples, service_entry
 from throwaway_ca import ThrowawayCA
 
 pytestmark = pytest.mark.timeout(90)
 
 A, B = "a.example.com", "b.example.com"
+SAMPLES = Path(__file__).parents[1] / "api" / "data" / "istio_samples"
 
 
 def gateway_resource(*servers: dict, name: str = "edge", namespace: str = "istio-system") -> dict:
@@ -35,9 +37,10 @@ def gateway(tmp_path):
     """gateway(resources, listen={server port: listen port}) -> a started `pymesh gateway`."""
     started = []
 
-    def start(resources: list[dict], listen: dict[int, int]) -> Proxy:
-        proxy = Proxy(tmp_path / f"gw{len(started)}", resources + [gateway_service(listen)], name="gateway",
-                      subcommand="gateway")
+    def start(resources: list, listen: dict[int, int]) -> Proxy:
+        """resources: dicts, or YAML text (Istio's samples as they are)."""
+        texts = [r if isinstance(r, str) else dump_yaml([r]) for r in resources + [gateway_service(listen)]]
+        proxy = Proxy(tmp_path / f"gw{len(started)}", "---\n".join(texts), name="gateway", subcommand="gateway")
         started.append(proxy)
         return proxy.start()
 
@@ -61,10 +64,39 @@ def test_https_redirect_and_plain_http_on_another_port(gateway, upstreams):
     moved = curl(redirect_port, "/status/200?x=1", host="httpbin.example.com")
     assert moved.status == 301
     assert moved.header("location") == "https://httpbin.example.com/status/200?x=1"
+    for host, location in (("httpbin.example.com:80", "https://httpbin.example.com/"),  # http's port: dropped
+                           ("httpbin.example.com:8080", "https://httpbin.example.com:8080/")):  # as Envoy
+        assert curl(redirect_port, "/", host=host).header("location") == location
     assert app.count() == 0
     assert curl(redirect_port, "/", host="other.example.com").status == 404
     served = curl(plain_port, "/headers", host="httpbin.example.com")
     assert served.status == 200 and served.body == b"httpbin GET /headers\n"
+
+
+def tcp_exchange(port: int, data: bytes) -> bytes:
+    """Send `data`, half-close, read everything until the gateway closes."""
+    with socket.create_connection((LOCALHOST, port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_istios_tcp_echo_sample_through_the_ingress_gateway(gateway, upstreams):
+    """samples/tcp-echo/tcp-echo-all-v1.yaml unchanged (the TCP traffic shifting task): port
+    31400 of the gateway to subset v1 of tcp-echo:9000, v2 untouched."""
+    v1, v2 = upstreams.tcp("echo", name="v1"), upstreams.tcp("echo", name="v2")
+    (listen,) = free_ports(1)
+    sample = (SAMPLES / "tcp-echo" / "tcp-echo-all-v1.yaml").read_text()
+    entry = service_entry(9000, [endpoint(v1, {"version": "v1"}, port_name="tcp"),
+                                 endpoint(v2, {"version": "v2"}, port_name="tcp")],
+                          host="tcp-echo.default.svc.cluster.local", protocol="TCP", name="tcp-echo")
+    gateway([sample, entry], {31400: listen})
+    for i in range(4):
+        assert tcp_exchange(listen, b"hello %d" % i) == b"hello %d" % i
+    assert v1.received == b"hello 0hello 1hello 2hello 3" and v2.received == b""
 
 
 def test_tcp_server(gateway, upstreams):
@@ -79,13 +111,7 @@ def test_tcp_server(gateway, upstreams):
                                                                  "port": {"number": 5555}}}]}]),
     ]
     gateway(resources, {31400: listen})
-    with socket.create_connection((LOCALHOST, listen), timeout=10) as sock:
-        sock.sendall(b"hello through the gateway")
-        sock.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    assert received == b"hello through the gateway"
+    assert tcp_exchange(listen, b"hello through the gateway") == b"hello through the gateway"
 
 
 @pytest.fixture
@@ -100,6 +126,17 @@ def curl_https(port: int, name: str, ca) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=20)
 
 
+def s_client(port: int, server_name: str, ca, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", "s_client", "-connect", f"{LOCALHOST}:{port}", "-servername", server_name,
+                           "-CAfile", str(ca.ca_path), "-brief", *args], input=b"", capture_output=True, timeout=20)
+
+
+def tls_gateway(servers: dict, number: int, hosts: list[str], mode: str) -> list[dict]:
+    """The backends' ServiceEntries and a Gateway with one TLS server in `mode`."""
+    server = {"port": {"number": number, "name": "tls", "protocol": "TLS"}, "hosts": hosts, "tls": {"mode": mode}}
+    return _backends(servers) + [gateway_resource(server)]
+
+
 def _backends(servers: dict) -> list[dict]:
     return [service_entry(443, [endpoint(server, port_name="tls")], host=f"{name.split('.')[0]}.default.svc.cluster.local",
                           protocol="TLS", name=name.split(".")[0]) for name, server in servers.items()]
@@ -108,10 +145,7 @@ def _backends(servers: dict) -> list[dict]:
 def test_tls_passthrough_by_sni_to_two_backends(gateway, tls_backends):
     ca, servers = tls_backends
     (listen,) = free_ports(1)
-    resources = _backends(servers) + [
-        gateway_resource({"port": {"number": 443, "name": "tls", "protocol": "TLS"}, "hosts": ["*.example.com"],
-                          "tls": {"mode": "PASSTHROUGH"}}),
-    ] + [bound_vs(name.split(".")[0], [name], tls=[{"match": [{"port": 443, "sniHosts": [name]}], "route": [
+    resources = tls_gateway(servers, 443, ["*.example.com"], "PASSTHROUGH") + [bound_vs(name.split(".")[0], [name], tls=[{"match": [{"port": 443, "sniHosts": [name]}], "route": [
         {"destination": {"host": f"{name.split('.')[0]}.default.svc.cluster.local", "port": {"number": 443}}}]}])
          for name in servers]
     gateway(resources, {443: listen})
@@ -119,11 +153,9 @@ def test_tls_passthrough_by_sni_to_two_backends(gateway, tls_backends):
         done = curl_https(listen, name, ca)
         assert done.returncode == 0, done.stderr
         assert done.stdout == f"{server.name} sni={name}\n"
-    s_client = subprocess.run(["openssl", "s_client", "-connect", f"{LOCALHOST}:{listen}", "-servername", B,
-                               "-CAfile", str(ca.ca_path), "-verify_return_error", "-brief"],
-                              input=b"", capture_output=True, timeout=20)
-    assert s_client.returncode == 0, s_client.stderr
-    assert b"Verification: OK" in s_client.stderr
+    done = s_client(listen, B, ca, "-verify_return_error")
+    assert done.returncode == 0, done.stderr
+    assert b"Verification: OK" in done.stderr
     unknown = curl_https(listen, "c.example.com", ca)
     assert unknown.returncode != 0  # no route for that name: the connection is closed
 
@@ -131,16 +163,10 @@ def test_tls_passthrough_by_sni_to_two_backends(gateway, tls_backends):
 def test_auto_passthrough_reaches_the_cluster_the_sni_names(gateway, tls_backends):
     ca, servers = tls_backends
     (listen,) = free_ports(1)
-    resources = _backends(servers) + [
-        gateway_resource({"port": {"number": 15443, "name": "tls", "protocol": "TLS"}, "hosts": ["*.local"],
-                          "tls": {"mode": "AUTO_PASSTHROUGH"}}),
-    ]
-    gateway(resources, {15443: listen})
-    sni = "outbound_.443_._.b.default.svc.cluster.local"
-    s_client = subprocess.run(["openssl", "s_client", "-connect", f"{LOCALHOST}:{listen}", "-servername", sni,
-                               "-CAfile", str(ca.ca_path), "-brief"], input=b"", capture_output=True, timeout=20)
-    assert s_client.returncode == 0, s_client.stderr
-    assert b"CN=b" in s_client.stderr or b"CN = b" in s_client.stderr, s_client.stderr
+    gateway(tls_gateway(servers, 15443, ["*.local"], "AUTO_PASSTHROUGH"), {15443: listen})
+    done = s_client(listen, "outbound_.443_._.b.default.svc.cluster.local", ca)
+    assert done.returncode == 0, done.stderr
+    assert b"CN=b" in done.stderr or b"CN = b" in done.stderr, done.stderr
 
 
 def test_telemetry_reports_as_the_source(gateway, upstreams):
@@ -188,3 +214,50 @@ def test_grpc_server(gateway):
     finally:
         echo.released.set()
         server.stop(grace=None)
+
+
+def test_the_gateway_enforces_its_own_authorization_policy(gateway, upstreams):
+    """Istio's ingress authorization: a policy in the gateway's namespace selecting its labels."""
+    app = upstreams("productpage")
+    (listen,) = free_ports(1)
+    policy = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+              "metadata": {"name": "deny-admin", "namespace": "istio-system"},
+              "spec": {"selector": {"matchLabels": {"istio": "ingressgateway"}}, "action": "DENY",
+                       "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}}
+    resources = [
+        service_entry(9080, [endpoint(app)], host="productpage.default.svc.cluster.local", name="productpage"),
+        gateway_resource({"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}),
+        bound_vs("bookinfo", ["*"], http=[{"route": [{"destination": {"host": "productpage"}}]}]),
+        policy,
+    ]
+    gateway(resources, {80: listen})
+    assert curl(listen, "/admin/x").status == 403
+    assert curl(listen, "/productpage").status == 200
+    assert [r.path for r in app.wait_requests(1)] == ["/productpage"]
+
+
+def test_a_tcp_server_is_guarded_by_the_gateways_policy(gateway, upstreams):
+    """The policy's port is the one the gateway listens on (the targetPort, as on Istio's pods)."""
+    echo = upstreams.tcp("echo")
+    (listen,) = free_ports(1)
+    policy = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+              "metadata": {"name": "deny-tcp", "namespace": "istio-system"},
+              "spec": {"selector": {"matchLabels": {"istio": "ingressgateway"}}, "action": "DENY",
+                       "rules": [{"to": [{"operation": {"ports": [str(listen)]}}]}]}}
+    resources = [
+        service_entry(5555, [endpoint(echo, port_name="tcp")], host="echo.default.svc.cluster.local", protocol="TCP",
+                      name="echo"),
+        gateway_resource({"port": {"number": 31400, "name": "tcp", "protocol": "TCP"}, "hosts": ["*"]}),
+        bound_vs("echo", ["*"], tcp=[{"route": [{"destination": {"host": "echo.default.svc.cluster.local",
+                                                                 "port": {"number": 5555}}}]}]),
+        policy,
+    ]
+    gateway(resources, {31400: listen})
+    with socket.create_connection((LOCALHOST, listen), timeout=10) as sock:
+        try:
+            sock.sendall(b"let me in")
+            answer = sock.recv(100)
+        except ConnectionResetError:  # closed with our bytes unread
+            answer = b""
+    assert answer == b""  # closed by the policy, nothing relayed
+    assert echo.received == b""

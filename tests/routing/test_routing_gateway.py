@@ -277,3 +277,47 @@ def test_the_view_of_a_router_compiles_the_same():
     assert routed(again, 80, "a.com") is not None
     sidecar_view = proxy_view(config, ProxyIdentity(namespace="default"))
     assert [v.metadata.name for v in sidecar_view.virtual_services] == ["mesh"] and sidecar_view.gateways == ()
+
+
+def test_the_dump_shows_each_chains_routes():
+    gateway = gw("gw", server(443, "a.example.com", protocol="HTTPS",
+                              tls=m.ServerTLSSettings(mode="SIMPLE", credential_name="cert")))
+    service = vs("v", "*", http(dest("productpage.default.svc.cluster.local")), gateways=("istio-system/gw",))
+    snapshot, _ = compile_router(gateway, service, PRODUCTPAGE)
+    (listener,) = snapshot.dump()["listeners"]
+    (chain,) = listener["tls_servers"]
+    assert chain["tls"]["settings"]["credential_name"] == "cert"
+    assert [vh["domains"] for vh in chain["route_table"]["virtual_hosts"]] == [["a.example.com"]]
+
+
+def test_a_unix_socket_bind_is_left_out_with_a_warning():
+    gateway = gw("gw", server(0, "*", bind_to="unix:///var/run/gw.sock"), server(80, "*", bind_to="127.0.0.2"))
+    snapshot, _ = compile_router(gateway)
+    assert [(l.bind, l.port) for l in snapshot.listeners] == [("127.0.0.2", 80)]
+    assert any("unix socket" in w for w in snapshot.warnings)
+
+
+def test_a_host_two_servers_expose_gets_the_routes_once():
+    gateway = gw("gw", server(80, "*", name="a"), server(80, "*.example.com", name="b"))
+    service = vs("v", "a.example.com", http(dest("productpage.default.svc.cluster.local")), gateways=("istio-system/gw",))
+    snapshot, _ = compile_router(gateway, service, PRODUCTPAGE)
+    (listener,) = snapshot.listeners
+    (vhost,) = listener.route_table.virtual_hosts
+    assert (vhost.domains, len(vhost.routes)) == (("a.example.com",), 1)
+
+
+def test_gateway_warnings_for_analyze():
+    from pymesh.routing.gateway import gateway_warnings
+
+    config = m.MeshConfig(
+        gateways=(gw("gw", server(80, "*"), server(80, "*", protocol="TCP", name="tcp"),
+                     server(443, "*", protocol="HTTPS", name="https",
+                            tls=m.ServerTLSSettings(mode="SIMPLE", credential_name="c", cipher_suites=("RC4",)))),),
+        virtual_services=(vs("v", "*", http(dest("productpage.default.svc.cluster.local")),
+                             gateways=("istio-system/gw", "missing", "mesh")),),
+        service_entries=(PRODUCTPAGE,))
+    assert gateway_warnings(config) == [
+        "VirtualService default/v: gateway default/missing not found",
+        "Gateway istio-system/gw: server tcp (TCP) on port 80 conflicts with an earlier HTTP server there; ignored",
+        "Gateway istio-system/gw: server https: cipher suite 'RC4' is not supported by Envoy; ignored",
+    ]
