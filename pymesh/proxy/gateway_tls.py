@@ -242,10 +242,10 @@ class GatewayTls:
                 listeners[server.listener.name] = server.listener
             ports[port.name] = names
         self.contexts, self._users, self.ports = contexts, users, ports
-        for context in contexts.values():
-            if context.current() is None and not context.mesh:
-                log.warning("gateway TLS server %s on %s: no certificate (%s): its handshakes fail", context.name,
-                            ", ".join(p.name for p in users[(context.tls, context.alpn)]), context.error)
+        for key, context in contexts.items():
+            if context.mesh and context.current() is None:  # files that did not load were logged already
+                log.warning("gateway ISTIO_MUTUAL server on %s: no mesh certificate (--cert-dir or the control "
+                            "server) yet: its handshakes fail until one arrives", ", ".join(p.name for p in users[key]))
         return listeners
 
     def router(self, port: Listener, fallback) -> "GatewayTlsRouter":
@@ -293,17 +293,23 @@ class GatewayTlsRouter(SniRouter):
         if server is None:
             return self._pass_on(hello)  # a PASSTHROUGH server of this port, the fallback, or an alert
         context = server.context.current()
-        if context is None:
+        if context is None:  # its certificate never loaded: refused, the port's other servers unaffected
             self.runtime.listener_stats(self.listener)[NOT_READY] += 1
-            return self._refuse(hello)
+            return self._alert(_ALERT_HANDSHAKE_FAILURE)
         data, self.buffer = self.buffer, b""
         self.runtime.connection_closed(self)  # the handler counts itself on its server's listener
         terminate(self.runtime.loop, self.transport, context, data,
                   lambda tls_transport: self._connected(server, hello, tls_transport), self._handshake_done)
 
     def _refuse(self, hello: tls_hello.ClientHello | None) -> None:
-        if hello is not None:
-            self.transport.write(alert(_ALERT_UNRECOGNIZED_NAME if hello.server_name else _ALERT_HANDSHAKE_FAILURE))
+        """No server for this hello (or not TLS at all: closed without an alert)."""
+        if hello is None:
+            self.transport.close()
+        else:
+            self._alert(_ALERT_UNRECOGNIZED_NAME if hello.server_name else _ALERT_HANDSHAKE_FAILURE)
+
+    def _alert(self, description: int) -> None:
+        self.transport.write(alert(description))
         self.transport.close()
 
     def _handshake_done(self, waiter: asyncio.Future) -> None:

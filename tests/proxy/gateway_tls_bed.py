@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import threading
 from dataclasses import replace
@@ -171,3 +173,18 @@ def curl_https(port: int, host: str, path: str, *args: str, timeout: float = 10.
     command = ["curl", "-sS", "--max-time", str(timeout), "--resolve", f"{host}:{port}:{LOCALHOST}",
                "-w", "\n%{http_code} %{http_version}", *args, f"https://{host}:{port}{path}"]
     return subprocess.run(command, capture_output=True, timeout=timeout + 5, text=True)
+
+
+def tls_echo(port: int, servername: str, cafile: Path, payload: bytes = b"ping") -> bytes:
+    """Send `payload` over TLS (verifying the server against `cafile`) and read as many bytes back."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    with socket.create_connection((LOCALHOST, port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=servername) as tls:
+            tls.sendall(payload)
+            received = b""
+            while len(received) < len(payload):
+                data = tls.recv(len(payload) - len(received))
+                if not data:
+                    break
+                received += data
+            return received

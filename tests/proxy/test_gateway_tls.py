@@ -15,8 +15,8 @@ from dataclasses import replace
 import pytest
 
 from gateway_tls_bed import (InProcessGateway, chain, compiled, curl_https, istio_example_certs, remove_credential,
-                             s_client, tls_settings, with_tls_servers, write_credential)
-from mesh_pki import MeshPki, curl_cert, uri as mesh_uri
+                             s_client, tls_echo, tls_settings, with_tls_servers, write_credential)
+from mesh_pki import MeshPki, client_context as mesh_client_context, curl_cert, uri as mesh_uri
 from proxy_harness import LOCALHOST, TcpServer, endpoint, free_port, http_mesh, service_entry, tcp_mesh, wait_until
 from pymesh.proxy.gateway_tls import GatewayTlsRouter
 from pymesh.routing.sni import SniChain, SniTable
@@ -306,7 +306,7 @@ def test_a_missing_credential_fails_only_its_own_server(mesh, creds, certs1):
                  simple((HELLO,), "helloworld-credential")) as gw:
         assert get(port, HELLO, "--cacert", str(certs1 / "example.com.crt")).stdout.endswith("200 2")
         missing = s_client(port, servername=HTTPBIN)
-        assert missing.returncode != 0 and b"alert" in missing.stdout
+        assert missing.returncode != 0 and b"handshake failure" in missing.stdout, missing.stdout
         listener = next(l for l in gw.snapshot.listeners if l.port == port).name
         assert gw.stats(listener)["server_ssl_socket_factory.downstream_context_secrets_not_ready"] == 1
         # created after start: served from the next handshake on
@@ -339,11 +339,7 @@ def test_a_passthrough_server_on_the_same_port(upstreams, creds, certs1, tmp_pat
         with InProcessGateway(with_tls_servers(snapshot, port, (terminated,), sni), creds):
             assert get(port, HTTPBIN, "--cacert", str(certs1 / "example.com.crt")).stdout.endswith("200 2")
             # the backend's own certificate, through the gateway that holds no key for it
-            context = ssl.create_default_context(cafile=str(ca.ca_path))
-            with socket.create_connection((LOCALHOST, port), timeout=5) as raw:
-                with context.wrap_socket(raw, server_hostname="nginx.example.com") as tls:
-                    tls.sendall(b"ping")
-                    assert tls.recv(4) == b"ping"
+            assert tls_echo(port, "nginx.example.com", ca.ca_path) == b"ping"
     finally:
         backend.stop()
 
@@ -421,23 +417,25 @@ def test_credential_names_serve_an_rsa_and_an_ecdsa_certificate(mesh, creds, cer
         assert f"CN = {HTTPBIN}" in ecdsa
 
 
+def tcp_gateway(backend):
+    """(a free gateway port, a snapshot with a listener on it to become the TLS port, the TCP
+    route to `backend` a TLS server's VirtualService would compile to)."""
+    port, tcp_port = free_port(), free_port()
+    snapshot = compiled(tcp_mesh(tcp_port, backend))
+    route = next(l for l in snapshot.listeners if l.port == tcp_port).tcp_route
+    return port, replace(snapshot, listeners=snapshot.listeners + (replace(snapshot.listeners[0], name="gw", port=port),)), route
+
+
 def test_a_tls_server_terminates_then_proxies_tcp(upstreams, creds, certs1):
     """protocol TLS, mode SIMPLE: the gateway terminates and the plaintext goes to a TCP backend."""
     backend = TcpServer("echo")
     try:
-        port, tcp_port = free_port(), free_port()
-        snapshot = compiled(tcp_mesh(tcp_port, backend))
-        route = next(l for l in snapshot.listeners if l.port == tcp_port).tcp_route
-        snapshot = replace(snapshot, listeners=snapshot.listeners + (replace(snapshot.listeners[0], name="gw", port=port),))
+        port, snapshot, route = tcp_gateway(backend)
         write_credential(creds, "httpbin-credential", certs1 / f"{HTTPBIN}.crt", certs1 / f"{HTTPBIN}.key")
         tls_server = chain((HTTPBIN,), tls_settings("SIMPLE", credential_name="httpbin-credential"), tcp_route=route,
                            protocol="TLS")
         with InProcessGateway(with_tls_servers(snapshot, port, (tls_server,), direction="outbound"), creds):
-            context = ssl.create_default_context(cafile=str(certs1 / "example.com.crt"))
-            with socket.create_connection((LOCALHOST, port), timeout=5) as raw:
-                with context.wrap_socket(raw, server_hostname=HTTPBIN) as tls:
-                    tls.sendall(b"hello over tls")
-                    assert tls.recv(100) == b"hello over tls"
+            assert tls_echo(port, HTTPBIN, certs1 / "example.com.crt", b"hello over tls") == b"hello over tls"
             wait_until(lambda: backend.received == b"hello over tls", timeout=5)
     finally:
         backend.stop()
@@ -453,3 +451,39 @@ def test_a_hello_that_never_completes_is_closed_not_hung(mesh, creds, certs1, mo
             assert sock.recv(100) == b""  # closed by the gateway before the 5 s client timeout
         listener = next(l for l in gw.snapshot.listeners if l.port == port).name
         assert gw.stats(listener)["no_filter_chain_match"] == 1
+
+
+def test_ca_crl_refuses_a_revoked_client(mesh, creds, tmp_path):
+    ca = ThrowawayCA(tmp_path / "ca")
+    server = ca.issue("server", HTTPBIN)
+    alice, bob = ca.issue("alice", "alice.clients"), ca.issue("bob", "bob.clients")
+    crl = ca.crl("revoked", (bob.cert,))
+    write_credential(creds, "cred", server.cert, server.key, ca.ca_path)
+    port, _, _ = mesh
+    with gateway(mesh, creds, mutual((HTTPBIN,), "cred", ca_crl=str(crl))) as gw:
+        ok = get(port, HTTPBIN, "--cacert", str(ca.ca_path), "--cert", str(alice.cert), "--key", str(alice.key))
+        assert ok.stdout.endswith("200 2"), ok.stderr
+        revoked = get(port, HTTPBIN, "--cacert", str(ca.ca_path), "--cert", str(bob.cert), "--key", str(bob.key))
+        assert revoked.returncode != 0
+        listener = next(l for l in gw.snapshot.listeners if l.port == port).name
+        assert gw.stats(listener)["ssl.fail_verify_error"] == 1
+
+
+def test_istio_mutual_tls_server_takes_a_sidecars_tcp(creds, pki):
+    """ISTIO_MUTUAL on a TLS server (the egress gateway's leg from a sidecar): ALPN
+    istio-peer-exchange as Istio's gateway offers it for TCP, then the TCP route."""
+    gateway_dir, client_dir = pki.issue("istio-system", "egress"), pki.issue("default", "sleep")
+    backend = TcpServer("echo")
+    try:
+        port, snapshot, route = tcp_gateway(backend)
+        server = chain(("edition.cnn.com",), tls_settings("ISTIO_MUTUAL"), tcp_route=route, protocol="TLS")
+        with InProcessGateway(with_tls_servers(snapshot, port, (server,), direction="outbound"), creds,
+                              cert_dir=gateway_dir):
+            context = mesh_client_context(client_dir, pki.root, alpn=("istio-peer-exchange", "istio"))
+            with socket.create_connection((LOCALHOST, port), timeout=5) as raw:
+                with context.wrap_socket(raw, server_hostname="edition.cnn.com") as tls:
+                    assert tls.selected_alpn_protocol() == "istio-peer-exchange"
+                    tls.sendall(b"ping")
+                    assert tls.recv(4) == b"ping"
+    finally:
+        backend.stop()

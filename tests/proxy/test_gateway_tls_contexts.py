@@ -80,3 +80,25 @@ def test_rebuilt_only_when_a_file_changes_and_a_bad_one_keeps_the_last(files, tm
 
 def test_the_alert_record():
     assert alert(112) == b"\x15\x03\x03\x00\x02\x02\x70"
+
+
+def test_a_secret_mount_swapping_its_data_symlink_is_seen(files, tmp_path):
+    """The kubelet's layout: tls.crt -> ..data/tls.crt, ..data -> a timestamped folder, and an
+    update swaps ..data in one rename."""
+    ca, server, _ = files
+    mount = tmp_path / "mounted"
+    (mount / "cred").mkdir(parents=True)
+
+    def publish(version: str, cert) -> None:
+        folder = mount / "cred" / version
+        write_credential(mount / "cred", version, cert.cert, cert.key)
+        os.symlink(folder.name, mount / "cred" / "..data_tmp")
+        os.replace(mount / "cred" / "..data_tmp", mount / "cred" / "..data")
+
+    publish("..2026_01", server)
+    for name in ("tls.crt", "tls.key"):
+        os.symlink(f"..data/{name}", mount / "cred" / name)
+    context = _context(mount, credential_name="cred")
+    assert context.refresh() == UPDATED
+    publish("..2026_02", ca.issue("rotated", "a.example.com"))
+    assert context.refresh() == UPDATED
