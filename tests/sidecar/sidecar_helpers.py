@@ -118,6 +118,26 @@ spec:
 """
 
 
+def kubernetes_service(name: str, namespace: str, ports: str, address: str, endpoint: str = "") -> str:
+    """A Kubernetes Service and its one pod, as the ServiceEntry a test adds in its place (no
+    Kubernetes here): host <name>.<namespace>.svc.cluster.local, `ports` as YAML flow items
+    ("{number: 80, name: http, protocol: HTTP}", ...), the endpoint at `address` with `endpoint`'s
+    extra fields (labels, serviceAccount) as flow YAML."""
+    return f"""
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  hosts: [{name}.{namespace}.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{ports}]
+  endpoints:
+  - {{address: {address}{", " + endpoint if endpoint else ""}}}
+"""
+
+
 def write_config(directory: Path, text: str) -> str:
     path = directory / "mesh.yaml"
     path.write_text(text)

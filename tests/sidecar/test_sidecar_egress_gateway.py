@@ -33,8 +33,8 @@ from yaml import safe_dump_all, safe_load_all
 pytest.importorskip("pymesh.routing.gateway", reason="`pymesh gateway` is not in this tree yet")
 
 from mesh_pki import MeshPki, uri  # noqa: E402
-from sidecar_helpers import (WAIT, app_curl, requires_tools, sidecar_pod, start_app, start_gateway,  # noqa: E402
-                             wait_until, write_config)
+from sidecar_helpers import (WAIT, app_curl, kubernetes_service, requires_tools, sidecar_pod,  # noqa: E402
+                             start_app, start_gateway, wait_until, write_config)
 from throwaway_ca import ThrowawayCA  # noqa: E402
 
 pytestmark = [requires_tools, pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")]
@@ -52,24 +52,10 @@ def task_yaml(*names: str) -> str:
 
 
 def gateway_service(gateway_ip: str) -> str:
-    """Kubernetes' istio-egressgateway Service, as a ServiceEntry (what the test adds)."""
-    return f"""
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: istio-egressgateway, namespace: istio-system}}
-spec:
-  hosts: [{GATEWAY_HOST}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - {{number: 80, name: http2, protocol: HTTP2}}
-  - {{number: 443, name: https, protocol: HTTPS}}
-  endpoints:
-  - address: {gateway_ip}
-    labels: {{istio: egressgateway, app: istio-egressgateway}}
-    serviceAccount: {GATEWAY_SA}
-"""
+    """Kubernetes' istio-egressgateway Service (Istio's port names), as a ServiceEntry."""
+    return kubernetes_service("istio-egressgateway", "istio-system",
+                              "{number: 80, name: http2, protocol: HTTP2}, {number: 443, name: https, protocol: HTTPS}",
+                              gateway_ip, "labels: {istio: egressgateway}, serviceAccount: " + GATEWAY_SA)
 
 
 @pytest.fixture
@@ -220,22 +206,9 @@ NGINX = "my-nginx.mesh-external.svc.cluster.local"
 
 
 def nginx_service(nginx_ip: str) -> str:
-    """The task's Kubernetes Service my-nginx (port 443) and its pod, as a ServiceEntry (what
-    the test adds)."""
-    return f"""
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: my-nginx, namespace: mesh-external}}
-spec:
-  hosts: [{NGINX}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - {{number: 443, name: https, protocol: HTTPS}}
-  endpoints:
-  - {{address: {nginx_ip}, labels: {{run: my-nginx}}}}
-"""
+    """The task's Kubernetes Service my-nginx (port 443) and its pod, as a ServiceEntry."""
+    return kubernetes_service("my-nginx", "mesh-external", "{number: 443, name: https, protocol: HTTPS}", nginx_ip,
+                              "labels: {run: my-nginx}")
 
 
 def in_namespace(text: str, namespace: str) -> str:

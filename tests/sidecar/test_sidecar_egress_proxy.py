@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import sys
 
-from sidecar_helpers import (APP_UID, HTTP_PORT, NAMESPACE, UNDECLARED_PORT, app_curl, get_json, mesh_yaml,
-                             requires_tools, sidecar_pod, start_app, write_config)
+from sidecar_helpers import (APP_UID, HTTP_PORT, NAMESPACE, UNDECLARED_PORT, app_curl, get_json,
+                             kubernetes_service, mesh_yaml, requires_tools, sidecar_pod, start_app, write_config)
 
 pytestmark = requires_tools
 
@@ -35,20 +35,8 @@ print(data.partition(b"\\r\\n\\r\\n")[2].decode())
 
 
 def egress_proxy_yaml(egress_ip: str) -> str:
-    return f"""
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: egress-proxy, namespace: istio-system}}
-spec:
-  hosts: [{EGRESS_HOST}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - {{number: {EGRESS_PORT}, name: http, protocol: HTTP}}
-  endpoints:
-  - {{address: {egress_ip}}}
----
+    return kubernetes_service("egress-proxy", "istio-system", f"{{number: {EGRESS_PORT}, name: http, protocol: HTTP}}",
+                              egress_ip) + f"""---
 apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {{name: client, namespace: {NAMESPACE}}}
