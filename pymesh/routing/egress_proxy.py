@@ -3,9 +3,10 @@ destinations takes under ALLOW_ANY, as Istio builds it (pilot's buildCatchAllVir
 virtualOutbound catch-all filter chain use GetDestinationCluster(egressProxy) instead of
 PassthroughCluster): `outbound|<port>|<subset>|<host>`, a route without a timeout for HTTP.
 
-Istio's note holds here too: the egress proxy's host must be a service the sidecar can see, or
-the cluster does not exist and such traffic fails (503 for HTTP, a closed connection for TCP);
-the compile warning says so.
+Istio's note holds in part: the egress proxy's host must be a service exported to the sidecar's
+namespace, with that port (and subset), or the cluster does not exist and such traffic fails
+(503 for HTTP, a closed connection for TCP); the compile warning says so. (Istio also wants it
+among the Sidecar's egress hosts; pymesh's clusters are not scoped by them.)
 """
 
 from __future__ import annotations
