@@ -19,6 +19,7 @@ from pymesh.api.serviceentry import service_entry, workload_entry
 from pymesh.api.shapes import Shape
 from pymesh.api.sidecar import sidecar
 from pymesh.api.virtualservice import virtual_service
+from pymesh.api.workloadgroup import proxy_config, workload_group
 from pymesh.api.yamltree import Document, LineMap
 
 NETWORKING = ("networking.istio.io", ("v1", "v1beta1", "v1alpha3"))
@@ -53,6 +54,8 @@ KINDS = {
              "peer_authentications"),
         Kind("AuthorizationPolicy", SECURITY, shapes.AUTHORIZATION_POLICY, authorization_policy,
              "authorization_policies"),
+        Kind("WorkloadGroup", NETWORKING, shapes.WORKLOAD_GROUP, workload_group, "workload_groups"),
+        Kind("ProxyConfig", ("networking.istio.io", ("v1beta1",)), shapes.PROXY_CONFIG, proxy_config, "proxy_configs"),
         Kind("RequestAuthentication", SECURITY, shapes.REQUEST_AUTHENTICATION, request_authentication,
              "request_authentications"),
     )

@@ -18,7 +18,7 @@ EGRESS_PROXY = message(shapes.DESTINATION, lambda d: model.Destination(
 
 
 def sidecar(metadata: model.Metadata, r: Reader) -> model.Sidecar:
-    if not any(r.has(key) for key in ("ingress", "egress", "outboundTrafficPolicy", "inboundConnectionPool")):
+    if not _configured(r):
         r.error_here("sidecar must set at least one of ingress, egress or outboundTrafficPolicy")
     ingress = distinct(message(shapes.INGRESS_LISTENER, _ingress), _port_number, "port")
     egress = distinct(message(shapes.EGRESS_LISTENER, _egress), _port_number, "port")
@@ -34,6 +34,13 @@ def sidecar(metadata: model.Metadata, r: Reader) -> model.Sidecar:
         outbound_traffic_policy=mode,
         egress_proxy=egress_proxy,
     )
+
+
+def _configured(r: Reader) -> bool:
+    """Istio's "sidecar: empty configuration provided": empty ingress and egress lists count as
+    unset, a present outboundTrafficPolicy or inboundConnectionPool (even `{}`) as set."""
+    return any(r.has(key) and r.data[key] != [] for key in ("ingress", "egress")) or any(
+        r.has(key) for key in ("outboundTrafficPolicy", "inboundConnectionPool"))
 
 
 def _outbound_traffic_policy(r: Reader) -> tuple[str, model.Destination | None]:

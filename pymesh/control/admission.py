@@ -34,6 +34,8 @@ def check_node(node: Node) -> str | None:
     problem = (
         _prefixed("node.namespace", checks.dns_label(node.namespace), node.namespace)
         or _prefixed("node.service_account", checks.dns_subdomain(node.service_account), node.service_account)
+        or (node.workload_group and _prefixed("node.workload_group", checks.dns_subdomain(node.workload_group),
+                                              node.workload_group))
         or _labels(node)
         or _addresses(node)
         or _ports(node)

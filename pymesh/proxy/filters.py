@@ -62,6 +62,7 @@ class ProxyHeaders:
         if self.edge:
             _edge(head, headers)
             headers.append(self.peer_header)
+            exchange.response_header_ops += (_EDGE_RESPONSE,)
         elif self.forwarded:
             _forwarded(head, headers)
         else:
@@ -124,6 +125,9 @@ def _forwarded(head, headers) -> None:
 
 
 _XFCC = b"x-forwarded-client-cert"
+# The response's Server header, as Istio's gateways write it (Envoy's server_name, OVERWRITE)
+GATEWAY_SERVER = (b"server", b"istio-envoy")
+_EDGE_RESPONSE = snapshot.HeaderOps(set=((GATEWAY_SERVER[0].decode(), GATEWAY_SERVER[1].decode()),))
 # What a client outside the mesh may not set (Envoy's cleanInternalHeaders for an edge request)
 _EDGE_REMOVED = frozenset({
     b"x-forwarded-proto", b"x-envoy-external-address", b"x-envoy-internal", b"x-envoy-decorator-operation",

@@ -60,7 +60,7 @@ class ProxyOptions:
     health_port: int = 15021
     access_log: str = "/dev/stdout"  # a path, or "off"
     drain_timeout: float = 5.0
-    concurrency: int = 1
+    concurrency: int | None = 1  # worker processes; None: the ProxyConfig's (pymesh.proxy.main.resolve_concurrency)
     limits: h1.Limits = field(default_factory=h1.Limits)
     downstream: DownstreamLimits = field(default_factory=DownstreamLimits)  # timeouts, connections
     watch: bool = True

@@ -14,6 +14,7 @@ from pymesh.routing.gateway import compile_gateway
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
 from pymesh.routing.egress_proxy import compile_egress_proxy
 from pymesh.routing.peer_authn import compose as compose_peer_authn
+from pymesh.routing.proxy_config import effective as effective_proxy_config
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext, inbound_route_table
@@ -59,6 +60,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
     authz = compile_authorizer(config, ns, identity.labels, _served_by(config, identity))
     if authz is not None:
         warnings += authz.warnings
+    warnings += effective_proxy_config(config.proxy_configs, ns, identity.labels).warnings
     return Snapshot(
         version=version,
         identity=identity,

@@ -29,6 +29,7 @@ from pymesh.routing.clusters import RuleIndex, outbound_clusters
 from pymesh.routing.hosts import host_matches
 from pymesh.routing.match import CompiledRoute, CompiledRouteTable, VirtualHost
 from pymesh.routing.peer_authn import compose as compose_peer_authn
+from pymesh.routing.proxy_config import effective as effective_proxy_config
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext
@@ -157,7 +158,7 @@ class GatewayCompiler:
                     self.warnings.append(f"Gateway {gateway_key(gateway)}: server {server.port.name}: bind "
                                          f"{server.bind} (a unix socket) is not supported yet; server ignored")
                     continue
-                bind_address = server.bind or "0.0.0.0"
+                bind_address = server.bind or self.identity.listen_address or "0.0.0.0"
                 port = ports.setdefault((bind_address, server.port.number), _Port(bind_address, server.port.number))
                 port.servers.append(BoundServer(gateway, server))
         return list(ports.values())
@@ -301,6 +302,7 @@ class GatewayCompiler:
         authz = compile_authorizer(config, identity.namespace, identity.labels, lambda namespace, name: False)
         if authz is not None:
             self.warnings.extend(authz.warnings)
+        self.warnings.extend(effective_proxy_config(config.proxy_configs, identity.namespace, identity.labels).warnings)
         return Snapshot(
             version=version,
             identity=identity,

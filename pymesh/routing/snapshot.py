@@ -15,6 +15,7 @@ from typing import Any, Mapping, Protocol
 from pymesh.api import model
 from pymesh.policy.fault import FaultPolicy
 from pymesh.routing.peer_authn import PeerAuthnPolicy
+from pymesh.telemetry.policy import DEFAULT as DEFAULT_TELEMETRY, TelemetryPolicy
 
 # Which optional request filters a route needs, one bit each: `Route.filter_set` indexes the
 # listener's prebuilt chains (pymesh.proxy.filters.chains_for), so a route without them pays nothing.
@@ -230,6 +231,8 @@ class ProxyIdentity:
     # Istio's node type: "sidecar" (a workload's proxy) or "router" (a gateway, `pymesh gateway`:
     # it serves Gateway resources whose selector matches its labels and has no Sidecar scoping)
     kind: str = "sidecar"
+    # a gateway's address for the servers that name no `bind` ("": 0.0.0.0, as Istio's gateways)
+    listen_address: str = ""
 
 
 @dataclass(frozen=True)
@@ -253,6 +256,8 @@ class Snapshot:
     # (a pymesh.security.authz.Authorizer); None: no policy applies, nothing is checked
     authz: Any = None
     egress_proxy: EgressProxy | None = None  # None: PassthroughCluster (or BlackHole, REGISTRY_ONLY)
+    # tracing, access logging and metrics overrides for this proxy (pymesh.telemetry.policy)
+    telemetry: TelemetryPolicy = DEFAULT_TELEMETRY
 
     def dump(self, include_secrets: bool = False) -> dict:
         """JSON-able view for /config_dump (secrets redacted unless asked for)."""

@@ -19,7 +19,9 @@ What is kept, in file order:
 - the RequestAuthentications and AuthorizationPolicies of the proxy's namespace and the root
   namespace (the proxy compiles the ones whose selector or targetRefs pick it);
 - every PeerAuthentication (small, no secrets): its own decide what it accepts, the other
-  workloads' whether a client may speak mTLS to them.
+  workloads' whether a client may speak mTLS to them;
+- the WorkloadGroup the proxy auto-registers with (its probe is the proxy's to run), and the
+  ProxyConfigs of its namespace and the root namespace (it picks the one that applies).
 
 A gateway (kind "router") has no Sidecar: it gets the Gateways that select it, the
 VirtualServices bound to them, and every service and rule exported to its namespace.
@@ -46,9 +48,14 @@ class ProxyLike(Protocol):
     kind: str  # "sidecar" | "router" (a gateway)
 
 
-def view_key(proxy: ProxyLike) -> tuple[str, frozenset, str]:
+def view_key(proxy: ProxyLike) -> tuple[str, frozenset, str, str]:
     """Proxies with equal keys have equal views of the same config (to compute it once)."""
-    return proxy.namespace, frozenset(proxy.labels.items()), proxy.kind
+    return proxy.namespace, frozenset(proxy.labels.items()), proxy.kind, _group(proxy)
+
+
+def _group(proxy: ProxyLike) -> str:
+    """The WorkloadGroup a control-server proxy (wire.Node) names; a compiled identity has none."""
+    return getattr(proxy, "workload_group", "")
 
 
 def egress_scope(config: model.MeshConfig, proxy: ProxyLike) -> EgressScope:
@@ -106,6 +113,7 @@ class Views:
             request_authentications=tuple(ra for ra in config.request_authentications
                                           if ra.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
             peer_authentications=config.peer_authentications,  # all: a client decides auto mTLS by the server's
+            **_proxy_settings(config, proxy),
         )
 
     def _router_view(self, proxy: ProxyLike, ns: _Namespace) -> model.MeshConfig:
@@ -128,6 +136,7 @@ class Views:
                                           if ra.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
             peer_authentications=config.peer_authentications,
             gateways=gateways,
+            **_proxy_settings(config, proxy),
         )
 
     def _namespace(self, namespace: str) -> _Namespace:
@@ -166,6 +175,16 @@ class _Namespace:
         self.owners = _owners(self.entries)
         self.virtual_services = exported(config.virtual_services)
         self.destination_rules = exported(config.destination_rules)
+
+
+def _proxy_settings(config: model.MeshConfig, proxy: ProxyLike) -> dict:
+    """The WorkloadGroup the proxy registers with and the ProxyConfigs that may apply to it."""
+    return {
+        "workload_groups": tuple(g for g in config.workload_groups
+                                 if (g.metadata.namespace, g.metadata.name) == (proxy.namespace, _group(proxy))),
+        "proxy_configs": tuple(pc for pc in config.proxy_configs
+                               if pc.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
+    }
 
 
 def _owners(entries: Iterable[model.ServiceEntry]) -> dict[str, model.ServiceEntry]:

@@ -99,6 +99,22 @@ CASES = [
          '10 spec.http[0].mirror.host: destination host "*" is not valid',
          "11 spec.http[0].mirrorPercentage.value: must be between 0 and 100, got 100.5",
          "12 spec.http[0].mirrorPercent: must be between 0 and 100, got 101"),
+    # Istio's CRD also lists mirrorPercent under its proto name, mirror_percent: one field.
+    case("http-mirror-percent-proto-name", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          mirror: {host: m}
+          mirror_percent: 101
+        - route:
+          - destination: {host: r}
+          mirror: {host: m}
+          mirrorPercent: 5
+          mirror_percent: 5
+        """,
+         "11 spec.http[0].mirror_percent: must be between 0 and 100, got 101",
+         "16 spec.http[1].mirror_percent: mirror_percent is mirrorPercent under its proto name: set only one"),
     case("http-mirrors", VS, """\
         hosts: [r]
         http:
@@ -256,6 +272,15 @@ CASES = [
           route:
           - destination: {host: r}
         """, "9 spec.http[0].match[0].sourceNamespace: field not supported by pymesh yet"),
+    # L4MatchAttributes.sourceSubnet is an Istio field (in its CRD): known, not implemented.
+    case("tcp-match-source-subnet", VS, """\
+        hosts: [r]
+        tcp:
+        - match:
+          - sourceSubnet: 10.0.0.0/8
+          route:
+          - destination: {host: r}
+        """, "9 spec.tcp[0].match[0].sourceSubnet: field not supported by pymesh yet"),
     case("match-source-labels", VS, """\
         hosts: [r]
         http:
@@ -472,6 +497,11 @@ CASES = [
          '7 spec.exportTo: "*" cannot be combined with other entries'),
     # --- DestinationRule ----------------------------------------------------------------------
     case("dr-host-missing", DR, "subsets: []\n", "5 spec.host: required field is missing"),
+    # HTTP/2 keepalive pings (Istio's CRD tests, testdata/crds/destinationrule-valid.yaml): a known
+    # Istio field pymesh does not implement.
+    case("dr-http2-keepalive", DR, "host: r\ntrafficPolicy:\n  connectionPool:\n    http:\n"
+         "      http2KeepAlive: {interval: 15s, timeout: 5s}\n",
+         "10 spec.trafficPolicy.connectionPool.http.http2KeepAlive: field not supported by pymesh yet"),
     case("dr-simple-invalid", DR, "host: r\ntrafficPolicy:\n  loadBalancer: {simple: FASTEST}\n",
          "8 spec.trafficPolicy.loadBalancer.simple: load balancer 'FASTEST' is not valid "
          "(expected ROUND_ROBIN, LEAST_REQUEST, RANDOM or PASSTHROUGH)"),
@@ -873,6 +903,10 @@ CASES = [
     # --- Sidecar --------------------------------------------------------------------------------
     case("sidecar-empty", SC, "workloadSelector:\n  labels: {app: a}\n",
          "5 spec: sidecar must set at least one of ingress, egress or outboundTrafficPolicy"),
+    # Istio's galley dataset networking-v1alpha3-Sidecar-invalid.yaml: an empty list is no egress.
+    case("sidecar-empty-lists", SC, "egress: []\ningress: []\n",
+         "5 spec: sidecar must set at least one of ingress, egress or outboundTrafficPolicy"),
+    case("sidecar-empty-policy", SC, "outboundTrafficPolicy: {}\n"),
     case("sidecar-ingress", SC, """\
         ingress:
         - defaultEndpoint: 10.0.0.1:80
@@ -1129,3 +1163,11 @@ ENVELOPE_CASES = [
 @pytest.mark.parametrize("text, expected", ENVELOPE_CASES)
 def test_envelope(text: str, expected: list[str]) -> None:
     assert problems(text) == expected  # in line order within a document
+
+
+def test_mirror_percent_under_its_proto_name_sets_the_mirror_percentage():
+    body = "hosts: [r]\nhttp:\n- route:\n  - destination: {host: r}\n  mirror: {host: m}\n  mirror_percent: 25\n"
+    result = load_text(doc(VS, body), "vs.yaml")
+    assert result.ok, result.errors
+    (vs,) = result.config.virtual_services
+    assert [policy.percentage for policy in vs.http[0].mirrors] == [25.0]

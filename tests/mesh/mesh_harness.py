@@ -264,7 +264,7 @@ class MeshProxy(Proxy):
     def __init__(self, workdir: Path, control_port: int, workload: str, labels: dict, *, node_id: str | None = None,
                  address: str | None = None, ports: dict[str, int] | None = None, data_dir: Path | None = None,
                  log_level: str = "info", concurrency: int = 1, token_file: Path | None = None,
-                 namespace: str = NAMESPACE, subcommand: str = "proxy") -> None:
+                 namespace: str = NAMESPACE, subcommand: str = "proxy", workload_group: str | None = None) -> None:
         super().__init__(workdir, "", labels=",".join(f"{k}={v}" for k, v in labels.items()), name=workload,
                          concurrency=concurrency, subcommand=subcommand)
         self.config_path.unlink()  # the base class writes a config file: this proxy has none
@@ -277,6 +277,7 @@ class MeshProxy(Proxy):
         self.ports = dict(ports or {})
         self.data_dir = data_dir
         self.log_level = log_level
+        self.workload_group = workload_group  # --workload-group: a VM's proxy auto-registering
 
     def command(self) -> list[str]:
         cmd = pymesh_command() + [
@@ -287,8 +288,12 @@ class MeshProxy(Proxy):
         ]
         if self.labels:
             cmd += ["--labels", self.labels]
+        if self.subcommand == "gateway":
+            cmd += ["--listen-address", LOCALHOST]  # tests listen on loopback only
         if self.concurrency != 1:
             cmd += ["--concurrency", str(self.concurrency)]
+        if self.workload_group:
+            cmd += ["--workload-group", self.workload_group]
         if self.address:
             cmd += ["--address", self.address]
         cmd += [f"--port={name}={number}" for name, number in self.ports.items()]

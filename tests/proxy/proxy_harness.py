@@ -766,6 +766,22 @@ def pymesh_command() -> list[str]:
     return [sys.executable, "-m", "pymesh"]
 
 
+def children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (a supervisor's workers)."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(entry))
+    return out
+
+
 class Proxy:
     """`pymesh proxy` (or `pymesh gateway`: `subcommand`) as a subprocess with its own config
     file, ports and access log."""
@@ -802,6 +818,8 @@ class Proxy:
         ]
         if self.labels:
             cmd += ["--labels", self.labels]
+        if self.subcommand == "gateway":
+            cmd += ["--listen-address", LOCALHOST]  # tests listen on loopback only
         if self.concurrency != 1:
             cmd += ["--concurrency", str(self.concurrency)]
         if self.drain_timeout is not None:

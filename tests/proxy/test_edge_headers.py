@@ -17,7 +17,9 @@ def run(source_ip: str, sent: list[tuple[bytes, bytes]], scheme: str = "http") -
     head = RequestHead("GET", "/", list(sent), scheme=scheme)
     head.connection = ConnectionInfo(source_ip=source_ip)
     headers = list(sent)
-    ProxyHeaders(PEER, edge=True).on_request(SimpleNamespace(head=head), SimpleNamespace(headers=headers))
+    exchange = SimpleNamespace(head=head, response_header_ops=())
+    ProxyHeaders(PEER, edge=True).on_request(exchange, SimpleNamespace(headers=headers))
+    assert [ops.set for ops in exchange.response_header_ops] == [(("server", "istio-envoy"),)]
     return [(n, v) for n, v in headers if n != b"x-request-id"]
 
 

@@ -43,6 +43,7 @@ def test_productpage_routes_through_the_gateway(bookinfo, path):
     gateway, listen, apps = bookinfo
     result = curl(listen, path, host="bookinfo.example.com")
     assert result.status == 200, result
+    assert result.header("server") == "istio-envoy"  # as Istio's gateways answer
     (request,) = apps["productpage"].wait_requests(1)
     assert request.path == path
     assert request.header("x-forwarded-for") == "127.0.0.1"
@@ -57,6 +58,7 @@ def test_other_paths_get_404(bookinfo, path):
     gateway, listen, apps = bookinfo
     result = curl(listen, path)
     assert result.status == 404
+    assert result.header("server") == "istio-envoy"
     assert apps["productpage"].count() == 0
 
 
