@@ -144,6 +144,9 @@ class Route:
     cors: Any = None  # a pymesh.routing.cors.CompiledCors
     rate_limit: Any = None  # a pymesh.policy.ratelimit.RateLimitRule
     mirrors: tuple[MirrorPolicy, ...] = ()
+    # the status for a destination whose cluster does not exist: Envoy's 503, or the 500 the
+    # Gateway API requires for its routes' invalid backends (Istio's cluster_not_found_response_code)
+    missing_cluster_status: int = 503
     filter_set: int = field(init=False, repr=False, compare=False)  # read per request: a field
 
     def __post_init__(self) -> None:
