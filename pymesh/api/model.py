@@ -480,6 +480,9 @@ class Sidecar:
     ingress: tuple[IngressListener, ...] = ()
     egress: tuple[EgressListener, ...] = ()
     outbound_traffic_policy: str = "ALLOW_ANY"  # ALLOW_ANY | REGISTRY_ONLY
+    # outboundTrafficPolicy.egressProxy (ALLOW_ANY only): where traffic to a destination the mesh
+    # does not know goes instead of where it was going; None: PassthroughCluster
+    egress_proxy: Destination | None = None
 
 
 # --- LocalRateLimit (pymesh's own kind) -------------------------------------------------------

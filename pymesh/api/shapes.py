@@ -159,7 +159,7 @@ INGRESS_LISTENER = shape(
     "IstioIngressListener", "port bind captureMode defaultEndpoint", unsupported="tls connectionPool"
 )
 EGRESS_LISTENER = shape("IstioEgressListener", "port bind captureMode hosts")
-OUTBOUND_TRAFFIC_POLICY = shape("OutboundTrafficPolicy", "mode", unsupported="egressProxy")
+OUTBOUND_TRAFFIC_POLICY = shape("OutboundTrafficPolicy", "mode egressProxy")
 
 # --- LocalRateLimit (pymesh.dev/v1alpha1: Istio has none; see pymesh.api.ratelimit) ------------
 

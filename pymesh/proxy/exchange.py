@@ -192,9 +192,11 @@ class Exchange:
         self._attempt()
 
     def _no_route(self) -> None:
-        """404 NR; but captured traffic for an unknown host goes where it was going (ALLOW_ANY)."""
+        """404 NR; but captured traffic for an unknown host goes where it was going (ALLOW_ANY),
+        unless the Sidecar has an egressProxy: its catch-all virtual host took every unknown host."""
         destination = self.downstream.info.original_destination
-        if destination is None or self.runtime.snapshot.outbound_traffic_policy != "ALLOW_ANY":
+        snapshot = self.runtime.snapshot
+        if destination is None or snapshot.outbound_traffic_policy != "ALLOW_ANY" or snapshot.egress_proxy is not None:
             return self.reply(local_reply_for(flags.NR))
         self.cluster_state = self.runtime.passthrough(destination)
         self.route = PASSTHROUGH_ROUTE
