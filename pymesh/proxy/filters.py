@@ -37,10 +37,11 @@ class ProxyHeaders:
       the access log and traces read it from the exchange;
     - outbound, the caller's peer metadata (pymesh.telemetry.peer_metadata): the app's own copy
       of that header was already dropped, it is never trusted from an app;
-    - inbound, x-forwarded-for gets the caller's address appended and x-forwarded-proto is set
-      if absent. The client's sidecar leaves them alone (its caller is the local app), so a hop
-      through two sidecars adds the caller's address once. x-forwarded-client-cert is removed
-      and, over mTLS, set to the verified client certificate (By, Hash, Subject, URI);
+    - inbound, x-forwarded-proto is set if absent; x-forwarded-for is left as it came, as Envoy
+      does without use_remote_address (Istio's sidecars, both directions), so a client behind a
+      gateway reaches the app with its address once, the gateway's append.
+      x-forwarded-client-cert is removed and, over mTLS, set to the verified client certificate
+      (By, Hash, Subject, URI);
     - on a gateway (`edge`: Envoy's use_remote_address, as Istio's gateways run it), both: the
       peer metadata goes upstream, and the client's address is appended to x-forwarded-for;
       see `_edge` for x-forwarded-proto, x-envoy-internal and x-envoy-external-address.
@@ -105,7 +106,7 @@ def new_request_id() -> bytes:
     return b"%s-%s-%s-%s-%s" % (text[:8], text[8:12], text[12:16], text[16:20], text[20:])
 
 
-def _forwarded(head, headers) -> None:
+def _append_xff(head, headers) -> None:
     client = head.connection.source_ip.encode()
     for index, (name, value) in enumerate(headers):
         if name == b"x-forwarded-for":
@@ -113,6 +114,9 @@ def _forwarded(head, headers) -> None:
             break
     else:
         headers.append((b"x-forwarded-for", client))
+
+
+def _forwarded(head, headers) -> None:
     if head.header(b"x-forwarded-proto") is None:
         headers.append((b"x-forwarded-proto", head.scheme.encode()))
     # x-forwarded-client-cert as Istio's sidecars (Envoy's SANITIZE_SET): a client's own is never
@@ -157,6 +161,7 @@ def _edge(head, headers) -> None:
     internal address with no x-forwarded-for of its own is marked x-envoy-internal, any other
     loses the x-envoy-* headers only the mesh may set and gets x-envoy-external-address."""
     internal = head.header(b"x-forwarded-for") is None and _internal(head.connection.source_ip)
+    _append_xff(head, headers)
     _forwarded(head, headers)
     if internal:
         headers[:] = [(n, v) for n, v in headers if n not in (b"x-forwarded-proto", b"x-envoy-internal")]
