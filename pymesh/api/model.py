@@ -63,6 +63,9 @@ class WorkloadEntrySpec:
     weight: int = 1
     service_account: str = ""
     locality: str = ""  # "region/zone/subzone" (any prefix of it), for locality load balancing
+    # the workload (Deployment) name metrics report, as its proxy reports itself: a registered
+    # proxy's --workload; not Istio YAML (there the entry's name stands for it)
+    workload: str = ""
 
 
 @dataclass(frozen=True)

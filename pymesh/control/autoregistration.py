@@ -65,6 +65,7 @@ def workload_entry(node: Node, group: model.WorkloadGroup, extra_labels: model.L
         spec=model.WorkloadEntrySpec(
             address=node.addresses[0], ports={**template.ports, **node.ports}, labels=labels, weight=template.weight,
             service_account=template.service_account or node.service_account, locality=template.locality,
+            workload=node.workload,
         ),
     )
 

@@ -53,7 +53,8 @@ def workload_entry(node: Node, mtls: bool = False, groups: tuple[model.WorkloadG
     return model.WorkloadEntry(
         metadata=model.Metadata(name=node.id, namespace=node.namespace, labels=labels, source=REGISTRY_SOURCE),
         spec=model.WorkloadEntrySpec(
-            address=node.addresses[0], ports=node.ports, labels=labels, service_account=node.service_account
+            address=node.addresses[0], ports=node.ports, labels=labels, service_account=node.service_account,
+            workload=node.workload,
         ),
     )
 

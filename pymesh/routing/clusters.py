@@ -12,7 +12,8 @@ from pymesh.routing.hosts import host_matches, is_wildcard, parse_host_port
 from pymesh.routing.policy import duplicate_ports, merged
 from pymesh.routing.registry import Service, ServiceIndex
 from pymesh.routing.scope import exported_to, selects
-from pymesh.routing.snapshot import Cluster, Endpoint, ProxyIdentity
+from pymesh.routing.service_labels import service_labels
+from pymesh.routing.snapshot import Cluster, Endpoint, ProxyIdentity, ServiceLabels
 from pymesh.routing.tls import compile_tls
 
 
@@ -92,7 +93,7 @@ def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Sub
         endpoints=endpoints,
         load_balancer=lb,
         connection_pool=policy.connection_pool or model.ConnectionPoolSettings(),
-        namespace=svc.namespace,
+        service_labels=service_labels(svc.host, svc.namespace),
         outlier_detection=policy.outlier_detection,
         retry_budget=policy.retry_budget,
         tls=tls,
@@ -115,9 +116,11 @@ def outbound_clusters(services: ServiceIndex, rules: RuleIndex, proxy: ProxyIden
     return out
 
 
-def inbound_cluster(ingress: model.IngressListener, namespace: str, warnings: list[str]) -> Cluster:
+def inbound_cluster(ingress: model.IngressListener, namespace: str, warnings: list[str],
+                    service: ServiceLabels = ServiceLabels()) -> Cluster:
     """The local application behind a Sidecar ingress entry; without a usable defaultEndpoint the
-    app is assumed on 127.0.0.1 at the port's targetPort (or number)."""
+    app is assumed on 127.0.0.1 at the port's targetPort (or number). `service`: the one its
+    metrics name (pymesh.routing.service_labels.inbound_service)."""
     port = ingress.port
     target = port.target_port if port.target_port is not None else port.number
     address, app_port = "127.0.0.1", target
@@ -135,5 +138,5 @@ def inbound_cluster(ingress: model.IngressListener, namespace: str, warnings: li
         endpoints=(Endpoint(address=address, port=app_port, namespace=namespace),),
         load_balancer=model.LoadBalancerSettings(),
         connection_pool=model.ConnectionPoolSettings(),
-        namespace=namespace,
+        service_labels=service,
     )

@@ -20,6 +20,7 @@ from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext, inbound_route_table
 from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar, selects
+from pymesh.routing.service_labels import inbound_service
 from pymesh.routing.snapshot import Cluster, Listener, ProxyIdentity, Snapshot, TcpRoute, WeightedCluster
 from pymesh.security.authz import compile_authorizer
 
@@ -40,7 +41,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
     sidecar = select_sidecar(config.sidecars, ns, identity.labels)
     ingress = sidecar.ingress if sidecar else ()
     for entry in ingress:
-        cluster = inbound_cluster(entry, ns, warnings)
+        cluster = inbound_cluster(entry, ns, warnings, inbound_service(config, identity, entry.port.number))
         clusters[cluster.name] = cluster
     egress_proxy = compile_egress_proxy(sidecar, services, clusters, warnings)
     ctx = RouteContext(
@@ -175,6 +176,7 @@ def implicit_inbound(snapshot: Snapshot, port: int, address: str) -> tuple[Liste
         default_endpoint=f"{address}:{port}",
     )
     listener = _ingress_listener(entry, RateLimits.select(snapshot.config, snapshot.identity))
-    cluster = replace(inbound_cluster(entry, snapshot.identity.namespace, []),
+    service = inbound_service(snapshot.config, snapshot.identity, port)
+    cluster = replace(inbound_cluster(entry, snapshot.identity.namespace, [], service),
                       connection_pool=model.ConnectionPoolSettings(use_client_protocol=True))
     return replace(listener, name=f"inbound|{port}", protocol="SNIFF"), cluster

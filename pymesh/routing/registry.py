@@ -41,7 +41,7 @@ class Service:
                 port=spec.ports.get(port.name, default) if port.name else default,
                 labels=spec.labels,
                 weight=spec.weight,
-                workload=workload,
+                workload=spec.workload or workload,
                 namespace=self.namespace,
                 locality=spec.locality,
                 service_account=spec.service_account,

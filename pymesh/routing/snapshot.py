@@ -75,6 +75,17 @@ class UpstreamTls:
 
 
 @dataclass(frozen=True)
+class ServiceLabels:
+    """The service a cluster's metrics name (destination_service, _name, _namespace), compiled
+    from the ServiceEntry: the outbound cluster's own, the inbound cluster's the one that selects
+    this proxy on that port (Istio's inbound cluster metadata; "unknown" when none does)."""
+
+    host: str = "unknown"
+    name: str = "unknown"
+    namespace: str = "unknown"
+
+
+@dataclass(frozen=True)
 class Cluster:
     """One upstream: a service host and port, optionally narrowed to a subset (Envoy's cluster)."""
 
@@ -86,7 +97,7 @@ class Cluster:
     endpoints: tuple[Endpoint, ...]
     load_balancer: model.LoadBalancerSettings
     connection_pool: model.ConnectionPoolSettings
-    namespace: str = ""  # service's namespace, for metrics (destination_service_namespace)
+    service_labels: ServiceLabels = ServiceLabels()  # for metrics only (service_host is an authority)
     outlier_detection: model.OutlierDetection | None = None  # None: no host is ever ejected
     retry_budget: model.RetryBudget | None = None  # None: maxRetries limits retries in flight
     tls: UpstreamTls | None = None  # the DestinationRule's tls (None: DISABLE, or none set)

@@ -148,11 +148,8 @@ class Peer:
 
 def metric_labels(reporter: str, source: Peer, destination: Peer, cluster: Cluster | None,
                   request_protocol: str, connection_security_policy: str) -> tuple[str, ...]:
-    """Values for COMMON_LABELS. The service comes from the cluster: destination_service is its
-    host, destination_service_name the host's first DNS label."""
-    host = cluster.service_host if cluster is not None else ""
-    service = (host or UNKNOWN, host.split(".", 1)[0] if host else UNKNOWN,
-               (cluster.namespace if cluster is not None else "") or UNKNOWN)
+    """Values for COMMON_LABELS; the service's are compiled into the cluster (ServiceLabels)."""
+    service = astuple(cluster.service_labels) if cluster is not None else (UNKNOWN,) * 3
     return ((reporter,) + astuple(source) + astuple(destination) + service
             + (request_protocol, connection_security_policy))
 

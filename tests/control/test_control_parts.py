@@ -239,7 +239,8 @@ def test_workload_entry_of_a_node() -> None:
     node = Node("r-1.demo", "r", "demo", "reviews", {"app": "r"}, ("10.0.0.9", "fd00::9"), {"http": 9080})
     entry = entry_for(node)
     assert entry.metadata.name == "r-1.demo" and entry.metadata.namespace == "demo"
-    assert entry.spec == model.WorkloadEntrySpec("10.0.0.9", {"http": 9080}, {"app": "r"}, 1, "reviews")
+    # the node's workload is the one metrics name, as the proxy names itself
+    assert entry.spec == model.WorkloadEntrySpec("10.0.0.9", {"http": 9080}, {"app": "r"}, 1, "reviews", workload="r")
     assert entry_for(Node("no-address")) is None
 
 

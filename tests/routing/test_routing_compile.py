@@ -6,7 +6,7 @@ import pytest
 
 from pymesh.api import model as m
 from pymesh.routing.compile import compile_snapshot
-from pymesh.routing.snapshot import ProxyIdentity, TcpRoute, WeightedCluster
+from pymesh.routing.snapshot import ProxyIdentity, ServiceLabels, TcpRoute, WeightedCluster
 from routing_helpers import Req, cluster_of, compile_, dest, ep, http, meta, route_of, se, vs
 
 REVIEWS = "reviews.default.svc.cluster.local"
@@ -40,7 +40,8 @@ def test_cluster_per_port_with_all_endpoints():
     snap = compile_([reviews()])
     c = snap.clusters[f"outbound|9080||{REVIEWS}"]
     assert [e.address for e in c.endpoints] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
-    assert (c.service_host, c.port, c.subset, c.protocol, c.namespace) == (REVIEWS, 9080, "", "HTTP", "default")
+    assert (c.service_host, c.port, c.subset, c.protocol) == (REVIEWS, 9080, "", "HTTP")
+    assert c.service_labels == ServiceLabels(REVIEWS, "reviews", "default")
     assert c.load_balancer == m.LoadBalancerSettings() and c.connection_pool == m.ConnectionPoolSettings()
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from pymesh.api import model
-from pymesh.routing.snapshot import Cluster, Endpoint, ProxyIdentity
+from pymesh.routing.snapshot import Cluster, Endpoint, ProxyIdentity, ServiceLabels
 
 
 @pytest.fixture
@@ -20,4 +20,5 @@ def endpoint():
 def cluster(endpoint):
     return Cluster("outbound|9080||reviews.default.svc.cluster.local",
                    "reviews.default.svc.cluster.local", 9080, "", "HTTP", (endpoint,),
-                   model.LoadBalancerSettings(), model.ConnectionPoolSettings(), "default")
+                   model.LoadBalancerSettings(), model.ConnectionPoolSettings(),
+                   service_labels=ServiceLabels("reviews.default.svc.cluster.local", "reviews", "default"))
