@@ -78,7 +78,7 @@ def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Sub
              service_endpoints: tuple[Endpoint, ...]) -> Cluster:
     policy = merged(rule, subset, port.number)
     tls, auto_mtls = compile_tls(policy.tls, port.number, subset.name if subset else "", svc.host, endpoints,
-                                 service_endpoints, svc.subject_alt_names)
+                                 service_endpoints, svc.subject_alt_names, svc.mesh_external)
     lb = policy.load_balancer or model.LoadBalancerSettings()
     where = locality.proxy_locality(proxy.locality, proxy.labels)
     # Istio applies locality failover only to clusters with outlier detection.

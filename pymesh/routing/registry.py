@@ -24,6 +24,7 @@ class Service:
     resolution: str = "STATIC"
     addresses: tuple[str, ...] = ()  # virtual IPs: captured traffic to them reaches this service
     subject_alt_names: tuple[str, ...] = ()  # ServiceEntry.subjectAltNames
+    mesh_external: bool = False  # location MESH_EXTERNAL (the ServiceEntry default): never auto mTLS
 
     def port(self, number: int) -> model.ServicePort | None:
         for p in self.ports:
@@ -90,5 +91,5 @@ class ServiceIndex:
                     warnings.append(f"ServiceEntry {meta.namespace}/{meta.name}: host {host} is already defined by another ServiceEntry; ignored")
                     continue
                 services[host] = Service(host, meta.namespace, se.ports, tuple(members), se.resolution, se.addresses,
-                                         se.subject_alt_names)
+                                         se.subject_alt_names, se.location == "MESH_EXTERNAL")
         return cls(tuple(services.values()))

@@ -39,12 +39,14 @@ def service_accounts(endpoints: Iterable[Endpoint]) -> tuple[tuple[str, str], ..
 
 def compile_tls(settings: model.ClientTLSSettings | None, port: int, subset: str, host: str,
                 endpoints: tuple[Endpoint, ...], service_endpoints: tuple[Endpoint, ...],
-                service_sans: tuple[str, ...] = ()) -> tuple[UpstreamTls | None, UpstreamTls | None]:
+                service_sans: tuple[str, ...] = (), mesh_external: bool = False,
+                ) -> tuple[UpstreamTls | None, UpstreamTls | None]:
     """(the cluster's tls, its auto mTLS): at most one is set. `service_endpoints`: every
     endpoint of the service port, whose service accounts ISTIO_MUTUAL accepts; `service_sans`:
-    the ServiceEntry's subjectAltNames."""
+    the ServiceEntry's subjectAltNames. As Istio (buildUpstreamTLSSettings), a MESH_EXTERNAL
+    service never gets auto mTLS, whatever its endpoints' labels: it is outside the mesh."""
     if settings is None:
-        if not any(is_sidecar(e) for e in endpoints):
+        if mesh_external or not any(is_sidecar(e) for e in endpoints):
             return None, None
         return None, UpstreamTls("ISTIO_MUTUAL", AUTO, istio_sni(port, subset, host), service_sans,
                                  service_accounts(service_endpoints), auto=True)

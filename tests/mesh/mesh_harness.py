@@ -87,7 +87,6 @@ def selected_service(host: str, port: int, selector: dict, name: str, protocol: 
     `selector` are its endpoints (its port is named after the protocol)."""
     resource = service_entry(port, [], host=host, name=name, protocol=protocol)
     del resource["spec"]["endpoints"]
-    resource["spec"]["location"] = "MESH_INTERNAL"
     resource["spec"]["workloadSelector"] = {"labels": dict(selector)}
     return resource
 

@@ -622,8 +622,9 @@ def endpoint(server: Server | int, labels: dict | None = None, port_name: str = 
 
 
 def service_entry(port: int | list[tuple[int, str]], endpoints: list[dict], host: str = HOST, protocol: str = "HTTP",
-                  name: str = "svc") -> dict:
-    """ports: a single port (named after the protocol) or [(number, name)]."""
+                  name: str = "svc", location: str = "MESH_INTERNAL") -> dict:
+    """ports: a single port (named after the protocol) or [(number, name)]. In the mesh by
+    default: the harness's services stand for Kubernetes Services (auto mTLS applies to them)."""
     ports = [(port, protocol.lower())] if isinstance(port, int) else port
     return {
         "apiVersion": "networking.istio.io/v1",
@@ -632,6 +633,7 @@ def service_entry(port: int | list[tuple[int, str]], endpoints: list[dict], host
         "spec": {
             "hosts": [host],
             "ports": [{"number": n, "name": pname, "protocol": protocol} for n, pname in ports],
+            "location": location,
             "resolution": "STATIC",
             "endpoints": endpoints,
         },

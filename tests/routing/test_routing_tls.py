@@ -24,8 +24,8 @@ def endpoint(address: str, sa: str = "", **labels: str) -> m.WorkloadEntrySpec:
     return m.WorkloadEntrySpec(address=address, labels={"version": "v1", **labels}, service_account=sa)
 
 
-def clusters(policy=None, subset_policy=None, endpoints=None):
-    service = se(HOST, *PORTS, endpoints=endpoints or [endpoint("10.0.0.1")])
+def clusters(policy=None, subset_policy=None, endpoints=None, location="MESH_INTERNAL"):
+    service = se(HOST, *PORTS, endpoints=endpoints or [endpoint("10.0.0.1")], location=location)
     subset = m.Subset(name="v1", labels={"version": "v1"}, traffic_policy=subset_policy)
     rule = m.DestinationRule(meta("dr"), host="reviews", traffic_policy=policy, subsets=(subset,))
     snap = compile_([service], rules=[rule])
@@ -113,6 +113,15 @@ def test_auto_mtls_only_without_tls_and_with_a_sidecar_endpoint():
     assert got["9080"].auto_mtls is not None
 
 
+def test_no_auto_mtls_outside_the_mesh():
+    """As Istio: a MESH_EXTERNAL ServiceEntry (the default location) never gets auto mTLS, even
+    with endpoints labelled as sidecars; an explicit ISTIO_MUTUAL still applies."""
+    eps = [endpoint("10.0.0.1", "reviews", **SIDECAR)]
+    assert clusters(endpoints=eps, location="MESH_EXTERNAL")["9080"].auto_mtls is None
+    explicit = clusters(m.TrafficPolicy(tls=MESH), endpoints=eps, location="MESH_EXTERNAL")["9080"]
+    assert explicit.tls is not None and explicit.tls.mode == "ISTIO_MUTUAL"
+
+
 def test_the_config_dump_shows_insecure_skip_verify():
     tls = m.ClientTLSSettings("SIMPLE", insecure_skip_verify=True)
     service = se(HOST, *PORTS, endpoints=[endpoint("10.0.0.1")])
@@ -151,7 +160,8 @@ SE_SANS = ("spiffe://cluster.local/ns/default/sa/vm", "reviews.example")
 
 def with_service_sans(tls, sidecar: bool = False):
     labels = SIDECAR if sidecar else {}
-    service = se(HOST, *PORTS, endpoints=[endpoint("10.0.0.1", "reviews", **labels)], subject_alt_names=SE_SANS)
+    service = se(HOST, *PORTS, endpoints=[endpoint("10.0.0.1", "reviews", **labels)], subject_alt_names=SE_SANS,
+                 location="MESH_INTERNAL")
     rules = [m.DestinationRule(meta("dr"), host="reviews", traffic_policy=m.TrafficPolicy(tls=tls))] if tls else []
     cluster = compile_([service], rules=rules).clusters[f"outbound|9080||{HOST}"]
     return cluster.tls or cluster.auto_mtls
