@@ -260,6 +260,7 @@ def options_from_args(args) -> ProxyOptions:
         labels=parse_labels(args.labels) if args.labels else istio_json_labels(),
         service_account=service_account,
         locality=args.locality,
+        ip=args.address[0] if args.address else "",  # which ServiceEntry endpoints are this proxy
     )
     return ProxyOptions(
         config_paths=args.config or [],
