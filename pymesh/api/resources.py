@@ -80,7 +80,7 @@ GATEWAY_API_KINDS = {
         Kind("TCPRoute", (GATEWAY_API_GROUP, ("v1alpha2",)), shapes.K8S_TCP_ROUTE, gateway_api.tcp_route, "tcp_routes"),
         Kind("TLSRoute", (GATEWAY_API_GROUP, ("v1alpha2", "v1alpha3")), shapes.K8S_TLS_ROUTE, gateway_api.tls_route,
              "tls_routes"),
-        Kind("ReferenceGrant", (GATEWAY_API_GROUP, ("v1beta1", "v1alpha2")), shapes.REFERENCE_GRANT,
+        Kind("ReferenceGrant", (GATEWAY_API_GROUP, ("v1", "v1beta1", "v1alpha2")), shapes.REFERENCE_GRANT,
              gateway_api.reference_grant, "reference_grants"),
     )
 }
