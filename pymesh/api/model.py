@@ -684,6 +684,7 @@ class Gateway:
 class GatewayClass:
     metadata: Metadata
     controller_name: str
+    parameters_ref: str = ""  # "group/kind ns/name": Istio reads a ConfigMap there; no effect in pymesh
 
 
 @dataclass(frozen=True)
@@ -791,12 +792,13 @@ class RequestMirrorFilter:
 
 @dataclass(frozen=True)
 class RouteFilter:
-    type: str  # RequestHeaderModifier | ResponseHeaderModifier | RequestRedirect | URLRewrite | RequestMirror | ExtensionRef
+    type: str  # RequestHeaderModifier | ResponseHeaderModifier | RequestRedirect | URLRewrite | RequestMirror | CORS | ExtensionRef
     request_header_modifier: HeaderModifier | None = None
     response_header_modifier: HeaderModifier | None = None
     request_redirect: RequestRedirectFilter | None = None
     url_rewrite: URLRewriteFilter | None = None
     request_mirror: RequestMirrorFilter | None = None
+    cors: CorsPolicy | None = None  # CORS (Gateway API 1.3): already in Istio's corsPolicy terms
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,8 @@ AUTHZ_CONDITION = shape("Condition", "key values notValues")
 
 # --- Gateway API (gateway.networking.k8s.io): its Go types' JSON names --------------------------
 
-GATEWAY_CLASS = shape("GatewayClassSpec", "controllerName description", unsupported="parametersRef")
+GATEWAY_CLASS = shape("GatewayClassSpec", "controllerName description parametersRef")
+PARAMETERS_REFERENCE = shape("ParametersReference", "group kind name namespace")
 K8S_GATEWAY = shape(
     "GatewaySpec", "gatewayClassName listeners addresses",
     unsupported="infrastructure backendTLS allowedListeners",
@@ -233,8 +234,8 @@ GRPC_ROUTE_MATCH = shape("GRPCRouteMatch", "method headers")
 GRPC_METHOD_MATCH = shape("GRPCMethodMatch", "type service method")
 HTTP_ROUTE_FILTER = shape(
     "HTTPRouteFilter",
-    "type requestHeaderModifier responseHeaderModifier requestRedirect urlRewrite requestMirror extensionRef",
-    unsupported="cors externalAuth",
+    "type requestHeaderModifier responseHeaderModifier requestRedirect urlRewrite requestMirror cors extensionRef",
+    unsupported="externalAuth",
 )
 HTTP_HEADER_FILTER = shape("HTTPHeaderFilter", "set add remove")
 HTTP_HEADER = shape("HTTPHeader", "name value")
@@ -252,6 +253,7 @@ K8S_TCP_ROUTE = shape("TCPRouteSpec", "parentRefs rules")
 K8S_TLS_ROUTE = shape("TLSRouteSpec", "parentRefs hostnames rules")
 L4_ROUTE_RULE = shape("TCPRouteRule", "name backendRefs")
 L4_BACKEND_REF = shape("BackendRef", "group kind name namespace port weight")
+HTTP_CORS_FILTER = shape("HTTPCORSFilter", "allowOrigins allowCredentials allowMethods allowHeaders exposeHeaders maxAge")
 REFERENCE_GRANT = shape("ReferenceGrantSpec", "from to")
 REFERENCE_GRANT_FROM = shape("ReferenceGrantFrom", "group kind namespace")
 REFERENCE_GRANT_TO = shape("ReferenceGrantTo", "group kind name")

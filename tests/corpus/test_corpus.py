@@ -22,11 +22,7 @@ BY_KEY = {d.key: d for d in DOCUMENTS}
 
 # Kinds whose documents may disagree today, and why.
 KIND_GAPS = {
-    "GatewayClass (Gateway API)": "parametersRef not read yet",
-    "HTTPRoute (Gateway API)": "the CORS filter; some of the CRD's CEL rules (duplicate match names, path characters, "
-                               "redirect with backendRefs, header values)",
     "GRPCRoute (Gateway API)": "pilot's grpc.yaml uses an apiVersion that does not exist",
-    "ReferenceGrant (Gateway API)": "v1 (Gateway API 1.3) not accepted yet",
     "EnvoyFilter": "validate: the rule for kinds pymesh does not implement (a valid one must load, "
                    "reported as not applied; an invalid one is still Istio's to reject)",
     "WasmPlugin": "validate: the rule for kinds pymesh does not implement",
