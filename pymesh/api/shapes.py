@@ -86,7 +86,7 @@ HTTP_MATCH_REQUEST = shape(
     unsupported="sourceNamespace statPrefix",
 )
 HTTP_ROUTE_DESTINATION = shape("HTTPRouteDestination", "destination weight headers")
-HTTP_REDIRECT = shape("HTTPRedirect", "uri authority port scheme redirectCode", unsupported="derivePort")
+HTTP_REDIRECT = shape("HTTPRedirect", "uri authority port derivePort scheme redirectCode")
 HTTP_REWRITE = shape("HTTPRewrite", "uri authority", unsupported="uriRegexRewrite")
 HTTP_DIRECT_RESPONSE = shape("HTTPDirectResponse", "status body")
 HTTP_BODY = shape("HTTPBody", "string", unsupported="bytes")

@@ -130,14 +130,20 @@ def http_route_destination(r: Reader) -> model.HTTPRouteDestination:
 
 
 def redirect(r: Reader) -> model.HTTPRedirect:
-    if not any(r.has(key) for key in ("uri", "authority", "port", "scheme")):
-        r.error_here("redirect must set at least one of uri, authority, port or scheme")
+    """`port` and `derivePort` are one proto oneof (either counts as a redirect part).
+    derivePort FROM_PROTOCOL_DEFAULT is Istio's enum default, what an unset one does (no port
+    rewrite); FROM_REQUEST_PORT keeps the port the request came in with."""
+    if not any(r.has(key) for key in ("uri", "authority", "port", "derivePort", "scheme")):
+        r.error_here("redirect must set at least one of uri, authority, port, derivePort or scheme")
+    r.one_of(("port", "derivePort"), required=False)
+    derive = r.get("derivePort", choice("derivePort", ("FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT")), "")
     return model.HTTPRedirect(
         uri=r.get("uri", text(), ""),
         authority=r.get("authority", text(), ""),
         port=r.get("port", PORT),
         scheme=r.get("scheme", choice("scheme", ("http", "https")), ""),
         redirect_code=r.get("redirectCode", _redirect_code, model.HTTPRedirect.redirect_code),
+        derive_port="FROM_REQUEST_PORT" if derive == "FROM_REQUEST_PORT" else "",
     )
 
 

@@ -292,13 +292,16 @@ CASES = [
          "9 spec.http[0].match[0].sourceLabels[app]: label value 'a b' is invalid "
          "(letters, digits, '-', '_' and '.', at most 63)"),
     case("redirect-empty", VS, "hosts: [r]\nhttp:\n- redirect: {redirectCode: 301}\n",
-         "8 spec.http[0].redirect: redirect must set at least one of uri, authority, port or scheme"),
+         "8 spec.http[0].redirect: redirect must set at least one of uri, authority, port, derivePort or scheme"),
     case("redirect-code", VS, "hosts: [r]\nhttp:\n- redirect: {uri: /a, redirectCode: 305}\n",
          "8 spec.http[0].redirect.redirectCode: redirect code 305 is not valid (expected 301, 302, 303, 307, 308)"),
     case("redirect-scheme", VS, "hosts: [r]\nhttp:\n- redirect: {uri: /a, scheme: ftp}\n",
          "8 spec.http[0].redirect.scheme: scheme 'ftp' is not valid (expected http or https)"),
-    case("redirect-derive-port", VS, "hosts: [r]\nhttp:\n- redirect: {uri: /a, derivePort: FROM_REQUEST_PORT}\n",
-         "8 spec.http[0].redirect.derivePort: field not supported by pymesh yet"),
+    case("redirect-derive-port-or-port", VS, "hosts: [r]\nhttp:\n- redirect: {port: 8080, derivePort: FROM_REQUEST_PORT}\n",
+         "8 spec.http[0].redirect.derivePort: only one of port or derivePort may be set (also found port)"),
+    case("redirect-derive-port-enum", VS, "hosts: [r]\nhttp:\n- redirect: {derivePort: FROM_LISTENER}\n",
+         "8 spec.http[0].redirect.derivePort: derivePort 'FROM_LISTENER' is not valid (expected FROM_PROTOCOL_DEFAULT "
+         "or FROM_REQUEST_PORT)"),
     case("rewrite-with-redirect", VS, """\
         hosts: [r]
         http:
