@@ -201,6 +201,15 @@ class CorsPolicy:
 
 
 @dataclass(frozen=True)
+class Delegate:
+    """A root VirtualService route's `delegate`: the hostless VirtualService whose routes are
+    merged in its place (pymesh.routing.delegation)."""
+
+    name: str
+    namespace: str = ""  # "" = the root VirtualService's namespace
+
+
+@dataclass(frozen=True)
 class HTTPRoute:
     name: str = ""
     match: tuple[HTTPMatchRequest, ...] = ()  # empty: matches everything
@@ -215,6 +224,7 @@ class HTTPRoute:
     cors_policy: CorsPolicy | None = None
     # `mirror` (with mirrorPercentage, or the deprecated mirrorPercent) first, then `mirrors[]`
     mirrors: tuple[HTTPMirrorPolicy, ...] = ()
+    delegate: Delegate | None = None  # a root route: no action of its own until merged
 
 
 @dataclass(frozen=True)
@@ -269,7 +279,7 @@ class TLSRoute:
 @dataclass(frozen=True)
 class VirtualService:
     metadata: Metadata
-    hosts: tuple[str, ...]
+    hosts: tuple[str, ...]  # empty: a delegate, used only through a root's `delegate`
     http: tuple[HTTPRoute, ...] = ()
     tcp: tuple[TCPRoute, ...] = ()
     export_to: tuple[str, ...] = ()

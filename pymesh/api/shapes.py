@@ -64,9 +64,9 @@ VIRTUAL_SERVICE = shape("VirtualService", "hosts gateways http tcp tls exportTo"
 HTTP_ROUTE = shape(
     "HTTPRoute",
     "name match route redirect rewrite directResponse headers timeout retries fault corsPolicy "
-    "mirror mirrors mirrorPercentage mirrorPercent mirror_percent",
-    unsupported="delegate",
+    "mirror mirrors mirrorPercentage mirrorPercent mirror_percent delegate",
 )
+DELEGATE = shape("Delegate", "name namespace")
 HTTP_MIRROR_POLICY = shape("HTTPMirrorPolicy", "destination percentage")
 HTTP_FAULT_INJECTION = shape("HTTPFaultInjection", "delay abort")
 # exponentialDelay is hidden in Istio's API and Istio's translation drops it.

@@ -55,11 +55,17 @@ def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService
         r.error_here("one of http, tcp or tls is required")
     # Istio rejects "*" only for a VirtualService bound to the mesh (no gateways, or "mesh" listed)
     to_mesh = not gateways or MESH in gateways
-    hosts = r.get_list("hosts", distinct(text(partial(_host, to_mesh=to_mesh))), required=True)
+    hosts = r.get_list("hosts", distinct(text(partial(_host, to_mesh=to_mesh))))
+    delegate = not (r.has("hosts") and r.slot("hosts").value)
+    if delegate:  # a delegate: its routes apply only under a root's, where the root's gateways are
+        for key in ("gateways", "tls", "tcp"):
+            if r.has(key):
+                r.error(key, f"delegate virtual service must have no {key} specified" if key == "gateways"
+                        else f"delegate virtual service must have no {key} route specified")
     return model.VirtualService(
         metadata=metadata,
         hosts=hosts,
-        http=r.get_list("http", message(shapes.HTTP_ROUTE, http_route)),
+        http=r.get_list("http", message(shapes.HTTP_ROUTE, partial(http_route, in_delegate=delegate))),
         tcp=r.get_list("tcp", message(shapes.TCP_ROUTE, tcp_route)),
         tls=r.get_list("tls", message(shapes.TLS_ROUTE, partial(tls_route, vs_hosts=hosts))),
         export_to=common.export_to(r),
@@ -76,8 +82,19 @@ def _host(value: str, *, to_mesh: bool) -> str | None:
 # --- http ----------------------------------------------------------------------------------
 
 
-def http_route(r: Reader) -> model.HTTPRoute:
-    action = r.one_of(_ROUTE_ACTIONS, required=True)
+def http_route(r: Reader, *, in_delegate: bool = False) -> model.HTTPRoute:
+    """A route; with `delegate` (a root's route) it has no action of its own: the delegate's
+    routes bring theirs (Istio: a root route must not specify route or redirect)."""
+    delegate = r.get("delegate", message(shapes.DELEGATE, _delegate))
+    if delegate is not None and in_delegate:
+        r.error("delegate", "delegate HTTP route cannot contain delegate")
+    if r.has("delegate"):
+        for key in ("route", "redirect"):
+            if r.has(key):
+                r.error(key, f"root HTTP route must not specify {key}")
+        action = None
+    else:
+        action = r.one_of(_ROUTE_ACTIONS, required=True)
     if action in ("redirect", "directResponse") and r.has("rewrite"):
         r.error("rewrite", f"rewrite cannot be combined with {action}")
     routes = r.get_list(
@@ -98,7 +115,13 @@ def http_route(r: Reader) -> model.HTTPRoute:
         fault=r.get("fault", message(shapes.HTTP_FAULT_INJECTION, fault)),
         cors_policy=r.get("corsPolicy", message(shapes.CORS_POLICY, cors_policy)),
         mirrors=mirrors(r),
+        delegate=delegate,
     )
+
+
+def _delegate(r: Reader) -> model.Delegate:
+    return model.Delegate(name=r.get("name", text(checks.not_empty), "", required=True),
+                          namespace=r.get("namespace", text(), ""))
 
 
 def http_match(r: Reader) -> model.HTTPMatchRequest:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pymesh.api import model
-from pymesh.routing import gateway_api
+from pymesh.routing import delegation, gateway_api
 from pymesh.routing.authn import providers_for
 from pymesh.routing.binding import MESH_ONLY, bind_all
 from pymesh.routing.gateway import compile_gateway
@@ -31,6 +31,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
     """Implements pymesh.routing.snapshot.SnapshotCompiler: a sidecar's here, a gateway's
     (identity.kind "router") in pymesh.routing.gateway."""
     config = gateway_api.apply(config)  # Gateway API resources, as the Istio ones they translate to
+    config = delegation.apply(config)  # root VirtualServices with their delegates' routes merged in
     if identity.kind == "router":
         return compile_gateway(config, identity, version)
     ns = identity.namespace

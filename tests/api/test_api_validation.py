@@ -39,8 +39,17 @@ ROUTE = "http:\n- route:\n  - destination: {host: r}\n"
 
 CASES = [
     # --- VirtualService --------------------------------------------------------------------
-    case("vs-hosts-missing", VS, ROUTE, "5 spec.hosts: required field is missing"),
-    case("vs-hosts-empty", VS, "hosts: []\n" + ROUTE, "6 spec.hosts: must not be empty"),
+    # no hosts: a delegate, only used through a root's `delegate` (Istio's VirtualService chaining)
+    case("vs-delegate-no-gateways", VS, "gateways: [gw]\n" + ROUTE,
+         "6 spec.gateways: delegate virtual service must have no gateways specified"),
+    case("vs-delegate-no-tcp", VS, "tcp:\n- route:\n  - destination: {host: r}\n",
+         "6 spec.tcp: delegate virtual service must have no tcp route specified"),
+    case("vs-delegate-not-nested", VS, "http:\n- delegate: {name: d}\n",
+         "7 spec.http[0].delegate: delegate HTTP route cannot contain delegate"),
+    case("vs-root-no-route", VS, "hosts: [r]\nhttp:\n- delegate: {name: d}\n  route:\n  - destination: {host: r}\n",
+         "9 spec.http[0].route: root HTTP route must not specify route"),
+    case("vs-root-delegate-name", VS, "hosts: [r]\nhttp:\n- delegate: {namespace: n}\n",
+         "8 spec.http[0].delegate.name: required field is missing"),
     case("vs-hosts-not-a-list", VS, "hosts: r\n" + ROUTE, '6 spec.hosts: expected a list, got "r"'),
     case("vs-host-star", VS, "hosts: ['*']\n" + ROUTE,
          '6 spec.hosts[0]: host "*" is not allowed for a VirtualService bound to the mesh'),

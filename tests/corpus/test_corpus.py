@@ -71,9 +71,6 @@ DOCUMENT_GAPS = {
     "istio/istio/pkg/config/validation/testdata/crds/workloadentry-valid.yaml#1":
         "no address but a network (Istio takes it: the endpoint is reached through that network's "
         "gateway): pymesh implements no networks, so it wants the address",
-    "istio/api/networking/v1alpha3/virtual_service.proto.yaml#10":
-        "HTTPRoute `delegate` (Istio's VirtualService delegation) is not implemented: pymesh refuses "
-        "it as not supported yet, and then misses a route action, since delegate is one",
 }
 
 
