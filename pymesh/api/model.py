@@ -473,6 +473,7 @@ class IngressListener:
     bind: str = ""
     capture_mode: str = "DEFAULT"  # DEFAULT | IPTABLES | NONE
     default_endpoint: str = ""  # "127.0.0.1:8080" or "unix:///path"
+    tls: ServerTLSSettings | None = None  # the sidecar terminates TLS for clients outside the mesh
 
 
 @dataclass(frozen=True)

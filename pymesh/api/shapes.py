@@ -156,7 +156,7 @@ SIDECAR = shape(
     "Sidecar", "workloadSelector ingress egress outboundTrafficPolicy", unsupported="inboundConnectionPool"
 )
 INGRESS_LISTENER = shape(
-    "IstioIngressListener", "port bind captureMode defaultEndpoint", unsupported="tls connectionPool"
+    "IstioIngressListener", "port bind captureMode defaultEndpoint tls", unsupported="connectionPool"
 )
 EGRESS_LISTENER = shape("IstioEgressListener", "port bind captureMode hosts")
 OUTBOUND_TRAFFIC_POLICY = shape("OutboundTrafficPolicy", "mode egressProxy")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 from pymesh.api import checks, common, model, shapes
+from pymesh.api.gateway import server_tls
 from pymesh.api.reader import Reader, choice, distinct, message, text
 
 OUTBOUND_MODE = choice("mode", ("ALLOW_ANY", "REGISTRY_ONLY"))
@@ -66,7 +67,20 @@ def _ingress(r: Reader) -> model.IngressListener:
         bind=r.get("bind", text(checks.ip_address), ""),
         capture_mode=r.get("captureMode", common.CAPTURE_MODE, "DEFAULT"),
         default_endpoint=r.get("defaultEndpoint", text(checks.default_endpoint), ""),
+        tls=r.get("tls", message(shapes.SERVER_TLS_SETTINGS, _ingress_tls)),
     )
+
+
+def _ingress_tls(r: Reader) -> model.ServerTLSSettings:
+    """A Gateway server's TLS settings, for clients outside the mesh: the sidecar's own
+    certificate (SIMPLE) and, MUTUAL, their CA; the mesh's modes make no sense there."""
+    settings = server_tls(r)
+    if settings.mode not in INGRESS_TLS_MODES:
+        r.error("mode", f"configuration is invalid: cannot set mode to {settings.mode} in sidecar ingress tls")
+    return settings
+
+
+INGRESS_TLS_MODES = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
 
 
 def _egress(r: Reader) -> model.EgressListener:

@@ -20,7 +20,8 @@ from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext, inbound_route_table
 from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar, selects
-from pymesh.routing.snapshot import Cluster, Listener, ProxyIdentity, Snapshot, TcpRoute, WeightedCluster
+from pymesh.routing.snapshot import (Cluster, Listener, ProxyIdentity, ServerTls, Snapshot, TcpRoute, TlsServerChain,
+                                     WeightedCluster)
 from pymesh.security.authz import compile_authorizer
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
@@ -58,7 +59,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
     egress = []
     if sidecar is not None:
         egress = [(e, _egress_listener(ctx, e, sidecar.metadata.namespace)) for e in sidecar.egress if e.port]
-    listeners = tuple(l for _, l in egress) + tuple(_ingress_listener(e, ctx.rate_limits) for e in ingress)
+    listeners = tuple(l for _, l in egress) + tuple(_ingress_listener(e, ctx.rate_limits, ns) for e in ingress)
     captured = _captured_outbound(ctx, sidecar, egress)
     authz = compile_authorizer(config, ns, identity.labels, _served_by(config, identity))
     if authz is not None:
@@ -117,16 +118,23 @@ def _egress_listener(ctx: RouteContext, entry: model.EgressListener, sidecar_nam
     return _outbound_listener(ctx, f"egress|{bind}|{port}", bind, port, entry.port.protocol.upper(), scope)  # type: ignore[union-attr]
 
 
-def _ingress_listener(entry: model.IngressListener, rate_limits: RateLimits) -> Listener:
+def _ingress_listener(entry: model.IngressListener, rate_limits: RateLimits, namespace: str = "") -> Listener:
+    """An ingress entry's listener. With `tls` the sidecar terminates TLS itself, as a gateway
+    server does (one chain for any server name; pymesh.proxy.gateway_tls), then serves HTTP
+    (HTTPS ports) or proxies TCP (TLS ports) to the app; PeerAuthentication does not apply."""
     port = entry.port.number
     bind = entry.bind or "0.0.0.0"
     protocol = entry.port.protocol.upper()
     cluster = inbound_name(port)
-    if protocol in HTTP_PROTOCOLS:
+    if protocol in HTTP_PROTOCOLS or (entry.tls is not None and protocol == "HTTPS"):
         routing = {"route_table": inbound_route_table(port, cluster, rate_limits)}
     else:
         routing = {"tcp_route": TcpRoute(clusters=(WeightedCluster(cluster=cluster, weight=100),), total_weight=100)}
-    return Listener(f"ingress|{bind}|{port}", "inbound", bind, port, protocol, default_cluster=cluster, **routing)
+    name = f"ingress|{bind}|{port}"
+    if entry.tls is not None:
+        chain = TlsServerChain(("*",), ServerTls(entry.tls.mode, entry.tls, namespace), protocol, **routing)
+        return Listener(name, "inbound", bind, port, protocol, default_cluster=cluster, tls_servers=(chain,))
+    return Listener(name, "inbound", bind, port, protocol, default_cluster=cluster, **routing)
 
 
 def _captured_outbound(

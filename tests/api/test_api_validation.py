@@ -919,6 +919,12 @@ CASES = [
     case("sidecar-empty-lists", SC, "egress: []\ningress: []\n",
          "5 spec: sidecar must set at least one of ingress, egress or outboundTrafficPolicy"),
     case("sidecar-empty-policy", SC, "outboundTrafficPolicy: {}\n"),
+    case("sidecar-ingress-tls-mesh-mode", SC, "ingress:\n- port: {number: 9080, protocol: HTTPS, name: e}\n"
+         "  tls: {mode: ISTIO_MUTUAL}\n",
+         "8 spec.ingress[0].tls.mode: configuration is invalid: cannot set mode to ISTIO_MUTUAL in sidecar ingress tls"),
+    case("sidecar-ingress-tls-needs-files", SC, "ingress:\n- port: {number: 9080, protocol: HTTPS, name: e}\n"
+         "  tls: {mode: SIMPLE, privateKey: /k}\n",
+         "8 spec.ingress[0].tls.serverCertificate: SIMPLE TLS requires a server certificate"),
     case("sidecar-ingress", SC, """\
         ingress:
         - defaultEndpoint: 10.0.0.1:80
@@ -938,7 +944,8 @@ CASES = [
          "11 spec.ingress[1].defaultEndpoint: defaultEndpoint '127.0.0.1:http' has an invalid port "
          "(must be between 1 and 65535)",
          "12 spec.ingress[2]: duplicate port 80",
-         "13 spec.ingress[2].tls: field not supported by pymesh yet"),
+         "13 spec.ingress[2].tls.serverCertificate: SIMPLE TLS requires a server certificate",
+         "13 spec.ingress[2].tls.privateKey: SIMPLE TLS requires a private key"),
     case("sidecar-egress-hosts", SC, """\
         egress:
         - hosts:

@@ -48,10 +48,6 @@ MESSAGE_GAPS = {
     r"spec\.network: field not supported by pymesh yet":
         "WorkloadEntry network (multi-network meshes, endpoints reached through a network's gateway): "
         "not implemented",
-    r"spec\.ingress\[\d+\]\.tls: field not supported by pymesh yet":
-        "Sidecar ingress TLS termination (istio.io's ingress-sidecar-tls-termination task): not "
-        "implemented; a known field, reported as unsupported until validate's rule for known, "
-        "unimplemented fields lands",
 }
 
 # One-off disagreements, by document (file#index): why each is not fixed here.
