@@ -13,7 +13,6 @@ from pymesh.api.regex import RegexError, compile_regex
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _WILDCARD_LABEL = re.compile(r"\*(-?[a-z0-9]([-a-z0-9]*[a-z0-9])?)?\Z")  # "*", "*foo", "*-foo"
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
-_HEADER_NAME = re.compile(r"[-_A-Za-z0-9]+\Z")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 field name
 _COOKIE_OCTETS = re.compile(r"[\x21-\x3a\x3c-\x7e]*\Z")  # RFC 6265: no CTL, space or ";"
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -107,9 +106,24 @@ def regex(value: str) -> str | None:
 
 
 def match_header_name(value: str) -> str | None:
-    if not _HEADER_NAME.match(value):
-        return f"{value!r} is not a valid header name (letters, digits, '-' and '_')"
+    """A header name to match (Istio's validHeaderNameRegex: an RFC 7230 token, dots included)."""
+    if not _TOKEN.match(value):
+        return f"{value!r} is not a valid header name (an RFC 7230 token)"
     return None
+
+
+PSEUDO_HEADERS = frozenset((":method", ":scheme", ":authority", ":path", ":status"))
+JWT_CLAIM_PREFIX = "@request.auth.claims"
+
+
+def route_header_name(value: str) -> str | None:
+    """A VirtualService header match key: a header, a pseudo-header, or Istio's JWT claim form
+    (`@request.auth.claims.a.b` or `@request.auth.claims[a][b]`), which pymesh does not route on yet."""
+    if value in PSEUDO_HEADERS:
+        return None
+    if value.startswith(JWT_CLAIM_PREFIX):
+        return "routing on JWT claims (@request.auth.claims) is not supported yet"
+    return match_header_name(value)
 
 
 def _operation_name(value: str) -> str | None:

@@ -126,7 +126,7 @@ def _delegate(r: Reader) -> model.Delegate:
 
 def http_match(r: Reader) -> model.HTTPMatchRequest:
     def header_matches(key: str) -> dict[str, model.StringMatch]:
-        return r.get_map(key, common.HEADER_MATCH, check_key=checks.match_header_name, lower_keys=True)
+        return r.get_map(key, common.HEADER_MATCH, check_key=checks.route_header_name, lower_keys=True)
 
     return model.HTTPMatchRequest(
         name=r.get("name", text(), ""),

@@ -69,8 +69,15 @@ def _attr(name: str, test: Callable[[str], object]) -> Predicate:
     return lambda req, path, q: test(getattr(req, name))
 
 
+# pseudo-headers a match may name (Istio allows them), read from the request head
+_PSEUDO = {":method": "method", ":authority": "authority", ":scheme": "scheme", ":path": "path"}
+
+
 def _header(name: str, test: Callable[[str], object], present: bool) -> Predicate:
     """present=True: the header exists and matches; False (withoutHeaders): it does not."""
+    attribute = _PSEUDO.get(name)
+    if attribute is not None:
+        return lambda req, path, q: bool(test(getattr(req, attribute))) is present
 
     def pred(req: RequestView, path: str, q: LazyQuery | None) -> bool:
         value = req.headers.get(name)

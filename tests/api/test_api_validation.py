@@ -231,7 +231,15 @@ CASES = [
           - destination: {host: r}
         """,
          "10 spec.http[0].match[0].headers[x user]: 'x user' is not a valid header name "
-         "(letters, digits, '-' and '_')"),
+         "(an RFC 7230 token)"),
+    # Istio's validHeaderNameRegex is the RFC's token (x-jwt-claim.version, its own doc's example),
+    # pseudo-headers are allowed; the JWT claim form is Istio's, not routed on by pymesh yet
+    case("match-header-token-and-pseudo", VS, "hosts: [r]\nhttp:\n- match:\n  - headers:\n"
+         "      x-jwt-claim.version: {exact: v2}\n      ':method': {exact: GET}\n  route:\n  - destination: {host: r}\n"),
+    case("match-header-jwt-claim", VS, "hosts: [r]\nhttp:\n- match:\n  - headers:\n"
+         "      '@request.auth.claims.group': {exact: admin}\n  route:\n  - destination: {host: r}\n",
+         "10 spec.http[0].match[0].headers[@request.auth.claims.group]: routing on JWT claims "
+         "(@request.auth.claims) is not supported yet"),
     case("match-header-case-duplicate", VS, """\
         hosts: [r]
         http:

@@ -35,10 +35,6 @@ MESSAGE_GAPS = {
     r"resolution NONE is not supported yet": "validate: ServiceEntry resolution NONE",
     r"protocol MONGO is not supported yet":
         "validate: ServiceEntry protocols Istio accepts (MONGO, REDIS, MYSQL are proxied as TCP)",
-    r"'x-jwt-claim\.[^']+' is not a valid header name":
-        "a match on a JWT claim (header `x-jwt-claim.NAME`, which Istio reads from the validated "
-        "token on gateways): not implemented; main calls the header name invalid, validate's branch "
-        "refuses claim matches as not supported",
     r"\.http2KeepAlive: field not supported by pymesh yet":
         "DestinationRule HTTP/2 keepalive pings (Istio's newest API): not implemented; validate's rule "
         "decides between not supported and ignored",

@@ -47,6 +47,8 @@ def routed(tmp_path_factory):
         _tagged("header-prefix", [{"headers": {"x-pre": {"prefix": "ab"}}}]),
         _tagged("header-regex", [{"headers": {"x-re": {"regex": "v[0-9]+"}}}]),
         _tagged("without", [{"uri": {"prefix": "/without"}, "withoutHeaders": {"x-skip": {"exact": "1"}}}]),
+        _tagged("pseudo-method", [{"uri": {"prefix": "/pseudo"}, "headers": {":method": {"exact": "PUT"}}}]),
+        _tagged("dotted-header", [{"headers": {"x-jwt-claim.version": {"exact": "v2"}}}]),
         _tagged("query", [{"uri": {"prefix": "/query"}, "queryParams": {"q": {"exact": "1"}}}]),
         _tagged("port-other", [{"uri": {"prefix": "/port"}, "port": other_port}]),
         _tagged("port", [{"uri": {"prefix": "/port"}, "port": port}]),
@@ -102,6 +104,9 @@ MATCH_CASES = [
     # (id, path, curl args, host, expected route)
     ("uri-exact", "/exact", (), HOST, "exact"),
     ("uri-exact-longer-misses", "/exact/more", (), HOST, "default"),
+    ("pseudo-header-method", "/pseudo", ("-X", "PUT"), HOST, "pseudo-method"),
+    ("pseudo-header-method-misses", "/pseudo", (), HOST, "default"),
+    ("dotted-header-name", "/x", ("-H", "x-jwt-claim.version: v2"), HOST, "dotted-header"),
     ("uri-prefix", "/pre/x/y", (), HOST, "prefix"),
     ("uri-prefix-misses", "/pre", (), HOST, "default"),
     ("uri-regex", "/re/123", (), HOST, "regex"),
