@@ -555,6 +555,7 @@ class JWTRule:
     forward_original_token: bool = False
     output_claim_to_headers: tuple[ClaimToHeader, ...] = ()
     timeout: float | None = None  # seconds, for fetching jwks_uri (None: 5 s)
+    space_delimited_claims: tuple[str, ...] = ()  # split on spaces for authorization, besides scope and permission
 
 
 @dataclass(frozen=True)

@@ -131,5 +131,6 @@ def _rule(r: Reader) -> model.JWTRule:
         forward_original_token=r.get("forwardOriginalToken", boolean, False),
         output_claim_to_headers=r.get_list("outputClaimToHeaders", message(shapes.CLAIM_TO_HEADER, _claim_to_header)),
         timeout=r.get("timeout", duration(positive=True)),
+        space_delimited_claims=r.get_list("spaceDelimitedClaims", text(checks.not_empty)),
     )
 

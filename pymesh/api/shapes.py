@@ -178,8 +178,8 @@ REQUEST_AUTHENTICATION = shape("RequestAuthentication", "selector targetRef targ
 JWT_RULE = shape(
     "JWTRule",
     "issuer audiences jwksUri jwks_uri jwks fromHeaders fromParams fromCookies outputPayloadToHeader "
-    "forwardOriginalToken outputClaimToHeaders timeout",
-    unsupported="spaceDelimitedClaims presence",  # presence: Istio's newest API only
+    "forwardOriginalToken outputClaimToHeaders timeout spaceDelimitedClaims",
+    unsupported="presence",  # presence: Istio's newest API only
 )
 JWT_HEADER = shape("JWTHeader", "name prefix")
 CLAIM_TO_HEADER = shape("ClaimToHeader", "header claim")

@@ -38,9 +38,6 @@ MESSAGE_GAPS = {
     r"\.http2KeepAlive: field not supported by pymesh yet":
         "DestinationRule HTTP/2 keepalive pings (Istio's newest API): not implemented; validate's rule "
         "decides between not supported and ignored",
-    r"\.spaceDelimitedClaims: field not supported by pymesh yet":
-        "RequestAuthentication spaceDelimitedClaims (claims split on spaces for authorization): not "
-        "implemented in the JWT engine",
     r"spec\.network: field not supported by pymesh yet":
         "WorkloadEntry network (multi-network meshes, endpoints reached through a network's gateway): "
         "not implemented",
