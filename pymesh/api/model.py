@@ -63,6 +63,9 @@ class WorkloadEntrySpec:
     weight: int = 1
     service_account: str = ""
     locality: str = ""  # "region/zone/subzone" (any prefix of it), for locality load balancing
+    # Istio's network: pymesh is one network, so an address is reached directly whatever it
+    # says; an entry with a network and no address (behind that network's gateway) is unreachable
+    network: str = ""
 
 
 @dataclass(frozen=True)

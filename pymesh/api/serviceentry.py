@@ -54,8 +54,11 @@ def workload_entry_spec(
 ) -> model.WorkloadEntrySpec:
     """A WorkloadEntry spec or a ServiceEntry endpoint. Inside a ServiceEntry (`port_names` set)
     port names must be the entry's, and STATIC resolution needs IP (or unix://) addresses. A
-    WorkloadGroup's template may leave the address out (`address_required`)."""
-    address = r.get("address", text(partial(_address, resolution=resolution)), "", required=address_required)
+    WorkloadGroup's template may leave the address out (`address_required`), and so may an
+    endpoint with a network (Istio: reached through that network's gateway)."""
+    network = r.get("network", text(), "")
+    address = r.get("address", text(partial(_address, resolution=resolution)), "",
+                    required=address_required and not network)
     if address.startswith(checks.UNIX_PREFIX) and r.has("ports"):
         r.error("ports", "an endpoint with a unix:// address takes no ports")
     return model.WorkloadEntrySpec(
@@ -66,6 +69,7 @@ def workload_entry_spec(
         weight=r.get("weight", integer(0), 0) or model.WorkloadEntrySpec.weight,
         service_account=r.get("serviceAccount", text(checks.dns_subdomain), ""),
         locality=r.get("locality", text(), ""),
+        network=network,
     )
 
 

@@ -52,9 +52,7 @@ SERVICE_ENTRY = shape(
     "hosts addresses ports location resolution endpoints workloadSelector exportTo subjectAltNames",
 )
 SERVICE_PORT = shape("ServicePort", "number protocol name targetPort")
-WORKLOAD_ENTRY = shape(
-    "WorkloadEntry", "address ports labels weight serviceAccount locality", unsupported="network"
-)
+WORKLOAD_ENTRY = shape("WorkloadEntry", "address ports labels weight serviceAccount locality network")
 
 # --- VirtualService --------------------------------------------------------------------------
 
@@ -274,8 +272,7 @@ SERVER_TLS_SETTINGS = shape(
 
 WORKLOAD_GROUP = shape("WorkloadGroup", "metadata template probe")
 WORKLOAD_GROUP_METADATA = shape("WorkloadGroup.ObjectMeta", "labels annotations")
-# The template is a WorkloadEntry whose address the registering proxy fills in. `network` is
-# accepted there (Istio's own samples set it) and has no effect: pymesh is one network.
+# The template is a WorkloadEntry whose address the registering proxy fills in.
 WORKLOAD_GROUP_TEMPLATE = shape("WorkloadGroup.template", "address ports labels weight serviceAccount locality network")
 READINESS_PROBE = shape(
     "ReadinessProbe",

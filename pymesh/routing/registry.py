@@ -84,6 +84,11 @@ class ServiceIndex:
                     for we in config.workload_entries
                     if we.metadata.namespace == meta.namespace and selects(se.workload_selector, we.spec.labels)
                 ]
+            behind = sorted({spec.network for _, spec in members if not spec.address})
+            if behind:  # only a network's gateway reaches them, and pymesh has no multi-network gateways
+                warnings.append(f"ServiceEntry {meta.namespace}/{meta.name}: endpoints without an address on network "
+                                f"{', '.join(behind)} are left out (pymesh does not route through network gateways)")
+                members = [(name, spec) for name, spec in members if spec.address]
             for host in se.hosts:
                 host = host.lower()
                 if host in services:

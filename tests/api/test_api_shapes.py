@@ -19,8 +19,6 @@ IGNORED = {
     "Resource": {"status"},
     "ObjectMeta": set(shapes.METADATA.fields) - {"name", "namespace", "labels", "annotations"},
     "Port": {"targetPort"},  # a Gateway port's: an Istio field, read only to be rejected as Istio does
-    # one network: a WorkloadGroup template's network has nothing to select (see shapes.py)
-    "WorkloadGroup.template": {"network"},
 }
 
 

@@ -869,14 +869,14 @@ CASES = [
           weight: -1
         - address: unix:///tmp/sock
           ports: {http: 80}
+        - labels: {a: b}
         - network: n1
         """,
          "10 spec.endpoints[0].address: address 'db.example.com' is not an IP address (resolution is STATIC)",
          "11 spec.endpoints[0].ports[grpc]: port name 'grpc' is not one of the ServiceEntry's ports",
          "12 spec.endpoints[0].weight: must be >= 0, got -1",
          "14 spec.endpoints[1].ports: an endpoint with a unix:// address takes no ports",
-         "15 spec.endpoints[2].network: field not supported by pymesh yet",
-         "15 spec.endpoints[2].address: required field is missing"),
+         "15 spec.endpoints[2].address: required field is missing"),  # the network-only one is Istio's: valid
     case("se-endpoints-and-selector", SE, """\
         hosts: [a.example.com]
         endpoints:
@@ -906,6 +906,7 @@ CASES = [
          '7 spec.exportTo: "~" cannot be combined with other entries'),
     # --- WorkloadEntry --------------------------------------------------------------------------
     case("we-address-missing", WE, "labels: {app: a}\n", "5 spec.address: required field is missing"),
+    case("we-network-without-address", WE, "network: network2\nlabels: {app: a}\n"),  # behind its gateway (Istio)
     case("we-fields", WE, """\
         address: 10.0.0.1
         ports:
@@ -916,7 +917,6 @@ CASES = [
         """,
          "8 spec.ports[HTTP]: 'HTTP' is not a valid name (lower-case letters, digits and '-', at most 63)",
          "9 spec.ports[grpc]: must be between 1 and 65535, got 0",
-         "10 spec.network: field not supported by pymesh yet",
          "11 spec.serviceAccount: 'Bad_SA' is not a valid name (lower-case DNS name: letters, digits, '-' and '.')"),
     case("we-address-invalid", WE, "address: 'not valid!'\n",
          "6 spec.address: address 'not valid!' is not an IP address or a DNS name"),

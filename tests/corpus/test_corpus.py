@@ -38,9 +38,6 @@ MESSAGE_GAPS = {
     r"\.http2KeepAlive: field not supported by pymesh yet":
         "DestinationRule HTTP/2 keepalive pings (Istio's newest API): not implemented; validate's rule "
         "decides between not supported and ignored",
-    r"spec\.network: field not supported by pymesh yet":
-        "WorkloadEntry network (multi-network meshes, endpoints reached through a network's gateway): "
-        "not implemented",
 }
 
 # One-off disagreements, by document (file#index): why each is not fixed here.
@@ -57,9 +54,6 @@ DOCUMENT_GAPS = {
         "`addresses: [1.2.3.4, 001:db8::]`: Go's YAML reader takes `001:db8::` in a flow sequence as a "
         "string, PyYAML (YAML 1.1, which pymesh's loader is built on) stops at the `:` before `]`; "
         "the file's other documents load. A YAML-dialect difference, not a validation one.",
-    "istio/istio/pkg/config/validation/testdata/crds/workloadentry-valid.yaml#1":
-        "no address but a network (Istio takes it: the endpoint is reached through that network's "
-        "gateway): pymesh implements no networks, so it wants the address",
 }
 
 
