@@ -10,6 +10,7 @@ the compiler turns into warnings; a field Istio does not have is an error, as ev
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from pymesh.api.reader import (PORT, Convert, Reader, Sink, Slot, boolean, choic
                                message, number, text)
 from pymesh.api.shapes import Shape
 from pymesh.api.yamltree import LineMap, YAMLSyntaxError, read_documents
+from pymesh.telemetry import access_format
 
 MESH_CONFIG_MAP = ("istio-system", "istio")  # the ConfigMap istiod reads (namespace, name)
 TRACE_KINDS = ("zipkin", "opentelemetry")
@@ -69,7 +71,7 @@ def read_mesh_config(sink: Sink, slot: Slot, source: model.Source) -> model.Isti
             enable_tracing=r.get("enableTracing", boolean, True),
             access_log_file=r.get("accessLogFile", text(), ""),
             access_log_encoding=r.get("accessLogEncoding", choice("accessLogEncoding", ("TEXT", "JSON")), "TEXT"),
-            access_log_format=r.get("accessLogFormat", text(), ""),
+            access_log_format=_access_log_format(r),
             root_namespace=r.get("rootNamespace", text(), "") or "istio-system",
             sampling=tracing.sampling,
             zipkin_address=tracing.zipkin_address,
@@ -78,6 +80,21 @@ def read_mesh_config(sink: Sink, slot: Slot, source: model.Source) -> model.Isti
         )
 
     return proto_message(shapes.MESH_CONFIG, build, extra=shapes.MESH_CONFIG_NO_EFFECT)(sink, slot)
+
+
+def _access_log_format(r: Reader) -> str:
+    """accessLogFormat: command operators for TEXT, a JSON object of them for JSON."""
+    value = r.get("accessLogFormat", text(access_format.check), "")
+    if value and r.get("accessLogEncoding", text(), "TEXT") == "JSON":
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            r.error("accessLogFormat", f"with accessLogEncoding JSON this must be a JSON object: {exc}")
+            return ""
+        if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+            r.error("accessLogFormat", "with accessLogEncoding JSON this must be a JSON object of strings")
+            return ""
+    return value
 
 
 def _default_providers(r: Reader) -> model.IstioMeshConfig:
@@ -199,8 +216,8 @@ def _file_log(name: str, r: Reader) -> model.ExtensionProvider:
 def _log_format(r: Reader) -> tuple[str, tuple[tuple[str, str], ...]]:
     if r.has("text") and r.has("labels"):
         r.error("labels", "only one of text or labels may be set")
-    labels = r.get_map("labels", text())
-    return r.get("text", text(), ""), tuple(labels.items())
+    labels = r.get_map("labels", text(access_format.check))
+    return r.get("text", text(access_format.check), ""), tuple(labels.items())
 
 
 # --- the ConfigMap and the file ----------------------------------------------------------------
