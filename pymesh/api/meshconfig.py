@@ -11,6 +11,7 @@ the compiler turns into warnings; a field Istio does not have is an error, as ev
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import os
 import re
 from typing import Any, Callable
@@ -258,6 +259,12 @@ def parse_text(sink: Sink, body: str, source: model.Source) -> model.IstioMeshCo
         sink.add(documents[1].line, "", "MeshConfig is one YAML document, found several")
     root = documents[0].root
     return read_mesh_config(sink, Slot(root, getattr(root, "line", 1), ""), source)
+
+
+def with_mesh_config(config: model.MeshConfig, path: str) -> model.MeshConfig:
+    """`config` with the --mesh-config file at `path` in force instead of any ConfigMap's ("":
+    unchanged). Raises ConfigInvalid or OSError as load_file."""
+    return replace(config, mesh_configs=(load_file(path),)) if path else config
 
 
 def load_file(path: str) -> model.IstioMeshConfig:

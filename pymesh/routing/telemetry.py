@@ -20,7 +20,6 @@ Pure: the result is frozen data in the snapshot, so the proxy does no merging pe
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Iterable
 
 from pymesh.api import model
@@ -45,14 +44,9 @@ ISTIO_METRICS = tuple(m for m in METRICS if m != "ALL_METRICS")
 
 
 def mesh_config(config: model.MeshConfig) -> model.IstioMeshConfig:
-    """The mesh config in force: the first one loaded (a --mesh-config file replaces the
-    ConfigMap, see with_mesh_config), or Istio's defaults."""
+    """The mesh config in force: the istio ConfigMap's, or the --mesh-config file's that replaced
+    it (pymesh.api.meshconfig.with_mesh_config), or Istio's defaults."""
     return config.mesh_configs[0] if config.mesh_configs else model.IstioMeshConfig()
-
-
-def with_mesh_config(config: model.MeshConfig, mesh: model.IstioMeshConfig | None) -> model.MeshConfig:
-    """`config` with `mesh` (from --mesh-config) in force instead of any ConfigMap's."""
-    return config if mesh is None else replace(config, mesh_configs=(mesh,))
 
 
 def compile_telemetry(config: model.MeshConfig, identity: ProxyIdentity, warnings: list[str]) -> TelemetryPolicy:

@@ -65,6 +65,7 @@ class Record:
     downstream_local_address: str | None = None
     requested_server_name: str | None = None
     route_name: str | None = None
+    request_id: str | None = None
     attempt_count: int = 0
     peer_uri_san: str | None = None
     local_uri_san: str | None = None
@@ -106,7 +107,7 @@ _UNSET = frozenset({
 })
 _HEADER_FIELDS: dict[str, Getter] = {
     ":method": lambda r: r.method, ":path": lambda r: r.path, ":authority": lambda r: r.authority,
-    "host": lambda r: r.authority,
+    "host": lambda r: r.authority, "x-request-id": lambda r: r.request_id,
 }
 _OPERATOR = re.compile(r"%([A-Z_]+)(?:\(([^)]*)\))?(?::(\d+))?%")
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 ATTRIBUTES = frozenset({
     "request.path", "request.url_path", "request.host", "request.scheme", "request.method",
     "request.useragent", "request.id", "request.protocol", "request.size", "request.total_size",
-    "request.duration", "response.code", "response.flags", "response.size", "response.total_size",
+    "response.code", "response.flags", "response.size", "response.total_size",
     "response.grpc_status", "connection.mtls", "connection.requested_server_name", "source.address",
     "source.port", "destination.address", "destination.port", "upstream.address", "xds.cluster_name",
     "xds.route_name",
