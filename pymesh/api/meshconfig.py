@@ -119,20 +119,22 @@ def _default_config() -> Convert:
         if tracing is None:
             return model.IstioMeshConfig(), others
         read = proto_message(shapes.PROXY_TRACING, _proxy_tracing)
-        found = read(sink, Slot(tracing, data.key_lines["tracing"], f"{slot.path}.tracing"))
-        return (found or model.IstioMeshConfig()), others
+        found = read(sink, Slot(tracing, data.key_lines["tracing"], f"{slot.path}.tracing")) or model.IstioMeshConfig()
+        return found, others + found.no_effect
 
     return convert
 
 
 def _proxy_tracing(r: Reader) -> model.IstioMeshConfig:
     zipkin = r.get("zipkin", proto_message(shapes.ZIPKIN_ADDRESS, lambda z: z.get("address", text(), "")), "")
+    others = ("customTags", "lightstep", "datadog", "stackdriver", "openCensusAgent", "tlsSettings")
     return model.IstioMeshConfig(sampling=r.get("sampling", number(0.0, 100.0)), zipkin_address=zipkin,
-                                 max_path_tag_length=r.get("maxPathTagLength", integer(0, 2**32 - 1), 0))
+                                 max_path_tag_length=r.get("maxPathTagLength", integer(0, 2**32 - 1), 0),
+                                 no_effect=tuple(f"defaultConfig.tracing.{k}" for k in others if r.slot(k)))
 
 
 def _providers(r: Reader) -> tuple[model.ExtensionProvider, ...]:
-    providers = r.get_list("extensionProviders", proto_message(shapes.EXTENSION_PROVIDER, _provider))
+    providers = r.get_list("extensionProviders", proto_message(shapes.MESH_EXTENSION_PROVIDER, _provider))
     seen: set[str] = set()
     for index, provider in enumerate(providers):
         if provider.name in seen:
@@ -144,7 +146,7 @@ def _providers(r: Reader) -> tuple[model.ExtensionProvider, ...]:
 
 def _provider(r: Reader) -> model.ExtensionProvider:
     name = r.get("name", text(), "", required=True)
-    kinds = sorted(shapes.EXTENSION_PROVIDER.fields - {"name"})
+    kinds = sorted(shapes.MESH_EXTENSION_PROVIDER.fields - {"name"})
     kind = r.one_of(tuple(kinds), required=True) or ""
     if kind == "zipkin":
         return r.get(kind, proto_message(shapes.ZIPKIN_PROVIDER, lambda p: _zipkin(name, p)),
@@ -155,8 +157,10 @@ def _provider(r: Reader) -> model.ExtensionProvider:
     if kind == "envoyFileAccessLog":
         return r.get(kind, proto_message(shapes.FILE_ACCESS_LOG_PROVIDER, lambda p: _file_log(name, p)),
                      model.ExtensionProvider(name, kind, path="/dev/stdout"))
-    if kind == "prometheus":
-        r.get(kind, proto_message(shapes.PROMETHEUS_PROVIDER, lambda p: None))
+    if kind == "prometheus" and r.has(kind):
+        body = r.slot(kind)
+        if not isinstance(body.value, LineMap) or body.value:  # PrometheusMetricsProvider has no fields
+            r.error(kind, "expected an empty mapping ({}): the prometheus provider has no fields")
     return model.ExtensionProvider(name, kind)  # the kinds pymesh does not run are kept by name
 
 
@@ -187,16 +191,19 @@ def _opentelemetry(name: str, r: Reader) -> model.ExtensionProvider:
         path = http.get("path", text(), "")
         timeout = http.get("timeout", duration(positive=True))
         headers = _headers(http)
-    grpc = r.get("grpc", proto_message(shapes.OTEL_GRPC, lambda g: g.get("timeout", duration(positive=True))))
+    # OTLP/gRPC is exported as OTLP/HTTP to the same service and port (the compiler warns):
+    # its timeout and initialMetadata become the HTTP request's
+    grpc = r.get("grpc", proto_message(shapes.OTEL_GRPC, lambda g: (g.get("timeout", duration(positive=True)),
+                                                                   _headers(g, "initialMetadata"))), (None, ()))
     return model.ExtensionProvider(
         name, "opentelemetry", service=service, port=port, path=path,
         max_tag_length=r.get("maxTagLength", integer(0, 2**32 - 1), 0),
-        timeout=timeout if timeout is not None else grpc, headers=headers,
+        timeout=timeout if timeout is not None else grpc[0], headers=headers or grpc[1], otlp_http=http is not None,
     )
 
 
-def _headers(r: Reader) -> tuple[tuple[str, str], ...]:
-    return r.get_list("headers", proto_message(shapes.HTTP_HEADER_VALUE, _header))
+def _headers(r: Reader, key: str = "headers") -> tuple[tuple[str, str], ...]:
+    return r.get_list(key, proto_message(shapes.HTTP_HEADER_VALUE, _header))
 
 
 def _header(r: Reader) -> tuple[str, str]:
@@ -243,8 +250,10 @@ def config_map(metadata: model.Metadata, r: Reader) -> model.IstioMeshConfig | N
     source = metadata.source
     mesh_text = r.get("mesh", text(), "")
     offset = r.line_of("mesh")
-    return parse_text(_OffsetSink(r.sink, offset, r.path_of("mesh")), mesh_text, source) if mesh_text else \
+    mesh = parse_text(_OffsetSink(r.sink, offset, r.path_of("mesh")), mesh_text, source) if mesh_text else \
         model.IstioMeshConfig(source=source)
+    unused = tuple(f"data.{key}" for key in ("meshNetworks", "values") if r.slot(key) is not None)
+    return replace(mesh, no_effect=mesh.no_effect + unused) if mesh is not None and unused else mesh
 
 
 def parse_text(sink: Sink, body: str, source: model.Source) -> model.IstioMeshConfig | None:

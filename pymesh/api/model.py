@@ -825,6 +825,7 @@ class ExtensionProvider:
     headers: tuple[tuple[str, str], ...] = ()
     log_text: str = ""  # envoyFileAccessLog logFormat.text
     log_labels: tuple[tuple[str, str], ...] = ()  # envoyFileAccessLog logFormat.labels (JSON)
+    otlp_http: bool = True  # opentelemetry: http given (False: Istio would export OTLP/gRPC)
 
 
 @dataclass(frozen=True)

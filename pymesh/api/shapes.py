@@ -283,18 +283,18 @@ MESH_CONFIG_NO_EFFECT = frozenset((
 ).split())
 DEFAULT_PROVIDERS = shape("MeshConfig.DefaultProviders", "tracing metrics accessLogging")
 PROXY_TRACING = shape(
-    "Tracing", "sampling zipkin maxPathTagLength customTags lightstep datadog stackdriver openCensusAgent tlsSettings"
+    "ProxyConfig.Tracing", "sampling zipkin maxPathTagLength customTags lightstep datadog stackdriver openCensusAgent tlsSettings"
 )
 ZIPKIN_ADDRESS = shape("Tracing.Zipkin", "address")
-EXTENSION_PROVIDER = shape(
+MESH_EXTENSION_PROVIDER = shape(
     "MeshConfig.ExtensionProvider",
     "name zipkin opentelemetry envoyFileAccessLog prometheus envoyExtAuthzHttp envoyExtAuthzGrpc lightstep datadog "
     "stackdriver opencensus skywalking envoyHttpAls envoyTcpAls envoyOtelAls sds",
 )
-# traceContextOption picks B3 and/or W3C headers for Zipkin, a propagation choice pymesh's
-# tracer does not offer per provider yet
-ZIPKIN_PROVIDER = shape("ZipkinTracingProvider", "service port maxTagLength enable64bitTraceId path timeout headers",
-                        unsupported="traceContextOption")
+# traceContextOption picks B3 and/or W3C headers for Zipkin and enable64bitTraceId the trace id's
+# length: choices pymesh's tracer does not offer per provider yet.
+ZIPKIN_PROVIDER = shape("ZipkinTracingProvider", "service port maxTagLength path timeout headers",
+                        unsupported="traceContextOption enable64bitTraceId")
 OPENTELEMETRY_PROVIDER = shape("OpenTelemetryTracingProvider", "service port maxTagLength http grpc resourceDetectors",
                                unsupported="dynatraceSampler")
 OTEL_HTTP = shape("HttpService", "path timeout headers")
@@ -302,4 +302,3 @@ OTEL_GRPC = shape("GrpcService", "timeout initialMetadata")
 HTTP_HEADER_VALUE = shape("HttpHeader", "name value envName")
 FILE_ACCESS_LOG_PROVIDER = shape("EnvoyFileAccessLogProvider", "path logFormat")
 LOG_FORMAT = shape("LogFormat", "text labels", unsupported="omitEmptyValues")
-PROMETHEUS_PROVIDER = shape("PrometheusMetricsProvider", "")

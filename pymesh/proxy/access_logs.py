@@ -61,11 +61,13 @@ class ProviderLogs:
     def __init__(self) -> None:
         self._writers: dict[tuple, FormattedLog] = {}
         self._directions: dict[str, _Direction] = {}
+        self.identity = None  # the proxy's (ProxyIdentity): filters may read its peer metadata
 
     def __bool__(self) -> bool:
         return bool(self._directions)
 
-    def configure(self, outbound: AccessLogPolicy, inbound: AccessLogPolicy | None) -> None:
+    def configure(self, outbound: AccessLogPolicy, inbound: AccessLogPolicy | None, identity) -> None:
+        self.identity = identity
         inbound = outbound if inbound is None else inbound
         wanted = {_key(p): p for policy in (outbound, inbound) if not policy.disabled for p in policy.providers}
         for key in [k for k in self._writers if k not in wanted]:
@@ -85,7 +87,7 @@ class ProviderLogs:
         direction = self._directions.get(exchange.listener.direction)
         if direction is None:
             return
-        if direction.filter is not None and not direction.filter(lookup_for(exchange)):
+        if direction.filter is not None and not direction.filter(lookup_for(exchange, self.identity)):
             return
         head = exchange.head
         connection = head.connection

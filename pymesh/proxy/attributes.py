@@ -4,7 +4,10 @@ expression; each attribute is read when the expression asks for it."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
+
+from pymesh.telemetry.metrics import UNKNOWN, Peer
+from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER, decode_peer
 
 
 def _url_path(x) -> str:
@@ -54,8 +57,33 @@ _READERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def lookup_for(exchange) -> Callable[[str, str | None], Any]:
+def _peer(exchange, identity, side: str) -> tuple[Peer, Mapping[str, str]]:
+    """Istio's upstream_peer / downstream_peer: the other end's metadata, or this proxy's own
+    (outbound, this proxy is downstream; inbound, upstream). Labels beyond app and version are
+    known only for this proxy and for endpoints."""
+    own = (side == "downstream") == (exchange.listener.direction == "outbound")
+    if own:
+        return Peer.from_identity(identity), identity.labels
+    if side == "upstream":
+        endpoint = exchange.last_endpoint
+        return Peer.from_endpoint(endpoint), endpoint.labels if endpoint is not None else {}
+    peer = decode_peer(exchange.head.header(PEER_HEADER))
+    return peer, {k: v for k, v in (("app", peer.app), ("version", peer.version)) if v != UNKNOWN}
+
+
+_PEER_FIELDS = {"workload": "workload", "namespace": "namespace", "app": "app", "version": "version",
+                "service": "canonical_service", "revision": "canonical_revision", "cluster": "cluster"}
+
+
+def lookup_for(exchange, identity) -> Callable[[str, str | None], Any]:
     def lookup(attribute: str, key: str | None) -> Any:
+        side, _, name = attribute.partition("_peer.")
+        if name:
+            peer, labels = _peer(exchange, identity, side)
+            if key is not None:
+                return labels.get(key)
+            value = getattr(peer, _PEER_FIELDS[name])
+            return None if value == UNKNOWN else value
         if key is not None:
             return _header(exchange, key) if attribute == "request.headers" else None
         reader = _READERS.get(attribute)

@@ -51,7 +51,7 @@ class Telemetry:
         self._tcp = {}
         policy = snapshot.telemetry
         self._shapers = _shapers(policy.metrics)
-        self.provider_logs.configure(policy.access_logging, policy.inbound_access_logging)
+        self.provider_logs.configure(policy.access_logging, policy.inbound_access_logging, snapshot.identity)
 
     # per request / connection ------------------------------------------------------------------
 
@@ -80,7 +80,7 @@ class Telemetry:
         if self._shapers:
             shaper = self._shapers.get(direction)
             if shaper is not None:
-                values = shaper.request_values(lookup_for(exchange)) if shaper.attributes else ()
+                values = shaper.request_values(lookup_for(exchange, self.identity)) if shaper.attributes else ()
                 key += (values,)
         recorder = self._http.get(key)
         if recorder is None:

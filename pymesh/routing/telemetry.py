@@ -161,6 +161,9 @@ class _TracingSpec:
     def policy(self, providers: dict, warnings: list[str]) -> TracingPolicy:
         found = _known(self.provider, providers, ("zipkin", "opentelemetry"), "tracing", warnings) \
             if self.provider else None
+        if found is not None and not found.otlp_http:
+            warnings.append(f"tracing provider {found.name!r}: OTLP/gRPC is not supported by pymesh; spans go "
+                            f"as OTLP/HTTP to {found.service}:{found.port}")
         return TracingPolicy(
             provider=_trace_provider(found) if found is not None else None,
             sampling_percent=self.sampling,

@@ -3,7 +3,7 @@
 Access-log filters (`response.code >= 400`, `response.code >= 400 || xds.cluster_name ==
 'BlackHoleCluster'`, `!request.url_path.startsWith('/health')`, `has(request.headers['x'])`)
 and metric tag values (`request.host`, `string(destination.port)`, `request.headers['x']`,
-`'literal'`). An expression is parsed into a Python closure over an attribute lookup, so a
+`'literal'`, `upstream_peer.labels['app'].value`). An expression is parsed into a Python closure over an attribute lookup, so a
 request costs the closure's calls and nothing else. Anything outside this subset (an unknown
 attribute, an operator or function not listed here) is refused when the configuration is
 loaded, with an error naming the expression, instead of being misread at request time.
@@ -26,8 +26,11 @@ ATTRIBUTES = frozenset({
     "response.grpc_status", "connection.mtls", "connection.requested_server_name", "source.address",
     "source.port", "destination.address", "destination.port", "upstream.address", "xds.cluster_name",
     "xds.route_name",
-})
-MAPS = frozenset({"request.headers"})  # attribute maps read as map['key']
+}) | {f"{peer}.{name}" for peer in ("upstream_peer", "downstream_peer")
+      for name in ("workload", "namespace", "app", "version", "service", "revision", "cluster")}
+# attribute maps read as map['key']; Istio's peer labels are protobuf values, read as ['key'].value
+MAPS = frozenset({"request.headers", "upstream_peer.labels", "downstream_peer.labels"})
+VALUE_MAPS = frozenset({"upstream_peer.labels", "downstream_peer.labels"})
 
 Lookup = Callable[[str, str | None], Any]  # (attribute, map key or None) -> value or None
 Compiled = Callable[[Lookup], Any]
@@ -238,7 +241,11 @@ class _Parser:
             if kind != "str":
                 raise CelError(f"{attribute}[...] needs a quoted key")
             self.take("]")
-            key = _unquote(token).lower()
+            if attribute in VALUE_MAPS and self.peek() == "." and self.at + 1 < len(self.tokens) \
+                    and self.tokens[self.at + 1][1] == "value":
+                self.take()
+                self.take()
+            key = _unquote(token) if attribute in VALUE_MAPS else _unquote(token).lower()
             self.used.add((attribute, key))
             return attribute, key
         if attribute not in ATTRIBUTES:
