@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from pymesh.proxy.attributes import lookup_for
+from pymesh.proxy.attributes import lookup_for, tcp_lookup_for
 from pymesh.telemetry import access_format, cel
 from pymesh.telemetry.access_format import Record
 from pymesh.telemetry.accesslog import AccessLog
@@ -108,6 +108,29 @@ class ProviderLogs:
             local_uri_san=connection.local_identity if connection.tls else None,
             tls_version=connection.tls_version if connection.tls else None,
             headers={h: v.decode("latin-1") for h in direction.headers if (v := head.header(h.encode())) is not None},
+        )
+        for writer in direction.writers:
+            writer.add(record)
+
+    def tcp(self, proxy, duration_ms: float) -> None:
+        """A TCP connection at close, with the HTTP fields unset (as Envoy logs one)."""
+        direction = self._directions.get(proxy.listener.direction)
+        if direction is None:
+            return
+        if direction.filter is not None and not direction.filter(tcp_lookup_for(proxy)):
+            return
+        info = proxy.info
+        upstream = proxy.endpoint.key if proxy.endpoint else (f"{proxy.target[0]}:{proxy.target[1]}" if proxy.target else None)
+        record = Record(
+            start_time=time.time() - duration_ms / 1000.0, response_flags=proxy.flags, bytes_received=proxy.sent,
+            bytes_sent=proxy.received, duration_ms=duration_ms, upstream_host=upstream,
+            upstream_cluster=proxy.cluster_state.cluster.name if proxy.cluster_state else None,
+            downstream_remote_address=f"{info.source_ip}:{info.source_port}",
+            downstream_local_address=f"{info.local_ip}:{info.local_port}" if info.local_ip else None,
+            requested_server_name=info.sni,
+            peer_uri_san=info.peer_identity if info.tls else None,
+            local_uri_san=info.local_identity if info.tls else None,
+            tls_version=info.tls_version if info.tls else None,
         )
         for writer in direction.writers:
             writer.add(record)

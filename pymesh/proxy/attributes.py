@@ -90,3 +90,23 @@ def lookup_for(exchange, identity) -> Callable[[str, str | None], Any]:
         return reader(exchange) if reader is not None else None
 
     return lookup
+
+
+def tcp_lookup_for(proxy) -> Callable[[str, str | None], Any]:
+    """A TCP connection's attributes (no request or response: those are absent)."""
+    info = proxy.info
+    readers: dict[str, Callable[[], Any]] = {
+        "connection.mtls": lambda: bool(info.tls and info.peer_identity),
+        "connection.requested_server_name": lambda: info.sni,
+        "source.address": lambda: info.source_ip,
+        "source.port": lambda: info.source_port,
+        "destination.port": lambda: proxy.endpoint.port if proxy.endpoint else info.local_port,
+        "upstream.address": lambda: proxy.endpoint.key if proxy.endpoint else None,
+        "xds.cluster_name": lambda: proxy.cluster_state.cluster.name if proxy.cluster_state else None,
+    }
+
+    def lookup(attribute: str, key: str | None) -> Any:
+        reader = readers.get(attribute) if key is None else None
+        return reader() if reader is not None else None
+
+    return lookup

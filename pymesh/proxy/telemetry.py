@@ -38,6 +38,7 @@ class Telemetry:
         self._listener_stats: dict[str, dict[str, int]] = {}
         self._tls_inspector: dict[str, int] | None = None
         self.provider_logs = ProviderLogs()  # the Telemetry API's access logs
+        self._provider_logging = False
         self._shapers: dict[str, MetricShaper] = {}  # direction -> Telemetry metrics overrides; {}: none
 
     @classmethod
@@ -52,6 +53,7 @@ class Telemetry:
         policy = snapshot.telemetry
         self._shapers = _shapers(policy.metrics)
         self.provider_logs.configure(policy.access_logging, policy.inbound_access_logging, snapshot.identity)
+        self._provider_logging = bool(self.provider_logs)  # a plain flag: read per request
 
     # per request / connection ------------------------------------------------------------------
 
@@ -109,7 +111,7 @@ class Telemetry:
                 _header(head, b"user-agent"), exchange.request_id, route.name if route else None,
                 head.connection.source_ip, exchange.attempt_id, head.connection.sni, head.connection,
             )
-        if self.provider_logs:
+        if self._provider_logging:
             self.provider_logs.request(exchange, duration_ms)
 
     def protocol_error(self, connection, status: int, flag: str) -> None:
@@ -167,6 +169,8 @@ class Telemetry:
 
     def tcp_closed(self, proxy) -> None:
         proxy.recorder.closed(proxy.received, proxy.sent, proxy.flags)
+        if self._provider_logging:
+            self.provider_logs.tcp(proxy, (proxy.runtime.loop.time() - proxy.start) * 1000.0)
         if self.access_log is not None:
             duration_ms = (proxy.runtime.loop.time() - proxy.start) * 1000.0
             cluster = proxy.cluster_state.cluster.name if proxy.cluster_state else None

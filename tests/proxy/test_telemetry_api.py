@@ -168,3 +168,42 @@ def test_all_metrics_disabled_by_namespace_telemetry_reports_none(tmp_path, upst
         assert not samples(proxy.prometheus(), "istio_requests_total")
     finally:
         proxy.kill()
+
+
+def test_tcp_connections_are_logged_by_the_envoy_provider_but_not_by_an_http_filter(tmp_path):
+    import socket
+
+    from proxy_harness import TcpServer, tcp_mesh
+
+    echo = TcpServer("echo")
+    port = free_port()
+    log_path = tmp_path / "tcp.log"
+    mesh = mesh_config_map(f"extensionProviders:\n- name: codes\n  envoyFileAccessLog:\n    path: {log_path}\n")
+    errors_only = {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+                   "metadata": {"name": "codes", "namespace": "default"},
+                   "spec": {"accessLogging": [{"providers": [{"name": "codes"}],
+                                               "filter": {"expression": "response.code >= 400"}}]}}
+    mesh_default = {**MESH_DEFAULT_LOGGING, "spec": {"accessLogging": [{"providers": [{"name": "envoy"}]}]}}
+    proxy = run(tmp_path, port, tcp_mesh(port, echo) + [mesh, mesh_default])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"ping")
+            assert conn.recv(4) == b"ping"
+        line = wait_until(lambda: proxy.stdout_path.read_text() if proxy.stdout_path.exists() else None,
+                          what="a TCP access-log line")
+        assert line.startswith("[") and '"- - -" 0 - ' in line and f'"127.0.0.1:{echo.port}"' in line
+        assert " 4 4 " in line  # bytes received and sent
+    finally:
+        proxy.kill()
+    # the filter reads response.code, which a TCP connection has not: Envoy's CEL errors, no line
+    proxy = run(tmp_path, port, tcp_mesh(port, echo) + [mesh, errors_only], name="filtered")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"ping")
+            assert conn.recv(4) == b"ping"
+        proxy.wait_log(lambda e: e["upstream_cluster"] is not None)
+        proxy.stop()
+        assert not log_path.exists() or log_path.read_text() == ""
+    finally:
+        proxy.kill()
+        echo.stop()
