@@ -207,3 +207,31 @@ def test_tcp_connections_are_logged_by_the_envoy_provider_but_not_by_an_http_fil
     finally:
         proxy.kill()
         echo.stop()
+
+
+def test_proxy_mesh_config_file_replaces_the_config_map(tmp_path, upstream):
+    port = free_port()
+    from_file, from_map = tmp_path / "from-file.log", tmp_path / "from-map.log"
+    mesh_file = tmp_path / "mesh"
+    mesh_file.write_text(f"accessLogFile: {from_file}\naccessLogFormat: \"%REQ(:PATH)% %RESPONSE_CODE%\\n\"\n")
+    config_map = mesh_config_map(f"accessLogFile: {from_map}\n")
+    proxy = Proxy(tmp_path, http_mesh(port, {"v1": upstream}) + [config_map], labels="app=sleep",
+                  extra_args=["--mesh-config", str(mesh_file)]).start()
+    try:
+        assert curl(port, "/legacy").status == 200
+        assert wait_until(lambda: from_file.exists() and from_file.read_text(), what="the legacy log") == "/legacy 200\n"
+        assert not from_map.exists()
+    finally:
+        proxy.kill()
+
+
+def test_an_invalid_mesh_config_file_stops_the_proxy_with_the_field_named(tmp_path, upstream):
+    import subprocess
+
+    port = free_port()
+    mesh_file = tmp_path / "mesh"
+    mesh_file.write_text("extensionProviders:\n- name: z\n  zipkin: {port: 9411}\n")
+    proxy = Proxy(tmp_path, http_mesh(port, {"v1": upstream}), extra_args=["--mesh-config", str(mesh_file)])
+    done = subprocess.run(proxy.command(), capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert f"{mesh_file}:3 extensionProviders[0].zipkin.service: required field is missing" in done.stderr

@@ -190,3 +190,16 @@ def test_a_gateway_telemetry_by_target_ref_and_no_effect_warnings():
                                 labels={"gateway.networking.k8s.io/gateway-name": "gw"}, kind="router")
     assert [p.name for p in policy.access_logging.providers] == ["envoy"] and policy.inbound_access_logging is None
     assert "mesh config: trustDomain has no effect in pymesh" in warnings
+
+
+def test_the_view_sends_the_mesh_config_and_the_telemetries_that_may_apply():
+    from pymesh.routing.view import proxy_view
+
+    docs = [telemetry("mesh", "istio-system", LOG_ENVOY), telemetry("ns", "default", LOG_OFF),
+            telemetry("elsewhere", "other", LOG_ENVOY)]
+    config = load_text(MESH + "".join(docs)).config
+    view = proxy_view(config, ProxyIdentity(namespace="default", labels={"app": "sleep"}))
+    assert [t.metadata.name for t in view.telemetries] == ["mesh", "ns"]
+    assert view.mesh_configs == config.mesh_configs
+    identity = ProxyIdentity(namespace="default", labels={"app": "sleep"})
+    assert compile_telemetry(view, identity, []) == compile_telemetry(config, identity, [])
