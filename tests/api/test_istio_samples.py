@@ -50,7 +50,7 @@ def load(name: str) -> m.MeshConfig:
 
 
 def test_the_samples_are_there():
-    assert len(FILES) == 56
+    assert len(FILES) == 58
     assert set(PENDING) <= {_name(path) for path in FILES}
 
 
@@ -295,3 +295,24 @@ def test_request_authentication_samples_read_as_istio_documents():
     (claims,) = load("istio.io-jwt/claim-to-header.yaml").request_authentications
     assert claims.selector == {"app": "httpbin"}
     assert [(c.header, c.claim) for c in claims.jwt_rules[0].output_claim_to_headers] == [("x-jwt-claim-foo", "foo")]
+
+
+def test_the_open_telemetry_samples_read_as_istio_documents():
+    """samples/open-telemetry: tracing with sampling 0 (spans off until raised), mesh-wide logging
+    to the `otel` provider (envoyOtelAls, which pymesh does not run: a warning, no log)."""
+    from pymesh.routing.snapshot import ProxyIdentity
+    from pymesh.routing.telemetry import compile_telemetry
+
+    (tracing,) = load("open-telemetry/tracing-telemetry.yaml").telemetries
+    assert tracing.metadata.namespace == "default" and tracing.selector is None
+    assert tracing.tracing == (m.TelemetryTracing(providers=("otel-tracing",), random_sampling_percentage=0.0),)
+    mesh = m.IstioMeshConfig(extension_providers=(
+        m.ExtensionProvider("otel-tracing", "opentelemetry", service="opentelemetry-collector.otel-collector", port=4317),
+        m.ExtensionProvider("otel", "envoyOtelAls")))
+    config = m.MeshConfig(telemetries=load("open-telemetry/tracing-telemetry.yaml").telemetries
+                          + load("open-telemetry/loki-telemetry.yaml").telemetries, mesh_configs=(mesh,))
+    warnings: list[str] = []
+    policy = compile_telemetry(config, ProxyIdentity(namespace="default"), warnings)
+    assert policy.tracing.provider.name == "otel-tracing" and policy.tracing.sampling_percent == 0.0
+    assert policy.access_logging.providers == ()
+    assert "Telemetry: access logging provider 'otel' (envoyOtelAls) is not supported by pymesh" in warnings
