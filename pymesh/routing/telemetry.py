@@ -265,6 +265,10 @@ def _legacy_access_log(mesh: model.IstioMeshConfig) -> AccessLogPolicy:
 def _metrics(applicable: tuple[model.Telemetry, ...], mesh: model.IstioMeshConfig, providers: dict,
              warnings: list[str]) -> MetricsPolicy:
     entries = [m for t in applicable for m in t.metrics]
+    for t in applicable:
+        if any(m.reporting_interval is not None for m in t.metrics):
+            warnings.append(f"Telemetry {t.metadata.namespace}/{t.metadata.name}: metrics reportingInterval has no "
+                            "effect in pymesh (its metrics are current at every scrape)")
     in_scope = list(mesh.default_metrics)
     for entry in entries:
         if entry.providers:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
+from pymesh.api.regex import RegexError, compile_regex
+
 # Envoy's attribute names (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/attributes)
 ATTRIBUTES = frozenset({
     "request.path", "request.url_path", "request.host", "request.scheme", "request.method",
@@ -46,10 +48,9 @@ _COMPARE = {
     "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
 }
-_METHODS = {
-    "contains": lambda s, x: x in s, "startsWith": str.startswith, "endsWith": str.endswith,
-    "matches": lambda s, x: re.search(x, s) is not None,
-}
+_METHODS = {"contains": lambda s, x: x in s, "startsWith": str.startswith, "endsWith": str.endswith}
+MAX_LENGTH = 4096  # characters of one expression
+MAX_DEPTH = 32  # nested parentheses and brackets, or negations in a row: the parser recurses on them
 _MISSING = object()  # an attribute that is absent: the expression is an error
 
 
@@ -60,7 +61,7 @@ def compile_filter(expression: str) -> Compiled:
     def run(lookup: Lookup) -> bool:
         try:
             return expr(lookup) is True
-        except (TypeError, re.error, _Absent):
+        except (TypeError, _Absent):
             return False
 
     return run
@@ -73,7 +74,7 @@ def compile_value(expression: str) -> Compiled:
     def run(lookup: Lookup) -> str | None:
         try:
             value = expr(lookup)
-        except (TypeError, re.error, _Absent):
+        except (TypeError, _Absent):
             return None
         return _string(value)
 
@@ -115,7 +116,9 @@ class _Parser:
 
     @staticmethod
     def _tokens(text: str) -> list[tuple[str, str]]:
-        tokens, pos = [], 0
+        if len(text) > MAX_LENGTH:
+            raise CelError(f"longer than {MAX_LENGTH} characters")
+        tokens, pos, depth, negations = [], 0, 0, 0
         while pos < len(text):
             if text[pos:].strip() == "":
                 break
@@ -123,7 +126,12 @@ class _Parser:
             if found is None:
                 raise CelError(f"unexpected {text[pos:].strip()[:10]!r}")
             kind = found.lastgroup
-            tokens.append((kind, found.group(kind)))
+            token = found.group(kind)
+            depth += 1 if token in ("(", "[") else -1 if token in (")", "]") else 0
+            negations = negations + 1 if token == "!" else 0
+            if depth > MAX_DEPTH or negations > MAX_DEPTH:
+                raise CelError(f"nested more than {MAX_DEPTH} deep")
+            tokens.append((kind, token))
             pos = found.end()
         return tokens
 
@@ -182,13 +190,38 @@ class _Parser:
         while self.peek() == ".":
             self.take()
             _, method = self.take()
+            if method == "matches":
+                value = self._matches(value)
+                continue
             if method not in _METHODS:
-                raise CelError(f"method {method}() is not supported (use {', '.join(_METHODS)})")
+                raise CelError(f"method {method}() is not supported (use {', '.join(_METHODS)}, matches)")
             self.take("(")
             argument = self.logical("||", self.conjunction)
             self.take(")")
             value = _call(_METHODS[method], value, argument)
         return value
+
+    def _matches(self, target: Compiled) -> Compiled:
+        """matches('RE2 pattern'): a literal, compiled here with pymesh's bounded RE2 (a search,
+        as CEL's matches)."""
+        self.take("(")
+        kind, token = self.take()
+        if kind != "str":
+            raise CelError("matches() takes a quoted pattern")
+        self.take(")")
+        try:
+            program = compile_regex(_unquote(token))
+        except RegexError as error:
+            raise CelError(f"matches(): {error}") from None
+        search = program.search
+
+        def run(lookup: Lookup) -> bool:
+            value = target(lookup)
+            if not isinstance(value, str):
+                raise TypeError("matches() takes a string")
+            return search(value.encode("utf-8", "surrogateescape")) is not None
+
+        return run
 
     def primary(self) -> Compiled:
         kind, token = self.take()

@@ -58,6 +58,11 @@ def test_values(expression, expected):
     ("request.path.size()", "method size() is not supported"),
     ("timestamp('2020')", "function timestamp() is not supported"),
     ("", "the expression is empty"),
+    ("(" * 40 + "true" + ")" * 40, "nested more than 32 deep"),
+    ("!" * 40 + "true", "nested more than 32 deep"),
+    ("request.path == '" + "a" * 5000 + "'", "longer than 4096 characters"),
+    ("request.path.matches(request.host)", "matches() takes a quoted pattern"),
+    ("request.path.matches('(')", "matches(): "),
 ])
 def test_refused_with_the_expression_named(expression, message):
     problem = cel.check(expression)

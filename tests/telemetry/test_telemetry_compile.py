@@ -203,3 +203,9 @@ def test_the_view_sends_the_mesh_config_and_the_telemetries_that_may_apply():
     assert view.mesh_configs == config.mesh_configs
     identity = ProxyIdentity(namespace="default", labels={"app": "sleep"})
     assert compile_telemetry(view, identity, []) == compile_telemetry(config, identity, [])
+
+
+def test_reporting_interval_is_accepted_with_a_warning():
+    spec = "  metrics: [{providers: [{name: prometheus}], reportingInterval: 5s}]\n"
+    _, warnings = compile_(telemetry("ns", "default", spec))
+    assert "Telemetry default/ns: metrics reportingInterval has no effect in pymesh (its metrics are current at every scrape)" in warnings
