@@ -29,9 +29,11 @@ def _NO_ATTRIBUTES(attribute: str, key: str | None) -> None:
 
 
 class Telemetry:
-    def __init__(self, metrics: MetricsContext, access_log: AccessLog | None) -> None:
+    def __init__(self, metrics: MetricsContext, access_log: AccessLog | None, access_log_path: str = "") -> None:
         self.metrics = metrics
-        self.access_log = access_log
+        self.access_log = access_log  # the proxy's own (--access-log)
+        self._access_log_path = access_log_path
+        self._own_log = access_log  # None while a Telemetry provider writes to the same path
         self.identity = None
         self._http: dict[tuple, object] = {}
         self._tcp: dict[tuple, object] = {}
@@ -44,7 +46,7 @@ class Telemetry:
     @classmethod
     def create(cls, options, workers: int) -> Telemetry:
         access_log = None if options.access_log == "off" else AccessLog("json", options.access_log)
-        return cls(setup_metrics(workers), access_log)
+        return cls(setup_metrics(workers), access_log, options.access_log)
 
     def configure(self, snapshot: Snapshot) -> None:
         self.identity = snapshot.identity
@@ -54,6 +56,14 @@ class Telemetry:
         self._shapers = _shapers(policy.metrics)
         self.provider_logs.configure(policy.access_logging, policy.inbound_access_logging, snapshot.identity)
         self._provider_logging = bool(self.provider_logs)  # a plain flag: read per request
+        paths = {p.path for a in (policy.access_logging, policy.inbound_access_logging) if a is not None
+                 for p in a.providers}
+        quiet = self.access_log is not None and self._access_log_path in paths
+        if quiet != (self._own_log is None and self.access_log is not None):
+            log.info("the proxy's own access log to %s is %s", self._access_log_path,
+                     "off: a Telemetry access-log provider writes there" if quiet else "on again")
+        # one format per output: Istio's lines (the Telemetry's) rather than two interleaved
+        self._own_log = None if quiet else self.access_log
 
     # per request / connection ------------------------------------------------------------------
 
@@ -100,10 +110,10 @@ class Telemetry:
         if exchange.grpc_messages is not None:
             sent, received = exchange.grpc_messages
             recorder.record_messages(exchange.status, exchange.flags, grpc_status, sent.count, received.count)
-        if self.access_log is not None:
+        if self._own_log is not None:
             head = exchange.head
             route = exchange.route
-            self.access_log.log(
+            self._own_log.log(
                 time.time() - duration_ms / 1000.0, head.method, head.authority, exchange.logged_path or head.path,
                 "HTTP/" + head.http_version, exchange.status, exchange.flags, exchange.request_bytes,
                 exchange.response_bytes, duration_ms, endpoint.key if endpoint else None,
@@ -123,8 +133,8 @@ class Telemetry:
         if recorder is None:
             recorder = self._http[key] = self.metrics.http(self._labels(listener.direction, None, None, "http"))
         recorder.record(status, flag, 0.0, 0, 0)
-        if self.access_log is not None:
-            self.access_log.log(time.time(), None, None, None, None, status, flag, 0, 0, 0.0,
+        if self._own_log is not None:
+            self._own_log.log(time.time(), None, None, None, None, status, flag, 0, 0, 0.0,
                                 None, None, None, None, None, None, connection.info.source_ip)
 
     def _listener(self, listener_name: str) -> dict[str, int]:
@@ -171,11 +181,11 @@ class Telemetry:
         proxy.recorder.closed(proxy.received, proxy.sent, proxy.flags)
         if self._provider_logging:
             self.provider_logs.tcp(proxy, (proxy.runtime.loop.time() - proxy.start) * 1000.0)
-        if self.access_log is not None:
+        if self._own_log is not None:
             duration_ms = (proxy.runtime.loop.time() - proxy.start) * 1000.0
             cluster = proxy.cluster_state.cluster.name if proxy.cluster_state else None
             upstream = proxy.endpoint.key if proxy.endpoint else (f"{proxy.target[0]}:{proxy.target[1]}" if proxy.target else None)
-            self.access_log.log_tcp(time.time() - duration_ms / 1000.0, upstream, cluster, proxy.info.source_ip,
+            self._own_log.log_tcp(time.time() - duration_ms / 1000.0, upstream, cluster, proxy.info.source_ip,
                                     proxy.sent, proxy.received, duration_ms, proxy.flags, proxy.info.sni,
                                     proxy.info)
 

@@ -235,3 +235,18 @@ def test_an_invalid_mesh_config_file_stops_the_proxy_with_the_field_named(tmp_pa
     done = subprocess.run(proxy.command(), capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert f"{mesh_file}:3 extensionProviders[0].zipkin.service: required field is missing" in done.stderr
+
+
+def test_a_provider_writing_where_the_proxys_own_log_goes_replaces_it(tmp_path, upstream):
+    port = free_port()
+    proxy = Proxy(tmp_path, [], labels="app=sleep")
+    mesh = mesh_config_map(f"extensionProviders:\n- name: same\n  envoyFileAccessLog:\n    path: {proxy.access_log}\n")
+    telemetry = {**MESH_DEFAULT_LOGGING, "spec": {"accessLogging": [{"providers": [{"name": "same"}]}]}}
+    proxy.write_config(http_mesh(port, {"v1": upstream}) + [mesh, telemetry])
+    proxy.start()
+    try:
+        assert curl(port, "/one").status == 200
+        assert wait_until(lambda: text_lines(proxy.access_log), what="Istio's text line") == [("/one", 200)]
+        assert proxy.access_log.read_text().startswith("[")  # no JSON line of the proxy's own
+    finally:
+        proxy.kill()
