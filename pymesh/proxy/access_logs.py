@@ -19,6 +19,25 @@ from pymesh.telemetry.policy import AccessLogPolicy, AccessLogProvider
 
 log = logging.getLogger("pymesh.telemetry")
 
+# Envoy's %RESPONSE_CODE_DETAILS% for the first response flag of a local reply
+_DETAILS = {
+    "UH": "no_healthy_upstream", "UT": "response_timeout", "UO": "upstream_reset_before_response_started{overflow}",
+    "UF": "upstream_reset_before_response_started{connection_failure}",
+    "UC": "upstream_reset_before_response_started{connection_termination}", "UR": "upstream_reset_after_response_started",
+    "NR": "route_not_found", "FI": "fault_filter_abort", "RL": "local_rate_limited", "DPE": "http1.codec_error",
+    "UPE": "upstream_reset_before_response_started{protocol_error}", "SI": "stream_idle_timeout",
+}
+
+
+def response_code_details(exchange) -> str | None:
+    """via_upstream when the upstream answered, else what made the local reply (as Envoy's)."""
+    first = exchange.flags.split(",", 1)[0] if exchange.flags else "-"
+    if first in _DETAILS:
+        return _DETAILS[first]
+    if exchange.last_endpoint is not None:
+        return "via_upstream"
+    return "direct_response" if exchange.status else None
+
 
 class FormattedLog(AccessLog):
     """An AccessLog whose lines are a provider's format applied to a Record."""
@@ -104,6 +123,7 @@ class ProviderLogs:
             downstream_local_address=f"{connection.local_ip}:{connection.local_port}" if connection.local_ip else None,
             requested_server_name=connection.sni, route_name=exchange.route.name if exchange.route else None,
             attempt_count=exchange.attempt_id, request_id=exchange.request_id,
+            response_code_details=response_code_details(exchange),
             peer_uri_san=connection.peer_identity if connection.tls else None,
             local_uri_san=connection.local_identity if connection.tls else None,
             tls_version=connection.tls_version if connection.tls else None,

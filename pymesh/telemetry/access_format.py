@@ -4,7 +4,7 @@
 A format is compiled once into a list of pieces; a line is the pieces applied to one record
 (`Record`, what the proxy knows of a finished request). Unset values print as Envoy does: "-"
 in text, null in JSON; numeric operators are JSON numbers. Operators Envoy has that pymesh
-cannot fill (RESPONSE_CODE_DETAILS, UPSTREAM_LOCAL_ADDRESS, ...) are unset; an operator Envoy
+cannot fill (CONNECTION_TERMINATION_DETAILS, UPSTREAM_LOCAL_ADDRESS, ...) are unset; an operator Envoy
 does not have is refused when the mesh config is loaded (`check`).
 """
 
@@ -56,6 +56,7 @@ class Record:
     protocol: str | None = None
     response_code: int = 0
     response_flags: str = "-"
+    response_code_details: str | None = None
     bytes_received: int = 0
     bytes_sent: int = 0
     duration_ms: float = 0.0
@@ -79,6 +80,7 @@ _FIELDS: dict[str, Getter] = {
     "PROTOCOL": lambda r: r.protocol,
     "RESPONSE_CODE": lambda r: r.response_code,
     "RESPONSE_FLAGS": lambda r: r.response_flags or "-",
+    "RESPONSE_CODE_DETAILS": lambda r: r.response_code_details,
     "BYTES_RECEIVED": lambda r: r.bytes_received,
     "BYTES_SENT": lambda r: r.bytes_sent,
     "DURATION": lambda r: int(r.duration_ms),
@@ -99,7 +101,7 @@ _FIELDS: dict[str, Getter] = {
 _NUMERIC = {"RESPONSE_CODE", "BYTES_RECEIVED", "BYTES_SENT", "DURATION", "UPSTREAM_REQUEST_ATTEMPT_COUNT"}
 # Envoy operators pymesh has no value for: always unset
 _UNSET = frozenset({
-    "RESPONSE_CODE_DETAILS", "CONNECTION_TERMINATION_DETAILS", "UPSTREAM_TRANSPORT_FAILURE_REASON",
+    "CONNECTION_TERMINATION_DETAILS", "UPSTREAM_TRANSPORT_FAILURE_REASON",
     "UPSTREAM_LOCAL_ADDRESS", "UPSTREAM_REMOTE_ADDRESS", "RESPONSE_DURATION", "REQUEST_DURATION",
     "RESPONSE_TX_DURATION", "UPSTREAM_WIRE_BYTES_SENT", "UPSTREAM_WIRE_BYTES_RECEIVED", "HOSTNAME",
     "UPSTREAM_TRANSPORT_FAILURE_REASON", "DOWNSTREAM_LOCAL_PORT", "CONNECTION_ID", "UPSTREAM_FILTER_STATE",

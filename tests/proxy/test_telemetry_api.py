@@ -62,6 +62,7 @@ def test_mesh_default_envoy_provider_logs_istio_text_format_to_stdout(tmp_path, 
         assert lines == [("/hello", 200)]
         line = proxy.stdout_path.read_text().splitlines()[0]
         assert f'"{HOST}"' in line and f'"127.0.0.1:{upstream.port}"' in line  # authority, upstream host
+        assert '" 200 - via_upstream - "-" 0 3 ' in line  # code, flags, details, termination, failure, bytes
     finally:
         proxy.kill()
 
