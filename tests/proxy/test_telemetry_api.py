@@ -67,7 +67,7 @@ def test_mesh_default_envoy_provider_logs_istio_text_format_to_stdout(tmp_path, 
         proxy.kill()
 
 
-def test_filter_logs_only_errors_to_a_file_provider_in_json(tmp_path, upstream):
+def test_filter_logs_only_errors_to_a_file_provider_in_json(tmp_path, upstream, via):
     port = free_port()
     log_path = tmp_path / "errors.log"
     mesh = mesh_config_map(
@@ -80,7 +80,8 @@ def test_filter_logs_only_errors_to_a_file_provider_in_json(tmp_path, upstream):
         "        code: '%RESPONSE_CODE%'\n"
         "        path: '%REQ(:PATH)%'\n"
         "        agent: '%REQ(USER-AGENT)%'\n"
-        "        absent: '%REQ(X-NOT-SENT)%'\n")
+        "        absent: '%REQ(X-NOT-SENT)%'\n"
+        "        protocol: '%PROTOCOL%'\n")
     telemetry = {  # telemetry-api docs: "default-exception-logging"
         "apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
         "metadata": {"name": "default-exception-logging", "namespace": "istio-system"},
@@ -90,14 +91,15 @@ def test_filter_logs_only_errors_to_a_file_provider_in_json(tmp_path, upstream):
     proxy = run(tmp_path, port, http_mesh(port, {"v1": upstream}) + [mesh, telemetry])
     try:
         for path in ("/ok", "/fail", "/missing", "/ok2"):
-            curl(port, path, "-A", "tester")
+            curl(port, path, "-A", "tester", *via)
         def entries():
             found = [json.loads(l) for l in log_path.read_text().splitlines()] if log_path.exists() else []
             return found if len(found) >= 2 else None
 
         got = wait_until(entries, what="two error lines")
-        assert got == [{"code": 503, "path": "/fail", "agent": "tester", "absent": None},
-                       {"code": 404, "path": "/missing", "agent": "tester", "absent": None}]
+        protocol = "HTTP/2" if "--http2-prior-knowledge" in via else "HTTP/1.1"
+        assert got == [{"code": 503, "path": "/fail", "agent": "tester", "absent": None, "protocol": protocol},
+                       {"code": 404, "path": "/missing", "agent": "tester", "absent": None, "protocol": protocol}]
         assert not text_lines(proxy.stdout_path)  # the envoy provider is not in scope
     finally:
         proxy.kill()
