@@ -253,3 +253,21 @@ def test_a_provider_writing_where_the_proxys_own_log_goes_replaces_it(tmp_path, 
         assert proxy.access_log.read_text().startswith("[")  # no JSON line of the proxy's own
     finally:
         proxy.kill()
+
+
+@pytest.mark.parametrize("mode, logged", [("SERVER", True), ("CLIENT", False), ("CLIENT_AND_SERVER", True)])
+def test_match_mode_decides_whether_inbound_requests_are_logged(tmp_path, upstream, mode, logged):
+    from proxy_harness import inbound_mesh
+
+    port = free_port()
+    telemetry = {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+                 "metadata": {"name": "server-logs", "namespace": "default"},
+                 "spec": {"accessLogging": [{"match": {"mode": mode}, "providers": [{"name": "envoy"}]}]}}
+    proxy = run(tmp_path, port, inbound_mesh(port, upstream) + [telemetry])
+    try:
+        assert curl(port, "/inbound").status == 200
+        proxy.wait_log(lambda e: e["path"] == "/inbound")
+        proxy.stop()
+        assert text_lines(proxy.stdout_path) == ([("/inbound", 200)] if logged else [])
+    finally:
+        proxy.kill()
