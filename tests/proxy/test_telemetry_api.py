@@ -271,3 +271,29 @@ def test_match_mode_decides_whether_inbound_requests_are_logged(tmp_path, upstre
         assert text_lines(proxy.stdout_path) == ([("/inbound", 200)] if logged else [])
     finally:
         proxy.kill()
+
+
+def test_ingress_gateway_logs_by_workload_selector(tmp_path):
+    from test_gateway_bookinfo import SERVICES, bookinfo_config
+
+    from proxy_harness import dump_yaml
+
+    apps = {name: Upstream(name) for name in SERVICES}
+    listen = free_port()
+    gateway_logs = {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+                    "metadata": {"name": "ingress-errors", "namespace": "istio-system"},
+                    "spec": {"selector": {"matchLabels": {"istio": "ingressgateway"}},
+                             "accessLogging": [{"providers": [{"name": "envoy"}],
+                                                "filter": {"expression": "response.code >= 400"}}]}}
+    config = bookinfo_config(apps, listen) + "\n---\n" + dump_yaml([gateway_logs])
+    gateway = Proxy(tmp_path / "gw", config, name="gateway", subcommand="gateway").start()
+    try:
+        assert curl(listen, "/productpage", host="bookinfo.example.com").status == 200
+        assert curl(listen, "/nothing-here", host="bookinfo.example.com").status == 404
+        gateway.stop()
+        assert text_lines(gateway.stdout_path) == [("/nothing-here", 404)]
+        assert " 404 NR route_not_found " in gateway.stdout_path.read_text()
+    finally:
+        gateway.kill()
+        for app in apps.values():
+            app.stop()
