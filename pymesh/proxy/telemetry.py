@@ -88,18 +88,17 @@ class Telemetry:
         connection = exchange.head.connection
         key = (direction, cluster.name if cluster else "", endpoint.key if endpoint else "", peer, protocol,
                _security(connection))
-        shaper = values = None
-        if self._shapers:
+        if self._shapers:  # Telemetry metrics overrides: their request values are part of the key
             shaper = self._shapers.get(direction)
             if shaper is not None:
-                values = shaper.request_values(lookup_for(exchange, self.identity)) if shaper.attributes else ()
-                key += (values,)
+                key += (shaper.request_values(lookup_for(exchange, self.identity)) if shaper.attributes else (),)
         recorder = self._http.get(key)
         if recorder is None:
             if len(self._http) >= MAX_RECORDERS:
                 self._http.clear()  # peers come and go: keep the cache bounded
             labels = self._labels(direction, cluster, endpoint, protocol, peer, connection)
-            recorder = self._http[key] = self.metrics.http(labels, shaper, values or ())
+            shaper = self._shapers.get(direction)
+            recorder = self._http[key] = self.metrics.http(labels, shaper, key[-1] if shaper is not None else ())
         listener_stats = self._listener(exchange.listener.name)
         listener_stats["downstream_rq_total"] += 1
         listener_stats[_STATUS_CLASS.get(exchange.status // 100, "downstream_rq_5xx")] += 1
