@@ -209,3 +209,16 @@ def test_reporting_interval_is_accepted_with_a_warning():
     spec = "  metrics: [{providers: [{name: prometheus}], reportingInterval: 5s}]\n"
     _, warnings = compile_(telemetry("ns", "default", spec))
     assert "Telemetry default/ns: metrics reportingInterval has no effect in pymesh (its metrics are current at every scrape)" in warnings
+
+
+def test_the_config_dump_shows_the_policy_with_collector_headers_redacted():
+    from pymesh.routing.compile import compile_snapshot
+    from pymesh.routing.dump import REDACTED, dump_snapshot
+
+    mesh = MESH.replace("http: {path: /v1/traces}", "http: {path: /v1/traces, headers: [{name: authorization, value: secret}]}")
+    config = load_text(mesh + telemetry("mesh", "istio-system", "  tracing: [{providers: [{name: otel}]}]\n")).config
+    snapshot = compile_snapshot(config, ProxyIdentity(namespace="default"), "1")
+    dumped = dump_snapshot(snapshot)["telemetry"]
+    assert dumped["tracing"]["provider"]["headers"] == [["authorization", REDACTED]]
+    assert dump_snapshot(snapshot, include_secrets=True)["telemetry"]["tracing"]["provider"]["headers"] == [
+        ["authorization", "secret"]]
