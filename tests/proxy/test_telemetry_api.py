@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ports import free_port
-from proxy_harness import HOST, Proxy, Upstream, Reply, curl, http_mesh, samples, wait_until
+from proxy_harness import HOST, Proxy, Reply, Upstream, curl, dump_yaml, http_mesh, samples, wait_until
 
 MESH_DEFAULT_LOGGING = {  # access-log task: "Using Telemetry API"
     "apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
@@ -276,8 +276,6 @@ def test_match_mode_decides_whether_inbound_requests_are_logged(tmp_path, upstre
 def test_ingress_gateway_logs_by_workload_selector(tmp_path):
     from test_gateway_bookinfo import SERVICES, bookinfo_config
 
-    from proxy_harness import dump_yaml
-
     apps = {name: Upstream(name) for name in SERVICES}
     listen = free_port()
     gateway_logs = {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
@@ -297,3 +295,31 @@ def test_ingress_gateway_logs_by_workload_selector(tmp_path):
         gateway.kill()
         for app in apps.values():
             app.stop()
+
+
+def test_istio_custom_tags_sample_labels_both_reporters_with_the_peer_apps(tmp_path, upstream):
+    """docs/tasks/observability/metrics/telemetry-api "custom-tags", unchanged: the client's
+    REQUEST_COUNT gets destination_x (the upstream's app label), the server's source_x (the
+    caller's, from its peer metadata)."""
+    from proxy_harness import endpoint, inbound_mesh, service_entry, sidecar
+
+    sample = Path(__file__).parents[1] / "corpus" / "data" / "istio" / "istio.io" / "content" / "en" / "docs" / \
+        "tasks" / "observability" / "metrics" / "telemetry-api" / "snips.sh.yaml"
+    custom_tags = next(doc for doc in sample.read_text().split("\n---\n") if "name: custom-tags" in doc)
+    in_port, out_port = free_port(), free_port()
+    server = Proxy(tmp_path, custom_tags + "\n---\n" + dump_yaml(inbound_mesh(in_port, upstream)),
+                   labels="app=reviews", name="server").start()
+    client_config = [service_entry(out_port, [endpoint(in_port, {"app": "reviews"})]), sidecar((out_port, "HTTP"))]
+    client = Proxy(tmp_path, custom_tags + "\n---\n" + dump_yaml(client_config), labels="app=productpage",
+                   name="client").start()
+    try:
+        assert curl(out_port, "/").status == 200
+        (out,) = client.wait_metric(lambda s: s, what="the client's request count")
+        assert out.labels["reporter"] == "source" and out.labels["destination_x"] == "reviews"
+        assert "source_x" not in out.labels
+        (into,) = server.wait_metric(lambda s: s, what="the server's request count")
+        assert into.labels["reporter"] == "destination" and into.labels["source_x"] == "productpage"
+        assert "destination_x" not in into.labels
+    finally:
+        client.kill()
+        server.kill()
