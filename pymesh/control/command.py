@@ -117,8 +117,9 @@ def run_serve(args: argparse.Namespace) -> int:
               "(an unauthenticated channel must not be reachable from the network)", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        mesh = load_mesh_config(args.mesh_config) if args.mesh_config else None
+    try:  # refused at start; a later bad version is reported and the last good one stays
+        if args.mesh_config:
+            load_mesh_config(args.mesh_config)
     except ConfigInvalid as invalid:
         print(f"pymesh control serve: --mesh-config is invalid:\n{invalid}", file=sys.stderr)
         return 2
@@ -133,7 +134,7 @@ def run_serve(args: argparse.Namespace) -> int:
         workload_entry_grace=args.workload_entry_grace.total_seconds(),
         limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
         ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),
-        max_per_identity=max(0, args.max_connections_per_identity), mesh_config=mesh,
+        max_per_identity=max(0, args.max_connections_per_identity), mesh_config=args.mesh_config or "",
     )
     try:
         server = ControlServer(options)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from pymesh.api import limits as input_limits
-from pymesh.api import model, wire
+from pymesh.api import wire
 from pymesh.api.limits import Limits
 from pymesh.control import bounds, persist, scrape_targets
 from pymesh.control.admin import AdminServer
@@ -49,7 +49,7 @@ class ControlOptions:
     insecure: bool = False  # plaintext, no identities: local demos only
     ca: CaOptions = CaOptions()
     max_per_identity: int = 256  # push streams of one identity (the replicas of a workload)
-    mesh_config: model.IstioMeshConfig | None = None  # --mesh-config: in force instead of an istio ConfigMap
+    mesh_config: str = ""  # --mesh-config FILE: in force instead of an istio ConfigMap (watched)
 
 
 class ControlServer:
