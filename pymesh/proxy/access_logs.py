@@ -132,6 +132,20 @@ class ProviderLogs:
         for writer in direction.writers:
             writer.add(record)
 
+    def protocol_error(self, direction_name: str, info, status: int, flag: str) -> None:
+        """A request too malformed to become an exchange (400, 408, 431...): its status and flag."""
+        direction = self._directions.get(direction_name)
+        if direction is None:
+            return
+        if direction.filter is not None and not direction.filter(
+                lambda attribute, key: status if (attribute, key) == ("response.code", None) else None):
+            return
+        record = Record(start_time=time.time(), response_code=status, response_flags=flag,
+                        response_code_details=_DETAILS.get(flag),
+                        downstream_remote_address=f"{info.source_ip}:{info.source_port}")
+        for writer in direction.writers:
+            writer.add(record)
+
     def tcp(self, proxy, duration_ms: float) -> None:
         """A TCP connection at close, with the HTTP fields unset (as Envoy logs one)."""
         direction = self._directions.get(proxy.listener.direction)

@@ -135,6 +135,8 @@ class Telemetry:
         if self._own_log is not None:
             self._own_log.log(time.time(), None, None, None, None, status, flag, 0, 0, 0.0,
                                 None, None, None, None, None, None, connection.info.source_ip)
+        if self._provider_logging:
+            self.provider_logs.protocol_error(listener.direction, connection.info, status, flag)
 
     def _listener(self, listener_name: str) -> dict[str, int]:
         stats = self._listener_stats.get(listener_name)

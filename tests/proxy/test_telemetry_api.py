@@ -323,3 +323,19 @@ def test_istio_custom_tags_sample_labels_both_reporters_with_the_peer_apps(tmp_p
     finally:
         client.kill()
         server.kill()
+
+
+def test_a_malformed_request_is_logged_by_the_provider_with_its_status(tmp_path, upstream):
+    import socket
+
+    port = free_port()
+    proxy = run(tmp_path, port, http_mesh(port, {"v1": upstream}) + [MESH_DEFAULT_LOGGING])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nbad header\r\n\r\n")
+            assert conn.recv(64).startswith(b"HTTP/1.1 400")
+        line = wait_until(lambda: proxy.stdout_path.read_text() if proxy.stdout_path.exists() else None,
+                          what="the 400's line")
+        assert '"- - -" 400 DPE http1.codec_error ' in line
+    finally:
+        proxy.kill()
