@@ -10,6 +10,7 @@ from typing import Any, Callable
 from pymesh.api import common, model, shapes
 from pymesh.api.authorization import authorization_policy
 from pymesh.api.destinationrule import destination_rule
+from pymesh.api import gateway_api
 from pymesh.api.gateway import gateway
 from pymesh.api.meshconfig import MESH_CONFIG_MAP, config_map
 from pymesh.api.peer_authentication import peer_authentication
@@ -29,6 +30,7 @@ SECURITY = ("security.istio.io", ("v1", "v1beta1"))
 PYMESH = ("pymesh.dev", ("v1alpha1",))
 TELEMETRY = ("telemetry.istio.io", ("v1", "v1alpha1"))
 CORE = ("", ("v1",))
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,38 @@ KINDS = {
     )
 }
 
+# The Gateway API's kinds, looked up by apiVersion group first: its Gateway is not Istio's. The
+# older versions are the same schema for what pymesh reads, and real manifests still carry them.
+GATEWAY_API_VERSIONS = (GATEWAY_API_GROUP, ("v1", "v1beta1", "v1alpha2"))
+GATEWAY_API_KINDS = {
+    kind.name: kind
+    for kind in (
+        Kind("GatewayClass", GATEWAY_API_VERSIONS, shapes.GATEWAY_CLASS, gateway_api.gateway_class,
+             "gateway_classes"),
+        Kind("Gateway", GATEWAY_API_VERSIONS, shapes.K8S_GATEWAY, gateway_api.kubernetes_gateway,
+             "kubernetes_gateways"),
+        Kind("HTTPRoute", GATEWAY_API_VERSIONS, shapes.K8S_HTTP_ROUTE, gateway_api.http_route,
+             "http_routes"),
+        Kind("GRPCRoute", (GATEWAY_API_GROUP, ("v1", "v1alpha2")), shapes.K8S_GRPC_ROUTE, gateway_api.grpc_route,
+             "grpc_routes"),
+        Kind("TCPRoute", (GATEWAY_API_GROUP, ("v1alpha2",)), shapes.K8S_TCP_ROUTE, gateway_api.tcp_route, "tcp_routes"),
+        Kind("TLSRoute", (GATEWAY_API_GROUP, ("v1alpha2", "v1alpha3")), shapes.K8S_TLS_ROUTE, gateway_api.tls_route,
+             "tls_routes"),
+        Kind("ReferenceGrant", (GATEWAY_API_GROUP, ("v1beta1", "v1alpha2")), shapes.REFERENCE_GRANT,
+             gateway_api.reference_grant, "reference_grants"),
+    )
+}
+ALL_KINDS = (*KINDS.values(), *GATEWAY_API_KINDS.values())
+
+
+def lookup(kind_name: str | None, api_version: str | None) -> Kind | None:
+    """The kind a document names: a gateway.networking.k8s.io apiVersion picks the Gateway
+    API's kinds, anything else Istio's and pymesh's."""
+    if isinstance(api_version, str) and api_version.split("/", 1)[0] == GATEWAY_API_GROUP:
+        return GATEWAY_API_KINDS.get(kind_name or "")
+    return KINDS.get(kind_name or "")
+
+
 ResourceKey = tuple[str, str, str]  # kind, namespace, name
 _RESOURCE_HINT = "a resource with apiVersion, kind, metadata and spec"
 
@@ -87,11 +121,12 @@ def parse_document(
     if not isinstance(root, LineMap):
         sink.add(document.line, "", f"expected a mapping ({_RESOURCE_HINT})")
         return None
-    named = root.get("kind")
-    kind = KINDS.get(named) if isinstance(named, str) else None
-    r = Reader(sink, root, "", kind.envelope if kind else shapes.RESOURCE)
+    named, version = root.get("kind"), root.get("apiVersion")
+    envelope = lookup(named if isinstance(named, str) else None, version if isinstance(version, str) else None)
+    r = Reader(sink, root, "", envelope.envelope if envelope else shapes.RESOURCE)
     kind_name = r.get("kind", text(), required=True)
     api_version = r.get("apiVersion", text(), required=True)
+    kind = lookup(kind_name, api_version)
     if kind is None:
         if kind_name is not None:
             r.error("kind", f"kind {kind_name} is not supported")
@@ -110,7 +145,8 @@ def parse_document(
     spec = r.slot(kind.body) or Slot(LineMap(r.line), r.line, kind.body)  # a missing spec reads as an empty one
     resource = message(kind.spec, partial(kind.build, metadata))(sink, spec)
     if metadata is not None and metadata.name:
-        _check_unique(sink, seen, (kind.name, metadata.namespace, metadata.name), source, _name_line(root))
+        key_kind = f"{kind.api[0]}/{kind.name}" if kind.api[0] == GATEWAY_API_GROUP else kind.name
+        _check_unique(sink, seen, (key_kind, metadata.namespace, metadata.name), source, _name_line(root))
     return kind, resource
 
 

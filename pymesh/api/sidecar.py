@@ -10,6 +10,11 @@ from pymesh.api.reader import Reader, choice, distinct, message, text
 
 OUTBOUND_MODE = choice("mode", ("ALLOW_ANY", "REGISTRY_ONLY"))
 SIDECAR_PORT = message(shapes.SERVICE_PORT, partial(common.service_port, target_port=False))
+EGRESS_PROXY = message(shapes.DESTINATION, lambda d: model.Destination(
+    host=d.get("host", text(checks.fqdn), "", required=True),
+    subset=d.get("subset", text(checks.dns_label), ""),
+    port=d.get("port", common.PORT_SELECTOR, required=True),
+))
 
 
 def sidecar(metadata: model.Metadata, r: Reader) -> model.Sidecar:
@@ -18,6 +23,7 @@ def sidecar(metadata: model.Metadata, r: Reader) -> model.Sidecar:
     ingress = distinct(message(shapes.INGRESS_LISTENER, _ingress), _port_number, "port")
     egress = distinct(message(shapes.EGRESS_LISTENER, _egress), _port_number, "port")
     egress_listeners = r.get_list("egress", egress)
+    mode, egress_proxy = r.get("outboundTrafficPolicy", OUTBOUND_TRAFFIC_POLICY, (model.Sidecar.outbound_traffic_policy, None))
     if any(listener.port is None for listener in egress_listeners[:-1]):
         r.error("egress", "only the last egress listener may leave out port (it catches all other ports)")
     return model.Sidecar(
@@ -25,11 +31,8 @@ def sidecar(metadata: model.Metadata, r: Reader) -> model.Sidecar:
         workload_selector=common.workload_selector(r),
         ingress=r.get_list("ingress", ingress),
         egress=egress_listeners,
-        outbound_traffic_policy=r.get(
-            "outboundTrafficPolicy",
-            message(shapes.OUTBOUND_TRAFFIC_POLICY, lambda o: o.get("mode", OUTBOUND_MODE, "ALLOW_ANY")),
-            model.Sidecar.outbound_traffic_policy,
-        ),
+        outbound_traffic_policy=mode,
+        egress_proxy=egress_proxy,
     )
 
 
@@ -38,6 +41,19 @@ def _configured(r: Reader) -> bool:
     unset, a present outboundTrafficPolicy or inboundConnectionPool (even `{}`) as set."""
     return any(r.has(key) and r.data[key] != [] for key in ("ingress", "egress")) or any(
         r.has(key) for key in ("outboundTrafficPolicy", "inboundConnectionPool"))
+
+
+def _outbound_traffic_policy(r: Reader) -> tuple[str, model.Destination | None]:
+    """Istio: a Sidecar's policy replaces the mesh's whole, so `{}` is REGISTRY_ONLY (the enum's
+    zero value). egressProxy takes effect under ALLOW_ANY only and needs a FQDN and a port."""
+    mode = r.get("mode", OUTBOUND_MODE, None if r.has("mode") else "REGISTRY_ONLY")  # None: not valid
+    egress_proxy = r.get("egressProxy", EGRESS_PROXY)
+    if egress_proxy is not None and mode == "REGISTRY_ONLY":
+        r.error("egressProxy", "egressProxy must be set only with mode ALLOW_ANY")
+    return mode or "REGISTRY_ONLY", egress_proxy
+
+
+OUTBOUND_TRAFFIC_POLICY = message(shapes.OUTBOUND_TRAFFIC_POLICY, _outbound_traffic_policy)
 
 
 def _port_number(listener: model.IngressListener | model.EgressListener) -> int | None:

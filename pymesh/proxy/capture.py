@@ -3,7 +3,8 @@ hand them to the HTTP or TCP handler for that destination.
 
 Outbound (15001, Istio's virtualOutbound): the original destination's port selects the compiled
 outbound listener for that port; a port with no service goes straight through to where it was
-going (Istio's ALLOW_ANY PassthroughCluster) or is refused under REGISTRY_ONLY (BlackHoleCluster).
+going (Istio's ALLOW_ANY PassthroughCluster, or the Sidecar's egressProxy when it names one) or
+is refused under REGISTRY_ONLY (BlackHoleCluster).
 Inbound (15006, virtualInbound): the app on the original port, over 127.0.0.1 unless an inbound
 address is configured; a Sidecar ingress entry for that port decides protocol and endpoint.
 
@@ -149,7 +150,11 @@ class Sniffer(asyncio.Protocol):
         self._sniff()
 
     def _passthrough(self) -> TcpProxy:
-        """Istio's PassthroughCluster: on to where the connection was going."""
+        """Istio's PassthroughCluster: on to where the connection was going; to the Sidecar's
+        egressProxy instead when it has one."""
+        egress_proxy = self.runtime.snapshot.egress_proxy
+        if egress_proxy is not None:
+            return TcpProxy(self.runtime, egress_proxy.listener, original_destination=self.destination)
         return TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination)
 
     def _unmatched_tls(self) -> TcpProxy | None:

@@ -141,12 +141,12 @@ class Exchange:
             response = route.direct_response
             return self.reply(LocalReply(response.status, flags.NONE, response.body.encode()))
         if route.redirect is not None:
-            return self.reply(redirect_reply(route.redirect, head))
+            return self.reply(redirect_reply(route.redirect, head, prefix))
         clusters = route.clusters
         weighted = clusters[0] if len(clusters) == 1 else pick_weighted(clusters, route.total_weight, _rng.random())
         state = runtime.cluster_states.get(weighted.cluster)
         if state is None:
-            return self.reply(local_reply_for(flags.UH, detail=b"cluster not found"))
+            return self.reply(local_reply_for(flags.UH, route.missing_cluster_status, b"cluster not found"))
         self.cluster_state = state
         self.weighted = weighted
         self.matched_prefix = prefix
@@ -192,9 +192,11 @@ class Exchange:
         self._attempt()
 
     def _no_route(self) -> None:
-        """404 NR; but captured traffic for an unknown host goes where it was going (ALLOW_ANY)."""
+        """404 NR; but captured traffic for an unknown host goes where it was going (ALLOW_ANY),
+        unless the Sidecar has an egressProxy: its catch-all virtual host took every unknown host."""
         destination = self.downstream.info.original_destination
-        if destination is None or self.runtime.snapshot.outbound_traffic_policy != "ALLOW_ANY":
+        snapshot = self.runtime.snapshot
+        if destination is None or snapshot.outbound_traffic_policy != "ALLOW_ANY" or snapshot.egress_proxy is not None:
             return self.reply(local_reply_for(flags.NR))
         self.cluster_state = self.runtime.passthrough(destination)
         self.route = PASSTHROUGH_ROUTE

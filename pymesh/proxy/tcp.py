@@ -105,6 +105,7 @@ class TcpProxy(asyncio.Protocol):
                 transport.close()
                 return
             self.counted = state
+            state.stats["upstream_cx_total"] += 1  # Envoy's tcp_proxy counts its upstream connections too
             state.stats["upstream_cx_active"] += 1
         transport.pause_reading()
         connect_timeout = DEFAULT_CONNECT_TIMEOUT

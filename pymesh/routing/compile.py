@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pymesh.api import model
+from pymesh.routing import gateway_api
 from pymesh.routing.authn import providers_for
 from pymesh.routing.binding import MESH_ONLY, bind_all
 from pymesh.routing.gateway import compile_gateway
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
+from pymesh.routing.egress_proxy import compile_egress_proxy
 from pymesh.routing.peer_authn import compose as compose_peer_authn
 from pymesh.routing.proxy_config import effective as effective_proxy_config
 from pymesh.routing.ratelimits import RateLimits
@@ -29,6 +31,7 @@ TLS_PROTOCOLS = frozenset({"TLS", "HTTPS"})
 def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version: str) -> Snapshot:
     """Implements pymesh.routing.snapshot.SnapshotCompiler: a sidecar's here, a gateway's
     (identity.kind "router") in pymesh.routing.gateway."""
+    config = gateway_api.apply(config)  # Gateway API resources, as the Istio ones they translate to
     if identity.kind == "router":
         return compile_gateway(config, identity, version)
     ns = identity.namespace
@@ -40,6 +43,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
     for entry in ingress:
         cluster = inbound_cluster(entry, ns, warnings)
         clusters[cluster.name] = cluster
+    egress_proxy = compile_egress_proxy(sidecar, services, clusters, warnings)
     ctx = RouteContext(
         namespace=ns,
         labels=identity.labels,
@@ -49,6 +53,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
                                    if exported_to(vs.export_to, vs.metadata.namespace, ns)), MESH_ONLY),
         warnings=warnings,
         rate_limits=RateLimits.select(config, identity),
+        catch_all=egress_proxy.route if egress_proxy else None,
     )
     egress = []
     if sidecar is not None:
@@ -72,6 +77,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         request_authn=providers_for(config, identity),
         peer_authn=compose_peer_authn(config.peer_authentications, ns, identity.labels),
         authz=authz,
+        egress_proxy=egress_proxy,
         telemetry=telemetry,
     )
 

@@ -116,6 +116,7 @@ def dump_snapshot(snapshot: Snapshot, include_secrets: bool = False) -> dict:
         "version": snapshot.version,
         "identity": plain(snapshot.identity, redact),
         "outbound_traffic_policy": snapshot.outbound_traffic_policy,
+        "egress_proxy": snapshot.egress_proxy.route.clusters[0].cluster if snapshot.egress_proxy else None,
         "listeners": [_listener(l, redact) for l in named.values()],
         "captured_outbound": {str(port): l.name for port, l in sorted(snapshot.captured_outbound.items())},
         "peer_authentication": {

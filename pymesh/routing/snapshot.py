@@ -144,6 +144,9 @@ class Route:
     cors: Any = None  # a pymesh.routing.cors.CompiledCors
     rate_limit: Any = None  # a pymesh.policy.ratelimit.RateLimitRule
     mirrors: tuple[MirrorPolicy, ...] = ()
+    # the status for a destination whose cluster does not exist: Envoy's 503, or the 500 the
+    # Gateway API requires for its routes' invalid backends (Istio's cluster_not_found_response_code)
+    missing_cluster_status: int = 503
     filter_set: int = field(init=False, repr=False, compare=False)  # read per request: a field
 
     def __post_init__(self) -> None:
@@ -185,6 +188,16 @@ class Listener:
     # TlsServerChain); a name none of them serves falls to sni_routes (PASSTHROUGH servers of the
     # same port), else the handshake is refused.
     tls_servers: tuple["TlsServerChain", ...] = ()
+
+
+@dataclass(frozen=True)
+class EgressProxy:
+    """Sidecar outboundTrafficPolicy.egressProxy: where outbound traffic for a destination no
+    route knows goes under ALLOW_ANY instead of where it was going (Istio's catch-all virtual
+    host and virtualOutbound filter chain point at this cluster instead of PassthroughCluster)."""
+
+    route: Route  # every outbound route table's last virtual host, "*": HTTP for a host no other serves
+    listener: Listener  # TCP: a port no service has, bytes no SNI route takes, non-HTTP on an HTTP port
 
 
 @dataclass(frozen=True)
@@ -245,6 +258,7 @@ class Snapshot:
     # the AuthorizationPolicies that apply to this workload's inbound traffic
     # (a pymesh.security.authz.Authorizer); None: no policy applies, nothing is checked
     authz: Any = None
+    egress_proxy: EgressProxy | None = None  # None: PassthroughCluster (or BlackHole, REGISTRY_ONLY)
     # tracing, access logging and metrics overrides for this proxy (pymesh.telemetry.policy)
     telemetry: TelemetryPolicy = DEFAULT_TELEMETRY
 

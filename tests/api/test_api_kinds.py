@@ -293,7 +293,8 @@ def test_minimal_resources_take_model_defaults():
         "  hosts: [e.example.com]\n"
     )
     assert result.errors == []
-    assert result.config.sidecars == (m.Sidecar(metadata=m.Metadata(name="s")),)
+    # Istio: a Sidecar's written policy replaces the mesh's, and mode's zero value is REGISTRY_ONLY
+    assert result.config.sidecars == (m.Sidecar(metadata=m.Metadata(name="s"), outbound_traffic_policy="REGISTRY_ONLY"),)
     assert result.config.service_entries == (m.ServiceEntry(metadata=m.Metadata(name="e"), hosts=("e.example.com",)),)
 
 

@@ -43,7 +43,7 @@ def test_every_supported_field_is_read(data: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(Reader, "slot", recording_slot)
     kinds = ["serviceentry", "workloadentry", "virtualservice", "destinationrule", "sidecar", "localratelimit",
              "requestauthentication", "peerauthentication", "authorizationpolicy", "gateway", "workloadgroup",
-             "proxyconfig", "telemetry", "meshconfig"]
+             "proxyconfig", "gatewayapi", "telemetry", "meshconfig"]
     result = load_paths([str(data / f"{kind}.yaml") for kind in kinds])
     assert result.errors == []
 

@@ -950,7 +950,16 @@ CASES = [
          "7 spec.egress[0].hosts: required field is missing"),
     case("sidecar-outbound", SC, "outboundTrafficPolicy:\n  mode: DENY\n  egressProxy: {host: p}\n",
          "7 spec.outboundTrafficPolicy.mode: mode 'DENY' is not valid (expected ALLOW_ANY or REGISTRY_ONLY)",
-         "8 spec.outboundTrafficPolicy.egressProxy: field not supported by pymesh yet"),
+         "8 spec.outboundTrafficPolicy.egressProxy.port: required field is missing"),
+    # Istio's validateSidecarOutboundTrafficPolicy: egressProxy only with ALLOW_ANY (a written
+    # policy without mode is REGISTRY_ONLY), a FQDN host and a port
+    case("sidecar-egress-proxy-mode", SC, "outboundTrafficPolicy:\n  egressProxy: {host: egress.example.com, port: {number: 80}}\n",
+         "7 spec.outboundTrafficPolicy.egressProxy: egressProxy must be set only with mode ALLOW_ANY"),
+    case("sidecar-egress-proxy-host", SC,
+         "outboundTrafficPolicy:\n  mode: ALLOW_ANY\n  egressProxy: {host: '*.example.com', subset: Bad_, port: {number: 0}}\n",
+         "8 spec.outboundTrafficPolicy.egressProxy.host: domain name '*.example.com' is invalid (label '*' is invalid)",
+         "8 spec.outboundTrafficPolicy.egressProxy.subset: 'Bad_' is not a valid name (lower-case letters, digits and '-', at most 63)",
+         "8 spec.outboundTrafficPolicy.egressProxy.port.number: must be between 1 and 65535, got 0"),
     case("sidecar-selector", SC,
          "workloadSelector:\n  matchLabels: {app: a}\noutboundTrafficPolicy: {mode: ALLOW_ANY}\n",
          '7 spec.workloadSelector.matchLabels: unknown field (did you mean "labels"?)'),
