@@ -18,12 +18,9 @@ def logging_telemetry(disabled: bool) -> dict:
                      "accessLogging": [{"providers": [{"name": "json-file"}], "disabled": disabled}]}}
 
 
-def test_mesh_config_file_and_telemetry_reach_the_proxy(mesh):
-    log_path = mesh.root / "client-access.json"
-    mesh_file = mesh.root / "mesh"
-    mesh_file.write_text("extensionProviders:\n- name: json-file\n  envoyFileAccessLog:\n"
-                         f"    path: {log_path}\n    logFormat:\n      labels:\n"
-                         "        path: '%REQ(:PATH)%'\n        code: '%RESPONSE_CODE%'\n")
+def logging_client(mesh, mesh_file):
+    """A control server with `mesh_file` as --mesh-config, the canary's services and route, the
+    client's Telemetry logging to json-file, and the client proxy, synced."""
     port = free_ports(1)[0]
     mesh.write("service.yaml", versioned_service(HOST, port, {"v1": mesh.app("v1"), "v2": mesh.app("v2")}))
     mesh.write("route.yaml", [canary_route(100, 0, HOST)])
@@ -32,6 +29,16 @@ def test_mesh_config_file_and_telemetry_reach_the_proxy(mesh):
     control = mesh.control(extra=("--mesh-config", str(mesh_file)))
     client = mesh.proxy(control.port, "productpage", CLIENT)
     control.wait_synced(client.node_id)
+    return control, client, port
+
+
+def test_mesh_config_file_and_telemetry_reach_the_proxy(mesh):
+    log_path = mesh.root / "client-access.json"
+    mesh_file = mesh.root / "mesh"
+    mesh_file.write_text("extensionProviders:\n- name: json-file\n  envoyFileAccessLog:\n"
+                         f"    path: {log_path}\n    logFormat:\n      labels:\n"
+                         "        path: '%REQ(:PATH)%'\n        code: '%RESPONSE_CODE%'\n")
+    control, client, port = logging_client(mesh, mesh_file)
 
     assert answers_from(port, HOST, 3) == [(200, "v1")] * 3
 
@@ -60,14 +67,7 @@ def test_the_mesh_config_file_is_watched_and_a_bad_version_keeps_the_last_good(m
                 "    logFormat: {labels: {path: '%REQ(:PATH)%'}}\n")
 
     mesh_file.write_text(provider_at(first))
-    port = free_ports(1)[0]
-    mesh.write("service.yaml", versioned_service(HOST, port, {"v1": mesh.app("v1"), "v2": mesh.app("v2")}))
-    mesh.write("route.yaml", [canary_route(100, 0, HOST)])
-    mesh.write("sidecar.yaml", [egress_sidecar("productpage", CLIENT, port)])
-    mesh.write("telemetry.yaml", [logging_telemetry(disabled=False)])
-    control = mesh.control(extra=("--mesh-config", str(mesh_file)))
-    client = mesh.proxy(control.port, "productpage", CLIENT)
-    control.wait_synced(client.node_id)
+    control, client, port = logging_client(mesh, mesh_file)
     assert answers_from(port, HOST, 1) == [(200, "v1")]
     wait_until(lambda: first.exists() and first.read_text(), what="the first file's line")
 
