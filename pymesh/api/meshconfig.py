@@ -102,7 +102,9 @@ def _default_providers(r: Reader) -> model.IstioMeshConfig:
     def names(key: str) -> tuple[str, ...]:
         return r.get_list(key, text())
 
-    return model.IstioMeshConfig(default_tracing=names("tracing"), default_metrics=names("metrics"),
+    # Istio merges the file onto its defaults: metrics stays [prometheus] unless given
+    metrics = names("metrics") if r.has("metrics") else model.IstioMeshConfig.default_metrics
+    return model.IstioMeshConfig(default_tracing=names("tracing"), default_metrics=metrics,
                                  default_access_logging=names("accessLogging"))
 
 

@@ -92,3 +92,14 @@ def test_mesh_config_file(tmp_path):
     path.write_text("accessLogFile: [1]\n")
     with pytest.raises(ConfigInvalid, match="accessLogFile"):
         load_file(str(path))
+
+
+@pytest.mark.parametrize("defaults, metrics", [
+    ("", ("prometheus",)),
+    ("defaultProviders: {tracing: [zipkin]}", ("prometheus",)),  # merged onto Istio's defaults
+    ("defaultProviders: {metrics: []}", ()),
+    ("defaultProviders: {metrics: [custom]}", ("custom",)),
+])
+def test_default_metrics_provider_is_prometheus_unless_given(defaults, metrics):
+    (loaded,) = load_text(config_map(defaults or "enableTracing: true")).config.mesh_configs
+    assert loaded.default_metrics == metrics
