@@ -15,13 +15,13 @@ from typing import Any, Iterator, Sequence
 
 from pymesh.api import model
 from pymesh.api import limits as input_limits
-from pymesh.api.errors import ConfigError, ConfigInvalid
+from pymesh.api.errors import ConfigError, ConfigInvalid, ConfigWarning
 from pymesh.api.limits import LimitExceeded, Limits
 from pymesh.api.reader import Sink
 from pymesh.api.resources import KINDS, ResourceKey, parse_document
 from pymesh.api.yamltree import YAMLSyntaxError, read_documents
 
-__all__ = ["ConfigError", "ConfigInvalid", "LoadResult", "load_paths", "load_paths_strict", "load_text"]
+__all__ = ["ConfigError", "ConfigInvalid", "ConfigWarning", "LoadResult", "load_paths", "load_paths_strict", "load_text"]
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -31,6 +31,9 @@ class LoadResult:
     config: model.MeshConfig  # only the resources without errors
     errors: list[ConfigError]  # every error, in file order, then line order
     files: tuple[str, ...] = ()  # the files read, in the order read
+    # problems that did not stop a resource from loading: kinds and fields pymesh does not apply
+    # (errors instead under Limits.strict), and Istio's own warnings
+    warnings: tuple[ConfigWarning, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -76,6 +79,7 @@ class _Loader:
         self.limits = limits
         self.total_bytes = 0
         self.errors: list[ConfigError] = []
+        self.warnings: list[ConfigWarning] = []
         self.files: list[str] = []
         self._resources: dict[str, list[Any]] = {k.collection: [] for k in KINDS.values() if k.collection}
         self._seen: dict[ResourceKey, model.Source] = {}
@@ -120,16 +124,18 @@ class _Loader:
             self.errors.append(ConfigError(file, exc.line, "", exc.message))
             return
         for document in documents:
-            sink = Sink(file)
+            sink = Sink(file, strict=self.limits.strict)
             parsed = parse_document(document, sink, self._seen)
             self.errors.extend(sorted(sink.errors, key=lambda error: error.line))
+            self.warnings.extend(sorted(sink.warnings, key=lambda warning: warning.line))
             if parsed is not None and not sink.errors:
                 kind, resource = parsed
                 self._resources[kind.collection].append(resource)
 
     def result(self) -> LoadResult:
         config = model.MeshConfig(**{name: tuple(items) for name, items in self._resources.items()})
-        return LoadResult(config=config, errors=list(self.errors), files=tuple(self.files))
+        return LoadResult(config=config, errors=list(self.errors), files=tuple(self.files),
+                          warnings=tuple(self.warnings))
 
 
 def _expand(paths: Sequence[str], errors: list[ConfigError]) -> Iterator[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar
 
 from pymesh.api.duration import parse_duration
-from pymesh.api.errors import ConfigError, field_path, index_path, key_path
+from pymesh.api.errors import ConfigError, ConfigWarning, field_path, index_path, key_path
 from pymesh.api.shapes import Shape
 from pymesh.api.yamltree import LineMap, LineSeq
 
@@ -30,11 +30,14 @@ class Slot:
 
 
 class Sink:
-    """Collects the errors of one document (a resource is dropped when its sink is not empty)."""
+    """Collects the errors of one document (a resource is dropped when it has any) and its
+    warnings (which never drop it). `strict` turns "not applied" warnings into errors."""
 
-    def __init__(self, file: str):
+    def __init__(self, file: str, *, strict: bool = False):
         self.file = file
+        self.strict = strict
         self.errors: list[ConfigError] = []
+        self.warnings: list[ConfigWarning] = []
 
     def add(self, line: int, path: str, message: str) -> None:
         self.errors.append(ConfigError(self.file, line, path, message))
@@ -42,6 +45,16 @@ class Sink:
     def at(self, slot: Slot, message: str) -> None:
         self.add(slot.line, slot.path, message)
 
+    def warn(self, line: int, path: str, message: str) -> None:
+        """A warning in Istio's sense: the configuration works, but probably not as meant."""
+        self.warnings.append(ConfigWarning(self.file, line, path, message))
+
+    def not_applied(self, line: int, path: str, message: str) -> None:
+        """Something valid in Istio that pymesh leaves out: a warning, an error when strict."""
+        (self.add if self.strict else self.warn)(line, path, message)
+
+
+IGNORED_FIELD = "field has no effect in pymesh (ignored)"
 
 Convert = Callable[[Sink, Slot], Any]  # the value, or None after recording an error
 Check = Callable[[Any], str | None]  # a message when the value is wrong, else None
@@ -274,10 +287,13 @@ class Reader:
         name = str(key)
         if name in self.shape.fields:
             return
+        if name in self.shape.ignored:
+            self.sink.not_applied(self.data.key_lines[key], field_path(self.path, name), IGNORED_FIELD)
+            return
         if name in self.shape.unsupported:
             problem = "field not supported by pymesh yet"
         else:
-            problem = "unknown field" + _suggestion(name, self.shape.fields | self.shape.unsupported)
+            problem = "unknown field" + _suggestion(name, self.shape.fields | self.shape.unsupported | self.shape.ignored)
         self.sink.add(self.data.key_lines[key], field_path(self.path, name), problem)
 
     # where things are
@@ -300,7 +316,8 @@ class Reader:
 
     def has(self, key: str) -> bool:
         """Present and not null (YAML null means unset, as in Kubernetes)."""
-        assert key in self.shape.fields | self.shape.unsupported, f"{self.shape.name} has no field {key!r}"
+        assert key in self.shape.fields | self.shape.unsupported | self.shape.ignored, (
+            f"{self.shape.name} has no field {key!r}")
         return self.data.get(key) is not None
 
     def slot(self, key: str, *, required: bool = False) -> Slot | None:

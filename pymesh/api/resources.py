@@ -56,6 +56,21 @@ KINDS = {
     )
 }
 
+# Every kind of Istio's own API groups, implemented or not: a kind outside these lists, in one
+# of these groups, is a typo (kubectl would refuse it too) and an error; a kind of these lists
+# pymesh does not implement, or any kind of another group (Namespace, Deployment, Secret...
+# found in a real mesh's config directory), is reported as not applied and the rest loads.
+ISTIO_GROUP_KINDS = {
+    "networking.istio.io": frozenset({
+        "DestinationRule", "EnvoyFilter", "Gateway", "ProxyConfig", "ServiceEntry", "Sidecar",
+        "VirtualService", "WorkloadEntry", "WorkloadGroup",
+    }),
+    "security.istio.io": frozenset({"AuthorizationPolicy", "PeerAuthentication", "RequestAuthentication"}),
+    "telemetry.istio.io": frozenset({"Telemetry"}),
+    "extensions.istio.io": frozenset({"WasmPlugin"}),
+    PYMESH[0]: frozenset({"LocalRateLimit"}),
+}
+
 ResourceKey = tuple[str, str, str]  # kind, namespace, name
 _RESOURCE_HINT = "a resource with apiVersion, kind, metadata and spec"
 
@@ -72,20 +87,21 @@ def parse_document(
     if not isinstance(root, LineMap):
         sink.add(document.line, "", f"expected a mapping ({_RESOURCE_HINT})")
         return None
+    kind_name = _scalar(root, "kind")
+    api_version = _scalar(root, "apiVersion")
+    group = api_version.rpartition("/")[0] if api_version else None
+    kind = KINDS.get(kind_name) if kind_name else None
+    if kind_name and api_version and (kind is None or kind.spec is None or group != kind.api[0]):
+        _not_implemented(sink, root, kind_name, api_version, group)
+        return None
     r = Reader(sink, root, "", shapes.RESOURCE)
-    kind_name = r.get("kind", text(), required=True)
-    api_version = r.get("apiVersion", text(), required=True)
-    kind = KINDS.get(kind_name)
+    r.get("kind", text(), required=True)
+    r.get("apiVersion", text(), required=True)
     if kind is None:
-        if kind_name is not None:
-            r.error("kind", f"kind {kind_name} is not supported")
         return None
     if api_version is not None and api_version not in kind.api_versions():
         expected = or_list(kind.api_versions())
         r.error("apiVersion", f"apiVersion {api_version} is not valid for {kind.name} (expected {expected})")
-    if kind.spec is None:
-        r.error("kind", f"kind {kind.name} is not supported yet")
-        return None
     source = model.Source(sink.file, r.line)
     read_metadata = message(shapes.METADATA, partial(common.metadata, source=source))
     metadata = r.get("metadata", read_metadata, required=True)
@@ -94,6 +110,27 @@ def parse_document(
     if metadata is not None and metadata.name:
         _check_unique(sink, seen, (kind.name, metadata.namespace, metadata.name), source, _name_line(root))
     return kind, resource
+
+
+def _scalar(root: LineMap, key: str) -> str | None:
+    value = root.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _not_implemented(sink: Sink, root: LineMap, kind: str, api_version: str, group: str | None) -> None:
+    """A resource of a kind pymesh does not implement: named, not applied, the rest loads. In one
+    of Istio's groups, a kind that group does not have is an error (a typo, not a foreign kind)."""
+    line = root.key_lines.get("kind", root.line)
+    known = ISTIO_GROUP_KINDS.get(group or "")
+    if known is not None and kind not in known:
+        sink.add(line, "kind", f"{api_version} has no kind {kind} (expected {or_list(sorted(known))})")
+        return
+    metadata = root.get("metadata")
+    name = namespace = None
+    if isinstance(metadata, LineMap):
+        name, namespace = _scalar(metadata, "name"), _scalar(metadata, "namespace")
+    who = f"{kind} {namespace + '/' if namespace else ''}{name or '(unnamed)'}"
+    sink.not_applied(line, "kind", f"{who} ({api_version}) not applied: pymesh does not implement {kind}")
 
 
 def _check_unique(sink: Sink, seen: dict, key: ResourceKey, source: model.Source, line: int) -> None:

@@ -99,6 +99,8 @@ def load_config(options: ProxyOptions) -> tuple[model.MeshConfig, str | None]:
     result = load_paths(options.config_paths, options.config_limits)
     if result.errors:
         raise ConfigError("\n".join(str(error) for error in result.errors))
+    for warning in result.warnings:
+        log.warning("%s", warning)
     return result.config, None
 
 

@@ -20,10 +20,11 @@ def doc(kind: str, body: str, api: str = "networking.istio.io/v1") -> str:
 
 
 def problems(text: str) -> list[str]:
+    """Errors, then warnings ("warning: " before the message)."""
     result = load_text(text, "t.yaml")
-    assert all(error.file == "t.yaml" for error in result.errors)
-    return [f"{error.line} {error.path}: {error.message}" if error.path else f"{error.line}: {error.message}"
-            for error in result.errors]
+    assert all(error.file == "t.yaml" for error in (*result.errors, *result.warnings))
+    return [f"{error.line} {error.path}: {kind}{error.message}" if error.path else f"{error.line}: {kind}{error.message}"
+            for kind, errors in (("", result.errors), ("warning: ", result.warnings)) for error in errors]
 
 
 def case(id_: str, kind: str, body: str, *expected: str):
@@ -730,10 +731,10 @@ CASES = [
         """,
          "9 spec.trafficPolicy.retryBudget.percent: must be between 0 and 100, got 100.5",
          "10 spec.trafficPolicy.retryBudget.minRetryConcurrency: must be between 0 and 4294967295, got -1",
-         "14 spec.subsets[0].trafficPolicy.retryBudget.budgetInterval: field not supported by pymesh yet",
          '14 spec.subsets[0].trafficPolicy.retryBudget.percent: expected a number, got "20%"',
          "14 spec.subsets[0].trafficPolicy.retryBudget.minRetryConcurrency: must be between 0 and 4294967295, "
-         "got 4294967296"),
+         "got 4294967296",
+         "14 spec.subsets[0].trafficPolicy.retryBudget.budgetInterval: warning: field has no effect in pymesh (ignored)"),
     case("dr-traffic-policy-empty", DR, "host: r\ntrafficPolicy: {}\n",
          "7 spec.trafficPolicy: traffic policy must set at least one field"),
     case("dr-pool", DR, """\
@@ -920,20 +921,31 @@ def test_rule(text: str, expected: list[str]) -> None:
 
 
 ENVELOPE_CASES = [
-    pytest.param("kind: Gateway\napiVersion: networking.istio.io/v1\nmetadata: {name: g}\nspec: {}\n",
-                 ["1 kind: kind Gateway is not supported"], id="unknown-kind"),
+    # kinds pymesh does not implement are named and not applied; the rest of the file loads
+    pytest.param("kind: EnvoyFilter\napiVersion: networking.istio.io/v1alpha3\nmetadata: {name: g, namespace: n}\n"
+                 "spec: {}\n",
+                 ["1 kind: warning: EnvoyFilter n/g (networking.istio.io/v1alpha3) not applied: "
+                  "pymesh does not implement EnvoyFilter"], id="istio-kind-not-implemented"),
+    pytest.param("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: n}\nspec: {replicas: x}\n",
+                 ["2 kind: warning: Deployment n/d (apps/v1) not applied: pymesh does not implement Deployment"],
+                 id="kubernetes-kind-not-applied"),
+    pytest.param("apiVersion: networking.istio.io/v1\nkind: VirtualSevice\nmetadata: {name: v}\n",
+                 ["2 kind: networking.istio.io/v1 has no kind VirtualSevice (expected DestinationRule, EnvoyFilter, "
+                  "Gateway, ProxyConfig, ServiceEntry, Sidecar, VirtualService, WorkloadEntry or WorkloadGroup)"],
+                 id="istio-group-kind-typo"),
     pytest.param("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {}\n",
                  [], id="security-kind-loads"),  # every known kind is supported now
     pytest.param("apiVersion: networking.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n",
-                 ["1 apiVersion: apiVersion networking.istio.io/v1 is not valid for AuthorizationPolicy "
-                  "(expected security.istio.io/v1 or security.istio.io/v1beta1)"], id="security-kind-wrong-group"),
+                 ["2 kind: networking.istio.io/v1 has no kind AuthorizationPolicy (expected DestinationRule, "
+                  "EnvoyFilter, Gateway, ProxyConfig, ServiceEntry, Sidecar, VirtualService, WorkloadEntry or "
+                  "WorkloadGroup)"], id="security-kind-wrong-group"),
     pytest.param(doc(WE, "address: 10.0.0.1\n", api="networking.istio.io/v2"),
                  ["1 apiVersion: apiVersion networking.istio.io/v2 is not valid for WorkloadEntry (expected "
                   "networking.istio.io/v1, networking.istio.io/v1beta1 or networking.istio.io/v1alpha3)"],
                  id="wrong-version"),
     pytest.param(doc(WE, "address: 10.0.0.1\n", api="security.istio.io/v1"),
-                 ["1 apiVersion: apiVersion security.istio.io/v1 is not valid for WorkloadEntry (expected "
-                  "networking.istio.io/v1, networking.istio.io/v1beta1 or networking.istio.io/v1alpha3)"],
+                 ["2 kind: security.istio.io/v1 has no kind WorkloadEntry (expected AuthorizationPolicy, "
+                  "PeerAuthentication or RequestAuthentication)"],
                  id="wrong-group"),
     pytest.param("metadata: {name: x}\n",
                  ["1 kind: required field is missing", "1 apiVersion: required field is missing"], id="no-kind"),
