@@ -11,7 +11,6 @@ import re
 from pymesh.api.regex import RegexError, compile_regex
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-_WILDCARD_LABEL = re.compile(r"\*(-?[a-z0-9]([-a-z0-9]*[a-z0-9])?)?\Z")  # "*", "*foo", "*-foo"
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
 _HEADER_NAME = re.compile(r"[-_A-Za-z0-9]+\Z")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 field name
@@ -32,37 +31,6 @@ def dns_subdomain(value: str) -> str | None:
     return None
 
 
-def _domain_labels(domain: str, labels: list[str]) -> str | None:
-    for label in labels:
-        if len(label) > 63 or not _DNS_LABEL.match(label):
-            return f"domain name {domain!r} is invalid (label {label!r} is invalid)"
-    if labels and labels[-1].isdigit():
-        return f"domain name {domain!r} is invalid (top-level domain {labels[-1]!r} is all digits)"
-    return None
-
-
-def wildcard_domain(value: str) -> str | None:
-    """A DNS name whose first label may be a wildcard ("*", "*.example.com"), as Istio hosts."""
-    if not value:
-        return "empty domain name is not allowed"
-    if len(value) > 255:
-        return f"domain name {value!r} is too long (max 255)"
-    first, _, rest = value.partition(".")
-    if first.startswith("*"):
-        if not _WILDCARD_LABEL.match(first):
-            return f"domain name {value!r} is invalid (label {first!r} is invalid)"
-        return _domain_labels(value, rest.split(".")) if rest else None
-    return _domain_labels(value, value.split("."))
-
-
-def fqdn(value: str) -> str | None:
-    if not value:
-        return "empty domain name is not allowed"
-    if len(value) > 255:
-        return f"domain name {value!r} is too long (max 255)"
-    return _domain_labels(value, value.split("."))
-
-
 def ip_address(value: str) -> str | None:
     try:
         ipaddress.ip_address(value)
@@ -77,13 +45,6 @@ def ip_or_cidr(value: str) -> str | None:
     except ValueError:
         return f"{value!r} is not a valid IP address or CIDR block"
     return None
-
-
-def host_or_ip(value: str) -> str | None:
-    """A wildcard domain or an IP address (VirtualService hosts)."""
-    if ip_address(value) is None:
-        return None
-    return wildcard_domain(value)
 
 
 def unix_path(value: str) -> str | None:
@@ -180,25 +141,6 @@ def default_endpoint(value: str) -> str | None:
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         return f"defaultEndpoint {value!r} has an invalid port (must be between 1 and 65535)"
     return None
-
-
-def sidecar_egress_host(value: str) -> str | None:
-    """A Sidecar egress host "namespace/dnsName": the namespace is "*", ".", "~" or a name;
-    the name is "*" or a fully qualified (possibly "*."-wildcarded) DNS name."""
-    namespace, slash, name = value.partition("/")
-    if not slash:
-        return f"host {value!r} must be of the form namespace/dnsName (e.g. \"./*\" or \"*/foo.example.com\")"
-    if not namespace or not name:
-        return f"host {value!r}: namespace and dnsName must not be empty"
-    if namespace not in ("*", ".", "~") and dns_label(namespace):
-        return f"host {value!r}: invalid namespace {namespace!r}"
-    if name == "*":
-        return None
-    if name.startswith("*") and not name.startswith("*."):
-        return f"host {value!r}: partial wildcard {name!r} is not allowed"
-    if "." not in name:
-        return f"host {value!r}: short names are not allowed, use a fully qualified name"
-    return wildcard_domain(name)
 
 
 def cookie_token(value: str) -> str | None:

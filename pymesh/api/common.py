@@ -6,15 +6,20 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Callable
 
-from pymesh.api import checks, model, shapes
+from pymesh.api import checks, hosts, model, shapes
 from pymesh.api.reader import PORT, Convert, describe, Reader, Sink, Slot, choice, distinct, integer, message, number, text
 
+# Istio's protocol.Parse, case-insensitive. HTTP_PROXY (a sidecar egress forward proxy) is not
+# built; MONGO, MYSQL and REDIS are proxied as TCP (Istio does the same unless a filter for them
+# is switched on) and UDP ports are left out (Istio's proxy has no UDP either), with a warning.
 PROTOCOL = choice(
     "protocol",
-    ("HTTP", "HTTP2", "GRPC", "TCP", "HTTPS", "TLS"),
-    not_yet=("GRPC-WEB", "HTTP_PROXY", "MONGO", "MYSQL", "REDIS", "THRIFT", "UDP"),
+    ("HTTP", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "HTTPS", "TLS", "MONGO", "MYSQL", "REDIS", "UDP"),
+    not_yet=("HTTP_PROXY",),
     fold_case=True,
 )
+AS_TCP = frozenset({"MONGO", "MYSQL", "REDIS"})
+SNIFFED = ""  # a port whose protocol is unset: detected per connection (HTTP or not), as Istio
 CAPTURE_MODE = choice("captureMode", ("DEFAULT", "IPTABLES", "NONE"))
 WEIGHT = integer(0, 100)
 # Annotations that change what a resource does; the others are type-checked and dropped.
@@ -65,7 +70,7 @@ def export_to(r: Reader, *, allow_none: bool = False) -> tuple[str, ...]:
     specials = (".", "*", "~") if allow_none else (".", "*")
 
     def check(value: str) -> str | None:
-        return None if value in specials else checks.dns_label(value)
+        return None if value in specials else hosts.istio_label(value)
 
     values = r.get_list("exportTo", distinct(text(check)))
     for exclusive in ("*", "~"):
@@ -75,13 +80,19 @@ def export_to(r: Reader, *, allow_none: bool = False) -> tuple[str, ...]:
 
 
 def service_port(r: Reader, *, target_port: bool = True) -> model.ServicePort:
-    """A ServiceEntry port or a Sidecar port (where targetPort has no effect, as Istio says)."""
+    """A ServiceEntry port (its name is required, as in Istio's proto; an unset protocol is
+    sniffed) or a Sidecar port (name optional, targetPort has no effect, unset protocol is TCP)."""
     if not target_port and r.has("targetPort"):
         r.error("targetPort", "targetPort has no effect on a Sidecar port")
+    protocol = r.get("protocol", PROTOCOL, SNIFFED if target_port else "TCP")
+    if protocol in AS_TCP:
+        r.warn("protocol", f"protocol {protocol} is proxied as TCP by pymesh (no {protocol}-aware filter)")
+    elif protocol == "UDP":
+        r.warn("protocol", "UDP is not proxied (pymesh, like Istio's proxy, handles TCP only): this port is left out")
     return model.ServicePort(
         number=r.get("number", PORT, required=True),
-        protocol=r.get("protocol", PROTOCOL, "TCP"),
-        name=r.get("name", text(checks.dns_label), ""),
+        protocol=protocol,
+        name=r.get("name", text(hosts.istio_label), "", required=target_port),
         target_port=r.get("targetPort", PORT) if target_port else None,
     )
 
@@ -120,7 +131,7 @@ HEADER_MATCH: Convert = message(shapes.STRING_MATCH, lambda r: string_match(r, e
 
 
 def _destination_host(value: str) -> str | None:
-    return 'destination host "*" is not valid' if value == "*" else checks.wildcard_domain(value)
+    return 'destination host "*" is not valid' if value == "*" else hosts.wildcard_domain(value)
 
 
 PORT_SELECTOR: Convert = message(shapes.PORT_SELECTOR, lambda p: p.get("number", PORT, required=True))
@@ -128,8 +139,8 @@ PORT_SELECTOR: Convert = message(shapes.PORT_SELECTOR, lambda p: p.get("number",
 
 def destination(r: Reader) -> model.Destination:
     return model.Destination(
-        host=r.get("host", text(_destination_host), "", required=True),
-        subset=r.get("subset", text(checks.dns_label), ""),
+        host=r.get("host", hosts.read_host(_destination_host), "", required=True),
+        subset=r.get("subset", text(hosts.istio_label), ""),
         port=r.get("port", PORT_SELECTOR),
     )
 

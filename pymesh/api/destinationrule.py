@@ -3,7 +3,7 @@ pools) and the named subsets routes can pick."""
 
 from __future__ import annotations
 
-from pymesh.api import checks, common, locality, model, shapes
+from pymesh.api import checks, common, hosts, locality, model, shapes
 from pymesh.api.client_tls import CLIENT_TLS
 from pymesh.api.reader import (ISTIO_DURATION, Reader, boolean, choice, distinct, duration, integer, message, number,
                                text)
@@ -21,7 +21,7 @@ def destination_rule(metadata: model.Metadata, r: Reader) -> model.DestinationRu
     subset = distinct(message(shapes.SUBSET, _subset), lambda s: s.name or None, "subset name")
     return model.DestinationRule(
         metadata=metadata,
-        host=r.get("host", text(checks.wildcard_domain), "", required=True),
+        host=r.get("host", hosts.read_host(hosts.wildcard_domain), "", required=True),
         traffic_policy=r.get("trafficPolicy", TRAFFIC_POLICY),
         subsets=r.get_list("subsets", subset),
         export_to=common.export_to(r),
@@ -32,7 +32,7 @@ def destination_rule(metadata: model.Metadata, r: Reader) -> model.DestinationRu
 
 def _subset(r: Reader) -> model.Subset:
     return model.Subset(
-        name=r.get("name", text(checks.dns_label), "", required=True),
+        name=r.get("name", text(hosts.istio_label), "", required=True),
         labels=common.labels(r, "labels"),
         traffic_policy=r.get("trafficPolicy", TRAFFIC_POLICY),
     )

@@ -308,6 +308,10 @@ class Reader:
         """Report a problem with field `key` (at its line, or this mapping's when absent)."""
         self.sink.add(self.line_of(key), self.path_of(key), problem)
 
+    def warn(self, key: str, problem: str) -> None:
+        """A warning about field `key`: Istio accepts it, but it is probably not what was meant."""
+        self.sink.warn(self.line_of(key), self.path_of(key), problem)
+
     def error_here(self, problem: str) -> None:
         """Report a problem with this mapping as a whole."""
         self.sink.add(self.line, self.path, problem)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from functools import partial
 
-from pymesh.api import checks, common, model, shapes
+from pymesh.api import checks, common, hosts, model, shapes
 from pymesh.api.reader import Reader, choice, distinct, message, text
 
 OUTBOUND_MODE = choice("mode", ("ALLOW_ANY", "REGISTRY_ONLY"))
+_EGRESS_HOST = hosts.read_host(partial(hosts.namespace_host, gateway=False), hosts.normalize_namespace_host)
 SIDECAR_PORT = message(shapes.SERVICE_PORT, partial(common.service_port, target_port=False))
 
 
@@ -48,7 +49,7 @@ def _ingress(r: Reader) -> model.IngressListener:
 
 def _egress(r: Reader) -> model.EgressListener:
     return model.EgressListener(
-        hosts=r.get_list("hosts", distinct(text(checks.sidecar_egress_host)), required=True),
+        hosts=r.get_list("hosts", distinct(_EGRESS_HOST), required=True),
         port=r.get("port", SIDECAR_PORT),
         bind=r.get("bind", text(checks.ip_address), ""),
         capture_mode=r.get("captureMode", common.CAPTURE_MODE, "DEFAULT"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from pymesh.api import checks, common, model, shapes
+from pymesh.api import checks, common, hosts, model, shapes
 from pymesh.api.cors import cors_policy
 from pymesh.api.fault import fault
 from pymesh.api.mirror import mirrors
@@ -52,13 +52,13 @@ def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService
     r.get_list("gateways", common.mesh_gateway)
     if not (r.has("http") or r.has("tcp") or r.has("tls")):
         r.error_here("one of http, tcp or tls is required")
-    hosts = r.get_list("hosts", distinct(text(_host)), required=True)
+    vs_hosts = r.get_list("hosts", distinct(hosts.read_host(_host)), required=True)
     return model.VirtualService(
         metadata=metadata,
-        hosts=hosts,
+        hosts=vs_hosts,
         http=r.get_list("http", message(shapes.HTTP_ROUTE, http_route)),
         tcp=r.get_list("tcp", message(shapes.TCP_ROUTE, tcp_route)),
-        tls=r.get_list("tls", message(shapes.TLS_ROUTE, partial(tls_route, vs_hosts=hosts))),
+        tls=r.get_list("tls", message(shapes.TLS_ROUTE, partial(tls_route, vs_hosts=vs_hosts))),
         export_to=common.export_to(r),
     )
 
@@ -66,7 +66,7 @@ def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService
 def _host(value: str) -> str | None:
     if value == "*":
         return 'host "*" is not allowed for a VirtualService bound to the mesh'
-    return checks.host_or_ip(value)
+    return hosts.host_or_ip(value)
 
 
 # --- http ----------------------------------------------------------------------------------
@@ -232,24 +232,24 @@ def tls_route(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSRoute:
 
 def tls_match(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSMatchAttributes:
     r.get_list("gateways", common.mesh_gateway)
-    sni_hosts = r.get_list("sniHosts", distinct(text(partial(_sni_host, vs_hosts=vs_hosts))), required=True)
+    sni_hosts = r.get_list("sniHosts", distinct(hosts.read_host(partial(_sni_host, vs_hosts=vs_hosts))), required=True)
     return model.TLSMatchAttributes(
-        sni_hosts=tuple(h.lower() for h in sni_hosts),
+        sni_hosts=sni_hosts,
         destination_subnets=r.get_list("destinationSubnets", text(checks.ip_or_cidr)),
         port=r.get("port", PORT),
         source_labels=common.labels(r, "sourceLabels"),
-        source_namespace=r.get("sourceNamespace", text(checks.dns_label), ""),
+        source_namespace=r.get("sourceNamespace", text(hosts.istio_label), ""),
     )
 
 
 def _sni_host(value: str, *, vs_hosts: tuple[str, ...]) -> str | None:
     """A wildcard domain (an IP is accepted: Istio only warns that it goes against the SNI spec)
     that is a subset of one of the VirtualService's hosts."""
-    if checks.ip_address(value) is None:
+    if hosts.is_ip(value):
         return None
-    if problem := checks.wildcard_domain(value.lower()):
+    if problem := hosts.wildcard_domain(value):
         return problem
-    if not any(_subset_of(value.lower(), host.lower()) for host in vs_hosts):
+    if not any(_subset_of(hosts.normalize(value), host) for host in vs_hosts):
         return f"SNI host {value!r} is not a compatible subset of any of the virtual service hosts: [{', '.join(vs_hosts)}]"
     return None
 

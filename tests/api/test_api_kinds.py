@@ -292,4 +292,6 @@ def test_minimal_resources_take_model_defaults():
     )
     assert result.errors == []
     assert result.config.sidecars == (m.Sidecar(metadata=m.Metadata(name="s")),)
-    assert result.config.service_entries == (m.ServiceEntry(metadata=m.Metadata(name="e"), hosts=("e.example.com",)),)
+    # YAML without a resolution is NONE, Istio's zero value; entries built in code default to STATIC
+    assert result.config.service_entries == (
+        m.ServiceEntry(metadata=m.Metadata(name="e"), hosts=("e.example.com",), resolution="NONE"),)

@@ -45,8 +45,18 @@ CASES = [
     case("vs-hosts-not-a-list", VS, "hosts: r\n" + ROUTE, '6 spec.hosts: expected a list, got "r"'),
     case("vs-host-star", VS, "hosts: ['*']\n" + ROUTE,
          '6 spec.hosts[0]: host "*" is not allowed for a VirtualService bound to the mesh'),
-    case("vs-host-invalid", VS, "hosts:\n- ok\n- Bad\n" + ROUTE,
-         "8 spec.hosts[1]: domain name 'Bad' is invalid (label 'Bad' is invalid)"),
+    # Istio's labels allow either case (pkg/config/labels dns1123LabelFmt); a TLD is not all digits
+    case("vs-host-invalid", VS, "hosts:\n- ok\n- Bad_host\n- a.b.123\n- foo.*.com\n- a..b\n" + ROUTE,
+         "8 spec.hosts[1]: domain name 'Bad_host' is invalid (label 'Bad_host' is invalid)",
+         "9 spec.hosts[2]: domain name 'a.b.123' is invalid (top-level domain '123' is all digits)",
+         "10 spec.hosts[3]: domain name 'foo.*.com' is invalid (label '*' is invalid)",
+         "11 spec.hosts[4]: domain name 'a..b' is invalid (label '' is invalid)"),
+    case("vs-host-too-long", VS, f"hosts: [{'a' * 64}.com, {'.'.join(['a' * 60] * 5)}]\n" + ROUTE,
+         f"6 spec.hosts[0]: domain name '{'a' * 64}.com' is invalid (label '{'a' * 64}' is invalid)",
+         f"6 spec.hosts[1]: domain name '{'.'.join(['a' * 60] * 5)}' is too long (max 255)"),
+    # case-insensitive and a trailing dot: the same host (a duplicate)
+    case("vs-host-case-and-dot", VS, "hosts: [Reviews.Example.COM, reviews.example.com.]\n" + ROUTE,
+         '6 spec.hosts[1]: duplicate entry "reviews.example.com"'),
     case("vs-host-duplicate", VS, "hosts: [r, r]\n" + ROUTE, '6 spec.hosts[1]: duplicate entry "r"'),
     case("vs-gateway", VS, "hosts: [r]\ngateways: [mesh, istio-system/gw]\n" + ROUTE,
          '7 spec.gateways[1]: gateway "istio-system/gw" not supported by pymesh yet (only "mesh")'),
@@ -152,7 +162,7 @@ CASES = [
           - destination: {host: r, subset: V_1}
         """,
          "9 spec.http[0].route[0].destination.subset: 'V_1' is not a valid name "
-         "(lower-case letters, digits and '-', at most 63)"),
+         "(letters, digits and '-', at most 63)"),
     case("match-not-a-list", VS, """\
         hosts: [r]
         http:
@@ -425,7 +435,7 @@ CASES = [
             destinationSubnets: [300.0.0.0/8]
             sourceLabels: {"bad key!": x}
             gateways: [istio-system/egress]
-            sourceNamespace: Other
+            sourceNamespace: Other_ns
           route:
           - destination: {host: a}
         """,
@@ -433,7 +443,7 @@ CASES = [
          "11 spec.tls[0].match[0].destinationSubnets[0]: '300.0.0.0/8' is not a valid IP address or CIDR block",
          "12 spec.tls[0].match[0].sourceLabels[bad key!]: label key 'bad key!' is invalid (letters, digits, '-', '_' and '.', at most 63)",
          '13 spec.tls[0].match[0].gateways[0]: gateway "istio-system/egress" not supported by pymesh yet (only "mesh")',
-         "14 spec.tls[0].match[0].sourceNamespace: 'Other' is not a valid name (lower-case letters, digits and '-', at most 63)"),
+         "14 spec.tls[0].match[0].sourceNamespace: 'Other_ns' is not a valid name (letters, digits and '-', at most 63)"),
     case("tls-route-missing", VS, """\
         hosts: [a.example.com]
         tls:
@@ -787,22 +797,62 @@ CASES = [
           protocol: GRPC-WEB
         - number: 81
           name: x
-          protocol: FOO
+          protocol: THRIFT
         - number: 82
           name: web
+        - number: 83
+          protocol: http_proxy
+        - {number: 84, name: mongo, protocol: MONGO}
+        - {number: 85, name: dns, protocol: UDP}
         """,
          "8 spec.ports[0].number: must be between 1 and 65535, got 0",
          "10 spec.ports[1].number: required field is missing",
-         "11 spec.ports[1].protocol: protocol GRPC-WEB is not supported yet",
-         "14 spec.ports[2].protocol: protocol 'FOO' is not valid (expected HTTP, HTTP2, GRPC, TCP, HTTPS or TLS)",
-         '15 spec.ports[3]: duplicate port name "web"'),
-    case("se-port-number-duplicate", SE, "hosts: [a.example.com]\nports:\n- {number: 80}\n- {number: 80}\n",
+         "14 spec.ports[2].protocol: protocol 'THRIFT' is not valid (expected HTTP, HTTP2, GRPC, GRPC-WEB, TCP, HTTPS, "
+         "TLS, MONGO, MYSQL, REDIS or UDP)",
+         '15 spec.ports[3]: duplicate port name "web"',
+         # ServicePort.name is REQUIRED in Istio's proto (and ValidatePortName refuses "")
+         "17 spec.ports[4].name: required field is missing",
+         "18 spec.ports[4].protocol: protocol HTTP_PROXY is not supported yet",
+         "19 spec.ports[5].protocol: warning: protocol MONGO is proxied as TCP by pymesh (no MONGO-aware filter)",
+         "20 spec.ports[6].protocol: warning: UDP is not proxied (pymesh, like Istio's proxy, handles TCP only): "
+         "this port is left out"),
+    case("se-port-number-duplicate", SE, "hosts: [a.example.com]\nports:\n- {number: 80, name: a}\n- {number: 80, name: b}\n",
          "9 spec.ports[1]: duplicate port number 80"),
-    case("se-resolution", SE, "hosts: [a.example.com]\nresolution: NONE\nlocation: OUTSIDE\n",
-         "7 spec.resolution: resolution NONE is not supported yet",
+    case("se-resolution", SE, "hosts: [a.example.com]\nresolution: NEVER\nlocation: OUTSIDE\n",
+         "7 spec.resolution: resolution 'NEVER' is not valid (expected NONE, STATIC, DNS, DNS_ROUND_ROBIN or DYNAMIC_DNS)",
          "8 spec.location: location 'OUTSIDE' is not valid (expected MESH_EXTERNAL or MESH_INTERNAL)"),
+    # Istio's CRD: "NONE mode cannot set endpoints" (NONE is the default); NONE with a selector warns
+    case("se-none-endpoints", SE, """\
+        hosts: [a.example.com]
+        endpoints: [{address: 10.0.0.1}]
+        """,
+         "7 spec.endpoints: no endpoints should be provided for resolution type NONE (the connection goes to the "
+         "address it was sent to)"),
+    case("se-none-selector", SE, "hosts: [a.example.com]\nresolution: NONE\nworkloadSelector: {labels: {app: a}}\n",
+         "8 spec.workloadSelector: warning: workloadSelector should not be set when resolution mode is NONE"),
+    # "DNS_ROUND_ROBIN mode cannot have multiple endpoints"; without endpoints the hosts are resolved
+    case("se-dns-round-robin", SE, """\
+        hosts: ['*.example.com']
+        resolution: DNS_ROUND_ROBIN
+        endpoints: [{address: a.example.com}, {address: b.example.com}]
+        """, "8 spec.endpoints: there must only be 0 or 1 endpoint for resolution mode DNS_ROUND_ROBIN"),
+    case("se-dns-round-robin-wildcard", SE, "hosts: ['*.example.com']\nresolution: DNS_ROUND_ROBIN\n",
+         "6 spec.hosts[0]: host '*.example.com' must be a DNS name (no wildcard) when resolution is "
+         "DNS_ROUND_ROBIN without endpoints"),
+    # DYNAMIC_DNS: wildcard hosts, MESH_EXTERNAL only (istio/api service_entry.proto)
+    case("se-dynamic-dns", SE, """\
+        hosts: [api.example.com]
+        location: MESH_INTERNAL
+        resolution: DYNAMIC_DNS
+        """,
+         "6 spec.hosts[0]: host 'api.example.com' must be a wildcard (\"*.example.com\") with resolution DYNAMIC_DNS",
+         "8 spec.resolution: DYNAMIC_DNS is only supported for MESH_EXTERNAL ServiceEntries"),
+    # Istio only warns about a partial wildcard in a ServiceEntry (ValidatePartialWildCard)
+    case("se-partial-wildcard", SE, "hosts: ['*foo.example.com']\n",
+         "6 spec.hosts[0]: warning: partial wildcard '*foo.example.com' not allowed"),
     case("se-endpoints", SE, """\
         hosts: [a.example.com]
+        resolution: STATIC
         ports:
         - {number: 80, name: http}
         endpoints:
@@ -813,50 +863,59 @@ CASES = [
           ports: {http: 80}
         - network: n1
         """,
-         "10 spec.endpoints[0].address: address 'db.example.com' is not an IP address (resolution is STATIC)",
-         "11 spec.endpoints[0].ports[grpc]: port name 'grpc' is not one of the ServiceEntry's ports",
-         "12 spec.endpoints[0].weight: must be >= 0, got -1",
-         "14 spec.endpoints[1].ports: an endpoint with a unix:// address takes no ports",
-         "15 spec.endpoints[2].network: field not supported by pymesh yet",
-         "15 spec.endpoints[2].address: required field is missing"),
+         "11 spec.endpoints[0].address: address 'db.example.com' is not an IP address (resolution is STATIC)",
+         "12 spec.endpoints[0].ports[grpc]: port name 'grpc' is not one of the ServiceEntry's ports",
+         "13 spec.endpoints[0].weight: must be >= 0, got -1",
+         "15 spec.endpoints[1].ports: an endpoint with a unix:// address takes no ports",
+         "16 spec.endpoints[2].network: field not supported by pymesh yet",
+         "16 spec.endpoints[2].address: required field is missing"),
     case("se-endpoints-and-selector", SE, """\
         hosts: [a.example.com]
+        resolution: STATIC
         endpoints:
         - address: 10.0.0.1
         workloadSelector:
           labels: {app: a}
-        """, "9 spec.workloadSelector: only one of workloadSelector or endpoints may be set"),
+        """, "10 spec.workloadSelector: only one of workloadSelector or endpoints may be set"),
     case("se-dns-wildcard", SE, "hosts: ['*.example.com']\nresolution: DNS\naddresses: [10.0.0.0/24]\n",
          "6 spec.hosts[0]: host '*.example.com' must be a DNS name (no wildcard) when resolution is DNS "
          "without endpoints",
-         "8 spec.addresses: CIDR addresses are only allowed with STATIC resolution"),
-    case("se-hosts-with-tcp", SE, "hosts: [a.example.com, b.example.com]\nports:\n- {number: 5432, protocol: TCP}\n",
-         "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart)"),
+         "8 spec.addresses: CIDR addresses are allowed only for NONE/STATIC resolution types"),
+    case("se-hosts-with-tcp", SE, "hosts: [a.example.com, b.example.com]\nresolution: DNS\nports:\n"
+         "- {number: 5432, name: pg, protocol: TCP}\n",
+         "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart), "
+         "unless resolution is NONE"),
+    case("se-hosts-with-unset-protocol", SE, "hosts: [a.example.com, b.example.com]\nresolution: STATIC\nports:\n"
+         "- {number: 5432, name: pg}\n",
+         "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart), "
+         "unless resolution is NONE"),
     case("se-hosts-with-tls-and-tcp", SE, """\
         hosts: [a.example.com, b.example.com]
+        resolution: DNS
         ports:
         - {number: 443, name: https, protocol: HTTPS}
         - {number: 8443, name: tls, protocol: tls}
         - {number: 5432, name: tcp, protocol: TCP}
-        """, "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart)"),
+        """, "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart), "
+             "unless resolution is NONE"),
     case("se-address", SE, "hosts: [a.example.com]\naddresses: [not-an-ip]\n",
          "7 spec.addresses[0]: 'not-an-ip' is not a valid IP address or CIDR block"),
     case("se-subject-alt-names", SE, "hosts: [a.example.com]\nsubjectAltNames: [spiffe://x, '']\n",
          "7 spec.subjectAltNames[1]: must not be empty"),
-    case("se-export-to", SE, "hosts: [a.example.com]\nexportTo: ['~', 'ns1', 'Bad']\n",
-         "7 spec.exportTo[2]: 'Bad' is not a valid name (lower-case letters, digits and '-', at most 63)",
+    case("se-export-to", SE, "hosts: [a.example.com]\nexportTo: ['~', 'ns1', 'Bad_ns']\n",
+         "7 spec.exportTo[2]: 'Bad_ns' is not a valid name (letters, digits and '-', at most 63)",
          '7 spec.exportTo: "~" cannot be combined with other entries'),
     # --- WorkloadEntry --------------------------------------------------------------------------
     case("we-address-missing", WE, "labels: {app: a}\n", "5 spec.address: required field is missing"),
     case("we-fields", WE, """\
         address: 10.0.0.1
         ports:
-          HTTP: 80
+          HTTP_1: 80
           grpc: 0
         network: n1
         serviceAccount: Bad_SA
         """,
-         "8 spec.ports[HTTP]: 'HTTP' is not a valid name (lower-case letters, digits and '-', at most 63)",
+         "8 spec.ports[HTTP_1]: 'HTTP_1' is not a valid name (letters, digits and '-', at most 63)",
          "9 spec.ports[grpc]: must be between 1 and 65535, got 0",
          "10 spec.network: field not supported by pymesh yet",
          "11 spec.serviceAccount: 'Bad_SA' is not a valid name (lower-case DNS name: letters, digits, '-' and '.')"),
@@ -889,15 +948,15 @@ CASES = [
         egress:
         - hosts:
           - reviews.default.svc.cluster.local
-          - "Bad/*"
+          - "Bad_ns/*"
           - "./reviews"
           - "*/*foo.example.com"
         """,
          "8 spec.egress[0].hosts[0]: host 'reviews.default.svc.cluster.local' must be of the form namespace/dnsName "
          '(e.g. "./*" or "*/foo.example.com")',
-         "9 spec.egress[0].hosts[1]: host 'Bad/*': invalid namespace 'Bad'",
-         "10 spec.egress[0].hosts[2]: host './reviews': short names are not allowed, use a fully qualified name",
-         "11 spec.egress[0].hosts[3]: host '*/*foo.example.com': partial wildcard '*foo.example.com' is not allowed"),
+         "9 spec.egress[0].hosts[1]: host 'Bad_ns/*': invalid namespace 'Bad_ns'",
+         "10 spec.egress[0].hosts[2]: host './reviews': short names (non FQDN) are not allowed",
+         "11 spec.egress[0].hosts[3]: host '*/*foo.example.com': partial wildcard '*foo.example.com' not allowed"),
     case("sidecar-egress-order", SC, """\
         egress:
         - hosts: ["*/*"]
