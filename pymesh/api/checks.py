@@ -12,7 +12,6 @@ from pymesh.api.regex import RegexError, compile_regex
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
-_HEADER_NAME = re.compile(r"[-_A-Za-z0-9]+\Z")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 field name
 _COOKIE_OCTETS = re.compile(r"[\x21-\x3a\x3c-\x7e]*\Z")  # RFC 6265: no CTL, space or ";"
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -67,38 +66,65 @@ def regex(value: str) -> str | None:
     return None
 
 
+# RFC 9113 8.3's pseudo-headers, which Istio lets a match name (ValidateHTTPHeaderNameOrJwtClaimRoute)
+PSEUDO_HEADERS = frozenset({":method", ":scheme", ":authority", ":path", ":status"})
+JWT_CLAIM_PREFIX = "@request.auth.claims"
+
+
 def match_header_name(value: str) -> str | None:
-    if not _HEADER_NAME.match(value):
-        return f"{value!r} is not a valid header name (letters, digits, '-' and '_')"
+    """A header a match may name (Istio's ValidateHTTPHeaderNameOrJwtClaimRoute): any RFC 9110
+    token, a pseudo-header, or a JWT claim ("@request.auth.claims.groups"), which pymesh does not
+    route on yet: dropping it would change which requests match, so it is refused."""
+    if not value:
+        return "header name cannot be empty"
+    if value.startswith(JWT_CLAIM_PREFIX):
+        return f"{value!r}: routing on JWT claims is not supported by pymesh yet"
+    if value.lower() in PSEUDO_HEADERS:
+        return None
+    if not _TOKEN.match(value):
+        return f"{value!r} is not a valid header name (an RFC 9110 token)"
     return None
 
 
+AUTHORITY_HEADERS = frozenset({":authority", "host"})
+
+
 def _operation_name(value: str) -> str | None:
+    """Istio only asks for a name; Envoy (which would refuse the configuration) asks for an RFC
+    9110 token, and so does pymesh, which writes the name into a request."""
     if not value:
-        return "header name must not be empty"
-    if not _TOKEN.match(value):
+        return "header name cannot be empty"
+    if value.startswith(":") and value.lower() not in AUTHORITY_HEADERS:
+        return f'invalid header {value!r}: header cannot have ":" prefix'
+    if value.lower() not in AUTHORITY_HEADERS and not _TOKEN.match(value):
         return f"{value!r} is not a valid header name"
     return None
 
 
 def request_header_to_write(value: str) -> str | None:
-    """A header a route may set or add on the request (Host is allowed: it rewrites authority)."""
+    """A header a route may set or add on the request (Istio's
+    ValidateHTTPHeaderWithAuthorityOperationName): Host or :authority rewrite the authority."""
     return _operation_name(value)
 
 
 def header_to_modify(value: str) -> str | None:
-    """A header a route may remove from the request or change on the response (not Host)."""
+    """A header a route may remove from the request or change on the response (Istio's
+    ValidateHTTPHeaderOperationName: not Host, no pseudo-header)."""
+    if value.lower() == ":authority":
+        return f'invalid header {value!r}: header cannot have ":" prefix'
     return _operation_name(value) or (
-        f"{value!r} cannot be modified here" if value.lower() == "host" else None
+        f'invalid header {value!r}: cannot set Host header' if value.lower() == "host" else None
     )
 
 
 def output_header(value: str) -> str | None:
     """A header the proxy writes from a verified token (Istio's ValidateStrictHTTPHeaderName;
     pseudo-headers and Host are never written this way)."""
-    return _operation_name(value) or (
-        f"{value!r} cannot be written from a token" if value.lower() == "host" else None
-    )
+    if not value:
+        return "header name cannot be empty"
+    if not _TOKEN.match(value):
+        return f"{value!r} is not a valid header name"
+    return f"{value!r} cannot be written from a token" if value.lower() == "host" else None
 
 
 def header_value(value: str) -> str | None:

@@ -21,7 +21,9 @@ PROTOCOL = choice(
 AS_TCP = frozenset({"MONGO", "MYSQL", "REDIS"})
 SNIFFED = ""  # a port whose protocol is unset: detected per connection (HTTP or not), as Istio
 CAPTURE_MODE = choice("captureMode", ("DEFAULT", "IPTABLES", "NONE"))
-WEIGHT = integer(0, 100)
+# Istio's validateWeight: any int32 >= 0. Weights need not add up to 100 (recent Istio dropped that
+# rule): each destination gets weight/total of the traffic (pymesh.routing.pick).
+WEIGHT = integer(0, 2**31 - 1)
 # Annotations that change what a resource does; the others are type-checked and dropped.
 KNOWN_ANNOTATIONS = frozenset({"istio.io/dry-run"})
 
@@ -151,11 +153,10 @@ PERCENT: Convert = message(shapes.PERCENT, lambda p: p.get("value", number(0, 10
 
 
 def check_weights(r: Reader, key: str, routes: tuple) -> None:
-    """Istio's rule: with more than one destination the weights must add up to 100."""
-    if len(routes) > 1:
-        total = sum(route.weight for route in routes)
-        if total != 100:
-            r.error(key, f"with several destinations the weights must add up to 100 (they add up to {total})")
+    """Istio's validateHTTPRouteDestinations / validateRouteDestinations: several destinations
+    must not all weigh 0 (a lone destination takes all traffic whatever its weight)."""
+    if len(routes) > 1 and sum(route.weight for route in routes) == 0:
+        r.error(key, "total destination weight = 0 (with several destinations at least one needs a weight)")
 
 
 # --- header operations --------------------------------------------------------------------
@@ -165,12 +166,25 @@ def _header_operations(write_check: Callable[[str], str | None]) -> Convert:
     def build(r: Reader) -> model.HeaderOperations:
         value = text(checks.header_value)
         return model.HeaderOperations(
-            set=r.get_map("set", value, check_key=write_check),
-            add=r.get_map("add", value, check_key=write_check),
+            set=_authority_as_host(r.get_map("set", value, check_key=write_check)),
+            add=_authority_as_host(r.get_map("add", value, check_key=write_check)),
             remove=r.get_list("remove", text(checks.header_to_modify)),
         )
 
     return message(shapes.HEADER_OPERATIONS, build)
+
+
+def _authority_as_host(values: dict[str, str]) -> dict[str, str]:
+    """":authority" and "Host" name one thing: the request's authority (Host on HTTP/1.1)."""
+    return {"host" if name.lower() == ":authority" else name: value for name, value in values.items()}
+
+
+def authority_writes(rewrite_authority: str, headers: model.Headers) -> list[str]:
+    """Every value a route gives the authority: rewrite.authority and Host set or added
+    (Istio's validateAuthorityRewrite allows one)."""
+    request = headers.request
+    return ([rewrite_authority] if rewrite_authority else []) + [
+        value for ops in (request.set, request.add) for name, value in ops.items() if name.lower() == "host"]
 
 
 _REQUEST_OPERATIONS = _header_operations(checks.request_header_to_write)

@@ -81,14 +81,20 @@ def http_route(r: Reader) -> model.HTTPRoute:
     )
     common.check_weights(r, "route", routes)
     timeout = r.get("timeout", duration())
+    route_headers = common.headers(r)
+    rewritten = r.get("rewrite", message(shapes.HTTP_REWRITE, rewrite))
+    authorities = common.authority_writes(rewritten.authority if rewritten else "", route_headers)
+    if len(authorities) > 1:
+        r.error("headers", f"authority header cannot be set multiple times: have {authorities[0]!r}, "
+                f"attempting to set {authorities[1]!r}")
     return model.HTTPRoute(
         name=r.get("name", text(), ""),
         match=r.get_list("match", message(shapes.HTTP_MATCH_REQUEST, http_match)),
         route=routes,
         redirect=r.get("redirect", message(shapes.HTTP_REDIRECT, redirect)),
-        rewrite=r.get("rewrite", message(shapes.HTTP_REWRITE, rewrite)),
+        rewrite=rewritten,
         direct_response=r.get("directResponse", message(shapes.HTTP_DIRECT_RESPONSE, direct_response)),
-        headers=common.headers(r),
+        headers=route_headers,
         timeout=timeout or None,  # "0s" disables the route timeout, as in Istio/Envoy
         retries=r.get("retries", message(shapes.HTTP_RETRY, retries)),
         fault=r.get("fault", message(shapes.HTTP_FAULT_INJECTION, fault)),

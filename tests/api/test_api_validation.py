@@ -123,23 +123,31 @@ CASES = [
           route:
           - destination: {host: r}
         """, "8 spec.http[0].name: expected a string, got 5"),
-    case("weights-sum", VS, """\
+    # Istio's validateHTTPRouteDestinations: weights need not add up to 100, but several
+    # destinations must not all weigh 0; validateWeight: not negative
+    case("weights-all-zero", VS, """\
         hosts: [r]
         http:
         - route:
           - destination: {host: a}
-            weight: 60
           - destination: {host: b}
-            weight: 30
+            weight: 0
+        tcp:
+        - route:
+          - destination: {host: a}
+            weight: 0
+          - destination: {host: b}
+            weight: 0
         """,
-         "8 spec.http[0].route: with several destinations the weights must add up to 100 (they add up to 90)"),
-    case("weight-range", VS, """\
+         "8 spec.http[0].route: total destination weight = 0 (with several destinations at least one needs a weight)",
+         "13 spec.tcp[0].route: total destination weight = 0 (with several destinations at least one needs a weight)"),
+    case("weight-negative", VS, """\
         hosts: [r]
         http:
         - route:
           - destination: {host: a}
-            weight: 101
-        """, "10 spec.http[0].route[0].weight: must be between 0 and 100, got 101"),
+            weight: -1
+        """, "10 spec.http[0].route[0].weight: must be between 0 and 2147483647, got -1"),
     case("destination-host-missing", VS, """\
         hosts: [r]
         http:
@@ -204,11 +212,16 @@ CASES = [
         - match:
           - headers:
               x user: {exact: a}
+              "@request.auth.claims.groups": {exact: admin}
+              ":method": {exact: GET}
+              x.custom~header: {exact: a}
           route:
           - destination: {host: r}
         """,
-         "10 spec.http[0].match[0].headers[x user]: 'x user' is not a valid header name "
-         "(letters, digits, '-' and '_')"),
+         # Istio's ValidateHTTPHeaderNameOrJwtClaimRoute: an RFC 9110 token or a pseudo-header
+         "10 spec.http[0].match[0].headers[x user]: 'x user' is not a valid header name (an RFC 9110 token)",
+         "11 spec.http[0].match[0].headers[@request.auth.claims.groups]: '@request.auth.claims.groups': "
+         "routing on JWT claims is not supported by pymesh yet"),
     case("match-header-case-duplicate", VS, """\
         hosts: [r]
         http:
@@ -356,14 +369,32 @@ CASES = [
           - destination: {host: r}
           headers:
             request:
-              set: {"bad header": x}
+              set: {"bad header": x, ":path": /x}
               remove: [host]
             response:
               add: {x-a: 1}
+              set: {":status": "200", Host: h}
         """,
+         # Istio's ValidateHTTPHeaderWithAuthorityOperationName and ValidateHTTPHeaderOperationName
          "12 spec.http[0].headers.request.set[bad header]: 'bad header' is not a valid header name",
-         "13 spec.http[0].headers.request.remove[0]: 'host' cannot be modified here",
-         "15 spec.http[0].headers.response.add[x-a]: expected a string, got 1"),
+         "12 spec.http[0].headers.request.set[:path]: invalid header ':path': header cannot have \":\" prefix",
+         "13 spec.http[0].headers.request.remove[0]: invalid header 'host': cannot set Host header",
+         "15 spec.http[0].headers.response.add[x-a]: expected a string, got 1",
+         "16 spec.http[0].headers.response.set[:status]: invalid header ':status': header cannot have \":\" prefix",
+         "16 spec.http[0].headers.response.set[Host]: invalid header 'Host': cannot set Host header"),
+    # Istio's validateAuthorityRewrite: the authority is rewritten in one place only
+    case("headers-authority-twice", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          rewrite: {authority: a.example.com}
+          headers:
+            request:
+              set: {":authority": b.example.com}
+        """,
+         "11 spec.http[0].headers: authority header cannot be set multiple times: have 'a.example.com', "
+         "attempting to set 'b.example.com'"),
     case("tcp-route-missing", VS, "hosts: [r]\ntcp:\n- match:\n  - port: 99999\n",
          "8 spec.tcp[0].route: required field is missing",
          "9 spec.tcp[0].match[0].port: must be between 1 and 65535, got 99999"),
@@ -380,10 +411,11 @@ CASES = [
         tcp:
         - route:
           - destination: {host: a}
-            weight: 50
+            weight: -50
           - destination: {host: b}
         """,
-         "8 spec.tcp[0].route: with several destinations the weights must add up to 100 (they add up to 50)"),
+         "8 spec.tcp[0].route: total destination weight = 0 (with several destinations at least one needs a weight)",
+         "10 spec.tcp[0].route[0].weight: must be between 0 and 2147483647, got -50"),
     case("tls-match-missing", VS, "hosts: [a.example.com]\ntls:\n- route:\n  - destination: {host: a.example.com}\n",
          "8 spec.tls[0].match: required field is missing"),
     case("tls-match-empty", VS, "hosts: [a.example.com]\ntls:\n- match: []\n  route:\n  - destination: {host: a}\n",
@@ -457,10 +489,8 @@ CASES = [
           - sniHosts: [a.example.com]
           route:
           - destination: {host: a}
-            weight: 70
           - destination: {host: b}
-            weight: 20
-        """, "10 spec.tls[0].route: with several destinations the weights must add up to 100 (they add up to 90)"),
+        """, "10 spec.tls[0].route: total destination weight = 0 (with several destinations at least one needs a weight)"),
     case("tls-route-fields", VS, """\
         hosts: [a.example.com]
         tls:
