@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pymesh.api import checks, common, hosts, locality, model, shapes
 from pymesh.api.client_tls import CLIENT_TLS
-from pymesh.api.reader import (ISTIO_DURATION, Reader, boolean, choice, distinct, duration, integer, message, number,
+from pymesh.api.reader import (ISTIO_DURATION, ISTIO_DURATION_OR_ZERO, Reader, boolean, choice, distinct, duration, integer, message, number,
                                text)
 
 SIMPLE = choice(
@@ -99,7 +99,7 @@ def _load_balancer(r: Reader) -> model.LoadBalancerSettings:
 
 def _warmup(r: Reader) -> model.Warmup:
     return model.Warmup(
-        duration=r.get("duration", duration(positive=True), 0.0, required=True),
+        duration=r.get("duration", ISTIO_DURATION, 0.0, required=True),
         minimum_percent=r.get("minimumPercent", number(0, 100), model.Warmup.minimum_percent),
         aggression=r.get("aggression", number(1), model.Warmup.aggression),
     )
@@ -171,10 +171,10 @@ def _connection_pool(r: Reader) -> model.ConnectionPoolSettings:
 
 def _tcp_settings(r: Reader) -> dict:
     return {
-        "connect_timeout": r.get("connectTimeout", duration(positive=True)),
-        "tcp_idle_timeout": r.get("idleTimeout", duration(positive=True)),
+        "connect_timeout": r.get("connectTimeout", ISTIO_DURATION),
+        "tcp_idle_timeout": r.get("idleTimeout", ISTIO_DURATION_OR_ZERO),
         "max_connections": r.get("maxConnections", integer(0), 0),
-        "max_connection_duration": r.get("maxConnectionDuration", duration(positive=True)),
+        "max_connection_duration": r.get("maxConnectionDuration", ISTIO_DURATION),
         "tcp_keepalive": r.get("tcpKeepalive", message(shapes.TCP_KEEPALIVE, _tcp_keepalive)),
     }
 
@@ -182,14 +182,14 @@ def _tcp_settings(r: Reader) -> dict:
 def _tcp_keepalive(r: Reader) -> model.TcpKeepalive:
     return model.TcpKeepalive(
         probes=r.get("probes", integer(0), 0),
-        time=r.get("time", duration(positive=True)),
-        interval=r.get("interval", duration(positive=True)),
+        time=r.get("time", ISTIO_DURATION),
+        interval=r.get("interval", ISTIO_DURATION),
     )
 
 
 def _http_settings(r: Reader) -> dict:
     return {
-        "idle_timeout": r.get("idleTimeout", duration(positive=True)),
+        "idle_timeout": r.get("idleTimeout", ISTIO_DURATION),
         "max_requests_per_connection": r.get("maxRequestsPerConnection", integer(0), 0),
         "h2_upgrade_policy": r.get("h2UpgradePolicy", H2_UPGRADE_POLICY, "DEFAULT"),
         "use_client_protocol": r.get("useClientProtocol", boolean, False),

@@ -175,8 +175,9 @@ def duration(*, positive: bool = False, at_least: tuple[float, str] | None = Non
     return convert
 
 
-def _istio_duration() -> Convert:
-    """Istio's ValidateDuration: at least 1ms, in whole milliseconds."""
+def _istio_duration(*, zero_disables: bool = False) -> Convert:
+    """Istio's ValidateDuration: at least 1ms, in whole milliseconds. `zero_disables`: "0s" is
+    accepted too, where Istio documents it as "disabled" (a route timeout, tcp.idleTimeout)."""
     seconds = duration()
 
     def convert(sink: Sink, slot: Slot) -> float | None:
@@ -184,6 +185,8 @@ def _istio_duration() -> Convert:
         if value is None:
             return None
         millis = round(value * 1e9) / 1e6
+        if zero_disables and value == 0:
+            return value
         if millis < 1:
             sink.at(slot, "duration must be at least 1ms")
         elif millis != int(millis):
@@ -195,7 +198,8 @@ def _istio_duration() -> Convert:
     return convert
 
 
-ISTIO_DURATION = _istio_duration()  # Istio's durations in outlierDetection, retries.backoff
+ISTIO_DURATION = _istio_duration()  # Istio's agent.ValidateDuration, on every duration it checks
+ISTIO_DURATION_OR_ZERO = _istio_duration(zero_disables=True)
 
 
 def choice(

@@ -10,6 +10,7 @@ from pymesh.api.fault import fault
 from pymesh.api.mirror import mirrors
 from pymesh.api.reader import (
     ISTIO_DURATION,
+    ISTIO_DURATION_OR_ZERO,
     PORT,
     Reader,
     Sink,
@@ -17,7 +18,6 @@ from pymesh.api.reader import (
     boolean,
     choice,
     distinct,
-    duration,
     integer,
     message,
     text,
@@ -80,7 +80,7 @@ def http_route(r: Reader) -> model.HTTPRoute:
         "route", message(shapes.HTTP_ROUTE_DESTINATION, http_route_destination), required=action == "route"
     )
     common.check_weights(r, "route", routes)
-    timeout = r.get("timeout", duration())
+    timeout = r.get("timeout", ISTIO_DURATION_OR_ZERO)
     route_headers = common.headers(r)
     rewritten = r.get("rewrite", message(shapes.HTTP_REWRITE, rewrite))
     authorities = common.authority_writes(rewritten.authority if rewritten else "", route_headers)
@@ -171,7 +171,7 @@ def retries(r: Reader) -> model.HTTPRetry:
         r.error("attempts", "retries are configured but attempts is 0 (which disables them)")
     return model.HTTPRetry(
         attempts=attempts or 0,
-        per_try_timeout=r.get("perTryTimeout", duration(positive=True)),
+        per_try_timeout=r.get("perTryTimeout", ISTIO_DURATION),
         retry_on=r.get("retryOn", _retry_on, ()),
         backoff=r.get("backoff", ISTIO_DURATION),
         retry_ignore_previous_hosts=r.get("retryIgnorePreviousHosts", boolean),

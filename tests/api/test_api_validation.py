@@ -314,6 +314,13 @@ CASES = [
             body:
               bytes: aGk=
         """, "11 spec.http[0].directResponse.body.bytes: field not supported by pymesh yet"),
+    # Istio's agent.ValidateDuration: at least 1ms, whole milliseconds; "0s" disables a route timeout
+    case("timeout-below-1ms", VS, "hosts: [r]\n" + ROUTE + "  timeout: 0.5ms\n",
+         "10 spec.http[0].timeout: duration must be at least 1ms"),
+    case("timeout-sub-ms", VS, "hosts: [r]\n" + ROUTE + "  timeout: 1.5ms\n",
+         "10 spec.http[0].timeout: only durations to ms precision are supported"),
+    case("timeout-negative", VS, "hosts: [r]\n" + ROUTE + "  timeout: -1s\n",
+         "10 spec.http[0].timeout: invalid duration '-1s': must not be negative"),
     case("timeout-number", VS, "hosts: [r]\n" + ROUTE + "  timeout: 10\n",
          '10 spec.http[0].timeout: expected a duration string such as "1.5s" or "250ms", got 10'),
     case("timeout-unit", VS, "hosts: [r]\n" + ROUTE + "  timeout: 10x\n",
@@ -328,7 +335,7 @@ CASES = [
     case("retries-zero-attempts", VS, "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 0\n    retryOn: 5xx\n",
          "11 spec.http[0].retries.attempts: retries are configured but attempts is 0 (which disables them)"),
     case("retries-per-try-zero", VS, "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    perTryTimeout: 0s\n",
-         "12 spec.http[0].retries.perTryTimeout: must be greater than 0"),
+         "12 spec.http[0].retries.perTryTimeout: duration must be at least 1ms"),
     case("retries-retry-on", VS,
          "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    retryOn: 5xx,bogus,retriable-headers,99\n",
          "12 spec.http[0].retries.retryOn: 'bogus' is not a valid retryOn policy (expected 5xx, cancelled, "
@@ -789,7 +796,7 @@ CASES = [
               maxRequestsPerConnection: -1
         """,
          "10 spec.trafficPolicy.connectionPool.tcp.maxConnections: must be >= 0, got -100",
-         "11 spec.trafficPolicy.connectionPool.tcp.connectTimeout: must be greater than 0",
+         "11 spec.trafficPolicy.connectionPool.tcp.connectTimeout: duration must be at least 1ms",
          "13 spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests: must be >= 0, got -10",
          "14 spec.trafficPolicy.connectionPool.http.maxRequestsPerConnection: must be >= 0, got -1"),
     case("dr-pool-empty", DR, "host: r\ntrafficPolicy:\n  connectionPool: {}\n",
