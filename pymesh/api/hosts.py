@@ -127,6 +127,18 @@ def namespace_host(value: str, *, gateway: bool) -> str | None:
     return _dns_part(value, name, gateway=gateway)
 
 
+def overlaps(a: str, b: str) -> bool:
+    """Istio's host.Name.Matches: some name is covered by both (normalised hosts)."""
+    if a.startswith("*") and b.startswith("*"):
+        short, long = sorted((a, b), key=len)
+        return long[1:].endswith(short[1:])
+    if a.startswith("*"):
+        return b.endswith(a[1:])
+    if b.startswith("*"):
+        return a.endswith(b[1:])
+    return a == b
+
+
 def normalize(host: str) -> str:
     """The form hosts are kept and compared in: lower case, without a trailing dot."""
     host = host.lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 from pymesh.api import checks, common, hosts, model, shapes
@@ -53,10 +54,16 @@ def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService
     if not (r.has("http") or r.has("tcp") or r.has("tls")):
         r.error_here("one of http, tcp or tls is required")
     vs_hosts = r.get_list("hosts", distinct(hosts.read_host(_host)), required=True)
+    for i, first in enumerate(vs_hosts):
+        for second in vs_hosts[i + 1:]:
+            if hosts.overlaps(first, second):
+                r.error("hosts", f"duplicate hosts in virtual service: {first} & {second}")
+    http = r.get_list("http", message(shapes.HTTP_ROUTE, http_route))
+    _unreachable_http_rules(r, http)
     return model.VirtualService(
         metadata=metadata,
         hosts=vs_hosts,
-        http=r.get_list("http", message(shapes.HTTP_ROUTE, http_route)),
+        http=http,
         tcp=r.get_list("tcp", message(shapes.TCP_ROUTE, tcp_route)),
         tls=r.get_list("tls", message(shapes.TLS_ROUTE, partial(tls_route, vs_hosts=vs_hosts))),
         export_to=common.export_to(r),
@@ -67,6 +74,43 @@ def _host(value: str) -> str | None:
     if value == "*":
         return 'host "*" is not allowed for a VirtualService bound to the mesh'
     return hosts.host_or_ip(value)
+
+
+def _unreachable_http_rules(r: Reader, routes: tuple[model.HTTPRoute, ...]) -> None:
+    """Istio's analyzeUnreachableHTTPRules, as warnings: a rule after one without matches is never
+    used, and so is a match block some earlier rule already has."""
+    seen: dict[tuple, int] = {}
+    catch_all = -1
+    for n, route in enumerate(routes):
+        rule = f'"{route.name}"' if route.name else f"#{n}"
+        if not route.match:
+            if catch_all >= 0:
+                r.warn("http", f"virtualService rule {rule} not used (only the last rule can have no matches)")
+            catch_all = n
+            continue
+        if catch_all >= 0:
+            r.warn("http", f"virtualService rule {rule} not used (route without matches defined before)")
+            continue
+        duplicates = 0
+        for m, match in enumerate(route.match):
+            key = _match_key(match)
+            if key in seen:
+                earlier = routes[seen[key]]
+                name = f'"{match.name}"' if match.name else f"#{m}"
+                by = f'"{earlier.name}"' if earlier.name else f"#{seen[key]}"
+                r.warn("http", f"virtualService rule {rule} match {name} is not used "
+                       f"(duplicate/overlapping match in rule {by})")
+                duplicates += 1
+            else:
+                seen[key] = n
+        if duplicates == len(route.match):
+            r.warn("http", f"virtualService rule {rule} not used (all matches used by prior rules)")
+
+
+def _match_key(match: model.HTTPMatchRequest) -> tuple:
+    """What a match selects (its name aside), comparable: maps in sorted order."""
+    return tuple(tuple(sorted(value.items())) if isinstance(value, dict) else value
+                 for value in vars(replace(match, name="")).values())
 
 
 # --- http ----------------------------------------------------------------------------------

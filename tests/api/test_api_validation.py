@@ -54,6 +54,27 @@ CASES = [
     case("vs-host-too-long", VS, f"hosts: [{'a' * 64}.com, {'.'.join(['a' * 60] * 5)}]\n" + ROUTE,
          f"6 spec.hosts[0]: domain name '{'a' * 64}.com' is invalid (label '{'a' * 64}' is invalid)",
          f"6 spec.hosts[1]: domain name '{'.'.join(['a' * 60] * 5)}' is too long (max 255)"),
+    # Istio's ValidateVirtualService: hosts that overlap (host.Name.Matches) are duplicates
+    case("vs-hosts-overlap", VS, "hosts: [a.foo.com, '*.foo.com', '*.com']\n" + ROUTE,
+         "6 spec.hosts: duplicate hosts in virtual service: a.foo.com & *.foo.com",
+         "6 spec.hosts: duplicate hosts in virtual service: a.foo.com & *.com",
+         "6 spec.hosts: duplicate hosts in virtual service: *.foo.com & *.com"),
+    # Istio's analyzeUnreachableHTTPRules, as warnings
+    case("vs-unreachable-rules", VS, """\
+        hosts: [r]
+        http:
+        - name: one
+          match: [{uri: {prefix: /a}}]
+          route: [{destination: {host: a}}]
+        - match: [{uri: {prefix: /a}, name: again}]
+          route: [{destination: {host: a}}]
+        - route: [{destination: {host: a}}]
+        - route: [{destination: {host: b}}]
+        """,
+         '7 spec.http: warning: virtualService rule #1 match "again" is not used '
+         '(duplicate/overlapping match in rule "one")',
+         "7 spec.http: warning: virtualService rule #1 not used (all matches used by prior rules)",
+         "7 spec.http: warning: virtualService rule #3 not used (only the last rule can have no matches)"),
     # case-insensitive and a trailing dot: the same host (a duplicate)
     case("vs-host-case-and-dot", VS, "hosts: [Reviews.Example.COM, reviews.example.com.]\n" + ROUTE,
          '6 spec.hosts[1]: duplicate entry "reviews.example.com"'),
