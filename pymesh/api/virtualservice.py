@@ -7,8 +7,10 @@ from functools import partial
 
 from pymesh.api import checks, common, hosts, model, shapes
 from pymesh.api.cors import cors_policy
+from pymesh.api.errors import index_path
 from pymesh.api.fault import fault
 from pymesh.api.mirror import mirrors
+from pymesh.api.yamltree import LineSeq
 from pymesh.api.reader import (
     ISTIO_DURATION,
     ISTIO_DURATION_OR_ZERO,
@@ -78,18 +80,25 @@ def _host(value: str) -> str | None:
 
 def _unreachable_http_rules(r: Reader, routes: tuple[model.HTTPRoute, ...]) -> None:
     """Istio's analyzeUnreachableHTTPRules, as warnings: a rule after one without matches is never
-    used, and so is a match block some earlier rule already has."""
+    used, and so is a match block some earlier rule already has. Each is reported at its rule."""
+    items = r.data.get("http")
+    if not isinstance(items, LineSeq) or len(items) != len(routes):
+        return  # some rule has errors: the resource is refused anyway
     seen: dict[tuple, int] = {}
     catch_all = -1
     for n, route in enumerate(routes):
         rule = f'"{route.name}"' if route.name else f"#{n}"
+
+        def warn(problem: str, n: int = n) -> None:
+            r.sink.warn(items.item_lines[n], index_path(r.path_of("http"), n), problem)
+
         if not route.match:
             if catch_all >= 0:
-                r.warn("http", f"virtualService rule {rule} not used (only the last rule can have no matches)")
+                warn(f"virtualService rule {rule} not used (only the last rule can have no matches)")
             catch_all = n
             continue
         if catch_all >= 0:
-            r.warn("http", f"virtualService rule {rule} not used (route without matches defined before)")
+            warn(f"virtualService rule {rule} not used (route without matches defined before)")
             continue
         duplicates = 0
         for m, match in enumerate(route.match):
@@ -98,13 +107,12 @@ def _unreachable_http_rules(r: Reader, routes: tuple[model.HTTPRoute, ...]) -> N
                 earlier = routes[seen[key]]
                 name = f'"{match.name}"' if match.name else f"#{m}"
                 by = f'"{earlier.name}"' if earlier.name else f"#{seen[key]}"
-                r.warn("http", f"virtualService rule {rule} match {name} is not used "
-                       f"(duplicate/overlapping match in rule {by})")
+                warn(f"virtualService rule {rule} match {name} is not used (duplicate/overlapping match in rule {by})")
                 duplicates += 1
             else:
                 seen[key] = n
         if duplicates == len(route.match):
-            r.warn("http", f"virtualService rule {rule} not used (all matches used by prior rules)")
+            warn(f"virtualService rule {rule} not used (all matches used by prior rules)")
 
 
 def _match_key(match: model.HTTPMatchRequest) -> tuple:

@@ -71,10 +71,10 @@ CASES = [
         - route: [{destination: {host: a}}]
         - route: [{destination: {host: b}}]
         """,
-         '7 spec.http: warning: virtualService rule #1 match "again" is not used '
+         '11 spec.http[1]: warning: virtualService rule #1 match "again" is not used '
          '(duplicate/overlapping match in rule "one")',
-         "7 spec.http: warning: virtualService rule #1 not used (all matches used by prior rules)",
-         "7 spec.http: warning: virtualService rule #3 not used (only the last rule can have no matches)"),
+         "11 spec.http[1]: warning: virtualService rule #1 not used (all matches used by prior rules)",
+         "14 spec.http[3]: warning: virtualService rule #3 not used (only the last rule can have no matches)"),
     # case-insensitive and a trailing dot: the same host (a duplicate)
     case("vs-host-case-and-dot", VS, "hosts: [Reviews.Example.COM, reviews.example.com.]\n" + ROUTE,
          '6 spec.hosts[1]: duplicate entry "reviews.example.com"'),
