@@ -38,8 +38,9 @@ class Kind:
         return [f"{group}/{version}" for version in versions]
 
 
+# By (API group, kind): Istio's Gateway and the Gateway API's are different kinds of one name.
 KINDS = {
-    kind.name: kind
+    (kind.api[0], kind.name): kind
     for kind in (
         Kind("ServiceEntry", NETWORKING, shapes.SERVICE_ENTRY, service_entry, "service_entries"),
         Kind("WorkloadEntry", NETWORKING, shapes.WORKLOAD_ENTRY, workload_entry, "workload_entries"),
@@ -89,9 +90,9 @@ def parse_document(
         return None
     kind_name = _scalar(root, "kind")
     api_version = _scalar(root, "apiVersion")
-    group = api_version.rpartition("/")[0] if api_version else None
-    kind = KINDS.get(kind_name) if kind_name else None
-    if kind_name and api_version and (kind is None or kind.spec is None or group != kind.api[0]):
+    group = _group(api_version) if api_version else None
+    kind = KINDS.get((group, kind_name)) if kind_name and api_version else None
+    if kind_name and api_version and (kind is None or kind.spec is None):
         _not_implemented(sink, root, kind_name, api_version, group)
         return None
     r = Reader(sink, root, "", shapes.RESOURCE)
@@ -110,6 +111,14 @@ def parse_document(
     if metadata is not None and metadata.name:
         _check_unique(sink, seen, (kind.name, metadata.namespace, metadata.name), source, _name_line(root))
     return kind, resource
+
+
+def _group(api_version: str) -> str:
+    """"networking.istio.io/v1" -> "networking.istio.io"; Kubernetes' core "v1" -> ""; a group
+    written without its version stays itself (so its kinds report the version as wrong)."""
+    if "/" in api_version:
+        return api_version.rpartition("/")[0]
+    return api_version if "." in api_version else ""
 
 
 def _scalar(root: LineMap, key: str) -> str | None:
