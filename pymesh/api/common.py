@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from pymesh.api import checks, hosts, model, shapes
+from pymesh.api.header_value import HeaderValueError, literal_value
 from pymesh.api.reader import PORT, Convert, describe, Reader, Sink, Slot, choice, distinct, integer, message, number, text
 
 # Istio's protocol.Parse, case-insensitive. HTTP_PROXY (a sidecar egress forward proxy) is not
@@ -162,9 +163,21 @@ def check_weights(r: Reader, key: str, routes: tuple) -> None:
 # --- header operations --------------------------------------------------------------------
 
 
+def _header_value(sink: Sink, slot: Slot) -> str | None:
+    """Istio's ValidateHTTPHeaderValue, read as the literal text Envoy would send ("%%" is "%")."""
+    value = text(checks.header_value)(sink, slot)
+    if value is None:
+        return None
+    try:
+        return literal_value(value)
+    except HeaderValueError as exc:
+        sink.at(slot, f"header value {value!r}: {exc}")
+        return None
+
+
 def _header_operations(write_check: Callable[[str], str | None]) -> Convert:
     def build(r: Reader) -> model.HeaderOperations:
-        value = text(checks.header_value)
+        value = _header_value
         return model.HeaderOperations(
             set=_authority_as_host(r.get_map("set", value, check_key=write_check)),
             add=_authority_as_host(r.get_map("add", value, check_key=write_check)),

@@ -89,6 +89,15 @@ CASES = [
            request:
              set: {":authority": b.example.com}
      """, lambda vs: vs.http[0].route[0].headers.request.set == {"host": "b.example.com"}),
+    ("a literal % written %% (Envoy's header value syntax)", VS, """\
+     hosts: [r]
+     http:
+     - route:
+       - destination: {host: r}
+       headers:
+         response:
+           set: {x-discount: "100%%"}
+     """, lambda vs: vs.http[0].headers.response.set == {"x-discount": "100%"}),
     # --- durations (agent.ValidateDuration: >= 1ms, ms precision) -------------------------------
     ("1ms, and Go-style units", VS, "hosts: [r]\n" + ROUTE + "  timeout: 1ms\n  retries: {attempts: 2, perTryTimeout: 1m30s}\n",
      lambda vs: (vs.http[0].timeout, vs.http[0].retries.per_try_timeout) == (0.001, 90.0)),

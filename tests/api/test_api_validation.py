@@ -410,6 +410,23 @@ CASES = [
          "15 spec.http[0].headers.response.add[x-a]: expected a string, got 1",
          "16 spec.http[0].headers.response.set[:status]: invalid header ':status': header cannot have \":\" prefix",
          "16 spec.http[0].headers.response.set[Host]: invalid header 'Host': cannot set Host header"),
+    # Istio's ValidateHTTPHeaderValue (a port of Envoy's header_parser.cc); commands are not built
+    case("headers-values", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          headers:
+            request:
+              set: {a: "abc%123", b: "50%", c: "%HOSTNAME%", d: '%START_TIME(["%s"]%'}
+        """,
+         "12 spec.http[0].headers.request.set[a]: header value 'abc%123': invalid header configuration. "
+         "Un-terminated variable expression 'abc%123'",
+         "12 spec.http[0].headers.request.set[b]: header value '50%': invalid header configuration. Un-escaped %",
+         "12 spec.http[0].headers.request.set[c]: header value '%HOSTNAME%': Envoy's %HOSTNAME% substitution is "
+         "not supported by pymesh yet (write %% for a literal %)",
+         "12 spec.http[0].headers.request.set[d]: header value '%START_TIME([\"%s\"]%': invalid header "
+         "configuration. Expecting ')' or whitespace"),
     # Istio's validateAuthorityRewrite: the authority is rewritten in one place only
     case("headers-authority-twice", VS, """\
         hosts: [r]
