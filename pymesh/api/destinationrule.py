@@ -110,6 +110,9 @@ def _consistent_hash(r: Reader) -> model.ConsistentHash:
     algorithm = r.one_of(("ringHash", "maglev"), required=False)
     if algorithm and r.has("minimumRingSize"):
         r.error("minimumRingSize", f"only one of minimumRingSize or {algorithm} may be set (minimumRingSize is deprecated)")
+    elif r.has("minimumRingSize"):
+        r.warn("minimumRingSize", "consistent hash MinimumRingSize is deprecated, use ConsistentHashLB's RingHash "
+               "configuration instead")
     use_source_ip = r.get("useSourceIp", boolean, False)
     if r.has("useSourceIp") and not use_source_ip:
         r.error("useSourceIp", "must be true when set (leave it out to hash on something else)")
@@ -219,6 +222,9 @@ def _outlier_detection(r: Reader) -> model.OutlierDetection:
         r.error("consecutiveLocalOriginFailures",
                 "only counted with splitExternalLocalOriginErrors: true (set it, or leave this out)")
     legacy = r.get("consecutiveErrors", integer(0, 2**31 - 1))
+    if legacy:
+        r.warn("consecutiveErrors", "outlier detection consecutive errors is deprecated, use consecutiveGatewayErrors "
+               "or consecutive5xxErrors instead")
     return model.OutlierDetection(
         consecutive_5xx=r.get("consecutive5xxErrors", UINT32, 0 if legacy else defaults.consecutive_5xx),
         consecutive_gateway=r.get("consecutiveGatewayErrors", UINT32, legacy or defaults.consecutive_gateway),

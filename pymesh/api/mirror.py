@@ -23,6 +23,8 @@ def mirrors(r: Reader) -> tuple[model.HTTPMirrorPolicy, ...]:
 def _route_percentage(r: Reader) -> float:
     """Both are validated (as Istio does); without `mirror` they mean nothing, as in Istio."""
     deprecated = r.get("mirrorPercent", integer(0, 100))
+    if r.has("mirrorPercent"):
+        r.warn("mirrorPercent", 'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead')
     if r.has("mirrorPercentage"):
         return r.get("mirrorPercentage", common.PERCENT, 0.0)
     return 100.0 if deprecated is None else float(deprecated)

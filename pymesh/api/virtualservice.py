@@ -209,11 +209,17 @@ def rewrite(r: Reader) -> model.HTTPRewrite:
     return model.HTTPRewrite(uri=r.get("uri", text(), ""), authority=r.get("authority", text(), ""))
 
 
+DIRECT_RESPONSE_WARN, DIRECT_RESPONSE_MAX = 100 * 1024, 1024 * 1024  # Istio's validateHTTPDirectResponse
+
+
 def direct_response(r: Reader) -> model.HTTPDirectResponse:
-    return model.HTTPDirectResponse(
-        status=r.get("status", integer(100, 599), 0, required=True),
-        body=r.get("body", message(shapes.HTTP_BODY, lambda body: body.get("string", text(), "")), ""),
-    )
+    body = r.get("body", message(shapes.HTTP_BODY, lambda body: body.get("string", text(), "")), "")
+    size = len(body.encode("utf-8", "surrogatepass"))
+    if size > DIRECT_RESPONSE_MAX:
+        r.error("body", "large direct_responses may impact control plane performance, must be less than 1MB")
+    elif size > DIRECT_RESPONSE_WARN:
+        r.warn("body", "large direct_responses may impact control plane performance")
+    return model.HTTPDirectResponse(status=r.get("status", integer(100, 599), 0, required=True), body=body)
 
 
 def retries(r: Reader) -> model.HTTPRetry:

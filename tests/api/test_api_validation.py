@@ -121,7 +121,9 @@ CASES = [
         """,
          '10 spec.http[0].mirror.host: destination host "*" is not valid',
          "11 spec.http[0].mirrorPercentage.value: must be between 0 and 100, got 100.5",
-         "12 spec.http[0].mirrorPercent: must be between 0 and 100, got 101"),
+         "12 spec.http[0].mirrorPercent: must be between 0 and 100, got 101",
+         '12 spec.http[0].mirrorPercent: warning: using deprecated setting "mirrorPercent", use "mirrorPercentage" '
+         'instead'),
     case("http-mirrors", VS, """\
         hosts: [r]
         http:
