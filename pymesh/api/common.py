@@ -63,13 +63,19 @@ def labels(r: Reader, key: str) -> dict[str, str]:
 
 def workload_selector(r: Reader, key: str = "workloadSelector") -> dict[str, str] | None:
     """`workloadSelector: {labels: {...}}` as its labels; None when absent (selects nothing
-    in particular: the whole namespace for a Sidecar)."""
-    return r.get(key, message(shapes.WORKLOAD_SELECTOR, lambda s: labels(s, "labels")))
+    in particular: the whole namespace for a Sidecar). Without labels it selects every workload
+    of the namespace, which Istio warns about."""
+    selected = r.get(key, message(shapes.WORKLOAD_SELECTOR, lambda s: labels(s, "labels")))
+    if selected == {} and set(r.data[key]) <= {"labels"}:  # not a misspelt field: really no labels
+        r.warn(key, "workload selector specified without labels, will be applied to all services in namespace")
+    return selected
 
 
-def export_to(r: Reader, *, allow_none: bool = False) -> tuple[str, ...]:
-    """`exportTo`: "." (own namespace), "*" (all), namespace names, and "~" (nobody) where
-    `allow_none` (ServiceEntry only). "*" and "~" exclude other entries, as in Istio."""
+def export_to(r: Reader, namespace: str = "", *, allow_none: bool = False, own_only: bool = False) -> tuple[str, ...]:
+    """`exportTo` (Istio's validateExportTo): "." (own namespace), "*" (all), namespace names,
+    and "~" (nobody) where `allow_none` (ServiceEntry only). "*" and "~" exclude other entries;
+    "." and the resource's own `namespace` are one entry; `own_only` (a DestinationRule with a
+    workloadSelector): nothing beyond the own namespace."""
     specials = (".", "*", "~") if allow_none else (".", "*")
 
     def check(value: str) -> str | None:
@@ -79,6 +85,13 @@ def export_to(r: Reader, *, allow_none: bool = False) -> tuple[str, ...]:
     for exclusive in ("*", "~"):
         if exclusive in values and len(values) > 1:
             r.error("exportTo", f'"{exclusive}" cannot be combined with other entries')
+    if namespace and "." in values and namespace in values:
+        r.error("exportTo", f"duplicate entries in exportTo: . and current namespace {namespace}")
+    if own_only and values:
+        if not set(values) <= {".", namespace}:
+            r.error("exportTo", "destination rule with workload selector cannot have exportTo beyond current namespace")
+        elif len(values) > 1:
+            r.error("exportTo", "destination rule with workload selector cannot have multiple entries in exportTo")
     return values
 
 

@@ -19,14 +19,14 @@ _HASH_KEYS = ("httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameter
 
 def destination_rule(metadata: model.Metadata, r: Reader) -> model.DestinationRule:
     subset = distinct(message(shapes.SUBSET, _subset), lambda s: s.name or None, "subset name")
+    selector = r.get("workloadSelector", message(shapes.MATCH_LABELS_SELECTOR, lambda s: common.labels(s, "matchLabels")))
     return model.DestinationRule(
         metadata=metadata,
         host=r.get("host", hosts.read_host(hosts.wildcard_domain), "", required=True),
         traffic_policy=r.get("trafficPolicy", TRAFFIC_POLICY),
         subsets=r.get_list("subsets", subset),
-        export_to=common.export_to(r),
-        workload_selector=r.get("workloadSelector", message(shapes.MATCH_LABELS_SELECTOR,
-                                                            lambda s: common.labels(s, "matchLabels"))),
+        export_to=common.export_to(r, metadata.namespace if metadata else "", own_only=selector is not None),
+        workload_selector=selector,
     )
 
 

@@ -46,7 +46,7 @@ def service_entry(metadata: model.Metadata, r: Reader) -> model.ServiceEntry:
         resolution=resolution,
         endpoints=r.get_list("endpoints", message(shapes.WORKLOAD_ENTRY, endpoint)),
         workload_selector=common.workload_selector(r),
-        export_to=common.export_to(r, allow_none=True),
+        export_to=common.export_to(r, metadata.namespace if metadata else "", allow_none=True),
         subject_alt_names=r.get_list("subjectAltNames", text(checks.not_empty)),
     )
 

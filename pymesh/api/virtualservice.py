@@ -68,7 +68,7 @@ def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService
         http=http,
         tcp=r.get_list("tcp", message(shapes.TCP_ROUTE, tcp_route)),
         tls=r.get_list("tls", message(shapes.TLS_ROUTE, partial(tls_route, vs_hosts=vs_hosts))),
-        export_to=common.export_to(r),
+        export_to=common.export_to(r, metadata.namespace if metadata else ""),
     )
 
 

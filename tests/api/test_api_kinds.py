@@ -247,7 +247,7 @@ def test_destination_rule(data):
                 ),
             ),
         ),
-        export_to=("*",),
+        export_to=(".",),
         workload_selector={"app": "productpage"},
     )
 

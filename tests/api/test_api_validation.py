@@ -977,6 +977,14 @@ CASES = [
              "unless resolution is NONE"),
     case("se-address", SE, "hosts: [a.example.com]\naddresses: [not-an-ip]\n",
          "7 spec.addresses[0]: 'not-an-ip' is not a valid IP address or CIDR block"),
+    # Istio's validateExportTo: "." is the own namespace (metadata.namespace is "default" here)
+    case("se-export-to-dot-and-own", SE, "hosts: [a.example.com]\nexportTo: ['.', default]\n",
+         "7 spec.exportTo: duplicate entries in exportTo: . and current namespace default"),
+    case("dr-selector-export-to", DR, "host: r\nworkloadSelector: {matchLabels: {app: a}}\nexportTo: ['.', other]\n",
+         "8 spec.exportTo: destination rule with workload selector cannot have exportTo beyond current namespace"),
+    case("sidecar-selector-without-labels", SC, "workloadSelector: {labels: {}}\negress:\n- hosts: ['./*']\n",
+         "6 spec.workloadSelector: warning: workload selector specified without labels, will be applied to all "
+         "services in namespace"),
     case("se-subject-alt-names", SE, "hosts: [a.example.com]\nsubjectAltNames: [spiffe://x, '']\n",
          "7 spec.subjectAltNames[1]: must not be empty"),
     case("se-export-to", SE, "hosts: [a.example.com]\nexportTo: ['~', 'ns1', 'Bad_ns']\n",
