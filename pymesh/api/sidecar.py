@@ -17,7 +17,8 @@ def sidecar(metadata: model.Metadata, r: Reader) -> model.Sidecar:
     if not any(r.has(key) for key in ("ingress", "egress", "outboundTrafficPolicy", "inboundConnectionPool")):
         r.error_here("sidecar must set at least one of ingress, egress or outboundTrafficPolicy")
     ingress = distinct(message(shapes.INGRESS_LISTENER, _ingress), _port_number, "port")
-    egress = distinct(message(shapes.EGRESS_LISTENER, _egress), _port_number, "port")
+    namespace = metadata.namespace if metadata else ""
+    egress = distinct(message(shapes.EGRESS_LISTENER, partial(_egress, namespace=namespace)), _port_number, "port")
     egress_listeners = r.get_list("egress", egress)
     if any(listener.port is None for listener in egress_listeners[:-1]):
         r.error("egress", "only the last egress listener may leave out port (it catches all other ports)")
@@ -34,6 +35,19 @@ def sidecar(metadata: model.Metadata, r: Reader) -> model.Sidecar:
     )
 
 
+def _overlapping_hosts(r: Reader, egress_hosts: tuple[str, ...], namespace: str) -> None:
+    """Istio's ValidateSidecar warnings: a host another entry of the list already selects."""
+    by_namespace: dict[str, set[str]] = {}
+    for host in egress_hosts:
+        ns, _, name = host.partition("/")
+        names = by_namespace.setdefault(namespace if ns == "." else ns, set())
+        if (name != "*" and (name in names or "*" in names)) or (name == "*" and names):
+            r.warn("hosts", f"duplicated egress host: {host}")
+        names.add(name)
+    if "*" in by_namespace.get("*", ()) and len(by_namespace) != 1:
+        r.warn("hosts", "`*/*` host select all resources, no other hosts can be added")
+
+
 def _port_number(listener: model.IngressListener | model.EgressListener) -> int | None:
     return listener.port.number if listener.port else None
 
@@ -47,9 +61,11 @@ def _ingress(r: Reader) -> model.IngressListener:
     )
 
 
-def _egress(r: Reader) -> model.EgressListener:
+def _egress(r: Reader, namespace: str) -> model.EgressListener:
+    egress_hosts = r.get_list("hosts", distinct(_EGRESS_HOST), required=True)
+    _overlapping_hosts(r, egress_hosts, namespace)
     return model.EgressListener(
-        hosts=r.get_list("hosts", distinct(_EGRESS_HOST), required=True),
+        hosts=egress_hosts,
         port=r.get("port", SIDECAR_PORT),
         bind=r.get("bind", text(checks.ip_address), ""),
         capture_mode=r.get("captureMode", common.CAPTURE_MODE, "DEFAULT"),

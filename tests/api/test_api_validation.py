@@ -1053,6 +1053,10 @@ CASES = [
     case("sidecar-outbound", SC, "outboundTrafficPolicy:\n  mode: DENY\n  egressProxy: {host: p}\n",
          "7 spec.outboundTrafficPolicy.mode: mode 'DENY' is not valid (expected ALLOW_ANY or REGISTRY_ONLY)",
          "8 spec.outboundTrafficPolicy.egressProxy: field not supported by pymesh yet"),
+    # Istio's ValidateSidecar warnings (the namespace is "default" here)
+    case("sidecar-egress-duplicates", SC, "egress:\n- hosts: ['*/*', './*', 'default/a.example.com']\n",
+         "7 spec.egress[0].hosts: warning: duplicated egress host: default/a.example.com",
+         "7 spec.egress[0].hosts: warning: `*/*` host select all resources, no other hosts can be added"),
     case("sidecar-selector", SC,
          "workloadSelector:\n  matchLabels: {app: a}\noutboundTrafficPolicy: {mode: ALLOW_ANY}\n",
          '7 spec.workloadSelector.matchLabels: unknown field (did you mean "labels"?)'),
