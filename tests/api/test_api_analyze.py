@@ -114,3 +114,20 @@ def test_warnings_do_not_fail_and_strict_makes_unapplied_ones_errors(tmp_path: P
         f"{path}:24 spec.http[0].match[0].statPrefix: field has no effect in pymesh (ignored)",
         "3 errors in 1 file",
     ]
+
+
+def test_strict_is_a_load_option_of_every_command_that_loads() -> None:
+    """The proxy and the control server load with the same options as analyze (Limits)."""
+    for command in (["proxy"], ["control", "serve"], ["analyze"]):
+        done = subprocess.run([str(PYMESH), *command, "--help"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "--strict" in done.stdout, (command, done.stdout[-500:])
+
+
+def test_a_strict_proxy_refuses_a_kind_it_does_not_implement(tmp_path: Path) -> None:
+    path = tmp_path / "ef.yaml"
+    path.write_text(MIXED.split("---")[0])
+    done = subprocess.run([str(PYMESH), "proxy", "--config", str(path), "--strict"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    assert (f"{path}:2 kind: EnvoyFilter istio-system/ef (networking.istio.io/v1alpha3) not applied: pymesh does "
+            "not implement EnvoyFilter") in done.stderr
