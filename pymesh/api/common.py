@@ -163,7 +163,8 @@ def destination(r: Reader) -> model.Destination:
 
 DESTINATION: Convert = message(shapes.DESTINATION, destination)
 # Istio's Percent message: {value: 0..100}, a double
-PERCENT: Convert = message(shapes.PERCENT, lambda p: p.get("value", number(0, 100), 0.0))
+PERCENT_VALUE = number(0, 100)
+PERCENT: Convert = message(shapes.PERCENT, lambda p: p.get("value", PERCENT_VALUE, 0.0))
 
 
 def check_weights(r: Reader, key: str, routes: tuple) -> None:

@@ -191,6 +191,8 @@ def _tcp_keepalive(r: Reader) -> model.TcpKeepalive:
 
 
 def _http_settings(r: Reader) -> dict:
+    if r.data.get("h2UpgradePolicy") == "UPGRADE" and r.data.get("useClientProtocol") is True:
+        r.error("useClientProtocol", "use client protocol must not be true when H2UpgradePolicy is UPGRADE")
     return {
         "idle_timeout": r.get("idleTimeout", ISTIO_DURATION),
         "max_requests_per_connection": r.get("maxRequestsPerConnection", integer(0), 0),

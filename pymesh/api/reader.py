@@ -316,6 +316,9 @@ class Reader:
         """A warning about field `key`: Istio accepts it, but it is probably not what was meant."""
         self.sink.warn(self.line_of(key), self.path_of(key), problem)
 
+    def warn_here(self, problem: str) -> None:
+        self.sink.warn(self.line, self.path, problem)
+
     def error_here(self, problem: str) -> None:
         """Report a problem with this mapping as a whole."""
         self.sink.add(self.line, self.path, problem)

@@ -128,6 +128,8 @@ def http_route(r: Reader) -> model.HTTPRoute:
     action = r.one_of(_ROUTE_ACTIONS, required=True)
     if action in ("redirect", "directResponse") and r.has("rewrite"):
         r.error("rewrite", f"rewrite cannot be combined with {action}")
+    if action == "redirect" and r.has("fault"):
+        r.error("fault", "HTTP route cannot contain both fault and redirect")
     routes = r.get_list(
         "route", message(shapes.HTTP_ROUTE_DESTINATION, http_route_destination), required=action == "route"
     )

@@ -102,6 +102,22 @@ CASES = [
           fault:
             abort: {http2Error: CANCEL}
         """, "11 spec.http[0].fault.abort.http2Error: field not supported by pymesh yet"),
+    # Istio's validateHTTPRouteConflict, validatePercentage, validateHTTPFaultInjectionAbort
+    case("http-fault-rules", VS, """\
+        hosts: [r]
+        http:
+        - match: [{uri: {prefix: /old}}]
+          redirect: {uri: /new}
+          fault: {delay: {fixedDelay: 1s}}
+        - route:
+          - destination: {host: r}
+          fault:
+            delay: {fixedDelay: 1s, percentage: {value: 0.00001}}
+            abort: {percentage: {value: 10}}
+        """,
+         "10 spec.http[0].fault: HTTP route cannot contain both fault and redirect",
+         "14 spec.http[1].fault.delay.percentage.value: percentage 1e-05 is neither 0.0, nor in range [0.0001, 100.0]",
+         "15 spec.http[1].fault.abort: warning: abort configured, but error type not set (no abort is injected)"),
     case("http-fault-delay-floor", VS, """\
         hosts: [r]
         http:
@@ -839,6 +855,14 @@ CASES = [
          "11 spec.trafficPolicy.connectionPool.tcp.connectTimeout: duration must be at least 1ms",
          "13 spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests: must be >= 0, got -10",
          "14 spec.trafficPolicy.connectionPool.http.maxRequestsPerConnection: must be >= 0, got -1"),
+    case("dr-pool-upgrade-and-client-protocol", DR, """\
+        host: r
+        trafficPolicy:
+          connectionPool:
+            http: {h2UpgradePolicy: UPGRADE, useClientProtocol: true}
+        """,
+         "9 spec.trafficPolicy.connectionPool.http.useClientProtocol: use client protocol must not be true when "
+         "H2UpgradePolicy is UPGRADE"),
     case("dr-pool-empty", DR, "host: r\ntrafficPolicy:\n  connectionPool: {}\n",
          "8 spec.trafficPolicy.connectionPool: connection pool must set tcp or http"),
     case("dr-subsets", DR, """\
