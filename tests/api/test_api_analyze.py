@@ -131,3 +131,31 @@ def test_a_strict_proxy_refuses_a_kind_it_does_not_implement(tmp_path: Path) -> 
     assert done.returncode == 1
     assert (f"{path}:2 kind: EnvoyFilter istio-system/ef (networking.istio.io/v1alpha3) not applied: pymesh does "
             "not implement EnvoyFilter") in done.stderr
+
+
+def test_routes_no_listener_uses_are_warned_about(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "db.yaml"
+    path.write_text("""\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.example.com]
+  resolution: DNS
+  ports: [{number: 5432, name: pg, protocol: TCP}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db}
+spec:
+  hosts: [db.example.com]
+  http:
+  - route: [{destination: {host: db.example.com}}]
+    timeout: 5s
+""")
+    assert main(["analyze", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "warning: VirtualService default/db: its http routes have no effect: its hosts have no HTTP port (TCP) "
+        "(seen by: mesh)",
+        "ok: 2 resources in 1 file, 1 warning",
+    ]
