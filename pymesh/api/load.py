@@ -19,7 +19,7 @@ from pymesh.api.errors import ConfigError, ConfigInvalid, ConfigWarning
 from pymesh.api.limits import LimitExceeded, Limits
 from pymesh.api.reader import Sink
 from pymesh.api.resources import KINDS, ResourceKey, parse_document
-from pymesh.api.yamltree import YAMLSyntaxError, read_documents
+from pymesh.api.yamltree import Document, LineMap, LineSeq, YAMLSyntaxError, read_documents
 
 __all__ = ["ConfigError", "ConfigInvalid", "ConfigWarning", "LoadResult", "load_paths", "load_paths_strict", "load_text"]
 
@@ -123,7 +123,7 @@ class _Loader:
         except (YAMLSyntaxError, LimitExceeded) as exc:
             self.errors.append(ConfigError(file, exc.line, "", exc.message))
             return
-        for document in documents:
+        for document in _unlisted(documents):
             sink = Sink(file, strict=self.limits.strict)
             parsed = parse_document(document, sink, self._seen)
             self.errors.extend(sorted(sink.errors, key=lambda error: error.line))
@@ -136,6 +136,25 @@ class _Loader:
         config = model.MeshConfig(**{name: tuple(items) for name, items in self._resources.items()})
         return LoadResult(config=config, errors=list(self.errors), files=tuple(self.files),
                           warnings=tuple(self.warnings))
+
+
+def _unlisted(documents: list[Document]) -> Iterator[Document]:
+    """Each document, and for a Kubernetes List (what `kubectl get vs,dr -o yaml` writes) each of
+    its items, read as a document of its own."""
+    for document in documents:
+        root = document.root
+        items = root.get("items") if isinstance(root, LineMap) else None
+        if _root_kind(root) == ("v1", "List") and isinstance(items, LineSeq):
+            problems = document.problems
+            for item, line in zip(items, items.item_lines):
+                yield Document(item, line, problems)
+                problems = []
+        else:
+            yield document
+
+
+def _root_kind(root: object) -> tuple[object, object]:
+    return (root.get("apiVersion"), root.get("kind")) if isinstance(root, LineMap) else (None, None)
 
 
 def _expand(paths: Sequence[str], errors: list[ConfigError]) -> Iterator[str]:
