@@ -8,6 +8,7 @@ names (never a pseudo-header or Host).
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from pymesh.api import checks, common, model, shapes
@@ -41,11 +42,25 @@ def target_refs(r: Reader) -> tuple[model.PolicyTargetReference, ...]:
     return (single,) if single is not None else r.get_list("targetRefs", ref)
 
 
+# The CRD's patterns for PolicyTargetReference (istio/api type/v1beta1/selector.proto)
+_GROUP = re.compile(r"(|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)\Z")
+_KIND = re.compile(r"[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?\Z")
+
+
+def _pattern(pattern: re.Pattern, what: str, limit: int):
+    def check(value: str) -> str | None:
+        if len(value) > limit or not pattern.match(value):
+            return f"{value!r} is not a valid {what}"
+        return None
+
+    return check
+
+
 def _target_ref(r: Reader) -> model.PolicyTargetReference:
     return model.PolicyTargetReference(
-        kind=r.get("kind", text(checks.not_empty), "", required=True),
+        kind=r.get("kind", text(_pattern(_KIND, "kind", 63)), "", required=True),
         name=r.get("name", text(checks.not_empty), "", required=True),
-        group=r.get("group", text(), ""),
+        group=r.get("group", text(_pattern(_GROUP, "API group", 253)), ""),
         namespace=r.get("namespace", text(checks.dns_label), ""),
     )
 

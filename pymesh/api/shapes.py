@@ -151,6 +151,7 @@ HTTP_SETTINGS = shape(
     "HTTPSettings",
     "idleTimeout maxRequestsPerConnection h2UpgradePolicy useClientProtocol maxConcurrentStreams "
     "http1MaxPendingRequests http2MaxRequests maxRetries",
+    ignored="http2KeepAlive",  # PINGs on idle upstream HTTP/2 connections: liveness tuning only
 )
 OUTLIER_DETECTION = shape(
     "OutlierDetection",
@@ -189,7 +190,7 @@ JWT_RULE = shape(
     "JWTRule",
     "issuer audiences jwksUri jwks fromHeaders fromParams fromCookies outputPayloadToHeader "
     "forwardOriginalToken outputClaimToHeaders timeout",
-    unsupported="spaceDelimitedClaims",
+    unsupported="spaceDelimitedClaims presence",
 )
 JWT_HEADER = shape("JWTHeader", "name prefix")
 CLAIM_TO_HEADER = shape("ClaimToHeader", "header claim")

@@ -120,6 +120,27 @@ CASES = [
     ("DYNAMIC_DNS with a wildcard host", SE,
      "hosts: ['*.example.com']\nresolution: DYNAMIC_DNS\nports: [{number: 443, name: tls, protocol: TLS}]\n",
      lambda se: se.resolution == "DYNAMIC_DNS"),
+    # from Istio's own CRD test data (istio/istio pkg/config/validation/testdata/crds/*-valid.yaml)
+    ("serviceentry-valid.yaml 'full'", SE, """\
+     hosts: ["example.com"]
+     workloadSelector: {labels: {foo: bar}}
+     addresses: [1.2.3.4, "001:db8::"]
+     exportTo: [foo, .]
+     location: MESH_EXTERNAL
+     ports:
+     - {name: foo, protocol: HTTP, number: 1234, targetPort: 2345}
+     subjectAltNames: [sa]
+     resolution: DNS
+     """, lambda se: se.ports[0].target_port == 2345),
+    ("serviceentry-valid.yaml 'empty-selector' and 'partial-wildcard' (warnings only)", SE,
+     "workloadSelector: {}\nhosts: ['*x']\n", lambda se: se.hosts == ("*x",)),
+    ("destinationrule-valid.yaml http2KeepAlive (ignored with a warning)", DR,
+     "host: ratings.prod.svc.cluster.local\ntrafficPolicy:\n  connectionPool:\n    http:\n"
+     "      http2KeepAlive: {interval: 15s, timeout: 5s}\n", lambda dr: dr.traffic_policy is not None),
+    ("workloadentry-valid.yaml unix and FQDN addresses", SE,
+     "hosts: [a.example.com]\nresolution: DNS\nports: [{number: 80, name: http}]\n"
+     "endpoints: [{address: 'unix://@foo'}, {address: example.com}]\n",
+     lambda se: [e.address for e in se.endpoints] == ["unix://@foo", "example.com"]),
     ("Istio's protocol list, any case (protocol.Parse)", SE, """\
      hosts: [a.example.com]
      resolution: DNS

@@ -82,6 +82,10 @@ def test_an_empty_spec_is_valid_and_applies_no_rule():
     ("  targetRef: {kind: Gateway, name: gw}\n  targetRefs: [{kind: Gateway, name: gw}]\n",
      ["6 spec.targetRefs: only one of targetRef or targetRefs can be set"]),
     ("  targetRefs: [{kind: Gateway}]\n", ["5 spec.targetRefs[0].name: required field is missing"]),
+    # the CRD's patterns (istio/istio pkg/config/validation/testdata/crds/reqauth-invalid.yaml)
+    ("  targetRef: {group: '__', kind: Serv_ice, name: foo}\n",
+     ["5 spec.targetRef.kind: 'Serv_ice' is not a valid kind", "5 spec.targetRef.group: '__' is not a valid API group"]),
+    ("  jwtRules: [{issuer: i, presence: MANDATORY}]\n", ["5 spec.jwtRules[0].presence: field not supported by pymesh yet"]),
 ])
 def test_validation(spec, expected):
     assert errors(spec) == expected
