@@ -13,6 +13,7 @@ import sys
 
 SUBCOMMAND_MODULES = (
     "pymesh.proxy.command",  # pymesh proxy
+    "pymesh.proxy.gateway_command",  # pymesh gateway
     "pymesh.proxy.lifecycle",  # pymesh run
     "pymesh.api.analyze",  # pymesh analyze
     "pymesh.capture.command",  # pymesh iptables

@@ -16,10 +16,6 @@ from pymesh.api.yamltree import LineSeq
 ACTION = choice("action", ("ALLOW", "DENY", "AUDIT", "CUSTOM"))
 DRY_RUN = "istio.io/dry-run"
 
-# (group, kind) a targetRef may name, as Istio's validatePolicyTargetReference ("core" is "")
-TARGET_KINDS = {("", "Service"), ("gateway.networking.k8s.io", "Gateway"),
-                ("gateway.networking.k8s.io", "GatewayClass"), ("networking.istio.io", "ServiceEntry")}
-
 # Istio's `when` keys: exact ones, and the prefixes of the keyed ones ("request.headers[name]")
 WHEN_KEYS = frozenset({
     "source.ip", "remote.ip", "source.namespace", "source.principal", "source.serviceAccount",
@@ -42,9 +38,7 @@ def authorization_policy(metadata: model.Metadata, r: Reader) -> model.Authoriza
     for key, value in (selector or {}).items():
         if "*" in key or "*" in value:
             r.error("selector", f'wildcard is not supported in selector: "{key}={value}"')
-    refs = target_refs(r)
-    for index, ref in enumerate(refs):
-        _check_target(r, index if r.has("targetRefs") else None, ref, metadata.namespace)
+    refs = target_refs(r, metadata.namespace)
     provider = r.get("provider", message(shapes.EXTENSION_PROVIDER, lambda p: p.get("name", text(), "")), "")
     if r.has("provider") and action != "CUSTOM":
         r.error("provider", f"`provider` must not be with non CUSTOM action, found {action}")
@@ -72,19 +66,6 @@ def _present_list(r: Reader, key: str) -> bool:
     protobuf, as if the field were left out."""
     slot = r.slot(key)
     return slot is not None and isinstance(slot.value, LineSeq) and len(slot.value) > 0
-
-
-def _check_target(r: Reader, index: int | None, ref: model.PolicyTargetReference, namespace: str) -> None:
-    """Istio's validatePolicyTargetReference: a kind it can bind, in the policy's namespace."""
-    path = "targetRef" if index is None else f"targetRefs[{index}]"
-    group = "" if ref.group == "core" else ref.group
-    if ref.kind and (group, ref.kind) not in TARGET_KINDS:
-        kinds = ", ".join(f"{g or 'core'}/{k}" for g, k in sorted(TARGET_KINDS))
-        r.sink.add(r.line_of(path.split("[")[0]), r.path_of(path) + ".kind",
-                   f"targetRef {ref.group or 'core'}/{ref.kind} is not supported (expected one of {kinds})")
-    if ref.namespace and ref.namespace != namespace:
-        r.sink.add(r.line_of(path.split("[")[0]), r.path_of(path) + ".namespace",
-                   f"targetRef namespace {ref.namespace} must be empty or the policy's namespace ({namespace})")
 
 
 # --- rules ------------------------------------------------------------------------------------

@@ -68,16 +68,18 @@ def regex(value: str) -> str | None:
 
 # RFC 9113 8.3's pseudo-headers, which Istio lets a match name (ValidateHTTPHeaderNameOrJwtClaimRoute)
 PSEUDO_HEADERS = frozenset({":method", ":scheme", ":authority", ":path", ":status"})
-JWT_CLAIM_PREFIX = "@request.auth.claims"
+# JWT claims as headers: Istio's "@request.auth.claims.NAME" (and "x-jwt-claim.NAME", the form
+# Istio's API reference and older tests use)
+JWT_CLAIM_PREFIXES = ("@request.auth.claims", "x-jwt-claim.")
 
 
 def match_header_name(value: str) -> str | None:
     """A header a match may name (Istio's ValidateHTTPHeaderNameOrJwtClaimRoute): any RFC 9110
     token, a pseudo-header, or a JWT claim ("@request.auth.claims.groups"), which pymesh does not
-    route on yet: dropping it would change which requests match, so it is refused."""
+    route on yet: read as a plain header it would let a client choose the route, so it is refused."""
     if not value:
         return "header name cannot be empty"
-    if value.startswith(JWT_CLAIM_PREFIX):
+    if value.lower().startswith(JWT_CLAIM_PREFIXES):
         return f"{value!r}: routing on JWT claims is not supported by pymesh yet"
     if value.lower() in PSEUDO_HEADERS:
         return None

@@ -113,15 +113,6 @@ def service_port(r: Reader, *, target_port: bool = True) -> model.ServicePort:
     )
 
 
-def mesh_gateway(sink: Sink, slot: Slot) -> str | None:
-    """A `gateways` entry: only the implicit "mesh" gateway exists in pymesh."""
-    value = text()(sink, slot)
-    if value is not None and value != "mesh":
-        sink.at(slot, f'gateway "{value}" not supported by pymesh yet (only "mesh")')
-        return None
-    return value
-
-
 # --- string matches -----------------------------------------------------------------------
 
 _MATCH_KINDS = ("exact", "prefix", "regex")

@@ -1,4 +1,5 @@
-"""VirtualService `http[].mirror`, `mirrorPercentage`, the deprecated `mirrorPercent` and
+"""VirtualService `http[].mirror`, `mirrorPercentage`, the deprecated `mirrorPercent` (which
+Istio's CRD also accepts as `mirror_percent`) and
 `mirrors[]` (Istio's HTTPMirrorPolicy), read into one list of mirror policies.
 
 Istio's rules: percentages lie in 0..100; `mirrorPercentage` wins over `mirrorPercent` when both
@@ -22,9 +23,10 @@ def mirrors(r: Reader) -> tuple[model.HTTPMirrorPolicy, ...]:
 
 def _route_percentage(r: Reader) -> float:
     """Both are validated (as Istio does); without `mirror` they mean nothing, as in Istio."""
-    deprecated = r.get("mirrorPercent", integer(0, 100))
-    if r.has("mirrorPercent"):
-        r.warn("mirrorPercent", 'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead')
+    key = r.spelling("mirrorPercent", "mirror_percent")
+    deprecated = r.get(key, integer(0, 100))
+    if r.has(key):
+        r.warn(key, 'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead')
     if r.has("mirrorPercentage"):
         return r.get("mirrorPercentage", common.PERCENT, 0.0)
     return 100.0 if deprecated is None else float(deprecated)

@@ -673,6 +673,78 @@ class Gateway:
     selector: Labels = field(default_factory=dict)  # empty: every gateway proxy (Istio: all workloads)
 
 
+# --- WorkloadGroup and ProxyConfig (networking.istio.io) -------------------------------------
+
+
+@dataclass(frozen=True)
+class HTTPHeader:
+    name: str
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class HTTPHealthCheck:
+    """ReadinessProbe.httpGet: healthy on a 2xx or 3xx answer, as Kubernetes' probe."""
+
+    port: int
+    path: str = ""
+    host: str = ""  # "": the workload's own address (here: 127.0.0.1)
+    scheme: str = "HTTP"  # HTTP | HTTPS (not verified, as Kubernetes' probe)
+    headers: tuple[HTTPHeader, ...] = ()
+
+
+@dataclass(frozen=True)
+class TCPHealthCheck:
+    """ReadinessProbe.tcpSocket: healthy when a connection opens."""
+
+    port: int
+    host: str = ""  # "": localhost
+
+
+@dataclass(frozen=True)
+class ExecHealthCheck:
+    """ReadinessProbe.exec: healthy when the command exits 0."""
+
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReadinessProbe:
+    """How a VM's proxy checks its application (Istio's WorkloadGroup.probe; zero fields take
+    Kubernetes' defaults, as Istio's agent does)."""
+
+    initial_delay_seconds: int = 0
+    timeout_seconds: int = 1
+    period_seconds: int = 10
+    success_threshold: int = 1
+    failure_threshold: int = 3
+    http_get: HTTPHealthCheck | None = None
+    tcp_socket: TCPHealthCheck | None = None
+    exec: ExecHealthCheck | None = None
+
+
+@dataclass(frozen=True)
+class WorkloadGroup:
+    """The template the WorkloadEntry of each auto-registering proxy is made from."""
+
+    metadata: Metadata
+    template: WorkloadEntrySpec  # its address is the registering proxy's
+    labels: Labels = field(default_factory=dict)  # spec.metadata.labels
+    annotations: Labels = field(default_factory=dict)  # spec.metadata.annotations
+    probe: ReadinessProbe | None = None
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Istio's ProxyConfig: per-proxy settings; only concurrency has an effect here."""
+
+    metadata: Metadata
+    selector: Labels | None = None  # selector.matchLabels; None: the namespace (root namespace: the mesh)
+    concurrency: int | None = None  # 0: one worker per CPU, as Istio
+    environment_variables: Labels = field(default_factory=dict)  # no effect: there is no container
+    image_type: str = ""  # image.imageType; no effect: there is no container
+
+
 # --- The whole configuration -----------------------------------------------------------------
 
 
@@ -690,3 +762,5 @@ class MeshConfig:
     peer_authentications: tuple[PeerAuthentication, ...] = ()
     authorization_policies: tuple[AuthorizationPolicy, ...] = ()
     gateways: tuple[Gateway, ...] = ()
+    workload_groups: tuple[WorkloadGroup, ...] = ()
+    proxy_configs: tuple[ProxyConfig, ...] = ()

@@ -388,6 +388,13 @@ class Reader:
                 result[name] = converted
         return result
 
+    def spelling(self, json_name: str, proto_name: str) -> str:
+        """The key a field is set under when Istio's CRD lists it under both its JSON and its
+        proto name (jwksUri and jwks_uri): one field, so setting both is an error."""
+        if self.has(json_name) and self.has(proto_name):
+            self.error(proto_name, f"{proto_name} is {json_name} under its proto name: set only one")
+        return proto_name if self.has(proto_name) else json_name
+
     def one_of(self, keys: tuple[str, ...], *, required: bool) -> str | None:
         """The one field of `keys` that is set (Istio's oneof); reports none or several."""
         present = [key for key in keys if self.has(key)]

@@ -1,6 +1,7 @@
 """RequestAuthentication (security.istio.io v1/v1beta1): which JWTs a workload accepts.
 
-Validated as Istio's ValidateRequestAuthentication: selector and targetRef(s) are exclusive;
+Validated as Istio's ValidateRequestAuthentication: selector and targetRef(s) are exclusive, a
+targetRef names a kind Istio binds (shared with AuthorizationPolicy) in the policy's namespace;
 each jwtRule needs an issuer (or a jwksUri), non-empty audiences, an http(s) jwksUri, an inline
 jwks that parses as a JWK Set, non-empty token locations, and output headers that are real header
 names (never a pseudo-header or Host).
@@ -8,7 +9,6 @@ names (never a pseudo-header or Host).
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 from pymesh.api import checks, common, model, shapes
@@ -16,11 +16,16 @@ from pymesh.api.reader import ISTIO_DURATION, Reader, boolean, message, text
 from pymesh.security.jwt import JwksError, parse_jwks
 
 
+# (group, kind) a targetRef may name, as Istio's validatePolicyTargetReference ("core" is "")
+TARGET_KINDS = {("", "Service"), ("gateway.networking.k8s.io", "Gateway"),
+                ("gateway.networking.k8s.io", "GatewayClass"), ("networking.istio.io", "ServiceEntry")}
+
+
 def request_authentication(metadata: model.Metadata, r: Reader) -> model.RequestAuthentication:
     return model.RequestAuthentication(
         metadata=metadata,
         selector=match_labels_selector(r),
-        target_refs=target_refs(r),
+        target_refs=target_refs(r, metadata.namespace),
         jwt_rules=r.get_list("jwtRules", message(shapes.JWT_RULE, _rule)),
     )
 
@@ -30,37 +35,39 @@ def match_labels_selector(r: Reader) -> dict[str, str] | None:
     return r.get("selector", message(shapes.MATCH_LABELS_SELECTOR, lambda s: common.labels(s, "matchLabels")))
 
 
-def target_refs(r: Reader) -> tuple[model.PolicyTargetReference, ...]:
+def target_refs(r: Reader, namespace: str) -> tuple[model.PolicyTargetReference, ...]:
     """targetRef or targetRefs (one of them), neither with a selector (Istio's
-    validateOneOfSelectorType)."""
+    validateOneOfSelectorType), each a kind Istio binds, in the policy's own namespace."""
     ref = message(shapes.POLICY_TARGET_REFERENCE, _target_ref)
     if r.has("targetRef") and r.has("targetRefs"):
         r.error("targetRefs", "only one of targetRef or targetRefs can be set")
     if r.has("selector") and (r.has("targetRef") or r.has("targetRefs")):
         r.error("selector", "only one of targetRefs or workloadSelector can be set")
     single = r.get("targetRef", ref)
-    return (single,) if single is not None else r.get_list("targetRefs", ref)
+    refs = (single,) if single is not None else r.get_list("targetRefs", ref)
+    for index, target in enumerate(refs):
+        _check_target(r, index if r.has("targetRefs") else None, target, namespace)
+    return refs
 
 
-# The CRD's patterns for PolicyTargetReference (istio/api type/v1beta1/selector.proto)
-_GROUP = re.compile(r"(|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)\Z")
-_KIND = re.compile(r"[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?\Z")
-
-
-def _pattern(pattern: re.Pattern, what: str, limit: int):
-    def check(value: str) -> str | None:
-        if len(value) > limit or not pattern.match(value):
-            return f"{value!r} is not a valid {what}"
-        return None
-
-    return check
+def _check_target(r: Reader, index: int | None, ref: model.PolicyTargetReference, namespace: str) -> None:
+    """Istio's validatePolicyTargetReference: a kind it can bind, in the policy's namespace."""
+    path = "targetRef" if index is None else f"targetRefs[{index}]"
+    group = "" if ref.group == "core" else ref.group
+    if ref.kind and (group, ref.kind) not in TARGET_KINDS:
+        kinds = ", ".join(f"{g or 'core'}/{k}" for g, k in sorted(TARGET_KINDS))
+        r.sink.add(r.line_of(path.split("[")[0]), r.path_of(path) + ".kind",
+                   f"targetRef {ref.group or 'core'}/{ref.kind} is not supported (expected one of {kinds})")
+    if ref.namespace and ref.namespace != namespace:
+        r.sink.add(r.line_of(path.split("[")[0]), r.path_of(path) + ".namespace",
+                   f"targetRef namespace {ref.namespace} must be empty or the policy's namespace ({namespace})")
 
 
 def _target_ref(r: Reader) -> model.PolicyTargetReference:
     return model.PolicyTargetReference(
-        kind=r.get("kind", text(_pattern(_KIND, "kind", 63)), "", required=True),
+        kind=r.get("kind", text(checks.not_empty), "", required=True),
         name=r.get("name", text(checks.not_empty), "", required=True),
-        group=r.get("group", text(_pattern(_GROUP, "API group", 253)), ""),
+        group=r.get("group", text(), ""),
         namespace=r.get("namespace", text(checks.dns_label), ""),
     )
 
@@ -108,8 +115,9 @@ def _location_name(what: str):
 
 def _rule(r: Reader) -> model.JWTRule:
     issuer = r.get("issuer", text(), "")
-    uri = r.get("jwksUri", text(jwks_uri), "")
-    if not issuer and not r.has("jwksUri"):
+    uri_key = r.spelling("jwksUri", "jwks_uri")
+    uri = r.get(uri_key, text(jwks_uri), "")
+    if not issuer and not r.has(uri_key):
         r.error("issuer", "issuer or jwksUri must be non-empty string")
     return model.JWTRule(
         issuer=issuer,

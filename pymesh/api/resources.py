@@ -10,6 +10,7 @@ from typing import Any, Callable
 from pymesh.api import common, model, shapes
 from pymesh.api.authorization import authorization_policy
 from pymesh.api.destinationrule import destination_rule
+from pymesh.api.gateway import gateway
 from pymesh.api.peer_authentication import peer_authentication
 from pymesh.api.reader import Reader, Sink, Slot, message, or_list, text
 from pymesh.api.ratelimit import local_rate_limit
@@ -18,6 +19,7 @@ from pymesh.api.serviceentry import service_entry, workload_entry
 from pymesh.api.shapes import Shape
 from pymesh.api.sidecar import sidecar
 from pymesh.api.virtualservice import virtual_service
+from pymesh.api.workloadgroup import proxy_config, workload_group
 from pymesh.api.yamltree import Document, LineMap
 
 NETWORKING = ("networking.istio.io", ("v1", "v1beta1", "v1alpha3"))
@@ -47,11 +49,14 @@ KINDS = {
         Kind("VirtualService", NETWORKING, shapes.VIRTUAL_SERVICE, virtual_service, "virtual_services"),
         Kind("DestinationRule", NETWORKING, shapes.DESTINATION_RULE, destination_rule, "destination_rules"),
         Kind("Sidecar", NETWORKING, shapes.SIDECAR, sidecar, "sidecars"),
+        Kind("Gateway", NETWORKING, shapes.GATEWAY, gateway, "gateways"),
         Kind("LocalRateLimit", PYMESH, shapes.LOCAL_RATE_LIMIT, local_rate_limit, "local_rate_limits"),
         Kind("PeerAuthentication", SECURITY, shapes.PEER_AUTHENTICATION, peer_authentication,
              "peer_authentications"),
         Kind("AuthorizationPolicy", SECURITY, shapes.AUTHORIZATION_POLICY, authorization_policy,
              "authorization_policies"),
+        Kind("WorkloadGroup", NETWORKING, shapes.WORKLOAD_GROUP, workload_group, "workload_groups"),
+        Kind("ProxyConfig", ("networking.istio.io", ("v1beta1",)), shapes.PROXY_CONFIG, proxy_config, "proxy_configs"),
         Kind("RequestAuthentication", SECURITY, shapes.REQUEST_AUTHENTICATION, request_authentication,
              "request_authentications"),
     )

@@ -85,11 +85,12 @@ def workload_entry(metadata: model.Metadata, r: Reader) -> model.WorkloadEntry:
 
 
 def workload_entry_spec(
-    r: Reader, *, resolution: str | None = None, port_names: set[str] | None = None
+    r: Reader, *, resolution: str | None = None, port_names: set[str] | None = None, address_required: bool = True
 ) -> model.WorkloadEntrySpec:
     """A WorkloadEntry spec or a ServiceEntry endpoint. Inside a ServiceEntry (`port_names` set)
-    port names must be the entry's, and STATIC resolution needs IP (or unix://) addresses."""
-    address = r.get("address", text(partial(_address, resolution=resolution)), "", required=True)
+    port names must be the entry's, and STATIC resolution needs IP (or unix://) addresses. A
+    WorkloadGroup's template may leave the address out (`address_required`)."""
+    address = r.get("address", text(partial(_address, resolution=resolution)), "", required=address_required)
     if address.startswith(checks.UNIX_PREFIX) and r.has("ports"):
         r.error("ports", "an endpoint with a unix:// address takes no ports")
     return model.WorkloadEntrySpec(

@@ -72,10 +72,12 @@ WORKLOAD_ENTRY = shape(
 # --- VirtualService --------------------------------------------------------------------------
 
 VIRTUAL_SERVICE = shape("VirtualService", "hosts gateways http tcp tls exportTo")
+# A few fields are in Istio's CRDs under their proto name too (mirror_percent, jwks_uri): both
+# spellings are accepted, as the API server does (Reader.spelling).
 HTTP_ROUTE = shape(
     "HTTPRoute",
     "name match route redirect rewrite directResponse headers timeout retries fault corsPolicy "
-    "mirror mirrors mirrorPercentage mirrorPercent",
+    "mirror mirrors mirrorPercentage mirrorPercent mirror_percent",
     unsupported="delegate",
 )
 HTTP_MIRROR_POLICY = shape("HTTPMirrorPolicy", "destination percentage")
@@ -108,7 +110,7 @@ HTTP_RETRY = shape(
 )
 TCP_ROUTE = shape("TCPRoute", "match route")
 L4_MATCH_ATTRIBUTES = shape(
-    "L4MatchAttributes", "port destinationSubnets sourceLabels gateways", unsupported="sourceNamespace"
+    "L4MatchAttributes", "port destinationSubnets sourceLabels gateways", unsupported="sourceNamespace sourceSubnet"
 )
 ROUTE_DESTINATION = shape("RouteDestination", "destination weight")
 TLS_ROUTE = shape("TLSRoute", "match route")
@@ -147,6 +149,7 @@ LOCALITY_FAILOVER = shape("LocalityLoadBalancerSetting.Failover", "from to")
 CONNECTION_POOL = shape("ConnectionPoolSettings", "tcp http")
 TCP_SETTINGS = shape("TCPSettings", "connectTimeout idleTimeout maxConnections tcpKeepalive maxConnectionDuration")
 TCP_KEEPALIVE = shape("TcpKeepalive", "probes time interval")
+# http2KeepAlive (HTTP/2 PINGs to upstream connections) is in Istio's newest API only.
 HTTP_SETTINGS = shape(
     "HTTPSettings",
     "idleTimeout maxRequestsPerConnection h2UpgradePolicy useClientProtocol maxConcurrentStreams "
@@ -188,9 +191,9 @@ POLICY_TARGET_REFERENCE = shape("PolicyTargetReference", "group kind name namesp
 REQUEST_AUTHENTICATION = shape("RequestAuthentication", "selector targetRef targetRefs jwtRules")
 JWT_RULE = shape(
     "JWTRule",
-    "issuer audiences jwksUri jwks fromHeaders fromParams fromCookies outputPayloadToHeader "
+    "issuer audiences jwksUri jwks_uri jwks fromHeaders fromParams fromCookies outputPayloadToHeader "
     "forwardOriginalToken outputClaimToHeaders timeout",
-    unsupported="spaceDelimitedClaims presence",
+    unsupported="spaceDelimitedClaims presence",  # presence: Istio's newest API only
 )
 JWT_HEADER = shape("JWTHeader", "name prefix")
 CLAIM_TO_HEADER = shape("ClaimToHeader", "header claim")
@@ -214,3 +217,34 @@ AUTHZ_SOURCE = shape(
 )
 AUTHZ_OPERATION = shape("Operation", "hosts notHosts ports notPorts methods notMethods paths notPaths")
 AUTHZ_CONDITION = shape("Condition", "key values notValues")
+
+# --- Gateway (networking.istio.io; tlsCertificates is in Istio's newest API only) --------------
+
+GATEWAY = shape("Gateway", "servers selector")
+GATEWAY_SERVER = shape("Server", "port bind hosts tls defaultEndpoint name")
+GATEWAY_PORT = shape("Port", "number protocol name targetPort")
+SERVER_TLS_SETTINGS = shape(
+    "ServerTLSSettings",
+    "httpsRedirect mode serverCertificate privateKey caCertificates caCrl credentialName credentialNames "
+    "subjectAltNames verifyCertificateSpki verifyCertificateHash minProtocolVersion maxProtocolVersion cipherSuites",
+    unsupported="tlsCertificates",
+)
+
+# --- WorkloadGroup and ProxyConfig (networking.istio.io) --------------------------------------
+
+WORKLOAD_GROUP = shape("WorkloadGroup", "metadata template probe")
+WORKLOAD_GROUP_METADATA = shape("WorkloadGroup.ObjectMeta", "labels annotations")
+# The template is a WorkloadEntry whose address the registering proxy fills in. `network` is
+# accepted there (Istio's own samples set it) and has no effect: pymesh is one network.
+WORKLOAD_GROUP_TEMPLATE = shape("WorkloadGroup.template", "address ports labels weight serviceAccount locality network")
+READINESS_PROBE = shape(
+    "ReadinessProbe",
+    "initialDelaySeconds timeoutSeconds periodSeconds successThreshold failureThreshold httpGet tcpSocket exec",
+)
+HTTP_HEALTH_CHECK = shape("HTTPHealthCheckConfig", "path port host scheme httpHeaders")
+HTTP_HEADER = shape("HTTPHeader", "name value")
+TCP_HEALTH_CHECK = shape("TCPHealthCheckConfig", "host port")
+EXEC_HEALTH_CHECK = shape("ExecHealthCheckConfig", "command")
+# targetRef picks a waypoint (ambient mode), which pymesh does not have
+PROXY_CONFIG = shape("ProxyConfig", "selector concurrency environmentVariables image", unsupported="targetRef")
+PROXY_IMAGE = shape("ProxyImage", "imageType")

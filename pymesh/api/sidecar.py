@@ -14,7 +14,7 @@ SIDECAR_PORT = message(shapes.SERVICE_PORT, partial(common.service_port, target_
 
 
 def sidecar(metadata: model.Metadata, r: Reader) -> model.Sidecar:
-    if not any(r.has(key) for key in ("ingress", "egress", "outboundTrafficPolicy", "inboundConnectionPool")):
+    if not _configured(r):
         r.error_here("sidecar must set at least one of ingress, egress or outboundTrafficPolicy")
     ingress = distinct(message(shapes.INGRESS_LISTENER, _ingress), _port_number, "port")
     namespace = metadata.namespace if metadata else ""
@@ -46,6 +46,13 @@ def _overlapping_hosts(r: Reader, egress_hosts: tuple[str, ...], namespace: str)
         names.add(name)
     if "*" in by_namespace.get("*", ()) and len(by_namespace) != 1:
         r.warn("hosts", "`*/*` host select all resources, no other hosts can be added")
+
+
+def _configured(r: Reader) -> bool:
+    """Istio's "sidecar: empty configuration provided": empty ingress and egress lists count as
+    unset, a present outboundTrafficPolicy or inboundConnectionPool (even `{}`) as set."""
+    return any(r.has(key) and r.data[key] != [] for key in ("ingress", "egress")) or any(
+        r.has(key) for key in ("outboundTrafficPolicy", "inboundConnectionPool"))
 
 
 def _port_number(listener: model.IngressListener | model.EgressListener) -> int | None:

@@ -9,6 +9,7 @@ from pymesh.api import checks, common, hosts, model, shapes
 from pymesh.api.cors import cors_policy
 from pymesh.api.errors import index_path
 from pymesh.api.fault import fault
+from pymesh.api.gateway import MESH, gateway_name
 from pymesh.api.mirror import mirrors
 from pymesh.api.yamltree import LineSeq
 from pymesh.api.reader import (
@@ -52,10 +53,12 @@ RETRY_ON = frozenset(
 
 
 def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService:
-    r.get_list("gateways", common.mesh_gateway)
+    gateways = r.get_list("gateways", gateway_name)
     if not (r.has("http") or r.has("tcp") or r.has("tls")):
         r.error_here("one of http, tcp or tls is required")
-    vs_hosts = r.get_list("hosts", distinct(hosts.read_host(_host)), required=True)
+    # Istio rejects "*" only for a VirtualService bound to the mesh (no gateways, or "mesh" listed)
+    to_mesh = not gateways or MESH in gateways
+    vs_hosts = r.get_list("hosts", distinct(hosts.read_host(partial(_host, to_mesh=to_mesh))), required=True)
     for i, first in enumerate(vs_hosts):
         for second in vs_hosts[i + 1:]:
             if hosts.overlaps(first, second):
@@ -69,11 +72,12 @@ def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService
         tcp=r.get_list("tcp", message(shapes.TCP_ROUTE, tcp_route)),
         tls=r.get_list("tls", message(shapes.TLS_ROUTE, partial(tls_route, vs_hosts=vs_hosts))),
         export_to=common.export_to(r, metadata.namespace if metadata else ""),
+        gateways=gateways,
     )
 
 
-def _host(value: str) -> str | None:
-    if value == "*":
+def _host(value: str, *, to_mesh: bool) -> str | None:
+    if value == "*" and to_mesh:
         return 'host "*" is not allowed for a VirtualService bound to the mesh'
     return hosts.host_or_ip(value)
 
@@ -158,7 +162,6 @@ def http_route(r: Reader) -> model.HTTPRoute:
 
 
 def http_match(r: Reader) -> model.HTTPMatchRequest:
-    r.get_list("gateways", common.mesh_gateway)
     def header_matches(key: str) -> dict[str, model.StringMatch]:
         return r.get_map(key, common.HEADER_MATCH, check_key=checks.match_header_name, lower_keys=True)
 
@@ -174,6 +177,7 @@ def http_match(r: Reader) -> model.HTTPMatchRequest:
         port=r.get("port", PORT),
         source_labels=common.labels(r, "sourceLabels"),
         ignore_uri_case=r.get("ignoreUriCase", boolean, False),
+        gateways=r.get_list("gateways", gateway_name),
     )
 
 
@@ -269,11 +273,11 @@ def tcp_route(r: Reader) -> model.TCPRoute:
 
 
 def l4_match(r: Reader) -> model.L4MatchAttributes:
-    r.get_list("gateways", common.mesh_gateway)
     return model.L4MatchAttributes(
         port=r.get("port", PORT),
         destination_subnets=r.get_list("destinationSubnets", text(checks.ip_or_cidr)),
         source_labels=common.labels(r, "sourceLabels"),
+        gateways=r.get_list("gateways", gateway_name),
     )
 
 
@@ -297,7 +301,6 @@ def tls_route(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSRoute:
 
 
 def tls_match(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSMatchAttributes:
-    r.get_list("gateways", common.mesh_gateway)
     sni_hosts = r.get_list("sniHosts", distinct(hosts.read_host(partial(_sni_host, vs_hosts=vs_hosts))), required=True)
     return model.TLSMatchAttributes(
         sni_hosts=sni_hosts,
@@ -305,6 +308,7 @@ def tls_match(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSMatchAttribut
         port=r.get("port", PORT),
         source_labels=common.labels(r, "sourceLabels"),
         source_namespace=r.get("sourceNamespace", text(hosts.istio_label), ""),
+        gateways=r.get_list("gateways", gateway_name),
     )
 
 

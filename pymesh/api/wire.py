@@ -37,6 +37,7 @@ __all__ = [
     "Ack",
     "EndpointsMessage",
     "FrameDecoder",
+    "HealthMessage",
     "Hello",
     "InvalidMessage",
     "Message",
@@ -81,6 +82,9 @@ class Node:
     labels: Mapping[str, str] = field(default_factory=dict)
     addresses: tuple[str, ...] = ()
     ports: Mapping[str, int] = field(default_factory=dict)  # the ports its app serves, by name
+    kind: str = "sidecar"  # Istio's node type: "sidecar", or "router" for `pymesh gateway`
+    # a WorkloadGroup of its namespace to auto-register with (Istio's ISTIO_META_AUTO_REGISTER_GROUP)
+    workload_group: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,20 @@ class Nack:
         if isinstance(self.error, str) and len(self.error) > MAX_ERROR:
             cut = len(self.error) - MAX_ERROR
             object.__setattr__(self, "error", f"{self.error[:MAX_ERROR]}... ({cut} more characters)")
+
+
+@dataclass(frozen=True)
+class HealthMessage:
+    """Proxy -> server: its application's health by its WorkloadGroup's probe, sent when it
+    changes and after each hello (Istio's agent sends HealthInformation on transitions)."""
+
+    TYPE: ClassVar[str] = "health"
+    healthy: bool
+    message: str = ""  # why not, cut to MAX_ERROR characters
+
+    def __post_init__(self) -> None:
+        if isinstance(self.message, str) and len(self.message) > MAX_ERROR:
+            object.__setattr__(self, "message", self.message[:MAX_ERROR] + "...")
 
 
 @dataclass(frozen=True)
@@ -175,9 +193,9 @@ class InvalidMessage:
     error: str
 
 
-Message = Union[Hello, Ack, Nack, SnapshotMessage, EndpointsMessage, TrustBundleMessage]
+Message = Union[Hello, Ack, Nack, HealthMessage, SnapshotMessage, EndpointsMessage, TrustBundleMessage]
 MESSAGE_TYPES: dict[str, type] = {
-    cls.TYPE: cls for cls in (Hello, Ack, Nack, SnapshotMessage, EndpointsMessage, TrustBundleMessage)
+    cls.TYPE: cls for cls in (Hello, Ack, Nack, HealthMessage, SnapshotMessage, EndpointsMessage, TrustBundleMessage)
 }
 
 

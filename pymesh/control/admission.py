@@ -19,6 +19,7 @@ MAX_LABELS = 64
 MAX_ADDRESSES = 16
 MAX_PORTS = 64
 MAX_SHOWN = 64  # characters of a bad value quoted in the error
+KINDS = ("sidecar", "router")  # Istio's node types pymesh has: a workload's proxy, a gateway
 
 
 def check_node(node: Node) -> str | None:
@@ -28,9 +29,13 @@ def check_node(node: Node) -> str | None:
     for path, value in (("node.id", node.id), ("node.workload", node.workload)):
         if value and not NAME.match(value):
             return f"{path}: {_shown(value)} is not a valid name (letters, digits, '.', '_', ':', '~' and '-', at most 253)"
+    if node.kind not in KINDS:
+        return f"node.kind: {_shown(node.kind)} is not sidecar or router"
     problem = (
         _prefixed("node.namespace", checks.dns_label(node.namespace), node.namespace)
         or _prefixed("node.service_account", checks.dns_subdomain(node.service_account), node.service_account)
+        or (node.workload_group and _prefixed("node.workload_group", checks.dns_subdomain(node.workload_group),
+                                              node.workload_group))
         or _labels(node)
         or _addresses(node)
         or _ports(node)

@@ -44,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="but no later than this after the first (default 1.0)")
     serve.add_argument("--grace", type=_seconds, default=5.0, metavar="SECONDS",
                        help="a disconnected proxy stays an endpoint this long (default 5.0)")
+    serve.add_argument("--workload-entry-grace", type=duration_arg,
+                       default=os.environ.get("PILOT_WORKLOAD_ENTRY_GRACE_PERIOD") or "10s", metavar="DURATION",
+                       help="an auto-registered WorkloadEntry (a proxy started with --workload-group) outlives "
+                       "its proxy's disconnection this long [$PILOT_WORKLOAD_ENTRY_GRACE_PERIOD, default 10s]")
     security = serve.add_argument_group("identity and mTLS (docs/control-security.md)")
     security.add_argument("--insecure", action="store_true",
                           help="plaintext, no certificates, no authentication: any client can register as any "
@@ -112,6 +116,7 @@ def run_serve(args: argparse.Namespace) -> int:
     options = ControlOptions(
         config_dir=args.config_dir, listen=args.listen, admin=args.admin, data_dir=args.data_dir,
         debounce=args.debounce, max_debounce=args.max_debounce, grace=args.grace,
+        workload_entry_grace=args.workload_entry_grace.total_seconds(),
         limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
         ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),
         max_per_identity=max(0, args.max_connections_per_identity),

@@ -19,9 +19,10 @@ from typing import Callable, Protocol
 
 from pymesh.api import model
 from pymesh.api.wire import (
-    Ack, EndpointsMessage, Hello, InvalidMessage, Nack, SnapshotMessage, TrustBundleMessage, WireError,
+    Ack, EndpointsMessage, HealthMessage, Hello, InvalidMessage, Nack, SnapshotMessage, TrustBundleMessage, WireError,
     encode_json, encode_message,
 )
+from pymesh.control import autoregistration
 from pymesh.control.admission import check_node
 from pymesh.control.bounds import LogThrottle
 from pymesh.control.convergence import Convergence
@@ -117,7 +118,8 @@ class Hub:
             if node.id not in records:
                 session = records[node.id] = ProxySession(node)
                 session.connected = False
-        return [_record(session) for _, session in sorted(records.items())]
+        groups = self.generation.config.workload_groups if self.generation is not None else ()
+        return [_record(session, self.registry.health(node_id), groups) for node_id, session in sorted(records.items())]
 
     # --- per stream -----------------------------------------------------------------------
 
@@ -132,6 +134,12 @@ class Hub:
                         f"are not those of the client certificate ({identity.uri})")
             if self.max_per_identity and self._per_identity.get(identity, 0) >= self.max_per_identity:
                 return f"{identity.uri} already has {self.max_per_identity} streams open"
+        if node.workload_group:
+            groups = self.generation.config.workload_groups if self.generation is not None else ()
+            refused = autoregistration.refusal(node, groups)
+            if refused is not None:
+                self.metrics.autoreg_errors.inc()
+                return refused
         return self.registry.refusal(node)
 
     def _hello(self, stream: ProxyStream, hello: Hello) -> None:
@@ -152,6 +160,10 @@ class Hub:
         self.records[node.id] = session
         self.registry.connect(node)
         self.metrics.connected.inc()
+        if node.workload_group:
+            self.metrics.autoreg_success.inc()
+            log.info("auto-registered WorkloadEntry %s/%s", node.namespace,
+                     autoregistration.entry_name(node.workload_group, node.addresses[0]))
         if identity is None:
             self.metrics.insecure.inc()
         log.info("proxy %s (%s/%s, %s) connected, serving version %s", node.id, node.namespace, node.workload,
@@ -213,6 +225,8 @@ class Hub:
             session.connected = False
             self.metrics.connected.dec()
             self.registry.disconnect(session.node.id)
+            if session.node.workload_group:
+                self.metrics.autoreg_unregister.inc()
             log.info("proxy %s disconnected", session.node.id)
 
 
@@ -241,6 +255,8 @@ class ProxyStream:
             return self.hub._ack(self, msg)
         if isinstance(msg, Nack):
             return self.hub._nack(self, msg)
+        if isinstance(msg, HealthMessage):
+            return self.hub.registry.set_health(self.session.node.id, msg.healthy, msg.message)
         self.fail(f"a proxy may not send {msg.TYPE} messages")
 
     def closed(self) -> None:
@@ -273,8 +289,14 @@ class ProxyStream:
         self.peer.close(error)
 
 
-def _record(session: ProxySession) -> dict:
+def _record(session: ProxySession, health: tuple[bool, str] | None, groups: tuple) -> dict:
     node = session.node
+    registration = {}
+    if node.workload_group:
+        entry, why = autoregistration.registered(node, groups, health, {})
+        registration = {"workload_group": node.workload_group,
+                        "workload_entry": entry.metadata.name if entry else None, "not_registered": why or None,
+                        "health": None if health is None else {"healthy": health[0], "message": health[1]}}
     return {
         "id": node.id,
         "workload": node.workload,
@@ -287,4 +309,5 @@ def _record(session: ProxySession) -> dict:
         "acked_version": session.acked_version,
         "state": session.state,
         "error": session.error,
+        **registration,
     }

@@ -43,6 +43,15 @@ class ControlMetrics:
             "Connections refused or closed for a limit, by reason (too_many_connections, too_many_from_source, "
             "hello_timeout, message_timeout, over_buffer, over_bytes_before_hello).", ["reason"], registry=r,
         )
+        # istiod's names (pilot/pkg/autoregistration)
+        self.autoreg_success = Counter("auto_registration_success", "Total number of successful auto registrations.",
+                                       registry=r)
+        self.autoreg_errors = Counter("auto_registration_errors", "Total number of auto registration errors.",
+                                      registry=r)
+        self.autoreg_unregister = Counter("auto_registration_unregister", "Total number of unregistrations.",
+                                          registry=r)
+        self.autoreg_deletes = Counter("auto_registration_deletes",
+                                       "Total number of auto registration cleaned up by periodic timer.", registry=r)
         self.connections = Gauge("pymesh_control_connections", "Open connections, said hello or not.", registry=r)
         self.buffered = Gauge(
             "pymesh_control_buffered_bytes", "Bytes of partial messages held for all connections.", registry=r

@@ -39,6 +39,7 @@ class ControlOptions:
     debounce: float = 0.1
     max_debounce: float = 1.0
     grace: float = 5.0
+    workload_entry_grace: float = 10.0  # of auto-registered proxies (Istio's PILOT_WORKLOAD_ENTRY_GRACE_PERIOD)
     poll_interval: float = 0.1
     limits: Limits = input_limits.DEFAULT
     connection_limits: ConnectionLimits = bounds.DEFAULT
@@ -56,8 +57,10 @@ class ControlServer:
         self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)
         self.tokens = TokenStore(options.data_dir, time.time)
         self.registry = Registry(options.grace, on_change=self.watcher.notify, on_expire=lambda i: self.hub.forget(i),
-                                 mtls=self.ca is not None)
+                                 mtls=self.ca is not None, entry_grace=options.workload_entry_grace,
+                                 on_entry_deleted=lambda: self.metrics.autoreg_deletes.inc())
         last_version, nodes = persist.load(options.data_dir) if options.data_dir else (0, [])
+        self._health = persist.load_health(options.data_dir) if nodes else {}
         self.mesh = Mesh(last_version, None if self.ca is None else self.ca.trust_domain)
         self.hub = Hub(self.registry, self.metrics, bundle=None if self.ca is None else lambda: self.ca.bundle_pem,
                        max_per_identity=options.max_per_identity)
@@ -72,7 +75,7 @@ class ControlServer:
 
     async def start(self) -> None:
         if self._nodes:
-            self.registry.restore(self._nodes)
+            self.registry.restore(self._nodes, self._health)
         else:
             # a restarted server without saved state knows no registered proxies until they
             # reconnect: one that reconnects waits a grace period for the others instead of
@@ -152,7 +155,8 @@ class ControlServer:
         """The store's new state -> a new generation, pushed where it matters."""
         if rejected:
             self.metrics.rejections.inc(len(rejected))
-        generation = self.mesh.update(self.store.config, self.registry.entries(), detected_at)
+        generation = self.mesh.update(self.store.config, self.registry.entries(self.store.config.workload_groups),
+                                      detected_at)
         if generation is not None:
             log.info("config version %d", generation.version)
             self.hub.publish(generation)
@@ -161,6 +165,7 @@ class ControlServer:
     def _save(self) -> None:
         if self.options.data_dir:
             try:
-                persist.save(self.options.data_dir, self.mesh.current.version, self.registry.nodes())
+                persist.save(self.options.data_dir, self.mesh.current.version, self.registry.nodes(),
+                             self.registry.healths())
             except OSError as exc:
                 log.error("cannot save state in %s: %s", self.options.data_dir, exc)

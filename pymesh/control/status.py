@@ -56,6 +56,9 @@ def _row(proxy: dict) -> tuple[str, ...]:
         state = f"NACKED: {proxy['error']}"
     if not proxy.get("connected", True):
         state += " (disconnected)"
+    if proxy.get("workload_group"):
+        entry = proxy.get("workload_entry")
+        state += f"; WorkloadEntry {entry}" if entry else f"; not registered: {proxy.get('not_registered')}"
     addresses = proxy.get("addresses") or ["-"]
     cells = (
         proxy.get("id", "?"),

@@ -14,13 +14,13 @@ caller MUST then check the peer's identity (`pymesh.security.identity.peer_spiff
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import ssl
 from datetime import datetime
 from typing import Callable
 
+from pymesh.proxy.polling import Poller
 from pymesh.security.ca import WorkloadCertificate, utc_now, workload_certificate
 from pymesh.security.tls import load_key_pair
 
@@ -104,7 +104,7 @@ class CertDirSource:
         self.interval = interval
         self.error: str | None = None  # why the last look did not load, for readiness and logs
         self._seen: tuple | None = None
-        self._task: asyncio.Task | None = None
+        self._poller = Poller(self.load, interval, f"the certificates in {directory}")
 
     def load(self) -> bool:
         """Look once; True when a new certificate went into the store."""
@@ -123,16 +123,10 @@ class CertDirSource:
         return True
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._watch())
+        self._poller.start()
 
     def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            self.load()
+        self._poller.close()
 
     def _read(self, name: str) -> bytes:
         with open(os.path.join(self.directory, name), "rb") as stream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import socket
@@ -44,7 +45,8 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default=os.environ.get("PYMESH_NAMESPACE"),
                         help="this workload's namespace (default: the join token's, else default) [$PYMESH_NAMESPACE]")
     parser.add_argument("--labels", default=os.environ.get("PYMESH_LABELS", ""),
-                        help="this workload's labels, k=v,k=v (selects the Sidecar, sourceLabels) [$PYMESH_LABELS]")
+                        help="this workload's labels, k=v,k=v (selects the Sidecar, sourceLabels) [$PYMESH_LABELS; "
+                        "else $ISTIO_METAJSON_LABELS, the JSON object Istio's VM cluster.env gives]")
     parser.add_argument("--service-account", default=os.environ.get("PYMESH_SERVICE_ACCOUNT"),
                         help="this workload's service account (default: the join token's, else default) "
                         "[$PYMESH_SERVICE_ACCOUNT]")
@@ -52,8 +54,9 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where this proxy runs, for locality load balancing (default: from the labels "
                         "topology.kubernetes.io/region, topology.kubernetes.io/zone, topology.istio.io/subzone) "
                         "[$PYMESH_LOCALITY]")
-    parser.add_argument("--concurrency", type=int, default=1,
-                        help="worker processes sharing the listeners with SO_REUSEPORT (default 1)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="worker processes sharing the listeners with SO_REUSEPORT; 0: one per CPU (default: "
+                        "the ProxyConfig that selects this proxy, else 1)")
     parser.add_argument("--admin-address", default="127.0.0.1",
                         help="address of the admin, stats and health endpoints (default 127.0.0.1)")
     parser.add_argument("--admin-port", type=int, default=15000, help="admin port, 0 disables (default 15000)")
@@ -98,6 +101,11 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                          help="an address other proxies reach this workload at (repeatable) [$PYMESH_ADDRESSES]")
     control.add_argument("--port", action="append", default=_env_list("PYMESH_PORTS"), metavar="NAME=NUMBER",
                          help="a port this workload serves, by ServiceEntry port name (repeatable) [$PYMESH_PORTS]")
+    control.add_argument("--workload-group", metavar="NAME",
+                         default=os.environ.get("ISTIO_META_AUTO_REGISTER_GROUP") or os.environ.get("PYMESH_WORKLOAD_GROUP"),
+                         help="auto-register as this WorkloadGroup of the namespace (a VM): the control server makes the "
+                         "WorkloadEntry <group>-<first --address> from its template, and this proxy runs the group's "
+                         "probe [$ISTIO_META_AUTO_REGISTER_GROUP, $PYMESH_WORKLOAD_GROUP]")
     control.add_argument("--node-id", default=os.environ.get("PYMESH_NODE_ID"),
                          help="this proxy's unique name at the control server (default workload-host-pid.namespace)")
     control.add_argument("--token-file", metavar="PATH", default=os.environ.get("PYMESH_TOKEN_FILE") or None,
@@ -192,8 +200,10 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> C
     node = wire.Node(
         id=node_id, workload=identity.workload, namespace=identity.namespace,
         service_account=identity.service_account, labels=dict(identity.labels),
-        addresses=tuple(args.address), ports=parse_ports(args.port),
+        addresses=tuple(args.address), ports=parse_ports(args.port), workload_group=args.workload_group or "",
     )
+    if args.workload_group and not args.address:
+        raise argparse.ArgumentTypeError("--workload-group needs --address: the WorkloadEntry's address and name")
     ca_root = None
     if args.ca_root and token is None:
         raise argparse.ArgumentTypeError("--ca-root verifies the control server for a proxy with a join token "
@@ -218,9 +228,26 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
+def istio_json_labels() -> dict[str, str]:
+    """$ISTIO_METAJSON_LABELS (`istioctl x workload entry configure` writes the WorkloadGroup's
+    labels there in a VM's cluster.env), or none."""
+    text = os.environ.get("ISTIO_METAJSON_LABELS", "")
+    if not text.strip():
+        return {}
+    try:
+        labels = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"$ISTIO_METAJSON_LABELS is not JSON: {error}") from None
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise argparse.ArgumentTypeError('$ISTIO_METAJSON_LABELS: expected an object of strings, {"app": "x"}')
+    return labels
+
+
 def options_from_args(args) -> ProxyOptions:
     if bool(args.config) == bool(args.control):
         raise argparse.ArgumentTypeError("give one of --config PATH or --control HOST:PORT (or $PYMESH_CONTROL)")
+    if args.workload_group and not args.control:
+        raise argparse.ArgumentTypeError("--workload-group registers with a control server: it needs --control")
     token = join_token(args)
     if token is not None and args.cert_dir:
         raise argparse.ArgumentTypeError("--cert-dir and a join token would both give the workload certificate: "
@@ -229,7 +256,7 @@ def options_from_args(args) -> ProxyOptions:
     identity = ProxyIdentity(
         workload=args.workload,
         namespace=namespace,
-        labels=parse_labels(args.labels),
+        labels=parse_labels(args.labels) if args.labels else istio_json_labels(),
         service_account=service_account,
         locality=args.locality,
     )
@@ -243,7 +270,7 @@ def options_from_args(args) -> ProxyOptions:
         health_port=args.health_port,
         access_log=args.access_log,
         drain_timeout=args.drain_timeout,
-        concurrency=max(1, args.concurrency),
+        concurrency=None if args.concurrency is None else max(0, args.concurrency),
         capture=CaptureSettings(
             outbound_port=args.outbound_capture_port,
             inbound_port=args.inbound_capture_port,
@@ -267,11 +294,15 @@ def options_from_args(args) -> ProxyOptions:
     )
 
 
-def run(args) -> int:
+def configure_logging(args) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
     )
+
+
+def run(args) -> int:
+    configure_logging(args)
     try:
         options = options_from_args(args)
     except argparse.ArgumentTypeError as error:

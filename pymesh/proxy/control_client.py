@@ -91,6 +91,9 @@ class ControlClient:
         self.version: str | None = None
         self.connected = asyncio.Event()
         self._rng = random.Random()
+        self._live: _Session | None = None  # the session now connected, to send health reports on
+        self._health: wire.HealthMessage | None = None  # the last one, sent again after each hello
+        self._flushes: set[asyncio.Task] = set()  # held until done (the loop keeps only weak references)
 
     def restore(self) -> tuple[model.MeshConfig, str] | None:
         """The persisted snapshot, remembered as current so the server knows what we serve."""
@@ -98,6 +101,17 @@ class ControlClient:
         if saved is not None:
             self.config, self.version = saved
         return saved
+
+    def report_health(self, healthy: bool, message: str) -> None:
+        """The application's health by its WorkloadGroup's probe: sent now if connected, and
+        after every hello (the server forgets it with the registration)."""
+        self._health = wire.HealthMessage(healthy, message)
+        session = self._live
+        if session is not None:
+            session.queue(self._health)
+            task = asyncio.get_running_loop().create_task(session.flush_quietly())
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
 
     async def run(self) -> None:
         """Stay connected until cancelled; never raises for network trouble."""
@@ -142,6 +156,9 @@ class ControlClient:
             ])
             session = _Session(connection, stream_id, writer)
             session.queue(wire.Hello(node=self.node, last_version=self.version))
+            if self._health is not None:
+                session.queue(self._health)
+            self._live = session
             await session.flush()
             decoder = wire.FrameDecoder()
             while True:
@@ -167,6 +184,7 @@ class ControlClient:
                 session.pump()
                 await session.flush()
         finally:
+            self._live = None
             writer.close()
 
     @staticmethod
@@ -244,3 +262,10 @@ class _Session:
         if data:
             self.writer.write(data)
             await self.writer.drain()
+
+    async def flush_quietly(self) -> None:
+        """A flush outside the read loop: a broken connection is the read loop's to report."""
+        try:
+            await self.flush()
+        except (OSError, RuntimeError):
+            pass

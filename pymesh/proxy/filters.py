@@ -38,12 +38,16 @@ class ProxyHeaders:
     - inbound, x-forwarded-for gets the caller's address appended and x-forwarded-proto is set
       if absent. The client's sidecar leaves them alone (its caller is the local app), so a hop
       through two sidecars adds the caller's address once. x-forwarded-client-cert is removed
-      and, over mTLS, set to the verified client certificate (By, Hash, Subject, URI).
+      and, over mTLS, set to the verified client certificate (By, Hash, Subject, URI);
+    - on a gateway (`edge`: Envoy's use_remote_address, as Istio's gateways run it), both: the
+      peer metadata goes upstream, and the client's address is appended to x-forwarded-for and
+      set as x-envoy-external-address, x-forwarded-proto is the scheme the client used.
     """
 
-    def __init__(self, peer_header: tuple[bytes, bytes] | None) -> None:
+    def __init__(self, peer_header: tuple[bytes, bytes] | None, edge: bool = False) -> None:
         self.peer_header = peer_header  # outbound listeners only
         self.forwarded = peer_header is None
+        self.edge = edge
 
     def on_request(self, exchange, request: UpstreamRequest) -> None:
         head = exchange.head
@@ -53,7 +57,10 @@ class ProxyHeaders:
             request_id = new_request_id()
             headers.append((b"x-request-id", request_id))
         exchange.request_id = request_id.decode("latin-1")
-        if self.forwarded:
+        if self.edge:
+            _edge(head, headers)
+            headers.append(self.peer_header)
+        elif self.forwarded:
             _forwarded(head, headers)
         else:
             headers.append(self.peer_header)
@@ -115,6 +122,16 @@ def _forwarded(head, headers) -> None:
 
 
 _XFCC = b"x-forwarded-client-cert"
+_EDGE_SET = frozenset({b"x-forwarded-proto", b"x-envoy-external-address"})
+
+
+def _edge(head, headers) -> None:
+    """What Envoy with use_remote_address writes for a client at the mesh's edge."""
+    _forwarded(head, headers)
+    client = head.connection.source_ip.encode()
+    headers[:] = [(n, v) for n, v in headers if n not in _EDGE_SET]
+    headers.append((b"x-forwarded-proto", head.scheme.encode()))
+    headers.append((b"x-envoy-external-address", client))
 
 
 class RouteHeaders:
@@ -135,7 +152,7 @@ class RouteHeaders:
 
 
 def chains_for(peer_header: bytes, rng, clock, jwt_authn: RequestFilter | None = None, authorizer=None,
-               ) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
+               gateway: bool = False) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
     """Each listener direction's chains for one snapshot, one per `Route.filter_set` (a bit per
     optional filter): `Exchange.begin` indexes them with the route's precomputed set, so a route
     without CORS, faults, rate limits or header operations runs ProxyHeaders alone.
@@ -146,14 +163,17 @@ def chains_for(peer_header: bytes, rng, clock, jwt_authn: RequestFilter | None =
     RequestAuthentication, pymesh.proxy.jwt_authn) comes first after ProxyHeaders, as Istio puts
     jwt_authn before the filters that act on a request, then authorization (the snapshot's
     `authz`, when any AuthorizationPolicy applies: Istio's RBAC filters, which read the verified
-    JWT); None adds nothing."""
+    JWT); None adds nothing. On a gateway (its listeners are "outbound") the outbound chain is
+    the edge one, with the JWT check and authorization of the gateway's own policies, as Istio
+    runs them on its gateways."""
     optional = ((snapshot.CORS, Cors()), (snapshot.FAULT, FaultInjection(rng)),
                 (snapshot.RATE_LIMIT, LocalRateLimit(clock)), (snapshot.ROUTE_HEADERS, RouteHeaders()))
     chains = {}
     inbound_auth = tuple(f for f in (jwt_authn, Authorization(authorizer) if authorizer is not None else None)
                          if f is not None)
-    for direction, first in (("outbound", (ProxyHeaders((PEER_HEADER, peer_header)),)),
-                             ("inbound", (ProxyHeaders(None), *inbound_auth))):
+    outbound = (ProxyHeaders((PEER_HEADER, peer_header), edge=True), *inbound_auth) if gateway else (
+        ProxyHeaders((PEER_HEADER, peer_header)),)
+    for direction, first in (("outbound", outbound), ("inbound", (ProxyHeaders(None), *inbound_auth))):
         chains[direction] = tuple(
             (*first, *(f for bit, f in optional if filter_set & bit))
             for filter_set in range(snapshot.FILTER_SETS)

@@ -52,6 +52,7 @@ class DownstreamH1(asyncio.Protocol):
         self.head_since: float | None = None  # when the request head being received began
         self.sniff: bytes | None = b""  # first bytes, until they rule out the HTTP/2 preface
         self.idle_since = 0.0  # when the connection last had nothing in flight (coarse clock)
+        self.scheme = "http"  # "https" behind a gateway's TLS termination (x-forwarded-proto, redirects)
 
     # asyncio callbacks ---------------------------------------------------------------------
 
@@ -88,7 +89,7 @@ class DownstreamH1(asyncio.Protocol):
             if kind == h1.DATA:
                 self.reading.on_request_data(value)
             elif kind == h1.HEAD:
-                value.scheme = "http"
+                value.scheme = self.scheme
                 value.connection = self.info
                 value.source_labels = self.runtime.source_labels
                 exchange = Exchange(self.runtime, self.runtime.current(self.listener), self, value)

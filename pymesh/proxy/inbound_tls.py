@@ -92,10 +92,10 @@ class TlsFacts:
 
 def forwarded_client_cert(der: bytes | None, cert: x509.Certificate | None, peer_uri: str | None,
                           local_uri: str | None) -> bytes | None:
-    """Istio's x-forwarded-client-cert towards the app (Envoy's SANITIZE_SET with subject and URI
-    details): `By=<our URI>;Hash=<SHA-256 of the client certificate>;Subject="<its subject>";
-    URI=<its SPIFFE URI>`, for the client certificate `cert` (`der` encoded). Made once per
-    connection."""
+    """Istio's x-forwarded-client-cert towards the app (Envoy's SANITIZE_SET with subject, URI and
+    DNS details): `By=<our URI>;Hash=<SHA-256 of the client certificate>;Subject="<its subject>";
+    URI=<its SPIFFE URI>;DNS=<each DNS SAN>`, for the client certificate `cert` (`der` encoded;
+    a gateway's MUTUAL clients have DNS names, mesh workloads none). Made once per connection."""
     if not der or cert is None:
         return None
     subject = cert.subject.rfc4514_string().replace('"', '\\"')
@@ -106,6 +106,11 @@ def forwarded_client_cert(der: bytes | None, cert: x509.Certificate | None, peer
     parts.append(f'Subject="{subject}"')
     if peer_uri:
         parts.append(f"URI={peer_uri}")
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        parts.extend(f"DNS={name}" for name in sans.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        pass
     return ";".join(parts).encode("latin-1", "replace")
 
 
@@ -220,18 +225,10 @@ class MtlsGate(asyncio.Protocol):
         if context is None:
             log.warning("inbound TLS on port %d refused: no valid workload certificate", self.listener.port)
             return self._refuse("ssl.no_workload_certificate")
-        loop = self.runtime.loop
-        waiter = loop.create_future()
-        waiter.add_done_callback(self._handshake_done)
-        kind = _UvSSLProtocol if uvloop is not None and isinstance(loop, uvloop.Loop) else _AsyncioSSLProtocol
-        tls = kind(loop, _Handshake(self), context, waiter, server_side=True,
-                   ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         transport, data = self.transport, self.buffer
         self.buffer = b""
         self.done = True
-        transport.set_protocol(tls)
-        tls.connection_made(transport)
-        _feed(tls, data)
+        terminate(self.runtime.loop, transport, context, data, self.connected, self._handshake_done)
 
     def _handshake_done(self, waiter: asyncio.Future) -> None:
         error = None if waiter.cancelled() else waiter.exception()
@@ -239,7 +236,7 @@ class MtlsGate(asyncio.Protocol):
         if error is None:
             stats["ssl.handshake"] += 1
             return
-        stats[_failure_stat(error)] += 1
+        stats[failure_stat(error)] += 1
         log.debug("inbound TLS handshake on port %d failed: %s", self.listener.port, error)
 
     def connected(self, tls_transport) -> None:
@@ -252,14 +249,29 @@ class MtlsGate(asyncio.Protocol):
         self._become(protocol, tls_transport, b"")
 
 
+def terminate(loop, transport, context: ssl.SSLContext, data: bytes, connected: Callable[[object], None],
+              done: Callable[[asyncio.Future], None]) -> None:
+    """Serve TLS on an accepted `transport` with `context`, the loop's own TLS protocol fed the
+    `data` already read from it: `connected(tls_transport)` once the handshake is done (it
+    installs the handler), `done(waiter)` with the handshake's outcome either way."""
+    waiter = loop.create_future()
+    waiter.add_done_callback(done)
+    kind = _UvSSLProtocol if uvloop is not None and isinstance(loop, uvloop.Loop) else _AsyncioSSLProtocol
+    tls = kind(loop, _Handshake(connected), context, waiter, server_side=True,
+               ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+    transport.set_protocol(tls)
+    tls.connection_made(transport)
+    _feed(tls, data)
+
+
 class _Handshake(asyncio.Protocol):
     """The TLS protocol's first application protocol: it only learns that the handshake is done."""
 
-    def __init__(self, gate: MtlsGate) -> None:
-        self.gate = gate
+    def __init__(self, connected: Callable[[object], None]) -> None:
+        self.connected = connected
 
     def connection_made(self, transport) -> None:
-        self.gate.connected(transport)
+        self.connected(transport)
 
     def data_received(self, data: bytes) -> None:  # not reached: the handler replaced this first
         raise AssertionError("data before the handler was installed")
@@ -279,7 +291,7 @@ def _feed(protocol, data: bytes) -> None:
         view = view[size:]
 
 
-def _failure_stat(error: BaseException) -> str:
+def failure_stat(error: BaseException) -> str:
     """Envoy's name for why a handshake failed."""
     if isinstance(error, ssl.SSLCertVerificationError):
         return "ssl.fail_verify_error"

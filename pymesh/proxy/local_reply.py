@@ -48,6 +48,16 @@ def local_reply_for(flag_text: str, status: int | None = None, detail: bytes = b
     raise ValueError(f"no local reply for flags {flag_text!r}")
 
 
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _without_default_port(authority: str, scheme: str) -> str:
+    """Envoy's redirect to another scheme drops the old scheme's default port ("a:80" for http:
+    https://a/), and keeps any other."""
+    default = _DEFAULT_PORTS.get(scheme)
+    return authority[:-len(default)] if default and authority.endswith(default) else authority
+
+
 def redirect_reply(redirect: model.HTTPRedirect, head: RequestHead) -> LocalReply:
     """Istio's HTTPRedirect: each part given replaces that part of the request's URL."""
     path, _, query = head.path.partition("?")
@@ -61,5 +71,7 @@ def redirect_reply(redirect: model.HTTPRedirect, head: RequestHead) -> LocalRepl
     if redirect.port:
         authority = f"{authority.rsplit(':', 1)[0] if ':' in authority else authority}:{redirect.port}"
     scheme = redirect.scheme or head.scheme
+    if scheme != head.scheme and not (redirect.authority or redirect.port):
+        authority = _without_default_port(authority, head.scheme)
     location = f"{scheme}://{authority}{path}".encode("latin-1")
     return LocalReply(redirect.redirect_code, flags.NONE, b"", ((b"location", location),))

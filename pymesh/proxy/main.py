@@ -1,4 +1,5 @@
-"""Process model of the proxy: one process, or a supervisor with N workers (`--concurrency`).
+"""Process model of the proxy: one process, or a supervisor with N workers (`--concurrency`, or
+a ProxyConfig's: pymesh.proxy.concurrency).
 
 With one worker everything runs in one uvloop process. With N, the supervisor forks the workers
 before it creates any event loop; each worker opens the same listeners with SO_REUSEPORT (as
@@ -24,8 +25,10 @@ import uvloop
 
 from pymesh.proxy import downstream_limits
 from pymesh.proxy.certs import CertDirSource, CertificateStore
+from pymesh.proxy.concurrency import PRIVATE_DATA_DIR, resolve_concurrency, watch_concurrency
 from pymesh.proxy.control_client import ConfigRejected, ControlClient, SnapshotStore
 from pymesh.proxy.endpoints import AdminEndpoints
+from pymesh.proxy.health_probe import HealthProbe, group_probe
 from pymesh.proxy.reloads import ReloadRecord
 from pymesh.proxy.server import (ConfigError, ProxyOptions, ProxyWorker, config_fingerprint, load_snapshot,
                                  reload_from_disk)
@@ -38,17 +41,28 @@ log = logging.getLogger("pymesh.proxy")
 
 def main(options: ProxyOptions) -> int:
     options = dataclasses.replace(options, downstream=downstream_limits.resolve(options.downstream))
+    private_dir = os.environ.pop(PRIVATE_DATA_DIR, None)  # made for this proxy when it re-executed itself
     try:
-        snapshot = load_snapshot(options, "1")
-    except ConfigError as errors:
-        print(f"pymesh proxy: configuration has errors:\n{errors}", file=sys.stderr)
-        return 1
-    if options.concurrency == 1:
-        return uvloop.run(_single(options, snapshot))
-    return _supervise(options)
+        try:
+            snapshot = load_snapshot(options, "1")
+        except ConfigError as errors:
+            print(f"pymesh proxy: configuration has errors:\n{errors}", file=sys.stderr)
+            return 1
+        # without --concurrency, a control-server proxy that has no snapshot yet learns it from the first
+        restart_on_first = options.concurrency is None and not has_config(options)
+        workers, source = resolve_concurrency(options.concurrency, snapshot.config, options.identity)
+        if source:
+            log.info("%d worker(s), from ProxyConfig %s", workers, source)
+        options = dataclasses.replace(options, concurrency=workers)
+        if options.concurrency == 1:
+            return uvloop.run(_single(options, snapshot, restart_on_first))
+        return _supervise(options)
+    finally:
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
 
 
-async def _single(options: ProxyOptions, snapshot) -> int:
+async def _single(options: ProxyOptions, snapshot, restart_on_first: bool = False) -> int:
     telemetry = Telemetry.create(options, workers=1)
     reloads = ReloadRecord(telemetry.metrics, snapshot.version)
     certs = CertificateStore()  # the workload certificate: the data plane's, filled by the control server's CA
@@ -72,7 +86,8 @@ async def _single(options: ProxyOptions, snapshot) -> int:
     if identity is not None:
         tasks.append(loop.create_task(identity.run()))
     if options.control is not None:
-        tasks.append(loop.create_task(control_client(options, worker.apply_config, identity).run()))
+        apply = watch_concurrency(worker.apply_config, options.identity, 1, options.control.data_dir, restart_on_first)
+        tasks.append(loop.create_task(control_client(options, apply, identity).run()))
     elif options.watch:
         tasks.append(loop.create_task(worker.watch()))
     log.info("ready: %s", ", ".join(sorted(worker.servers)) or "no listeners")
@@ -91,10 +106,26 @@ def has_config(options: ProxyOptions) -> bool:
 
 
 def control_client(options: ProxyOptions, apply, identity: WorkloadIdentity | None = None) -> ControlClient:
+    """The control server's client; with --workload-group, it also runs the group's probe from
+    each applied (or restored) configuration and reports the application's health."""
     control = options.control
-    client = ControlClient(control.host, control.port, control.node, apply, SnapshotStore(control.data_dir),
+    node = control.node
+    if not node.workload_group:
+        client = ControlClient(control.host, control.port, node, apply, SnapshotStore(control.data_dir), identity)
+        client.restore()
+        return client
+    probe = HealthProbe(lambda healthy, message: client.report_health(healthy, message),
+                        node.addresses[0] if node.addresses else "127.0.0.1")
+
+    async def apply_and_probe(config, version: str) -> None:
+        await apply(config, version)
+        probe.update(group_probe(config))
+
+    client = ControlClient(control.host, control.port, node, apply_and_probe, SnapshotStore(control.data_dir),
                            identity)
-    client.restore()
+    restored = client.restore()
+    if restored is not None:
+        probe.update(group_probe(restored[0]))
     return client
 
 
@@ -279,7 +310,8 @@ async def _supervisor_loop(options: ProxyOptions, telemetry: Telemetry, workers:
     if identity is not None:
         client_tasks.append(loop.create_task(identity.run()))
     if options.control is not None:
-        client_tasks.append(loop.create_task(control_client(options, apply_pushed, identity).run()))
+        apply = watch_concurrency(apply_pushed, options.identity, options.concurrency, options.control.data_dir, False)
+        client_tasks.append(loop.create_task(control_client(options, apply, identity).run()))
     endpoints = AdminEndpoints(options, telemetry, lambda: state["snapshot"],
                                ready_with(identity, lambda: len(ready) == options.concurrency and not stopping.is_set()),
                                quit=stop, config_status=reloads.dump, certs=certs, cert_source=cert_source)

@@ -234,6 +234,7 @@ class Runtime:
         self.listeners: dict = {}
         self.peer_header = b""
         self.filter_chains: dict = {}
+        self.gateway = False  # serving a router snapshot (see install)
         self.jwks = JwksCache(loop)  # the keys of the snapshot's RequestAuthentication jwksUris
         self._inbound: dict[int, Listener] = {}
         self._passthrough: dict[tuple[str, int], ClusterState] = {}
@@ -245,6 +246,7 @@ class Runtime:
         self._overflow_logged = -OVERFLOW_LOG_INTERVAL
         self.tls_env = TlsEnvironment()  # the proxy sets its certificates and credentials here
         self.inbound_tls = None  # pymesh.proxy.inbound_tls.InboundTls, set by the worker
+        self.gateway_tls = None  # pymesh.proxy.gateway_tls.GatewayTls, set by the worker
 
     # configuration ------------------------------------------------------------------------------
 
@@ -269,8 +271,12 @@ class Runtime:
         self.source_labels = dict(snapshot.identity.labels)
         self.peer_header = encode_peer(snapshot.identity)
         jwt_authn = JwtAuthn.for_providers(snapshot.request_authn, self.jwks)
-        self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz)
+        self.gateway = snapshot.identity.kind == "router"  # `pymesh gateway`: its own policies guard every listener
+        self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz,
+                                        gateway=self.gateway)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
+        if self.gateway_tls is not None:  # a gateway's TLS servers: their contexts and listeners
+            self.listeners.update(self.gateway_tls.install(snapshot))
         self.snapshot = snapshot
         for warning in snapshot.warnings:
             log.warning("configuration version %s: %s", snapshot.version, warning)

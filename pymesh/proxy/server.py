@@ -31,6 +31,7 @@ from pymesh.proxy.allocator import raise_mmap_threshold
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.certs import CertDirSource, CertificateStore
 from pymesh.proxy.credentials import CredentialResolver
+from pymesh.proxy.gateway_tls import GatewayTls
 from pymesh.proxy.upstream_tls import TlsEnvironment
 from pymesh.proxy.inbound_tls import DISABLE, InboundTls, MtlsGate, secured_handler
 from pymesh.proxy.reloads import FAILURE, REJECTED, SUCCESS, ReloadRecord
@@ -59,7 +60,7 @@ class ProxyOptions:
     health_port: int = 15021
     access_log: str = "/dev/stdout"  # a path, or "off"
     drain_timeout: float = 5.0
-    concurrency: int = 1
+    concurrency: int | None = 1  # worker processes; None: the ProxyConfig's (pymesh.proxy.main.resolve_concurrency)
     limits: h1.Limits = field(default_factory=h1.Limits)
     downstream: DownstreamLimits = field(default_factory=DownstreamLimits)  # timeouts, connections
     watch: bool = True
@@ -197,6 +198,7 @@ class ProxyWorker:
             self.cert_source.load()  # before the first connection: STRICT ports need it at once
         self.runtime.tls_env = TlsEnvironment(self.certs, CredentialResolver(options.credentials_dir))
         self.runtime.inbound_tls = InboundTls(self.certs, self.runtime.listener_stats)
+        self.runtime.gateway_tls = GatewayTls(self.runtime, self.runtime.tls_env.credentials, self.certs)
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.version = 0
         self.fingerprint = config_fingerprint(options.config_paths)
@@ -219,6 +221,7 @@ class ProxyWorker:
     async def start(self, snapshot: Snapshot, ready: bool = True) -> None:
         if self.cert_source is not None:
             self.cert_source.start()  # new files -> new certificate for new connections
+        self.runtime.gateway_tls.start()  # changed credential files -> new contexts
         self.runtime.install(snapshot)
         await self._sync_listeners(snapshot)
         self.ready = ready
@@ -309,7 +312,7 @@ class ProxyWorker:
         if listener.protocol == "CAPTURE":
             return Sniffer(self.runtime, self.options.capture, listener.direction)
         current = self.runtime.current(listener)
-        if current.direction == "inbound":
+        if current.direction == "inbound" and not current.tls_servers:  # a gateway's TLS port terminates itself
             mode = self.runtime.snapshot.peer_authn.mode_for(current.port)
             if mode != DISABLE:
                 return MtlsGate(self.runtime, current, mode, lambda silent: self._plaintext(current),
@@ -317,9 +320,11 @@ class ProxyWorker:
         return self._plaintext(current)
 
     def _plaintext(self, listener: Listener):
+        fallback = lambda: TcpProxy(self.runtime, listener) if listener.tcp_route else None  # noqa: E731
+        if listener.tls_servers:
+            return self.runtime.gateway_tls.router(listener, fallback)
         if listener.sni_routes is not None:
-            return SniRouter(self.runtime, listener,
-                             fallback=lambda: TcpProxy(self.runtime, listener) if listener.tcp_route else None)
+            return SniRouter(self.runtime, listener, fallback=fallback)
         if listener.route_table is None:
             return TcpProxy(self.runtime, listener)
         return DownstreamH1(self.runtime, listener)
@@ -353,6 +358,7 @@ class ProxyWorker:
         self.runtime.close()
         if self.cert_source is not None:
             self.cert_source.close()
+        self.runtime.gateway_tls.close()
         self.telemetry.flush()
         self.stopped.set()
 

@@ -88,7 +88,8 @@ class TcpProxy(asyncio.Protocol):
             self.closed = True
             transport.abort()  # over the listener's connection limit
             return
-        authorizer = self.runtime.snapshot.authz if self.listener.direction == "inbound" else None
+        guarded = self.listener.direction == "inbound" or self.runtime.gateway
+        authorizer = self.runtime.snapshot.authz if guarded else None
         if authorizer is not None and not authorize_connection(authorizer, self.runtime, self.info):
             self.endpoint = self.target = None  # never connected: the access log names no upstream
             transport.close()  # Envoy's network RBAC filter: the connection is closed, nothing sent

@@ -34,6 +34,11 @@ def hand_over(transport: asyncio.Transport, protocol: asyncio.Protocol, data: by
         protocol.data_received(data)
 
 
+def server_name_of(hello: tls_hello.ClientHello | None) -> str | None:
+    """The SNI to match (lower case), None without one or without a ClientHello."""
+    return hello.server_name.lower() if hello is not None and hello.server_name else None
+
+
 class SniRouter(asyncio.Protocol):
     """The first protocol of a connection on a listener with SNI routes; replaces itself."""
 
@@ -51,8 +56,10 @@ class SniRouter(asyncio.Protocol):
         if not self.runtime.connection_opened(self):
             transport.abort()  # over the listener's connection limit, counted while inspecting too
             return
-        timeout = HELLO_TIMEOUT if self.listener.protocol in TLS_PORT_PROTOCOLS else OPAQUE_PORT_TIMEOUT
-        self.timer = self.runtime.loop.call_later(timeout, self._route, None)
+        self.timer = self.runtime.loop.call_later(self._hello_timeout(), self._timed_out)
+
+    def _hello_timeout(self) -> float:
+        return HELLO_TIMEOUT if self.listener.protocol in TLS_PORT_PROTOCOLS else OPAQUE_PORT_TIMEOUT
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -66,16 +73,24 @@ class SniRouter(asyncio.Protocol):
             return
         self._route(verdict if isinstance(verdict, tls_hello.ClientHello) else None)
 
+    def _timed_out(self) -> None:
+        """No whole ClientHello in time: on without an SNI (a server-first protocol, or not TLS)."""
+        self.timer = None
+        self._route(None)
+
     def _route(self, hello: tls_hello.ClientHello | None) -> None:
         self._stop_timer()
-        telemetry = self.runtime.telemetry
-        telemetry.tls_inspected(hello, too_large=False)
-        server_name = hello.server_name.lower() if hello is not None and hello.server_name else None
-        route = self.listener.sni_routes.match(server_name, self.destination)
+        self.runtime.telemetry.tls_inspected(hello, too_large=False)
+        self._pass_on(hello)
+
+    def _pass_on(self, hello: tls_hello.ClientHello | None) -> None:
+        """The connection to the route its SNI picks, else to the fallback, else closed."""
+        sni_routes = self.listener.sni_routes
+        route = sni_routes.match(server_name_of(hello), self.destination) if sni_routes is not None else None
         protocol = self._proxy(route) if route is not None else self.fallback()
         if protocol is None:
-            telemetry.no_filter_chain_match(self.listener)
-            self.transport.close()
+            self.runtime.telemetry.no_filter_chain_match(self.listener)
+            self._refuse(hello)
             return
         info = getattr(protocol, "info", None)
         if info is not None and hello is not None:
@@ -86,6 +101,9 @@ class SniRouter(asyncio.Protocol):
         else:
             self.runtime.connection_closed(self)  # e.g. the passthrough: counted on its own listener
         hand_over(self.transport, protocol, buffer)
+
+    def _refuse(self, hello: tls_hello.ClientHello | None) -> None:
+        self.transport.close()
 
     def _proxy(self, route: TcpRoute) -> asyncio.Protocol:
         return TcpProxy(self.runtime, self.listener, route=route)

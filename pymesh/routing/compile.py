@@ -9,8 +9,11 @@ from dataclasses import replace
 
 from pymesh.api import model
 from pymesh.routing.authn import providers_for
+from pymesh.routing.binding import MESH_ONLY, bind_all
+from pymesh.routing.gateway import compile_gateway
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
 from pymesh.routing.peer_authn import compose as compose_peer_authn
+from pymesh.routing.proxy_config import effective as effective_proxy_config
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext, inbound_route_table
@@ -25,7 +28,10 @@ NOT_PROXIED = frozenset({"UDP"})  # ports no listener is opened for (Istio's pro
 
 
 def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version: str) -> Snapshot:
-    """Implements pymesh.routing.snapshot.SnapshotCompiler."""
+    """Implements pymesh.routing.snapshot.SnapshotCompiler: a sidecar's here, a gateway's
+    (identity.kind "router") in pymesh.routing.gateway."""
+    if identity.kind == "router":
+        return compile_gateway(config, identity, version)
     ns = identity.namespace
     warnings: list[str] = []
     services = ServiceIndex.from_config(config, ns, warnings)
@@ -40,7 +46,8 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         labels=identity.labels,
         services=services,
         clusters=clusters,
-        virtual_services=tuple(vs for vs in config.virtual_services if exported_to(vs.export_to, vs.metadata.namespace, ns)),
+        virtual_services=bind_all((vs for vs in config.virtual_services
+                                   if exported_to(vs.export_to, vs.metadata.namespace, ns)), MESH_ONLY),
         warnings=warnings,
         rate_limits=RateLimits.select(config, identity),
     )
@@ -52,6 +59,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
     authz = compile_authorizer(config, ns, identity.labels, _served_by(config, identity))
     if authz is not None:
         warnings += authz.warnings
+    warnings += effective_proxy_config(config.proxy_configs, ns, identity.labels).warnings
     return Snapshot(
         version=version,
         identity=identity,

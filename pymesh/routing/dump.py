@@ -90,6 +90,8 @@ def _listener(listener: Listener, redact: bool) -> dict:
     out = {f.name: _field(f.name, getattr(listener, f.name), redact, False)
            for f in dataclasses.fields(listener) if f.name != "route_table"}
     out["route_table"] = _route_table(listener.route_table, redact)
+    out["tls_servers"] = [{**plain(dataclasses.replace(chain, route_table=None), redact),
+                           "route_table": _route_table(chain.route_table, redact)} for chain in listener.tls_servers]
     return out
 
 

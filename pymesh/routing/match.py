@@ -171,10 +171,13 @@ def _slot(vh: VirtualHost) -> _Slot:
 class CompiledRouteTable:
     """RouteTable for one listener port (see pymesh.routing.snapshot.RouteTable)."""
 
-    __slots__ = ("port", "virtual_hosts", "_exact", "_wild", "_any")
+    __slots__ = ("port", "virtual_hosts", "strip_any_port", "_exact", "_wild", "_any")
 
-    def __init__(self, port: int, virtual_hosts: Iterable[VirtualHost]):
+    def __init__(self, port: int, virtual_hosts: Iterable[VirtualHost], *, strip_any_port: bool = False):
         self.port = port
+        # a gateway's: the authority's port, whatever it is, does not take part in the match
+        # (Istio gives a gateway's virtual hosts the domains "host" and "host:*")
+        self.strip_any_port = strip_any_port
         self.virtual_hosts = tuple(virtual_hosts)
         self._exact: dict[str, _Slot] = {}
         self._wild: dict[str, _Slot] = {}  # ".example.com" for "*.example.com"
@@ -193,13 +196,13 @@ class CompiledRouteTable:
     def _lookup(self, authority: str) -> _Slot | None:
         """Exact domain, then (the authority's port, if any, being this table's) the bare host and
         wildcards longest suffix first, then "*". An authority naming another port only reaches
-        a domain spelled with that port, or "*"."""
+        a domain spelled with that port, or "*" (unless the table strips any port)."""
         authority = authority.lower()
         slot = self._exact.get(authority)
         if slot is not None:
             return slot
         host, port = split_authority(authority)
-        if port is None or port == self.port:
+        if port is None or port == self.port or self.strip_any_port:
             if port is not None:
                 slot = self._exact.get(host)
                 if slot is not None:

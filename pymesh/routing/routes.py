@@ -201,7 +201,7 @@ class RouteContext:
 
     # --- TCP ------------------------------------------------------------------------------
 
-    def _l4_matches(self, vs: model.VirtualService, m: model.L4MatchAttributes, port: int) -> bool:
+    def l4_applies(self, vs: model.VirtualService, m: model.L4MatchAttributes, port: int) -> bool:
         if m.destination_subnets:  # a dedicated listener has no destination address to test
             self.warnings.append(f"VirtualService {vs.metadata.namespace}/{vs.metadata.name}: tcp match destinationSubnets is not supported; match skipped")
             return False
@@ -215,7 +215,7 @@ class RouteContext:
             if not vs.tcp or not self.bound_hosts(vs, port, scope):
                 continue
             for tr in vs.tcp:
-                if not tr.match or any(self._l4_matches(vs, m, port) for m in tr.match):
+                if not tr.match or any(self.l4_applies(vs, m, port) for m in tr.match):
                     clusters, total = self.weighted(vs, tr.route, port)
                     return TcpRoute(clusters=clusters, total_weight=total)
         services = self.visible_services(port, scope)

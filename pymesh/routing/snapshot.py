@@ -15,6 +15,7 @@ from typing import Any, Mapping, Protocol
 from pymesh.api import model
 from pymesh.policy.fault import FaultPolicy
 from pymesh.routing.peer_authn import PeerAuthnPolicy
+from pymesh.telemetry.policy import DEFAULT as DEFAULT_TELEMETRY, TelemetryPolicy
 
 # Which optional request filters a route needs, one bit each: `Route.filter_set` indexes the
 # listener's prebuilt chains (pymesh.proxy.filters.chains_for), so a route without them pays nothing.
@@ -245,6 +246,8 @@ class Snapshot:
     # the AuthorizationPolicies that apply to this workload's inbound traffic
     # (a pymesh.security.authz.Authorizer); None: no policy applies, nothing is checked
     authz: Any = None
+    # tracing, access logging and metrics overrides for this proxy (pymesh.telemetry.policy)
+    telemetry: TelemetryPolicy = DEFAULT_TELEMETRY
 
     def dump(self, include_secrets: bool = False) -> dict:
         """JSON-able view for /config_dump (secrets redacted unless asked for)."""

@@ -30,39 +30,42 @@ class SniChain:
     source: str = ""  # "namespace/name" of the VirtualService, "" for a service's default chain
 
 
-class _Names:
-    """Server name -> route for one destination group; the first chain naming a name keeps it."""
+class ServerNames:
+    """Server name -> value (a route, a gateway's TLS server), matched as Envoy's filter chain
+    match does: exact, then the longest "*.suffix" wildcard, then the entry for any name ("*" or
+    no names), which also takes a connection without SNI. The first entry naming a name keeps it."""
 
     __slots__ = ("exact", "wildcard", "any")
 
     def __init__(self) -> None:
-        self.exact: dict[str, TcpRoute] = {}
-        self.wildcard: dict[str, TcpRoute] = {}  # ".example.com" for "*.example.com"
-        self.any: TcpRoute | None = None
+        self.exact: dict[str, object] = {}
+        self.wildcard: dict[str, object] = {}  # ".example.com" for "*.example.com"
+        self.any: object | None = None
 
-    def add(self, chain: SniChain) -> None:
-        names = [n for n in chain.server_names if n != "*"]
-        if len(names) < len(chain.server_names) or not chain.server_names:
+    def add(self, server_names: tuple[str, ...], value) -> None:
+        names = [n.lower() for n in server_names if n != "*"]
+        if len(names) < len(server_names) or not server_names:
             if self.any is None:
-                self.any = chain.route
+                self.any = value
         for name in names:
             if name.startswith("*."):
-                self.wildcard.setdefault(name[1:], chain.route)
+                self.wildcard.setdefault(name[1:], value)
             else:
-                self.exact.setdefault(name, chain.route)
+                self.exact.setdefault(name, value)
 
-    def match(self, server_name: str | None) -> TcpRoute | None:
+    def match(self, server_name: str | None):
+        """The value for a lower-cased SNI (None: the client sent none), or None."""
         if server_name is None:
             return self.any
-        route = self.exact.get(server_name)
-        if route is not None:
-            return route
+        value = self.exact.get(server_name)
+        if value is not None:
+            return value
         if self.wildcard:
             dot = server_name.find(".")
             while dot >= 0:
-                route = self.wildcard.get(server_name[dot:])
-                if route is not None:
-                    return route
+                value = self.wildcard.get(server_name[dot:])
+                if value is not None:
+                    return value
                 dot = server_name.find(".", dot + 1)
         return self.any
 
@@ -70,18 +73,18 @@ class _Names:
 @dataclass(frozen=True)
 class SniTable:
     chains: tuple[SniChain, ...]
-    _by_network: tuple[tuple[Network, _Names], ...] = field(init=False, repr=False, compare=False)
-    _anywhere: _Names = field(init=False, repr=False, compare=False)
+    _by_network: tuple[tuple[Network, ServerNames], ...] = field(init=False, repr=False, compare=False)
+    _anywhere: ServerNames = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        groups: dict[Network, _Names] = {}
-        anywhere = _Names()
+        groups: dict[Network, ServerNames] = {}
+        anywhere = ServerNames()
         for chain in self.chains:
             if not chain.destination_subnets:
-                anywhere.add(chain)
+                anywhere.add(chain.server_names, chain.route)
             for subnet in chain.destination_subnets:
                 network = ipaddress.ip_network(subnet, strict=False)
-                groups.setdefault(network, _Names()).add(chain)
+                groups.setdefault(network, ServerNames()).add(chain.server_names, chain.route)
         ordered = tuple(sorted(groups.items(), key=lambda item: -item[0].prefixlen))  # most specific first
         object.__setattr__(self, "_by_network", ordered)
         object.__setattr__(self, "_anywhere", anywhere)

@@ -10,7 +10,8 @@ What is kept, in file order:
   (no Sidecar, or one without egress: all of them), plus the services the kept VirtualServices
   name as hosts or destinations, plus any earlier ServiceEntry that claims a kept one's host
   (the first definition of a host wins, so it must still be there to win);
-- VirtualServices exported to the namespace with a host the egress lets through;
+- VirtualServices bound to the mesh (pymesh.routing.binding), exported to the namespace, with a
+  host the egress lets through;
 - DestinationRules exported to the namespace whose host is a kept service's (or a wildcard
   covering one);
 - the WorkloadEntries that the kept ServiceEntries select;
@@ -18,7 +19,12 @@ What is kept, in file order:
 - the RequestAuthentications and AuthorizationPolicies of the proxy's namespace and the root
   namespace (the proxy compiles the ones whose selector or targetRefs pick it);
 - every PeerAuthentication (small, no secrets): its own decide what it accepts, the other
-  workloads' whether a client may speak mTLS to them.
+  workloads' whether a client may speak mTLS to them;
+- the WorkloadGroup the proxy auto-registers with (its probe is the proxy's to run), and the
+  ProxyConfigs of its namespace and the root namespace (it picks the one that applies).
+
+A gateway (kind "router") has no Sidecar: it gets the Gateways that select it, the
+VirtualServices bound to them, and every service and rule exported to its namespace.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Protocol
 
 from pymesh.api import model
+from pymesh.routing.binding import MESH_ONLY, bound_gateways, gateway_key
 from pymesh.routing.hosts import host_matches, is_wildcard
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.scope import ALL, ROOT_NAMESPACE, EgressScope, exported_to, select_sidecar, selects
@@ -38,11 +45,17 @@ class ProxyLike(Protocol):
 
     namespace: str
     labels: Mapping[str, str]
+    kind: str  # "sidecar" | "router" (a gateway)
 
 
-def view_key(proxy: ProxyLike) -> tuple[str, frozenset]:
+def view_key(proxy: ProxyLike) -> tuple[str, frozenset, str, str]:
     """Proxies with equal keys have equal views of the same config (to compute it once)."""
-    return proxy.namespace, frozenset(proxy.labels.items())
+    return proxy.namespace, frozenset(proxy.labels.items()), proxy.kind, _group(proxy)
+
+
+def _group(proxy: ProxyLike) -> str:
+    """The WorkloadGroup a control-server proxy (wire.Node) names; a compiled identity has none."""
+    return getattr(proxy, "workload_group", "")
 
 
 def egress_scope(config: model.MeshConfig, proxy: ProxyLike) -> EgressScope:
@@ -71,10 +84,13 @@ class Views:
     def view(self, proxy: ProxyLike) -> model.MeshConfig:
         config = self.config
         ns = self._namespace(proxy.namespace)
+        if proxy.kind == "router":
+            return self._router_view(proxy, ns)
         scope = egress_scope(config, proxy)
         virtual_services = tuple(
             vs for vs in ns.virtual_services
-            if any(scope.allows(vs.metadata.namespace, ns.index.canonical(h, vs.metadata.namespace)) for h in vs.hosts)
+            if bound_gateways(vs) & MESH_ONLY
+            and any(scope.allows(vs.metadata.namespace, ns.index.canonical(h, vs.metadata.namespace)) for h in vs.hosts)
         )
         hosts = {s.host for s in ns.index.services if scope.allows(s.namespace, s.host)}
         for vs in virtual_services:
@@ -97,6 +113,30 @@ class Views:
             request_authentications=tuple(ra for ra in config.request_authentications
                                           if ra.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
             peer_authentications=config.peer_authentications,  # all: a client decides auto mTLS by the server's
+            **_proxy_settings(config, proxy),
+        )
+
+    def _router_view(self, proxy: ProxyLike, ns: _Namespace) -> model.MeshConfig:
+        """A gateway's: the Gateways selecting it, the VirtualServices bound to them, and every
+        service, rule and workload exported to its namespace (a gateway has no Sidecar)."""
+        config = self.config
+        gateways = tuple(g for g in config.gateways if selects(g.selector, proxy.labels))
+        keys = frozenset(gateway_key(g) for g in gateways)
+        service_entries = tuple(ns.entries)
+        workloads = sorted({i for se in service_entries for i in self._selects(se)})
+        return model.MeshConfig(
+            service_entries=service_entries,
+            workload_entries=tuple(config.workload_entries[i] for i in workloads),
+            virtual_services=tuple(vs for vs in ns.virtual_services if bound_gateways(vs) & keys),
+            destination_rules=ns.destination_rules,
+            local_rate_limits=tuple(rl for rl in config.local_rate_limits if rl.metadata.namespace == proxy.namespace),
+            authorization_policies=tuple(p for p in config.authorization_policies
+                                         if p.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
+            request_authentications=tuple(ra for ra in config.request_authentications
+                                          if ra.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
+            peer_authentications=config.peer_authentications,
+            gateways=gateways,
+            **_proxy_settings(config, proxy),
         )
 
     def _namespace(self, namespace: str) -> _Namespace:
@@ -135,6 +175,16 @@ class _Namespace:
         self.owners = _owners(self.entries)
         self.virtual_services = exported(config.virtual_services)
         self.destination_rules = exported(config.destination_rules)
+
+
+def _proxy_settings(config: model.MeshConfig, proxy: ProxyLike) -> dict:
+    """The WorkloadGroup the proxy registers with and the ProxyConfigs that may apply to it."""
+    return {
+        "workload_groups": tuple(g for g in config.workload_groups
+                                 if (g.metadata.namespace, g.metadata.name) == (proxy.namespace, _group(proxy))),
+        "proxy_configs": tuple(pc for pc in config.proxy_configs
+                               if pc.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
+    }
 
 
 def _owners(entries: Iterable[model.ServiceEntry]) -> dict[str, model.ServiceEntry]:

@@ -92,6 +92,14 @@ LISTENER_STATS = (
     "ssl.fail_verify_error",
     "ssl.connection_error",
     "ssl.no_workload_certificate",  # pymesh's own: Envoy would have no listener then
+    # gateway TLS servers (pymesh.proxy.gateway_tls): a verified client certificate refused by
+    # subjectAltNames or by the certificate pins; a server with no certificate loaded yet; its
+    # context rebuilt from changed files, or changed files that did not load (pymesh's own)
+    "ssl.fail_verify_san",
+    "ssl.fail_verify_cert_hash",
+    "server_ssl_socket_factory.downstream_context_secrets_not_ready",
+    "server_ssl_socket_factory.ssl_context_update_by_sds",
+    "server_ssl_socket_factory.ssl_context_update_rejected",
 )
 
 # Envoy's tls_inspector listener filter (pymesh.proxy.tls_passthrough): what the ClientHellos

@@ -157,7 +157,8 @@ def test_virtual_service(data):
     reviews = "reviews.bookinfo.svc.cluster.local"
     tls = m.TLSRoute(
         match=(m.TLSMatchAttributes(sni_hosts=(reviews,), destination_subnets=("198.18.0.0/15",), port=9443,
-                                    source_labels={"app": "productpage"}, source_namespace="bookinfo"),),
+                                    source_labels={"app": "productpage"}, source_namespace="bookinfo",
+                                    gateways=("mesh",)),),
         route=(m.RouteDestination(destination=m.Destination(host=reviews, subset="v1"), weight=80),
                m.RouteDestination(destination=m.Destination(host=reviews, subset="v2"), weight=20)),
     )
@@ -167,6 +168,7 @@ def test_virtual_service(data):
         http=(jason, old, teapot, default, faults, legacy, mirrored),
         tcp=(tcp,),
         tls=(tls,),
+        gateways=("mesh",),
     )
 
 
@@ -295,3 +297,25 @@ def test_minimal_resources_take_model_defaults():
     # YAML without a resolution is NONE, Istio's zero value; entries built in code default to STATIC
     assert result.config.service_entries == (
         m.ServiceEntry(metadata=m.Metadata(name="e"), hosts=("e.example.com",), resolution="NONE"),)
+
+
+def test_gateway(data):
+    result = load_paths([str(data / "gateway.yaml")])
+    assert result.errors == []
+    (gw,) = result.config.gateways
+    assert (gw.metadata.name, gw.metadata.namespace, gw.selector) == ("edge", "istio-system", {"istio": "ingressgateway"})
+    plain, mutual, credential, pair, auto = gw.servers
+    assert plain == m.GatewayServer(
+        port=m.ServicePort(80, "HTTP", "http"), hosts=("bookinfo/*.bookinfo.com", "./admin.example.com"),
+        name="plain", tls=m.ServerTLSSettings(https_redirect=True))
+    assert mutual.port == m.ServicePort(443, "HTTPS", "https")  # the protocol is read case-insensitively
+    assert (mutual.bind, mutual.default_endpoint) == ("127.0.0.1", "127.0.0.1:8443")
+    assert mutual.tls == m.ServerTLSSettings(
+        mode="MUTUAL", server_certificate="/etc/certs/server.pem", private_key="/etc/certs/key.pem",
+        ca_certificates="/etc/certs/ca.pem", ca_crl="/etc/certs/ca.crl", subject_alt_names=("client.example.com",),
+        verify_certificate_spki=("NvqYIYSbgK2vCJpQhObf77vv+bQWtc5ek5RIOwPiC9A=",),
+        verify_certificate_hash=("df:6f:f7:2f:e9:11:65:21",), min_protocol_version="TLSV1_2",
+        max_protocol_version="TLSV1_3", cipher_suites=("ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SHA256"))
+    assert credential.tls == m.ServerTLSSettings(mode="SIMPLE", credential_name="bookinfo-secret")
+    assert pair.tls.credential_names == ("rsa-cert", "ecdsa-cert")
+    assert auto.tls == m.ServerTLSSettings(mode="AUTO_PASSTHROUGH")

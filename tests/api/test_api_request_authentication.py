@@ -44,6 +44,11 @@ def test_both_api_versions_and_a_full_rule_read():
         assert (rule.audiences, rule.timeout, rule.forward_original_token) == (("a", "b"), 1.5, True)
 
 
+def test_jwks_uri_under_its_proto_name_reads_as_jwksUri():
+    (ra,) = load_text(HEAD + "  jwtRules: [{issuer: i, jwks_uri: 'https://k/keys'}]\n", "ra.yaml").config.request_authentications
+    assert ra.jwt_rules[0].jwks_uri == "https://k/keys"
+
+
 def test_an_empty_spec_is_valid_and_applies_no_rule():
     (ra,) = load_text(HEAD + "  {}\n", "ra.yaml").config.request_authentications
     assert ra.jwt_rules == () and ra.selector is None
@@ -75,17 +80,32 @@ def test_an_empty_spec_is_valid_and_applies_no_rule():
     ("  jwtRules: [{issuer: i, timeout: 0s}]\n", ["5 spec.jwtRules[0].timeout: duration must be at least 1ms"]),
     ("  jwtRules: [{issuer: i, spaceDelimitedClaims: [scope]}]\n",
      ["5 spec.jwtRules[0].spaceDelimitedClaims: field not supported by pymesh yet"]),
+    ("  jwtRules: [{issuer: i, presence: OPTIONAL}]\n",
+     ["5 spec.jwtRules[0].presence: field not supported by pymesh yet"]),
     ("  jwtRules: [{issuer: i, jwksUrl: x}]\n", ['5 spec.jwtRules[0].jwksUrl: unknown field (did you mean "jwksUri"?)']),
+    # Istio's validatePolicyTargetReference, as for AuthorizationPolicy (its CRD tests
+    # pkg/config/validation/testdata/crds/reqauth-invalid.yaml): a kind Istio binds, no other namespace.
+    ("  targetRef: {group: '', kind: Service, name: foo, namespace: bar}\n",
+     ["5 spec.targetRef.namespace: targetRef namespace bar must be empty or the policy's namespace (foo)"]),
+    ("  targetRef: {group: '__', kind: Service, name: foo}\n",
+     ["5 spec.targetRef.kind: targetRef __/Service is not supported (expected one of core/Service, "
+      "gateway.networking.k8s.io/Gateway, gateway.networking.k8s.io/GatewayClass, networking.istio.io/ServiceEntry)"]),
+    ("  targetRefs:\n  - {kind: Service, name: a, namespace: foo}\n  - {kind: Serv_ice, name: b}\n",
+     ["5 spec.targetRefs[1].kind: targetRef core/Serv_ice is not supported (expected one of core/Service, "
+      "gateway.networking.k8s.io/Gateway, gateway.networking.k8s.io/GatewayClass, networking.istio.io/ServiceEntry)"]),
+    # Istio's CRD lists jwksUri under its proto name too: jwks_uri is the same field.
+    ("  jwtRules: [{jwks_uri: 'ftp://k/j'}]\n",
+     ["5 spec.jwtRules[0].jwks_uri: jwksUri 'ftp://k/j': URI scheme 'ftp' is not supported (http or https)"]),
+    ("  jwtRules: [{issuer: i, jwksUri: 'https://k/j', jwks_uri: 'https://k/j'}]\n",
+     ["5 spec.jwtRules[0].jwks_uri: jwks_uri is jwksUri under its proto name: set only one"]),
     ("  selector: {labels: {app: a}}\n", ['5 spec.selector.labels: unknown field (did you mean "matchLabels"?)']),
-    ("  selector: {matchLabels: {app: a}}\n  targetRef: {kind: Gateway, name: gw}\n",
+    ("  selector: {matchLabels: {app: a}}\n  targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: gw}\n",
      ["5 spec.selector: only one of targetRefs or workloadSelector can be set"]),
-    ("  targetRef: {kind: Gateway, name: gw}\n  targetRefs: [{kind: Gateway, name: gw}]\n",
+    ("  targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: gw}\n"
+     "  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]\n",
      ["6 spec.targetRefs: only one of targetRef or targetRefs can be set"]),
-    ("  targetRefs: [{kind: Gateway}]\n", ["5 spec.targetRefs[0].name: required field is missing"]),
-    # the CRD's patterns (istio/istio pkg/config/validation/testdata/crds/reqauth-invalid.yaml)
-    ("  targetRef: {group: '__', kind: Serv_ice, name: foo}\n",
-     ["5 spec.targetRef.kind: 'Serv_ice' is not a valid kind", "5 spec.targetRef.group: '__' is not a valid API group"]),
-    ("  jwtRules: [{issuer: i, presence: MANDATORY}]\n", ["5 spec.jwtRules[0].presence: field not supported by pymesh yet"]),
+    ("  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway}]\n",
+     ["5 spec.targetRefs[0].name: required field is missing"]),
 ])
 def test_validation(spec, expected):
     assert errors(spec) == expected

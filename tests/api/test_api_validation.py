@@ -31,7 +31,7 @@ def case(id_: str, kind: str, body: str, *expected: str):
     return pytest.param(doc(kind, body), list(expected), id=id_)
 
 
-VS, DR, SE, WE, SC = "VirtualService", "DestinationRule", "ServiceEntry", "WorkloadEntry", "Sidecar"
+VS, DR, SE, WE, SC, GW = "VirtualService", "DestinationRule", "ServiceEntry", "WorkloadEntry", "Sidecar", "Gateway"
 
 RE2_HINT = "; Istio uses RE2 syntax (https://github.com/google/re2/wiki/Syntax)"
 
@@ -79,8 +79,17 @@ CASES = [
     case("vs-host-case-and-dot", VS, "hosts: [Reviews.Example.COM, reviews.example.com.]\n" + ROUTE,
          '6 spec.hosts[1]: duplicate entry "reviews.example.com"'),
     case("vs-host-duplicate", VS, "hosts: [r, r]\n" + ROUTE, '6 spec.hosts[1]: duplicate entry "r"'),
-    case("vs-gateway", VS, "hosts: [r]\ngateways: [mesh, istio-system/gw]\n" + ROUTE,
-         '7 spec.gateways[1]: gateway "istio-system/gw" not supported by pymesh yet (only "mesh")'),
+    case("vs-gateways", VS, "hosts: [r]\ngateways: [mesh, istio-system/gw, gw, gw.istio-system, mesh]\n" + ROUTE),
+    case("vs-gateway-names", VS, "hosts: [r]\ngateways: [/gw, Istio/gw, ns/g.w, ns/, 'Gw', a..b]\n" + ROUTE,
+         "7 spec.gateways[0]: config namespace and gateway name cannot be empty",
+         "7 spec.gateways[1]: invalid value for namespace: 'Istio'",
+         "7 spec.gateways[2]: invalid value for gateway name: 'g.w'",
+         "7 spec.gateways[3]: config namespace and gateway name cannot be empty",
+         "7 spec.gateways[4]: 'Gw' is not a valid name (lower-case DNS name: letters, digits, '-' and '.')",
+         "7 spec.gateways[5]: domain name 'a..b' is invalid (label '' is invalid)"),
+    case("vs-host-star-on-a-gateway", VS, "hosts: ['*']\ngateways: [istio-system/gw]\n" + ROUTE),
+    case("vs-host-star-on-a-gateway-and-the-mesh", VS, "hosts: ['*']\ngateways: [istio-system/gw, mesh]\n" + ROUTE,
+         '6 spec.hosts[0]: host "*" is not allowed for a VirtualService bound to the mesh'),
     case("vs-no-routes", VS, "hosts: [r]\n", "5 spec: one of http, tcp or tls is required"),
     case("vs-unknown-field", VS, "hosts: [r]\ncolour: red\n" + ROUTE, "7 spec.colour: unknown field"),
     case("http-no-action", VS, "hosts: [r]\nhttp:\n- name: nothing\n",
@@ -139,6 +148,27 @@ CASES = [
          "11 spec.http[0].mirrorPercentage.value: must be between 0 and 100, got 100.5",
          "12 spec.http[0].mirrorPercent: must be between 0 and 100, got 101",
          '12 spec.http[0].mirrorPercent: warning: using deprecated setting "mirrorPercent", use "mirrorPercentage" '
+         'instead'),
+    # Istio's CRD also lists mirrorPercent under its proto name, mirror_percent: one field.
+    case("http-mirror-percent-proto-name", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          mirror: {host: m}
+          mirror_percent: 101
+        - route:
+          - destination: {host: r}
+          mirror: {host: m}
+          mirrorPercent: 5
+          mirror_percent: 5
+        """,
+         "11 spec.http[0].mirror_percent: must be between 0 and 100, got 101",
+         "16 spec.http[1].mirror_percent: mirror_percent is mirrorPercent under its proto name: set only one",
+         '11 spec.http[0].mirror_percent: warning: using deprecated setting "mirrorPercent", use "mirrorPercentage" '
+         'instead',
+         "12 spec.http[1]: warning: virtualService rule #1 not used (only the last rule can have no matches)",
+         '16 spec.http[1].mirror_percent: warning: using deprecated setting "mirrorPercent", use "mirrorPercentage" '
          'instead'),
     case("http-mirrors", VS, """\
         hosts: [r]
@@ -310,6 +340,15 @@ CASES = [
           route:
           - destination: {host: r}
         """, "9 spec.http[0].match[0].sourceNamespace: field not supported by pymesh yet"),
+    # L4MatchAttributes.sourceSubnet is an Istio field (in its CRD): known, not implemented.
+    case("tcp-match-source-subnet", VS, """\
+        hosts: [r]
+        tcp:
+        - match:
+          - sourceSubnet: 10.0.0.0/8
+          route:
+          - destination: {host: r}
+        """, "9 spec.tcp[0].match[0].sourceSubnet: field not supported by pymesh yet"),
     case("match-source-labels", VS, """\
         hosts: [r]
         http:
@@ -529,7 +568,7 @@ CASES = [
             port: 0
             destinationSubnets: [300.0.0.0/8]
             sourceLabels: {"bad key!": x}
-            gateways: [istio-system/egress]
+            gateways: [Istio-System/egress]
             sourceNamespace: Other_ns
           route:
           - destination: {host: a}
@@ -537,7 +576,7 @@ CASES = [
          "10 spec.tls[0].match[0].port: must be between 1 and 65535, got 0",
          "11 spec.tls[0].match[0].destinationSubnets[0]: '300.0.0.0/8' is not a valid IP address or CIDR block",
          "12 spec.tls[0].match[0].sourceLabels[bad key!]: label key 'bad key!' is invalid (letters, digits, '-', '_' and '.', at most 63)",
-         '13 spec.tls[0].match[0].gateways[0]: gateway "istio-system/egress" not supported by pymesh yet (only "mesh")',
+         "13 spec.tls[0].match[0].gateways[0]: invalid value for namespace: 'Istio-System'",
          "14 spec.tls[0].match[0].sourceNamespace: 'Other_ns' is not a valid name (letters, digits and '-', at most 63)"),
     case("tls-route-missing", VS, """\
         hosts: [a.example.com]
@@ -567,6 +606,11 @@ CASES = [
          '7 spec.exportTo: "*" cannot be combined with other entries'),
     # --- DestinationRule ----------------------------------------------------------------------
     case("dr-host-missing", DR, "subsets: []\n", "5 spec.host: required field is missing"),
+    # HTTP/2 keepalive pings (Istio's CRD tests, testdata/crds/destinationrule-valid.yaml): a known
+    # Istio field pymesh does not implement.
+    case("dr-http2-keepalive", DR, "host: r\ntrafficPolicy:\n  connectionPool:\n    http:\n"
+         "      http2KeepAlive: {interval: 15s, timeout: 5s}\n",
+         "10 spec.trafficPolicy.connectionPool.http.http2KeepAlive: warning: field has no effect in pymesh (ignored)"),
     case("dr-simple-invalid", DR, "host: r\ntrafficPolicy:\n  loadBalancer: {simple: FASTEST}\n",
          "8 spec.trafficPolicy.loadBalancer.simple: load balancer 'FASTEST' is not valid "
          "(expected ROUND_ROBIN, LEAST_REQUEST, RANDOM or PASSTHROUGH)"),
@@ -1033,6 +1077,10 @@ CASES = [
     # --- Sidecar --------------------------------------------------------------------------------
     case("sidecar-empty", SC, "workloadSelector:\n  labels: {app: a}\n",
          "5 spec: sidecar must set at least one of ingress, egress or outboundTrafficPolicy"),
+    # Istio's galley dataset networking-v1alpha3-Sidecar-invalid.yaml: an empty list is no egress.
+    case("sidecar-empty-lists", SC, "egress: []\ningress: []\n",
+         "5 spec: sidecar must set at least one of ingress, egress or outboundTrafficPolicy"),
+    case("sidecar-empty-policy", SC, "outboundTrafficPolicy: {}\n"),
     case("sidecar-ingress", SC, """\
         ingress:
         - defaultEndpoint: 10.0.0.1:80
@@ -1084,6 +1132,147 @@ CASES = [
     case("sidecar-selector", SC,
          "workloadSelector:\n  matchLabels: {app: a}\noutboundTrafficPolicy: {mode: ALLOW_ANY}\n",
          '7 spec.workloadSelector.matchLabels: unknown field (did you mean "labels"?)'),
+    # --- Gateway ----------------------------------------------------------------------------------
+    case("gw-no-servers", GW, "selector: {istio: ingressgateway}\n", "5 spec.servers: gateway must have at least one server"),
+    case("gw-empty-servers", GW, "servers: []\n", "6 spec.servers: gateway must have at least one server"),
+    case("gw-server-needs", GW, "servers:\n- tls: {mode: SIMPLE, credentialName: c}\n",
+         "7 spec.servers[0].port: required field is missing",
+         "7 spec.servers[0].hosts: required field is missing"),
+    case("gw-port", GW, """\
+        servers:
+        - port: {number: 0, protocol: HTTP, targetPort: 8080}
+          hosts: ["*"]
+        - port: {number: 81, protocol: SMTP, name: smtp}
+          hosts: ["*"]
+        - port: {number: 82, protocol: UDP, name: udp}
+          hosts: ["*"]
+        """,
+         "7 spec.servers[0].port.targetPort: targetPort has no impact on Gateways",
+         "7 spec.servers[0].port.number: must be between 1 and 65535, got 0",
+         "7 spec.servers[0].port.name: port name must be set",
+         "9 spec.servers[1].port.protocol: protocol 'SMTP' is not valid (expected HTTP, HTTPS, HTTP2, GRPC, GRPC-WEB, "
+         "TLS, TCP, MONGO, REDIS or MYSQL)",
+         "11 spec.servers[2].port.protocol: protocol UDP is not supported yet"),
+    case("gw-port-names-unique", GW, """\
+        servers:
+        - port: {number: 80, protocol: HTTP, name: http}
+          hosts: ["*"]
+        - port: {number: 81, protocol: HTTP, name: http}
+          hosts: ["*"]
+        """,
+         '9 spec.servers[1]: duplicate port name "http"'),
+    case("gw-hosts", GW, """\
+        servers:
+        - port: {number: 80, protocol: HTTP, name: http}
+          hosts: [reviews, "ns/*", "./a.example.com", "*/b.example.com", "*.c.example.com", "Ns/a.example.com",
+                  "/a.example.com", "ns/", "~/a.example.com", "ns/*.*.com", "10.0.0.1", "ns/reviews", "*/*"]
+        """,
+         "8 spec.servers[0].hosts[0]: short names (non FQDN) are not allowed: 'reviews'",
+         "8 spec.servers[0].hosts[5]: invalid namespace value 'Ns' in gateway",
+         "9 spec.servers[0].hosts[6]: config namespace and dnsName in host entry cannot be empty",
+         "9 spec.servers[0].hosts[7]: config namespace and dnsName in host entry cannot be empty",
+         "9 spec.servers[0].hosts[8]: invalid namespace value '~' in gateway",
+         "9 spec.servers[0].hosts[9]: domain name '*.*.com' is invalid (label '*' is invalid)",
+         "9 spec.servers[0].hosts[11]: short names (non FQDN) are not allowed: 'reviews'"),
+    case("gw-bind", GW, """\
+        servers:
+        - port: {number: 80, protocol: HTTP, name: http}
+          bind: localhost
+          hosts: ["*"]
+        - port: {number: 0, protocol: HTTP, name: uds}
+          bind: unix:///var/run/gw.sock
+          hosts: ["*"]
+        - port: {number: 81, protocol: HTTP, name: uds-port}
+          bind: unix://relative
+          hosts: ["*"]
+        """,
+         "8 spec.servers[0].bind: 'localhost' is not a valid IP address",
+         "14 spec.servers[2].bind: 'relative' is not an absolute path to a file"),
+    case("gw-tls-needed", GW, """\
+        servers:
+        - port: {number: 443, protocol: HTTPS, name: https}
+          hosts: ["*"]
+        - port: {number: 80, protocol: HTTP, name: http}
+          hosts: ["*"]
+          tls: {mode: SIMPLE, credentialName: c}
+        - port: {number: 81, protocol: TCP, name: tcp}
+          hosts: ["*"]
+          tls: {httpsRedirect: true}
+        - port: {number: 82, protocol: HTTP, name: http-redirect}
+          hosts: ["*"]
+          tls: {httpsRedirect: true, serverCertificate: /c.pem}
+        """,
+         "7 spec.servers[0].port: server must have TLS settings for HTTPS/TLS protocols",
+         "11 spec.servers[1].tls: server cannot have TLS settings for plain text HTTP ports",
+         "14 spec.servers[2].tls: server cannot have TLS settings for non HTTPS/TLS ports",
+         "17 spec.servers[3].tls: server cannot have TLS settings for plain text HTTP ports"),
+    case("gw-tls-simple-mutual", GW, """\
+        servers:
+        - port: {number: 443, protocol: HTTPS, name: simple}
+          hosts: ["*"]
+          tls: {mode: SIMPLE}
+        - port: {number: 444, protocol: HTTPS, name: mutual}
+          hosts: ["*"]
+          tls: {mode: MUTUAL, serverCertificate: /c.pem}
+        - port: {number: 445, protocol: HTTPS, name: optional}
+          hosts: ["*"]
+          tls: {mode: OPTIONAL_MUTUAL, serverCertificate: /c.pem, privateKey: /k.pem}
+        - port: {number: 446, protocol: HTTPS, name: mutual-credential}
+          hosts: ["*"]
+          tls: {mode: MUTUAL, credentialName: c}
+        """,
+         "9 spec.servers[0].tls.serverCertificate: SIMPLE TLS requires a server certificate",
+         "9 spec.servers[0].tls.privateKey: SIMPLE TLS requires a private key",
+         "12 spec.servers[1].tls.privateKey: MUTUAL TLS requires a private key",
+         "12 spec.servers[1].tls.caCertificates: MUTUAL TLS requires a client CA bundle",
+         "15 spec.servers[2].tls.caCertificates: MUTUAL TLS requires a client CA bundle"),
+    case("gw-tls-istio-mutual", GW, """\
+        servers:
+        - port: {number: 443, protocol: HTTPS, name: https}
+          hosts: ["*"]
+          tls: {mode: ISTIO_MUTUAL, serverCertificate: /c.pem, privateKey: /k.pem, caCertificates: /ca.pem,
+                credentialName: c}
+        """,
+         "9 spec.servers[0].tls.serverCertificate: ISTIO_MUTUAL TLS cannot have associated server certificate",
+         "9 spec.servers[0].tls.privateKey: ISTIO_MUTUAL TLS cannot have associated private key",
+         "9 spec.servers[0].tls.caCertificates: ISTIO_MUTUAL TLS cannot have associated CA bundle",
+         "10 spec.servers[0].tls.credentialName: ISTIO_MUTUAL TLS cannot have associated credentialName"),
+    case("gw-tls-settings", GW, """\
+        servers:
+        - port: {number: 443, protocol: HTTPS, name: https}
+          hosts: ["*"]
+          tls:
+            mode: MUTUAL
+            credentialName: c
+            credentialNames: [a, b, c]
+            caCrl: /crl.pem
+            minProtocolVersion: TLSV1_3
+            maxProtocolVersion: TLSV1_2
+            cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384, TLS_AES_128_GCM_SHA256, ECDHE-RSA-AES256-GCM-SHA384]
+            tlsCertificates: []
+            mode2: x
+        - port: {number: 444, protocol: TLS, name: tls}
+          hosts: ["*"]
+          tls: {mode: PASSTHROUGH, serverCertificate: /ignored.pem}
+        - port: {number: 445, protocol: TLS, name: tls-2}
+          hosts: ["*"]
+          tls: {mode: STRICT}
+        """,
+         "12 spec.servers[0].tls.credentialNames: at most two credentialNames (an RSA and an ECDSA certificate) may be given",
+         "12 spec.servers[0].tls.credentialNames: only one of credentialName or credentialNames may be set",
+         "13 spec.servers[0].tls.caCrl: CRL is not supported with credentialName. CRL has to be specified in the credential",
+         "14 spec.servers[0].tls.minProtocolVersion: minProtocolVersion TLSV1_3 is above maxProtocolVersion TLSV1_2",
+         "17 spec.servers[0].tls.tlsCertificates: field not supported by pymesh yet",
+         '18 spec.servers[0].tls.mode2: unknown field (did you mean "mode"?)',
+         "24 spec.servers[2].tls.mode: mode 'STRICT' is not valid (expected PASSTHROUGH, SIMPLE, MUTUAL, AUTO_PASSTHROUGH, "
+         "ISTIO_MUTUAL or OPTIONAL_MUTUAL)"),
+    case("gw-selector", GW, """\
+        selector: {"bad key!": x}
+        servers:
+        - port: {number: 80, protocol: HTTP, name: http}
+          hosts: ["*"]
+        """,
+         "6 spec.selector[bad key!]: label key 'bad key!' is invalid (letters, digits, '-', '_' and '.', at most 63)"),
 ]
 
 
@@ -1105,6 +1294,10 @@ ENVELOPE_CASES = [
                  ["2 kind: networking.istio.io/v1 has no kind VirtualSevice (expected DestinationRule, EnvoyFilter, "
                   "Gateway, ProxyConfig, ServiceEntry, Sidecar, VirtualService, WorkloadEntry or WorkloadGroup)"],
                  id="istio-group-kind-typo"),
+    pytest.param("kind: Frobnicator\napiVersion: networking.istio.io/v1\nmetadata: {name: g}\nspec: {}\n",
+                 ["1 kind: networking.istio.io/v1 has no kind Frobnicator (expected DestinationRule, EnvoyFilter, "
+                  "Gateway, ProxyConfig, ServiceEntry, Sidecar, VirtualService, WorkloadEntry or WorkloadGroup)"],
+                 id="unknown-kind"),
     pytest.param("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {}\n",
                  [], id="security-kind-loads"),  # every known kind is supported now
     pytest.param("apiVersion: networking.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n",
@@ -1154,3 +1347,11 @@ ENVELOPE_CASES = [
 @pytest.mark.parametrize("text, expected", ENVELOPE_CASES)
 def test_envelope(text: str, expected: list[str]) -> None:
     assert problems(text) == expected  # in line order within a document
+
+
+def test_mirror_percent_under_its_proto_name_sets_the_mirror_percentage():
+    body = "hosts: [r]\nhttp:\n- route:\n  - destination: {host: r}\n  mirror: {host: m}\n  mirror_percent: 25\n"
+    result = load_text(doc(VS, body), "vs.yaml")
+    assert result.ok, result.errors
+    (vs,) = result.config.virtual_services
+    assert [policy.percentage for policy in vs.http[0].mirrors] == [25.0]

@@ -22,19 +22,10 @@ FILES = sorted(SAMPLES.glob("*/*.yaml"))
 PYMESH = Path(sys.executable).with_name("pymesh")  # the console script of this environment
 
 # Kinds pymesh does not read yet: their documents are skipped, and only they.
-NOT_YET_KINDS = {
-    "Gateway": "issue 12",
-}
+NOT_YET_KINDS: dict[str, str] = {}
 
 # Fields Istio accepts that pymesh does not implement yet: (line, field path, message) per file.
-_MESH_ONLY = 'gateway "bookinfo-gateway" not supported by pymesh yet (only "mesh")'
-PENDING = {
-    # A VirtualService bound to an ingress gateway: issue 12.
-    "bookinfo/bookinfo-gateway.yaml": [
-        (24, "spec.hosts[0]", 'host "*" is not allowed for a VirtualService bound to the mesh'),
-        (26, "spec.gateways[0]", _MESH_ONLY),
-    ],
-}
+PENDING: dict[str, list[tuple[int, str, str]]] = {}
 
 
 def _name(path: Path) -> str:
@@ -59,7 +50,7 @@ def load(name: str) -> m.MeshConfig:
 
 
 def test_the_samples_are_there():
-    assert len(FILES) == 52
+    assert len(FILES) == 56
     assert set(PENDING) <= {_name(path) for path in FILES}
 
 
@@ -84,10 +75,26 @@ def test_pymesh_analyze_accepts_it(path: Path):
     assert lines[-1].startswith(f"{count} errors in 1 file" if count > 1 else "1 error in 1 file")
 
 
-def test_the_gateway_document_is_the_only_one_not_applied():
-    result = load_paths([str(SAMPLES / "bookinfo/bookinfo-gateway.yaml")])
-    assert [(w.line, w.message) for w in result.warnings if w.path == "kind"] == [
-        (2, "Gateway bookinfo-gateway (networking.istio.io/v1alpha3) not applied: pymesh does not implement Gateway")]
+def test_the_tcp_echo_and_helloworld_gateways_read_as_istio_documents():
+    tcp = load("tcp-echo/tcp-echo-all-v1.yaml")
+    (gateway,) = tcp.gateways
+    assert gateway.servers[0].port == m.ServicePort(31400, "TCP", "tcp")
+    vs = _only_vs(tcp)
+    assert vs.tcp[0].match[0].port == 31400 and vs.tcp[0].route[0].destination == m.Destination("tcp-echo", "v1", 9000)
+    (east_west,) = load("helloworld/helloworld-gateway.yaml").gateways
+    assert east_west.servers[0].tls == m.ServerTLSSettings(mode="AUTO_PASSTHROUGH")
+
+
+def test_the_bookinfo_gateway_reads_as_istio_documents():
+    config = load("bookinfo/bookinfo-gateway.yaml")
+    (gateway,) = config.gateways
+    assert (gateway.metadata.namespace, gateway.selector) == ("default", {"istio": "ingressgateway"})
+    assert gateway.servers == (m.GatewayServer(port=m.ServicePort(80, "HTTP", "http"), hosts=("*",)),)
+    vs = _only_vs(config)
+    assert (vs.hosts, vs.gateways) == (("*",), ("bookinfo-gateway",))  # the VirtualService's namespace's Gateway
+    assert [match.uri for match in vs.http[0].match] == [
+        m.StringMatch("exact", "/productpage"), m.StringMatch("prefix", "/static"), m.StringMatch("exact", "/login"),
+        m.StringMatch("exact", "/logout"), m.StringMatch("prefix", "/api/v1/products")]
 
 
 # --- authorization (istio.io's security/authorization tasks) ---------------------------------

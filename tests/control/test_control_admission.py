@@ -52,6 +52,8 @@ NAME_RULE = "(letters, digits, '.', '_', ':', '~' and '-', at most 253)"
     ({"ports": {"http": 70000}}, "node.ports[http]: 70000 is not a port number (1 to 65535)"),
     ({"ports": {"ht tp": 80}}, "node.ports: 'ht tp' is not a valid port name"),
     ({"ports": {f"p{i}": 80 for i in range(65)}}, "node.ports: 65 ports, more than 64"),
+    ({"kind": "router"}, None),  # `pymesh gateway`
+    ({"kind": "waypoint\n"}, "node.kind: 'waypoint\\n' is not sidecar or router"),
 ])
 def test_check_node(change, problem) -> None:
     assert check_node(replace(GOOD, **change)) == problem

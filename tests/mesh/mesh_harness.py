@@ -258,15 +258,15 @@ class Control:
 
 
 class MeshProxy(Proxy):
-    """`pymesh proxy --control ...`: proxy_harness's launcher (ports, logs, readiness, process
+    """`pymesh proxy --control ...` (or `pymesh gateway`): proxy_harness's launcher (ports, logs, readiness, process
     group kill) with its configuration from the control server instead of a file."""
 
     def __init__(self, workdir: Path, control_port: int, workload: str, labels: dict, *, node_id: str | None = None,
                  address: str | None = None, ports: dict[str, int] | None = None, data_dir: Path | None = None,
                  log_level: str = "info", concurrency: int = 1, token_file: Path | None = None,
-                 namespace: str = NAMESPACE) -> None:
+                 namespace: str = NAMESPACE, subcommand: str = "proxy", workload_group: str | None = None) -> None:
         super().__init__(workdir, "", labels=",".join(f"{k}={v}" for k, v in labels.items()), name=workload,
-                         concurrency=concurrency)
+                         concurrency=concurrency, subcommand=subcommand)
         self.config_path.unlink()  # the base class writes a config file: this proxy has none
         self.control_port = control_port
         self.workload = workload
@@ -277,10 +277,11 @@ class MeshProxy(Proxy):
         self.ports = dict(ports or {})
         self.data_dir = data_dir
         self.log_level = log_level
+        self.workload_group = workload_group  # --workload-group: a VM's proxy auto-registering
 
     def command(self) -> list[str]:
         cmd = pymesh_command() + [
-            "proxy", "--control", f"{LOCALHOST}:{self.control_port}", "--workload", self.workload,
+            self.subcommand, "--control", f"{LOCALHOST}:{self.control_port}", "--workload", self.workload,
             "--namespace", self.namespace, "--node-id", self.node_id,
             "--admin-port", str(self.admin_port), "--stats-port", str(self.stats_port),
             "--health-port", str(self.health_port), "--access-log", "off", "--log-level", self.log_level,
@@ -289,6 +290,8 @@ class MeshProxy(Proxy):
             cmd += ["--labels", self.labels]
         if self.concurrency != 1:
             cmd += ["--concurrency", str(self.concurrency)]
+        if self.workload_group:
+            cmd += ["--workload-group", self.workload_group]
         if self.address:
             cmd += ["--address", self.address]
         cmd += [f"--port={name}={number}" for name, number in self.ports.items()]

@@ -732,6 +732,24 @@ def tcp_mesh(port: int, server: Server, traffic_policy: dict | None = None) -> l
     return resources + [sidecar((port, "TCP"))]
 
 
+def gateway_service(ports: dict[int, int], namespace: str = "istio-system",
+                    labels: dict | None = None) -> dict:
+    """The gateway's own service (Kubernetes' istio-ingressgateway Service): server port ->
+    the port the gateway listens on (targetPort), for the workload with `labels`."""
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": "istio-ingressgateway", "namespace": namespace},
+        "spec": {
+            "hosts": [f"istio-ingressgateway.{namespace}.svc.cluster.local"],
+            "ports": [{"number": n, "targetPort": t, "name": f"port-{n}", "protocol": "TCP"} for n, t in ports.items()],
+            "location": "MESH_INTERNAL",
+            "resolution": "STATIC",
+            "workloadSelector": {"labels": labels or {"istio": "ingressgateway"}},
+        },
+    }
+
+
 def dump_yaml(resources: list[dict] | str) -> str:
     if isinstance(resources, str):
         return resources
@@ -748,11 +766,30 @@ def pymesh_command() -> list[str]:
     return [sys.executable, "-m", "pymesh"]
 
 
+def children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (a supervisor's workers)."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(entry))
+    return out
+
+
 class Proxy:
-    """`pymesh proxy` as a subprocess with its own config file, ports and access log."""
+    """`pymesh proxy` (or `pymesh gateway`: `subcommand`) as a subprocess with its own config
+    file, ports and access log."""
 
     def __init__(self, workdir: Path, resources: list[dict] | str, *, labels: str = "", concurrency: int = 1,
-                 drain_timeout: float | None = None, extra_args: Iterable[str] = (), name: str = "proxy") -> None:
+                 drain_timeout: float | None = None, extra_args: Iterable[str] = (), name: str = "proxy",
+                 subcommand: str = "proxy") -> None:
+        self.subcommand = subcommand
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / f"{name}.yaml"
@@ -775,7 +812,7 @@ class Proxy:
 
     def command(self) -> list[str]:
         cmd = pymesh_command() + [
-            "proxy", "--config", str(self.config_path),
+            self.subcommand, "--config", str(self.config_path),
             "--admin-port", str(self.admin_port), "--stats-port", str(self.stats_port),
             "--health-port", str(self.health_port), "--access-log", str(self.access_log),
         ]

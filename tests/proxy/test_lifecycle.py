@@ -10,25 +10,10 @@ import threading
 import pytest
 
 from proxy_harness import (
-    Client, Load, Reply, free_port, http_get, http_mesh, samples, tcp_mesh, total, wait_until,
+    Client, Load, Reply, children, free_port, http_get, http_mesh, samples, tcp_mesh, total, wait_until,
 )
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def children(pid: int) -> set[int]:
-    out = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.add(int(entry))
-    return out
 
 
 def alive(pid: int) -> bool:
