@@ -1164,16 +1164,19 @@ CASES = [
     case("gw-hosts", GW, """\
         servers:
         - port: {number: 80, protocol: HTTP, name: http}
-          hosts: [reviews, "ns/*", "./a.example.com", "*/b.example.com", "*.c.example.com", "Ns/a.example.com",
-                  "/a.example.com", "ns/", "~/a.example.com", "ns/*.*.com", "10.0.0.1", "ns/reviews", "*/*"]
+          hosts: [reviews, "ns/*", "./a.example.com", "*/b.example.com", "*.c.example.com", "Ns_1/a.example.com",
+                  "/a.example.com", "ns/", "~/a.example.com", "ns/*.*.com", "10.0.0.1", "ns/reviews", "*/*",
+                  "Ns/a.example.com", "ns/*foo.example.com"]
         """,
          "8 spec.servers[0].hosts[0]: short names (non FQDN) are not allowed: 'reviews'",
-         "8 spec.servers[0].hosts[5]: invalid namespace value 'Ns' in gateway",
+         "8 spec.servers[0].hosts[5]: invalid namespace value 'Ns_1' in gateway",
          "9 spec.servers[0].hosts[6]: config namespace and dnsName in host entry cannot be empty",
          "9 spec.servers[0].hosts[7]: config namespace and dnsName in host entry cannot be empty",
          "9 spec.servers[0].hosts[8]: invalid namespace value '~' in gateway",
          "9 spec.servers[0].hosts[9]: domain name '*.*.com' is invalid (label '*' is invalid)",
-         "9 spec.servers[0].hosts[11]: short names (non FQDN) are not allowed: 'reviews'"),
+         "9 spec.servers[0].hosts[11]: short names (non FQDN) are not allowed: 'reviews'",
+         # Istio's ValidateNamespaceSlashWildcardHostname: a namespace in either case, no partial wildcard
+         "10 spec.servers[0].hosts[14]: partial wildcard '*foo.example.com' not allowed"),
     case("gw-bind", GW, """\
         servers:
         - port: {number: 80, protocol: HTTP, name: http}
