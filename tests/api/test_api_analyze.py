@@ -117,8 +117,8 @@ def test_warnings_do_not_fail_and_strict_makes_unapplied_ones_errors(tmp_path: P
 
 
 def test_strict_is_a_load_option_of_every_command_that_loads() -> None:
-    """The proxy and the control server load with the same options as analyze (Limits)."""
-    for command in (["proxy"], ["control", "serve"], ["analyze"]):
+    """The proxy, the gateway and the control server load with the same options as analyze (Limits)."""
+    for command in (["proxy"], ["gateway"], ["control", "serve"], ["analyze"]):
         done = subprocess.run([str(PYMESH), *command, "--help"], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and "--strict" in done.stdout, (command, done.stdout[-500:])
 
