@@ -2,7 +2,9 @@
 
 Every problem in every file is collected in one pass (so `pymesh analyze` and the control server
 can show them all); a resource with any problem is left out of the config instead of being half
-applied. `load_paths_strict` is the all-or-nothing form. Every load is bounded (`limits`): a
+applied. Warnings do not leave anything out: resources of kinds pymesh does not implement and Istio
+fields it ignores are reported as not applied (errors under Limits.strict), next to Istio's own
+validation warnings. `load_paths_strict` is the all-or-nothing form. Every load is bounded (`limits`): a
 file over a size limit is refused by stat before it is read, and YAML over the document, nesting
 or alias limits before it is composed; each is an error naming the file, the line and the limit.
 """
