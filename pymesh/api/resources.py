@@ -10,6 +10,7 @@ from typing import Any, Callable
 from pymesh.api import common, model, shapes
 from pymesh.api.authorization import authorization_policy
 from pymesh.api.destinationrule import destination_rule
+from pymesh.api import gateway_api
 from pymesh.api.gateway import gateway
 from pymesh.api.peer_authentication import peer_authentication
 from pymesh.api.reader import Reader, Sink, Slot, message, or_list, text
@@ -25,6 +26,7 @@ from pymesh.api.yamltree import Document, LineMap
 NETWORKING = ("networking.istio.io", ("v1", "v1beta1", "v1alpha3"))
 SECURITY = ("security.istio.io", ("v1", "v1beta1"))
 PYMESH = ("pymesh.dev", ("v1alpha1",))
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Kind:
         return [f"{group}/{version}" for version in versions]
 
 
-# By (API group, kind): Istio's Gateway and the Gateway API's are different kinds of one name.
+# Istio's and pymesh's kinds, by (API group, kind)
 KINDS = {
     (kind.api[0], kind.name): kind
     for kind in (
@@ -77,6 +79,39 @@ ISTIO_GROUP_KINDS = {
     PYMESH[0]: frozenset({"LocalRateLimit"}),
 }
 
+# The Gateway API's kinds, looked up by apiVersion group first: its Gateway is not Istio's. The
+# older versions are the same schema for what pymesh reads, and real manifests still carry them.
+GATEWAY_API_VERSIONS = (GATEWAY_API_GROUP, ("v1", "v1beta1", "v1alpha2"))
+GATEWAY_API_KINDS = {
+    kind.name: kind
+    for kind in (
+        Kind("GatewayClass", GATEWAY_API_VERSIONS, shapes.GATEWAY_CLASS, gateway_api.gateway_class,
+             "gateway_classes"),
+        Kind("Gateway", GATEWAY_API_VERSIONS, shapes.K8S_GATEWAY, gateway_api.kubernetes_gateway,
+             "kubernetes_gateways"),
+        Kind("HTTPRoute", GATEWAY_API_VERSIONS, shapes.K8S_HTTP_ROUTE, gateway_api.http_route,
+             "http_routes"),
+        Kind("GRPCRoute", (GATEWAY_API_GROUP, ("v1", "v1alpha2")), shapes.K8S_GRPC_ROUTE, gateway_api.grpc_route,
+             "grpc_routes"),
+        Kind("TCPRoute", (GATEWAY_API_GROUP, ("v1alpha2",)), shapes.K8S_TCP_ROUTE, gateway_api.tcp_route, "tcp_routes"),
+        Kind("TLSRoute", (GATEWAY_API_GROUP, ("v1alpha2", "v1alpha3")), shapes.K8S_TLS_ROUTE, gateway_api.tls_route,
+             "tls_routes"),
+        Kind("ReferenceGrant", (GATEWAY_API_GROUP, ("v1beta1", "v1alpha2")), shapes.REFERENCE_GRANT,
+             gateway_api.reference_grant, "reference_grants"),
+    )
+}
+ALL_KINDS = (*KINDS.values(), *GATEWAY_API_KINDS.values())
+
+
+def lookup(kind_name: str, api_version: str) -> Kind | None:
+    """The kind a document names, by its apiVersion's group: the Gateway API's kinds for
+    gateway.networking.k8s.io, Istio's and pymesh's for theirs; None for any other."""
+    group = _group(api_version)
+    if group == GATEWAY_API_GROUP:
+        return GATEWAY_API_KINDS.get(kind_name)
+    return KINDS.get((group, kind_name))
+
+
 ResourceKey = tuple[str, str, str]  # kind, namespace, name
 _RESOURCE_HINT = "a resource with apiVersion, kind, metadata and spec"
 
@@ -96,7 +131,7 @@ def parse_document(
     kind_name = _scalar(root, "kind")
     api_version = _scalar(root, "apiVersion")
     group = _group(api_version) if api_version else None
-    kind = KINDS.get((group, kind_name)) if kind_name and api_version else None
+    kind = lookup(kind_name, api_version) if kind_name and api_version else None
     if kind_name and api_version and (kind is None or kind.spec is None):
         _not_implemented(sink, root, kind_name, api_version, group)
         return None
@@ -114,7 +149,8 @@ def parse_document(
     spec = r.slot("spec") or Slot(LineMap(r.line), r.line, "spec")  # a missing spec reads as an empty one
     resource = message(kind.spec, partial(kind.build, metadata))(sink, spec)
     if metadata is not None and metadata.name:
-        _check_unique(sink, seen, (kind.name, metadata.namespace, metadata.name), source, _name_line(root))
+        key_kind = f"{kind.api[0]}/{kind.name}" if kind.api[0] == GATEWAY_API_GROUP else kind.name
+        _check_unique(sink, seen, (key_kind, metadata.namespace, metadata.name), source, _name_line(root))
     return kind, resource
 
 

@@ -147,6 +147,9 @@ class Route:
     cors: Any = None  # a pymesh.routing.cors.CompiledCors
     rate_limit: Any = None  # a pymesh.policy.ratelimit.RateLimitRule
     mirrors: tuple[MirrorPolicy, ...] = ()
+    # the status for a destination whose cluster does not exist: Envoy's 503, or the 500 the
+    # Gateway API requires for its routes' invalid backends (Istio's cluster_not_found_response_code)
+    missing_cluster_status: int = 503
     filter_set: int = field(init=False, repr=False, compare=False)  # read per request: a field
 
     def __post_init__(self) -> None:
@@ -224,6 +227,8 @@ class ProxyIdentity:
     # Istio's node type: "sidecar" (a workload's proxy) or "router" (a gateway, `pymesh gateway`:
     # it serves Gateway resources whose selector matches its labels and has no Sidecar scoping)
     kind: str = "sidecar"
+    # a gateway's address for the servers that name no `bind` ("": 0.0.0.0, as Istio's gateways)
+    listen_address: str = ""
 
 
 @dataclass(frozen=True)
