@@ -48,7 +48,9 @@ class StringMatch:
 @dataclass(frozen=True)
 class ServicePort:
     number: int
-    protocol: str = "TCP"  # HTTP | HTTP2 | GRPC | TCP | HTTPS | TLS (upper-case)
+    # HTTP | HTTP2 | GRPC | GRPC-WEB | TCP | HTTPS | TLS | MONGO | MYSQL | REDIS | UDP (upper-case),
+    # or "" on a ServiceEntry port that does not say: sniffed per connection, as Istio
+    protocol: str = "TCP"
     name: str = ""
     target_port: int | None = None
 
@@ -72,7 +74,9 @@ class ServiceEntry:
     addresses: tuple[str, ...] = ()
     ports: tuple[ServicePort, ...] = ()
     location: str = "MESH_EXTERNAL"  # MESH_EXTERNAL | MESH_INTERNAL
-    resolution: str = "STATIC"  # STATIC | DNS
+    # NONE | STATIC | DNS | DNS_ROUND_ROBIN | DYNAMIC_DNS. YAML without one reads as NONE, as
+    # Istio's; this default is for entries built in code, which list their endpoints.
+    resolution: str = "STATIC"
     endpoints: tuple[WorkloadEntrySpec, ...] = ()
     workload_selector: Labels | None = None  # selects WorkloadEntries (and registered proxies)
     export_to: tuple[str, ...] = ()

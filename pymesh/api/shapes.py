@@ -1,10 +1,22 @@
 """Every Istio message pymesh reads: the fields it supports and the Istio fields it knows but does
-not implement yet.
+not implement.
 
-This table is the one place that says what pymesh accepts. A field in `unsupported` is reported
-as "field not supported by pymesh yet" (so Istio YAML that relies on it fails loudly instead of
-being half-applied); any other field not in `fields` is an "unknown field". Names are Istio's
+This table is the one place that says what pymesh accepts. A field of Istio's protos is never
+called unknown: pymesh either implements it (`fields`), or ignores it with a warning (`ignored`),
+or refuses the resource (`unsupported`). Any other name is an "unknown field". Names are Istio's
 camelCase YAML names.
+
+The rule for an Istio field pymesh does not implement:
+
+- `ignored` ("field has no effect in pymesh (ignored)", a warning; an error under `--strict`)
+  when leaving it out changes nothing about which requests are accepted, where they go and what
+  is sent: stats names (statPrefix), tuning pymesh has no equivalent for (retryBudget's
+  budgetInterval). The resource is applied without it.
+- `unsupported` ("field not supported by pymesh yet", an error: the resource is not applied)
+  when ignoring it would change behaviour: anything that decides who may send or receive
+  (authentication, authorization, TLS, match conditions such as sourceNamespace, which would
+  widen a match if dropped), where traffic goes (delegate, network, tunnel), or what is sent
+  (rewrites, bodies, PROXY protocol). Half-applying such a resource is worse than refusing it.
 """
 
 from __future__ import annotations
@@ -17,10 +29,11 @@ class Shape:
     name: str  # Istio's message name, for programming errors only
     fields: frozenset[str]
     unsupported: frozenset[str] = frozenset()
+    ignored: frozenset[str] = frozenset()  # accepted with a warning (see the module's docstring)
 
 
-def shape(name: str, fields: str, unsupported: str = "") -> Shape:
-    return Shape(name, frozenset(fields.split()), frozenset(unsupported.split()))
+def shape(name: str, fields: str, unsupported: str = "", ignored: str = "") -> Shape:
+    return Shape(name, frozenset(fields.split()), frozenset(unsupported.split()), frozenset(ignored.split()))
 
 
 # --- the resource envelope -------------------------------------------------------------------
@@ -83,7 +96,8 @@ HTTP_MATCH_REQUEST = shape(
     "HTTPMatchRequest",
     "name uri scheme method authority headers withoutHeaders queryParams port sourceLabels "
     "ignoreUriCase gateways",
-    unsupported="sourceNamespace statPrefix",
+    unsupported="sourceNamespace",
+    ignored="statPrefix",
 )
 HTTP_ROUTE_DESTINATION = shape("HTTPRouteDestination", "destination weight headers")
 HTTP_REDIRECT = shape("HTTPRedirect", "uri authority port scheme redirectCode", unsupported="derivePort")
@@ -140,14 +154,14 @@ HTTP_SETTINGS = shape(
     "HTTPSettings",
     "idleTimeout maxRequestsPerConnection h2UpgradePolicy useClientProtocol maxConcurrentStreams "
     "http1MaxPendingRequests http2MaxRequests maxRetries",
-    unsupported="http2KeepAlive",
+    ignored="http2KeepAlive",  # PINGs on idle upstream HTTP/2 connections: liveness tuning only
 )
 OUTLIER_DETECTION = shape(
     "OutlierDetection",
     "consecutiveErrors consecutive5xxErrors consecutiveGatewayErrors consecutiveLocalOriginFailures "
     "splitExternalLocalOriginErrors interval baseEjectionTime maxEjectionPercent minHealthPercent",
 )
-RETRY_BUDGET = shape("RetryBudget", "percent minRetryConcurrency", unsupported="budgetInterval")
+RETRY_BUDGET = shape("RetryBudget", "percent minRetryConcurrency", ignored="budgetInterval")
 SUBSET = shape("Subset", "name labels trafficPolicy")
 
 # --- Sidecar ---------------------------------------------------------------------------------

@@ -185,6 +185,8 @@ def _scan(directory: str) -> dict[str, Stamp]:
 
 
 def _state(path: str, stamp: Stamp, previous: model.MeshConfig | None, result: LoadResult) -> FileState:
+    for warning in result.warnings:
+        log.warning("%s", warning)
     if not result.errors:
         log.info("%s: loaded %d resources", path, result.resource_count)
         return FileState(stamp, result.config)

@@ -103,6 +103,8 @@ def load_config(options: ProxyOptions) -> tuple[model.MeshConfig, str | None]:
     result = load_paths(options.config_paths, options.config_limits)
     if result.errors:
         raise ConfigError("\n".join(str(error) for error in result.errors))
+    for warning in result.warnings:
+        log.warning("%s", warning)
     try:
         return with_mesh_config(result.config, options.mesh_config), None
     except ConfigInvalid as invalid:

@@ -26,6 +26,8 @@ from pymesh.security.authz import compile_authorizer
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 TLS_PROTOCOLS = frozenset({"TLS", "HTTPS"})
+SNIFFED = ""  # a ServiceEntry port without a protocol: HTTP or not is told per connection, as Istio
+NOT_PROXIED = frozenset({"UDP"})  # ports no listener is opened for (Istio's proxy has no UDP either)
 
 
 def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version: str) -> Snapshot:
@@ -103,6 +105,9 @@ def _served_by(config: model.MeshConfig, identity: ProxyIdentity):
 
 
 def _outbound_listener(ctx: RouteContext, name: str, bind: str, port: int, protocol: str, scope: EgressScope) -> Listener:
+    if protocol == SNIFFED:  # the capture sniffer picks the route table (HTTP) or the tcp route
+        return Listener(name, "outbound", bind, port, "SNIFF", route_table=ctx.route_table(port, scope),
+                        tcp_route=ctx.tcp_route(port, scope))
     if protocol in HTTP_PROTOCOLS:
         return Listener(name, "outbound", bind, port, protocol, route_table=ctx.route_table(port, scope))
     if protocol in TLS_PROTOCOLS:  # TLS passed through: SNI routing only, as Istio (tcp routes do not apply)
@@ -152,9 +157,12 @@ def _captured_outbound(
             continue
         for p in svc.ports:
             protocol = p.protocol.upper()
+            if protocol in NOT_PROXIED:
+                continue
             first = protocols.setdefault(p.number, protocol)
             if _kind(first) != _kind(protocol):
-                ctx.warnings.append(f"outbound port {p.number}: {svc.host} is {protocol} but an earlier service is {first}; using {first}")
+                ctx.warnings.append(f"outbound port {p.number}: {svc.host} is {protocol or 'sniffed'} but an earlier "
+                                    f"service is {first or 'sniffed'}; using {first or 'sniffed'}")
     for port, protocol in protocols.items():
         if port not in out:
             out[port] = _outbound_listener(ctx, f"outbound|0.0.0.0|{port}", "0.0.0.0", port, protocol, scope)
@@ -162,7 +170,9 @@ def _captured_outbound(
 
 
 def _kind(protocol: str) -> str:
-    """How a listener handles a protocol: parses HTTP, routes TLS by SNI, or proxies bytes."""
+    """How a listener handles a protocol: parses HTTP, routes TLS by SNI, sniffs, or proxies bytes."""
+    if protocol == SNIFFED:
+        return "SNIFF"
     return "HTTP" if protocol in HTTP_PROTOCOLS else "TLS" if protocol in TLS_PROTOCOLS else "TCP"
 
 
