@@ -24,7 +24,8 @@ from pymesh.policy import flags
 from pymesh.policy.outcome import Outcome, classify
 from pymesh.policy.retry import RETRIABLE_HEADER_NAMES, header_names
 from pymesh.policy.retry_hosts import retry_host
-from pymesh.proxy.filters import GATEWAY_SERVER, PAUSE
+from pymesh.proxy.filters import GATEWAY_SERVER
+from pymesh.proxy.interfaces import PAUSE
 from pymesh.proxy.headers import apply_header_ops
 from pymesh.proxy.interfaces import Downstream, UpstreamConnection
 from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply

@@ -91,6 +91,9 @@ class Cluster:
     retry_budget: model.RetryBudget | None = None  # None: maxRetries limits retries in flight
     tls: UpstreamTls | None = None  # the DestinationRule's tls (None: DISABLE, or none set)
     auto_mtls: UpstreamTls | None = None  # no tls set and some endpoint is a sidecar: ISTIO_MUTUAL to those
+    # ServiceEntry resolution DYNAMIC_DNS (load_balancer PASSTHROUGH): an HTTP request's endpoint
+    # is its own host on this cluster's port, resolved when connecting (Envoy's dynamic forward proxy)
+    dynamic_dns: bool = False
 
 
 @dataclass(frozen=True)

@@ -26,18 +26,11 @@ KIND_GAPS = {
     "EnvoyFilter": "validate: the rule for kinds pymesh does not implement (a valid one must load, "
                    "reported as not applied; an invalid one is still Istio's to reject)",
     "WasmPlugin": "validate: the rule for kinds pymesh does not implement",
-    "Telemetry": "issue 13: the Telemetry API",
 }
 
 # Errors pymesh gives today for valid Istio YAML, by message: a valid document rejected with
 # only errors matching these is a known gap.
 MESSAGE_GAPS = {
-    r"resolution NONE is not supported yet": "validate: ServiceEntry resolution NONE",
-    r"protocol MONGO is not supported yet":
-        "validate: ServiceEntry protocols Istio accepts (MONGO, REDIS, MYSQL are proxied as TCP)",
-    r"\.http2KeepAlive: field not supported by pymesh yet":
-        "DestinationRule HTTP/2 keepalive pings (Istio's newest API): not implemented; validate's rule "
-        "decides between not supported and ignored",
 }
 
 # One-off disagreements, by document (file#index): why each is not fixed here.
