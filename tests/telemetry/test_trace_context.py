@@ -98,9 +98,9 @@ RID = "0123abcd-0000-4000-8000-000000000000"
     (RID.replace("-4000", "-b000"), False, False, 0.0, True, 0.99, tc.CLIENT),
     (RID, False, False, 100.0, True, 0.99, tc.SAMPLING),
     (RID, False, False, 0.0, True, 0.0, tc.NOT_TRACEABLE),
-    # the request id decides: 0x0123abcd % 10000 = 9389
-    (RID, False, False, 93.89, True, 0.0, tc.NOT_TRACEABLE),
-    (RID, False, False, 93.90, True, 0.99, tc.SAMPLING),
+    # the request id decides: 0x0123abcd % 10000 = 4957
+    (RID, False, False, 49.57, True, 0.0, tc.NOT_TRACEABLE),
+    (RID, False, False, 49.58, True, 0.99, tc.SAMPLING),
     # not using the request id: the random draw decides, and a reason in the id is not read
     (RID.replace("-4000", "-a000"), False, False, 50.0, False, 0.6, tc.NOT_TRACEABLE),
     (RID, False, False, 50.0, False, 0.4, tc.SAMPLING),
