@@ -10,8 +10,8 @@ import re
 import pytest
 
 from ports import free_port
-from proxy_harness import Reply, curl, endpoint, http_get, inbound_mesh, sequence, service_entry, sidecar, virtual_service,
-                          wait_until
+from proxy_harness import (Reply, curl, endpoint, http_get, inbound_mesh, sequence, service_entry, sidecar, virtual_service,
+                           wait_until)
 from trace_collector import Collector, tracing_env
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
