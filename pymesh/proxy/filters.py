@@ -91,11 +91,6 @@ class _RandomBytes:
 _RANDOM = _RandomBytes()
 
 
-def random16() -> bytes:
-    """16 random bytes from the batched pool (trace and span ids)."""
-    return _RANDOM.take16()
-
-
 def new_request_id() -> bytes:
     """A random (version 4) UUID in its text form, without building a uuid.UUID: this runs for
     every request that arrives without an id, and the object costs more than the request's

@@ -28,8 +28,7 @@ import time
 from collections import deque
 
 from pymesh.api import codec
-from pymesh.proxy.filters import random16
-from pymesh.proxy.random_source import RNG
+from pymesh.proxy.random_source import RNG as _rng
 from pymesh.telemetry import trace_context as tc
 from pymesh.telemetry.metrics import Peer
 from pymesh.telemetry.policy import TelemetryPolicy, TraceProvider, TracingPolicy
@@ -99,16 +98,24 @@ class Tracer:
     # request start (the TraceHeaders filter) ----------------------------------------------------
 
     def start(self, exchange, request) -> None:
-        head = exchange.head
-        header = head.header
+        found = None  # the trace headers the request came with: most come with none
+        for name, value in exchange.head.raw_headers:
+            if name in tc.READ:
+                if found is None:
+                    found = {}
+                found.setdefault(name, value)
         policy = self.policy
-        incoming = tc.extract(header)
         request_id = exchange.request_id
-        reason = tc.decide(request_id, header(tc.CLIENT_TRACE_ID) is not None, header(tc.FORCE_TRACE) is not None,
-                           policy.sampling_percent, policy.use_request_id_for_trace_sampling, RNG.random())
+        incoming = tc.extract(found.get) if found is not None else None
+        reason = tc.decide(request_id, found is not None and tc.CLIENT_TRACE_ID in found,
+                           found is not None and tc.FORCE_TRACE in found,
+                           policy.sampling_percent, policy.use_request_id_for_trace_sampling, _rng.random())
         self._decisions(exchange.listener.name)[reason] += 1
-        headers = [(n, v) for n, v in request.headers if n not in tc.WRITTEN]
-        if policy.use_request_id_for_trace_sampling and reason != tc.trace_reason(request_id):
+        headers = request.headers
+        if found is not None:
+            headers = [(n, v) for n, v in headers if n not in tc.WRITTEN]
+        if reason != tc.NOT_TRACEABLE and policy.use_request_id_for_trace_sampling \
+                and reason != tc.trace_reason(request_id):
             marked = tc.with_reason(request_id, reason)
             headers = [(n, marked.encode() if n == b"x-request-id" else v) for n, v in headers]
             exchange.request_id = marked
@@ -116,17 +123,20 @@ class Tracer:
             sampled, debug = incoming.sampled, incoming.debug
         else:
             sampled, debug = reason != tc.NOT_TRACEABLE, False
-        ids = random16().hex()
-        trace_id = incoming.trace_id if incoming is not None and incoming.trace_id else ids
+        ids = "%032x" % _rng.getrandbits(128)  # ids need to be unique, not secret: the fast generator
         span_id = ids[16:]
-        parent_id = incoming.span_id if incoming is not None else ""
-        formats = (incoming.formats if incoming is not None else 0) | self.native
-        short_b3 = incoming is not None and incoming.short_b3
-        headers += tc.outbound_headers(trace_id, span_id, parent_id, sampled, debug, formats, short_b3)
+        if incoming is None:
+            headers += tc.outbound_headers(ids, span_id, "", sampled, False, self.native, False)
+            trace_id, parent_id, state = ids, "", ""
+        else:
+            trace_id = incoming.trace_id or ids
+            parent_id = incoming.span_id
+            state = incoming.tracestate.decode("latin-1") if incoming.tracestate else ""
+            headers += tc.outbound_headers(trace_id, span_id, parent_id, sampled, debug, incoming.formats | self.native,
+                                           incoming.short_b3)
         request.headers = headers
         if sampled and not policy.disable_span_reporting:
-            state = incoming.tracestate if incoming is not None and incoming.tracestate else b""
-            exchange.span = ActiveSpan(self, trace_id, span_id, parent_id, state.decode("latin-1"))
+            exchange.span = ActiveSpan(self, trace_id, span_id, parent_id, state)
 
     def _decisions(self, listener_name: str) -> dict[str, int]:
         stats = self._decision_stats.get(listener_name)

@@ -25,7 +25,7 @@ B3_SINGLE = 4
 # Envoy's trace reasons (source/common/request_id/uuid): the character at TRACE_BYTE_POSITION
 TRACE_BYTE_POSITION = 14
 NOT_TRACEABLE, SAMPLING, CLIENT, FORCED = "not_traceable", "random_sampling", "client_enabled", "service_forced"
-_REASON_CHAR = {SAMPLING: ord("a"), CLIENT: ord("b"), FORCED: ord("9"), NOT_TRACEABLE: ord("4")}
+_REASON_CHAR = {SAMPLING: "a", CLIENT: "b", FORCED: "9", NOT_TRACEABLE: "4"}
 _CHAR_REASON = {v: k for k, v in _REASON_CHAR.items()}
 
 TRACEPARENT, TRACESTATE = b"traceparent", b"tracestate"
@@ -34,6 +34,8 @@ B3, B3_TRACE, B3_SPAN, B3_PARENT, B3_SAMPLED, B3_FLAGS = (
 CLIENT_TRACE_ID, FORCE_TRACE = b"x-client-trace-id", b"x-envoy-force-trace"
 # every header this module writes: the proxy replaces the caller's copies of them
 WRITTEN = frozenset({TRACEPARENT, B3, B3_TRACE, B3_SPAN, B3_PARENT, B3_SAMPLED, B3_FLAGS})
+# every header that matters to the decision: a request with none of them takes the short way
+READ = WRITTEN | {TRACESTATE, CLIENT_TRACE_ID, FORCE_TRACE}
 _HEX = frozenset(b"0123456789abcdef")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
@@ -157,7 +159,7 @@ def trace_reason(request_id: str) -> str:
     """The reason a request id's UUID carries (Envoy's getTraceReason)."""
     if len(request_id) != 36:
         return NOT_TRACEABLE
-    return _CHAR_REASON.get(ord(request_id[TRACE_BYTE_POSITION]), NOT_TRACEABLE)
+    return _CHAR_REASON.get(request_id[TRACE_BYTE_POSITION], NOT_TRACEABLE)
 
 
 def with_reason(request_id: str, reason: str) -> str:
@@ -165,7 +167,7 @@ def with_reason(request_id: str, reason: str) -> str:
     a UUID is left alone."""
     if len(request_id) != 36:
         return request_id
-    return request_id[:TRACE_BYTE_POSITION] + chr(_REASON_CHAR[reason]) + request_id[TRACE_BYTE_POSITION + 1:]
+    return request_id[:TRACE_BYTE_POSITION] + _REASON_CHAR[reason] + request_id[TRACE_BYTE_POSITION + 1:]
 
 
 def request_id_hash(request_id: str) -> int | None:
@@ -185,8 +187,8 @@ def decide(request_id: str, client_trace_id: bool, force_trace: bool, percent: f
     before already decided; else x-client-trace-id, x-envoy-force-trace, then random
     sampling at `percent`, drawn from the request id (or `random_value` in [0, 1) when
     use_request_id_for_trace_sampling is off or the id is no UUID)."""
-    if use_request_id:
-        reason = trace_reason(request_id)
+    if use_request_id and len(request_id) == 36:
+        reason = _CHAR_REASON.get(request_id[TRACE_BYTE_POSITION], NOT_TRACEABLE)
         if reason != NOT_TRACEABLE:
             return reason
     if client_trace_id:
@@ -205,6 +207,8 @@ def outbound_headers(trace_id: str, span_id: str, parent_id: str, sampled: bool,
                      short_b3: bool) -> list[tuple[bytes, bytes]]:
     """The headers that carry our span to the next hop, in each of `formats` (the caller's
     tracestate is not among them: it passes on as it came)."""
+    if formats == W3C:  # the common case, kept short: it runs for most requests of a traced proxy
+        return [(TRACEPARENT, ("00-%s-%s-%s" % (trace_id, span_id, "01" if sampled else "00")).encode())]
     out = []
     if formats & W3C:
         out.append((TRACEPARENT, b"00-%s-%s-%s" % (trace_id.encode(), span_id.encode(), b"01" if sampled else b"00")))
