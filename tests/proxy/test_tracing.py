@@ -12,6 +12,7 @@ import pytest
 from ports import free_port
 from proxy_harness import (Reply, curl, endpoint, http_get, inbound_mesh, sequence, service_entry, sidecar, virtual_service,
                            wait_until)
+from pymesh.telemetry.policy import CustomTag
 from trace_collector import Collector, tracing_env
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -32,6 +33,15 @@ def collector():
     yield start
     for server in started:
         server.stop()
+
+
+def one_sidecar(tmp_path, upstreams, proxies, kind: str, collector_port: int, **policy):
+    """client -> outbound sidecar (app=productpage) tracing to the collector -> app."""
+    app = upstreams("app")
+    port = free_port()
+    proxy = proxies([service_entry(port, [endpoint(app)]), sidecar((port, "HTTP"))], labels="app=productpage",
+                    env=tracing_env(tmp_path, kind, collector_port, **policy))
+    return port, app, proxy
 
 
 def two_sidecars(tmp_path, upstreams, proxies, env, app_handler=None, http=None):
@@ -93,6 +103,16 @@ def test_a_retried_request_through_two_sidecars_is_one_trace(tmp_path, upstreams
         assert root["remoteEndpoint"]["port"] and root["shared"] is False
 
 
+def test_without_a_provider_headers_pass_untouched(upstreams, proxies):
+    app = upstreams("app")
+    port = free_port()
+    proxies([service_entry(port, [endpoint(app)]), sidecar((port, "HTTP"))])
+    assert curl(port, "/", "-H", "b3: 0").status == 200
+    [request] = app.requests
+    assert request.header("b3") == "0" and request.header("traceparent") is None
+    assert request.header("x-request-id")[14] == "4"
+
+
 @pytest.mark.parametrize("incoming, check", [
     ({"traceparent": f"00-{TRACE}-{PARENT}-01", "tracestate": "congo=t61rcWkgMzE"},
      lambda req, span: (req.header("traceparent") == f"00-{TRACE}-{span}-01"
@@ -106,10 +126,7 @@ def test_a_retried_request_through_two_sidecars_is_one_trace(tmp_path, upstreams
 ], ids=["w3c", "b3-multi-64bit", "b3-single"])
 def test_an_incoming_trace_is_joined(tmp_path, upstreams, proxies, collector, incoming, check):
     sink = collector()
-    app = upstreams("app")
-    port = free_port()
-    proxies([service_entry(port, [endpoint(app)]), sidecar((port, "HTTP"))], labels="app=productpage",
-            env=tracing_env(tmp_path, "opentelemetry", sink.port, sampling=0.0))
+    port, app, _ = one_sidecar(tmp_path, upstreams, proxies, "opentelemetry", sink.port, sampling=0.0)
     args = [a for name, value in incoming.items() for a in ("-H", f"{name}: {value}")]
     assert curl(port, "/", *args).status == 200
     [span] = sink.wait_spans(1)  # sampled by the caller, though this proxy samples 0%
@@ -128,10 +145,7 @@ def stat(proxy, name: str) -> int:
 
 def test_sampling_zero_percent_and_forced(tmp_path, upstreams, proxies, collector):
     sink = collector()
-    app = upstreams("app")
-    port = free_port()
-    proxy = proxies([service_entry(port, [endpoint(app)]), sidecar((port, "HTTP"))],
-                    env=tracing_env(tmp_path, "zipkin", sink.port, sampling=0.0))
+    port, app, proxy = one_sidecar(tmp_path, upstreams, proxies, "zipkin", sink.port, sampling=0.0)
     for i in range(20):
         assert curl(port, f"/n{i}").status == 200
     # unsampled requests still carry a context, marked unsampled, to the next hop
@@ -148,16 +162,19 @@ def test_sampling_zero_percent_and_forced(tmp_path, upstreams, proxies, collecto
     assert app.requests[-1].header("traceparent").endswith("-00")
 
 
-def test_sampling_all(tmp_path, upstreams, proxies, collector):
+def test_sampling_all_with_custom_tags(tmp_path, upstreams, proxies, collector):
     sink = collector()
-    app = upstreams("app")
-    port = free_port()
-    proxy = proxies([service_entry(port, [endpoint(app)]), sidecar((port, "HTTP"))],
-                    env=tracing_env(tmp_path, "opentelemetry", sink.port, sampling=100.0))
+    tags = (CustomTag("team", "literal", "reviews"), CustomTag("tenant", "header", "x-tenant", "none"),
+            CustomTag("home", "environment", "HOME", "?"))
+    port, app, proxy = one_sidecar(tmp_path, upstreams, proxies, "opentelemetry", sink.port, sampling=100.0,
+                                   custom_tags=tags)
     for i in range(10):
-        assert curl(port, f"/n{i}").status == 200
+        assert curl(port, f"/n{i}", *(("-H", "x-tenant: acme") if i == 0 else ())).status == 200
     spans = sink.wait_spans(10)
     assert len({s["traceId"] for s in spans}) == 10
+    by_path = {s["tags"]["http.url"].rpartition("/")[2]: s["tags"] for s in spans}
+    assert by_path["n0"]["tenant"] == "acme" and by_path["n1"]["tenant"] == "none"
+    assert by_path["n0"]["team"] == "reviews" and by_path["n0"]["home"] not in ("", "?")
     assert stat(proxy, f"http.egress|127.0.0.1|{port}.tracing.random_sampling") == 10
     assert stat(proxy, "tracing.opentelemetry.spans_sent") == 10
 
@@ -169,10 +186,7 @@ def test_a_collector_in_trouble_costs_the_requests_nothing(tmp_path, upstreams, 
     else:
         sink = collector(delay=3.0) if trouble == "slow" else collector(status=500)
         port_of_collector = sink.port
-    app = upstreams("app")
-    port = free_port()
-    proxy = proxies([service_entry(port, [endpoint(app)]), sidecar((port, "HTTP"))],
-                    env=tracing_env(tmp_path, "opentelemetry", port_of_collector, timeout=0.5))
+    port, _, proxy = one_sidecar(tmp_path, upstreams, proxies, "opentelemetry", port_of_collector, timeout=0.5)
     for i in range(30):
         assert curl(port, f"/n{i}").status == 200
     failed = "tracing.opentelemetry.reports_dropped" if trouble == "error" else "tracing.opentelemetry.reports_failed"
