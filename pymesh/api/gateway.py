@@ -65,7 +65,7 @@ def server(r: Reader) -> model.GatewayServer:
         hosts=r.get_list("hosts", text(server_host), required=True),
         bind=bind,
         name=r.get("name", text(), ""),
-        default_endpoint=r.get("defaultEndpoint", text(checks.default_endpoint), ""),
+        default_endpoint=r.get("defaultEndpoint", text(), ""),  # Istio: not implemented, not validated
         tls=tls,
     )
 

@@ -14,6 +14,8 @@ already sent bytes upstream is no longer retried.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pymesh.http import grpc
 from pymesh.http.errors import ProtocolError
 from pymesh.http.message import (IDEMPOTENT_METHODS, Header, RequestHead, ResponseHead, Trailers, UpstreamRequest,
@@ -22,7 +24,7 @@ from pymesh.policy import flags
 from pymesh.policy.outcome import Outcome, classify
 from pymesh.policy.retry import RETRIABLE_HEADER_NAMES, header_names
 from pymesh.policy.retry_hosts import retry_host
-from pymesh.proxy.filters import PAUSE
+from pymesh.proxy.filters import GATEWAY_SERVER, PAUSE
 from pymesh.proxy.headers import apply_header_ops
 from pymesh.proxy.interfaces import Downstream, UpstreamConnection
 from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply
@@ -645,6 +647,8 @@ class Exchange:
             return
         if self.grpc:
             reply = self._grpc_reply(reply)
+        if self.runtime.gateway:  # a gateway's own answers say who sent them, as Istio's (server: istio-envoy)
+            reply = replace(reply, headers=reply.headers + (GATEWAY_SERVER,))
         self._end_attempt()
         self._drop_upstream()
         self.flags = flags.join(self.flags, reply.flags)

@@ -16,6 +16,8 @@ listener direction, and an exchange only iterates a tuple.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import os
 
 from pymesh.http.message import UpstreamRequest
@@ -40,8 +42,8 @@ class ProxyHeaders:
       through two sidecars adds the caller's address once. x-forwarded-client-cert is removed
       and, over mTLS, set to the verified client certificate (By, Hash, Subject, URI);
     - on a gateway (`edge`: Envoy's use_remote_address, as Istio's gateways run it), both: the
-      peer metadata goes upstream, and the client's address is appended to x-forwarded-for and
-      set as x-envoy-external-address, x-forwarded-proto is the scheme the client used.
+      peer metadata goes upstream, and the client's address is appended to x-forwarded-for;
+      see `_edge` for x-forwarded-proto, x-envoy-internal and x-envoy-external-address.
     """
 
     def __init__(self, peer_header: tuple[bytes, bytes] | None, edge: bool = False) -> None:
@@ -60,6 +62,7 @@ class ProxyHeaders:
         if self.edge:
             _edge(head, headers)
             headers.append(self.peer_header)
+            exchange.response_header_ops += (_EDGE_RESPONSE,)
         elif self.forwarded:
             _forwarded(head, headers)
         else:
@@ -122,16 +125,46 @@ def _forwarded(head, headers) -> None:
 
 
 _XFCC = b"x-forwarded-client-cert"
-_EDGE_SET = frozenset({b"x-forwarded-proto", b"x-envoy-external-address"})
+# The response's Server header, as Istio's gateways write it (Envoy's server_name, OVERWRITE)
+GATEWAY_SERVER = (b"server", b"istio-envoy")
+_EDGE_RESPONSE = snapshot.HeaderOps(set=((GATEWAY_SERVER[0].decode(), GATEWAY_SERVER[1].decode()),))
+# What a client outside the mesh may not set (Envoy's cleanInternalHeaders for an edge request)
+_EDGE_REMOVED = frozenset({
+    b"x-forwarded-proto", b"x-envoy-external-address", b"x-envoy-internal", b"x-envoy-decorator-operation",
+    b"x-envoy-downstream-service-cluster", b"x-envoy-downstream-service-node", b"x-envoy-retriable-status-codes",
+    b"x-envoy-retry-on", b"x-envoy-retry-grpc-on", b"x-envoy-max-retries", b"x-envoy-upstream-alt-stat-name",
+    b"x-envoy-upstream-rq-timeout-ms", b"x-envoy-upstream-rq-per-try-timeout-ms",
+    b"x-envoy-upstream-rq-timeout-alt-response", b"x-envoy-expected-rq-timeout-ms", b"x-envoy-force-trace",
+    b"x-envoy-ip-tags", b"x-envoy-original-url", b"x-envoy-hedge-on-per-try-timeout",
+})
+# Envoy's default internal addresses (RFC 1918, loopback, IPv6 unique local)
+_INTERNAL = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8",
+                                                     "::1/128", "fd00::/8"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _internal(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in _INTERNAL)
 
 
 def _edge(head, headers) -> None:
-    """What Envoy with use_remote_address writes for a client at the mesh's edge."""
+    """What Envoy with use_remote_address writes, as at Istio's gateways: the client's address
+    appended to x-forwarded-for, x-forwarded-proto the client's scheme; a request from an
+    internal address with no x-forwarded-for of its own is marked x-envoy-internal, any other
+    loses the x-envoy-* headers only the mesh may set and gets x-envoy-external-address."""
+    internal = head.header(b"x-forwarded-for") is None and _internal(head.connection.source_ip)
     _forwarded(head, headers)
-    client = head.connection.source_ip.encode()
-    headers[:] = [(n, v) for n, v in headers if n not in _EDGE_SET]
+    if internal:
+        headers[:] = [(n, v) for n, v in headers if n not in (b"x-forwarded-proto", b"x-envoy-internal")]
+        headers.append((b"x-envoy-internal", b"true"))
+    else:
+        headers[:] = [(n, v) for n, v in headers if n not in _EDGE_REMOVED]
+        headers.append((b"x-envoy-external-address", head.connection.source_ip.encode()))
     headers.append((b"x-forwarded-proto", head.scheme.encode()))
-    headers.append((b"x-envoy-external-address", client))
 
 
 class RouteHeaders:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 from pymesh.proxy import command
@@ -25,6 +26,10 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("gateway", help="run the proxy as an ingress or egress gateway",
                                    description=GATEWAY_DESCRIPTION)
     command.add_proxy_arguments(parser)
+    parser.add_argument("--listen-address", default=os.environ.get("PYMESH_LISTEN_ADDRESS") or "0.0.0.0",
+                        metavar="ADDRESS", help="where the Gateway servers that name no `bind` listen (default "
+                        "0.0.0.0, as Istio's gateways; 127.0.0.1 keeps a local gateway off the network) "
+                        "[$PYMESH_LISTEN_ADDRESS]")
     parser.set_defaults(func=run)
     for action in parser._actions:  # the gateway's defaults, unless the environment gives one
         if action.dest in DEFAULTS and action.default in (None, "", "unknown"):
@@ -39,7 +44,7 @@ def options_from_args(args):
     if args.namespace is None and command.join_token(args) is None:
         args.namespace = NAMESPACE
     options = command.options_from_args(args)
-    identity = dataclasses.replace(options.identity, kind="router")
+    identity = dataclasses.replace(options.identity, kind="router", listen_address=args.listen_address)
     control = options.control
     if control is not None:
         control = dataclasses.replace(control, node=dataclasses.replace(control.node, kind="router"))

@@ -22,13 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from pymesh.api import model
-from pymesh.api.gateway import CIPHER_SUITES, HTTP_PROTOCOLS, TLS_PORT_PROTOCOLS
+from pymesh.api.gateway import CIPHER_SUITES, HTTP_PROTOCOLS, MESH, TLS_PORT_PROTOCOLS
 from pymesh.routing.authn import providers_for
-from pymesh.routing.binding import bind, gateway_key
+from pymesh.routing.binding import bind, bound_gateways, gateway_key
 from pymesh.routing.clusters import RuleIndex, outbound_clusters
 from pymesh.routing.hosts import host_matches
 from pymesh.routing.match import CompiledRoute, CompiledRouteTable, VirtualHost
 from pymesh.routing.peer_authn import compose as compose_peer_authn
+from pymesh.routing.proxy_config import effective as effective_proxy_config
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext
@@ -106,6 +107,9 @@ class _Port:
 
 
 class GatewayCompiler:
+    """One router snapshot's compilation: the services, clusters and bound VirtualServices are
+    worked out once and shared by every port."""
+
     def __init__(self, config: model.MeshConfig, identity: ProxyIdentity):
         self.config = config
         self.identity = identity
@@ -154,7 +158,7 @@ class GatewayCompiler:
                     self.warnings.append(f"Gateway {gateway_key(gateway)}: server {server.port.name}: bind "
                                          f"{server.bind} (a unix socket) is not supported yet; server ignored")
                     continue
-                bind_address = server.bind or "0.0.0.0"
+                bind_address = server.bind or self.identity.listen_address or "0.0.0.0"
                 port = ports.setdefault((bind_address, server.port.number), _Port(bind_address, server.port.number))
                 port.servers.append(BoundServer(gateway, server))
         return list(ports.values())
@@ -201,12 +205,14 @@ class GatewayCompiler:
         VirtualServices for one host merge in order, as Istio's gateway does."""
         routes: dict[str, list[CompiledRoute]] = {}
         redirect: set[str] = set()
+        placed: set[tuple[str, int]] = set()  # (host, VirtualService): once, though two servers expose it
         for bs in servers:
             https_redirect = bs.server.tls is not None and bs.server.tls.https_redirect
             for vs in self.bound(bs.key):
-                hosts = self.hosts_for(bs, vs) if vs.http else []
+                hosts = [h for h in self.hosts_for(bs, vs) if (h, id(vs)) not in placed] if vs.http else []
                 compiled = self.ctx.http_routes(vs, port) if hosts else []
                 for host in hosts:
+                    placed.add((host, id(vs)))
                     routes.setdefault(host, []).extend(compiled)
                     if https_redirect:
                         redirect.add(host)
@@ -296,6 +302,7 @@ class GatewayCompiler:
         authz = compile_authorizer(config, identity.namespace, identity.labels, lambda namespace, name: False)
         if authz is not None:
             self.warnings.extend(authz.warnings)
+        self.warnings.extend(effective_proxy_config(config.proxy_configs, identity.namespace, identity.labels).warnings)
         return Snapshot(
             version=version,
             identity=identity,
@@ -318,3 +325,23 @@ def compile_gateway(config: model.MeshConfig, identity: ProxyIdentity, version: 
     """Implements pymesh.routing.snapshot.SnapshotCompiler for identity.kind == "router"."""
     return GatewayCompiler(config, identity).snapshot(version)
 
+
+
+def gateway_warnings(config: model.MeshConfig) -> list[str]:
+    """What `pymesh analyze` can say about Gateways before any gateway runs: each Gateway
+    compiled as a gateway proxy in its namespace with its selector's labels would compile it,
+    and VirtualServices naming a Gateway that does not exist (Istio's IST0101)."""
+    known = {gateway_key(g) for g in config.gateways}
+    warnings = []
+    for vs in config.virtual_services:
+        for name in sorted(bound_gateways(vs) - known - {MESH}):
+            warnings.append(f"VirtualService {vs.metadata.namespace}/{vs.metadata.name}: gateway {name} not found")
+    seen = set()
+    for gateway in config.gateways:
+        identity = ProxyIdentity(workload="gateway", namespace=gateway.metadata.namespace, labels=gateway.selector,
+                                 kind="router")
+        key = (identity.namespace, frozenset(identity.labels.items()))
+        if key not in seen:
+            seen.add(key)
+            warnings += GatewayCompiler(config, identity).snapshot("analyze").warnings
+    return list(dict.fromkeys(warnings))

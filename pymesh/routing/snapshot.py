@@ -221,6 +221,8 @@ class ProxyIdentity:
     # Istio's node type: "sidecar" (a workload's proxy) or "router" (a gateway, `pymesh gateway`:
     # it serves Gateway resources whose selector matches its labels and has no Sidecar scoping)
     kind: str = "sidecar"
+    # a gateway's address for the servers that name no `bind` ("": 0.0.0.0, as Istio's gateways)
+    listen_address: str = ""
 
 
 @dataclass(frozen=True)

@@ -192,3 +192,31 @@ def test_authorization_policies_of_the_namespace_and_the_root_are_sent() -> None
     view = proxy_view(config, me(app="a"))
     assert names(view.authorization_policies) == ["default/mine", "istio-system/mesh"]
     assert compile_snapshot(view, me(app="a"), "1").authz.names == ["default/mine", "istio-system/mesh"]
+
+
+def test_a_gateway_is_sent_its_gateways_and_the_virtual_services_bound_to_them() -> None:
+    """A router (`pymesh gateway`) has no Sidecar: every service exported to its namespace, the
+    Gateways selecting it, and only VirtualServices bound to one of those."""
+    router = ProxyIdentity(workload="gw", namespace="istio-system", labels={"istio": "ingressgateway"}, kind="router")
+    server = m.GatewayServer(port=m.ServicePort(80, "HTTP", "http"), hosts=("*",))
+    mine = m.Gateway(meta("edge", "default"), servers=(server,), selector={"istio": "ingressgateway"})
+    other = m.Gateway(meta("other", "default"), servers=(server,), selector={"istio": "egressgateway"})
+    bound = m.VirtualService(meta("bound"), hosts=("a.example.com",), gateways=("edge",),
+                             http=(m.HTTPRoute(route=(m.HTTPRouteDestination(m.Destination("a")),)),))
+    elsewhere = m.VirtualService(meta("elsewhere"), hosts=("b.example.com",), gateways=("other",),
+                                 http=(m.HTTPRoute(route=(m.HTTPRouteDestination(m.Destination("b")),)),))
+    private = se("c", export_to=(".",))
+    config = m.MeshConfig(
+        service_entries=(se("a"), se("b", ns="prod"), private),
+        virtual_services=(bound, elsewhere, vs("mesh", "a.default.svc.cluster.local")),
+        destination_rules=(dr("a", "a"),),
+        sidecars=(sidecar("narrow", "istio-system", "./*"),),  # a gateway has none: not applied
+        gateways=(mine, other),
+    )
+    view = check(config, router)
+    assert names(view.gateways) == ["default/edge"]
+    assert names(view.virtual_services) == ["default/bound"]
+    assert names(view.service_entries) == ["default/a", "prod/b"]
+    assert view.sidecars == ()
+    assert view_key(router) != view_key(ProxyIdentity(workload="gw", namespace="istio-system",
+                                                      labels={"istio": "ingressgateway"}))

@@ -288,6 +288,8 @@ class MeshProxy(Proxy):
         ]
         if self.labels:
             cmd += ["--labels", self.labels]
+        if self.subcommand == "gateway":
+            cmd += ["--listen-address", LOCALHOST]  # tests listen on loopback only
         if self.concurrency != 1:
             cmd += ["--concurrency", str(self.concurrency)]
         if self.workload_group:

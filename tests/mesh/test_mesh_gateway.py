@@ -35,7 +35,7 @@ def test_bookinfo_through_the_gateway_under_the_control_server(mesh):
     assert result.body == b"productpage GET /productpage\n"
     (request,) = app.wait_requests(1)
     assert request.path == "/productpage"
-    assert request.header("x-envoy-external-address") == "127.0.0.1"  # the gateway's client
+    assert request.header("x-envoy-internal") == "true"  # the gateway's client is on loopback
     assert request.header("x-forwarded-for").startswith("127.0.0.1")
     assert curl(listen, "/reviews").status == 404
 

@@ -43,11 +43,13 @@ def test_productpage_routes_through_the_gateway(bookinfo, path):
     gateway, listen, apps = bookinfo
     result = curl(listen, path, host="bookinfo.example.com")
     assert result.status == 200, result
+    assert result.header("server") == "istio-envoy"  # as Istio's gateways answer
     (request,) = apps["productpage"].wait_requests(1)
     assert request.path == path
     assert request.header("x-forwarded-for") == "127.0.0.1"
     assert request.header("x-forwarded-proto") == "http"
-    assert request.header("x-envoy-external-address") == "127.0.0.1"
+    assert request.header("x-envoy-internal") == "true"  # a loopback client: internal, as Envoy's default
+    assert request.header("x-envoy-external-address") is None
     assert request.header("x-request-id")
 
 
@@ -56,14 +58,19 @@ def test_other_paths_get_404(bookinfo, path):
     gateway, listen, apps = bookinfo
     result = curl(listen, path)
     assert result.status == 404
+    assert result.header("server") == "istio-envoy"
     assert apps["productpage"].count() == 0
 
 
-def test_a_client_forwarded_for_is_kept_and_extended(bookinfo):
+def test_a_forwarded_request_is_external(bookinfo):
     gateway, listen, apps = bookinfo
     result = curl(listen, "/productpage", "-H", "X-Forwarded-For: 203.0.113.7",
-                  "-H", "X-Envoy-External-Address: 203.0.113.9")
+                  "-H", "X-Envoy-External-Address: 203.0.113.9", "-H", "X-Envoy-Internal: true",
+                  "-H", "X-Envoy-Retry-On: 5xx", "-H", "X-Forwarded-Proto: https")
     assert result.status == 200
     (request,) = apps["productpage"].wait_requests(1)
     assert request.header("x-forwarded-for") == "203.0.113.7, 127.0.0.1"
+    # forwarded from elsewhere: external, and what only the mesh may say is dropped
     assert request.header_all("x-envoy-external-address") == ["127.0.0.1"]
+    assert request.header("x-envoy-internal") is None and request.header("x-envoy-retry-on") is None
+    assert request.header_all("x-forwarded-proto") == ["http"]

@@ -15,7 +15,8 @@ def parse(*argv: str):
 
 @pytest.fixture(autouse=True)
 def no_environment(monkeypatch):
-    for name in ("PYMESH_LABELS", "PYMESH_NAMESPACE", "PYMESH_WORKLOAD", "PYMESH_CONTROL", "PYMESH_TOKEN"):
+    for name in ("PYMESH_LABELS", "PYMESH_NAMESPACE", "PYMESH_WORKLOAD", "PYMESH_CONTROL", "PYMESH_TOKEN",
+                 "PYMESH_LISTEN_ADDRESS"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -37,6 +38,11 @@ def test_the_environment_overrides_them(monkeypatch):
     monkeypatch.setenv("PYMESH_WORKLOAD", "edge-gw")
     identity = parse("--config", "x.yaml").identity
     assert (identity.workload, dict(identity.labels)) == ("edge-gw", {"app": "edge"})
+
+
+def test_the_listen_address():
+    assert parse("--config", "x.yaml").identity.listen_address == "0.0.0.0"  # Istio's
+    assert parse("--config", "x.yaml", "--listen-address", "127.0.0.1").identity.listen_address == "127.0.0.1"
 
 
 def test_the_hello_says_router():

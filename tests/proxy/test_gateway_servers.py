@@ -40,7 +40,7 @@ def gateway(tmp_path):
     def start(resources: list, listen: dict[int, int]) -> Proxy:
         """resources: dicts, or YAML text (Istio's samples as they are)."""
         texts = [r if isinstance(r, str) else dump_yaml([r]) for r in resources + [gateway_service(listen)]]
-        proxy = Proxy(tmp_path / f"gw{len(started)}", "---\n".join(texts), name="gateway", subcommand="gateway")
+        proxy = Proxy(tmp_path / f"gw{len(started)}", "\n---\n".join(texts), name="gateway", subcommand="gateway")
         started.append(proxy)
         return proxy.start()
 
@@ -261,3 +261,58 @@ def test_a_tcp_server_is_guarded_by_the_gateways_policy(gateway, upstreams):
             answer = b""
     assert answer == b""  # closed by the policy, nothing relayed
     assert echo.received == b""
+
+
+# istio.io's "Ingress Gateways" task, its `kubectl apply` bodies in order, as the corpus keeps them
+INGRESS_TASK = (Path(__file__).parents[1] / "corpus" / "data" / "istio" / "istio.io" / "content" / "en" / "docs" /
+                "tasks" / "traffic-management" / "ingress" / "ingress-control" / "index.md.yaml")
+
+
+def ingress_task(*indexes: int) -> list[str]:
+    """Those documents of the task's (0, 1: the Gateway and VirtualService for
+    httpbin.example.com; 4, 5: the browser variant's, hosts "*")."""
+    documents = INGRESS_TASK.read_text().split("\n---\n")
+    return [documents[i] for i in indexes]
+
+
+def test_istios_ingress_gateways_task(gateway, upstreams):
+    """Its curl commands: -I -HHost:httpbin.example.com /status/200 is 200 from istio-envoy,
+    /headers is 404; the browser variant (hosts "*") serves /headers with no Host to match."""
+    app = upstreams("httpbin")
+    (listen,) = free_ports(1)
+    httpbin = service_entry(8000, [endpoint(app)], host="httpbin.default.svc.cluster.local", name="httpbin")
+    gateway(ingress_task(0, 1) + [httpbin], {80: listen})
+    ok = curl(listen, "/status/200", "-I", host="httpbin.example.com")
+    assert (ok.status, ok.header("server")) == (200, "istio-envoy")
+    assert curl(listen, "/headers", "-I", host="httpbin.example.com").status == 404
+    assert curl(listen, "/status/200", "-I", host="other.example.com").status == 404
+
+
+def test_istios_ingress_gateways_task_in_a_browser(gateway, upstreams):
+    app = upstreams("httpbin")
+    (listen,) = free_ports(1)
+    httpbin = service_entry(8000, [endpoint(app)], host="httpbin.default.svc.cluster.local", name="httpbin")
+    gateway(ingress_task(4, 5) + [httpbin], {80: listen})
+    assert curl(listen, "/headers", host=None).status == 200  # curl's own Host: 127.0.0.1:<port>
+    assert curl(listen, "/status/200", host=None).status == 404
+
+
+def test_editing_the_gateway_opens_its_new_port_and_binds_a_new_virtual_service(gateway, upstreams):
+    """Static mode reloads: a server added to the Gateway opens its port, a VirtualService bound
+    to it starts answering; the first port keeps serving throughout."""
+    from proxy_harness import wait_until
+
+    app = upstreams("httpbin")
+    first, second = free_ports(2)
+    httpbin = service_entry(8000, [endpoint(app)], host="httpbin.default.svc.cluster.local", name="httpbin")
+    plain = {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+    route = [{"route": [{"destination": {"host": "httpbin"}}]}]
+    proxy = gateway([httpbin, gateway_resource(plain), bound_vs("a", ["a.example.com"], http=route)], {80: first})
+    assert curl(first, "/", host="a.example.com").status == 200
+    added = {"port": {"number": 8080, "name": "http-alt", "protocol": "HTTP"}, "hosts": ["b.example.com"]}
+    proxy.write_config(dump_yaml([httpbin, gateway_resource(plain, added), bound_vs("a", ["a.example.com"], http=route),
+                                  bound_vs("b", ["b.example.com"], http=route), gateway_service({80: first, 8080: second})]))
+    wait_until(lambda: curl(second, "/", host="b.example.com", timeout=2).status == 200, 10, 0.1,
+               "the new server's port to answer for b.example.com")
+    assert curl(first, "/", host="a.example.com").status == 200
+    assert curl(second, "/", host="a.example.com").status == 404  # that server exposes b.example.com only

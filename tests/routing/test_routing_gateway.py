@@ -295,3 +295,60 @@ def test_a_unix_socket_bind_is_left_out_with_a_warning():
     snapshot, _ = compile_router(gateway)
     assert [(l.bind, l.port) for l in snapshot.listeners] == [("127.0.0.2", 80)]
     assert any("unix socket" in w for w in snapshot.warnings)
+
+
+def test_a_host_two_servers_expose_gets_the_routes_once():
+    gateway = gw("gw", server(80, "*", name="a"), server(80, "*.example.com", name="b"))
+    service = vs("v", "a.example.com", http(dest("productpage.default.svc.cluster.local")), gateways=("istio-system/gw",))
+    snapshot, _ = compile_router(gateway, service, PRODUCTPAGE)
+    (listener,) = snapshot.listeners
+    (vhost,) = listener.route_table.virtual_hosts
+    assert (vhost.domains, len(vhost.routes)) == (("a.example.com",), 1)
+
+
+def test_gateway_warnings_for_analyze():
+    from pymesh.routing.gateway import gateway_warnings
+
+    config = m.MeshConfig(
+        gateways=(gw("gw", server(80, "*"), server(80, "*", protocol="TCP", name="tcp"),
+                     server(443, "*", protocol="HTTPS", name="https",
+                            tls=m.ServerTLSSettings(mode="SIMPLE", credential_name="c", cipher_suites=("RC4",)))),),
+        virtual_services=(vs("v", "*", http(dest("productpage.default.svc.cluster.local")),
+                             gateways=("istio-system/gw", "missing", "mesh")),),
+        service_entries=(PRODUCTPAGE,))
+    assert gateway_warnings(config) == [
+        "VirtualService default/v: gateway default/missing not found",
+        "Gateway istio-system/gw: server tcp (TCP) on port 80 conflicts with an earlier HTTP server there; ignored",
+        "Gateway istio-system/gw: server https: cipher suite 'RC4' is not supported by Envoy; ignored",
+    ]
+
+
+def test_istios_egress_gateway_task_routes_the_sidecar_to_the_gateway_and_the_gateway_out():
+    """The "Egress gateways" task's VirtualService: bound to the mesh and the egress gateway,
+    each match naming one of them, so a sidecar sends edition.cnn.com to the gateway and the
+    gateway sends it out."""
+    egress = ProxyIdentity(workload="istio-egressgateway", namespace="istio-system",
+                           labels={"istio": "egressgateway"}, kind="router")
+    gateway = gw("istio-egressgateway", server(80, "edition.cnn.com"), ns="default",
+                 selector={"istio": "egressgateway"})
+    cnn = se("edition.cnn.com", m.ServicePort(80, "HTTP", "http"), name="cnn")
+    own = se("istio-egressgateway.istio-system.svc.cluster.local", m.ServicePort(80, "HTTP", "http"),
+             ns="istio-system", name="istio-egressgateway")
+    to_gateway = http(dest("istio-egressgateway.istio-system.svc.cluster.local", port=80, weight=100),
+                      match=(m.HTTPMatchRequest(gateways=("mesh",), port=80),))
+    out = http(dest("edition.cnn.com", port=80, weight=100),
+               match=(m.HTTPMatchRequest(gateways=("istio-egressgateway",), port=80),))
+    service = vs("direct-cnn-through-egress-gateway", "edition.cnn.com", to_gateway, out,
+                 gateways=("istio-egressgateway", "mesh"))
+    at_gateway, config = compile_router(gateway, service, cnn, own, identity=egress)
+    assert routed(at_gateway, 80, "edition.cnn.com").clusters[0].cluster == "outbound|80||edition.cnn.com"
+    sidecar = compile_snapshot(config, ProxyIdentity(namespace="default"), "v1")
+    found = sidecar.captured_outbound[80].route_table.match(Req(authority="edition.cnn.com", port=80))
+    assert found[0].clusters[0].cluster == "outbound|80||istio-egressgateway.istio-system.svc.cluster.local"
+
+
+def test_the_listen_address_for_servers_without_bind():
+    local = ProxyIdentity(namespace="istio-system", labels={"istio": "ingressgateway"}, kind="router",
+                          listen_address="127.0.0.1")
+    snapshot, _ = compile_router(gw("gw", server(80, "*"), server(81, "*", bind_to="127.0.0.2")), identity=local)
+    assert [(l.bind, l.port) for l in snapshot.listeners] == [("127.0.0.1", 80), ("127.0.0.2", 81)]
