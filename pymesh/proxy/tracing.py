@@ -205,18 +205,30 @@ def _text(value: bytes | None) -> str:
 
 
 def operation_name(exchange) -> str:
-    """Istio's route decorator (getRouteOperation) without the match's path: the one
-    destination's `host:port/*`, or the VirtualService's name and the listener's port when the
-    route splits between several; inbound, the host the caller asked for."""
+    """Istio's route decorator (getRouteOperation): the one destination's `host:port` or, for a
+    route split between several, the VirtualService's name and the listener's port, then the
+    path the route matched; inbound, the host the caller asked for and `/*`."""
     route = exchange.route
     state = exchange.cluster_state
-    port = exchange.listener.port
+    path = _matched_path(exchange) if route is not None else "/*"
     if route is not None and len(route.clusters) > 1 and route.virtual_service:
-        return f"{route.virtual_service.rpartition('/')[2]}:{port}/*"
+        return f"{route.virtual_service.rpartition('/')[2]}:{exchange.listener.port}{path}"
     if exchange.listener.direction == "outbound" and state is not None and state.cluster.service_host:
-        return f"{state.cluster.service_host}:{state.cluster.port}/*"
-    host = (exchange.head.authority or "").rpartition(":")[0] or exchange.head.authority or "-"
-    return f"{host}:{port}/*"
+        return f"{state.cluster.service_host}:{state.cluster.port}{path}"
+    authority = exchange.head.authority or "-"
+    host = authority.rpartition(":")[0] if authority.rpartition(":")[2].isdigit() else authority
+    return f"{host}:{exchange.listener.port}/*"
+
+
+def _matched_path(exchange) -> str:
+    """A prefix match's prefix and `*`, an exact match's path, a regex match's regex (the first
+    of the route's: which one matched is not kept), or `/*` when the route has no uri match."""
+    if exchange.matched_prefix is not None:
+        return exchange.matched_prefix + "*"
+    path = exchange.head.path.partition("?")[0]
+    uris = exchange.route.uri_matches
+    exact = next((value for kind, value in uris if kind == "exact" and value.lower() == path.lower()), None)
+    return exact or next((value for kind, value in uris if kind == "regex"), "/*")
 
 
 class TraceHeaders:

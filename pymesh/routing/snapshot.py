@@ -144,6 +144,9 @@ class Route:
     cors: Any = None  # a pymesh.routing.cors.CompiledCors
     rate_limit: Any = None  # a pymesh.policy.ratelimit.RateLimitRule
     mirrors: tuple[MirrorPolicy, ...] = ()
+    # the (kind, value) of each match block's uri, ("", "") for none: a span's name (Istio's route
+    # decorator, pymesh.proxy.tracing) says which path the route matched
+    uri_matches: tuple[tuple[str, str], ...] = ()
     filter_set: int = field(init=False, repr=False, compare=False)  # read per request: a field
 
     def __post_init__(self) -> None:
