@@ -396,6 +396,7 @@ class Runtime:
         """Stop the runtime's timers and close idle upstream connections (end of drain)."""
         self.deadlines.close()
         self.jwks.close()
+        self.tracing.close()
         self.pools.close()
         for state in self.cluster_states.values():
             state.close()

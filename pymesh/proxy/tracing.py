@@ -103,7 +103,11 @@ class Tracer:
             if name in tc.READ:
                 if found is None:
                     found = {}
-                found.setdefault(name, value)
+                if name in found:  # a repeated header: the first counts, tracestate's are one list
+                    if name == tc.TRACESTATE:
+                        found[name] += b"," + value
+                    continue
+                found[name] = value
         policy = self.policy
         request_id = exchange.request_id
         incoming = tc.extract(found.get) if found is not None else None
@@ -370,6 +374,9 @@ class Tracing:
             stats = self.metrics.tracer_stats(policy.provider.kind)
             exporter = self.exporters[key] = Exporter(self.loop, policy.provider, key[1], stats)
         return Tracer(policy, snapshot.identity, exporter, self.metrics)
+
+    def close(self) -> None:
+        self._retain(())
 
     def _retain(self, keys: tuple) -> None:
         for key in [k for k in self.exporters if k not in keys]:
