@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "pymesh.capture.command",  # pymesh iptables
     "pymesh.control.command",  # pymesh control serve|status
     "pymesh.control.ca_command",  # pymesh ca init|issue
+    "pymesh.control.dashboard",  # pymesh dashboard prometheus-config
 )
 
 

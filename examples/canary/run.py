@@ -7,7 +7,8 @@ The control channel is the secure one: the demo makes a join token per service a
 the control server; the two reviews replicas share one token, as a workload's replicas do.
 
     python examples/canary/run.py          # run, print what happened, stop everything
-    python examples/canary/run.py --keep   # leave the mesh running to explore (Ctrl-C)
+    python examples/canary/run.py --keep   # leave the mesh running to explore (Ctrl-C): it
+                                           # prints where to look (the mesh page, its traces)
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from common import wait_for_stop, wait_ready  # noqa: E402  (examples/common.py)
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the checkout's pymesh, installed or not
+from pymesh.control.dashboard import DASHBOARDS, prometheus_argv  # noqa: E402
 APP = os.path.join(HERE, "..", "app.py")
 CONTROL, CONTROL_ADMIN = "127.0.0.1:15010", "127.0.0.1:15014"
+PROMETHEUS = "127.0.0.1:9090"  # --keep starts one when the prometheus binary is installed
 EGRESS = ("127.0.0.1", 9080)
 WORKLOADS = {  # name: (labels, ingress port the sidecar registers, app port, admin port base)
     "productpage": ("app=productpage,version=v1", None, None, 15200),
@@ -81,8 +86,9 @@ class Mesh:
 class Traffic(threading.Thread):
     """Keep-alive requests through productpage's sidecar, recording which version answered."""
 
-    def __init__(self) -> None:
+    def __init__(self, pause: float = 0.002) -> None:
         super().__init__(daemon=True)
+        self.pause = pause  # 0.002: ~400 req/s, plenty to see a switch, gentle on a laptop
         self.lock = threading.Lock()
         self.log: list[tuple[float, str]] = []  # (time, version or "error: ...")
         self.stopping = threading.Event()
@@ -103,7 +109,7 @@ class Traffic(threading.Thread):
                 connection = http.client.HTTPConnection(*EGRESS, timeout=5)
             with self.lock:
                 self.log.append((time.monotonic(), result))
-            time.sleep(0.002)  # ~400 req/s: plenty to see a switch, gentle on a laptop
+            time.sleep(self.pause)
 
     def since(self, start: float) -> list[tuple[float, str]]:
         with self.lock:
@@ -135,6 +141,36 @@ def join_token(pymesh: tuple[str, ...], workdir: str, account: str) -> str:
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as stream:
         stream.write(done.stdout)
     return path
+
+
+def start_prometheus(mesh: Mesh) -> str:
+    """Prometheus scraping the control server and every sidecar (the prometheus.yml of `pymesh
+    dashboard prometheus-config`), if installed: where to look, or why it is not there."""
+    argv = prometheus_argv(mesh.workdir, CONTROL_ADMIN, PROMETHEUS)
+    if argv is None:
+        return "not installed (apt-get install prometheus), or run it with `pymesh dashboard prometheus-config`"
+    with open(os.path.join(mesh.workdir, "prometheus.log"), "w") as log_file:
+        mesh.start(*argv, stderr=log_file)
+    wait_ready(f"http://{PROMETHEUS}/-/ready", timeout=30)
+    query = urllib.parse.quote('sum(rate(istio_requests_total{reporter="source"}[1m])) by (destination_workload)')
+    return f"http://{PROMETHEUS}/graph?g0.expr={query}\n                  (Grafana dashboards to import: {DASHBOARDS})"
+
+
+def tour(config_dir: str, prometheus: str) -> str:
+    """Where to look while the mesh keeps running."""
+    admin = f"http://{CONTROL_ADMIN}"
+    return "\n".join([
+        f"\nThe mesh keeps running, with ~20 requests/s through productpage's sidecar (config in {config_dir}):",
+        f"  mesh page       {admin}/mesh   (service graph with rates and mTLS, proxies, rejected files;",
+        "                  click a service for its routes as compiled)",
+        f"  graph as JSON   {admin}/mesh/graph.json",
+        f"  traces          {admin}/mesh (Recent traces): Zipkin v2 spans POSTed to {admin}/api/v2/spans",
+        f"  proxy status    pymesh control status --server {CONTROL_ADMIN}",
+        f"  metrics         http://127.0.0.1:{WORKLOADS['productpage'][3] + 1}/stats/prometheus (productpage's sidecar)",
+        f"  Prometheus      {prometheus}",
+        f"  edit a route    {os.path.join(config_dir, 'reviews-route.yaml')} (the page shows a bad edit as rejected)",
+        "Ctrl-C stops everything.",
+    ])
 
 
 def main() -> int:
@@ -192,7 +228,8 @@ def main() -> int:
         failures = [result for _, result in traffic.log if result.startswith("error")]
         print(f"\n{len(traffic.log)} requests in all during the shifts, {len(failures)} failed")
         if args.keep:
-            wait_for_stop(f"\nThe mesh keeps running (config in {config_dir}); try `pymesh control status --server {CONTROL_ADMIN}`. Ctrl-C stops.")
+            Traffic(pause=0.05).start()  # ~20 req/s, so the graph's rates stay live
+            wait_for_stop(tour(config_dir, start_prometheus(mesh)))
         return 1 if failures else 0
     finally:
         mesh.stop()

@@ -85,6 +85,9 @@ class Node:
     kind: str = "sidecar"  # Istio's node type: "sidecar", or "router" for `pymesh gateway`
     # a WorkloadGroup of its namespace to auto-register with (Istio's ISTIO_META_AUTO_REGISTER_GROUP)
     workload_group: str = ""
+    # where Prometheus scrapes its /stats/prometheus, "IP:port" ("" none): the control server
+    # lists it for service discovery (Istio finds it from the pod's 15090 port instead)
+    stats_address: str = ""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ a few of each. Pure: `check_node` returns the first problem, with its field path
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from pymesh.api import checks
@@ -39,6 +40,7 @@ def check_node(node: Node) -> str | None:
         or _labels(node)
         or _addresses(node)
         or _ports(node)
+        or _stats_address(node)
     )
     return problem
 
@@ -72,6 +74,21 @@ def _ports(node: Node) -> str | None:
             return f"node.ports: {_shown(name)} is not a valid port name"
         if not 0 < number < 65536:
             return f"node.ports[{name}]: {number} is not a port number (1 to 65535)"
+    return None
+
+
+def _stats_address(node: Node) -> str | None:
+    """Prometheus is pointed at it, so only at the proxy's own host: loopback, a wildcard (the
+    service discovery answers the node's address) or one of its addresses."""
+    if not node.stats_address:
+        return None
+    host, sep, port = node.stats_address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or checks.ip_address(host) is not None:
+        return f"node.stats_address: {_shown(node.stats_address)} is not IP:port"
+    address = ipaddress.ip_address(host)
+    if not (address.is_loopback or address.is_unspecified or host in node.addresses):
+        return f"node.stats_address: {host} is neither loopback nor one of node.addresses"
     return None
 
 

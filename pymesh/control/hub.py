@@ -58,7 +58,7 @@ class Hub:
         self.metrics = metrics
         self.generation: Generation | None = None
         self.records: dict[str, ProxySession] = {}  # node id -> its latest session, for status
-        self.convergence = Convergence(metrics.convergence.observe, clock)
+        self.convergence = Convergence(metrics.converged, clock)
         self._clock = clock
         self.warmup_until = warmup_until  # until then, reconnecting proxies wait for the registry to refill
         self._streams: set[ProxyStream] = set()
@@ -120,6 +120,10 @@ class Hub:
                 session.connected = False
         groups = self.generation.config.workload_groups if self.generation is not None else ()
         return [_record(session, self.registry.health(node_id), groups) for node_id, session in sorted(records.items())]
+
+    def connected_nodes(self) -> list:
+        """The nodes of the proxies with an open stream (what Prometheus should scrape)."""
+        return [session.node for session in self.records.values() if session.connected]
 
     # --- per stream -----------------------------------------------------------------------
 
@@ -201,10 +205,11 @@ class Hub:
 
     def _nack(self, stream: ProxyStream, msg: Nack) -> None:
         session = stream.session
-        self.metrics.nacks.inc()
         pushed = session.pushed_version
         if not session.nack(msg):
+            self.metrics.nacks.inc()
             return  # not for the last push: not logged either, so repeating one cannot flood the log
+        self.metrics.rejected(session.pushed_type)
         log.warning("proxy %s NACKed version %s: %s", session.node.id, pushed, visible(msg.error))
         self.convergence.answered(stream, int(pushed))
         if session.stale_base(msg):
@@ -263,16 +268,17 @@ class ProxyStream:
         self.hub._closed(self)
 
     def send(self, msg: SnapshotMessage | EndpointsMessage) -> bool:
+        started = time.perf_counter()
         try:
             data = self.hub.encode(msg)
         except (WireError, TypeError, ValueError) as exc:
-            self.hub.metrics.push_errors.inc()
+            self.hub.metrics.push_failed()
             log.error("cannot encode %s %s for %s: %s", msg.TYPE, msg.version, self.session.node.id, exc)
             return False
         if not self.peer.send(data, supersedes=isinstance(msg, SnapshotMessage)):
-            self.hub.metrics.push_errors.inc()
+            self.hub.metrics.push_failed()
             return False
-        self.hub.metrics.pushes.labels(type=msg.TYPE).inc()
+        self.hub.metrics.pushed(msg.TYPE, len(data), time.perf_counter() - started)
         return True
 
     def send_bundle(self, roots_pem: bytes) -> None:

@@ -1,12 +1,53 @@
 """The control server's Prometheus metrics, in a registry of its own (not the process default, so
-tests and embedders can run several servers)."""
+tests and embedders can run several servers).
+
+Besides pymesh's own names, istiod's (pilot/pkg/xds/monitoring.go) where pymesh does the same
+thing, so Istio's control-plane dashboards and alerts read them unchanged: pilot_xds (connected
+proxies), pilot_xds_pushes and pilot_total_xds_rejects by xDS type, pilot_xds_push_time,
+pilot_xds_config_size_bytes, pilot_proxy_convergence_time, pilot_total_xds_internal_errors,
+istio_build, and the process_* metrics. A snapshot carries listeners, routes, clusters and
+endpoints, so one snapshot push (or NACK) counts once for each of lds, rds, cds and eds; an
+endpoints message counts for eds.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
+
+import pymesh
+from pymesh.telemetry.envoy_prometheus import escape
 
 CONVERGENCE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# istiod's buckets (pilot/pkg/xds/monitoring.go)
+PILOT_CONVERGENCE_BUCKETS = (0.1, 0.5, 1, 3, 5, 10, 20, 30)
+PUSH_TIME_BUCKETS = (0.01, 0.1, 0.5, 1, 3, 5, 10, 20, 30)
+CONFIG_SIZE_BUCKETS = (1, 10000, 1000000, 4000000, 10000000, 40000000)
+XDS_TYPES = {"snapshot": ("cds", "eds", "lds", "rds"), "endpoints": ("eds",)}  # message type -> xDS types
+
+
+class Sum:
+    """A counter exposed under its exact name: istiod's exporter adds no "_total"
+    (WithoutCounterSuffixes, for OpenCensus compatibility), prometheus_client always would."""
+
+    def __init__(self, name: str, help: str, labelnames: tuple[str, ...] = ()) -> None:
+        self.name, self.help, self.labelnames = name, help, labelnames
+        self.values: dict[tuple[str, ...], float] = {} if labelnames else {(): 0.0}
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        key = tuple(labels[name] for name in self.labelnames)
+        self.values[key] = self.values.get(key, 0.0) + amount
+
+    def render(self) -> str:
+        lines = [f"# HELP {self.name} {self.help}\n# TYPE {self.name} counter\n"]
+        for key, value in sorted(self.values.items()):
+            labels = ",".join(f'{name}="{escape(v)}"' for name, v in zip(self.labelnames, key))
+            lines.append(f"{self.name}{{{labels}}} {floatToGoString(value)}\n" if labels
+                         else f"{self.name} {floatToGoString(value)}\n")
+        return "".join(lines)
 
 
 class ControlMetrics:
@@ -56,6 +97,53 @@ class ControlMetrics:
         self.buffered = Gauge(
             "pymesh_control_buffered_bytes", "Bytes of partial messages held for all connections.", registry=r
         )
+        # istiod's names (pilot/pkg/xds/monitoring.go, pkg/version)
+        self.xds = Gauge("pilot_xds", "Number of endpoints connected to this pilot using XDS.", registry=r)
+        self.xds_pushes = Sum("pilot_xds_pushes", "Pushes to proxies, by xDS type (lds, rds, cds, eds).", ("type",))
+        self.xds_rejects = Sum("pilot_total_xds_rejects", "Total number of XDS responses from pilot rejected by proxy.",
+                               ("type",))
+        for kind in XDS_TYPES["snapshot"]:
+            self.xds_pushes.inc(0, type=kind)
+            self.xds_rejects.inc(0, type=kind)
+        self.internal_errors = Sum("pilot_total_xds_internal_errors", "Total number of internal XDS errors in pilot.")
+        self._sums = (self.xds_pushes, self.xds_rejects, self.internal_errors)
+        self.push_time = Histogram("pilot_xds_push_time", "Total time in seconds Pilot takes to push lds, rds, cds and eds.",
+                                   buckets=PUSH_TIME_BUCKETS, registry=r)
+        self.config_size = Histogram("pilot_xds_config_size_bytes", "Distribution of configuration sizes pushed to clients",
+                                     buckets=CONFIG_SIZE_BUCKETS, registry=r)
+        self.pilot_convergence = Histogram(
+            "pilot_proxy_convergence_time",
+            "Delay in seconds between config change and a proxy receiving all required configuration.",
+            buckets=PILOT_CONVERGENCE_BUCKETS, registry=r)
+        build = Gauge("istio_build", "Istio component build info", ["component", "tag"], registry=r)
+        build.labels(component="pilot", tag=pymesh.__version__).set(1)
+        ProcessCollector(registry=r)
+
+    def pushed(self, message_type: str, size: int, seconds: float) -> None:
+        """A snapshot or endpoints message of `size` bytes went out, built and queued in `seconds`."""
+        self.pushes.labels(type=message_type).inc()
+        for kind in XDS_TYPES[message_type]:
+            self.xds_pushes.inc(type=kind)
+        self.push_time.observe(seconds)
+        self.config_size.observe(size)
+
+    def push_failed(self) -> None:
+        self.push_errors.inc()
+        self.internal_errors.inc()
+
+    def rejected(self, message_type: str | None) -> None:
+        """A proxy NACKed its last push, a message of that type."""
+        self.nacks.inc()
+        for kind in XDS_TYPES.get(message_type, ()):
+            self.xds_rejects.inc(type=kind)
+
+    def converged(self, seconds: float) -> None:
+        self.convergence.observe(seconds)
+        self.pilot_convergence.observe(seconds)
+
+    def watch_proxies(self, count: Callable[[], int]) -> None:
+        """pilot_xds reads the number of connected proxies at scrape time."""
+        self.xds.set_function(count)
 
     def watch_connections(self, connections) -> None:
         """The connection gauges read the live set at scrape time."""
@@ -63,4 +151,4 @@ class ControlMetrics:
         self.buffered.set_function(lambda: sum(c.buffered for c in list(connections)))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + "".join(s.render() for s in self._sums).encode()

@@ -12,19 +12,22 @@ from dataclasses import dataclass
 from pymesh.api import limits as input_limits
 from pymesh.api import wire
 from pymesh.api.limits import Limits
-from pymesh.control import bounds, persist
+from pymesh.control import bounds, persist, scrape_targets
 from pymesh.control.admin import AdminServer
 from pymesh.control.authority import CaOptions, MeshCA, load_authority
 from pymesh.control.bounds import ConnectionLimits, Gate
 from pymesh.control.h2server import Request, serve
 from pymesh.control.hub import Hub
 from pymesh.control.mesh import Mesh
+from pymesh.control.mesh_api import MeshApi
 from pymesh.control.metrics import ControlMetrics
 from pymesh.control.registry import Registry
+from pymesh.control.scrape import Scraper
 from pymesh.control.signing import Signer
 from pymesh.control.store import ConfigStore
 from pymesh.control.token_api import TokenApi
 from pymesh.control.tokens import TokenStore
+from pymesh.control.traces import TraceStore
 from pymesh.control.watch import Watcher
 
 log = logging.getLogger("pymesh.control")
@@ -65,6 +68,8 @@ class ControlServer:
         self.hub = Hub(self.registry, self.metrics, bundle=None if self.ca is None else lambda: self.ca.bundle_pem,
                        max_per_identity=options.max_per_identity)
         self._nodes = nodes
+        self.mesh_api = MeshApi(self.status, lambda: (str(self.mesh.current.version), self.mesh.current.config),
+                                self.registry.nodes, Scraper(self.hub.connected_nodes), TraceStore())
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: set = set()
         self._watch_task: asyncio.Task | None = None
@@ -85,8 +90,11 @@ class ControlServer:
         gate = Gate(self.options.connection_limits, lambda reason: self.metrics.closed.labels(reason=reason).inc())
         server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate, **self._security())
         self.metrics.watch_connections(self._connections)
+        self.metrics.watch_proxies(lambda: len(self.hub.connected_nodes()))
         admin = await AdminServer(self.status, self.metrics.render, self.metrics.content_type, lambda: self.ready,
-                                  None if self.ca is None else TokenApi(self.tokens, self.ca)).start(*self.options.admin)
+                                  None if self.ca is None else TokenApi(self.tokens, self.ca),
+                                  lambda: scrape_targets.http_sd(self.hub.connected_nodes()),
+                                  self.mesh_api.routes()).start(*self.options.admin)
         self._servers = [server, admin]
         self.listen_address = server.sockets[0].getsockname()[:2]
         self.admin_address = admin.sockets[0].getsockname()[:2]

@@ -34,6 +34,7 @@ class ProxySession:
         self.connected = True
         self.pushed_version: str | None = None
         self.pushed_nonce: str | None = None
+        self.pushed_type: str | None = None  # of the last push: "snapshot" or "endpoints"
         self.view: model.MeshConfig | None = None  # of the last push
         self.acked_version: str | None = None
         self.error: str | None = None  # the NACK of the last push, if it was NACKed
@@ -78,4 +79,5 @@ class ProxySession:
 
     def _pushed(self, view, msg):
         self.pushed_version, self.pushed_nonce, self.view, self.error = msg.version, msg.nonce, view, None
+        self.pushed_type = msg.TYPE
         return msg

@@ -201,6 +201,7 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> C
         id=node_id, workload=identity.workload, namespace=identity.namespace,
         service_account=identity.service_account, labels=dict(identity.labels),
         addresses=tuple(args.address), ports=parse_ports(args.port), workload_group=args.workload_group or "",
+        stats_address=f"{args.admin_address}:{args.stats_port}" if args.stats_port else "",
     )
     if args.workload_group and not args.address:
         raise argparse.ArgumentTypeError("--workload-group needs --address: the WorkloadEntry's address and name")

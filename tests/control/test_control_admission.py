@@ -54,6 +54,14 @@ NAME_RULE = "(letters, digits, '.', '_', ':', '~' and '-', at most 253)"
     ({"ports": {f"p{i}": 80 for i in range(65)}}, "node.ports: 65 ports, more than 64"),
     ({"kind": "router"}, None),  # `pymesh gateway`
     ({"kind": "waypoint\n"}, "node.kind: 'waypoint\\n' is not sidecar or router"),
+    ({"stats_address": "127.0.0.1:15090"}, None),
+    ({"stats_address": "0.0.0.0:15090"}, None),
+    ({"stats_address": "10.1.0.1:15090"}, None),  # one of its addresses
+    ({"stats_address": "[fd00::1]:15090"}, None),
+    ({"stats_address": "10.9.9.9:15090"}, "node.stats_address: 10.9.9.9 is neither loopback nor one of node.addresses"),
+    ({"stats_address": "127.0.0.1:0"}, "node.stats_address: '127.0.0.1:0' is not IP:port"),
+    ({"stats_address": "metadata.internal:80"}, "node.stats_address: 'metadata.internal:80' is not IP:port"),
+    ({"stats_address": "127.0.0.1"}, "node.stats_address: '127.0.0.1' is not IP:port"),
 ])
 def test_check_node(change, problem) -> None:
     assert check_node(replace(GOOD, **change)) == problem

@@ -69,23 +69,23 @@ def egress_sidecar(name: str, selector: dict, port: int, protocol: str = "HTTP")
     }
 
 
-def ingress_sidecar(name: str, selector: dict, port: int, app_port: int) -> dict:
+def ingress_sidecar(name: str, selector: dict, port: int, app_port: int, protocol: str = "HTTP") -> dict:
     """A Sidecar accepting inbound traffic on 127.0.0.1:`port` and handing it to the local app."""
     return {
         "apiVersion": "networking.istio.io/v1", "kind": "Sidecar",
         "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": {
             "workloadSelector": {"labels": dict(selector)},
-            "ingress": [{"port": {"number": port, "protocol": "HTTP", "name": "http"},
+            "ingress": [{"port": {"number": port, "protocol": protocol, "name": protocol.lower()},
                          "bind": LOCALHOST, "captureMode": "NONE", "defaultEndpoint": f"{LOCALHOST}:{app_port}"}],
         },
     }
 
 
-def selected_service(host: str, port: int, selector: dict, name: str) -> dict:
+def selected_service(host: str, port: int, selector: dict, name: str, protocol: str = "HTTP") -> dict:
     """A ServiceEntry with no endpoints of its own: the registered workloads matching
-    `selector` are its endpoints."""
-    resource = service_entry(port, [], host=host, name=name)
+    `selector` are its endpoints (its port is named after the protocol)."""
+    resource = service_entry(port, [], host=host, name=name, protocol=protocol)
     del resource["spec"]["endpoints"]
     resource["spec"]["location"] = "MESH_INTERNAL"
     resource["spec"]["workloadSelector"] = {"labels": dict(selector)}
@@ -433,6 +433,46 @@ class Traffic:
         return self.snapshot()
 
 
+class TcpTraffic:
+    """A client in a thread opening TCP connections through a listener one after another: each
+    sends `size` bytes, reads them back (an echo server behind), closes. Bounded like Traffic;
+    counts the connections that echoed in full and the ones that failed."""
+
+    def __init__(self, port: int, size: int = 1000, max_connections: int = 5_000, max_seconds: float = 60.0,
+                 pause: float = 0.05) -> None:
+        self.port, self.size, self.pause = port, size, pause
+        self.max_connections, self.max_seconds = max_connections, max_seconds
+        self.echoed = self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"tcp-traffic-{port}", daemon=True)
+
+    def start(self) -> TcpTraffic:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        payload = b"x" * self.size
+        for _ in range(self.max_connections):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                break
+            try:
+                with socket.create_connection((LOCALHOST, self.port), timeout=5.0) as sock:
+                    sock.sendall(payload)
+                    got = b""
+                    while len(got) < self.size:
+                        data = sock.recv(65536)
+                        if not data:
+                            break
+                        got += data
+                    if got != payload:
+                        raise OSError(f"{len(got)} of {self.size} bytes echoed")
+                self.echoed += 1
+            except OSError:
+                self.failed += 1
+            self._stop.wait(self.pause)
+
+
 def summary(answers: list[Answer]) -> str:
     counts: dict[str, int] = {}
     for answer in answers:
@@ -500,6 +540,11 @@ class Mesh:
     def traffic(self, port: int, host: str, **options) -> Traffic:
         traffic = Traffic(port, host, **options)
         self.traffics.append(traffic)
+        return traffic.start()
+
+    def tcp_traffic(self, port: int, **options) -> TcpTraffic:
+        traffic = TcpTraffic(port, **options)
+        self.traffics.append(traffic)  # stopped like the HTTP loops at teardown
         return traffic.start()
 
     def hold_port(self) -> int:
