@@ -98,8 +98,8 @@ class Tracer:
     # request start (the TraceHeaders filter) ----------------------------------------------------
 
     def start(self, exchange, request) -> None:
-        found = None  # the trace headers the request came with: most come with none
-        for name, value in exchange.head.raw_headers:
+        found = None  # the trace headers the request came with (as ProxyHeaders left them): most have none
+        for name, value in request.headers:
             if name in tc.READ:
                 if found is None:
                     found = {}

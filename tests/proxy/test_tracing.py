@@ -192,3 +192,27 @@ def test_a_collector_in_trouble_costs_the_requests_nothing(tmp_path, upstreams, 
     failed = "tracing.opentelemetry.reports_dropped" if trouble == "error" else "tracing.opentelemetry.reports_failed"
     wait_until(lambda: stat(proxy, failed) >= 1, what=failed)
     assert stat(proxy, "tracing.opentelemetry.spans_sent") == 0
+
+
+def test_the_bookinfo_gateway_reports_client_spans_named_by_its_routes(tmp_path, upstreams, collector):
+    from proxy_harness import Proxy
+    from test_gateway_bookinfo import SERVICES, bookinfo_config
+
+    sink = collector()
+    apps = {name: upstreams(name) for name in SERVICES}
+    listen = free_port()
+    gateway = Proxy(tmp_path / "gw", bookinfo_config(apps, listen), name="gateway", subcommand="gateway",
+                    env=tracing_env(tmp_path, "zipkin", sink.port))
+    try:
+        gateway.start()
+        for path in ("/productpage", "/static/app.css", "/api/v1/products/1"):
+            assert curl(listen, path, host="bookinfo.example.com").status == 200
+        names = sorted(s["name"] for s in sink.wait_spans(3))
+        assert names == ["productpage.default.svc.cluster.local:9080/api/v1/products*",
+                         "productpage.default.svc.cluster.local:9080/productpage",
+                         "productpage.default.svc.cluster.local:9080/static*"]
+        assert {s["kind"] for s in sink.spans} == {"CLIENT"}
+        request = apps["productpage"].requests[0]
+        assert request.header("x-b3-sampled") == "1" and request.header("x-b3-parentspanid") is None
+    finally:
+        gateway.kill()
