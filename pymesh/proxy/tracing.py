@@ -121,7 +121,7 @@ class Tracer:
         if reason != tc.NOT_TRACEABLE and policy.use_request_id_for_trace_sampling \
                 and reason != tc.trace_reason(request_id):
             marked = tc.with_reason(request_id, reason)
-            headers = [(n, marked.encode() if n == b"x-request-id" else v) for n, v in headers]
+            headers = [(n, marked.encode("latin-1") if n == b"x-request-id" else v) for n, v in headers]
             exchange.request_id = marked
         if incoming is not None and incoming.sampled is not None:
             sampled, debug = incoming.sampled, incoming.debug

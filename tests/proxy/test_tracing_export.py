@@ -18,8 +18,8 @@ def span(i: int) -> Span:
                 start_us=1_700_000_000_000_000 + i, duration_us=10, tags={"http.status_code": "200"})
 
 
-def exporter(loop, collector: Collector, kind: str = "opentelemetry") -> tracing.Exporter:
-    provider = TraceProvider(name="sink", kind=kind, service="127.0.0.1", port=collector.port, timeout=10.0)
+def exporter(loop, collector: Collector, kind: str = "opentelemetry", service: str = "127.0.0.1") -> tracing.Exporter:
+    provider = TraceProvider(name="sink", kind=kind, service=service, port=collector.port, timeout=10.0)
     return tracing.Exporter(loop, provider, Resource("productpage.default"), dict.fromkeys(TRACER_STATS, 0))
 
 
@@ -52,11 +52,11 @@ def test_a_full_batch_goes_at_once_and_the_queue_stays_bounded():
         sink.stop()
 
 
-def test_the_timer_sends_a_partial_batch_in_zipkin_json():
+def test_the_timer_sends_a_partial_batch_in_zipkin_json_to_a_named_host():
     sink = Collector()
     loop = asyncio.new_event_loop()
     try:
-        out = exporter(loop, sink, "zipkin")
+        out = exporter(loop, sink, "zipkin", service="localhost")  # resolved (the sink is on 127.0.0.1)
 
         async def run() -> None:
             for i in range(3):
