@@ -130,3 +130,12 @@ def test_outbound_headers_in_each_format():
     debug = dict(tc.outbound_headers(TRACE, ours, "", True, True, tc.B3_MULTI | tc.W3C, False))
     assert debug[b"x-b3-flags"] == b"1" and b"x-b3-sampled" not in debug
     assert debug[b"traceparent"].endswith(b"-01")
+
+
+@pytest.mark.parametrize("value", [b"", b"-", b"---", b"\xff\xfe" * 40, b"0" * 10000, b"00-" + b"a" * 52,
+                                   b"d-d-d-d-d", b"\x00", "00-\u00e9".encode(), b" , "])
+def test_hostile_values_never_raise(value):
+    for name in (tc.TRACEPARENT, tc.B3, tc.B3_TRACE, tc.B3_SAMPLED, tc.B3_FLAGS):
+        found = tc.extract({name: value, tc.B3_SPAN: value}.get)
+        assert found is None or len(found.trace_id) in (0, 32)
+    assert tc.decide(value.decode("latin-1"), False, False, 50.0, True, 0.5) in (tc.SAMPLING, tc.NOT_TRACEABLE)
