@@ -35,12 +35,30 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for error in result.errors:
         print(error)
+    _print_gateway_api_status(result.config)
     if result.errors:
         files = len({error.file for error in result.errors})
         print(f"{_count(len(result.errors), 'error')} in {_count(files, 'file')}")
         return 1
     print(f"ok: {_count(result.resource_count, 'resource')} in {_count(len(result.files), 'file')}")
     return 0
+
+
+def _print_gateway_api_status(config) -> None:
+    """Gateway API objects' status conditions, as an implementation would write them: a route
+    that did not attach or a backend that does not resolve is valid YAML but does not work."""
+    from pymesh.routing import gateway_api  # the command's one use of the routing layer
+
+    if not gateway_api.has_gateway_api(config):
+        return
+    for status in gateway_api.translate(config).statuses:
+        problems = status.problems()
+        for line in problems:
+            print(f"warning: {line}")
+        if not problems:
+            print(f"{status.kind} {status.namespace + '/' if status.namespace else ''}{status.name}: "
+                  + ", ".join(f"{c.type}={c.status}" for c in status.conditions or
+                              [c for p in status.parents for c in p.conditions][:2]))
 
 
 def _count(n: int, noun: str) -> str:

@@ -18,7 +18,7 @@ from pymesh.api import limits as input_limits
 from pymesh.api.errors import ConfigError, ConfigInvalid
 from pymesh.api.limits import LimitExceeded, Limits
 from pymesh.api.reader import Sink
-from pymesh.api.resources import KINDS, ResourceKey, parse_document
+from pymesh.api.resources import ALL_KINDS, ResourceKey, parse_document
 from pymesh.api.yamltree import YAMLSyntaxError, read_documents
 
 __all__ = ["ConfigError", "ConfigInvalid", "LoadResult", "load_paths", "load_paths_strict", "load_text"]
@@ -38,7 +38,7 @@ class LoadResult:
 
     @property
     def resource_count(self) -> int:
-        return sum(len(getattr(self.config, kind.collection)) for kind in KINDS.values() if kind.collection)
+        return sum(len(getattr(self.config, kind.collection)) for kind in ALL_KINDS if kind.collection)
 
     def strict(self) -> model.MeshConfig:
         """The config, or ConfigInvalid carrying every error."""
@@ -77,7 +77,7 @@ class _Loader:
         self.total_bytes = 0
         self.errors: list[ConfigError] = []
         self.files: list[str] = []
-        self._resources: dict[str, list[Any]] = {k.collection: [] for k in KINDS.values() if k.collection}
+        self._resources: dict[str, list[Any]] = {k.collection: [] for k in ALL_KINDS if k.collection}
         self._seen: dict[ResourceKey, model.Source] = {}
 
     def add_file(self, path: str) -> None:

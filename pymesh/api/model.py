@@ -141,6 +141,9 @@ class HTTPRedirect:
     port: int | None = None
     scheme: str = ""
     redirect_code: int = 301
+    # derivePort: "" keeps the request's authority as it is (or `authority` without a port);
+    # FROM_PROTOCOL_DEFAULT drops the port, FROM_REQUEST_PORT keeps the request's port
+    derive_port: str = ""
 
 
 @dataclass(frozen=True)
@@ -669,6 +672,189 @@ class Gateway:
     selector: Labels = field(default_factory=dict)  # empty: every gateway proxy (Istio: all workloads)
 
 
+# --- Gateway API (gateway.networking.k8s.io) -----------------------------------------------
+# Read as written (camelCase values, Kubernetes defaults filled in); pymesh.routing.gateway_api
+# translates them into Gateways and VirtualServices, as Istio does.
+
+
+@dataclass(frozen=True)
+class GatewayClass:
+    metadata: Metadata
+    controller_name: str
+
+
+@dataclass(frozen=True)
+class ObjectReference:
+    """A Gateway API reference (ParentReference, BackendObjectReference, SecretObjectReference):
+    group "" is the core API; namespace "" is the referrer's own."""
+
+    name: str
+    group: str = ""
+    kind: str = ""
+    namespace: str = ""
+    section_name: str = ""  # ParentReference only
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class RouteNamespaces:
+    source: str = "Same"  # allowedRoutes.namespaces.from: All | Same | Selector
+    selector: Labels | None = None  # matchLabels, with Selector
+
+
+@dataclass(frozen=True)
+class RouteGroupKind:
+    kind: str
+    group: str = "gateway.networking.k8s.io"
+
+
+@dataclass(frozen=True)
+class GatewayTLSConfig:
+    mode: str = "Terminate"  # Terminate | Passthrough
+    certificate_refs: tuple[ObjectReference, ...] = ()  # kind Secret by default
+    options: Labels = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GatewayListener:
+    name: str
+    port: int
+    protocol: str  # HTTP | HTTPS | TLS | TCP | UDP (and domain-prefixed custom ones)
+    hostname: str = ""  # "" matches every host
+    tls: GatewayTLSConfig | None = None
+    allowed_namespaces: RouteNamespaces = field(default_factory=RouteNamespaces)
+    allowed_kinds: tuple[RouteGroupKind, ...] = ()  # empty: the protocol's route kinds
+
+
+@dataclass(frozen=True)
+class KubernetesGateway:
+    """A Gateway API Gateway (not Istio's Gateway, `Gateway` above)."""
+
+    metadata: Metadata
+    gateway_class_name: str
+    listeners: tuple[GatewayListener, ...] = ()
+    addresses: tuple[tuple[str, str], ...] = ()  # (type, value): IPAddress | Hostname | NamedAddress
+
+
+@dataclass(frozen=True)
+class RouteHeaderMatch:
+    name: str
+    value: str
+    type: str = "Exact"  # Exact | RegularExpression
+
+
+@dataclass(frozen=True)
+class HTTPRouteMatchSpec:
+    path_type: str = "PathPrefix"  # Exact | PathPrefix | RegularExpression
+    path: str = "/"
+    headers: tuple[RouteHeaderMatch, ...] = ()
+    query_params: tuple[RouteHeaderMatch, ...] = ()
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class HeaderModifier:
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PathModifier:
+    type: str  # ReplaceFullPath | ReplacePrefixMatch
+    value: str
+
+
+@dataclass(frozen=True)
+class RequestRedirectFilter:
+    scheme: str = ""
+    hostname: str = ""
+    path: PathModifier | None = None
+    port: int | None = None
+    status_code: int = 302
+
+
+@dataclass(frozen=True)
+class URLRewriteFilter:
+    hostname: str = ""
+    path: PathModifier | None = None
+
+
+@dataclass(frozen=True)
+class RequestMirrorFilter:
+    backend_ref: ObjectReference
+    percent: float | None = None  # percent, or fraction as a percentage; None: all requests
+
+
+@dataclass(frozen=True)
+class RouteFilter:
+    type: str  # RequestHeaderModifier | ResponseHeaderModifier | RequestRedirect | URLRewrite | RequestMirror | ExtensionRef
+    request_header_modifier: HeaderModifier | None = None
+    response_header_modifier: HeaderModifier | None = None
+    request_redirect: RequestRedirectFilter | None = None
+    url_rewrite: URLRewriteFilter | None = None
+    request_mirror: RequestMirrorFilter | None = None
+
+
+@dataclass(frozen=True)
+class RouteBackendRef:
+    ref: ObjectReference
+    weight: int = 1
+    filters: tuple[RouteFilter, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouteRetry:
+    attempts: int | None = None
+    backoff: float | None = None  # seconds
+    codes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class GRPCMethodMatch:
+    type: str = "Exact"  # Exact | RegularExpression
+    service: str = ""
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class GRPCRouteMatchSpec:
+    method: GRPCMethodMatch | None = None
+    headers: tuple[RouteHeaderMatch, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """An HTTPRoute or GRPCRoute rule (a GRPCRoute's has grpc_matches, no timeouts)."""
+
+    name: str = ""
+    matches: tuple[HTTPRouteMatchSpec, ...] = ()
+    grpc_matches: tuple[GRPCRouteMatchSpec, ...] = ()
+    filters: tuple[RouteFilter, ...] = ()
+    backend_refs: tuple[RouteBackendRef, ...] = ()
+    request_timeout: float | None = None  # timeouts.request, seconds (0: none)
+    backend_request_timeout: float | None = None  # timeouts.backendRequest
+    retry: RouteRetry | None = None
+
+
+@dataclass(frozen=True)
+class KubernetesRoute:
+    """An HTTPRoute, GRPCRoute, TCPRoute or TLSRoute (`kind`)."""
+
+    metadata: Metadata
+    kind: str  # HTTPRoute | GRPCRoute | TCPRoute | TLSRoute
+    parent_refs: tuple[ObjectReference, ...] = ()
+    hostnames: tuple[str, ...] = ()
+    rules: tuple[RouteRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReferenceGrant:
+    metadata: Metadata
+    grants_from: tuple[tuple[str, str, str], ...]  # (group, kind, namespace)
+    grants_to: tuple[tuple[str, str, str], ...]  # (group, kind, name or "" for all)
+
+
 # --- WorkloadGroup and ProxyConfig (networking.istio.io) -------------------------------------
 
 
@@ -758,5 +944,12 @@ class MeshConfig:
     peer_authentications: tuple[PeerAuthentication, ...] = ()
     authorization_policies: tuple[AuthorizationPolicy, ...] = ()
     gateways: tuple[Gateway, ...] = ()
+    gateway_classes: tuple[GatewayClass, ...] = ()
+    kubernetes_gateways: tuple[KubernetesGateway, ...] = ()
+    http_routes: tuple[KubernetesRoute, ...] = ()
+    grpc_routes: tuple[KubernetesRoute, ...] = ()
+    tcp_routes: tuple[KubernetesRoute, ...] = ()  # v1alpha2
+    tls_routes: tuple[KubernetesRoute, ...] = ()  # v1alpha2
+    reference_grants: tuple[ReferenceGrant, ...] = ()
     workload_groups: tuple[WorkloadGroup, ...] = ()
     proxy_configs: tuple[ProxyConfig, ...] = ()

@@ -10,6 +10,7 @@ from typing import Any, Callable
 from pymesh.api import common, model, shapes
 from pymesh.api.authorization import authorization_policy
 from pymesh.api.destinationrule import destination_rule
+from pymesh.api import gateway_api
 from pymesh.api.gateway import gateway
 from pymesh.api.peer_authentication import peer_authentication
 from pymesh.api.reader import Reader, Sink, Slot, message, or_list, text
@@ -25,6 +26,7 @@ from pymesh.api.yamltree import Document, LineMap
 NETWORKING = ("networking.istio.io", ("v1", "v1beta1", "v1alpha3"))
 SECURITY = ("security.istio.io", ("v1", "v1beta1"))
 PYMESH = ("pymesh.dev", ("v1alpha1",))
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,38 @@ KINDS = {
     )
 }
 
+# The Gateway API's kinds, looked up by apiVersion group first: its Gateway is not Istio's. The
+# older versions are the same schema for what pymesh reads, and real manifests still carry them.
+GATEWAY_API_VERSIONS = (GATEWAY_API_GROUP, ("v1", "v1beta1", "v1alpha2"))
+GATEWAY_API_KINDS = {
+    kind.name: kind
+    for kind in (
+        Kind("GatewayClass", GATEWAY_API_VERSIONS, shapes.GATEWAY_CLASS, gateway_api.gateway_class,
+             "gateway_classes"),
+        Kind("Gateway", GATEWAY_API_VERSIONS, shapes.K8S_GATEWAY, gateway_api.kubernetes_gateway,
+             "kubernetes_gateways"),
+        Kind("HTTPRoute", GATEWAY_API_VERSIONS, shapes.K8S_HTTP_ROUTE, gateway_api.http_route,
+             "http_routes"),
+        Kind("GRPCRoute", (GATEWAY_API_GROUP, ("v1", "v1alpha2")), shapes.K8S_GRPC_ROUTE, gateway_api.grpc_route,
+             "grpc_routes"),
+        Kind("TCPRoute", (GATEWAY_API_GROUP, ("v1alpha2",)), shapes.K8S_TCP_ROUTE, gateway_api.tcp_route, "tcp_routes"),
+        Kind("TLSRoute", (GATEWAY_API_GROUP, ("v1alpha2", "v1alpha3")), shapes.K8S_TLS_ROUTE, gateway_api.tls_route,
+             "tls_routes"),
+        Kind("ReferenceGrant", (GATEWAY_API_GROUP, ("v1beta1", "v1alpha2")), shapes.REFERENCE_GRANT,
+             gateway_api.reference_grant, "reference_grants"),
+    )
+}
+ALL_KINDS = (*KINDS.values(), *GATEWAY_API_KINDS.values())
+
+
+def lookup(kind_name: str | None, api_version: str | None) -> Kind | None:
+    """The kind a document names: a gateway.networking.k8s.io apiVersion picks the Gateway
+    API's kinds, anything else Istio's and pymesh's."""
+    if isinstance(api_version, str) and api_version.split("/", 1)[0] == GATEWAY_API_GROUP:
+        return GATEWAY_API_KINDS.get(kind_name or "")
+    return KINDS.get(kind_name or "")
+
+
 ResourceKey = tuple[str, str, str]  # kind, namespace, name
 _RESOURCE_HINT = "a resource with apiVersion, kind, metadata and spec"
 
@@ -80,7 +114,7 @@ def parse_document(
     r = Reader(sink, root, "", shapes.RESOURCE)
     kind_name = r.get("kind", text(), required=True)
     api_version = r.get("apiVersion", text(), required=True)
-    kind = KINDS.get(kind_name)
+    kind = lookup(kind_name, api_version)
     if kind is None:
         if kind_name is not None:
             r.error("kind", f"kind {kind_name} is not supported")
@@ -97,7 +131,8 @@ def parse_document(
     spec = r.slot("spec") or Slot(LineMap(r.line), r.line, "spec")  # a missing spec reads as an empty one
     resource = message(kind.spec, partial(kind.build, metadata))(sink, spec)
     if metadata is not None and metadata.name:
-        _check_unique(sink, seen, (kind.name, metadata.namespace, metadata.name), source, _name_line(root))
+        key_kind = f"{kind.api[0]}/{kind.name}" if kind.api[0] == GATEWAY_API_GROUP else kind.name
+        _check_unique(sink, seen, (key_kind, metadata.namespace, metadata.name), source, _name_line(root))
     return kind, resource
 
 

@@ -204,6 +204,58 @@ AUTHZ_SOURCE = shape(
 AUTHZ_OPERATION = shape("Operation", "hosts notHosts ports notPorts methods notMethods paths notPaths")
 AUTHZ_CONDITION = shape("Condition", "key values notValues")
 
+# --- Gateway API (gateway.networking.k8s.io): its Go types' JSON names --------------------------
+
+GATEWAY_CLASS = shape("GatewayClassSpec", "controllerName description", unsupported="parametersRef")
+K8S_GATEWAY = shape(
+    "GatewaySpec", "gatewayClassName listeners addresses",
+    unsupported="infrastructure backendTLS allowedListeners",
+)
+GATEWAY_ADDRESS = shape("GatewaySpecAddress", "type value")
+LISTENER = shape("Listener", "name hostname port protocol tls allowedRoutes")
+GATEWAY_TLS = shape("GatewayTLSConfig", "mode certificateRefs options", unsupported="frontendValidation")
+SECRET_REFERENCE = shape("SecretObjectReference", "group kind name namespace")
+ALLOWED_ROUTES = shape("AllowedRoutes", "namespaces kinds")
+ROUTE_NAMESPACES = shape("RouteNamespaces", "from selector")
+LABEL_SELECTOR = shape("LabelSelector", "matchLabels", unsupported="matchExpressions")
+ROUTE_GROUP_KIND = shape("RouteGroupKind", "group kind")
+K8S_HTTP_ROUTE = shape("HTTPRouteSpec", "parentRefs hostnames rules")
+K8S_GRPC_ROUTE = shape("GRPCRouteSpec", "parentRefs hostnames rules")
+PARENT_REFERENCE = shape("ParentReference", "group kind namespace name sectionName port")
+HTTP_ROUTE_RULE = shape(
+    "HTTPRouteRule", "name matches filters backendRefs timeouts retry", unsupported="sessionPersistence"
+)
+GRPC_ROUTE_RULE = shape("GRPCRouteRule", "name matches filters backendRefs", unsupported="sessionPersistence")
+HTTP_ROUTE_MATCH = shape("HTTPRouteMatch", "path headers queryParams method")
+HTTP_PATH_MATCH = shape("HTTPPathMatch", "type value")
+HTTP_HEADER_MATCH = shape("HTTPHeaderMatch", "type name value")
+GRPC_ROUTE_MATCH = shape("GRPCRouteMatch", "method headers")
+GRPC_METHOD_MATCH = shape("GRPCMethodMatch", "type service method")
+HTTP_ROUTE_FILTER = shape(
+    "HTTPRouteFilter",
+    "type requestHeaderModifier responseHeaderModifier requestRedirect urlRewrite requestMirror extensionRef",
+    unsupported="cors externalAuth",
+)
+HTTP_HEADER_FILTER = shape("HTTPHeaderFilter", "set add remove")
+HTTP_HEADER = shape("HTTPHeader", "name value")
+HTTP_REQUEST_REDIRECT = shape("HTTPRequestRedirectFilter", "scheme hostname path port statusCode")
+HTTP_PATH_MODIFIER = shape("HTTPPathModifier", "type replaceFullPath replacePrefixMatch")
+HTTP_URL_REWRITE = shape("HTTPURLRewriteFilter", "hostname path")
+HTTP_REQUEST_MIRROR = shape("HTTPRequestMirrorFilter", "backendRef percent fraction")
+FRACTION = shape("Fraction", "numerator denominator")
+LOCAL_OBJECT_REFERENCE = shape("LocalObjectReference", "group kind name")
+BACKEND_REF = shape("HTTPBackendRef", "group kind name namespace port weight filters")
+BACKEND_OBJECT_REFERENCE = shape("BackendObjectReference", "group kind name namespace port")
+HTTP_ROUTE_TIMEOUTS = shape("HTTPRouteTimeouts", "request backendRequest")
+HTTP_ROUTE_RETRY = shape("HTTPRouteRetry", "codes attempts backoff")
+K8S_TCP_ROUTE = shape("TCPRouteSpec", "parentRefs rules")
+K8S_TLS_ROUTE = shape("TLSRouteSpec", "parentRefs hostnames rules")
+L4_ROUTE_RULE = shape("TCPRouteRule", "name backendRefs")
+L4_BACKEND_REF = shape("BackendRef", "group kind name namespace port weight")
+REFERENCE_GRANT = shape("ReferenceGrantSpec", "from to")
+REFERENCE_GRANT_FROM = shape("ReferenceGrantFrom", "group kind namespace")
+REFERENCE_GRANT_TO = shape("ReferenceGrantTo", "group kind name")
+
 # --- Gateway (networking.istio.io; tlsCertificates is in Istio's newest API only) --------------
 
 GATEWAY = shape("Gateway", "servers selector")

@@ -25,6 +25,7 @@ from pymesh.control.registry import Registry
 from pymesh.control.scrape import Scraper
 from pymesh.control.signing import Signer
 from pymesh.control.store import ConfigStore
+from pymesh.routing import gateway_api
 from pymesh.control.token_api import TokenApi
 from pymesh.control.tokens import TokenStore
 from pymesh.control.traces import TraceStore
@@ -56,6 +57,7 @@ class ControlServer:
         self.options = options
         self.metrics = ControlMetrics()
         self.store = ConfigStore(options.config_dir, options.limits)
+        self._translation: tuple[object, gateway_api.Translation] | None = None  # see _gateway_api
         self.watcher = Watcher(self.store.poll, self._reload, options.debounce, options.max_debounce, options.poll_interval)
         self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)
         self.tokens = TokenStore(options.data_dir, time.time)
@@ -153,7 +155,15 @@ class ControlServer:
                         for p in self.hub.status()],
             "mtls": self.ca is not None,
             "rejected": [{"file": f, "errors": [str(e) for e in errors]} for f, errors in self.store.rejected],
+            "gateway_api": [s.to_json() for s in self._gateway_api()[1].statuses],
         }
+
+    def _gateway_api(self) -> tuple[object, gateway_api.Translation]:
+        """The Gateway API translation of the store's configuration (redone when it changes)."""
+        config = self.store.config
+        if self._translation is None or self._translation[0] is not config:
+            self._translation = (config, gateway_api.translate(config))
+        return self._translation
 
     async def _reload(self, detected_at: float) -> None:
         """One burst of changes (files, proxies): changed files are loaded off the event loop."""
@@ -163,8 +173,8 @@ class ControlServer:
         """The store's new state -> a new generation, pushed where it matters."""
         if rejected:
             self.metrics.rejections.inc(len(rejected))
-        generation = self.mesh.update(self.store.config, self.registry.entries(self.store.config.workload_groups),
-                                      detected_at)
+        config = gateway_api.apply(self.store.config, self._gateway_api()[1])
+        generation = self.mesh.update(config, self.registry.entries(config.workload_groups), detected_at)
         if generation is not None:
             log.info("config version %d", generation.version)
             self.hub.publish(generation)

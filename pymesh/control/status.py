@@ -47,7 +47,24 @@ def format_status(status: dict) -> str:
         for entry in rejected:
             lines.append(f"  {_text(entry['file'])}")
             lines += [f"    {_text(error)}" for error in entry["errors"]]
+    objects = status.get("gateway_api", [])
+    if objects:
+        lines += ["", "GATEWAY API:"]
+        lines += [f"  {_text(line)}" for obj in objects for line in _object_lines(obj)]
     return "\n".join(lines)
+
+
+def _object_lines(obj: dict) -> list[str]:
+    """One line per object and per listener or parent: each condition as Type=Status(Reason)."""
+    def conds(entry: dict) -> str:
+        return ", ".join(f"{c['type']}={c['status']}({c['reason']})" for c in entry.get("conditions", []))
+
+    where = f"{obj.get('kind')} {obj.get('namespace') + '/' if obj.get('namespace') else ''}{obj.get('name')}"
+    lines = [f"{where}: {conds(obj)}"] if obj.get("conditions") else []
+    lines += [f"{where} listener {l.get('name')} ({l.get('attachedRoutes', 0)} routes): {conds(l)}"
+              for l in obj.get("listeners", [])]
+    lines += [f"{where} parent {p.get('parentRef')}: {conds(p)}" for p in obj.get("parents", [])]
+    return lines
 
 
 def _row(proxy: dict) -> tuple[str, ...]:

@@ -22,11 +22,11 @@ from pymesh.api.errors import ConfigError
 from pymesh.api.limits import LimitExceeded, Limits
 from pymesh.api.load import LoadResult, _yaml_files, load_paths
 from pymesh.api.offload import OffloadFailed, run_in_child
-from pymesh.api.resources import KINDS
+from pymesh.api.resources import ALL_KINDS
 
 log = logging.getLogger("pymesh.control.store")
 
-COLLECTIONS = {kind.collection: kind.name for kind in KINDS.values() if kind.collection}
+COLLECTIONS = {kind.collection: kind.name for kind in ALL_KINDS if kind.collection}
 Stamp = tuple[int, int, int]  # mtime_ns, size, inode: a file changed when any differs
 
 
@@ -172,7 +172,7 @@ def _union(files: dict[str, FileState]) -> tuple[model.MeshConfig, list[ConfigEr
         for collection, kind in COLLECTIONS.items():
             for resource in getattr(good, collection):
                 meta = resource.metadata
-                key = (kind, meta.namespace, meta.name)
+                key = (collection, meta.namespace, meta.name)  # Istio's Gateway and the Gateway API's are apart
                 seen = first.setdefault(key, meta.source)
                 if seen is not meta.source:
                     message = f"{kind} {meta.namespace}/{meta.name} is already defined at {seen.file}:{seen.line}; ignored"

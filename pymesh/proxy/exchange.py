@@ -142,12 +142,12 @@ class Exchange:
             response = route.direct_response
             return self.reply(LocalReply(response.status, flags.NONE, response.body.encode()))
         if route.redirect is not None:
-            return self.reply(redirect_reply(route.redirect, head))
+            return self.reply(redirect_reply(route.redirect, head, prefix))
         clusters = route.clusters
         weighted = clusters[0] if len(clusters) == 1 else pick_weighted(clusters, route.total_weight, _rng.random())
         state = runtime.cluster_states.get(weighted.cluster)
         if state is None:
-            return self.reply(local_reply_for(flags.UH, detail=b"cluster not found"))
+            return self.reply(local_reply_for(flags.UH, route.missing_cluster_status, b"cluster not found"))
         self.cluster_state = state
         self.weighted = weighted
         self.matched_prefix = prefix

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pymesh.api import model
 from pymesh.http.message import RequestHead
 from pymesh.policy import flags
+from pymesh.routing.hosts import split_authority
 
 _RESET_BEFORE_HEADERS = b"upstream connect error or disconnect/reset before headers. reset reason: "
 
@@ -58,10 +59,17 @@ def _without_default_port(authority: str, scheme: str) -> str:
     return authority[:-len(default)] if default and authority.endswith(default) else authority
 
 
-def redirect_reply(redirect: model.HTTPRedirect, head: RequestHead) -> LocalReply:
-    """Istio's HTTPRedirect: each part given replaces that part of the request's URL."""
+def redirect_reply(redirect: model.HTTPRedirect, head: RequestHead, matched_prefix: str | None = None) -> LocalReply:
+    """Istio's HTTPRedirect: each part given replaces that part of the request's URL. A uri
+    starting with Istio's %PREFIX()% replaces only the prefix the route matched (Envoy's
+    prefix_rewrite, what Gateway API ReplacePrefixMatch redirects become)."""
     path, _, query = head.path.partition("?")
-    if redirect.uri:
+    if redirect.uri.startswith(PREFIX_MARKER):
+        replacement = redirect.uri[len(PREFIX_MARKER):]
+        path = replacement + path[len(matched_prefix):] if matched_prefix is not None else replacement
+        if query:
+            path = f"{path}?{query}"
+    elif redirect.uri:
         path = redirect.uri
         if query and "?" not in path:
             path = f"{path}?{query}"
@@ -69,9 +77,21 @@ def redirect_reply(redirect: model.HTTPRedirect, head: RequestHead) -> LocalRepl
         path = f"{path}?{query}"
     authority = redirect.authority or head.authority
     if redirect.port:
-        authority = f"{authority.rsplit(':', 1)[0] if ':' in authority else authority}:{redirect.port}"
+        authority = f"{_host_of(authority)}:{redirect.port}"
+    elif redirect.derive_port == "FROM_PROTOCOL_DEFAULT":
+        authority = _host_of(authority)
+    elif redirect.derive_port == "FROM_REQUEST_PORT" and redirect.authority:
+        _, port = split_authority(head.authority)
+        authority = f"{_host_of(authority)}:{port}" if port is not None else _host_of(authority)
     scheme = redirect.scheme or head.scheme
     if scheme != head.scheme and not (redirect.authority or redirect.port):
         authority = _without_default_port(authority, head.scheme)
     location = f"{scheme}://{authority}{path}".encode("latin-1")
     return LocalReply(redirect.redirect_code, flags.NONE, b"", ((b"location", location),))
+
+
+PREFIX_MARKER = "%PREFIX()%"
+
+
+def _host_of(authority: str) -> str:
+    return split_authority(authority)[0]

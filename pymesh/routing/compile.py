@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pymesh.api import model
+from pymesh.routing import gateway_api
 from pymesh.routing.authn import providers_for
 from pymesh.routing.binding import MESH_ONLY, bind_all
 from pymesh.routing.gateway import compile_gateway
@@ -28,6 +29,7 @@ TLS_PROTOCOLS = frozenset({"TLS", "HTTPS"})
 def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version: str) -> Snapshot:
     """Implements pymesh.routing.snapshot.SnapshotCompiler: a sidecar's here, a gateway's
     (identity.kind "router") in pymesh.routing.gateway."""
+    config = gateway_api.apply(config)  # Gateway API resources, as the Istio ones they translate to
     if identity.kind == "router":
         return compile_gateway(config, identity, version)
     ns = identity.namespace

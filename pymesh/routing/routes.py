@@ -136,6 +136,8 @@ class RouteContext:
 
     def http_routes(self, vs: model.VirtualService, port: int) -> list[CompiledRoute]:
         vs_name = f"{vs.metadata.namespace}/{vs.metadata.name}"
+        # Istio marks the VirtualServices it writes for Gateway API routes (pymesh.routing.gateway_api)
+        missing_status = 500 if vs.metadata.annotations.get("internal.istio.io/route-semantics") == "gateway" else 503
         out = []
         for r in vs.http:
             clusters, total = self.weighted(vs, r.route, port) if r.route else ((), 0)
@@ -157,6 +159,7 @@ class RouteContext:
                 rate_limit=self.rate_limits.for_route(r.name, "OUTBOUND"),
                 mirrors=self.mirror_policies(vs, r.mirrors, port) if r.route else (),
                 uri_matches=tuple((m.uri.kind, m.uri.value) if m.uri is not None else ("", "") for m in r.match),
+                missing_cluster_status=missing_status,
             )
             compiled = CompiledRoute.build(route, r.match, port)
             if compiled is not None:

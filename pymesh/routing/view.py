@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Protocol
 
 from pymesh.api import model
+from pymesh.routing import gateway_api
 from pymesh.routing.binding import MESH_ONLY, bound_gateways, gateway_key
 from pymesh.routing.hosts import host_matches, is_wildcard
 from pymesh.routing.registry import ServiceIndex
@@ -76,7 +77,7 @@ class Views:
     workloads each ServiceEntry selects, what each namespace is exported) is worked out once."""
 
     def __init__(self, config: model.MeshConfig):
-        self.config = config
+        self.config = config = gateway_api.apply(config)  # views hold what the resources translate to
         self._namespaces: dict[str, _Namespace] = {}
         self._selected: dict[int, tuple[int, ...]] = {}  # id(ServiceEntry) -> workload indexes
         self._workloads: dict[str, list[int]] | None = None  # namespace -> workload indexes
