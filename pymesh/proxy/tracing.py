@@ -29,6 +29,7 @@ from collections import deque
 
 from pymesh.api import codec
 from pymesh.proxy.random_source import RNG as _rng
+from pymesh.routing.clusters import outbound_name
 from pymesh.telemetry import trace_context as tc
 from pymesh.telemetry.metrics import Peer
 from pymesh.telemetry.policy import TelemetryPolicy, TraceProvider, TracingPolicy
@@ -256,6 +257,8 @@ class Exporter:
         self.stats = stats
         default_path, self.content_type, _, self.encode = _KINDS[provider.kind]
         self.path = provider.path or default_path
+        self.targets: tuple[tuple[str, int], ...] = ((provider.service, provider.port),)  # see collector_targets
+        self._batches = 0
         self.queue: deque[Span] = deque()
         self.timer = None
         self.sending = False
@@ -315,9 +318,12 @@ class Exporter:
     async def _request(self, body: bytes) -> int:
         """One POST on its own connection; the status code of the answer."""
         provider = self.provider
-        reader, writer = await asyncio.open_connection(provider.service, provider.port)
+        self._batches += 1
+        address, port = self.targets[self._batches % len(self.targets)]
+        reader, writer = await asyncio.open_connection(address, port)
         try:
-            host = provider.service if ":" not in provider.service else f"[{provider.service}]"
+            name = provider.service.rpartition("/")[2]
+            host = name if ":" not in name else f"[{name}]"
             writer.write(b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
                          b"Connection: close\r\n%s\r\n" % (self.path.encode("latin-1"), host.encode("idna"),
                                                             provider.port, self.content_type, len(body), self._extra))
@@ -353,6 +359,18 @@ def resource_of(identity) -> Resource:
         ("k8s.pod.name", identity.workload), ("istio.mesh_id", MESH_ID)))
 
 
+def collector_targets(provider: TraceProvider, clusters) -> tuple[tuple[str, int], ...]:
+    """Where a provider's spans go. Istio looks its `service` (`[namespace/]host`) up in the
+    mesh's registry and sends to that service's cluster: here, the endpoints of the snapshot's
+    outbound cluster for the host and port (a ServiceEntry's, say); a host the registry does not
+    know is resolved by DNS as the last resort."""
+    host = provider.service.rpartition("/")[2]
+    cluster = clusters.get(outbound_name(provider.port, "", host))
+    if cluster is not None and cluster.endpoints:
+        return tuple((e.address, e.port) for e in cluster.endpoints)
+    return ((host, provider.port),)
+
+
 class Tracing:
     """The worker's tracers across snapshots: a new snapshot gets a new Tracer, an unchanged
     provider keeps its Exporter (and its queue)."""
@@ -373,6 +391,7 @@ class Tracing:
         if exporter is None:
             stats = self.metrics.tracer_stats(policy.provider.kind)
             exporter = self.exporters[key] = Exporter(self.loop, policy.provider, key[1], stats)
+        exporter.targets = collector_targets(policy.provider, snapshot.clusters)
         return Tracer(policy, snapshot.identity, exporter, self.metrics)
 
     def close(self) -> None:

@@ -216,3 +216,17 @@ def test_the_bookinfo_gateway_reports_client_spans_named_by_its_routes(tmp_path,
         assert request.header("x-b3-sampled") == "1" and request.header("x-b3-parentspanid") is None
     finally:
         gateway.kill()
+
+
+def test_the_provider_service_is_found_in_the_mesh_registry(tmp_path, upstreams, proxies, collector):
+    """Istio's extensionProviders name a mesh service (`zipkin.istio-system.svc.cluster.local`,
+    port 9411): spans go to that service's endpoints, here a ServiceEntry's."""
+    sink = collector()
+    app = upstreams("app")
+    port = free_port()
+    zipkin = service_entry(9411, [endpoint(sink.port)], host="zipkin.istio-system.svc.cluster.local", name="zipkin")
+    proxies([service_entry(port, [endpoint(app)]), zipkin, sidecar((port, "HTTP"))],
+            env=tracing_env(tmp_path, "zipkin", 9411, service="istio-system/zipkin.istio-system.svc.cluster.local"))
+    assert curl(port, "/").status == 200
+    [span] = sink.wait_spans(1)
+    assert span["kind"] == "CLIENT"
