@@ -28,6 +28,7 @@ import time
 from collections import deque
 
 from pymesh.api import codec
+from pymesh.proxy import otlp_grpc
 from pymesh.proxy.random_source import RNG as _rng
 from pymesh.routing.clusters import outbound_name
 from pymesh.telemetry import trace_context as tc
@@ -257,6 +258,7 @@ class Exporter:
         self.stats = stats
         default_path, self.content_type, _, self.encode = _KINDS[provider.kind]
         self.path = provider.path or default_path
+        self.grpc = provider.kind == "opentelemetry" and provider.transport == "grpc"
         self.targets: tuple[tuple[str, int], ...] = ((provider.service, provider.port),)  # see collector_targets
         self._batches = 0
         self.queue: deque[Span] = deque()
@@ -299,6 +301,9 @@ class Exporter:
         except (OSError, asyncio.TimeoutError, ValueError) as error:
             self.stats["reports_failed"] += 1
             self._log_failure(f"{type(error).__name__}: {error}", len(batch))
+        except otlp_grpc.GrpcError as error:  # the collector answered, and not OK
+            self.stats["reports_dropped"] += 1
+            self._log_failure(str(error), len(batch))
         else:
             if 200 <= status < 300:
                 self.stats["reports_sent"] += 1
@@ -316,14 +321,17 @@ class Exporter:
             self.timer = self.loop.call_later(FLUSH_INTERVAL, self._on_timer)
 
     async def _request(self, body: bytes) -> int:
-        """One POST on its own connection; the status code of the answer."""
+        """One POST on its own connection (or one gRPC Export call); the status code of the answer."""
         provider = self.provider
         self._batches += 1
         address, port = self.targets[self._batches % len(self.targets)]
+        name = provider.service.rpartition("/")[2]
+        host = name if ":" not in name else f"[{name}]"
+        if self.grpc:
+            await otlp_grpc.export(address, port, f"{host}:{provider.port}", body, self._extra)
+            return 200
         reader, writer = await asyncio.open_connection(address, port)
         try:
-            name = provider.service.rpartition("/")[2]
-            host = name if ":" not in name else f"[{name}]"
             writer.write(b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
                          b"Connection: close\r\n%s\r\n" % (self.path.encode("latin-1"), host.encode("idna"),
                                                             provider.port, self.content_type, len(body), self._extra))

@@ -230,3 +230,20 @@ def test_the_provider_service_is_found_in_the_mesh_registry(tmp_path, upstreams,
     assert curl(port, "/").status == 200
     [span] = sink.wait_spans(1)
     assert span["kind"] == "CLIENT"
+
+
+def test_otlp_over_grpc_as_istio_defaults_it(tmp_path, upstreams, proxies):
+    """Istio's opentelemetry provider without an `http` block exports OTLP/gRPC (port 4317)."""
+    from trace_collector import GrpcCollector
+
+    sink = GrpcCollector()
+    try:
+        port, app, _ = one_sidecar(tmp_path, upstreams, proxies, "opentelemetry", sink.port, transport="grpc",
+                                   headers=(("x-tenant", "acme"),))
+        for i in range(3):
+            assert curl(port, f"/g{i}").status == 200
+        spans = sink.wait_spans(3)
+        assert {s["kind"] for s in spans} == {"CLIENT"} and spans[0]["service"] == "productpage.default"
+        assert sink.metadata[0]["x-tenant"] == "acme"
+    finally:
+        sink.stop()

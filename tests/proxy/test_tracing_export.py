@@ -75,3 +75,30 @@ def test_the_timer_sends_a_partial_batch_in_zipkin_json_to_a_named_host():
     finally:
         loop.close()
         sink.stop()
+
+
+def test_a_big_batch_over_grpc_waits_for_the_flow_control_windows():
+    from trace_collector import GrpcCollector
+
+    sink = GrpcCollector()
+    loop = asyncio.new_event_loop()
+    try:
+        provider = TraceProvider(name="sink", kind="opentelemetry", service="127.0.0.1", port=sink.port,
+                                 transport="grpc", timeout=10.0)
+        out = tracing.Exporter(loop, provider, Resource("productpage.default"), dict.fromkeys(TRACER_STATS, 0))
+
+        async def run() -> None:
+            for i in range(tracing.BATCH_SPANS):  # ~300 KiB: several times HTTP/2's first window
+                big = span(i)
+                big.tags["padding"] = "x" * 1000
+                out.add(big)
+            for _ in range(400):
+                if out.stats["spans_sent"] or out.stats["reports_failed"] or out.stats["reports_dropped"]:
+                    break
+                await asyncio.sleep(0.05)
+
+        loop.run_until_complete(asyncio.wait_for(run(), 60))
+        assert out.stats["spans_sent"] == tracing.BATCH_SPANS and len(sink.spans) == tracing.BATCH_SPANS
+    finally:
+        loop.close()
+        sink.stop()

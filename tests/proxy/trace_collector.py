@@ -92,10 +92,44 @@ class Collector:
         self.server.server_close()
 
 
+class GrpcCollector:
+    """An OTLP/gRPC collector (grpcio's server with opentelemetry-proto's TraceService); the
+    spans in Collector's form."""
+
+    def __init__(self) -> None:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        collector = self
+        self.spans: list[dict] = []
+        self.metadata: list[dict] = []
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):  # noqa: N802
+                collector.metadata.append(dict(context.invocation_metadata()))
+                collector.spans.extend(_otlp_spans(request.SerializeToString()))
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def wait_spans(self, n: int, timeout: float = 15.0) -> list[dict]:
+        return waiting.wait_until(lambda: len(self.spans) >= n and list(self.spans), timeout, 0.05,
+                                  f"{n} spans at the gRPC collector (have {len(self.spans)})")
+
+    def stop(self) -> None:
+        self.server.stop(None)
+
+
 def tracing_env(workdir: Path, kind: str, port: int, sampling: float = 100.0, service: str = "127.0.0.1",
-                **policy) -> dict[str, str]:
+                transport: str = "http", **policy) -> dict[str, str]:
     """The environment that makes a proxy trace to `service:port` with this policy."""
-    provider = TraceProvider(name=kind, kind=kind, service=service, port=port, timeout=policy.pop("timeout", 5.0))
+    provider = TraceProvider(name=kind, kind=kind, service=service, port=port, timeout=policy.pop("timeout", 5.0),
+                             transport=transport, headers=policy.pop("headers", ()))
     telemetry = TelemetryPolicy(tracing=TracingPolicy(provider=provider, sampling_percent=sampling, **policy))
     path = Path(workdir) / f"telemetry-{kind}-{port}-{sampling}.json"
     path.write_text(json.dumps(codec.encode(telemetry)))
