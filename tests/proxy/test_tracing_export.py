@@ -1,104 +1,95 @@
 """The span exporter on its own event loop against a real collector: a full batch is sent at
 once, the queue never grows past its bound while the collector is slow (the excess is dropped
-and counted), and one POST is in flight at a time."""
+and counted), a partial batch waits for the timer, and a big OTLP/gRPC batch waits for HTTP/2's
+flow control windows."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from pymesh.proxy import tracing
 from pymesh.telemetry.policy import TraceProvider
 from pymesh.telemetry.spans import Resource, Span
 from pymesh.telemetry.stats import TRACER_STATS
-from trace_collector import Collector
+from trace_collector import Collector, GrpcCollector
 
 
-def span(i: int) -> Span:
+def span(i: int, padding: int = 0) -> Span:
     return Span(trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}", parent_id="", name="svc:80/*", kind="CLIENT",
-                start_us=1_700_000_000_000_000 + i, duration_us=10, tags={"http.status_code": "200"})
+                start_us=1_700_000_000_000_000 + i, duration_us=10,
+                tags={"http.status_code": "200", **({"padding": "x" * padding} if padding else {})})
 
 
-def exporter(loop, collector: Collector, kind: str = "opentelemetry", service: str = "127.0.0.1") -> tracing.Exporter:
-    provider = TraceProvider(name="sink", kind=kind, service=service, port=collector.port, timeout=10.0)
-    return tracing.Exporter(loop, provider, Resource("productpage.default"), dict.fromkeys(TRACER_STATS, 0))
-
-
-def test_a_full_batch_goes_at_once_and_the_queue_stays_bounded():
-    sink = Collector(delay=0.2)
+@pytest.fixture
+def drive():
+    """drive(sink, fill, done, **provider) -> the exporter, after fill(exporter) and then, bounded
+    (400 ticks of 50 ms), until done(exporter); the loop and the sink are closed afterwards."""
     loop = asyncio.new_event_loop()
-    try:
-        out = exporter(loop, sink)
-        sizes = []
+    sinks = []
 
-        async def run() -> None:
-            extra = 500
-            for i in range(tracing.BATCH_SPANS + tracing.QUEUE_LIMIT + extra):
-                out.add(span(i))
-                sizes.append(len(out.queue))
-            assert out.sending  # the first full batch left without waiting for the timer
-            assert max(sizes) <= tracing.QUEUE_LIMIT
-            assert out.stats["spans_dropped"] == extra
-            for _ in range(400):  # bounded: the slow collector drains the queue batch by batch
-                if not out.queue and not out.sending:
-                    break
-                await asyncio.sleep(0.05)
-
-        loop.run_until_complete(asyncio.wait_for(run(), 60))
-        assert out.stats["spans_sent"] == tracing.BATCH_SPANS + tracing.QUEUE_LIMIT
-        assert len(sink.spans) == out.stats["spans_sent"] and out.stats["reports_failed"] == 0
-        assert out.stats["reports_sent"] == len(sink.posts) == (tracing.BATCH_SPANS + tracing.QUEUE_LIMIT) // tracing.BATCH_SPANS
-    finally:
-        loop.close()
-        sink.stop()
-
-
-def test_the_timer_sends_a_partial_batch_in_zipkin_json_to_a_named_host():
-    sink = Collector()
-    loop = asyncio.new_event_loop()
-    try:
-        out = exporter(loop, sink, "zipkin", service="localhost")  # resolved (the sink is on 127.0.0.1)
-
-        async def run() -> None:
-            for i in range(3):
-                out.add(span(i))
-            assert not out.sending and out.timer is not None
-            for _ in range(200):
-                if out.stats["spans_sent"] == 3:
-                    break
-                await asyncio.sleep(0.05)
-
-        loop.run_until_complete(asyncio.wait_for(run(), 30))
-        assert out.stats["timer_flushed"] == 1 and out.stats["spans_sent"] == 3
-        assert sink.posts == [("/api/v2/spans", "application/json")]
-        assert [s["traceId"] for s in sink.spans] == [f"{i + 1:032x}" for i in range(3)]
-        assert sink.spans[0]["localEndpoint"] == {"serviceName": "productpage.default"}
-    finally:
-        loop.close()
-        sink.stop()
-
-
-def test_a_big_batch_over_grpc_waits_for_the_flow_control_windows():
-    from trace_collector import GrpcCollector
-
-    sink = GrpcCollector()
-    loop = asyncio.new_event_loop()
-    try:
-        provider = TraceProvider(name="sink", kind="opentelemetry", service="127.0.0.1", port=sink.port,
-                                 transport="grpc", timeout=10.0)
+    def run(sink, fill, done, kind: str = "opentelemetry", service: str = "127.0.0.1", **extra) -> tracing.Exporter:
+        sinks.append(sink)
+        provider = TraceProvider(name="sink", kind=kind, service=service, port=sink.port, timeout=10.0, **extra)
         out = tracing.Exporter(loop, provider, Resource("productpage.default"), dict.fromkeys(TRACER_STATS, 0))
 
-        async def run() -> None:
-            for i in range(tracing.BATCH_SPANS):  # ~300 KiB: several times HTTP/2's first window
-                big = span(i)
-                big.tags["padding"] = "x" * 1000
-                out.add(big)
+        async def work() -> None:
+            fill(out)
             for _ in range(400):
-                if out.stats["spans_sent"] or out.stats["reports_failed"] or out.stats["reports_dropped"]:
-                    break
+                if done(out):
+                    return
                 await asyncio.sleep(0.05)
 
-        loop.run_until_complete(asyncio.wait_for(run(), 60))
-        assert out.stats["spans_sent"] == tracing.BATCH_SPANS and len(sink.spans) == tracing.BATCH_SPANS
-    finally:
-        loop.close()
+        loop.run_until_complete(asyncio.wait_for(work(), 60))
+        return out
+
+    yield run
+    loop.close()
+    for sink in sinks:
         sink.stop()
+
+
+def test_a_full_batch_goes_at_once_and_the_queue_stays_bounded(drive):
+    sink = Collector(delay=0.2)
+    sizes, extra, total = [], 500, tracing.BATCH_SPANS + tracing.QUEUE_LIMIT
+
+    def fill(out) -> None:
+        for i in range(total + extra):
+            out.add(span(i))
+            sizes.append(len(out.queue))
+        assert out.sending  # the first full batch left without waiting for the timer
+
+    out = drive(sink, fill, lambda out: not out.queue and not out.sending)  # drained batch by batch
+    assert max(sizes) <= tracing.QUEUE_LIMIT
+    assert out.stats["spans_dropped"] == extra
+    assert out.stats["spans_sent"] == total == len(sink.spans) and out.stats["reports_failed"] == 0
+    assert out.stats["reports_sent"] == len(sink.posts) == total // tracing.BATCH_SPANS
+
+
+def test_the_timer_sends_a_partial_batch_in_zipkin_json_to_a_named_host(drive):
+    sink = Collector()
+
+    def fill(out) -> None:
+        for i in range(3):
+            out.add(span(i))
+        assert not out.sending and out.timer is not None
+
+    # localhost is resolved (the sink is on 127.0.0.1)
+    out = drive(sink, fill, lambda out: out.stats["spans_sent"] == 3, kind="zipkin", service="localhost")
+    assert out.stats["timer_flushed"] == 1 and out.stats["spans_sent"] == 3
+    assert sink.posts == [("/api/v2/spans", "application/json")]
+    assert [s["traceId"] for s in sink.spans] == [f"{i + 1:032x}" for i in range(3)]
+    assert sink.spans[0]["localEndpoint"] == {"serviceName": "productpage.default"}
+
+
+def test_a_big_batch_over_grpc_waits_for_the_flow_control_windows(drive):
+    sink = GrpcCollector()
+
+    def fill(out) -> None:
+        for i in range(tracing.BATCH_SPANS):  # ~300 KiB: several times HTTP/2's first window
+            out.add(span(i, padding=1000))
+
+    out = drive(sink, fill, lambda out: out.stats["spans_sent"] or out.stats["reports_failed"]
+                or out.stats["reports_dropped"], transport="grpc")
+    assert out.stats["spans_sent"] == tracing.BATCH_SPANS == len(sink.spans)
