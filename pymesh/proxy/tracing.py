@@ -42,6 +42,7 @@ FLUSH_INTERVAL = 1.0  # seconds a finished span waits at most before its batch i
 BATCH_SPANS = 256  # a full batch is sent at once
 QUEUE_LIMIT = 4096  # spans waiting per provider per worker; past it they are dropped
 LOG_INTERVAL = 10.0  # export failures are logged at most this often
+DRAIN_TIMEOUT = 2.0  # at shutdown, how long the last spans may take to leave
 MESH_ID = "cluster.local"  # Istio's default meshId (its trust domain)
 # the provider kind's default path, content type and the format it writes when a request came without one
 _KINDS = {
@@ -264,6 +265,7 @@ class Exporter:
         self.queue: deque[Span] = deque()
         self.timer = None
         self.sending = False
+        self.task: asyncio.Task | None = None  # the POST in flight
         self._logged = -LOG_INTERVAL
         self._extra = b"".join(b"%s: %s\r\n" % (n.encode("latin-1"), v.encode("latin-1")) for n, v in provider.headers
                                if not any(c in n + v for c in "\r\n\0"))
@@ -293,7 +295,7 @@ class Exporter:
             self.timer = None
         batch = [self.queue.popleft() for _ in range(min(BATCH_SPANS, len(self.queue)))]
         self.sending = True
-        self.loop.create_task(self._post(batch))
+        self.task = self.loop.create_task(self._post(batch))
 
     async def _post(self, batch: list[Span]) -> None:
         try:
@@ -352,6 +354,20 @@ class Exporter:
             log.warning("trace export to %s:%d%s failed (%s): %d spans dropped (stats tracing.%s.*)",
                         self.provider.service, self.provider.port, self.path, why, spans, self.provider.kind)
 
+    async def drain(self, timeout: float) -> None:
+        """At shutdown: what is queued goes out now, batch by batch, within `timeout`."""
+        deadline = self.loop.time() + timeout
+        while self.queue or self.sending:
+            if not self.sending:
+                self._send()
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), remaining)
+            except asyncio.TimeoutError:
+                return
+
     def close(self) -> None:
         self.closed = True
         if self.timer is not None:
@@ -401,6 +417,11 @@ class Tracing:
             exporter = self.exporters[key] = Exporter(self.loop, policy.provider, key[1], stats)
         exporter.targets = collector_targets(policy.provider, snapshot.clusters)
         return Tracer(policy, snapshot.identity, exporter, self.metrics)
+
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        """The spans still queued, sent before the worker exits (each provider within `timeout`)."""
+        for exporter in list(self.exporters.values()):
+            await exporter.drain(timeout)
 
     def close(self) -> None:
         self._retain(())

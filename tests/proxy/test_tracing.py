@@ -247,3 +247,12 @@ def test_otlp_over_grpc_as_istio_defaults_it(tmp_path, upstreams, proxies):
         assert sink.metadata[0]["x-tenant"] == "acme"
     finally:
         sink.stop()
+
+
+def test_the_last_spans_leave_when_the_proxy_stops(tmp_path, upstreams, proxies, collector):
+    sink = collector()
+    port, _, proxy = one_sidecar(tmp_path, upstreams, proxies, "zipkin", sink.port)
+    assert curl(port, "/last").status == 200
+    assert proxy.stop() == 0  # before the flush timer fired
+    [span] = sink.wait_spans(1)
+    assert span["tags"]["http.url"].endswith("/last")
