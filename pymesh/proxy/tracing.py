@@ -101,49 +101,67 @@ class Tracer:
     # request start (the TraceHeaders filter) ----------------------------------------------------
 
     def start(self, exchange, request) -> None:
-        found = None  # the trace headers the request came with (as ProxyHeaders left them): most have none
+        """The common request, with no trace header: a decision, a new trace, the provider's header."""
+        if not tc.READ.isdisjoint(dict(request.headers)):
+            return self._join(exchange, request)
+        reason = self._decide(exchange, False, False)
+        sampled = reason != tc.NOT_TRACEABLE
+        ids = "%032x" % _rng.getrandbits(128)  # ids need to be unique, not secret: the fast generator
+        if sampled:
+            self._mark(exchange, request, reason)
+        request.headers += tc.outbound_headers(ids, ids[16:], "", sampled, False, self.native, False)
+        if sampled and not self.policy.disable_span_reporting:
+            exchange.span = ActiveSpan(self, ids, ids[16:], "", "")
+
+    def _join(self, exchange, request) -> None:
+        """A request with trace headers: the caller's trace is joined (its decision honoured) and
+        its headers replaced by ours, in each format it came in and the provider's."""
+        found = {}
         for name, value in request.headers:
             if name in tc.READ:
-                if found is None:
-                    found = {}
                 if name in found:  # a repeated header: the first counts, tracestate's are one list
                     if name == tc.TRACESTATE:
                         found[name] += b"," + value
                     continue
                 found[name] = value
-        policy = self.policy
-        request_id = exchange.request_id
-        incoming = tc.extract(found.get) if found is not None else None
-        reason = tc.decide(request_id, found is not None and tc.CLIENT_TRACE_ID in found,
-                           found is not None and tc.FORCE_TRACE in found,
-                           policy.sampling_percent, policy.use_request_id_for_trace_sampling, _rng.random())
-        self._decisions(exchange.listener.name)[reason] += 1
-        headers = request.headers
-        if found is not None:
-            headers = [(n, v) for n, v in headers if n not in tc.WRITTEN]
-        if reason != tc.NOT_TRACEABLE and policy.use_request_id_for_trace_sampling \
-                and reason != tc.trace_reason(request_id):
-            marked = tc.with_reason(request_id, reason)
-            headers = [(n, marked.encode("latin-1") if n == b"x-request-id" else v) for n, v in headers]
-            exchange.request_id = marked
+        incoming = tc.extract(found.get)
+        reason = self._decide(exchange, tc.CLIENT_TRACE_ID in found, tc.FORCE_TRACE in found)
+        request.headers = [(n, v) for n, v in request.headers if n not in tc.WRITTEN]
+        if reason != tc.NOT_TRACEABLE:
+            self._mark(exchange, request, reason)
         if incoming is not None and incoming.sampled is not None:
             sampled, debug = incoming.sampled, incoming.debug
         else:
             sampled, debug = reason != tc.NOT_TRACEABLE, False
-        ids = "%032x" % _rng.getrandbits(128)  # ids need to be unique, not secret: the fast generator
+        ids = "%032x" % _rng.getrandbits(128)
         span_id = ids[16:]
-        if incoming is None:
-            headers += tc.outbound_headers(ids, span_id, "", sampled, False, self.native, False)
-            trace_id, parent_id, state = ids, "", ""
+        if incoming is None:  # only x-client-trace-id, x-envoy-force-trace or an invalid context
+            trace_id, parent_id, state, formats, short_b3 = ids, "", "", self.native, False
         else:
-            trace_id = incoming.trace_id or ids
-            parent_id = incoming.span_id
+            trace_id, parent_id = incoming.trace_id or ids, incoming.span_id
             state = incoming.tracestate.decode("latin-1") if incoming.tracestate else ""
-            headers += tc.outbound_headers(trace_id, span_id, parent_id, sampled, debug, incoming.formats | self.native,
-                                           incoming.short_b3)
-        request.headers = headers
-        if sampled and not policy.disable_span_reporting:
+            formats, short_b3 = incoming.formats | self.native, incoming.short_b3
+        request.headers += tc.outbound_headers(trace_id, span_id, parent_id, sampled, debug, formats, short_b3)
+        if sampled and not self.policy.disable_span_reporting:
             exchange.span = ActiveSpan(self, trace_id, span_id, parent_id, state)
+
+    def _decide(self, exchange, client_trace_id: bool, force_trace: bool) -> str:
+        policy = self.policy
+        reason = tc.decide(exchange.request_id, client_trace_id, force_trace, policy.sampling_percent,
+                           policy.use_request_id_for_trace_sampling, _rng.random())
+        stats = self._decision_stats.get(exchange.listener.name)
+        if stats is None:
+            stats = self._decisions(exchange.listener.name)
+        stats[reason] += 1
+        return reason
+
+    def _mark(self, exchange, request, reason: str) -> None:
+        """Envoy's setTraceReason: the next hops read the decision from x-request-id."""
+        request_id = exchange.request_id
+        if self.policy.use_request_id_for_trace_sampling and reason != tc.trace_reason(request_id):
+            marked = tc.with_reason(request_id, reason)
+            request.headers = [(n, marked.encode("latin-1") if n == b"x-request-id" else v) for n, v in request.headers]
+            exchange.request_id = marked
 
     def _decisions(self, listener_name: str) -> dict[str, int]:
         stats = self._decision_stats.get(listener_name)
