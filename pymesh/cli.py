@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = (
     "pymesh.proxy.gateway_command",  # pymesh gateway
     "pymesh.proxy.lifecycle",  # pymesh run
     "pymesh.api.analyze",  # pymesh analyze
+    "pymesh.explain_command",  # pymesh explain
     "pymesh.capture.command",  # pymesh iptables
     "pymesh.control.command",  # pymesh control serve|status
     "pymesh.control.ca_command",  # pymesh ca init|issue

@@ -1,10 +1,22 @@
 """Every Istio message pymesh reads: the fields it supports and the Istio fields it knows but does
-not implement yet.
+not implement.
 
-This table is the one place that says what pymesh accepts. A field in `unsupported` is reported
-as "field not supported by pymesh yet" (so Istio YAML that relies on it fails loudly instead of
-being half-applied); any other field not in `fields` is an "unknown field". Names are Istio's
+This table is the one place that says what pymesh accepts. A field of Istio's protos is never
+called unknown: pymesh either implements it (`fields`), or ignores it with a warning (`ignored`),
+or refuses the resource (`unsupported`). Any other name is an "unknown field". Names are Istio's
 camelCase YAML names.
+
+The rule for an Istio field pymesh does not implement:
+
+- `ignored` ("field has no effect in pymesh (ignored)", a warning; an error under `--strict`)
+  when leaving it out changes nothing about which requests are accepted, where they go and what
+  is sent: stats names (statPrefix), tuning pymesh has no equivalent for (retryBudget's
+  budgetInterval). The resource is applied without it.
+- `unsupported` ("field not supported by pymesh yet", an error: the resource is not applied)
+  when ignoring it would change behaviour: anything that decides who may send or receive
+  (authentication, authorization, TLS, match conditions such as sourceNamespace, which would
+  widen a match if dropped), where traffic goes (delegate, network, tunnel), or what is sent
+  (rewrites, bodies, PROXY protocol). Half-applying such a resource is worse than refusing it.
 """
 
 from __future__ import annotations
@@ -17,10 +29,11 @@ class Shape:
     name: str  # Istio's message name, for programming errors only
     fields: frozenset[str]
     unsupported: frozenset[str] = frozenset()
+    ignored: frozenset[str] = frozenset()  # accepted with a warning (see the module's docstring)
 
 
-def shape(name: str, fields: str, unsupported: str = "") -> Shape:
-    return Shape(name, frozenset(fields.split()), frozenset(unsupported.split()))
+def shape(name: str, fields: str, unsupported: str = "", ignored: str = "") -> Shape:
+    return Shape(name, frozenset(fields.split()), frozenset(unsupported.split()), frozenset(ignored.split()))
 
 
 # --- the resource envelope -------------------------------------------------------------------
@@ -83,7 +96,8 @@ HTTP_MATCH_REQUEST = shape(
     "HTTPMatchRequest",
     "name uri scheme method authority headers withoutHeaders queryParams port sourceLabels "
     "ignoreUriCase gateways",
-    unsupported="sourceNamespace statPrefix",
+    unsupported="sourceNamespace",
+    ignored="statPrefix",
 )
 HTTP_ROUTE_DESTINATION = shape("HTTPRouteDestination", "destination weight headers")
 HTTP_REDIRECT = shape("HTTPRedirect", "uri authority port scheme redirectCode", unsupported="derivePort")
@@ -140,14 +154,14 @@ HTTP_SETTINGS = shape(
     "HTTPSettings",
     "idleTimeout maxRequestsPerConnection h2UpgradePolicy useClientProtocol maxConcurrentStreams "
     "http1MaxPendingRequests http2MaxRequests maxRetries",
-    unsupported="http2KeepAlive",
+    ignored="http2KeepAlive",  # PINGs on idle upstream HTTP/2 connections: liveness tuning only
 )
 OUTLIER_DETECTION = shape(
     "OutlierDetection",
     "consecutiveErrors consecutive5xxErrors consecutiveGatewayErrors consecutiveLocalOriginFailures "
     "splitExternalLocalOriginErrors interval baseEjectionTime maxEjectionPercent minHealthPercent",
 )
-RETRY_BUDGET = shape("RetryBudget", "percent minRetryConcurrency", unsupported="budgetInterval")
+RETRY_BUDGET = shape("RetryBudget", "percent minRetryConcurrency", ignored="budgetInterval")
 SUBSET = shape("Subset", "name labels trafficPolicy")
 
 # --- Sidecar ---------------------------------------------------------------------------------
@@ -159,7 +173,7 @@ INGRESS_LISTENER = shape(
     "IstioIngressListener", "port bind captureMode defaultEndpoint", unsupported="tls connectionPool"
 )
 EGRESS_LISTENER = shape("IstioEgressListener", "port bind captureMode hosts")
-OUTBOUND_TRAFFIC_POLICY = shape("OutboundTrafficPolicy", "mode", unsupported="egressProxy")
+OUTBOUND_TRAFFIC_POLICY = shape("OutboundTrafficPolicy", "mode egressProxy")
 
 # --- LocalRateLimit (pymesh.dev/v1alpha1: Istio has none; see pymesh.api.ratelimit) ------------
 
@@ -286,3 +300,71 @@ EXEC_HEALTH_CHECK = shape("ExecHealthCheckConfig", "command")
 # targetRef picks a waypoint (ambient mode), which pymesh does not have
 PROXY_CONFIG = shape("ProxyConfig", "selector concurrency environmentVariables image", unsupported="targetRef")
 PROXY_IMAGE = shape("ProxyImage", "imageType")
+
+# --- Telemetry (telemetry.istio.io v1, v1alpha1) ----------------------------------------------
+
+TELEMETRY = shape("Telemetry", "selector targetRef targetRefs tracing accessLogging metrics")
+PROVIDER_REF = shape("ProviderRef", "name")
+# enableIstioTags (Istio 1.26) switches Istio's own span tags, which pymesh does not add
+TRACING = shape(
+    "Tracing",
+    "match providers randomSamplingPercentage disableSpanReporting customTags useRequestIdForTraceSampling",
+    unsupported="enableIstioTags",
+)
+WORKLOAD_MODE_SELECTOR = shape("TracingSelector", "mode")
+CUSTOM_TAG = shape("Tracing.CustomTag", "literal environment header")
+TAG_LITERAL = shape("Tracing.Literal", "value")
+TAG_ENVIRONMENT = shape("Tracing.Environment", "name defaultValue")
+TAG_HEADER = shape("Tracing.RequestHeader", "name defaultValue")
+ACCESS_LOGGING = shape("AccessLogging", "match providers disabled filter")
+ACCESS_LOGGING_FILTER = shape("AccessLogging.Filter", "expression")
+METRICS = shape("Metrics", "providers overrides reportingInterval")
+METRICS_OVERRIDES = shape("MetricsOverrides", "match disabled tagOverrides")
+METRIC_SELECTOR = shape("MetricSelector", "metric customMetric mode")
+TAG_OVERRIDE = shape("MetricsOverrides.TagOverride", "operation value")
+
+# --- Istio's MeshConfig (the istio ConfigMap's data.mesh) --------------------------------------
+# Istio reads it with protobuf's JSON parser, which takes a field under its JSON (camelCase) or
+# proto (snake_case) name: pymesh.api.meshconfig accepts both. MESH_CONFIG_NO_EFFECT are
+# Istio's fields that pymesh accepts and reports as having no effect.
+
+CONFIG_MAP = shape("ConfigMap", "apiVersion kind metadata data binaryData immutable")
+CONFIG_MAP_DATA = shape("ConfigMap.data", "mesh meshNetworks values")  # of istio-system/istio
+MESH_CONFIG = shape(
+    "MeshConfig",
+    "extensionProviders defaultProviders enableTracing accessLogFile accessLogEncoding accessLogFormat "
+    "defaultConfig rootNamespace",
+)
+MESH_CONFIG_NO_EFFECT = frozenset((
+    "proxyListenPort proxyInboundListenPort proxyHttpPort connectTimeout protocolDetectionTimeout tcpKeepalive "
+    "ingressClass ingressService ingressControllerMode ingressSelector enableEnvoyAccessLogService "
+    "disableEnvoyListenerLog outboundTrafficPolicy inboundTrafficPolicy configSources enableAutoMtls "
+    "trustDomain trustDomainAliases caCertificates defaultServiceExportTo defaultVirtualServiceExportTo "
+    "defaultDestinationRuleExportTo localityLbSetting dnsRefreshRate h2UpgradePolicy inboundClusterStatName "
+    "outboundClusterStatName certificates serviceSettings enablePrometheusMerge verifyCertificateAtClient ca "
+    "discoverySelectors pathNormalization defaultHttpRetryPolicy meshMTLS tlsDefaults gatewayTopology "
+    "serviceScopeConfigs thriftConfig mixerCheckServer mixerReportServer disablePolicyChecks "
+    "disableMixerHttpReports policyCheckFailOpen sidecarToTelemetrySessionAffinity sdsUdsPath "
+    "enableSdsTokenMount sdsUseK8sSaJwt reportBatchMaxEntries reportBatchMaxTime"
+).split())
+DEFAULT_PROVIDERS = shape("MeshConfig.DefaultProviders", "tracing metrics accessLogging")
+PROXY_TRACING = shape(
+    "ProxyConfig.Tracing", "sampling zipkin maxPathTagLength customTags lightstep datadog stackdriver openCensusAgent tlsSettings"
+)
+ZIPKIN_ADDRESS = shape("Tracing.Zipkin", "address")
+MESH_EXTENSION_PROVIDER = shape(
+    "MeshConfig.ExtensionProvider",
+    "name zipkin opentelemetry envoyFileAccessLog prometheus envoyExtAuthzHttp envoyExtAuthzGrpc lightstep datadog "
+    "stackdriver opencensus skywalking envoyHttpAls envoyTcpAls envoyOtelAls sds",
+)
+# traceContextOption picks B3 and/or W3C headers for Zipkin and enable64bitTraceId the trace id's
+# length: choices pymesh's tracer does not offer per provider yet.
+ZIPKIN_PROVIDER = shape("ZipkinTracingProvider", "service port maxTagLength path timeout headers",
+                        unsupported="traceContextOption enable64bitTraceId")
+OPENTELEMETRY_PROVIDER = shape("OpenTelemetryTracingProvider", "service port maxTagLength http grpc resourceDetectors",
+                               unsupported="dynatraceSampler")
+OTEL_HTTP = shape("HttpService", "path timeout headers")
+OTEL_GRPC = shape("GrpcService", "timeout initialMetadata")
+HTTP_HEADER_VALUE = shape("HttpHeader", "name value envName")
+FILE_ACCESS_LOG_PROVIDER = shape("EnvoyFileAccessLogProvider", "path logFormat")
+LOG_FORMAT = shape("LogFormat", "text labels", unsupported="omitEmptyValues")

@@ -5,19 +5,27 @@ from __future__ import annotations
 
 from functools import partial
 
-from pymesh.api import checks, common, model, shapes
+from pymesh.api import checks, common, hosts, model, shapes
 from pymesh.api.reader import Reader, choice, distinct, message, text
 
 OUTBOUND_MODE = choice("mode", ("ALLOW_ANY", "REGISTRY_ONLY"))
+_EGRESS_HOST = hosts.read_host(partial(hosts.namespace_host, gateway=False), hosts.normalize_namespace_host)
 SIDECAR_PORT = message(shapes.SERVICE_PORT, partial(common.service_port, target_port=False))
+EGRESS_PROXY = message(shapes.DESTINATION, lambda d: model.Destination(
+    host=d.get("host", text(hosts.fqdn), "", required=True),
+    subset=d.get("subset", text(checks.dns_label), ""),
+    port=d.get("port", common.PORT_SELECTOR, required=True),
+))
 
 
 def sidecar(metadata: model.Metadata, r: Reader) -> model.Sidecar:
     if not _configured(r):
         r.error_here("sidecar must set at least one of ingress, egress or outboundTrafficPolicy")
     ingress = distinct(message(shapes.INGRESS_LISTENER, _ingress), _port_number, "port")
-    egress = distinct(message(shapes.EGRESS_LISTENER, _egress), _port_number, "port")
+    namespace = metadata.namespace if metadata else ""
+    egress = distinct(message(shapes.EGRESS_LISTENER, partial(_egress, namespace=namespace)), _port_number, "port")
     egress_listeners = r.get_list("egress", egress)
+    mode, egress_proxy = r.get("outboundTrafficPolicy", OUTBOUND_TRAFFIC_POLICY, (model.Sidecar.outbound_traffic_policy, None))
     if any(listener.port is None for listener in egress_listeners[:-1]):
         r.error("egress", "only the last egress listener may leave out port (it catches all other ports)")
     return model.Sidecar(
@@ -25,12 +33,22 @@ def sidecar(metadata: model.Metadata, r: Reader) -> model.Sidecar:
         workload_selector=common.workload_selector(r),
         ingress=r.get_list("ingress", ingress),
         egress=egress_listeners,
-        outbound_traffic_policy=r.get(
-            "outboundTrafficPolicy",
-            message(shapes.OUTBOUND_TRAFFIC_POLICY, lambda o: o.get("mode", OUTBOUND_MODE, "ALLOW_ANY")),
-            model.Sidecar.outbound_traffic_policy,
-        ),
+        outbound_traffic_policy=mode,
+        egress_proxy=egress_proxy,
     )
+
+
+def _overlapping_hosts(r: Reader, egress_hosts: tuple[str, ...], namespace: str) -> None:
+    """Istio's ValidateSidecar warnings: a host another entry of the list already selects."""
+    by_namespace: dict[str, set[str]] = {}
+    for host in egress_hosts:
+        ns, _, name = host.partition("/")
+        names = by_namespace.setdefault(namespace if ns == "." else ns, set())
+        if (name != "*" and (name in names or "*" in names)) or (name == "*" and names):
+            r.warn("hosts", f"duplicated egress host: {host}")
+        names.add(name)
+    if "*" in by_namespace.get("*", ()) and len(by_namespace) != 1:
+        r.warn("hosts", "`*/*` host select all resources, no other hosts can be added")
 
 
 def _configured(r: Reader) -> bool:
@@ -38,6 +56,19 @@ def _configured(r: Reader) -> bool:
     unset, a present outboundTrafficPolicy or inboundConnectionPool (even `{}`) as set."""
     return any(r.has(key) and r.data[key] != [] for key in ("ingress", "egress")) or any(
         r.has(key) for key in ("outboundTrafficPolicy", "inboundConnectionPool"))
+
+
+def _outbound_traffic_policy(r: Reader) -> tuple[str, model.Destination | None]:
+    """Istio: a Sidecar's policy replaces the mesh's whole, so `{}` is REGISTRY_ONLY (the enum's
+    zero value). egressProxy takes effect under ALLOW_ANY only and needs a FQDN and a port."""
+    mode = r.get("mode", OUTBOUND_MODE, None if r.has("mode") else "REGISTRY_ONLY")  # None: not valid
+    egress_proxy = r.get("egressProxy", EGRESS_PROXY)
+    if egress_proxy is not None and mode == "REGISTRY_ONLY":
+        r.error("egressProxy", "egressProxy must be set only with mode ALLOW_ANY")
+    return mode or "REGISTRY_ONLY", egress_proxy
+
+
+OUTBOUND_TRAFFIC_POLICY = message(shapes.OUTBOUND_TRAFFIC_POLICY, _outbound_traffic_policy)
 
 
 def _port_number(listener: model.IngressListener | model.EgressListener) -> int | None:
@@ -53,9 +84,11 @@ def _ingress(r: Reader) -> model.IngressListener:
     )
 
 
-def _egress(r: Reader) -> model.EgressListener:
+def _egress(r: Reader, namespace: str) -> model.EgressListener:
+    egress_hosts = r.get_list("hosts", distinct(_EGRESS_HOST), required=True)
+    _overlapping_hosts(r, egress_hosts, namespace)
     return model.EgressListener(
-        hosts=r.get_list("hosts", distinct(text(checks.sidecar_egress_host)), required=True),
+        hosts=egress_hosts,
         port=r.get("port", SIDECAR_PORT),
         bind=r.get("bind", text(checks.ip_address), ""),
         capture_mode=r.get("captureMode", common.CAPTURE_MODE, "DEFAULT"),

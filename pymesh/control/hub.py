@@ -58,7 +58,7 @@ class Hub:
         self.metrics = metrics
         self.generation: Generation | None = None
         self.records: dict[str, ProxySession] = {}  # node id -> its latest session, for status
-        self.convergence = Convergence(metrics.converged, clock)
+        self.convergence = Convergence(metrics.convergence.observe, clock, metrics.pilot_convergence.observe)
         self._clock = clock
         self.warmup_until = warmup_until  # until then, reconnecting proxies wait for the registry to refill
         self._streams: set[ProxyStream] = set()

@@ -3,7 +3,7 @@ tests and embedders can run several servers).
 
 Besides pymesh's own names, istiod's (pilot/pkg/xds/monitoring.go) where pymesh does the same
 thing, so Istio's control-plane dashboards and alerts read them unchanged: pilot_xds (connected
-proxies), pilot_xds_pushes and pilot_total_xds_rejects by xDS type, pilot_xds_push_time,
+proxies), pilot_services and pilot_virt_services, pilot_xds_pushes and pilot_total_xds_rejects by xDS type, pilot_xds_push_time,
 pilot_xds_config_size_bytes, pilot_proxy_convergence_time, pilot_total_xds_internal_errors,
 istio_build, and the process_* metrics. A snapshot carries listeners, routes, clusters and
 endpoints, so one snapshot push (or NACK) counts once for each of lds, rds, cds and eds; an
@@ -113,8 +113,11 @@ class ControlMetrics:
                                      buckets=CONFIG_SIZE_BUCKETS, registry=r)
         self.pilot_convergence = Histogram(
             "pilot_proxy_convergence_time",
-            "Delay in seconds between config change and a proxy receiving all required configuration.",
+            "Delay in seconds between config change and a proxy receiving all required configuration "
+            "(observed per proxy, at its answer).",
             buckets=PILOT_CONVERGENCE_BUCKETS, registry=r)
+        self.services = Gauge("pilot_services", "Total services known to pilot.", registry=r)
+        self.virtual_services = Gauge("pilot_virt_services", "Total virtual services known to pilot.", registry=r)
         build = Gauge("istio_build", "Istio component build info", ["component", "tag"], registry=r)
         build.labels(component="pilot", tag=pymesh.__version__).set(1)
         ProcessCollector(registry=r)
@@ -137,9 +140,11 @@ class ControlMetrics:
         for kind in XDS_TYPES.get(message_type, ()):
             self.xds_rejects.inc(type=kind)
 
-    def converged(self, seconds: float) -> None:
-        self.convergence.observe(seconds)
-        self.pilot_convergence.observe(seconds)
+    def watch_config(self, config: Callable[[], object]) -> None:
+        """pilot_services (hosts of the ServiceEntries) and pilot_virt_services read the config
+        in force at scrape time."""
+        self.services.set_function(lambda: sum(len(entry.hosts) for entry in config().service_entries))
+        self.virtual_services.set_function(lambda: len(config().virtual_services))
 
     def watch_proxies(self, count: Callable[[], int]) -> None:
         """pilot_xds reads the number of connected proxies at scrape time."""

@@ -3,7 +3,8 @@ hand them to the HTTP or TCP handler for that destination.
 
 Outbound (15001, Istio's virtualOutbound): the original destination's port selects the compiled
 outbound listener for that port; a port with no service goes straight through to where it was
-going (Istio's ALLOW_ANY PassthroughCluster) or is refused under REGISTRY_ONLY (BlackHoleCluster).
+going (Istio's ALLOW_ANY PassthroughCluster, or the Sidecar's egressProxy when it names one) or
+is refused under REGISTRY_ONLY (BlackHoleCluster).
 Inbound (15006, virtualInbound): the app on the original port, over 127.0.0.1 unless an inbound
 address is configured; a Sidecar ingress entry for that port decides protocol and endpoint.
 
@@ -145,11 +146,15 @@ class Sniffer(asyncio.Protocol):
         if listener.route_table is None:
             if listener.tcp_route is None:
                 return self._become(self._passthrough())
-            return self._become(TcpProxy(self.runtime, listener))
+            return self._become(TcpProxy(self.runtime, listener, original_destination=self.destination))
         self._sniff()
 
     def _passthrough(self) -> TcpProxy:
-        """Istio's PassthroughCluster: on to where the connection was going."""
+        """Istio's PassthroughCluster: on to where the connection was going; to the Sidecar's
+        egressProxy instead when it has one."""
+        egress_proxy = self.runtime.snapshot.egress_proxy
+        if egress_proxy is not None:
+            return TcpProxy(self.runtime, egress_proxy.listener, original_destination=self.destination)
         return TcpProxy(self.runtime, self.runtime.passthrough_listener, target=self.destination)
 
     def _unmatched_tls(self) -> TcpProxy | None:
@@ -206,6 +211,8 @@ class Sniffer(asyncio.Protocol):
         elif self.direction == "inbound":
             protocol = TcpProxy(self.runtime, self.listener, target=self._inbound_target(),
                                 original_destination=self.destination)
+        elif self.listener.tcp_route is not None:  # a sniffed port (protocol unset) that is not HTTP
+            protocol = TcpProxy(self.runtime, self.listener, original_destination=self.destination)
         else:
             protocol = self._passthrough()
         self._become(protocol)

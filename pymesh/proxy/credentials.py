@@ -3,7 +3,9 @@
 
 A TLS secret has `tls.crt`, `tls.key` and optionally `ca.crt` and `ca.crl`; an Opaque one, as
 Istio also reads it, `cert`, `key`, `cacert` and `crl`. The CA may instead live in a folder
-`<name>-cacert` (Istio's separate CA secret). Names are Kubernetes Secret names, optionally
+`<name>-cacert` (Istio's separate CA secret, which wins, as Istio looks up `<name>-cacert` first
+and then `<name>`'s ca.crt), and a CA-only credential may be that folder alone (the egress TLS
+origination task's `client-credential-cacert` for `credentialName: client-credential`). Names are Kubernetes Secret names, optionally
 prefixed `kubernetes://`: nothing else is looked up, so a name cannot reach outside the folder.
 Gateways (issue 12) use the same resolver for their server certificates.
 """
@@ -44,13 +46,13 @@ class CredentialResolver:
         if secret.endswith(".") or ".." in secret or not _SECRET_NAME.match(secret):
             raise CredentialNotFound(f"credentialName {name!r} is not a Kubernetes Secret name")
         folder = os.path.join(self.directory, secret)
-        if not os.path.isdir(folder):
-            raise CredentialNotFound(f"credentialName {name!r}: no folder {folder}")
         ca_folder = os.path.join(self.directory, f"{secret}-cacert")
+        if not os.path.isdir(folder) and not os.path.isdir(ca_folder):
+            raise CredentialNotFound(f"credentialName {name!r}: no folder {folder} (nor {ca_folder})")
         credential = Credential(
             certificate=_first(folder, _CERT),
             private_key=_first(folder, _KEY),
-            ca_certificates=_first(folder, _CA) or (_first(ca_folder, _CA) if os.path.isdir(ca_folder) else ""),
+            ca_certificates=_first(ca_folder, _CA) or _first(folder, _CA),
             ca_crl=_first(folder, _CRL),
         )
         if bool(credential.certificate) != bool(credential.private_key):

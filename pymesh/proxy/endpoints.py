@@ -11,6 +11,7 @@ from typing import Callable
 from pymesh.proxy import admin, clusters_page
 from pymesh.proxy.certs import CERT_CHAIN, ROOT_CERT
 from pymesh.proxy.certs_page import certs_dump, mtls_readiness
+from pymesh.routing.mesh_view import encode_view
 from pymesh.security.ca import utc_now
 
 
@@ -93,6 +94,11 @@ class AdminEndpoints:
             return admin.as_json(dump)
         if route == "/clusters":
             return admin.text(200, self._clusters())
+        if route == "/mesh_config":  # what `pymesh explain --admin` compiles (secrets redacted)
+            snapshot = self.snapshot()
+            return admin.as_json(encode_view(snapshot)) if snapshot is not None else admin.text(503, "no configuration yet\n")
+        if route == "/access_log":  # the recent records of one request id (`pymesh explain --request-id`)
+            return self._access_log(path)
         if route == "/certs":
             return self._certs()
         if route == "/stats":
@@ -104,7 +110,16 @@ class AdminEndpoints:
                 return admin.text(405, "use POST\n")
             self.quit()
             return admin.text(200, "OK\n")
-        return admin.text(404, "paths: /ready /config_dump /clusters /certs /stats /stats/prometheus /quitquitquit\n")
+        return admin.text(404, "paths: /ready /config_dump /clusters /mesh_config /access_log /certs /stats /stats/prometheus /quitquitquit\n")
+
+    def _access_log(self, path: str):
+        log = getattr(self.telemetry, "access_log", None)
+        request_id = urllib.parse.parse_qs(path.partition("?")[2]).get("request_id", [""])[0]
+        if not request_id:
+            return admin.text(400, "give ?request_id=ID\n")
+        if log is None:
+            return admin.as_json({"kept": False, "records": []})
+        return admin.as_json({"kept": True, "records": log.find(request_id)})
 
     def _clusters(self) -> str:
         snapshot = self.snapshot()

@@ -24,7 +24,8 @@ from pymesh.policy import flags
 from pymesh.policy.outcome import Outcome, classify
 from pymesh.policy.retry import RETRIABLE_HEADER_NAMES, header_names
 from pymesh.policy.retry_hosts import retry_host
-from pymesh.proxy.filters import GATEWAY_SERVER, PAUSE
+from pymesh.proxy.filters import GATEWAY_SERVER
+from pymesh.proxy.interfaces import PAUSE
 from pymesh.proxy.headers import apply_header_ops
 from pymesh.proxy.interfaces import Downstream, UpstreamConnection
 from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply
@@ -193,9 +194,11 @@ class Exchange:
         self._attempt()
 
     def _no_route(self) -> None:
-        """404 NR; but captured traffic for an unknown host goes where it was going (ALLOW_ANY)."""
+        """404 NR; but captured traffic for an unknown host goes where it was going (ALLOW_ANY),
+        unless the Sidecar has an egressProxy: its catch-all virtual host took every unknown host."""
         destination = self.downstream.info.original_destination
-        if destination is None or self.runtime.snapshot.outbound_traffic_policy != "ALLOW_ANY":
+        snapshot = self.runtime.snapshot
+        if destination is None or snapshot.outbound_traffic_policy != "ALLOW_ANY" or snapshot.egress_proxy is not None:
             return self.reply(local_reply_for(flags.NR))
         self.cluster_state = self.runtime.passthrough(destination)
         self.route = PASSTHROUGH_ROUTE

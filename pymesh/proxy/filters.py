@@ -26,7 +26,7 @@ from pymesh.proxy.cors import Cors
 from pymesh.proxy.fault import FaultInjection
 from pymesh.proxy.ratelimit import LocalRateLimit
 from pymesh.proxy.headers import apply_header_ops, rewrite_target
-from pymesh.proxy.interfaces import PAUSE, RequestFilter  # noqa: F401  (PAUSE: the exchange's import)
+from pymesh.proxy.interfaces import RequestFilter
 from pymesh.routing import snapshot
 from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER
 

@@ -31,6 +31,7 @@ from pymesh.proxy.sockets import learn_from_transport
 from pymesh.telemetry.peer_metadata import encode_peer
 from pymesh.api.model import ConnectionPoolSettings, LoadBalancerSettings
 from pymesh.routing.compile import implicit_inbound
+from pymesh.routing.hosts import split_authority
 from pymesh.routing.snapshot import Cluster, Endpoint, Listener, Route, Snapshot
 from pymesh.proxy.telemetry import Telemetry
 from pymesh.proxy.tracing import TraceHeaders, Tracing
@@ -117,9 +118,16 @@ class ClusterState:
 
     def hash_key(self, head: RequestHead) -> bytes | None:
         if self.consistent_hash is None:
-            return self.connection_key(head.connection) if self.passthrough else None
+            if not self.passthrough:
+                return None
+            return self._authority_key(head) if self.cluster.dynamic_dns else self.connection_key(head.connection)
         query = head.path.partition("?")[2]
         return hash_key(self.consistent_hash, head.headers, head.connection.source_ip, query)
+
+    def _authority_key(self, head: RequestHead) -> bytes | None:
+        """DYNAMIC_DNS: the request's own host on the cluster's port (its endpoints' port)."""
+        host = split_authority(head.authority)[0]
+        return f"{host}:{self.cluster.port}".encode() if host else None
 
     def connection_key(self, info: ConnectionInfo) -> bytes | None:
         """What a connection's endpoint is picked by: the source IP for a consistent hash, the

@@ -13,17 +13,21 @@ from pymesh.routing.authn import providers_for
 from pymesh.routing.binding import MESH_ONLY, bind_all
 from pymesh.routing.gateway import compile_gateway
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
+from pymesh.routing.egress_proxy import compile_egress_proxy
 from pymesh.routing.peer_authn import compose as compose_peer_authn
 from pymesh.routing.proxy_config import effective as effective_proxy_config
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext, inbound_route_table
+from pymesh.routing.telemetry import compile_telemetry
 from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar, selects
 from pymesh.routing.snapshot import Cluster, Listener, ProxyIdentity, Snapshot, TcpRoute, WeightedCluster
 from pymesh.security.authz import compile_authorizer
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 TLS_PROTOCOLS = frozenset({"TLS", "HTTPS"})
+SNIFFED = ""  # a ServiceEntry port without a protocol: HTTP or not is told per connection, as Istio
+NOT_PROXIED = frozenset({"UDP"})  # ports no listener is opened for (Istio's proxy has no UDP either)
 
 
 def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version: str) -> Snapshot:
@@ -41,6 +45,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
     for entry in ingress:
         cluster = inbound_cluster(entry, ns, warnings)
         clusters[cluster.name] = cluster
+    egress_proxy = compile_egress_proxy(sidecar, services, clusters, warnings)
     ctx = RouteContext(
         namespace=ns,
         labels=identity.labels,
@@ -50,6 +55,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
                                    if exported_to(vs.export_to, vs.metadata.namespace, ns)), MESH_ONLY),
         warnings=warnings,
         rate_limits=RateLimits.select(config, identity),
+        catch_all=egress_proxy.route if egress_proxy else None,
     )
     egress = []
     if sidecar is not None:
@@ -60,6 +66,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
     if authz is not None:
         warnings += authz.warnings
     warnings += effective_proxy_config(config.proxy_configs, ns, identity.labels).warnings
+    telemetry = compile_telemetry(config, identity, warnings)
     return Snapshot(
         version=version,
         identity=identity,
@@ -72,6 +79,8 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         request_authn=providers_for(config, identity),
         peer_authn=compose_peer_authn(config.peer_authentications, ns, identity.labels),
         authz=authz,
+        egress_proxy=egress_proxy,
+        telemetry=telemetry,
     )
 
 
@@ -96,6 +105,9 @@ def _served_by(config: model.MeshConfig, identity: ProxyIdentity):
 
 
 def _outbound_listener(ctx: RouteContext, name: str, bind: str, port: int, protocol: str, scope: EgressScope) -> Listener:
+    if protocol == SNIFFED:  # the capture sniffer picks the route table (HTTP) or the tcp route
+        return Listener(name, "outbound", bind, port, "SNIFF", route_table=ctx.route_table(port, scope),
+                        tcp_route=ctx.tcp_route(port, scope))
     if protocol in HTTP_PROTOCOLS:
         return Listener(name, "outbound", bind, port, protocol, route_table=ctx.route_table(port, scope))
     if protocol in TLS_PROTOCOLS:  # TLS passed through: SNI routing only, as Istio (tcp routes do not apply)
@@ -145,9 +157,12 @@ def _captured_outbound(
             continue
         for p in svc.ports:
             protocol = p.protocol.upper()
+            if protocol in NOT_PROXIED:
+                continue
             first = protocols.setdefault(p.number, protocol)
             if _kind(first) != _kind(protocol):
-                ctx.warnings.append(f"outbound port {p.number}: {svc.host} is {protocol} but an earlier service is {first}; using {first}")
+                ctx.warnings.append(f"outbound port {p.number}: {svc.host} is {protocol or 'sniffed'} but an earlier "
+                                    f"service is {first or 'sniffed'}; using {first or 'sniffed'}")
     for port, protocol in protocols.items():
         if port not in out:
             out[port] = _outbound_listener(ctx, f"outbound|0.0.0.0|{port}", "0.0.0.0", port, protocol, scope)
@@ -155,7 +170,9 @@ def _captured_outbound(
 
 
 def _kind(protocol: str) -> str:
-    """How a listener handles a protocol: parses HTTP, routes TLS by SNI, or proxies bytes."""
+    """How a listener handles a protocol: parses HTTP, routes TLS by SNI, sniffs, or proxies bytes."""
+    if protocol == SNIFFED:
+        return "SNIFF"
     return "HTTP" if protocol in HTTP_PROTOCOLS else "TLS" if protocol in TLS_PROTOCOLS else "TCP"
 
 

@@ -116,6 +116,7 @@ def dump_snapshot(snapshot: Snapshot, include_secrets: bool = False) -> dict:
         "version": snapshot.version,
         "identity": plain(snapshot.identity, redact),
         "outbound_traffic_policy": snapshot.outbound_traffic_policy,
+        "egress_proxy": snapshot.egress_proxy.route.clusters[0].cluster if snapshot.egress_proxy else None,
         "listeners": [_listener(l, redact) for l in named.values()],
         "captured_outbound": {str(port): l.name for port, l in sorted(snapshot.captured_outbound.items())},
         "peer_authentication": {
@@ -128,4 +129,15 @@ def dump_snapshot(snapshot: Snapshot, include_secrets: bool = False) -> dict:
         "warnings": list(snapshot.warnings),
         # the AuthorizationPolicies that apply to this workload, "namespace/name"
         "authorization_policies": list(snapshot.authz.names) if snapshot.authz is not None else [],
+        "telemetry": _telemetry(snapshot.telemetry, redact),
     }
+
+
+def _telemetry(policy: Any, redact: bool) -> dict:
+    """The Telemetry API's compiled policy; a trace provider's header values (an OTLP collector's
+    credentials, often) redacted."""
+    out = plain(policy, redact)
+    provider = out["tracing"]["provider"]
+    if redact and provider is not None:
+        provider["headers"] = _header_values(provider["headers"])
+    return out

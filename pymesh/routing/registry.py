@@ -33,7 +33,10 @@ class Service:
 
     def endpoints(self, port: model.ServicePort) -> tuple[Endpoint, ...]:
         """Endpoints for one service port: an endpoint's named port, else targetPort, else the
-        port number. A DNS service without endpoints resolves its own host, as in Istio."""
+        port number. A DNS (or DNS_ROUND_ROBIN) service without endpoints resolves its own host,
+        as in Istio; NONE and DYNAMIC_DNS services have none (their clusters are PASSTHROUGH)."""
+        if self.resolution in ("NONE", "DYNAMIC_DNS"):
+            return ()
         default = port.target_port if port.target_port is not None else port.number
         out = tuple(
             Endpoint(
@@ -48,7 +51,7 @@ class Service:
             )
             for workload, spec in self.members
         )
-        if not out and self.resolution == "DNS" and not is_wildcard(self.host):
+        if not out and self.resolution in ("DNS", "DNS_ROUND_ROBIN") and not is_wildcard(self.host):
             out = (Endpoint(address=self.host, port=default, namespace=self.namespace),)
         return out
 

@@ -57,16 +57,24 @@ class RouteContext:
     virtual_services: tuple[model.VirtualService, ...]  # those exported to the proxy
     warnings: list[str] = field(default_factory=list)
     rate_limits: RateLimits = NO_RATE_LIMITS
+    # the Sidecar's egressProxy route: every outbound route table ends with a "*" virtual host to
+    # it, as Istio's catch-all (allow_any) virtual host; None: no such host (passthrough is the
+    # proxy's, for captured traffic)
+    catch_all: Route | None = None
 
     def bound_hosts(self, vs: model.VirtualService, port: int, scope: EgressScope) -> list[str]:
         """The VS's hosts visible through `scope` that can be reached on `port`: a registered
-        service must have that port; wildcards and unregistered names are bound everywhere."""
+        service must have that port, except on port 80, where Istio binds a VS host whatever
+        its service's ports (route.buildSidecarVirtualHostsForVirtualService: a host with no
+        service on the listener's port gets port 80, so `curl http://<a 443-only service>`
+        reaches a VS route `match: port: 80`, as the egress gateway mTLS task does); wildcards
+        and unregistered names are bound everywhere."""
         ns = vs.metadata.namespace
         out = []
         for written in vs.hosts:
             host = self.services.canonical(written, ns)
             svc = self.services.find(host, ns)
-            if scope.allows(ns, host) and (svc is None or svc.port(port) is not None):
+            if scope.allows(ns, host) and (svc is None or port == 80 or svc.port(port) is not None):
                 out.append(host)
         return out
 
@@ -195,13 +203,12 @@ class RouteContext:
         for svc in self.visible_services(port, scope):
             if not any(host_matches(h, svc.host) for h in vs_hosts):
                 routes_by_host[svc.host] = [self.default_route(svc.host, port)]
-        return CompiledRouteTable(
-            port,
-            (
-                VirtualHost(name=f"{host}:{port}", domains=self.domains(host, port), routes=tuple(routes))
-                for host, routes in routes_by_host.items()
-            ),
-        )
+        hosts = [VirtualHost(name=f"{host}:{port}", domains=self.domains(host, port), routes=tuple(routes))
+                 for host, routes in routes_by_host.items()]
+        if self.catch_all is not None:
+            hosts.append(VirtualHost(name=self.catch_all.name, domains=("*",),
+                                     routes=(CompiledRoute(route=self.catch_all, matches=(), matchers=()),)))
+        return CompiledRouteTable(port, hosts)
 
     # --- TCP ------------------------------------------------------------------------------
 

@@ -91,6 +91,9 @@ class Cluster:
     retry_budget: model.RetryBudget | None = None  # None: maxRetries limits retries in flight
     tls: UpstreamTls | None = None  # the DestinationRule's tls (None: DISABLE, or none set)
     auto_mtls: UpstreamTls | None = None  # no tls set and some endpoint is a sidecar: ISTIO_MUTUAL to those
+    # ServiceEntry resolution DYNAMIC_DNS (load_balancer PASSTHROUGH): an HTTP request's endpoint
+    # is its own host on this cluster's port, resolved when connecting (Envoy's dynamic forward proxy)
+    dynamic_dns: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,16 @@ class Listener:
 
 
 @dataclass(frozen=True)
+class EgressProxy:
+    """Sidecar outboundTrafficPolicy.egressProxy: where outbound traffic for a destination no
+    route knows goes under ALLOW_ANY instead of where it was going (Istio's catch-all virtual
+    host and virtualOutbound filter chain point at this cluster instead of PassthroughCluster)."""
+
+    route: Route  # every outbound route table's last virtual host, "*": HTTP for a host no other serves
+    listener: Listener  # TCP: a port no service has, bytes no SNI route takes, non-HTTP on an HTTP port
+
+
+@dataclass(frozen=True)
 class ServerTls:
     """How one Gateway server terminates TLS (pymesh.proxy.gateway_tls builds its contexts and
     reloads them when the files change)."""
@@ -251,6 +264,7 @@ class Snapshot:
     # the AuthorizationPolicies that apply to this workload's inbound traffic
     # (a pymesh.security.authz.Authorizer); None: no policy applies, nothing is checked
     authz: Any = None
+    egress_proxy: EgressProxy | None = None  # None: PassthroughCluster (or BlackHole, REGISTRY_ONLY)
     # tracing, access logging and metrics overrides for this proxy (pymesh.telemetry.policy)
     telemetry: TelemetryPolicy = DEFAULT_TELEMETRY
 

@@ -16,11 +16,13 @@ TCP connections use the same fields, with the HTTP ones null (as Istio's shared 
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import stat
 import time
 import weakref
+from collections import deque
 from json.encoder import c_encode_basestring_ascii  # type: ignore[attr-defined]
 from urllib.parse import unquote
 
@@ -54,6 +56,8 @@ _NUMBERS = {"response_code", "bytes_received", "bytes_sent", "duration", "upstre
 _TEMPLATE = "{" + ",".join(f'"{name}":%d' if name in _NUMBERS else f'"{name}":%s'
                            for name in FIELDS) + "}\n"
 _STRINGS = tuple(i for i, name in enumerate(FIELDS) if name not in _NUMBERS and i)
+RECENT = 512  # flushed records kept for the admin port's /access_log lookup (`pymesh explain --request-id`)
+_REQUEST_ID = FIELDS.index("request_id")
 _MAX_BACKLOG = 4 << 20  # bytes kept when a non-blocking fd is full; beyond, lines are dropped
 _STD_FDS = {"/dev/stdout": 1, "/dev/stderr": 2}
 _NO_TLS = (None, None, None)
@@ -81,6 +85,8 @@ class AccessLog:
         self.max_lines = max_lines
         self.dropped = 0  # lines lost because a non-blocking output stayed full
         self._pending: list[tuple] = []
+        # the last RECENT records, kept at flush (not per request) so the request path pays nothing
+        self.recent: deque[tuple] = deque(maxlen=RECENT)
         self._backlog: list[bytes] = []
         self._clock = _Clock()
         self._fd = -1
@@ -135,9 +141,15 @@ class AccessLog:
             values[i] = c_encode_basestring_ascii(v) if v else "null"  # Envoy: unset -> null
         return _TEMPLATE % tuple(values)
 
+    def find(self, request_id: str) -> list[dict]:
+        """The recent records (kept or still pending) of this x-request-id, oldest first, as the
+        JSON objects the log writes."""
+        return [json.loads(self.format(r)) for r in (*self.recent, *self._pending) if r[_REQUEST_ID] == request_id]
+
     def flush(self) -> None:
         """Write all pending lines, whole, in writes of complete lines up to the chunk size."""
         records, self._pending = self._pending, []
+        self.recent.extend(records)
         if self._fd < 0:
             return
         chunks, size, parts = self._backlog, 0, []

@@ -77,7 +77,7 @@ def test_an_empty_spec_is_valid_and_applies_no_rule():
      ["5 spec.jwtRules[0].outputClaimToHeaders[0].header: 'Host' cannot be written from a token"]),
     ("  jwtRules: [{issuer: i, outputClaimToHeaders: [{header: x-a}]}]\n",
      ["5 spec.jwtRules[0].outputClaimToHeaders[0].claim: required field is missing"]),
-    ("  jwtRules: [{issuer: i, timeout: 0s}]\n", ["5 spec.jwtRules[0].timeout: must be greater than 0"]),
+    ("  jwtRules: [{issuer: i, timeout: 0s}]\n", ["5 spec.jwtRules[0].timeout: duration must be at least 1ms"]),
     ("  jwtRules: [{issuer: i, spaceDelimitedClaims: [scope]}]\n",
      ["5 spec.jwtRules[0].spaceDelimitedClaims: field not supported by pymesh yet"]),
     ("  jwtRules: [{issuer: i, presence: OPTIONAL}]\n",

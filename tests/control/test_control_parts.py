@@ -57,6 +57,19 @@ def test_convergence_waits_for_the_last_affected_proxy() -> None:
     assert seen == [pytest.approx(2.5)] and conv.pending == []
 
 
+def test_convergence_per_proxy_is_each_answer_delay() -> None:
+    per_proxy, now = [], [10.0]
+    conv = Convergence(lambda _: None, clock=lambda: now[0], observe_proxy=per_proxy.append)
+    conv.started(3, detected_at=9.0, affected=["a", "b", "c"])
+    conv.started(4, detected_at=9.5, affected=["a"])
+    conv.answered("a", 4)  # answers both versions: two delays
+    now[0] = 12.0
+    conv.answered("b", 3)
+    conv.answered("b", 3)  # a repeated ACK is not observed again
+    conv.gone("c")  # never answered: not observed
+    assert per_proxy == [pytest.approx(1.0), pytest.approx(0.5), pytest.approx(3.0)]
+
+
 def test_convergence_a_later_ack_answers_earlier_versions_and_gone_proxies_do_not_block() -> None:
     seen = []
     conv = Convergence(seen.append, clock=lambda: 1.0)

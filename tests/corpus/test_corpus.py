@@ -30,22 +30,14 @@ KIND_GAPS = {
     "EnvoyFilter": "validate: the rule for kinds pymesh does not implement (a valid one must load, "
                    "reported as not applied; an invalid one is still Istio's to reject)",
     "WasmPlugin": "validate: the rule for kinds pymesh does not implement",
-    "Telemetry": "issue 13: the Telemetry API",
 }
 
 # Errors pymesh gives today for valid Istio YAML, by message: a valid document rejected with
 # only errors matching these is a known gap.
 MESSAGE_GAPS = {
-    r"resolution NONE is not supported yet": "validate: ServiceEntry resolution NONE",
-    r"protocol MONGO is not supported yet":
-        "validate: ServiceEntry protocols Istio accepts (MONGO, REDIS, MYSQL are proxied as TCP)",
-    r"'x-jwt-claim\.[^']+' is not a valid header name":
+    r"'x-jwt-claim\.[^']+': routing on JWT claims is not supported by pymesh yet":
         "a match on a JWT claim (header `x-jwt-claim.NAME`, which Istio reads from the validated "
-        "token on gateways): not implemented; main calls the header name invalid, validate's branch "
-        "refuses claim matches as not supported",
-    r"\.http2KeepAlive: field not supported by pymesh yet":
-        "DestinationRule HTTP/2 keepalive pings (Istio's newest API): not implemented; validate's rule "
-        "decides between not supported and ignored",
+        "token on gateways): not implemented, and refused (as a plain header a client could forge it)",
     r"\.spaceDelimitedClaims: field not supported by pymesh yet":
         "RequestAuthentication spaceDelimitedClaims (claims split on spaces for authorization): not "
         "implemented in the JWT engine",

@@ -1,6 +1,6 @@
 """Every PromQL query of a Grafana dashboard, its template variables substituted as Grafana would
-with real values: a query variable (`label_values(...)`, `query_result(...)` with its regex) is
-asked of the real Prometheus, a custom variable takes each of its options, an "All" variable its
+with real values: a query variable (`query_result(...)` with its regex, the form Istio's
+dashboards use) is asked of the real Prometheus, a custom variable takes each of its options, an "All" variable its
 allValue. `$__rate_interval` and friends become fixed windows."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Callable, Iterator
 MAX_ASSIGNMENTS = 64  # combinations of variable values tried per dashboard
 BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
 _VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
-_LABEL_VALUES = re.compile(r"label_values\((?:(.*),\s*)?(\w+)\)\s*\Z", re.S)
 _QUERY_RESULT = re.compile(r"query_result\((.*)\)\s*\Z", re.S)
 
 Query = Callable[[str], list[dict]]  # PromQL -> the instant vector's samples
@@ -56,20 +55,14 @@ def options(variable: dict, values: dict[str, str], query: Query) -> list[str]:
     if variable["type"] == "custom":
         return [option["value"] for option in variable["options"]]
     assert variable["type"] == "query", variable
-    definition = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
-    return resolve(substitute(definition, values), variable.get("regex", ""), query)
+    return resolve(substitute(variable["query"]["query"], values), variable.get("regex", ""), query)
 
 
 def resolve(definition: str, regex: str, query: Query) -> list[str]:
     """A query variable's values, as Grafana's Prometheus data source computes them."""
-    if match := _LABEL_VALUES.match(definition):
-        label = match.group(2)
-        selector = match.group(1) or f'{{{label}=~".+"}}'
-        found = sorted({sample["metric"].get(label) for sample in query(f"group by ({label}) ({selector})")} - {None})
-    elif match := _QUERY_RESULT.match(definition):
-        found = [grafana_text(sample) for sample in query(match.group(1))]
-    else:
-        raise AssertionError(f"unsupported variable query {definition!r}")
+    match = _QUERY_RESULT.match(definition)
+    assert match, f"unsupported variable query {definition!r}"
+    found = [grafana_text(sample) for sample in query(match.group(1))]
     if regex:
         pattern = re.compile(regex.strip("/"))
         found = [m.group(1) if m.groups() else m.group(0) for m in map(pattern.match, found) if m]

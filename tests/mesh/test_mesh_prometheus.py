@@ -14,7 +14,7 @@ import json
 import pytest
 
 from mesh_harness import (  # noqa: F401  (mesh: the fixture)
-    CLIENT, HOST, LOCALHOST, egress_sidecar, free_ports, ingress_sidecar, mesh, selected_service, wait_until,
+    CLIENT, HOST, LOCALHOST, egress_sidecar, failures, free_ports, ingress_sidecar, mesh, selected_service, wait_until,
 )
 from grafana_panels import unanswered
 from prometheus_peer import BINARY, Prometheus, has_data
@@ -90,11 +90,15 @@ def test_real_prometheus_runs_every_dashboard_query_against_a_mesh_with_traffic(
 
         answered(lambda: [name for name, promql in STANDARD.items() if not has_data(prometheus.query(promql))],
                  "Istio's standard queries")
+        [success] = prometheus.query(STANDARD["success rate"])
+        assert float(success["value"][1]) == 1.0  # every request answered 200
+        [pushes] = prometheus.query('sum(pilot_xds_pushes{type="lds"})')
+        assert float(pushes["value"][1]) >= 3 * 2  # each proxy: its first snapshot and the route change
         dashboards = {path.stem: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
         assert set(dashboards) == {"mesh", "service", "workload", "control-plane"}
         answered(lambda: [f"{name}: {lost}" for name, dashboard in dashboards.items()
                           for lost in unanswered(dashboard, prometheus.query, has_data)], "every dashboard panel")
-        assert http.snapshot() and tcp.echoed > 0 and not tcp.failed
+        assert http.snapshot() and not failures(http.snapshot()) and tcp.echoed > 0 and not tcp.failed
 
         # a proxy that goes away leaves the live discovery (and so Prometheus' targets)
         echo_proxy.kill()

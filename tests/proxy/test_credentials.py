@@ -20,6 +20,9 @@ def root(tmp_path):
     secret("client-only", "tls.crt", "tls.key")
     secret("client-only-cacert", "ca.crt")
     secret("ca-only", "ca.crt")
+    secret("separate-cacert", "ca.crt")  # the egress SDS task's client-credential-cacert, alone
+    secret("both", "tls.crt", "tls.key", "ca.crt")
+    secret("both-cacert", "ca.crt")
     secret("half", "tls.crt")
     (tmp_path / "outside").write_text("x")
     return tmp_path
@@ -34,6 +37,9 @@ def test_layouts(root):
         str(root / "client-only" / "tls.crt"), str(root / "client-only" / "tls.key"),
         str(root / "client-only-cacert" / "ca.crt"))
     assert resolver.resolve("ca-only") == Credential(ca_certificates=str(root / "ca-only" / "ca.crt"))
+    # Istio's GetCaCert: the `<name>-cacert` secret first, alone if need be, then <name>'s ca.crt
+    assert resolver.resolve("separate") == Credential(ca_certificates=str(root / "separate-cacert" / "ca.crt"))
+    assert resolver.resolve("both").ca_certificates == str(root / "both-cacert" / "ca.crt")
 
 
 @pytest.mark.parametrize("name,problem", [

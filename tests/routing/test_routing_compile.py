@@ -417,3 +417,17 @@ def test_mirror_on_a_redirect_route_is_ignored_as_in_envoy():
     route_model = m.HTTPRoute(redirect=m.HTTPRedirect(uri="/elsewhere"), mirrors=mirrors)
     snap = compile_([reviews()], [vs("r", "reviews", route_model)])
     assert route_of(snap, Req()).mirrors == ()
+
+
+@pytest.mark.parametrize("listener_port, bound", [(80, True), (9080, False)])
+def test_a_vs_host_whose_service_lacks_the_port_is_bound_on_port_80_only(listener_port, bound):
+    """Istio binds a VirtualService host on port 80 whatever its service's ports (the egress
+    gateway mTLS task: curl http://my-nginx... for a 443-only Kubernetes Service), and on
+    another port only if the service has it."""
+    nginx = "my-nginx.mesh-external.svc.cluster.local"
+    services = [se(nginx, m.ServicePort(443, "HTTPS", "https")),
+                se("other.default.svc.cluster.local", m.ServicePort(80, "HTTP", "http"), V)]
+    route = vs("nginx", nginx, http(dest("other.default.svc.cluster.local", port=listener_port)))
+    snap = compile_(services, [route])
+    found = snap.captured_outbound[listener_port].route_table.match(Req(authority=nginx, port=listener_port))
+    assert (found is not None) is bound

@@ -6,9 +6,13 @@ Run inside a pod as an ordinary uid (not the proxy's), standard library only:
                                                 "headers": {...request headers, lower-case}}
     sidecar_apps.py banner NAME BIND PORT...    server-first TCP: on connect sends
                                                 "HELLO from NAME\\n", then echoes one line
-    sidecar_apps.py https NAME BIND PORT CERT KEY
+    sidecar_apps.py https NAME BIND PORT CERT KEY [CLIENT_CA]
                                                 the same over TLS it terminates itself, with
-                                                "sni": the name the client asked for
+                                                "sni": the name the client asked for; with
+                                                CLIENT_CA it requires a client certificate from
+                                                that CA and says its CN ("client")
+    sidecar_apps.py redirect NAME PORT LOCATION HTTP server answering every GET 301 to
+                                                LOCATION + path (as edition.cnn.com does over http)
     sidecar_apps.py call-banner HOST PORT LINE [TIMEOUT]
                                                 client for `banner`: prints the banner and the echo
 
@@ -28,8 +32,10 @@ import threading
 IO_TIMEOUT = 10.0  # every blocking read in here ends; the tests' own deadlines are shorter
 
 
-def serve_http(name: str, port: int, bind: str = "0.0.0.0", tls: ssl.SSLContext | None = None) -> None:
-    """With `tls` the server terminates TLS itself, and the body also says which SNI it was asked for."""
+def serve_http(name: str, port: int, bind: str = "0.0.0.0", tls: ssl.SSLContext | None = None,
+               redirect: str = "") -> None:
+    """With `tls` the server terminates TLS itself, and the body also says which SNI it was asked
+    for; with `redirect` every answer is a 301 to that URL prefix plus the request's path."""
     asked: dict[int, str | None] = {}  # id(SSLSocket) -> SNI, from the handshake callback
     if tls is not None:
         tls.sni_callback = lambda sock, server_name, context: asked.__setitem__(id(sock), server_name)
@@ -41,8 +47,12 @@ def serve_http(name: str, port: int, bind: str = "0.0.0.0", tls: ssl.SSLContext 
             answer = {"server": name, "headers": {k.lower(): v for k, v in self.headers.items()}}
             if tls is not None:
                 answer["sni"] = asked.pop(id(self.connection), None)
+                subject = dict(pair[0] for pair in (self.connection.getpeercert() or {}).get("subject", ()))
+                answer["client"] = subject.get("commonName")
             body = json.dumps(answer).encode()
-            self.send_response(200)
+            self.send_response(301 if redirect else 200)
+            if redirect:
+                self.send_header("location", redirect + self.path)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
             self.end_headers()
@@ -59,9 +69,12 @@ def serve_http(name: str, port: int, bind: str = "0.0.0.0", tls: ssl.SSLContext 
     server.serve_forever()
 
 
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
+def tls_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
+    if client_ca:  # like nginx's ssl_verify_client on
+        context.load_verify_locations(client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 
@@ -103,7 +116,9 @@ def main(argv: list[str]) -> None:
     elif command == "banner":
         serve_banner(args[0], args[1], [int(port) for port in args[2:]])
     elif command == "https":
-        serve_http(args[0], int(args[2]), args[1], tls_context(args[3], args[4]))
+        serve_http(args[0], int(args[2]), args[1], tls_context(*args[3:6]))
+    elif command == "redirect":
+        serve_http(args[0], int(args[1]), redirect=args[2])
     elif command == "call-banner":
         call_banner(args[0], int(args[1]), args[2], *map(float, args[3:4]))
     else:

@@ -118,6 +118,26 @@ spec:
 """
 
 
+def kubernetes_service(name: str, namespace: str, ports: str, address: str, endpoint: str = "") -> str:
+    """A Kubernetes Service and its one pod, as the ServiceEntry a test adds in its place (no
+    Kubernetes here): host <name>.<namespace>.svc.cluster.local, `ports` as YAML flow items
+    ("{number: 80, name: http, protocol: HTTP}", ...), the endpoint at `address` with `endpoint`'s
+    extra fields (labels, serviceAccount) as flow YAML."""
+    return f"""
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  hosts: [{name}.{namespace}.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{ports}]
+  endpoints:
+  - {{address: {address}{", " + endpoint if endpoint else ""}}}
+"""
+
+
 def write_config(directory: Path, text: str) -> str:
     path = directory / "mesh.yaml"
     path.write_text(text)
@@ -173,16 +193,21 @@ class Sidecar:
             raise AssertionError(f"{error}; samples:\n{shown}\nproxy output:\n{self.process.output()[-4000:]}") from None
 
 
-def start_sidecar(pod: Pod, config: str, workload: str, labels: Mapping[str, str] = {},
+def config_source(config: str | None) -> tuple[str, ...]:
+    return ("--config", config) if config is not None else ()
+
+
+def start_sidecar(pod: Pod, config: str | None, workload: str, labels: Mapping[str, str] = {},
                   extra: tuple[str, ...] = (), limit_files: int = PROXY_FILE_LIMIT,
-                  env: Mapping[str, str] | None = None) -> Sidecar:
-    """`pymesh proxy --capture` in `pod` as PROXY_UID, waited on until it logs "ready".
+                  env: Mapping[str, str] | None = None, namespace: str = NAMESPACE) -> Sidecar:
+    """`pymesh proxy --capture` in `pod` as PROXY_UID, waited on until it logs "ready"; `config`
+    is a --config file, or None when `extra` says where the configuration comes from (--control).
 
     Its open files are capped (prlimit), so a capture loop, where the proxy's own connections
     come back to it, ends at that many sockets instead of exhausting the machine.
     """
-    argv = [sys.executable, "-m", "pymesh", "proxy", "--config", config, "--capture",
-            "--workload", workload, "--namespace", NAMESPACE,
+    argv = [sys.executable, "-m", "pymesh", "proxy", *config_source(config), "--capture",
+            "--workload", workload, "--namespace", namespace,
             "--labels", ",".join(f"{k}={v}" for k, v in labels.items()), "--drain-timeout", "1", *extra]
     process = pod.spawn("prlimit", f"--nofile={limit_files}", "--", *argv, uid=PROXY_UID,
                         env=None if env is None else dict(env))
@@ -190,12 +215,26 @@ def start_sidecar(pod: Pod, config: str, workload: str, labels: Mapping[str, str
     return Sidecar(pod, process)
 
 
-def sidecar_pod(pod: Pod, config: str, workload: str, labels: Mapping[str, str] = {},
-                extra: tuple[str, ...] = (), env: Mapping[str, str] | None = None, **capture) -> Sidecar:
+def start_gateway(pod: Pod, config: str | None, labels: str, workload: str = "istio-egressgateway",
+                  namespace: str = "istio-system", extra: tuple[str, ...] = (),
+                  env: Mapping[str, str] | None = None) -> Sidecar:
+    """`pymesh gateway` in `pod` (as root: it listens on its servers' ports, 80 and 443; no
+    capture), waited on until it logs "ready"; read through the same admin endpoints. `config`
+    as for start_sidecar."""
+    argv = [sys.executable, "-m", "pymesh", "gateway", *config_source(config), "--labels", labels,
+            "--workload", workload, "--namespace", namespace, "--drain-timeout", "1", *extra]
+    process = pod.spawn("prlimit", f"--nofile={PROXY_FILE_LIMIT}", "--", *argv, env=None if env is None else dict(env))
+    process.wait_for_line("ready:", timeout=WAIT)
+    return Sidecar(pod, process)
+
+
+def sidecar_pod(pod: Pod, config: str | None, workload: str, labels: Mapping[str, str] = {},
+                extra: tuple[str, ...] = (), env: Mapping[str, str] | None = None, namespace: str = NAMESPACE,
+                **capture) -> Sidecar:
     """A meshed pod: the init step (with `capture` settings over the defaults), then its proxy
-    (with `env` as its whole environment, when given)."""
+    (with `env` as its whole environment, when given) in `namespace`."""
     init_capture(pod, **capture)
-    return start_sidecar(pod, config, workload, labels, extra, env=env)
+    return start_sidecar(pod, config, workload, labels, extra, env=env, namespace=namespace)
 
 
 def start_app(pod: Pod, *args: object, uid: int = APP_UID) -> Process:

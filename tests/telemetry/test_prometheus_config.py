@@ -97,3 +97,16 @@ def test_the_demo_gets_a_prometheus_command(tmp_path, monkeypatch) -> None:
     assert argv == ["/usr/bin/prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
                     f"--storage.tsdb.path={tmp_path / 'prometheus-data'}", "--web.listen-address=127.0.0.1:9091"]
     assert "http://127.0.0.1:15014/prometheus/targets" in (tmp_path / "prometheus.yml").read_text()
+
+
+def test_the_command(tmp_path, capsys) -> None:
+    from pymesh.cli import main
+    path = tmp_path / "prometheus.yml"
+    assert main(["dashboard", "prometheus-config", "--control", "none", "--target", "127.0.0.1:15090",
+                 "--scrape-interval", "1s", "-o", str(path)]) == 0
+    written = path.read_text()
+    assert "job_name: envoy-stats" in written and "job_name: istiod" not in written and "scrape_interval: 1s" in written
+    assert main(["dashboard", "prometheus-config"]) == 0
+    assert "http://127.0.0.1:15014/prometheus/targets" in capsys.readouterr().out
+    assert main(["dashboard", "prometheus-config", "--target", "nope"]) == 2
+    assert "--target 'nope' is not host:port" in capsys.readouterr().err
