@@ -256,3 +256,48 @@ def test_the_last_spans_leave_when_the_proxy_stops(tmp_path, upstreams, proxies,
     assert proxy.stop() == 0  # before the flush timer fired
     [span] = sink.wait_spans(1)
     assert span["tags"]["http.url"].endswith("/last")
+
+
+ISTIO_TRACING_TASKS = {
+    # istio.io docs/tasks/observability/distributed-tracing: zipkin, and opentelemetry (OTLP/gRPC on 4317)
+    "zipkin": ("zipkin", "zipkin.istio-system.svc.cluster.local", 9411,
+               "- name: zipkin\n  zipkin:\n    service: zipkin.istio-system.svc.cluster.local\n    port: 9411\n"),
+    "otel-grpc": ("opentelemetry", "opentelemetry-collector.observability.svc.cluster.local", 4317,
+                  "- name: otel-tracing\n  opentelemetry:\n    port: 4317\n"
+                  "    service: opentelemetry-collector.observability.svc.cluster.local\n"),
+    "otel-http": ("opentelemetry", "opentelemetry-collector.observability.svc.cluster.local", 4318,
+                  "- name: otel-tracing\n  opentelemetry:\n    port: 4318\n"
+                  "    service: opentelemetry-collector.observability.svc.cluster.local\n"
+                  "    http:\n      path: /v1/traces\n      timeout: 5s\n"),
+}
+
+
+@pytest.mark.parametrize("task", sorted(ISTIO_TRACING_TASKS))
+def test_istio_mesh_config_and_telemetry_turn_tracing_on(tmp_path, upstreams, proxies, collector, task):
+    """The tasks' resources as Istio takes them: the provider in the istio ConfigMap's
+    extensionProviders, a mesh-wide Telemetry naming it at 100%; the collector is a mesh
+    service (a ServiceEntry to the local collector)."""
+    from trace_collector import GrpcCollector
+
+    kind, host, service_port, provider = ISTIO_TRACING_TASKS[task]
+    sink = GrpcCollector() if task == "otel-grpc" else collector()
+    try:
+        name = provider.split("\n")[0].split(": ")[1]
+        mesh = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
+                "data": {"mesh": "extensionProviders:\n" + provider}}
+        telemetry = {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+                     "metadata": {"name": "mesh-default", "namespace": "istio-system"},
+                     "spec": {"tracing": [{"providers": [{"name": name}], "randomSamplingPercentage": 100.0}]}}
+        app = upstreams("app")
+        port = free_port()
+        proxies([service_entry(port, [endpoint(app)]), service_entry(service_port, [endpoint(sink.port)], host=host,
+                                                                    name="collector"),
+                 sidecar((port, "HTTP")), mesh, telemetry], labels="app=productpage")
+        assert curl(port, "/productpage").status == 200
+        [span] = sink.wait_spans(1)
+        assert span["kind"] == "CLIENT" and span["service"] == "productpage.default"
+        assert (app.requests[0].header("traceparent") if kind == "opentelemetry"
+                else app.requests[0].header("x-b3-sampled")) is not None
+    finally:
+        if task == "otel-grpc":
+            sink.stop()
