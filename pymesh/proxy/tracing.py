@@ -12,43 +12,28 @@ side makes one SERVER span per attempt it received. Names follow Istio's route d
 `<service host>:<port>/*`, or `<VirtualService name>:<port>/*` for a route to several
 destinations.
 
-Export (`Exporter`, one per provider per worker) never touches a request: finished spans wait
-in a bounded queue (full: dropped and counted), a batch is POSTed when it is full or when the
-flush timer fires, one POST at a time; a collector that is down or slow only costs spans.
+Export (pymesh.proxy.trace_export, one Exporter per provider per worker) never touches a request.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
-import logging
 import os
 import time
-from collections import deque
 
 from pymesh.api import codec
-from pymesh.proxy import otlp_grpc
 from pymesh.proxy.random_source import RNG as _rng
-from pymesh.routing.clusters import outbound_name
+from pymesh.proxy.trace_export import Exporter, collector_targets
 from pymesh.telemetry import trace_context as tc
 from pymesh.telemetry.metrics import Peer
-from pymesh.telemetry.policy import TelemetryPolicy, TraceProvider, TracingPolicy
-from pymesh.telemetry.spans import CLIENT, SERVER, Resource, Span, otlp_request, zipkin_json
+from pymesh.telemetry.policy import TelemetryPolicy, TracingPolicy
+from pymesh.telemetry.spans import CLIENT, SERVER, Resource, Span
 
-log = logging.getLogger("pymesh.tracing")
-
-FLUSH_INTERVAL = 1.0  # seconds a finished span waits at most before its batch is sent
-BATCH_SPANS = 256  # a full batch is sent at once
-QUEUE_LIMIT = 4096  # spans waiting per provider per worker; past it they are dropped
-LOG_INTERVAL = 10.0  # export failures are logged at most this often
 DRAIN_TIMEOUT = 2.0  # at shutdown, how long the last spans may take to leave
 MESH_ID = "cluster.local"  # Istio's default meshId (its trust domain)
-# the provider kind's default path, content type and the format it writes when a request came without one
-_KINDS = {
-    "opentelemetry": ("/v1/traces", b"application/x-protobuf", tc.W3C, otlp_request),
-    "zipkin": ("/api/v2/spans", b"application/json", tc.B3_MULTI, zipkin_json),
-}
+# the format each provider kind writes when a request came without one
+_NATIVE = {"opentelemetry": tc.W3C, "zipkin": tc.B3_MULTI}
 # a test (or a benchmark) that sets the policy before the Telemetry API's compiler sets it: a JSON
 # file of a TelemetryPolicy (pymesh.api.codec's form)
 OVERRIDE_ENV = "PYMESH_TEST_TELEMETRY"
@@ -85,7 +70,7 @@ class Tracer:
         self.policy = policy
         self.exporter = exporter
         self.metrics = metrics
-        self.native = _KINDS[policy.provider.kind][2]
+        self.native = _NATIVE[policy.provider.kind]
         peer = Peer.from_identity(identity)
         zone = identity.locality.split("/")[1] if identity.locality.count("/") >= 1 else ""
         self.proxy_tags = {
@@ -267,150 +252,12 @@ class TraceHeaders:
         self.tracer.start(exchange, request)
 
 
-class Exporter:
-    """Batches one provider's spans off the request path and POSTs them to its collector."""
-
-    def __init__(self, loop, provider: TraceProvider, resource: Resource, stats: dict[str, int]) -> None:
-        self.loop = loop
-        self.provider = provider
-        self.resource = resource
-        self.stats = stats
-        default_path, self.content_type, _, self.encode = _KINDS[provider.kind]
-        self.path = provider.path or default_path
-        self.grpc = provider.kind == "opentelemetry" and provider.transport == "grpc"
-        self.targets: tuple[tuple[str, int], ...] = ((provider.service, provider.port),)  # see collector_targets
-        self._batches = 0
-        self.queue: deque[Span] = deque()
-        self.timer = None
-        self.sending = False
-        self.task: asyncio.Task | None = None  # the POST in flight
-        self._logged = -LOG_INTERVAL
-        self._extra = b"".join(b"%s: %s\r\n" % (n.encode("latin-1"), v.encode("latin-1")) for n, v in provider.headers
-                               if not any(c in n + v for c in "\r\n\0"))
-        self.closed = False
-
-    def add(self, span: Span) -> None:
-        if len(self.queue) >= QUEUE_LIMIT:
-            self.stats["spans_dropped"] += 1
-            return
-        self.queue.append(span)
-        if self.sending:
-            return
-        if len(self.queue) >= BATCH_SPANS:
-            self._send()
-        elif self.timer is None:
-            self.timer = self.loop.call_later(FLUSH_INTERVAL, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self.timer = None
-        if self.queue and not self.sending:
-            self.stats["timer_flushed"] += 1
-            self._send()
-
-    def _send(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        batch = [self.queue.popleft() for _ in range(min(BATCH_SPANS, len(self.queue)))]
-        self.sending = True
-        self.task = self.loop.create_task(self._post(batch))
-
-    async def _post(self, batch: list[Span]) -> None:
-        try:
-            status = await asyncio.wait_for(self._request(self.encode(self.resource, batch)), self.provider.timeout)
-        except (OSError, asyncio.TimeoutError, ValueError) as error:
-            self.stats["reports_failed"] += 1
-            self._log_failure(f"{type(error).__name__}: {error}", len(batch))
-        except otlp_grpc.GrpcError as error:  # the collector answered, and not OK
-            self.stats["reports_dropped"] += 1
-            self._log_failure(str(error), len(batch))
-        else:
-            if 200 <= status < 300:
-                self.stats["reports_sent"] += 1
-                self.stats["spans_sent"] += len(batch)
-            else:
-                self.stats["reports_dropped"] += 1
-                self._log_failure(f"status {status}", len(batch))
-        finally:
-            self.sending = False
-        if self.closed:
-            return
-        if len(self.queue) >= BATCH_SPANS:
-            self._send()
-        elif self.queue and self.timer is None:
-            self.timer = self.loop.call_later(FLUSH_INTERVAL, self._on_timer)
-
-    async def _request(self, body: bytes) -> int:
-        """One POST on its own connection (or one gRPC Export call); the status code of the answer."""
-        provider = self.provider
-        self._batches += 1
-        address, port = self.targets[self._batches % len(self.targets)]
-        name = provider.service.rpartition("/")[2]
-        host = name if ":" not in name else f"[{name}]"
-        if self.grpc:
-            await otlp_grpc.export(address, port, f"{host}:{provider.port}", body, self._extra)
-            return 200
-        reader, writer = await asyncio.open_connection(address, port)
-        try:
-            writer.write(b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-                         b"Connection: close\r\n%s\r\n" % (self.path.encode("latin-1"), host.encode("idna"),
-                                                            provider.port, self.content_type, len(body), self._extra))
-            writer.write(body)
-            await writer.drain()
-            line = await reader.readline()
-            parts = line.split(b" ", 2)
-            if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-                raise ValueError(f"not an HTTP response: {line[:80]!r}")
-            return int(parts[1])
-        finally:
-            writer.close()
-
-    def _log_failure(self, why: str, spans: int) -> None:
-        now = self.loop.time()
-        if now - self._logged >= LOG_INTERVAL:
-            self._logged = now
-            log.warning("trace export to %s:%d%s failed (%s): %d spans dropped (stats tracing.%s.*)",
-                        self.provider.service, self.provider.port, self.path, why, spans, self.provider.kind)
-
-    async def drain(self, timeout: float) -> None:
-        """At shutdown: what is queued goes out now, batch by batch, within `timeout`."""
-        deadline = self.loop.time() + timeout
-        while self.queue or self.sending:
-            if not self.sending:
-                self._send()
-            remaining = deadline - self.loop.time()
-            if remaining <= 0:
-                return
-            try:
-                await asyncio.wait_for(asyncio.shield(self.task), remaining)
-            except asyncio.TimeoutError:
-                return
-
-    def close(self) -> None:
-        self.closed = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-
 def resource_of(identity) -> Resource:
     """Istio names a proxy's spans `<canonical service>.<namespace>` (its service cluster)."""
     peer = Peer.from_identity(identity)
     return Resource(f"{peer.canonical_service}.{identity.namespace}", (
         ("service.namespace", identity.namespace), ("service.version", peer.canonical_revision),
         ("k8s.pod.name", identity.workload), ("istio.mesh_id", MESH_ID)))
-
-
-def collector_targets(provider: TraceProvider, clusters) -> tuple[tuple[str, int], ...]:
-    """Where a provider's spans go. Istio looks its `service` (`[namespace/]host`) up in the
-    mesh's registry and sends to that service's cluster: here, the endpoints of the snapshot's
-    outbound cluster for the host and port (a ServiceEntry's, say); a host the registry does not
-    know is resolved by DNS as the last resort."""
-    host = provider.service.rpartition("/")[2]
-    cluster = clusters.get(outbound_name(provider.port, "", host))
-    if cluster is not None and cluster.endpoints:
-        return tuple((e.address, e.port) for e in cluster.endpoints)
-    return ((host, provider.port),)
 
 
 class Tracing:

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from pymesh.proxy import tracing
+from pymesh.proxy import trace_export
 from pymesh.telemetry.policy import TraceProvider
 from pymesh.telemetry.spans import Resource, Span
 from pymesh.telemetry.stats import TRACER_STATS
@@ -29,10 +29,10 @@ def drive():
     loop = asyncio.new_event_loop()
     sinks = []
 
-    def run(sink, fill, done, kind: str = "opentelemetry", service: str = "127.0.0.1", **extra) -> tracing.Exporter:
+    def run(sink, fill, done, kind: str = "opentelemetry", service: str = "127.0.0.1", **extra) -> trace_export.Exporter:
         sinks.append(sink)
         provider = TraceProvider(name="sink", kind=kind, service=service, port=sink.port, timeout=10.0, **extra)
-        out = tracing.Exporter(loop, provider, Resource("productpage.default"), dict.fromkeys(TRACER_STATS, 0))
+        out = trace_export.Exporter(loop, provider, Resource("productpage.default"), dict.fromkeys(TRACER_STATS, 0))
 
         async def work() -> None:
             fill(out)
@@ -52,7 +52,7 @@ def drive():
 
 def test_a_full_batch_goes_at_once_and_the_queue_stays_bounded(drive):
     sink = Collector(delay=0.2)
-    sizes, extra, total = [], 500, tracing.BATCH_SPANS + tracing.QUEUE_LIMIT
+    sizes, extra, total = [], 500, trace_export.BATCH_SPANS + trace_export.QUEUE_LIMIT
 
     def fill(out) -> None:
         for i in range(total + extra):
@@ -61,10 +61,10 @@ def test_a_full_batch_goes_at_once_and_the_queue_stays_bounded(drive):
         assert out.sending  # the first full batch left without waiting for the timer
 
     out = drive(sink, fill, lambda out: not out.queue and not out.sending)  # drained batch by batch
-    assert max(sizes) <= tracing.QUEUE_LIMIT
+    assert max(sizes) <= trace_export.QUEUE_LIMIT
     assert out.stats["spans_dropped"] == extra
     assert out.stats["spans_sent"] == total == len(sink.spans) and out.stats["reports_failed"] == 0
-    assert out.stats["reports_sent"] == len(sink.posts) == total // tracing.BATCH_SPANS
+    assert out.stats["reports_sent"] == len(sink.posts) == total // trace_export.BATCH_SPANS
 
 
 def test_the_timer_sends_a_partial_batch_in_zipkin_json_to_a_named_host(drive):
@@ -87,9 +87,9 @@ def test_a_big_batch_over_grpc_waits_for_the_flow_control_windows(drive):
     sink = GrpcCollector()
 
     def fill(out) -> None:
-        for i in range(tracing.BATCH_SPANS):  # ~300 KiB: several times HTTP/2's first window
+        for i in range(trace_export.BATCH_SPANS):  # ~300 KiB: several times HTTP/2's first window
             out.add(span(i, padding=1000))
 
     out = drive(sink, fill, lambda out: out.stats["spans_sent"] or out.stats["reports_failed"]
                 or out.stats["reports_dropped"], transport="grpc")
-    assert out.stats["spans_sent"] == tracing.BATCH_SPANS == len(sink.spans)
+    assert out.stats["spans_sent"] == trace_export.BATCH_SPANS == len(sink.spans)
