@@ -193,8 +193,8 @@ def _opentelemetry(name: str, r: Reader) -> model.ExtensionProvider:
         path = http.get("path", text(), "")
         timeout = http.get("timeout", duration(positive=True))
         headers = _headers(http)
-    # OTLP/gRPC is exported as OTLP/HTTP to the same service and port (the compiler warns):
-    # its timeout and initialMetadata become the HTTP request's
+    # without http, Istio exports OTLP/gRPC (pymesh.proxy.otlp_grpc): its timeout and
+    # initialMetadata are the call's
     grpc = r.get("grpc", proto_message(shapes.OTEL_GRPC, lambda g: (g.get("timeout", duration(positive=True)),
                                                                    _headers(g, "initialMetadata"))), (None, ()))
     return model.ExtensionProvider(

@@ -34,6 +34,7 @@ from pymesh.routing.compile import implicit_inbound
 from pymesh.routing.hosts import split_authority
 from pymesh.routing.snapshot import Cluster, Endpoint, Listener, Route, Snapshot
 from pymesh.proxy.telemetry import Telemetry
+from pymesh.proxy.tracing import TraceHeaders, Tracing
 from pymesh.proxy.upstream_tls import TlsEnvironment, origin_for, origins
 
 log = logging.getLogger("pymesh.proxy")
@@ -247,6 +248,7 @@ class Runtime:
         self.tls_env = TlsEnvironment()  # the proxy sets its certificates and credentials here
         self.inbound_tls = None  # pymesh.proxy.inbound_tls.InboundTls, set by the worker
         self.gateway_tls = None  # pymesh.proxy.gateway_tls.GatewayTls, set by the worker
+        self.tracing = Tracing(loop, telemetry.metrics)  # the snapshot's trace provider's exporter, if any
 
     # configuration ------------------------------------------------------------------------------
 
@@ -272,8 +274,10 @@ class Runtime:
         self.peer_header = encode_peer(snapshot.identity)
         jwt_authn = JwtAuthn.for_providers(snapshot.request_authn, self.jwks)
         self.gateway = snapshot.identity.kind == "router"  # `pymesh gateway`: its own policies guard every listener
+        tracer = self.tracing.tracer_for(snapshot)
         self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz,
-                                        gateway=self.gateway)
+                                        gateway=self.gateway,
+                                        trace_headers=TraceHeaders(tracer) if tracer is not None else None)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         if self.gateway_tls is not None:  # a gateway's TLS servers: their contexts and listeners
             self.listeners.update(self.gateway_tls.install(snapshot))
@@ -328,6 +332,8 @@ class Runtime:
 
     def observe(self, exchange) -> None:
         self.telemetry.request_done(exchange)
+        if exchange.span is not None:
+            exchange.span.tracer.finish(exchange)
 
     def observe_protocol_error(self, connection, status: int, flag: str) -> None:
         self.telemetry.protocol_error(connection, status, flag)
@@ -398,6 +404,7 @@ class Runtime:
         """Stop the runtime's timers and close idle upstream connections (end of drain)."""
         self.deadlines.close()
         self.jwks.close()
+        self.tracing.close()
         self.pools.close()
         for state in self.cluster_states.values():
             state.close()

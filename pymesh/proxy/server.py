@@ -363,6 +363,7 @@ class ProxyWorker:
             log.warning("drain timeout: closing %d connections", len(self.runtime.connections))
         for connection in list(self.runtime.connections):
             connection.close()
+        await self.runtime.tracing.drain()  # the last requests' spans
         self.runtime.close()
         if self.cert_source is not None:
             self.cert_source.close()

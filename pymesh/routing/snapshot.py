@@ -147,6 +147,9 @@ class Route:
     cors: Any = None  # a pymesh.routing.cors.CompiledCors
     rate_limit: Any = None  # a pymesh.policy.ratelimit.RateLimitRule
     mirrors: tuple[MirrorPolicy, ...] = ()
+    # the (kind, value) of each match block's uri, ("", "") for none: a span's name (Istio's route
+    # decorator, pymesh.proxy.tracing) says which path the route matched
+    uri_matches: tuple[tuple[str, str], ...] = ()
     # the status for a destination whose cluster does not exist: Envoy's 503, or the 500 the
     # Gateway API requires for its routes' invalid backends (Istio's cluster_not_found_response_code)
     missing_cluster_status: int = 503

@@ -161,9 +161,6 @@ class _TracingSpec:
     def policy(self, providers: dict, warnings: list[str]) -> TracingPolicy:
         found = _known(self.provider, providers, ("zipkin", "opentelemetry"), "tracing", warnings) \
             if self.provider else None
-        if found is not None and not found.otlp_http:
-            warnings.append(f"tracing provider {found.name!r}: OTLP/gRPC is not supported by pymesh; spans go "
-                            f"as OTLP/HTTP to {found.service}:{found.port}")
         return TracingPolicy(
             provider=_trace_provider(found) if found is not None else None,
             sampling_percent=self.sampling,
@@ -176,7 +173,8 @@ class _TracingSpec:
 def _trace_provider(p: model.ExtensionProvider) -> TraceProvider:
     return TraceProvider(name=p.name, kind=p.kind, service=p.service, port=p.port, path=p.path,
                          max_tag_length=p.max_tag_length or DEFAULT_MAX_TAG_LENGTH, headers=p.headers,
-                         timeout=p.timeout or TraceProvider.timeout)
+                         timeout=p.timeout or TraceProvider.timeout,
+                         transport="grpc" if p.kind == "opentelemetry" and not p.otlp_http else "http")
 
 
 def _legacy_tracing(mesh: model.IstioMeshConfig) -> TracingPolicy:

@@ -25,6 +25,9 @@ class TraceProvider:
     max_tag_length: int = 256  # Istio's default
     headers: tuple[tuple[str, str], ...] = ()  # opentelemetry http.headers (literal values)
     timeout: float = 5.0  # seconds per export request
+    # opentelemetry only: "grpc" (OTLP/gRPC, Istio's default when the provider has no `http`
+    # block) or "http" (OTLP/HTTP protobuf to `path`)
+    transport: str = "http"
 
 
 @dataclass(frozen=True)
