@@ -741,6 +741,114 @@ class ProxyConfig:
     image_type: str = ""  # image.imageType; no effect: there is no container
 
 
+# --- Telemetry (telemetry.istio.io) and Istio's MeshConfig (the istio ConfigMap) ---------------
+
+WORKLOAD_MODES = ("CLIENT_AND_SERVER", "CLIENT", "SERVER")
+
+
+@dataclass(frozen=True)
+class TracingCustomTag:
+    """Telemetry tracing.customTags[name]: exactly one of literal, environment, header."""
+
+    name: str
+    kind: str  # "literal" | "environment" | "header"
+    value: str  # the literal, the variable's name or the header's (lower-case)
+    default: str = ""
+
+
+@dataclass(frozen=True)
+class TelemetryTracing:
+    """One tracing[] entry; None: not set here, so the wider scope's value stays."""
+
+    mode: str = "CLIENT_AND_SERVER"
+    providers: tuple[str, ...] = ()
+    random_sampling_percentage: float | None = None
+    disable_span_reporting: bool | None = None
+    custom_tags: tuple[TracingCustomTag, ...] = ()
+    use_request_id_for_trace_sampling: bool | None = None
+
+
+@dataclass(frozen=True)
+class TelemetryAccessLogging:
+    mode: str = "CLIENT_AND_SERVER"
+    providers: tuple[str, ...] = ()
+    disabled: bool | None = None
+    filter: str | None = None  # a CEL expression (checked by pymesh.telemetry.cel when loaded)
+
+
+@dataclass(frozen=True)
+class MetricTagOverride:
+    tag: str
+    operation: str = "UPSERT"  # UPSERT | REMOVE
+    value: str = ""  # UPSERT: a CEL value expression
+
+
+@dataclass(frozen=True)
+class TelemetryMetricOverride:
+    metric: str = "ALL_METRICS"  # an Istio metric enum name, or a customMetric name
+    custom: bool = False  # match.customMetric rather than match.metric
+    mode: str = "CLIENT_AND_SERVER"
+    disabled: bool | None = None
+    tag_overrides: tuple[MetricTagOverride, ...] = ()
+
+
+@dataclass(frozen=True)
+class TelemetryMetrics:
+    providers: tuple[str, ...] = ()
+    overrides: tuple[TelemetryMetricOverride, ...] = ()
+    reporting_interval: float | None = None  # accepted, no effect (pymesh reports continuously)
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    metadata: Metadata
+    selector: Labels | None = None  # selector.matchLabels; None: the namespace (root: the mesh)
+    target_refs: tuple[PolicyTargetReference, ...] = ()
+    tracing: tuple[TelemetryTracing, ...] = ()
+    access_logging: tuple[TelemetryAccessLogging, ...] = ()
+    metrics: tuple[TelemetryMetrics, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExtensionProvider:
+    """MeshConfig.extensionProviders[]: the kinds pymesh runs (zipkin, opentelemetry,
+    envoyFileAccessLog, prometheus); the others are kept by name so a Telemetry naming one gets
+    a clear warning instead of silently nothing."""
+
+    name: str
+    kind: str  # the MeshConfig field name: "zipkin", "opentelemetry", "envoyFileAccessLog", ...
+    service: str = ""
+    port: int = 0
+    path: str = ""
+    max_tag_length: int = 0  # 0: Istio's default (256)
+    timeout: float | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    log_text: str = ""  # envoyFileAccessLog logFormat.text
+    log_labels: tuple[tuple[str, str], ...] = ()  # envoyFileAccessLog logFormat.labels (JSON)
+    otlp_http: bool = True  # opentelemetry: http given (False: Istio would export OTLP/gRPC)
+
+
+@dataclass(frozen=True)
+class IstioMeshConfig:
+    """Istio's MeshConfig (the istio ConfigMap's data.mesh, or --mesh-config): the parts about
+    telemetry pymesh applies; `no_effect` names the fields given that it does not."""
+
+    source: Source = field(default_factory=Source, compare=False)
+    extension_providers: tuple[ExtensionProvider, ...] = ()
+    default_tracing: tuple[str, ...] = ()
+    default_metrics: tuple[str, ...] = ("prometheus",)
+    default_access_logging: tuple[str, ...] = ()
+    enable_tracing: bool = True
+    access_log_file: str = ""
+    access_log_encoding: str = "TEXT"  # TEXT | JSON
+    access_log_format: str = ""
+    root_namespace: str = "istio-system"
+    sampling: float | None = None  # defaultConfig.tracing.sampling (percent)
+    zipkin_address: str = ""  # defaultConfig.tracing.zipkin.address ("host:port")
+    max_path_tag_length: int = 0  # defaultConfig.tracing.maxPathTagLength
+    no_effect: tuple[str, ...] = ()
+
+
 # --- The whole configuration -----------------------------------------------------------------
 
 
@@ -760,3 +868,5 @@ class MeshConfig:
     gateways: tuple[Gateway, ...] = ()
     workload_groups: tuple[WorkloadGroup, ...] = ()
     proxy_configs: tuple[ProxyConfig, ...] = ()
+    telemetries: tuple[Telemetry, ...] = ()
+    mesh_configs: tuple[IstioMeshConfig, ...] = ()  # at most one applies (pymesh.routing.telemetry)

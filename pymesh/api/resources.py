@@ -11,6 +11,7 @@ from pymesh.api import common, model, shapes
 from pymesh.api.authorization import authorization_policy
 from pymesh.api.destinationrule import destination_rule
 from pymesh.api.gateway import gateway
+from pymesh.api.meshconfig import MESH_CONFIG_MAP, config_map
 from pymesh.api.peer_authentication import peer_authentication
 from pymesh.api.reader import Reader, Sink, Slot, message, or_list, text
 from pymesh.api.ratelimit import local_rate_limit
@@ -18,6 +19,7 @@ from pymesh.api.request_authentication import request_authentication
 from pymesh.api.serviceentry import service_entry, workload_entry
 from pymesh.api.shapes import Shape
 from pymesh.api.sidecar import sidecar
+from pymesh.api.telemetry import telemetry
 from pymesh.api.virtualservice import virtual_service
 from pymesh.api.workloadgroup import proxy_config, workload_group
 from pymesh.api.yamltree import Document, LineMap
@@ -25,6 +27,8 @@ from pymesh.api.yamltree import Document, LineMap
 NETWORKING = ("networking.istio.io", ("v1", "v1beta1", "v1alpha3"))
 SECURITY = ("security.istio.io", ("v1", "v1beta1"))
 PYMESH = ("pymesh.dev", ("v1alpha1",))
+TELEMETRY = ("telemetry.istio.io", ("v1", "v1alpha1"))
+CORE = ("", ("v1",))
 
 
 @dataclass(frozen=True)
@@ -34,10 +38,12 @@ class Kind:
     spec: Shape | None = None  # None: an Istio kind pymesh does not support yet
     build: Callable[[model.Metadata, Reader], Any] | None = None
     collection: str = ""  # the MeshConfig field its resources go into
+    body: str = "spec"  # the envelope field the parser reads (a ConfigMap's is `data`)
+    envelope: Shape = shapes.RESOURCE
 
     def api_versions(self) -> list[str]:
         group, versions = self.api
-        return [f"{group}/{version}" for version in versions]
+        return [f"{group}/{version}" if group else version for version in versions]
 
 
 KINDS = {
@@ -58,6 +64,10 @@ KINDS = {
         Kind("ProxyConfig", ("networking.istio.io", ("v1beta1",)), shapes.PROXY_CONFIG, proxy_config, "proxy_configs"),
         Kind("RequestAuthentication", SECURITY, shapes.REQUEST_AUTHENTICATION, request_authentication,
              "request_authentications"),
+        Kind("Telemetry", TELEMETRY, shapes.TELEMETRY, telemetry, "telemetries"),
+        # only istio-system/istio is read (Istio's mesh config); other ConfigMaps are not applied
+        Kind("ConfigMap", CORE, shapes.CONFIG_MAP_DATA, config_map, "mesh_configs", body="data",
+             envelope=shapes.CONFIG_MAP),
     )
 }
 
@@ -77,10 +87,11 @@ def parse_document(
     if not isinstance(root, LineMap):
         sink.add(document.line, "", f"expected a mapping ({_RESOURCE_HINT})")
         return None
-    r = Reader(sink, root, "", shapes.RESOURCE)
+    named = root.get("kind")
+    kind = KINDS.get(named) if isinstance(named, str) else None
+    r = Reader(sink, root, "", kind.envelope if kind else shapes.RESOURCE)
     kind_name = r.get("kind", text(), required=True)
     api_version = r.get("apiVersion", text(), required=True)
-    kind = KINDS.get(kind_name)
     if kind is None:
         if kind_name is not None:
             r.error("kind", f"kind {kind_name} is not supported")
@@ -94,7 +105,9 @@ def parse_document(
     source = model.Source(sink.file, r.line)
     read_metadata = message(shapes.METADATA, partial(common.metadata, source=source))
     metadata = r.get("metadata", read_metadata, required=True)
-    spec = r.slot("spec") or Slot(LineMap(r.line), r.line, "spec")  # a missing spec reads as an empty one
+    if kind.name == "ConfigMap" and (metadata is None or (metadata.namespace, metadata.name) != MESH_CONFIG_MAP):
+        return None  # not Istio's mesh config: not applied
+    spec = r.slot(kind.body) or Slot(LineMap(r.line), r.line, kind.body)  # a missing spec reads as an empty one
     resource = message(kind.spec, partial(kind.build, metadata))(sink, spec)
     if metadata is not None and metadata.name:
         _check_unique(sink, seen, (kind.name, metadata.namespace, metadata.name), source, _name_line(root))

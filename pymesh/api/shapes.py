@@ -234,3 +234,71 @@ EXEC_HEALTH_CHECK = shape("ExecHealthCheckConfig", "command")
 # targetRef picks a waypoint (ambient mode), which pymesh does not have
 PROXY_CONFIG = shape("ProxyConfig", "selector concurrency environmentVariables image", unsupported="targetRef")
 PROXY_IMAGE = shape("ProxyImage", "imageType")
+
+# --- Telemetry (telemetry.istio.io v1, v1alpha1) ----------------------------------------------
+
+TELEMETRY = shape("Telemetry", "selector targetRef targetRefs tracing accessLogging metrics")
+PROVIDER_REF = shape("ProviderRef", "name")
+# enableIstioTags (Istio 1.26) switches Istio's own span tags, which pymesh does not add
+TRACING = shape(
+    "Tracing",
+    "match providers randomSamplingPercentage disableSpanReporting customTags useRequestIdForTraceSampling",
+    unsupported="enableIstioTags",
+)
+WORKLOAD_MODE_SELECTOR = shape("TracingSelector", "mode")
+CUSTOM_TAG = shape("Tracing.CustomTag", "literal environment header")
+TAG_LITERAL = shape("Tracing.Literal", "value")
+TAG_ENVIRONMENT = shape("Tracing.Environment", "name defaultValue")
+TAG_HEADER = shape("Tracing.RequestHeader", "name defaultValue")
+ACCESS_LOGGING = shape("AccessLogging", "match providers disabled filter")
+ACCESS_LOGGING_FILTER = shape("AccessLogging.Filter", "expression")
+METRICS = shape("Metrics", "providers overrides reportingInterval")
+METRICS_OVERRIDES = shape("MetricsOverrides", "match disabled tagOverrides")
+METRIC_SELECTOR = shape("MetricSelector", "metric customMetric mode")
+TAG_OVERRIDE = shape("MetricsOverrides.TagOverride", "operation value")
+
+# --- Istio's MeshConfig (the istio ConfigMap's data.mesh) --------------------------------------
+# Istio reads it with protobuf's JSON parser, which takes a field under its JSON (camelCase) or
+# proto (snake_case) name: pymesh.api.meshconfig accepts both. MESH_CONFIG_NO_EFFECT are
+# Istio's fields that pymesh accepts and reports as having no effect.
+
+CONFIG_MAP = shape("ConfigMap", "apiVersion kind metadata data binaryData immutable")
+CONFIG_MAP_DATA = shape("ConfigMap.data", "mesh meshNetworks values")  # of istio-system/istio
+MESH_CONFIG = shape(
+    "MeshConfig",
+    "extensionProviders defaultProviders enableTracing accessLogFile accessLogEncoding accessLogFormat "
+    "defaultConfig rootNamespace",
+)
+MESH_CONFIG_NO_EFFECT = frozenset((
+    "proxyListenPort proxyInboundListenPort proxyHttpPort connectTimeout protocolDetectionTimeout tcpKeepalive "
+    "ingressClass ingressService ingressControllerMode ingressSelector enableEnvoyAccessLogService "
+    "disableEnvoyListenerLog outboundTrafficPolicy inboundTrafficPolicy configSources enableAutoMtls "
+    "trustDomain trustDomainAliases caCertificates defaultServiceExportTo defaultVirtualServiceExportTo "
+    "defaultDestinationRuleExportTo localityLbSetting dnsRefreshRate h2UpgradePolicy inboundClusterStatName "
+    "outboundClusterStatName certificates serviceSettings enablePrometheusMerge verifyCertificateAtClient ca "
+    "discoverySelectors pathNormalization defaultHttpRetryPolicy meshMTLS tlsDefaults gatewayTopology "
+    "serviceScopeConfigs thriftConfig mixerCheckServer mixerReportServer disablePolicyChecks "
+    "disableMixerHttpReports policyCheckFailOpen sidecarToTelemetrySessionAffinity sdsUdsPath "
+    "enableSdsTokenMount sdsUseK8sSaJwt reportBatchMaxEntries reportBatchMaxTime"
+).split())
+DEFAULT_PROVIDERS = shape("MeshConfig.DefaultProviders", "tracing metrics accessLogging")
+PROXY_TRACING = shape(
+    "ProxyConfig.Tracing", "sampling zipkin maxPathTagLength customTags lightstep datadog stackdriver openCensusAgent tlsSettings"
+)
+ZIPKIN_ADDRESS = shape("Tracing.Zipkin", "address")
+MESH_EXTENSION_PROVIDER = shape(
+    "MeshConfig.ExtensionProvider",
+    "name zipkin opentelemetry envoyFileAccessLog prometheus envoyExtAuthzHttp envoyExtAuthzGrpc lightstep datadog "
+    "stackdriver opencensus skywalking envoyHttpAls envoyTcpAls envoyOtelAls sds",
+)
+# traceContextOption picks B3 and/or W3C headers for Zipkin and enable64bitTraceId the trace id's
+# length: choices pymesh's tracer does not offer per provider yet.
+ZIPKIN_PROVIDER = shape("ZipkinTracingProvider", "service port maxTagLength path timeout headers",
+                        unsupported="traceContextOption enable64bitTraceId")
+OPENTELEMETRY_PROVIDER = shape("OpenTelemetryTracingProvider", "service port maxTagLength http grpc resourceDetectors",
+                               unsupported="dynatraceSampler")
+OTEL_HTTP = shape("HttpService", "path timeout headers")
+OTEL_GRPC = shape("GrpcService", "timeout initialMetadata")
+HTTP_HEADER_VALUE = shape("HttpHeader", "name value envName")
+FILE_ACCESS_LOG_PROVIDER = shape("EnvoyFileAccessLogProvider", "path logFormat")
+LOG_FORMAT = shape("LogFormat", "text labels", unsupported="omitEmptyValues")

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from pymesh.api import limits as input_limits
-from pymesh.api import wire
+from pymesh.api import model, wire
 from pymesh.api.limits import Limits
 from pymesh.control import bounds, persist, scrape_targets
 from pymesh.control.admin import AdminServer
@@ -49,13 +49,14 @@ class ControlOptions:
     insecure: bool = False  # plaintext, no identities: local demos only
     ca: CaOptions = CaOptions()
     max_per_identity: int = 256  # push streams of one identity (the replicas of a workload)
+    mesh_config: model.IstioMeshConfig | None = None  # --mesh-config: in force instead of an istio ConfigMap
 
 
 class ControlServer:
     def __init__(self, options: ControlOptions):
         self.options = options
         self.metrics = ControlMetrics()
-        self.store = ConfigStore(options.config_dir, options.limits)
+        self.store = ConfigStore(options.config_dir, options.limits, options.mesh_config)
         self.watcher = Watcher(self.store.poll, self._reload, options.debounce, options.max_debounce, options.poll_interval)
         self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)
         self.tokens = TokenStore(options.data_dir, time.time)

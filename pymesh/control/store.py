@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pymesh.api import limits as input_limits, model
 from pymesh.api.errors import ConfigError
@@ -41,9 +41,11 @@ class ConfigStore:
     """`poll()` is cheap (stat calls) and says whether anything changed on disk; `reload()`
     reads the changed files and rebuilds `config`."""
 
-    def __init__(self, directory: str, limits: Limits = input_limits.DEFAULT):
+    def __init__(self, directory: str, limits: Limits = input_limits.DEFAULT,
+                 mesh_config: model.IstioMeshConfig | None = None):
         self.directory = directory
         self.limits = limits
+        self.mesh_config = mesh_config  # --mesh-config: replaces any istio ConfigMap's
         self.config = model.MeshConfig()
         self.conflicts: list[ConfigError] = []  # resources defined in two files: the later is ignored
         self._files: dict[str, FileState] = {}
@@ -103,6 +105,8 @@ class ConfigStore:
                 rejected.append((path, state.errors))
         old = set(self.conflicts)
         self.config, self.conflicts = _union(self._files)
+        if self.mesh_config is not None:
+            self.config = replace(self.config, mesh_configs=(self.mesh_config,))
         for error in self.conflicts:
             if error not in old:
                 log.error("%s", error)

@@ -9,8 +9,12 @@ import asyncio
 import logging
 import time
 
+from pymesh.proxy.access_logs import ProviderLogs
+from pymesh.proxy.attributes import lookup_for
 from pymesh.routing.snapshot import Snapshot
 from pymesh.telemetry.accesslog import AccessLog
+from pymesh.telemetry.overrides import FAMILY_OF, MetricShaper
+from pymesh.telemetry.policy import MetricOverride, MetricsPolicy
 from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER, decode_peer
 from pymesh.telemetry.metrics import MetricsContext, inbound_labels, outbound_labels, setup_metrics
 
@@ -18,6 +22,10 @@ FLUSH_INTERVAL = 1.0
 MAX_RECORDERS = 4096
 _STATUS_CLASS = {n: f"downstream_rq_{n}xx" for n in (1, 2, 3, 4, 5)}
 log = logging.getLogger("pymesh.telemetry")
+
+
+def _NO_ATTRIBUTES(attribute: str, key: str | None) -> None:
+    """A TCP connection has no request attributes: tag values from them are "unknown"."""
 
 
 class Telemetry:
@@ -29,6 +37,8 @@ class Telemetry:
         self._tcp: dict[tuple, object] = {}
         self._listener_stats: dict[str, dict[str, int]] = {}
         self._tls_inspector: dict[str, int] | None = None
+        self.provider_logs = ProviderLogs()  # the Telemetry API's access logs
+        self._shapers: dict[str, MetricShaper] = {}  # direction -> Telemetry metrics overrides; {}: none
 
     @classmethod
     def create(cls, options, workers: int) -> Telemetry:
@@ -39,6 +49,9 @@ class Telemetry:
         self.identity = snapshot.identity
         self._http = {}
         self._tcp = {}
+        policy = snapshot.telemetry
+        self._shapers = _shapers(policy.metrics)
+        self.provider_logs.configure(policy.access_logging, policy.inbound_access_logging, snapshot.identity)
 
     # per request / connection ------------------------------------------------------------------
 
@@ -63,12 +76,18 @@ class Telemetry:
         connection = exchange.head.connection
         key = (direction, cluster.name if cluster else "", endpoint.key if endpoint else "", peer, protocol,
                _security(connection))
+        shaper = values = None
+        if self._shapers:
+            shaper = self._shapers.get(direction)
+            if shaper is not None:
+                values = shaper.request_values(lookup_for(exchange, self.identity)) if shaper.attributes else ()
+                key += (values,)
         recorder = self._http.get(key)
         if recorder is None:
             if len(self._http) >= MAX_RECORDERS:
                 self._http.clear()  # peers come and go: keep the cache bounded
             labels = self._labels(direction, cluster, endpoint, protocol, peer, connection)
-            recorder = self._http[key] = self.metrics.http(labels)
+            recorder = self._http[key] = self.metrics.http(labels, shaper, values or ())
         listener_stats = self._listener(exchange.listener.name)
         listener_stats["downstream_rq_total"] += 1
         listener_stats[_STATUS_CLASS.get(exchange.status // 100, "downstream_rq_5xx")] += 1
@@ -90,6 +109,8 @@ class Telemetry:
                 _header(head, b"user-agent"), exchange.request_id, route.name if route else None,
                 head.connection.source_ip, exchange.attempt_id, head.connection.sni, head.connection,
             )
+        if self.provider_logs:
+            self.provider_logs.request(exchange, duration_ms)
 
     def protocol_error(self, connection, status: int, flag: str) -> None:
         """A request so malformed (or slow: 408) it never became an exchange: still counted
@@ -135,7 +156,9 @@ class Telemetry:
         recorder = self._tcp.get(key)
         if recorder is None:
             labels = self._labels(proxy.listener.direction, cluster, proxy.endpoint, "tcp", connection=proxy.info)
-            recorder = self._tcp[key] = self.metrics.tcp(labels)
+            shaper = self._shapers.get(proxy.listener.direction)
+            values = shaper.request_values(_NO_ATTRIBUTES) if shaper is not None else ()
+            recorder = self._tcp[key] = self.metrics.tcp(labels, shaper, values)
         return recorder
 
     def tcp_opened(self, proxy) -> None:
@@ -157,6 +180,7 @@ class Telemetry:
     def flush(self) -> None:
         if self.access_log is not None:
             self.access_log.flush()
+        self.provider_logs.flush()
         self.metrics.flush()
 
     async def flush_periodically(self) -> None:
@@ -181,7 +205,18 @@ class Telemetry:
         self.flush()
         if self.access_log is not None:
             self.access_log.close()
+        self.provider_logs.close()
         self.metrics.close()
+
+
+def _shapers(policy: MetricsPolicy) -> dict[str, MetricShaper]:
+    """Telemetry metrics overrides by direction (outbound is Istio's CLIENT mode, inbound SERVER);
+    a disabled prometheus provider disables every metric."""
+    overrides = policy.overrides
+    if policy.disabled:
+        overrides = tuple(MetricOverride(metric, mode, disabled=True) for metric in FAMILY_OF for mode in ("CLIENT", "SERVER"))
+    shapers = {direction: MetricShaper.build(overrides, mode) for direction, mode in (("outbound", "CLIENT"), ("inbound", "SERVER"))}
+    return {direction: shaper for direction, shaper in shapers.items() if shaper is not None}
 
 
 def _security(connection) -> tuple | None:

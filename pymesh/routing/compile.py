@@ -17,6 +17,7 @@ from pymesh.routing.proxy_config import effective as effective_proxy_config
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext, inbound_route_table
+from pymesh.routing.telemetry import compile_telemetry
 from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar, selects
 from pymesh.routing.snapshot import Cluster, Listener, ProxyIdentity, Snapshot, TcpRoute, WeightedCluster
 from pymesh.security.authz import compile_authorizer
@@ -58,6 +59,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
     if authz is not None:
         warnings += authz.warnings
     warnings += effective_proxy_config(config.proxy_configs, ns, identity.labels).warnings
+    telemetry = compile_telemetry(config, identity, warnings)
     return Snapshot(
         version=version,
         identity=identity,
@@ -70,6 +72,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         request_authn=providers_for(config, identity),
         peer_authn=compose_peer_authn(config.peer_authentications, ns, identity.labels),
         authz=authz,
+        telemetry=telemetry,
     )
 
 

@@ -85,7 +85,9 @@ class MetricsPolicy:
 @dataclass(frozen=True)
 class TelemetryPolicy:
     tracing: TracingPolicy = field(default_factory=TracingPolicy)
-    access_logging: AccessLogPolicy = field(default_factory=AccessLogPolicy)
+    access_logging: AccessLogPolicy = field(default_factory=AccessLogPolicy)  # outbound (and a gateway's)
+    # inbound, when a Telemetry's match mode (CLIENT / SERVER) makes it differ; None: as access_logging
+    inbound_access_logging: AccessLogPolicy | None = None
     metrics: MetricsPolicy = field(default_factory=MetricsPolicy)
 
 

@@ -32,7 +32,6 @@ KIND_GAPS = {
     "EnvoyFilter": "validate: the rule for kinds pymesh does not implement (a valid one must load, "
                    "reported as not applied; an invalid one is still Istio's to reject)",
     "WasmPlugin": "validate: the rule for kinds pymesh does not implement",
-    "Telemetry": "validate: the rule for kinds pymesh does not implement",
 }
 
 # Errors pymesh gives today for valid Istio YAML, by message: a valid document rejected with
