@@ -62,7 +62,7 @@ class Exchange:
         "active_at",
         "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status", "grpc_messages", "retry_held",
         "shadows",
-        "tried", "request_principal", "logged_path",
+        "tried", "request_principal", "logged_path", "span",
     )
 
     def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:
@@ -122,6 +122,7 @@ class Exchange:
         self.tried: list | None = None  # endpoints of the failed attempts, once there is a retry
         self.request_principal = None  # a verified JWT (pymesh.security.principal), set by JwtAuthn
         self.logged_path: str | None = None  # the path for the access log when it differs (a token redacted)
+        self.span = None  # a sampled request's pymesh.proxy.tracing.ActiveSpan, when the snapshot traces
 
     # --- request side (called by the downstream protocol) -------------------------------------
 

@@ -33,6 +33,7 @@ from pymesh.api.model import ConnectionPoolSettings, LoadBalancerSettings
 from pymesh.routing.compile import implicit_inbound
 from pymesh.routing.snapshot import Cluster, Endpoint, Listener, Route, Snapshot
 from pymesh.proxy.telemetry import Telemetry
+from pymesh.proxy.tracing import TraceHeaders, Tracing
 from pymesh.proxy.upstream_tls import TlsEnvironment, origin_for, origins
 
 log = logging.getLogger("pymesh.proxy")
@@ -239,6 +240,7 @@ class Runtime:
         self.tls_env = TlsEnvironment()  # the proxy sets its certificates and credentials here
         self.inbound_tls = None  # pymesh.proxy.inbound_tls.InboundTls, set by the worker
         self.gateway_tls = None  # pymesh.proxy.gateway_tls.GatewayTls, set by the worker
+        self.tracing = Tracing(loop, telemetry.metrics)  # the snapshot's trace provider's exporter, if any
 
     # configuration ------------------------------------------------------------------------------
 
@@ -264,8 +266,10 @@ class Runtime:
         self.peer_header = encode_peer(snapshot.identity)
         jwt_authn = JwtAuthn.for_providers(snapshot.request_authn, self.jwks)
         self.gateway = snapshot.identity.kind == "router"  # `pymesh gateway`: its own policies guard every listener
+        tracer = self.tracing.tracer_for(snapshot)
         self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz,
-                                        gateway=self.gateway)
+                                        gateway=self.gateway,
+                                        trace_headers=TraceHeaders(tracer) if tracer is not None else None)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         if self.gateway_tls is not None:  # a gateway's TLS servers: their contexts and listeners
             self.listeners.update(self.gateway_tls.install(snapshot))
@@ -320,6 +324,8 @@ class Runtime:
 
     def observe(self, exchange) -> None:
         self.telemetry.request_done(exchange)
+        if exchange.span is not None:
+            exchange.span.tracer.finish(exchange)
 
     def observe_protocol_error(self, connection, status: int, flag: str) -> None:
         self.telemetry.protocol_error(connection, status, flag)

@@ -331,6 +331,12 @@ class MetricsContext:
                                                                 stats.FILTER_STATS[filter_name])
         return scope
 
+    def tracing_stats(self, listener_name: str) -> dict[str, int]:
+        return self.store.scope(stats.tracing_scope(listener_name), stats.TRACING_DECISION_STATS)
+
+    def tracer_stats(self, provider_kind: str) -> dict[str, int]:
+        return self.store.scope(stats.tracer_scope(provider_kind), stats.TRACER_STATS)
+
     def tls_inspector_stats(self) -> dict[str, int]:
         return self.store.scope(stats.TLS_INSPECTOR_SCOPE, stats.TLS_INSPECTOR_STATS)
 
