@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,23 @@ def _pymesh_argv(binary: str, config: Path, params: dict) -> list[str]:
             *(("--cert-dir", str(params["cert_dir"])) if "cert_dir" in params else ())]
 
 
+def _pymesh_traced_argv(binary: str, config: Path, params: dict) -> list[str]:
+    """pymesh with tracing on at Istio's default 1% (OpenTelemetry, OTLP/HTTP to the upstream nginx,
+    which answers any POST 200: a local collector sink that costs the proxy's side nothing) and its
+    access log written to a file. The policy reaches the proxy through pymesh.proxy.tracing's
+    override file until Telemetry resources compile into the snapshot."""
+    from pymesh.api import codec
+    from pymesh.proxy.tracing import OVERRIDE_ENV
+    from pymesh.telemetry.policy import TelemetryPolicy, TraceProvider, TracingPolicy
+
+    provider = TraceProvider(name="otel", kind="opentelemetry", service="127.0.0.1", port=params["upstream_port"])
+    policy = config.parent / f"telemetry-{params['admin_port']}.json"
+    policy.write_text(json.dumps(codec.encode(TelemetryPolicy(tracing=TracingPolicy(provider, sampling_percent=1.0)))))
+    argv = _pymesh_argv(binary, config, params)
+    argv[argv.index("--access-log") + 1] = str(config.parent / f"access-{params['admin_port']}.log")
+    return ["/usr/bin/env", f"{OVERRIDE_ENV}={policy}", *argv]
+
+
 def _envoy_argv(binary: str, config: Path, params: dict) -> list[str]:
     return [binary, "-c", str(config), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"]
 
@@ -108,6 +126,7 @@ ENVOY = Peer("envoy", "envoy.yaml", find_envoy, _envoy_argv, ready_path="/ready"
 ENVOY_MTLS_CLIENT = Peer("envoy", "envoy-mtls-client.yaml", find_envoy, _envoy_argv, ready_path="/ready")
 ENVOY_MTLS_SERVER = Peer("envoy", "envoy-mtls-server.yaml", find_envoy, _envoy_argv, ready_path="/ready")
 PYMESH_EGRESS = Peer("pymesh", "pymesh-egress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
+PYMESH_TRACED = Peer("pymesh", "pymesh-egress.yaml", find_pymesh, _pymesh_traced_argv, ready_path="/ready")
 PYMESH_INGRESS = Peer("pymesh", "pymesh-ingress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
 PYMESH_MTLS_EGRESS = Peer("pymesh", "pymesh-mtls-egress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
 PYMESH_MTLS_INGRESS = Peer("pymesh", "pymesh-mtls-ingress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")

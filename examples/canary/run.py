@@ -185,7 +185,8 @@ def main() -> int:
         control_log = os.path.join(mesh.workdir, "control.log")
         with open(control_log, "w") as log_file:
             mesh.start(*pymesh, "control", "serve", "--config-dir", config_dir, "--listen", CONTROL,
-                       "--admin", CONTROL_ADMIN, "--data-dir", os.path.join(mesh.workdir, "control"), stderr=log_file)
+                       "--admin", CONTROL_ADMIN, "--data-dir", os.path.join(mesh.workdir, "control"),
+                       "--mesh-config", os.path.join(HERE, "mesh.yaml"), stderr=log_file)
         wait_ready(f"http://{CONTROL_ADMIN}/ready")
         tokens = {account: join_token(pymesh, mesh.workdir, account)
                   for account in sorted({service_account(name) for name in WORKLOADS})}

@@ -1,14 +1,31 @@
 """`pymesh analyze PATH...`: validate configuration files and list every problem, with file, line
-and field path, before they reach a control server or proxy."""
+and field path, before they reach a control server or proxy: errors (exit 1), then warnings
+(exit 0 when there are only warnings): resources and fields pymesh does not apply, and what the
+compiler warns about for the proxies the configuration would run on (pymesh.routing.analysis)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from dataclasses import dataclass
 
 from pymesh.api import limits as input_limits
-from pymesh.api.load import load_paths
+from pymesh.api.limits import Limits
+from pymesh.api.load import LoadResult, load_paths
 from pymesh.api.offload import OffloadFailed, run_in_child
+from pymesh.routing.analysis import CompileWarning, compile_warnings
+
+
+@dataclass(frozen=True)
+class Analysis:
+    result: LoadResult
+    compile_warnings: tuple[CompileWarning, ...]  # only when the configuration has no errors
+
+
+def analyze(paths: list[str], limits: Limits) -> Analysis:
+    """Load, and when that succeeds compile for each proxy (in the child: both are bounded)."""
+    result = load_paths(paths, limits)
+    return Analysis(result, () if result.errors else tuple(compile_warnings(result.config)))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="validate mesh configuration files and report every error",
         description="Load Istio-shaped YAML resources (files, or directories searched for *.yaml "
         "and *.yml) and print every problem as 'file:line path: message'. Exits 1 when there are "
-        "errors, 0 when the configuration is valid.",
+        "errors, 0 when the configuration is valid (warnings do not change the exit code: resources of "
+        "kinds pymesh does not implement and Istio fields it ignores are warnings, errors with --strict).",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="YAML file or directory")
     input_limits.add_arguments(parser)
@@ -29,18 +47,23 @@ def run(args: argparse.Namespace) -> int:
     applies here too."""
     limits = input_limits.from_args(args)
     try:
-        result = asyncio.run(run_in_child(load_paths, args.paths, limits, timeout=limits.load_timeout))
+        analysis = asyncio.run(run_in_child(analyze, args.paths, limits, timeout=limits.load_timeout))
     except OffloadFailed as error:
         print(f"{', '.join(args.paths)}: {error}")
         return 1
+    result = analysis.result
     for error in result.errors:
         print(error)
+    for warning in (*result.warnings, *analysis.compile_warnings):
+        print(warning)
+    warnings = len(result.warnings) + len(analysis.compile_warnings)
+    and_warnings = f", {_count(warnings, 'warning')}" if warnings else ""
     _print_gateway_api_status(result.config)
     if result.errors:
         files = len({error.file for error in result.errors})
-        print(f"{_count(len(result.errors), 'error')} in {_count(files, 'file')}")
+        print(f"{_count(len(result.errors), 'error')} in {_count(files, 'file')}{and_warnings}")
         return 1
-    print(f"ok: {_count(result.resource_count, 'resource')} in {_count(len(result.files), 'file')}")
+    print(f"ok: {_count(result.resource_count, 'resource')} in {_count(len(result.files), 'file')}{and_warnings}")
     return 0
 
 

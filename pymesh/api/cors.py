@@ -6,7 +6,7 @@ are tokens ("*" allowed), and maxAge is whole seconds."""
 from __future__ import annotations
 
 from pymesh.api import checks, common, model
-from pymesh.api.reader import Reader, Sink, Slot, boolean, choice, duration, text
+from pymesh.api.reader import ISTIO_DURATION, Reader, Sink, Slot, boolean, choice, text
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 _METHOD = choice("method", METHODS)
@@ -26,7 +26,7 @@ def _origin(sink: Sink, slot: Slot) -> model.StringMatch | None:
 
 
 def _max_age(sink: Sink, slot: Slot) -> int | None:
-    seconds = duration()(sink, slot)
+    seconds = ISTIO_DURATION(sink, slot)
     if seconds is not None and seconds != int(seconds):
         sink.at(slot, "maxAge is accurate only to seconds precision")
         return None

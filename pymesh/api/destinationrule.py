@@ -3,9 +3,9 @@ pools) and the named subsets routes can pick."""
 
 from __future__ import annotations
 
-from pymesh.api import checks, common, locality, model, shapes
+from pymesh.api import checks, common, hosts, locality, model, shapes
 from pymesh.api.client_tls import CLIENT_TLS
-from pymesh.api.reader import (ISTIO_DURATION, Reader, boolean, choice, distinct, duration, integer, message, number,
+from pymesh.api.reader import (ISTIO_DURATION, ISTIO_DURATION_OR_ZERO, Reader, boolean, choice, distinct, duration, integer, message, number,
                                text)
 
 SIMPLE = choice(
@@ -19,20 +19,20 @@ _HASH_KEYS = ("httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameter
 
 def destination_rule(metadata: model.Metadata, r: Reader) -> model.DestinationRule:
     subset = distinct(message(shapes.SUBSET, _subset), lambda s: s.name or None, "subset name")
+    selector = r.get("workloadSelector", message(shapes.MATCH_LABELS_SELECTOR, lambda s: common.labels(s, "matchLabels")))
     return model.DestinationRule(
         metadata=metadata,
-        host=r.get("host", text(checks.wildcard_domain), "", required=True),
+        host=r.get("host", hosts.read_host(hosts.wildcard_domain), "", required=True),
         traffic_policy=r.get("trafficPolicy", TRAFFIC_POLICY),
         subsets=r.get_list("subsets", subset),
-        export_to=common.export_to(r),
-        workload_selector=r.get("workloadSelector", message(shapes.MATCH_LABELS_SELECTOR,
-                                                            lambda s: common.labels(s, "matchLabels"))),
+        export_to=common.export_to(r, metadata.namespace if metadata else "", own_only=selector is not None),
+        workload_selector=selector,
     )
 
 
 def _subset(r: Reader) -> model.Subset:
     return model.Subset(
-        name=r.get("name", text(checks.dns_label), "", required=True),
+        name=r.get("name", text(hosts.istio_label), "", required=True),
         labels=common.labels(r, "labels"),
         traffic_policy=r.get("trafficPolicy", TRAFFIC_POLICY),
     )
@@ -99,7 +99,7 @@ def _load_balancer(r: Reader) -> model.LoadBalancerSettings:
 
 def _warmup(r: Reader) -> model.Warmup:
     return model.Warmup(
-        duration=r.get("duration", duration(positive=True), 0.0, required=True),
+        duration=r.get("duration", ISTIO_DURATION, 0.0, required=True),
         minimum_percent=r.get("minimumPercent", number(0, 100), model.Warmup.minimum_percent),
         aggression=r.get("aggression", number(1), model.Warmup.aggression),
     )
@@ -110,6 +110,9 @@ def _consistent_hash(r: Reader) -> model.ConsistentHash:
     algorithm = r.one_of(("ringHash", "maglev"), required=False)
     if algorithm and r.has("minimumRingSize"):
         r.error("minimumRingSize", f"only one of minimumRingSize or {algorithm} may be set (minimumRingSize is deprecated)")
+    elif r.has("minimumRingSize"):
+        r.warn("minimumRingSize", "consistent hash MinimumRingSize is deprecated, use ConsistentHashLB's RingHash "
+               "configuration instead")
     use_source_ip = r.get("useSourceIp", boolean, False)
     if r.has("useSourceIp") and not use_source_ip:
         r.error("useSourceIp", "must be true when set (leave it out to hash on something else)")
@@ -171,10 +174,10 @@ def _connection_pool(r: Reader) -> model.ConnectionPoolSettings:
 
 def _tcp_settings(r: Reader) -> dict:
     return {
-        "connect_timeout": r.get("connectTimeout", duration(positive=True)),
-        "tcp_idle_timeout": r.get("idleTimeout", duration(positive=True)),
+        "connect_timeout": r.get("connectTimeout", ISTIO_DURATION),
+        "tcp_idle_timeout": r.get("idleTimeout", ISTIO_DURATION_OR_ZERO),
         "max_connections": r.get("maxConnections", integer(0), 0),
-        "max_connection_duration": r.get("maxConnectionDuration", duration(positive=True)),
+        "max_connection_duration": r.get("maxConnectionDuration", ISTIO_DURATION),
         "tcp_keepalive": r.get("tcpKeepalive", message(shapes.TCP_KEEPALIVE, _tcp_keepalive)),
     }
 
@@ -182,14 +185,16 @@ def _tcp_settings(r: Reader) -> dict:
 def _tcp_keepalive(r: Reader) -> model.TcpKeepalive:
     return model.TcpKeepalive(
         probes=r.get("probes", integer(0), 0),
-        time=r.get("time", duration(positive=True)),
-        interval=r.get("interval", duration(positive=True)),
+        time=r.get("time", ISTIO_DURATION),
+        interval=r.get("interval", ISTIO_DURATION),
     )
 
 
 def _http_settings(r: Reader) -> dict:
+    if r.data.get("h2UpgradePolicy") == "UPGRADE" and r.data.get("useClientProtocol") is True:
+        r.error("useClientProtocol", "use client protocol must not be true when H2UpgradePolicy is UPGRADE")
     return {
-        "idle_timeout": r.get("idleTimeout", duration(positive=True)),
+        "idle_timeout": r.get("idleTimeout", ISTIO_DURATION),
         "max_requests_per_connection": r.get("maxRequestsPerConnection", integer(0), 0),
         "h2_upgrade_policy": r.get("h2UpgradePolicy", H2_UPGRADE_POLICY, "DEFAULT"),
         "use_client_protocol": r.get("useClientProtocol", boolean, False),
@@ -219,6 +224,9 @@ def _outlier_detection(r: Reader) -> model.OutlierDetection:
         r.error("consecutiveLocalOriginFailures",
                 "only counted with splitExternalLocalOriginErrors: true (set it, or leave this out)")
     legacy = r.get("consecutiveErrors", integer(0, 2**31 - 1))
+    if legacy:
+        r.warn("consecutiveErrors", "outlier detection consecutive errors is deprecated, use consecutiveGatewayErrors "
+               "or consecutive5xxErrors instead")
     return model.OutlierDetection(
         consecutive_5xx=r.get("consecutive5xxErrors", UINT32, 0 if legacy else defaults.consecutive_5xx),
         consecutive_gateway=r.get("consecutiveGatewayErrors", UINT32, legacy or defaults.consecutive_gateway),

@@ -23,11 +23,22 @@ class ConfigError:
     path: str
     message: str
 
-    def __str__(self) -> str:
+    def where(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        if self.path:
-            where = f"{where} {self.path}"
-        return f"{where}: {self.message}"
+        return f"{where} {self.path}" if self.path else where
+
+    def __str__(self) -> str:
+        return f"{self.where()}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ConfigWarning(ConfigError):
+    """A problem that does not stop the resource from loading: something pymesh does not apply
+    (a kind it does not implement, an Istio field with no effect here) or a warning Istio's own
+    validation gives. Printed by `pymesh analyze` and logged on load; never blocks."""
+
+    def __str__(self) -> str:
+        return f"{self.where()}: warning: {self.message}"
 
 
 class ConfigInvalid(Exception):

@@ -8,7 +8,7 @@ messages where it has one.
 
 from __future__ import annotations
 
-from pymesh.api import checks, common, model, shapes
+from pymesh.api import checks, common, hosts, model, shapes
 from pymesh.api.reader import PORT, Reader, Sink, Slot, boolean, choice, distinct, integer, message, text
 
 MESH = "mesh"  # the reserved gateway name: every sidecar of the mesh
@@ -99,7 +99,7 @@ def server_host(value: str) -> str | None:
         return _server_dns_name(value)
     if not namespace or not name:
         return "config namespace and dnsName in host entry cannot be empty"
-    if namespace not in ("*", ".") and checks.dns_label(namespace):
+    if namespace not in ("*", ".") and not hosts.dns1123_label(namespace):
         return f"invalid namespace value {namespace!r} in gateway"
     return _server_dns_name(name)
 
@@ -109,7 +109,7 @@ def _server_dns_name(name: str) -> str | None:
         return None
     if name != "*" and "." not in name:
         return f"short names (non FQDN) are not allowed: {name!r}"
-    return checks.wildcard_domain(name.lower())
+    return hosts.wildcard_domain(name.lower()) or hosts.partial_wildcard(name)
 
 
 def server_tls(r: Reader) -> model.ServerTLSSettings:
@@ -190,7 +190,7 @@ def gateway_name(sink: Sink, slot: Slot) -> str | None:
         else:
             problem = None
     else:
-        problem = checks.fqdn(value) or checks.dns_subdomain(value)
+        problem = hosts.fqdn(value) or checks.dns_subdomain(value)
     if problem:
         sink.at(slot, problem)
         return None

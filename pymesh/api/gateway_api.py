@@ -10,7 +10,8 @@ import re
 from typing import Callable
 
 from pymesh.api import checks, model, shapes
-from pymesh.api.reader import PORT, Reader, Sink, Slot, choice, describe, distinct, integer, message, or_list, text
+from pymesh.api.reader import (PORT, Reader, Sink, Slot, boolean, choice, describe, distinct, integer, message, or_list,
+                               text)
 
 CORE_GROUP = ""
 GATEWAY_GROUP = "gateway.networking.k8s.io"
@@ -29,15 +30,17 @@ _DURATION = re.compile(r"([0-9]{1,5}(h|m|s|ms)){1,4}\Z")
 _DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
 _GRPC_SERVICE = re.compile(r"(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*\Z")
 _GRPC_METHOD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
+_PATH_CHARS = re.compile(r"(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+\Z")
+_CORS_ORIGIN = re.compile(r"(\*|[a-zA-Z][a-zA-Z0-9+\-.]+://[^:/?#]+(:[0-9]{1,5})?)\Z")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 REDIRECT_CODES = (301, 302, 303, 307, 308)  # v1.4's enum; v1.0-1.3 had 301 and 302 only
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 HTTP_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
-                "RequestMirror", "ExtensionRef")
+                "RequestMirror", "CORS", "ExtensionRef")
 GRPC_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "ExtensionRef")
 _FILTER_FIELDS = {"RequestHeaderModifier": "requestHeaderModifier", "ResponseHeaderModifier": "responseHeaderModifier",
                   "RequestRedirect": "requestRedirect", "URLRewrite": "urlRewrite",
-                  "RequestMirror": "requestMirror", "ExtensionRef": "extensionRef"}
+                  "RequestMirror": "requestMirror", "CORS": "cors", "ExtensionRef": "extensionRef"}
 
 
 def _pattern(regex: re.Pattern, what: str, max_len: int) -> Callable[[str], str | None]:
@@ -56,6 +59,7 @@ NAMESPACE = text(checks.dns_label)
 GROUP = text(lambda v: None if len(v) <= 253 and _GROUP.match(v) else f"group {v!r} is not valid")
 KIND = text(_pattern(_KIND, "kind", 63))
 HEADER_NAME = text(_pattern(_HEADER_NAME, "header name", 256))
+HEADER_NAME_OR_STAR = text(lambda v: None if v == "*" else _pattern(_HEADER_NAME, "header name", 256)(v))
 
 
 def _precise_hostname(value: str) -> str | None:
@@ -86,7 +90,17 @@ def _unique(r: Reader, key: str, items: tuple, name: Callable, what: str) -> Non
 def gateway_class(metadata: model.Metadata, r: Reader) -> model.GatewayClass:
     r.get("description", text())
     return model.GatewayClass(metadata, r.get("controllerName", text(_pattern(_CONTROLLER, "controllerName", 253)),
-                                              "", required=True))
+                                              "", required=True),
+                              parameters_ref=r.get("parametersRef", message(shapes.PARAMETERS_REFERENCE, _parameters), ""))
+
+
+def _parameters(r: Reader) -> str:
+    """A ParametersReference, kept only to be reported: what it configures is a deployment."""
+    group, kind = r.get("group", GROUP, "", required=True), r.get("kind", KIND, "", required=True)
+    name = r.get("name", text(lambda v: None if 0 < len(v) <= 253 else "name must be 1 to 253 characters"), "",
+                 required=True)
+    namespace = r.get("namespace", NAMESPACE, "")
+    return f"{group}/{kind} {namespace + '/' if namespace else ''}{name}"
 
 
 # --- Gateway -----------------------------------------------------------------------------------
@@ -251,6 +265,9 @@ def _http_rule(r: Reader) -> model.RouteRule:
                 if len(matches) != 1 or matches[0].path_type != "PathPrefix":
                     r.error("filters", f"with {f.type} path.replacePrefixMatch, exactly one PathPrefix match "
                                        "must be specified")
+    refs = _backend_refs(r, HTTP_FILTERS)
+    if refs and any(f.type == "RequestRedirect" for f in filters):
+        r.error_here("RequestRedirect filter must not be used together with backendRefs")
     request = backend = None
     if r.has("timeouts"):
         request, backend = r.get("timeouts", message(shapes.HTTP_ROUTE_TIMEOUTS, _timeouts), (None, None))
@@ -261,7 +278,7 @@ def _http_rule(r: Reader) -> model.RouteRule:
         name=r.get("name", SECTION_NAME, ""),
         matches=matches,
         filters=filters,
-        backend_refs=_backend_refs(r, HTTP_FILTERS),
+        backend_refs=refs,
         request_timeout=request,
         backend_request_timeout=backend,
         retry=retry,
@@ -309,6 +326,8 @@ def _path_value(path_type: str) -> Callable[[str], str | None]:
                 return f"must not contain '{bad}' when type one of ['Exact', 'PathPrefix']"
         if value.endswith("/..") or value.endswith("/."):
             return "must not end with '/..' or '/.' when type one of ['Exact', 'PathPrefix']"
+        if not _PATH_CHARS.match(value):
+            return f"must only contain valid characters (matching {_PATH_CHARS.pattern[:-2]}) for types ['Exact', 'PathPrefix']"
         return None
 
     return check
@@ -344,6 +363,9 @@ def _header_matches(r: Reader, key: str, name: Callable, fold: bool = True) -> t
     matches = r.get_list(key, message(shapes.HTTP_HEADER_MATCH, read))
     if len(matches) > 16:
         r.error(key, f"at most 16 {key}")
+    # the CRD's list-map key is the exact name: the API server refuses a repeat, while names
+    # equal only without case pass it and the first one counts
+    _unique(r, key, matches, lambda m: m.name, "name")
     first: dict[str, model.RouteHeaderMatch] = {}
     for m in matches:
         first.setdefault(m.name.lower() if fold else m.name, m)
@@ -377,7 +399,7 @@ def _filters(r: Reader, allowed: tuple[str, ...]) -> tuple[model.RouteFilter, ..
     if len(filters) > 16:
         r.error("filters", "at most 16 filters")
     types = [f.type for f in filters]
-    for once in ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"):
+    for once in ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite", "CORS"):
         if types.count(once) > 1:
             r.error("filters", f"{once} filter cannot be repeated")
     if "RequestRedirect" in types and "URLRewrite" in types:
@@ -386,7 +408,7 @@ def _filters(r: Reader, allowed: tuple[str, ...]) -> tuple[model.RouteFilter, ..
 
 
 def _filter(r: Reader, allowed: tuple[str, ...]) -> model.RouteFilter:
-    kind = r.get("type", choice("type", allowed, not_yet=("CORS", "ExternalAuth")), "", required=True)
+    kind = r.get("type", choice("type", allowed, not_yet=("ExternalAuth",)), "", required=True)
     for other, key in _FILTER_FIELDS.items():
         if other != kind and r.has(key):
             r.error(key, f"{key} must be nil if the filter type is not {other}")
@@ -404,11 +426,46 @@ def _filter(r: Reader, allowed: tuple[str, ...]) -> model.RouteFilter:
         request_redirect=r.get("requestRedirect", message(shapes.HTTP_REQUEST_REDIRECT, _redirect)),
         url_rewrite=r.get("urlRewrite", message(shapes.HTTP_URL_REWRITE, _rewrite)),
         request_mirror=r.get("requestMirror", message(shapes.HTTP_REQUEST_MIRROR, _mirror)),
+        cors=r.get("cors", message(shapes.HTTP_CORS_FILTER, _cors)),
     )
 
 
+def _cors(r: Reader) -> model.CorsPolicy:
+    """The CORS filter (Gateway API 1.3), read straight into Istio's corsPolicy, as Istio's
+    translation does, except that an origin with a "*" in its host is a wildcard, as the Gateway
+    API defines it ("https://*.bar.com" allows any subdomain), where Istio still compares it exactly."""
+    origins = r.get_list("allowOrigins", distinct(text(_origin), what="origin"))
+    methods = r.get_list("allowMethods", distinct(choice("method", (*METHODS, "*")), what="method"))
+    if "*" in methods and len(methods) > 1:
+        r.error("allowMethods", "AllowMethods cannot contain '*' alongside other methods")
+    headers = {key: r.get_list(key, distinct(HEADER_NAME_OR_STAR, what="header")) for key in ("allowHeaders",
+                                                                                             "exposeHeaders")}
+    for key, items, most in (("allowOrigins", origins, 64), ("allowMethods", methods, 9),
+                             ("allowHeaders", headers["allowHeaders"], 64), ("exposeHeaders", headers["exposeHeaders"], 64)):
+        if len(items) > most:
+            r.error(key, f"at most {most} entries")
+    return model.CorsPolicy(
+        allow_origins=tuple(_origin_match(o) for o in origins),
+        allow_methods=methods,
+        allow_headers=headers["allowHeaders"],
+        expose_headers=headers["exposeHeaders"],
+        max_age=r.get("maxAge", integer(1), 5),
+        allow_credentials=r.get("allowCredentials", boolean) or None,
+    )
+
+
+def _origin(value: str) -> str | None:
+    return None if _CORS_ORIGIN.match(value) else f"origin {value!r} is not valid (expected \"*\" or scheme://host[:port])"
+
+
+def _origin_match(origin: str) -> model.StringMatch:
+    if origin == "*" or "*" not in origin:
+        return model.StringMatch("exact", origin)  # "*" alone: any origin, as corsPolicy reads it
+    return model.StringMatch("regex", ".*".join(re.escape(part) for part in origin.split("*")))
+
+
 def _header_filter(r: Reader) -> model.HeaderModifier:
-    value = text(lambda v: None if 0 < len(v) <= 4096 else "value must be 1 to 4096 characters")
+    value = text(_header_value)
 
     def pairs(key: str) -> tuple[tuple[str, str], ...]:
         items = r.get_list(key, message(shapes.HTTP_HEADER, lambda h: (h.get("name", HEADER_NAME, "", required=True),
@@ -422,6 +479,12 @@ def _header_filter(r: Reader) -> model.HeaderModifier:
         if len(items) > 16:
             r.error(key, "at most 16 entries")
     return out
+
+
+def _header_value(value: str) -> str | None:
+    if not 0 < len(value) <= 4096:
+        return "value must be 1 to 4096 characters"
+    return "header value must not contain CR or LF" if "\r" in value or "\n" in value else None
 
 
 def _path_modifier(r: Reader) -> model.PathModifier:

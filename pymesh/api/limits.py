@@ -42,6 +42,9 @@ class Limits:
     max_alias_nodes: int = 400_000
     max_alias_text: int = 8 * MIB  # characters of scalars added by aliases
     load_timeout: float = 60.0  # seconds, for loads in a child process
+    # Not a size limit but a load option that travels with them: resources of kinds pymesh does
+    # not implement, and Istio fields it ignores, are errors instead of "not applied" warnings.
+    strict: bool = False
 
 
 DEFAULT = Limits()
@@ -150,6 +153,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config-load-timeout", type=float, default=DEFAULT.load_timeout, metavar="SECONDS",
                        help=f"time a reload may take to read and check the configuration before it is "
                        f"stopped and rejected (default {DEFAULT.load_timeout:g})")
+    parser.add_argument("--strict", action="store_true",
+                        help="treat resources of kinds pymesh does not implement (EnvoyFilter, WasmPlugin, "
+                        "Kubernetes objects, ...) and Istio fields that have no effect in pymesh as errors "
+                        "instead of warnings")
 
 
 def _depth(text: str) -> int:
@@ -165,4 +172,5 @@ def from_args(args: argparse.Namespace) -> Limits:
         max_depth=args.config_max_depth,
         max_aliases=args.config_max_aliases,
         load_timeout=args.config_load_timeout,
+        strict=args.strict,
     )

@@ -2,7 +2,9 @@
 
 Every problem in every file is collected in one pass (so `pymesh analyze` and the control server
 can show them all); a resource with any problem is left out of the config instead of being half
-applied. `load_paths_strict` is the all-or-nothing form. Every load is bounded (`limits`): a
+applied. Warnings do not leave anything out: resources of kinds pymesh does not implement and Istio
+fields it ignores are reported as not applied (errors under Limits.strict), next to Istio's own
+validation warnings. `load_paths_strict` is the all-or-nothing form. Every load is bounded (`limits`): a
 file over a size limit is refused by stat before it is read, and YAML over the document, nesting
 or alias limits before it is composed; each is an error naming the file, the line and the limit.
 """
@@ -15,13 +17,13 @@ from typing import Any, Iterator, Sequence
 
 from pymesh.api import model
 from pymesh.api import limits as input_limits
-from pymesh.api.errors import ConfigError, ConfigInvalid
+from pymesh.api.errors import ConfigError, ConfigInvalid, ConfigWarning
 from pymesh.api.limits import LimitExceeded, Limits
 from pymesh.api.reader import Sink
 from pymesh.api.resources import ALL_KINDS, ResourceKey, parse_document
-from pymesh.api.yamltree import YAMLSyntaxError, read_documents
+from pymesh.api.yamltree import Document, LineMap, LineSeq, YAMLSyntaxError, read_documents
 
-__all__ = ["ConfigError", "ConfigInvalid", "LoadResult", "load_paths", "load_paths_strict", "load_text"]
+__all__ = ["ConfigError", "ConfigInvalid", "ConfigWarning", "LoadResult", "load_paths", "load_paths_strict", "load_text"]
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -31,6 +33,9 @@ class LoadResult:
     config: model.MeshConfig  # only the resources without errors
     errors: list[ConfigError]  # every error, in file order, then line order
     files: tuple[str, ...] = ()  # the files read, in the order read
+    # problems that did not stop a resource from loading: kinds and fields pymesh does not apply
+    # (errors instead under Limits.strict), and Istio's own warnings
+    warnings: tuple[ConfigWarning, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -76,6 +81,7 @@ class _Loader:
         self.limits = limits
         self.total_bytes = 0
         self.errors: list[ConfigError] = []
+        self.warnings: list[ConfigWarning] = []
         self.files: list[str] = []
         self._resources: dict[str, list[Any]] = {k.collection: [] for k in ALL_KINDS if k.collection}
         self._seen: dict[ResourceKey, model.Source] = {}
@@ -119,17 +125,38 @@ class _Loader:
         except (YAMLSyntaxError, LimitExceeded) as exc:
             self.errors.append(ConfigError(file, exc.line, "", exc.message))
             return
-        for document in documents:
-            sink = Sink(file)
+        for document in _unlisted(documents):
+            sink = Sink(file, strict=self.limits.strict)
             parsed = parse_document(document, sink, self._seen)
             self.errors.extend(sorted(sink.errors, key=lambda error: error.line))
+            self.warnings.extend(sorted(sink.warnings, key=lambda warning: warning.line))
             if parsed is not None and not sink.errors:
                 kind, resource = parsed
                 self._resources[kind.collection].append(resource)
 
     def result(self) -> LoadResult:
         config = model.MeshConfig(**{name: tuple(items) for name, items in self._resources.items()})
-        return LoadResult(config=config, errors=list(self.errors), files=tuple(self.files))
+        return LoadResult(config=config, errors=list(self.errors), files=tuple(self.files),
+                          warnings=tuple(self.warnings))
+
+
+def _unlisted(documents: list[Document]) -> Iterator[Document]:
+    """Each document, and for a Kubernetes List (what `kubectl get vs,dr -o yaml` writes) each of
+    its items, read as a document of its own."""
+    for document in documents:
+        root = document.root
+        items = root.get("items") if isinstance(root, LineMap) else None
+        if _root_kind(root) == ("v1", "List") and isinstance(items, LineSeq):
+            problems = document.problems
+            for item, line in zip(items, items.item_lines):
+                yield Document(item, line, problems)
+                problems = []
+        else:
+            yield document
+
+
+def _root_kind(root: object) -> tuple[object, object]:
+    return (root.get("apiVersion"), root.get("kind")) if isinstance(root, LineMap) else (None, None)
 
 
 def _expand(paths: Sequence[str], errors: list[ConfigError]) -> Iterator[str]:

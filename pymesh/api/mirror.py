@@ -23,7 +23,10 @@ def mirrors(r: Reader) -> tuple[model.HTTPMirrorPolicy, ...]:
 
 def _route_percentage(r: Reader) -> float:
     """Both are validated (as Istio does); without `mirror` they mean nothing, as in Istio."""
-    deprecated = r.get(r.spelling("mirrorPercent", "mirror_percent"), integer(0, 100))
+    key = r.spelling("mirrorPercent", "mirror_percent")
+    deprecated = r.get(key, integer(0, 100))
+    if r.has(key):
+        r.warn(key, 'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead')
     if r.has("mirrorPercentage"):
         return r.get("mirrorPercentage", common.PERCENT, 0.0)
     return 100.0 if deprecated is None else float(deprecated)

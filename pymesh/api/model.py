@@ -48,7 +48,9 @@ class StringMatch:
 @dataclass(frozen=True)
 class ServicePort:
     number: int
-    protocol: str = "TCP"  # HTTP | HTTP2 | GRPC | TCP | HTTPS | TLS (upper-case)
+    # HTTP | HTTP2 | GRPC | GRPC-WEB | TCP | HTTPS | TLS | MONGO | MYSQL | REDIS | UDP (upper-case),
+    # or "" on a ServiceEntry port that does not say: sniffed per connection, as Istio
+    protocol: str = "TCP"
     name: str = ""
     target_port: int | None = None
 
@@ -63,6 +65,9 @@ class WorkloadEntrySpec:
     weight: int = 1
     service_account: str = ""
     locality: str = ""  # "region/zone/subzone" (any prefix of it), for locality load balancing
+    # Istio's network: pymesh is one network, so an address is reached directly whatever it
+    # says; an entry with a network and no address (behind that network's gateway) is unreachable
+    network: str = ""
     # the workload (Deployment) name metrics report, as its proxy reports itself: a registered
     # proxy's --workload; not Istio YAML (there the entry's name stands for it)
     workload: str = ""
@@ -75,7 +80,9 @@ class ServiceEntry:
     addresses: tuple[str, ...] = ()
     ports: tuple[ServicePort, ...] = ()
     location: str = "MESH_EXTERNAL"  # MESH_EXTERNAL | MESH_INTERNAL
-    resolution: str = "STATIC"  # STATIC | DNS
+    # NONE | STATIC | DNS | DNS_ROUND_ROBIN | DYNAMIC_DNS. YAML without one reads as NONE, as
+    # Istio's; this default is for entries built in code, which list their endpoints.
+    resolution: str = "STATIC"
     endpoints: tuple[WorkloadEntrySpec, ...] = ()
     workload_selector: Labels | None = None  # selects WorkloadEntries (and registered proxies)
     export_to: tuple[str, ...] = ()
@@ -204,6 +211,15 @@ class CorsPolicy:
 
 
 @dataclass(frozen=True)
+class Delegate:
+    """A root VirtualService route's `delegate`: the hostless VirtualService whose routes are
+    merged in its place (pymesh.routing.delegation)."""
+
+    name: str
+    namespace: str = ""  # "" = the root VirtualService's namespace
+
+
+@dataclass(frozen=True)
 class HTTPRoute:
     name: str = ""
     match: tuple[HTTPMatchRequest, ...] = ()  # empty: matches everything
@@ -218,6 +234,7 @@ class HTTPRoute:
     cors_policy: CorsPolicy | None = None
     # `mirror` (with mirrorPercentage, or the deprecated mirrorPercent) first, then `mirrors[]`
     mirrors: tuple[HTTPMirrorPolicy, ...] = ()
+    delegate: Delegate | None = None  # a root route: no action of its own until merged
 
 
 @dataclass(frozen=True)
@@ -272,7 +289,7 @@ class TLSRoute:
 @dataclass(frozen=True)
 class VirtualService:
     metadata: Metadata
-    hosts: tuple[str, ...]
+    hosts: tuple[str, ...]  # empty: a delegate, used only through a root's `delegate`
     http: tuple[HTTPRoute, ...] = ()
     tcp: tuple[TCPRoute, ...] = ()
     export_to: tuple[str, ...] = ()
@@ -466,6 +483,7 @@ class IngressListener:
     bind: str = ""
     capture_mode: str = "DEFAULT"  # DEFAULT | IPTABLES | NONE
     default_endpoint: str = ""  # "127.0.0.1:8080" or "unix:///path"
+    tls: ServerTLSSettings | None = None  # the sidecar terminates TLS for clients outside the mesh
 
 
 @dataclass(frozen=True)
@@ -547,6 +565,7 @@ class JWTRule:
     forward_original_token: bool = False
     output_claim_to_headers: tuple[ClaimToHeader, ...] = ()
     timeout: float | None = None  # seconds, for fetching jwks_uri (None: 5 s)
+    space_delimited_claims: tuple[str, ...] = ()  # split on spaces for authorization, besides scope and permission
 
 
 @dataclass(frozen=True)
@@ -687,6 +706,7 @@ class Gateway:
 class GatewayClass:
     metadata: Metadata
     controller_name: str
+    parameters_ref: str = ""  # "group/kind ns/name": Istio reads a ConfigMap there; no effect in pymesh
 
 
 @dataclass(frozen=True)
@@ -794,12 +814,13 @@ class RequestMirrorFilter:
 
 @dataclass(frozen=True)
 class RouteFilter:
-    type: str  # RequestHeaderModifier | ResponseHeaderModifier | RequestRedirect | URLRewrite | RequestMirror | ExtensionRef
+    type: str  # RequestHeaderModifier | ResponseHeaderModifier | RequestRedirect | URLRewrite | RequestMirror | CORS | ExtensionRef
     request_header_modifier: HeaderModifier | None = None
     response_header_modifier: HeaderModifier | None = None
     request_redirect: RequestRedirectFilter | None = None
     url_rewrite: URLRewriteFilter | None = None
     request_mirror: RequestMirrorFilter | None = None
+    cors: CorsPolicy | None = None  # CORS (Gateway API 1.3): already in Istio's corsPolicy terms
 
 
 @dataclass(frozen=True)
@@ -933,6 +954,114 @@ class ProxyConfig:
     image_type: str = ""  # image.imageType; no effect: there is no container
 
 
+# --- Telemetry (telemetry.istio.io) and Istio's MeshConfig (the istio ConfigMap) ---------------
+
+WORKLOAD_MODES = ("CLIENT_AND_SERVER", "CLIENT", "SERVER")
+
+
+@dataclass(frozen=True)
+class TracingCustomTag:
+    """Telemetry tracing.customTags[name]: exactly one of literal, environment, header."""
+
+    name: str
+    kind: str  # "literal" | "environment" | "header"
+    value: str  # the literal, the variable's name or the header's (lower-case)
+    default: str = ""
+
+
+@dataclass(frozen=True)
+class TelemetryTracing:
+    """One tracing[] entry; None: not set here, so the wider scope's value stays."""
+
+    mode: str = "CLIENT_AND_SERVER"
+    providers: tuple[str, ...] = ()
+    random_sampling_percentage: float | None = None
+    disable_span_reporting: bool | None = None
+    custom_tags: tuple[TracingCustomTag, ...] = ()
+    use_request_id_for_trace_sampling: bool | None = None
+
+
+@dataclass(frozen=True)
+class TelemetryAccessLogging:
+    mode: str = "CLIENT_AND_SERVER"
+    providers: tuple[str, ...] = ()
+    disabled: bool | None = None
+    filter: str | None = None  # a CEL expression (checked by pymesh.telemetry.cel when loaded)
+
+
+@dataclass(frozen=True)
+class MetricTagOverride:
+    tag: str
+    operation: str = "UPSERT"  # UPSERT | REMOVE
+    value: str = ""  # UPSERT: a CEL value expression
+
+
+@dataclass(frozen=True)
+class TelemetryMetricOverride:
+    metric: str = "ALL_METRICS"  # an Istio metric enum name, or a customMetric name
+    custom: bool = False  # match.customMetric rather than match.metric
+    mode: str = "CLIENT_AND_SERVER"
+    disabled: bool | None = None
+    tag_overrides: tuple[MetricTagOverride, ...] = ()
+
+
+@dataclass(frozen=True)
+class TelemetryMetrics:
+    providers: tuple[str, ...] = ()
+    overrides: tuple[TelemetryMetricOverride, ...] = ()
+    reporting_interval: float | None = None  # accepted, no effect (pymesh reports continuously)
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    metadata: Metadata
+    selector: Labels | None = None  # selector.matchLabels; None: the namespace (root: the mesh)
+    target_refs: tuple[PolicyTargetReference, ...] = ()
+    tracing: tuple[TelemetryTracing, ...] = ()
+    access_logging: tuple[TelemetryAccessLogging, ...] = ()
+    metrics: tuple[TelemetryMetrics, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExtensionProvider:
+    """MeshConfig.extensionProviders[]: the kinds pymesh runs (zipkin, opentelemetry,
+    envoyFileAccessLog, prometheus); the others are kept by name so a Telemetry naming one gets
+    a clear warning instead of silently nothing."""
+
+    name: str
+    kind: str  # the MeshConfig field name: "zipkin", "opentelemetry", "envoyFileAccessLog", ...
+    service: str = ""
+    port: int = 0
+    path: str = ""
+    max_tag_length: int = 0  # 0: Istio's default (256)
+    timeout: float | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    log_text: str = ""  # envoyFileAccessLog logFormat.text
+    log_labels: tuple[tuple[str, str], ...] = ()  # envoyFileAccessLog logFormat.labels (JSON)
+    otlp_http: bool = True  # opentelemetry: http given (False: Istio would export OTLP/gRPC)
+
+
+@dataclass(frozen=True)
+class IstioMeshConfig:
+    """Istio's MeshConfig (the istio ConfigMap's data.mesh, or --mesh-config): the parts about
+    telemetry pymesh applies; `no_effect` names the fields given that it does not."""
+
+    source: Source = field(default_factory=Source, compare=False)
+    extension_providers: tuple[ExtensionProvider, ...] = ()
+    default_tracing: tuple[str, ...] = ()
+    default_metrics: tuple[str, ...] = ("prometheus",)
+    default_access_logging: tuple[str, ...] = ()
+    enable_tracing: bool = True
+    access_log_file: str = ""
+    access_log_encoding: str = "TEXT"  # TEXT | JSON
+    access_log_format: str = ""
+    root_namespace: str = "istio-system"
+    sampling: float | None = None  # defaultConfig.tracing.sampling (percent)
+    zipkin_address: str = ""  # defaultConfig.tracing.zipkin.address ("host:port")
+    max_path_tag_length: int = 0  # defaultConfig.tracing.maxPathTagLength
+    no_effect: tuple[str, ...] = ()
+
+
 # --- The whole configuration -----------------------------------------------------------------
 
 
@@ -959,3 +1088,5 @@ class MeshConfig:
     reference_grants: tuple[ReferenceGrant, ...] = ()
     workload_groups: tuple[WorkloadGroup, ...] = ()
     proxy_configs: tuple[ProxyConfig, ...] = ()
+    telemetries: tuple[Telemetry, ...] = ()
+    mesh_configs: tuple[IstioMeshConfig, ...] = ()  # at most one applies (pymesh.routing.telemetry)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar
 
 from pymesh.api.duration import parse_duration
-from pymesh.api.errors import ConfigError, field_path, index_path, key_path
+from pymesh.api.errors import ConfigError, ConfigWarning, field_path, index_path, key_path
 from pymesh.api.shapes import Shape
 from pymesh.api.yamltree import LineMap, LineSeq
 
@@ -30,11 +30,14 @@ class Slot:
 
 
 class Sink:
-    """Collects the errors of one document (a resource is dropped when its sink is not empty)."""
+    """Collects the errors of one document (a resource is dropped when it has any) and its
+    warnings (which never drop it). `strict` turns "not applied" warnings into errors."""
 
-    def __init__(self, file: str):
+    def __init__(self, file: str, *, strict: bool = False):
         self.file = file
+        self.strict = strict
         self.errors: list[ConfigError] = []
+        self.warnings: list[ConfigWarning] = []
 
     def add(self, line: int, path: str, message: str) -> None:
         self.errors.append(ConfigError(self.file, line, path, message))
@@ -42,6 +45,16 @@ class Sink:
     def at(self, slot: Slot, message: str) -> None:
         self.add(slot.line, slot.path, message)
 
+    def warn(self, line: int, path: str, message: str) -> None:
+        """A warning in Istio's sense: the configuration works, but probably not as meant."""
+        self.warnings.append(ConfigWarning(self.file, line, path, message))
+
+    def not_applied(self, line: int, path: str, message: str) -> None:
+        """Something valid in Istio that pymesh leaves out: a warning, an error when strict."""
+        (self.add if self.strict else self.warn)(line, path, message)
+
+
+IGNORED_FIELD = "field has no effect in pymesh (ignored)"
 
 Convert = Callable[[Sink, Slot], Any]  # the value, or None after recording an error
 Check = Callable[[Any], str | None]  # a message when the value is wrong, else None
@@ -162,8 +175,9 @@ def duration(*, positive: bool = False, at_least: tuple[float, str] | None = Non
     return convert
 
 
-def _istio_duration() -> Convert:
-    """Istio's ValidateDuration: at least 1ms, in whole milliseconds."""
+def _istio_duration(*, zero_disables: bool = False) -> Convert:
+    """Istio's ValidateDuration: at least 1ms, in whole milliseconds. `zero_disables`: "0s" is
+    accepted too, where Istio documents it as "disabled" (a route timeout, tcp.idleTimeout)."""
     seconds = duration()
 
     def convert(sink: Sink, slot: Slot) -> float | None:
@@ -171,6 +185,8 @@ def _istio_duration() -> Convert:
         if value is None:
             return None
         millis = round(value * 1e9) / 1e6
+        if zero_disables and value == 0:
+            return value
         if millis < 1:
             sink.at(slot, "duration must be at least 1ms")
         elif millis != int(millis):
@@ -182,7 +198,8 @@ def _istio_duration() -> Convert:
     return convert
 
 
-ISTIO_DURATION = _istio_duration()  # Istio's durations in outlierDetection, retries.backoff
+ISTIO_DURATION = _istio_duration()  # Istio's agent.ValidateDuration, on every duration it checks
+ISTIO_DURATION_OR_ZERO = _istio_duration(zero_disables=True)
 
 
 def choice(
@@ -274,10 +291,13 @@ class Reader:
         name = str(key)
         if name in self.shape.fields:
             return
+        if name in self.shape.ignored:
+            self.sink.not_applied(self.data.key_lines[key], field_path(self.path, name), IGNORED_FIELD)
+            return
         if name in self.shape.unsupported:
             problem = "field not supported by pymesh yet"
         else:
-            problem = "unknown field" + _suggestion(name, self.shape.fields | self.shape.unsupported)
+            problem = "unknown field" + _suggestion(name, self.shape.fields | self.shape.unsupported | self.shape.ignored)
         self.sink.add(self.data.key_lines[key], field_path(self.path, name), problem)
 
     # where things are
@@ -292,6 +312,13 @@ class Reader:
         """Report a problem with field `key` (at its line, or this mapping's when absent)."""
         self.sink.add(self.line_of(key), self.path_of(key), problem)
 
+    def warn(self, key: str, problem: str) -> None:
+        """A warning about field `key`: Istio accepts it, but it is probably not what was meant."""
+        self.sink.warn(self.line_of(key), self.path_of(key), problem)
+
+    def warn_here(self, problem: str) -> None:
+        self.sink.warn(self.line, self.path, problem)
+
     def error_here(self, problem: str) -> None:
         """Report a problem with this mapping as a whole."""
         self.sink.add(self.line, self.path, problem)
@@ -300,7 +327,8 @@ class Reader:
 
     def has(self, key: str) -> bool:
         """Present and not null (YAML null means unset, as in Kubernetes)."""
-        assert key in self.shape.fields | self.shape.unsupported, f"{self.shape.name} has no field {key!r}"
+        assert key in self.shape.fields | self.shape.unsupported | self.shape.ignored, (
+            f"{self.shape.name} has no field {key!r}")
         return self.data.get(key) is not None
 
     def slot(self, key: str, *, required: bool = False) -> Slot | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from pymesh.api import checks, common, model, shapes
-from pymesh.api.reader import Reader, boolean, duration, message, text
+from pymesh.api.reader import ISTIO_DURATION, Reader, boolean, message, text
 from pymesh.security.jwt import JwksError, parse_jwks
 
 
@@ -130,6 +130,7 @@ def _rule(r: Reader) -> model.JWTRule:
         output_payload_to_header=r.get("outputPayloadToHeader", text(checks.output_header), "").lower(),
         forward_original_token=r.get("forwardOriginalToken", boolean, False),
         output_claim_to_headers=r.get_list("outputClaimToHeaders", message(shapes.CLAIM_TO_HEADER, _claim_to_header)),
-        timeout=r.get("timeout", duration(positive=True)),
+        timeout=r.get("timeout", ISTIO_DURATION),
+        space_delimited_claims=r.get_list("spaceDelimitedClaims", text(checks.not_empty)),
     )
 

@@ -4,45 +4,80 @@ from __future__ import annotations
 
 from functools import partial
 
-from pymesh.api import checks, common, model, shapes
+from pymesh.api import checks, common, hosts, model, shapes
 from pymesh.api.reader import PORT, Reader, choice, distinct, integer, message, text
 
 LOCATION = choice("location", ("MESH_EXTERNAL", "MESH_INTERNAL"))
-RESOLUTION = choice("resolution", ("STATIC", "DNS"), not_yet=("NONE", "DNS_ROUND_ROBIN"))
+# Istio's enum; unset is NONE (its zero value), as in Istio.
+RESOLUTION = choice("resolution", ("NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"))
+DNS_RESOLUTIONS = frozenset({"DNS", "DNS_ROUND_ROBIN"})
 # Ports on which several hosts can be told apart: by Host/:authority, or by SNI for TLS.
-DISTINGUISHING_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "HTTPS", "TLS"})
+DISTINGUISHING_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTPS", "TLS"})
 
 
 def service_entry(metadata: model.Metadata, r: Reader) -> model.ServiceEntry:
-    resolution = r.get("resolution", RESOLUTION, "STATIC")
+    """Istio's ValidateServiceEntry and the CRD's rules (x-kubernetes-validations)."""
+    resolution = r.get("resolution", RESOLUTION, "NONE")
+    location = r.get("location", LOCATION, "MESH_EXTERNAL")
     has_endpoints = r.has("endpoints")
     port = message(shapes.SERVICE_PORT, common.service_port)
     port = distinct(port, lambda p: p.number, "port number")
-    port = distinct(port, lambda p: p.name or None, "port name")  # unnamed ports are not compared
+    port = distinct(port, lambda p: p.name or None, "port name")
     ports = r.get_list("ports", port)
-    host = partial(_host, dns_names_only=resolution == "DNS" and not has_endpoints)
-    hosts = r.get_list("hosts", distinct(text(host)), required=True)
+    host = partial(_host, resolution=resolution, has_endpoints=has_endpoints)
+    se_hosts = r.get_list("hosts", distinct(_with_partial_wildcard_warning(hosts.read_host(host))), required=True)
     addresses = r.get_list("addresses", distinct(text(checks.ip_or_cidr)))
-    if resolution == "DNS" and any("/" in address for address in addresses):
-        r.error("addresses", "CIDR addresses are only allowed with STATIC resolution")
-    if len(hosts) > 1 and any(port.protocol not in DISTINGUISHING_PROTOCOLS for port in ports):
-        r.error("hosts", "several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart)")
+    if resolution not in ("NONE", "STATIC") and any("/" in address for address in addresses):
+        r.error("addresses", "CIDR addresses are allowed only for NONE/STATIC resolution types")
+    if resolution != "NONE" and len(se_hosts) > 1 and any(p.protocol not in DISTINGUISHING_PROTOCOLS for p in ports):
+        r.error("hosts", "several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them "
+                "apart), unless resolution is NONE")
     if has_endpoints and r.has("workloadSelector"):
         r.error("workloadSelector", "only one of workloadSelector or endpoints may be set")
+    _resolution_rules(r, resolution, location)
     port_names = {port.name for port in ports if port.name}
     endpoint = partial(workload_entry_spec, resolution=resolution, port_names=port_names)
     return model.ServiceEntry(
         metadata=metadata,
-        hosts=hosts,
+        hosts=se_hosts,
         addresses=addresses,
         ports=ports,
-        location=r.get("location", LOCATION, "MESH_EXTERNAL"),
+        location=location,
         resolution=resolution,
         endpoints=r.get_list("endpoints", message(shapes.WORKLOAD_ENTRY, endpoint)),
         workload_selector=common.workload_selector(r),
-        export_to=common.export_to(r, allow_none=True),
+        export_to=common.export_to(r, metadata.namespace if metadata else "", allow_none=True),
         subject_alt_names=r.get_list("subjectAltNames", text(checks.not_empty)),
     )
+
+
+def _resolution_rules(r: Reader, resolution: str, location: str) -> None:
+    endpoints = r.data.get("endpoints")
+    count = len(endpoints) if isinstance(endpoints, list) else 0
+    if resolution == "NONE" and r.has("endpoints"):
+        r.error("endpoints", "no endpoints should be provided for resolution type NONE (the connection goes "
+                "to the address it was sent to)")
+    if resolution == "NONE" and r.has("workloadSelector"):
+        r.warn("workloadSelector", "workloadSelector should not be set when resolution mode is NONE")
+    if resolution == "DNS_ROUND_ROBIN" and count > 1:
+        r.error("endpoints", "there must only be 0 or 1 endpoint for resolution mode DNS_ROUND_ROBIN")
+    if resolution == "DYNAMIC_DNS":
+        if location != "MESH_EXTERNAL":
+            r.error("resolution", "DYNAMIC_DNS is only supported for MESH_EXTERNAL ServiceEntries")
+        if r.has("endpoints"):
+            r.warn("endpoints", "endpoints are ignored with resolution DYNAMIC_DNS (the request's host is resolved)")
+
+
+def _with_partial_wildcard_warning(convert):
+    """Istio warns (does not refuse) a ServiceEntry host like "*foo.example.com"."""
+
+    def wrapped(sink, slot):
+        value = convert(sink, slot)
+        if value is not None and (problem := hosts.partial_wildcard(value)):
+            sink.warn(slot.line, slot.path, problem)
+        return value
+
+    return wrapped
 
 
 def workload_entry(metadata: model.Metadata, r: Reader) -> model.WorkloadEntry:
@@ -54,8 +89,11 @@ def workload_entry_spec(
 ) -> model.WorkloadEntrySpec:
     """A WorkloadEntry spec or a ServiceEntry endpoint. Inside a ServiceEntry (`port_names` set)
     port names must be the entry's, and STATIC resolution needs IP (or unix://) addresses. A
-    WorkloadGroup's template may leave the address out (`address_required`)."""
-    address = r.get("address", text(partial(_address, resolution=resolution)), "", required=address_required)
+    WorkloadGroup's template may leave the address out (`address_required`), and so may an
+    endpoint with a network (Istio: reached through that network's gateway)."""
+    network = r.get("network", text(), "")
+    address = r.get("address", text(partial(_address, resolution=resolution)), "",
+                    required=address_required and not network)
     if address.startswith(checks.UNIX_PREFIX) and r.has("ports"):
         r.error("ports", "an endpoint with a unix:// address takes no ports")
     return model.WorkloadEntrySpec(
@@ -66,33 +104,36 @@ def workload_entry_spec(
         weight=r.get("weight", integer(0), 0) or model.WorkloadEntrySpec.weight,
         service_account=r.get("serviceAccount", text(checks.dns_subdomain), ""),
         locality=r.get("locality", text(), ""),
+        network=network,
     )
 
 
-def _host(value: str, *, dns_names_only: bool) -> str | None:
+def _host(value: str, *, resolution: str, has_endpoints: bool) -> str | None:
     if value == "*":
         return 'host "*" is not allowed in a ServiceEntry'
-    if problem := checks.wildcard_domain(value):
+    if problem := hosts.wildcard_domain(value):
         return problem
-    if dns_names_only and checks.fqdn(value):
-        return f"host {value!r} must be a DNS name (no wildcard) when resolution is DNS without endpoints"
+    if resolution in DNS_RESOLUTIONS and not has_endpoints and hosts.fqdn(value):
+        return f"host {value!r} must be a DNS name (no wildcard) when resolution is {resolution} without endpoints"
+    if resolution == "DYNAMIC_DNS" and not value.startswith("*"):
+        return f"host {value!r} must be a wildcard (\"*.example.com\") with resolution DYNAMIC_DNS"
     return None
 
 
 def _address(value: str, *, resolution: str | None) -> str | None:
     if value.startswith(checks.UNIX_PREFIX):
         return checks.unix_path(value[len(checks.UNIX_PREFIX):])
-    if checks.ip_address(value) is None:
+    if hosts.is_ip(value):
         return None
     if resolution == "STATIC":
         return f"address {value!r} is not an IP address (resolution is STATIC)"
-    if checks.fqdn(value):
+    if hosts.fqdn(value):
         return f"address {value!r} is not an IP address or a DNS name"
     return None
 
 
 def _port_name(name: str, *, known: set[str] | None) -> str | None:
-    if problem := checks.dns_label(name):
+    if problem := hosts.istio_label(name):
         return problem
     if known is not None and name not in known:
         return f"port name {name!r} is not one of the ServiceEntry's ports"

@@ -1,10 +1,22 @@
 """Every Istio message pymesh reads: the fields it supports and the Istio fields it knows but does
-not implement yet.
+not implement.
 
-This table is the one place that says what pymesh accepts. A field in `unsupported` is reported
-as "field not supported by pymesh yet" (so Istio YAML that relies on it fails loudly instead of
-being half-applied); any other field not in `fields` is an "unknown field". Names are Istio's
+This table is the one place that says what pymesh accepts. A field of Istio's protos is never
+called unknown: pymesh either implements it (`fields`), or ignores it with a warning (`ignored`),
+or refuses the resource (`unsupported`). Any other name is an "unknown field". Names are Istio's
 camelCase YAML names.
+
+The rule for an Istio field pymesh does not implement:
+
+- `ignored` ("field has no effect in pymesh (ignored)", a warning; an error under `--strict`)
+  when leaving it out changes nothing about which requests are accepted, where they go and what
+  is sent: stats names (statPrefix), tuning pymesh has no equivalent for (retryBudget's
+  budgetInterval). The resource is applied without it.
+- `unsupported` ("field not supported by pymesh yet", an error: the resource is not applied)
+  when ignoring it would change behaviour: anything that decides who may send or receive
+  (authentication, authorization, TLS, match conditions such as sourceNamespace, which would
+  widen a match if dropped), where traffic goes (delegate, network, tunnel), or what is sent
+  (rewrites, bodies, PROXY protocol). Half-applying such a resource is worse than refusing it.
 """
 
 from __future__ import annotations
@@ -17,10 +29,11 @@ class Shape:
     name: str  # Istio's message name, for programming errors only
     fields: frozenset[str]
     unsupported: frozenset[str] = frozenset()
+    ignored: frozenset[str] = frozenset()  # accepted with a warning (see the module's docstring)
 
 
-def shape(name: str, fields: str, unsupported: str = "") -> Shape:
-    return Shape(name, frozenset(fields.split()), frozenset(unsupported.split()))
+def shape(name: str, fields: str, unsupported: str = "", ignored: str = "") -> Shape:
+    return Shape(name, frozenset(fields.split()), frozenset(unsupported.split()), frozenset(ignored.split()))
 
 
 # --- the resource envelope -------------------------------------------------------------------
@@ -52,9 +65,7 @@ SERVICE_ENTRY = shape(
     "hosts addresses ports location resolution endpoints workloadSelector exportTo subjectAltNames",
 )
 SERVICE_PORT = shape("ServicePort", "number protocol name targetPort")
-WORKLOAD_ENTRY = shape(
-    "WorkloadEntry", "address ports labels weight serviceAccount locality", unsupported="network"
-)
+WORKLOAD_ENTRY = shape("WorkloadEntry", "address ports labels weight serviceAccount locality network")
 
 # --- VirtualService --------------------------------------------------------------------------
 
@@ -64,9 +75,9 @@ VIRTUAL_SERVICE = shape("VirtualService", "hosts gateways http tcp tls exportTo"
 HTTP_ROUTE = shape(
     "HTTPRoute",
     "name match route redirect rewrite directResponse headers timeout retries fault corsPolicy "
-    "mirror mirrors mirrorPercentage mirrorPercent mirror_percent",
-    unsupported="delegate",
+    "mirror mirrors mirrorPercentage mirrorPercent mirror_percent delegate",
 )
+DELEGATE = shape("Delegate", "name namespace")
 HTTP_MIRROR_POLICY = shape("HTTPMirrorPolicy", "destination percentage")
 HTTP_FAULT_INJECTION = shape("HTTPFaultInjection", "delay abort")
 # exponentialDelay is hidden in Istio's API and Istio's translation drops it.
@@ -83,10 +94,11 @@ HTTP_MATCH_REQUEST = shape(
     "HTTPMatchRequest",
     "name uri scheme method authority headers withoutHeaders queryParams port sourceLabels "
     "ignoreUriCase gateways",
-    unsupported="sourceNamespace statPrefix",
+    unsupported="sourceNamespace",
+    ignored="statPrefix",
 )
 HTTP_ROUTE_DESTINATION = shape("HTTPRouteDestination", "destination weight headers")
-HTTP_REDIRECT = shape("HTTPRedirect", "uri authority port scheme redirectCode", unsupported="derivePort")
+HTTP_REDIRECT = shape("HTTPRedirect", "uri authority port derivePort scheme redirectCode")
 HTTP_REWRITE = shape("HTTPRewrite", "uri authority", unsupported="uriRegexRewrite")
 HTTP_DIRECT_RESPONSE = shape("HTTPDirectResponse", "status body")
 HTTP_BODY = shape("HTTPBody", "string", unsupported="bytes")
@@ -140,14 +152,14 @@ HTTP_SETTINGS = shape(
     "HTTPSettings",
     "idleTimeout maxRequestsPerConnection h2UpgradePolicy useClientProtocol maxConcurrentStreams "
     "http1MaxPendingRequests http2MaxRequests maxRetries",
-    unsupported="http2KeepAlive",
+    ignored="http2KeepAlive",  # PINGs on idle upstream HTTP/2 connections: liveness tuning only
 )
 OUTLIER_DETECTION = shape(
     "OutlierDetection",
     "consecutiveErrors consecutive5xxErrors consecutiveGatewayErrors consecutiveLocalOriginFailures "
     "splitExternalLocalOriginErrors interval baseEjectionTime maxEjectionPercent minHealthPercent",
 )
-RETRY_BUDGET = shape("RetryBudget", "percent minRetryConcurrency", unsupported="budgetInterval")
+RETRY_BUDGET = shape("RetryBudget", "percent minRetryConcurrency", ignored="budgetInterval")
 SUBSET = shape("Subset", "name labels trafficPolicy")
 
 # --- Sidecar ---------------------------------------------------------------------------------
@@ -156,7 +168,7 @@ SIDECAR = shape(
     "Sidecar", "workloadSelector ingress egress outboundTrafficPolicy", unsupported="inboundConnectionPool"
 )
 INGRESS_LISTENER = shape(
-    "IstioIngressListener", "port bind captureMode defaultEndpoint", unsupported="tls connectionPool"
+    "IstioIngressListener", "port bind captureMode defaultEndpoint tls", unsupported="connectionPool"
 )
 EGRESS_LISTENER = shape("IstioEgressListener", "port bind captureMode hosts")
 OUTBOUND_TRAFFIC_POLICY = shape("OutboundTrafficPolicy", "mode egressProxy")
@@ -178,8 +190,8 @@ REQUEST_AUTHENTICATION = shape("RequestAuthentication", "selector targetRef targ
 JWT_RULE = shape(
     "JWTRule",
     "issuer audiences jwksUri jwks_uri jwks fromHeaders fromParams fromCookies outputPayloadToHeader "
-    "forwardOriginalToken outputClaimToHeaders timeout",
-    unsupported="spaceDelimitedClaims presence",  # presence: Istio's newest API only
+    "forwardOriginalToken outputClaimToHeaders timeout spaceDelimitedClaims",
+    unsupported="presence",  # presence: Istio's newest API only
 )
 JWT_HEADER = shape("JWTHeader", "name prefix")
 CLAIM_TO_HEADER = shape("ClaimToHeader", "header claim")
@@ -206,7 +218,8 @@ AUTHZ_CONDITION = shape("Condition", "key values notValues")
 
 # --- Gateway API (gateway.networking.k8s.io): its Go types' JSON names --------------------------
 
-GATEWAY_CLASS = shape("GatewayClassSpec", "controllerName description", unsupported="parametersRef")
+GATEWAY_CLASS = shape("GatewayClassSpec", "controllerName description parametersRef")
+PARAMETERS_REFERENCE = shape("ParametersReference", "group kind name namespace")
 K8S_GATEWAY = shape(
     "GatewaySpec", "gatewayClassName listeners addresses",
     unsupported="infrastructure backendTLS allowedListeners",
@@ -233,8 +246,8 @@ GRPC_ROUTE_MATCH = shape("GRPCRouteMatch", "method headers")
 GRPC_METHOD_MATCH = shape("GRPCMethodMatch", "type service method")
 HTTP_ROUTE_FILTER = shape(
     "HTTPRouteFilter",
-    "type requestHeaderModifier responseHeaderModifier requestRedirect urlRewrite requestMirror extensionRef",
-    unsupported="cors externalAuth",
+    "type requestHeaderModifier responseHeaderModifier requestRedirect urlRewrite requestMirror cors extensionRef",
+    unsupported="externalAuth",
 )
 HTTP_HEADER_FILTER = shape("HTTPHeaderFilter", "set add remove")
 HTTP_HEADER = shape("HTTPHeader", "name value")
@@ -252,6 +265,7 @@ K8S_TCP_ROUTE = shape("TCPRouteSpec", "parentRefs rules")
 K8S_TLS_ROUTE = shape("TLSRouteSpec", "parentRefs hostnames rules")
 L4_ROUTE_RULE = shape("TCPRouteRule", "name backendRefs")
 L4_BACKEND_REF = shape("BackendRef", "group kind name namespace port weight")
+HTTP_CORS_FILTER = shape("HTTPCORSFilter", "allowOrigins allowCredentials allowMethods allowHeaders exposeHeaders maxAge")
 REFERENCE_GRANT = shape("ReferenceGrantSpec", "from to")
 REFERENCE_GRANT_FROM = shape("ReferenceGrantFrom", "group kind namespace")
 REFERENCE_GRANT_TO = shape("ReferenceGrantTo", "group kind name")
@@ -272,8 +286,7 @@ SERVER_TLS_SETTINGS = shape(
 
 WORKLOAD_GROUP = shape("WorkloadGroup", "metadata template probe")
 WORKLOAD_GROUP_METADATA = shape("WorkloadGroup.ObjectMeta", "labels annotations")
-# The template is a WorkloadEntry whose address the registering proxy fills in. `network` is
-# accepted there (Istio's own samples set it) and has no effect: pymesh is one network.
+# The template is a WorkloadEntry whose address the registering proxy fills in.
 WORKLOAD_GROUP_TEMPLATE = shape("WorkloadGroup.template", "address ports labels weight serviceAccount locality network")
 READINESS_PROBE = shape(
     "ReadinessProbe",
@@ -286,3 +299,71 @@ EXEC_HEALTH_CHECK = shape("ExecHealthCheckConfig", "command")
 # targetRef picks a waypoint (ambient mode), which pymesh does not have
 PROXY_CONFIG = shape("ProxyConfig", "selector concurrency environmentVariables image", unsupported="targetRef")
 PROXY_IMAGE = shape("ProxyImage", "imageType")
+
+# --- Telemetry (telemetry.istio.io v1, v1alpha1) ----------------------------------------------
+
+TELEMETRY = shape("Telemetry", "selector targetRef targetRefs tracing accessLogging metrics")
+PROVIDER_REF = shape("ProviderRef", "name")
+# enableIstioTags (Istio 1.26) switches Istio's own span tags, which pymesh does not add
+TRACING = shape(
+    "Tracing",
+    "match providers randomSamplingPercentage disableSpanReporting customTags useRequestIdForTraceSampling",
+    unsupported="enableIstioTags",
+)
+WORKLOAD_MODE_SELECTOR = shape("TracingSelector", "mode")
+CUSTOM_TAG = shape("Tracing.CustomTag", "literal environment header")
+TAG_LITERAL = shape("Tracing.Literal", "value")
+TAG_ENVIRONMENT = shape("Tracing.Environment", "name defaultValue")
+TAG_HEADER = shape("Tracing.RequestHeader", "name defaultValue")
+ACCESS_LOGGING = shape("AccessLogging", "match providers disabled filter")
+ACCESS_LOGGING_FILTER = shape("AccessLogging.Filter", "expression")
+METRICS = shape("Metrics", "providers overrides reportingInterval")
+METRICS_OVERRIDES = shape("MetricsOverrides", "match disabled tagOverrides")
+METRIC_SELECTOR = shape("MetricSelector", "metric customMetric mode")
+TAG_OVERRIDE = shape("MetricsOverrides.TagOverride", "operation value")
+
+# --- Istio's MeshConfig (the istio ConfigMap's data.mesh) --------------------------------------
+# Istio reads it with protobuf's JSON parser, which takes a field under its JSON (camelCase) or
+# proto (snake_case) name: pymesh.api.meshconfig accepts both. MESH_CONFIG_NO_EFFECT are
+# Istio's fields that pymesh accepts and reports as having no effect.
+
+CONFIG_MAP = shape("ConfigMap", "apiVersion kind metadata data binaryData immutable")
+CONFIG_MAP_DATA = shape("ConfigMap.data", "mesh meshNetworks values")  # of istio-system/istio
+MESH_CONFIG = shape(
+    "MeshConfig",
+    "extensionProviders defaultProviders enableTracing accessLogFile accessLogEncoding accessLogFormat "
+    "defaultConfig rootNamespace",
+)
+MESH_CONFIG_NO_EFFECT = frozenset((
+    "proxyListenPort proxyInboundListenPort proxyHttpPort connectTimeout protocolDetectionTimeout tcpKeepalive "
+    "ingressClass ingressService ingressControllerMode ingressSelector enableEnvoyAccessLogService "
+    "disableEnvoyListenerLog outboundTrafficPolicy inboundTrafficPolicy configSources enableAutoMtls "
+    "trustDomain trustDomainAliases caCertificates defaultServiceExportTo defaultVirtualServiceExportTo "
+    "defaultDestinationRuleExportTo localityLbSetting dnsRefreshRate h2UpgradePolicy inboundClusterStatName "
+    "outboundClusterStatName certificates serviceSettings enablePrometheusMerge verifyCertificateAtClient ca "
+    "discoverySelectors pathNormalization defaultHttpRetryPolicy meshMTLS tlsDefaults gatewayTopology "
+    "serviceScopeConfigs thriftConfig mixerCheckServer mixerReportServer disablePolicyChecks "
+    "disableMixerHttpReports policyCheckFailOpen sidecarToTelemetrySessionAffinity sdsUdsPath "
+    "enableSdsTokenMount sdsUseK8sSaJwt reportBatchMaxEntries reportBatchMaxTime"
+).split())
+DEFAULT_PROVIDERS = shape("MeshConfig.DefaultProviders", "tracing metrics accessLogging")
+PROXY_TRACING = shape(
+    "ProxyConfig.Tracing", "sampling zipkin maxPathTagLength customTags lightstep datadog stackdriver openCensusAgent tlsSettings"
+)
+ZIPKIN_ADDRESS = shape("Tracing.Zipkin", "address")
+MESH_EXTENSION_PROVIDER = shape(
+    "MeshConfig.ExtensionProvider",
+    "name zipkin opentelemetry envoyFileAccessLog prometheus envoyExtAuthzHttp envoyExtAuthzGrpc lightstep datadog "
+    "stackdriver opencensus skywalking envoyHttpAls envoyTcpAls envoyOtelAls sds",
+)
+# traceContextOption picks B3 and/or W3C headers for Zipkin and enable64bitTraceId the trace id's
+# length: choices pymesh's tracer does not offer per provider yet.
+ZIPKIN_PROVIDER = shape("ZipkinTracingProvider", "service port maxTagLength path timeout headers",
+                        unsupported="traceContextOption enable64bitTraceId")
+OPENTELEMETRY_PROVIDER = shape("OpenTelemetryTracingProvider", "service port maxTagLength http grpc resourceDetectors",
+                               unsupported="dynatraceSampler")
+OTEL_HTTP = shape("HttpService", "path timeout headers")
+OTEL_GRPC = shape("GrpcService", "timeout initialMetadata")
+HTTP_HEADER_VALUE = shape("HttpHeader", "name value envName")
+FILE_ACCESS_LOG_PROVIDER = shape("EnvoyFileAccessLogProvider", "path logFormat")
+LOG_FORMAT = shape("LogFormat", "text labels", unsupported="omitEmptyValues")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
-from pymesh.api import checks, common, model, shapes
+from pymesh.api import checks, common, hosts, model, shapes
 from pymesh.api.cors import cors_policy
+from pymesh.api.errors import index_path
 from pymesh.api.fault import fault
 from pymesh.api.gateway import MESH, gateway_name
 from pymesh.api.mirror import mirrors
+from pymesh.api.yamltree import LineSeq
 from pymesh.api.reader import (
     ISTIO_DURATION,
+    ISTIO_DURATION_OR_ZERO,
     PORT,
     Reader,
     Sink,
@@ -18,7 +22,6 @@ from pymesh.api.reader import (
     boolean,
     choice,
     distinct,
-    duration,
     integer,
     message,
     text,
@@ -55,14 +58,26 @@ def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService
         r.error_here("one of http, tcp or tls is required")
     # Istio rejects "*" only for a VirtualService bound to the mesh (no gateways, or "mesh" listed)
     to_mesh = not gateways or MESH in gateways
-    hosts = r.get_list("hosts", distinct(text(partial(_host, to_mesh=to_mesh))), required=True)
+    vs_hosts = r.get_list("hosts", distinct(hosts.read_host(partial(_host, to_mesh=to_mesh))))
+    for i, first in enumerate(vs_hosts):
+        for second in vs_hosts[i + 1:]:
+            if hosts.overlaps(first, second):
+                r.error("hosts", f"duplicate hosts in virtual service: {first} & {second}")
+    delegate = not (r.has("hosts") and r.slot("hosts").value)
+    if delegate:  # a delegate: its routes apply only under a root's, where the root's gateways are
+        for key in ("gateways", "tls", "tcp"):
+            if r.has(key):
+                r.error(key, f"delegate virtual service must have no {key} specified" if key == "gateways"
+                        else f"delegate virtual service must have no {key} route specified")
+    http = r.get_list("http", message(shapes.HTTP_ROUTE, partial(http_route, in_delegate=delegate)))
+    _unreachable_http_rules(r, http)
     return model.VirtualService(
         metadata=metadata,
-        hosts=hosts,
-        http=r.get_list("http", message(shapes.HTTP_ROUTE, http_route)),
+        hosts=vs_hosts,
+        http=http,
         tcp=r.get_list("tcp", message(shapes.TCP_ROUTE, tcp_route)),
-        tls=r.get_list("tls", message(shapes.TLS_ROUTE, partial(tls_route, vs_hosts=hosts))),
-        export_to=common.export_to(r),
+        tls=r.get_list("tls", message(shapes.TLS_ROUTE, partial(tls_route, vs_hosts=vs_hosts))),
+        export_to=common.export_to(r, metadata.namespace if metadata else ""),
         gateways=gateways,
     )
 
@@ -70,35 +85,103 @@ def virtual_service(metadata: model.Metadata, r: Reader) -> model.VirtualService
 def _host(value: str, *, to_mesh: bool) -> str | None:
     if value == "*" and to_mesh:
         return 'host "*" is not allowed for a VirtualService bound to the mesh'
-    return checks.host_or_ip(value)
+    return hosts.host_or_ip(value)
+
+
+def _unreachable_http_rules(r: Reader, routes: tuple[model.HTTPRoute, ...]) -> None:
+    """Istio's analyzeUnreachableHTTPRules, as warnings: a rule after one without matches is never
+    used, and so is a match block some earlier rule already has. Each is reported at its rule."""
+    items = r.data.get("http")
+    if not isinstance(items, LineSeq) or len(items) != len(routes):
+        return  # some rule has errors: the resource is refused anyway
+    seen: dict[tuple, int] = {}
+    catch_all = -1
+    for n, route in enumerate(routes):
+        rule = f'"{route.name}"' if route.name else f"#{n}"
+
+        def warn(problem: str, n: int = n) -> None:
+            r.sink.warn(items.item_lines[n], index_path(r.path_of("http"), n), problem)
+
+        if not route.match:
+            if catch_all >= 0:
+                warn(f"virtualService rule {rule} not used (only the last rule can have no matches)")
+            catch_all = n
+            continue
+        if catch_all >= 0:
+            warn(f"virtualService rule {rule} not used (route without matches defined before)")
+            continue
+        duplicates = 0
+        for m, match in enumerate(route.match):
+            key = _match_key(match)
+            if key in seen:
+                earlier = routes[seen[key]]
+                name = f'"{match.name}"' if match.name else f"#{m}"
+                by = f'"{earlier.name}"' if earlier.name else f"#{seen[key]}"
+                warn(f"virtualService rule {rule} match {name} is not used (duplicate/overlapping match in rule {by})")
+                duplicates += 1
+            else:
+                seen[key] = n
+        if duplicates == len(route.match):
+            warn(f"virtualService rule {rule} not used (all matches used by prior rules)")
+
+
+def _match_key(match: model.HTTPMatchRequest) -> tuple:
+    """What a match selects (its name aside), comparable: maps in sorted order."""
+    return tuple(tuple(sorted(value.items())) if isinstance(value, dict) else value
+                 for value in vars(replace(match, name="")).values())
 
 
 # --- http ----------------------------------------------------------------------------------
 
 
-def http_route(r: Reader) -> model.HTTPRoute:
-    action = r.one_of(_ROUTE_ACTIONS, required=True)
+def http_route(r: Reader, *, in_delegate: bool = False) -> model.HTTPRoute:
+    """A route; with `delegate` (a root's route) it has no action of its own: the delegate's
+    routes bring theirs (Istio: a root route must not specify route or redirect)."""
+    delegate = r.get("delegate", message(shapes.DELEGATE, _delegate))
+    if delegate is not None and in_delegate:
+        r.error("delegate", "delegate HTTP route cannot contain delegate")
+    if r.has("delegate"):
+        for key in ("route", "redirect"):
+            if r.has(key):
+                r.error(key, f"root HTTP route must not specify {key}")
+        action = None
+    else:
+        action = r.one_of(_ROUTE_ACTIONS, required=True)
     if action in ("redirect", "directResponse") and r.has("rewrite"):
         r.error("rewrite", f"rewrite cannot be combined with {action}")
+    if action == "redirect" and r.has("fault"):
+        r.error("fault", "HTTP route cannot contain both fault and redirect")
     routes = r.get_list(
         "route", message(shapes.HTTP_ROUTE_DESTINATION, http_route_destination), required=action == "route"
     )
     common.check_weights(r, "route", routes)
-    timeout = r.get("timeout", duration())
+    timeout = r.get("timeout", ISTIO_DURATION_OR_ZERO)
+    route_headers = common.headers(r)
+    rewritten = r.get("rewrite", message(shapes.HTTP_REWRITE, rewrite))
+    authorities = common.authority_writes(rewritten.authority if rewritten else "", route_headers)
+    if len(authorities) > 1:
+        r.error("headers", f"authority header cannot be set multiple times: have {authorities[0]!r}, "
+                f"attempting to set {authorities[1]!r}")
     return model.HTTPRoute(
         name=r.get("name", text(), ""),
         match=r.get_list("match", message(shapes.HTTP_MATCH_REQUEST, http_match)),
         route=routes,
         redirect=r.get("redirect", message(shapes.HTTP_REDIRECT, redirect)),
-        rewrite=r.get("rewrite", message(shapes.HTTP_REWRITE, rewrite)),
+        rewrite=rewritten,
         direct_response=r.get("directResponse", message(shapes.HTTP_DIRECT_RESPONSE, direct_response)),
-        headers=common.headers(r),
+        headers=route_headers,
         timeout=timeout or None,  # "0s" disables the route timeout, as in Istio/Envoy
         retries=r.get("retries", message(shapes.HTTP_RETRY, retries)),
         fault=r.get("fault", message(shapes.HTTP_FAULT_INJECTION, fault)),
         cors_policy=r.get("corsPolicy", message(shapes.CORS_POLICY, cors_policy)),
         mirrors=mirrors(r),
+        delegate=delegate,
     )
+
+
+def _delegate(r: Reader) -> model.Delegate:
+    return model.Delegate(name=r.get("name", text(checks.not_empty), "", required=True),
+                          namespace=r.get("namespace", text(), ""))
 
 
 def http_match(r: Reader) -> model.HTTPMatchRequest:
@@ -130,14 +213,20 @@ def http_route_destination(r: Reader) -> model.HTTPRouteDestination:
 
 
 def redirect(r: Reader) -> model.HTTPRedirect:
-    if not any(r.has(key) for key in ("uri", "authority", "port", "scheme")):
-        r.error_here("redirect must set at least one of uri, authority, port or scheme")
+    """`port` and `derivePort` are one proto oneof (either counts as a redirect part).
+    derivePort FROM_PROTOCOL_DEFAULT is Istio's enum default, what an unset one does (no port
+    rewrite); FROM_REQUEST_PORT keeps the port the request came in with."""
+    if not any(r.has(key) for key in ("uri", "authority", "port", "derivePort", "scheme")):
+        r.error_here("redirect must set at least one of uri, authority, port, derivePort or scheme")
+    r.one_of(("port", "derivePort"), required=False)
+    derive = r.get("derivePort", choice("derivePort", ("FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT")), "")
     return model.HTTPRedirect(
         uri=r.get("uri", text(), ""),
         authority=r.get("authority", text(), ""),
         port=r.get("port", PORT),
         scheme=r.get("scheme", choice("scheme", ("http", "https")), ""),
         redirect_code=r.get("redirectCode", _redirect_code, model.HTTPRedirect.redirect_code),
+        derive_port="FROM_REQUEST_PORT" if derive == "FROM_REQUEST_PORT" else "",
     )
 
 
@@ -155,11 +244,17 @@ def rewrite(r: Reader) -> model.HTTPRewrite:
     return model.HTTPRewrite(uri=r.get("uri", text(), ""), authority=r.get("authority", text(), ""))
 
 
+DIRECT_RESPONSE_WARN, DIRECT_RESPONSE_MAX = 100 * 1024, 1024 * 1024  # Istio's validateHTTPDirectResponse
+
+
 def direct_response(r: Reader) -> model.HTTPDirectResponse:
-    return model.HTTPDirectResponse(
-        status=r.get("status", integer(100, 599), 0, required=True),
-        body=r.get("body", message(shapes.HTTP_BODY, lambda body: body.get("string", text(), "")), ""),
-    )
+    body = r.get("body", message(shapes.HTTP_BODY, lambda body: body.get("string", text(), "")), "")
+    size = len(body.encode("utf-8", "surrogatepass"))
+    if size > DIRECT_RESPONSE_MAX:
+        r.error("body", "large direct_responses may impact control plane performance, must be less than 1MB")
+    elif size > DIRECT_RESPONSE_WARN:
+        r.warn("body", "large direct_responses may impact control plane performance")
+    return model.HTTPDirectResponse(status=r.get("status", integer(100, 599), 0, required=True), body=body)
 
 
 def retries(r: Reader) -> model.HTTPRetry:
@@ -169,7 +264,7 @@ def retries(r: Reader) -> model.HTTPRetry:
         r.error("attempts", "retries are configured but attempts is 0 (which disables them)")
     return model.HTTPRetry(
         attempts=attempts or 0,
-        per_try_timeout=r.get("perTryTimeout", duration(positive=True)),
+        per_try_timeout=r.get("perTryTimeout", ISTIO_DURATION),
         retry_on=r.get("retryOn", _retry_on, ()),
         backoff=r.get("backoff", ISTIO_DURATION),
         retry_ignore_previous_hosts=r.get("retryIgnorePreviousHosts", boolean),
@@ -235,13 +330,13 @@ def tls_route(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSRoute:
 
 
 def tls_match(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSMatchAttributes:
-    sni_hosts = r.get_list("sniHosts", distinct(text(partial(_sni_host, vs_hosts=vs_hosts))), required=True)
+    sni_hosts = r.get_list("sniHosts", distinct(hosts.read_host(partial(_sni_host, vs_hosts=vs_hosts))), required=True)
     return model.TLSMatchAttributes(
-        sni_hosts=tuple(h.lower() for h in sni_hosts),
+        sni_hosts=sni_hosts,
         destination_subnets=r.get_list("destinationSubnets", text(checks.ip_or_cidr)),
         port=r.get("port", PORT),
         source_labels=common.labels(r, "sourceLabels"),
-        source_namespace=r.get("sourceNamespace", text(checks.dns_label), ""),
+        source_namespace=r.get("sourceNamespace", text(hosts.istio_label), ""),
         gateways=r.get_list("gateways", gateway_name),
     )
 
@@ -249,11 +344,11 @@ def tls_match(r: Reader, *, vs_hosts: tuple[str, ...]) -> model.TLSMatchAttribut
 def _sni_host(value: str, *, vs_hosts: tuple[str, ...]) -> str | None:
     """A wildcard domain (an IP is accepted: Istio only warns that it goes against the SNI spec)
     that is a subset of one of the VirtualService's hosts."""
-    if checks.ip_address(value) is None:
+    if hosts.is_ip(value):
         return None
-    if problem := checks.wildcard_domain(value.lower()):
+    if problem := hosts.wildcard_domain(value):
         return problem
-    if not any(_subset_of(value.lower(), host.lower()) for host in vs_hosts):
+    if not any(_subset_of(hosts.normalize(value), host) for host in vs_hosts):
         return f"SNI host {value!r} is not a compatible subset of any of the virtual service hosts: [{', '.join(vs_hosts)}]"
     return None
 

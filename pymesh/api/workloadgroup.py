@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from pymesh.api import checks, common, model, shapes
+from pymesh.api import checks, common, hosts, model, shapes
 from pymesh.api.reader import PORT, Reader, choice, integer, message, text
 from pymesh.api.request_authentication import match_labels_selector
 from pymesh.api.serviceentry import workload_entry_spec
@@ -100,7 +100,7 @@ def _probe_path(value: str) -> str | None:
 
 
 def _probe_host(value: str) -> str | None:
-    if checks.ip_address(value) is None or checks.fqdn(value) is None:
+    if checks.ip_address(value) is None or hosts.fqdn(value) is None:
         return None
     return f"host {value!r} is not an IP address or a DNS name"
 

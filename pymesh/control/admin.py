@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping
 
 from pymesh.control.meshpage import CSP
-from pymesh.control.scrape_targets import PATH as SD_PATH
+from pymesh.telemetry.prometheus_config import SD_PATH
 
 log = logging.getLogger("pymesh.control.admin")
 MAX_HEADER_LINES = 100

@@ -16,6 +16,8 @@ from pymesh.api import limits as input_limits
 from pymesh.control import bounds
 from pymesh.control.ca_command import duration_arg
 from pymesh.routing.hosts import parse_host_port
+from pymesh.api.errors import ConfigInvalid
+from pymesh.api.meshconfig import load_file as load_mesh_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Serve the configuration in --config-dir to proxies. A file that fails validation is rejected "
         "(see /status) and its last good version stays in force."))
     serve.add_argument("--config-dir", required=True, metavar="DIR", help="directory of *.yaml resources, watched")
+    serve.add_argument("--mesh-config", metavar="FILE",
+                       help="Istio's MeshConfig YAML (istiod's /etc/istio/config/mesh: extensionProviders, "
+                       "defaultProviders, accessLogFile...), in force instead of an istio ConfigMap in --config-dir")
     serve.add_argument("--listen", type=_address, default=("127.0.0.1", 15010), metavar="ADDR:PORT",
                        help="where proxies connect (default 127.0.0.1:15010)")
     serve.add_argument("--admin", type=_address, default=("127.0.0.1", 15014), metavar="ADDR:PORT",
@@ -112,6 +117,16 @@ def run_serve(args: argparse.Namespace) -> int:
               "(an unauthenticated channel must not be reachable from the network)", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:  # refused at start; a later bad version is reported and the last good one stays
+        if args.mesh_config:
+            load_mesh_config(args.mesh_config)
+    except ConfigInvalid as invalid:
+        print(f"pymesh control serve: --mesh-config is invalid:\n{invalid}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"pymesh control serve: --mesh-config: cannot read {args.mesh_config}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
     plugin = PluginFiles(args.ca_cert, args.ca_key, args.ca_chain, args.ca_root) if args.ca_cert else None
     options = ControlOptions(
         config_dir=args.config_dir, listen=args.listen, admin=args.admin, data_dir=args.data_dir,
@@ -119,7 +134,7 @@ def run_serve(args: argparse.Namespace) -> int:
         workload_entry_grace=args.workload_entry_grace.total_seconds(),
         limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
         ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),
-        max_per_identity=max(0, args.max_connections_per_identity),
+        max_per_identity=max(0, args.max_connections_per_identity), mesh_config=args.mesh_config or "",
     )
     try:
         server = ControlServer(options)

@@ -20,7 +20,7 @@ import math
 from collections import defaultdict
 from typing import Iterable
 
-from pymesh.control.scrape import Round, Sample
+from pymesh.control.scrape import Round
 
 REQUESTS = "istio_requests_total"
 DURATION = "istio_request_duration_milliseconds"

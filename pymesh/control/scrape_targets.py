@@ -14,7 +14,6 @@ import re
 from typing import Iterable
 
 from pymesh.api.wire import Node
-from pymesh.telemetry.prometheus_config import SD_PATH as PATH  # on the control server's admin port
 META = "__meta_pymesh_"
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 

@@ -50,13 +50,14 @@ class ControlOptions:
     insecure: bool = False  # plaintext, no identities: local demos only
     ca: CaOptions = CaOptions()
     max_per_identity: int = 256  # push streams of one identity (the replicas of a workload)
+    mesh_config: str = ""  # --mesh-config FILE: in force instead of an istio ConfigMap (watched)
 
 
 class ControlServer:
     def __init__(self, options: ControlOptions):
         self.options = options
         self.metrics = ControlMetrics()
-        self.store = ConfigStore(options.config_dir, options.limits)
+        self.store = ConfigStore(options.config_dir, options.limits, options.mesh_config)
         self._translation: tuple[object, gateway_api.Translation] | None = None  # see _gateway_api
         self.watcher = Watcher(self.store.poll, self._reload, options.debounce, options.max_debounce, options.poll_interval)
         self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pymesh.api import limits as input_limits, model
-from pymesh.api.errors import ConfigError
+from pymesh.api.errors import ConfigError, ConfigInvalid
+from pymesh.api.meshconfig import load_file as load_mesh_config
 from pymesh.api.limits import LimitExceeded, Limits
 from pymesh.api.load import LoadResult, _yaml_files, load_paths
 from pymesh.api.offload import OffloadFailed, run_in_child
@@ -41,9 +42,15 @@ class ConfigStore:
     """`poll()` is cheap (stat calls) and says whether anything changed on disk; `reload()`
     reads the changed files and rebuilds `config`."""
 
-    def __init__(self, directory: str, limits: Limits = input_limits.DEFAULT):
+    def __init__(self, directory: str, limits: Limits = input_limits.DEFAULT, mesh_config_path: str = ""):
         self.directory = directory
         self.limits = limits
+        # --mesh-config (istiod's mesh file): replaces any istio ConfigMap's; watched like the
+        # directory, and a version that does not load leaves the last good one in force
+        self.mesh_config_path = mesh_config_path
+        self.mesh_config: model.IstioMeshConfig | None = None
+        self._mesh_errors: list[ConfigError] = []
+        self._mesh_stamp: tuple | None = None
         self.config = model.MeshConfig()
         self.conflicts: list[ConfigError] = []  # resources defined in two files: the later is ignored
         self._files: dict[str, FileState] = {}
@@ -57,18 +64,44 @@ class ConfigStore:
         stamps = self._scan()
         if stamps is None:
             return False
-        changed = stamps != self._seen
+        changed = stamps != self._seen or (bool(self.mesh_config_path) and self._mesh_file_stamp() != self._mesh_stamp)
         self._seen = stamps
         return changed
+
+    def _mesh_file_stamp(self) -> tuple | None:
+        try:
+            st = os.stat(self.mesh_config_path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def _reload_mesh_config(self) -> None:
+        if not self.mesh_config_path:
+            return
+        stamp = self._mesh_file_stamp()
+        if stamp == self._mesh_stamp and (self.mesh_config is not None or self._mesh_errors):
+            return
+        self._mesh_stamp = stamp
+        try:
+            self.mesh_config = load_mesh_config(self.mesh_config_path)
+            self._mesh_errors = []
+        except ConfigInvalid as invalid:
+            self._mesh_errors = list(invalid.errors)
+        except OSError as error:
+            self._mesh_errors = [ConfigError(self.mesh_config_path, 0, "", f"cannot read: {error.strerror or error}")]
+        for error in self._mesh_errors:
+            log.error("%s (the last good mesh config stays in force)", error)
 
     def reload(self) -> list[tuple[str, list[ConfigError]]]:
         """Load changed, new and deleted files in this process (at startup, before anything is
         served); returns the files newly rejected, with their errors."""
+        self._reload_mesh_config()
         changed = self._changed()
         return self._apply({path: self._over_total(path) or load_paths([path], self.limits) for path in changed})
 
     async def reload_isolated(self) -> list[tuple[str, list[ConfigError]]]:
         """`reload`, each changed file loaded in a child process under the time limit."""
+        self._reload_mesh_config()
         changed = self._changed()
         return self._apply({path: self._over_total(path) or await self._load_isolated(path) for path in changed})
 
@@ -103,6 +136,8 @@ class ConfigStore:
                 rejected.append((path, state.errors))
         old = set(self.conflicts)
         self.config, self.conflicts = _union(self._files)
+        if self.mesh_config is not None:
+            self.config = replace(self.config, mesh_configs=(self.mesh_config,))
         for error in self.conflicts:
             if error not in old:
                 log.error("%s", error)
@@ -115,7 +150,8 @@ class ConfigStore:
         by_file: dict[str, list[ConfigError]] = {}
         for error in self.conflicts:
             by_file.setdefault(error.file, []).append(error)
-        return out + sorted(by_file.items())
+        mesh = [(self.mesh_config_path, self._mesh_errors)] if self._mesh_errors else []
+        return out + sorted(by_file.items()) + mesh
 
     def _over_total(self, path: str) -> LoadResult | None:
         """A changed file is not even read while the directory is over the total size limit."""
@@ -149,6 +185,8 @@ def _scan(directory: str) -> dict[str, Stamp]:
 
 
 def _state(path: str, stamp: Stamp, previous: model.MeshConfig | None, result: LoadResult) -> FileState:
+    for warning in result.warnings:
+        log.warning("%s", warning)
     if not result.errors:
         log.info("%s: loaded %d resources", path, result.resource_count)
         return FileState(stamp, result.config)

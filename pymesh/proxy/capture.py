@@ -146,7 +146,7 @@ class Sniffer(asyncio.Protocol):
         if listener.route_table is None:
             if listener.tcp_route is None:
                 return self._become(self._passthrough())
-            return self._become(TcpProxy(self.runtime, listener))
+            return self._become(TcpProxy(self.runtime, listener, original_destination=self.destination))
         self._sniff()
 
     def _passthrough(self) -> TcpProxy:
@@ -211,6 +211,8 @@ class Sniffer(asyncio.Protocol):
         elif self.direction == "inbound":
             protocol = TcpProxy(self.runtime, self.listener, target=self._inbound_target(),
                                 original_destination=self.destination)
+        elif self.listener.tcp_route is not None:  # a sniffed port (protocol unset) that is not HTTP
+            protocol = TcpProxy(self.runtime, self.listener, original_destination=self.destination)
         else:
             protocol = self._passthrough()
         self._become(protocol)

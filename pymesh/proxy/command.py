@@ -64,6 +64,9 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Prometheus /stats/prometheus port, 0 disables (default 15090)")
     parser.add_argument("--health-port", type=int, default=15021,
                         help="/healthz/ready port, 0 disables (default 15021)")
+    parser.add_argument("--mesh-config", default="", metavar="FILE",
+                        help="Istio's MeshConfig YAML (istiod's /etc/istio/config/mesh: extensionProviders, "
+                        "defaultProviders, accessLogFile...), in force instead of an istio ConfigMap in --config")
     parser.add_argument("--access-log", default="/dev/stdout", metavar="PATH|off",
                         help="where JSON access-log lines go (default stdout), or 'off'")
     parser.add_argument("--drain-timeout", type=float, default=5.0,
@@ -271,6 +274,7 @@ def options_from_args(args) -> ProxyOptions:
         stats_port=args.stats_port,
         health_port=args.health_port,
         access_log=args.access_log,
+        mesh_config=args.mesh_config,
         drain_timeout=args.drain_timeout,
         concurrency=None if args.concurrency is None else max(0, args.concurrency),
         capture=CaptureSettings(

@@ -24,7 +24,8 @@ from pymesh.policy import flags
 from pymesh.policy.outcome import Outcome, classify
 from pymesh.policy.retry import RETRIABLE_HEADER_NAMES, header_names
 from pymesh.policy.retry_hosts import retry_host
-from pymesh.proxy.filters import GATEWAY_SERVER, PAUSE
+from pymesh.proxy.filters import GATEWAY_SERVER
+from pymesh.proxy.interfaces import PAUSE
 from pymesh.proxy.headers import apply_header_ops
 from pymesh.proxy.interfaces import Downstream, UpstreamConnection
 from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply
@@ -64,7 +65,7 @@ class Exchange:
         "active_at",
         "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status", "grpc_messages", "retry_held",
         "shadows",
-        "tried", "request_principal", "logged_path",
+        "tried", "request_principal", "logged_path", "span",
     )
 
     def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:
@@ -124,6 +125,7 @@ class Exchange:
         self.tried: list | None = None  # endpoints of the failed attempts, once there is a retry
         self.request_principal = None  # a verified JWT (pymesh.security.principal), set by JwtAuthn
         self.logged_path: str | None = None  # the path for the access log when it differs (a token redacted)
+        self.span = None  # a sampled request's pymesh.proxy.tracing.ActiveSpan, when the snapshot traces
 
     # --- request side (called by the downstream protocol) -------------------------------------
 

@@ -26,7 +26,7 @@ from pymesh.proxy.cors import Cors
 from pymesh.proxy.fault import FaultInjection
 from pymesh.proxy.ratelimit import LocalRateLimit
 from pymesh.proxy.headers import apply_header_ops, rewrite_target
-from pymesh.proxy.interfaces import PAUSE, RequestFilter  # noqa: F401  (PAUSE: the exchange's import)
+from pymesh.proxy.interfaces import RequestFilter
 from pymesh.routing import snapshot
 from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER
 
@@ -190,7 +190,7 @@ class RouteHeaders:
 
 
 def chains_for(peer_header: bytes, rng, clock, jwt_authn: RequestFilter | None = None, authorizer=None,
-               gateway: bool = False) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
+               gateway: bool = False, trace_headers: RequestFilter | None = None) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
     """Each listener direction's chains for one snapshot, one per `Route.filter_set` (a bit per
     optional filter): `Exchange.begin` indexes them with the route's precomputed set, so a route
     without CORS, faults, rate limits or header operations runs ProxyHeaders alone.
@@ -203,15 +203,17 @@ def chains_for(peer_header: bytes, rng, clock, jwt_authn: RequestFilter | None =
     `authz`, when any AuthorizationPolicy applies: Istio's RBAC filters, which read the verified
     JWT); None adds nothing. On a gateway (its listeners are "outbound") the outbound chain is
     the edge one, with the JWT check and authorization of the gateway's own policies, as Istio
-    runs them on its gateways."""
+    runs them on its gateways. `trace_headers` (pymesh.proxy.tracing, when the snapshot traces)
+    follows ProxyHeaders in every chain: it reads the request id ProxyHeaders settled."""
     optional = ((snapshot.CORS, Cors()), (snapshot.FAULT, FaultInjection(rng)),
                 (snapshot.RATE_LIMIT, LocalRateLimit(clock)), (snapshot.ROUTE_HEADERS, RouteHeaders()))
     chains = {}
     inbound_auth = tuple(f for f in (jwt_authn, Authorization(authorizer) if authorizer is not None else None)
                          if f is not None)
-    outbound = (ProxyHeaders((PEER_HEADER, peer_header), edge=True), *inbound_auth) if gateway else (
-        ProxyHeaders((PEER_HEADER, peer_header)),)
-    for direction, first in (("outbound", outbound), ("inbound", (ProxyHeaders(None), *inbound_auth))):
+    tracing = (trace_headers,) if trace_headers is not None else ()
+    outbound = (ProxyHeaders((PEER_HEADER, peer_header), edge=True), *tracing, *inbound_auth) if gateway else (
+        ProxyHeaders((PEER_HEADER, peer_header)), *tracing)
+    for direction, first in (("outbound", outbound), ("inbound", (ProxyHeaders(None), *tracing, *inbound_auth))):
         chains[direction] = tuple(
             (*first, *(f for bit, f in optional if filter_set & bit))
             for filter_set in range(snapshot.FILTER_SETS)

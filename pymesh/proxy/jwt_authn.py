@@ -89,7 +89,7 @@ class JwtAuthn:
             except JwtFailure as failure:
                 return self._refuse(exchange, failure)
             if index == 0:
-                exchange.request_principal = jwt.principal_of(parsed)
+                exchange.request_principal = jwt.principal_of(parsed, provider)
             self._forward(request, location, provider, parsed)
             index += 1
         _stats(exchange)["allowed"] += 1

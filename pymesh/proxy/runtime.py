@@ -31,8 +31,10 @@ from pymesh.proxy.sockets import learn_from_transport
 from pymesh.telemetry.peer_metadata import encode_peer
 from pymesh.api.model import ConnectionPoolSettings, LoadBalancerSettings
 from pymesh.routing.compile import implicit_inbound
+from pymesh.routing.hosts import split_authority
 from pymesh.routing.snapshot import Cluster, Endpoint, Listener, Route, Snapshot
 from pymesh.proxy.telemetry import Telemetry
+from pymesh.proxy.tracing import TraceHeaders, Tracing
 from pymesh.proxy.upstream_tls import TlsEnvironment, origin_for, origins
 
 log = logging.getLogger("pymesh.proxy")
@@ -116,9 +118,16 @@ class ClusterState:
 
     def hash_key(self, head: RequestHead) -> bytes | None:
         if self.consistent_hash is None:
-            return self.connection_key(head.connection) if self.passthrough else None
+            if not self.passthrough:
+                return None
+            return self._authority_key(head) if self.cluster.dynamic_dns else self.connection_key(head.connection)
         query = head.path.partition("?")[2]
         return hash_key(self.consistent_hash, head.headers, head.connection.source_ip, query)
+
+    def _authority_key(self, head: RequestHead) -> bytes | None:
+        """DYNAMIC_DNS: the request's own host on the cluster's port (its endpoints' port)."""
+        host = split_authority(head.authority)[0]
+        return f"{host}:{self.cluster.port}".encode() if host else None
 
     def connection_key(self, info: ConnectionInfo) -> bytes | None:
         """What a connection's endpoint is picked by: the source IP for a consistent hash, the
@@ -239,6 +248,7 @@ class Runtime:
         self.tls_env = TlsEnvironment()  # the proxy sets its certificates and credentials here
         self.inbound_tls = None  # pymesh.proxy.inbound_tls.InboundTls, set by the worker
         self.gateway_tls = None  # pymesh.proxy.gateway_tls.GatewayTls, set by the worker
+        self.tracing = Tracing(loop, telemetry.metrics)  # the snapshot's trace provider's exporter, if any
 
     # configuration ------------------------------------------------------------------------------
 
@@ -264,8 +274,10 @@ class Runtime:
         self.peer_header = encode_peer(snapshot.identity)
         jwt_authn = JwtAuthn.for_providers(snapshot.request_authn, self.jwks)
         self.gateway = snapshot.identity.kind == "router"  # `pymesh gateway`: its own policies guard every listener
+        tracer = self.tracing.tracer_for(snapshot)
         self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz,
-                                        gateway=self.gateway)
+                                        gateway=self.gateway,
+                                        trace_headers=TraceHeaders(tracer) if tracer is not None else None)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         if self.gateway_tls is not None:  # a gateway's TLS servers: their contexts and listeners
             self.listeners.update(self.gateway_tls.install(snapshot))
@@ -320,6 +332,8 @@ class Runtime:
 
     def observe(self, exchange) -> None:
         self.telemetry.request_done(exchange)
+        if exchange.span is not None:
+            exchange.span.tracer.finish(exchange)
 
     def observe_protocol_error(self, connection, status: int, flag: str) -> None:
         self.telemetry.protocol_error(connection, status, flag)
@@ -390,6 +404,7 @@ class Runtime:
         """Stop the runtime's timers and close idle upstream connections (end of drain)."""
         self.deadlines.close()
         self.jwks.close()
+        self.tracing.close()
         self.pools.close()
         for state in self.cluster_states.values():
             state.close()

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 
 from pymesh.api import model, wire
 from pymesh.api.limits import DEFAULT as DEFAULT_LIMITS, Limits
+from pymesh.api.errors import ConfigInvalid
 from pymesh.api.load import load_paths
+from pymesh.api.meshconfig import with_mesh_config
 from pymesh.api.offload import OffloadFailed, run_in_child
 from pymesh.http import h1
 from pymesh.proxy.capture import CaptureSettings, Sniffer
@@ -59,6 +61,7 @@ class ProxyOptions:
     stats_port: int = 15090
     health_port: int = 15021
     access_log: str = "/dev/stdout"  # a path, or "off"
+    mesh_config: str = ""  # --mesh-config: Istio's MeshConfig file, in force instead of an istio ConfigMap
     drain_timeout: float = 5.0
     concurrency: int | None = 1  # worker processes; None: the ProxyConfig's (pymesh.proxy.main.resolve_concurrency)
     limits: h1.Limits = field(default_factory=h1.Limits)
@@ -100,7 +103,14 @@ def load_config(options: ProxyOptions) -> tuple[model.MeshConfig, str | None]:
     result = load_paths(options.config_paths, options.config_limits)
     if result.errors:
         raise ConfigError("\n".join(str(error) for error in result.errors))
-    return result.config, None
+    for warning in result.warnings:
+        log.warning("%s", warning)
+    try:
+        return with_mesh_config(result.config, options.mesh_config), None
+    except ConfigInvalid as invalid:
+        raise ConfigError("\n".join(str(error) for error in invalid.errors)) from invalid
+    except OSError as error:
+        raise ConfigError(f"{options.mesh_config}: cannot read: {error.strerror or error}") from error
 
 
 def checked_config(options: ProxyOptions) -> tuple[model.MeshConfig, str | None] | ConfigError:
@@ -353,6 +363,7 @@ class ProxyWorker:
             log.warning("drain timeout: closing %d connections", len(self.runtime.connections))
         for connection in list(self.runtime.connections):
             connection.close()
+        await self.runtime.tracing.drain()  # the last requests' spans
         self.runtime.close()
         if self.cert_source is not None:
             self.cert_source.close()

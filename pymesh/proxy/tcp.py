@@ -112,7 +112,8 @@ class TcpProxy(asyncio.Protocol):
         if state is not None:
             pool = state.cluster.connection_pool
             connect_timeout = pool.connect_timeout or DEFAULT_CONNECT_TIMEOUT
-            self.idle_timeout = pool.tcp_idle_timeout or DEFAULT_TCP_IDLE_TIMEOUT
+            # tcp.idleTimeout "0s" disables the idle timeout (Istio's DestinationRule reference)
+            self.idle_timeout = DEFAULT_TCP_IDLE_TIMEOUT if pool.tcp_idle_timeout is None else pool.tcp_idle_timeout
         try:
             wrap = self._tls_wrap(state)
         except TlsFailure:
@@ -174,7 +175,8 @@ class TcpProxy(asyncio.Protocol):
             self.upstream.write(b"".join(self.pending))
             self.pending = []
         self.downstream.resume_reading()
-        self.idle_timer = self.runtime.loop.call_later(self.idle_timeout, self._check_idle)
+        if self.idle_timeout:
+            self.idle_timer = self.runtime.loop.call_later(self.idle_timeout, self._check_idle)
 
     def _connect_failed(self) -> None:
         self.flags = flags.UF

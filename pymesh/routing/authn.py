@@ -13,7 +13,8 @@ from __future__ import annotations
 from pymesh.api import model
 from pymesh.routing.scope import ROOT_NAMESPACE, selects
 from pymesh.routing.snapshot import ProxyIdentity
-from pymesh.security.jwt import DEFAULT_LOCATIONS, DISCOVERY, Jwks, JwksError, Location, Provider, parse_jwks
+from pymesh.security.jwt import (DEFAULT_LOCATIONS, DISCOVERY, SPACE_DELIMITED, Jwks, JwksError, Location, Provider,
+                                 parse_jwks)
 
 DEFAULT_TIMEOUT = 5.0  # seconds: Istio's JWTRule.timeout default
 
@@ -47,6 +48,7 @@ def provider(rule: model.JWTRule) -> Provider:
         jwks_uri="" if rule.jwks else rule.jwks_uri or _discovery(rule.issuer),
         jwks=_inline(rule.jwks) if rule.jwks else None,
         timeout=rule.timeout or DEFAULT_TIMEOUT,
+        space_delimited=SPACE_DELIMITED | frozenset(rule.space_delimited_claims),
     )
 
 

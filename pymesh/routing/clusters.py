@@ -4,6 +4,7 @@ of it, and one per Sidecar ingress entry; each with its endpoints and traffic po
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Mapping
 
 from pymesh.api import model
@@ -79,7 +80,7 @@ def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Sub
     policy = merged(rule, subset, port.number)
     tls, auto_mtls = compile_tls(policy.tls, port.number, subset.name if subset else "", svc.host, endpoints,
                                  service_endpoints, svc.subject_alt_names, svc.mesh_external)
-    lb = policy.load_balancer or model.LoadBalancerSettings()
+    lb = _resolution_lb(svc, policy.load_balancer or model.LoadBalancerSettings())
     where = locality.proxy_locality(proxy.locality, proxy.labels)
     # Istio applies locality failover only to clusters with outlier detection.
     failover = policy.outlier_detection is not None
@@ -98,7 +99,17 @@ def _cluster(name: str, svc: Service, port: model.ServicePort, subset: model.Sub
         retry_budget=policy.retry_budget,
         tls=tls,
         auto_mtls=auto_mtls,
+        dynamic_dns=svc.resolution == "DYNAMIC_DNS",
     )
+
+
+def _resolution_lb(svc: Service, lb: model.LoadBalancerSettings) -> model.LoadBalancerSettings:
+    """ServiceEntry resolution NONE (and DYNAMIC_DNS) is Envoy's ORIGINAL_DST cluster, whatever
+    the DestinationRule's algorithm: each connection goes where it was sent (the request's host
+    for DYNAMIC_DNS), which is pymesh's PASSTHROUGH balancer."""
+    if svc.resolution not in ("NONE", "DYNAMIC_DNS"):
+        return lb
+    return replace(lb, simple="PASSTHROUGH", consistent_hash=None)
 
 
 def outbound_clusters(services: ServiceIndex, rules: RuleIndex, proxy: ProxyIdentity = ProxyIdentity()) -> dict[str, Cluster]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pymesh.api import model
-from pymesh.routing import gateway_api
+from pymesh.routing import delegation, gateway_api
 from pymesh.routing.authn import providers_for
 from pymesh.routing.binding import MESH_ONLY, bind_all
 from pymesh.routing.gateway import compile_gateway
@@ -19,19 +19,24 @@ from pymesh.routing.proxy_config import effective as effective_proxy_config
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext, inbound_route_table
+from pymesh.routing.telemetry import compile_telemetry
 from pymesh.routing.scope import ALL, EgressScope, exported_to, select_sidecar, selects
 from pymesh.routing.service_labels import inbound_service
-from pymesh.routing.snapshot import Cluster, Listener, ProxyIdentity, Snapshot, TcpRoute, WeightedCluster
+from pymesh.routing.snapshot import (Cluster, Listener, ProxyIdentity, ServerTls, Snapshot, TcpRoute, TlsServerChain,
+                                     WeightedCluster)
 from pymesh.security.authz import compile_authorizer
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 TLS_PROTOCOLS = frozenset({"TLS", "HTTPS"})
+SNIFFED = ""  # a ServiceEntry port without a protocol: HTTP or not is told per connection, as Istio
+NOT_PROXIED = frozenset({"UDP"})  # ports no listener is opened for (Istio's proxy has no UDP either)
 
 
 def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version: str) -> Snapshot:
     """Implements pymesh.routing.snapshot.SnapshotCompiler: a sidecar's here, a gateway's
     (identity.kind "router") in pymesh.routing.gateway."""
     config = gateway_api.apply(config)  # Gateway API resources, as the Istio ones they translate to
+    config = delegation.apply(config)  # root VirtualServices with their delegates' routes merged in
     if identity.kind == "router":
         return compile_gateway(config, identity, version)
     ns = identity.namespace
@@ -58,12 +63,13 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
     egress = []
     if sidecar is not None:
         egress = [(e, _egress_listener(ctx, e, sidecar.metadata.namespace)) for e in sidecar.egress if e.port]
-    listeners = tuple(l for _, l in egress) + tuple(_ingress_listener(e, ctx.rate_limits) for e in ingress)
+    listeners = tuple(l for _, l in egress) + tuple(_ingress_listener(e, ctx.rate_limits, ns) for e in ingress)
     captured = _captured_outbound(ctx, sidecar, egress)
     authz = compile_authorizer(config, ns, identity.labels, _served_by(config, identity))
     if authz is not None:
         warnings += authz.warnings
     warnings += effective_proxy_config(config.proxy_configs, ns, identity.labels).warnings
+    telemetry = compile_telemetry(config, identity, warnings)
     return Snapshot(
         version=version,
         identity=identity,
@@ -77,6 +83,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         peer_authn=compose_peer_authn(config.peer_authentications, ns, identity.labels),
         authz=authz,
         egress_proxy=egress_proxy,
+        telemetry=telemetry,
     )
 
 
@@ -101,6 +108,9 @@ def _served_by(config: model.MeshConfig, identity: ProxyIdentity):
 
 
 def _outbound_listener(ctx: RouteContext, name: str, bind: str, port: int, protocol: str, scope: EgressScope) -> Listener:
+    if protocol == SNIFFED:  # the capture sniffer picks the route table (HTTP) or the tcp route
+        return Listener(name, "outbound", bind, port, "SNIFF", route_table=ctx.route_table(port, scope),
+                        tcp_route=ctx.tcp_route(port, scope))
     if protocol in HTTP_PROTOCOLS:
         return Listener(name, "outbound", bind, port, protocol, route_table=ctx.route_table(port, scope))
     if protocol in TLS_PROTOCOLS:  # TLS passed through: SNI routing only, as Istio (tcp routes do not apply)
@@ -117,16 +127,23 @@ def _egress_listener(ctx: RouteContext, entry: model.EgressListener, sidecar_nam
     return _outbound_listener(ctx, f"egress|{bind}|{port}", bind, port, entry.port.protocol.upper(), scope)  # type: ignore[union-attr]
 
 
-def _ingress_listener(entry: model.IngressListener, rate_limits: RateLimits) -> Listener:
+def _ingress_listener(entry: model.IngressListener, rate_limits: RateLimits, namespace: str = "") -> Listener:
+    """An ingress entry's listener. With `tls` the sidecar terminates TLS itself, as a gateway
+    server does (one chain for any server name; pymesh.proxy.gateway_tls), then serves HTTP
+    (HTTPS ports) or proxies TCP (TLS ports) to the app; PeerAuthentication does not apply."""
     port = entry.port.number
     bind = entry.bind or "0.0.0.0"
     protocol = entry.port.protocol.upper()
     cluster = inbound_name(port)
-    if protocol in HTTP_PROTOCOLS:
+    if protocol in HTTP_PROTOCOLS or (entry.tls is not None and protocol == "HTTPS"):
         routing = {"route_table": inbound_route_table(port, cluster, rate_limits)}
     else:
         routing = {"tcp_route": TcpRoute(clusters=(WeightedCluster(cluster=cluster, weight=100),), total_weight=100)}
-    return Listener(f"ingress|{bind}|{port}", "inbound", bind, port, protocol, default_cluster=cluster, **routing)
+    name = f"ingress|{bind}|{port}"
+    if entry.tls is not None:
+        chain = TlsServerChain(("*",), ServerTls(entry.tls.mode, entry.tls, namespace), protocol, **routing)
+        return Listener(name, "inbound", bind, port, protocol, default_cluster=cluster, tls_servers=(chain,))
+    return Listener(name, "inbound", bind, port, protocol, default_cluster=cluster, **routing)
 
 
 def _captured_outbound(
@@ -150,9 +167,12 @@ def _captured_outbound(
             continue
         for p in svc.ports:
             protocol = p.protocol.upper()
+            if protocol in NOT_PROXIED:
+                continue
             first = protocols.setdefault(p.number, protocol)
             if _kind(first) != _kind(protocol):
-                ctx.warnings.append(f"outbound port {p.number}: {svc.host} is {protocol} but an earlier service is {first}; using {first}")
+                ctx.warnings.append(f"outbound port {p.number}: {svc.host} is {protocol or 'sniffed'} but an earlier "
+                                    f"service is {first or 'sniffed'}; using {first or 'sniffed'}")
     for port, protocol in protocols.items():
         if port not in out:
             out[port] = _outbound_listener(ctx, f"outbound|0.0.0.0|{port}", "0.0.0.0", port, protocol, scope)
@@ -160,7 +180,9 @@ def _captured_outbound(
 
 
 def _kind(protocol: str) -> str:
-    """How a listener handles a protocol: parses HTTP, routes TLS by SNI, or proxies bytes."""
+    """How a listener handles a protocol: parses HTTP, routes TLS by SNI, sniffs, or proxies bytes."""
+    if protocol == SNIFFED:
+        return "SNIFF"
     return "HTTP" if protocol in HTTP_PROTOCOLS else "TLS" if protocol in TLS_PROTOCOLS else "TCP"
 
 

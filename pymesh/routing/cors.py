@@ -4,7 +4,7 @@ pymesh.proxy.cors):
 - a request without Origin is not a CORS request: nothing happens;
 - a preflight (OPTIONS with Origin and Access-Control-Request-Method) from an allowed origin is
   answered by the proxy: 200 with Access-Control-Allow-Origin (the request's origin),
-  -Allow-Methods, -Allow-Headers, -Max-Age and -Allow-Credentials as configured;
+  -Allow-Methods, -Allow-Headers, -Max-Age, -Expose-Headers and -Allow-Credentials as configured;
 - a preflight from an origin not allowed goes upstream (unmatchedPreflights FORWARD, Istio's
   default) or is answered 200 without CORS headers (IGNORE);
 - any other request from an allowed origin goes upstream, and its response gets
@@ -42,6 +42,7 @@ class CompiledCors:
         if policy.max_age is not None:
             preflight.append(("access-control-max-age", str(policy.max_age)))
         expose = (("access-control-expose-headers", ",".join(policy.expose_headers)),) if policy.expose_headers else ()
+        preflight += expose  # Envoy's filter sends it on the preflight too (and the Gateway API's conformance wants it)
         return cls(
             origins=policy.allow_origins,
             matchers=tuple(_origin_matcher(m) for m in policy.allow_origins),

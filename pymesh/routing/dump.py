@@ -129,4 +129,15 @@ def dump_snapshot(snapshot: Snapshot, include_secrets: bool = False) -> dict:
         "warnings": list(snapshot.warnings),
         # the AuthorizationPolicies that apply to this workload, "namespace/name"
         "authorization_policies": list(snapshot.authz.names) if snapshot.authz is not None else [],
+        "telemetry": _telemetry(snapshot.telemetry, redact),
     }
+
+
+def _telemetry(policy: Any, redact: bool) -> dict:
+    """The Telemetry API's compiled policy; a trace provider's header values (an OTLP collector's
+    credentials, often) redacted."""
+    out = plain(policy, redact)
+    provider = out["tracing"]["provider"]
+    if redact and provider is not None:
+        provider["headers"] = _header_values(provider["headers"])
+    return out

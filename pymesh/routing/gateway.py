@@ -35,6 +35,7 @@ from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.routes import RouteContext
 from pymesh.routing.scope import exported_to, selects
 from pymesh.routing.sni import SniChain, SniTable
+from pymesh.routing.telemetry import compile_telemetry
 from pymesh.routing.snapshot import Listener, ProxyIdentity, Route, ServerTls, Snapshot, TcpRoute, TlsServerChain
 from pymesh.routing.snapshot import WeightedCluster
 from pymesh.security.authz import compile_authorizer
@@ -303,6 +304,7 @@ class GatewayCompiler:
         if authz is not None:
             self.warnings.extend(authz.warnings)
         self.warnings.extend(effective_proxy_config(config.proxy_configs, identity.namespace, identity.labels).warnings)
+        telemetry = compile_telemetry(config, identity, self.warnings)
         return Snapshot(
             version=version,
             identity=identity,
@@ -313,6 +315,7 @@ class GatewayCompiler:
             request_authn=providers_for(config, identity),
             peer_authn=compose_peer_authn(config.peer_authentications, identity.namespace, identity.labels),
             authz=authz,
+            telemetry=telemetry,
         )
 
 

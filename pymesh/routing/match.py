@@ -69,8 +69,18 @@ def _attr(name: str, test: Callable[[str], object]) -> Predicate:
     return lambda req, path, q: test(getattr(req, name))
 
 
+# A match on a pseudo-header (Istio allows them) reads the request line's field; :status is
+# never on a request, so it is never present.
+_PSEUDO_ATTRIBUTES = {":method": "method", ":path": "path", ":authority": "authority", ":scheme": "scheme"}
+
+
 def _header(name: str, test: Callable[[str], object], present: bool) -> Predicate:
     """present=True: the header exists and matches; False (withoutHeaders): it does not."""
+    if name.startswith(":"):
+        attribute = _PSEUDO_ATTRIBUTES.get(name)
+        if attribute is None:
+            return lambda req, path, q: not present
+        return lambda req, path, q: bool(test(getattr(req, attribute))) is present
 
     def pred(req: RequestView, path: str, q: LazyQuery | None) -> bool:
         value = req.headers.get(name)

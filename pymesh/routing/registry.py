@@ -34,7 +34,10 @@ class Service:
 
     def endpoints(self, port: model.ServicePort) -> tuple[Endpoint, ...]:
         """Endpoints for one service port: an endpoint's named port, else targetPort, else the
-        port number. A DNS service without endpoints resolves its own host, as in Istio."""
+        port number. A DNS (or DNS_ROUND_ROBIN) service without endpoints resolves its own host,
+        as in Istio; NONE and DYNAMIC_DNS services have none (their clusters are PASSTHROUGH)."""
+        if self.resolution in ("NONE", "DYNAMIC_DNS"):
+            return ()
         default = port.target_port if port.target_port is not None else port.number
         out = tuple(
             Endpoint(
@@ -49,7 +52,7 @@ class Service:
             )
             for workload, spec in self.members
         )
-        if not out and self.resolution == "DNS" and not is_wildcard(self.host):
+        if not out and self.resolution in ("DNS", "DNS_ROUND_ROBIN") and not is_wildcard(self.host):
             out = (Endpoint(address=self.host, port=default, namespace=self.namespace),)
         return out
 
@@ -85,6 +88,11 @@ class ServiceIndex:
                     for we in config.workload_entries
                     if we.metadata.namespace == meta.namespace and selects(se.workload_selector, we.spec.labels)
                 ]
+            behind = sorted({spec.network for _, spec in members if not spec.address})
+            if behind:  # only a network's gateway reaches them, and pymesh has no multi-network gateways
+                warnings.append(f"ServiceEntry {meta.namespace}/{meta.name}: endpoints without an address on network "
+                                f"{', '.join(behind)} are left out (pymesh does not route through network gateways)")
+                members = [(name, spec) for name, spec in members if spec.address]
             for host in se.hosts:
                 host = host.lower()
                 if host in services:

@@ -166,6 +166,7 @@ class RouteContext:
                 cors=CompiledCors.from_model(r.cors_policy) if r.cors_policy else None,
                 rate_limit=self.rate_limits.for_route(r.name, "OUTBOUND"),
                 mirrors=self.mirror_policies(vs, r.mirrors, port) if r.route else (),
+                uri_matches=tuple((m.uri.kind, m.uri.value) if m.uri is not None else ("", "") for m in r.match),
                 missing_cluster_status=missing_status,
             )
             compiled = CompiledRoute.build(route, r.match, port)

@@ -102,6 +102,9 @@ class Cluster:
     retry_budget: model.RetryBudget | None = None  # None: maxRetries limits retries in flight
     tls: UpstreamTls | None = None  # the DestinationRule's tls (None: DISABLE, or none set)
     auto_mtls: UpstreamTls | None = None  # no tls set and some endpoint is a sidecar: ISTIO_MUTUAL to those
+    # ServiceEntry resolution DYNAMIC_DNS (load_balancer PASSTHROUGH): an HTTP request's endpoint
+    # is its own host on this cluster's port, resolved when connecting (Envoy's dynamic forward proxy)
+    dynamic_dns: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,9 @@ class Route:
     cors: Any = None  # a pymesh.routing.cors.CompiledCors
     rate_limit: Any = None  # a pymesh.policy.ratelimit.RateLimitRule
     mirrors: tuple[MirrorPolicy, ...] = ()
+    # the (kind, value) of each match block's uri, ("", "") for none: a span's name (Istio's route
+    # decorator, pymesh.proxy.tracing) says which path the route matched
+    uri_matches: tuple[tuple[str, str], ...] = ()
     # the status for a destination whose cluster does not exist: Envoy's 503, or the 500 the
     # Gateway API requires for its routes' invalid backends (Istio's cluster_not_found_response_code)
     missing_cluster_status: int = 503

@@ -21,7 +21,9 @@ What is kept, in file order:
 - every PeerAuthentication (small, no secrets): its own decide what it accepts, the other
   workloads' whether a client may speak mTLS to them;
 - the WorkloadGroup the proxy auto-registers with (its probe is the proxy's to run), and the
-  ProxyConfigs of its namespace and the root namespace (it picks the one that applies).
+  ProxyConfigs of its namespace and the root namespace (it picks the one that applies);
+- Istio's mesh config and the Telemetries of its namespace and the mesh config's root namespace
+  (it merges the ones that apply: pymesh.routing.telemetry).
 
 A gateway (kind "router") has no Sidecar: it gets the Gateways that select it, the
 VirtualServices bound to them, and every service and rule exported to its namespace.
@@ -32,10 +34,11 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Protocol
 
 from pymesh.api import model
-from pymesh.routing import gateway_api
+from pymesh.routing import delegation, gateway_api
 from pymesh.routing.binding import MESH_ONLY, bound_gateways, gateway_key
 from pymesh.routing.hosts import host_matches, is_wildcard
 from pymesh.routing.registry import ServiceIndex
+from pymesh.routing.telemetry import mesh_config
 from pymesh.routing.scope import ALL, ROOT_NAMESPACE, EgressScope, exported_to, select_sidecar, selects
 
 __all__ = ["ProxyLike", "Views", "egress_scope", "proxy_view", "view_key"]
@@ -77,7 +80,8 @@ class Views:
     workloads each ServiceEntry selects, what each namespace is exported) is worked out once."""
 
     def __init__(self, config: model.MeshConfig):
-        self.config = config = gateway_api.apply(config)  # views hold what the resources translate to
+        # views hold what the resources translate to, delegate VirtualServices merged into their roots
+        self.config = config = delegation.apply(gateway_api.apply(config))
         self._namespaces: dict[str, _Namespace] = {}
         self._selected: dict[int, tuple[int, ...]] = {}  # id(ServiceEntry) -> workload indexes
         self._workloads: dict[str, list[int]] | None = None  # namespace -> workload indexes
@@ -179,8 +183,12 @@ class _Namespace:
 
 
 def _proxy_settings(config: model.MeshConfig, proxy: ProxyLike) -> dict:
-    """The WorkloadGroup the proxy registers with and the ProxyConfigs that may apply to it."""
+    """The WorkloadGroup the proxy registers with, the ProxyConfigs that may apply to it, the
+    mesh config and the Telemetries of its namespace and the root namespace."""
+    root = mesh_config(config).root_namespace
     return {
+        "mesh_configs": config.mesh_configs,
+        "telemetries": tuple(t for t in config.telemetries if t.metadata.namespace in (proxy.namespace, root)),
         "workload_groups": tuple(g for g in config.workload_groups
                                  if (g.metadata.namespace, g.metadata.name) == (proxy.namespace, _group(proxy))),
         "proxy_configs": tuple(pc for pc in config.proxy_configs

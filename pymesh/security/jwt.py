@@ -240,6 +240,7 @@ class Location:
 
 # Istio's default when a rule names no location: "Authorization: Bearer <token>" and ?access_token=
 DEFAULT_LOCATIONS = (Location("header", "authorization", "Bearer "), Location("param", "access_token"))
+SPACE_DELIMITED = frozenset(("scope", "permission"))
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,9 @@ class Provider:
     jwks_uri: str = ""
     jwks: Jwks | None = None  # inline keys
     timeout: float = 5.0  # jwksUri fetch timeout (Istio's default)
+    # top-level claims whose string value authorization sees split on spaces (Envoy's
+    # normalize_payload_in_metadata; Istio always adds scope and permission)
+    space_delimited: frozenset[str] = SPACE_DELIMITED
     allowed: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -301,14 +305,20 @@ def check_signature(jwt: Jwt, jwks: Jwks) -> None:
     raise JwtFailure(VERIFICATION_FAILS if tried else KID_ALG_MISMATCH)
 
 
-def principal_of(jwt: Jwt) -> RequestPrincipal:
+def principal_of(jwt: Jwt, provider: Provider) -> RequestPrincipal:
     payload = jwt.payload
     return RequestPrincipal(
         principal=f"{payload.get('iss', '')}/{payload.get('sub', '')}",
         audiences=jwt.audiences,
         presenter=payload.get("azp", "") if isinstance(payload.get("azp", ""), str) else "",
-        claims=payload,
+        claims=_normalized(payload, provider.space_delimited),
     )
+
+
+def _normalized(payload: Mapping[str, Any], names: frozenset[str]) -> Mapping[str, Any]:
+    """The payload with the space-delimited claims' string values as lists of their words."""
+    split = {n: [w for w in payload[n].split(" ") if w] for n in names if isinstance(payload.get(n), str)}
+    return {**payload, **split} if split else payload
 
 
 def output_headers(jwt: Jwt, provider: Provider) -> list[tuple[bytes, bytes]]:

@@ -177,21 +177,35 @@ def inbound_labels(identity: ProxyIdentity, cluster: Cluster | None, request_pro
 
 
 class _Recorder:
-    __slots__ = ("_store", "_labels", "_children")
+    """`shaper` (pymesh.telemetry.overrides.MetricShaper, with the request's `request_values`)
+    applies Telemetry metric overrides when the cells are made; without one, none."""
+
+    __slots__ = ("_store", "_labels", "_children", "_shaper", "_request_values")
     _families: tuple[Family, ...] = ()
 
-    def __init__(self, store: Store, labels: tuple[str, ...]):
+    def __init__(self, store: Store, labels: tuple[str, ...], shaper=None, request_values: tuple[str, ...] = ()):
         if len(labels) != len(COMMON_LABELS):
             raise ValueError(f"expected {len(COMMON_LABELS)} label values, got {len(labels)}")
         self._store = store
         self._labels = labels
         self._children: dict = {}
+        self._shaper = shaper
+        self._request_values = request_values
 
     def _cells(self, key, varying: tuple[str, ...]) -> tuple[list, ...]:
         labels = self._labels + varying
-        cells = tuple(self._store.cell(f.name, labels, f.cell_size) for f in self._families)
+        if self._shaper is None:
+            cells = tuple(self._store.cell(f.name, labels, f.cell_size) for f in self._families)
+        else:
+            cells = tuple(self._shaped_cell(f, labels) for f in self._families)
         self._children[key] = cells
         return cells
+
+    def _shaped_cell(self, family: Family, labels: tuple[str, ...]) -> list:
+        key = self._shaper.labels(family, labels, self._request_values)
+        if key is None:  # disabled: counted nowhere anyone reads
+            return [0] * family.cell_size
+        return self._store.cell(family.name, key, family.cell_size)
 
 
 class RequestMetrics(_Recorder):
@@ -272,16 +286,21 @@ class MetricsContext:
         self._tcp: dict[tuple, TcpMetrics] = {}
         self._filter_scopes: dict[tuple[str, str], dict[str, int]] = {}
 
-    def http(self, labels: tuple[str, ...]) -> RequestMetrics:
+    def http(self, labels: tuple[str, ...], shaper=None, request_values: tuple[str, ...] = ()) -> RequestMetrics:
         """Recorder for these static labels (from outbound_labels/inbound_labels); the same
-        object for equal labels. Keep it with the cluster/endpoint: do not call per request."""
+        object for equal labels. Keep it with the cluster/endpoint: do not call per request.
+        With a `shaper` (Telemetry overrides) a new recorder, which the caller keeps."""
+        kind = GrpcRequestMetrics if labels[_PROTOCOL:_PROTOCOL + 1] == ("grpc",) else RequestMetrics
+        if shaper is not None:
+            return kind(self.store, labels, shaper, request_values)
         rec = self._http.get(labels)
         if rec is None:
-            kind = GrpcRequestMetrics if labels[_PROTOCOL:_PROTOCOL + 1] == ("grpc",) else RequestMetrics
             rec = self._http[labels] = kind(self.store, labels)
         return rec
 
-    def tcp(self, labels: tuple[str, ...]) -> TcpMetrics:
+    def tcp(self, labels: tuple[str, ...], shaper=None, request_values: tuple[str, ...] = ()) -> TcpMetrics:
+        if shaper is not None:
+            return TcpMetrics(self.store, labels, shaper, request_values)
         rec = self._tcp.get(labels)
         if rec is None:
             rec = self._tcp[labels] = TcpMetrics(self.store, labels)
@@ -308,6 +327,12 @@ class MetricsContext:
             scope = self._filter_scopes[key] = self.store.scope(stats.filter_scope(listener_name, filter_name),
                                                                 stats.FILTER_STATS[filter_name])
         return scope
+
+    def tracing_stats(self, listener_name: str) -> dict[str, int]:
+        return self.store.scope(stats.tracing_scope(listener_name), stats.TRACING_DECISION_STATS)
+
+    def tracer_stats(self, provider_kind: str) -> dict[str, int]:
+        return self.store.scope(stats.tracer_scope(provider_kind), stats.TRACER_STATS)
 
     def tls_inspector_stats(self) -> dict[str, int]:
         return self.store.scope(stats.TLS_INSPECTOR_SCOPE, stats.TLS_INSPECTOR_STATS)
@@ -371,7 +396,9 @@ def exposition(families: dict[str, dict[tuple, list]]) -> bytes:
                    f"# TYPE {name} {'histogram' if family.buckets else 'counter'}\n")
         bounds = [floatToGoString(b) for b in family.buckets] + ["+Inf"]
         for labels, cell in series.items():
-            lbl = ",".join(f'{k}="{escape(v)}"' for k, v in zip(family.labels, labels))
+            # a series shaped by Telemetry overrides is keyed by (name, value) pairs
+            pairs = labels if labels and isinstance(labels[0], tuple) else zip(family.labels, labels)
+            lbl = ",".join(f'{k}="{escape(v)}"' for k, v in pairs)
             if not family.buckets:
                 out.append(f"{name}{{{lbl}}} {cell[0]}\n")
                 continue

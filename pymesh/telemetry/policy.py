@@ -25,6 +25,9 @@ class TraceProvider:
     max_tag_length: int = 256  # Istio's default
     headers: tuple[tuple[str, str], ...] = ()  # opentelemetry http.headers (literal values)
     timeout: float = 5.0  # seconds per export request
+    # opentelemetry only: "grpc" (OTLP/gRPC, Istio's default when the provider has no `http`
+    # block) or "http" (OTLP/HTTP protobuf to `path`)
+    transport: str = "http"
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,9 @@ class MetricsPolicy:
 @dataclass(frozen=True)
 class TelemetryPolicy:
     tracing: TracingPolicy = field(default_factory=TracingPolicy)
-    access_logging: AccessLogPolicy = field(default_factory=AccessLogPolicy)
+    access_logging: AccessLogPolicy = field(default_factory=AccessLogPolicy)  # outbound (and a gateway's)
+    # inbound, when a Telemetry's match mode (CLIENT / SERVER) makes it differ; None: as access_logging
+    inbound_access_logging: AccessLogPolicy | None = None
     metrics: MetricsPolicy = field(default_factory=MetricsPolicy)
 
 

@@ -125,6 +125,14 @@ FILTER_STATS = {
                "shadows_dropped_slow"),
 }
 
+# Tracing (pymesh.proxy.tracing). Per listener, Envoy's connection manager counts why each request
+# was or was not traced (http.<stat_prefix>.tracing.*); per provider, its tracer's reports
+# (tracing.opentelemetry.* / tracing.zipkin.*): spans sent, flushes by the timer, batches posted,
+# failed (refused, an error status, a timeout) and dropped; spans_dropped is pymesh's own: spans
+# the bounded export queue had no room for.
+TRACING_DECISION_STATS = ("random_sampling", "service_forced", "client_enabled", "not_traceable", "health_check")
+TRACER_STATS = ("spans_sent", "timer_flushed", "reports_sent", "reports_failed", "reports_dropped", "spans_dropped")
+
 TCP_RBAC_SCOPE = "tcp.rbac"  # Istio's stat prefix "tcp." for the network RBAC filter
 
 # Configuration reloads (file watch, SIGHUP), Envoy's xDS subscription names: rejected = the
@@ -143,6 +151,14 @@ def listener_scope(listener_name: str) -> str:
 
 def filter_scope(listener_name: str, filter_name: str) -> str:
     return f"http.{listener_name}.{filter_name}"
+
+
+def tracing_scope(listener_name: str) -> str:
+    return f"http.{listener_name}.tracing"
+
+
+def tracer_scope(provider_kind: str) -> str:
+    return f"tracing.{provider_kind}"
 
 
 def render_stats(scopes: dict[str, dict[str, int]]) -> bytes:

@@ -63,7 +63,7 @@ def test_bad_values_are_named():
     assert len(bad_time) == 1 and "soon" in bad_time[0]
     assert [m for m in messages if m not in bad_time] == sorted([
         f"{prefix}.tcp.maxConnections: must be >= 0, got -1",
-        f"{prefix}.tcp.maxConnectionDuration: must be greater than 0",
+        f"{prefix}.tcp.maxConnectionDuration: duration must be at least 1ms",
         f"{prefix}.tcp.tcpKeepalive.probes: must be >= 0, got -2",
         f"{prefix}.http.http1MaxPendingRequests: must be >= 0, got -1",
         f'{prefix}.http.http2MaxRequests: expected an integer, got "many"',

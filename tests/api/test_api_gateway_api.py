@@ -101,9 +101,28 @@ CASES = [
          "8 spec.rules[0].filters[0].type: type 'RequestRedirect' is not valid (expected RequestHeaderModifier, "
          "ResponseHeaderModifier, RequestMirror or ExtensionRef)",
          "8 spec.rules[0].filters[0].requestRedirect: requestRedirect must be nil if the filter type is not RequestRedirect"),
-    case("hr-cors-not-yet", HR, RULE + "- filters: [{type: CORS, cors: {allowOrigins: ['https://a.example']}}]\n",
-         "8 spec.rules[0].filters[0].cors: field not supported by pymesh yet",
-         "8 spec.rules[0].filters[0].type: type CORS is not supported yet"),
+    case("hr-cors-origin", HR, RULE + "- filters: [{type: CORS, cors: {allowOrigins: ['a.example']}}]\n",
+         "8 spec.rules[0].filters[0].cors.allowOrigins[0]: origin 'a.example' is not valid"),
+    case("hr-cors-star-method-alone", HR, RULE + "- filters: [{type: CORS, cors: {allowMethods: ['*', GET]}}]\n",
+         "8 spec.rules[0].filters[0].cors.allowMethods: AllowMethods cannot contain '*' alongside other methods"),
+    case("hr-cors-max-age", HR, RULE + "- filters: [{type: CORS, cors: {maxAge: 0}}]\n",
+         "8 spec.rules[0].filters[0].cors.maxAge: must be >= 1, got 0"),
+    case("hr-cors-repeated", HR, RULE + "- filters: [{type: CORS, cors: {}}, {type: CORS, cors: {}}]\n",
+         "8 spec.rules[0].filters: CORS filter cannot be repeated"),
+    case("hr-path-characters", HR, RULE + "- matches: [{path: {type: PathPrefix, value: '/my[/]path01'}}]\n",
+         "8 spec.rules[0].matches[0].path.value: must only contain valid characters"),
+    case("hr-duplicate-header-match", HR, RULE + "- matches: [{headers: [{name: foo, value: a}, {name: foo, value: b}]}]\n",
+         "8 spec.rules[0].matches[0].headers: name 'foo' appears more than once"),
+    case("hr-duplicate-query-match", HR, RULE + "- matches: [{queryParams: [{name: q, value: a}, {name: q, value: b}]}]\n",
+         "8 spec.rules[0].matches[0].queryParams: name 'q' appears more than once"),
+    case("hr-redirect-with-backends", HR, RULE + "- filters: [{type: RequestRedirect, requestRedirect: {scheme: https}}]\n"
+         "  backendRefs: [{name: svc, port: 80}]\n",
+         "8 spec.rules[0]: RequestRedirect filter must not be used together with backendRefs"),
+    case("hr-header-value-crlf", HR, RULE + "- filters: [{type: RequestHeaderModifier, requestHeaderModifier: "
+         "{set: [{name: a, value: \"b\\r\\nc: d\"}]}}]\n",
+         "8 spec.rules[0].filters[0].requestHeaderModifier.set[0].value: header value must not contain CR or LF"),
+    case("gc-parameters-ref-needs-kind", "GatewayClass", "controllerName: istio.io/gateway-controller\n"
+         "parametersRef: {group: '', name: cm}\n", "7 spec.parametersRef.kind: required field is missing"),
     case("rg-from-required", RG, "to: [{group: '', kind: Service}]\n", "5 spec.from: required field is missing"),
 ]
 
@@ -151,3 +170,40 @@ def test_a_service_parent_without_a_group_is_the_core_service() -> None:
     body = "parentRefs: [{kind: Service, name: reviews, port: 9080}]\nrules: [{backendRefs: [{name: reviews-v1, port: 9080}]}]\n"
     (ref,) = load_text(doc("HTTPRoute", body, "v1beta1")).config.http_routes[0].parent_refs
     assert (ref.group, ref.kind, ref.port) == ("", "Service", 9080)
+
+
+def test_reference_grant_v1() -> None:
+    """Gateway API 1.3 promoted ReferenceGrant to v1 (the same schema as v1beta1)."""
+    body = "from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: a}]\nto: [{group: '', kind: Service}]\n"
+    result = load_text(doc("ReferenceGrant", body, "v1"))
+    assert result.errors == [] and [g.grants_from for g in result.config.reference_grants] == [
+        (("gateway.networking.k8s.io", "HTTPRoute", "a"),)]
+
+
+def test_cors_filter_reads_as_istios_cors_policy() -> None:
+    """Istio's translation: origins as exact matches (here "*" in a host is the Gateway API's
+    wildcard), methods and headers as written, maxAge in seconds with the CRD's default of 5."""
+    from pymesh.api import model
+
+    body = RULE + ("- filters: [{type: CORS, cors: {allowOrigins: ['https://www.foo.com', 'https://*.bar.com', '*'], "
+                   "allowMethods: [GET], allowHeaders: ['*'], allowCredentials: true}}]\n")
+    result = load_text(doc("HTTPRoute", body))
+    assert result.errors == []
+    (f,) = result.config.http_routes[0].rules[0].filters
+    assert f.cors == model.CorsPolicy(
+        allow_origins=(model.StringMatch("exact", "https://www.foo.com"), model.StringMatch("regex", r"https://.*\.bar\.com"),
+                       model.StringMatch("exact", "*")),
+        allow_methods=("GET",), allow_headers=("*",), max_age=5, allow_credentials=True)
+
+
+def test_gateway_class_parameters_ref_is_a_warning() -> None:
+    """Istio reads a ConfigMap at parametersRef to shape the deployment it creates; pymesh
+    creates none, so analyze says it has no effect instead of refusing it."""
+    from pymesh.routing import gateway_api
+
+    body = "controllerName: istio.io/gateway-controller\nparametersRef: {group: '', kind: ConfigMap, name: gw-options}\n"
+    result = load_text(doc("GatewayClass", body))
+    assert result.errors == []
+    (status,) = [s for s in gateway_api.translate(result.config).statuses if s.kind == "GatewayClass"]
+    assert status.problems() == ["GatewayClass /x: parametersRef /ConfigMap gw-options has no effect: it configures "
+                                 "the gateway deployment Istio would create, and pymesh creates none"]

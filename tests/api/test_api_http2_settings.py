@@ -24,9 +24,11 @@ def pool(http: str):
 
 
 def test_http2_fields_as_istio_writes_them():
-    result, settings = pool("{h2UpgradePolicy: UPGRADE, useClientProtocol: true, maxConcurrentStreams: 100}")
+    # (UPGRADE with useClientProtocol is refused, as Istio's validateConnectionPool does)
+    result, settings = pool("{h2UpgradePolicy: DO_NOT_UPGRADE, useClientProtocol: true, maxConcurrentStreams: 100}")
     assert result.ok, result.errors
-    assert (settings.h2_upgrade_policy, settings.use_client_protocol, settings.max_concurrent_streams) == ("UPGRADE", True, 100)
+    assert (settings.h2_upgrade_policy, settings.use_client_protocol, settings.max_concurrent_streams) == (
+        "DO_NOT_UPGRADE", True, 100)
 
 
 def test_defaults_are_istios():

@@ -249,7 +249,7 @@ def test_destination_rule(data):
                 ),
             ),
         ),
-        export_to=("*",),
+        export_to=(".",),
         workload_selector={"app": "productpage"},
     )
 
@@ -295,7 +295,9 @@ def test_minimal_resources_take_model_defaults():
     assert result.errors == []
     # Istio: a Sidecar's written policy replaces the mesh's, and mode's zero value is REGISTRY_ONLY
     assert result.config.sidecars == (m.Sidecar(metadata=m.Metadata(name="s"), outbound_traffic_policy="REGISTRY_ONLY"),)
-    assert result.config.service_entries == (m.ServiceEntry(metadata=m.Metadata(name="e"), hosts=("e.example.com",)),)
+    # YAML without a resolution is NONE, Istio's zero value; entries built in code default to STATIC
+    assert result.config.service_entries == (
+        m.ServiceEntry(metadata=m.Metadata(name="e"), hosts=("e.example.com",), resolution="NONE"),)
 
 
 def test_gateway(data):

@@ -139,3 +139,23 @@ def test_strict_returns_config_when_valid(data: Path) -> None:
     config = load_paths_strict([str(data / "tree")])
     assert names(config) == ["a", "b", "b2", "c"]
     assert load_text(WE.format(name="w", address="10.0.0.1")).strict().workload_entries[0].spec.address == "10.0.0.1"
+
+
+def test_a_kubernetes_list_is_read_item_by_item() -> None:
+    """`kubectl get virtualservices,serviceentries -o yaml` writes a v1 List; each item is a
+    resource, reported at its own line."""
+    result = load_text("""\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: networking.istio.io/v1
+  kind: ServiceEntry
+  metadata: {name: a, namespace: x}
+  spec: {hosts: [a.example.com], resolution: DNS, ports: [{number: 80, name: http, protocol: HTTP}]}
+- apiVersion: networking.istio.io/v1
+  kind: VirtualService
+  metadata: {name: bad}
+  spec: {hosts: [a.example.com]}
+""", "list.yaml")
+    assert [se.metadata.name for se in result.config.service_entries] == ["a"]
+    assert [(e.line, e.path, e.message) for e in result.errors] == [(11, "spec", "one of http, tcp or tls is required")]

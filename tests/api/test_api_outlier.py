@@ -81,7 +81,7 @@ def test_istios_examples_pass_analyze_but_for_fields_not_built_yet(sample, tmp_p
     path.write_text(sample)
     code = main(["analyze", str(path)])
     lines = capsys.readouterr().out.splitlines()
-    errors = lines[:-1]
+    errors = [line for line in lines[:-1] if "warning: " not in line]
     pool_fields = shapes.TCP_SETTINGS.unsupported | shapes.HTTP_SETTINGS.unsupported
     assert all(line.endswith("field not supported by pymesh yet") and line.split(": ")[0].rsplit(".", 1)[1]
                in pool_fields for line in errors), errors

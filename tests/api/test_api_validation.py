@@ -20,10 +20,11 @@ def doc(kind: str, body: str, api: str = "networking.istio.io/v1") -> str:
 
 
 def problems(text: str) -> list[str]:
+    """Errors, then warnings ("warning: " before the message)."""
     result = load_text(text, "t.yaml")
-    assert all(error.file == "t.yaml" for error in result.errors)
-    return [f"{error.line} {error.path}: {error.message}" if error.path else f"{error.line}: {error.message}"
-            for error in result.errors]
+    assert all(error.file == "t.yaml" for error in (*result.errors, *result.warnings))
+    return [f"{error.line} {error.path}: {kind}{error.message}" if error.path else f"{error.line}: {kind}{error.message}"
+            for kind, errors in (("", result.errors), ("warning: ", result.warnings)) for error in errors]
 
 
 def case(id_: str, kind: str, body: str, *expected: str):
@@ -39,13 +40,53 @@ ROUTE = "http:\n- route:\n  - destination: {host: r}\n"
 
 CASES = [
     # --- VirtualService --------------------------------------------------------------------
-    case("vs-hosts-missing", VS, ROUTE, "5 spec.hosts: required field is missing"),
-    case("vs-hosts-empty", VS, "hosts: []\n" + ROUTE, "6 spec.hosts: must not be empty"),
+    # no hosts: a delegate, only used through a root's `delegate` (Istio's VirtualService chaining)
+    case("vs-delegate-no-gateways", VS, "gateways: [gw]\n" + ROUTE,
+         "6 spec.gateways: delegate virtual service must have no gateways specified"),
+    case("vs-delegate-no-tcp", VS, "tcp:\n- route:\n  - destination: {host: r}\n",
+         "6 spec.tcp: delegate virtual service must have no tcp route specified"),
+    case("vs-delegate-not-nested", VS, "http:\n- delegate: {name: d}\n",
+         "7 spec.http[0].delegate: delegate HTTP route cannot contain delegate"),
+    case("vs-root-no-route", VS, "hosts: [r]\nhttp:\n- delegate: {name: d}\n  route:\n  - destination: {host: r}\n",
+         "9 spec.http[0].route: root HTTP route must not specify route"),
+    case("vs-root-delegate-name", VS, "hosts: [r]\nhttp:\n- delegate: {namespace: n}\n",
+         "8 spec.http[0].delegate.name: required field is missing"),
     case("vs-hosts-not-a-list", VS, "hosts: r\n" + ROUTE, '6 spec.hosts: expected a list, got "r"'),
     case("vs-host-star", VS, "hosts: ['*']\n" + ROUTE,
          '6 spec.hosts[0]: host "*" is not allowed for a VirtualService bound to the mesh'),
-    case("vs-host-invalid", VS, "hosts:\n- ok\n- Bad\n" + ROUTE,
-         "8 spec.hosts[1]: domain name 'Bad' is invalid (label 'Bad' is invalid)"),
+    # Istio's labels allow either case (pkg/config/labels dns1123LabelFmt); a TLD is not all digits
+    case("vs-host-invalid", VS, "hosts:\n- ok\n- Bad_host\n- a.b.123\n- foo.*.com\n- a..b\n" + ROUTE,
+         "8 spec.hosts[1]: domain name 'Bad_host' is invalid (label 'Bad_host' is invalid)",
+         "9 spec.hosts[2]: domain name 'a.b.123' is invalid (top-level domain '123' is all digits)",
+         "10 spec.hosts[3]: domain name 'foo.*.com' is invalid (label '*' is invalid)",
+         "11 spec.hosts[4]: domain name 'a..b' is invalid (label '' is invalid)"),
+    case("vs-host-too-long", VS, f"hosts: [{'a' * 64}.com, {'.'.join(['a' * 60] * 5)}]\n" + ROUTE,
+         f"6 spec.hosts[0]: domain name '{'a' * 64}.com' is invalid (label '{'a' * 64}' is invalid)",
+         f"6 spec.hosts[1]: domain name '{'.'.join(['a' * 60] * 5)}' is too long (max 255)"),
+    # Istio's ValidateVirtualService: hosts that overlap (host.Name.Matches) are duplicates
+    case("vs-hosts-overlap", VS, "hosts: [a.foo.com, '*.foo.com', '*.com']\n" + ROUTE,
+         "6 spec.hosts: duplicate hosts in virtual service: a.foo.com & *.foo.com",
+         "6 spec.hosts: duplicate hosts in virtual service: a.foo.com & *.com",
+         "6 spec.hosts: duplicate hosts in virtual service: *.foo.com & *.com"),
+    # Istio's analyzeUnreachableHTTPRules, as warnings
+    case("vs-unreachable-rules", VS, """\
+        hosts: [r]
+        http:
+        - name: one
+          match: [{uri: {prefix: /a}}]
+          route: [{destination: {host: a}}]
+        - match: [{uri: {prefix: /a}, name: again}]
+          route: [{destination: {host: a}}]
+        - route: [{destination: {host: a}}]
+        - route: [{destination: {host: b}}]
+        """,
+         '11 spec.http[1]: warning: virtualService rule #1 match "again" is not used '
+         '(duplicate/overlapping match in rule "one")',
+         "11 spec.http[1]: warning: virtualService rule #1 not used (all matches used by prior rules)",
+         "14 spec.http[3]: warning: virtualService rule #3 not used (only the last rule can have no matches)"),
+    # case-insensitive and a trailing dot: the same host (a duplicate)
+    case("vs-host-case-and-dot", VS, "hosts: [Reviews.Example.COM, reviews.example.com.]\n" + ROUTE,
+         '6 spec.hosts[1]: duplicate entry "reviews.example.com"'),
     case("vs-host-duplicate", VS, "hosts: [r, r]\n" + ROUTE, '6 spec.hosts[1]: duplicate entry "r"'),
     case("vs-gateways", VS, "hosts: [r]\ngateways: [mesh, istio-system/gw, gw, gw.istio-system, mesh]\n" + ROUTE),
     case("vs-gateway-names", VS, "hosts: [r]\ngateways: [/gw, Istio/gw, ns/g.w, ns/, 'Gw', a..b]\n" + ROUTE,
@@ -53,7 +94,7 @@ CASES = [
          "7 spec.gateways[1]: invalid value for namespace: 'Istio'",
          "7 spec.gateways[2]: invalid value for gateway name: 'g.w'",
          "7 spec.gateways[3]: config namespace and gateway name cannot be empty",
-         "7 spec.gateways[4]: domain name 'Gw' is invalid (label 'Gw' is invalid)",
+         "7 spec.gateways[4]: 'Gw' is not a valid name (lower-case DNS name: letters, digits, '-' and '.')",
          "7 spec.gateways[5]: domain name 'a..b' is invalid (label '' is invalid)"),
     case("vs-host-star-on-a-gateway", VS, "hosts: ['*']\ngateways: [istio-system/gw]\n" + ROUTE),
     case("vs-host-star-on-a-gateway-and-the-mesh", VS, "hosts: ['*']\ngateways: [istio-system/gw, mesh]\n" + ROUTE,
@@ -79,6 +120,22 @@ CASES = [
           fault:
             abort: {http2Error: CANCEL}
         """, "11 spec.http[0].fault.abort.http2Error: field not supported by pymesh yet"),
+    # Istio's validateHTTPRouteConflict, validatePercentage, validateHTTPFaultInjectionAbort
+    case("http-fault-rules", VS, """\
+        hosts: [r]
+        http:
+        - match: [{uri: {prefix: /old}}]
+          redirect: {uri: /new}
+          fault: {delay: {fixedDelay: 1s}}
+        - route:
+          - destination: {host: r}
+          fault:
+            delay: {fixedDelay: 1s, percentage: {value: 0.00001}}
+            abort: {percentage: {value: 10}}
+        """,
+         "10 spec.http[0].fault: HTTP route cannot contain both fault and redirect",
+         "14 spec.http[1].fault.delay.percentage.value: percentage 1e-05 is neither 0.0, nor in range [0.0001, 100.0]",
+         "15 spec.http[1].fault.abort: warning: abort configured, but error type not set (no abort is injected)"),
     case("http-fault-delay-floor", VS, """\
         hosts: [r]
         http:
@@ -98,7 +155,9 @@ CASES = [
         """,
          '10 spec.http[0].mirror.host: destination host "*" is not valid',
          "11 spec.http[0].mirrorPercentage.value: must be between 0 and 100, got 100.5",
-         "12 spec.http[0].mirrorPercent: must be between 0 and 100, got 101"),
+         "12 spec.http[0].mirrorPercent: must be between 0 and 100, got 101",
+         '12 spec.http[0].mirrorPercent: warning: using deprecated setting "mirrorPercent", use "mirrorPercentage" '
+         'instead'),
     # Istio's CRD also lists mirrorPercent under its proto name, mirror_percent: one field.
     case("http-mirror-percent-proto-name", VS, """\
         hosts: [r]
@@ -114,7 +173,12 @@ CASES = [
           mirror_percent: 5
         """,
          "11 spec.http[0].mirror_percent: must be between 0 and 100, got 101",
-         "16 spec.http[1].mirror_percent: mirror_percent is mirrorPercent under its proto name: set only one"),
+         "16 spec.http[1].mirror_percent: mirror_percent is mirrorPercent under its proto name: set only one",
+         '11 spec.http[0].mirror_percent: warning: using deprecated setting "mirrorPercent", use "mirrorPercentage" '
+         'instead',
+         "12 spec.http[1]: warning: virtualService rule #1 not used (only the last rule can have no matches)",
+         '16 spec.http[1].mirror_percent: warning: using deprecated setting "mirrorPercent", use "mirrorPercentage" '
+         'instead'),
     case("http-mirrors", VS, """\
         hosts: [r]
         http:
@@ -137,23 +201,31 @@ CASES = [
           route:
           - destination: {host: r}
         """, "8 spec.http[0].name: expected a string, got 5"),
-    case("weights-sum", VS, """\
+    # Istio's validateHTTPRouteDestinations: weights need not add up to 100, but several
+    # destinations must not all weigh 0; validateWeight: not negative
+    case("weights-all-zero", VS, """\
         hosts: [r]
         http:
         - route:
           - destination: {host: a}
-            weight: 60
           - destination: {host: b}
-            weight: 30
+            weight: 0
+        tcp:
+        - route:
+          - destination: {host: a}
+            weight: 0
+          - destination: {host: b}
+            weight: 0
         """,
-         "8 spec.http[0].route: with several destinations the weights must add up to 100 (they add up to 90)"),
-    case("weight-range", VS, """\
+         "8 spec.http[0].route: total destination weight = 0 (with several destinations at least one needs a weight)",
+         "13 spec.tcp[0].route: total destination weight = 0 (with several destinations at least one needs a weight)"),
+    case("weight-negative", VS, """\
         hosts: [r]
         http:
         - route:
           - destination: {host: a}
-            weight: 101
-        """, "10 spec.http[0].route[0].weight: must be between 0 and 100, got 101"),
+            weight: -1
+        """, "10 spec.http[0].route[0].weight: must be between 0 and 2147483647, got -1"),
     case("destination-host-missing", VS, """\
         hosts: [r]
         http:
@@ -176,7 +248,7 @@ CASES = [
           - destination: {host: r, subset: V_1}
         """,
          "9 spec.http[0].route[0].destination.subset: 'V_1' is not a valid name "
-         "(lower-case letters, digits and '-', at most 63)"),
+         "(letters, digits and '-', at most 63)"),
     case("match-not-a-list", VS, """\
         hosts: [r]
         http:
@@ -218,11 +290,20 @@ CASES = [
         - match:
           - headers:
               x user: {exact: a}
+              "@request.auth.claims.groups": {exact: admin}
+              ":method": {exact: GET}
+              x.custom~header: {exact: a}
           route:
           - destination: {host: r}
         """,
-         "10 spec.http[0].match[0].headers[x user]: 'x user' is not a valid header name "
-         "(letters, digits, '-' and '_')"),
+         # Istio's ValidateHTTPHeaderNameOrJwtClaimRoute: an RFC 9110 token or a pseudo-header
+         "10 spec.http[0].match[0].headers[x user]: 'x user' is not a valid header name (an RFC 9110 token)",
+         "11 spec.http[0].match[0].headers[@request.auth.claims.groups]: '@request.auth.claims.groups': "
+         "routing on JWT claims is not supported by pymesh yet"),
+    # Istio's ToRoutingClaim knows only @request.auth.claims: x-jwt-claim.version (its API
+    # reference's example) is a plain header to Istio
+    case("match-header-dotted", VS, "hosts: [r]\nhttp:\n- match:\n  - headers:\n"
+         "      x-jwt-claim.version: {exact: v2}\n  route:\n  - destination: {host: r}\n"),
     case("match-header-case-duplicate", VS, """\
         hosts: [r]
         http:
@@ -292,13 +373,16 @@ CASES = [
          "9 spec.http[0].match[0].sourceLabels[app]: label value 'a b' is invalid "
          "(letters, digits, '-', '_' and '.', at most 63)"),
     case("redirect-empty", VS, "hosts: [r]\nhttp:\n- redirect: {redirectCode: 301}\n",
-         "8 spec.http[0].redirect: redirect must set at least one of uri, authority, port or scheme"),
+         "8 spec.http[0].redirect: redirect must set at least one of uri, authority, port, derivePort or scheme"),
     case("redirect-code", VS, "hosts: [r]\nhttp:\n- redirect: {uri: /a, redirectCode: 305}\n",
          "8 spec.http[0].redirect.redirectCode: redirect code 305 is not valid (expected 301, 302, 303, 307, 308)"),
     case("redirect-scheme", VS, "hosts: [r]\nhttp:\n- redirect: {uri: /a, scheme: ftp}\n",
          "8 spec.http[0].redirect.scheme: scheme 'ftp' is not valid (expected http or https)"),
-    case("redirect-derive-port", VS, "hosts: [r]\nhttp:\n- redirect: {uri: /a, derivePort: FROM_REQUEST_PORT}\n",
-         "8 spec.http[0].redirect.derivePort: field not supported by pymesh yet"),
+    case("redirect-derive-port-or-port", VS, "hosts: [r]\nhttp:\n- redirect: {port: 8080, derivePort: FROM_REQUEST_PORT}\n",
+         "8 spec.http[0].redirect.derivePort: only one of port or derivePort may be set (also found port)"),
+    case("redirect-derive-port-enum", VS, "hosts: [r]\nhttp:\n- redirect: {derivePort: FROM_LISTENER}\n",
+         "8 spec.http[0].redirect.derivePort: derivePort 'FROM_LISTENER' is not valid (expected FROM_PROTOCOL_DEFAULT "
+         "or FROM_REQUEST_PORT)"),
     case("rewrite-with-redirect", VS, """\
         hosts: [r]
         http:
@@ -324,6 +408,13 @@ CASES = [
             body:
               bytes: aGk=
         """, "11 spec.http[0].directResponse.body.bytes: field not supported by pymesh yet"),
+    # Istio's agent.ValidateDuration: at least 1ms, whole milliseconds; "0s" disables a route timeout
+    case("timeout-below-1ms", VS, "hosts: [r]\n" + ROUTE + "  timeout: 0.5ms\n",
+         "10 spec.http[0].timeout: duration must be at least 1ms"),
+    case("timeout-sub-ms", VS, "hosts: [r]\n" + ROUTE + "  timeout: 1.5ms\n",
+         "10 spec.http[0].timeout: only durations to ms precision are supported"),
+    case("timeout-negative", VS, "hosts: [r]\n" + ROUTE + "  timeout: -1s\n",
+         "10 spec.http[0].timeout: invalid duration '-1s': must not be negative"),
     case("timeout-number", VS, "hosts: [r]\n" + ROUTE + "  timeout: 10\n",
          '10 spec.http[0].timeout: expected a duration string such as "1.5s" or "250ms", got 10'),
     case("timeout-unit", VS, "hosts: [r]\n" + ROUTE + "  timeout: 10x\n",
@@ -338,7 +429,7 @@ CASES = [
     case("retries-zero-attempts", VS, "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 0\n    retryOn: 5xx\n",
          "11 spec.http[0].retries.attempts: retries are configured but attempts is 0 (which disables them)"),
     case("retries-per-try-zero", VS, "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    perTryTimeout: 0s\n",
-         "12 spec.http[0].retries.perTryTimeout: must be greater than 0"),
+         "12 spec.http[0].retries.perTryTimeout: duration must be at least 1ms"),
     case("retries-retry-on", VS,
          "hosts: [r]\n" + ROUTE + "  retries:\n    attempts: 2\n    retryOn: 5xx,bogus,retriable-headers,99\n",
          "12 spec.http[0].retries.retryOn: 'bogus' is not a valid retryOn policy (expected 5xx, cancelled, "
@@ -379,14 +470,49 @@ CASES = [
           - destination: {host: r}
           headers:
             request:
-              set: {"bad header": x}
+              set: {"bad header": x, ":path": /x}
               remove: [host]
             response:
               add: {x-a: 1}
+              set: {":status": "200", Host: h}
         """,
+         # Istio's ValidateHTTPHeaderWithAuthorityOperationName and ValidateHTTPHeaderOperationName
          "12 spec.http[0].headers.request.set[bad header]: 'bad header' is not a valid header name",
-         "13 spec.http[0].headers.request.remove[0]: 'host' cannot be modified here",
-         "15 spec.http[0].headers.response.add[x-a]: expected a string, got 1"),
+         "12 spec.http[0].headers.request.set[:path]: invalid header ':path': header cannot have \":\" prefix",
+         "13 spec.http[0].headers.request.remove[0]: invalid header 'host': cannot set Host header",
+         "15 spec.http[0].headers.response.add[x-a]: expected a string, got 1",
+         "16 spec.http[0].headers.response.set[:status]: invalid header ':status': header cannot have \":\" prefix",
+         "16 spec.http[0].headers.response.set[Host]: invalid header 'Host': cannot set Host header"),
+    # Istio's ValidateHTTPHeaderValue (a port of Envoy's header_parser.cc); commands are not built
+    case("headers-values", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          headers:
+            request:
+              set: {a: "abc%123", b: "50%", c: "%HOSTNAME%", d: '%START_TIME(["%s"]%'}
+        """,
+         "12 spec.http[0].headers.request.set[a]: header value 'abc%123': invalid header configuration. "
+         "Un-terminated variable expression 'abc%123'",
+         "12 spec.http[0].headers.request.set[b]: header value '50%': invalid header configuration. Un-escaped %",
+         "12 spec.http[0].headers.request.set[c]: header value '%HOSTNAME%': Envoy's %HOSTNAME% substitution is "
+         "not supported by pymesh yet (write %% for a literal %)",
+         "12 spec.http[0].headers.request.set[d]: header value '%START_TIME([\"%s\"]%': invalid header "
+         "configuration. Expecting ')' or whitespace"),
+    # Istio's validateAuthorityRewrite: the authority is rewritten in one place only
+    case("headers-authority-twice", VS, """\
+        hosts: [r]
+        http:
+        - route:
+          - destination: {host: r}
+          rewrite: {authority: a.example.com}
+          headers:
+            request:
+              set: {":authority": b.example.com}
+        """,
+         "11 spec.http[0].headers: authority header cannot be set multiple times: have 'a.example.com', "
+         "attempting to set 'b.example.com'"),
     case("tcp-route-missing", VS, "hosts: [r]\ntcp:\n- match:\n  - port: 99999\n",
          "8 spec.tcp[0].route: required field is missing",
          "9 spec.tcp[0].match[0].port: must be between 1 and 65535, got 99999"),
@@ -403,10 +529,11 @@ CASES = [
         tcp:
         - route:
           - destination: {host: a}
-            weight: 50
+            weight: -50
           - destination: {host: b}
         """,
-         "8 spec.tcp[0].route: with several destinations the weights must add up to 100 (they add up to 50)"),
+         "8 spec.tcp[0].route: total destination weight = 0 (with several destinations at least one needs a weight)",
+         "10 spec.tcp[0].route[0].weight: must be between 0 and 2147483647, got -50"),
     case("tls-match-missing", VS, "hosts: [a.example.com]\ntls:\n- route:\n  - destination: {host: a.example.com}\n",
          "8 spec.tls[0].match: required field is missing"),
     case("tls-match-empty", VS, "hosts: [a.example.com]\ntls:\n- match: []\n  route:\n  - destination: {host: a}\n",
@@ -458,7 +585,7 @@ CASES = [
             destinationSubnets: [300.0.0.0/8]
             sourceLabels: {"bad key!": x}
             gateways: [Istio-System/egress]
-            sourceNamespace: Other
+            sourceNamespace: Other_ns
           route:
           - destination: {host: a}
         """,
@@ -466,7 +593,7 @@ CASES = [
          "11 spec.tls[0].match[0].destinationSubnets[0]: '300.0.0.0/8' is not a valid IP address or CIDR block",
          "12 spec.tls[0].match[0].sourceLabels[bad key!]: label key 'bad key!' is invalid (letters, digits, '-', '_' and '.', at most 63)",
          "13 spec.tls[0].match[0].gateways[0]: invalid value for namespace: 'Istio-System'",
-         "14 spec.tls[0].match[0].sourceNamespace: 'Other' is not a valid name (lower-case letters, digits and '-', at most 63)"),
+         "14 spec.tls[0].match[0].sourceNamespace: 'Other_ns' is not a valid name (letters, digits and '-', at most 63)"),
     case("tls-route-missing", VS, """\
         hosts: [a.example.com]
         tls:
@@ -480,10 +607,8 @@ CASES = [
           - sniHosts: [a.example.com]
           route:
           - destination: {host: a}
-            weight: 70
           - destination: {host: b}
-            weight: 20
-        """, "10 spec.tls[0].route: with several destinations the weights must add up to 100 (they add up to 90)"),
+        """, "10 spec.tls[0].route: total destination weight = 0 (with several destinations at least one needs a weight)"),
     case("tls-route-fields", VS, """\
         hosts: [a.example.com]
         tls:
@@ -501,7 +626,7 @@ CASES = [
     # Istio field pymesh does not implement.
     case("dr-http2-keepalive", DR, "host: r\ntrafficPolicy:\n  connectionPool:\n    http:\n"
          "      http2KeepAlive: {interval: 15s, timeout: 5s}\n",
-         "10 spec.trafficPolicy.connectionPool.http.http2KeepAlive: field not supported by pymesh yet"),
+         "10 spec.trafficPolicy.connectionPool.http.http2KeepAlive: warning: field has no effect in pymesh (ignored)"),
     case("dr-simple-invalid", DR, "host: r\ntrafficPolicy:\n  loadBalancer: {simple: FASTEST}\n",
          "8 spec.trafficPolicy.loadBalancer.simple: load balancer 'FASTEST' is not valid "
          "(expected ROUND_ROBIN, LEAST_REQUEST, RANDOM or PASSTHROUGH)"),
@@ -769,10 +894,10 @@ CASES = [
         """,
          "9 spec.trafficPolicy.retryBudget.percent: must be between 0 and 100, got 100.5",
          "10 spec.trafficPolicy.retryBudget.minRetryConcurrency: must be between 0 and 4294967295, got -1",
-         "14 spec.subsets[0].trafficPolicy.retryBudget.budgetInterval: field not supported by pymesh yet",
          '14 spec.subsets[0].trafficPolicy.retryBudget.percent: expected a number, got "20%"',
          "14 spec.subsets[0].trafficPolicy.retryBudget.minRetryConcurrency: must be between 0 and 4294967295, "
-         "got 4294967296"),
+         "got 4294967296",
+         "14 spec.subsets[0].trafficPolicy.retryBudget.budgetInterval: warning: field has no effect in pymesh (ignored)"),
     case("dr-traffic-policy-empty", DR, "host: r\ntrafficPolicy: {}\n",
          "7 spec.trafficPolicy: traffic policy must set at least one field"),
     case("dr-pool", DR, """\
@@ -787,9 +912,17 @@ CASES = [
               maxRequestsPerConnection: -1
         """,
          "10 spec.trafficPolicy.connectionPool.tcp.maxConnections: must be >= 0, got -100",
-         "11 spec.trafficPolicy.connectionPool.tcp.connectTimeout: must be greater than 0",
+         "11 spec.trafficPolicy.connectionPool.tcp.connectTimeout: duration must be at least 1ms",
          "13 spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests: must be >= 0, got -10",
          "14 spec.trafficPolicy.connectionPool.http.maxRequestsPerConnection: must be >= 0, got -1"),
+    case("dr-pool-upgrade-and-client-protocol", DR, """\
+        host: r
+        trafficPolicy:
+          connectionPool:
+            http: {h2UpgradePolicy: UPGRADE, useClientProtocol: true}
+        """,
+         "9 spec.trafficPolicy.connectionPool.http.useClientProtocol: use client protocol must not be true when "
+         "H2UpgradePolicy is UPGRADE"),
     case("dr-pool-empty", DR, "host: r\ntrafficPolicy:\n  connectionPool: {}\n",
          "8 spec.trafficPolicy.connectionPool: connection pool must set tcp or http"),
     case("dr-subsets", DR, """\
@@ -825,22 +958,62 @@ CASES = [
           protocol: GRPC-WEB
         - number: 81
           name: x
-          protocol: FOO
+          protocol: THRIFT
         - number: 82
           name: web
+        - number: 83
+          protocol: http_proxy
+        - {number: 84, name: mongo, protocol: MONGO}
+        - {number: 85, name: dns, protocol: UDP}
         """,
          "8 spec.ports[0].number: must be between 1 and 65535, got 0",
          "10 spec.ports[1].number: required field is missing",
-         "11 spec.ports[1].protocol: protocol GRPC-WEB is not supported yet",
-         "14 spec.ports[2].protocol: protocol 'FOO' is not valid (expected HTTP, HTTP2, GRPC, TCP, HTTPS or TLS)",
-         '15 spec.ports[3]: duplicate port name "web"'),
-    case("se-port-number-duplicate", SE, "hosts: [a.example.com]\nports:\n- {number: 80}\n- {number: 80}\n",
+         "14 spec.ports[2].protocol: protocol 'THRIFT' is not valid (expected HTTP, HTTP2, GRPC, GRPC-WEB, TCP, HTTPS, "
+         "TLS, MONGO, MYSQL, REDIS or UDP)",
+         '15 spec.ports[3]: duplicate port name "web"',
+         # ServicePort.name is REQUIRED in Istio's proto (and ValidatePortName refuses "")
+         "17 spec.ports[4].name: required field is missing",
+         "18 spec.ports[4].protocol: protocol HTTP_PROXY is not supported yet",
+         "19 spec.ports[5].protocol: warning: protocol MONGO is proxied as TCP by pymesh (no MONGO-aware filter)",
+         "20 spec.ports[6].protocol: warning: UDP is not proxied (pymesh, like Istio's proxy, handles TCP only): "
+         "this port is left out"),
+    case("se-port-number-duplicate", SE, "hosts: [a.example.com]\nports:\n- {number: 80, name: a}\n- {number: 80, name: b}\n",
          "9 spec.ports[1]: duplicate port number 80"),
-    case("se-resolution", SE, "hosts: [a.example.com]\nresolution: NONE\nlocation: OUTSIDE\n",
-         "7 spec.resolution: resolution NONE is not supported yet",
+    case("se-resolution", SE, "hosts: [a.example.com]\nresolution: NEVER\nlocation: OUTSIDE\n",
+         "7 spec.resolution: resolution 'NEVER' is not valid (expected NONE, STATIC, DNS, DNS_ROUND_ROBIN or DYNAMIC_DNS)",
          "8 spec.location: location 'OUTSIDE' is not valid (expected MESH_EXTERNAL or MESH_INTERNAL)"),
+    # Istio's CRD: "NONE mode cannot set endpoints" (NONE is the default); NONE with a selector warns
+    case("se-none-endpoints", SE, """\
+        hosts: [a.example.com]
+        endpoints: [{address: 10.0.0.1}]
+        """,
+         "7 spec.endpoints: no endpoints should be provided for resolution type NONE (the connection goes to the "
+         "address it was sent to)"),
+    case("se-none-selector", SE, "hosts: [a.example.com]\nresolution: NONE\nworkloadSelector: {labels: {app: a}}\n",
+         "8 spec.workloadSelector: warning: workloadSelector should not be set when resolution mode is NONE"),
+    # "DNS_ROUND_ROBIN mode cannot have multiple endpoints"; without endpoints the hosts are resolved
+    case("se-dns-round-robin", SE, """\
+        hosts: ['*.example.com']
+        resolution: DNS_ROUND_ROBIN
+        endpoints: [{address: a.example.com}, {address: b.example.com}]
+        """, "8 spec.endpoints: there must only be 0 or 1 endpoint for resolution mode DNS_ROUND_ROBIN"),
+    case("se-dns-round-robin-wildcard", SE, "hosts: ['*.example.com']\nresolution: DNS_ROUND_ROBIN\n",
+         "6 spec.hosts[0]: host '*.example.com' must be a DNS name (no wildcard) when resolution is "
+         "DNS_ROUND_ROBIN without endpoints"),
+    # DYNAMIC_DNS: wildcard hosts, MESH_EXTERNAL only (istio/api service_entry.proto)
+    case("se-dynamic-dns", SE, """\
+        hosts: [api.example.com]
+        location: MESH_INTERNAL
+        resolution: DYNAMIC_DNS
+        """,
+         "6 spec.hosts[0]: host 'api.example.com' must be a wildcard (\"*.example.com\") with resolution DYNAMIC_DNS",
+         "8 spec.resolution: DYNAMIC_DNS is only supported for MESH_EXTERNAL ServiceEntries"),
+    # Istio only warns about a partial wildcard in a ServiceEntry (ValidatePartialWildCard)
+    case("se-partial-wildcard", SE, "hosts: ['*foo.example.com']\n",
+         "6 spec.hosts[0]: warning: partial wildcard '*foo.example.com' not allowed"),
     case("se-endpoints", SE, """\
         hosts: [a.example.com]
+        resolution: STATIC
         ports:
         - {number: 80, name: http}
         endpoints:
@@ -849,54 +1022,71 @@ CASES = [
           weight: -1
         - address: unix:///tmp/sock
           ports: {http: 80}
+        - labels: {a: b}
         - network: n1
         """,
-         "10 spec.endpoints[0].address: address 'db.example.com' is not an IP address (resolution is STATIC)",
-         "11 spec.endpoints[0].ports[grpc]: port name 'grpc' is not one of the ServiceEntry's ports",
-         "12 spec.endpoints[0].weight: must be >= 0, got -1",
-         "14 spec.endpoints[1].ports: an endpoint with a unix:// address takes no ports",
-         "15 spec.endpoints[2].network: field not supported by pymesh yet",
-         "15 spec.endpoints[2].address: required field is missing"),
+         "11 spec.endpoints[0].address: address 'db.example.com' is not an IP address (resolution is STATIC)",
+         "12 spec.endpoints[0].ports[grpc]: port name 'grpc' is not one of the ServiceEntry's ports",
+         "13 spec.endpoints[0].weight: must be >= 0, got -1",
+         "15 spec.endpoints[1].ports: an endpoint with a unix:// address takes no ports",
+         "16 spec.endpoints[2].address: required field is missing"),  # the network-only one is Istio's: valid
     case("se-endpoints-and-selector", SE, """\
         hosts: [a.example.com]
+        resolution: STATIC
         endpoints:
         - address: 10.0.0.1
         workloadSelector:
           labels: {app: a}
-        """, "9 spec.workloadSelector: only one of workloadSelector or endpoints may be set"),
+        """, "10 spec.workloadSelector: only one of workloadSelector or endpoints may be set"),
     case("se-dns-wildcard", SE, "hosts: ['*.example.com']\nresolution: DNS\naddresses: [10.0.0.0/24]\n",
          "6 spec.hosts[0]: host '*.example.com' must be a DNS name (no wildcard) when resolution is DNS "
          "without endpoints",
-         "8 spec.addresses: CIDR addresses are only allowed with STATIC resolution"),
-    case("se-hosts-with-tcp", SE, "hosts: [a.example.com, b.example.com]\nports:\n- {number: 5432, protocol: TCP}\n",
-         "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart)"),
+         "8 spec.addresses: CIDR addresses are allowed only for NONE/STATIC resolution types"),
+    case("se-hosts-with-tcp", SE, "hosts: [a.example.com, b.example.com]\nresolution: DNS\nports:\n"
+         "- {number: 5432, name: pg, protocol: TCP}\n",
+         "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart), "
+         "unless resolution is NONE"),
+    case("se-hosts-with-unset-protocol", SE, "hosts: [a.example.com, b.example.com]\nresolution: STATIC\nports:\n"
+         "- {number: 5432, name: pg}\n",
+         "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart), "
+         "unless resolution is NONE"),
     case("se-hosts-with-tls-and-tcp", SE, """\
         hosts: [a.example.com, b.example.com]
+        resolution: DNS
         ports:
         - {number: 443, name: https, protocol: HTTPS}
         - {number: 8443, name: tls, protocol: tls}
         - {number: 5432, name: tcp, protocol: TCP}
-        """, "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart)"),
+        """, "6 spec.hosts: several hosts need HTTP, HTTP2, GRPC, HTTPS or TLS ports (a TCP port cannot tell them apart), "
+             "unless resolution is NONE"),
     case("se-address", SE, "hosts: [a.example.com]\naddresses: [not-an-ip]\n",
          "7 spec.addresses[0]: 'not-an-ip' is not a valid IP address or CIDR block"),
+    # Istio's validateExportTo: "." is the own namespace (metadata.namespace is "default" here)
+    case("se-export-to-dot-and-own", SE, "hosts: [a.example.com]\nexportTo: ['.', default]\n",
+         "7 spec.exportTo: duplicate entries in exportTo: . and current namespace default"),
+    case("dr-selector-export-to", DR, "host: r\nworkloadSelector: {matchLabels: {app: a}}\nexportTo: ['.', other]\n",
+         "8 spec.exportTo: destination rule with workload selector cannot have exportTo beyond current namespace"),
+    case("sidecar-selector-without-labels", SC, "workloadSelector: {labels: {}}\negress:\n- hosts: ['./*']\n",
+         "6 spec.workloadSelector: warning: workload selector specified without labels, will be applied to all "
+         "services in namespace"),
     case("se-subject-alt-names", SE, "hosts: [a.example.com]\nsubjectAltNames: [spiffe://x, '']\n",
          "7 spec.subjectAltNames[1]: must not be empty"),
-    case("se-export-to", SE, "hosts: [a.example.com]\nexportTo: ['~', 'ns1', 'Bad']\n",
-         "7 spec.exportTo[2]: 'Bad' is not a valid name (lower-case letters, digits and '-', at most 63)",
+    case("se-export-to", SE, "hosts: [a.example.com]\nexportTo: ['~', 'ns1', 'Bad_ns']\n",
+         "7 spec.exportTo[2]: 'Bad_ns' is not a valid name (letters, digits and '-', at most 63)",
          '7 spec.exportTo: "~" cannot be combined with other entries'),
     # --- WorkloadEntry --------------------------------------------------------------------------
     case("we-address-missing", WE, "labels: {app: a}\n", "5 spec.address: required field is missing"),
+    case("we-network-without-address", WE, "network: network2\nlabels: {app: a}\n"),  # behind its gateway (Istio)
     case("we-fields", WE, """\
         address: 10.0.0.1
         ports:
-          HTTP: 80
+          HTTP_1: 80
           grpc: 0
         network: n1
         serviceAccount: Bad_SA
         """,
-         "8 spec.ports[HTTP]: 'HTTP' is not a valid name (lower-case letters, digits and '-', at most 63)",
+         "8 spec.ports[HTTP_1]: 'HTTP_1' is not a valid name (letters, digits and '-', at most 63)",
          "9 spec.ports[grpc]: must be between 1 and 65535, got 0",
-         "10 spec.network: field not supported by pymesh yet",
          "11 spec.serviceAccount: 'Bad_SA' is not a valid name (lower-case DNS name: letters, digits, '-' and '.')"),
     case("we-address-invalid", WE, "address: 'not valid!'\n",
          "6 spec.address: address 'not valid!' is not an IP address or a DNS name"),
@@ -907,6 +1097,12 @@ CASES = [
     case("sidecar-empty-lists", SC, "egress: []\ningress: []\n",
          "5 spec: sidecar must set at least one of ingress, egress or outboundTrafficPolicy"),
     case("sidecar-empty-policy", SC, "outboundTrafficPolicy: {}\n"),
+    case("sidecar-ingress-tls-mesh-mode", SC, "ingress:\n- port: {number: 9080, protocol: HTTPS, name: e}\n"
+         "  tls: {mode: ISTIO_MUTUAL}\n",
+         "8 spec.ingress[0].tls.mode: configuration is invalid: cannot set mode to ISTIO_MUTUAL in sidecar ingress tls"),
+    case("sidecar-ingress-tls-needs-files", SC, "ingress:\n- port: {number: 9080, protocol: HTTPS, name: e}\n"
+         "  tls: {mode: SIMPLE, privateKey: /k}\n",
+         "8 spec.ingress[0].tls.serverCertificate: SIMPLE TLS requires a server certificate"),
     case("sidecar-ingress", SC, """\
         ingress:
         - defaultEndpoint: 10.0.0.1:80
@@ -926,20 +1122,21 @@ CASES = [
          "11 spec.ingress[1].defaultEndpoint: defaultEndpoint '127.0.0.1:http' has an invalid port "
          "(must be between 1 and 65535)",
          "12 spec.ingress[2]: duplicate port 80",
-         "13 spec.ingress[2].tls: field not supported by pymesh yet"),
+         "13 spec.ingress[2].tls.serverCertificate: SIMPLE TLS requires a server certificate",
+         "13 spec.ingress[2].tls.privateKey: SIMPLE TLS requires a private key"),
     case("sidecar-egress-hosts", SC, """\
         egress:
         - hosts:
           - reviews.default.svc.cluster.local
-          - "Bad/*"
+          - "Bad_ns/*"
           - "./reviews"
           - "*/*foo.example.com"
         """,
          "8 spec.egress[0].hosts[0]: host 'reviews.default.svc.cluster.local' must be of the form namespace/dnsName "
          '(e.g. "./*" or "*/foo.example.com")',
-         "9 spec.egress[0].hosts[1]: host 'Bad/*': invalid namespace 'Bad'",
-         "10 spec.egress[0].hosts[2]: host './reviews': short names are not allowed, use a fully qualified name",
-         "11 spec.egress[0].hosts[3]: host '*/*foo.example.com': partial wildcard '*foo.example.com' is not allowed"),
+         "9 spec.egress[0].hosts[1]: host 'Bad_ns/*': invalid namespace 'Bad_ns'",
+         "10 spec.egress[0].hosts[2]: host './reviews': short names (non FQDN) are not allowed",
+         "11 spec.egress[0].hosts[3]: host '*/*foo.example.com': partial wildcard '*foo.example.com' not allowed"),
     case("sidecar-egress-order", SC, """\
         egress:
         - hosts: ["*/*"]
@@ -960,6 +1157,10 @@ CASES = [
          "8 spec.outboundTrafficPolicy.egressProxy.host: domain name '*.example.com' is invalid (label '*' is invalid)",
          "8 spec.outboundTrafficPolicy.egressProxy.subset: 'Bad_' is not a valid name (lower-case letters, digits and '-', at most 63)",
          "8 spec.outboundTrafficPolicy.egressProxy.port.number: must be between 1 and 65535, got 0"),
+    # Istio's ValidateSidecar warnings (the namespace is "default" here)
+    case("sidecar-egress-duplicates", SC, "egress:\n- hosts: ['*/*', './*', 'default/a.example.com']\n",
+         "7 spec.egress[0].hosts: warning: duplicated egress host: default/a.example.com",
+         "7 spec.egress[0].hosts: warning: `*/*` host select all resources, no other hosts can be added"),
     case("sidecar-selector", SC,
          "workloadSelector:\n  matchLabels: {app: a}\noutboundTrafficPolicy: {mode: ALLOW_ANY}\n",
          '7 spec.workloadSelector.matchLabels: unknown field (did you mean "labels"?)'),
@@ -995,16 +1196,19 @@ CASES = [
     case("gw-hosts", GW, """\
         servers:
         - port: {number: 80, protocol: HTTP, name: http}
-          hosts: [reviews, "ns/*", "./a.example.com", "*/b.example.com", "*.c.example.com", "Ns/a.example.com",
-                  "/a.example.com", "ns/", "~/a.example.com", "ns/*.*.com", "10.0.0.1", "ns/reviews", "*/*"]
+          hosts: [reviews, "ns/*", "./a.example.com", "*/b.example.com", "*.c.example.com", "Ns_1/a.example.com",
+                  "/a.example.com", "ns/", "~/a.example.com", "ns/*.*.com", "10.0.0.1", "ns/reviews", "*/*",
+                  "Ns/a.example.com", "ns/*foo.example.com"]
         """,
          "8 spec.servers[0].hosts[0]: short names (non FQDN) are not allowed: 'reviews'",
-         "8 spec.servers[0].hosts[5]: invalid namespace value 'Ns' in gateway",
+         "8 spec.servers[0].hosts[5]: invalid namespace value 'Ns_1' in gateway",
          "9 spec.servers[0].hosts[6]: config namespace and dnsName in host entry cannot be empty",
          "9 spec.servers[0].hosts[7]: config namespace and dnsName in host entry cannot be empty",
          "9 spec.servers[0].hosts[8]: invalid namespace value '~' in gateway",
          "9 spec.servers[0].hosts[9]: domain name '*.*.com' is invalid (label '*' is invalid)",
-         "9 spec.servers[0].hosts[11]: short names (non FQDN) are not allowed: 'reviews'"),
+         "9 spec.servers[0].hosts[11]: short names (non FQDN) are not allowed: 'reviews'",
+         # Istio's ValidateNamespaceSlashWildcardHostname: a namespace in either case, no partial wildcard
+         "10 spec.servers[0].hosts[14]: partial wildcard '*foo.example.com' not allowed"),
     case("gw-bind", GW, """\
         servers:
         - port: {number: 80, protocol: HTTP, name: http}
@@ -1113,20 +1317,35 @@ def test_rule(text: str, expected: list[str]) -> None:
 
 
 ENVELOPE_CASES = [
+    # kinds pymesh does not implement are named and not applied; the rest of the file loads
+    pytest.param("kind: EnvoyFilter\napiVersion: networking.istio.io/v1alpha3\nmetadata: {name: g, namespace: n}\n"
+                 "spec: {}\n",
+                 ["1 kind: warning: EnvoyFilter n/g (networking.istio.io/v1alpha3) not applied: "
+                  "pymesh does not implement EnvoyFilter"], id="istio-kind-not-implemented"),
+    pytest.param("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: n}\nspec: {replicas: x}\n",
+                 ["2 kind: warning: Deployment n/d (apps/v1) not applied: pymesh does not implement Deployment"],
+                 id="kubernetes-kind-not-applied"),
+    pytest.param("apiVersion: networking.istio.io/v1\nkind: VirtualSevice\nmetadata: {name: v}\n",
+                 ["2 kind: networking.istio.io/v1 has no kind VirtualSevice (expected DestinationRule, EnvoyFilter, "
+                  "Gateway, ProxyConfig, ServiceEntry, Sidecar, VirtualService, WorkloadEntry or WorkloadGroup)"],
+                 id="istio-group-kind-typo"),
     pytest.param("kind: Frobnicator\napiVersion: networking.istio.io/v1\nmetadata: {name: g}\nspec: {}\n",
-                 ["1 kind: kind Frobnicator is not supported"], id="unknown-kind"),
+                 ["1 kind: networking.istio.io/v1 has no kind Frobnicator (expected DestinationRule, EnvoyFilter, "
+                  "Gateway, ProxyConfig, ServiceEntry, Sidecar, VirtualService, WorkloadEntry or WorkloadGroup)"],
+                 id="unknown-kind"),
     pytest.param("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {}\n",
                  [], id="security-kind-loads"),  # every known kind is supported now
     pytest.param("apiVersion: networking.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n",
-                 ["1 apiVersion: apiVersion networking.istio.io/v1 is not valid for AuthorizationPolicy "
-                  "(expected security.istio.io/v1 or security.istio.io/v1beta1)"], id="security-kind-wrong-group"),
+                 ["2 kind: networking.istio.io/v1 has no kind AuthorizationPolicy (expected DestinationRule, "
+                  "EnvoyFilter, Gateway, ProxyConfig, ServiceEntry, Sidecar, VirtualService, WorkloadEntry or "
+                  "WorkloadGroup)"], id="security-kind-wrong-group"),
     pytest.param(doc(WE, "address: 10.0.0.1\n", api="networking.istio.io/v2"),
                  ["1 apiVersion: apiVersion networking.istio.io/v2 is not valid for WorkloadEntry (expected "
                   "networking.istio.io/v1, networking.istio.io/v1beta1 or networking.istio.io/v1alpha3)"],
                  id="wrong-version"),
     pytest.param(doc(WE, "address: 10.0.0.1\n", api="security.istio.io/v1"),
-                 ["1 apiVersion: apiVersion security.istio.io/v1 is not valid for WorkloadEntry (expected "
-                  "networking.istio.io/v1, networking.istio.io/v1beta1 or networking.istio.io/v1alpha3)"],
+                 ["2 kind: security.istio.io/v1 has no kind WorkloadEntry (expected AuthorizationPolicy, "
+                  "PeerAuthentication or RequestAuthentication)"],
                  id="wrong-group"),
     pytest.param("metadata: {name: x}\n",
                  ["1 kind: required field is missing", "1 apiVersion: required field is missing"], id="no-kind"),

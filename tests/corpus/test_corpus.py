@@ -22,40 +22,15 @@ BY_KEY = {d.key: d for d in DOCUMENTS}
 
 # Kinds whose documents may disagree today, and why.
 KIND_GAPS = {
-    "GatewayClass (Gateway API)": "parametersRef not read yet",
-    "HTTPRoute (Gateway API)": "the CORS filter; some of the CRD's CEL rules (duplicate match names, path characters, "
-                               "redirect with backendRefs, header values)",
     "GRPCRoute (Gateway API)": "pilot's grpc.yaml uses an apiVersion that does not exist",
-    "ReferenceGrant (Gateway API)": "v1 (Gateway API 1.3) not accepted yet",
     "EnvoyFilter": "validate: the rule for kinds pymesh does not implement (a valid one must load, "
                    "reported as not applied; an invalid one is still Istio's to reject)",
     "WasmPlugin": "validate: the rule for kinds pymesh does not implement",
-    "Telemetry": "issue 13: the Telemetry API",
 }
 
 # Errors pymesh gives today for valid Istio YAML, by message: a valid document rejected with
 # only errors matching these is a known gap.
 MESSAGE_GAPS = {
-    r"resolution NONE is not supported yet": "validate: ServiceEntry resolution NONE",
-    r"protocol MONGO is not supported yet":
-        "validate: ServiceEntry protocols Istio accepts (MONGO, REDIS, MYSQL are proxied as TCP)",
-    r"'x-jwt-claim\.[^']+' is not a valid header name":
-        "a match on a JWT claim (header `x-jwt-claim.NAME`, which Istio reads from the validated "
-        "token on gateways): not implemented; main calls the header name invalid, validate's branch "
-        "refuses claim matches as not supported",
-    r"\.http2KeepAlive: field not supported by pymesh yet":
-        "DestinationRule HTTP/2 keepalive pings (Istio's newest API): not implemented; validate's rule "
-        "decides between not supported and ignored",
-    r"\.spaceDelimitedClaims: field not supported by pymesh yet":
-        "RequestAuthentication spaceDelimitedClaims (claims split on spaces for authorization): not "
-        "implemented in the JWT engine",
-    r"spec\.network: field not supported by pymesh yet":
-        "WorkloadEntry network (multi-network meshes, endpoints reached through a network's gateway): "
-        "not implemented",
-    r"spec\.ingress\[\d+\]\.tls: field not supported by pymesh yet":
-        "Sidecar ingress TLS termination (istio.io's ingress-sidecar-tls-termination task): not "
-        "implemented; a known field, reported as unsupported until validate's rule for known, "
-        "unimplemented fields lands",
 }
 
 # One-off disagreements, by document (file#index): why each is not fixed here.
@@ -72,12 +47,6 @@ DOCUMENT_GAPS = {
         "`addresses: [1.2.3.4, 001:db8::]`: Go's YAML reader takes `001:db8::` in a flow sequence as a "
         "string, PyYAML (YAML 1.1, which pymesh's loader is built on) stops at the `:` before `]`; "
         "the file's other documents load. A YAML-dialect difference, not a validation one.",
-    "istio/istio/pkg/config/validation/testdata/crds/workloadentry-valid.yaml#1":
-        "no address but a network (Istio takes it: the endpoint is reached through that network's "
-        "gateway): pymesh implements no networks, so it wants the address",
-    "istio/api/networking/v1alpha3/virtual_service.proto.yaml#10":
-        "HTTPRoute `delegate` (Istio's VirtualService delegation) is not implemented: pymesh refuses "
-        "it as not supported yet, and then misses a route action, since delegate is one",
 }
 
 

@@ -254,3 +254,52 @@ def test_response_header_modifier(response_modifier, path: str, sent: dict, expe
         assert ",".join(result.header_all(name)) == value, (name, result.headers)
     for name in absent:
         assert result.header(name) is None
+
+
+# From conformance/tests/httproute-cors.go: (path, method, request headers, answered by the
+# gateway (a preflight) or the backend, response headers wanted (a set: any of them), absent)
+_ORIGIN_FOO, _REQUEST = {"Origin": "https://www.foo.com"}, {"access-control-request-method": "GET",
+                                                           "access-control-request-headers": "x-header-1, x-header-2"}
+_PREFLIGHT_1 = {"access-control-allow-methods": {"GET,OPTIONS"}, "access-control-allow-headers": {"x-header-1,x-header-2"},
+                "access-control-expose-headers": {"x-header-3,x-header-4"}, "access-control-max-age": {"3600"},
+                "access-control-allow-credentials": {"true"}}
+CORS = [
+    ("/cors-1", "OPTIONS", {**_ORIGIN_FOO, **_REQUEST}, "gateway",
+     {"access-control-allow-origin": {"https://www.foo.com"}, **_PREFLIGHT_1}, ()),
+    ("/cors-1", "OPTIONS", {"Origin": "https://www.bar.com", **_REQUEST}, "gateway",
+     {"access-control-allow-origin": {"https://www.bar.com"}, **_PREFLIGHT_1}, ()),
+    ("/cors-1", "OPTIONS", {"Origin": "https://xpto.www.bar.com", **_REQUEST}, "gateway",
+     {"access-control-allow-origin": {"https://xpto.www.bar.com"}, **_PREFLIGHT_1}, ()),
+    ("/cors-1", "OPTIONS", {"Origin": "https://foobar.com", "access-control-request-method": "GET"}, "backend", {},
+     ("access-control-allow-origin",)),
+    ("/cors-1", "GET", {**_ORIGIN_FOO, **_REQUEST}, "backend", {"access-control-allow-origin": {"https://www.foo.com"}}, ()),
+    ("/cors-1", "GET", {"Origin": "https://www.bar.com", **_REQUEST}, "backend",
+     {"access-control-allow-origin": {"https://www.bar.com"}}, ()),
+    ("/cors-1", "GET", {"Origin": "https://foobar.com", "access-control-request-method": "GET"}, "backend", {},
+     ("access-control-allow-origin",)),
+    ("/cors-2", "OPTIONS", {**_ORIGIN_FOO, "access-control-request-method": "POST"}, "gateway",
+     {"access-control-allow-methods": {"POST", "*"}, "access-control-allow-origin": {"https://www.foo.com"}},
+     ("access-control-allow-credentials",)),
+]
+
+
+@pytest.fixture(scope="module")
+def cors(tmp_path_factory):
+    with edge_gateway(tmp_path_factory.mktemp("cors"), "same-namespace", "edge/httproute-cors.yaml") as started:
+        yield started
+
+
+@pytest.mark.parametrize("path, method, sent, answered_by, expected, absent", CORS,
+                         ids=[f"{c[0]}-{c[1]}-{c[2]['Origin']}" for c in CORS])
+def test_cors_filter(cors, path, method, sent, answered_by, expected, absent) -> None:
+    listen, pods = cors
+    before = len(pods["infra-backend-v1"].requests)
+    args = ["-X", method, *[a for name, value in sent.items() for a in ("-H", f"{name}: {value}")]]
+    result = curl(listen, path, *args, host="example.com")
+    assert result.status in (200, 204)
+    assert len(pods["infra-backend-v1"].requests) - before == (answered_by == "backend")
+    for name, values in expected.items():
+        got = ",".join(result.header_all(name)).replace(" ", "")
+        assert got in values, (name, result.headers)
+    for name in absent:
+        assert result.header(name) is None, (name, result.headers)

@@ -790,8 +790,9 @@ class Proxy:
 
     def __init__(self, workdir: Path, resources: list[dict] | str, *, labels: str = "", concurrency: int = 1,
                  drain_timeout: float | None = None, extra_args: Iterable[str] = (), name: str = "proxy",
-                 subcommand: str = "proxy") -> None:
+                 subcommand: str = "proxy", env: dict[str, str] | None = None) -> None:
         self.subcommand = subcommand
+        self.env = env or {}  # extra environment variables of the proxy process
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / f"{name}.yaml"
@@ -829,7 +830,7 @@ class Proxy:
         return cmd + self.extra_args
 
     def start(self, wait: bool = True) -> Proxy:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(self.command(), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
                                          start_new_session=True)

@@ -274,3 +274,28 @@ def test_the_jwt_task_requires_a_token_and_a_group(proxies, upstreams, via):
     proxy.write_config(inbound_mesh_for(proxy) + [sample("authz-jwt-require-jwt-groups.yaml", "default")])
     wait_until(lambda: status("-H", f"Authorization: Bearer {ISTIO_DEMO_TOKEN}") == 403, what="the groups policy")
     assert status("-H", f"Authorization: Bearer {groups_token}") == 200
+
+
+def test_space_delimited_claims_match_word_by_word(proxies, upstreams, via):
+    """jwtRules[].spaceDelimitedClaims: those claims' string values are split on spaces for
+    AuthorizationPolicy (Envoy's normalize_payload_in_metadata), as `scope` and `permission`
+    always are; other string claims still compare whole."""
+    from jwt_tokens import Issuer
+
+    issuer = Issuer("https://roles.example")
+    jwks = upstreams("jwks", lambda request: Reply(200, [("content-type", "application/json")], issuer.jwks_json().encode()))
+    authn = request_authentication({"issuer": issuer.iss, "jwksUri": f"http://127.0.0.1:{jwks.port}/jwks.json",
+                                    "spaceDelimitedClaims": ["roles"]}, selector={"app": "httpbin"})
+    allow = policy("admins-who-write", {"selector": {"matchLabels": {"app": "httpbin"}}, "rules": [{"when": [
+        {"key": "request.auth.claims[roles]", "values": ["admin"]},
+        {"key": "request.auth.claims[scope]", "values": ["write"]},
+        {"key": "request.auth.claims[team]", "values": ["blue"]}]}]})
+    _, port, _ = serve(proxies, upstreams, authn, allow)
+
+    def status(**claims) -> int:
+        return curl(port, "/headers", "-H", f"Authorization: Bearer {issuer.token(**claims)}", *via).status
+
+    wait_until(lambda: status(roles="user admin", scope="read write", team="blue") == 200, what="the keys fetched")
+    assert status(roles="user", scope="read write", team="blue") == 403
+    assert status(roles="user admin", scope="read", team="blue") == 403
+    assert status(roles="user admin", scope="write", team="blue green") == 403  # not space-delimited

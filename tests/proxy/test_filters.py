@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from pymesh.proxy.filters import PAUSE
+from pymesh.proxy.interfaces import PAUSE
 from pymesh.proxy.local_reply import LocalReply
 from tests.fuzz import glue
 from tests.fuzz.upstream import RecordingUpstream

@@ -316,3 +316,36 @@ def test_editing_the_gateway_opens_its_new_port_and_binds_a_new_virtual_service(
                "the new server's port to answer for b.example.com")
     assert curl(first, "/", host="a.example.com").status == 200
     assert curl(second, "/", host="a.example.com").status == 404  # that server exposes b.example.com only
+
+
+def test_a_gateway_root_virtual_service_with_delegates(gateway, upstreams):
+    """istio/api's delegation example at a gateway: the root, bound to the gateway, delegates
+    /productpage and /reviews to hostless VirtualServices in their own namespaces (which name no
+    gateway: the root's binding applies); each delegate's routes only within its root route."""
+    productpage, v1, reviews = upstreams("productpage"), upstreams("productpage-v1"), upstreams("reviews")
+    (port,) = free_ports(1)
+
+    def delegate(name: str, namespace: str, http: list) -> dict:
+        return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "metadata": {"name": name, "namespace": namespace}, "spec": {"http": http}}
+
+    resources = [
+        service_entry(8000, [endpoint(productpage)], host="productpage.nsa.svc.cluster.local", name="pp"),
+        service_entry(8000, [endpoint(v1)], host="productpage-v1.nsa.svc.cluster.local", name="pp-v1"),
+        service_entry(8000, [endpoint(reviews)], host="reviews.nsb.svc.cluster.local", name="reviews"),
+        gateway_resource({"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["bookinfo.com"]}),
+        bound_vs("bookinfo", ["bookinfo.com"], http=[
+            {"match": [{"uri": {"prefix": "/productpage"}}], "delegate": {"name": "productpage", "namespace": "nsa"}},
+            {"match": [{"uri": {"prefix": "/reviews"}}], "delegate": {"name": "reviews", "namespace": "nsb"}}]),
+        delegate("productpage", "nsa", [
+            {"match": [{"uri": {"prefix": "/productpage/v1/"}}],
+             "route": [{"destination": {"host": "productpage-v1.nsa.svc.cluster.local"}}]},
+            {"route": [{"destination": {"host": "productpage.nsa.svc.cluster.local"}}]}]),
+        delegate("reviews", "nsb", [{"route": [{"destination": {"host": "reviews.nsb.svc.cluster.local"}}]}]),
+    ]
+    gateway(resources, {80: port})
+    for path, app in (("/productpage/v1/x", v1), ("/productpage", productpage), ("/reviews/7", reviews)):
+        before = app.count()
+        assert curl(port, path, host="bookinfo.com").status == 200, path
+        assert app.count() == before + 1, path
+    assert curl(port, "/details", host="bookinfo.com").status == 404  # no root route there

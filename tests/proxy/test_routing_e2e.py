@@ -47,6 +47,8 @@ def routed(tmp_path_factory):
         _tagged("header-prefix", [{"headers": {"x-pre": {"prefix": "ab"}}}]),
         _tagged("header-regex", [{"headers": {"x-re": {"regex": "v[0-9]+"}}}]),
         _tagged("without", [{"uri": {"prefix": "/without"}, "withoutHeaders": {"x-skip": {"exact": "1"}}}]),
+        _tagged("pseudo-method", [{"uri": {"prefix": "/pseudo"}, "headers": {":method": {"exact": "PUT"}}}]),
+        _tagged("dotted-header", [{"headers": {"x-jwt-claim.version": {"exact": "v2"}}}]),
         _tagged("query", [{"uri": {"prefix": "/query"}, "queryParams": {"q": {"exact": "1"}}}]),
         _tagged("port-other", [{"uri": {"prefix": "/port"}, "port": other_port}]),
         _tagged("port", [{"uri": {"prefix": "/port"}, "port": port}]),
@@ -57,6 +59,10 @@ def routed(tmp_path_factory):
         _tagged("first-b", [{"uri": {"prefix": "/first"}}], subset="a"),
         {"name": "redirect", "match": [{"uri": {"exact": "/old"}}],
          "redirect": {"uri": "/new", "authority": "elsewhere.example", "redirectCode": 302}},
+        {"name": "redirect-derive-port", "match": [{"uri": {"exact": "/old-port"}}],
+         "redirect": {"authority": "elsewhere.example", "derivePort": "FROM_REQUEST_PORT"}},
+        {"name": "redirect-protocol-default", "match": [{"uri": {"exact": "/old-default"}}],
+         "redirect": {"authority": "elsewhere.example", "derivePort": "FROM_PROTOCOL_DEFAULT"}},
         {"name": "direct", "match": [{"uri": {"exact": "/direct"}}],
          "directResponse": {"status": 418, "body": {"string": "short and stout"}}},
         {"name": "rewrite-prefix", "match": [{"uri": {"prefix": "/api/v1/"}}], "rewrite": {"uri": "/v2/"},
@@ -98,6 +104,9 @@ MATCH_CASES = [
     # (id, path, curl args, host, expected route)
     ("uri-exact", "/exact", (), HOST, "exact"),
     ("uri-exact-longer-misses", "/exact/more", (), HOST, "default"),
+    ("pseudo-header-method", "/pseudo", ("-X", "PUT"), HOST, "pseudo-method"),
+    ("pseudo-header-method-misses", "/pseudo", (), HOST, "default"),
+    ("dotted-header-name", "/x", ("-H", "x-jwt-claim.version: v2"), HOST, "dotted-header"),
     ("uri-prefix", "/pre/x/y", (), HOST, "prefix"),
     ("uri-prefix-misses", "/pre", (), HOST, "default"),
     ("uri-regex", "/re/123", (), HOST, "regex"),
@@ -142,6 +151,16 @@ def test_redirect_answers_with_location_and_code(routed, via):
     assert result.status == 302
     assert result.header("location") == "http://elsewhere.example/new?keep=1"
     assert seen is None
+
+
+def test_redirect_derive_port(routed, via):
+    """derivePort FROM_REQUEST_PORT keeps the request's port on the new authority;
+    FROM_PROTOCOL_DEFAULT (Istio's enum default, as if unset) leaves the scheme's default."""
+    host = f"{HOST}:{routed.port}"
+    result, seen = _send(routed, via, "/old-port", host=host)
+    assert (result.status, result.header("location"), seen) == (301, f"http://elsewhere.example:{routed.port}/old-port", None)
+    result, _ = _send(routed, via, "/old-default", host=host)
+    assert (result.status, result.header("location")) == (301, "http://elsewhere.example/old-default")
 
 
 def test_direct_response(routed, via):

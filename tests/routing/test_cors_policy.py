@@ -20,5 +20,6 @@ def test_headers_only_for_what_is_configured():
     assert bare.response_ops("o").set == (("access-control-allow-origin", "o"),)
     full = CompiledCors.from_model(model.CorsPolicy(allow_methods=("GET",), max_age=0, allow_credentials=False,
                                                     expose_headers=("a", "b")))
-    assert dict(full.preflight) == {b"access-control-allow-methods": b"GET", b"access-control-max-age": b"0"}
+    assert dict(full.preflight) == {b"access-control-allow-methods": b"GET", b"access-control-max-age": b"0",
+                                    b"access-control-expose-headers": b"a,b"}  # as Envoy's filter sends it
     assert dict(full.response) == {"access-control-expose-headers": "a,b"}

@@ -432,3 +432,14 @@ def test_a_vs_host_whose_service_lacks_the_port_is_bound_on_port_80_only(listene
     snap = compile_(services, [route])
     found = snap.captured_outbound[listener_port].route_table.match(Req(authority=nginx, port=listener_port))
     assert (found is not None) is bound
+
+
+def test_an_endpoint_behind_another_networks_gateway_is_left_out():
+    """WorkloadEntry `network`: with an address the endpoint is reached directly (pymesh is one
+    network); without one Istio reaches it through that network's gateway, which pymesh lacks."""
+    near = m.WorkloadEntrySpec(address="127.0.0.2", network="network1")
+    far = m.WorkloadEntrySpec(address="", network="network2")
+    snap = compile_([se("db.example.com", endpoints=(near, far), resolution="STATIC")])
+    cluster = snap.clusters["outbound|9080||db.example.com"]
+    assert [e.address for e in cluster.endpoints] == ["127.0.0.2"]
+    assert any("network2" in w and "left out" in w for w in snap.warnings)

@@ -72,6 +72,16 @@ CASES = [
     ("sourceLabels differ", m.HTTPMatchRequest(source_labels={"app": "web"}), Req(source_labels={"app": "api"}), False),
     ("fields are ANDed", m.HTTPMatchRequest(uri=prefix("/a"), method=exact("GET")), Req(path="/a", method="PUT"), False),
     ("empty match block matches all", m.HTTPMatchRequest(), Req(path="/anything"), True),
+    # pseudo-headers, which Istio lets headers and withoutHeaders name, read the request's own fields
+    ("header :method", m.HTTPMatchRequest(headers={":method": exact("POST")}), Req(method="POST"), True),
+    ("header :method miss", m.HTTPMatchRequest(headers={":method": exact("POST")}), Req(method="GET"), False),
+    ("header :path", m.HTTPMatchRequest(headers={":path": prefix("/api?")}), Req(path="/api?x=1"), True),
+    ("header :authority", m.HTTPMatchRequest(headers={":authority": exact("reviews:9080")}),
+     Req(authority="reviews:9080"), True),
+    ("header :scheme", m.HTTPMatchRequest(headers={":scheme": exact("http")}), Req(scheme="http"), True),
+    ("header :status never on a request", m.HTTPMatchRequest(headers={":status": prefix("")}), Req(), False),
+    ("withoutHeaders :method", m.HTTPMatchRequest(without_headers={":method": exact("GET")}), Req(method="GET"), False),
+    ("withoutHeaders :status", m.HTTPMatchRequest(without_headers={":status": prefix("")}), Req(), True),
 ]
 
 

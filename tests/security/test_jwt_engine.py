@@ -26,7 +26,7 @@ def run(token: str, provider: Provider, keys: jwt.Jwks, now: float = NOW):
         jwt.check_signature(parsed, keys)
     except JwtFailure as failure:
         return failure.status, failure.message
-    return jwt.principal_of(parsed)
+    return jwt.principal_of(parsed, chosen)
 
 
 def keys(issuer: Issuer, *kids: str) -> jwt.Jwks:

@@ -74,6 +74,7 @@ class ObjectStatus:
     listeners: tuple[ListenerStatus, ...] = ()
     parents: tuple[ParentStatus, ...] = ()
     addresses: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # valid settings that do nothing here, for analyze to warn about
 
     def to_json(self) -> dict:
         out: dict = {"kind": self.kind, "namespace": self.namespace, "name": self.name}
@@ -88,7 +89,7 @@ class ObjectStatus:
         return out
 
     def problems(self) -> list[str]:
-        """One line per condition not in its good state (Conflicted is good when False)."""
+        """One line per condition not in its good state (Conflicted is good when False), and per note."""
         where = f"{self.kind} {self.namespace}/{self.name}"
         out = [f"{where}: {c.type} {c.reason}: {c.message}" for c in self.conditions if c.status == (c.type == CONFLICTED)]
         for l in self.listeners:
@@ -96,7 +97,7 @@ class ObjectStatus:
                     if c.status == (c.type == CONFLICTED)]
         for p in self.parents:
             out += [f"{where} parent {p.parent}: {c.type} {c.reason}: {c.message}" for c in p.conditions if not c.status]
-        return out
+        return out + [f"{where}: {note}" for note in self.notes]
 
 
 @dataclass

@@ -90,8 +90,10 @@ class Gateways:
         for gc in config.gateway_classes:
             classes[gc.metadata.name] = gc.controller_name
             if gc.controller_name in CONTROLLERS:
+                note = (f"parametersRef {gc.parameters_ref} has no effect: it configures the gateway deployment "
+                        "Istio would create, and pymesh creates none",) if gc.parameters_ref else ()
                 self.statuses.append(c.ObjectStatus("GatewayClass", "", gc.metadata.name,
-                                                    (c.ok(c.ACCEPTED, "Handled by pymesh"),)))
+                                                    (c.ok(c.ACCEPTED, "Handled by pymesh"),), notes=note))
         self.gateways: dict[tuple[str, str], model.KubernetesGateway] = {}
         self.listeners: dict[tuple[str, str], list[Listener]] = {}
         self.istio: list[model.Gateway] = []

@@ -125,7 +125,7 @@ def _istio_key(m: model.HTTPMatchRequest) -> tuple:
 
 def _base_route(ctx: RuleContext, rule: model.RouteRule, name: str) -> model.HTTPRoute:
     request = response = model.HeaderOperations()
-    redirect = rewrite = None
+    redirect = rewrite = cors = None
     mirrors = []
     failed = False
     for f in rule.filters:
@@ -140,6 +140,8 @@ def _base_route(ctx: RuleContext, rule: model.RouteRule, name: str) -> model.HTT
                 # "When empty, port (if specified) of the request is used", unless the scheme changes
                 derive_port="" if r.port else ("FROM_PROTOCOL_DEFAULT" if r.scheme else "FROM_REQUEST_PORT"),
             )
+        elif f.type == "CORS" and f.cors:
+            cors = f.cors
         elif f.type == "URLRewrite" and f.url_rewrite:
             rewrite = model.HTTPRewrite(authority=f.url_rewrite.hostname)
         elif f.type == "RequestMirror" and f.request_mirror:
@@ -161,7 +163,8 @@ def _base_route(ctx: RuleContext, rule: model.RouteRule, name: str) -> model.HTT
         else:
             timeout = rule.backend_request_timeout
     route = model.HTTPRoute(name=name, headers=model.Headers(request=request, response=response),
-                            timeout=timeout, retries=retries, mirrors=tuple(mirrors), rewrite=rewrite)
+                            timeout=timeout, retries=retries, mirrors=tuple(mirrors), rewrite=rewrite,
+                            cors_policy=cors)
     if failed:
         return replace(route, direct_response=model.HTTPDirectResponse(500), mirrors=(), rewrite=None)
     if redirect is not None:
