@@ -57,7 +57,7 @@ def two_sidecars(upstreams, proxies, tracing, app_handler=None, http=None):
 
 
 @pytest.mark.parametrize("kind", ["opentelemetry", "zipkin"])
-def test_a_retried_request_through_two_sidecars_is_one_trace(tmp_path, upstreams, proxies, collector, via, kind):
+def test_a_retried_request_through_two_sidecars_is_one_trace(upstreams, proxies, collector, via, kind):
     sink = collector()
     port, app, _ = two_sidecars(upstreams, proxies, tracing_config(kind, sink.port),
                                 sequence(Reply(500, body=b"first"), then=Reply(200, body=b"ok")), http=RETRY)
@@ -122,7 +122,7 @@ def test_without_a_provider_headers_pass_untouched(upstreams, proxies):
     ({"b3": f"{TRACE}-{PARENT}-1"},
      lambda req, span: req.header("b3") == f"{TRACE}-{span}-1-{PARENT}"),
 ], ids=["w3c", "b3-multi-64bit", "b3-single"])
-def test_an_incoming_trace_is_joined(tmp_path, upstreams, proxies, collector, incoming, check):
+def test_an_incoming_trace_is_joined(upstreams, proxies, collector, incoming, check):
     sink = collector()
     port, app, _ = one_sidecar(upstreams, proxies, "opentelemetry", sink.port, sampling=0.0)
     args = [a for name, value in incoming.items() for a in ("-H", f"{name}: {value}")]
@@ -141,7 +141,7 @@ def stat(proxy, name: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def test_sampling_zero_percent_and_forced(tmp_path, upstreams, proxies, collector):
+def test_sampling_zero_percent_and_forced(upstreams, proxies, collector):
     sink = collector()
     port, app, proxy = one_sidecar(upstreams, proxies, "zipkin", sink.port, sampling=0.0)
     for i in range(20):
@@ -160,7 +160,7 @@ def test_sampling_zero_percent_and_forced(tmp_path, upstreams, proxies, collecto
     assert app.requests[-1].header("traceparent").endswith("-00")
 
 
-def test_sampling_all_with_custom_tags(tmp_path, upstreams, proxies, collector):
+def test_sampling_all_with_custom_tags(upstreams, proxies, collector):
     sink = collector()
     tags = {"team": {"literal": {"value": "reviews"}}, "tenant": {"header": {"name": "x-tenant", "defaultValue": "none"}},
             "home": {"environment": {"name": "HOME", "defaultValue": "?"}}}
@@ -178,7 +178,7 @@ def test_sampling_all_with_custom_tags(tmp_path, upstreams, proxies, collector):
 
 
 @pytest.mark.parametrize("trouble", ["down", "slow", "error"])
-def test_a_collector_in_trouble_costs_the_requests_nothing(tmp_path, upstreams, proxies, collector, trouble):
+def test_a_collector_in_trouble_costs_the_requests_nothing(upstreams, proxies, collector, trouble):
     if trouble == "down":
         port_of_collector = free_port()  # nothing listens there
     else:
@@ -216,7 +216,7 @@ def test_the_bookinfo_gateway_reports_client_spans_named_by_its_routes(tmp_path,
         gateway.kill()
 
 
-def test_the_provider_service_is_found_in_the_mesh_registry(tmp_path, upstreams, proxies, collector):
+def test_the_provider_service_is_found_in_the_mesh_registry(upstreams, proxies, collector):
     """Istio's extensionProviders name a mesh service (`zipkin.istio-system.svc.cluster.local`,
     port 9411): spans go to that service's endpoints, here a ServiceEntry's."""
     sink = collector()
@@ -230,7 +230,7 @@ def test_the_provider_service_is_found_in_the_mesh_registry(tmp_path, upstreams,
     assert span["kind"] == "CLIENT"
 
 
-def test_otlp_over_grpc_as_istio_defaults_it(tmp_path, upstreams, proxies):
+def test_otlp_over_grpc_as_istio_defaults_it(upstreams, proxies):
     """Istio's opentelemetry provider without an `http` block exports OTLP/gRPC (port 4317)."""
     from trace_collector import GrpcCollector
 
@@ -247,7 +247,7 @@ def test_otlp_over_grpc_as_istio_defaults_it(tmp_path, upstreams, proxies):
         sink.stop()
 
 
-def test_the_last_spans_leave_when_the_proxy_stops(tmp_path, upstreams, proxies, collector):
+def test_the_last_spans_leave_when_the_proxy_stops(upstreams, proxies, collector):
     sink = collector()
     port, _, proxy = one_sidecar(upstreams, proxies, "zipkin", sink.port)
     assert curl(port, "/last").status == 200
@@ -271,7 +271,7 @@ ISTIO_TRACING_TASKS = {
 
 
 @pytest.mark.parametrize("task", sorted(ISTIO_TRACING_TASKS))
-def test_istio_mesh_config_and_telemetry_turn_tracing_on(tmp_path, upstreams, proxies, collector, task):
+def test_istio_mesh_config_and_telemetry_turn_tracing_on(upstreams, proxies, collector, task):
     """The tasks' resources as Istio takes them: the provider in the istio ConfigMap's
     extensionProviders, a mesh-wide Telemetry naming it at 100%; the collector is a mesh
     service (a ServiceEntry to the local collector)."""
