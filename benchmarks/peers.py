@@ -98,18 +98,21 @@ def _pymesh_argv(binary: str, config: Path, params: dict) -> list[str]:
 def _pymesh_traced_argv(binary: str, config: Path, params: dict) -> list[str]:
     """pymesh with tracing on at Istio's default 1% (OpenTelemetry, OTLP/HTTP to the upstream nginx,
     which answers any POST 200: a local collector sink that costs the proxy's side nothing) and its
-    access log written to a file. The policy reaches the proxy through pymesh.proxy.tracing's
-    override file until Telemetry resources compile into the snapshot."""
-    from pymesh.api import codec
-    from pymesh.proxy.tracing import OVERRIDE_ENV
-    from pymesh.telemetry.policy import TelemetryPolicy, TraceProvider, TracingPolicy
-
-    provider = TraceProvider(name="otel", kind="opentelemetry", service="127.0.0.1", port=params["upstream_port"])
-    policy = config.parent / f"telemetry-{params['admin_port']}.json"
-    policy.write_text(json.dumps(codec.encode(TelemetryPolicy(tracing=TracingPolicy(provider, sampling_percent=1.0)))))
+    access log written to a file. Configured as Istio's tracing tasks do: the provider in the mesh
+    config (extensionProviders + defaultProviders) and a mesh-wide Telemetry's sampling."""
+    mesh = {"extensionProviders": [{"name": "otel", "opentelemetry": {
+                "service": "127.0.0.1", "port": params["upstream_port"], "http": {"path": "/v1/traces"}}}],
+            "defaultProviders": {"tracing": ["otel"]}}
+    telemetry = {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+                 "metadata": {"name": "mesh-default", "namespace": "istio-system"},
+                 "spec": {"tracing": [{"randomSamplingPercentage": 1.0}]}}
+    mesh_path = config.parent / f"mesh-{params['admin_port']}.yaml"
+    telemetry_path = config.parent / f"telemetry-{params['admin_port']}.yaml"
+    mesh_path.write_text(json.dumps(mesh))  # JSON is YAML
+    telemetry_path.write_text(json.dumps(telemetry))
     argv = _pymesh_argv(binary, config, params)
     argv[argv.index("--access-log") + 1] = str(config.parent / f"access-{params['admin_port']}.log")
-    return ["/usr/bin/env", f"{OVERRIDE_ENV}={policy}", *argv]
+    return [*argv, "--config", str(telemetry_path), "--mesh-config", str(mesh_path)]
 
 
 def _envoy_argv(binary: str, config: Path, params: dict) -> list[str]:

@@ -17,37 +17,20 @@ Export (pymesh.proxy.trace_export, one Exporter per provider per worker) never t
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import time
 
-from pymesh.api import codec
 from pymesh.proxy.random_source import RNG as _rng
 from pymesh.proxy.trace_export import Exporter, collector_targets
 from pymesh.telemetry import trace_context as tc
 from pymesh.telemetry.metrics import Peer
-from pymesh.telemetry.policy import TelemetryPolicy, TracingPolicy
+from pymesh.telemetry.policy import TracingPolicy
 from pymesh.telemetry.spans import CLIENT, SERVER, Resource, Span
 
 DRAIN_TIMEOUT = 2.0  # at shutdown, how long the last spans may take to leave
 MESH_ID = "cluster.local"  # Istio's default meshId (its trust domain)
 # the format each provider kind writes when a request came without one
 _NATIVE = {"opentelemetry": tc.W3C, "zipkin": tc.B3_MULTI}
-# a test (or a benchmark) that sets the policy before the Telemetry API's compiler sets it: a JSON
-# file of a TelemetryPolicy (pymesh.api.codec's form)
-OVERRIDE_ENV = "PYMESH_TEST_TELEMETRY"
-
-
-@functools.cache
-def _override(path: str) -> TelemetryPolicy:
-    with open(path, encoding="utf-8") as file:
-        return codec.decode(TelemetryPolicy, json.load(file))
-
-
-def tracing_policy(snapshot) -> TracingPolicy:
-    path = os.environ.get(OVERRIDE_ENV)
-    return _override(path).tracing if path else snapshot.telemetry.tracing
 
 
 class ActiveSpan:
@@ -270,7 +253,7 @@ class Tracing:
         self.exporters: dict[tuple, Exporter] = {}
 
     def tracer_for(self, snapshot) -> Tracer | None:
-        policy = tracing_policy(snapshot)
+        policy = snapshot.telemetry.tracing
         if policy.provider is None:
             self._retain(())
             return None

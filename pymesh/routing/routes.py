@@ -296,10 +296,16 @@ class RouteContext:
         return TcpRoute(clusters=(WeightedCluster(cluster=outbound_name(port, "", svc.host), weight=100),), total_weight=100)
 
 
+# Istio's inbound routes carry no retry policy (BuildDefaultHTTPInboundRoute; only outbound routes
+# get retry.DefaultPolicy()): the caller's sidecar retries, the app's answer passes through once
+NO_RETRIES = model.HTTPRetry(attempts=0)
+
+
 def inbound_route_table(port: int, cluster: str, rate_limits: RateLimits = NO_RATE_LIMITS) -> CompiledRouteTable:
-    """Inbound traffic goes to the local app whatever its authority; no VirtualService applies
-    (a LocalRateLimit may: its rules name the route by its cluster, or name none)."""
+    """Inbound traffic goes to the local app whatever its authority, never retried; no
+    VirtualService applies (a LocalRateLimit may: its rules name the route by its cluster, or
+    name none)."""
     route = Route(name=cluster, virtual_service="", clusters=(WeightedCluster(cluster=cluster, weight=100),), total_weight=100,
-                  rate_limit=rate_limits.for_route(cluster, "INBOUND"))
+                  retries=NO_RETRIES, rate_limit=rate_limits.for_route(cluster, "INBOUND"))
     vh = VirtualHost(name=f"inbound|{port}", domains=("*",), routes=(CompiledRoute(route=route, matches=(), matchers=()),))
     return CompiledRouteTable(port, (vh,))

@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from proxy_harness import (
-    Client, Reply, curl, destination_rule, endpoint, free_port, http_mesh, samples, sequence, service_entry, sidecar,
-    to_subset, virtual_service, wait_until,
+    Client, Reply, curl, destination_rule, endpoint, free_port, http_mesh, inbound_mesh, samples, sequence, service_entry,
+    sidecar, to_subset, virtual_service, wait_until,
 )
 
 pytestmark = pytest.mark.timeout(90)
@@ -129,6 +129,27 @@ def test_a_client_attempt_count_is_replaced_outbound(upstreams, proxies, via):
     proxies(http_mesh(port, {"v1": up}))
     assert curl(port, "/", *via, "-H", "x-envoy-attempt-count: 7").status == 200
     assert up.wait_requests(1)[0].header_all("x-envoy-attempt-count") == ["1"]
+
+
+# --- inbound: Istio's inbound routes carry no retry policy -----------------------------------------
+
+
+def test_the_inbound_side_passes_the_apps_503_through_once(upstreams, proxies, via):
+    """Istio builds inbound routes without a retry policy (BuildDefaultHTTPInboundRoute): the app's
+    503 reaches the caller after one request; only the caller's (outbound) sidecar retries it."""
+    app = upstreams("app", sequence(Reply(503, [], b"busy"), then=OK))
+    inbound_port = free_port()
+    inbound = proxies(inbound_mesh(inbound_port, app), labels="app=reviews")
+    result = curl(inbound_port, "/once", *via)
+    assert (result.status, result.body) == (503, b"busy")
+    assert app.count() == 1 and inbound.stat("upstream_rq_retry") == 0
+    # through the caller's sidecar: Istio's default outbound policy retries the 503 once, and the
+    # inbound side forwards each attempt once
+    port = free_port()
+    outbound = proxies([service_entry(port, [endpoint(inbound_port)]), sidecar((port, "HTTP"))])
+    app.handler = sequence(Reply(503, [], b"busy"), then=OK)
+    assert curl(port, "/twice", *via).status == 200
+    assert app.count() == 3 and outbound.stat("upstream_rq_retry") == 1 and inbound.stat("upstream_rq_retry") == 0
 
 
 # --- which host a retry goes to -------------------------------------------------------------------

@@ -12,8 +12,7 @@ import pytest
 from ports import free_port
 from proxy_harness import (Reply, curl, endpoint, http_get, inbound_mesh, sequence, service_entry, sidecar, virtual_service,
                            wait_until)
-from pymesh.telemetry.policy import CustomTag
-from trace_collector import Collector, tracing_env
+from trace_collector import Collector, tracing_config
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -35,33 +34,32 @@ def collector():
         server.stop()
 
 
-def one_sidecar(tmp_path, upstreams, proxies, kind: str, collector_port: int, **policy):
+def one_sidecar(upstreams, proxies, kind: str, collector_port: int, **policy):
     """client -> outbound sidecar (app=productpage) tracing to the collector -> app."""
     app = upstreams("app")
     port = free_port()
-    proxy = proxies([service_entry(port, [endpoint(app)]), sidecar((port, "HTTP"))], labels="app=productpage",
-                    env=tracing_env(tmp_path, kind, collector_port, **policy))
+    proxy = proxies([service_entry(port, [endpoint(app)]), sidecar((port, "HTTP")),
+                     *tracing_config(kind, collector_port, **policy)], labels="app=productpage")
     return port, app, proxy
 
 
-def two_sidecars(tmp_path, upstreams, proxies, env, app_handler=None, http=None):
+def two_sidecars(upstreams, proxies, tracing, app_handler=None, http=None):
     """client -> outbound sidecar (app=productpage) -> inbound sidecar (app=reviews) -> app."""
     app = upstreams("app", app_handler)
     inbound_port = free_port()
-    proxies(inbound_mesh(inbound_port, app), labels="app=reviews,version=v2", env=env)
+    proxies(inbound_mesh(inbound_port, app) + tracing, labels="app=reviews,version=v2")
     port = free_port()
-    resources = [service_entry(port, [endpoint(inbound_port)]), sidecar((port, "HTTP"))]
+    resources = [service_entry(port, [endpoint(inbound_port)]), sidecar((port, "HTTP")), *tracing]
     if http is not None:
         resources.append(virtual_service(http))
-    client = proxies(resources, labels="app=productpage,version=v1", env=env)
+    client = proxies(resources, labels="app=productpage,version=v1")
     return port, app, client
 
 
 @pytest.mark.parametrize("kind", ["opentelemetry", "zipkin"])
-def test_a_retried_request_through_two_sidecars_is_one_trace(tmp_path, upstreams, proxies, collector, via, kind):
+def test_a_retried_request_through_two_sidecars_is_one_trace(upstreams, proxies, collector, via, kind):
     sink = collector()
-    env = tracing_env(tmp_path, kind, sink.port)
-    port, app, _ = two_sidecars(tmp_path, upstreams, proxies, env,
+    port, app, _ = two_sidecars(upstreams, proxies, tracing_config(kind, sink.port),
                                 sequence(Reply(500, body=b"first"), then=Reply(200, body=b"ok")), http=RETRY)
     result = curl(port, "/reviews/1", *via, "-H", "user-agent: trace-test")
     assert result.status == 200, result
@@ -124,9 +122,9 @@ def test_without_a_provider_headers_pass_untouched(upstreams, proxies):
     ({"b3": f"{TRACE}-{PARENT}-1"},
      lambda req, span: req.header("b3") == f"{TRACE}-{span}-1-{PARENT}"),
 ], ids=["w3c", "b3-multi-64bit", "b3-single"])
-def test_an_incoming_trace_is_joined(tmp_path, upstreams, proxies, collector, incoming, check):
+def test_an_incoming_trace_is_joined(upstreams, proxies, collector, incoming, check):
     sink = collector()
-    port, app, _ = one_sidecar(tmp_path, upstreams, proxies, "opentelemetry", sink.port, sampling=0.0)
+    port, app, _ = one_sidecar(upstreams, proxies, "opentelemetry", sink.port, sampling=0.0)
     args = [a for name, value in incoming.items() for a in ("-H", f"{name}: {value}")]
     assert curl(port, "/", *args).status == 200
     [span] = sink.wait_spans(1)  # sampled by the caller, though this proxy samples 0%
@@ -143,9 +141,9 @@ def stat(proxy, name: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def test_sampling_zero_percent_and_forced(tmp_path, upstreams, proxies, collector):
+def test_sampling_zero_percent_and_forced(upstreams, proxies, collector):
     sink = collector()
-    port, app, proxy = one_sidecar(tmp_path, upstreams, proxies, "zipkin", sink.port, sampling=0.0)
+    port, app, proxy = one_sidecar(upstreams, proxies, "zipkin", sink.port, sampling=0.0)
     for i in range(20):
         assert curl(port, f"/n{i}").status == 200
     # unsampled requests still carry a context, marked unsampled, to the next hop
@@ -162,11 +160,11 @@ def test_sampling_zero_percent_and_forced(tmp_path, upstreams, proxies, collecto
     assert app.requests[-1].header("traceparent").endswith("-00")
 
 
-def test_sampling_all_with_custom_tags(tmp_path, upstreams, proxies, collector):
+def test_sampling_all_with_custom_tags(upstreams, proxies, collector):
     sink = collector()
-    tags = (CustomTag("team", "literal", "reviews"), CustomTag("tenant", "header", "x-tenant", "none"),
-            CustomTag("home", "environment", "HOME", "?"))
-    port, app, proxy = one_sidecar(tmp_path, upstreams, proxies, "opentelemetry", sink.port, sampling=100.0,
+    tags = {"team": {"literal": {"value": "reviews"}}, "tenant": {"header": {"name": "x-tenant", "defaultValue": "none"}},
+            "home": {"environment": {"name": "HOME", "defaultValue": "?"}}}
+    port, app, proxy = one_sidecar(upstreams, proxies, "opentelemetry", sink.port, sampling=100.0,
                                    custom_tags=tags)
     for i in range(10):
         assert curl(port, f"/n{i}", *(("-H", "x-tenant: acme") if i == 0 else ())).status == 200
@@ -180,13 +178,13 @@ def test_sampling_all_with_custom_tags(tmp_path, upstreams, proxies, collector):
 
 
 @pytest.mark.parametrize("trouble", ["down", "slow", "error"])
-def test_a_collector_in_trouble_costs_the_requests_nothing(tmp_path, upstreams, proxies, collector, trouble):
+def test_a_collector_in_trouble_costs_the_requests_nothing(upstreams, proxies, collector, trouble):
     if trouble == "down":
         port_of_collector = free_port()  # nothing listens there
     else:
         sink = collector(delay=3.0) if trouble == "slow" else collector(status=500)
         port_of_collector = sink.port
-    port, _, proxy = one_sidecar(tmp_path, upstreams, proxies, "opentelemetry", port_of_collector, timeout=0.5)
+    port, _, proxy = one_sidecar(upstreams, proxies, "opentelemetry", port_of_collector, timeout="0.5s")
     for i in range(30):
         assert curl(port, f"/n{i}").status == 200
     failed = "tracing.opentelemetry.reports_dropped" if trouble == "error" else "tracing.opentelemetry.reports_failed"
@@ -195,14 +193,14 @@ def test_a_collector_in_trouble_costs_the_requests_nothing(tmp_path, upstreams, 
 
 
 def test_the_bookinfo_gateway_reports_client_spans_named_by_its_routes(tmp_path, upstreams, collector):
-    from proxy_harness import Proxy
+    from proxy_harness import Proxy, dump_yaml
     from test_gateway_bookinfo import SERVICES, bookinfo_config
 
     sink = collector()
     apps = {name: upstreams(name) for name in SERVICES}
     listen = free_port()
-    gateway = Proxy(tmp_path / "gw", bookinfo_config(apps, listen), name="gateway", subcommand="gateway",
-                    env=tracing_env(tmp_path, "zipkin", sink.port))
+    config = bookinfo_config(apps, listen) + "\n---\n" + dump_yaml(tracing_config("zipkin", sink.port))
+    gateway = Proxy(tmp_path / "gw", config, name="gateway", subcommand="gateway")
     try:
         gateway.start()
         for path in ("/productpage", "/static/app.css", "/api/v1/products/1"):
@@ -218,28 +216,28 @@ def test_the_bookinfo_gateway_reports_client_spans_named_by_its_routes(tmp_path,
         gateway.kill()
 
 
-def test_the_provider_service_is_found_in_the_mesh_registry(tmp_path, upstreams, proxies, collector):
+def test_the_provider_service_is_found_in_the_mesh_registry(upstreams, proxies, collector):
     """Istio's extensionProviders name a mesh service (`zipkin.istio-system.svc.cluster.local`,
     port 9411): spans go to that service's endpoints, here a ServiceEntry's."""
     sink = collector()
     app = upstreams("app")
     port = free_port()
     zipkin = service_entry(9411, [endpoint(sink.port)], host="zipkin.istio-system.svc.cluster.local", name="zipkin")
-    proxies([service_entry(port, [endpoint(app)]), zipkin, sidecar((port, "HTTP"))],
-            env=tracing_env(tmp_path, "zipkin", 9411, service="istio-system/zipkin.istio-system.svc.cluster.local"))
+    proxies([service_entry(port, [endpoint(app)]), zipkin, sidecar((port, "HTTP")),
+             *tracing_config("zipkin", 9411, service="istio-system/zipkin.istio-system.svc.cluster.local")])
     assert curl(port, "/").status == 200
     [span] = sink.wait_spans(1)
     assert span["kind"] == "CLIENT"
 
 
-def test_otlp_over_grpc_as_istio_defaults_it(tmp_path, upstreams, proxies):
+def test_otlp_over_grpc_as_istio_defaults_it(upstreams, proxies):
     """Istio's opentelemetry provider without an `http` block exports OTLP/gRPC (port 4317)."""
     from trace_collector import GrpcCollector
 
     sink = GrpcCollector()
     try:
-        port, app, _ = one_sidecar(tmp_path, upstreams, proxies, "opentelemetry", sink.port, transport="grpc",
-                                   headers=(("x-tenant", "acme"),))
+        port, app, _ = one_sidecar(upstreams, proxies, "opentelemetry", sink.port, transport="grpc",
+                                   headers={"x-tenant": "acme"})
         for i in range(3):
             assert curl(port, f"/g{i}").status == 200
         spans = sink.wait_spans(3)
@@ -249,9 +247,9 @@ def test_otlp_over_grpc_as_istio_defaults_it(tmp_path, upstreams, proxies):
         sink.stop()
 
 
-def test_the_last_spans_leave_when_the_proxy_stops(tmp_path, upstreams, proxies, collector):
+def test_the_last_spans_leave_when_the_proxy_stops(upstreams, proxies, collector):
     sink = collector()
-    port, _, proxy = one_sidecar(tmp_path, upstreams, proxies, "zipkin", sink.port)
+    port, _, proxy = one_sidecar(upstreams, proxies, "zipkin", sink.port)
     assert curl(port, "/last").status == 200
     assert proxy.stop() == 0  # before the flush timer fired
     [span] = sink.wait_spans(1)
@@ -273,7 +271,7 @@ ISTIO_TRACING_TASKS = {
 
 
 @pytest.mark.parametrize("task", sorted(ISTIO_TRACING_TASKS))
-def test_istio_mesh_config_and_telemetry_turn_tracing_on(tmp_path, upstreams, proxies, collector, task):
+def test_istio_mesh_config_and_telemetry_turn_tracing_on(upstreams, proxies, collector, task):
     """The tasks' resources as Istio takes them: the provider in the istio ConfigMap's
     extensionProviders, a mesh-wide Telemetry naming it at 100%; the collector is a mesh
     service (a ServiceEntry to the local collector)."""

@@ -1,7 +1,7 @@
 """A trace collector for the tracing tests: a real HTTP server that takes OTLP/HTTP protobuf
 (`POST /v1/traces`, decoded with opentelemetry-proto's generated classes) and Zipkin v2 JSON
 (`POST /api/v2/spans`) and keeps every span as a plain dict; knobs make it slow or failing.
-Also writes the TelemetryPolicy file the proxies read (pymesh.proxy.tracing.OVERRIDE_ENV)."""
+Also builds the configuration that points proxies at it, as Istio's tracing tasks write it."""
 
 from __future__ import annotations
 
@@ -9,15 +9,11 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 import waiting
-from pymesh.api import codec
-from pymesh.proxy.tracing import OVERRIDE_ENV
-from pymesh.telemetry.policy import TelemetryPolicy, TraceProvider, TracingPolicy
 
 _KIND = {trace_pb2.Span.SPAN_KIND_CLIENT: "CLIENT", trace_pb2.Span.SPAN_KIND_SERVER: "SERVER"}
 
@@ -125,12 +121,25 @@ class GrpcCollector:
         self.server.stop(None)
 
 
-def tracing_env(workdir: Path, kind: str, port: int, sampling: float = 100.0, service: str = "127.0.0.1",
-                transport: str = "http", **policy) -> dict[str, str]:
-    """The environment that makes a proxy trace to `service:port` with this policy."""
-    provider = TraceProvider(name=kind, kind=kind, service=service, port=port, timeout=policy.pop("timeout", 5.0),
-                             transport=transport, headers=policy.pop("headers", ()))
-    telemetry = TelemetryPolicy(tracing=TracingPolicy(provider=provider, sampling_percent=sampling, **policy))
-    path = Path(workdir) / f"telemetry-{kind}-{port}-{sampling}.json"
-    path.write_text(json.dumps(codec.encode(telemetry)))
-    return {OVERRIDE_ENV: str(path)}
+def tracing_config(kind: str, port: int, sampling: float = 100.0, service: str = "127.0.0.1",
+                   transport: str = "http", timeout: str | None = None, headers: dict[str, str] | None = None,
+                   custom_tags: dict | None = None) -> list[dict]:
+    """The resources that make a proxy trace to `service:port`, as Istio's tracing tasks configure
+    it: the provider in the `istio` ConfigMap's extensionProviders (an opentelemetry one with an
+    `http` block for OTLP/HTTP, without for OTLP/gRPC) and a mesh-wide Telemetry naming it."""
+    provider: dict = {"service": service, "port": port}
+    options = {**({"timeout": timeout} if timeout else {})}
+    header_list = [{"name": k, "value": v} for k, v in (headers or {}).items()]
+    if kind == "zipkin":
+        provider.update(options, **({"headers": header_list} if header_list else {}))
+    elif transport == "http":
+        provider["http"] = {"path": "/v1/traces", **options, **({"headers": header_list} if header_list else {})}
+    else:
+        provider["grpc"] = {**options, **({"initialMetadata": header_list} if header_list else {})}
+    mesh = {"extensionProviders": [{"name": kind, kind: provider}]}
+    tracing = {"providers": [{"name": kind}], "randomSamplingPercentage": sampling,
+               **({"customTags": custom_tags} if custom_tags else {})}
+    return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
+             "data": {"mesh": json.dumps(mesh)}},
+            {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+             "metadata": {"name": "mesh-default", "namespace": "istio-system"}, "spec": {"tracing": [tracing]}}]
