@@ -25,15 +25,14 @@ from pymesh.policy.outcome import Outcome, classify
 from pymesh.policy.retry import RETRIABLE_HEADER_NAMES, header_names
 from pymesh.policy.retry_hosts import retry_host
 from pymesh.proxy.filters import GATEWAY_SERVER
-from pymesh.proxy.interfaces import PAUSE
 from pymesh.proxy.headers import apply_header_ops
-from pymesh.proxy.interfaces import Downstream, UpstreamConnection
+from pymesh.proxy.interfaces import PAUSE, Downstream, UpstreamConnection
 from pymesh.proxy.local_reply import LocalReply, local_reply_for, redirect_reply
 from pymesh.proxy.mirror import start_shadows
 from pymesh.proxy.random_source import RNG as _rng
 from pymesh.proxy.upstream_tls import TlsFailure
 from pymesh.routing.pick import pick_weighted
-from pymesh.routing.snapshot import Route, WeightedCluster
+from pymesh.routing.snapshot import NO_RETRIES, Route, WeightedCluster
 from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER
 
 REPLAY_LIMIT = 64 * 1024
@@ -50,7 +49,7 @@ _REPLACED_OUTBOUND = _REPLACED | {ATTEMPT_COUNT}
 
 PASSTHROUGH_ROUTE = Route(
     name="allow_any", virtual_service="",
-    clusters=(WeightedCluster(cluster="PassthroughCluster", weight=100),), total_weight=100,
+    clusters=(WeightedCluster(cluster="PassthroughCluster", weight=100),), total_weight=100, retries=NO_RETRIES,
 )
 
 

@@ -16,7 +16,7 @@ from typing import Mapping
 from pymesh.api import model
 from pymesh.routing.clusters import outbound_name
 from pymesh.routing.registry import ServiceIndex
-from pymesh.routing.snapshot import Cluster, EgressProxy, Listener, Route, TcpRoute, WeightedCluster
+from pymesh.routing.snapshot import NO_RETRIES, Cluster, EgressProxy, Listener, Route, TcpRoute, WeightedCluster
 
 ROUTE_NAME = "allow_any"  # Istio's util.PassthroughRouteName: the catch-all route keeps its name
 LISTENER_NAME = "virtualOutbound"  # the capture listener whose catch-all chain this is
@@ -35,6 +35,6 @@ def compile_egress_proxy(sidecar: model.Sidecar | None, services: ServiceIndex, 
                         "subset); traffic to unknown destinations fails")
     to = (WeightedCluster(cluster=name, weight=100),)
     return EgressProxy(
-        route=Route(name=ROUTE_NAME, virtual_service="", clusters=to, total_weight=100),
+        route=Route(name=ROUTE_NAME, virtual_service="", clusters=to, total_weight=100, retries=NO_RETRIES),
         listener=Listener(LISTENER_NAME, "outbound", "", 0, "TCP", tcp_route=TcpRoute(to, 100)),
     )

@@ -20,7 +20,7 @@ from pymesh.routing.ratelimits import NONE as NO_RATE_LIMITS, RateLimits
 from pymesh.routing.registry import Service, ServiceIndex
 from pymesh.routing.scope import EgressScope, selects
 from pymesh.routing.sni import SniChain, SniTable
-from pymesh.routing.snapshot import Cluster, HeaderOps, MirrorPolicy, Route, TcpRoute, WeightedCluster
+from pymesh.routing.snapshot import NO_RETRIES, Cluster, HeaderOps, MirrorPolicy, Route, TcpRoute, WeightedCluster
 
 _NO_HEADERS = HeaderOps()
 
@@ -298,7 +298,6 @@ class RouteContext:
 
 # Istio's inbound routes carry no retry policy (BuildDefaultHTTPInboundRoute; only outbound routes
 # get retry.DefaultPolicy()): the caller's sidecar retries, the app's answer passes through once
-NO_RETRIES = model.HTTPRetry(attempts=0)
 
 
 def inbound_route_table(port: int, cluster: str, rate_limits: RateLimits = NO_RATE_LIMITS) -> CompiledRouteTable:

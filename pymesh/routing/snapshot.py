@@ -137,6 +137,11 @@ class MirrorPolicy:
     per_million: int  # > 0: Istio writes no policy for a 0% mirror
 
 
+# Istio's inbound, passthrough (allow_any) and egress-proxy routes have no retry policy; only
+# routes built for services get the default one (pymesh.policy.retry).
+NO_RETRIES = model.HTTPRetry(attempts=0)
+
+
 @dataclass(frozen=True)
 class Route:
     """A matched HTTP route: exactly one of forward (clusters), redirect or direct_response."""

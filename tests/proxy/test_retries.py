@@ -244,3 +244,11 @@ def test_max_retries_without_a_budget_still_limits(upstreams, proxies, via):
     assert up.count() == 3  # 0 is Istio's "unset": no limit
     entry = proxy.wait_log(lambda e: e["path"] == "/")
     assert entry["response_flags"] == "URX"
+
+
+def test_the_passthrough_route_has_no_retry_policy():
+    """Istio's allow_any route (buildCatchAllVirtualHost) retries nothing: a 503 from a host
+    outside the registry is the caller's to see, not retried by the default policy."""
+    from pymesh.proxy.exchange import PASSTHROUGH_ROUTE
+
+    assert PASSTHROUGH_ROUTE.retries is not None and PASSTHROUGH_ROUTE.retries.attempts == 0

@@ -35,6 +35,7 @@ def test_cluster_named_from_the_destination(proxy, cluster):
     to = (WeightedCluster(cluster=cluster, weight=100),)
     assert snap.egress_proxy.route.clusters == to and snap.egress_proxy.route.total_weight == 100
     assert snap.egress_proxy.route.name == "allow_any" and snap.egress_proxy.route.timeout is None  # Istio: no timeout
+    assert snap.egress_proxy.route.retries.attempts == 0  # and no retry policy (buildCatchAllVirtualHost)
     assert snap.egress_proxy.listener.tcp_route == TcpRoute(to, 100)
     assert cluster in snap.clusters and snap.warnings == ()
 
