@@ -4,11 +4,14 @@ metric labels. Messages are raw bytes (generic handlers, no generated stubs)."""
 
 from __future__ import annotations
 
+import threading
+
 import grpc
 import h2.events
 import pytest
 
 from grpc_echo import SERVICE, start_server
+from h2_upstream import H2Upstream
 from proxy_harness import HOST, endpoint, free_port, service_entry, sidecar, virtual_service
 from test_http2_downstream import H2Client
 
@@ -90,11 +93,15 @@ def test_without_a_matching_retry_condition_unavailable_reaches_the_client(echo,
     assert echo.calls["Flaky"] == 1
 
 
-def test_grpc_timeout_is_honoured_with_a_grpc_deadline_exceeded(echo, proxies):
+def test_grpc_timeout_is_honoured_with_a_grpc_deadline_exceeded(proxies):
     """A client that sends grpc-timeout but keeps no deadline of its own: the proxy ends the
     call at the deadline with a trailers-only DEADLINE_EXCEEDED (flag UT)."""
+    # An upstream that never answers and keeps no gRPC deadline of its own (a gRPC server would
+    # end the call itself at the forwarded grpc-timeout, racing the proxy on a loaded machine).
+    silent, hold = H2Upstream(), threading.Event()
+    silent.body_progress = lambda received: hold.wait(10)
     port = free_port()
-    proxy = proxies(grpc_mesh(port, echo))
+    proxy = proxies(grpc_mesh(port, silent))
     client = H2Client(port)
     try:
         client.conn.send_headers(1, [(":method", "POST"), (":path", f"/{SERVICE}/Hang"), (":scheme", "http"),
@@ -105,6 +112,8 @@ def test_grpc_timeout_is_honoured_with_a_grpc_deadline_exceeded(echo, proxies):
         events = client.events_until(lambda seen: any(isinstance(e, h2.events.StreamEnded) for e in seen))
     finally:
         client.close()
+        hold.set()
+        silent.stop()
     response = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
     headers = dict(response.headers)
     assert headers[b":status"] == b"200"
