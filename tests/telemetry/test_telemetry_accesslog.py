@@ -227,3 +227,23 @@ def test_lines_pending_at_fork_are_written_once(tmp_path):
 ])
 def test_redact_query_hides_token_parameters(path, expected):
     assert redact_query(path, frozenset({"access_token"})) == expected
+
+
+def test_repeating_fields_are_cached_but_bounded_and_lines_stay_exact(tmp_path, monkeypatch):
+    """Segments of repeating fields are escaped once; a flood of distinct hostile values (more
+    than the cache holds) still gives each line its own values, escaped, and the cache stays
+    bounded."""
+    monkeypatch.setattr(accesslog, "_MAX_SEGMENTS", 8)
+    out = tmp_path / "access.log"
+    log = AccessLog("json", str(out))
+    agents = [f'evil "{i}" \\ \x01\udcff' for i in range(30)]
+    for i, agent in enumerate(agents):
+        request(log, path=f"/p{i % 3}", user_agent=agent, request_id=f'id"{i}' if i % 2 else "")
+    log.close()
+    entries = [json.loads(line) for line in lines(out)]
+    assert [e["user_agent"] for e in entries] == agents
+    assert [e["path"] for e in entries] == [f"/p{i % 3}" for i in range(30)]
+    assert [e["request_id"] for e in entries] == [f'id"{i}' if i % 2 else None for i in range(30)]
+    assert max(len(log._heads), len(log._upstreams), len(log._tails)) <= 8
+    fresh = AccessLog("json", str(tmp_path / "other.log"))
+    assert [log.format(r) for r in log.recent] == [fresh.format(r) for r in log.recent]
