@@ -178,17 +178,9 @@ class AccessLog:
         self.recent.extend(records)
         if self._fd < 0:
             return
-        chunks, size, parts = self._backlog, 0, []
-        self._backlog = []
-        for record in records:
-            line = self.format(record)
-            if parts and size + len(line) > self._chunk:
-                chunks.append("".join(parts).encode("ascii"))
-                size, parts = 0, []
-            parts.append(line)
-            size += len(line)
-        if parts:
-            chunks.append("".join(parts).encode("ascii"))
+        chunks, self._backlog = self._backlog, []
+        if records:
+            chunks.extend(_whole_lines("".join(map(self.format, records)).encode("ascii"), self._chunk))
         for i, chunk in enumerate(chunks):
             written = self._write(chunk)
             if written < len(chunk):
@@ -220,6 +212,21 @@ class AccessLog:
         if self._own_fd:
             os.close(self._fd)
         self._fd = -1
+
+
+def _whole_lines(data: bytes, size: int) -> list[bytes]:
+    """`data` cut after newlines into pieces of at most `size` bytes; a line longer than `size`
+    is a piece alone."""
+    pieces, start = [], 0
+    while len(data) - start > size:
+        end = data.rfind(b"\n", start, start + size) + 1
+        if end <= start:  # the first line alone is longer than size
+            end = data.index(b"\n", start + size - 1) + 1
+        pieces.append(data[start:end])
+        start = end
+    if start < len(data):
+        pieces.append(data[start:])
+    return pieces
 
 
 def redact_query(path: str, names: frozenset[str]) -> str:

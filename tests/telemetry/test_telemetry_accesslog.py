@@ -247,3 +247,16 @@ def test_repeating_fields_are_cached_but_bounded_and_lines_stay_exact(tmp_path, 
     assert max(len(log._heads), len(log._upstreams), len(log._tails)) <= 8
     fresh = AccessLog("json", str(tmp_path / "other.log"))
     assert [log.format(r) for r in log.recent] == [fresh.format(r) for r in log.recent]
+
+
+@pytest.mark.parametrize("data, size, pieces", [
+    (b"", 8, []),
+    (b"ab\n", 8, [b"ab\n"]),
+    (b"ab\ncd\nef\n", 6, [b"ab\ncd\n", b"ef\n"]),
+    (b"ab\ncd\nef\n", 3, [b"ab\n", b"cd\n", b"ef\n"]),
+    (b"ab\n0123456789\ncd\n", 6, [b"ab\n", b"0123456789\n", b"cd\n"]),  # a long line alone
+    (b"0123456789\n", 4, [b"0123456789\n"]),
+    (b"abcdef\n", 7, [b"abcdef\n"]),
+])
+def test_whole_lines_cuts_after_newlines_within_size(data, size, pieces):
+    assert accesslog._whole_lines(data, size) == pieces
