@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import os
 import time
 
@@ -37,6 +38,7 @@ _NATIVE = {"opentelemetry": tc.W3C, "zipkin": tc.B3_MULTI}
 # a test (or a benchmark) that sets the policy before the Telemetry API's compiler sets it: a JSON
 # file of a TelemetryPolicy (pymesh.api.codec's form)
 OVERRIDE_ENV = "PYMESH_TEST_TELEMETRY"
+_name = operator.itemgetter(0)  # a header's name (no dict of the headers per request)
 
 
 @functools.cache
@@ -87,7 +89,7 @@ class Tracer:
 
     def start(self, exchange, request) -> None:
         """The common request, with no trace header: a decision, a new trace, the provider's header."""
-        if not tc.READ.isdisjoint(dict(request.headers)):
+        if not tc.READ.isdisjoint(map(_name, request.headers)):
             return self._join(exchange, request)
         reason = self._decide(exchange, False, False)
         sampled = reason != tc.NOT_TRACEABLE
