@@ -1,8 +1,10 @@
 """Access log: one JSON object per request or TCP connection, in Istio's JSON field names.
 
-`log()` and `log_tcp()` only append a tuple (~0.3 µs). Formatting (~3 µs a line: a %-template
-plus the C JSON string escaper, called once per distinct run of repeating values: `_Segments`) and writing happen in `flush()`, which
-the proxy calls from a periodic loop callback and `log` calls once `max_lines` are pending.
+`log()` and `log_tcp()` only append a tuple (~0.3 µs). Formatting (~2 µs a line, ~21k
+instructions: one %-template of the start time, the numbers, the request id and three cached
+segments of fields that repeat, `_Segments`, escaped once per distinct combination) and writing
+happen in `flush()`, which the proxy calls from a periodic loop callback and `log` calls once
+`max_lines` are pending: the batch is joined once and cut into whole-line writes.
 
 Several workers share one stdout (or one file). Lines stay whole because every `os.write`
 carries complete lines only: on a pipe each write is at most PIPE_BUF (4096) bytes, which POSIX
