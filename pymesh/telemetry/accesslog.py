@@ -65,7 +65,8 @@ _REQUEST_ID = FIELDS.index("request_id")
 _MAX_BACKLOG = 4 << 20  # bytes kept when a non-blocking fd is full; beyond, lines are dropped
 _STD_FDS = {"/dev/stdout": 1, "/dev/stderr": 2}
 _NO_TLS = (None, None, None)
-_MAX_SEGMENTS = 4096  # cached segment texts per group; beyond, the cache starts over
+_MAX_SEGMENTS = 1024  # cached segment texts per group; beyond, the cache starts over
+_MAX_CACHED = 512  # a longer segment (a huge path or user agent) is not kept: memory stays ~1 MB
 
 
 class _Segments(dict):
@@ -81,7 +82,9 @@ class _Segments(dict):
     def __missing__(self, values: tuple) -> str:
         if len(self) >= _MAX_SEGMENTS:  # a flood of distinct values (hostile paths, user agents)
             self.clear()
-        text = self[values] = ",".join(f'"{name}":{_json(name, value)}' for name, value in zip(self._names, values))
+        text = ",".join(f'"{name}":{_json(name, value)}' for name, value in zip(self._names, values))
+        if len(text) <= _MAX_CACHED:
+            self[values] = text
         return text
 
 

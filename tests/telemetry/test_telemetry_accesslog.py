@@ -260,3 +260,13 @@ def test_repeating_fields_are_cached_but_bounded_and_lines_stay_exact(tmp_path, 
 ])
 def test_whole_lines_cuts_after_newlines_within_size(data, size, pieces):
     assert accesslog._whole_lines(data, size) == pieces
+
+
+def test_long_segments_are_not_cached(tmp_path):
+    """A hostile 10 KB user agent is logged whole but not kept in the cache (memory stays bounded)."""
+    log = AccessLog("json", str(tmp_path / "access.log"))
+    request(log, user_agent="u" * 10000)
+    log.close()
+    [line] = lines(tmp_path / "access.log")
+    assert json.loads(line)["user_agent"] == "u" * 10000
+    assert len(log._upstreams) == 0 and len(log._heads) == 1
