@@ -4,7 +4,7 @@ requests on one connection (h2load --h1 -c 1), with one hop run under callgrind,
 instruction count per request does not move with other programs' load (user space only: syscalls
 and page faults do not count; `--cpu` gives the /proc figure that does).
 
-    python -m benchmarks.hop_profile [--between mtls|h2c|plain] [--hop egress|ingress] [-n 1000] [--cpu]
+    python -m benchmarks.hop_profile [--between mtls|h2c|plain] [--hop egress|ingress] [-n 1000] [--cpu] [--access-log] [--traced]
 
 --between: what the sidecars speak to each other: mtls (the pymesh-mtls-2hop row: ISTIO_MUTUAL,
 HTTP/2 inside), h2c (HTTP/2 without TLS: the control that separates TLS from HTTP/2) or plain
@@ -40,14 +40,18 @@ def _callgrind(pid: int, *args: str) -> None:
 
 
 def _hop(name: str, template: str, listen: int, upstream: int, admin: int, work: Path, mtls: bool,
-         identity: str, peer: str, wrap: list[str]) -> procs.Proc:
+         identity: str, peer: str, wrap: list[str], access_log: bool = False, traced: bool = False) -> procs.Proc:
     params = {"listen_port": listen, "upstream_port": upstream, "protocol": "HTTP",
               "peer_uri": mesh_certs.spiffe_uri(peer), "admin_port": admin, "stats_port": admin + 90,
               "health_port": admin + 21}
     if mtls:
         params["cert_dir"] = mesh_certs.cert_dir(work, identity)
     config = configs.write(template, params, work, f"{name}.yaml")
-    proc = procs.start(name, [*wrap, *peers._pymesh_argv(peers.find_pymesh(), config, params)], work)
+    argv = (peers._pymesh_traced_argv if traced else peers._pymesh_argv)(peers.find_pymesh(), config, params)
+    if access_log and not traced:  # the access log to a file, as the pymesh-1hop-traced row writes it
+        argv[argv.index("--access-log") + 1] = str(work / f"{name}-access.log")
+    env = argv[:2] if traced else []  # /usr/bin/env VAR=...: valgrind goes after it, on pymesh itself
+    proc = procs.start(name, [*env, *wrap, *argv[len(env):]], work)
     procs.wait_ready([proc], admin, "/ready", timeout=300)
     return proc
 
@@ -59,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=1000, help="requests measured (after a warm-up)")
     parser.add_argument("--cpu", action="store_true", help="CPU seconds of both hops from /proc instead")
     parser.add_argument("--port-base", type=int, default=27000)
+    parser.add_argument("--access-log", action="store_true", help="both hops write their access log to a file")
+    parser.add_argument("--traced", action="store_true", help="both hops as the pymesh-1hop-traced row: tracing at 1%% "
+                        "(OTLP to the next hop) and the access log to a file")
     options = parser.parse_args(argv)
     for tool in ("h2load", "nginx") + (() if options.cpu else ("valgrind", "callgrind_control")):
         if shutil.which(tool) is None:
@@ -75,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         nginx = procs.start("nginx", peers._nginx_argv("nginx", work / "nginx-upstream.conf", {}), work)
         procs.wait_ready([nginx], base)
         ingress = _hop("ingress", INGRESS[options.between], base + 1, base, base + 10, work, mtls, "server", "client",
-                       wrap["ingress"])
+                       wrap["ingress"], options.access_log, options.traced)
         egress = _hop("egress", EGRESS[options.between], base + 2, base + 1, base + 11, work, mtls, "client", "server",
-                      wrap["egress"])
+                      wrap["egress"], options.access_log, options.traced)
         _load(base + 2, WARMUP)
         if options.cpu:
             pids = [ingress.pid, egress.pid]

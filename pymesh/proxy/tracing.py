@@ -17,6 +17,7 @@ Export (pymesh.proxy.trace_export, one Exporter per provider per worker) never t
 
 from __future__ import annotations
 
+import operator
 import os
 import time
 
@@ -31,6 +32,7 @@ DRAIN_TIMEOUT = 2.0  # at shutdown, how long the last spans may take to leave
 MESH_ID = "cluster.local"  # Istio's default meshId (its trust domain)
 # the format each provider kind writes when a request came without one
 _NATIVE = {"opentelemetry": tc.W3C, "zipkin": tc.B3_MULTI}
+_name = operator.itemgetter(0)  # a header's name (no dict of the headers per request)
 
 
 class ActiveSpan:
@@ -70,7 +72,7 @@ class Tracer:
 
     def start(self, exchange, request) -> None:
         """The common request, with no trace header: a decision, a new trace, the provider's header."""
-        if not tc.READ.isdisjoint(dict(request.headers)):
+        if not tc.READ.isdisjoint(map(_name, request.headers)):
             return self._join(exchange, request)
         reason = self._decide(exchange, False, False)
         sampled = reason != tc.NOT_TRACEABLE

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from json.encoder import c_encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Callable, Mapping
 
+from pymesh.telemetry.accesslog import Clock
+
 # Istio's EnvoyTextLogFormat (pilot/pkg/model/telemetry_logging.go)
 ISTIO_TEXT_FORMAT = (
     '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% '
@@ -111,6 +113,7 @@ _HEADER_FIELDS: dict[str, Getter] = {
     ":method": lambda r: r.method, ":path": lambda r: r.path, ":authority": lambda r: r.authority,
     "host": lambda r: r.authority, "x-request-id": lambda r: r.request_id,
 }
+_clock = Clock().text  # START_TIME: strftime once a second
 _OPERATOR = re.compile(r"%([A-Z_]+)(?:\(([^)]*)\))?(?::(\d+))?%")
 
 
@@ -133,16 +136,13 @@ def headers_used(text: str) -> frozenset[str]:
 
 
 class _Op:
-    __slots__ = ("get", "numeric", "headers", "limit")
+    __slots__ = ("value", "numeric", "headers")
 
     def __init__(self, get: Getter, numeric: bool, headers: tuple[str, ...], limit: int | None):
-        self.get, self.numeric, self.headers, self.limit = get, numeric, headers, limit
-
-    def value(self, record: Record) -> Any:
-        value = self.get(record)
-        if isinstance(value, str) and self.limit is not None:
-            value = value[:self.limit]
-        return value
+        self.numeric, self.headers = numeric, headers
+        # the getter itself unless a limit cuts its strings: one call a value, not two
+        self.value: Getter = get if limit is None else \
+            (lambda r: v[:limit] if isinstance(v := get(r), str) else v)
 
 
 def _pieces(text: str) -> list[str | _Op]:
@@ -161,7 +161,7 @@ def _pieces(text: str) -> list[str | _Op]:
 def _operator(name: str, argument: str | None, limit: str | None) -> _Op:
     size = int(limit) if limit else None
     if name == "START_TIME":
-        return _Op(lambda r: _start_time(r.start_time), False, (), size)
+        return _Op(lambda r: _clock(r.start_time), False, (), size)
     if name in ("REQ", "RESP", "TRAILER", "RESPONSE_TRAILER"):
         if not argument:
             raise FormatError(f"%{name}(...)% needs a header name")
@@ -169,7 +169,7 @@ def _operator(name: str, argument: str | None, limit: str | None) -> _Op:
             return _Op(lambda r: None, False, (), size)
         names = tuple(h.strip().lower() for h in argument.split("?"))
         getters = [_HEADER_FIELDS.get(h) or _header_getter(h) for h in names]
-        return _Op(lambda r: next((v for g in getters if (v := g(r)) is not None), None), False,
+        return _Op(getters[0] if len(getters) == 1 else _first(getters), False,
                    tuple(h for h in names if h not in _HEADER_FIELDS), size)
     if name in _FIELDS:
         return _Op(_FIELDS[name], name in _NUMERIC, (), size)
@@ -178,13 +178,24 @@ def _operator(name: str, argument: str | None, limit: str | None) -> _Op:
     raise FormatError(f"unknown command operator %{name}%")
 
 
+def _first(getters: list[Getter]) -> Getter:
+    """REQ(A?B): A's value, else B's."""
+    first, second = getters[0], getters[1:]
+
+    def get(r: Record) -> Any:
+        value = first(r)
+        if value is None:
+            for other in second:
+                value = other(r)
+                if value is not None:
+                    break
+        return value
+
+    return get
+
+
 def _header_getter(name: str) -> Getter:
     return lambda r: r.headers.get(name)
-
-
-def _start_time(t: float) -> str:
-    whole = int(t)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((t - whole) * 1000):03d}Z"
 
 
 def _without_port(address: str | None) -> str | None:
@@ -193,44 +204,46 @@ def _without_port(address: str | None) -> str | None:
     return address.rsplit(":", 1)[0].strip("[]")
 
 
+def _template(pieces: list[str | _Op]) -> tuple[str, list[_Op]]:
+    """The pieces as one %-template (literal text with % doubled, %s per operator) and its operators."""
+    return "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in pieces), \
+        [p for p in pieces if isinstance(p, _Op)]
+
+
 def text_formatter(text: str) -> Callable[[Record], str]:
     """A text format (Istio's default when `text` is empty); a line always ends in a newline."""
     pieces = _pieces(text or ISTIO_TEXT_FORMAT)
     if not text.endswith("\n") and text:
         pieces.append("\n")
+    template, ops = _template(pieces)
+    getters = [op.value for op in ops]
 
     def render(record: Record) -> str:
-        out = []
-        for piece in pieces:
-            if isinstance(piece, str):
-                out.append(piece)
-                continue
-            value = piece.value(record)
-            out.append("-" if value is None or value == "" else str(value))
-        return "".join(out)
+        return template % tuple(["-" if (v := get(record)) is None or v == "" else str(v) for get in getters])
 
     return render
 
 
+def _json_value(pieces: list[str | _Op]) -> Getter:
+    """One label's JSON value: one operator alone keeps its type (number, or string; unset is
+    null), anything else is the text of its pieces as a JSON string."""
+    if len(pieces) == 1 and isinstance(pieces[0], _Op):
+        get = pieces[0].value
+        if pieces[0].numeric:
+            return lambda r: "null" if (v := get(r)) is None or v == "" else str(v)
+        return lambda r: "null" if (v := get(r)) is None or v == "" else c_encode_basestring_ascii(str(v))
+    template, ops = _template(pieces)
+    getters = [op.value for op in ops]
+    return lambda r: c_encode_basestring_ascii(
+        template % tuple(["-" if (v := get(r)) is None else str(v) for get in getters]))
+
+
 def json_formatter(labels: tuple[tuple[str, str], ...]) -> Callable[[Record], str]:
     """A JSON object per line: each label's operators, one operator alone keeps its type."""
-    compiled = [(c_encode_basestring_ascii(key), _pieces(value)) for key, value in labels]
+    template = "{" + ",".join(c_encode_basestring_ascii(key).replace("%", "%%") + ":%s" for key, _ in labels) + "}\n"
+    values = [_json_value(_pieces(value)) for _, value in labels]
 
     def render(record: Record) -> str:
-        parts = []
-        for key, pieces in compiled:
-            if len(pieces) == 1 and isinstance(pieces[0], _Op):
-                value = pieces[0].value(record)
-                if value is None or value == "":
-                    encoded = "null"
-                elif pieces[0].numeric:
-                    encoded = str(value)
-                else:
-                    encoded = c_encode_basestring_ascii(str(value))
-            else:
-                encoded = c_encode_basestring_ascii("".join(
-                    p if isinstance(p, str) else ("-" if (v := p.value(record)) is None else str(v)) for p in pieces))
-            parts.append(f"{key}:{encoded}")
-        return "{" + ",".join(parts) + "}\n"
+        return template % tuple([value(record) for value in values])
 
     return render

@@ -227,3 +227,46 @@ def test_lines_pending_at_fork_are_written_once(tmp_path):
 ])
 def test_redact_query_hides_token_parameters(path, expected):
     assert redact_query(path, frozenset({"access_token"})) == expected
+
+
+def test_repeating_fields_are_cached_but_bounded_and_lines_stay_exact(tmp_path, monkeypatch):
+    """Segments of repeating fields are escaped once; a flood of distinct hostile values (more
+    than the cache holds) still gives each line its own values, escaped, and the cache stays
+    bounded."""
+    monkeypatch.setattr(accesslog, "_MAX_SEGMENTS", 8)
+    out = tmp_path / "access.log"
+    log = AccessLog("json", str(out))
+    agents = [f'evil "{i}" \\ \x01\udcff' for i in range(30)]
+    for i, agent in enumerate(agents):
+        request(log, path=f"/p{i % 3}", user_agent=agent, request_id=f'id"{i}' if i % 2 else "")
+    log.close()
+    entries = [json.loads(line) for line in lines(out)]
+    assert [e["user_agent"] for e in entries] == agents
+    assert [e["path"] for e in entries] == [f"/p{i % 3}" for i in range(30)]
+    assert [e["request_id"] for e in entries] == [f'id"{i}' if i % 2 else None for i in range(30)]
+    assert max(len(log._heads), len(log._upstreams), len(log._tails)) <= 8
+    fresh = AccessLog("json", str(tmp_path / "other.log"))
+    assert [log.format(r) for r in log.recent] == [fresh.format(r) for r in log.recent]
+
+
+@pytest.mark.parametrize("data, size, pieces", [
+    (b"", 8, []),
+    (b"ab\n", 8, [b"ab\n"]),
+    (b"ab\ncd\nef\n", 6, [b"ab\ncd\n", b"ef\n"]),
+    (b"ab\ncd\nef\n", 3, [b"ab\n", b"cd\n", b"ef\n"]),
+    (b"ab\n0123456789\ncd\n", 6, [b"ab\n", b"0123456789\n", b"cd\n"]),  # a long line alone
+    (b"0123456789\n", 4, [b"0123456789\n"]),
+    (b"abcdef\n", 7, [b"abcdef\n"]),
+])
+def test_whole_lines_cuts_after_newlines_within_size(data, size, pieces):
+    assert accesslog._whole_lines(data, size) == pieces
+
+
+def test_long_segments_are_not_cached(tmp_path):
+    """A hostile 10 KB user agent is logged whole but not kept in the cache (memory stays bounded)."""
+    log = AccessLog("json", str(tmp_path / "access.log"))
+    request(log, user_agent="u" * 10000)
+    log.close()
+    [line] = lines(tmp_path / "access.log")
+    assert json.loads(line)["user_agent"] == "u" * 10000
+    assert len(log._upstreams) == 0 and len(log._heads) == 1
