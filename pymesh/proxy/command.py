@@ -308,11 +308,17 @@ def configure_logging(args) -> None:
 
 
 def run(args) -> int:
+    return start(args, options_from_args, "pymesh proxy")
+
+
+def start(args, build_options, command_name: str) -> int:
+    """Run the proxy with the options `build_options(args)` makes (`pymesh proxy` and
+    `pymesh gateway` differ only there); bad options exit 2 with the reason."""
     configure_logging(args)
     try:
-        options = options_from_args(args)
+        options = build_options(args)
     except argparse.ArgumentTypeError as error:
-        print(f"pymesh proxy: {error}", file=sys.stderr)
+        print(f"{command_name}: {error}", file=sys.stderr)
         return 2
     from pymesh.proxy.main import main
 

@@ -3,10 +3,8 @@ egress gateway), serving the Gateway resources whose selector matches its labels
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
-import sys
 
 from pymesh.proxy import command
 
@@ -52,12 +50,4 @@ def options_from_args(args):
 
 
 def run(args) -> int:
-    command.configure_logging(args)
-    try:
-        options = options_from_args(args)
-    except argparse.ArgumentTypeError as error:
-        print(f"pymesh gateway: {error}", file=sys.stderr)
-        return 2
-    from pymesh.proxy.main import main
-
-    return main(options)
+    return command.start(args, options_from_args, "pymesh gateway")
