@@ -1,0 +1,15 @@
+"""Kubernetes, the I/O part of the control server: the API server's client, informers (list then
+watch, resuming and relisting), discovery and custom resources as sources of the mesh, the
+injection and validation webhooks, and TokenReview. The pure translations are in pymesh.kube.
+
+The interface between the informers and their consumers (discovery, custom resources):
+
+    class ObjectCache(Protocol):
+        resource: ResourceType        # what it holds
+        synced: asyncio.Event         # set once the first full list is in
+        def objects(self) -> list[dict]: ...   # the current objects, as the API server's JSON
+
+An informer calls its `on_change()` callback (no arguments) after every change it applies to its
+cache; consumers rebuild from `objects()` of the caches they own, debounced by the control
+server's watcher like file changes.
+"""
