@@ -50,8 +50,7 @@ def _hop(name: str, template: str, listen: int, upstream: int, admin: int, work:
     argv = (peers._pymesh_traced_argv if traced else peers._pymesh_argv)(peers.find_pymesh(), config, params)
     if access_log and not traced:  # the access log to a file, as the pymesh-1hop-traced row writes it
         argv[argv.index("--access-log") + 1] = str(work / f"{name}-access.log")
-    env = argv[:2] if traced else []  # /usr/bin/env VAR=...: valgrind goes after it, on pymesh itself
-    proc = procs.start(name, [*env, *wrap, *argv[len(env):]], work)
+    proc = procs.start(name, [*wrap, *argv], work)
     procs.wait_ready([proc], admin, "/ready", timeout=300)
     return proc
 

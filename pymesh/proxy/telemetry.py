@@ -19,6 +19,7 @@ from pymesh.telemetry.peer_metadata import HEADER as PEER_HEADER, decode_peer
 from pymesh.telemetry.metrics import MetricsContext, inbound_labels, outbound_labels, setup_metrics
 
 FLUSH_INTERVAL = 1.0
+_NO_TLS = (None, None, None)
 MAX_RECORDERS = 4096
 _STATUS_CLASS = {n: f"downstream_rq_{n}xx" for n in (1, 2, 3, 4, 5)}
 log = logging.getLogger("pymesh.telemetry")
@@ -112,14 +113,21 @@ class Telemetry:
         if self._own_log is not None:
             head = exchange.head
             route = exchange.route
-            self._own_log.log(
-                time.time() - duration_ms / 1000.0, head.method, head.authority, exchange.logged_path or head.path,
-                "HTTP/" + head.http_version, exchange.status, exchange.flags, exchange.request_bytes,
-                exchange.response_bytes, duration_ms, endpoint.key if endpoint else None,
-                cluster.name if cluster else None, _header(head, b"x-forwarded-for"),
-                _header(head, b"user-agent"), exchange.request_id, route.name if route else None,
-                head.connection.source_ip, exchange.attempt_id, head.connection.sni, head.connection,
-            )
+            connection = head.connection
+            forwarded_for = user_agent = None
+            for name, value in head.raw_headers:  # one pass for both; bytes, decoded once per value
+                if name == b"user-agent":
+                    if user_agent is None:
+                        user_agent = value
+                elif name == b"x-forwarded-for" and forwarded_for is None:
+                    forwarded_for = value
+            self._own_log.add(time.time() - duration_ms / 1000.0, exchange.request_bytes, exchange.response_bytes,
+                              duration_ms, exchange.request_id, (
+                head.method, head.authority, exchange.logged_path or head.path, "HTTP/" + head.http_version,
+                exchange.status, exchange.flags, endpoint.key if endpoint else None, cluster.name if cluster else None,
+                forwarded_for, user_agent, route.name if route else None, connection.source_ip, exchange.attempt_id,
+                connection.sni, *((connection.peer_identity, connection.local_identity, connection.tls_version)
+                                  if connection.tls else _NO_TLS)))
         if self._provider_logging:
             self.provider_logs.request(exchange, duration_ms)
 
@@ -238,7 +246,3 @@ def _security(connection) -> tuple | None:
     """The part of a recorder's key that mTLS decides: who the certificates said."""
     return (connection.peer_identity, connection.local_identity) if connection.tls else None
 
-
-def _header(head, name: bytes) -> str | None:
-    value = head.header(name)
-    return value.decode("latin-1") if value is not None else None

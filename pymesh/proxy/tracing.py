@@ -56,6 +56,7 @@ class Tracer:
         self.exporter = exporter
         self.metrics = metrics
         self.native = _NATIVE[policy.provider.kind]
+        self.sampler = tc.Sampler(policy.sampling_percent, policy.use_request_id_for_trace_sampling)
         peer = Peer.from_identity(identity)
         zone = identity.locality.split("/")[1] if identity.locality.count("/") >= 1 else ""
         self.proxy_tags = {
@@ -71,17 +72,21 @@ class Tracer:
     # request start (the TraceHeaders filter) ----------------------------------------------------
 
     def start(self, exchange, request) -> None:
-        """The common request, with no trace header: a decision, a new trace, the provider's header."""
-        if not tc.READ.isdisjoint(map(_name, request.headers)):
+        """The common request, with no trace header: a decision, a new trace, the provider's
+        header; an unsampled one (99% at Istio's default) stops there."""
+        headers = request.headers
+        if not tc.READ.isdisjoint(map(_name, headers)):
             return self._join(exchange, request)
         reason = self._decide(exchange, False, False)
-        sampled = reason != tc.NOT_TRACEABLE
-        ids = "%032x" % _rng.getrandbits(128)  # ids need to be unique, not secret: the fast generator
-        if sampled:
-            self._mark(exchange, request, reason)
-        request.headers += tc.outbound_headers(ids, ids[16:], "", sampled, False, self.native, False)
-        if sampled and not self.policy.disable_span_reporting:
-            exchange.span = ActiveSpan(self, ids, ids[16:], "", "")
+        ids = _rng.getrandbits(128)  # ids need to be unique, not secret: the fast generator
+        if reason == tc.NOT_TRACEABLE:
+            headers += tc.new_trace_headers(ids, False, self.native)
+            return
+        self._mark(exchange, request, reason)
+        request.headers += tc.new_trace_headers(ids, True, self.native)
+        if not self.policy.disable_span_reporting:
+            trace_id = "%032x" % ids
+            exchange.span = ActiveSpan(self, trace_id, trace_id[16:], "", "")
 
     def _join(self, exchange, request) -> None:
         """A request with trace headers: the caller's trace is joined (its decision honoured) and
@@ -116,12 +121,8 @@ class Tracer:
             exchange.span = ActiveSpan(self, trace_id, span_id, parent_id, state)
 
     def _decide(self, exchange, client_trace_id: bool, force_trace: bool) -> str:
-        policy = self.policy
-        reason = tc.decide(exchange.request_id, client_trace_id, force_trace, policy.sampling_percent,
-                           policy.use_request_id_for_trace_sampling, _rng.random())
-        stats = self._decision_stats.get(exchange.listener.name)
-        if stats is None:
-            stats = self._decisions(exchange.listener.name)
+        reason = self.sampler.reason(exchange.request_id, _rng.random, client_trace_id, force_trace)
+        stats = self._decision_stats.get(exchange.listener.name) or self._decisions(exchange.listener.name)
         stats[reason] += 1
         return reason
 

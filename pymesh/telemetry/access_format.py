@@ -11,7 +11,6 @@ does not have is refused when the mesh config is loaded (`check`).
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from json.encoder import c_encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Callable, Mapping

@@ -1,10 +1,10 @@
 """Access log: one JSON object per request or TCP connection, in Istio's JSON field names.
 
-`log()` and `log_tcp()` only append a tuple (~0.3 µs). Formatting (~2 µs a line, ~21k
-instructions: one %-template of the start time, the numbers, the request id and three cached
-segments of fields that repeat, `_Segments`, escaped once per distinct combination) and writing
-happen in `flush()`, which the proxy calls from a periodic loop callback and `log` calls once
-`max_lines` are pending: the batch is joined once and cut into whole-line writes.
+`add()` (and `log()`, `log_tcp()`) only append a tuple. Formatting (one cached %-template per
+distinct combination of the fields that repeat, `_Templates`, filled with the five values that
+change on every line) and writing happen in `flush()`, which the proxy calls from a periodic
+loop callback and `add` calls once `max_lines` are pending: the batch is joined once and cut
+into whole-line writes.
 
 Several workers share one stdout (or one file). Lines stay whole because every `os.write`
 carries complete lines only: on a pipe each write is at most PIPE_BUF (4096) bytes, which POSIX
@@ -54,43 +54,53 @@ FIELDS = (
     "downstream_local_uri_san",
     "downstream_tls_version",
 )
-_NUMBERS = {"response_code", "bytes_received", "bytes_sent", "duration", "upstream_request_attempt_count"}  # integers (ms)
-# A line: the start time, the numbers and the request id (which differ on every line) between
-# three groups of fields that mostly repeat (`_Segments`).
-_GROUPS = (FIELDS[1:7], FIELDS[10:14], FIELDS[15:])
-assert FIELDS[7:10] == ("bytes_received", "bytes_sent", "duration") and FIELDS[14] == "request_id"
-_TEMPLATE = ('{"start_time":"%s",%s,"bytes_received":%d,"bytes_sent":%d,"duration":%d,%s,"request_id":%s,%s}\n')
+_VARYING = ("start_time", "bytes_received", "bytes_sent", "duration", "request_id")  # new on every line
+REPEATED = tuple(name for name in FIELDS if name not in _VARYING)  # mostly the same from line to line
+_NUMBERS = {"response_code", "upstream_request_attempt_count"}  # integers
 RECENT = 512  # flushed records kept for the admin port's /access_log lookup (`pymesh explain --request-id`)
-_REQUEST_ID = FIELDS.index("request_id")
 _MAX_BACKLOG = 4 << 20  # bytes kept when a non-blocking fd is full; beyond, lines are dropped
 _STD_FDS = {"/dev/stdout": 1, "/dev/stderr": 2}
 _NO_TLS = (None, None, None)
-_MAX_SEGMENTS = 1024  # cached segment texts per group; beyond, the cache starts over
-_MAX_CACHED = 512  # a longer segment (a huge path or user agent) is not kept: memory stays ~1 MB
+_MAX_TEMPLATES = 1024  # cached line templates; beyond, the cache starts over
+_MAX_CACHED = 1024  # a longer template (a huge path or user agent) is not kept: memory stays ~1 MB
+_MILLIS = tuple(f"{n:03d}" for n in range(1000))  # a line's milliseconds, without a format spec per line
+# where a line's changing values go: the JSON text before and after each
+_SLOTS = {"start_time": ('"start_time":"', '"'), "bytes_received": ('"bytes_received":', ""),
+          "bytes_sent": ('"bytes_sent":', ""), "duration": ('"duration":', ""), "request_id": ('"request_id":', "")}
+assert tuple(name for name in FIELDS if name in _SLOTS) == _VARYING  # the order `AccessLog.format` fills them in
 
 
-class _Segments(dict):
-    """The JSON text of a run of fields (`"method":"GET","authority":...`) by their values, made
-    once per distinct combination: most fields repeat from request to request (method, authority,
-    protocol, status, cluster, upstream host, user agent, route...), so a line costs three
-    lookups and one %-template instead of an escape call and a %s per field."""
+class _Templates(dict):
+    """A line's text around its five changing values (`_VARYING`: six pieces), by the values of
+    its REPEATED fields, made once per distinct combination: most fields repeat from request to
+    request (method, authority, path, status, cluster, upstream host, user agent, route...), so a
+    line costs one lookup and one f-string of the changing values, not an escape call per field
+    (nor a %-template, which would scan the whole line's text again)."""
 
-    def __init__(self, names: tuple[str, ...]):
-        super().__init__()
-        self._names = names
-
-    def __missing__(self, values: tuple) -> str:
-        if len(self) >= _MAX_SEGMENTS:  # a flood of distinct values (hostile paths, user agents)
+    def __missing__(self, values: tuple) -> tuple[str, ...]:
+        if len(self) >= _MAX_TEMPLATES:  # a flood of distinct values (hostile paths, user agents)
             self.clear()
-        text = ",".join(f'"{name}":{_json(name, value)}' for name, value in zip(self._names, values))
-        if len(text) <= _MAX_CACHED:
-            self[values] = text
-        return text
+        known = dict(zip(REPEATED, values))
+        pieces, text = [], "{"
+        for index, name in enumerate(FIELDS):
+            separator = "," if index else ""
+            if name in _SLOTS:
+                before, after = _SLOTS[name]
+                pieces.append(text + separator + before)
+                text = after
+            else:
+                text += f'{separator}"{name}":{_json(name, known[name])}'
+        pieces.append(text + "}\n")
+        if sum(map(len, pieces)) <= _MAX_CACHED:
+            self[values] = pieces = tuple(pieces)
+        return pieces
 
 
 def _json(name: str, value) -> str:
     if name in _NUMBERS:
         return "%d" % value
+    if isinstance(value, bytes):  # a header's value, decoded only when its template is made
+        value = value.decode("latin-1")
     return _escape(value) if value else "null"  # Envoy: unset -> null
 
 
@@ -99,15 +109,18 @@ class Clock:
     plain method: a call through `__call__` costs several times more."""
 
     def __init__(self):
-        self._second = -1
-        self._prefix = ""
+        self.second = -1
+        self.prefix = ""
+
+    def prefix_of(self, second: int) -> str:
+        if second != self.second:
+            self.second = second
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return self.prefix
 
     def text(self, t: float) -> str:
         second = int(t)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((t - second) * 1000):03d}Z"
+        return f"{self.prefix_of(second)}.{int((t - second) * 1000):03d}Z"
 
 
 class AccessLog:
@@ -120,12 +133,12 @@ class AccessLog:
         # the last RECENT records, kept at flush (not per request) so the request path pays nothing
         self.recent: deque[tuple] = deque(maxlen=RECENT)
         self._backlog: list[bytes] = []
-        self._clock = Clock().text
-        self._heads, self._upstreams, self._tails = (_Segments(names) for names in _GROUPS)
+        self._clock = Clock()
+        self._templates = _Templates()
         self._fd = -1
         self._own_fd = False
         if format == "off":
-            self.log = self.log_tcp = _discard  # type: ignore[method-assign]
+            self.log = self.log_tcp = self.add = _discard  # type: ignore[method-assign]
             return
         self._fd = _STD_FDS.get(path, -1)
         if self._fd < 0:
@@ -138,6 +151,15 @@ class AccessLog:
         os.register_at_fork(before=lambda: (s := ref()) is not None and s.flush(),
                             after_in_child=lambda: (s := ref()) is not None and s._pending.clear())
 
+    def add(self, start_time: float, bytes_received: int, bytes_sent: int, duration_ms: float,
+            request_id: str | None, repeated: tuple) -> None:
+        """One line: the values that change on every line, and the REPEATED fields' values in
+        their order (a header's value may stay bytes: decoded once per distinct value)."""
+        pending = self._pending
+        pending.append((start_time, bytes_received, bytes_sent, duration_ms, request_id, repeated))
+        if len(pending) >= self.max_lines:
+            self.flush()
+
     def log(self, start_time: float, method: str, authority: str, path: str, protocol: str,
             response_code: int, response_flags: str, bytes_received: int, bytes_sent: int,
             duration_ms: float, upstream_host: str | None, upstream_cluster: str | None,
@@ -146,15 +168,12 @@ class AccessLog:
             requested_server_name: str | None = None, connection=None) -> None:
         """One HTTP request. start_time is epoch seconds (time.time()); empty/None -> null.
         `connection` (a ConnectionInfo) gives the mTLS fields when it was terminated here."""
-        pending = self._pending
         tls = (connection.peer_identity, connection.local_identity, connection.tls_version) \
             if connection is not None and connection.tls else _NO_TLS
-        pending.append((start_time, method, authority, path, protocol, response_code,
-                        response_flags, bytes_received, bytes_sent, duration_ms, upstream_host,
-                        upstream_cluster, x_forwarded_for, user_agent, request_id, route_name,
-                        downstream_remote_address, attempt_count, requested_server_name) + tls)
-        if len(pending) >= self.max_lines:
-            self.flush()
+        self.add(start_time, bytes_received, bytes_sent, duration_ms, request_id,
+                 (method, authority, path, protocol, response_code, response_flags, upstream_host, upstream_cluster,
+                  x_forwarded_for, user_agent, route_name, downstream_remote_address, attempt_count,
+                  requested_server_name) + tls)
 
     def log_tcp(self, start_time: float, upstream_host: str | None, upstream_cluster: str | None,
                 downstream_remote_address: str, bytes_received: int, bytes_sent: int,
@@ -167,15 +186,18 @@ class AccessLog:
 
     def format(self, record: tuple) -> str:
         """One line, pure ASCII (the JSON escaper writes \\uXXXX), so len() counts bytes."""
-        request_id = record[14]
-        return _TEMPLATE % (self._clock(record[0]), self._heads[record[1:7]], record[7], record[8], record[9],
-                            self._upstreams[record[10:14]], _escape(request_id) if request_id else "null",
-                            self._tails[record[15:]])
+        start_time, received, sent, duration, request_id, repeated = record
+        second = int(start_time)
+        clock = self._clock
+        prefix = clock.prefix if second == clock.second else clock.prefix_of(second)
+        a, b, c, d, e, f = self._templates[repeated]
+        request_id = _escape(request_id) if request_id else "null"
+        return f"{a}{prefix}.{_MILLIS[int((start_time - second) * 1000)]}Z{b}{received}{c}{sent}{d}{int(duration)}{e}{request_id}{f}"
 
     def find(self, request_id: str) -> list[dict]:
         """The recent records (kept or still pending) of this x-request-id, oldest first, as the
         JSON objects the log writes."""
-        return [json.loads(self.format(r)) for r in (*self.recent, *self._pending) if r[_REQUEST_ID] == request_id]
+        return [json.loads(self.format(r)) for r in (*self.recent, *self._pending) if r[4] == request_id]
 
     def flush(self) -> None:
         """Write all pending lines, whole, in writes of complete lines up to the chunk size."""

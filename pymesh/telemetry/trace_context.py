@@ -38,6 +38,7 @@ WRITTEN = frozenset({TRACEPARENT, B3, B3_TRACE, B3_SPAN, B3_PARENT, B3_SAMPLED, 
 READ = WRITTEN | {TRACESTATE, CLIENT_TRACE_ID, FORCE_TRACE}
 _HEX = frozenset(b"0123456789abcdef")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+_LOW_64 = (1 << 64) - 1
 
 
 @dataclass(slots=True)
@@ -170,37 +171,55 @@ def with_reason(request_id: str, reason: str) -> str:
     return request_id[:TRACE_BYTE_POSITION] + _REASON_CHAR[reason] + request_id[TRACE_BYTE_POSITION + 1:]
 
 
-def request_id_hash(request_id: str) -> int | None:
-    """Envoy's UUIDRequestIDExtension::getInteger: the first 8 hex digits, so every proxy
-    samples the same requests; None for an id that is not a UUID."""
-    if len(request_id) != 36:
-        return None
-    try:
-        return int(request_id[:8], 16)
-    except ValueError:
-        return None
+class Sampler:
+    """The sampling decision of one tracing policy (Envoy's mutateTracingRequestHeader), its
+    threshold and draw compiled once: a traced proxy decides every request, sampled or not.
+
+    The reason a hop before wrote into x-request-id is kept; else x-client-trace-id, then
+    x-envoy-force-trace, then random sampling at `percent` per ten thousand, drawn from the
+    request id's first 8 hex digits (Envoy's UUIDRequestIDExtension::getInteger, so every proxy
+    samples the same requests) or from `random()` when use_request_id_for_trace_sampling is off
+    or the id is no UUID."""
+
+    __slots__ = ("threshold", "by_request_id")
+
+    def __init__(self, percent: float, use_request_id: bool) -> None:
+        self.threshold = round(percent * 100)
+        self.by_request_id = use_request_id
+
+    def reason(self, request_id: str, random, client_trace_id: bool = False, force_trace: bool = False) -> str:
+        uuid = self.by_request_id and len(request_id) == 36
+        if uuid:
+            reason = _CHAR_REASON.get(request_id[TRACE_BYTE_POSITION], NOT_TRACEABLE)
+            if reason != NOT_TRACEABLE:
+                return reason
+        if client_trace_id:
+            return CLIENT
+        if force_trace:
+            return FORCED
+        try:
+            draw = int(request_id[:8], 16) % 10000 if uuid else int(random() * 10000)
+        except ValueError:
+            draw = int(random() * 10000)
+        return SAMPLING if draw < self.threshold else NOT_TRACEABLE
 
 
 def decide(request_id: str, client_trace_id: bool, force_trace: bool, percent: float, use_request_id: bool,
            random_value: float) -> str:
-    """The trace reason of a request (Envoy's mutateTracingRequestHeader): kept when a hop
-    before already decided; else x-client-trace-id, x-envoy-force-trace, then random
-    sampling at `percent`, drawn from the request id (or `random_value` in [0, 1) when
-    use_request_id_for_trace_sampling is off or the id is no UUID)."""
-    if use_request_id and len(request_id) == 36:
-        reason = _CHAR_REASON.get(request_id[TRACE_BYTE_POSITION], NOT_TRACEABLE)
-        if reason != NOT_TRACEABLE:
-            return reason
-    if client_trace_id:
-        return CLIENT
-    if force_trace:
-        return FORCED
-    hashed = request_id_hash(request_id) if use_request_id else None
-    draw = hashed % 10000 if hashed is not None else int(random_value * 10000)
-    return SAMPLING if draw < round(percent * 100) else NOT_TRACEABLE  # per ten thousand, as Envoy
+    """The trace reason of a request: `Sampler` for one request, `random_value` in [0, 1)."""
+    return Sampler(percent, use_request_id).reason(request_id, lambda: random_value, client_trace_id, force_trace)
 
 
 # --- the next hop's headers --------------------------------------------------------------------
+
+
+def new_trace_headers(ids: int, sampled: bool, formats: int) -> list[tuple[bytes, bytes]]:
+    """A new trace's headers from 128 random bits: the trace id, and its low 64 bits our span id
+    (no parent). W3C alone, the common case of a traced proxy, takes no strings on the way."""
+    if formats == W3C:
+        return [(TRACEPARENT, b"00-%032x-%016x-%s" % (ids, ids & _LOW_64, b"01" if sampled else b"00"))]
+    trace_id = "%032x" % ids
+    return outbound_headers(trace_id, trace_id[16:], "", sampled, False, formats, False)
 
 
 def outbound_headers(trace_id: str, span_id: str, parent_id: str, sampled: bool, debug: bool, formats: int,

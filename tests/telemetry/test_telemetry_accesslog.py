@@ -230,13 +230,13 @@ def test_redact_query_hides_token_parameters(path, expected):
 
 
 def test_repeating_fields_are_cached_but_bounded_and_lines_stay_exact(tmp_path, monkeypatch):
-    """Segments of repeating fields are escaped once; a flood of distinct hostile values (more
-    than the cache holds) still gives each line its own values, escaped, and the cache stays
-    bounded."""
-    monkeypatch.setattr(accesslog, "_MAX_SEGMENTS", 8)
+    """Templates of repeating fields are escaped once; a flood of distinct hostile values (more
+    than the cache holds, with %-directives that the template must not read as its own) still
+    gives each line its own values, escaped, and the cache stays bounded."""
+    monkeypatch.setattr(accesslog, "_MAX_TEMPLATES", 8)
     out = tmp_path / "access.log"
     log = AccessLog("json", str(out))
-    agents = [f'evil "{i}" \\ \x01\udcff' for i in range(30)]
+    agents = [f'evil "{i}" \\ \x01\udcff %s %d %% %(x)s' for i in range(30)]
     for i, agent in enumerate(agents):
         request(log, path=f"/p{i % 3}", user_agent=agent, request_id=f'id"{i}' if i % 2 else "")
     log.close()
@@ -244,7 +244,7 @@ def test_repeating_fields_are_cached_but_bounded_and_lines_stay_exact(tmp_path, 
     assert [e["user_agent"] for e in entries] == agents
     assert [e["path"] for e in entries] == [f"/p{i % 3}" for i in range(30)]
     assert [e["request_id"] for e in entries] == [f'id"{i}' if i % 2 else None for i in range(30)]
-    assert max(len(log._heads), len(log._upstreams), len(log._tails)) <= 8
+    assert len(log._templates) <= 8
     fresh = AccessLog("json", str(tmp_path / "other.log"))
     assert [log.format(r) for r in log.recent] == [fresh.format(r) for r in log.recent]
 
@@ -262,11 +262,13 @@ def test_whole_lines_cuts_after_newlines_within_size(data, size, pieces):
     assert accesslog._whole_lines(data, size) == pieces
 
 
-def test_long_segments_are_not_cached(tmp_path):
+def test_long_templates_are_not_cached(tmp_path):
     """A hostile 10 KB user agent is logged whole but not kept in the cache (memory stays bounded)."""
     log = AccessLog("json", str(tmp_path / "access.log"))
     request(log, user_agent="u" * 10000)
+    log.flush()
+    assert len(log._templates) == 0
+    request(log, user_agent="u" * 100)
     log.close()
-    [line] = lines(tmp_path / "access.log")
-    assert json.loads(line)["user_agent"] == "u" * 10000
-    assert len(log._upstreams) == 0 and len(log._heads) == 1
+    assert len(log._templates) == 1
+    assert [json.loads(line)["user_agent"] for line in lines(tmp_path / "access.log")] == ["u" * 10000, "u" * 100]
