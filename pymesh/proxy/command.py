@@ -15,7 +15,8 @@ from pymesh.proxy.downstream_limits import DownstreamLimits
 from pymesh.api import limits as input_limits, wire
 from pymesh.proxy.server import ControlOptions, ProxyOptions
 from pymesh.routing.snapshot import ProxyIdentity
-from pymesh.security.jointoken import JoinToken, TokenRefused
+from pymesh.security.jointoken import PREFIX, JoinToken, TokenRefused
+from pymesh.security.sa_token import DEFAULT_PATH as DEFAULT_SA_TOKEN, ServiceAccountToken
 
 
 PROXY_DESCRIPTION = (
@@ -112,11 +113,17 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     control.add_argument("--node-id", default=os.environ.get("PYMESH_NODE_ID"),
                          help="this proxy's unique name at the control server (default workload-host-pid.namespace)")
     control.add_argument("--token-file", metavar="PATH", default=os.environ.get("PYMESH_TOKEN_FILE") or None,
-                         help="join token (from `pymesh control token create`): get a certificate for its identity "
-                         "and talk to the control server over mTLS [$PYMESH_TOKEN_FILE; or the token itself in "
-                         "$PYMESH_TOKEN]. Without one the channel is plaintext, for a server run with --insecure")
-    control.add_argument("--ca-root", metavar="FILE",
-                         help="the mesh root(s) to verify the control server by (default: the token's pinned root)")
+                         help="join token (from `pymesh control token create`), or in a Kubernetes pod its projected "
+                         f"ServiceAccount token ({DEFAULT_SA_TOKEN}, audience pymesh-ca, for a server run with "
+                         "--kubernetes): get a certificate for its identity and talk to the control server over mTLS "
+                         "[$PYMESH_TOKEN_FILE; or the token itself in $PYMESH_TOKEN]. Without one the channel is "
+                         "plaintext, for a server run with --insecure")
+    control.add_argument("--ca-root", metavar="FILE", default=os.environ.get("PYMESH_CA_ROOT") or None,
+                         help="the mesh root(s) to verify the control server by (default: the join token's pinned "
+                         "root; needed with a ServiceAccount token) [$PYMESH_CA_ROOT]")
+    control.add_argument("--trust-domain", default=os.environ.get("PYMESH_TRUST_DOMAIN") or "cluster.local",
+                         help="the mesh's trust domain, for the certificate a ServiceAccount token asks for (a join "
+                         "token names its own) [$PYMESH_TRUST_DOMAIN, default cluster.local]")
     control.add_argument("--renew-fraction", type=_fraction, default=0.5, metavar="F",
                          help="renew the certificate this far through its lifetime, with jitter (default 0.5)")
     capture = parser.add_argument_group("traffic capture (with `pymesh iptables`)")
@@ -163,9 +170,9 @@ def _fraction(value: str) -> float:
     return fraction
 
 
-def join_token(args) -> JoinToken | None:
+def join_token(args) -> JoinToken | ServiceAccountToken | None:
     """The token from --token-file or $PYMESH_TOKEN (never from the command line: it would show
-    in `ps`)."""
+    in `ps`): a join token (pm1.), else a ServiceAccount token (a JWT)."""
     if not args.control:
         return None
     text = os.environ.get("PYMESH_TOKEN", "")
@@ -178,12 +185,14 @@ def join_token(args) -> JoinToken | None:
     if not text.strip():
         return None
     try:
-        return JoinToken.parse(text)
+        if text.strip().startswith(PREFIX + "."):
+            return JoinToken.parse(text)
+        return ServiceAccountToken.parse(text, args.trust_domain, args.token_file)
     except TokenRefused as error:
         raise argparse.ArgumentTypeError(f"join token: {error}") from None
 
 
-def resolve_identity(args, token: JoinToken | None) -> tuple[str, str]:
+def resolve_identity(args, token: JoinToken | ServiceAccountToken | None) -> tuple[str, str]:
     """(namespace, service account): the token's, which the certificate will carry; a
     different one given explicitly is an error, not a silent override."""
     if token is None:
@@ -191,11 +200,11 @@ def resolve_identity(args, token: JoinToken | None) -> tuple[str, str]:
     for flag, given, own in (("--namespace", args.namespace, token.namespace),
                              ("--service-account", args.service_account, token.service_account)):
         if given and given != own:
-            raise argparse.ArgumentTypeError(f"{flag} {given} differs from the join token's {own}")
+            raise argparse.ArgumentTypeError(f"{flag} {given} differs from the token's {own}")
     return token.namespace, token.service_account
 
 
-def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> ControlOptions | None:
+def control_options(args, identity: ProxyIdentity, token: JoinToken | ServiceAccountToken | None) -> ControlOptions | None:
     if not args.control:
         return None
     host, port = parse_host_port(args.control, "--control")
@@ -212,6 +221,9 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> C
     if args.ca_root and token is None:
         raise argparse.ArgumentTypeError("--ca-root verifies the control server for a proxy with a join token "
                                          "(--token-file or $PYMESH_TOKEN)")
+    if token is not None and token.ca_pin is None and not args.ca_root:
+        raise argparse.ArgumentTypeError("a ServiceAccount token pins no mesh root: give --ca-root (in a pod, the "
+                                         "mounted pymesh-ca-root-cert ConfigMap) to verify the control server by")
     if args.ca_root:
         try:
             with open(args.ca_root, "rb") as stream:

@@ -45,6 +45,7 @@ from pymesh.proxy.telemetry import Telemetry
 from pymesh.routing.compile import compile_snapshot
 from pymesh.routing.snapshot import Listener, ProxyIdentity, Snapshot
 from pymesh.security.jointoken import JoinToken
+from pymesh.security.sa_token import ServiceAccountToken
 
 log = logging.getLogger("pymesh.proxy")
 
@@ -81,7 +82,7 @@ class ControlOptions:
     port: int
     node: wire.Node
     data_dir: str | None = None  # where the last good snapshot is kept
-    token: JoinToken | None = None  # with one: mTLS to the server, a certificate signed by it
+    token: JoinToken | ServiceAccountToken | None = None  # with one: mTLS to the server, a certificate signed by it
     ca_root: bytes | None = None  # PEM root to verify the server by (else the token's pin)
     renew_fraction: float = 0.5
     cert_ttl: float | None = None  # seconds to ask for (the server's --cert-ttl when None)
