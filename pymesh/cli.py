@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "pymesh.explain_command",  # pymesh explain
     "pymesh.capture.command",  # pymesh iptables
     "pymesh.control.command",  # pymesh control serve|status
+    "pymesh.control.proxy_status",  # pymesh proxy-status (istioctl's name)
     "pymesh.control.ca_command",  # pymesh ca init|issue
     "pymesh.control.dashboard",  # pymesh dashboard prometheus-config
 )

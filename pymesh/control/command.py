@@ -162,15 +162,9 @@ async def _serve(server) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from pymesh.control.status import Unreachable, fetch, format_status
+    from pymesh.control.status import format_status, show
 
-    try:
-        data = fetch(*args.server)
-    except Unreachable as exc:
-        print(f"pymesh control status: {exc}", file=sys.stderr)
-        return 1
-    print(format_status(data))
-    return 0
+    return show(args.server, format_status, "pymesh control status")
 
 
 def run_token_create(args: argparse.Namespace) -> int:

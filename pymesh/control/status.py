@@ -1,4 +1,8 @@
-"""`pymesh control status`: the server's /status as a table, like `istioctl proxy-status`.
+"""`pymesh control status`: the server's /status as a table, like `istioctl proxy-status`; and
+`pymesh proxy-status`, the same proxies in istioctl's own columns (NAME CLUSTER CDS LDS EDS RDS),
+for the scripts and habits of Istio users. pymesh pushes one snapshot that holds what Envoy gets
+as clusters, listeners, endpoints and routes, so the four columns show its one state: SYNCED
+(ACKed), STALE (pushed, not ACKed yet) or NACKED.
 
 Every value in it came from a proxy or a file name and is shown through `visible`: escape codes,
 newlines and other invisible characters appear as escapes, so they cannot forge rows or rewrite
@@ -8,12 +12,14 @@ the terminal.
 from __future__ import annotations
 
 import json
+import sys
 import urllib.error
 import urllib.request
 
 from pymesh.control.escape import visible
 
 COLUMNS = ("NAME", "NAMESPACE", "ADDRESS", "PUSHED", "ACKED", "STATE")
+ISTIOCTL_COLUMNS = ("NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "VERSION")
 
 
 class Unreachable(Exception):
@@ -35,12 +41,21 @@ def fetch(host: str, port: int, timeout: float = 5.0) -> dict:
         raise Unreachable.of(url, exc) from None
 
 
+def show(server: tuple[str, int], formatter, prog: str) -> int:
+    """The command: fetch /status, print it formatted; exit status 1 when the server is unreachable."""
+    try:
+        data = fetch(*server)
+    except Unreachable as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    print(formatter(data))
+    return 0
+
+
 def format_status(status: dict) -> str:
-    rows = [COLUMNS] + [_row(p) for p in status.get("proxies", [])]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
-    lines = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "   " + row[-1] for row in rows]
-    lines = [line.rstrip() for line in lines]
-    lines.insert(0, f"config version {_text(status.get('version', '?'))}, {len(rows) - 1} proxies")
+    proxies = status.get("proxies", [])
+    lines = _table(COLUMNS, [_row(p) for p in proxies])
+    lines.insert(0, f"config version {_text(status.get('version', '?'))}, {len(proxies)} proxies")
     rejected = status.get("rejected", [])
     if rejected:
         lines += ["", "REJECTED FILES (their last good version stays in force):"]
@@ -52,6 +67,27 @@ def format_status(status: dict) -> str:
         lines += ["", "GATEWAY API:"]
         lines += [f"  {_text(line)}" for obj in objects for line in _object_lines(obj)]
     return "\n".join(lines)
+
+
+def format_proxy_status(status: dict) -> str:
+    """`istioctl proxy-status`'s table: NAME is the node id; VERSION the config version the proxy
+    ACKed, then a NACK's error or a disconnection, as in `pymesh control status`."""
+    cluster = _text(status.get("cluster") or "-")
+    rows = []
+    for proxy in status.get("proxies", []):
+        state = _text(proxy.get("state", "?"))
+        detail = _state(proxy)
+        note = f"   {_text(detail)}" if detail != proxy.get("state") else ""
+        rows.append((_text(proxy.get("id", "?")), cluster, state, state, state, state,
+                     _text(proxy.get("acked_version") or "-") + note))
+    return "\n".join(_table(ISTIOCTL_COLUMNS, rows))
+
+
+def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Aligned columns, three spaces apart; the last one is not padded."""
+    rows = [columns] + rows
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns) - 1)]
+    return [("   ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "   " + row[-1]).rstrip() for row in rows]
 
 
 def _object_lines(obj: dict) -> list[str]:
@@ -67,12 +103,16 @@ def _object_lines(obj: dict) -> list[str]:
     return lines
 
 
-def _row(proxy: dict) -> tuple[str, ...]:
+def _state(proxy: dict) -> str:
+    """The proxy's state with its NACK's error, and whether it is disconnected (raw text)."""
     state = proxy.get("state", "?")
     if state == "NACKED" and proxy.get("error"):
         state = f"NACKED: {proxy['error']}"
-    if not proxy.get("connected", True):
-        state += " (disconnected)"
+    return state + ("" if proxy.get("connected", True) else " (disconnected)")
+
+
+def _row(proxy: dict) -> tuple[str, ...]:
+    state = _state(proxy)
     if proxy.get("workload_group"):
         entry = proxy.get("workload_entry")
         state += f"; WorkloadEntry {entry}" if entry else f"; not registered: {proxy.get('not_registered')}"
