@@ -86,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
         cluster = asyncio.run(read_cluster(args.kubeconfig, args.context,
                                            None if args.all_namespaces else args.namespace or "default"))
-        for kind in cluster.skipped:
-            print(f"note: {kind}: its CustomResourceDefinition is not installed, skipped", file=sys.stderr)
+        if cluster.skipped:
+            print(f"note: skipped, their CustomResourceDefinitions are not installed: {', '.join(cluster.skipped)}",
+                  file=sys.stderr)
         if cluster.errors:
             for error in cluster.errors:
                 print(f"error: {error}")

@@ -19,7 +19,7 @@ CLUSTER_SCOPED = frozenset({"GatewayClass"})  # listed cluster-wide even for one
 @dataclass
 class ClusterConfig:
     objects: list[dict] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # kinds without their CRD
+    skipped: list[str] = field(default_factory=list)  # the CRDs (<plural>.<group>) not installed
     errors: list[str] = field(default_factory=list)  # kinds that could not be listed, and why
 
 
@@ -43,7 +43,7 @@ async def read(client, namespace: str | None, kinds: tuple[CustomResource, ...] 
                             for item in listing.get("items") or [] if isinstance(item, dict)]
             break
         else:
-            out.skipped.append(resource.kind.name)
+            out.skipped.append(f"{resource.versions[0].plural}.{resource.group}")
     return out
 
 
