@@ -6,6 +6,7 @@ an error)."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -49,3 +50,43 @@ def unauthenticated(error: str = "[invalid bearer token, service account token h
 def review(spec: dict, status: dict) -> dict:
     return {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}
+
+
+class ApiServerReviews:
+    """The stand-in API server's TokenReview (its `token_review` callback), deciding as a real
+    one does: the signature by the cluster's issuer, exp/nbf, the token's audiences against the
+    review's (an empty spec.audiences means the API server's own), and the bound pod still there
+    (`deleted_pods`). Counts the reviews it answered."""
+
+    API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+
+    def __init__(self) -> None:
+        from joserfc.jwk import KeySet
+
+        self.keys = KeySet.import_key_set(ISSUER.jwks())
+        self.deleted_pods: set[str] = set()
+        self.fixed: dict[str, dict] = {}  # token -> the status to answer (a user's static token, say)
+        self.calls = 0
+
+    def __call__(self, spec: dict) -> dict:
+        from joserfc import jwt as jose_jwt
+        from joserfc.errors import JoseError
+
+        self.calls += 1
+        wanted = spec.get("audiences") or [self.API_AUDIENCE]
+        if spec.get("token") in self.fixed:
+            return self.fixed[spec["token"]]
+        try:
+            claims = jose_jwt.decode(spec.get("token", ""), self.keys, algorithms=["RS256"]).claims
+        except (JoseError, ValueError):
+            return unauthenticated("[invalid bearer token, square/go-jose: error in cryptographic primitive]")
+        if not claims.get("nbf", 0) <= time.time() < claims.get("exp", 0):
+            return unauthenticated("[invalid bearer token, service account token has expired]")
+        audiences = [aud for aud in claims.get("aud", []) if aud in wanted]
+        if not audiences:
+            return unauthenticated(f"[invalid bearer token, token audiences {json.dumps(claims.get('aud'))} is invalid "
+                                   f"for the target audiences {json.dumps(wanted)}]")
+        kube = claims["kubernetes.io"]
+        if kube["pod"]["name"] in self.deleted_pods:
+            return unauthenticated(f"[invalid bearer token, pod \"{kube['pod']['name']}\" not found]")
+        return authenticated(kube["namespace"], kube["serviceaccount"]["name"], audiences, kube["pod"]["name"])

@@ -70,6 +70,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     security.add_argument("--ca-root", metavar="FILE", help="plug-in CA: the trust bundle, one or more roots (root-cert.pem)")
     security.add_argument("--max-connections-per-identity", type=int, default=256, metavar="N",
                           help="push streams one identity may hold (its replicas; default 256)")
+    kube = serve.add_argument_group("Kubernetes (docs/kubernetes.md)")
+    kube.add_argument("--kubernetes", action="store_true",
+                      help="use the cluster's API server (in a pod: its ServiceAccount; else --kubeconfig): proxies "
+                      "may bootstrap with their projected ServiceAccount token (audience --token-audience), proven "
+                      "by a TokenReview before a certificate is signed for exactly that namespace and account")
+    kube.add_argument("--kubeconfig", metavar="FILE", help="the kubeconfig (default: in-cluster, else $KUBECONFIG, "
+                      "~/.kube/config)")
+    kube.add_argument("--kube-context", metavar="NAME", help="the kubeconfig's context (default: its current one)")
+    kube.add_argument("--token-audience", default="pymesh-ca", metavar="AUD",
+                      help="the audience projected tokens must be for (default pymesh-ca)")
+    kube.add_argument("--token-review-timeout", type=_seconds, default=5.0, metavar="SECONDS",
+                      help="a TokenReview not answered in time refuses the request (default 5)")
     input_limits.add_arguments(serve)
     bounds.add_arguments(serve)
     serve.set_defaults(func=run_serve)
@@ -103,6 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from pymesh.control.authority import CaOptions
     from pymesh.control.ca_store import PluginFiles
+    from pymesh.control.kube.options import KubeOptions
     from pymesh.control.server import ControlOptions, ControlServer
 
     if not os.path.isdir(args.config_dir):
@@ -111,6 +124,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if bool(args.ca_cert) != bool(args.ca_key) or (args.ca_chain or args.ca_root) and not args.ca_cert:
         print("pymesh control serve: a plug-in CA needs --ca-cert and --ca-key (--ca-chain, --ca-root with them)",
               file=sys.stderr)
+        return 2
+    if (args.kubeconfig or args.kube_context) and not args.kubernetes:
+        print("pymesh control serve: --kubeconfig and --kube-context are for --kubernetes", file=sys.stderr)
         return 2
     if args.insecure and not _loopback(args.listen[0]):
         print(f"pymesh control serve: --insecure listens only on a loopback address, not {args.listen[0]} "
@@ -135,6 +151,8 @@ def run_serve(args: argparse.Namespace) -> int:
         limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
         ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),
         max_per_identity=max(0, args.max_connections_per_identity), mesh_config=args.mesh_config or "",
+        kubernetes=KubeOptions(args.kubeconfig, args.kube_context, args.token_audience, args.token_review_timeout)
+        if args.kubernetes else None,
     )
     try:
         server = ControlServer(options)
@@ -149,10 +167,15 @@ async def _serve(server) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    from pymesh.control.server import StartFailed
+
     try:
         await server.start()
     except OSError as exc:
         print(f"pymesh control: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    except StartFailed as exc:
+        print(f"pymesh control: cannot start: {exc}", file=sys.stderr)
         return 1
     (host, port), (admin_host, admin_port) = server.listen_address, server.admin_address
     print(f"pymesh control: serving on {host}:{port}, admin on {admin_host}:{admin_port}", flush=True)

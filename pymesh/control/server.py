@@ -18,6 +18,7 @@ from pymesh.control.authority import CaOptions, MeshCA, load_authority
 from pymesh.control.bounds import ConnectionLimits, Gate
 from pymesh.control.h2server import Request, serve
 from pymesh.control.hub import Hub
+from pymesh.control.kube.options import KubeOptions
 from pymesh.control.mesh import Mesh
 from pymesh.control.mesh_api import MeshApi
 from pymesh.control.metrics import ControlMetrics
@@ -32,6 +33,10 @@ from pymesh.control.traces import TraceStore
 from pymesh.control.watch import Watcher
 
 log = logging.getLogger("pymesh.control")
+
+
+class StartFailed(Exception):
+    """What the server needs at start is not there (the API server's client, with --kubernetes)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class ControlOptions:
     ca: CaOptions = CaOptions()
     max_per_identity: int = 256  # push streams of one identity (the replicas of a workload)
     mesh_config: str = ""  # --mesh-config FILE: in force instead of an istio ConfigMap (watched)
+    kubernetes: KubeOptions | None = None  # --kubernetes: the cluster's API server (TokenReview)
 
 
 class ControlServer:
@@ -77,6 +83,7 @@ class ControlServer:
         self._connections: set = set()
         self._watch_task: asyncio.Task | None = None
         self._renewal: asyncio.TimerHandle | None = None
+        self.kube = None  # the API server's client (pymesh.control.kube.client.KubeClient) with --kubernetes
         self.ready = False
         self.listen_address: tuple[str, int] = options.listen
         self.admin_address: tuple[str, int] = options.admin
@@ -90,6 +97,8 @@ class ControlServer:
             # receiving a view with their endpoints missing (it serves its last config meanwhile)
             self.hub.warmup_until = time.monotonic() + self.options.grace
         self._apply(self.store.reload(), time.monotonic())  # nothing is served yet: in-process
+        if self.options.kubernetes is not None:
+            await self._connect_kube(self.options.kubernetes)
         gate = Gate(self.options.connection_limits, lambda reason: self.metrics.closed.labels(reason=reason).inc())
         server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate, **self._security())
         self.metrics.watch_connections(self._connections)
@@ -114,11 +123,21 @@ class ControlServer:
             log.info("mTLS: trust domain %s, certificates for %.0fs (at most %.0fs)", self.ca.trust_domain,
                      self.options.ca.cert_ttl.total_seconds(), self.options.ca.max_cert_ttl.total_seconds())
 
+    async def _connect_kube(self, options: KubeOptions) -> None:
+        from pymesh.control.kube.client import KubeClient
+
+        try:
+            self.kube = await KubeClient.connect(options.kubeconfig, options.context)
+        except Exception as exc:  # the library's config errors have no common base
+            raise StartFailed(f"kubernetes: {exc}") from None
+        log.info("kubernetes: API server %s", self.kube.host)
+
     def _security(self) -> dict:
         """The listener's TLS context and signing paths (none with --insecure)."""
         if self.ca is None:
             return {}
-        signer = Signer(self.ca, self.tokens, lambda outcome: self.metrics.csr.labels(outcome=outcome).inc())
+        signer = Signer(self.ca, self.tokens, lambda outcome: self.metrics.csr.labels(outcome=outcome).inc(),
+                        reviewer=self._token_reviewer())
 
         def sign(request: Request):
             return signer.sign(request.headers.get("authorization"), request.body, request.peer_der, request.peer)
@@ -127,6 +146,15 @@ class ControlServer:
         self._renew_serving()
         return {"ssl": context, "requests": {wire.SIGN_PATH: ("POST", sign),
                                              wire.BUNDLE_PATH: ("GET", lambda _: signer.bundle())}}
+
+    def _token_reviewer(self):
+        """With --kubernetes: ServiceAccount tokens are proven by TokenReviews (else None)."""
+        if self.kube is None:
+            return None
+        from pymesh.control.kube.token_review import TokenReviewer
+
+        options = self.options.kubernetes
+        return TokenReviewer(self.kube.post, options.token_audience, options.token_review_timeout)
 
     def _renew_serving(self) -> None:
         """The listener's own certificate, renewed at half its lifetime."""
@@ -149,6 +177,8 @@ class ControlServer:
         self.registry.close()
         for server in self._servers:
             await server.wait_closed()
+        if self.kube is not None:
+            await self.kube.close()
 
     def status(self) -> dict:
         return {
@@ -156,6 +186,7 @@ class ControlServer:
             "proxies": [{**p, "refused": self.mesh.refused[p["id"]]} if p["id"] in self.mesh.refused else p
                         for p in self.hub.status()],
             "mtls": self.ca is not None,
+            "cluster": "Kubernetes" if self.kube is not None else None,  # Istio's default cluster id
             "rejected": [{"file": f, "errors": [str(e) for e in errors]} for f, errors in self.store.rejected],
             "gateway_api": [s.to_json() for s in self._gateway_api()[1].statuses],
         }
