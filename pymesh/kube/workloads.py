@@ -40,16 +40,15 @@ def map_pods(obj: object, change: Callable[[dict, dict], dict], depth: int = 0) 
     path = TEMPLATE_PATHS.get((group_of(obj), kind))
     if path is None:
         return obj
-    name = f"{kind} {(obj.get('metadata') or {}).get('name', '')}".strip()
-    return _replace(obj, path, lambda pod: change(pod, obj), name, ".".join(path))
+    return _replace(obj, path, lambda pod: change(pod, obj), ".".join(path))
 
 
-def _replace(node: dict, path: tuple[str, ...], change: Callable[[dict], dict], name: str, where: str) -> dict:
+def _replace(node: dict, path: tuple[str, ...], change: Callable[[dict], dict], where: str) -> dict:
     if not path:
         if not isinstance(node.get("spec"), dict) or not isinstance(node["spec"].get("containers"), list):
-            raise InjectError(f"{name}: {where or 'spec'}", "a pod needs spec.containers")
+            raise InjectError(f"{where + '.' if where else ''}spec.containers", "a pod needs a list of containers")
         return change(node)
     child = node.get(path[0])
     if not isinstance(child, dict):
-        raise InjectError(f"{name}: {where}", f"missing {path[0]} (the pod template)")
-    return {**node, path[0]: _replace(child, path[1:], change, name, where)}
+        raise InjectError(where, f"missing {path[0]} (the pod template)")
+    return {**node, path[0]: _replace(child, path[1:], change, where)}
