@@ -243,7 +243,8 @@ def _pod_options(annotations: Mapping, settings: InjectSettings) -> dict[str, An
         except ValueError as error:
             raise InjectError(f"metadata.annotations[{annotation}]", str(error)) from None
     try:
-        CaptureSettings(**{_CAPTURE_FIELDS[flag]: parsed for flag, (_, parsed) in capture_args.items()})
+        CaptureSettings(proxy_port=settings.outbound_capture_port, inbound_capture_port=settings.inbound_capture_port,
+                        **{_CAPTURE_FIELDS[flag]: parsed for flag, (_, parsed) in capture_args.items()})
     except CaptureConfigError as error:
         raise InjectError("metadata.annotations[traffic.sidecar.istio.io/...]", str(error)) from None
     resources = {"requests": {"cpu": settings.resources.cpu, "memory": settings.resources.memory},
@@ -317,7 +318,8 @@ def _proxy_config(text: object, control: str) -> dict[str, Any]:
 
 
 def _init_container(options: dict, settings: InjectSettings) -> dict:
-    args = ["iptables", "-p", "15001", "-z", "15006", "-u", str(PROXY_UID), "-g", str(PROXY_UID), "-m", "REDIRECT"]
+    args = ["iptables", "-p", str(settings.outbound_capture_port), "-z", str(settings.inbound_capture_port),
+            "-u", str(PROXY_UID), "-g", str(PROXY_UID), "-m", "REDIRECT"]
     for flag, value in options["capture"].items():
         if value or flag in ("-i", "-b"):  # an empty include means "none": it must be said
             args += [flag, value]
@@ -346,6 +348,8 @@ def _field_env(name: str, path: str) -> dict:
 
 def _proxy_container(options: dict, settings: InjectSettings, workload: str, probers: dict) -> dict:
     args = ["proxy", "--control", options["control"], "--capture",
+            "--outbound-capture-port", str(settings.outbound_capture_port),
+            "--inbound-capture-port", str(settings.inbound_capture_port),
             "--health-address", "0.0.0.0", "--stats-address", "0.0.0.0",
             "--labels-file", f"{PODINFO_DIR}/labels", "--token-file", f"{TOKEN_DIR}/{TOKEN_FILE}",
             "--ca-root", f"{CA_DIR}/root-cert.pem", "--data-dir", DATA_DIR, "--log-level", options["log_level"]]

@@ -256,6 +256,15 @@ def test_capture_defaults_come_from_the_settings():
     assert "-o" not in args  # nothing to exclude: not said
 
 
+def test_capture_ports_reach_both_containers():
+    spec = inject_pod(pod(), None, InjectSettings(outbound_capture_port=16001, inbound_capture_port=16006))["spec"]
+    init, proxy = container(spec, INIT_NAME)["args"], container(spec, PROXY_NAME)["args"]
+    assert (flag(init, "-p"), flag(init, "-z")) == ("16001", "16006")
+    assert (flag(proxy, "--outbound-capture-port"), flag(proxy, "--inbound-capture-port")) == ("16001", "16006")
+    with pytest.raises(InjectError, match="inboundCapturePort"):
+        load_settings("inboundCapturePort: 0")
+
+
 @pytest.mark.parametrize("annotations, where, expected", [
     ({"sidecar.istio.io/proxyCPU": "250m"}, ("requests", "cpu"), "250m"),
     ({"sidecar.istio.io/proxyMemory": "256Mi"}, ("requests", "memory"), "256Mi"),
@@ -294,6 +303,7 @@ def test_json_proxy_config_and_other_annotations():
     ({"traffic.sidecar.istio.io/excludeOutboundIPRanges": "*"}, "excludeOutboundIPRanges"),
     ({"traffic.sidecar.istio.io/excludeOutboundPorts": "70000"}, "excludeOutboundPorts"),
     ({"traffic.sidecar.istio.io/includeInboundPorts": "15021"}, "traffic.sidecar.istio.io"),  # the proxy's own
+    ({"traffic.sidecar.istio.io/includeInboundPorts": "15006"}, "traffic.sidecar.istio.io"),  # the capture port
     ({"sidecar.istio.io/proxyCPU": "lots"}, "proxyCPU"),
     ({"sidecar.istio.io/rewriteAppHTTPProbers": "maybe"}, "rewriteAppHTTPProbers"),
     ({"sidecar.istio.io/logLevel": "chatty"}, "logLevel"),
