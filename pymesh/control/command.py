@@ -72,11 +72,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="push streams one identity may hold (its replicas; default 256)")
     kube = serve.add_argument_group("Kubernetes (docs/kubernetes.md)")
     kube.add_argument("--kubernetes", action="store_true",
-                      help="use the cluster's API server (in a pod: its ServiceAccount; else --kubeconfig): proxies "
-                      "may bootstrap with their projected ServiceAccount token (audience --token-audience), proven "
-                      "by a TokenReview before a certificate is signed for exactly that namespace and account")
-    kube.add_argument("--kubeconfig", metavar="FILE", help="the kubeconfig (default: in-cluster, else $KUBECONFIG, "
-                      "~/.kube/config)")
+                      help="use the cluster's API server: read Istio's and the Gateway API's custom resources as a "
+                      "second config source (each object validated on its own, its last good version kept), and let "
+                      "proxies bootstrap with their projected ServiceAccount token (audience --token-audience), "
+                      "proven by a TokenReview before a certificate is signed for exactly that namespace and account")
+    kube.add_argument("--kubeconfig", metavar="FILE",
+                      help="the API server's kubeconfig (default: in the cluster, else KUBECONFIG or ~/.kube/config)")
     kube.add_argument("--kube-context", metavar="NAME", help="the kubeconfig's context (default: its current one)")
     kube.add_argument("--token-audience", default="pymesh-ca", metavar="AUD",
                       help="the audience projected tokens must be for (default pymesh-ca)")

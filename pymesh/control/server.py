@@ -56,7 +56,9 @@ class ControlOptions:
     ca: CaOptions = CaOptions()
     max_per_identity: int = 256  # push streams of one identity (the replicas of a workload)
     mesh_config: str = ""  # --mesh-config FILE: in force instead of an istio ConfigMap (watched)
-    kubernetes: KubeOptions | None = None  # --kubernetes: the cluster's API server (TokenReview)
+    # --kubernetes: the API server's custom resources are a second config source, and
+    # ServiceAccount tokens are proven there by TokenReview
+    kubernetes: KubeOptions | None = None
 
 
 class ControlServer:
@@ -65,6 +67,8 @@ class ControlServer:
         self.metrics = ControlMetrics()
         self.store = ConfigStore(options.config_dir, options.limits, options.mesh_config)
         self._translation: tuple[object, gateway_api.Translation] | None = None  # see _gateway_api
+        self.custom_resources = None  # with --kubernetes, once started: kube.config_source.CustomResources
+        self._kube_client = None
         self.watcher = Watcher(self.store.poll, self._reload, options.debounce, options.max_debounce, options.poll_interval)
         self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)
         self.tokens = TokenStore(options.data_dir, time.time)
@@ -83,7 +87,6 @@ class ControlServer:
         self._connections: set = set()
         self._watch_task: asyncio.Task | None = None
         self._renewal: asyncio.TimerHandle | None = None
-        self.kube = None  # the API server's client (pymesh.control.kube.client.KubeClient) with --kubernetes
         self.ready = False
         self.listen_address: tuple[str, int] = options.listen
         self.admin_address: tuple[str, int] = options.admin
@@ -96,9 +99,9 @@ class ControlServer:
             # reconnect: one that reconnects waits a grace period for the others instead of
             # receiving a view with their endpoints missing (it serves its last config meanwhile)
             self.hub.warmup_until = time.monotonic() + self.options.grace
-        self._apply(self.store.reload(), time.monotonic())  # nothing is served yet: in-process
         if self.options.kubernetes is not None:
-            await self._connect_kube(self.options.kubernetes)
+            await self._start_kubernetes(self.options.kubernetes)
+        self._apply(self.store.reload(), time.monotonic())  # nothing is served yet: in-process
         gate = Gate(self.options.connection_limits, lambda reason: self.metrics.closed.labels(reason=reason).inc())
         server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate, **self._security())
         self.metrics.watch_connections(self._connections)
@@ -123,14 +126,22 @@ class ControlServer:
             log.info("mTLS: trust domain %s, certificates for %.0fs (at most %.0fs)", self.ca.trust_domain,
                      self.options.ca.cert_ttl.total_seconds(), self.options.ca.max_cert_ttl.total_seconds())
 
-    async def _connect_kube(self, options: KubeOptions) -> None:
+    async def _start_kubernetes(self, options: KubeOptions) -> None:
+        """The API server's client (a failure is StartFailed), and its custom resources as a
+        second config source, listed before the first configuration is served. Imported here:
+        the client library is an optional extra."""
         from pymesh.control.kube.client import KubeClient
+        from pymesh.control.kube.config_source import CustomResources
 
         try:
-            self.kube = await KubeClient.connect(options.kubeconfig, options.context)
+            self._kube_client = await KubeClient.connect(options.kubeconfig, options.context)
         except Exception as exc:  # the library's config errors have no common base
             raise StartFailed(f"kubernetes: {exc}") from None
-        log.info("kubernetes: API server %s", self.kube.host)
+        log.info("kubernetes: API server %s", self._kube_client.host)
+        self.custom_resources = CustomResources(self._kube_client, self.watcher.notify, self.options.limits,
+                                                metrics=self.metrics)
+        self.store.add_source(self.custom_resources.source)
+        await self.custom_resources.start()
 
     def _security(self) -> dict:
         """The listener's TLS context and signing paths (none with --insecure)."""
@@ -149,12 +160,12 @@ class ControlServer:
 
     def _token_reviewer(self):
         """With --kubernetes: ServiceAccount tokens are proven by TokenReviews (else None)."""
-        if self.kube is None:
+        if self._kube_client is None:
             return None
         from pymesh.control.kube.token_review import TokenReviewer
 
         options = self.options.kubernetes
-        return TokenReviewer(self.kube.post, options.token_audience, options.token_review_timeout)
+        return TokenReviewer(self._kube_client.post, options.token_audience, options.token_review_timeout)
 
     def _renew_serving(self) -> None:
         """The listener's own certificate, renewed at half its lifetime."""
@@ -175,10 +186,12 @@ class ControlServer:
             await asyncio.gather(self._watch_task, return_exceptions=True)
         self._save()
         self.registry.close()
+        if self.custom_resources is not None:
+            await self.custom_resources.stop()
+        if self._kube_client is not None:
+            await self._kube_client.close()
         for server in self._servers:
             await server.wait_closed()
-        if self.kube is not None:
-            await self.kube.close()
 
     def status(self) -> dict:
         return {
@@ -186,10 +199,15 @@ class ControlServer:
             "proxies": [{**p, "refused": self.mesh.refused[p["id"]]} if p["id"] in self.mesh.refused else p
                         for p in self.hub.status()],
             "mtls": self.ca is not None,
-            "cluster": "Kubernetes" if self.kube is not None else None,  # Istio's default cluster id
+            "cluster": "Kubernetes" if self._kube_client is not None else None,  # Istio's default cluster id
             "rejected": [{"file": f, "errors": [str(e) for e in errors]} for f, errors in self.store.rejected],
             "gateway_api": [s.to_json() for s in self._gateway_api()[1].statuses],
+            **(self._kubernetes_status() if self.custom_resources is not None else {}),
         }
+
+    def _kubernetes_status(self) -> dict:
+        return {"rejected_resources": self.custom_resources.source.resources(),
+                "kubernetes": self.custom_resources.status()}
 
     def _gateway_api(self) -> tuple[object, gateway_api.Translation]:
         """The Gateway API translation of the store's configuration (redone when it changes)."""
@@ -206,7 +224,10 @@ class ControlServer:
         """The store's new state -> a new generation, pushed where it matters."""
         if rejected:
             self.metrics.rejections.inc(len(rejected))
-        config = gateway_api.apply(self.store.config, self._gateway_api()[1])
+        translation = self._gateway_api()[1]
+        config = gateway_api.apply(self.store.config, translation)
+        if self.custom_resources is not None:
+            self.custom_resources.source.report_gateway_api(translation.statuses)
         generation = self.mesh.update(config, self.registry.entries(config.workload_groups), detected_at)
         if generation is not None:
             log.info("config version %d", generation.version)

@@ -55,7 +55,6 @@ class Source(Protocol):
     `reload_isolated` loads off the event loop. Both return the units newly rejected."""
 
     def units(self) -> Iterable[Unit]: ...  # in a stable order: an earlier unit wins a name clash
-    def rejected(self) -> list[tuple[str, list[ConfigError]]]: ...  # every unit rejected now
     def reload(self) -> list[tuple[str, list[ConfigError]]]: ...
     async def reload_isolated(self) -> list[tuple[str, list[ConfigError]]]: ...
 
@@ -82,6 +81,9 @@ class ConfigStore:
         self._stamps: dict[str, Stamp] = {}  # of the files being loaded
         self._total = 0  # their size in bytes
         self._missing = False
+
+    def add_source(self, source: Source) -> None:
+        self.sources += (source,)
 
     def poll(self) -> bool:
         """Whether the directory differs from what was last loaded or polled."""
@@ -173,13 +175,14 @@ class ConfigStore:
 
     @property
     def rejected(self) -> list[tuple[str, list[ConfigError]]]:
-        """Every file whose current version is rejected, and resources defined twice."""
+        """Every file whose current version is rejected, and resources defined twice (the
+        sources report their own units)."""
         out = [(path, state.errors) for path, state in sorted(self._files.items()) if state.errors]
         by_file: dict[str, list[ConfigError]] = {}
         for error in self.conflicts:
             by_file.setdefault(error.file, []).append(error)
         mesh = [(self.mesh_config_path, self._mesh_errors)] if self._mesh_errors else []
-        return out + [unit for source in self.sources for unit in source.rejected()] + sorted(by_file.items()) + mesh
+        return out + sorted(by_file.items()) + mesh
 
     def _over_total(self, path: str) -> LoadResult | None:
         """A changed file is not even read while the directory is over the total size limit."""

@@ -11,6 +11,7 @@ included, neither reloads nor writes again, so our own writes cannot loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -26,7 +27,7 @@ from pymesh.api.resources import GATEWAY_API_GROUP
 from pymesh.control.kube.status_writer import StatusWriter
 from pymesh.control.store import settle
 from pymesh.kube import config_status
-from pymesh.kube.custom_resources import CustomResource, configured, load_object, source_name
+from pymesh.kube.custom_resources import CUSTOM_RESOURCES, CustomResource, configured, load_object, source_name
 from pymesh.kube.resources import EVENTS
 from pymesh.routing.gateway_api.conditions import ObjectStatus
 
@@ -68,9 +69,6 @@ class CustomResourceSource:
 
     def units(self) -> Iterable[ObjectUnit]:
         return [self._units[key] for key in sorted(self._units)]
-
-    def rejected(self) -> list[tuple[str, list[ConfigError]]]:
-        return [(unit.name, unit.errors) for unit in self.units() if unit.errors]
 
     def resources(self) -> list[dict]:
         """For `pymesh control status`: each rejected object, by kind, namespace and name."""
@@ -220,3 +218,47 @@ def _timeless(value: object) -> object:
     if isinstance(value, list):
         return [_timeless(v) for v in value]
     return value
+
+
+class CustomResources:
+    """What `--kubernetes` adds for configuration: an informer on every config kind (a kind
+    whose CRD is not installed is skipped and asked for again every `missing_retry` seconds, as
+    Istio does), the source they feed, and the writer of statuses and Events."""
+
+    def __init__(self, client, notify: Callable[[], None], limits: Limits = input_limits.DEFAULT,
+                 missing_retry: float = 30.0, write_rate: float = 5.0, write_burst: int = 20, metrics=None):
+        from pymesh.control.kube.informer import Informer
+
+        self.writer = StatusWriter(write_rate, write_burst)
+        self.informers = [Informer(client, resource.versions[0], self._on_change, metrics=metrics,
+                                   missing_retry=missing_retry) for resource in CUSTOM_RESOURCES]
+        self.source = CustomResourceSource(list(zip(CUSTOM_RESOURCES, self.informers)), notify, limits,
+                                           self.writer, client)
+        self._writing: asyncio.Task | None = None
+
+    def _on_change(self) -> None:
+        self.source.on_change()
+
+    async def start(self, sync_timeout: float = 30.0) -> None:
+        """Start watching; return once every kind is listed (or missing), at most `sync_timeout`
+        seconds, so the first configuration served is the cluster's, not an empty one."""
+        for informer in self.informers:
+            informer.start()
+        self._writing = asyncio.get_running_loop().create_task(self.writer.run(), name="kubernetes status writer")
+        try:
+            await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in self.informers)), sync_timeout)
+        except asyncio.TimeoutError:
+            waiting = [i.resource.plural for i in self.informers if not i.synced.is_set()]
+            log.error("kubernetes: %s not listed after %gs; serving without them until they are",
+                      ", ".join(waiting), sync_timeout)
+
+    async def stop(self) -> None:
+        for informer in self.informers:
+            await informer.stop()
+        if self._writing is not None:
+            self._writing.cancel()
+            await asyncio.gather(self._writing, return_exceptions=True)
+
+    def status(self) -> list[dict]:
+        """Each kind's informer, for `pymesh control status`."""
+        return [informer.status() for informer in self.informers]
