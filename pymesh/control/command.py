@@ -83,6 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="the audience projected tokens must be for (default pymesh-ca)")
     kube.add_argument("--token-review-timeout", type=_seconds, default=5.0, metavar="SECONDS",
                       help="a TokenReview not answered in time refuses the request (default 5)")
+    kube.add_argument("--root-cert-resync", type=_seconds, default=60.0, metavar="SECONDS",
+                      help="how often every namespace's pymesh-ca-root-cert ConfigMap (the mesh root that injected "
+                      "pods mount) is checked and repaired; new namespaces get it at once (default 60)")
     input_limits.add_arguments(serve)
     bounds.add_arguments(serve)
     serve.set_defaults(func=run_serve)
@@ -152,8 +155,8 @@ def run_serve(args: argparse.Namespace) -> int:
         limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
         ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),
         max_per_identity=max(0, args.max_connections_per_identity), mesh_config=args.mesh_config or "",
-        kubernetes=KubeOptions(args.kubeconfig, args.kube_context, args.token_audience, args.token_review_timeout)
-        if args.kubernetes else None,
+        kubernetes=KubeOptions(args.kubeconfig, args.kube_context, args.token_audience, args.token_review_timeout,
+                               max(0.1, args.root_cert_resync)) if args.kubernetes else None,
     )
     try:
         server = ControlServer(options)

@@ -69,6 +69,7 @@ class ControlServer:
         self._translation: tuple[object, gateway_api.Translation] | None = None  # see _gateway_api
         self.custom_resources = None  # with --kubernetes, once started: kube.config_source.CustomResources
         self._kube_client = None
+        self._root_certs = None  # with --kubernetes and mTLS: kube.root_cert.RootCertPublisher
         self.watcher = Watcher(self.store.poll, self._reload, options.debounce, options.max_debounce, options.poll_interval)
         self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)
         self.tokens = TokenStore(options.data_dir, time.time)
@@ -142,6 +143,12 @@ class ControlServer:
                                                 metrics=self.metrics)
         self.store.add_source(self.custom_resources.source)
         await self.custom_resources.start()
+        if self.ca is not None:
+            from pymesh.control.kube.root_cert import RootCertPublisher
+
+            self._root_certs = RootCertPublisher(self._kube_client, lambda: self.ca.bundle_pem, options.root_cert_resync,
+                                                 metrics=self.metrics)
+            self._root_certs.start()
 
     def _security(self) -> dict:
         """The listener's TLS context and signing paths (none with --insecure)."""
@@ -188,6 +195,8 @@ class ControlServer:
         self.registry.close()
         if self.custom_resources is not None:
             await self.custom_resources.stop()
+        if self._root_certs is not None:
+            await self._root_certs.stop()
         if self._kube_client is not None:
             await self._kube_client.close()
         for server in self._servers:

@@ -27,6 +27,7 @@ class ResourceType:
 
 SERVICES = ResourceType("", "v1", "Service", "services")
 PODS = ResourceType("", "v1", "Pod", "pods")
+CONFIG_MAPS = ResourceType("", "v1", "ConfigMap", "configmaps")
 NAMESPACES = ResourceType("", "v1", "Namespace", "namespaces", namespaced=False)
 ENDPOINT_SLICES = ResourceType("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices")
 EVENTS = ResourceType("events.k8s.io", "v1", "Event", "events")

@@ -3,7 +3,8 @@ can run here) whose TokenReview decides as a real one does (tests/sa_tokens.py):
 `pymesh control serve --kubernetes` signs a certificate for a projected ServiceAccount token's
 own namespace and account only, refuses a wrong audience, an unauthenticated token, a user that
 is not a ServiceAccount, an API error and a slow API server (fail closed), never logs the token;
-and a real `pymesh proxy` with only a token file gets its identity and its configuration."""
+a real `pymesh proxy` with only a token file gets its identity and its configuration; and the
+mesh root is published as the pymesh-ca-root-cert ConfigMap in every namespace."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ if _MESH not in sys.path:
 
 from mesh_harness import LOCALHOST, mesh  # noqa: E402,F401  (the fixture)
 from pymesh.api import wire  # noqa: E402
+from pymesh.kube.resources import CONFIG_MAPS  # noqa: E402
+from waiting import wait_until  # noqa: E402
 from pymesh.proxy.unary_h2 import request  # noqa: E402
 from pymesh.proxy.workload_identity import control_identity  # noqa: E402
 from pymesh.security.ca import new_key_and_csr  # noqa: E402
@@ -36,9 +39,23 @@ def cluster(mesh, apiserver):
     """A secure control server with --kubernetes on the stand-in (whose reviews decide like a
     real API server's), its data dir holding the root proxies verify it by."""
     apiserver.token_review = reviews = ApiServerReviews()
+    for name in ("default", "demo"):
+        apiserver.apply(namespace(name))
     control = mesh.control(secure=True, data_dir=mesh.root / "control-data", extra=(
-        "--kubernetes", "--kubeconfig", str(apiserver.kubeconfig), "--token-review-timeout", str(REVIEW_TIMEOUT)))
+        "--kubernetes", "--kubeconfig", str(apiserver.kubeconfig), "--token-review-timeout", str(REVIEW_TIMEOUT),
+        "--root-cert-resync", "0.5"))
     return control, reviews, (mesh.root / "control-data" / "ca" / "root-cert.pem")
+
+
+def namespace(name: str, **status) -> dict:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
+            "status": {"phase": "Active", **status}}
+
+
+def published(apiserver, name: str) -> str | None:
+    """The root the pymesh-ca-root-cert ConfigMap of namespace `name` holds."""
+    config_map = apiserver.get(CONFIG_MAPS, "pymesh-ca-root-cert", name)
+    return (config_map or {}).get("data", {}).get("root-cert.pem")
 
 
 def sign(control, root: Path, token: str, identity: SpiffeId) -> tuple[int, str]:
@@ -65,8 +82,8 @@ def test_a_service_account_token_signs_only_its_own_account(cluster, apiserver) 
     status, error = sign(control, root, token, SpiffeId(TD, "demo", "ratings"))
     assert status == 403 and "spiffe://cluster.local/ns/demo/sa/ratings" in error, error
     assert reviews.calls == 1  # the second request was answered from the brief cache
-    [review] = [p for m, p in apiserver.requests if m == "POST"]
-    assert review == "/apis/authentication.k8s.io/v1/tokenreviews"
+    reviewed = [p for m, p in apiserver.requests if m == "POST" and "tokenreviews" in p]
+    assert reviewed == ["/apis/authentication.k8s.io/v1/tokenreviews"]
     log = control.log()
     assert "signed a certificate for spiffe://cluster.local/ns/demo/sa/reviews (ServiceAccount token of pod " \
            "reviews-v1-5b9c7-abcde" in log
@@ -128,13 +145,16 @@ def control_metrics(control) -> str:
     return body.decode()
 
 
-def test_a_real_proxy_gets_its_identity_from_its_token_file(cluster, mesh, monkeypatch) -> None:
+def test_a_real_proxy_gets_its_identity_from_its_token_file(cluster, mesh, apiserver, monkeypatch) -> None:
     """As in an injected pod: the token mounted at a file, the root from the mesh's ConfigMap;
     the kubelet's rotation of the file is read at the next bootstrap."""
-    control, reviews, root = cluster
+    control, reviews, _ = cluster
     token_file = mesh.root / "tokens" / "pymesh-token"
     token_file.parent.mkdir()
     token_file.write_text(projected_token("demo", "reviews", pod="reviews-v1-5b9c7-abcde"))
+    root = mesh.root / "ca" / "root-cert.pem"  # as the pod mounts the ConfigMap the server published
+    root.parent.mkdir()
+    root.write_text(wait_until(lambda: published(apiserver, "demo"), 10, what="pymesh-ca-root-cert in demo"))
     monkeypatch.setenv("PYMESH_CA_ROOT", str(root))
     proxy = mesh.proxy(control.port, "reviews", {"app": "reviews"}, namespace="demo", node_id="reviews-v1.demo",
                        token_file=token_file)
@@ -143,3 +163,25 @@ def test_a_real_proxy_gets_its_identity_from_its_token_file(cluster, mesh, monke
     assert proxy.ready_status() == 200
     assert reviews.calls == 1
     assert token_file.read_text() not in proxy.stderr() + control.log()
+
+
+def test_the_root_is_published_in_every_namespace(cluster, apiserver) -> None:
+    """Istio's istio-ca-root-cert, ours: created in each namespace, in a new one at once, repaired
+    when edited or deleted (at the next resync), not in a namespace being deleted."""
+    control, _, root = cluster
+    bundle = root.read_text()
+    for name in ("default", "demo"):
+        assert wait_until(lambda: published(apiserver, name), 10, what=f"the ConfigMap in {name}") == bundle
+    made = apiserver.get(CONFIG_MAPS, "pymesh-ca-root-cert", "demo")
+    assert made["metadata"]["labels"] == {"pymesh.dev/config": "true"}
+    apiserver.apply(namespace("late"))
+    assert wait_until(lambda: published(apiserver, "late"), 10, what="the ConfigMap in a new namespace") == bundle
+    apiserver.apply({**made, "data": {"root-cert.pem": "tampered"}})
+    apiserver.delete(CONFIG_MAPS, "pymesh-ca-root-cert", "default")
+    wait_until(lambda: published(apiserver, "demo") == bundle and published(apiserver, "default") == bundle, 10,
+               what="the edited and the deleted ConfigMaps repaired")
+    apiserver.apply(namespace("leaving", phase="Terminating"))
+    apiserver.delete(CONFIG_MAPS, "pymesh-ca-root-cert", "late")
+    wait_until(lambda: published(apiserver, "late") == bundle, 10, what="a resync after the terminating namespace")
+    assert published(apiserver, "leaving") is None
+    assert "pymesh-ca-root-cert created in namespace late" in control.log()

@@ -234,3 +234,38 @@ def test_signer_with_service_account_tokens() -> None:
 
     without = Signer(ca, TokenStore(None, lambda: 0.0))  # no --kubernetes: only join tokens
     assert "not a pymesh join token" in run(without.sign("Bearer good.t.k", sign_body(reviews), None, "t")).body.decode()
+
+
+# --- the root ConfigMap (pure) ------------------------------------------------------------------
+
+
+def test_root_cert_config_map_and_patch() -> None:
+    from pymesh.kube import root_cert
+
+    made = root_cert.config_map("demo", "PEM")
+    assert made == {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "pymesh-ca-root-cert", "namespace": "demo",
+                                 "labels": {"pymesh.dev/config": "true"}},
+                    "data": {"root-cert.pem": "PEM"}}
+    assert root_cert.patch(made, "PEM") is None
+    cases = [
+        ({**made, "data": {"root-cert.pem": "OLD"}}, {"data": {"root-cert.pem": "PEM"}}),
+        ({**made, "data": None}, {"data": {"root-cert.pem": "PEM"}}),
+        ({"metadata": {"name": "pymesh-ca-root-cert"}, "data": {"root-cert.pem": "PEM"}},
+         {"metadata": {"labels": {"pymesh.dev/config": "true"}}}),
+    ]
+    for existing, change in cases:
+        assert root_cert.patch(existing, "PEM") == change
+
+
+@pytest.mark.parametrize("namespace, wanted", [
+    ({"metadata": {"name": "demo"}, "status": {"phase": "Active"}}, "demo"),
+    ({"metadata": {"name": "demo", "deletionTimestamp": "2026-12-01T00:00:00Z"}}, None),
+    ({"metadata": {"name": "demo"}, "status": {"phase": "Terminating"}}, None),
+    ({"metadata": {}}, None),
+    ({}, None),
+])
+def test_root_cert_wanted(namespace, wanted) -> None:
+    from pymesh.kube import root_cert
+
+    assert root_cert.wanted(namespace) == wanted

@@ -1,5 +1,6 @@
 """`pymesh control serve --kubernetes`: how the control server reaches its cluster's API server,
-and what it checks there (the TokenReview audience and deadline)."""
+what it checks there (the TokenReview audience and deadline), and how often it checks the root
+ConfigMaps it publishes."""
 
 from __future__ import annotations
 
@@ -14,3 +15,4 @@ class KubeOptions:
     context: str | None = None
     token_audience: str = AUDIENCE  # the projected tokens' audience, checked by TokenReview
     token_review_timeout: float = 5.0  # seconds: a slower API server refuses the request (never signs)
+    root_cert_resync: float = 60.0  # seconds between checks of every namespace's pymesh-ca-root-cert
