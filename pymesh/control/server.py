@@ -131,9 +131,12 @@ class ControlServer:
         """The API server's client (a failure is StartFailed), and its custom resources as a
         second config source, listed before the first configuration is served. Imported here:
         the client library is an optional extra."""
-        from pymesh.control.kube.client import KubeClient
-        from pymesh.control.kube.config_source import CustomResources
-
+        try:
+            from pymesh.control.kube.client import KubeClient
+            from pymesh.control.kube.config_source import CustomResources
+        except ImportError as exc:
+            raise StartFailed(f"--kubernetes needs the kubernetes extra (pip install 'pymesh[kubernetes]'): {exc}") \
+                from None
         try:
             self._kube_client = await KubeClient.connect(options.kubeconfig, options.context)
         except Exception as exc:  # the library's config errors have no common base

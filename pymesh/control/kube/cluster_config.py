@@ -50,10 +50,12 @@ async def read(client, namespace: str | None, kinds: tuple[CustomResource, ...] 
 async def read_cluster(kubeconfig: str | None, context: str | None, namespace: str | None) -> ClusterConfig:
     """`read` through a client made from the kubeconfig (or in-cluster credentials); a client
     that cannot be made or an API server that cannot be reached is one error."""
-    import aiohttp
+    try:
+        import aiohttp
 
-    from pymesh.control.kube.client import KubeClient
-
+        from pymesh.control.kube.client import KubeClient
+    except ImportError as exc:
+        return ClusterConfig(errors=[f"--kubernetes needs the kubernetes extra (pip install 'pymesh[kubernetes]'): {exc}"])
     try:
         client = await KubeClient.connect(kubeconfig, context)
     except Exception as exc:  # the library's config errors have no common base
