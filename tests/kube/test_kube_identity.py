@@ -27,6 +27,7 @@ from pymesh.proxy.unary_h2 import request  # noqa: E402
 from pymesh.proxy.workload_identity import control_identity  # noqa: E402
 from pymesh.security.ca import new_key_and_csr  # noqa: E402
 from pymesh.security.identity import SpiffeId  # noqa: E402
+from apiserver import ApiError  # noqa: E402
 from sa_tokens import ApiServerReviews, authenticated, projected_token  # noqa: E402
 
 TD = "cluster.local"
@@ -121,8 +122,10 @@ def test_refused(cluster, apiserver, case, status, reason) -> None:
         reviews.deleted_pods.add("reviews-gone")
     elif case == "the control server's own account":
         token, identity = projected_token("pymesh-system", "pymesh-control"), control_identity(TD)
-    elif case == "API error":
-        apiserver.fail_next(500)
+    elif case == "API error":  # the review itself fails (fail_next could hit the server's other requests)
+        def failing(spec):
+            raise ApiError(500, "InternalError", "stand-in: the review failed")
+        apiserver.token_review = failing
     elif case == "API server too slow":
         apiserver.delay = 5 * REVIEW_TIMEOUT
     elif case == "not a JWT":
