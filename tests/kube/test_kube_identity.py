@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -166,6 +167,11 @@ def test_a_real_proxy_gets_its_identity_from_its_token_file(cluster, mesh, apise
     assert proxy.ready_status() == 200
     assert reviews.calls == 1
     assert token_file.read_text() not in proxy.stderr() + control.log()
+    table = subprocess.run([sys.executable, "-m", "pymesh", "proxy-status", "--server", f"{LOCALHOST}:{control.admin_port}"],
+                           capture_output=True, text=True, timeout=30)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[1].split()[:6] == ["reviews-v1.demo", "Kubernetes", "SYNCED", "SYNCED", "SYNCED",
+                                                       "SYNCED"], table.stdout
 
 
 def test_the_root_is_published_in_every_namespace(cluster, apiserver) -> None:
