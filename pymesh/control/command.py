@@ -70,6 +70,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     security.add_argument("--ca-root", metavar="FILE", help="plug-in CA: the trust bundle, one or more roots (root-cert.pem)")
     security.add_argument("--max-connections-per-identity", type=int, default=256, metavar="N",
                           help="push streams one identity may hold (its replicas; default 256)")
+    webhook = serve.add_argument_group("admission webhooks in Kubernetes (docs/kubernetes.md)")
+    webhook.add_argument("--webhook-listen", type=_address, metavar="ADDR:PORT",
+                         help="serve HTTPS POST /inject and /validate here for the API server (the manifests "
+                         "use 0.0.0.0:15017, as istiod); default off")
+    webhook.add_argument("--webhook-cert-dir", metavar="DIR",
+                         help="tls.crt and tls.key (and ca.crt) of the webhook, e.g. a cert-manager Secret; "
+                         "reloaded when they change; default: issued by the mesh CA for the Service's names")
+    webhook.add_argument("--webhook-service", default="pymesh-control", metavar="NAME",
+                         help="the Service the API server calls (default pymesh-control)")
+    webhook.add_argument("--webhook-namespace", default=os.environ.get("POD_NAMESPACE") or "pymesh-system",
+                         metavar="NS", help="its namespace [$POD_NAMESPACE, default pymesh-system]")
     input_limits.add_arguments(serve)
     bounds.add_arguments(serve)
     serve.set_defaults(func=run_serve)
@@ -135,6 +146,7 @@ def run_serve(args: argparse.Namespace) -> int:
         limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
         ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),
         max_per_identity=max(0, args.max_connections_per_identity), mesh_config=args.mesh_config or "",
+        webhook=_webhook_options(args),
     )
     try:
         server = ControlServer(options)
@@ -142,6 +154,15 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"pymesh control serve: cannot start: {exc}", file=sys.stderr)
         return 1
     return asyncio.run(_serve(server))
+
+
+def _webhook_options(args: argparse.Namespace):
+    if args.webhook_listen is None:
+        return None
+    from pymesh.control.kube.webhooks import WebhookOptions
+
+    return WebhookOptions(args.webhook_listen, args.webhook_cert_dir or "", args.webhook_service,
+                          args.webhook_namespace)
 
 
 async def _serve(server) -> int:
@@ -156,6 +177,8 @@ async def _serve(server) -> int:
         return 1
     (host, port), (admin_host, admin_port) = server.listen_address, server.admin_address
     print(f"pymesh control: serving on {host}:{port}, admin on {admin_host}:{admin_port}", flush=True)
+    if server.webhooks is not None:
+        print("pymesh control: webhooks on https://%s:%d" % server.webhooks.address, flush=True)
     await stop.wait()
     await server.stop()
     return 0

@@ -51,6 +51,7 @@ class ControlOptions:
     ca: CaOptions = CaOptions()
     max_per_identity: int = 256  # push streams of one identity (the replicas of a workload)
     mesh_config: str = ""  # --mesh-config FILE: in force instead of an istio ConfigMap (watched)
+    webhook: object | None = None  # --webhook-listen: pymesh.control.kube.webhooks.WebhookOptions
 
 
 class ControlServer:
@@ -80,6 +81,10 @@ class ControlServer:
         self.ready = False
         self.listen_address: tuple[str, int] = options.listen
         self.admin_address: tuple[str, int] = options.admin
+        self.webhooks = None
+        if options.webhook is not None:  # imported only when asked: outside Kubernetes it is off
+            from pymesh.control.kube.webhooks import Webhooks
+            self.webhooks = Webhooks(options.webhook, self.ca, lambda: self.ready)
 
     async def start(self) -> None:
         if self._nodes:
@@ -100,6 +105,8 @@ class ControlServer:
                                   lambda: scrape_targets.http_sd(self.hub.connected_nodes()),
                                   self.mesh_api.routes()).start(*self.options.admin)
         self._servers = [server, admin]
+        if self.webhooks is not None:
+            self._servers.append(await self.webhooks.start())
         self.listen_address = server.sockets[0].getsockname()[:2]
         self.admin_address = admin.sockets[0].getsockname()[:2]
         self._watch_task = asyncio.create_task(self.watcher.run())
@@ -142,6 +149,8 @@ class ControlServer:
             server.close()
         for connection in list(self._connections):
             connection.close()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self._watch_task is not None:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)

@@ -1,0 +1,75 @@
+"""The admission webhooks as `pymesh control serve` runs them (`--webhook-listen`): the serving
+certificate (webhook_cert), the validation of Istio and Gateway API resources by pymesh's own
+loader (pymesh.kube.custom_resources), and the HTTPS listener (webhook). Started and stopped
+with the control server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from pymesh.api.errors import ConfigError
+from pymesh.api.resources import GATEWAY_API_GROUP, ISTIO_GROUP_KINDS
+from pymesh.control.kube.webhook import WebhookServer
+from pymesh.control.kube.webhook_cert import DirectoryCert, MeshCaCert, service_dns_names
+from pymesh.kube import custom_resources
+
+log = logging.getLogger("pymesh.control.webhook")
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    listen: tuple[str, int]
+    cert_dir: str = ""  # tls.crt/tls.key (a cert-manager Secret); empty: issued by the mesh CA
+    service: str = "pymesh-control"  # the Service the API server calls, for the certificate's names
+    namespace: str = "pymesh-system"
+
+
+def known(kind: str, api_version: str) -> bool:
+    """Whether the validating webhook validates this kind: every kind of Istio's API groups and
+    pymesh's, and the Gateway API's (others, which the webhook configuration should not even
+    send, are allowed untouched)."""
+    group = api_version.rpartition("/")[0]
+    return group in ISTIO_GROUP_KINDS or group == GATEWAY_API_GROUP
+
+
+def validate(obj: dict) -> list[ConfigError]:
+    """Errors and warnings (ConfigWarning: not denied, shown to the kubectl user) of one object."""
+    result = custom_resources.load_object(obj)
+    return [*result.errors, *result.warnings]
+
+
+class Webhooks:
+    """The certificate and the listener; `bundle` is the CA bundle the API server must trust."""
+
+    def __init__(self, options: WebhookOptions, mesh_ca, ready: Callable[[], bool]):
+        self.options = options
+        if options.cert_dir:
+            self.cert = DirectoryCert(options.cert_dir)
+        elif mesh_ca is not None:
+            self.cert = MeshCaCert(mesh_ca, service_dns_names(options.service, options.namespace))
+        else:
+            raise ValueError("--webhook-listen with --insecure needs --webhook-cert-dir (there is no mesh CA "
+                             "to issue the webhook's certificate)")
+        self.listener = WebhookServer(self.cert.context, validate, known, ready=ready)
+        self._task: asyncio.Task | None = None
+        self.address: tuple[str, int] = options.listen
+
+    @property
+    def bundle(self) -> bytes | None:
+        return self.cert.ca_bundle_pem
+
+    async def start(self) -> asyncio.base_events.Server:
+        server = await self.listener.start(*self.options.listen)
+        self.address = server.sockets[0].getsockname()[:2]
+        self._task = asyncio.create_task(self.cert.run())
+        log.info("admission webhooks on https://%s:%d (/inject, /validate)", *self.address)
+        return server
+
+    async def stop(self) -> None:
+        self.listener.close_connections()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
