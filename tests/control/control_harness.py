@@ -124,7 +124,7 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
         if left <= 0 or proc.poll() is not None and not select.select([fd], [], [], 0)[0]:
             raise AssertionError(f"control server did not start (exit {proc.poll()})")
         if select.select([fd], [], [], min(left, 0.5))[0]:
-            chunk = os.read(fd, 4096)
+            chunk = os.read(fd, 1)  # byte by byte: what follows the line stays in the pipe for the next call
             if not chunk and proc.poll() is not None:
                 raise AssertionError(f"control server exited with {proc.returncode} before it was ready")
             buf += chunk
