@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "pymesh.api.analyze",  # pymesh analyze
     "pymesh.explain_command",  # pymesh explain
     "pymesh.capture.command",  # pymesh iptables
+    "pymesh.kube_inject_command",  # pymesh kube-inject, kube-uninject
     "pymesh.control.command",  # pymesh control serve|status
     "pymesh.control.ca_command",  # pymesh ca init|issue
     "pymesh.control.dashboard",  # pymesh dashboard prometheus-config

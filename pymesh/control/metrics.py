@@ -93,6 +93,17 @@ class ControlMetrics:
                                           registry=r)
         self.autoreg_deletes = Counter("auto_registration_deletes",
                                        "Total number of auto registration cleaned up by periodic timer.", registry=r)
+        # the Kubernetes informers (pymesh.control.kube.informer), by resource type (plural)
+        self.kube_watch_restarts = Counter(
+            "pymesh_control_kube_watch_restarts",
+            "Watches of the API server started again, by resource and reason (ended, gone, error).",
+            ["resource", "reason"], registry=r)
+        self.kube_relists = Counter("pymesh_control_kube_relists",
+                                    "Full lists of a resource from the API server (the first and after 410 Gone).",
+                                    ["resource"], registry=r)
+        self.kube_events = Counter("pymesh_control_kube_events",
+                                   "Watch events applied to the caches, by resource and type (ADDED, MODIFIED, DELETED).",
+                                   ["resource", "type"], registry=r)
         self.connections = Gauge("pymesh_control_connections", "Open connections, said hello or not.", registry=r)
         self.buffered = Gauge(
             "pymesh_control_buffered_bytes", "Bytes of partial messages held for all connections.", registry=r
