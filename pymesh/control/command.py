@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -77,6 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     webhook.add_argument("--webhook-cert-dir", metavar="DIR",
                          help="tls.crt and tls.key (and ca.crt) of the webhook, e.g. a cert-manager Secret; "
                          "reloaded when they change; default: issued by the mesh CA for the Service's names")
+    webhook.add_argument("--injection-settings", metavar="FILE",
+                         help="the injector's settings YAML, or the ConfigMap holding it in data.settings (what "
+                         "`pymesh kube-inject --settings` reads); default: the built-in settings")
     webhook.add_argument("--webhook-service", default="pymesh-control", metavar="NAME",
                          help="the Service the API server calls (default pymesh-control)")
     webhook.add_argument("--webhook-namespace", default=os.environ.get("POD_NAMESPACE") or "pymesh-system",
@@ -146,9 +150,9 @@ def run_serve(args: argparse.Namespace) -> int:
         limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
         ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),
         max_per_identity=max(0, args.max_connections_per_identity), mesh_config=args.mesh_config or "",
-        webhook=_webhook_options(args),
     )
     try:
+        options = dataclasses.replace(options, webhook=_webhook_options(args))
         server = ControlServer(options)
     except (OSError, ValueError) as exc:
         print(f"pymesh control serve: cannot start: {exc}", file=sys.stderr)
@@ -160,9 +164,14 @@ def _webhook_options(args: argparse.Namespace):
     if args.webhook_listen is None:
         return None
     from pymesh.control.kube.webhooks import WebhookOptions
+    from pymesh.kube.inject_settings import MAX_SETTINGS_BYTES, InjectSettings, load_settings
 
+    settings = InjectSettings()
+    if args.injection_settings:  # OSError and InjectError (a ValueError): refused at start, by run_serve
+        with open(args.injection_settings, encoding="utf-8") as stream:
+            settings = load_settings(stream.read(MAX_SETTINGS_BYTES + 1))
     return WebhookOptions(args.webhook_listen, args.webhook_cert_dir or "", args.webhook_service,
-                          args.webhook_namespace)
+                          args.webhook_namespace, settings)
 
 
 async def _serve(server) -> int:

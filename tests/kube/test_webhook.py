@@ -18,7 +18,8 @@ import pytest
 
 from pymesh.control.kube import webhook_cert
 from pymesh.control.kube.webhook import WebhookLimits, WebhookServer
-from pymesh.control.kube.webhooks import known, validate
+from pymesh.control.kube.webhooks import injector, known, validate
+from pymesh.kube.inject_settings import InjectSettings
 from throwaway_ca import ThrowawayCA
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "control"))
@@ -147,7 +148,7 @@ async def _exchange(port: int, ca: ThrowawayCA, data: bytes) -> bytes:
 def _serve(tmp_path, limits: WebhookLimits):
     ca = ThrowawayCA(tmp_path / "ca")
     cert = webhook_cert.DirectoryCert(str(_directory_cert(tmp_path, ca, "one")))
-    return ca, cert, WebhookServer(cert.context, validate, known, limits=limits)
+    return ca, cert, WebhookServer(cert.context, injector(InjectSettings()), validate, known, limits=limits)
 
 
 LIMITED = {

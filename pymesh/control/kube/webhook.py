@@ -41,12 +41,12 @@ class WebhookLimits:
 
 
 class WebhookServer:
-    def __init__(self, context: ssl.SSLContext, validate: Validator, known: Callable[[str, str], bool],
-                 inject: Injector | None = None, ready: Callable[[], bool] = lambda: True,
+    def __init__(self, context: ssl.SSLContext, inject: Injector, validate: Validator,
+                 known: Callable[[str, str], bool], ready: Callable[[], bool] = lambda: True,
                  limits: WebhookLimits = WebhookLimits()):
         self._context = context
         self._routes = {
-            INJECT_PATH: (lambda request: admission.review_inject(request, inject)) if inject else None,
+            INJECT_PATH: lambda request: admission.review_inject(request, inject),
             VALIDATE_PATH: lambda request: admission.review_validate(request, validate, known),
         }
         self._ready = ready
@@ -133,8 +133,6 @@ class WebhookServer:
         if path not in self._routes:
             return _text(404, f"not found: the webhooks are POST {INJECT_PATH} and POST {VALIDATE_PATH}")
         review = self._routes[path]
-        if review is None:
-            return _text(404, f"{INJECT_PATH} is not served: this control server has no injection settings")
         if method != "POST":
             return _text(405, "use POST with an AdmissionReview")
         if not body:

@@ -15,6 +15,9 @@ from pymesh.api.resources import GATEWAY_API_GROUP, ISTIO_GROUP_KINDS
 from pymesh.control.kube.webhook import WebhookServer
 from pymesh.control.kube.webhook_cert import DirectoryCert, MeshCaCert, service_dns_names
 from pymesh.kube import custom_resources
+from pymesh.kube.admission import Injector
+from pymesh.kube.inject import inject_pod, injection_required, is_injected
+from pymesh.kube.inject_settings import InjectSettings
 
 log = logging.getLogger("pymesh.control.webhook")
 
@@ -25,6 +28,7 @@ class WebhookOptions:
     cert_dir: str = ""  # tls.crt/tls.key (a cert-manager Secret); empty: issued by the mesh CA
     service: str = "pymesh-control"  # the Service the API server calls, for the certificate's names
     namespace: str = "pymesh-system"
+    settings: InjectSettings = InjectSettings()  # --injection-settings: what kube-inject --settings reads
 
 
 def known(kind: str, api_version: str) -> bool:
@@ -33,6 +37,18 @@ def known(kind: str, api_version: str) -> bool:
     send, are allowed untouched)."""
     group = api_version.rpartition("/")[0]
     return group in ISTIO_GROUP_KINDS or group == GATEWAY_API_GROUP
+
+
+def injector(settings: InjectSettings) -> Injector:
+    """The pod-level injector with these settings. The namespace's labels are not in the
+    AdmissionReview: the webhook configuration's namespaceSelector already decided (as Istio's),
+    so only the pod's own labels and annotations and the policy are looked at here."""
+    def inject(pod: dict, namespace: str) -> dict | None:
+        if is_injected(pod) or not injection_required(pod, None, settings, namespace_name=namespace):
+            return None
+        return inject_pod(pod, None, settings)
+
+    return inject
 
 
 def validate(obj: dict) -> list[ConfigError]:
@@ -53,7 +69,7 @@ class Webhooks:
         else:
             raise ValueError("--webhook-listen with --insecure needs --webhook-cert-dir (there is no mesh CA "
                              "to issue the webhook's certificate)")
-        self.listener = WebhookServer(self.cert.context, validate, known, ready=ready)
+        self.listener = WebhookServer(self.cert.context, injector(options.settings), validate, known, ready=ready)
         self._task: asyncio.Task | None = None
         self.address: tuple[str, int] = options.listen
 
