@@ -81,6 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     webhook.add_argument("--injection-settings", metavar="FILE",
                          help="the injector's settings YAML, or the ConfigMap holding it in data.settings (what "
                          "`pymesh kube-inject --settings` reads); default: the built-in settings")
+    webhook.add_argument("--webhook-ca-bundle", choices=("patch", "off"),
+                         default="patch" if os.environ.get("KUBERNETES_SERVICE_HOST") else "off",
+                         help="patch: keep the caBundle of the pymesh-sidecar-injector and pymesh-validator webhook "
+                         "configurations equal to the webhook certificate's CA, through the API server (default in "
+                         "a cluster); off: cert-manager's inject-ca-from or you fill it")
     webhook.add_argument("--webhook-service", default="pymesh-control", metavar="NAME",
                          help="the Service the API server calls (default pymesh-control)")
     webhook.add_argument("--webhook-namespace", default=os.environ.get("POD_NAMESPACE") or "pymesh-system",
@@ -171,7 +176,8 @@ def _webhook_options(args: argparse.Namespace):
         with open(args.injection_settings, encoding="utf-8") as stream:
             settings = load_settings(stream.read(MAX_SETTINGS_BYTES + 1))
     return WebhookOptions(args.webhook_listen, args.webhook_cert_dir or "", args.webhook_service,
-                          args.webhook_namespace, settings)
+                          args.webhook_namespace, settings, patch_ca_bundle=args.webhook_ca_bundle == "patch",
+                          kubeconfig=getattr(args, "kubeconfig", None))  # --kubeconfig of --kubernetes, when given
 
 
 async def _serve(server) -> int:

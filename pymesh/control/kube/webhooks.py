@@ -12,6 +12,7 @@ from typing import Callable
 
 from pymesh.api.errors import ConfigError
 from pymesh.api.resources import GATEWAY_API_GROUP, ISTIO_GROUP_KINDS
+from pymesh.control.kube.ca_bundle import CaBundlePatcher
 from pymesh.control.kube.webhook import WebhookServer
 from pymesh.control.kube.webhook_cert import DirectoryCert, MeshCaCert, service_dns_names
 from pymesh.kube import custom_resources
@@ -29,6 +30,8 @@ class WebhookOptions:
     service: str = "pymesh-control"  # the Service the API server calls, for the certificate's names
     namespace: str = "pymesh-system"
     settings: InjectSettings = InjectSettings()  # --injection-settings: what kube-inject --settings reads
+    patch_ca_bundle: bool = False  # --webhook-ca-bundle patch: keep our webhook configurations' caBundle
+    kubeconfig: str | None = None  # None: in the cluster, else $KUBECONFIG or ~/.kube/config
 
 
 def known(kind: str, api_version: str) -> bool:
@@ -58,34 +61,52 @@ def validate(obj: dict) -> list[ConfigError]:
 
 
 class Webhooks:
-    """The certificate and the listener; `bundle` is the CA bundle the API server must trust."""
+    """The certificate, the listener and, with `patch_ca_bundle`, the caBundle patcher."""
 
     def __init__(self, options: WebhookOptions, mesh_ca, ready: Callable[[], bool]):
         self.options = options
+        self._patcher: CaBundlePatcher | None = None
         if options.cert_dir:
-            self.cert = DirectoryCert(options.cert_dir)
+            self.cert = DirectoryCert(options.cert_dir, self._bundle_changed)
         elif mesh_ca is not None:
-            self.cert = MeshCaCert(mesh_ca, service_dns_names(options.service, options.namespace))
+            self.cert = MeshCaCert(mesh_ca, service_dns_names(options.service, options.namespace), self._bundle_changed)
         else:
             raise ValueError("--webhook-listen with --insecure needs --webhook-cert-dir (there is no mesh CA "
                              "to issue the webhook's certificate)")
         self.listener = WebhookServer(self.cert.context, injector(options.settings), validate, known, ready=ready)
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._client = None
         self.address: tuple[str, int] = options.listen
 
-    @property
-    def bundle(self) -> bytes | None:
-        return self.cert.ca_bundle_pem
+    def _bundle_changed(self, bundle: bytes) -> None:
+        if self._patcher is not None:
+            self._patcher.changed()
 
     async def start(self) -> asyncio.base_events.Server:
         server = await self.listener.start(*self.options.listen)
         self.address = server.sockets[0].getsockname()[:2]
-        self._task = asyncio.create_task(self.cert.run())
+        self._tasks.append(asyncio.create_task(self.cert.run()))
         log.info("admission webhooks on https://%s:%d (/inject, /validate)", *self.address)
+        if self.options.patch_ca_bundle:
+            await self._start_patcher()
         return server
+
+    async def _start_patcher(self) -> None:
+        from pymesh.control.kube.client import KubeClient
+
+        try:
+            self._client = await KubeClient.connect(self.options.kubeconfig)
+        except (OSError, ValueError) as exc:  # the kubernetes library's config errors are ValueErrors too
+            log.error("webhook caBundle: not patched, no API server client: %s", exc)
+            return
+        self._patcher = CaBundlePatcher(self._client, lambda: self.cert.ca_bundle_pem, self.options.service,
+                                        self.options.namespace)
+        self._tasks.append(asyncio.create_task(self._patcher.run()))
 
     async def stop(self) -> None:
         self.listener.close_connections()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
