@@ -1,4 +1,4 @@
-"""The control server's own webhook configurations (kube/webhooks.yaml): their names, and the
+"""The control server's own webhook configurations (kube/base/webhooks.yaml): their names, and the
 JSON patch that puts the CA bundle of the webhooks' serving certificate into their `caBundle`,
 as istiod's webhook controller does. Pure: pymesh.control.kube.ca_bundle does the API calls.
 

@@ -2,7 +2,7 @@
 webhook certificate (pymesh.kube.webhook_configs computes the patch): at start, when the bundle
 changes (a rotated root, a new cert-manager CA), and every `interval` seconds, since a `kubectl
 apply` of the manifests resets the field. Needs only `get` and `patch` on the two configurations,
-by name (kube/rbac.yaml). A configuration that is not installed is logged once, then retried."""
+by name (kube/base/rbac.yaml). A configuration that is not installed is logged once, then retried."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class CaBundlePatcher:
                 if error.status != 404:
                     raise
                 if name not in self._missing:
-                    log.warning("webhook caBundle: %s %s is not installed (kube/webhooks.yaml); retrying every %.0fs",
+                    log.warning("webhook caBundle: %s %s is not installed (kube/base/webhooks.yaml); retrying every %gs",
                                 resource.kind, name, self.interval)
                     self._missing.add(name)
                 return
