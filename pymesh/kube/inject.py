@@ -144,7 +144,9 @@ def injection_required(pod: Mapping, namespace: Mapping | None, settings: Inject
 
 
 def is_injected(pod: Mapping) -> bool:
-    return STATUS in ((pod.get("metadata") or {}).get("annotations") or {})
+    metadata = pod.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    return isinstance(annotations, Mapping) and STATUS in annotations
 
 
 def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, workload: str | None = None) -> dict:
@@ -152,28 +154,28 @@ def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, w
     annotation) or a host-network one comes back unchanged. `workload` names the workload for
     metrics and config selection (default: derived from the pod, as Istio's deploy meta).
     Raises InjectError, naming the annotation or field, when the pod cannot be injected."""
-    if is_injected(pod) or (pod.get("spec") or {}).get("hostNetwork"):
+    spec = pod.get("spec")
+    if is_injected(pod) or (isinstance(spec, dict) and spec.get("hostNetwork")):
         return copy.deepcopy(pod)
     out = copy.deepcopy(pod)
+    created: list[str] = []
+    metadata = _slot(out, "metadata", dict, "", created)
     spec = out.get("spec")
     if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list) or not spec["containers"]:
         raise InjectError("spec.containers", "a pod needs at least one container")
-    _check_free(spec)
-    created = [key for key in ("metadata",) if not isinstance(out.get(key), dict)]
-    metadata = out.setdefault("metadata", {})
-    created += [f"metadata.{key}" for key in ("labels", "annotations") if not isinstance(metadata.get(key), dict)]
-    created += [f"spec.{key}" for key in ("initContainers", "volumes") if not isinstance(spec.get(key), list)]
-    annotations = metadata.setdefault("annotations", {})
-    labels = metadata.setdefault("labels", {})
+    _check_containers(spec)
+    annotations = _slot(metadata, "annotations", dict, "metadata.", created)
+    labels = _slot(metadata, "labels", dict, "metadata.", created)
+    init_containers = _slot(spec, "initContainers", list, "spec.", created)
+    volumes = _slot(spec, "volumes", list, "spec.", created)
     options = _pod_options(annotations, settings)
 
     probers = {}
     if options["rewrite_probes"]:
         probers = app_probes.rewrite(spec["containers"])
-    init_containers = spec.setdefault("initContainers", [])
     init_containers[:0] = [_init_container(options, settings),
                            _proxy_container(options, settings, _workload_name(pod, workload), probers)]
-    spec.setdefault("volumes", []).extend(_volumes(settings))
+    volumes.extend(_volumes(settings))
 
     added_labels = _add_missing(labels, _mesh_labels(labels, _workload_name(pod, workload)))
     added_annotations = _add_missing(annotations, {DEFAULT_CONTAINER: spec["containers"][0].get("name", "")})
@@ -188,15 +190,32 @@ def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, w
     return out
 
 
-def _check_free(spec: dict) -> None:
-    """A container or volume already named like ours (without our status): refuse, rather than
-    add a second one the API server rejects, or take the pod's for ours."""
+def _slot(holder: dict, key: str, kind: type, where: str, created: list[str]):
+    """holder[key], made (and noted in `created`, for uninject) when absent or null; a value of
+    another type is refused rather than overwritten."""
+    value = holder.get(key)
+    if value is None:
+        created.append(f"{where}{key}" + (":null" if key in holder else ""))
+        value = holder[key] = kind()
+    elif not isinstance(value, kind):
+        raise InjectError(f"{where}{key}", f"expected {'a mapping' if kind is dict else 'a list'}, got {type(value).__name__}")
+    return value
+
+
+def _check_containers(spec: dict) -> None:
+    """Every container a mapping with a name, none named like ours (without our status): refuse,
+    rather than add a second one the API server rejects, or take the pod's for ours."""
     for key in ("containers", "initContainers"):
-        for container in spec.get(key) or ():
-            if isinstance(container, dict) and container.get("name") in (INIT_NAME, PROXY_NAME):
+        items = spec.get(key) or []
+        if not isinstance(items, list):
+            raise InjectError(f"spec.{key}", f"expected a list, got {type(items).__name__}")
+        for index, container in enumerate(items):
+            if not isinstance(container, dict) or not isinstance(container.get("name"), str):
+                raise InjectError(f"spec.{key}[{index}]", "expected a container with a name")
+            if container["name"] in (INIT_NAME, PROXY_NAME):
                 raise InjectError(f"spec.{key}", f"a container is already named {container['name']!r} but the pod "
                                   f"has no {STATUS} annotation: not injecting over it")
-    for volume in spec.get("volumes") or ():
+    for volume in spec.get("volumes") if isinstance(spec.get("volumes"), list) else ():
         if isinstance(volume, dict) and volume.get("name") in (DATA_VOLUME, PODINFO_VOLUME, TOKEN_VOLUME, CA_VOLUME):
             raise InjectError("spec.volumes", f"a volume is already named {volume['name']!r}")
 

@@ -447,3 +447,50 @@ def test_bad_settings_are_refused_naming_the_key(text, where):
     with pytest.raises(InjectError) as error:
         load_settings(text)
     assert error.value.where == where
+
+
+TYPE_CONFUSED = [
+    {"metadata": [], "spec": {"containers": [{"name": "a"}]}},
+    {"metadata": {"annotations": ["x"]}, "spec": {"containers": [{"name": "a"}]}},
+    {"metadata": {"labels": "app=a"}, "spec": {"containers": [{"name": "a"}]}},
+    {"spec": {"containers": [1]}},
+    {"spec": {"containers": [{"image": "no-name"}]}},
+    {"spec": {"containers": [{"name": "a"}], "initContainers": {"name": "b"}}},
+    {"spec": {"containers": [{"name": "a"}], "volumes": "tmp"}},
+    {"spec": {"containers": [{"name": "a", "livenessProbe": "curl", "readinessProbe": {"httpGet": "/"},
+                              "startupProbe": {"tcpSocket": {"port": None}}, "ports": "http"}]}},
+    {"metadata": {"annotations": {"proxy.istio.io/config": "proxyMetadata: [1]"}}, "spec": {"containers": [{"name": "a"}]}},
+    {"metadata": {"annotations": {"sidecar.istio.io/proxyCPU": 12}}, "spec": {"containers": [{"name": "a"}]}},
+    {"spec": [], "metadata": {}},
+]
+
+
+@pytest.mark.parametrize("subject", TYPE_CONFUSED)
+def test_type_confused_pods_are_refused_or_injected_whole(subject):
+    """Whatever the shape, an InjectError or a pod that uninjects back to the input."""
+    before = copy.deepcopy(subject)
+    try:
+        injected = inject_pod(subject, None, SETTINGS)
+    except InjectError:
+        assert subject == before  # the input is never touched
+        return
+    assert uninject_pod(injected) == before
+
+
+@pytest.mark.parametrize("status", ["not json", "[1]", '{"initContainers": 5}', '{"created": [1]}',
+                                    '{"labels": {"a": 1}}', '{"volumes": [null]}'])
+def test_uninject_with_a_forged_status_is_refused_or_harmless(status):
+    subject = pod({STATUS: status})
+    subject["spec"]["initContainers"] = ["not a container"]
+    try:
+        uninject_pod(subject)
+    except InjectError as error:
+        assert STATUS in str(error) or "initContainers" in str(error)
+
+
+def test_null_maps_and_lists_come_back_null():
+    subject = {"metadata": {"name": "a", "labels": None, "annotations": None},
+               "spec": {"containers": [{"name": "a", "image": "a"}], "initContainers": None, "volumes": None}}
+    injected = inject_pod(subject, None, SETTINGS)
+    assert [c["name"] for c in injected["spec"]["initContainers"]] == [INIT_NAME, PROXY_NAME]
+    assert uninject_pod(injected) == subject
