@@ -66,6 +66,8 @@ PROXY_IMAGE = "sidecar.istio.io/proxyImage"
 LOG_LEVEL = "sidecar.istio.io/logLevel"
 INTERCEPTION_MODE = "sidecar.istio.io/interceptionMode"
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+READINESS_ANNOTATIONS = tuple((f"readiness.status.sidecar.istio.io/{key}", key)
+                              for key in ("initialDelaySeconds", "periodSeconds", "failureThreshold"))
 QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[kMGTPE]i?|m)?$")
 
 # ProxyConfig (proxy.istio.io/config) fields: applied here, or accepted with nothing to do in pymesh.
@@ -173,14 +175,16 @@ def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, w
     probers = {}
     if options["rewrite_probes"]:
         probers = app_probes.rewrite(spec["containers"])
-    init_containers[:0] = [_init_container(options, settings),
-                           _proxy_container(options, settings, _workload_name(pod, workload), probers)]
+    added = [_proxy_container(options, settings, _workload_name(pod, workload), probers)]
+    if options["capture_mode"] != "NONE":
+        added.insert(0, _init_container(options, settings))
+    init_containers[:0] = added
     volumes.extend(_volumes(settings))
 
     added_labels = _add_missing(labels, _mesh_labels(labels, _workload_name(pod, workload)))
     added_annotations = _add_missing(annotations, {DEFAULT_CONTAINER: spec["containers"][0].get("name", "")})
     annotations[STATUS] = json.dumps({
-        "initContainers": [INIT_NAME, PROXY_NAME],
+        "initContainers": [container["name"] for container in added],
         "volumes": [DATA_VOLUME, PODINFO_VOLUME, TOKEN_VOLUME, CA_VOLUME],
         "labels": added_labels,
         "annotations": added_annotations,
@@ -286,9 +290,18 @@ def _pod_options(annotations: Mapping, settings: InjectSettings) -> dict[str, An
                "control": settings.control_address, "concurrency": None, "drain": None, "metadata": {}}
     options.update(_proxy_config(annotations.get(PROXY_CONFIG), options["control"]))
     mode = str(annotations.get(INTERCEPTION_MODE, options.pop("interception_mode", "REDIRECT"))).upper()
-    if mode != "REDIRECT":
-        raise InjectError(f"metadata.annotations[{INTERCEPTION_MODE}]",
-                          f"{mode!r}: only REDIRECT is supported by the injector yet (TPROXY needs a privileged proxy)")
+    if mode not in ("REDIRECT", "NONE"):
+        raise InjectError(f"metadata.annotations[{INTERCEPTION_MODE}]", f"{mode!r}: the injector supports REDIRECT "
+                          "and NONE (no capture, no pymesh-init) yet; TPROXY needs a privileged proxy")
+    options["capture_mode"] = mode
+    options["readiness"] = {}
+    for annotation, key in READINESS_ANNOTATIONS:
+        if annotation in annotations:
+            value = str(annotations[annotation])
+            least = 0 if key == "initialDelaySeconds" else 1
+            if not value.isdigit() or not least <= int(value) < 2**31:
+                raise InjectError(f"metadata.annotations[{annotation}]", f"expected an integer >= {least}, got {value!r}")
+            options["readiness"][key] = int(value)
     return options
 
 
@@ -366,10 +379,11 @@ def _field_env(name: str, path: str) -> dict:
 
 
 def _proxy_container(options: dict, settings: InjectSettings, workload: str, probers: dict) -> dict:
-    args = ["proxy", "--control", options["control"], "--capture",
-            "--outbound-capture-port", str(settings.outbound_capture_port),
-            "--inbound-capture-port", str(settings.inbound_capture_port),
-            "--health-address", "0.0.0.0", "--stats-address", "0.0.0.0",
+    args = ["proxy", "--control", options["control"]]
+    if options["capture_mode"] != "NONE":
+        args += ["--capture", "--outbound-capture-port", str(settings.outbound_capture_port),
+                 "--inbound-capture-port", str(settings.inbound_capture_port)]
+    args += ["--health-address", "0.0.0.0", "--stats-address", "0.0.0.0",
             "--labels-file", f"{PODINFO_DIR}/labels", "--token-file", f"{TOKEN_DIR}/{TOKEN_FILE}",
             "--ca-root", f"{CA_DIR}/root-cert.pem", "--data-dir", DATA_DIR, "--log-level", options["log_level"]]
     if options["concurrency"] is not None:
@@ -398,7 +412,7 @@ def _proxy_container(options: dict, settings: InjectSettings, workload: str, pro
         "env": env,
         "ports": [{"containerPort": STATS_PORT, "name": "http-envoy-prom", "protocol": "TCP"}],
         "startupProbe": {**copy.deepcopy(ready), "periodSeconds": 1, "failureThreshold": 600},
-        "readinessProbe": {**copy.deepcopy(ready), "periodSeconds": 15, "failureThreshold": 4},
+        "readinessProbe": {**copy.deepcopy(ready), "periodSeconds": 15, "failureThreshold": 4, **options["readiness"]},
         "resources": copy.deepcopy(options["resources"]),  # no object shared between containers
         "securityContext": {
             "allowPrivilegeEscalation": False,

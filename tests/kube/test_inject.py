@@ -290,6 +290,23 @@ def test_proxy_config_annotation():
     assert env(proxy)["FOO"] == "bar"
 
 
+def test_interception_mode_none_has_no_capture():
+    injected = inject_pod(pod({"sidecar.istio.io/interceptionMode": "NONE"}), None, SETTINGS)
+    validate(injected)
+    assert [c["name"] for c in injected["spec"]["initContainers"]] == [PROXY_NAME]
+    assert "--capture" not in container(injected["spec"], PROXY_NAME)["args"]
+    assert uninject_pod(injected) == pod({"sidecar.istio.io/interceptionMode": "NONE"})
+
+
+def test_readiness_annotations():
+    injected = inject_pod(pod({"readiness.status.sidecar.istio.io/initialDelaySeconds": "2",
+                               "readiness.status.sidecar.istio.io/periodSeconds": "5",
+                               "readiness.status.sidecar.istio.io/failureThreshold": "10"}), None, SETTINGS)
+    validate(injected)
+    probe = container(injected["spec"], PROXY_NAME)["readinessProbe"]
+    assert (probe["initialDelaySeconds"], probe["periodSeconds"], probe["failureThreshold"]) == (2, 5, 10)
+
+
 def test_json_proxy_config_and_other_annotations():
     injected = inject_pod(pod({"proxy.istio.io/config": '{"holdApplicationUntilProxyStarts": true}',
                                "sidecar.istio.io/proxyImage": "registry.local/pymesh:dev",
@@ -309,6 +326,8 @@ def test_json_proxy_config_and_other_annotations():
     ({"sidecar.istio.io/logLevel": "chatty"}, "logLevel"),
     ({"sidecar.istio.io/interceptionMode": "TPROXY"}, "interceptionMode"),
     ({"proxy.istio.io/config": "concurrency: -1"}, "concurrency"),
+    ({"readiness.status.sidecar.istio.io/periodSeconds": "0"}, "periodSeconds"),
+    ({"readiness.status.sidecar.istio.io/initialDelaySeconds": "-1"}, "initialDelaySeconds"),
     ({"proxy.istio.io/config": "bogusField: 1"}, "bogusField"),
     ({"proxy.istio.io/config": "[1, 2"}, "proxy.istio.io/config"),
     ({"proxy.istio.io/config": "terminationDrainDuration: soon"}, "terminationDrainDuration"),
