@@ -63,3 +63,14 @@ def test_the_sidecar_arguments_parse_as_pymesh_proxy(monkeypatch, tmp_path):
 def test_the_sidecar_probes_ask_the_health_port(probe):
     _, proxy = containers()
     assert proxy[probe]["httpGet"] == {"path": "/healthz/ready", "port": 15021}
+
+
+def test_the_control_server_scrapes_the_pod_address(monkeypatch):
+    """The stats port binds 0.0.0.0 in a pod: the hello names the pod's IP, which the control
+    server accepts as one of the node's addresses (not a wildcard it could not reach)."""
+    from pymesh.proxy.command import _stats_host
+
+    args = build_parser().parse_args(["proxy", "--control", "c:1", "--stats-address", "0.0.0.0", "--address", "10.1.2.3"])
+    assert _stats_host(args) == "10.1.2.3"
+    args = build_parser().parse_args(["proxy", "--control", "c:1"])
+    assert _stats_host(args) == "127.0.0.1"
