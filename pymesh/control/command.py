@@ -38,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--mesh-config", metavar="FILE",
                        help="Istio's MeshConfig YAML (istiod's /etc/istio/config/mesh: extensionProviders, "
                        "defaultProviders, accessLogFile...), in force instead of an istio ConfigMap in --config-dir")
+    kube = serve.add_argument_group("Kubernetes")
+    kube.add_argument("--kubernetes", action="store_true",
+                      help="read Istio's and the Gateway API's custom resources from the API server as a second "
+                      "config source (each object validated on its own, its last good version kept)")
+    kube.add_argument("--kubeconfig", metavar="FILE",
+                      help="the API server's kubeconfig (default: in the cluster, else KUBECONFIG or ~/.kube/config)")
     serve.add_argument("--listen", type=_address, default=("127.0.0.1", 15010), metavar="ADDR:PORT",
                        help="where proxies connect (default 127.0.0.1:15010)")
     serve.add_argument("--admin", type=_address, default=("127.0.0.1", 15014), metavar="ADDR:PORT",
@@ -155,6 +161,7 @@ def run_serve(args: argparse.Namespace) -> int:
         limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
         ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),
         max_per_identity=max(0, args.max_connections_per_identity), mesh_config=args.mesh_config or "",
+        kubernetes=args.kubernetes, kubeconfig=args.kubeconfig,
     )
     try:
         options = dataclasses.replace(options, webhook=_webhook_options(args))
@@ -177,7 +184,7 @@ def _webhook_options(args: argparse.Namespace):
             settings = load_settings(stream.read(MAX_SETTINGS_BYTES + 1))
     return WebhookOptions(args.webhook_listen, args.webhook_cert_dir or "", args.webhook_service,
                           args.webhook_namespace, settings, patch_ca_bundle=args.webhook_ca_bundle == "patch",
-                          kubeconfig=getattr(args, "kubeconfig", None))  # --kubeconfig of --kubernetes, when given
+                          kubeconfig=args.kubeconfig)
 
 
 async def _serve(server) -> int:

@@ -52,6 +52,8 @@ class ControlOptions:
     max_per_identity: int = 256  # push streams of one identity (the replicas of a workload)
     mesh_config: str = ""  # --mesh-config FILE: in force instead of an istio ConfigMap (watched)
     webhook: object | None = None  # --webhook-listen: pymesh.control.kube.webhooks.WebhookOptions
+    kubernetes: bool = False  # --kubernetes: the API server's custom resources are a second config source
+    kubeconfig: str | None = None  # None: in the cluster, else KUBECONFIG or ~/.kube/config
 
 
 class ControlServer:
@@ -60,6 +62,8 @@ class ControlServer:
         self.metrics = ControlMetrics()
         self.store = ConfigStore(options.config_dir, options.limits, options.mesh_config)
         self._translation: tuple[object, gateway_api.Translation] | None = None  # see _gateway_api
+        self.custom_resources = None  # with --kubernetes, once started: kube.config_source.CustomResources
+        self._kube_client = None
         self.watcher = Watcher(self.store.poll, self._reload, options.debounce, options.max_debounce, options.poll_interval)
         self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)
         self.tokens = TokenStore(options.data_dir, time.time)
@@ -94,6 +98,8 @@ class ControlServer:
             # reconnect: one that reconnects waits a grace period for the others instead of
             # receiving a view with their endpoints missing (it serves its last config meanwhile)
             self.hub.warmup_until = time.monotonic() + self.options.grace
+        if self.options.kubernetes:
+            await self._start_kubernetes()
         self._apply(self.store.reload(), time.monotonic())  # nothing is served yet: in-process
         gate = Gate(self.options.connection_limits, lambda reason: self.metrics.closed.labels(reason=reason).inc())
         server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate, **self._security())
@@ -106,7 +112,7 @@ class ControlServer:
                                   self.mesh_api.routes()).start(*self.options.admin)
         self._servers = [server, admin]
         if self.webhooks is not None:
-            self._servers.append(await self.webhooks.start())
+            self._servers.append(await self.webhooks.start(self._kube_client))
         self.listen_address = server.sockets[0].getsockname()[:2]
         self.admin_address = admin.sockets[0].getsockname()[:2]
         self._watch_task = asyncio.create_task(self.watcher.run())
@@ -120,6 +126,19 @@ class ControlServer:
         else:
             log.info("mTLS: trust domain %s, certificates for %.0fs (at most %.0fs)", self.ca.trust_domain,
                      self.options.ca.cert_ttl.total_seconds(), self.options.ca.max_cert_ttl.total_seconds())
+
+    async def _start_kubernetes(self) -> None:
+        """The API server's custom resources as a second config source, listed before the
+        first configuration is served. Imported here: the client library is an optional extra."""
+        from pymesh.control.kube.client import KubeClient
+        from pymesh.control.kube.config_source import CustomResources
+
+        self._kube_client = await KubeClient.connect(self.options.kubeconfig)
+        log.info("kubernetes: API server %s", self._kube_client.host)
+        self.custom_resources = CustomResources(self._kube_client, self.watcher.notify, self.options.limits,
+                                                metrics=self.metrics)
+        self.store.add_source(self.custom_resources.source)
+        await self.custom_resources.start()
 
     def _security(self) -> dict:
         """The listener's TLS context and signing paths (none with --insecure)."""
@@ -156,6 +175,10 @@ class ControlServer:
             await asyncio.gather(self._watch_task, return_exceptions=True)
         self._save()
         self.registry.close()
+        if self.custom_resources is not None:
+            await self.custom_resources.stop()
+        if self._kube_client is not None:
+            await self._kube_client.close()
         for server in self._servers:
             await server.wait_closed()
 
@@ -167,7 +190,12 @@ class ControlServer:
             "mtls": self.ca is not None,
             "rejected": [{"file": f, "errors": [str(e) for e in errors]} for f, errors in self.store.rejected],
             "gateway_api": [s.to_json() for s in self._gateway_api()[1].statuses],
+            **(self._kubernetes_status() if self.custom_resources is not None else {}),
         }
+
+    def _kubernetes_status(self) -> dict:
+        return {"rejected_resources": self.custom_resources.source.resources(),
+                "kubernetes": self.custom_resources.status()}
 
     def _gateway_api(self) -> tuple[object, gateway_api.Translation]:
         """The Gateway API translation of the store's configuration (redone when it changes)."""
@@ -184,7 +212,10 @@ class ControlServer:
         """The store's new state -> a new generation, pushed where it matters."""
         if rejected:
             self.metrics.rejections.inc(len(rejected))
-        config = gateway_api.apply(self.store.config, self._gateway_api()[1])
+        translation = self._gateway_api()[1]
+        config = gateway_api.apply(self.store.config, translation)
+        if self.custom_resources is not None:
+            self.custom_resources.source.report_gateway_api(translation.statuses)
         generation = self.mesh.update(config, self.registry.entries(config.workload_groups), detected_at)
         if generation is not None:
             log.info("config version %d", generation.version)

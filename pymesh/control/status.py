@@ -47,6 +47,15 @@ def format_status(status: dict) -> str:
         for entry in rejected:
             lines.append(f"  {_text(entry['file'])}")
             lines += [f"    {_text(error)}" for error in entry["errors"]]
+    resources = status.get("rejected_resources", [])
+    if resources:
+        lines += ["", "REJECTED KUBERNETES RESOURCES (their last good version stays in force):"]
+        for entry in resources:
+            lines.append(f"  {_text(_resource(entry))}")
+            lines += [f"    {_text(error)}" for error in entry.get("errors", [])]
+    missing = [kind.get("resource", "?") for kind in status.get("kubernetes", []) if kind.get("missing")]
+    if missing:
+        lines += ["", f"KUBERNETES: not served (CRD not installed?): {_text(', '.join(missing))}"]
     objects = status.get("gateway_api", [])
     if objects:
         lines += ["", "GATEWAY API:"]
@@ -59,12 +68,17 @@ def _object_lines(obj: dict) -> list[str]:
     def conds(entry: dict) -> str:
         return ", ".join(f"{c['type']}={c['status']}({c['reason']})" for c in entry.get("conditions", []))
 
-    where = f"{obj.get('kind')} {obj.get('namespace') + '/' if obj.get('namespace') else ''}{obj.get('name')}"
+    where = _resource(obj)
     lines = [f"{where}: {conds(obj)}"] if obj.get("conditions") else []
     lines += [f"{where} listener {l.get('name')} ({l.get('attachedRoutes', 0)} routes): {conds(l)}"
               for l in obj.get("listeners", [])]
     lines += [f"{where} parent {p.get('parentRef')}: {conds(p)}" for p in obj.get("parents", [])]
     return lines
+
+
+def _resource(entry: dict) -> str:
+    namespace = entry.get("namespace")
+    return f"{entry.get('kind')} {namespace + '/' if namespace else ''}{entry.get('name')}"
 
 
 def _row(proxy: dict) -> tuple[str, ...]:

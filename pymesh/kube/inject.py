@@ -66,6 +66,8 @@ PROXY_IMAGE = "sidecar.istio.io/proxyImage"
 LOG_LEVEL = "sidecar.istio.io/logLevel"
 INTERCEPTION_MODE = "sidecar.istio.io/interceptionMode"
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+READINESS_ANNOTATIONS = tuple((f"readiness.status.sidecar.istio.io/{key}", key)
+                              for key in ("initialDelaySeconds", "periodSeconds", "failureThreshold"))
 QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[kMGTPE]i?|m)?$")
 
 # ProxyConfig (proxy.istio.io/config) fields: applied here, or accepted with nothing to do in pymesh.
@@ -144,7 +146,9 @@ def injection_required(pod: Mapping, namespace: Mapping | None, settings: Inject
 
 
 def is_injected(pod: Mapping) -> bool:
-    return STATUS in ((pod.get("metadata") or {}).get("annotations") or {})
+    metadata = pod.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    return isinstance(annotations, Mapping) and STATUS in annotations
 
 
 def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, workload: str | None = None) -> dict:
@@ -152,33 +156,35 @@ def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, w
     annotation) or a host-network one comes back unchanged. `workload` names the workload for
     metrics and config selection (default: derived from the pod, as Istio's deploy meta).
     Raises InjectError, naming the annotation or field, when the pod cannot be injected."""
-    if is_injected(pod) or (pod.get("spec") or {}).get("hostNetwork"):
+    spec = pod.get("spec")
+    if is_injected(pod) or (isinstance(spec, dict) and spec.get("hostNetwork")):
         return copy.deepcopy(pod)
     out = copy.deepcopy(pod)
+    created: list[str] = []
+    metadata = _slot(out, "metadata", dict, "", created)
     spec = out.get("spec")
     if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list) or not spec["containers"]:
         raise InjectError("spec.containers", "a pod needs at least one container")
-    _check_free(spec)
-    created = [key for key in ("metadata",) if not isinstance(out.get(key), dict)]
-    metadata = out.setdefault("metadata", {})
-    created += [f"metadata.{key}" for key in ("labels", "annotations") if not isinstance(metadata.get(key), dict)]
-    created += [f"spec.{key}" for key in ("initContainers", "volumes") if not isinstance(spec.get(key), list)]
-    annotations = metadata.setdefault("annotations", {})
-    labels = metadata.setdefault("labels", {})
+    _check_containers(spec)
+    annotations = _slot(metadata, "annotations", dict, "metadata.", created)
+    labels = _slot(metadata, "labels", dict, "metadata.", created)
+    init_containers = _slot(spec, "initContainers", list, "spec.", created)
+    volumes = _slot(spec, "volumes", list, "spec.", created)
     options = _pod_options(annotations, settings)
 
     probers = {}
     if options["rewrite_probes"]:
         probers = app_probes.rewrite(spec["containers"])
-    init_containers = spec.setdefault("initContainers", [])
-    init_containers[:0] = [_init_container(options, settings),
-                           _proxy_container(options, settings, _workload_name(pod, workload), probers)]
-    spec.setdefault("volumes", []).extend(_volumes(settings))
+    added = [_proxy_container(options, settings, _workload_name(pod, workload), probers)]
+    if options["capture_mode"] != "NONE":
+        added.insert(0, _init_container(options, settings))
+    init_containers[:0] = added
+    volumes.extend(_volumes(settings))
 
     added_labels = _add_missing(labels, _mesh_labels(labels, _workload_name(pod, workload)))
     added_annotations = _add_missing(annotations, {DEFAULT_CONTAINER: spec["containers"][0].get("name", "")})
     annotations[STATUS] = json.dumps({
-        "initContainers": [INIT_NAME, PROXY_NAME],
+        "initContainers": [container["name"] for container in added],
         "volumes": [DATA_VOLUME, PODINFO_VOLUME, TOKEN_VOLUME, CA_VOLUME],
         "labels": added_labels,
         "annotations": added_annotations,
@@ -188,15 +194,32 @@ def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, w
     return out
 
 
-def _check_free(spec: dict) -> None:
-    """A container or volume already named like ours (without our status): refuse, rather than
-    add a second one the API server rejects, or take the pod's for ours."""
+def _slot(holder: dict, key: str, kind: type, where: str, created: list[str]):
+    """holder[key], made (and noted in `created`, for uninject) when absent or null; a value of
+    another type is refused rather than overwritten."""
+    value = holder.get(key)
+    if value is None:
+        created.append(f"{where}{key}" + (":null" if key in holder else ""))
+        value = holder[key] = kind()
+    elif not isinstance(value, kind):
+        raise InjectError(f"{where}{key}", f"expected {'a mapping' if kind is dict else 'a list'}, got {type(value).__name__}")
+    return value
+
+
+def _check_containers(spec: dict) -> None:
+    """Every container a mapping with a name, none named like ours (without our status): refuse,
+    rather than add a second one the API server rejects, or take the pod's for ours."""
     for key in ("containers", "initContainers"):
-        for container in spec.get(key) or ():
-            if isinstance(container, dict) and container.get("name") in (INIT_NAME, PROXY_NAME):
+        items = spec.get(key) or []
+        if not isinstance(items, list):
+            raise InjectError(f"spec.{key}", f"expected a list, got {type(items).__name__}")
+        for index, container in enumerate(items):
+            if not isinstance(container, dict) or not isinstance(container.get("name"), str):
+                raise InjectError(f"spec.{key}[{index}]", "expected a container with a name")
+            if container["name"] in (INIT_NAME, PROXY_NAME):
                 raise InjectError(f"spec.{key}", f"a container is already named {container['name']!r} but the pod "
                                   f"has no {STATUS} annotation: not injecting over it")
-    for volume in spec.get("volumes") or ():
+    for volume in spec.get("volumes") if isinstance(spec.get("volumes"), list) else ():
         if isinstance(volume, dict) and volume.get("name") in (DATA_VOLUME, PODINFO_VOLUME, TOKEN_VOLUME, CA_VOLUME):
             raise InjectError("spec.volumes", f"a volume is already named {volume['name']!r}")
 
@@ -243,7 +266,8 @@ def _pod_options(annotations: Mapping, settings: InjectSettings) -> dict[str, An
         except ValueError as error:
             raise InjectError(f"metadata.annotations[{annotation}]", str(error)) from None
     try:
-        CaptureSettings(**{_CAPTURE_FIELDS[flag]: parsed for flag, (_, parsed) in capture_args.items()})
+        CaptureSettings(proxy_port=settings.outbound_capture_port, inbound_capture_port=settings.inbound_capture_port,
+                        **{_CAPTURE_FIELDS[flag]: parsed for flag, (_, parsed) in capture_args.items()})
     except CaptureConfigError as error:
         raise InjectError("metadata.annotations[traffic.sidecar.istio.io/...]", str(error)) from None
     resources = {"requests": {"cpu": settings.resources.cpu, "memory": settings.resources.memory},
@@ -266,9 +290,18 @@ def _pod_options(annotations: Mapping, settings: InjectSettings) -> dict[str, An
                "control": settings.control_address, "concurrency": None, "drain": None, "metadata": {}}
     options.update(_proxy_config(annotations.get(PROXY_CONFIG), options["control"]))
     mode = str(annotations.get(INTERCEPTION_MODE, options.pop("interception_mode", "REDIRECT"))).upper()
-    if mode != "REDIRECT":
-        raise InjectError(f"metadata.annotations[{INTERCEPTION_MODE}]",
-                          f"{mode!r}: only REDIRECT is supported by the injector yet (TPROXY needs a privileged proxy)")
+    if mode not in ("REDIRECT", "NONE"):
+        raise InjectError(f"metadata.annotations[{INTERCEPTION_MODE}]", f"{mode!r}: the injector supports REDIRECT "
+                          "and NONE (no capture, no pymesh-init) yet; TPROXY needs a privileged proxy")
+    options["capture_mode"] = mode
+    options["readiness"] = {}
+    for annotation, key in READINESS_ANNOTATIONS:
+        if annotation in annotations:
+            value = str(annotations[annotation])
+            least = 0 if key == "initialDelaySeconds" else 1
+            if not value.isdigit() or not least <= int(value) < 2**31:
+                raise InjectError(f"metadata.annotations[{annotation}]", f"expected an integer >= {least}, got {value!r}")
+            options["readiness"][key] = int(value)
     return options
 
 
@@ -317,7 +350,8 @@ def _proxy_config(text: object, control: str) -> dict[str, Any]:
 
 
 def _init_container(options: dict, settings: InjectSettings) -> dict:
-    args = ["iptables", "-p", "15001", "-z", "15006", "-u", str(PROXY_UID), "-g", str(PROXY_UID), "-m", "REDIRECT"]
+    args = ["iptables", "-p", str(settings.outbound_capture_port), "-z", str(settings.inbound_capture_port),
+            "-u", str(PROXY_UID), "-g", str(PROXY_UID), "-m", "REDIRECT"]
     for flag, value in options["capture"].items():
         if value or flag in ("-i", "-b"):  # an empty include means "none": it must be said
             args += [flag, value]
@@ -345,8 +379,11 @@ def _field_env(name: str, path: str) -> dict:
 
 
 def _proxy_container(options: dict, settings: InjectSettings, workload: str, probers: dict) -> dict:
-    args = ["proxy", "--control", options["control"], "--capture",
-            "--health-address", "0.0.0.0", "--stats-address", "0.0.0.0",
+    args = ["proxy", "--control", options["control"]]
+    if options["capture_mode"] != "NONE":
+        args += ["--capture", "--outbound-capture-port", str(settings.outbound_capture_port),
+                 "--inbound-capture-port", str(settings.inbound_capture_port)]
+    args += ["--health-address", "0.0.0.0", "--stats-address", "0.0.0.0",
             "--labels-file", f"{PODINFO_DIR}/labels", "--token-file", f"{TOKEN_DIR}/{TOKEN_FILE}",
             "--ca-root", f"{CA_DIR}/root-cert.pem", "--data-dir", DATA_DIR, "--log-level", options["log_level"]]
     if options["concurrency"] is not None:
@@ -375,7 +412,7 @@ def _proxy_container(options: dict, settings: InjectSettings, workload: str, pro
         "env": env,
         "ports": [{"containerPort": STATS_PORT, "name": "http-envoy-prom", "protocol": "TCP"}],
         "startupProbe": {**copy.deepcopy(ready), "periodSeconds": 1, "failureThreshold": 600},
-        "readinessProbe": {**copy.deepcopy(ready), "periodSeconds": 15, "failureThreshold": 4},
+        "readinessProbe": {**copy.deepcopy(ready), "periodSeconds": 15, "failureThreshold": 4, **options["readiness"]},
         "resources": copy.deepcopy(options["resources"]),  # no object shared between containers
         "securityContext": {
             "allowPrivilegeEscalation": False,

@@ -52,6 +52,8 @@ class InjectSettings:
     revision: str = ""  # "": the default revision (istio-injection=enabled, istio.io/rev=default)
     policy: str = "enabled"  # Istio's autoInject: pods without an opinion are injected when selected
     rewrite_app_probers: bool = True
+    outbound_capture_port: int = 15001  # where `pymesh iptables` sends captured traffic, and the proxy listens
+    inbound_capture_port: int = 15006
     include_outbound_ip_ranges: str = "*"
     exclude_outbound_ip_ranges: str = ""
     include_inbound_ports: str = "*"
@@ -72,6 +74,10 @@ class InjectSettings:
         host, sep, port = self.control_address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise InjectError("controlAddress", f"expected HOST:PORT, got {self.control_address!r}")
+        for key, value in (("outboundCapturePort", self.outbound_capture_port),
+                           ("inboundCapturePort", self.inbound_capture_port)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+                raise InjectError(key, f"expected a port number, got {value!r}")
         for key, parse in (("includeOutboundIPRanges", capture.parse_networks_or_all),
                            ("excludeOutboundIPRanges", capture.parse_networks),
                            ("includeInboundPorts", capture.parse_ports_or_all),
@@ -97,6 +103,7 @@ _FIELDS = {  # YAML key -> field
     "proxyImage": "proxy_image", "initImage": "init_image", "imagePullPolicy": "image_pull_policy",
     "controlAddress": "control_address", "caRootConfigMap": "ca_root_config_map", "resources": "resources",
     "logLevel": "log_level", "revision": "revision", "policy": "policy", "rewriteAppProbers": "rewrite_app_probers",
+    "outboundCapturePort": "outbound_capture_port", "inboundCapturePort": "inbound_capture_port",
     "includeOutboundIPRanges": "include_outbound_ip_ranges", "excludeOutboundIPRanges": "exclude_outbound_ip_ranges",
     "includeInboundPorts": "include_inbound_ports", "excludeInboundPorts": "exclude_inbound_ports",
     "includeOutboundPorts": "include_outbound_ports", "excludeOutboundPorts": "exclude_outbound_ports",
@@ -131,6 +138,10 @@ def _convert(key: str, name: str, value: Any) -> Any:
                                                   for item in value):
             raise InjectError(key, "expected a list of {matchLabels: {key: value}} selectors")
         return tuple(dict(item["matchLabels"]) for item in value)
+    if name.endswith("_capture_port"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InjectError(key, f"expected a port number, got {value!r}")
+        return value
     if name == "rewrite_app_probers":
         if not isinstance(value, bool):
             raise InjectError(key, f"expected true or false, got {value!r}")

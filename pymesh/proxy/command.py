@@ -10,6 +10,7 @@ import socket
 import sys
 
 from pymesh.http import h1
+from pymesh.kube.downward import MAX_BYTES as MAX_LABELS_BYTES, parse_labels_file
 from pymesh.proxy.capture import CaptureSettings
 from pymesh.proxy.downstream_limits import DownstreamLimits
 from pymesh.api import limits as input_limits, wire
@@ -47,6 +48,9 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", default=os.environ.get("PYMESH_LABELS", ""),
                         help="this workload's labels, k=v,k=v (selects the Sidecar, sourceLabels) [$PYMESH_LABELS; "
                         "else $ISTIO_METAJSON_LABELS, the JSON object Istio's VM cluster.env gives]")
+    parser.add_argument("--labels-file", metavar="FILE", default=os.environ.get("PYMESH_LABELS_FILE") or None,
+                        help="read the labels from this downward-API file (key=\"value\" lines, as a pod's "
+                        "metadata.labels volume item); --labels wins [$PYMESH_LABELS_FILE]")
     parser.add_argument("--service-account", default=os.environ.get("PYMESH_SERVICE_ACCOUNT"),
                         help="this workload's service account (default: the join token's, else default) "
                         "[$PYMESH_SERVICE_ACCOUNT]")
@@ -63,7 +67,13 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stats-port", type=int, default=15090,
                         help="Prometheus /stats/prometheus port, 0 disables (default 15090)")
     parser.add_argument("--health-port", type=int, default=15021,
-                        help="/healthz/ready port, 0 disables (default 15021)")
+                        help="/healthz/ready port, 0 disables (default 15021); it also answers the app probes "
+                        "kube-inject rewrote, /app-health/<container>/livez|readyz|startupz, from "
+                        "$PYMESH_KUBE_APP_PROBERS")
+    parser.add_argument("--health-address", default="", metavar="ADDRESS",
+                        help="address of the health port (default: --admin-address; in a pod 0.0.0.0, for the kubelet)")
+    parser.add_argument("--stats-address", default="", metavar="ADDRESS",
+                        help="address of the Prometheus port (default: --admin-address)")
     parser.add_argument("--mesh-config", default="", metavar="FILE",
                         help="Istio's MeshConfig YAML (istiod's /etc/istio/config/mesh: extensionProviders, "
                         "defaultProviders, accessLogFile...), in force instead of an istio ConfigMap in --config")
@@ -204,7 +214,7 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> C
         id=node_id, workload=identity.workload, namespace=identity.namespace,
         service_account=identity.service_account, labels=dict(identity.labels),
         addresses=tuple(args.address), ports=parse_ports(args.port), workload_group=args.workload_group or "",
-        stats_address=f"{args.admin_address}:{args.stats_port}" if args.stats_port else "",
+        stats_address=f"{_stats_host(args)}:{args.stats_port}" if args.stats_port else "",
     )
     if args.workload_group and not args.address:
         raise argparse.ArgumentTypeError("--workload-group needs --address: the WorkloadEntry's address and name")
@@ -220,6 +230,13 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> C
             raise argparse.ArgumentTypeError(f"--ca-root: {error}") from None
     return ControlOptions(host=host, port=port, node=node, data_dir=args.data_dir, token=token, ca_root=ca_root,
                           renew_fraction=args.renew_fraction)
+
+
+def _stats_host(args) -> str:
+    """Where the control server scrapes this proxy: its stats address, or with a wildcard one
+    (a pod's 0.0.0.0) the workload's first address."""
+    host = args.stats_address or args.admin_address
+    return args.address[0] if host in ("0.0.0.0", "::") and args.address else host
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -247,6 +264,25 @@ def istio_json_labels() -> dict[str, str]:
     return labels
 
 
+def labels_file(path: str) -> dict[str, str]:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return parse_labels_file(stream.read(MAX_LABELS_BYTES + 1))
+    except (OSError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"--labels-file {path}: {error}") from None
+
+
+def env_app_probers() -> dict:
+    """$PYMESH_KUBE_APP_PROBERS (kube-inject writes it): the app probes the health port runs."""
+    from pymesh.kube import app_probes
+    from pymesh.proxy import app_probers  # with the gRPC health client: only for the proxy, not every command
+
+    try:
+        return app_probers.parse(os.environ.get(app_probes.PROBERS_ENV, ""))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def options_from_args(args) -> ProxyOptions:
     if bool(args.config) == bool(args.control):
         raise argparse.ArgumentTypeError("give one of --config PATH or --control HOST:PORT (or $PYMESH_CONTROL)")
@@ -260,7 +296,8 @@ def options_from_args(args) -> ProxyOptions:
     identity = ProxyIdentity(
         workload=args.workload,
         namespace=namespace,
-        labels=parse_labels(args.labels) if args.labels else istio_json_labels(),
+        labels=parse_labels(args.labels) if args.labels else labels_file(args.labels_file) if args.labels_file
+        else istio_json_labels(),
         service_account=service_account,
         locality=args.locality,
         ip=args.address[0] if args.address else "",  # which ServiceEntry endpoints are this proxy
@@ -273,6 +310,9 @@ def options_from_args(args) -> ProxyOptions:
         admin_port=args.admin_port,
         stats_port=args.stats_port,
         health_port=args.health_port,
+        health_address=args.health_address,
+        stats_address=args.stats_address,
+        app_probers=env_app_probers(),
         access_log=args.access_log,
         mesh_config=args.mesh_config,
         drain_timeout=args.drain_timeout,

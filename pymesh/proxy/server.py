@@ -60,6 +60,9 @@ class ProxyOptions:
     admin_port: int = 15000
     stats_port: int = 15090
     health_port: int = 15021
+    health_address: str = ""  # "": the admin address; a pod's kubelet probes from outside (0.0.0.0)
+    stats_address: str = ""  # "": the admin address
+    app_probers: dict = field(default_factory=dict)  # /app-health/... path -> pymesh.proxy.app_probers.AppProber
     access_log: str = "/dev/stdout"  # a path, or "off"
     mesh_config: str = ""  # --mesh-config: Istio's MeshConfig file, in force instead of an istio ConfigMap
     drain_timeout: float = 5.0

@@ -75,31 +75,34 @@ class Webhooks:
                              "to issue the webhook's certificate)")
         self.listener = WebhookServer(self.cert.context, injector(options.settings), validate, known, ready=ready)
         self._tasks: list[asyncio.Task] = []
-        self._client = None
+        self._client = None  # our own, when the control server has none to lend
         self.address: tuple[str, int] = options.listen
 
     def _bundle_changed(self, bundle: bytes) -> None:
         if self._patcher is not None:
             self._patcher.changed()
 
-    async def start(self) -> asyncio.base_events.Server:
+    async def start(self, client=None) -> asyncio.base_events.Server:
+        """Listen; with patch_ca_bundle, patch through `client` (the control server's, with
+        --kubernetes) or a client of our own."""
         server = await self.listener.start(*self.options.listen)
         self.address = server.sockets[0].getsockname()[:2]
         self._tasks.append(asyncio.create_task(self.cert.run()))
         log.info("admission webhooks on https://%s:%d (/inject, /validate)", *self.address)
         if self.options.patch_ca_bundle:
-            await self._start_patcher()
+            await self._start_patcher(client)
         return server
 
-    async def _start_patcher(self) -> None:
+    async def _start_patcher(self, client) -> None:
         from pymesh.control.kube.client import KubeClient
 
-        try:
-            self._client = await KubeClient.connect(self.options.kubeconfig)
-        except (OSError, ValueError) as exc:  # the kubernetes library's config errors are ValueErrors too
-            log.error("webhook caBundle: not patched, no API server client: %s", exc)
-            return
-        self._patcher = CaBundlePatcher(self._client, lambda: self.cert.ca_bundle_pem, self.options.service,
+        if client is None:
+            try:
+                client = self._client = await KubeClient.connect(self.options.kubeconfig)
+            except (OSError, ValueError) as exc:  # the kubernetes library's config errors are ValueErrors too
+                log.error("webhook caBundle: not patched, no API server client: %s", exc)
+                return
+        self._patcher = CaBundlePatcher(client, lambda: self.cert.ca_bundle_pem, self.options.service,
                                         self.options.namespace)
         self._tasks.append(asyncio.create_task(self._patcher.run()))
 
