@@ -11,7 +11,6 @@ import json
 import shutil
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,42 +20,9 @@ from pymesh.control.kube.webhook import WebhookLimits, WebhookServer
 from pymesh.control.kube.webhooks import injector, known, validate
 from pymesh.kube.inject_settings import InjectSettings
 from throwaway_ca import ThrowawayCA
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "control"))
-from control_harness import ControlServer  # noqa: E402
-
-HERE = Path(__file__).parent
-RECORDED = (HERE / "admission" / "deployment-pod-create.json").read_bytes()
-SERVICE = "pymesh-control.pymesh-system.svc"
-TIMEOUT = 10
+from webhook_harness import RECORDED, SERVICE, TIMEOUT, control, curl  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
-
-
-@pytest.fixture
-def control(tmp_path):
-    (tmp_path / "config").mkdir()
-    server = ControlServer(tmp_path / "config", tmp_path / "control.log", 5.0, tmp_path / "data",
-                           "--webhook-listen", "127.0.0.1:0", secure=True)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        print(server.log())
-
-
-def curl(control, path: str, data: bytes | None = None, *args: str) -> tuple[int, str]:
-    """(HTTP status, body) of curl against the webhook port, verifying it is SERVICE."""
-    ca = control.args[control.args.index("--data-dir") + 1] + "/ca/root-cert.pem"
-    command = ["curl", "-sS", "--max-time", str(TIMEOUT), "--cacert", ca,
-               "--resolve", f"{SERVICE}:{control.webhook_port}:127.0.0.1", "-w", "\n%{http_code}"]
-    if data is not None:
-        command += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
-    command += args  # after: a header given here replaces the one above
-    done = subprocess.run([*command, f"https://{SERVICE}:{control.webhook_port}{path}"], input=data,
-                          capture_output=True, timeout=TIMEOUT + 5, check=True)
-    text, _, status = done.stdout.decode().rpartition("\n")
-    return int(status), text
 
 
 def test_validate_answers_a_review_from_curl(control):
@@ -177,6 +143,28 @@ def test_limits_answer_and_close(tmp_path, data, expected):
 
     answer = asyncio.run(run())
     assert expected in answer and b"Connection: close" in answer
+
+
+def test_a_large_review_is_read_whole_on_a_kept_alive_connection(tmp_path):
+    """3 MiB: past every buffer of the stream (whose limit is the 16 KiB header bound)."""
+    ca, _, server = _serve(tmp_path, WebhookLimits())
+    vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+          "metadata": {"name": "big", "namespace": "default", "annotations": {"a": "x" * (3 << 20)}},
+          "spec": {"hosts": ["big"], "http": [{"route": [{"destination": {"host": "big"}}]}]}}
+    review = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                         "request": {"uid": "u1", "operation": "CREATE", "object": vs}}).encode()
+    head = f"POST /validate HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {len(review)}\r\n\r\n"
+    ready = b"GET /ready HTTP/1.1\r\nConnection: close\r\n\r\n"
+
+    async def run():
+        listener = await server.start("127.0.0.1", 0)
+        try:
+            return await _exchange(listener.sockets[0].getsockname()[1], ca, head.encode() + review + ready)
+        finally:
+            listener.close()
+
+    answer = asyncio.run(run())
+    assert answer.count(b"HTTP/1.1 200 OK") == 2 and b'"uid":"u1","allowed":true' in answer
 
 
 def test_a_rotated_certificate_directory_is_served_to_new_connections(tmp_path, monkeypatch):

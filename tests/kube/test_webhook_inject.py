@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from test_webhook import RECORDED, control, curl  # noqa: F401  (the fixture and the curl client)
+from webhook_harness import RECORDED, control, curl  # noqa: F401  (the fixture and the curl client)
 
 KUBERNETES = "1.30"
 

@@ -55,7 +55,8 @@ class WebhookServer:
 
     async def start(self, host: str, port: int) -> asyncio.base_events.Server:
         return await asyncio.start_server(self._connection, host, port, ssl=self._context,
-                                          limit=self.limits.max_header_bytes, ssl_handshake_timeout=self.limits.request_timeout)
+                                          limit=self.limits.max_header_bytes,
+                                          ssl_handshake_timeout=self.limits.request_timeout)
 
     def close_connections(self) -> None:
         for writer in list(self._open):
@@ -92,7 +93,7 @@ class WebhookServer:
             self._open.discard(writer)
             writer.close()
 
-    async def _request(self, first: bytes, reader: asyncio.StreamReader) -> tuple[int, str, bytes, bool]:
+    async def _request(self, first: bytes, reader: asyncio.StreamReader) -> tuple[tuple[int, str, bytes], bool]:
         """One request -> ((status, content type, body), keep the connection)."""
         too_big = _text(431, f"request headers over {self.limits.max_header_bytes} bytes"), False
         if not first:
