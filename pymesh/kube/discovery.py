@@ -17,8 +17,9 @@ controller/endpointslice.go, pkg/config/kube/conversion.go):
 - an endpoint carries its pod's labels (with `security.istio.io/tlsMode: istio` when the pod has
   the sidecar), service account, locality (the pod's `istio-locality` label, else the
   endpoint's zone) and network (`topology.istio.io/network` of the pod, else of its namespace)
-- every running pod with an IP is also a WorkloadEntry (labels, service account, locality), so a
-  ServiceEntry's workloadSelector selects pods, as in Istio
+- every running pod with an IP and without the sidecar is also a WorkloadEntry (labels, service
+  account, locality), so a ServiceEntry's workloadSelector selects pods, as in Istio; a pod with
+  the sidecar is one when its proxy registers, not twice
 """
 
 from __future__ import annotations
@@ -228,8 +229,8 @@ def _workload_entry(pod: dict, namespaces: dict[str, dict[str, str]]) -> model.W
     metadata, status = _dict(pod.get("metadata")), _dict(pod.get("status"))
     address = status.get("podIP")
     if not isinstance(address, str) or not address or status.get("phase") != "Running" \
-            or metadata.get("deletionTimestamp") or _dict(pod.get("spec")).get("hostNetwork"):
-        return None
+            or metadata.get("deletionTimestamp") or _dict(pod.get("spec")).get("hostNetwork") or _has_sidecar(pod):
+        return None  # a pod with the sidecar is in the mesh as its proxy registers (pymesh.control.registry)
     view = _pod_view(pod, namespaces)
     name, namespace = str(metadata.get("name") or ""), str(metadata.get("namespace") or "")
     return model.WorkloadEntry(

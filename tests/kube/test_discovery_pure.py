@@ -186,12 +186,14 @@ def test_sidecar_and_network_and_locality_from_the_pod_and_namespace():
     assert {e.network for e in entry.endpoints} == {"net-1"}
 
 
-def test_running_pods_are_workload_entries():
+def test_running_pods_without_the_sidecar_are_workload_entries():
+    """Pods with the sidecar are in the mesh once their proxy registers: not twice."""
     pending = pod("reviews-v3-5b9bd44f4-8kq9l", "10.244.0.14", "v3", status={"phase": "Pending"})
     leaving = pod("reviews-v1-5b5d6494f4-old01", "10.244.0.15", "v1",
                   metadata={"deletionTimestamp": "2024-05-14T09:30:00Z"})
     no_ip = pod("reviews-v2-x", "", "v2")
-    found = discover([], [], [POD_V1, pending, leaving, no_ip])
+    injected = pod("reviews-v2-y", "10.244.0.20", "v2", spec={"initContainers": [{"name": "pymesh-proxy"}]})
+    found = discover([], [], [POD_V1, pending, leaving, no_ip, injected])
     (entry,) = found.workload_entries
     assert entry.metadata.name == "reviews-v1-5b5d6494f4-hk2vd" and entry.spec.address == "10.244.0.12"
     assert entry.spec.service_account == "bookinfo-reviews" and entry.spec.labels["app"] == "reviews"
