@@ -210,3 +210,27 @@ def test_a_resource_type_not_served_is_synced_empty_and_asked_again(apiserver, c
             await informer.stop()
             await client.close()
     run(body())
+
+
+def test_broken_watch_lines_do_not_end_the_informer(apiserver):
+    """Stand-in API server writing garbage on the watch (not JSON, an object without metadata, an
+    unknown type): each is an error the informer survives; it lists again and stays current."""
+    apiserver.apply(service("a"))
+
+    async def body():
+        client, changes, informer, _ = await started(apiserver)
+        try:
+            await asyncio.wait_for(informer.synced.wait(), 10)
+            for line in (b"{not json\n", b'{"type":"MODIFIED","object":{"metadata":"x"}}\n',
+                         b'{"type":"SURPRISE","object":{"metadata":{"resourceVersion":"1"}}}\n', b"[]\n"):
+                await changes.until(lambda: apiserver.open_watches(SERVICES), "a watch")
+                requests = apiserver.watch_requests
+                apiserver.send_raw(line)
+                await changes.until(lambda: apiserver.watch_requests > requests, f"a new watch after {line!r}")
+            apiserver.apply(service("b"))
+            await changes.until(lambda: set(names(informer)) == {"a", "b"}, "a change after the garbage")
+            assert informer.last_error
+        finally:
+            await informer.stop()
+            await client.close()
+    run(body())

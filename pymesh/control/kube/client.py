@@ -44,6 +44,15 @@ class KubeApiError(Exception):
                    str(status.get("message") or ""), status)
 
 
+async def _lines(response: aiohttp.ClientResponse, resource: ResourceType) -> AsyncIterator[bytes]:
+    """The watch stream's lines; one longer than the read buffer is the server's error, not ours."""
+    try:
+        async for line in response.content:
+            yield line
+    except ValueError as error:  # aiohttp: "Line is too long"
+        raise KubeApiError(200, "BadResponse", f"a watch event of {resource.plural}: {error}") from None
+
+
 def default_kubeconfig() -> Path:
     """KUBECONFIG's first file, else ~/.kube/config, as kubectl looks."""
     env = os.environ.get("KUBECONFIG", "")
@@ -164,7 +173,7 @@ class KubeClient:
                 if isinstance(status, dict) and status.get("kind") == "Status":
                     raise KubeApiError.from_status(status, response.status)
                 raise KubeApiError(response.status, response.reason or "", f"watch {resource.plural}")
-            async for line in response.content:
+            async for line in _lines(response, resource):
                 if not line.strip():
                     continue
                 try:

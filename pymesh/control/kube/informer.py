@@ -118,6 +118,11 @@ class Informer:
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
                 failures += 1
                 await self._failed(error, failures)
+            except Exception as error:  # a malformed object must not end the informer: log, back off, relist
+                log.exception("kubernetes: %s: unexpected error", self.resource.plural)
+                self.resource_version = None
+                failures += 1
+                await self._failed(error, failures)
 
     def _not_served(self, error: KubeApiError) -> None:
         if not self.missing:
