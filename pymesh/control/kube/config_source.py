@@ -24,6 +24,7 @@ from pymesh.api.limits import Limits
 from pymesh.api.load import LoadResult
 from pymesh.api.offload import OffloadFailed, run_in_child
 from pymesh.api.resources import GATEWAY_API_GROUP
+from pymesh.control.kube.informer import Informer
 from pymesh.control.kube.status_writer import StatusWriter
 from pymesh.control.store import settle
 from pymesh.kube import config_status
@@ -227,8 +228,6 @@ class CustomResources:
 
     def __init__(self, client, notify: Callable[[], None], limits: Limits = input_limits.DEFAULT,
                  missing_retry: float = 30.0, write_rate: float = 5.0, write_burst: int = 20, metrics=None):
-        from pymesh.control.kube.informer import Informer
-
         self.writer = StatusWriter(write_rate, write_burst)
         self.informers = [Informer(client, resource.versions[0], self._on_change, metrics=metrics,
                                    missing_retry=missing_retry) for resource in CUSTOM_RESOURCES]
