@@ -159,7 +159,7 @@ async def _serve(server) -> int:
     try:
         await server.start()
     except OSError as exc:
-        print(f"pymesh control: cannot listen: {exc}", file=sys.stderr)
+        print(f"pymesh control: cannot start: {exc}", file=sys.stderr)
         return 1
     (host, port), (admin_host, admin_port) = server.listen_address, server.admin_address
     print(f"pymesh control: serving on {host}:{port}, admin on {admin_host}:{admin_port}", flush=True)

@@ -9,6 +9,7 @@ HTTPRoute status and hostile objects."""
 from __future__ import annotations
 
 import copy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ if _MESH_TESTS not in sys.path:
     sys.path.insert(0, _MESH_TESTS)
 
 from mesh_harness import CLIENT, answers_from, egress_sidecar, mesh, wait_until  # noqa: E402,F401
-from proxy_harness import endpoint, free_ports, service_entry  # noqa: E402
+from proxy_harness import endpoint, free_ports, pymesh_command, service_entry  # noqa: E402
 
 from pymesh.kube.custom_resources import CUSTOM_RESOURCES  # noqa: E402
 from pymesh.kube.resources import EVENTS  # noqa: E402
@@ -182,3 +183,13 @@ def test_hostile_objects_are_reported_and_never_crash_or_half_apply(mesh, apiser
     assert bookinfo.control.running() and bookinfo.versions() == {"v1"}  # nothing of them applied
     before = copy.deepcopy(status["version"])
     assert bookinfo.control.status()["version"] == before
+
+
+def test_without_credentials_the_server_says_so_and_exits(tmp_path):
+    (tmp_path / "config").mkdir()
+    done = subprocess.run(pymesh_command() + ["control", "serve", "--config-dir", str(tmp_path / "config"),
+                                              "--insecure", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                                              "--kubernetes", "--kubeconfig", str(tmp_path / "missing")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "cannot start: --kubernetes: cannot reach the API server: no kubeconfig at" in done.stderr

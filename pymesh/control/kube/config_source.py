@@ -59,6 +59,7 @@ class CustomResourceSource:
         self._limits = limits
         self._units: dict[Key, ObjectUnit] = {}
         self._seen: dict[Key, dict] = {}  # what each object configured when last looked at
+        self._memo: dict[Key, tuple[object, dict]] = {}  # resourceVersion -> configured, per object
         self._reporter = _Reporter(writer, client, instance or socket.gethostname(), clock) if writer else None
 
     def on_change(self) -> None:
@@ -122,8 +123,20 @@ class CustomResourceSource:
                 metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
                 key = (resource.group, resource.kind.name, str(metadata.get("namespace") or ""),
                        str(metadata.get("name") or ""))
-                out[key] = (resource, obj, configured(obj))
+                out[key] = (resource, obj, self._configured(key, obj, metadata.get("resourceVersion")))
+        for key in self._memo.keys() - out.keys():
+            del self._memo[key]
         return out
+
+    def _configured(self, key: Key, obj: dict, version: object) -> dict:
+        """`configured(obj)`, the same dict again while the object's resourceVersion is, so that
+        comparing all objects after each watch event is mostly comparing references."""
+        held = self._memo.get(key)
+        if held is not None and version is not None and held[0] == version:
+            return held[1]
+        conf = configured(obj)
+        self._memo[key] = (version, conf)
+        return conf
 
     def _changed(self) -> list[tuple[Key, CustomResource, dict]]:
         """Forget deleted objects, refresh every unit's object; the new and changed ones."""
