@@ -99,9 +99,8 @@ def rejection_event(obj: dict, errors: Sequence[ConfigError], in_force: bool, no
     for key in ("namespace", "uid", "resourceVersion"):
         if metadata.get(key):
             regarding[key] = metadata[key]
-    event_meta = {"name": f"{name[:200]}.{int(now * 1e9):x}"}
-    if metadata.get("namespace"):
-        event_meta["namespace"] = metadata["namespace"]
+    # an Event about a cluster-scoped object (a GatewayClass) goes to default, as Kubernetes' own do
+    event_meta = {"name": f"{name[:200]}.{int(now * 1e9):x}", "namespace": metadata.get("namespace") or "default"}
     return {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": event_meta,
             "eventTime": timestamp(now, micro=True), "reportingController": REPORTER,
             "reportingInstance": instance[:128], "action": "Validate", "reason": REASON, "type": "Warning",

@@ -16,7 +16,7 @@ from pymesh.api import limits as input_limits, model
 from pymesh.api.errors import ConfigError
 from pymesh.api.limits import Limits
 from pymesh.api.load import LoadResult, load_text
-from pymesh.api.resources import ALL_KINDS, CORE, Kind
+from pymesh.api.resources import ALL_KINDS, CORE, GATEWAY_API_GROUP, Kind
 from pymesh.kube.resources import ResourceType
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -51,9 +51,13 @@ class CustomResource:
         return self.kind.api[0]
 
 
+CLUSTER_SCOPED = frozenset({(GATEWAY_API_GROUP, "GatewayClass")})
+
+
 def _custom_resource(kind: Kind) -> CustomResource:
     group, versions = kind.api
-    return CustomResource(kind, tuple(ResourceType(group, version, kind.name, plural(kind.name))
+    namespaced = (group, kind.name) not in CLUSTER_SCOPED
+    return CustomResource(kind, tuple(ResourceType(group, version, kind.name, plural(kind.name), namespaced)
                                       for version in versions))
 
 

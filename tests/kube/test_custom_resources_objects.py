@@ -51,6 +51,8 @@ def test_every_config_kind_is_watched_at_its_newest_version_first():
     # both Gateways, and nothing that is not a CRD (Istio's mesh ConfigMap)
     assert ("networking.istio.io", "Gateway") in paths and ("gateway.networking.k8s.io", "Gateway") in paths
     assert all(c.group for c in CUSTOM_RESOURCES)
+    namespaced = {c.kind.name: c.versions[0].namespaced for c in CUSTOM_RESOURCES}
+    assert namespaced["GatewayClass"] is False and namespaced["HTTPRoute"] and namespaced["VirtualService"]
 
 
 def test_an_object_as_the_api_server_returns_it_loads():

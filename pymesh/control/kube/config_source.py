@@ -107,7 +107,7 @@ class CustomResourceSource:
             return
         for status in statuses:
             unit = self._units.get((GATEWAY_API_GROUP, status.kind, status.namespace, status.name))
-            if unit is not None:
+            if unit is not None and not unit.errors:  # else the status is its last good version's: left as is
                 self._reporter.gateway_api(unit, status)
 
     def _current(self) -> dict[Key, tuple[CustomResource, dict, dict]]:
