@@ -35,14 +35,14 @@ INSTALLED = [VS, DR, TYPES[("networking.istio.io", "ServiceEntry")], TYPES[("net
              HTTP_ROUTE]  # Telemetry, AuthorizationPolicy... are not: their CRDs are "not installed"
 
 
-def sample(name: str, kind: str = "", resource_name: str = "") -> dict:
+def sample(name: str, kind: str = "", resource_name: str = "", served=TYPES) -> dict:
     """One resource of an Istio bookinfo sample, in namespace default (as `kubectl apply -n default`),
-    at the version the informers watch (the real API server converts v1alpha3 to v1; the stand-in
-    serves one version)."""
+    at the version `served` (the real API server converts between the versions a CRD serves; the
+    stand-in serves one per kind)."""
     for doc in yaml.safe_load_all((SAMPLES / name).read_text()):
         if doc and (not kind or doc["kind"] == kind) and (not resource_name or doc["metadata"]["name"] == resource_name):
             doc["metadata"].setdefault("namespace", "default")
-            doc["apiVersion"] = TYPES[(doc["apiVersion"].split("/")[0], doc["kind"])].api_version
+            doc["apiVersion"] = served[(doc["apiVersion"].split("/")[0], doc["kind"])].api_version
             return doc
     raise LookupError(f"{name}: no {kind} {resource_name}")
 
@@ -51,9 +51,10 @@ class Bookinfo:
     """reviews v1, v2, v3 (real upstream apps) behind a client sidecar; the ServiceEntry and the
     Sidecar as custom resources too; the control server on the stand-in's kubeconfig."""
 
-    def __init__(self, mesh, apiserver, *options: str):
-        for resource in INSTALLED:
+    def __init__(self, mesh, apiserver, *options: str, installed=INSTALLED):
+        for resource in installed:
             apiserver.serve(resource)
+        self.served = {**TYPES, **{(r.group, r.kind): r for r in installed}}
         self.apiserver = apiserver
         self.port = free_ports(1)[0]
         self.apps = {v: mesh.app(v) for v in ("v1", "v2", "v3")}
@@ -61,12 +62,15 @@ class Bookinfo:
                            host=HOST, name="reviews")
         apiserver.apply(se)
         apiserver.apply(egress_sidecar("productpage", CLIENT, self.port))
-        apiserver.apply(sample("destination-rule-reviews.yaml", "DestinationRule", "reviews"))
-        apiserver.apply(sample("virtual-service-all-v1.yaml", "VirtualService", "reviews"))
+        apiserver.apply(self.sample("destination-rule-reviews.yaml", "DestinationRule", "reviews"))
+        apiserver.apply(self.sample("virtual-service-all-v1.yaml", "VirtualService", "reviews"))
         self.control = mesh.control(extra=("--kubernetes", "--kubeconfig", str(apiserver.kubeconfig),
                                            "--debounce", "0.05", *options))
         self.client = mesh.proxy(self.control.port, "productpage", CLIENT)
         self.control.wait_synced(self.client.node_id)
+
+    def sample(self, name: str, kind: str = "", resource_name: str = "") -> dict:
+        return sample(name, kind, resource_name, self.served)
 
     def versions(self, n: int = 12) -> set:
         answers = answers_from(self.port, HOST, n)
@@ -193,3 +197,21 @@ def test_without_credentials_the_server_says_so_and_exits(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "cannot start: --kubernetes: cannot reach the API server: no kubeconfig at" in done.stderr
+
+
+def test_a_cluster_whose_crd_serves_only_an_older_version_is_read_at_that_version(mesh, apiserver):
+    """Istio's CRDs before 1.22 served v1beta1 and v1alpha3, not v1: the newest served is watched."""
+    old = next(r for r in CUSTOM_RESOURCES if r.kind.name == "VirtualService").versions[-1]
+    assert old.version == "v1alpha3"
+    bookinfo = Bookinfo(mesh, apiserver, installed=[old, *INSTALLED[1:]])
+    assert bookinfo.versions() == {"v1"}
+    broken = bookinfo.sample("virtual-service-reviews-v3.yaml")
+    assert broken["apiVersion"] == "networking.istio.io/v1alpha3"
+    broken["spec"]["http"][0]["route"][0]["destination"]["host"] = ""
+    apiserver.apply(broken)
+    held = wait_until(lambda: (apiserver.get(old, "reviews", "default").get("status") or None),
+                      what="the status written at the version served")
+    assert held["validationMessages"][0]["type"]["code"] == "IST0106"
+    kinds = {kind["resource"]: kind for kind in bookinfo.control.status()["kubernetes"]}
+    assert kinds["virtualservices"]["version"] == "v1alpha3" and not kinds["virtualservices"]["missing"]
+    assert bookinfo.versions() == {"v1"}
