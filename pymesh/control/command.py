@@ -33,14 +33,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the control server", description=(
         "Serve the configuration in --config-dir to proxies. A file that fails validation is rejected "
         "(see /status) and its last good version stays in force."))
-    serve.add_argument("--config-dir", required=True, metavar="DIR", help="directory of *.yaml resources, watched")
+    serve.add_argument("--config-dir", metavar="DIR",
+                       help="directory of *.yaml resources, watched (required unless --kubernetes)")
     serve.add_argument("--mesh-config", metavar="FILE",
                        help="Istio's MeshConfig YAML (istiod's /etc/istio/config/mesh: extensionProviders, "
                        "defaultProviders, accessLogFile...), in force instead of an istio ConfigMap in --config-dir")
     kube = serve.add_argument_group("Kubernetes")
     kube.add_argument("--kubernetes", action="store_true",
-                      help="read Istio's and the Gateway API's custom resources from the API server as a second "
-                      "config source (each object validated on its own, its last good version kept)")
+                      help="discover Services, EndpointSlices, Pods and Namespaces from the API server (the "
+                      "services <name>.<namespace>.svc.cluster.local and their ready endpoints), and read Istio's "
+                      "and the Gateway API's custom resources as a second config source (each object validated "
+                      "on its own, its last good version kept); proxies are served once the first lists are in")
+    kube.add_argument("--namespace", dest="namespaces", action="append", default=[], metavar="NS",
+                      help="discover only in this namespace (repeat for more; default: every namespace)")
     kube.add_argument("--kubeconfig", metavar="FILE",
                       help="the API server's kubeconfig (default: in the cluster, else KUBECONFIG or ~/.kube/config)")
     serve.add_argument("--listen", type=_address, default=("127.0.0.1", 15010), metavar="ADDR:PORT",
@@ -111,7 +116,13 @@ def run_serve(args: argparse.Namespace) -> int:
     from pymesh.control.ca_store import PluginFiles
     from pymesh.control.server import ControlOptions, ControlServer
 
-    if not os.path.isdir(args.config_dir):
+    if args.config_dir is None and not args.kubernetes:
+        print("pymesh control serve: --config-dir DIR is required (or --kubernetes)", file=sys.stderr)
+        return 2
+    if args.namespaces and not args.kubernetes:
+        print("pymesh control serve: --namespace needs --kubernetes", file=sys.stderr)
+        return 2
+    if args.config_dir is not None and not os.path.isdir(args.config_dir):
         print(f"pymesh control serve: --config-dir {args.config_dir}: not a directory", file=sys.stderr)
         return 1
     if bool(args.ca_cert) != bool(args.ca_key) or (args.ca_chain or args.ca_root) and not args.ca_cert:
@@ -141,7 +152,7 @@ def run_serve(args: argparse.Namespace) -> int:
         limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
         ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),
         max_per_identity=max(0, args.max_connections_per_identity), mesh_config=args.mesh_config or "",
-        kubernetes=args.kubernetes, kubeconfig=args.kubeconfig,
+        kubernetes=args.kubernetes, kubeconfig=args.kubeconfig, namespaces=tuple(args.namespaces),
     )
     try:
         server = ControlServer(options)
@@ -159,6 +170,9 @@ async def _serve(server) -> int:
     try:
         await server.start()
     except OSError as exc:
+        print(f"pymesh control: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # --kubernetes without the client library or with an unusable kubeconfig
         print(f"pymesh control: cannot start: {exc}", file=sys.stderr)
         return 1
     (host, port), (admin_host, admin_port) = server.listen_address, server.admin_address

@@ -36,7 +36,7 @@ log = logging.getLogger("pymesh.control")
 
 @dataclass(frozen=True)
 class ControlOptions:
-    config_dir: str
+    config_dir: str | None  # None: no files (--kubernetes only)
     listen: tuple[str, int] = ("127.0.0.1", 15010)
     admin: tuple[str, int] = ("127.0.0.1", 15014)
     data_dir: str | None = None
@@ -53,6 +53,7 @@ class ControlOptions:
     mesh_config: str = ""  # --mesh-config FILE: in force instead of an istio ConfigMap (watched)
     kubernetes: bool = False  # --kubernetes: the API server's custom resources are a second config source
     kubeconfig: str | None = None  # None: in the cluster, else KUBECONFIG or ~/.kube/config
+    namespaces: tuple[str, ...] = ()  # --namespace: discovery watches only these (default: all)
 
 
 class ControlServer:
@@ -63,6 +64,7 @@ class ControlServer:
         self._translation: tuple[object, gateway_api.Translation] | None = None  # see _gateway_api
         self.custom_resources = None  # with --kubernetes, once started: kube.config_source.CustomResources
         self._kube_client = None
+        self.discovery = None  # with --kubernetes, once started: kube.discovery_source.KubernetesDiscovery
         self.watcher = Watcher(self.store.poll, self._reload, options.debounce, options.max_debounce, options.poll_interval)
         self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)
         self.tokens = TokenStore(options.data_dir, time.time)
@@ -100,7 +102,7 @@ class ControlServer:
         server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate, **self._security())
         self.metrics.watch_connections(self._connections)
         self.metrics.watch_proxies(lambda: len(self.hub.connected_nodes()))
-        self.metrics.watch_config(lambda: self.store.config)
+        self.metrics.watch_config(self._sources_config)
         admin = await AdminServer(self.status, self.metrics.render, self.metrics.content_type, lambda: self.ready,
                                   None if self.ca is None else TokenApi(self.tokens, self.ca),
                                   lambda: scrape_targets.http_sd(self.hub.connected_nodes()),
@@ -123,8 +125,13 @@ class ControlServer:
     async def _start_kubernetes(self) -> None:
         """The API server's custom resources as a second config source, listed before the
         first configuration is served. Imported here: the client library is an optional extra."""
-        from pymesh.control.kube.client import KubeClient
+        try:
+            from pymesh.control.kube.client import KubeClient
+        except ImportError as missing:
+            raise ValueError(f"--kubernetes needs the kubernetes extra (pip install 'pymesh[kubernetes]'): "
+                             f"{missing}") from None
         from pymesh.control.kube.config_source import CustomResources
+        from pymesh.control.kube.discovery_source import KubernetesDiscovery
 
         try:
             self._kube_client = await KubeClient.connect(self.options.kubeconfig)
@@ -134,7 +141,9 @@ class ControlServer:
         self.custom_resources = CustomResources(self._kube_client, self.watcher.notify, self.options.limits,
                                                 metrics=self.metrics)
         self.store.add_source(self.custom_resources.source)
-        await self.custom_resources.start()
+        self.discovery = KubernetesDiscovery(self._kube_client, self.watcher.notify, self.options.namespaces,
+                                             metrics=self.metrics)
+        await asyncio.gather(self.custom_resources.start(), self.discovery.start())
 
     def _security(self) -> dict:
         """The listener's TLS context and signing paths (none with --insecure)."""
@@ -171,6 +180,8 @@ class ControlServer:
         self.registry.close()
         if self.custom_resources is not None:
             await self.custom_resources.stop()
+        if self.discovery is not None:
+            await self.discovery.stop()
         if self._kube_client is not None:
             await self._kube_client.close()
         for server in self._servers:
@@ -188,12 +199,16 @@ class ControlServer:
         }
 
     def _kubernetes_status(self) -> dict:
-        return {"rejected_resources": self.custom_resources.source.resources(),
-                "kubernetes": self.custom_resources.status()}
+        return {"kubernetes_api": self._kube_client.host, "rejected_resources": self.custom_resources.source.resources(),
+                "kubernetes": self.custom_resources.status() + (self.discovery.status() if self.discovery else [])}
+
+    def _sources_config(self):
+        """The store's configuration, with the cluster's services and workloads under --kubernetes."""
+        return self.store.config if self.discovery is None else self.discovery.merged(self.store.config)
 
     def _gateway_api(self) -> tuple[object, gateway_api.Translation]:
         """The Gateway API translation of the store's configuration (redone when it changes)."""
-        config = self.store.config
+        config = self._sources_config()
         if self._translation is None or self._translation[0] is not config:
             self._translation = (config, gateway_api.translate(config))
         return self._translation
@@ -207,7 +222,7 @@ class ControlServer:
         if rejected:
             self.metrics.rejections.inc(len(rejected))
         translation = self._gateway_api()[1]
-        config = gateway_api.apply(self.store.config, translation)
+        config = gateway_api.apply(self._sources_config(), translation)
         if self.custom_resources is not None:
             self.custom_resources.source.report_gateway_api(translation.statuses)
         generation = self.mesh.update(config, self.registry.entries(config.workload_groups), detected_at)

@@ -231,9 +231,9 @@ class StandInAPIServer:
         return self._call(lambda: copy.deepcopy(list(self.store[resource].values())))
 
     def compact(self) -> int:
-        """Forget the history up to now: watches and continue tokens from before get 410."""
+        """Forget the history up to now: watches and continue tokens from before now get 410."""
         def run():
-            self.compacted = self.revision + 1
+            self.compacted = self.revision
             self.history.clear()
             return self.revision
         return self._call(run)

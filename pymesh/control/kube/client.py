@@ -72,14 +72,17 @@ class KubeClient:
         from kubernetes_asyncio import client, config
 
         configuration = client.Configuration()
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=configuration)  # refreshes the token file itself
-            return cls(client.ApiClient(configuration))
-        path = Path(kubeconfig) if kubeconfig is not None else default_kubeconfig()
-        if not path.is_file():
-            raise FileNotFoundError(f"no kubeconfig at {path} and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
-        loader = await config.load_kube_config(config_file=str(path), context=context,
-                                               client_configuration=configuration, persist_config=False)
+        try:
+            if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config(client_configuration=configuration)  # refreshes the token file itself
+                return cls(client.ApiClient(configuration))
+            path = Path(kubeconfig) if kubeconfig is not None else default_kubeconfig()
+            if not path.is_file():
+                raise FileNotFoundError(f"no kubeconfig at {path} and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
+            loader = await config.load_kube_config(config_file=str(path), context=context,
+                                                   client_configuration=configuration, persist_config=False)
+        except config.ConfigException as error:
+            raise ValueError(f"kubernetes configuration: {error}") from None
         return cls(client.ApiClient(configuration), reload=lambda: loader.load_and_set(configuration))
 
     async def close(self) -> None:
