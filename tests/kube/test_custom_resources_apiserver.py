@@ -103,7 +103,8 @@ def test_bookinfo_custom_resources_route_and_an_invalid_update_keeps_the_last_go
     assert "spec.http[0].route[0].destination.host" in event["note"]
     held = wait_until(lambda: (apiserver.get(VS, "reviews", "default").get("status") or None), what="the status")
     assert held["validationMessages"][0]["type"]["code"] == "IST0106"
-    assert held["conditions"][0]["reason"] == "SchemaValidationError"
+    assert held["conditions"][0]["type"] == "PassedAnalysis" and held["conditions"][0]["status"] == "False"
+    assert "spec.http[0].route[0].destination.host" in held["conditions"][0]["message"]
     assert bookinfo.versions() == {"v3"}  # the last good version routes on
     version = bookinfo.control.status()["version"]
 

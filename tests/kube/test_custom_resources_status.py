@@ -23,7 +23,7 @@ def test_a_rejected_istio_resource_gets_istios_validation_message_and_a_conditio
     assert status["validationMessages"] == [{"type": {"code": "IST0106", "name": "SchemaValidationError"},
                                              "level": "ERROR", "documentationUrl": config_status.SCHEMA_ERROR_DOCS}]
     (condition,) = status["conditions"]
-    assert condition == {"type": "Accepted", "status": "False", "reason": "SchemaValidationError",
+    assert condition == {"type": "PassedAnalysis", "status": "False", "reason": "errorsFound",
                          "message": "spec.http[0].route[0].destination.host: empty domain name is not allowed "
                                     "(the last good version stays in force)",
                          "observedGeneration": "3", "lastTransitionTime": "2023-11-14T22:13:20Z"}
