@@ -31,8 +31,9 @@ TYPES = {(r.group, r.kind.name): r.versions[0] for r in CUSTOM_RESOURCES}
 VS = TYPES[("networking.istio.io", "VirtualService")]
 DR = TYPES[("networking.istio.io", "DestinationRule")]
 HTTP_ROUTE = TYPES[("gateway.networking.k8s.io", "HTTPRoute")]
+K8S_GATEWAY = TYPES[("gateway.networking.k8s.io", "Gateway")]
 INSTALLED = [VS, DR, TYPES[("networking.istio.io", "ServiceEntry")], TYPES[("networking.istio.io", "Sidecar")],
-             HTTP_ROUTE]  # Telemetry, AuthorizationPolicy... are not: their CRDs are "not installed"
+             HTTP_ROUTE, K8S_GATEWAY]  # Telemetry, AuthorizationPolicy... are not: their CRDs are "not installed"
 
 
 def sample(name: str, kind: str = "", resource_name: str = "", served=TYPES) -> dict:
@@ -142,10 +143,12 @@ def test_a_change_made_while_the_watch_is_gone_arrives_through_a_relist(mesh, ap
 def test_kinds_whose_crd_is_not_installed_are_skipped(mesh, apiserver):
     bookinfo = Bookinfo(mesh, apiserver)
     status = bookinfo.control.status()
-    missing = {kind["resource"] for kind in status["kubernetes"] if kind["missing"]}
-    assert {"telemetries", "authorizationpolicies", "gateways"} <= missing
-    assert "virtualservices" not in missing
-    assert "not served (CRD not installed?)" in bookinfo.control.status_text()
+    missing = {(kind["resource"], kind.get("group")) for kind in status["kubernetes"] if kind["missing"]}
+    assert {("telemetries", "telemetry.istio.io"), ("authorizationpolicies", "security.istio.io"),
+            ("gateways", "networking.istio.io")} <= missing
+    assert not {("virtualservices", "networking.istio.io"), ("gateways", "gateway.networking.k8s.io")} & missing
+    assert "not served (CRD not installed?): " in bookinfo.control.status_text()
+    assert "gateways.networking.istio.io" in bookinfo.control.status_text()
 
 
 def test_an_http_routes_status_is_written_by_the_gateway_api_translation(mesh, apiserver):
@@ -163,6 +166,27 @@ def test_an_http_routes_status_is_written_by_the_gateway_api_translation(mesh, a
     assert parent["parentRef"] == route["spec"]["parentRefs"][0]
     accepted = next(c for c in parent["conditions"] if c["type"] == "Accepted")
     assert accepted["status"] == "True" and accepted["observedGeneration"] == 1 and accepted["lastTransitionTime"]
+
+    # a Gateway of pymesh's class, and the route attached to it too: both statuses written
+    apiserver.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                     "metadata": {"name": "edge", "namespace": "default"},
+                     "spec": {"gatewayClassName": "pymesh",
+                              "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}})
+    route["spec"]["parentRefs"].append({"name": "edge"})
+    apiserver.apply(route)
+
+    def gateway_listener():
+        listeners = (apiserver.get(K8S_GATEWAY, "edge", "default").get("status") or {}).get("listeners") or []
+        return listeners[0] if listeners and listeners[0]["attachedRoutes"] == 1 else None
+    listener = wait_until(gateway_listener, what="the Gateway's listener status with the route attached")
+    assert {c["type"]: c["status"] for c in listener["conditions"]}.get("Accepted") == "True"
+    gateway_status = apiserver.get(K8S_GATEWAY, "edge", "default")["status"]
+    assert {c["type"] for c in gateway_status["conditions"]} >= {"Accepted"}
+    parents = wait_until(lambda: len(apiserver.get(HTTP_ROUTE, "reviews", "default")["status"]["parents"]) == 2
+                         and apiserver.get(HTTP_ROUTE, "reviews", "default")["status"]["parents"],
+                         what="the route's status for both parents")
+    assert parents[1]["parentRef"] == {"name": "edge"}
+    assert all(c["observedGeneration"] == 2 for p in parents for c in p["conditions"])
 
 
 def test_hostile_objects_are_reported_and_never_crash_or_half_apply(mesh, apiserver):

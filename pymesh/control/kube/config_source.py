@@ -261,7 +261,7 @@ class ServedVersion:
 
     def status(self) -> dict:
         active = self._active()
-        return {**active.status(), "version": active.resource.version}
+        return {**active.status(), "group": active.resource.group, "version": active.resource.version}
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"versions of {self.kind.kind.name}")
