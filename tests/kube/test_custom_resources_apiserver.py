@@ -94,7 +94,7 @@ def test_bookinfo_custom_resources_route_and_an_invalid_update_keeps_the_last_go
     status = bookinfo.control.wait_status(lambda s: s.get("rejected_resources"), "the invalid update reported")
     (entry,) = status["rejected_resources"]
     assert (entry["kind"], entry["namespace"], entry["name"]) == ("VirtualService", "default", "reviews")
-    assert entry["errors"] == ["VirtualService default/reviews spec.http[0].route[0].destination.host: "
+    assert entry["errors"] == ["VirtualService default/reviews: spec.http[0].route[0].destination.host: "
                                "empty domain name is not allowed"]
     assert "VirtualService default/reviews" in bookinfo.control.status_text()
     # written to Kubernetes: a Warning Event regarding the object, Istio's status on it
