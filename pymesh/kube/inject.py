@@ -268,8 +268,10 @@ def _pod_options(annotations: Mapping, settings: InjectSettings) -> dict[str, An
     try:
         CaptureSettings(proxy_port=settings.outbound_capture_port, inbound_capture_port=settings.inbound_capture_port,
                         **{_CAPTURE_FIELDS[flag]: parsed for flag, (_, parsed) in capture_args.items()})
-    except CaptureConfigError as error:
-        raise InjectError("metadata.annotations[traffic.sidecar.istio.io/...]", str(error)) from None
+    except CaptureConfigError as error:  # a combination: name the annotation of the field at fault
+        flag = next((flag for flag, field_name in _CAPTURE_FIELDS.items() if field_name == error.field), "")
+        annotation = next((a for a, f, _, _ in CAPTURE_ANNOTATIONS if f == flag), "traffic.sidecar.istio.io/*")
+        raise InjectError(f"metadata.annotations[{annotation}]", error.message) from None
     resources = {"requests": {"cpu": settings.resources.cpu, "memory": settings.resources.memory},
                  "limits": {"cpu": settings.resources.cpu_limit, "memory": settings.resources.memory_limit}}
     for annotation, section, resource, _ in RESOURCE_ANNOTATIONS:

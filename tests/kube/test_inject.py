@@ -319,8 +319,9 @@ def test_json_proxy_config_and_other_annotations():
     ({"traffic.sidecar.istio.io/includeOutboundIPRanges": "10.0.0.0/33"}, "includeOutboundIPRanges"),
     ({"traffic.sidecar.istio.io/excludeOutboundIPRanges": "*"}, "excludeOutboundIPRanges"),
     ({"traffic.sidecar.istio.io/excludeOutboundPorts": "70000"}, "excludeOutboundPorts"),
-    ({"traffic.sidecar.istio.io/includeInboundPorts": "15021"}, "traffic.sidecar.istio.io"),  # the proxy's own
-    ({"traffic.sidecar.istio.io/includeInboundPorts": "15006"}, "traffic.sidecar.istio.io"),  # the capture port
+    ({"traffic.sidecar.istio.io/includeInboundPorts": "15021"}, "[traffic.sidecar.istio.io/includeInboundPorts]"),
+    ({"traffic.sidecar.istio.io/includeInboundPorts": "15006"}, "includeInboundPorts]: port 15006"),  # capture port
+    ({"traffic.sidecar.istio.io/excludeOutboundIPRanges": "fd00::/8"}, "excludeOutboundIPRanges]: fd00::/8 is IPv6"),
     ({"sidecar.istio.io/proxyCPU": "lots"}, "proxyCPU"),
     ({"sidecar.istio.io/rewriteAppHTTPProbers": "maybe"}, "rewriteAppHTTPProbers"),
     ({"sidecar.istio.io/logLevel": "chatty"}, "logLevel"),
