@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from pymesh.kube import app_probes
-from pymesh.kube.inject import (INIT_NAME, PROXY_NAME, STATUS, inject_object, inject_pod, injection_required,
-                                webhook_selects)
+from pymesh.kube.inject import INIT_NAME, PROXY_NAME, STATUS, inject_object, inject_pod, injection_required
+from pymesh.kube.selection import webhook_selects
 from pymesh.kube.inject_settings import InjectError, InjectSettings, load_settings
 from pymesh.kube.uninject import uninject_object, uninject_pod
 
