@@ -48,6 +48,8 @@ def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, w
     """`pod` (metadata+spec) with the sidecar added, as a new dict; an injected pod (its status
     annotation) or a host-network one comes back unchanged. `workload` names the workload for
     metrics and config selection (default: derived from the pod, as Istio's deploy meta).
+    `namespace` (the Namespace object, when the caller has it) is part of the webhook's stable
+    signature; nothing in the added containers depends on it yet.
     Raises InjectError, naming the annotation or field, when the pod cannot be injected."""
     spec = pod.get("spec")
     if is_injected(pod) or (isinstance(spec, dict) and spec.get("hostNetwork")):
@@ -164,7 +166,7 @@ def _init_container(options: dict, settings: InjectSettings) -> dict:
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["pymesh"],
         "args": args,
-        "resources": copy.deepcopy(options["resources"]),
+        "resources": settings.init_resources.as_kubernetes(),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},

@@ -70,8 +70,7 @@ def pod_options(annotations: Mapping, settings: InjectSettings) -> dict[str, Any
         flag = next((flag for flag, field_name in _CAPTURE_FIELDS.items() if field_name == error.field), "")
         annotation = next((a for a, f, _, _ in CAPTURE_ANNOTATIONS if f == flag), "traffic.sidecar.istio.io/*")
         raise InjectError(f"metadata.annotations[{annotation}]", error.message) from None
-    resources = {"requests": {"cpu": settings.resources.cpu, "memory": settings.resources.memory},
-                 "limits": {"cpu": settings.resources.cpu_limit, "memory": settings.resources.memory_limit}}
+    resources = settings.resources.as_kubernetes()
     for annotation, section, resource in RESOURCE_ANNOTATIONS:
         if annotation in annotations:
             value = str(annotations[annotation])

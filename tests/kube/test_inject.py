@@ -276,6 +276,7 @@ def test_resource_annotations(annotations, where, expected):
     injected = inject_pod(pod(annotations), None, SETTINGS)
     validate(injected)
     assert container(injected["spec"], PROXY_NAME)["resources"][where[0]][where[1]] == expected
+    assert container(injected["spec"], INIT_NAME)["resources"]["requests"] == {"cpu": "10m", "memory": "10Mi"}
 
 
 def test_proxy_config_annotation():
@@ -458,6 +459,7 @@ def test_settings_from_yaml_and_from_a_config_map():
     ("controlAddress: nowhere", "controlAddress"),
     ("includeInboundPorts: 'eighty'", "includeInboundPorts"),
     ("resources: {requests: {gpu: 1}}", "resources.requests.gpu"),
+    ("initResources: {limits: 1}", "initResources.limits"),
     ("rewriteAppProbers: 'yes'", "rewriteAppProbers"),
     ("[1, 2", ""),
     ("- a list", ""),
