@@ -1,7 +1,7 @@
-"""Sidecar injection, the pure part: which pods get a sidecar (Istio's injectRequired and the
-default webhook's selectors) and what is added to one (the `pymesh-init` capture step and the
-proxy as a native sidecar). `pymesh kube-inject` and the `/inject` webhook both call
-`injection_required` and `inject_pod`; `inject_object` walks whole manifests.
+"""Sidecar injection, the pure part: what is added to a pod (the `pymesh-init` capture step and
+the proxy as a native sidecar). Which pods is pymesh.kube.selection's `injection_required`, what
+their annotations change pymesh.kube.pod_options'. `pymesh kube-inject` and the `/inject`
+webhook both call `injection_required` and `inject_pod`; `inject_object` walks whole manifests.
 
 The proxy is an init container with `restartPolicy: Always` (a Kubernetes native sidecar): the
 kubelet starts it after pymesh-init and before the app, holds the app until its startupProbe
@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-from typing import Any, Mapping
+from typing import Mapping
 
-import yaml
-
-from pymesh.api.duration import parse_duration
-from pymesh.capture import settings as capture
-from pymesh.capture.settings import CaptureConfigError, CaptureSettings
 from pymesh.kube import app_probes
 from pymesh.kube.inject_settings import InjectError, InjectSettings
+from pymesh.kube.pod_options import pod_options
+from pymesh.kube.selection import injection_required
 from pymesh.kube.workloads import map_pods
 
 STATUS = "sidecar.pymesh.dev/status"
@@ -36,110 +32,7 @@ TOKEN_DIR, TOKEN_FILE, TOKEN_AUDIENCE = "/var/run/secrets/tokens", "pymesh-token
 CA_DIR, PODINFO_DIR, DATA_DIR = "/var/run/secrets/pymesh/ca", "/etc/pymesh/pod", "/var/lib/pymesh"
 PROXY_UID = 1337
 HEALTH_PORT, STATS_PORT = app_probes.HEALTH_PORT, 15090
-
-# Opt in/out, on the pod (label over annotation, as Istio) and the namespace; pymesh's name wins over Istio's.
-INJECT_KEYS = ("sidecar.pymesh.dev/inject", "sidecar.istio.io/inject")
-NAMESPACE_KEYS = ("pymesh-injection", "istio-injection")
-REVISION_KEYS = ("pymesh.dev/rev", "istio.io/rev")
-TRUE = ("y", "yes", "true", "on")  # Istio's reading of the inject annotation (YAML 1.1 booleans)
-
-# Pod annotations -> capture flag of `pymesh iptables`, with the setting they override.
-CAPTURE_ANNOTATIONS = (
-    ("traffic.sidecar.istio.io/includeOutboundIPRanges", "-i", "include_outbound_ip_ranges", capture.parse_networks_or_all),
-    ("traffic.sidecar.istio.io/excludeOutboundIPRanges", "-x", "exclude_outbound_ip_ranges", capture.parse_networks),
-    ("traffic.sidecar.istio.io/includeInboundPorts", "-b", "include_inbound_ports", capture.parse_ports_or_all),
-    ("traffic.sidecar.istio.io/excludeInboundPorts", "-d", "exclude_inbound_ports", capture.parse_ports),
-    ("traffic.sidecar.istio.io/includeOutboundPorts", "-q", "include_outbound_ports", capture.parse_ports),
-    ("traffic.sidecar.istio.io/excludeOutboundPorts", "-o", "exclude_outbound_ports", capture.parse_ports),
-)
-_CAPTURE_FIELDS = {"-i": "outbound_ip_ranges_include", "-x": "outbound_ip_ranges_exclude", "-b": "inbound_ports_include",
-                   "-d": "inbound_ports_exclude", "-q": "outbound_ports_include", "-o": "outbound_ports_exclude"}
-RESOURCE_ANNOTATIONS = (  # annotation -> (section, resource, Resources field)
-    ("sidecar.istio.io/proxyCPU", "requests", "cpu", "cpu"),
-    ("sidecar.istio.io/proxyMemory", "requests", "memory", "memory"),
-    ("sidecar.istio.io/proxyCPULimit", "limits", "cpu", "cpu_limit"),
-    ("sidecar.istio.io/proxyMemoryLimit", "limits", "memory", "memory_limit"),
-)
-REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
-PROXY_CONFIG = "proxy.istio.io/config"
-PROXY_IMAGE = "sidecar.istio.io/proxyImage"
-LOG_LEVEL = "sidecar.istio.io/logLevel"
-INTERCEPTION_MODE = "sidecar.istio.io/interceptionMode"
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
-READINESS_ANNOTATIONS = tuple((f"readiness.status.sidecar.istio.io/{key}", key)
-                              for key in ("initialDelaySeconds", "periodSeconds", "failureThreshold"))
-QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[kMGTPE]i?|m)?$")
-
-# ProxyConfig (proxy.istio.io/config) fields: applied here, or accepted with nothing to do in pymesh.
-PROXY_CONFIG_APPLIED = ("concurrency", "discoveryAddress", "terminationDrainDuration", "proxyMetadata", "interceptionMode")
-PROXY_CONFIG_NOT_APPLICABLE = (
-    "holdApplicationUntilProxyStarts",  # always so: the proxy is a native sidecar
-    "drainDuration", "parentShutdownDuration", "configPath", "binaryPath", "serviceCluster", "proxyAdminPort",
-    "statNameLength", "proxyBootstrapTemplatePath", "statusPort", "extraStatTags", "gatewayTopology", "meshId",
-    "proxyStatsMatcher", "tracing", "image", "runtimeValues", "readinessProbe", "caCertificatesPem",
-    "controlPlaneAuthPolicy", "customConfigFile", "envoyAccessLogService", "envoyMetricsService", "sds",
-    "statsdUdpAddress", "zipkinAddress", "privateKeyProvider", "proxyHeaders", "fileFlushInterval", "fileFlushMinSize",
-)
-
-
-# --- which pods ---------------------------------------------------------------------------------
-
-
-def _first(mapping: Mapping | None, keys: tuple[str, ...]) -> str | None:
-    mapping = mapping if isinstance(mapping, Mapping) else {}
-    return next((str(mapping[key]) for key in keys if key in mapping), None)
-
-
-def _matches(labels: Mapping, selector: Mapping[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
-
-
-def webhook_selects(pod_labels: Mapping, namespace_labels: Mapping, settings: InjectSettings) -> bool:
-    """Whether one of the injector's MutatingWebhookConfiguration entries would be called for
-    this pod: Istio's four default selectors (namespace label, namespace revision, object
-    revision, object label), with pymesh's key names beside Istio's."""
-    ns_injection = _first(namespace_labels, NAMESPACE_KEYS)
-    ns_revision = _first(namespace_labels, REVISION_KEYS)
-    pod_inject = _first(pod_labels, INJECT_KEYS)
-    pod_revision = _first(pod_labels, REVISION_KEYS)
-    if pod_inject == "false":
-        return False
-    if ns_revision == settings.revision_name and ns_injection is None:
-        return True  # rev.namespace: the namespace asks for this revision
-    if ns_revision is None and ns_injection is None and pod_revision == settings.revision_name:
-        return True  # rev.object: the pod asks for this revision
-    if settings.revision:
-        return False  # a named revision answers only for itself; the two below are the default's
-    if ns_injection == "enabled":
-        return True  # namespace: istio-injection=enabled
-    return ns_injection is None and ns_revision is None and pod_inject == "true" and pod_revision is None
-
-
-def injection_required(pod: Mapping, namespace: Mapping | None, settings: InjectSettings,
-                       *, namespace_name: str | None = None) -> bool:
-    """Whether `pod` (metadata+spec: a Pod or a pod template) gets a sidecar: Istio's
-    injectRequired. With `namespace` (the Namespace object) the webhook's namespace and object
-    selectors are applied first; without one (kube-inject, or a webhook the API server already
-    filtered) only the pod's own opinion and the policy decide. Host-network pods never."""
-    metadata = pod.get("metadata") if isinstance(pod.get("metadata"), Mapping) else {}
-    spec = pod.get("spec") if isinstance(pod.get("spec"), Mapping) else {}
-    if spec.get("hostNetwork"):
-        return False
-    ns_meta = (namespace or {}).get("metadata") or {}
-    name = namespace_name or metadata.get("namespace") or ns_meta.get("name")
-    if name in settings.ignored_namespaces:
-        return False
-    labels = metadata.get("labels") if isinstance(metadata.get("labels"), Mapping) else {}
-    if namespace is not None and not webhook_selects(labels, ns_meta.get("labels") or {}, settings):
-        return False
-    opinion = _first(labels, INJECT_KEYS) or _first(metadata.get("annotations"), INJECT_KEYS)
-    if opinion:
-        return opinion.lower() in TRUE
-    if any(_matches(labels, selector) for selector in settings.never_inject_selector):
-        return False
-    if any(_matches(labels, selector) for selector in settings.always_inject_selector):
-        return True
-    return settings.policy == "enabled"
 
 
 # --- one pod ------------------------------------------------------------------------------------
@@ -155,6 +48,8 @@ def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, w
     """`pod` (metadata+spec) with the sidecar added, as a new dict; an injected pod (its status
     annotation) or a host-network one comes back unchanged. `workload` names the workload for
     metrics and config selection (default: derived from the pod, as Istio's deploy meta).
+    `namespace` (the Namespace object, when the caller has it) is part of the webhook's stable
+    signature; nothing in the added containers depends on it yet.
     Raises InjectError, naming the annotation or field, when the pod cannot be injected."""
     spec = pod.get("spec")
     if is_injected(pod) or (isinstance(spec, dict) and spec.get("hostNetwork")):
@@ -170,7 +65,7 @@ def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, w
     labels = _slot(metadata, "labels", dict, "metadata.", created)
     init_containers = _slot(spec, "initContainers", list, "spec.", created)
     volumes = _slot(spec, "volumes", list, "spec.", created)
-    options = _pod_options(annotations, settings)
+    options = pod_options(annotations, settings)
 
     probers = {}
     if options["rewrite_probes"]:
@@ -256,96 +151,6 @@ def _workload_name(pod: Mapping, given: str | None) -> str:
     return name or "unknown"
 
 
-def _pod_options(annotations: Mapping, settings: InjectSettings) -> dict[str, Any]:
-    """The settings as this pod's annotations change them, validated."""
-    capture_args = {}
-    for annotation, flag, field_name, parse in CAPTURE_ANNOTATIONS:
-        value = str(annotations.get(annotation, getattr(settings, field_name)))
-        try:
-            capture_args[flag] = (value, parse(value))
-        except ValueError as error:
-            raise InjectError(f"metadata.annotations[{annotation}]", str(error)) from None
-    try:
-        CaptureSettings(proxy_port=settings.outbound_capture_port, inbound_capture_port=settings.inbound_capture_port,
-                        **{_CAPTURE_FIELDS[flag]: parsed for flag, (_, parsed) in capture_args.items()})
-    except CaptureConfigError as error:
-        raise InjectError("metadata.annotations[traffic.sidecar.istio.io/...]", str(error)) from None
-    resources = {"requests": {"cpu": settings.resources.cpu, "memory": settings.resources.memory},
-                 "limits": {"cpu": settings.resources.cpu_limit, "memory": settings.resources.memory_limit}}
-    for annotation, section, resource, _ in RESOURCE_ANNOTATIONS:
-        if annotation in annotations:
-            value = str(annotations[annotation])
-            if not QUANTITY.match(value):
-                raise InjectError(f"metadata.annotations[{annotation}]", f"{value!r} is not a quantity (like 100m, 128Mi)")
-            resources[section][resource] = value
-    rewrite = str(annotations.get(REWRITE_PROBES, "true" if settings.rewrite_app_probers else "false")).lower()
-    if rewrite not in ("true", "false"):
-        raise InjectError(f"metadata.annotations[{REWRITE_PROBES}]", f"expected true or false, got {rewrite!r}")
-    log_level = str(annotations.get(LOG_LEVEL, settings.log_level)).lower()
-    if log_level not in ("debug", "info", "warning", "error"):
-        raise InjectError(f"metadata.annotations[{LOG_LEVEL}]", f"expected debug, info, warning or error, got {log_level!r}")
-    options = {"capture": {flag: text for flag, (text, _) in capture_args.items()}, "resources": resources,
-               "rewrite_probes": rewrite == "true", "log_level": log_level,
-               "image": str(annotations.get(PROXY_IMAGE) or settings.proxy_image),
-               "control": settings.control_address, "concurrency": None, "drain": None, "metadata": {}}
-    options.update(_proxy_config(annotations.get(PROXY_CONFIG), options["control"]))
-    mode = str(annotations.get(INTERCEPTION_MODE, options.pop("interception_mode", "REDIRECT"))).upper()
-    if mode not in ("REDIRECT", "NONE"):
-        raise InjectError(f"metadata.annotations[{INTERCEPTION_MODE}]", f"{mode!r}: the injector supports REDIRECT "
-                          "and NONE (no capture, no pymesh-init) yet; TPROXY needs a privileged proxy")
-    options["capture_mode"] = mode
-    options["readiness"] = {}
-    for annotation, key in READINESS_ANNOTATIONS:
-        if annotation in annotations:
-            value = str(annotations[annotation])
-            least = 0 if key == "initialDelaySeconds" else 1
-            if not value.isdigit() or not least <= int(value) < 2**31:
-                raise InjectError(f"metadata.annotations[{annotation}]", f"expected an integer >= {least}, got {value!r}")
-            options["readiness"][key] = int(value)
-    return options
-
-
-def _proxy_config(text: object, control: str) -> dict[str, Any]:
-    """The ProxyConfig fields of `proxy.istio.io/config` (YAML or JSON) that change the proxy."""
-    where = f"metadata.annotations[{PROXY_CONFIG}]"
-    if text is None:
-        return {}
-    try:
-        config = yaml.safe_load(str(text)) or {}
-    except yaml.YAMLError as error:
-        raise InjectError(where, f"not YAML: {error}") from None
-    if not isinstance(config, dict):
-        raise InjectError(where, "expected a ProxyConfig mapping")
-    for key in config:
-        if key not in PROXY_CONFIG_APPLIED and key not in PROXY_CONFIG_NOT_APPLICABLE:
-            raise InjectError(f"{where}.{key}", "unknown ProxyConfig field")
-    out: dict[str, Any] = {}
-    if "concurrency" in config:
-        value = config["concurrency"]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InjectError(f"{where}.concurrency", f"expected a non-negative integer, got {value!r}")
-        out["concurrency"] = value
-    if "discoveryAddress" in config:
-        value = str(config["discoveryAddress"])
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise InjectError(f"{where}.discoveryAddress", f"expected HOST:PORT, got {value!r}")
-        out["control"] = value
-    if "terminationDrainDuration" in config:
-        try:
-            out["drain"] = parse_duration(config["terminationDrainDuration"])
-        except ValueError as error:
-            raise InjectError(f"{where}.terminationDrainDuration", str(error)) from None
-    if "proxyMetadata" in config:
-        value = config["proxyMetadata"]
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise InjectError(f"{where}.proxyMetadata", "expected a mapping of strings")
-        out["metadata"] = value
-    if "interceptionMode" in config:
-        out["interception_mode"] = str(config["interceptionMode"])
-    return out
-
-
 # --- what is added ------------------------------------------------------------------------------
 
 
@@ -361,7 +166,7 @@ def _init_container(options: dict, settings: InjectSettings) -> dict:
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["pymesh"],
         "args": args,
-        "resources": copy.deepcopy(options["resources"]),
+        "resources": settings.init_resources.as_kubernetes(),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},

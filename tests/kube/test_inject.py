@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from pymesh.kube import app_probes
-from pymesh.kube.inject import (INIT_NAME, PROXY_NAME, STATUS, inject_object, inject_pod, injection_required,
-                                webhook_selects)
+from pymesh.kube.inject import INIT_NAME, PROXY_NAME, STATUS, inject_object, inject_pod, injection_required
+from pymesh.kube.selection import webhook_selects
 from pymesh.kube.inject_settings import InjectError, InjectSettings, load_settings
 from pymesh.kube.uninject import uninject_object, uninject_pod
 
@@ -276,6 +276,7 @@ def test_resource_annotations(annotations, where, expected):
     injected = inject_pod(pod(annotations), None, SETTINGS)
     validate(injected)
     assert container(injected["spec"], PROXY_NAME)["resources"][where[0]][where[1]] == expected
+    assert container(injected["spec"], INIT_NAME)["resources"]["requests"] == {"cpu": "10m", "memory": "10Mi"}
 
 
 def test_proxy_config_annotation():
@@ -319,8 +320,9 @@ def test_json_proxy_config_and_other_annotations():
     ({"traffic.sidecar.istio.io/includeOutboundIPRanges": "10.0.0.0/33"}, "includeOutboundIPRanges"),
     ({"traffic.sidecar.istio.io/excludeOutboundIPRanges": "*"}, "excludeOutboundIPRanges"),
     ({"traffic.sidecar.istio.io/excludeOutboundPorts": "70000"}, "excludeOutboundPorts"),
-    ({"traffic.sidecar.istio.io/includeInboundPorts": "15021"}, "traffic.sidecar.istio.io"),  # the proxy's own
-    ({"traffic.sidecar.istio.io/includeInboundPorts": "15006"}, "traffic.sidecar.istio.io"),  # the capture port
+    ({"traffic.sidecar.istio.io/includeInboundPorts": "15021"}, "[traffic.sidecar.istio.io/includeInboundPorts]"),
+    ({"traffic.sidecar.istio.io/includeInboundPorts": "15006"}, "includeInboundPorts]: port 15006"),  # capture port
+    ({"traffic.sidecar.istio.io/excludeOutboundIPRanges": "fd00::/8"}, "excludeOutboundIPRanges]: fd00::/8 is IPv6"),
     ({"sidecar.istio.io/proxyCPU": "lots"}, "proxyCPU"),
     ({"sidecar.istio.io/rewriteAppHTTPProbers": "maybe"}, "rewriteAppHTTPProbers"),
     ({"sidecar.istio.io/logLevel": "chatty"}, "logLevel"),
@@ -457,6 +459,7 @@ def test_settings_from_yaml_and_from_a_config_map():
     ("controlAddress: nowhere", "controlAddress"),
     ("includeInboundPorts: 'eighty'", "includeInboundPorts"),
     ("resources: {requests: {gpu: 1}}", "resources.requests.gpu"),
+    ("initResources: {limits: 1}", "initResources.limits"),
     ("rewriteAppProbers: 'yes'", "rewriteAppProbers"),
     ("[1, 2", ""),
     ("- a list", ""),
