@@ -35,13 +35,9 @@ from pymesh.control.watch import Watcher
 log = logging.getLogger("pymesh.control")
 
 
-class StartFailed(Exception):
-    """What the server needs at start is not there (the API server's client, with --kubernetes)."""
-
-
 @dataclass(frozen=True)
 class ControlOptions:
-    config_dir: str
+    config_dir: str | None  # None: no files (--kubernetes only)
     listen: tuple[str, int] = ("127.0.0.1", 15010)
     admin: tuple[str, int] = ("127.0.0.1", 15014)
     data_dir: str | None = None
@@ -56,8 +52,9 @@ class ControlOptions:
     ca: CaOptions = CaOptions()
     max_per_identity: int = 256  # push streams of one identity (the replicas of a workload)
     mesh_config: str = ""  # --mesh-config FILE: in force instead of an istio ConfigMap (watched)
-    # --kubernetes: the API server's custom resources are a second config source, and
-    # ServiceAccount tokens are proven there by TokenReview
+    webhook: object | None = None  # --webhook-listen: pymesh.control.kube.webhooks.WebhookOptions
+    # --kubernetes: discovery and custom resources from the API server, the root ConfigMaps, and
+    # ServiceAccount tokens proven there by TokenReview
     kubernetes: KubeOptions | None = None
 
 
@@ -70,6 +67,7 @@ class ControlServer:
         self.custom_resources = None  # with --kubernetes, once started: kube.config_source.CustomResources
         self._kube_client = None
         self._root_certs = None  # with --kubernetes and mTLS: kube.root_cert.RootCertPublisher
+        self.discovery = None  # with --kubernetes, once started: kube.discovery_source.KubernetesDiscovery
         self.watcher = Watcher(self.store.poll, self._reload, options.debounce, options.max_debounce, options.poll_interval)
         self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)
         self.tokens = TokenStore(options.data_dir, time.time)
@@ -91,6 +89,10 @@ class ControlServer:
         self.ready = False
         self.listen_address: tuple[str, int] = options.listen
         self.admin_address: tuple[str, int] = options.admin
+        self.webhooks = None
+        if options.webhook is not None:  # imported only when asked: outside Kubernetes it is off
+            from pymesh.control.kube.webhooks import Webhooks
+            self.webhooks = Webhooks(options.webhook, self.ca, lambda: self.ready)
 
     async def start(self) -> None:
         if self._nodes:
@@ -107,12 +109,14 @@ class ControlServer:
         server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate, **self._security())
         self.metrics.watch_connections(self._connections)
         self.metrics.watch_proxies(lambda: len(self.hub.connected_nodes()))
-        self.metrics.watch_config(lambda: self.store.config)
+        self.metrics.watch_config(self._sources_config)
         admin = await AdminServer(self.status, self.metrics.render, self.metrics.content_type, lambda: self.ready,
                                   None if self.ca is None else TokenApi(self.tokens, self.ca),
                                   lambda: scrape_targets.http_sd(self.hub.connected_nodes()),
                                   self.mesh_api.routes()).start(*self.options.admin)
         self._servers = [server, admin]
+        if self.webhooks is not None:
+            self._servers.append(await self.webhooks.start(self._kube_client))
         self.listen_address = server.sockets[0].getsockname()[:2]
         self.admin_address = admin.sockets[0].getsockname()[:2]
         self._watch_task = asyncio.create_task(self.watcher.run())
@@ -128,24 +132,28 @@ class ControlServer:
                      self.options.ca.cert_ttl.total_seconds(), self.options.ca.max_cert_ttl.total_seconds())
 
     async def _start_kubernetes(self, options: KubeOptions) -> None:
-        """The API server's client (a failure is StartFailed), and its custom resources as a
-        second config source, listed before the first configuration is served. Imported here:
-        the client library is an optional extra."""
+        """The API server's custom resources as a second config source and its discovery, listed
+        before the first configuration is served; the root ConfigMaps. Imported here: the client
+        library is an optional extra."""
         try:
             from pymesh.control.kube.client import KubeClient
-            from pymesh.control.kube.config_source import CustomResources
-        except ImportError as exc:
-            raise StartFailed(f"--kubernetes needs the kubernetes extra (pip install 'pymesh[kubernetes]'): {exc}") \
-                from None
+        except ImportError as missing:
+            raise ValueError(f"--kubernetes needs the kubernetes extra (pip install 'pymesh[kubernetes]'): "
+                             f"{missing}") from None
+        from pymesh.control.kube.config_source import CustomResources
+        from pymesh.control.kube.discovery_source import KubernetesDiscovery
+
         try:
             self._kube_client = await KubeClient.connect(options.kubeconfig, options.context)
-        except Exception as exc:  # the library's config errors have no common base
-            raise StartFailed(f"kubernetes: {exc}") from None
+        except Exception as exc:  # no kubeconfig, a broken one, no in-cluster service account
+            raise OSError(f"--kubernetes: cannot reach the API server: {exc}") from exc
         log.info("kubernetes: API server %s", self._kube_client.host)
         self.custom_resources = CustomResources(self._kube_client, self.watcher.notify, self.options.limits,
                                                 metrics=self.metrics)
         self.store.add_source(self.custom_resources.source)
-        await self.custom_resources.start()
+        self.discovery = KubernetesDiscovery(self._kube_client, self.watcher.notify, options.namespaces,
+                                             metrics=self.metrics)
+        await asyncio.gather(self.custom_resources.start(), self.discovery.start())
         if self.ca is not None:
             from pymesh.control.kube.root_cert import RootCertPublisher
 
@@ -191,6 +199,8 @@ class ControlServer:
             server.close()
         for connection in list(self._connections):
             connection.close()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self._watch_task is not None:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
@@ -198,6 +208,8 @@ class ControlServer:
         self.registry.close()
         if self.custom_resources is not None:
             await self.custom_resources.stop()
+        if self.discovery is not None:
+            await self.discovery.stop()
         if self._root_certs is not None:
             await self._root_certs.stop()
         if self._kube_client is not None:
@@ -218,12 +230,16 @@ class ControlServer:
         }
 
     def _kubernetes_status(self) -> dict:
-        return {"rejected_resources": self.custom_resources.source.resources(),
-                "kubernetes": self.custom_resources.status()}
+        return {"kubernetes_api": self._kube_client.host, "rejected_resources": self.custom_resources.source.resources(),
+                "kubernetes": self.custom_resources.status() + (self.discovery.status() if self.discovery else [])}
+
+    def _sources_config(self):
+        """The store's configuration, with the cluster's services and workloads under --kubernetes."""
+        return self.store.config if self.discovery is None else self.discovery.merged(self.store.config)
 
     def _gateway_api(self) -> tuple[object, gateway_api.Translation]:
         """The Gateway API translation of the store's configuration (redone when it changes)."""
-        config = self.store.config
+        config = self._sources_config()
         if self._translation is None or self._translation[0] is not config:
             self._translation = (config, gateway_api.translate(config))
         return self._translation
@@ -237,7 +253,7 @@ class ControlServer:
         if rejected:
             self.metrics.rejections.inc(len(rejected))
         translation = self._gateway_api()[1]
-        config = gateway_api.apply(self.store.config, translation)
+        config = gateway_api.apply(self._sources_config(), translation)
         if self.custom_resources is not None:
             self.custom_resources.source.report_gateway_api(translation.statuses)
         generation = self.mesh.update(config, self.registry.entries(config.workload_groups), detected_at)

@@ -68,7 +68,11 @@ def format_status(status: dict) -> str:
         for entry in resources:
             lines.append(f"  {_text(_resource(entry))}")
             lines += [f"    {_text(error)}" for error in entry.get("errors", [])]
-    missing = [kind.get("resource", "?") for kind in status.get("kubernetes", []) if kind.get("missing")]
+    if status.get("kubernetes_api"):
+        lines += ["", f"KUBERNETES (API server {_text(status['kubernetes_api'])}):"]
+        lines += [f"  {_text(_informer(kind))}" for kind in status.get("kubernetes", []) if not kind.get("missing")]
+    missing = [".".join(filter(None, (kind.get("resource", "?"), kind.get("group"))))  # kubectl's virtualservices.networking.istio.io
+               for kind in status.get("kubernetes", []) if kind.get("missing")]
     if missing:
         lines += ["", f"KUBERNETES: not served (CRD not installed?): {_text(', '.join(missing))}"]
     objects = status.get("gateway_api", [])
@@ -110,6 +114,14 @@ def _object_lines(obj: dict) -> list[str]:
               for l in obj.get("listeners", [])]
     lines += [f"{where} parent {p.get('parentRef')}: {conds(p)}" for p in obj.get("parents", [])]
     return lines
+
+
+def _informer(kind: dict) -> str:
+    """One watched resource type: synced or not, how many objects, the last error."""
+    where = f"{kind.get('resource', '?')}{' in ' + kind['namespace'] if kind.get('namespace') else ''}"
+    state = "synced" if kind.get("synced") else "NOT SYNCED"
+    error = f"; last error: {kind['lastError']}" if kind.get("lastError") else ""
+    return f"{where}: {state}, {kind.get('objects', 0)} objects{error}"
 
 
 def _resource(entry: dict) -> str:

@@ -63,7 +63,7 @@ class ConfigStore:
     """`poll()` is cheap (stat calls) and says whether anything changed on disk; `reload()`
     reads the changed files and rebuilds `config`."""
 
-    def __init__(self, directory: str, limits: Limits = input_limits.DEFAULT, mesh_config_path: str = "",
+    def __init__(self, directory: str | None, limits: Limits = input_limits.DEFAULT, mesh_config_path: str = "",
                  sources: Sequence[Source] = ()):
         self.directory = directory
         self.sources = tuple(sources)
@@ -195,6 +195,8 @@ class ConfigStore:
     def _scan(self) -> dict[str, Stamp] | None:
         """None when the directory itself is gone: an unmounted volume or a directory being
         replaced must not read as "every resource was deleted"; the config in force stays."""
+        if self.directory is None:  # no directory: other sources only (pymesh control serve --kubernetes)
+            return {}
         if os.path.isdir(self.directory):
             self._missing = False
             return _scan(self.directory)

@@ -1,7 +1,7 @@
-"""Sidecar injection, the pure part: which pods get a sidecar (Istio's injectRequired and the
-default webhook's selectors) and what is added to one (the `pymesh-init` capture step and the
-proxy as a native sidecar). `pymesh kube-inject` and the `/inject` webhook both call
-`injection_required` and `inject_pod`; `inject_object` walks whole manifests.
+"""Sidecar injection, the pure part: what is added to a pod (the `pymesh-init` capture step and
+the proxy as a native sidecar). Which pods is pymesh.kube.selection's `injection_required`, what
+their annotations change pymesh.kube.pod_options'. `pymesh kube-inject` and the `/inject`
+webhook both call `injection_required` and `inject_pod`; `inject_object` walks whole manifests.
 
 The proxy is an init container with `restartPolicy: Always` (a Kubernetes native sidecar): the
 kubelet starts it after pymesh-init and before the app, holds the app until its startupProbe
@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-from typing import Any, Mapping
+from typing import Mapping
 
-import yaml
-
-from pymesh.api.duration import parse_duration
-from pymesh.capture import settings as capture
-from pymesh.capture.settings import CaptureConfigError, CaptureSettings
 from pymesh.kube import app_probes
 from pymesh.kube.inject_settings import InjectError, InjectSettings
+from pymesh.kube.pod_options import pod_options
+from pymesh.kube.selection import injection_required
 from pymesh.kube.workloads import map_pods
 
 STATUS = "sidecar.pymesh.dev/status"
@@ -36,149 +32,54 @@ TOKEN_DIR, TOKEN_FILE, TOKEN_AUDIENCE = "/var/run/secrets/tokens", "pymesh-token
 CA_DIR, PODINFO_DIR, DATA_DIR = "/var/run/secrets/pymesh/ca", "/etc/pymesh/pod", "/var/lib/pymesh"
 PROXY_UID = 1337
 HEALTH_PORT, STATS_PORT = app_probes.HEALTH_PORT, 15090
-
-# Opt in/out, on the pod (label over annotation, as Istio) and the namespace; pymesh's name wins over Istio's.
-INJECT_KEYS = ("sidecar.pymesh.dev/inject", "sidecar.istio.io/inject")
-NAMESPACE_KEYS = ("pymesh-injection", "istio-injection")
-REVISION_KEYS = ("pymesh.dev/rev", "istio.io/rev")
-TRUE = ("y", "yes", "true", "on")  # Istio's reading of the inject annotation (YAML 1.1 booleans)
-
-# Pod annotations -> capture flag of `pymesh iptables`, with the setting they override.
-CAPTURE_ANNOTATIONS = (
-    ("traffic.sidecar.istio.io/includeOutboundIPRanges", "-i", "include_outbound_ip_ranges", capture.parse_networks_or_all),
-    ("traffic.sidecar.istio.io/excludeOutboundIPRanges", "-x", "exclude_outbound_ip_ranges", capture.parse_networks),
-    ("traffic.sidecar.istio.io/includeInboundPorts", "-b", "include_inbound_ports", capture.parse_ports_or_all),
-    ("traffic.sidecar.istio.io/excludeInboundPorts", "-d", "exclude_inbound_ports", capture.parse_ports),
-    ("traffic.sidecar.istio.io/includeOutboundPorts", "-q", "include_outbound_ports", capture.parse_ports),
-    ("traffic.sidecar.istio.io/excludeOutboundPorts", "-o", "exclude_outbound_ports", capture.parse_ports),
-)
-_CAPTURE_FIELDS = {"-i": "outbound_ip_ranges_include", "-x": "outbound_ip_ranges_exclude", "-b": "inbound_ports_include",
-                   "-d": "inbound_ports_exclude", "-q": "outbound_ports_include", "-o": "outbound_ports_exclude"}
-RESOURCE_ANNOTATIONS = (  # annotation -> (section, resource, Resources field)
-    ("sidecar.istio.io/proxyCPU", "requests", "cpu", "cpu"),
-    ("sidecar.istio.io/proxyMemory", "requests", "memory", "memory"),
-    ("sidecar.istio.io/proxyCPULimit", "limits", "cpu", "cpu_limit"),
-    ("sidecar.istio.io/proxyMemoryLimit", "limits", "memory", "memory_limit"),
-)
-REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
-PROXY_CONFIG = "proxy.istio.io/config"
-PROXY_IMAGE = "sidecar.istio.io/proxyImage"
-LOG_LEVEL = "sidecar.istio.io/logLevel"
-INTERCEPTION_MODE = "sidecar.istio.io/interceptionMode"
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
-QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[kMGTPE]i?|m)?$")
-
-# ProxyConfig (proxy.istio.io/config) fields: applied here, or accepted with nothing to do in pymesh.
-PROXY_CONFIG_APPLIED = ("concurrency", "discoveryAddress", "terminationDrainDuration", "proxyMetadata", "interceptionMode")
-PROXY_CONFIG_NOT_APPLICABLE = (
-    "holdApplicationUntilProxyStarts",  # always so: the proxy is a native sidecar
-    "drainDuration", "parentShutdownDuration", "configPath", "binaryPath", "serviceCluster", "proxyAdminPort",
-    "statNameLength", "proxyBootstrapTemplatePath", "statusPort", "extraStatTags", "gatewayTopology", "meshId",
-    "proxyStatsMatcher", "tracing", "image", "runtimeValues", "readinessProbe", "caCertificatesPem",
-    "controlPlaneAuthPolicy", "customConfigFile", "envoyAccessLogService", "envoyMetricsService", "sds",
-    "statsdUdpAddress", "zipkinAddress", "privateKeyProvider", "proxyHeaders", "fileFlushInterval", "fileFlushMinSize",
-)
-
-
-# --- which pods ---------------------------------------------------------------------------------
-
-
-def _first(mapping: Mapping | None, keys: tuple[str, ...]) -> str | None:
-    mapping = mapping if isinstance(mapping, Mapping) else {}
-    return next((str(mapping[key]) for key in keys if key in mapping), None)
-
-
-def _matches(labels: Mapping, selector: Mapping[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
-
-
-def webhook_selects(pod_labels: Mapping, namespace_labels: Mapping, settings: InjectSettings) -> bool:
-    """Whether one of the injector's MutatingWebhookConfiguration entries would be called for
-    this pod: Istio's four default selectors (namespace label, namespace revision, object
-    revision, object label), with pymesh's key names beside Istio's."""
-    ns_injection = _first(namespace_labels, NAMESPACE_KEYS)
-    ns_revision = _first(namespace_labels, REVISION_KEYS)
-    pod_inject = _first(pod_labels, INJECT_KEYS)
-    pod_revision = _first(pod_labels, REVISION_KEYS)
-    if pod_inject == "false":
-        return False
-    if ns_revision == settings.revision_name and ns_injection is None:
-        return True  # rev.namespace: the namespace asks for this revision
-    if ns_revision is None and ns_injection is None and pod_revision == settings.revision_name:
-        return True  # rev.object: the pod asks for this revision
-    if settings.revision:
-        return False  # a named revision answers only for itself; the two below are the default's
-    if ns_injection == "enabled":
-        return True  # namespace: istio-injection=enabled
-    return ns_injection is None and ns_revision is None and pod_inject == "true" and pod_revision is None
-
-
-def injection_required(pod: Mapping, namespace: Mapping | None, settings: InjectSettings,
-                       *, namespace_name: str | None = None) -> bool:
-    """Whether `pod` (metadata+spec: a Pod or a pod template) gets a sidecar: Istio's
-    injectRequired. With `namespace` (the Namespace object) the webhook's namespace and object
-    selectors are applied first; without one (kube-inject, or a webhook the API server already
-    filtered) only the pod's own opinion and the policy decide. Host-network pods never."""
-    metadata = pod.get("metadata") if isinstance(pod.get("metadata"), Mapping) else {}
-    spec = pod.get("spec") if isinstance(pod.get("spec"), Mapping) else {}
-    if spec.get("hostNetwork"):
-        return False
-    ns_meta = (namespace or {}).get("metadata") or {}
-    name = namespace_name or metadata.get("namespace") or ns_meta.get("name")
-    if name in settings.ignored_namespaces:
-        return False
-    labels = metadata.get("labels") if isinstance(metadata.get("labels"), Mapping) else {}
-    if namespace is not None and not webhook_selects(labels, ns_meta.get("labels") or {}, settings):
-        return False
-    opinion = _first(labels, INJECT_KEYS) or _first(metadata.get("annotations"), INJECT_KEYS)
-    if opinion:
-        return opinion.lower() in TRUE
-    if any(_matches(labels, selector) for selector in settings.never_inject_selector):
-        return False
-    if any(_matches(labels, selector) for selector in settings.always_inject_selector):
-        return True
-    return settings.policy == "enabled"
 
 
 # --- one pod ------------------------------------------------------------------------------------
 
 
 def is_injected(pod: Mapping) -> bool:
-    return STATUS in ((pod.get("metadata") or {}).get("annotations") or {})
+    metadata = pod.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    return isinstance(annotations, Mapping) and STATUS in annotations
 
 
 def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, workload: str | None = None) -> dict:
     """`pod` (metadata+spec) with the sidecar added, as a new dict; an injected pod (its status
     annotation) or a host-network one comes back unchanged. `workload` names the workload for
     metrics and config selection (default: derived from the pod, as Istio's deploy meta).
+    `namespace` (the Namespace object, when the caller has it) is part of the webhook's stable
+    signature; nothing in the added containers depends on it yet.
     Raises InjectError, naming the annotation or field, when the pod cannot be injected."""
-    if is_injected(pod) or (pod.get("spec") or {}).get("hostNetwork"):
+    spec = pod.get("spec")
+    if is_injected(pod) or (isinstance(spec, dict) and spec.get("hostNetwork")):
         return copy.deepcopy(pod)
     out = copy.deepcopy(pod)
+    created: list[str] = []
+    metadata = _slot(out, "metadata", dict, "", created)
     spec = out.get("spec")
     if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list) or not spec["containers"]:
         raise InjectError("spec.containers", "a pod needs at least one container")
-    _check_free(spec)
-    created = [key for key in ("metadata",) if not isinstance(out.get(key), dict)]
-    metadata = out.setdefault("metadata", {})
-    created += [f"metadata.{key}" for key in ("labels", "annotations") if not isinstance(metadata.get(key), dict)]
-    created += [f"spec.{key}" for key in ("initContainers", "volumes") if not isinstance(spec.get(key), list)]
-    annotations = metadata.setdefault("annotations", {})
-    labels = metadata.setdefault("labels", {})
-    options = _pod_options(annotations, settings)
+    _check_containers(spec)
+    annotations = _slot(metadata, "annotations", dict, "metadata.", created)
+    labels = _slot(metadata, "labels", dict, "metadata.", created)
+    init_containers = _slot(spec, "initContainers", list, "spec.", created)
+    volumes = _slot(spec, "volumes", list, "spec.", created)
+    options = pod_options(annotations, settings)
 
     probers = {}
     if options["rewrite_probes"]:
         probers = app_probes.rewrite(spec["containers"])
-    init_containers = spec.setdefault("initContainers", [])
-    init_containers[:0] = [_init_container(options, settings),
-                           _proxy_container(options, settings, _workload_name(pod, workload), probers)]
-    spec.setdefault("volumes", []).extend(_volumes(settings))
+    added = [_proxy_container(options, settings, _workload_name(pod, workload), probers)]
+    if options["capture_mode"] != "NONE":
+        added.insert(0, _init_container(options, settings))
+    init_containers[:0] = added
+    volumes.extend(_volumes(settings))
 
     added_labels = _add_missing(labels, _mesh_labels(labels, _workload_name(pod, workload)))
     added_annotations = _add_missing(annotations, {DEFAULT_CONTAINER: spec["containers"][0].get("name", "")})
     annotations[STATUS] = json.dumps({
-        "initContainers": [INIT_NAME, PROXY_NAME],
+        "initContainers": [container["name"] for container in added],
         "volumes": [DATA_VOLUME, PODINFO_VOLUME, TOKEN_VOLUME, CA_VOLUME],
         "labels": added_labels,
         "annotations": added_annotations,
@@ -188,15 +89,32 @@ def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, w
     return out
 
 
-def _check_free(spec: dict) -> None:
-    """A container or volume already named like ours (without our status): refuse, rather than
-    add a second one the API server rejects, or take the pod's for ours."""
+def _slot(holder: dict, key: str, kind: type, where: str, created: list[str]):
+    """holder[key], made (and noted in `created`, for uninject) when absent or null; a value of
+    another type is refused rather than overwritten."""
+    value = holder.get(key)
+    if value is None:
+        created.append(f"{where}{key}" + (":null" if key in holder else ""))
+        value = holder[key] = kind()
+    elif not isinstance(value, kind):
+        raise InjectError(f"{where}{key}", f"expected {'a mapping' if kind is dict else 'a list'}, got {type(value).__name__}")
+    return value
+
+
+def _check_containers(spec: dict) -> None:
+    """Every container a mapping with a name, none named like ours (without our status): refuse,
+    rather than add a second one the API server rejects, or take the pod's for ours."""
     for key in ("containers", "initContainers"):
-        for container in spec.get(key) or ():
-            if isinstance(container, dict) and container.get("name") in (INIT_NAME, PROXY_NAME):
+        items = spec.get(key) or []
+        if not isinstance(items, list):
+            raise InjectError(f"spec.{key}", f"expected a list, got {type(items).__name__}")
+        for index, container in enumerate(items):
+            if not isinstance(container, dict) or not isinstance(container.get("name"), str):
+                raise InjectError(f"spec.{key}[{index}]", "expected a container with a name")
+            if container["name"] in (INIT_NAME, PROXY_NAME):
                 raise InjectError(f"spec.{key}", f"a container is already named {container['name']!r} but the pod "
                                   f"has no {STATUS} annotation: not injecting over it")
-    for volume in spec.get("volumes") or ():
+    for volume in spec.get("volumes") if isinstance(spec.get("volumes"), list) else ():
         if isinstance(volume, dict) and volume.get("name") in (DATA_VOLUME, PODINFO_VOLUME, TOKEN_VOLUME, CA_VOLUME):
             raise InjectError("spec.volumes", f"a volume is already named {volume['name']!r}")
 
@@ -233,87 +151,6 @@ def _workload_name(pod: Mapping, given: str | None) -> str:
     return name or "unknown"
 
 
-def _pod_options(annotations: Mapping, settings: InjectSettings) -> dict[str, Any]:
-    """The settings as this pod's annotations change them, validated."""
-    capture_args = {}
-    for annotation, flag, field_name, parse in CAPTURE_ANNOTATIONS:
-        value = str(annotations.get(annotation, getattr(settings, field_name)))
-        try:
-            capture_args[flag] = (value, parse(value))
-        except ValueError as error:
-            raise InjectError(f"metadata.annotations[{annotation}]", str(error)) from None
-    try:
-        CaptureSettings(proxy_port=settings.outbound_capture_port, inbound_capture_port=settings.inbound_capture_port,
-                        **{_CAPTURE_FIELDS[flag]: parsed for flag, (_, parsed) in capture_args.items()})
-    except CaptureConfigError as error:
-        raise InjectError("metadata.annotations[traffic.sidecar.istio.io/...]", str(error)) from None
-    resources = {"requests": {"cpu": settings.resources.cpu, "memory": settings.resources.memory},
-                 "limits": {"cpu": settings.resources.cpu_limit, "memory": settings.resources.memory_limit}}
-    for annotation, section, resource, _ in RESOURCE_ANNOTATIONS:
-        if annotation in annotations:
-            value = str(annotations[annotation])
-            if not QUANTITY.match(value):
-                raise InjectError(f"metadata.annotations[{annotation}]", f"{value!r} is not a quantity (like 100m, 128Mi)")
-            resources[section][resource] = value
-    rewrite = str(annotations.get(REWRITE_PROBES, "true" if settings.rewrite_app_probers else "false")).lower()
-    if rewrite not in ("true", "false"):
-        raise InjectError(f"metadata.annotations[{REWRITE_PROBES}]", f"expected true or false, got {rewrite!r}")
-    log_level = str(annotations.get(LOG_LEVEL, settings.log_level)).lower()
-    if log_level not in ("debug", "info", "warning", "error"):
-        raise InjectError(f"metadata.annotations[{LOG_LEVEL}]", f"expected debug, info, warning or error, got {log_level!r}")
-    options = {"capture": {flag: text for flag, (text, _) in capture_args.items()}, "resources": resources,
-               "rewrite_probes": rewrite == "true", "log_level": log_level,
-               "image": str(annotations.get(PROXY_IMAGE) or settings.proxy_image),
-               "control": settings.control_address, "concurrency": None, "drain": None, "metadata": {}}
-    options.update(_proxy_config(annotations.get(PROXY_CONFIG), options["control"]))
-    mode = str(annotations.get(INTERCEPTION_MODE, options.pop("interception_mode", "REDIRECT"))).upper()
-    if mode != "REDIRECT":
-        raise InjectError(f"metadata.annotations[{INTERCEPTION_MODE}]",
-                          f"{mode!r}: only REDIRECT is supported by the injector yet (TPROXY needs a privileged proxy)")
-    return options
-
-
-def _proxy_config(text: object, control: str) -> dict[str, Any]:
-    """The ProxyConfig fields of `proxy.istio.io/config` (YAML or JSON) that change the proxy."""
-    where = f"metadata.annotations[{PROXY_CONFIG}]"
-    if text is None:
-        return {}
-    try:
-        config = yaml.safe_load(str(text)) or {}
-    except yaml.YAMLError as error:
-        raise InjectError(where, f"not YAML: {error}") from None
-    if not isinstance(config, dict):
-        raise InjectError(where, "expected a ProxyConfig mapping")
-    for key in config:
-        if key not in PROXY_CONFIG_APPLIED and key not in PROXY_CONFIG_NOT_APPLICABLE:
-            raise InjectError(f"{where}.{key}", "unknown ProxyConfig field")
-    out: dict[str, Any] = {}
-    if "concurrency" in config:
-        value = config["concurrency"]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InjectError(f"{where}.concurrency", f"expected a non-negative integer, got {value!r}")
-        out["concurrency"] = value
-    if "discoveryAddress" in config:
-        value = str(config["discoveryAddress"])
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise InjectError(f"{where}.discoveryAddress", f"expected HOST:PORT, got {value!r}")
-        out["control"] = value
-    if "terminationDrainDuration" in config:
-        try:
-            out["drain"] = parse_duration(config["terminationDrainDuration"])
-        except ValueError as error:
-            raise InjectError(f"{where}.terminationDrainDuration", str(error)) from None
-    if "proxyMetadata" in config:
-        value = config["proxyMetadata"]
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise InjectError(f"{where}.proxyMetadata", "expected a mapping of strings")
-        out["metadata"] = value
-    if "interceptionMode" in config:
-        out["interception_mode"] = str(config["interceptionMode"])
-    return out
-
-
 # --- what is added ------------------------------------------------------------------------------
 
 
@@ -329,7 +166,7 @@ def _init_container(options: dict, settings: InjectSettings) -> dict:
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["pymesh"],
         "args": args,
-        "resources": copy.deepcopy(options["resources"]),
+        "resources": settings.init_resources.as_kubernetes(),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
@@ -347,10 +184,11 @@ def _field_env(name: str, path: str) -> dict:
 
 
 def _proxy_container(options: dict, settings: InjectSettings, workload: str, probers: dict) -> dict:
-    args = ["proxy", "--control", options["control"], "--capture",
-            "--outbound-capture-port", str(settings.outbound_capture_port),
-            "--inbound-capture-port", str(settings.inbound_capture_port),
-            "--health-address", "0.0.0.0", "--stats-address", "0.0.0.0",
+    args = ["proxy", "--control", options["control"]]
+    if options["capture_mode"] != "NONE":
+        args += ["--capture", "--outbound-capture-port", str(settings.outbound_capture_port),
+                 "--inbound-capture-port", str(settings.inbound_capture_port)]
+    args += ["--health-address", "0.0.0.0", "--stats-address", "0.0.0.0",
             "--labels-file", f"{PODINFO_DIR}/labels", "--token-file", f"{TOKEN_DIR}/{TOKEN_FILE}",
             "--ca-root", f"{CA_DIR}/root-cert.pem", "--data-dir", DATA_DIR, "--log-level", options["log_level"]]
     if options["concurrency"] is not None:
@@ -379,7 +217,7 @@ def _proxy_container(options: dict, settings: InjectSettings, workload: str, pro
         "env": env,
         "ports": [{"containerPort": STATS_PORT, "name": "http-envoy-prom", "protocol": "TCP"}],
         "startupProbe": {**copy.deepcopy(ready), "periodSeconds": 1, "failureThreshold": 600},
-        "readinessProbe": {**copy.deepcopy(ready), "periodSeconds": 15, "failureThreshold": 4},
+        "readinessProbe": {**copy.deepcopy(ready), "periodSeconds": 15, "failureThreshold": 4, **options["readiness"]},
         "resources": copy.deepcopy(options["resources"]),  # no object shared between containers
         "securityContext": {
             "allowPrivilegeEscalation": False,

@@ -39,6 +39,11 @@ class Resources:
     cpu_limit: str = "2000m"
     memory_limit: str = "1024Mi"
 
+    def as_kubernetes(self) -> dict:
+        """The container's `resources`, a fresh dict each time (no object shared by two containers)."""
+        return {"requests": {"cpu": self.cpu, "memory": self.memory},
+                "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit}}
+
 
 @dataclass(frozen=True)
 class InjectSettings:
@@ -48,6 +53,7 @@ class InjectSettings:
     control_address: str = "pymesh-control.pymesh-system.svc:15010"
     ca_root_config_map: str = "pymesh-ca-root-cert"  # ConfigMap with root-cert.pem, mounted for --ca-root
     resources: Resources = field(default_factory=Resources)
+    init_resources: Resources = Resources(cpu="10m", memory="10Mi")  # pymesh-init's (Istio's proxy_init)
     log_level: str = "info"
     revision: str = ""  # "": the default revision (istio-injection=enabled, istio.io/rev=default)
     policy: str = "enabled"  # Istio's autoInject: pods without an opinion are injected when selected
@@ -101,7 +107,7 @@ class InjectSettings:
 
 _FIELDS = {  # YAML key -> field
     "proxyImage": "proxy_image", "initImage": "init_image", "imagePullPolicy": "image_pull_policy",
-    "controlAddress": "control_address", "caRootConfigMap": "ca_root_config_map", "resources": "resources",
+    "controlAddress": "control_address", "caRootConfigMap": "ca_root_config_map", "resources": "resources", "initResources": "init_resources",
     "logLevel": "log_level", "revision": "revision", "policy": "policy", "rewriteAppProbers": "rewrite_app_probers",
     "outboundCapturePort": "outbound_capture_port", "inboundCapturePort": "inbound_capture_port",
     "includeOutboundIPRanges": "include_outbound_ip_ranges", "excludeOutboundIPRanges": "exclude_outbound_ip_ranges",
@@ -127,8 +133,8 @@ def settings_from_mapping(data: Mapping[str, Any]) -> InjectSettings:
 
 
 def _convert(key: str, name: str, value: Any) -> Any:
-    if name == "resources":
-        return _resources(value)
+    if name in ("resources", "init_resources"):
+        return _resources(key, value)
     if name == "ignored_namespaces":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InjectError(key, "expected a list of namespace names")
@@ -155,17 +161,17 @@ def _string_map(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
 
-def _resources(value: Any) -> Resources:
+def _resources(key: str, value: Any) -> Resources:
     if not isinstance(value, dict):
-        raise InjectError("resources", "expected {requests: {cpu, memory}, limits: {cpu, memory}}")
+        raise InjectError(key, "expected {requests: {cpu, memory}, limits: {cpu, memory}}")
     values = {}
     for section, items in value.items():
         names = _RESOURCE_KEYS.get(section)
         if names is None or not isinstance(items, dict):
-            raise InjectError(f"resources.{section}", "expected requests or limits, a mapping of cpu and memory")
+            raise InjectError(f"{key}.{section}", "expected requests or limits, a mapping of cpu and memory")
         for resource, quantity in items.items():
             if resource not in names or not isinstance(quantity, (str, int)) or isinstance(quantity, bool):
-                raise InjectError(f"resources.{section}.{resource}", "expected cpu or memory with a quantity")
+                raise InjectError(f"{key}.{section}.{resource}", "expected cpu or memory with a quantity")
             values[names[resource]] = str(quantity)
     return Resources(**values)
 

@@ -2,7 +2,9 @@
 there (`/app-health/<container>/livez|readyz|startupz`, Istio's agent does the same on 15020):
 each path runs the app's original probe from PYMESH_KUBE_APP_PROBERS and answers 200 when it
 passed, 503 with the reason when not. The probe's host defaults to the pod's address, as the
-kubelet's; the proxy's own traffic is never captured, so the probe reaches the app directly.
+kubelet's, reached from 127.0.0.6 as the proxy's inbound passthrough is: the capture rules send
+the proxy's other connections to its own pod address back through inbound capture, where
+STRICT mTLS would refuse a plaintext probe.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from pymesh.api import model
 from pymesh.kube import app_probes
 from pymesh.proxy import grpc_health, health_probe
+from pymesh.proxy.upstream import inbound_source
 
 DEFAULT_TIMEOUT = 1  # seconds: Kubernetes' timeoutSeconds default
 
@@ -95,11 +98,14 @@ async def answer(prober: AppProber, address: str) -> tuple[int, bytes, bytes]:
     check = prober.check
     if isinstance(check, model.ReadinessProbe) and check.tcp_socket is not None and not check.tcp_socket.host:
         check = dataclasses.replace(check, tcp_socket=dataclasses.replace(check.tcp_socket, host=address))
+    host = address if isinstance(check, GrpcCheck) else (check.http_get or check.tcp_socket).host or address
+    local_addr = inbound_source(host) if host == address else None  # else capture sends it back to the proxy
     try:
         if isinstance(check, GrpcCheck):
-            problem = await asyncio.wait_for(grpc_health.check(address, check.port, check.service), prober.timeout)
+            problem = await asyncio.wait_for(grpc_health.check(address, check.port, check.service, local_addr),
+                                             prober.timeout)
         else:
-            problem = await asyncio.wait_for(health_probe.check(check, address), prober.timeout)
+            problem = await asyncio.wait_for(health_probe.check(check, address, local_addr), prober.timeout)
     except asyncio.TimeoutError:
         problem = f"probe timed out after {prober.timeout:g}s"
     if problem is None:

@@ -223,7 +223,7 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | ServiceAcc
         id=node_id, workload=identity.workload, namespace=identity.namespace,
         service_account=identity.service_account, labels=dict(identity.labels),
         addresses=tuple(args.address), ports=parse_ports(args.port), workload_group=args.workload_group or "",
-        stats_address=f"{args.admin_address}:{args.stats_port}" if args.stats_port else "",
+        stats_address=f"{_stats_host(args)}:{args.stats_port}" if args.stats_port else "",
     )
     if args.workload_group and not args.address:
         raise argparse.ArgumentTypeError("--workload-group needs --address: the WorkloadEntry's address and name")
@@ -242,6 +242,13 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | ServiceAcc
             raise argparse.ArgumentTypeError(f"--ca-root: {error}") from None
     return ControlOptions(host=host, port=port, node=node, data_dir=args.data_dir, token=token, ca_root=ca_root,
                           renew_fraction=args.renew_fraction)
+
+
+def _stats_host(args) -> str:
+    """Where the control server scrapes this proxy: its stats address, or with a wildcard one
+    (a pod's 0.0.0.0) the workload's first address."""
+    host = args.stats_address or args.admin_address
+    return args.address[0] if host in ("0.0.0.0", "::") and args.address else host
 
 
 def parse_labels(text: str) -> dict[str, str]:

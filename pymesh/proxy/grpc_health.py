@@ -46,11 +46,12 @@ def serving_status(frame: bytes) -> int:
     return status
 
 
-async def check(host: str, port: int, service: str = "") -> str | None:
-    """None when SERVING, else why not (the caller bounds the time)."""
+async def check(host: str, port: int, service: str = "", local_addr: tuple[str, int] | None = None) -> str | None:
+    """None when SERVING, else why not (the caller bounds the time); `local_addr` as
+    pymesh.proxy.health_probe.check's."""
     target = f"grpc {host}:{port}{' ' + service if service else ''}"
     try:
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await asyncio.open_connection(host, port, local_addr=local_addr)
     except OSError as error:
         return f"{target}: {error.strerror or error}"
     try:

@@ -51,6 +51,8 @@ def test_every_config_kind_is_watched_at_its_newest_version_first():
     # both Gateways, and nothing that is not a CRD (Istio's mesh ConfigMap)
     assert ("networking.istio.io", "Gateway") in paths and ("gateway.networking.k8s.io", "Gateway") in paths
     assert all(c.group for c in CUSTOM_RESOURCES)
+    namespaced = {c.kind.name: c.versions[0].namespaced for c in CUSTOM_RESOURCES}
+    assert namespaced["GatewayClass"] is False and namespaced["HTTPRoute"] and namespaced["VirtualService"]
 
 
 def test_an_object_as_the_api_server_returns_it_loads():
@@ -69,16 +71,16 @@ def test_every_served_version_is_accepted(api_version):
 
 @pytest.mark.parametrize("obj, expected", [
     (with_spec(hosts=["reviews"], http=[{"route": [{"destination": {"host": ""}}]}]),
-     "VirtualService default/reviews spec.http[0].route[0].destination.host: empty domain name is not allowed"),
-    (with_spec(hosts=5, http=[]), "VirtualService default/reviews spec.hosts: expected a list, got 5"),
+     "VirtualService default/reviews: spec.http[0].route[0].destination.host: empty domain name is not allowed"),
+    (with_spec(hosts=5, http=[]), "VirtualService default/reviews: spec.hosts: expected a list, got 5"),
     (with_spec(hosts=["reviews"], http=[{"route": [{"destination": {"host": "r"}}]}], colour="blue"),
-     "VirtualService default/reviews spec.colour: unknown field"),
+     "VirtualService default/reviews: spec.colour: unknown field"),
     ({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "spec": {"hosts": ["r"]}},
-     "VirtualService (unnamed) metadata: required field is missing"),
+     "VirtualService (unnamed): metadata: required field is missing"),
     ({"apiVersion": "networking.istio.io/v1", "kind": "VirtualSrvice", "metadata": {"name": "x", "namespace": "d"}},
-     "VirtualSrvice d/x kind: networking.istio.io/v1 has no kind VirtualSrvice"),
+     "VirtualSrvice d/x: kind: networking.istio.io/v1 has no kind VirtualSrvice"),
     (["not", "an", "object"], "(not an object): expected an object with apiVersion, kind, metadata and spec"),
-    ({**REVIEWS, "metadata": "reviews"}, "VirtualService (unnamed) metadata: expected a mapping"),
+    ({**REVIEWS, "metadata": "reviews"}, "VirtualService (unnamed): metadata: expected a mapping"),
 ])
 def test_invalid_objects_are_errors_naming_the_object_and_the_field(obj, expected):
     errors = [str(e) for e in validate(obj)]

@@ -66,7 +66,7 @@ def test_an_invalid_update_keeps_the_last_good_version_and_is_reported():
     ((name, errors),) = store.reload()
     assert name == "VirtualService default/reviews"
     assert [str(e) for e in errors] == [
-        "VirtualService default/reviews spec.http[0].route[0].destination.host: empty domain name is not allowed"]
+        "VirtualService default/reviews: spec.http[0].route[0].destination.host: empty domain name is not allowed"]
     assert hosts(store) == ["reviews"]  # the last good version stays in force
     (entry,) = source.resources()
     assert (entry["kind"], entry["namespace"], entry["name"]) == ("VirtualService", "default", "reviews")

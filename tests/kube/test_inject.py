@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from pymesh.kube import app_probes
-from pymesh.kube.inject import (INIT_NAME, PROXY_NAME, STATUS, inject_object, inject_pod, injection_required,
-                                webhook_selects)
+from pymesh.kube.inject import INIT_NAME, PROXY_NAME, STATUS, inject_object, inject_pod, injection_required
+from pymesh.kube.selection import webhook_selects
 from pymesh.kube.inject_settings import InjectError, InjectSettings, load_settings
 from pymesh.kube.uninject import uninject_object, uninject_pod
 
@@ -276,6 +276,7 @@ def test_resource_annotations(annotations, where, expected):
     injected = inject_pod(pod(annotations), None, SETTINGS)
     validate(injected)
     assert container(injected["spec"], PROXY_NAME)["resources"][where[0]][where[1]] == expected
+    assert container(injected["spec"], INIT_NAME)["resources"]["requests"] == {"cpu": "10m", "memory": "10Mi"}
 
 
 def test_proxy_config_annotation():
@@ -290,6 +291,23 @@ def test_proxy_config_annotation():
     assert env(proxy)["FOO"] == "bar"
 
 
+def test_interception_mode_none_has_no_capture():
+    injected = inject_pod(pod({"sidecar.istio.io/interceptionMode": "NONE"}), None, SETTINGS)
+    validate(injected)
+    assert [c["name"] for c in injected["spec"]["initContainers"]] == [PROXY_NAME]
+    assert "--capture" not in container(injected["spec"], PROXY_NAME)["args"]
+    assert uninject_pod(injected) == pod({"sidecar.istio.io/interceptionMode": "NONE"})
+
+
+def test_readiness_annotations():
+    injected = inject_pod(pod({"readiness.status.sidecar.istio.io/initialDelaySeconds": "2",
+                               "readiness.status.sidecar.istio.io/periodSeconds": "5",
+                               "readiness.status.sidecar.istio.io/failureThreshold": "10"}), None, SETTINGS)
+    validate(injected)
+    probe = container(injected["spec"], PROXY_NAME)["readinessProbe"]
+    assert (probe["initialDelaySeconds"], probe["periodSeconds"], probe["failureThreshold"]) == (2, 5, 10)
+
+
 def test_json_proxy_config_and_other_annotations():
     injected = inject_pod(pod({"proxy.istio.io/config": '{"holdApplicationUntilProxyStarts": true}',
                                "sidecar.istio.io/proxyImage": "registry.local/pymesh:dev",
@@ -302,13 +320,16 @@ def test_json_proxy_config_and_other_annotations():
     ({"traffic.sidecar.istio.io/includeOutboundIPRanges": "10.0.0.0/33"}, "includeOutboundIPRanges"),
     ({"traffic.sidecar.istio.io/excludeOutboundIPRanges": "*"}, "excludeOutboundIPRanges"),
     ({"traffic.sidecar.istio.io/excludeOutboundPorts": "70000"}, "excludeOutboundPorts"),
-    ({"traffic.sidecar.istio.io/includeInboundPorts": "15021"}, "traffic.sidecar.istio.io"),  # the proxy's own
-    ({"traffic.sidecar.istio.io/includeInboundPorts": "15006"}, "traffic.sidecar.istio.io"),  # the capture port
+    ({"traffic.sidecar.istio.io/includeInboundPorts": "15021"}, "[traffic.sidecar.istio.io/includeInboundPorts]"),
+    ({"traffic.sidecar.istio.io/includeInboundPorts": "15006"}, "includeInboundPorts]: port 15006"),  # capture port
+    ({"traffic.sidecar.istio.io/excludeOutboundIPRanges": "fd00::/8"}, "excludeOutboundIPRanges]: fd00::/8 is IPv6"),
     ({"sidecar.istio.io/proxyCPU": "lots"}, "proxyCPU"),
     ({"sidecar.istio.io/rewriteAppHTTPProbers": "maybe"}, "rewriteAppHTTPProbers"),
     ({"sidecar.istio.io/logLevel": "chatty"}, "logLevel"),
     ({"sidecar.istio.io/interceptionMode": "TPROXY"}, "interceptionMode"),
     ({"proxy.istio.io/config": "concurrency: -1"}, "concurrency"),
+    ({"readiness.status.sidecar.istio.io/periodSeconds": "0"}, "periodSeconds"),
+    ({"readiness.status.sidecar.istio.io/initialDelaySeconds": "-1"}, "initialDelaySeconds"),
     ({"proxy.istio.io/config": "bogusField: 1"}, "bogusField"),
     ({"proxy.istio.io/config": "[1, 2"}, "proxy.istio.io/config"),
     ({"proxy.istio.io/config": "terminationDrainDuration: soon"}, "terminationDrainDuration"),
@@ -438,6 +459,7 @@ def test_settings_from_yaml_and_from_a_config_map():
     ("controlAddress: nowhere", "controlAddress"),
     ("includeInboundPorts: 'eighty'", "includeInboundPorts"),
     ("resources: {requests: {gpu: 1}}", "resources.requests.gpu"),
+    ("initResources: {limits: 1}", "initResources.limits"),
     ("rewriteAppProbers: 'yes'", "rewriteAppProbers"),
     ("[1, 2", ""),
     ("- a list", ""),
@@ -447,3 +469,50 @@ def test_bad_settings_are_refused_naming_the_key(text, where):
     with pytest.raises(InjectError) as error:
         load_settings(text)
     assert error.value.where == where
+
+
+TYPE_CONFUSED = [
+    {"metadata": [], "spec": {"containers": [{"name": "a"}]}},
+    {"metadata": {"annotations": ["x"]}, "spec": {"containers": [{"name": "a"}]}},
+    {"metadata": {"labels": "app=a"}, "spec": {"containers": [{"name": "a"}]}},
+    {"spec": {"containers": [1]}},
+    {"spec": {"containers": [{"image": "no-name"}]}},
+    {"spec": {"containers": [{"name": "a"}], "initContainers": {"name": "b"}}},
+    {"spec": {"containers": [{"name": "a"}], "volumes": "tmp"}},
+    {"spec": {"containers": [{"name": "a", "livenessProbe": "curl", "readinessProbe": {"httpGet": "/"},
+                              "startupProbe": {"tcpSocket": {"port": None}}, "ports": "http"}]}},
+    {"metadata": {"annotations": {"proxy.istio.io/config": "proxyMetadata: [1]"}}, "spec": {"containers": [{"name": "a"}]}},
+    {"metadata": {"annotations": {"sidecar.istio.io/proxyCPU": 12}}, "spec": {"containers": [{"name": "a"}]}},
+    {"spec": [], "metadata": {}},
+]
+
+
+@pytest.mark.parametrize("subject", TYPE_CONFUSED)
+def test_type_confused_pods_are_refused_or_injected_whole(subject):
+    """Whatever the shape, an InjectError or a pod that uninjects back to the input."""
+    before = copy.deepcopy(subject)
+    try:
+        injected = inject_pod(subject, None, SETTINGS)
+    except InjectError:
+        assert subject == before  # the input is never touched
+        return
+    assert uninject_pod(injected) == before
+
+
+@pytest.mark.parametrize("status", ["not json", "[1]", '{"initContainers": 5}', '{"created": [1]}',
+                                    '{"labels": {"a": 1}}', '{"volumes": [null]}'])
+def test_uninject_with_a_forged_status_is_refused_or_harmless(status):
+    subject = pod({STATUS: status})
+    subject["spec"]["initContainers"] = ["not a container"]
+    try:
+        uninject_pod(subject)
+    except InjectError as error:
+        assert STATUS in str(error) or "initContainers" in str(error)
+
+
+def test_null_maps_and_lists_come_back_null():
+    subject = {"metadata": {"name": "a", "labels": None, "annotations": None},
+               "spec": {"containers": [{"name": "a", "image": "a"}], "initContainers": None, "volumes": None}}
+    injected = inject_pod(subject, None, SETTINGS)
+    assert [c["name"] for c in injected["spec"]["initContainers"]] == [INIT_NAME, PROXY_NAME]
+    assert uninject_pod(injected) == subject

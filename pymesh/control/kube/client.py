@@ -44,6 +44,15 @@ class KubeApiError(Exception):
                    str(status.get("message") or ""), status)
 
 
+async def _lines(response: aiohttp.ClientResponse, resource: ResourceType) -> AsyncIterator[bytes]:
+    """The watch stream's lines; one longer than the read buffer is the server's error, not ours."""
+    try:
+        async for line in response.content:
+            yield line
+    except ValueError as error:  # aiohttp: "Line is too long"
+        raise KubeApiError(200, "BadResponse", f"a watch event of {resource.plural}: {error}") from None
+
+
 def default_kubeconfig() -> Path:
     """KUBECONFIG's first file, else ~/.kube/config, as kubectl looks."""
     env = os.environ.get("KUBECONFIG", "")
@@ -72,14 +81,17 @@ class KubeClient:
         from kubernetes_asyncio import client, config
 
         configuration = client.Configuration()
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=configuration)  # refreshes the token file itself
-            return cls(client.ApiClient(configuration))
-        path = Path(kubeconfig) if kubeconfig is not None else default_kubeconfig()
-        if not path.is_file():
-            raise FileNotFoundError(f"no kubeconfig at {path} and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
-        loader = await config.load_kube_config(config_file=str(path), context=context,
-                                               client_configuration=configuration, persist_config=False)
+        try:
+            if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config(client_configuration=configuration)  # refreshes the token file itself
+                return cls(client.ApiClient(configuration))
+            path = Path(kubeconfig) if kubeconfig is not None else default_kubeconfig()
+            if not path.is_file():
+                raise FileNotFoundError(f"no kubeconfig at {path} and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
+            loader = await config.load_kube_config(config_file=str(path), context=context,
+                                                   client_configuration=configuration, persist_config=False)
+        except config.ConfigException as error:
+            raise ValueError(f"kubernetes configuration: {error}") from None
         return cls(client.ApiClient(configuration), reload=lambda: loader.load_and_set(configuration))
 
     async def close(self) -> None:
@@ -161,7 +173,7 @@ class KubeClient:
                 if isinstance(status, dict) and status.get("kind") == "Status":
                     raise KubeApiError.from_status(status, response.status)
                 raise KubeApiError(response.status, response.reason or "", f"watch {resource.plural}")
-            async for line in response.content:
+            async for line in _lines(response, resource):
                 if not line.strip():
                     continue
                 try:

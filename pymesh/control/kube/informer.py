@@ -62,6 +62,7 @@ class Informer:
         self._page_size, self._backoff, self._missing_retry = page_size, backoff, missing_retry
         self._watch_timeout = watch_timeout
         self._cache: dict[tuple[str, str], dict] = {}
+        self._progress = False  # an event arrived on the current watch
         self._task: asyncio.Task | None = None
 
     def objects(self) -> list[dict]:
@@ -91,8 +92,9 @@ class Informer:
         """List and watch until cancelled."""
         failures = 0
         while True:
+            self._progress, listed = False, self.resource_version is None
             try:
-                if self.resource_version is None:
+                if listed:
                     await self._relist()
                 await self._watch()
                 failures = 0  # a watch the server ended cleanly: resume at once
@@ -102,6 +104,9 @@ class Informer:
                          self.resource_version)
                 self.resource_version = None
                 self._count("kube_watch_restarts", reason="gone")
+                if listed and not self._progress:  # gone right after a list: no relisting in a tight loop
+                    failures += 1
+                    await asyncio.sleep(self._backoff.delay(failures))
             except KubeApiError as error:
                 if error.status == 404:
                     self.resource_version = None
@@ -111,6 +116,11 @@ class Informer:
                 failures += 1
                 await self._failed(error, failures)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
+                failures += 1
+                await self._failed(error, failures)
+            except Exception as error:  # a malformed object must not end the informer: log, back off, relist
+                log.exception("kubernetes: %s: unexpected error", self.resource.plural)
+                self.resource_version = None
                 failures += 1
                 await self._failed(error, failures)
 
@@ -167,6 +177,7 @@ class Informer:
             raise KubeApiError(200, "BadResponse", f"a watch event of {self.resource.plural}: type {kind!r}, "
                                                    f"resourceVersion {version!r}")
         self.resource_version = str(version)
+        self._progress = True
         if kind == "BOOKMARK":
             return
         self._count("kube_events", type=kind)

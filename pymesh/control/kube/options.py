@@ -16,3 +16,4 @@ class KubeOptions:
     token_audience: str = AUDIENCE  # the projected tokens' audience, checked by TokenReview
     token_review_timeout: float = 5.0  # seconds: a slower API server refuses the request (never signs)
     root_cert_resync: float = 60.0  # seconds between checks of every namespace's pymesh-ca-root-cert
+    namespaces: tuple[str, ...] = ()  # --namespace: discovery watches only these (default: all)
