@@ -291,6 +291,12 @@ def test_proxy_config_annotation():
     assert env(proxy)["FOO"] == "bar"
 
 
+def test_proxy_metadata_wins_over_the_injected_env():
+    injected = inject_pod(pod({"proxy.istio.io/config": "proxyMetadata: {PYMESH_WORKLOAD: custom}"}), None, SETTINGS)
+    names = [e["name"] for e in container(injected["spec"], PROXY_NAME)["env"]]
+    assert names.count("PYMESH_WORKLOAD") == 1 and env(container(injected["spec"], PROXY_NAME))["PYMESH_WORKLOAD"] == "custom"
+
+
 def test_interception_mode_none_has_no_capture():
     injected = inject_pod(pod({"sidecar.istio.io/interceptionMode": "NONE"}), None, SETTINGS)
     validate(injected)
