@@ -86,8 +86,11 @@ def _convert(args: argparse.Namespace, name: str, change: Callable[[object], obj
             return _fail(name, f"document {number} ({_describe(document)}): {error}", 1)
     text = dump_documents(out)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as stream:
+                stream.write(text)
+        except OSError as error:
+            return _fail(name, error, 1)
     else:
         sys.stdout.write(text)
     return 0

@@ -205,7 +205,8 @@ def _proxy_container(options: dict, settings: InjectSettings, workload: str, pro
     ]
     if probers:
         env.append({"name": app_probes.PROBERS_ENV, "value": app_probes.encode(probers)})
-    env += [{"name": key, "value": value} for key, value in options["metadata"].items()]
+    metadata = options["metadata"]  # proxyMetadata: the pod's own values win over ours (no duplicate names)
+    env = [item for item in env if item["name"] not in metadata] + [{"name": k, "value": v} for k, v in metadata.items()]
     ready = {"httpGet": {"path": "/healthz/ready", "port": HEALTH_PORT}, "timeoutSeconds": 3}
     return {
         "name": PROXY_NAME,

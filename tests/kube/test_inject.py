@@ -291,6 +291,12 @@ def test_proxy_config_annotation():
     assert env(proxy)["FOO"] == "bar"
 
 
+def test_proxy_metadata_wins_over_the_injected_env():
+    injected = inject_pod(pod({"proxy.istio.io/config": "proxyMetadata: {PYMESH_WORKLOAD: custom}"}), None, SETTINGS)
+    names = [e["name"] for e in container(injected["spec"], PROXY_NAME)["env"]]
+    assert names.count("PYMESH_WORKLOAD") == 1 and env(container(injected["spec"], PROXY_NAME))["PYMESH_WORKLOAD"] == "custom"
+
+
 def test_interception_mode_none_has_no_capture():
     injected = inject_pod(pod({"sidecar.istio.io/interceptionMode": "NONE"}), None, SETTINGS)
     validate(injected)
@@ -516,3 +522,58 @@ def test_null_maps_and_lists_come_back_null():
     injected = inject_pod(subject, None, SETTINGS)
     assert [c["name"] for c in injected["spec"]["initContainers"]] == [INIT_NAME, PROXY_NAME]
     assert uninject_pod(injected) == subject
+
+
+JUNK = [None, 0, -1, True, "", "x", "*", "10.0.0.0/8", [], [1], ["a"], {}, {"a": 1}, {"name": "pymesh-proxy"},
+        "15021", "a" * 300]
+
+
+def _mutate(node: object, rng, depth: int = 0) -> object:
+    """`node` with one value somewhere replaced by junk (a seeded, bounded walk)."""
+    if depth > 8 or not isinstance(node, (dict, list)) or not node or rng.random() < 0.2:
+        return copy.deepcopy(rng.choice(JUNK))
+    node = copy.copy(node)
+    key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
+    node[key] = _mutate(node[key], rng, depth + 1)
+    return node
+
+
+def test_mutated_pods_are_refused_or_injected_whole():
+    """300 seeded mutations of a probed, annotated pod: each is an InjectError or a pod that
+    validates and uninjects back to the mutated input; nothing else escapes."""
+    import random
+
+    rng = random.Random(14)
+    base = pod({"traffic.sidecar.istio.io/excludeOutboundPorts": "5432", "proxy.istio.io/config": "concurrency: 2",
+                "sidecar.istio.io/proxyCPU": "200m"}, containers=copy.deepcopy(PROBED), volumes=[{"name": "tmp", "emptyDir": {}}])
+    outcomes = {"refused": 0, "injected": 0}
+    for _ in range(300):
+        subject = _mutate(base, rng)
+        if not isinstance(subject, dict):
+            continue
+        before = copy.deepcopy(subject)
+        try:
+            injected = inject_pod(subject, None, SETTINGS)
+        except InjectError:
+            outcomes["refused"] += 1
+            continue
+        assert subject == before
+        assert uninject_pod(injected) == before
+        outcomes["injected"] += 1
+    assert outcomes["refused"] > 10 and outcomes["injected"] > 10, outcomes
+
+
+def test_mutated_injected_pods_uninject_or_are_refused():
+    """An injected pod edited by hand (300 seeded mutations): uninject answers or refuses with
+    InjectError, never another exception."""
+    import random
+
+    rng = random.Random(41)
+    injected = inject_pod(pod(containers=copy.deepcopy(PROBED)), None, SETTINGS)
+    for _ in range(300):
+        subject = _mutate(injected, rng)
+        if isinstance(subject, dict):
+            try:
+                assert isinstance(uninject_pod(subject), dict)
+            except InjectError:
+                pass

@@ -103,3 +103,5 @@ def test_bad_options_exit_2(tmp_path):
     assert done.returncode == 2 and "controlAddress" in done.stderr
     missing = pymesh("kube-inject", "-f", str(tmp_path / "nothing.yaml"))
     assert missing.returncode == 1 and "No such file" in missing.stderr
+    unwritable = pymesh("kube-inject", "-f", str(BOOKINFO), "-o", str(tmp_path / "no" / "such" / "dir.yaml"))
+    assert unwritable.returncode == 1 and "No such file" in unwritable.stderr and "Traceback" not in unwritable.stderr
