@@ -52,7 +52,7 @@ def test_errors_name_the_object_and_field(cluster) -> None:
     done = analyze(cluster)  # the default namespace, as istioctl analyze
     assert done.returncode == 1, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert any(line.startswith("VirtualService default/reviews spec.http[0].timeout: ") for line in lines), lines
+    assert any(line.startswith("VirtualService default/reviews: spec.http[0].timeout: ") for line in lines), lines
     assert lines[-1].startswith("1 error in 1 object")
     assert "bookinfo" not in done.stdout
     assert "note: skipped, their CustomResourceDefinitions are not installed:" in done.stderr
@@ -66,7 +66,7 @@ def test_one_namespace_or_all(cluster) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1].startswith("ok: 2 resources in 2 objects from the cluster"), done.stdout
     done = analyze(cluster, "--all-namespaces")
-    assert done.returncode == 1 and "VirtualService default/reviews spec.http[0].timeout" in done.stdout
+    assert done.returncode == 1 and "VirtualService default/reviews: spec.http[0].timeout" in done.stdout
     lists = [path for method, path in cluster.requests if method == "GET" and "virtualservices" in path]
     assert any(path.startswith("/apis/networking.istio.io/v1/virtualservices?") for path in lists), lists
     assert any(path.startswith("/apis/networking.istio.io/v1/namespaces/bookinfo/virtualservices?") for path in lists)
@@ -89,7 +89,7 @@ def test_an_older_crd_version_is_listed(apiserver) -> None:
     apiserver.serve(older)
     apiserver.apply({**virtual_service("reviews", "default", timeout="soon"), "apiVersion": older.api_version})
     done = analyze(apiserver)
-    assert done.returncode == 1 and "VirtualService default/reviews spec.http[0].timeout" in done.stdout, done.stdout
+    assert done.returncode == 1 and "VirtualService default/reviews: spec.http[0].timeout" in done.stdout, done.stdout
 
 
 def test_a_kind_that_cannot_be_listed_fails_the_analysis(cluster) -> None:
