@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="validate mesh configuration files and report every error",
         description="Load Istio-shaped YAML resources (files, or directories searched for *.yaml "
         "and *.yml; with --kubernetes, a cluster's custom resources too) and print every problem as "
-        "'file:line path: message' ('<kind> <namespace>/<name> path: message' for the cluster's). Exits 1 "
+        "'file:line path: message' ('<kind> <namespace>/<name>: path: message' for the cluster's). Exits 1 "
         "when there are errors, 0 when the configuration is valid (warnings do not change the exit code: "
         "resources of kinds pymesh does not implement and Istio fields it ignores are warnings, errors with "
         "--strict).",
