@@ -194,3 +194,33 @@ def test_the_root_is_published_in_every_namespace(cluster, apiserver) -> None:
     wait_until(lambda: published(apiserver, "late") == bundle, 10, what="a resync after the terminating namespace")
     assert published(apiserver, "leaving") is None
     assert "pymesh-ca-root-cert created in namespace late" in control.log()
+
+
+def test_a_client_that_leaves_during_a_review_costs_nothing(cluster, apiserver) -> None:
+    """The answer of a review still in flight when its connection closes is dropped (the task
+    cancelled), and the server goes on answering others."""
+    control, reviews, root = cluster
+    apiserver.delay = 1.0
+    token = projected_token("demo", "reviews")
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(_leave_early(control, root, token))
+    apiserver.delay = 0
+    status, chain = sign(control, root, projected_token("demo", "reviews"), REVIEWS)
+    assert status == 200, chain
+    log = control.log()
+    assert log.count("signed a certificate") == 1, log  # the abandoned request was never signed
+    assert "Traceback" not in log and "Sign failed" not in log
+
+
+async def _leave_early(control, root: Path, token: str) -> None:
+    """A bootstrap request whose client gives up (closes its connection) after 0.2 s."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(cafile=str(root))
+    context.set_alpn_protocols(["h2"])
+    headers = [("content-type", wire.JSON_TYPE), ("authorization", f"Bearer {token}")]
+    body = wire.encode_body(wire.SignRequest(new_key_and_csr(REVIEWS)[1].decode()))
+    await asyncio.wait_for(request(LOCALHOST, control.port, context, control_identity(TD), "POST", wire.SIGN_PATH,
+                                   headers, body), 0.2)
