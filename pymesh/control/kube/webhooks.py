@@ -17,7 +17,8 @@ from pymesh.control.kube.webhook import WebhookServer
 from pymesh.control.kube.webhook_cert import DirectoryCert, MeshCaCert, service_dns_names
 from pymesh.kube import custom_resources
 from pymesh.kube.admission import Injector
-from pymesh.kube.inject import inject_pod, injection_required, is_injected
+from pymesh.kube.inject import inject_pod, is_injected
+from pymesh.kube.selection import injection_required
 from pymesh.kube.inject_settings import InjectSettings
 
 log = logging.getLogger("pymesh.control.webhook")
