@@ -309,3 +309,24 @@ def test_the_binding_gives_the_role_to_the_deployments_service_account():
     assert binding["roleRef"]["name"] == "pymesh-control"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "pymesh-system"}]
     assert ("ServiceAccount", account) in BASE
+
+
+@pytest.mark.parametrize("overlay", [None, "cert-manager/deployment-patch.yaml"])
+def test_the_deployments_arguments_are_pymesh_control_serves(overlay):
+    """The image's entrypoint (control/entrypoint.sh) runs `pymesh control serve --config-dir ...
+    --listen ... --admin $PYMESH_ADMIN --data-dir ...` followed by the Deployment's args: they
+    must parse, and mean what the manifests say."""
+    import argparse
+
+    from pymesh.control import command
+
+    args = list(container()["args"])
+    if overlay:
+        args += [op["value"] for op in yaml.safe_load((KUBE / overlay).read_text()) if op["path"].endswith("/args/-")]
+    parser = argparse.ArgumentParser(prog="pymesh")
+    command.register(parser.add_subparsers(dest="command"))
+    parsed = parser.parse_args(["control", "serve", "--config-dir", "/etc/pymesh/config", "--listen", "0.0.0.0:15010",
+                                "--admin", "127.0.0.1:15014", "--data-dir", "/var/lib/pymesh", *args])
+    assert parsed.kubernetes and parsed.webhook_listen == ("0.0.0.0", 15017)
+    assert parsed.webhook_namespace == "pymesh-system" and parsed.webhook_service == "pymesh-control"
+    assert parsed.webhook_cert_dir == ("/etc/pymesh/webhook-tls" if overlay else None)
