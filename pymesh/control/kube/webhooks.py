@@ -64,7 +64,7 @@ def validate(obj: dict) -> list[ConfigError]:
 class Webhooks:
     """The certificate, the listener and, with `patch_ca_bundle`, the caBundle patcher."""
 
-    def __init__(self, options: WebhookOptions, mesh_ca, ready: Callable[[], bool]):
+    def __init__(self, options: WebhookOptions, mesh_ca, ready: Callable[[], bool], metrics=None):
         self.options = options
         self._patcher: CaBundlePatcher | None = None
         if options.cert_dir:
@@ -74,7 +74,8 @@ class Webhooks:
         else:
             raise ValueError("--webhook-listen with --insecure needs --webhook-cert-dir (there is no mesh CA "
                              "to issue the webhook's certificate)")
-        self.listener = WebhookServer(self.cert.context, injector(options.settings), validate, known, ready=ready)
+        self.listener = WebhookServer(self.cert.context, injector(options.settings), validate, known, ready=ready,
+                                      observe=metrics.webhook if metrics is not None else lambda *answer: None)
         self._tasks: list[asyncio.Task] = []
         self._client = None  # our own, when the control server has none to lend
         self.address: tuple[str, int] = options.listen
