@@ -5,7 +5,8 @@ Besides pymesh's own names, istiod's (pilot/pkg/xds/monitoring.go) where pymesh 
 thing, so Istio's control-plane dashboards and alerts read them unchanged: pilot_xds (connected
 proxies), pilot_services and pilot_virt_services, pilot_xds_pushes and pilot_total_xds_rejects by xDS type, pilot_xds_push_time,
 pilot_xds_config_size_bytes, pilot_proxy_convergence_time, pilot_total_xds_internal_errors,
-istio_build, and the process_* metrics. A snapshot carries listeners, routes, clusters and
+istio_build, the admission webhooks' sidecar_injection_*_total and galley_validation_*, and the
+process_* metrics. A snapshot carries listeners, routes, clusters and
 endpoints, so one snapshot push (or NACK) counts once for each of lds, rds, cds and eds; an
 endpoints message counts for eds.
 """

@@ -12,7 +12,6 @@ from typing import Callable
 
 from pymesh.api.errors import ConfigError
 from pymesh.api.resources import GATEWAY_API_GROUP, ISTIO_GROUP_KINDS
-from pymesh.control.kube.ca_bundle import CaBundlePatcher
 from pymesh.control.kube.webhook import WebhookServer
 from pymesh.control.kube.webhook_cert import DirectoryCert, MeshCaCert, service_dns_names
 from pymesh.kube import custom_resources
@@ -66,7 +65,7 @@ class Webhooks:
 
     def __init__(self, options: WebhookOptions, mesh_ca, ready: Callable[[], bool], metrics=None):
         self.options = options
-        self._patcher: CaBundlePatcher | None = None
+        self._patcher = None  # a ca_bundle.CaBundlePatcher with patch_ca_bundle, once started
         if options.cert_dir:
             self.cert = DirectoryCert(options.cert_dir, self._bundle_changed)
         elif mesh_ca is not None:
@@ -96,8 +95,13 @@ class Webhooks:
         return server
 
     async def _start_patcher(self, client) -> None:
-        from pymesh.control.kube.client import KubeClient
-
+        try:  # the API server's client is the kubernetes extra's; the listener alone needs none of it
+            from pymesh.control.kube.ca_bundle import CaBundlePatcher
+            from pymesh.control.kube.client import KubeClient
+        except ImportError as exc:
+            log.error("webhook caBundle: not patched: --webhook-ca-bundle patch needs the kubernetes extra "
+                      "(pip install 'pymesh[kubernetes]'): %s", exc)
+            return
         if client is None:
             try:
                 client = self._client = await KubeClient.connect(self.options.kubeconfig)
