@@ -92,7 +92,7 @@ class ControlServer:
         self.webhooks = None
         if options.webhook is not None:  # imported only when asked: outside Kubernetes it is off
             from pymesh.control.kube.webhooks import Webhooks
-            self.webhooks = Webhooks(options.webhook, self.ca, lambda: self.ready)
+            self.webhooks = Webhooks(options.webhook, self.ca, lambda: self.ready, self.metrics)
 
     async def start(self) -> None:
         if self._nodes:

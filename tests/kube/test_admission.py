@@ -224,3 +224,70 @@ def test_an_invalid_gateway_api_route_is_denied():
 def test_a_denial_message_is_bounded():
     errors = [admission.ConfigError("f", 0, f"spec.http[{i}]", "x" * 100) for i in range(200)]
     assert len(admission.validation_message("VirtualService", "ns", "n", errors)) <= admission.MAX_MESSAGE
+
+
+# --- type-confused requests: an answer, never an exception -------------------------------------------
+
+def _pod(**overrides) -> dict:
+    pod = copy.deepcopy(RECORDED["request"]["object"])
+    for path, value in overrides.items():
+        target = pod
+        *parents, last = path.split("__")
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    return pod
+
+
+CONFUSED_PODS = {
+    "labels a list": _pod(metadata__labels=["a"]),
+    "annotations a string": _pod(metadata__annotations="x"),
+    "metadata a list": _pod(metadata=[]),
+    "spec a list": _pod(spec=[]),
+    "containers a map": _pod(spec__containers={"name": "x"}),
+    "container a string": _pod(spec__containers=["app"]),
+    "no containers": _pod(spec__containers=[]),
+    "inject annotation a number": _pod(metadata__annotations={"sidecar.istio.io/inject": 1}),
+    "bad capture annotation": _pod(metadata__annotations={"traffic.sidecar.istio.io/excludeOutboundPorts": "x"}),
+    "volumes a string": _pod(spec__volumes="v"),
+    "init containers null": _pod(spec__initContainers=None),
+    "host network": _pod(spec__hostNetwork=True),
+}
+
+
+@pytest.mark.parametrize("pod", CONFUSED_PODS.values(), ids=CONFUSED_PODS.keys())
+def test_inject_answers_type_confused_pods(pod):
+    from pymesh.control.kube.webhooks import injector
+    from pymesh.kube.inject_settings import InjectSettings
+
+    data = review(obj=pod)
+    answer = admission.review_inject(admission.read_request(body(data)), injector(InjectSettings()))
+    response = answer["response"]
+    assert response["uid"] == data["request"]["uid"] and isinstance(response["allowed"], bool)
+    if response["allowed"] and "patch" in response:  # what is patched is a whole, valid injection
+        patched = jsonpatch.apply_patch(copy.deepcopy(pod), _decoded_patch(answer))
+        assert [c["name"] for c in patched["spec"]["initContainers"]][:2] == ["pymesh-init", "pymesh-proxy"]
+    if not response["allowed"]:
+        assert response["status"]["message"].startswith("cannot inject")
+
+
+CONFUSED_OBJECTS = {
+    "kind a number": {"apiVersion": "networking.istio.io/v1", "kind": 7, "metadata": {}, "spec": {}},
+    "metadata a list": {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": [], "spec": {}},
+    "spec a string": {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "v"},
+                      "spec": "x"},
+    "deeply nested": {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "v"},
+                      "spec": {"hosts": ["v"], "http": [{"headers": json.loads("[" * 200 + "]" * 200)}]}},
+    "unknown field": {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "a"},
+                      "spec": {"bogus": 1}},
+    "a typo kind in Istio's group": {"apiVersion": "networking.istio.io/v1", "kind": "VirtualServce",
+                                     "metadata": {"name": "v"}, "spec": {}},
+}
+
+
+@pytest.mark.parametrize("obj", CONFUSED_OBJECTS.values(), ids=CONFUSED_OBJECTS.keys())
+def test_validate_answers_type_confused_objects(obj):
+    response = validated("CREATE", obj)
+    assert response["uid"] and isinstance(response["allowed"], bool)
+    if not response["allowed"]:
+        assert response["status"]["message"].startswith("configuration is invalid: ")

@@ -210,3 +210,28 @@ def test_a_certificate_directory_without_a_pair_is_refused(tmp_path):
 def test_the_serving_key_is_never_in_the_log(control):
     assert curl(control, "/ready") == (200, "ready\n")
     assert "PRIVATE KEY" not in control.log()
+
+
+def test_the_answers_are_counted_under_istios_metric_names(control):
+    review = json.loads(RECORDED)
+    assert curl(control, "/inject", RECORDED)[0] == 200  # patched
+    review["request"]["object"]["metadata"]["labels"]["sidecar.istio.io/inject"] = "false"
+    assert curl(control, "/inject", json.dumps(review).encode())[0] == 200  # skipped
+    review["request"]["object"]["spec"]["containers"][0]["name"] = "pymesh-proxy"
+    del review["request"]["object"]["metadata"]["labels"]["sidecar.istio.io/inject"]
+    assert curl(control, "/inject", json.dumps(review).encode())[0] == 200  # refused
+    vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "v", "namespace": "d"},
+          "spec": {"hosts": ["v"], "http": [{"timeout": "x", "route": [{"destination": {"host": "v"}}]}]}}
+    review["request"].update(object=vs, resource={"group": "networking.istio.io", "version": "v1",
+                                                  "resource": "virtualservices"})
+    assert curl(control, "/validate", json.dumps(review).encode())[0] == 200  # denied
+    vs["spec"]["http"][0]["timeout"] = "1s"
+    assert curl(control, "/validate", json.dumps(review).encode())[0] == 200  # allowed
+    assert curl(control, "/validate", b"{")[0] == 400
+    resource = 'group="networking.istio.io",version="v1",resource="virtualservices"'
+    expected = {"sidecar_injection_requests_total": 3, "sidecar_injection_success_total": 1,
+                "sidecar_injection_skip_total": 1, "sidecar_injection_failure_total": 1,
+                f"galley_validation_passed{{{resource}}}": 1,
+                f'galley_validation_failed{{{resource},reason="invalid_config"}}': 1,
+                'galley_validation_http_error{status="400"}': 1}
+    assert {name: control.metric(name) for name in expected} == expected

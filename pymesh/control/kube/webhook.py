@@ -43,8 +43,10 @@ class WebhookLimits:
 class WebhookServer:
     def __init__(self, context: ssl.SSLContext, inject: Injector, validate: Validator,
                  known: Callable[[str, str], bool], ready: Callable[[], bool] = lambda: True,
-                 limits: WebhookLimits = WebhookLimits()):
+                 limits: WebhookLimits = WebhookLimits(),
+                 observe: Callable[[str, int, dict | None, dict | None], None] = lambda *answer: None):
         self._context = context
+        self._observe = observe  # (path, HTTP status, request, AdmissionReview answer): the metrics
         self._routes = {
             INJECT_PATH: lambda request: admission.review_inject(request, inject),
             VALIDATE_PATH: lambda request: admission.review_validate(request, validate, known),
@@ -133,24 +135,30 @@ class WebhookServer:
             return _text(200, "ready") if self._ready() else _text(503, "not ready")
         if path not in self._routes:
             return _text(404, f"not found: the webhooks are POST {INJECT_PATH} and POST {VALIDATE_PATH}")
-        review = self._routes[path]
-        if method != "POST":
-            return _text(405, "use POST with an AdmissionReview")
-        if not body:
-            return _text(400, "no body found")
-        if headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
-            return _text(415, "invalid Content-Type, want `application/json`")
         try:
-            request = admission.read_request(body)
+            request = self._review_request(method, headers, body)
         except EnvelopeError as exc:
+            self._observe(path, exc.status, None, None)
             return _text(exc.status, exc.message)
-        answer = review(request)
+        answer = self._routes[path](request)
+        self._observe(path, 200, request, answer)
         response = answer["response"]
-        if not response["allowed"]:
-            log.info("%s denied %s %s %s/%s (uid %s): %s", path, request["operation"],
-                     (request.get("kind") or {}).get("kind"), request.get("namespace"), request.get("name"),
-                     request["uid"], response["status"]["message"])
+        if not response["allowed"]:  # client-supplied strings: repr, so no line breaks reach the log
+            kind = request["kind"].get("kind") if isinstance(request.get("kind"), dict) else None
+            log.info("%s denied %s %r %r/%r (uid %r): %r", path, request["operation"], kind, request.get("namespace"),
+                     request.get("name"), request["uid"][:64], response["status"]["message"][:512])
         return 200, "application/json", json.dumps(answer, separators=(",", ":")).encode()
+
+    @staticmethod
+    def _review_request(method: str, headers: dict[str, str], body: bytes) -> dict:
+        """The AdmissionReview's request, or EnvelopeError with the HTTP status to answer."""
+        if method != "POST":
+            raise EnvelopeError(405, "use POST with an AdmissionReview")
+        if not body:
+            raise EnvelopeError(400, "no body found")
+        if headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
+            raise EnvelopeError(415, "invalid Content-Type, want `application/json`")
+        return admission.read_request(body)
 
 
 def _headers(lines: list[bytes]) -> dict[str, str] | None:

@@ -12,12 +12,12 @@ from typing import Callable
 
 from pymesh.api.errors import ConfigError
 from pymesh.api.resources import GATEWAY_API_GROUP, ISTIO_GROUP_KINDS
-from pymesh.control.kube.ca_bundle import CaBundlePatcher
 from pymesh.control.kube.webhook import WebhookServer
 from pymesh.control.kube.webhook_cert import DirectoryCert, MeshCaCert, service_dns_names
 from pymesh.kube import custom_resources
 from pymesh.kube.admission import Injector
-from pymesh.kube.inject import inject_pod, injection_required, is_injected
+from pymesh.kube.inject import inject_pod, is_injected
+from pymesh.kube.selection import injection_required
 from pymesh.kube.inject_settings import InjectSettings
 
 log = logging.getLogger("pymesh.control.webhook")
@@ -63,9 +63,9 @@ def validate(obj: dict) -> list[ConfigError]:
 class Webhooks:
     """The certificate, the listener and, with `patch_ca_bundle`, the caBundle patcher."""
 
-    def __init__(self, options: WebhookOptions, mesh_ca, ready: Callable[[], bool]):
+    def __init__(self, options: WebhookOptions, mesh_ca, ready: Callable[[], bool], metrics=None):
         self.options = options
-        self._patcher: CaBundlePatcher | None = None
+        self._patcher = None  # a ca_bundle.CaBundlePatcher with patch_ca_bundle, once started
         if options.cert_dir:
             self.cert = DirectoryCert(options.cert_dir, self._bundle_changed)
         elif mesh_ca is not None:
@@ -73,7 +73,8 @@ class Webhooks:
         else:
             raise ValueError("--webhook-listen with --insecure needs --webhook-cert-dir (there is no mesh CA "
                              "to issue the webhook's certificate)")
-        self.listener = WebhookServer(self.cert.context, injector(options.settings), validate, known, ready=ready)
+        self.listener = WebhookServer(self.cert.context, injector(options.settings), validate, known, ready=ready,
+                                      observe=metrics.webhook if metrics is not None else lambda *answer: None)
         self._tasks: list[asyncio.Task] = []
         self._client = None  # our own, when the control server has none to lend
         self.address: tuple[str, int] = options.listen
@@ -94,8 +95,13 @@ class Webhooks:
         return server
 
     async def _start_patcher(self, client) -> None:
-        from pymesh.control.kube.client import KubeClient
-
+        try:  # the API server's client is the kubernetes extra's; the listener alone needs none of it
+            from pymesh.control.kube.ca_bundle import CaBundlePatcher
+            from pymesh.control.kube.client import KubeClient
+        except ImportError as exc:
+            log.error("webhook caBundle: not patched: --webhook-ca-bundle patch needs the kubernetes extra "
+                      "(pip install 'pymesh[kubernetes]'): %s", exc)
+            return
         if client is None:
             try:
                 client = self._client = await KubeClient.connect(self.options.kubeconfig)
