@@ -20,7 +20,7 @@ def test_an_unusable_kubeconfig_is_a_clear_error(capsys, tmp_path):
     code = main(["serve", "--insecure", "--kubernetes", "--kubeconfig", str(kubeconfig),
                  "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
     err = capsys.readouterr().err
-    assert code == 1 and "cannot start: kubernetes configuration:" in err and "Traceback" not in err, err
+    assert code == 1 and "kubernetes configuration:" in err and "Traceback" not in err, err
 
 
 def test_a_missing_kubeconfig_is_a_clear_error(capsys, tmp_path, monkeypatch):
@@ -28,4 +28,4 @@ def test_a_missing_kubeconfig_is_a_clear_error(capsys, tmp_path, monkeypatch):
     code = main(["serve", "--insecure", "--kubernetes", "--kubeconfig", str(tmp_path / "none"),
                  "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
     err = capsys.readouterr().err
-    assert code == 1 and "cannot start: no kubeconfig at" in err, err
+    assert code == 1 and "no kubeconfig at" in err and "Traceback" not in err, err
