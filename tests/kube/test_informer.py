@@ -55,14 +55,17 @@ def counted(metrics: ControlMetrics, name: str, **labels) -> float:
 
 def test_lists_in_pages_then_watches_changes(apiserver):
     """Stand-in API server. The first list comes in pages (limit) and sets synced; later creates,
-    updates and deletes reach the cache through the watch, each calling on_change once."""
+    updates and deletes reach the cache through the watch, each calling on_change once. The
+    cache holds no managedFields."""
     for i in range(7):
-        apiserver.apply(service(f"s{i}"))
+        apiserver.apply({**service(f"s{i}"), "metadata": {**service(f"s{i}")["metadata"],
+                                                          "managedFields": [{"manager": "kubectl"}]}})
 
     async def body():
         async with informing(apiserver, page_size=3) as (changes, informer, metrics):
             await asyncio.wait_for(informer.synced.wait(), 10)
             assert set(names(informer)) == {f"s{i}" for i in range(7)}
+            assert not any("managedFields" in o["metadata"] for o in informer.objects())
             assert sum(1 for m, t in apiserver.requests if m == "GET" and "limit=3" in t) == 3
             before = changes.count
             apiserver.apply(service("s1", team="a"))
@@ -133,6 +136,7 @@ def gone_survived(apiserver, gone_as: str) -> None:
             apiserver.compact()  # the informer's resourceVersion is gone from the history
             apiserver.resume_watches()
             await changes.until(lambda: names(informer) == {"a": {"v": "2"}, "c": {}}, "the relisted state")
+            assert counted(metrics, "pymesh_control_kube_events_total", resource="services", type="DELETED") == 1
             assert counted(metrics, "pymesh_control_kube_relists_total", resource="services") == 2
             assert counted(metrics, "pymesh_control_kube_watch_restarts_total", resource="services", reason="gone") == 1
             apiserver.apply(service("d"))  # and the watch after the relist works

@@ -222,3 +222,20 @@ def test_an_exec_plugin_token_is_fetched_again_after_a_401(apiserver, tmp_path):
         finally:
             await client.close()
     run(body())
+
+
+def test_plain_http_kubeconfig(tmp_path):
+    """Stand-in API server on plain HTTP (kubectl proxy's http://127.0.0.1:8001 shape): the same client."""
+    from apiserver import StandInAPIServer
+
+    with StandInAPIServer(tmp_path, tls=False, token=None) as plain:
+        plain.apply(service("a"))
+
+        async def body():
+            client = await KubeClient.connect(plain.kubeconfig)
+            try:
+                assert client.host.startswith("http://127.0.0.1:")
+                assert [i["metadata"]["name"] for i in (await client.list(SERVICES))["items"]] == ["a"]
+            finally:
+                await client.close()
+        run(body())

@@ -87,7 +87,7 @@ class KubeClient:
                 return cls(client.ApiClient(configuration))
             path = Path(kubeconfig) if kubeconfig is not None else default_kubeconfig()
             if not path.is_file():
-                raise FileNotFoundError(f"no kubeconfig at {path} and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
+                raise ValueError(f"no kubeconfig at {path} and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
             loader = await config.load_kube_config(config_file=str(path), context=context,
                                                    client_configuration=configuration, persist_config=False)
         except config.ConfigException as error:
