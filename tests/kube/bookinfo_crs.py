@@ -58,7 +58,8 @@ class Bookinfo:
         apiserver.apply(se)
         apiserver.apply(egress_sidecar("productpage", CLIENT, self.port))
         apiserver.apply(self.sample("destination-rule-reviews.yaml", "DestinationRule", "reviews"))
-        apiserver.apply(self.sample("virtual-service-all-v1.yaml", "VirtualService", "reviews"))
+        if any(r.kind == "VirtualService" for r in installed):  # else: its CRD is not installed (yet)
+            apiserver.apply(self.sample("virtual-service-all-v1.yaml", "VirtualService", "reviews"))
         self.control = mesh.control(extra=("--kubernetes", "--kubeconfig", str(apiserver.kubeconfig),
                                            "--debounce", "0.05", *options))
         self.client = mesh.proxy(self.control.port, "productpage", CLIENT)

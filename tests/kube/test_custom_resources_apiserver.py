@@ -15,7 +15,7 @@ from bookinfo_crs import HOST, HTTP_ROUTE, INSTALLED, K8S_GATEWAY, VS, Bookinfo,
 from mesh_harness import mesh, wait_until  # noqa: F401  (the fixture)
 from proxy_harness import pymesh_command
 
-from pymesh.kube.custom_resources import CUSTOM_RESOURCES
+from pymesh.kube.custom_resources import CRDS, CUSTOM_RESOURCES
 from pymesh.kube.resources import EVENTS
 
 
@@ -177,3 +177,21 @@ def test_a_cluster_whose_crd_serves_only_an_older_version_is_read_at_that_versio
     kinds = {kind["resource"]: kind for kind in bookinfo.control.status()["kubernetes"]}
     assert kinds["virtualservices"]["version"] == "v1alpha3" and not kinds["virtualservices"]["missing"]
     assert bookinfo.versions() == {"v1"}
+
+
+def test_a_crd_installed_later_is_read_at_once_not_at_the_next_slow_retry(mesh, apiserver):
+    """The CRD watch notices it (Istio's CRD watcher): well before the 30 s retry of a kind not served."""
+    bookinfo = Bookinfo(mesh, apiserver, installed=[CRDS, *[r for r in INSTALLED if r != VS]])
+    assert bookinfo.versions(24) == {"v1", "v2", "v3"}  # no VirtualService kind: every version answers
+    apiserver.serve(VS)
+    apiserver.apply(sample("virtual-service-reviews-v3.yaml"))
+    apiserver.apply({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "virtualservices.networking.istio.io"},
+        "spec": {"group": "networking.istio.io", "scope": "Namespaced",
+                 "names": {"plural": "virtualservices", "singular": "virtualservice", "kind": "VirtualService",
+                           "listKind": "VirtualServiceList", "shortNames": ["vs"]},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                                              "x-kubernetes-preserve-unknown-fields": True}}}]}})
+    bookinfo.wait_versions({"v3"}, "the VirtualService of the CRD installed later in force")
