@@ -14,6 +14,7 @@ by tests/kube/test_apiserver_standin.py):
   status subresource; POST tokenreviews answered by a callback; Events are plain creates
 - knobs for tests: drop_watches() mid-stream, compact(), pause_watches()/resume_watches() (new
   watch requests wait: changes made meanwhile must arrive on reconnect), delay, fail_next(),
+  send_raw() (a broken or hostile line on the open watches),
   a required bearer token, serve()/unserve() a resource type (a CRD installed or not)
 
 It runs on its own thread and event loop; every public method is safe to call from a test thread.
@@ -265,6 +266,10 @@ class StandInAPIServer:
     def fail_next(self, code: int, reason: str = "InternalError", count: int = 1) -> None:
         """The next `count` requests get this Status error."""
         self._call(lambda: self._failures.extend([(code, reason)] * count))
+
+    def send_raw(self, line: bytes) -> None:
+        """Write `line` as it is (hostile or broken) on every open watch."""
+        self._call(lambda: [w.queue.put_nowait(("RAW", line)) for w in self._watches])
 
     def bookmark(self) -> None:
         """A BOOKMARK now on every watch that asked for them."""
@@ -606,6 +611,10 @@ class StandInAPIServer:
                 kind, obj = "BOOKMARK", None
             if kind == "CLOSE":
                 return False
+            if kind == "RAW":
+                writer.write(b"%x\r\n%s\r\n" % (len(obj), obj))
+                await writer.drain()
+                continue
             if kind == "BOOKMARK":  # obj: the revision all events before it in the queue reach
                 if not bookmarks:
                     continue

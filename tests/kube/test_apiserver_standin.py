@@ -126,7 +126,8 @@ def test_expired_continue_is_the_recorded_410(apiserver, raw):
         apiserver.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     _, body = raw.request("GET", "/api/v1/namespaces?limit=1")
     token = json.loads(body)["metadata"]["continue"]
-    apiserver.compact()
+    apiserver.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "c"}})
+    apiserver.compact()  # the token's revision is now before the compacted history
     response, body = raw.request("GET", f"/api/v1/namespaces?limit=1&continue={token}")
     assert response.status == 410 and json.loads(body) == recorded("status-continue-expired.json")
 

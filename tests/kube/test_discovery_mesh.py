@@ -6,9 +6,12 @@ reach the proxy's view within a second; a dropped watch and a 410 Gone lose no u
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 _MESH_TESTS = str(Path(__file__).resolve().parent.parent / "mesh")
 if _MESH_TESTS not in sys.path:
@@ -143,3 +146,25 @@ def test_a_dropped_watch_and_a_410_lose_no_update(mesh, apiserver):
         cluster.wait_endpoints(expected, f"{address} after the watch came back ({'410' if compact else 'dropped'})")
     cluster.wait_answers({"reviews-0", "reviews-1", "reviews-2"})
     assert apiserver.objects(ENDPOINT_SLICES)[0]["endpoints"][2]["addresses"] == [ADDRESSES[2]]
+
+
+def test_the_first_configuration_served_already_has_the_cluster(mesh, apiserver):
+    """Stand-in API server answering slowly (every request delayed): the control server is not
+    ready, and serves no proxy, before its first lists are in; the first generation it serves
+    already holds the Service and its endpoint (never an empty registry)."""
+    apiserver.delay = 0.5
+    port, = free_ports(1)
+    app = mesh.app("reviews-0", host=ADDRESSES[0])
+    apiserver.apply(service(port))
+    apiserver.apply(endpoint_slice(app.port, {ADDRESSES[0]: True}))
+    mesh.write("sidecar.yaml", [egress_sidecar("productpage", CLIENT, port)])
+    control = mesh.control(extra=("--kubernetes", "--kubeconfig", str(apiserver.kubeconfig)), start=False)
+    control.start(wait=False)
+    wait_until(lambda: apiserver.requests, 10, 0.01, "the control server's first request")
+    with pytest.raises(OSError):  # nothing listens for proxies (nor /ready) before the lists are in
+        socket.create_connection(("127.0.0.1", control.port), timeout=1).close()
+    control.wait_ready()
+    client = mesh.proxy(control.port, "productpage", CLIENT)
+    synced = control.wait_synced(client.node_id)
+    assert synced["acked_version"] == "1", synced  # the first generation: discovery was in it
+    assert f"{ADDRESSES[0]}:{app.port}" in client.endpoints()

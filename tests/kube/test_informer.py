@@ -4,6 +4,7 @@ watch resumed without losing or repeating an update, 410 Gone relisting, backoff
 that is not served."""
 
 import asyncio
+import contextlib
 
 from kube_async import Changes, client_for, run
 from pymesh.control.kube.informer import Backoff, Informer
@@ -23,13 +24,29 @@ def names(informer: Informer) -> dict[str, dict]:
     return {o["metadata"]["name"]: o.get("metadata", {}).get("labels") or {} for o in informer.objects()}
 
 
-async def started(apiserver, resource=SERVICES, **options):
+@contextlib.asynccontextmanager
+async def informing(apiserver, resource=SERVICES, **options):
+    """A started informer on the stand-in (its client, changes and metrics), stopped after."""
     client = await client_for(apiserver)
     changes = Changes()
     metrics = ControlMetrics()
     informer = Informer(client, resource, changes, metrics=metrics, backoff=FAST, **options)
     informer.start()
-    return client, changes, informer, metrics
+    try:
+        yield changes, informer, metrics
+    finally:
+        await informer.stop()
+        await client.close()
+
+
+async def cut_watch(apiserver, changes: Changes, informer: Informer) -> None:
+    """Once synced and watching: watches paused, the open one cut, the informer asking again."""
+    await asyncio.wait_for(informer.synced.wait(), 10)
+    await changes.until(lambda: apiserver.open_watches(SERVICES), "the watch")
+    apiserver.pause_watches()
+    requests = apiserver.watch_requests
+    assert apiserver.drop_watches() == 1
+    await changes.until(lambda: apiserver.watch_requests > requests, "the informer to watch again")
 
 
 def counted(metrics: ControlMetrics, name: str, **labels) -> float:
@@ -38,15 +55,17 @@ def counted(metrics: ControlMetrics, name: str, **labels) -> float:
 
 def test_lists_in_pages_then_watches_changes(apiserver):
     """Stand-in API server. The first list comes in pages (limit) and sets synced; later creates,
-    updates and deletes reach the cache through the watch, each calling on_change once."""
+    updates and deletes reach the cache through the watch, each calling on_change once. The
+    cache holds no managedFields."""
     for i in range(7):
-        apiserver.apply(service(f"s{i}"))
+        apiserver.apply({**service(f"s{i}"), "metadata": {**service(f"s{i}")["metadata"],
+                                                          "managedFields": [{"manager": "kubectl"}]}})
 
     async def body():
-        client, changes, informer, metrics = await started(apiserver, page_size=3)
-        try:
+        async with informing(apiserver, page_size=3) as (changes, informer, metrics):
             await asyncio.wait_for(informer.synced.wait(), 10)
             assert set(names(informer)) == {f"s{i}" for i in range(7)}
+            assert not any("managedFields" in o["metadata"] for o in informer.objects())
             assert sum(1 for m, t in apiserver.requests if m == "GET" and "limit=3" in t) == 3
             before = changes.count
             apiserver.apply(service("s1", team="a"))
@@ -57,9 +76,6 @@ def test_lists_in_pages_then_watches_changes(apiserver):
             assert changes.count - before == 3
             assert counted(metrics, "pymesh_control_kube_events_total", resource="services", type="MODIFIED") == 1
             assert counted(metrics, "pymesh_control_kube_relists_total", resource="services") == 1
-        finally:
-            await informer.stop()
-            await client.close()
     run(body())
 
 
@@ -69,8 +85,7 @@ def test_bookmark_moves_the_resource_version_only(apiserver):
     apiserver.apply(service("a"))
 
     async def body():
-        client, changes, informer, _ = await started(apiserver)
-        try:
+        async with informing(apiserver) as (changes, informer, _):
             await asyncio.wait_for(informer.synced.wait(), 10)
             await changes.until(lambda: apiserver.open_watches(SERVICES), "the watch")
             apiserver.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "elsewhere"}})
@@ -79,9 +94,6 @@ def test_bookmark_moves_the_resource_version_only(apiserver):
             await changes.until(lambda: informer.resource_version != seen, "the bookmark")
             assert informer.resource_version == str(apiserver.revision)
             assert changes.count == count
-        finally:
-            await informer.stop()
-            await client.close()
     run(body())
 
 
@@ -93,16 +105,11 @@ def test_dropped_watch_resumes_without_losing_or_repeating_updates(apiserver):
     apiserver.apply(service("b"))
 
     async def body():
-        client, changes, informer, metrics = await started(apiserver)
-        try:
+        async with informing(apiserver) as (changes, informer, metrics):
             await asyncio.wait_for(informer.synced.wait(), 10)
-            await changes.until(lambda: apiserver.open_watches(SERVICES), "the watch")
             apiserver.apply(service("a", v="1"))
             await changes.until(lambda: names(informer)["a"] == {"v": "1"}, "the first update")
-            apiserver.pause_watches()
-            requests = apiserver.watch_requests
-            assert apiserver.drop_watches() == 1
-            await changes.until(lambda: apiserver.watch_requests > requests, "the informer to watch again")
+            await cut_watch(apiserver, changes, informer)
             count = changes.count
             apiserver.apply(service("a", v="2"))
             apiserver.delete(SERVICES, "b", "default")
@@ -112,9 +119,6 @@ def test_dropped_watch_resumes_without_losing_or_repeating_updates(apiserver):
             assert changes.count - count == 3
             assert counted(metrics, "pymesh_control_kube_relists_total", resource="services") == 1
             assert counted(metrics, "pymesh_control_kube_watch_restarts_total", resource="services", reason="error") >= 1
-        finally:
-            await informer.stop()
-            await client.close()
     run(body())
 
 
@@ -124,27 +128,19 @@ def gone_survived(apiserver, gone_as: str) -> None:
     apiserver.apply(service("b"))
 
     async def body():
-        client, changes, informer, metrics = await started(apiserver)
-        try:
-            await asyncio.wait_for(informer.synced.wait(), 10)
-            await changes.until(lambda: apiserver.open_watches(SERVICES), "the watch")
-            apiserver.pause_watches()
-            requests = apiserver.watch_requests
-            apiserver.drop_watches()
-            await changes.until(lambda: apiserver.watch_requests > requests, "the informer to watch again")
+        async with informing(apiserver) as (changes, informer, metrics):
+            await cut_watch(apiserver, changes, informer)
             apiserver.delete(SERVICES, "b", "default")
             apiserver.apply(service("a", v="2"))
             apiserver.apply(service("c"))
             apiserver.compact()  # the informer's resourceVersion is gone from the history
             apiserver.resume_watches()
             await changes.until(lambda: names(informer) == {"a": {"v": "2"}, "c": {}}, "the relisted state")
+            assert counted(metrics, "pymesh_control_kube_events_total", resource="services", type="DELETED") == 1
             assert counted(metrics, "pymesh_control_kube_relists_total", resource="services") == 2
             assert counted(metrics, "pymesh_control_kube_watch_restarts_total", resource="services", reason="gone") == 1
             apiserver.apply(service("d"))  # and the watch after the relist works
             await changes.until(lambda: "d" in names(informer), "a change after the relist")
-        finally:
-            await informer.stop()
-            await client.close()
     run(body())
 
 
@@ -168,15 +164,11 @@ def test_errors_back_off_and_recover(apiserver):
     apiserver.fail_next(503, "ServiceUnavailable")
 
     async def body():
-        client, changes, informer, metrics = await started(apiserver)
-        try:
+        async with informing(apiserver) as (changes, informer, metrics):
             await asyncio.wait_for(informer.synced.wait(), 10)
             assert set(names(informer)) == {"a"}
             assert counted(metrics, "pymesh_control_kube_watch_restarts_total", resource="services", reason="error") == 3
             assert informer.status()["synced"] and informer.status()["objects"] == 1
-        finally:
-            await informer.stop()
-            await client.close()
     run(body())
 
 
@@ -193,8 +185,7 @@ def test_a_resource_type_not_served_is_synced_empty_and_asked_again(apiserver, c
     the status's last error), the informer counts as synced with no objects, and once the CRD is
     served its objects arrive."""
     async def body():
-        client, changes, informer, _ = await started(apiserver, VIRTUAL_SERVICES, missing_retry=0.1)
-        try:
+        async with informing(apiserver, VIRTUAL_SERVICES, missing_retry=0.1) as (changes, informer, _):
             await asyncio.wait_for(informer.synced.wait(), 10)
             assert informer.missing and informer.objects() == [] and "404" in informer.status()["lastError"]
             await changes.until(lambda: sum(1 for _, t in apiserver.requests if "virtualservices" in t) >= 3,
@@ -206,7 +197,24 @@ def test_a_resource_type_not_served_is_synced_empty_and_asked_again(apiserver, c
                              "metadata": {"name": "reviews", "namespace": "default"}, "spec": {"hosts": ["reviews"]}})
             await changes.until(lambda: informer.objects(), "the VirtualService")
             assert not informer.missing and informer.objects()[0]["kind"] == "VirtualService"
-        finally:
-            await informer.stop()
-            await client.close()
+    run(body())
+
+
+def test_broken_watch_lines_do_not_end_the_informer(apiserver):
+    """Stand-in API server writing garbage on the watch (not JSON, an object without metadata, an
+    unknown type): each is an error the informer survives; it lists again and stays current."""
+    apiserver.apply(service("a"))
+
+    async def body():
+        async with informing(apiserver) as (changes, informer, _):
+            await asyncio.wait_for(informer.synced.wait(), 10)
+            for line in (b"{not json\n", b'{"type":"MODIFIED","object":{"metadata":"x"}}\n',
+                         b'{"type":"SURPRISE","object":{"metadata":{"resourceVersion":"1"}}}\n', b"[]\n"):
+                await changes.until(lambda: apiserver.open_watches(SERVICES), "a watch")
+                requests = apiserver.watch_requests
+                apiserver.send_raw(line)
+                await changes.until(lambda: apiserver.watch_requests > requests, f"a new watch after {line!r}")
+            apiserver.apply(service("b"))
+            await changes.until(lambda: set(names(informer)) == {"a", "b"}, "a change after the garbage")
+            assert informer.last_error
     run(body())

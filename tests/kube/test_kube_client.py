@@ -4,6 +4,7 @@ it would run against a real cluster."""
 
 import json
 import logging
+import sys
 
 import pytest
 
@@ -192,3 +193,49 @@ def test_default_kubeconfig(monkeypatch, tmp_path):
     monkeypatch.delenv("KUBECONFIG")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert default_kubeconfig() == tmp_path / ".kube" / "config"
+
+
+def test_an_exec_plugin_token_is_fetched_again_after_a_401(apiserver, tmp_path):
+    """Stand-in API server whose token changes (rotated): the kubeconfig's exec credential plugin
+    (as EKS, GKE and kind-with-OIDC use) is run again after the 401 and the request succeeds."""
+    token_file = tmp_path / "token"
+    token_file.write_text(apiserver.token)
+    plugin = tmp_path / "credential.py"
+    plugin.write_text("import json, sys\n"
+                      f"token = open({str(token_file)!r}).read()\n"
+                      "json.dump({'apiVersion': 'client.authentication.k8s.io/v1', 'kind': 'ExecCredential',"
+                      " 'status': {'token': token}}, sys.stdout)\n")
+    config = json.loads(apiserver.kubeconfig.read_text())
+    config["users"][0]["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+                                           "args": [str(plugin)], "interactiveMode": "Never"}}
+    path = tmp_path / "exec-kubeconfig"
+    path.write_text(json.dumps(config))
+
+    async def body():
+        client = await KubeClient.connect(path)
+        try:
+            assert (await client.list(SERVICES))["kind"] == "ServiceList"
+            apiserver.token = "rotated-token"
+            token_file.write_text("rotated-token")
+            assert (await client.list(SERVICES))["kind"] == "ServiceList"
+            assert sum(1 for m, t in apiserver.requests if t.startswith("/api/v1/services")) == 3  # one 401 retried
+        finally:
+            await client.close()
+    run(body())
+
+
+def test_plain_http_kubeconfig(tmp_path):
+    """Stand-in API server on plain HTTP (kubectl proxy's http://127.0.0.1:8001 shape): the same client."""
+    from apiserver import StandInAPIServer
+
+    with StandInAPIServer(tmp_path, tls=False, token=None) as plain:
+        plain.apply(service("a"))
+
+        async def body():
+            client = await KubeClient.connect(plain.kubeconfig)
+            try:
+                assert client.host.startswith("http://127.0.0.1:")
+                assert [i["metadata"]["name"] for i in (await client.list(SERVICES))["items"]] == ["a"]
+            finally:
+                await client.close()
+        run(body())

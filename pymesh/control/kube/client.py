@@ -44,6 +44,15 @@ class KubeApiError(Exception):
                    str(status.get("message") or ""), status)
 
 
+async def _lines(response: aiohttp.ClientResponse, resource: ResourceType) -> AsyncIterator[bytes]:
+    """The watch stream's lines; one longer than the read buffer is the server's error, not ours."""
+    try:
+        async for line in response.content:
+            yield line
+    except ValueError as error:  # aiohttp: "Line is too long"
+        raise KubeApiError(200, "BadResponse", f"a watch event of {resource.plural}: {error}") from None
+
+
 def default_kubeconfig() -> Path:
     """KUBECONFIG's first file, else ~/.kube/config, as kubectl looks."""
     env = os.environ.get("KUBECONFIG", "")
@@ -78,7 +87,7 @@ class KubeClient:
                 return cls(client.ApiClient(configuration))
             path = Path(kubeconfig) if kubeconfig is not None else default_kubeconfig()
             if not path.is_file():
-                raise FileNotFoundError(f"no kubeconfig at {path} and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
+                raise ValueError(f"no kubeconfig at {path} and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
             loader = await config.load_kube_config(config_file=str(path), context=context,
                                                    client_configuration=configuration, persist_config=False)
         except config.ConfigException as error:
@@ -164,7 +173,7 @@ class KubeClient:
                 if isinstance(status, dict) and status.get("kind") == "Status":
                     raise KubeApiError.from_status(status, response.status)
                 raise KubeApiError(response.status, response.reason or "", f"watch {resource.plural}")
-            async for line in response.content:
+            async for line in _lines(response, resource):
                 if not line.strip():
                     continue
                 try:

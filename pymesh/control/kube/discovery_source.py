@@ -28,13 +28,15 @@ class KubernetesDiscovery:
                  domain: str = discovery.DOMAIN, **informer_options) -> None:
         self._notify, self._domain = notify, domain
         scopes = tuple(namespaces) or (None,)
-
-        def informers(resource):
-            return [Informer(client, resource, self._changed, namespace=ns, metrics=metrics, **informer_options)
-                    for ns in scopes]
-        self._by_resource = {resource: informers(resource) for resource in (SERVICES, ENDPOINT_SLICES, PODS)}
+        options = {"metrics": metrics, **informer_options}
+        # each type named in its call: the RBAC test (tests/kube/test_manifests.py) reads them
+        self._by_resource = {
+            SERVICES: [Informer(client, SERVICES, self._changed, namespace=ns, **options) for ns in scopes],
+            ENDPOINT_SLICES: [Informer(client, ENDPOINT_SLICES, self._changed, namespace=ns, **options) for ns in scopes],
+            PODS: [Informer(client, PODS, self._changed, namespace=ns, **options) for ns in scopes],
+        }
         if not namespaces:  # namespace labels (the network) need the cluster-wide list; with --namespace, none
-            self._by_resource[NAMESPACES] = informers(NAMESPACES)
+            self._by_resource[NAMESPACES] = [Informer(client, NAMESPACES, self._changed, **options)]
         self.informers = [i for group in self._by_resource.values() for i in group]
         self._discovered: discovery.Discovered | None = None
         self._merged: tuple[model.MeshConfig, model.MeshConfig] | None = None  # (store config, merged)

@@ -41,6 +41,15 @@ class Gone(Exception):
     """The watch's resourceVersion is no longer in the server's history."""
 
 
+def stripped(obj: dict) -> dict:
+    """The object without metadata.managedFields (often half its size, read by no consumer), as
+    Istio's informers strip it."""
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict) and "managedFields" in metadata:
+        return {**obj, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
+    return obj
+
+
 def object_key(obj: dict) -> tuple[str, str]:
     metadata = obj.get("metadata") or {}
     return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
@@ -118,6 +127,11 @@ class Informer:
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
                 failures += 1
                 await self._failed(error, failures)
+            except Exception as error:  # a malformed object must not end the informer: log, back off, relist
+                log.exception("kubernetes: %s: unexpected error", self.resource.plural)
+                self.resource_version = None
+                failures += 1
+                await self._failed(error, failures)
 
     def _not_served(self, error: KubeApiError) -> None:
         if not self.missing:
@@ -139,8 +153,10 @@ class Informer:
     async def _relist(self) -> None:
         # a 410 here (a continue token expired between pages) backs off and lists again from the start
         listed = await self._client.list_all(self.resource, self.namespace, self._page_size)
-        fresh = {object_key(obj): obj for obj in listed.get("items") or []}
+        fresh = {object_key(obj): stripped(obj) for obj in listed.get("items") or []}
         changed = fresh != self._cache
+        for _ in self._cache.keys() - fresh.keys():  # gone while we were not watching
+            self._count("kube_events", type="DELETED")
         self._cache = fresh
         self.resource_version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
         self.missing, self.last_error = False, None
@@ -161,7 +177,7 @@ class Informer:
             raise
 
     def _apply(self, event: dict) -> None:
-        kind, obj = event.get("type"), event["object"]
+        kind, obj = event.get("type"), stripped(event["object"])
         if kind == "ERROR":
             error = KubeApiError.from_status(obj)
             if error.gone:
