@@ -16,7 +16,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Awaitable, Callable, Iterable, Sequence
 
 from pymesh.api import limits as input_limits, model
 from pymesh.api.errors import ConfigError
@@ -195,7 +195,7 @@ class _Reporter:
             event = config_status.rejection_event(unit.obj, errors, unit.good is not None, self._clock(),
                                                   self._instance)
             self._writer.offer(("event", key), f"an Event regarding {unit.name}",
-                               lambda: self._client.create(EVENTS, event))
+                               self._unless_failed(self._evented, key, lambda: self._client.create(EVENTS, event)))
         elif not errors:
             self._evented.pop(key, None)
         if unit.resource.group != GATEWAY_API_GROUP:
@@ -218,8 +218,21 @@ class _Reporter:
         namespace, name = key[2], key[3]
         # a JSON merge patch (what a CRD's status takes) deletes a field only when it is null
         patch = {"status": {**{k: None for k in current if k not in status}, **status}}
-        self._writer.offer(("status", key), f"the status of {unit.name}",
-                           lambda: self._client.patch(resource, name, patch, namespace or None, subresource="status"))
+        self._writer.offer(("status", key), f"the status of {unit.name}", self._unless_failed(
+            self._sent, key, lambda: self._client.patch(resource, name, patch, namespace or None, subresource="status")))
+
+    @staticmethod
+    def _unless_failed(memo: dict, key: Key, write: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        """`write`, forgetting that it was sent if it fails, so that the next update sends it again."""
+        async def attempt() -> None:
+            sent = memo.get(key)
+            try:
+                await write()
+            except Exception:
+                if memo.get(key) is sent:
+                    memo.pop(key, None)
+                raise
+        return attempt
 
 
 def _key(unit: ObjectUnit) -> Key:
