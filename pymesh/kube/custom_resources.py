@@ -64,6 +64,23 @@ def _custom_resource(kind: Kind) -> CustomResource:
 # every kind the loader implements, except the core ConfigMap (Istio's mesh config, not a CRD)
 CUSTOM_RESOURCES = tuple(_custom_resource(kind) for kind in ALL_KINDS if kind.spec is not None and kind.api != CORE)
 
+# watched to notice a CRD installed or upgraded at once, as Istio's CRD watcher does
+CRDS = ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+                    namespaced=False)
+
+
+def crd_serves(crd: object, resource: CustomResource) -> bool:
+    """Whether a CustomResourceDefinition (as the API server returns it) serves `resource` at
+    one of the versions pymesh reads."""
+    spec = crd.get("spec") if isinstance(crd, dict) else None
+    if not isinstance(spec, dict) or spec.get("group") != resource.group:
+        return False
+    names = spec.get("names") if isinstance(spec.get("names"), dict) else {}
+    if names.get("plural") != resource.versions[0].plural:
+        return False
+    ours = {version.version for version in resource.versions}
+    return any(isinstance(v, dict) and v.get("served") and v.get("name") in ours for v in spec.get("versions") or [])
+
 
 def source_name(obj: object) -> str:
     """`<kind> <namespace>/<name>`, as Istio names a resource in its messages; readable for

@@ -10,76 +10,13 @@ from __future__ import annotations
 
 import copy
 import subprocess
-import sys
-from pathlib import Path
 
-import yaml
+from bookinfo_crs import HOST, HTTP_ROUTE, INSTALLED, K8S_GATEWAY, VS, Bookinfo, sample
+from mesh_harness import mesh, wait_until  # noqa: F401  (the fixture)
+from proxy_harness import pymesh_command
 
-_MESH_TESTS = str(Path(__file__).resolve().parent.parent / "mesh")
-if _MESH_TESTS not in sys.path:
-    sys.path.insert(0, _MESH_TESTS)
-
-from mesh_harness import CLIENT, answers_from, egress_sidecar, mesh, wait_until  # noqa: E402,F401
-from proxy_harness import endpoint, free_ports, pymesh_command, service_entry  # noqa: E402
-
-from pymesh.kube.custom_resources import CUSTOM_RESOURCES  # noqa: E402
-from pymesh.kube.resources import EVENTS  # noqa: E402
-
-SAMPLES = Path(__file__).resolve().parent.parent / "api" / "data" / "istio_samples" / "bookinfo"
-HOST = "reviews.default.svc.cluster.local"
-TYPES = {(r.group, r.kind.name): r.versions[0] for r in CUSTOM_RESOURCES}
-VS = TYPES[("networking.istio.io", "VirtualService")]
-DR = TYPES[("networking.istio.io", "DestinationRule")]
-HTTP_ROUTE = TYPES[("gateway.networking.k8s.io", "HTTPRoute")]
-K8S_GATEWAY = TYPES[("gateway.networking.k8s.io", "Gateway")]
-INSTALLED = [VS, DR, TYPES[("networking.istio.io", "ServiceEntry")], TYPES[("networking.istio.io", "Sidecar")],
-             HTTP_ROUTE, K8S_GATEWAY]  # Telemetry, AuthorizationPolicy... are not: their CRDs are "not installed"
-
-
-def sample(name: str, kind: str = "", resource_name: str = "", served=TYPES) -> dict:
-    """One resource of an Istio bookinfo sample, in namespace default (as `kubectl apply -n default`),
-    at the version `served` (the real API server converts between the versions a CRD serves; the
-    stand-in serves one per kind)."""
-    for doc in yaml.safe_load_all((SAMPLES / name).read_text()):
-        if doc and (not kind or doc["kind"] == kind) and (not resource_name or doc["metadata"]["name"] == resource_name):
-            doc["metadata"].setdefault("namespace", "default")
-            doc["apiVersion"] = served[(doc["apiVersion"].split("/")[0], doc["kind"])].api_version
-            return doc
-    raise LookupError(f"{name}: no {kind} {resource_name}")
-
-
-class Bookinfo:
-    """reviews v1, v2, v3 (real upstream apps) behind a client sidecar; the ServiceEntry and the
-    Sidecar as custom resources too; the control server on the stand-in's kubeconfig."""
-
-    def __init__(self, mesh, apiserver, *options: str, installed=INSTALLED):
-        for resource in installed:
-            apiserver.serve(resource)
-        self.served = {**TYPES, **{(r.group, r.kind): r for r in installed}}
-        self.apiserver = apiserver
-        self.port = free_ports(1)[0]
-        self.apps = {v: mesh.app(v) for v in ("v1", "v2", "v3")}
-        se = service_entry([(self.port, "http")], [endpoint(app, {"version": v}) for v, app in self.apps.items()],
-                           host=HOST, name="reviews")
-        apiserver.apply(se)
-        apiserver.apply(egress_sidecar("productpage", CLIENT, self.port))
-        apiserver.apply(self.sample("destination-rule-reviews.yaml", "DestinationRule", "reviews"))
-        apiserver.apply(self.sample("virtual-service-all-v1.yaml", "VirtualService", "reviews"))
-        self.control = mesh.control(extra=("--kubernetes", "--kubeconfig", str(apiserver.kubeconfig),
-                                           "--debounce", "0.05", *options))
-        self.client = mesh.proxy(self.control.port, "productpage", CLIENT)
-        self.control.wait_synced(self.client.node_id)
-
-    def sample(self, name: str, kind: str = "", resource_name: str = "") -> dict:
-        return sample(name, kind, resource_name, self.served)
-
-    def versions(self, n: int = 12) -> set:
-        answers = answers_from(self.port, HOST, n)
-        assert all(status == 200 for status, _ in answers), answers
-        return {upstream for _, upstream in answers}
-
-    def wait_versions(self, expected: set, what: str) -> None:
-        wait_until(lambda: self.versions() == expected, what=what)
+from pymesh.kube.custom_resources import CRDS, CUSTOM_RESOURCES
+from pymesh.kube.resources import EVENTS
 
 
 def test_bookinfo_custom_resources_route_and_an_invalid_update_keeps_the_last_good(mesh, apiserver):
@@ -240,3 +177,21 @@ def test_a_cluster_whose_crd_serves_only_an_older_version_is_read_at_that_versio
     kinds = {kind["resource"]: kind for kind in bookinfo.control.status()["kubernetes"]}
     assert kinds["virtualservices"]["version"] == "v1alpha3" and not kinds["virtualservices"]["missing"]
     assert bookinfo.versions() == {"v1"}
+
+
+def test_a_crd_installed_later_is_read_at_once_not_at_the_next_slow_retry(mesh, apiserver):
+    """The CRD watch notices it (Istio's CRD watcher): well before the 30 s retry of a kind not served."""
+    bookinfo = Bookinfo(mesh, apiserver, installed=[CRDS, *[r for r in INSTALLED if r != VS]])
+    assert bookinfo.versions(24) == {"v1", "v2", "v3"}  # no VirtualService kind: every version answers
+    apiserver.serve(VS)
+    apiserver.apply(sample("virtual-service-reviews-v3.yaml"))
+    apiserver.apply({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "virtualservices.networking.istio.io"},
+        "spec": {"group": "networking.istio.io", "scope": "Namespaced",
+                 "names": {"plural": "virtualservices", "singular": "virtualservice", "kind": "VirtualService",
+                           "listKind": "VirtualServiceList", "shortNames": ["vs"]},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                                              "x-kubernetes-preserve-unknown-fields": True}}}]}})
+    bookinfo.wait_versions({"v3"}, "the VirtualService of the CRD installed later in force")

@@ -6,7 +6,9 @@ import copy
 import pytest
 
 from pymesh.api.limits import Limits
-from pymesh.kube.custom_resources import CUSTOM_RESOURCES, configured, load_object, plural, source_name, validate
+from pymesh.kube.custom_resources import (
+    CUSTOM_RESOURCES, configured, crd_serves, load_object, plural, source_name, validate,
+)
 
 REVIEWS = {
     "apiVersion": "networking.istio.io/v1",
@@ -125,3 +127,27 @@ def test_configured_ignores_status_and_bookkeeping():
 ])
 def test_source_name(obj, expected):
     assert source_name(obj) == expected
+
+
+def crd(group="networking.istio.io", plural="virtualservices", versions=(("v1", True),)):
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{group}"},
+            "spec": {"group": group, "names": {"plural": plural, "kind": "VirtualService"}, "scope": "Namespaced",
+                     "versions": [{"name": name, "served": served, "storage": True} for name, served in versions]}}
+
+
+VIRTUAL_SERVICES = next(c for c in CUSTOM_RESOURCES if c.kind.name == "VirtualService")
+
+
+@pytest.mark.parametrize("obj, serves", [
+    (crd(), True),
+    (crd(versions=(("v1", False), ("v1alpha3", True))), True),  # an older Istio's CRD
+    (crd(versions=(("v1", False),)), False),
+    (crd(versions=(("v2", True),)), False),  # a version pymesh does not read
+    (crd(group="networking.example.com"), False),
+    (crd(plural="destinationrules"), False),
+    ({"spec": "nonsense"}, False),
+    ("not a CRD", False),
+])
+def test_crd_serves(obj, serves):
+    assert crd_serves(obj, VIRTUAL_SERVICES) is serves

@@ -16,7 +16,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Awaitable, Callable, Iterable, Sequence
 
 from pymesh.api import limits as input_limits, model
 from pymesh.api.errors import ConfigError
@@ -28,7 +28,9 @@ from pymesh.control.kube.informer import Informer
 from pymesh.control.kube.status_writer import StatusWriter
 from pymesh.control.store import settle
 from pymesh.kube import config_status
-from pymesh.kube.custom_resources import CUSTOM_RESOURCES, CustomResource, configured, load_object, source_name
+from pymesh.kube.custom_resources import (
+    CRDS, CUSTOM_RESOURCES, CustomResource, configured, crd_serves, load_object, source_name,
+)
 from pymesh.kube.resources import EVENTS, Access, ResourceType
 from pymesh.routing.gateway_api.conditions import ObjectStatus
 
@@ -199,7 +201,7 @@ class _Reporter:
             event = config_status.rejection_event(unit.obj, errors, unit.good is not None, self._clock(),
                                                   self._instance)
             self._writer.offer(("event", key), f"an Event regarding {unit.name}",
-                               lambda: self._client.create(EVENTS, event))
+                               self._unless_failed(self._evented, key, lambda: self._client.create(EVENTS, event)))
         elif not errors:
             self._evented.pop(key, None)
         if unit.resource.group != GATEWAY_API_GROUP:
@@ -222,8 +224,21 @@ class _Reporter:
         namespace, name = key[2], key[3]
         # a JSON merge patch (what a CRD's status takes) deletes a field only when it is null
         patch = {"status": {**{k: None for k in current if k not in status}, **status}}
-        self._writer.offer(("status", key), f"the status of {unit.name}",
-                           lambda: self._client.patch(resource, name, patch, namespace or None, subresource="status"))
+        self._writer.offer(("status", key), f"the status of {unit.name}", self._unless_failed(
+            self._sent, key, lambda: self._client.patch(resource, name, patch, namespace or None, subresource="status")))
+
+    @staticmethod
+    def _unless_failed(memo: dict, key: Key, write: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        """`write`, forgetting that it was sent if it fails, so that the next update sends it again."""
+        async def attempt() -> None:
+            sent = memo.get(key)
+            try:
+                await write()
+            except Exception:
+                if memo.get(key) is sent:
+                    memo.pop(key, None)
+                raise
+        return attempt
 
 
 def _key(unit: ObjectUnit) -> Key:
@@ -290,6 +305,17 @@ class ServedVersion:
         for informer in self.informers:
             await informer.stop()
 
+    @property
+    def missing(self) -> bool:
+        return self._active().missing
+
+    async def retry(self) -> None:
+        """Ask again now for the versions not served (their CRD was just installed or changed)."""
+        for informer in self.informers:
+            if informer.missing:
+                await informer.stop()
+                informer.start()
+
 
 class CustomResources:
     """What `--kubernetes` adds for configuration: an informer on every config kind (a kind
@@ -305,16 +331,29 @@ class CustomResources:
         self.kinds = [ServedVersion(kind, informer) for kind in CUSTOM_RESOURCES]
         self.source = CustomResourceSource([(kind.kind, kind) for kind in self.kinds], notify, limits,
                                            self.writer, client)
+        self.crds = Informer(client, CRDS, self._crds_changed, metrics=metrics, missing_retry=missing_retry)
         self._writing: asyncio.Task | None = None
+        self._retries: set[asyncio.Task] = set()
 
     def _on_change(self) -> None:
         self.source.on_change()
+
+    def _crds_changed(self) -> None:
+        """A kind not served whose CRD now serves it is asked for again at once, not in 30 s."""
+        crds = self.crds.objects()
+        for kind in self.kinds:
+            if kind.missing and any(crd_serves(crd, kind.kind) for crd in crds):
+                log.info("kubernetes: the CRD of %s.%s is installed; listing it", kind.resource.plural, kind.kind.group)
+                task = asyncio.get_running_loop().create_task(kind.retry())
+                self._retries.add(task)
+                task.add_done_callback(self._retries.discard)
 
     async def start(self, sync_timeout: float = 30.0) -> None:
         """Start watching; return once every kind is listed (or missing), at most `sync_timeout`
         seconds, so the first configuration served is the cluster's, not an empty one."""
         for kind in self.kinds:
             kind.start()
+        self.crds.start()  # not waited for: it only speeds up noticing CRDs installed later
         self._writing = asyncio.get_running_loop().create_task(self.writer.run(), name="kubernetes status writer")
         try:
             await asyncio.wait_for(asyncio.gather(*(k.synced.wait() for k in self.kinds)), sync_timeout)
@@ -324,6 +363,10 @@ class CustomResources:
                       ", ".join(waiting), sync_timeout)
 
     async def stop(self) -> None:
+        await self.crds.stop()
+        for task in list(self._retries):
+            task.cancel()
+        await asyncio.gather(*self._retries, return_exceptions=True)
         for kind in self.kinds:
             await kind.stop()
         if self._writing is not None:
