@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pymesh.kube.custom_resources import CUSTOM_RESOURCES, CustomResource
 
 CLUSTER_SCOPED = frozenset({"GatewayClass"})  # listed cluster-wide even for one namespace
+# none of the control server's ClusterRole: `pymesh analyze` lists as the user whose kubeconfig it is
+API_ACCESS = ()
 
 
 @dataclass
