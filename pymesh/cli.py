@@ -18,7 +18,9 @@ SUBCOMMAND_MODULES = (
     "pymesh.api.analyze",  # pymesh analyze
     "pymesh.explain_command",  # pymesh explain
     "pymesh.capture.command",  # pymesh iptables
+    "pymesh.kube_inject_command",  # pymesh kube-inject, kube-uninject
     "pymesh.control.command",  # pymesh control serve|status
+    "pymesh.control.proxy_status",  # pymesh proxy-status (istioctl's name)
     "pymesh.control.ca_command",  # pymesh ca init|issue
     "pymesh.control.dashboard",  # pymesh dashboard prometheus-config
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -33,10 +34,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the control server", description=(
         "Serve the configuration in --config-dir to proxies. A file that fails validation is rejected "
         "(see /status) and its last good version stays in force."))
-    serve.add_argument("--config-dir", required=True, metavar="DIR", help="directory of *.yaml resources, watched")
+    serve.add_argument("--config-dir", metavar="DIR",
+                       help="directory of *.yaml resources, watched (required unless --kubernetes)")
     serve.add_argument("--mesh-config", metavar="FILE",
                        help="Istio's MeshConfig YAML (istiod's /etc/istio/config/mesh: extensionProviders, "
                        "defaultProviders, accessLogFile...), in force instead of an istio ConfigMap in --config-dir")
+    kube = serve.add_argument_group("Kubernetes (docs/kubernetes.md)")
+    kube.add_argument("--kubernetes", action="store_true",
+                      help="discover Services, EndpointSlices, Pods and Namespaces from the API server (the "
+                      "services <name>.<namespace>.svc.cluster.local and their ready endpoints), read Istio's "
+                      "and the Gateway API's custom resources as a second config source (each object validated "
+                      "on its own, its last good version kept), publish the mesh root as the pymesh-ca-root-cert "
+                      "ConfigMap in every namespace, and let proxies bootstrap with their projected ServiceAccount "
+                      "token (audience --token-audience), proven by a TokenReview before a certificate is signed "
+                      "for exactly that namespace and account; proxies are served once the first lists are in")
+    kube.add_argument("--namespace", dest="namespaces", action="append", default=[], metavar="NS",
+                      help="discover only in this namespace (repeat for more; default: every namespace)")
+    kube.add_argument("--kubeconfig", metavar="FILE",
+                      help="the API server's kubeconfig (default: in the cluster, else KUBECONFIG or ~/.kube/config)")
+    kube.add_argument("--kube-context", metavar="NAME", help="the kubeconfig's context (default: its current one)")
+    kube.add_argument("--token-audience", default="pymesh-ca", metavar="AUD",
+                      help="the audience projected tokens must be for (default pymesh-ca)")
+    kube.add_argument("--token-review-timeout", type=_seconds, default=5.0, metavar="SECONDS",
+                      help="a TokenReview not answered in time refuses the request (default 5)")
+    kube.add_argument("--root-cert-resync", type=_seconds, default=60.0, metavar="SECONDS",
+                      help="how often every namespace's pymesh-ca-root-cert ConfigMap (the mesh root that injected "
+                      "pods mount) is checked and repaired; new namespaces get it at once (default 60)")
     serve.add_argument("--listen", type=_address, default=("127.0.0.1", 15010), metavar="ADDR:PORT",
                        help="where proxies connect (default 127.0.0.1:15010)")
     serve.add_argument("--admin", type=_address, default=("127.0.0.1", 15014), metavar="ADDR:PORT",
@@ -70,6 +93,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     security.add_argument("--ca-root", metavar="FILE", help="plug-in CA: the trust bundle, one or more roots (root-cert.pem)")
     security.add_argument("--max-connections-per-identity", type=int, default=256, metavar="N",
                           help="push streams one identity may hold (its replicas; default 256)")
+    webhook = serve.add_argument_group("admission webhooks in Kubernetes (docs/kubernetes.md)")
+    webhook.add_argument("--webhook-listen", type=_address, metavar="ADDR:PORT",
+                         help="serve HTTPS POST /inject and /validate here for the API server (the manifests "
+                         "use 0.0.0.0:15017, as istiod); default off")
+    webhook.add_argument("--webhook-cert-dir", metavar="DIR",
+                         help="tls.crt and tls.key (and ca.crt) of the webhook, e.g. a cert-manager Secret; "
+                         "reloaded when they change; default: issued by the mesh CA for the Service's names")
+    webhook.add_argument("--injection-settings", metavar="FILE",
+                         help="the injector's settings YAML, or the ConfigMap holding it in data.settings (what "
+                         "`pymesh kube-inject --settings` reads); default: the built-in settings")
+    webhook.add_argument("--webhook-ca-bundle", choices=("patch", "off"),
+                         default="patch" if os.environ.get("KUBERNETES_SERVICE_HOST") else "off",
+                         help="patch: keep the caBundle of the pymesh-sidecar-injector and pymesh-validator webhook "
+                         "configurations equal to the webhook certificate's CA, through the API server (default in "
+                         "a cluster); off: cert-manager's inject-ca-from or you fill it")
+    webhook.add_argument("--webhook-service", default="pymesh-control", metavar="NAME",
+                         help="the Service the API server calls (default pymesh-control)")
+    webhook.add_argument("--webhook-namespace", default=os.environ.get("POD_NAMESPACE") or "pymesh-system",
+                         metavar="NS", help="its namespace [$POD_NAMESPACE, default pymesh-system]")
     input_limits.add_arguments(serve)
     bounds.add_arguments(serve)
     serve.set_defaults(func=run_serve)
@@ -103,9 +145,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from pymesh.control.authority import CaOptions
     from pymesh.control.ca_store import PluginFiles
+    from pymesh.control.kube.options import KubeOptions
     from pymesh.control.server import ControlOptions, ControlServer
 
-    if not os.path.isdir(args.config_dir):
+    if args.config_dir is None and not args.kubernetes:
+        print("pymesh control serve: --config-dir DIR is required (or --kubernetes)", file=sys.stderr)
+        return 2
+    if args.namespaces and not args.kubernetes:
+        print("pymesh control serve: --namespace needs --kubernetes", file=sys.stderr)
+        return 2
+    if args.config_dir is not None and not os.path.isdir(args.config_dir):
         print(f"pymesh control serve: --config-dir {args.config_dir}: not a directory", file=sys.stderr)
         return 1
     if bool(args.ca_cert) != bool(args.ca_key) or (args.ca_chain or args.ca_root) and not args.ca_cert:
@@ -135,13 +184,31 @@ def run_serve(args: argparse.Namespace) -> int:
         limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
         ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),
         max_per_identity=max(0, args.max_connections_per_identity), mesh_config=args.mesh_config or "",
+        kubernetes=KubeOptions(args.kubeconfig, args.kube_context, args.token_audience, args.token_review_timeout,
+                               max(0.1, args.root_cert_resync), tuple(args.namespaces)) if args.kubernetes else None,
     )
     try:
+        options = dataclasses.replace(options, webhook=_webhook_options(args))
         server = ControlServer(options)
     except (OSError, ValueError) as exc:
         print(f"pymesh control serve: cannot start: {exc}", file=sys.stderr)
         return 1
     return asyncio.run(_serve(server))
+
+
+def _webhook_options(args: argparse.Namespace):
+    if args.webhook_listen is None:
+        return None
+    from pymesh.control.kube.webhooks import WebhookOptions
+    from pymesh.kube.inject_settings import MAX_SETTINGS_BYTES, InjectSettings, load_settings
+
+    settings = InjectSettings()
+    if args.injection_settings:  # OSError and InjectError (a ValueError): refused at start, by run_serve
+        with open(args.injection_settings, encoding="utf-8") as stream:
+            settings = load_settings(stream.read(MAX_SETTINGS_BYTES + 1))
+    return WebhookOptions(args.webhook_listen, args.webhook_cert_dir or "", args.webhook_service,
+                          args.webhook_namespace, settings, patch_ca_bundle=args.webhook_ca_bundle == "patch",
+                          kubeconfig=args.kubeconfig)
 
 
 async def _serve(server) -> int:
@@ -152,25 +219,24 @@ async def _serve(server) -> int:
     try:
         await server.start()
     except OSError as exc:
-        print(f"pymesh control: cannot listen: {exc}", file=sys.stderr)
+        print(f"pymesh control: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # --kubernetes without the client library or with an unusable kubeconfig
+        print(f"pymesh control: cannot start: {exc}", file=sys.stderr)
         return 1
     (host, port), (admin_host, admin_port) = server.listen_address, server.admin_address
     print(f"pymesh control: serving on {host}:{port}, admin on {admin_host}:{admin_port}", flush=True)
+    if server.webhooks is not None:
+        print("pymesh control: webhooks on https://%s:%d" % server.webhooks.address, flush=True)
     await stop.wait()
     await server.stop()
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from pymesh.control.status import Unreachable, fetch, format_status
+    from pymesh.control.status import format_status, show
 
-    try:
-        data = fetch(*args.server)
-    except Unreachable as exc:
-        print(f"pymesh control status: {exc}", file=sys.stderr)
-        return 1
-    print(format_status(data))
-    return 0
+    return show(args.server, format_status, "pymesh control status")
 
 
 def run_token_create(args: argparse.Namespace) -> int:

@@ -16,16 +16,20 @@ not read what it sends either (PINGs and SETTINGS would otherwise queue their an
 With TLS (the default; `--insecure` keeps plain TCP), the connection's verified client
 certificate, if any, is read once after the handshake: the push stream is refused (401) without
 one, and the unary paths (`requests`: signing, the trust bundle) get it to decide themselves.
+A unary handler may answer with an awaitable (signing with a TokenReview asks the API server):
+the answer is sent when it completes, unless the connection went away meanwhile; such answers
+in flight are bounded by the connection's concurrent streams.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import socket
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Awaitable, Callable, Mapping
 
 import h2.config
 import h2.connection
@@ -57,8 +61,9 @@ class Request:
     peer: str  # address, for logs
 
 
-# path -> (method, handler returning (status, content type, body))
-Requests = Mapping[str, tuple[str, Callable[[Request], tuple[int, str, bytes]]]]
+# path -> (method, handler returning (status, content type, body), or an awaitable of it)
+Answer = tuple[int, str, bytes]
+Requests = Mapping[str, tuple[str, Callable[[Request], Answer | Awaitable[Answer]]]]
 
 
 class Stream:
@@ -119,6 +124,7 @@ class ControlConnection(asyncio.Protocol):
         self._opened = 0  # streams accepted so far
         self._opened_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._answering: set[asyncio.Task] = set()  # awaitable unary answers in flight
 
     # --- asyncio.Protocol -----------------------------------------------------------------
 
@@ -172,6 +178,8 @@ class ControlConnection(asyncio.Protocol):
             self._timer = None
         for stream in list(self._streams.values()):
             self._forget(stream)
+        for task in list(self._answering):
+            task.cancel()
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -341,7 +349,24 @@ class ControlConnection(asyncio.Protocol):
         except Exception:
             log.exception("%s %s failed", method, headers[":path"])
             answer = (500, "text/plain", b"internal error\n")
+        if not inspect.isawaitable(answer):
+            return self._send_answer(sid, answer)
+        task = asyncio.ensure_future(answer)
+        self._answering.add(task)
+        task.add_done_callback(lambda done: self._answered(sid, headers[":path"], done))
+
+    def _answered(self, sid: int, path: str, task: asyncio.Task) -> None:
+        """An awaitable answer completed: sent, if its connection is still there."""
+        self._answering.discard(task)
+        if task.cancelled() or self.transport is None or self.transport.is_closing():
+            return
+        if task.exception() is not None:
+            log.error("%s failed", path, exc_info=task.exception())
+            answer = (500, "text/plain", b"internal error\n")
+        else:
+            answer = task.result()
         self._send_answer(sid, answer)
+        self._write()
 
     def _send_answer(self, sid: int, answer: tuple[int, str, bytes]) -> None:
         status, content_type, body = answer

@@ -5,7 +5,8 @@ Besides pymesh's own names, istiod's (pilot/pkg/xds/monitoring.go) where pymesh 
 thing, so Istio's control-plane dashboards and alerts read them unchanged: pilot_xds (connected
 proxies), pilot_services and pilot_virt_services, pilot_xds_pushes and pilot_total_xds_rejects by xDS type, pilot_xds_push_time,
 pilot_xds_config_size_bytes, pilot_proxy_convergence_time, pilot_total_xds_internal_errors,
-istio_build, and the process_* metrics. A snapshot carries listeners, routes, clusters and
+istio_build, the admission webhooks' sidecar_injection_*_total and galley_validation_*, and the
+process_* metrics. A snapshot carries listeners, routes, clusters and
 endpoints, so one snapshot push (or NACK) counts once for each of lds, rds, cds and eds; an
 endpoints message counts for eds.
 """
@@ -93,6 +94,17 @@ class ControlMetrics:
                                           registry=r)
         self.autoreg_deletes = Counter("auto_registration_deletes",
                                        "Total number of auto registration cleaned up by periodic timer.", registry=r)
+        # the Kubernetes informers (pymesh.control.kube.informer), by resource type (plural)
+        self.kube_watch_restarts = Counter(
+            "pymesh_control_kube_watch_restarts",
+            "Watches of the API server started again, by resource and reason (ended, gone, error).",
+            ["resource", "reason"], registry=r)
+        self.kube_relists = Counter("pymesh_control_kube_relists",
+                                    "Full lists of a resource from the API server (the first and after 410 Gone).",
+                                    ["resource"], registry=r)
+        self.kube_events = Counter("pymesh_control_kube_events",
+                                   "Watch events applied to the caches, by resource and type (ADDED, MODIFIED, DELETED).",
+                                   ["resource", "type"], registry=r)
         self.connections = Gauge("pymesh_control_connections", "Open connections, said hello or not.", registry=r)
         self.buffered = Gauge(
             "pymesh_control_buffered_bytes", "Bytes of partial messages held for all connections.", registry=r
@@ -106,7 +118,20 @@ class ControlMetrics:
             self.xds_pushes.inc(0, type=kind)
             self.xds_rejects.inc(0, type=kind)
         self.internal_errors = Sum("pilot_total_xds_internal_errors", "Total number of internal XDS errors in pilot.")
-        self._sums = (self.xds_pushes, self.xds_rejects, self.internal_errors)
+        # the admission webhooks, istiod's names (pkg/kube/inject/monitoring.go,
+        # pkg/webhooks/validation/server/monitoring.go)
+        self.injections = {outcome: Sum(f"sidecar_injection_{outcome}_total", help_text) for outcome, help_text in (
+            ("requests", "Total number of sidecar injection requests."),
+            ("success", "Total number of successful sidecar injection requests."),
+            ("skip", "Total number of skipped sidecar injection requests."),
+            ("failure", "Total number of failed sidecar injection requests."))}
+        self.validation_passed = Sum("galley_validation_passed", "Resource is valid.", ("group", "version", "resource"))
+        self.validation_failed = Sum("galley_validation_failed", "Resource validation failed.",
+                                     ("group", "version", "resource", "reason"))
+        self.validation_http_error = Sum("galley_validation_http_error", "Resource validation http serve errors.",
+                                         ("status",))
+        self._sums = (self.xds_pushes, self.xds_rejects, self.internal_errors, *self.injections.values(),
+                      self.validation_passed, self.validation_failed, self.validation_http_error)
         self.push_time = Histogram("pilot_xds_push_time", "Total time in seconds Pilot takes to push lds, rds, cds and eds.",
                                    buckets=PUSH_TIME_BUCKETS, registry=r)
         self.config_size = Histogram("pilot_xds_config_size_bytes", "Distribution of configuration sizes pushed to clients",
@@ -139,6 +164,24 @@ class ControlMetrics:
         self.nacks.inc()
         for kind in XDS_TYPES.get(message_type, ()):
             self.xds_rejects.inc(type=kind)
+
+    def webhook(self, path: str, status: int, request: dict | None, answer: dict | None) -> None:
+        """One answer of the admission webhooks (pymesh.control.kube.webhook): `request` and
+        `answer` are the AdmissionReview's, None when the HTTP request was refused (`status`)."""
+        response = (answer or {}).get("response") or {}
+        if path == "/inject":
+            self.injections["requests"].inc()
+            outcome = "failure" if not response.get("allowed") else "success" if "patch" in response else "skip"
+            self.injections[outcome].inc()
+        elif answer is None:
+            self.validation_http_error.inc(status=str(status))
+        elif "status" in response or response.get("allowed") and request.get("operation") in ("CREATE", "UPDATE"):
+            resource = request.get("resource") if isinstance(request.get("resource"), dict) else {}
+            labels = {name: str(resource.get(name, "")) for name in ("group", "version", "resource")}
+            if response.get("allowed"):
+                self.validation_passed.inc(**labels)
+            else:
+                self.validation_failed.inc(reason="invalid_config", **labels)
 
     def watch_config(self, config: Callable[[], object]) -> None:
         """pilot_services (hosts of the ServiceEntries) and pilot_virt_services read the config

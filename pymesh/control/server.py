@@ -18,6 +18,7 @@ from pymesh.control.authority import CaOptions, MeshCA, load_authority
 from pymesh.control.bounds import ConnectionLimits, Gate
 from pymesh.control.h2server import Request, serve
 from pymesh.control.hub import Hub
+from pymesh.control.kube.options import KubeOptions
 from pymesh.control.mesh import Mesh
 from pymesh.control.mesh_api import MeshApi
 from pymesh.control.metrics import ControlMetrics
@@ -36,7 +37,7 @@ log = logging.getLogger("pymesh.control")
 
 @dataclass(frozen=True)
 class ControlOptions:
-    config_dir: str
+    config_dir: str | None  # None: no files (--kubernetes only)
     listen: tuple[str, int] = ("127.0.0.1", 15010)
     admin: tuple[str, int] = ("127.0.0.1", 15014)
     data_dir: str | None = None
@@ -51,6 +52,10 @@ class ControlOptions:
     ca: CaOptions = CaOptions()
     max_per_identity: int = 256  # push streams of one identity (the replicas of a workload)
     mesh_config: str = ""  # --mesh-config FILE: in force instead of an istio ConfigMap (watched)
+    webhook: object | None = None  # --webhook-listen: pymesh.control.kube.webhooks.WebhookOptions
+    # --kubernetes: discovery and custom resources from the API server, the root ConfigMaps, and
+    # ServiceAccount tokens proven there by TokenReview
+    kubernetes: KubeOptions | None = None
 
 
 class ControlServer:
@@ -59,6 +64,10 @@ class ControlServer:
         self.metrics = ControlMetrics()
         self.store = ConfigStore(options.config_dir, options.limits, options.mesh_config)
         self._translation: tuple[object, gateway_api.Translation] | None = None  # see _gateway_api
+        self.custom_resources = None  # with --kubernetes, once started: kube.config_source.CustomResources
+        self._kube_client = None
+        self._root_certs = None  # with --kubernetes and mTLS: kube.root_cert.RootCertPublisher
+        self.discovery = None  # with --kubernetes, once started: kube.discovery_source.KubernetesDiscovery
         self.watcher = Watcher(self.store.poll, self._reload, options.debounce, options.max_debounce, options.poll_interval)
         self.ca = None if options.insecure else MeshCA(load_authority(options.ca, options.data_dir), options.ca)
         self.tokens = TokenStore(options.data_dir, time.time)
@@ -80,6 +89,10 @@ class ControlServer:
         self.ready = False
         self.listen_address: tuple[str, int] = options.listen
         self.admin_address: tuple[str, int] = options.admin
+        self.webhooks = None
+        if options.webhook is not None:  # imported only when asked: outside Kubernetes it is off
+            from pymesh.control.kube.webhooks import Webhooks
+            self.webhooks = Webhooks(options.webhook, self.ca, lambda: self.ready, self.metrics)
 
     async def start(self) -> None:
         if self._nodes:
@@ -89,17 +102,21 @@ class ControlServer:
             # reconnect: one that reconnects waits a grace period for the others instead of
             # receiving a view with their endpoints missing (it serves its last config meanwhile)
             self.hub.warmup_until = time.monotonic() + self.options.grace
+        if self.options.kubernetes is not None:
+            await self._start_kubernetes(self.options.kubernetes)
         self._apply(self.store.reload(), time.monotonic())  # nothing is served yet: in-process
         gate = Gate(self.options.connection_limits, lambda reason: self.metrics.closed.labels(reason=reason).inc())
         server, self._connections = await serve(self.hub.open, *self.options.listen, gate=gate, **self._security())
         self.metrics.watch_connections(self._connections)
         self.metrics.watch_proxies(lambda: len(self.hub.connected_nodes()))
-        self.metrics.watch_config(lambda: self.store.config)
+        self.metrics.watch_config(self._sources_config)
         admin = await AdminServer(self.status, self.metrics.render, self.metrics.content_type, lambda: self.ready,
                                   None if self.ca is None else TokenApi(self.tokens, self.ca),
                                   lambda: scrape_targets.http_sd(self.hub.connected_nodes()),
                                   self.mesh_api.routes()).start(*self.options.admin)
         self._servers = [server, admin]
+        if self.webhooks is not None:
+            self._servers.append(await self.webhooks.start(self._kube_client))
         self.listen_address = server.sockets[0].getsockname()[:2]
         self.admin_address = admin.sockets[0].getsockname()[:2]
         self._watch_task = asyncio.create_task(self.watcher.run())
@@ -114,11 +131,42 @@ class ControlServer:
             log.info("mTLS: trust domain %s, certificates for %.0fs (at most %.0fs)", self.ca.trust_domain,
                      self.options.ca.cert_ttl.total_seconds(), self.options.ca.max_cert_ttl.total_seconds())
 
+    async def _start_kubernetes(self, options: KubeOptions) -> None:
+        """The API server's custom resources as a second config source and its discovery, listed
+        before the first configuration is served; the root ConfigMaps. Imported here: the client
+        library is an optional extra."""
+        try:
+            from pymesh.control.kube.client import KubeClient
+        except ImportError as missing:
+            raise ValueError(f"--kubernetes needs the kubernetes extra (pip install 'pymesh[kubernetes]'): "
+                             f"{missing}") from None
+        from pymesh.control.kube.config_source import CustomResources
+        from pymesh.control.kube.discovery_source import KubernetesDiscovery
+
+        try:
+            self._kube_client = await KubeClient.connect(options.kubeconfig, options.context)
+        except Exception as exc:  # no kubeconfig, a broken one, no in-cluster service account
+            raise OSError(f"--kubernetes: cannot reach the API server: {exc}") from exc
+        log.info("kubernetes: API server %s", self._kube_client.host)
+        self.custom_resources = CustomResources(self._kube_client, self.watcher.notify, self.options.limits,
+                                                metrics=self.metrics)
+        self.store.add_source(self.custom_resources.source)
+        self.discovery = KubernetesDiscovery(self._kube_client, self.watcher.notify, options.namespaces,
+                                             metrics=self.metrics)
+        await asyncio.gather(self.custom_resources.start(), self.discovery.start())
+        if self.ca is not None:
+            from pymesh.control.kube.root_cert import RootCertPublisher
+
+            self._root_certs = RootCertPublisher(self._kube_client, lambda: self.ca.bundle_pem, options.root_cert_resync,
+                                                 metrics=self.metrics)
+            self._root_certs.start()
+
     def _security(self) -> dict:
         """The listener's TLS context and signing paths (none with --insecure)."""
         if self.ca is None:
             return {}
-        signer = Signer(self.ca, self.tokens, lambda outcome: self.metrics.csr.labels(outcome=outcome).inc())
+        signer = Signer(self.ca, self.tokens, lambda outcome: self.metrics.csr.labels(outcome=outcome).inc(),
+                        reviewer=self._token_reviewer())
 
         def sign(request: Request):
             return signer.sign(request.headers.get("authorization"), request.body, request.peer_der, request.peer)
@@ -127,6 +175,15 @@ class ControlServer:
         self._renew_serving()
         return {"ssl": context, "requests": {wire.SIGN_PATH: ("POST", sign),
                                              wire.BUNDLE_PATH: ("GET", lambda _: signer.bundle())}}
+
+    def _token_reviewer(self):
+        """With --kubernetes: ServiceAccount tokens are proven by TokenReviews (else None)."""
+        if self._kube_client is None:
+            return None
+        from pymesh.control.kube.token_review import TokenReviewer
+
+        options = self.options.kubernetes
+        return TokenReviewer(self._kube_client.post, options.token_audience, options.token_review_timeout)
 
     def _renew_serving(self) -> None:
         """The listener's own certificate, renewed at half its lifetime."""
@@ -142,11 +199,21 @@ class ControlServer:
             server.close()
         for connection in list(self._connections):
             connection.close()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self._watch_task is not None:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
         self._save()
         self.registry.close()
+        if self.custom_resources is not None:
+            await self.custom_resources.stop()
+        if self.discovery is not None:
+            await self.discovery.stop()
+        if self._root_certs is not None:
+            await self._root_certs.stop()
+        if self._kube_client is not None:
+            await self._kube_client.close()
         for server in self._servers:
             await server.wait_closed()
 
@@ -156,13 +223,23 @@ class ControlServer:
             "proxies": [{**p, "refused": self.mesh.refused[p["id"]]} if p["id"] in self.mesh.refused else p
                         for p in self.hub.status()],
             "mtls": self.ca is not None,
+            "cluster": "Kubernetes" if self._kube_client is not None else None,  # Istio's default cluster id
             "rejected": [{"file": f, "errors": [str(e) for e in errors]} for f, errors in self.store.rejected],
             "gateway_api": [s.to_json() for s in self._gateway_api()[1].statuses],
+            **(self._kubernetes_status() if self.custom_resources is not None else {}),
         }
+
+    def _kubernetes_status(self) -> dict:
+        return {"kubernetes_api": self._kube_client.host, "rejected_resources": self.custom_resources.source.resources(),
+                "kubernetes": self.custom_resources.status() + (self.discovery.status() if self.discovery else [])}
+
+    def _sources_config(self):
+        """The store's configuration, with the cluster's services and workloads under --kubernetes."""
+        return self.store.config if self.discovery is None else self.discovery.merged(self.store.config)
 
     def _gateway_api(self) -> tuple[object, gateway_api.Translation]:
         """The Gateway API translation of the store's configuration (redone when it changes)."""
-        config = self.store.config
+        config = self._sources_config()
         if self._translation is None or self._translation[0] is not config:
             self._translation = (config, gateway_api.translate(config))
         return self._translation
@@ -175,7 +252,10 @@ class ControlServer:
         """The store's new state -> a new generation, pushed where it matters."""
         if rejected:
             self.metrics.rejections.inc(len(rejected))
-        config = gateway_api.apply(self.store.config, self._gateway_api()[1])
+        translation = self._gateway_api()[1]
+        config = gateway_api.apply(self._sources_config(), translation)
+        if self.custom_resources is not None:
+            self.custom_resources.source.report_gateway_api(translation.statuses)
         generation = self.mesh.update(config, self.registry.entries(config.workload_groups), detected_at)
         if generation is not None:
             log.info("config version %d", generation.version)

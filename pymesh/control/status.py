@@ -1,4 +1,8 @@
-"""`pymesh control status`: the server's /status as a table, like `istioctl proxy-status`.
+"""`pymesh control status`: the server's /status as a table, like `istioctl proxy-status`; and
+`pymesh proxy-status`, the same proxies in istioctl's own columns (NAME CLUSTER CDS LDS EDS RDS),
+for the scripts and habits of Istio users. pymesh pushes one snapshot that holds what Envoy gets
+as clusters, listeners, endpoints and routes, so the four columns show its one state: SYNCED
+(ACKed), STALE (pushed, not ACKed yet) or NACKED.
 
 Every value in it came from a proxy or a file name and is shown through `visible`: escape codes,
 newlines and other invisible characters appear as escapes, so they cannot forge rows or rewrite
@@ -8,12 +12,14 @@ the terminal.
 from __future__ import annotations
 
 import json
+import sys
 import urllib.error
 import urllib.request
 
 from pymesh.control.escape import visible
 
 COLUMNS = ("NAME", "NAMESPACE", "ADDRESS", "PUSHED", "ACKED", "STATE")
+ISTIOCTL_COLUMNS = ("NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "VERSION")
 
 
 class Unreachable(Exception):
@@ -35,18 +41,40 @@ def fetch(host: str, port: int, timeout: float = 5.0) -> dict:
         raise Unreachable.of(url, exc) from None
 
 
+def show(server: tuple[str, int], formatter, prog: str) -> int:
+    """The command: fetch /status, print it formatted; exit status 1 when the server is unreachable."""
+    try:
+        data = fetch(*server)
+    except Unreachable as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    print(formatter(data))
+    return 0
+
+
 def format_status(status: dict) -> str:
-    rows = [COLUMNS] + [_row(p) for p in status.get("proxies", [])]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
-    lines = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "   " + row[-1] for row in rows]
-    lines = [line.rstrip() for line in lines]
-    lines.insert(0, f"config version {_text(status.get('version', '?'))}, {len(rows) - 1} proxies")
+    proxies = status.get("proxies", [])
+    lines = _table(COLUMNS, [_row(p) for p in proxies])
+    lines.insert(0, f"config version {_text(status.get('version', '?'))}, {len(proxies)} proxies")
     rejected = status.get("rejected", [])
     if rejected:
         lines += ["", "REJECTED FILES (their last good version stays in force):"]
         for entry in rejected:
             lines.append(f"  {_text(entry['file'])}")
             lines += [f"    {_text(error)}" for error in entry["errors"]]
+    resources = status.get("rejected_resources", [])
+    if resources:
+        lines += ["", "REJECTED KUBERNETES RESOURCES (their last good version stays in force):"]
+        for entry in resources:
+            lines.append(f"  {_text(_resource(entry))}")
+            lines += [f"    {_text(error)}" for error in entry.get("errors", [])]
+    if status.get("kubernetes_api"):
+        lines += ["", f"KUBERNETES (API server {_text(status['kubernetes_api'])}):"]
+        lines += [f"  {_text(_informer(kind))}" for kind in status.get("kubernetes", []) if not kind.get("missing")]
+    missing = [".".join(filter(None, (kind.get("resource", "?"), kind.get("group"))))  # kubectl's virtualservices.networking.istio.io
+               for kind in status.get("kubernetes", []) if kind.get("missing")]
+    if missing:
+        lines += ["", f"KUBERNETES: not served (CRD not installed?): {_text(', '.join(missing))}"]
     objects = status.get("gateway_api", [])
     if objects:
         lines += ["", "GATEWAY API:"]
@@ -54,12 +82,33 @@ def format_status(status: dict) -> str:
     return "\n".join(lines)
 
 
+def format_proxy_status(status: dict) -> str:
+    """`istioctl proxy-status`'s table: NAME is the node id; VERSION the config version the proxy
+    ACKed, then a NACK's error or a disconnection, as in `pymesh control status`."""
+    cluster = _text(status.get("cluster") or "-")
+    rows = []
+    for proxy in status.get("proxies", []):
+        state = _text(proxy.get("state", "?"))
+        detail = _state(proxy)
+        note = f"   {_text(detail)}" if detail != proxy.get("state") else ""
+        rows.append((_text(proxy.get("id", "?")), cluster, state, state, state, state,
+                     _text(proxy.get("acked_version") or "-") + note))
+    return "\n".join(_table(ISTIOCTL_COLUMNS, rows))
+
+
+def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Aligned columns, three spaces apart; the last one is not padded."""
+    rows = [columns] + rows
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns) - 1)]
+    return [("   ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "   " + row[-1]).rstrip() for row in rows]
+
+
 def _object_lines(obj: dict) -> list[str]:
     """One line per object and per listener or parent: each condition as Type=Status(Reason)."""
     def conds(entry: dict) -> str:
         return ", ".join(f"{c['type']}={c['status']}({c['reason']})" for c in entry.get("conditions", []))
 
-    where = f"{obj.get('kind')} {obj.get('namespace') + '/' if obj.get('namespace') else ''}{obj.get('name')}"
+    where = _resource(obj)
     lines = [f"{where}: {conds(obj)}"] if obj.get("conditions") else []
     lines += [f"{where} listener {l.get('name')} ({l.get('attachedRoutes', 0)} routes): {conds(l)}"
               for l in obj.get("listeners", [])]
@@ -67,12 +116,29 @@ def _object_lines(obj: dict) -> list[str]:
     return lines
 
 
-def _row(proxy: dict) -> tuple[str, ...]:
+def _informer(kind: dict) -> str:
+    """One watched resource type: synced or not, how many objects, the last error."""
+    where = f"{kind.get('resource', '?')}{' in ' + kind['namespace'] if kind.get('namespace') else ''}"
+    state = "synced" if kind.get("synced") else "NOT SYNCED"
+    error = f"; last error: {kind['lastError']}" if kind.get("lastError") else ""
+    return f"{where}: {state}, {kind.get('objects', 0)} objects{error}"
+
+
+def _resource(entry: dict) -> str:
+    namespace = entry.get("namespace")
+    return f"{entry.get('kind')} {namespace + '/' if namespace else ''}{entry.get('name')}"
+
+
+def _state(proxy: dict) -> str:
+    """The proxy's state with its NACK's error, and whether it is disconnected (raw text)."""
     state = proxy.get("state", "?")
     if state == "NACKED" and proxy.get("error"):
         state = f"NACKED: {proxy['error']}"
-    if not proxy.get("connected", True):
-        state += " (disconnected)"
+    return state + ("" if proxy.get("connected", True) else " (disconnected)")
+
+
+def _row(proxy: dict) -> tuple[str, ...]:
+    state = _state(proxy)
     if proxy.get("workload_group"):
         entry = proxy.get("workload_entry")
         state += f"; WorkloadEntry {entry}" if entry else f"; not registered: {proxy.get('not_registered')}"

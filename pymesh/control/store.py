@@ -9,6 +9,10 @@ Files are loaded within the input limits (`pymesh.api.limits`); a file over one,
 load runs out of time in its child process (`reload_isolated`, what the running server uses so
 that a hostile file never stalls the event loop), is rejected like an invalid one, with the
 error naming the file, the line and the limit.
+
+Other sources of units (Kubernetes custom resources: one unit per object) plug in as `Source`s:
+each keeps its own units' last good versions the same way, and the configuration is the union of
+the files' and then every source's units.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field, replace
+from typing import Iterable, Protocol, Sequence
 
 from pymesh.api import limits as input_limits, model
 from pymesh.api.errors import ConfigError, ConfigInvalid
@@ -38,12 +43,30 @@ class FileState:
     errors: list[ConfigError] = field(default_factory=list)  # of the current version
 
 
+class Unit(Protocol):
+    """A piece of configuration validated on its own: a file, one custom resource."""
+
+    good: model.MeshConfig | None  # its last good version; None: never was good
+    errors: list[ConfigError]  # of its current version
+
+
+class Source(Protocol):
+    """A second source of units beside the directory. `reload` runs in-process (startup);
+    `reload_isolated` loads off the event loop. Both return the units newly rejected."""
+
+    def units(self) -> Iterable[Unit]: ...  # in a stable order: an earlier unit wins a name clash
+    def reload(self) -> list[tuple[str, list[ConfigError]]]: ...
+    async def reload_isolated(self) -> list[tuple[str, list[ConfigError]]]: ...
+
+
 class ConfigStore:
     """`poll()` is cheap (stat calls) and says whether anything changed on disk; `reload()`
     reads the changed files and rebuilds `config`."""
 
-    def __init__(self, directory: str, limits: Limits = input_limits.DEFAULT, mesh_config_path: str = ""):
+    def __init__(self, directory: str | None, limits: Limits = input_limits.DEFAULT, mesh_config_path: str = "",
+                 sources: Sequence[Source] = ()):
         self.directory = directory
+        self.sources = tuple(sources)
         self.limits = limits
         # --mesh-config (istiod's mesh file): replaces any istio ConfigMap's; watched like the
         # directory, and a version that does not load leaves the last good one in force
@@ -58,6 +81,9 @@ class ConfigStore:
         self._stamps: dict[str, Stamp] = {}  # of the files being loaded
         self._total = 0  # their size in bytes
         self._missing = False
+
+    def add_source(self, source: Source) -> None:
+        self.sources += (source,)
 
     def poll(self) -> bool:
         """Whether the directory differs from what was last loaded or polled."""
@@ -97,13 +123,15 @@ class ConfigStore:
         served); returns the files newly rejected, with their errors."""
         self._reload_mesh_config()
         changed = self._changed()
-        return self._apply({path: self._over_total(path) or load_paths([path], self.limits) for path in changed})
+        loaded = {path: self._over_total(path) or load_paths([path], self.limits) for path in changed}
+        return self._apply(loaded, [unit for source in self.sources for unit in source.reload()])
 
     async def reload_isolated(self) -> list[tuple[str, list[ConfigError]]]:
         """`reload`, each changed file loaded in a child process under the time limit."""
         self._reload_mesh_config()
         changed = self._changed()
-        return self._apply({path: self._over_total(path) or await self._load_isolated(path) for path in changed})
+        loaded = {path: self._over_total(path) or await self._load_isolated(path) for path in changed}
+        return self._apply(loaded, [unit for source in self.sources for unit in await source.reload_isolated()])
 
     async def _load_isolated(self, path: str) -> LoadResult:
         try:
@@ -126,8 +154,9 @@ class ConfigStore:
         self._total = sum(size for _, size, _ in stamps.values() if size <= self.limits.max_file_bytes)
         return [path for path, stamp in stamps.items() if path not in self._files or self._files[path].stamp != stamp]
 
-    def _apply(self, loaded: dict[str, LoadResult]) -> list[tuple[str, list[ConfigError]]]:
-        """Each loaded file's new state, then the union."""
+    def _apply(self, loaded: dict[str, LoadResult], from_sources: list) -> list[tuple[str, list[ConfigError]]]:
+        """Each loaded file's new state, then the union (with the sources' units, reloaded
+        already: `from_sources` are the ones they newly rejected)."""
         rejected = []
         for path, result in loaded.items():
             previous = self._files.get(path)
@@ -135,17 +164,19 @@ class ConfigStore:
             if state.errors:
                 rejected.append((path, state.errors))
         old = set(self.conflicts)
-        self.config, self.conflicts = _union(self._files)
+        units = [self._files[path] for path in sorted(self._files)]
+        self.config, self.conflicts = _union(units + [unit for source in self.sources for unit in source.units()])
         if self.mesh_config is not None:
             self.config = replace(self.config, mesh_configs=(self.mesh_config,))
         for error in self.conflicts:
             if error not in old:
                 log.error("%s", error)
-        return rejected
+        return rejected + from_sources
 
     @property
     def rejected(self) -> list[tuple[str, list[ConfigError]]]:
-        """Every file whose current version is rejected, and resources defined twice."""
+        """Every file whose current version is rejected, and resources defined twice (the
+        sources report their own units)."""
         out = [(path, state.errors) for path, state in sorted(self._files.items()) if state.errors]
         by_file: dict[str, list[ConfigError]] = {}
         for error in self.conflicts:
@@ -164,6 +195,8 @@ class ConfigStore:
     def _scan(self) -> dict[str, Stamp] | None:
         """None when the directory itself is gone: an unmounted volume or a directory being
         replaced must not read as "every resource was deleted"; the config in force stays."""
+        if self.directory is None:  # no directory: other sources only (pymesh control serve --kubernetes)
+            return {}
         if os.path.isdir(self.directory):
             self._missing = False
             return _scan(self.directory)
@@ -185,26 +218,33 @@ def _scan(directory: str) -> dict[str, Stamp]:
 
 
 def _state(path: str, stamp: Stamp, previous: model.MeshConfig | None, result: LoadResult) -> FileState:
+    return FileState(stamp, *settle(path, previous, result))
+
+
+def settle(name: str, previous: model.MeshConfig | None,
+           result: LoadResult) -> tuple[model.MeshConfig | None, list[ConfigError]]:
+    """A unit's new good version and errors after a load (logged): the new config if it
+    loaded without errors, else the previous good one stays in force."""
     for warning in result.warnings:
         log.warning("%s", warning)
     if not result.errors:
-        log.info("%s: loaded %d resources", path, result.resource_count)
-        return FileState(stamp, result.config)
+        log.info("%s: loaded %d resources", name, result.resource_count)
+        return result.config, []
     for error in result.errors:
         log.error("%s", error)
     kept = "its last good version stays in force" if previous is not None else "nothing from it applies"
-    log.error("%s: rejected (%d errors); %s", path, len(result.errors), kept)
-    return FileState(stamp, previous, list(result.errors))
+    log.error("%s: rejected (%d errors); %s", name, len(result.errors), kept)
+    return previous, list(result.errors)
 
 
-def _union(files: dict[str, FileState]) -> tuple[model.MeshConfig, list[ConfigError]]:
-    """Every file's good resources in sorted file order; a resource whose kind, namespace and
-    name an earlier file already defines is left out and reported."""
+def _union(units: Iterable[Unit]) -> tuple[model.MeshConfig, list[ConfigError]]:
+    """Every unit's good resources in order; a resource whose kind, namespace and name an
+    earlier unit already defines is left out and reported."""
     merged: dict[str, list] = {name: [] for name in COLLECTIONS}
     first: dict[tuple[str, str, str], model.Source] = {}
     conflicts = []
-    for path in sorted(files):
-        good = files[path].good
+    for unit in units:
+        good = unit.good
         if good is None:
             continue
         for collection, kind in COLLECTIONS.items():

@@ -25,9 +25,27 @@ class ResourceType:
         return f"{root}{scope}/{self.plural}" + (f"/{name}" if name else "")
 
 
+@dataclass(frozen=True)
+class Access:
+    """One permission the control server's code uses, declared beside the calls that need it when
+    the resource is not a constant at the call (a loop over types): a verb on a resource type, on
+    its `subresource` ("status") or only on the objects `names`. tests/kube/test_manifests.py
+    compares these and the calls it can read with kube/base/rbac.yaml, both ways."""
+
+    resource: ResourceType
+    verb: str
+    subresource: str = ""
+    names: tuple[str, ...] = ()
+
+
 SERVICES = ResourceType("", "v1", "Service", "services")
 PODS = ResourceType("", "v1", "Pod", "pods")
+CONFIG_MAPS = ResourceType("", "v1", "ConfigMap", "configmaps")
 NAMESPACES = ResourceType("", "v1", "Namespace", "namespaces", namespaced=False)
 ENDPOINT_SLICES = ResourceType("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices")
 EVENTS = ResourceType("events.k8s.io", "v1", "Event", "events")
 TOKEN_REVIEWS = ResourceType("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False)
+MUTATING_WEBHOOK_CONFIGURATIONS = ResourceType("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
+                                               "mutatingwebhookconfigurations", namespaced=False)
+VALIDATING_WEBHOOK_CONFIGURATIONS = ResourceType("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
+                                                 "validatingwebhookconfigurations", namespaced=False)

@@ -10,12 +10,14 @@ import socket
 import sys
 
 from pymesh.http import h1
+from pymesh.kube.downward import MAX_BYTES as MAX_LABELS_BYTES, parse_labels_file
 from pymesh.proxy.capture import CaptureSettings
 from pymesh.proxy.downstream_limits import DownstreamLimits
 from pymesh.api import limits as input_limits, wire
 from pymesh.proxy.server import ControlOptions, ProxyOptions
 from pymesh.routing.snapshot import ProxyIdentity
-from pymesh.security.jointoken import JoinToken, TokenRefused
+from pymesh.security.jointoken import PREFIX, JoinToken, TokenRefused
+from pymesh.security.sa_token import DEFAULT_PATH as DEFAULT_SA_TOKEN, ServiceAccountToken
 
 
 PROXY_DESCRIPTION = (
@@ -47,6 +49,9 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", default=os.environ.get("PYMESH_LABELS", ""),
                         help="this workload's labels, k=v,k=v (selects the Sidecar, sourceLabels) [$PYMESH_LABELS; "
                         "else $ISTIO_METAJSON_LABELS, the JSON object Istio's VM cluster.env gives]")
+    parser.add_argument("--labels-file", metavar="FILE", default=os.environ.get("PYMESH_LABELS_FILE") or None,
+                        help="read the labels from this downward-API file (key=\"value\" lines, as a pod's "
+                        "metadata.labels volume item); --labels wins [$PYMESH_LABELS_FILE]")
     parser.add_argument("--service-account", default=os.environ.get("PYMESH_SERVICE_ACCOUNT"),
                         help="this workload's service account (default: the join token's, else default) "
                         "[$PYMESH_SERVICE_ACCOUNT]")
@@ -63,7 +68,13 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stats-port", type=int, default=15090,
                         help="Prometheus /stats/prometheus port, 0 disables (default 15090)")
     parser.add_argument("--health-port", type=int, default=15021,
-                        help="/healthz/ready port, 0 disables (default 15021)")
+                        help="/healthz/ready port, 0 disables (default 15021); it also answers the app probes "
+                        "kube-inject rewrote, /app-health/<container>/livez|readyz|startupz, from "
+                        "$PYMESH_KUBE_APP_PROBERS")
+    parser.add_argument("--health-address", default="", metavar="ADDRESS",
+                        help="address of the health port (default: --admin-address; in a pod 0.0.0.0, for the kubelet)")
+    parser.add_argument("--stats-address", default="", metavar="ADDRESS",
+                        help="address of the Prometheus port (default: --admin-address)")
     parser.add_argument("--mesh-config", default="", metavar="FILE",
                         help="Istio's MeshConfig YAML (istiod's /etc/istio/config/mesh: extensionProviders, "
                         "defaultProviders, accessLogFile...), in force instead of an istio ConfigMap in --config")
@@ -112,11 +123,17 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     control.add_argument("--node-id", default=os.environ.get("PYMESH_NODE_ID"),
                          help="this proxy's unique name at the control server (default workload-host-pid.namespace)")
     control.add_argument("--token-file", metavar="PATH", default=os.environ.get("PYMESH_TOKEN_FILE") or None,
-                         help="join token (from `pymesh control token create`): get a certificate for its identity "
-                         "and talk to the control server over mTLS [$PYMESH_TOKEN_FILE; or the token itself in "
-                         "$PYMESH_TOKEN]. Without one the channel is plaintext, for a server run with --insecure")
-    control.add_argument("--ca-root", metavar="FILE",
-                         help="the mesh root(s) to verify the control server by (default: the token's pinned root)")
+                         help="join token (from `pymesh control token create`), or in a Kubernetes pod its projected "
+                         f"ServiceAccount token ({DEFAULT_SA_TOKEN}, audience pymesh-ca, for a server run with "
+                         "--kubernetes): get a certificate for its identity and talk to the control server over mTLS "
+                         "[$PYMESH_TOKEN_FILE; or the token itself in $PYMESH_TOKEN]. Without one the channel is "
+                         "plaintext, for a server run with --insecure")
+    control.add_argument("--ca-root", metavar="FILE", default=os.environ.get("PYMESH_CA_ROOT") or None,
+                         help="the mesh root(s) to verify the control server by (default: the join token's pinned "
+                         "root; needed with a ServiceAccount token) [$PYMESH_CA_ROOT]")
+    control.add_argument("--trust-domain", default=os.environ.get("PYMESH_TRUST_DOMAIN") or "cluster.local",
+                         help="the mesh's trust domain, for the certificate a ServiceAccount token asks for (a join "
+                         "token names its own) [$PYMESH_TRUST_DOMAIN, default cluster.local]")
     control.add_argument("--renew-fraction", type=_fraction, default=0.5, metavar="F",
                          help="renew the certificate this far through its lifetime, with jitter (default 0.5)")
     capture = parser.add_argument_group("traffic capture (with `pymesh iptables`)")
@@ -163,9 +180,9 @@ def _fraction(value: str) -> float:
     return fraction
 
 
-def join_token(args) -> JoinToken | None:
+def join_token(args) -> JoinToken | ServiceAccountToken | None:
     """The token from --token-file or $PYMESH_TOKEN (never from the command line: it would show
-    in `ps`)."""
+    in `ps`): a join token (pm1.), else a ServiceAccount token (a JWT)."""
     if not args.control:
         return None
     text = os.environ.get("PYMESH_TOKEN", "")
@@ -178,12 +195,14 @@ def join_token(args) -> JoinToken | None:
     if not text.strip():
         return None
     try:
-        return JoinToken.parse(text)
+        if text.strip().startswith(PREFIX + "."):
+            return JoinToken.parse(text)
+        return ServiceAccountToken.parse(text, args.trust_domain, args.token_file)
     except TokenRefused as error:
         raise argparse.ArgumentTypeError(f"join token: {error}") from None
 
 
-def resolve_identity(args, token: JoinToken | None) -> tuple[str, str]:
+def resolve_identity(args, token: JoinToken | ServiceAccountToken | None) -> tuple[str, str]:
     """(namespace, service account): the token's, which the certificate will carry; a
     different one given explicitly is an error, not a silent override."""
     if token is None:
@@ -191,11 +210,11 @@ def resolve_identity(args, token: JoinToken | None) -> tuple[str, str]:
     for flag, given, own in (("--namespace", args.namespace, token.namespace),
                              ("--service-account", args.service_account, token.service_account)):
         if given and given != own:
-            raise argparse.ArgumentTypeError(f"{flag} {given} differs from the join token's {own}")
+            raise argparse.ArgumentTypeError(f"{flag} {given} differs from the token's {own}")
     return token.namespace, token.service_account
 
 
-def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> ControlOptions | None:
+def control_options(args, identity: ProxyIdentity, token: JoinToken | ServiceAccountToken | None) -> ControlOptions | None:
     if not args.control:
         return None
     host, port = parse_host_port(args.control, "--control")
@@ -204,7 +223,7 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> C
         id=node_id, workload=identity.workload, namespace=identity.namespace,
         service_account=identity.service_account, labels=dict(identity.labels),
         addresses=tuple(args.address), ports=parse_ports(args.port), workload_group=args.workload_group or "",
-        stats_address=f"{args.admin_address}:{args.stats_port}" if args.stats_port else "",
+        stats_address=f"{_stats_host(args)}:{args.stats_port}" if args.stats_port else "",
     )
     if args.workload_group and not args.address:
         raise argparse.ArgumentTypeError("--workload-group needs --address: the WorkloadEntry's address and name")
@@ -212,6 +231,9 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> C
     if args.ca_root and token is None:
         raise argparse.ArgumentTypeError("--ca-root verifies the control server for a proxy with a join token "
                                          "(--token-file or $PYMESH_TOKEN)")
+    if token is not None and token.ca_pin is None and not args.ca_root:
+        raise argparse.ArgumentTypeError("a ServiceAccount token pins no mesh root: give --ca-root (in a pod, the "
+                                         "mounted pymesh-ca-root-cert ConfigMap) to verify the control server by")
     if args.ca_root:
         try:
             with open(args.ca_root, "rb") as stream:
@@ -220,6 +242,13 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | None) -> C
             raise argparse.ArgumentTypeError(f"--ca-root: {error}") from None
     return ControlOptions(host=host, port=port, node=node, data_dir=args.data_dir, token=token, ca_root=ca_root,
                           renew_fraction=args.renew_fraction)
+
+
+def _stats_host(args) -> str:
+    """Where the control server scrapes this proxy: its stats address, or with a wildcard one
+    (a pod's 0.0.0.0) the workload's first address."""
+    host = args.stats_address or args.admin_address
+    return args.address[0] if host in ("0.0.0.0", "::") and args.address else host
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -247,6 +276,25 @@ def istio_json_labels() -> dict[str, str]:
     return labels
 
 
+def labels_file(path: str) -> dict[str, str]:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return parse_labels_file(stream.read(MAX_LABELS_BYTES + 1))
+    except (OSError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"--labels-file {path}: {error}") from None
+
+
+def env_app_probers() -> dict:
+    """$PYMESH_KUBE_APP_PROBERS (kube-inject writes it): the app probes the health port runs."""
+    from pymesh.kube import app_probes
+    from pymesh.proxy import app_probers  # with the gRPC health client: only for the proxy, not every command
+
+    try:
+        return app_probers.parse(os.environ.get(app_probes.PROBERS_ENV, ""))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def options_from_args(args) -> ProxyOptions:
     if bool(args.config) == bool(args.control):
         raise argparse.ArgumentTypeError("give one of --config PATH or --control HOST:PORT (or $PYMESH_CONTROL)")
@@ -260,7 +308,8 @@ def options_from_args(args) -> ProxyOptions:
     identity = ProxyIdentity(
         workload=args.workload,
         namespace=namespace,
-        labels=parse_labels(args.labels) if args.labels else istio_json_labels(),
+        labels=parse_labels(args.labels) if args.labels else labels_file(args.labels_file) if args.labels_file
+        else istio_json_labels(),
         service_account=service_account,
         locality=args.locality,
         ip=args.address[0] if args.address else "",  # which ServiceEntry endpoints are this proxy
@@ -273,6 +322,9 @@ def options_from_args(args) -> ProxyOptions:
         admin_port=args.admin_port,
         stats_port=args.stats_port,
         health_port=args.health_port,
+        health_address=args.health_address,
+        stats_address=args.stats_address,
+        app_probers=env_app_probers(),
         access_log=args.access_log,
         mesh_config=args.mesh_config,
         drain_timeout=args.drain_timeout,

@@ -8,7 +8,7 @@ import os
 import urllib.parse
 from typing import Callable
 
-from pymesh.proxy import admin, clusters_page
+from pymesh.proxy import admin, app_probers, clusters_page
 from pymesh.proxy.certs import CERT_CHAIN, ROOT_CERT
 from pymesh.proxy.certs_page import certs_dump, mtls_readiness
 from pymesh.routing.mesh_view import encode_view
@@ -33,11 +33,11 @@ class AdminEndpoints:
         self.servers: list[asyncio.AbstractServer] = []
 
     async def start(self) -> None:
-        address = self.options.admin_address
-        for port, handler, guard in (
-            (self.options.admin_port, self.admin, True),  # it can stop the proxy and dump config
-            (self.options.stats_port, self.prometheus, False),  # scraped by name in some setups
-            (self.options.health_port, self.health, False),
+        admin_address = self.options.admin_address
+        for address, port, handler, guard in (
+            (admin_address, self.options.admin_port, self.admin, True),  # it can stop the proxy and dump config
+            (self.options.stats_address or admin_address, self.options.stats_port, self.prometheus, False),
+            (self.options.health_address or admin_address, self.options.health_port, self.health, False),
         ):
             if port:
                 self.servers.append(await admin.serve(address, port, handler, browser_guard=guard))
@@ -69,8 +69,12 @@ class AdminEndpoints:
         return admin.as_json(certs_dump(cert, utc_now(), **paths))
 
     def health(self, method: str, path: str):
-        if path.split("?")[0] == "/healthz/ready":
+        route = path.split("?")[0]
+        if route == "/healthz/ready":
             return self._is_ready()
+        prober = self.options.app_probers.get(route)  # the app's own probe, rewritten by kube-inject
+        if prober is not None:
+            return app_probers.answer(prober, self.options.identity.ip or "127.0.0.1")
         return admin.text(404, "not found\n")
 
     def prometheus(self, method: str, path: str):

@@ -93,32 +93,33 @@ class HealthProbe:
             await asyncio.sleep(probe.period_seconds)
 
 
-async def check(probe: model.ReadinessProbe, address: str) -> str | None:
-    """One check: None when healthy, else why not."""
+async def check(probe: model.ReadinessProbe, address: str, local_addr: tuple[str, int] | None = None) -> str | None:
+    """One check: None when healthy, else why not. `local_addr` binds the connection's source
+    (a sidecar probing its own pod address uses 127.0.0.6, which capture lets through)."""
     if probe.http_get is not None:
-        return await _http_get(probe.http_get, probe.http_get.host or address)
+        return await _http_get(probe.http_get, probe.http_get.host or address, local_addr)
     if probe.tcp_socket is not None:
-        return await _tcp(probe.tcp_socket.host or "127.0.0.1", probe.tcp_socket.port)
+        return await _tcp(probe.tcp_socket.host or "127.0.0.1", probe.tcp_socket.port, local_addr)
     return await _exec(probe.exec.command)
 
 
-async def _tcp(host: str, port: int) -> str | None:
+async def _tcp(host: str, port: int, local_addr: tuple[str, int] | None = None) -> str | None:
     try:
-        _, writer = await asyncio.open_connection(host, port)
+        _, writer = await asyncio.open_connection(host, port, local_addr=local_addr)
     except OSError as error:
         return f"tcp {host}:{port}: {error.strerror or error}"
     writer.close()
     return None
 
 
-async def _http_get(action: model.HTTPHealthCheck, host: str) -> str | None:
+async def _http_get(action: model.HTTPHealthCheck, host: str, local_addr: tuple[str, int] | None = None) -> str | None:
     context = None
     if action.scheme == "HTTPS":
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # a liveness check, as the kubelet's
     target = f"{action.scheme.lower()}://{host}:{action.port}{action.path or '/'}"
     try:
-        reader, writer = await asyncio.open_connection(host, action.port, ssl=context)
+        reader, writer = await asyncio.open_connection(host, action.port, ssl=context, local_addr=local_addr)
     except (OSError, ssl.SSLError) as error:
         return f"GET {target}: {getattr(error, 'strerror', None) or error}"
     try:

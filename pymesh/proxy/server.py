@@ -45,6 +45,7 @@ from pymesh.proxy.telemetry import Telemetry
 from pymesh.routing.compile import compile_snapshot
 from pymesh.routing.snapshot import Listener, ProxyIdentity, Snapshot
 from pymesh.security.jointoken import JoinToken
+from pymesh.security.sa_token import ServiceAccountToken
 
 log = logging.getLogger("pymesh.proxy")
 
@@ -60,6 +61,9 @@ class ProxyOptions:
     admin_port: int = 15000
     stats_port: int = 15090
     health_port: int = 15021
+    health_address: str = ""  # "": the admin address; a pod's kubelet probes from outside (0.0.0.0)
+    stats_address: str = ""  # "": the admin address
+    app_probers: dict = field(default_factory=dict)  # /app-health/... path -> pymesh.proxy.app_probers.AppProber
     access_log: str = "/dev/stdout"  # a path, or "off"
     mesh_config: str = ""  # --mesh-config: Istio's MeshConfig file, in force instead of an istio ConfigMap
     drain_timeout: float = 5.0
@@ -81,7 +85,7 @@ class ControlOptions:
     port: int
     node: wire.Node
     data_dir: str | None = None  # where the last good snapshot is kept
-    token: JoinToken | None = None  # with one: mTLS to the server, a certificate signed by it
+    token: JoinToken | ServiceAccountToken | None = None  # with one: mTLS to the server, a certificate signed by it
     ca_root: bytes | None = None  # PEM root to verify the server by (else the token's pin)
     renew_fraction: float = 0.5
     cert_ttl: float | None = None  # seconds to ask for (the server's --cert-ttl when None)

@@ -1,4 +1,5 @@
-"""The proxy's certificate from the control server: bootstrap with a join token, renewal over
+"""The proxy's certificate from the control server: bootstrap with a join token (or, in a
+Kubernetes pod, its projected ServiceAccount token: pymesh/security/sa_token.py), renewal over
 mTLS, and the trust bundle the server pushes.
 
 Bootstrap: the proxy makes its own key (it stays in this process's memory) and a CSR for the
@@ -33,6 +34,7 @@ from pymesh.security.ca import new_key_and_csr, utc_now, verify_issued_by, workl
 from pymesh.security.files import write_private, write_public
 from pymesh.security.identity import SpiffeId
 from pymesh.security.jointoken import JoinToken, pinned_root
+from pymesh.security.sa_token import ServiceAccountToken
 
 log = logging.getLogger("pymesh.identity")
 
@@ -51,7 +53,7 @@ def control_identity(trust_domain: str) -> SpiffeId:
 
 
 class WorkloadIdentity:
-    def __init__(self, host: str, port: int, token: JoinToken, store: CertificateStore, ca_root: bytes | None = None,
+    def __init__(self, host: str, port: int, token: JoinToken | ServiceAccountToken, store: CertificateStore, ca_root: bytes | None = None,
                  renew_fraction: float = 0.5, ttl: float | None = None, rng: random.Random | None = None,
                  clock: Callable[[], datetime] = utc_now, directory: str | None = None):
         self.host, self.port = host, port
@@ -133,7 +135,10 @@ class WorkloadIdentity:
         key_pem, csr_pem = new_key_and_csr(self.identity)
         headers = [("content-type", wire.JSON_TYPE)]
         if not renewing:
-            headers.append(("authorization", f"Bearer {self.token}"))
+            try:
+                headers.append(("authorization", f"Bearer {self.token.bearer()}"))
+            except OSError as exc:
+                raise SigningFailed(f"cannot read the token: {exc}") from None
         body = wire.encode_body(wire.SignRequest(csr_pem.decode("ascii"), self.ttl))
         try:
             response = await request(self.host, self.port, context, self.server, "POST", wire.SIGN_PATH, headers, body)

@@ -158,9 +158,21 @@ class CertificateAuthority:
         chain = self._sign(key.public_key(), identity, ttl, now)
         return workload_certificate(chain, key_pem(key), self.trust_bundle_pem)
 
+    def issue_server(self, dns_names: list[str], ttl: timedelta, now: datetime) -> tuple[bytes, bytes]:
+        """A key and a certificate for DNS names (the chain, leaf first, and the key in PEM): the
+        serving certificate of a listener that clients outside the mesh reach by a Service's DNS
+        name, such as the Kubernetes API server calling the admission webhooks."""
+        key = new_key()
+        names = x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names])
+        return self._leaf(key.public_key(), names, ttl, now), key_pem(key)
+
     def _sign(self, public_key, identity: SpiffeId, ttl: timedelta, now: datetime) -> bytes:
         if identity.trust_domain != self.trust_domain:
             raise CsrRejected(f"{identity.uri} is not in this CA's trust domain {self.trust_domain}")
+        return self._leaf(public_key, x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity.uri)]),
+                          ttl, now)
+
+    def _leaf(self, public_key, names: x509.SubjectAlternativeName, ttl: timedelta, now: datetime) -> bytes:
         not_after = min(now + ttl, _not_after(self.cert))
         leaf = (x509.CertificateBuilder()
                 .subject_name(x509.Name([])).issuer_name(self.cert.subject)
@@ -176,8 +188,7 @@ class CertificateAuthority:
                                                       ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                                critical=False)
-                .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity.uri)]),
-                               critical=True)
+                .add_extension(names, critical=True)
                 .sign(self.key, hashes.SHA256()))
         above = [] if _self_signed(self.cert) else [self.cert, *self.chain]
         return certs_pem([leaf, *above])

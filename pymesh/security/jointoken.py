@@ -44,6 +44,10 @@ class JoinToken:
                   "ca": self.ca_pin}
         return f"{PREFIX}.{_b64(json.dumps(claims, separators=(',', ':')).encode())}.{self.secret}"
 
+    def bearer(self) -> str:
+        """What the proxy sends as `authorization: Bearer`."""
+        return str(self)
+
     def __repr__(self) -> str:  # never the secret
         return f"JoinToken(id={self.id!r}, namespace={self.namespace!r}, service_account={self.service_account!r})"
 

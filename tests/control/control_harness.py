@@ -43,7 +43,7 @@ class ControlServer:
         if data_dir is not None:
             self.args += ["--data-dir", str(data_dir)]
         self.proc: subprocess.Popen | None = None
-        self.port = self.admin_port = 0
+        self.port = self.admin_port = self.webhook_port = 0
 
     def start(self) -> ControlServer:
         self._log = open(self.log_path, "ab")
@@ -52,6 +52,11 @@ class ControlServer:
         found = re.fullmatch(r"pymesh control: serving on \S+:(\d+), admin on \S+:(\d+)", line)
         assert found, f"unexpected first line from the control server: {line!r}"
         self.port, self.admin_port = int(found[1]), int(found[2])
+        if "--webhook-listen" in self.args:
+            line = _readline(self.proc, READY_TIMEOUT)
+            found = re.fullmatch(r"pymesh control: webhooks on https://\S+:(\d+)", line)
+            assert found, f"unexpected webhook line from the control server: {line!r}"
+            self.webhook_port = int(found[1])
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
@@ -119,7 +124,7 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
         if left <= 0 or proc.poll() is not None and not select.select([fd], [], [], 0)[0]:
             raise AssertionError(f"control server did not start (exit {proc.poll()})")
         if select.select([fd], [], [], min(left, 0.5))[0]:
-            chunk = os.read(fd, 4096)
+            chunk = os.read(fd, 1)  # byte by byte: what follows the line stays in the pipe for the next call
             if not chunk and proc.poll() is not None:
                 raise AssertionError(f"control server exited with {proc.returncode} before it was ready")
             buf += chunk

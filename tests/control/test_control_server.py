@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+import sys
 
 from control_client import ControlClient, Ended, node
 from control_harness import cli, service_entry, sidecar, virtual_service, workload_entry, write
@@ -85,6 +86,18 @@ def test_nack_shows_in_status_and_in_the_cli_table(control, config_dir) -> None:
         assert bad_line.split()[:5] == ["bad-1.default", "default", "10.1.0.9", msg.version, "-"]
         assert bad_line.endswith("NACKED: spec.http[0].timeout: not supported by this proxy")
         assert good_line.split() == ["good-1.default", "default", "10.1.0.1", msg.version, msg.version, "SYNCED"]
+        # `pymesh proxy-status` (and its alias `ps`): the same proxies in istioctl's columns
+        for name in ("proxy-status", "ps"):
+            table = subprocess.run([sys.executable, "-m", "pymesh", name, "--server", f"127.0.0.1:{server.admin_port}"],
+                                   capture_output=True, text=True, timeout=30)
+            assert table.returncode == 0, table.stderr
+            header, *rows = table.stdout.splitlines()
+            assert header.split() == ["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "VERSION"]
+            assert sorted(row.split()[:7] for row in rows) == [
+                ["bad-1.default", "-", "NACKED", "NACKED", "NACKED", "NACKED", "-"],
+                ["good-1.default", "-", "SYNCED", "SYNCED", "SYNCED", "SYNCED", msg.version]]
+            [bad_line] = [row for row in rows if row.startswith("bad-1.default")]
+            assert bad_line.endswith("   NACKED: spec.http[0].timeout: not supported by this proxy")
         await good.close()
         await bad.close()
 

@@ -4,6 +4,7 @@ which identity to the CA."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -113,6 +114,11 @@ def sign_body(identity: SpiffeId, ttl: float | None = None) -> bytes:
     return wire.encode_body(wire.SignRequest(new_key_and_csr(identity)[1].decode(), ttl))
 
 
+def signed(signer: Signer, *args):
+    """The signer's answer (signing is a coroutine: a ServiceAccount token is reviewed by the API server)."""
+    return asyncio.run(signer.sign(*args))
+
+
 def der_of(cert) -> bytes:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -129,7 +135,7 @@ def test_signer_decisions(ca) -> None:
     ratings = SpiffeId("cluster.local", "demo", "ratings")
     bearer = f"Bearer {token}"
 
-    ok = signer.sign(bearer, sign_body(reviews), None, "test")
+    ok = signed(signer, bearer, sign_body(reviews), None, "test")
     assert ok.status == 200, ok.body
     answer = wire.decode_body(wire.SignResponse, ok.body)
     assert answer.trust_bundle == ca.bundle_pem.decode()
@@ -144,21 +150,21 @@ def test_signer_decisions(ca) -> None:
     ]
     for what, authorization, body, der, status, outcome in cases:
         outcomes.clear()
-        got = signer.sign(authorization, body, der, "test")
+        got = signed(signer, authorization, body, der, "test")
         assert (got.status, outcomes) == (status, [outcome]), what
         assert token.secret not in got.body.decode(), what
 
     # renewal: the verified client certificate is the credential, for its own identity only
     current = ca.authority.issue(reviews, timedelta(hours=1), utc_now())
-    assert signer.sign(None, sign_body(reviews), der_of(current), "test").status == 200
-    assert signer.sign(None, sign_body(ratings), der_of(current), "test").status == 403
+    assert signed(signer, None, sign_body(reviews), der_of(current), "test").status == 200
+    assert signed(signer, None, sign_body(ratings), der_of(current), "test").status == 403
     expired = ca.authority.issue(reviews, timedelta(seconds=1), utc_now() - timedelta(hours=1))
-    assert signer.sign(None, sign_body(reviews), der_of(expired), "test").status == 401
+    assert signed(signer, None, sign_body(reviews), der_of(expired), "test").status == 401
     server = ca.authority.issue(ca.control_identity, timedelta(hours=1), utc_now())
-    assert signer.sign(None, sign_body(ca.control_identity), der_of(server), "test").status == 401
+    assert signed(signer, None, sign_body(ca.control_identity), der_of(server), "test").status == 401
 
     tokens.revoke(token.id)
-    assert signer.sign(bearer, sign_body(reviews), None, "test").status == 401
+    assert signed(signer, bearer, sign_body(reviews), None, "test").status == 401
 
 
 def test_asked_lifetime_is_capped_by_max_cert_ttl() -> None:

@@ -531,8 +531,9 @@ class Mesh:
         self.proxies.append(proxy)
         return proxy.start(wait=wait)
 
-    def app(self, name: str) -> Upstream:
-        app = Upstream(name)
+    def app(self, name: str, **options) -> Upstream:
+        """options: Upstream's (port, host: another loopback address, handler...)."""
+        app = Upstream(name, **options)
         self.apps.append(app)
         return app
 

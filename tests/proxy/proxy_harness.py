@@ -293,16 +293,19 @@ class Server:
     """A threaded TCP server on 127.0.0.1: one thread accepts, one thread per connection runs
     `serve(sock, conn_id)`. Records accepted and peer-closed connections. With `tls` (a server
     SSLContext, see record_sni) each connection is a TLS server first: `sessions` records each
-    handshake by connection id, `tls_failures` the handshakes that failed."""
+    handshake by connection id, `tls_failures` the handshakes that failed. `host`: another
+    loopback address (127.0.0.2...), for endpoints that differ by address, not port."""
 
-    def __init__(self, name: str = "server", port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, name: str = "server", port: int = 0, tls: ssl.SSLContext | None = None,
+                 host: str = LOCALHOST) -> None:
         self.name = name
+        self.host = host
         self.tls = tls
         self.sessions: dict[int, TlsSession] = {}
         self.tls_failures: list[str] = []
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((LOCALHOST, port))
+        self.listener.bind((host, port))
         self.listener.listen(512)
         self.listener.settimeout(0.2)
         self.port = self.listener.getsockname()[1]
@@ -317,7 +320,7 @@ class Server:
 
     @property
     def address(self) -> tuple[str, int]:
-        return (LOCALHOST, self.port)
+        return (self.host, self.port)
 
     def _accept_loop(self) -> None:
         while not self._stopping:
@@ -414,12 +417,12 @@ class Upstream(Server):
     "<name> <method> <target>\\n", header x-upstream: <name>), recording every request."""
 
     def __init__(self, name: str = "upstream", handler: Handler | None = None, port: int = 0,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, host: str = LOCALHOST) -> None:
         self.handler = handler or default_reply(name)
         self.requests: list[Received] = []
         self.heads: list[bytes] = []  # every request head received, complete request or not
         self.body_progress: Callable[[int], None] | None = None  # see BodyRecorder.progress
-        super().__init__(name, port, tls)
+        super().__init__(name, port, tls, host)
 
     def serve(self, sock: socket.socket, conn_id: int) -> None:
         reader = SockReader(sock)

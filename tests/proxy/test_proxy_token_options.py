@@ -34,7 +34,7 @@ def test_the_token_names_the_identity(tmp_path, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("extra, token, message", [
-    (("--namespace", "payments"), str(TOKEN), "--namespace payments differs from the join token's demo"),
+    (("--namespace", "payments"), str(TOKEN), "--namespace payments differs from the token's demo"),
     (("--service-account", "admin"), str(TOKEN), "--service-account admin differs"),
     ((), "pm1.garbage", "join token: not a pymesh join token"),
     ((), None, "--token-file"),
@@ -46,6 +46,32 @@ def test_refused_before_start(tmp_path, monkeypatch, extra, token, message) -> N
     with pytest.raises(argparse.ArgumentTypeError, match=message) as raised:
         options(tmp_path, *extra, token=token)
     assert TOKEN.secret not in str(raised.value)
+
+
+def test_a_service_account_token_names_the_identity_and_needs_a_root(tmp_path, monkeypatch) -> None:
+    """A projected token (a JWT, not pm1.) asks for the account its claims name, in --trust-domain,
+    and is re-read from its file for each bootstrap (the kubelet rotates it)."""
+    from sa_tokens import projected_token
+
+    for name in ("PYMESH_NAMESPACE", "PYMESH_SERVICE_ACCOUNT", "PYMESH_CA_ROOT", "PYMESH_TRUST_DOMAIN"):
+        monkeypatch.delenv(name, raising=False)
+    import argparse
+    sa_token = projected_token("bookinfo", "bookinfo-reviews")
+    with pytest.raises(argparse.ArgumentTypeError, match="pins no mesh root: give --ca-root") as raised:
+        options(tmp_path, token=sa_token)
+    assert sa_token not in str(raised.value)
+    root = tmp_path / "root.pem"
+    root.write_text("x")
+    control = options(tmp_path, "--ca-root", str(root), "--trust-domain", "example.org", token=sa_token).control
+    assert (control.node.namespace, control.node.service_account) == ("bookinfo", "bookinfo-reviews")
+    assert control.token.trust_domain == "example.org" and sa_token not in repr(control.token)
+    assert control.token.bearer() == sa_token
+    (tmp_path / "token").write_text("rotated.by.kubelet\n")
+    assert control.token.bearer() == "rotated.by.kubelet"
+    with pytest.raises(argparse.ArgumentTypeError, match="--namespace default differs from the token's bookinfo"):
+        options(tmp_path, "--ca-root", str(root), "--namespace", "default", token=sa_token)
+    with pytest.raises(argparse.ArgumentTypeError, match="names no ServiceAccount"):
+        options(tmp_path, "--ca-root", str(root), token=projected_token("a", "b").split(".")[0] + ".e30.x")
 
 
 def test_ca_root_needs_a_token_and_the_cli_exits_2(tmp_path) -> None:

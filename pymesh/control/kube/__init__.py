@@ -13,3 +13,19 @@ An informer calls its `on_change()` callback (no arguments) after every change i
 cache; consumers rebuild from `objects()` of the caches they own, debounced by the control
 server's watcher like file changes.
 """
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from pymesh.kube.resources import ResourceType
+
+
+class ObjectCache(Protocol):
+    """What a consumer reads of an informer (pymesh.control.kube.informer.Informer is one)."""
+
+    resource: ResourceType
+    synced: asyncio.Event
+
+    def objects(self) -> list[dict]: ...

@@ -90,7 +90,7 @@ def _attach(route: model.KubernetesRoute, ref: model.ObjectReference, gateways: 
     """Bind the route's translated rules to one parent; its Accepted condition (None: a parent
     that is not pymesh's, which it leaves alone, as Istio does)."""
     namespace = ref.namespace or route.metadata.namespace
-    label = _parent_label(ref, namespace)
+    label = parent_label(ref, namespace)
     if (ref.group, ref.kind) == ("", "Service"):
         host = service_host(ref.name, namespace)
         if host not in services:
@@ -134,7 +134,7 @@ def _attach(route: model.KubernetesRoute, ref: model.ObjectReference, gateways: 
     return label, c.ok(c.ACCEPTED, "Route was valid")
 
 
-def _parent_label(ref: model.ObjectReference, namespace: str) -> str:
+def parent_label(ref: model.ObjectReference, namespace: str) -> str:
     label = f"{ref.kind} {namespace}/{ref.name}"
     if ref.section_name:
         label += f"/{ref.section_name}"

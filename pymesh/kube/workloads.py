@@ -1,0 +1,54 @@
+"""Where a Kubernetes object keeps its pod template: the one table kube-inject and kube-uninject
+walk, so they agree on which kinds carry pods (Istio's kube-inject list: Deployment, StatefulSet,
+DaemonSet, ReplicaSet, ReplicationController, Job, CronJob, Pod; a List's items in turn).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from pymesh.kube.inject_settings import InjectError
+
+TEMPLATE_PATHS: dict[tuple[str, str], tuple[str, ...]] = {  # (apiVersion group, kind) -> path to the pod
+    ("apps", "Deployment"): ("spec", "template"),
+    ("apps", "StatefulSet"): ("spec", "template"),
+    ("apps", "DaemonSet"): ("spec", "template"),
+    ("apps", "ReplicaSet"): ("spec", "template"),
+    ("", "ReplicationController"): ("spec", "template"),
+    ("batch", "Job"): ("spec", "template"),
+    ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template"),
+    ("", "Pod"): (),
+}
+MAX_LIST_DEPTH = 4  # a List of Lists nests; deeper is refused rather than recursed into
+
+
+def group_of(obj: dict) -> str:
+    api_version = obj.get("apiVersion")
+    return api_version.rpartition("/")[0] if isinstance(api_version, str) else ""
+
+
+def map_pods(obj: object, change: Callable[[dict, dict], dict], depth: int = 0) -> object:
+    """`obj` with `change(pod, owner)` applied to each pod (metadata+spec) it holds, as a new
+    object; kinds without pods are returned as they are. `owner` is the object holding the pod."""
+    if not isinstance(obj, dict):
+        return obj
+    kind = obj.get("kind")
+    if isinstance(kind, str) and (kind == "List" or kind.endswith("List")) and isinstance(obj.get("items"), list):
+        if depth >= MAX_LIST_DEPTH:
+            raise InjectError("items", f"Lists nested deeper than {MAX_LIST_DEPTH}")
+        return {**obj, "items": [map_pods(item, change, depth + 1) for item in obj["items"]]}
+    path = TEMPLATE_PATHS.get((group_of(obj), kind))
+    if path is None:
+        return obj
+    return _replace(obj, path, lambda pod: change(pod, obj), ".".join(path))
+
+
+def _replace(node: dict, path: tuple[str, ...], change: Callable[[dict], dict], where: str) -> dict:
+    if not path:
+        if not isinstance(node.get("spec"), dict) or not isinstance(node["spec"].get("containers"), list):
+            raise InjectError(f"{where + '.' if where else ''}spec.containers", "a pod needs a list of containers")
+        return change(node)
+    child = node.get(path[0])
+    if not isinstance(child, dict):
+        raise InjectError(where, f"missing {path[0]} (the pod template)")
+    return {**node, path[0]: _replace(child, path[1:], change, where)}
