@@ -170,7 +170,7 @@ async def _serve(server) -> int:
     try:
         await server.start()
     except OSError as exc:
-        print(f"pymesh control: cannot listen: {exc}", file=sys.stderr)
+        print(f"pymesh control: cannot start: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:  # --kubernetes without the client library or with an unusable kubeconfig
         print(f"pymesh control: cannot start: {exc}", file=sys.stderr)

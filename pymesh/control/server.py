@@ -133,7 +133,10 @@ class ControlServer:
         from pymesh.control.kube.config_source import CustomResources
         from pymesh.control.kube.discovery_source import KubernetesDiscovery
 
-        self._kube_client = await KubeClient.connect(self.options.kubeconfig)
+        try:
+            self._kube_client = await KubeClient.connect(self.options.kubeconfig)
+        except Exception as exc:  # no kubeconfig, a broken one, no in-cluster service account
+            raise OSError(f"--kubernetes: cannot reach the API server: {exc}") from exc
         log.info("kubernetes: API server %s", self._kube_client.host)
         self.custom_resources = CustomResources(self._kube_client, self.watcher.notify, self.options.limits,
                                                 metrics=self.metrics)

@@ -56,7 +56,8 @@ def format_status(status: dict) -> str:
     if status.get("kubernetes_api"):
         lines += ["", f"KUBERNETES (API server {_text(status['kubernetes_api'])}):"]
         lines += [f"  {_text(_informer(kind))}" for kind in status.get("kubernetes", []) if not kind.get("missing")]
-    missing = [kind.get("resource", "?") for kind in status.get("kubernetes", []) if kind.get("missing")]
+    missing = [".".join(filter(None, (kind.get("resource", "?"), kind.get("group"))))  # kubectl's virtualservices.networking.istio.io
+               for kind in status.get("kubernetes", []) if kind.get("missing")]
     if missing:
         lines += ["", f"KUBERNETES: not served (CRD not installed?): {_text(', '.join(missing))}"]
     objects = status.get("gateway_api", [])

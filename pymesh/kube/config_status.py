@@ -1,6 +1,6 @@
 """What the control server writes back to Kubernetes about the custom resources it reads (pure):
-the status of a rejected Istio resource (`status.validationMessages` and a condition, as Istio's
-status writer shapes them), the Gateway API's statuses (`status.conditions`, listeners, parents)
+the status of a rejected Istio resource (`status.validationMessages` and the PassedAnalysis
+condition, as Istio's status writer shapes them), the Gateway API's statuses (`status.conditions`, listeners, parents)
 and the Warning Event regarding a rejected object.
 
 Every status function returns the object's whole new status, computed from its current one: the
@@ -24,8 +24,9 @@ CONTROLLER = BUILTIN_CLASSES["pymesh"]  # a route's status.parents[].controllerN
 # Istio's analysis message for a resource its schema validation refuses (istioctl analyze's IST0106)
 SCHEMA_ERROR = {"code": "IST0106", "name": "SchemaValidationError"}
 SCHEMA_ERROR_DOCS = "https://istio.io/latest/docs/reference/config/analysis/ist0106/"
-REASON = SCHEMA_ERROR["name"]  # of the Event and the condition
-ACCEPTED = "Accepted"
+REASON = SCHEMA_ERROR["name"]  # of the Event
+# the condition Istio's docs (reference/config/config-status) give analysis results
+ANALYSIS, ERRORS_FOUND = "PassedAnalysis", "errorsFound"
 MAX_NOTE = 1024  # bytes: the API server refuses a longer Event note
 MAX_MESSAGE = 32768  # characters: metav1.Condition's message limit
 
@@ -43,16 +44,16 @@ def errors_text(errors: Sequence[ConfigError], in_force: bool) -> str:
 
 def istio_status(obj: dict, errors: Sequence[ConfigError], in_force: bool, now: float) -> dict:
     """An Istio resource's status: while it is rejected, Istio's IST0106 validation message and
-    an Accepted=False condition carrying the errors; once it loads, neither."""
+    a PassedAnalysis=False condition carrying the errors; once it loads, neither."""
     current = _status(obj)
     messages = [m for m in current.get("validationMessages") or [] if not _ours(m)]
-    conditions = [x for x in current.get("conditions") or [] if isinstance(x, dict) and x.get("type") != ACCEPTED]
+    conditions = [x for x in current.get("conditions") or [] if isinstance(x, dict) and x.get("type") != ANALYSIS]
     status = {k: v for k, v in current.items() if k not in ("validationMessages", "conditions")}
     if errors:
         messages.append({"type": dict(SCHEMA_ERROR), "level": "ERROR", "documentationUrl": SCHEMA_ERROR_DOCS})
         generation = str(_generation(obj))
         conditions.append(_condition(current.get("conditions"), {
-            "type": ACCEPTED, "status": "False", "reason": REASON,
+            "type": ANALYSIS, "status": "False", "reason": ERRORS_FOUND,
             "message": errors_text(errors, in_force)[:MAX_MESSAGE], "observedGeneration": generation}, now))
         status["observedGeneration"] = generation
     if messages:
@@ -99,9 +100,8 @@ def rejection_event(obj: dict, errors: Sequence[ConfigError], in_force: bool, no
     for key in ("namespace", "uid", "resourceVersion"):
         if metadata.get(key):
             regarding[key] = metadata[key]
-    event_meta = {"name": f"{name[:200]}.{int(now * 1e9):x}"}
-    if metadata.get("namespace"):
-        event_meta["namespace"] = metadata["namespace"]
+    # an Event about a cluster-scoped object (a GatewayClass) goes to default, as Kubernetes' own do
+    event_meta = {"name": f"{name[:200]}.{int(now * 1e9):x}", "namespace": metadata.get("namespace") or "default"}
     return {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": event_meta,
             "eventTime": timestamp(now, micro=True), "reportingController": REPORTER,
             "reportingInstance": instance[:128], "action": "Validate", "reason": REASON, "type": "Warning",

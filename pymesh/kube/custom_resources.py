@@ -1,6 +1,6 @@
 """Istio's, pymesh's and the Gateway API's custom resources -> the config loader's input, so that
 an object read from the API server is validated exactly like a file (`pymesh analyze`'s rules)
-and its errors name it the way Istio's do: `VirtualService default/reviews spec.http[0]...`.
+and its errors name it the way Istio's do: `VirtualService default/reviews: spec.http[0]...`.
 
 Each object is loaded on its own, as one unit: the caller keeps the last good version of each.
 `validate(obj)` is what the validating webhook calls on an AdmissionReview's object.
@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 import yaml
 
 from pymesh.api import limits as input_limits, model
-from pymesh.api.errors import ConfigError
+from pymesh.api.errors import ConfigError, ConfigWarning
 from pymesh.api.limits import Limits
 from pymesh.api.load import LoadResult, load_text
-from pymesh.api.resources import ALL_KINDS, CORE, Kind
+from pymesh.api.resources import ALL_KINDS, CORE, GATEWAY_API_GROUP, Kind
 from pymesh.kube.resources import ResourceType
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -51,14 +51,35 @@ class CustomResource:
         return self.kind.api[0]
 
 
+CLUSTER_SCOPED = frozenset({(GATEWAY_API_GROUP, "GatewayClass")})
+
+
 def _custom_resource(kind: Kind) -> CustomResource:
     group, versions = kind.api
-    return CustomResource(kind, tuple(ResourceType(group, version, kind.name, plural(kind.name))
+    namespaced = (group, kind.name) not in CLUSTER_SCOPED
+    return CustomResource(kind, tuple(ResourceType(group, version, kind.name, plural(kind.name), namespaced)
                                       for version in versions))
 
 
 # every kind the loader implements, except the core ConfigMap (Istio's mesh config, not a CRD)
 CUSTOM_RESOURCES = tuple(_custom_resource(kind) for kind in ALL_KINDS if kind.spec is not None and kind.api != CORE)
+
+# watched to notice a CRD installed or upgraded at once, as Istio's CRD watcher does
+CRDS = ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+                    namespaced=False)
+
+
+def crd_serves(crd: object, resource: CustomResource) -> bool:
+    """Whether a CustomResourceDefinition (as the API server returns it) serves `resource` at
+    one of the versions pymesh reads."""
+    spec = crd.get("spec") if isinstance(crd, dict) else None
+    if not isinstance(spec, dict) or spec.get("group") != resource.group:
+        return False
+    names = spec.get("names") if isinstance(spec.get("names"), dict) else {}
+    if names.get("plural") != resource.versions[0].plural:
+        return False
+    ours = {version.version for version in resource.versions}
+    return any(isinstance(v, dict) and v.get("served") and v.get("name") in ours for v in spec.get("versions") or [])
 
 
 def source_name(obj: object) -> str:
@@ -109,9 +130,20 @@ def validate(obj: dict, limits: Limits = input_limits.DEFAULT) -> list[ConfigErr
     return load_object(obj, limits).errors
 
 
+@dataclass(frozen=True)
+class ObjectError(ConfigError):
+    """An error in an object read from the API server: no file and no line, so it reads as
+    Istio's validation writes it: `VirtualService default/reviews: spec.hosts: ...`."""
+
+    def where(self) -> str:
+        return f"{self.file}: {self.path}" if self.path else self.file
+
+
 def _lineless(error: ConfigError) -> ConfigError:
-    return replace(error, line=0)
+    if isinstance(error, ConfigWarning):
+        return replace(error, line=0)
+    return ObjectError(error.file, 0, error.path, error.message)
 
 
 def _failed(name: str, message: str) -> LoadResult:
-    return LoadResult(model.MeshConfig(), [ConfigError(name, 0, "", message)])
+    return LoadResult(model.MeshConfig(), [ObjectError(name, 0, "", message)])

@@ -6,7 +6,9 @@ import copy
 import pytest
 
 from pymesh.api.limits import Limits
-from pymesh.kube.custom_resources import CUSTOM_RESOURCES, configured, load_object, plural, source_name, validate
+from pymesh.kube.custom_resources import (
+    CUSTOM_RESOURCES, configured, crd_serves, load_object, plural, source_name, validate,
+)
 
 REVIEWS = {
     "apiVersion": "networking.istio.io/v1",
@@ -51,6 +53,8 @@ def test_every_config_kind_is_watched_at_its_newest_version_first():
     # both Gateways, and nothing that is not a CRD (Istio's mesh ConfigMap)
     assert ("networking.istio.io", "Gateway") in paths and ("gateway.networking.k8s.io", "Gateway") in paths
     assert all(c.group for c in CUSTOM_RESOURCES)
+    namespaced = {c.kind.name: c.versions[0].namespaced for c in CUSTOM_RESOURCES}
+    assert namespaced["GatewayClass"] is False and namespaced["HTTPRoute"] and namespaced["VirtualService"]
 
 
 def test_an_object_as_the_api_server_returns_it_loads():
@@ -69,16 +73,16 @@ def test_every_served_version_is_accepted(api_version):
 
 @pytest.mark.parametrize("obj, expected", [
     (with_spec(hosts=["reviews"], http=[{"route": [{"destination": {"host": ""}}]}]),
-     "VirtualService default/reviews spec.http[0].route[0].destination.host: empty domain name is not allowed"),
-    (with_spec(hosts=5, http=[]), "VirtualService default/reviews spec.hosts: expected a list, got 5"),
+     "VirtualService default/reviews: spec.http[0].route[0].destination.host: empty domain name is not allowed"),
+    (with_spec(hosts=5, http=[]), "VirtualService default/reviews: spec.hosts: expected a list, got 5"),
     (with_spec(hosts=["reviews"], http=[{"route": [{"destination": {"host": "r"}}]}], colour="blue"),
-     "VirtualService default/reviews spec.colour: unknown field"),
+     "VirtualService default/reviews: spec.colour: unknown field"),
     ({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "spec": {"hosts": ["r"]}},
-     "VirtualService (unnamed) metadata: required field is missing"),
+     "VirtualService (unnamed): metadata: required field is missing"),
     ({"apiVersion": "networking.istio.io/v1", "kind": "VirtualSrvice", "metadata": {"name": "x", "namespace": "d"}},
-     "VirtualSrvice d/x kind: networking.istio.io/v1 has no kind VirtualSrvice"),
+     "VirtualSrvice d/x: kind: networking.istio.io/v1 has no kind VirtualSrvice"),
     (["not", "an", "object"], "(not an object): expected an object with apiVersion, kind, metadata and spec"),
-    ({**REVIEWS, "metadata": "reviews"}, "VirtualService (unnamed) metadata: expected a mapping"),
+    ({**REVIEWS, "metadata": "reviews"}, "VirtualService (unnamed): metadata: expected a mapping"),
 ])
 def test_invalid_objects_are_errors_naming_the_object_and_the_field(obj, expected):
     errors = [str(e) for e in validate(obj)]
@@ -123,3 +127,27 @@ def test_configured_ignores_status_and_bookkeeping():
 ])
 def test_source_name(obj, expected):
     assert source_name(obj) == expected
+
+
+def crd(group="networking.istio.io", plural="virtualservices", versions=(("v1", True),)):
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{group}"},
+            "spec": {"group": group, "names": {"plural": plural, "kind": "VirtualService"}, "scope": "Namespaced",
+                     "versions": [{"name": name, "served": served, "storage": True} for name, served in versions]}}
+
+
+VIRTUAL_SERVICES = next(c for c in CUSTOM_RESOURCES if c.kind.name == "VirtualService")
+
+
+@pytest.mark.parametrize("obj, serves", [
+    (crd(), True),
+    (crd(versions=(("v1", False), ("v1alpha3", True))), True),  # an older Istio's CRD
+    (crd(versions=(("v1", False),)), False),
+    (crd(versions=(("v2", True),)), False),  # a version pymesh does not read
+    (crd(group="networking.example.com"), False),
+    (crd(plural="destinationrules"), False),
+    ({"spec": "nonsense"}, False),
+    ("not a CRD", False),
+])
+def test_crd_serves(obj, serves):
+    assert crd_serves(obj, VIRTUAL_SERVICES) is serves

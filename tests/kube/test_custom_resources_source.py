@@ -33,9 +33,11 @@ class Writes:
 
     def __init__(self):
         self.offered = []
+        self.writes = []
 
     def offer(self, target, what, write):
         self.offered.append((target[0], what))
+        self.writes.append(write)
 
 
 def reviews(host="reviews", version="1", **extra):
@@ -66,7 +68,7 @@ def test_an_invalid_update_keeps_the_last_good_version_and_is_reported():
     ((name, errors),) = store.reload()
     assert name == "VirtualService default/reviews"
     assert [str(e) for e in errors] == [
-        "VirtualService default/reviews spec.http[0].route[0].destination.host: empty domain name is not allowed"]
+        "VirtualService default/reviews: spec.http[0].route[0].destination.host: empty domain name is not allowed"]
     assert hosts(store) == ["reviews"]  # the last good version stays in force
     (entry,) = source.resources()
     assert (entry["kind"], entry["namespace"], entry["name"]) == ("VirtualService", "default", "reviews")
@@ -143,3 +145,33 @@ def test_hostile_objects_are_rejected_one_by_one_never_half_applied():
         "VirtualService default/wrong-types"]
     assert [vs.metadata.name for vs in store.config.virtual_services] == ["good"]
     assert isinstance(store.config, model.MeshConfig)
+
+
+class RefusingClient:
+    """The API server's client, refusing every write (a 409, a dropped connection)."""
+
+    async def patch(self, *args, **kwargs):
+        raise ConnectionError("the API server went away")
+
+    async def create(self, *args, **kwargs):
+        raise ConnectionError("the API server went away")
+
+
+def test_a_write_that_failed_is_sent_again_on_the_next_update():
+    cache = Cache(VS_TYPE, [reviews(host="")])
+    writes = Writes()
+    source = CustomResourceSource([(VS_TYPE, cache)], lambda: None, writer=writes, client=RefusingClient(),
+                                  instance="test", clock=lambda: 1_700_000_000)
+    store = ConfigStore("/nonexistent-config-dir", sources=[source])
+    store.reload()
+    assert [what for what, _ in writes.offered] == ["event", "status"]
+
+    async def send_all():
+        for write in writes.writes:
+            try:
+                await write()
+            except ConnectionError:
+                pass
+    asyncio.run(send_all())
+    store.reload()  # nothing changed, but what failed is offered again
+    assert [what for what, _ in writes.offered] == ["event", "status", "event", "status"]

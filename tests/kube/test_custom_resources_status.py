@@ -3,10 +3,12 @@ while rejected and after, the Gateway API statuses, the Warning Event, and the t
 rate-limits the writes. Each status is computed from the object's current one, and computing it
 again for an unchanged outcome gives an equal status (nothing to write)."""
 
+import asyncio
+
 import pytest
 
 from pymesh.api.errors import ConfigError
-from pymesh.control.kube.status_writer import TokenBucket
+from pymesh.control.kube.status_writer import StatusWriter, TokenBucket
 from pymesh.kube import config_status
 from pymesh.routing.gateway_api import conditions as c
 
@@ -21,7 +23,7 @@ def test_a_rejected_istio_resource_gets_istios_validation_message_and_a_conditio
     assert status["validationMessages"] == [{"type": {"code": "IST0106", "name": "SchemaValidationError"},
                                              "level": "ERROR", "documentationUrl": config_status.SCHEMA_ERROR_DOCS}]
     (condition,) = status["conditions"]
-    assert condition == {"type": "Accepted", "status": "False", "reason": "SchemaValidationError",
+    assert condition == {"type": "PassedAnalysis", "status": "False", "reason": "errorsFound",
                          "message": "spec.http[0].route[0].destination.host: empty domain name is not allowed "
                                     "(the last good version stays in force)",
                          "observedGeneration": "3", "lastTransitionTime": "2023-11-14T22:13:20Z"}
@@ -94,3 +96,33 @@ def test_the_warning_event_regarding_a_rejected_object():
 def test_token_bucket(takes, expected):
     bucket = TokenBucket(rate=2.0, burst=2, now=0.0)
     assert [bucket.take(now) for now in takes] == pytest.approx(expected)
+
+
+def test_the_writer_sends_the_latest_write_per_target_and_survives_a_failing_one():
+    async def main():
+        sent = []
+        writer = StatusWriter(rate=1000.0, burst=10)
+
+        def write(label, fail=False):
+            async def go():
+                if fail:
+                    raise RuntimeError("409 Conflict")
+                sent.append(label)
+            return go
+
+        writer.offer("vs/a", "status a", write("a1"))
+        writer.offer("vs/b", "status b", write("b", fail=True))
+        writer.offer("vs/a", "status a", write("a2"))  # replaces a1, not sent yet
+        writer.offer("vs/c", "status c", write("c"))
+        task = asyncio.create_task(writer.run())
+        try:
+            for _ in range(200):
+                if writer.pending == 0 and len(sent) + writer.failed == 3:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+        return sent, writer.failed
+
+    sent, failed = asyncio.run(main())
+    assert sent == ["a2", "c"] and failed == 1
