@@ -216,8 +216,17 @@ async def _serve(server) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    starting = asyncio.ensure_future(server.start())  # with --kubernetes it waits for the first lists
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # SIGTERM before the server was up (an API server not answering): leave
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        await server.stop()
+        return 0
+    stopping.cancel()
     try:
-        await server.start()
+        starting.result()
     except OSError as exc:
         print(f"pymesh control: cannot start: {exc}", file=sys.stderr)
         return 1

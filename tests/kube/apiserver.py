@@ -219,7 +219,8 @@ class StandInAPIServer:
         self._call(lambda: self.types.pop((resource.group, resource.version, resource.plural), None))
 
     def apply(self, obj: dict) -> dict:
-        """Create or replace an object (its kind and apiVersion name the type); the stored copy."""
+        """Create or replace an object (its kind and apiVersion name the type), as `kubectl apply`:
+        an object given without status keeps the status it has; the stored copy."""
         return self._call(self._apply_local, copy.deepcopy(obj))
 
     def delete(self, resource: ResourceType, name: str, namespace: str | None = None) -> dict:
@@ -293,7 +294,10 @@ class StandInAPIServer:
         metadata = obj.setdefault("metadata", {})
         namespace = metadata.get("namespace", "default") if resource.namespaced else ""
         key = (namespace, metadata.get("name", ""))
-        if key in self.store[resource]:
+        held = self.store[resource].get(key)
+        if held is not None:
+            if "status" not in obj and "status" in held:  # as kubectl apply: the status subresource stays
+                obj["status"] = copy.deepcopy(held["status"])
             return self._write(resource, key, obj, "MODIFIED")
         return self._create(resource, namespace, obj)
 

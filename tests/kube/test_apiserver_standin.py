@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from pymesh.kube.resources import SERVICES
+
 RECORDED = Path(__file__).parent / "recorded"
 
 
@@ -168,3 +170,16 @@ def test_an_unserved_group_is_plain_404_and_no_token_is_401(apiserver, raw):
     raw.headers.pop("Authorization")
     response, body = raw.request("GET", "/api/v1/services")
     assert response.status == 401 and json.loads(body)["reason"] == "Unauthorized"
+
+
+def test_apply_keeps_the_status_as_kubectl_apply(apiserver):
+    """Stand-in API server: re-applying an object without status (a spec edit) keeps the status a
+    controller wrote, as the status subresource does on a real server; one given with status sets it."""
+    route = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "r", "namespace": "default"},
+             "spec": {"ports": [{"port": 80}]}}
+    apiserver.apply({**route, "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}})
+    apiserver.apply({**route, "spec": {"ports": [{"port": 81}]}})
+    held = apiserver.get(SERVICES, "r", "default")
+    assert held["spec"]["ports"] == [{"port": 81}] and held["status"]["loadBalancer"]["ingress"][0]["ip"] == "1.2.3.4"
+    apiserver.apply({**route, "status": {}})
+    assert apiserver.get(SERVICES, "r", "default")["status"] == {}

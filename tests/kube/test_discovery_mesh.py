@@ -6,6 +6,7 @@ reach the proxy's view within a second; a dropped watch and a 410 Gone lose no u
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import time
@@ -168,3 +169,15 @@ def test_the_first_configuration_served_already_has_the_cluster(mesh, apiserver)
     synced = control.wait_synced(client.node_id)
     assert synced["acked_version"] == "1", synced  # the first generation: discovery was in it
     assert f"{ADDRESSES[0]}:{app.port}" in client.endpoints()
+
+
+def test_sigterm_while_waiting_for_the_api_server_exits(mesh, apiserver):
+    """Stand-in API server refusing every request (503): the control server waits for its first
+    lists and serves nothing; SIGTERM then ends it cleanly instead of leaving it waiting."""
+    apiserver.fail_next(503, "ServiceUnavailable", count=10_000)
+    control = mesh.control(extra=("--kubernetes", "--kubeconfig", str(apiserver.kubeconfig)), start=False)
+    control.start(wait=False)
+    wait_until(lambda: "still waiting for the first list" in control.log() or len(apiserver.requests) > 20, 20, 0.05,
+               "the control server retrying its lists")
+    control.proc.send_signal(signal.SIGTERM)
+    assert control.proc.wait(timeout=10) == 0, control.log()[-3000:]

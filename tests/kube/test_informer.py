@@ -218,3 +218,17 @@ def test_broken_watch_lines_do_not_end_the_informer(apiserver):
             await changes.until(lambda: set(names(informer)) == {"a", "b"}, "a change after the garbage")
             assert informer.last_error
     run(body())
+
+
+def test_empty_watches_ending_at_once_back_off(apiserver):
+    """Stand-in API server ending every watch at once with nothing in it (timeoutSeconds=0): the
+    informer asks again with growing delays, not in a tight loop."""
+    async def body():
+        async with informing(apiserver, watch_timeout=0) as (changes, informer, metrics):
+            await asyncio.wait_for(informer.synced.wait(), 10)
+            await changes.until(lambda: apiserver.watch_requests >= 5, "five watches")
+            seen = apiserver.watch_requests
+            await asyncio.sleep(0.5)  # a window to count requests in, not a wait for an event
+            assert apiserver.watch_requests - seen < 15, "a tight loop of watches"
+            assert counted(metrics, "pymesh_control_kube_watch_restarts_total", resource="services", reason="ended") >= 5
+    run(body())

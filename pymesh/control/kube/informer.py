@@ -106,8 +106,12 @@ class Informer:
                 if listed:
                     await self._relist()
                 await self._watch()
-                failures = 0  # a watch the server ended cleanly: resume at once
                 self._count("kube_watch_restarts", reason="ended")
+                if self._progress:  # a watch the server ended cleanly: resume at once
+                    failures = 0
+                else:  # ended with nothing in it (not even a bookmark): as client-go, not in a tight loop
+                    failures += 1
+                    await asyncio.sleep(self._backoff.delay(failures))
             except Gone:
                 log.info("kubernetes: %s: resourceVersion %s is gone, relisting", self.resource.plural,
                          self.resource_version)
