@@ -190,9 +190,13 @@ def _webhook_options(args: argparse.Namespace):
     from pymesh.kube.inject_settings import MAX_SETTINGS_BYTES, InjectSettings, load_settings
 
     settings = InjectSettings()
-    if args.injection_settings:  # OSError and InjectError (a ValueError): refused at start, by run_serve
-        with open(args.injection_settings, encoding="utf-8") as stream:
-            settings = load_settings(stream.read(MAX_SETTINGS_BYTES + 1))
+    if args.injection_settings:  # refused at start (run_serve reports the ValueError)
+        try:
+            with open(args.injection_settings, encoding="utf-8") as stream:
+                settings = load_settings(stream.read(MAX_SETTINGS_BYTES + 1))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # InjectError is a ValueError
+            raise ValueError(f"--injection-settings {args.injection_settings}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
     return WebhookOptions(args.webhook_listen, args.webhook_cert_dir or "", args.webhook_service,
                           args.webhook_namespace, settings, patch_ca_bundle=args.webhook_ca_bundle == "patch",
                           kubeconfig=args.kubeconfig)

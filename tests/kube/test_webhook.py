@@ -11,6 +11,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,23 @@ def test_the_answers_are_counted_under_istios_metric_names(control):
                 f'galley_validation_failed{{{resource},reason="invalid_config"}}': 1,
                 'galley_validation_http_error{status="400"}': 1}
     assert {name: control.metric(name) for name in expected} == expected
+
+
+REFUSED_AT_START = {
+    "insecure without a cert dir": (("--insecure",), "--webhook-listen with --insecure needs --webhook-cert-dir"),
+    "cert dir without a pair": (("--webhook-cert-dir", "/nonexistent"), "no usable tls.crt and tls.key"),
+    "settings file missing": (("--injection-settings", "/nonexistent"), "--injection-settings /nonexistent: No such"),
+    "settings with a typo": (("--injection-settings", "{settings}"), "proxyImge: unknown setting"),
+}
+
+
+@pytest.mark.parametrize("extra,message", REFUSED_AT_START.values(), ids=REFUSED_AT_START.keys())
+def test_bad_webhook_options_are_refused_at_start_with_the_reason(tmp_path, extra, message):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("proxyImge: x\n")
+    (tmp_path / "config").mkdir()
+    done = subprocess.run([sys.executable, "-m", "pymesh", "control", "serve", "--config-dir", str(tmp_path / "config"),
+                           "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--webhook-listen", "127.0.0.1:0",
+                           *(arg.format(settings=settings) for arg in extra)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and message in done.stderr, done.stderr
