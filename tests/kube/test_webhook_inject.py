@@ -74,7 +74,7 @@ def test_an_injected_pod_gets_no_second_patch(control):
     status, text = curl(control, "/inject", RECORDED)
     patched = jsonpatch.apply_patch(review["request"]["object"],
                                     json.loads(base64.b64decode(json.loads(text)["response"]["patch"])))
-    review["request"]["object"] = patched  # reinvocationPolicy IfNeeded calls the webhook again
+    review["request"]["object"] = patched  # called again: a retried create, or another revision's webhook
     status, text = curl(control, "/inject", json.dumps(review).encode())
     assert status == 200 and json.loads(text)["response"] == {"uid": review["request"]["uid"], "allowed": True}
 
