@@ -46,6 +46,15 @@ def test_validate_answers_a_review_from_curl(control):
     assert status == 200 and json.loads(text)["response"] == {"uid": review["request"]["uid"], "allowed": True}
 
 
+def test_a_v1beta1_review_is_answered_in_v1beta1(control):
+    review = json.loads(RECORDED)
+    review["apiVersion"] = "admission.k8s.io/v1beta1"
+    status, text = curl(control, "/inject", json.dumps(review).encode())
+    answer = json.loads(text)
+    assert status == 200 and answer["apiVersion"] == "admission.k8s.io/v1beta1"
+    assert answer["response"]["patchType"] == "JSONPatch"
+
+
 HOSTILE = {
     "not JSON": ("/validate", b"{", (), 400, "not JSON"),
     "wrong kind": ("/validate", b'{"apiVersion":"v1","kind":"Pod"}', (), 400, "apiVersion admission.k8s.io/v1"),
@@ -85,7 +94,8 @@ def test_the_mesh_ca_certificate_names_the_service_and_is_refused_for_other_name
     assert done.returncode == 60, done.stderr  # peer certificate cannot be authenticated
     for name in ("pymesh-control.pymesh-system.svc", "pymesh-control.pymesh-system.svc.cluster.local"):
         done = subprocess.run(["curl", "-sS", "--max-time", str(TIMEOUT), "--cacert", ca, "--resolve",
-                               f"{name}:{control.webhook_port}:127.0.0.1", f"https://{name}:{control.webhook_port}/ready"],
+                               f"{name}:{control.webhook_port}:127.0.0.1",
+                               f"https://{name}:{control.webhook_port}/ready"],
                               capture_output=True, timeout=TIMEOUT + 5)
         assert done.stdout == b"ready\n", done.stderr
 

@@ -28,7 +28,8 @@ def deployment_of(pod: dict) -> dict:
     metadata = pod["metadata"]
     name = metadata["ownerReferences"][0]["name"].rsplit("-", 1)[0]
     labels = {k: v for k, v in metadata["labels"].items() if k != "pod-template-hash"}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": metadata["namespace"]},
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": metadata["namespace"]},
             "spec": {"selector": {"matchLabels": {"appSelector": labels["appSelector"]}},
                      "template": {"metadata": {"labels": labels, "annotations": metadata.get("annotations", {})},
                                   "spec": copy.deepcopy(pod["spec"])}}}
