@@ -21,7 +21,7 @@ from pymesh.control.kube.webhook import WebhookLimits, WebhookServer
 from pymesh.control.kube.webhooks import injector, known, validate
 from pymesh.kube.inject_settings import InjectSettings
 from throwaway_ca import ThrowawayCA
-from webhook_harness import RECORDED, SERVICE, TIMEOUT, control, curl  # noqa: F401  (a fixture)
+from webhook_harness import RECORDED, SERVICE, TIMEOUT, ControlServer, control, curl  # noqa: F401
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 
@@ -266,3 +266,24 @@ def test_bad_webhook_options_are_refused_at_start_with_the_reason(tmp_path, extr
                            *(arg.format(settings=settings) for arg in extra)],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1 and message in done.stderr, done.stderr
+
+
+def test_a_cert_manager_style_directory_serves_the_webhooks_of_an_insecure_control_server(tmp_path):
+    """--webhook-cert-dir (tls.crt, tls.key, ca.crt as cert-manager writes them) is the only way
+    with --insecure, which has no mesh CA."""
+    ca = ThrowawayCA(tmp_path / "ca")
+    directory = _directory_cert(tmp_path, ca, "webhook")
+    (tmp_path / "config").mkdir()
+    server = ControlServer(tmp_path / "config", tmp_path / "control.log", 5.0, None,
+                           "--webhook-listen", "127.0.0.1:0", "--webhook-cert-dir", str(directory))
+    try:
+        server.start()
+        done = subprocess.run(["curl", "-sS", "--max-time", str(TIMEOUT), "--cacert", str(ca.ca_path),
+                               "--resolve", f"{SERVICE}:{server.webhook_port}:127.0.0.1",
+                               "-H", "Content-Type: application/json", "--data-binary", "@-",
+                               f"https://{SERVICE}:{server.webhook_port}/inject"],
+                              input=RECORDED, capture_output=True, timeout=TIMEOUT + 5)
+        assert json.loads(done.stdout)["response"]["patchType"] == "JSONPatch", done.stderr
+    finally:
+        server.stop()
+        print(server.log())
