@@ -270,7 +270,7 @@ def test_inject_answers_type_confused_pods(pod):
     from pymesh.kube.inject_settings import InjectSettings
 
     data = review(obj=pod)
-    answer = admission.review_inject(admission.read_request(body(data)).request, injector(InjectSettings()))
+    answer = admission.review_inject(admission.read_request(body(data)).request, injector(InjectSettings))
     response = answer["response"]
     assert response["uid"] == data["request"]["uid"] and isinstance(response["allowed"], bool)
     if response["allowed"] and "patch" in response:  # what is patched is a whole, valid injection
@@ -300,3 +300,31 @@ def test_validate_answers_type_confused_objects(obj):
     assert response["uid"] and isinstance(response["allowed"], bool)
     if not response["allowed"]:
         assert response["status"]["message"].startswith("configuration is invalid: ")
+
+
+def test_the_settings_file_is_reloaded_and_a_bad_version_keeps_the_last_good(tmp_path, caplog):
+    from pymesh.control.kube.settings_file import SettingsFile
+    from pymesh.control.kube.webhooks import injector
+
+    path = tmp_path / "settings"
+    path.write_text("proxyImage: registry.local/pymesh:1\n")
+    settings = SettingsFile(str(path))
+    inject = injector(lambda: settings.settings)
+    request = admission.read_request(body(RECORDED)).request
+
+    def images() -> set:
+        patched = jsonpatch.apply_patch(copy.deepcopy(request["object"]),
+                                        _decoded_patch(admission.review_inject(request, inject)))
+        return {c["image"] for c in patched["spec"]["initContainers"]}
+
+    assert images() == {"registry.local/pymesh:1"}
+    path.write_text("proxyImage: registry.local/pymesh:2\n")
+    settings.reload()
+    assert images() == {"registry.local/pymesh:2"}
+    path.write_text("proxyImge: typo\n")
+    settings.reload()
+    assert images() == {"registry.local/pymesh:2"}
+    assert any("does not load" in r.getMessage() and "proxyImge" in r.getMessage() for r in caplog.records)
+    path.unlink()
+    settings.reload()  # a ConfigMap volume mid-swap, or deleted: the last good stays
+    assert images() == {"registry.local/pymesh:2"}

@@ -125,7 +125,7 @@ async def _exchange(port: int, ca: ThrowawayCA, data: bytes) -> bytes:
 def _serve(tmp_path, limits: WebhookLimits):
     ca = ThrowawayCA(tmp_path / "ca")
     cert = webhook_cert.DirectoryCert(str(_directory_cert(tmp_path, ca, "one")))
-    return ca, cert, WebhookServer(cert.context, injector(InjectSettings()), validate, known, limits=limits)
+    return ca, cert, WebhookServer(cert.context, injector(InjectSettings), validate, known, limits=limits)
 
 
 LIMITED = {
