@@ -102,7 +102,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "reloaded when they change; default: issued by the mesh CA for the Service's names")
     webhook.add_argument("--injection-settings", metavar="FILE",
                          help="the injector's settings YAML, or the ConfigMap holding it in data.settings (what "
-                         "`pymesh kube-inject --settings` reads); default: the built-in settings")
+                         "`pymesh kube-inject --settings` reads), reloaded when it changes; default: the built-in "
+                         "settings")
     webhook.add_argument("--webhook-ca-bundle", choices=("patch", "off"),
                          default="patch" if os.environ.get("KUBERNETES_SERVICE_HOST") else "off",
                          help="patch: keep the caBundle of the pymesh-sidecar-injector and pymesh-validator webhook "
@@ -200,15 +201,10 @@ def _webhook_options(args: argparse.Namespace):
     if args.webhook_listen is None:
         return None
     from pymesh.control.kube.webhooks import WebhookOptions
-    from pymesh.kube.inject_settings import MAX_SETTINGS_BYTES, InjectSettings, load_settings
 
-    settings = InjectSettings()
-    if args.injection_settings:  # OSError and InjectError (a ValueError): refused at start, by run_serve
-        with open(args.injection_settings, encoding="utf-8") as stream:
-            settings = load_settings(stream.read(MAX_SETTINGS_BYTES + 1))
     return WebhookOptions(args.webhook_listen, args.webhook_cert_dir or "", args.webhook_service,
-                          args.webhook_namespace, settings, patch_ca_bundle=args.webhook_ca_bundle == "patch",
-                          kubeconfig=args.kubeconfig)
+                          args.webhook_namespace, args.injection_settings or "",
+                          patch_ca_bundle=args.webhook_ca_bundle == "patch", kubeconfig=args.kubeconfig)
 
 
 async def _serve(server) -> int:

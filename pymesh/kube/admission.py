@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from pymesh.api.errors import ConfigError, ConfigWarning
 
 API_VERSION = "admission.k8s.io/v1"
+API_VERSIONS = (API_VERSION, "admission.k8s.io/v1beta1")  # answered in the version asked, as Istio's webhooks
 KIND = "AdmissionReview"
 MAX_WARNINGS = 16  # the API server shows each to the kubectl user; keep it readable
 MAX_MESSAGE = 4096  # characters of a denial message (the API server relays it to the client)
@@ -37,15 +39,22 @@ class EnvelopeError(ValueError):
         self.message = message
 
 
-def read_request(body: bytes) -> dict:
-    """The `request` of an AdmissionReview v1 body, checked for what every answer needs."""
+@dataclass(frozen=True)
+class Review:
+    api_version: str  # the answer must be in the same version
+    request: dict
+
+
+def read_request(body: bytes) -> Review:
+    """The `request` of an AdmissionReview body (v1, or the older v1beta1 of the same shape),
+    checked for what every answer needs."""
     try:
         review = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EnvelopeError(400, f"the body is not JSON: {exc}") from None
     if not isinstance(review, dict):
         raise EnvelopeError(400, "the body is not a JSON object (an AdmissionReview)")
-    if review.get("kind") != KIND or review.get("apiVersion") != API_VERSION:
+    if review.get("kind") != KIND or review.get("apiVersion") not in API_VERSIONS:
         raise EnvelopeError(400, f"expected apiVersion {API_VERSION} kind {KIND}, got apiVersion "
                             f"{_shown(review.get('apiVersion'))} kind {_shown(review.get('kind'))} "
                             "(the webhook configurations ask for admissionReviewVersions [v1])")
@@ -60,7 +69,12 @@ def read_request(body: bytes) -> dict:
         raise EnvelopeError(400, f"request.operation: {_shown(operation)} is not CREATE, UPDATE, DELETE or CONNECT")
     if operation in ("CREATE", "UPDATE") and not isinstance(request.get("object"), dict):
         raise EnvelopeError(400, f"request.object is missing or not an object in a {operation} request")
-    return request
+    return Review(review["apiVersion"], request)
+
+
+def in_version(answer: dict, api_version: str) -> dict:
+    """The answer as an AdmissionReview of the version the request came in."""
+    return {**answer, "apiVersion": api_version}
 
 
 def review_inject(request: dict, inject: Injector) -> dict:

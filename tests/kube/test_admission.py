@@ -80,7 +80,8 @@ ENVELOPES = {
     "not JSON": (b"{not json", "not JSON"),
     "not UTF-8": (b"\xff\xfe{}", "not JSON"),
     "a JSON list": (b"[]", "not a JSON object"),
-    "v1beta1": (body({**review(obj={}), "apiVersion": "admission.k8s.io/v1beta1"}), "admissionReviewVersions"),
+    "v2": (body({**review(obj={}), "apiVersion": "admission.k8s.io/v2"}), "admissionReviewVersions"),
+    "no apiVersion": (body({"kind": "AdmissionReview", "request": {"uid": "u"}}), "admissionReviewVersions"),
     "wrong kind": (body({**review(obj={}), "kind": "TokenReview"}), "kind AdmissionReview"),
     "no request": (body({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}), "no request"),
     "request not an object": (body({**review(), "request": "x"}), "no request"),
@@ -95,17 +96,24 @@ ENVELOPES = {
 @pytest.mark.parametrize("data,message", ENVELOPES.values(), ids=ENVELOPES.keys())
 def test_a_wrong_envelope_is_a_400_with_the_reason(data, message):
     with pytest.raises(EnvelopeError) as raised:
-        admission.read_request(data)
+        admission.read_request(data).request
     assert raised.value.status == 400 and message in raised.value.message
 
 
 def test_a_recorded_request_reads():
-    request = admission.read_request(body(RECORDED))
+    request = admission.read_request(body(RECORDED)).request
     assert request["uid"] == "cb2373d5-7933-43a4-9ca7-0be7db7c6f33" and request["object"]["kind"] == "Pod"
 
 
+def test_v1beta1_is_read_and_answered_in_v1beta1():
+    read = admission.read_request(body({**review(obj={}), "apiVersion": "admission.k8s.io/v1beta1"}))
+    assert read.api_version == "admission.k8s.io/v1beta1"
+    answer = admission.in_version(admission.allowed(read.request["uid"]), read.api_version)
+    assert answer["apiVersion"] == "admission.k8s.io/v1beta1" and answer["kind"] == "AdmissionReview"
+
+
 def test_delete_needs_no_object():
-    assert admission.read_request(body(review(operation="DELETE")))["operation"] == "DELETE"
+    assert admission.read_request(body(review(operation="DELETE"))).request["operation"] == "DELETE"
 
 
 # --- /inject's answer ----------------------------------------------------------------------------
@@ -122,7 +130,7 @@ def _decoded_patch(answer: dict) -> list:
 
 
 def test_inject_answers_the_recorded_pod_with_a_patch_that_applies():
-    request = admission.read_request(body(RECORDED))
+    request = admission.read_request(body(RECORDED)).request
     answer = admission.review_inject(request, _sidecar)
     response = answer["response"]
     assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
@@ -142,14 +150,14 @@ INJECT_PASSES = {
 
 @pytest.mark.parametrize("data,inject", INJECT_PASSES.values(), ids=INJECT_PASSES.keys())
 def test_inject_allows_without_a_patch(data, inject):
-    response = admission.review_inject(admission.read_request(body(data)), inject)["response"]
+    response = admission.review_inject(admission.read_request(body(data)).request, inject)["response"]
     assert response == {"uid": data["request"]["uid"], "allowed": True}
 
 
 def test_inject_takes_the_namespace_from_the_request():
     seen = []
-    admission.review_inject(admission.read_request(body(review(obj={"metadata": {}, "spec": {}}, namespace="shop"))),
-                            lambda pod, ns: seen.append(ns))
+    request = admission.read_request(body(review(obj={"metadata": {}, "spec": {}}, namespace="shop"))).request
+    admission.review_inject(request, lambda pod, ns: seen.append(ns))
     assert seen == ["shop"]
 
 
@@ -157,10 +165,11 @@ def test_inject_refusal_and_a_pod_without_spec_are_denied_with_the_reason():
     def refuse(pod, namespace):
         raise ValueError("a container is already named pymesh-proxy")
 
-    answer = admission.review_inject(admission.read_request(body(RECORDED)), refuse)["response"]
+    answer = admission.review_inject(admission.read_request(body(RECORDED)).request, refuse)["response"]
     assert answer["allowed"] is False and answer["status"]["code"] == 400
     assert "pod demo/demo-crd-resource-76bf5f8695-sf4bt: a container is already named" in answer["status"]["message"]
-    answer = admission.review_inject(admission.read_request(body(review(obj={"metadata": {}}))), _sidecar)["response"]
+    request = admission.read_request(body(review(obj={"metadata": {}}))).request
+    answer = admission.review_inject(request, _sidecar)["response"]
     assert answer["allowed"] is False and "no spec" in answer["status"]["message"]
 
 
@@ -174,7 +183,7 @@ def virtual_service(**spec) -> dict:
 
 
 def validated(operation: str, obj: dict | None) -> dict:
-    request = admission.read_request(body(review(operation, obj, kind=("networking.istio.io", "v1", "x"))))
+    request = admission.read_request(body(review(operation, obj, kind=("networking.istio.io", "v1", "x")))).request
     return admission.review_validate(request, validate, known)["response"]
 
 
@@ -261,7 +270,7 @@ def test_inject_answers_type_confused_pods(pod):
     from pymesh.kube.inject_settings import InjectSettings
 
     data = review(obj=pod)
-    answer = admission.review_inject(admission.read_request(body(data)), injector(InjectSettings()))
+    answer = admission.review_inject(admission.read_request(body(data)).request, injector(InjectSettings))
     response = answer["response"]
     assert response["uid"] == data["request"]["uid"] and isinstance(response["allowed"], bool)
     if response["allowed"] and "patch" in response:  # what is patched is a whole, valid injection
@@ -291,3 +300,31 @@ def test_validate_answers_type_confused_objects(obj):
     assert response["uid"] and isinstance(response["allowed"], bool)
     if not response["allowed"]:
         assert response["status"]["message"].startswith("configuration is invalid: ")
+
+
+def test_the_settings_file_is_reloaded_and_a_bad_version_keeps_the_last_good(tmp_path, caplog):
+    from pymesh.control.kube.settings_file import SettingsFile
+    from pymesh.control.kube.webhooks import injector
+
+    path = tmp_path / "settings"
+    path.write_text("proxyImage: registry.local/pymesh:1\n")
+    settings = SettingsFile(str(path))
+    inject = injector(lambda: settings.settings)
+    request = admission.read_request(body(RECORDED)).request
+
+    def images() -> set:
+        patched = jsonpatch.apply_patch(copy.deepcopy(request["object"]),
+                                        _decoded_patch(admission.review_inject(request, inject)))
+        return {c["image"] for c in patched["spec"]["initContainers"]}
+
+    assert images() == {"registry.local/pymesh:1"}
+    path.write_text("proxyImage: registry.local/pymesh:2\n")
+    settings.reload()
+    assert images() == {"registry.local/pymesh:2"}
+    path.write_text("proxyImge: typo\n")
+    settings.reload()
+    assert images() == {"registry.local/pymesh:2"}
+    assert any("does not load" in r.getMessage() and "proxyImge" in r.getMessage() for r in caplog.records)
+    path.unlink()
+    settings.reload()  # a ConfigMap volume mid-swap, or deleted: the last good stays
+    assert images() == {"registry.local/pymesh:2"}

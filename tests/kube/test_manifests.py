@@ -46,7 +46,8 @@ ALL = documents(KUBE, EXAMPLE)
 BASE = {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in documents(KUBE / "base")}
 
 
-@pytest.mark.parametrize("path,doc", ALL, ids=[f"{p.relative_to(ROOT)}:{d['kind']}/{d['metadata']['name']}" for p, d in ALL])
+@pytest.mark.parametrize("path,doc", ALL,
+                         ids=[f"{p.relative_to(ROOT)}:{d['kind']}/{d['metadata']['name']}" for p, d in ALL])
 def test_every_object_validates_against_kubernetes_1_30(path, doc):
     if doc["apiVersion"] in OTHER_SCHEMAS:
         pytest.skip(f"{doc['apiVersion']} is checked by {OTHER_SCHEMAS[doc['apiVersion']]}")
@@ -86,7 +87,8 @@ def test_kubectl_kustomize_builds(root, kinds):
         configs = [o for o in objects if o["kind"].endswith("WebhookConfiguration")]
         assert all(o["metadata"]["annotations"][webhook_configs.CERT_MANAGER_INJECT] == "pymesh-system/pymesh-webhook"
                    for o in configs) and len(configs) == 2
-        args = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        deployment = next(o for o in objects if o["kind"] == "Deployment")
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         assert "--webhook-cert-dir=/etc/pymesh/webhook-tls" in args and "--webhook-ca-bundle=off" in args
 
 
@@ -252,13 +254,14 @@ def code_permissions() -> tuple[set, list[str]]:
             if not isinstance(node, ast.Call) or not node.args:
                 continue
             func = node.func
-            if isinstance(func, (ast.Name, ast.Attribute)) and getattr(func, "id", getattr(func, "attr", "")) == "Informer":
+            name = getattr(func, "id", getattr(func, "attr", ""))
+            if name == "Informer":
                 resource = _resolved(node.args[1]) if len(node.args) > 1 else None
                 if resource is not None:
                     found |= {(resource.group, resource.plural, verb, ()) for verb in ("list", "watch")}
                 elif not declares:
                     unread.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
-            elif (verb := getattr(func, "id", getattr(func, "attr", "")).lstrip("_")) in VERBS:
+            elif (verb := name.lstrip("_")) in VERBS:
                 resource = _resolved(node.args[0])  # client.get(PODS, ...), self._create(TOKEN_REVIEWS, ...)
                 if resource is None:
                     if not declares and isinstance(func, ast.Attribute) and _receiver_is_a_client(func):

@@ -11,6 +11,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from pymesh.control.kube.webhook import WebhookLimits, WebhookServer
 from pymesh.control.kube.webhooks import injector, known, validate
 from pymesh.kube.inject_settings import InjectSettings
 from throwaway_ca import ThrowawayCA
-from webhook_harness import RECORDED, SERVICE, TIMEOUT, control, curl  # noqa: F401  (a fixture)
+from webhook_harness import RECORDED, SERVICE, TIMEOUT, ControlServer, control, curl  # noqa: F401
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 
@@ -43,6 +44,15 @@ def test_validate_answers_a_review_from_curl(control):
     vs["spec"]["http"][0]["timeout"] = "5s"
     status, text = curl(control, "/validate", json.dumps(review).encode())
     assert status == 200 and json.loads(text)["response"] == {"uid": review["request"]["uid"], "allowed": True}
+
+
+def test_a_v1beta1_review_is_answered_in_v1beta1(control):
+    review = json.loads(RECORDED)
+    review["apiVersion"] = "admission.k8s.io/v1beta1"
+    status, text = curl(control, "/inject", json.dumps(review).encode())
+    answer = json.loads(text)
+    assert status == 200 and answer["apiVersion"] == "admission.k8s.io/v1beta1"
+    assert answer["response"]["patchType"] == "JSONPatch"
 
 
 HOSTILE = {
@@ -84,7 +94,8 @@ def test_the_mesh_ca_certificate_names_the_service_and_is_refused_for_other_name
     assert done.returncode == 60, done.stderr  # peer certificate cannot be authenticated
     for name in ("pymesh-control.pymesh-system.svc", "pymesh-control.pymesh-system.svc.cluster.local"):
         done = subprocess.run(["curl", "-sS", "--max-time", str(TIMEOUT), "--cacert", ca, "--resolve",
-                               f"{name}:{control.webhook_port}:127.0.0.1", f"https://{name}:{control.webhook_port}/ready"],
+                               f"{name}:{control.webhook_port}:127.0.0.1",
+                               f"https://{name}:{control.webhook_port}/ready"],
                               capture_output=True, timeout=TIMEOUT + 5)
         assert done.stdout == b"ready\n", done.stderr
 
@@ -114,7 +125,7 @@ async def _exchange(port: int, ca: ThrowawayCA, data: bytes) -> bytes:
 def _serve(tmp_path, limits: WebhookLimits):
     ca = ThrowawayCA(tmp_path / "ca")
     cert = webhook_cert.DirectoryCert(str(_directory_cert(tmp_path, ca, "one")))
-    return ca, cert, WebhookServer(cert.context, injector(InjectSettings()), validate, known, limits=limits)
+    return ca, cert, WebhookServer(cert.context, injector(InjectSettings), validate, known, limits=limits)
 
 
 LIMITED = {
@@ -235,3 +246,44 @@ def test_the_answers_are_counted_under_istios_metric_names(control):
                 f'galley_validation_failed{{{resource},reason="invalid_config"}}': 1,
                 'galley_validation_http_error{status="400"}': 1}
     assert {name: control.metric(name) for name in expected} == expected
+
+
+REFUSED_AT_START = {
+    "insecure without a cert dir": (("--insecure",), "--webhook-listen with --insecure needs --webhook-cert-dir"),
+    "cert dir without a pair": (("--webhook-cert-dir", "/nonexistent"), "no usable tls.crt and tls.key"),
+    "settings file missing": (("--injection-settings", "/nonexistent"), "--injection-settings /nonexistent: No such"),
+    "settings with a typo": (("--injection-settings", "{settings}"), "proxyImge: unknown setting"),
+}
+
+
+@pytest.mark.parametrize("extra,message", REFUSED_AT_START.values(), ids=REFUSED_AT_START.keys())
+def test_bad_webhook_options_are_refused_at_start_with_the_reason(tmp_path, extra, message):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("proxyImge: x\n")
+    (tmp_path / "config").mkdir()
+    done = subprocess.run([sys.executable, "-m", "pymesh", "control", "serve", "--config-dir", str(tmp_path / "config"),
+                           "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--webhook-listen", "127.0.0.1:0",
+                           *(arg.format(settings=settings) for arg in extra)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+
+
+def test_a_cert_manager_style_directory_serves_the_webhooks_of_an_insecure_control_server(tmp_path):
+    """--webhook-cert-dir (tls.crt, tls.key, ca.crt as cert-manager writes them) is the only way
+    with --insecure, which has no mesh CA."""
+    ca = ThrowawayCA(tmp_path / "ca")
+    directory = _directory_cert(tmp_path, ca, "webhook")
+    (tmp_path / "config").mkdir()
+    server = ControlServer(tmp_path / "config", tmp_path / "control.log", 5.0, None,
+                           "--webhook-listen", "127.0.0.1:0", "--webhook-cert-dir", str(directory))
+    try:
+        server.start()
+        done = subprocess.run(["curl", "-sS", "--max-time", str(TIMEOUT), "--cacert", str(ca.ca_path),
+                               "--resolve", f"{SERVICE}:{server.webhook_port}:127.0.0.1",
+                               "-H", "Content-Type: application/json", "--data-binary", "@-",
+                               f"https://{SERVICE}:{server.webhook_port}/inject"],
+                              input=RECORDED, capture_output=True, timeout=TIMEOUT + 5)
+        assert json.loads(done.stdout)["response"]["patchType"] == "JSONPatch", done.stderr
+    finally:
+        server.stop()
+        print(server.log())

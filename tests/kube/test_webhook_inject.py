@@ -28,7 +28,8 @@ def deployment_of(pod: dict) -> dict:
     metadata = pod["metadata"]
     name = metadata["ownerReferences"][0]["name"].rsplit("-", 1)[0]
     labels = {k: v for k, v in metadata["labels"].items() if k != "pod-template-hash"}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": metadata["namespace"]},
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": metadata["namespace"]},
             "spec": {"selector": {"matchLabels": {"appSelector": labels["appSelector"]}},
                      "template": {"metadata": {"labels": labels, "annotations": metadata.get("annotations", {})},
                                   "spec": copy.deepcopy(pod["spec"])}}}
@@ -74,7 +75,7 @@ def test_an_injected_pod_gets_no_second_patch(control):
     status, text = curl(control, "/inject", RECORDED)
     patched = jsonpatch.apply_patch(review["request"]["object"],
                                     json.loads(base64.b64decode(json.loads(text)["response"]["patch"])))
-    review["request"]["object"] = patched  # reinvocationPolicy IfNeeded calls the webhook again
+    review["request"]["object"] = patched  # called again: a retried create, or another revision's webhook
     status, text = curl(control, "/inject", json.dumps(review).encode())
     assert status == 200 and json.loads(text)["response"] == {"uid": review["request"]["uid"], "allowed": True}
 

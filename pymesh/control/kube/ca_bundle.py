@@ -18,7 +18,8 @@ log = logging.getLogger("pymesh.control.webhook")
 
 INTERVAL = 30.0  # seconds between checks
 CONFLICT_RETRIES = 3  # a configuration changed between our get and patch: read it again, at most this often
-API_ACCESS = tuple(Access(resource, verb, names=(name,)) for resource, name in CONFIGURATIONS for verb in ("get", "patch"))
+API_ACCESS = tuple(Access(resource, verb, names=(name,))
+                   for resource, name in CONFIGURATIONS for verb in ("get", "patch"))
 
 
 class CaBundlePatcher:
@@ -65,8 +66,8 @@ class CaBundlePatcher:
                 if error.status != 404:
                     raise
                 if name not in self._missing:
-                    log.warning("webhook caBundle: %s %s is not installed (kube/base/webhooks.yaml); retrying every %gs",
-                                resource.kind, name, self.interval)
+                    log.warning("webhook caBundle: %s %s is not installed (kube/base/webhooks.yaml); "
+                                "retrying every %gs", resource.kind, name, self.interval)
                     self._missing.add(name)
                 return
             self._missing.discard(name)

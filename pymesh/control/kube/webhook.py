@@ -136,11 +136,12 @@ class WebhookServer:
         if path not in self._routes:
             return _text(404, f"not found: the webhooks are POST {INJECT_PATH} and POST {VALIDATE_PATH}")
         try:
-            request = self._review_request(method, headers, body)
+            review = self._review_request(method, headers, body)
         except EnvelopeError as exc:
             self._observe(path, exc.status, None, None)
             return _text(exc.status, exc.message)
-        answer = self._routes[path](request)
+        request = review.request
+        answer = admission.in_version(self._routes[path](request), review.api_version)
         self._observe(path, 200, request, answer)
         response = answer["response"]
         if not response["allowed"]:  # client-supplied strings: repr, so no line breaks reach the log
@@ -150,8 +151,8 @@ class WebhookServer:
         return 200, "application/json", json.dumps(answer, separators=(",", ":")).encode()
 
     @staticmethod
-    def _review_request(method: str, headers: dict[str, str], body: bytes) -> dict:
-        """The AdmissionReview's request, or EnvelopeError with the HTTP status to answer."""
+    def _review_request(method: str, headers: dict[str, str], body: bytes) -> admission.Review:
+        """The AdmissionReview, or EnvelopeError with the HTTP status to answer."""
         if method != "POST":
             raise EnvelopeError(405, "use POST with an AdmissionReview")
         if not body:

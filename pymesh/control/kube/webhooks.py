@@ -12,6 +12,7 @@ from typing import Callable
 
 from pymesh.api.errors import ConfigError
 from pymesh.api.resources import GATEWAY_API_GROUP, ISTIO_GROUP_KINDS
+from pymesh.control.kube.settings_file import SettingsFile
 from pymesh.control.kube.webhook import WebhookServer
 from pymesh.control.kube.webhook_cert import DirectoryCert, MeshCaCert, service_dns_names
 from pymesh.kube import custom_resources
@@ -29,7 +30,7 @@ class WebhookOptions:
     cert_dir: str = ""  # tls.crt/tls.key (a cert-manager Secret); empty: issued by the mesh CA
     service: str = "pymesh-control"  # the Service the API server calls, for the certificate's names
     namespace: str = "pymesh-system"
-    settings: InjectSettings = InjectSettings()  # --injection-settings: what kube-inject --settings reads
+    settings_file: str = ""  # --injection-settings: what kube-inject --settings reads; "": the defaults
     patch_ca_bundle: bool = False  # --webhook-ca-bundle patch: keep our webhook configurations' caBundle
     kubeconfig: str | None = None  # None: in the cluster, else $KUBECONFIG or ~/.kube/config
 
@@ -42,11 +43,13 @@ def known(kind: str, api_version: str) -> bool:
     return group in ISTIO_GROUP_KINDS or group == GATEWAY_API_GROUP
 
 
-def injector(settings: InjectSettings) -> Injector:
-    """The pod-level injector with these settings. The namespace's labels are not in the
-    AdmissionReview: the webhook configuration's namespaceSelector already decided (as Istio's),
-    so only the pod's own labels and annotations and the policy are looked at here."""
+def injector(current: Callable[[], InjectSettings]) -> Injector:
+    """The pod-level injector with the settings in force (`current()`, read per request: they
+    are reloaded). The namespace's labels are not in the AdmissionReview: the webhook
+    configuration's namespaceSelector already decided (as Istio's), so only the pod's own labels
+    and annotations and the policy are looked at here."""
     def inject(pod: dict, namespace: str) -> dict | None:
+        settings = current()
         if is_injected(pod) or not injection_required(pod, None, settings, namespace_name=namespace):
             return None
         return inject_pod(pod, None, settings)
@@ -73,7 +76,9 @@ class Webhooks:
         else:
             raise ValueError("--webhook-listen with --insecure needs --webhook-cert-dir (there is no mesh CA "
                              "to issue the webhook's certificate)")
-        self.listener = WebhookServer(self.cert.context, injector(options.settings), validate, known, ready=ready,
+        self.settings = SettingsFile(options.settings_file) if options.settings_file else None
+        settings = (lambda: self.settings.settings) if self.settings else InjectSettings
+        self.listener = WebhookServer(self.cert.context, injector(settings), validate, known, ready=ready,
                                       observe=metrics.webhook if metrics is not None else lambda *answer: None)
         self._tasks: list[asyncio.Task] = []
         self._client = None  # our own, when the control server has none to lend
@@ -89,6 +94,8 @@ class Webhooks:
         server = await self.listener.start(*self.options.listen)
         self.address = server.sockets[0].getsockname()[:2]
         self._tasks.append(asyncio.create_task(self.cert.run()))
+        if self.settings is not None:
+            self._tasks.append(asyncio.create_task(self.settings.run()))
         log.info("admission webhooks on https://%s:%d (/inject, /validate)", *self.address)
         if self.options.patch_ca_bundle:
             await self._start_patcher(client)
