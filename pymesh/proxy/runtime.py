@@ -34,7 +34,7 @@ from pymesh.routing.compile import implicit_inbound
 from pymesh.routing.hosts import split_authority
 from pymesh.routing.snapshot import Cluster, Endpoint, Listener, Route, Snapshot
 from pymesh.proxy.telemetry import Telemetry
-from pymesh.proxy.tracing import TraceHeaders, Tracing
+from pymesh.proxy.tracing import Tracing
 from pymesh.proxy.upstream_tls import TlsEnvironment, origin_for, origins
 
 log = logging.getLogger("pymesh.proxy")
@@ -277,7 +277,7 @@ class Runtime:
         tracer = self.tracing.tracer_for(snapshot)
         self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz,
                                         gateway=self.gateway,
-                                        trace_headers=TraceHeaders(tracer) if tracer is not None else None)
+                                        trace_headers=tracer)
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         if self.gateway_tls is not None:  # a gateway's TLS servers: their contexts and listeners
             self.listeners.update(self.gateway_tls.install(snapshot))

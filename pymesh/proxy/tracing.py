@@ -69,9 +69,10 @@ class Tracer:
         self.local_ip = identity.ip
         self._decision_stats: dict[str, dict[str, int]] = {}
 
-    # request start (the TraceHeaders filter) ----------------------------------------------------
+    # request start: the Tracer is a request filter, right after ProxyHeaders (which settled the
+    # request id) ------------------------------------------------------------------------------
 
-    def start(self, exchange, request) -> None:
+    def on_request(self, exchange, request) -> None:
         """The common request, with no trace header: a decision, a new trace, the provider's
         header; an unsampled one (99% at Istio's default) stops there."""
         # the client's headers (fewer than the upstream request's, which has ours too): a trace
@@ -229,17 +230,6 @@ def _matched_path(exchange) -> str:
     uris = exchange.route.uri_matches
     exact = next((value for kind, value in uris if kind == "exact" and value.lower() == path.lower()), None)
     return exact or next((value for kind, value in uris if kind == "regex"), "/*")
-
-
-class TraceHeaders:
-    """The request filter (right after ProxyHeaders, which settled the request id) that joins
-    the caller's trace and writes the next hop's trace headers."""
-
-    def __init__(self, tracer: Tracer) -> None:
-        self.tracer = tracer
-
-    def on_request(self, exchange, request) -> None:
-        self.tracer.start(exchange, request)
 
 
 def resource_of(identity) -> Resource:
