@@ -19,6 +19,7 @@ import yaml
 
 import pymesh
 from pymesh.control.kube import webhook
+from pymesh.api.resources import GATEWAY_API_GROUP
 from pymesh.control.kube.webhooks import WebhookOptions
 from pymesh.kube import resources, webhook_configs
 from pymesh.kube.selection import webhook_selects
@@ -192,12 +193,21 @@ def test_the_control_servers_own_namespace_is_never_injected():
                    for e in webhook_entries("MutatingWebhookConfiguration", webhook_configs.INJECTOR))
 
 
-def test_the_validator_covers_every_group_the_loader_reads():
+def test_the_validator_is_sent_and_validates_istios_and_pymeshs_groups_only():
+    """The rules' groups are the ones /validate checks, and cover every group the loader reads
+    but the Gateway API's (never refused by pymesh: its CRDs validate themselves)."""
+    from pymesh.control.kube.webhooks import known
     from pymesh.kube.custom_resources import CUSTOM_RESOURCES
 
-    groups = {g for e in webhook_entries("ValidatingWebhookConfiguration", webhook_configs.VALIDATOR)
-              for rule in e["rules"] for g in rule["apiGroups"]}
-    assert groups == {c.group for c in CUSTOM_RESOURCES}
+    entries = webhook_entries("ValidatingWebhookConfiguration", webhook_configs.VALIDATOR)
+    groups = {g for e in entries for rule in e["rules"] for g in rule["apiGroups"]}
+    assert groups == webhook_configs.VALIDATED_GROUPS
+    assert groups == {c.group for c in CUSTOM_RESOURCES} - {GATEWAY_API_GROUP}
+    assert all(e["failurePolicy"] == "Fail" for e in entries)
+    for resource in CUSTOM_RESOURCES:
+        for version in resource.versions:
+            assert known(resource.kind.name, f"{version.group}/{version.version}") == (resource.group in groups), \
+                f"{resource.kind.name} {version.group}/{version.version}"
 
 
 def test_example_routing_is_valid_config():
