@@ -210,6 +210,16 @@ def test_the_validator_is_sent_and_validates_istios_and_pymeshs_groups_only():
                 f"{resource.kind.name} {version.group}/{version.version}"
 
 
+def test_the_control_image_has_the_client_the_deployment_needs():
+    """The Deployment runs --kubernetes, which imports the kubernetes extra's client: the image
+    the docs build from control/Containerfile must install that extra."""
+    container = BASE[("Deployment", "pymesh-control")]["spec"]["template"]["spec"]["containers"][0]
+    assert "--kubernetes" in container["args"]
+    installs = [line for line in (ROOT / "control" / "Containerfile").read_text().splitlines()
+                if line.startswith("RUN pip install")]
+    assert installs and all("[kubernetes]" in line for line in installs), installs
+
+
 def test_example_routing_is_valid_config():
     from pymesh.api.load import load_paths
 
