@@ -220,6 +220,15 @@ def test_the_control_image_has_the_client_the_deployment_needs():
     assert installs and all("[kubernetes]" in line for line in installs), installs
 
 
+def test_the_proxy_image_can_run_the_init_container():
+    """pymesh-init runs the proxy image unless initImage says otherwise, and `pymesh iptables`
+    runs iptables-restore: proxy/Containerfile must install iptables."""
+    assert InjectSettings().init_image == ""
+    containerfile = (ROOT / "proxy" / "Containerfile").read_text()
+    assert any(line.strip().startswith("&& apt-get install") and " iptables" in line
+               for line in containerfile.splitlines()), "proxy/Containerfile installs no iptables"
+
+
 def test_example_routing_is_valid_config():
     from pymesh.api.load import load_paths
 
