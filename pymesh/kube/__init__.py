@@ -3,7 +3,7 @@ server's JSON decodes) and pymesh's model and containers. No I/O here: the API s
 the informers and the webhooks' listener live in pymesh.control.kube.
 
 - resources: the table of resource types pymesh lists, watches or writes, and their REST paths
-- workloads: where each workload kind keeps its pod template (what kube-inject walks)
+- workloads: where each workload kind keeps its pod template, and which workload a pod is of
 - selection: which pods get a sidecar (Istio's injectRequired and the webhook's selectors)
 - inject_settings: the injector's settings (a YAML file or a ConfigMap), for kube-inject and /inject
 - pod_options: a pod's Istio annotations read and checked into the injector's options
