@@ -187,6 +187,9 @@ def _proxy_container(options: dict, settings: InjectSettings, workload: str, pro
         _field_env("PYMESH_SERVICE_ACCOUNT", "spec.serviceAccountName"),
         _field_env("PYMESH_ADDRESSES", "status.podIP"),
         {"name": "PYMESH_NODE_ID", "value": "$(PYMESH_POD_NAME).$(PYMESH_NAMESPACE)"},
+        # the root filesystem is read-only: temporary files (the TLS key pair on its way into
+        # ssl) go to the in-memory data volume, as the control server's Deployment mounts /tmp
+        {"name": "TMPDIR", "value": DATA_DIR},
     ]
     if probers:
         env.append({"name": app_probes.PROBERS_ENV, "value": app_probes.encode(probers)})
