@@ -24,7 +24,7 @@ from typing import Iterable, Protocol, Sequence
 
 from pymesh.api import limits as input_limits, model
 from pymesh.api.errors import ConfigError, ConfigInvalid
-from pymesh.api.meshconfig import load_file as load_mesh_config
+from pymesh.api.meshconfig import MESH_CONFIG_MAP, load_file as load_mesh_config
 from pymesh.api.limits import LimitExceeded, Limits
 from pymesh.api.load import LoadResult, _yaml_files, load_paths
 from pymesh.api.offload import OffloadFailed, run_in_child
@@ -249,12 +249,21 @@ def _union(units: Iterable[Unit]) -> tuple[model.MeshConfig, list[ConfigError]]:
             continue
         for collection, kind in COLLECTIONS.items():
             for resource in getattr(good, collection):
-                meta = resource.metadata
-                key = (collection, meta.namespace, meta.name)  # Istio's Gateway and the Gateway API's are apart
-                seen = first.setdefault(key, meta.source)
-                if seen is not meta.source:
-                    message = f"{kind} {meta.namespace}/{meta.name} is already defined at {seen.file}:{seen.line}; ignored"
-                    conflicts.append(ConfigError(meta.source.file, meta.source.line, "metadata.name", message))
+                namespace, name, source = _identity(resource)
+                key = (collection, namespace, name)  # Istio's Gateway and the Gateway API's are apart
+                seen = first.setdefault(key, source)
+                if seen is not source:
+                    message = f"{kind} {namespace}/{name} is already defined at {seen.file}:{seen.line}; ignored"
+                    conflicts.append(ConfigError(source.file, source.line, "metadata.name", message))
                     continue
                 merged[collection].append(resource)
     return model.MeshConfig(**{name: tuple(items) for name, items in merged.items()}), conflicts
+
+
+def _identity(resource) -> tuple[str, str, model.Source]:
+    """A resource's namespace, name and source. The mesh config keeps no metadata: the loader
+    admits only the istio-system/istio ConfigMap, so that is its name."""
+    if isinstance(resource, model.IstioMeshConfig):
+        return (*MESH_CONFIG_MAP, resource.source)
+    meta = resource.metadata
+    return meta.namespace, meta.name, meta.source
