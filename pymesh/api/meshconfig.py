@@ -268,6 +268,8 @@ def parse_text(sink: Sink, body: str, source: model.Source) -> model.IstioMeshCo
         return model.IstioMeshConfig(source=source)
     if len(documents) > 1:
         sink.add(documents[1].line, "", "MeshConfig is one YAML document, found several")
+    for problem in documents[0].problems:  # duplicate keys, tags, values YAML cannot make
+        sink.add(problem.line, problem.path, problem.message)
     root = documents[0].root
     return read_mesh_config(sink, Slot(root, getattr(root, "line", 1), ""), source)
 
