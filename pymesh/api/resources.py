@@ -198,6 +198,15 @@ def _not_implemented(sink: Sink, root: LineMap, kind: str, api_version: str, gro
     sink.not_applied(line, "kind", f"{who} ({api_version}) not applied: pymesh does not implement {kind}")
 
 
+def identity(resource: Any) -> tuple[str, str, model.Source]:
+    """Any loaded resource's namespace, name and source. The mesh config keeps no metadata: the
+    loader admits only the istio-system/istio ConfigMap, so that is its name."""
+    if isinstance(resource, model.IstioMeshConfig):
+        return (*MESH_CONFIG_MAP, resource.source)
+    meta = resource.metadata
+    return meta.namespace, meta.name, meta.source
+
+
 def _check_unique(sink: Sink, seen: dict, key: ResourceKey, source: model.Source, line: int) -> None:
     first = seen.setdefault(key, source)
     if first is not source:

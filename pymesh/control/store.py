@@ -24,11 +24,11 @@ from typing import Iterable, Protocol, Sequence
 
 from pymesh.api import limits as input_limits, model
 from pymesh.api.errors import ConfigError, ConfigInvalid
-from pymesh.api.meshconfig import MESH_CONFIG_MAP, load_file as load_mesh_config
+from pymesh.api.meshconfig import load_file as load_mesh_config
 from pymesh.api.limits import LimitExceeded, Limits
 from pymesh.api.load import LoadResult, _yaml_files, load_paths
 from pymesh.api.offload import OffloadFailed, run_in_child
-from pymesh.api.resources import ALL_KINDS
+from pymesh.api.resources import ALL_KINDS, identity
 
 log = logging.getLogger("pymesh.control.store")
 
@@ -249,7 +249,7 @@ def _union(units: Iterable[Unit]) -> tuple[model.MeshConfig, list[ConfigError]]:
             continue
         for collection, kind in COLLECTIONS.items():
             for resource in getattr(good, collection):
-                namespace, name, source = _identity(resource)
+                namespace, name, source = identity(resource)
                 key = (collection, namespace, name)  # Istio's Gateway and the Gateway API's are apart
                 seen = first.setdefault(key, source)
                 if seen is not source:
@@ -258,12 +258,3 @@ def _union(units: Iterable[Unit]) -> tuple[model.MeshConfig, list[ConfigError]]:
                     continue
                 merged[collection].append(resource)
     return model.MeshConfig(**{name: tuple(items) for name, items in merged.items()}), conflicts
-
-
-def _identity(resource) -> tuple[str, str, model.Source]:
-    """A resource's namespace, name and source. The mesh config keeps no metadata: the loader
-    admits only the istio-system/istio ConfigMap, so that is its name."""
-    if isinstance(resource, model.IstioMeshConfig):
-        return (*MESH_CONFIG_MAP, resource.source)
-    meta = resource.metadata
-    return meta.namespace, meta.name, meta.source
