@@ -162,7 +162,9 @@ def parse_document(
                              "of ConfigMaps pymesh reads only istio-system/istio (Istio's mesh config)")
         return None
     spec = r.slot(kind.body) or Slot(LineMap(r.line), r.line, kind.body)  # a missing spec reads as an empty one
-    resource = message(kind.spec, partial(kind.build, metadata))(sink, spec)
+    # metadata that is not a mapping is an error already; the spec is still read for its own errors
+    # (its builders may read the namespace: Telemetry's targetRefs did, and raised on None)
+    resource = message(kind.spec, partial(kind.build, metadata or model.Metadata("", source=source)))(sink, spec)
     if metadata is not None and metadata.name:
         key_kind = f"{kind.api[0]}/{kind.name}" if kind.api[0] == GATEWAY_API_GROUP else kind.name
         _check_unique(sink, seen, (key_kind, metadata.namespace, metadata.name), source, _name_line(root))
