@@ -6,6 +6,11 @@ and the Zipkin span collector (`extra` routes, pymesh.control.mesh_api); and the
 make a token can join the mesh as any service account. Off the push path, so a minimal
 one-request-per-connection server is enough.
 
+A web page in a browser on the same host is a loopback client too: requests one could make
+(an Origin, a cross-site Sec-Fetch-Site, a Host that is no address, as DNS rebinding sends) are
+refused, as on the proxies' admin ports, so that no page can mint tokens, post spans, read the
+mesh page or set the server compiling routes. Open the mesh page by its address, not a link.
+
 /status holds client-supplied strings (node ids, labels, NACK errors). JSON escapes control
 characters and, with ensure_ascii, everything non-ASCII; "<", ">" and "&" are escaped too (as Go's
 encoding/json does) and every answer says nosniff, so no browser can be made to run it as HTML.
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping
 
 from pymesh.control.meshpage import CSP
+from pymesh.proxy.admin import browser_refusal
 from pymesh.telemetry.prometheus_config import SD_PATH
 
 log = logging.getLogger("pymesh.control.admin")
@@ -104,11 +110,15 @@ class AdminServer:
 
     async def _respond(self, reader: asyncio.StreamReader, peer) -> Answer:
         try:
-            request = parse_head(await reader.readuntil(b"\r\n\r\n"))
+            head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             return 431, "text/plain", f"request head over {MAX_HEAD} bytes\n".encode()
+        request = parse_head(head)
         if not isinstance(request, Request):
             return request
+        refusal = browser_refusal(head)  # the mesh page's own loads and fetches pass: same origin
+        if refusal:
+            return 403, "text/plain", refusal.encode()
         path, length = request.path, request.length
         if self._tokens is not None and (path == TOKENS or path.startswith(TOKENS + "/")):
             if not _loopback(peer):

@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 import pytest
 
+from pymesh.api import model
+from pymesh.api.wire import Node
+from pymesh.control import mesh_api, routes_view
 from pymesh.control.admin import MAX_CONNECTIONS, MAX_HEAD, AdminServer, Request, Route, parse_head
+from pymesh.control.scrape import Scraper
+from pymesh.control.traces import TraceStore
 
 CRLF = "\r\n"
 
@@ -144,3 +150,50 @@ def test_a_client_that_does_not_read_its_answer_is_cut_off_and_frees_its_slot():
                 sock.close()
 
     run(body())
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("Origin: http://evil.example", 403),
+    ("Sec-Fetch-Site: cross-site", 403),
+    ("Sec-Fetch-Site: same-site", 403),
+    ("Host: evil.example:15014", 403),  # DNS rebinding: the page's own name
+    ("Sec-Fetch-Site: same-origin", 200),  # the mesh page's fetches
+    ("Sec-Fetch-Site: none", 200),  # the address typed in
+    ("Host: localhost:15014", 200),
+])
+def test_requests_a_web_page_could_make_are_refused(header, expected):
+    """A page in a browser on the host is a loopback client: it could post spans or mint tokens."""
+    async def body():
+        async with Served(5.0) as served:
+            host = "" if header.startswith("Host") else "Host: 127.0.0.1\r\n"
+            answer = await served.ask(f"POST /echo HTTP/1.1\r\n{host}{header}\r\nContent-Length: 2\r\n\r\n[]".encode())
+            assert status(answer) == expected, answer
+
+    run(body())
+
+
+def test_a_services_routes_compile_in_a_thread_while_the_event_loop_runs(monkeypatch):
+    """Up to 20 compiles of a third of a second each ran on the loop that pushes configuration."""
+    started, released = threading.Event(), threading.Event()
+
+    def blocking(config, version, host, node):
+        started.set()
+        assert released.wait(5), "the event loop did not run while compiling"
+        return {"virtual_hosts": [{"name": host}], "proxy": node.id}
+
+    monkeypatch.setattr(routes_view, "service_routes", blocking)
+    node = Node(id="a.demo", namespace="demo")
+    api = mesh_api.MeshApi(lambda: {"proxies": []}, lambda: ("1", model.MeshConfig()), lambda: [node],
+                           Scraper(lambda: []), TraceStore())
+
+    async def body():
+        answer = asyncio.ensure_future(api.service_routes("host=r.demo", b""))
+        for _ in range(500):  # bounded: 5 s
+            if started.is_set() or answer.done():
+                break
+            await asyncio.sleep(0.01)
+        released.set()  # reached while compiling only if the loop is free meanwhile
+        code, _, text = await answer
+        assert code == 200 and b'"proxy": "a.demo"' in text
+
+    asyncio.run(asyncio.wait_for(body(), 30))
