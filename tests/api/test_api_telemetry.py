@@ -75,6 +75,10 @@ def config_map(mesh: str, name: str = "istio", namespace: str = "istio-system") 
     ("defaultConfig: {tracing: {sampling: .nan}}", [(6, "data.mesh.defaultConfig.tracing.sampling", "expected a number, got nan")]),
     ("defaultConfig: {tracing: {sampling: 2024-02-30}}",  # raised ValueError out of the loader
      [(6, "data.mesh.defaultConfig.tracing.sampling", "'2024-02-30' is not a valid YAML timestamp (quote it for a string)")]),
+    ("defaultConfig: {tracing: {zipkin: {address: 'zipkin:²'}}}",  # int() raised in the compiler
+     [(6, "data.mesh.defaultConfig.tracing.zipkin.address", "'zipkin:²' is not host:port (a port from 1 to 65535)")]),
+    ("defaultConfig: {tracing: {zipkin: {address: 'zipkin:99999'}}}",
+     [(6, "data.mesh.defaultConfig.tracing.zipkin.address", "'zipkin:99999' is not host:port (a port from 1 to 65535)")]),
     ("enableTracing: false\nenableTracing: true",  # YAML's own problems inside data.mesh were dropped
      [(7, "data.mesh", "duplicate key 'enableTracing' (first at line 1)")]),
     ("extensionProviders:\n- name: o\n  opentelemetry: {service: s, port: 1, http: {}, grpc: {}}",

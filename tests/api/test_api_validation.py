@@ -1125,6 +1125,10 @@ CASES = [
          "12 spec.ingress[2]: duplicate port 80",
          "13 spec.ingress[2].tls.serverCertificate: SIMPLE TLS requires a server certificate",
          "13 spec.ingress[2].tls.privateKey: SIMPLE TLS requires a private key"),
+    case("sidecar-ingress-default-endpoint-port-no-ascii", SC,  # "²" passed isdigit and int() raised
+         "ingress:\n- port: {number: 80, protocol: HTTP, name: h}\n  defaultEndpoint: '127.0.0.1:²'\n",
+         "8 spec.ingress[0].defaultEndpoint: defaultEndpoint '127.0.0.1:²' has an invalid port "
+         "(must be between 1 and 65535)"),
     case("sidecar-egress-hosts", SC, """\
         egress:
         - hosts:
