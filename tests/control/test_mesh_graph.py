@@ -165,3 +165,16 @@ def test_a_round_parses_in_a_thread_while_the_event_loop_runs(monkeypatch):
         assert scraper.latest.samples == (("istio_requests_total", {"reporter": "source"}, 1.0),)
 
     asyncio.run(asyncio.wait_for(body(), 30))
+
+
+def test_only_the_busiest_edges_are_drawn_and_the_rest_are_counted():
+    """A proxy reporting thousands of services would have the page draw thousands of edges."""
+    from pymesh.control.graph import MAX_EDGES
+
+    samples = tuple(("istio_requests_total", {**source(), "destination_service": f"s{i}.demo",
+                                              "destination_workload": "unknown"}, float(i))
+                    for i in range(MAX_EDGES + 50))
+    graph = build([], PROXIES, Round(1.0, samples, ()), None)
+    assert len(graph["edges"]) == MAX_EDGES and graph["edges_left_out"] == 50
+    assert f"service:s{MAX_EDGES + 49}.demo" in {e["target"] for e in graph["edges"]}, "the busiest are kept"
+    assert "service:s0.demo" not in {n["id"] for n in graph["nodes"]}, "nor a node for an edge left out"
