@@ -168,7 +168,8 @@ def _source(r: Reader, action: str) -> model.AuthzSource:
             source.principals or source.not_principals or source.namespaces or source.not_namespaces):
         r.error_here("cannot set serviceAccounts with namespaces or principals")
     for key in ("serviceAccounts", "notServiceAccounts"):
-        if len(r.data.get(key) or ()) > MAX_SERVICE_ACCOUNTS:
+        value = r.data.get(key)
+        if isinstance(value, list) and len(value) > MAX_SERVICE_ACCOUNTS:  # not a list: an error already
             r.error(key, f"may not have more than {MAX_SERVICE_ACCOUNTS} values")
     if action == "CUSTOM":
         for key in _NOT_WITH_CUSTOM:

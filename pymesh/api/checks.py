@@ -166,7 +166,7 @@ def default_endpoint(value: str) -> str | None:
             f"defaultEndpoint {value!r} must be 127.0.0.1:PORT, 0.0.0.0:PORT, [::1]:PORT, [::]:PORT "
             "or unix:///path"
         )
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:  # "²" isdigit, int() raises
         return f"defaultEndpoint {value!r} has an invalid port (must be between 1 and 65535)"
     return None
 

@@ -128,11 +128,20 @@ def _default_config() -> Convert:
 
 
 def _proxy_tracing(r: Reader) -> model.IstioMeshConfig:
-    zipkin = r.get("zipkin", proto_message(shapes.ZIPKIN_ADDRESS, lambda z: z.get("address", text(), "")), "")
+    zipkin = r.get("zipkin", proto_message(shapes.ZIPKIN_ADDRESS, lambda z: z.get("address", text(_address), "")), "")
     others = ("customTags", "lightstep", "datadog", "stackdriver", "openCensusAgent", "tlsSettings")
     return model.IstioMeshConfig(sampling=r.get("sampling", number(0.0, 100.0)), zipkin_address=zipkin,
                                  max_path_tag_length=r.get("maxPathTagLength", integer(0, 2**32 - 1), 0),
                                  no_effect=tuple(f"defaultConfig.tracing.{k}" for k in others if r.slot(k)))
+
+
+def _address(value: str) -> str | None:
+    """host:port, as Istio's ValidateProxyAddress (a port that int() could not read raised in the
+    compiler, one over 65535 was used)."""
+    host, _, port = value.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        return f"{value[:100]!r} is not host:port (a port from 1 to 65535)"
+    return None
 
 
 def _providers(r: Reader) -> tuple[model.ExtensionProvider, ...]:
@@ -268,6 +277,8 @@ def parse_text(sink: Sink, body: str, source: model.Source) -> model.IstioMeshCo
         return model.IstioMeshConfig(source=source)
     if len(documents) > 1:
         sink.add(documents[1].line, "", "MeshConfig is one YAML document, found several")
+    for problem in documents[0].problems:  # duplicate keys, tags, values YAML cannot make
+        sink.add(problem.line, problem.path, problem.message)
     root = documents[0].root
     return read_mesh_config(sink, Slot(root, getattr(root, "line", 1), ""), source)
 

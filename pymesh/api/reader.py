@@ -9,6 +9,7 @@ reports every problem and the per-kind parsers never repeat type checks or error
 from __future__ import annotations
 
 import difflib
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -127,20 +128,26 @@ def integer(low: int | None = None, high: int | None = None) -> Convert:
 PORT = integer(1, 65535)
 
 
+_LARGEST = sys.float_info.max
+
+
 def number(low: float | None = None, high: float | None = None) -> Convert:
     """A number (an Istio DoubleValue: integers count too) within [low, high], as a float."""
 
     def convert(sink: Sink, slot: Slot) -> float | None:
         value = slot.value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN: .nan
             sink.at(slot, f"expected a number, got {describe(value)}")
             return None
-        if (low is not None and value < low) or (high is not None and value > high):
+        if (low is not None and value < low) or (high is not None and value > high) or abs(value) > _LARGEST:
             if low is not None and high is not None:
                 bounds = f"between {low:g} and {high:g}"
             else:
-                bounds = f">= {low:g}" if low is not None else f"<= {high:g}"
-            sink.at(slot, f"must be {bounds}, got {value:g}")
+                bounds = f">= {low:g}" if low is not None else f"<= {high:g}" if high is not None else "within a float's range"
+            # an int past a float's range cannot be formatted with :g (OverflowError)
+            shown = f"{value:g}" if isinstance(value, float) or abs(value) <= _LARGEST else \
+                f"a {len(str(abs(value)))}-digit integer"
+            sink.at(slot, f"must be {bounds}, got {shown}")
             return None
         return float(value)
 

@@ -162,7 +162,9 @@ def parse_document(
                              "of ConfigMaps pymesh reads only istio-system/istio (Istio's mesh config)")
         return None
     spec = r.slot(kind.body) or Slot(LineMap(r.line), r.line, kind.body)  # a missing spec reads as an empty one
-    resource = message(kind.spec, partial(kind.build, metadata))(sink, spec)
+    # metadata that is not a mapping is an error already; the spec is still read for its own errors
+    # (its builders may read the namespace: Telemetry's targetRefs did, and raised on None)
+    resource = message(kind.spec, partial(kind.build, metadata or model.Metadata("", source=source)))(sink, spec)
     if metadata is not None and metadata.name:
         key_kind = f"{kind.api[0]}/{kind.name}" if kind.api[0] == GATEWAY_API_GROUP else kind.name
         _check_unique(sink, seen, (key_kind, metadata.namespace, metadata.name), source, _name_line(root))
@@ -196,6 +198,15 @@ def _not_implemented(sink: Sink, root: LineMap, kind: str, api_version: str, gro
         name, namespace = _scalar(metadata, "name"), _scalar(metadata, "namespace")
     who = f"{kind} {namespace + '/' if namespace else ''}{name or '(unnamed)'}"
     sink.not_applied(line, "kind", f"{who} ({api_version}) not applied: pymesh does not implement {kind}")
+
+
+def identity(resource: Any) -> tuple[str, str, model.Source]:
+    """Any loaded resource's namespace, name and source. The mesh config keeps no metadata: the
+    loader admits only the istio-system/istio ConfigMap, so that is its name."""
+    if isinstance(resource, model.IstioMeshConfig):
+        return (*MESH_CONFIG_MAP, resource.source)
+    meta = resource.metadata
+    return meta.namespace, meta.name, meta.source
 
 
 def _check_unique(sink: Sink, seen: dict, key: ResourceKey, source: model.Source, line: int) -> None:

@@ -132,7 +132,13 @@ class _Builder:
             return self._constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError:
             self.problems.append(Problem(_line(node), path, f"unsupported YAML tag {node.tag!r}"))
-            return None
+        # what the resolver took for a number, date or boolean but its constructor cannot make:
+        # 2024-02-30, an integer of over 4300 digits (Python's limit), !!int 'x', !!bool 'x'
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            kind = node.tag.rpartition(":")[2]
+            shown = node.value if len(node.value) <= 40 else f"{node.value[:40]}... ({len(node.value)} characters)"
+            self.problems.append(Problem(_line(node), path, f"{shown!r} is not a valid YAML {kind} (quote it for a string)"))
+        return None
 
     def _mapping(self, node: yaml.MappingNode, path: str) -> LineMap:
         own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")

@@ -84,7 +84,9 @@ def _stats_address(node: Node) -> str | None:
         return None
     host, sep, port = node.stats_address.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or checks.ip_address(host) is not None:
+    # ASCII digits only: "²" is a digit to str.isdigit and no number to int(); "١٢٣" is 123 to it
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536 \
+            or checks.ip_address(host) is not None:
         return f"node.stats_address: {_shown(node.stats_address)} is not IP:port"
     address = ipaddress.ip_address(host)
     if not (address.is_loopback or address.is_unspecified or host in node.addresses):

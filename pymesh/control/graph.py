@@ -11,7 +11,8 @@ between the same workloads say connection_security_policy="mutual_tls" (the dest
 may not know the service's name, so they are matched by workload).
 
 Rates are the difference between two scrapes over the time between them; with one scrape only
-the totals are known and the rates are None.
+the totals are known and the rates are None. At most MAX_EDGES edges, the busiest, are drawn
+(`edges_left_out` counts the others).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Iterable
 
 from pymesh.control.scrape import Round
 
+MAX_EDGES = 300  # the busiest are kept: one proxy naming thousands of services must not flood the page
 REQUESTS = "istio_requests_total"
 DURATION = "istio_request_duration_milliseconds"
 UNKNOWN = "unknown"
@@ -63,7 +65,8 @@ def build(services: Iterable[tuple[str, str]], proxies: Iterable[dict], latest: 
     seconds = latest.at - previous.at if latest and previous and latest.at > previous.at else None
     mtls = _mtls(latest, aliases)
     edges = []
-    for (source, target), cell in sorted(now.items()):
+    kept = sorted(sorted(now.items(), key=lambda item: -item[1].requests)[:MAX_EDGES], key=lambda item: item[0])
+    for (source, target), cell in kept:
         for end in (source, target):
             kind, _, rest = end.partition(":")
             namespace, _, name = rest.rpartition("/") if kind == "workload" else ("", "", rest)
@@ -71,7 +74,7 @@ def build(services: Iterable[tuple[str, str]], proxies: Iterable[dict], latest: 
                                    **({"proxies": []} if kind == "workload" else {})})
         edges.append(_edge(source, target, cell, before.get((source, target)), seconds, mtls))
     return {"nodes": sorted(nodes.values(), key=lambda n: n["id"]), "edges": edges,
-            "window_seconds": seconds,
+            "window_seconds": seconds, "edges_left_out": len(now) - len(kept),
             "scrape_errors": [{"proxy": p, "error": e} for p, e in (latest.errors if latest else ())]}
 
 

@@ -4,6 +4,7 @@ GET /api/v2/trace/{id} (as /api/v2/trace?id=, the one path form this server rout
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from typing import Callable
 
@@ -26,6 +27,7 @@ class MeshApi:
         self._nodes = nodes
         self.scraper = scraper
         self.traces = store
+        self._compiling = asyncio.Lock()
 
     def routes(self) -> dict[str, Route]:
         return {
@@ -47,7 +49,10 @@ class MeshApi:
         data = graph.build(self.services(), self._status()["proxies"], self.scraper.latest, self.scraper.previous)
         return 200, JSON, json_body(data)
 
-    def service_routes(self, query: str, body: bytes) -> Answer:
+    async def service_routes(self, query: str, body: bytes) -> Answer:
+        """The first of the proxies' views that routes `host`. Each proxy tried is a compile of
+        its snapshot (a third of a second for a few hundred services): they run in a thread, one
+        request at a time, so the event loop keeps pushing meanwhile."""
         params = urllib.parse.parse_qs(query)
         host = params.get("host", [""])[0]
         wanted = params.get("proxy", [""])[0]
@@ -60,10 +65,9 @@ class MeshApi:
             nodes = sorted(nodes, key=lambda n: (n.kind != "sidecar", bool(n.addresses), n.id))[:MAX_COMPILES]
         if not nodes:
             return 404, "text/plain", b"no such proxy registered\n"
-        version, config = self._config()
-        views = (routes_view.service_routes(config, version, host, node) for node in nodes)
-        first = next(views)
-        found = first if first["virtual_hosts"] else next((v for v in views if v["virtual_hosts"]), first)
+        version, config = self._config()  # read here: the loop changes them, the thread must not see it
+        async with self._compiling:
+            found = await asyncio.to_thread(_first_routing, config, version, host, nodes)
         return 200, JSON, json_body(found)
 
     def trace(self, query: str, body: bytes) -> Answer:
@@ -78,3 +82,9 @@ class MeshApi:
         except traces.BadSpans as exc:
             return 400, "text/plain", f"{exc}\n".encode()
         return 202, "text/plain", b""
+
+
+def _first_routing(config: model.MeshConfig, version: str, host: str, nodes: list[Node]) -> dict:
+    views = (routes_view.service_routes(config, version, host, node) for node in nodes)
+    first = next(views)
+    return first if first["virtual_hosts"] else next((v for v in views if v["virtual_hosts"]), first)

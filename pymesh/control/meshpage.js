@@ -77,8 +77,9 @@
       root.appendChild(g);
     }
     const note = document.getElementById("graph-note");
-    note.textContent = graph.scrape_errors.length
-      ? " · unreadable stats: " + graph.scrape_errors.map(e => e.proxy + " (" + e.error + ")").join(", ") : "";
+    note.textContent = (graph.scrape_errors.length
+      ? " · unreadable stats: " + graph.scrape_errors.map(e => e.proxy + " (" + e.error + ")").join(", ") : "") +
+      (graph.edges_left_out ? " · " + graph.edges_left_out + " quieter edges not drawn" : "");
   }
 
   async function routes(host) {

@@ -28,7 +28,7 @@ from pymesh.api.meshconfig import load_file as load_mesh_config
 from pymesh.api.limits import LimitExceeded, Limits
 from pymesh.api.load import LoadResult, _yaml_files, load_paths
 from pymesh.api.offload import OffloadFailed, run_in_child
-from pymesh.api.resources import ALL_KINDS
+from pymesh.api.resources import ALL_KINDS, identity
 
 log = logging.getLogger("pymesh.control.store")
 
@@ -249,12 +249,12 @@ def _union(units: Iterable[Unit]) -> tuple[model.MeshConfig, list[ConfigError]]:
             continue
         for collection, kind in COLLECTIONS.items():
             for resource in getattr(good, collection):
-                meta = resource.metadata
-                key = (collection, meta.namespace, meta.name)  # Istio's Gateway and the Gateway API's are apart
-                seen = first.setdefault(key, meta.source)
-                if seen is not meta.source:
-                    message = f"{kind} {meta.namespace}/{meta.name} is already defined at {seen.file}:{seen.line}; ignored"
-                    conflicts.append(ConfigError(meta.source.file, meta.source.line, "metadata.name", message))
+                namespace, name, source = identity(resource)
+                key = (collection, namespace, name)  # Istio's Gateway and the Gateway API's are apart
+                seen = first.setdefault(key, source)
+                if seen is not source:
+                    message = f"{kind} {namespace}/{name} is already defined at {seen.file}:{seen.line}; ignored"
+                    conflicts.append(ConfigError(source.file, source.line, "metadata.name", message))
                     continue
                 merged[collection].append(resource)
     return model.MeshConfig(**{name: tuple(items) for name, items in merged.items()}), conflicts

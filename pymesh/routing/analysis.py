@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pymesh.api import model
+from pymesh.api.resources import identity
 from pymesh.routing.compile import HTTP_PROTOCOLS, NOT_PROXIED, SNIFFED, compile_snapshot
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.snapshot import ProxyIdentity
@@ -30,7 +31,7 @@ class CompileWarning:
 def proxies(config: model.MeshConfig) -> list[tuple[str, ProxyIdentity]]:
     """The proxies analyze compiles for, each with how a warning names it."""
     namespaces = sorted({
-        resource.metadata.namespace
+        identity(resource)[0]
         for field in model.MeshConfig.__dataclass_fields__
         for resource in getattr(config, field)
     } or {"default"})

@@ -42,7 +42,7 @@ class CelError(ValueError):
     """The expression is not in the supported subset (the message says why)."""
 
 
-_TOKEN = re.compile(r"""\s*(?:(?P<num>\d+)|(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|"""
+_TOKEN = re.compile(r"""\s*(?:(?P<num>[0-9]+)|(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|"""
                     r"""(?P<op>\|\||&&|==|!=|<=|>=|[<>!().,\[\]])|(?P<name>[A-Za-z_][A-Za-z0-9_]*))""")
 _COMPARE = {
     "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
@@ -51,6 +51,13 @@ _COMPARE = {
 _METHODS = {"contains": lambda s, x: x in s, "startsWith": str.startswith, "endsWith": str.endswith}
 MAX_LENGTH = 4096  # characters of one expression
 MAX_DEPTH = 32  # nested parentheses and brackets, or negations in a row: the parser recurses on them
+MAX_SHOWN = 120  # characters of an expression quoted in an error
+INT64 = (-2**63, 2**63 - 1)  # CEL's int
+_DECIMAL = re.compile(r"[+-]?[0-9]{1,19}")  # what CEL's int(string) parses (Go's strconv.ParseInt, base 10)
+# CEL's escapes in string literals (cel-spec: syntax.md, "String and Bytes Values")
+_ESCAPE = re.compile(r"""\\(?:(?P<char>[abfnrtv\\?"'`])|x(?P<x>[0-9a-fA-F]{2})|u(?P<u>[0-9a-fA-F]{4})|"""
+                     r"""U(?P<U>[0-9a-fA-F]{8})|(?P<octal>[0-3][0-7]{2})|(?P<bad>.?))""", re.DOTALL)
+_CHARS = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 _MISSING = object()  # an attribute that is absent: the expression is an error
 
 
@@ -86,8 +93,19 @@ def check(expression: str) -> str | None:
     try:
         _Parser(expression).parse()
     except CelError as error:
-        return f"expression {expression!r}: {error}"
+        return f"expression {_shown(expression)}: {error}"
     return None
+
+
+def _cut(token: str) -> str:
+    """A token quoted in an error: names and literals may be thousands of characters long."""
+    return token if len(token) <= 40 else token[:40] + "..."
+
+
+def _shown(expression: str) -> str:
+    if len(expression) <= MAX_SHOWN:
+        return repr(expression)
+    return f"{expression[:MAX_SHOWN]!r}... ({len(expression) - MAX_SHOWN} more characters)"
 
 
 def attributes_used(expression: str) -> frozenset[tuple[str, str | None]]:
@@ -143,7 +161,7 @@ class _Parser:
             raise CelError("the expression ends too soon" + (f" (expected {expected!r})" if expected else ""))
         token = self.tokens[self.at]
         if expected is not None and token[1] != expected:
-            raise CelError(f"expected {expected!r}, found {token[1]!r}")
+            raise CelError(f"expected {expected!r}, found {_cut(token[1])!r}")
         self.at += 1
         return token
 
@@ -152,7 +170,7 @@ class _Parser:
             raise CelError("the expression is empty")
         expr = self.logical("||", self.conjunction)
         if self.at < len(self.tokens):
-            raise CelError(f"unexpected {self.peek()!r}")
+            raise CelError(f"unexpected {_cut(self.peek())!r}")
         return expr
 
     def conjunction(self) -> Compiled:
@@ -194,7 +212,7 @@ class _Parser:
                 value = self._matches(value)
                 continue
             if method not in _METHODS:
-                raise CelError(f"method {method}() is not supported (use {', '.join(_METHODS)}, matches)")
+                raise CelError(f"method {_cut(method)}() is not supported (use {', '.join(_METHODS)}, matches)")
             self.take("(")
             argument = self.logical("||", self.conjunction)
             self.take(")")
@@ -219,7 +237,7 @@ class _Parser:
             value = target(lookup)
             if not isinstance(value, str):
                 raise TypeError("matches() takes a string")
-            return search(value.encode("utf-8", "surrogateescape")) is not None
+            return search(_utf8(value)) is not None
 
         return run
 
@@ -227,6 +245,8 @@ class _Parser:
         kind, token = self.take()
         if kind == "num":
             number = int(token)
+            if number > INT64[1]:
+                raise CelError(f"{token[:30]} is beyond CEL's 64-bit int")
             return lambda lookup: number
         if kind == "str":
             literal = _unquote(token)
@@ -236,7 +256,7 @@ class _Parser:
             self.take(")")
             return inner
         if kind != "name":
-            raise CelError(f"unexpected {token!r}")
+            raise CelError(f"unexpected {_cut(token)!r}")
         if token in ("true", "false"):
             flag = token == "true"
             return lambda lookup: flag
@@ -251,10 +271,10 @@ class _Parser:
             self.take(")")
             return lambda lookup: lookup(attribute, key) is not None
         if name not in ("string", "int", "size"):
-            raise CelError(f"function {name}() is not supported (use has, string, int, size)")
+            raise CelError(f"function {_cut(name)}() is not supported (use has, string, int, size)")
         argument = self.logical("||", self.conjunction)
         self.take(")")
-        convert = {"string": _string, "int": int, "size": len}[name]
+        convert = {"string": _string, "int": _int, "size": len}[name]
         return lambda lookup: convert(_present(argument(lookup)))
 
     def attribute(self, first: str) -> Compiled:
@@ -272,7 +292,7 @@ class _Parser:
             self.take("[")
             kind, token = self.take()
             if kind != "str":
-                raise CelError(f"{attribute}[...] needs a quoted key")
+                raise CelError(f"{_cut(attribute)}[...] needs a quoted key")
             self.take("]")
             if attribute in VALUE_MAPS and self.peek() == "." and self.at + 1 < len(self.tokens) \
                     and self.tokens[self.at + 1][1] == "value":
@@ -282,13 +302,47 @@ class _Parser:
             self.used.add((attribute, key))
             return attribute, key
         if attribute not in ATTRIBUTES:
-            raise CelError(f"attribute {attribute} is not supported")
+            raise CelError(f"attribute {_cut(attribute)} is not supported")
         self.used.add((attribute, None))
         return attribute, None
 
 
 def _unquote(token: str) -> str:
-    return re.sub(r"\\(.)", r"\1", token[1:-1])
+    """A quoted literal's text, its escapes read as CEL reads them; CelError for one CEL has not."""
+    return _ESCAPE.sub(_escaped, token[1:-1])
+
+
+def _escaped(found: re.Match) -> str:
+    if found["char"] is not None:
+        return _CHARS.get(found["char"], found["char"])
+    if found["octal"] is not None:
+        return chr(int(found["octal"], 8))
+    digits = found["x"] or found["u"] or found["U"]
+    if digits is None:
+        raise CelError(f"\\{found['bad']} is not an escape CEL has")
+    code = int(digits, 16)
+    if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+        raise CelError(f"{found[0]} is not a Unicode code point CEL accepts")
+    return chr(code)
+
+
+def _utf8(text: str) -> bytes:
+    """The bytes a pattern is matched against: undecodable bytes kept as they came in, and a
+    lone surrogate (it cannot be encoded: it raised) as its three bytes."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _int(value: Any) -> int:
+    """CEL's int(): of an int or a decimal string, within 64 bits; anything else is an error
+    (a TypeError here), never Python's own reading (int(" 7 "), int("1_0"), int("²") raising)."""
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not INT64[0] <= value <= INT64[1]:
+        raise TypeError("int() takes an int or a decimal string within 64 bits")
+    return value
 
 
 def _present(value: Any) -> Any:

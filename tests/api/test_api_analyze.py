@@ -159,3 +159,13 @@ spec:
         "(seen by: mesh)",
         "ok: 2 resources in 1 file, 1 warning",
     ]
+
+
+def test_the_istio_mesh_config_map_is_analyzed(tmp_path: Path) -> None:
+    """Like the control server's store, analyze's proxy list read every resource's metadata,
+    which the mesh config has not: "loading failed: AttributeError"."""
+    (tmp_path / "mesh.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n"
+        "data:\n  mesh: |\n    enableTracing: true\n")
+    done = subprocess.run([str(PYMESH), "analyze", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "ok: 1 resource in 1 file\n", "")

@@ -135,6 +135,8 @@ def test_v1_and_dry_run():
      "'namespace/serviceAccount', found 'a/b/c'"),
     ("  rules: [{from: [{source: {serviceAccounts: ['sa*']}}]}]\n",
      "spec.rules[0].from[0].source.serviceAccounts[0]: wildcard not allowed"),
+    ("  rules: [{from: [{source: {serviceAccounts: -1}}]}]\n",  # len(-1) raised TypeError out of the loader
+     "spec.rules[0].from[0].source.serviceAccounts: expected a list, got -1"),
     ("  rules: [{from: [{source: {serviceAccounts: [a], namespaces: [b]}}]}]\n",
      "spec.rules[0].from[0].source: cannot set serviceAccounts with namespaces or principals"),
     ("  action: CUSTOM\n  provider: {name: x}\n  rules: [{from: [{source: {principals: [a]}}]}]\n",

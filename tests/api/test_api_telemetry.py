@@ -39,6 +39,14 @@ def errors(text: str) -> list[tuple[str, str]]:
     ("  selector: {matchLabels: {app: a}}\n  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: g}]\n",
      [("spec.selector", "only one of targetRefs or workloadSelector can be set")]),
     ("  tracing: [{enableIstioTags: true}]\n", [("spec.tracing[0].enableIstioTags", "field not supported by pymesh yet")]),
+    # NaN passed every bound (its comparisons are false); JSON, hence the API server, cannot carry it
+    ("  tracing: [{randomSamplingPercentage: .nan}]\n",
+     [("spec.tracing[0].randomSamplingPercentage", "expected a number, got nan")]),
+    ("  tracing: [{randomSamplingPercentage: .inf}]\n",
+     [("spec.tracing[0].randomSamplingPercentage", "must be between 0 and 100, got inf")]),
+    # formatting it for the error raised OverflowError out of the loader
+    ("  tracing: [{randomSamplingPercentage: 1" + "0" * 400 + "}]\n",
+     [("spec.tracing[0].randomSamplingPercentage", "must be between 0 and 100, got a 401-digit integer")]),
 ])
 def test_telemetry_validation(spec, expected):
     assert errors(telemetry(spec)) == expected
@@ -64,6 +72,15 @@ def config_map(mesh: str, name: str = "istio", namespace: str = "istio-system") 
                                  "accessLogEncoding 'XML' is not valid (expected TEXT or JSON)")]),
     ("accessLogFormat: '%BOGUS%'", [(6, "data.mesh.accessLogFormat", "unknown command operator %BOGUS%")]),
     ("enableTracin: true", [(6, "data.mesh.enableTracin", 'unknown field (did you mean "enableTracing"?)')]),
+    ("defaultConfig: {tracing: {sampling: .nan}}", [(6, "data.mesh.defaultConfig.tracing.sampling", "expected a number, got nan")]),
+    ("defaultConfig: {tracing: {sampling: 2024-02-30}}",  # raised ValueError out of the loader
+     [(6, "data.mesh.defaultConfig.tracing.sampling", "'2024-02-30' is not a valid YAML timestamp (quote it for a string)")]),
+    ("defaultConfig: {tracing: {zipkin: {address: 'zipkin:²'}}}",  # int() raised in the compiler
+     [(6, "data.mesh.defaultConfig.tracing.zipkin.address", "'zipkin:²' is not host:port (a port from 1 to 65535)")]),
+    ("defaultConfig: {tracing: {zipkin: {address: 'zipkin:99999'}}}",
+     [(6, "data.mesh.defaultConfig.tracing.zipkin.address", "'zipkin:99999' is not host:port (a port from 1 to 65535)")]),
+    ("enableTracing: false\nenableTracing: true",  # YAML's own problems inside data.mesh were dropped
+     [(7, "data.mesh", "duplicate key 'enableTracing' (first at line 1)")]),
     ("extensionProviders:\n- name: o\n  opentelemetry: {service: s, port: 1, http: {}, grpc: {}}",
      [(8, "data.mesh.extensionProviders[0].opentelemetry.grpc", "only one of http or grpc may be set")]),
 ])

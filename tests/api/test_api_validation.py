@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from pymesh.api.load import load_text
+from pymesh.api.resources import ALL_KINDS
 
 HEAD = "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: x\nspec:\n"
 
@@ -1124,6 +1125,10 @@ CASES = [
          "12 spec.ingress[2]: duplicate port 80",
          "13 spec.ingress[2].tls.serverCertificate: SIMPLE TLS requires a server certificate",
          "13 spec.ingress[2].tls.privateKey: SIMPLE TLS requires a private key"),
+    case("sidecar-ingress-default-endpoint-port-no-ascii", SC,  # "²" passed isdigit and int() raised
+         "ingress:\n- port: {number: 80, protocol: HTTP, name: h}\n  defaultEndpoint: '127.0.0.1:²'\n",
+         "8 spec.ingress[0].defaultEndpoint: defaultEndpoint '127.0.0.1:²' has an invalid port "
+         "(must be between 1 and 65535)"),
     case("sidecar-egress-hosts", SC, """\
         egress:
         - hosts:
@@ -1382,6 +1387,16 @@ ENVELOPE_CASES = [
 @pytest.mark.parametrize("text, expected", ENVELOPE_CASES)
 def test_envelope(text: str, expected: list[str]) -> None:
     assert problems(text) == expected  # in line order within a document
+
+
+@pytest.mark.parametrize("kind", [k for k in ALL_KINDS if k.spec is not None and k.name != "ConfigMap"],
+                         ids=lambda k: k.name)
+@pytest.mark.parametrize("metadata", ["null", "[]", "5"])
+def test_metadata_that_is_no_mapping_is_an_error_for_every_kind(kind, metadata) -> None:
+    """The spec's builder got None for metadata: Telemetry's (its targetRefs read the namespace)
+    raised AttributeError out of the loader."""
+    text = f"apiVersion: {kind.api_versions()[0]}\nkind: {kind.name}\nmetadata: {metadata}\n{kind.body}: {{}}\n"
+    assert [e.path for e in load_text(text).errors][:1] == ["metadata"]
 
 
 def test_mirror_percent_under_its_proto_name_sets_the_mirror_percentage():

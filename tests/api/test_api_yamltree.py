@@ -44,6 +44,21 @@ def test_unknown_tags_are_problems_not_objects() -> None:
     assert document.problems[1].message == "unsupported YAML tag '!custom'"
 
 
+@pytest.mark.parametrize("value, message", [
+    ("2001-13-45", "'2001-13-45' is not a valid YAML timestamp"),  # each raised out of the loader
+    ("2001-02-30 10:00:00", "'2001-02-30 10:00:00' is not a valid YAML timestamp"),
+    ("1" * 5000, f"'{'1' * 40}... (5000 characters)' is not a valid YAML int"),
+    ("!!int 'x'", "'x' is not a valid YAML int"),
+    ("!!float 'x'", "'x' is not a valid YAML float"),
+    ("!!bool 'x'", "'x' is not a valid YAML bool"),
+    ("!!timestamp 'x'", "'x' is not a valid YAML timestamp"),
+])
+def test_scalars_their_constructor_cannot_make_are_problems(value: str, message: str) -> None:
+    (document,) = read_documents(f"a: 1\nb: {value}\n")
+    assert document.root == {"a": 1, "b": None}
+    assert document.problems == [Problem(2, "b", message + " (quote it for a string)")]
+
+
 def test_complex_keys_and_recursive_aliases_are_problems() -> None:
     (document,) = read_documents("? [a, b]\n: 1\nc: &x [*x]\n")
     assert document.problems == [

@@ -62,6 +62,8 @@ NAME_RULE = "(letters, digits, '.', '_', ':', '~' and '-', at most 253)"
     ({"stats_address": "127.0.0.1:0"}, "node.stats_address: '127.0.0.1:0' is not IP:port"),
     ({"stats_address": "metadata.internal:80"}, "node.stats_address: 'metadata.internal:80' is not IP:port"),
     ({"stats_address": "127.0.0.1"}, "node.stats_address: '127.0.0.1' is not IP:port"),
+    ({"stats_address": "127.0.0.1:²"}, "node.stats_address: '127.0.0.1:²' is not IP:port"),  # int() raised
+    ({"stats_address": "127.0.0.1:١٥٠٩٠"}, "node.stats_address: '127.0.0.1:١٥٠٩٠' is not IP:port"),
 ])
 def test_check_node(change, problem) -> None:
     assert check_node(replace(GOOD, **change)) == problem

@@ -420,3 +420,33 @@ def test_restart_without_saved_state_holds_reconnecting_proxies_for_the_grace(co
             await c.close()
 
     run(body())
+
+
+def _mesh_config_map(provider: str) -> str:
+    return ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: istio\n  namespace: istio-system\ndata:\n"
+            f"  mesh: |\n    extensionProviders:\n    - name: {provider}\n      zipkin:\n"
+            "        service: zipkin.istio-system.svc.cluster.local\n        port: 9411\n")
+
+
+def test_the_istio_mesh_config_map_in_the_directory_is_served_and_a_second_is_a_conflict(control, config_dir) -> None:
+    """The istio ConfigMap (Istio's mesh config) in --config-dir: the server starts with it (it
+    crashed at start: the union keyed every resource by its metadata, which the mesh config has
+    not), proxies get it, and one defined again in a later file is reported and ignored."""
+    write(config_dir / "a-mesh.yaml", _mesh_config_map("tracer"))
+    write(config_dir / "reviews.yaml", service_entry("reviews", REVIEWS, endpoints=["10.0.0.1"]))
+    server = control()
+
+    async def body():
+        client = await ControlClient.connect(server.port)
+        msg = await client.hello(node("productpage-1.default", app="productpage"))
+        client.ack(msg)
+        assert [p.name for m in msg.config.mesh_configs for p in m.extension_providers] == ["tracer"]
+        write(config_dir / "b-mesh.yaml", _mesh_config_map("other"))
+        status = server.wait_status(lambda s: s["rejected"], "the second mesh config reported")
+        [rejected] = status["rejected"]
+        assert rejected["file"] == str(config_dir / "b-mesh.yaml")
+        assert rejected["errors"] == [f"{config_dir / 'b-mesh.yaml'}:1 metadata.name: ConfigMap istio-system/istio "
+                                      f"is already defined at {config_dir / 'a-mesh.yaml'}:1; ignored"]
+        await client.close()
+
+    run(body())

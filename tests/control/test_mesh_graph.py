@@ -4,12 +4,16 @@ destination's series, registered entry names folded into their proxies' workload
 
 from __future__ import annotations
 
+import asyncio
 import math
+import threading
 
 import pytest
 
+from pymesh.api.wire import Node
+from pymesh.control import scrape as scrape_module
 from pymesh.control.graph import build, quantile
-from pymesh.control.scrape import Round, parse
+from pymesh.control.scrape import Round, Scraper, parse
 
 PROXIES = [{"id": "productpage.demo", "workload": "productpage", "namespace": "demo", "state": "SYNCED"},
            {"id": "reviews-v1.demo", "workload": "reviews-v1", "namespace": "demo", "state": "SYNCED"}]
@@ -104,3 +108,73 @@ def test_parse_keeps_istios_request_families_only():
     assert names == ["istio_request_duration_milliseconds_bucket", "istio_request_duration_milliseconds_count",
                      "istio_request_duration_milliseconds_sum", "istio_requests_total"]
     assert math.isinf(float(next(l["le"] for n, l, _ in parse(text) if n.endswith("_bucket"))))
+
+
+HISTOGRAM = "# TYPE istio_request_duration_milliseconds histogram\n"
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('istio_requests_total{reporter="source"} NaN\n', "nan is not a finite number"),
+    ('istio_requests_total{reporter="source"} +Inf\n', "inf is not a finite number"),
+    ('istio_requests_total{reporter="source"} -Inf\n', "-inf is not a finite number"),
+    (HISTOGRAM + 'istio_request_duration_milliseconds_bucket{le="abc"} 1\n', "le='abc' is not a number"),
+    (HISTOGRAM + 'istio_request_duration_milliseconds_bucket{le="NaN"} 1\n', "le='NaN' is not a number"),
+])
+def test_a_proxy_reporting_what_is_not_a_number_is_unparsable(text, problem):
+    """NaN went into the graph's JSON (which browsers refuse) and a bad le raised while building it."""
+    with pytest.raises(ValueError, match=problem):
+        parse(text)
+
+
+def test_parse_reads_lines_as_the_exposition_format_splits_them():
+    text = 'other{a="x"} NaN\nistio_requests_total{reporter="source",destination_service="a\u2028b"} 3\n'
+    assert parse(text) == [("istio_requests_total", {"reporter": "source", "destination_service": "a\u2028b"}, 3.0)]
+
+
+def test_a_round_parses_in_a_thread_while_the_event_loop_runs(monkeypatch):
+    """The parser is slow Python: on the event loop it stalled the control server's pushes."""
+    started, released = threading.Event(), threading.Event()
+
+    def blocking(text: str):
+        started.set()
+        assert released.wait(5), "the event loop did not run while parsing"
+        return [("istio_requests_total", {"reporter": "source"}, 1.0)]
+
+    monkeypatch.setattr(scrape_module, "parse", blocking)
+
+    async def stats(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\nistio_requests_total 1\n")
+        writer.close()
+
+    async def body():
+        server = await asyncio.start_server(stats, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        node = Node(id="a.demo", namespace="demo", stats_address=f"127.0.0.1:{port}")
+        scraper = Scraper(lambda: [node])
+        try:
+            refresh = asyncio.ensure_future(scraper.refresh())
+            for _ in range(500):  # bounded: 5 s
+                if started.is_set() or refresh.done():
+                    break
+                await asyncio.sleep(0.01)
+            released.set()  # reached while parsing only if the loop is free meanwhile
+            await refresh
+        finally:
+            server.close()
+        assert scraper.latest.samples == (("istio_requests_total", {"reporter": "source"}, 1.0),)
+
+    asyncio.run(asyncio.wait_for(body(), 30))
+
+
+def test_only_the_busiest_edges_are_drawn_and_the_rest_are_counted():
+    """A proxy reporting thousands of services would have the page draw thousands of edges."""
+    from pymesh.control.graph import MAX_EDGES
+
+    samples = tuple(("istio_requests_total", {**source(), "destination_service": f"s{i}.demo",
+                                              "destination_workload": "unknown"}, float(i))
+                    for i in range(MAX_EDGES + 50))
+    graph = build([], PROXIES, Round(1.0, samples, ()), None)
+    assert len(graph["edges"]) == MAX_EDGES and graph["edges_left_out"] == 50
+    assert f"service:s{MAX_EDGES + 49}.demo" in {e["target"] for e in graph["edges"]}, "the busiest are kept"
+    assert "service:s0.demo" not in {n["id"] for n in graph["nodes"]}, "nor a node for an edge left out"

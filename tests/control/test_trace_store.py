@@ -5,6 +5,7 @@ a span merged, and the recent list with each trace's root."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 
@@ -37,12 +38,20 @@ def post(store: TraceStore, spans) -> int:
     (json.dumps([span("a" * 16, tags={"k": 1})]).encode(), "[0].tags.k"),
     (json.dumps([span("a" * 16), "x"]).encode(), "[1]"),
     (json.dumps([span("a" * 16)] * (MAX_SPANS_PER_POST + 1)).encode(), "more than"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),  # RecursionError in the decoder, not an answer
+    (b'["\xff"]', "not JSON"),
 ])
 def test_a_bad_body_is_rejected_whole_with_the_first_problem(body, problem):
     store = TraceStore()
     with pytest.raises(BadSpans, match=problem.replace("[", r"\[").replace("]", r"\]")):
         store.add(body)
     assert store.recent() == []
+
+
+def test_an_error_names_a_long_tag_cut():
+    with pytest.raises(BadSpans) as error:
+        post(TraceStore(), [span("a" * 16, tags={"k" * 100_000: 1})])
+    assert str(error.value) == f"[0].tags.{'k' * 256}: a string expected"
 
 
 def test_spans_form_traces_and_the_recent_list_names_each_root():
@@ -78,3 +87,46 @@ def test_long_text_is_cut():
     store = TraceStore()
     post(store, [span("a" * 16, name="n" * 10_000)])
     assert len(store.trace(TRACE)[0]["name"]) == 256
+
+
+def _heavy(trace: int, count: int) -> list[dict]:
+    """Spans as big as the checks let them be: 64 tags of 256-character keys and values."""
+    return [span(f"{trace * 1000 + i:016x}", trace=f"{trace:016x}", name="n" * 256,
+                 tags={f"{j:02d}" + "k" * 254: "v" * 256 for j in range(64)}) for i in range(count)]
+
+
+def test_the_store_holds_at_most_max_bytes_of_spans_and_drops_the_oldest_traces():
+    """Capacity in traces alone let 100 traces of 500 such spans hold over a gigabyte."""
+    budget = 2 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        store = TraceStore(max_bytes=budget)
+        before = tracemalloc.get_traced_memory()[0]
+        for trace in range(20):
+            post(store, _heavy(trace, 20))  # 20 traces of ~0.5 MB each
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert store.bytes <= budget and held <= budget, (store.bytes, held)
+    kept = [t["traceId"] for t in store.recent()]
+    assert kept and kept[0] == f"{19:016x}" and len(kept) < 20, "the newest kept, the oldest dropped"
+    assert f"{0:016x}" not in kept
+
+
+def test_a_trace_alone_over_the_budget_is_kept_and_replacing_a_span_costs_nothing_more():
+    store = TraceStore(max_bytes=1000)
+    post(store, _heavy(1, 2))
+    assert [t["traceId"] for t in store.recent()] == [f"{1:016x}"], "the newest trace stays, whatever its size"
+    size = store.bytes
+    post(store, _heavy(1, 2))
+    assert store.bytes == size
+
+
+def test_endpoint_ports_outside_1_to_65535_are_left_out_and_ids_with_a_zero_high_half_are_found():
+    store = TraceStore()
+    post(store, [span("a" * 16, remoteEndpoint={"ipv4": "10.0.0.1", "port": 10**30}),
+                 span("b" * 16, remoteEndpoint={"ipv4": "10.0.0.1", "port": True}),
+                 span("c" * 16, remoteEndpoint={"ipv4": "10.0.0.1", "port": 8080})])
+    assert [s["remoteEndpoint"].get("port") for s in store.trace(TRACE)] == [None, None, 8080]
+    post(store, [span("a" * 16, trace="3" * 16)])
+    assert store.trace("0" * 16 + "3" * 16) == store.trace("3" * 16)

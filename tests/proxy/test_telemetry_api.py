@@ -105,6 +105,26 @@ def test_filter_logs_only_errors_to_a_file_provider_in_json(tmp_path, upstream, 
         proxy.kill()
 
 
+def test_a_filter_whose_int_cannot_read_a_header_does_not_log_and_the_request_is_served(tmp_path, upstream):
+    """int() of a header that is no number is an error (no log line), as CEL says; Python's int()
+    raised ValueError out of the filter instead."""
+    port = free_port()
+    telemetry = {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+                 "metadata": {"name": "by-level", "namespace": "istio-system"},
+                 "spec": {"accessLogging": [{"providers": [{"name": "envoy"}],
+                                             "filter": {"expression": "int(request.headers['x-level']) > 5"}}]}}
+    proxy = run(tmp_path, port, http_mesh(port, {"v1": upstream}) + [telemetry])
+    try:
+        for path, level in (("/words", "abc"), ("/digit", "²"), ("/huge", "9" * 5000), ("/low", "1"), ("/high", "9")):
+            assert curl(port, path, "-H", f"x-level: {level}").status == 200, path
+        assert wait_until(lambda: text_lines(proxy.stdout_path), what="the /high line") == [("/high", 200)]
+        proxy.wait_log(lambda e: e["path"] == "/high")  # every request before it has been logged, or not
+        assert text_lines(proxy.stdout_path) == [("/high", 200)]
+        assert "Traceback" not in proxy.stderr_path.read_text()
+    finally:
+        proxy.kill()
+
+
 def test_workload_telemetry_disables_the_mesh_wide_log(tmp_path, upstream):
     disable_sleep = {  # access-log task: "disable-sleep-logging"
         "apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",

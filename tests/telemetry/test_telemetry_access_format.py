@@ -4,6 +4,8 @@ formats and JSON labels, Envoy's "-" / null for unset values."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -45,6 +47,27 @@ def test_json_labels_keep_types_and_null_unset():
 ])
 def test_refused(text, problem):
     assert problem in af.check(text)
+
+
+@pytest.mark.parametrize("text", [
+    "%DURATION:" + "9" * 5000 + "%",  # int() raised ValueError out of check(): the load failed unexplained
+    "%REQ(" + "a" * 300 + ")%",
+    "%" + "A" * 100 + "%",
+])
+def test_operators_past_the_bounds_are_literal_text(text):
+    assert af.check(text) is None
+    assert af.text_formatter(text)(RECORD) == text + "\n"
+
+
+def test_hostile_formats_compile_in_linear_time():
+    """A megabyte of "%A(" took hours (every one rescanned the rest of the text for its ")");
+    the child is killed if it still runs after a minute."""
+    script = ("from pymesh.telemetry import access_format as af\n"
+              "for text in ('%A(' * 350_000, '%A(' * 350_000 + ')', '%A:' * 350_000, '%REQ(' * 200_000):\n"
+              "    assert af.check(text) is None\n"
+              "assert 'unknown command operator %A%' in af.check('%A(' * 350_000 + ')%')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def test_headers_used():
