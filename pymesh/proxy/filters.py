@@ -219,10 +219,9 @@ def chains_for(peer_header: bytes, rng, clock, jwt_authn: RequestFilter | None =
     chains = {}
     authorization = Authorization(authorizer) if authorizer is not None else None
     tracing = (trace_headers,) if trace_headers is not None else ()
-    edge = gateway
-    heads = {"outbound": ProxyHeaders((PEER_HEADER, peer_header), edge=edge), "inbound": ProxyHeaders(None)}
+    heads = {"outbound": ProxyHeaders((PEER_HEADER, peer_header), edge=gateway), "inbound": ProxyHeaders(None)}
     for direction, proxy_headers in heads.items():
-        guarded = direction == "inbound" or edge
+        guarded = direction == "inbound" or gateway
         parts = (user or {}).get(direction) or _NO_USER
         jwt = (jwt_authn,) if guarded and jwt_authn is not None else ()
         authz = (authorization,) if guarded and authorization is not None else ()

@@ -100,7 +100,7 @@ class Step:
         if result is api.PAUSE:
             stream.paused = self
             return PAUSE
-        reply = result if result is _FAILED else self.local_reply(stream, result)
+        reply = result if result is _FAILED else self.local_reply(result, "on_request_head")
         if reply is _FAILED:
             return None if self.fail_open else failed_reply()
         return reply
@@ -120,14 +120,14 @@ class Step:
             self.blocked(hook, elapsed)
         return result
 
-    def local_reply(self, stream, result):
+    def local_reply(self, result, hook: str):
         """A hook's LocalReply as the proxy's (a bad one, or another result, is a failure)."""
         try:
             if not isinstance(result, api.LocalReply):
                 raise FilterFailed(f"returned {type(result).__name__}, not None, a LocalReply or PAUSE")
             return convert_reply(result)
         except (FilterFailed, ValueError, TypeError) as error:
-            self.failed("on_request_head", error)
+            self.failed(hook, error)
             return _FAILED
 
     def failed(self, hook: str, error: Exception) -> None:
@@ -398,7 +398,7 @@ class ProxyStream(api.Stream):
                 continue
             if result is not _FAILED:
                 if hook == "on_request_data" and isinstance(result, api.LocalReply) and not self._exchange.committed:
-                    reply = step.local_reply(self, result)
+                    reply = step.local_reply(result, hook)
                     if reply is not _FAILED:
                         self._exchange.reply(reply)
                         return None
@@ -501,7 +501,7 @@ class FilteredDownstream:
             result = step.call(stream, "on_response_head")
             if result is None:
                 continue
-            reply = result if result is _FAILED else step.local_reply(stream, result)
+            reply = result if result is _FAILED else step.local_reply(result, "on_response_head")
             if reply is _FAILED:
                 if step.fail_open:
                     continue
