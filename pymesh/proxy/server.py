@@ -43,6 +43,7 @@ from pymesh.proxy.tcp import TcpProxy
 from pymesh.proxy.tls_passthrough import SniRouter
 from pymesh.proxy.telemetry import Telemetry
 from pymesh.routing.compile import compile_snapshot
+from pymesh.routing.filter_loading import FilterLoadError
 from pymesh.routing.snapshot import Listener, ProxyIdentity, Snapshot
 from pymesh.security.jointoken import JoinToken
 from pymesh.security.sa_token import ServiceAccountToken
@@ -145,7 +146,10 @@ async def load_config_off_loop(options: ProxyOptions) -> tuple[model.MeshConfig,
 
 def load_snapshot(options: ProxyOptions, version: str) -> Snapshot:
     config, saved_version = load_config(options)
-    return compile_snapshot(config, options.identity, saved_version or version)
+    try:
+        return compile_snapshot(config, options.identity, saved_version or version)
+    except FilterLoadError as error:  # at start: refused like an invalid resource, not a traceback
+        raise ConfigError(str(error)) from error
 
 
 def config_fingerprint(paths: list[str]) -> tuple:
