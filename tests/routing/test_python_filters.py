@@ -4,6 +4,7 @@ rejecting the snapshot with the resource and module named."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -176,3 +177,50 @@ def test_the_same_file_text_runs_once_and_an_edit_is_new_code(tmp_path):
     again = file_snapshot(tmp_path, source.format(1)).python_filters.inbound[0].filter_class
     edited = file_snapshot(tmp_path, source.format(2)).python_filters.inbound[0].filter_class
     assert first is again and (first.VERSION, edited.VERSION) == (1, 2)
+
+
+# --- pymesh explain and pymesh analyze ----------------------------------------------------------
+
+EXPLAINED = (pf("stats", phase="STATS", failStrategy="FAIL_OPEN")
+             + pf("key", phase="AUTHN", priority="5", match="[{mode: CLIENT}]")
+             + pf("inbound-only", match="[{mode: SERVER}]")
+             + pf("not-installed", module="no_such_package.mod:F", match="[{mode: CLIENT, ports: [{number: 9080}]}]")
+             + pf("other-port", match="[{mode: CLIENT, ports: [{number: 1234}]}]"))
+
+
+def test_explain_lists_the_filters_in_order_with_phase_and_fail_strategy(tmp_path, capsys):
+    from explain_mesh import mesh_yaml, sidecar_yaml
+    from pymesh.cli import main
+
+    path = tmp_path / "mesh.yaml"
+    path.write_text(mesh_yaml({"v1": 18001, "v2": 18002}, 18003) + "---" + sidecar_yaml(9080) + EXPLAINED)
+    assert main(["explain", "--config", str(path), "--labels", "app=productpage", "--json",
+                 "http://reviews:9080/"]) == 0
+    filters = json.loads(capsys.readouterr().out)["explanation"]["filters"]
+    assert [(f["name"], f["phase"], f["priority"], f["fail_strategy"]) for f in filters] == [
+        ("default/key", "AUTHN", 5, "FAIL_CLOSE"),
+        ("default/stats", "STATS", 0, "FAIL_OPEN"),
+        ("default/not-installed", "UNSPECIFIED_PHASE", 0, "FAIL_CLOSE"),  # listed: explain does not import
+    ]
+    assert main(["explain", "--config", str(path), "--labels", "app=productpage", "http://reviews:9080/"]) == 0
+    rows = [line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("filter ")]
+    assert rows[0] == ("default/key (pymesh.filters:HttpFilter): phase AUTHN (before the JWT check), priority 5, "
+                       "FAIL_CLOSE")
+    assert len(rows) == 3
+
+
+def test_analyze_imports_every_module_whoever_it_selects(tmp_path, capsys):
+    from pymesh.cli import main
+
+    (tmp_path / "broken.py").write_text("raise ImportError('needs a library this image lacks')\n")
+    (tmp_path / "filters.yaml").write_text(
+        pf("good", selector="{matchLabels: {app: nobody}}")
+        + pf("broken", selector="{matchLabels: {app: nobody}}", module="{file: broken.py, class: F}"))
+    assert main(["analyze", str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    path = tmp_path / "filters.yaml"
+    assert lines == [f"{path}:9 spec.module: PythonFilter default/broken (module "
+                     "broken.py:F): cannot import: ImportError: needs a library this image lacks",
+                     "1 error in 1 file"], lines
+    (tmp_path / "broken.py").write_text("from pymesh.filters import HttpFilter\nclass F(HttpFilter):\n    pass\n")
+    assert main(["analyze", str(tmp_path)]) == 0
