@@ -25,6 +25,7 @@ from pymesh.routing.compile import implicit_inbound
 from pymesh.routing.gateway import intersect, selected_gateways
 from pymesh.routing.hosts import fqdn, host_matches, split_authority
 from pymesh.routing.match_reasons import failures
+from pymesh.routing.python_filters import for_listener
 from pymesh.routing.scope import EgressScope, exported_to, select_sidecar
 from pymesh.routing.sni import ServerNames
 from pymesh.routing.snapshot import Cluster, Listener, Route, Snapshot, TcpRoute, WeightedCluster
@@ -160,7 +161,7 @@ PHASE_PLACES = {"AUTHN": "before the JWT check", "AUTHZ": "before authorization"
 
 def _python_filters(snapshot: Snapshot, listener: Listener, out: Explanation) -> None:
     """The user filters of the listener's chain, in the order they run."""
-    specs = snapshot.python_filters.for_port(listener.direction, listener.port)
+    specs = for_listener(snapshot.python_filters, listener.direction, listener.port)
     out.filters = [{"name": s.name, "module": s.module, "phase": s.phase, "place": PHASE_PLACES[s.phase],
                     "priority": s.priority, "fail_strategy": s.fail_strategy} for s in specs]
     if specs:

@@ -13,6 +13,7 @@ from pymesh.api.load import load_paths, load_text
 from pymesh.filters import HttpFilter
 from pymesh.routing.compile import compile_snapshot
 from pymesh.routing.filter_loading import FilterLoadError
+from pymesh.routing.python_filters import for_listener
 from pymesh.routing.snapshot import ProxyIdentity
 
 RATINGS = ProxyIdentity(workload="ratings", namespace="default", labels={"app": "ratings", "version": "v1"})
@@ -38,7 +39,8 @@ def chains(yaml: str, identity: ProxyIdentity = RATINGS):
     result = load_text(SERVICE + yaml, "filters.yaml")
     assert result.ok, result.errors
     filters = compile_snapshot(result.config, identity, "1").python_filters
-    return [s.name.split("/")[1] for s in filters.inbound], [s.name.split("/")[1] for s in filters.outbound]
+    return ([s.name.split("/")[1] for s in filters.get("inbound", ())],
+            [s.name.split("/")[1] for s in filters.get("outbound", ())])
 
 
 @pytest.mark.parametrize("yaml, inbound", [
@@ -79,9 +81,9 @@ def test_match_mode_picks_the_direction(match, inbound, outbound):
 def test_match_ports_narrow_per_listener_port():
     result = load_text(SERVICE + pf("f", match="[{mode: SERVER, ports: [{number: 9080}]}, {mode: CLIENT}]"), "f.yaml")
     filters = compile_snapshot(result.config, RATINGS, "1").python_filters
-    assert [s.name for s in filters.for_port("inbound", 9080)] == ["default/f"]
-    assert filters.for_port("inbound", 8080) == ()
-    assert [s.name for s in filters.for_port("outbound", 8080)] == ["default/f"]
+    assert [s.name for s in for_listener(filters, "inbound", 9080)] == ["default/f"]
+    assert for_listener(filters, "inbound", 8080) == ()
+    assert [s.name for s in for_listener(filters, "outbound", 8080)] == ["default/f"]
 
 
 def test_order_is_phase_then_priority_highest_first_then_age_then_name():
@@ -98,14 +100,14 @@ def test_order_is_phase_then_priority_highest_first_then_age_then_name():
 def test_a_spec_carries_what_the_engine_needs():
     result = load_text(SERVICE + pf("f", phase="AUTHZ", priority="3", failStrategy="FAIL_OPEN",
                                     pluginConfig="{key: value}"), "f.yaml")
-    (spec,) = compile_snapshot(result.config, RATINGS, "1").python_filters.inbound
+    (spec,) = compile_snapshot(result.config, RATINGS, "1").python_filters["inbound"]
     assert (spec.name, spec.module, spec.filter_class, spec.config, spec.phase, spec.priority, spec.fail_strategy) == (
         "default/f", "pymesh.filters:HttpFilter", HttpFilter, {"key": "value"}, "AUTHZ", 3, "FAIL_OPEN")
 
 
 def test_no_python_filter_no_chain():
     result = load_text(SERVICE, "f.yaml")
-    assert not compile_snapshot(result.config, RATINGS, "1").python_filters
+    assert compile_snapshot(result.config, RATINGS, "1").python_filters == {}
 
 
 # --- loading: the class is imported when the snapshot is compiled -------------------------------
@@ -124,7 +126,7 @@ def test_a_file_module_loads_its_class(tmp_path):
         from pymesh.filters import HttpFilter
         class F(HttpFilter):
             pass
-    """).python_filters.inbound
+    """).python_filters["inbound"]
     assert issubclass(spec.filter_class, HttpFilter) and spec.filter_class.__name__ == "F"
     assert spec.module == "f.py:F"
 
@@ -163,7 +165,7 @@ def test_an_import_path_that_does_not_load_rejects_the_snapshot(module, problem)
 
 def test_views_that_only_describe_do_not_import(tmp_path):
     result = load_text(SERVICE + pf("f", module="no_such_package.mod:F"), "f.yaml")
-    (spec,) = compile_snapshot(result.config, RATINGS, "1", load_filters=None).python_filters.inbound
+    (spec,) = compile_snapshot(result.config, RATINGS, "1", load_filters=None).python_filters["inbound"]
     assert spec.module == "no_such_package.mod:F"
 
 
@@ -173,9 +175,9 @@ def test_the_same_file_text_runs_once_and_an_edit_is_new_code(tmp_path):
         class F(HttpFilter):
             VERSION = {}
     """
-    first = file_snapshot(tmp_path, source.format(1)).python_filters.inbound[0].filter_class
-    again = file_snapshot(tmp_path, source.format(1)).python_filters.inbound[0].filter_class
-    edited = file_snapshot(tmp_path, source.format(2)).python_filters.inbound[0].filter_class
+    first = file_snapshot(tmp_path, source.format(1)).python_filters["inbound"][0].filter_class
+    again = file_snapshot(tmp_path, source.format(1)).python_filters["inbound"][0].filter_class
+    edited = file_snapshot(tmp_path, source.format(2)).python_filters["inbound"][0].filter_class
     assert first is again and (first.VERSION, edited.VERSION) == (1, 2)
 
 
