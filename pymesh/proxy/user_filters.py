@@ -453,6 +453,7 @@ class FilteredExchange(Exchange):
         if not stream.head_done:
             stream.held_end = trailers
             return
+        self.request_done = True  # all of it arrived: an answer now needs no reset of the request
         view = stream.view
         if view.request_data and stream.rebodied:
             tail = stream.run_data(view.request_data, "on_request_data", b"", True)
