@@ -63,7 +63,7 @@ def test_chains_place_user_filters_by_phase_and_priority_among_the_builtin_ones(
     everything = snapshot.CORS | snapshot.FAULT | snapshot.RATE_LIMIT | snapshot.ROUTE_HEADERS
     assert _names(chains["inbound"][everything]) == [
         "Enter", "ProxyHeaders", "n", "object", "z9", "z1", "Authorization", "Cors", "FaultInjection",
-        "LocalRateLimit", "stats", "u", "RouteHeaders", "Leave"]
+        "LocalRateLimit", "stats", "u", "RouteHeaders"]
     # a direction without user filters is the built-in chain alone
     assert _names(chains["outbound"][0]) == ["ProxyHeaders"]
 
