@@ -54,11 +54,16 @@ def test_an_installed_module_is_sent_by_name_and_a_file_without_shipping_is_nack
     assert not marker.exists(), "nobody should have run the file's code"
 
 
-def test_shipped_code_is_refused_by_a_proxy_that_does_not_accept_it(mesh, tmp_path):
+def shipping(mesh, tmp_path):
+    """A control server shipping the file filter's code, and the marker its import leaves."""
     marker = tmp_path / "imported"
     write_filter_file(mesh, marker)
     mesh.write("filters.yaml", [FROM_FILE])
-    control = mesh.control(extra=("--ship-filter-code",))
+    return mesh.control(extra=("--ship-filter-code",)), marker
+
+
+def test_shipped_code_is_refused_by_a_proxy_that_does_not_accept_it(mesh, tmp_path):
+    control, marker = shipping(mesh, tmp_path)
     proxy = mesh.proxy(control.port, "ratings", LABELS, wait=False)
     node = control.wait_node(proxy.node_id, lambda n: n["state"] == "NACKED", "NACKED")
     assert "PythonFilter default/from-file" in node["error"] and "--accept-filter-code" in node["error"], node
@@ -66,10 +71,7 @@ def test_shipped_code_is_refused_by_a_proxy_that_does_not_accept_it(mesh, tmp_pa
 
 
 def test_shipped_code_runs_in_a_proxy_that_accepts_it_and_never_in_the_server(mesh, tmp_path):
-    marker = tmp_path / "imported"
-    write_filter_file(mesh, marker)
-    mesh.write("filters.yaml", [FROM_FILE])
-    control = mesh.control(extra=("--ship-filter-code",))
+    control, marker = shipping(mesh, tmp_path)
     proxy = mesh.proxy(control.port, "ratings", LABELS, extra=("--accept-filter-code",))
     control.wait_synced(proxy.node_id)
     assert dumped_filters(proxy) == ["default/from-file"]
