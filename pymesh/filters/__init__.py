@@ -28,7 +28,8 @@ a filter that buffers returns b"" until `end` and then the whole). A body change
 without a Content-Length.
 
 Request hooks run in the chain's order (phase, then priority, highest first), response hooks in
-the reverse order. Hooks run on the proxy's event loop: a hook must not block (a hook that takes
+the reverse order. Response hooks see the upstream's responses; the proxy's own answers (a
+filter's LocalReply, no route, no healthy upstream, ...) do not pass through them. Hooks run on the proxy's event loop: a hook must not block (a hook that takes
 longer than the blocking budget is reported by name); an exception in a hook fails that request
 alone (failStrategy FAIL_CLOSE: a 500 with response flag PFE; FAIL_OPEN: the request goes on as if
 the hook had returned CONTINUE), counted and logged. Data hooks cost a call per body piece, so they
@@ -100,13 +101,13 @@ class Headers:
 
     def set(self, name: str, value: str) -> None:
         """Replace every `name` field with one `value`."""
-        key, encoded = _field(name, value)
+        key, encoded = header_field(name, value)
         self._fields[:] = [(n, v) for n, v in self._fields if n != key]
         self._fields.append((key, encoded))
 
     def add(self, name: str, value: str) -> None:
         """Append one more `name` field."""
-        self._fields.append(_field(name, value))
+        self._fields.append(header_field(name, value))
 
     def remove(self, name: str) -> None:
         key = name.lower().encode("latin-1")
@@ -130,7 +131,7 @@ _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"
                       b"te", b"trailer", b"proxy-connection"})
 
 
-def _field(name: str, value: str) -> tuple[bytes, bytes]:
+def header_field(name: str, value: str) -> tuple[bytes, bytes]:
     """A header as the proxy sends it; a name or value that could break framing is refused here,
     in the filter's hook, not on the wire."""
     key = name.lower().encode("latin-1")

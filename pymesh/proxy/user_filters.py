@@ -166,7 +166,7 @@ def _not_set_up(spec: api.FilterSpec):
 def convert_reply(reply: api.LocalReply) -> LocalReply:
     body = reply.body.encode() if isinstance(reply.body, str) else bytes(reply.body)
     pairs = reply.headers.items() if hasattr(reply.headers, "items") else reply.headers
-    headers = tuple(api._field(name, value) for name, value in pairs)
+    headers = tuple(api.header_field(name, value) for name, value in pairs)
     if not 100 <= int(reply.status) <= 599:
         raise ValueError(f"status {reply.status} is not an HTTP status")
     return LocalReply(int(reply.status), flags.NONE, body, headers, grpc_status=reply.grpc_status)
@@ -445,6 +445,18 @@ class ProxyStream(api.Stream):
                 return None
         return data
 
+    def run_finish(self, data_steps: tuple, data_hook: str, end_steps: tuple, end_hook: str, trailers: list,
+                   send) -> bool:
+        """A body's end: the data hooks' last call (what they still give goes to `send`), then
+        the end hooks; False when a FAIL_CLOSE filter failed the exchange."""
+        if data_steps:
+            tail = self.run_data(data_steps, data_hook, b"", True)
+            if tail is None:
+                return False
+            if tail:
+                send(tail)
+        return not end_steps or self.run_end(end_steps, end_hook, trailers)
+
     def run_end(self, steps: tuple, hook: str, trailers: list) -> bool:
         """The end hooks; False when a FAIL_CLOSE filter failed the exchange."""
         headers = api.Headers(trailers)
@@ -519,13 +531,10 @@ class BodyExchange(FilteredExchange):
             return
         self.request_done = True  # all of it arrived: an answer now needs no reset of the request
         view = stream.view
-        if view.request_data and stream.rebodied:
-            tail = stream.run_data(view.request_data, "on_request_data", b"", True)
-            if tail is None:
-                return
-            if tail:
-                Exchange.on_request_data(self, tail)
-        if view.request_end and not stream.run_end(view.request_end, "on_request_end", trailers):
+        if not stream.run_finish(view.request_data if stream.rebodied else (), "on_request_data", view.request_end,
+                                 "on_request_end", trailers, lambda tail: Exchange.on_request_data(self, tail)):
+            if self.shadows is not None:  # answered at the request's end: its copies never get one
+                self._mirror_cancel()
             return
         Exchange.on_request_end(self, trailers)
         if stream.rebodied and not self.head.streamed and self.chunks is not None:
@@ -588,15 +597,9 @@ class FilteredDownstream:
     def send_end(self, trailers: list) -> None:
         stream = self.stream
         view = stream.view
-        if view.response_data and stream.response_body:
-            tail = stream.run_data(view.response_data, "on_response_data", b"", True)
-            if tail is None:
-                return
-            if tail:
-                self.inner.send_data(tail)
-        if view.response_end and not stream.run_end(view.response_end, "on_response_end", trailers):
-            return
-        self.inner.send_end(trailers)
+        if stream.run_finish(view.response_data if stream.response_body else (), "on_response_data", view.response_end,
+                             "on_response_end", trailers, self.inner.send_data):
+            self.inner.send_end(trailers)
 
 
 def chain_parts(chains: dict[str, UserChain], direction: str) -> dict[str, tuple] | None:
