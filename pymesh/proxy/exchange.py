@@ -66,6 +66,7 @@ class Exchange:
         "shadows",
         "tried", "request_principal", "logged_path", "span",
         "user_stream",  # set only when the chain has user filters (pymesh.proxy.user_filters.Enter)
+        "__weakref__",  # what a user filter's stream holds (pymesh.proxy.user_filters.ProxyStream)
     )
 
     def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:

@@ -3,14 +3,15 @@
 Built once per snapshot (`build`): one filter instance per FilterSpec, each wrapped in a `Step`
 that calls its hooks with the failure policy and the blocking budget around them, and per
 listener direction a `UserChain`: the steps by phase for `chains_for` to place among the built-in
-filters, plus an `Enter` step that leads the chain and a `Leave` step that ends it.
+filters, plus an `Enter` step that leads the chain and, where a filter has request body or end
+hooks, a `Leave` step that ends it.
 
 Nothing of this runs for a request whose chain has no user filter: the built-in chain tuples are
-then exactly what they were. A chain that has them starts with `Enter`, which turns the exchange
-into a `FilteredExchange` (the same object, a subclass without slots of its own, so the
-assignment is free) and wraps its downstream in a `FilteredDownstream`; from then on the
-request's body, end and the whole response pass through the filters that override those hooks
-(checked once per class here, not per request).
+then exactly what they were. A chain that has them starts with `Enter`, which gives the exchange
+its `ProxyStream`; only where a filter overrides a request body or end hook does it turn the
+exchange into a `BodyExchange` (the same object, a subclass without slots of its own, so the
+assignment is free), and only where one has response hooks does it wrap the downstream in a
+`FilteredDownstream` (which hooks a class overrides is checked once per class, not per request).
 
 Failures stay with their request: an exception (or a result a hook may not return) in a
 FAIL_CLOSE filter answers 500 with response flag PFE, or resets the client once the response
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 
 from pymesh import filters as api
@@ -275,8 +277,8 @@ def instantiate(spec: api.FilterSpec, store):
 
 
 class Enter:
-    """First in a chain with user filters: the exchange becomes a FilteredExchange (a
-    BodyExchange when a filter has request body or end hooks) with its ProxyStream."""
+    """First in a chain with user filters: the exchange gets its ProxyStream (and becomes a
+    BodyExchange when a filter has request body or end hooks)."""
 
     __slots__ = ("chain", "fixed")
 
@@ -290,10 +292,8 @@ class Enter:
         if view.body:
             exchange.__class__ = BodyExchange
             stream.start_body(exchange, request)
-        else:
-            exchange.__class__ = FilteredExchange
         if view.wraps:
-            exchange.downstream = FilteredDownstream(exchange.downstream, exchange, stream)
+            exchange.downstream = FilteredDownstream(exchange.downstream, stream)
         return None
 
 
@@ -331,11 +331,13 @@ class Leave:
 class ProxyStream(api.Stream):
     """The Stream the hooks get (see pymesh.filters.Stream)."""
 
-    __slots__ = ("_exchange", "view", "state", "request_headers", "response_status", "response_headers", "paused",
+    __slots__ = ("_ref", "view", "state", "request_headers", "response_status", "response_headers", "paused",
                  "head_done", "held", "held_bytes", "held_end", "early", "rebodied", "response_body", "_connection")
 
     def __init__(self, exchange, view: View) -> None:
-        self._exchange = exchange
+        # weak: the exchange holds its stream (and a wrapper that holds it), and a cycle per
+        # request would be left to the garbage collector; the downstream holds the exchange
+        self._ref = weakref.ref(exchange)
         self.view = view
         self.state = {}
         self.request_headers = api.Headers(exchange.upstream_request.headers)
@@ -357,6 +359,13 @@ class ProxyStream(api.Stream):
             self.rebodied = True
         if exchange.chunks or exchange.request_done:
             self.adopt_early_body(exchange)
+
+    @property
+    def _exchange(self):
+        exchange = self._ref()
+        if exchange is None:
+            raise RuntimeError("the request has ended")
+        return exchange
 
     method = property(lambda self: self._exchange.upstream_request.method)
     route_name = property(lambda self: self._exchange.route.name)
@@ -393,20 +402,25 @@ class ProxyStream(api.Stream):
         return self._connection
 
     def resume(self) -> None:
-        self._exchange.runtime.loop.call_soon_threadsafe(self._resume)
+        exchange = self._ref()
+        if exchange is not None:  # else the request has ended: nothing to resume
+            exchange.runtime.loop.call_soon_threadsafe(self._resume)
 
     def reply(self, status: int, body: bytes | str = b"", headers=()) -> None:
         reply = convert_reply(api.LocalReply(status, body, headers))  # a bad reply raises to its caller
-        self._exchange.runtime.loop.call_soon_threadsafe(self._reply, reply)
+        exchange = self._ref()
+        if exchange is not None:
+            exchange.runtime.loop.call_soon_threadsafe(self._reply, reply)
 
     def _resume(self) -> None:
-        if self.paused is not None and not self._exchange.done:
+        exchange = self._ref()
+        if self.paused is not None and exchange is not None and not exchange.done:
             self.paused = None
-            self._exchange.resume_filters()
+            exchange.resume_filters()
 
     def _reply(self, reply: LocalReply) -> None:
-        exchange = self._exchange
-        if exchange.done or exchange.committed:
+        exchange = self._ref()
+        if exchange is None or exchange.done or exchange.committed:
             return
         self.paused = None
         exchange.reply(reply)
@@ -441,7 +455,7 @@ class ProxyStream(api.Stream):
                 else:
                     step.failed(hook, FilterFailed(f"returned {type(result).__name__}, not None or bytes"))
             if not step.fail_open:
-                self._exchange.fail_filter()
+                fail(self._exchange)
                 return None
         return data
 
@@ -467,42 +481,25 @@ class ProxyStream(api.Stream):
             if result is not _FAILED:
                 step.failed(hook, FilterFailed(f"returned {type(result).__name__}, not None"))
             if not step.fail_open:
-                self._exchange.fail_filter()
+                fail(self._exchange)
                 return False
         return True
 
 
-class FilteredExchange(Exchange):
-    """An Exchange whose chain has user filters. No slots of its own (`Enter` assigns
-    __class__ on a live Exchange)."""
-
-    __slots__ = ()
-
-    def _finish(self) -> None:
-        """As any exchange's, then let go of the stream and the hooks in front of the
-        downstream: the exchange, its stream and the wrapper would otherwise be a reference
-        cycle per request, left to the garbage collector."""
-        if self.done:
-            return
-        Exchange._finish(self)
-        self.user_stream = None
-        downstream = self.downstream
-        if downstream.__class__ is FilteredDownstream:
-            self.downstream = downstream.inner
-
-    def fail_filter(self) -> None:
-        """A FAIL_CLOSE filter failed: 500 PFE before the response started, a reset after."""
-        if self.done:
-            return
-        if not self.committed:
-            return self.reply(failed_reply())
-        self._end_attempt()
-        self._drop_upstream()
-        self._abort_response(flags.PFE)
+def fail(exchange) -> None:
+    """A FAIL_CLOSE filter failed: 500 PFE before the response started, a reset after."""
+    if exchange.done:
+        return
+    if not exchange.committed:
+        return exchange.reply(failed_reply())
+    exchange._end_attempt()
+    exchange._drop_upstream()
+    exchange._abort_response(flags.PFE)
 
 
-class BodyExchange(FilteredExchange):
-    """A FilteredExchange whose request body and end pass through the filters' hooks."""
+class BodyExchange(Exchange):
+    """An Exchange whose request body and end pass through the filters' hooks. No slots of its
+    own: `Enter` assigns __class__ on a live Exchange, for chains with body or end hooks."""
 
     __slots__ = ()
 
@@ -544,11 +541,10 @@ class BodyExchange(FilteredExchange):
 class FilteredDownstream:
     """The exchange's downstream with the response hooks in front of it; the rest passes."""
 
-    __slots__ = ("inner", "exchange", "stream", "info")
+    __slots__ = ("inner", "stream", "info")
 
-    def __init__(self, inner, exchange: FilteredExchange, stream: ProxyStream) -> None:
+    def __init__(self, inner, stream: ProxyStream) -> None:
         self.inner = inner
-        self.exchange = exchange
         self.stream = stream
         self.info = inner.info
 
@@ -566,7 +562,7 @@ class FilteredDownstream:
         view = stream.view
         stream.response_status = status
         stream.response_headers = api.Headers(headers)
-        exchange = self.exchange
+        exchange = stream._exchange
         for step in view.response_head:
             result = step.call(stream, "on_response_head")
             if result is None:
@@ -585,7 +581,8 @@ class FilteredDownstream:
         self.inner.send_response_head(status, headers, content_length, has_body)
 
     def send_data(self, data: bytes) -> None:
-        if self.exchange.done:
+        exchange = self.stream._ref()
+        if exchange is None or exchange.done:
             return
         steps = self.stream.view.response_data
         if steps:
