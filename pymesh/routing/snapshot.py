@@ -262,6 +262,10 @@ class PythonFilters:
     def __bool__(self) -> bool:
         return bool(self.inbound or self.outbound)
 
+    def items(self) -> tuple[tuple[str, tuple[FilterSpec, ...]], ...]:
+        """(direction, specs) pairs: how the engine (pymesh.proxy.user_filters.build) reads them."""
+        return (("inbound", self.inbound), ("outbound", self.outbound))
+
     def for_port(self, direction: str, port: int) -> tuple[FilterSpec, ...]:
         """The specs a listener of `direction` ("inbound" | "outbound") on `port` runs."""
         specs, modes = (self.inbound, INBOUND_MODES) if direction == "inbound" else (self.outbound, OUTBOUND_MODES)
