@@ -1106,7 +1106,7 @@ class PythonFilter:
     phase: str = "UNSPECIFIED_PHASE"
     priority: int = 0  # higher runs first within a phase (WasmPlugin's)
     match: tuple[FilterMatch, ...] = ()  # none: every listener
-    plugin_config: Any = None  # free-form JSON-able value handed to the filter
+    plugin_config: Mapping[str, Any] | None = None  # free-form JSON handed to the filter (its config)
     fail_strategy: str = "FAIL_CLOSE"  # FAIL_CLOSE | FAIL_OPEN
 
 

@@ -111,6 +111,11 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     control.add_argument("--data-dir", default=os.environ.get("PYMESH_DATA_DIR"),
                          help="keep the last good snapshot here, to serve it after a restart while the "
                          "control server is away [$PYMESH_DATA_DIR]")
+    control.add_argument("--accept-filter-code", action="store_true",
+                         help="run PythonFilter code the control server ships with the configuration (its "
+                         "--ship-filter-code): whoever can write the mesh's configuration can then run code in "
+                         "this proxy. Without it such a configuration is refused (NACKed); installed modules "
+                         "are always imported")
     control.add_argument("--address", action="append", default=_env_list("PYMESH_ADDRESSES"),
                          help="an address other proxies reach this workload at (repeatable) [$PYMESH_ADDRESSES]")
     control.add_argument("--port", action="append", default=_env_list("PYMESH_PORTS"), metavar="NAME=NUMBER",
@@ -241,7 +246,7 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | ServiceAcc
         except OSError as error:
             raise argparse.ArgumentTypeError(f"--ca-root: {error}") from None
     return ControlOptions(host=host, port=port, node=node, data_dir=args.data_dir, token=token, ca_root=ca_root,
-                          renew_fraction=args.renew_fraction)
+                          renew_fraction=args.renew_fraction, accept_filter_code=args.accept_filter_code)
 
 
 def _stats_host(args) -> str:

@@ -130,6 +130,8 @@ def dump_snapshot(snapshot: Snapshot, include_secrets: bool = False) -> dict:
         # the AuthorizationPolicies that apply to this workload, "namespace/name"
         "authorization_policies": list(snapshot.authz.names) if snapshot.authz is not None else [],
         "telemetry": _telemetry(snapshot.telemetry, redact),
+        # the PythonFilters each direction's chains run, in order (pluginConfig secrets redacted by name)
+        "python_filters": plain(snapshot.python_filters, redact),
     }
 
 

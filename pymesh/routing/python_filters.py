@@ -22,26 +22,36 @@ from typing import Callable, Iterable
 from pymesh.api import model
 from pymesh.filters import FilterMatch, FilterSpec
 from pymesh.routing.scope import selects
-from pymesh.routing.snapshot import INBOUND_MODES, NO_PYTHON_FILTERS, OUTBOUND_MODES, ProxyIdentity, PythonFilters
+from pymesh.routing.snapshot import ProxyIdentity
 from pymesh.routing.telemetry import GATEWAY_NAME_LABEL, mesh_config
 
 Loader = Callable[[model.PythonFilter], type]
 ServedBy = Callable[[str, str], bool]  # (namespace, service name) -> does this proxy serve it
+PythonFilters = dict[str, tuple[FilterSpec, ...]]  # Snapshot.python_filters: listener direction -> specs
+# match modes per listener direction (WasmPlugin's: a gateway's listeners are CLIENT)
+MODES = {"outbound": frozenset({"CLIENT", "UNDEFINED", "CLIENT_AND_SERVER"}),
+         "inbound": frozenset({"SERVER", "UNDEFINED", "CLIENT_AND_SERVER"})}
 
 
 def compile_python_filters(config: model.MeshConfig, identity: ProxyIdentity, served_by: ServedBy,
                            load: Loader | None) -> PythonFilters:
-    """The proxy's PythonFilters as FilterSpecs. `load` imports each one's class (None: do not
-    load, for views that only describe the chain: the spec keeps the HttpFilter base)."""
+    """The proxy's PythonFilters as FilterSpecs per direction, in order, directions without any
+    left out. `load` imports each one's class (None: do not load, for views that only describe
+    the chain: the spec keeps the HttpFilter base)."""
     if not config.python_filters:
-        return NO_PYTHON_FILTERS
+        return {}
     chosen = sorted(applicable(config.python_filters, mesh_config(config).root_namespace, identity, served_by),
                     key=order_key)
     specs = [(f, _spec(f, load)) for f in chosen]
-    return PythonFilters(
-        inbound=tuple(s for f, s in specs if _in_direction(f, INBOUND_MODES)),
-        outbound=tuple(s for f, s in specs if _in_direction(f, OUTBOUND_MODES)),
-    )
+    out = {direction: tuple(s for f, s in specs if _in_direction(f, modes)) for direction, modes in MODES.items()}
+    return {direction: chain for direction, chain in out.items() if chain}
+
+
+def for_listener(filters: PythonFilters, direction: str, port: int) -> tuple[FilterSpec, ...]:
+    """The specs a listener of `direction` on `port` runs (match modes and ports)."""
+    modes = MODES[direction]
+    return tuple(s for s in filters.get(direction, ())
+                 if not s.match or any(m.mode in modes and (not m.ports or port in m.ports) for m in s.match))
 
 
 def applicable(filters: Iterable[model.PythonFilter], root: str, identity: ProxyIdentity,

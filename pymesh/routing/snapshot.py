@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import Any, Mapping, Protocol
 
 from pymesh.api import model
-from pymesh.filters import FilterMatch, FilterSpec
 from pymesh.policy.fault import FaultPolicy
 from pymesh.routing.peer_authn import PeerAuthnPolicy
 from pymesh.telemetry.policy import DEFAULT as DEFAULT_TELEMETRY, TelemetryPolicy
@@ -246,40 +245,6 @@ class TlsServerChain:
     tcp_route: TcpRoute | None = None  # TLS servers terminated then proxied as TCP
 
 
-# PythonFilter match modes per listener direction (WasmPlugin's: gateways are CLIENT)
-OUTBOUND_MODES = frozenset({"CLIENT", "UNDEFINED", "CLIENT_AND_SERVER"})
-INBOUND_MODES = frozenset({"SERVER", "UNDEFINED", "CLIENT_AND_SERVER"})
-
-
-@dataclass(frozen=True)
-class PythonFilters:
-    """The chains' user filters, in order, per listener direction (already narrowed by match
-    mode; `for_port` narrows by the listener's port, once per listener and snapshot)."""
-
-    inbound: tuple[FilterSpec, ...] = ()
-    outbound: tuple[FilterSpec, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.inbound or self.outbound)
-
-    def items(self) -> tuple[tuple[str, tuple[FilterSpec, ...]], ...]:
-        """(direction, specs) pairs: how the engine (pymesh.proxy.user_filters.build) reads them."""
-        return (("inbound", self.inbound), ("outbound", self.outbound))
-
-    def for_port(self, direction: str, port: int) -> tuple[FilterSpec, ...]:
-        """The specs a listener of `direction` ("inbound" | "outbound") on `port` runs."""
-        specs, modes = (self.inbound, INBOUND_MODES) if direction == "inbound" else (self.outbound, OUTBOUND_MODES)
-        return tuple(s for s in specs
-                     if not s.match or any(m.mode in modes and _port_matches(m, port) for m in s.match))
-
-
-NO_PYTHON_FILTERS = PythonFilters()
-
-
-def _port_matches(match: FilterMatch, port: int) -> bool:
-    return not match.ports or port in match.ports
-
-
 @dataclass(frozen=True)
 class ProxyIdentity:
     workload: str = "unknown"
@@ -318,9 +283,9 @@ class Snapshot:
     egress_proxy: EgressProxy | None = None  # None: PassthroughCluster (or BlackHole, REGISTRY_ONLY)
     # tracing, access logging and metrics overrides for this proxy (pymesh.telemetry.policy)
     telemetry: TelemetryPolicy = DEFAULT_TELEMETRY
-    # the PythonFilters that apply to this proxy, compiled and their classes loaded
-    # (pymesh.routing.python_filters); empty: no user filter runs and nothing is checked
-    python_filters: PythonFilters = NO_PYTHON_FILTERS
+    # the Python filters (pymesh.filters.FilterSpec) of each listener direction ("inbound",
+    # "outbound"); empty: no user filter runs and the chains are the built-in ones alone
+    python_filters: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def dump(self, include_secrets: bool = False) -> dict:
         """JSON-able view for /config_dump (secrets redacted unless asked for)."""

@@ -4,6 +4,7 @@ rejecting the snapshot with the resource and module named."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -12,6 +13,7 @@ from pymesh.api.load import load_paths, load_text
 from pymesh.filters import HttpFilter
 from pymesh.routing.compile import compile_snapshot
 from pymesh.routing.filter_loading import FilterLoadError
+from pymesh.routing.python_filters import for_listener
 from pymesh.routing.snapshot import ProxyIdentity
 
 RATINGS = ProxyIdentity(workload="ratings", namespace="default", labels={"app": "ratings", "version": "v1"})
@@ -37,7 +39,8 @@ def chains(yaml: str, identity: ProxyIdentity = RATINGS):
     result = load_text(SERVICE + yaml, "filters.yaml")
     assert result.ok, result.errors
     filters = compile_snapshot(result.config, identity, "1").python_filters
-    return [s.name.split("/")[1] for s in filters.inbound], [s.name.split("/")[1] for s in filters.outbound]
+    return ([s.name.split("/")[1] for s in filters.get("inbound", ())],
+            [s.name.split("/")[1] for s in filters.get("outbound", ())])
 
 
 @pytest.mark.parametrize("yaml, inbound", [
@@ -78,9 +81,9 @@ def test_match_mode_picks_the_direction(match, inbound, outbound):
 def test_match_ports_narrow_per_listener_port():
     result = load_text(SERVICE + pf("f", match="[{mode: SERVER, ports: [{number: 9080}]}, {mode: CLIENT}]"), "f.yaml")
     filters = compile_snapshot(result.config, RATINGS, "1").python_filters
-    assert [s.name for s in filters.for_port("inbound", 9080)] == ["default/f"]
-    assert filters.for_port("inbound", 8080) == ()
-    assert [s.name for s in filters.for_port("outbound", 8080)] == ["default/f"]
+    assert [s.name for s in for_listener(filters, "inbound", 9080)] == ["default/f"]
+    assert for_listener(filters, "inbound", 8080) == ()
+    assert [s.name for s in for_listener(filters, "outbound", 8080)] == ["default/f"]
 
 
 def test_order_is_phase_then_priority_highest_first_then_age_then_name():
@@ -97,14 +100,14 @@ def test_order_is_phase_then_priority_highest_first_then_age_then_name():
 def test_a_spec_carries_what_the_engine_needs():
     result = load_text(SERVICE + pf("f", phase="AUTHZ", priority="3", failStrategy="FAIL_OPEN",
                                     pluginConfig="{key: value}"), "f.yaml")
-    (spec,) = compile_snapshot(result.config, RATINGS, "1").python_filters.inbound
+    (spec,) = compile_snapshot(result.config, RATINGS, "1").python_filters["inbound"]
     assert (spec.name, spec.module, spec.filter_class, spec.config, spec.phase, spec.priority, spec.fail_strategy) == (
         "default/f", "pymesh.filters:HttpFilter", HttpFilter, {"key": "value"}, "AUTHZ", 3, "FAIL_OPEN")
 
 
 def test_no_python_filter_no_chain():
     result = load_text(SERVICE, "f.yaml")
-    assert not compile_snapshot(result.config, RATINGS, "1").python_filters
+    assert compile_snapshot(result.config, RATINGS, "1").python_filters == {}
 
 
 # --- loading: the class is imported when the snapshot is compiled -------------------------------
@@ -123,7 +126,7 @@ def test_a_file_module_loads_its_class(tmp_path):
         from pymesh.filters import HttpFilter
         class F(HttpFilter):
             pass
-    """).python_filters.inbound
+    """).python_filters["inbound"]
     assert issubclass(spec.filter_class, HttpFilter) and spec.filter_class.__name__ == "F"
     assert spec.module == "f.py:F"
 
@@ -162,7 +165,7 @@ def test_an_import_path_that_does_not_load_rejects_the_snapshot(module, problem)
 
 def test_views_that_only_describe_do_not_import(tmp_path):
     result = load_text(SERVICE + pf("f", module="no_such_package.mod:F"), "f.yaml")
-    (spec,) = compile_snapshot(result.config, RATINGS, "1", load_filters=None).python_filters.inbound
+    (spec,) = compile_snapshot(result.config, RATINGS, "1", load_filters=None).python_filters["inbound"]
     assert spec.module == "no_such_package.mod:F"
 
 
@@ -172,7 +175,54 @@ def test_the_same_file_text_runs_once_and_an_edit_is_new_code(tmp_path):
         class F(HttpFilter):
             VERSION = {}
     """
-    first = file_snapshot(tmp_path, source.format(1)).python_filters.inbound[0].filter_class
-    again = file_snapshot(tmp_path, source.format(1)).python_filters.inbound[0].filter_class
-    edited = file_snapshot(tmp_path, source.format(2)).python_filters.inbound[0].filter_class
+    first = file_snapshot(tmp_path, source.format(1)).python_filters["inbound"][0].filter_class
+    again = file_snapshot(tmp_path, source.format(1)).python_filters["inbound"][0].filter_class
+    edited = file_snapshot(tmp_path, source.format(2)).python_filters["inbound"][0].filter_class
     assert first is again and (first.VERSION, edited.VERSION) == (1, 2)
+
+
+# --- pymesh explain and pymesh analyze ----------------------------------------------------------
+
+EXPLAINED = (pf("stats", phase="STATS", failStrategy="FAIL_OPEN")
+             + pf("key", phase="AUTHN", priority="5", match="[{mode: CLIENT}]")
+             + pf("inbound-only", match="[{mode: SERVER}]")
+             + pf("not-installed", module="no_such_package.mod:F", match="[{mode: CLIENT, ports: [{number: 9080}]}]")
+             + pf("other-port", match="[{mode: CLIENT, ports: [{number: 1234}]}]"))
+
+
+def test_explain_lists_the_filters_in_order_with_phase_and_fail_strategy(tmp_path, capsys):
+    from explain_mesh import mesh_yaml, sidecar_yaml
+    from pymesh.cli import main
+
+    path = tmp_path / "mesh.yaml"
+    path.write_text(mesh_yaml({"v1": 18001, "v2": 18002}, 18003) + "---" + sidecar_yaml(9080) + EXPLAINED)
+    assert main(["explain", "--config", str(path), "--labels", "app=productpage", "--json",
+                 "http://reviews:9080/"]) == 0
+    filters = json.loads(capsys.readouterr().out)["explanation"]["filters"]
+    assert [(f["name"], f["phase"], f["priority"], f["fail_strategy"]) for f in filters] == [
+        ("default/key", "AUTHN", 5, "FAIL_CLOSE"),
+        ("default/stats", "STATS", 0, "FAIL_OPEN"),
+        ("default/not-installed", "UNSPECIFIED_PHASE", 0, "FAIL_CLOSE"),  # listed: explain does not import
+    ]
+    assert main(["explain", "--config", str(path), "--labels", "app=productpage", "http://reviews:9080/"]) == 0
+    rows = [line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("filter ")]
+    assert rows[0] == ("default/key (pymesh.filters:HttpFilter): phase AUTHN (before the JWT check), priority 5, "
+                       "FAIL_CLOSE")
+    assert len(rows) == 3
+
+
+def test_analyze_imports_every_module_whoever_it_selects(tmp_path, capsys):
+    from pymesh.cli import main
+
+    (tmp_path / "broken.py").write_text("raise ImportError('needs a library this image lacks')\n")
+    (tmp_path / "filters.yaml").write_text(
+        pf("good", selector="{matchLabels: {app: nobody}}")
+        + pf("broken", selector="{matchLabels: {app: nobody}}", module="{file: broken.py, class: F}"))
+    assert main(["analyze", str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    path = tmp_path / "filters.yaml"
+    assert lines == [f"{path}:9 spec.module: PythonFilter default/broken (module "
+                     "broken.py:F): cannot import: ImportError: needs a library this image lacks",
+                     "1 error in 1 file"], lines
+    (tmp_path / "broken.py").write_text("from pymesh.filters import HttpFilter\nclass F(HttpFilter):\n    pass\n")
+    assert main(["analyze", str(tmp_path)]) == 0
