@@ -4,8 +4,8 @@ pluginConfig:
     route_header:   the header naming the route (default x-route; "" leaves it out)
     cluster_header: the header naming the cluster (default x-cluster; "" leaves it out)
 
-Istio names a cluster outbound|PORT|SUBSET|HOST; a route without a name in its VirtualService is
-named "default" as Istio's are.
+The route's name is its `name` in the VirtualService (empty when it has none; "default" for a
+service no VirtualService routes); the cluster is named as Istio names it, outbound|PORT|SUBSET|HOST.
 """
 
 from __future__ import annotations

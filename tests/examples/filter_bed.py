@@ -52,7 +52,7 @@ def pushed(mesh: Mesh, resources: list[dict]) -> Proxy:
     return proxy
 
 
-@pytest.fixture(params=["static"])  # "pushed" once the control server sends PythonFilters (fresource)
+@pytest.fixture(params=["static", "pushed"])
 def deploy(request, proxies, mesh):
     """deploy(versions, filters, http=None) -> Deployed: the usual test mesh (proxy_harness.http_mesh:
     svc.local with one subset per upstream, an optional VirtualService) and the filter resources."""
