@@ -3,7 +3,7 @@ an object read from the API server is validated exactly like a file (`pymesh ana
 and its errors name it the way Istio's do: `VirtualService default/reviews: spec.http[0]...`.
 
 Each object is loaded on its own, as one unit: the caller keeps the last good version of each.
-`validate(obj)` is what the validating webhook calls on an AdmissionReview's object.
+`load_object(obj)` is also what the validating webhook runs on an AdmissionReview's object.
 """
 
 from __future__ import annotations
@@ -121,13 +121,6 @@ def load_object(obj: object, limits: Limits = input_limits.DEFAULT) -> LoadResul
     result = load_text(text, name, limits)
     return replace(result, files=(), errors=[_lineless(e) for e in result.errors],
                    warnings=tuple(_lineless(w) for w in result.warnings))
-
-
-def validate(obj: dict, limits: Limits = input_limits.DEFAULT) -> list[ConfigError]:
-    """Every error in one object (empty: it is valid), for the validating webhook. A kind pymesh
-    does not implement is not an error (a warning, as in `pymesh analyze`), unless it is a typo
-    in one of Istio's groups."""
-    return load_object(obj, limits).errors
 
 
 @dataclass(frozen=True)

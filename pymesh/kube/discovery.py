@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable
 
 from pymesh.api import model
+from pymesh.kube.workloads import workload_name
 
 DOMAIN = "cluster.local"
 SOURCE = "<kubernetes>"
@@ -92,21 +93,6 @@ class _Pod:
     workload: str
 
 
-def _workload_name(pod: dict) -> str:
-    """The Deployment's name for a ReplicaSet's pod (the template hash cut off), else the owner's,
-    else the pod's: the workload metrics report."""
-    metadata = _dict(pod.get("metadata"))
-    owners = [o for o in _list(metadata.get("ownerReferences")) if isinstance(o, dict) and o.get("controller")]
-    if not owners:
-        return str(metadata.get("name") or "")
-    owner = owners[0]
-    name = str(owner.get("name") or "")
-    template_hash = _labels(metadata.get("labels")).get("pod-template-hash")
-    if owner.get("kind") == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
-        return name[: -len(template_hash) - 1]
-    return name
-
-
 def _has_sidecar(pod: dict) -> bool:
     spec = _dict(pod.get("spec"))
     return any(_dict(c).get("name") in SIDECAR_CONTAINERS
@@ -127,7 +113,7 @@ def _pod_view(pod: dict, namespaces: dict[str, dict[str, str]]) -> _Pod:
     namespace = str(metadata.get("namespace") or "")
     network = labels.get(NETWORK_LABEL) or namespaces.get(namespace, {}).get(NETWORK_LABEL, "")
     return _Pod(labels, str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"),
-                _locality(labels), network, _workload_name(pod))
+                _locality(labels), network, workload_name(pod))
 
 
 def _ports(service: dict) -> tuple[model.ServicePort, ...]:

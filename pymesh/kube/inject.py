@@ -22,7 +22,7 @@ from pymesh.kube import app_probes
 from pymesh.kube.inject_settings import InjectError, InjectSettings
 from pymesh.kube.pod_options import pod_options
 from pymesh.kube.selection import injection_required
-from pymesh.kube.workloads import map_pods
+from pymesh.kube.workloads import map_pods, workload_name
 
 STATUS = "sidecar.pymesh.dev/status"
 INIT_NAME = "pymesh-init"
@@ -66,17 +66,18 @@ def inject_pod(pod: dict, namespace: dict | None, settings: InjectSettings, *, w
     init_containers = _slot(spec, "initContainers", list, "spec.", created)
     volumes = _slot(spec, "volumes", list, "spec.", created)
     options = pod_options(annotations, settings)
+    workload = workload or workload_name(pod) or "unknown"
 
     probers = {}
     if options["rewrite_probes"]:
         probers = app_probes.rewrite(spec["containers"])
-    added = [_proxy_container(options, settings, _workload_name(pod, workload), probers)]
+    added = [_proxy_container(options, settings, workload, probers)]
     if options["capture_mode"] != "NONE":
         added.insert(0, _init_container(options, settings))
     init_containers[:0] = added
     volumes.extend(_volumes(settings))
 
-    added_labels = _add_missing(labels, _mesh_labels(labels, _workload_name(pod, workload)))
+    added_labels = _add_missing(labels, _mesh_labels(labels, workload))
     added_annotations = _add_missing(annotations, {DEFAULT_CONTAINER: spec["containers"][0].get("name", "")})
     annotations[STATUS] = json.dumps({
         "initContainers": [container["name"] for container in added],
@@ -135,22 +136,6 @@ def _mesh_labels(labels: Mapping, workload: str) -> dict[str, str]:
     }
 
 
-def _workload_name(pod: Mapping, given: str | None) -> str:
-    """Istio's GetDeployMetaFromPod: a ReplicaSet's pod belongs to its Deployment (the name less
-    the pod-template-hash), a Job's to its Job; else the pod's own name."""
-    if given:
-        return given
-    metadata = pod.get("metadata") or {}
-    hash_ = (metadata.get("labels") or {}).get("pod-template-hash")
-    for owner in metadata.get("ownerReferences") or ():
-        if isinstance(owner, dict) and owner.get("controller") and isinstance(owner.get("name"), str):
-            if owner.get("kind") == "ReplicaSet" and hash_ and owner["name"].endswith(f"-{hash_}"):
-                return owner["name"][: -len(hash_) - 1]
-            return owner["name"]
-    name = metadata.get("name") or str(metadata.get("generateName") or "").rstrip("-")
-    return name or "unknown"
-
-
 # --- what is added ------------------------------------------------------------------------------
 
 
@@ -202,6 +187,9 @@ def _proxy_container(options: dict, settings: InjectSettings, workload: str, pro
         _field_env("PYMESH_SERVICE_ACCOUNT", "spec.serviceAccountName"),
         _field_env("PYMESH_ADDRESSES", "status.podIP"),
         {"name": "PYMESH_NODE_ID", "value": "$(PYMESH_POD_NAME).$(PYMESH_NAMESPACE)"},
+        # the root filesystem is read-only: temporary files (the TLS key pair on its way into
+        # ssl) go to the in-memory data volume, as the control server's Deployment mounts /tmp
+        {"name": "TMPDIR", "value": DATA_DIR},
     ]
     if probers:
         env.append({"name": app_probes.PROBERS_ENV, "value": app_probes.encode(probers)})

@@ -20,6 +20,11 @@ VALIDATOR = "pymesh-validator"  # the ValidatingWebhookConfiguration's name
 CONFIGURATIONS: tuple[tuple[ResourceType, str], ...] = (
     (MUTATING_WEBHOOK_CONFIGURATIONS, INJECTOR), (VALIDATING_WEBHOOK_CONFIGURATIONS, VALIDATOR))
 CERT_MANAGER_INJECT = "cert-manager.io/inject-ca-from"
+# The API groups the validator's rules send and /validate checks: Istio's (as istiod's validator)
+# and pymesh's. Not the Gateway API's: Istio's webhook does not validate it either, its CRDs
+# carry their own CEL validation, and another controller's routes must never be refused by us
+# (the control server reports an invalid one as any custom resource: an Event, its status).
+VALIDATED_GROUPS = frozenset({"networking.istio.io", "security.istio.io", "telemetry.istio.io", "pymesh.dev"})
 
 
 def ca_bundle_patch(config: dict, bundle_pem: bytes, service: str, namespace: str) -> list[dict]:

@@ -1,11 +1,13 @@
-"""Where a Kubernetes object keeps its pod template: the one table kube-inject and kube-uninject
-walk, so they agree on which kinds carry pods (Istio's kube-inject list: Deployment, StatefulSet,
-DaemonSet, ReplicaSet, ReplicationController, Job, CronJob, Pod; a List's items in turn).
+"""Workloads and their pods: where a Kubernetes object keeps its pod template (the one table
+kube-inject and kube-uninject walk, so they agree on which kinds carry pods: Istio's kube-inject
+list, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob, Pod; a
+List's items in turn), and which workload a pod belongs to (one rule for the injected proxy's
+PYMESH_WORKLOAD and discovery's WorkloadEntry, so their metrics name the same workload).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 from pymesh.kube.inject_settings import InjectError
 
@@ -25,6 +27,29 @@ MAX_LIST_DEPTH = 4  # a List of Lists nests; deeper is refused rather than recur
 def group_of(obj: dict) -> str:
     api_version = obj.get("apiVersion")
     return api_version.rpartition("/")[0] if isinstance(api_version, str) else ""
+
+
+def workload_name(pod: object) -> str:
+    """Istio's GetDeployMetaFromPod: a ReplicaSet's pod belongs to its Deployment (the owner's
+    name less the pod-template-hash), another controller's (a Job's, a StatefulSet's) to that
+    controller; else the pod's own name (or generateName). "" for none; any input is read safely
+    (a pod from the API server or a webhook request may be type-confused)."""
+    metadata = pod.get("metadata") if isinstance(pod, Mapping) else None
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    labels = metadata.get("labels") if isinstance(metadata.get("labels"), Mapping) else {}
+    template_hash = labels.get("pod-template-hash")
+    owners = metadata.get("ownerReferences")
+    for owner in owners if isinstance(owners, list) else ():
+        if isinstance(owner, Mapping) and owner.get("controller") and isinstance(owner.get("name"), str) and owner["name"]:
+            name = owner["name"]
+            if owner.get("kind") == "ReplicaSet" and isinstance(template_hash, str) and template_hash \
+                    and name.endswith(f"-{template_hash}"):
+                return name[: -len(template_hash) - 1]
+            return name
+    for key in ("name", "generateName"):
+        if isinstance(metadata.get(key), str) and metadata[key].rstrip("-"):
+            return metadata[key].rstrip("-") if key == "generateName" else metadata[key]
+    return ""
 
 
 def map_pods(obj: object, change: Callable[[dict, dict], dict], depth: int = 0) -> object:

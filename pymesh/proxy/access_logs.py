@@ -52,6 +52,9 @@ class FormattedLog(AccessLog):
         if len(self._pending) >= self.max_lines:
             self.flush()
 
+    def text(self, records) -> str:
+        return "".join(map(self.format, records))
+
     def format(self, record: Record) -> str:  # type: ignore[override]
         line = self._render(record)
         return line if line.isascii() else line.encode("ascii", "backslashreplace").decode("ascii")

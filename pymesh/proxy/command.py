@@ -80,6 +80,9 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                         "defaultProviders, accessLogFile...), in force instead of an istio ConfigMap in --config")
     parser.add_argument("--access-log", default="/dev/stdout", metavar="PATH|off",
                         help="where JSON access-log lines go (default stdout), or 'off'")
+    parser.add_argument("--filter-budget-ms", type=float, default=50.0,
+                        help="a PythonFilter hook that holds the event loop longer is logged and counted "
+                             "(pymesh_python_filter_loop_blocked_total; default 50)")
     parser.add_argument("--drain-timeout", type=float, default=5.0,
                         help="seconds in-flight requests get to finish on SIGTERM (default 5)")
     parser.add_argument("--max-request-headers-kb", type=int, default=60,
@@ -342,6 +345,7 @@ def options_from_args(args) -> ProxyOptions:
         ) if args.capture else None,
         config_limits=input_limits.from_args(args),
         random_seed=args.random_seed,
+        filter_budget=max(0.0, args.filter_budget_ms) / 1000,
         cert_dir=args.cert_dir,
         credentials_dir=args.credentials_dir,
         limits=h1.Limits(

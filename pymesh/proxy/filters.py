@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import os
 from typing import Mapping
 
 from pymesh.http.message import UpstreamRequest
 from pymesh.proxy.authz import Authorization
 from pymesh.proxy.cors import Cors
 from pymesh.proxy.fault import FaultInjection
+from pymesh.proxy.random_source import HEX
 from pymesh.proxy.ratelimit import LocalRateLimit
 from pymesh.proxy.headers import apply_header_ops, rewrite_target
 from pymesh.proxy.interfaces import RequestFilter
@@ -71,40 +71,16 @@ class ProxyHeaders:
             headers.append(self.peer_header)
 
 
-_ID_BATCH = 256  # ids drawn per getrandom call
-
-
-class _RandomBytes:
-    """os.urandom bytes drawn in batches (one syscall per _ID_BATCH ids, not per request), and
-    dropped in a forked child so that workers never hand out the same ids."""
-
-    def __init__(self) -> None:
-        self.pool, self.at = b"", 0
-        os.register_at_fork(after_in_child=self.forget)
-
-    def forget(self) -> None:
-        self.pool, self.at = b"", 0
-
-    def take16(self) -> bytes:
-        at = self.at
-        if at >= len(self.pool):
-            self.pool, at = os.urandom(16 * _ID_BATCH), 0
-        self.at = at + 16
-        return self.pool[at:at + 16]
-
-
-_RANDOM = _RandomBytes()
+# the UUID variant digit (8, 9, a or b) from a random hex digit's low two bits
+_VARIANT = {ord(digit): b"89ab"[int(digit, 16) & 3:][:1] for digit in "0123456789abcdef"}
 
 
 def new_request_id() -> bytes:
     """A random (version 4) UUID in its text form, without building a uuid.UUID: this runs for
     every request that arrives without an id, and the object costs more than the request's
     routing (RFC 9562 5.4: version nibble 4, variant bits 10)."""
-    raw = bytearray(_RANDOM.take16())
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    text = raw.hex().encode()
-    return b"%s-%s-%s-%s-%s" % (text[:8], text[8:12], text[12:16], text[16:20], text[20:])
+    text = HEX.take(32)
+    return b"%s-%s-4%s-%s%s-%s" % (text[:8], text[8:12], text[13:16], _VARIANT[text[16]], text[17:20], text[20:])
 
 
 def _append_xff(head, headers) -> None:
@@ -219,10 +195,9 @@ def chains_for(peer_header: bytes, rng, clock, jwt_authn: RequestFilter | None =
     chains = {}
     authorization = Authorization(authorizer) if authorizer is not None else None
     tracing = (trace_headers,) if trace_headers is not None else ()
-    edge = gateway
-    heads = {"outbound": ProxyHeaders((PEER_HEADER, peer_header), edge=edge), "inbound": ProxyHeaders(None)}
+    heads = {"outbound": ProxyHeaders((PEER_HEADER, peer_header), edge=gateway), "inbound": ProxyHeaders(None)}
     for direction, proxy_headers in heads.items():
-        guarded = direction == "inbound" or edge
+        guarded = direction == "inbound" or gateway
         parts = (user or {}).get(direction) or _NO_USER
         jwt = (jwt_authn,) if guarded and jwt_authn is not None else ()
         authz = (authorization,) if guarded and authorization is not None else ()

@@ -6,6 +6,7 @@ share a sequence unless a seed was given.
 
 from __future__ import annotations
 
+import os
 import random
 
 RNG = random.Random()
@@ -14,3 +15,28 @@ RNG = random.Random()
 def seed(value: int | None) -> None:
     """A fixed sequence for `value`; None draws a fresh seed from the OS."""
     RNG.seed(value)
+
+
+class RandomHex:
+    """OS-random hex digits for ids (request ids, trace and span ids: unique, not reproducible),
+    drawn in batches (one getrandom call and one hex conversion per BATCH bytes, not per id) and
+    dropped in a forked child so that workers never hand out the same ids."""
+
+    BATCH = 4096
+
+    def __init__(self) -> None:
+        self.pool, self.at = b"", 0
+        os.register_at_fork(after_in_child=self.forget)
+
+    def forget(self) -> None:
+        self.pool, self.at = b"", 0
+
+    def take(self, digits: int) -> bytes:
+        at = self.at
+        if at + digits > len(self.pool):
+            self.pool, at = os.urandom(self.BATCH).hex().encode(), 0
+        self.at = at + digits
+        return self.pool[at:at + digits]
+
+
+HEX = RandomHex()

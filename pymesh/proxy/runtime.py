@@ -34,7 +34,7 @@ from pymesh.routing.compile import implicit_inbound
 from pymesh.routing.hosts import split_authority
 from pymesh.routing.snapshot import Cluster, Endpoint, Listener, Route, Snapshot
 from pymesh.proxy.telemetry import Telemetry
-from pymesh.proxy.tracing import TraceHeaders, Tracing
+from pymesh.proxy.tracing import Tracing
 from pymesh.proxy import user_filters
 from pymesh.proxy.upstream_tls import TlsEnvironment, origin_for, origins
 
@@ -280,7 +280,7 @@ class Runtime:
         user = user_filters.build(snapshot.python_filters, self.telemetry.metrics.store, self.filter_budget)
         self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz,
                                         gateway=self.gateway,
-                                        trace_headers=TraceHeaders(tracer) if tracer is not None else None,
+                                        trace_headers=tracer,
                                         user={d: user_filters.chain_parts(user, d) for d in user})
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         if self.gateway_tls is not None:  # a gateway's TLS servers: their contexts and listeners

@@ -72,6 +72,7 @@ class ProxyOptions:
     limits: h1.Limits = field(default_factory=h1.Limits)
     downstream: DownstreamLimits = field(default_factory=DownstreamLimits)  # timeouts, connections
     watch: bool = True
+    filter_budget: float = 0.050  # seconds a PythonFilter hook may hold the event loop before it is reported
     capture: CaptureSettings | None = None  # iptables capture listeners (15001/15006), if on
     control: ControlOptions | None = None  # configuration from a control server, not files
     config_limits: Limits = DEFAULT_LIMITS  # input limits and the reload time limit
@@ -214,6 +215,7 @@ class ProxyWorker:
         random_source.seed(options.random_seed)  # per worker: forked workers must not share one
         raise_mmap_threshold()  # TLS reads from the heap, not mmap (pymesh.proxy.allocator)
         self.runtime = Runtime(self.loop, telemetry, options.limits, options.downstream)
+        self.runtime.filter_budget = options.filter_budget
         self.certs = certs if certs is not None else CertificateStore()
         self.cert_source = CertDirSource(options.cert_dir, self.certs) if options.cert_dir else None
         if self.cert_source is not None:

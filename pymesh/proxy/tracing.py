@@ -21,7 +21,7 @@ import operator
 import os
 import time
 
-from pymesh.proxy.random_source import RNG as _rng
+from pymesh.proxy.random_source import HEX, RNG as _rng
 from pymesh.proxy.trace_export import Exporter, collector_targets
 from pymesh.telemetry import trace_context as tc
 from pymesh.telemetry.metrics import Peer
@@ -69,23 +69,28 @@ class Tracer:
         self.local_ip = identity.ip
         self._decision_stats: dict[str, dict[str, int]] = {}
 
-    # request start (the TraceHeaders filter) ----------------------------------------------------
+    # request start: the Tracer is a request filter, right after ProxyHeaders (which settled the
+    # request id) ------------------------------------------------------------------------------
 
-    def start(self, exchange, request) -> None:
+    def on_request(self, exchange, request) -> None:
         """The common request, with no trace header: a decision, a new trace, the provider's
         header; an unsampled one (99% at Istio's default) stops there."""
-        headers = request.headers
-        if not tc.READ.isdisjoint(map(_name, headers)):
+        # the client's headers (fewer than the upstream request's, which has ours too): a trace
+        # header the request lost on the way (a hop-by-hop one) takes the long way and finds nothing
+        if not tc.READ.isdisjoint(map(_name, exchange.head.raw_headers)):
             return self._join(exchange, request)
-        reason = self._decide(exchange, False, False)
-        ids = _rng.getrandbits(128)  # ids need to be unique, not secret: the fast generator
+        headers = request.headers
+        reason = self.sampler.reason(exchange.request_id, _rng.random)
+        stats = self._decision_stats.get(exchange.listener.name) or self._decisions(exchange.listener.name)
+        stats[reason] += 1
+        ids = HEX.take(32)
         if reason == tc.NOT_TRACEABLE:
             headers += tc.new_trace_headers(ids, False, self.native)
             return
         self._mark(exchange, request, reason)
         request.headers += tc.new_trace_headers(ids, True, self.native)
         if not self.policy.disable_span_reporting:
-            trace_id = "%032x" % ids
+            trace_id = ids.decode()
             exchange.span = ActiveSpan(self, trace_id, trace_id[16:], "", "")
 
     def _join(self, exchange, request) -> None:
@@ -108,7 +113,7 @@ class Tracer:
             sampled, debug = incoming.sampled, incoming.debug
         else:
             sampled, debug = reason != tc.NOT_TRACEABLE, False
-        ids = "%032x" % _rng.getrandbits(128)
+        ids = HEX.take(32).decode()
         span_id = ids[16:]
         if incoming is None:  # only x-client-trace-id, x-envoy-force-trace or an invalid context
             trace_id, parent_id, state, formats, short_b3 = ids, "", "", self.native, False
@@ -225,17 +230,6 @@ def _matched_path(exchange) -> str:
     uris = exchange.route.uri_matches
     exact = next((value for kind, value in uris if kind == "exact" and value.lower() == path.lower()), None)
     return exact or next((value for kind, value in uris if kind == "regex"), "/*")
-
-
-class TraceHeaders:
-    """The request filter (right after ProxyHeaders, which settled the request id) that joins
-    the caller's trace and writes the next hop's trace headers."""
-
-    def __init__(self, tracer: Tracer) -> None:
-        self.tracer = tracer
-
-    def on_request(self, exchange, request) -> None:
-        self.tracer.start(exchange, request)
 
 
 def resource_of(identity) -> Resource:

@@ -74,7 +74,7 @@ class Step:
     """One filter instance in one direction's chain: its request-head place among the built-in
     filters (`on_request`, a RequestFilter) and the guarded calls of all its hooks."""
 
-    __slots__ = ("spec", "instance", "hooks", "ports", "fail_open", "budget", "stats", "_logged")
+    __slots__ = ("spec", "instance", "hooks", "ports", "fail_open", "budget", "stats", "_logged", "head")
 
     def __init__(self, spec: api.FilterSpec, instance, ports, budget: float, stats: "FilterStats") -> None:
         self.spec = spec
@@ -85,22 +85,31 @@ class Step:
         self.budget = budget
         self.stats = stats
         self._logged = -LOG_INTERVAL
+        self.head = instance.on_request_head if instance is not None else _not_set_up(spec)
 
     def applies(self, port: int) -> bool:
         return self.ports is None or port in self.ports
 
     def on_request(self, exchange, request):
-        """The request-head hook, in the built-in chain."""
-        stream = exchange.user_stream
-        if self not in stream.view.heads:
+        """The request-head hook, in the built-in chain (only steps that have one are placed
+        there); `call` written out, as this runs for every request of the chain."""
+        if self.ports is not None and exchange.listener.port not in self.ports:
             return None
-        result = self.call(stream, "on_request_head")
+        stream = exchange.user_stream
+        started = time.perf_counter()
+        try:
+            result = self.head(stream)
+        except Exception as error:  # a user's bug must not reach the proxy's callbacks
+            result = _FAILED
+            self.failed("on_request_head", error)
+        if time.perf_counter() - started > self.budget:
+            self.blocked("on_request_head", time.perf_counter() - started)
         if result is None:
             return None
         if result is api.PAUSE:
             stream.paused = self
             return PAUSE
-        reply = result if result is _FAILED else self.local_reply(stream, result)
+        reply = result if result is _FAILED else self.local_reply(result, "on_request_head")
         if reply is _FAILED:
             return None if self.fail_open else failed_reply()
         return reply
@@ -110,7 +119,7 @@ class Step:
         started = time.perf_counter()
         try:
             if self.instance is None:
-                raise FilterFailed(f"filter {self.spec.name} could not be set up")
+                _not_set_up(self.spec)()
             result = getattr(self.instance, hook)(stream, *args)
         except Exception as error:  # a user's bug must not reach the proxy's callbacks
             result = _FAILED
@@ -120,14 +129,14 @@ class Step:
             self.blocked(hook, elapsed)
         return result
 
-    def local_reply(self, stream, result):
+    def local_reply(self, result, hook: str):
         """A hook's LocalReply as the proxy's (a bad one, or another result, is a failure)."""
         try:
             if not isinstance(result, api.LocalReply):
                 raise FilterFailed(f"returned {type(result).__name__}, not None, a LocalReply or PAUSE")
             return convert_reply(result)
         except (FilterFailed, ValueError, TypeError) as error:
-            self.failed("on_request_head", error)
+            self.failed(hook, error)
             return _FAILED
 
     def failed(self, hook: str, error: Exception) -> None:
@@ -146,6 +155,12 @@ class Step:
             self._logged = now
             log.warning("python filter %s %s held the event loop for %.0f ms (budget %.0f ms)",
                         self.spec.name, hook, elapsed * 1000, self.budget * 1000)
+
+
+def _not_set_up(spec: api.FilterSpec):
+    def hook(*_args):
+        raise FilterFailed(f"filter {spec.name} could not be set up")
+    return hook
 
 
 def convert_reply(reply: api.LocalReply) -> LocalReply:
@@ -178,14 +193,23 @@ class FilterStats:
 
 @dataclass(frozen=True)
 class View:
-    """The steps of one chain that apply on one port, by hook (response hooks reversed)."""
+    """The steps of one chain that apply on one port, by hook (response hooks reversed). Only
+    with request body or end hooks (`body`) does the exchange pass its body through the
+    filters; only with response hooks (`wraps`) is its downstream wrapped."""
 
-    heads: frozenset
     request_data: tuple
     request_end: tuple
     response_head: tuple
     response_data: tuple
     response_end: tuple
+
+    @property
+    def body(self) -> bool:
+        return bool(self.request_data or self.request_end)
+
+    @property
+    def wraps(self) -> bool:
+        return bool(self.response_head or self.response_data or self.response_end)
 
 
 class UserChain:
@@ -193,10 +217,12 @@ class UserChain:
 
     def __init__(self, steps: tuple[Step, ...]) -> None:
         self.steps = steps
-        self.by_phase = {phase: tuple(s for s in steps if s.spec.phase == phase) for phase in api.PHASES}
-        self.enter = Enter(self)
-        self.leave = Leave()
+        self.by_phase = {phase: tuple(s for s in steps if s.spec.phase == phase and "on_request_head" in s.hooks)
+                         for phase in api.PHASES}
         self._views: dict[int, View] = {}
+        self.enter = Enter(self, self.view(0) if all(s.ports is None for s in steps) else None)
+        # the body is held while the head's hooks run only where a filter has body hooks
+        self.leave = (Leave(),) if any({"on_request_data", "on_request_end"} & s.hooks for s in steps) else ()
 
     def view(self, port: int) -> View:
         view = self._views.get(port)
@@ -204,7 +230,6 @@ class UserChain:
             on = [s for s in self.steps if s.applies(port)]
             back = on[::-1]
             view = self._views[port] = View(
-                frozenset(s for s in on if "on_request_head" in s.hooks),
                 tuple(s for s in on if "on_request_data" in s.hooks),
                 tuple(s for s in on if "on_request_end" in s.hooks),
                 tuple(s for s in back if "on_response_head" in s.hooks),
@@ -250,23 +275,25 @@ def instantiate(spec: api.FilterSpec, store):
 
 
 class Enter:
-    """First in a chain with user filters: the exchange becomes a FilteredExchange."""
+    """First in a chain with user filters: the exchange becomes a FilteredExchange (a
+    BodyExchange when a filter has request body or end hooks) with its ProxyStream."""
 
-    __slots__ = ("chain",)
+    __slots__ = ("chain", "fixed")
 
-    def __init__(self, chain: UserChain) -> None:
+    def __init__(self, chain: UserChain, fixed: View | None) -> None:
         self.chain = chain
+        self.fixed = fixed  # the view when no filter of the chain matches by port
 
     def on_request(self, exchange, request):
-        view = self.chain.view(exchange.listener.port)
-        exchange.__class__ = FilteredExchange
+        view = self.fixed if self.fixed is not None else self.chain.view(exchange.listener.port)
         stream = exchange.user_stream = ProxyStream(exchange, view)
-        exchange.downstream = FilteredDownstream(exchange.downstream, exchange, stream)
-        if view.request_data and request.has_body:
-            request.length = None  # a filter may change the body's length: it goes on streamed
-            stream.rebodied = True
-        if exchange.chunks or exchange.request_done:
-            stream.adopt_early_body(exchange)
+        if view.body:
+            exchange.__class__ = BodyExchange
+            stream.start_body(exchange, request)
+        else:
+            exchange.__class__ = FilteredExchange
+        if view.wraps:
+            exchange.downstream = FilteredDownstream(exchange.downstream, exchange, stream)
         return None
 
 
@@ -276,6 +303,8 @@ class Leave:
     __slots__ = ()
 
     def on_request(self, exchange, request):
+        if exchange.__class__ is not BodyExchange:  # no body hooks on this port
+            return None
         stream = exchange.user_stream
         stream.head_done = True
         if stream.early:
@@ -313,14 +342,21 @@ class ProxyStream(api.Stream):
         self.response_status = None
         self.response_headers = None
         self.paused = None  # the Step that paused the chain
+        self._connection = None
+
+    def start_body(self, exchange, request) -> None:
+        """A BodyExchange's: the request body is held until the head's hooks all ran (`Leave`)."""
         self.head_done = False
         self.held = []  # request body that arrived before the head's hooks all ran
         self.held_bytes = 0
         self.held_end = None
         self.early = None  # body the downstream delivered before the chain began (HTTP/2)
         self.rebodied = False
-        self.response_body = False
-        self._connection = None
+        if self.view.request_data and request.has_body:
+            request.length = None  # a filter may change the body's length: it goes on streamed
+            self.rebodied = True
+        if exchange.chunks or exchange.request_done:
+            self.adopt_early_body(exchange)
 
     method = property(lambda self: self._exchange.upstream_request.method)
     route_name = property(lambda self: self._exchange.route.name)
@@ -411,7 +447,7 @@ class ProxyStream(api.Stream):
                 continue
             if result is not _FAILED:
                 if hook == "on_request_data" and isinstance(result, api.LocalReply) and not self._exchange.committed:
-                    reply = step.local_reply(self, result)
+                    reply = step.local_reply(result, hook)
                     if reply is not _FAILED:
                         self._exchange.reply(reply)
                         return None
@@ -438,15 +474,43 @@ class ProxyStream(api.Stream):
 
 
 class FilteredExchange(Exchange):
-    """An Exchange whose chain has user filters: the request body and end pass through them.
-    No slots of its own (`Enter` assigns __class__ on a live Exchange)."""
+    """An Exchange whose chain has user filters. No slots of its own (`Enter` assigns
+    __class__ on a live Exchange)."""
+
+    __slots__ = ()
+
+    def _finish(self) -> None:
+        """As any exchange's, then let go of the stream and the hooks in front of the
+        downstream: the exchange, its stream and the wrapper would otherwise be a reference
+        cycle per request, left to the garbage collector."""
+        if self.done:
+            return
+        Exchange._finish(self)
+        self.user_stream = None
+        downstream = self.downstream
+        if downstream.__class__ is FilteredDownstream:
+            self.downstream = downstream.inner
+
+    def fail_filter(self) -> None:
+        """A FAIL_CLOSE filter failed: 500 PFE before the response started, a reset after."""
+        if self.done:
+            return
+        if not self.committed:
+            return self.reply(failed_reply())
+        self._end_attempt()
+        self._drop_upstream()
+        self._abort_response(flags.PFE)
+
+
+class BodyExchange(FilteredExchange):
+    """A FilteredExchange whose request body and end pass through the filters' hooks."""
 
     __slots__ = ()
 
     def on_request_data(self, data: bytes) -> None:
+        if self.done:  # after the answer (`_finish` let go of the stream): as any exchange
+            return Exchange.on_request_data(self, data)
         stream = self.user_stream
-        if self.done:
-            return
         if not stream.head_done:
             stream.held.append(data)
             stream.held_bytes += len(data)
@@ -460,12 +524,13 @@ class FilteredExchange(Exchange):
         Exchange.on_request_data(self, data)
 
     def on_request_end(self, trailers) -> None:
-        stream = self.user_stream
         if self.done:
-            return
+            return Exchange.on_request_end(self, trailers)
+        stream = self.user_stream
         if not stream.head_done:
             stream.held_end = trailers
             return
+        self.request_done = True  # all of it arrived: an answer now needs no reset of the request
         view = stream.view
         if view.request_data and stream.rebodied:
             tail = stream.run_data(view.request_data, "on_request_data", b"", True)
@@ -479,16 +544,6 @@ class FilteredExchange(Exchange):
         if stream.rebodied and not self.head.streamed and self.chunks is not None:
             self.chunks.append(Trailers(trailers))  # a replay frames the now streamed body's end
 
-    def fail_filter(self) -> None:
-        """A FAIL_CLOSE filter failed: 500 PFE before the response started, a reset after."""
-        if self.done:
-            return
-        if not self.committed:
-            return self.reply(failed_reply())
-        self._end_attempt()
-        self._drop_upstream()
-        self._abort_response(flags.PFE)
-
 
 class FilteredDownstream:
     """The exchange's downstream with the response hooks in front of it; the rest passes."""
@@ -501,8 +556,14 @@ class FilteredDownstream:
         self.stream = stream
         self.info = inner.info
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str):  # the Downstream methods without hooks
         return getattr(self.inner, name)
+
+    def flush_response(self) -> None:
+        self.inner.flush_response()
+
+    def exchange_done(self, exchange) -> None:
+        self.inner.exchange_done(exchange)
 
     def send_response_head(self, status: int, headers: list, content_length, has_body: bool) -> None:
         stream = self.stream
@@ -514,7 +575,7 @@ class FilteredDownstream:
             result = step.call(stream, "on_response_head")
             if result is None:
                 continue
-            reply = result if result is _FAILED else step.local_reply(stream, result)
+            reply = result if result is _FAILED else step.local_reply(result, "on_response_head")
             if reply is _FAILED:
                 if step.fail_open:
                     continue
@@ -556,6 +617,6 @@ def chain_parts(chains: dict[str, UserChain], direction: str) -> dict[str, tuple
     chain = chains.get(direction)
     if chain is None:
         return None
-    return {"enter": (chain.enter,), **chain.by_phase, "leave": (chain.leave,)}
+    return {"enter": (chain.enter,), **chain.by_phase, "leave": chain.leave}
 
 

@@ -154,9 +154,11 @@ def explain(snapshot: Snapshot, request: Request, health: Mapping[str, Mapping[s
     return _route_outcome(snapshot, route, request, health or {}, out, inbound or listener.direction == "inbound")
 
 
-# where each PythonFilter phase runs among the built-in filters (WasmPlugin's placement)
-PHASE_PLACES = {"AUTHN": "before the JWT check", "AUTHZ": "before authorization", "STATS": "before stats",
-                "UNSPECIFIED_PHASE": "last, before the router"}
+# where each PythonFilter phase runs among the built-in filters (pymesh.proxy.filters.chains_for,
+# as Istio places Wasm plugins)
+PHASE_PLACES = {"AUTHN": "before the JWT check", "AUTHZ": "after the JWT check, before authorization",
+                "STATS": "after authorization and the route's CORS, fault and rate limit",
+                "UNSPECIFIED_PHASE": "last, before the route's header operations"}
 
 
 def _python_filters(snapshot: Snapshot, listener: Listener, out: Explanation) -> None:

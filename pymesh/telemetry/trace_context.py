@@ -38,7 +38,6 @@ WRITTEN = frozenset({TRACEPARENT, B3, B3_TRACE, B3_SPAN, B3_PARENT, B3_SAMPLED, 
 READ = WRITTEN | {TRACESTATE, CLIENT_TRACE_ID, FORCE_TRACE}
 _HEX = frozenset(b"0123456789abcdef")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
-_LOW_64 = (1 << 64) - 1
 
 
 @dataclass(slots=True)
@@ -213,12 +212,12 @@ def decide(request_id: str, client_trace_id: bool, force_trace: bool, percent: f
 # --- the next hop's headers --------------------------------------------------------------------
 
 
-def new_trace_headers(ids: int, sampled: bool, formats: int) -> list[tuple[bytes, bytes]]:
-    """A new trace's headers from 128 random bits: the trace id, and its low 64 bits our span id
-    (no parent). W3C alone, the common case of a traced proxy, takes no strings on the way."""
+def new_trace_headers(ids: bytes, sampled: bool, formats: int) -> list[tuple[bytes, bytes]]:
+    """A new trace's headers from 32 random hex digits: the trace id, and its last 16 our span
+    id (no parent). W3C alone, the common case of a traced proxy, takes no strings on the way."""
     if formats == W3C:
-        return [(TRACEPARENT, b"00-%032x-%016x-%s" % (ids, ids & _LOW_64, b"01" if sampled else b"00"))]
-    trace_id = "%032x" % ids
+        return [(TRACEPARENT, b"00-%s-%s-%s" % (ids, ids[16:], b"01" if sampled else b"00"))]
+    trace_id = ids.decode()
     return outbound_headers(trace_id, trace_id[16:], "", sampled, False, formats, False)
 
 

@@ -1,5 +1,5 @@
 """The pure part of custom resources: REST paths of every config kind, objects as the API server
-returns them -> the loader's resources and errors, and validate() for the validating webhook."""
+returns them -> the loader's resources and errors (what the validating webhook reads too)."""
 
 import copy
 
@@ -7,7 +7,7 @@ import pytest
 
 from pymesh.api.limits import Limits
 from pymesh.kube.custom_resources import (
-    CUSTOM_RESOURCES, configured, crd_serves, load_object, plural, source_name, validate,
+    CUSTOM_RESOURCES, configured, crd_serves, load_object, plural, source_name,
 )
 
 REVIEWS = {
@@ -68,7 +68,7 @@ def test_an_object_as_the_api_server_returns_it_loads():
 @pytest.mark.parametrize("api_version", ["networking.istio.io/v1", "networking.istio.io/v1beta1",
                                          "networking.istio.io/v1alpha3"])
 def test_every_served_version_is_accepted(api_version):
-    assert validate({**REVIEWS, "apiVersion": api_version}) == []
+    assert load_object({**REVIEWS, "apiVersion": api_version}).errors == []
 
 
 @pytest.mark.parametrize("obj, expected", [
@@ -85,29 +85,29 @@ def test_every_served_version_is_accepted(api_version):
     ({**REVIEWS, "metadata": "reviews"}, "VirtualService (unnamed): metadata: expected a mapping"),
 ])
 def test_invalid_objects_are_errors_naming_the_object_and_the_field(obj, expected):
-    errors = [str(e) for e in validate(obj)]
+    errors = [str(e) for e in load_object(obj).errors]
     assert any(e.startswith(expected) for e in errors), errors
     assert load_object(obj).config.virtual_services == ()
 
 
 def test_a_huge_or_deep_object_is_refused_by_the_limits():
     huge = with_spec(hosts=["a" * 2048], http=[{"route": [{"destination": {"host": "r"}}]}])
-    (error,) = validate(huge, Limits(max_file_bytes=1024))
+    (error,) = load_object(huge, Limits(max_file_bytes=1024)).errors
     assert error.file == "VirtualService default/reviews" and "over the 1024 bytes limit" in error.message
     deep: dict = {}
     inner = deep
     for _ in range(3000):
         inner["a"] = {}
         inner = inner["a"]
-    (error,) = validate(with_spec(hosts=["r"], http=[deep]))
+    (error,) = load_object(with_spec(hosts=["r"], http=[deep])).errors
     assert "nested" in error.message
 
 
 def test_a_kind_pymesh_does_not_read_is_not_an_error():
-    assert validate({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}) == []
+    assert load_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}).errors == []
     envoy_filter = {"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
                     "metadata": {"name": "x", "namespace": "d"}, "spec": {}}
-    assert validate(envoy_filter) == [] and load_object(envoy_filter).warnings
+    assert load_object(envoy_filter).errors == [] and load_object(envoy_filter).warnings
 
 
 def test_configured_ignores_status_and_bookkeeping():

@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 _MESH_TESTS = str(Path(__file__).resolve().parent.parent / "mesh")
 if _MESH_TESTS not in sys.path:
     sys.path.insert(0, _MESH_TESTS)
 
-from mesh_harness import CLIENT, egress_sidecar, free_ports, mesh, wait_until  # noqa: E402,F401
+from mesh_harness import CLIENT, egress_sidecar, free_ports, http_get, mesh, wait_until  # noqa: E402,F401
 from proxy_harness import curl  # noqa: E402
 
 from pymesh.kube.resources import ENDPOINT_SLICES  # noqa: E402
@@ -46,6 +47,14 @@ def endpoint_slice(app_port: int, endpoints: dict[str, bool]) -> dict:
             "endpoints": [{"addresses": [address], "conditions": {"ready": ready, "serving": ready,
                                                                   "terminating": False}, "zone": "zone-a"}
                           for address, ready in endpoints.items()]}
+
+
+def relists(control, resource: str) -> float:
+    """The control server's pymesh_control_kube_relists_total for `resource`, from its /metrics."""
+    code, _, body = http_get(control.admin_port, "/metrics")
+    assert code == 200, body
+    return sum(sample.value for family in text_string_to_metric_families(body.decode()) for sample in family.samples
+               if sample.name == "pymesh_control_kube_relists_total" and sample.labels.get("resource") == resource)
 
 
 class Cluster:
@@ -134,6 +143,7 @@ def test_a_dropped_watch_and_a_410_lose_no_update(mesh, apiserver):
     cluster.wait_endpoints({ADDRESSES[0]}, "the first endpoint")
 
     for compact, address in ((False, ADDRESSES[1]), (True, ADDRESSES[2])):
+        listed = relists(cluster.control, "endpointslices")
         apiserver.pause_watches()
         requests = apiserver.watch_requests
         assert apiserver.drop_watches() >= 4  # Services, EndpointSlices, Pods, Namespaces at least
@@ -145,6 +155,8 @@ def test_a_dropped_watch_and_a_410_lose_no_update(mesh, apiserver):
         apiserver.resume_watches()
         expected = {a for a, ready in cluster.ready.items() if ready}
         cluster.wait_endpoints(expected, f"{address} after the watch came back ({'410' if compact else 'dropped'})")
+        # a dropped watch resumes from its resourceVersion; only the 410 made it list again
+        assert relists(cluster.control, "endpointslices") == listed + compact
     cluster.wait_answers({"reviews-0", "reviews-1", "reviews-2"})
     assert apiserver.objects(ENDPOINT_SLICES)[0]["endpoints"][2]["addresses"] == [ADDRESSES[2]]
 

@@ -74,3 +74,17 @@ def test_the_control_server_scrapes_the_pod_address(monkeypatch):
     assert _stats_host(args) == "10.1.2.3"
     args = build_parser().parse_args(["proxy", "--control", "c:1"])
     assert _stats_host(args) == "127.0.0.1"
+
+
+def test_temporary_files_go_to_a_writable_volume_in_memory():
+    """The proxy's root filesystem is read-only, and ssl loads the workload's key pair from a
+    temporary file (pymesh/security/tls.py): Python's TMPDIR must be a writable emptyDir mount,
+    in memory (it holds the private key for an instant)."""
+    spec = inject_pod(POD, None, InjectSettings())["spec"]
+    proxy = next(c for c in spec["initContainers"] if c["name"] == PROXY_NAME)
+    assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
+    tmpdir = next(e["value"] for e in proxy["env"] if e["name"] == "TMPDIR")
+    mount = next(m for m in proxy["volumeMounts"] if f"{tmpdir}/".startswith(f"{m['mountPath'].rstrip('/')}/"))
+    assert not mount.get("readOnly")
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert volume["emptyDir"].get("medium") == "Memory"

@@ -87,7 +87,9 @@ class Ends(HttpFilter):
 
 
 class Raises(HttpFilter):
-    """Raises in the hook named by config["hook"] when the request asks for it (x-raise)."""
+    """Raises in the hook named by config["hook"] when the request asks for it (x-raise); a data
+    hook raises on its last call (the whole request arrived: an HTTP/2 client then gets the 500
+    without a reset of the stream it was still sending on)."""
 
     def _maybe(self, stream, hook):
         if self.config["hook"] == hook and stream.state.get("raise", False):
@@ -98,13 +100,15 @@ class Raises(HttpFilter):
         self._maybe(stream, "on_request_head")
 
     def on_request_data(self, stream, data, end):
-        self._maybe(stream, "on_request_data")
+        if end:
+            self._maybe(stream, "on_request_data")
 
     def on_response_head(self, stream):
         self._maybe(stream, "on_response_head")
 
     def on_response_data(self, stream, data, end):
-        self._maybe(stream, "on_response_data")
+        if len(data) or end:
+            self._maybe(stream, "on_response_data")
 
 
 class Blocks(HttpFilter):

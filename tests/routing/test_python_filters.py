@@ -226,3 +226,12 @@ def test_analyze_imports_every_module_whoever_it_selects(tmp_path, capsys):
                      "1 error in 1 file"], lines
     (tmp_path / "broken.py").write_text("from pymesh.filters import HttpFilter\nclass F(HttpFilter):\n    pass\n")
     assert main(["analyze", str(tmp_path)]) == 0
+
+
+def test_the_dump_shows_the_chain_and_only_the_keys_of_plugin_config():
+    result = load_text(SERVICE + pf("f", pluginConfig="{key: s3cret, nested: {token: t}}"), "f.yaml")
+    snapshot = compile_snapshot(result.config, RATINGS, "1")
+    (dumped,) = snapshot.dump()["python_filters"]["inbound"]
+    assert dumped["name"] == "default/f" and dumped["config"] == {"key": "[redacted]", "nested": "[redacted]"}
+    assert "s3cret" not in json.dumps(snapshot.dump())
+    assert snapshot.dump(include_secrets=True)["python_filters"]["inbound"][0]["config"]["key"] == "s3cret"

@@ -1,6 +1,6 @@
 """The admission webhooks' HTTPS listener (`pymesh control serve --webhook-listen`, 15017 as
 istiod's): `POST /inject` (the mutating webhook: a JSON patch adding the sidecar) and `POST
-/validate` (the validating webhook: Istio and Gateway API resources through pymesh's loader),
+/validate` (the validating webhook: Istio's and pymesh's resources through pymesh's loader),
 and `GET /ready` for the Deployment's probes. The answers are decided in pymesh.kube.admission.
 
 HTTP/1.1 with keep-alive (the API server reuses its connections). The caller is normally the API

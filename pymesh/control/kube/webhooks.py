@@ -1,5 +1,5 @@
 """The admission webhooks as `pymesh control serve` runs them (`--webhook-listen`): the serving
-certificate (webhook_cert), the validation of Istio and Gateway API resources by pymesh's own
+certificate (webhook_cert), the validation of Istio's and pymesh's resources by pymesh's own
 loader (pymesh.kube.custom_resources), and the HTTPS listener (webhook). Started and stopped
 with the control server."""
 
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from pymesh.api.errors import ConfigError
-from pymesh.api.resources import GATEWAY_API_GROUP, ISTIO_GROUP_KINDS
 from pymesh.control.kube.settings_file import SettingsFile
 from pymesh.control.kube.webhook import WebhookServer
 from pymesh.control.kube.webhook_cert import DirectoryCert, MeshCaCert, service_dns_names
@@ -19,6 +18,7 @@ from pymesh.kube import custom_resources
 from pymesh.kube.admission import Injector
 from pymesh.kube.inject import inject_pod, is_injected
 from pymesh.kube.selection import injection_required
+from pymesh.kube.webhook_configs import VALIDATED_GROUPS
 from pymesh.kube.inject_settings import InjectSettings
 
 log = logging.getLogger("pymesh.control.webhook")
@@ -36,11 +36,10 @@ class WebhookOptions:
 
 
 def known(kind: str, api_version: str) -> bool:
-    """Whether the validating webhook validates this kind: every kind of Istio's API groups and
-    pymesh's, and the Gateway API's (others, which the webhook configuration should not even
-    send, are allowed untouched)."""
-    group = api_version.rpartition("/")[0]
-    return group in ISTIO_GROUP_KINDS or group == GATEWAY_API_GROUP
+    """Whether the validating webhook validates this kind: the groups of VALIDATED_GROUPS, which
+    the webhook configuration's rules send. Others (the Gateway API's among them, should a
+    configuration send them anyway) are allowed untouched."""
+    return api_version.rpartition("/")[0] in VALIDATED_GROUPS
 
 
 def injector(current: Callable[[], InjectSettings]) -> Injector:
