@@ -13,6 +13,7 @@ filter's metrics.
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import yaml
 from mesh_harness import CLIENT, Mesh
 from proxy_harness import Proxy, free_port, http_mesh, samples, total
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "filters"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "filters"
 
 
 def example(file: str, **plugin_config) -> dict:
@@ -53,9 +55,12 @@ def pushed(mesh: Mesh, resources: list[dict]) -> Proxy:
 
 
 @pytest.fixture(params=["static", "pushed"])
-def deploy(request, proxies, mesh):
+def deploy(request, proxies, mesh, monkeypatch):
     """deploy(versions, filters, http=None) -> Deployed: the usual test mesh (proxy_harness.http_mesh:
-    svc.local with one subset per upstream, an optional VirtualService) and the filter resources."""
+    svc.local with one subset per upstream, an optional VirtualService) and the filter resources.
+    The processes get the repository root on PYTHONPATH: the examples' modules are
+    examples.filters.*, imported by the proxy as an installed module would be."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
     def start(versions: dict, filters: list[dict], http: list[dict] | None = None) -> Deployed:
         port = free_port()
         resources = http_mesh(port, versions, http) + filters
