@@ -19,8 +19,8 @@ A hook returns one of:
 
     CONTINUE (None)    carry on with the next filter
     a LocalReply       answer the client now; nothing (more) goes upstream
-    PAUSE              (request head only) stop here until `stream.resume()` or `stream.reply(...)`,
-                       called later, typically from a task the hook started: the proxy keeps the
+    PAUSE              (request head only) stop here until `stream.resume()`, `stream.reply(...)`
+                       or `stream.fail(error)`, called later, typically from a task the hook started: the proxy keeps the
                        request waiting without blocking its event loop
 
 Data hooks may also return bytes, which replace the piece of body they were given (b"" drops it;
@@ -192,6 +192,12 @@ class Stream:
 
     def reply(self, status: int, body: bytes | str = b"", headers=()) -> None:
         """Answer a paused request locally instead of resuming it. Safe from any task."""
+        raise NotImplementedError
+
+    def fail(self, error: Exception) -> None:
+        """End a PAUSE as a failure (the external call it awaited failed): the resource's
+        failStrategy decides, as if the paused hook had raised `error` (FAIL_CLOSE: 500 with flag
+        PFE; FAIL_OPEN: the chain goes on), counted and logged alike. Safe from any task, once."""
         raise NotImplementedError
 
 

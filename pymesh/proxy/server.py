@@ -160,12 +160,14 @@ def load_snapshot(options: ProxyOptions, version: str) -> Snapshot:
 
 
 def config_fingerprint(paths: list[str]) -> tuple:
-    """Modification times and sizes of every YAML file under the paths: cheap change detection."""
+    """Modification times and sizes of every YAML file under the paths, and of the Python files
+    under directories (a PythonFilter's file module is read from beside its YAML, so an edited
+    filter reloads like an edited resource): cheap change detection."""
     entries = []
     for path in paths:
         if os.path.isdir(path):
             for root, _, files in os.walk(path):
-                entries.extend(os.path.join(root, name) for name in files if name.endswith((".yaml", ".yml")))
+                entries.extend(os.path.join(root, name) for name in files if name.endswith((".yaml", ".yml", ".py")))
         else:
             entries.append(path)
     fingerprint = []

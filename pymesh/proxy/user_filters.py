@@ -412,6 +412,19 @@ class ProxyStream(api.Stream):
         if exchange is not None:
             exchange.runtime.loop.call_soon_threadsafe(self._reply, reply)
 
+    def fail(self, error: Exception) -> None:
+        self._exchange.runtime.loop.call_soon_threadsafe(self._fail, error)
+
+    def _fail(self, error: Exception) -> None:
+        step = self.paused
+        if step is None or self._exchange.done:
+            return
+        step.failed("on_request_head", error)
+        if step.fail_open:
+            self._resume()
+        else:
+            self._reply(failed_reply())
+
     def _resume(self) -> None:
         exchange = self._ref()
         if self.paused is not None and exchange is not None and not exchange.done:

@@ -8,8 +8,10 @@ Three sources, one per form of `module`:
   it only when run with `--accept-filter-code` (pymesh.proxy.filter_code checks that on receipt).
 
 A file is executed as a fresh module named after its content's hash, so an edited file is new
-code at the next reload and the same text is executed once however many compiles see it. The
-class must subclass pymesh.filters.HttpFilter. Hooks are never run here.
+code at the next reload and the same text is executed once however many compiles see it. It is
+one self-contained file (it may import installed packages, not its neighbours): code spread over
+several files belongs in an installed package. The class must subclass pymesh.filters.HttpFilter.
+Hooks are never run here.
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ its configuration."""
 from __future__ import annotations
 
 import json
+import urllib.request
 
 from mesh_harness import mesh  # noqa: F401
+from proxy_harness import LOCALHOST
 
 LABELS = {"app": "ratings"}
 
@@ -75,5 +77,9 @@ def test_shipped_code_runs_in_a_proxy_that_accepts_it_and_never_in_the_server(me
     proxy = mesh.proxy(control.port, "ratings", LABELS, extra=("--accept-filter-code",))
     control.wait_synced(proxy.node_id)
     assert dumped_filters(proxy) == ["default/from-file"]
+    # the mesh page compiles the proxy's chains on the server: without loading the filter
+    page = f"http://{LOCALHOST}:{control.admin_port}/mesh/routes.json?host=ratings&proxy={proxy.node_id}"
+    with urllib.request.urlopen(page, timeout=10) as response:
+        assert response.status == 200
     pids = set(marker.read_text().split())
     assert str(proxy.pid) in pids and str(control.proc.pid) not in pids, pids

@@ -75,3 +75,23 @@ def test_a_module_that_fails_to_import_stops_the_proxy_from_starting(upstreams, 
     stderr = proxy.stderr()
     assert "configuration has errors" in stderr and "PythonFilter default/check" in stderr, stderr
     assert "SyntaxError" in stderr and "Traceback" not in stderr, stderr
+
+
+def test_an_edited_filter_file_in_a_config_directory_reloads(upstreams, tmp_path):
+    """With --config DIR the filter's own file is watched too: breaking it is rejected, fixing
+    it applies, without touching the YAML."""
+    port = free_port()
+    (tmp_path / "filters").mkdir()
+    (tmp_path / "filters" / "check.py").write_text(GOOD)
+    proxy = Proxy(tmp_path, config(port, {"v1": upstreams("v1")}, "v1"), extra_args=["--config", str(tmp_path)])
+    try:
+        proxy.start()
+        (tmp_path / "filters" / "check.py").write_text(RAISES)
+        wait_until(lambda: (config_status(proxy)["last_attempt"] or {}).get("result") == "rejected", 15,
+                   what="the broken filter file to be rejected")
+        (tmp_path / "filters" / "check.py").write_text(GOOD + "\n# fixed\n")
+        wait_until(lambda: config_status(proxy)["last_attempt"]["result"] == "success", 15,
+                   what="the fixed filter file to apply")
+        assert served_by(port) == "v1"
+    finally:
+        proxy.kill()
