@@ -413,11 +413,14 @@ class ProxyStream(api.Stream):
             exchange.runtime.loop.call_soon_threadsafe(self._reply, reply)
 
     def fail(self, error: Exception) -> None:
-        self._exchange.runtime.loop.call_soon_threadsafe(self._fail, error)
+        exchange = self._ref()
+        if exchange is not None:  # else the request has ended: nothing to fail
+            exchange.runtime.loop.call_soon_threadsafe(self._fail, error)
 
     def _fail(self, error: Exception) -> None:
         step = self.paused
-        if step is None or self._exchange.done:
+        exchange = self._ref()
+        if step is None or exchange is None or exchange.done:
             return
         step.failed("on_request_head", error)
         if step.fail_open:

@@ -116,3 +116,17 @@ def test_filter_metrics_render_as_prometheus_text():
     assert 'pymesh_filter_ms_bucket{filter="ns/f",le="10"} 2\n' in text
     assert 'pymesh_filter_ms_bucket{filter="ns/f",le="+Inf"} 3\n' in text
     assert 'pymesh_filter_ms_sum{filter="ns/f"} 55.5\n' in text
+
+
+def test_a_stream_outliving_its_request_ignores_resume_reply_and_fail():
+    class Gone:
+        upstream_request = type("R", (), {"headers": []})()
+
+    exchange = Gone()
+    stream = user_filters.ProxyStream(exchange, None)
+    del exchange  # the request ended and its exchange was freed
+    stream.resume()
+    stream.reply(403, "late")
+    stream.fail(RuntimeError("late"))
+    with pytest.raises(RuntimeError, match="ended"):
+        stream.route_name
