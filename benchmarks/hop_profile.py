@@ -4,11 +4,12 @@ requests on one connection (h2load --h1 -c 1), with one hop run under callgrind,
 instruction count per request does not move with other programs' load (user space only: syscalls
 and page faults do not count; `--cpu` gives the /proc figure that does).
 
-    python -m benchmarks.hop_profile [--between mtls|h2c|plain] [--hop egress|ingress] [-n 1000] [--cpu] [--access-log] [--traced]
+    python -m benchmarks.hop_profile [--between mtls|h2c|plain] [--hop egress|ingress] [-n 1000] [--cpu] [--access-log] [--traced] [--filter]
 
 --between: what the sidecars speak to each other: mtls (the pymesh-mtls-2hop row: ISTIO_MUTUAL,
 HTTP/2 inside), h2c (HTTP/2 without TLS: the control that separates TLS from HTTP/2) or plain
-(the pymesh-2hop row: HTTP/1.1). The callgrind file is kept for callgrind_annotate.
+(the pymesh-2hop row: HTTP/1.1). --filter gives the egress hop the pymesh-1hop-filter row's one
+no-op PythonFilter. The callgrind file is kept for callgrind_annotate.
 """
 
 from __future__ import annotations
@@ -40,14 +41,16 @@ def _callgrind(pid: int, *args: str) -> None:
 
 
 def _hop(name: str, template: str, listen: int, upstream: int, admin: int, work: Path, mtls: bool,
-         identity: str, peer: str, wrap: list[str], access_log: bool = False, traced: bool = False) -> procs.Proc:
+         identity: str, peer: str, wrap: list[str], access_log: bool = False, traced: bool = False,
+         python_filter: bool = False) -> procs.Proc:
     params = {"listen_port": listen, "upstream_port": upstream, "protocol": "HTTP",
               "peer_uri": mesh_certs.spiffe_uri(peer), "admin_port": admin, "stats_port": admin + 90,
               "health_port": admin + 21}
     if mtls:
         params["cert_dir"] = mesh_certs.cert_dir(work, identity)
     config = configs.write(template, params, work, f"{name}.yaml")
-    argv = (peers._pymesh_traced_argv if traced else peers._pymesh_argv)(peers.find_pymesh(), config, params)
+    command = peers._pymesh_traced_argv if traced else peers._pymesh_filter_argv if python_filter else peers._pymesh_argv
+    argv = command(peers.find_pymesh(), config, params)
     if access_log and not traced:  # the access log to a file, as the pymesh-1hop-traced row writes it
         argv[argv.index("--access-log") + 1] = str(work / f"{name}-access.log")
     proc = procs.start(name, [*wrap, *argv], work)
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--access-log", action="store_true", help="both hops write their access log to a file")
     parser.add_argument("--traced", action="store_true", help="both hops as the pymesh-1hop-traced row: tracing at 1%% "
                         "(OTLP to the next hop) and the access log to a file")
+    parser.add_argument("--filter", action="store_true", help="the egress hop with one no-op PythonFilter")
     options = parser.parse_args(argv)
     for tool in ("h2load", "nginx") + (() if options.cpu else ("valgrind", "callgrind_control")):
         if shutil.which(tool) is None:
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         ingress = _hop("ingress", INGRESS[options.between], base + 1, base, base + 10, work, mtls, "server", "client",
                        wrap["ingress"], options.access_log, options.traced)
         egress = _hop("egress", EGRESS[options.between], base + 2, base + 1, base + 11, work, mtls, "client", "server",
-                      wrap["egress"], options.access_log, options.traced)
+                      wrap["egress"], options.access_log, options.traced, options.filter)
         _load(base + 2, WARMUP)
         if options.cpu:
             pids = [ingress.pid, egress.pid]

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from benchmarks import configs
+
 
 class Unavailable(Exception):
     """The peer's program cannot be had on this machine; the reason is the message."""
@@ -115,6 +117,14 @@ def _pymesh_traced_argv(binary: str, config: Path, params: dict) -> list[str]:
     return [*argv, "--config", str(telemetry_path), "--mesh-config", str(mesh_path)]
 
 
+def _pymesh_filter_argv(binary: str, config: Path, params: dict) -> list[str]:
+    """pymesh with one no-op PythonFilter (configs/pymesh-filter.yaml and the noop_filter.py it
+    names, written beside the row's config): what the filter engine costs a request."""
+    for name in ("pymesh-filter.yaml", "noop_filter.py"):
+        configs.write(name, params, config.parent)
+    return [*_pymesh_argv(binary, config, params), "--config", str(config.parent / "pymesh-filter.yaml")]
+
+
 def _envoy_argv(binary: str, config: Path, params: dict) -> list[str]:
     return [binary, "-c", str(config), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"]
 
@@ -130,6 +140,7 @@ ENVOY_MTLS_CLIENT = Peer("envoy", "envoy-mtls-client.yaml", find_envoy, _envoy_a
 ENVOY_MTLS_SERVER = Peer("envoy", "envoy-mtls-server.yaml", find_envoy, _envoy_argv, ready_path="/ready")
 PYMESH_EGRESS = Peer("pymesh", "pymesh-egress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
 PYMESH_TRACED = Peer("pymesh", "pymesh-egress.yaml", find_pymesh, _pymesh_traced_argv, ready_path="/ready")
+PYMESH_FILTER = Peer("pymesh", "pymesh-egress.yaml", find_pymesh, _pymesh_filter_argv, ready_path="/ready")
 PYMESH_INGRESS = Peer("pymesh", "pymesh-ingress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
 PYMESH_MTLS_EGRESS = Peer("pymesh", "pymesh-mtls-egress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")
 PYMESH_MTLS_INGRESS = Peer("pymesh", "pymesh-mtls-ingress.yaml", find_pymesh, _pymesh_argv, ready_path="/ready")

@@ -60,6 +60,8 @@ ROWS: tuple[Row, ...] = (
         (_pymesh("pymesh", peers.PYMESH_EGRESS, 15080, UPSTREAM_PORT, 0),)),
     Row("pymesh-1hop-traced", "pymesh-1hop with tracing at 1% (OTLP to a local sink) and the access log on", 15080,
         (_pymesh("pymesh", peers.PYMESH_TRACED, 15080, UPSTREAM_PORT, 0),)),
+    Row("pymesh-1hop-filter", "pymesh-1hop with one no-op PythonFilter (a request and a response hook)", 15080,
+        (_pymesh("pymesh", peers.PYMESH_FILTER, 15080, UPSTREAM_PORT, 0),)),
     Row("pymesh-resilient-1hop", "pymesh-1hop with every resilience feature configured, none firing", 15080,
         (_pymesh("pymesh", peers.PYMESH_RESILIENT, 15080, UPSTREAM_PORT, 0),)),
     Row("pymesh-2hop", "pymesh egress -> pymesh ingress -> nginx (sidecar to sidecar)", 15080,

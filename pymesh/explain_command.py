@@ -144,13 +144,13 @@ def _snapshot(args: argparse.Namespace) -> tuple[Snapshot, dict]:
     if args.admin:
         version, identity, config = decode_view(json.loads(_admin_get(args.admin, "/mesh_config")))
         health = parse_clusters(_admin_get(args.admin, "/clusters").decode("utf-8", "replace"))
-        return compile_snapshot(config, identity, version), health
+        return compile_snapshot(config, identity, version, load_filters=None), health  # PythonFilters: listed, not run
     if not args.config:
         raise ValueError("give --config PATH or --admin HOST:PORT")
     result = load_paths(args.config)
     for error in result.errors:
         print(f"warning: {error} (resource left out)", file=sys.stderr)
-    return compile_snapshot(result.config, _identity(args), "explain"), {}
+    return compile_snapshot(result.config, _identity(args), "explain", load_filters=None), {}
 
 
 def _admin_get(address: str, path: str) -> bytes:
@@ -221,6 +221,8 @@ def explanation_text(e: dict) -> list[str]:
         for ep in d["endpoints"]:
             rows.append(("  endpoint", f"{ep['address']}  {ep['health']}" + (f"  weight {ep['weight']}" if ep["weight"] != 1 else "")))
     rows += [("policy", p) for p in e["policies"]]
+    rows += [("filter", f"{f['name']} ({f['module']}): phase {f['phase']} ({f['place']}), priority {f['priority']}, "
+                        f"{f['fail_strategy']}") for f in e.get("filters", ())]
     rows += [("may instead", f"{a['status']} {a['flag']} ({a['percent']:g}%): {a['reason']}") for a in e["alternatives"]]
     if e["closest_hosts"]:
         rows.append(("closest hosts", ", ".join(e["closest_hosts"])))

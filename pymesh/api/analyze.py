@@ -2,6 +2,8 @@
 and field path, before they reach a control server or proxy: errors (exit 1), then warnings
 (exit 0 when there are only warnings): resources and fields pymesh does not apply, and what the
 compiler warns about for the proxies the configuration would run on (pymesh.routing.analysis).
+A PythonFilter's module is imported (its top level runs, never a hook): one that does not load,
+or names no HttpFilter subclass, is an error, as it would reject a proxy's snapshot.
 
 With --kubernetes, the live cluster's custom resources (pymesh.control.kube.cluster_config) are
 analyzed too, each named `<kind> <namespace>/<name>` as Istio names them, together with any
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from dataclasses import dataclass
 
@@ -18,7 +21,7 @@ from pymesh.api import limits as input_limits, model
 from pymesh.api.limits import Limits
 from pymesh.api.load import LoadResult, load_paths
 from pymesh.api.offload import OffloadFailed, run_in_child
-from pymesh.routing.analysis import CompileWarning, compile_warnings
+from pymesh.routing.analysis import CompileWarning, compile_warnings, module_errors
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ def analyze(paths: list[str], limits: Limits, objects: tuple[dict, ...] = ()) ->
         from pymesh.kube.custom_resources import load_object
 
         result = _merged([result, *(load_object(obj, limits) for obj in objects)])
+    unloadable = module_errors(result.config)  # PythonFilter modules, imported here (in the child)
+    if unloadable:
+        result = dataclasses.replace(result, errors=[*result.errors, *unloadable])
     return Analysis(result, () if result.errors else tuple(compile_warnings(result.config)))
 
 

@@ -8,7 +8,7 @@ and validation reports problems with file:line and the Istio field path. Everyth
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 Labels = Mapping[str, str]
 
@@ -1065,6 +1065,51 @@ class IstioMeshConfig:
 # --- The whole configuration -----------------------------------------------------------------
 
 
+# --- PythonFilter (pymesh.dev) ------------------------------------------------------------------
+
+FILTER_PHASES = ("AUTHN", "AUTHZ", "STATS", "UNSPECIFIED_PHASE")  # WasmPlugin's PluginPhase, in chain order
+FILTER_MODES = ("UNDEFINED", "CLIENT", "SERVER", "CLIENT_AND_SERVER")  # WorkloadMode, as WasmPlugin's match
+
+
+@dataclass(frozen=True)
+class FilterModule:
+    """Where a PythonFilter's class is: an importable `package.module:Class`, or a file beside
+    the YAML that declares it (`file`, relative to that file's directory, and `class_name`)."""
+
+    import_path: str = ""  # "package.module:Class"
+    file: str = ""  # "filters/apikey.py": inside the declaring file's directory
+    class_name: str = ""
+    # the file's absolute path as resolved when the YAML was read ("" for import paths)
+    resolved: str = ""
+    # the file's text, put here by a control server run with --ship-filter-code (a proxy loads
+    # it only with --accept-filter-code); "" otherwise
+    source: str = ""
+
+    def describe(self) -> str:
+        return self.import_path or f"{self.file}:{self.class_name}"
+
+
+@dataclass(frozen=True)
+class FilterMatch:
+    """WasmPlugin's TrafficSelector: which listener direction (mode) and ports."""
+
+    mode: str = "UNDEFINED"
+    ports: tuple[int, ...] = ()  # none: every port
+
+
+@dataclass(frozen=True)
+class PythonFilter:
+    metadata: Metadata
+    module: FilterModule
+    selector: Labels | None = None  # selector.matchLabels; None: the namespace (root namespace: the mesh)
+    target_refs: tuple[PolicyTargetReference, ...] = ()
+    phase: str = "UNSPECIFIED_PHASE"
+    priority: int = 0  # higher runs first within a phase (WasmPlugin's)
+    match: tuple[FilterMatch, ...] = ()  # none: every listener
+    plugin_config: Mapping[str, Any] | None = None  # free-form JSON handed to the filter (its config)
+    fail_strategy: str = "FAIL_CLOSE"  # FAIL_CLOSE | FAIL_OPEN
+
+
 @dataclass(frozen=True)
 class MeshConfig:
     """Every resource pymesh understands, as loaded and validated from one or more sources."""
@@ -1090,3 +1135,4 @@ class MeshConfig:
     proxy_configs: tuple[ProxyConfig, ...] = ()
     telemetries: tuple[Telemetry, ...] = ()
     mesh_configs: tuple[IstioMeshConfig, ...] = ()  # at most one applies (pymesh.routing.telemetry)
+    python_filters: tuple[PythonFilter, ...] = ()

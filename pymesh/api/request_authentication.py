@@ -35,9 +35,10 @@ def match_labels_selector(r: Reader) -> dict[str, str] | None:
     return r.get("selector", message(shapes.MATCH_LABELS_SELECTOR, lambda s: common.labels(s, "matchLabels")))
 
 
-def target_refs(r: Reader, namespace: str) -> tuple[model.PolicyTargetReference, ...]:
+def target_refs(r: Reader, namespace: str, kinds: set[tuple[str, str]] = TARGET_KINDS
+                ) -> tuple[model.PolicyTargetReference, ...]:
     """targetRef or targetRefs (one of them), neither with a selector (Istio's
-    validateOneOfSelectorType), each a kind Istio binds, in the policy's own namespace."""
+    validateOneOfSelectorType), each one of `kinds` (group, kind), in the policy's own namespace."""
     ref = message(shapes.POLICY_TARGET_REFERENCE, _target_ref)
     if r.has("targetRef") and r.has("targetRefs"):
         r.error("targetRefs", "only one of targetRef or targetRefs can be set")
@@ -46,18 +47,19 @@ def target_refs(r: Reader, namespace: str) -> tuple[model.PolicyTargetReference,
     single = r.get("targetRef", ref)
     refs = (single,) if single is not None else r.get_list("targetRefs", ref)
     for index, target in enumerate(refs):
-        _check_target(r, index if r.has("targetRefs") else None, target, namespace)
+        _check_target(r, index if r.has("targetRefs") else None, target, namespace, kinds)
     return refs
 
 
-def _check_target(r: Reader, index: int | None, ref: model.PolicyTargetReference, namespace: str) -> None:
+def _check_target(r: Reader, index: int | None, ref: model.PolicyTargetReference, namespace: str,
+                  kinds: set[tuple[str, str]]) -> None:
     """Istio's validatePolicyTargetReference: a kind it can bind, in the policy's namespace."""
     path = "targetRef" if index is None else f"targetRefs[{index}]"
     group = "" if ref.group == "core" else ref.group
-    if ref.kind and (group, ref.kind) not in TARGET_KINDS:
-        kinds = ", ".join(f"{g or 'core'}/{k}" for g, k in sorted(TARGET_KINDS))
+    if ref.kind and (group, ref.kind) not in kinds:
+        expected = ", ".join(f"{g or 'core'}/{k}" for g, k in sorted(kinds))
         r.sink.add(r.line_of(path.split("[")[0]), r.path_of(path) + ".kind",
-                   f"targetRef {ref.group or 'core'}/{ref.kind} is not supported (expected one of {kinds})")
+                   f"targetRef {ref.group or 'core'}/{ref.kind} is not supported (expected one of {expected})")
     if ref.namespace and ref.namespace != namespace:
         r.sink.add(r.line_of(path.split("[")[0]), r.path_of(path) + ".namespace",
                    f"targetRef namespace {ref.namespace} must be empty or the policy's namespace ({namespace})")

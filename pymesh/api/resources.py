@@ -14,6 +14,7 @@ from pymesh.api import gateway_api
 from pymesh.api.gateway import gateway
 from pymesh.api.meshconfig import MESH_CONFIG_MAP, config_map
 from pymesh.api.peer_authentication import peer_authentication
+from pymesh.api.python_filter import python_filter
 from pymesh.api.reader import Reader, Sink, Slot, message, or_list, text
 from pymesh.api.ratelimit import local_rate_limit
 from pymesh.api.request_authentication import request_authentication
@@ -59,6 +60,7 @@ KINDS = {
         Kind("Sidecar", NETWORKING, shapes.SIDECAR, sidecar, "sidecars"),
         Kind("Gateway", NETWORKING, shapes.GATEWAY, gateway, "gateways"),
         Kind("LocalRateLimit", PYMESH, shapes.LOCAL_RATE_LIMIT, local_rate_limit, "local_rate_limits"),
+        Kind("PythonFilter", PYMESH, shapes.PYTHON_FILTER, python_filter, "python_filters"),
         Kind("PeerAuthentication", SECURITY, shapes.PEER_AUTHENTICATION, peer_authentication,
              "peer_authentications"),
         Kind("AuthorizationPolicy", SECURITY, shapes.AUTHORIZATION_POLICY, authorization_policy,
@@ -86,7 +88,13 @@ ISTIO_GROUP_KINDS = {
     "security.istio.io": frozenset({"AuthorizationPolicy", "PeerAuthentication", "RequestAuthentication"}),
     "telemetry.istio.io": frozenset({"Telemetry"}),
     "extensions.istio.io": frozenset({"WasmPlugin"}),
-    PYMESH[0]: frozenset({"LocalRateLimit"}),
+    PYMESH[0]: frozenset({"LocalRateLimit", "PythonFilter"}),
+}
+
+# What to use instead of an Istio kind pymesh does not implement, where pymesh has something
+ALTERNATIVES = {
+    ("extensions.istio.io", "WasmPlugin"): "; write the filter as a Python class and configure it with a PythonFilter "
+    "(pymesh.dev/v1alpha1: the same selector, targetRefs, phase, priority, match, pluginConfig and failStrategy)",
 }
 
 # The Gateway API's kinds, looked up by apiVersion group first: its Gateway is not Istio's. The
@@ -197,7 +205,8 @@ def _not_implemented(sink: Sink, root: LineMap, kind: str, api_version: str, gro
     if isinstance(metadata, LineMap):
         name, namespace = _scalar(metadata, "name"), _scalar(metadata, "namespace")
     who = f"{kind} {namespace + '/' if namespace else ''}{name or '(unnamed)'}"
-    sink.not_applied(line, "kind", f"{who} ({api_version}) not applied: pymesh does not implement {kind}")
+    hint = ALTERNATIVES.get((group or "", kind), "")
+    sink.not_applied(line, "kind", f"{who} ({api_version}) not applied: pymesh does not implement {kind}{hint}")
 
 
 def identity(resource: Any) -> tuple[str, str, model.Source]:

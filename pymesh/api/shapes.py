@@ -367,3 +367,11 @@ OTEL_GRPC = shape("GrpcService", "timeout initialMetadata")
 HTTP_HEADER_VALUE = shape("HttpHeader", "name value envName")
 FILE_ACCESS_LOG_PROVIDER = shape("EnvoyFileAccessLogProvider", "path logFormat")
 LOG_FORMAT = shape("LogFormat", "text labels", unsupported="omitEmptyValues")
+
+# --- PythonFilter (pymesh.dev v1alpha1), shaped after Istio's WasmPlugin ----------------------
+
+# WasmPlugin's url, sha256, imagePullPolicy, imagePullSecret, pluginName, vmConfig and type have
+# no meaning for a Python class (`module` replaces url): they are unknown fields here.
+PYTHON_FILTER = shape("PythonFilter", "selector targetRef targetRefs module phase priority match pluginConfig failStrategy")
+FILTER_MODULE = shape("PythonFilter.Module", "file class")
+FILTER_MATCH = shape("WasmPlugin.TrafficSelector", "mode ports")

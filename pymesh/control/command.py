@@ -113,6 +113,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="the Service the API server calls (default pymesh-control)")
     webhook.add_argument("--webhook-namespace", default=os.environ.get("POD_NAMESPACE") or "pymesh-system",
                          metavar="NS", help="its namespace [$POD_NAMESPACE, default pymesh-system]")
+    serve.add_argument("--ship-filter-code", action="store_true",
+                       help="send the code of PythonFilters whose module is a file in --config-dir with the "
+                       "configuration (proxies run it only with --accept-filter-code). Anyone who can write the "
+                       "configuration can then run code in every proxy a filter selects; without it, proxies "
+                       "import installed modules only")
     input_limits.add_arguments(serve)
     bounds.add_arguments(serve)
     serve.set_defaults(func=run_serve)
@@ -180,7 +185,7 @@ def run_serve(args: argparse.Namespace) -> int:
     plugin = PluginFiles(args.ca_cert, args.ca_key, args.ca_chain, args.ca_root) if args.ca_cert else None
     options = ControlOptions(
         config_dir=args.config_dir, listen=args.listen, admin=args.admin, data_dir=args.data_dir,
-        debounce=args.debounce, max_debounce=args.max_debounce, grace=args.grace,
+        debounce=args.debounce, max_debounce=args.max_debounce, grace=args.grace, ship_filter_code=args.ship_filter_code,
         workload_entry_grace=args.workload_entry_grace.total_seconds(),
         limits=input_limits.from_args(args), connection_limits=bounds.from_args(args), insecure=args.insecure,
         ca=CaOptions(args.trust_domain, args.cert_ttl, args.max_cert_ttl, plugin),

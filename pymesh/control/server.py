@@ -25,6 +25,7 @@ from pymesh.control.metrics import ControlMetrics
 from pymesh.control.registry import Registry
 from pymesh.control.scrape import Scraper
 from pymesh.control.signing import Signer
+from pymesh.control import filter_code
 from pymesh.control.store import ConfigStore
 from pymesh.routing import gateway_api
 from pymesh.control.token_api import TokenApi
@@ -53,6 +54,7 @@ class ControlOptions:
     max_per_identity: int = 256  # push streams of one identity (the replicas of a workload)
     mesh_config: str = ""  # --mesh-config FILE: in force instead of an istio ConfigMap (watched)
     webhook: object | None = None  # --webhook-listen: pymesh.control.kube.webhooks.WebhookOptions
+    ship_filter_code: bool = False  # --ship-filter-code: PythonFilter files sent with the config (filter_code)
     # --kubernetes: discovery and custom resources from the API server, the root ConfigMaps, and
     # ServiceAccount tokens proven there by TokenReview
     kubernetes: KubeOptions | None = None
@@ -253,7 +255,8 @@ class ControlServer:
         if rejected:
             self.metrics.rejections.inc(len(rejected))
         translation = self._gateway_api()[1]
-        config = gateway_api.apply(self._sources_config(), translation)
+        config = filter_code.outgoing(gateway_api.apply(self._sources_config(), translation),
+                                      self.options.ship_filter_code)
         if self.custom_resources is not None:
             self.custom_resources.source.report_gateway_api(translation.statuses)
         generation = self.mesh.update(config, self.registry.entries(config.workload_groups), detected_at)

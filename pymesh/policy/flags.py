@@ -22,8 +22,11 @@ DC = "DC"  # downstream connection terminated
 DPE = "DPE"  # downstream protocol error: malformed or oversized request
 UPE = "UPE"  # upstream protocol error: the upstream's response was not valid HTTP
 SI = "SI"  # stream idle timeout: nothing moved on the request for too long
+# pymesh's own: a Python filter (pymesh.filters) with failStrategy FAIL_CLOSE raised (500). Envoy
+# has no flag for a failed Wasm plugin (its response code details say wasm_fail_stream).
+PFE = "PFE"
 
-ORDER = (UH, UT, UR, UF, UC, UO, NR, DI, FI, RL, DC, URX, SI, DPE, UPE)  # Envoy's ResponseFlag bit order
+ORDER = (UH, UT, UR, UF, UC, UO, NR, DI, FI, RL, DC, URX, SI, DPE, UPE, PFE)  # Envoy's ResponseFlag bit order, then ours
 
 
 def join(*flags: str) -> str:

@@ -80,6 +80,9 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                         "defaultProviders, accessLogFile...), in force instead of an istio ConfigMap in --config")
     parser.add_argument("--access-log", default="/dev/stdout", metavar="PATH|off",
                         help="where JSON access-log lines go (default stdout), or 'off'")
+    parser.add_argument("--filter-budget-ms", type=float, default=50.0,
+                        help="a PythonFilter hook that holds the event loop longer is logged and counted "
+                             "(pymesh_python_filter_loop_blocked_total; default 50)")
     parser.add_argument("--drain-timeout", type=float, default=5.0,
                         help="seconds in-flight requests get to finish on SIGTERM (default 5)")
     parser.add_argument("--max-request-headers-kb", type=int, default=60,
@@ -111,6 +114,11 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     control.add_argument("--data-dir", default=os.environ.get("PYMESH_DATA_DIR"),
                          help="keep the last good snapshot here, to serve it after a restart while the "
                          "control server is away [$PYMESH_DATA_DIR]")
+    control.add_argument("--accept-filter-code", action="store_true",
+                         help="run PythonFilter code the control server ships with the configuration (its "
+                         "--ship-filter-code): whoever can write the mesh's configuration can then run code in "
+                         "this proxy. Without it such a configuration is refused (NACKed); installed modules "
+                         "are always imported")
     control.add_argument("--address", action="append", default=_env_list("PYMESH_ADDRESSES"),
                          help="an address other proxies reach this workload at (repeatable) [$PYMESH_ADDRESSES]")
     control.add_argument("--port", action="append", default=_env_list("PYMESH_PORTS"), metavar="NAME=NUMBER",
@@ -241,7 +249,7 @@ def control_options(args, identity: ProxyIdentity, token: JoinToken | ServiceAcc
         except OSError as error:
             raise argparse.ArgumentTypeError(f"--ca-root: {error}") from None
     return ControlOptions(host=host, port=port, node=node, data_dir=args.data_dir, token=token, ca_root=ca_root,
-                          renew_fraction=args.renew_fraction)
+                          renew_fraction=args.renew_fraction, accept_filter_code=args.accept_filter_code)
 
 
 def _stats_host(args) -> str:
@@ -337,6 +345,7 @@ def options_from_args(args) -> ProxyOptions:
         ) if args.capture else None,
         config_limits=input_limits.from_args(args),
         random_seed=args.random_seed,
+        filter_budget=max(0.0, args.filter_budget_ms) / 1000,
         cert_dir=args.cert_dir,
         credentials_dir=args.credentials_dir,
         limits=h1.Limits(

@@ -65,6 +65,8 @@ class Exchange:
         "weighted", "matched_prefix", "filters", "filter_index", "grpc", "grpc_status", "grpc_messages", "retry_held",
         "shadows",
         "tried", "request_principal", "logged_path", "span",
+        "user_stream",  # set only when the chain has user filters (pymesh.proxy.user_filters.Enter)
+        "__weakref__",  # what a user filter's stream holds (pymesh.proxy.user_filters.ProxyStream)
     )
 
     def __init__(self, runtime, listener, downstream: Downstream, head: RequestHead) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from typing import Mapping
 
 from pymesh.http.message import UpstreamRequest
 from pymesh.proxy.authz import Authorization
@@ -166,7 +167,8 @@ class RouteHeaders:
 
 
 def chains_for(peer_header: bytes, rng, clock, jwt_authn: RequestFilter | None = None, authorizer=None,
-               gateway: bool = False, trace_headers: RequestFilter | None = None) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
+               gateway: bool = False, trace_headers: RequestFilter | None = None,
+               user: Mapping[str, Mapping[str, tuple]] | None = None) -> dict[str, tuple[tuple[RequestFilter, ...], ...]]:
     """Each listener direction's chains for one snapshot, one per `Route.filter_set` (a bit per
     optional filter): `Exchange.begin` indexes them with the route's precomputed set, so a route
     without CORS, faults, rate limits or header operations runs ProxyHeaders alone.
@@ -180,18 +182,32 @@ def chains_for(peer_header: bytes, rng, clock, jwt_authn: RequestFilter | None =
     JWT); None adds nothing. On a gateway (its listeners are "outbound") the outbound chain is
     the edge one, with the JWT check and authorization of the gateway's own policies, as Istio
     runs them on its gateways. `trace_headers` (pymesh.proxy.tracing, when the snapshot traces)
-    follows ProxyHeaders in every chain: it reads the request id ProxyHeaders settled."""
+    follows ProxyHeaders in every chain: it reads the request id ProxyHeaders settled.
+
+    `user` (pymesh.proxy.user_filters.chain_parts, per direction) places Python filters as Istio
+    places Wasm plugins: AUTHN before the JWT check, AUTHZ after it and before authorization,
+    STATS after authorization and the route's CORS, fault and rate limit, UNSPECIFIED_PHASE
+    last before the router's header operations; the chain then starts with their `enter` and
+    ends with their `leave`. A direction without any is built exactly as without the feature."""
     optional = ((snapshot.CORS, Cors()), (snapshot.FAULT, FaultInjection(rng)),
-                (snapshot.RATE_LIMIT, LocalRateLimit(clock)), (snapshot.ROUTE_HEADERS, RouteHeaders()))
+                (snapshot.RATE_LIMIT, LocalRateLimit(clock)))
+    route_headers = RouteHeaders()
     chains = {}
-    inbound_auth = tuple(f for f in (jwt_authn, Authorization(authorizer) if authorizer is not None else None)
-                         if f is not None)
+    authorization = Authorization(authorizer) if authorizer is not None else None
     tracing = (trace_headers,) if trace_headers is not None else ()
-    outbound = (ProxyHeaders((PEER_HEADER, peer_header), edge=True), *tracing, *inbound_auth) if gateway else (
-        ProxyHeaders((PEER_HEADER, peer_header)), *tracing)
-    for direction, first in (("outbound", outbound), ("inbound", (ProxyHeaders(None), *tracing, *inbound_auth))):
+    heads = {"outbound": ProxyHeaders((PEER_HEADER, peer_header), edge=gateway), "inbound": ProxyHeaders(None)}
+    for direction, proxy_headers in heads.items():
+        guarded = direction == "inbound" or gateway
+        parts = (user or {}).get(direction) or _NO_USER
+        jwt = (jwt_authn,) if guarded and jwt_authn is not None else ()
+        authz = (authorization,) if guarded and authorization is not None else ()
+        first = (*parts["enter"], proxy_headers, *tracing, *parts["AUTHN"], *jwt, *parts["AUTHZ"], *authz)
         chains[direction] = tuple(
-            (*first, *(f for bit, f in optional if filter_set & bit))
+            (*first, *(f for bit, f in optional if filter_set & bit), *parts["STATS"], *parts["UNSPECIFIED_PHASE"],
+             *((route_headers,) if filter_set & snapshot.ROUTE_HEADERS else ()), *parts["leave"])
             for filter_set in range(snapshot.FILTER_SETS)
         )
     return chains
+
+
+_NO_USER: Mapping[str, tuple] = {part: () for part in ("enter", "AUTHN", "AUTHZ", "STATS", "UNSPECIFIED_PHASE", "leave")}

@@ -23,7 +23,7 @@ import tempfile
 
 import uvloop
 
-from pymesh.proxy import downstream_limits
+from pymesh.proxy import downstream_limits, filter_code
 from pymesh.proxy.certs import CertDirSource, CertificateStore
 from pymesh.proxy.concurrency import PRIVATE_DATA_DIR, resolve_concurrency, watch_concurrency
 from pymesh.proxy.control_client import ConfigRejected, ControlClient, SnapshotStore
@@ -107,9 +107,11 @@ def has_config(options: ProxyOptions) -> bool:
 
 def control_client(options: ProxyOptions, apply, identity: WorkloadIdentity | None = None) -> ControlClient:
     """The control server's client; with --workload-group, it also runs the group's probe from
-    each applied (or restored) configuration and reports the application's health."""
+    each applied (or restored) configuration and reports the application's health. Shipped
+    filter code is refused (NACKed) unless --accept-filter-code (pymesh.proxy.filter_code)."""
     control = options.control
     node = control.node
+    apply = _admitting_filter_code(apply, control.accept_filter_code)
     if not node.workload_group:
         client = ControlClient(control.host, control.port, node, apply, SnapshotStore(control.data_dir), identity)
         client.restore()
@@ -127,6 +129,16 @@ def control_client(options: ProxyOptions, apply, identity: WorkloadIdentity | No
     if restored is not None:
         probe.update(group_probe(restored[0]))
     return client
+
+
+def _admitting_filter_code(apply, accept_code: bool):
+    async def admitted(config, version: str) -> None:
+        refused = filter_code.refusal(config, accept_code)
+        if refused:
+            raise ConfigRejected(refused)
+        await apply(config, version)
+
+    return admitted
 
 
 def workload_identity(options: ProxyOptions, store: CertificateStore) -> WorkloadIdentity | None:

@@ -35,6 +35,7 @@ from pymesh.routing.hosts import split_authority
 from pymesh.routing.snapshot import Cluster, Endpoint, Listener, Route, Snapshot
 from pymesh.proxy.telemetry import Telemetry
 from pymesh.proxy.tracing import Tracing
+from pymesh.proxy import user_filters
 from pymesh.proxy.upstream_tls import TlsEnvironment, origin_for, origins
 
 log = logging.getLogger("pymesh.proxy")
@@ -235,6 +236,7 @@ class Runtime:
         self.listeners: dict = {}
         self.peer_header = b""
         self.filter_chains: dict = {}
+        self.filter_budget = user_filters.DEFAULT_BUDGET  # seconds a Python filter's hook may hold the loop
         self.gateway = False  # serving a router snapshot (see install)
         self.jwks = JwksCache(loop)  # the keys of the snapshot's RequestAuthentication jwksUris
         self._inbound: dict[int, Listener] = {}
@@ -275,9 +277,11 @@ class Runtime:
         jwt_authn = JwtAuthn.for_providers(snapshot.request_authn, self.jwks)
         self.gateway = snapshot.identity.kind == "router"  # `pymesh gateway`: its own policies guard every listener
         tracer = self.tracing.tracer_for(snapshot)
+        user = user_filters.build(snapshot.python_filters, self.telemetry.metrics.store, self.filter_budget)
         self.filter_chains = chains_for(self.peer_header, RNG, self.loop.time, jwt_authn, snapshot.authz,
                                         gateway=self.gateway,
-                                        trace_headers=tracer)
+                                        trace_headers=tracer,
+                                        user={d: user_filters.chain_parts(user, d) for d in user})
         self.listeners = {listener.name: listener for listener in snapshot.listeners}
         if self.gateway_tls is not None:  # a gateway's TLS servers: their contexts and listeners
             self.listeners.update(self.gateway_tls.install(snapshot))

@@ -28,7 +28,7 @@ from pymesh.api.offload import OffloadFailed, run_in_child
 from pymesh.http import h1
 from pymesh.proxy.capture import CaptureSettings, Sniffer
 from pymesh.proxy.control_client import ConfigRejected, SnapshotStore
-from pymesh.proxy import random_source
+from pymesh.proxy import filter_code, random_source
 from pymesh.proxy.allocator import raise_mmap_threshold
 from pymesh.proxy.http1 import DownstreamH1
 from pymesh.proxy.certs import CertDirSource, CertificateStore
@@ -43,6 +43,7 @@ from pymesh.proxy.tcp import TcpProxy
 from pymesh.proxy.tls_passthrough import SniRouter
 from pymesh.proxy.telemetry import Telemetry
 from pymesh.routing.compile import compile_snapshot
+from pymesh.routing.filter_loading import FilterLoadError
 from pymesh.routing.snapshot import Listener, ProxyIdentity, Snapshot
 from pymesh.security.jointoken import JoinToken
 from pymesh.security.sa_token import ServiceAccountToken
@@ -71,6 +72,7 @@ class ProxyOptions:
     limits: h1.Limits = field(default_factory=h1.Limits)
     downstream: DownstreamLimits = field(default_factory=DownstreamLimits)  # timeouts, connections
     watch: bool = True
+    filter_budget: float = 0.050  # seconds a PythonFilter hook may hold the event loop before it is reported
     capture: CaptureSettings | None = None  # iptables capture listeners (15001/15006), if on
     control: ControlOptions | None = None  # configuration from a control server, not files
     config_limits: Limits = DEFAULT_LIMITS  # input limits and the reload time limit
@@ -89,6 +91,7 @@ class ControlOptions:
     ca_root: bytes | None = None  # PEM root to verify the server by (else the token's pin)
     renew_fraction: float = 0.5
     cert_ttl: float | None = None  # seconds to ask for (the server's --cert-ttl when None)
+    accept_filter_code: bool = False  # --accept-filter-code: run PythonFilter code the server ships
 
 
 class ConfigError(Exception):
@@ -103,7 +106,12 @@ def load_config(options: ProxyOptions) -> tuple[model.MeshConfig, str | None]:
     """
     if options.control is not None:
         saved = SnapshotStore(options.control.data_dir).load()
-        return saved if saved is not None else (model.MeshConfig(), None)
+        if saved is None:
+            return model.MeshConfig(), None
+        refused = filter_code.refusal(saved[0], options.control.accept_filter_code)  # saved by an earlier run
+        if refused:
+            raise ConfigError(f"{options.control.data_dir}: the saved snapshot: {refused}")
+        return saved
     result = load_paths(options.config_paths, options.config_limits)
     if result.errors:
         raise ConfigError("\n".join(str(error) for error in result.errors))
@@ -145,16 +153,21 @@ async def load_config_off_loop(options: ProxyOptions) -> tuple[model.MeshConfig,
 
 def load_snapshot(options: ProxyOptions, version: str) -> Snapshot:
     config, saved_version = load_config(options)
-    return compile_snapshot(config, options.identity, saved_version or version)
+    try:
+        return compile_snapshot(config, options.identity, saved_version or version)
+    except FilterLoadError as error:  # at start: refused like an invalid resource, not a traceback
+        raise ConfigError(str(error)) from error
 
 
 def config_fingerprint(paths: list[str]) -> tuple:
-    """Modification times and sizes of every YAML file under the paths: cheap change detection."""
+    """Modification times and sizes of every YAML file under the paths, and of the Python files
+    under directories (a PythonFilter's file module is read from beside its YAML, so an edited
+    filter reloads like an edited resource): cheap change detection."""
     entries = []
     for path in paths:
         if os.path.isdir(path):
             for root, _, files in os.walk(path):
-                entries.extend(os.path.join(root, name) for name in files if name.endswith((".yaml", ".yml")))
+                entries.extend(os.path.join(root, name) for name in files if name.endswith((".yaml", ".yml", ".py")))
         else:
             entries.append(path)
     fingerprint = []
@@ -204,6 +217,7 @@ class ProxyWorker:
         random_source.seed(options.random_seed)  # per worker: forked workers must not share one
         raise_mmap_threshold()  # TLS reads from the heap, not mmap (pymesh.proxy.allocator)
         self.runtime = Runtime(self.loop, telemetry, options.limits, options.downstream)
+        self.runtime.filter_budget = options.filter_budget
         self.certs = certs if certs is not None else CertificateStore()
         self.cert_source = CertDirSource(options.cert_dir, self.certs) if options.cert_dir else None
         if self.cert_source is not None:

@@ -3,7 +3,8 @@
 A warning the compiler gives (a route dropped, a destination no service answers for, a header
 operation ignored) depends on the proxy it compiles for, so the configuration is compiled once
 for a default sidecar (no labels) in every namespace that holds a resource, and once for each
-Gateway's proxy (its selector as labels, in the Gateway's namespace). The same warning met by
+Gateway's proxy (its selector as labels, in the Gateway's namespace), without loading PythonFilter
+classes: `module_errors` imports each one once, whoever it selects. The same warning met by
 several proxies is reported once, naming them. Routes that no listener can use (http routes for
 hosts with only TCP ports, tcp routes for hosts with only HTTP ports) are reported for the mesh.
 """
@@ -13,8 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pymesh.api import model
+from pymesh.api.errors import ConfigError
 from pymesh.api.resources import identity
 from pymesh.routing.compile import HTTP_PROTOCOLS, NOT_PROXIED, SNIFFED, compile_snapshot
+from pymesh.routing.filter_loading import FilterLoadError, load_class
 from pymesh.routing.registry import ServiceIndex
 from pymesh.routing.snapshot import ProxyIdentity
 
@@ -48,10 +51,23 @@ def compile_warnings(config: model.MeshConfig) -> list[CompileWarning]:
     """Every distinct compile warning, in the order first met."""
     seen: dict[str, list[str]] = {}
     for name, identity in proxies(config):
-        for message in compile_snapshot(config, identity, "analyze").warnings:
+        for message in compile_snapshot(config, identity, "analyze", load_filters=None).warnings:
             seen.setdefault(message, []).append(name)
     out = [CompileWarning(message, tuple(names)) for message, names in seen.items()]
     return out + [CompileWarning(message, ("mesh",)) for message in unusable_routes(config)]
+
+
+def module_errors(config: model.MeshConfig) -> list[ConfigError]:
+    """Every PythonFilter whose module does not import or names no filter class, as the error a
+    proxy would reject its snapshot with (whichever proxies it selects). Importing runs the
+    module's top level, never a hook."""
+    out = []
+    for f in config.python_filters:
+        try:
+            load_class(f)
+        except FilterLoadError as error:
+            out.append(ConfigError(f.metadata.source.file, f.metadata.source.line, "spec.module", str(error)))
+    return out
 
 
 def unusable_routes(config: model.MeshConfig) -> list[str]:

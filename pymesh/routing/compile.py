@@ -14,7 +14,9 @@ from pymesh.routing.binding import MESH_ONLY, bind_all
 from pymesh.routing.gateway import compile_gateway
 from pymesh.routing.clusters import RuleIndex, inbound_cluster, inbound_name, outbound_clusters
 from pymesh.routing.egress_proxy import compile_egress_proxy
+from pymesh.routing.filter_loading import load_class
 from pymesh.routing.peer_authn import compose as compose_peer_authn
+from pymesh.routing.python_filters import Loader, compile_python_filters
 from pymesh.routing.proxy_config import effective as effective_proxy_config
 from pymesh.routing.ratelimits import RateLimits
 from pymesh.routing.registry import ServiceIndex
@@ -32,13 +34,18 @@ SNIFFED = ""  # a ServiceEntry port without a protocol: HTTP or not is told per 
 NOT_PROXIED = frozenset({"UDP"})  # ports no listener is opened for (Istio's proxy has no UDP either)
 
 
-def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version: str) -> Snapshot:
+def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version: str,
+                     load_filters: Loader | None = load_class) -> Snapshot:
     """Implements pymesh.routing.snapshot.SnapshotCompiler: a sidecar's here, a gateway's
-    (identity.kind "router") in pymesh.routing.gateway."""
+    (identity.kind "router") in pymesh.routing.gateway. PythonFilter classes are loaded with
+    `load_filters` (a FilterLoadError rejects the snapshot); None leaves them unloaded, for
+    views that only describe the chains."""
     config = gateway_api.apply(config)  # Gateway API resources, as the Istio ones they translate to
     config = delegation.apply(config)  # root VirtualServices with their delegates' routes merged in
+    python_filters = compile_python_filters(config, identity, _served_by(config, identity), load_filters)
     if identity.kind == "router":
-        return compile_gateway(config, identity, version)
+        snapshot = compile_gateway(config, identity, version)
+        return replace(snapshot, python_filters=python_filters) if python_filters else snapshot
     ns = identity.namespace
     warnings: list[str] = []
     services = ServiceIndex.from_config(config, ns, warnings)
@@ -84,6 +91,7 @@ def compile_snapshot(config: model.MeshConfig, identity: ProxyIdentity, version:
         authz=authz,
         egress_proxy=egress_proxy,
         telemetry=telemetry,
+        python_filters=python_filters,
     )
 
 

@@ -3,7 +3,7 @@
 Secrets are redacted unless asked for, by a rule on field names rather than a list of today's
 fields, so a field added later is covered too: a field whose name ends in password, passphrase,
 secret or token, or in private key, key pem or api key (any case and separator: privateKey,
-key_pem, bearer-token); and the values of header mutations (`set` and `add` under a field named
+key_pem, bearer-token); the values of a PythonFilter's pluginConfig; and the values of header mutations (`set` and `add` under a field named
 *headers*), which VirtualServices use to attach credentials such as `Authorization: Bearer ...`.
 Header names stay visible, so the dump still shows what is done.
 """
@@ -130,7 +130,19 @@ def dump_snapshot(snapshot: Snapshot, include_secrets: bool = False) -> dict:
         # the AuthorizationPolicies that apply to this workload, "namespace/name"
         "authorization_policies": list(snapshot.authz.names) if snapshot.authz is not None else [],
         "telemetry": _telemetry(snapshot.telemetry, redact),
+        # the PythonFilters each direction's chains run, in order
+        "python_filters": {direction: [_python_filter(spec, redact) for spec in specs]
+                           for direction, specs in snapshot.python_filters.items()},
     }
+
+
+def _python_filter(spec: Any, redact: bool) -> dict:
+    """A FilterSpec; redacted, its pluginConfig shows its keys only: free-form configuration is
+    where a filter's API keys and tokens go, under names no rule can foresee."""
+    out = plain(spec)
+    if redact:
+        out["config"] = {str(key): REDACTED for key in spec.config}
+    return out
 
 
 def _telemetry(policy: Any, redact: bool) -> dict:

@@ -25,6 +25,7 @@ from pymesh.routing.compile import implicit_inbound
 from pymesh.routing.gateway import intersect, selected_gateways
 from pymesh.routing.hosts import fqdn, host_matches, split_authority
 from pymesh.routing.match_reasons import failures
+from pymesh.routing.python_filters import for_listener
 from pymesh.routing.scope import EgressScope, exported_to, select_sidecar
 from pymesh.routing.sni import ServerNames
 from pymesh.routing.snapshot import Cluster, Listener, Route, Snapshot, TcpRoute, WeightedCluster
@@ -76,6 +77,7 @@ class Explanation:
     misses: list[dict] = field(default_factory=list)  # routes before the match that did not match
     destinations: list[dict] = field(default_factory=list)
     policies: list[str] = field(default_factory=list)
+    filters: list[dict] = field(default_factory=list)  # the PythonFilters the request passes, in order
     notes: list[str] = field(default_factory=list)
     closest_hosts: list[str] = field(default_factory=list)
     outcome: dict = field(default_factory=dict)  # status, flag, reason
@@ -132,6 +134,7 @@ def explain(snapshot: Snapshot, request: Request, health: Mapping[str, Mapping[s
             table, tcp = chain.route_table, chain.tcp_route
     if table is None:
         return _tcp_outcome(snapshot, listener, tcp, sni, health or {}, out)
+    _python_filters(snapshot, listener, out)
     vh = table.virtual_host(request.authority)
     if vh is None:
         return _no_virtual_host(snapshot, listener, table, request, out)
@@ -149,6 +152,22 @@ def explain(snapshot: Snapshot, request: Request, health: Mapping[str, Mapping[s
     if route is None:
         return out.result(404, flags.NR, f"virtual host {vh.name} has no route matching the request")
     return _route_outcome(snapshot, route, request, health or {}, out, inbound or listener.direction == "inbound")
+
+
+# where each PythonFilter phase runs among the built-in filters (pymesh.proxy.filters.chains_for,
+# as Istio places Wasm plugins)
+PHASE_PLACES = {"AUTHN": "before the JWT check", "AUTHZ": "after the JWT check, before authorization",
+                "STATS": "after authorization and the route's CORS, fault and rate limit",
+                "UNSPECIFIED_PHASE": "last, before the route's header operations"}
+
+
+def _python_filters(snapshot: Snapshot, listener: Listener, out: Explanation) -> None:
+    """The user filters of the listener's chain, in the order they run."""
+    specs = for_listener(snapshot.python_filters, listener.direction, listener.port)
+    out.filters = [{"name": s.name, "module": s.module, "phase": s.phase, "place": PHASE_PLACES[s.phase],
+                    "priority": s.priority, "fail_strategy": s.fail_strategy} for s in specs]
+    if specs:
+        out.notes.append("the outcome assumes every PythonFilter lets the request through")
 
 
 def find_listener(snapshot: Snapshot, port: int, inbound: bool = False) -> Listener | None:

@@ -283,6 +283,9 @@ class Snapshot:
     egress_proxy: EgressProxy | None = None  # None: PassthroughCluster (or BlackHole, REGISTRY_ONLY)
     # tracing, access logging and metrics overrides for this proxy (pymesh.telemetry.policy)
     telemetry: TelemetryPolicy = DEFAULT_TELEMETRY
+    # the Python filters (pymesh.filters.FilterSpec) of each listener direction ("inbound",
+    # "outbound"); empty: no user filter runs and the chains are the built-in ones alone
+    python_filters: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def dump(self, include_secrets: bool = False) -> dict:
         """JSON-able view for /config_dump (secrets redacted unless asked for)."""

@@ -23,7 +23,8 @@ What is kept, in file order:
 - the WorkloadGroup the proxy auto-registers with (its probe is the proxy's to run), and the
   ProxyConfigs of its namespace and the root namespace (it picks the one that applies);
 - Istio's mesh config and the Telemetries of its namespace and the mesh config's root namespace
-  (it merges the ones that apply: pymesh.routing.telemetry).
+  (it merges the ones that apply: pymesh.routing.telemetry), and the PythonFilters of the same
+  two namespaces (it compiles the ones whose selector or targetRefs pick it).
 
 A gateway (kind "router") has no Sidecar: it gets the Gateways that select it, the
 VirtualServices bound to them, and every service and rule exported to its namespace.
@@ -184,7 +185,7 @@ class _Namespace:
 
 def _proxy_settings(config: model.MeshConfig, proxy: ProxyLike) -> dict:
     """The WorkloadGroup the proxy registers with, the ProxyConfigs that may apply to it, the
-    mesh config and the Telemetries of its namespace and the root namespace."""
+    mesh config and the Telemetries and PythonFilters of its namespace and the root namespace."""
     root = mesh_config(config).root_namespace
     return {
         "mesh_configs": config.mesh_configs,
@@ -193,6 +194,7 @@ def _proxy_settings(config: model.MeshConfig, proxy: ProxyLike) -> dict:
                                  if (g.metadata.namespace, g.metadata.name) == (proxy.namespace, _group(proxy))),
         "proxy_configs": tuple(pc for pc in config.proxy_configs
                                if pc.metadata.namespace in (proxy.namespace, ROOT_NAMESPACE)),
+        "python_filters": tuple(f for f in config.python_filters if f.metadata.namespace in (proxy.namespace, root)),
     }
 
 

@@ -27,7 +27,7 @@ from prometheus_client.utils import floatToGoString
 
 from pymesh.policy import flags
 from pymesh.routing.snapshot import Cluster, Endpoint, ProxyIdentity
-from pymesh.telemetry import envoy_prometheus, stats
+from pymesh.telemetry import envoy_prometheus, filter_metrics, stats
 from pymesh.telemetry.envoy_prometheus import escape
 from pymesh.telemetry.store import Store
 
@@ -356,7 +356,8 @@ class MetricsContext:
         """Prometheus text exposition of all workers' metrics: Istio's, then Envoy's cluster and
         listener stats."""
         state = self.store.collect()
-        return exposition(state["f"]) + envoy_prometheus.exposition(state["s"]).encode()
+        return (exposition(state["f"]) + envoy_prometheus.exposition(state["s"]).encode()
+                + filter_metrics.exposition(state["f"]))
 
     def render_stats(self) -> bytes:
         return stats.render_stats(self.store.collect()["s"])

@@ -41,7 +41,7 @@ def test_every_supported_field_is_read(data: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(Reader, "slot", recording_slot)
     kinds = ["serviceentry", "workloadentry", "virtualservice", "destinationrule", "sidecar", "localratelimit",
              "requestauthentication", "peerauthentication", "authorizationpolicy", "gateway", "workloadgroup",
-             "proxyconfig", "gatewayapi", "telemetry", "meshconfig", "delegate"]
+             "proxyconfig", "gatewayapi", "telemetry", "meshconfig", "delegate", "pythonfilter"]
     result = load_paths([str(data / f"{kind}.yaml") for kind in kinds])
     assert result.errors == []
 

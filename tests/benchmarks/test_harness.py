@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MISSING = [tool for tool in ("wrk", "nginx", "taskset", "cc", "h2load") if not shutil.which(tool)]
 
 
-ROWS = ("direct", "pymesh-1hop", "pymesh-1hop-traced", "pymesh-resilient-1hop", "pymesh-2hop", "envoy-1hop", "envoy-2hop", "pymesh-mtls-2hop",
+ROWS = ("direct", "pymesh-1hop", "pymesh-1hop-traced", "pymesh-1hop-filter", "pymesh-resilient-1hop", "pymesh-2hop", "envoy-1hop", "envoy-2hop", "pymesh-mtls-2hop",
         "envoy-mtls-2hop", "pymesh-h2c-1hop",
         "envoy-h2c-1hop", "pymesh-grpc-1hop", "envoy-grpc-1hop", "pymesh-grpc-2hop", "envoy-grpc-2hop", "haproxy-1hop", "nginx-1hop")
 

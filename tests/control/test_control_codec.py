@@ -49,6 +49,8 @@ def arbitrary(tp, rng: random.Random, depth: int = 0):
         return rng.choice([0, 1, 9080, -1, 2**40])
     if tp is float:
         return rng.choice([0.0, 0.25, 1.5, 1e-3, 3600.0])
+    if tp is typing.Any:  # free-form JSON (a PythonFilter's pluginConfig values)
+        return rng.choice([None, "x", 1, 0.5, True, [1, "a"], {"k": {"n": [None]}}])
     raise AssertionError(f"no generator for {tp!r}")
 
 

@@ -80,7 +80,7 @@ def test_each_kustomization_lists_every_file_of_its_directory(kustomization):
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (its built-in kustomize)")
-@pytest.mark.parametrize("root,kinds", [(KUBE, 11), (KUBE / "cert-manager", 13), (EXAMPLE, 8)],
+@pytest.mark.parametrize("root,kinds", [(KUBE, 12), (KUBE / "cert-manager", 14), (EXAMPLE, 8)],
                          ids=["kube", "kube/cert-manager", "examples/kubernetes"])
 def test_kubectl_kustomize_builds(root, kinds):
     built = subprocess.run(["kubectl", "kustomize", str(root)], capture_output=True, text=True, timeout=60)

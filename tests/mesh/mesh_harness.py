@@ -263,9 +263,10 @@ class MeshProxy(Proxy):
     def __init__(self, workdir: Path, control_port: int, workload: str, labels: dict, *, node_id: str | None = None,
                  address: str | None = None, ports: dict[str, int] | None = None, data_dir: Path | None = None,
                  log_level: str = "info", concurrency: int = 1, token_file: Path | None = None,
-                 namespace: str = NAMESPACE, subcommand: str = "proxy", workload_group: str | None = None) -> None:
+                 namespace: str = NAMESPACE, subcommand: str = "proxy", workload_group: str | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
         super().__init__(workdir, "", labels=",".join(f"{k}={v}" for k, v in labels.items()), name=workload,
-                         concurrency=concurrency, subcommand=subcommand)
+                         concurrency=concurrency, subcommand=subcommand, extra_args=extra)
         self.config_path.unlink()  # the base class writes a config file: this proxy has none
         self.control_port = control_port
         self.workload = workload
@@ -300,7 +301,7 @@ class MeshProxy(Proxy):
             cmd += ["--data-dir", str(self.data_dir)]
         if self.token_file is not None:
             cmd += ["--token-file", str(self.token_file)]
-        return cmd
+        return cmd + self.extra_args
 
     def ready_status(self) -> int:
         return self.admin("/ready")[0]
