@@ -50,8 +50,8 @@ def proxies(config: model.MeshConfig) -> list[tuple[str, ProxyIdentity]]:
 def compile_warnings(config: model.MeshConfig) -> list[CompileWarning]:
     """Every distinct compile warning, in the order first met."""
     seen: dict[str, list[str]] = {}
-    for name, identity in proxies(config):
-        for message in compile_snapshot(config, identity, "analyze", load_filters=None).warnings:
+    for name, proxy in proxies(config):
+        for message in compile_snapshot(config, proxy, "analyze", load_filters=None).warnings:
             seen.setdefault(message, []).append(name)
     out = [CompileWarning(message, tuple(names)) for message, names in seen.items()]
     return out + [CompileWarning(message, ("mesh",)) for message in unusable_routes(config)]
