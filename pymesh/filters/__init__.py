@@ -217,7 +217,8 @@ class HttpFilter:
 
     def setup(self) -> None:
         """Called once per snapshot after construction: parse config, declare metrics. An
-        exception here rejects the configuration like an invalid resource."""
+        exception here is logged, and every request through the filter then fails by its
+        failStrategy (FAIL_CLOSE: 500, flag PFE; FAIL_OPEN: the request goes on without it)."""
 
     def on_request_head(self, stream: Stream) -> Result:
         """The request's head, before it goes upstream: read and change stream.request_headers,
