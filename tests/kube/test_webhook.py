@@ -136,6 +136,9 @@ LIMITED = {
     "slow client": (b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{", b"408 Request Timeout"),
     "not HTTP": (b"\x16\x03garbage\r\n\r\n", b"400 Bad Request"),
     "bad Content-Length": (b"POST /validate HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"Content-Length is not a number"),
+    # a digit to str.isdigit() that int() refuses: once a traceback and a dropped connection
+    "superscript Content-Length": ("POST /validate HTTP/1.1\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"),
+                                   b"Content-Length is not a number"),
 }
 
 

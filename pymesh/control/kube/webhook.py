@@ -121,7 +121,7 @@ class WebhookServer:
         if "transfer-encoding" in headers:
             return _text(411, "send the body with a Content-Length"), False
         length = headers.get("content-length", "0")
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):  # "²".isdigit() is True, int("²") raises
             return _text(400, "Content-Length is not a number"), False
         if int(length) > self.limits.max_body:
             return _text(413, f"the body is over the {self.limits.max_body} byte limit"), False
