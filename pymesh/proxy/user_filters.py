@@ -34,6 +34,7 @@ from pymesh.policy import flags
 from pymesh.proxy.exchange import BODY_HIGH_WATER, Exchange
 from pymesh.proxy.interfaces import PAUSE
 from pymesh.proxy.local_reply import LocalReply
+from pymesh.routing.python_filters import MODES
 from pymesh.telemetry import filter_metrics
 
 log = logging.getLogger("pymesh.proxy.filters")
@@ -43,8 +44,6 @@ LOG_INTERVAL = 10.0  # seconds between two log lines about one filter's failures
 FAILED_BODY = b"python filter failed"
 _HOOKS = ("on_request_head", "on_request_data", "on_request_end", "on_response_head", "on_response_data",
           "on_response_end")
-_MODES = {"outbound": ("CLIENT", "CLIENT_AND_SERVER", "UNDEFINED", ""),
-          "inbound": ("SERVER", "CLIENT_AND_SERVER", "UNDEFINED", "")}
 _FAILED = object()  # a hook's result after it raised or returned what it may not
 
 
@@ -64,7 +63,7 @@ def ports_for(spec: api.FilterSpec, direction: str) -> frozenset[int] | None | b
     """False: the filter never applies in this direction; None: every port; else those ports."""
     if not spec.match:
         return None
-    chosen = [m for m in spec.match if m.mode in _MODES[direction]]
+    chosen = [m for m in spec.match if m.mode in MODES[direction]]
     if not chosen:
         return False
     if any(not m.ports for m in chosen):
