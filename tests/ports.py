@@ -6,11 +6,15 @@ client socket (even the proxy's own connection to its control server) can take i
 server fails with "address already in use". Ports below that range are never handed out that way.
 """
 
+import os
 import random
 import socket
 
 LOWEST = 10000
 MAX_TRIES = 1000
+# fixed ports of the examples (the quickstart's 15000, 15021, 15090, 15210...) and the benchmark
+# rows (15000+, 18080, 19000+): never handed out, their tests may run beside others
+RESERVED = (range(15000, 16000), range(18000, 20000))
 
 
 def _ephemeral_start() -> int:
@@ -23,13 +27,13 @@ def _ephemeral_start() -> int:
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     """`n` distinct ports nothing is bound to right now, outside the ephemeral range."""
-    top = _ephemeral_start()
+    low, top = _worker_range(_ephemeral_start())
     chosen: list[int] = []
     for _ in range(MAX_TRIES):
         if len(chosen) == n:
             return chosen
-        port = random.randrange(LOWEST, top)
-        if port in chosen:
+        port = random.randrange(low, top)
+        if port in chosen or any(port in r for r in RESERVED):
             continue
         with socket.socket() as sock:
             try:
@@ -37,7 +41,17 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             except OSError:
                 continue
         chosen.append(port)
-    raise RuntimeError(f"found only {len(chosen)} of {n} free ports below {top}")
+    raise RuntimeError(f"found only {len(chosen)} of {n} free ports in {low}..{top}")
+
+
+def _worker_range(top: int) -> tuple[int, int]:
+    """This pytest-xdist worker's share of the ports: a port found free can still be taken before
+    the test binds it, so two processes never draw from the same ones."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    span = (top - LOWEST) // max(count, 1)
+    return LOWEST + index * span, LOWEST + (index + 1) * span
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -8,14 +8,17 @@ import re
 import uuid
 
 from pymesh.proxy import filters
+from pymesh.proxy.random_source import RandomHex
 
 UUID4 = re.compile(rb"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
 def test_ids_are_version_4_uuids_and_unique_across_batches():
-    ids = [filters.new_request_id() for _ in range(filters._ID_BATCH * 3 + 5)]
+    per_batch = RandomHex.BATCH * 2 // 32  # hex digits per refill / digits per id
+    ids = [filters.new_request_id() for _ in range(per_batch * 3 + 5)]
     assert all(UUID4.match(value) for value in ids)
-    assert all(uuid.UUID(value.decode()).version == 4 for value in ids[:10])
+    assert all(uuid.UUID(value.decode()).version == 4 and uuid.UUID(value.decode()).variant == uuid.RFC_4122
+               for value in ids)
     assert len(set(ids)) == len(ids)
 
 
